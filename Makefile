@@ -1,0 +1,35 @@
+# labkit — the two commands a user needs are `make lab` and `make test`.
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DATA ?= ./data
+
+.PHONY: venv test lint lab broker bench bench-full clean
+
+$(STAMP): pyproject.toml
+	$(PY) -c 'import sys; sys.exit("labkit needs Python 3.11 or newer (found %s)" % sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP) lint
+	$(BIN)/pytest
+
+lab: $(STAMP)
+	$(BIN)/labkit lab --data-dir $(DATA)
+
+broker: $(STAMP)
+	$(BIN)/labkit broker --data-dir $(DATA)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/throughput.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

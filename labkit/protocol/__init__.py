@@ -1,0 +1,1 @@
+"""Pure bytes: the frame envelope and the record-batch codec. No sockets, no files."""
