@@ -1,0 +1,34 @@
+"""Kafka's error codes and kafka-python's names."""
+
+from labkit import errors
+
+
+def test_codes_map_to_kafka_python_names():
+    assert errors.for_code(36) is errors.TopicAlreadyExistsError
+    assert errors.for_code(3) is errors.UnknownTopicOrPartitionError
+    assert errors.TopicAlreadyExistsError.errno == 36
+    assert errors.OffsetOutOfRangeError.errno == 1
+    assert errors.MessageSizeTooLargeError.errno == 10
+    assert errors.InvalidTopicError.errno == 17
+    assert errors.KafkaStorageError.errno == 56
+
+
+def test_unknown_code_is_unknown_error():
+    assert errors.for_code(12345) is errors.UnknownError
+
+
+def test_retriable_flags():
+    assert errors.UnknownTopicOrPartitionError.retriable
+    assert not errors.TopicAlreadyExistsError.retriable
+    assert errors.NoBrokersAvailable.retriable
+
+
+def test_from_wire_keeps_broker_message():
+    exc = errors.from_wire(17, "topic name '../x' has invalid characters")
+    assert isinstance(exc, errors.InvalidTopicError)
+    assert "../x" in str(exc)
+    assert isinstance(exc, errors.KafkaError)
+
+
+def test_commit_failed_says_what_to_do():
+    assert "max_poll_interval_ms" in str(errors.CommitFailedError())
