@@ -1,35 +1,281 @@
-"""Consumer-group requests (placeholder until the group coordinator lands).
+"""Consumer-group requests: validate JSON headers, run the coordinator, answer.
 
 Contract with broker/server.py: the server builds one ``GroupService`` at start,
 passes every request whose API is in ``GROUP_APIS`` to ``handle`` (which never
 raises and returns the response header), calls ``tick()`` about every 100 ms,
-and ``close()`` at shutdown.
+and ``close()`` at shutdown. The wire shapes are in docs/groups.md.
+
+Theory of operation: ``GroupService`` glues three pure parts together — the
+``Coordinator`` (membership, generations, assignment; labkit/broker/groups.py),
+the ``OffsetStore`` (committed offsets, fsync'd; labkit/broker/offsets.py) and
+the broker's topic registry (``partitions_of``, ``log_end_offset`` callbacks).
+Every request is answered synchronously; nothing is parked (members poll with
+short heartbeats during a rebalance instead). Not thread-safe: one I/O thread.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from labkit._clock import Clock
+from labkit.broker.groups import DEAD, EMPTY, Coordinator
+from labkit.broker.offsets import MAX_METADATA, OffsetStore
+from labkit.errors import (
+    GroupIdNotFoundError,
+    InvalidGroupIdError,
+    InvalidRequestError,
+    InvalidSessionTimeoutError,
+    KafkaError,
+    KafkaStorageError,
+    NonEmptyGroupError,
+    OffsetMetadataTooLargeError,
+    UnknownError,
+    UnknownTopicOrPartitionError,
+)
+
+log = logging.getLogger(__name__)
 
 GROUP_APIS = frozenset({
     "join_group", "heartbeat", "leave_group", "offset_commit", "offset_fetch",
     "list_groups", "describe_groups", "delete_groups",
 })
+MIN_SESSION_TIMEOUT_MS = 100
+MAX_SESSION_TIMEOUT_MS = 3_600_000
+MAX_GROUP_ID = 255
+
+
+class _Bad(Exception):
+    """A malformed request field (answered with INVALID_REQUEST)."""
+
+
+def _str(header: dict, key: str, default: str | None = None) -> str:
+    value = header.get(key, default)
+    if not isinstance(value, str):
+        raise _Bad(f"'{key}' must be a string")
+    return value
+
+
+def _int(header: dict, key: str, default: int | None = None) -> int:
+    value = header.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _Bad(f"'{key}' must be an integer")
+    return value
+
+
+def _group_id(header: dict) -> str:
+    group_id = header.get("group_id")
+    if not isinstance(group_id, str) or not group_id or len(group_id) > MAX_GROUP_ID:
+        raise InvalidGroupIdError(
+            f"group_id must be a non-empty string of at most {MAX_GROUP_ID} characters, "
+            f"got {group_id!r}")
+    return group_id
+
+
+def _topics(header: dict, key: str = "topics") -> list[str]:
+    topics = header.get(key)
+    if not isinstance(topics, list) or not all(isinstance(t, str) and t for t in topics):
+        raise _Bad(f"'{key}' must be a list of topic names")
+    return topics
+
+
+def _tps(value: Any, key: str, width: int = 2) -> list[list]:
+    """A list of [topic, partition, ...] rows (``width`` fields each)."""
+    if not isinstance(value, list):
+        raise _Bad(f"'{key}' must be a list of [topic, partition] pairs")
+    for row in value:
+        if (not isinstance(row, list) or len(row) != width or not isinstance(row[0], str)
+                or not isinstance(row[1], int) or isinstance(row[1], bool) or row[1] < 0):
+            more = ", ..." if width > 2 else ""
+            raise _Bad(f"'{key}' entries must be [topic, partition{more}], got {row!r}")
+    return value
 
 
 class GroupService:
+    """Answers the consumer-group APIs (see docs/groups.md)."""
+
     def __init__(self, data_dir: Path, clock: Clock,
                  partitions_of: Callable[[str], int | None],
                  log_end_offset: Callable[[str, int], int | None]):
         self._clock = clock
+        self._partitions_of = partitions_of
+        self._log_end_offset = log_end_offset
+        self.coordinator = Coordinator(clock, partitions_of)
+        self.offsets = OffsetStore(data_dir, clock)
+        if self.offsets.truncated_bytes:
+            log.warning("consumer offsets: cut %d bytes of a torn write at the end of the "
+                        "offsets file (the broker was killed mid-commit); earlier commits kept",
+                        self.offsets.truncated_bytes)
+        self._handlers: dict[str, Callable[[dict], dict]] = {
+            "join_group": self._join, "heartbeat": self._heartbeat,
+            "leave_group": self._leave, "offset_commit": self._commit,
+            "offset_fetch": self._fetch, "list_groups": self._list,
+            "describe_groups": self._describe, "delete_groups": self._delete,
+        }
 
     def handle(self, api: str, header: dict[str, Any]) -> dict[str, Any]:
-        return {"error": 35, "message": "consumer groups are not supported by this broker yet"}
+        """Answer one request; never raises (errors become the header's code and message)."""
+        handler = self._handlers.get(api)
+        if handler is None:
+            return {"error": InvalidRequestError.errno,
+                    "message": f"{api!r} is not a consumer-group API"}
+        try:
+            return handler(header)
+        except KafkaError as exc:
+            errno = getattr(exc, "errno", None)
+            if errno is None:
+                errno = UnknownError.errno
+            return {"error": errno, "message": str(exc.args[0]) if exc.args else str(exc)}
+        except _Bad as exc:
+            return {"error": InvalidRequestError.errno,
+                    "message": f"malformed {api} request: {exc} (see docs/groups.md)"}
+        except OSError as exc:
+            log.error("consumer offsets: %s failed: %s", api, exc)
+            return {"error": KafkaStorageError.errno,
+                    "message": f"the broker could not write committed offsets ({exc}); check the "
+                               "disk space and permissions of the data directory"}
+        except Exception:  # the broker must never die from a request
+            log.exception("consumer groups: %s failed", api)
+            return {"error": UnknownError.errno,
+                    "message": "internal error in the group coordinator (see the broker log)"}
 
     def tick(self) -> None:
-        pass
+        try:
+            self.coordinator.tick()
+            self.offsets.maybe_compact()
+        except Exception:  # a periodic task must not kill the broker loop
+            log.exception("consumer groups: tick failed")
 
     def close(self) -> None:
-        pass
+        self.offsets.close()
+
+    # -- membership -------------------------------------------------------------
+
+    def _join(self, h: dict) -> dict:
+        group_id = _group_id(h)
+        session_ms = _int(h, "session_timeout_ms", 10_000)
+        if not MIN_SESSION_TIMEOUT_MS <= session_ms <= MAX_SESSION_TIMEOUT_MS:
+            raise InvalidSessionTimeoutError(
+                f"session_timeout_ms={session_ms} is outside {MIN_SESSION_TIMEOUT_MS}.."
+                f"{MAX_SESSION_TIMEOUT_MS}; pick a value in that range (10000 is the default)")
+        max_poll_ms = _int(h, "max_poll_interval_ms", 300_000)
+        if max_poll_ms < 1:
+            raise _Bad("'max_poll_interval_ms' must be positive")
+        assignors = h.get("assignors", ["range"])
+        if not isinstance(assignors, list) or not all(isinstance(a, str) for a in assignors):
+            raise _Bad("'assignors' must be a list of names such as [\"range\"]")
+        return self.coordinator.join(
+            group_id, client_id=_str(h, "client_id", ""), client_host=_str(h, "client_host", ""),
+            topics=_topics(h), assignors=assignors, session_timeout_ms=session_ms,
+            max_poll_interval_ms=max_poll_ms, member_id=_str(h, "member_id", ""))
+
+    def _heartbeat(self, h: dict) -> dict:
+        topics = _topics(h) if h.get("topics") is not None else None
+        owned = _tps(h.get("owned", []), "owned")
+        return self.coordinator.heartbeat(
+            _group_id(h), _str(h, "member_id"), _int(h, "generation", -1),
+            [(t, p) for t, p in owned], topics)
+
+    def _leave(self, h: dict) -> dict:
+        self.coordinator.leave(_group_id(h), _str(h, "member_id"))
+        return {"error": 0}
+
+    # -- offsets ------------------------------------------------------------------
+
+    def _commit(self, h: dict) -> dict:
+        group_id = _group_id(h)
+        rows = _tps(h.get("offsets"), "offsets", width=4)
+        offsets = []
+        for topic, partition, offset, metadata in rows:
+            if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+                raise _Bad(f"offset for {topic}-{partition} must be an integer >= 0, "
+                           f"got {offset!r}")
+            metadata = "" if metadata is None else metadata
+            if not isinstance(metadata, str):
+                raise _Bad(f"metadata for {topic}-{partition} must be a string or null")
+            if len(metadata.encode("utf-8")) > MAX_METADATA:
+                raise OffsetMetadataTooLargeError(
+                    f"the metadata string for {topic}-{partition} is over {MAX_METADATA} "
+                    "bytes; keep it short")
+            count = self._partitions_of(topic)
+            if count is None or partition >= count:
+                why = "does not exist" if count is None else f"has only {count} partition(s)"
+                raise UnknownTopicOrPartitionError(
+                    f"cannot commit an offset for {topic}-{partition}: the topic {why}; "
+                    "check the topic name")
+            offsets.append((topic, partition, offset, metadata))
+        self.coordinator.check_commit(group_id, _str(h, "member_id", ""),
+                                      _int(h, "generation", -1),
+                                      [(t, p) for t, p, _, _ in offsets])
+        self.offsets.commit(group_id, offsets)
+        return {"error": 0}
+
+    def _fetch(self, h: dict) -> dict:
+        group_id = _group_id(h)
+        wanted = h.get("partitions")
+        if wanted is None:
+            committed = self.offsets.fetch(group_id)
+            tps = sorted(committed)
+        else:
+            tps = [(t, p) for t, p in _tps(wanted, "partitions")]
+            committed = self.offsets.fetch(group_id, tps)
+        rows = []
+        for tp in tps:
+            c = committed.get(tp)
+            end = self._log_end_offset(*tp)
+            rows.append([tp[0], tp[1], c.offset if c else -1, c.metadata if c else "", 0,
+                         -1 if end is None else end])
+        return {"error": 0, "partitions": rows}
+
+    # -- admin --------------------------------------------------------------------
+
+    def _known_groups(self) -> list[str]:
+        return sorted(set(self.coordinator.group_ids()) | set(self.offsets.groups()))
+
+    def _list(self, h: dict) -> dict:
+        groups = []
+        for group_id in self._known_groups():
+            state = self.coordinator.state_of(group_id)
+            groups.append({"group_id": group_id, "protocol_type": "consumer",
+                           "state": EMPTY if state == DEAD else state})
+        return {"error": 0, "groups": groups}
+
+    def _describe(self, h: dict) -> dict:
+        group_ids = h.get("group_ids")
+        if not isinstance(group_ids, list) or not all(isinstance(g, str) for g in group_ids):
+            raise _Bad("'group_ids' must be a list of group ids")
+        groups = []
+        for group_id in group_ids:
+            described = self.coordinator.describe(group_id)
+            if described is None and self.offsets.has_group(group_id):
+                described = {"group_id": group_id, "error": 0, "state": EMPTY,
+                             "protocol_type": "consumer", "assignor": "", "generation": -1,
+                             "members": []}
+            if described is None:
+                described = {"group_id": group_id, "error": GroupIdNotFoundError.errno,
+                             "message": f"consumer group '{group_id}' does not exist",
+                             "state": DEAD, "protocol_type": "", "assignor": "",
+                             "generation": -1, "members": []}
+            groups.append(described)
+        return {"error": 0, "groups": groups}
+
+    def _delete(self, h: dict) -> dict:
+        group_ids = h.get("group_ids")
+        if not isinstance(group_ids, list) or not all(isinstance(g, str) for g in group_ids):
+            raise _Bad("'group_ids' must be a list of group ids")
+        results = []
+        for group_id in group_ids:
+            error, message = 0, None
+            if group_id not in self._known_groups():
+                error = GroupIdNotFoundError.errno
+                message = f"consumer group '{group_id}' does not exist"
+            else:
+                try:
+                    self.coordinator.delete(group_id)
+                    self.offsets.delete_group(group_id)
+                except NonEmptyGroupError as exc:
+                    error, message = exc.errno, str(exc.args[0])
+            results.append({"group_id": group_id, "error": error, "message": message})
+        return {"error": 0, "groups": results}

@@ -1,0 +1,344 @@
+"""The group coordinator: membership, generations, assignment and safe hand-over.
+
+Theory of operation
+-------------------
+Server-side assignment, as in Kafka's KIP-848. A member joins with its
+subscription, then heartbeats; every heartbeat says which partitions the member
+*owns* (holds, or may still pick up) and is answered with the partitions it may
+own now (``assignment``).
+
+- **Generation (group epoch).** Any change that affects the assignment bumps the
+  group's generation and recomputes the *target* assignment with the group's
+  assignor: a member joins, leaves, expires, changes its subscription, or a
+  subscribed topic's partition count changes (checked in ``tick``).
+- **Hand-over without overlap.** A member's ``assignment`` is its target minus
+  partitions that another member still *holds*. A member holds what it last
+  reported owning plus what it was last told it may own. So a partition moves
+  only after its previous owner has reported releasing it (or has left or
+  expired): no partition is ever read by two members at once. While a member
+  has partitions to release or to receive, it is told to heartbeat quickly
+  (``REBALANCE_HEARTBEAT_MS``) so a rebalance finishes in a fraction of a second.
+- **States.** Empty (no members), PreparingRebalance (some member does not yet
+  own exactly its target), Stable, Dead (deleted; never stored).
+- **Timeouts.** A member that sends nothing for ``session_timeout_ms`` is removed;
+  so is a member that has not released revoked partitions within its
+  ``max_poll_interval_ms`` (it is stuck; its partitions go to the others).
+- **Fencing.** ``check_commit`` lets a member commit only partitions it holds,
+  with a generation between its join and the group's current one; a member that
+  was removed is unknown. Tools commit with member ``""`` and generation -1, only
+  while the group has no members.
+
+Methods take no time argument: ``now`` comes from the injected clock. Errors are
+raised as labkit.errors broker errors with messages for students; responses are
+plain dicts in the wire shape of docs/groups.md. Not thread-safe: the broker
+calls it from its one I/O thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from labkit._clock import Clock
+from labkit.broker.assignors import ASSIGNORS, DEFAULT_ASSIGNOR
+from labkit.errors import (
+    IllegalGenerationError,
+    InconsistentGroupProtocolError,
+    NonEmptyGroupError,
+    UnknownMemberIdError,
+)
+
+log = logging.getLogger(__name__)
+
+TP = tuple[str, int]
+EMPTY, PREPARING, STABLE, DEAD = "Empty", "PreparingRebalance", "Stable", "Dead"
+REBALANCE_HEARTBEAT_MS = 50    # while a member's assignment is changing
+STABLE_HEARTBEAT_MS = 250      # otherwise (a new member is noticed within this)
+
+
+@dataclass(slots=True)
+class Member:
+    member_id: str
+    client_id: str
+    client_host: str
+    topics: frozenset[str]
+    assignors: tuple[str, ...]
+    session_timeout: float        # seconds
+    rebalance_timeout: float      # seconds (max_poll_interval_ms)
+    joined_generation: int
+    last_seen: float
+    owned: frozenset[TP] = frozenset()     # as last reported by the member
+    sent: frozenset[TP] = frozenset()      # the assignment it was last told
+    generation: int = 0                    # the generation it was last told
+    revoking_since: float | None = None    # when it was first asked to release something
+
+    def holds(self) -> frozenset[TP]:
+        return self.owned | self.sent
+
+
+@dataclass(slots=True)
+class Group:
+    group_id: str
+    generation: int = 0
+    assignor: str = DEFAULT_ASSIGNOR
+    members: dict[str, Member] = field(default_factory=dict)
+    target: dict[str, frozenset[TP]] = field(default_factory=dict)
+    partition_counts: dict[str, int] = field(default_factory=dict)
+
+    def state(self) -> str:
+        if not self.members:
+            return EMPTY
+        for m in self.members.values():
+            t = self.target.get(m.member_id, frozenset())
+            if m.sent != t or m.owned != t:
+                return PREPARING
+        return STABLE
+
+    def subscribed_topics(self) -> set[str]:
+        topics: set[str] = set()
+        for m in self.members.values():
+            topics |= m.topics
+        return topics
+
+
+class Coordinator:
+    """All consumer groups' membership and assignments (offsets are kept elsewhere)."""
+
+    def __init__(self, clock: Clock, partitions_of: Callable[[str], int | None]):
+        self._clock = clock
+        self._partitions_of = partitions_of
+        self._groups: dict[str, Group] = {}
+
+    # -- membership -------------------------------------------------------------
+
+    def join(self, group_id: str, *, client_id: str, client_host: str, topics: Iterable[str],
+             assignors: Iterable[str], session_timeout_ms: int, max_poll_interval_ms: int,
+             member_id: str = "") -> dict:
+        """Add a member (or update a known one) and answer like a heartbeat.
+
+        Raises InconsistentGroupProtocolError when no assignor is shared with the
+        group's members.
+        """
+        now = self._clock.monotonic()
+        group = self._groups.get(group_id) or Group(group_id)
+        self._expire(group, now)
+        wanted = tuple(a for a in assignors if a in ASSIGNORS) or ()
+        if not wanted:
+            raise InconsistentGroupProtocolError(
+                f"none of the assignors {list(assignors)} is known; use one of {sorted(ASSIGNORS)} in "
+                "partition_assignment_strategy")
+        others = [m for m in group.members.values() if m.member_id != member_id]
+        if others and not any(all(a in m.assignors for m in others) for a in wanted):
+            raise InconsistentGroupProtocolError(
+                f"group '{group_id}' uses the assignor '{group.assignor}' but this consumer asked for {list(wanted)}; give every "
+                "consumer of a group the same partition_assignment_strategy")
+        self._groups[group_id] = group
+        member = group.members.get(member_id) if member_id else None
+        if member is None:
+            member = Member(
+                member_id=f"{client_id or 'consumer'}-{uuid.uuid4()}",
+                client_id=client_id, client_host=client_host, topics=frozenset(topics),
+                assignors=wanted, session_timeout=session_timeout_ms / 1000.0,
+                rebalance_timeout=max_poll_interval_ms / 1000.0,
+                joined_generation=group.generation + 1, last_seen=now)
+            group.members[member.member_id] = member
+            log.info("group %s: member %s joined (%s)", group_id, member.member_id,
+                     ", ".join(sorted(member.topics)) or "no topics")
+        else:
+            member.topics = frozenset(topics)
+            member.assignors = wanted
+            member.session_timeout = session_timeout_ms / 1000.0
+            member.rebalance_timeout = max_poll_interval_ms / 1000.0
+            member.last_seen = now
+        self._rebalance(group, f"member {member.member_id} joined")
+        return self._answer(group, member, now)
+
+    def heartbeat(self, group_id: str, member_id: str, generation: int,
+                  owned: Iterable[TP], topics: Iterable[str] | None = None) -> dict:
+        """Record a member's owned partitions; answer with its assignment.
+
+        Raises UnknownMemberIdError when the member is not (or no longer) in the
+        group: it must join again.
+        """
+        now = self._clock.monotonic()
+        group, member = self._member(group_id, member_id, now)
+        member.last_seen = now
+        member.owned = frozenset(owned)
+        if topics is not None and frozenset(topics) != member.topics:
+            member.topics = frozenset(topics)
+            self._rebalance(group, f"member {member_id} changed its subscription")
+        return self._answer(group, member, now)
+
+    def leave(self, group_id: str, member_id: str) -> None:
+        """Remove a member; its partitions are free at once. Raises UnknownMemberIdError."""
+        now = self._clock.monotonic()
+        group, member = self._member(group_id, member_id, now)
+        self._remove(group, member, "left the group")
+
+    def check_commit(self, group_id: str, member_id: str, generation: int,
+                     partitions: Iterable[TP]) -> None:
+        """Raise unless this commit may be stored (see "Fencing" above).
+
+        Raises UnknownMemberIdError or IllegalGenerationError; nothing for a tool's
+        commit (member "" and generation -1) to a group without members.
+        """
+        now = self._clock.monotonic()
+        group = self._groups.get(group_id)
+        if group is not None:
+            self._expire(group, now)
+        if not member_id and generation < 0:
+            if group is not None and group.members:
+                raise UnknownMemberIdError(
+                    f"group '{group_id}' has {len(group.members)} active member(s); only its "
+                    "members may commit while it is active. Stop its consumers first, or "
+                    "commit from a consumer that subscribed with this group_id")
+            return
+        group, member = self._member(group_id, member_id, now)
+        if not member.joined_generation <= generation <= group.generation:
+            raise IllegalGenerationError(
+                f"member {member_id} committed with generation {generation}, but its "
+                f"generations are {member.joined_generation}..{group.generation}; the group "
+                "rebalanced: poll() again and commit the new positions")
+        lost = sorted(set(partitions) - member.holds())
+        if lost:
+            raise IllegalGenerationError(
+                f"member {member_id} does not own {', '.join(f'{t}-{p}' for t, p in lost)} "
+                f"any more (group '{group_id}' rebalanced and gave them to another member, "
+                f"generation {group.generation}); those records will be processed again by "
+                "their new owner. Poll more often or commit in on_partitions_revoked")
+
+    # -- admin --------------------------------------------------------------------
+
+    def has_members(self, group_id: str) -> bool:
+        group = self._groups.get(group_id)
+        if group is None:
+            return False
+        self._expire(group, self._clock.monotonic())
+        return bool(group.members)
+
+    def group_ids(self) -> list[str]:
+        return sorted(self._groups)
+
+    def state_of(self, group_id: str) -> str:
+        group = self._groups.get(group_id)
+        return DEAD if group is None else group.state()
+
+    def describe(self, group_id: str) -> dict | None:
+        """The group in the wire shape of describe_groups, or None when unknown."""
+        group = self._groups.get(group_id)
+        if group is None:
+            return None
+        self._expire(group, self._clock.monotonic())
+        members = []
+        for m in sorted(group.members.values(), key=lambda m: m.member_id):
+            members.append({
+                "member_id": m.member_id, "client_id": m.client_id,
+                "client_host": m.client_host, "topics": sorted(m.topics),
+                "assignment": [list(tp) for tp in sorted(m.owned & m.sent)],
+                "target": [list(tp) for tp in sorted(group.target.get(m.member_id, ()))],
+            })
+        return {"group_id": group_id, "error": 0, "state": group.state(),
+                "protocol_type": "consumer", "assignor": group.assignor,
+                "generation": group.generation, "members": members}
+
+    def delete(self, group_id: str) -> None:
+        """Forget an empty group. Raises NonEmptyGroupError while it has members."""
+        group = self._groups.get(group_id)
+        if group is None:
+            return
+        self._expire(group, self._clock.monotonic())
+        if group.members:
+            raise NonEmptyGroupError(
+                f"group '{group_id}' still has {len(group.members)} active member(s); stop "
+                "(close) its consumers and try again")
+        del self._groups[group_id]
+
+    def tick(self) -> None:
+        """Expire silent or stuck members; rebalance on partition-count changes."""
+        now = self._clock.monotonic()
+        for group in list(self._groups.values()):
+            self._expire(group, now)
+            if group.members and self._partition_counts(group) != group.partition_counts:
+                self._rebalance(group, "the partition count of a subscribed topic changed")
+
+    # -- internals ----------------------------------------------------------------
+
+    def _member(self, group_id: str, member_id: str, now: float) -> tuple[Group, Member]:
+        group = self._groups.get(group_id)
+        if group is not None:
+            self._expire(group, now)
+            member = group.members.get(member_id)
+            if member is not None:
+                return group, member
+        raise UnknownMemberIdError(
+            f"member '{member_id}' is not in group '{group_id}': it left, or its session expired (no heartbeat "
+            "within session_timeout_ms), or it was removed for not releasing revoked "
+            "partitions within max_poll_interval_ms. Join the group again")
+
+    def _expire(self, group: Group, now: float) -> None:
+        for member in list(group.members.values()):
+            if now - member.last_seen > member.session_timeout:
+                self._remove(group, member, "expired: no heartbeat within "
+                             f"{round(member.session_timeout * 1000)} ms")
+            elif (member.revoking_since is not None
+                  and now - member.revoking_since > member.rebalance_timeout):
+                self._remove(group, member, "removed: did not release revoked partitions "
+                             "within max_poll_interval_ms "
+                             f"({round(member.rebalance_timeout * 1000)} ms)")
+
+    def _remove(self, group: Group, member: Member, why: str) -> None:
+        del group.members[member.member_id]
+        log.info("group %s: member %s %s", group.group_id, member.member_id, why)
+        self._rebalance(group, f"member {member.member_id} {why}")
+
+    def _partition_counts(self, group: Group) -> dict[str, int]:
+        return {t: self._partitions_of(t) or 0 for t in sorted(group.subscribed_topics())}
+
+    def _choose_assignor(self, group: Group) -> str:
+        members = sorted(group.members.values(), key=lambda m: m.joined_generation)
+        if not members:
+            return group.assignor
+        for name in members[0].assignors:
+            if all(name in m.assignors for m in members):
+                return name
+        return group.assignor
+
+    def _rebalance(self, group: Group, why: str) -> None:
+        group.generation += 1
+        group.assignor = self._choose_assignor(group)
+        group.partition_counts = self._partition_counts(group)
+        subscriptions = {m.member_id: m.topics for m in group.members.values()}
+        target = ASSIGNORS[group.assignor](subscriptions, group.partition_counts, group.target)
+        group.target = {m: frozenset(tps) for m, tps in target.items()}
+        log.info("group %s: generation %d (%s), %s assignment over %d member(s)",
+                 group.group_id, group.generation, why, group.assignor, len(group.members))
+
+    def _answer(self, group: Group, member: Member, now: float) -> dict:
+        target = group.target.get(member.member_id, frozenset())
+        held_by_others: set[TP] = set()
+        for other in group.members.values():
+            if other is not member:
+                held_by_others |= other.holds()
+        keep = member.sent & target
+        free = {tp for tp in target - keep if tp not in held_by_others}
+        member.sent = frozenset(keep | free)
+        member.generation = group.generation
+        releasing = member.owned - target
+        if releasing:
+            if member.revoking_since is None:
+                member.revoking_since = now
+        else:
+            member.revoking_since = None
+        pending = target - member.sent
+        busy = bool(releasing or pending or member.owned != member.sent)
+        return {
+            "error": 0, "member_id": member.member_id, "generation": group.generation,
+            "assignment": [list(tp) for tp in sorted(member.sent)],
+            "pending": [list(tp) for tp in sorted(pending)],
+            "heartbeat_interval_ms": REBALANCE_HEARTBEAT_MS if busy else STABLE_HEARTBEAT_MS,
+            "state": group.state(), "assignor": group.assignor,
+            "members": len(group.members),
+            "partitions": sum(group.partition_counts.get(t, 0) for t in member.topics),
+        }

@@ -1,0 +1,218 @@
+"""The durable store of committed consumer-group offsets.
+
+Theory of operation
+-------------------
+All groups' offsets live in memory (group -> (topic, partition) -> Committed) and
+in one append-only file, ``<data_dir>/__consumer_offsets/offsets.log``. Every
+change is one record::
+
+    length  u32 big-endian   size of the payload
+    crc32   u32 big-endian   zlib.crc32 of the payload
+    payload JSON (UTF-8), one of
+        {"g": group, "o": [[topic, partition, offset, metadata, commit_ms], ...]}
+        {"g": group, "delete": true}          (the group was deleted)
+
+A commit is one record, so it is all-or-nothing. ``commit`` writes the record and
+fsyncs the file before it returns: a commit that was acknowledged survives a
+kill -9 of the broker or a power cut.
+
+Opening the store replays the file and stops at the first record whose length or
+CRC is wrong (a torn write from a crash): everything before it is kept, the tail
+is cut off. Then, if the file holds stale records (overwritten offsets, deleted
+groups), it is compacted: the live state is written to ``offsets.log.tmp``,
+fsync'd, and renamed over the old file (rename is atomic, so a crash leaves
+either the old or the new file; a left-over ``.tmp`` is removed on open).
+
+Not thread-safe: the broker calls it from its one I/O thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from labkit._clock import Clock
+
+DIR_NAME = "__consumer_offsets"
+FILE_NAME = "offsets.log"
+_RECORD = struct.Struct(">II")  # length, crc32 of the payload
+MAX_RECORD = 16 << 20           # a record larger than this is damage, not data
+MAX_METADATA = 4096             # Kafka's offset.metadata.max.bytes
+_COMPACT_MIN_BYTES = 1 << 20    # compact while running only once the file is this big
+
+TP = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    offset: int
+    metadata: str
+    commit_ms: int
+
+
+def _encode(payload: dict) -> bytes:
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _RECORD.pack(len(body), zlib.crc32(body)) + body
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # some filesystems (and Windows) cannot open a directory; best effort
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class OffsetStore:
+    """Committed offsets of every group, fsync'd to disk before a commit returns.
+
+    Raises OSError (from the file system) from ``__init__``, ``commit`` and
+    ``delete_group``; the caller turns it into KAFKA_STORAGE_ERROR.
+    """
+
+    def __init__(self, data_dir: Path | str, clock: Clock):
+        self._clock = clock
+        self._dir = Path(data_dir) / DIR_NAME
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._path = self._dir / FILE_NAME
+        self._groups: dict[str, dict[TP, Committed]] = {}
+        self.truncated_bytes = 0   # how much torn tail the last open cut off
+        self._records = 0          # records in the file
+        tmp = self._path.with_suffix(".log.tmp")
+        if tmp.exists():
+            tmp.unlink()
+        self._replay()
+        self._file = None
+        if self._records > self._live_records():
+            self._compact()
+        self._file = open(self._path, "ab")  # kept open for appends
+
+    # -- reading --------------------------------------------------------------
+
+    def fetch(self, group_id: str, partitions: list[TP] | None = None) -> dict[TP, Committed]:
+        """The committed offsets of a group (all of them, or only ``partitions``)."""
+        committed = self._groups.get(group_id, {})
+        if partitions is None:
+            return dict(committed)
+        return {tp: committed[tp] for tp in partitions if tp in committed}
+
+    def groups(self) -> list[str]:
+        """Groups that have committed offsets."""
+        return sorted(self._groups)
+
+    def has_group(self, group_id: str) -> bool:
+        return group_id in self._groups
+
+    # -- writing --------------------------------------------------------------
+
+    def commit(self, group_id: str, offsets: list[tuple[str, int, int, str]]) -> None:
+        """Store ``[(topic, partition, offset, metadata), ...]`` durably (fsync'd).
+
+        A commit that changes nothing is not written again.
+        """
+        now = self._clock.time_ms()
+        current = self._groups.get(group_id, {})
+        changed = [(t, p, o, m) for t, p, o, m in offsets
+                   if (c := current.get((t, p))) is None or c.offset != o or c.metadata != m]
+        if not changed:
+            return
+        self._append({"g": group_id, "o": [[t, p, o, m, now] for t, p, o, m in changed]})
+        group = self._groups.setdefault(group_id, {})
+        for t, p, o, m in changed:
+            group[(t, p)] = Committed(o, m, now)
+
+    def delete_group(self, group_id: str) -> bool:
+        """Forget a group's offsets (durably). False if it had none."""
+        if group_id not in self._groups:
+            return False
+        self._append({"g": group_id, "delete": True})
+        del self._groups[group_id]
+        return True
+
+    def maybe_compact(self) -> None:
+        """Compact when the file has grown well past the live state (call from tick)."""
+        if self._file is None:
+            return
+        if self._file.tell() >= _COMPACT_MIN_BYTES and self._records > 4 * self._live_records():
+            self._file.close()
+            self._file = None
+            self._compact()
+            self._file = open(self._path, "ab")
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    # -- internals ------------------------------------------------------------
+
+    def _append(self, payload: dict) -> None:
+        if self._file is None:
+            raise OSError("the offset store is closed")
+        self._file.write(_encode(payload))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._records += 1
+
+    def _live_records(self) -> int:
+        return len(self._groups)
+
+    def _replay(self) -> None:
+        if not self._path.exists():
+            return
+        data = self._path.read_bytes()
+        pos = 0
+        while pos + _RECORD.size <= len(data):
+            length, crc = _RECORD.unpack_from(data, pos)
+            end = pos + _RECORD.size + length
+            if length > MAX_RECORD or end > len(data):
+                break
+            body = data[pos + _RECORD.size:end]
+            if zlib.crc32(body) != crc:
+                break
+            try:
+                self._apply(json.loads(body))
+            except (ValueError, TypeError, KeyError, IndexError):
+                break
+            self._records += 1
+            pos = end
+        if pos < len(data):
+            self.truncated_bytes = len(data) - pos
+            with open(self._path, "r+b") as f:
+                f.truncate(pos)
+                f.flush()
+                os.fsync(f.fileno())
+
+    def _apply(self, payload: dict) -> None:
+        group_id = payload["g"]
+        if not isinstance(group_id, str):
+            raise TypeError("group id")
+        if payload.get("delete"):
+            self._groups.pop(group_id, None)
+            return
+        group = self._groups.setdefault(group_id, {})
+        for topic, partition, offset, metadata, commit_ms in payload["o"]:
+            group[(str(topic), int(partition))] = Committed(int(offset), str(metadata),
+                                                            int(commit_ms))
+
+    def _compact(self) -> None:
+        tmp = self._path.with_suffix(".log.tmp")
+        with open(tmp, "wb") as f:
+            for group_id in sorted(self._groups):
+                rows = [[t, p, c.offset, c.metadata, c.commit_ms]
+                        for (t, p), c in sorted(self._groups[group_id].items())]
+                f.write(_encode({"g": group_id, "o": rows}))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._path)
+        _fsync_dir(self._dir)
+        self._records = self._live_records()
