@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -25,7 +25,7 @@ def test_model_module_imports_no_plotting_library():
 
 
 def test_to_seconds_reads_every_time_format_the_lab_produces():
-    dt = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+    dt = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
     assert to_seconds(dt) == dt.timestamp()
     assert to_seconds("2024-05-01T12:00:00+00:00") == dt.timestamp()
     assert to_seconds("2024-05-01T12:00:00Z") == dt.timestamp()

@@ -1,0 +1,96 @@
+"""How notebook helpers reach the broker: the address, the client classes, and
+turning a connection failure into one sentence that says what to do.
+
+The client classes are looked up when first needed (``from labkit import
+KafkaConsumer`` ...), so importing ``labkit.nb`` never needs a broker or the
+client to be importable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import namedtuple
+from typing import Any
+
+from labkit.errors import KafkaError
+
+DEFAULT_BOOTSTRAP = "localhost:9092"
+BOOTSTRAP_ENV = "LABKIT_BOOTSTRAP"
+DOCTOR_HINT = "run nb.doctor() (or `labkit doctor` in a terminal) to see what is wrong"
+
+
+def bootstrap_servers(value: str | list[str] | None = None) -> list[str]:
+    """``value`` (``"h:p,h:p"`` or a list), else ``$LABKIT_BOOTSTRAP``, else localhost:9092."""
+    if isinstance(value, list | tuple):
+        servers = [str(v).strip() for v in value if str(v).strip()]
+    else:
+        raw = (value or "").strip() or os.environ.get(BOOTSTRAP_ENV, "").strip() or DEFAULT_BOOTSTRAP
+        servers = [p.strip() for p in raw.split(",") if p.strip()]
+    return servers or [DEFAULT_BOOTSTRAP]
+
+
+def _public(name: str) -> Any:
+    import labkit
+
+    try:
+        return getattr(labkit, name)
+    except AttributeError:
+        pass
+    import importlib
+
+    for module in ("labkit.client", "labkit.client.admin", "labkit.client.consumer",
+                   "labkit.client.producer", "labkit.client.structs"):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        if hasattr(mod, name):
+            return getattr(mod, name)
+    raise ImportError(
+        f"labkit.{name} is not available in this build of labkit; update labkit "
+        "(git pull, then make venv)")
+
+
+def consumer_class() -> Any:
+    return _public("KafkaConsumer")
+
+
+def producer_class() -> Any:
+    return _public("KafkaProducer")
+
+
+def admin_class() -> Any:
+    return _public("KafkaAdminClient")
+
+
+_FallbackTopicPartition = namedtuple("TopicPartition", ["topic", "partition"])
+
+
+def topic_partition(topic: str, partition: int) -> Any:
+    """The client's ``TopicPartition`` (a namedtuple, as in kafka-python)."""
+    try:
+        cls = _public("TopicPartition")
+    except ImportError:
+        cls = _FallbackTopicPartition
+    return cls(topic, partition)
+
+
+def is_unsupported(exc: BaseException) -> bool:
+    """True when the broker (or client) says it does not implement an API yet."""
+    if isinstance(exc, NotImplementedError):
+        return True
+    return getattr(exc, "errno", None) == 35 or type(exc).__name__ == "UnsupportedVersionError"
+
+
+def explain(exc: BaseException) -> str:
+    """One line for a student: what failed and what to do next."""
+    name = type(exc).__name__
+    text = " ".join(str(exc).split())
+    if name in ("NoBrokersAvailable", "KafkaConnectionError", "NodeNotReadyError",
+                "KafkaTimeoutError", "BrokerNotAvailableError", "RequestTimedOutError"):
+        where = ",".join(bootstrap_servers())
+        return (f"cannot reach the broker at {where} ({text or name}). Start it with "
+                f"`labkit broker` (or `docker-compose up`), then try again; {DOCTOR_HINT}.")
+    if isinstance(exc, KafkaError):
+        return text or name
+    return f"{name}: {text}" if text and not text.startswith(name) else (text or name)

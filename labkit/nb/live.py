@@ -1,0 +1,456 @@
+"""``nb.LivePlot``: a matplotlib figure that updates in place while events arrive.
+
+Theory of operation
+-------------------
+A ``LivePlot`` owns one data model from ``_plotmodel`` (line, bar or hist) and
+one renderer. Callers feed the model -- ``add``/``update``/``extend`` from a
+loop in the cell, or ``follow(topic_or_consumer)`` from a background thread --
+and every change marks the plot dirty.
+
+Rendering: the figure is a plain ``matplotlib.figure.Figure`` on the Agg canvas
+(no pyplot, no GUI backend, no ipympl). Each redraw clears the axes, draws the
+model's ``snapshot()``, saves PNG bytes and assigns them to an
+``ipywidgets.Image``; JupyterLab swaps the picture in place. This needs no lab
+extension beyond ipywidgets and runs headless (nbclient/nbval) unchanged.
+Outside a Jupyter kernel nothing is displayed; ``png()``/``save()`` still work.
+
+Throttling: at most ``max_fps`` redraws per second (5 by default). A change
+inside the quiet interval schedules one trailing redraw (a short-lived
+``threading.Timer``), so the last events always reach the screen.
+
+Threads and locks: ``_lock`` guards the model; ``_draw_lock`` serialises
+rendering (one figure is never drawn by two threads at once). ``follow()``
+starts one daemon thread named ``labkit-liveplot``; ``stop()`` (or leaving a
+``with`` block, or ``nb.stop_all()``) ends it and joins it. A failure in the
+thread -- broker gone, ``value_fn`` raising -- stops following and shows the
+error, with what to do, under the plot (``plot.error`` keeps it).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import weakref
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from labkit._clock import REAL_CLOCK, Clock
+from labkit.errors import IllegalArgumentError, IllegalStateError
+from labkit.nb._plotmodel import BarModel, HistModel, LineModel
+
+KINDS = ("line", "bar", "hist")
+_ACTIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+def stop_all() -> int:
+    """Stop every running live plot follower and dashboard; returns how many were running."""
+    n = 0
+    for thing in list(_ACTIVE):
+        if thing.running:
+            n += 1
+        thing.stop()
+    return n
+
+
+def in_kernel() -> bool:
+    """True inside a Jupyter kernel (JupyterLab, nbclient, nbval), where widgets show."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    ip = get_ipython()
+    return ip is not None and getattr(ip, "kernel", None) is not None
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class LivePlot:
+    """A line, bar or histogram plot that redraws in place as data arrives.
+
+    ``LivePlot("line", title="amount", window_s=60)``; then ``add(x, y)``,
+    ``add(y)`` (x = arrival index), ``update({"series": y})``.
+    ``LivePlot("bar", agg="sum")``; ``add(key, value=1, t=None)``, ``update(mapping)``.
+    ``LivePlot("hist", bins=20, range=(0, 500))``; ``add(value)``, ``extend(values)``.
+
+    Raises ``IllegalArgumentError`` for an unknown kind or option.
+    """
+
+    def __init__(self, kind: str = "line", title: str = "", *,
+                 window_s: float | None = None, window_n: int | None = None,
+                 bucket_s: float | None = None, agg: str | None = None,
+                 bins: int | Iterable[float] = 20, range: tuple[float, float] | None = None,
+                 sort: str = "key", top_n: int | None = None,
+                 xlabel: str | None = None, ylabel: str | None = None,
+                 max_fps: float = 5.0, figsize: tuple[float, float] = (6.4, 3.2),
+                 display: bool = True, clock: Clock = REAL_CLOCK):
+        if kind not in KINDS:
+            raise IllegalArgumentError(f"kind={kind!r}: use one of {', '.join(KINDS)}")
+        if not max_fps > 0:
+            raise IllegalArgumentError(f"max_fps must be positive, got {max_fps!r}")
+        self.kind = kind
+        self.title = title
+        self.xlabel = xlabel
+        self.ylabel = ylabel
+        self._clock = clock
+        self._min_interval = 1.0 / max_fps
+        if kind == "line":
+            self.model: Any = LineModel(window_s=window_s, window_n=window_n,
+                                        bucket_s=bucket_s, agg=agg or "sum")
+        elif kind == "bar":
+            self.model = BarModel(agg=agg or "sum", window_s=window_s, window_n=window_n,
+                                  sort=sort, top_n=top_n, clock=clock)
+        else:
+            self.model = HistModel(bins=bins, range=range, window_s=window_s,
+                                   window_n=window_n, clock=clock)
+        self._lock = threading.RLock()
+        self._draw_lock = threading.Lock()
+        self._dirty = False
+        self._last_draw = -1e18
+        self._timer: threading.Timer | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.error: str | None = None
+        self.draws = 0
+        self._png = b""
+        self._fig = self._make_figure(figsize)
+        self.widget = self._make_widget()
+        _ACTIVE.add(self)
+        self.draw()
+        if display and self.widget is not None and in_kernel():
+            self.show()
+
+    # -- feeding --------------------------------------------------------------
+
+    def add(self, *args: Any, **kwargs: Any) -> bool:
+        """Add one event (see the class docstring for each kind). False if dropped as late."""
+        with self._lock:
+            ok = self.model.add(*args, **kwargs)
+        self._changed()
+        return ok
+
+    def update(self, values: Any, **kwargs: Any) -> None:
+        """Line: one point per series; bar: replace all bars; hist: replace all values."""
+        with self._lock:
+            self.model.update(values, **kwargs)
+        self._changed()
+
+    def extend(self, values: Iterable[Any]) -> None:
+        """Add many events: hist values, line ``y`` values, or bar keys."""
+        with self._lock:
+            if self.kind == "hist":
+                self.model.extend(values)
+            else:
+                for v in values:
+                    self.model.add(v)
+        self._changed()
+
+    def clear(self) -> None:
+        with self._lock:
+            self.model.clear()
+        self._changed()
+
+    # -- background consumer ---------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def follow(self, source: Any, value_fn: Callable[[Any], Any] | None = None, *,
+               bootstrap_servers: str | list[str] | None = None, from_beginning: bool = False,
+               poll_timeout_ms: int = 200) -> LivePlot:
+        """Feed the plot from a topic (name or list of names) or a consumer, in the background.
+
+        ``value_fn(record)`` says what each record adds; return ``None`` to skip it.
+        line: ``y`` (x = the record's timestamp), ``(x, y)`` or ``(x, y, series)``;
+        bar: ``key`` or ``(key, value)`` (default: one count per partition);
+        hist: the value. A dict returned by ``value_fn`` goes to ``update()``.
+        A consumer you pass is used only by the plot's thread until ``stop()``
+        (do not poll it yourself meanwhile) and is not closed.
+        Raises ``IllegalStateError`` if already following.
+        """
+        if self.running:
+            raise IllegalStateError("this plot is already following a source: call plot.stop() first")
+        if not hasattr(source, "poll"):
+            _topics(source)  # a bad argument fails here, not later in the thread
+        if value_fn is None:
+            if self.kind != "bar":
+                raise IllegalArgumentError(
+                    f"follow() on a {self.kind} plot needs value_fn, e.g. "
+                    "value_fn=lambda r: r.value['amount']")
+            value_fn = _partition_key
+        self._stop = threading.Event()
+        self.error = None
+        self._thread = threading.Thread(
+            target=self._follow_loop, name="labkit-liveplot", daemon=True,
+            args=(source, value_fn, bootstrap_servers, from_beginning, poll_timeout_ms))
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop following (joins the thread) and draw the final state. Safe to call twice."""
+        self._stop.set()
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout)
+        self._cancel_timer()
+        if self._dirty:
+            self.draw()
+
+    close = stop
+
+    def __enter__(self) -> LivePlot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _follow_loop(self, source: Any, value_fn: Callable[[Any], Any],
+                     bootstrap: Any, from_beginning: bool, poll_ms: int) -> None:
+        consumer = None
+        owned = False
+        try:
+            if hasattr(source, "poll"):
+                consumer = source
+            else:
+                consumer = _open_consumer(source, bootstrap, from_beginning)
+                owned = True
+            self._status("following " + _describe(source))
+            while not self._stop.is_set():
+                batches = consumer.poll(timeout_ms=poll_ms)
+                for records in (batches or {}).values():
+                    for record in records:
+                        self._feed_record(value_fn, record)
+        except Exception as exc:  # shown to the student, not lost in a thread
+            self.error = _explain(exc)
+            self._status(self.error, error=True)
+        else:
+            self._status("stopped")
+        finally:
+            if owned and consumer is not None:
+                try:
+                    consumer.close()
+                except Exception as exc:
+                    self.error = self.error or f"closing the consumer failed: {exc}"
+            self._cancel_timer()
+            self.draw()
+
+    def _feed_record(self, value_fn: Callable[[Any], Any], record: Any) -> None:
+        try:
+            out = value_fn(record)
+        except Exception as exc:
+            raise _ValueFnError(
+                f"value_fn raised {type(exc).__name__}: {exc} (record offset "
+                f"{getattr(record, 'offset', '?')}); fix value_fn and call follow() again"
+            ) from exc
+        if out is None:
+            return
+        t = getattr(record, "timestamp", None)
+        t = t if isinstance(t, int | float) and t >= 0 else None
+        with self._lock:
+            if isinstance(out, Mapping):
+                self.model.update(out) if self.kind != "line" else self.model.update(out, x=t)
+            elif self.kind == "line":
+                if isinstance(out, tuple):
+                    self.model.add(*out)
+                elif t is not None:
+                    self.model.add(t, out)
+                else:
+                    self.model.add(out)
+            elif self.kind == "bar":
+                key, value = out if isinstance(out, tuple) else (out, 1)
+                self.model.add(key, value, t=t)
+            else:
+                self.model.add(out, t=t)
+        self._changed()
+
+    # -- rendering ---------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self._dirty = True
+        now = self._clock.monotonic()
+        wait = self._last_draw + self._min_interval - now
+        if wait <= 0:
+            self.draw()
+            return
+        with self._lock:
+            if self._timer is None:
+                timer = threading.Timer(wait, self._trailing_draw)
+                timer.daemon = True
+                timer.name = "labkit-liveplot-redraw"
+                self._timer = timer
+                timer.start()
+
+    def _trailing_draw(self) -> None:
+        self._timer = None
+        if self._dirty:
+            self.draw()
+
+    def _cancel_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+
+    def draw(self) -> None:
+        """Redraw now (ignores the throttle)."""
+        self._cancel_timer()
+        with self._draw_lock:
+            with self._lock:
+                self._dirty = False
+                snap = self.model.snapshot()
+                info = self._info(snap)
+            self._last_draw = self._clock.monotonic()
+            self._render(snap, info)
+            buf = io.BytesIO()
+            self._fig.savefig(buf, format="png")
+            self._png = buf.getvalue()
+            self.draws += 1
+            if self.widget is not None:
+                self._image.value = self._png
+
+    def png(self) -> bytes:
+        """The current picture as PNG bytes (redrawn if anything changed)."""
+        if self._dirty:
+            self.draw()
+        return self._png
+
+    def save(self, path: str) -> None:
+        with open(path, "wb") as f:
+            f.write(self.png())
+
+    def show(self) -> None:
+        """Display the plot (again) in the notebook."""
+        if self.widget is None:
+            raise IllegalStateError("ipywidgets is not installed: pip install 'labkit[lab]'")
+        from IPython.display import display
+
+        display(self.widget)
+
+    def __repr__(self) -> str:
+        state = "following" if self.running else "idle"
+        return f"<LivePlot {self.kind} {self.title!r}: {self.model.total} events, {state}>"
+
+    def _info(self, snap: Any) -> str:
+        parts = [f"{self.model.total} events"]
+        if self.model.dropped_late:
+            parts.append(f"{self.model.dropped_late} late dropped")
+        if self.kind == "hist":
+            _, _, below, above = snap
+            if below or above:
+                parts.append(f"{below} below / {above} above range")
+        return " · ".join(parts)
+
+    def _make_figure(self, figsize: tuple[float, float]) -> Any:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=figsize, dpi=100, layout="tight")
+        FigureCanvasAgg(fig)
+        self._ax = fig.add_subplot()
+        return fig
+
+    def _make_widget(self) -> Any:
+        try:
+            import ipywidgets as w
+        except ImportError:
+            return None
+        self._image = w.Image(format="png")
+        self._image.add_class("labkit-liveplot-image")
+        self._label = w.HTML("")
+        box = w.VBox([self._image, self._label])
+        box.add_class("labkit-liveplot")
+        return box
+
+    def _status(self, text: str, error: bool = False) -> None:
+        if self.widget is None:
+            return
+        color = "#b00020" if error else "#555"
+        self._label.value = f'<span style="color:{color}">{_escape(text)}</span>'
+
+    def _render(self, snap: Any, info: str) -> None:
+        ax = self._ax
+        ax.clear()
+        ax.set_title(self.title or self.kind, loc="left", fontsize=11)
+        ax.set_title(info, loc="right", fontsize=8, color="#666")
+        ax.grid(True, alpha=0.3)
+        ax.set_axisbelow(True)
+        if self.kind == "line":
+            self._render_line(ax, snap)
+        elif self.kind == "bar":
+            keys = [str(k) for k, _ in snap]
+            ax.bar(keys, [v for _, v in snap], color="#4c72b0")
+            if len(keys) > 8:
+                ax.tick_params(axis="x", labelrotation=45)
+            ax.set_ylabel(self.ylabel or self.model.agg)
+        else:
+            edges, counts, _, _ = snap
+            widths = [b - a for a, b in zip(edges, edges[1:], strict=False)]
+            ax.bar(edges[:-1], counts, width=widths, align="edge", color="#55a868",
+                   edgecolor="white")
+            ax.set_ylabel(self.ylabel or "count")
+        if self.xlabel:
+            ax.set_xlabel(self.xlabel)
+
+    def _render_line(self, ax: Any, snap: Mapping[Hashable, tuple[list[float], list[float]]]) -> None:
+        time_axis = self.model.x_is_time
+        if time_axis:
+            import matplotlib.dates as mdates
+
+            tz = datetime.now().astimezone().tzinfo
+            locator = mdates.AutoDateLocator(tz=tz, minticks=3, maxticks=8)
+            ax.xaxis.set_major_locator(locator)
+            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=tz))
+        for name, (xs, ys) in snap.items():
+            if time_axis:
+                xs = [x / 86400.0 for x in xs]  # matplotlib date numbers: days since 1970
+            ax.plot(xs, ys, marker="." if len(xs) < 50 else None, label=str(name))
+        if len(snap) > 1:
+            ax.legend(loc="upper left", fontsize=8)
+        if self.ylabel:
+            ax.set_ylabel(self.ylabel)
+        elif self.model.bucket_s:
+            ax.set_ylabel(f"{self.model.agg} per {self.model.bucket_s:g} s")
+        if not self.xlabel and not time_axis:  # a time axis shows the date on its own
+            ax.set_xlabel("arrival")
+
+
+class _ValueFnError(Exception):
+    pass
+
+
+def _partition_key(record: Any) -> str:
+    return f"partition {record.partition}"
+
+
+def _describe(source: Any) -> str:
+    if isinstance(source, str):
+        return f"topic {source!r}"
+    if isinstance(source, list | tuple):
+        return "topics " + ", ".join(map(repr, source))
+    return type(source).__name__
+
+
+def _topics(source: Any) -> list[str]:
+    topics = [source] if isinstance(source, str) else source
+    if (not isinstance(topics, list | tuple) or not topics
+            or not all(isinstance(t, str) and t for t in topics)):
+        raise IllegalArgumentError(
+            f"follow() takes a topic name, a list of names or a consumer, not {source!r}")
+    return list(topics)
+
+
+def _open_consumer(source: Any, bootstrap: Any, from_beginning: bool) -> Any:
+    from labkit.nb._connect import bootstrap_servers, consumer_class
+
+    topics = _topics(source)
+    return consumer_class()(*topics, bootstrap_servers=bootstrap_servers(bootstrap),
+                            auto_offset_reset="earliest" if from_beginning else "latest",
+                            enable_auto_commit=False, group_id=None)
+
+
+def _explain(exc: BaseException) -> str:
+    from labkit.nb._connect import explain
+
+    return explain(exc)
