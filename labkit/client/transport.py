@@ -1,0 +1,412 @@
+"""The client's only ZeroMQ module: one DEALER socket and one background I/O thread.
+
+Theory of operation
+-------------------
+Every client object (producer, consumer, admin) owns one ``Transport``:
+
+- **Bootstrap.** The constructor connects a probe DEALER to every bootstrap address
+  at once and sends ``api_versions`` on each. The first address that answers within
+  ``connect_timeout_ms`` (kafka-python's ``api_version_auto_timeout_ms``, 2 s) wins;
+  the others are closed. No answer -> ``NoBrokersAvailable`` naming the addresses
+  and how to start a broker. labkit has one broker, so the client keeps talking to
+  the address that answered (the advertised host in metadata is not used: that is
+  what makes Docker port mappings just work).
+- **Threads.** Only the I/O thread touches the DEALER. Other threads call
+  ``request()``, which appends to an outbox (a deque) and wakes the I/O thread
+  through an inproc PAIR socket -- only when it is asleep, so a burst of requests
+  costs one wake-up. Responses are matched to requests by request id (many in
+  flight, answered in any order) and resolve a ``Future`` on the I/O thread.
+- **Drivers.** A client may register a driver: a function the I/O thread calls on
+  every loop turn (the producer drains its record accumulator there, so records go
+  out without another thread). It returns how many seconds it may sleep.
+- **Timeouts and restarts.** A request not answered within its timeout fails with
+  ``KafkaTimeoutError``. ZeroMQ reconnects by itself when the broker restarts; a
+  socket monitor reports the disconnect, and then every request in flight is either
+  sent again (idempotent ones: metadata, fetch, list_offsets...) or failed with
+  ``KafkaConnectionError`` (produce, create_topics...: the broker may have applied it).
+
+Wire format: ``labkit.protocol.frames`` and docs/wire.md.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from labkit._clock import REAL_CLOCK, Clock
+from labkit.client.config import BOOTSTRAP_ENV, format_address, parse_bootstrap
+from labkit.client.future import Future
+from labkit.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NoBrokersAvailable,
+    ProtocolError,
+    from_wire,
+)
+from labkit.protocol.frames import MAGIC, build_request, decode_header
+
+log = logging.getLogger(__name__)
+
+_WAKE_IDS = itertools.count()
+_RECV_BATCH = 256  # messages read per loop turn before the drivers run again
+_CLOSE_LINGER_MS = 1000
+
+
+class Response(NamedTuple):
+    header: dict[str, Any]
+    payloads: list  # memoryviews of the payload frames
+
+
+class _Pending:
+    __slots__ = ("rid", "api", "frames", "future", "timeout", "deadline", "idempotent",
+                 "expect_response", "resends")
+
+    def __init__(self, rid, api, frames, future, timeout, idempotent, expect_response):
+        self.rid = rid
+        self.api = api
+        self.frames = frames
+        self.future = future
+        self.timeout = timeout
+        self.deadline = 0.0
+        self.idempotent = idempotent
+        self.expect_response = expect_response
+        self.resends = 0
+
+
+def raise_for_error(header: dict[str, Any]) -> dict[str, Any]:
+    """Raise the Kafka error named by a response header's ``error``; else return it."""
+    code = header.get("error", 0)
+    if code:
+        raise from_wire(code, header.get("message"))
+    return header
+
+
+def no_brokers_message(addresses: list[str], timeout_s: float) -> str:
+    where = ", ".join(addresses)
+    return (
+        f"no labkit broker answered at {where} within {timeout_s:.1f} s. Start one in another terminal with "
+        "`labkit broker` (or `docker-compose up` for the whole lab), or point the client at a "
+        f"running broker with bootstrap_servers='host:port' or the {BOOTSTRAP_ENV} environment variable. "
+        "(labkit clients talk only to a labkit broker, not to Apache Kafka.)")
+
+
+class Transport:
+    """One connection to the broker. Thread-safe: ``request``, ``call``, ``wakeup``, ``close``.
+
+    Raises NoBrokersAvailable from the constructor when no bootstrap address answers.
+    """
+
+    def __init__(self, bootstrap_servers: Any = None, *, client_id: str = "labkit",
+                 request_timeout_ms: float = 30000, connect_timeout_ms: float = 2000,
+                 reconnect_backoff_ms: float = 50, reconnect_backoff_max_ms: float = 1000,
+                 max_resends: int = 3, clock: Clock = REAL_CLOCK, name: str = "client"):
+        self.client_id = client_id
+        self.request_timeout = request_timeout_ms / 1000.0
+        self._clock = clock
+        self._max_resends = max_resends
+        self._reconnect = (int(reconnect_backoff_ms), int(max(reconnect_backoff_ms,
+                                                              reconnect_backoff_max_ms)))
+        self._ids = itertools.count(1)
+        self._ctx = zmq.Context.instance()
+        addresses = [format_address(h, p) for h, p in parse_bootstrap(bootstrap_servers)]
+        self.bootstrap_servers = addresses
+        self._sock, self.address, self.broker_info = self._bootstrap(
+            addresses, connect_timeout_ms / 1000.0)
+        self.connected = True
+        self._outbox: deque[_Pending] = deque()
+        self._inflight: dict[bytes, _Pending] = {}
+        self._drivers: list[Callable[[float], float | None]] = []
+        self._closing = False
+        self._closed = False
+        self._sleeping = False
+        endpoint = f"inproc://labkit-wake-{next(_WAKE_IDS)}"
+        self._wake_recv = self._ctx.socket(zmq.PAIR)
+        self._wake_recv.bind(endpoint)
+        self._wake_send = self._ctx.socket(zmq.PAIR)
+        self._wake_send.connect(endpoint)
+        self._wake_lock = threading.Lock()
+        self._monitor = self._sock.get_monitor_socket(
+            zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        self._thread = threading.Thread(target=self._run, name=f"labkit-io-{name}",
+                                        daemon=True)
+        self._thread.start()
+
+    # -- bootstrap --------------------------------------------------------------
+
+    def _new_socket(self, address: str) -> zmq.Socket:
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RECONNECT_IVL, self._reconnect[0])
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, self._reconnect[1])
+        sock.setsockopt(zmq.SNDHWM, 0)
+        sock.setsockopt(zmq.RCVHWM, 0)
+        sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
+        if address.startswith("["):
+            sock.setsockopt(zmq.IPV6, 1)
+        sock.connect("tcp://" + address)
+        return sock
+
+    def _bootstrap(self, addresses: list[str], timeout: float):
+        probes: dict[zmq.Socket, tuple[str, bytes]] = {}
+        poller = zmq.Poller()
+        problems = []
+        try:
+            for address in addresses:
+                try:
+                    sock = self._new_socket(address)
+                except zmq.ZMQError as exc:
+                    problems.append(f"{address} ({exc})")
+                    continue
+                rid = self._next_id()
+                sock.send_multipart(build_request(rid, "api_versions", {"client_id": self.client_id}))
+                probes[sock] = (address, rid)
+                poller.register(sock, zmq.POLLIN)
+            deadline = self._clock.monotonic() + timeout
+            while probes:
+                left = deadline - self._clock.monotonic()
+                if left <= 0:
+                    break
+                for sock, _ in poller.poll(max(1, int(left * 1000))):
+                    address, rid = probes[sock]
+                    frames = sock.recv_multipart()
+                    try:
+                        got_rid, header = _parse(frames)
+                    except ProtocolError:
+                        continue
+                    if got_rid == rid and not header.get("error"):
+                        del probes[sock]
+                        return sock, address, header
+        finally:
+            for sock in probes:
+                sock.close(linger=0)
+        message = no_brokers_message(addresses, timeout)
+        if problems:
+            message += " Could not connect to: " + "; ".join(problems)
+        raise NoBrokersAvailable(message)
+
+    # -- public API ---------------------------------------------------------------
+
+    def _next_id(self) -> bytes:
+        return next(self._ids).to_bytes(8, "little")
+
+    def request(self, api: str, header: dict[str, Any], payloads=(), *,
+                timeout_ms: float | None = None, idempotent: bool = False,
+                expect_response: bool = True) -> Future:
+        """Queue one request; the future resolves to a ``Response`` (or None without
+        ``expect_response``, once sent). Top-level errors are not raised here: see
+        ``raise_for_error``. Fails with KafkaTimeoutError / KafkaConnectionError."""
+        future = Future()
+        if self._closing:
+            return future.failure(KafkaConnectionError(
+                "this client is closed; create a new one to talk to the broker"))
+        rid = self._next_id()
+        timeout = self.request_timeout if timeout_ms is None else timeout_ms / 1000.0
+        frames = build_request(rid, api, header, payloads)
+        self._outbox.append(_Pending(rid, api, frames, future, timeout, idempotent,
+                                     expect_response))
+        self.wakeup()
+        return future
+
+    def call(self, api: str, header: dict[str, Any], payloads=(), *,
+             timeout_ms: float | None = None, idempotent: bool = True) -> Response:
+        """Send a request and block for its response; raise its top-level error."""
+        timeout = self.request_timeout if timeout_ms is None else timeout_ms / 1000.0
+        future = self.request(api, header, payloads, timeout_ms=timeout * 1000.0,
+                              idempotent=idempotent)
+        if not future.wait(timeout + 1.0):
+            raise KafkaTimeoutError(f"the broker at {self.address} did not answer {api} within {timeout:.1f} s")
+        if future.exception is not None:
+            raise future.exception
+        raise_for_error(future.value.header)
+        return future.value
+
+    def add_driver(self, driver: Callable[[float], float | None]) -> None:
+        """Run ``driver(now)`` on the I/O thread every loop turn; it returns seconds to sleep."""
+        self._drivers.append(driver)
+        self.wakeup()
+
+    def wakeup(self) -> None:
+        """Make the I/O thread run its loop soon (cheap when it is already awake)."""
+        if self._sleeping:
+            self._sleeping = False
+            with self._wake_lock:
+                if not self._closed:
+                    try:
+                        self._wake_send.send(b"", zmq.NOBLOCK)
+                    except zmq.ZMQError:
+                        pass  # a wake-up is already queued
+
+    def close(self, timeout: float | None = 5.0) -> None:
+        """Send what is queued, fail what is in flight, stop the I/O thread."""
+        if self._closing:
+            return
+        self._closing = True
+        self._sleeping = True
+        self.wakeup()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight) + len(self._outbox)
+
+    # -- the I/O thread -------------------------------------------------------
+
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        poller.register(self._wake_recv, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
+        try:
+            while True:
+                self._sleeping = True
+                now = self._clock.monotonic()
+                delay = self._run_drivers(now)
+                self._send_outbox(now)
+                if self._closing and not self._outbox:
+                    break
+                if self._outbox:
+                    delay = 0.001  # the socket pushed back; try again shortly
+                delay = min(delay, self._next_deadline(now) - now, 0.1)
+                events = dict(poller.poll(max(0, int(delay * 1000))))
+                self._sleeping = False
+                if self._wake_recv in events:
+                    self._drain_wakeups()
+                if self._sock in events:
+                    self._receive()
+                if self._monitor in events:
+                    self._handle_monitor()
+                self._expire(self._clock.monotonic())
+        except Exception:  # the I/O thread must report, not vanish silently
+            log.exception("labkit client I/O thread crashed")
+        finally:
+            self._shutdown()
+
+    def _run_drivers(self, now: float) -> float:
+        delay = 0.1
+        for driver in self._drivers:
+            try:
+                wanted = driver(now)
+            except Exception:
+                log.exception("labkit client driver %r failed", driver)
+                wanted = 0.1
+            if wanted is not None and wanted < delay:
+                delay = max(0.0, wanted)
+        return delay
+
+    def _send_outbox(self, now: float) -> None:
+        outbox = self._outbox
+        while outbox:
+            pending = outbox[0]
+            try:
+                self._sock.send_multipart(pending.frames, zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            outbox.popleft()
+            if pending.expect_response:
+                pending.deadline = now + pending.timeout
+                self._inflight[pending.rid] = pending
+            else:
+                pending.frames = None
+                pending.future.success(None)
+
+    def _receive(self) -> None:
+        for _ in range(_RECV_BATCH):
+            try:
+                frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            if len(frames) < 3 or frames[0].bytes != MAGIC:
+                log.warning("ignoring a malformed message from the broker")
+                continue
+            pending = self._inflight.pop(frames[1].bytes, None)
+            if pending is None:
+                continue  # answer to a request that already timed out or was resent
+            try:
+                header = decode_header(frames[2].bytes)
+            except ProtocolError as exc:
+                pending.future.failure(exc)
+                continue
+            pending.frames = None
+            pending.future.success(Response(header, [f.buffer for f in frames[3:]]))
+
+    def _handle_monitor(self) -> None:
+        while True:
+            try:
+                event = recv_monitor_message(self._monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                if not self.connected:
+                    log.info("reconnected to the broker at %s", self.address)
+                self.connected = True
+            elif event["event"] == zmq.EVENT_DISCONNECTED:
+                self.connected = False
+                log.warning("lost the connection to the broker at %s; reconnecting", self.address)
+                self._connection_lost()
+
+    def _connection_lost(self) -> None:
+        now = self._clock.monotonic()
+        lost = list(self._inflight.values())
+        self._inflight.clear()
+        for pending in lost:
+            if pending.idempotent and pending.resends < self._max_resends:
+                pending.resends += 1
+                self._outbox.append(pending)  # goes out again once reconnected
+            else:
+                pending.future.failure(KafkaConnectionError(
+                    f"lost the connection to the broker at {self.address} before it answered {pending.api}; the broker "
+                    "may or may not have applied it (is the broker restarting?)"))
+        self._send_outbox(now)
+
+    def _next_deadline(self, now: float) -> float:
+        if not self._inflight:
+            return now + 1.0
+        return min(p.deadline for p in self._inflight.values())
+
+    def _expire(self, now: float) -> None:
+        if not self._inflight:
+            return
+        expired = [p for p in self._inflight.values() if p.deadline <= now]
+        for pending in expired:
+            del self._inflight[pending.rid]
+            pending.future.failure(KafkaTimeoutError(
+                f"the broker at {self.address} did not answer {pending.api} within {pending.timeout:.1f} s (request_timeout_ms); is it "
+                "running and not overloaded?"))
+
+    def _drain_wakeups(self) -> None:
+        while True:
+            try:
+                self._wake_recv.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+
+    def _shutdown(self) -> None:
+        error = KafkaConnectionError("the client was closed before the broker answered")
+        pending = list(self._inflight.values()) + list(self._outbox)
+        self._inflight.clear()
+        self._outbox.clear()
+        for p in pending:
+            p.future.failure(error)
+        with self._wake_lock:
+            self._closed = True
+            self._closing = True
+            self._sock.disable_monitor()
+            self._monitor.close(linger=0)
+            self._sock.close(linger=_CLOSE_LINGER_MS)
+            self._wake_send.close(linger=0)
+            self._wake_recv.close(linger=0)
+
+
+def _parse(frames: list[bytes]) -> tuple[bytes, dict[str, Any]]:
+    if len(frames) < 3 or bytes(frames[0]) != MAGIC:
+        raise ProtocolError("malformed response from broker")
+    return bytes(frames[1]), decode_header(bytes(frames[2]))
