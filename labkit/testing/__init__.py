@@ -1,5 +1,6 @@
-"""Test helpers: a fake clock and a real broker process for tests (``broker_process``)."""
+"""Test helpers: a fake clock and a real broker process for tests (``BrokerProcess``)."""
 
+from labkit.testing.broker import BrokerProcess, RawClient
 from labkit.testing.clock import FakeClock
 
-__all__ = ["FakeClock"]
+__all__ = ["BrokerProcess", "FakeClock", "RawClient"]

@@ -1,0 +1,226 @@
+"""A real broker process for tests, and a tiny raw-socket client to talk to it.
+
+``BrokerProcess`` runs ``python -m labkit.broker`` on a free port with a
+temporary data directory (unless given one) and waits until it answers
+``api_versions``. It is a context manager::
+
+    with BrokerProcess(config={"num.partitions": "3"}) as broker:
+        KafkaProducer(bootstrap_servers=broker.bootstrap)...
+        broker.restart()          # same port, same data
+
+``RawClient`` speaks the envelope of ``labkit.protocol.frames`` over one DEALER
+socket, without the client library: tests use it to send exactly the bytes they
+want (including malformed ones).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import zmq
+
+from labkit.protocol.frames import build_request, parse_response
+
+START_TIMEOUT_S = 10.0
+
+
+class BrokerStartError(RuntimeError):
+    """The broker process did not come up; the message holds its stderr."""
+
+
+class RawClient:
+    """One DEALER socket to a broker; ``request`` sends and waits for the matching reply."""
+
+    def __init__(self, bootstrap: str, timeout: float = 5.0):
+        host, _, port = bootstrap.rpartition(":")
+        self._ctx = zmq.Context.instance()
+        self.sock = self._ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect("tcp://{}:{}".format(host or "127.0.0.1", port))
+        self.timeout = timeout
+        self._next = 0
+        self._early: dict[bytes, tuple[dict, list[bytes]]] = {}
+
+    def new_id(self) -> bytes:
+        self._next += 1
+        return b"r%d" % self._next
+
+    def send(self, api: str, header: dict, payloads=(), request_id: bytes | None = None) -> bytes:
+        """Send one request without waiting; returns its request id."""
+        rid = request_id if request_id is not None else self.new_id()
+        self.sock.send_multipart(build_request(rid, api, header, list(payloads)))
+        return rid
+
+    def send_raw(self, frames: list[bytes]) -> None:
+        self.sock.send_multipart(frames)
+
+    def receive(self, timeout: float | None = None) -> tuple[bytes, dict, list[bytes]] | None:
+        """The next reply as (request_id, header, payloads), or None after ``timeout``."""
+        wait = self.timeout if timeout is None else timeout
+        if not self.sock.poll(int(wait * 1000)):
+            return None
+        return parse_response(self.sock.recv_multipart())
+
+    def wait_for(self, rid: bytes, timeout: float | None = None) -> tuple[dict, list[bytes]]:
+        """The reply to ``rid`` (others that arrive first are kept). Raises TimeoutError."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while rid not in self._early:
+            left = deadline - time.monotonic()
+            got = self.receive(max(0.0, left)) if left > 0 else None
+            if got is None:
+                raise TimeoutError(f"no reply to request {rid!r}")
+            self._early[got[0]] = (got[1], got[2])
+        return self._early.pop(rid)
+
+    def request(self, api: str, header: dict, payloads=(), timeout: float | None = None):
+        """Send and wait: returns (header, payloads). Raises TimeoutError."""
+        return self.wait_for(self.send(api, header, payloads), timeout)
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class BrokerProcess:
+    """A ``labkit broker`` subprocess on a free port (see the module docstring)."""
+
+    def __init__(self, data_dir: str | Path | None = None, port: int | None = None,
+                 config: dict | None = None, host: str = "127.0.0.1"):
+        self._own_dir = data_dir is None
+        self.data_dir = Path(tempfile.mkdtemp(prefix="labkit-broker-")) if data_dir is None \
+            else Path(data_dir)
+        self.host = host
+        self._fixed_port = port is not None
+        self.port = port if port is not None else free_port(host)
+        self.config = dict(config or {})
+        self.proc: subprocess.Popen | None = None
+        self._log_path = Path(tempfile.mkstemp(prefix="labkit-broker-", suffix=".log")[1])
+        self._log = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "labkit.broker", "--host", self.host,
+               "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        for key, value in self.config.items():
+            cmd += ["--config", f"{key}={value}"]
+        return cmd
+
+    def output(self) -> str:
+        """Everything the broker printed so far (stdout and stderr)."""
+        try:
+            return self._log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def start(self) -> BrokerProcess:
+        """Start the process and wait until it answers. Raises BrokerStartError."""
+        for attempt in range(3):
+            try:
+                self._start_once()
+                return self
+            except BrokerStartError:
+                port_race = "already in use" in self.output() and not self._fixed_port
+                if not port_race or attempt == 2:
+                    raise
+                self.port = free_port(self.host)
+        return self
+
+    def _start_once(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        self._log = open(self._log_path, "ab")
+        self._log.truncate(0)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=env)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        with RawClient(self.bootstrap, timeout=0.2) as probe:
+            rid = probe.send("api_versions", {})
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                try:
+                    header, _payloads = probe.wait_for(rid, timeout=0.2)
+                except TimeoutError:
+                    continue
+                if header.get("error") == 0:
+                    return
+        code = self.proc.poll()
+        if code is None:
+            self.kill()
+        raise BrokerStartError(f"broker did not start within {START_TIMEOUT_S:.0f} s (exit code {code}); its output:\n{self.output()}")
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM and wait; SIGKILL after ``timeout``. Returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self._reap()
+
+    def kill(self) -> int | None:
+        """SIGKILL, as a crash would. Returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        return self._reap()
+
+    def _reap(self) -> int | None:
+        code = self.proc.returncode
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return code
+
+    def restart(self) -> BrokerProcess:
+        """Stop (cleanly) and start again on the same port with the same data."""
+        self.stop()
+        self._fixed_port = True
+        return self.start()
+
+    def close(self) -> None:
+        """Stop the process and remove the temporary data directory (if we made it)."""
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+        self._log_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> BrokerProcess:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,35 @@
+"""Shared fixtures: real broker processes on free ports with temporary data directories.
+
+``broker``        a fresh broker for one test (function scope, data in tmp_path)
+``shared_broker`` one broker for the whole session; tests that use it pick unique
+                  topic names (see ``unique_topic``) and must not restart it.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from labkit.testing import BrokerProcess
+
+_topic_counter = itertools.count()
+
+
+@pytest.fixture
+def broker(tmp_path):
+    with BrokerProcess(data_dir=tmp_path / "broker-data") as proc:
+        yield proc
+
+
+@pytest.fixture(scope="session")
+def shared_broker(tmp_path_factory):
+    with BrokerProcess(data_dir=tmp_path_factory.mktemp("shared-broker")) as proc:
+        yield proc
+
+
+@pytest.fixture
+def unique_topic(request):
+    """A topic name no other test in this session uses."""
+    base = "".join(c if c.isalnum() else "-" for c in request.node.name)[:80]
+    return f"{base}-{next(_topic_counter)}"
