@@ -251,14 +251,16 @@ def consume(consumer: Any, out: TextIO, opts: FormatOptions, progress: Progress,
             clock: Clock = REAL_CLOCK, poll_ms: int = POLL_MS) -> None:
     """Poll and print until ``max_messages`` records, or ``timeout_ms`` without one."""
     last_record = clock.monotonic()
+    polled = False
     while max_messages is None or progress.count < max_messages:
         wait = poll_ms
         if timeout_ms is not None:
-            left_ms = timeout_ms - (clock.monotonic() - last_record) * 1000.0
-            if left_ms <= 0:
+            left_ms = timeout_ms - round((clock.monotonic() - last_record) * 1000.0)
+            if left_ms <= 0 and polled:
                 progress.timed_out = True
                 return
-            wait = max(1, min(poll_ms, int(left_ms)))
+            wait = max(0, min(poll_ms, left_ms))
+        polled = True
         room = None if max_messages is None else max_messages - progress.count
         batches = consumer.poll(timeout_ms=wait, max_records=room)
         printed = 0

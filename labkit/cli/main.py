@@ -71,10 +71,10 @@ def load_command(command: Command) -> ModuleType:
         module = importlib.import_module(command.module)
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
-        if missing and (command.module == missing or command.module.startswith(missing + ".")):
+        if missing.split(".")[0] == "labkit" or command.module.startswith(missing + "."):
             raise CommandUnavailable(
                 f"the '{command.name}' command is not available in this build of labkit {__version__} "
-                f"(module {command.module} is missing). Update labkit (git pull, then make venv) "
+                f"(module {missing} is missing). Update labkit (git pull, then make venv) "
                 "or run `labkit --help` to see the commands."
             ) from exc
         top = missing.split(".")[0] or "?"
