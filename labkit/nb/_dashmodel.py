@@ -1,0 +1,254 @@
+"""The pure model behind ``nb.dashboard()``: snapshots in, rates and lag out, HTML/text.
+
+Theory of operation
+-------------------
+The dashboard thread periodically takes a ``Snapshot`` of the broker: per
+topic-partition the log start and end offsets, and per consumer group its
+committed offsets (``groups is None`` when the broker does not support groups
+yet). Nothing here talks to the broker; ``dashboard.py`` fills snapshots in.
+
+``DashboardModel.observe(snapshot)`` keeps the snapshots of the last
+``rate_window_s`` seconds and returns a ``View``:
+
+- records/s of a partition = (end now - end then) / (seconds between), over the
+  oldest snapshot still in the window (smoother than refresh-to-refresh);
+  unknown (``None``) for a partition first seen now, or whose end offset went
+  down (the topic was deleted and created again).
+- lag of a group on a partition = log end - committed offset (never below 0);
+  ``None`` when the group has committed nothing there.
+- a snapshot with ``error`` set (broker unreachable) keeps the last good view
+  and carries the error, so the widget can show both.
+
+``render_html`` and ``render_text`` turn a view into what the widget or a
+terminal shows. Not thread-safe: one dashboard thread owns one model.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field, replace
+from html import escape
+
+TP = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    at: float
+    """Monotonic seconds when it was taken."""
+    offsets: dict[TP, tuple[int, int]] = field(default_factory=dict)
+    """(topic, partition) -> (log start offset, log end offset)."""
+    groups: dict[str, dict[TP, int | None]] | None = field(default_factory=dict)
+    """group -> (topic, partition) -> committed offset; None = groups unsupported."""
+    groups_note: str | None = None
+    error: str | None = None
+    taken_ms: int | None = None
+    """Wall-clock time (epoch ms) for the 'updated at' line."""
+
+
+@dataclass(frozen=True)
+class PartitionRow:
+    partition: int
+    start: int
+    end: int
+    rate: float | None
+
+    @property
+    def records(self) -> int:
+        return max(0, self.end - self.start)
+
+
+@dataclass(frozen=True)
+class TopicRow:
+    name: str
+    partitions: list[PartitionRow]
+
+    @property
+    def records(self) -> int:
+        return sum(p.records for p in self.partitions)
+
+    @property
+    def rate(self) -> float | None:
+        rates = [p.rate for p in self.partitions if p.rate is not None]
+        return sum(rates) if rates else None
+
+
+@dataclass(frozen=True)
+class LagRow:
+    topic: str
+    partition: int
+    committed: int | None
+    end: int | None
+    lag: int | None
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    group: str
+    lags: list[LagRow]
+
+    @property
+    def total_lag(self) -> int:
+        return sum(r.lag for r in self.lags if r.lag is not None)
+
+
+@dataclass(frozen=True)
+class View:
+    topics: list[TopicRow]
+    groups: list[GroupRow] | None
+    groups_note: str | None = None
+    error: str | None = None
+    taken_ms: int | None = None
+
+    def topic(self, name: str) -> TopicRow:
+        for t in self.topics:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def group(self, name: str) -> GroupRow:
+        for g in self.groups or []:
+            if g.group == name:
+                return g
+        raise KeyError(name)
+
+
+EMPTY_VIEW = View(topics=[], groups=[])
+
+
+class DashboardModel:
+    def __init__(self, rate_window_s: float = 5.0):
+        self.rate_window_s = rate_window_s
+        self._history: deque[Snapshot] = deque()
+        self.view = EMPTY_VIEW
+
+    def observe(self, snap: Snapshot) -> View:
+        if snap.error is not None:
+            self.view = replace(self.view, error=snap.error)
+            return self.view
+        # keep one snapshot at least rate_window_s old as the base of the rate
+        while len(self._history) >= 2 and snap.at - self._history[1].at >= self.rate_window_s:
+            self._history.popleft()
+        base = self._history[0] if self._history else None
+        self._history.append(snap)
+        self.view = compute_view(base, snap)
+        return self.view
+
+
+def compute_view(base: Snapshot | None, snap: Snapshot) -> View:
+    """Rates from ``base`` to ``snap`` and lag in ``snap`` (pure)."""
+    dt = snap.at - base.at if base is not None else 0.0
+    by_topic: dict[str, list[PartitionRow]] = {}
+    for (topic, p), (start, end) in sorted(snap.offsets.items()):
+        rate = None
+        if base is not None and dt > 0 and (topic, p) in base.offsets:
+            before = base.offsets[(topic, p)][1]
+            if end >= before:
+                rate = (end - before) / dt
+        by_topic.setdefault(topic, []).append(PartitionRow(p, start, end, rate))
+    topics = [TopicRow(name, rows) for name, rows in sorted(by_topic.items())]
+    groups = None
+    if snap.groups is not None:
+        groups = []
+        for gid, committed in sorted(snap.groups.items()):
+            lags = []
+            for (topic, p), off in sorted(committed.items()):
+                end = snap.offsets.get((topic, p), (None, None))[1]
+                if off is not None and off < 0:
+                    off = None
+                lag = max(0, end - off) if off is not None and end is not None else None
+                lags.append(LagRow(topic, p, off, end, lag))
+            groups.append(GroupRow(gid, lags))
+    return View(topics, groups, snap.groups_note, None, snap.taken_ms)
+
+
+# -- rendering ----------------------------------------------------------------
+
+
+def _num(v: int | None) -> str:
+    return "–" if v is None else f"{v:,}".replace(",", " ")
+
+
+def _rate(v: float | None) -> str:
+    if v is None:
+        return "–"
+    return f"{v:,.1f}".replace(",", " ") if v < 100 else f"{v:,.0f}".replace(",", " ")
+
+
+_TABLE = ('<table style="border-collapse:collapse;font-family:var(--jp-code-font-family,monospace);'
+          'font-size:12px;margin:4px 0 10px 0">')
+_TH = '<th style="text-align:{a};padding:2px 10px;border-bottom:1px solid #999">{t}</th>'
+_TD = '<td style="text-align:{a};padding:1px 10px{s}">{t}</td>'
+
+
+def _row(cells: list[tuple[str, str]], bold: bool = False) -> str:
+    style = ";font-weight:bold" if bold else ""
+    return "<tr>" + "".join(_TD.format(a=a, s=style, t=t) for a, t in cells) + "</tr>"
+
+
+def _head(cols: list[tuple[str, str]]) -> str:
+    return "<tr>" + "".join(_TH.format(a=a, t=t) for a, t in cols) + "</tr>"
+
+
+def render_html(view: View, title: str = "labkit broker", status: str = "") -> str:
+    """The whole dashboard as one HTML fragment (escaped; safe for topic names)."""
+    out = [f'<div class="labkit-dashboard-body"><b>{escape(title)}</b>']
+    if status:
+        out.append(f' <span style="color:#666;font-size:11px">{escape(status)}</span>')
+    if view.error:
+        out.append(f'<div style="color:#b00020;margin:4px 0">✘ {escape(view.error)}</div>')
+    out.append(_TABLE + _head([("left", "topic"), ("right", "partition"), ("right", "log start"),
+                               ("right", "log end"), ("right", "records"),
+                               ("right", "records/s")]))
+    if not view.topics:
+        out.append(_row([("left", "<i>no topics yet</i>")]))
+    for t in view.topics:
+        many = len(t.partitions) > 1
+        if many:
+            out.append(_row([("left", escape(t.name)), ("right", f"{len(t.partitions)} parts"),
+                             ("right", ""), ("right", ""), ("right", _num(t.records)),
+                             ("right", _rate(t.rate))], bold=True))
+        for p in t.partitions:
+            out.append(_row([("left", "" if many else escape(t.name)), ("right", str(p.partition)),
+                             ("right", _num(p.start)), ("right", _num(p.end)),
+                             ("right", _num(p.records)), ("right", _rate(p.rate))]))
+    out.append("</table>")
+    out.append("<b>consumer groups</b>")
+    if view.groups is None:
+        out.append(f' <span style="color:#666">{escape(view.groups_note or "not available")}</span>')
+    elif not view.groups:
+        out.append(' <span style="color:#666">none yet</span>')
+    else:
+        out.append(_TABLE + _head([("left", "group"), ("left", "topic"), ("right", "partition"),
+                                   ("right", "committed"), ("right", "log end"), ("right", "lag")]))
+        for g in view.groups:
+            out.append(_row([("left", escape(g.group)), ("left", ""), ("right", ""), ("right", ""),
+                             ("right", "total"), ("right", _num(g.total_lag))], bold=True))
+            for r in g.lags:
+                out.append(_row([("left", ""), ("left", escape(r.topic)),
+                                 ("right", str(r.partition)), ("right", _num(r.committed)),
+                                 ("right", _num(r.end)), ("right", _num(r.lag))]))
+        out.append("</table>")
+    out.append("</div>")
+    return "".join(out)
+
+
+def render_text(view: View) -> str:
+    """A plain-text version (for terminals, logs and tests)."""
+    lines = []
+    if view.error:
+        lines.append(f"✘ {view.error}")
+    lines.append(f"{'TOPIC':<24} {'PART':>4} {'START':>10} {'END':>10} {'RECORDS':>10} {'REC/S':>8}")
+    for t in view.topics:
+        for p in t.partitions:
+            lines.append(f"{t.name:<24} {p.partition:>4} {_num(p.start):>10} {_num(p.end):>10} "
+                         f"{_num(p.records):>10} {_rate(p.rate):>8}")
+    if view.groups is None:
+        lines.append(f"consumer groups: {view.groups_note or 'not available'}")
+    else:
+        lines.append(f"{'GROUP':<20} {'TOPIC':<24} {'PART':>4} {'COMMITTED':>10} {'END':>10} {'LAG':>8}")
+        for g in view.groups:
+            for r in g.lags:
+                lines.append(f"{g.group:<20} {r.topic:<24} {r.partition:>4} {_num(r.committed):>10} "
+                             f"{_num(r.end):>10} {_num(r.lag):>8}")
+    return "\n".join(lines)

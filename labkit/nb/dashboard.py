@@ -1,0 +1,279 @@
+"""``nb.dashboard()``: topics, offsets, records/s and consumer lag, live in the notebook.
+
+Theory of operation
+-------------------
+``Dashboard`` runs one daemon thread (``labkit-dashboard``) that every
+``refresh_s`` seconds calls ``collect()`` -- the client's admin and consumer
+API, kafka-python's names: ``list_topics``, ``describe_topics``,
+``beginning_offsets``/``end_offsets``, ``list_consumer_groups``,
+``list_consumer_group_offsets`` -- feeds the ``Snapshot`` to a
+``DashboardModel`` (rates, lag; pure, in ``_dashmodel``) and writes the
+rendered HTML into an ``ipywidgets.HTML``. What Kafka UI shows, inside the
+notebook.
+
+The thread owns its two clients; it opens them (again) when they are missing
+or a round failed, so a broker that starts late or restarts is picked up. A
+failed round shows the error and what to do, above the last good tables.
+Group APIs answering "unsupported" show a note instead of the group table.
+
+``stop()`` (the Stop button, leaving a ``with`` block, or ``nb.stop_all()``)
+sets an event, joins the thread and closes the clients. Only the thread
+touches the model and the clients, so nothing else is locked.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from labkit._clock import REAL_CLOCK, Clock
+from labkit.errors import IllegalArgumentError, IllegalStateError
+from labkit.nb._connect import (
+    admin_class,
+    bootstrap_servers,
+    consumer_class,
+    explain,
+    is_unsupported,
+    topic_partition,
+)
+from labkit.nb._dashmodel import DashboardModel, Snapshot, View, render_html, render_text
+from labkit.nb.live import _ACTIVE, in_kernel
+
+GROUPS_UNSUPPORTED = "not supported by this broker yet"
+
+
+def _partitions_of(described: Any) -> dict[str, list[int]]:
+    """Topic -> partition ids from ``describe_topics`` (kafka-python's or the wire's shape)."""
+    out: dict[str, list[int]] = {}
+    for item in described or []:
+        if not isinstance(item, dict):
+            continue
+        name = item.get("topic", item.get("name"))
+        parts = []
+        for p in item.get("partitions") or []:
+            pid = p.get("partition", p.get("partition_index")) if isinstance(p, dict) else p
+            if isinstance(pid, int):
+                parts.append(pid)
+        if isinstance(name, str):
+            out[name] = sorted(parts)
+    return out
+
+
+def _group_ids(listed: Any) -> list[str]:
+    ids = []
+    for item in listed or []:
+        gid = item[0] if isinstance(item, tuple | list) else getattr(item, "group_id", item)
+        if isinstance(gid, str):
+            ids.append(gid)
+    return sorted(ids)
+
+
+def _offset_value(v: Any) -> int | None:
+    off = getattr(v, "offset", v)
+    return off if isinstance(off, int) and off >= 0 else None
+
+
+def collect(admin: Any, consumer: Any, *, at: float, taken_ms: int | None = None,
+            topics: list[str] | None = None, include_internal: bool = False) -> Snapshot:
+    """One snapshot of the broker. Raises what the client raises (the caller reports it)."""
+    names = sorted(admin.list_topics())
+    if topics is not None:
+        names = [n for n in names if n in topics]
+    elif not include_internal:
+        names = [n for n in names if not n.startswith("__")]
+    parts: dict[str, list[int]] = {}
+    if names:
+        try:
+            parts = _partitions_of(admin.describe_topics(names))
+        except Exception as exc:
+            if not is_unsupported(exc):
+                raise
+        for n in names:
+            if not parts.get(n):
+                parts[n] = sorted(consumer.partitions_for_topic(n) or [])
+    tps = [topic_partition(t, p) for t in names for p in parts.get(t, [])]
+    offsets: dict[tuple[str, int], tuple[int, int]] = {}
+    if tps:
+        starts = consumer.beginning_offsets(tps)
+        ends = consumer.end_offsets(tps)
+        for tp in tps:
+            key = (tp[0], tp[1])
+            offsets[key] = (int(starts.get(tp, 0)), int(ends.get(tp, 0)))
+    groups: dict[str, dict[tuple[str, int], int | None]] | None = {}
+    note = None
+    try:
+        for gid in _group_ids(admin.list_consumer_groups()):
+            committed = admin.list_consumer_group_offsets(gid) or {}
+            groups[gid] = {(tp[0], tp[1]): _offset_value(v) for tp, v in committed.items()}
+    except Exception as exc:
+        if not is_unsupported(exc):
+            raise
+        groups, note = None, GROUPS_UNSUPPORTED
+    return Snapshot(at=at, offsets=offsets, groups=groups, groups_note=note, taken_ms=taken_ms)
+
+
+def _open_clients(servers: list[str]) -> tuple[Any, Any]:
+    admin = admin_class()(bootstrap_servers=servers, client_id="labkit-dashboard")
+    try:
+        consumer = consumer_class()(bootstrap_servers=servers, client_id="labkit-dashboard",
+                                    group_id=None, enable_auto_commit=False)
+    except BaseException:
+        admin.close()
+        raise
+    return admin, consumer
+
+
+class Dashboard:
+    """A live broker dashboard widget. ``stop()`` ends its refresh thread."""
+
+    def __init__(self, bootstrap: str | list[str] | None = None, refresh_s: float = 1.0, *,
+                 topics: list[str] | None = None, include_internal: bool = False,
+                 rate_window_s: float = 5.0, display: bool = True, start: bool = True,
+                 client_factory: Callable[[list[str]], tuple[Any, Any]] | None = None,
+                 clock: Clock = REAL_CLOCK):
+        if not refresh_s > 0:
+            raise IllegalArgumentError(f"refresh_s must be a positive number of seconds, got {refresh_s!r}")
+        self.servers = bootstrap_servers(bootstrap)
+        self.refresh_s = float(refresh_s)
+        self.topics = list(topics) if topics is not None else None
+        self.include_internal = include_internal
+        self.model = DashboardModel(rate_window_s)
+        self.rounds = 0
+        self._clock = clock
+        self._client_factory = client_factory or _open_clients
+        self._stop = threading.Event()
+        self._admin: Any = None
+        self._consumer: Any = None
+        self.widget = self._make_widget()
+        self._thread = threading.Thread(target=self._loop, name="labkit-dashboard", daemon=True)
+        _ACTIVE.add(self)
+        if start:
+            self._thread.start()
+        if display and self.widget is not None and in_kernel():
+            from IPython.display import display as show
+
+            show(self.widget)
+
+    @property
+    def view(self) -> View:
+        return self.model.view
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start the refresh thread (done at creation unless ``start=False``)."""
+        if self._thread.is_alive():
+            return
+        if self._thread.ident is not None or self._stop.is_set():
+            raise IllegalStateError("a stopped dashboard cannot restart: call nb.dashboard() again")
+        self._thread.start()
+
+    def text(self) -> str:
+        return render_text(self.view)
+
+    def html(self) -> str:
+        return self._html()
+
+    def refresh(self) -> View:
+        """Take one snapshot now, in the caller's thread (with ``start=False``: tests, scripts)."""
+        self._round()
+        return self.view
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop refreshing, join the thread, close the clients. Safe to call twice."""
+        self._stop.set()
+        if self._thread.ident is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._close_clients()
+        if self.widget is not None:
+            self._button.disabled = True
+            self._button.description = "stopped"
+            self._body.value = self._html("stopped")
+
+    close = stop
+
+    def __enter__(self) -> Dashboard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<Dashboard {','.join(self.servers)}: {len(self.view.topics)} topics, {state}>"
+
+    # -- the refresh thread ---------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._round()
+            self._stop.wait(self.refresh_s)
+        self._close_clients()
+
+    def _round(self) -> None:
+        at = self._clock.monotonic()
+        try:
+            if self._admin is None or self._consumer is None:
+                self._open_clients()
+            snap = collect(self._admin, self._consumer, at=at, taken_ms=self._clock.time_ms(),
+                           topics=self.topics, include_internal=self.include_internal)
+        except Exception as exc:  # shown in the widget; the next round retries
+            self._close_clients()
+            snap = Snapshot(at=at, error=explain(exc))
+        self.model.observe(snap)
+        self.rounds += 1
+        if self.widget is not None and not self._stop.is_set():
+            self._body.value = self._html()
+
+    def _open_clients(self) -> None:
+        self._admin, self._consumer = self._client_factory(self.servers)
+
+    def _close_clients(self) -> None:
+        clients = (self._consumer, self._admin)
+        self._consumer = self._admin = None
+        for client in clients:
+            if client is not None:
+                try:
+                    client.close()
+                except Exception:  # closing a broken client must not hide the real error
+                    pass
+
+    def _html(self, state: str | None = None) -> str:
+        view = self.view
+        when = ""
+        if view.taken_ms is not None:
+            when = "updated " + time.strftime("%H:%M:%S", time.localtime(view.taken_ms / 1000))
+        status = " · ".join(x for x in (",".join(self.servers), when,
+                                        state or f"every {self.refresh_s:g} s") if x)
+        return render_html(view, "labkit broker", status)
+
+    def _make_widget(self) -> Any:
+        try:
+            import ipywidgets as w
+        except ImportError:
+            return None
+        self._body = w.HTML(render_html(self.view, "labkit broker", "connecting…"))
+        self._button = w.Button(description="stop", icon="stop", tooltip="stop refreshing",
+                                layout=w.Layout(width="90px"))
+        self._button.on_click(lambda _b: self.stop())
+        box = w.VBox([self._body, self._button])
+        box.add_class("labkit-dashboard")
+        return box
+
+
+def dashboard(bootstrap: str | list[str] | None = None, refresh_s: float = 1.0,
+              **kwargs: Any) -> Dashboard:
+    """Show a live broker dashboard: topics, partitions, offsets, records/s, group lag.
+
+    ``bootstrap`` defaults to ``$LABKIT_BOOTSTRAP`` or localhost:9092. Keyword
+    options: ``topics=[...]`` (only these), ``include_internal``, ``rate_window_s``,
+    ``start=False`` (no thread; call ``refresh()`` yourself).
+    Stop it with its button or ``.stop()``. A broker that is not running yet is
+    reported in the widget and picked up when it starts.
+    """
+    return Dashboard(bootstrap, refresh_s, **kwargs)
