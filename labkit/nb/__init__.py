@@ -1,1 +1,117 @@
-"""labkit.nb."""
+"""``from labkit import nb``: everything a lab notebook needs, behind one import.
+
+- ``nb.check("02.1", answer, ...)`` -- check an exercise, print one PASS/FAIL line;
+  ``nb.all_exercises()`` lists them; ``@nb.exercise`` registers a new one.
+- ``nb.transactions(...)``, ``nb.sensors(...)`` -- seeded event generators;
+  ``nb.EventStream(...)`` sends them to a topic from a background thread.
+- ``nb.LivePlot``, ``nb.dashboard()``, ``nb.doctor()``, ``nb.progress(...)`` -- live
+  plots and widgets (``labkit.nb.live``, ``.dashboard``, ``.doctor``, ``.progress``),
+  imported on first use so that ``import labkit.nb`` stays light (no matplotlib).
+
+Theory of operation for the lazy names: ``__getattr__`` imports the module that
+defines a name on first access. ``dashboard``, ``doctor`` and ``progress`` are both
+submodules and functions of the same name; when the import system binds such a
+submodule to this package, the package's module class makes the submodule
+callable (calling it calls the function of the same name), so ``nb.doctor()``
+and ``nb.doctor.SomeHelper`` both work whichever way the module was first imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
+from typing import Any
+
+from labkit.errors import IllegalArgumentError, IllegalStateError
+from labkit.nb.checks import (
+    CheckFailed,
+    Wrong,
+    all_exercises,
+    call,
+    check,
+    evaluate,
+    exercise,
+    expect,
+    grading,
+)
+from labkit.nb.generators import CATEGORIES, SENSOR_IDS, STORES, sensors, transactions
+from labkit.nb.stream import EventStream, bootstrap_servers, json_serializer
+
+__all__ = [
+    "CATEGORIES", "SENSOR_IDS", "STORES", "CheckFailed", "EventStream", "IllegalArgumentError",
+    "IllegalStateError", "LivePlot", "Wrong", "bootstrap_servers", "call", "check", "dashboard",
+    "doctor", "all_exercises", "evaluate", "exercise", "expect", "grading", "json_serializer",
+    "progress", "sensors", "stop_all", "transactions",
+]
+
+# name -> module that defines it (the module's attribute of the same name is used)
+_LAZY = {"LivePlot": "labkit.nb.live"}
+_CALLABLE_SUBMODULES = ("dashboard", "doctor", "progress")
+_OPTIONAL_MODULES = ("labkit.nb.live", "labkit.nb.dashboard", "labkit.nb.doctor",
+                     "labkit.nb.progress")
+
+
+class _CallableModule(types.ModuleType):
+    """A submodule that can be called: ``nb.doctor()`` calls ``labkit.nb.doctor.doctor()``."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        short = self.__name__.rpartition(".")[2]
+        fn = self.__dict__.get(short)
+        if not callable(fn):
+            raise TypeError(f"{self.__name__} has no function {short}()")
+        return fn(*args, **kwargs)
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        if (name in _CALLABLE_SUBMODULES and type(value) is types.ModuleType
+                and value.__name__ == f"{__name__}.{name}"):
+            value.__class__ = _CallableModule
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def _import(module: str) -> types.ModuleType:
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            raise AttributeError(
+                f"{module} is not part of this build of labkit; update labkit (git pull, "
+                "then make venv)") from exc
+        raise
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CALLABLE_SUBMODULES:
+        module = _import(f"{__name__}.{name}")
+        return sys.modules[__name__].__dict__.get(name, module)
+    if name in _LAZY:
+        return getattr(_import(_LAZY[name]), name)
+    if not name.startswith("_"):
+        for module_name in _OPTIONAL_MODULES:
+            if importlib.util.find_spec(module_name) is None:
+                continue
+            module = importlib.import_module(module_name)
+            if name in getattr(module, "__all__", ()):
+                return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def stop_all() -> int:
+    """Stop every background event stream, live plot and dashboard; returns how many ran."""
+    from labkit.nb import stream
+
+    stopped = stream.stop_all()
+    live = sys.modules.get("labkit.nb.live")
+    if live is not None and callable(getattr(live, "stop_all", None)):
+        stopped += live.stop_all()
+    return stopped
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

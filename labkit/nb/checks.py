@@ -1,0 +1,285 @@
+"""Exercise checks: ``nb.check("02.1", answer)`` prints one line a student can act on.
+
+Theory of operation
+-------------------
+An exercise is an id (``"02.1"``: notebook 02, exercise 1), a number of points, a
+title and a *check function*, registered with the ``@exercise`` decorator (the
+course's exercises live in ``labkit.nb.exercises``). A check function takes the
+student's answer as its first argument, plus keyword arguments for whatever it
+needs to judge it (``topic=``, ``sent=``), and is pure: it returns normally when
+the answer is right and raises ``Wrong("what to look at")`` -- usually through
+``expect(condition, hint)`` -- when it is not. Student code that the check calls
+goes through ``call()``, which turns its exceptions into a FAIL naming them.
+
+``check(id, answer, **context)`` runs the check and prints exactly one line::
+
+    PASS 02.1 (2/2 points)
+    FAIL 02.1 (0/2 points): <hint>
+    NOT ATTEMPTED 02.1 (0/2 points): replace the ... with your answer
+
+An answer is *not attempted* when it is ``...`` (or a list/tuple/set/dict holding
+``...``), or a function whose body is only ``...``/``pass`` (a stub), or when a
+student function called through ``call()`` returns ``...``. Any exception from a
+check becomes a FAIL with a one-line reason: never a traceback wall.
+
+Grading: with ``LABKIT_GRADING=1`` a non-PASS also raises ``CheckFailed`` (same
+one-line message; IPython shows just that line), so nbval and ``labkit grade``
+count the cell as failed. When ``LABKIT_GRADE_LOG`` names a file, every check
+appends one JSON line ``{"exercise", "status", "points", "max_points", "title",
+"message"}`` to it; ``labkit grade`` reads that file.
+
+The registry is a module-level dict filled at import time; it is not meant to be
+changed from several threads at once.
+"""
+
+from __future__ import annotations
+
+import dis
+import inspect
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from labkit.errors import IllegalArgumentError
+
+GRADING_ENV = "LABKIT_GRADING"
+GRADE_LOG_ENV = "LABKIT_GRADE_LOG"
+PASS, FAIL, NOT_ATTEMPTED = "PASS", "FAIL", "NOT ATTEMPTED"
+NOT_ATTEMPTED_HINT = "replace the ... with your answer"
+MAX_HINT = 300
+
+
+class Wrong(Exception):
+    """Raised by a check function: the answer is wrong; the message says what to look at."""
+
+
+class NotAttempted(Exception):
+    """Raised by a check function when the answer is still the ``...`` placeholder."""
+
+
+class StudentCodeError(Exception):
+    """The student's function raised while a check called it (see ``call``)."""
+
+
+class CheckFailed(AssertionError):
+    """Raised by ``check`` under grading (``LABKIT_GRADING=1``) for a non-PASS result."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython: show one line, not a traceback
+        return [str(self)]
+
+
+@dataclass(frozen=True)
+class Exercise:
+    id: str
+    points: int
+    title: str
+    check: Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Result:
+    exercise: str
+    status: str
+    points: int
+    max_points: int
+    title: str
+    hint: str = ""
+
+    @property
+    def line(self) -> str:
+        head = f"{self.status} {self.exercise} ({self.points}/{self.max_points} points)"
+        return f"{head}: {self.hint}" if self.hint else head
+
+    def as_record(self) -> dict:
+        return {"exercise": self.exercise, "status": self.status, "points": self.points,
+                "max_points": self.max_points, "title": self.title, "message": self.line}
+
+
+REGISTRY: dict[str, Exercise] = {}
+
+
+def exercise(exercise_id: str, *, points: int, title: str) -> Callable:
+    """Decorator: register ``fn(answer, **context)`` as the check of ``exercise_id``.
+
+    Raises ``IllegalArgumentError`` for a malformed id, points < 1, or an id that
+    another function already registered.
+    """
+    if not isinstance(exercise_id, str) or not exercise_id or " " in exercise_id:
+        raise IllegalArgumentError(f"an exercise id is a short string like '02.1', got {exercise_id!r}")
+    if not isinstance(points, int) or points < 1:
+        raise IllegalArgumentError(f"exercise {exercise_id}: points must be an int >= 1, got {points!r}")
+
+    def register(fn: Callable) -> Callable:
+        old = REGISTRY.get(exercise_id)
+        same = old is not None and (old.check.__module__, old.check.__qualname__) == (
+            fn.__module__, fn.__qualname__)
+        if old is not None and not same:
+            raise IllegalArgumentError(
+                f"exercise {exercise_id} is already registered by {old.check.__module__}."
+                f"{old.check.__qualname__}; pick another id")
+        REGISTRY[exercise_id] = Exercise(exercise_id, points, title, fn)
+        return fn
+
+    return register
+
+
+def _load_course_exercises() -> None:
+    import labkit.nb.exercises  # noqa: F401 - registers the course's exercises
+
+
+def get(exercise_id: str) -> Exercise:
+    """The registered exercise. Raises ``IllegalArgumentError`` naming the known ids."""
+    _load_course_exercises()
+    try:
+        return REGISTRY[exercise_id]
+    except KeyError:
+        known = ", ".join(sorted(REGISTRY)) or "none"
+        raise IllegalArgumentError(
+            f"there is no exercise {exercise_id!r}; check the id in the cell (known: {known})"
+        ) from None
+
+
+def all_exercises() -> list[Exercise]:
+    """Every registered exercise, by id."""
+    _load_course_exercises()
+    return [REGISTRY[k] for k in sorted(REGISTRY)]
+
+
+# -- helpers for check functions ---------------------------------------------------
+
+
+def expect(condition: object, hint: str) -> None:
+    """Raise ``Wrong(hint)`` unless ``condition`` is true."""
+    if not condition:
+        raise Wrong(hint)
+
+
+def is_stub_function(fn: object) -> bool:
+    """True for a function whose body is only ``...``/``pass`` (and maybe a docstring)."""
+    code = getattr(inspect.unwrap(fn) if callable(fn) else fn, "__code__", None)
+    if code is None or code.co_flags & (inspect.CO_GENERATOR | inspect.CO_COROUTINE):
+        return False
+    ops = [(i.opname, i.argval) for i in dis.get_instructions(code) if i.opname not in _NOISE]
+    return ops in ([("LOAD_CONST", None), ("RETURN_VALUE", None)],
+                   [("LOAD_CONST", Ellipsis), ("RETURN_VALUE", None)],
+                   [("RETURN_CONST", None)], [("RETURN_CONST", Ellipsis)])
+
+
+_NOISE = frozenset({"RESUME", "NOP", "CACHE", "COPY_FREE_VARS", "MAKE_CELL"})
+
+
+def is_placeholder(value: object) -> bool:
+    """True for ``...``, a container holding ``...`` at its top level, or a stub function."""
+    if value is Ellipsis:
+        return True
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(v is Ellipsis for v in value)
+    if isinstance(value, Mapping):
+        return any(k is Ellipsis or v is Ellipsis for k, v in value.items())
+    return inspect.isfunction(value) and is_stub_function(value)
+
+
+def call(fn: object, *args: Any, **kwargs: Any) -> Any:
+    """Call the student's function; raise ``NotAttempted`` for a stub or a ``...`` result.
+
+    An exception raised by the student's code becomes ``StudentCodeError`` (a FAIL
+    that names it); a non-callable answer becomes ``Wrong``.
+    """
+    if is_placeholder(fn):
+        raise NotAttempted()
+    if not callable(fn):
+        raise Wrong(f"expected a function, got {_kind(fn)}; define it with def and pass its name "
+                    "(without parentheses)")
+    try:
+        result = fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - reported to the student as one line
+        raise StudentCodeError(f"your function raised {_one_line(exc)}; run it on its own "
+                               "in a cell to see where") from exc
+    if is_placeholder(result):
+        raise NotAttempted()
+    return result
+
+
+def _kind(value: object) -> str:
+    text = repr(value)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _shorten(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_HINT else text[:MAX_HINT - 3] + "..."
+
+
+# -- running a check ---------------------------------------------------------------
+
+
+def _missing_context(ex: Exercise, context: dict) -> str | None:
+    try:
+        inspect.signature(ex.check).bind(None, **context)
+    except TypeError as exc:
+        params = list(inspect.signature(ex.check).parameters.values())[1:]
+        needed = ", ".join(f"{p.name}=..." for p in params if p.default is p.empty) or "no extras"
+        return (f"call it as nb.check({ex.id!r}, answer, {needed}) "
+                f"({' '.join(str(exc).split())})")
+    return None
+
+
+def evaluate(exercise_id: str, answer: Any, **context: Any) -> Result:
+    """Run the check of ``exercise_id`` on ``answer``; never raises for a wrong answer."""
+    ex = get(exercise_id)
+
+    def result(status: str, hint: str = "") -> Result:
+        points = ex.points if status == PASS else 0
+        return Result(ex.id, status, points, ex.points, ex.title, _shorten(hint))
+
+    if is_placeholder(answer):
+        return result(NOT_ATTEMPTED, NOT_ATTEMPTED_HINT)
+    problem = _missing_context(ex, context)
+    if problem:
+        return result(FAIL, problem)
+    try:
+        ex.check(answer, **context)
+    except NotAttempted:
+        return result(NOT_ATTEMPTED, NOT_ATTEMPTED_HINT)
+    except (Wrong, StudentCodeError) as exc:
+        return result(FAIL, str(exc) or "the answer is not right yet")
+    except Exception as exc:  # noqa: BLE001 - a crash in a check is a FAIL, not a traceback
+        return result(FAIL, f"could not check your answer ({_one_line(exc)}); look at the "
+                            "type and shape of what you passed")
+    return result(PASS)
+
+
+def grading() -> bool:
+    """True when running under ``labkit grade`` (``LABKIT_GRADING=1``)."""
+    return os.environ.get(GRADING_ENV, "").strip().lower() in {"1", "true", "yes"}
+
+
+def _log(result: Result) -> None:
+    path = os.environ.get(GRADE_LOG_ENV, "").strip()
+    if not path:
+        return
+    with open(path, "a", encoding="utf-8") as log:
+        log.write(json.dumps(result.as_record(), ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def check(exercise_id: str, answer: Any, /, **context: Any) -> None:
+    """Check ``answer`` for exercise ``exercise_id`` and print one PASS/FAIL line.
+
+    Keyword arguments are passed to the check function (e.g. ``topic=TOPIC``).
+    Returns None (so a notebook shows only the line). Raises ``CheckFailed`` for a
+    non-PASS only under grading; ``IllegalArgumentError`` for an unknown id.
+    """
+    result = evaluate(exercise_id, answer, **context)
+    print(result.line, file=sys.stdout, flush=True)
+    _log(result)
+    if result.status != PASS and grading():
+        raise CheckFailed(result.line)
