@@ -161,6 +161,12 @@ class BrokerProcess:
         self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + START_TIMEOUT_S
+        # The startup line comes after the bind: only then can the answer be ours
+        # (another process may hold the port and answer the probe).
+        while "labkit broker listening on" not in self.output():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
         with RawClient(self.bootstrap, timeout=0.2) as probe:
             rid = probe.send("api_versions", {})
             while time.monotonic() < deadline:
