@@ -1,0 +1,437 @@
+"""``KafkaProducer``: kafka-python's producer API on labkit's transport.
+
+Theory of operation
+-------------------
+``send()`` serializes the key and value, picks a partition and appends one tuple
+to that partition's buffer in the ``RecordAccumulator``; it returns a
+``FutureRecordMetadata`` at once. The transport's I/O thread runs the ``Sender``
+driver, which seals buffers into record batches (``batch_size`` bytes, after
+``linger_ms``) and sends ``produce`` requests with several in flight. Nothing on
+the per-record path takes a lock or packs bytes.
+
+Topic metadata is fetched (blocking, at most ``max_block_ms``) on the first send to
+a topic, with auto-creation allowed as in kafka-python; the topic's state is then
+read without locks (``self._topics`` is replaced, never mutated).
+
+Records still buffered when the interpreter exits are flushed by an ``atexit``
+hook (bounded by ``request_timeout_ms``), so a script that ends right after
+``send()`` does not lose them. ``close()`` flushes too.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import random
+import threading
+import weakref
+from typing import Any
+
+from labkit._clock import REAL_CLOCK
+from labkit.client import config as cfg
+from labkit.client.accumulator import (
+    RECORD_OVERHEAD,
+    PartitionBuffer,
+    ProducerBatch,
+    RecordAccumulator,
+)
+from labkit.client.metadata import ClusterMetadata, refresh, topic_error
+from labkit.client.partitioner import DefaultPartitioner
+from labkit.client.sender import Sender
+from labkit.client.structs import TopicPartition
+from labkit.client.transport import Transport
+from labkit.errors import (
+    IllegalStateError,
+    KafkaConfigurationError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    UnknownTopicOrPartitionError,
+    UnsupportedCodecError,
+)
+
+log = logging.getLogger(__name__)
+_IDS = itertools.count(1)
+
+
+class _TopicState:
+    __slots__ = ("name", "n", "buffers", "all", "sticky")
+
+    def __init__(self, name: str, buffers: list[PartitionBuffer]):
+        self.name = name
+        self.buffers = buffers
+        self.n = len(buffers)
+        self.all = list(range(self.n))
+        self.sticky = random.randrange(self.n)
+
+
+def _bytes_or_error(data: Any, what: str, serializer: Any) -> bytes | None:
+    if data is None or type(data) is bytes:
+        return data
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    if serializer is None:
+        raise TypeError(
+            f"the {what} must be bytes, got {type(data).__name__}. Pass a {what}_serializer to "
+            f"KafkaProducer, e.g. {what}_serializer=lambda v: json.dumps(v).encode('utf-8') "
+            f"(or str.encode for text), or encode the {what} yourself.")
+    raise TypeError(f"the {what}_serializer returned {type(data).__name__}; it must return bytes "
+                    "(e.g. add .encode('utf-8') at its end)")
+
+
+def _serializer(fn: Any, what: str) -> Any:
+    if fn is None or callable(fn):
+        return fn
+    if hasattr(fn, "serialize"):
+        return lambda value, _s=fn: _s.serialize(None, value)
+    raise KafkaConfigurationError(f"{what} must be a function taking the {what.split('_')[0]} "
+                                  f"and returning bytes, got {fn!r}")
+
+
+class KafkaProducer:
+    """Publish records to the broker (kafka-python's ``KafkaProducer``).
+
+    Keyword arguments are kafka-python's (``bootstrap_servers``, ``key_serializer``,
+    ``value_serializer``, ``acks``, ``linger_ms``, ``batch_size``, ...); see
+    ``DEFAULT_CONFIG``. Raises KafkaConfigurationError for an unknown or invalid
+    setting and NoBrokersAvailable when no broker answers within
+    ``api_version_auto_timeout_ms``.
+    """
+
+    DEFAULT_CONFIG: dict[str, Any] = {
+        "key_serializer": None,
+        "value_serializer": None,
+        "acks": 1,
+        "bootstrap_topics_filter": set(),
+        "compression_type": None,
+        "retries": 0,
+        "batch_size": 16384,
+        "linger_ms": 0,
+        "partitioner": None,  # None -> DefaultPartitioner()
+        "buffer_memory": 33554432,
+        "max_block_ms": 60000,
+        "max_request_size": 1048576,
+        "allow_auto_create_topics": True,
+        "enable_idempotence": False,
+        "delivery_timeout_ms": 120000,
+        "transactional_id": None,
+        "transaction_timeout_ms": 60000,
+    }
+
+    def __init__(self, **configs: Any):
+        self.config = config = cfg.resolve("KafkaProducer", self.DEFAULT_CONFIG, configs)
+        cfg.check_numbers(config, {"batch_size": 0, "linger_ms": 0, "max_block_ms": 0,
+                                   "max_request_size": 1, "buffer_memory": 1, "retries": 0,
+                                   "max_in_flight_requests_per_connection": 1})
+        self._acks = _parse_acks(config["acks"])
+        if config["compression_type"] is not None:
+            raise UnsupportedCodecError(
+                f"compression_type={config['compression_type']!r}: labkit's producer does not "
+                "compress batches; leave compression_type out (or set it to None).")
+        if config["transactional_id"] is not None:
+            raise KafkaConfigurationError("labkit has no transactions: remove transactional_id")
+        if config["enable_idempotence"]:
+            log.warning("enable_idempotence is accepted but labkit's producer is not idempotent;"
+                        " keep retries=0 to avoid duplicates")
+        self._key_serializer = _serializer(config["key_serializer"], "key_serializer")
+        self._value_serializer = _serializer(config["value_serializer"], "value_serializer")
+        partitioner = config["partitioner"]
+        if partitioner is None:
+            partitioner = config["partitioner"] = DefaultPartitioner()
+        if not callable(partitioner):
+            raise KafkaConfigurationError(
+                "partitioner must be callable as partitioner(key_bytes, all_partitions, "
+                "available_partitions) -> partition")
+        self._partitioner = partitioner
+        self._default_partitioner = type(partitioner) is DefaultPartitioner
+        if config["client_id"] is None:
+            config["client_id"] = f"kafka-python-producer-{next(_IDS)}"
+        self._clock = REAL_CLOCK
+        self._time_ms = self._clock.time_ms
+        self._max_request_size = int(config["max_request_size"])
+        self._max_block = config["max_block_ms"] / 1000.0
+        self._closed = False
+        self._topics: dict[str, _TopicState] = {}
+        self._topics_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._cluster = ClusterMetadata()
+        self._acc = RecordAccumulator(
+            batch_size=config["batch_size"], max_request_size=self._max_request_size,
+            linger_ms=config["linger_ms"], buffer_memory=config["buffer_memory"],
+            clock=self._clock)
+        self._transport = Transport(
+            config["bootstrap_servers"], client_id=config["client_id"],
+            request_timeout_ms=config["request_timeout_ms"],
+            connect_timeout_ms=config["api_version_auto_timeout_ms"],
+            reconnect_backoff_ms=config["reconnect_backoff_ms"],
+            reconnect_backoff_max_ms=config["reconnect_backoff_max_ms"],
+            clock=self._clock, name="producer")
+        ref = weakref.ref(self)
+        self._sender = Sender(
+            self._transport, self._acc, self._cluster, acks=self._acks,
+            retries=config["retries"], retry_backoff_ms=config["retry_backoff_ms"],
+            request_timeout_ms=config["request_timeout_ms"],
+            max_in_flight=config["max_in_flight_requests_per_connection"],
+            metadata_max_age_ms=config["metadata_max_age_ms"],
+            on_metadata=lambda header: _call_alive(ref, "_on_metadata", header),
+            on_seal=lambda buf: _call_alive(ref, "_on_seal", buf))
+        self._transport.add_driver(self._sender)
+        self._cleanup = _cleanup_hook(ref, config["request_timeout_ms"] / 1000.0)
+        atexit.register(self._cleanup)
+
+    # -- send ------------------------------------------------------------------
+
+    def send(self, topic: str, value: Any = None, key: Any = None, headers: Any = None,
+             partition: int | None = None, timestamp_ms: int | None = None):
+        """Queue one record; return a ``FutureRecordMetadata`` at once.
+
+        Raises TypeError when the value/key is not bytes and no serializer is set,
+        InvalidTopicError for a bad topic name, MessageSizeTooLargeError for a record
+        over ``max_request_size``, UnknownTopicOrPartitionError for a partition the
+        topic does not have, KafkaTimeoutError when metadata or buffer space takes
+        longer than ``max_block_ms``, IllegalStateError after ``close()``.
+        """
+        if self._closed:
+            raise IllegalStateError("KafkaProducer already closed! Create a new one to send.")
+        if value is not None:
+            vs = self._value_serializer
+            if vs is not None:
+                value = vs(value)
+            if type(value) is not bytes:
+                value = _bytes_or_error(value, "value", vs)
+        if key is not None:
+            ks = self._key_serializer
+            if ks is not None:
+                key = ks(key)
+            if type(key) is not bytes:
+                key = _bytes_or_error(key, "key", ks)
+        st = self._topics.get(topic)
+        if st is None:
+            st = self._topic_state(topic)
+        size = RECORD_OVERHEAD + (len(value) if value is not None else 0)
+        if key is not None:
+            size += len(key)
+        elif value is None:
+            raise ValueError("Need at least one: key or value")
+        if headers:
+            size += _headers_size(headers)
+        else:
+            headers = None
+        if size > self._max_request_size:
+            raise MessageSizeTooLargeError(
+                f"The message is {size} bytes when serialized which is larger than the maximum "
+                f"request size you have configured with the max_request_size configuration "
+                f"({self._max_request_size}). Send smaller records or raise max_request_size "
+                "(the broker's message.max.bytes limits it too).")
+        if partition is None:
+            if key is None:
+                partition = st.sticky
+            elif self._default_partitioner:
+                partition = self._partitioner.index(key, st.n)
+            else:
+                partition = self._partitioner(key, st.all, st.all)
+        elif type(partition) is not int or not 0 <= partition < st.n:
+            raise UnknownTopicOrPartitionError(
+                f"topic '{topic}' has partitions 0..{st.n - 1}; there is no partition "
+                f"{partition!r}. Add partitions with `labkit topics --alter --topic {topic} "
+                "--partitions N` or leave partition=None.")
+        if timestamp_ms is None:
+            timestamp_ms = self._time_ms()
+        future = self._acc.future_class()
+        records = st.buffers[partition].records
+        records.append((timestamp_ms, key, value, headers, size, future))
+        io = self._transport
+        if io._sleeping and (self._acc.wake_on_append
+                             or len(records) >= st.buffers[partition].full_count):
+            io.wakeup()
+        if self._acc.full:
+            self._wait_for_space()
+        return future
+
+    def _topic_state(self, topic: str) -> _TopicState:
+        cfg.validate_topic(topic)
+        with self._topics_lock:
+            st = self._topics.get(topic)
+            if st is not None:
+                return st
+            n = self._cluster.num_partitions(topic)
+            if not n:
+                n = self._fetch_partitions(topic)
+            buffers = [self._acc.new_buffer(TopicPartition(topic, p)) for p in range(n)]
+            st = _TopicState(topic, buffers)
+            self._topics = {**self._topics, topic: st}
+            return st
+
+    def _fetch_partitions(self, topic: str) -> int:
+        deadline = self._clock.monotonic() + self._max_block
+        while True:
+            left = deadline - self._clock.monotonic()
+            if left <= 0:
+                raise KafkaTimeoutError(
+                    f"Failed to update metadata after {self._max_block:.1f} secs. (topic '{topic}')")
+            header = refresh(self._transport, self._cluster, [topic],
+                             self.config["allow_auto_create_topics"], self._clock.monotonic(),
+                             timeout_ms=min(left, self._transport.request_timeout) * 1000)
+            error = topic_error(header, topic)
+            n = self._cluster.num_partitions(topic)
+            if n:
+                return n
+            if error is not None and not getattr(error, "retriable", False) \
+                    or isinstance(error, UnknownTopicOrPartitionError):
+                raise error
+            self._clock_sleep(self.config["retry_backoff_ms"] / 1000.0)
+
+    @staticmethod
+    def _clock_sleep(seconds: float) -> None:
+        threading.Event().wait(seconds)
+
+    def _wait_for_space(self) -> None:
+        deadline = self._clock.monotonic() + self._max_block
+        with self._acc.cond:
+            while self._acc.full:
+                self._transport.wakeup()
+                left = deadline - self._clock.monotonic()
+                if left <= 0:
+                    raise KafkaTimeoutError(
+                        f"Failed to allocate memory within the configured max blocking time "
+                        f"{self.config['max_block_ms']} ms: more than buffer_memory bytes are "
+                        "waiting to be sent. Is the broker keeping up?")
+                self._acc.cond.wait(min(left, 0.01))
+
+    # -- I/O-thread hooks ----------------------------------------------------------
+
+    def _on_metadata(self, header: dict) -> None:
+        for name, st in list(self._topics.items()):
+            n = self._cluster.num_partitions(name)
+            if n and n > st.n:
+                new = [self._acc.new_buffer(TopicPartition(name, p)) for p in range(st.n, n)]
+                st.buffers = st.buffers + new  # grow buffers before n: send() reads n first
+                st.all = list(range(n))
+                st.n = n
+                log.info("topic '%s' now has %d partitions", name, n)
+
+    def _on_seal(self, buf: PartitionBuffer) -> None:
+        st = self._topics.get(buf.tp.topic)
+        if st is not None and st.n > 1 and st.sticky == buf.tp.partition:
+            choice = random.randrange(st.n - 1)
+            st.sticky = choice if choice < buf.tp.partition else choice + 1
+
+    # -- flush / close / info ------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Send everything buffered now (ignoring linger_ms) and wait for the answers.
+
+        Raises KafkaTimeoutError if that takes longer than ``timeout`` seconds.
+        """
+        with self._flush_lock:
+            self._acc.flushing += 1
+        try:
+            self._transport.wakeup()
+            if not self._acc.wait_idle(timeout):
+                raise KafkaTimeoutError(f"Timeout after waiting for {timeout} secs. "
+                                        "(flush: records are still waiting for the broker)")
+        finally:
+            with self._flush_lock:
+                self._acc.flushing -= 1
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush (waiting at most ``timeout`` seconds), then release the connection.
+
+        Records that could not be sent in time fail with KafkaTimeoutError.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._cleanup is not None:
+            atexit.unregister(self._cleanup)
+            self._cleanup = None
+        self._acc.closing = True
+        self._transport.wakeup()
+        if not self._acc.wait_idle(timeout):
+            log.warning("KafkaProducer.close: %d records were not acknowledged within %s s",
+                        self._acc.pending_records() + self._acc.incomplete, timeout)
+        self._abort_buffered(KafkaTimeoutError("the producer was closed before this record "
+                                               "was sent"))
+        self._transport.close()
+
+    def _abort_buffered(self, error: BaseException) -> None:
+        for buf in self._acc.buffers:
+            records, buf.records = buf.records, []
+            if not records:
+                continue
+            ts, _keys, _values, _headers, _sizes, futures = zip(*records, strict=False)
+            batch = ProducerBatch(buf.tp, b"", futures, ts, None, [-1] * len(futures), None)
+            for index, future in enumerate(futures):
+                future._index = index
+                future._batch = batch
+            self._acc.incomplete += 1
+            self._acc.complete(batch, -1, error)
+
+    def partitions_for(self, topic: str) -> set[int]:
+        """The partition ids of ``topic`` (fetching metadata, auto-creating like send())."""
+        return set(range(self._topic_state(topic).n))
+
+    def bootstrap_connected(self) -> bool:
+        return self._transport.connected
+
+    def metrics(self, raw: bool = False) -> dict[str, dict[str, Any]]:
+        """A minimal metrics map (kafka-python's is much larger)."""
+        return {"producer-metrics": {
+            "records-buffered": self._acc.pending_records(),
+            "batches-in-flight": self._acc.incomplete,
+            "connection-count": 1 if self._transport.connected else 0,
+        }}
+
+    def __enter__(self) -> KafkaProducer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            try:
+                self.close(timeout=1)
+            except Exception:  # interpreter shutdown: nothing useful left to do
+                pass
+
+    def __repr__(self) -> str:
+        return (f"<KafkaProducer client_id={self.config['client_id']!r} "
+                f"broker={self._transport.address}>")
+
+
+def _parse_acks(acks: Any) -> int:
+    if acks in ("all", "-1", -1):
+        return -1
+    if acks in (0, 1, "0", "1") and not isinstance(acks, bool):
+        return int(acks)
+    raise KafkaConfigurationError(f"acks must be 0, 1 or 'all' (-1), got {acks!r}")
+
+
+def _headers_size(headers: Any) -> int:
+    if not isinstance(headers, list | tuple):
+        raise TypeError("headers must be a list of (str, bytes) tuples")
+    size = 2
+    for item in headers:
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
+                and (item[1] is None or isinstance(item[1], bytes))):
+            raise TypeError(f"All headers items must be (str, bytes) tuples, got {item!r}")
+        size += 6 + len(item[0].encode("utf-8")) + (len(item[1]) if item[1] is not None else 0)
+    return size
+
+
+def _call_alive(ref: weakref.ref, method: str, arg: Any) -> None:
+    obj = ref()
+    if obj is not None:
+        getattr(obj, method)(arg)
+
+
+def _cleanup_hook(ref: weakref.ref, timeout: float):
+    def cleanup() -> None:
+        producer = ref()
+        if producer is not None and not producer._closed:
+            pending = producer._acc.pending_records() + producer._acc.incomplete
+            if pending:
+                log.info("flushing %d buffered records before exit", pending)
+            producer.close(timeout=timeout)
+    return cleanup

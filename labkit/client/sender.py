@@ -1,0 +1,179 @@
+"""The producer's sender: turns sealed batches into ``produce`` requests (I/O thread).
+
+Theory of operation
+-------------------
+``Sender`` is a transport driver: the transport's I/O thread calls it on every
+loop turn. Each call drains the accumulator into requests of at most
+``max_request_size`` bytes (several batches, possibly several for one partition,
+listed in order under ``targets``) while fewer than
+``max_in_flight_requests_per_connection`` requests are unanswered. The answer
+completes each batch: offset on success; on a retriable error the batch is queued
+again after ``retry_backoff_ms`` while it has retries left (``retries``); otherwise
+its futures fail with Kafka's error class. With ``acks=0`` the broker does not
+answer: batches complete (offset -1) once the request is handed to the socket.
+
+It also refreshes topic metadata every ``metadata_max_age_ms`` (and at once after
+an error that says metadata is stale), so partitions added while the producer runs
+are used.
+
+Everything here runs on the I/O thread, so the sender's own state needs no lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from labkit.client.accumulator import PartitionBuffer, ProducerBatch, RecordAccumulator
+from labkit.client.metadata import ClusterMetadata, request_header
+from labkit.errors import KafkaError, from_wire
+
+log = logging.getLogger(__name__)
+
+
+class Sender:
+    def __init__(self, transport: Any, accumulator: RecordAccumulator, cluster: ClusterMetadata,
+                 *, acks: int, retries: float, retry_backoff_ms: float, request_timeout_ms: float,
+                 max_in_flight: int, metadata_max_age_ms: float,
+                 on_metadata: Callable[[dict], None], on_seal: Callable[[PartitionBuffer], None]):
+        self._transport = transport
+        self._acc = accumulator
+        self._cluster = cluster
+        self._acks = acks
+        self._retries = retries
+        self._backoff = retry_backoff_ms / 1000.0
+        self._timeout_ms = request_timeout_ms
+        self._max_in_flight = max(1, int(max_in_flight))
+        self._metadata_age = metadata_max_age_ms / 1000.0
+        self._on_metadata = on_metadata
+        self._on_seal = on_seal
+        self._in_flight = 0
+        self._retry: deque[ProducerBatch] = deque()
+        self._metadata_due: float | None = None
+        self._metadata_in_flight = False
+
+    def __call__(self, now: float) -> float | None:
+        self._maybe_refresh_metadata(now)
+        next_due = None
+        while self._in_flight < self._max_in_flight:
+            batches = self._ready_retries(now)
+            budget = self._acc.max_request_size - sum(len(b.data) for b in batches)
+            fresh, next_due = self._acc.drain(now, budget, self._on_seal) if budget > 0 else ([], 0.0)
+            batches.extend(fresh)
+            if not batches:
+                break
+            self._send(batches)
+        if self._retry:
+            wait = max(0.0, self._retry[0].retry_at - now)
+            next_due = wait if next_due is None else min(next_due, wait)
+        if self._metadata_due is not None:
+            wait = max(0.0, self._metadata_due - now)
+            next_due = wait if next_due is None else min(next_due, wait)
+        return next_due
+
+    def schedule_metadata(self, now: float, delay: float = 0.0) -> None:
+        due = now + delay
+        if self._metadata_due is None or due < self._metadata_due:
+            self._metadata_due = due
+
+    # -- produce ---------------------------------------------------------------
+
+    def _ready_retries(self, now: float) -> list[ProducerBatch]:
+        out = []
+        size = 0
+        while self._retry and self._retry[0].retry_at <= now:
+            if out and size + len(self._retry[0].data) > self._acc.max_request_size:
+                break
+            batch = self._retry.popleft()
+            size += len(batch.data)
+            out.append(batch)
+        return out
+
+    def _send(self, batches: list[ProducerBatch]) -> None:
+        header = {"acks": self._acks, "timeout_ms": int(self._timeout_ms),
+                  "targets": [[b.tp.topic, b.tp.partition] for b in batches]}
+        for batch in batches:
+            batch.attempts += 1
+        future = self._transport.request(
+            "produce", header, [b.data for b in batches], timeout_ms=self._timeout_ms,
+            idempotent=False, expect_response=self._acks != 0)
+        self._in_flight += 1
+        future.add_callback(self._on_response, batches)
+        future.add_errback(self._on_failure, batches)
+
+    def _on_response(self, batches: list[ProducerBatch], response: Any) -> None:
+        self._in_flight -= 1
+        if response is None:  # acks=0: nothing comes back
+            for batch in batches:
+                self._acc.complete(batch, -1)
+            return
+        header = response.header
+        if header.get("error", 0):
+            error = from_wire(header["error"], header.get("message"))
+            for batch in batches:
+                self._fail_or_retry(batch, error)
+            return
+        results = header.get("results") or []
+        for index, batch in enumerate(batches):
+            if index >= len(results):
+                self._fail_or_retry(batch, KafkaError("the broker's produce answer is missing "
+                                                      "a result for this batch"))
+                continue
+            base_offset, code = results[index][0], results[index][1]
+            if code == 0:
+                self._acc.complete(batch, base_offset)
+            else:
+                message = results[index][3] if len(results[index]) > 3 else None
+                self._fail_or_retry(batch, from_wire(code, message))
+
+    def _on_failure(self, batches: list[ProducerBatch], error: BaseException) -> None:
+        self._in_flight -= 1
+        for batch in batches:
+            self._fail_or_retry(batch, error)
+
+    def _fail_or_retry(self, batch: ProducerBatch, error: BaseException) -> None:
+        now = self._transport_clock()
+        if getattr(error, "invalid_metadata", False):
+            self.schedule_metadata(now)
+        if getattr(error, "retriable", False) and batch.attempts <= self._retries \
+                and not self._acc.closing:
+            log.info("retrying a batch for %s after %s", batch.tp, error)
+            batch.retry_at = now + self._backoff
+            self._retry.append(batch)
+            return
+        log.warning("producing %d records to %s failed: %s", batch.count, batch.tp, error)
+        self._acc.complete(batch, -1, error)
+
+    def _transport_clock(self) -> float:
+        return self._acc._clock.monotonic()
+
+    # -- metadata --------------------------------------------------------------
+
+    def _maybe_refresh_metadata(self, now: float) -> None:
+        if self._metadata_due is None:
+            self._metadata_due = now + self._metadata_age
+            return
+        if now < self._metadata_due or self._metadata_in_flight:
+            return
+        topics = sorted(self._cluster.topics(exclude_internal=False))
+        self._metadata_due = now + self._metadata_age
+        if not topics:
+            return
+        self._metadata_in_flight = True
+        future = self._transport.request("metadata", request_header(topics, False),
+                                         idempotent=True)
+        future.add_callback(self._on_metadata_response, topics)
+        future.add_errback(self._on_metadata_failure)
+
+    def _on_metadata_response(self, topics: list[str], response: Any) -> None:
+        self._metadata_in_flight = False
+        if not response.header.get("error", 0):
+            self._cluster.update(response.header, topics, self._transport_clock())
+            self._on_metadata(response.header)
+
+    def _on_metadata_failure(self, error: BaseException) -> None:
+        self._metadata_in_flight = False
+        self.schedule_metadata(self._transport_clock(), self._backoff + random.random() * 0.1)
