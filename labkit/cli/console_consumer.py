@@ -334,9 +334,13 @@ def run(args: argparse.Namespace) -> int:
     from labkit import KafkaConsumer
 
     consumer = KafkaConsumer(**config)
-    progress = Progress()
     try:
         _start(consumer, args, err)
+    except BaseException:
+        consumer.close()
+        raise
+    progress = Progress()
+    try:
         consume(consumer, out, opts, progress,
                 max_messages=args.max_messages, timeout_ms=args.timeout_ms)
         if progress.timed_out:
