@@ -23,7 +23,7 @@ test: $(STAMP) lint
 	$(BIN)/pytest
 
 lab: $(STAMP)
-	$(BIN)/labkit lab --data-dir $(DATA)
+	$(BIN)/labkit lab --data-dir $(DATA) $(LAB_ARGS)
 
 broker: $(STAMP)
 	$(BIN)/labkit broker --data-dir $(DATA)

@@ -1,0 +1,207 @@
+"""`docker-compose up` end to end: build, health, a notebook against the broker service,
+what is reachable from where, and what survives `down` + `up`.
+
+Runs on a temporary copy of the repository (its own ./notebooks, its own compose
+project name and volumes), so the real checkout and a student's running lab are never
+touched; `down -v` always runs at the end. The ports are the defaults (9092/8888) when
+they are free, else free ones via LABKIT_BROKER_PORT / LABKIT_LAB_PORT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from e2e_helpers import (
+    REPO,
+    compose_commands,
+    connect_error,
+    free_port,
+    own_non_loopback_ipv4,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1500)]
+
+BUILD_TIMEOUT_S = 900
+HEALTH_TIMEOUT_S = 180
+NOTEBOOK_UID = 1234  # the ./notebooks owner when the test runs as root: not 1000, not 0
+COPY_IGNORE = shutil.ignore_patterns(".venv", "venv", ".git", "data", "__pycache__", "*.pyc",
+                                     ".pytest_cache", ".ruff_cache", "*.egg-info", "build",
+                                     ".ipynb_checkpoints", "benchmarks")
+
+
+class Compose:
+    """One compose project on a copy of the repo, driven through one compose CLI."""
+
+    def __init__(self, cli: list[str], workdir: Path, env: dict[str, str]):
+        self.cli, self.workdir, self.env = cli, workdir, env
+        self.project = "labkit-e2e-" + secrets.token_hex(4)
+
+    def run(self, *args: str, timeout: float = 300, check: bool = True) -> str:
+        result = subprocess.run([*self.cli, "-p", self.project, *args], cwd=self.workdir,
+                                env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            pytest.fail(f"`{' '.join(self.cli)} {' '.join(args)}` failed "
+                        f"({result.returncode}):\n{result.stdout}\n{result.stderr}\n"
+                        f"logs:\n{self.logs()}", pytrace=False)
+        return result.stdout + result.stderr
+
+    def logs(self, service: str = "") -> str:
+        result = subprocess.run([*self.cli, "-p", self.project, "logs", "--no-color",
+                                 *([service] if service else [])], cwd=self.workdir,
+                                env=self.env, capture_output=True, text=True, timeout=120)
+        return result.stdout + result.stderr
+
+    def health(self, service: str) -> str:
+        cid = self.run("ps", "-q", service).strip()
+        if not cid:
+            return "missing"
+        out = subprocess.run(["docker", "inspect", "--format",
+                              "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}"
+                              "{{end}}", cid], capture_output=True, text=True, timeout=60)
+        return out.stdout.strip()
+
+    def wait_healthy(self) -> None:
+        def healthy() -> bool:
+            states = [self.health(s) for s in ("broker", "lab")]
+            for state in states:
+                if state.startswith(("exited", "dead")):
+                    pytest.fail(f"a container stopped: {states}\n{self.logs()}", pytrace=False)
+            return all(state == "running healthy" for state in states)
+
+        try:
+            wait_until(healthy, HEALTH_TIMEOUT_S, interval=1.0, what="healthy broker and lab")
+        except pytest.fail.Exception:
+            print(self.logs())
+            raise
+
+
+@pytest.fixture(params=[" ".join(c) for c in compose_commands()] or ["none"])
+def compose(request, docker_engine, tmp_path_factory) -> Compose:
+    if request.param == "none":
+        pytest.fail("neither docker-compose nor `docker compose` is installed", pytrace=False)
+    workdir = tmp_path_factory.mktemp("repo") / "labkit"
+    shutil.copytree(REPO, workdir, ignore=COPY_IGNORE)
+    notebooks = workdir / "notebooks"
+    notebooks.mkdir(exist_ok=True)
+    shutil.copy(Path(__file__).with_name("smoke.ipynb"), notebooks / "e2e_smoke.ipynb")
+    if os.geteuid() == 0:
+        # As root, make ./notebooks belong to a uid the image knows nothing about: the lab
+        # must adopt it. As a normal user the folder is already the user's own.
+        for path in [notebooks, *notebooks.rglob("*")]:
+            os.chown(path, NOTEBOOK_UID, NOTEBOOK_UID)
+    env = dict(os.environ)
+    env.update(JUPYTER_TOKEN="e2e-" + secrets.token_hex(8),
+               LABKIT_BROKER_PORT=str(free_port(9092)), LABKIT_LAB_PORT=str(free_port(8888)))
+    project = Compose(request.param.split(), workdir, env)
+    try:
+        yield project
+    finally:
+        project.run("down", "-v", "--remove-orphans", timeout=300, check=False)
+
+
+def _http(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _jupyter_put(base: str, token: str, path: str, model: dict) -> int:
+    request = urllib.request.Request(f"{base}/api/contents/{path}", method="PUT",
+                                     data=json.dumps(model).encode(),
+                                     headers={"Authorization": f"token {token}",
+                                              "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status
+
+
+def test_compose_up_lab_and_broker_work_and_survive_down(compose: Compose):
+    from labkit import KafkaConsumer, KafkaProducer
+
+    env = compose.env
+    token, broker_port, lab_port = (env["JUPYTER_TOKEN"], int(env["LABKIT_BROKER_PORT"]),
+                                    int(env["LABKIT_LAB_PORT"]))
+    base = f"http://127.0.0.1:{lab_port}"
+    compose.run("up", "-d", "--build", timeout=BUILD_TIMEOUT_S)
+    compose.wait_healthy()
+
+    # The lab's log tells the student which URL to open.
+    wait_until(lambda: f"http://localhost:{lab_port}/lab?token={token}" in compose.logs("lab"),
+               60, what="the URL with the token in `logs lab`")
+
+    # A notebook inside the lab container reaches the broker service as broker:9092.
+    out = compose.run("exec", "-T", "lab", "labkit-entrypoint", "jupyter", "nbconvert",
+                      "--to", "notebook", "--execute", "--output-dir", "/tmp", "--output", "e2e_smoke.out",
+                      "--ExecutePreprocessor.timeout=120", "e2e_smoke.ipynb", timeout=300)
+    executed = compose.run("exec", "-T", "lab", "cat", "/tmp/e2e_smoke.out.ipynb")
+    assert "E2E-SMOKE-OK" in executed, out
+    assert "broker:9092" in executed
+
+    # From the host: the broker on 127.0.0.1 (and localhost) through the published port.
+    topic = "e2e-persist-" + secrets.token_hex(4)
+    producer = KafkaProducer(bootstrap_servers=[f"localhost:{broker_port}"], acks="all")
+    producer.send(topic, b"kept across down/up").get(timeout=30)
+    producer.close()
+
+    # JupyterLab: token required; with it, the lab and its API answer.
+    assert _http(f"{base}/api/contents")[0] == 403
+    assert _http(f"{base}/api/contents?token=wrong")[0] == 403
+    status, body = _http(f"{base}/api/contents?token={token}")
+    assert status == 200 and b"e2e_smoke.ipynb" in body
+    assert _http(f"{base}/lab?token={token}")[0] == 200
+
+    # Nothing is published on this machine's other addresses.
+    addresses = own_non_loopback_ipv4()
+    assert addresses, "found no non-loopback address on this machine to test against"
+    for address in addresses:
+        for port in (broker_port, lab_port):
+            error = connect_error(address, port)
+            assert isinstance(error, ConnectionRefusedError), (
+                f"{address}:{port} should refuse connections, got {error or 'a connection'}")
+
+    # A notebook saved through JupyterLab lands in ./notebooks with the folder's owner.
+    edited = {"type": "notebook", "format": "json", "content": {
+        "cells": [{"cell_type": "markdown", "metadata": {}, "source": "my answer 42"}],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5}}
+    assert _jupyter_put(base, token, "my_work.ipynb", edited) in (200, 201)
+    saved = compose.workdir / "notebooks" / "my_work.ipynb"
+    assert "my answer 42" in saved.read_text()
+    assert saved.stat().st_uid == (compose.workdir / "notebooks").stat().st_uid
+
+    # down (keeping volumes) and up again: the record and the notebook are still there.
+    compose.run("down", timeout=300)
+    assert connect_error("127.0.0.1", broker_port) is not None
+    compose.run("up", "-d", timeout=BUILD_TIMEOUT_S)
+    compose.wait_healthy()
+    consumer = KafkaConsumer(topic, bootstrap_servers=[f"127.0.0.1:{broker_port}"],
+                             auto_offset_reset="earliest", consumer_timeout_ms=10_000)
+    values = [record.value for record in consumer]
+    consumer.close()
+    assert values == [b"kept across down/up"]
+    status, body = _http(f"{base}/api/contents/my_work.ipynb?token={token}")
+    assert status == 200 and b"my answer 42" in body
+
+
+def test_broker_memory_is_modest(compose: Compose):
+    """The idle broker stays in the tens of MB (students' laptops have 8 GB)."""
+    compose.run("up", "-d", "--build", "broker", timeout=BUILD_TIMEOUT_S)
+    wait_until(lambda: compose.health("broker") == "running healthy", HEALTH_TIMEOUT_S,
+               what="a healthy broker")
+    time.sleep(2)
+    cid = compose.run("ps", "-q", "broker").strip()
+    usage = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", cid],
+                           capture_output=True, text=True, timeout=60).stdout
+    amount, unit = usage.split("/")[0].strip()[:-3], usage.split("/")[0].strip()[-3:]
+    mib = float(amount) * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[unit]
+    assert mib < 150, f"the idle broker uses {usage.strip()}"

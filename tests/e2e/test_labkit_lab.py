@@ -1,0 +1,127 @@
+"""`labkit lab` from the installed package: what a student sees when a port is taken,
+reusing a broker that is already running, and a clean stop on SIGTERM.
+
+Real processes over real sockets (the broker, JupyterLab); ports are free ones.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from e2e_helpers import (
+    broker_answers,
+    connect_error,
+    free_port,
+    http_status,
+    processes_mentioning,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300),
+              pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc")]
+
+
+def _labkit(*args: str) -> list[str]:
+    return [sys.executable, "-m", "labkit", *args]
+
+
+@pytest.fixture
+def listener():
+    """A plain TCP listener (not a broker, not JupyterLab) holding a port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+def test_lab_port_taken_names_the_fix(tmp_path: Path, listener: int):
+    result = subprocess.run(
+        _labkit("lab", "--no-browser", "--port", str(free_port()), "--lab-port", str(listener),
+                "--data-dir", str(tmp_path / "data"), "--notebooks", str(tmp_path)),
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    assert f"Port {listener} is taken" in result.stderr
+    assert f"--lab-port {listener + 1}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not processes_mentioning(str(tmp_path))
+
+
+def test_broker_port_taken_by_something_else_names_the_fix(tmp_path: Path, listener: int):
+    result = subprocess.run(
+        _labkit("lab", "--no-browser", "--port", str(listener), "--lab-port", str(free_port()),
+                "--data-dir", str(tmp_path / "data"), "--notebooks", str(tmp_path)),
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    assert f"Port {listener} is taken by a program that is not a labkit broker" in result.stderr
+    assert f"--port {listener + 1}" in result.stderr
+    assert not processes_mentioning(str(tmp_path))
+
+
+def test_reuses_a_running_broker_and_leaves_it_running(tmp_path: Path):
+    port, lab_port = free_port(), free_port()
+    data = tmp_path / "own-broker-data"
+    broker = subprocess.Popen(_labkit("broker", "--port", str(port), "--data-dir", str(data)),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: broker_answers(f"127.0.0.1:{port}", 500), 30, what="the broker")
+        log_path = tmp_path / "lab.log"
+        with open(log_path, "wb") as log:
+            lab = subprocess.Popen(
+                _labkit("lab", "--no-browser", "--port", str(port), "--lab-port", str(lab_port),
+                        "--data-dir", str(tmp_path / "unused"), "--notebooks", str(tmp_path)),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_until(lambda: http_status(f"http://127.0.0.1:{lab_port}/api") == 200
+                       or lab.poll() is not None, 120, what="JupyterLab")
+            assert lab.poll() is None, log_path.read_text()
+            assert "already running" in log_path.read_text()
+            lab.send_signal(signal.SIGTERM)
+            assert lab.wait(60) == 0, log_path.read_text()
+        finally:
+            if lab.poll() is None:
+                lab.kill()
+        assert connect_error("127.0.0.1", lab_port) is not None
+        assert broker.poll() is None and broker_answers(f"127.0.0.1:{port}"), \
+            "labkit lab must not stop a broker it did not start"
+        assert not (tmp_path / "unused").exists()
+        wait_until(lambda: all(str(lab_port) not in cmd
+                               for _, cmd in processes_mentioning(str(tmp_path))), 10,
+                   what="JupyterLab to exit")
+    finally:
+        broker.terminate()
+        broker.wait(30)
+
+
+def test_sigint_stops_the_broker_it_started(tmp_path: Path):
+    port, lab_port = free_port(), free_port()
+    log_path = tmp_path / "lab.log"
+    env = dict(os.environ, JUPYTER_TOKEN="e2e-token")
+    with open(log_path, "wb") as log:
+        lab = subprocess.Popen(
+            _labkit("lab", "--no-browser", "--port", str(port), "--lab-port", str(lab_port),
+                    "--data-dir", str(tmp_path / "data"), "--notebooks", str(tmp_path)),
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+            start_new_session=True)
+    try:
+        wait_until(lambda: lab.poll() is not None or (
+            http_status(f"http://127.0.0.1:{lab_port}/api") == 200
+            and broker_answers(f"127.0.0.1:{port}", 500)), 120, what="broker and JupyterLab")
+        assert lab.poll() is None, log_path.read_text()
+        assert f"http://localhost:{lab_port}/lab?token=e2e-token" in log_path.read_text()
+        os.killpg(lab.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
+        assert lab.wait(60) == 0, log_path.read_text()
+    finally:
+        if lab.poll() is None:
+            lab.kill()
+    wait_until(lambda: not processes_mentioning(str(tmp_path)), 15,
+               what="the broker and JupyterLab to exit")
+    assert connect_error("127.0.0.1", port) is not None
+    assert (tmp_path / "data").is_dir()
