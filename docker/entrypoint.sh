@@ -5,8 +5,10 @@
 # `lab` the uid/gid that owns the notebooks folder (a bind mount of ./notebooks), so
 # students' files stay writable and keep their owner on any Linux host, whatever the
 # host user's uid. On Docker Desktop (macOS, Windows) bind mounts show up as owned by
-# root or by the host user; root-owned folders keep the default uid 1000. Then it drops
-# root for good (setpriv) and execs the command.
+# the host user or by root with open permissions; a root-owned folder keeps the default
+# uid 1000 when that uid can write there, and only when it cannot (a Linux host where
+# the user is root) do the commands stay root. Then it drops root for good (setpriv)
+# and execs the command.
 #
 # Started as any other user (`docker run --user ...`, the `broker` service), it only
 # checks the notebooks folder is writable and execs the command.
@@ -34,6 +36,13 @@ if [ -d "$WORK" ]; then
   if [ "$owner_uid" != 0 ]; then
     uid=$owner_uid
     gid=$owner_gid
+  elif ! setpriv --reuid=1000 --regid=1000 --clear-groups test -w "$WORK"; then
+    # A root-owned folder that uid 1000 cannot write: the host user is root (a Linux
+    # host where everything runs as root). Running as root is then the only way to save.
+    echo "labkit: $WORK belongs to root on the host; running as root so that your" \
+         "work can be saved (run docker-compose as a normal user to avoid this)." >&2
+    export HOME=/home/lab
+    exec "$@"
   fi
 fi
 

@@ -97,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
     broker_proc: subprocess.Popen | None = None
     lab_proc: subprocess.Popen | None = None
     try:
-        bootstrap, broker_proc = _start_or_find_broker(args, stop)
         _check_port_free(args.ip, args.lab_port, _lab_port_hint(args.lab_port))
+        bootstrap, broker_proc = _start_or_find_broker(args, stop)
         token = os.environ.get("JUPYTER_TOKEN", "").strip() or secrets.token_hex(16)
         lab_proc = _spawn(_jupyter_argv(args, notebooks), _lab_env(bootstrap, token))
         return _supervise(args, lab_proc, broker_proc, bootstrap, token, stop)
