@@ -1,0 +1,371 @@
+"""``nb.doctor()`` and ``labkit doctor``: is this machine ready for the lab, and if not, why.
+
+Theory of operation
+-------------------
+``run_checks()`` runs a fixed list of checks and returns a ``Report`` of
+``Result`` lines: Python, labkit, the broker's address, whether a labkit broker
+answers there (``api_versions``: its name and version), a round trip of one
+record through a temporary topic, and the notebook packages. Each failure
+carries ``fix``: the exact next step for a student (start ``labkit broker``,
+use ``broker:9092`` inside Docker, free port 9092...).
+
+When the broker does not answer, ``probe_address`` looks at the network one
+level down -- does the name resolve, does anything accept a TCP connection on
+the port -- and ``unreachable_fix`` (pure) turns that into advice. The broker
+speaks ZeroMQ, so "TCP accepts but no labkit answer" means some other program
+holds the port.
+
+Nothing here imports ipywidgets or Jupyter (the packages are only looked up),
+so ``labkit doctor`` works in a bare terminal. Output is plain text: ✔/✘/!
+lines, or OK/FAIL/WARN where the console cannot print those symbols.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import socket
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import labkit
+from labkit._clock import REAL_CLOCK, Clock
+from labkit.nb._connect import BOOTSTRAP_ENV, bootstrap_servers, explain
+
+OK, FAIL, WARN, SKIP = "ok", "fail", "warn", "skip"
+_SYMBOLS = {OK: "✔", FAIL: "✘", WARN: "!", SKIP: "–"}
+_ASCII = {OK: "OK  ", FAIL: "FAIL", WARN: "WARN", SKIP: "SKIP"}
+MIN_PYTHON = (3, 11)
+NOTEBOOK_PACKAGES = ("jupyterlab", "ipywidgets", "matplotlib", "nbformat", "tqdm")
+
+
+@dataclass
+class Result:
+    name: str
+    status: str
+    detail: str
+    fix: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status != FAIL
+
+
+@dataclass
+class Report:
+    results: list[Result] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    @property
+    def failures(self) -> list[Result]:
+        return [r for r in self.results if r.status == FAIL]
+
+    def __getitem__(self, name: str) -> Result:
+        for r in self.results:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def format(self, ascii_only: bool = False) -> str:
+        symbols = _ASCII if ascii_only else _SYMBOLS
+        arrow = "->" if ascii_only else "→"
+        lines = []
+        for r in self.results:
+            lines.append(f"{symbols[r.status]} {r.name}: {r.detail}")
+            if r.fix and r.status in (FAIL, WARN):
+                lines.extend(f"    {arrow} {part}" if i == 0 else f"      {part}"
+                             for i, part in enumerate(r.fix.splitlines()))
+        n_fail = len(self.failures)
+        lines.append("all checks passed" if not n_fail else
+                     f"{n_fail} problem{'s' if n_fail > 1 else ''} found: do what the {arrow} lines say, "
+                     "then run the doctor again")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<doctor: {len(self.results) - len(self.failures)} ok, {len(self.failures)} failed>"
+
+
+# -- pure advice ---------------------------------------------------------------------
+
+_LOCAL = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the network says about ``host:port`` (filled in by ``probe_address``)."""
+
+    resolves: bool
+    tcp: str
+    """'open' (something accepts), 'refused' (nothing listens), 'timeout' or 'error'."""
+
+
+def unreachable_fix(host: str, port: int, probe: Probe, *, in_compose: bool, env_set: bool) -> tuple[str, str]:
+    """(what is wrong, what to do) when no labkit broker answers at ``host:port``.
+
+    ``in_compose``: this runs in a docker-compose container that can see the
+    ``broker`` service.
+    """
+    addr = f"{host}:{port}"
+    set_env = f"set {BOOTSTRAP_ENV}" if not env_set else f"change {BOOTSTRAP_ENV}"
+    if not probe.resolves:
+        if host == "broker" and not in_compose:
+            return (f"the name 'broker' does not resolve here ({addr})",
+                    "'broker:9092' is the address inside docker-compose only. Outside Docker use "
+                    f"localhost:9092: unset {BOOTSTRAP_ENV} (or set it to localhost:9092).")
+        return (f"the host name {host!r} does not resolve",
+                f"Check the spelling of the address in bootstrap_servers / {BOOTSTRAP_ENV}; "
+                "for a broker on this machine use localhost:9092.")
+    if probe.tcp == "open":
+        return (f"something is listening on port {port}, but it is not a labkit broker",
+                f"Another program (Apache Kafka? an old broker?) holds {addr}. Stop it, or run the "
+                f"labkit broker on another port: `labkit broker --port 9093`, then {set_env}=localhost:9093.\n"
+                f"Find the program: `lsof -i :{port}` (macOS/Linux) or `netstat -ano | findstr {port}` "
+                "(Windows). With Docker: LABKIT_BROKER_PORT=9093 docker-compose up.")
+    if in_compose and host in _LOCAL:
+        return (f"nothing answers at {addr} inside this container",
+                "Inside Docker the broker is another container: use broker:9092 "
+                f"({set_env}=broker:9092; docker-compose sets it for the lab service). "
+                "Check the broker is up: `docker-compose ps`, `docker-compose logs broker`.")
+    if in_compose:
+        return (f"the broker container does not answer at {addr}",
+                "Start it: `docker-compose up -d broker`; see why it stopped: "
+                "`docker-compose logs broker`.")
+    if probe.tcp == "timeout":
+        return (f"the connection to {addr} timed out",
+                "A firewall or a wrong address. For a broker on this machine use localhost:9092; "
+                "check that the broker is running (`labkit broker`).")
+    return (f"no broker is running at {addr}",
+            "Start it in another terminal: `labkit broker` (or `make broker`); or start the whole "
+            "lab with `docker-compose up`.\n"
+            f"If your broker runs on another host or port, {set_env}=host:port.")
+
+
+def python_result(version: tuple[int, ...]) -> Result:
+    text = ".".join(map(str, version[:3]))
+    if tuple(version[:2]) >= MIN_PYTHON:
+        return Result("Python", OK, text)
+    need = ".".join(map(str, MIN_PYTHON))
+    return Result("Python", FAIL, f"{text} is too old",
+                  f"labkit needs Python {need} or newer: install it (python.org or your package "
+                  "manager), then recreate the environment: `make venv`.")
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, sep, port = address.strip().rpartition(":")
+    if not sep:
+        return address.strip(), 9092
+    host = host.strip("[]") or "localhost"
+    return host, int(port)
+
+
+# -- the checks that touch the machine ---------------------------------------------
+
+
+def in_compose() -> bool:
+    """In a container (``/.dockerenv``) where the docker-compose ``broker`` service resolves."""
+    if not (os.path.exists("/.dockerenv") or os.environ.get("LABKIT_IN_DOCKER") == "1"):
+        return False
+    try:
+        socket.getaddrinfo("broker", 9092, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return False
+    return True
+
+
+def probe_address(host: str, port: int, timeout: float = 1.0) -> Probe:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return Probe(False, "error")
+    state = "error"
+    for family, kind, proto, _, sockaddr in infos:
+        try:
+            with socket.socket(family, kind, proto) as s:
+                s.settimeout(timeout)
+                s.connect(sockaddr)
+            return Probe(True, "open")
+        except ConnectionRefusedError:
+            state = "refused"
+        except TimeoutError:
+            state = "timeout" if state != "refused" else state
+        except OSError:
+            pass
+    return Probe(True, state)
+
+
+def _broker_info(servers: list[str], timeout_s: float) -> dict[str, Any]:
+    """The broker's ``api_versions`` answer. Raises NoBrokersAvailable."""
+    from labkit.client.transport import Transport
+
+    transport = Transport(servers, client_id="labkit-doctor",
+                          connect_timeout_ms=timeout_s * 1000, name="doctor")
+    try:
+        return dict(transport.broker_info)
+    finally:
+        transport.close()
+
+
+def broker_result(servers: list[str], timeout_s: float,
+                  info_fn: Callable[[list[str], float], dict[str, Any]] = _broker_info,
+                  compose: bool | None = None) -> Result:
+    name = "broker"
+    where = ",".join(servers)
+    try:
+        info = info_fn(servers, timeout_s)
+    except Exception as exc:  # turned into advice below
+        try:
+            host, port = split_address(servers[0])
+        except ValueError:
+            return Result(name, FAIL, f"{where} is not a host:port address",
+                          f"Give the address as host:port, e.g. localhost:9092 ({BOOTSTRAP_ENV}).")
+        what, fix = unreachable_fix(host, port, probe_address(host, port),
+                                    in_compose=in_compose() if compose is None else compose,
+                                    env_set=bool(os.environ.get(BOOTSTRAP_ENV)))
+        if type(exc).__name__ not in ("NoBrokersAvailable", "KafkaTimeoutError",
+                                      "KafkaConnectionError"):
+            what += f" ({explain(exc)})"
+        return Result(name, FAIL, what, fix)
+    kind = info.get("broker", "?")
+    version = info.get("version", "?")
+    detail = f"{kind} {version} answers at {where}"
+    if kind != "labkit":
+        return Result(name, FAIL, detail, "This is not a labkit broker: start `labkit broker`.")
+    if version != labkit.__version__:
+        return Result(name, WARN, detail + f" (this client is {labkit.__version__})",
+                      "Versions differ: update both (git pull, make venv) and restart the broker "
+                      "(with Docker: docker-compose build, then docker-compose up).")
+    return Result(name, OK, detail)
+
+
+def roundtrip_result(servers: list[str], timeout_s: float, clock: Clock = REAL_CLOCK) -> Result:
+    """Create a temporary topic, send one record, read it back, delete the topic."""
+    from labkit.nb._connect import admin_class, consumer_class, producer_class, topic_partition
+
+    name = "round trip"
+    topic = f"labkit-doctor-{uuid.uuid4().hex[:10]}"
+    payload = f"doctor {uuid.uuid4().hex}".encode()
+    admin = producer = consumer = None
+    started = clock.monotonic()
+    try:
+        admin = admin_class()(bootstrap_servers=servers, client_id="labkit-doctor")
+        try:
+            new_topic = _public_new_topic()
+            admin.create_topics([new_topic(topic, 1, 1)])
+        except ImportError:
+            pass  # the producer's auto-create makes it
+        producer = producer_class()(bootstrap_servers=servers, client_id="labkit-doctor")
+        meta = producer.send(topic, payload).get(timeout=timeout_s)
+        producer.flush(timeout=timeout_s)
+        consumer = consumer_class()(bootstrap_servers=servers, client_id="labkit-doctor",
+                                    group_id=None, enable_auto_commit=False)
+        tp = topic_partition(topic, meta.partition)
+        consumer.assign([tp])
+        consumer.seek(tp, meta.offset)
+        deadline = clock.monotonic() + timeout_s
+        got = None
+        while got is None and clock.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=200).values():
+                got = next((r for r in records if r.value == payload), got)
+        if got is None:
+            return Result(name, FAIL, f"sent one record to {topic} but could not read it back "
+                          f"within {timeout_s:g} s",
+                          "The broker accepts writes but fetches fail: look at the broker's "
+                          "output for errors, restart it (`labkit broker`) and try again.")
+        ms = (clock.monotonic() - started) * 1000
+        return Result(name, OK, f"sent and read back one record via a temporary topic ({ms:.0f} ms)")
+    except Exception as exc:  # reported as a failed check with advice
+        return Result(name, FAIL, f"failed: {explain(exc)}",
+                      "Look at the broker's output for errors; check the data directory is "
+                      "writable and the disk is not full; restart the broker and try again.")
+    finally:
+        for client in (consumer, producer):
+            _close(client)
+        if admin is not None:
+            try:
+                admin.delete_topics([topic])
+            except Exception:  # a leftover temporary topic is harmless
+                pass
+            _close(admin)
+
+
+def _public_new_topic() -> Any:
+    from labkit.nb._connect import _public
+
+    return _public("NewTopic")
+
+
+def _close(client: Any) -> None:
+    if client is not None:
+        try:
+            client.close()
+        except Exception:  # closing must not hide the check's result
+            pass
+
+
+def packages_result(find: Callable[[str], bool] | None = None,
+                    version: Callable[[str], str] | None = None) -> Result:
+    find = find or (lambda m: importlib.util.find_spec(m) is not None)
+    version = version or _version
+    missing = [p for p in NOTEBOOK_PACKAGES if not find(p)]
+    found = ", ".join(f"{p} {version(p)}" for p in NOTEBOOK_PACKAGES if p not in missing)
+    if missing:
+        return Result("notebook packages", FAIL, "missing: " + ", ".join(missing),
+                      "Install the lab extras: `pip install -e '.[lab]'` in the labkit folder "
+                      "(or run `make venv`), then restart JupyterLab.")
+    return Result("notebook packages", OK, found)
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def run_checks(bootstrap: str | list[str] | None = None, *, roundtrip: bool = True,
+               timeout_s: float = 5.0, clock: Clock = REAL_CLOCK) -> Report:
+    """Run every check (never raises for a failed check) and return the report."""
+    servers = bootstrap_servers(bootstrap)
+    report = Report()
+    report.results.append(python_result(tuple(sys.version_info[:3])))
+    report.results.append(Result("labkit", OK, f"{labkit.__version__} ({os.path.dirname(labkit.__file__)})"))
+    broker = broker_result(servers, min(timeout_s, 3.0))
+    report.results.append(broker)
+    if roundtrip and broker.status == FAIL:
+        report.results.append(Result("round trip", SKIP, "skipped: no broker to talk to"))
+    elif roundtrip:
+        report.results.append(roundtrip_result(servers, timeout_s, clock))
+    report.results.append(packages_result())
+    return report
+
+
+def can_print(stream: TextIO, text: str) -> bool:
+    encoding = getattr(stream, "encoding", None)
+    if not encoding:  # an in-memory text stream holds any text
+        return True
+    try:
+        text.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def doctor(bootstrap: str | list[str] | None = None, *, roundtrip: bool = True,
+           timeout_s: float = 5.0, file: TextIO | None = None) -> Report:
+    """Check Python, labkit, the broker and the notebook packages; print ✔/✘ lines.
+
+    Each failed line is followed by what to do about it. Returns the ``Report``
+    (``report.ok`` is False when something failed). Never raises for a failed check.
+    """
+    out = file or sys.stdout
+    report = run_checks(bootstrap, roundtrip=roundtrip, timeout_s=timeout_s)
+    text = report.format()
+    print(text if can_print(out, text) else report.format(ascii_only=True), file=out)
+    return report
