@@ -16,34 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import InvalidConfigurationError, KafkaConfigurationError
-from labkit.log.config import LogConfig
-
-# Broker key -> per-topic key it sets the default of (Kafka's names).
-TOPIC_DEFAULT_KEYS = {
-    "log.retention.ms": "retention.ms",
-    "log.retention.bytes": "retention.bytes",
-    "log.segment.bytes": "segment.bytes",
-    "log.roll.ms": "segment.ms",
-    "log.cleanup.policy": "cleanup.policy",
-    "log.cleaner.delete.retention.ms": "delete.retention.ms",
-    "log.cleaner.min.compaction.lag.ms": "min.compaction.lag.ms",
-    "log.index.interval.bytes": "index.interval.bytes",
-    "log.segment.index.bytes": "segment.index.bytes",
-    "log.message.timestamp.type": "message.timestamp.type",
-    "message.max.bytes": "max.message.bytes",
-}
-# Coarser units Kafka also accepts: key -> (ms key, factor).
-_UNIT_ALIASES = {
-    "log.retention.hours": ("log.retention.ms", 3_600_000),
-    "log.retention.minutes": ("log.retention.ms", 60_000),
-    "log.roll.hours": ("log.roll.ms", 3_600_000),
-}
+from labkit.log.config import BROKER_CONFIG_KEYS, LogConfig, split_broker_configs
 
 MIN_RETENTION_CHECK_MS = 100  # the cleaner never runs more often than this
+BROKER_KEYS = (
+    "auto.create.topics.enable", "num.partitions", "log.retention.check.interval.ms",
+    "socket.request.max.bytes", "advertised.host.name",
+)
 
 
 def _bool(key: str, value: str) -> bool:
-    text = value.strip().lower()
+    text = str(value).strip().lower()
     if text in ("true", "1", "yes", "on"):
         return True
     if text in ("false", "0", "no", "off"):
@@ -53,7 +36,7 @@ def _bool(key: str, value: str) -> bool:
 
 def _int(key: str, value: str, minimum: int) -> int:
     try:
-        number = int(value.strip())
+        number = int(str(value).strip())
     except ValueError:
         raise KafkaConfigurationError(f"{key}={value!r}: expected a whole number") from None
     if number < minimum:
@@ -70,17 +53,11 @@ class BrokerConfig:
     data_dir: Path = Path("data")
     auto_create_topics_enable: bool = True
     num_partitions: int = 1
-    message_max_bytes: int = 1048588
     log_retention_check_interval_ms: int = 300_000
     socket_request_max_bytes: int = 16 * 1024 * 1024
     advertised_host_name: str | None = None
-    # per-topic defaults in Kafka's topic-level names (validated by LogConfig)
-    topic_defaults: dict[str, str] = dataclasses.field(default_factory=dict)
-
-    BROKER_KEYS = (
-        "auto.create.topics.enable", "num.partitions", "log.retention.check.interval.ms",
-        "socket.request.max.bytes", "advertised.host.name",
-    )
+    # what every topic starts from: Kafka's defaults + the broker's log.* overrides
+    log_defaults: LogConfig = dataclasses.field(default_factory=LogConfig)
 
     @classmethod
     def build(cls, host: str = "localhost", port: int = 9092, data_dir: str | Path = "data",
@@ -88,14 +65,13 @@ class BrokerConfig:
         """Validate ``--config`` overrides (Kafka broker names). Raises KafkaConfigurationError."""
         if not 0 <= port <= 65535:
             raise KafkaConfigurationError(f"port {port} is not a TCP port (use 1-65535)")
-        fields: dict[str, Any] = {"host": host, "port": port, "data_dir": Path(data_dir)}
-        topic_defaults: dict[str, str] = {}
-        for key, raw in (overrides or {}).items():
-            value = str(raw)
-            key = key.strip()
-            if key in _UNIT_ALIASES:
-                target, factor = _UNIT_ALIASES[key]
-                key, value = target, str(_int(key, value, -1) * factor)
+        try:
+            log_defaults, rest = split_broker_configs(overrides or {})
+        except InvalidConfigurationError as exc:
+            raise KafkaConfigurationError(exc.args[0] if exc.args else str(exc)) from None
+        fields: dict[str, Any] = {"host": host, "port": port, "data_dir": Path(data_dir),
+                                  "log_defaults": log_defaults}
+        for key, value in rest.items():
             if key == "auto.create.topics.enable":
                 fields["auto_create_topics_enable"] = _bool(key, value)
             elif key == "num.partitions":
@@ -105,27 +81,17 @@ class BrokerConfig:
             elif key == "socket.request.max.bytes":
                 fields["socket_request_max_bytes"] = _int(key, value, 1024)
             elif key == "advertised.host.name":
-                fields["advertised_host_name"] = value.strip() or None
-            elif key in TOPIC_DEFAULT_KEYS:
-                if key == "message.max.bytes":
-                    fields["message_max_bytes"] = _int(key, value, 0)
-                topic_defaults[TOPIC_DEFAULT_KEYS[key]] = value
+                fields["advertised_host_name"] = str(value).strip() or None
             else:
-                known = sorted([*cls.BROKER_KEYS, *TOPIC_DEFAULT_KEYS, *_UNIT_ALIASES])
+                known = ", ".join(sorted([*BROKER_KEYS, *BROKER_CONFIG_KEYS]))
                 raise KafkaConfigurationError(
-                    "unknown broker config {!r}; known keys: {} (per-topic settings such as "
-                    "retention.ms go on the topic: labkit topics --create --config ...)".format(key, ", ".join(known)))
-        topic_defaults.setdefault("max.message.bytes",
-                                  str(fields.get("message_max_bytes", cls.message_max_bytes)))
-        try:
-            LogConfig.from_kafka(topic_defaults)
-        except InvalidConfigurationError as exc:
-            raise KafkaConfigurationError(f"broker default topic config: {exc}") from None
-        return cls(topic_defaults=topic_defaults, **fields)
+                    f"unknown broker config {key!r}; known keys: {known} (per-topic settings "
+                    "such as retention.ms go on the topic: labkit topics --create --config ...)")
+        return cls(**fields)
 
-    def log_defaults(self) -> LogConfig:
-        """The LogConfig every topic starts from (Kafka's defaults + ``log.*`` overrides)."""
-        return LogConfig.from_kafka(self.topic_defaults)
+    @property
+    def message_max_bytes(self) -> int:
+        return self.log_defaults.max_message_bytes
 
     @property
     def bind_host(self) -> str:

@@ -110,7 +110,9 @@ def _tp_items(items: list, width: int) -> list:
     for item in items:
         if (not isinstance(item, list) or len(item) != width or not isinstance(item[0], str)
                 or any(type(x) is not int for x in item[1:])):
-            raise InvalidRequestError("each entry must be [topic, partition{}], got {!r}".format(", int" * (width - 2), item))
+            extra = ", int" * (width - 2)
+            raise InvalidRequestError(f"each entry must be [topic, partition{extra}], "
+                                      f"got {item!r}")
     return items
 
 
@@ -215,7 +217,8 @@ class Handlers:
                     topic = self._auto_create(name)
                     if topic is None:
                         raise UnknownTopicOrPartitionError(
-                            f"topic {name!r} does not exist and auto.create.topics.enable is false; "
+                            f"topic {name!r} does not exist and auto.create.topics.enable "
+                            "is false; "
                             f"create it first (labkit topics --create --topic {name})")
                 plog = registry.partition(name, partition)
                 size = len(batch)
@@ -226,7 +229,8 @@ class Handlers:
                         "(batch_size, max_request_size) or raise the topic's max.message.bytes")
                 batch_header = validate_batch(batch)
                 if batch_header.size != size:
-                    raise CorruptRecordError(f"payload frame holds {size - batch_header.size} bytes "
+                    extra = size - batch_header.size
+                    raise CorruptRecordError(f"payload frame holds {extra} bytes "
                                              "after its batch; send exactly one batch per "
                                              "target")
                 base = plog.append(batch, batch_header)

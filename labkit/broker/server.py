@@ -137,7 +137,7 @@ class _Cleaner(threading.Thread):
                     continue  # deleted meanwhile
                 try:
                     plog.apply_retention()
-                    if "compact" in topic.config.to_kafka().get("cleanup.policy", ""):
+                    if topic.config.compacts:
                         plog.compact()
                 except Exception:  # noqa: BLE001 - a bad partition must not stop cleaning
                     log.exception("cleaning %s-%d failed", name, partition)
@@ -189,7 +189,8 @@ class BrokerServer:
                     f"port {self.config.port} on {self.config.host} is already in use. Is another "
                     "broker running? Stop it, or start this one on another port with "
                     f"--port {self.config.port + 1}") from None
-            raise KafkaConfigurationError(f"cannot listen on {self.config.host}:{self.config.port}: "
+            raise KafkaConfigurationError(f"cannot listen on {self.config.host}:"
+                                          f"{self.config.port}: "
                                           f"{exc.strerror} (check --host)") from None
         endpoint = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
         port = int(endpoint.rsplit(":", 1)[1])
@@ -198,7 +199,7 @@ class BrokerServer:
         self._wake = ctx.socket(zmq.PULL)
         self._wake.bind(wake_addr)
         try:
-            self.registry = TopicRegistry(self.config.data_dir, self.config.log_defaults(),
+            self.registry = TopicRegistry(self.config.data_dir, self.config.log_defaults,
                                           self.clock, self.config.num_partitions).open()
         except Exception:
             self._close_sockets()

@@ -108,7 +108,7 @@ class Topic:
 
     def set_config(self, config: LogConfig, overrides: dict[str, str]) -> None:
         self.config, self.overrides = config, overrides
-        self.max_message_bytes = int(config.to_kafka().get("max.message.bytes", 1048588))
+        self.max_message_bytes = config.max_message_bytes
 
 
 class TopicRegistry:
@@ -175,7 +175,8 @@ class TopicRegistry:
                 holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
                 os.close(fd)
                 raise DataDirLockedError(
-                    f"data directory {self.data_dir} is in use by another broker (pid {holder}); stop that "
+                    f"data directory {self.data_dir} is in use by another broker "
+                    f"(pid {holder}); stop that "
                     "broker, or give this one its own directory with --data-dir") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
@@ -208,9 +209,9 @@ class TopicRegistry:
                 for p, plog in enumerate(list(t.partitions))]
 
     def shortest_retention_ms(self) -> int | None:
-        """The smallest positive retention.ms of any topic (for the cleaner's pace)."""
-        values = [t.config.to_kafka().get("retention.ms") for t in self.topics.values()]
-        numbers = [int(v) for v in values if v is not None and int(v) > 0]
+        """The smallest retention.ms of any topic that deletes (for the cleaner's pace)."""
+        numbers = [t.config.retention_ms for t in list(self.topics.values())
+                   if t.config.deletes and t.config.retention_ms > 0]
         return min(numbers) if numbers else None
 
     # -- changes -----------------------------------------------------------------
@@ -291,13 +292,15 @@ class TopicRegistry:
         log.info("topic %s now has %d partitions", name, entry_count)
 
     def describe_configs(self, name: str) -> list[dict]:
-        """[{"name", "value", "default"}] for every topic config. Raises UnknownTopicOrPartitionError."""
+        """[{"name", "value", "default"}] for every topic config.
+
+        Raises UnknownTopicOrPartitionError."""
         topic = self.topics.get(name) if isinstance(name, str) else None
         if topic is None:
             raise UnknownTopicOrPartitionError(f"topic {name!r} does not exist")
         values = topic.config.to_kafka()
         return [{"name": key, "value": values.get(key), "default": key not in topic.overrides}
-                for key in TOPIC_CONFIG_KEYS]
+                for key in sorted(TOPIC_CONFIG_KEYS)]
 
     def alter_configs(self, name: str, changes: object, validate_only: bool = False) -> None:
         """Apply incremental changes (value None resets to the default).
@@ -378,7 +381,8 @@ class TopicRegistry:
         except (ValueError, TypeError, KeyError, InvalidTopicError,
                 InvalidPartitionsError) as exc:
             raise InvalidConfigurationError(
-                f"{path} is damaged ({exc}); fix or remove it (removing it forgets every topic)") from None
+                f"{path} is damaged ({exc}); fix or remove it (removing it forgets "
+                "every topic)") from None
         return meta
 
     def _write_metadata(self, extra: dict[str, int] | None = None) -> None:

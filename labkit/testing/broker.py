@@ -181,7 +181,8 @@ class BrokerProcess:
         code = self.proc.poll()
         if code is None:
             self.kill()
-        raise BrokerStartError(f"broker did not start within {START_TIMEOUT_S:.0f} s (exit code {code}); its output:\n{self.output()}")
+        raise BrokerStartError(f"broker did not start within {START_TIMEOUT_S:.0f} s "
+                               f"(exit code {code}); its output:\n{self.output()}")
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM and wait; SIGKILL after ``timeout``. Returns the exit code."""
