@@ -41,6 +41,8 @@ from labkit.nb._connect import (
 from labkit.nb._dashmodel import DashboardModel, Snapshot, View, render_html, render_text
 from labkit.nb.live import _ACTIVE, in_kernel
 
+__all__ = ["Dashboard", "dashboard"]
+
 GROUPS_UNSUPPORTED = "not supported by this broker yet"
 
 

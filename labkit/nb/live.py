@@ -39,6 +39,8 @@ from labkit._clock import REAL_CLOCK, Clock
 from labkit.errors import IllegalArgumentError, IllegalStateError
 from labkit.nb._plotmodel import BarModel, HistModel, LineModel
 
+__all__ = ["LivePlot", "stop_all"]
+
 KINDS = ("line", "bar", "hist")
 _ACTIVE: weakref.WeakSet = weakref.WeakSet()
 

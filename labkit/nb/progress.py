@@ -21,6 +21,8 @@ from typing import Any
 
 from labkit.errors import IllegalArgumentError
 
+__all__ = ["progress"]
+
 
 def progress(iterable: Iterable[Any] | None = None, total: int | float | None = None, *,
              desc: str | None = None, unit: str = "it", **tqdm_kwargs: Any) -> Any:
