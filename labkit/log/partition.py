@@ -1,0 +1,378 @@
+"""The log of one topic-partition: an ordered list of segments, the last one active.
+
+Theory of operation
+-------------------
+Format: a directory of segments (labkit/log/segment.py), each named by its base
+offset. Offsets are assigned here: ``append`` stamps ``log_end_offset`` into the
+batch's first 8 bytes (the CRC does not cover them) and writes the rest untouched.
+
+Invariants:
+- segments are sorted by base offset and their offset ranges do not overlap;
+  the last one is the only one written to (the *active* segment);
+- ``log_start_offset`` is the first segment's base offset, so the segment file
+  names are its durable record: retention deletes whole segments from the front,
+  compaction keeps each group's first base offset;
+- ``log_end_offset`` is the active segment's ``next_offset`` (one past the last
+  record); it is also the high watermark (one broker, no replicas);
+- offsets may have gaps after compaction: a read returns the first batch that
+  holds an offset ``>=`` the one asked for.
+
+Durability: ``append`` returns after the bytes reached the OS (a killed process
+loses nothing); ``flush`` fsyncs every segment written since the last flush and,
+after a roll or deletion, the directory (acks=all).
+
+Thread-safety: ``append``, ``read``, ``flush``, ``offset_for_timestamp`` are meant
+for the broker's loop thread; ``apply_retention`` and ``compact`` may run on a
+background thread. One lock guards the segment list and every file access, so a
+read never sees a closed or half-swapped segment (a read that lost a race with
+retention gets OffsetOutOfRangeError, as the consumer would a moment later).
+Compaction does its slow work on duplicated file descriptors outside the lock and
+only takes it to swap files; retention and compaction exclude each other with a
+second lock. ``flush`` fsyncs duplicated descriptors outside the lock, so it may
+also run on its own thread (group commit).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from bisect import bisect_right
+from pathlib import Path
+
+from labkit._clock import Clock
+from labkit.errors import (
+    CorruptRecordError,
+    KafkaStorageError,
+    MessageSizeTooLargeError,
+    OffsetOutOfRangeError,
+)
+from labkit.log import compaction
+from labkit.log.config import LogConfig
+from labkit.log.index import OFFSET_ENTRY, TIME_ENTRY
+from labkit.log.recovery import fsync_dir, load_segments
+from labkit.log.retention import plan_retention
+from labkit.log.segment import DEFAULT_OPS, MAX_RELATIVE_OFFSET, FileOps, Segment, SegmentInfo
+from labkit.protocol.records import BASE_OFFSET, BatchHeader
+
+log = logging.getLogger(__name__)
+
+
+def _storage_error(what: str, directory: Path, exc: OSError) -> KafkaStorageError:
+    return KafkaStorageError(
+        f"{what} in {directory} failed: {exc.strerror or exc}. Free some disk space or fix the data directory's permissions; "
+        "the log stays consistent and accepts writes again once the disk does.")
+
+
+class PartitionLog:
+    """Append, read and maintain one partition's segments. Open with ``PartitionLog.open``."""
+
+    def __init__(self, directory: Path, config: LogConfig, clock: Clock,
+                 segments: list[Segment], ops: FileOps):
+        self.directory = directory
+        self._config = config
+        self._clock = clock
+        self._ops = ops
+        self._segments = segments
+        self._bases = [s.base_offset for s in segments]
+        self._active = segments[-1]
+        self._leo = self._active.next_offset
+        self._lock = threading.RLock()
+        self._maintenance = threading.Lock()
+        self._unsynced: set[Segment] = set()
+        self._dir_dirty = False
+        self._closed = False
+        self._offline: str | None = None
+        self._clean_state: compaction.CleanState | None = None
+
+    @classmethod
+    def open(cls, directory: Path | str, config: LogConfig, clock: Clock, *,
+             ops: FileOps | None = None) -> PartitionLog:
+        """Open (or create) the log in ``directory``, recovering from a crash if needed.
+
+        ``ops`` replaces the write system calls (tests simulate a full disk with it).
+        Raises KafkaStorageError when the directory cannot be created or read.
+        """
+        directory = Path(directory)
+        try:
+            segments = load_segments(directory, config, ops or DEFAULT_OPS)
+        except OSError as exc:
+            raise _storage_error("opening the log", directory, exc) from exc
+        return cls(directory, config, clock, segments, ops or DEFAULT_OPS)
+
+    # -- properties ---------------------------------------------------------------------------
+
+    @property
+    def config(self) -> LogConfig:
+        return self._config
+
+    def update_config(self, config: LogConfig) -> None:
+        """New settings apply from the next append / retention / compaction on."""
+        with self._lock:
+            self._config = config
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._bases[0]
+
+    @property
+    def log_end_offset(self) -> int:
+        return self._leo
+
+    def size_bytes(self) -> int:
+        with self._lock:
+            return sum(s.size for s in self._segments)
+
+    def segments(self) -> list[SegmentInfo]:
+        with self._lock:
+            self._check_open()
+            return [s.info(s is self._active) for s in self._segments]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise KafkaStorageError(f"the log in {self.directory} is closed")
+        if self._offline:
+            raise KafkaStorageError(self._offline)
+
+    # -- append -------------------------------------------------------------------------------
+
+    def append(self, batch: bytes | memoryview, header: BatchHeader) -> int:
+        """Append one validated batch; returns its base offset (the stamped one).
+
+        Raises MessageSizeTooLargeError (over max.message.bytes), CorruptRecordError
+        (``batch`` and ``header`` disagree on the size) and KafkaStorageError (the write
+        failed, e.g. disk full: nothing was appended; retry once space returns).
+        """
+        size = header.size
+        config = self._config
+        if size > config.max_message_bytes:
+            raise MessageSizeTooLargeError(
+                f"the record batch is {size} bytes, more than this topic's max.message.bytes="
+                f"{config.max_message_bytes}; send smaller batches (producer batch_size / "
+                "max_request_size) or raise the topic's max.message.bytes")
+        if len(batch) != size:
+            raise CorruptRecordError(f"the batch is {len(batch)} bytes but its header says {size}")
+        with self._lock:
+            self._check_open()
+            seg = self._active
+            now = self._clock.time_ms()
+            base = self._leo
+            next_offset = base + header.last_offset_delta + 1
+            if seg.size and self._should_roll(seg, size, next_offset, now):
+                seg = self._roll()
+            try:
+                seg.append((BASE_OFFSET.pack(base), memoryview(batch)[8:]), size, base,
+                           next_offset, header.max_timestamp, config.index_interval_bytes, now)
+            except OSError as exc:
+                raise _storage_error("appending to the log", self.directory, exc) from exc
+            self._leo = next_offset
+            self._unsynced.add(seg)
+            return base
+
+    def _should_roll(self, seg: Segment, size: int, next_offset: int, now: int) -> bool:
+        config = self._config
+        return (seg.size + size > config.segment_bytes
+                or (seg.rolling_ms is not None and now - seg.rolling_ms >= config.segment_ms)
+                or (len(seg.index) + 1) * OFFSET_ENTRY.size > config.segment_index_bytes
+                or (len(seg.time_index) + 1) * TIME_ENTRY.size > config.segment_index_bytes
+                or next_offset - 1 - seg.base_offset > MAX_RELATIVE_OFFSET)
+
+    def _roll(self) -> Segment:
+        """Seal the active segment and start a new one at the log end. Lock held."""
+        try:
+            new = Segment.create(self.directory, self._leo, self._ops)
+        except OSError as exc:
+            raise _storage_error("creating a new segment", self.directory, exc) from exc
+        self._active.seal()
+        self._segments = [*self._segments, new]
+        self._bases = [*self._bases, new.base_offset]
+        self._active = new
+        self._dir_dirty = True
+        return new
+
+    def flush(self) -> None:
+        """fsync everything appended so far (and the directory after a roll/deletion).
+
+        Raises KafkaStorageError when the disk reports an error.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            pending = list(self._unsynced)
+            self._unsynced.clear()
+            dir_dirty, self._dir_dirty = self._dir_dirty, False
+            fds = [os.dup(s.fd) for s in pending]
+        try:
+            for fd in fds:
+                self._ops.sync(fd)
+            if dir_dirty:
+                fsync_dir(self.directory)
+        except OSError as exc:
+            with self._lock:
+                self._unsynced.update(s for s in pending if s.fd >= 0)
+                self._dir_dirty |= dir_dirty
+            raise _storage_error("fsync of the log", self.directory, exc) from exc
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    # -- read ---------------------------------------------------------------------------------
+
+    def read(self, offset: int, max_bytes: int) -> bytes:
+        """Whole batches from the one holding ``offset``, up to ``max_bytes`` (at least one).
+
+        ``b""`` at the log end. The first batch may start before ``offset``. Raises
+        OffsetOutOfRangeError outside [log_start_offset, log_end_offset].
+        """
+        with self._lock:
+            if offset == self._leo:
+                return b""
+            bases = self._bases
+            if offset < bases[0] or offset > self._leo:
+                raise OffsetOutOfRangeError(
+                    f"offset {offset} is outside this partition's range [{bases[0]}, "
+                    f"{self._leo}]; seek to the beginning or the end (auto_offset_reset)")
+            self._check_open()
+            segments = self._segments
+            i = bisect_right(bases, offset) - 1
+            try:
+                while i < len(segments):
+                    seg = segments[i]
+                    found = seg.find(offset)
+                    if found is not None:
+                        return seg.read_from(found[0], found[1], max_bytes)
+                    i += 1
+            except OSError as exc:
+                raise _storage_error("reading the log", self.directory, exc) from exc
+            return b""
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record with timestamp >= ``timestamp_ms``.
+
+        None when no record is that late. Raises KafkaStorageError on a read error.
+        """
+        with self._lock:
+            self._check_open()
+            try:
+                for seg in self._segments:
+                    if seg.max_timestamp >= timestamp_ms:
+                        found = seg.find_timestamp(timestamp_ms)
+                        if found is not None:
+                            return found
+            except OSError as exc:
+                raise _storage_error("reading the log", self.directory, exc) from exc
+        return None
+
+    # -- maintenance (may run on a background thread) -----------------------------------------
+
+    def apply_retention(self) -> int:
+        """Delete the old segments retention.ms / retention.bytes allow; returns how many.
+
+        Moves log_start_offset. Never deletes the active segment. Raises
+        KafkaStorageError if a file cannot be removed (the log stays consistent).
+        """
+        with self._maintenance, self._lock:
+            if self._closed or self._offline:
+                return 0
+            reasons = plan_retention([s.info() for s in self._segments],
+                                     self._clock.time_ms(), self._config)
+            if not reasons:
+                return 0
+            victims = self._segments[:len(reasons)]
+            self._segments = self._segments[len(reasons):]
+            self._bases = self._bases[len(reasons):]
+            try:
+                for seg, reason in zip(victims, reasons, strict=False):
+                    self._unsynced.discard(seg)
+                    seg.delete_files()
+                    log.info("%s: deleted %s; log start offset is now %d",
+                             self.directory.name, reason, self._bases[0])
+            except OSError as exc:
+                raise _storage_error("deleting old segments", self.directory, exc) from exc
+            finally:
+                fsync_dir(self.directory)
+            return len(reasons)
+
+    def compact(self) -> int:
+        """Compact the sealed segments (cleanup.policy has compact); returns records removed.
+
+        Keeps the latest record per key, offsets unchanged; tombstones go after
+        delete.retention.ms; records younger than min.compaction.lag.ms are not touched.
+        Raises KafkaStorageError if the cleaned files cannot be written.
+        """
+        with self._maintenance:
+            with self._lock:
+                config = self._config
+                if self._closed or self._offline or not config.compacts:
+                    return 0
+                now = self._clock.time_ms()
+                sealed = self._segments[:-1]
+                infos = [s.info() for s in sealed]
+                count = compaction.cleanable_count(infos, now, config)
+                sources, infos = sealed[:count], infos[:count]
+                if not sources or (self._clean_state and self._clean_state.covers(infos, now)):
+                    return 0
+                fds = [(os.dup(s.fd), s.size) for s in sources]
+            cleaner = compaction.Cleaner(self.directory, config, now, self._ops,
+                                         lambda: self._closed)
+            try:
+                cleaned = cleaner.run(infos, fds)
+            except compaction.Stopped:
+                return 0
+            except OSError as exc:
+                raise _storage_error("writing a compacted segment", self.directory, exc) from exc
+            finally:
+                for fd, _size in fds:
+                    os.close(fd)
+            with self._lock:
+                if self._closed or self._segments[:count] != sources:
+                    cleaner.discard(cleaned)
+                    return 0
+                try:
+                    replaced = cleaner.install(cleaned, sources)
+                except OSError as exc:
+                    self._offline = (f"compaction of {self.directory} failed while swapping files ({exc}); "
+                                     "restart the broker to recover the partition")
+                    raise KafkaStorageError(self._offline) from exc
+                self._unsynced.difference_update(sources)
+                self._segments = [*replaced, *self._segments[count:]]
+                self._bases = [s.base_offset for s in self._segments]
+                self._clean_state = cleaner.state(replaced)
+            if cleaner.removed:
+                log.info("%s: compaction removed %d records", self.directory.name, cleaner.removed)
+            return cleaner.removed
+
+    # -- closing ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Write the indexes, fsync and close the files. A closed log rejects every call."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        with self._maintenance, self._lock:  # a running compaction sees _closed and stops
+            try:
+                for seg in self._unsynced:
+                    seg.sync()
+                self._active.seal()
+                fsync_dir(self.directory)
+            except OSError as exc:
+                log.warning("closing the log in %s: %s", self.directory, exc)
+            self._unsynced.clear()
+            for seg in self._segments:
+                seg.close()
+
+    def delete(self) -> None:
+        """Close the log and remove its directory. Raises KafkaStorageError."""
+        self.close()
+        try:
+            shutil.rmtree(self.directory)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise _storage_error("deleting the partition", self.directory, exc) from exc
+
+    def __repr__(self) -> str:
+        return (f"PartitionLog({self.directory}, offsets [{self.log_start_offset}, "
+                f"{self._leo}), {len(self._bases)} segments)")

@@ -1,0 +1,154 @@
+"""Opening a partition directory after a clean stop or a crash.
+
+Theory of operation
+-------------------
+A partition directory holds segments (``<base>.log/.index/.timeindex``) and,
+after an interrupted compaction, files with a suffix:
+
+- ``*.cleaned``: a compaction's output still being written. Never committed, so
+  it is deleted.
+- ``<base>.log.swap`` (with ``.index.swap``/``.timeindex.swap``): a finished,
+  fsynced compaction output for the segments starting at ``<base>``. Renaming the
+  ``.log.cleaned`` to ``.log.swap`` is the commit point, so a swap is completed:
+  every segment whose base offset lies in ``[base, last offset of the swap]`` is
+  replaced by it (those are exactly the segments it was cleaned from, or the part
+  of them whose records it still holds; later ones keep their uncleaned records,
+  which is still a consistent log). ``install_swap`` does the same in the live
+  path, so a crash anywhere in it leaves a state this module finishes.
+
+Then every segment is opened in base-offset order: sealed ones trust their index
+files after cheap checks (else rebuild with a CRC scan), the last (active) one is
+always scanned and truncated at the first torn or corrupt batch. An empty
+directory gets one empty segment at offset 0. What recovery did is logged.
+
+Runs once per open, before the log is shared; not thread-safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from labkit.errors import CorruptRecordError
+from labkit.log.config import LogConfig
+from labkit.log.segment import (
+    _O_BINARY,
+    INDEX,
+    LOG,
+    TIMEINDEX,
+    FileOps,
+    Segment,
+    iter_batches,
+    segment_paths,
+)
+
+log = logging.getLogger(__name__)
+
+CLEANED, SWAP = ".cleaned", ".swap"
+_SEGMENT_FILE = re.compile(r"^(\d{20})(\.log|\.index|\.timeindex)$")
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make renames/unlinks in ``directory`` durable. A no-op where unsupported (Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _segment_bases(directory: Path) -> list[int]:
+    return sorted(int(p.name[:20]) for p in directory.iterdir()
+                  if p.name.endswith(LOG) and _SEGMENT_FILE.match(p.name))
+
+
+def _swap_last_offset(path: Path, base: int) -> int:
+    """Last offset held by a swap file (``base - 1`` when it holds none)."""
+    last = base - 1
+    fd = os.open(path, os.O_RDONLY | _O_BINARY)
+    try:
+        for _pos, header, _buf, _off in iter_batches(fd, 0, os.fstat(fd).st_size, validate=True):
+            last = header.last_offset
+    except CorruptRecordError as exc:
+        log.warning("%s is damaged (%s); keeping only its valid batches", path, exc)
+    finally:
+        os.close(fd)
+    return last
+
+
+def install_swap(directory: Path, base: int, replaced: Iterable[int] | None = None) -> None:
+    """Replace segments by the ``<base>.log.swap`` files. Raises OSError.
+
+    ``replaced`` are the base offsets of the segments it was cleaned from (the live
+    path knows them); recovery passes None and replaces those the swap overlaps.
+    """
+    swap_log, swap_index, swap_timeindex = segment_paths(directory, base, SWAP)
+    if replaced is None:
+        last_offset = _swap_last_offset(swap_log, base)
+        replaced = [old for old in _segment_bases(directory)
+                    if base <= old <= max(base, last_offset)]
+    for old in replaced:
+        for path in segment_paths(directory, old):
+            path.unlink(missing_ok=True)
+    final_log, final_index, final_timeindex = segment_paths(directory, base)
+    for src, dst in ((swap_index, final_index), (swap_timeindex, final_timeindex)):
+        if src.exists():
+            os.replace(src, dst)
+    os.replace(swap_log, final_log)
+    fsync_dir(directory)
+
+
+def _tidy(directory: Path) -> None:
+    """Delete uncommitted leftovers, finish committed swaps, drop orphan index files."""
+    for path in sorted(directory.iterdir()):
+        if path.name.endswith(CLEANED):
+            log.warning("removing %s left over from an interrupted clean-up", path)
+            path.unlink(missing_ok=True)
+    for path in sorted(directory.glob("*" + LOG + SWAP)):
+        log.warning("finishing an interrupted compaction: installing %s", path)
+        install_swap(directory, int(path.name[:20]))
+    bases = set(_segment_bases(directory))
+    for path in sorted(directory.iterdir()):
+        if path.name.endswith(SWAP):
+            path.unlink(missing_ok=True)
+            continue
+        match = _SEGMENT_FILE.match(path.name)
+        if match and match.group(2) in (INDEX, TIMEINDEX) and int(match.group(1)) not in bases:
+            path.unlink(missing_ok=True)
+
+
+def load_segments(directory: Path, config: LogConfig, ops: FileOps) -> list[Segment]:
+    """Open (creating if needed) a partition directory; the last segment is the active one.
+
+    Raises OSError when the directory or its files cannot be read or repaired.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    _tidy(directory)
+    bases = _segment_bases(directory)
+    segments: list[Segment] = []
+    try:
+        for i, base in enumerate(bases):
+            seg, note = Segment.open_existing(directory, base, config.index_interval_bytes,
+                                              active=i == len(bases) - 1, ops=ops)
+            if note:
+                log.warning("recovered %s: %s", seg.log_path, note)
+            if segments and segments[-1].next_offset > base:
+                log.warning("%s holds offsets up to %d, past the next segment's base %d",
+                            segments[-1].log_path, segments[-1].next_offset - 1, base)
+            segments.append(seg)
+        if not segments:
+            segments.append(Segment.create(directory, 0, ops))
+            fsync_dir(directory)
+    except OSError:
+        for seg in segments:
+            seg.close()
+        raise
+    return segments

@@ -1,0 +1,458 @@
+"""One segment: a ``.log`` file of whole record batches plus its two indexes.
+
+Theory of operation
+-------------------
+Files (Kafka's layout), named by the segment's base offset, 20 digits::
+
+    00000000000000000000.log        record batches, back to back, exactly as produced
+                                    (the broker's base offset stamped in); no other framing
+    00000000000000000000.index      sparse offset index (labkit/log/index.py)
+    00000000000000000000.timeindex  time index (labkit/log/index.py)
+
+Invariants: ``size`` is the end of the last whole batch; every byte before it is a
+valid batch (checked by CRC when it was produced and again by the recovery scan);
+batch offsets strictly increase and are ``>= base_offset``; ``next_offset`` is one
+past the last batch's last offset (``base_offset`` when empty). Bytes past
+``size`` (a torn write, a failed append that could not be truncated) are never
+read and are cut off by the next recovery.
+
+Writes go through ``FileOps.pwritev`` at the tracked ``size`` (not O_APPEND), so a
+failed append can never shift later batches, and the unbuffered write reaches the
+OS before ``append`` returns (durable against a process crash; ``sync`` makes it
+durable against a power cut). A failed write is truncated back and raised.
+
+Opening a segment either trusts its index files after cheap checks (sealed
+segments: entries in range and increasing, the last entry lands on a batch, a
+header walk from it ends exactly at the end of the file) or rebuilds them with a
+full CRC scan that truncates at the first torn or corrupt batch (the active
+segment always; a sealed one whose checks fail).
+
+Not thread-safe: ``PartitionLog`` serializes access with its lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from labkit.errors import CorruptRecordError
+from labkit.log.index import OffsetIndex, TimeIndex
+from labkit.protocol.records import (
+    BATCH_LENGTH,
+    HEADER_SIZE,
+    LENGTH_PREFIX,
+    BatchHeader,
+    decode_batch,
+    read_header,
+    validate_batch,
+)
+
+log = logging.getLogger(__name__)
+
+LOG, INDEX, TIMEINDEX = ".log", ".index", ".timeindex"
+_O_BINARY = getattr(os, "O_BINARY", 0)
+
+# The part of a batch header a walk over the log reads (little-endian, 24 bytes):
+#   offset size field
+#   0      8    base_offset        int64
+#   8      4    batch_length       int32  bytes after this field
+#   12     8    crc, magic, attributes, reserved (skipped)
+#   20     4    last_offset_delta  int32
+_WALK = struct.Struct("<qi8xi")
+_MIN_LENGTH = HEADER_SIZE - LENGTH_PREFIX
+WALK_CHUNK = 16 * 1024  # bytes read per step when walking headers (read path)
+SCAN_CHUNK = 1 << 20  # bytes read per step when scanning whole batches (recovery)
+MAX_RELATIVE_OFFSET = (1 << 31) - 1  # relative offsets stay well inside the index's uint32
+
+
+def segment_paths(directory: Path, base_offset: int, suffix: str = "") -> tuple[Path, Path, Path]:
+    """The .log, .index and .timeindex paths of a segment (``suffix`` as in ``.cleaned``)."""
+    stem = f"{base_offset:020d}"
+    return (directory / (stem + LOG + suffix), directory / (stem + INDEX + suffix),
+            directory / (stem + TIMEINDEX + suffix))
+
+
+if hasattr(os, "pread"):
+    pread = os.pread
+else:  # Windows: no pread; serialize seek+read
+    _SEEK_LOCK = threading.Lock()
+
+    def pread(fd: int, n: int, position: int) -> bytes:
+        with _SEEK_LOCK:
+            os.lseek(fd, position, os.SEEK_SET)
+            return os.read(fd, n)
+
+
+class FileOps:
+    """The writes a segment makes; tests substitute one that fails like a full disk."""
+
+    def pwritev(self, fd: int, buffers: Sequence, position: int) -> int:
+        if hasattr(os, "pwritev"):
+            return os.pwritev(fd, buffers, position)
+        data = b"".join(buffers)
+        if hasattr(os, "pwrite"):
+            return os.pwrite(fd, data, position)
+        os.lseek(fd, position, os.SEEK_SET)
+        return os.write(fd, data)
+
+    def ftruncate(self, fd: int, length: int) -> None:
+        os.ftruncate(fd, length)
+
+    def sync(self, fd: int) -> None:
+        (getattr(os, "fdatasync", None) or os.fsync)(fd)
+
+
+DEFAULT_OPS = FileOps()
+
+
+def iter_batches(fd: int, start: int, end: int, *, validate: bool,
+                 chunk: int = SCAN_CHUNK) -> Iterator[tuple[int, BatchHeader, bytes, int]]:
+    """Yield ``(position, header, buffer, offset_in_buffer)`` for each batch in [start, end).
+
+    The whole batch is in ``buffer``. Raises CorruptRecordError at the first batch
+    that is torn (runs past ``end``) or, with ``validate``, fails its CRC/format check.
+    """
+    pos = start
+    buf = b""
+    buf_start = start
+    while pos < end:
+        off = pos - buf_start
+        if len(buf) - off < HEADER_SIZE:
+            buf, buf_start, off = pread(fd, min(chunk, end - pos), pos), pos, 0
+            if len(buf) < HEADER_SIZE:
+                raise CorruptRecordError(
+                    f"torn batch header at byte {pos} ({end - pos} bytes left)")
+        header = read_header(buf, off)
+        size = header.size
+        if header.batch_length < _MIN_LENGTH or pos + size > end:
+            raise CorruptRecordError(f"torn or invalid batch at byte {pos} (length "
+                                     f"{header.batch_length}, {end - pos} bytes left)")
+        if off + size > len(buf):
+            buf, buf_start, off = pread(fd, max(chunk, size), pos), pos, 0
+        if validate:
+            try:
+                validate_batch(buf, off, produced=False)
+            except CorruptRecordError as exc:
+                raise CorruptRecordError(f"bad batch at byte {pos}: {exc.args[0]}") from None
+        yield pos, header, buf, off
+        pos += size
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    """A snapshot of one segment, for retention decisions and ``describe``."""
+
+    base_offset: int
+    next_offset: int  # one past the last record's offset (== base_offset when empty)
+    size_bytes: int
+    first_timestamp: int  # the first batch's base timestamp, -1 when empty
+    last_timestamp: int  # the largest record timestamp, -1 when empty
+    path: Path
+    active: bool = False
+
+
+class Segment:
+    """One open segment; see the module docstring."""
+
+    __slots__ = ("base_offset", "log_path", "index_path", "timeindex_path", "fd", "ops",
+                 "size", "next_offset", "last_batch_offset", "max_timestamp", "index",
+                 "time_index", "bytes_since_index", "rolling_ms", "tail_dirty", "_first_ts")
+
+    def __init__(self, directory: Path, base_offset: int, fd: int, ops: FileOps, suffix: str):
+        self.base_offset = base_offset
+        self.log_path, self.index_path, self.timeindex_path = segment_paths(
+            directory, base_offset, suffix)
+        self.fd = fd
+        self.ops = ops
+        self.size = 0
+        self.next_offset = base_offset
+        self.last_batch_offset = base_offset
+        self.max_timestamp = -1
+        self.index = OffsetIndex(base_offset)
+        self.time_index = TimeIndex(base_offset)
+        self.bytes_since_index = 0
+        self.rolling_ms: int | None = None  # when the segment got its first batch (for segment.ms)
+        self.tail_dirty = False  # a failed append left bytes past ``size``
+        self._first_ts: int | None = None
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, directory: Path, base_offset: int, ops: FileOps = DEFAULT_OPS,
+               suffix: str = "") -> Segment:
+        """A new empty segment (empty index files too). Raises OSError."""
+        log_path, index_path, timeindex_path = segment_paths(directory, base_offset, suffix)
+        fd = os.open(log_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | _O_BINARY, 0o644)
+        try:
+            for path in (index_path, timeindex_path):
+                path.write_bytes(b"")
+        except OSError:
+            os.close(fd)
+            log_path.unlink(missing_ok=True)
+            raise
+        return cls(directory, base_offset, fd, ops, suffix)
+
+    @classmethod
+    def open_existing(cls, directory: Path, base_offset: int, interval: int, *, active: bool,
+                      ops: FileOps = DEFAULT_OPS) -> tuple[Segment, str | None]:
+        """Open a segment from disk; returns it and a note of what recovery did (or None).
+
+        The active segment is always rescanned; a sealed one only if its indexes do not
+        check out. Raises OSError when the files cannot be opened or truncated.
+        """
+        log_path = segment_paths(directory, base_offset)[0]
+        fd = os.open(log_path, os.O_RDWR | _O_BINARY)
+        seg = cls(directory, base_offset, fd, ops, "")
+        try:
+            if active:
+                note = seg._rebuild(interval)
+            elif seg._load_indexes():
+                note = None
+            else:
+                note = seg._rebuild(interval) or "rebuilt missing or inconsistent index files"
+                seg.time_index.seal(seg.max_timestamp, seg.last_batch_offset)
+                seg.write_indexes()
+        except OSError:
+            seg.close()
+            raise
+        return seg, note
+
+    def _track(self, position: int, size: int, base_offset: int, next_offset: int,
+               max_timestamp: int, interval: int) -> None:
+        """Account for a batch written at ``position``: indexes, counters, max timestamp."""
+        if max_timestamp > self.max_timestamp:
+            self.max_timestamp = max_timestamp
+        if self.bytes_since_index >= interval and position > 0:
+            self.index.append(base_offset, position)
+            self.time_index.maybe_append(self.max_timestamp, base_offset)
+            self.bytes_since_index = 0
+        self.bytes_since_index += size
+        self.last_batch_offset = base_offset
+        self.next_offset = next_offset
+        self.size = position + size
+
+    def _reset(self) -> None:
+        self.index.clear()
+        self.time_index.clear()
+        self.size = self.bytes_since_index = 0
+        self.next_offset = self.last_batch_offset = self.base_offset
+        self.max_timestamp = -1
+        self.rolling_ms = self._first_ts = None
+
+    def _rebuild(self, interval: int) -> str | None:
+        """Full CRC scan: rebuild the indexes in memory, truncate a torn/corrupt tail."""
+        self._reset()
+        file_size = os.fstat(self.fd).st_size
+        reason = None
+        expected = self.base_offset
+        try:
+            for pos, h, _buf, _off in iter_batches(self.fd, 0, file_size, validate=True):
+                if h.base_offset < expected or h.last_offset - self.base_offset > MAX_RELATIVE_OFFSET:
+                    raise CorruptRecordError(f"batch at byte {pos} has offset "
+                                             f"{h.base_offset}, expected >= {expected}")
+                if pos == 0:
+                    self.rolling_ms = h.max_timestamp
+                self._track(pos, h.size, h.base_offset, h.next_offset, h.max_timestamp, interval)
+                expected = h.next_offset
+        except CorruptRecordError as exc:
+            reason = exc.args[0]
+        if file_size == self.size:
+            return None
+        self.ops.ftruncate(self.fd, self.size)
+        return f"truncated {file_size - self.size} bytes after byte {self.size} ({reason})"
+
+    def _load_indexes(self) -> bool:
+        """Trust the index files if they check out (module docstring); False = rebuild."""
+        file_size = os.fstat(self.fd).st_size
+        try:
+            index = OffsetIndex.from_bytes(self.index_path.read_bytes(), self.base_offset,
+                                           file_size)
+            time_index = TimeIndex.from_bytes(self.timeindex_path.read_bytes(), self.base_offset)
+        except OSError:
+            return False
+        if index is None or time_index is None:
+            return False
+        last = index.last()
+        start = last[1] if last else 0
+        max_ts = time_index.last_timestamp
+        last_base = None
+        try:
+            for pos, h, _buf, _off in iter_batches(self.fd, start, file_size, validate=False,
+                                                   chunk=WALK_CHUNK * 4):
+                if pos == start and last is not None and h.base_offset != last[0]:
+                    return False
+                if last_base is not None and h.base_offset <= last_base:
+                    return False
+                last_base, next_offset = h.base_offset, h.next_offset
+                max_ts = max(max_ts, h.max_timestamp)
+        except CorruptRecordError:
+            return False
+        if last_base is None:  # empty file
+            if file_size or len(index) or len(time_index):
+                return False
+            return True
+        if time_index.last_offset != last_base and not (len(time_index) == 0 and max_ts < 0):
+            return False
+        self.index, self.time_index = index, time_index
+        self.size = file_size
+        self.next_offset, self.last_batch_offset, self.max_timestamp = next_offset, last_base, max_ts
+        return True
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def append(self, buffers: Sequence, size: int, base_offset: int, next_offset: int,
+               max_timestamp: int, interval: int, now_ms: int) -> None:
+        """Write one batch (given as buffers to concatenate) at the end. Raises OSError
+        after truncating any partial write back."""
+        pos = self.size
+        try:
+            written = self.ops.pwritev(self.fd, buffers, pos)
+            if written < size:
+                data = memoryview(b"".join(buffers))
+                while written < size:
+                    n = self.ops.pwritev(self.fd, [data[written:]], pos + written)
+                    if n <= 0:
+                        raise OSError(5, f"short write to {self.log_path}")
+                    written += n
+        except OSError:
+            self._truncate_tail()
+            raise
+        if self.rolling_ms is None:
+            self.rolling_ms = now_ms
+        self._track(pos, size, base_offset, next_offset, max_timestamp, interval)
+
+    def _truncate_tail(self) -> None:
+        try:
+            self.ops.ftruncate(self.fd, self.size)
+            self.tail_dirty = False
+        except OSError as exc:
+            self.tail_dirty = True
+            log.warning("could not cut a failed write off %s (%s); the bytes past %d are "
+                        "ignored and removed at the next start", self.log_path, exc, self.size)
+
+    def sync(self) -> None:
+        """fsync (fdatasync) the .log file. Raises OSError."""
+        self.ops.sync(self.fd)
+
+    def seal(self) -> None:
+        """The segment stops being active: final time-index entry, index files written."""
+        if self.tail_dirty:
+            self._truncate_tail()
+        if self.size:
+            self.time_index.seal(self.max_timestamp, self.last_batch_offset)
+        self.write_indexes()
+
+    def write_indexes(self) -> bool:
+        """Write both index files. They are a cache: failure is logged, never raised."""
+        try:
+            self.index_path.write_bytes(self.index.to_bytes())
+            self.timeindex_path.write_bytes(self.time_index.to_bytes())
+            return True
+        except OSError as exc:
+            log.warning("could not write the indexes of %s (%s); they will be rebuilt on the "
+                        "next start", self.log_path, exc)
+            for path in (self.index_path, self.timeindex_path):
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError:
+                    pass
+            return False
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def find(self, offset: int) -> tuple[int, int] | None:
+        """(position, size) of the first batch whose last offset is >= ``offset``, or None."""
+        pos = self.index.lookup(offset)
+        end = self.size
+        fd = self.fd
+        while pos < end:
+            buf = pread(fd, min(WALK_CHUNK, end - pos), pos)
+            n = len(buf)
+            off = 0
+            while n - off >= 24:
+                base, length, last_delta = _WALK.unpack_from(buf, off)
+                if length < _MIN_LENGTH:
+                    raise CorruptRecordError(f"invalid batch length {length} at byte "
+                                             f"{pos + off} of {self.log_path}")
+                if base + last_delta >= offset:
+                    return pos + off, length + LENGTH_PREFIX
+                off += length + LENGTH_PREFIX
+            if off == 0:
+                break
+            pos += off
+        return None
+
+    def read_from(self, position: int, first_size: int, max_bytes: int) -> bytes:
+        """Whole batches from ``position`` up to ``max_bytes`` (at least the first one)."""
+        avail = self.size - position
+        if avail <= max_bytes:
+            n = avail
+        elif first_size >= max_bytes:
+            n = first_size
+        else:
+            n = self._last_boundary(position, position + max_bytes) - position
+        return pread(self.fd, n, position)
+
+    def _last_boundary(self, start: int, limit: int) -> int:
+        """The end of the last whole batch that ends at or before ``limit``."""
+        pos = max(start, self.index.floor_position(limit))
+        while True:
+            want = min(WALK_CHUNK, limit - pos)
+            if want < LENGTH_PREFIX:
+                return pos
+            buf = pread(self.fd, want, pos)
+            off = 0
+            while want - off >= LENGTH_PREFIX:
+                (length,) = BATCH_LENGTH.unpack_from(buf, off + 8)
+                if length < _MIN_LENGTH:
+                    raise CorruptRecordError(f"invalid batch length {length} at byte "
+                                             f"{pos + off} of {self.log_path}")
+                nxt = off + LENGTH_PREFIX + length
+                if pos + nxt > limit:
+                    return pos + off
+                off = nxt
+            pos += off
+
+    def find_timestamp(self, timestamp: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record with timestamp >= ``timestamp``, or None."""
+        start = self.index.lookup(self.time_index.lookup(timestamp))
+        for _pos, header, buf, off in iter_batches(self.fd, start, self.size, validate=False,
+                                                   chunk=WALK_CHUNK * 4):
+            if header.max_timestamp < timestamp:
+                continue
+            batch = decode_batch(buf, off, header)
+            if batch.log_append_time and batch.offsets:
+                return batch.offsets[0], header.max_timestamp
+            for offset, ts in zip(batch.offsets, batch.timestamps, strict=False):
+                if ts >= timestamp:
+                    return offset, ts
+        return None
+
+    @property
+    def first_timestamp(self) -> int:
+        if self._first_ts is None:
+            self._first_ts = (read_header(pread(self.fd, HEADER_SIZE, 0)).base_timestamp
+                              if self.size >= HEADER_SIZE else -1)
+        return self._first_ts
+
+    def info(self, active: bool = False) -> SegmentInfo:
+        return SegmentInfo(self.base_offset, self.next_offset, self.size, self.first_timestamp,
+                           self.max_timestamp, self.log_path, active)
+
+    # -- closing ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+    def delete_files(self) -> None:
+        """Close and remove the three files (missing ones are fine). Raises OSError."""
+        self.close()
+        for path in (self.log_path, self.index_path, self.timeindex_path):
+            path.unlink(missing_ok=True)
