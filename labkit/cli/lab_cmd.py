@@ -169,22 +169,17 @@ def _wait_for_broker(address: str, proc: subprocess.Popen | None, stop: threadin
 
 
 def broker_answers(address: str, timeout_s: float) -> bool:
-    """True when a labkit broker at ``host:port`` answers a request within ``timeout_s``."""
+    """True when a labkit broker at ``host:port`` answers api_versions within ``timeout_s``."""
     if not _tcp_open(address, timeout_s):
-        return False  # nothing listens: no need to wait for a client timeout
+        return False  # nothing listens: no need to wait for the client's timeout
+    from labkit.client.transport import Transport
+
     try:
-        from labkit import KafkaAdminClient
-    except ImportError:
-        return False
-    timeout_ms = max(int(timeout_s * 1000), 100)
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=[address], request_timeout_ms=timeout_ms)
-        try:
-            admin.list_topics()
-        finally:
-            admin.close()
+        transport = Transport([address], client_id="labkit-lab",
+                              connect_timeout_ms=max(timeout_s * 1000, 100), name="lab")
     except KafkaError:
         return False
+    transport.close()
     return True
 
 

@@ -67,11 +67,14 @@ def test_broker_port_taken_by_something_else_names_the_fix(tmp_path: Path, liste
 def test_reuses_a_running_broker_and_leaves_it_running(tmp_path: Path):
     port, lab_port = free_port(), free_port()
     data = tmp_path / "own-broker-data"
-    broker = subprocess.Popen(_labkit("broker", "--port", str(port), "--data-dir", str(data)),
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    broker_log = tmp_path / "broker.log"
+    with open(broker_log, "wb") as log:
+        broker = subprocess.Popen(_labkit("broker", "--port", str(port), "--data-dir", str(data)),
+                                  stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: broker_answers(f"127.0.0.1:{port}", 500), 30, what="the broker")
+        wait_until(lambda: broker_answers(f"127.0.0.1:{port}", 500) or broker.poll() is not None,
+                   30, what="the broker")
+        assert broker.poll() is None, broker_log.read_text()
         log_path = tmp_path / "lab.log"
         with open(log_path, "wb") as log:
             lab = subprocess.Popen(
