@@ -1,0 +1,328 @@
+"""The consumer's fetcher: one fetch in flight, whole batches in, ConsumerRecords out.
+
+Theory of operation
+-------------------
+``send_fetches()`` (consumer thread) asks for every fetchable partition whose
+buffer is nearly drained, starting at that partition's *next fetch offset* -- the
+end of what is already buffered, so fetching runs ahead of the user's position.
+At most one fetch is in flight; the broker long-polls it (``fetch_max_wait_ms``,
+``fetch_min_bytes``). The response arrives on the I/O thread, which only appends
+it to ``_completed`` and sets an Event: all decoding happens on the consumer's
+thread, in ``fetched_records()``.
+
+Decoding a partition's payload: split it into whole batches, check each batch's
+CRC (``check_crcs``), decode it into columns and build ``ConsumerRecord`` tuples
+with one ``map`` over the zipped columns (no per-record method calls beyond the
+deserializers). Records before the fetch offset (a batch may start earlier) are
+skipped. Each buffer remembers the partition's ``epoch`` it was fetched for; a
+seek or reset bumps the epoch and stale data is dropped.
+
+Errors per partition: OFFSET_OUT_OF_RANGE resets the position by
+``auto_offset_reset`` ('earliest'/'latest'), or raises OffsetOutOfRangeError when
+it is 'none'; unknown-partition errors ask for fresh metadata.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from bisect import bisect_left
+from collections import deque
+from itertools import repeat
+from typing import Any
+
+from labkit.client.structs import ConsumerRecord, TopicPartition
+from labkit.client.subscription import SubscriptionState
+from labkit.errors import (
+    KafkaError,
+    OffsetOutOfRangeError,
+    UnknownTopicOrPartitionError,
+    for_code,
+)
+from labkit.protocol.records import decode_batch, read_header, split_batches, validate_batch
+
+log = logging.getLogger(__name__)
+
+_make_record = functools.partial(tuple.__new__, ConsumerRecord)
+_OUT_OF_RANGE = OffsetOutOfRangeError.errno
+
+
+class _Buffer:
+    """Decoded records of one partition waiting to be returned by poll()."""
+
+    __slots__ = ("records", "index", "epoch")
+
+    def __init__(self, records: list, epoch: int):
+        self.records = records
+        self.index = 0
+        self.epoch = epoch
+
+    def remaining(self) -> int:
+        return len(self.records) - self.index
+
+
+def _deserialize(fn: Any, topic: str, items: list) -> list:
+    if fn is None:
+        return items
+    if not callable(fn):
+        method = fn.deserialize
+        return [None if x is None else method(topic, x) for x in items]
+    if None in items:
+        return [None if x is None else fn(x) for x in items]
+    return list(map(fn, items))
+
+
+class Fetcher:
+    def __init__(self, transport: Any, subscription: SubscriptionState, config: dict[str, Any]):
+        self._transport = transport
+        self._subscription = subscription
+        self._max_wait_ms = int(config["fetch_max_wait_ms"])
+        self._min_bytes = int(config["fetch_min_bytes"])
+        self._max_bytes = int(config["fetch_max_bytes"])
+        self._partition_max_bytes = int(config["max_partition_fetch_bytes"])
+        self._check_crcs = bool(config["check_crcs"])
+        self._key_deserializer = config["key_deserializer"]
+        self._value_deserializer = config["value_deserializer"]
+        self._reset_policy = config["auto_offset_reset"]
+        self._prefetch = max(1, int(config["max_poll_records"]))
+        self._timeout_ms = config["request_timeout_ms"] + self._max_wait_ms
+        self._buffers: dict[TopicPartition, _Buffer] = {}
+        self._next_fetch: dict[TopicPartition, tuple[int, int]] = {}  # tp -> (epoch, offset)
+        self._in_flight = False
+        self._completed: deque = deque()
+        self._ready = threading.Event()
+        self.needs_metadata = False
+        subscription.add_assignment_hook(self._on_assignment)
+
+    def _on_assignment(self, revoked: set, added: set) -> None:
+        for tp in revoked:
+            self._buffers.pop(tp, None)
+            self._next_fetch.pop(tp, None)
+
+    def forget(self, tp: TopicPartition) -> None:
+        """Drop buffered data for ``tp`` (after a seek)."""
+        self._buffers.pop(tp, None)
+        self._next_fetch.pop(tp, None)
+
+    # -- sending -----------------------------------------------------------------
+
+    def send_fetches(self) -> bool:
+        """Send a fetch unless one is in flight. True if one is in flight afterwards."""
+        if self._in_flight:
+            return True
+        parts = []
+        asked = []
+        for tp, st in self._subscription.assignment.items():
+            if st.paused or st.position is None:
+                continue
+            buf = self._buffers.get(tp)
+            if buf is not None and buf.epoch == st.epoch and buf.remaining() >= self._prefetch:
+                continue
+            planned = self._next_fetch.get(tp)
+            offset = planned[1] if planned is not None and planned[0] == st.epoch else st.position
+            parts.append([tp.topic, tp.partition, offset, self._partition_max_bytes])
+            asked.append((tp, st.epoch, offset))
+        if not parts:
+            return False
+        header = {"max_wait_ms": self._max_wait_ms, "min_bytes": self._min_bytes,
+                  "max_bytes": self._max_bytes, "partitions": parts}
+        future = self._transport.request("fetch", header, timeout_ms=self._timeout_ms,
+                                         idempotent=True)
+        self._in_flight = True
+        future.add_callback(self._arrived, asked)
+        future.add_errback(self._failed, asked)
+        return True
+
+    def _arrived(self, asked: list, response: Any) -> None:  # I/O thread
+        self._completed.append((asked, response, None))
+        self._ready.set()
+
+    def _failed(self, asked: list, error: BaseException) -> None:  # I/O thread
+        self._completed.append((asked, None, error))
+        self._ready.set()
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a fetch response is waiting (or ``timeout`` seconds)."""
+        return self._ready.wait(timeout)
+
+    # -- receiving -------------------------------------------------------------
+
+    def _process_completed(self) -> None:
+        self._ready.clear()
+        while self._completed:
+            asked, response, error = self._completed.popleft()
+            self._in_flight = False
+            if error is not None:
+                log.warning("fetch failed: %s", error)
+                continue
+            header = response.header
+            if header.get("error", 0):
+                log.warning("fetch failed: %s", for_code(header["error"])(header.get("message")))
+                continue
+            by_tp = {}
+            for index, entry in enumerate(header.get("partitions", [])):
+                payload = response.payloads[index] if index < len(response.payloads) else b""
+                by_tp[TopicPartition(entry[0], entry[1])] = (entry, payload)
+            for tp, epoch, offset in asked:
+                item = by_tp.get(tp)
+                if item is not None:
+                    self._handle_partition(tp, epoch, offset, item[0], item[1])
+
+    def _handle_partition(self, tp: TopicPartition, epoch: int, offset: int,
+                          entry: list, payload: Any) -> None:
+        st = self._subscription.assignment.get(tp)
+        if st is None or st.epoch != epoch:
+            return  # revoked, or sought elsewhere since the fetch was sent
+        _, _, code, highwater, log_start = entry[:5]
+        if code == 0:
+            st.highwater = highwater
+            st.log_start = log_start
+            records, next_offset = self._decode(tp, payload, offset)
+            self._next_fetch[tp] = (epoch, next_offset)
+            if records:
+                buf = self._buffers.get(tp)
+                if buf is not None and buf.epoch == epoch and buf.remaining():
+                    buf.records = buf.records[buf.index:] + records
+                    buf.index = 0
+                else:
+                    self._buffers[tp] = _Buffer(records, epoch)
+        elif code == _OUT_OF_RANGE:
+            self._next_fetch.pop(tp, None)
+            if st.position != offset:
+                return
+            if self._reset_policy in ("earliest", "latest"):
+                log.info("offset %d is out of range for %s (log start %s, end %s); resetting "
+                         "to %s", offset, tp, log_start, highwater, self._reset_policy)
+                st.request_reset(self._reset_policy)
+            else:
+                raise OffsetOutOfRangeError(
+                    f"Offsets out of range with no configured reset policy for partitions: "
+                    f"{ {tp: offset} } (the log now starts at {log_start} and ends at "
+                    f"{highwater}). Use auto_offset_reset='earliest' or 'latest', or seek().")
+        elif code in (UnknownTopicOrPartitionError.errno, 5, 6):
+            self.needs_metadata = True
+            log.warning("fetch from %s: %s", tp, for_code(code).description)
+        else:
+            raise for_code(code)(f"fetch from {tp} at offset {offset} failed")
+
+    def _decode(self, tp: TopicPartition, buf: Any, fetch_offset: int) -> tuple[list, int]:
+        out: list = []
+        next_offset = fetch_offset
+        topic, partition = tp
+        check = self._check_crcs
+        kd, vd = self._key_deserializer, self._value_deserializer
+        for start, _end in split_batches(buf):
+            header = validate_batch(buf, start, produced=False) if check else read_header(buf, start)
+            if header.next_offset <= fetch_offset:
+                continue
+            next_offset = header.next_offset
+            batch = decode_batch(buf, start, header)
+            offsets = batch.offsets
+            n = len(offsets)
+            if not n:
+                continue
+            skip = bisect_left(offsets, fetch_offset) if offsets[0] < fetch_offset else 0
+            keys, values, headers = batch.keys, batch.values, batch.headers
+            key_sizes, value_sizes, timestamps = batch.key_sizes, batch.value_sizes, batch.timestamps
+            if skip:
+                offsets, timestamps = offsets[skip:], timestamps[skip:]
+                keys, values, headers = keys[skip:], values[skip:], headers[skip:]
+                key_sizes, value_sizes = key_sizes[skip:], value_sizes[skip:]
+            if kd is not None:
+                keys = _deserialize(kd, topic, keys)
+            if vd is not None:
+                values = _deserialize(vd, topic, values)
+            if header.attributes & 0x02:  # HAS_HEADERS
+                header_sizes = [sum(len(k.encode("utf-8")) + (len(v) if v is not None else 0)
+                                    for k, v in h) if h else -1 for h in headers]
+            else:
+                header_sizes = repeat(-1)
+            out.extend(map(_make_record, zip(
+                repeat(topic), repeat(partition), repeat(-1), offsets, timestamps,
+                repeat(1 if batch.log_append_time else 0), keys, values, headers, repeat(None),
+                key_sizes, value_sizes, header_sizes)))
+        return out, next_offset
+
+    # -- handing records to poll() ------------------------------------------------------
+
+    def fetched_records(self, max_records: int, update_offsets: bool = True
+                        ) -> dict[TopicPartition, list]:
+        """Up to ``max_records`` buffered records, grouped by partition.
+
+        With ``update_offsets`` the positions move past them (poll); without, the
+        caller moves them record by record (iteration). Raises OffsetOutOfRangeError
+        (auto_offset_reset='none') and errors the broker reported for a partition.
+        """
+        if self._completed:
+            self._process_completed()
+        out: dict[TopicPartition, list] = {}
+        room = max_records
+        assignment = self._subscription.assignment
+        for tp, buf in list(self._buffers.items()):
+            if room <= 0:
+                break
+            st = assignment.get(tp)
+            if st is None or buf.epoch != st.epoch:
+                del self._buffers[tp]
+                continue
+            if st.paused or not buf.remaining():
+                continue
+            start = buf.index
+            end = min(len(buf.records), start + room)
+            chunk = buf.records[start:end]
+            if chunk[0].offset < (st.position or 0):  # skip what the user already saw
+                keep = bisect_left([r.offset for r in chunk], st.position)
+                chunk = chunk[keep:]
+            buf.index = end
+            if buf.index >= len(buf.records):
+                del self._buffers[tp]
+            if not chunk:
+                continue
+            out[tp] = chunk
+            room -= len(chunk)
+            if update_offsets:
+                st.position = chunk[-1].offset + 1
+        return out
+
+    def has_buffered(self) -> bool:
+        return bool(self._completed) or any(b.remaining() for b in self._buffers.values())
+
+    def buffered_count(self) -> int:
+        return sum(b.remaining() for b in self._buffers.values())
+
+
+class OffsetLookup:
+    """Blocking ``list_offsets`` calls: earliest (-2), latest (-1) or by timestamp."""
+
+    EARLIEST = -2
+    LATEST = -1
+
+    def __init__(self, transport: Any):
+        self._transport = transport
+
+    def lookup(self, targets: dict[TopicPartition, int], timeout_ms: float | None = None
+               ) -> dict[TopicPartition, tuple[int, int]]:
+        """{tp: timestamp} -> {tp: (offset, timestamp)}; offset -1 when no record is that late.
+
+        Raises UnknownTopicOrPartitionError (and other broker errors) per partition.
+        """
+        if not targets:
+            return {}
+        header = {"partitions": [[tp.topic, tp.partition, int(ts)] for tp, ts in targets.items()]}
+        response = self._transport.call("list_offsets", header, timeout_ms=timeout_ms)
+        out = {}
+        for entry in response.header.get("partitions", []):
+            topic, partition, code, offset, timestamp = entry[:5]
+            tp = TopicPartition(topic, partition)
+            if code:
+                cls = for_code(code)
+                if cls is UnknownTopicOrPartitionError:
+                    raise cls(f"partition {partition} of topic '{topic}' does not exist "
+                              "(check the topic name and its partition count)")
+                raise cls(f"list_offsets for {tp} failed")
+            out[tp] = (offset, timestamp)
+        missing = set(targets) - set(out)
+        if missing:
+            raise KafkaError(f"the broker did not answer list_offsets for {sorted(missing)}")
+        return out
