@@ -51,6 +51,14 @@ from labkit.protocol.frames import MAGIC, MAX_REQUEST_ID, encode_header, parse_r
 
 log = logging.getLogger(__name__)
 
+# plain ints: pyzmq's enum flags cost microseconds per frame on the hot path
+_NOBLOCK = int(zmq.NOBLOCK)
+_SNDMORE = int(zmq.SNDMORE)
+_RCVMORE = int(zmq.RCVMORE)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_HEAD_FRAMES = 5        # identity, magic, request id, api, header: received as bytes
+
 DRAIN = 256             # requests handled per loop turn before housekeeping
 TICK_S = 0.1            # group service tick period
 MAX_PARKED = 10_000     # parked fetches beyond this are answered at once
@@ -280,19 +288,29 @@ class BrokerServer:
     def _drain(self) -> None:
         sock = self._sock
         for _ in range(DRAIN):
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
+            if not sock.getsockopt(_EVENTS) & _POLLIN:
                 return
             self.stats["requests"] += 1
-            self._on_message(frames)
+            self._on_message(self._recv_message())
+
+    def _recv_message(self) -> list:
+        """One multipart message: the small leading frames as bytes, payloads (record
+        batches) as zero-copy buffers."""
+        sock = self._sock
+        frames = [sock.recv(_NOBLOCK)]
+        while sock.getsockopt(_RCVMORE):
+            if len(frames) < _HEAD_FRAMES:
+                frames.append(sock.recv(_NOBLOCK))
+            else:
+                frames.append(sock.recv(_NOBLOCK, copy=False).buffer)
+        return frames
 
     def _on_message(self, frames: list) -> None:
         if len(frames) < 2:
             self._drop("an empty message")
             return
-        identity = frames[0].bytes
-        body = [f.bytes for f in frames[1:5]] + [f.buffer for f in frames[5:]]
+        identity = frames[0]
+        body = frames[1:]
         try:
             rid, api, header, payloads = parse_request(body)
         except ProtocolError as exc:
@@ -338,9 +356,19 @@ class BrokerServer:
             log.warning("dropped a malformed message (%s); %d dropped so far", why, count)
 
     def _send(self, identity: bytes, rid: bytes, header: dict, payloads=()) -> None:
+        send = self._sock.send
         try:
-            self._sock.send_multipart([identity, MAGIC, rid, encode_header(header), *payloads],
-                                      copy=False)
+            send(identity, _SNDMORE)
+            send(MAGIC, _SNDMORE)
+            send(rid, _SNDMORE)
+            if not payloads:
+                send(encode_header(header), 0)
+                return
+            send(encode_header(header), _SNDMORE)
+            last = len(payloads) - 1
+            for index, payload in enumerate(payloads):
+                # copy=False: pyzmq copies small frames anyway and sends big ones in place
+                send(payload, _SNDMORE if index < last else 0, copy=False)
         except zmq.ZMQError as exc:
             log.warning("could not send a reply: %s", exc)
 
