@@ -34,7 +34,7 @@ from labkit.nb.checks import (
     evaluate,
     exercise,
     expect,
-    grading,
+    is_grading,
 )
 from labkit.nb.generators import CATEGORIES, SENSOR_IDS, STORES, sensors, transactions
 from labkit.nb.stream import EventStream, bootstrap_servers, json_serializer
@@ -42,7 +42,7 @@ from labkit.nb.stream import EventStream, bootstrap_servers, json_serializer
 __all__ = [
     "CATEGORIES", "SENSOR_IDS", "STORES", "CheckFailed", "EventStream", "IllegalArgumentError",
     "IllegalStateError", "LivePlot", "Wrong", "bootstrap_servers", "call", "check", "dashboard",
-    "doctor", "all_exercises", "evaluate", "exercise", "expect", "grading", "json_serializer",
+    "doctor", "all_exercises", "evaluate", "exercise", "expect", "is_grading", "json_serializer",
     "progress", "sensors", "stop_all", "transactions",
 ]
 

@@ -258,7 +258,7 @@ def evaluate(exercise_id: str, answer: Any, **context: Any) -> Result:
     return result(PASS)
 
 
-def grading() -> bool:
+def is_grading() -> bool:
     """True when running under ``labkit grade`` (``LABKIT_GRADING=1``)."""
     return os.environ.get(GRADING_ENV, "").strip().lower() in {"1", "true", "yes"}
 
@@ -281,5 +281,5 @@ def check(exercise_id: str, answer: Any, /, **context: Any) -> None:
     result = evaluate(exercise_id, answer, **context)
     print(result.line, file=sys.stdout, flush=True)
     _log(result)
-    if result.status != PASS and grading():
+    if result.status != PASS and is_grading():
         raise CheckFailed(result.line)

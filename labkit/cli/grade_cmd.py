@@ -1,0 +1,64 @@
+"""``labkit grade PATH...``: run students' notebooks against a broker and score their checks.
+
+Each notebook runs under nbval in its own process and temporary folder (see
+``labkit.nb.grading``); a notebook that hangs or crashes costs only that notebook.
+The score table goes to stdout, one progress line per notebook to stderr, and
+``--csv`` / ``--json`` write a gradebook (one row per student) and the full detail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from labkit.cli._common import UsageError, add_bootstrap_argument, bootstrap_servers
+
+NAME = "grade"
+HELP = "grade notebooks (files or folders of submissions) and print the score table"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                        help="a notebook (student = file name), or a folder of submissions: "
+                             "notebooks in it (student = file name) or one subfolder per "
+                             "student (student = folder name)")
+    add_bootstrap_argument(parser)
+    parser.add_argument("--timeout-per-cell", type=float, default=60.0, metavar="S",
+                        help="interrupt a cell that runs longer than S seconds (default 60)")
+    parser.add_argument("--timeout-per-notebook", type=float, default=None, metavar="S",
+                        help="stop a whole notebook after S seconds (default: cells x "
+                             "per-cell timeout + 120)")
+    parser.add_argument("--csv", type=Path, metavar="FILE",
+                        help="write a gradebook CSV: one row per student")
+    parser.add_argument("--json", type=Path, metavar="FILE",
+                        help="write every notebook's result, with each check's message, as JSON")
+
+
+def _progress(result) -> None:
+    note = f" ({result.status}: {result.detail})" if result.status not in ("ok", "errors") else ""
+    print(f"graded {result.student} / {Path(result.notebook).name}: "
+          f"{result.points}/{result.max_points} points{note}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from labkit.nb import grading
+
+    if args.timeout_per_cell <= 0:
+        raise UsageError("--timeout-per-cell must be > 0 seconds")
+    if args.timeout_per_notebook is not None and args.timeout_per_notebook <= 0:
+        raise UsageError("--timeout-per-notebook must be > 0 seconds")
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        raise UsageError(f"no such file or folder: {', '.join(missing)}")
+    bootstrap = ",".join(bootstrap_servers(args.bootstrap_server))
+    results = grading.grade(args.paths, bootstrap=bootstrap, cell_timeout=args.timeout_per_cell,
+                            notebook_timeout=args.timeout_per_notebook, progress=_progress)
+    print(grading.table(results))
+    if args.csv:
+        grading.write_csv(results, args.csv)
+        print(f"wrote {args.csv}", file=sys.stderr)
+    if args.json:
+        grading.write_json(results, args.json)
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
