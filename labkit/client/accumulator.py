@@ -230,7 +230,7 @@ class RecordAccumulator:
                 used += len(batch.data)
                 on_seal(buf)
             if records:
-                next_due = 0.0 if used >= budget else next_due
+                next_due = 0.0  # ready, but this request is full
             else:
                 buf.first_seen = None
         self.full = buffered + self.in_flight_bytes > self.buffer_memory
@@ -245,10 +245,10 @@ class RecordAccumulator:
         ts, keys, values, headers, sizes, futures = zip(*chunk, strict=False)
         cumulative = list(accumulate(sizes))
         k = bisect_right(cumulative, limit)
-        if k == 0:
-            if room < self.max_request_size:
-                return None  # does not fit in this request; next one
-            k = 1  # one record larger than batch_size gets a batch of its own
+        if k == 0:  # the first record alone is larger than batch_size: a batch of its own
+            if cumulative[0] + BATCH_OVERHEAD > room and room < self.max_request_size:
+                return None  # does not fit in this request; the next one takes it
+            k = 1
         if k < len(chunk):
             ts, keys, values, headers, futures = ts[:k], keys[:k], values[:k], headers[:k], futures[:k]
         del records[:k]

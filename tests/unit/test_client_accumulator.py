@@ -1,0 +1,197 @@
+"""The producer's accumulator without sockets: batching, sealing, futures, callbacks."""
+
+import threading
+
+import pytest
+
+from labkit.client.accumulator import RECORD_OVERHEAD, RecordAccumulator
+from labkit.client.structs import RecordMetadata, TopicPartition
+from labkit.errors import KafkaTimeoutError, NotLeaderForPartitionError
+from labkit.protocol.records import decode_batch, split_batches, validate_batch
+from labkit.testing import FakeClock
+
+TP = TopicPartition("t", 0)
+
+
+def make(batch_size=16384, linger_ms=0, max_request_size=1048576, clock=None):
+    return RecordAccumulator(batch_size=batch_size, max_request_size=max_request_size,
+                             linger_ms=linger_ms, buffer_memory=32 << 20, clock=clock or FakeClock())
+
+
+def append(acc, buf, value, key=None, ts=1000, headers=None):
+    future = acc.future_class()
+    size = RECORD_OVERHEAD + len(value) + (len(key) if key else 0)
+    buf.records.append((ts, key, value, headers, size, future))
+    return future
+
+
+def test_drain_seals_one_valid_batch_per_partition_in_order():
+    acc = make()
+    a, b = acc.new_buffer(TP), acc.new_buffer(TopicPartition("t", 1))
+    fa = [append(acc, a, b"v%d" % i, ts=1000 + i) for i in range(5)]
+    append(acc, b, b"other", key=b"k")
+    batches, due = acc.drain(0.0, 1 << 20, lambda buf: None)
+    assert due is None
+    assert [x.tp for x in batches] == [TP, TopicPartition("t", 1)]
+    header = validate_batch(batches[0].data)
+    assert header.record_count == 5
+    decoded = decode_batch(batches[0].data)
+    assert decoded.values == [b"v%d" % i for i in range(5)]
+    assert decoded.timestamps == [1000 + i for i in range(5)]
+    assert decoded.keys == [None] * 5
+    assert decode_batch(batches[1].data).keys == [b"k"]
+    assert not a.records and not b.records
+    assert [f._index for f in fa] == list(range(5))
+    assert acc.incomplete == 2
+
+
+def test_batches_respect_batch_size_and_a_big_record_gets_its_own_batch():
+    acc = make(batch_size=1000)
+    buf = acc.new_buffer(TP)
+    for _ in range(30):
+        append(acc, buf, b"x" * 100)
+    append(acc, buf, b"y" * 5000)
+    batches, _ = acc.drain(0.0, 1 << 20, lambda b: None)
+    assert sum(x.count for x in batches) == 31
+    assert all(len(x.data) <= 1000 for x in batches[:-1])
+    assert batches[-1].count == 1 and len(batches[-1].data) > 5000
+
+
+def test_request_budget_leaves_the_rest_buffered():
+    acc = make(batch_size=1000)
+    buf = acc.new_buffer(TP)
+    for _ in range(50):
+        append(acc, buf, b"x" * 100)
+    batches, due = acc.drain(0.0, 2500, lambda b: None)
+    assert 1 <= len(batches) <= 3
+    assert sum(len(x.data) for x in batches) <= 2500 + 1000
+    assert buf.records and due == 0.0
+    rest, _ = acc.drain(0.0, 1 << 20, lambda b: None)
+    assert sum(x.count for x in batches + rest) == 50
+
+
+def test_linger_holds_records_until_due_unless_flushing():
+    clock = FakeClock()
+    acc = make(linger_ms=50, clock=clock)
+    buf = acc.new_buffer(TP)
+    append(acc, buf, b"a")
+    batches, due = acc.drain(clock.monotonic(), 1 << 20, lambda b: None)
+    assert batches == [] and due == pytest.approx(0.05)
+    clock.advance(0.02)
+    batches, due = acc.drain(clock.monotonic(), 1 << 20, lambda b: None)
+    assert batches == [] and due == pytest.approx(0.03)
+    acc.flushing += 1
+    batches, _ = acc.drain(clock.monotonic(), 1 << 20, lambda b: None)
+    assert len(batches) == 1
+
+
+def test_future_resolves_to_record_metadata():
+    acc = make()
+    buf = acc.new_buffer(TP)
+    futures = [append(acc, buf, b"val", key=b"kk", ts=5000 + i) for i in range(3)]
+    assert not futures[0].is_done
+    (batch,), _ = acc.drain(0.0, 1 << 20, lambda b: None)
+    assert not futures[0].is_done
+    acc.complete(batch, 40)
+    meta = futures[2].get(timeout=0)
+    assert meta == RecordMetadata("t", 0, TP, 42, 5002, None, 2, 3, -1)
+    assert futures[0].succeeded() and not futures[0].failed()
+    assert futures[1].value.offset == 41
+    assert futures[1].exception is None
+    assert acc.incomplete == 0
+
+
+def test_callbacks_and_errbacks_run_once_with_the_right_argument():
+    acc = make()
+    buf = acc.new_buffer(TP)
+    ok, bad = append(acc, buf, b"a"), append(acc, buf, b"b")
+    seen = []
+    ok.add_callback(lambda m: seen.append(("cb", m.offset)))
+    ok.add_errback(lambda e: seen.append(("eb", e)))
+    ok.add_callback(lambda tag, m: seen.append((tag, m.offset)), "tagged")
+    (batch,), _ = acc.drain(0.0, 1 << 20, lambda b: None)
+    acc.complete(batch, 7)
+    assert seen == [("cb", 7), ("tagged", 7)]
+    late = []
+    bad.add_callback(lambda m: late.append(m.offset))  # already done: runs at once
+    assert late == [8]
+
+
+def test_failed_batch_fails_every_future():
+    acc = make()
+    buf = acc.new_buffer(TP)
+    futures = [append(acc, buf, b"a") for _ in range(2)]
+    errors = []
+    futures[0].add_errback(errors.append)
+    (batch,), _ = acc.drain(0.0, 1 << 20, lambda b: None)
+    acc.complete(batch, -1, NotLeaderForPartitionError("gone"))
+    assert futures[1].failed()
+    with pytest.raises(NotLeaderForPartitionError):
+        futures[1].get()
+    assert isinstance(errors[0], NotLeaderForPartitionError)
+
+
+def test_a_raising_callback_does_not_stop_the_others():
+    acc = make()
+    buf = acc.new_buffer(TP)
+    future = append(acc, buf, b"a")
+    seen = []
+    future.add_callback(lambda m: 1 / 0)
+    future.add_callback(lambda m: seen.append(m.offset))
+    (batch,), _ = acc.drain(0.0, 1 << 20, lambda b: None)
+    acc.complete(batch, 0)
+    assert seen == [0]
+
+
+def test_get_times_out_with_kafka_timeout_error():
+    acc = make(clock=FakeClock())
+    buf = acc.new_buffer(TP)
+    future = append(acc, buf, b"a")
+    with pytest.raises(KafkaTimeoutError):
+        future.get(timeout=0)
+
+
+def test_get_wakes_when_another_thread_completes_the_batch():
+    acc = make()
+    buf = acc.new_buffer(TP)
+    future = append(acc, buf, b"a")
+    (batch,), _ = acc.drain(0.0, 1 << 20, lambda b: None)
+    timer = threading.Timer(0.05, acc.complete, args=(batch, 3))
+    timer.start()
+    assert future.get(timeout=5).offset == 3
+    timer.join()
+
+
+def test_appends_from_several_threads_are_all_sealed_exactly_once():
+    acc = make(batch_size=500)
+    buf = acc.new_buffer(TP)
+    stop = threading.Event()
+    sealed = []
+
+    def drainer():
+        while not stop.is_set() or buf.records:
+            batches, _ = acc.drain(0.0, 1 << 20, lambda b: None)
+            sealed.extend(batches)
+
+    def sender(n):
+        for i in range(2000):
+            append(acc, buf, b"%d-%d" % (n, i))
+
+    thread = threading.Thread(target=drainer)
+    thread.start()
+    senders = [threading.Thread(target=sender, args=(n,)) for n in range(3)]
+    for t in senders:
+        t.start()
+    for t in senders:
+        t.join()
+    stop.set()
+    thread.join()
+    values = []
+    for batch in sealed:
+        for start, _ in split_batches(batch.data):
+            values.extend(decode_batch(batch.data, start).values)
+    assert len(values) == 6000
+    assert len(set(values)) == 6000
+    for n in range(3):  # each thread's records keep their order
+        mine = [v for v in values if v.startswith(b"%d-" % n)]
+        assert mine == [b"%d-%d" % (n, i) for i in range(2000)]

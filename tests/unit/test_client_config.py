@@ -1,0 +1,113 @@
+"""Client configuration: kafka-python's names, unknown keys rejected, bootstrap parsing."""
+
+import pytest
+
+from labkit.client import config as cfg
+from labkit.client.producer import _bytes_or_error, _headers_size, _parse_acks
+from labkit.errors import InvalidTopicError, KafkaConfigurationError
+
+
+def test_unknown_key_is_named_with_a_suggestion():
+    with pytest.raises(KafkaConfigurationError) as info:
+        cfg.resolve("KafkaProducer", {"value_serializer": None}, {"bootstrap_server": "x"})
+    text = str(info.value)
+    assert "'bootstrap_server'" in text
+    assert "did you mean 'bootstrap_servers'" in text
+    assert "KafkaProducer" in text
+
+
+def test_defaults_are_merged_and_cluster_only_settings_are_accepted():
+    config = cfg.resolve("KafkaConsumer", {"fetch_min_bytes": 1},
+                         {"fetch_min_bytes": 5, "api_version": (2, 0, 0), "ssl_cafile": None})
+    assert config["fetch_min_bytes"] == 5
+    assert config["request_timeout_ms"] == 30000
+    assert config["api_version"] == (2, 0, 0)
+
+
+def test_tls_is_refused_with_a_clear_message():
+    with pytest.raises(KafkaConfigurationError, match="plaintext only"):
+        cfg.resolve("KafkaProducer", {}, {"security_protocol": "SSL"})
+
+
+def test_bad_numbers_are_refused():
+    with pytest.raises(KafkaConfigurationError, match="request_timeout_ms"):
+        cfg.resolve("KafkaProducer", {}, {"request_timeout_ms": -1})
+    config = cfg.resolve("KafkaProducer", {"batch_size": 1}, {"batch_size": "big"})
+    with pytest.raises(KafkaConfigurationError, match="batch_size"):
+        cfg.check_numbers(config, {"batch_size": 0})
+
+
+@pytest.mark.parametrize("servers, expected", [
+    ("localhost:9092", [("localhost", 9092)]),
+    ("h1:1,h2:2", [("h1", 1), ("h2", 2)]),
+    (["127.0.0.1:9092", "broker"], [("127.0.0.1", 9092), ("broker", 9092)]),
+    ("PLAINTEXT://kafka:29092", [("kafka", 29092)]),
+    ("[::1]:9093", [("::1", 9093)]),
+    ("localhost", [("localhost", 9092)]),
+])
+def test_parse_bootstrap(servers, expected):
+    assert cfg.parse_bootstrap(servers) == expected
+
+
+def test_bootstrap_default_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("LABKIT_BOOTSTRAP", "broker:19092")
+    assert cfg.parse_bootstrap(None) == [("broker", 19092)]
+    monkeypatch.delenv("LABKIT_BOOTSTRAP")
+    assert cfg.parse_bootstrap(None) == [("localhost", 9092)]
+
+
+@pytest.mark.parametrize("bad", ["host:notaport", "host:0", ":9092", 9092])
+def test_bad_bootstrap_is_refused(bad):
+    with pytest.raises(KafkaConfigurationError):
+        cfg.parse_bootstrap(bad)
+
+
+def test_format_address_brackets_ipv6():
+    assert cfg.format_address("::1", 9092) == "[::1]:9092"
+    assert cfg.format_address("localhost", 9092) == "localhost:9092"
+
+
+@pytest.mark.parametrize("name", ["rta", "a.b_c-D9", "x" * 249])
+def test_valid_topic_names(name):
+    assert cfg.validate_topic(name) == name
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "../x", "a b", "zażółć", "x" * 250])
+def test_invalid_topic_names(name):
+    with pytest.raises(InvalidTopicError):
+        cfg.validate_topic(name)
+
+
+def test_topic_must_be_a_string():
+    with pytest.raises(TypeError):
+        cfg.validate_topic(b"rta")
+
+
+@pytest.mark.parametrize("acks, expected", [(0, 0), (1, 1), ("all", -1), (-1, -1), ("1", 1)])
+def test_acks(acks, expected):
+    assert _parse_acks(acks) == expected
+
+
+@pytest.mark.parametrize("acks", [2, "some", True, None])
+def test_bad_acks(acks):
+    with pytest.raises(KafkaConfigurationError, match="acks"):
+        _parse_acks(acks)
+
+
+def test_value_that_is_not_bytes_names_value_serializer():
+    with pytest.raises(TypeError, match="value_serializer"):
+        _bytes_or_error({"id": 1}, "value", None)
+    with pytest.raises(TypeError, match="key_serializer"):
+        _bytes_or_error("k", "key", None)
+    with pytest.raises(TypeError, match="must return bytes"):
+        _bytes_or_error("json text", "value", lambda v: v)
+    assert _bytes_or_error(bytearray(b"ab"), "value", None) == b"ab"
+    assert _bytes_or_error(None, "value", None) is None
+
+
+def test_headers_must_be_str_bytes_pairs():
+    assert _headers_size([("a", b"xy")]) == 2 + 6 + 1 + 2
+    with pytest.raises(TypeError):
+        _headers_size([("a", "text")])
+    with pytest.raises(TypeError):
+        _headers_size("a=b")
