@@ -16,6 +16,14 @@ set -eu
 
 WORK="${LABKIT_NOTEBOOKS:-/home/lab/notebooks}"
 
+# LABKIT_RELAY=9092=broker:9092 (the lab service): with `labkit lab`, also make the
+# broker reachable as localhost:9092 inside this container (docker/relay.py).
+start_relay() {
+  if [ -n "${LABKIT_RELAY:-}" ] && [ "${1:-} ${2:-}" = "labkit lab" ]; then
+    labkit-relay "${LABKIT_RELAY%%=*}" "${LABKIT_RELAY#*=}" &
+  fi
+}
+
 warn_if_readonly() {
   if [ -d "$WORK" ] && ! [ -w "$WORK" ]; then
     echo "labkit: WARNING: $WORK is not writable by uid $(id -u); your notebook edits" \
@@ -25,6 +33,7 @@ warn_if_readonly() {
 
 if [ "$(id -u)" != 0 ]; then
   warn_if_readonly
+  start_relay "$@"
   exec "$@"
 fi
 
@@ -42,6 +51,7 @@ if [ -d "$WORK" ]; then
     echo "labkit: $WORK belongs to root on the host; running as root so that your" \
          "work can be saved (run docker-compose as a normal user to avoid this)." >&2
     export HOME=/home/lab
+    start_relay "$@"
     exec "$@"
   fi
 fi

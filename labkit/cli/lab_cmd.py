@@ -272,7 +272,7 @@ def _supervise(args: argparse.Namespace, lab: subprocess.Popen, broker: subproce
             _say(f"WARNING: the broker stopped (exit code {broker.returncode}); notebooks "
                  f"cannot reach {bootstrap}. Stop the lab (Ctrl-C) and start it again.")
         stop.wait(POLL_S)
-    _say("stopping JupyterLab and the broker ...")
+    _say("stopping JupyterLab and the broker ..." if broker is not None else "stopping JupyterLab ...")
     return 0
 
 

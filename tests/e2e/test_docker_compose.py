@@ -179,6 +179,12 @@ def test_compose_up_lab_and_broker_work_and_survive_down(compose: Compose):
     assert "my answer 42" in saved.read_text()
     assert saved.stat().st_uid == (compose.workdir / "notebooks").stat().st_uid
 
+    # Restarting the broker alone leaves the lab working, localhost:9092 included.
+    compose.run("restart", "broker", timeout=120)
+    compose.wait_healthy()
+    compose.run("exec", "-T", "lab", "labkit-healthcheck", "localhost:9092")
+    compose.run("exec", "-T", "lab", "labkit-healthcheck", "broker:9092")
+
     # down (keeping volumes) and up again: the record and the notebook are still there.
     compose.run("down", timeout=300)
     assert connect_error("127.0.0.1", broker_port) is not None
