@@ -21,7 +21,7 @@ from labkit.log.config import BROKER_CONFIG_KEYS, LogConfig, split_broker_config
 MIN_RETENTION_CHECK_MS = 100  # the cleaner never runs more often than this
 BROKER_KEYS = (
     "auto.create.topics.enable", "num.partitions", "log.retention.check.interval.ms",
-    "socket.request.max.bytes", "advertised.host.name",
+    "socket.request.max.bytes", "advertised.host.name", "log.cleaner.backoff.ms",
 )
 
 
@@ -54,6 +54,7 @@ class BrokerConfig:
     auto_create_topics_enable: bool = True
     num_partitions: int = 1
     log_retention_check_interval_ms: int = 300_000
+    log_cleaner_backoff_ms: int = 15_000
     socket_request_max_bytes: int = 16 * 1024 * 1024
     advertised_host_name: str | None = None
     # what every topic starts from: Kafka's defaults + the broker's log.* overrides
@@ -78,6 +79,8 @@ class BrokerConfig:
                 fields["num_partitions"] = _int(key, value, 1)
             elif key == "log.retention.check.interval.ms":
                 fields["log_retention_check_interval_ms"] = _int(key, value, 1)
+            elif key == "log.cleaner.backoff.ms":
+                fields["log_cleaner_backoff_ms"] = _int(key, value, 1)
             elif key == "socket.request.max.bytes":
                 fields["socket_request_max_bytes"] = _int(key, value, 1024)
             elif key == "advertised.host.name":
@@ -112,12 +115,16 @@ class BrokerConfig:
         """Largest single frame the socket accepts (bigger ones drop the connection)."""
         return max(self.socket_request_max_bytes, self.message_max_bytes + 65536)
 
-    def retention_check_interval_s(self, shortest_retention_ms: int | None) -> float:
+    def retention_check_interval_s(self, shortest_retention_ms: int | None,
+                                   compacting: bool = False) -> float:
         """Seconds between cleaner runs: the configured interval, or a quarter of the
-        shortest topic retention when that is sooner (so a 5 s retention shows quickly)."""
+        shortest topic retention when that is sooner (so a 5 s retention shows quickly),
+        or ``log.cleaner.backoff.ms`` when some topic is compacted."""
         interval = self.log_retention_check_interval_ms
         if shortest_retention_ms is not None and shortest_retention_ms >= 0:
             interval = min(interval, shortest_retention_ms // 4)
+        if compacting:
+            interval = min(interval, self.log_cleaner_backoff_ms)
         return max(interval, MIN_RETENTION_CHECK_MS) / 1000.0
 
 

@@ -258,6 +258,7 @@ class Handlers:
         total = 0
         failed = False
         for name, partition, offset, part_max in wanted:
+            plog = None
             try:
                 plog = self.registry.partition(name, partition)
                 end = plog.log_end_offset
@@ -272,7 +273,11 @@ class Handlers:
             except Exception as exc:  # noqa: BLE001
                 code, _text = error_of(exc)
                 failed = True
-                rows.append([name, partition, code, -1, -1])
+                if plog is None:
+                    rows.append([name, partition, code, -1, -1])
+                else:  # e.g. OFFSET_OUT_OF_RANGE: say where the log is now
+                    rows.append([name, partition, code, plog.log_end_offset,
+                                 plog.log_start_offset])
                 payloads.append(b"")
         if final or failed or total >= min_bytes or max_wait == 0:
             return Reply({"error": 0, "partitions": rows}, payloads)

@@ -119,36 +119,38 @@ def flush_logs(logs: dict) -> dict:
 class _Cleaner(threading.Thread):
     """Applies retention and compaction in the background."""
 
-    def __init__(self, registry: TopicRegistry, config: BrokerConfig):
+    RECHECK_S = 0.5  # how soon a new short-retention topic changes the pace
+
+    def __init__(self, registry: TopicRegistry, config: BrokerConfig, clock: Clock):
         super().__init__(name="labkit-cleaner", daemon=True)
         self._registry = registry
         self._config = config
+        self._clock = clock
         self.stop_event = threading.Event()
 
     def run(self) -> None:
-        while True:
+        last = self._clock.monotonic()
+        while not self.stop_event.wait(self.RECHECK_S):
             interval = self._config.retention_check_interval_s(
-                self._registry.shortest_retention_ms())
-            if self.stop_event.wait(interval):
-                return
-            self.clean_once()
+                self._registry.shortest_retention_ms(), self._registry.any_compacted())
+            now = self._clock.monotonic()
+            if now - last >= interval - 0.01:
+                last = now
+                self.clean_once()
 
     def clean_once(self) -> None:
-        registry = self._registry
-        for name, partition, plog in registry.partitions_snapshot():
+        """One pass over every partition. A log closed meanwhile (topic deleted) does
+        nothing; PartitionLog makes retention and compaction safe against the loop."""
+        for topic, partition, plog in self._registry.partitions_snapshot():
             if self.stop_event.is_set():
                 return
-            with registry.lock:
-                topic = registry.topics.get(name)
-                if topic is None or partition >= len(topic.partitions) \
-                        or topic.partitions[partition] is not plog:
-                    continue  # deleted meanwhile
-                try:
+            try:
+                if topic.config.deletes:
                     plog.apply_retention()
-                    if topic.config.compacts:
-                        plog.compact()
-                except Exception:  # noqa: BLE001 - a bad partition must not stop cleaning
-                    log.exception("cleaning %s-%d failed", name, partition)
+                if topic.config.compacts:
+                    plog.compact()
+            except Exception:  # noqa: BLE001 - a bad partition must not stop cleaning
+                log.exception("cleaning %s-%d failed", topic.name, partition)
 
 
 class BrokerServer:
@@ -217,7 +219,7 @@ class BrokerServer:
                                    self._log_end_offset)
         self._flusher = _Flusher(ctx, wake_addr)
         self._flusher.start()
-        self._cleaner = _Cleaner(self.registry, self.config)
+        self._cleaner = _Cleaner(self.registry, self.config, self.clock)
         self._cleaner.start()
 
     def request_stop(self) -> None:

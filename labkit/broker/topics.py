@@ -23,9 +23,10 @@ characters, not ``.`` or ``..``) before any path is built from it, so no name ca
 reach outside the data directory.
 
 Thread-safety: every method is called from the broker's loop thread, except
-``partitions_snapshot`` and the cleaner's use of ``lock``: the cleaner holds
-``lock`` while it works on one partition; ``delete`` and ``create_partitions``
-take it too, so a log is never closed under the cleaner.
+``partitions_snapshot``, ``any_compacted`` and ``shortest_retention_ms``, which the
+cleaner thread calls (they copy before iterating; ``lock`` guards the structural
+changes they might race with). A log closed or deleted while the cleaner works on it
+is safe: PartitionLog's maintenance stops on a closed log.
 """
 
 from __future__ import annotations
@@ -203,10 +204,15 @@ class TopicRegistry:
                 f"{partition!r} does not exist")
         return topic.partitions[partition]
 
-    def partitions_snapshot(self) -> list[tuple[str, int, PartitionLog]]:
+    def partitions_snapshot(self) -> list[tuple[Topic, int, PartitionLog]]:
         """Every (topic, partition, log), for the cleaner thread."""
-        return [(t.name, p, plog) for t in list(self.topics.values())
-                for p, plog in enumerate(list(t.partitions))]
+        with self.lock:
+            return [(t, p, plog) for t in list(self.topics.values())
+                    for p, plog in enumerate(list(t.partitions))]
+
+    def any_compacted(self) -> bool:
+        """Whether some topic's cleanup.policy includes compact."""
+        return any(t.config.compacts for t in list(self.topics.values()))
 
     def shortest_retention_ms(self) -> int | None:
         """The smallest retention.ms of any topic that deletes (for the cleaner's pace)."""

@@ -78,3 +78,6 @@ def test_cleaner_runs_sooner_for_short_retention():
     assert config.retention_check_interval_s(5000) == 1.25
     assert config.retention_check_interval_s(10) == 0.1  # never busier than 100 ms
     assert config.retention_check_interval_s(10 ** 12) == 300.0
+    assert config.retention_check_interval_s(None, compacting=True) == 15.0
+    fast = BrokerConfig.build(overrides={"log.cleaner.backoff.ms": "500"})
+    assert fast.retention_check_interval_s(5000, compacting=True) == 0.5
