@@ -302,46 +302,58 @@ class PartitionLog:
         Raises KafkaStorageError if the cleaned files cannot be written.
         """
         with self._maintenance:
-            with self._lock:
-                config = self._config
-                if self._closed or self._offline or not config.compacts:
-                    return 0
-                now = self._clock.time_ms()
-                sealed = self._segments[:-1]
-                infos = [s.info() for s in sealed]
-                count = compaction.cleanable_count(infos, now, config)
-                sources, infos = sealed[:count], infos[:count]
-                if not sources or (self._clean_state and self._clean_state.covers(infos, now)):
-                    return 0
-                fds = [(os.dup(s.fd), s.size) for s in sources]
-            cleaner = compaction.Cleaner(self.directory, config, now, self._ops,
-                                         lambda: self._closed)
+            removed = self._compact_pass(merge_only=False)
+            if removed is not None:  # cleaned segments shrank: merge neighbours that now fit
+                self._compact_pass(merge_only=True)
+            if removed:
+                log.info("%s: compaction removed %d records", self.directory.name, removed)
+            return removed or 0
+
+    def _compact_pass(self, merge_only: bool) -> int | None:
+        """One clean of the cleanable segments; None when there was nothing to do."""
+        with self._lock:
+            config = self._config
+            if self._closed or self._offline or not config.compacts:
+                return None
+            now = self._clock.time_ms()
+            sealed = self._segments[:-1]
+            infos = [s.info() for s in sealed]
+            count = compaction.cleanable_count(infos, now, config)
+            sources, infos = sealed[:count], infos[:count]
+            if not sources:
+                return None
+            if merge_only:
+                if all(end - start == 1 for start, end in
+                       compaction.plan_groups(infos, config.segment_bytes)):
+                    return None
+            elif self._clean_state and self._clean_state.covers(infos, now):
+                return None
+            fds = [(os.dup(s.fd), s.size) for s in sources]
+        cleaner = compaction.Cleaner(self.directory, config, now, self._ops, lambda: self._closed)
+        try:
+            cleaned = cleaner.run(infos, fds)
+        except compaction.Stopped:
+            return None
+        except OSError as exc:
+            raise _storage_error("writing a compacted segment", self.directory, exc) from exc
+        finally:
+            for fd, _size in fds:
+                os.close(fd)
+        with self._lock:
+            if self._closed or self._segments[:count] != sources:
+                cleaner.discard(cleaned)
+                return None
             try:
-                cleaned = cleaner.run(infos, fds)
-            except compaction.Stopped:
-                return 0
+                replaced = cleaner.install(cleaned, sources)
             except OSError as exc:
-                raise _storage_error("writing a compacted segment", self.directory, exc) from exc
-            finally:
-                for fd, _size in fds:
-                    os.close(fd)
-            with self._lock:
-                if self._closed or self._segments[:count] != sources:
-                    cleaner.discard(cleaned)
-                    return 0
-                try:
-                    replaced = cleaner.install(cleaned, sources)
-                except OSError as exc:
-                    self._offline = (f"compaction of {self.directory} failed while swapping files ({exc}); "
-                                     "restart the broker to recover the partition")
-                    raise KafkaStorageError(self._offline) from exc
-                self._unsynced.difference_update(sources)
-                self._segments = [*replaced, *self._segments[count:]]
-                self._bases = [s.base_offset for s in self._segments]
-                self._clean_state = cleaner.state(replaced)
-            if cleaner.removed:
-                log.info("%s: compaction removed %d records", self.directory.name, cleaner.removed)
-            return cleaner.removed
+                self._offline = (f"compaction of {self.directory} failed while swapping files "
+                                 f"({exc}); restart the broker to recover the partition")
+                raise KafkaStorageError(self._offline) from exc
+            self._unsynced.difference_update(sources)
+            self._segments = [*replaced, *self._segments[count:]]
+            self._bases = [s.base_offset for s in self._segments]
+            self._clean_state = cleaner.state(replaced)
+        return cleaner.removed
 
     # -- closing ------------------------------------------------------------------------------
 
