@@ -436,8 +436,9 @@ class Segment:
     @property
     def first_timestamp(self) -> int:
         if self._first_ts is None:
-            self._first_ts = (read_header(pread(self.fd, HEADER_SIZE, 0)).base_timestamp
-                              if self.size >= HEADER_SIZE else -1)
+            if self.size < HEADER_SIZE:
+                return -1  # not cached: the active segment may get its first batch later
+            self._first_ts = read_header(pread(self.fd, HEADER_SIZE, 0)).base_timestamp
         return self._first_ts
 
     def info(self, active: bool = False) -> SegmentInfo:

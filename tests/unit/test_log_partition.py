@@ -277,6 +277,7 @@ def test_offset_for_timestamp_after_restart_uses_sealed_segments(tmp_path, clock
 
 def test_segments_info(tmp_path, clock):
     plog = open_log(tmp_path / "t-0", clock, segment_bytes=300)
+    assert plog.segments()[0].first_timestamp == -1  # empty
     for i in range(6):
         plog.append(*batch([f"record-{i}" * 5], ts=T0 + i))
     infos = plog.segments()
