@@ -120,6 +120,10 @@ class KafkaAdminClient(GroupAdminMixin):
     def __enter__(self) -> KafkaAdminClient:
         return self
 
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True) and hasattr(self, "_transport"):
+            self.close()
+
     def __exit__(self, *exc: Any) -> None:
         self.close()
 

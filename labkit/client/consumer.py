@@ -532,6 +532,13 @@ class KafkaConsumer:
     def __enter__(self) -> KafkaConsumer:
         return self
 
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True) and hasattr(self, "_coordinator"):
+            try:
+                self.close(autocommit=False, timeout_ms=1000)
+            except Exception:  # interpreter shutdown: nothing useful left to do
+                pass
+
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
         self.close(autocommit=exc_type is None)
 

@@ -389,7 +389,7 @@ class KafkaProducer:
         self.close()
 
     def __del__(self) -> None:
-        if not getattr(self, "_closed", True):
+        if not getattr(self, "_closed", True) and hasattr(self, "_cleanup"):
             try:
                 self.close(timeout=1)
             except Exception:  # interpreter shutdown: nothing useful left to do
