@@ -1,0 +1,505 @@
+"""``labkit consumer-groups`` (``kafka-consumer-groups.sh``): list, describe, reset, delete.
+
+Theory of operation: the options are checked first (``validate``); then a
+``GroupsClient`` sends the group APIs of docs/groups.md (plus ``metadata`` and
+``list_offsets`` of docs/wire.md) over one client transport. What is printed is
+built by pure functions (``offset_rows``, ``table``, ``reset_offsets``) that
+follow Kafka's ConsumerGroupCommand: the same columns, the same messages
+("Consumer group 'g' has no active members.", "Error: Assignments can only be
+reset if the group 'g' is inactive, but the current state is Stable.").
+``--reset-offsets`` without ``--execute`` only shows the plan, as in Kafka.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TextIO
+
+from labkit._clock import REAL_CLOCK, Clock
+from labkit.cli._common import UsageError, add_bootstrap_argument, bootstrap_servers
+from labkit.errors import KafkaError, from_wire
+
+NAME = "consumer-groups"
+HELP = "list, describe and reset consumer groups (kafka-consumer-groups.sh)"
+
+TP = tuple[str, int]
+INACTIVE = ("Empty", "Dead")
+EARLIEST, LATEST = -2, -1
+RESET_SCOPES = ("to_earliest", "to_latest", "to_offset", "shift_by", "to_datetime",
+                "by_duration", "to_current")
+
+
+class GroupCommandError(Exception):
+    """A failure printed as ``Error: <message>`` plus a hint; exit code 1."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class Member:
+    member_id: str
+    client_id: str
+    host: str
+    assignment: tuple[TP, ...]
+
+
+@dataclass(frozen=True)
+class Group:
+    group_id: str
+    state: str
+    assignor: str
+    members: tuple[Member, ...]
+
+    @property
+    def exists(self) -> bool:
+        return self.state != "Dead"
+
+
+# -- pure helpers ----------------------------------------------------------------------
+
+
+def table(headers: list[str], rows: list[list[Any]], fixed: dict[int, int] | None = None
+          ) -> list[str]:
+    """Kafka's left-aligned columns: each as wide as its widest cell (or ``fixed``), the
+    last one unpadded. ``None`` cells print as ``-``."""
+    cells = [[("-" if c is None else str(c)) for c in row] for row in rows]
+    widths = []
+    for i, head in enumerate(headers):
+        widest = max([len(head)] + [len(row[i]) for row in cells])
+        widths.append(max(widest, (fixed or {}).get(i, 0)))
+
+    def line(values: list[str]) -> str:
+        padded = [v.ljust(widths[i]) for i, v in enumerate(values[:-1])]
+        return " ".join(padded + [values[-1]]).rstrip()
+
+    return [line(headers)] + [line(row) for row in cells]
+
+
+def offset_rows(group: Group, offsets: dict[TP, tuple[int | None, int | None]]
+                ) -> list[list[Any]]:
+    """``--describe`` rows: one per partition (owned or committed), then idle members.
+
+    ``offsets`` maps a partition to (committed offset or None, log-end offset or None).
+    """
+    owner = {tp: m for m in group.members for tp in m.assignment}
+    rows = []
+    for tp in sorted(set(owner) | set(offsets)):
+        current, end = offsets.get(tp, (None, None))
+        lag = end - current if current is not None and end is not None else None
+        m = owner.get(tp)
+        rows.append([group.group_id, tp[0], tp[1], current, end, lag,
+                     m.member_id if m else None, m.host if m else None,
+                     m.client_id if m else None])
+    for m in sorted(group.members, key=lambda m: m.member_id):
+        if not m.assignment:  # idle: more consumers than partitions
+            rows.append([group.group_id, None, None, None, None, None, m.member_id,
+                         m.host, m.client_id])
+    return rows
+
+
+OFFSET_HEADERS = ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG",
+                  "CONSUMER-ID", "HOST", "CLIENT-ID"]
+OFFSET_WIDTHS = {2: 10, 3: 15, 4: 15, 5: 15}
+
+
+def member_rows(group: Group, verbose: bool) -> list[list[Any]]:
+    rows = []
+    for m in sorted(group.members, key=lambda m: m.member_id):
+        row = [group.group_id, m.member_id, m.host, m.client_id, len(m.assignment)]
+        if verbose:
+            by_topic: dict[str, list[int]] = {}
+            for t, p in sorted(m.assignment):
+                by_topic.setdefault(t, []).append(p)
+            row.append(", ".join(f"{t}({','.join(map(str, ps))})" for t, ps in by_topic.items())
+                       or "-")
+        rows.append(row)
+    return rows
+
+
+def parse_topic_specs(values: list[str]) -> list[tuple[str, list[int] | None]]:
+    """``["t", "u:0,2"]`` -> ``[("t", None), ("u", [0, 2])]``. Raises UsageError."""
+    specs = []
+    for value in values:
+        topic, sep, parts = value.partition(":")
+        if not topic:
+            raise UsageError(f"--topic {value!r} has no topic name; use TOPIC or TOPIC:0,1")
+        if not sep:
+            specs.append((topic, None))
+            continue
+        try:
+            specs.append((topic, sorted({int(p) for p in parts.split(",") if p.strip()})))
+        except ValueError:
+            raise UsageError(f"--topic {value!r}: partitions must be numbers, e.g. "
+                             f"{topic}:0,1") from None
+    return specs
+
+
+def parse_datetime(text: str) -> int:
+    """Kafka's ``--to-datetime`` (``YYYY-MM-DDTHH:mm:SS.sss``, optional zone; local time
+    without one) as ms since the epoch. Raises UsageError."""
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"--to-datetime {text!r} is not a date-time; use "
+                         "YYYY-MM-DDTHH:mm:SS.sss, e.g. 2024-03-01T12:00:00.000") from None
+    if when.tzinfo is None:
+        when = when.astimezone()
+    return int(when.timestamp() * 1000)
+
+
+_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
+
+
+def parse_duration(text: str) -> int:
+    """An ISO-8601 duration (``PT15M``, ``P1DT2H``) in ms. Raises UsageError."""
+    match = _DURATION.match(text.strip().upper())
+    if not match or text.strip().upper() in ("P", "PT"):
+        raise UsageError(f"--by-duration {text!r} is not a duration; use e.g. PT15M "
+                         "(15 minutes) or P1DT2H (1 day 2 hours)")
+    days, hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return int(((days * 24 + hours) * 60 + minutes) * 60_000 + seconds * 1000)
+
+
+def reset_offsets(scope: str, value: Any, partitions: list[TP],
+                  committed: dict[TP, int | None], earliest: dict[TP, int],
+                  latest: dict[TP, int], by_time: dict[TP, int] | None = None) -> dict[TP, int]:
+    """The new offset of each partition for one ``--reset-offsets`` scope, clamped to
+    [log start, log end] as Kafka does. Raises GroupCommandError."""
+    result = {}
+    for tp in partitions:
+        low, high = earliest[tp], latest[tp]
+        if scope == "to_earliest":
+            target = low
+        elif scope == "to_latest":
+            target = high
+        elif scope == "to_offset":
+            target = value
+        elif scope == "shift_by":
+            if committed.get(tp) is None:
+                raise GroupCommandError(
+                    f"Cannot shift offset for partition {tp[0]}-{tp[1]} since there is no "
+                    "current committed offset",
+                    "Use --to-earliest, --to-latest or --to-offset for it first.")
+            target = committed[tp] + value
+        elif scope in ("to_datetime", "by_duration"):
+            found = (by_time or {}).get(tp, -1)
+            target = high if found is None or found < 0 else found
+        else:  # to_current
+            current = committed.get(tp)
+            target = high if current is None else current
+        result[tp] = min(max(target, low), high)
+    return result
+
+
+# -- talking to the broker ---------------------------------------------------------------
+
+
+class GroupsClient:
+    """The requests this tool needs, over one client transport (blocking calls)."""
+
+    def __init__(self, servers: list[str], transport: Any = None):
+        if transport is None:
+            from labkit.client.transport import Transport
+
+            transport = Transport(servers, client_id="labkit-consumer-groups",
+                                  name="consumer-groups")
+        self._transport = transport
+
+    def close(self) -> None:
+        self._transport.close()
+
+    @property
+    def address(self) -> str:
+        return getattr(self._transport, "address", "localhost:9092")
+
+    def _call(self, api: str, header: dict) -> dict:
+        return self._transport.call(api, header).header
+
+    def list_groups(self) -> list[tuple[str, str]]:
+        groups = self._call("list_groups", {})["groups"]
+        return [(g["group_id"], g["state"]) for g in groups]
+
+    def describe(self, group_id: str) -> Group:
+        g = self._call("describe_groups", {"group_ids": [group_id]})["groups"][0]
+        members = tuple(Member(m["member_id"], m.get("client_id", ""), m.get("client_host", ""),
+                               tuple((t, p) for t, p in m.get("assignment", [])))
+                        for m in g.get("members", []))
+        return Group(group_id, g.get("state", "Dead"), g.get("assignor", ""), members)
+
+    def offsets(self, group_id: str, partitions: list[TP] | None
+                ) -> dict[TP, tuple[int | None, int | None]]:
+        """{tp: (committed or None, log-end or None)} (None = every committed partition)."""
+        header = {"group_id": group_id,
+                  "partitions": None if partitions is None else [list(tp) for tp in partitions]}
+        rows = self._call("offset_fetch", header)["partitions"]
+        return {(r[0], r[1]): (r[2] if r[2] >= 0 else None, r[5] if r[5] >= 0 else None)
+                for r in rows}
+
+    def partition_counts(self, topics: list[str]) -> dict[str, int]:
+        answer = self._call("metadata", {"topics": topics, "allow_auto_create": False})
+        return {t["name"]: len(t["partitions"]) for t in answer["topics"] if not t.get("error")}
+
+    def all_topics(self) -> list[str]:
+        answer = self._call("metadata", {"topics": None, "allow_auto_create": False})
+        return sorted(t["name"] for t in answer["topics"] if not t.get("is_internal"))
+
+    def list_offsets(self, partitions: list[TP], timestamp_of: dict[TP, int] | int
+                     ) -> dict[TP, int]:
+        rows = [[t, p, timestamp_of if isinstance(timestamp_of, int) else timestamp_of[(t, p)]]
+                for t, p in partitions]
+        answer = self._call("list_offsets", {"partitions": rows})
+        result = {}
+        for t, p, code, offset, _ts in answer["partitions"]:
+            if code:
+                raise from_wire(code, f"list_offsets for {t}-{p}")
+            result[(t, p)] = offset
+        return result
+
+    def commit(self, group_id: str, offsets: dict[TP, int]) -> None:
+        self._call("offset_commit", {"group_id": group_id, "member_id": "", "generation": -1,
+                                     "offsets": [[t, p, o, ""] for (t, p), o in
+                                                 sorted(offsets.items())]})
+
+    def delete(self, group_ids: list[str]) -> list[tuple[str, int, str | None]]:
+        groups = self._call("delete_groups", {"group_ids": group_ids})["groups"]
+        return [(g["group_id"], g["error"], g.get("message")) for g in groups]
+
+
+# -- arguments ------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_mutually_exclusive_group(required=True)
+    actions.add_argument("--list", action="store_true", help="list the consumer groups")
+    actions.add_argument("--describe", action="store_true",
+                         help="show a group's partitions, offsets, lag and members")
+    actions.add_argument("--reset-offsets", action="store_true",
+                         help="move a group's committed offsets (the group must be inactive)")
+    actions.add_argument("--delete", action="store_true",
+                         help="delete a group and its committed offsets (must be inactive)")
+    add_bootstrap_argument(parser)
+    parser.add_argument("--group", action="append", default=[], metavar="GROUP",
+                        help="the consumer group (repeatable for --describe and --delete)")
+    parser.add_argument("--all-groups", action="store_true",
+                        help="with --describe or --delete: every group")
+    parser.add_argument("--members", action="store_true",
+                        help="with --describe: one line per member")
+    parser.add_argument("--verbose", action="store_true",
+                        help="with --describe --members: also each member's partitions")
+    parser.add_argument("--state", nargs="?", const="", default=None, metavar="STATES",
+                        help="with --describe: the group's state; with --list: show states "
+                             "(optionally only these, comma-separated, e.g. Stable,Empty)")
+    parser.add_argument("--offsets", action="store_true",
+                        help="with --describe: partitions and lag (the default)")
+    parser.add_argument("--topic", action="append", default=[], metavar="TOPIC[:P,...]",
+                        help="with --reset-offsets: the topic (and partitions) to reset")
+    parser.add_argument("--all-topics", action="store_true",
+                        help="with --reset-offsets: every topic the group has offsets for")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--to-earliest", action="store_true", help="reset to the oldest offset")
+    scope.add_argument("--to-latest", action="store_true", help="reset to the log end")
+    scope.add_argument("--to-offset", type=int, metavar="N", help="reset to offset N")
+    scope.add_argument("--shift-by", type=int, metavar="N",
+                       help="move the committed offset by N (negative = back)")
+    scope.add_argument("--to-datetime", metavar="YYYY-MM-DDTHH:mm:SS.sss",
+                       help="reset to the first record at or after this time")
+    scope.add_argument("--by-duration", metavar="PnDTnHnMnS",
+                       help="reset to the first record at or after now minus this duration")
+    scope.add_argument("--to-current", action="store_true",
+                       help="reset to the current committed offset")
+    run_mode = parser.add_mutually_exclusive_group()
+    run_mode.add_argument("--dry-run", action="store_true",
+                          help="show the new offsets without changing anything (default)")
+    run_mode.add_argument("--execute", action="store_true", help="commit the new offsets")
+    parser.add_argument("--timeout", type=int, default=5000, metavar="MS",
+                        help="(accepted for compatibility)")
+
+
+def scope_of(args: argparse.Namespace) -> tuple[str, Any] | None:
+    for name in RESET_SCOPES:
+        value = getattr(args, name, None)
+        if value not in (None, False):
+            return name, value
+    return None
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Kafka's option rules. Raises UsageError."""
+    needs_group = args.describe or args.reset_offsets or args.delete
+    if needs_group and not args.group and not args.all_groups:
+        raise UsageError("--group is required (or --all-groups), e.g. --group fraud-detection")
+    if args.reset_offsets:
+        if len(args.group) != 1 or args.all_groups:
+            raise UsageError("--reset-offsets works on one --group at a time")
+        if not args.topic and not args.all_topics:
+            raise UsageError("--reset-offsets needs --topic TOPIC (or --all-topics)")
+        if scope_of(args) is None:
+            raise UsageError("--reset-offsets needs one of --to-earliest, --to-latest, "
+                             "--to-offset N, --shift-by N, --to-datetime DT, --by-duration D, "
+                             "--to-current")
+        parse_topic_specs(args.topic)
+    elif scope_of(args) is not None or args.dry_run or args.execute:
+        raise UsageError("--to-*/--shift-by/--by-duration/--dry-run/--execute go with "
+                         "--reset-offsets")
+    if (args.members or args.offsets) and not args.describe:
+        raise UsageError("--members and --offsets go with --describe")
+    if args.members and args.state is not None:
+        raise UsageError("choose one of --members, --offsets and --state")
+
+
+# -- actions ---------------------------------------------------------------------------------
+
+
+def _print(lines: list[str], out: TextIO) -> None:
+    for line in lines:
+        print(line, file=out)
+
+
+def _list(client: GroupsClient, args: argparse.Namespace, out: TextIO) -> None:
+    groups = client.list_groups()
+    if args.state is None:
+        _print([g for g, _ in groups], out)
+        return
+    wanted = {s.strip().lower() for s in args.state.split(",") if s.strip()}
+    rows = [[g, s] for g, s in groups if not wanted or s.lower() in wanted]
+    _print(table(["GROUP", "STATE"], rows), out)
+
+
+def _describe_one(client: GroupsClient, group_id: str, args: argparse.Namespace,
+                  out: TextIO) -> None:
+    group = client.describe(group_id)
+    if not group.exists:
+        raise GroupCommandError(f"Consumer group '{group_id}' does not exist.",
+                                "See the groups with `labkit consumer-groups --list`.")
+    if args.state is not None:
+        print(file=out)
+        _print(table(["GROUP", "COORDINATOR (ID)", "ASSIGNMENT-STRATEGY", "STATE", "#MEMBERS"],
+                     [[group_id, f"{client.address} (0)", group.assignor or None, group.state,
+                       len(group.members)]]), out)
+        return
+    if not group.members:
+        print(f"\nConsumer group '{group_id}' has no active members.", file=out)
+    elif group.state != "Stable":
+        print(f"\nWarning: Consumer group '{group_id}' is rebalancing.", file=out)
+    if args.members:
+        headers = ["GROUP", "CONSUMER-ID", "HOST", "CLIENT-ID", "#PARTITIONS"]
+        if args.verbose:
+            headers.append("ASSIGNMENT")
+        print(file=out)
+        _print(table(headers, member_rows(group, args.verbose)), out)
+        return
+    owned = sorted({tp for m in group.members for tp in m.assignment})
+    offsets = client.offsets(group_id, None)
+    if owned:
+        offsets.update(client.offsets(group_id, owned))
+    print(file=out)
+    _print(table(OFFSET_HEADERS, offset_rows(group, offsets), OFFSET_WIDTHS), out)
+
+
+def _group_ids(client: GroupsClient, args: argparse.Namespace) -> list[str]:
+    return [g for g, _ in client.list_groups()] if args.all_groups else list(args.group)
+
+
+def _describe(client: GroupsClient, args: argparse.Namespace, out: TextIO) -> None:
+    for group_id in _group_ids(client, args):
+        _describe_one(client, group_id, args, out)
+
+
+def _reset_partitions(client: GroupsClient, group_id: str, args: argparse.Namespace
+                      ) -> list[TP]:
+    if args.all_topics:
+        return sorted(client.offsets(group_id, None))
+    specs = parse_topic_specs(args.topic)
+    counts = client.partition_counts(sorted({t for t, _ in specs}))
+    partitions: list[TP] = []
+    for topic, chosen in specs:
+        if topic not in counts:
+            raise GroupCommandError(f"Topic '{topic}' does not exist.",
+                                    "See the topics with `labkit topics --list`.")
+        for p in (range(counts[topic]) if chosen is None else chosen):
+            if not 0 <= p < counts[topic]:
+                raise GroupCommandError(f"Partition {topic}-{p} does not exist "
+                                        f"({topic} has {counts[topic]} partitions).")
+            partitions.append((topic, p))
+    return sorted(set(partitions))
+
+
+def _reset(client: GroupsClient, args: argparse.Namespace, out: TextIO,
+           clock: Clock = REAL_CLOCK) -> None:
+    group_id = args.group[0]
+    group = client.describe(group_id)
+    if group.state not in INACTIVE:
+        raise GroupCommandError(
+            f"Assignments can only be reset if the group '{group_id}' is inactive, but the "
+            f"current state is {group.state}.",
+            "Stop (close) the group's consumers, wait for their session to end, and try again.")
+    partitions = _reset_partitions(client, group_id, args)
+    scope, value = scope_of(args)
+    committed = {tp: c for tp, (c, _) in client.offsets(group_id, partitions).items()}
+    earliest = client.list_offsets(partitions, EARLIEST)
+    latest = client.list_offsets(partitions, LATEST)
+    by_time = None
+    if scope == "to_datetime":
+        by_time = client.list_offsets(partitions, parse_datetime(value))
+    elif scope == "by_duration":
+        by_time = client.list_offsets(partitions, clock.time_ms() - parse_duration(value))
+    targets = reset_offsets(scope, value, partitions, committed, earliest, latest, by_time)
+    if not args.dry_run and not args.execute:
+        print("WARN: No action will be performed as the --execute option is missing. "
+              "Add --dry-run to only see the plan, or --execute to apply it.", file=out)
+    if args.execute:
+        client.commit(group_id, targets)
+    print(file=out)
+    _print(table(["GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"],
+                 [[group_id, t, p, o] for (t, p), o in sorted(targets.items())],
+                 {2: 10, 3: 15}), out)
+
+
+def _delete(client: GroupsClient, args: argparse.Namespace, out: TextIO) -> None:
+    results = client.delete(_group_ids(client, args))
+    failed = [(g, code, msg) for g, code, msg in results if code]
+    done = [g for g, code, _ in results if not code]
+    if done:
+        names = ", ".join(f"'{g}'" for g in done)
+        print(f"Deletion of requested consumer groups ({names}) was successful.", file=out)
+    if failed:
+        lines = [f"* Group '{g}' could not be deleted due to: "
+                 f"{from_wire(code, msg).__class__.__name__}: {msg}" for g, code, msg in failed]
+        raise GroupCommandError("Deletion of some consumer groups failed:\n" + "\n".join(lines),
+                                "A group can be deleted only when no consumer is in it.")
+
+
+ACTIONS = {"list": _list, "describe": _describe, "reset_offsets": _reset, "delete": _delete}
+
+
+def run(args: argparse.Namespace, client: GroupsClient | None = None,
+        out: TextIO | None = None, err: TextIO | None = None) -> int:
+    validate(args)
+    out, err = out or sys.stdout, err or sys.stderr
+    own = client is None
+    try:
+        if client is None:
+            client = GroupsClient(bootstrap_servers(args.bootstrap_server))
+        action = next(name for name in ACTIONS if getattr(args, name))
+        ACTIONS[action](client, args, out)
+    except GroupCommandError as exc:
+        out.flush()
+        print(f"Error: {exc}", file=err)
+        if exc.hint:
+            print(exc.hint, file=err)
+        return 1
+    except KafkaError as exc:
+        out.flush()
+        text = " ".join(str(exc.args[0]).split()) if exc.args else exc.__class__.__name__
+        print(f"Error: {text}", file=err)
+        return 1
+    finally:
+        if own and client is not None:
+            client.close()
+    return 0
