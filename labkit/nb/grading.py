@@ -221,8 +221,9 @@ def cell_errors(output: str) -> dict[int, str]:
     text = _ANSI.sub("", output)
     marks = list(_SECTION.finditer(text))
     errors = {}
-    for mark, nxt in zip(marks, [*marks[1:], None], strict=True):
-        section = text[mark.end():nxt.start() if nxt else len(text)]
+    ends = [m.start() for m in marks[1:]] + [len(text)] * bool(marks)
+    for mark, end in zip(marks, ends, strict=True):
+        section = text[mark.end():end]
         section = section.split("\n=====", 1)[0]
         lines = [line.strip() for line in section.splitlines() if line.strip()]
         reason = next((line.split(":", 1)[1].strip() for line in lines
