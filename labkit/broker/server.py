@@ -62,6 +62,7 @@ _HEAD_FRAMES = 5        # identity, magic, request id, api, header: received as 
 DRAIN = 256             # requests handled per loop turn before housekeeping
 TICK_S = 0.1            # group service tick period
 MAX_PARKED = 10_000     # parked fetches beyond this are answered at once
+MAX_FRAMES = 10_000     # frames kept per message; the rest are read and discarded
 SEND_HWM = 100_000      # replies queued per client before ZeroMQ drops them
 
 
@@ -159,7 +160,8 @@ class BrokerServer:
     def __init__(self, config: BrokerConfig, clock: Clock = REAL_CLOCK):
         self.config = config
         self.clock = clock
-        self.stats = {"requests": 0, "dropped": 0, "errors": 0}
+        self.stats = {"requests": 0, "dropped": 0, "errors": 0,
+                      "fsync_rounds": 0, "synced_produces": 0}
         self._stop = False
         self._ctx: zmq.Context | None = None
         self._sock = None
@@ -303,8 +305,10 @@ class BrokerServer:
         while sock.getsockopt(_RCVMORE):
             if len(frames) < _HEAD_FRAMES:
                 frames.append(sock.recv(_NOBLOCK))
-            else:
+            elif len(frames) <= MAX_FRAMES:
                 frames.append(sock.recv(_NOBLOCK, copy=False).buffer)
+            else:
+                sock.recv(_NOBLOCK, copy=False)  # the rest of an abusive message
         return frames
 
     def _on_message(self, frames: list) -> None:
@@ -314,6 +318,8 @@ class BrokerServer:
         identity = frames[0]
         body = frames[1:]
         try:
+            if len(frames) > MAX_FRAMES:
+                raise ProtocolError(f"more than {MAX_FRAMES} frames in one message")
             rid, api, header, payloads = parse_request(body)
         except ProtocolError as exc:
             rid = getattr(exc, "request_id", None)
@@ -436,6 +442,8 @@ class BrokerServer:
         while flusher is not None and flusher.done:
             (batch, _logs), failed = flusher.done.popleft()
             self._flush_busy = False
+            self.stats["fsync_rounds"] += 1
+            self.stats["synced_produces"] += len(batch)
             self._send_synced(batch, failed)
 
     def _send_synced(self, batch: list, failed: dict) -> None:

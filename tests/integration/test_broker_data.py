@@ -4,6 +4,7 @@ the record codec, not the client library."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -230,3 +231,19 @@ def test_invalid_acks_and_mismatched_payloads_are_refused(client, unique_topic):
     assert header["error"] == 21
     header, _ = client.request("produce", {"acks": 1, "targets": [[unique_topic, 0]]}, [])
     assert header["error"] == 42 and "payload" in header["message"]
+
+
+def test_group_commit_covers_many_produces_with_few_fsyncs(broker):
+    with RawClient(broker.bootstrap) as client:
+        create(client, "gc", partitions=4)
+        ids = [client.send("produce", {"acks": -1, "targets": [["gc", i % 4]]},
+                           [batch([b"g%d" % i])]) for i in range(200)]
+        for rid in ids:
+            assert client.wait_for(rid)[0]["results"][0][1] == 0
+    assert broker.stop() == 0
+    found = re.search(r"(\d+) acks=all produces made durable in (\d+) fsync rounds",
+                      broker.output())
+    assert found, broker.output()
+    produces, rounds = map(int, found.groups())
+    assert produces == 200
+    assert 1 <= rounds < produces

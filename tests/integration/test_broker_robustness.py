@@ -76,6 +76,14 @@ def test_malformed_requests_get_an_error_reply_when_the_id_is_readable(broker):
     still_serves(broker)
 
 
+def test_a_message_with_too_many_frames_is_refused(broker):
+    with RawClient(broker.bootstrap) as client:
+        client.send_raw([MAGIC, b"many", b"api_versions", b"{}", *([b"p"] * 10_050)])
+        header, _ = client.wait_for(b"many")
+        assert header["error"] == 42 and "frames" in header["message"]
+    still_serves(broker)
+
+
 def test_unreadable_messages_are_dropped_and_counted(broker):
     with RawClient(broker.bootstrap) as client:
         for frames in ([b"garbage"], [b"XXX", b"id", b"api_versions", b"{}"],
