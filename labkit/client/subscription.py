@@ -52,6 +52,18 @@ class ConsumerRebalanceListener(abc.ABC):
     def on_partitions_assigned(self, assigned):
         pass
 
+    def on_partitions_lost(self, lost):
+        """Partitions taken away while out of the group (a commit would fail).
+        Default: the same as revoked, as in Kafka's Java client."""
+        self.on_partitions_revoked(lost)
+
+
+def is_listener(obj: Any) -> bool:
+    """A ConsumerRebalanceListener, or any object with its two methods."""
+    return isinstance(obj, ConsumerRebalanceListener) or (
+        callable(getattr(obj, "on_partitions_revoked", None))
+        and callable(getattr(obj, "on_partitions_assigned", None)))
+
 
 class PartitionState:
     __slots__ = ("position", "paused", "reset_strategy", "highwater", "log_start", "epoch",
@@ -112,8 +124,9 @@ class SubscriptionState:
             raise IllegalStateError("pass either topics or pattern to subscribe(), not both")
         if not topics and not pattern:
             raise ValueError("You must choose topic(s) or pattern to subscribe to")
-        if listener is not None and not isinstance(listener, ConsumerRebalanceListener):
-            raise TypeError("listener must be a ConsumerRebalanceListener")
+        if listener is not None and not is_listener(listener):
+            raise TypeError("listener must be a ConsumerRebalanceListener (with "
+                            "on_partitions_revoked and on_partitions_assigned)")
         self.listener = listener
         if pattern:
             self.mode = self.AUTO_PATTERN
@@ -152,11 +165,15 @@ class SubscriptionState:
         self._set_assignment(set(partitions), notify_listener=False)
         self.version += 1
 
-    def assign_from_subscribed(self, partitions: Iterable[TopicPartition]) -> None:
-        """The partitions of a topic/pattern subscription (from the group or metadata)."""
+    def assign_from_subscribed(self, partitions: Iterable[TopicPartition],
+                               notify_listener: bool = True) -> None:
+        """The partitions of a topic/pattern subscription (from the group or metadata).
+
+        ``notify_listener=False`` for a group coordinator that calls the listener itself.
+        """
         if self.mode not in (self.AUTO_TOPICS, self.AUTO_PATTERN):
             raise IllegalStateError("assign_from_subscribed needs a subscription")
-        self._set_assignment(set(partitions), notify_listener=True)
+        self._set_assignment(set(partitions), notify_listener=notify_listener)
 
     def unsubscribe(self) -> None:
         self._set_assignment(set(), notify_listener=self.mode != self.USER_ASSIGNED)
