@@ -218,7 +218,11 @@ class EventStream:
         self._stop.set()
 
     def _encode(self, value: Any, serializer: str) -> Any:
-        if self._given is None or _configured(self._given, serializer) is not False:
+        if self._given is None:
+            has_serializer = serializer == "value_serializer"  # our own producer's config
+        else:
+            has_serializer = _configured(self._given, serializer) is not False
+        if has_serializer:
             return value
         if value is None or isinstance(value, bytes):
             return value
