@@ -196,9 +196,8 @@ class Cleaner:
             if removed == 0 and end - start == 1:
                 seg.delete_files()
                 return Cleaned(start, end, None)
-            seg.seal()
             seg.sync()
-            seg.close()
+            seg.seal()
         except BaseException:
             seg.delete_files()
             raise

@@ -196,21 +196,26 @@ class PartitionLog:
 
         Raises KafkaStorageError when the disk reports an error.
         """
+        fds: list[int] = []
         with self._lock:
             if self._closed:
                 return
             pending = list(self._unsynced)
             self._unsynced.clear()
             dir_dirty, self._dir_dirty = self._dir_dirty, False
-            fds = [os.dup(s.fd) for s in pending]
         try:
-            for fd in fds:
+            with self._lock:  # a descriptor of each, so a concurrent close/delete is harmless
+                for seg in pending:
+                    if seg.fd >= 0 or seg in self._segments:
+                        fds.append(seg.open_fd())
+            for fd in fds:  # the slow part runs without the lock
                 self._ops.sync(fd)
             if dir_dirty:
                 fsync_dir(self.directory)
         except OSError as exc:
             with self._lock:
-                self._unsynced.update(s for s in pending if s.fd >= 0)
+                live = set(self._segments)
+                self._unsynced.update(s for s in pending if s in live)
                 self._dir_dirty |= dir_dirty
             raise _storage_error("fsync of the log", self.directory, exc) from exc
         finally:
@@ -238,10 +243,9 @@ class PartitionLog:
             i = bisect_right(bases, offset) - 1
             try:
                 while i < len(segments):
-                    seg = segments[i]
-                    found = seg.find(offset)
-                    if found is not None:
-                        return seg.read_from(found[0], found[1], max_bytes)
+                    data = segments[i].read(offset, max_bytes)
+                    if data is not None:
+                        return data
                     i += 1
             except OSError as exc:
                 raise _storage_error("reading the log", self.directory, exc) from exc
@@ -328,7 +332,14 @@ class PartitionLog:
                     return None
             elif self._clean_state and self._clean_state.covers(infos, now):
                 return None
-            fds = [(os.dup(s.fd), s.size) for s in sources]
+            fds = []
+            try:
+                for s in sources:
+                    fds.append((s.open_fd(), s.size))
+            except OSError as exc:
+                for fd, _size in fds:
+                    os.close(fd)
+                raise _storage_error("reading segments to compact", self.directory, exc) from exc
         cleaner = compaction.Cleaner(self.directory, config, now, self._ops, lambda: self._closed)
         try:
             cleaned = cleaner.run(infos, fds)

@@ -16,6 +16,9 @@ past the last batch's last offset (``base_offset`` when empty). Bytes past
 ``size`` (a torn write, a failed append that could not be truncated) are never
 read and are cut off by the next recovery.
 
+Only the active segment keeps its file open; a sealed one opens it for each read
+(a partition with thousands of small segments must not run out of descriptors).
+
 Writes go through ``FileOps.pwritev`` at the tracked ``size`` (not O_APPEND), so a
 failed append can never shift later batches, and the unbuffered write reaches the
 OS before ``append`` returns (durable against a process crash; ``sync`` makes it
@@ -213,10 +216,10 @@ class Segment:
                 note = seg._rebuild(interval)
             elif seg._load_indexes():
                 note = None
+                seg.close()
             else:
                 note = seg._rebuild(interval) or "rebuilt missing or inconsistent index files"
-                seg.time_index.seal(seg.max_timestamp, seg.last_batch_offset)
-                seg.write_indexes()
+                seg.seal()
         except OSError:
             seg.close()
             raise
@@ -337,15 +340,27 @@ class Segment:
 
     def sync(self) -> None:
         """fsync (fdatasync) the .log file. Raises OSError."""
-        self.ops.sync(self.fd)
+        fd = self.open_fd()
+        try:
+            self.ops.sync(fd)
+        finally:
+            os.close(fd)
+
+    def open_fd(self) -> int:
+        """A new descriptor of the .log file; the caller closes it. Raises OSError."""
+        if self.fd >= 0:
+            return os.dup(self.fd)
+        return os.open(self.log_path, os.O_RDWR | _O_BINARY)
 
     def seal(self) -> None:
-        """The segment stops being active: final time-index entry, index files written."""
+        """The segment stops being active: final time-index entry, index files written,
+        descriptor closed (sealed segments open their file only while reading it)."""
         if self.tail_dirty:
             self._truncate_tail()
         if self.size:
             self.time_index.seal(self.max_timestamp, self.last_batch_offset)
         self.write_indexes()
+        self.close()
 
     def write_indexes(self) -> bool:
         """Write both index files. They are a cache: failure is logged, never raised."""
@@ -365,11 +380,36 @@ class Segment:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def find(self, offset: int) -> tuple[int, int] | None:
+    def read(self, offset: int, max_bytes: int) -> bytes | None:
+        """Whole batches from the first one holding an offset >= ``offset``, up to
+        ``max_bytes`` (at least that one); None when no batch here does. Raises OSError."""
+        fd = self.fd
+        if fd >= 0:
+            return self._read(fd, offset, max_bytes)
+        fd = os.open(self.log_path, os.O_RDONLY | _O_BINARY)
+        try:
+            return self._read(fd, offset, max_bytes)
+        finally:
+            os.close(fd)
+
+    def _read(self, fd: int, offset: int, max_bytes: int) -> bytes | None:
+        found = self._find(fd, offset)
+        if found is None:
+            return None
+        position, first_size = found
+        avail = self.size - position
+        if avail <= max_bytes:
+            n = avail
+        elif first_size >= max_bytes:
+            n = first_size
+        else:
+            n = self._last_boundary(fd, position, position + max_bytes) - position
+        return pread(fd, n, position)
+
+    def _find(self, fd: int, offset: int) -> tuple[int, int] | None:
         """(position, size) of the first batch whose last offset is >= ``offset``, or None."""
         pos = self.index.lookup(offset)
         end = self.size
-        fd = self.fd
         while pos < end:
             buf = pread(fd, min(WALK_CHUNK, end - pos), pos)
             n = len(buf)
@@ -387,25 +427,14 @@ class Segment:
             pos += off
         return None
 
-    def read_from(self, position: int, first_size: int, max_bytes: int) -> bytes:
-        """Whole batches from ``position`` up to ``max_bytes`` (at least the first one)."""
-        avail = self.size - position
-        if avail <= max_bytes:
-            n = avail
-        elif first_size >= max_bytes:
-            n = first_size
-        else:
-            n = self._last_boundary(position, position + max_bytes) - position
-        return pread(self.fd, n, position)
-
-    def _last_boundary(self, start: int, limit: int) -> int:
+    def _last_boundary(self, fd: int, start: int, limit: int) -> int:
         """The end of the last whole batch that ends at or before ``limit``."""
         pos = max(start, self.index.floor_position(limit))
         while True:
             want = min(WALK_CHUNK, limit - pos)
             if want < LENGTH_PREFIX:
                 return pos
-            buf = pread(self.fd, want, pos)
+            buf = pread(fd, want, pos)
             off = 0
             while want - off >= LENGTH_PREFIX:
                 (length,) = BATCH_LENGTH.unpack_from(buf, off + 8)
@@ -419,26 +448,37 @@ class Segment:
             pos += off
 
     def find_timestamp(self, timestamp: int) -> tuple[int, int] | None:
-        """(offset, timestamp) of the first record with timestamp >= ``timestamp``, or None."""
+        """(offset, timestamp) of the first record with timestamp >= ``timestamp``, or None.
+
+        Raises OSError."""
         start = self.index.lookup(self.time_index.lookup(timestamp))
-        for _pos, header, buf, off in iter_batches(self.fd, start, self.size, validate=False,
-                                                   chunk=WALK_CHUNK * 4):
-            if header.max_timestamp < timestamp:
-                continue
-            batch = decode_batch(buf, off, header)
-            if batch.log_append_time and batch.offsets:
-                return batch.offsets[0], header.max_timestamp
-            for offset, ts in zip(batch.offsets, batch.timestamps, strict=False):
-                if ts >= timestamp:
-                    return offset, ts
+        fd = self.open_fd()
+        try:
+            for _pos, header, buf, off in iter_batches(fd, start, self.size, validate=False,
+                                                       chunk=WALK_CHUNK * 4):
+                if header.max_timestamp < timestamp:
+                    continue
+                batch = decode_batch(buf, off, header)
+                if batch.log_append_time and batch.offsets:
+                    return batch.offsets[0], header.max_timestamp
+                for offset, ts in zip(batch.offsets, batch.timestamps, strict=False):
+                    if ts >= timestamp:
+                        return offset, ts
+        finally:
+            os.close(fd)
         return None
 
     @property
     def first_timestamp(self) -> int:
+        """The first batch's base timestamp, -1 when empty. Raises OSError."""
         if self._first_ts is None:
             if self.size < HEADER_SIZE:
                 return -1  # not cached: the active segment may get its first batch later
-            self._first_ts = read_header(pread(self.fd, HEADER_SIZE, 0)).base_timestamp
+            fd = self.open_fd()
+            try:
+                self._first_ts = read_header(pread(fd, HEADER_SIZE, 0)).base_timestamp
+            finally:
+                os.close(fd)
         return self._first_ts
 
     def info(self, active: bool = False) -> SegmentInfo:
