@@ -267,3 +267,35 @@ def test_stream_rejects_bad_arguments(kwargs, message):
     args = {"topic": "tx", **kwargs}
     with pytest.raises(nb.IllegalArgumentError, match=message):
         EventStream(RecordingProducer(), args.pop("topic"), [], **args)
+
+
+# -- labkit generate (no broker needed for these) -------------------------------------
+
+
+def test_generate_dry_run_prints_the_seeded_events(capsys):
+    from labkit.cli.main import main
+
+    assert main(["generate", "sensors", "--dry-run", "--count", "4", "--seed", "3",
+                 "--late", "0.5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line) for line in lines] == list(nb.sensors(seed=3, late_share=0.5, count=4))
+
+
+def test_generate_rejects_a_key_the_events_do_not_have(capsys):
+    from labkit.cli.main import main
+
+    assert main(["generate", "transactions", "--key", "amount"]) == 2
+    assert "can be keyed by tx_id, user_id, store, category" in capsys.readouterr().err
+
+
+# -- the nb namespace ------------------------------------------------------------------
+
+
+def test_nb_exposes_the_helpers_of_the_other_modules_lazily():
+    import labkit.nb.doctor as doctor_module
+
+    assert nb.LivePlot.__name__ == "LivePlot"
+    assert nb.doctor is doctor_module and callable(nb.doctor)
+    assert callable(nb.dashboard) and callable(nb.progress)
+    with pytest.raises(AttributeError):
+        nb.no_such_helper  # noqa: B018
