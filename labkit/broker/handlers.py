@@ -141,7 +141,7 @@ class Handlers:
         """Answer one request. Never raises."""
         try:
             if api == "fetch":
-                return self.fetch(header, final=False)
+                return self._fetch(header, final=False)
             handler = self._apis.get(api)
             if handler is None:
                 return Reply({"error": 35, "message": "this broker does not support the {!r} "
@@ -245,7 +245,15 @@ class Handlers:
                      appended=appended)
 
     def fetch(self, header: dict, final: bool) -> Reply:
-        """Read every requested partition; ask to park when short of min_bytes."""
+        """Read every requested partition; ask to park when short of min_bytes.
+
+        Never raises (the server calls it again for parked fetches)."""
+        try:
+            return self._fetch(header, final)
+        except Exception as exc:  # noqa: BLE001
+            return _error_reply(exc)
+
+    def _fetch(self, header: dict, final: bool) -> Reply:
         try:
             max_wait = _int(header, "max_wait_ms", 500, 0)
             min_bytes = _int(header, "min_bytes", 1)

@@ -295,7 +295,19 @@ class BrokerServer:
             if not sock.getsockopt(_EVENTS) & _POLLIN:
                 return
             self.stats["requests"] += 1
-            self._on_message(self._recv_message())
+            frames = self._recv_message()
+            try:
+                self._on_message(frames)
+            except Exception as exc:  # noqa: BLE001 - nothing a client sends may stop the loop
+                self._internal_error(frames, exc)
+
+    def _internal_error(self, frames: list, exc: Exception) -> None:
+        self.stats["errors"] += 1
+        log.error("a request could not be handled; the broker carries on", exc_info=exc)
+        if len(frames) >= 3 and frames[1] == MAGIC and len(frames[2]) <= MAX_REQUEST_ID:
+            self._send(frames[0], frames[2], {
+                "error": -1, "message": f"unexpected broker error {type(exc).__name__}: {exc} "
+                                        "(see the broker log)"})
 
     def _recv_message(self) -> list:
         """One multipart message: the small leading frames as bytes, payloads (record
@@ -364,15 +376,22 @@ class BrokerServer:
             log.warning("dropped a malformed message (%s); %d dropped so far", why, count)
 
     def _send(self, identity: bytes, rid: bytes, header: dict, payloads=()) -> None:
+        try:
+            head = encode_header(header)
+        except (TypeError, ValueError) as exc:  # never send half a message
+            log.error("reply header is not JSON (%s): %r", exc, header)
+            head = encode_header({"error": -1, "message": "the broker built a bad reply; "
+                                  "see the broker log"})
+            payloads = ()
         send = self._sock.send
         try:
             send(identity, _SNDMORE)
             send(MAGIC, _SNDMORE)
             send(rid, _SNDMORE)
             if not payloads:
-                send(encode_header(header), 0)
+                send(head, 0)
                 return
-            send(encode_header(header), _SNDMORE)
+            send(head, _SNDMORE)
             last = len(payloads) - 1
             for index, payload in enumerate(payloads):
                 # copy=False: pyzmq copies small frames anyway and sends big ones in place
@@ -392,7 +411,7 @@ class BrokerServer:
     def _answer_parked(self, parked: _Parked, final: bool) -> bool:
         if parked.done:
             return True
-        reply = self.handlers.fetch(parked.header, final)
+        reply = self.handlers.fetch(parked.header, final)  # never raises
         if reply.keys is not None and not final:
             return False
         parked.done = True

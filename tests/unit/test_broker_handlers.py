@@ -218,3 +218,11 @@ def test_unexpected_errors_become_unknown_error_with_a_log_line(handlers, caplog
         reply = handlers.handle("metadata", {"topics": None}, [])
     assert reply.header["error"] == -1 and "AttributeError" in reply.header["message"]
     assert "unexpected error" in caplog.text
+
+
+def test_fetch_never_raises_even_when_called_directly(handlers):
+    handlers.registry = None
+    reply = handlers.fetch({"partitions": [["t", 0, 0, 10]]}, final=True)
+    assert reply.header["error"] == 0 and reply.header["partitions"][0][2] == -1
+    reply = handlers.fetch(None, final=True)  # not even a dict
+    assert reply.header["error"] == -1
