@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                         help="broker setting with Kafka's name, e.g. num.partitions=3 or "
                              "log.retention.ms=60000 (repeatable)")
-    parser.add_argument("--log-level", default="INFO",
+    parser.add_argument("--log-level", default="INFO", type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="how much the broker logs to stderr (default INFO)")
 
