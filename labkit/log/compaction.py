@@ -219,11 +219,12 @@ class Cleaner:
                 continue
             base = group[0].base_offset
             for src, dst in zip(segment_paths(self.directory, base, CLEANED)[::-1],
-                                segment_paths(self.directory, base, SWAP)[::-1], strict=False):
-                os.replace(src, dst)  # .timeindex, .index, then .log: the commit point
+                                segment_paths(self.directory, base, SWAP)[::-1], strict=True):
+                if dst.suffixes[-2] == ".log" or src.exists():  # a missing index is rebuilt
+                    os.replace(src, dst)  # .timeindex, .index, then .log: the commit point
             for seg in group:
                 seg.close()
-            install_swap(self.directory, base, [seg.base_offset for seg in group])
+            install_swap(self.directory, base, [seg.base_offset for seg in group], sync=False)
             seg, _note = Segment.open_existing(self.directory, base,
                                                self.config.index_interval_bytes,
                                                active=False, ops=self.ops)

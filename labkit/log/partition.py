@@ -295,7 +295,7 @@ class PartitionLog:
             except OSError as exc:
                 raise _storage_error("deleting old segments", self.directory, exc) from exc
             finally:
-                fsync_dir(self.directory)
+                self._dir_dirty = True  # the next flush makes the deletion durable
             return len(reasons)
 
     def compact(self) -> int:
@@ -364,6 +364,7 @@ class PartitionLog:
             self._segments = [*replaced, *self._segments[count:]]
             self._bases = [s.base_offset for s in self._segments]
             self._clean_state = cleaner.state(replaced)
+            self._dir_dirty = True
         return cleaner.removed
 
     # -- closing ------------------------------------------------------------------------------

@@ -84,11 +84,14 @@ def _swap_last_offset(path: Path, base: int) -> int:
     return last
 
 
-def install_swap(directory: Path, base: int, replaced: Iterable[int] | None = None) -> None:
+def install_swap(directory: Path, base: int, replaced: Iterable[int] | None = None, *,
+                 sync: bool = True) -> None:
     """Replace segments by the ``<base>.log.swap`` files. Raises OSError.
 
     ``replaced`` are the base offsets of the segments it was cleaned from (the live
     path knows them); recovery passes None and replaces those the swap overlaps.
+    ``sync=False`` leaves the directory fsync to the caller (any state a power cut
+    leaves behind is one recovery handles).
     """
     swap_log, swap_index, swap_timeindex = segment_paths(directory, base, SWAP)
     if replaced is None:
@@ -103,7 +106,8 @@ def install_swap(directory: Path, base: int, replaced: Iterable[int] | None = No
         if src.exists():
             os.replace(src, dst)
     os.replace(swap_log, final_log)
-    fsync_dir(directory)
+    if sync:
+        fsync_dir(directory)
 
 
 def _tidy(directory: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -326,3 +328,23 @@ def test_any_log_reads_back_from_any_offset(tmp_path_factory, sizes, segment_byt
         assert [r for r in got if r[0] >= offset][0] == expected[offset]
     assert read_all(plog, max_bytes=max_bytes) == expected
     plog.close()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
+def test_sealed_segments_hold_no_file_descriptor(tmp_path, clock):
+    def open_fds():
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_fds()
+    plog = open_log(tmp_path / "t-0", clock, segment_bytes=100)
+    for i in range(50):
+        plog.append(*batch([f"v{i}" * 30]))
+    assert len(plog.segments()) == 50
+    assert open_fds() - before <= 2
+    assert len(read_all(plog)) == 50
+    plog.close()
+    reopened = open_log(tmp_path / "t-0", clock, segment_bytes=100)
+    assert open_fds() - before <= 2
+    assert len(read_all(reopened)) == 50
+    reopened.close()
+    assert open_fds() == before
