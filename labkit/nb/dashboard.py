@@ -39,7 +39,7 @@ from labkit.nb._connect import (
     topic_partition,
 )
 from labkit.nb._dashmodel import DashboardModel, Snapshot, View, render_html, render_text
-from labkit.nb.live import _ACTIVE, in_kernel
+from labkit.nb.live import _ACTIVE, in_kernel, quiet_box
 
 __all__ = ["Dashboard", "dashboard"]
 
@@ -105,6 +105,10 @@ def collect(admin: Any, consumer: Any, *, at: float, taken_ms: int | None = None
             offsets[key] = (int(starts.get(tp, 0)), int(ends.get(tp, 0)))
     groups: dict[str, dict[tuple[str, int], int | None]] | None = {}
     note = None
+    if not (callable(getattr(admin, "list_consumer_groups", None))
+            and callable(getattr(admin, "list_consumer_group_offsets", None))):
+        return Snapshot(at=at, offsets=offsets, groups=None, groups_note=GROUPS_UNSUPPORTED,
+                        taken_ms=taken_ms)
     try:
         for gid in _group_ids(admin.list_consumer_groups()):
             committed = admin.list_consumer_group_offsets(gid) or {}
@@ -263,7 +267,9 @@ class Dashboard:
         self._button = w.Button(description="stop", icon="stop", tooltip="stop refreshing",
                                 layout=w.Layout(width="90px"))
         self._button.on_click(lambda _b: self.stop())
-        box = w.VBox([self._body, self._button])
+        box = quiet_box(w, [self._body, self._button],
+                        f"labkit dashboard of {','.join(self.servers)} (a live widget: run the "
+                        "notebook in JupyterLab to see it)")
         box.add_class("labkit-dashboard")
         return box
 

@@ -65,6 +65,17 @@ def in_kernel() -> bool:
     return ip is not None and getattr(ip, "kernel", None) is not None
 
 
+def quiet_box(widgets: Any, children: list[Any], text: str) -> Any:
+    """A VBox whose text form (saved in the notebook for viewers without widgets) is
+    ``text`` instead of a repr full of PNG bytes or HTML."""
+
+    class _Box(widgets.VBox):
+        def __repr__(self) -> str:
+            return text
+
+    return _Box(children)
+
+
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -358,10 +369,13 @@ class LivePlot:
             import ipywidgets as w
         except ImportError:
             return None
-        self._image = w.Image(format="png")
+        width = int(self._fig.get_figwidth() * self._fig.dpi)
+        self._image = w.Image(format="png", layout=w.Layout(width=f"{width}px", max_width="100%"))
         self._image.add_class("labkit-liveplot-image")
         self._label = w.HTML("")
-        box = w.VBox([self._image, self._label])
+        box = quiet_box(w, [self._image, self._label],
+                        f"LivePlot {self.kind} {self.title!r} (a live widget: run the notebook "
+                        "in JupyterLab to see it)")
         box.add_class("labkit-liveplot")
         return box
 

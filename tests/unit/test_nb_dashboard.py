@@ -115,6 +115,17 @@ def test_collect_degrades_when_groups_are_unsupported():
     assert s.offsets[("tx", 2)] == (0, 20)
 
 
+def test_collect_degrades_when_the_client_has_no_group_api_yet():
+    b = FakeBroker()
+
+    class NoGroupsAdmin(FakeAdmin):
+        list_consumer_groups = None
+
+    s = collect(NoGroupsAdmin(b), FakeConsumer(b), at=1.0)
+    assert s.groups is None and s.groups_note == GROUPS_UNSUPPORTED
+    assert s.offsets[("logs", 0)] == (0, 5)
+
+
 def test_collect_falls_back_to_partitions_for_topic():
     b = FakeBroker()
 
