@@ -28,6 +28,11 @@ or ``max_poll_interval_ms`` without ``poll()`` - then the member leaves, as in
 kafka-python) makes ``fetchable()`` empty at once; the next ``poll()`` reports the
 partitions lost (``on_partitions_lost``) and the member joins again.
 
+The listener (``ConsumerRebalanceListener``, labkit/client/subscription.py) is
+told incrementally, as in KIP-848: ``on_partitions_revoked`` gets only the
+partitions taken away, ``on_partitions_assigned`` only the new ones (and is
+called once, possibly empty, after every join).
+
 Thread-safety: one lock guards the state; callbacks (hooks, listener) run on the
 application thread outside the lock. Warnings for students go to ``logging``.
 """
@@ -49,27 +54,6 @@ log = logging.getLogger(__name__)
 UNJOINED, JOINING, JOINED, CLOSED = "unjoined", "joining", "joined", "closed"
 _UNKNOWN_MEMBER, _ILLEGAL_GENERATION = 25, 22
 _FATAL_JOIN_ERRORS = frozenset({23, 24, 26, 42})  # config mistakes: retrying will not help
-
-
-class ConsumerRebalanceListener:
-    """kafka-python's rebalance callbacks; subclass it and pass it to ``subscribe``.
-
-    Called from ``poll()`` (and ``close()``/``unsubscribe()``) on the thread that
-    polls. labkit rebalances incrementally: ``on_partitions_revoked`` gets only
-    the partitions taken away, ``on_partitions_assigned`` only the new ones (it
-    is also called once, possibly empty, after every join).
-    """
-
-    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Partitions about to be given up: commit or save their state here."""
-
-    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        """Partitions newly given to this consumer; ``seek`` here to choose where to start."""
-
-    def on_partitions_lost(self, lost: list[TopicPartition]) -> None:
-        """Partitions taken away while the consumer was out of the group (another
-        member may already read them; a commit would fail). Default: revoked."""
-        self.on_partitions_revoked(lost)
 
 
 class RebalanceHooks(Protocol):

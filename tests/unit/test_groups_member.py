@@ -8,13 +8,9 @@ import random
 import pytest
 
 from labkit.broker.group_api import GroupService
-from labkit.client.group import (
-    ConsumerRebalanceListener,
-    GroupMember,
-    offset_fetch_header,
-    parse_offset_fetch,
-)
+from labkit.client.group import GroupMember, offset_fetch_header, parse_offset_fetch
 from labkit.client.structs import OffsetAndMetadata, TopicPartition
+from labkit.client.subscription import ConsumerRebalanceListener
 from labkit.errors import (
     CommitFailedError,
     InconsistentGroupProtocolError,
@@ -301,6 +297,9 @@ def test_subscription_change_goes_in_the_next_heartbeat(svc, clock, events, topi
 
 def test_a_failing_listener_is_logged_not_raised(svc, clock, caplog):
     class Broken(ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked):
+            pass
+
         def on_partitions_assigned(self, assigned):
             raise ValueError("oops")
 
