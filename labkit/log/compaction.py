@@ -31,11 +31,13 @@ Not thread-safe by itself: PartitionLog runs one compaction at a time.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from labkit.errors import CorruptRecordError
 from labkit.log.config import INT64_MAX, LogConfig
 from labkit.log.recovery import CLEANED, SWAP, install_swap
 from labkit.log.segment import (
@@ -43,10 +45,13 @@ from labkit.log.segment import (
     FileOps,
     Segment,
     SegmentInfo,
+    decode_checked,
     iter_batches,
     segment_paths,
 )
-from labkit.protocol.records import BatchHeader, decode_batch, encode_batch, read_header
+from labkit.protocol.records import BatchHeader, encode_batch, read_header
+
+log = logging.getLogger(__name__)
 
 
 class Stopped(Exception):
@@ -81,8 +86,15 @@ def plan_groups(segments: Sequence[SegmentInfo], segment_bytes: int) -> list[tup
 
 def filter_batch(buf, off: int, header: BatchHeader, latest: dict[bytes, int],
                  horizon_ms: int) -> tuple[bytes | None, int, int | None]:
-    """(the batch to keep or None, records removed, oldest kept tombstone timestamp or None)."""
-    batch = decode_batch(buf, off, header)
+    """(the batch to keep or None, records removed, oldest kept tombstone timestamp or None).
+
+    A batch that cannot be decoded is kept as it is (never lose what cannot be read).
+    """
+    try:
+        batch = decode_checked(buf, off, header)
+    except CorruptRecordError as exc:
+        log.warning("compaction keeps an undecodable batch untouched: %s", exc)
+        return bytes(memoryview(buf)[off:off + header.size]), 0, None
     keep = []
     oldest_tombstone = None
     for i, (offset, key, value) in enumerate(zip(batch.offsets, batch.keys, batch.values, strict=False)):
@@ -155,7 +167,10 @@ class Cleaner:
         latest: dict[bytes, int] = {}
         for fd, size in sources:
             for _pos, header, buf, off in self._batches(fd, size):
-                batch = decode_batch(buf, off, header)
+                try:
+                    batch = decode_checked(buf, off, header)
+                except CorruptRecordError:
+                    continue  # kept untouched by filter_batch
                 for key, offset in zip(batch.keys, batch.offsets, strict=False):
                     if key is not None:
                         latest[key] = offset

@@ -47,8 +47,12 @@ from labkit.errors import CorruptRecordError
 from labkit.log.index import OffsetIndex, TimeIndex
 from labkit.protocol.records import (
     BATCH_LENGTH,
+    HAS_HEADERS,
+    HAS_KEYS,
+    HAS_OFFSET_DELTAS,
     HEADER_SIZE,
     LENGTH_PREFIX,
+    Batch,
     BatchHeader,
     decode_batch,
     read_header,
@@ -144,6 +148,29 @@ def iter_batches(fd: int, start: int, end: int, *, validate: bool,
                 raise CorruptRecordError(f"bad batch at byte {pos}: {exc.args[0]}") from None
         yield pos, header, buf, off
         pos += size
+
+
+def decode_checked(buf, off: int, header: BatchHeader) -> Batch:
+    """``decode_batch`` confined to the batch's own bytes, with its columns checked to fit
+    and to have one entry per record. Raises CorruptRecordError for a batch that passes
+    its CRC but whose record count does not match its contents."""
+    attrs = header.attributes
+    per_record = 12 + 4 * (bool(attrs & HAS_OFFSET_DELTAS) + bool(attrs & HAS_KEYS)
+                           + bool(attrs & HAS_HEADERS))
+    if header.record_count < 0 or HEADER_SIZE + header.record_count * per_record > header.size:
+        raise CorruptRecordError(f"batch at offset {header.base_offset} claims "
+                                 f"{header.record_count} records, more than its size allows")
+    try:
+        batch = decode_batch(memoryview(buf)[off:off + header.size], 0, header)
+    except (ValueError, IndexError, UnicodeDecodeError) as exc:
+        raise CorruptRecordError(f"batch at offset {header.base_offset} cannot be decoded: "
+                                 f"{exc}") from None
+    n = header.record_count
+    if not (len(batch.offsets) == len(batch.timestamps) == len(batch.keys)
+            == len(batch.values) == n):
+        raise CorruptRecordError(f"batch at offset {header.base_offset} has inconsistent "
+                                 "record columns")
+    return batch
 
 
 @dataclass(frozen=True)
@@ -458,7 +485,10 @@ class Segment:
                                                        chunk=WALK_CHUNK * 4):
                 if header.max_timestamp < timestamp:
                     continue
-                batch = decode_batch(buf, off, header)
+                try:
+                    batch = decode_checked(buf, off, header)
+                except CorruptRecordError:
+                    continue  # a batch that cannot be decoded has no timestamps to offer
                 if batch.log_append_time and batch.offsets:
                     return batch.offsets[0], header.max_timestamp
                 for offset, ts in zip(batch.offsets, batch.timestamps, strict=False):

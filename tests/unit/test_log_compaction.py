@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+import struct
 import threading
+import zlib
 from pathlib import Path
 
 import pytest
@@ -262,3 +264,26 @@ def test_filter_batch_reencodes_only_when_records_go():
     out, removed, _ = filter_batch(all_kept_data, 0, records.read_header(all_kept_data),
                                    {b"z": 8}, 0)
     assert out is None and removed == 1
+
+
+def lying_batch(ts):
+    """A batch with a valid CRC whose record_count (5) does not match its one record."""
+    data = bytearray(records.encode_batch([ts], [b"liar"], [b"v"]))
+    struct.pack_into("<i", data, 20, 4)  # last_offset_delta
+    struct.pack_into("<i", data, 40, 5)  # record_count
+    struct.pack_into("<I", data, 12, zlib.crc32(bytes(data[16:])))
+    return bytes(data), records.validate_batch(bytes(data))
+
+
+def test_an_undecodable_batch_is_kept_untouched(tmp_path, clock):
+    plog = compacted_log(tmp_path / "t-0", clock, segment_bytes=150)
+    put(plog, clock, [("k", "old")])
+    data, header = lying_batch(T0)
+    base = plog.append(data, header)
+    for i in range(4):
+        put(plog, clock, [("k", f"new-{i}" * 10)])
+    assert plog.compact() >= 1
+    raw = plog.read(base, 1)
+    assert raw[8:] == data[8:]  # byte for byte
+    assert plog.offset_for_timestamp(T0) is not None
+    plog.close()
