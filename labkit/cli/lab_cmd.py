@@ -101,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
         bootstrap, broker_proc = _start_or_find_broker(args, stop)
         token = os.environ.get("JUPYTER_TOKEN", "").strip() or secrets.token_hex(16)
         lab_proc = _spawn(_jupyter_argv(args, notebooks), _lab_env(bootstrap, token))
-        return _supervise(args, lab_proc, broker_proc, bootstrap, token, stop)
+        url = f"http://{_url_host(args.ip)}:{args.url_port or args.lab_port}{_start_page(notebooks)}"
+        return _supervise(args, lab_proc, broker_proc, bootstrap, f"{url}?token={token}", stop)
     except LabError as exc:
         print(f"labkit lab: error: {exc}", file=sys.stderr, flush=True)
         return 1
@@ -207,8 +208,7 @@ def _jupyter_argv(args: argparse.Namespace, notebooks: Path) -> list[str]:
             "--ServerApp.terminals_enabled=True"]
     if args.no_browser:
         argv.append("--ServerApp.open_browser=False")
-    if (notebooks / LANDING_PAGE).is_file():
-        argv.append(f"--ServerApp.default_url=/lab/tree/{LANDING_PAGE}")
+    argv.append(f"--LabApp.default_url={_start_page(notebooks)}")
     if not _IS_WINDOWS and os.geteuid() == 0:
         argv.append("--ServerApp.allow_root=True")  # containers and CI run as root
     return argv
@@ -247,7 +247,7 @@ def _lab_port_hint(port: int) -> str:
 
 
 def _supervise(args: argparse.Namespace, lab: subprocess.Popen, broker: subprocess.Popen | None,
-               bootstrap: str, token: str, stop: threading.Event,
+               bootstrap: str, url: str, stop: threading.Event,
                clock: Clock = REAL_CLOCK) -> int:
     announced = False
     broker_warned = False
@@ -262,7 +262,7 @@ def _supervise(args: argparse.Namespace, lab: subprocess.Popen, broker: subproce
             return 0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else code
         if not announced and _lab_answers(args.ip, args.lab_port):
             announced = True
-            _announce(args, bootstrap, token)
+            _announce(args, bootstrap, url)
         elif not announced and clock.monotonic() > deadline:
             _say(f"JupyterLab has not answered on port {args.lab_port} after "
                  f"{LAB_WAIT_S:.0f} s; still waiting (its messages are above)")
@@ -276,15 +276,22 @@ def _supervise(args: argparse.Namespace, lab: subprocess.Popen, broker: subproce
     return 0
 
 
-def _announce(args: argparse.Namespace, bootstrap: str, token: str) -> None:
-    port = args.url_port or args.lab_port
-    host = "localhost" if args.ip in ("0.0.0.0", "127.0.0.1", "localhost", "") else args.ip
+def _start_page(notebooks: Path) -> str:
+    """The page the lab opens on: the landing notebook when there is one."""
+    return f"/lab/tree/{LANDING_PAGE}" if (notebooks / LANDING_PAGE).is_file() else "/lab"
+
+
+def _url_host(ip: str) -> str:
+    return "localhost" if ip in ("0.0.0.0", "127.0.0.1", "localhost", "", "*") else ip
+
+
+def _announce(args: argparse.Namespace, bootstrap: str, url: str) -> None:
     lines = [
         "",
         "=" * 72,
         "  labkit lab is ready. Open this URL in your browser:",
         "",
-        f"      http://{host}:{port}/lab?token={token}",
+        f"      {url}",
         "",
         f"  Notebooks reach the broker at {bootstrap} (LABKIT_BOOTSTRAP).",
         "  Stop with Ctrl-C: the broker stops too." if not args.broker else

@@ -137,7 +137,8 @@ def test_compose_up_lab_and_broker_work_and_survive_down(compose: Compose):
     compose.wait_healthy()
 
     # The lab's log tells the student which URL to open.
-    wait_until(lambda: f"http://localhost:{lab_port}/lab?token={token}" in compose.logs("lab"),
+    url = f"http://localhost:{lab_port}/lab/tree/README.ipynb?token={token}"
+    wait_until(lambda: url in compose.logs("lab"),
                60, what="the URL with the token in `logs lab`")
 
     # A notebook inside the lab container reaches the broker service as broker:9092.

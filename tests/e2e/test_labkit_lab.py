@@ -6,7 +6,9 @@ Real processes over real sockets (the broker, JupyterLab); ports are free ones.
 
 from __future__ import annotations
 
+import http.client
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from e2e_helpers import (
+    REPO,
     broker_answers,
     connect_error,
     free_port,
@@ -103,8 +106,18 @@ def test_reuses_a_running_broker_and_leaves_it_running(tmp_path: Path):
         broker.wait(30)
 
 
+def _redirect(port: int, path: str) -> str | None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().getheader("Location")
+    finally:
+        conn.close()
+
+
 def test_sigint_stops_the_broker_it_started(tmp_path: Path):
     port, lab_port = free_port(), free_port()
+    shutil.copy(REPO / "notebooks" / "README.ipynb", tmp_path / "README.ipynb")
     log_path = tmp_path / "lab.log"
     env = dict(os.environ, JUPYTER_TOKEN="e2e-token")
     with open(log_path, "wb") as log:
@@ -118,7 +131,11 @@ def test_sigint_stops_the_broker_it_started(tmp_path: Path):
             http_status(f"http://127.0.0.1:{lab_port}/api") == 200
             and broker_answers(f"127.0.0.1:{port}", 500)), 120, what="broker and JupyterLab")
         assert lab.poll() is None, log_path.read_text()
-        assert f"http://localhost:{lab_port}/lab?token=e2e-token" in log_path.read_text()
+        url = f"http://localhost:{lab_port}/lab/tree/README.ipynb?token=e2e-token"
+        wait_until(lambda: url in log_path.read_text(), 15, what="the URL in the log")
+        # The landing page: the lab opens on README.ipynb.
+        assert "/lab/tree/README.ipynb" in _redirect(lab_port, "/?token=e2e-token")
+        assert http_status(url.replace("localhost", "127.0.0.1")) == 200
         os.killpg(lab.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
         assert lab.wait(60) == 0, log_path.read_text()
     finally:

@@ -107,8 +107,8 @@ def test_make_lab_fresh_clone_then_ctrl_c(clone: Path):
     assert (clone / ".venv" / "bin" / "labkit").exists()
     assert (clone / "data").is_dir(), "the broker keeps its data in ./data"
 
-    log = lab.log()
-    assert f"http://localhost:{lab.lab_port}/lab?token={lab.token}" in log
+    url = f"http://localhost:{lab.lab_port}/lab/tree/README.ipynb?token={lab.token}"
+    wait_until(lambda: url in lab.log(), 15, what="the URL in make's output")
     # JupyterLab serves the notebooks folder, with token auth, and tells notebooks the broker.
     base = f"http://127.0.0.1:{lab.lab_port}"
     assert http_status(f"{base}/api/contents") == 403
