@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from pathlib import Path
 
 import zmq
@@ -93,6 +94,13 @@ class RawClient:
         self.close()
 
 
+def _kill_orphan(proc: subprocess.Popen) -> None:
+    """Safety net: a broker whose BrokerProcess was never stopped dies with the tests."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     import socket
 
@@ -160,6 +168,7 @@ class BrokerProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env)
+        weakref.finalize(self, _kill_orphan, self.proc)
         deadline = time.monotonic() + START_TIMEOUT_S
         # The startup line comes after the bind: only then can the answer be ours
         # (another process may hold the port and answer the probe).

@@ -163,9 +163,12 @@ def test_taken_port_is_one_clear_line_and_exit_code_2(shared_broker, tmp_path):
 
 def test_broker_process_reports_a_start_failure_with_the_output(shared_broker, tmp_path):
     other = BrokerProcess(data_dir=tmp_path / "o", port=shared_broker.port)
-    with pytest.raises(BrokerStartError, match="already in use"):
-        other.start()
-    other.close()
+    try:
+        with pytest.raises(BrokerStartError, match="already in use"):
+            other.start()
+        assert other.proc.returncode == 2
+    finally:
+        other.close()
 
 
 def test_two_brokers_cannot_share_a_data_directory(broker):
