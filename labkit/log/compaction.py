@@ -38,17 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labkit.errors import CorruptRecordError
+from labkit.log.batchio import FileOps, decode_checked, iter_batches
 from labkit.log.config import INT64_MAX, LogConfig
 from labkit.log.recovery import CLEANED, SWAP, install_swap
-from labkit.log.segment import (
-    MAX_RELATIVE_OFFSET,
-    FileOps,
-    Segment,
-    SegmentInfo,
-    decode_checked,
-    iter_batches,
-    segment_paths,
-)
+from labkit.log.segment import MAX_RELATIVE_OFFSET, Segment, SegmentInfo, segment_paths
 from labkit.protocol.records import BatchHeader, encode_batch, read_header
 
 log = logging.getLogger(__name__)

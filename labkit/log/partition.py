@@ -49,11 +49,12 @@ from labkit.errors import (
     OffsetOutOfRangeError,
 )
 from labkit.log import compaction
+from labkit.log.batchio import DEFAULT_OPS, FileOps
 from labkit.log.config import LogConfig
 from labkit.log.index import OFFSET_ENTRY, TIME_ENTRY
 from labkit.log.recovery import fsync_dir, load_segments
 from labkit.log.retention import plan_retention
-from labkit.log.segment import DEFAULT_OPS, MAX_RELATIVE_OFFSET, FileOps, Segment, SegmentInfo
+from labkit.log.segment import MAX_RELATIVE_OFFSET, Segment, SegmentInfo
 from labkit.protocol.records import BASE_OFFSET, BatchHeader
 
 log = logging.getLogger(__name__)

@@ -33,17 +33,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from labkit.errors import CorruptRecordError
+from labkit.log.batchio import O_BINARY, FileOps, iter_batches
 from labkit.log.config import LogConfig
-from labkit.log.segment import (
-    _O_BINARY,
-    INDEX,
-    LOG,
-    TIMEINDEX,
-    FileOps,
-    Segment,
-    iter_batches,
-    segment_paths,
-)
+from labkit.log.segment import INDEX, LOG, TIMEINDEX, Segment, segment_paths
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +65,7 @@ def _segment_bases(directory: Path) -> list[int]:
 def _swap_last_offset(path: Path, base: int) -> int:
     """Last offset held by a swap file (``base - 1`` when it holds none)."""
     last = base - 1
-    fd = os.open(path, os.O_RDONLY | _O_BINARY)
+    fd = os.open(path, os.O_RDONLY | O_BINARY)
     try:
         for _pos, header, _buf, _off in iter_batches(fd, 0, os.fstat(fd).st_size, validate=True):
             last = header.last_offset

@@ -38,31 +38,26 @@ from __future__ import annotations
 import logging
 import os
 import struct
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from labkit.errors import CorruptRecordError
-from labkit.log.index import OffsetIndex, TimeIndex
-from labkit.protocol.records import (
-    BATCH_LENGTH,
-    HAS_HEADERS,
-    HAS_KEYS,
-    HAS_OFFSET_DELTAS,
-    HEADER_SIZE,
-    LENGTH_PREFIX,
-    Batch,
-    BatchHeader,
-    decode_batch,
-    read_header,
-    validate_batch,
+from labkit.log.batchio import (
+    DEFAULT_OPS,
+    MIN_BATCH_LENGTH,
+    O_BINARY,
+    FileOps,
+    decode_checked,
+    iter_batches,
+    pread,
 )
+from labkit.log.index import OffsetIndex, TimeIndex
+from labkit.protocol.records import BATCH_LENGTH, HEADER_SIZE, LENGTH_PREFIX, read_header
 
 log = logging.getLogger(__name__)
 
 LOG, INDEX, TIMEINDEX = ".log", ".index", ".timeindex"
-_O_BINARY = getattr(os, "O_BINARY", 0)
 
 # The part of a batch header a walk over the log reads (little-endian, 24 bytes):
 #   offset size field
@@ -71,9 +66,7 @@ _O_BINARY = getattr(os, "O_BINARY", 0)
 #   12     8    crc, magic, attributes, reserved (skipped)
 #   20     4    last_offset_delta  int32
 _WALK = struct.Struct("<qi8xi")
-_MIN_LENGTH = HEADER_SIZE - LENGTH_PREFIX
 WALK_CHUNK = 16 * 1024  # bytes read per step when walking headers (read path)
-SCAN_CHUNK = 1 << 20  # bytes read per step when scanning whole batches (recovery)
 MAX_RELATIVE_OFFSET = (1 << 31) - 1  # relative offsets stay well inside the index's uint32
 
 
@@ -82,95 +75,6 @@ def segment_paths(directory: Path, base_offset: int, suffix: str = "") -> tuple[
     stem = f"{base_offset:020d}"
     return (directory / (stem + LOG + suffix), directory / (stem + INDEX + suffix),
             directory / (stem + TIMEINDEX + suffix))
-
-
-if hasattr(os, "pread"):
-    pread = os.pread
-else:  # Windows: no pread; serialize seek+read
-    _SEEK_LOCK = threading.Lock()
-
-    def pread(fd: int, n: int, position: int) -> bytes:
-        with _SEEK_LOCK:
-            os.lseek(fd, position, os.SEEK_SET)
-            return os.read(fd, n)
-
-
-class FileOps:
-    """The writes a segment makes; tests substitute one that fails like a full disk."""
-
-    def pwritev(self, fd: int, buffers: Sequence, position: int) -> int:
-        if hasattr(os, "pwritev"):
-            return os.pwritev(fd, buffers, position)
-        data = b"".join(buffers)
-        if hasattr(os, "pwrite"):
-            return os.pwrite(fd, data, position)
-        os.lseek(fd, position, os.SEEK_SET)
-        return os.write(fd, data)
-
-    def ftruncate(self, fd: int, length: int) -> None:
-        os.ftruncate(fd, length)
-
-    def sync(self, fd: int) -> None:
-        (getattr(os, "fdatasync", None) or os.fsync)(fd)
-
-
-DEFAULT_OPS = FileOps()
-
-
-def iter_batches(fd: int, start: int, end: int, *, validate: bool,
-                 chunk: int = SCAN_CHUNK) -> Iterator[tuple[int, BatchHeader, bytes, int]]:
-    """Yield ``(position, header, buffer, offset_in_buffer)`` for each batch in [start, end).
-
-    The whole batch is in ``buffer``. Raises CorruptRecordError at the first batch
-    that is torn (runs past ``end``) or, with ``validate``, fails its CRC/format check.
-    """
-    pos = start
-    buf = b""
-    buf_start = start
-    while pos < end:
-        off = pos - buf_start
-        if len(buf) - off < HEADER_SIZE:
-            buf, buf_start, off = pread(fd, min(chunk, end - pos), pos), pos, 0
-            if len(buf) < HEADER_SIZE:
-                raise CorruptRecordError(
-                    f"torn batch header at byte {pos} ({end - pos} bytes left)")
-        header = read_header(buf, off)
-        size = header.size
-        if header.batch_length < _MIN_LENGTH or pos + size > end:
-            raise CorruptRecordError(f"torn or invalid batch at byte {pos} (length "
-                                     f"{header.batch_length}, {end - pos} bytes left)")
-        if off + size > len(buf):
-            buf, buf_start, off = pread(fd, max(chunk, size), pos), pos, 0
-        if validate:
-            try:
-                validate_batch(buf, off, produced=False)
-            except CorruptRecordError as exc:
-                raise CorruptRecordError(f"bad batch at byte {pos}: {exc.args[0]}") from None
-        yield pos, header, buf, off
-        pos += size
-
-
-def decode_checked(buf, off: int, header: BatchHeader) -> Batch:
-    """``decode_batch`` confined to the batch's own bytes, with its columns checked to fit
-    and to have one entry per record. Raises CorruptRecordError for a batch that passes
-    its CRC but whose record count does not match its contents."""
-    attrs = header.attributes
-    per_record = 12 + 4 * (bool(attrs & HAS_OFFSET_DELTAS) + bool(attrs & HAS_KEYS)
-                           + bool(attrs & HAS_HEADERS))
-    if header.record_count < 0 or HEADER_SIZE + header.record_count * per_record > header.size:
-        raise CorruptRecordError(f"batch at offset {header.base_offset} claims "
-                                 f"{header.record_count} records, more than its size allows")
-    try:
-        batch = decode_batch(memoryview(buf)[off:off + header.size], 0, header)
-    except (ValueError, IndexError, UnicodeDecodeError) as exc:
-        raise CorruptRecordError(f"batch at offset {header.base_offset} cannot be decoded: "
-                                 f"{exc}") from None
-    n = header.record_count
-    if not (len(batch.offsets) == len(batch.timestamps) == len(batch.keys)
-            == len(batch.values) == n):
-        raise CorruptRecordError(f"batch at offset {header.base_offset} has inconsistent "
-                                 "record columns")
-    return batch
 
 
 @dataclass(frozen=True)
@@ -217,7 +121,7 @@ class Segment:
                suffix: str = "") -> Segment:
         """A new empty segment (empty index files too). Raises OSError."""
         log_path, index_path, timeindex_path = segment_paths(directory, base_offset, suffix)
-        fd = os.open(log_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | _O_BINARY, 0o644)
+        fd = os.open(log_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | O_BINARY, 0o644)
         try:
             for path in (index_path, timeindex_path):
                 path.write_bytes(b"")
@@ -236,7 +140,7 @@ class Segment:
         check out. Raises OSError when the files cannot be opened or truncated.
         """
         log_path = segment_paths(directory, base_offset)[0]
-        fd = os.open(log_path, os.O_RDWR | _O_BINARY)
+        fd = os.open(log_path, os.O_RDWR | O_BINARY)
         seg = cls(directory, base_offset, fd, ops, "")
         try:
             if active:
@@ -377,7 +281,7 @@ class Segment:
         """A new descriptor of the .log file; the caller closes it. Raises OSError."""
         if self.fd >= 0:
             return os.dup(self.fd)
-        return os.open(self.log_path, os.O_RDWR | _O_BINARY)
+        return os.open(self.log_path, os.O_RDWR | O_BINARY)
 
     def seal(self) -> None:
         """The segment stops being active: final time-index entry, index files written,
@@ -413,7 +317,7 @@ class Segment:
         fd = self.fd
         if fd >= 0:
             return self._read(fd, offset, max_bytes)
-        fd = os.open(self.log_path, os.O_RDONLY | _O_BINARY)
+        fd = os.open(self.log_path, os.O_RDONLY | O_BINARY)
         try:
             return self._read(fd, offset, max_bytes)
         finally:
@@ -443,7 +347,7 @@ class Segment:
             off = 0
             while n - off >= 24:
                 base, length, last_delta = _WALK.unpack_from(buf, off)
-                if length < _MIN_LENGTH:
+                if length < MIN_BATCH_LENGTH:
                     raise CorruptRecordError(f"invalid batch length {length} at byte "
                                              f"{pos + off} of {self.log_path}")
                 if base + last_delta >= offset:
@@ -465,7 +369,7 @@ class Segment:
             off = 0
             while want - off >= LENGTH_PREFIX:
                 (length,) = BATCH_LENGTH.unpack_from(buf, off + 8)
-                if length < _MIN_LENGTH:
+                if length < MIN_BATCH_LENGTH:
                     raise CorruptRecordError(f"invalid batch length {length} at byte "
                                              f"{pos + off} of {self.log_path}")
                 nxt = off + LENGTH_PREFIX + length
