@@ -172,6 +172,7 @@ class KafkaConsumer:
         self._clock = REAL_CLOCK
         self._closed = False
         self._iterator = None
+        self._iterator_partitions: list[TopicPartition] = []
         self._metadata_version = -1
         self._metadata_due = 0.0
         self._transport = Transport(
@@ -341,6 +342,7 @@ class KafkaConsumer:
             records = self.poll(timeout_ms=min(left, 1.0) * 1000, update_offsets=False)
             if records:
                 self._iterator = self._record_generator(records)
+                self._iterator_partitions = list(records)
 
     def _record_generator(self, records: dict):
         assignment = self._subscription.assignment
@@ -367,11 +369,10 @@ class KafkaConsumer:
         it, self._iterator = self._iterator, None
         if it is None:
             return
-        frame = it.gi_frame
-        records = frame.f_locals.get("records") if frame is not None else None
         it.close()
-        for tp in records or ():
+        for tp in self._iterator_partitions:  # taken from the fetcher, maybe not all returned
             self._refetch(tp)
+        self._iterator_partitions = []
 
     # -- positions and offsets --------------------------------------------------------
 
