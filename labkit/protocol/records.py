@@ -239,6 +239,9 @@ def validate_batch(buf, pos: int = 0, *, produced: bool = True) -> BatchHeader:
         raise CorruptRecordError("unknown batch attributes 0x%x" % header.attributes)
     if header.record_count < 0 or header.last_offset_delta < 0:
         raise CorruptRecordError("negative record count or offset delta")
+    if HEADER_SIZE + header.record_count * _column_bytes(header.attributes) > header.size:
+        raise CorruptRecordError("record count %d does not fit in a batch of %d bytes"
+                                 % (header.record_count, header.size))
     if produced:
         if header.attributes & HAS_OFFSET_DELTAS or header.record_count == 0:
             raise CorruptRecordError("a produced batch must hold records with implicit offsets")
@@ -248,6 +251,15 @@ def validate_batch(buf, pos: int = 0, *, produced: bool = True) -> BatchHeader:
     if crc != header.crc:
         raise CorruptRecordError("CRC mismatch (stored %08x, computed %08x)" % (header.crc, crc))
     return header
+
+
+def _column_bytes(attributes: int) -> int:
+    """Bytes of fixed-size columns per record for these attributes."""
+    per_record = 8 + 4  # timestamp + value length
+    for flag in (HAS_KEYS, HAS_HEADERS, HAS_OFFSET_DELTAS):
+        if attributes & flag:
+            per_record += 4
+    return per_record
 
 
 def split_batches(buf) -> list[tuple[int, int]]:
@@ -306,6 +318,8 @@ def decode_batch(buf, pos: int = 0, header: BatchHeader | None = None) -> Batch:
     attrs = header.attributes
     cur = pos + HEADER_SIZE
     end = pos + header.size
+    if end > len(buf) or cur + count * _column_bytes(attrs) > end:
+        raise CorruptRecordError("record count %d does not fit in the batch" % count)
     if attrs & HAS_OFFSET_DELTAS:
         deltas, cur = _read_ints("i", buf, cur, count)
         base = header.base_offset
@@ -340,7 +354,7 @@ def decode_batch(buf, pos: int = 0, header: BatchHeader | None = None) -> Batch:
         headers = [decode_headers(h) for h in _slices(hblob, header_lens)]
         bpos += sum(header_lens)
     else:
-        headers = [[]] * count
+        headers = [[] for _ in range(count)]  # one list each: callers may mutate
     if bpos != len(blob):
         raise CorruptRecordError("record lengths do not add up to the batch size")
     return Batch(offsets, timestamps.tolist(), keys, values, headers, key_sizes,

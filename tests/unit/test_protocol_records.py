@@ -120,3 +120,28 @@ def test_any_records_round_trip(items):
     assert decoded.values == values
     assert decoded.timestamps == stamps
     assert header.max_timestamp == max(stamps)
+
+
+def _with_record_count(batch: bytes, count: int) -> bytes:
+    """The batch with record_count rewritten and the CRC recomputed (a 'valid' lie)."""
+    import zlib
+    buf = bytearray(batch)
+    struct.pack_into("<i", buf, 40, count)
+    struct.pack_into("<i", buf, 20, count - 1)
+    struct.pack_into("<I", buf, 12, zlib.crc32(bytes(buf[16:])))
+    return bytes(buf)
+
+
+def test_inflated_record_count_with_valid_crc_is_rejected():
+    batch = _with_record_count(r.encode_batch([1], None, [b"x"]), 1000)
+    with pytest.raises(CorruptRecordError, match="does not fit"):
+        r.validate_batch(batch)
+    # Followed by more bytes (as in a fetch response), decoding must not read past it.
+    with pytest.raises(CorruptRecordError, match="does not fit"):
+        r.decode_batch(batch + r.encode_batch([2], None, [b"y" * 5000]))
+
+
+def test_each_record_gets_its_own_headers_list():
+    decoded = r.decode_batch(r.encode_batch([1, 2], None, [b"a", b"b"]))
+    decoded.headers[0].append(("x", b"1"))
+    assert decoded.headers[1] == []
