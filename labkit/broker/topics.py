@@ -246,7 +246,7 @@ class TopicRegistry:
             for p in range(num_partitions):
                 self._wipe_orphan(name, p)
                 topic.partitions.append(self._open_partition(name, p, config))
-        except OSError as exc:
+        except (OSError, KafkaStorageError) as exc:
             for plog in topic.partitions:
                 plog.close()
             del self.topics[name]
@@ -289,7 +289,7 @@ class TopicRegistry:
                     self._wipe_orphan(name, p)
                     topic.partitions.append(self._open_partition(name, p, topic.config))
                     entry_count += 1
-            except OSError as exc:
+            except (OSError, KafkaStorageError) as exc:
                 for plog in topic.partitions[current:]:
                     plog.close()
                 del topic.partitions[current:]
