@@ -2,6 +2,8 @@
 
 Each notebook runs under nbval in its own process and temporary folder (see
 ``labkit.nb.grading``); a notebook that hangs or crashes costs only that notebook.
+``--fresh-broker`` gives each notebook its own throwaway broker, so no notebook
+sees the records of the one graded before it.
 The score table goes to stdout, one progress line per notebook to stderr, and
 ``--csv`` / ``--json`` write a gradebook (one row per student) and the full detail.
 """
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from labkit.cli._common import UsageError, add_bootstrap_argument, bootstrap_servers
@@ -24,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "notebooks in it (student = file name) or one subfolder per "
                              "student (student = folder name)")
     add_bootstrap_argument(parser)
+    parser.add_argument("--fresh-broker", action="store_true",
+                        help="start a throwaway broker for each notebook (on a free port, "
+                             "temporary data) instead of using --bootstrap-server")
     parser.add_argument("--timeout-per-cell", type=float, default=60.0, metavar="S",
                         help="interrupt a cell that runs longer than S seconds (default 60)")
     parser.add_argument("--timeout-per-notebook", type=float, default=None, metavar="S",
@@ -41,6 +48,14 @@ def _progress(result) -> None:
           f"{result.points}/{result.max_points} points{note}", file=sys.stderr, flush=True)
 
 
+@contextmanager
+def _fresh_broker() -> Iterator[str]:
+    from labkit.testing import BrokerProcess
+
+    with BrokerProcess() as broker:
+        yield broker.bootstrap
+
+
 def run(args: argparse.Namespace) -> int:
     from labkit.nb import grading
 
@@ -52,8 +67,11 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
     bootstrap = ",".join(bootstrap_servers(args.bootstrap_server))
+    if args.fresh_broker and args.bootstrap_server:
+        raise UsageError("give either --fresh-broker or --bootstrap-server, not both")
     results = grading.grade(args.paths, bootstrap=bootstrap, cell_timeout=args.timeout_per_cell,
-                            notebook_timeout=args.timeout_per_notebook, progress=_progress)
+                            notebook_timeout=args.timeout_per_notebook, progress=_progress,
+                            fresh_broker=_fresh_broker if args.fresh_broker else None)
     print(grading.table(results))
     if args.csv:
         grading.write_csv(results, args.csv)

@@ -12,6 +12,8 @@ Each notebook is graded alone, in its own temporary folder and its own process:
    JSON line) -- no conftest, no cache, an empty ini, so the grader's own pytest
    settings never leak in. nbval interrupts a cell that runs longer than T and
    goes on with the next cells.
+   With a fresh broker per notebook (``labkit grade --fresh-broker``) no notebook
+   sees the records another one left behind.
 3. A backstop kills the run (pytest, the kernel, their children) when the whole
    notebook takes longer than ``notebook_timeout``; it then counts what it logged.
 4. The exercises a notebook should have are the ids of the ``check("...")`` calls in
@@ -34,7 +36,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -280,11 +283,15 @@ def _score(ex_id: str, records: list[dict], why_not_run: str = "") -> ExerciseSc
 
 
 def grade(paths: Iterable[Path], *, bootstrap: str, cell_timeout: float = 60.0,
-          notebook_timeout: float | None = None, progress=None) -> list[NotebookGrade]:
+          notebook_timeout: float | None = None, progress=None,
+          fresh_broker: Callable[[], AbstractContextManager[str]] | None = None
+          ) -> list[NotebookGrade]:
     """Grade every notebook found in ``paths``; one result per notebook, in order.
 
-    ``progress(grade)`` is called after each notebook. Raises ``IllegalArgumentError``
-    when no notebook is found or one cannot be read as a notebook.
+    ``progress(grade)`` is called after each notebook. With ``fresh_broker`` (a
+    factory of context managers that yield a bootstrap address) each notebook gets
+    its own broker instead of ``bootstrap``. Raises ``IllegalArgumentError`` when no
+    notebook is found or one cannot be read as a notebook.
     """
     submissions = find_submissions(paths)
     loaded = []
@@ -301,8 +308,9 @@ def grade(paths: Iterable[Path], *, bootstrap: str, cell_timeout: float = 60.0,
     for sub, notebook in loaded:
         code_cells = sum(1 for c in notebook.cells if c.cell_type == "code")
         limit = notebook_timeout or cell_timeout * max(code_cells, 1) + STARTUP_ALLOWANCE_S
-        run = run_notebook(notebook, bootstrap=bootstrap, cell_timeout=cell_timeout,
-                           notebook_timeout=limit, name=sub.path.name)
+        with fresh_broker() if fresh_broker else nullcontext(bootstrap) as address:
+            run = run_notebook(notebook, bootstrap=address, cell_timeout=cell_timeout,
+                               notebook_timeout=limit, name=sub.path.name)
         status, detail = _detail(run, limit)
         ids = list(expected[sub.assignment])
         ids.extend(r["exercise"] for r in run.records

@@ -43,7 +43,7 @@ def write(path: Path, nb) -> Path:
 
 
 @pytest.fixture(scope="module")
-def graded(shared_broker, tmp_path_factory):
+def graded(tmp_path_factory):
     folder = tmp_path_factory.mktemp("submissions")
     master = demo()
     write(folder / "solution.ipynb", master)
@@ -57,8 +57,8 @@ def graded(shared_broker, tmp_path_factory):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("LABKIT_GRADING", None)
     result = subprocess.run(
-        [sys.executable, "-m", "labkit", "grade", str(folder), "--bootstrap-server",
-         shared_broker.bootstrap, "--timeout-per-cell", "6", "--csv", str(out / "grades.csv"),
+        [sys.executable, "-m", "labkit", "grade", str(folder), "--fresh-broker",
+         "--timeout-per-cell", "6", "--csv", str(out / "grades.csv"),
          "--json", str(out / "grades.json")],
         capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr
