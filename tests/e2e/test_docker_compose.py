@@ -39,6 +39,15 @@ COPY_IGNORE = shutil.ignore_patterns(".venv", "venv", ".git", "data", "__pycache
                                      ".ipynb_checkpoints", "benchmarks")
 
 
+def instructor_masters() -> list[Path]:
+    """The notebook series' solution masters; the grading example until the series exists."""
+    for folder in (REPO / "instructor" / "masters", REPO / "instructor" / "examples"):
+        found = sorted(p for p in folder.glob("*.ipynb"))
+        if found:
+            return found
+    return []
+
+
 class Compose:
     """One compose project on a copy of the repo, driven through one compose CLI."""
 
@@ -94,6 +103,10 @@ def compose(request, docker_engine, tmp_path_factory) -> Compose:
     notebooks = workdir / "notebooks"
     notebooks.mkdir(exist_ok=True)
     shutil.copy(Path(__file__).with_name("smoke.ipynb"), notebooks / "e2e_smoke.ipynb")
+    masters = notebooks / "_e2e_masters"
+    masters.mkdir()
+    for master in instructor_masters():
+        shutil.copy(master, masters / master.name)
     if os.geteuid() == 0:
         # As root, make ./notebooks belong to a uid the image knows nothing about: the lab
         # must adopt it. As a normal user the folder is already the user's own.
@@ -148,6 +161,14 @@ def test_compose_up_lab_and_broker_work_and_survive_down(compose: Compose):
     executed = compose.run("exec", "-T", "lab", "cat", "/tmp/e2e_smoke.out.ipynb")
     assert "E2E-SMOKE-OK" in executed, out
     assert "broker:9092" in executed
+
+    # The solution masters pass under grading (a failing check raises) in the container.
+    if instructor_masters():
+        out = compose.run("exec", "-T", "-e", "LABKIT_GRADING=1", "lab", "labkit-entrypoint",
+                          "python", "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "--nbval-lax", "--nbval-cell-timeout=120", "_e2e_masters",
+                          timeout=900, check=False)
+        assert " passed" in out and " failed" not in out and " error" not in out, out
 
     # From the host: the broker on 127.0.0.1 (and localhost) through the published port.
     topic = "e2e-persist-" + secrets.token_hex(4)
