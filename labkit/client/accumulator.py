@@ -1,26 +1,29 @@
-"""The producer's record accumulator: per-partition buffers, sealed batches, record futures.
+"""The producer's record accumulator: per-partition batches, record futures.
 
 Theory of operation
 -------------------
-``KafkaProducer.send()`` must be cheap, so it does almost nothing per record: it
-appends one tuple ``(timestamp, key, value, headers, size, future)`` to the list of
-the record's partition (``PartitionBuffer.records``). A list append is atomic under
-the GIL, so several threads may send at once without a lock.
+``KafkaProducer.send()`` must be cheap, so per record it only appends one tuple
+``(timestamp, key, value, headers, size)`` to the *open* batch of the record's
+partition (``PartitionBuffer.append``), under that partition's lock, and returns a
+``FutureRecordMetadata`` -- a 2-tuple ``(batch, index)``. When the open batch
+reaches ``batch_size`` bytes, ``append`` moves it to the partition's ``ready``
+queue and opens a new one. Nothing we keep per record refers to a container
+object, so the cyclic garbage collector drops the record tuples from its lists at
+its first pass and a future the caller ignores is freed at once: the GC does not
+slow a producer down as records pile up.
 
-The I/O thread (``drain``) seals batches: it slices the first records off a buffer
-(``chunk = records[:m]``, then ``del records[:k]``: both atomic; appends that happen
-meanwhile land after index ``k`` and are kept), turns the row tuples into columns
-with one ``zip(*chunk)``, cuts the batch at ``batch_size`` bytes and encodes it with
-``labkit.protocol.records.encode_batch``. Only this thread removes records.
+The I/O thread (``drain``) takes ready batches, and the open batch once
+``linger_ms`` passed since it saw its first record (at once when flushing or
+closing): it swaps in a new open batch under the lock, turns the row tuples into
+columns with one ``zip(*records)`` and encodes them with
+``labkit.protocol.records.encode_batch``. After that nobody appends to the batch.
 
-Each record's ``FutureRecordMetadata`` is a two-slot object: the sealing loop
-stores its batch and its index in it. When the broker answers, ``complete`` marks
-the batch done under the accumulator's condition variable and wakes ``get()``
-callers; callbacks live in a side table (``_callbacks``) so a producer that never
-registers one pays nothing for them. A ``RecordMetadata`` is only built when asked
-for. Every producer gets its own ``FutureRecordMetadata`` subclass whose class
-attribute ``_owner`` points back at its accumulator, so a future needs no per-record
-reference to find the condition variable.
+When the broker answers, ``complete`` marks the batch done under the accumulator's
+condition variable and wakes ``get()`` callers. Callbacks are kept per batch in a
+side table, so a producer that never registers one pays nothing for them. A
+``RecordMetadata`` is built only when asked for. Every producer gets its own
+``FutureRecordMetadata`` subclass whose class attribute ``_owner`` points back at
+its accumulator.
 """
 
 from __future__ import annotations
@@ -28,9 +31,8 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from bisect import bisect_right
+from collections import deque
 from collections.abc import Callable
-from itertools import accumulate
 from typing import Any
 
 from labkit._clock import Clock
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 
 RECORD_OVERHEAD = 16  # timestamp (8) + length fields (4 + 4) in the columnar batch
 BATCH_OVERHEAD = 44  # the batch header (labkit.protocol.records.HEADER_SIZE)
+_new_tuple = tuple.__new__
 
 
 def _sizes(items) -> list[int]:
@@ -55,96 +58,123 @@ def _header_sizes(headers) -> list[int]:
             if h else -1 for h in headers]
 
 
-class FutureRecordMetadata:
+class FutureRecordMetadata(tuple):
     """The result of one ``send()``: resolves to ``RecordMetadata`` once acknowledged.
 
     kafka-python's API: ``get(timeout=None)``, ``is_done``, ``value``, ``exception``,
     ``succeeded()``, ``failed()``, ``add_callback(fn, *args)``, ``add_errback(fn, *args)``,
     ``add_both``. Callbacks run on the producer's I/O thread (as in kafka-python);
-    keep them short.
+    keep them short. (Internally a 2-tuple: the record's batch and its index.)
     """
 
-    __slots__ = ("_batch", "_index")
+    __slots__ = ()
     _owner: RecordAccumulator  # set on the per-producer subclass
 
     @property
     def is_done(self) -> bool:
-        batch = getattr(self, "_batch", None)
-        return batch is not None and batch.done
+        return self[0].done
 
     def succeeded(self) -> bool:
-        return self.is_done and self._batch.error is None
+        batch = self[0]
+        return batch.done and batch.error is None
 
     def failed(self) -> bool:
-        return self.is_done and self._batch.error is not None
+        batch = self[0]
+        return batch.done and batch.error is not None
 
     def retriable(self) -> bool:
-        return self.failed() and bool(getattr(self._batch.error, "retriable", False))
+        return self.failed() and bool(getattr(self[0].error, "retriable", False))
 
     @property
     def value(self) -> RecordMetadata | None:
-        return self._batch.metadata(self._index) if self.succeeded() else None
+        return self[0].metadata(self[1]) if self.succeeded() else None
 
     @property
     def exception(self) -> BaseException | None:
-        return self._batch.error if self.is_done else None
+        return self[0].error if self[0].done else None
 
     def get(self, timeout: float | None = None) -> RecordMetadata:
         """Block until acknowledged; return RecordMetadata.
 
         Raises the send's error, or KafkaTimeoutError after ``timeout`` seconds.
         """
-        if not self.is_done:
-            self._owner.wait_for(self, timeout)
-        batch = self._batch
+        batch = self[0]
+        if not batch.done:
+            self._owner.wait_for(batch, timeout)
         if batch.error is not None:
             raise batch.error
-        return batch.metadata(self._index)
+        return batch.metadata(self[1])
 
     def add_callback(self, fn: Callable, *args: Any, **kwargs: Any) -> FutureRecordMetadata:
         """Call ``fn(*args, record_metadata, **kwargs)`` when the record is acknowledged."""
         if args or kwargs:
             fn = functools.partial(fn, *args, **kwargs)
-        self._owner.add_callback(self, fn, False)
+        self._owner.add_callback(self[0], self[1], fn, False)
         return self
 
     def add_errback(self, fn: Callable, *args: Any, **kwargs: Any) -> FutureRecordMetadata:
         """Call ``fn(*args, exception, **kwargs)`` if the send fails."""
         if args or kwargs:
             fn = functools.partial(fn, *args, **kwargs)
-        self._owner.add_callback(self, fn, True)
+        self._owner.add_callback(self[0], self[1], fn, True)
         return self
 
     def add_both(self, fn: Callable, *args: Any, **kwargs: Any) -> FutureRecordMetadata:
         self.add_callback(fn, *args, **kwargs)
         return self.add_errback(fn, *args, **kwargs)
 
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __hash__(self) -> int:
+        return id(self)
+
     def __repr__(self) -> str:
-        state = "done" if self.is_done else "pending"
-        return f"<FutureRecordMetadata {state}>"
+        return f"<FutureRecordMetadata {'done' if self.is_done else 'pending'}>"
 
 
 class ProducerBatch:
-    """One sealed batch: the encoded bytes plus what is needed to answer futures."""
+    """Records of one partition that go to the broker as one record batch.
 
-    __slots__ = ("tp", "data", "count", "futures", "timestamps", "key_sizes", "value_sizes",
-                 "header_sizes", "base_offset", "error", "done", "attempts", "retry_at")
+    Open: ``records`` grows under the partition's lock. Sealed: ``data`` holds the
+    encoded bytes and the columns needed to answer futures; ``records`` is None.
+    """
 
-    def __init__(self, tp: TopicPartition, data: bytes, futures, timestamps, key_sizes,
-                 value_sizes, header_sizes):
+    __slots__ = ("tp", "records", "nbytes", "first_seen", "data", "count", "timestamps",
+                 "key_sizes", "value_sizes", "header_sizes", "base_offset", "error", "done",
+                 "attempts", "retry_at")
+
+    def __init__(self, tp: TopicPartition):
         self.tp = tp
-        self.data = data
-        self.count = len(futures)
-        self.futures = futures
-        self.timestamps = timestamps
-        self.key_sizes = key_sizes
-        self.value_sizes = value_sizes
-        self.header_sizes = header_sizes
+        self.records: list[tuple] | None = []
+        self.nbytes = 0
+        self.first_seen: float | None = None
+        self.data = b""
+        self.count = 0
+        self.timestamps: Any = ()
+        self.key_sizes: list[int] | None = None
+        self.value_sizes: list[int] = []
+        self.header_sizes: list[int] | None = None
         self.base_offset = -1
         self.error: BaseException | None = None
         self.done = False
         self.attempts = 0
         self.retry_at = 0.0
+
+    def seal(self) -> None:
+        """Encode the records (I/O thread, after the batch left its partition's buffer)."""
+        records, self.records = self.records, None
+        ts, keys, values, headers, _sizes_col = zip(*records, strict=True)
+        count = self.count = len(ts)
+        if keys.count(None) == count:
+            keys = None
+        if headers.count(None) == count:
+            headers = None
+        self.data = encode_batch(ts, keys, values, headers)
+        self.timestamps = ts
+        self.key_sizes = _sizes(keys) if keys is not None else None
+        self.value_sizes = _sizes(values)
+        self.header_sizes = _header_sizes(headers) if headers is not None else None
 
     def metadata(self, index: int) -> RecordMetadata:
         base = self.base_offset
@@ -157,28 +187,58 @@ class ProducerBatch:
 
 
 class PartitionBuffer:
-    """Records of one partition waiting to be sealed into a batch."""
+    """The open batch of one partition, and its full batches waiting to be sent."""
 
-    __slots__ = ("tp", "records", "first_seen", "avg_size", "full_count")
+    __slots__ = ("tp", "lock", "open", "ready", "limit", "future_class")
 
-    def __init__(self, tp: TopicPartition, batch_size: int):
+    def __init__(self, tp: TopicPartition, limit: int, future_class: type):
         self.tp = tp
-        self.records: list[tuple] = []
-        self.first_seen: float | None = None
-        self.avg_size = 128.0
-        self.full_count = max(1, int(batch_size // self.avg_size))
+        self.lock = threading.Lock()
+        self.open = ProducerBatch(tp)
+        self.ready: deque[ProducerBatch] = deque()
+        self.limit = limit
+        self.future_class = future_class
+
+    def append(self, record: tuple) -> FutureRecordMetadata:
+        """Add ``(timestamp, key, value, headers, size)``; any thread. Returns its future."""
+        lock = self.lock
+        lock.acquire()
+        batch = self.open
+        records = batch.records
+        if batch.nbytes + record[4] > self.limit and records:
+            self.ready.append(batch)
+            batch = self.open = ProducerBatch(self.tp)
+            records = batch.records
+        index = len(records)
+        records.append(record)
+        batch.nbytes += record[4]
+        lock.release()
+        return _new_tuple(self.future_class, (batch, index))
+
+    def take_open(self) -> ProducerBatch | None:
+        """Swap in a fresh open batch; return the old one if it holds records."""
+        with self.lock:
+            batch = self.open
+            if not batch.records:
+                return None
+            self.open = ProducerBatch(self.tp)
+            return batch
+
+    def pending(self) -> int:
+        return len(self.open.records or ()) + sum(len(b.records or ()) for b in self.ready)
 
 
 class RecordAccumulator:
     def __init__(self, *, batch_size: int, max_request_size: int, linger_ms: float,
                  buffer_memory: int, clock: Clock):
-        self.batch_size = max(1, int(batch_size))
+        self.batch_size = max(0, int(batch_size))
         self.max_request_size = int(max_request_size)
+        self.limit = max(0, min(self.batch_size, self.max_request_size) - BATCH_OVERHEAD)
         self.linger = linger_ms / 1000.0
         self.buffer_memory = buffer_memory
         self._clock = clock
         self.cond = threading.Condition()
-        self._callbacks: dict[FutureRecordMetadata, list[tuple[Callable, bool]]] = {}
+        self._callbacks: dict[ProducerBatch, list[tuple[int, Callable, bool]]] = {}
         self.buffers: list[PartitionBuffer] = []
         self.incomplete = 0  # sealed batches not yet acknowledged (I/O thread writes)
         self.in_flight_bytes = 0
@@ -191,7 +251,7 @@ class RecordAccumulator:
                                   "__module__": FutureRecordMetadata.__module__})
 
     def new_buffer(self, tp: TopicPartition) -> PartitionBuffer:
-        buf = PartitionBuffer(tp, self.batch_size)
+        buf = PartitionBuffer(tp, self.limit, self.future_class)
         self.buffers = [*self.buffers, buf]  # replace, never mutate: drain iterates it
         return buf
 
@@ -199,75 +259,53 @@ class RecordAccumulator:
 
     def drain(self, now: float, budget: int, on_seal: Callable[[PartitionBuffer], None]
               ) -> tuple[list[ProducerBatch], float | None]:
-        """Seal ready batches worth at most ``budget`` bytes (at least one batch).
+        """Seal ready batches worth about ``budget`` bytes (at least one batch).
 
-        Returns (batches, seconds until the next lingering buffer is due, or None).
+        Returns (batches, seconds until the next lingering batch is due, or None).
         """
         batches: list[ProducerBatch] = []
         used = 0
         next_due = None
-        buffered = 0.0
+        buffered = 0
         force = self.flushing or self.closing or self.linger <= 0
         for buf in self.buffers:
-            records = buf.records
-            if not records:
-                buf.first_seen = None
+            ready = buf.ready
+            while ready and (not batches or used + ready[0].nbytes <= budget):
+                used += self._seal(ready.popleft(), batches)
+                on_seal(buf)
+            if ready:
+                next_due = 0.0  # more is ready than this request takes
+                buffered += sum(b.nbytes for b in ready)
                 continue
-            buffered += len(records) * buf.avg_size
+            batch = buf.open
+            if not batch.records:
+                continue
+            buffered += batch.nbytes
             if not force:
-                if buf.first_seen is None:
-                    buf.first_seen = now
-                due = buf.first_seen + self.linger
-                if now < due and len(records) < buf.full_count:
+                if batch.first_seen is None:
+                    batch.first_seen = now
+                due = batch.first_seen + self.linger
+                if now < due:
                     wait = due - now
                     next_due = wait if next_due is None else min(next_due, wait)
                     continue
-            while records and (not batches or used < budget):
-                batch = self._seal(buf, budget - used if batches else self.max_request_size)
-                if batch is None:
-                    break
-                batches.append(batch)
-                used += len(batch.data)
+            if batches and used + batch.nbytes > budget:
+                next_due = 0.0
+                continue
+            batch = buf.take_open()
+            if batch is not None:
+                used += self._seal(batch, batches)
                 on_seal(buf)
-            if records:
-                next_due = 0.0  # ready, but this request is full
-            else:
-                buf.first_seen = None
         self.full = buffered + self.in_flight_bytes > self.buffer_memory
         self.wake_on_append = next_due is None
         return batches, next_due
 
-    def _seal(self, buf: PartitionBuffer, room: int) -> ProducerBatch | None:
-        records = buf.records
-        limit = min(self.batch_size, room) - BATCH_OVERHEAD
-        estimate = int(self.batch_size / buf.avg_size * 1.25) + 8
-        chunk = records[:estimate]
-        ts, keys, values, headers, sizes, futures = zip(*chunk, strict=False)
-        cumulative = list(accumulate(sizes))
-        k = bisect_right(cumulative, limit)
-        if k == 0:  # the first record alone is larger than batch_size: a batch of its own
-            if cumulative[0] + BATCH_OVERHEAD > room and room < self.max_request_size:
-                return None  # does not fit in this request; the next one takes it
-            k = 1
-        if k < len(chunk):
-            ts, keys, values, headers, futures = ts[:k], keys[:k], values[:k], headers[:k], futures[:k]
-        del records[:k]
-        buf.avg_size = max(16.0, cumulative[k - 1] / k)
-        buf.full_count = max(1, int(self.batch_size // buf.avg_size))
-        if keys.count(None) == k:
-            keys = None
-        if headers.count(None) == k:
-            headers = None
-        data = encode_batch(ts, keys, values, headers)
-        batch = ProducerBatch(buf.tp, data, futures, ts,
-                              _sizes(keys) if keys is not None else None, _sizes(values),
-                              _header_sizes(headers) if headers is not None else None)
-        for index, future in enumerate(futures):
-            future._index = index
-            future._batch = batch
+    def _seal(self, batch: ProducerBatch, out: list[ProducerBatch]) -> int:
+        batch.seal()
+        out.append(batch)
         self.incomplete += 1
-        self.in_flight_bytes += len(data)
-        return batch
+        self.in_flight_bytes += len(batch.data)
+        return len(batch.data)
 
     def complete(self, batch: ProducerBatch, base_offset: int,
                  error: BaseException | None = None) -> None:
@@ -280,28 +318,24 @@ class RecordAccumulator:
             self.in_flight_bytes -= len(batch.data)
             batch.data = b""
             self.cond.notify_all()
-            fire = None
-            if self._callbacks:
-                pop = self._callbacks.pop
-                fire = [(f, pop(f)) for f in batch.futures if f in self._callbacks]
-        if fire:
-            for future, fns in fire:
-                for fn, is_errback in fns:
-                    _run_callback(future, fn, is_errback)
+            fire = self._callbacks.pop(batch, None) if self._callbacks else None
+        for index, fn, is_errback in fire or ():
+            _run_callback(batch, index, fn, is_errback)
 
     # -- user threads ------------------------------------------------------------
 
-    def add_callback(self, future: FutureRecordMetadata, fn: Callable, is_errback: bool) -> None:
+    def add_callback(self, batch: ProducerBatch, index: int, fn: Callable,
+                     is_errback: bool) -> None:
         with self.cond:
-            if not future.is_done:
-                self._callbacks.setdefault(future, []).append((fn, is_errback))
+            if not batch.done:
+                self._callbacks.setdefault(batch, []).append((index, fn, is_errback))
                 return
-        _run_callback(future, fn, is_errback)
+        _run_callback(batch, index, fn, is_errback)
 
-    def wait_for(self, future: FutureRecordMetadata, timeout: float | None) -> None:
+    def wait_for(self, batch: ProducerBatch, timeout: float | None) -> None:
         deadline = None if timeout is None else self._clock.monotonic() + timeout
         with self.cond:
-            while not future.is_done:
+            while not batch.done:
                 if deadline is None:
                     self.cond.wait(1.0)
                     continue
@@ -311,7 +345,7 @@ class RecordAccumulator:
                 self.cond.wait(left)
 
     def pending_records(self) -> int:
-        return sum(len(buf.records) for buf in self.buffers)
+        return sum(buf.pending() for buf in self.buffers)
 
     def wait_idle(self, timeout: float | None) -> bool:
         """Block until nothing is buffered or in flight; False on timeout."""
@@ -324,12 +358,25 @@ class RecordAccumulator:
                 self.cond.wait(left)
         return True
 
+    def abort(self, error: BaseException) -> None:
+        """Fail every record still buffered (close() after its timeout)."""
+        for buf in self.buffers:
+            batches = list(buf.ready)
+            buf.ready.clear()
+            batch = buf.take_open()
+            if batch is not None:
+                batches.append(batch)
+            for batch in batches:
+                batch.seal()
+                self.incomplete += 1
+                self.in_flight_bytes += len(batch.data)
+                self.complete(batch, -1, error)
 
-def _run_callback(future: FutureRecordMetadata, fn: Callable, is_errback: bool) -> None:
-    batch = future._batch
+
+def _run_callback(batch: ProducerBatch, index: int, fn: Callable, is_errback: bool) -> None:
     try:
         if batch.error is None and not is_errback:
-            fn(batch.metadata(future._index))
+            fn(batch.metadata(index))
         elif batch.error is not None and is_errback:
             fn(batch.error)
     except Exception:

@@ -30,12 +30,7 @@ from typing import Any
 
 from labkit._clock import REAL_CLOCK
 from labkit.client import config as cfg
-from labkit.client.accumulator import (
-    RECORD_OVERHEAD,
-    PartitionBuffer,
-    ProducerBatch,
-    RecordAccumulator,
-)
+from labkit.client.accumulator import RECORD_OVERHEAD, PartitionBuffer, RecordAccumulator
 from labkit.client.metadata import ClusterMetadata, refresh, topic_error
 from labkit.client.partitioner import DefaultPartitioner
 from labkit.client.sender import Sender
@@ -237,13 +232,10 @@ class KafkaProducer:
                 "--partitions N` or leave partition=None.")
         if timestamp_ms is None:
             timestamp_ms = self._time_ms()
-        future = self._acc.future_class()
-        records = st.buffers[partition].records
-        records.append((timestamp_ms, key, value, headers, size, future))
-        io = self._transport
-        if io._sleeping and (self._acc.wake_on_append
-                             or len(records) >= st.buffers[partition].full_count):
-            io.wakeup()
+        buf = st.buffers[partition]
+        future = buf.append((timestamp_ms, key, value, headers, size))
+        if self._transport._sleeping and (self._acc.wake_on_append or buf.ready):
+            self._transport.wakeup()
         if self._acc.full:
             self._wait_for_space()
         return future
@@ -350,22 +342,8 @@ class KafkaProducer:
         if not self._acc.wait_idle(timeout):
             log.warning("KafkaProducer.close: %d records were not acknowledged within %s s",
                         self._acc.pending_records() + self._acc.incomplete, timeout)
-        self._abort_buffered(KafkaTimeoutError("the producer was closed before this record "
-                                               "was sent"))
-        self._transport.close()
-
-    def _abort_buffered(self, error: BaseException) -> None:
-        for buf in self._acc.buffers:
-            records, buf.records = buf.records, []
-            if not records:
-                continue
-            ts, _keys, _values, _headers, _sizes, futures = zip(*records, strict=False)
-            batch = ProducerBatch(buf.tp, b"", futures, ts, None, [-1] * len(futures), None)
-            for index, future in enumerate(futures):
-                future._index = index
-                future._batch = batch
-            self._acc.incomplete += 1
-            self._acc.complete(batch, -1, error)
+        self._transport.close()  # joins the I/O thread: nothing drains after this
+        self._acc.abort(KafkaTimeoutError("the producer was closed before this record was sent"))
 
     def partitions_for(self, topic: str) -> set[int]:
         """The partition ids of ``topic`` (fetching metadata, auto-creating like send())."""

@@ -1,5 +1,6 @@
 """The producer's accumulator without sockets: batching, sealing, futures, callbacks."""
 
+import gc
 import threading
 
 import pytest
@@ -19,10 +20,8 @@ def make(batch_size=16384, linger_ms=0, max_request_size=1048576, clock=None):
 
 
 def append(acc, buf, value, key=None, ts=1000, headers=None):
-    future = acc.future_class()
     size = RECORD_OVERHEAD + len(value) + (len(key) if key else 0)
-    buf.records.append((ts, key, value, headers, size, future))
-    return future
+    return buf.append((ts, key, value, headers, size))
 
 
 def test_drain_seals_one_valid_batch_per_partition_in_order():
@@ -40,8 +39,9 @@ def test_drain_seals_one_valid_batch_per_partition_in_order():
     assert decoded.timestamps == [1000 + i for i in range(5)]
     assert decoded.keys == [None] * 5
     assert decode_batch(batches[1].data).keys == [b"k"]
-    assert not a.records and not b.records
-    assert [f._index for f in fa] == list(range(5))
+    assert a.pending() == 0 and b.pending() == 0
+    assert [f[1] for f in fa] == list(range(5))
+    assert all(f[0] is batches[0] for f in fa)
     assert acc.incomplete == 2
 
 
@@ -65,7 +65,7 @@ def test_request_budget_leaves_the_rest_buffered():
     batches, due = acc.drain(0.0, 2500, lambda b: None)
     assert 1 <= len(batches) <= 3
     assert sum(len(x.data) for x in batches) <= 2500 + 1000
-    assert buf.records and due == 0.0
+    assert buf.pending() and due == 0.0
     rest, _ = acc.drain(0.0, 1 << 20, lambda b: None)
     assert sum(x.count for x in batches + rest) == 50
 
@@ -169,7 +169,7 @@ def test_appends_from_several_threads_are_all_sealed_exactly_once():
     sealed = []
 
     def drainer():
-        while not stop.is_set() or buf.records:
+        while not stop.is_set() or buf.pending():
             batches, _ = acc.drain(0.0, 1 << 20, lambda b: None)
             sealed.extend(batches)
 
@@ -195,3 +195,14 @@ def test_appends_from_several_threads_are_all_sealed_exactly_once():
     for n in range(3):  # each thread's records keep their order
         mine = [v for v in values if v.startswith(b"%d-" % n)]
         assert mine == [b"%d-%d" % (n, i) for i in range(2000)]
+
+
+def test_buffered_records_do_not_burden_the_garbage_collector():
+    acc = make()
+    buf = acc.new_buffer(TP)
+    future = append(acc, buf, b"value", key=b"key")
+    gc.collect()
+    record = buf.open.records[0]
+    assert not gc.is_tracked(record)  # only atomic values: the GC stops watching it
+    del future  # nothing else refers to an ignored future
+    assert buf.pending() == 1
