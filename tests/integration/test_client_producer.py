@@ -249,3 +249,24 @@ def test_producer_keeps_working_across_a_broker_restart(broker, unique_topic):
         assert producer.send(unique_topic, b"after").get(timeout=20).offset == 1
     values = [r.value for r in read_all(broker.bootstrap, unique_topic, expected=2)]
     assert values == [b"before", b"after"]
+
+
+def test_send_from_several_threads(shared_broker, unique_topic):
+    results = {}
+
+    with KafkaProducer(bootstrap_servers=shared_broker.bootstrap, batch_size=512) as producer:
+        def worker(n):
+            futures = [producer.send(unique_topic, b"%d-%d" % (n, i)) for i in range(2000)]
+            results[n] = [f.get(timeout=20).offset for f in futures]
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    offsets = [o for n in range(4) for o in results[n]]
+    assert sorted(offsets) == list(range(8000))
+    assert all(results[n] == sorted(results[n]) for n in range(4))
+    by_offset = {r.offset: r.value for r in read_all(shared_broker.bootstrap, unique_topic, 8000)}
+    for n in range(4):
+        assert [by_offset[o] for o in results[n]] == [b"%d-%d" % (n, i) for i in range(2000)]
