@@ -240,3 +240,7 @@ def from_wire(errno: int, message: str | None = None) -> KafkaError:
     """An error instance for a code and the broker's message, ready to raise."""
     cls = for_code(errno)
     return cls(message) if message else cls()
+
+
+class NoOffsetForPartitionError(KafkaError):
+    """A partition has no position and ``auto_offset_reset='none'`` forbids choosing one."""
