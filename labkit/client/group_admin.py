@@ -1,0 +1,233 @@
+"""Consumer-group administration for ``KafkaAdminClient`` (kafka-python 2.x names).
+
+``GroupAdminMixin`` is mixed into ``KafkaAdminClient`` (labkit/client/admin.py);
+it uses only ``self._transport.call(api, header, idempotent=...)``. Every method
+is one blocking request of docs/groups.md (``list_groups``, ``describe_groups``,
+``offset_fetch``, ``offset_commit``, ``delete_groups``).
+
+Shapes follow kafka-python 2.x so course code keeps working:
+
+- ``list_consumer_groups()`` -> ``[(group_id, protocol_type), ...]``
+- ``describe_consumer_groups(ids)`` -> ``[GroupInformation, ...]`` whose ``members``
+  are ``MemberInformation`` with a decoded ``member_metadata``
+  (``ConsumerProtocolMemberMetadata``: the subscription) and ``member_assignment``
+  (``ConsumerProtocolMemberAssignment``: ``.assignment`` as ``[(topic, [partitions])]``,
+  ``.partitions()`` as TopicPartitions).
+- ``list_consumer_group_offsets(id)`` -> ``{TopicPartition: OffsetAndMetadata}``
+- ``delete_consumer_groups(ids)`` -> ``[(group_id, error class), ...]`` (``NoError``
+  on success; failures are also logged with the broker's explanation).
+- ``alter_consumer_group_offsets(id, offsets)`` -> ``{TopicPartition: NoError}``.
+
+labkit has one broker, so ``group_coordinator_id`` and ``broker_ids`` are accepted and
+ignored. Stateless apart from the client it is mixed into; thread-safe as its transport.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import namedtuple
+from collections.abc import Iterable
+from typing import Any
+
+from labkit import errors
+from labkit.client.group import offset_fetch_header, parse_offset_fetch
+from labkit.client.structs import OffsetAndMetadata, TopicPartition
+from labkit.errors import BrokerResponseError, IllegalArgumentError, for_code, from_wire
+
+log = logging.getLogger(__name__)
+
+if hasattr(errors, "NoError"):  # pragma: no cover - once labkit.errors defines it
+    NoError = errors.NoError
+else:
+    class NoError(BrokerResponseError):
+        """Error code 0: the operation succeeded (kafka-python's ``NoError``)."""
+
+        errno = 0
+        message = "NO_ERROR"
+        description = "No error--it worked!"
+
+
+MemberInformation = namedtuple("MemberInformation", [
+    "member_id", "client_id", "client_host", "member_metadata", "member_assignment"])
+MemberInformation.__doc__ = """One member of a described group (kafka-python's fields).
+
+``member_metadata`` is a ConsumerProtocolMemberMetadata (the subscribed topics),
+``member_assignment`` a ConsumerProtocolMemberAssignment (the partitions it owns now).
+"""
+
+GroupInformation = namedtuple("GroupInformation", [
+    "error_code", "group", "state", "protocol_type", "protocol", "members",
+    "authorized_operations"])
+GroupInformation.__doc__ = """One described group (kafka-python's fields).
+
+``state``: Empty, PreparingRebalance, Stable (docs/groups.md); ``protocol``: the
+assignor in use (``range``, ``roundrobin``, ``sticky``; ``''`` without members);
+``members``: list of MemberInformation; ``authorized_operations``: None (no ACLs).
+"""
+
+
+class ConsumerProtocolMemberMetadata(namedtuple(
+        "ConsumerProtocolMemberMetadata", ["version", "subscription", "user_data"])):
+    """A member's subscription: ``subscription`` is the list of topic names."""
+
+    __slots__ = ()
+
+
+class ConsumerProtocolMemberAssignment(namedtuple(
+        "ConsumerProtocolMemberAssignment", ["version", "assignment", "user_data"])):
+    """A member's partitions: ``assignment`` is ``[(topic, [partition, ...]), ...]``."""
+
+    __slots__ = ()
+
+    def partitions(self) -> list[TopicPartition]:
+        """The assigned partitions as TopicPartitions (kafka-python's method)."""
+        return [TopicPartition(topic, p) for topic, parts in self.assignment for p in parts]
+
+
+def _ids(group_ids: Any, what: str) -> list[str]:
+    """A list of group ids; a single string is taken as one id (not its letters)."""
+    if isinstance(group_ids, str):
+        return [group_ids]
+    ids = list(group_ids)
+    if not all(isinstance(g, str) for g in ids):
+        raise IllegalArgumentError(f"{what} takes a list of group ids (strings), got {ids!r}")
+    return ids
+
+
+def _by_topic(rows: Iterable) -> list[tuple[str, list[int]]]:
+    topics: dict[str, list[int]] = {}
+    for topic, partition in sorted((t, p) for t, p in rows):
+        topics.setdefault(topic, []).append(partition)
+    return list(topics.items())
+
+
+def _member(entry: dict) -> MemberInformation:
+    return MemberInformation(
+        entry.get("member_id", ""), entry.get("client_id", ""), entry.get("client_host", ""),
+        ConsumerProtocolMemberMetadata(0, list(entry.get("topics", [])), b""),
+        ConsumerProtocolMemberAssignment(0, _by_topic(entry.get("assignment", [])), b""))
+
+
+def _group(entry: dict) -> GroupInformation:
+    """A describe_groups entry as GroupInformation; raises its error (GroupIdNotFoundError)."""
+    code = entry.get("error", 0)
+    if code:
+        raise from_wire(code, entry.get("message")
+                        or f"consumer group '{entry.get('group_id')}' could not be described")
+    return GroupInformation(0, entry["group_id"], entry.get("state", ""),
+                            entry.get("protocol_type", ""), entry.get("assignor", ""),
+                            [_member(m) for m in entry.get("members", [])], None)
+
+
+def _offsets(offsets: Any) -> list[list]:
+    """``{TopicPartition: OffsetAndMetadata or int}`` as offset_commit rows."""
+    if not isinstance(offsets, dict) or not offsets:
+        raise IllegalArgumentError(
+            "alter_consumer_group_offsets needs a non-empty dict such as "
+            "{TopicPartition('t', 0): OffsetAndMetadata(42, '', -1)}")
+    rows = []
+    for tp, value in offsets.items():
+        if not isinstance(tp, tuple) or len(tp) != 2:
+            raise IllegalArgumentError(f"offsets keys must be TopicPartition('topic', 0), got {tp!r}")
+        topic, partition = tp
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = OffsetAndMetadata(value, "", -1)
+        offset = getattr(value, "offset", None)
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+            raise IllegalArgumentError(
+                f"the offset for {topic}-{partition} must be an integer >= 0 (the next record "
+                f"to read), got {value!r}")
+        rows.append([topic, int(partition), offset, getattr(value, "metadata", "") or ""])
+    return sorted(rows)
+
+
+class GroupAdminMixin:
+    """Consumer-group methods of ``KafkaAdminClient`` (see the module docstring)."""
+
+    _transport: Any
+
+    def list_consumer_groups(self, broker_ids: Any = None) -> list[tuple[str, str]]:
+        """Every group the broker knows, as ``(group_id, protocol_type)`` tuples, sorted.
+
+        Includes groups with members and groups that only have committed offsets.
+        Use ``describe_consumer_groups`` for their state and members.
+        """
+        header = self._transport.call("list_groups", {}, idempotent=True).header
+        return [(g["group_id"], g.get("protocol_type", "consumer"))
+                for g in header.get("groups", [])]
+
+    def describe_consumer_groups(self, group_ids: Any, group_coordinator_id: Any = None,
+                                 include_authorized_operations: bool = False
+                                 ) -> list[GroupInformation]:
+        """State, assignor and members (with their partitions) of each group, in order.
+
+        Raises GroupIdNotFoundError for a group the broker does not know (no members and
+        no committed offsets); check the name with ``list_consumer_groups()``.
+        """
+        ids = _ids(group_ids, "describe_consumer_groups")
+        if not ids:
+            return []
+        header = self._transport.call("describe_groups", {"group_ids": ids},
+                                      idempotent=True).header
+        return [_group(entry) for entry in header.get("groups", [])]
+
+    def list_consumer_group_offsets(self, group_id: str, group_coordinator_id: Any = None,
+                                    partitions: Iterable[TopicPartition] | None = None
+                                    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        """The group's committed offsets: ``{TopicPartition: OffsetAndMetadata}``.
+
+        ``partitions=None``: every partition the group has committed. With a list, each
+        partition asked for is in the result; one without a commit has offset -1 (as
+        in Kafka). An unknown group gives ``{}`` (Kafka does not treat it as an error).
+        Raises InvalidGroupIdError for an empty or too long group id.
+        """
+        if partitions is not None:
+            partitions = [TopicPartition(t, p) for t, p in partitions]
+        header = self._transport.call("offset_fetch", offset_fetch_header(group_id, partitions),
+                                      idempotent=True).header
+        for row in header.get("partitions", []):
+            if len(row) > 4 and row[4]:
+                raise from_wire(row[4], f"offset_fetch failed for {row[0]}-{row[1]} of "
+                                        f"group '{group_id}'")
+        return {tp: committed or OffsetAndMetadata(-1, "", -1)
+                for tp, committed in parse_offset_fetch(header).items()}
+
+    def delete_consumer_groups(self, group_ids: Any, group_coordinator_id: Any = None
+                               ) -> list[tuple[str, type]]:
+        """Delete groups and their committed offsets: ``[(group_id, error class), ...]``.
+
+        As in kafka-python, failures are returned, not raised: ``NoError`` for a deleted
+        group, ``NonEmptyGroupError`` while it has members (stop its consumers first),
+        ``GroupIdNotFoundError`` for an unknown group. Each failure is also logged as a
+        warning with the broker's explanation.
+        """
+        ids = _ids(group_ids, "delete_consumer_groups")
+        if not ids:
+            return []
+        header = self._transport.call("delete_groups", {"group_ids": ids},
+                                      idempotent=False).header
+        results = []
+        for entry in header.get("groups", []):
+            code = entry.get("error", 0)
+            if code:
+                log.warning("consumer group '%s' was not deleted: %s", entry["group_id"],
+                            entry.get("message") or for_code(code).description)
+            results.append((entry["group_id"], for_code(code) if code else NoError))
+        return results
+
+    def alter_consumer_group_offsets(self, group_id: str, offsets: dict,
+                                     group_coordinator_id: Any = None
+                                     ) -> dict[TopicPartition, type]:
+        """Set the group's committed offsets: ``{TopicPartition: OffsetAndMetadata or int}``.
+
+        The offset is the next record the group will read. All or nothing; returns
+        ``{TopicPartition: NoError}``. Creates the group's offsets if it had none.
+        Raises UnknownMemberIdError while the group has active members (stop its
+        consumers first), UnknownTopicOrPartitionError for a missing partition,
+        IllegalArgumentError for a negative offset.
+        """
+        rows = _offsets(offsets)
+        self._transport.call("offset_commit", {"group_id": group_id, "member_id": "",
+                                               "generation": -1, "offsets": rows},
+                             idempotent=True)  # setting the same offsets twice is harmless
+        return {TopicPartition(t, p): NoError for t, p, _, _ in rows}
