@@ -39,8 +39,10 @@ def _missing(reason: str) -> None:
 
 
 def chromium_path() -> str | None:
-    for candidate in (os.environ.get("LABKIT_CHROMIUM"), shutil.which("chromium"),
-                      "/usr/bin/chromium"):
+    """``$LABKIT_CHROMIUM`` when set (and only it), else chromium on PATH or /usr/bin."""
+    chosen = os.environ.get("LABKIT_CHROMIUM")
+    candidates = [chosen] if chosen else [shutil.which("chromium"), "/usr/bin/chromium"]
+    for candidate in candidates:
         if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     return None
