@@ -68,16 +68,27 @@ assignor in use (``range``, ``roundrobin``, ``sticky``; ``''`` without members);
 
 class ConsumerProtocolMemberMetadata(namedtuple(
         "ConsumerProtocolMemberMetadata", ["version", "subscription", "user_data"])):
-    """A member's subscription: ``subscription`` is the list of topic names."""
+    """A member's subscription: ``subscription`` (also ``topics``) lists topic names."""
 
     __slots__ = ()
+
+    @property
+    def topics(self) -> list[str]:
+        """The newer kafka-python name of ``subscription``."""
+        return self.subscription
 
 
 class ConsumerProtocolMemberAssignment(namedtuple(
         "ConsumerProtocolMemberAssignment", ["version", "assignment", "user_data"])):
-    """A member's partitions: ``assignment`` is ``[(topic, [partition, ...]), ...]``."""
+    """A member's partitions: ``assignment`` (also ``assigned_partitions``) is
+    ``[(topic, [partition, ...]), ...]``."""
 
     __slots__ = ()
+
+    @property
+    def assigned_partitions(self) -> list[tuple[str, list[int]]]:
+        """The newer kafka-python name of ``assignment``."""
+        return self.assignment
 
     def partitions(self) -> list[TopicPartition]:
         """The assigned partitions as TopicPartitions (kafka-python's method)."""

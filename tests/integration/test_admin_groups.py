@@ -106,9 +106,10 @@ def test_list_and_describe_a_group_with_members(admin, raw, unique_topic, group)
     for m in info.members:
         assert isinstance(m, MemberInformation)
         assert m.client_host == "/127.0.0.1"
-        assert m.member_metadata.subscription == [unique_topic]
+        assert m.member_metadata.subscription == m.member_metadata.topics == [unique_topic]
         assert isinstance(m.member_assignment, ConsumerProtocolMemberAssignment)
         (topic, parts), = m.member_assignment.assignment
+        assert m.member_assignment.assigned_partitions == [(topic, parts)]
         assert topic == unique_topic
         assert m.member_assignment.partitions() == [TopicPartition(unique_topic, p)
                                                     for p in parts]
