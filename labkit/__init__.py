@@ -38,6 +38,8 @@ _LAZY = {
     "ConsumerRecord": "labkit.client.structs",
     "RecordMetadata": "labkit.client.structs",
     "BrokerMetadata": "labkit.client.structs",
+    "GroupInformation": "labkit.client.group_admin",
+    "MemberInformation": "labkit.client.group_admin",
 }
 
 _ERRORS = {name: value for name, value in vars(errors).items()

@@ -21,7 +21,7 @@ class KafkaError(RuntimeError):
     def __str__(self) -> str:
         if not self.args:
             return self.__class__.__name__
-        return "{}: {}".format(self.__class__.__name__, super().__str__())
+        return f"{self.__class__.__name__}: {super().__str__()}"
 
 
 # -- client-side errors (no wire code) ---------------------------------------
@@ -146,7 +146,7 @@ class BrokerResponseError(KafkaError):
         detail = super().__str__()
         if self.args:
             return detail
-        return "{} - {} - {}".format(self.__class__.__name__, self.errno, self.description)
+        return f"{self.__class__.__name__} - {self.errno} - {self.description}"
 
 
 def _code(name: str, errno: int, description: str, *, retriable: bool = False,
@@ -168,6 +168,7 @@ def _code(name: str, errno: int, description: str, *, retriable: bool = False,
 _BY_CODE: dict[int, type[BrokerResponseError]] = {}
 
 # fmt: off
+NoError = _code("NoError", 0, "No error--it worked!")
 UnknownError = _code("UnknownError", -1, "The server experienced an unexpected error when processing the request.")
 OffsetOutOfRangeError = _code("OffsetOutOfRangeError", 1, "The requested offset is not within the range of offsets maintained by the server.")
 CorruptRecordError = _code("CorruptRecordError", 2, "The record failed its CRC check, exceeds the valid size, or is otherwise corrupt.")
@@ -228,11 +229,13 @@ GroupLoadInProgressError = CoordinatorLoadInProgressError
 GroupCoordinatorNotAvailableError = CoordinatorNotAvailableError
 NotCoordinatorForGroupError = NotCoordinatorError
 
+NoError.message = "NO_ERROR"  # kafka-python's spelling
 NO_ERROR = 0
 
 
 def for_code(errno: int) -> type[KafkaError]:
-    """The error class for a wire error code (``UnknownError`` for codes we do not know)."""
+    """The error class for a wire error code (``UnknownError`` for codes we do not know;
+    ``NoError`` for 0, as kafka-python's ``kafka.errors.for_code``)."""
     return _BY_CODE.get(errno, UnknownError)
 
 

@@ -32,19 +32,11 @@ from typing import Any
 from labkit import errors
 from labkit.client.group import offset_fetch_header, parse_offset_fetch
 from labkit.client.structs import OffsetAndMetadata, TopicPartition
-from labkit.errors import BrokerResponseError, IllegalArgumentError, for_code, from_wire
+from labkit.errors import IllegalArgumentError, for_code, from_wire
 
 log = logging.getLogger(__name__)
 
-if hasattr(errors, "NoError"):  # pragma: no cover - once labkit.errors defines it
-    NoError = errors.NoError
-else:
-    class NoError(BrokerResponseError):
-        """Error code 0: the operation succeeded (kafka-python's ``NoError``)."""
-
-        errno = 0
-        message = "NO_ERROR"
-        description = "No error--it worked!"
+NoError = errors.NoError
 
 
 MemberInformation = namedtuple("MemberInformation", [
