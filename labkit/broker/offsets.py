@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labkit._clock import Clock
+from labkit.log.recovery import fsync_dir
 
 DIR_NAME = "__consumer_offsets"
 FILE_NAME = "offsets.log"
@@ -58,18 +59,6 @@ def _encode(payload: dict) -> bytes:
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     return _RECORD.pack(len(body), zlib.crc32(body)) + body
 
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # some filesystems (and Windows) cannot open a directory; best effort
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class OffsetStore:
@@ -214,5 +203,5 @@ class OffsetStore:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self._path)
-        _fsync_dir(self._dir)
+        fsync_dir(self._dir)
         self._records = self._live_records()

@@ -59,6 +59,7 @@ try:  # POSIX; Windows students run the broker in Docker
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None
+from labkit.log.recovery import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -405,7 +406,7 @@ class TopicRegistry:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-        _fsync_dir(self.data_dir)
+        fsync_dir(self.data_dir)
 
     def _write_metadata_quietly(self) -> None:
         try:
@@ -442,18 +443,6 @@ def _normalized(overrides: dict[str, str], config: LogConfig) -> dict[str, str]:
     values = config.to_kafka()
     return {k: values.get(k, v) for k, v in overrides.items()}
 
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _new_cluster_id() -> str:
