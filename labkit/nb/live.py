@@ -8,8 +8,8 @@ loop in the cell, or ``follow(topic_or_consumer)`` from a background thread --
 and every change marks the plot dirty.
 
 Rendering: the figure is a plain ``matplotlib.figure.Figure`` on the Agg canvas
-(no pyplot, no GUI backend, no ipympl). Each redraw clears the axes, draws the
-model's ``snapshot()``, saves PNG bytes and assigns them to an
+(no pyplot, no GUI backend, no ipympl; ``_plotdraw``). Each redraw clears the
+axes, draws the model's ``snapshot()``, saves PNG bytes and assigns them to an
 ``ipywidgets.Image``; JupyterLab swaps the picture in place. This needs no lab
 extension beyond ipywidgets and runs headless (nbclient/nbval) unchanged.
 Outside a Jupyter kernel nothing is displayed; ``png()``/``save()`` still work.
@@ -28,15 +28,14 @@ error, with what to do, under the plot (``plot.error`` keeps it).
 
 from __future__ import annotations
 
-import io
 import threading
 import weakref
-from collections.abc import Callable, Hashable, Iterable, Mapping
-from datetime import datetime
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from labkit._clock import REAL_CLOCK, Clock
 from labkit.errors import IllegalArgumentError, IllegalStateError
+from labkit.nb._plotdraw import Canvas
 from labkit.nb._plotmodel import BarModel, HistModel, LineModel
 
 __all__ = ["LivePlot", "stop_all"]
@@ -128,7 +127,7 @@ class LivePlot:
         self.error: str | None = None
         self.draws = 0
         self._png = b""
-        self._fig = self._make_figure(figsize)
+        self._canvas = Canvas(figsize)
         self.widget = self._make_widget()
         _ACTIVE.add(self)
         self.draw()
@@ -263,8 +262,10 @@ class LivePlot:
         t = getattr(record, "timestamp", None)
         t = t if isinstance(t, int | float) and t >= 0 else None
         with self._lock:
-            if isinstance(out, Mapping):
-                self.model.update(out) if self.kind != "line" else self.model.update(out, x=t)
+            if isinstance(out, Mapping) and self.kind == "line":
+                self.model.update(out, x=t)
+            elif isinstance(out, Mapping):
+                self.model.update(out)
             elif self.kind == "line":
                 if isinstance(out, tuple):
                     self.model.add(*out)
@@ -315,10 +316,9 @@ class LivePlot:
                 snap = self.model.snapshot()
                 info = self._info(snap)
             self._last_draw = self._clock.monotonic()
-            self._render(snap, info)
-            buf = io.BytesIO()
-            self._fig.savefig(buf, format="png")
-            self._png = buf.getvalue()
+            self._canvas.render(self.kind, self.model, snap, title=self.title, info=info,
+                                xlabel=self.xlabel, ylabel=self.ylabel)
+            self._png = self._canvas.png()
             self.draws += 1
             if self.widget is not None:
                 self._image.value = self._png
@@ -355,21 +355,12 @@ class LivePlot:
                 parts.append(f"{below} below / {above} above range")
         return " · ".join(parts)
 
-    def _make_figure(self, figsize: tuple[float, float]) -> Any:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=figsize, dpi=100, layout="tight")
-        FigureCanvasAgg(fig)
-        self._ax = fig.add_subplot()
-        return fig
-
     def _make_widget(self) -> Any:
         try:
             import ipywidgets as w
         except ImportError:
             return None
-        width = int(self._fig.get_figwidth() * self._fig.dpi)
+        width = self._canvas.width_px
         self._image = w.Image(format="png", layout=w.Layout(width=f"{width}px", max_width="100%"))
         self._image.add_class("labkit-liveplot-image")
         self._label = w.HTML("")
@@ -384,52 +375,6 @@ class LivePlot:
             return
         color = "#b00020" if error else "#555"
         self._label.value = f'<span style="color:{color}">{_escape(text)}</span>'
-
-    def _render(self, snap: Any, info: str) -> None:
-        ax = self._ax
-        ax.clear()
-        ax.set_title(self.title or self.kind, loc="left", fontsize=11)
-        ax.set_title(info, loc="right", fontsize=8, color="#666")
-        ax.grid(True, alpha=0.3)
-        ax.set_axisbelow(True)
-        if self.kind == "line":
-            self._render_line(ax, snap)
-        elif self.kind == "bar":
-            keys = [str(k) for k, _ in snap]
-            ax.bar(keys, [v for _, v in snap], color="#4c72b0")
-            if len(keys) > 8:
-                ax.tick_params(axis="x", labelrotation=45)
-            ax.set_ylabel(self.ylabel or self.model.agg)
-        else:
-            edges, counts, _, _ = snap
-            widths = [b - a for a, b in zip(edges, edges[1:], strict=False)]
-            ax.bar(edges[:-1], counts, width=widths, align="edge", color="#55a868",
-                   edgecolor="white")
-            ax.set_ylabel(self.ylabel or "count")
-        if self.xlabel:
-            ax.set_xlabel(self.xlabel)
-
-    def _render_line(self, ax: Any, snap: Mapping[Hashable, tuple[list[float], list[float]]]) -> None:
-        time_axis = self.model.x_is_time
-        if time_axis:
-            import matplotlib.dates as mdates
-
-            tz = datetime.now().astimezone().tzinfo
-            locator = mdates.AutoDateLocator(tz=tz, minticks=3, maxticks=8)
-            ax.xaxis.set_major_locator(locator)
-            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=tz))
-        for name, (xs, ys) in snap.items():
-            if time_axis:
-                xs = [x / 86400.0 for x in xs]  # matplotlib date numbers: days since 1970
-            ax.plot(xs, ys, marker="." if len(xs) < 50 else None, label=str(name))
-        if len(snap) > 1:
-            ax.legend(loc="upper left", fontsize=8)
-        if self.ylabel:
-            ax.set_ylabel(self.ylabel)
-        elif self.model.bucket_s:
-            ax.set_ylabel(f"{self.model.agg} per {self.model.bucket_s:g} s")
-        if not self.xlabel and not time_axis:  # a time axis shows the date on its own
-            ax.set_xlabel("arrival")
 
 
 class _ValueFnError(Exception):
