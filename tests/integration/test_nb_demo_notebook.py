@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -185,3 +188,16 @@ def test_live_plot_follow_without_a_broker_reports_what_to_do(tmp_path):
         time.sleep(0.05)
     assert not plot.running
     assert "labkit broker" in plot.error and "doctor" in plot.error
+
+
+def test_demo_notebook_passes_nbval(tmp_path, shared_broker):
+    """What `labkit grade` does: pytest --nbval-lax, headless, every cell must run."""
+    shutil.copy(DEMO, tmp_path / DEMO.name)
+    env = dict(os.environ, LABKIT_BOOTSTRAP=shared_broker.bootstrap)
+    env.pop("LABKIT_GRADING", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",
+         "--rootdir", str(tmp_path), str(tmp_path / DEMO.name)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and "failed" not in proc.stdout
