@@ -36,7 +36,7 @@ import labkit
 from labkit._clock import REAL_CLOCK, Clock
 from labkit.nb._connect import BOOTSTRAP_ENV, bootstrap_servers, explain
 
-__all__ = ["Report", "Result", "doctor", "run_checks"]
+__all__ = ["doctor", "run_checks"]
 
 OK, FAIL, WARN, SKIP = "ok", "fail", "warn", "skip"
 _SYMBOLS = {OK: "✔", FAIL: "✘", WARN: "!", SKIP: "–"}
