@@ -1,0 +1,164 @@
+"""Checks of notebook 08, event-driven vs data-driven apps (registered on import).
+
+- ``08.1`` ``is_suspicious(tx) -> bool``: the fraud rule both apps share --
+  ``amount > 3000`` PLN, or made at night (the hour of ``timestamp`` is below 6).
+- ``08.2`` what the event-driven consumer loop flagged, against what was sent:
+  exactly the suspicious transactions, each once.
+- ``08.3`` which kind of app fits each situation of ``SITUATIONS``.
+
+The checks are pure and deterministic: they never look at latencies (those depend
+on the machine), only at *which* transactions were flagged. ``labkit.nb.exercises``
+imports this module so the ids are registered with the course's other exercises.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+from labkit.nb.checks import Wrong, call, exercise, expect
+from labkit.nb.exercises_ref import values
+from labkit.nb.generators import transactions
+
+LARGE_AMOUNT = 3000.0
+NIGHT_BEFORE_HOUR = 6
+
+# letter -> (situation, the right kind, why); notebook 08 lists the same situations and
+# discusses the reasons
+SITUATIONS: dict[str, tuple[str, str, str]] = {
+    "a": ("block a card while the customer is still at the till when a payment looks "
+          "fraudulent", "event", "the action must follow each payment within a second"),
+    "b": ("a daily report of sales per store for the shop managers", "data",
+          "a periodic query over stored data is enough; nobody waits for single events"),
+    "c": ("send the customer a text message a few seconds after a payment above 3000 PLN",
+          "event", "it reacts to one event, right after it happens"),
+    "d": ("an analyst looks for new fraud patterns in last year's transactions", "data",
+          "ad-hoc questions over history need the data stored and queryable"),
+    "e": ("switch off a cooling unit as soon as its sensor reports more than 90 °C",
+          "event", "a late reaction costs money: react to each reading as it arrives"),
+    "f": ("a chart of revenue per category, refreshed every 15 minutes", "data",
+          "a refresh on a schedule is what a query over stored data gives"),
+}
+_KIND_WORDS = {"event": "event", "event-driven": "event", "event driven": "event",
+               "data": "data", "data-driven": "data", "data driven": "data"}
+
+
+def is_suspicious_ref(tx: Mapping) -> bool:
+    """The reference rule: amount > 3000 PLN, or the hour of ``timestamp`` is below 6."""
+    night = datetime.fromisoformat(str(tx["timestamp"])).hour < NIGHT_BEFORE_HOUR
+    return float(tx["amount"]) > LARGE_AMOUNT or night
+
+
+def _tx(tx_id: str, amount: float, time: str, category: str = "odzież") -> dict:
+    return {"tx_id": tx_id, "user_id": "u03", "amount": amount, "store": "Wrocław",
+            "category": category, "timestamp": f"2026-03-02T{time}"}
+
+
+def rule_cases() -> list[tuple[dict, str]]:
+    """Edge cases of the rule with what each tests, then ordinary seeded transactions."""
+    edges = [
+        (_tx("TX7001", 120.0, "12:00:00"), "120.00 PLN at noon (neither large nor at night)"),
+        (_tx("TX7002", 3000.0, "12:00:00"), "exactly 3000.00 PLN at noon (large means > 3000)"),
+        (_tx("TX7003", 3000.01, "12:00:00"), "3000.01 PLN at noon (large)"),
+        (_tx("TX7004", 4999.99, "18:30:00", "elektronika"), "4999.99 PLN in the evening (large)"),
+        (_tx("TX7005", 15.0, "00:00:00"), "15.00 PLN at midnight (night: hour 0)"),
+        (_tx("TX7006", 15.0, "05:59:59"), "15.00 PLN at 05:59:59 (night: hour 5)"),
+        (_tx("TX7007", 15.0, "06:00:00"), "15.00 PLN at 06:00:00 (hour 6 is not < 6)"),
+        (_tx("TX7008", 4200.0, "03:10:00"), "4200.00 PLN at 03:10 (large and at night)"),
+        (_tx("TX7009", 2999.99, "23:59:59"), "2999.99 PLN at 23:59:59 (not night: hour 23)"),
+    ]
+    ordinary = [(tx, f"{tx['tx_id']}: {tx['amount']:.2f} PLN at {tx['timestamp'][11:]}")
+                for tx in transactions(seed=801, count=80, suspicious_share=0.3)]
+    return edges + ordinary
+
+
+@exercise("08.1", points=2, title="The fraud rule both apps share")
+def rule(fn):
+    """fn(tx) -> True for amount > 3000 or a night-time transaction (hour < 6), else False."""
+    for tx, why in rule_cases():
+        got = call(fn, dict(tx))
+        if got is None:
+            got = False
+        expect(isinstance(got, bool), f"return True or False, got {got!r} for {why}")
+        want = is_suspicious_ref(tx)
+        expect(got == want, f"{why}: expected {want}, got {got}: suspicious means "
+                            "amount > 3000 or the hour of 'timestamp' below 6")
+
+
+def _flagged_ids(answer) -> list[str]:
+    """tx_ids from a list of transactions, records, tx_ids or (item, ...) tuples, or a
+    dict keyed by tx_id."""
+    if isinstance(answer, str | bytes):
+        raise Wrong("give a list of the flagged transactions (or their tx_ids), not one string")
+    if isinstance(answer, Mapping):
+        if "tx_id" in answer:
+            raise Wrong("this is one transaction: collect every flagged transaction in a list")
+        answer = list(answer.keys())
+    if not isinstance(answer, Iterable):
+        raise Wrong(f"give a list of the flagged transactions, got {type(answer).__name__}")
+    ids = []
+    for item in answer:
+        if isinstance(item, tuple | list) and item and not hasattr(item, "value"):
+            item = item[0]
+        value = values([item])[0]
+        if isinstance(value, Mapping):
+            if "tx_id" not in value:
+                raise Wrong(f"{dict(value)!r} has no tx_id: keep the transactions (record.value)")
+            ids.append(str(value["tx_id"]))
+        else:
+            ids.append(str(value))
+    return ids
+
+
+def _describe(tx: Mapping) -> str:
+    return f"{tx['tx_id']} ({float(tx['amount']):.2f} PLN at {str(tx['timestamp'])[11:]})"
+
+
+@exercise("08.2", points=2, title="The event-driven app flags exactly the suspicious transactions")
+def event_driven(flagged, *, sent):
+    """flagged: what the consumer loop flagged (transactions, records or tx_ids);
+    sent: every transaction the stream sent."""
+    sent_txs = {tx["tx_id"]: tx for tx in values(sent)}
+    want = {tx_id for tx_id, tx in sent_txs.items() if is_suspicious_ref(tx)}
+    got = Counter(_flagged_ids(flagged))
+    expect(got, f"nothing flagged, {len(want)} expected: poll the topic until you have seen "
+                f"all {len(sent_txs)} transactions and flag each one is_suspicious() accepts")
+    unknown = sorted(set(got) - set(sent_txs))
+    expect(not unknown, f"{unknown[0] if unknown else ''} was not sent in this run: start from "
+                        "an empty list and read only this notebook's topic")
+    extra = sorted(set(got) - want)
+    expect(not extra, f"{_describe(sent_txs[extra[0]]) if extra else ''} is not suspicious: flag "
+                      "only what the rule of 08.1 accepts")
+    missing = sorted(want - set(got))
+    expect(not missing, f"{len(missing)} suspicious transaction(s) not flagged, e.g. "
+                        f"{_describe(sent_txs[missing[0]]) if missing else ''}: check that 08.1 passes, "
+                        f"and keep polling until all {len(sent_txs)} transactions arrived (use "
+                        "a deadline, not a fixed number of polls)")
+    twice = sorted(k for k, n in got.items() if n > 1)
+    expect(not twice, f"{twice[0] if twice else ''} is flagged {got[twice[0]] if twice else 0} "
+                      "times: flag each transaction once")
+
+
+def _kind(answer: object) -> str | None:
+    if not isinstance(answer, str):
+        return None
+    return _KIND_WORDS.get(answer.strip().lower())
+
+
+@exercise("08.3", points=1, title="Event-driven or data-driven?")
+def which_app(choices):
+    """choices: {letter: "event" or "data"} for each situation a-f."""
+    expect(isinstance(choices, Mapping), 'give a dict like {"a": "event", "b": "data", ...}')
+    picked = {str(k).strip().lower(): v for k, v in choices.items()}
+    missing = [letter for letter in SITUATIONS if letter not in picked]
+    expect(not missing, f"situation {missing[0] if missing else ''} has no answer: give one "
+                        "for each letter a-f")
+    for letter, (situation, want, _why) in SITUATIONS.items():
+        got = _kind(picked[letter])
+        expect(got is not None, f"{letter}: answer 'event' or 'data', got {picked[letter]!r}")
+        if got != want:
+            raise Wrong(f"{letter} ({situation}): think again about how soon the result is "
+                        "needed and whether it reacts to single events or queries stored data")
+
+
