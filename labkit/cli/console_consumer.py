@@ -15,6 +15,7 @@ Time for ``--timeout-ms`` comes from an injected clock.
 from __future__ import annotations
 
 import argparse
+import select
 import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -274,6 +275,25 @@ def consume(consumer: Any, out: TextIO, opts: FormatOptions, progress: Progress,
         if printed:
             out.flush()
             last_record = clock.monotonic()
+        elif reader_gone(out):
+            raise BrokenPipeError("the program reading the output has exited")
+
+
+def reader_gone(stream: TextIO) -> bool:
+    """True when ``stream`` is a pipe whose reader has exited (e.g. ``| head -3``).
+
+    Without this check an idle consumer would wait forever: a closed pipe is only
+    noticed on the next write. POSIX only; elsewhere always False.
+    """
+    if not hasattr(select, "poll"):
+        return False
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(event & (select.POLLERR | select.POLLHUP) for _fd, event in poller.poll(0))
 
 
 def _start(consumer: Any, args: argparse.Namespace, err: TextIO) -> None:

@@ -269,32 +269,21 @@ def admin_alter_configs(admin: Any, name: str, configs: dict[str, str | None]) -
 
 
 def admin_config_overrides(admin: Any, names: list[str]) -> dict[str, dict[str, str]]:
-    """Each topic's configs that differ from the broker defaults."""
+    """Each topic's configs that differ from the broker defaults.
+
+    labkit's ``describe_configs`` answers ``{"topic": {name: {key: {"value", "is_default"}}}}``.
+    """
     from labkit import ConfigResource, ConfigResourceType
 
     result: dict[str, dict[str, str]] = {name: {} for name in names}
-    responses = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
-    for response in responses if isinstance(responses, list) else [responses]:
-        for resource in _get(response, "resources", default=[response]):
-            name = _get(resource, "resource_name", "name")
-            entries = _get(resource, "config_entries", "configs", default=[])
-            if isinstance(resource, tuple | list) and not isinstance(resource, dict):
-                name, entries = resource[3], resource[4]
-            for entry in entries:
-                key, value, is_default = _config_entry(entry)
-                if name in result and not is_default and value is not None:
-                    result[name][key] = value
+    if not names:
+        return result
+    answer = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+    for name, entries in answer.get("topic", {}).items():
+        for key, entry in entries.items():
+            if name in result and not entry.get("is_default") and entry.get("value") is not None:
+                result[name][key] = str(entry["value"])
     return result
-
-
-def _config_entry(entry: Any) -> tuple[str, str | None, bool]:
-    if isinstance(entry, tuple | list):
-        # kafka-python's (name, value, read_only, is_default | config_source, ...)
-        flag = entry[3]
-        is_default = flag is True or (not isinstance(flag, bool) and flag in (4, 5))
-        return entry[0], entry[1], is_default
-    is_default = _get(entry, "default", "is_default", default=False)
-    return _get(entry, "name"), _get(entry, "value"), bool(is_default)
 
 
 def admin_describe(admin: Any, names: list[str], servers: list[str]) -> list[TopicInfo]:

@@ -14,12 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import labkit
 from labkit.testing.broker import free_port
-
-# TEMPORARY while the client library lands in parallel.
-pytestmark = pytest.mark.skipif(not hasattr(labkit, "KafkaProducer"),
-                                reason="labkit.KafkaProducer is not in this build yet")
 
 BIN = Path(sys.executable).parent
 TIMEOUT_S = 60
@@ -269,3 +264,25 @@ def test_prompt_only_on_a_terminal(kafka, shared_broker, unique_topic):
     assert proc.returncode == 0, err
     got = kafka("console-consumer", "--topic", t, "--from-beginning", "--max-messages", "1")
     assert got.stdout == "typed\n"
+
+
+def test_consumer_exits_when_its_reader_goes_away(kafka, shared_broker, unique_topic):
+    """`labkit console-consumer ... | head -1` must not wait forever on an idle topic."""
+    t = unique_topic
+    create(kafka, t)
+    assert kafka("console-producer", "--topic", t, stdin=b"one\ntwo\n").returncode == 0
+    proc = subprocess.Popen(
+        [*tool("labkit"), "console-consumer", "--topic", t, "--bootstrap-server",
+         shared_broker.bootstrap, "--from-beginning"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
+    try:
+        assert proc.stdout.readline() == b"one\n"
+        proc.stdout.close()
+        err = proc.stderr.read()
+        proc.wait(timeout=TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    assert b"Traceback" not in err and b"Processed a total of" in err

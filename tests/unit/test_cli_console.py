@@ -2,6 +2,8 @@
 
 import argparse
 import io
+import os
+import sys
 from collections import namedtuple
 
 import pytest
@@ -211,6 +213,16 @@ def test_consume_times_out_after_silence_counted_from_the_last_record():
     assert progress.timed_out and progress.count == 1
     # 300 ms of silence, then a record; then the full 1000 ms of silence again.
     assert sum(wait for wait, _ in polls.waits[2:]) == 1000
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes")
+def test_reader_gone_sees_a_closed_pipe():
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "w") as stream:
+        assert not cc.reader_gone(stream)
+        os.close(read_end)
+        assert cc.reader_gone(stream)
+    assert not cc.reader_gone(io.StringIO())
 
 
 # -- console-producer ---------------------------------------------------------------

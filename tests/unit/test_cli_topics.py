@@ -95,12 +95,6 @@ def test_valid_commands_pass():
         topics.validate(parse(argv))
 
 
-def test_config_entries_in_both_kafka_python_shapes():
-    assert topics._config_entry(("retention.ms", "5", False, False, False)) == ("retention.ms", "5", False)
-    assert topics._config_entry(("retention.ms", "5", False, 5, False, [])) == ("retention.ms", "5", True)
-    assert topics._config_entry({"name": "a", "value": "1", "default": True}) == ("a", "1", True)
-
-
 def test_error_text_is_the_message_without_the_class_name():
     from labkit.errors import InvalidReplicationFactorError, TopicAlreadyExistsError
 
