@@ -11,6 +11,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from typing import Any
+
+from labkit.errors import KafkaConfigurationError
 
 DEFAULT_BOOTSTRAP = "localhost:9092"
 BOOTSTRAP_ENV = "LABKIT_BOOTSTRAP"
@@ -147,3 +150,19 @@ def decode_text(data: bytes | None, null: str = "null") -> str:
     if isinstance(data, str):
         return data
     return bytes(data).decode("utf-8", errors="replace")
+
+
+def build_client(factory: Any, config: dict[str, Any], flags: str) -> Any:
+    """``factory(**config)``; a rejected setting is re-raised naming the flags it came from.
+
+    Raises KafkaConfigurationError (and whatever ``factory`` raises, e.g. NoBrokersAvailable).
+    """
+    try:
+        return factory(**config)
+    except KafkaConfigurationError as exc:
+        detail = " ".join(str(exc.args[0] if exc.args else exc).split())
+        raise KafkaConfigurationError(
+            f"{detail} Settings given with {flags} use Kafka's names (linger.ms, "
+            "fetch.max.wait.ms, ...), which labkit turns into kafka-python's "
+            "(linger_ms, fetch_max_wait_ms); check that the name exists for this client."
+        ) from None

@@ -25,6 +25,7 @@ from labkit.cli._common import (
     UsageError,
     add_bootstrap_argument,
     bootstrap_servers,
+    build_client,
     client_kwargs,
     decode_text,
     parse_bool,
@@ -353,7 +354,7 @@ def run(args: argparse.Namespace) -> int:
 
     from labkit import KafkaConsumer
 
-    consumer = KafkaConsumer(**config)
+    consumer = build_client(KafkaConsumer, config, "--consumer-property/--consumer.config")
     try:
         _start(consumer, args, err)
     except BaseException:

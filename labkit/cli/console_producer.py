@@ -22,6 +22,7 @@ from labkit.cli._common import (
     acks_value,
     add_bootstrap_argument,
     bootstrap_servers,
+    build_client,
     client_kwargs,
     parse_bool,
     parse_key_values,
@@ -227,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
 
     from labkit import KafkaProducer
 
-    producer = KafkaProducer(**config)
+    producer = build_client(KafkaProducer, config, "--producer-property/--producer.config")
     delivery = Delivery(args.topic, err)
     interactive = sys.stdin.isatty()
     interrupted = False

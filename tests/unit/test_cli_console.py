@@ -310,3 +310,13 @@ def test_produce_lines_keeps_going_after_a_bad_line_and_prompts_only_when_asked(
     assert delivery.sent == 2 and delivery.rejected == 1
     assert "line number 2: 'broken'" in err.getvalue()
     assert prompt.getvalue() == ">>>>\n"
+
+
+def test_a_rejected_client_setting_names_the_flag():
+    from labkit import KafkaProducer
+    from labkit.cli._common import build_client
+    from labkit.errors import KafkaConfigurationError
+
+    with pytest.raises(KafkaConfigurationError, match="foo_bar.*--producer-property"):
+        build_client(KafkaProducer, {"bootstrap_servers": ["127.0.0.1:1"], "foo_bar": 1},
+                     "--producer-property")
