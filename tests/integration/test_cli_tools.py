@@ -4,6 +4,8 @@ one broker."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import pty
 import re
@@ -286,3 +288,24 @@ def test_consumer_exits_when_its_reader_goes_away(kafka, shared_broker, unique_t
             proc.wait()
     assert proc.returncode == 0
     assert b"Traceback" not in err and b"Processed a total of" in err
+
+
+def _groups_in_client() -> bool:
+    # The consumer falls back to reading without a group until this class exists.
+    if importlib.util.find_spec("labkit.client.group") is None:
+        return False
+    return hasattr(importlib.import_module("labkit.client.group"), "GroupCoordinator")
+
+
+@pytest.mark.skipif(not _groups_in_client(), reason="consumer groups are not in the client yet")
+def test_group_continues_where_it_stopped(kafka, unique_topic):
+    t = unique_topic
+    create(kafka, t)
+    assert kafka("console-producer", "--topic", t, stdin=b"1\n2\n3\n4\n").returncode == 0
+    group = f"{t}-group"
+    first = kafka("console-consumer", "--topic", t, "--group", group, "--from-beginning",
+                  "--max-messages", "2")
+    assert first.stdout == "1\n2\n", first.stderr
+    second = kafka("console-consumer", "--topic", t, "--group", group, "--from-beginning",
+                   "--max-messages", "2")
+    assert second.stdout == "3\n4\n", "the group's committed offsets are where it restarts"
