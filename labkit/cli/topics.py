@@ -29,6 +29,7 @@ from labkit.errors import (
     KafkaError,
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
+    for_code,
 )
 
 NAME = "topics"
@@ -228,31 +229,20 @@ def admin_delete_topic(admin: Any, name: str) -> None:
     admin.delete_topics([name])
 
 
-def _get(item: Any, *keys: str, default: Any = None) -> Any:
-    for key in keys:
-        if isinstance(item, dict) and key in item:
-            return item[key]
-        if hasattr(item, key):
-            return getattr(item, key)
-    return default
-
-
-def _raw_topics(admin: Any, names: list[str]) -> list[Any]:
-    from labkit.errors import for_code
-
+def _described(admin: Any, names: list[str]) -> list[dict]:
+    """``describe_topics`` entries (kafka-python 2.0's dict keys); raises a topic's error."""
     topics = []
     for item in admin.describe_topics(names):
-        code = _get(item, "error_code", "error", default=0) or 0
-        if code:
-            raise for_code(code)(f"topic '{_get(item, 'topic', 'name')}'")
+        if item.get("error_code"):
+            raise for_code(item["error_code"])(f"topic '{item['topic']}'")
         topics.append(item)
     return topics
 
 
 def admin_partition_count(admin: Any, name: str) -> int | None:
-    for item in _raw_topics(admin, [name]):
-        if _get(item, "topic", "name") == name:
-            return len(_get(item, "partitions", default=[]))
+    for item in _described(admin, [name]):
+        if item["topic"] == name:
+            return len(item["partitions"])
     return None
 
 
@@ -288,31 +278,29 @@ def admin_config_overrides(admin: Any, names: list[str]) -> dict[str, dict[str, 
 
 def admin_describe(admin: Any, names: list[str], servers: list[str]) -> list[TopicInfo]:
     """Metadata, config overrides and log start/end offsets of these topics, sorted by name."""
-    raw = {_get(item, "topic", "name"): item for item in _raw_topics(admin, names)}
+    raw = {item["topic"]: item for item in _described(admin, names)}
     overrides = admin_config_overrides(admin, sorted(raw))
-    offsets = _log_offsets(servers, {name: [_get(p, "partition", "partition_index")
-                                            for p in _get(item, "partitions", default=[])]
+    offsets = _log_offsets(servers, {name: [p["partition"] for p in item["partitions"]]
                                      for name, item in raw.items()})
     topics = []
     for name in sorted(raw):
-        item = raw[name]
         partitions = []
-        for p in _get(item, "partitions", default=[]):
-            number = _get(p, "partition", "partition_index")
-            start, end = offsets.get((name, number), (None, None))
+        for p in raw[name]["partitions"]:
+            start, end = offsets.get((name, p["partition"]), (None, None))
             partitions.append(PartitionInfo(
-                partition=number, leader=_get(p, "leader", "leader_id", default=-1),
-                replicas=tuple(_get(p, "replicas", "replica_nodes", default=())),
-                isr=tuple(_get(p, "isr", "isr_nodes", default=())),
+                partition=p["partition"], leader=p.get("leader", -1),
+                replicas=tuple(p.get("replicas", ())), isr=tuple(p.get("isr", ())),
                 log_start=start, log_end=end))
         topics.append(TopicInfo(name=name, partitions=tuple(partitions),
                                 configs=overrides.get(name, {}),
-                                topic_id=_get(item, "topic_id", default=None),
-                                internal=bool(_get(item, "is_internal", default=False))))
+                                topic_id=raw[name].get("topic_id"),
+                                internal=bool(raw[name].get("is_internal", False))))
     return topics
 
 
-def _log_offsets(servers: list[str], partitions: dict[str, list[int]]) -> dict[tuple[str, int], tuple[int, int]]:
+def _log_offsets(servers: list[str],
+                 partitions: dict[str, list[int]]) -> dict[tuple[str, int], tuple[int, int]]:
+    """(log start, log end) per partition, read by a consumer without a group."""
     from labkit import KafkaConsumer, TopicPartition
 
     tps = [TopicPartition(t, p) for t, ps in partitions.items() for p in ps]
