@@ -1,0 +1,210 @@
+"""The extra exercises of notebooks 00-05 (labkit/nb/exercises_intro.py): for each, a right
+answer passes, typical wrong answers fail with a hint that says what to do, and the
+placeholder is NOT ATTEMPTED."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from labkit import TopicPartition, nb
+from labkit.client.partitioner import murmur2
+from labkit.nb.checks import evaluate
+from labkit.nb.exercises_intro import _biggest_cases, _is_json
+from labkit.nb.generators import transactions
+
+
+@pytest.fixture(autouse=True)
+def _no_grading(monkeypatch):
+    monkeypatch.delenv("LABKIT_GRADING", raising=False)
+    monkeypatch.delenv("LABKIT_GRADE_LOG", raising=False)
+
+
+def line(exercise_id, answer, **context):
+    return evaluate(exercise_id, answer, **context).line
+
+
+def assert_outcomes(exercise_id, right, wrong, hint_part, **context):
+    assert evaluate(exercise_id, right, **context).status == "PASS", line(exercise_id, right, **context)
+    result = evaluate(exercise_id, wrong, **context)
+    assert result.status == "FAIL", result.line
+    assert hint_part in result.line, result.line
+    assert evaluate(exercise_id, ..., **context).status == "NOT ATTEMPTED"
+
+
+def test_the_extra_exercises_are_registered_with_the_course_ones():
+    ids = {e.id: e for e in nb.all_exercises()}
+    for needed in ["00.2", "01.1", "01.2", "02.2", "03.3", "04.2", "05.2"]:
+        assert needed in ids and ids[needed].title and ids[needed].points >= 1
+    assert "00.1" in ids and "05.1" in ids
+
+
+# -- 00.2 ----------------------------------------------------------------------------
+
+
+def test_00_2_the_data_has_one_biggest_transaction_per_case():
+    for data in _biggest_cases():
+        amounts = sorted((tx["amount"] for tx in data), reverse=True)
+        assert amounts[0] > amounts[1]
+
+
+def test_00_2_biggest_transaction():
+    def right(txs):
+        return max(txs, key=lambda tx: tx["amount"])
+
+    def smallest(txs):
+        return min(txs, key=lambda tx: tx["amount"])
+
+    assert_outcomes("00.2", right, smallest, "smallest amount")
+    assert evaluate("00.2", lambda txs: right(txs)["tx_id"]).status == "PASS"
+    assert "the whole transaction" in line("00.2", lambda txs: right(txs)["amount"])
+    assert "compare the 'amount'" in line("00.2", lambda txs: txs[0])
+    # the text order of amounts is not their numeric order
+    by_text = line("00.2", lambda txs: max(txs, key=lambda tx: str(tx["amount"])))
+    assert by_text.startswith("FAIL 00.2") and "expected TX" in by_text
+
+    def stub(txs):
+        """The transaction with the largest amount."""
+        # YOUR CODE HERE
+        ...
+
+    assert evaluate("00.2", stub).status == "NOT ATTEMPTED"
+
+
+# -- 01.1 ----------------------------------------------------------------------------
+
+
+def description(name, partitions, error_code=0):
+    return {"error_code": error_code, "topic": name, "name": name, "is_internal": False,
+            "partitions": [{"partition": p, "leader": 0, "replicas": [0], "isr": [0]}
+                           for p in range(partitions)]}
+
+
+def test_01_1_describe_a_new_topic():
+    ctx = {"topic": "nb01-payments", "partitions": 4}
+    assert_outcomes("01.1", description("nb01-payments", 4), description("nb01-payments", 1),
+                    "num_partitions=4", **ctx)
+    assert evaluate("01.1", [description("nb01-payments", 4)], **ctx).status == "PASS"
+    assert "not 'nb01-payments'" in line("01.1", description("nb01-rta", 4), **ctx)
+    assert "does not exist" in line("01.1", description("nb01-payments", 0, error_code=3), **ctx)
+    assert "describe_topics" in line("01.1", "nb01-payments", **ctx)
+
+
+# -- 01.2 ----------------------------------------------------------------------------
+
+
+LINES = [f"{key}:{n}" for n, key in enumerate(["jan", "ewa", "ola", "piotr", "jan", "ewa",
+                                               "kasia", "jan", "marek", "ola", "ewa", "zofia"])]
+
+
+def expected_counts(lines, num_partitions):
+    counts = dict.fromkeys(range(num_partitions), 0)
+    for text in lines:
+        key = text.split(":", 1)[0].encode()
+        counts[(murmur2(key) & 0x7FFFFFFF) % num_partitions] += 1
+    return counts
+
+
+def test_01_2_the_lines_spread_over_several_partitions():
+    counts = expected_counts(LINES, 4)
+    assert sum(1 for n in counts.values() if n) >= 3
+
+
+def test_01_2_records_per_partition():
+    ctx = {"lines": LINES, "num_partitions": 4}
+    right = expected_counts(LINES, 4)
+    shifted = {p: right[(p + 1) % 4] for p in range(4)}
+    assert_outcomes("01.2", right, shifted, "expected", **ctx)
+    # TopicPartition keys (as end_offsets returns them) and zero partitions left out
+    as_tps = {TopicPartition("nb01-payments", p): n for p, n in right.items()}
+    assert evaluate("01.2", as_tps, **ctx).status == "PASS"
+    assert evaluate("01.2", {p: n for p, n in right.items() if n}, **ctx).status == "PASS"
+    fewer = dict(right)
+    fewer[max(fewer, key=fewer.get)] -= 1
+    assert "add up to 11" in line("01.2", fewer, **ctx)
+    assert "does not exist" in line("01.2", {**right, 7: 0}, **ctx)
+    # the topic was left with 1 partition (exercise 01.1 skipped): all records in partition 0
+    assert "(exercise 01.1)" in line("01.2", {0: len(LINES)}, **ctx)
+    assert "dict" in line("01.2", [3, 4, 5], **ctx)
+
+
+# -- 02.2 ----------------------------------------------------------------------------
+
+
+def test_02_2_flushed_count():
+    assert_outcomes("02.2", 30, 0, "call producer.flush() before you count", sent=30)
+    assert "only 12 of 30" in line("02.2", 12, sent=30)
+    assert "holds 60 records" in line("02.2", 60, sent=30)
+    assert "as an int" in line("02.2", "30", sent=30)
+    assert "as an int" in line("02.2", True, sent=1)
+
+
+# -- 03.3 ----------------------------------------------------------------------------
+
+
+def test_03_3_read_from_an_offset():
+    sent = list(transactions(seed=33, count=200))
+    ctx = {"sent": sent, "start": 150}
+    assert_outcomes("03.3", sent[150:], sent, "you started at offset 0 (TX0001)", **ctx)
+    assert evaluate("03.3", [tx["tx_id"] for tx in sent[150:]], **ctx).status == "PASS"
+    records = [SimpleNamespace(value=json.dumps(tx).encode(), offset=n)
+               for n, tx in enumerate(sent)][150:]
+    assert evaluate("03.3", records, **ctx).status == "PASS"
+    assert "nothing read" in line("03.3", [], **ctx)
+    assert "read 40 of the 50" in line("03.3", sent[150:190], **ctx)
+    assert "read twice" in line("03.3", sent[150:] + sent[199:], **ctx)
+    assert "seek to offset 150" in line("03.3", sent[151:], **ctx)
+    assert "not one string" in line("03.3", "TX0151", **ctx)
+
+
+# -- 04.2 ----------------------------------------------------------------------------
+
+
+def raw_messages():
+    messages = [json.dumps(tx).encode() for tx in transactions(seed=44, count=30)]
+    for at, poison in [(4, b"{not json"), (11, b""), (19, b"\xff\xfe garbage"), (25, b'{"tx_id": ')]:
+        messages.insert(at, poison)
+    return messages
+
+
+def test_04_2_is_json_agrees_with_04_1s_cases():
+    assert [_is_json(raw) for raw in (b'{"a": 1}', b"[1]", b"{not", b"", b"\xff")] == [
+        True, True, False, False, False]
+
+
+def test_04_2_dead_letters():
+    sent = raw_messages()
+    poison = [raw for raw in sent if not _is_json(raw)]
+    assert len(poison) == 4
+    assert_outcomes("04.2", poison, poison[1:], "1 poison message(s) missing", sent=sent)
+    records = [SimpleNamespace(value=raw, offset=n) for n, raw in enumerate(reversed(poison))]
+    assert evaluate("04.2", records, sent=sent).status == "PASS"
+    assert "is empty" in line("04.2", [], sent=sent)
+    assert "is valid JSON" in line("04.2", poison + [sent[0]], sent=sent)
+    assert "2 times" in line("04.2", poison + poison[:1], sent=sent)
+    assert "never sent" in line("04.2", poison + [b"{other"], sent=sent)
+    decoded = [raw.decode("utf-8", errors="replace") for raw in poison]
+    assert "raw bytes" in line("04.2", decoded, sent=sent)
+    assert "not one value" in line("04.2", b"{not json", sent=sent)
+
+
+# -- 05.2 ----------------------------------------------------------------------------
+
+
+def test_05_2_per_key_order():
+    sent = list(transactions(seed=55, count=120))
+    right: dict = {}
+    for tx in sent:
+        right.setdefault(tx["user_id"], []).append(tx["tx_id"])
+    swapped = {user: list(ids) for user, ids in right.items()}
+    user = next(u for u in sorted(swapped) if len(swapped[u]) >= 2)
+    swapped[user][0], swapped[user][1] = swapped[user][1], swapped[user][0]
+    assert_outcomes("05.2", right, swapped, f"{user}'s transaction number 1", sent=sent)
+    as_dicts = {u: [tx for tx in sent if tx["user_id"] == u] for u in right}
+    assert evaluate("05.2", as_dicts, sent=sent).status == "PASS"
+    fewer = dict(right)
+    fewer.pop(sorted(right)[0])
+    assert "user(s) missing" in line("05.2", fewer, sent=sent)
+    doubled = {u: ids + ids[:1] for u, ids in right.items()}
+    assert "expected" in line("05.2", doubled, sent=sent)
+    assert "dict" in line("05.2", list(right.items()), sent=sent)
