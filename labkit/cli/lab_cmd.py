@@ -27,8 +27,10 @@ Only the main thread touches the children; signal handlers just set an event.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -100,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
         _check_port_free(args.ip, args.lab_port, _lab_port_hint(args.lab_port))
         bootstrap, broker_proc = _start_or_find_broker(args, stop)
         token = os.environ.get("JUPYTER_TOKEN", "").strip() or secrets.token_hex(16)
-        lab_proc = _spawn(_jupyter_argv(args, notebooks), _lab_env(bootstrap, token))
+        lab_proc = _spawn(_jupyter_argv(args, notebooks), _lab_env(bootstrap, token),
+                          cwd=notebooks)
         url = f"http://{_url_host(args.ip)}:{args.url_port or args.lab_port}{_start_page(notebooks)}"
         return _supervise(args, lab_proc, broker_proc, bootstrap, f"{url}?token={token}", stop)
     except LabError as exc:
@@ -209,6 +212,12 @@ def _jupyter_argv(args: argparse.Namespace, notebooks: Path) -> list[str]:
     if args.no_browser:
         argv.append("--ServerApp.open_browser=False")
     argv.append(f"--LabApp.default_url={_start_page(notebooks)}")
+    if not _IS_WINDOWS:
+        # A plain interactive shell: Jupyter would start a login shell when its output
+        # is not a terminal (Docker, a log file), and /etc/profile resets PATH, hiding
+        # the console tools of a virtualenv. Terminals open in the notebooks folder.
+        shell = os.environ.get("SHELL") or shutil.which("bash") or "/bin/sh"
+        argv.append("--ServerApp.terminado_settings=" + json.dumps({"shell_command": [shell]}))
     if not _IS_WINDOWS and os.geteuid() == 0:
         argv.append("--ServerApp.allow_root=True")  # containers and CI run as root
     return argv
@@ -302,11 +311,11 @@ def _announce(args: argparse.Namespace, bootstrap: str, url: str) -> None:
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
-def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+def _spawn(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen:
     if _IS_WINDOWS:
         flags = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
-        return subprocess.Popen(argv, env=env, creationflags=flags)
-    return subprocess.Popen(argv, env=env, start_new_session=True)
+        return subprocess.Popen(argv, env=env, cwd=cwd, creationflags=flags)
+    return subprocess.Popen(argv, env=env, cwd=cwd, start_new_session=True)
 
 
 def _stop_child(proc: subprocess.Popen | None, what: str) -> None:
