@@ -1,0 +1,313 @@
+"""Turn benchmark rows into RESULTS.md (markdown tables) and a PNG chart.
+
+Pure functions over the rows the cases return (see cases.py): nothing here
+measures anything, so the formatting is unit-tested
+(tests/unit/test_bench_report.py). Ratios are always *labkit ÷ peer* for the
+same case in the same run: for throughput above 1 means labkit is faster, for
+latency below 1 means labkit is faster.
+"""
+
+from __future__ import annotations
+
+import math
+
+LABKIT = "labkit"
+
+
+def fmt_num(value, digits: int = 0) -> str:
+    if value is None or isinstance(value, float) and math.isnan(value):
+        return "—"
+    if digits == 0:
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}f}"
+
+
+def fmt_ms(value) -> str:
+    if value is None or isinstance(value, float) and math.isnan(value):
+        return "—"
+    return f"{value:.3f}" if value < 10 else f"{value:,.1f}"
+
+
+def ratio(labkit_value, peer_value) -> str:
+    """``labkit ÷ peer`` as ``1.23×``; ``—`` when either side is missing or zero."""
+    if not labkit_value or not peer_value:
+        return "—"
+    if any(isinstance(v, float) and math.isnan(v) for v in (labkit_value, peer_value)):
+        return "—"
+    r = labkit_value / peer_value
+    return f"{r:.2f}×" if r < 100 else f"{r:,.0f}×"
+
+
+def _ok(row: dict) -> bool:
+    return str(row.get("status", "")).startswith("ok")
+
+
+def _status(row: dict) -> str:
+    status = str(row.get("status", ""))
+    return "ok" if status == "ok" else status.replace("|", "/").replace("\n", " ")[:300]
+
+
+def _table(header: list[str], lines: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in line) + " |" for line in lines]
+    return out
+
+
+def _order(row: dict) -> tuple:
+    return (0 if row.get("system") == LABKIT else 1, row.get("system", ""))
+
+
+def _labkit(rows: list[dict], **match) -> dict | None:
+    for row in rows:
+        if row.get("system") == LABKIT and _ok(row) and \
+                all(str(row.get(k)) == str(v) for k, v in match.items()):
+            return row
+    return None
+
+
+def _acks_key(acks: str) -> str:
+    return "1" if acks == "—" else acks  # the transport limit is compared with acks=1
+
+
+def producer_table(rows: list[dict]) -> list[str]:
+    mine = sorted((r for r in rows if r.get("table") == "producer"),
+                  key=lambda r: (r["size"], _acks_key(r["acks"]), *_order(r)))
+    lines = []
+    for r in mine:
+        ref = _labkit(rows, table="producer", size=r["size"], acks=_acks_key(r["acks"]))
+        lines.append([r["system"], f"{r['size']} B", r["acks"], fmt_num(r.get("records")),
+                      fmt_num(r.get("rps")), fmt_num(r.get("mbps"), 1),
+                      ratio(ref and ref["rps"], r.get("rps")) if _ok(r) else "—", _status(r)])
+    return _table(["system", "value", "acks", "records", "records/s", "MB/s", "labkit ÷ this",
+                   "status"], lines)
+
+
+def consumer_table(rows: list[dict]) -> list[str]:
+    mine = sorted((r for r in rows if r.get("table") == "consumer"),
+                  key=lambda r: (r["size"], *_order(r)))
+    lines = []
+    for r in mine:
+        ref = _labkit(rows, table="consumer", size=r["size"])
+        lines.append([r["system"], f"{r['size']} B", fmt_num(r.get("records")),
+                      fmt_num(r.get("rps")), fmt_num(r.get("mbps"), 1),
+                      ratio(ref and ref["rps"], r.get("rps")) if _ok(r) else "—", _status(r)])
+    return _table(["system", "value", "records", "records/s", "MB/s", "labkit ÷ this",
+                   "status"], lines)
+
+
+def sync_table(rows: list[dict]) -> list[str]:
+    mine = sorted((r for r in rows if r.get("table") == "sync"),
+                  key=lambda r: (r["acks"], *_order(r)))
+    lines = []
+    for r in mine:
+        ref = _labkit(rows, table="sync", acks=r["acks"])
+        lines.append([r["system"], r["acks"], fmt_num(r.get("records")), fmt_num(r.get("rps")),
+                      fmt_num(r.get("mean_us")),
+                      ratio(ref and ref["rps"], r.get("rps")) if _ok(r) else "—", _status(r)])
+    return _table(["system", "acks", "records", "records/s", "µs per send", "labkit ÷ this",
+                   "status"], lines)
+
+
+def latency_table(rows: list[dict]) -> list[str]:
+    mine = sorted((r for r in rows if r.get("table") == "latency"),
+                  key=lambda r: (r["rate"], *_order(r)))
+    lines = []
+    for r in mine:
+        ref = _labkit(rows, table="latency", rate=r["rate"])
+        lines.append([r["system"], fmt_num(r["rate"]), fmt_num(r.get("count")),
+                      fmt_ms(r.get("p50_ms")), fmt_ms(r.get("p99_ms")), fmt_ms(r.get("p999_ms")),
+                      fmt_ms(r.get("max_ms")),
+                      ratio(ref and ref.get("p99_ms"), r.get("p99_ms")) if _ok(r) else "—",
+                      _status(r)])
+    return _table(["system", "records/s", "samples", "p50 ms", "p99 ms", "p99.9 ms", "max ms",
+                   "labkit p99 ÷ this p99", "status"], lines)
+
+
+def group_table(rows: list[dict]) -> list[str]:
+    mine = sorted((r for r in rows if r.get("table") == "group"), key=_order)
+    lines = []
+    ref = _labkit(rows, table="group")
+    for r in mine:
+        dup = r.get("duplicates")
+        read = fmt_num(r.get("records")) + (f" ({fmt_num(dup)} again)" if dup else "")
+        lines.append([r["system"], f"3 × {r.get('partitions', '—')}", fmt_num(r.get("produced")),
+                      read, fmt_num(r.get("rps")), "/".join(fmt_num(x) for x in
+                                                             r.get("per_member") or []),
+                      ratio(ref and ref["rps"], r.get("rps")) if _ok(r) else "—", _status(r)])
+    return _table(["system", "members × partitions", "records", "read", "records/s",
+                   "per member", "labkit ÷ this", "status"], lines)
+
+
+def failover_table(rows: list[dict]) -> list[str]:
+    mine = sorted((r for r in rows if r.get("table") == "failover"), key=_order)
+    lines = [[r["system"], fmt_num(r.get("session_timeout_ms")),
+              fmt_num(r.get("detect_s"), 2), fmt_num(r.get("resume_s"), 2), _status(r)]
+             for r in mine]
+    return _table(["system", "session timeout ms", "kill → reassigned s",
+                   "kill → reading again s", "status"], lines)
+
+
+def memory_table(rows: list[dict]) -> list[str]:
+    mine = sorted((r for r in rows if r.get("table") == "memory"), key=_order)
+    ref = _labkit(rows, table="memory")
+    lines = [[r["system"], fmt_num(r.get("peak_rss_mb"), 1),
+              ratio(ref and ref.get("peak_rss_mb"), r.get("peak_rss_mb")) if _ok(r) else "—",
+              r.get("storage", ""), _status(r)] for r in mine]
+    return _table(["server", "peak RSS (VmHWM) MB", "labkit ÷ this", "storage / fsync",
+                   "status"], lines)
+
+
+def missing_table(rows: list[dict]) -> list[str]:
+    mine = [r for r in rows if r.get("table") == "missing"]
+    return _table(["peer", "why"], [[r["system"], _status(r)] for r in mine]) if mine else \
+        ["Every peer started."]
+
+
+def _find(rows, table, system, **match):
+    for r in rows:
+        if r.get("table") == table and r.get("system") == system and _ok(r) and \
+                all(str(r.get(k)) == str(v) for k, v in match.items()):
+            return r
+    return None
+
+
+def targets(rows: list[dict]) -> list[list[str]]:
+    """Issue 8's targets (and issue 2's floors) against this run's numbers."""
+    out = []
+
+    def add(what: str, value, ok) -> None:
+        verdict = "—" if ok is None else ("met" if ok else "not met")
+        out.append([what, value, verdict])
+
+    prod = _find(rows, "producer", LABKIT, size=100, acks="1")
+    cons = _find(rows, "consumer", LABKIT, size=100)
+    ck_prod = _find(rows, "producer", "confluent-kafka → tansu", size=100, acks="1")
+    ck_cons = _find(rows, "consumer", "confluent-kafka → tansu", size=100)
+    lat = _find(rows, "latency", LABKIT, rate=1000)
+    sync = _find(rows, "sync", LABKIT, acks="1")
+    durable = _find(rows, "producer", LABKIT, size=100, acks="all")
+    p, c = prod and prod["rps"], cons and cons["rps"]
+    add("producer send() ≥ 200,000 records/s (issue 2 floor)", fmt_num(p), p and p >= 200_000)
+    add("consumer poll() ≥ 300,000 records/s (issue 2 floor)", fmt_num(c), c and c >= 300_000)
+    add("producer send() ≥ 1,000,000 records/s, acks=1", fmt_num(p), p and p >= 1_000_000)
+    if ck_prod:
+        add("producer ≥ confluent-kafka → tansu", f"{fmt_num(p)} vs {fmt_num(ck_prod['rps'])}",
+            p and p >= ck_prod["rps"])
+    add("consumer poll() ≥ 1,000,000 records/s", fmt_num(c), c and c >= 1_000_000)
+    if ck_cons:
+        add("consumer ≥ 2 × confluent-kafka ← tansu",
+            f"{fmt_num(c)} vs 2 × {fmt_num(ck_cons['rps'])}", c and c >= 2 * ck_cons["rps"])
+    if lat:
+        add("latency at 1,000 records/s: p50 ≤ 1 ms", fmt_ms(lat["p50_ms"]) + " ms",
+            lat["p50_ms"] <= 1)
+        add("latency at 1,000 records/s: p99 ≤ 3 ms", fmt_ms(lat["p99_ms"]) + " ms",
+            lat["p99_ms"] <= 3)
+    s = sync and sync["rps"]
+    add("sync sends ≥ 10,000 records/s", fmt_num(s), s and s >= 10_000)
+    if durable and p:
+        share = durable["rps"] / p
+        add("acks='all' ≥ 50% of acks=1", f"{share:.0%}", share >= 0.5)
+    return [[w, v, k if k != "not met" else "**not met**"] for w, v, k in out]
+
+
+def conditions_lines(meta: dict) -> list[str]:
+    m = meta.get("machine", {})
+    lines = [
+        f"- Run: `{meta.get('command', '')}` ({meta.get('plan', '')} plan), {m.get('time', '')}, "
+        f"{meta.get('elapsed_s', 0):.0f} s.",
+        f"- Machine: {m.get('cpus')} CPUs ({m.get('cpu_model', '')}), {m.get('platform', '')}, "
+        f"Python {m.get('python')}. Load average before/after: {m.get('load_avg')} / "
+        f"{meta.get('load_after')}.",
+    ]
+    if meta.get("under_load"):
+        lines.append(f"- **Taken under load**: {meta['under_load']} These numbers are for "
+                     "comparison within the run; re-run on a quiet machine for absolute figures.")
+    versions = ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items())
+    lines.append(f"- Libraries: {versions}.")
+    for name, version in (meta.get("peer_versions") or {}).items():
+        lines.append(f"- {name}: {version}")
+    lines += [f"- {line}" for line in meta.get("conditions", [])]
+    return lines
+
+
+def render(rows: list[dict], meta: dict) -> str:
+    out = ["# labkit benchmarks", "",
+           "Generated by `benchmarks/run.py`; do not edit by hand (re-run it). How to read and "
+           "re-run: `docs/benchmarks.md`. Profiles and what was tried: `benchmarks/NOTES.md`.",
+           "", "## Conditions", "", *conditions_lines(meta), "",
+           "## Targets (issue 8)", "", *_table(["target", "measured", "verdict"], targets(rows)),
+           "", "## Producer throughput", "",
+           "`send()` in a loop, then `flush()`; timed from the first send to the end of flush, "
+           "in its own process. redis-py: XADD; pyzmq: PUSH/PULL timed at the receiver.", "",
+           *producer_table(rows), "", "## Consumer throughput", "",
+           "Reading every record just produced, from offset 0, in a fresh process "
+           "(poll(): kafka-python's `max_poll_records` 500; confluent-kafka "
+           "`consume(500)`; redis-py XREADGROUP COUNT 500 + XACK). The loop counts records.", "",
+           *consumer_table(rows), "", "## Sync sends", "",
+           "One record at a time, each waiting for its acknowledgement (`send().get()`, "
+           "confluent-kafka `produce(); flush()`, unpipelined XADD); 100-byte values.", "",
+           *sync_table(rows), "", "## End-to-end latency", "",
+           "A producer process sends stamped 100-byte records at a fixed rate; a consumer "
+           "process (already waiting at the end of the topic) subtracts the send time "
+           "(CLOCK_MONOTONIC, shared by both processes) when each poll returns. The first half "
+           "second is not counted.", "", *latency_table(rows), ""]
+    if any(r.get("table") == "group" for r in rows):
+        out += ["## Consumer group: 3 members", "",
+                "Three member processes of one group start together on a topic that already "
+                "holds the records; records/s is the total read from the first record any "
+                "member got to the last one.", "", *group_table(rows), ""]
+    if any(r.get("table") == "failover" for r in rows):
+        out += ["### A member dies", "",
+                "Three members read while a producer writes 2,000 records/s round robin over "
+                "6 partitions; once each reads its own partitions, one member gets SIGKILL.",
+                "", *failover_table(rows), ""]
+    out += ["## Broker memory", "",
+            "Peak resident set (VmHWM from /proc/<pid>/status) of the server process over its "
+            "whole session in this run (every case above).", "", *memory_table(rows), "",
+            "## Peers that could not run", "", *missing_table(rows), ""]
+    return "\n".join(out)
+
+
+def chart(rows: list[dict], path: str) -> None:
+    """A 2×2 PNG: producer, consumer, sync (records/s, log scale) and latency at 1,000/s."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def pick(table: str, **match) -> list[tuple[str, float]]:
+        found = [r for r in rows if r.get("table") == table and _ok(r)
+                 and all(str(r.get(k)) in [str(v) for v in (vals if isinstance(vals, list)
+                                                            else [vals])]
+                         for k, vals in match.items())]
+        return [(r["system"], r.get("rps") or 0.0) for r in sorted(found, key=_order)]
+
+    panels = [("Producer, 100 B, acks=1 (records/s)", pick("producer", size=100,
+                                                          acks=["1", "—"])),
+              ("Consumer, 100 B (records/s)", pick("consumer", size=100)),
+              ("Sync sends, acks=1 (records/s)", pick("sync", acks="1"))]
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8))
+    for ax, (title, data) in zip(axes.flat, panels, strict=False):
+        if data:
+            names, values = zip(*data, strict=True)
+            colors = ["tab:orange" if n.startswith(LABKIT) else "tab:blue" for n in names]
+            ax.barh(range(len(values)), values, color=colors)
+            ax.set_yticks(range(len(values)), names, fontsize=8)
+            ax.set_xscale("log")
+            ax.invert_yaxis()
+        ax.set_title(title, fontsize=10)
+    ax = axes.flat[3]
+    lat = sorted((r for r in rows if r.get("table") == "latency" and _ok(r)
+                  and r.get("rate") == 1000), key=_order)
+    if lat:
+        names = [r["system"] for r in lat]
+        y = range(len(lat))
+        ax.barh([i - 0.2 for i in y], [r["p50_ms"] for r in lat], height=0.4, label="p50")
+        ax.barh([i + 0.2 for i in y], [r["p99_ms"] for r in lat], height=0.4, label="p99")
+        ax.set_yticks(list(y), names, fontsize=8)
+        ax.set_xscale("log")
+        ax.invert_yaxis()
+        ax.legend(fontsize=8)
+    ax.set_title("End-to-end latency at 1,000 records/s (ms)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

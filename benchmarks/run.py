@@ -1,0 +1,218 @@
+"""labkit against its peers, side by side, in one run on this machine.
+
+    .venv/bin/python benchmarks/run.py --quick     # make bench: a subset, ~1-2 minutes
+    .venv/bin/python benchmarks/run.py --full      # make bench-full: everything
+    .venv/bin/python benchmarks/run.py --quick --peers labkit,pyzmq
+
+Each peer (labkit's broker, tansu, redis-server; pyzmq needs none) is started,
+measured by worker processes (worker.py) and stopped before the next one, so
+only one server runs at a time. The rows go to results.json, RESULTS.md and
+results.png (in --out, default: this directory); RESULTS.md is regenerated from
+results.json by ``--report-only``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import cases  # noqa: E402
+import failover  # noqa: E402
+import report  # noqa: E402
+from common import machine_conditions  # noqa: E402
+from peers import LabkitPeer, PeerMissing, RedisPeer, TansuPeer, ZmqPeer  # noqa: E402
+from plan import PLANS, Plan  # noqa: E402
+
+PEERS = ["labkit", "tansu", "redis", "pyzmq"]
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def labkit_cases(peer, plan: Plan, rows: list) -> None:
+    for size in plan.sizes:
+        for acks in plan.acks:
+            log(f"labkit: produce {size} B acks={acks}")
+            rows += cases.produce_consume(peer, "labkit", plan, size, acks, consume=acks == 1)
+    for acks in plan.sync_acks:
+        rows.append(cases.sync_sends(peer, "labkit", plan, acks))
+    for rate in plan.rates:
+        log(f"labkit: latency at {rate}/s")
+        rows.append(cases.latency(peer, "labkit", plan, rate))
+    if plan.group_records:
+        log("labkit: 3-member group")
+        rows.append(cases.group_read(peer, "labkit", plan, "labkit"))
+    if plan.failover:
+        log("labkit: member failover")
+        rows.append(failover.failover(peer, "labkit", plan, "labkit"))
+
+
+def tansu_cases(peer, plan: Plan, rows: list) -> None:
+    for client in plan.tansu_clients:
+        for size in plan.sizes:
+            for acks in plan.acks:
+                log(f"tansu/{client}: produce {size} B acks={acks}")
+                rows += cases.produce_consume(peer, client, plan, size, acks, consume=acks == 1)
+        for acks in plan.sync_acks:
+            rows.append(cases.sync_sends(peer, client, plan, acks))
+    for client in plan.latency_clients.get("tansu", []):
+        for rate in plan.rates:
+            log(f"tansu/{client}: latency at {rate}/s")
+            rows.append(cases.latency(peer, client, plan, rate))
+    for client in plan.tansu_clients if plan.group_records else []:
+        log(f"tansu/{client}: 3-member group")
+        rows.append(cases.group_read(peer, client, plan, "confluent"))
+        if plan.failover:
+            rows.append(failover.failover(peer, client, plan, "confluent"))
+
+
+def redis_cases(peer, plan: Plan, rows: list) -> None:
+    for size in plan.sizes:
+        for acks in plan.acks:
+            if acks == 0:
+                continue  # redis-py always reads replies: no fire-and-forget to compare
+            peer.durable(acks == "all")
+            log(f"redis: XADD {size} B {'appendfsync always' if acks == 'all' else ''}")
+            rows += cases.produce_consume(peer, "redis", plan, size, acks, consume=acks == 1,
+                                          variant="pipelined ×1000", count_key="redis-pipeline",
+                                          extra_spec={"mode": "pipeline", "batch": 1000})
+            rows += cases.produce_consume(peer, "redis", plan, size, acks, consume=False,
+                                          variant="unpipelined", count_key="redis-single",
+                                          extra_spec={"mode": "single"})
+    peer.durable(False)
+    for acks in plan.sync_acks:
+        peer.durable(acks == "all")
+        rows.append(cases.sync_sends(peer, "redis", plan, acks, variant="XADD",
+                                     extra_spec={"mode": "single"}))
+    peer.durable(False)
+    for rate in plan.rates:
+        log(f"redis: latency at {rate}/s")
+        rows.append(cases.latency(peer, "redis", plan, rate))
+    if plan.group_records:
+        log("redis: 3 consumers in one group")
+        rows.append(cases.group_read(peer, "redis", plan, "redis"))
+        if plan.failover:
+            rows.append(failover.not_applicable(
+                peer, "redis", "no partitions to reassign: the others keep reading new "
+                "entries at once; the dead consumer's pending entries wait for XAUTOCLAIM"))
+
+
+def zmq_cases(peer, plan: Plan, rows: list) -> None:
+    for size in plan.sizes:
+        for mode in ("single", "batched"):
+            log(f"pyzmq: {mode} {size} B")
+            rows += cases.zmq_throughput(peer, plan, size, mode)
+    for rate in plan.rates:
+        rows.append(cases.latency(peer, "zmq", plan, rate))
+
+
+SESSIONS = {"labkit": (LabkitPeer, labkit_cases), "tansu": (TansuPeer, tansu_cases),
+            "redis": (RedisPeer, redis_cases), "pyzmq": (ZmqPeer, zmq_cases)}
+
+
+def run_session(name: str, plan: Plan, rows: list, meta: dict) -> None:
+    make, measure = SESSIONS[name]
+    peer = make()
+    try:
+        peer.start()
+    except PeerMissing as exc:
+        log(f"{name}: missing ({exc})")
+        rows += cases.missing_rows(name, str(exc))
+        peer.stop()
+        return
+    meta["peer_versions"][name] = getattr(peer, "version", "")
+    try:
+        measure(peer, plan, rows)
+        if name != "pyzmq":
+            kb = peer.peak_rss_kb()
+            rows.append({"table": "memory", "system": name, "storage": peer.storage,
+                         "peak_rss_mb": kb / 1024 if kb else None,
+                         "status": "ok" if kb else "failed: could not read VmHWM"})
+    finally:
+        peer.stop()
+
+
+def write_outputs(rows: list, meta: dict, out: Path) -> None:
+    (out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    (out / "RESULTS.md").write_text(report.render(rows, meta))
+    try:
+        report.chart(rows, str(out / "results.png"))
+    except ImportError as exc:
+        log(f"no chart: {exc} (pip install matplotlib)")
+
+
+def conditions(plan: Plan) -> list[str]:
+    return [
+        f"Value sizes: {', '.join(f'{s} B' for s in plan.sizes)}; no keys, no headers, no "
+        "compression; one partition per topic (6 for the group cases).",
+        "Clients run with their default batching unless stated: labkit and kafka-python "
+        "batch_size 16384, linger_ms 0, 5 requests in flight; confluent-kafka linger.ms 5 "
+        "(0 in latency and sync runs), batch.num.messages 10000; redis-py pipelines of 1,000; "
+        "pyzmq batches of 1,000 records per message.",
+        "acks: 0/1/'all' as in Kafka. Fsync policy: labkit acks=1 and 0 never fsync (data in "
+        "the page cache), acks='all' fsyncs before answering (one fsync per round for every "
+        "waiting batch); tansu keeps everything in memory; redis has persistence off except "
+        "the acks='all' rows (AOF, appendfsync always).",
+        f"Record counts are capped by time: a producer stops after {plan.max_seconds:.0f} s; "
+        "the table shows what was sent. Each producer, consumer and group member is its own "
+        "process; the server is another; only one server runs at a time.",
+        f"Group cases: session_timeout_ms {plan.session_timeout_ms}, heartbeat_interval_ms "
+        f"{plan.heartbeat_interval_ms}, auto-commit on, range assignment (each client's "
+        "default).",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="the make bench subset (default)")
+    mode.add_argument("--full", action="store_true", help="every case (make bench-full)")
+    parser.add_argument("--peers", default=",".join(PEERS),
+                        help=f"comma-separated subset of {','.join(PEERS)}")
+    parser.add_argument("--out", default=str(HERE), help="directory for RESULTS.md etc.")
+    parser.add_argument("--note", default="", help="a line added to the conditions")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite RESULTS.md and the chart from results.json")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        data = json.loads((out / "results.json").read_text())
+        write_outputs(data["rows"], data["meta"], out)
+        return 0
+    plan = PLANS["full" if args.full else "quick"]
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    unknown = sorted(set(peers) - set(PEERS))
+    if unknown:
+        parser.error(f"unknown peers {unknown}; choose from {PEERS}")
+    machine = machine_conditions()
+    meta = {"plan": plan.name, "machine": machine, "peer_versions": {},
+            "command": "python benchmarks/run.py " + " ".join(argv if argv is not None
+                                                               else sys.argv[1:]),
+            "conditions": conditions(plan) + ([args.note] if args.note else [])}
+    if machine["load_avg"][0] > 0.5 * (machine["cpus"] or 1):
+        meta["under_load"] = (f"the 1-minute load average was {machine['load_avg'][0]} on "
+                              f"{machine['cpus']} CPUs when the run started (other work "
+                              "was running).")
+    rows: list[dict] = []
+    started = time.monotonic()
+    for name in peers:
+        log(f"== {name}")
+        run_session(name, plan, rows, meta)
+        meta["elapsed_s"] = time.monotonic() - started
+        meta["load_after"] = [round(x, 2) for x in os.getloadavg()]
+        write_outputs(rows, meta, out)  # partial results survive an interrupted run
+    log(f"done in {meta['elapsed_s']:.0f} s: {out / 'RESULTS.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
