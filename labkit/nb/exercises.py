@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
+import labkit.nb.exercises_groups  # noqa: F401 - registers notebook 06's extra checks
 import labkit.nb.exercises_intro  # noqa: F401 - registers notebooks 00-05's extra checks
 from labkit.nb import exercises_apps  # noqa: F401 - registers notebook 08's checks
 from labkit.nb.checks import StudentCodeError, Wrong, call, exercise, expect
