@@ -94,10 +94,15 @@ class Compose:
             raise
 
 
-@pytest.fixture(params=[" ".join(c) for c in compose_commands()] or ["none"])
+@pytest.fixture(params=["docker-compose", "docker compose"])
 def compose(request, docker_engine, tmp_path_factory) -> Compose:
-    if request.param == "none":
-        pytest.fail("neither docker-compose nor `docker compose` is installed", pytrace=False)
+    if request.param.split() not in compose_commands():
+        if request.param == "docker compose":
+            pytest.skip("the `docker compose` v2 plugin is not installed here (v1 is tested)")
+        message = "docker-compose (v1) is not installed (the engine script installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
     workdir = tmp_path_factory.mktemp("repo") / "labkit"
     shutil.copytree(REPO, workdir, ignore=COPY_IGNORE)
     notebooks = workdir / "notebooks"
