@@ -28,6 +28,9 @@ def throughput_row(table: str, system: str, size: int, acks, res: dict, **extra)
     records = res.get("records", 0)
     seconds = res.get("seconds") or 0.0
     rps = records / seconds if seconds > 0 and records else 0.0
+    timed_records, timed_seconds = res.get("timed") or (0, 0.0)
+    if timed_records > 0 and timed_seconds > 0:  # consumers: from the first batch on
+        rps = timed_records / timed_seconds
     status = _status(res)
     expected = extra.pop("expected", None)
     if status == "ok" and expected and records < expected:
@@ -178,6 +181,9 @@ def group_read(peer, client: str, plan: Plan, producer_client: str) -> dict:
                duplicates=(total - unique) if unique is not None else None)
     if errors:
         row["status"] = "failed: " + errors[0]
+    elif row["duplicates"] and row["duplicates"] > row["produced"] // 2:
+        row["status"] = (f"failed: members read the same records ({row['duplicates']:,} "
+                         "read twice or more): the group did not split the partitions")
     elif unique is not None and unique < row["produced"]:
         row["status"] = f"failed: read {unique:,} distinct of {row['produced']:,}"
     elif total < row["produced"]:

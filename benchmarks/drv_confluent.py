@@ -104,14 +104,18 @@ def consume(spec: dict) -> None:
     got = errors = 0
     take = consumer.consume
     t0 = perf()
+    t_first, first = None, 0  # rate counts from the first batch: startup is not reading
     while got < n and perf() < deadline:
         for message in take(POLL_BATCH, 0.5):
             if message.error() is None:
                 got += 1
             else:
                 errors += 1
+        if t_first is None and got:
+            t_first, first = perf(), got
     t1 = perf()
     result(records=got, seconds=t1 - t0, errors=errors,
+           timed=[got - first, t1 - (t_first or t1)],
            settings={"num_messages": POLL_BATCH, "fetch.wait.max.ms": "500 (default)"})
     consumer.close()
 

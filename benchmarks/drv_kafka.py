@@ -106,9 +106,12 @@ def consume(spec: dict) -> None:
     deadline = perf() + spec.get("max_seconds", 60)
     got = 0
     t0 = perf()
+    t_first, first = None, 0  # rate counts from the first batch: startup is not reading
     if iterate:
         for _record in consumer:
             got += 1
+            if t_first is None:
+                t_first, first = perf(), 1
             if got >= n:
                 break
     else:
@@ -116,8 +119,10 @@ def consume(spec: dict) -> None:
         while got < n and perf() < deadline:
             for records in poll(timeout_ms=500).values():
                 got += len(records)
+            if t_first is None and got:
+                t_first, first = perf(), got
     t1 = perf()
-    result(records=got, seconds=t1 - t0,
+    result(records=got, seconds=t1 - t0, timed=[got - first, t1 - (t_first or t1)],
            settings={"max_poll_records": consumer.config.get("max_poll_records"),
                      "fetch_max_wait_ms": consumer.config.get("fetch_max_wait_ms")})
     consumer.close()
@@ -189,7 +194,8 @@ def group_member(spec: dict) -> None:
 
 def _member_loop(poll, assignment, offsets, spec: dict) -> None:
     """The part of group_member shared with the confluent driver."""
-    until = perf() + spec["until_s"]
+    started = perf()
+    until = started + spec["until_s"]
     idle_s = spec.get("idle_s")
     assigned: set = set()
     seen: set = set()
@@ -217,7 +223,8 @@ def _member_loop(poll, assignment, offsets, spec: dict) -> None:
         if batch:
             first_ns = first_ns or now
             last_ns = now
-        elif idle_s and last_ns is not None and now - last_ns > idle_s * 1e9:
-            break
+        elif idle_s and (last_ns is not None and now - last_ns > idle_s * 1e9
+                         or last_ns is None and perf() - started > 3 * idle_s):
+            break  # done (or never given anything to read: the others read it all)
     result(records=count, first_ns=first_ns, last_ns=last_ns,
            partitions={str(p): s for p, s in per_partition.items()})

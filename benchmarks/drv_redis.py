@@ -86,14 +86,17 @@ def consume(spec: dict) -> None:
     deadline = perf() + spec.get("max_seconds", 60)
     got = 0
     t0 = perf()
+    t_first, first = None, 0  # rate counts from the first batch: startup is not reading
     while got < n and perf() < deadline:
         reply = r.xreadgroup(group, "c0", {stream: ">"}, count=READ_COUNT, block=500)
         for _name, entries in reply:
             if entries:
                 r.xack(stream, group, *[entry_id for entry_id, _ in entries])
                 got += len(entries)
+        if t_first is None and got:
+            t_first, first = perf(), got
     t1 = perf()
-    result(records=got, seconds=t1 - t0, settings={"count": READ_COUNT, "xack": "per read"})
+    result(records=got, seconds=t1 - t0, timed=[got - first, t1 - (t_first or t1)], settings={"count": READ_COUNT, "xack": "per read"})
 
 
 def lat_consume(spec: dict) -> None:
@@ -141,7 +144,8 @@ def group_member(spec: dict) -> None:
     _ensure_group(r, stream, group, "0" if spec.get("reset", "earliest") == "earliest" else "$")
     name = spec.get("client_id", "bench-member")
     emit({"ev": "started", "t": monotonic_ns()})
-    until = perf() + spec["until_s"]
+    started = perf()
+    until = started + spec["until_s"]
     idle_s = spec.get("idle_s")
     count = 0
     first_ns = last_ns = None
@@ -159,6 +163,7 @@ def group_member(spec: dict) -> None:
             count += got
             first_ns = first_ns or now
             last_ns = now
-        elif idle_s and last_ns is not None and now - last_ns > idle_s * 1e9:
+        elif idle_s and (last_ns is not None and now - last_ns > idle_s * 1e9
+                         or last_ns is None and perf() - started > 3 * idle_s):
             break
     result(records=count, first_ns=first_ns, last_ns=last_ns, partitions={})

@@ -140,6 +140,7 @@ class TansuPeer(Peer):
     def __init__(self):
         self.proc = None
         self.version = ""
+        self._admin_client = None
 
     def start(self) -> TansuPeer:
         if importlib.util.find_spec("confluent_kafka") is None:
@@ -160,8 +161,10 @@ class TansuPeer(Peer):
         return self
 
     def _admin(self):
-        from confluent_kafka.admin import AdminClient
-        return AdminClient({"bootstrap.servers": self.bootstrap})
+        if self._admin_client is None:  # kept: its futures fail if it is collected
+            from confluent_kafka.admin import AdminClient
+            self._admin_client = AdminClient({"bootstrap.servers": self.bootstrap})
+        return self._admin_client
 
     def create_topic(self, name: str, partitions: int = 1) -> None:
         from confluent_kafka.admin import NewTopic
@@ -184,6 +187,7 @@ class TansuPeer(Peer):
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        self._admin_client = None
 
 
 class RedisPeer(Peer):
