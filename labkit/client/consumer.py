@@ -10,16 +10,18 @@ it) does all the work in order --
    every 5 s, so new matching topics are picked up);
 2. group: ``self._coordinator.poll()`` keeps the assignment current. Without a
    group (``group_id=None``) that is ``NoGroup``: every partition of the
-   subscribed topics. The consumer-groups work plugs a ``GroupCoordinator``
-   (``labkit/client/group.py``) in here with the same methods;
+   subscribed topics. With one it is ``GroupCoordinator``
+   (labkit/client/group_coordinator.py): join, heartbeat (on the I/O thread),
+   revoke and take up partitions, auto-commit;
 3. positions: partitions without a position get the group's committed offset,
    else one by ``auto_offset_reset`` (a blocking ``list_offsets``);
-4. records: ``Fetcher.fetched_records`` hands over decoded records, then
-   ``send_fetches`` puts the next fetch in flight so it runs while the user
-   works on what poll returned.
+4. records: ``Fetcher.fetched_records`` hands over decoded records (of the
+   partitions the group lets this member read), then ``send_fetches`` puts the
+   next fetch in flight so it runs while the user works on what poll returned.
 
-The I/O thread (in the transport) only moves bytes. The consumer is not
-thread-safe, as in kafka-python: use it from one thread.
+The I/O thread (in the transport) only moves bytes and heartbeats; it interrupts
+the wait in ``poll()`` when a rebalance needs the user's thread. The consumer is
+not thread-safe, as in kafka-python: use it from one thread.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 from labkit._clock import REAL_CLOCK
 from labkit.client import config as cfg
 from labkit.client.fetcher import Fetcher, OffsetLookup
+from labkit.client.group_coordinator import GroupCoordinator
 from labkit.client.metadata import ClusterMetadata, refresh
 from labkit.client.structs import OffsetAndTimestamp, TopicPartition
 from labkit.client.subscription import SubscriptionState
@@ -40,6 +43,7 @@ from labkit.errors import (
     IllegalStateError,
     KafkaConfigurationError,
     KafkaError,
+    NoOffsetForPartitionError,
     OffsetOutOfRangeError,
 )
 
@@ -49,22 +53,29 @@ _RESET_NAMES = {"earliest": "earliest", "smallest": "earliest", "latest": "lates
                 "largest": "latest", "none": "none"}
 
 
+class NoPositionError(NoOffsetForPartitionError, OffsetOutOfRangeError):
+    """No position and ``auto_offset_reset='none'``: kafka-python's
+    NoOffsetForPartitionError (also an OffsetOutOfRangeError, which labkit raised
+    before, so either ``except`` works)."""
+
+
 class NoGroup:
     """Assignment without a consumer group: all partitions of the subscribed topics.
 
-    The interface a group coordinator implements (labkit/client/group.py):
-    ``poll(timeout_s)``, ``fetch_committed_offsets(partitions, timeout_ms)``,
+    The interface a group coordinator implements (GroupCoordinator in
+    labkit/client/group_coordinator.py): ``poll(timeout_s)``, ``fetchable()``,
+    ``fetch_committed_offsets(partitions, timeout_ms)``,
+    ``note_start_positions(starts, auto_offset_reset)``,
     ``commit_offsets_sync(offsets, timeout_ms)``, ``commit_offsets_async(offsets,
     callback)``, ``on_unsubscribe()``, ``close(autocommit, timeout_ms)``,
     ``group_id``. It is built as ``GroupCoordinator(consumer)`` and may use
-    ``consumer._transport``, ``._subscription``, ``._cluster``, ``.config``,
-    ``._clock`` and ``._ensure_metadata()``.
+    ``consumer._transport``, ``._subscription``, ``._fetcher``, ``.config`` and
+    ``._clock``.
     """
 
     def __init__(self, consumer: KafkaConsumer):
         self._consumer = consumer
         self.group_id = consumer.config["group_id"]
-        self._warned = False
 
     def poll(self, timeout_s: float = 0.0) -> bool:
         sub = self._consumer._subscription
@@ -77,24 +88,24 @@ class NoGroup:
             sub.assign_from_subscribed(wanted)
         return True
 
+    def fetchable(self) -> None:
+        return None  # everything assigned
+
     def fetch_committed_offsets(self, partitions, timeout_ms=None) -> dict:
         return {}
 
+    def note_start_positions(self, starts, auto_offset_reset) -> None:
+        pass
+
     def _no_group(self, what: str) -> None:
-        if self.group_id is None:
-            raise IllegalStateError(f"{what} requires group_id: pass group_id='my-group' to "
-                                    "KafkaConsumer to commit offsets")
-        if not self._warned:
-            self._warned = True
-            log.warning("consumer groups are not available in this labkit build: %s did "
-                        "nothing (group_id=%r is read without a group)", what, self.group_id)
+        raise IllegalStateError(f"{what} requires group_id: pass group_id='my-group' to "
+                                "KafkaConsumer to commit offsets")
 
     def commit_offsets_sync(self, offsets, timeout_ms=None) -> None:
         self._no_group("commit()")
 
     def commit_offsets_async(self, offsets, callback=None):
         self._no_group("commit_async()")
-        return None
 
     def on_unsubscribe(self) -> None:
         pass
@@ -105,12 +116,6 @@ class NoGroup:
 
 def _make_coordinator(consumer: KafkaConsumer) -> Any:
     if consumer.config["group_id"] is None:
-        return NoGroup(consumer)
-    try:
-        from labkit.client.group import GroupCoordinator
-    except ImportError:
-        log.info("group_id=%r: consumer groups are not available yet; reading without a group",
-                 consumer.config["group_id"])
         return NoGroup(consumer)
     return GroupCoordinator(consumer)
 
@@ -232,7 +237,9 @@ class KafkaConsumer:
 
         Waits up to ``timeout_ms`` for records (0 = return what is buffered). Raises
         ValueError/TypeError for bad arguments, IllegalStateError after close(),
-        OffsetOutOfRangeError with auto_offset_reset='none'.
+        NoOffsetForPartitionError / OffsetOutOfRangeError with auto_offset_reset='none',
+        and a group's join errors that retrying cannot fix (e.g.
+        InconsistentGroupProtocolError, InvalidSessionTimeoutError).
         """
         if timeout_ms < 0:
             raise ValueError("Timeout must not be negative")
@@ -258,8 +265,9 @@ class KafkaConsumer:
         self._ensure_metadata()
         self._coordinator.poll(0.0)
         self._update_positions()
-        records = self._fetcher.fetched_records(max_records, update_offsets)
-        self._fetcher.send_fetches()
+        allowed = self._coordinator.fetchable()
+        records = self._fetcher.fetched_records(max_records, update_offsets, allowed)
+        self._fetcher.send_fetches(allowed)
         return records
 
     def _ensure_metadata(self, force: bool = False) -> None:
@@ -293,31 +301,68 @@ class KafkaConsumer:
         self._metadata_due = now + age
 
     def _update_positions(self, timeout_ms: float | None = None) -> None:
+        """Give every partition without a position one: the group's committed offset,
+        else by its reset strategy. Raises NoOffsetForPartitionError, or
+        OffsetOutOfRangeError (a committed offset retention deleted), for 'none'."""
         sub = self._subscription
         missing = sub.missing_positions()
         if not missing:
             return
+        starts: dict[TopicPartition, tuple[int, bool]] = {}
         need_committed = [tp for tp in missing if sub.assignment[tp].reset_strategy is None]
         if need_committed:
             committed = self._coordinator.fetch_committed_offsets(need_committed, timeout_ms)
-            for tp, om in (committed or {}).items():
-                st = sub.assignment.get(tp)
-                if st is not None and st.position is None and om is not None:
-                    offset = om.offset if hasattr(om, "offset") else int(om)
-                    if offset is not None and offset >= 0:
-                        st.seek(offset)
+            found = {tp: om.offset for tp, om in (committed or {}).items()
+                     if om is not None and om.offset >= 0 and tp in sub.assignment
+                     and sub.assignment[tp].position is None}
+            for tp, offset in self._committed_in_log(found, timeout_ms).items():
+                sub.assignment[tp].seek(offset)
+                starts[tp] = (offset, True)
         targets = {}
         for tp in sub.missing_positions():
             strategy = sub.assignment[tp].reset_strategy or sub.default_reset
             if strategy == "none":
-                raise OffsetOutOfRangeError(
+                raise NoPositionError(
                     f"no committed offset for {tp} and auto_offset_reset='none'; "
                     "use 'earliest' or 'latest', or seek() to an offset first")
             targets[tp] = OffsetLookup.EARLIEST if strategy == "earliest" else OffsetLookup.LATEST
+        fresh = {tp for tp in targets if sub.assignment[tp].reset_strategy is None}
         for tp, (offset, _ts) in self._offsets.lookup(targets, timeout_ms).items():
             st = sub.assignment.get(tp)
             if st is not None and st.position is None:
                 st.seek(offset)
+                if tp in fresh:
+                    starts[tp] = (offset, False)
+        if starts:
+            self._coordinator.note_start_positions(starts, sub.default_reset)
+
+    def _committed_in_log(self, committed: dict[TopicPartition, int],
+                          timeout_ms: float | None) -> dict[TopicPartition, int]:
+        """The committed offsets that are still in the log. One below the log start
+        (retention deleted those records) falls back to ``auto_offset_reset``, with
+        a warning; with 'none' it raises OffsetOutOfRangeError."""
+        if not committed:
+            return {}
+        starts = self.beginning_offsets(list(committed), timeout_ms)
+        usable = {}
+        for tp, offset in committed.items():
+            log_start = starts.get(tp, 0)
+            if offset >= log_start:
+                usable[tp] = offset
+                continue
+            reset = self._subscription.default_reset
+            if reset == "none":
+                raise OffsetOutOfRangeError(
+                    f"group '{self.config['group_id']}' committed offset {offset} for {tp}, but "
+                    f"the log now starts at {log_start} (retention deleted the records in "
+                    "between) and auto_offset_reset='none'. Use 'earliest' or 'latest', or "
+                    "seek() to an offset.")
+            log.warning("group '%s': the committed offset %d of %s-%d is gone (retention "
+                        "deleted the records before offset %d); starting at the %s offset "
+                        "(auto_offset_reset='%s')", self.config["group_id"], offset, tp.topic,
+                        tp.partition, log_start, reset, reset)
+            self._subscription.assignment[tp].request_reset(reset)
+        return usable
 
     # -- iteration ------------------------------------------------------------------
 
@@ -472,19 +517,30 @@ class KafkaConsumer:
     # -- commits (need a group) ----------------------------------------------------
 
     def commit(self, offsets: dict | None = None, timeout_ms: float | None = None) -> None:
-        """Commit offsets (default: the current positions). Raises IllegalStateError without group_id."""
+        """Commit offsets and wait until the broker stored them.
+
+        ``offsets``: ``{TopicPartition: OffsetAndMetadata}`` (the *next* offset to read,
+        i.e. last processed + 1); default: the current positions of every assigned
+        partition. Raises IllegalStateError without group_id, CommitFailedError when
+        the group rebalanced and these partitions may belong to another member now
+        (or the consumer is not an active member), KafkaTimeoutError.
+        """
         if offsets is None:
             offsets = self._subscription.all_consumed_offsets()
         self._coordinator.commit_offsets_sync(offsets, timeout_ms)
 
     def commit_async(self, offsets: dict | None = None, callback: Any = None):
+        """Send a commit without waiting; returns a Future. ``callback(offsets,
+        exception_or_None)`` runs in a later poll(). Raises IllegalStateError
+        without group_id."""
         if offsets is None:
             offsets = self._subscription.all_consumed_offsets()
         return self._coordinator.commit_offsets_async(offsets, callback)
 
     def committed(self, partition: TopicPartition, metadata: bool = False,
                   timeout_ms: float | None = None):
-        """The group's committed offset for ``partition`` (None if none). Needs group_id."""
+        """The group's committed offset for ``partition`` (None if none); with
+        ``metadata=True`` the OffsetAndMetadata. Raises IllegalStateError without group_id."""
         if not isinstance(partition, TopicPartition):
             raise TypeError("partition must be a TopicPartition namedtuple")
         if self.config["group_id"] is None:
@@ -521,7 +577,8 @@ class KafkaConsumer:
         }}
 
     def close(self, autocommit: bool = True, timeout_ms: float | None = None) -> None:
-        """Commit (with a group and enable_auto_commit), leave the group, disconnect."""
+        """Commit the positions (with a group, enable_auto_commit and ``autocommit``),
+        leave the group (its partitions go to the other members at once), disconnect."""
         if self._closed:
             return
         self._closed = True

@@ -107,14 +107,17 @@ class Fetcher:
 
     # -- sending -----------------------------------------------------------------
 
-    def send_fetches(self) -> bool:
-        """Send a fetch unless one is in flight. True if one is in flight afterwards."""
+    def send_fetches(self, allowed: set[TopicPartition] | None = None) -> bool:
+        """Send a fetch unless one is in flight. True if one is in flight afterwards.
+
+        ``allowed``: only these partitions may be fetched (a group member's; None = all).
+        """
         if self._in_flight:
             return True
         parts = []
         asked = []
         for tp, st in self._subscription.assignment.items():
-            if st.paused or st.position is None:
+            if st.paused or st.position is None or (allowed is not None and tp not in allowed):
                 continue
             buf = self._buffers.get(tp)
             if buf is not None and buf.epoch == st.epoch and buf.remaining() >= self._prefetch:
@@ -143,8 +146,15 @@ class Fetcher:
         self._ready.set()
 
     def wait(self, timeout: float) -> bool:
-        """Block until a fetch response is waiting (or ``timeout`` seconds)."""
-        return self._ready.wait(timeout)
+        """Block until a fetch response is waiting, ``interrupt()`` is called, or
+        ``timeout`` seconds pass. True when woken early."""
+        woken = self._ready.wait(timeout)
+        self._ready.clear()  # the caller looks at _completed next, so nothing is missed
+        return woken
+
+    def interrupt(self) -> None:
+        """Wake a ``wait()`` in progress (any thread): e.g. a group rebalance needs poll()."""
+        self._ready.set()
 
     # -- receiving -------------------------------------------------------------
 
@@ -246,12 +256,14 @@ class Fetcher:
 
     # -- handing records to poll() ------------------------------------------------------
 
-    def fetched_records(self, max_records: int, update_offsets: bool = True
+    def fetched_records(self, max_records: int, update_offsets: bool = True,
+                        allowed: set[TopicPartition] | None = None
                         ) -> dict[TopicPartition, list]:
         """Up to ``max_records`` buffered records, grouped by partition.
 
         With ``update_offsets`` the positions move past them (poll); without, the
-        caller moves them record by record (iteration). Raises OffsetOutOfRangeError
+        caller moves them record by record (iteration). Partitions not in
+        ``allowed`` (when given) keep their records buffered. Raises OffsetOutOfRangeError
         (auto_offset_reset='none') and errors the broker reported for a partition.
         """
         if self._completed:
@@ -266,7 +278,7 @@ class Fetcher:
             if st is None or buf.epoch != st.epoch:
                 del self._buffers[tp]
                 continue
-            if st.paused or not buf.remaining():
+            if st.paused or not buf.remaining() or (allowed is not None and tp not in allowed):
                 continue
             start = buf.index
             end = min(len(buf.records), start + room)
