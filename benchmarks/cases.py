@@ -107,10 +107,11 @@ def zmq_throughput(peer, plan: Plan, size: int, mode: str) -> list[dict]:
 
 # -- end-to-end latency ---------------------------------------------------------------
 
-def latency(peer, client: str, plan: Plan, rate: int, partitions: int | None = None) -> dict:
+def latency(peer, client: str, plan: Plan, rate: int, variant: str = "",
+            consumer_config: dict | None = None) -> dict:
     n = int(rate * plan.latency_seconds)
     skip = rate // 2  # the first half second warms up connections and caches
-    system = system_label(client, peer.name)
+    system = system_label(client, peer.name, variant)
     if client == "zmq":
         where = {"address": peer.address()}
         bootstrap = ""
@@ -120,7 +121,7 @@ def latency(peer, client: str, plan: Plan, rate: int, partitions: int | None = N
         where = {"topic": topic}
         bootstrap = peer.bootstrap
     common = {**where, "size": 100, "n": n, "skip": skip, "acks": 1,
-              "max_seconds": plan.latency_seconds + 20}
+              "max_seconds": plan.latency_seconds + 20, "consumer_config": consumer_config}
     consumed, produced = run_pair(spec_for(client, "lat_consume", bootstrap, **common),
                                   spec_for(client, "lat_produce", bootstrap, rate=rate, **common),
                                   timeout=plan.latency_seconds + 60)

@@ -99,6 +99,10 @@ def tansu_cases(peer, plan: Plan, rows: Rows) -> None:
         for rate in plan.rates:
             log(f"tansu/{client}: latency at {rate}/s")
             rows.add("latency", client, cases.latency, peer, client, plan, rate)
+    if plan.name == "full" and "confluent" in plan.latency_clients.get("tansu", []):
+        # tansu answers long-poll fetches late: show that a shorter wait does not fix it
+        rows.add("latency", "confluent", cases.latency, peer, "confluent", plan, 1000,
+                 variant="fetch.wait.max.ms=10", consumer_config={"fetch.wait.max.ms": 10})
     for client in plan.tansu_clients if plan.group_records else []:
         log(f"tansu/{client}: 3-member group")
         rows.add("group", client, cases.group_read, peer, client, plan, "confluent")
