@@ -270,9 +270,9 @@ def consume(consumer: Any, out: TextIO, opts: FormatOptions, progress: Progress,
             for record in records:
                 if max_messages is not None and progress.count >= max_messages:
                     break
-                out.write(format_record(record, opts))
-                progress.count += 1
+                progress.count += 1  # counted first: Ctrl-C right after a write still counts it
                 printed += 1
+                out.write(format_record(record, opts))
         if printed:
             out.flush()
             last_record = clock.monotonic()

@@ -4,8 +4,6 @@ one broker."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import pty
 import re
@@ -290,14 +288,6 @@ def test_consumer_exits_when_its_reader_goes_away(kafka, shared_broker, unique_t
     assert b"Traceback" not in err and b"Processed a total of" in err
 
 
-def _groups_in_client() -> bool:
-    # The consumer falls back to reading without a group until this class exists.
-    if importlib.util.find_spec("labkit.client.group") is None:
-        return False
-    return hasattr(importlib.import_module("labkit.client.group"), "GroupCoordinator")
-
-
-@pytest.mark.skipif(not _groups_in_client(), reason="consumer groups are not in the client yet")
 def test_group_continues_where_it_stopped(kafka, unique_topic):
     t = unique_topic
     create(kafka, t)
