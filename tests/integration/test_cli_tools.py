@@ -299,3 +299,14 @@ def test_group_continues_where_it_stopped(kafka, unique_topic):
     second = kafka("console-consumer", "--topic", t, "--group", group, "--from-beginning",
                    "--max-messages", "2")
     assert second.stdout == "3\n4\n", "the group's committed offsets are where it restarts"
+
+
+def test_include_reads_every_matching_topic(kafka, unique_topic):
+    for suffix in ("a", "b"):
+        create(kafka, f"{unique_topic}-{suffix}")
+        sent = kafka("console-producer", "--topic", f"{unique_topic}-{suffix}", stdin=suffix.encode() + b"\n")
+        assert sent.returncode == 0, sent.stderr
+    got = kafka("console-consumer", "--include", re.escape(unique_topic) + "-.*", "--from-beginning",
+                "--max-messages", "2")
+    assert got.returncode == 0, got.stderr
+    assert sorted(got.stdout.splitlines()) == ["a", "b"]
