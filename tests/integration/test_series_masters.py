@@ -187,6 +187,7 @@ def test_each_notebook_checks_the_broker_first_and_ends_with_a_summary(name):
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     assert code and any("nb.doctor(" in source for source in code[:2]), (
         f"{name}: one of the first two code cells should call nb.doctor(...)")
-    markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
-    assert markdown and "summary" in markdown[-1].lower(), (
-        f"{name}: the last markdown cell should be the summary (and what comes next)")
+    markdown = [c.source.lower() for c in nb.cells if c.cell_type == "markdown"]
+    assert any("## summary" in text for text in markdown[-3:]), (
+        f"{name}: the notebook should end with a '## Summary' (and what comes next), "
+        "at most a clean-up section after it")
