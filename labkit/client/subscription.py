@@ -10,7 +10,9 @@ The *assignment* is the set of partitions the consumer reads, each with a
 ``PartitionState``: its position (the offset of the next record to hand to the
 user, None until known), whether it is paused, a pending reset ('earliest'/
 'latest'), the last high watermark, and an ``epoch`` that grows on every seek or
-reset so the fetcher can drop data fetched for an older position.
+reset so the fetcher can drop data fetched for an older position. A partition
+given up and assigned again (a group rebalance) starts above its old epoch, so a
+fetch still in flight for the old state is dropped too.
 
 Who decides the assignment of a subscription: without a group, the consumer
 assigns itself every partition of the subscribed topics; with a group, the group
@@ -69,13 +71,13 @@ class PartitionState:
     __slots__ = ("position", "paused", "reset_strategy", "highwater", "log_start", "epoch",
                  "leader_epoch")
 
-    def __init__(self) -> None:
+    def __init__(self, epoch: int = 0) -> None:
         self.position: int | None = None
         self.paused = False
         self.reset_strategy: str | None = None
         self.highwater: int | None = None
         self.log_start: int | None = None
-        self.epoch = 0
+        self.epoch = epoch
         self.leader_epoch = -1
 
     def seek(self, offset: int) -> None:
@@ -106,6 +108,7 @@ class SubscriptionState:
         self.listener: ConsumerRebalanceListener | None = None
         self.assignment: dict[TopicPartition, PartitionState] = {}
         self._hooks: list[Callable[[set, set], None]] = []
+        self._last_epoch: dict[TopicPartition, int] = {}  # of partitions given up
         self.version = 0  # grows when the subscription changes (metadata to refresh)
 
     # -- subscribe / assign -------------------------------------------------------
@@ -190,7 +193,10 @@ class SubscriptionState:
             return
         if notify_listener and self.listener is not None and revoked:
             _call_listener(self.listener.on_partitions_revoked, revoked)
-        self.assignment = {tp: self.assignment.get(tp) or PartitionState()
+        for tp in revoked:
+            self._last_epoch[tp] = self.assignment[tp].epoch
+        self.assignment = {tp: self.assignment.get(tp)
+                           or PartitionState(self._last_epoch.get(tp, -1) + 1)
                            for tp in sorted(new)}
         for hook in self._hooks:
             hook(revoked, added)
