@@ -169,17 +169,21 @@ class GroupCoordinator:
         sub = self._sub
         return sub.mode in (sub.AUTO_TOPICS, sub.AUTO_PATTERN)
 
+    def _sync_subscription(self) -> None:
+        """Hand a new subscription (topics, listener) to the member."""
+        if not self._subscribed():
+            return
+        topics = frozenset(self._sub.subscription or ())
+        listener = self._sub.listener
+        if self._applied is None or self._applied[0] != topics or self._applied[1] is not listener:
+            self.member.subscribe(topics, listener)
+            self._applied = (topics, listener)
+
     def poll(self, timeout_s: float = 0.0) -> bool:
         """Rebalance work, async-commit callbacks and auto-commit; called by
         ``KafkaConsumer.poll()``. Raises a KafkaError when joining the group failed
         for a reason retrying cannot fix (e.g. InconsistentGroupProtocolError)."""
-        if self._subscribed():
-            topics = frozenset(self._sub.subscription or ())
-            listener = self._sub.listener
-            if (self._applied is None or self._applied[0] != topics
-                    or self._applied[1] is not listener):
-                self.member.subscribe(topics, listener)
-                self._applied = (topics, listener)
+        self._sync_subscription()
         self._run_callbacks()
         self.member.poll()
         if self._auto_commit:
@@ -256,6 +260,7 @@ class GroupCoordinator:
         offsets = dict(offsets)
         if not offsets:
             return
+        self._sync_subscription()  # subscribed but never polled: not a member yet
         header = self.member.commit_header(offsets)
         timeout_ms = self._request_timeout_ms if timeout_ms is None else float(timeout_ms)
         future = self._transport.request("offset_commit", header, idempotent=True,
@@ -276,6 +281,7 @@ class GroupCoordinator:
         result = Future()
         if not offsets:
             return result.success(None)
+        self._sync_subscription()
         try:
             header = self.member.commit_header(offsets)
         except KafkaError as exc:
