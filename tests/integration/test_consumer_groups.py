@@ -367,3 +367,21 @@ def test_a_new_member_starts_at_committed_offsets_and_says_so(shared_broker, uni
     assert second.values() == list(range(read, 10))
     assert any("committed earlier" in r.getMessage() and f"at {read}" in r.getMessage()
                for r in caplog.records), caplog.text
+
+
+def test_pattern_subscription_in_a_group(shared_broker, unique_topic, groups):
+    for suffix in ("a", "b"):
+        create(shared_broker.bootstrap, f"{unique_topic}.{suffix}", 2)
+        produce(shared_broker.bootstrap, f"{unique_topic}.{suffix}", range(10), 2)
+    g = groups(unique_topic, "g-" + unique_topic)
+    consumers = []
+    for _ in range(2):
+        consumer = KafkaConsumer(**g.configs)
+        consumer.subscribe(pattern=f"^{unique_topic}\\.")
+        g.members.append(consumer)
+        g.got[id(consumer)] = []
+        consumers.append(consumer)
+    g.until(lambda: g.balanced([2, 2]) and len(g.values()) >= 20, "both topics, split")
+    assert sorted(g.values()) == sorted(list(range(10)) * 2)
+    assert {tp.topic for c in consumers for tp in c.assignment()} == \
+        {f"{unique_topic}.a", f"{unique_topic}.b"}
