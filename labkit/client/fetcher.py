@@ -5,8 +5,10 @@ Theory of operation
 ``send_fetches()`` (consumer thread) asks for every fetchable partition whose
 buffer is nearly drained, starting at that partition's *next fetch offset* -- the
 end of what is already buffered, so fetching runs ahead of the user's position.
-At most one fetch is in flight; the broker long-polls it (``fetch_max_wait_ms``,
-``fetch_min_bytes``). The response arrives on the I/O thread, which only appends
+A partition is in at most one fetch at a time; the broker long-polls a fetch
+(``fetch_max_wait_ms``, ``fetch_min_bytes``). Usually one fetch covers every
+partition; a partition whose buffer drains while a fetch for the others waits
+(they are caught up) goes out in a fetch of its own instead of waiting for it. The response arrives on the I/O thread, which only appends
 it to ``_completed`` and sets an Event: all decoding happens on the consumer's
 thread, in ``fetched_records()``.
 
@@ -89,7 +91,7 @@ class Fetcher:
         self._timeout_ms = config["request_timeout_ms"] + self._max_wait_ms
         self._buffers: dict[TopicPartition, _Buffer] = {}
         self._next_fetch: dict[TopicPartition, tuple[int, int]] = {}  # tp -> (epoch, offset)
-        self._in_flight = False
+        self._in_flight: set[TopicPartition] = set()  # partitions in a fetch in flight
         self._completed: deque = deque()
         self._ready = threading.Event()
         self.needs_metadata = False
@@ -108,16 +110,17 @@ class Fetcher:
     # -- sending -----------------------------------------------------------------
 
     def send_fetches(self, allowed: set[TopicPartition] | None = None) -> bool:
-        """Send a fetch unless one is in flight. True if one is in flight afterwards.
+        """Fetch the partitions that need data and are not in a fetch already. True if
+        a fetch is in flight afterwards.
 
         ``allowed``: only these partitions may be fetched (a group member's; None = all).
         """
-        if self._in_flight:
-            return True
         parts = []
         asked = []
+        in_flight = self._in_flight
         for tp, st in self._subscription.assignment.items():
-            if st.paused or st.position is None or (allowed is not None and tp not in allowed):
+            if (st.paused or st.position is None or tp in in_flight
+                    or (allowed is not None and tp not in allowed)):
                 continue
             buf = self._buffers.get(tp)
             if buf is not None and buf.epoch == st.epoch and buf.remaining() >= self._prefetch:
@@ -127,12 +130,12 @@ class Fetcher:
             parts.append([tp.topic, tp.partition, offset, self._partition_max_bytes])
             asked.append((tp, st.epoch, offset))
         if not parts:
-            return False
+            return bool(in_flight)
         header = {"max_wait_ms": self._max_wait_ms, "min_bytes": self._min_bytes,
                   "max_bytes": self._max_bytes, "partitions": parts}
         future = self._transport.request("fetch", header, timeout_ms=self._timeout_ms,
                                          idempotent=True)
-        self._in_flight = True
+        in_flight.update(tp for tp, _, _ in asked)
         future.add_callback(self._arrived, asked)
         future.add_errback(self._failed, asked)
         return True
@@ -162,7 +165,7 @@ class Fetcher:
         self._ready.clear()
         while self._completed:
             asked, response, error = self._completed.popleft()
-            self._in_flight = False
+            self._in_flight.difference_update(tp for tp, _, _ in asked)
             if error is not None:
                 log.warning("fetch failed: %s", error)
                 continue
