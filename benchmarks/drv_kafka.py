@@ -208,7 +208,7 @@ def _member_loop(poll, assignment, offsets, spec: dict) -> None:
         current = assignment()
         if current != assigned:
             emit({"ev": "assigned", "partitions": sorted(current), "t": now})
-            seen &= current
+            seen = set()  # report the first record of every partition again
             assigned = current
         for tp, records in batch.items():
             p = tp.partition if hasattr(tp, "partition") else tp

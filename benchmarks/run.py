@@ -78,11 +78,11 @@ def labkit_cases(peer, plan: Plan, rows: Rows) -> None:
 
 def labkit_groups_missing() -> str:
     """Why labkit's KafkaConsumer cannot join a group yet ('' when it can)."""
-    try:
-        from labkit.client.group import GroupCoordinator  # noqa: F401
-    except ImportError:
+    from labkit.client import consumer
+
+    if getattr(consumer, "GroupCoordinator", None) is None:
         return ("missing: labkit's KafkaConsumer has no group coordinator yet "
-                "(labkit.client.group.GroupCoordinator); group_id would be ignored")
+                "(GroupCoordinator in labkit/client/consumer.py); group_id would be ignored")
     return ""
 
 
