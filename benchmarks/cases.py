@@ -9,11 +9,16 @@ not work: shown, never hidden), ``missing: <why>`` (the peer could not start) or
 from __future__ import annotations
 
 import itertools
+import shutil
+import tempfile
+import time
+from pathlib import Path
 
 from plan import Plan, spec_for, system_label
 from procs import Worker, run, run_pair
 
 _ids = itertools.count(1)
+GROUP_READ_S = 150  # the longest a 3-member group may take to read everything
 
 
 def topic_name(prefix: str) -> str:
@@ -167,9 +172,13 @@ def group_read(peer, client: str, plan: Plan, producer_client: str) -> dict:
         row["status"] = "failed: filling the topic: " + fill["error"]
         peer.delete_topic(topic)
         return row
-    members = _members(peer, client, plan, topic, f"g-{topic}", reset="earliest", idle_s=3,
-                       until_s=120)
-    results = [m.wait(180) for m in members]
+    stop_file = Path(tempfile.mkdtemp(prefix="bench-group-")) / "stop"
+    members = _members(peer, client, plan, topic, f"g-{topic}", reset="earliest",
+                       until_s=GROUP_READ_S + 30, stop_file=str(stop_file))
+    _wait_until_read(members, row["produced"], GROUP_READ_S)
+    stop_file.touch()
+    results = [m.wait(60) for m in members]
+    shutil.rmtree(stop_file.parent, ignore_errors=True)
     peer.delete_topic(topic)
     errors = [r["error"] for r in results if "error" in r]
     total = sum(r.get("records", 0) for r in results)
@@ -192,11 +201,31 @@ def group_read(peer, client: str, plan: Plan, producer_client: str) -> dict:
     return row
 
 
+def _wait_until_read(members: list[Worker], produced: int, timeout: float) -> None:
+    """Until the members' progress reports cover ``produced`` records (or ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        if all(m.proc.poll() is not None for m in members):
+            return
+        latest = []
+        for member in members:
+            reports = [e for e in member.snapshot() if e.get("ev") == "progress"]
+            if reports:
+                latest.append(reports[-1])
+        unique = _unique(latest)
+        if unique is None:  # no offsets (redis): add up the counts
+            unique = sum(r["count"] for r in latest)
+        if unique >= produced:
+            return
+
+
 def _unique(results: list[dict]) -> int | None:
     """Distinct records read, from the highest offset seen per partition (None: no offsets)."""
     highest: dict[str, int] = {}
     for res in results:
-        for p, (_count, hi) in (res.get("partitions") or {}).items():
+        for p, stats in (res.get("partitions") or {}).items():
+            hi = stats[1] if isinstance(stats, list) else stats  # result or progress line
             highest[p] = max(highest.get(p, -1), hi)
     if not highest:
         return None

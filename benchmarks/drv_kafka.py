@@ -8,6 +8,7 @@ ends with one ``result`` line (see common.py).
 from __future__ import annotations
 
 import importlib
+import os
 import time
 
 from common import (
@@ -23,6 +24,7 @@ from common import (
 )
 
 perf = time.perf_counter
+PROGRESS_S = 0.5
 
 
 def _lib(spec: dict):
@@ -193,10 +195,15 @@ def group_member(spec: dict) -> None:
 
 
 def _member_loop(poll, assignment, offsets, spec: dict) -> None:
-    """The part of group_member shared with the confluent driver."""
-    started = perf()
-    until = started + spec["until_s"]
-    idle_s = spec.get("idle_s")
+    """The part of group_member shared with the confluent driver.
+
+    Every 0.5 s it reports ``progress`` (highest offset read per partition) and stops
+    once ``stop_file`` exists (the orchestrator creates it when the group has read
+    everything) or at ``until_s``.
+    """
+    until = perf() + spec["until_s"]
+    stop_file = spec.get("stop_file")
+    next_report = perf() + PROGRESS_S
     assigned: set = set()
     seen: set = set()
     count = 0
@@ -223,8 +230,11 @@ def _member_loop(poll, assignment, offsets, spec: dict) -> None:
         if batch:
             first_ns = first_ns or now
             last_ns = now
-        elif idle_s and (last_ns is not None and now - last_ns > idle_s * 1e9
-                         or last_ns is None and perf() - started > 3 * idle_s):
-            break  # done (or never given anything to read: the others read it all)
+        if perf() >= next_report:
+            next_report += PROGRESS_S
+            emit({"ev": "progress", "count": count,
+                  "partitions": {str(p): s[1] for p, s in per_partition.items()}})
+            if stop_file and os.path.exists(stop_file):
+                break
     result(records=count, first_ns=first_ns, last_ns=last_ns,
            partitions={str(p): s for p, s in per_partition.items()})

@@ -12,6 +12,7 @@ Each record is one stream entry with a single field ``v``.
 
 from __future__ import annotations
 
+import os
 import time
 
 import redis
@@ -144,9 +145,9 @@ def group_member(spec: dict) -> None:
     _ensure_group(r, stream, group, "0" if spec.get("reset", "earliest") == "earliest" else "$")
     name = spec.get("client_id", "bench-member")
     emit({"ev": "started", "t": monotonic_ns()})
-    started = perf()
-    until = started + spec["until_s"]
-    idle_s = spec.get("idle_s")
+    until = perf() + spec["until_s"]
+    stop_file = spec.get("stop_file")
+    next_report = perf() + 0.5
     count = 0
     first_ns = last_ns = None
     while perf() < until:
@@ -163,7 +164,9 @@ def group_member(spec: dict) -> None:
             count += got
             first_ns = first_ns or now
             last_ns = now
-        elif idle_s and (last_ns is not None and now - last_ns > idle_s * 1e9
-                         or last_ns is None and perf() - started > 3 * idle_s):
-            break
+        if perf() >= next_report:
+            next_report += 0.5
+            emit({"ev": "progress", "count": count, "partitions": {}})
+            if stop_file and os.path.exists(stop_file):
+                break
     result(records=count, first_ns=first_ns, last_ns=last_ns, partitions={})

@@ -112,6 +112,8 @@ def test_group_unique_counts_from_highest_offsets():
                {"partitions": {"0": [3, 9], "2": [7, 6]}}]
     assert cases._unique(results) == 10 + 5 + 7
     assert cases._unique([{"partitions": {}}]) is None
+    progress = [{"partitions": {"0": 9, "1": 4}}, {"partitions": {"0": 3, "2": 6}}]
+    assert cases._unique(progress) == 10 + 5 + 7
 
 
 def test_percentiles_and_stamps():
