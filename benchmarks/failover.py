@@ -89,7 +89,7 @@ def failover(peer, client: str, plan: Plan, producer_client: str) -> dict:
             time.sleep(0.1)
             for member in members[1:]:
                 for event in member.snapshot():
-                    if event["t"] <= t_kill:
+                    if "t" not in event or event["t"] <= t_kill:  # progress lines carry no time
                         continue
                     if event.get("ev") == "assigned" and dead & set(event["partitions"]):
                         detected = min(detected or event["t"], event["t"])
