@@ -66,11 +66,11 @@ def encode_header(header: dict[str, Any]) -> bytes:
 
 def decode_header(raw: bytes) -> dict[str, Any]:
     if len(raw) > MAX_HEADER_BYTES:
-        raise ProtocolError("header frame of %d bytes is over the limit" % len(raw))
+        raise ProtocolError(f"header frame of {len(raw)} bytes is over the limit")
     try:
         header = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError("header is not valid JSON: %s" % exc) from None
+        raise ProtocolError(f"header is not valid JSON: {exc}") from None
     if not isinstance(header, dict):
         raise ProtocolError("header must be a JSON object")
     return header
@@ -88,12 +88,12 @@ def parse_request(frames: list[bytes]) -> tuple[bytes, str, dict[str, Any], list
     when it could be read, so the broker can still answer with an error.
     """
     if len(frames) < 4:
-        raise ProtocolError("a request needs at least 4 frames, got %d" % len(frames))
+        raise ProtocolError(f"a request needs at least 4 frames, got {len(frames)}")
     magic, request_id, api_raw, header_raw = frames[0], frames[1], frames[2], frames[3]
     if bytes(magic) != MAGIC:
-        raise ProtocolError("wrong magic %r (expected %r)" % (bytes(magic[:8]), MAGIC))
+        raise ProtocolError(f"wrong magic {bytes(magic[:8])!r} (expected {MAGIC!r})")
     if len(request_id) > MAX_REQUEST_ID:
-        raise ProtocolError("request id longer than %d bytes" % MAX_REQUEST_ID)
+        raise ProtocolError(f"request id longer than {MAX_REQUEST_ID} bytes")
     try:
         api = bytes(api_raw).decode("ascii")
     except UnicodeDecodeError:

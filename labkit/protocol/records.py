@@ -218,7 +218,7 @@ def encode_batch(timestamps: list[int], keys: list[bytes | None] | None,
 def read_header(buf, pos: int = 0) -> BatchHeader:
     """The header of the batch at ``pos``. Raises CorruptRecordError if it does not fit."""
     if len(buf) - pos < HEADER_SIZE:
-        raise CorruptRecordError("batch header truncated at byte %d" % pos)
+        raise CorruptRecordError(f"batch header truncated at byte {pos}")
     return BatchHeader._make(HEADER.unpack_from(buf, pos))
 
 
@@ -231,17 +231,17 @@ def validate_batch(buf, pos: int = 0, *, produced: bool = True) -> BatchHeader:
     header = read_header(buf, pos)
     end = pos + header.size
     if header.batch_length < HEADER_SIZE - LENGTH_PREFIX or end > len(buf):
-        raise CorruptRecordError("batch length %d does not match the %d bytes available"
-                                 % (header.batch_length, len(buf) - pos))
+        raise CorruptRecordError(f"batch length {header.batch_length} does not match the "
+                                 f"{len(buf) - pos} bytes available")
     if header.magic != MAGIC_V1:
-        raise CorruptRecordError("unknown record batch magic %d" % header.magic)
+        raise CorruptRecordError(f"unknown record batch magic {header.magic}")
     if header.attributes & ~KNOWN_ATTRIBUTES:
-        raise CorruptRecordError("unknown batch attributes 0x%x" % header.attributes)
+        raise CorruptRecordError(f"unknown batch attributes 0x{header.attributes:x}")
     if header.record_count < 0 or header.last_offset_delta < 0:
         raise CorruptRecordError("negative record count or offset delta")
     if HEADER_SIZE + header.record_count * _column_bytes(header.attributes) > header.size:
-        raise CorruptRecordError("record count %d does not fit in a batch of %d bytes"
-                                 % (header.record_count, header.size))
+        raise CorruptRecordError(f"record count {header.record_count} does not fit in a batch of "
+                                 f"{header.size} bytes")
     if produced:
         if header.attributes & HAS_OFFSET_DELTAS or header.record_count == 0:
             raise CorruptRecordError("a produced batch must hold records with implicit offsets")
@@ -249,7 +249,7 @@ def validate_batch(buf, pos: int = 0, *, produced: bool = True) -> BatchHeader:
             raise CorruptRecordError("last_offset_delta does not match the record count")
     crc = zlib.crc32(memoryview(buf)[pos + CRC_START:end])
     if crc != header.crc:
-        raise CorruptRecordError("CRC mismatch (stored %08x, computed %08x)" % (header.crc, crc))
+        raise CorruptRecordError(f"CRC mismatch (stored {header.crc:08x}, computed {crc:08x})")
     return header
 
 
@@ -274,7 +274,7 @@ def split_batches(buf) -> list[tuple[int, int]]:
     while size - pos >= LENGTH_PREFIX:
         (length,) = BATCH_LENGTH.unpack_from(buf, pos + 8)
         if length < HEADER_SIZE - LENGTH_PREFIX:
-            raise CorruptRecordError("invalid batch length %d at byte %d" % (length, pos))
+            raise CorruptRecordError(f"invalid batch length {length} at byte {pos}")
         end = pos + LENGTH_PREFIX + length
         if end > size:
             break
@@ -294,7 +294,7 @@ def _slices(blob, lengths) -> list:
     if min(lengths) >= 0:
         ends = list(accumulate(lengths))
         starts = [0, *ends[:-1]]
-        return [blob[s:e] for s, e in zip(starts, ends)]
+        return [blob[s:e] for s, e in zip(starts, ends, strict=False)]
     out = []
     pos = 0
     for n in lengths:
@@ -319,7 +319,7 @@ def decode_batch(buf, pos: int = 0, header: BatchHeader | None = None) -> Batch:
     cur = pos + HEADER_SIZE
     end = pos + header.size
     if end > len(buf) or cur + count * _column_bytes(attrs) > end:
-        raise CorruptRecordError("record count %d does not fit in the batch" % count)
+        raise CorruptRecordError(f"record count {count} does not fit in the batch")
     if attrs & HAS_OFFSET_DELTAS:
         deltas, cur = _read_ints("i", buf, cur, count)
         base = header.base_offset
