@@ -14,9 +14,12 @@ line (any number of ``#``)::
 - a SOLUTION region becomes a stub at the marker's indentation that runs
   without error: ``# YOUR CODE HERE``, then -- if the region defined a function
   -- its signature and docstring with ``...`` as body; if it assigned names that
-  code after the region uses -- ``name = ...`` for each, so the cell that checks
-  ``name`` reports NOT ATTEMPTED instead of a NameError; else ``...``. In a
-  markdown cell the region becomes ``YOUR ANSWER HERE``.
+  code after the region in the same scope reads -- ``name = ...`` for each, so
+  the cell that checks ``name`` reports NOT ATTEMPTED instead of a NameError;
+  else ``...``. Which names those are is decided on the syntax tree
+  (``labkit.nb._stubnames``): a local of a function is never stubbed because a
+  later cell happens to use the same name, and ``obj[key] = ...`` does not
+  replace ``obj``. In a markdown cell the region becomes ``YOUR ANSWER HERE``.
 - a HIDDEN TESTS region is removed; a cell left empty by that is dropped, and so
   is any cell tagged ``instructor``.
 - outputs and execution counts are cleared; notebook metadata is reduced to the
@@ -38,12 +41,14 @@ import ast
 import copy
 import re
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
 from labkit.errors import IllegalArgumentError
+from labkit.nb._stubnames import ReadFirst, bound_names, enclosing_scope
 
 MARKER = re.compile(r"^(?P<indent>[ \t]*)#+[ \t]*(?P<edge>BEGIN|END)[ \t]+"
                     r"(?P<kind>SOLUTION|HIDDEN TESTS)[ \t]*$")
@@ -108,8 +113,8 @@ def strip_source(source: str, where: Where, *, markdown: bool = False,
             raise MarkerError(f"{where.at(number)}: '### END {kind}' closes the {region[0]} "
                               f"region that starts on line {region[1]}; use '### END {region[0]}'")
         if kind == "SOLUTION":
-            rest = "\n".join(lines[number:]) + "\n" + later_text
-            out.extend(_markdown_stub(region[2]) if markdown else _code_stub(body, region[2], rest))
+            out.extend(_markdown_stub(region[2]) if markdown else _code_stub(
+                body, region[2], _reads_after(source, region[1], number, later_text)))
         region = None
     if region is not None:
         raise MarkerError(f"{where.at(region[1])}: '### BEGIN {region[0]}' is never closed; "
@@ -121,23 +126,46 @@ def _markdown_stub(indent: str) -> list[str]:
     return [indent + MARKDOWN_STUB]
 
 
-def _code_stub(body: list[str], indent: str, rest: str) -> list[str]:
+def _code_stub(body: list[str], indent: str, read_later: Callable[[str], bool]) -> list[str]:
     stub = [indent + STUB_COMMENT]
-    try:
-        tree = ast.parse(textwrap.dedent("\n".join(body)))
-    except SyntaxError:
-        tree = None
-    assigned: list[str] = []
-    for node in tree.body if tree else []:
+    tree = _parse(textwrap.dedent("\n".join(body)))
+    statements = tree.body if tree else []
+    for node in statements:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             stub.extend(indent + line for line in _function_stub(node).split("\n"))
-        for name in _assigned_names(node):
-            if name not in assigned and re.search(rf"\b{re.escape(name)}\b", rest):
-                assigned.append(name)
-    stub.extend(f"{indent}{name} = ..." for name in assigned)
+    stub.extend(f"{indent}{name} = ..." for name in bound_names(statements) if read_later(name))
     if len(stub) == 1:
         stub.append(indent + "...")
     return stub
+
+
+def _reads_after(source: str, first: int, last: int, later_text: str) -> Callable[[str], bool]:
+    """Whether code after lines first..last of ``source``, in their scope, reads a name first.
+
+    Inside a def (or class) that is the rest of its body; at module level the rest
+    of the cell and ``later_text`` (the later cells). Code that does not parse even
+    with its magics blanked is searched as text for the name instead.
+    """
+    def mentions(text: str) -> Callable[[str], bool]:
+        return lambda name: re.search(rf"\b{re.escape(name)}\b", text) is not None
+
+    tree = _parse(source, magics=True)
+    if tree is None:
+        return mentions("\n".join(source.split("\n")[last:]) + "\n" + later_text)
+    scope = enclosing_scope(tree, first, last)
+    reads = ReadFirst(after=last)
+    for statement in getattr(scope, "body", []):
+        reads.visit(statement)
+    if scope is not tree:
+        return lambda name: reads.first.get(name, False)
+    later = _parse(later_text, magics=True)
+    if later is None:
+        in_text = mentions(later_text)
+        return lambda name: reads.first[name] if name in reads.first else in_text(name)
+    reads.after = 0
+    for statement in later.body:
+        reads.visit(statement)
+    return lambda name: reads.first.get(name, False)
 
 
 def _function_stub(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
@@ -150,27 +178,23 @@ def _function_stub(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
     return f"{head}\n{last[:len(last) - len(last.lstrip())]}{STUB_COMMENT}\n{last}"
 
 
-def _assigned_names(node: ast.stmt) -> list[str]:
-    if isinstance(node, ast.Assign):
-        targets = node.targets
-    elif isinstance(node, ast.AnnAssign | ast.AugAssign):
-        targets = [node.target]
-    else:
-        return []
-    names: list[str] = []
-    for target in targets:
-        for sub in ast.walk(target):
-            if isinstance(sub, ast.Name):
-                names.append(sub.id)
-    return names
+def _blank_magics(source: str) -> str:
+    """``source`` with IPython magics and shell lines (``%time``, ``!ls``) made ``pass``."""
+    return "\n".join(m["indent"] + "pass" if (m := _MAGIC_LINE.match(line)) else line
+                     for line in source.split("\n"))
+
+
+def _parse(source: str, *, magics: bool = False) -> ast.Module | None:
+    try:
+        return ast.parse(_blank_magics(source) if magics else source)
+    except (SyntaxError, ValueError):
+        return None
 
 
 def _python_ok(source: str) -> SyntaxError | None:
     """None if ``source`` (with IPython magics and shell lines blanked) parses."""
-    lines = [m["indent"] + "pass" if (m := _MAGIC_LINE.match(line)) else line
-             for line in source.split("\n")]
     try:
-        ast.parse("\n".join(lines))
+        ast.parse(_blank_magics(source))
     except SyntaxError as exc:
         return exc
     return None
