@@ -157,6 +157,26 @@ def expect(condition: object, hint: str) -> None:
         raise Wrong(hint)
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``count`` and the noun in the right number: ``1 city``, ``2 cities``, ``0 records``.
+
+    The plural is ``plural`` if given, else the English rule for regular nouns
+    (city -> cities, match -> matches, record -> records); only the last word changes.
+    """
+    if count == 1:
+        return f"{count} {noun}"
+    if plural is None:
+        head, _, word = noun.rpartition(" ")
+        if len(word) > 1 and word.endswith("y") and word[-2] not in "aeiou":
+            word = word[:-1] + "ies"
+        elif word.endswith(("s", "x", "z", "ch", "sh")):
+            word += "es"
+        else:
+            word += "s"
+        plural = f"{head} {word}" if head else word
+    return f"{count} {plural}"
+
+
 def is_stub_function(fn: object) -> bool:
     """True for a function whose body is only ``...``/``pass`` (and maybe a docstring)."""
     code = getattr(inspect.unwrap(fn) if callable(fn) else fn, "__code__", None)

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 import labkit.nb.exercises_groups  # noqa: F401 - registers notebook 06's extra checks
 import labkit.nb.exercises_intro  # noqa: F401 - registers notebooks 00-05's extra checks
 from labkit.nb import exercises_apps  # noqa: F401 - registers notebook 08's checks
-from labkit.nb.checks import StudentCodeError, Wrong, call, exercise, expect
+from labkit.nb.checks import StudentCodeError, Wrong, call, counted, exercise, expect
 from labkit.nb.exercises_ref import (
     alert_line,
     burst_users,
@@ -48,7 +48,8 @@ def four_cities(answer):
     extra = sorted(got - set(STORES))
     expect(not extra, f"{extra[0]!r} is not one of the cities; check the spelling "
                       "(Polish letters: Kraków, Gdańsk, Wrocław)" if extra else "")
-    expect(not missing, f"{len(missing)} city missing: look at the 'store' field of a transaction")
+    expect(not missing, f"{counted(len(missing), 'city')} missing: look at the 'store' field "
+                        "of a transaction")
 
 
 # -- 02 producer ---------------------------------------------------------------------
@@ -119,10 +120,10 @@ def collected_alerts(lines, *, sent):
         raise Wrong(f"no alerts collected, {sum(want.values())} expected: read the topic from "
                     "the beginning (auto_offset_reset='earliest') and stop with consumer_timeout_ms")
     if extra:
-        raise Wrong(f"{sum(extra.values())} line(s) should not be there, e.g. "
+        raise Wrong(f"{counted(sum(extra.values()), 'line')} should not be there, e.g. "
                     f"{min(extra)!r}: only amount > 3000, each transaction once")
     if missing:
-        raise Wrong(f"{sum(missing.values())} alert(s) missing, e.g. {min(missing)!r}: "
+        raise Wrong(f"{counted(sum(missing.values()), 'alert')} missing, e.g. {min(missing)!r}: "
                     "read every partition from the beginning until no more records come")
 
 
@@ -336,7 +337,7 @@ def flagged(alerts, *, sent):
     expect(not extra, f"{extra[0] if extra else ''} is in alerts but scores "
                       f"{scores.get(extra[0]) if extra else ''}: flag only score >= 3")
     missing = sorted(set(want) - set(got))
-    expect(not missing, f"{len(missing)} flagged transaction(s) missing from alerts, e.g. "
+    expect(not missing, f"{counted(len(missing), 'flagged transaction')} missing from alerts, e.g. "
                         f"{missing[0] if missing else ''} (score {want.get(missing[0]) if missing else ''})"
                         ": send every transaction with score >= 3 to the alerts topic")
     twice = sorted(k for k, n in got.items() if n > 1)

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from labkit.nb.checks import Wrong, call, exercise, expect
+from labkit.nb.checks import Wrong, call, counted, exercise, expect
 from labkit.nb.exercises_ref import values
 from labkit.nb.generators import transactions
 
@@ -131,7 +131,7 @@ def event_driven(flagged, *, sent):
     expect(not extra, f"{_describe(sent_txs[extra[0]]) if extra else ''} is not suspicious: flag "
                       "only what the rule of 08.1 accepts")
     missing = sorted(want - set(got))
-    expect(not missing, f"{len(missing)} suspicious transaction(s) not flagged, e.g. "
+    expect(not missing, f"{counted(len(missing), 'suspicious transaction')} not flagged, e.g. "
                         f"{_describe(sent_txs[missing[0]]) if missing else ''}: check that 08.1 passes, "
                         f"and keep polling until all {len(sent_txs)} transactions arrived (use "
                         "a deadline, not a fixed number of polls)")

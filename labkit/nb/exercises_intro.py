@@ -22,7 +22,7 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 
-from labkit.nb.checks import Wrong, call, exercise, expect
+from labkit.nb.checks import Wrong, call, counted, exercise, expect
 from labkit.nb.exercises_ref import tx_ids
 from labkit.nb.generators import transactions
 
@@ -75,7 +75,7 @@ def describe_new_topic(description, *, topic, partitions=4):
            "(the topic does not exist?): create it with admin.create_topics first")
     parts = description.get("partitions") or []
     expect(len(parts) == partitions,
-           f"{topic!r} has {len(parts)} partition(s), {partitions} wanted: delete it "
+           f"{topic!r} has {counted(len(parts), 'partition')}, {partitions} wanted: delete it "
            f"(admin.delete_topics) and create it again with num_partitions={partitions}")
 
 
@@ -104,15 +104,16 @@ def records_per_partition(answer, *, lines, num_partitions):
     expect(all(isinstance(v, int) and not isinstance(v, bool) for v in got.values()),
            "each count must be an int: end_offsets()[tp] - beginning_offsets()[tp]")
     total = sum(got.values())
-    expect(total == len(lines), f"your counts add up to {total}, but {len(lines)} records were "
-                                "sent: a partition holds end offset - beginning offset records")
+    how_many = counted(len(lines), "record") + (" was" if len(lines) == 1 else " were")
+    expect(total == len(lines), f"your counts add up to {total}, but {how_many} sent: a partition "
+                                "holds end offset - beginning offset records")
     used = {p for p, n in got.items() if n}
     expect(used != {0} or set(want) == {0},
            f"all records are in partition 0: was the topic created with {num_partitions} "
            "partitions (exercise 01.1) before the records were sent?")
     for partition in range(num_partitions):
         expect(got.get(partition, 0) == want[partition],
-               f"partition {partition}: expected {want[partition]} record(s), got "
+               f"partition {partition}: expected {counted(want[partition], 'record')}, got "
                f"{got.get(partition, 0)}: take the offsets of every partition of the topic")
 
 
@@ -192,9 +193,10 @@ def dead_letters(answer, *, sent):
     """answer: raw values read back from the dead-letter topic; sent: raw values sent."""
     got = Counter(_raw_values(answer))
     want = Counter(raw for raw in sent if not _is_json(raw))
-    expect(got or not want, f"the dead-letter topic is empty, {sum(want.values())} poison "
-                            "message(s) expected: send each value your deserializer rejects "
-                            "to it, and flush() before reading it")
+    expect(got or not want, "the dead-letter topic is empty, "
+                            f"{counted(sum(want.values()), 'poison message')} expected: send "
+                            "each value your deserializer rejects to it, and flush() before "
+                            "reading it")
     valid = sorted(raw for raw in got if _is_json(raw))
     expect(not valid, f"{valid[0] if valid else b''!r} is valid JSON: only messages that "
                       "cannot be decoded go to the dead-letter topic")
@@ -205,7 +207,7 @@ def dead_letters(answer, *, sent):
     expect(not extra, f"{min(extra) if extra else b''!r} is in the dead-letter topic "
                       f"{got[min(extra)] if extra else 0} times: send each poison message once "
                       "(run the notebook from the top)")
-    expect(not missing, f"{sum(missing.values())} poison message(s) missing, e.g. "
+    expect(not missing, f"{counted(sum(missing.values()), 'poison message')} missing, e.g. "
                         f"{min(missing) if missing else b''!r}: read the input topic to the "
                         "end and send every rejected value")
 
@@ -223,12 +225,12 @@ def per_key_order(answer, *, sent):
         want.setdefault(tx["user_id"], []).append(tx["tx_id"])
     got = {str(user): tx_ids(items) for user, items in answer.items()}
     missing = sorted(set(want) - set(got))
-    expect(not missing, f"{len(missing)} user(s) missing, e.g. {missing[0] if missing else ''}: "
+    expect(not missing, f"{counted(len(missing), 'user')} missing, e.g. {missing[0] if missing else ''}: "
                         "read every partition of the topic from the beginning")
     for user in sorted(want):
         mine, theirs = got[user], want[user]
         expect(sorted(mine) == sorted(theirs),
-               f"{user}: expected {len(theirs)} transactions, got {len(mine)}: append each "
+               f"{user}: expected {counted(len(theirs), 'transaction')}, got {len(mine)}: append each "
                "record's tx_id to the list of its user_id, once")
         if mine != theirs:
             first = next(i for i, (a, b) in enumerate(zip(mine, theirs, strict=True)) if a != b)

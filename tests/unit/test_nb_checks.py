@@ -198,7 +198,7 @@ def test_03_2_collected_alerts():
     sent = list(transactions(seed=5, count=200))
     right = [alert_line(tx) for tx in sent if tx["amount"] > 3000]
     assert right, "the data set must contain alerts"
-    assert_outcomes("03.2", list(reversed(right)), right[1:], "1 alert(s) missing", sent=sent)
+    assert_outcomes("03.2", list(reversed(right)), right[1:], "1 alert missing", sent=sent)
     too_many = right + [alert_line(sent[0])]
     assert "should not be there" in evaluate("03.2", too_many, sent=sent).line
     assert "from the beginning" in evaluate("03.2", [], sent=sent).line
@@ -349,3 +349,38 @@ def test_10_2_flagged_alerts():
     assert "2 times" in evaluate("10.2", flagged + flagged[:1], sent=sent).line
     wrong_score = [dict(flagged[0], score=99)] + flagged[1:]
     assert "your alert says 99" in evaluate("10.2", wrong_score, sent=sent).line
+
+
+@pytest.mark.parametrize("count, noun, text", [
+    (1, "city", "1 city"), (2, "city", "2 cities"), (0, "city", "0 cities"),
+    (1, "poison message", "1 poison message"), (3, "poison message", "3 poison messages"),
+    (2, "day", "2 days"), (2, "match", "2 matches"), (5, "box", "5 boxes"),
+])
+def test_counted_puts_the_noun_in_the_right_number(count, noun, text):
+    assert checks.counted(count, noun) == text
+
+
+def test_counted_takes_an_irregular_plural():
+    assert checks.counted(2, "child", "children") == "2 children"
+    assert checks.counted(1, "child", "children") == "1 child"
+
+
+@pytest.mark.parametrize("answer, text", [
+    (["Gdańsk", "Warszawa", "Kraków"], "1 city missing"),
+    (["Gdańsk", "Warszawa"], "2 cities missing"),
+])
+def test_00_1_says_how_many_cities_are_missing_in_correct_english(answer, text):
+    result = evaluate("00.1", answer)
+    assert result.status == "FAIL"
+    assert text in result.line, result.line
+    assert "(s)" not in result.line
+
+
+def test_course_feedback_has_no_singular_plural_placeholders():
+    import inspect
+
+    from labkit.nb import exercises, exercises_apps, exercises_groups, exercises_intro
+    for module in (exercises, exercises_apps, exercises_groups, exercises_intro):
+        source = inspect.getsource(module)
+        assert "(s)" not in source, module.__name__
+        assert " city missing" not in source, module.__name__
