@@ -11,7 +11,9 @@ Each notebook is graded alone, in its own temporary folder and its own process:
    broker) and ``LABKIT_GRADE_LOG`` (a file where every ``nb.check`` appends one
    JSON line) -- no conftest, no cache, an empty ini, so the grader's own pytest
    settings never leak in. nbval interrupts a cell that runs longer than T and
-   goes on with the next cells.
+   goes on with the next cells. The folder of the running interpreter (the
+   venv's ``bin``) comes first on ``PATH``, so ``!labkit topics ...`` and
+   ``!kafka-topics.sh`` in a notebook work even when the venv is not activated.
    With a fresh broker per notebook (``labkit grade --fresh-broker``) no notebook
    sees the records another one left behind.
 3. A backstop kills the run (pytest, the kernel, their children) when the whole
@@ -159,6 +161,19 @@ def _pytest_command(path: Path, ini: Path, cell_timeout: float) -> list[str]:
             "--nbval-current-env", f"--nbval-cell-timeout={cell_timeout:g}", "--color=no"]
 
 
+def child_env(base: dict[str, str], **extra: str) -> dict[str, str]:
+    """``base`` plus ``extra``, with this interpreter's bin folder first on PATH (once).
+
+    ``sys.executable`` is not resolved: in a venv it is ``<venv>/bin/python``, and
+    that folder holds ``labkit`` and the ``kafka-*.sh`` commands.
+    """
+    env = dict(base, **extra)
+    bin_dir = os.path.dirname(sys.executable)
+    rest = [p for p in env.get("PATH", "").split(os.pathsep) if p and p != bin_dir]
+    env["PATH"] = os.pathsep.join([bin_dir, *rest])
+    return env
+
+
 def _kill_tree(proc: subprocess.Popen) -> None:
     """Kill the pytest process, its process group and every descendant (the kernel has its own)."""
     victims = []
@@ -191,8 +206,8 @@ def run_notebook(notebook: nbformat.NotebookNode, *, bootstrap: str, cell_timeou
         ini = work / "pytest.ini"
         ini.write_text("[pytest]\n", encoding="utf-8")
         log = work / "grade-log.jsonl"
-        env = dict(os.environ, LABKIT_GRADING="1", LABKIT_GRADE_LOG=str(log),
-                   LABKIT_BOOTSTRAP=bootstrap, MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
+        env = child_env(dict(os.environ), LABKIT_GRADING="1", LABKIT_GRADE_LOG=str(log),
+                        LABKIT_BOOTSTRAP=bootstrap, MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
         env.pop("PYTEST_ADDOPTS", None)
         proc = subprocess.Popen(_pytest_command(path, ini, cell_timeout), cwd=work, env=env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -2,12 +2,15 @@
 records, nbval's failure report, the table and the gradebook CSV."""
 
 import csv
+import os
+import sys
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from labkit.errors import IllegalArgumentError
+from labkit.nb import grading
 from labkit.nb.grading import (
     ExerciseScore,
     NotebookGrade,
@@ -141,3 +144,10 @@ def test_gradebook_csv(tmp_path):
     assert rows == [["student", "00.1", "10.1", "total", "max_total"],
                     ["anna", "1", "3", "4", "4"], ["bartek", "1", "0", "1", "4"],
                     ["celina", "0", "0", "0", "4"]]
+
+
+def test_children_get_the_venv_bin_first_on_path_once():
+    bin_dir = os.path.dirname(sys.executable)
+    env = grading.child_env({"PATH": os.pathsep.join(["/usr/bin", bin_dir, "/bin"])}, X="1")
+    assert env["PATH"].split(os.pathsep) == [bin_dir, "/usr/bin", "/bin"] and env["X"] == "1"
+    assert grading.child_env({})["PATH"] == bin_dir
