@@ -1,7 +1,10 @@
 """`labkit lab` from the installed package: what a student sees when a port is taken,
 reusing a broker that is already running, and a clean stop on SIGTERM.
 
-Real processes over real sockets (the broker, JupyterLab); ports are free ones.
+Real processes over real sockets (the broker, JupyterLab); ports are free ones. Every
+process a test starts leads its own process group; whatever happens, the test ends by
+stopping that group and every descendant (SIGTERM, then SIGKILL), so no JupyterLab,
+kernel or broker outlives it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 from e2e_helpers import (
     REPO,
@@ -30,8 +34,77 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300),
               pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc")]
 
 
+STOP_S = 30
+
+
 def _labkit(*args: str) -> list[str]:
     return [sys.executable, "-m", "labkit", *args]
+
+
+def _start(argv: list[str], **kwargs) -> subprocess.Popen:
+    """Start ``argv`` as the leader of a new process group (see ``_stop_tree``)."""
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True, **kwargs)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stop_tree(proc: subprocess.Popen, timeout: float = STOP_S) -> None:
+    """Stop ``proc``'s process group and every descendant: SIGTERM, then SIGKILL after ``timeout``.
+
+    ``proc`` was started by ``_start``, so its pid is its group id. Descendants that
+    made their own session (``labkit lab`` starts the broker that way, Jupyter its
+    kernels) are collected first and signalled one by one.
+    """
+    try:
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        descendants = []
+    _signal_group(proc.pid, signal.SIGTERM)
+    for child in descendants:
+        try:
+            child.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    _, alive = psutil.wait_procs(descendants, timeout=timeout)
+    if proc.poll() is None or alive or _group_alive(proc.pid):
+        _signal_group(proc.pid, signal.SIGKILL)
+        for child in alive:
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
+        proc.wait(timeout)
+        psutil.wait_procs(alive, timeout=timeout)
+
+
+def _run_lab(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
+    """``labkit lab ARGS`` to the end; its whole tree is stopped even when it hangs."""
+    proc = _start(_labkit("lab", *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                  text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        _stop_tree(proc)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 @pytest.fixture
@@ -45,10 +118,8 @@ def listener():
 
 
 def test_lab_port_taken_names_the_fix(tmp_path: Path, listener: int):
-    result = subprocess.run(
-        _labkit("lab", "--no-browser", "--port", str(free_port()), "--lab-port", str(listener),
-                "--data-dir", str(tmp_path / "data"), "--notebooks", str(tmp_path)),
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    result = _run_lab(["--no-browser", "--port", str(free_port()), "--lab-port", str(listener),
+                       "--data-dir", str(tmp_path / "data"), "--notebooks", str(tmp_path)])
     assert result.returncode == 1
     assert f"Port {listener} is taken" in result.stderr
     assert f"--lab-port {listener + 1}" in result.stderr
@@ -57,10 +128,8 @@ def test_lab_port_taken_names_the_fix(tmp_path: Path, listener: int):
 
 
 def test_broker_port_taken_by_something_else_names_the_fix(tmp_path: Path, listener: int):
-    result = subprocess.run(
-        _labkit("lab", "--no-browser", "--port", str(listener), "--lab-port", str(free_port()),
-                "--data-dir", str(tmp_path / "data"), "--notebooks", str(tmp_path)),
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    result = _run_lab(["--no-browser", "--port", str(listener), "--lab-port", str(free_port()),
+                       "--data-dir", str(tmp_path / "data"), "--notebooks", str(tmp_path)])
     assert result.returncode == 1
     assert f"Port {listener} is taken by a program that is not a labkit broker" in result.stderr
     assert f"--port {listener + 1}" in result.stderr
@@ -72,18 +141,18 @@ def test_reuses_a_running_broker_and_leaves_it_running(tmp_path: Path):
     data = tmp_path / "own-broker-data"
     broker_log = tmp_path / "broker.log"
     with open(broker_log, "wb") as log:
-        broker = subprocess.Popen(_labkit("broker", "--port", str(port), "--data-dir", str(data)),
-                                  stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        broker = _start(_labkit("broker", "--port", str(port), "--data-dir", str(data)),
+                        stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: broker_answers(f"127.0.0.1:{port}", 500) or broker.poll() is not None,
                    30, what="the broker")
         assert broker.poll() is None, broker_log.read_text()
         log_path = tmp_path / "lab.log"
         with open(log_path, "wb") as log:
-            lab = subprocess.Popen(
+            lab = _start(
                 _labkit("lab", "--no-browser", "--port", str(port), "--lab-port", str(lab_port),
                         "--data-dir", str(tmp_path / "unused"), "--notebooks", str(tmp_path)),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+                stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_until(lambda: http_status(f"http://127.0.0.1:{lab_port}/api") == 200
                        or lab.poll() is not None, 120, what="JupyterLab")
@@ -92,8 +161,7 @@ def test_reuses_a_running_broker_and_leaves_it_running(tmp_path: Path):
             lab.send_signal(signal.SIGTERM)
             assert lab.wait(60) == 0, log_path.read_text()
         finally:
-            if lab.poll() is None:
-                lab.kill()
+            _stop_tree(lab)
         assert connect_error("127.0.0.1", lab_port) is not None
         assert broker.poll() is None and broker_answers(f"127.0.0.1:{port}"), \
             "labkit lab must not stop a broker it did not start"
@@ -102,8 +170,7 @@ def test_reuses_a_running_broker_and_leaves_it_running(tmp_path: Path):
                                for _, cmd in processes_mentioning(str(tmp_path))), 10,
                    what="JupyterLab to exit")
     finally:
-        broker.terminate()
-        broker.wait(30)
+        _stop_tree(broker)
 
 
 def _redirect(port: int, path: str) -> str | None:
@@ -121,11 +188,10 @@ def test_sigint_stops_the_broker_it_started(tmp_path: Path):
     log_path = tmp_path / "lab.log"
     env = dict(os.environ, JUPYTER_TOKEN="e2e-token")
     with open(log_path, "wb") as log:
-        lab = subprocess.Popen(
+        lab = _start(
             _labkit("lab", "--no-browser", "--port", str(port), "--lab-port", str(lab_port),
                     "--data-dir", str(tmp_path / "data"), "--notebooks", str(tmp_path)),
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True)
+            stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         wait_until(lambda: lab.poll() is not None or (
             http_status(f"http://127.0.0.1:{lab_port}/api") == 200
@@ -139,9 +205,32 @@ def test_sigint_stops_the_broker_it_started(tmp_path: Path):
         os.killpg(lab.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
         assert lab.wait(60) == 0, log_path.read_text()
     finally:
-        if lab.poll() is None:
-            lab.kill()
+        _stop_tree(lab)
     wait_until(lambda: not processes_mentioning(str(tmp_path)), 15,
                what="the broker and JupyterLab to exit")
     assert connect_error("127.0.0.1", port) is not None
     assert (tmp_path / "data").is_dir()
+
+
+STUBBORN = """
+import signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)"
+subprocess.Popen([sys.executable, "-c", code, sys.argv[1]])
+subprocess.Popen([sys.executable, "-c", code, sys.argv[1]], start_new_session=True)
+print("ready", flush=True)
+time.sleep(300)
+"""
+
+
+def test_stop_tree_kills_what_ignores_sigterm_even_in_another_session(tmp_path: Path):
+    marker = str(tmp_path / "stubborn")
+    proc = _start([sys.executable, "-c", STUBBORN, marker], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        wait_until(lambda: len(psutil.Process(proc.pid).children(recursive=True)) == 2, 10,
+                   what="both children")
+    finally:
+        _stop_tree(proc, timeout=2)
+    assert proc.returncode == -signal.SIGKILL
+    assert not processes_mentioning(marker)

@@ -3,7 +3,9 @@ and both stop cleanly on Ctrl-C (SIGINT to the terminal's process group) and on 
 SIGTERM sent to make alone, leaving no process behind.
 
 The clone is real (`git clone` of this repository's HEAD), so the test covers what a
-student gets; the venv it creates comes from pip's cache after the first run.
+student gets; the venv it creates comes from pip's cache after the first run. `make`
+leads its own process group; each test ends, pass or fail, by stopping that group and
+every descendant (SIGTERM, then SIGKILL), so no JupyterLab, kernel or broker outlives it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import psutil
 import pytest
 from e2e_helpers import (
     REPO,
@@ -49,6 +52,53 @@ def clone(tmp_path_factory) -> Path:
         os.kill(pid, signal.SIGKILL)
 
 
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stop_tree(proc: subprocess.Popen, timeout: float = STOP_S) -> None:
+    """Stop ``proc``'s process group (it leads one) and every descendant: SIGTERM, then
+    SIGKILL after ``timeout``. Descendants in their own session (the broker `labkit lab`
+    starts, Jupyter's kernels) are collected first and signalled one by one."""
+    try:
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        descendants = []
+    _signal_group(proc.pid, signal.SIGTERM)
+    for child in descendants:
+        try:
+            child.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    _, alive = psutil.wait_procs(descendants, timeout=timeout)
+    if proc.poll() is None or alive or _group_alive(proc.pid):
+        _signal_group(proc.pid, signal.SIGKILL)
+        for child in alive:
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
+        proc.wait(timeout)
+        psutil.wait_procs(alive, timeout=timeout)
+
+
 class MakeLab:
     def __init__(self, clone: Path, tag: str):
         self.clone = clone
@@ -62,6 +112,12 @@ class MakeLab:
             self.proc = subprocess.Popen(["make", "lab", f"LAB_ARGS={lab_args}"], cwd=clone,
                                          env=env, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
+
+    def __enter__(self) -> MakeLab:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        _stop_tree(self.proc)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -102,30 +158,30 @@ def _jupyter_env(clone: Path) -> dict[str, str]:
 
 
 def test_make_lab_fresh_clone_then_ctrl_c(clone: Path):
-    lab = MakeLab(clone, "ctrl-c")
-    lab.wait_ready(FIRST_START_S)
-    assert (clone / ".venv" / "bin" / "labkit").exists()
-    assert (clone / "data").is_dir(), "the broker keeps its data in ./data"
+    with MakeLab(clone, "ctrl-c") as lab:
+        lab.wait_ready(FIRST_START_S)
+        assert (clone / ".venv" / "bin" / "labkit").exists()
+        assert (clone / "data").is_dir(), "the broker keeps its data in ./data"
 
-    url = f"http://localhost:{lab.lab_port}/lab/tree/README.ipynb?token={lab.token}"
-    wait_until(lambda: url in lab.log(), 15, what="the URL in make's output")
-    # JupyterLab serves the notebooks folder, with token auth, and tells notebooks the broker.
-    base = f"http://127.0.0.1:{lab.lab_port}"
-    assert http_status(f"{base}/api/contents") == 403
-    assert http_status(f"{base}/api/contents?token={lab.token}") == 200
-    env = _jupyter_env(clone)
-    assert env["LABKIT_BOOTSTRAP"] == f"localhost:{lab.broker_port}"
-    assert env["PATH"].split(os.pathsep)[0] == str(clone / ".venv" / "bin")
+        url = f"http://localhost:{lab.lab_port}/lab/tree/README.ipynb?token={lab.token}"
+        wait_until(lambda: url in lab.log(), 15, what="the URL in make's output")
+        # JupyterLab serves the notebooks folder, with token auth, and tells notebooks the broker.
+        base = f"http://127.0.0.1:{lab.lab_port}"
+        assert http_status(f"{base}/api/contents") == 403
+        assert http_status(f"{base}/api/contents?token={lab.token}") == 200
+        env = _jupyter_env(clone)
+        assert env["LABKIT_BOOTSTRAP"] == f"localhost:{lab.broker_port}"
+        assert env["PATH"].split(os.pathsep)[0] == str(clone / ".venv" / "bin")
 
-    os.killpg(lab.proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
-    lab.wait_stopped()
-    lab.assert_nothing_left()
-    assert "stopping JupyterLab and the broker" in lab.log()
+        os.killpg(lab.proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+        lab.wait_stopped()
+        lab.assert_nothing_left()
+        assert "stopping JupyterLab and the broker" in lab.log()
 
 
 def test_make_lab_stops_on_sigterm_to_make(clone: Path):
-    lab = MakeLab(clone, "sigterm")
-    lab.wait_ready(FIRST_START_S)  # the venv usually exists already (first test)
-    lab.proc.send_signal(signal.SIGTERM)  # make alone: it passes SIGTERM to labkit lab
-    lab.wait_stopped()
-    lab.assert_nothing_left()
+    with MakeLab(clone, "sigterm") as lab:
+        lab.wait_ready(FIRST_START_S)  # the venv usually exists already (first test)
+        lab.proc.send_signal(signal.SIGTERM)  # make alone: it passes SIGTERM to labkit lab
+        lab.wait_stopped()
+        lab.assert_nothing_left()
