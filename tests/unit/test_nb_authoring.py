@@ -300,3 +300,15 @@ def test_bound_names_cover_unpacking_and_walrus_but_not_nested_scopes():
                      "sq = [inner for inner in range(3)]\n"
                      "obj.field = 1\nobj[key] = 2")
     assert bound_names(tree.body) == ["a", "b", "c", "d", "e", "sq"]
+
+
+def test_labkit_help_says_what_notebooks_build_and_check_do(capsys):
+    try:
+        code = labkit_main(["--help"])
+    except SystemExit as done:
+        code = done.code
+    assert code in (0, None)
+    [line] = [x for x in capsys.readouterr().out.splitlines() if x.strip().startswith("notebooks ")]
+    assert "build: write student notebooks from instructor masters" in line
+    assert "check: exit 1 if any is stale" in line
+    assert "copy" not in line
