@@ -17,6 +17,9 @@ The I/O thread (``drain``) takes ready batches, and the open batch once
 closing): it swaps in a new open batch under the lock, turns the row tuples into
 columns with one ``zip(*records)`` and encodes them with
 ``labkit.protocol.records.encode_batch``. After that nobody appends to the batch.
+Code that reads a ``ready`` deque while ``send()`` may append to it (``drain``,
+``pending``) iterates a ``tuple()`` snapshot: iterating the deque itself raises
+"deque mutated during iteration" when the GIL switches threads in between.
 
 When the broker answers, ``complete`` marks the batch done under the accumulator's
 condition variable and wakes ``get()`` callers. Callbacks are kept per batch in a
@@ -225,7 +228,8 @@ class PartitionBuffer:
             return batch
 
     def pending(self) -> int:
-        return len(self.open.records or ()) + sum(len(b.records or ()) for b in self.ready)
+        # tuple(): a snapshot taken in one C call under the GIL; send() may append meanwhile
+        return len(self.open.records or ()) + sum(len(b.records or ()) for b in tuple(self.ready))
 
 
 class RecordAccumulator:
@@ -257,25 +261,31 @@ class RecordAccumulator:
 
     # -- I/O thread ------------------------------------------------------------
 
-    def drain(self, now: float, budget: int, on_seal: Callable[[PartitionBuffer], None]
-              ) -> tuple[list[ProducerBatch], float | None]:
+    def drain(self, now: float, budget: int, on_seal: Callable[[PartitionBuffer], None],
+              out: list[ProducerBatch] | None = None) -> tuple[list[ProducerBatch], float | None]:
         """Seal ready batches worth about ``budget`` bytes (at least one batch).
 
         Returns (batches, seconds until the next lingering batch is due, or None).
+        Each batch is appended to ``out`` (when given) *before* it is sealed, so if
+        anything here raises, the caller still holds every batch taken from a buffer
+        and must complete them (``complete(batch, -1, error)``); none is lost.
         """
-        batches: list[ProducerBatch] = []
+        batches: list[ProducerBatch] = [] if out is None else out
+        taken = len(batches)
         used = 0
         next_due = None
         buffered = 0
         force = self.flushing or self.closing or self.linger <= 0
         for buf in self.buffers:
             ready = buf.ready
-            while ready and (not batches or used + ready[0].nbytes <= budget):
+            while ready and (len(batches) == taken or used + ready[0].nbytes <= budget):
                 used += self._seal(ready.popleft(), batches)
                 on_seal(buf)
             if ready:
                 next_due = 0.0  # more is ready than this request takes
-                buffered += sum(b.nbytes for b in ready)
+                # tuple(): one C call under the GIL. A generator over the deque itself
+                # let send() append in the middle: "deque mutated during iteration"
+                buffered += sum(b.nbytes for b in tuple(ready))
                 continue
             batch = buf.open
             if not batch.records:
@@ -289,7 +299,7 @@ class RecordAccumulator:
                     wait = due - now
                     next_due = wait if next_due is None else min(next_due, wait)
                     continue
-            if batches and used + batch.nbytes > budget:
+            if len(batches) > taken and used + batch.nbytes > budget:
                 next_due = 0.0
                 continue
             batch = buf.take_open()
@@ -301,16 +311,24 @@ class RecordAccumulator:
         return batches, next_due
 
     def _seal(self, batch: ProducerBatch, out: list[ProducerBatch]) -> int:
-        batch.seal()
-        out.append(batch)
+        out.append(batch)  # first: if sealing fails, the caller fails the batch
         self.incomplete += 1
+        try:
+            batch.seal()
+        except Exception:
+            batch.data = b""  # in_flight_bytes never counted it
+            raise
         self.in_flight_bytes += len(batch.data)
         return len(batch.data)
 
     def complete(self, batch: ProducerBatch, base_offset: int,
                  error: BaseException | None = None) -> None:
-        """Resolve a batch's futures (I/O thread). Runs callbacks outside the lock."""
+        """Resolve a batch's futures (I/O thread). Runs callbacks outside the lock.
+
+        A batch already completed is left as it is (completing is idempotent)."""
         with self.cond:
+            if batch.done:
+                return
             batch.base_offset = base_offset
             batch.error = error
             batch.done = True

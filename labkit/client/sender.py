@@ -16,6 +16,11 @@ It also refreshes topic metadata every ``metadata_max_age_ms`` (and at once afte
 an error that says metadata is stale), so partitions added while the producer runs
 are used.
 
+No batch is ever dropped: if draining, sending or handling an answer raises
+unexpectedly (a bug), every batch taken for that request completes with a
+KafkaError whose ``__cause__`` is the original exception, so its futures fail and
+``flush()`` returns instead of waiting forever.
+
 Everything here runs on the I/O thread, so the sender's own state needs no lock.
 """
 
@@ -60,12 +65,19 @@ class Sender:
         next_due = None
         while self._in_flight < self._max_in_flight:
             batches = self._ready_retries(now)
-            budget = self._acc.max_request_size - sum(len(b.data) for b in batches)
-            fresh, next_due = self._acc.drain(now, budget, self._on_seal) if budget > 0 else ([], 0.0)
-            batches.extend(fresh)
-            if not batches:
-                break
-            self._send(batches)
+            try:
+                budget = self._acc.max_request_size - sum(len(b.data) for b in batches)
+                if budget > 0:
+                    _, next_due = self._acc.drain(now, budget, self._on_seal, out=batches)
+                else:
+                    next_due = 0.0
+                if not batches:
+                    break
+                self._send(batches)
+            except Exception as exc:  # a bug must fail these records, not lose them
+                log.exception("the producer's sender failed; failing %d batches", len(batches))
+                self._fail_taken(batches, exc)
+                return 0.1
         if self._retry:
             wait = max(0.0, self._retry[0].retry_at - now)
             next_due = wait if next_due is None else min(next_due, wait)
@@ -104,8 +116,29 @@ class Sender:
         future.add_callback(self._on_response, batches)
         future.add_errback(self._on_failure, batches)
 
+    def _fail_taken(self, batches: list[ProducerBatch], exc: BaseException) -> None:
+        """Complete, with an error, every batch taken for a request that went wrong
+        unexpectedly: its futures fail and flush() does not wait for it forever."""
+        for batch in batches:
+            if batch.done or batch in self._retry:
+                continue
+            error = KafkaError(
+                f"labkit's producer failed while sending records to {batch.tp.topic} "
+                f"partition {batch.tp.partition} ({type(exc).__name__}: {exc}); these "
+                "records were not written. Send them again; please report this as a bug "
+                "with the traceback in the log.")
+            error.__cause__ = exc
+            self._acc.complete(batch, -1, error)
+
     def _on_response(self, batches: list[ProducerBatch], response: Any) -> None:
         self._in_flight -= 1
+        try:
+            self._handle_response(batches, response)
+        except Exception as exc:
+            log.exception("handling a produce answer failed")
+            self._fail_taken(batches, exc)
+
+    def _handle_response(self, batches: list[ProducerBatch], response: Any) -> None:
         if response is None:  # acks=0: nothing comes back
             for batch in batches:
                 self._acc.complete(batch, -1)
@@ -131,8 +164,12 @@ class Sender:
 
     def _on_failure(self, batches: list[ProducerBatch], error: BaseException) -> None:
         self._in_flight -= 1
-        for batch in batches:
-            self._fail_or_retry(batch, error)
+        try:
+            for batch in batches:
+                self._fail_or_retry(batch, error)
+        except Exception as exc:
+            log.exception("handling a failed produce request failed")
+            self._fail_taken(batches, exc)
 
     def _fail_or_retry(self, batch: ProducerBatch, error: BaseException) -> None:
         now = self._transport_clock()

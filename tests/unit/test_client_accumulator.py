@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from labkit.client.accumulator import RECORD_OVERHEAD, RecordAccumulator
+from labkit.client.accumulator import RECORD_OVERHEAD, ProducerBatch, RecordAccumulator
 from labkit.client.structs import RecordMetadata, TopicPartition
 from labkit.errors import KafkaTimeoutError, NotLeaderForPartitionError
 from labkit.protocol.records import decode_batch, split_batches, validate_batch
@@ -206,3 +206,68 @@ def test_buffered_records_do_not_burden_the_garbage_collector():
     assert not gc.is_tracked(record)  # only atomic values: the GC stops watching it
     del future  # nothing else refers to an ignored future
     assert buf.pending() == 1
+
+
+class _AppendsWhileSummed(ProducerBatch):
+    """A ready batch that, the first time drain() reads its size, appends a full batch
+    to its partition's ready queue -- what send() on another thread does when the GIL
+    switches in the middle of drain()'s scan of that queue."""
+
+    __slots__ = ("_size", "on_read")
+
+    @property
+    def nbytes(self):
+        hook, self.on_read = getattr(self, "on_read", None), None
+        if hook is not None:
+            hook()
+        return self._size
+
+    @nbytes.setter
+    def nbytes(self, value):
+        self._size = value
+
+
+def test_drain_survives_a_send_appending_while_it_scans_the_ready_queue():
+    acc = make(batch_size=200)
+    buf = acc.new_buffer(TP)
+    for _ in range(3):  # a, b: ordinary full batches; the open one holds a record too
+        append(acc, buf, b"x" * 150)
+    tricky = _AppendsWhileSummed(TP)
+    tricky.records = [(1000, None, b"y" * 150, None, 166)]
+    tricky.nbytes = 166
+    late = _AppendsWhileSummed(TP)
+    late.records = [(1000, None, b"z" * 150, None, 166)]
+    late.nbytes = 166
+    tricky.on_read = lambda: buf.ready.append(late)
+    buf.ready.append(tricky)
+    assert len(buf.ready) == 3
+    # the budget takes one batch: drain() then sums the sizes of the rest
+    first, due = acc.drain(0.0, 10, lambda b: None)
+    assert len(first) == 1 and due == 0.0
+    rest, _ = acc.drain(0.0, 1 << 20, lambda b: None)
+    assert sum(b.count for b in first + rest) == 5
+    assert acc.incomplete == len(first + rest) and buf.pending() == 0
+
+
+def test_batches_sealed_before_an_error_in_drain_are_handed_to_the_caller():
+    acc = make(batch_size=200)
+    bufs = [acc.new_buffer(TopicPartition("t", p)) for p in range(3)]
+    futures = [append(acc, b, b"x" * 50) for b in bufs]
+    calls = []
+
+    def on_seal(buf):
+        calls.append(buf)
+        if len(calls) == 2:
+            raise RuntimeError("a bug in a seal hook")
+
+    taken = []
+    with pytest.raises(RuntimeError):
+        acc.drain(0.0, 1 << 20, on_seal, out=taken)
+    assert [b.tp.partition for b in taken] == [0, 1]  # both sealed batches, none lost
+    for batch in taken:
+        acc.complete(batch, -1, KafkaTimeoutError("failed"))
+        acc.complete(batch, 5)  # a second completion changes nothing
+    assert futures[0].failed() and futures[1].failed() and not futures[2].is_done
+    assert acc.incomplete == 0 and acc.in_flight_bytes == 0
+    rest, _ = acc.drain(0.0, 1 << 20, lambda b: None)
+    assert [b.tp.partition for b in rest] == [2]
