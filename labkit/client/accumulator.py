@@ -2,21 +2,21 @@
 
 Theory of operation
 -------------------
-``KafkaProducer.send()`` must be cheap, so per record it only appends one tuple
-``(timestamp, key, value, headers, size)`` to the *open* batch of the record's
-partition (``PartitionBuffer.append``), under that partition's lock, and returns a
-``FutureRecordMetadata`` -- a 2-tuple ``(batch, index)``. When the open batch
-reaches ``batch_size`` bytes, ``append`` moves it to the partition's ``ready``
-queue and opens a new one. Nothing we keep per record refers to a container
-object, so the cyclic garbage collector drops the record tuples from its lists at
-its first pass and a future the caller ignores is freed at once: the GC does not
-slow a producer down as records pile up.
+``KafkaProducer.send()`` must be cheap, so per record it only appends the value
+and the timestamp to the column lists of the *open* batch of the record's
+partition (``PartitionBuffer.append``, or the same steps inlined in
+``KafkaProducer.send``'s fast path), under that partition's lock, and returns a
+``FutureRecordMetadata`` -- a 2-tuple ``(batch, index)``. The key and headers
+columns exist only once a record of the batch has a key/headers (back-filled with
+None). When the open batch reaches ``batch_size`` bytes, it moves to the
+partition's ``ready`` queue and a new one opens. No container object is kept per
+record, and a future the caller ignores is freed at once: the garbage collector
+does not slow a producer down as records pile up.
 
 The I/O thread (``drain``) takes ready batches, and the open batch once
 ``linger_ms`` passed since it saw its first record (at once when flushing or
-closing): it swaps in a new open batch under the lock, turns the row tuples into
-columns with one ``zip(*records)`` and encodes them with
-``labkit.protocol.records.encode_batch``. After that nobody appends to the batch.
+closing): it swaps in a new open batch under the lock and encodes the columns
+with ``labkit.protocol.records.encode_batch``. After that nobody appends to the batch.
 Code that reads a ``ready`` deque while ``send()`` may append to it (``drain``,
 ``pending``) iterates a ``tuple()`` snapshot: iterating the deque itself raises
 "deque mutated during iteration" when the GIL switches threads in between.
@@ -139,17 +139,21 @@ class FutureRecordMetadata(tuple):
 class ProducerBatch:
     """Records of one partition that go to the broker as one record batch.
 
-    Open: ``records`` grows under the partition's lock. Sealed: ``data`` holds the
+    Open: the columns ``records`` (the values), ``ts`` and, once a record has one,
+    ``keys``/``hdrs`` grow under the partition's lock. Sealed: ``data`` holds the
     encoded bytes and the columns needed to answer futures; ``records`` is None.
     """
 
-    __slots__ = ("tp", "records", "nbytes", "first_seen", "data", "count", "timestamps",
-                 "key_sizes", "value_sizes", "header_sizes", "base_offset", "error", "done",
-                 "attempts", "retry_at")
+    __slots__ = ("tp", "records", "ts", "keys", "hdrs", "nbytes", "first_seen", "data", "count",
+                 "timestamps", "key_sizes", "value_sizes", "header_sizes", "base_offset", "error",
+                 "done", "attempts", "retry_at")
 
     def __init__(self, tp: TopicPartition):
         self.tp = tp
-        self.records: list[tuple] | None = []
+        self.records: list | None = []  # the values column while open; None once sealed
+        self.ts: list | None = []
+        self.keys: list | None = None  # created (back-filled with None) at the first key
+        self.hdrs: list | None = None  # likewise at the first record with headers
         self.nbytes = 0
         self.first_seen: float | None = None
         self.data = b""
@@ -166,13 +170,10 @@ class ProducerBatch:
 
     def seal(self) -> None:
         """Encode the records (I/O thread, after the batch left its partition's buffer)."""
-        records, self.records = self.records, None
-        ts, keys, values, headers, _sizes_col = zip(*records, strict=True)
-        count = self.count = len(ts)
-        if keys.count(None) == count:
-            keys = None
-        if headers.count(None) == count:
-            headers = None
+        values, self.records = self.records, None
+        ts, keys, headers = self.ts, self.keys, self.hdrs
+        self.ts = self.keys = self.hdrs = None
+        self.count = len(values)
         self.data = encode_batch(ts, keys, values, headers)
         self.timestamps = ts
         self.key_sizes = _sizes(keys) if keys is not None else None
@@ -204,17 +205,27 @@ class PartitionBuffer:
 
     def append(self, record: tuple) -> FutureRecordMetadata:
         """Add ``(timestamp, key, value, headers, size)``; any thread. Returns its future."""
+        timestamp, key, value, headers, size = record
         lock = self.lock
         lock.acquire()
         batch = self.open
-        records = batch.records
-        if batch.nbytes + record[4] > self.limit and records:
+        values = batch.records
+        if batch.nbytes + size > self.limit and values:
             self.ready.append(batch)
             batch = self.open = ProducerBatch(self.tp)
-            records = batch.records
-        index = len(records)
-        records.append(record)
-        batch.nbytes += record[4]
+            values = batch.records
+        index = len(values)
+        values.append(value)
+        batch.ts.append(timestamp)
+        if key is not None or batch.keys is not None:
+            if batch.keys is None:
+                batch.keys = [None] * index
+            batch.keys.append(key)
+        if headers is not None or batch.hdrs is not None:
+            if batch.hdrs is None:
+                batch.hdrs = [None] * index
+            batch.hdrs.append(headers)
+        batch.nbytes += size
         lock.release()
         return _new_tuple(self.future_class, (batch, index))
 

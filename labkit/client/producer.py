@@ -2,9 +2,11 @@
 
 Theory of operation
 -------------------
-``send()`` serializes the key and value, picks a partition and appends one tuple
+``send()`` serializes the key and value, picks a partition and appends the record
 to that partition's buffer in the ``RecordAccumulator``; it returns a
-``FutureRecordMetadata`` at once. The transport's I/O thread runs the ``Sender``
+``FutureRecordMetadata`` at once. The common case (a value only, to a topic
+already known) takes an inlined fast path; everything else goes through
+``_send``, which validates and partitions in full. The transport's I/O thread runs the ``Sender``
 driver, which seals buffers into record batches (``batch_size`` bytes, after
 ``linger_ms``) and sends ``produce`` requests with several in flight. Nothing on
 the per-record path takes a lock or packs bytes.
@@ -30,7 +32,12 @@ from typing import Any
 
 from labkit._clock import REAL_CLOCK
 from labkit.client import config as cfg
-from labkit.client.accumulator import RECORD_OVERHEAD, PartitionBuffer, RecordAccumulator
+from labkit.client.accumulator import (
+    RECORD_OVERHEAD,
+    PartitionBuffer,
+    ProducerBatch,
+    RecordAccumulator,
+)
 from labkit.client.metadata import ClusterMetadata, refresh, topic_error
 from labkit.client.partitioner import DefaultPartitioner
 from labkit.client.sender import Sender
@@ -47,6 +54,7 @@ from labkit.errors import (
 
 log = logging.getLogger(__name__)
 _IDS = itertools.count(1)
+_new_tuple = tuple.__new__
 
 
 class _TopicState:
@@ -178,6 +186,46 @@ class KafkaProducer:
 
     def send(self, topic: str, value: Any = None, key: Any = None, headers: Any = None,
              partition: int | None = None, timestamp_ms: int | None = None):
+        """Queue one record; return a ``FutureRecordMetadata`` at once (raises: see _send)."""
+        if key is None and headers is None and partition is None and timestamp_ms is None \
+                and not self._closed:
+            # fast path: PartitionBuffer.append inlined for a value-only record
+            vs = self._value_serializer
+            if vs is not None and value is not None:
+                value = vs(value)
+            st = self._topics.get(topic)
+            if type(value) is bytes and st is not None:
+                size = len(value) + RECORD_OVERHEAD
+                if size <= self._max_request_size:
+                    buf = st.buffers[st.sticky]
+                    now = self._time_ms()
+                    lock = buf.lock
+                    lock.acquire()
+                    batch = buf.open
+                    values = batch.records
+                    if batch.nbytes + size > buf.limit and values:
+                        buf.ready.append(batch)
+                        batch = buf.open = ProducerBatch(buf.tp)
+                        values = batch.records
+                    index = len(values)
+                    values.append(value)
+                    batch.ts.append(now)
+                    if batch.keys is not None:
+                        batch.keys.append(None)
+                    if batch.hdrs is not None:
+                        batch.hdrs.append(None)
+                    batch.nbytes += size
+                    lock.release()
+                    if self._transport._sleeping and (self._acc.wake_on_append or buf.ready):
+                        self._transport.wakeup()
+                    if self._acc.full:
+                        self._wait_for_space()
+                    return _new_tuple(buf.future_class, (batch, index))
+            return self._send(topic, value, None, None, None, None, True)
+        return self._send(topic, value, key, headers, partition, timestamp_ms, False)
+
+    def _send(self, topic: str, value: Any, key: Any, headers: Any, partition: int | None,
+              timestamp_ms: int | None, serialized: bool):
         """Queue one record; return a ``FutureRecordMetadata`` at once.
 
         Raises TypeError when the value/key is not bytes and no serializer is set,
@@ -188,12 +236,12 @@ class KafkaProducer:
         """
         if self._closed:
             raise IllegalStateError("KafkaProducer already closed! Create a new one to send.")
-        if value is not None:
+        if value is not None and not serialized:
             vs = self._value_serializer
             if vs is not None:
                 value = vs(value)
-            if type(value) is not bytes:
-                value = _bytes_or_error(value, "value", vs)
+        if value is not None and type(value) is not bytes:
+            value = _bytes_or_error(value, "value", self._value_serializer)
         if key is not None:
             ks = self._key_serializer
             if ks is not None:

@@ -201,11 +201,17 @@ def test_buffered_records_do_not_burden_the_garbage_collector():
     acc = make()
     buf = acc.new_buffer(TP)
     future = append(acc, buf, b"value", key=b"key")
+    append(acc, buf, b"value", headers=[("h", b"1")])
     gc.collect()
-    record = buf.open.records[0]
-    assert not gc.is_tracked(record)  # only atomic values: the GC stops watching it
+    batch = buf.open  # columns, no container object per record
+    assert batch.records == [b"value", b"value"] and batch.keys == [b"key", None]
+    assert batch.hdrs == [None, [("h", b"1")]] and len(batch.ts) == 2
+    assert not any(gc.is_tracked(x) for x in batch.records + batch.keys + batch.ts)
     del future  # nothing else refers to an ignored future
-    assert buf.pending() == 1
+    assert buf.pending() == 2
+    (sealed,), _ = acc.drain(0.0, 1 << 20, lambda b: None)
+    decoded = decode_batch(sealed.data)
+    assert decoded.keys == [b"key", None] and decoded.headers == [[], [("h", b"1")]]
 
 
 class _AppendsWhileSummed(ProducerBatch):
@@ -233,10 +239,10 @@ def test_drain_survives_a_send_appending_while_it_scans_the_ready_queue():
     for _ in range(3):  # a, b: ordinary full batches; the open one holds a record too
         append(acc, buf, b"x" * 150)
     tricky = _AppendsWhileSummed(TP)
-    tricky.records = [(1000, None, b"y" * 150, None, 166)]
+    tricky.records, tricky.ts = [b"y" * 150], [1000]
     tricky.nbytes = 166
     late = _AppendsWhileSummed(TP)
-    late.records = [(1000, None, b"z" * 150, None, 166)]
+    late.records, late.ts = [b"z" * 150], [1000]
     late.nbytes = 166
     tricky.on_read = lambda: buf.ready.append(late)
     buf.ready.append(tricky)
