@@ -16,7 +16,8 @@ it) does all the work in order --
 3. positions: partitions without a position get the group's committed offset,
    else one by ``auto_offset_reset`` (a blocking ``list_offsets``);
 4. records: ``Fetcher.fetched_records`` hands over decoded records (of the
-   partitions the group lets this member read), then ``send_fetches`` puts the
+   partitions the group lets this member read); positions an OFFSET_OUT_OF_RANGE
+   answer reset are resolved again (step 3), then ``send_fetches`` puts the
    next fetch in flight so it runs while the user works on what poll returned.
 
 The I/O thread (in the transport) only moves bytes and heartbeats; it interrupts
@@ -267,6 +268,11 @@ class KafkaConsumer:
         self._update_positions()
         allowed = self._coordinator.fetchable()
         records = self._fetcher.fetched_records(max_records, update_offsets, allowed)
+        if not records:
+            # an OFFSET_OUT_OF_RANGE answer handled just now reset positions: resolve
+            # them, so the fetch below goes out in this round (else poll() waited out
+            # its timeout). With records in hand, the next poll() resolves them first.
+            self._update_positions()
         self._fetcher.send_fetches(allowed)
         return records
 
