@@ -12,6 +12,7 @@ from labkit.client.admin import (
     NewTopic,
 )
 from labkit.client.consumer import KafkaConsumer
+from labkit.client.fetcher import RecordDeserializationError
 from labkit.client.producer import KafkaProducer
 from labkit.client.structs import (
     ConsumerRecord,
@@ -25,5 +26,6 @@ from labkit.client.subscription import ConsumerRebalanceListener
 __all__ = [
     "ConfigResource", "ConfigResourceType", "ConsumerRebalanceListener", "ConsumerRecord",
     "KafkaAdminClient", "KafkaConsumer", "KafkaProducer", "NewPartitions", "NewTopic",
-    "OffsetAndMetadata", "OffsetAndTimestamp", "RecordMetadata", "TopicPartition",
+    "OffsetAndMetadata", "OffsetAndTimestamp", "RecordDeserializationError", "RecordMetadata",
+    "TopicPartition",
 ]

@@ -19,6 +19,14 @@ deserializers). Records before the fetch offset (a batch may start earlier) are
 skipped. Each buffer remembers the partition's ``epoch`` it was fetched for; a
 seek or reset bumps the epoch and stale data is dropped.
 
+Poison messages: when a key/value deserializer raises, the records of the
+partition before the bad one are kept and decoding stops there; the buffer
+remembers the failure (``_Buffer.poison``) and no further fetch of the partition
+goes out. Once poll() has returned the good records, the next poll() raises
+RecordDeserializationError (topic, partition, offset; the deserializer's exception
+as ``__cause__``) and drops the buffer. The position stays at the bad record: a
+later poll() fetches it again and raises again, until the app seeks past it.
+
 Errors per partition: OFFSET_OUT_OF_RANGE resets the position by
 ``auto_offset_reset`` ('earliest'/'latest'), or raises OffsetOutOfRangeError when
 it is 'none'; unknown-partition errors ask for fresh metadata.
@@ -50,29 +58,53 @@ _make_record = functools.partial(tuple.__new__, ConsumerRecord)
 _OUT_OF_RANGE = OffsetOutOfRangeError.errno
 
 
-class _Buffer:
-    """Decoded records of one partition waiting to be returned by poll()."""
+class RecordDeserializationError(KafkaError):
+    """A key_deserializer/value_deserializer raised on a record (a "poison message").
 
-    __slots__ = ("records", "index", "epoch")
+    ``topic_partition`` and ``offset`` name the record, ``what`` is 'key' or
+    'value', ``__cause__`` is the deserializer's exception. poll() returned the
+    records before it; skip it with ``consumer.seek(topic_partition, offset + 1)``.
+    """
+
+    def __init__(self, message: str, topic_partition: TopicPartition | None = None,
+                 offset: int = -1, what: str = "value"):
+        super().__init__(message)
+        self.topic_partition = topic_partition
+        self.offset = offset
+        self.what = what
+
+
+class _Buffer:
+    """Decoded records of one partition waiting to be returned by poll(); ``poison``:
+    (offset, exception, 'key'/'value') of the record after them that failed to
+    deserialize, or None."""
+
+    __slots__ = ("records", "index", "epoch", "poison")
 
     def __init__(self, records: list, epoch: int):
         self.records = records
         self.index = 0
         self.epoch = epoch
+        self.poison: tuple[int, BaseException, str] | None = None
 
     def remaining(self) -> int:
         return len(self.records) - self.index
 
 
-def _deserialize(fn: Any, topic: str, items: list) -> list:
-    if fn is None:
-        return items
-    if not callable(fn):
-        method = fn.deserialize
-        return [None if x is None else method(topic, x) for x in items]
-    if None in items:
-        return [None if x is None else fn(x) for x in items]
-    return list(map(fn, items))
+def _deserialize(fn: Any, topic: str, items: list) -> tuple[list, Exception | None]:
+    """(deserialized items, None), or the items before the one that raised and its error."""
+    out: list = []
+    try:  # extend() keeps what it appended before an exception
+        if not callable(fn):
+            method = fn.deserialize
+            out.extend(None if x is None else method(topic, x) for x in items)
+        elif None in items:
+            out.extend(None if x is None else fn(x) for x in items)
+        else:
+            out.extend(map(fn, items))
+    except Exception as exc:  # the user's deserializer: any error is a poison message
+        return out, exc
+    return out, None
 
 
 class Fetcher:
@@ -93,6 +125,7 @@ class Fetcher:
         self._next_fetch: dict[TopicPartition, tuple[int, int]] = {}  # tp -> (epoch, offset)
         self._in_flight: set[TopicPartition] = set()  # partitions in a fetch in flight
         self._completed: deque = deque()
+        self._poisoned: set[TopicPartition] = set()  # buffers that end at a poison message
         self._ready = threading.Event()
         self.needs_metadata = False
         subscription.add_assignment_hook(self._on_assignment)
@@ -123,7 +156,8 @@ class Fetcher:
                     or (allowed is not None and tp not in allowed)):
                 continue
             buf = self._buffers.get(tp)
-            if buf is not None and buf.epoch == st.epoch and buf.remaining() >= self._prefetch:
+            if buf is not None and buf.epoch == st.epoch and (
+                    buf.remaining() >= self._prefetch or buf.poison is not None):
                 continue
             planned = self._next_fetch.get(tp)
             offset = planned[1] if planned is not None and planned[0] == st.epoch else st.position
@@ -191,15 +225,18 @@ class Fetcher:
         if code == 0:
             st.highwater = highwater
             st.log_start = log_start
-            records, next_offset = self._decode(tp, payload, offset)
+            records, next_offset, poison = self._decode(tp, payload, offset)
             self._next_fetch[tp] = (epoch, next_offset)
-            if records:
+            if records or poison is not None:
                 buf = self._buffers.get(tp)
                 if buf is not None and buf.epoch == epoch and buf.remaining():
                     buf.records = buf.records[buf.index:] + records
                     buf.index = 0
                 else:
-                    self._buffers[tp] = _Buffer(records, epoch)
+                    buf = self._buffers[tp] = _Buffer(records, epoch)
+                if poison is not None:
+                    buf.poison = poison
+                    self._poisoned.add(tp)
         elif code == _OUT_OF_RANGE:
             self._next_fetch.pop(tp, None)
             if st.position != offset:
@@ -219,7 +256,11 @@ class Fetcher:
         else:
             raise for_code(code)(f"fetch from {tp} at offset {offset} failed")
 
-    def _decode(self, tp: TopicPartition, buf: Any, fetch_offset: int) -> tuple[list, int]:
+    def _decode(self, tp: TopicPartition, buf: Any, fetch_offset: int
+                ) -> tuple[list, int, tuple[int, BaseException, str] | None]:
+        """(records, next fetch offset, poison): decoding stops at a record a
+        deserializer raised on; poison is then (its offset, the error, 'key'/'value')
+        and the next fetch offset is its offset."""
         out: list = []
         next_offset = fetch_offset
         topic, partition = tp
@@ -242,10 +283,21 @@ class Fetcher:
                 offsets, timestamps = offsets[skip:], timestamps[skip:]
                 keys, values, headers = keys[skip:], values[skip:], headers[skip:]
                 key_sizes, value_sizes = key_sizes[skip:], value_sizes[skip:]
+            poison = None
             if kd is not None:
-                keys = _deserialize(kd, topic, keys)
+                keys, error = _deserialize(kd, topic, keys)
+                if error is not None:
+                    poison = (len(keys), error, "key")
+                    values = values[:len(keys)]
             if vd is not None:
-                values = _deserialize(vd, topic, values)
+                values, error = _deserialize(vd, topic, values)
+                if error is not None:
+                    poison = (len(values), error, "value")
+            if poison is not None:
+                good = poison[0]
+                offsets, timestamps, headers = offsets[:good], timestamps[:good], headers[:good]
+                keys, values = keys[:good], values[:good]
+                key_sizes, value_sizes = key_sizes[:good], value_sizes[:good]
             if header.attributes & 0x02:  # HAS_HEADERS
                 header_sizes = [sum(len(k.encode("utf-8")) + (len(v) if v is not None else 0)
                                     for k, v in h) if h else -1 for h in headers]
@@ -255,7 +307,10 @@ class Fetcher:
                 repeat(topic), repeat(partition), repeat(-1), offsets, timestamps,
                 repeat(1 if batch.log_append_time else 0), keys, values, headers, repeat(None),
                 key_sizes, value_sizes, header_sizes)))
-        return out, next_offset
+            if poison is not None:
+                bad_offset = batch.offsets[skip + poison[0]]
+                return out, bad_offset, (bad_offset, poison[1], poison[2])
+        return out, next_offset, None
 
     # -- handing records to poll() ------------------------------------------------------
 
@@ -271,6 +326,8 @@ class Fetcher:
         """
         if self._completed:
             self._process_completed()
+        if self._poisoned:
+            self._raise_poison(allowed)
         out: dict[TopicPartition, list] = {}
         room = max_records
         assignment = self._subscription.assignment
@@ -290,7 +347,7 @@ class Fetcher:
                 keep = bisect_left([r.offset for r in chunk], st.position)
                 chunk = chunk[keep:]
             buf.index = end
-            if buf.index >= len(buf.records):
+            if buf.index >= len(buf.records) and buf.poison is None:
                 del self._buffers[tp]
             if not chunk:
                 continue
@@ -299,6 +356,30 @@ class Fetcher:
             if update_offsets:
                 st.position = chunk[-1].offset + 1
         return out
+
+    def _raise_poison(self, allowed: set[TopicPartition] | None) -> None:
+        """Raise RecordDeserializationError for a partition whose good records were all
+        handed out and whose next record failed to deserialize (dropping its buffer, so
+        the record is fetched, and fails, again until the app seeks past it)."""
+        assignment = self._subscription.assignment
+        for tp in list(self._poisoned):
+            buf = self._buffers.get(tp)
+            st = assignment.get(tp)
+            if buf is None or buf.poison is None or st is None or buf.epoch != st.epoch:
+                self._poisoned.discard(tp)  # sought, reset or revoked since
+                continue
+            if buf.remaining() or st.paused or (allowed is not None and tp not in allowed):
+                continue
+            self._poisoned.discard(tp)
+            del self._buffers[tp]
+            offset, error, what = buf.poison
+            raise RecordDeserializationError(
+                f"the {what}_deserializer raised {type(error).__name__}: {error} on the record "
+                f"at offset {offset} of topic '{tp.topic}' partition {tp.partition} (a poison "
+                f"message). poll() returned the records before it and stays at this one. "
+                f"Skip it with consumer.seek(TopicPartition('{tp.topic}', {tp.partition}), "
+                f"{offset + 1}), or make the {what}_deserializer return None for input it "
+                "cannot read.", tp, offset, what) from error
 
     def has_buffered(self) -> bool:
         return bool(self._completed) or any(b.remaining() for b in self._buffers.values())
