@@ -91,8 +91,8 @@ def payload():
 
 
 def test_decode_skips_records_before_the_fetch_offset():
-    records, next_offset = fetcher(SubscriptionState())._decode(TP, payload(), 11)
-    assert next_offset == 14
+    records, next_offset, poison = fetcher(SubscriptionState())._decode(TP, payload(), 11)
+    assert next_offset == 14 and poison is None
     assert [r.offset for r in records] == [11, 12, 13]
     assert all(isinstance(r, ConsumerRecord) for r in records)
     r11, r12, r13 = records
@@ -108,9 +108,31 @@ def test_decode_skips_records_before_the_fetch_offset():
 def test_deserializers_skip_none():
     f = fetcher(SubscriptionState(), value_deserializer=lambda b: json.loads(b.decode()),
                 key_deserializer=bytes.decode)
-    records, _ = f._decode(TP, payload(), 10)
+    records, _, _ = f._decode(TP, payload(), 10)
     assert [r.value for r in records] == [{"n": 0}, {"n": 1}, None, {"n": 3}]
     assert [r.key for r in records] == ["k0", None, "k2", None]
+
+
+def test_decoding_stops_at_a_record_a_deserializer_raises_on():
+    def value(b):
+        if b == b'{"n": 3}':
+            raise ValueError("bad value")
+        return json.loads(b)
+
+    records, next_offset, poison = fetcher(SubscriptionState(), value_deserializer=value
+                                           )._decode(TP, payload(), 11)
+    assert [r.offset for r in records] == [11, 12] and next_offset == 13
+    assert poison[0] == 13 and isinstance(poison[1], ValueError) and poison[2] == "value"
+
+    def key(b):
+        if b == b"k2":
+            raise UnicodeError("bad key")
+        return b.decode()
+
+    records, next_offset, poison = fetcher(SubscriptionState(), key_deserializer=key,
+                                           value_deserializer=value)._decode(TP, payload(), 11)
+    assert [(r.offset, r.key, r.value) for r in records] == [(11, None, {"n": 1})]
+    assert next_offset == 12 and poison[0] == 12 and poison[2] == "key"
 
 
 def test_corrupt_batch_is_detected_when_checking_crcs():
