@@ -41,7 +41,7 @@ from typing import Any
 from labkit._clock import Clock
 from labkit.client.structs import RecordMetadata, TopicPartition
 from labkit.errors import KafkaTimeoutError
-from labkit.protocol.records import encode_batch
+from labkit.protocol.records import decode_batch, encode_batch
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,11 @@ def _sizes(items) -> list[int]:
     if None in items:
         return [-1 if x is None else len(x) for x in items]
     return list(map(len, items))
+
+
+def _error_of(batch: ProducerBatch, index: int) -> BaseException | None:
+    errors = batch.errors
+    return batch.error if errors is None else errors[index]
 
 
 def _header_sizes(headers) -> list[int]:
@@ -79,14 +84,14 @@ class FutureRecordMetadata(tuple):
 
     def succeeded(self) -> bool:
         batch = self[0]
-        return batch.done and batch.error is None
+        return batch.done and _error_of(batch, self[1]) is None
 
     def failed(self) -> bool:
         batch = self[0]
-        return batch.done and batch.error is not None
+        return batch.done and _error_of(batch, self[1]) is not None
 
     def retriable(self) -> bool:
-        return self.failed() and bool(getattr(self[0].error, "retriable", False))
+        return self.failed() and bool(getattr(_error_of(self[0], self[1]), "retriable", False))
 
     @property
     def value(self) -> RecordMetadata | None:
@@ -94,7 +99,7 @@ class FutureRecordMetadata(tuple):
 
     @property
     def exception(self) -> BaseException | None:
-        return self[0].error if self[0].done else None
+        return _error_of(self[0], self[1]) if self[0].done else None
 
     def get(self, timeout: float | None = None) -> RecordMetadata:
         """Block until acknowledged; return RecordMetadata.
@@ -104,8 +109,9 @@ class FutureRecordMetadata(tuple):
         batch = self[0]
         if not batch.done:
             self._owner.wait_for(batch, timeout)
-        if batch.error is not None:
-            raise batch.error
+        error = batch.error if batch.errors is None else batch.errors[self[1]]
+        if error is not None:
+            raise error
         return batch.metadata(self[1])
 
     def add_callback(self, fn: Callable, *args: Any, **kwargs: Any) -> FutureRecordMetadata:
@@ -142,11 +148,16 @@ class ProducerBatch:
     Open: the columns ``records`` (the values), ``ts`` and, once a record has one,
     ``keys``/``hdrs`` grow under the partition's lock. Sealed: ``data`` holds the
     encoded bytes and the columns needed to answer futures; ``records`` is None.
+
+    Split (the broker refused it as too large, see ``RecordAccumulator.split``): the
+    futures stay on this batch; ``offsets``/``errors`` then hold each record's own
+    outcome, filled in by the *parts* (batches whose ``parent`` is this one, holding
+    records ``first``.. of it) as they complete; ``left`` counts records still open.
     """
 
     __slots__ = ("tp", "records", "ts", "keys", "hdrs", "nbytes", "first_seen", "data", "count",
                  "timestamps", "key_sizes", "value_sizes", "header_sizes", "base_offset", "error",
-                 "done", "attempts", "retry_at")
+                 "done", "attempts", "retry_at", "parent", "first", "offsets", "errors", "left")
 
     def __init__(self, tp: TopicPartition):
         self.tp = tp
@@ -167,6 +178,11 @@ class ProducerBatch:
         self.done = False
         self.attempts = 0
         self.retry_at = 0.0
+        self.parent: ProducerBatch | None = None
+        self.first = 0
+        self.offsets: list[int] | None = None
+        self.errors: list[BaseException | None] | None = None
+        self.left = 0
 
     def seal(self) -> None:
         """Encode the records (I/O thread, after the batch left its partition's buffer)."""
@@ -182,8 +198,12 @@ class ProducerBatch:
 
     def metadata(self, index: int) -> RecordMetadata:
         base = self.base_offset
+        if self.offsets is not None:
+            offset = self.offsets[index]
+        else:
+            offset = base + index if base >= 0 else -1
         return RecordMetadata(
-            self.tp.topic, self.tp.partition, self.tp, base + index if base >= 0 else -1,
+            self.tp.topic, self.tp.partition, self.tp, offset,
             self.timestamps[index], None,
             self.key_sizes[index] if self.key_sizes is not None else -1,
             self.value_sizes[index],
@@ -336,7 +356,12 @@ class RecordAccumulator:
                  error: BaseException | None = None) -> None:
         """Resolve a batch's futures (I/O thread). Runs callbacks outside the lock.
 
-        A batch already completed is left as it is (completing is idempotent)."""
+        A batch already completed is left as it is (completing is idempotent). A
+        part of a split batch records its outcome in the batch it came from, which
+        completes once all its parts have."""
+        if batch.parent is not None:
+            self._complete_part(batch, base_offset, error)
+            return
         with self.cond:
             if batch.done:
                 return
@@ -350,6 +375,54 @@ class RecordAccumulator:
             fire = self._callbacks.pop(batch, None) if self._callbacks else None
         for index, fn, is_errback in fire or ():
             _run_callback(batch, index, fn, is_errback)
+
+    def split(self, batch: ProducerBatch) -> list[ProducerBatch]:
+        """Two parts holding the records of ``batch`` (sealed, at least two records),
+        to send instead of it after the broker refused it as too large (I/O thread).
+
+        As the Java client does, halves are tried until every batch fits or holds a
+        single record; the records' futures stay on the original batch.
+        """
+        root = batch.parent if batch.parent is not None else batch
+        if root.offsets is None:
+            root.offsets = [-1] * root.count
+            root.errors = [None] * root.count
+            root.left = root.count
+        decoded = decode_batch(batch.data)
+        keys = decoded.keys if any(k is not None for k in decoded.keys) else None
+        headers = decoded.headers if any(decoded.headers) else None
+        half = batch.count // 2
+        parts = []
+        for lo, hi in ((0, half), (half, batch.count)):
+            part = ProducerBatch(batch.tp)
+            part.records = part.ts = None
+            part.parent = root
+            part.first = batch.first + lo
+            part.count = hi - lo
+            part.data = encode_batch(decoded.timestamps[lo:hi],
+                                     keys[lo:hi] if keys is not None else None,
+                                     decoded.values[lo:hi],
+                                     headers[lo:hi] if headers is not None else None)
+            parts.append(part)
+        if batch is not root:
+            batch.done, batch.data = True, b""  # replaced by its parts
+        return parts
+
+    def _complete_part(self, part: ProducerBatch, base_offset: int,
+                       error: BaseException | None) -> None:
+        root = part.parent
+        with self.cond:
+            if part.done or root.done:
+                return
+            part.done, part.data = True, b""
+            first = part.first
+            for i in range(part.count):
+                root.offsets[first + i] = base_offset + i if base_offset >= 0 else -1
+                root.errors[first + i] = error
+            root.left -= part.count
+            finished = root.left <= 0
+        if finished:
+            self.complete(root, root.offsets[0])
 
     # -- user threads ------------------------------------------------------------
 
@@ -403,10 +476,11 @@ class RecordAccumulator:
 
 
 def _run_callback(batch: ProducerBatch, index: int, fn: Callable, is_errback: bool) -> None:
+    error = _error_of(batch, index)
     try:
-        if batch.error is None and not is_errback:
+        if error is None and not is_errback:
             fn(batch.metadata(index))
-        elif batch.error is not None and is_errback:
-            fn(batch.error)
+        elif error is not None and is_errback:
+            fn(error)
     except Exception:
         log.exception("Error in a send() callback %r", fn)

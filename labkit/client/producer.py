@@ -391,7 +391,9 @@ class KafkaProducer:
             log.warning("KafkaProducer.close: %d records were not acknowledged within %s s",
                         self._acc.pending_records() + self._acc.incomplete, timeout)
         self._transport.close()  # joins the I/O thread: nothing drains after this
-        self._acc.abort(KafkaTimeoutError("the producer was closed before this record was sent"))
+        error = KafkaTimeoutError("the producer was closed before this record was sent")
+        self._sender.abort(error)
+        self._acc.abort(error)
 
     def partitions_for(self, topic: str) -> set[int]:
         """The partition ids of ``topic`` (fetching metadata, auto-creating like send())."""

@@ -12,6 +12,13 @@ again after ``retry_backoff_ms`` while it has retries left (``retries``); otherw
 its futures fail with Kafka's error class. With ``acks=0`` the broker does not
 answer: batches complete (offset -1) once the request is handed to the socket.
 
+A batch of several records the broker refuses as too large (MESSAGE_TOO_LARGE:
+over the topic's ``max.message.bytes``) is split in two and the halves go to the
+front of the retry queue (as the Java client does), again and again, so only a
+record too large on its own fails, with MessageSizeTooLargeError naming the limits
+to raise. The parts of one batch are sent one request at a time, so its records
+keep their order; batches sent after it may land first (as with retries).
+
 It also refreshes topic metadata every ``metadata_max_age_ms`` (and at once after
 an error that says metadata is stale), so partitions added while the producer runs
 are used.
@@ -34,7 +41,7 @@ from typing import Any
 
 from labkit.client.accumulator import PartitionBuffer, ProducerBatch, RecordAccumulator
 from labkit.client.metadata import ClusterMetadata, request_header
-from labkit.errors import KafkaError, from_wire
+from labkit.errors import KafkaError, MessageSizeTooLargeError, from_wire
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,8 @@ class Sender:
         self._on_seal = on_seal
         self._in_flight = 0
         self._retry: deque[ProducerBatch] = deque()
+        self._splitting: set[ProducerBatch] = set()  # split batches with a part in flight
+        self._new_parts: list[ProducerBatch] = []  # split while handling one answer
         self._metadata_due: float | None = None
         self._metadata_in_flight = False
 
@@ -78,13 +87,21 @@ class Sender:
                 log.exception("the producer's sender failed; failing %d batches", len(batches))
                 self._fail_taken(batches, exc)
                 return 0.1
-        if self._retry:
-            wait = max(0.0, self._retry[0].retry_at - now)
+        head = self._retry[0] if self._retry else None
+        if head is not None and (head.parent is None or head.parent not in self._splitting):
+            wait = max(0.0, head.retry_at - now)  # (a blocked part waits for an answer)
             next_due = wait if next_due is None else min(next_due, wait)
         if self._metadata_due is not None:
             wait = max(0.0, self._metadata_due - now)
             next_due = wait if next_due is None else min(next_due, wait)
         return next_due
+
+    def abort(self, error: BaseException) -> None:
+        """Fail the batches waiting to be sent again (close(), after the I/O thread stopped)."""
+        retry, self._retry = self._retry, deque()
+        self._splitting.clear()
+        for batch in retry:
+            self._acc.complete(batch, -1, error)
 
     def schedule_metadata(self, now: float, delay: float = 0.0) -> None:
         due = now + delay
@@ -97,11 +114,16 @@ class Sender:
         out = []
         size = 0
         while self._retry and self._retry[0].retry_at <= now:
-            if out and size + len(self._retry[0].data) > self._acc.max_request_size:
+            head = self._retry[0]
+            if head.parent is not None and head.parent in self._splitting:
+                break  # the previous part of its batch is in flight: keep the order
+            if out and size + len(head.data) > self._acc.max_request_size:
                 break
             batch = self._retry.popleft()
             size += len(batch.data)
             out.append(batch)
+            if batch.parent is not None:
+                self._splitting.add(batch.parent)
         return out
 
     def _send(self, batches: list[ProducerBatch]) -> None:
@@ -120,6 +142,7 @@ class Sender:
         """Complete, with an error, every batch taken for a request that went wrong
         unexpectedly: its futures fail and flush() does not wait for it forever."""
         for batch in batches:
+            self._splitting.discard(batch.parent)
             if batch.done or batch in self._retry:
                 continue
             error = KafkaError(
@@ -132,11 +155,25 @@ class Sender:
 
     def _on_response(self, batches: list[ProducerBatch], response: Any) -> None:
         self._in_flight -= 1
+        self._answered(batches)
         try:
             self._handle_response(batches, response)
         except Exception as exc:
             log.exception("handling a produce answer failed")
             self._fail_taken(batches, exc)
+        finally:
+            self._queue_new_parts()
+
+    def _answered(self, batches: list[ProducerBatch]) -> None:
+        for batch in batches:
+            if batch.parent is not None:
+                self._splitting.discard(batch.parent)
+
+    def _queue_new_parts(self) -> None:
+        """Put the parts of batches split while handling an answer at the front of the
+        retry queue, in the order of their records."""
+        parts, self._new_parts = self._new_parts, []
+        self._retry.extendleft(reversed(parts))
 
     def _handle_response(self, batches: list[ProducerBatch], response: Any) -> None:
         if response is None:  # acks=0: nothing comes back
@@ -164,15 +201,27 @@ class Sender:
 
     def _on_failure(self, batches: list[ProducerBatch], error: BaseException) -> None:
         self._in_flight -= 1
+        self._answered(batches)
         try:
             for batch in batches:
                 self._fail_or_retry(batch, error)
         except Exception as exc:
             log.exception("handling a failed produce request failed")
             self._fail_taken(batches, exc)
+        finally:
+            self._queue_new_parts()
 
     def _fail_or_retry(self, batch: ProducerBatch, error: BaseException) -> None:
         now = self._transport_clock()
+        if isinstance(error, MessageSizeTooLargeError):
+            if batch.count > 1:
+                log.info("the broker refused a batch of %d records to %s as too large; "
+                         "sending it in two halves", batch.count, batch.tp)
+                for part in self._acc.split(batch):
+                    part.retry_at = now  # due at once, ahead of other retries
+                    self._new_parts.append(part)
+                return
+            error = self._record_too_large(batch, error)
         if getattr(error, "invalid_metadata", False):
             self.schedule_metadata(now)
         if getattr(error, "retriable", False) and batch.attempts <= self._retries \
@@ -183,6 +232,17 @@ class Sender:
             return
         log.warning("producing %d records to %s failed: %s", batch.count, batch.tp, error)
         self._acc.complete(batch, -1, error)
+
+    def _record_too_large(self, batch: ProducerBatch, error: BaseException) -> KafkaError:
+        topic = batch.tp.topic
+        wrapped = MessageSizeTooLargeError(
+            f"the broker refused a record for topic '{topic}': it is {len(batch.data)} bytes "
+            "as a batch of its own, more than the topic's max.message.bytes. Send a smaller "
+            f"record, or raise the topic's limit (labkit topics --alter --topic {topic} "
+            "--config max.message.bytes=N) and keep the producer's max_request_size (now "
+            f"{self._acc.max_request_size}) at least that large. The broker said: {error}")
+        wrapped.__cause__ = error
+        return wrapped
 
     def _transport_clock(self) -> float:
         return self._acc._clock.monotonic()

@@ -277,3 +277,35 @@ def test_batches_sealed_before_an_error_in_drain_are_handed_to_the_caller():
     assert acc.incomplete == 0 and acc.in_flight_bytes == 0
     rest, _ = acc.drain(0.0, 1 << 20, lambda b: None)
     assert [b.tp.partition for b in rest] == [2]
+
+
+def test_a_split_batch_resolves_each_record_from_its_parts():
+    acc = make()
+    buf = acc.new_buffer(TP)
+    futures = [append(acc, buf, b"v%d" % i, key=b"k" if i == 1 else None, ts=100 + i,
+                      headers=[("h", b"x")] if i == 3 else None) for i in range(5)]
+    seen = []
+    for f in futures:
+        f.add_callback(lambda m: seen.append(m.offset)).add_errback(seen.append)
+    (batch,), _ = acc.drain(0.0, 1 << 20, lambda b: None)
+    left, right = acc.split(batch)
+    assert (left.count, right.count, left.first, right.first) == (2, 3, 0, 2)
+    decoded = decode_batch(right.data)
+    assert decoded.values == [b"v2", b"v3", b"v4"] and decoded.timestamps == [102, 103, 104]
+    assert decoded.headers == [[], [("h", b"x")], []]
+    assert decode_batch(left.data).keys == [None, b"k"]
+    right_a, right_b = acc.split(right)  # a part split again
+    assert (right_a.first, right_a.count, right_b.first, right_b.count) == (2, 1, 3, 2)
+    acc.complete(left, 10)
+    acc.complete(right_b, 12)
+    assert not futures[0].is_done and seen == []  # done once every record is
+    too_big = NotLeaderForPartitionError("refused")
+    acc.complete(right_a, -1, too_big)
+    assert [f.succeeded() for f in futures] == [True, True, False, True, True]
+    assert [f.get().offset for f in futures if f.succeeded()] == [10, 11, 12, 13]
+    assert futures[2].exception is too_big and futures[2].value is None
+    with pytest.raises(NotLeaderForPartitionError):
+        futures[2].get()
+    assert futures[1].get().serialized_key_size == 1 and futures[3].get().timestamp == 103
+    assert sorted(seen, key=str) == sorted([10, 11, too_big, 12, 13], key=str)
+    assert acc.incomplete == 0 and acc.in_flight_bytes == 0
