@@ -12,7 +12,6 @@ from labkit.client.admin import (
     NewTopic,
 )
 from labkit.client.consumer import KafkaConsumer
-from labkit.client.fetcher import RecordDeserializationError
 from labkit.client.producer import KafkaProducer
 from labkit.client.structs import (
     ConsumerRecord,
@@ -22,6 +21,7 @@ from labkit.client.structs import (
     TopicPartition,
 )
 from labkit.client.subscription import ConsumerRebalanceListener
+from labkit.errors import RecordDeserializationError
 
 __all__ = [
     "ConfigResource", "ConfigResourceType", "ConsumerRebalanceListener", "ConsumerRecord",

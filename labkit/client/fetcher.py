@@ -47,6 +47,7 @@ from labkit.client.subscription import SubscriptionState
 from labkit.errors import (
     KafkaError,
     OffsetOutOfRangeError,
+    RecordDeserializationError,
     UnknownTopicOrPartitionError,
     for_code,
 )
@@ -56,22 +57,6 @@ log = logging.getLogger(__name__)
 
 _make_record = functools.partial(tuple.__new__, ConsumerRecord)
 _OUT_OF_RANGE = OffsetOutOfRangeError.errno
-
-
-class RecordDeserializationError(KafkaError):
-    """A key_deserializer/value_deserializer raised on a record (a "poison message").
-
-    ``topic_partition`` and ``offset`` name the record, ``what`` is 'key' or
-    'value', ``__cause__`` is the deserializer's exception. poll() returned the
-    records before it; skip it with ``consumer.seek(topic_partition, offset + 1)``.
-    """
-
-    def __init__(self, message: str, topic_partition: TopicPartition | None = None,
-                 offset: int = -1, what: str = "value"):
-        super().__init__(message)
-        self.topic_partition = topic_partition
-        self.offset = offset
-        self.what = what
 
 
 class _Buffer:
