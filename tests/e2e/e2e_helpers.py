@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -130,3 +132,54 @@ def http_status(url: str, timeout: float = 5.0) -> int | None:
         return exc.code
     except OSError:
         return None
+
+
+def signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_tree(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Stop ``proc``'s process group and every descendant: SIGTERM, then SIGKILL after ``timeout``.
+
+    ``proc`` leads its own process group (``start_new_session=True``), so its pid is
+    its group id. Descendants that
+    made their own session (``labkit lab`` starts the broker that way, Jupyter its
+    kernels) are collected first and signalled one by one.
+    """
+    try:
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        descendants = []
+    signal_group(proc.pid, signal.SIGTERM)
+    for child in descendants:
+        try:
+            child.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    _, alive = psutil.wait_procs(descendants, timeout=timeout)
+    if proc.poll() is None or alive or group_alive(proc.pid):
+        signal_group(proc.pid, signal.SIGKILL)
+        for child in alive:
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
+        proc.wait(timeout)
+        psutil.wait_procs(alive, timeout=timeout)

@@ -27,6 +27,7 @@ from e2e_helpers import (
     free_port,
     http_status,
     processes_mentioning,
+    stop_tree,
     wait_until,
 )
 
@@ -42,58 +43,8 @@ def _labkit(*args: str) -> list[str]:
 
 
 def _start(argv: list[str], **kwargs) -> subprocess.Popen:
-    """Start ``argv`` as the leader of a new process group (see ``_stop_tree``)."""
+    """Start ``argv`` as the leader of a new process group (see ``stop_tree``)."""
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True, **kwargs)
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    try:
-        os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _stop_tree(proc: subprocess.Popen, timeout: float = STOP_S) -> None:
-    """Stop ``proc``'s process group and every descendant: SIGTERM, then SIGKILL after ``timeout``.
-
-    ``proc`` was started by ``_start``, so its pid is its group id. Descendants that
-    made their own session (``labkit lab`` starts the broker that way, Jupyter its
-    kernels) are collected first and signalled one by one.
-    """
-    try:
-        descendants = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        descendants = []
-    _signal_group(proc.pid, signal.SIGTERM)
-    for child in descendants:
-        try:
-            child.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        pass
-    _, alive = psutil.wait_procs(descendants, timeout=timeout)
-    if proc.poll() is None or alive or _group_alive(proc.pid):
-        _signal_group(proc.pid, signal.SIGKILL)
-        for child in alive:
-            try:
-                child.kill()
-            except psutil.NoSuchProcess:
-                pass
-        proc.wait(timeout)
-        psutil.wait_procs(alive, timeout=timeout)
 
 
 def _run_lab(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
@@ -103,7 +54,7 @@ def _run_lab(args: list[str], timeout: float = 60) -> subprocess.CompletedProces
     try:
         out, err = proc.communicate(timeout=timeout)
     finally:
-        _stop_tree(proc)
+        stop_tree(proc, STOP_S)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
@@ -161,7 +112,7 @@ def test_reuses_a_running_broker_and_leaves_it_running(tmp_path: Path):
             lab.send_signal(signal.SIGTERM)
             assert lab.wait(60) == 0, log_path.read_text()
         finally:
-            _stop_tree(lab)
+            stop_tree(lab)
         assert connect_error("127.0.0.1", lab_port) is not None
         assert broker.poll() is None and broker_answers(f"127.0.0.1:{port}"), \
             "labkit lab must not stop a broker it did not start"
@@ -170,7 +121,7 @@ def test_reuses_a_running_broker_and_leaves_it_running(tmp_path: Path):
                                for _, cmd in processes_mentioning(str(tmp_path))), 10,
                    what="JupyterLab to exit")
     finally:
-        _stop_tree(broker)
+        stop_tree(broker)
 
 
 def _redirect(port: int, path: str) -> str | None:
@@ -205,7 +156,7 @@ def test_sigint_stops_the_broker_it_started(tmp_path: Path):
         os.killpg(lab.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
         assert lab.wait(60) == 0, log_path.read_text()
     finally:
-        _stop_tree(lab)
+        stop_tree(lab)
     wait_until(lambda: not processes_mentioning(str(tmp_path)), 15,
                what="the broker and JupyterLab to exit")
     assert connect_error("127.0.0.1", port) is not None
@@ -231,6 +182,6 @@ def test_stop_tree_kills_what_ignores_sigterm_even_in_another_session(tmp_path: 
         wait_until(lambda: len(psutil.Process(proc.pid).children(recursive=True)) == 2, 10,
                    what="both children")
     finally:
-        _stop_tree(proc, timeout=2)
+        stop_tree(proc, timeout=2)
     assert proc.returncode == -signal.SIGKILL
     assert not processes_mentioning(marker)

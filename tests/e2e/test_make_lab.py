@@ -17,7 +17,6 @@ import signal
 import subprocess
 from pathlib import Path
 
-import psutil
 import pytest
 from e2e_helpers import (
     REPO,
@@ -26,6 +25,7 @@ from e2e_helpers import (
     free_port,
     http_status,
     processes_mentioning,
+    stop_tree,
     wait_until,
 )
 
@@ -52,53 +52,6 @@ def clone(tmp_path_factory) -> Path:
         os.kill(pid, signal.SIGKILL)
 
 
-def _signal_group(pgid: int, signum: int) -> None:
-    try:
-        os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _stop_tree(proc: subprocess.Popen, timeout: float = STOP_S) -> None:
-    """Stop ``proc``'s process group (it leads one) and every descendant: SIGTERM, then
-    SIGKILL after ``timeout``. Descendants in their own session (the broker `labkit lab`
-    starts, Jupyter's kernels) are collected first and signalled one by one."""
-    try:
-        descendants = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        descendants = []
-    _signal_group(proc.pid, signal.SIGTERM)
-    for child in descendants:
-        try:
-            child.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        pass
-    _, alive = psutil.wait_procs(descendants, timeout=timeout)
-    if proc.poll() is None or alive or _group_alive(proc.pid):
-        _signal_group(proc.pid, signal.SIGKILL)
-        for child in alive:
-            try:
-                child.kill()
-            except psutil.NoSuchProcess:
-                pass
-        proc.wait(timeout)
-        psutil.wait_procs(alive, timeout=timeout)
-
-
 class MakeLab:
     def __init__(self, clone: Path, tag: str):
         self.clone = clone
@@ -117,7 +70,7 @@ class MakeLab:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        _stop_tree(self.proc)
+        stop_tree(self.proc, STOP_S)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
