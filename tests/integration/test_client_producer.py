@@ -13,12 +13,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from client_helpers import read_all
 
 from labkit import (
     IllegalStateError,
     InvalidTopicError,
     KafkaAdminClient,
-    KafkaConsumer,
     KafkaProducer,
     MessageSizeTooLargeError,
     NewTopic,
@@ -41,19 +41,6 @@ pr.flush()
 """
 
 
-def read_all(bootstrap, topic, expected, timeout_s=10.0, **configs):
-    """Every record of ``topic`` from the beginning (stops once ``expected`` arrived)."""
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=int(timeout_s * 1000), **configs)
-    out = []
-    try:
-        for record in consumer:
-            out.append(record)
-            if len(out) >= expected:
-                break
-    finally:
-        consumer.close()
-    return out
 
 
 def create_topic(bootstrap, topic, partitions):

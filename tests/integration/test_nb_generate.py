@@ -9,22 +9,15 @@ import subprocess
 import sys
 import threading
 
-from labkit import KafkaAdminClient, KafkaConsumer, KafkaProducer, NewTopic, nb
+from client_helpers import read_all
+
+from labkit import KafkaAdminClient, KafkaProducer, NewTopic, nb
 
 
-def read_all(bootstrap, topic, expected):
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=3000,
-                             value_deserializer=lambda b: json.loads(b.decode("utf-8")))
-    try:
-        records = []
-        for record in consumer:
-            records.append(record)
-            if len(records) >= expected:
-                break
-        return records
-    finally:
-        consumer.close()
+def read_json(bootstrap, topic, expected):
+    return read_all(bootstrap, topic, expected, timeout_s=3.0,
+                    value_deserializer=lambda b: json.loads(b.decode("utf-8")))
+
 
 
 def test_event_stream_sends_keyed_transactions_and_leaves_no_threads(shared_broker, unique_topic):
@@ -41,7 +34,7 @@ def test_event_stream_sends_keyed_transactions_and_leaves_no_threads(shared_brok
     stream.start()
     assert stream.join(timeout=30)
     assert stream.sent == 60 and stream.error is None
-    records = read_all(shared_broker.bootstrap, unique_topic, 60)
+    records = read_json(shared_broker.bootstrap, unique_topic, 60)
     assert sorted(r.value["tx_id"] for r in records) == [e["tx_id"] for e in events]
     partitions = {}
     for r in records:
@@ -64,7 +57,7 @@ def test_event_stream_with_the_notebooks_producer(shared_broker, unique_topic):
             assert s.join(timeout=30)
     finally:
         producer.close()
-    readings = [r.value for r in read_all(shared_broker.bootstrap, unique_topic, 25)]
+    readings = [r.value for r in read_json(shared_broker.bootstrap, unique_topic, 25)]
     assert readings == list(nb.sensors(seed=1, count=25))
 
 
@@ -77,6 +70,6 @@ def test_labkit_generate_sends_count_events_and_reports_progress(shared_broker, 
         capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr
     assert f"done: sent 30 transactions to {unique_topic}" in result.stderr
-    values = sorted((r.value for r in read_all(shared_broker.bootstrap, unique_topic, 30)),
+    values = sorted((r.value for r in read_json(shared_broker.bootstrap, unique_topic, 30)),
                     key=lambda v: v["tx_id"])
     assert values == list(nb.transactions(seed=7, suspicious_share=0.2, count=30))

@@ -7,27 +7,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from client_helpers import read_all
 
 from labkit import (
     IllegalStateError,
-    KafkaConsumer,
     KafkaProducer,
     MessageSizeTooLargeError,
 )
-
-
-def read_all(bootstrap, topic, expected):
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=10_000)
-    out = []
-    try:
-        for record in consumer:
-            out.append(record)
-            if len(out) >= expected:
-                break
-    finally:
-        consumer.close()
-    return out
 
 
 def test_records_with_and_without_keys_and_headers_share_a_batch(shared_broker, unique_topic):

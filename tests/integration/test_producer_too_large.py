@@ -5,10 +5,10 @@ too large on its own fails, with a message naming the limits to raise."""
 from __future__ import annotations
 
 import pytest
+from client_helpers import read_all
 
 from labkit import (
     KafkaAdminClient,
-    KafkaConsumer,
     KafkaProducer,
     MessageSizeTooLargeError,
     NewTopic,
@@ -20,18 +20,6 @@ def small_topic(bootstrap, topic, limit=2000):
         admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"max.message.bytes": str(limit)})])
 
 
-def read_all(bootstrap, topic, expected):
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=10_000)
-    out = []
-    try:
-        for record in consumer:
-            out.append(record)
-            if len(out) >= expected:
-                break
-    finally:
-        consumer.close()
-    return out
 
 
 def test_a_batch_over_max_message_bytes_is_split_until_it_fits(shared_broker, unique_topic):

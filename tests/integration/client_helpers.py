@@ -1,0 +1,21 @@
+"""Helpers the client integration tests share: read a topic back with the real consumer."""
+
+from __future__ import annotations
+
+from labkit import KafkaConsumer
+
+
+def read_all(bootstrap, topic, expected, timeout_s=10.0, **configs):
+    """Every record of ``topic`` from the beginning (stops once ``expected`` arrived,
+    or after ``timeout_s`` without a new record)."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=int(timeout_s * 1000), **configs)
+    out = []
+    try:
+        for record in consumer:
+            out.append(record)
+            if len(out) >= expected:
+                break
+    finally:
+        consumer.close()
+    return out
