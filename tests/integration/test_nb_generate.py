@@ -19,7 +19,6 @@ def read_json(bootstrap, topic, expected):
                     value_deserializer=lambda b: json.loads(b.decode("utf-8")))
 
 
-
 def test_event_stream_sends_keyed_transactions_and_leaves_no_threads(shared_broker, unique_topic):
     admin = KafkaAdminClient(bootstrap_servers=shared_broker.bootstrap)
     admin.create_topics([NewTopic(unique_topic, num_partitions=3, replication_factor=1)])
