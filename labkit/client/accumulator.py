@@ -77,8 +77,7 @@ class FutureRecordMetadata(tuple):
 
     kafka-python's API: ``get(timeout=None)``, ``is_done``, ``value``, ``exception``,
     ``succeeded()``, ``failed()``, ``add_callback(fn, *args)``, ``add_errback(fn, *args)``,
-    ``add_both``. Callbacks run on the producer's I/O thread (as in kafka-python), or
-    on the thread in ``get()`` when that thread sent the record itself (linger_ms=0);
+    ``add_both``. Callbacks run on the producer's I/O thread (as in kafka-python);
     keep them short. (Internally a 2-tuple: the record's batch and its index.)
     """
 

@@ -64,7 +64,6 @@ _WAKE_IDS = itertools.count()
 # plain ints: pyzmq's enum flags cost microseconds per frame on the hot path
 _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE = int(zmq.SNDMORE)
-_DIRECT_SLICE_MS = 50  # direct_call checks for a lost connection this often
 _COPY_BELOW = 65536  # smaller frames are copied (pyzmq copies them anyway)
 _RECV_BATCH = 256  # messages read per loop turn before the drivers run again
 _CLOSE_LINGER_MS = 1000
@@ -146,7 +145,6 @@ class Transport:
         self._direct_lock = threading.Lock()
         self._direct: zmq.Socket | None = None
         self._direct_poller: zmq.Poller | None = None
-        self._disconnects = 0  # connections lost so far (the I/O thread's monitor counts)
         self._monitor = self._sock.get_monitor_socket(
             zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED)
         self._thread = threading.Thread(target=self._run, name=f"labkit-io-{name}",
@@ -276,10 +274,7 @@ class Transport:
                     timeout: float) -> Response:
         """Send one request on the direct socket and wait for its answer on this thread
         (hold ``direct_acquire`` around it). Raises KafkaTimeoutError after ``timeout``
-        seconds; an answer that comes later is dropped by the next call. Raises
-        KafkaConnectionError when the connection drops meanwhile (the broker may or may
-        not have applied the request), as ``request`` fails a non-idempotent one."""
-        disconnects = self._disconnects
+        seconds; an answer that comes later is dropped by the next call."""
         sock = self._direct
         if sock is None:
             sock = self._direct = self._new_socket(self.address)
@@ -294,14 +289,7 @@ class Transport:
         deadline = self._clock.monotonic() + timeout
         poll = self._direct_poller.poll
         while True:
-            # slices: the I/O thread's monitor may see the connection drop meanwhile
-            if not poll(max(1, min(_DIRECT_SLICE_MS,
-                                   int((deadline - self._clock.monotonic()) * 1000)))):
-                if self._disconnects != disconnects:
-                    raise KafkaConnectionError(
-                        f"lost the connection to the broker at {self.address} before it "
-                        f"answered {api}; the broker may or may not have applied it (is the "
-                        "broker restarting?)")
+            if not poll(max(1, int((deadline - self._clock.monotonic()) * 1000))):
                 if self._clock.monotonic() < deadline:
                     continue
                 raise KafkaTimeoutError(
@@ -418,7 +406,6 @@ class Transport:
                 self.connected = True
             elif event["event"] == zmq.EVENT_DISCONNECTED:
                 self.connected = False
-                self._disconnects += 1
                 log.warning("lost the connection to the broker at %s; reconnecting", self.address)
                 self._connection_lost()
 
