@@ -21,12 +21,6 @@ Code that reads a ``ready`` deque while ``send()`` may append to it (``drain``,
 ``pending``) iterates a ``tuple()`` snapshot: iterating the deque itself raises
 "deque mutated during iteration" when the GIL switches threads in between.
 
-With ``linger_ms=0``, ``get()`` on a record whose batch is still open may send
-that batch itself instead of waiting for the I/O thread (``direct``, set to
-``Sender.try_direct``): ``drain_lock`` makes taking a batch for that and the
-sender's draining exclusive, and ``direct_busy`` keeps the sender from draining
-while such a request is out, so batches still reach the broker in order.
-
 When the broker answers, ``complete`` marks the batch done under the accumulator's
 condition variable and wakes ``get()`` callers. Callbacks are kept per batch in a
 side table, so a producer that never registers one pays nothing for them. A
@@ -287,10 +281,6 @@ class RecordAccumulator:
         self.closing = False
         self.full = False  # buffered bytes over buffer_memory: send() must wait
         self.wake_on_append = True
-        self.drain_lock = threading.Lock()  # the sender's drain vs. a caller's direct send
-        self.direct_busy = False  # a caller is sending a batch itself (Sender.try_direct)
-        self.direct: Callable[[ProducerBatch, float | None], bool] | None = None
-        self.buffer_of: dict[TopicPartition, PartitionBuffer] = {}
         self.future_class = type("FutureRecordMetadata", (FutureRecordMetadata,),
                                  {"__slots__": (), "_owner": self,
                                   "__module__": FutureRecordMetadata.__module__})
@@ -298,7 +288,6 @@ class RecordAccumulator:
     def new_buffer(self, tp: TopicPartition) -> PartitionBuffer:
         buf = PartitionBuffer(tp, self.limit, self.future_class)
         self.buffers = [*self.buffers, buf]  # replace, never mutate: drain iterates it
-        self.buffer_of = {**self.buffer_of, tp: buf}
         return buf
 
     # -- I/O thread ------------------------------------------------------------
@@ -446,10 +435,6 @@ class RecordAccumulator:
         _run_callback(batch, index, fn, is_errback)
 
     def wait_for(self, batch: ProducerBatch, timeout: float | None) -> None:
-        direct = self.direct
-        if direct is not None and batch.records is not None and direct(batch, timeout) \
-                and batch.done:
-            return
         deadline = None if timeout is None else self._clock.monotonic() + timeout
         with self.cond:
             while not batch.done:

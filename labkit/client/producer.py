@@ -178,7 +178,6 @@ class KafkaProducer:
             metadata_max_age_ms=config["metadata_max_age_ms"],
             on_metadata=lambda header: _call_alive(ref, "_on_metadata", header),
             on_seal=lambda buf: _call_alive(ref, "_on_seal", buf))
-        self._acc.direct = self._sender.try_direct  # send().get() without hand-offs
         self._transport.add_driver(self._sender)
         self._cleanup = _cleanup_hook(ref, config["request_timeout_ms"] / 1000.0)
         atexit.register(self._cleanup)

@@ -28,21 +28,13 @@ unexpectedly (a bug), every batch taken for that request completes with a
 KafkaError whose ``__cause__`` is the original exception, so its futures fail and
 ``flush()`` returns instead of waiting forever.
 
-Everything here runs on the I/O thread, so the sender's own state needs no lock --
-except ``try_direct``, which runs on a thread calling ``get()``: with ``linger_ms=0``
-and nothing else unanswered, that thread takes the record's open batch (under the
-accumulator's ``drain_lock``), sends it on the transport's direct socket and
-completes it from the answer itself, saving two thread hand-offs per synchronous
-send. Meanwhile the sender does not drain (``direct_busy``), so requests stay in
-order. A batch that fails there goes back to the I/O thread (``_returned``), which
-retries or fails it like any other.
+Everything here runs on the I/O thread, so the sender's own state needs no lock.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -52,13 +44,6 @@ from labkit.client.metadata import ClusterMetadata, request_header
 from labkit.errors import KafkaError, MessageSizeTooLargeError, from_wire
 
 log = logging.getLogger(__name__)
-
-# While get() sends the records (sync sends), send() does not wake the I/O thread
-# (that wake-up alone costs a sync send ~40 us of CPU and GIL): the I/O thread looks
-# every DIRECT_TICK_S for a record nobody called get() on, and goes back to normal
-# when it finds one or after DIRECT_IDLE_S without a direct send.
-DIRECT_TICK_S = 0.002
-DIRECT_IDLE_S = 0.1
 
 
 class Sender:
@@ -83,47 +68,10 @@ class Sender:
         self._new_parts: list[ProducerBatch] = []  # split while handling one answer
         self._metadata_due: float | None = None
         self._metadata_in_flight = False
-        # batches a direct send (another thread) could not get acknowledged, with why
-        self._returned: deque[tuple[ProducerBatch, BaseException]] = deque()
-        self._direct_mode = False  # the last records were sent by get() (try_direct)
-        self._last_direct = 0.0
 
     def __call__(self, now: float) -> float | None:
         self._maybe_refresh_metadata(now)
-        while self._returned:
-            self._take_returned()
-        acc = self._acc
-        with acc.drain_lock:
-            sent = 0
-            if acc.direct_busy:  # a caller is sending; it wakes us when done
-                next_due = None
-            else:
-                next_due, failed, sent = self._drain(now)
-                if failed:
-                    return 0.1
-            if self._direct_mode:
-                if sent or now - self._last_direct > DIRECT_IDLE_S:
-                    self._direct_mode = False  # records are sent without get() again
-                    acc.wake_on_append = next_due is None
-                else:  # send() leaves the record to get(); we look every DIRECT_TICK_S
-                    acc.wake_on_append = False
-                    next_due = DIRECT_TICK_S if next_due is None else min(next_due,
-                                                                          DIRECT_TICK_S)
-        head = self._retry[0] if self._retry else None
-        if head is not None and (head.parent is None or head.parent not in self._splitting):
-            wait = max(0.0, head.retry_at - now)  # (a blocked part waits for an answer)
-            next_due = wait if next_due is None else min(next_due, wait)
-        if self._metadata_due is not None:
-            wait = max(0.0, self._metadata_due - now)
-            next_due = wait if next_due is None else min(next_due, wait)
-        return next_due
-
-    def _drain(self, now: float) -> tuple[float | None, bool, int]:
-        """Send requests while in-flight slots are free (holding ``drain_lock``).
-        Returns (seconds until a lingering batch is due, whether sending failed,
-        requests sent)."""
         next_due = None
-        sent = 0
         while self._in_flight < self._max_in_flight:
             batches = self._ready_retries(now)
             try:
@@ -135,104 +83,18 @@ class Sender:
                 if not batches:
                     break
                 self._send(batches)
-                sent += 1
             except Exception as exc:  # a bug must fail these records, not lose them
                 log.exception("the producer's sender failed; failing %d batches", len(batches))
                 self._fail_taken(batches, exc)
-                return next_due, True, sent
-        return next_due, False, sent
-
-    # -- direct sends (a thread in get(), not the I/O thread) ----------------------
-
-    def try_direct(self, batch: ProducerBatch, timeout: float | None) -> bool:
-        """Send ``batch`` (still open) from this thread and complete it from the answer.
-
-        False (nothing done) unless linger_ms=0, acks!=0, the producer has nothing else
-        sealed or unanswered, ``batch`` is its partition's oldest unsent one, and
-        ``timeout`` is None or covers request_timeout_ms. True once the batch was sent:
-        it is then complete, or back with the I/O thread for a retry."""
-        acc = self._acc
-        request_timeout = self._timeout_ms / 1000.0
-        if (timeout is not None and timeout < request_timeout) or self._acks == 0 \
-                or acc.linger > 0 or acc.closing or acc.flushing:
-            return False
-        transport = self._transport
-        if threading.current_thread() is transport._thread or not transport.direct_acquire():
-            return False
-        try:
-            buf = self._take_for_direct(batch)
-            if buf is None:
-                return False
-            try:
-                error = self._send_direct(batch, buf, request_timeout)
-            except Exception as exc:  # a bug must fail the records, not lose them
-                log.exception("the producer's direct send failed")
-                self._fail_taken([batch], exc)
-                error = None
-            finally:
-                acc.direct_busy = False  # (set by _take_for_direct)
-            if error is not None:
-                self._returned.append((batch, error))
-        finally:
-            transport.direct_release()
-        if self._returned or acc.pending_records():
-            transport.wakeup()  # the sender skipped draining meanwhile
-        return True
-
-    def _take_for_direct(self, batch: ProducerBatch) -> PartitionBuffer | None:
-        acc = self._acc
-        with acc.drain_lock:
-            if acc.direct_busy or acc.incomplete or self._in_flight or self._retry \
-                    or self._returned:
-                return None
-            buf = acc.buffer_of.get(batch.tp)
-            if buf is None:
-                return None
-            with buf.lock:
-                if buf.open is not batch or buf.ready or not batch.records:
-                    return None
-                buf.open = ProducerBatch(buf.tp)
-            acc.direct_busy = True
-            # sync sends: send() stops waking the I/O thread for records get() will send
-            self._direct_mode = True
-            self._last_direct = acc._clock.monotonic()
-            acc.wake_on_append = False
-            return buf
-
-    def _send_direct(self, batch: ProducerBatch, buf: PartitionBuffer,
-                     timeout: float) -> BaseException | None:
-        """Seal, send and wait; complete on success, else return the error."""
-        self._acc._seal(batch, [])
-        self._on_seal(buf)
-        batch.attempts += 1
-        header = {"acks": self._acks, "timeout_ms": int(self._timeout_ms),
-                  "targets": [[batch.tp.topic, batch.tp.partition]]}
-        try:
-            response = self._transport.direct_call("produce", header, [batch.data],
-                                                   timeout=timeout)
-        except KafkaError as exc:
-            return exc
-        header = response.header
-        if header.get("error", 0):
-            return from_wire(header["error"], header.get("message"))
-        results = header.get("results") or []
-        if not results:
-            return KafkaError("the broker's produce answer is missing a result for this batch")
-        base_offset, code = results[0][0], results[0][1]
-        if code:
-            return from_wire(code, results[0][3] if len(results[0]) > 3 else None)
-        self._acc.complete(batch, base_offset)
-        return None
-
-    def _take_returned(self) -> None:
-        batch, error = self._returned.popleft()
-        try:
-            self._fail_or_retry(batch, error)
-        except Exception as exc:
-            log.exception("handling a failed direct send failed")
-            self._fail_taken([batch], exc)
-        finally:
-            self._queue_new_parts()
+                return 0.1
+        head = self._retry[0] if self._retry else None
+        if head is not None and (head.parent is None or head.parent not in self._splitting):
+            wait = max(0.0, head.retry_at - now)  # (a blocked part waits for an answer)
+            next_due = wait if next_due is None else min(next_due, wait)
+        if self._metadata_due is not None:
+            wait = max(0.0, self._metadata_due - now)
+            next_due = wait if next_due is None else min(next_due, wait)
+        return next_due
 
     def abort(self, error: BaseException) -> None:
         """Fail the batches waiting to be sent again (close(), after the I/O thread stopped)."""

@@ -19,12 +19,6 @@ Every client object (producer, consumer, admin) owns one ``Transport``:
 - **Drivers.** A client may register a driver: a function the I/O thread calls on
   every loop turn (the producer drains its record accumulator there, so records go
   out without another thread). It returns how many seconds it may sleep.
-- **Direct requests.** A second DEALER lets one caller at a time send a request and
-  wait for its answer on its own thread (``direct_acquire`` / ``direct_call`` /
-  ``direct_release``): no hand-off to the I/O thread and back, which is most of a
-  synchronous request's time on a small machine. The producer uses it for
-  ``send().get()`` when nothing else is in flight (see ``Sender.try_direct``). The
-  lock is a full memory barrier, so callers on different threads may take turns.
 - **Timeouts and restarts.** A request not answered within its timeout fails with
   ``KafkaTimeoutError``. ZeroMQ reconnects by itself when the broker restarts; a
   socket monitor reports the disconnect, and then every request in flight is either
@@ -61,10 +55,6 @@ from labkit.protocol.frames import MAGIC, build_request, decode_header
 log = logging.getLogger(__name__)
 
 _WAKE_IDS = itertools.count()
-# plain ints: pyzmq's enum flags cost microseconds per frame on the hot path
-_NOBLOCK = int(zmq.NOBLOCK)
-_SNDMORE = int(zmq.SNDMORE)
-_COPY_BELOW = 65536  # smaller frames are copied (pyzmq copies them anyway)
 _RECV_BATCH = 256  # messages read per loop turn before the drivers run again
 _CLOSE_LINGER_MS = 1000
 
@@ -142,9 +132,6 @@ class Transport:
         self._wake_send = self._ctx.socket(zmq.PAIR)
         self._wake_send.connect(endpoint)
         self._wake_lock = threading.Lock()
-        self._direct_lock = threading.Lock()
-        self._direct: zmq.Socket | None = None
-        self._direct_poller: zmq.Poller | None = None
         self._monitor = self._sock.get_monitor_socket(
             zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED)
         self._thread = threading.Thread(target=self._run, name=f"labkit-io-{name}",
@@ -257,49 +244,6 @@ class Transport:
                     except zmq.ZMQError:
                         pass  # a wake-up is already queued
 
-    def direct_acquire(self) -> bool:
-        """Take the direct socket for one ``direct_call``; False when another thread
-        has it or the client is closing. Pair with ``direct_release``."""
-        if self._closing or not self.connected or not self._direct_lock.acquire(False):
-            return False
-        if self._closing:
-            self._direct_lock.release()
-            return False
-        return True
-
-    def direct_release(self) -> None:
-        self._direct_lock.release()
-
-    def direct_call(self, api: str, header: dict[str, Any], payloads=(), *,
-                    timeout: float) -> Response:
-        """Send one request on the direct socket and wait for its answer on this thread
-        (hold ``direct_acquire`` around it). Raises KafkaTimeoutError after ``timeout``
-        seconds; an answer that comes later is dropped by the next call."""
-        sock = self._direct
-        if sock is None:
-            sock = self._direct = self._new_socket(self.address)
-            self._direct_poller = zmq.Poller()
-            self._direct_poller.register(sock, zmq.POLLIN)
-        rid = self._next_id()
-        try:
-            _send_frames(sock, build_request(rid, api, header, payloads))
-        except zmq.ZMQError as exc:
-            raise KafkaConnectionError(f"could not send {api} to the broker at {self.address}: "
-                                       f"{exc}") from exc
-        deadline = self._clock.monotonic() + timeout
-        poll = self._direct_poller.poll
-        while True:
-            if not poll(max(1, int((deadline - self._clock.monotonic()) * 1000))):
-                if self._clock.monotonic() < deadline:
-                    continue
-                raise KafkaTimeoutError(
-                    f"the broker at {self.address} did not answer {api} within {timeout:.1f} s "
-                    "(request_timeout_ms); is it running and not overloaded?")
-            frames = sock.recv_multipart(_NOBLOCK)
-            if len(frames) < 3 or frames[0] != MAGIC or frames[1] != rid:
-                continue  # malformed, or the late answer to an earlier call that timed out
-            return Response(decode_header(frames[2]), [memoryview(f) for f in frames[3:]])
-
     def close(self, timeout: float | None = 5.0) -> None:
         """Send what is queued, fail what is in flight, stop the I/O thread."""
         if self._closing:
@@ -363,7 +307,7 @@ class Transport:
         while outbox:
             pending = outbox[0]
             try:
-                _send_frames(self._sock, pending.frames, _NOBLOCK)
+                self._sock.send_multipart(pending.frames, zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
             outbox.popleft()
@@ -452,10 +396,6 @@ class Transport:
         self._outbox.clear()
         for p in pending:
             p.future.failure(error)
-        with self._direct_lock:  # a direct_call in progress ends within its timeout
-            if self._direct is not None:
-                self._direct.close(linger=0)
-                self._direct = None
         with self._wake_lock:
             self._closed = True
             self._closing = True
@@ -464,19 +404,6 @@ class Transport:
             self._sock.close(linger=_CLOSE_LINGER_MS)
             self._wake_send.close(linger=0)
             self._wake_recv.close(linger=0)
-
-
-def _send_frames(sock: zmq.Socket, frames: list, flags: int = 0) -> None:
-    """``send_multipart`` without its per-frame overhead. A multipart message is
-    atomic: only the first frame can raise zmq.Again (with NOBLOCK)."""
-    last = len(frames) - 1
-    send = sock.send
-    for index, frame in enumerate(frames):
-        more = _SNDMORE if index < last else 0
-        if len(frame) < _COPY_BELOW:
-            send(frame, flags | more)
-        else:
-            send(frame, flags | more, copy=False)
 
 
 def _parse(frames: list[bytes]) -> tuple[bytes, dict[str, Any]]:
