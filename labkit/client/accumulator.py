@@ -190,10 +190,10 @@ class ProducerBatch:
         ts, keys, headers = self.ts, self.keys, self.hdrs
         self.ts = self.keys = self.hdrs = None
         self.count = len(values)
-        self.data = encode_batch(ts, keys, values, headers)
+        self.value_sizes = sizes = _sizes(values)
+        self.data = encode_batch(ts, keys, values, headers, value_lengths=sizes)
         self.timestamps = ts
         self.key_sizes = _sizes(keys) if keys is not None else None
-        self.value_sizes = _sizes(values)
         self.header_sizes = _header_sizes(headers) if headers is not None else None
 
     def metadata(self, index: int) -> RecordMetadata:

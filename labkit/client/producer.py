@@ -150,7 +150,7 @@ class KafkaProducer:
         if config["client_id"] is None:
             config["client_id"] = f"kafka-python-producer-{next(_IDS)}"
         self._clock = REAL_CLOCK
-        self._time_ms = self._clock.time_ms
+        self._time_ns = self._clock.time_ns
         self._max_request_size = int(config["max_request_size"])
         self._max_block = config["max_block_ms"] / 1000.0
         self._closed = False
@@ -198,7 +198,7 @@ class KafkaProducer:
                 size = len(value) + RECORD_OVERHEAD
                 if size <= self._max_request_size:
                     buf = st.buffers[st.sticky]
-                    now = self._time_ms()
+                    now = self._time_ns() // 1_000_000
                     lock = buf.lock
                     lock.acquire()
                     batch = buf.open
@@ -279,7 +279,7 @@ class KafkaProducer:
                 f"{partition!r}. Add partitions with `labkit topics --alter --topic {topic} "
                 "--partitions N` or leave partition=None.")
         if timestamp_ms is None:
-            timestamp_ms = self._time_ms()
+            timestamp_ms = self._time_ns() // 1_000_000
         buf = st.buffers[partition]
         future = buf.append((timestamp_ms, key, value, headers, size))
         if self._transport._sleeping and (self._acc.wake_on_append or buf.ready):

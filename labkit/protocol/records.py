@@ -174,8 +174,9 @@ def _blob(items: list) -> bytes:
 def encode_batch(timestamps: list[int], keys: list[bytes | None] | None,
                  values: list[bytes | None], headers: list | None = None,
                  base_offset: int = 0, offset_deltas: list[int] | None = None,
-                 log_append_time: bool = False) -> bytes:
+                 log_append_time: bool = False, value_lengths: list[int] | None = None) -> bytes:
     """Encode one batch. ``keys``/``headers`` may be None when no record has any.
+    ``value_lengths``: the values' lengths (-1 for None) when the caller has them already.
 
     Every list has one entry per record; values are bytes or None. Raises
     ValueError for an empty batch without offset deltas.
@@ -197,7 +198,7 @@ def encode_batch(timestamps: list[int], keys: list[bytes | None] | None,
         attributes |= HAS_KEYS
         columns.append(_ints("i", _lengths(keys)))
         blobs.append(_blob(keys))
-    columns.append(_ints("i", _lengths(values)))
+    columns.append(_ints("i", value_lengths if value_lengths is not None else _lengths(values)))
     blobs.append(_blob(values))
     if headers is not None:
         attributes |= HAS_HEADERS

@@ -14,6 +14,9 @@ class FakeClock:
     def time_ms(self) -> int:
         return self._ms
 
+    def time_ns(self) -> int:
+        return self._ms * 1_000_000
+
     def advance(self, seconds: float) -> None:
         """Move both clocks forward by ``seconds``."""
         if seconds < 0:
