@@ -247,19 +247,3 @@ def from_wire(errno: int, message: str | None = None) -> KafkaError:
 
 class NoOffsetForPartitionError(KafkaError):
     """A partition has no position and ``auto_offset_reset='none'`` forbids choosing one."""
-
-
-class RecordDeserializationError(KafkaError):
-    """A key_deserializer/value_deserializer raised on a record (a "poison message").
-
-    ``topic_partition`` and ``offset`` name the record, ``what`` is 'key' or
-    'value', ``__cause__`` is the deserializer's exception. poll() returned the
-    records before it; skip it with ``consumer.seek(topic_partition, offset + 1)``.
-    """
-
-    def __init__(self, message: str, topic_partition=None,
-                 offset: int = -1, what: str = "value"):
-        super().__init__(message)
-        self.topic_partition = topic_partition
-        self.offset = offset
-        self.what = what

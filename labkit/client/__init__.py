@@ -21,11 +21,10 @@ from labkit.client.structs import (
     TopicPartition,
 )
 from labkit.client.subscription import ConsumerRebalanceListener
-from labkit.errors import RecordDeserializationError
 
 __all__ = [
     "ConfigResource", "ConfigResourceType", "ConsumerRebalanceListener", "ConsumerRecord",
     "KafkaAdminClient", "KafkaConsumer", "KafkaProducer", "NewPartitions", "NewTopic",
-    "OffsetAndMetadata", "OffsetAndTimestamp", "RecordDeserializationError", "RecordMetadata",
+    "OffsetAndMetadata", "OffsetAndTimestamp", "RecordMetadata",
     "TopicPartition",
 ]

@@ -22,9 +22,10 @@ seek or reset bumps the epoch and stale data is dropped.
 Poison messages: when a key/value deserializer raises, the records of the
 partition before the bad one are kept and decoding stops there; the buffer
 remembers the failure (``_Buffer.poison``) and no further fetch of the partition
-goes out. Once poll() has returned the good records, the next poll() raises
-RecordDeserializationError (topic, partition, offset; the deserializer's exception
-as ``__cause__``) and drops the buffer. The position stays at the bad record: a
+goes out. Once poll() has returned the good records, the next poll() raises the
+deserializer's own exception, as kafka-python does (so ``except ValueError`` in course
+code still works), with a note naming topic, partition and offset and the attributes
+``topic_partition``, ``offset`` and ``what``, and drops the buffer. The position stays at the bad record: a
 later poll() fetches it again and raises again, until the app seeks past it.
 
 Errors per partition: OFFSET_OUT_OF_RANGE resets the position by
@@ -47,7 +48,6 @@ from labkit.client.subscription import SubscriptionState
 from labkit.errors import (
     KafkaError,
     OffsetOutOfRangeError,
-    RecordDeserializationError,
     UnknownTopicOrPartitionError,
     for_code,
 )
@@ -343,7 +343,7 @@ class Fetcher:
         return out
 
     def _raise_poison(self, allowed: set[TopicPartition] | None) -> None:
-        """Raise RecordDeserializationError for a partition whose good records were all
+        """Raise the deserializer's exception for a partition whose good records were all
         handed out and whose next record failed to deserialize (dropping its buffer, so
         the record is fetched, and fails, again until the app seeks past it)."""
         assignment = self._subscription.assignment
@@ -358,13 +358,17 @@ class Fetcher:
             self._poisoned.discard(tp)
             del self._buffers[tp]
             offset, error, what = buf.poison
-            raise RecordDeserializationError(
-                f"the {what}_deserializer raised {type(error).__name__}: {error} on the record "
-                f"at offset {offset} of topic '{tp.topic}' partition {tp.partition} (a poison "
-                f"message). poll() returned the records before it and stays at this one. "
-                f"Skip it with consumer.seek(TopicPartition('{tp.topic}', {tp.partition}), "
-                f"{offset + 1}), or make the {what}_deserializer return None for input it "
-                "cannot read.", tp, offset, what) from error
+            error.add_note(
+                f"labkit: the {what}_deserializer raised this on the record at offset {offset} "
+                f"of topic '{tp.topic}' partition {tp.partition} (a poison message). poll() "
+                f"returned the records before it and stays at this one. Skip it with "
+                f"consumer.seek(TopicPartition('{tp.topic}', {tp.partition}), {offset + 1}), "
+                f"or make the {what}_deserializer return None for input it cannot read.")
+            try:
+                error.topic_partition, error.offset, error.what = tp, offset, what
+            except AttributeError:
+                pass  # an exception type with __slots__: the note still says it all
+            raise error
 
     def has_buffered(self) -> bool:
         return bool(self._completed) or any(b.remaining() for b in self._buffers.values())
