@@ -154,15 +154,27 @@ class Sender:
             self._acc.complete(batch, -1, error)
 
     def _on_response(self, batches: list[ProducerBatch], response: Any) -> None:
+        self._settle(batches, self._handle_response, response)
+
+    def _on_failure(self, batches: list[ProducerBatch], error: BaseException) -> None:
+        self._settle(batches, self._fail_all, error)
+
+    def _settle(self, batches: list[ProducerBatch], handle, outcome: Any) -> None:
+        """Handle the outcome of one produce request; a bug in handling it fails its
+        batches instead of leaving their futures (and flush()) waiting forever."""
         self._in_flight -= 1
         self._answered(batches)
         try:
-            self._handle_response(batches, response)
+            handle(batches, outcome)
         except Exception as exc:
-            log.exception("handling a produce answer failed")
+            log.exception("handling the outcome of a produce request failed")
             self._fail_taken(batches, exc)
         finally:
             self._queue_new_parts()
+
+    def _fail_all(self, batches: list[ProducerBatch], error: BaseException) -> None:
+        for batch in batches:
+            self._fail_or_retry(batch, error)
 
     def _answered(self, batches: list[ProducerBatch]) -> None:
         for batch in batches:
@@ -182,9 +194,7 @@ class Sender:
             return
         header = response.header
         if header.get("error", 0):
-            error = from_wire(header["error"], header.get("message"))
-            for batch in batches:
-                self._fail_or_retry(batch, error)
+            self._fail_all(batches, from_wire(header["error"], header.get("message")))
             return
         results = header.get("results") or []
         for index, batch in enumerate(batches):
@@ -198,18 +208,6 @@ class Sender:
             else:
                 message = results[index][3] if len(results[index]) > 3 else None
                 self._fail_or_retry(batch, from_wire(code, message))
-
-    def _on_failure(self, batches: list[ProducerBatch], error: BaseException) -> None:
-        self._in_flight -= 1
-        self._answered(batches)
-        try:
-            for batch in batches:
-                self._fail_or_retry(batch, error)
-        except Exception as exc:
-            log.exception("handling a failed produce request failed")
-            self._fail_taken(batches, exc)
-        finally:
-            self._queue_new_parts()
 
     def _fail_or_retry(self, batch: ProducerBatch, error: BaseException) -> None:
         now = self._transport_clock()
