@@ -1,7 +1,7 @@
 """``labkit grade PATH...``: run students' notebooks against a broker and score their checks.
 
 Each notebook runs under nbval in its own process and temporary folder (see
-``labkit.nb.grading``); a notebook that hangs or crashes costs only that notebook.
+``labkit.course.grading``); a notebook that hangs or crashes costs only that notebook.
 ``--fresh-broker`` gives each notebook its own throwaway broker, so no notebook
 sees the records of the one graded before it.
 The score table goes to stdout, one progress line per notebook to stderr, and
@@ -57,7 +57,7 @@ def _fresh_broker() -> Iterator[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from labkit.nb import grading
+    from labkit.course import grading
 
     if args.timeout_per_cell <= 0:
         raise UsageError("--timeout-per-cell must be > 0 seconds")

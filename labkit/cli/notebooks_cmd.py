@@ -1,7 +1,7 @@
 """``labkit notebooks build|check``: student versions of the instructor's master notebooks.
 
 ``build`` writes ``<out>/<name>.ipynb`` for every master (solutions replaced by
-stubs, hidden tests removed, outputs cleared; see ``labkit.nb.authoring``).
+stubs, hidden tests removed, outputs cleared; see ``labkit.course.authoring``).
 ``check`` writes nothing and exits 1 naming every student version that is missing
 or differs from what ``build`` would write -- CI runs it so the committed student
 notebooks never fall behind their masters.
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from labkit.nb import authoring
+    from labkit.course import authoring
 
     if not args.masters.exists():
         raise UsageError(f"no masters at {args.masters}: run this from the top of the labkit "

@@ -1,7 +1,9 @@
 """``from labkit import nb``: everything a lab notebook needs, behind one import.
 
 - ``nb.check("02.1", answer, ...)`` -- check an exercise, print one PASS/FAIL line;
-  ``nb.all_exercises()`` lists them; ``@nb.exercise`` registers a new one.
+  ``nb.all_exercises()`` lists them; ``@nb.exercise`` registers a new one. The
+  exercises are ``labkit.course``'s, loaded on the first check (this facade is the one
+  place in ``labkit.nb`` that loads the course).
 - ``nb.transactions(...)``, ``nb.sensors(...)`` -- seeded event generators;
   ``nb.EventStream(...)`` sends them to a topic from a background thread.
 - ``nb.LivePlot``, ``nb.dashboard()``, ``nb.doctor()``, ``nb.progress(...)`` -- live
@@ -18,24 +20,25 @@ and ``nb.doctor.SomeHelper`` both work whichever way the module was first import
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import sys
 import types
+from collections.abc import Callable
 from typing import Any
 
-from labkit.errors import IllegalArgumentError, IllegalStateError
-from labkit.nb.checks import (
+from labkit.course.checks import (
     CheckFailed,
+    Exercise,
+    Registry,
+    Result,
     Wrong,
-    all_exercises,
     call,
-    check,
-    evaluate,
-    exercise,
     expect,
     is_grading,
 )
+from labkit.errors import IllegalArgumentError, IllegalStateError
 from labkit.nb.generators import CATEGORIES, SENSOR_IDS, STORES, sensors, transactions
 from labkit.nb.stream import EventStream, bootstrap_servers, json_serializer
 
@@ -100,6 +103,40 @@ def __getattr__(name: str) -> Any:
             if name in getattr(module, "__all__", ()):
                 return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def _course() -> Registry:
+    # Imported here, not at the top: the exercises import labkit.nb.generators, which
+    # runs this package's __init__ first.
+    from labkit.course import exercises
+
+    return exercises.load()
+
+
+def check(exercise_id: str, answer: Any, /, **context: Any) -> None:
+    """Check ``answer`` for exercise ``exercise_id`` and print one PASS/FAIL line.
+
+    Keyword arguments are passed to the check (e.g. ``topic=TOPIC``). Returns None, so a
+    notebook shows only the line. Raises ``CheckFailed`` for a non-PASS only under
+    grading (``LABKIT_GRADING=1``); ``IllegalArgumentError`` for an unknown id.
+    """
+    _course().check(exercise_id, answer, **context)
+
+
+def evaluate(exercise_id: str, answer: Any, /, **context: Any) -> Result:
+    """The ``Result`` of checking ``answer`` (nothing printed); raises only for an unknown id."""
+    return _course().evaluate(exercise_id, answer, **context)
+
+
+def all_exercises() -> list[Exercise]:
+    """Every exercise of the course (and any registered with ``nb.exercise``), by id."""
+    return _course().all()
+
+
+def exercise(exercise_id: str, *, points: int, title: str) -> Callable:
+    """Decorator: register a check of your own next to the course's (``nb.check`` runs it)."""
+    return _course().exercise(exercise_id, points=points, title=title)
 
 
 def stop_all() -> int:

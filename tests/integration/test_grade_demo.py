@@ -16,8 +16,8 @@ import nbformat
 import psutil
 import pytest
 
-from labkit.nb import grading
-from labkit.nb.authoring import student_notebook
+from labkit.course import grading
+from labkit.course.authoring import student_notebook
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "instructor" / "examples" / "demo_grading.ipynb"

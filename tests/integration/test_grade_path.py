@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
-from labkit.nb import grading
+from labkit.course import grading
 
 BIN = str(Path(sys.executable).parent)
 CITIES = '["Gdańsk", "Kraków", "Warszawa", "Wrocław"]'

@@ -29,7 +29,7 @@ nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("nbval")
 
 from labkit import KafkaAdminClient  # noqa: E402
-from labkit.nb import authoring, grading  # noqa: E402
+from labkit.course import authoring, grading  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 MASTERS = ROOT / "instructor" / "masters"

@@ -1,7 +1,11 @@
 """The layering rules of docs/architecture.md, checked by scanning imports.
 
 Each layer imports only the layers above it; zmq is imported by exactly one
-module on each side; only labkit.nb imports the notebook UI libraries.
+module on each side; only labkit.nb imports the notebook UI libraries. The course
+(labkit.course) and the notebook helpers (labkit.nb) meet in one place each way:
+the course's exercises use ``labkit.nb.generators``, and ``nb.check`` (the facade,
+``labkit/nb/__init__.py``) loads the course lazily; no import cycle exists
+anywhere in labkit, not even through imports inside functions.
 """
 
 import ast
@@ -19,12 +23,17 @@ ALLOWED = {
     "log": {"errors", "_clock", "protocol"},
     "broker": {"errors", "_clock", "protocol", "log"},
     "client": {"errors", "_clock", "protocol"},
-    "cli": {"errors", "_clock", "protocol", "log", "broker", "client", "nb", "testing", "__init__"},
-    "nb": {"errors", "_clock", "protocol", "client", "__init__"},
+    "cli": {"errors", "_clock", "protocol", "log", "broker", "client", "nb", "course", "testing",
+            "__init__"},
+    "nb": {"errors", "_clock", "protocol", "client", "course", "__init__"},
+    "course": {"errors", "_clock", "protocol", "client", "nb", "__init__"},
     "testing": {"errors", "_clock", "protocol", "log", "broker", "client", "__init__"},
 }
 ZMQ_MODULES = {"broker/server.py", "client/transport.py", "testing/broker.py"}
 UI_LIBS = {"ipywidgets", "matplotlib", "IPython", "tqdm"}
+# the only crossings between course and nb (see the module docstring)
+COURSE_MAY_IMPORT_FROM_NB = {"labkit.nb.generators"}
+NB_MODULES_IMPORTING_COURSE = {"nb/__init__.py"}
 
 
 def _modules():
@@ -67,3 +76,85 @@ def test_module_respects_layers(rel, layer, tree):
             assert rel in ZMQ_MODULES, f"{rel} imports zmq; only {sorted(ZMQ_MODULES)} may"
         if parts[0] in UI_LIBS:
             assert layer == "nb", f"{rel} imports {parts[0]}; only labkit.nb may"
+
+
+def _module_name(rel: str) -> str:
+    dotted = "labkit." + rel.removesuffix(".py").replace("/", ".")
+    return dotted.removesuffix(".__init__")
+
+
+MODULE_NAMES = {_module_name(rel) for rel, _, _ in MODULES}
+
+
+def _top_level_imports(tree, name, *, inside_functions=False):
+    """Modules of labkit that ``name`` imports when it is imported (with
+    ``inside_functions``, also those its functions import when they run)."""
+    package = name if any(m.startswith(name + ".") for m in MODULE_NAMES) else \
+        name.rpartition(".")[0]
+    for node in tree.body:
+        stack = [node]
+        while stack:
+            item = stack.pop()
+            if not inside_functions and isinstance(
+                    item, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+                continue
+            if isinstance(item, ast.Import):
+                yield from (a.name for a in item.names)
+            elif isinstance(item, ast.ImportFrom):
+                base = item.module or ""
+                if item.level:
+                    base = ".".join(package.split(".")[:len(package.split(".")) - item.level + 1]
+                                    + ([base] if base else []))
+                for alias in item.names:
+                    full = f"{base}.{alias.name}"
+                    yield full if full in MODULE_NAMES else base
+            stack.extend(ast.iter_child_nodes(item))
+
+
+def test_no_import_cycle_even_through_lazy_imports():
+    graph = {}
+    for rel, _, tree in MODULES:
+        name = _module_name(rel)
+        graph[name] = {t for t in _top_level_imports(tree, name, inside_functions=True)
+                       if t in MODULE_NAMES and t != name}
+    state: dict[str, int] = {}
+
+    def visit(node, path):
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycle = path[path.index(nxt):] + [nxt]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+
+
+@pytest.mark.parametrize("rel, layer, tree", MODULES, ids=[m[0] for m in MODULES])
+def test_course_and_nb_cross_only_where_allowed(rel, layer, tree):
+    name = _module_name(rel)
+    imported = set(_imports(tree))
+    if layer == "course":
+        from_nb = {i for i in imported if i == "labkit.nb" or i.startswith("labkit.nb.")}
+        assert from_nb <= COURSE_MAY_IMPORT_FROM_NB, (
+            f"{rel} imports {sorted(from_nb - COURSE_MAY_IMPORT_FROM_NB)}; the course may use "
+            f"only {sorted(COURSE_MAY_IMPORT_FROM_NB)} from labkit.nb")
+    if layer == "nb":
+        to_course = {i for i in imported if i.startswith("labkit.course")}
+        if rel not in NB_MODULES_IMPORTING_COURSE:
+            assert not to_course, f"{rel} imports {sorted(to_course)}; only nb.check loads the course"
+        eager = {t for t in _top_level_imports(tree, name) if t.startswith("labkit.course.exercises")}
+        assert not eager, f"{rel} imports the exercises at module level; load them lazily"
+
+
+def test_the_cycle_check_sees_a_cycle():
+    a = ast.parse("import labkit.errors")
+    assert list(_top_level_imports(a, "labkit._clock")) == ["labkit.errors"]
+    inside = ast.parse("def f():\n    import labkit.errors")
+    assert list(_top_level_imports(inside, "labkit._clock")) == []
+    assert list(_top_level_imports(inside, "labkit._clock", inside_functions=True)) == [
+        "labkit.errors"]

@@ -11,9 +11,9 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from labkit.cli.main import main as labkit_main
-from labkit.nb._stubnames import bound_names
-from labkit.nb.authoring import MarkerError, Where, build, stale, strip_source, student_notebook
-from labkit.nb.checks import is_placeholder
+from labkit.course._stubnames import bound_names
+from labkit.course.authoring import MarkerError, Where, build, stale, strip_source, student_notebook
+from labkit.course.checks import is_placeholder
 
 ROOT = Path(__file__).resolve().parents[2]
 W = Where("demo.ipynb", 3, "abc")

@@ -9,9 +9,10 @@ from types import SimpleNamespace
 import pytest
 
 from labkit import nb
-from labkit.nb import checks
-from labkit.nb.checks import CheckFailed, evaluate, exercise, expect
-from labkit.nb.exercises_ref import alert_line, fraud_score
+from labkit.course import checks
+from labkit.course.checks import CheckFailed, Registry, expect
+from labkit.course.exercises._ref import alert_line, fraud_score
+from labkit.nb import evaluate
 from labkit.nb.generators import transactions
 
 
@@ -22,25 +23,27 @@ def _no_grading(monkeypatch):
 
 
 @pytest.fixture
-def demo_exercise():
-    @exercise("t.1", points=2, title="Test exercise")
+def demo():
+    """A registry of this test's own (the course's is never edited)."""
+    registry = Registry()
+
+    @registry.exercise("t.1", points=2, title="Test exercise")
     def _check(answer, *, limit):
         expect(answer == limit, f"expected {limit}")
-    yield "t.1"
-    checks.REGISTRY.pop("t.1", None)
+    return registry
 
 
-def status(exercise_id, answer, **context):
-    return evaluate(exercise_id, answer, **context).status
+def status(registry, exercise_id, answer, **context):
+    return registry.evaluate(exercise_id, answer, **context).status
 
 
 # -- the machinery -----------------------------------------------------------------
 
 
-def test_pass_fail_and_not_attempted_lines(demo_exercise, capsys):
-    nb.check("t.1", 3, limit=3)
-    nb.check("t.1", 4, limit=3)
-    nb.check("t.1", ..., limit=3)
+def test_pass_fail_and_not_attempted_lines(demo, capsys):
+    demo.check("t.1", 3, limit=3)
+    demo.check("t.1", 4, limit=3)
+    demo.check("t.1", ..., limit=3)
     assert capsys.readouterr().out.splitlines() == [
         "PASS t.1 (2/2 points)",
         "FAIL t.1 (0/2 points): expected 3",
@@ -48,16 +51,16 @@ def test_pass_fail_and_not_attempted_lines(demo_exercise, capsys):
     ]
 
 
-def test_check_returns_none_so_the_cell_shows_one_line(demo_exercise, capsys):
-    assert nb.check("t.1", 3, limit=3) is None
+def test_check_returns_none_so_the_cell_shows_one_line(demo, capsys):
+    assert demo.check("t.1", 3, limit=3) is None
 
 
 @pytest.mark.parametrize("placeholder", [..., [...], (1, ...), {"a": ...}, {...}])
-def test_placeholders_count_as_not_attempted(demo_exercise, placeholder):
-    assert status("t.1", placeholder, limit=3) == "NOT ATTEMPTED"
+def test_placeholders_count_as_not_attempted(demo, placeholder):
+    assert status(demo, "t.1", placeholder, limit=3) == "NOT ATTEMPTED"
 
 
-def test_stub_functions_count_as_not_attempted(demo_exercise):
+def test_stub_functions_count_as_not_attempted(demo):
     def stub(tx):
         """Return the alert."""
         # YOUR CODE HERE
@@ -69,20 +72,19 @@ def test_stub_functions_count_as_not_attempted(demo_exercise):
     def real(tx):
         return "x"
 
-    assert status("t.1", stub, limit=3) == "NOT ATTEMPTED"
-    assert status("t.1", with_pass, limit=3) == "NOT ATTEMPTED"
-    assert status("t.1", real, limit=3) == "FAIL"
+    assert status(demo, "t.1", stub, limit=3) == "NOT ATTEMPTED"
+    assert status(demo, "t.1", with_pass, limit=3) == "NOT ATTEMPTED"
+    assert status(demo, "t.1", real, limit=3) == "FAIL"
 
 
 def test_exception_inside_a_check_is_a_one_line_fail():
-    @exercise("t.crash", points=1, title="crashes")
+    registry = Registry()
+
+    @registry.exercise("t.crash", points=1, title="crashes")
     def _check(answer):
         return answer["missing"]
 
-    try:
-        result = evaluate("t.crash", {"a": 1})
-    finally:
-        checks.REGISTRY.pop("t.crash")
+    result = registry.evaluate("t.crash", {"a": 1})
     assert result.status == "FAIL"
     assert "KeyError" in result.line and "\n" not in result.line
 
@@ -108,22 +110,22 @@ def test_unknown_exercise_names_the_known_ids():
         nb.check("99.9", 1)
 
 
-def test_duplicate_registration_is_refused(demo_exercise):
+def test_duplicate_registration_is_refused(demo):
     with pytest.raises(nb.IllegalArgumentError, match="already registered"):
-        @exercise("t.1", points=1, title="again")
+        @demo.exercise("t.1", points=1, title="again")
         def _other(answer):
             pass
 
 
-def test_grading_mode_raises_one_line_and_logs(demo_exercise, monkeypatch, tmp_path, capsys):
+def test_grading_mode_raises_one_line_and_logs(demo, monkeypatch, tmp_path, capsys):
     log = tmp_path / "grade.jsonl"
     monkeypatch.setenv("LABKIT_GRADING", "1")
     monkeypatch.setenv("LABKIT_GRADE_LOG", str(log))
-    nb.check("t.1", 3, limit=3)
+    demo.check("t.1", 3, limit=3)
     with pytest.raises(CheckFailed) as failed:
-        nb.check("t.1", 5, limit=3)
+        demo.check("t.1", 5, limit=3)
     with pytest.raises(CheckFailed, match=r"^NOT ATTEMPTED t.1"):
-        nb.check("t.1", ..., limit=3)
+        demo.check("t.1", ..., limit=3)
     assert str(failed.value) == "FAIL t.1 (0/2 points): expected 3"
     assert failed.value._render_traceback_() == ["FAIL t.1 (0/2 points): expected 3"]
     records = [json.loads(line) for line in log.read_text().splitlines()]
@@ -377,10 +379,36 @@ def test_00_1_says_how_many_cities_are_missing_in_correct_english(answer, text):
 
 
 def test_course_feedback_has_no_singular_plural_placeholders():
+    import importlib
     import inspect
 
-    from labkit.nb import exercises, exercises_apps, exercises_groups, exercises_intro
-    for module in (exercises, exercises_apps, exercises_groups, exercises_intro):
+    from labkit.course import exercises
+    for name in exercises.NOTEBOOKS:
+        module = importlib.import_module(f"labkit.course.exercises.{name}")
         source = inspect.getsource(module)
         assert "(s)" not in source, module.__name__
         assert " city missing" not in source, module.__name__
+
+
+def test_the_course_registry_holds_every_notebook_module_and_importing_one_registers_nothing():
+    import importlib
+
+    from labkit.course import exercises
+    course = exercises.load()
+    per_module = [importlib.import_module(f"labkit.course.exercises.{name}").EXERCISES
+                  for name in exercises.NOTEBOOKS]
+    assert len(course) == sum(len(r) for r in per_module)
+    for name, registry in zip(exercises.NOTEBOOKS, per_module, strict=True):
+        assert registry.all(), f"{name} has no exercise"
+        assert {ex.id[:2] for ex in registry.all()} == {name[2:]}, name
+    assert exercises.load() is not course  # a fresh registry each time, nothing global
+
+
+def test_nb_exercise_registers_next_to_the_course(capsys):
+    @nb.exercise("t.nb", points=1, title="an instructor's own check")
+    def _check(answer):
+        expect(answer == 42, "not 42")
+
+    nb.check("t.nb", 42)
+    assert capsys.readouterr().out.strip() == "PASS t.nb (1/1 points)"
+    assert "t.nb" in {ex.id for ex in nb.all_exercises()}

@@ -1,4 +1,4 @@
-"""Notebook 08's checks (labkit.nb.exercises_apps): right, wrong and not-attempted answers."""
+"""Notebook 08's checks (labkit.course.exercises.nb08): right, wrong and not-attempted answers."""
 
 import json
 from datetime import datetime
@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 
 from labkit import nb
-from labkit.nb.checks import evaluate
-from labkit.nb.exercises_apps import SITUATIONS, is_suspicious_ref, rule_cases
+from labkit.course.exercises.nb08 import SITUATIONS, is_suspicious_ref, rule_cases
+from labkit.nb import evaluate
 from labkit.nb.generators import transactions
 
 

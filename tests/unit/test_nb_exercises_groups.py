@@ -1,16 +1,16 @@
-"""Notebook 06's checks (labkit.nb.exercises_groups): right, wrong and not-attempted answers."""
+"""Notebook 06's checks (labkit.course.exercises.nb06): right, wrong and not-attempted answers."""
 
 import pytest
 
 from labkit import OffsetAndMetadata, TopicPartition, nb
 from labkit.broker.assignors import range_assign as broker_range_assign
-from labkit.nb.checks import evaluate
-from labkit.nb.exercises_groups import (
+from labkit.course.exercises.nb06 import (
     RANGE_CASES,
     commit_cases,
     offsets_ref,
     range_assignment_ref,
 )
+from labkit.nb import evaluate
 
 
 @pytest.fixture(autouse=True)

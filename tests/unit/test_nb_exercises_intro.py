@@ -1,4 +1,4 @@
-"""The extra exercises of notebooks 00-05 (labkit/nb/exercises_intro.py): for each, a right
+"""The extra exercises of notebooks 00-05 (labkit/course/exercises/nb00-nb05): for each, a right
 answer passes, typical wrong answers fail with a hint that says what to do, and the
 placeholder is NOT ATTEMPTED."""
 
@@ -9,8 +9,9 @@ import pytest
 
 from labkit import TopicPartition, nb
 from labkit.client.partitioner import murmur2
-from labkit.nb.checks import evaluate
-from labkit.nb.exercises_intro import _biggest_cases, _is_json
+from labkit.course.exercises.nb00 import _biggest_cases
+from labkit.course.exercises.nb04 import _is_json
+from labkit.nb import evaluate
 from labkit.nb.generators import transactions
 
 

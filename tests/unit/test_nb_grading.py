@@ -9,9 +9,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from labkit.errors import IllegalArgumentError
-from labkit.nb import grading
-from labkit.nb.grading import (
+from labkit.course import exercises, grading
+from labkit.course.grading import (
     ExerciseScore,
     NotebookGrade,
     _score,
@@ -21,6 +20,9 @@ from labkit.nb.grading import (
     table,
     write_csv,
 )
+from labkit.errors import IllegalArgumentError
+
+COURSE = exercises.load()
 
 
 def touch_notebook(path):
@@ -66,9 +68,9 @@ def test_the_last_record_of_an_exercise_counts():
         {"exercise": "10.1", "status": "FAIL", "points": 0, "max_points": 3, "message": "FAIL 10.1"},
         {"exercise": "10.1", "status": "PASS", "points": 3, "max_points": 3, "message": "PASS 10.1"},
     ]
-    assert _score("10.1", records).points == 3
-    assert _score("10.1", records[::-1]).status == "FAIL"
-    missing = _score("03.1", records, "NameError: name 'producer' is not defined")
+    assert _score(COURSE, "10.1", records).points == 3
+    assert _score(COURSE, "10.1", records[::-1]).status == "FAIL"
+    missing = _score(COURSE, "03.1", records, "NameError: name 'producer' is not defined")
     assert (missing.status, missing.points, missing.max_points) == ("NOT RUN", 0, 2)
     assert missing.message.endswith("the cell stopped before nb.check: NameError: name "
                                     "'producer' is not defined")
@@ -76,7 +78,7 @@ def test_the_last_record_of_an_exercise_counts():
 
 def test_points_never_exceed_the_registered_maximum():
     forged = [{"exercise": "00.1", "status": "PASS", "points": 50, "max_points": 50}]
-    assert (_score("00.1", forged).points, _score("00.1", forged).max_points) == (1, 1)
+    assert (_score(COURSE, "00.1", forged).points, _score(COURSE, "00.1", forged).max_points) == (1, 1)
 
 
 NBVAL_REPORT = """\

@@ -3,15 +3,16 @@
 Theory of operation
 -------------------
 An exercise is an id (``"02.1"``: notebook 02, exercise 1), a number of points, a
-title and a *check function*, registered with the ``@exercise`` decorator (the
-course's exercises live in ``labkit.nb.exercises``). A check function takes the
+title and a *check function*, registered in a ``Registry`` with its ``@exercise``
+decorator (the course's exercises live in ``labkit.course.exercises``, one module
+per notebook, each with a registry of its own; ``exercises.load()`` merges them). A check function takes the
 student's answer as its first argument, plus keyword arguments for whatever it
 needs to judge it (``topic=``, ``sent=``), and is pure: it returns normally when
 the answer is right and raises ``Wrong("what to look at")`` -- usually through
 ``expect(condition, hint)`` -- when it is not. Student code that the check calls
 goes through ``call()``, which turns its exceptions into a FAIL naming them.
 
-``check(id, answer, **context)`` runs the check and prints exactly one line::
+``registry.check(id, answer, **context)`` runs the check and prints exactly one line::
 
     PASS 02.1 (2/2 points)
     FAIL 02.1 (0/2 points): <hint>
@@ -28,8 +29,8 @@ count the cell as failed. When ``LABKIT_GRADE_LOG`` names a file, every check
 appends one JSON line ``{"exercise", "status", "points", "max_points", "title",
 "message"}`` to it; ``labkit grade`` reads that file.
 
-The registry is a module-level dict filled at import time; it is not meant to be
-changed from several threads at once.
+This module never imports the exercises (they import it). A registry is not meant to
+be changed from several threads at once.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import inspect
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,54 +99,81 @@ class Result:
                 "max_points": self.max_points, "title": self.title, "message": self.line}
 
 
-REGISTRY: dict[str, Exercise] = {}
+class Registry:
+    """Exercises by id: the course's (``labkit.course.exercises.load()``) or a test's own.
 
-
-def exercise(exercise_id: str, *, points: int, title: str) -> Callable:
-    """Decorator: register ``fn(answer, **context)`` as the check of ``exercise_id``.
-
-    Raises ``IllegalArgumentError`` for a malformed id, points < 1, or an id that
-    another function already registered.
+    ``@registry.exercise(id, points=, title=)`` registers a check function;
+    ``registry.evaluate(id, answer, **context)`` runs it and returns a ``Result``;
+    ``registry.check(...)`` also prints the line and logs it for grading.
     """
-    if not isinstance(exercise_id, str) or not exercise_id or " " in exercise_id:
-        raise IllegalArgumentError(f"an exercise id is a short string like '02.1', got {exercise_id!r}")
-    if not isinstance(points, int) or points < 1:
-        raise IllegalArgumentError(f"exercise {exercise_id}: points must be an int >= 1, got {points!r}")
 
-    def register(fn: Callable) -> Callable:
-        old = REGISTRY.get(exercise_id)
+    def __init__(self, exercises: Iterable[Exercise] = ()) -> None:
+        self._by_id: dict[str, Exercise] = {}
+        for ex in exercises:
+            self.add(ex)
+
+    def exercise(self, exercise_id: str, *, points: int, title: str) -> Callable:
+        """Decorator: register ``fn(answer, **context)`` as the check of ``exercise_id``.
+
+        Raises ``IllegalArgumentError`` for a malformed id, points < 1, or an id that
+        another function already registered.
+        """
+        if not isinstance(exercise_id, str) or not exercise_id or " " in exercise_id:
+            raise IllegalArgumentError(
+                f"an exercise id is a short string like '02.1', got {exercise_id!r}")
+        if not isinstance(points, int) or points < 1:
+            raise IllegalArgumentError(
+                f"exercise {exercise_id}: points must be an int >= 1, got {points!r}")
+
+        def register(fn: Callable) -> Callable:
+            self.add(Exercise(exercise_id, points, title, fn))
+            return fn
+
+        return register
+
+    def add(self, ex: Exercise) -> None:
+        """Register ``ex``; the same function again (a re-run cell) replaces it."""
+        old = self._by_id.get(ex.id)
         same = old is not None and (old.check.__module__, old.check.__qualname__) == (
-            fn.__module__, fn.__qualname__)
+            ex.check.__module__, ex.check.__qualname__)
         if old is not None and not same:
             raise IllegalArgumentError(
-                f"exercise {exercise_id} is already registered by {old.check.__module__}."
+                f"exercise {ex.id} is already registered by {old.check.__module__}."
                 f"{old.check.__qualname__}; pick another id")
-        REGISTRY[exercise_id] = Exercise(exercise_id, points, title, fn)
-        return fn
+        self._by_id[ex.id] = ex
 
-    return register
+    def update(self, other: Registry) -> None:
+        """Add every exercise of ``other`` (same rules as ``add``)."""
+        for ex in other.all():
+            self.add(ex)
 
+    def get(self, exercise_id: str) -> Exercise:
+        """The registered exercise. Raises ``IllegalArgumentError`` naming the known ids."""
+        try:
+            return self._by_id[exercise_id]
+        except KeyError:
+            known = ", ".join(sorted(self._by_id)) or "none"
+            raise IllegalArgumentError(
+                f"there is no exercise {exercise_id!r}; check the id in the cell (known: {known})"
+            ) from None
 
-def _load_course_exercises() -> None:
-    import labkit.nb.exercises  # noqa: F401 - registers the course's exercises
+    def all(self) -> list[Exercise]:
+        """Every registered exercise, by id."""
+        return [self._by_id[k] for k in sorted(self._by_id)]
 
+    def __contains__(self, exercise_id: object) -> bool:
+        return exercise_id in self._by_id
 
-def get(exercise_id: str) -> Exercise:
-    """The registered exercise. Raises ``IllegalArgumentError`` naming the known ids."""
-    _load_course_exercises()
-    try:
-        return REGISTRY[exercise_id]
-    except KeyError:
-        known = ", ".join(sorted(REGISTRY)) or "none"
-        raise IllegalArgumentError(
-            f"there is no exercise {exercise_id!r}; check the id in the cell (known: {known})"
-        ) from None
+    def __len__(self) -> int:
+        return len(self._by_id)
 
+    def evaluate(self, exercise_id: str, answer: Any, /, **context: Any) -> Result:
+        """Run the check of ``exercise_id`` on ``answer``; never raises for a wrong answer."""
+        return evaluate(self.get(exercise_id), answer, **context)
 
-def all_exercises() -> list[Exercise]:
-    """Every registered exercise, by id."""
-    _load_course_exercises()
-    return [REGISTRY[k] for k in sorted(REGISTRY)]
+    def check(self, exercise_id: str, answer: Any, /, **context: Any) -> None:
+        """Check ``answer``, print one PASS/FAIL line (see ``check``)."""
+        check(self.get(exercise_id), answer, **context)
 
 
 # -- helpers for check functions ---------------------------------------------------
@@ -253,9 +281,8 @@ def _missing_context(ex: Exercise, context: dict) -> str | None:
     return None
 
 
-def evaluate(exercise_id: str, answer: Any, **context: Any) -> Result:
-    """Run the check of ``exercise_id`` on ``answer``; never raises for a wrong answer."""
-    ex = get(exercise_id)
+def evaluate(ex: Exercise, answer: Any, /, **context: Any) -> Result:
+    """Run the check of ``ex`` on ``answer``; never raises for a wrong answer."""
 
     def result(status: str, hint: str = "") -> Result:
         points = ex.points if status == PASS else 0
@@ -291,14 +318,14 @@ def _log(result: Result) -> None:
         log.write(json.dumps(result.as_record(), ensure_ascii=False, sort_keys=True) + "\n")
 
 
-def check(exercise_id: str, answer: Any, /, **context: Any) -> None:
-    """Check ``answer`` for exercise ``exercise_id`` and print one PASS/FAIL line.
+def check(ex: Exercise, answer: Any, /, **context: Any) -> None:
+    """Check ``answer`` for exercise ``ex`` and print one PASS/FAIL line.
 
     Keyword arguments are passed to the check function (e.g. ``topic=TOPIC``).
     Returns None (so a notebook shows only the line). Raises ``CheckFailed`` for a
-    non-PASS only under grading; ``IllegalArgumentError`` for an unknown id.
+    non-PASS only under grading.
     """
-    result = evaluate(exercise_id, answer, **context)
+    result = evaluate(ex, answer, **context)
     print(result.line, file=sys.stdout, flush=True)
     _log(result)
     if result.status != PASS and is_grading():

@@ -45,8 +45,8 @@ from pathlib import Path
 
 import nbformat
 
+from labkit.course import checks, exercises
 from labkit.errors import IllegalArgumentError
-from labkit.nb import checks
 
 NOT_RUN = "NOT RUN"
 CHECK_CALL = re.compile(r"\bcheck\(\s*(['\"])([\w.\-]+)\1")
@@ -275,10 +275,11 @@ def _detail(run: RunResult, notebook_timeout: float) -> tuple[str, str]:
 # -- grading ------------------------------------------------------------------------
 
 
-def _score(ex_id: str, records: list[dict], why_not_run: str = "") -> ExerciseScore:
+def _score(course: checks.Registry, ex_id: str, records: list[dict],
+           why_not_run: str = "") -> ExerciseScore:
     mine = [r for r in records if r.get("exercise") == ex_id]
     try:
-        known = checks.get(ex_id)
+        known = course.get(ex_id)
         title, max_points = known.title, known.points
     except IllegalArgumentError:
         title, max_points = "(unknown exercise)", 0
@@ -299,15 +300,17 @@ def _score(ex_id: str, records: list[dict], why_not_run: str = "") -> ExerciseSc
 
 def grade(paths: Iterable[Path], *, bootstrap: str, cell_timeout: float = 60.0,
           notebook_timeout: float | None = None, progress=None,
-          fresh_broker: Callable[[], AbstractContextManager[str]] | None = None
-          ) -> list[NotebookGrade]:
+          fresh_broker: Callable[[], AbstractContextManager[str]] | None = None,
+          course: checks.Registry | None = None) -> list[NotebookGrade]:
     """Grade every notebook found in ``paths``; one result per notebook, in order.
 
     ``progress(grade)`` is called after each notebook. With ``fresh_broker`` (a
     factory of context managers that yield a bootstrap address) each notebook gets
-    its own broker instead of ``bootstrap``. Raises ``IllegalArgumentError`` when no
+    its own broker instead of ``bootstrap``. ``course`` (default: the series') gives the
+    points and titles of the exercises a notebook never logged. Raises ``IllegalArgumentError`` when no
     notebook is found or one cannot be read as a notebook.
     """
+    course = exercises.load() if course is None else course
     submissions = find_submissions(paths)
     loaded = []
     for sub in submissions:
@@ -337,7 +340,8 @@ def grade(paths: Iterable[Path], *, bootstrap: str, cell_timeout: float = 60.0,
             for match in CHECK_CALL.finditer(source):
                 why.setdefault(match[2], errors.get(number, ""))
         result = NotebookGrade(sub.student, str(sub.path), sub.assignment, status, detail,
-                               [_score(i, run.records, why.get(i, "")) for i in sorted(ids)])
+                               [_score(course, i, run.records, why.get(i, ""))
+                                for i in sorted(ids)])
         results.append(result)
         if progress is not None:
             progress(result)

@@ -17,7 +17,7 @@ line (any number of ``#``)::
   code after the region in the same scope reads -- ``name = ...`` for each, so
   the cell that checks ``name`` reports NOT ATTEMPTED instead of a NameError;
   else ``...``. Which names those are is decided on the syntax tree
-  (``labkit.nb._stubnames``): a local of a function is never stubbed because a
+  (``labkit.course._stubnames``): a local of a function is never stubbed because a
   later cell happens to use the same name, and ``obj[key] = ...`` does not
   replace ``obj``. In a markdown cell the region becomes ``YOUR ANSWER HERE``.
 - a HIDDEN TESTS region is removed; a cell left empty by that is dropped, and so
@@ -47,8 +47,8 @@ from pathlib import Path
 
 import nbformat
 
+from labkit.course._stubnames import ReadFirst, bound_names, enclosing_scope
 from labkit.errors import IllegalArgumentError
-from labkit.nb._stubnames import ReadFirst, bound_names, enclosing_scope
 
 MARKER = re.compile(r"^(?P<indent>[ \t]*)#+[ \t]*(?P<edge>BEGIN|END)[ \t]+"
                     r"(?P<kind>SOLUTION|HIDDEN TESTS)[ \t]*$")

@@ -1,8 +1,7 @@
-"""Notebook 06's extra checks (consumer groups), next to 06.1 in ``exercises.py``.
+"""Notebook 06, consumer groups: the checks of its exercises (06.1 two groups, and these).
 
-One decorated check per exercise, registered when ``labkit.nb.exercises`` imports this
-module. The same rules hold as there: the first argument is the student's answer,
-checks are pure (no broker, no clock) and a wrong answer raises ``Wrong`` with a hint
+One decorated check per exercise (rules in ``labkit.course.exercises``): the first
+argument is the student's answer, checks are pure (no broker, no clock) and a wrong answer raises ``Wrong`` with a hint
 that says what to look at. Both are functions, checked on the check's own data:
 
 | id   | check call                                 | answer                                          |
@@ -18,7 +17,24 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from labkit.nb.checks import Wrong, call, exercise, expect
+from labkit.course.checks import Registry, Wrong, call, expect
+from labkit.course.exercises._ref import tx_ids
+
+EXERCISES = Registry()
+exercise = EXERCISES.exercise
+
+
+@exercise("06.1", points=2, title="Two consumer groups each read everything")
+def two_groups(answer, *, sent):
+    """answer: {group_id: values (or tx_ids) that group read}; sent: the transactions sent."""
+    expect(isinstance(answer, Mapping), "give a dict {group_id: list of what that group read}")
+    expect(len(answer) >= 2, "read with two different group_ids (e.g. fraud-detection and reporting)")
+    want = set(tx_ids(sent))
+    for group, read in sorted(answer.items(), key=lambda kv: str(kv[0])):
+        got = set(tx_ids(read))
+        expect(want <= got, f"group {group!r} read {len(want & got)} of {len(want)} transactions: "
+                            "each group has its own offsets; start it from the beginning "
+                            "(auto_offset_reset='earliest') with a new group_id")
 
 # -- 06.2 the range assignor ------------------------------------------------------------
 

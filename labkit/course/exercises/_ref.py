@@ -1,4 +1,5 @@
-"""Reference answers and answer-normalising helpers for ``labkit.nb.exercises``.
+"""Reference answers and answer-normalising helpers for the course's checks
+(``labkit.course.exercises``).
 
 Pure functions only: the checks compare a student's result with these. They are
 also what an instructor's master notebook may call to show the expected output.

@@ -1,4 +1,4 @@
-"""Checks of notebook 08, event-driven vs data-driven apps (registered on import).
+"""Notebook 08, event-driven vs data-driven apps: the checks of its exercises.
 
 - ``08.1`` ``is_suspicious(tx) -> bool``: the fraud rule both apps share --
   ``amount > 3000`` PLN, or made at night (the hour of ``timestamp`` is below 6).
@@ -7,8 +7,8 @@
 - ``08.3`` which kind of app fits each situation of ``SITUATIONS``.
 
 The checks are pure and deterministic: they never look at latencies (those depend
-on the machine), only at *which* transactions were flagged. ``labkit.nb.exercises``
-imports this module so the ids are registered with the course's other exercises.
+on the machine), only at *which* transactions were flagged. ``labkit.course.exercises.load()``
+adds them to the course's registry.
 """
 
 from __future__ import annotations
@@ -17,9 +17,13 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from labkit.nb.checks import Wrong, call, counted, exercise, expect
-from labkit.nb.exercises_ref import values
+from labkit.course.checks import Registry, Wrong, call, counted, expect
+from labkit.course.exercises._ref import values
 from labkit.nb.generators import transactions
+
+EXERCISES = Registry()
+exercise = EXERCISES.exercise
+
 
 LARGE_AMOUNT = 3000.0
 NIGHT_BEFORE_HOUR = 6
@@ -160,5 +164,3 @@ def which_app(choices):
         if got != want:
             raise Wrong(f"{letter} ({situation}): think again about how soon the result is "
                         "needed and whether it reacts to single events or queries stored data")
-
-

@@ -1,4 +1,4 @@
-"""Which names a solution region's stub must keep defined (for ``labkit.nb.authoring``).
+"""Which names a solution region's stub must keep defined (for ``labkit.course.authoring``).
 
 A SOLUTION region that binds ``name`` gets ``name = ...`` in its stub only when code
 after the region, *in the same scope*, reads ``name`` before binding it again:

@@ -1,0 +1,42 @@
+"""The course's exercises: one module per notebook (``nb00`` ... ``nb10``).
+
+Each module has a registry of its own, ``EXERCISES``, and one decorated check
+function per exercise::
+
+    EXERCISES = Registry()
+    exercise = EXERCISES.exercise
+
+    @exercise("03.9", points=2, title="Count alerts per store")
+    def alerts_per_store(answer, *, sent):
+        expected = ...
+        expect(dict(answer) == expected, "count only transactions with amount > 3000")
+
+The first argument is what the student passes to ``nb.check(id, answer, ...)``;
+keyword arguments are the context the notebook passes (``sent=``, ``topic=``).
+Raise ``Wrong`` (via ``expect``) with a hint that says what to look at; call
+student functions through ``call()``. Checks of student *functions* use their own
+seeded data, so they are deterministic; checks of *results* (read from a topic)
+take what was sent as ``sent=``. Keep each check pure: no broker, no clock.
+
+Importing a module registers nothing anywhere else: ``load()`` builds the course's
+registry from the modules' registries (``nb.check`` calls it once, lazily).
+Reference answers shared by checks and masters live in ``_ref``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from labkit.course.checks import Registry
+
+NOTEBOOKS = ("nb00", "nb01", "nb02", "nb03", "nb04", "nb05", "nb06", "nb07", "nb08", "nb09",
+             "nb10")
+
+
+def load() -> Registry:
+    """A new registry holding every exercise of the series (ids must not clash)."""
+    course = Registry()
+    for name in NOTEBOOKS:
+        module = importlib.import_module(f"{__name__}.{name}")
+        course.update(module.EXERCISES)
+    return course
