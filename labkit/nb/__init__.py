@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import importlib.util
 import sys
 import types
 from collections.abc import Callable
@@ -78,27 +77,14 @@ class _Package(types.ModuleType):
 sys.modules[__name__].__class__ = _Package
 
 
-def _import(module: str) -> types.ModuleType:
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name == module:
-            raise AttributeError(
-                f"{module} is not part of this build of labkit; update labkit (git pull, "
-                "then make venv)") from exc
-        raise
-
-
 def __getattr__(name: str) -> Any:
     if name in _CALLABLE_SUBMODULES:
-        module = _import(f"{__name__}.{name}")
+        module = importlib.import_module(f"{__name__}.{name}")
         return sys.modules[__name__].__dict__.get(name, module)
     if name in _LAZY:
-        return getattr(_import(_LAZY[name]), name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     if not name.startswith("_"):
         for module_name in _OPTIONAL_MODULES:
-            if importlib.util.find_spec(module_name) is None:
-                continue
             module = importlib.import_module(module_name)
             if name in getattr(module, "__all__", ()):
                 return getattr(module, name)

@@ -1,15 +1,13 @@
 """How notebook helpers reach the broker: the address, the client classes, and
 turning a connection failure into one sentence that says what to do.
 
-The client classes are looked up when first needed (``from labkit import
-KafkaConsumer`` ...), so importing ``labkit.nb`` never needs a broker or the
-client to be importable.
+The client classes are imported when first needed, so importing a helper module
+stays light.
 """
 
 from __future__ import annotations
 
 import os
-from collections import namedtuple
 from typing import Any
 
 from labkit.errors import KafkaError
@@ -29,50 +27,29 @@ def bootstrap_servers(value: str | list[str] | None = None) -> list[str]:
     return servers or [DEFAULT_BOOTSTRAP]
 
 
-def _public(name: str) -> Any:
-    import labkit
-
-    try:
-        return getattr(labkit, name)
-    except AttributeError:
-        pass
-    import importlib
-
-    for module in ("labkit.client", "labkit.client.admin", "labkit.client.consumer",
-                   "labkit.client.producer", "labkit.client.structs"):
-        try:
-            mod = importlib.import_module(module)
-        except ImportError:
-            continue
-        if hasattr(mod, name):
-            return getattr(mod, name)
-    raise ImportError(
-        f"labkit.{name} is not available in this build of labkit; update labkit "
-        "(git pull, then make venv)")
-
-
 def consumer_class() -> Any:
-    return _public("KafkaConsumer")
+    from labkit import KafkaConsumer
+
+    return KafkaConsumer
 
 
 def producer_class() -> Any:
-    return _public("KafkaProducer")
+    from labkit import KafkaProducer
+
+    return KafkaProducer
 
 
 def admin_class() -> Any:
-    return _public("KafkaAdminClient")
+    from labkit import KafkaAdminClient
 
-
-_FallbackTopicPartition = namedtuple("TopicPartition", ["topic", "partition"])
+    return KafkaAdminClient
 
 
 def topic_partition(topic: str, partition: int) -> Any:
     """The client's ``TopicPartition`` (a namedtuple, as in kafka-python)."""
-    try:
-        cls = _public("TopicPartition")
-    except ImportError:
-        cls = _FallbackTopicPartition
-    return cls(topic, partition)
+    from labkit import TopicPartition
+
+    return TopicPartition(topic, partition)
 
 
 def is_unsupported(exc: BaseException) -> bool:

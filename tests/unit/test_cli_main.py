@@ -64,22 +64,11 @@ def test_registry_names_the_expected_commands():
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[c.name for c in COMMANDS])
-def test_present_modules_follow_the_command_contract(command):
-    if importlib.util.find_spec(command.module) is None:
-        pytest.skip(f"{command.module} is not in this build yet")
-    module = importlib.import_module(command.module)
+def test_every_command_module_follows_the_command_contract(command):
+    module = importlib.import_module(command.module)  # a typo in COMMANDS fails here
     assert module.NAME == command.name
     assert isinstance(module.HELP, str) and "\n" not in module.HELP
     assert callable(module.add_arguments) and callable(module.run)
-
-
-def test_missing_module_is_a_clear_error_not_a_traceback(command_dir, capsys):
-    command_dir("ghost", "labkit.cli.no_such_command_for_tests")
-    assert main(["ghost"]) == 1
-    err = capsys.readouterr().err
-    assert "not available in this build" in err
-    assert "labkit.cli.no_such_command_for_tests" in err
-    assert "Traceback" not in err
 
 
 def test_missing_dependency_names_the_package(command_dir, capsys):
