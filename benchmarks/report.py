@@ -237,7 +237,7 @@ def render(rows: list[dict], meta: dict) -> str:
            "", "## Conditions", "", *conditions_lines(meta), "",
            "## Targets (issue 8)", "", *_table(["target", "measured", "verdict"], targets(rows)),
            "", "Where each target's floor is, and the changes proposed with their measured "
-           "gains: `benchmarks/NOTES.md` (patches in `benchmarks/proposals/`).",
+           "gains: `benchmarks/NOTES.md`.",
            "", "## Producer throughput", "",
            "`send()` in a loop, then `flush()`; timed from the first send to the end of flush, "
            "in its own process. redis-py: XADD; pyzmq: PUSH/PULL timed at the receiver.", "",
