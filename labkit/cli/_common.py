@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from typing import Any
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
 
-from labkit.errors import KafkaConfigurationError
+from labkit.errors import KafkaConfigurationError, KafkaError
 
 DEFAULT_BOOTSTRAP = "localhost:9092"
 BOOTSTRAP_ENV = "LABKIT_BOOTSTRAP"
@@ -21,6 +23,43 @@ BOOTSTRAP_ENV = "LABKIT_BOOTSTRAP"
 
 class UsageError(Exception):
     """Bad command-line input: printed as one line with a hint, exit code 2."""
+
+
+class CommandError(Exception):
+    """A tool's failure as Kafka's tool words it, plus a hint line saying what to do; exit 1."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def kafka_error_text(exc: KafkaError) -> str:
+    """The error's own message (Kafka's tools print it without the class name), on one line."""
+    if exc.args:
+        text = " ".join(str(exc.args[0]).split())
+    else:
+        text = getattr(exc, "description", None) or ""
+    return text or exc.__class__.__name__
+
+
+def run_reporting(action: Callable[[], None], *, prefix: str, out: TextIO | None = None,
+                  err: TextIO | None = None) -> int:
+    """Run ``action``; a CommandError or Kafka error becomes ``prefix`` + one line (and the
+    hint) on stderr and exit code 1, after what was already printed to ``out``."""
+    out, err = out or sys.stdout, err or sys.stderr
+    try:
+        action()
+    except CommandError as exc:
+        out.flush()
+        print(prefix + str(exc), file=err)
+        if exc.hint:
+            print(exc.hint, file=err)
+        return 1
+    except KafkaError as exc:
+        out.flush()
+        print(prefix + kafka_error_text(exc), file=err)
+        return 1
+    return 0
 
 
 def default_bootstrap() -> str:

@@ -1,8 +1,8 @@
 """``labkit consumer-groups`` (``kafka-consumer-groups.sh``): list, describe, reset, delete.
 
 Theory of operation: the options are checked first (``validate``); then a
-``GroupsClient`` sends the group APIs of docs/groups.md (plus ``metadata`` and
-``list_offsets`` of docs/wire.md) over one client transport. What is printed is
+``GroupsClient`` asks the client library: ``KafkaAdminClient``'s group methods
+(kafka-python's names) and a consumer without a group for log offsets. What is printed is
 built by pure functions (``offset_rows``, ``table``, ``reset_offsets``) that
 follow Kafka's ConsumerGroupCommand: the same columns, the same messages
 ("Consumer group 'g' has no active members.", "Error: Assignments can only be
@@ -13,6 +13,7 @@ reset if the group 'g' is inactive, but the current state is Stable.").
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import sys
 from dataclasses import dataclass
@@ -20,8 +21,14 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from labkit._clock import REAL_CLOCK, Clock
-from labkit.cli._common import UsageError, add_bootstrap_argument, bootstrap_servers
-from labkit.errors import KafkaError, from_wire
+from labkit.cli._common import (
+    CommandError,
+    UsageError,
+    add_bootstrap_argument,
+    bootstrap_servers,
+    run_reporting,
+)
+from labkit.errors import GroupIdNotFoundError, NoError, NonEmptyGroupError
 
 NAME = "consumer-groups"
 HELP = "list, describe and reset consumer groups (kafka-consumer-groups.sh)"
@@ -33,12 +40,8 @@ RESET_SCOPES = ("to_earliest", "to_latest", "to_offset", "shift_by", "to_datetim
                 "by_duration", "to_current")
 
 
-class GroupCommandError(Exception):
+class GroupCommandError(CommandError):
     """A failure printed as ``Error: <message>`` plus a hint; exit code 1."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.hint = hint
 
 
 @dataclass(frozen=True)
@@ -201,74 +204,101 @@ def reset_offsets(scope: str, value: Any, partitions: list[TP],
 
 
 class GroupsClient:
-    """The requests this tool needs, over one client transport (blocking calls)."""
+    """The calls this tool makes: KafkaAdminClient's group methods, and a consumer without a
+    group for log offsets (Kafka's ConsumerGroupCommand does the same with its admin client)."""
 
-    def __init__(self, servers: list[str], transport: Any = None):
-        if transport is None:
-            from labkit.client.transport import Transport
+    def __init__(self, servers: list[str]):
+        from labkit import KafkaAdminClient
 
-            transport = Transport(servers, client_id="labkit-consumer-groups",
-                                  name="consumer-groups")
-        self._transport = transport
+        self._servers = servers
+        self._admin = KafkaAdminClient(bootstrap_servers=servers,
+                                       client_id="labkit-consumer-groups")
+        self._consumer: Any = None
 
     def close(self) -> None:
-        self._transport.close()
+        self._admin.close()
+        if self._consumer is not None:
+            self._consumer.close()
 
     @property
     def address(self) -> str:
-        return getattr(self._transport, "address", "localhost:9092")
+        return self._servers[0]
 
-    def _call(self, api: str, header: dict) -> dict:
-        return self._transport.call(api, header).header
+    def _offset_reader(self) -> Any:
+        if self._consumer is None:
+            from labkit import KafkaConsumer
+
+            self._consumer = KafkaConsumer(bootstrap_servers=self._servers, group_id=None,
+                                           client_id="labkit-consumer-groups")
+        return self._consumer
+
+    def group_ids(self) -> list[str]:
+        return [group_id for group_id, _ in self._admin.list_consumer_groups()]
 
     def list_groups(self) -> list[tuple[str, str]]:
-        groups = self._call("list_groups", {})["groups"]
-        return [(g["group_id"], g["state"]) for g in groups]
+        """(group id, state) of every group."""
+        return [(g.group_id, g.state) for g in map(self.describe, self.group_ids())]
 
     def describe(self, group_id: str) -> Group:
-        g = self._call("describe_groups", {"group_ids": [group_id]})["groups"][0]
-        members = tuple(Member(m["member_id"], m.get("client_id", ""), m.get("client_host", ""),
-                               tuple((t, p) for t, p in m.get("assignment", [])))
-                        for m in g.get("members", []))
-        return Group(group_id, g.get("state", "Dead"), g.get("assignor", ""), members)
+        try:
+            (info,) = self._admin.describe_consumer_groups([group_id])
+        except GroupIdNotFoundError:
+            return Group(group_id, "Dead", "", ())
+        members = tuple(Member(m.member_id, m.client_id, m.client_host,
+                               tuple(m.member_assignment.partitions()))
+                        for m in info.members)
+        return Group(group_id, info.state, info.protocol, members)
 
     def offsets(self, group_id: str, partitions: list[TP] | None
                 ) -> dict[TP, tuple[int | None, int | None]]:
         """{tp: (committed or None, log-end or None)} (None = every committed partition)."""
-        header = {"group_id": group_id,
-                  "partitions": None if partitions is None else [list(tp) for tp in partitions]}
-        rows = self._call("offset_fetch", header)["partitions"]
-        return {(r[0], r[1]): (r[2] if r[2] >= 0 else None, r[5] if r[5] >= 0 else None)
-                for r in rows}
+        committed = self._admin.list_consumer_group_offsets(group_id, partitions=partitions)
+        counts = self.partition_counts(sorted({tp.topic for tp in committed}))
+        existing = [tp for tp in committed if tp.partition < counts.get(tp.topic, 0)]
+        ends = self._offset_reader().end_offsets(existing) if existing else {}
+        return {(tp.topic, tp.partition): (c.offset if c.offset >= 0 else None, ends.get(tp))
+                for tp, c in committed.items()}
 
     def partition_counts(self, topics: list[str]) -> dict[str, int]:
-        answer = self._call("metadata", {"topics": topics, "allow_auto_create": False})
-        return {t["name"]: len(t["partitions"]) for t in answer["topics"] if not t.get("error")}
-
-    def all_topics(self) -> list[str]:
-        answer = self._call("metadata", {"topics": None, "allow_auto_create": False})
-        return sorted(t["name"] for t in answer["topics"] if not t.get("is_internal"))
+        if not topics:
+            return {}
+        described = self._admin.describe_topics(topics)
+        return {t["topic"]: len(t["partitions"]) for t in described if not t.get("error_code")}
 
     def list_offsets(self, partitions: list[TP], timestamp_of: dict[TP, int] | int
                      ) -> dict[TP, int]:
-        rows = [[t, p, timestamp_of if isinstance(timestamp_of, int) else timestamp_of[(t, p)]]
-                for t, p in partitions]
-        answer = self._call("list_offsets", {"partitions": rows})
-        result = {}
-        for t, p, code, offset, _ts in answer["partitions"]:
-            if code:
-                raise from_wire(code, f"list_offsets for {t}-{p}")
-            result[(t, p)] = offset
-        return result
+        from labkit import TopicPartition
+
+        tps = [TopicPartition(t, p) for t, p in partitions]
+        reader = self._offset_reader()
+        if timestamp_of == EARLIEST:
+            found = reader.beginning_offsets(tps)
+        elif timestamp_of == LATEST:
+            found = reader.end_offsets(tps)
+        else:
+            stamps = {tp: timestamp_of if isinstance(timestamp_of, int) else timestamp_of[tp]
+                      for tp in tps}
+            ends = reader.end_offsets(tps)
+            found = {tp: ends[tp] if at is None else at.offset
+                     for tp, at in reader.offsets_for_times(stamps).items()}
+        return {(tp.topic, tp.partition): offset for tp, offset in found.items()}
 
     def commit(self, group_id: str, offsets: dict[TP, int]) -> None:
-        self._call("offset_commit", {"group_id": group_id, "member_id": "", "generation": -1,
-                                     "offsets": [[t, p, o, ""] for (t, p), o in
-                                                 sorted(offsets.items())]})
+        from labkit import TopicPartition
 
-    def delete(self, group_ids: list[str]) -> list[tuple[str, int, str | None]]:
-        groups = self._call("delete_groups", {"group_ids": group_ids})["groups"]
-        return [(g["group_id"], g["error"], g.get("message")) for g in groups]
+        self._admin.alter_consumer_group_offsets(
+            group_id, {TopicPartition(t, p): o for (t, p), o in sorted(offsets.items())})
+
+    def delete(self, group_ids: list[str]) -> list[tuple[str, type]]:
+        """[(group id, error class)] as KafkaAdminClient.delete_consumer_groups answers."""
+        # The admin client also logs each failure; this tool prints its own lines instead.
+        admin_log = logging.getLogger("labkit.client.group_admin")
+        level = admin_log.level
+        admin_log.setLevel(logging.ERROR)
+        try:
+            return self._admin.delete_consumer_groups(group_ids)
+        finally:
+            admin_log.setLevel(level)
 
 
 # -- arguments ------------------------------------------------------------------------------
@@ -362,10 +392,10 @@ def _print(lines: list[str], out: TextIO) -> None:
 
 
 def _list(client: GroupsClient, args: argparse.Namespace, out: TextIO) -> None:
-    groups = client.list_groups()
     if args.state is None:
-        _print([g for g, _ in groups], out)
+        _print(client.group_ids(), out)
         return
+    groups = client.list_groups()
     wanted = {s.strip().lower() for s in args.state.split(",") if s.strip()}
     rows = [[g, s] for g, s in groups if not wanted or s.lower() in wanted]
     _print(table(["GROUP", "STATE"], rows), out)
@@ -403,7 +433,7 @@ def _describe_one(client: GroupsClient, group_id: str, args: argparse.Namespace,
 
 
 def _group_ids(client: GroupsClient, args: argparse.Namespace) -> list[str]:
-    return [g for g, _ in client.list_groups()] if args.all_groups else list(args.group)
+    return client.group_ids() if args.all_groups else list(args.group)
 
 
 def _describe(client: GroupsClient, args: argparse.Namespace, out: TextIO) -> None:
@@ -463,16 +493,21 @@ def _reset(client: GroupsClient, args: argparse.Namespace, out: TextIO,
 
 def _delete(client: GroupsClient, args: argparse.Namespace, out: TextIO) -> None:
     results = client.delete(_group_ids(client, args))
-    failed = [(g, code, msg) for g, code, msg in results if code]
-    done = [g for g, code, _ in results if not code]
+    failed = [(g, error) for g, error in results if error is not NoError]
+    done = [g for g, error in results if error is NoError]
     if done:
         names = ", ".join(f"'{g}'" for g in done)
         print(f"Deletion of requested consumer groups ({names}) was successful.", file=out)
     if failed:
-        lines = [f"* Group '{g}' could not be deleted due to: "
-                 f"{from_wire(code, msg).__class__.__name__}: {msg}" for g, code, msg in failed]
+        lines = [f"* Group '{g}' could not be deleted due to: {error.__name__}: "
+                 f"{error.description}" for g, error in failed]
+        hints = []
+        if any(error is NonEmptyGroupError for _, error in failed):
+            hints.append("A group can be deleted only when no consumer is in it.")
+        if any(error is GroupIdNotFoundError for _, error in failed):
+            hints.append("See the groups with `labkit consumer-groups --list`.")
         raise GroupCommandError("Deletion of some consumer groups failed:\n" + "\n".join(lines),
-                                "A group can be deleted only when no consumer is in it.")
+                                " ".join(hints))
 
 
 ACTIONS = {"list": _list, "describe": _describe, "reset_offsets": _reset, "delete": _delete}
@@ -481,25 +516,18 @@ ACTIONS = {"list": _list, "describe": _describe, "reset_offsets": _reset, "delet
 def run(args: argparse.Namespace, client: GroupsClient | None = None,
         out: TextIO | None = None, err: TextIO | None = None) -> int:
     validate(args)
-    out, err = out or sys.stdout, err or sys.stderr
+    out = out or sys.stdout
     own = client is None
-    try:
+
+    def act() -> None:
+        nonlocal client
         if client is None:
             client = GroupsClient(bootstrap_servers(args.bootstrap_server))
         action = next(name for name in ACTIONS if getattr(args, name))
         ACTIONS[action](client, args, out)
-    except GroupCommandError as exc:
-        out.flush()
-        print(f"Error: {exc}", file=err)
-        if exc.hint:
-            print(exc.hint, file=err)
-        return 1
-    except KafkaError as exc:
-        out.flush()
-        text = " ".join(str(exc.args[0]).split()) if exc.args else exc.__class__.__name__
-        print(f"Error: {text}", file=err)
-        return 1
+
+    try:
+        return run_reporting(act, prefix="Error: ", out=out, err=err)
     finally:
         if own and client is not None:
             client.close()
-    return 0

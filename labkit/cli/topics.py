@@ -18,15 +18,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labkit.cli._common import (
+    CommandError,
     UsageError,
     add_bootstrap_argument,
     bootstrap_servers,
     client_kwargs,
+    kafka_error_text,
     parse_key_values,
     read_properties_file,
+    run_reporting,
 )
 from labkit.errors import (
-    KafkaError,
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
     for_code,
@@ -39,12 +41,8 @@ ERROR_PREFIX = "Error while executing topic command : "
 NO_TOPIC_ID = "AAAAAAAAAAAAAAAAAAAAAA"  # Kafka's rendering of the zero UUID: "no topic id"
 
 
-class TopicCommandError(Exception):
-    """A failure reported as Kafka does, plus a hint line; exit code 1."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.hint = hint
+class TopicCommandError(CommandError):
+    """A failure reported as Kafka's TopicCommand does, plus a hint line; exit code 1."""
 
 
 @dataclass(frozen=True)
@@ -203,13 +201,7 @@ def admin_close(admin: Any) -> None:
     admin.close()
 
 
-def admin_error_text(exc: KafkaError) -> str:
-    """The error's own message (Kafka prints it without the class name), on one line."""
-    if exc.args:
-        text = " ".join(str(exc.args[0]).split())
-    else:
-        text = getattr(exc, "description", None) or ""
-    return text or exc.__class__.__name__
+admin_error_text = kafka_error_text
 
 
 def admin_list_topics(admin: Any) -> list[str]:
@@ -416,22 +408,15 @@ def run(args: argparse.Namespace) -> int:
     extra = client_kwargs(read_properties_file(args.command_config, "--command-config"),
                           "--command-config")
     action = next(name for name in ACTIONS if getattr(args, name))
-    out, err = sys.stdout, sys.stderr
     admin = None
-    try:
+
+    def act() -> None:
+        nonlocal admin
         admin = admin_connect(servers, extra)
-        ACTIONS[action](admin, args, out)
-    except TopicCommandError as exc:
-        out.flush()
-        print(ERROR_PREFIX + str(exc), file=err)
-        if exc.hint:
-            print(exc.hint, file=err)
-        return 1
-    except KafkaError as exc:
-        out.flush()
-        print(ERROR_PREFIX + admin_error_text(exc), file=err)
-        return 1
+        ACTIONS[action](admin, args, sys.stdout)
+
+    try:
+        return run_reporting(act, prefix=ERROR_PREFIX)
     finally:
         if admin is not None:
             admin_close(admin)
-    return 0

@@ -126,3 +126,12 @@ def test_delete_via_the_installed_script(shared_broker, unique_topic):
                                     "tool-delete"], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1
     assert "Consumer group 'tool-delete' does not exist." in missing.stderr
+    again = subprocess.run(cmd + ["--bootstrap-server", bootstrap, "--delete", "--group",
+                                  "tool-delete"], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 1
+    assert again.stderr.splitlines() == [
+        "Error: Deletion of some consumer groups failed:",
+        "* Group 'tool-delete' could not be deleted due to: GroupIdNotFoundError: "
+        "The group id does not exist.",
+        "See the groups with `labkit consumer-groups --list`.",
+    ]
