@@ -248,6 +248,7 @@ def broker_result(servers: list[str], timeout_s: float,
 
 def roundtrip_result(servers: list[str], timeout_s: float, clock: Clock = REAL_CLOCK) -> Result:
     """Create a temporary topic, send one record, read it back, delete the topic."""
+    from labkit import NewTopic
     from labkit.nb._connect import admin_class, consumer_class, producer_class, topic_partition
 
     name = "round trip"
@@ -257,11 +258,7 @@ def roundtrip_result(servers: list[str], timeout_s: float, clock: Clock = REAL_C
     started = clock.monotonic()
     try:
         admin = admin_class()(bootstrap_servers=servers, client_id="labkit-doctor")
-        try:
-            new_topic = _public_new_topic()
-            admin.create_topics([new_topic(topic, 1, 1)])
-        except ImportError:
-            pass  # the producer's auto-create makes it
+        admin.create_topics([NewTopic(topic, 1, 1)])
         producer = producer_class()(bootstrap_servers=servers, client_id="labkit-doctor")
         meta = producer.send(topic, payload).get(timeout=timeout_s)
         producer.flush(timeout=timeout_s)
@@ -295,12 +292,6 @@ def roundtrip_result(servers: list[str], timeout_s: float, clock: Clock = REAL_C
             except Exception:  # a leftover temporary topic is harmless
                 pass
             _close(admin)
-
-
-def _public_new_topic() -> Any:
-    from labkit.nb._connect import _public
-
-    return _public("NewTopic")
 
 
 def _close(client: Any) -> None:
