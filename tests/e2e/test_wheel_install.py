@@ -12,9 +12,9 @@ checkout and without PYTHONPATH, so the code under test is the installed one:
 - `labkit init` copies the series out of the package, and 00_start_here runs top to
   bottom with nbclient in the venv's own kernel against that broker.
 
-The install dominates the time: the whole module took 2 min 31 s on a 2-CPU VM at load
-~6 with a fast network (build 10 s, venv 9 s, pip install of the wheel with [lab] 110 s,
-the four tests 30 s).
+The install dominates the time. On a 2-CPU VM with a fast network the whole module took
+2 min 31 s at load ~6 (build 10 s, venv 9 s, pip install of the wheel with [lab] 110 s)
+and 4 min 43 s at load ~10 (31 s, 24 s, 186 s).
 """
 
 from __future__ import annotations
