@@ -9,7 +9,8 @@ DATA ?= ./data
 .PHONY: venv test lint lab broker bench bench-full clean
 
 $(STAMP): pyproject.toml
-	$(PY) -c 'import sys; sys.exit("labkit needs Python 3.11 or newer (found %s)" % sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	@test -n "$(PY)" || { echo "labkit needs Python 3.11 or newer and no python3 was found; docs/install.md says how to get it" >&2; exit 1; }
+	$(PY) -c 'import sys; sys.exit("labkit needs Python 3.11 or newer (found %s); docs/install.md says how to get it, then: make $(MAKECMDGOALS) PY=python3.12" % sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'

@@ -47,7 +47,7 @@ from labkit.protocol.records import validate_batch
 log = logging.getLogger(__name__)
 
 try:
-    _labkit_version = importlib.metadata.version("labkit")
+    _labkit_version = importlib.metadata.version("labkit-streaming")
 except importlib.metadata.PackageNotFoundError:  # running from a plain checkout
     _labkit_version = "0.1.0"
 

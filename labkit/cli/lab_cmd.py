@@ -18,6 +18,8 @@ SIGTERM, then SIGKILL after ``STOP_GRACE_S``. SIGINT, SIGTERM and SIGHUP all mea
    folder as its root, token auth (``$JUPYTER_TOKEN`` or a fresh random token),
    terminals, and no port retries: a taken port is reported with its fix rather
    than silently moved. ``notebooks/README.ipynb``, when present, is the landing page.
+   Without ``--notebooks`` and ``./notebooks`` it opens the current folder, and says
+   so when that has no notebook (``labkit init`` copies the series out of the package).
 3. While waiting, the supervisor prints the URL once JupyterLab answers and warns
    once if the broker it started dies.
 
@@ -204,7 +206,8 @@ def _jupyter_argv(args: argparse.Namespace, notebooks: Path) -> list[str]:
         import jupyterlab  # noqa: F401  (only to say what is missing)
     except ImportError:
         raise LabError("JupyterLab is not installed. Install the lab extras: "
-                         "pip install 'labkit[lab]' (or run `make lab`, which does it).") from None
+                       "pip install 'labkit-streaming[lab]' (in a checkout: `make lab` does "
+                       "it).") from None
     argv = [sys.executable, "-m", "jupyterlab",
             f"--ServerApp.ip={args.ip}", f"--ServerApp.port={args.lab_port}",
             "--ServerApp.port_retries=0", f"--ServerApp.root_dir={notebooks}",
@@ -356,7 +359,12 @@ def _notebooks_dir(value: str | None) -> Path:
             raise UsageError(f"--notebooks {value}: no such folder")
         return path
     default = Path("notebooks")
-    return (default if default.is_dir() else Path(".")).resolve()
+    if default.is_dir():
+        return default.resolve()
+    if not any(Path(".").glob("*.ipynb")):
+        _say("no ./notebooks folder here, so JupyterLab opens the current folder. To get the "
+             "notebook series: `labkit init DIR`, then `cd DIR` and `labkit lab` again.")
+    return Path(".").resolve()
 
 
 def _check_port_arg(flag: str, port: int) -> None:

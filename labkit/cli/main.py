@@ -47,6 +47,7 @@ COMMANDS: tuple[Command, ...] = (
             "build: write student notebooks from instructor masters; check: exit 1 if any is stale"),
     Command("grade", "labkit.cli.grade_cmd", "grade notebooks and print the score"),
     Command("doctor", "labkit.cli.doctor_cmd", "check this machine and the broker connection, suggest fixes"),
+    Command("init", "labkit.cli.init_cmd", "copy the notebook series into a folder of your own"),
     Command("lab", "labkit.cli.lab_cmd", "start a broker and JupyterLab together"),
 )
 
@@ -80,7 +81,8 @@ def load_command(command: Command) -> ModuleType:
             raise
         raise CommandUnavailable(
             f"the '{command.name}' command needs the Python package '{top}', which is not installed. "
-            "Install the lab extras: pip install -e '.[lab]' (or run make venv)."
+            "Install the lab extras: pip install 'labkit-streaming[lab]' "
+            "(in a labkit checkout: make venv)."
         ) from exc
 
 

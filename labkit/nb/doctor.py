@@ -310,8 +310,9 @@ def packages_result(find: Callable[[str], bool] | None = None,
     found = ", ".join(f"{p} {version(p)}" for p in NOTEBOOK_PACKAGES if p not in missing)
     if missing:
         return Result("notebook packages", FAIL, "missing: " + ", ".join(missing),
-                      "Install the lab extras: `pip install -e '.[lab]'` in the labkit folder "
-                      "(or run `make venv`), then restart JupyterLab.")
+                      "Install the lab extras: `pip install 'labkit-streaming[lab]'` (in a "
+                      "labkit checkout: `pip install -e '.[lab]'` or `make venv`), then "
+                      "restart JupyterLab.")
     return Result("notebook packages", OK, found)
 
 

@@ -336,7 +336,7 @@ class LivePlot:
     def show(self) -> None:
         """Display the plot (again) in the notebook."""
         if self.widget is None:
-            raise IllegalStateError("ipywidgets is not installed: pip install 'labkit[lab]'")
+            raise IllegalStateError("ipywidgets is not installed: pip install 'labkit-streaming[lab]'")
         from IPython.display import display
 
         display(self.widget)

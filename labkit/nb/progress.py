@@ -43,5 +43,5 @@ def progress(iterable: Iterable[Any] | None = None, total: int | float | None = 
         from tqdm.auto import tqdm
     except ImportError as exc:
         raise ImportError(
-            "nb.progress needs tqdm: pip install 'labkit[lab]' (or run make venv)") from exc
+            "nb.progress needs tqdm: pip install 'labkit-streaming[lab]' (in a checkout: make venv)") from exc
     return tqdm(iterable, total=total, desc=desc, unit=unit, **tqdm_kwargs)
