@@ -9,16 +9,13 @@ kafka-python's keyword names (``acks='all'``, ``fetch_max_wait_ms=100``).
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from labkit._address import BOOTSTRAP_ENV, DEFAULT_BOOTSTRAP, bootstrap_list
 from labkit.errors import KafkaConfigurationError, KafkaError
-
-DEFAULT_BOOTSTRAP = "localhost:9092"
-BOOTSTRAP_ENV = "LABKIT_BOOTSTRAP"
 
 
 class UsageError(Exception):
@@ -64,7 +61,7 @@ def run_reporting(action: Callable[[], None], *, prefix: str, out: TextIO | None
 
 def default_bootstrap() -> str:
     """``$LABKIT_BOOTSTRAP`` when set, else ``localhost:9092`` (the client's default too)."""
-    return os.environ.get(BOOTSTRAP_ENV, "").strip() or DEFAULT_BOOTSTRAP
+    return ",".join(bootstrap_list())
 
 
 def add_bootstrap_argument(parser: argparse.ArgumentParser, *, broker_list: bool = False) -> None:
@@ -80,11 +77,9 @@ def add_bootstrap_argument(parser: argparse.ArgumentParser, *, broker_list: bool
 
 def bootstrap_servers(value: str | None) -> list[str]:
     """The ``--bootstrap-server`` value as kafka-python's list of ``host:port`` strings."""
-    raw = value if value else default_bootstrap()
-    servers = [part.strip() for part in raw.split(",") if part.strip()]
-    if not servers:
+    if value is not None and value.strip(" ,") == "":
         raise UsageError("--bootstrap-server is empty; give host:port, e.g. localhost:9092")
-    return servers
+    return bootstrap_list(value)
 
 
 def parse_key_values(items: list[str] | None, flag: str) -> dict[str, str]:

@@ -19,10 +19,11 @@ import re
 import socket
 from typing import Any
 
+from labkit._address import BOOTSTRAP_ENV as BOOTSTRAP_ENV  # re-exported: transport names it
+from labkit._address import DEFAULT_BOOTSTRAP as DEFAULT_BOOTSTRAP
+from labkit._address import bootstrap_list
 from labkit.errors import InvalidTopicError, KafkaConfigurationError
 
-DEFAULT_BOOTSTRAP = "localhost:9092"
-BOOTSTRAP_ENV = "LABKIT_BOOTSTRAP"
 DEFAULT_PORT = 9092
 
 # Accepted by every client and ignored: they configure TLS, SASL, sockets, metrics
@@ -122,7 +123,7 @@ def parse_bootstrap(servers: Any) -> list[tuple[str, int]]:
     Raises KafkaConfigurationError for a malformed address.
     """
     if servers is None or servers == "" or servers == []:
-        servers = os.environ.get(BOOTSTRAP_ENV, "").strip() or DEFAULT_BOOTSTRAP
+        servers = bootstrap_list()
     if isinstance(servers, str):
         items = servers.split(",")
     elif isinstance(servers, list | tuple | set):

@@ -7,24 +7,17 @@ stays light.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+from labkit._address import bootstrap_list
 from labkit.errors import KafkaError
 
-DEFAULT_BOOTSTRAP = "localhost:9092"
-BOOTSTRAP_ENV = "LABKIT_BOOTSTRAP"
 DOCTOR_HINT = "run nb.doctor() (or `labkit doctor` in a terminal) to see what is wrong"
 
 
 def bootstrap_servers(value: str | list[str] | None = None) -> list[str]:
     """``value`` (``"h:p,h:p"`` or a list), else ``$LABKIT_BOOTSTRAP``, else localhost:9092."""
-    if isinstance(value, list | tuple):
-        servers = [str(v).strip() for v in value if str(v).strip()]
-    else:
-        raw = (value or "").strip() or os.environ.get(BOOTSTRAP_ENV, "").strip() or DEFAULT_BOOTSTRAP
-        servers = [p.strip() for p in raw.split(",") if p.strip()]
-    return servers or [DEFAULT_BOOTSTRAP]
+    return bootstrap_list(value)
 
 
 def consumer_class() -> Any:

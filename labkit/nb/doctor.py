@@ -33,8 +33,9 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import labkit
+from labkit._address import BOOTSTRAP_ENV
 from labkit._clock import REAL_CLOCK, Clock
-from labkit.nb._connect import BOOTSTRAP_ENV, bootstrap_servers, explain
+from labkit.nb._connect import bootstrap_servers, explain
 
 __all__ = ["doctor", "run_checks"]
 

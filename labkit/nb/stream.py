@@ -28,24 +28,22 @@ weak set, and ``stop_all()`` stops them (handy before re-running a notebook).
 from __future__ import annotations
 
 import json
-import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from labkit._address import bootstrap_list
 from labkit._clock import REAL_CLOCK, Clock
 from labkit.errors import IllegalArgumentError, IllegalStateError
 
-BOOTSTRAP_ENV = "LABKIT_BOOTSTRAP"
-DEFAULT_BOOTSTRAP = "localhost:9092"
 THREAD_NAME = "labkit-eventstream"
 _STREAMS: weakref.WeakSet = weakref.WeakSet()
 
 
 def bootstrap_servers() -> str:
     """The broker address notebooks should use: ``$LABKIT_BOOTSTRAP`` or ``localhost:9092``."""
-    return os.environ.get(BOOTSTRAP_ENV, "").strip() or DEFAULT_BOOTSTRAP
+    return ",".join(bootstrap_list())
 
 
 def json_serializer(value: Any) -> bytes:

@@ -111,3 +111,20 @@ def test_headers_must_be_str_bytes_pairs():
         _headers_size([("a", "text")])
     with pytest.raises(TypeError):
         _headers_size("a=b")
+
+
+def test_one_bootstrap_resolver_serves_client_tools_and_notebooks(monkeypatch):
+    from labkit._address import bootstrap_list
+    from labkit.cli._common import bootstrap_servers as tool_servers
+    from labkit.nb._connect import bootstrap_servers as nb_servers
+    from labkit.nb.stream import bootstrap_servers as notebook_address
+
+    monkeypatch.delenv("LABKIT_BOOTSTRAP", raising=False)
+    assert bootstrap_list() == tool_servers(None) == nb_servers() == ["localhost:9092"]
+    assert notebook_address() == "localhost:9092"
+    monkeypatch.setenv("LABKIT_BOOTSTRAP", " broker:9092, other:9093 ")
+    assert bootstrap_list(None) == tool_servers(None) == nb_servers("") == [
+        "broker:9092", "other:9093"]
+    assert notebook_address() == "broker:9092,other:9093"
+    assert bootstrap_list(["a:1,b:2", " c:3 "]) == ["a:1", "b:2", "c:3"]
+    assert bootstrap_list("x:1") == tool_servers("x:1") == nb_servers(["x:1"]) == ["x:1"]

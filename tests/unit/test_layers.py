@@ -19,15 +19,16 @@ ROOT = Path(__file__).resolve().parents[2] / "labkit"
 ALLOWED = {
     "errors": set(),
     "_clock": set(),
-    "protocol": {"errors", "_clock"},
-    "log": {"errors", "_clock", "protocol"},
-    "broker": {"errors", "_clock", "protocol", "log"},
-    "client": {"errors", "_clock", "protocol"},
-    "cli": {"errors", "_clock", "protocol", "log", "broker", "client", "nb", "course", "testing",
+    "_address": set(),
+    "protocol": {"errors", "_clock", "_address"},
+    "log": {"errors", "_clock", "_address", "protocol"},
+    "broker": {"errors", "_clock", "_address", "protocol", "log"},
+    "client": {"errors", "_clock", "_address", "protocol"},
+    "cli": {"errors", "_clock", "_address", "protocol", "log", "broker", "client", "nb", "course", "testing",
             "__init__"},
-    "nb": {"errors", "_clock", "protocol", "client", "course", "__init__"},
-    "course": {"errors", "_clock", "protocol", "client", "nb", "__init__"},
-    "testing": {"errors", "_clock", "protocol", "log", "broker", "client", "__init__"},
+    "nb": {"errors", "_clock", "_address", "protocol", "client", "course", "__init__"},
+    "course": {"errors", "_clock", "_address", "protocol", "client", "nb", "__init__"},
+    "testing": {"errors", "_clock", "_address", "protocol", "log", "broker", "client", "__init__"},
 }
 ZMQ_MODULES = {"broker/server.py", "client/transport.py", "testing/broker.py"}
 UI_LIBS = {"ipywidgets", "matplotlib", "IPython", "tqdm"}
