@@ -391,8 +391,9 @@ class Segment:
                     continue
                 try:
                     batch = decode_checked(buf, off, header)
-                except CorruptRecordError:
-                    continue  # a batch that cannot be decoded has no timestamps to offer
+                except CorruptRecordError as exc:  # no timestamps to offer: look further
+                    log.warning("%s: a timestamp lookup skipped a batch: %s", self.log_path, exc)
+                    continue
                 if batch.log_append_time and batch.offsets:
                     return batch.offsets[0], header.max_timestamp
                 for offset, ts in zip(batch.offsets, batch.timestamps, strict=False):

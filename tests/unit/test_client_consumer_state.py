@@ -137,10 +137,15 @@ def test_decoding_stops_at_a_record_a_deserializer_raises_on():
 
 def test_corrupt_batch_is_detected_when_checking_crcs():
     data = bytearray(payload())
-    data[60] ^= 0xFF
-    with pytest.raises(CorruptRecordError):
-        fetcher(SubscriptionState())._decode(TP, bytes(data), 10)
-    fetcher(SubscriptionState(), check_crcs=False)._decode(TP, bytes(data), 10)
+    data[60] ^= 0xFF  # a timestamp of the first batch: only the CRC can tell
+    records, next_offset, poison = fetcher(SubscriptionState())._decode(TP, bytes(data), 10)
+    assert records == [] and next_offset == 10
+    offset, error, what = poison
+    assert (offset, what) == (10, "batch") and isinstance(error, CorruptRecordError)
+    assert error.next_offset == 13 and "topic 't' partition 0" in str(error)
+    records, _, poison = fetcher(SubscriptionState(), check_crcs=False)._decode(
+        TP, bytes(data), 10)
+    assert poison is None and len(records) == 4
 
 
 def test_fetched_records_respect_max_records_and_move_positions():
