@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from labkit import KafkaConsumer, TopicPartition
-from labkit.errors import CorruptRecordError
+from labkit import KafkaConsumer, KafkaProducer, TopicPartition
+from labkit.errors import CorruptRecordError, InvalidTimestampError
 from labkit.log.config import LogConfig
 from labkit.log.partition import PartitionLog
 from labkit.protocol import records
@@ -126,31 +126,33 @@ def segment_file(data_dir: Path, topic: str) -> Path:
     return data_dir / f"{topic}-0" / f"{0:020d}.log"
 
 
-@pytest.fixture
-def stored_corrupt_batch(tmp_path):
+@pytest.fixture(params=[lengths_do_not_add_up, truncated_headers])
+def stored_corrupt_batch(tmp_path, request):
     """A broker whose topic 'damaged' holds: 3 good records (offsets 0-2), a CRC-valid
-    batch of 3 records whose lengths do not add up (3-5), 2 good records (6-7).
-    Yields (broker, timestamps of the three batches)."""
+    corrupt batch (offsets 3 to ``after - 1``), 2 good records (``after``, ``after + 1``).
+    Yields (broker, ``after``, timestamps of the three batches)."""
     broker = BrokerProcess(data_dir=tmp_path / "data").start()
     stamps = [now_ms() - 3000, now_ms() - 2000, now_ms() - 1000]
+    bad = records.with_base_offset(request.param(stamps[1]), 3)
+    after = records.read_header(bad).next_offset
     try:
         with RawClient(broker.bootstrap) as client:
             create(client, "damaged")
             produce(client, "damaged", good(stamps[0], b"r0", b"r1", b"r2"))
         broker.stop()
         with open(segment_file(broker.data_dir, "damaged"), "ab") as f:
-            f.write(records.with_base_offset(lengths_do_not_add_up(stamps[1]), 3))
+            f.write(bad)  # as an older broker would have stored it
         broker.start()
         with RawClient(broker.bootstrap) as client:
-            assert produce(client, "damaged", good(stamps[2], b"r6", b"r7"))[:2] == [6, 0]
-        yield broker, stamps
+            assert produce(client, "damaged", good(stamps[2], b"r6", b"r7"))[:2] == [after, 0]
+        yield broker, after, stamps
     finally:
         broker.close()
 
 
 def test_the_consumer_gets_the_records_before_a_corrupt_batch_then_an_error_then_seeks_past(
         stored_corrupt_batch):
-    broker, _ = stored_corrupt_batch
+    broker, after, _ = stored_corrupt_batch
     tp = TopicPartition("damaged", 0)
     consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
                              consumer_timeout_ms=5000)
@@ -169,7 +171,7 @@ def test_the_consumer_gets_the_records_before_a_corrupt_batch_then_an_error_then
         assert error is not None, "no CorruptRecordError within 15 s"
         text = str(error)
         assert "offset 3" in text and "'damaged'" in text and "partition 0" in text, text
-        assert (error.topic_partition, error.offset, error.next_offset) == (tp, 3, 6)
+        assert (error.topic_partition, error.offset, error.next_offset) == (tp, 3, after)
         assert consumer.position(tp) == 3
         with pytest.raises(CorruptRecordError):  # it stays there until the app seeks
             for _ in range(20):
@@ -186,14 +188,15 @@ def test_the_consumer_gets_the_records_before_a_corrupt_batch_then_an_error_then
 
 
 def test_list_offsets_by_timestamp_answers_around_a_corrupt_batch(stored_corrupt_batch):
-    broker, stamps = stored_corrupt_batch
+    broker, after, stamps = stored_corrupt_batch
     with RawClient(broker.bootstrap) as client:
         header, _ = client.request("list_offsets", {"partitions": [
             ["damaged", 0, stamps[0]], ["damaged", 0, stamps[1]], ["damaged", 0, stamps[2]],
             ["damaged", 0, stamps[2] + 1]]})
     rows = [row[2:] for row in header["partitions"]]
     # the corrupt batch has no readable timestamps: a lookup inside it lands after it
-    assert rows == [[0, 0, stamps[0]], [0, 6, stamps[2]], [0, 6, stamps[2]], [0, -1, -1]]
+    assert rows == [[0, 0, stamps[0]], [0, after, stamps[2]], [0, after, stamps[2]],
+                    [0, -1, -1]]
 
 
 def compacted_log(directory: Path, clock) -> PartitionLog:
@@ -226,3 +229,33 @@ def test_compaction_keeps_a_corrupt_batch_with_a_log_line_and_goes_on(tmp_path, 
         assert plog.compact() == 0  # and the next pass does not fail either
     finally:
         plog.close()
+
+
+# -- item 12: timestamps far from now -------------------------------------------------------
+
+def test_a_record_stamped_far_in_the_future_is_refused_with_invalid_timestamp(shared_broker,
+                                                                              unique_topic):
+    with RawClient(shared_broker.bootstrap) as client:
+        create(client, unique_topic)
+        _base, code, _start, message = produce(client, unique_topic, good(1 << 62, b"x"))
+        assert code == INVALID_TIMESTAMP, message
+        assert "message.timestamp.after.max.ms=3600000" in message and "record 0" in message
+        # within the hour ahead is fine (Kafka's default), as is any time in the past
+        assert produce(client, unique_topic, good(now_ms() + 60_000, b"soon"))[1] == 0
+        assert produce(client, unique_topic, good(1_000, b"1970"))[1] == 0
+    with KafkaProducer(bootstrap_servers=shared_broker.bootstrap, retries=0) as producer:
+        future = producer.send(unique_topic, b"late", partition=0,
+                               timestamp_ms=now_ms() + 2 * 3600_000)
+        with pytest.raises(InvalidTimestampError, match="ahead of the broker's clock"):
+            future.get(timeout=10)
+
+
+def test_per_topic_timestamp_bounds(shared_broker, unique_topic):
+    with RawClient(shared_broker.bootstrap) as client:
+        create(client, unique_topic, message_timestamp_after_max_ms=1 << 62,
+               message_timestamp_before_max_ms=60_000)
+        assert produce(client, unique_topic, good(1 << 61, b"far"))[1] == 0
+        old = records.encode_batch([now_ms(), now_ms() - 3_600_000], None, [b"new", b"old"])
+        _base, code, _start, message = produce(client, unique_topic, old)
+        assert code == INVALID_TIMESTAMP and "record 1" in message, message
+        assert "message.timestamp.before.max.ms=60000" in message, message
