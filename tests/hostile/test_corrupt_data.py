@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from labkit import KafkaConsumer, KafkaProducer, TopicPartition
+from labkit.broker.offsets import OffsetStore
 from labkit.errors import CorruptRecordError, InvalidTimestampError
 from labkit.log.config import LogConfig
 from labkit.log.partition import PartitionLog
@@ -259,3 +260,60 @@ def test_per_topic_timestamp_bounds(shared_broker, unique_topic):
         _base, code, _start, message = produce(client, unique_topic, old)
         assert code == INVALID_TIMESTAMP and "record 1" in message, message
         assert "message.timestamp.before.max.ms=60000" in message, message
+
+
+# -- item 3: one damaged record of the committed-offsets log -----------------------------------
+
+def three_groups(tmp_path: Path) -> Path:
+    """Commits of g1/g2/g3 at 100/200/300 (one record each, in that order); the file."""
+    store = OffsetStore(tmp_path, FakeClock())
+    for n, group in enumerate(["g1", "g2", "g3"], start=1):
+        store.commit(group, [("t", 0, 100 * n, "")])
+    store.close()
+    return tmp_path / "__consumer_offsets" / "offsets.log"
+
+
+def committed(tmp_path: Path) -> dict[str, int]:
+    store = OffsetStore(tmp_path, FakeClock())
+    try:
+        return {g: store.fetch(g)[("t", 0)].offset for g in store.groups()}
+    finally:
+        store.close()
+
+
+def flip(path: Path, index: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[index] ^= 0x04
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("where", ["payload", "length", "crc"])
+def test_one_flipped_byte_in_the_first_offsets_record_costs_only_that_record(tmp_path, caplog,
+                                                                             where):
+    path = three_groups(tmp_path)
+    flip(path, {"length": 3, "crc": 5, "payload": 30}[where])
+    with caplog.at_level(logging.WARNING, logger="labkit.broker.offsets"):
+        assert committed(tmp_path) == {"g2": 200, "g3": 300}
+    text = caplog.text
+    assert "damaged" in text and "bytes 0-" in text, text
+    assert "torn" not in text
+    if where != "payload":  # the group id is still readable
+        assert "group 'g1'" in text, text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="labkit.broker.offsets"):
+        assert committed(tmp_path) == {"g2": 200, "g3": 300}  # rewritten: reported once
+    assert caplog.text == ""
+
+
+def test_a_damaged_last_offsets_record_is_named_and_a_torn_tail_is_cut(tmp_path, caplog):
+    path = three_groups(tmp_path)
+    flip(path, path.stat().st_size - 3)  # inside g3's record, which is complete
+    with caplog.at_level(logging.WARNING, logger="labkit.broker.offsets"):
+        assert committed(tmp_path) == {"g1": 100, "g2": 200}
+    assert "group 'g3'" in caplog.text and "last record" in caplog.text, caplog.text
+    path = three_groups(tmp_path / "torn")
+    path.write_bytes(path.read_bytes()[:-5])  # killed mid-write
+    store = OffsetStore(tmp_path / "torn", FakeClock())
+    assert store.truncated_bytes > 0 and store.damaged_records == 0
+    assert {g: store.fetch(g)[("t", 0)].offset for g in store.groups()} == {"g1": 100, "g2": 200}
+    store.close()
