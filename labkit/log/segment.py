@@ -198,7 +198,8 @@ class Segment:
         if file_size == self.size:
             return None
         self.ops.ftruncate(self.fd, self.size)
-        return f"truncated {file_size - self.size} bytes after byte {self.size} ({reason})"
+        return (f"truncated {file_size - self.size} bytes after byte {self.size}, the records "
+                f"from offset {self.next_offset} on ({reason})")
 
     def _load_indexes(self) -> bool:
         """Trust the index files if they check out (module docstring); False = rebuild."""

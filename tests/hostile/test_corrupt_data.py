@@ -317,3 +317,76 @@ def test_a_damaged_last_offsets_record_is_named_and_a_torn_tail_is_cut(tmp_path,
     assert store.truncated_bytes > 0 and store.damaged_records == 0
     assert {g: store.fetch(g)[("t", 0)].offset for g in store.groups()} == {"g1": 100, "g2": 200}
     store.close()
+
+
+# -- item 4: recovery reports every gap in offsets -------------------------------------------
+
+def three_segments(directory: Path, policy: str = "delete") -> list[int]:
+    """A log of 3 segments of 10 one-record batches each (offsets 0-29); their bases."""
+    config = LogConfig.from_kafka({"segment.bytes": "700", "cleanup.policy": policy})
+    clock = FakeClock()
+    plog = PartitionLog.open(directory, config, clock)
+    for i in range(30):
+        data = records.encode_batch([clock.time_ms()], [b"k%d" % i], [b"value-%02d" % i])
+        plog.append(data, records.validate_batch(data))
+    bases = [s.base_offset for s in plog.segments()]
+    plog.close()
+    assert len(bases) >= 3, bases
+    return bases
+
+
+def reopen(directory: Path, policy: str = "delete") -> PartitionLog:
+    config = LogConfig.from_kafka({"segment.bytes": "700", "cleanup.policy": policy})
+    return PartitionLog.open(directory, config, FakeClock())
+
+
+@pytest.mark.parametrize("files", [(".log",), (".log", ".index", ".timeindex")])
+def test_recovery_logs_the_offsets_of_a_deleted_sealed_segment(tmp_path, caplog, files):
+    directory = tmp_path / "events-0"
+    bases = three_segments(directory)
+    for suffix in files:
+        (directory / f"{bases[1]:020d}{suffix}").unlink()
+    with caplog.at_level(logging.WARNING, logger="labkit.log"):
+        reopen(directory).close()
+    expected = f"offsets {'from ' if len(files) == 1 else ''}{bases[1]} "
+    assert "topic 'events' partition 0" in caplog.text, caplog.text
+    assert expected in caplog.text and f"{bases[2] - 1}" in caplog.text, caplog.text
+
+
+def test_recovery_logs_a_deleted_first_segment_whose_index_files_remain(tmp_path, caplog):
+    directory = tmp_path / "events-0"
+    bases = three_segments(directory, policy="compact")  # holes are normal here: still seen
+    (directory / f"{bases[0]:020d}.log").unlink()
+    with caplog.at_level(logging.WARNING, logger="labkit.log"):
+        reopen(directory, policy="compact").close()
+    assert f"offsets from 0 up to {bases[1] - 1} are lost" in caplog.text, caplog.text
+
+
+def test_recovery_logs_the_offsets_of_an_emptied_active_segment(tmp_path, caplog):
+    directory = tmp_path / "events-0"
+    bases = three_segments(directory)
+    (directory / f"{bases[-1]:020d}.log").write_bytes(b"")
+    with caplog.at_level(logging.WARNING, logger="labkit.log"):
+        plog = reopen(directory)
+        assert plog.log_end_offset == bases[-1]
+        plog.close()
+    assert f"offsets from {bases[-1]} up to at least 29 are lost" in caplog.text, caplog.text
+
+
+def test_recovery_logs_the_offsets_of_a_cut_tail(tmp_path, caplog):
+    directory = tmp_path / "events-0"
+    bases = three_segments(directory)
+    active = directory / f"{bases[-1]:020d}.log"
+    active.write_bytes(active.read_bytes()[:-10])  # the last batch torn
+    with caplog.at_level(logging.WARNING, logger="labkit.log"):
+        reopen(directory).close()
+    assert "the records from offset 29 on" in caplog.text, caplog.text
+
+
+def test_a_clean_reopen_reports_nothing(tmp_path, caplog):
+    directory = tmp_path / "events-0"
+    three_segments(directory)
+    with caplog.at_level(logging.WARNING, logger="labkit.log"):
+        reopen(directory).close()
+        reopen(directory).close()
+    assert caplog.text == ""
