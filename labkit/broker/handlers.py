@@ -229,7 +229,14 @@ class Handlers:
                         f"a batch of {size} bytes is larger than max.message.bytes="
                         f"{topic.max_message_bytes} of topic {name!r}; send smaller batches "
                         "(batch_size, max_request_size) or raise the topic's max.message.bytes")
-                batch_header = validate_batch(batch)
+                try:
+                    batch_header = validate_batch(batch)
+                except CorruptRecordError as exc:
+                    raise CorruptRecordError(
+                        f"the record batch for {name}-{partition} is malformed and was not "
+                        f"stored: {exc.args[0] if exc.args else exc}. labkit's and Kafka's "
+                        "producers never build such a batch: check the code that "
+                        "encoded it") from None
                 if batch_header.size != size:
                     extra = size - batch_header.size
                     raise CorruptRecordError(f"payload frame holds {extra} bytes "

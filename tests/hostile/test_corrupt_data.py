@@ -99,7 +99,7 @@ def test_a_batch_with_a_valid_crc_but_lying_columns_is_refused(shared_broker, un
         create(client, unique_topic)
         base, code, _start, message = produce(client, unique_topic, batch)
         assert (base, code) == (-1, CORRUPT_MESSAGE), message
-        assert message
+        assert f"batch for {unique_topic}-0 is malformed" in message, message
         assert produce(client, unique_topic, good(now_ms(), b"ok"))[:2] == [0, 0]
 
 
