@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import struct
+import subprocess
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -186,6 +188,20 @@ def test_the_consumer_gets_the_records_before_a_corrupt_batch_then_an_error_then
         assert rest == [b"r6", b"r7"]
     finally:
         consumer.close()
+
+
+def test_the_console_consumer_prints_the_records_before_a_corrupt_batch_and_says_where(
+        stored_corrupt_batch):
+    broker, after, _ = stored_corrupt_batch
+    result = subprocess.run(
+        [sys.executable, "-m", "labkit", "console-consumer", "--topic", "damaged",
+         "--from-beginning", "--timeout-ms", "5000", "--bootstrap-server", broker.bootstrap],
+        capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["r0", "r1", "r2"], result
+    assert "offset 3" in result.stderr and f"seek(TopicPartition('damaged', 0), {after})" \
+        in result.stderr, result.stderr
+    assert "Processed a total of 3 messages" in result.stderr
+    assert result.returncode != 0
 
 
 def test_list_offsets_by_timestamp_answers_around_a_corrupt_batch(stored_corrupt_batch):
