@@ -243,6 +243,14 @@ class Fetcher:
                     f"Offsets out of range with no configured reset policy for partitions: "
                     f"{ {tp: offset} } (the log now starts at {log_start} and ends at "
                     f"{highwater}). Use auto_offset_reset='earliest' or 'latest', or seek().")
+        elif code == CorruptRecordError.errno:  # the broker cannot even walk its log there
+            error = CorruptRecordError(
+                f"the broker cannot read topic '{tp.topic}' partition {tp.partition} at offset "
+                f"{offset}: its log is damaged there (the broker's log says more). Skip it "
+                f"with consumer.seek(TopicPartition('{tp.topic}', {tp.partition}), "
+                f"{offset + 1}) and further if needed.")
+            error.topic_partition, error.offset, error.next_offset = tp, offset, offset + 1
+            raise error
         elif code in (UnknownTopicOrPartitionError.errno, 5, 6):
             self.needs_metadata = True
             log.warning("fetch from %s: %s", tp, for_code(code).description)

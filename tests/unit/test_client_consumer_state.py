@@ -148,6 +148,16 @@ def test_corrupt_batch_is_detected_when_checking_crcs():
     assert poison is None and len(records) == 4
 
 
+def test_a_partition_the_broker_cannot_read_raises_a_corrupt_record_error_saying_where():
+    sub = SubscriptionState()
+    sub.assign_from_user([TP])
+    sub.state(TP).seek(10)
+    f = fetcher(sub)
+    with pytest.raises(CorruptRecordError, match=r"partition 0 at offset 10") as info:
+        f._handle_partition(TP, sub.state(TP).epoch, 10, ["t", 0, 2, 14, 0], b"")
+    assert (info.value.topic_partition, info.value.offset, info.value.next_offset) == (TP, 10, 11)
+
+
 def test_fetched_records_respect_max_records_and_move_positions():
     sub = SubscriptionState()
     sub.assign_from_user([TP])
