@@ -107,7 +107,7 @@ def install_swap(directory: Path, base: int, replaced: Iterable[int] | None = No
         replaced = [old for old in _segment_bases(directory)
                     if base <= old <= max(base, last_offset)]
     for old in replaced:
-        for path in segment_paths(directory, old):
+        for path in segment_paths(directory, old)[::-1]:  # the .log last (Segment.delete_files)
             path.unlink(missing_ok=True)
     final_log, final_index, final_timeindex = segment_paths(directory, base)
     for src, dst in ((swap_index, final_index), (swap_timeindex, final_timeindex)):

@@ -429,7 +429,10 @@ class Segment:
             os.close(fd)
 
     def delete_files(self) -> None:
-        """Close and remove the three files (missing ones are fine). Raises OSError."""
+        """Close and remove the three files (missing ones are fine). Raises OSError.
+
+        The index files go first: a crash in between never leaves index files without
+        their .log, which recovery reports as lost records."""
         self.close()
-        for path in (self.log_path, self.index_path, self.timeindex_path):
+        for path in (self.timeindex_path, self.index_path, self.log_path):
             path.unlink(missing_ok=True)
