@@ -44,6 +44,7 @@ from labkit.errors import (
     MessageSizeTooLargeError,
     UnknownTopicOrPartitionError,
 )
+from labkit.log.config import INT64_MAX
 from labkit.protocol.records import first_timestamp_outside, validate_batch
 
 log = logging.getLogger(__name__)
@@ -261,7 +262,8 @@ class Handlers:
         config = topic.config
         now = self.clock.time_ms()
         after, before = config.message_timestamp_after_max_ms, config.message_timestamp_before_max_ms
-        bad = first_timestamp_outside(batch, 0, header, now - before, now + after)
+        low = now - before if before < INT64_MAX else -(1 << 63)  # Kafka: Long.MAX = no limit
+        bad = first_timestamp_outside(batch, 0, header, low, now + after)
         if bad is None:
             return
         index, timestamp = bad
