@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit import KafkaConsumer, KafkaProducer, TopicPartition
+from labkit import KafkaAdminClient, KafkaConsumer, KafkaProducer, NewTopic, TopicPartition
 from labkit.broker.offsets import OffsetStore
 from labkit.errors import CorruptRecordError, InvalidTimestampError
 from labkit.log.config import LogConfig
@@ -333,6 +333,27 @@ def test_a_damaged_last_offsets_record_is_named_and_a_torn_tail_is_cut(tmp_path,
     assert store.truncated_bytes > 0 and store.damaged_records == 0
     assert {g: store.fetch(g)[("t", 0)].offset for g in store.groups()} == {"g1": 100, "g2": 200}
     store.close()
+
+
+def test_a_broker_restarted_over_a_damaged_offsets_log_keeps_the_other_groups(tmp_path):
+    tp = TopicPartition("t", 0)
+    broker = BrokerProcess(data_dir=tmp_path / "data").start()
+    try:
+        with KafkaAdminClient(bootstrap_servers=broker.bootstrap) as admin:
+            admin.create_topics([NewTopic("t", 1, 1)])
+            for n, group in enumerate(["g1", "g2", "g3"], start=1):
+                admin.alter_consumer_group_offsets(group, {tp: 100 * n})
+        broker.stop()
+        flip(broker.data_dir / "__consumer_offsets" / "offsets.log", 30)
+        broker.start()
+        with KafkaAdminClient(bootstrap_servers=broker.bootstrap) as admin:
+            got = {g: admin.list_consumer_group_offsets(g).get(tp) for g in ("g1", "g2", "g3")}
+        assert {g: c.offset for g, c in got.items() if c is not None} == {"g2": 200, "g3": 300}
+        output = broker.output()
+        assert "damaged" in output and "group 'g1'" in output, output
+        assert "torn write" not in output, output
+    finally:
+        broker.close()
 
 
 # -- item 4: recovery reports every gap in offsets -------------------------------------------
