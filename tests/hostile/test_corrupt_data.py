@@ -217,7 +217,8 @@ def test_list_offsets_by_timestamp_answers_around_a_corrupt_batch(stored_corrupt
 
 
 def compacted_log(directory: Path, clock) -> PartitionLog:
-    config = LogConfig.from_kafka({"cleanup.policy": "compact", "segment.bytes": "200"})
+    # tiny segments, built directly: the segment.bytes minimum for users may rise
+    config = LogConfig(cleanup_policy="compact", segment_bytes=200)
     return PartitionLog.open(directory, config, clock)
 
 
@@ -360,7 +361,7 @@ def test_a_broker_restarted_over_a_damaged_offsets_log_keeps_the_other_groups(tm
 
 def three_segments(directory: Path, policy: str = "delete") -> list[int]:
     """A log of 3 segments of 10 one-record batches each (offsets 0-29); their bases."""
-    config = LogConfig.from_kafka({"segment.bytes": "700", "cleanup.policy": policy})
+    config = LogConfig(segment_bytes=700, cleanup_policy=policy)
     clock = FakeClock()
     plog = PartitionLog.open(directory, config, clock)
     for i in range(30):
@@ -373,7 +374,7 @@ def three_segments(directory: Path, policy: str = "delete") -> list[int]:
 
 
 def reopen(directory: Path, policy: str = "delete") -> PartitionLog:
-    config = LogConfig.from_kafka({"segment.bytes": "700", "cleanup.policy": policy})
+    config = LogConfig(segment_bytes=700, cleanup_policy=policy)
     return PartitionLog.open(directory, config, FakeClock())
 
 
