@@ -20,8 +20,9 @@ A ``Reply`` tells the server what to do besides sending ``header`` + ``payloads`
   calls ``fetch(header, final)`` again when one of ``keys`` grows or time is up;
 - ``topics_changed``: an admin change; parked fetches are re-checked.
 
-The hot paths touch no record: produce = CRC check + one append per batch,
-fetch = one read per partition, whose bytes go out as a payload frame.
+The hot paths touch no record object: produce = CRC and column check (C-level over
+the batch's columns, records.validate_batch) + the timestamp bounds + one append
+per batch, fetch = one read per partition, whose bytes go out as a payload frame.
 """
 
 from __future__ import annotations
@@ -38,11 +39,13 @@ from labkit.errors import (
     CorruptRecordError,
     InvalidRequestError,
     InvalidRequiredAcksError,
+    InvalidTimestampError,
     KafkaError,
     MessageSizeTooLargeError,
     UnknownTopicOrPartitionError,
 )
-from labkit.protocol.records import validate_batch
+from labkit.log.config import INT64_MAX
+from labkit.protocol.records import first_timestamp_outside, validate_batch
 
 log = logging.getLogger(__name__)
 
@@ -227,12 +230,20 @@ class Handlers:
                         f"a batch of {size} bytes is larger than max.message.bytes="
                         f"{topic.max_message_bytes} of topic {name!r}; send smaller batches "
                         "(batch_size, max_request_size) or raise the topic's max.message.bytes")
-                batch_header = validate_batch(batch)
+                try:
+                    batch_header = validate_batch(batch)
+                except CorruptRecordError as exc:
+                    raise CorruptRecordError(
+                        f"the record batch for {name}-{partition} is malformed and was not "
+                        f"stored: {exc.args[0] if exc.args else exc}. labkit's and Kafka's "
+                        "producers never build such a batch: check the code that "
+                        "encoded it") from None
                 if batch_header.size != size:
                     extra = size - batch_header.size
                     raise CorruptRecordError(f"payload frame holds {extra} bytes "
                                              "after its batch; send exactly one batch per "
                                              "target")
+                self._check_timestamps(name, topic, batch, batch_header)
                 base = plog.append(batch, batch_header)
                 results.append([base, 0, plog.log_start_offset, None])
                 appended.append((name, partition))
@@ -243,6 +254,28 @@ class Handlers:
                 results.append([-1, code, -1, text])
         return Reply({"error": 0, "results": results}, silent=acks == 0, sync=sync,
                      appended=appended)
+
+    def _check_timestamps(self, name: str, topic: Topic, batch, header) -> None:
+        """Kafka's message.timestamp.after.max.ms / before.max.ms: a record stamped far
+        from now would hold retention up (or let it delete at once). Raises
+        InvalidTimestampError (INVALID_TIMESTAMP) naming the record and the bound."""
+        config = topic.config
+        now = self.clock.time_ms()
+        after, before = config.message_timestamp_after_max_ms, config.message_timestamp_before_max_ms
+        low = now - before if before < INT64_MAX else -(1 << 63)  # Kafka: Long.MAX = no limit
+        bad = first_timestamp_outside(batch, 0, header, low, now + after)
+        if bad is None:
+            return
+        index, timestamp = bad
+        if timestamp > now:
+            how_far, key = f"{timestamp - now} ms ahead of", "message.timestamp.after.max.ms"
+        else:
+            how_far, key = f"{now - timestamp} ms behind", "message.timestamp.before.max.ms"
+        raise InvalidTimestampError(
+            f"record {index} of the batch for topic {name!r} has timestamp {timestamp}, "
+            f"{how_far} the broker's clock ({now}); the topic allows {key}="
+            f"{getattr(config, key.replace('.', '_'))}. Send records stamped with the "
+            "current time (leave timestamp_ms unset), or raise the topic's " + key + ".")
 
     def fetch(self, header: dict, final: bool) -> Reply:
         """Read every requested partition; ask to park when short of min_bytes.

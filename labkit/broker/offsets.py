@@ -16,10 +16,14 @@ A commit is one record, so it is all-or-nothing. ``commit`` writes the record an
 fsyncs the file before it returns: a commit that was acknowledged survives a
 kill -9 of the broker or a power cut.
 
-Opening the store replays the file and stops at the first record whose length or
-CRC is wrong (a torn write from a crash): everything before it is kept, the tail
-is cut off. Then, if the file holds stale records (overwritten offsets, deleted
-groups), it is compacted: the live state is written to ``offsets.log.tmp``,
+Opening the store replays the file. A record whose length, CRC or JSON is wrong
+costs that record only: replay resynchronizes at the next record that checks out
+(every payload starts with ``{"g":``, so candidates are found by ``bytes.find``
+and confirmed by their CRC) and logs what was lost -- the byte range and, when its
+text is still readable, the group whose commit it held. Damage with no valid
+record after it is a torn write from a crash: that tail is cut off
+(``truncated_bytes``). Then, if the file holds stale records (overwritten offsets,
+deleted groups) or damage, it is compacted: the live state is written to ``offsets.log.tmp``,
 fsync'd, and renamed over the old file (rename is atomic, so a crash leaves
 either the old or the new file; a left-over ``.tmp`` is removed on open).
 
@@ -29,7 +33,9 @@ Not thread-safe: the broker calls it from its one I/O thread.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -38,12 +44,16 @@ from pathlib import Path
 from labkit._clock import Clock
 from labkit.log.recovery import fsync_dir
 
+log = logging.getLogger(__name__)
+
 DIR_NAME = "__consumer_offsets"
 FILE_NAME = "offsets.log"
 _RECORD = struct.Struct(">II")  # length, crc32 of the payload
 MAX_RECORD = 16 << 20           # a record larger than this is damage, not data
 MAX_METADATA = 4096             # Kafka's offset.metadata.max.bytes
 _COMPACT_MIN_BYTES = 1 << 20    # compact while running only once the file is this big
+_PAYLOAD_START = b'{"g":'        # every record's JSON begins so (the group id comes first)
+_GROUP_TEXT = re.compile(rb'^\{"g":("(?:[^"\\]|\\.)*")')  # the group id of a damaged record
 
 TP = tuple[str, int]
 
@@ -58,6 +68,52 @@ class Committed:
 def _encode(payload: dict) -> bytes:
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     return _RECORD.pack(len(body), zlib.crc32(body)) + body
+
+
+def _payload_at(data: bytes, pos: int) -> bytes | None:
+    """The payload of the record at ``pos`` if its length fits and its CRC matches."""
+    if pos < 0 or pos + _RECORD.size > len(data):
+        return None
+    length, crc = _RECORD.unpack_from(data, pos)
+    end = pos + _RECORD.size + length
+    if length > MAX_RECORD or end > len(data):
+        return None
+    payload = data[pos + _RECORD.size:end]
+    return payload if zlib.crc32(payload) == crc else None
+
+
+def _looks_complete(tail: bytes) -> bool:
+    """Whether a bad tail is one whole record (damaged) rather than a torn write."""
+    if len(tail) < _RECORD.size:
+        return False
+    (length,) = struct.unpack_from(">I", tail)
+    return _RECORD.size + length == len(tail)
+
+
+def _why_bad(data: bytes, start: int, end: int) -> str:
+    if start + _RECORD.size > len(data):
+        return "cut short"
+    length, crc = _RECORD.unpack_from(data, start)
+    if start + _RECORD.size + length != end:
+        return f"its length field says {length} bytes"
+    if zlib.crc32(data[start + _RECORD.size:end]) != crc:
+        return "its CRC does not match"
+    return "its content is not a valid commit"
+
+
+def _what_was_lost(record: bytes) -> str:
+    """What a damaged record held, as far as its text can still be read."""
+    match = _GROUP_TEXT.match(record[_RECORD.size:])
+    if match:
+        try:
+            group = json.loads(match.group(1))
+        except ValueError:
+            group = None
+        if isinstance(group, str):
+            return (f"It held a commit (or the deletion) of group {group!r}: that group's "
+                    "committed offsets are now those of its previous commit, if any")
+    return ("Its group cannot be read: one commit of some group is lost (that group's "
+            "committed offsets are now those of its previous commit, if any)")
 
 
 
@@ -75,14 +131,15 @@ class OffsetStore:
         self._path = self._dir / FILE_NAME
         self._groups: dict[str, dict[TP, Committed]] = {}
         self.truncated_bytes = 0   # how much torn tail the last open cut off
+        self.damaged_records = 0   # damaged records the last open skipped (each logged)
         self._records = 0          # records in the file
         tmp = self._path.with_suffix(".log.tmp")
         if tmp.exists():
             tmp.unlink()
         self._replay()
         self._file = None
-        if self._records > self._live_records():
-            self._compact()
+        if self._records > self._live_records() or self.damaged_records:
+            self._compact()  # also rewrites damage away, so it is reported once
         self._file = open(self._path, "ab")  # kept open for appends
 
     # -- reading --------------------------------------------------------------
@@ -160,38 +217,72 @@ class OffsetStore:
             return
         data = self._path.read_bytes()
         pos = 0
+        damaged: list[tuple[int, int]] = []
         while pos + _RECORD.size <= len(data):
-            length, crc = _RECORD.unpack_from(data, pos)
-            end = pos + _RECORD.size + length
-            if length > MAX_RECORD or end > len(data):
-                break
-            body = data[pos + _RECORD.size:end]
-            if zlib.crc32(body) != crc:
-                break
-            try:
-                self._apply(json.loads(body))
-            except (ValueError, TypeError, KeyError, IndexError):
-                break
-            self._records += 1
+            end = self._replay_record(data, pos)
+            if end is None:
+                resume = self._next_record(data, pos + 1)
+                if resume is None:
+                    break  # nothing valid after it: a torn tail, cut below
+                damaged.append((pos, resume[0]))
+                end = resume[1]
             pos = end
+        for start, end in damaged:
+            log.warning("consumer offsets: the record at bytes %d-%d of %s is damaged and was "
+                        "skipped (%s); the records before and after it are kept. %s",
+                        start, end, self._path, _why_bad(data, start, end),
+                        _what_was_lost(data[start:end]))
+        if damaged:
+            self.damaged_records = len(damaged)
         if pos < len(data):
-            self.truncated_bytes = len(data) - pos
+            tail = data[pos:]
+            if _looks_complete(tail):
+                log.warning("consumer offsets: the last record of %s (bytes %d-%d) is damaged "
+                            "and was removed (%s). %s", self._path, pos, len(data),
+                            _why_bad(data, pos, len(data)), _what_was_lost(tail))
+                self.damaged_records += 1
+            else:
+                self.truncated_bytes = len(tail)
             with open(self._path, "r+b") as f:
                 f.truncate(pos)
                 f.flush()
                 os.fsync(f.fileno())
 
+    def _replay_record(self, data: bytes, pos: int) -> int | None:
+        """Apply the record at ``pos`` if it checks out; its end, or None (nothing applied)."""
+        payload = _payload_at(data, pos)
+        if payload is None:
+            return None
+        try:
+            self._apply(json.loads(payload))
+        except (ValueError, TypeError, KeyError, IndexError):
+            return None
+        self._records += 1
+        return pos + _RECORD.size + len(payload)
+
+    def _next_record(self, data: bytes, start: int) -> tuple[int, int] | None:
+        """(start, end) of the first record at or after ``start`` that checks out, applied."""
+        found = data.find(_PAYLOAD_START, start + _RECORD.size)
+        while found >= 0:
+            candidate = found - _RECORD.size
+            end = self._replay_record(data, candidate)
+            if end is not None:
+                return candidate, end
+            found = data.find(_PAYLOAD_START, found + 1)
+        return None
+
     def _apply(self, payload: dict) -> None:
+        """Apply one record; raises (changing nothing) if it is not a well-formed one."""
         group_id = payload["g"]
         if not isinstance(group_id, str):
             raise TypeError("group id")
         if payload.get("delete"):
             self._groups.pop(group_id, None)
             return
-        group = self._groups.setdefault(group_id, {})
-        for topic, partition, offset, metadata, commit_ms in payload["o"]:
-            group[(str(topic), int(partition))] = Committed(int(offset), str(metadata),
-                                                            int(commit_ms))
+        rows = [((str(topic), int(partition)),
+                 Committed(int(offset), str(metadata), int(commit_ms)))
+                for topic, partition, offset, metadata, commit_ms in payload["o"]]
+        self._groups.setdefault(group_id, {}).update(rows)
 
     def _compact(self) -> None:
         tmp = self._path.with_suffix(".log.tmp")

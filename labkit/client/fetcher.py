@@ -28,6 +28,13 @@ code still works), with a note naming topic, partition and offset and the attrib
 ``topic_partition``, ``offset`` and ``what``, and drops the buffer. The position stays at the bad record: a
 later poll() fetches it again and raises again, until the app seeks past it.
 
+Corrupt batches (a bad CRC with ``check_crcs``, or columns that do not add up: the
+broker refuses them on produce, but one may be on disk from an older broker or a
+flipped bit) take the same path, as Kafka's CorruptRecordException: the records
+before the batch are returned, then poll() raises CorruptRecordError naming topic,
+partition and offset and the offset to seek to (``next_offset``: the next batch's
+base offset when the fetch held it), and keeps raising until the app seeks.
+
 Errors per partition: OFFSET_OUT_OF_RANGE resets the position by
 ``auto_offset_reset`` ('earliest'/'latest'), or raises OffsetOutOfRangeError when
 it is 'none'; unknown-partition errors ask for fresh metadata.
@@ -46,12 +53,13 @@ from typing import Any
 from labkit.client.structs import ConsumerRecord, TopicPartition
 from labkit.client.subscription import SubscriptionState
 from labkit.errors import (
+    CorruptRecordError,
     KafkaError,
     OffsetOutOfRangeError,
     UnknownTopicOrPartitionError,
     for_code,
 )
-from labkit.protocol.records import decode_batch, read_header, split_batches, validate_batch
+from labkit.protocol.records import decode_batch, read_header, validate_batch, walk_batches
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +69,8 @@ _OUT_OF_RANGE = OffsetOutOfRangeError.errno
 
 class _Buffer:
     """Decoded records of one partition waiting to be returned by poll(); ``poison``:
-    (offset, exception, 'key'/'value') of the record after them that failed to
-    deserialize, or None."""
+    (offset, exception, 'key'/'value'/'batch') of the record after them that failed to
+    deserialize or is in a corrupt batch, or None."""
 
     __slots__ = ("records", "index", "epoch", "poison")
 
@@ -235,6 +243,14 @@ class Fetcher:
                     f"Offsets out of range with no configured reset policy for partitions: "
                     f"{ {tp: offset} } (the log now starts at {log_start} and ends at "
                     f"{highwater}). Use auto_offset_reset='earliest' or 'latest', or seek().")
+        elif code == CorruptRecordError.errno:  # the broker cannot even walk its log there
+            error = CorruptRecordError(
+                f"the broker cannot read topic '{tp.topic}' partition {tp.partition} at offset "
+                f"{offset}: its log is damaged there (the broker's log says more). Skip it "
+                f"with consumer.seek(TopicPartition('{tp.topic}', {tp.partition}), "
+                f"{offset + 1}) and further if needed.")
+            error.topic_partition, error.offset, error.next_offset = tp, offset, offset + 1
+            raise error
         elif code in (UnknownTopicOrPartitionError.errno, 5, 6):
             self.needs_metadata = True
             log.warning("fetch from %s: %s", tp, for_code(code).description)
@@ -244,19 +260,27 @@ class Fetcher:
     def _decode(self, tp: TopicPartition, buf: Any, fetch_offset: int
                 ) -> tuple[list, int, tuple[int, BaseException, str] | None]:
         """(records, next fetch offset, poison): decoding stops at a record a
-        deserializer raised on; poison is then (its offset, the error, 'key'/'value')
-        and the next fetch offset is its offset."""
+        deserializer raised on, or at a corrupt batch; poison is then (its offset, the
+        error, 'key'/'value'/'batch') and the next fetch offset is its offset."""
         out: list = []
         next_offset = fetch_offset
         topic, partition = tp
         check = self._check_crcs
         kd, vd = self._key_deserializer, self._value_deserializer
-        for start, _end in split_batches(buf):
-            header = validate_batch(buf, start, produced=False) if check else read_header(buf, start)
-            if header.next_offset <= fetch_offset:
-                continue
+        spans, framing_error = walk_batches(buf)
+        for index, (start, _end) in enumerate(spans):
+            try:
+                header = (validate_batch(buf, start, produced=False) if check
+                          else read_header(buf, start))
+                if header.next_offset <= fetch_offset:
+                    continue
+                batch = decode_batch(buf, start, header)
+            except CorruptRecordError as exc:
+                base = read_header(buf, start).base_offset
+                after = spans[index + 1][0] if index + 1 < len(spans) else None
+                skip_to = read_header(buf, after).base_offset if after is not None else None
+                return out, *self._corrupt(tp, max(base, next_offset), skip_to, exc)
             next_offset = header.next_offset
-            batch = decode_batch(buf, start, header)
             offsets = batch.offsets
             n = len(offsets)
             if not n:
@@ -295,7 +319,31 @@ class Fetcher:
             if poison is not None:
                 bad_offset = batch.offsets[skip + poison[0]]
                 return out, bad_offset, (bad_offset, poison[1], poison[2])
+        if framing_error is not None and next_offset == fetch_offset:
+            # nothing readable before the damaged length field: report it now
+            return out, *self._corrupt(tp, fetch_offset, None, framing_error)
         return out, next_offset, None
+
+    @staticmethod
+    def _corrupt(tp: TopicPartition, offset: int, skip_to: int | None,
+                 exc: CorruptRecordError) -> tuple[int, tuple[int, BaseException, str]]:
+        """(next fetch offset, poison) for a corrupt batch at ``offset``, as Kafka's
+        CorruptRecordException: the error names where it is and how to get past it."""
+        reason = exc.args[0] if exc.args else type(exc).__name__
+        where = f"TopicPartition('{tp.topic}', {tp.partition})"
+        if skip_to is not None and skip_to > offset:
+            how = (f"skip the whole batch with consumer.seek({where}, {skip_to}) (the next "
+                   "batch starts there)")
+        else:
+            skip_to = offset + 1
+            how = (f"skip it with consumer.seek({where}, {skip_to}) and seek further if the "
+                   "next offsets are in the same damaged batch")
+        error = CorruptRecordError(
+            f"the record batch at offset {offset} of topic '{tp.topic}' partition "
+            f"{tp.partition} is corrupt ({reason}); poll() returned the records before it "
+            f"and stays at offset {offset}. The data on the broker is damaged: {how}.")
+        error.topic_partition, error.offset, error.next_offset = tp, offset, skip_to
+        return offset, (offset, error, "batch")
 
     # -- handing records to poll() ------------------------------------------------------
 
@@ -358,6 +406,8 @@ class Fetcher:
             self._poisoned.discard(tp)
             del self._buffers[tp]
             offset, error, what = buf.poison
+            if what == "batch":
+                raise error  # a corrupt batch: the error says it all (see _corrupt)
             error.add_note(
                 f"labkit: the {what}_deserializer raised this on the record at offset {offset} "
                 f"of topic '{tp.topic}' partition {tp.partition} (a poison message). poll() "

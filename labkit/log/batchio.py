@@ -2,8 +2,8 @@
 
 ``pread`` and ``FileOps`` (the writes; tests substitute a failing one to simulate
 a full disk), ``iter_batches`` (walk or CRC-check the batches of a byte range, as
-recovery and compaction do) and ``decode_checked`` (decode one batch without
-trusting its record count). Stateless; safe from any thread.
+recovery and compaction do) and ``decode_checked`` (CRC-check and decode one
+stored batch; CorruptRecordError is the only failure). Stateless; safe from any thread.
 """
 
 from __future__ import annotations
@@ -14,9 +14,6 @@ from collections.abc import Iterator, Sequence
 
 from labkit.errors import CorruptRecordError
 from labkit.protocol.records import (
-    HAS_HEADERS,
-    HAS_KEYS,
-    HAS_OFFSET_DELTAS,
     HEADER_SIZE,
     LENGTH_PREFIX,
     Batch,
@@ -98,23 +95,12 @@ def iter_batches(fd: int, start: int, end: int, *, validate: bool,
 
 
 def decode_checked(buf, off: int, header: BatchHeader) -> Batch:
-    """``decode_batch`` confined to the batch's own bytes, with its columns checked to fit
-    and to have one entry per record. Raises CorruptRecordError for a batch that passes
-    its CRC but whose record count does not match its contents."""
-    attrs = header.attributes
-    per_record = 12 + 4 * (bool(attrs & HAS_OFFSET_DELTAS) + bool(attrs & HAS_KEYS)
-                           + bool(attrs & HAS_HEADERS))
-    if header.record_count < 0 or HEADER_SIZE + header.record_count * per_record > header.size:
-        raise CorruptRecordError(f"batch at offset {header.base_offset} claims "
-                                 f"{header.record_count} records, more than its size allows")
+    """Decode one stored batch after checking its CRC. Raises CorruptRecordError, naming
+    the batch's offset, for a batch that fails its CRC or whose columns do not describe
+    its bytes (records.decode_batch raises nothing else)."""
     try:
-        batch = decode_batch(memoryview(buf)[off:off + header.size], 0, header)
-    except (ValueError, IndexError, UnicodeDecodeError) as exc:
-        raise CorruptRecordError(f"batch at offset {header.base_offset} cannot be decoded: "
-                                 f"{exc}") from None
-    n = header.record_count
-    if not (len(batch.offsets) == len(batch.timestamps) == len(batch.keys)
-            == len(batch.values) == n):
-        raise CorruptRecordError(f"batch at offset {header.base_offset} has inconsistent "
-                                 "record columns")
-    return batch
+        validate_batch(buf, off, produced=False)
+        return decode_batch(buf, off, header)
+    except CorruptRecordError as exc:
+        raise CorruptRecordError(f"the batch at offset {header.base_offset} is corrupt: "
+                                 f"{exc.args[0] if exc.args else exc}") from None

@@ -17,7 +17,8 @@ Planning is pure (``cleanable_count``, ``plan_groups``, ``filter_batch``):
 
 A batch whose records all survive is copied byte for byte; one that lost records
 is re-encoded with explicit offset deltas (records.encode_batch), keeping its base
-offset; an empty one is dropped. Offsets never change.
+offset; an empty one is dropped. Offsets never change. A corrupt batch (bad CRC,
+inconsistent columns) contributes no keys and is copied as it is, with a log line.
 
 The rewrite (``Cleaner``) reads the sources through duplicated file descriptors
 and writes ``<base>.log.cleaned`` (+ indexes), fsynced, without holding the log's
@@ -78,15 +79,18 @@ def plan_groups(segments: Sequence[SegmentInfo], segment_bytes: int) -> list[tup
 
 
 def filter_batch(buf, off: int, header: BatchHeader, latest: dict[bytes, int],
-                 horizon_ms: int) -> tuple[bytes | None, int, int | None]:
+                 horizon_ms: int, where: str = "") -> tuple[bytes | None, int, int | None]:
     """(the batch to keep or None, records removed, oldest kept tombstone timestamp or None).
 
-    A batch that cannot be decoded is kept as it is (never lose what cannot be read).
+    A corrupt batch (bad CRC, columns that do not add up) is kept as it is, with a log
+    line naming ``where`` (the partition): never lose, nor re-encode as if valid, what
+    cannot be read; its readers report it (the consumer raises CorruptRecordError).
     """
     try:
         batch = decode_checked(buf, off, header)
     except CorruptRecordError as exc:
-        log.warning("compaction keeps an undecodable batch untouched: %s", exc)
+        log.warning("%scompaction keeps a corrupt batch untouched and goes on: %s",
+                    f"{where}: " if where else "", exc)
         return bytes(memoryview(buf)[off:off + header.size]), 0, None
     keep = []
     oldest_tombstone = None
@@ -191,7 +195,7 @@ class Cleaner:
             for fd, size in sources[start:end]:
                 for _pos, header, buf, off in self._batches(fd, size):
                     data, dropped, tombstone = filter_batch(buf, off, header, latest,
-                                                            self.horizon)
+                                                            self.horizon, self.directory.name)
                     removed += dropped
                     if tombstone is not None and (self.oldest_tombstone is None
                                                   or tombstone < self.oldest_tombstone):

@@ -42,6 +42,10 @@ class LogConfig:
     max_message_bytes: int = 1_048_588
     index_interval_bytes: int = 4096
     segment_index_bytes: int = 10 * 1024 * 1024
+    # Produce refuses a record stamped further ahead of / behind the broker's clock
+    # (Kafka 4.0's defaults: one hour ahead; any time in the past).
+    message_timestamp_after_max_ms: int = 3600 * 1000
+    message_timestamp_before_max_ms: int = INT64_MAX
 
     @property
     def deletes(self) -> bool:
@@ -146,6 +150,12 @@ _SPECS: dict[str, _Spec] = {
                                   "bytes between offset index entries"),
     "segment.index.bytes": _Spec("segment_index_bytes", 4, INT32_MAX,
                                  "largest offset index file in bytes"),
+    "message.timestamp.after.max.ms": _Spec(
+        "message_timestamp_after_max_ms", 0, INT64_MAX,
+        "ms a record's timestamp may be ahead of the broker's clock"),
+    "message.timestamp.before.max.ms": _Spec(
+        "message_timestamp_before_max_ms", 0, INT64_MAX,
+        "ms a record's timestamp may be behind the broker's clock"),
 }
 
 TOPIC_CONFIG_KEYS: frozenset[str] = frozenset(_SPECS)
@@ -165,6 +175,8 @@ BROKER_CONFIG_KEYS: dict[str, tuple[str, int]] = {
     "message.max.bytes": ("max.message.bytes", 1),
     "log.index.interval.bytes": ("index.interval.bytes", 1),
     "log.index.size.max.bytes": ("segment.index.bytes", 1),
+    "log.message.timestamp.after.max.ms": ("message.timestamp.after.max.ms", 1),
+    "log.message.timestamp.before.max.ms": ("message.timestamp.before.max.ms", 1),
 }
 
 # Kafka lets the finer unit win when several are given (ms over minutes over hours).

@@ -21,6 +21,14 @@ files after cheap checks (else rebuild with a CRC scan), the last (active) one i
 always scanned and truncated at the first torn or corrupt batch. An empty
 directory gets one empty segment at offset 0. What recovery did is logged.
 
+Lost records are reported, never silently absorbed: every gap in offsets recovery
+finds is logged with topic, partition and offset range (``_report_gaps``) --
+index files whose ``.log`` is gone (a deleted segment file), a hole between two
+segments of a log that is not compacted (compaction leaves holes on purpose), a
+cut tail, and an active segment whose ``.log`` ends before the offsets its index
+files (written at the last clean stop) name, e.g. an emptied file. What cannot be
+seen (every file of the oldest segments deleted) looks like retention.
+
 Runs once per open, before the log is shared; not thread-safe.
 """
 
@@ -35,7 +43,15 @@ from pathlib import Path
 from labkit.errors import CorruptRecordError
 from labkit.log.batchio import O_BINARY, FileOps, iter_batches
 from labkit.log.config import LogConfig
-from labkit.log.segment import INDEX, LOG, TIMEINDEX, Segment, segment_paths
+from labkit.log.index import OFFSET_ENTRY, TIME_ENTRY
+from labkit.log.segment import (
+    INDEX,
+    LOG,
+    MAX_RELATIVE_OFFSET,
+    TIMEINDEX,
+    Segment,
+    segment_paths,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +107,7 @@ def install_swap(directory: Path, base: int, replaced: Iterable[int] | None = No
         replaced = [old for old in _segment_bases(directory)
                     if base <= old <= max(base, last_offset)]
     for old in replaced:
-        for path in segment_paths(directory, old):
+        for path in segment_paths(directory, old)[::-1]:  # the .log last (Segment.delete_files)
             path.unlink(missing_ok=True)
     final_log, final_index, final_timeindex = segment_paths(directory, base)
     for src, dst in ((swap_index, final_index), (swap_timeindex, final_timeindex)):
@@ -102,8 +118,11 @@ def install_swap(directory: Path, base: int, replaced: Iterable[int] | None = No
         fsync_dir(directory)
 
 
-def _tidy(directory: Path) -> None:
-    """Delete uncommitted leftovers, finish committed swaps, drop orphan index files."""
+def _tidy(directory: Path) -> dict[int, int | None]:
+    """Delete uncommitted leftovers, finish committed swaps, drop orphan index files.
+
+    Returns the orphans: {base offset of index files without a .log: the last offset
+    they name, or None}."""
     for path in sorted(directory.iterdir()):
         if path.name.endswith(CLEANED):
             log.warning("removing %s left over from an interrupted clean-up", path)
@@ -112,13 +131,71 @@ def _tidy(directory: Path) -> None:
         log.warning("finishing an interrupted compaction: installing %s", path)
         install_swap(directory, int(path.name[:20]))
     bases = set(_segment_bases(directory))
+    orphans: dict[int, int | None] = {}
     for path in sorted(directory.iterdir()):
         if path.name.endswith(SWAP):
             path.unlink(missing_ok=True)
             continue
         match = _SEGMENT_FILE.match(path.name)
         if match and match.group(2) in (INDEX, TIMEINDEX) and int(match.group(1)) not in bases:
+            base = int(match.group(1))
+            orphans[base] = _max_or_none(orphans.get(base), _indexed_last_offset(path, base))
             path.unlink(missing_ok=True)
+    return orphans
+
+
+def _max_or_none(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def _indexed_last_offset(path: Path, base: int) -> int | None:
+    """The largest offset an index file names (its last entry), or None."""
+    entry = OFFSET_ENTRY if path.name.endswith(INDEX) else TIME_ENTRY
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if len(data) < entry.size or len(data) % entry.size:
+        return None
+    fields = entry.unpack_from(data, len(data) - entry.size)
+    relative = fields[0] if entry is OFFSET_ENTRY else fields[1]
+    return base + relative if relative <= MAX_RELATIVE_OFFSET else None
+
+
+def _where(directory: Path) -> str:
+    topic, _, partition = directory.name.rpartition("-")
+    return f"topic {topic!r} partition {partition}" if topic else directory.name
+
+
+def _report_gaps(directory: Path, config: LogConfig, segments: list[Segment],
+                 orphans: dict[int, int | None], active_claims: int | None) -> None:
+    """Log every range of offsets recovery found missing (module docstring)."""
+    where = _where(directory)
+    bases = [s.base_offset for s in segments]
+    explained = set()
+    for base, named in sorted(orphans.items()):
+        later = [b for b in bases if b > base]
+        if later:
+            upto = f"up to {later[0] - 1}"
+            explained.add(later[0])
+        else:
+            upto = f"up to at least {named}" if named is not None else "onwards"
+        log.warning("%s: offsets from %d %s are lost: the segment file %s is missing (its "
+                    "index files were still there)", where, base, upto,
+                    segment_paths(directory, base)[0].name)
+    if not config.compacts:
+        for prev, seg in zip(segments, segments[1:], strict=False):
+            if prev.next_offset < seg.base_offset and seg.base_offset not in explained:
+                log.warning("%s: offsets %d to %d are lost: no segment holds them (%s ends "
+                            "at %d, %s starts at %d; a deleted or truncated segment file)",
+                            where, prev.next_offset, seg.base_offset - 1, prev.log_path.name,
+                            prev.next_offset - 1, seg.log_path.name, seg.base_offset)
+    active = segments[-1]
+    if active_claims is not None and active_claims >= active.next_offset:
+        log.warning("%s: offsets from %d up to at least %d are lost: %s ends at %d bytes but "
+                    "its index files, written at the last clean stop, name offset %d "
+                    "(the file was truncated or emptied)", where, active.next_offset,
+                    active_claims, active.log_path.name, active.size, active_claims)
 
 
 def load_segments(directory: Path, config: LogConfig, ops: FileOps) -> list[Segment]:
@@ -127,15 +204,20 @@ def load_segments(directory: Path, config: LogConfig, ops: FileOps) -> list[Segm
     Raises OSError when the directory or its files cannot be read or repaired.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    _tidy(directory)
+    orphans = _tidy(directory)
     bases = _segment_bases(directory)
     segments: list[Segment] = []
+    active_claims = None
+    if bases:  # what the active segment's index files named at the last clean stop
+        active_paths = segment_paths(directory, bases[-1])
+        active_claims = _max_or_none(_indexed_last_offset(active_paths[1], bases[-1]),
+                                     _indexed_last_offset(active_paths[2], bases[-1]))
     try:
         for i, base in enumerate(bases):
             seg, note = Segment.open_existing(directory, base, config.index_interval_bytes,
                                               active=i == len(bases) - 1, ops=ops)
             if note:
-                log.warning("recovered %s: %s", seg.log_path, note)
+                log.warning("recovered %s (%s): %s", seg.log_path, _where(directory), note)
             if segments and segments[-1].next_offset > base:
                 log.warning("%s holds offsets up to %d, past the next segment's base %d",
                             segments[-1].log_path, segments[-1].next_offset - 1, base)
@@ -143,6 +225,7 @@ def load_segments(directory: Path, config: LogConfig, ops: FileOps) -> list[Segm
         if not segments:
             segments.append(Segment.create(directory, 0, ops))
             fsync_dir(directory)
+        _report_gaps(directory, config, segments, orphans, active_claims)
     except OSError:
         for seg in segments:
             seg.close()

@@ -198,7 +198,8 @@ class Segment:
         if file_size == self.size:
             return None
         self.ops.ftruncate(self.fd, self.size)
-        return f"truncated {file_size - self.size} bytes after byte {self.size} ({reason})"
+        return (f"truncated {file_size - self.size} bytes after byte {self.size}, the records "
+                f"from offset {self.next_offset} on ({reason})")
 
     def _load_indexes(self) -> bool:
         """Trust the index files if they check out (module docstring); False = rebuild."""
@@ -391,8 +392,9 @@ class Segment:
                     continue
                 try:
                     batch = decode_checked(buf, off, header)
-                except CorruptRecordError:
-                    continue  # a batch that cannot be decoded has no timestamps to offer
+                except CorruptRecordError as exc:  # no timestamps to offer: look further
+                    log.warning("%s: a timestamp lookup skipped a batch: %s", self.log_path, exc)
+                    continue
                 if batch.log_append_time and batch.offsets:
                     return batch.offsets[0], header.max_timestamp
                 for offset, ts in zip(batch.offsets, batch.timestamps, strict=False):
@@ -427,7 +429,10 @@ class Segment:
             os.close(fd)
 
     def delete_files(self) -> None:
-        """Close and remove the three files (missing ones are fine). Raises OSError."""
+        """Close and remove the three files (missing ones are fine). Raises OSError.
+
+        The index files go first: a crash in between never leaves index files without
+        their .log, which recovery reports as lost records."""
         self.close()
-        for path in (self.log_path, self.index_path, self.timeindex_path):
+        for path in (self.timeindex_path, self.index_path, self.log_path):
             path.unlink(missing_ok=True)

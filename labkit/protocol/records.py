@@ -33,13 +33,27 @@ per record. All integers are little-endian::
 A record's headers blob is ``u16 count`` then per header ``u16 key_len, key
 (UTF-8), i32 value_len (-1 = None), value``.
 
-Without HAS_OFFSET_DELTAS record i has offset ``base_offset + i``; the broker
-requires ``last_offset_delta == n - 1`` for produced batches. Only compaction
-writes batches with explicit deltas (offsets never change in Kafka's log).
+Without HAS_OFFSET_DELTAS record i has offset ``base_offset + i`` and
+``last_offset_delta == n - 1``. Only compaction writes batches with explicit deltas
+(offsets never change in Kafka's log); they start at >= 0, strictly increase and
+end at ``last_offset_delta``.
+
+Consistency: a CRC only proves the bytes are the ones the writer sent, not that
+the writer was sane. ``validate_batch`` for a produced batch therefore also checks
+the columns (``_read_columns``): lengths >= -1 (headers >= 0), the blobs exactly
+fill the batch, each headers blob parses exactly, ``base_timestamp`` is the first
+record's and ``max_timestamp`` the largest (retention and the time index trust
+it). All of it is C-level array and bytes work (the max timestamp by byte planes
+when the batch spans under 256 ms) except the headers, parsed once per distinct
+blob. ``decode_batch`` runs the same checks (timestamps aside: they do not stop a
+decode), so a stored batch that is corrupt
+(an older broker let it in, a bit flipped on disk) raises CorruptRecordError --
+never ``struct.error`` or ``IndexError`` -- and its readers decide what to do.
 """
 
 from __future__ import annotations
 
+import operator
 import struct
 import sys
 import zlib
@@ -139,23 +153,36 @@ def encode_headers(headers) -> bytes:
 
 
 def decode_headers(blob) -> list[tuple[str, bytes | None]]:
+    """One record's headers. Raises CorruptRecordError unless ``blob`` is exactly one
+    well-formed headers blob (count, then each key and value within it)."""
     if not blob:
         return []
-    (count,) = _HDR_COUNT.unpack_from(blob, 0)
-    pos = 2
-    out = []
-    for _ in range(count):
-        (klen,) = _HDR_KEY.unpack_from(blob, pos)
-        pos += 2
-        key = bytes(blob[pos:pos + klen]).decode("utf-8")
-        pos += klen
-        (vlen,) = _HDR_VALUE.unpack_from(blob, pos)
-        pos += 4
-        if vlen < 0:
-            out.append((key, None))
-        else:
-            out.append((key, bytes(blob[pos:pos + vlen])))
-            pos += vlen
+    size = len(blob)
+    try:
+        (count,) = _HDR_COUNT.unpack_from(blob, 0)
+        pos = 2
+        out = []
+        for _ in range(count):
+            (klen,) = _HDR_KEY.unpack_from(blob, pos)
+            pos += 2
+            if pos + klen > size:
+                raise CorruptRecordError("a header key runs past its record's headers")
+            key = bytes(blob[pos:pos + klen]).decode("utf-8")
+            pos += klen
+            (vlen,) = _HDR_VALUE.unpack_from(blob, pos)
+            pos += 4
+            if vlen < 0:
+                out.append((key, None))
+            else:
+                if pos + vlen > size:
+                    raise CorruptRecordError("a header value runs past its record's headers")
+                out.append((key, bytes(blob[pos:pos + vlen])))
+                pos += vlen
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise CorruptRecordError(f"a record's headers cannot be read: {exc}") from None
+    if pos != size:
+        raise CorruptRecordError(f"a record's headers hold {size - pos} bytes past their "
+                                 f"{count} headers")
     return out
 
 
@@ -227,7 +254,8 @@ def validate_batch(buf, pos: int = 0, *, produced: bool = True) -> BatchHeader:
     """Check one batch's framing, magic, attributes and CRC; return its header.
 
     ``produced=True`` adds the rules for batches from a producer (no explicit
-    offset deltas, at least one record). Raises CorruptRecordError with a reason.
+    offset deltas or LOG_APPEND_TIME, at least one record) and checks every column
+    (module docstring: Consistency). Raises CorruptRecordError with a reason.
     """
     header = read_header(buf, pos)
     end = pos + header.size
@@ -246,11 +274,18 @@ def validate_batch(buf, pos: int = 0, *, produced: bool = True) -> BatchHeader:
     if produced:
         if header.attributes & HAS_OFFSET_DELTAS or header.record_count == 0:
             raise CorruptRecordError("a produced batch must hold records with implicit offsets")
+        if header.attributes & LOG_APPEND_TIME:
+            raise CorruptRecordError("a produced batch may not set LOG_APPEND_TIME (the "
+                                     "broker decides the timestamp type)")
         if header.last_offset_delta != header.record_count - 1:
             raise CorruptRecordError("last_offset_delta does not match the record count")
     crc = zlib.crc32(memoryview(buf)[pos + CRC_START:end])
     if crc != header.crc:
         raise CorruptRecordError(f"CRC mismatch (stored {header.crc:08x}, computed {crc:08x})")
+    if produced:
+        columns = _read_columns(buf, pos, header)
+        _check_timestamps(buf, pos, header, columns)
+        _check_headers(buf, columns)
     return header
 
 
@@ -269,24 +304,163 @@ def split_batches(buf) -> list[tuple[int, int]]:
     Stops at a partial trailing batch (a fetch may cut the last one). Raises
     CorruptRecordError when a length field is nonsense.
     """
+    spans, error = walk_batches(buf)
+    if error is not None:
+        raise error
+    return spans
+
+
+def walk_batches(buf) -> tuple[list[tuple[int, int]], CorruptRecordError | None]:
+    """``split_batches`` that keeps the batches before a nonsense length field: (their
+    spans, the error at it or None). Readers deliver those before reporting it."""
     out = []
     pos = 0
     size = len(buf)
     while size - pos >= LENGTH_PREFIX:
         (length,) = BATCH_LENGTH.unpack_from(buf, pos + 8)
         if length < HEADER_SIZE - LENGTH_PREFIX:
-            raise CorruptRecordError(f"invalid batch length {length} at byte {pos}")
+            return out, CorruptRecordError(f"invalid batch length {length} at byte {pos}")
         end = pos + LENGTH_PREFIX + length
         if end > size:
             break
         out.append((pos, end))
         pos = end
-    return out
+    return out, None
 
 
 def with_base_offset(batch, base_offset: int) -> bytes:
     """The batch bytes with ``base_offset`` stamped in (the CRC does not cover it)."""
     return BASE_OFFSET.pack(base_offset) + bytes(memoryview(batch)[8:])
+
+
+class _Columns(NamedTuple):
+    """A batch's columns, checked against each other and the batch size."""
+
+    deltas: array | None
+    timestamps: array
+    key_lens: array | None
+    value_lens: array
+    header_lens: array | None
+    blobs: int  # absolute position of the keys blob (values, headers follow)
+    end: int  # absolute end of the batch
+    key_bytes: int
+    value_bytes: int
+
+
+_NON_NEGATIVE_TOP_BYTES = bytes(range(128))
+_UP_TO = [bytes(range(top + 1)) for top in range(256)]  # translate() tables: bytes <= top
+
+
+def _blob_bytes(buf, start: int, lengths: array, what: str, nullable: bool = True) -> int:
+    """Bytes a blob with these lengths (read from ``buf[start:]``) takes; -1 = null.
+
+    The common case (no negative length) costs one C-level ``sum``: the sign bits are
+    found by deleting every non-negative top byte (byte 3 of each little-endian int32)."""
+    top_bytes = buf[start + 3:start + 4 * len(lengths):4]
+    negatives = len(bytes(top_bytes).translate(None, _NON_NEGATIVE_TOP_BYTES))
+    if not negatives:
+        return sum(lengths)
+    if not nullable or lengths.count(-1) != negatives:
+        raise CorruptRecordError(f"a {what} length is negative")
+    return sum(lengths) + negatives
+
+
+def _read_columns(buf, pos: int, header: BatchHeader) -> _Columns:
+    """Read and cross-check the columns (module docstring: Consistency), except the
+    headers blobs. Raises CorruptRecordError naming what does not add up."""
+    count = header.record_count
+    attrs = header.attributes
+    cur = pos + HEADER_SIZE
+    end = pos + header.size
+    if count < 0 or end > len(buf) or cur + count * _column_bytes(attrs) > end:
+        raise CorruptRecordError(f"record count {count} does not fit in the batch")
+    deltas = None
+    if attrs & HAS_OFFSET_DELTAS:
+        deltas, cur = _read_ints("i", buf, cur, count)
+        if count and (deltas[0] < 0 or deltas[-1] != header.last_offset_delta
+                      or not all(map(operator.lt, deltas, deltas[1:]))):
+            raise CorruptRecordError("the offset deltas are not increasing up to "
+                                     "last_offset_delta")
+    elif header.last_offset_delta != count - 1:
+        raise CorruptRecordError("last_offset_delta does not match the record count")
+    timestamps, cur = _read_ints("q", buf, cur, count)
+    key_lens = None
+    key_bytes = 0
+    if attrs & HAS_KEYS:
+        key_lens, nxt = _read_ints("i", buf, cur, count)
+        key_bytes, cur = _blob_bytes(buf, cur, key_lens, "key"), nxt
+    value_lens, nxt = _read_ints("i", buf, cur, count)
+    value_bytes, cur = _blob_bytes(buf, cur, value_lens, "value"), nxt
+    header_lens = None
+    header_bytes = 0
+    if attrs & HAS_HEADERS:
+        header_lens, nxt = _read_ints("i", buf, cur, count)
+        header_bytes, cur = _blob_bytes(buf, cur, header_lens, "headers", nullable=False), nxt
+    if cur + key_bytes + value_bytes + header_bytes != end:
+        raise CorruptRecordError("record lengths do not add up to the batch size")
+    return _Columns(deltas, timestamps, key_lens, value_lens, header_lens, cur, end,
+                    key_bytes, value_bytes)
+
+
+def _check_headers(buf, cols: _Columns) -> None:
+    """Parse every distinct headers blob once (records often share the same headers:
+    then one C-level comparison finds that they all do)."""
+    lengths = cols.header_lens
+    if lengths is None:
+        return
+    start = cols.blobs + cols.key_bytes + cols.value_bytes
+    blob = bytes(buf[start:cols.end])
+    first = lengths[0] if lengths else 0
+    if blob == blob[:first] * len(lengths):  # every record has the same headers
+        decode_headers(blob[:first])
+        return
+    for distinct in set(_slices(blob, lengths)):
+        decode_headers(distinct)
+
+
+def _check_timestamps(buf, pos: int, header: BatchHeader, cols: _Columns) -> None:
+    """Retention and the time index trust the header's timestamps: they must be the records'."""
+    ts = cols.timestamps
+    if not ts:
+        return
+    start = pos + HEADER_SIZE  # a produced batch has no offset deltas
+    raw = bytes(buf[start:start + 8 * len(ts)])
+    if ts[0] != header.base_timestamp or not _largest_is(raw, ts, header.max_timestamp):
+        raise CorruptRecordError(
+            f"the batch says its timestamps start at {header.base_timestamp} and reach "
+            f"{header.max_timestamp}, its records say {ts[0]} and {max(ts)}")
+
+
+def _largest_is(raw: bytes, ts: array, expected: int) -> bool:
+    """Whether ``max(ts) == expected``; ``raw`` is the column's little-endian bytes.
+
+    Usually without an int per record: when every timestamp shares its top seven bytes
+    with ``expected`` (a batch spans less than 256 ms, but for a boundary), comparing
+    the byte planes decides it -- each plane is one strided slice, compared in C."""
+    if expected >= 0:
+        want = struct.pack("<q", expected)
+        count = len(ts)
+        if all(raw[k::8] == want[k:k + 1] * count for k in range(7, 0, -1)):
+            low_bytes = raw[0::8]
+            return (not low_bytes.translate(None, _UP_TO[want[0]])
+                    and want[0:1] in low_bytes)
+    return max(ts) == expected
+
+
+def first_timestamp_outside(buf, pos: int, header: BatchHeader, low: int, high: int
+                            ) -> tuple[int, int] | None:
+    """(index, timestamp) of the first record of a validated produced batch whose timestamp
+    is not in [low, high], or None. Costs no per-record work while ``low`` is below
+    every possible timestamp (it trusts the validated ``max_timestamp`` for ``high``)."""
+    if header.max_timestamp <= high and low <= -(1 << 63):
+        return None
+    ts, _end = _read_ints("q", buf, pos + HEADER_SIZE, header.record_count)
+    if header.max_timestamp <= high and low <= min(ts):
+        return None
+    for index, value in enumerate(ts):
+        if not low <= value <= high:
+            return index, value
+    return None
 
 
 def _slices(blob, lengths) -> list:
@@ -310,53 +484,32 @@ def _slices(blob, lengths) -> list:
 def decode_batch(buf, pos: int = 0, header: BatchHeader | None = None) -> Batch:
     """Decode the batch at ``pos`` into columns. Keys/values come back as bytes.
 
-    The caller has validated the batch (the consumer checks the CRC once).
-    Raises CorruptRecordError on inconsistent lengths.
+    The caller checks the CRC if it wants to (the consumer does, once). Raises
+    CorruptRecordError when the columns do not describe the batch's bytes exactly
+    (module docstring: Consistency) -- and no other exception for any input.
     """
     if header is None:
         header = read_header(buf, pos)
+    cols = _read_columns(buf, pos, header)
     count = header.record_count
-    attrs = header.attributes
-    cur = pos + HEADER_SIZE
-    end = pos + header.size
-    if end > len(buf) or cur + count * _column_bytes(attrs) > end:
-        raise CorruptRecordError(f"record count {count} does not fit in the batch")
-    if attrs & HAS_OFFSET_DELTAS:
-        deltas, cur = _read_ints("i", buf, cur, count)
+    if cols.deltas is not None:
         base = header.base_offset
-        offsets = [base + d for d in deltas]
+        offsets = [base + d for d in cols.deltas]
     else:
         offsets = list(range(header.base_offset, header.base_offset + count))
-    timestamps, cur = _read_ints("q", buf, cur, count)
-    if attrs & HAS_KEYS:
-        key_lens, cur = _read_ints("i", buf, cur, count)
-    else:
-        key_lens = None
-    value_lens, cur = _read_ints("i", buf, cur, count)
-    if attrs & HAS_HEADERS:
-        header_lens, cur = _read_ints("i", buf, cur, count)
-    else:
-        header_lens = None
-    blob = bytes(buf[cur:end])
-    bpos = 0
-    if key_lens is not None:
-        ksize = sum(n for n in key_lens if n > 0)
-        keys = _slices(blob[bpos:bpos + ksize], key_lens)
-        bpos += ksize
-        key_sizes = key_lens.tolist()
+    blob = bytes(buf[cols.blobs:cols.end])
+    if cols.key_lens is not None:
+        keys = _slices(blob[:cols.key_bytes], cols.key_lens)
+        key_sizes = cols.key_lens.tolist()
     else:
         keys = [None] * count
         key_sizes = [-1] * count
-    vsize = sum(n for n in value_lens if n > 0)
-    values = _slices(blob[bpos:bpos + vsize], value_lens)
-    bpos += vsize
-    if header_lens is not None:
-        hblob = blob[bpos:]
-        headers = [decode_headers(h) for h in _slices(hblob, header_lens)]
-        bpos += sum(header_lens)
+    vstart = cols.key_bytes
+    vend = vstart + cols.value_bytes
+    values = _slices(blob[vstart:vend], cols.value_lens)
+    if cols.header_lens is not None:
+        headers = [decode_headers(h) for h in _slices(blob[vend:], cols.header_lens)]
     else:
         headers = [[] for _ in range(count)]  # one list each: callers may mutate
-    if bpos != len(blob):
-        raise CorruptRecordError("record lengths do not add up to the batch size")
-    return Batch(offsets, timestamps.tolist(), keys, values, headers, key_sizes,
-                 value_lens.tolist(), bool(attrs & LOG_APPEND_TIME))
+    return Batch(offsets, cols.timestamps.tolist(), keys, values, headers, key_sizes,
+                 cols.value_lens.tolist(), bool(header.attributes & LOG_APPEND_TIME))

@@ -137,10 +137,25 @@ def test_decoding_stops_at_a_record_a_deserializer_raises_on():
 
 def test_corrupt_batch_is_detected_when_checking_crcs():
     data = bytearray(payload())
-    data[60] ^= 0xFF
-    with pytest.raises(CorruptRecordError):
-        fetcher(SubscriptionState())._decode(TP, bytes(data), 10)
-    fetcher(SubscriptionState(), check_crcs=False)._decode(TP, bytes(data), 10)
+    data[60] ^= 0xFF  # a timestamp of the first batch: only the CRC can tell
+    records, next_offset, poison = fetcher(SubscriptionState())._decode(TP, bytes(data), 10)
+    assert records == [] and next_offset == 10
+    offset, error, what = poison
+    assert (offset, what) == (10, "batch") and isinstance(error, CorruptRecordError)
+    assert error.next_offset == 13 and "topic 't' partition 0" in str(error)
+    records, _, poison = fetcher(SubscriptionState(), check_crcs=False)._decode(
+        TP, bytes(data), 10)
+    assert poison is None and len(records) == 4
+
+
+def test_a_partition_the_broker_cannot_read_raises_a_corrupt_record_error_saying_where():
+    sub = SubscriptionState()
+    sub.assign_from_user([TP])
+    sub.state(TP).seek(10)
+    f = fetcher(sub)
+    with pytest.raises(CorruptRecordError, match=r"partition 0 at offset 10") as info:
+        f._handle_partition(TP, sub.state(TP).epoch, 10, ["t", 0, 2, 14, 0], b"")
+    assert (info.value.topic_partition, info.value.offset, info.value.next_offset) == (TP, 10, 11)
 
 
 def test_fetched_records_respect_max_records_and_move_positions():

@@ -59,7 +59,7 @@ def test_a_torn_last_record_is_cut_off_and_earlier_commits_survive(tmp_path, clo
     assert OffsetStore(tmp_path, clock).fetch("g")[("t", 0)].offset == 12
 
 
-def test_a_record_with_a_bad_crc_ends_the_replay(tmp_path, clock):
+def test_a_record_with_a_bad_crc_costs_only_that_record(tmp_path, clock):
     store = OffsetStore(tmp_path, clock)
     store.commit("g", [("t", 0, 1, "")])
     first = log_path(tmp_path).stat().st_size
@@ -70,8 +70,8 @@ def test_a_record_with_a_bad_crc_ends_the_replay(tmp_path, clock):
     data[first + 10] ^= 0xFF  # flip a byte inside the second record's payload
     log_path(tmp_path).write_bytes(bytes(data))
     store = OffsetStore(tmp_path, clock)
-    assert store.fetch("g")[("t", 0)].offset == 1
-    assert store.truncated_bytes == len(data) - first
+    assert store.fetch("g")[("t", 0)].offset == 3  # the third commit is after the damage
+    assert store.damaged_records == 1 and store.truncated_bytes == 0
 
 
 def test_garbage_file_opens_empty(tmp_path, clock):

@@ -1,6 +1,8 @@
 """The record-batch codec: round trips, framing, CRC and corrupt input."""
 
+import random
 import struct
+import zlib
 
 import pytest
 from hypothesis import given
@@ -145,3 +147,38 @@ def test_each_record_gets_its_own_headers_list():
     decoded = r.decode_batch(r.encode_batch([1, 2], None, [b"a", b"b"]))
     decoded.headers[0].append(("x", b"1"))
     assert decoded.headers[1] == []
+
+
+def _with_max_timestamp(batch: bytes, max_ts: int) -> bytes:
+    data = bytearray(batch)
+    struct.pack_into("<q", data, 32, max_ts)
+    struct.pack_into("<I", data, 12, zlib.crc32(bytes(data[r.CRC_START:])))
+    return bytes(data)
+
+
+def test_produced_max_timestamp_must_be_the_records_largest_whatever_their_spread():
+    """The byte-plane shortcut and the general path agree with a plain max()."""
+    rng = random.Random(7)
+    base = 1_765_000_000_000
+    shapes = [lambda i: base, lambda i: base + i % 3, lambda i: base + 255 - i,
+              lambda i: (base | 0xFF) + i, lambda i: base + rng.randrange(10**6),
+              lambda i: rng.randrange(-5, 5), lambda i: rng.randrange(1 << 63)]
+    for shape in shapes:
+        for n in (1, 2, 17, 300):
+            ts = [shape(i) for i in range(n)]
+            batch = r.encode_batch(ts, None, [b"v"] * n)
+            assert r.validate_batch(batch).max_timestamp == max(ts)
+            for wrong in (max(ts) + 1, max(ts) - 1, max(ts) + 256, max(ts) - 256, -1, 0):
+                if wrong != max(ts) and -(1 << 63) <= wrong < (1 << 63):
+                    with pytest.raises(CorruptRecordError, match="timestamps"):
+                        r.validate_batch(_with_max_timestamp(batch, wrong))
+
+
+def test_first_timestamp_outside_names_the_first_record_out_of_bounds():
+    ts = [1000, 5000, 200, 3000]
+    batch = r.encode_batch(ts, None, [b"v"] * 4)
+    header = r.validate_batch(batch)
+    assert r.first_timestamp_outside(batch, 0, header, -(1 << 63), 5000) is None
+    assert r.first_timestamp_outside(batch, 0, header, -(1 << 63), 4999) == (1, 5000)
+    assert r.first_timestamp_outside(batch, 0, header, 500, 10_000) == (2, 200)
+    assert r.first_timestamp_outside(batch, 0, header, 200, 5000) is None
