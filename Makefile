@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
 DATA ?= ./data
 
-.PHONY: venv test lint lab broker bench bench-full clean
+.PHONY: venv test lint lab broker bench bench-full bench-attacks clean
 
 $(STAMP): pyproject.toml
 	$(PY) -c 'import sys; sys.exit("labkit needs Python 3.11 or newer (found %s)" % sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -40,6 +40,10 @@ bench: $(BENCH_STAMP)
 
 bench-full: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run.py --full
+
+# Issue 11's hostile clients next to a well-behaved one (~2 minutes; loopback only).
+bench-attacks: $(STAMP)
+	$(BIN)/python benchmarks/attacks.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
