@@ -541,6 +541,11 @@ class TopicReader:
         self.consumer.assign([self.tp])
         self.seen = 0
 
+    def read_range(self, start: int, end: int) -> None:
+        """Read [start, end) (what one example stored), whatever came before it."""
+        self.consumer.seek(self.tp, start)
+        self.read_to(end)
+
     def read_to(self, end: int) -> None:
         deadline = time.monotonic() + READ_BACK_S
         while self.consumer.position(self.tp) < end:
@@ -564,20 +569,28 @@ def test_record_batch_fuzz(broker, well_behaved):
     end = 0
     try:
         @fuzz_settings(250)
-        @given(case=batches())
-        def one(case):
+        @given(case=batches(), acks=st.sampled_from([1, -1]), with_neighbour=st.booleans())
+        def one(case, acks, with_neighbour):
             nonlocal end
             kind, batch = case
+            # A valid batch in the same request must not fail with its neighbour.
+            batches_sent = [good_batch(b"neighbour"), batch] if with_neighbour else [batch]
             with RawClient(broker.bootstrap, timeout=REPLY_S) as client:
-                header, _ = client.request("produce", {"acks": 1,
-                                                       "targets": [[BATCH_TOPIC, 0]]}, [batch])
+                header, _ = client.request("produce", {
+                    "acks": acks, "targets": [[BATCH_TOPIC, 0]] * len(batches_sent)},
+                    batches_sent)
             check_reply("produce", None, header, must_answer=True)
-            base, code = header["results"][0][:2]
-            if code == 0:
-                why = decodes_completely(batch)
-                assert why is None, f"the broker acknowledged a corrupt batch ({kind}): {why}"
-                end = max(end, base + HEADER.unpack_from(batch, 0)[6] + 1)
-            reader.read_to(end)
+            stored = []
+            for sent, (base, code, *_rest) in zip(batches_sent, header["results"], strict=True):
+                if sent is not batch:
+                    assert code == 0, f"a valid batch failed with its corrupt neighbour: {header}"
+                if code == 0:
+                    why = decodes_completely(sent)
+                    assert why is None, f"the broker acknowledged a corrupt batch ({kind}): {why}"
+                    stored.append((base, base + HEADER.unpack_from(sent, 0)[6] + 1))
+            if stored:  # this example's records read back (earlier ones: checked at the end)
+                reader.read_range(stored[0][0], stored[-1][1])
+                end = max(end, stored[-1][1])
             well_behaved.round_trip()
 
         one()
