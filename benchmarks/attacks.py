@@ -492,8 +492,9 @@ def main(argv: list[str] | None = None) -> int:
                      f"{[a.name for a in ATTACKS]}")
     out = Path(args.out)
     machine = machine_conditions()
+    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != args.note]
     meta = {"command": "python benchmarks/attacks.py " + " ".join(
-                argv if argv is not None else sys.argv[1:]),
+                a for a in shown if a != "--note"),
             "machine": machine, "seconds": args.seconds, "after_s": AFTER_S,
             "note": args.note, "goal": {"p99_ms": GOAL_P99_MS, "rss_mb": GOAL_RSS_MB}}
     rows = []
