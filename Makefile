@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
 DATA ?= ./data
 
-.PHONY: venv test lint lab broker bench bench-full clean
+.PHONY: venv test lint lab broker bench bench-full bench-attacks clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PY)" || { echo "labkit needs Python 3.11 or newer and no python3 was found; docs/install.md says how to get it" >&2; exit 1; }
@@ -41,6 +41,10 @@ bench: $(BENCH_STAMP)
 
 bench-full: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run.py --full
+
+# Issue 11's hostile clients next to a well-behaved one (~2 minutes; loopback only).
+bench-attacks: $(STAMP)
+	$(BIN)/python benchmarks/attacks.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

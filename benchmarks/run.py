@@ -180,7 +180,9 @@ def run_session(name: str, plan: Plan, rows: Rows, meta: dict) -> None:
 
 def write_outputs(rows: list, meta: dict, out: Path) -> None:
     (out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    (out / "RESULTS.md").write_text(report.render(rows, meta))
+    attacks = out / "attacks.json"  # benchmarks/attacks.py: keep its section
+    (out / "RESULTS.md").write_text(report.render(
+        rows, meta, json.loads(attacks.read_text()) if attacks.exists() else None))
     try:
         report.chart(rows, str(out / "results.png"))
     except ImportError as exc:

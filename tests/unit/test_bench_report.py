@@ -130,3 +130,25 @@ def test_percentiles_and_stamps():
 def test_pacer_never_releases_more_than_the_total():
     pacer = common.Pacer(rate=1e9, total=5)  # everything is due at once
     assert pacer.due() == 5
+
+
+def _attack(name, p99, rss, ok, **more):
+    return {"attack": name, "item": "5", "attacker": "sent a|b", "count": 900, "p50_ms": 0.5,
+            "p99_ms": p99, "max_ms": p99 * 2, "after_p99_ms": None, "long_poll_ms": 501,
+            "timeouts": 0, "errors": 0, "broker_alive": True, "peak_rss_mb": rss, "ok": ok,
+            **more}
+
+
+def test_hostile_clients_section_shows_each_attack_and_its_verdict():
+    data = {"meta": {"seconds": 5, "after_s": 2, "goal": {"p99_ms": 100, "rss_mb": 300}},
+            "rows": [_attack("baseline", 8.0, 24, True),
+                     _attack("flood", 355.5, 984, False, timeouts=2, broker_alive=False)]}
+    section = report.attacks_section(data)
+    assert section[0] == "## Hostile clients"
+    table = [line for line in section if line.startswith("|")]
+    rows = _rows_of(table)
+    assert rows[0][0] == "baseline (5)" and rows[0][1] == "sent a/b" and rows[0][-1] == "ok"
+    assert rows[1][4] == "355.5" and rows[1][-2] == "984" and rows[1][-1] == "**over**"
+    assert rows[1][-3] == "broker died, 2 timeouts"
+    assert "## Hostile clients" in report.render([], {}, attacks=data)
+    assert "## Hostile clients" not in report.render([], {})
