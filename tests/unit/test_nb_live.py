@@ -53,7 +53,7 @@ def _records(n, partitions=3, start_ms=1_700_000_000_000):
             for i in range(n)]
 
 
-def _wait(predicate, timeout=5.0):
+def _wait(predicate, timeout=30.0):  # generous: each draw renders a PNG, slow on a busy machine
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
