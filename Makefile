@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
 DATA ?= ./data
 
-.PHONY: venv test lint lab broker bench bench-full bench-attacks clean
+.PHONY: venv test test-fast lint lab broker bench bench-full bench-attacks clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PY)" || { echo "labkit needs Python 3.11 or newer and no python3 was found; docs/install.md says how to get it" >&2; exit 1; }
@@ -23,6 +23,10 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/pytest
+
+# The unit tests only (no broker process, no browser, no Docker): well under a minute.
+test-fast: $(STAMP) lint
+	$(BIN)/pytest tests/unit
 
 lab: $(STAMP)
 	$(BIN)/labkit lab --data-dir $(DATA) $(LAB_ARGS)
