@@ -3,7 +3,9 @@
 Contract with broker/server.py: the server builds one ``GroupService`` at start,
 passes every request whose API is in ``GROUP_APIS`` to ``handle`` (which never
 raises and returns the response header), calls ``tick()`` about every 100 ms,
-and ``close()`` at shutdown. The wire shapes are in docs/groups.md.
+``topics_changed(names)`` after topics were created, deleted or got partitions
+(this is how groups notice: the tick does not scan subscriptions), and
+``close()`` at shutdown. The wire shapes are in docs/groups.md.
 
 Theory of operation: ``GroupService`` glues three pure parts together — the
 ``Coordinator`` (membership, generations, assignment; labkit/broker/groups.py),
@@ -23,6 +25,7 @@ from typing import Any
 from labkit._clock import Clock
 from labkit.broker.groups import DEAD, EMPTY, Coordinator
 from labkit.broker.offsets import MAX_METADATA, OffsetStore
+from labkit.broker.topics import validate_topic_name
 from labkit.errors import (
     GroupIdNotFoundError,
     InvalidGroupIdError,
@@ -45,6 +48,7 @@ GROUP_APIS = frozenset({
 MIN_SESSION_TIMEOUT_MS = 100
 MAX_SESSION_TIMEOUT_MS = 3_600_000
 MAX_GROUP_ID = 255
+MAX_SUBSCRIBED_TOPICS = 1000   # per member; a course's whole broker has fewer topics
 
 
 class _Bad(Exception):
@@ -75,9 +79,16 @@ def _group_id(header: dict) -> str:
 
 
 def _topics(header: dict, key: str = "topics") -> list[str]:
+    """A member's subscription: legal topic names, at most MAX_SUBSCRIBED_TOPICS."""
     topics = header.get(key)
-    if not isinstance(topics, list) or not all(isinstance(t, str) and t for t in topics):
+    if not isinstance(topics, list):
         raise _Bad(f"'{key}' must be a list of topic names")
+    if len(topics) > MAX_SUBSCRIBED_TOPICS:
+        raise InvalidRequestError(
+            f"a consumer may subscribe to at most {MAX_SUBSCRIBED_TOPICS} topics, this one "
+            f"named {len(topics)}; subscribe to the topics you read (or a narrower pattern)")
+    for topic in topics:
+        validate_topic_name(topic)  # InvalidTopicError (17) names the rule
     return topics
 
 
@@ -147,6 +158,13 @@ class GroupService:
             self.offsets.maybe_compact()
         except Exception:  # a periodic task must not kill the broker loop
             log.exception("consumer groups: tick failed")
+
+    def topics_changed(self, topics: list[str]) -> None:
+        """Topics were created, deleted or got partitions; never raises."""
+        try:
+            self.coordinator.topics_changed(topics)
+        except Exception:  # the broker loop must not die from a rebalance
+            log.exception("consumer groups: reacting to changed topics failed")
 
     def close(self) -> None:
         self.offsets.close()

@@ -353,6 +353,8 @@ class BrokerServer:
             self._dirty.update(reply.appended)
         if reply.topics_changed:
             self._recheck_all = True
+        if reply.changed_topics:
+            self.groups.topics_changed(reply.changed_topics)
         if reply.silent:
             return
         if reply.sync:

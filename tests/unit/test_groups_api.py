@@ -153,7 +153,7 @@ def test_tick_expires_members_and_follows_partition_counts(tmp_path, clock):
     assert len(svc.handle("describe_groups", {"group_ids": ["g"]})["groups"][0]["members"]) == 1
     assert beat(svc, a)["error"] == 25
     topics["t"] = 6
-    svc.tick()
+    svc.topics_changed(["t"])
     for _ in range(2):
         b = beat(svc, b)
     assert len(b["assignment"]) == 6
@@ -189,3 +189,21 @@ def test_handle_never_raises(svc, api, header):
     assert isinstance(resp["error"], int) and resp["error"] != -1, resp  # -1: a crash
     if resp["error"]:
         assert isinstance(resp["message"], str) and resp["message"]
+
+
+def test_a_subscription_is_bounded_and_named_by_topic_rules(svc):
+    """Issue 11 item 7: a join may not name 100,000 topics; names follow Kafka's rules."""
+    from labkit.broker.group_api import MAX_SUBSCRIBED_TOPICS
+    header = {"group_id": "g", "member_id": "", "client_id": "cli"}
+    too_many = svc.handle("join_group", {**header, "topics": [f"t{i}" for i in range(100_000)]})
+    assert too_many["error"] == 42
+    assert f"at most {MAX_SUBSCRIBED_TOPICS} topics" in too_many["message"]
+    bad_name = svc.handle("join_group", {**header, "topics": ["t", "no spaces"]})
+    assert bad_name["error"] == 17 and "not legal" in bad_name["message"]
+    assert svc.coordinator.group_ids() == []
+    at_limit = svc.handle("join_group", {**header, "topics": [f"t{i}" for i in
+                                                             range(MAX_SUBSCRIBED_TOPICS)]})
+    assert at_limit["error"] == 0
+    changed = svc.handle("heartbeat", {"group_id": "g", "member_id": at_limit["member_id"],
+                                       "generation": 1, "owned": [], "topics": ["x"] * 1001})
+    assert changed["error"] == 42

@@ -332,6 +332,7 @@ def test_random_churn_never_lets_two_members_fetch_one_partition(svc, clock, top
             svc.handle("leave_group", leaving.close() or {"group_id": "g", "member_id": "x"})
         elif roll < 0.14:
             topics["t"] = rng.randint(2, 8)
+            svc.topics_changed(["t"])  # as the broker does after create_partitions
         for m in members:
             if rng.random() < 0.7:
                 pump(svc, m)
@@ -421,6 +422,7 @@ def test_racing_heartbeats_and_polls_never_share_a_partition(svc, clock, topics,
                 svc.handle("leave_group", leave)
         elif roll < 0.12:
             topics["t"] = rng.randint(2, 8)
+            svc.topics_changed(["t"])
         elif roll < 0.6:
             world.io(steps=3)
         elif world.nodes:

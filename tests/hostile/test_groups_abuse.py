@@ -1,0 +1,74 @@
+"""Hostile clients against the consumer-group APIs of a real broker (issue 11, items 7, 10, 12).
+
+Each test sends, over a raw DEALER socket, what a runaway script or a curious student
+could send, and checks that the broker refuses it with a clear error while a
+well-behaved client keeps getting prompt answers. Bounds on time are generous
+(seconds): the shared test machine is slow, and the point is "not starved".
+"""
+
+from __future__ import annotations
+
+import time
+
+from labkit.testing import RawClient
+
+SUBSCRIPTION_LIMIT = 1000  # labkit.broker.group_api.MAX_SUBSCRIBED_TOPICS
+
+
+def call(client: RawClient, api: str, header: dict, timeout: float = 30.0) -> dict:
+    return client.request(api, header, timeout=timeout)[0]
+
+
+def send_raw_header(client: RawClient, api: str, header: bytes, timeout: float = 30.0) -> dict:
+    """Send a header frame exactly as given (bytes the client library would never build)."""
+    rid = client.new_id()
+    client.send_raw([b"LK1", rid, api.encode("ascii"), header])
+    return client.wait_for(rid, timeout)[0]
+
+
+def join_header(group_id: str, topics: list[str], **extra) -> dict:
+    return {"group_id": group_id, "member_id": "", "client_id": "hostile",
+            "client_host": "/127.0.0.1", "topics": topics, "session_timeout_ms": 3_600_000,
+            **extra}
+
+
+def slowest_answer_s(client: RawClient, requests: int = 40) -> float:
+    """The slowest of ``requests`` api_versions round trips of a well-behaved client."""
+    worst = 0.0
+    for _ in range(requests):
+        start = time.monotonic()
+        assert call(client, "api_versions", {})["error"] == 0
+        worst = max(worst, time.monotonic() - start)
+        time.sleep(0.01)
+    return worst
+
+
+# -- item 7: subscriptions are bounded; the tick does not scan them ------------------------
+
+
+def test_joins_naming_100k_topics_are_refused_and_others_keep_prompt_answers(broker):
+    with RawClient(broker.bootstrap, timeout=30) as evil, \
+            RawClient(broker.bootstrap, timeout=30) as good:
+        names = [f"{i:x}" for i in range(100_000)]  # short: the header stays under 1 MiB
+        for g in range(10):
+            answer = call(evil, "join_group", join_header(f"evil{g}", names))
+            assert answer["error"] == 42, answer
+            assert f"at most {SUBSCRIPTION_LIMIT} topics" in answer["message"]
+        at_limit = [f"nx-{i}" for i in range(SUBSCRIPTION_LIMIT)]
+        for g in range(10):  # the most a join may name, in ten groups that live an hour
+            assert call(evil, "join_group", join_header(f"big{g}", at_limit))["error"] == 0
+        time.sleep(0.5)  # several ticks
+        assert slowest_answer_s(good) < 1.0
+        # the groups still notice a topic that appears among the names they subscribe to
+        created = call(good, "create_topics", {"topics": [{"name": "nx-7",
+                                                           "num_partitions": 2}]})
+        assert created["topics"][0]["error"] == 0
+        described = call(good, "describe_groups", {"group_ids": ["big3"]})["groups"][0]
+        assert described["generation"] == 2
+        assert described["members"][0]["target"] == [["nx-7", 0], ["nx-7", 1]]
+
+
+def test_a_subscription_with_an_illegal_topic_name_is_refused(broker):
+    with RawClient(broker.bootstrap) as client:
+        answer = call(client, "join_group", join_header("g", ["ok", "../escape"]))
+        assert answer["error"] == 17 and "not legal" in answer["message"]
