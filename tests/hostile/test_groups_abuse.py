@@ -72,3 +72,59 @@ def test_a_subscription_with_an_illegal_topic_name_is_refused(broker):
     with RawClient(broker.bootstrap) as client:
         answer = call(client, "join_group", join_header("g", ["ok", "../escape"]))
         assert answer["error"] == 17 and "not legal" in answer["message"]
+
+
+# -- item 10: identifiers that are not text, huge integers, deep nesting -------------------
+
+LONE = "\\ud800"  # as it appears in JSON text: a lone UTF-16 surrogate escape
+
+
+def test_a_lone_surrogate_in_any_identifier_is_refused_and_replies_stay_sound(broker):
+    """One join with group_id "\\ud800" used to make every later list_groups answer
+    -1 "the broker built a bad reply", for every client, until a restart."""
+    attempts = [
+        ("join_group", f'{{"group_id":"{LONE}","member_id":"","topics":["t"]}}'),
+        ("join_group", f'{{"group_id":"g","member_id":"","client_id":"{LONE}","topics":["t"]}}'),
+        ("join_group", f'{{"group_id":"g","member_id":"{LONE}","topics":["t"]}}'),
+        ("join_group", f'{{"group_id":"g","member_id":"","group_instance_id":"{LONE}",'
+                       '"topics":["t"]}'),
+        ("heartbeat", f'{{"group_id":"g","member_id":"{LONE}","generation":1,"owned":[]}}'),
+        ("offset_commit", f'{{"group_id":"{LONE}","member_id":"","generation":-1,'
+                          '"offsets":[["t",0,1,null]]}'),
+        ("describe_groups", f'{{"group_ids":["{LONE}"]}}'),
+        ("delete_groups", f'{{"group_ids":["{LONE}"]}}'),
+        ("metadata", f'{{"topics":["t{LONE}"]}}'),
+        ("create_topics", f'{{"topics":[{{"name":"t{LONE}","num_partitions":1}}]}}'),
+    ]
+    with RawClient(broker.bootstrap) as hostile, RawClient(broker.bootstrap) as good:
+        for api, header in attempts:
+            answer = send_raw_header(hostile, api, header.encode("ascii"))
+            assert answer["error"] == 42, (api, answer)
+            assert "surrogate" in answer["message"], (api, answer)
+        utf8_surrogate = b'{"group_id":"\xed\xa0\x80","member_id":"","topics":["t"]}'
+        answer = send_raw_header(hostile, "join_group", utf8_surrogate)
+        assert answer["error"] == 42 and "UTF-8" in answer["message"]
+        assert call(good, "join_group", join_header("fine", ["t"]))["error"] == 0
+        listed = call(good, "list_groups", {})
+        assert listed["error"] == 0, listed
+        assert [g["group_id"] for g in listed["groups"]] == ["fine"]
+        described = call(good, "describe_groups", {"group_ids": ["fine"]})["groups"][0]
+        assert described["members"][0]["client_id"] == "hostile"
+
+
+def test_a_huge_integer_or_deep_nesting_gets_invalid_request_not_unknown(broker):
+    with RawClient(broker.bootstrap) as hostile, RawClient(broker.bootstrap) as good:
+        digits = b"9" * 4000
+        for api, header in [
+            ("join_group", b'{"group_id":"g","topics":["t"],"max_poll_interval_ms":%s}' % digits),
+            ("fetch", b'{"max_wait_ms":%s,"partitions":[["t",0,0,100]]}' % digits),
+            ("offset_commit", b'{"group_id":"g","member_id":"","generation":-1,'
+                              b'"offsets":[["t",0,%s,null]]}' % digits),
+            ("metadata", b'{"topics":' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+            ("join_group", b'{"group_id":"g","topics":["t"],"x":' + b'{"a":' * 50_000
+             + b"1" + b"}" * 50_001),
+        ]:
+            answer = send_raw_header(hostile, api, header)
+            assert answer["error"] == 42, (api, answer)
+            assert "64-bit" in answer["message"] or "nests" in answer["message"], answer
+        assert call(good, "api_versions", {})["error"] == 0
