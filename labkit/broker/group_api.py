@@ -13,6 +13,14 @@ the ``OffsetStore`` (committed offsets, fsync'd; labkit/broker/offsets.py) and
 the broker's topic registry (``partitions_of``, ``log_end_offset`` callbacks).
 Every request is answered synchronously; nothing is parked (members poll with
 short heartbeats during a rebalance instead). Not thread-safe: one I/O thread.
+
+Expiry (Kafka's ``offsets.retention.minutes``, checked every
+``offsets.retention.check.interval.ms`` from ``tick``): a group without members
+and without committed offsets is forgotten at the next check; one with offsets
+once it has been empty for the retention time, counted from when its last member
+left (or from its newest commit if that is later, e.g. a tool's; for a group known
+only by its offsets, as after a restart, from its newest commit). Its offsets go
+with it, all of a check's deletions in one fsync.
 """
 
 from __future__ import annotations
@@ -49,6 +57,8 @@ MIN_SESSION_TIMEOUT_MS = 100
 MAX_SESSION_TIMEOUT_MS = 3_600_000
 MAX_GROUP_ID = 255
 MAX_SUBSCRIBED_TOPICS = 1000   # per member; a course's whole broker has fewer topics
+OFFSETS_RETENTION_MS = 7 * 24 * 3600 * 1000   # Kafka's offsets.retention.minutes=10080
+RETENTION_CHECK_INTERVAL_MS = 600_000          # offsets.retention.check.interval.ms
 
 
 class _Bad(Exception):
@@ -109,8 +119,13 @@ class GroupService:
 
     def __init__(self, data_dir: Path, clock: Clock,
                  partitions_of: Callable[[str], int | None],
-                 log_end_offset: Callable[[str, int], int | None]):
+                 log_end_offset: Callable[[str, int], int | None], *,
+                 offsets_retention_ms: int = OFFSETS_RETENTION_MS,
+                 retention_check_interval_ms: int = RETENTION_CHECK_INTERVAL_MS):
         self._clock = clock
+        self._retention_ms = offsets_retention_ms
+        self._check_interval_s = retention_check_interval_ms / 1000.0
+        self._next_check = clock.monotonic() + self._check_interval_s
         self._partitions_of = partitions_of
         self._log_end_offset = log_end_offset
         self.coordinator = Coordinator(clock, partitions_of)
@@ -155,6 +170,9 @@ class GroupService:
     def tick(self) -> None:
         try:
             self.coordinator.tick()
+            if self._clock.monotonic() >= self._next_check:
+                self._next_check = self._clock.monotonic() + self._check_interval_s
+                self.expire_groups()
             self.offsets.maybe_compact()
         except Exception:  # a periodic task must not kill the broker loop
             log.exception("consumer groups: tick failed")
@@ -168,6 +186,34 @@ class GroupService:
 
     def close(self) -> None:
         self.offsets.close()
+
+    def expire_groups(self) -> list[str]:
+        """Forget empty groups whose time is up (see "Expiry" above); returns their ids.
+
+        Raises OSError when the offsets file cannot be written (nothing is forgotten then).
+        """
+        now_ms = self._clock.time_ms()
+        expired, with_offsets = [], []
+        for group_id in self._known_groups():
+            if self.coordinator.has_members(group_id):
+                continue
+            committed = self.offsets.fetch(group_id)
+            if committed:
+                newest_commit = max(c.commit_ms for c in committed.values())
+                since = max(self.coordinator.empty_since_ms(group_id) or 0, newest_commit)
+                if now_ms - since < self._retention_ms:
+                    continue
+                with_offsets.append(group_id)
+            expired.append(group_id)
+        self.offsets.delete_groups(with_offsets)
+        for group_id in expired:
+            self.coordinator.forget(group_id)
+        if expired:
+            log.info("consumer groups: forgot %d empty group(s) (%d with offsets older than "
+                     "offsets.retention.minutes=%d): %s", len(expired), len(with_offsets),
+                     self._retention_ms // 60_000, ", ".join(expired[:10])
+                     + (", ..." if len(expired) > 10 else ""))
+        return expired
 
     # -- membership -------------------------------------------------------------
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import time
 
-from labkit.testing import RawClient
+import pytest
+
+from labkit.testing import BrokerProcess, RawClient
 
 SUBSCRIPTION_LIMIT = 1000  # labkit.broker.group_api.MAX_SUBSCRIBED_TOPICS
 
@@ -128,3 +130,40 @@ def test_a_huge_integer_or_deep_nesting_gets_invalid_request_not_unknown(broker)
             assert answer["error"] == 42, (api, answer)
             assert "64-bit" in answer["message"] or "nests" in answer["message"], answer
         assert call(good, "api_versions", {})["error"] == 0
+
+
+# -- item 12: one-shot empty groups are forgotten ------------------------------------------
+
+
+@pytest.fixture
+def quick_expiry_broker(tmp_path):
+    with BrokerProcess(data_dir=tmp_path / "data",
+                       config={"offsets.retention.check.interval.ms": "200"}) as proc:
+        yield proc
+
+
+def test_one_shot_empty_groups_are_forgotten_and_committed_ones_kept(quick_expiry_broker):
+    """20,000 groups that join, leave and never commit used to stay forever (+21 MB)."""
+    with RawClient(quick_expiry_broker.bootstrap) as client:
+        assert call(client, "create_topics", {"topics": [{"name": "t", "num_partitions": 1}]})[
+            "topics"][0]["error"] == 0
+        kept = call(client, "join_group", join_header("kept", ["t"]))
+        assert call(client, "offset_commit", {
+            "group_id": "kept", "member_id": kept["member_id"], "generation": 1,
+            "offsets": [["t", 0, 7, None]]})["error"] == 0
+        assert call(client, "leave_group", {"group_id": "kept",
+                                            "member_id": kept["member_id"]})["error"] == 0
+        for i in range(300):
+            once = call(client, "join_group", join_header(f"once{i}", ["t"]))
+            assert call(client, "leave_group", {"group_id": f"once{i}",
+                                                "member_id": once["member_id"]})["error"] == 0
+        deadline = time.monotonic() + 10
+        groups = None
+        while time.monotonic() < deadline:
+            groups = [g["group_id"] for g in call(client, "list_groups", {})["groups"]]
+            if groups == ["kept"]:
+                break
+            time.sleep(0.1)
+        assert groups == ["kept"]
+        fetched = call(client, "offset_fetch", {"group_id": "kept", "partitions": [["t", 0]]})
+        assert fetched["partitions"][0][2] == 7

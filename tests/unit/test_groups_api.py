@@ -207,3 +207,86 @@ def test_a_subscription_is_bounded_and_named_by_topic_rules(svc):
     changed = svc.handle("heartbeat", {"group_id": "g", "member_id": at_limit["member_id"],
                                        "generation": 1, "owned": [], "topics": ["x"] * 1001})
     assert changed["error"] == 42
+
+
+DAY_S = 24 * 3600.0
+CHECK_S = 600.0  # offsets.retention.check.interval.ms default
+
+
+def listed(svc):
+    return [g["group_id"] for g in svc.handle("list_groups", {})["groups"]]
+
+
+def leave(svc, resp, group="g"):
+    assert svc.handle("leave_group", {"group_id": group,
+                                      "member_id": resp["member_id"]}) == {"error": 0}
+
+
+def test_empty_groups_without_offsets_are_forgotten_at_the_next_check(svc, clock):
+    """Issue 11 item 12: 20,000 one-shot groups (join, leave, no commit) were kept forever."""
+    for i in range(200):
+        leave(svc, join(svc, group=f"once{i}"), group=f"once{i}")
+    join(svc, group="active", session_timeout_ms=3_600_000)
+    assert len(listed(svc)) == 201
+    clock.advance(CHECK_S - 1)
+    svc.tick()
+    assert len(listed(svc)) == 201       # not before the check interval
+    clock.advance(1)
+    svc.tick()
+    assert listed(svc) == ["active"]
+    assert svc.coordinator.group_ids() == ["active"]
+
+
+def test_offsets_expire_after_retention_counted_from_when_the_group_became_empty(
+        tmp_path, clock):
+    svc = make(tmp_path, clock)
+    member = join(svc, session_timeout_ms=3_600_000)
+    assert commit(svc, [["t", 0, 42, "m"]], member["member_id"], 1)["error"] == 0
+    for _ in range(8):                   # active for 8 days; committed only at the start
+        for _ in range(24):
+            clock.advance(3000)
+            member = beat(svc, member)
+    leave(svc, member)
+    svc.tick()
+    clock.advance(7 * DAY_S - CHECK_S)   # the commit is 15 days old, the group empty < 7 days
+    svc.tick()
+    assert svc.handle("offset_fetch", {"group_id": "g", "partitions": [["t", 0]]})[
+        "partitions"][0][2] == 42
+    clock.advance(CHECK_S)
+    svc.tick()
+    assert listed(svc) == []
+    assert svc.handle("offset_fetch", {"group_id": "g", "partitions": [["t", 0]]})[
+        "partitions"][0][2] == -1
+    svc.close()
+    reopened = make(tmp_path, clock)     # the expiry is durable
+    assert listed(reopened) == []
+    reopened.close()
+
+
+def test_offsets_known_only_from_the_log_expire_from_their_newest_commit(tmp_path, clock):
+    svc = make(tmp_path, clock)
+    assert commit(svc, [["t", 0, 1, ""]], group="tool")["error"] == 0
+    clock.advance(3 * DAY_S)
+    assert commit(svc, [["t", 1, 5, ""]], group="tool")["error"] == 0
+    svc.close()
+    svc = make(tmp_path, clock)          # after a restart only the offsets are known
+    clock.advance(7 * DAY_S - 60)
+    svc.tick()
+    assert listed(svc) == ["tool"]
+    clock.advance(CHECK_S)
+    svc.tick()
+    assert listed(svc) == []
+    svc.close()
+
+
+def test_retention_settings_are_honoured(tmp_path, clock):
+    svc = GroupService(tmp_path, clock, TOPICS.get, lambda t, p: 0,
+                       offsets_retention_ms=60_000, retention_check_interval_ms=1000)
+    assert commit(svc, [["t", 0, 1, ""]], group="short")["error"] == 0
+    clock.advance(59)
+    svc.tick()
+    assert listed(svc) == ["short"]
+    clock.advance(1)
+    svc.tick()
+    assert listed(svc) == []
+    svc.close()
