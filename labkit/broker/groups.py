@@ -303,6 +303,7 @@ class Coordinator:
         """Expire members whose deadline has passed (only those: see "Cost")."""
         now = self._clock.monotonic()
         heap = self._deadlines
+        popped: list[tuple[Group, Member]] = []
         while heap and heap[0][0] <= now:
             due, _seq, group_id, member_id = heapq.heappop(heap)
             group = self._groups.get(group_id)
@@ -310,8 +311,13 @@ class Coordinator:
             if member is None or member.due != due:
                 continue  # gone already, or a stale entry
             member.due = math.inf
-            self._expire(group, now)
-            if member_id in group.members:
+            popped.append((group, member))
+        # re-pushed only after the loop: a member exactly at its deadline is not yet
+        # expired (the test is strict), and must wait for the next tick, not spin here
+        for group, member in popped:
+            if group.members.get(member.member_id) is member:
+                self._expire(group, now)
+            if group.members.get(member.member_id) is member:
                 self._schedule(group, member)
 
     def topics_changed(self, topics: Iterable[str]) -> None:

@@ -456,3 +456,14 @@ def test_expiry_heap_follows_heartbeats_and_shorter_timeouts(coord, clock):
     clock.advance(1.1)
     coord.tick()
     assert coord.state_of("g") == EMPTY
+
+
+def test_a_member_exactly_at_its_deadline_does_not_stall_the_tick(coord, clock):
+    """The expiry test is strict (> session timeout): such a member waits a tick."""
+    Sim(coord, session_timeout_ms=1000)
+    clock.advance(1.0)                   # now == last_seen + session timeout, exactly
+    coord.tick()                         # returns (it used to spin on the heap)
+    assert coord.state_of("g") != EMPTY
+    clock.advance(0.1)
+    coord.tick()
+    assert coord.state_of("g") == EMPTY
