@@ -27,7 +27,8 @@ own now (``assignment``).
 - **Cost.** Nothing is proportional to everything: ``tick`` pops only members
   whose deadline has come from a heap (one live entry per member, ``Member.due``;
   a heartbeat only moves ``last_seen``, and an entry that pops early is pushed
-  again at the member's real deadline), and ``topics_changed`` looks up the groups
+  again at the member's real deadline; entries of members that left are rebuilt
+  away once they outnumber the live members, so a join/leave loop cannot grow it), and ``topics_changed`` looks up the groups
   that subscribe to a topic in an index (topic -> group ids, kept in step with
   each group's ``partition_counts`` keys in ``_rebalance``). Work happens when
   something changes: a join, a leave, an expiry, a topic change.
@@ -135,6 +136,7 @@ class Coordinator:
         self._subscribers: dict[str, set[str]] = {}   # topic -> ids of groups subscribing
         self._deadlines: list[tuple[float, int, str, str]] = []  # (due, seq, group, member)
         self._seq = 0
+        self._member_count = 0   # members in all groups (sizes the expiry heap)
 
     # -- membership -------------------------------------------------------------
 
@@ -169,6 +171,7 @@ class Coordinator:
                 rebalance_timeout=max_poll_interval_ms / 1000.0,
                 joined_generation=group.generation + 1, last_seen=now)
             group.members[member.member_id] = member
+            self._member_count += 1
             group.empty_since_ms = None
             self._schedule(group, member)
             log.info("group %s: member %s joined (%s)", group_id, member.member_id,
@@ -359,8 +362,11 @@ class Coordinator:
 
     def _remove(self, group: Group, member: Member, why: str) -> None:
         del group.members[member.member_id]
+        self._member_count -= 1
         if not group.members:
             group.empty_since_ms = self._clock.time_ms()
+        if len(self._deadlines) > 2 * self._member_count + 1024:
+            self._rebuild_deadlines()
         log.info("group %s: member %s %s", group.group_id, member.member_id, why)
         self._rebalance(group, f"member {member.member_id} {why}")
 
@@ -375,6 +381,18 @@ class Coordinator:
             self._seq += 1
             heapq.heappush(self._deadlines, (deadline, self._seq, group.group_id,
                                              member.member_id))
+
+    def _rebuild_deadlines(self) -> None:
+        """Drop stale heap entries: one entry per live member (amortised: runs only
+        when stale entries outnumber live ones)."""
+        entries = []
+        for group in self._groups.values():
+            for member in group.members.values():
+                if member.due != math.inf:
+                    self._seq += 1
+                    entries.append((member.due, self._seq, group.group_id, member.member_id))
+        heapq.heapify(entries)
+        self._deadlines = entries
 
     def _unwatch(self, group: Group, topics: Iterable[str]) -> None:
         for topic in topics:

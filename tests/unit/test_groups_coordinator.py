@@ -467,3 +467,14 @@ def test_a_member_exactly_at_its_deadline_does_not_stall_the_tick(coord, clock):
     clock.advance(0.1)
     coord.tick()
     assert coord.state_of("g") == EMPTY
+
+
+def test_a_join_leave_loop_does_not_grow_the_expiry_heap(coord):
+    """Members that left used to keep their heap entry (and ids) until their deadline,
+    up to session_timeout_ms = 1 hour."""
+    stay = Sim(coord, group="stay", session_timeout_ms=3_600_000)
+    for i in range(5000):
+        Sim(coord, group=f"once{i}", session_timeout_ms=3_600_000).leave()
+    assert len(coord._deadlines) <= 2 * 1 + 1024
+    stay.beat()
+    assert coord.describe("stay")["members"][0]["member_id"] == stay.member_id
