@@ -22,7 +22,7 @@ MIN_RETENTION_CHECK_MS = 100  # the cleaner never runs more often than this
 BROKER_KEYS = (
     "auto.create.topics.enable", "num.partitions", "log.retention.check.interval.ms",
     "socket.request.max.bytes", "advertised.host.name", "log.cleaner.backoff.ms",
-    "offsets.retention.minutes", "offsets.retention.check.interval.ms",
+    "offsets.retention.minutes", "offsets.retention.check.interval.ms", "group.max.size",
 )
 
 
@@ -61,6 +61,7 @@ class BrokerConfig:
     # empty consumer groups and their committed offsets are forgotten after this (Kafka's)
     offsets_retention_minutes: int = 10_080
     offsets_retention_check_interval_ms: int = 600_000
+    group_max_size: int = 1000   # members per consumer group (Kafka's default: unlimited)
     # what every topic starts from: Kafka's defaults + the broker's log.* overrides
     log_defaults: LogConfig = dataclasses.field(default_factory=LogConfig)
 
@@ -91,6 +92,8 @@ class BrokerConfig:
                 fields["offsets_retention_minutes"] = _int(key, value, 1)
             elif key == "offsets.retention.check.interval.ms":
                 fields["offsets_retention_check_interval_ms"] = _int(key, value, 1)
+            elif key == "group.max.size":
+                fields["group_max_size"] = _int(key, value, 1)
             elif key == "advertised.host.name":
                 fields["advertised_host_name"] = str(value).strip() or None
             else:

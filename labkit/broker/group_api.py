@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit._clock import Clock
-from labkit.broker.groups import DEAD, EMPTY, Coordinator
+from labkit.broker.groups import DEAD, DEFAULT_MAX_GROUP_SIZE, EMPTY, Coordinator
 from labkit.broker.offsets import MAX_METADATA, OffsetStore
 from labkit.broker.topics import validate_topic_name
 from labkit.errors import (
@@ -121,14 +121,15 @@ class GroupService:
                  partitions_of: Callable[[str], int | None],
                  log_end_offset: Callable[[str, int], int | None], *,
                  offsets_retention_ms: int = OFFSETS_RETENTION_MS,
-                 retention_check_interval_ms: int = RETENTION_CHECK_INTERVAL_MS):
+                 retention_check_interval_ms: int = RETENTION_CHECK_INTERVAL_MS,
+                 max_group_size: int = DEFAULT_MAX_GROUP_SIZE):
         self._clock = clock
         self._retention_ms = offsets_retention_ms
         self._check_interval_s = retention_check_interval_ms / 1000.0
         self._next_check = clock.monotonic() + self._check_interval_s
         self._partitions_of = partitions_of
         self._log_end_offset = log_end_offset
-        self.coordinator = Coordinator(clock, partitions_of)
+        self.coordinator = Coordinator(clock, partitions_of, max_group_size)
         self.offsets = OffsetStore(data_dir, clock)
         if self.offsets.truncated_bytes:
             log.warning("consumer offsets: cut %d bytes of a torn write at the end of the "

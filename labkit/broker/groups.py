@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from labkit._clock import Clock
 from labkit.broker.assignors import ASSIGNORS, DEFAULT_ASSIGNOR
 from labkit.errors import (
+    GroupMaxSizeReachedError,
     IllegalGenerationError,
     InconsistentGroupProtocolError,
     NonEmptyGroupError,
@@ -68,6 +69,7 @@ log = logging.getLogger(__name__)
 
 TP = tuple[str, int]
 EMPTY, PREPARING, STABLE, DEAD = "Empty", "PreparingRebalance", "Stable", "Dead"
+DEFAULT_MAX_GROUP_SIZE = 1000  # group.max.size (Kafka: unlimited; a join rebalances all)
 REBALANCE_HEARTBEAT_MS = 50    # while a member's assignment is changing
 STABLE_HEARTBEAT_MS = 250      # otherwise (a new member is noticed within this)
 
@@ -129,8 +131,10 @@ class Group:
 class Coordinator:
     """All consumer groups' membership and assignments (offsets are kept elsewhere)."""
 
-    def __init__(self, clock: Clock, partitions_of: Callable[[str], int | None]):
+    def __init__(self, clock: Clock, partitions_of: Callable[[str], int | None],
+                 max_group_size: int = DEFAULT_MAX_GROUP_SIZE):
         self._clock = clock
+        self._max_group_size = max_group_size
         self._partitions_of = partitions_of
         self._groups: dict[str, Group] = {}
         self._subscribers: dict[str, set[str]] = {}   # topic -> ids of groups subscribing
@@ -146,7 +150,8 @@ class Coordinator:
         """Add a member (or update a known one) and answer like a heartbeat.
 
         Raises InconsistentGroupProtocolError when no assignor is shared with the
-        group's members.
+        group's members, GroupMaxSizeReachedError when a new member would make the
+        group larger than ``group.max.size``.
         """
         now = self._clock.monotonic()
         group = self._groups.get(group_id) or Group(group_id)
@@ -161,8 +166,14 @@ class Coordinator:
             raise InconsistentGroupProtocolError(
                 f"group '{group_id}' uses the assignor '{group.assignor}' but this consumer asked for {list(wanted)}; give every "
                 "consumer of a group the same partition_assignment_strategy")
-        self._groups[group_id] = group
         member = group.members.get(member_id) if member_id else None
+        if member is None and len(group.members) >= self._max_group_size:
+            raise GroupMaxSizeReachedError(
+                f"group '{group_id}' already has {len(group.members)} members, the most "
+                f"this broker allows (group.max.size={self._max_group_size}); a group never "
+                "needs more consumers than its topics have partitions. Use fewer consumers "
+                "or another group_id")
+        self._groups[group_id] = group
         if member is None:
             member = Member(
                 member_id=f"{client_id or 'consumer'}-{uuid.uuid4()}",

@@ -220,7 +220,8 @@ class BrokerServer:
         self.groups = GroupService(
             self.config.data_dir, self.clock, self._partitions_of, self._log_end_offset,
             offsets_retention_ms=self.config.offsets_retention_minutes * 60_000,
-            retention_check_interval_ms=self.config.offsets_retention_check_interval_ms)
+            retention_check_interval_ms=self.config.offsets_retention_check_interval_ms,
+            max_group_size=self.config.group_max_size)
         self._flusher = _Flusher(ctx, wake_addr)
         self._flusher.start()
         self._cleaner = _Cleaner(self.registry, self.config, self.clock)

@@ -167,3 +167,16 @@ def test_one_shot_empty_groups_are_forgotten_and_committed_ones_kept(quick_expir
         assert groups == ["kept"]
         fetched = call(client, "offset_fetch", {"group_id": "kept", "partitions": [["t", 0]]})
         assert fetched["partitions"][0][2] == 7
+
+
+def test_a_join_loop_into_one_group_stops_at_group_max_size(broker):
+    """Each join rebalances over every member: 4,000 members made one join cost ~45 ms
+    of the broker's only thread."""
+    with RawClient(broker.bootstrap, timeout=30) as evil, \
+            RawClient(broker.bootstrap, timeout=30) as good:
+        for _ in range(1000):  # group.max.size default
+            assert call(evil, "join_group", join_header("crowd", ["t"]))["error"] == 0
+        refused = call(evil, "join_group", join_header("crowd", ["t"]))
+        assert refused["error"] == 81, refused
+        assert "group.max.size=1000" in refused["message"]
+        assert slowest_answer_s(good) < 1.0

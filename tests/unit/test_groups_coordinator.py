@@ -478,3 +478,17 @@ def test_a_join_leave_loop_does_not_grow_the_expiry_heap(coord):
     assert len(coord._deadlines) <= 2 * 1 + 1024
     stay.beat()
     assert coord.describe("stay")["members"][0]["member_id"] == stay.member_id
+
+
+def test_group_max_size_refuses_a_new_member_not_a_known_one(clock, topics):
+    from labkit.errors import GroupMaxSizeReachedError
+    coord = Coordinator(clock, topics, max_group_size=3)
+    members = [Sim(coord, client_id=f"c{i}") for i in range(3)]
+    with pytest.raises(GroupMaxSizeReachedError, match=r"group.max.size=3"):
+        Sim(coord, client_id="one-too-many")
+    again = coord.join("g", client_id="c0", client_host="", topics=["t"], assignors=["range"],
+                       session_timeout_ms=10_000, max_poll_interval_ms=300_000,
+                       member_id=members[0].member_id)
+    assert again["members"] == 3
+    members[1].leave()
+    assert Sim(coord, client_id="now-fits").resp["members"] == 3
