@@ -38,6 +38,9 @@ from labkit.errors import ProtocolError
 MAGIC = b"LK1"
 MAX_REQUEST_ID = 16
 MAX_HEADER_BYTES = 1 << 20  # a JSON header is small; a megabyte means abuse
+# a reply's header lists what the broker holds (list_groups of 20,000 groups is 1.4 MB):
+# bounded against a rogue peer, not against a big but honest broker
+MAX_RESPONSE_HEADER_BYTES = 64 << 20
 MAX_INT_DIGITS = 20         # -9223372036854775808 is the longest 64-bit integer
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 # a \uD800-\uDFFF escape may be half of a pair (fine) or alone (not text): look closer
@@ -110,10 +113,10 @@ def encode_header(header: dict[str, Any]) -> bytes:
     return _dumps(header).encode("utf-8")
 
 
-def decode_header(raw: bytes) -> dict[str, Any]:
+def decode_header(raw: bytes, limit: int = MAX_HEADER_BYTES) -> dict[str, Any]:
     """The JSON object of a header frame. Raises ProtocolError (see the module doc)."""
-    if len(raw) > MAX_HEADER_BYTES:
-        raise ProtocolError(f"header frame of {len(raw)} bytes is over the limit")
+    if len(raw) > limit:
+        raise ProtocolError(f"header frame of {len(raw)} bytes is over the limit ({limit})")
     try:
         text = raw.decode("utf-8")  # strict: no encoded surrogates, no UTF-16/32
     except UnicodeDecodeError as exc:
@@ -188,7 +191,8 @@ def parse_response(frames: list[bytes]) -> tuple[bytes, dict[str, Any], list[byt
     """Split a response into (request_id, header, payloads). Raises ProtocolError."""
     if len(frames) < 3 or bytes(frames[0]) != MAGIC:
         raise ProtocolError("malformed response from broker")
-    return bytes(frames[1]), decode_header(bytes(frames[2])), list(frames[3:])
+    header = decode_header(bytes(frames[2]), MAX_RESPONSE_HEADER_BYTES)
+    return bytes(frames[1]), header, list(frames[3:])
 
 
 def error_header(code: int, message: str) -> dict[str, Any]:

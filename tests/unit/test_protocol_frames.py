@@ -74,3 +74,14 @@ def test_headers_that_would_break_the_broker_later_are_refused_at_decode(header,
 ])
 def test_unusual_but_valid_headers_still_decode(header, expected):
     assert f.decode_header(header) == expected
+
+
+def test_a_big_reply_header_is_read_but_a_big_request_header_is_not():
+    """list_groups over 20,000 groups answers a 1.4 MB header; the client refused it."""
+    groups = [{"group_id": f"group-{i:05d}", "protocol_type": "consumer", "state": "Empty"}
+              for i in range(20_000)]
+    reply = f.build_response(b"id", {"error": 0, "groups": groups})
+    assert len(reply[2]) > f.MAX_HEADER_BYTES
+    assert len(f.parse_response(reply)[1]["groups"]) == 20_000
+    with pytest.raises(ProtocolError, match="over the limit"):
+        f.parse_request(f.build_request(b"id", "list_groups", {"groups": groups}))
