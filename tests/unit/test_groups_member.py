@@ -509,3 +509,15 @@ def test_a_partition_withdrawn_during_a_callback_is_not_taken_up(svc, clock, eve
     assert_disjoint(b, c, world["early"])
     beat_until_idle(svc, b, c, world["early"], clock=clock)
     assert world["early"].assignment == {TP("t", 0), TP("t", 1)}
+
+
+def test_a_full_group_surfaces_in_poll_instead_of_retrying(tmp_path, clock, events, topics):
+    from labkit.errors import GroupMaxSizeReachedError
+    small = GroupService(tmp_path / "small", clock, topics.get, lambda t, p: 0,
+                         max_group_size=1)
+    run(small, clock, member(clock, events, "a"), rounds=2)
+    b = member(clock, events, "b")
+    pump(small, b)
+    with pytest.raises(GroupMaxSizeReachedError, match="group.max.size=1"):
+        b.poll()
+    small.close()
