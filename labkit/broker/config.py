@@ -22,6 +22,7 @@ MIN_RETENTION_CHECK_MS = 100  # the cleaner never runs more often than this
 BROKER_KEYS = (
     "auto.create.topics.enable", "num.partitions", "log.retention.check.interval.ms",
     "socket.request.max.bytes", "advertised.host.name", "log.cleaner.backoff.ms",
+    "offsets.retention.minutes", "offsets.retention.check.interval.ms", "group.max.size",
 )
 
 
@@ -57,6 +58,10 @@ class BrokerConfig:
     log_cleaner_backoff_ms: int = 15_000
     socket_request_max_bytes: int = 16 * 1024 * 1024
     advertised_host_name: str | None = None
+    # empty consumer groups and their committed offsets are forgotten after this (Kafka's)
+    offsets_retention_minutes: int = 10_080
+    offsets_retention_check_interval_ms: int = 600_000
+    group_max_size: int = 1000   # members per consumer group (Kafka's default: unlimited)
     # what every topic starts from: Kafka's defaults + the broker's log.* overrides
     log_defaults: LogConfig = dataclasses.field(default_factory=LogConfig)
 
@@ -83,6 +88,12 @@ class BrokerConfig:
                 fields["log_cleaner_backoff_ms"] = _int(key, value, 1)
             elif key == "socket.request.max.bytes":
                 fields["socket_request_max_bytes"] = _int(key, value, 1024)
+            elif key == "offsets.retention.minutes":
+                fields["offsets_retention_minutes"] = _int(key, value, 1)
+            elif key == "offsets.retention.check.interval.ms":
+                fields["offsets_retention_check_interval_ms"] = _int(key, value, 1)
+            elif key == "group.max.size":
+                fields["group_max_size"] = _int(key, value, 1)
             elif key == "advertised.host.name":
                 fields["advertised_host_name"] = str(value).strip() or None
             else:

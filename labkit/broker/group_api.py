@@ -3,7 +3,9 @@
 Contract with broker/server.py: the server builds one ``GroupService`` at start,
 passes every request whose API is in ``GROUP_APIS`` to ``handle`` (which never
 raises and returns the response header), calls ``tick()`` about every 100 ms,
-and ``close()`` at shutdown. The wire shapes are in docs/groups.md.
+``topics_changed(names)`` after topics were created, deleted or got partitions
+(this is how groups notice: the tick does not scan subscriptions), and
+``close()`` at shutdown. The wire shapes are in docs/groups.md.
 
 Theory of operation: ``GroupService`` glues three pure parts together — the
 ``Coordinator`` (membership, generations, assignment; labkit/broker/groups.py),
@@ -11,6 +13,14 @@ the ``OffsetStore`` (committed offsets, fsync'd; labkit/broker/offsets.py) and
 the broker's topic registry (``partitions_of``, ``log_end_offset`` callbacks).
 Every request is answered synchronously; nothing is parked (members poll with
 short heartbeats during a rebalance instead). Not thread-safe: one I/O thread.
+
+Expiry (Kafka's ``offsets.retention.minutes``, checked every
+``offsets.retention.check.interval.ms`` from ``tick``): a group without members
+and without committed offsets is forgotten at the next check; one with offsets
+once it has been empty for the retention time, counted from when its last member
+left (or from its newest commit if that is later, e.g. a tool's; for a group known
+only by its offsets, as after a restart, from its newest commit). Its offsets go
+with it, all of a check's deletions in one fsync.
 """
 
 from __future__ import annotations
@@ -21,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from labkit._clock import Clock
-from labkit.broker.groups import DEAD, EMPTY, Coordinator
+from labkit.broker.groups import DEAD, DEFAULT_MAX_GROUP_SIZE, EMPTY, Coordinator
 from labkit.broker.offsets import MAX_METADATA, OffsetStore
+from labkit.broker.topics import validate_topic_name
 from labkit.errors import (
     GroupIdNotFoundError,
     InvalidGroupIdError,
@@ -45,6 +56,9 @@ GROUP_APIS = frozenset({
 MIN_SESSION_TIMEOUT_MS = 100
 MAX_SESSION_TIMEOUT_MS = 3_600_000
 MAX_GROUP_ID = 255
+MAX_SUBSCRIBED_TOPICS = 1000   # per member; a course's whole broker has fewer topics
+OFFSETS_RETENTION_MS = 7 * 24 * 3600 * 1000   # Kafka's offsets.retention.minutes=10080
+RETENTION_CHECK_INTERVAL_MS = 600_000          # offsets.retention.check.interval.ms
 
 
 class _Bad(Exception):
@@ -75,9 +89,16 @@ def _group_id(header: dict) -> str:
 
 
 def _topics(header: dict, key: str = "topics") -> list[str]:
+    """A member's subscription: legal topic names, at most MAX_SUBSCRIBED_TOPICS."""
     topics = header.get(key)
-    if not isinstance(topics, list) or not all(isinstance(t, str) and t for t in topics):
+    if not isinstance(topics, list):
         raise _Bad(f"'{key}' must be a list of topic names")
+    if len(topics) > MAX_SUBSCRIBED_TOPICS:
+        raise InvalidRequestError(
+            f"a consumer may subscribe to at most {MAX_SUBSCRIBED_TOPICS} topics, this one "
+            f"named {len(topics)}; subscribe to the topics you read (or a narrower pattern)")
+    for topic in topics:
+        validate_topic_name(topic)  # InvalidTopicError (17) names the rule
     return topics
 
 
@@ -98,11 +119,17 @@ class GroupService:
 
     def __init__(self, data_dir: Path, clock: Clock,
                  partitions_of: Callable[[str], int | None],
-                 log_end_offset: Callable[[str, int], int | None]):
+                 log_end_offset: Callable[[str, int], int | None], *,
+                 offsets_retention_ms: int = OFFSETS_RETENTION_MS,
+                 retention_check_interval_ms: int = RETENTION_CHECK_INTERVAL_MS,
+                 max_group_size: int = DEFAULT_MAX_GROUP_SIZE):
         self._clock = clock
+        self._retention_ms = offsets_retention_ms
+        self._check_interval_s = retention_check_interval_ms / 1000.0
+        self._next_check = clock.monotonic() + self._check_interval_s
         self._partitions_of = partitions_of
         self._log_end_offset = log_end_offset
-        self.coordinator = Coordinator(clock, partitions_of)
+        self.coordinator = Coordinator(clock, partitions_of, max_group_size)
         self.offsets = OffsetStore(data_dir, clock)
         if self.offsets.truncated_bytes:
             log.warning("consumer offsets: cut %d bytes of a torn write at the end of the "
@@ -144,12 +171,50 @@ class GroupService:
     def tick(self) -> None:
         try:
             self.coordinator.tick()
+            if self._clock.monotonic() >= self._next_check:
+                self._next_check = self._clock.monotonic() + self._check_interval_s
+                self.expire_groups()
             self.offsets.maybe_compact()
         except Exception:  # a periodic task must not kill the broker loop
             log.exception("consumer groups: tick failed")
 
+    def topics_changed(self, topics: list[str]) -> None:
+        """Topics were created, deleted or got partitions; never raises."""
+        try:
+            self.coordinator.topics_changed(topics)
+        except Exception:  # the broker loop must not die from a rebalance
+            log.exception("consumer groups: reacting to changed topics failed")
+
     def close(self) -> None:
         self.offsets.close()
+
+    def expire_groups(self) -> list[str]:
+        """Forget empty groups whose time is up (see "Expiry" above); returns their ids.
+
+        Raises OSError when the offsets file cannot be written (nothing is forgotten then).
+        """
+        now_ms = self._clock.time_ms()
+        expired, with_offsets = [], []
+        for group_id in self._known_groups():
+            if self.coordinator.has_members(group_id):
+                continue
+            committed = self.offsets.fetch(group_id)
+            if committed:
+                newest_commit = max(c.commit_ms for c in committed.values())
+                since = max(self.coordinator.empty_since_ms(group_id) or 0, newest_commit)
+                if now_ms - since < self._retention_ms:
+                    continue
+                with_offsets.append(group_id)
+            expired.append(group_id)
+        self.offsets.delete_groups(with_offsets)
+        for group_id in expired:
+            self.coordinator.forget(group_id)
+        if expired:
+            log.info("consumer groups: forgot %d empty group(s) (%d with offsets older than "
+                     "offsets.retention.minutes=%d): %s", len(expired), len(with_offsets),
+                     self._retention_ms // 60_000, ", ".join(expired[:10])
+                     + (", ..." if len(expired) > 10 else ""))
+        return expired
 
     # -- membership -------------------------------------------------------------
 

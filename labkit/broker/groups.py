@@ -10,7 +10,8 @@ own now (``assignment``).
 - **Generation (group epoch).** Any change that affects the assignment bumps the
   group's generation and recomputes the *target* assignment with the group's
   assignor: a member joins, leaves, expires, changes its subscription, or a
-  subscribed topic's partition count changes (checked in ``tick``).
+  subscribed topic's partition count changes (the broker calls
+  ``topics_changed`` with the names of topics it created, deleted or grew).
 - **Hand-over without overlap.** A member's ``assignment`` is its target minus
   partitions that another member still *holds*. A member holds what it last
   reported owning plus what it was last told it may own. So a partition moves
@@ -23,6 +24,17 @@ own now (``assignment``).
 - **Timeouts.** A member that sends nothing for ``session_timeout_ms`` is removed;
   so is a member that has not released revoked partitions within its
   ``max_poll_interval_ms`` (it is stuck; its partitions go to the others).
+- **Cost.** Nothing is proportional to everything: ``tick`` pops only members
+  whose deadline has come from a heap (one live entry per member, ``Member.due``;
+  a heartbeat only moves ``last_seen``, and an entry that pops early is pushed
+  again at the member's real deadline; entries of members that left are rebuilt
+  away once they outnumber the live members, so a join/leave loop cannot grow it), and ``topics_changed`` looks up the groups
+  that subscribe to a topic in an index (topic -> group ids, kept in step with
+  each group's ``partition_counts`` keys in ``_rebalance``). Work happens when
+  something changes: a join, a leave, an expiry, a topic change.
+- **Empty groups.** A group remembers when it became empty (``empty_since_ms``,
+  wall clock) so the service can expire it and its offsets after
+  ``offsets.retention.minutes``, as Kafka does since 2.1.
 - **Fencing.** ``check_commit`` lets a member commit only partitions it holds,
   with a generation between its join and the group's current one; a member that
   was removed is unknown. Tools commit with member ``""`` and generation -1, only
@@ -36,7 +48,9 @@ calls it from its one I/O thread.
 
 from __future__ import annotations
 
+import heapq
 import logging
+import math
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -44,6 +58,7 @@ from dataclasses import dataclass, field
 from labkit._clock import Clock
 from labkit.broker.assignors import ASSIGNORS, DEFAULT_ASSIGNOR
 from labkit.errors import (
+    GroupMaxSizeReachedError,
     IllegalGenerationError,
     InconsistentGroupProtocolError,
     NonEmptyGroupError,
@@ -54,6 +69,7 @@ log = logging.getLogger(__name__)
 
 TP = tuple[str, int]
 EMPTY, PREPARING, STABLE, DEAD = "Empty", "PreparingRebalance", "Stable", "Dead"
+DEFAULT_MAX_GROUP_SIZE = 1000  # group.max.size (Kafka: unlimited; a join rebalances all)
 REBALANCE_HEARTBEAT_MS = 50    # while a member's assignment is changing
 STABLE_HEARTBEAT_MS = 250      # otherwise (a new member is noticed within this)
 
@@ -73,9 +89,17 @@ class Member:
     sent: frozenset[TP] = frozenset()      # the assignment it was last told
     generation: int = 0                    # the generation it was last told
     revoking_since: float | None = None    # when it was first asked to release something
+    due: float = math.inf                  # deadline of its live entry in the expiry heap
 
     def holds(self) -> frozenset[TP]:
         return self.owned | self.sent
+
+    def deadline(self) -> float:
+        """When this member expires unless it is heard from (or releases) first."""
+        session_end = self.last_seen + self.session_timeout
+        if self.revoking_since is None:
+            return session_end
+        return min(session_end, self.revoking_since + self.rebalance_timeout)
 
 
 @dataclass(slots=True)
@@ -86,6 +110,7 @@ class Group:
     members: dict[str, Member] = field(default_factory=dict)
     target: dict[str, frozenset[TP]] = field(default_factory=dict)
     partition_counts: dict[str, int] = field(default_factory=dict)
+    empty_since_ms: int | None = None      # wall clock; None while it has members
 
     def state(self) -> str:
         if not self.members:
@@ -106,10 +131,16 @@ class Group:
 class Coordinator:
     """All consumer groups' membership and assignments (offsets are kept elsewhere)."""
 
-    def __init__(self, clock: Clock, partitions_of: Callable[[str], int | None]):
+    def __init__(self, clock: Clock, partitions_of: Callable[[str], int | None],
+                 max_group_size: int = DEFAULT_MAX_GROUP_SIZE):
         self._clock = clock
+        self._max_group_size = max_group_size
         self._partitions_of = partitions_of
         self._groups: dict[str, Group] = {}
+        self._subscribers: dict[str, set[str]] = {}   # topic -> ids of groups subscribing
+        self._deadlines: list[tuple[float, int, str, str]] = []  # (due, seq, group, member)
+        self._seq = 0
+        self._member_count = 0   # members in all groups (sizes the expiry heap)
 
     # -- membership -------------------------------------------------------------
 
@@ -119,7 +150,8 @@ class Coordinator:
         """Add a member (or update a known one) and answer like a heartbeat.
 
         Raises InconsistentGroupProtocolError when no assignor is shared with the
-        group's members.
+        group's members, GroupMaxSizeReachedError when a new member would make the
+        group larger than ``group.max.size``.
         """
         now = self._clock.monotonic()
         group = self._groups.get(group_id) or Group(group_id)
@@ -134,8 +166,14 @@ class Coordinator:
             raise InconsistentGroupProtocolError(
                 f"group '{group_id}' uses the assignor '{group.assignor}' but this consumer asked for {list(wanted)}; give every "
                 "consumer of a group the same partition_assignment_strategy")
-        self._groups[group_id] = group
         member = group.members.get(member_id) if member_id else None
+        if member is None and len(group.members) >= self._max_group_size:
+            raise GroupMaxSizeReachedError(
+                f"group '{group_id}' already has {len(group.members)} members, the most "
+                f"this broker allows (group.max.size={self._max_group_size}); a group never "
+                "needs more consumers than its topics have partitions. Use fewer consumers "
+                "or another group_id")
+        self._groups[group_id] = group
         if member is None:
             member = Member(
                 member_id=f"{client_id or 'consumer'}-{uuid.uuid4()}",
@@ -144,6 +182,9 @@ class Coordinator:
                 rebalance_timeout=max_poll_interval_ms / 1000.0,
                 joined_generation=group.generation + 1, last_seen=now)
             group.members[member.member_id] = member
+            self._member_count += 1
+            group.empty_since_ms = None
+            self._schedule(group, member)
             log.info("group %s: member %s joined (%s)", group_id, member.member_id,
                      ", ".join(sorted(member.topics)) or "no topics")
         else:
@@ -152,6 +193,7 @@ class Coordinator:
             member.session_timeout = session_timeout_ms / 1000.0
             member.rebalance_timeout = max_poll_interval_ms / 1000.0
             member.last_seen = now
+            self._schedule(group, member)  # a shorter timeout moves its deadline
         self._rebalance(group, f"member {member.member_id} joined")
         return self._answer(group, member, now)
 
@@ -253,15 +295,56 @@ class Coordinator:
             raise NonEmptyGroupError(
                 f"group '{group_id}' still has {len(group.members)} active member(s); stop "
                 "(close) its consumers and try again")
-        del self._groups[group_id]
+        self.forget(group_id)
+
+    def empty_since_ms(self, group_id: str) -> int | None:
+        """Wall-clock ms when the group lost its last member; None if it has members
+        or is unknown here."""
+        group = self._groups.get(group_id)
+        if group is None:
+            return None
+        self._expire(group, self._clock.monotonic())
+        return group.empty_since_ms
+
+    def forget(self, group_id: str) -> None:
+        """Drop an empty group (offset expiry); a group with members is kept."""
+        group = self._groups.get(group_id)
+        if group is not None and not group.members:
+            self._unwatch(group, group.partition_counts)
+            del self._groups[group_id]
 
     def tick(self) -> None:
-        """Expire silent or stuck members; rebalance on partition-count changes."""
+        """Expire members whose deadline has passed (only those: see "Cost")."""
         now = self._clock.monotonic()
-        for group in list(self._groups.values()):
-            self._expire(group, now)
-            if group.members and self._partition_counts(group) != group.partition_counts:
-                self._rebalance(group, "the partition count of a subscribed topic changed")
+        heap = self._deadlines
+        popped: list[tuple[Group, Member]] = []
+        while heap and heap[0][0] <= now:
+            due, _seq, group_id, member_id = heapq.heappop(heap)
+            group = self._groups.get(group_id)
+            member = group.members.get(member_id) if group is not None else None
+            if member is None or member.due != due:
+                continue  # gone already, or a stale entry
+            member.due = math.inf
+            popped.append((group, member))
+        # re-pushed only after the loop: a member exactly at its deadline is not yet
+        # expired (the test is strict), and must wait for the next tick, not spin here
+        for group, member in popped:
+            if group.members.get(member.member_id) is member:
+                self._expire(group, now)
+            if group.members.get(member.member_id) is member:
+                self._schedule(group, member)
+
+    def topics_changed(self, topics: Iterable[str]) -> None:
+        """Topics were created, deleted or got partitions: rebalance the groups that
+        subscribe to them and see a different partition count."""
+        changed: dict[str, Group] = {}
+        for topic in topics:
+            for group_id in self._subscribers.get(topic, ()):
+                group = self._groups[group_id]
+                if (self._partitions_of(topic) or 0) != group.partition_counts.get(topic):
+                    changed[group_id] = group
+        for group in changed.values():
+            self._rebalance(group, "the partition count of a subscribed topic changed")
 
     # -- internals ----------------------------------------------------------------
 
@@ -290,11 +373,45 @@ class Coordinator:
 
     def _remove(self, group: Group, member: Member, why: str) -> None:
         del group.members[member.member_id]
+        self._member_count -= 1
+        if not group.members:
+            group.empty_since_ms = self._clock.time_ms()
+        if len(self._deadlines) > 2 * self._member_count + 1024:
+            self._rebuild_deadlines()
         log.info("group %s: member %s %s", group.group_id, member.member_id, why)
         self._rebalance(group, f"member {member.member_id} {why}")
 
     def _partition_counts(self, group: Group) -> dict[str, int]:
         return {t: self._partitions_of(t) or 0 for t in sorted(group.subscribed_topics())}
+
+    def _schedule(self, group: Group, member: Member) -> None:
+        """Make sure the expiry heap holds an entry no later than the member's deadline."""
+        deadline = member.deadline()
+        if deadline < member.due:
+            member.due = deadline
+            self._seq += 1
+            heapq.heappush(self._deadlines, (deadline, self._seq, group.group_id,
+                                             member.member_id))
+
+    def _rebuild_deadlines(self) -> None:
+        """Drop stale heap entries: one entry per live member (amortised: runs only
+        when stale entries outnumber live ones)."""
+        entries = []
+        for group in self._groups.values():
+            for member in group.members.values():
+                if member.due != math.inf:
+                    self._seq += 1
+                    entries.append((member.due, self._seq, group.group_id, member.member_id))
+        heapq.heapify(entries)
+        self._deadlines = entries
+
+    def _unwatch(self, group: Group, topics: Iterable[str]) -> None:
+        for topic in topics:
+            watchers = self._subscribers.get(topic)
+            if watchers is not None:
+                watchers.discard(group.group_id)
+                if not watchers:
+                    del self._subscribers[topic]
 
     def _choose_assignor(self, group: Group) -> str:
         members = sorted(group.members.values(), key=lambda m: m.joined_generation)
@@ -308,7 +425,12 @@ class Coordinator:
     def _rebalance(self, group: Group, why: str) -> None:
         group.generation += 1
         group.assignor = self._choose_assignor(group)
-        group.partition_counts = self._partition_counts(group)
+        old_topics = group.partition_counts.keys()
+        counts = self._partition_counts(group)
+        self._unwatch(group, old_topics - counts.keys())
+        for topic in counts.keys() - old_topics:
+            self._subscribers.setdefault(topic, set()).add(group.group_id)
+        group.partition_counts = counts
         subscriptions = {m.member_id: m.topics for m in group.members.values()}
         target = ASSIGNORS[group.assignor](subscriptions, group.partition_counts, group.target)
         group.target = {m: frozenset(tps) for m, tps in target.items()}
@@ -329,6 +451,7 @@ class Coordinator:
         if releasing:
             if member.revoking_since is None:
                 member.revoking_since = now
+                self._schedule(group, member)
         else:
             member.revoking_since = None
         pending = target - member.sent

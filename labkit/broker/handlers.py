@@ -18,7 +18,9 @@ A ``Reply`` tells the server what to do besides sending ``header`` + ``payloads`
 - ``appended``: partitions that got data, so parked fetches on them are re-checked;
 - ``park_ms``/``keys``: a fetch short of ``min_bytes``; the server parks it and
   calls ``fetch(header, final)`` again when one of ``keys`` grows or time is up;
-- ``topics_changed``: an admin change; parked fetches are re-checked.
+- ``topics_changed``: an admin change; parked fetches are re-checked;
+- ``changed_topics``: names of topics created (also auto-created), deleted or
+  grown, for the group coordinator (groups rebalance on them; nothing scans).
 
 The hot paths touch no record object: produce = CRC and column check (C-level over
 the batch's columns, records.validate_batch) + the timestamp bounds + one append
@@ -69,6 +71,7 @@ class Reply:
     park_ms: int = 0
     keys: list | None = None
     topics_changed: bool = False
+    changed_topics: list[str] | tuple[()] = ()
 
 
 def error_of(exc: BaseException) -> tuple[int, str]:
@@ -176,14 +179,15 @@ class Handlers:
         else:
             raise InvalidRequestError("field 'topics' must be null or a list of names")
         topics = []
-        changed = False
+        changed = []
         for name in names:
             try:
                 validate_topic_name(name)
                 topic = self.registry.get(name)
                 if topic is None and allow:
                     topic = self._auto_create(name)
-                    changed = topic is not None
+                    if topic is not None:
+                        changed.append(name)
                 if topic is None:
                     raise UnknownTopicOrPartitionError(f"topic {name!r} does not exist")
                 parts = [{"partition": p, "leader": 0, "replicas": [0], "isr": [0]}
@@ -196,7 +200,8 @@ class Handlers:
                                "is_internal": False, "partitions": []})
         brokers = [{"node_id": 0, "host": self.config.advertised_host, "port": self.config.port}]
         return Reply({"error": 0, "cluster_id": self.registry.cluster_id, "controller_id": 0,
-                      "brokers": brokers, "topics": topics}, topics_changed=changed)
+                      "brokers": brokers, "topics": topics},
+                     topics_changed=bool(changed), changed_topics=changed)
 
     # -- data ------------------------------------------------------------------
 
@@ -211,6 +216,7 @@ class Handlers:
         registry = self.registry
         results = []
         appended = []
+        created = []
         sync = [] if acks == -1 else None
         for index, ((name, partition), batch) in enumerate(zip(targets, payloads, strict=False)):
             try:
@@ -223,6 +229,7 @@ class Handlers:
                             f"topic {name!r} does not exist and auto.create.topics.enable "
                             "is false; "
                             f"create it first (labkit topics --create --topic {name})")
+                    created.append(name)
                 plog = registry.partition(name, partition)
                 size = len(batch)
                 if size > topic.max_message_bytes:
@@ -253,7 +260,7 @@ class Handlers:
                 code, text = error_of(exc)
                 results.append([-1, code, -1, text])
         return Reply({"error": 0, "results": results}, silent=acks == 0, sync=sync,
-                     appended=appended)
+                     appended=appended, changed_topics=created)
 
     def _check_timestamps(self, name: str, topic: Topic, batch, header) -> None:
         """Kafka's message.timestamp.after.max.ms / before.max.ms: a record stamped far
@@ -354,6 +361,7 @@ class Handlers:
     def create_topics(self, header: dict, payloads: list) -> Reply:
         validate_only = header.get("validate_only", False) is True
         out = []
+        changed = []
         for spec in _list(header, "topics"):
             if not isinstance(spec, dict):
                 raise InvalidRequestError("each topic must be an object with a 'name'")
@@ -363,19 +371,24 @@ class Handlers:
                 self.registry.create(name, count, spec.get("replication_factor", 1),
                                      spec.get("configs"), validate_only=validate_only)
                 out.append(self._outcome(name, None))
+                if not validate_only:
+                    changed.append(name)
             except Exception as exc:  # noqa: BLE001
                 out.append(self._outcome(name, exc))
-        return Reply({"error": 0, "topics": out}, topics_changed=not validate_only)
+        return Reply({"error": 0, "topics": out}, topics_changed=not validate_only,
+                     changed_topics=changed)
 
     def delete_topics(self, header: dict, payloads: list) -> Reply:
         out = []
+        changed = []
         for name in _list(header, "topics"):
             try:
                 self.registry.delete(name)
                 out.append(self._outcome(name, None))
+                changed.append(name)
             except Exception as exc:  # noqa: BLE001
                 out.append(self._outcome(name, exc))
-        return Reply({"error": 0, "topics": out}, topics_changed=True)
+        return Reply({"error": 0, "topics": out}, topics_changed=True, changed_topics=changed)
 
     def create_partitions(self, header: dict, payloads: list) -> Reply:
         wanted = header.get("topics")
@@ -383,13 +396,17 @@ class Handlers:
             raise InvalidRequestError("field 'topics' must be an object of topic -> new count")
         validate_only = header.get("validate_only", False) is True
         out = []
+        changed = []
         for name, total in wanted.items():
             try:
                 self.registry.create_partitions(name, total, validate_only=validate_only)
                 out.append(self._outcome(name, None))
+                if not validate_only:
+                    changed.append(name)
             except Exception as exc:  # noqa: BLE001
                 out.append(self._outcome(name, exc))
-        return Reply({"error": 0, "topics": out}, topics_changed=not validate_only)
+        return Reply({"error": 0, "topics": out}, topics_changed=not validate_only,
+                     changed_topics=changed)
 
     def describe_configs(self, header: dict, payloads: list) -> Reply:
         wanted = header.get("topics")

@@ -217,8 +217,11 @@ class BrokerServer:
             self._close_sockets()
             raise
         self.handlers = Handlers(self.registry, self.config, self.clock, GROUP_APIS)
-        self.groups = GroupService(self.config.data_dir, self.clock, self._partitions_of,
-                                   self._log_end_offset)
+        self.groups = GroupService(
+            self.config.data_dir, self.clock, self._partitions_of, self._log_end_offset,
+            offsets_retention_ms=self.config.offsets_retention_minutes * 60_000,
+            retention_check_interval_ms=self.config.offsets_retention_check_interval_ms,
+            max_group_size=self.config.group_max_size)
         self._flusher = _Flusher(ctx, wake_addr)
         self._flusher.start()
         self._cleaner = _Cleaner(self.registry, self.config, self.clock)
@@ -353,6 +356,8 @@ class BrokerServer:
             self._dirty.update(reply.appended)
         if reply.topics_changed:
             self._recheck_all = True
+        if reply.changed_topics:
+            self.groups.topics_changed(reply.changed_topics)
         if reply.silent:
             return
         if reply.sync:

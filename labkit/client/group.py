@@ -53,7 +53,8 @@ log = logging.getLogger(__name__)
 
 UNJOINED, JOINING, JOINED, CLOSED = "unjoined", "joining", "joined", "closed"
 _UNKNOWN_MEMBER, _ILLEGAL_GENERATION = 25, 22
-_FATAL_JOIN_ERRORS = frozenset({23, 24, 26, 42})  # config mistakes: retrying will not help
+# config mistakes (and a full group, as in Kafka): retrying will not help
+_FATAL_JOIN_ERRORS = frozenset({17, 23, 24, 26, 42, 81})
 
 
 class RebalanceHooks(Protocol):

@@ -153,7 +153,7 @@ def test_tick_expires_members_and_follows_partition_counts(tmp_path, clock):
     assert len(svc.handle("describe_groups", {"group_ids": ["g"]})["groups"][0]["members"]) == 1
     assert beat(svc, a)["error"] == 25
     topics["t"] = 6
-    svc.tick()
+    svc.topics_changed(["t"])
     for _ in range(2):
         b = beat(svc, b)
     assert len(b["assignment"]) == 6
@@ -189,3 +189,104 @@ def test_handle_never_raises(svc, api, header):
     assert isinstance(resp["error"], int) and resp["error"] != -1, resp  # -1: a crash
     if resp["error"]:
         assert isinstance(resp["message"], str) and resp["message"]
+
+
+def test_a_subscription_is_bounded_and_named_by_topic_rules(svc):
+    """Issue 11 item 7: a join may not name 100,000 topics; names follow Kafka's rules."""
+    from labkit.broker.group_api import MAX_SUBSCRIBED_TOPICS
+    header = {"group_id": "g", "member_id": "", "client_id": "cli"}
+    too_many = svc.handle("join_group", {**header, "topics": [f"t{i}" for i in range(100_000)]})
+    assert too_many["error"] == 42
+    assert f"at most {MAX_SUBSCRIBED_TOPICS} topics" in too_many["message"]
+    bad_name = svc.handle("join_group", {**header, "topics": ["t", "no spaces"]})
+    assert bad_name["error"] == 17 and "not legal" in bad_name["message"]
+    assert svc.coordinator.group_ids() == []
+    at_limit = svc.handle("join_group", {**header, "topics": [f"t{i}" for i in
+                                                             range(MAX_SUBSCRIBED_TOPICS)]})
+    assert at_limit["error"] == 0
+    changed = svc.handle("heartbeat", {"group_id": "g", "member_id": at_limit["member_id"],
+                                       "generation": 1, "owned": [], "topics": ["x"] * 1001})
+    assert changed["error"] == 42
+
+
+DAY_S = 24 * 3600.0
+CHECK_S = 600.0  # offsets.retention.check.interval.ms default
+
+
+def listed(svc):
+    return [g["group_id"] for g in svc.handle("list_groups", {})["groups"]]
+
+
+def leave(svc, resp, group="g"):
+    assert svc.handle("leave_group", {"group_id": group,
+                                      "member_id": resp["member_id"]}) == {"error": 0}
+
+
+def test_empty_groups_without_offsets_are_forgotten_at_the_next_check(svc, clock):
+    """Issue 11 item 12: 20,000 one-shot groups (join, leave, no commit) were kept forever."""
+    for i in range(200):
+        leave(svc, join(svc, group=f"once{i}"), group=f"once{i}")
+    join(svc, group="active", session_timeout_ms=3_600_000)
+    assert len(listed(svc)) == 201
+    clock.advance(CHECK_S - 1)
+    svc.tick()
+    assert len(listed(svc)) == 201       # not before the check interval
+    clock.advance(1)
+    svc.tick()
+    assert listed(svc) == ["active"]
+    assert svc.coordinator.group_ids() == ["active"]
+
+
+def test_offsets_expire_after_retention_counted_from_when_the_group_became_empty(
+        tmp_path, clock):
+    svc = make(tmp_path, clock)
+    member = join(svc, session_timeout_ms=3_600_000)
+    assert commit(svc, [["t", 0, 42, "m"]], member["member_id"], 1)["error"] == 0
+    for _ in range(8):                   # active for 8 days; committed only at the start
+        for _ in range(24):
+            clock.advance(3000)
+            member = beat(svc, member)
+    leave(svc, member)
+    svc.tick()
+    clock.advance(7 * DAY_S - CHECK_S)   # the commit is 15 days old, the group empty < 7 days
+    svc.tick()
+    assert svc.handle("offset_fetch", {"group_id": "g", "partitions": [["t", 0]]})[
+        "partitions"][0][2] == 42
+    clock.advance(CHECK_S)
+    svc.tick()
+    assert listed(svc) == []
+    assert svc.handle("offset_fetch", {"group_id": "g", "partitions": [["t", 0]]})[
+        "partitions"][0][2] == -1
+    svc.close()
+    reopened = make(tmp_path, clock)     # the expiry is durable
+    assert listed(reopened) == []
+    reopened.close()
+
+
+def test_offsets_known_only_from_the_log_expire_from_their_newest_commit(tmp_path, clock):
+    svc = make(tmp_path, clock)
+    assert commit(svc, [["t", 0, 1, ""]], group="tool")["error"] == 0
+    clock.advance(3 * DAY_S)
+    assert commit(svc, [["t", 1, 5, ""]], group="tool")["error"] == 0
+    svc.close()
+    svc = make(tmp_path, clock)          # after a restart only the offsets are known
+    clock.advance(7 * DAY_S - 60)
+    svc.tick()
+    assert listed(svc) == ["tool"]
+    clock.advance(CHECK_S)
+    svc.tick()
+    assert listed(svc) == []
+    svc.close()
+
+
+def test_retention_settings_are_honoured(tmp_path, clock):
+    svc = GroupService(tmp_path, clock, TOPICS.get, lambda t, p: 0,
+                       offsets_retention_ms=60_000, retention_check_interval_ms=1000)
+    assert commit(svc, [["t", 0, 1, ""]], group="short")["error"] == 0
+    clock.advance(59)
+    svc.tick()
+    assert listed(svc) == ["short"]
+    clock.advance(1)
+    svc.tick()
+    assert listed(svc) == []
+    svc.close()

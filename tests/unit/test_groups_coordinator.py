@@ -248,7 +248,7 @@ def test_idle_member_when_more_members_than_partitions(coord, topics):
     assert described[idle[0].member_id]["assignment"] == []
 
 
-def test_partition_count_change_rebalances_on_tick(coord, topics):
+def test_partition_count_change_rebalances_when_the_broker_says_so(coord, topics):
     a, b = Sim(coord, client_id="a"), Sim(coord, client_id="b")
     settle(a, b)
     generation = a.resp["generation"]
@@ -256,7 +256,7 @@ def test_partition_count_change_rebalances_on_tick(coord, topics):
     a.beat()
     assert a.resp["generation"] == generation  # nothing changed
     topics.counts["t"] = 8
-    coord.tick()
+    coord.topics_changed(["t"])
     settle(a, b)
     assert a.resp["generation"] == generation + 1
     assert sorted(len(m.owned) for m in (a, b)) == [4, 4]
@@ -266,7 +266,7 @@ def test_subscribing_to_a_topic_that_appears_later(coord, topics):
     a = Sim(coord, topics=("later",))
     assert a.resp["assignment"] == []
     topics.counts["later"] = 2
-    coord.tick()
+    coord.topics_changed(["later"])
     a.beat()
     assert a.owned == {("later", 0), ("later", 1)}
 
@@ -371,7 +371,7 @@ def test_random_churn_never_gives_a_partition_to_two_members(clock, topics):
             live.pop(rng.randrange(len(live)))
         elif action < 0.2:
             topics.counts["t"] = rng.randint(2, 9)
-            coord.tick()
+            coord.topics_changed(["t"])
         else:
             for m in list(live):
                 m.stall = rng.random() < 0.3
@@ -390,3 +390,105 @@ def test_random_churn_never_gives_a_partition_to_two_members(clock, topics):
         assert coord.state_of("g") == STABLE
         owned = set().union(*(m.owned for m in live))
         assert owned == {("t", p) for p in range(topics.counts["t"])}
+
+
+class CountingTopics(Topics):
+    """Counts lookups: the work a coordinator does over subscriptions."""
+
+    def __init__(self, **counts):
+        super().__init__(**counts)
+        self.lookups = 0
+
+    def __call__(self, topic):
+        self.lookups += 1
+        return super().__call__(topic)
+
+
+def test_tick_costs_nothing_per_subscribed_topic(clock):
+    """Issue 11 item 7: ten members naming 10,000 missing topics each made every
+    tick look up all 100,000 names (the broker then answered nobody quickly)."""
+    topics = CountingTopics(t=2)
+    coord = Coordinator(clock, topics)
+    for i in range(10):
+        Sim(coord, group=f"evil{i}", topics=[f"nx{i}-{n}" for n in range(10_000)],
+            session_timeout_ms=3_600_000)
+    good = Sim(coord, group="good")
+    topics.lookups = 0
+    for _ in range(20):
+        clock.advance(0.1)
+        coord.tick()
+        good.beat()
+    assert topics.lookups == 0
+    topics.counts["nx3-7"] = 4          # one of the named topics is created
+    coord.topics_changed(["nx3-7", "unrelated"])
+    assert topics.lookups < 10_000 + 10  # evil3 alone rebalanced (one pass over its names)
+    assert coord.describe("evil3")["generation"] == 2
+    assert coord.describe("evil4")["generation"] == 1
+    assert coord.describe("good")["generation"] == 1
+
+
+def test_topics_changed_rebalances_only_on_a_real_count_change(coord, topics):
+    a = Sim(coord)
+    settle(a)
+    coord.topics_changed(["t"])          # same count: nothing to do
+    assert a.beat()["generation"] == 1
+    topics.counts["t"] = 9
+    coord.topics_changed(["t"])
+    settle(a)
+    assert a.resp["generation"] == 2 and len(a.owned) == 9
+
+
+def test_expiry_heap_follows_heartbeats_and_shorter_timeouts(coord, clock):
+    a = Sim(coord, client_id="a", session_timeout_ms=1000)
+    b = Sim(coord, client_id="b", session_timeout_ms=60_000)
+    for _ in range(30):                  # a heartbeats for 6 s: never expired
+        clock.advance(0.2)
+        coord.tick()
+        a.beat()
+    assert coord.describe("g")["members"].__len__() == 2
+    b.resp = coord.join("g", client_id="b", client_host="", topics=["t"], assignors=["range"],
+                        session_timeout_ms=500, max_poll_interval_ms=300_000,
+                        member_id=b.member_id)
+    clock.advance(0.6)
+    a.beat()
+    coord.tick()
+    assert [m["client_id"] for m in coord.describe("g")["members"]] == ["a"]
+    clock.advance(1.1)
+    coord.tick()
+    assert coord.state_of("g") == EMPTY
+
+
+def test_a_member_exactly_at_its_deadline_does_not_stall_the_tick(coord, clock):
+    """The expiry test is strict (> session timeout): such a member waits a tick."""
+    Sim(coord, session_timeout_ms=1000)
+    clock.advance(1.0)                   # now == last_seen + session timeout, exactly
+    coord.tick()                         # returns (it used to spin on the heap)
+    assert coord.state_of("g") != EMPTY
+    clock.advance(0.1)
+    coord.tick()
+    assert coord.state_of("g") == EMPTY
+
+
+def test_a_join_leave_loop_does_not_grow_the_expiry_heap(coord):
+    """Members that left used to keep their heap entry (and ids) until their deadline,
+    up to session_timeout_ms = 1 hour."""
+    stay = Sim(coord, group="stay", session_timeout_ms=3_600_000)
+    for i in range(5000):
+        Sim(coord, group=f"once{i}", session_timeout_ms=3_600_000).leave()
+    assert len(coord._deadlines) <= 2 * 1 + 1024
+    stay.beat()
+    assert coord.describe("stay")["members"][0]["member_id"] == stay.member_id
+
+
+def test_group_max_size_refuses_a_new_member_not_a_known_one(clock, topics):
+    from labkit.errors import GroupMaxSizeReachedError
+    coord = Coordinator(clock, topics, max_group_size=3)
+    members = [Sim(coord, client_id=f"c{i}") for i in range(3)]
+    with pytest.raises(GroupMaxSizeReachedError, match=r"group.max.size=3"):
+        Sim(coord, client_id="one-too-many")
+    again = coord.join("g", client_id="c0", client_host="", topics=["t"], assignors=["range"],
+                       session_timeout_ms=10_000, max_poll_interval_ms=300_000,
+                       member_id=members[0].member_id)
+    assert again["members"] == 3
+    members[1].leave()
+    assert Sim(coord, client_id="now-fits").resp["members"] == 3

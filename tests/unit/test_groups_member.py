@@ -332,6 +332,7 @@ def test_random_churn_never_lets_two_members_fetch_one_partition(svc, clock, top
             svc.handle("leave_group", leaving.close() or {"group_id": "g", "member_id": "x"})
         elif roll < 0.14:
             topics["t"] = rng.randint(2, 8)
+            svc.topics_changed(["t"])  # as the broker does after create_partitions
         for m in members:
             if rng.random() < 0.7:
                 pump(svc, m)
@@ -421,6 +422,7 @@ def test_racing_heartbeats_and_polls_never_share_a_partition(svc, clock, topics,
                 svc.handle("leave_group", leave)
         elif roll < 0.12:
             topics["t"] = rng.randint(2, 8)
+            svc.topics_changed(["t"])
         elif roll < 0.6:
             world.io(steps=3)
         elif world.nodes:
@@ -507,3 +509,15 @@ def test_a_partition_withdrawn_during_a_callback_is_not_taken_up(svc, clock, eve
     assert_disjoint(b, c, world["early"])
     beat_until_idle(svc, b, c, world["early"], clock=clock)
     assert world["early"].assignment == {TP("t", 0), TP("t", 1)}
+
+
+def test_a_full_group_surfaces_in_poll_instead_of_retrying(tmp_path, clock, events, topics):
+    from labkit.errors import GroupMaxSizeReachedError
+    small = GroupService(tmp_path / "small", clock, topics.get, lambda t, p: 0,
+                         max_group_size=1)
+    run(small, clock, member(clock, events, "a"), rounds=2)
+    b = member(clock, events, "b")
+    pump(small, b)
+    with pytest.raises(GroupMaxSizeReachedError, match="group.max.size=1"):
+        b.poll()
+    small.close()
