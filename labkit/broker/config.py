@@ -22,6 +22,7 @@ MIN_RETENTION_CHECK_MS = 100  # the cleaner never runs more often than this
 BROKER_KEYS = (
     "auto.create.topics.enable", "num.partitions", "log.retention.check.interval.ms",
     "socket.request.max.bytes", "advertised.host.name", "log.cleaner.backoff.ms",
+    "fetch.max.bytes", "fetch.max.wait.max.ms", "connection.max.buffered.bytes",
 )
 
 
@@ -57,6 +58,13 @@ class BrokerConfig:
     log_cleaner_backoff_ms: int = 15_000
     socket_request_max_bytes: int = 16 * 1024 * 1024
     advertised_host_name: str | None = None
+    # Kafka's broker cap on one fetch reply (the request's max_bytes is cut to it)
+    fetch_max_bytes: int = 57_671_680
+    # the longest a fetch is parked, whatever its max_wait_ms (a long poll may end early)
+    fetch_max_wait_max_ms: int = 30_000
+    # bytes one connection may keep in the broker, each way (a request not yet read in
+    # full; replies it has not read): over it, the connection is closed
+    connection_max_buffered_bytes: int = 32 * 1024 * 1024
     # what every topic starts from: Kafka's defaults + the broker's log.* overrides
     log_defaults: LogConfig = dataclasses.field(default_factory=LogConfig)
 
@@ -83,6 +91,12 @@ class BrokerConfig:
                 fields["log_cleaner_backoff_ms"] = _int(key, value, 1)
             elif key == "socket.request.max.bytes":
                 fields["socket_request_max_bytes"] = _int(key, value, 1024)
+            elif key == "fetch.max.bytes":
+                fields["fetch_max_bytes"] = _int(key, value, 1024)
+            elif key == "fetch.max.wait.max.ms":
+                fields["fetch_max_wait_max_ms"] = _int(key, value, 1)
+            elif key == "connection.max.buffered.bytes":
+                fields["connection_max_buffered_bytes"] = _int(key, value, 1024 * 1024)
             elif key == "advertised.host.name":
                 fields["advertised_host_name"] = str(value).strip() or None
             else:
@@ -90,7 +104,13 @@ class BrokerConfig:
                 raise KafkaConfigurationError(
                     f"unknown broker config {key!r}; known keys: {known} (per-topic settings "
                     "such as retention.ms go on the topic: labkit topics --create --config ...)")
-        return cls(**fields)
+        config = cls(**fields)
+        if config.connection_max_buffered_bytes < config.max_frame_bytes:
+            raise KafkaConfigurationError(
+                f"connection.max.buffered.bytes={config.connection_max_buffered_bytes} is "
+                f"smaller than the largest request frame ({config.max_frame_bytes} bytes, from "
+                "socket.request.max.bytes and message.max.bytes); raise it or lower those")
+        return config
 
     @property
     def message_max_bytes(self) -> int:
