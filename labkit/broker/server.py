@@ -30,9 +30,10 @@ every ``log.retention.check.interval.ms`` (sooner for topics with a short
 touches the socket.
 
 Input is untrusted: frames larger than ``max_frame_bytes`` make ZeroMQ drop the
-connection, a connection holding more than ``connection.max.buffered.bytes`` (an
-unfinished request, unread replies) is closed; anything else malformed gets an INVALID_REQUEST reply when its
-request id can be read, or is dropped and counted in ``stats["dropped"]``.
+connection; a connection holding more than ``connection.max.buffered.bytes`` (an
+unfinished request, unread replies) is closed; anything else malformed gets an
+INVALID_REQUEST reply when its request id can be read, or is dropped and counted in
+``stats["dropped"]``.
 Nothing a client sends can stop the loop.
 """
 
@@ -210,7 +211,7 @@ class BrokerServer:
         endpoint = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
         port = int(endpoint.rsplit(":", 1)[1])
         self.config = dataclasses.replace(self.config, port=port)
-        self._monitor = sock.get_monitor_socket(_MONITOR_EVENTS)
+        self._monitor = self._open_monitor(ctx, sock)
         wake_addr = f"inproc://labkit-wake-{id(self)}"
         self._wake = ctx.socket(zmq.PULL)
         self._wake.bind(wake_addr)
@@ -228,6 +229,18 @@ class BrokerServer:
         self._flusher.start()
         self._cleaner = _Cleaner(self.registry, self.config, self.clock)
         self._cleaner.start()
+
+    @staticmethod
+    def _open_monitor(ctx: zmq.Context, sock) -> zmq.Socket:
+        """A PAIR that receives the ROUTER's connect/disconnect events. Its queue is
+        unbounded (RCVHWM 0): libzmq's I/O thread blocks on a full monitor queue, and
+        the loop reads it every turn."""
+        addr = f"inproc://labkit-monitor-{id(sock)}"
+        sock.monitor(addr, _MONITOR_EVENTS)
+        monitor = ctx.socket(zmq.PAIR)
+        monitor.setsockopt(zmq.RCVHWM, 0)
+        monitor.connect(addr)
+        return monitor
 
     def request_stop(self) -> None:
         """Ask the loop to finish its turn and shut down (safe from a signal handler)."""
@@ -408,7 +421,7 @@ class BrokerServer:
             head = encode_header({"error": -1, "message": "the broker built a bad reply; "
                                   "see the broker log"})
             payloads = ()
-        wire = len(MAGIC) + len(rid) + len(head) + 6 + sum(
+        wire = len(MAGIC) + len(rid) + len(head) + 4 + frame_overhead(len(head)) + sum(
             len(p) + frame_overhead(len(p)) for p in payloads)
         gone = self.connections.on_send(identity, wire)
         if gone is not None:  # that client stopped reading its replies: disconnected
@@ -463,12 +476,15 @@ class BrokerServer:
             except zmq.Again:
                 return
             kind, value = event["event"], event["value"]
-            if kind == zmq.EVENT_ACCEPTED:
-                self.connections.accepted(value)
-            elif kind == zmq.EVENT_DISCONNECTED:
-                self._forget_clients(self.connections.closed(value))
-            elif kind == zmq.EVENT_ACCEPT_FAILED:
-                self._accept_failed(value)
+            try:
+                if kind == zmq.EVENT_ACCEPTED:
+                    self.connections.accepted(value)
+                elif kind == zmq.EVENT_DISCONNECTED:
+                    self._forget_clients(self.connections.closed(value))
+                elif kind == zmq.EVENT_ACCEPT_FAILED:
+                    self._accept_failed(value)
+            except Exception:  # noqa: BLE001 - bookkeeping must not stop the loop
+                log.exception("handling the connection event %r failed", event)
 
     def _forget_clients(self, identities: list) -> None:
         for identity in identities:
