@@ -13,8 +13,12 @@ measures both with the kernel's TCP counters (Linux ``TCP_INFO``: ``bytes_receiv
     buffered out = wire bytes of the replies the loop has sent - bytes_acked
 
 (wire bytes = frames + their ZMTP frame headers; the handshake and heartbeats add a
-few bytes of slack). A connection over ``connection.max.buffered.bytes`` either way is
-shut down with ``shutdown(2)`` on its descriptor: libzmq reads end-of-file, closes the
+few bytes of slack). Bytes in also count whole requests queued for the loop (at most
+the server's RCVHWM of them), so a connection is judged stuck when it is over
+``connection.max.buffered.bytes`` *and* the loop read nothing from it since the last
+check (a message that never ends blocks everything behind it), or when it is over
+``FLOOD_FACTOR`` times the budget (it sends faster than the loop can read). Replies
+are judged by the budget alone. A connection judged so is shut down with ``shutdown(2)`` on its descriptor: libzmq reads end-of-file, closes the
 connection and frees what it held; the client's ids are reported so the server can
 drop their parked fetches. Other connections notice nothing. Since a request can
 only complete once all its bytes are in, the budget also bounds one request's size.
@@ -50,6 +54,7 @@ log = logging.getLogger(__name__)
 _TCP_INFO_COUNTERS = struct.Struct("=QQ")
 _COUNTERS_AT = 120
 _TCP_INFO_LEN = _COUNTERS_AT + _TCP_INFO_COUNTERS.size
+FLOOD_FACTOR = 4   # bytes in beyond this many budgets are cut even while being read
 
 
 def frame_overhead(size: int) -> int:
@@ -92,13 +97,15 @@ def shutdown_connection(fd: int) -> None:
 
 
 class Connection:
-    __slots__ = ("fd", "peer", "identities", "read", "sent", "acked", "accepted", "cut")
+    __slots__ = ("fd", "peer", "identities", "read", "read_checked", "sent", "acked",
+                 "accepted", "cut")
 
     def __init__(self, fd: int, peer: str, accepted: bool):
         self.fd = fd
         self.peer = peer
         self.identities: set[bytes] = set()
         self.read = 0          # wire bytes of the messages the loop has read
+        self.read_checked = 0  # `read` at the previous check
         self.sent = 0          # wire bytes of the replies the loop has sent
         self.acked = 0         # bytes_acked when last asked
         self.accepted = accepted
@@ -200,7 +207,10 @@ class ConnectionTable:
                 continue
             conn.acked = counters[0]
             buffered_in = counters[1] - conn.read
-            if buffered_in > self.budget:
+            stalled = conn.read == conn.read_checked
+            conn.read_checked = conn.read
+            if buffered_in > self.budget * FLOOD_FACTOR or (
+                    buffered_in > self.budget and stalled):
                 gone += self._cut(conn, "request bytes not yet complete or read",
                                   buffered_in)
         return gone

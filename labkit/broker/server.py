@@ -78,6 +78,8 @@ TICK_S = 0.1            # group service tick period
 BUDGET_CHECK_S = 0.05   # how often every connection's inbound bytes are measured
 MAX_FRAMES = 10_000     # frames kept per message; the rest are read and discarded
 SEND_HWM = 100_000      # replies queued per client before ZeroMQ drops them
+RECV_HWM = 100          # whole requests queued per client before ZeroMQ stops reading
+                        # its socket (TCP then slows the client down)
 
 
 class PortInUseError(KafkaConfigurationError):
@@ -195,7 +197,7 @@ class BrokerServer:
         sock.setsockopt(zmq.LINGER, 500)
         sock.setsockopt(zmq.MAXMSGSIZE, self.config.max_frame_bytes)
         sock.setsockopt(zmq.SNDHWM, SEND_HWM)
-        sock.setsockopt(zmq.RCVHWM, SEND_HWM)
+        sock.setsockopt(zmq.RCVHWM, RECV_HWM)
         try:
             sock.bind(f"tcp://{self.config.bind_host}:{self.config.port}")
         except zmq.ZMQError as exc:

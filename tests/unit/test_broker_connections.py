@@ -6,7 +6,12 @@ import errno
 
 import pytest
 
-from labkit.broker.connections import ConnectionTable, frame_overhead, tcp_counters
+from labkit.broker.connections import (
+    FLOOD_FACTOR,
+    ConnectionTable,
+    frame_overhead,
+    tcp_counters,
+)
 from labkit.broker.descriptors import DescriptorGuard, out_of_descriptors, reserve
 from labkit.errors import PolicyViolationError
 
@@ -45,6 +50,20 @@ def test_a_request_that_never_completes_is_cut():
     assert table.check() == [b"id"]
     assert kernel.shut == [7] and table.closed_for_budget == 1
     assert table.check() == []         # once
+
+
+def test_a_backlog_being_read_is_not_cut_unless_it_floods():
+    kernel = FakeKernel()
+    table = kernel.table(budget=1000)
+    table.accepted(7)
+    table.bind(b"id", 7)
+    for received in (3000, 3500):      # queued whole requests (acks=0), the loop reads on
+        kernel.received[7] = received
+        table.on_read(b"id", 400)
+        assert table.check() == []
+    kernel.received[7] = 1000 * FLOOD_FACTOR + 2000
+    table.on_read(b"id", 400)
+    assert table.check() == [b"id"]    # more than the loop can ever catch up with
 
 
 def test_an_unknown_peer_is_measured_by_descriptor_alone():
