@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import itertools
 import logging
 import os
 import queue
@@ -356,9 +355,9 @@ class BrokerServer:
             else:  # the rest of an abusive message
                 size = len(sock.recv(_NOBLOCK, copy=False))
                 wire += size + frame_overhead(size)
-        for frame in itertools.islice(frames, 1, None):
-            size = len(frame)
-            wire += size + frame_overhead(size)
+        for index in range(1, len(frames)):
+            size = len(frames[index])
+            wire += size + (2 if size < 256 else 9)  # ZMTP frame header, inlined (hot path)
         self.connections.on_read(identity, wire)
         return frames
 

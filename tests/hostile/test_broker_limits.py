@@ -113,7 +113,7 @@ def test_one_client_cannot_take_every_parking_slot(broker, unique_topic):
             assert 0.35 < long_poll_seconds(broker.bootstrap, unique_topic) < 5
 
 
-def test_a_gone_clients_parked_fetches_are_dropped(tmp_path, unique_topic):
+def test_a_gone_clients_parked_fetches_leave_the_lot(tmp_path, unique_topic):
     """In-process broker, so the test can look at its parking lot."""
     from labkit.broker.config import BrokerConfig
     from labkit.broker.server import BrokerServer
