@@ -21,7 +21,9 @@ import time
 import psutil
 import zmq
 
+from labkit.broker.config import BrokerConfig
 from labkit.broker.parking import MAX_PARKED_PER_CLIENT
+from labkit.broker.server import BrokerServer
 from labkit.protocol.frames import build_request
 from labkit.protocol.records import encode_batch
 from labkit.testing.broker import RawClient, free_port
@@ -115,9 +117,6 @@ def test_one_client_cannot_take_every_parking_slot(broker, unique_topic):
 
 def test_a_gone_clients_parked_fetches_leave_the_lot(tmp_path, unique_topic):
     """In-process broker, so the test can look at its parking lot."""
-    from labkit.broker.config import BrokerConfig
-    from labkit.broker.server import BrokerServer
-
     server = BrokerServer(BrokerConfig.build("127.0.0.1", 0, tmp_path / "d"))
     server.start()
     loop = threading.Thread(target=server.serve_forever, daemon=True)
