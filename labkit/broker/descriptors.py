@@ -9,7 +9,8 @@ libzmq cannot accept a connection and the student only sees silence. So:
 - a new topic or partition is refused (POLICY_VIOLATION, saying why) when it would
   leave fewer than ``reserve()`` descriptors for connections (``DescriptorGuard``);
 - an ``OSError`` of EMFILE/ENFILE is reported as "out of file descriptors", never
-  as a disk problem (``out_of_descriptors``).
+  as a disk problem (``out_of_descriptors``), and the server logs it when the count
+  gets within ``FD_LOW_WATER`` of the limit (connections are refused then).
 
 Where the OS does not say (no ``resource`` module, no /proc/self/fd or /dev/fd),
 the guard lets everything through.
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 MIN_RESERVE = 128        # descriptors always kept for client sockets and the broker's own
 RESERVE_FRACTION = 4     # ... or a quarter of the limit, if more
 DARWIN_OPEN_MAX = 10240  # macOS refuses an unlimited soft limit (OPEN_MAX)
+FD_LOW_WATER = 8         # this close to the limit, connections are being refused
 
 
 def open_file_limit() -> int | None:
@@ -69,7 +71,9 @@ def open_descriptors() -> int | None:
     for path in ("/proc/self/fd", "/dev/fd"):
         try:
             return len(os.listdir(path)) - 1   # minus the one listdir itself used
-        except OSError:
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                return open_file_limit()       # not even one left to look with
             continue
     return None
 

@@ -40,9 +40,7 @@ Nothing a client sends can stop the loop.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import logging
-import os
 import queue
 import threading
 from collections import deque
@@ -53,6 +51,7 @@ from zmq.utils.monitor import parse_monitor_message
 from labkit._clock import REAL_CLOCK, Clock
 from labkit.broker.config import BrokerConfig
 from labkit.broker.connections import ConnectionTable, frame_overhead
+from labkit.broker.descriptors import FD_LOW_WATER, open_descriptors, open_file_limit
 from labkit.broker.group_api import GROUP_APIS, GroupService
 from labkit.broker.handlers import Handlers, error_of
 from labkit.broker.parking import ParkingLot
@@ -70,11 +69,14 @@ _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 _SRCFD = int(zmq.SRCFD)
 _HEAD_FRAMES = 5        # identity, magic, request id, api, header: received as bytes
-_MONITOR_EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_ACCEPT_FAILED
+# not EVENT_ACCEPT_FAILED: out of descriptors, libzmq retries accept() in a tight loop
+# and would flood the monitor; the loop checks the descriptor count instead
+_MONITOR_EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
 
 DRAIN = 256             # requests handled per loop turn before housekeeping
 TICK_S = 0.1            # group service tick period
 BUDGET_CHECK_S = 0.05   # how often every connection's inbound bytes are measured
+FD_CHECK_S = 5.0        # how often the loop looks whether descriptors ran out
 MAX_FRAMES = 10_000     # frames kept per message; the rest are read and discarded
 SEND_HWM = 100_000      # replies queued per client before ZeroMQ drops them
 RECV_HWM = 100          # whole requests queued per client before ZeroMQ stops reading
@@ -178,7 +180,7 @@ class BrokerServer:
         self.parking: ParkingLot | None = None
         self.connections = ConnectionTable(config.connection_max_buffered_bytes)
         self._next_budget_check = 0.0
-        self._accept_failed_logged = float("-inf")
+        self._next_fd_check = 0.0
         self._dirty: set = set()
         self._recheck_all = False
         self._sync_waiting: list = []
@@ -464,13 +466,14 @@ class BrokerServer:
         if now >= self._next_budget_check:
             self._next_budget_check = now + BUDGET_CHECK_S
             self._forget_clients(self.connections.check())
+            self._check_descriptors(now)
         if self._sync_waiting and not self._flush_busy:
             batch, self._sync_waiting = self._sync_waiting, []
             self._flush_busy = True
             self._flusher.jobs.put((batch, _logs_of(batch)))
 
     def _connection_events(self) -> None:
-        """Drain the socket monitor: connections opened and closed, accepts that failed."""
+        """Drain the socket monitor: connections opened and closed."""
         while True:
             try:
                 event = parse_monitor_message(self._monitor.recv_multipart(_NOBLOCK))
@@ -482,8 +485,6 @@ class BrokerServer:
                     self.connections.accepted(value)
                 elif kind == zmq.EVENT_DISCONNECTED:
                     self._forget_clients(self.connections.closed(value))
-                elif kind == zmq.EVENT_ACCEPT_FAILED:
-                    self._accept_failed(value)
             except Exception:  # noqa: BLE001 - bookkeeping must not stop the loop
                 log.exception("handling the connection event %r failed", event)
 
@@ -491,18 +492,18 @@ class BrokerServer:
         for identity in identities:
             self._send_answers(self.parking.release_client(identity))
 
-    def _accept_failed(self, code: int) -> None:
-        now = self.clock.monotonic()
-        if now - self._accept_failed_logged < 10:
+    def _check_descriptors(self, now: float) -> None:
+        """Say plainly when the process is (nearly) out of descriptors: libzmq then
+        cannot accept connections, and new clients only see silence."""
+        if now < self._next_fd_check:
             return
-        self._accept_failed_logged = now
-        if code in (errno.EMFILE, errno.ENFILE):
-            log.error("cannot accept new connections: the broker is out of file descriptors "
-                      "(open files); clients cannot connect until some disconnect or topics "
-                      "are deleted. Raise the limit (ulimit -n, or ulimits.nofile in "
-                      "docker-compose.yml) and restart the broker")
-        else:
-            log.error("cannot accept a new connection: %s", os.strerror(code))
+        self._next_fd_check = now + FD_CHECK_S
+        limit, used = open_file_limit(), open_descriptors()
+        if limit is not None and used is not None and used >= limit - FD_LOW_WATER:
+            log.error("the broker is out of file descriptors (%d of %d open): new clients "
+                      "cannot connect until some disconnect or topics are deleted. Raise "
+                      "the limit (ulimit -n, or ulimits: nofile: in docker-compose.yml) and "
+                      "restart the broker", used, limit)
 
     # -- group commit ------------------------------------------------------------
 

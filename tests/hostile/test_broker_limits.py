@@ -285,6 +285,19 @@ def test_partitions_are_refused_before_connections_starve(tmp_path):
         finally:
             for client in clients:
                 client.close()
+        # when connections alone use every descriptor, the log says so plainly
+        raws = [socket.create_connection(("127.0.0.1", port)) for _ in range(250)]
+        try:
+            deadline = time.monotonic() + 15
+            while "out of file descriptors" not in log_path.read_text() \
+                    and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert "out of file descriptors" in log_path.read_text()
+        finally:
+            for raw in raws:
+                raw.close()
+        with RawClient(bootstrap, timeout=10) as late:
+            assert late.request("api_versions", {})[0]["error"] == 0
     finally:
         proc.terminate()
         proc.wait(10)
