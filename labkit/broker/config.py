@@ -23,6 +23,7 @@ BROKER_KEYS = (
     "auto.create.topics.enable", "num.partitions", "log.retention.check.interval.ms",
     "socket.request.max.bytes", "advertised.host.name", "log.cleaner.backoff.ms",
     "offsets.retention.minutes", "offsets.retention.check.interval.ms", "group.max.size",
+    "fetch.max.bytes", "fetch.max.wait.max.ms", "connection.max.buffered.bytes",
 )
 
 
@@ -62,6 +63,13 @@ class BrokerConfig:
     offsets_retention_minutes: int = 10_080
     offsets_retention_check_interval_ms: int = 600_000
     group_max_size: int = 1000   # members per consumer group (Kafka's default: unlimited)
+    # Kafka's broker cap on one fetch reply (the request's max_bytes is cut to it)
+    fetch_max_bytes: int = 57_671_680
+    # the longest a fetch is parked, whatever its max_wait_ms (a long poll may end early)
+    fetch_max_wait_max_ms: int = 30_000
+    # bytes one connection may keep in the broker, each way (a request not yet read in
+    # full; replies it has not read): over it, the connection is closed
+    connection_max_buffered_bytes: int = 32 * 1024 * 1024
     # what every topic starts from: Kafka's defaults + the broker's log.* overrides
     log_defaults: LogConfig = dataclasses.field(default_factory=LogConfig)
 
@@ -94,6 +102,12 @@ class BrokerConfig:
                 fields["offsets_retention_check_interval_ms"] = _int(key, value, 1)
             elif key == "group.max.size":
                 fields["group_max_size"] = _int(key, value, 1)
+            elif key == "fetch.max.bytes":
+                fields["fetch_max_bytes"] = _int(key, value, 1024)
+            elif key == "fetch.max.wait.max.ms":
+                fields["fetch_max_wait_max_ms"] = _int(key, value, 1)
+            elif key == "connection.max.buffered.bytes":
+                fields["connection_max_buffered_bytes"] = _int(key, value, 1024 * 1024)
             elif key == "advertised.host.name":
                 fields["advertised_host_name"] = str(value).strip() or None
             else:
@@ -101,7 +115,13 @@ class BrokerConfig:
                 raise KafkaConfigurationError(
                     f"unknown broker config {key!r}; known keys: {known} (per-topic settings "
                     "such as retention.ms go on the topic: labkit topics --create --config ...)")
-        return cls(**fields)
+        config = cls(**fields)
+        if config.connection_max_buffered_bytes < config.max_frame_bytes:
+            raise KafkaConfigurationError(
+                f"connection.max.buffered.bytes={config.connection_max_buffered_bytes} is "
+                f"smaller than the largest request frame ({config.max_frame_bytes} bytes, from "
+                "socket.request.max.bytes and message.max.bytes); raise it or lower those")
+        return config
 
     @property
     def message_max_bytes(self) -> int:

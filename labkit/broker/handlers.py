@@ -36,6 +36,7 @@ from typing import Any
 
 from labkit._clock import Clock
 from labkit.broker.config import BrokerConfig
+from labkit.broker.descriptors import DescriptorGuard, out_of_descriptors
 from labkit.broker.topics import Topic, TopicRegistry, validate_topic_name
 from labkit.errors import (
     CorruptRecordError,
@@ -59,6 +60,8 @@ except importlib.metadata.PackageNotFoundError:  # running from a plain checkout
 EARLIEST = -2
 LATEST = -1
 STORAGE_ERROR = 56
+INT32_MAX = 2**31 - 1
+MAX_FETCH_PARTITIONS = 10_000   # rows one fetch may name (each distinct)
 
 
 @dataclass(slots=True)
@@ -84,6 +87,9 @@ def error_of(exc: BaseException) -> tuple[int, str]:
             return code, text
         return InvalidRequestError.errno, text
     if isinstance(exc, OSError):
+        text = out_of_descriptors(exc)
+        if text is not None:
+            return STORAGE_ERROR, text
         return STORAGE_ERROR, (f"storage error: {exc} (is the disk full? the broker keeps "
                                "running; free space and try again)")
     log.error("unexpected error in a request handler", exc_info=exc)
@@ -130,6 +136,7 @@ class Handlers:
         self.registry = registry
         self.config = config
         self.clock = clock
+        self.descriptors = DescriptorGuard()
         self._apis = {
             "api_versions": self.api_versions,
             "metadata": self.metadata,
@@ -165,6 +172,7 @@ class Handlers:
     def _auto_create(self, name: str) -> Topic | None:
         if not self.config.auto_create_topics_enable:
             return None
+        self.descriptors.check(self.config.num_partitions)
         topic = self.registry.create(name, self.config.num_partitions)
         log.info("auto-created topic %s (auto.create.topics.enable=true)", name)
         return topic
@@ -295,10 +303,7 @@ class Handlers:
 
     def _fetch(self, header: dict, final: bool) -> Reply:
         try:
-            max_wait = _int(header, "max_wait_ms", 500, 0)
-            min_bytes = _int(header, "min_bytes", 1)
-            budget = _int(header, "max_bytes", 52428800, 0)
-            wanted = _tp_items(_list(header, "partitions"), 4)
+            max_wait, min_bytes, budget, wanted = self._fetch_fields(header)
         except KafkaError as exc:
             return _error_reply(exc)
         rows = []
@@ -331,6 +336,28 @@ class Handlers:
             return Reply({"error": 0, "partitions": rows}, payloads)
         keys = [(name, partition) for name, partition, _o, _m in wanted]
         return Reply({"error": 0, "partitions": rows}, payloads, park_ms=max_wait, keys=keys)
+
+    def _fetch_fields(self, header: dict) -> tuple[int, int, int, list]:
+        """(wait ms, min bytes, max bytes, partitions) of a fetch, within the broker's
+        bounds. Raises InvalidRequestError."""
+        max_wait = _int(header, "max_wait_ms", 500, 0)
+        if max_wait > INT32_MAX:  # Kafka's field is an int32: such a wait cannot be asked for
+            raise InvalidRequestError(f"max_wait_ms={max_wait} is too large (at most {INT32_MAX};"
+                                      " consumers usually wait 500 ms: fetch_max_wait_ms)")
+        min_bytes = _int(header, "min_bytes", 1)
+        budget = min(_int(header, "max_bytes", 52428800, 0), self.config.fetch_max_bytes)
+        wanted = _tp_items(_list(header, "partitions"), 4)
+        if len(wanted) > MAX_FETCH_PARTITIONS:
+            raise InvalidRequestError(f"a fetch may name at most {MAX_FETCH_PARTITIONS} "
+                                      f"partitions, this one names {len(wanted)}")
+        seen = set()
+        for name, partition, _offset, _max in wanted:
+            if (name, partition) in seen:  # as Kafka: one row per partition in a fetch
+                raise InvalidRequestError(f"partition {name}-{partition} appears more than "
+                                          "once in this fetch; name each partition once")
+            seen.add((name, partition))
+        # a long poll may always end early: waits beyond the broker's bound are cut to it
+        return min(max_wait, self.config.fetch_max_wait_max_ms), min_bytes, budget, wanted
 
     def list_offsets(self, header: dict, payloads: list) -> Reply:
         rows = []
@@ -368,6 +395,8 @@ class Handlers:
             name = spec.get("name")
             try:
                 count = spec.get("num_partitions", -1)
+                if type(count) is int and isinstance(name, str) and self.registry.get(name) is None:
+                    self.descriptors.check(self.config.num_partitions if count == -1 else count)
                 self.registry.create(name, count, spec.get("replication_factor", 1),
                                      spec.get("configs"), validate_only=validate_only)
                 out.append(self._outcome(name, None))
@@ -399,6 +428,9 @@ class Handlers:
         changed = []
         for name, total in wanted.items():
             try:
+                topic = self.registry.get(name) if isinstance(name, str) else None
+                if topic is not None and type(total) is int:
+                    self.descriptors.check(total - len(topic.partitions))
                 self.registry.create_partitions(name, total, validate_only=validate_only)
                 out.append(self._outcome(name, None))
                 if not validate_only:

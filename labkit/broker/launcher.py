@@ -1,5 +1,6 @@
 """``labkit broker`` / ``python -m labkit.broker``: flags, logging, signals, exit codes.
 
+At start the soft open-file limit is raised to the hard one (broker/descriptors.py).
 Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM), 2 when the broker cannot
 start (port taken, data directory in use, bad ``--config``), 1 on a crash.
 """
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 from labkit.broker.config import BrokerConfig, parse_config_flags
+from labkit.broker.descriptors import raise_open_file_limit
 from labkit.broker.server import BrokerServer
 from labkit.errors import KafkaError
 
@@ -41,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level, logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    raised = raise_open_file_limit()
+    if raised is not None:
+        log.info("raised the open-file limit from %d to %d (partitions and connections "
+                 "each hold one)", *raised)
     try:
         config = BrokerConfig.build(args.host, args.port, args.data_dir,
                                     parse_config_flags(args.config))

@@ -10,7 +10,13 @@ broker state. Each turn it polls the ROUTER and a wake-up socket, drains up to
    admin change) and answers those that now have ``min_bytes``;
 2. answers parked fetches whose ``max_wait_ms`` ran out;
 3. hands the ``acks=-1`` produces collected so far to the flusher, if it is idle;
-4. calls the group service's ``tick()`` every ~100 ms.
+4. calls the group service's ``tick()`` every ~100 ms and checks every connection's
+   byte budget every ~50 ms.
+
+Parked fetches live in a ``ParkingLot`` (broker/parking.py: fair shares per client);
+connections and their byte budgets in a ``ConnectionTable`` (broker/connections.py),
+fed by a socket monitor that reports connects and disconnects: a client that goes
+away takes its parked fetches with it. Every reply leaves through ``_send``.
 
 Requests are answered in whatever order they complete; the client matches
 replies by request id, so a client may keep many requests in flight.
@@ -24,27 +30,31 @@ every ``log.retention.check.interval.ms`` (sooner for topics with a short
 touches the socket.
 
 Input is untrusted: frames larger than ``max_frame_bytes`` make ZeroMQ drop the
-connection; anything else malformed gets an INVALID_REQUEST reply when its
-request id can be read, or is dropped and counted in ``stats["dropped"]``.
+connection; a connection holding more than ``connection.max.buffered.bytes`` (an
+unfinished request, unread replies) is closed; anything else malformed gets an
+INVALID_REQUEST reply when its request id can be read, or is dropped and counted in
+``stats["dropped"]``.
 Nothing a client sends can stop the loop.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import heapq
-import itertools
 import logging
 import queue
 import threading
 from collections import deque
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from labkit._clock import REAL_CLOCK, Clock
 from labkit.broker.config import BrokerConfig
+from labkit.broker.connections import ConnectionTable, frame_overhead
+from labkit.broker.descriptors import FD_LOW_WATER, open_descriptors, open_file_limit
 from labkit.broker.group_api import GROUP_APIS, GroupService
-from labkit.broker.handlers import Handlers, Reply, error_of
+from labkit.broker.handlers import Handlers, error_of
+from labkit.broker.parking import ParkingLot
 from labkit.broker.topics import TopicRegistry
 from labkit.errors import InvalidRequestError, KafkaConfigurationError, ProtocolError
 from labkit.protocol.frames import MAGIC, MAX_REQUEST_ID, encode_header, parse_request
@@ -57,29 +67,24 @@ _SNDMORE = int(zmq.SNDMORE)
 _RCVMORE = int(zmq.RCVMORE)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
+_SRCFD = int(zmq.SRCFD)
 _HEAD_FRAMES = 5        # identity, magic, request id, api, header: received as bytes
+# not EVENT_ACCEPT_FAILED: out of descriptors, libzmq retries accept() in a tight loop
+# and would flood the monitor; the loop checks the descriptor count instead
+_MONITOR_EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
 
 DRAIN = 256             # requests handled per loop turn before housekeeping
 TICK_S = 0.1            # group service tick period
-MAX_PARKED = 10_000     # parked fetches beyond this are answered at once
+BUDGET_CHECK_S = 0.05   # how often every connection's inbound bytes are measured
+FD_CHECK_S = 5.0        # how often the loop looks whether descriptors ran out
 MAX_FRAMES = 10_000     # frames kept per message; the rest are read and discarded
 SEND_HWM = 100_000      # replies queued per client before ZeroMQ drops them
+RECV_HWM = 100          # whole requests queued per client before ZeroMQ stops reading
+                        # its socket (TCP then slows the client down)
 
 
 class PortInUseError(KafkaConfigurationError):
     """The broker's TCP port is taken."""
-
-
-class _Parked:
-    __slots__ = ("identity", "rid", "header", "deadline", "keys", "done")
-
-    def __init__(self, identity, rid, header, deadline, keys):
-        self.identity = identity
-        self.rid = rid
-        self.header = header
-        self.deadline = deadline
-        self.keys = keys
-        self.done = False
 
 
 class _Flusher(threading.Thread):
@@ -166,14 +171,16 @@ class BrokerServer:
         self._ctx: zmq.Context | None = None
         self._sock = None
         self._wake = None
+        self._monitor = None
         self.registry: TopicRegistry | None = None
         self.handlers: Handlers | None = None
         self.groups: GroupService | None = None
         self._flusher: _Flusher | None = None
         self._cleaner: _Cleaner | None = None
-        self._parked_by_key: dict[tuple, list] = {}
-        self._deadlines: list = []
-        self._seq = itertools.count()
+        self.parking: ParkingLot | None = None
+        self.connections = ConnectionTable(config.connection_max_buffered_bytes)
+        self._next_budget_check = 0.0
+        self._next_fd_check = 0.0
         self._dirty: set = set()
         self._recheck_all = False
         self._sync_waiting: list = []
@@ -191,7 +198,7 @@ class BrokerServer:
         sock.setsockopt(zmq.LINGER, 500)
         sock.setsockopt(zmq.MAXMSGSIZE, self.config.max_frame_bytes)
         sock.setsockopt(zmq.SNDHWM, SEND_HWM)
-        sock.setsockopt(zmq.RCVHWM, SEND_HWM)
+        sock.setsockopt(zmq.RCVHWM, RECV_HWM)
         try:
             sock.bind(f"tcp://{self.config.bind_host}:{self.config.port}")
         except zmq.ZMQError as exc:
@@ -207,6 +214,7 @@ class BrokerServer:
         endpoint = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
         port = int(endpoint.rsplit(":", 1)[1])
         self.config = dataclasses.replace(self.config, port=port)
+        self._monitor = self._open_monitor(ctx, sock)
         wake_addr = f"inproc://labkit-wake-{id(self)}"
         self._wake = ctx.socket(zmq.PULL)
         self._wake.bind(wake_addr)
@@ -217,6 +225,7 @@ class BrokerServer:
             self._close_sockets()
             raise
         self.handlers = Handlers(self.registry, self.config, self.clock, GROUP_APIS)
+        self.parking = ParkingLot(self.handlers.fetch)
         self.groups = GroupService(
             self.config.data_dir, self.clock, self._partitions_of, self._log_end_offset,
             offsets_retention_ms=self.config.offsets_retention_minutes * 60_000,
@@ -227,6 +236,18 @@ class BrokerServer:
         self._cleaner = _Cleaner(self.registry, self.config, self.clock)
         self._cleaner.start()
 
+    @staticmethod
+    def _open_monitor(ctx: zmq.Context, sock) -> zmq.Socket:
+        """A PAIR that receives the ROUTER's connect/disconnect events. Its queue is
+        unbounded (RCVHWM 0): libzmq's I/O thread blocks on a full monitor queue, and
+        the loop reads it every turn."""
+        addr = f"inproc://labkit-monitor-{id(sock)}"
+        sock.monitor(addr, _MONITOR_EVENTS)
+        monitor = ctx.socket(zmq.PAIR)
+        monitor.setsockopt(zmq.RCVHWM, 0)
+        monitor.connect(addr)
+        return monitor
+
     def request_stop(self) -> None:
         """Ask the loop to finish its turn and shut down (safe from a signal handler)."""
         self._stop = True
@@ -236,14 +257,18 @@ class BrokerServer:
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
         poller.register(self._wake, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
         next_tick = self.clock.monotonic() + TICK_S
         try:
             while not self._stop:
                 now = self.clock.monotonic()
-                wait = next_tick - now
-                if self._deadlines:
-                    wait = min(wait, self._deadlines[0][0] - now)
+                wait = min(next_tick, self._next_budget_check) - now
+                deadline = self.parking.next_deadline()
+                if deadline is not None:
+                    wait = min(wait, deadline - now)
                 events = dict(poller.poll(max(0, int(wait * 1000) + 1)))
+                if self._monitor in events:
+                    self._connection_events()
                 if self._sock in events:
                     self._drain()
                 if self._wake in events:
@@ -261,9 +286,8 @@ class BrokerServer:
         if self._ctx is None:
             return
         try:
-            for entries in list(self._parked_by_key.values()):
-                for parked in list(entries):
-                    self._answer_parked(parked, final=True)
+            if self.parking is not None:
+                self._send_answers(self.parking.answer_all())
             if self._flusher is not None:
                 self._flusher.jobs.put(None)
                 self._flusher.join(timeout=10)
@@ -282,10 +306,12 @@ class BrokerServer:
             self._close_sockets()
 
     def _close_sockets(self) -> None:
-        for sock in (self._sock, self._wake):
+        if self._monitor is not None:
+            self._sock.disable_monitor()
+        for sock in (self._monitor, self._sock, self._wake):
             if sock is not None:
                 sock.close()
-        self._sock = self._wake = None
+        self._sock = self._wake = self._monitor = None
         if self._ctx is not None:
             self._ctx.term()
             self._ctx = None
@@ -314,16 +340,30 @@ class BrokerServer:
 
     def _recv_message(self) -> list:
         """One multipart message: the small leading frames as bytes, payloads (record
-        batches) as zero-copy buffers."""
+        batches) as zero-copy buffers. Counts its wire bytes against its connection."""
         sock = self._sock
-        frames = [sock.recv(_NOBLOCK)]
+        identity = sock.recv(_NOBLOCK)
+        frames = [identity]
+        wire = 0
+        if not self.connections.knows(identity) and sock.getsockopt(_RCVMORE):
+            first = sock.recv(_NOBLOCK, copy=False)  # a new client: learn its descriptor
+            try:
+                self.connections.bind(identity, first.get(_SRCFD))
+            except zmq.ZMQError:
+                pass  # no descriptor (a ZMTP 1.0 peer): no budget; the TCP limits still hold
+            frames.append(first.bytes)
         while sock.getsockopt(_RCVMORE):
             if len(frames) < _HEAD_FRAMES:
                 frames.append(sock.recv(_NOBLOCK))
             elif len(frames) <= MAX_FRAMES:
                 frames.append(sock.recv(_NOBLOCK, copy=False).buffer)
-            else:
-                sock.recv(_NOBLOCK, copy=False)  # the rest of an abusive message
+            else:  # the rest of an abusive message
+                size = len(sock.recv(_NOBLOCK, copy=False))
+                wire += size + frame_overhead(size)
+        for index in range(1, len(frames)):
+            size = len(frames[index])
+            wire += size + (2 if size < 256 else 9)  # ZMTP frame header, inlined (hot path)
+        self.connections.on_read(identity, wire)
         return frames
 
     def _on_message(self, frames: list) -> None:
@@ -362,8 +402,9 @@ class BrokerServer:
             return
         if reply.sync:
             self._sync_waiting.append((identity, rid, reply))
-        elif reply.keys is not None and len(self._deadlines) < MAX_PARKED:
-            self._park(identity, rid, header, reply)
+        elif reply.keys is not None:
+            deadline = self.clock.monotonic() + reply.park_ms / 1000.0
+            self._send_answers(self.parking.park(identity, rid, header, deadline, reply.keys))
         else:
             self._send(identity, rid, reply.header, reply.payloads)
 
@@ -388,6 +429,12 @@ class BrokerServer:
             head = encode_header({"error": -1, "message": "the broker built a bad reply; "
                                   "see the broker log"})
             payloads = ()
+        wire = len(MAGIC) + len(rid) + len(head) + 4 + frame_overhead(len(head)) + sum(
+            len(p) + frame_overhead(len(p)) for p in payloads)
+        gone = self.connections.on_send(identity, wire)
+        if gone is not None:  # that client stopped reading its replies: disconnected
+            self._forget_clients(gone)
+            return
         send = self._sock.send
         try:
             send(identity, _SNDMORE)
@@ -404,52 +451,64 @@ class BrokerServer:
         except zmq.ZMQError as exc:
             log.warning("could not send a reply: %s", exc)
 
-    # -- parked fetches ----------------------------------------------------------
+    # -- parked fetches and connections -------------------------------------------
 
-    def _park(self, identity: bytes, rid: bytes, header: dict, reply: Reply) -> None:
-        deadline = self.clock.monotonic() + reply.park_ms / 1000.0
-        parked = _Parked(identity, rid, header, deadline, reply.keys)
-        for key in set(parked.keys):
-            self._parked_by_key.setdefault(key, []).append(parked)
-        heapq.heappush(self._deadlines, (deadline, next(self._seq), parked))
-
-    def _answer_parked(self, parked: _Parked, final: bool) -> bool:
-        if parked.done:
-            return True
-        reply = self.handlers.fetch(parked.header, final)  # never raises
-        if reply.keys is not None and not final:
-            return False
-        parked.done = True
-        for key in set(parked.keys):
-            entries = self._parked_by_key.get(key)
-            if entries is not None:
-                entries.remove(parked)
-                if not entries:
-                    del self._parked_by_key[key]
-        self._send(parked.identity, parked.rid, reply.header, reply.payloads)
-        return True
+    def _send_answers(self, answers: list) -> None:
+        for identity, rid, reply in answers:
+            self._send(identity, rid, reply.header, reply.payloads)
 
     def _housekeeping(self) -> None:
+        parking = self.parking
         if self._recheck_all:
             self._recheck_all = False
             self._dirty.clear()
-            for entries in list(self._parked_by_key.values()):
-                for parked in list(entries):
-                    self._answer_parked(parked, final=False)
+            self._send_answers(parking.wake_all())
         elif self._dirty:
             dirty, self._dirty = self._dirty, set()
-            for key in dirty:
-                for parked in list(self._parked_by_key.get(key, ())):
-                    self._answer_parked(parked, final=False)
+            self._send_answers(parking.wake(dirty))
         now = self.clock.monotonic()
-        heap = self._deadlines
-        while heap and (heap[0][0] <= now or heap[0][2].done):
-            _deadline, _seq, parked = heapq.heappop(heap)
-            self._answer_parked(parked, final=True)
+        self._send_answers(parking.expire(now))
+        if now >= self._next_budget_check:
+            self._next_budget_check = now + BUDGET_CHECK_S
+            self._forget_clients(self.connections.check())
+            self._check_descriptors(now)
         if self._sync_waiting and not self._flush_busy:
             batch, self._sync_waiting = self._sync_waiting, []
             self._flush_busy = True
             self._flusher.jobs.put((batch, _logs_of(batch)))
+
+    def _connection_events(self) -> None:
+        """Drain the socket monitor: connections opened and closed."""
+        while True:
+            try:
+                event = parse_monitor_message(self._monitor.recv_multipart(_NOBLOCK))
+            except zmq.Again:
+                return
+            kind, value = event["event"], event["value"]
+            try:
+                if kind == zmq.EVENT_ACCEPTED:
+                    self.connections.accepted(value)
+                elif kind == zmq.EVENT_DISCONNECTED:
+                    self._forget_clients(self.connections.closed(value))
+            except Exception:  # noqa: BLE001 - bookkeeping must not stop the loop
+                log.exception("handling the connection event %r failed", event)
+
+    def _forget_clients(self, identities: list) -> None:
+        for identity in identities:
+            self._send_answers(self.parking.release_client(identity))
+
+    def _check_descriptors(self, now: float) -> None:
+        """Say plainly when the process is (nearly) out of descriptors: libzmq then
+        cannot accept connections, and new clients only see silence."""
+        if now < self._next_fd_check:
+            return
+        self._next_fd_check = now + FD_CHECK_S
+        limit, used = open_file_limit(), open_descriptors()
+        if limit is not None and used is not None and used >= limit - FD_LOW_WATER:
+            log.error("the broker is out of file descriptors (%d of %d open): new clients "
+                      "cannot connect until some disconnect or topics are deleted. Raise "
+                      "the limit (ulimit -n, or ulimits: nofile: in docker-compose.yml) and "
+                      "restart the broker", used, limit)
 
     # -- group commit ------------------------------------------------------------
 

@@ -81,3 +81,17 @@ def test_cleaner_runs_sooner_for_short_retention():
     assert config.retention_check_interval_s(None, compacting=True) == 15.0
     fast = BrokerConfig.build(overrides={"log.cleaner.backoff.ms": "500"})
     assert fast.retention_check_interval_s(5000, compacting=True) == 0.5
+
+
+def test_client_limits():
+    config = BrokerConfig.build()
+    assert config.fetch_max_bytes == 57_671_680          # Kafka's fetch.max.bytes
+    assert config.fetch_max_wait_max_ms == 30_000
+    assert config.connection_max_buffered_bytes == 32 << 20
+    config = BrokerConfig.build(overrides={
+        "fetch.max.bytes": "1048576", "fetch.max.wait.max.ms": "5000",
+        "connection.max.buffered.bytes": str(64 << 20)})
+    assert (config.fetch_max_bytes, config.fetch_max_wait_max_ms,
+            config.connection_max_buffered_bytes) == (1 << 20, 5000, 64 << 20)
+    with pytest.raises(KafkaConfigurationError, match="smaller than the largest request"):
+        BrokerConfig.build(overrides={"connection.max.buffered.bytes": str(8 << 20)})

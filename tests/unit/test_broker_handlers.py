@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from labkit.broker.config import BrokerConfig
-from labkit.broker.handlers import Handlers
+from labkit.broker.handlers import MAX_FETCH_PARTITIONS, Handlers
 from labkit.broker.topics import TopicRegistry
 from labkit.protocol.records import decode_batch, encode_batch, split_batches
 from labkit.testing import FakeClock
@@ -123,10 +123,41 @@ def test_fetch_min_bytes(handlers):
 
 def test_fetch_errors_answer_at_once(handlers):
     produce(handlers, "t", 0, batch(b"a"))
-    reply = fetch(handlers, [["t", 0, 5, 100], ["t", 1, 0, 100], ["t", 0, 1, 100]])
+    produce(handlers, "u", 0, batch(b"b"))
+    reply = fetch(handlers, [["t", 0, 5, 100], ["t", 1, 0, 100], ["u", 0, 1, 100]])
     assert reply.keys is None
     assert [row[2] for row in reply.header["partitions"]] == [1, 3, 0]
     assert fetch(handlers, [["t", "0", 0, 100]]).header["error"] == 42
+
+
+def test_fetch_naming_a_partition_twice_is_invalid(handlers):
+    produce(handlers, "t", 0, batch(b"a"))
+    reply = fetch(handlers, [["t", 0, 0, 100], ["t", 0, 1, 100]])
+    assert reply.header["error"] == 42 and reply.keys is None
+    assert "t-0 appears more than once" in reply.header["message"]
+
+
+def test_fetch_rows_are_bounded(handlers):
+    rows = [["t", p, 0, 100] for p in range(MAX_FETCH_PARTITIONS + 1)]
+    reply = fetch(handlers, rows)
+    assert reply.header["error"] == 42
+    assert f"at most {MAX_FETCH_PARTITIONS} partitions" in reply.header["message"]
+
+
+def test_fetch_wait_is_bounded(handlers):
+    produce(handlers, "t", 0, batch(b"a"))
+    cap = handlers.config.fetch_max_wait_max_ms
+    assert fetch(handlers, [["t", 0, 1, 100]], max_wait_ms=cap * 10).park_ms == cap
+    too_long = fetch(handlers, [["t", 0, 1, 100]], max_wait_ms=10**15)
+    assert too_long.header["error"] == 42 and "max_wait_ms" in too_long.header["message"]
+
+
+def test_fetch_max_bytes_is_capped_by_the_broker(make):
+    handlers = make(**{"fetch.max.bytes": 1024})
+    for _ in range(5):
+        produce(handlers, "t", 0, batch(b"x" * 500))
+    reply = fetch(handlers, [["t", 0, 0, 1 << 20]], max_bytes=1 << 20)
+    assert 0 < len(reply.payloads[0]) <= 2048
 
 
 def test_fetch_max_bytes_is_shared_but_one_batch_always_comes(handlers):
