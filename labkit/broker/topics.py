@@ -139,8 +139,8 @@ class TopicRegistry:
         self.cluster_id = meta.get("cluster_id") or _new_cluster_id()
         try:
             for name, entry in sorted(meta.get("topics", {}).items()):
-                overrides = {str(k): str(v) for k, v in entry.get("configs", {}).items()}
-                config = self._config_for(overrides, strict=False)
+                overrides = self._stored_overrides(name, entry)
+                config = self._config_for(overrides)
                 topic = Topic(name, config, overrides)
                 for p in range(int(entry["partitions"])):
                     topic.partitions.append(self._open_partition(name, p, config))
@@ -340,14 +340,21 @@ class TopicRegistry:
 
     # -- helpers -----------------------------------------------------------------
 
-    def _config_for(self, overrides: dict[str, str], strict: bool = True) -> LogConfig:
-        try:
-            return LogConfig.from_kafka(overrides, defaults=self._defaults)
-        except InvalidConfigurationError:
-            if strict:
-                raise
-            log.warning("ignoring invalid stored configs %s; using defaults", overrides)
-            return self._defaults
+    def _config_for(self, overrides: dict[str, str]) -> LogConfig:
+        return LogConfig.from_kafka(overrides, defaults=self._defaults)
+
+    def _stored_overrides(self, name: str, entry: dict) -> dict[str, str]:
+        """A stored topic's overrides without the keys this version refuses (e.g. below
+        a floor that an older labkit did not have): those fall back to the defaults."""
+        kept = {}
+        for key, value in entry.get("configs", {}).items():
+            try:
+                self._config_for({str(key): str(value)})
+                kept[str(key)] = str(value)
+            except InvalidConfigurationError as exc:
+                log.warning("topic %s: ignoring stored config %s=%s (%s); using the broker "
+                            "default", name, key, value, exc.args[0] if exc.args else exc)
+        return kept
 
     def _partition_dir(self, name: str, partition: int) -> Path:
         path = self.data_dir / f"{validate_topic_name(name)}-{partition}"
