@@ -159,9 +159,14 @@ class Handlers:
     def _auto_create(self, name: str) -> Topic | None:
         if not self.config.auto_create_topics_enable:
             return None
-        topic = self.registry.create(name, self.config.num_partitions)
-        log.info("auto-created topic %s (auto.create.topics.enable=true)", name)
-        return topic
+        return self.registry.auto_create(name, self.config.num_partitions)
+
+    def try_auto_create(self, name: object) -> None:
+        """Start creating ``name`` if it is a new, legal name and auto-create is on."""
+        try:
+            self._auto_create(validate_topic_name(name))
+        except KafkaError:
+            pass  # the request, handled later, reports it
 
     def metadata(self, header: dict, payloads: list) -> Reply:
         wanted = header.get("topics")
