@@ -63,11 +63,15 @@ class Round:
     def run(self, registry: TopicRegistry) -> None:
         """Flusher thread: make everything in this round durable; record failures."""
         if self.metadata is not None:
-            registry.run_round(self.metadata)
+            try:
+                registry.run_round(self.metadata)
+            except Exception as exc:  # noqa: BLE001 - a bug must not stop the flusher
+                log.exception("writing topic metadata failed")
+                self.metadata.error = self.metadata.error or exc
         if self.offsets is not None:
             try:
                 self.offsets.sync()
-            except OSError as exc:
+            except Exception as exc:  # noqa: BLE001 - OSError, or a bug: reported, kept queued
                 self.offsets_error = exc
         self.failed_logs = flush_logs(self.logs)
 
@@ -148,21 +152,20 @@ class GroupCommit:
 
     # -- deciding who waits ----------------------------------------------------------
 
-    def mark(self) -> tuple[int, bool]:
+    def mark(self) -> tuple[int, int]:
         """Taken before a request is handled, for ``changed_since``."""
-        return self._registry.version, self._offsets.unsynced
+        return self._registry.version, self._offsets.queued
 
-    def changed_since(self, mark: tuple[int, bool]) -> bool:
+    def changed_since(self, mark: tuple[int, int]) -> bool:
         """Whether state that must be durable changed since ``mark``."""
-        return (self._registry.version != mark[0]
-                or (self._offsets.unsynced and not mark[1]))
+        return self._registry.version != mark[0] or self._offsets.queued != mark[1]
 
     def wait(self, identity: bytes, rid: bytes, api: str, reply: Reply) -> None:
         """Send ``reply`` after the next round (the one that covers it)."""
         self._waiting.append((identity, rid, api, reply))
 
     def group_reply(self, identity: bytes, rid: bytes, api: str, answer: dict,
-                    mark: tuple[int, bool]) -> bool:
+                    mark: tuple[int, int]) -> bool:
         """Hold a group API's answer for the round that makes its change durable.
 
         A commit that changed nothing also waits while earlier commits are not durable

@@ -171,6 +171,11 @@ class OffsetStore:
         self._records = self._live_records()
 
     @property
+    def queued(self) -> int:
+        """How many changes were queued so far (grows with every queued change)."""
+        return self._queued
+
+    @property
     def unsynced(self) -> bool:
         """Whether some queued change is not durable yet (a ``sync`` is due)."""
         return self.synced < self._queued

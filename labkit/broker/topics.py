@@ -445,6 +445,8 @@ class TopicRegistry:
             self._pending.pop(name, None)
             error = round_.error or creation.error
             if error is not None:
+                for plog in creation.logs if creation.error is None else ():
+                    plog.close()  # opened before the round failed elsewhere
                 failed[name] = error
                 self._dirty = True  # the next round writes topics.json without it
                 continue

@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from labkit.broker.flusher import GroupCommit
 from labkit.broker.offsets import OffsetStore
 from labkit.broker.topics import TopicRegistry
 from labkit.errors import LeaderNotAvailableError, TopicAlreadyExistsError
@@ -192,3 +193,29 @@ def test_runtime_compaction_happens_in_sync_and_keeps_later_commits(tmp_path, cl
     assert reopened.fetch("g")[("t", 0)].offset == 199
     assert reopened.fetch("g")[("t", 1)].offset == 7
     store.close()
+
+
+# -- who waits (GroupCommit, run without its thread) ----------------------------------
+
+
+def test_commits_and_group_deletions_wait_for_the_round_that_syncs_them(tmp_path, clock):
+    registry = TopicRegistry(tmp_path / "data", LogConfig(), clock, 1).open()
+    offsets = OffsetStore(tmp_path / "data", clock)
+    sent = []
+    durable = GroupCommit(registry, offsets, lambda *request: None, lambda name: None,
+                          lambda identity, rid, header, payloads: sent.append(rid),
+                          {"fsync_rounds": 0, "synced_produces": 0})
+    mark = durable.mark()
+    offsets.commit("g", [("t", 0, 1, "")])
+    assert durable.group_reply(b"c", b"1", "offset_commit", {"error": 0}, mark)
+    mark = durable.mark()  # a commit is still pending: the deletion must not overtake it
+    offsets.delete_group("g")
+    assert durable.group_reply(b"c", b"2", "delete_groups", {"error": 0, "groups": []}, mark)
+    mark = durable.mark()
+    assert not durable.group_reply(b"c", b"3", "heartbeat", {"error": 0}, mark)
+    assert sent == []
+    durable.stop()  # no thread: the round runs here
+    assert sent == [b"1", b"2"] and not offsets.unsynced
+    offsets.close()
+    registry.close()
+    assert not OffsetStore(tmp_path / "data", clock).has_group("g")
