@@ -19,8 +19,9 @@ The **flusher thread** (labkit/broker/flusher.py) makes durable what the
 replies waiting for it promise — ``acks=-1`` produces, topic changes, offset
 commits — in rounds, then wakes the loop over an inproc socket; the loop sends
 those replies. While it works, newer ones queue up and are covered by the next
-round (group commit); the loop thread itself never fsyncs. The **cleaner thread** applies retention and compaction
-every ``log.retention.check.interval.ms`` (sooner for topics with a short
+round (group commit); the loop thread itself never fsyncs. The **cleaner
+thread** applies retention and compaction every
+``log.retention.check.interval.ms`` (sooner for topics with a short
 ``retention.ms``), holding the registry's lock per partition. Neither helper
 touches the socket.
 
