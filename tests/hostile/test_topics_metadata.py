@@ -15,6 +15,7 @@ import json
 import threading
 import time
 
+from labkit.protocol.records import encode_batch
 from labkit.testing import RawClient
 
 MANY = 2_000
@@ -98,8 +99,6 @@ def test_auto_creating_2000_topics_by_metadata_leaves_others_answered(broker):
 
 def test_a_produce_to_a_new_topic_waits_for_it_and_keeps_its_order(broker):
     # a raw produce to a topic that does not exist yet: auto-created, appended once it exists
-    from labkit.protocol.records import encode_batch
-
     with RawClient(broker.bootstrap) as client:
         rids = [client.send("produce", {"acks": 1, "targets": [["fresh", 0]]},
                             [encode_batch([1_700_000_000_000], None, [b"%d" % i])])
