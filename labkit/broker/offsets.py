@@ -38,7 +38,6 @@ live state, so the file is rewritten by ``sync`` in queue order.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import struct
 import threading
@@ -48,8 +47,6 @@ from pathlib import Path
 
 from labkit._clock import Clock
 from labkit.log.recovery import fsync_dir
-
-log = logging.getLogger(__name__)
 
 DIR_NAME = "__consumer_offsets"
 FILE_NAME = "offsets.log"
@@ -205,9 +202,9 @@ class OffsetStore:
             self._file.flush()
             os.fsync(self._file.fileno())
         except OSError:
-            self._cut_back(start)
             with self._queue_lock:
                 self._queue[:0] = items
+            self._cut_back(start)
             raise
         self.synced = target
 
@@ -239,17 +236,17 @@ class OffsetStore:
             self._queued += 1
 
     def _cut_back(self, size: int) -> None:
-        """Drop a partly written tail (a failed sync), so later records stay readable."""
-        try:
-            if self._file is None:
-                self._file = open(self._path, "ab")
-            self._file.flush()
-        except OSError:
-            pass
-        try:
-            os.truncate(self._path, size)
-        except OSError as exc:  # replay stops at the torn record: commits after it are lost
-            log.error("could not cut a failed write off %s: %s", self._path, exc)
+        """Drop a partly written tail (a failed sync), so later records stay readable.
+
+        Raises OSError when even that fails (the disk is failing)."""
+        if self._file is not None:
+            try:
+                self._file.close()  # drops the buffer (a retried flush lands before the cut)
+            except OSError:
+                pass
+            self._file = None
+        os.truncate(self._path, size)
+        self._file = open(self._path, "ab")
 
     def _snapshot(self) -> bytes:
         """The live state as records (what a compacted file holds)."""

@@ -219,3 +219,38 @@ def test_commits_and_group_deletions_wait_for_the_round_that_syncs_them(tmp_path
     offsets.close()
     registry.close()
     assert not OffsetStore(tmp_path / "data", clock).has_group("g")
+
+
+class HalfWriter:
+    """The offsets file on a disk that fills up in the middle of a record."""
+
+    def __init__(self, real):
+        self.real = real
+
+    def write(self, data):
+        self.real.write(data[: len(data) // 2])
+        self.real.flush()
+        raise OSError(28, "No space left on device")
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def test_a_torn_group_write_is_cut_off_and_the_next_sync_completes_it(tmp_path, clock):
+    store = grouped(tmp_path, clock)
+    store.commit("g", [("t", 0, 1, "")])
+    store.sync()
+    store.commit("g", [("t", 0, 2, "")])
+    store.commit("h", [("t", 0, 3, "")])
+    store._file = HalfWriter(store._file)
+    with pytest.raises(OSError, match="No space"):
+        store.sync()
+    assert store.unsynced
+    store.commit("g", [("t", 1, 4, "")])
+    store.sync()
+    store.close()
+    reopened = OffsetStore(tmp_path, clock)
+    assert reopened.truncated_bytes == 0  # nothing torn left in the file
+    assert reopened.fetch("g")[("t", 0)].offset == 2
+    assert reopened.fetch("g")[("t", 1)].offset == 4
+    assert reopened.fetch("h")[("t", 0)].offset == 3
