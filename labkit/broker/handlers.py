@@ -172,10 +172,16 @@ class Handlers:
     def _auto_create(self, name: str) -> Topic | None:
         if not self.config.auto_create_topics_enable:
             return None
-        self.descriptors.check(self.config.num_partitions)
-        topic = self.registry.create(name, self.config.num_partitions)
-        log.info("auto-created topic %s (auto.create.topics.enable=true)", name)
-        return topic
+        if self.registry.get(name) is None:
+            self.descriptors.check(self.config.num_partitions)  # before connections starve
+        return self.registry.auto_create(name, self.config.num_partitions)
+
+    def try_auto_create(self, name: object) -> None:
+        """Start creating ``name`` if it is a new, legal name and auto-create is on."""
+        try:
+            self._auto_create(validate_topic_name(name))
+        except KafkaError:
+            pass  # the request, handled later, reports it
 
     def metadata(self, header: dict, payloads: list) -> Reply:
         wanted = header.get("topics")

@@ -12,9 +12,14 @@ change is one record::
         {"g": group, "o": [[topic, partition, offset, metadata, commit_ms], ...]}
         {"g": group, "delete": true}          (the group was deleted)
 
-A commit is one record, so it is all-or-nothing. ``commit`` writes the record and
-fsyncs the file before it returns: a commit that was acknowledged survives a
-kill -9 of the broker or a power cut.
+A commit is one record, so it is all-or-nothing. By default ``commit`` writes the
+record and fsyncs the file before it returns. In the broker (``group_commit =
+True``) it only applies the commit in memory and queues the record; the flusher
+thread's ``sync`` writes every queued record and fsyncs once (group commit), and
+the broker answers a commit only after the ``sync`` that covers it (``unsynced``
+tells whether one is due). Either way a commit that was acknowledged survives a
+kill -9 of the broker or a power cut. A failed ``sync`` cuts its partial write off
+and keeps the records queued for the next one.
 
 Opening the store replays the file. A record whose length, CRC or JSON is wrong
 costs that record only: replay resynchronizes at the next record that checks out
@@ -27,7 +32,11 @@ deleted groups) or damage, it is compacted: the live state is written to ``offse
 fsync'd, and renamed over the old file (rename is atomic, so a crash leaves
 either the old or the new file; a left-over ``.tmp`` is removed on open).
 
-Not thread-safe: the broker calls it from its one I/O thread.
+Thread-safety: the broker's loop thread calls everything but ``sync``, which its
+flusher thread calls; the two share only the queue (under ``_queue_lock``) and the
+``synced`` counter. With ``group_commit`` only ``sync`` touches the file while the
+broker runs. Runtime compaction is a marker in the queue carrying a snapshot of the
+live state, so the file is rewritten by ``sync`` in queue order.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import logging
 import os
 import re
 import struct
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +73,12 @@ class Committed:
     offset: int
     metadata: str
     commit_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Compaction:
+    """Queued instead of a record: rewrite the file as ``snapshot`` (the live state)."""
+    snapshot: bytes
 
 
 def _encode(payload: dict) -> bytes:
@@ -141,6 +157,12 @@ class OffsetStore:
         if self._records > self._live_records() or self.damaged_records:
             self._compact()  # also rewrites damage away, so it is reported once
         self._file = open(self._path, "ab")  # kept open for appends
+        self.group_commit = False  # the broker sets True: its flusher calls sync()
+        self._queue: list[bytes | _Compaction] = []
+        self._queue_lock = threading.Lock()
+        self._queued = 0             # records and compactions queued so far (loop thread)
+        self.synced = 0              # how many of them sync() made durable (flusher)
+        self._bytes = self._file.tell()  # file size once the queue is written
 
     # -- reading --------------------------------------------------------------
 
@@ -203,14 +225,65 @@ class OffsetStore:
         """Compact when the file has grown well past the live state (call from tick)."""
         if self._file is None:
             return
-        if self._file.tell() >= _COMPACT_MIN_BYTES and self._records > 4 * self._live_records():
+        if self._bytes < _COMPACT_MIN_BYTES or self._records <= 4 * self._live_records():
+            return
+        if self.group_commit:  # the flusher rewrites the file, in queue order
+            snapshot = self._snapshot()
+            self._enqueue(_Compaction(snapshot))
+            self._bytes = len(snapshot)
+        else:
             self._file.close()
             self._file = None
             self._compact()
             self._file = open(self._path, "ab")
+            self._bytes = self._file.tell()
+        self._records = self._live_records()
+
+    @property
+    def queued(self) -> int:
+        """How many changes were queued so far (grows with every queued change)."""
+        return self._queued
+
+    @property
+    def unsynced(self) -> bool:
+        """Whether some queued change is not durable yet (a ``sync`` is due)."""
+        return self.synced < self._queued
+
+    def sync(self) -> None:
+        """Write every queued record and fsync once (the flusher thread).
+
+        Raises OSError; the records stay queued for the next call."""
+        with self._queue_lock:
+            items, self._queue = self._queue, []
+            target = self._queued
+        if not items:
+            return
+        if self._file is None:
+            raise OSError("the offset store is closed")
+        start = self._file.tell()
+        try:
+            for item in items:
+                if isinstance(item, _Compaction):
+                    self._file.close()
+                    self._file = None
+                    self._write_file(item.snapshot)
+                    self._file = open(self._path, "ab")
+                    start = self._file.tell()
+                else:
+                    self._file.write(item)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError:
+            with self._queue_lock:
+                self._queue[:0] = items
+            self._cut_back(start)
+            raise
+        self.synced = target
 
     def close(self) -> None:
         if self._file is not None:
+            if self._queue:
+                self.sync()
             self._file.close()
             self._file = None
 
@@ -219,10 +292,42 @@ class OffsetStore:
     def _append(self, payload: dict) -> None:
         if self._file is None:
             raise OSError("the offset store is closed")
-        self._file.write(_encode(payload))
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        record = _encode(payload)
+        if self.group_commit:
+            self._enqueue(record)
+        else:
+            self._file.write(record)
+            self._file.flush()
+            os.fsync(self._file.fileno())
         self._records += 1
+        self._bytes += len(record)
+
+    def _enqueue(self, item: bytes | _Compaction) -> None:
+        with self._queue_lock:
+            self._queue.append(item)
+            self._queued += 1
+
+    def _cut_back(self, size: int) -> None:
+        """Drop a partly written tail (a failed sync), so later records stay readable.
+
+        Raises OSError when even that fails (the disk is failing)."""
+        if self._file is not None:
+            try:
+                self._file.close()  # drops the buffer (a retried flush lands before the cut)
+            except OSError:
+                pass
+            self._file = None
+        os.truncate(self._path, size)
+        self._file = open(self._path, "ab")
+
+    def _snapshot(self) -> bytes:
+        """The live state as records (what a compacted file holds)."""
+        parts = []
+        for group_id in sorted(self._groups):
+            rows = [[t, p, c.offset, c.metadata, c.commit_ms]
+                    for (t, p), c in sorted(self._groups[group_id].items())]
+            parts.append(_encode({"g": group_id, "o": rows}))
+        return b"".join(parts)
 
     def _live_records(self) -> int:
         return len(self._groups)
@@ -300,14 +405,15 @@ class OffsetStore:
         self._groups.setdefault(group_id, {}).update(rows)
 
     def _compact(self) -> None:
+        self._write_file(self._snapshot())
+        self._records = self._live_records()
+
+    def _write_file(self, data: bytes) -> None:
+        """Replace the file by ``data`` atomically (temp file, fsync, rename)."""
         tmp = self._path.with_suffix(".log.tmp")
         with open(tmp, "wb") as f:
-            for group_id in sorted(self._groups):
-                rows = [[t, p, c.offset, c.metadata, c.commit_ms]
-                        for (t, p), c in sorted(self._groups[group_id].items())]
-                f.write(_encode({"g": group_id, "o": rows}))
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self._path)
         fsync_dir(self._dir)
-        self._records = self._live_records()

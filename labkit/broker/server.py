@@ -9,7 +9,7 @@ broker state. Each turn it polls the ROUTER and a wake-up socket, drains up to
 1. re-checks parked fetches whose partitions got data (or all of them after an
    admin change) and answers those that now have ``min_bytes``;
 2. answers parked fetches whose ``max_wait_ms`` ran out;
-3. hands the ``acks=-1`` produces collected so far to the flusher, if it is idle;
+3. hands what waits for durability to the flusher, if it is idle;
 4. calls the group service's ``tick()`` every ~100 ms and checks every connection's
    byte budget every ~50 ms.
 
@@ -21,11 +21,13 @@ away takes its parked fetches with it. Every reply leaves through ``_send``.
 Requests are answered in whatever order they complete; the client matches
 replies by request id, so a client may keep many requests in flight.
 
-The **flusher thread** fsyncs the logs of one batch of ``acks=-1`` produces,
-then wakes the loop over an inproc socket; the loop sends those replies. While
-it works, newer ``acks=-1`` produces queue up and are covered by the next single
-fsync (group commit). The **cleaner thread** applies retention and compaction
-every ``log.retention.check.interval.ms`` (sooner for topics with a short
+The **flusher thread** (labkit/broker/flusher.py) makes durable what the
+replies waiting for it promise — ``acks=-1`` produces, topic changes, offset
+commits — in rounds, then wakes the loop over an inproc socket; the loop sends
+those replies. While it works, newer ones queue up and are covered by the next
+round (group commit); the loop thread itself never fsyncs. The **cleaner
+thread** applies retention and compaction every
+``log.retention.check.interval.ms`` (sooner for topics with a short
 ``retention.ms``), holding the registry's lock per partition. Neither helper
 touches the socket.
 
@@ -41,9 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import queue
 import threading
-from collections import deque
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
@@ -52,6 +52,7 @@ from labkit._clock import REAL_CLOCK, Clock
 from labkit.broker.config import BrokerConfig
 from labkit.broker.connections import ConnectionTable, frame_overhead
 from labkit.broker.descriptors import FD_LOW_WATER, open_descriptors, open_file_limit
+from labkit.broker.flusher import GroupCommit
 from labkit.broker.group_api import GROUP_APIS, GroupService
 from labkit.broker.handlers import Handlers, error_of
 from labkit.broker.parking import ParkingLot
@@ -85,41 +86,6 @@ RECV_HWM = 100          # whole requests queued per client before ZeroMQ stops r
 
 class PortInUseError(KafkaConfigurationError):
     """The broker's TCP port is taken."""
-
-
-class _Flusher(threading.Thread):
-    """fsyncs batches of logs for acks=-1 and wakes the loop when a batch is done."""
-
-    def __init__(self, ctx: zmq.Context, wake_addr: str):
-        super().__init__(name="labkit-flusher", daemon=True)
-        self._ctx = ctx
-        self._wake_addr = wake_addr
-        self.jobs: queue.Queue = queue.Queue()
-        self.done: deque = deque()
-
-    def run(self) -> None:
-        wake = self._ctx.socket(zmq.PUSH)
-        wake.connect(self._wake_addr)
-        try:
-            while True:
-                job = self.jobs.get()
-                if job is None:
-                    return
-                self.done.append((job, flush_logs(job[1])))
-                wake.send(b"f")
-        finally:
-            wake.close(linger=0)
-
-
-def flush_logs(logs: dict) -> dict:
-    """fsync each log once; return {id(log): exception} for the ones that failed."""
-    failed = {}
-    for key, plog in logs.items():
-        try:
-            plog.flush()
-        except Exception as exc:  # noqa: BLE001 - reported to the producer, not raised
-            failed[key] = exc
-    return failed
 
 
 class _Cleaner(threading.Thread):
@@ -175,7 +141,7 @@ class BrokerServer:
         self.registry: TopicRegistry | None = None
         self.handlers: Handlers | None = None
         self.groups: GroupService | None = None
-        self._flusher: _Flusher | None = None
+        self._durable: GroupCommit | None = None
         self._cleaner: _Cleaner | None = None
         self.parking: ParkingLot | None = None
         self.connections = ConnectionTable(config.connection_max_buffered_bytes)
@@ -183,8 +149,6 @@ class BrokerServer:
         self._next_fd_check = 0.0
         self._dirty: set = set()
         self._recheck_all = False
-        self._sync_waiting: list = []
-        self._flush_busy = False
 
     # -- life cycle ------------------------------------------------------------
 
@@ -231,8 +195,9 @@ class BrokerServer:
             offsets_retention_ms=self.config.offsets_retention_minutes * 60_000,
             retention_check_interval_ms=self.config.offsets_retention_check_interval_ms,
             max_group_size=self.config.group_max_size)
-        self._flusher = _Flusher(ctx, wake_addr)
-        self._flusher.start()
+        self._durable = GroupCommit(self.registry, self.groups.offsets, self._dispatch,
+                                    self.handlers.try_auto_create, self._send, self.stats)
+        self._durable.start(lambda: _open_waker(ctx, wake_addr))
         self._cleaner = _Cleaner(self.registry, self.config, self.clock)
         self._cleaner.start()
 
@@ -288,13 +253,8 @@ class BrokerServer:
         try:
             if self.parking is not None:
                 self._send_answers(self.parking.answer_all())
-            if self._flusher is not None:
-                self._flusher.jobs.put(None)
-                self._flusher.join(timeout=10)
-            self._finish_flushes()
-            if self._sync_waiting:
-                batch, self._sync_waiting = self._sync_waiting, []
-                self._send_synced(batch, flush_logs(_logs_of(batch)))
+            if self._durable is not None:
+                self._durable.stop()
             if self._cleaner is not None:
                 self._cleaner.stop_event.set()
                 self._cleaner.join(timeout=30)
@@ -388,8 +348,19 @@ class BrokerServer:
                 self._send(identity, rid, {"error": InvalidRequestError.errno,
                                            "message": f"malformed request: {exc}"})
             return
+        self._dispatch(identity, rid, api, header, payloads)
+
+    def _dispatch(self, identity: bytes, rid: bytes, api: str, header: dict, payloads: list,
+                  holds: int = 0) -> None:
+        """Handle one parsed request (again, for one held while its topics were created)."""
+        durable = self._durable
+        if durable.hold(identity, rid, api, header, payloads, holds, before=True):
+            return  # a produce to a topic being created: handled once it exists
+        mark = durable.mark()
         if api in GROUP_APIS:
-            self._send(identity, rid, self._group_request(api, header))
+            answer = self._group_request(api, header)
+            if not durable.group_reply(identity, rid, api, answer, mark):
+                self._send(identity, rid, answer)
             return
         reply = self.handlers.handle(api, header, payloads)
         if reply.appended:
@@ -400,8 +371,10 @@ class BrokerServer:
             self.groups.topics_changed(reply.changed_topics)
         if reply.silent:
             return
-        if reply.sync:
-            self._sync_waiting.append((identity, rid, reply))
+        if durable.hold(identity, rid, api, header, payloads, holds, before=False):
+            pass  # a metadata request: answered again once the topics it names exist
+        elif reply.sync or durable.changed_since(mark):
+            durable.wait(identity, rid, api, reply)
         elif reply.keys is not None:
             deadline = self.clock.monotonic() + reply.park_ms / 1000.0
             self._send_answers(self.parking.park(identity, rid, header, deadline, reply.keys))
@@ -472,10 +445,7 @@ class BrokerServer:
             self._next_budget_check = now + BUDGET_CHECK_S
             self._forget_clients(self.connections.check())
             self._check_descriptors(now)
-        if self._sync_waiting and not self._flush_busy:
-            batch, self._sync_waiting = self._sync_waiting, []
-            self._flush_busy = True
-            self._flusher.jobs.put((batch, _logs_of(batch)))
+        self._durable.hand_over()
 
     def _connection_events(self) -> None:
         """Drain the socket monitor: connections opened and closed."""
@@ -521,23 +491,8 @@ class BrokerServer:
                 wake.recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
-        flusher = self._flusher
-        while flusher is not None and flusher.done:
-            (batch, _logs), failed = flusher.done.popleft()
-            self._flush_busy = False
-            self.stats["fsync_rounds"] += 1
-            self.stats["synced_produces"] += len(batch)
-            self._send_synced(batch, failed)
-
-    def _send_synced(self, batch: list, failed: dict) -> None:
-        for identity, rid, reply in batch:
-            results = reply.header["results"]
-            for index, plog in reply.sync:
-                exc = failed.get(id(plog))
-                if exc is not None:
-                    code, text = error_of(exc)
-                    results[index] = [-1, code, -1, text]
-            self._send(identity, rid, reply.header, reply.payloads)
+        if self._durable is not None and self._durable.finish():
+            self._recheck_all = True  # parked fetches may name a topic that now exists
 
     # -- groups ------------------------------------------------------------------
 
@@ -558,9 +513,8 @@ class BrokerServer:
         return found.partitions[partition].log_end_offset
 
 
-def _logs_of(batch: list) -> dict:
-    logs = {}
-    for _identity, _rid, reply in batch:
-        for _index, plog in reply.sync:
-            logs[id(plog)] = plog
-    return logs
+def _open_waker(ctx: zmq.Context, addr: str):
+    """(wake, close) over a PUSH socket to the loop's wake-up socket (for a helper thread)."""
+    sock = ctx.socket(zmq.PUSH)
+    sock.connect(addr)
+    return (lambda: sock.send(b"f")), (lambda: sock.close(linger=0))

@@ -18,13 +18,26 @@ at worst an orphan directory, which a later create of the same name wipes.
 Deleted partitions are renamed to ``<dir>.<n>-delete`` and then removed; leftovers
 of that kind are removed at start.
 
+Deferred writes: a change (create, delete, create_partitions, alter_configs) is made
+in memory at once and marked for the next *metadata round*, which writes topics.json
+once however many topics changed (O(n) per round, not per topic) and then does the
+file work: closes and removes deleted topics' partitions, creates new ones. In the
+broker (``deferred = True``) the flusher thread runs the rounds (``begin_round`` and
+``finish_round`` on the loop thread, ``run_round`` on the flusher), so the loop never
+waits for a disk, and the requests that made a change are answered only after the
+round that made it durable. A topic being created is not in ``topics`` until its
+round is finished: it answers LEADER_NOT_AVAILABLE (retriable), as Kafka does for a
+topic it has just auto-created. Otherwise (``deferred = False``: tools, tests) each
+change runs its round before returning.
+
 A topic name is checked against Kafka's rules (``[a-zA-Z0-9._-]``, at most 249
 characters, not ``.`` or ``..``) before any path is built from it, so no name can
 reach outside the data directory.
 
 Thread-safety: every method is called from the broker's loop thread, except
-``partitions_snapshot``, ``any_compacted`` and ``shortest_retention_ms``, which the
-cleaner thread calls (they copy before iterating; ``lock`` guards the structural
+``run_round`` (the flusher thread, one round at a time, touching only the round's
+own snapshot and logs) and ``partitions_snapshot``, ``any_compacted`` and
+``shortest_retention_ms``, which the cleaner thread calls (they copy before iterating; ``lock`` guards the structural
 changes they might race with). A log closed or deleted while the cleaner works on it
 is safe: PartitionLog's maintenance stops on a closed log.
 """
@@ -49,6 +62,7 @@ from labkit.errors import (
     InvalidReplicationFactorError,
     InvalidTopicError,
     KafkaStorageError,
+    LeaderNotAvailableError,
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
@@ -113,6 +127,27 @@ class Topic:
         self.max_message_bytes = config.max_message_bytes
 
 
+@dataclass
+class _Creation:
+    """A topic (first == 0) or a topic's new partitions [first, total) being created."""
+    topic: Topic
+    first: int
+    total: int
+    logs: list[PartitionLog] = field(default_factory=list)
+    error: Exception | None = None
+
+
+@dataclass
+class MetadataRound:
+    """One write of topics.json and the file work that follows it (see "Deferred writes")."""
+    version: int
+    body: dict[str, tuple[int, dict[str, str]]]
+    creations: list[_Creation]
+    removals: list[tuple[str, list[PartitionLog]]]
+    touched: set[str]
+    error: Exception | None = None
+
+
 class TopicRegistry:
     """Topics and their partition logs under one data directory."""
 
@@ -126,6 +161,13 @@ class TopicRegistry:
         self.cluster_id = ""
         self.lock = threading.Lock()
         self._lock_fd: int | None = None
+        self.deferred = False   # the broker sets True: its flusher thread runs the rounds
+        self.version = 0        # bumped by every change
+        self.durable_version = 0  # the last version a round made durable
+        self._dirty = False
+        self._pending: dict[str, _Creation] = {}  # topics (or new partitions) being created
+        self._removals: list[tuple[str, list[PartitionLog]]] = []  # deleted, files to go
+        self._touched: set[str] = set()  # topics changed since the last round began
 
     # -- life cycle ------------------------------------------------------------
 
@@ -139,8 +181,8 @@ class TopicRegistry:
         self.cluster_id = meta.get("cluster_id") or _new_cluster_id()
         try:
             for name, entry in sorted(meta.get("topics", {}).items()):
-                overrides = {str(k): str(v) for k, v in entry.get("configs", {}).items()}
-                config = self._config_for(overrides, strict=False)
+                overrides = self._stored_overrides(name, entry)
+                config = self._config_for(overrides)
                 topic = Topic(name, config, overrides)
                 for p in range(int(entry["partitions"])):
                     topic.partitions.append(self._open_partition(name, p, config))
@@ -153,7 +195,12 @@ class TopicRegistry:
         return self
 
     def close(self) -> None:
-        """Flush and close every log, then release the directory lock."""
+        """Finish a pending round, flush and close every log, release the directory lock."""
+        round_ = self.begin_round()
+        if round_ is not None:
+            self.run_round(round_)
+            for name, error in self.finish_round(round_).items():
+                log.error("topic %s: change lost at shutdown: %s", name, error)
         with self.lock:
             for topic in self.topics.values():
                 for plog in topic.partitions:
@@ -195,6 +242,8 @@ class TopicRegistry:
     def partition(self, name: str, partition: int) -> PartitionLog:
         """The log of one partition. Raises UnknownTopicOrPartitionError."""
         topic = self.topics.get(name)
+        if topic is None and name in self._pending:
+            raise self._being_created(name)
         if topic is None:
             raise UnknownTopicOrPartitionError(
                 f"topic {name!r} does not exist; create it (labkit topics --create --topic {name}) "
@@ -222,55 +271,68 @@ class TopicRegistry:
         return min(numbers) if numbers else None
 
     # -- changes -----------------------------------------------------------------
+    #
+    # A change is made in memory at once and recorded for the next metadata round
+    # (see "Deferred writes" above); in inline mode the round runs before returning.
 
     def create(self, name: object, num_partitions: int | None = None,
                replication_factor: object = 1, configs: dict | None = None,
                validate_only: bool = False) -> Topic | None:
-        """Create a topic. Raises InvalidTopicError, TopicAlreadyExistsError,
-        InvalidPartitionsError, InvalidReplicationFactorError, InvalidConfigurationError."""
+        """Create a topic; None when ``validate_only`` or while the creation is deferred.
+
+        Raises InvalidTopicError, TopicAlreadyExistsError, InvalidPartitionsError,
+        InvalidReplicationFactorError, InvalidConfigurationError, KafkaStorageError."""
         name = validate_topic_name(name)
         if num_partitions is None or num_partitions == -1:
             num_partitions = self.default_partitions
         _check_partition_count(num_partitions)
         validate_replication_factor(replication_factor)
-        if name in self.topics:
+        if name in self.topics or name in self._pending:
             raise TopicAlreadyExistsError(f"topic {name!r} already exists")
         overrides = _string_configs(configs)
         config = self._config_for(overrides)
         overrides = _normalized(overrides, config)
         if validate_only:
             return None
-        topic = Topic(name, config, overrides)
-        self.topics[name] = topic
-        try:
-            self._write_metadata(extra={name: num_partitions})
-            for p in range(num_partitions):
-                self._wipe_orphan(name, p)
-                topic.partitions.append(self._open_partition(name, p, config))
-        except (OSError, KafkaStorageError) as exc:
-            for plog in topic.partitions:
-                plog.close()
-            del self.topics[name]
-            self._write_metadata_quietly()
-            raise KafkaStorageError(f"could not create topic {name!r}: {exc}") from None
-        log.info("created topic %s with %d partition(s)", name, num_partitions)
-        return topic
+        self._pending[name] = _Creation(Topic(name, config, overrides), 0, num_partitions)
+        self._changed(name)
+        self._run_inline(name, "could not create topic")
+        return self.topics.get(name)
+
+    def auto_create(self, name: str, num_partitions: int) -> Topic:
+        """The topic, created with the defaults if it does not exist yet.
+
+        Raises LeaderNotAvailableError (retriable) while the creation is deferred, as
+        Kafka answers for a topic it has just auto-created; InvalidTopicError."""
+        topic = self.topics.get(name)
+        if topic is not None:
+            return topic
+        if name not in self._pending:
+            self.create(name, num_partitions)
+            topic = self.topics.get(name)
+            if topic is not None:
+                return topic
+        raise self._being_created(name)
 
     def delete(self, name: str) -> None:
-        """Delete a topic and its files. Raises UnknownTopicOrPartitionError."""
+        """Delete a topic and its files. Raises UnknownTopicOrPartitionError,
+        LeaderNotAvailableError (while it is being created), KafkaStorageError."""
+        if isinstance(name, str) and name in self._pending:
+            raise self._being_created(name)
         if not isinstance(name, str) or name not in self.topics:
             raise UnknownTopicOrPartitionError(f"topic {name!r} does not exist")
         with self.lock:
             topic = self.topics.pop(name)
-            self._write_metadata()
-            for p, plog in enumerate(topic.partitions):
-                plog.close()
-                self._remove_dir(self._partition_dir(name, p))
+        self._removals.append((name, topic.partitions))
+        self._changed(name)
+        self._run_inline(name, "could not delete topic")
         log.info("deleted topic %s", name)
 
     def create_partitions(self, name: str, total: object, validate_only: bool = False) -> None:
         """Grow a topic to ``total`` partitions. Raises InvalidPartitionsError,
-        UnknownTopicOrPartitionError."""
+        UnknownTopicOrPartitionError, LeaderNotAvailableError, KafkaStorageError."""
+        if isinstance(name, str) and name in self._pending:
+            raise self._being_created(name)
         topic = self.topics.get(name) if isinstance(name, str) else None
         if topic is None:
             raise UnknownTopicOrPartitionError(f"topic {name!r} does not exist")
@@ -282,21 +344,9 @@ class TopicRegistry:
                 "(Kafka never removes partitions)")
         if validate_only:
             return
-        with self.lock:
-            entry_count = current
-            try:
-                self._write_metadata(extra={name: total})
-                for p in range(current, total):
-                    self._wipe_orphan(name, p)
-                    topic.partitions.append(self._open_partition(name, p, topic.config))
-                    entry_count += 1
-            except (OSError, KafkaStorageError) as exc:
-                for plog in topic.partitions[current:]:
-                    plog.close()
-                del topic.partitions[current:]
-                self._write_metadata_quietly()
-                raise KafkaStorageError(f"could not add partitions to {name!r}: {exc}") from None
-        log.info("topic %s now has %d partitions", name, entry_count)
+        self._pending[name] = _Creation(topic, current, total)
+        self._changed(name)
+        self._run_inline(name, "could not add partitions to")
 
     def describe_configs(self, name: str) -> list[dict]:
         """[{"name", "value", "default"}] for every topic config.
@@ -327,27 +377,124 @@ class TopicRegistry:
         overrides = _normalized(overrides, config)
         if validate_only:
             return
-        old = (topic.config, topic.overrides)
         topic.set_config(config, overrides)
-        try:
-            self._write_metadata()
-        except OSError as exc:
-            topic.set_config(*old)
-            raise KafkaStorageError(f"could not save configs of {name!r}: {exc}") from None
         for plog in topic.partitions:
             plog.update_config(config)
+        self._changed(name)
+        self._run_inline(name, "could not save the configs of")
         log.info("topic %s configs now %s", name, overrides or "{defaults}")
+
+    # -- metadata rounds (see "Deferred writes") -------------------------------------
+
+    @property
+    def pending(self) -> bool:
+        """Whether a change waits for a metadata round."""
+        return self._dirty
+
+    def being_created(self, name: object) -> bool:
+        return isinstance(name, str) and name in self._pending
+
+    def begin_round(self) -> MetadataRound | None:
+        """Loop thread: what the next round must write, or None when nothing changed."""
+        if not self._dirty:
+            return None
+        body = {name: (len(t.partitions), t.overrides) for name, t in self.topics.items()}
+        for name, creation in self._pending.items():
+            body[name] = (creation.total, creation.topic.overrides)
+        round_ = MetadataRound(self.version, body, list(self._pending.values()),
+                               self._removals, self._touched)
+        self._removals, self._touched, self._dirty = [], set(), False
+        return round_
+
+    def run_round(self, round_: MetadataRound) -> None:
+        """Flusher thread: write topics.json once, then remove deleted topics' files and
+        open created partitions. Failures are recorded in ``round_``, never raised."""
+        try:
+            self._write_body(round_.body)
+        except OSError as exc:
+            round_.error = exc
+            return
+        for name, logs in round_.removals:
+            for p, plog in enumerate(logs):
+                try:
+                    plog.close()
+                    self._remove_dir(self._partition_dir(name, p))
+                except (OSError, KafkaStorageError) as exc:
+                    log.warning("removing partition %s-%d failed: %s", name, p, exc)
+        for creation in round_.creations:
+            topic = creation.topic
+            try:
+                for p in range(creation.first, creation.total):
+                    self._wipe_orphan(topic.name, p)
+                    creation.logs.append(self._open_partition(topic.name, p, topic.config))
+            except (OSError, KafkaStorageError) as exc:
+                creation.error = exc
+                for plog in creation.logs:
+                    plog.close()
+
+    def finish_round(self, round_: MetadataRound) -> dict[str, Exception]:
+        """Loop thread: install what the round created; return {topic: error} for the
+        changes that did not become durable (their requests are answered with it)."""
+        failed: dict[str, Exception] = {}
+        if round_.error is not None:
+            failed = dict.fromkeys(round_.touched, round_.error)
+            self._removals = round_.removals + self._removals  # retried by the next round
+            self._dirty = True
+        for creation in round_.creations:
+            name = creation.topic.name
+            self._pending.pop(name, None)
+            error = round_.error or creation.error
+            if error is not None:
+                for plog in creation.logs if creation.error is None else ():
+                    plog.close()  # opened before the round failed elsewhere
+                failed[name] = error
+                self._dirty = True  # the next round writes topics.json without it
+                continue
+            with self.lock:
+                creation.topic.partitions.extend(creation.logs)
+                self.topics[name] = creation.topic
+            log.info("topic %s has %d partition(s)", name, creation.total)
+        if not failed:
+            self.durable_version = max(self.durable_version, round_.version)
+        return failed
+
+    def _changed(self, name: str) -> None:
+        self.version += 1
+        self._touched.add(name)
+        self._dirty = True
+
+    def _run_inline(self, name: str, what: str) -> None:
+        if self.deferred:
+            return
+        round_ = self.begin_round()
+        if round_ is None:
+            return
+        self.run_round(round_)
+        error = self.finish_round(round_).get(name)
+        if error is not None:
+            raise KafkaStorageError(f"{what} {name!r}: {error}") from None
+
+    @staticmethod
+    def _being_created(name: str) -> LeaderNotAvailableError:
+        return LeaderNotAvailableError(f"topic {name!r} is being created; retry in a moment")
 
     # -- helpers -----------------------------------------------------------------
 
-    def _config_for(self, overrides: dict[str, str], strict: bool = True) -> LogConfig:
-        try:
-            return LogConfig.from_kafka(overrides, defaults=self._defaults)
-        except InvalidConfigurationError:
-            if strict:
-                raise
-            log.warning("ignoring invalid stored configs %s; using defaults", overrides)
-            return self._defaults
+    def _config_for(self, overrides: dict[str, str]) -> LogConfig:
+        return LogConfig.from_kafka(overrides, defaults=self._defaults)
+
+    def _stored_overrides(self, name: str, entry: dict) -> dict[str, str]:
+        """A stored topic's overrides without the keys this version refuses (e.g. below
+        a floor that an older labkit did not have): those fall back to the defaults."""
+        kept = {}
+        for key, value in entry.get("configs", {}).items():
+            try:
+                self._config_for({str(key): str(value)})
+                kept[str(key)] = str(value)
+            except InvalidConfigurationError as exc:
+                log.warning("topic %s: ignoring stored config %s=%s (%s); using the broker "
+                            "default", name, key, value, exc.args[0] if exc.args else exc)
+        return kept
 
     def _partition_dir(self, name: str, partition: int) -> Path:
         path = self.data_dir / f"{validate_topic_name(name)}-{partition}"
@@ -392,27 +539,24 @@ class TopicRegistry:
                 "every topic)") from None
         return meta
 
-    def _write_metadata(self, extra: dict[str, int] | None = None) -> None:
-        topics = {}
-        for name, topic in sorted(self.topics.items()):
-            count = (extra or {}).get(name, len(topic.partitions))
-            topics[name] = {"partitions": count, "configs": topic.overrides}
-        body = json.dumps({"version": 1, "cluster_id": self.cluster_id, "topics": topics},
+    def _write_metadata(self) -> None:
+        """Write the current topic set (at open; later rounds use ``_write_body``)."""
+        self._write_body({name: (len(t.partitions), t.overrides)
+                          for name, t in self.topics.items()})
+
+    def _write_body(self, body: dict[str, tuple[int, dict[str, str]]]) -> None:
+        topics = {name: {"partitions": count, "configs": overrides}
+                  for name, (count, overrides) in sorted(body.items())}
+        data = json.dumps({"version": 1, "cluster_id": self.cluster_id, "topics": topics},
                           indent=1, sort_keys=True).encode("utf-8")
         path = self.data_dir / METADATA_FILE
         tmp = path.with_name(METADATA_FILE + ".tmp")
         with open(tmp, "wb") as fh:
-            fh.write(body)
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         fsync_dir(self.data_dir)
-
-    def _write_metadata_quietly(self) -> None:
-        try:
-            self._write_metadata()
-        except OSError as exc:
-            log.error("could not rewrite %s: %s", METADATA_FILE, exc)
 
 
 def _check_partition_count(count: object) -> None:

@@ -27,6 +27,14 @@ INT32_MAX = (1 << 31) - 1
 INT64_MAX = (1 << 63) - 1
 CLEANUP_POLICIES = ("delete", "compact", "compact,delete")
 
+# Floors that stop one topic's settings from making the broker create files per batch
+# (three per segment). Kafka 4 requires segment.bytes >= 1 MiB; the lab's notebooks use
+# 512-1024 byte segments and segment.ms=1000 to show retention within seconds, so the
+# floors are those: at most three files per 512 bytes or per second and partition.
+MIN_SEGMENT_BYTES = 512
+MIN_SEGMENT_MS = 1000
+MIN_SEGMENT_INDEX_BYTES = 4096  # 341 time-index entries: a segment of at least that many batches
+
 
 @dataclass(frozen=True)
 class LogConfig:
@@ -135,8 +143,12 @@ def _parse_policy(key: str, raw: str | int) -> str:
 
 # Kafka topic config name -> field and accepted range (Kafka's own bounds).
 _SPECS: dict[str, _Spec] = {
-    "segment.bytes": _Spec("segment_bytes", 14, INT32_MAX, "bytes per segment file"),
-    "segment.ms": _Spec("segment_ms", 1, INT64_MAX, "ms before a segment is rolled"),
+    "segment.bytes": _Spec("segment_bytes", MIN_SEGMENT_BYTES, INT32_MAX,
+                           "bytes per segment file; smaller would mean new files for "
+                           "nearly every batch"),
+    "segment.ms": _Spec("segment_ms", MIN_SEGMENT_MS, INT64_MAX,
+                        "ms before a segment is rolled; at least 1 s so a topic cannot "
+                        "roll a new file for every batch"),
     "retention.ms": _Spec("retention_ms", -1, INT64_MAX, "ms to keep records; -1 = forever"),
     "retention.bytes": _Spec("retention_bytes", -1, INT64_MAX,
                              "bytes to keep per partition; -1 = no limit"),
@@ -148,8 +160,9 @@ _SPECS: dict[str, _Spec] = {
     "max.message.bytes": _Spec("max_message_bytes", 0, INT32_MAX, "largest batch in bytes"),
     "index.interval.bytes": _Spec("index_interval_bytes", 0, INT32_MAX,
                                   "bytes between offset index entries"),
-    "segment.index.bytes": _Spec("segment_index_bytes", 4, INT32_MAX,
-                                 "largest offset index file in bytes"),
+    "segment.index.bytes": _Spec("segment_index_bytes", MIN_SEGMENT_INDEX_BYTES, INT32_MAX,
+                                 "largest offset index file in bytes; a full index rolls "
+                                 "the segment"),
     "message.timestamp.after.max.ms": _Spec(
         "message_timestamp_after_max_ms", 0, INT64_MAX,
         "ms a record's timestamp may be ahead of the broker's clock"),

@@ -57,11 +57,11 @@ def test_short_retention_drops_old_segments_and_moves_the_log_start(broker):
     with RawClient(broker.bootstrap) as client:
         header, _ = client.request("create_topics", {"topics": [{
             "name": "short", "num_partitions": 1, "replication_factor": 1,
-            "configs": {"retention.ms": "1000", "segment.bytes": "300"}}]})
+            "configs": {"retention.ms": "1000", "segment.bytes": "512"}}]})
         assert header["topics"][0]["error"] == 0
-        for i in range(6):  # each ~250-byte batch fills a segment
+        for i in range(6):  # each ~500-byte batch fills a segment
             header, _ = client.request("produce", {"acks": 1, "targets": [["short", 0]]}, [
-                encode_batch([now_ms()], None, [b"%d" % i + b"." * 200])])
+                encode_batch([now_ms()], None, [b"%d" % i + b"." * 420])])
             assert header["results"][0][1] == 0
         assert earliest(client, "short") == 0
         assert wait_until(lambda: earliest(client, "short") >= 5), broker.output()
@@ -79,7 +79,7 @@ def test_compaction_keeps_the_last_value_per_key(tmp_path):
             RawClient(broker.bootstrap) as client:
         header, _ = client.request("create_topics", {"topics": [{
             "name": "table", "num_partitions": 1, "replication_factor": 1,
-            "configs": {"cleanup.policy": "compact", "segment.bytes": "400",
+            "configs": {"cleanup.policy": "compact", "segment.bytes": "512",
                         "delete.retention.ms": "0"}}]})
         assert header["topics"][0]["error"] == 0
         expected = {}

@@ -220,14 +220,14 @@ def test_committed_offset_deleted_by_retention_resets_and_says_so(
         shared_broker, unique_topic, caplog):
     boot = shared_broker.bootstrap
     group = "g-" + unique_topic
-    create(boot, unique_topic, 1, {"retention.ms": "1000", "segment.bytes": "200"})
+    create(boot, unique_topic, 1, {"retention.ms": "1000", "segment.bytes": "512"})
     tp = TopicPartition(unique_topic, 0)
     with KafkaAdminClient(bootstrap_servers=boot) as admin:
         admin.alter_consumer_group_offsets(group, {tp: 0})
     old = int(time.time() * 1000) - 3_600_000
     with KafkaProducer(bootstrap_servers=boot, acks="all") as producer:
         for i in range(10):  # one batch each: several segments, all an hour old
-            producer.send(unique_topic, b"%d" % i, timestamp_ms=old).get(timeout=10)
+            producer.send(unique_topic, b"%d" % i + b"." * 200, timestamp_ms=old).get(timeout=10)
     probe = KafkaConsumer(bootstrap_servers=boot)
     try:
         deadline = time.monotonic() + DEADLINE_S

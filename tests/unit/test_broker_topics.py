@@ -211,3 +211,20 @@ def test_leftovers_are_cleaned(tmp_path, clock):
         assert reg.partition("t", 0).log_end_offset == 0
     finally:
         reg.close()
+
+
+def test_a_stored_config_below_a_floor_falls_back_alone(tmp_path, clock, caplog):
+    # topics.json written by a labkit without the segment floors
+    path = tmp_path / "d"
+    path.mkdir()
+    (path / "topics.json").write_text(json.dumps({"version": 1, "cluster_id": "c", "topics": {
+        "old": {"partitions": 1, "configs": {"segment.bytes": "14", "retention.ms": "5000"}}}}))
+    reg = open_registry(path, clock)
+    try:
+        topic = reg.get("old")
+        assert topic.config.retention_ms == 5000
+        assert topic.config.segment_bytes == LogConfig().segment_bytes
+        assert topic.overrides == {"retention.ms": "5000"}
+    finally:
+        reg.close()
+    assert "segment.bytes=14" in caplog.text

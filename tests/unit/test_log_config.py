@@ -7,6 +7,9 @@ import pytest
 from labkit.errors import InvalidConfigurationError
 from labkit.log.config import (
     BROKER_CONFIG_KEYS,
+    MIN_SEGMENT_BYTES,
+    MIN_SEGMENT_INDEX_BYTES,
+    MIN_SEGMENT_MS,
     TOPIC_CONFIG_KEYS,
     LogConfig,
     split_broker_configs,
@@ -32,9 +35,9 @@ def test_from_kafka_parses_strings_and_ints():
 
 
 def test_from_kafka_applies_over_given_defaults():
-    defaults = LogConfig.from_kafka({"retention.ms": "9000", "segment.ms": "100"})
-    config = LogConfig.from_kafka({"segment.ms": "200"}, defaults)
-    assert (config.retention_ms, config.segment_ms) == (9000, 200)
+    defaults = LogConfig.from_kafka({"retention.ms": "9000", "segment.ms": "1000"})
+    config = LogConfig.from_kafka({"segment.ms": "2000"}, defaults)
+    assert (config.retention_ms, config.segment_ms) == (9000, 2000)
 
 
 @pytest.mark.parametrize("raw", ["compact,delete", "delete,compact", " Delete , COMPACT "])
@@ -68,9 +71,9 @@ def test_unknown_key_names_the_key_and_the_known_ones():
 @pytest.mark.parametrize("key, raw, expect", [
     ("retention.ms", "abc", "whole number"),
     ("retention.ms", "-2", ">= -1"),
-    ("segment.bytes", "10", "between 14 and"),
-    ("segment.bytes", str(1 << 31), "between 14 and"),
-    ("segment.ms", "0", ">= 1"),
+    ("segment.bytes", "10", "between 512 and"),
+    ("segment.bytes", str(1 << 31), "between 512 and"),
+    ("segment.ms", "0", ">= 1000"),
     ("max.message.bytes", True, "expected"),
     ("cleanup.policy", "forever", "'delete'"),
     ("cleanup.policy", "", "'compact'"),
@@ -80,6 +83,34 @@ def test_bad_values_name_key_value_and_range(key, raw, expect):
         LogConfig.from_kafka({key: raw})
     message = str(info.value)
     assert key in message and str(raw) in message and expect in message
+
+
+@pytest.mark.parametrize("key, too_small, smallest", [
+    ("segment.bytes", 14, MIN_SEGMENT_BYTES),
+    ("segment.bytes", 511, MIN_SEGMENT_BYTES),
+    ("segment.ms", 1, MIN_SEGMENT_MS),
+    ("segment.ms", 999, MIN_SEGMENT_MS),
+    ("segment.index.bytes", 4, MIN_SEGMENT_INDEX_BYTES),
+])
+def test_settings_that_would_roll_a_file_per_batch_are_refused_naming_the_minimum(
+        key, too_small, smallest):
+    with pytest.raises(InvalidConfigurationError) as info:
+        LogConfig.from_kafka({key: str(too_small)})
+    message = str(info.value)
+    assert f"{key}={too_small}" in message
+    assert f"between {smallest} and" in message or f">= {smallest}" in message
+    assert getattr(LogConfig.from_kafka({key: str(smallest)}), key.replace(".", "_")) == smallest
+
+
+def test_the_notebooks_small_segments_stay_allowed():
+    # notebook 07 shows retention and compaction with these (instructor/masters/07_*)
+    LogConfig.from_kafka({"segment.bytes": "1024", "segment.ms": "1000", "retention.ms": "5000"})
+    LogConfig.from_kafka({"segment.bytes": "512", "cleanup.policy": "compact"})
+
+
+def test_broker_default_below_the_minimum_names_the_broker_key():
+    with pytest.raises(InvalidConfigurationError, match="log.segment.bytes.*512"):
+        split_broker_configs({"log.segment.bytes": "100"})
 
 
 def test_config_is_frozen():

@@ -1,0 +1,142 @@
+"""Issue 19 item 2: the broker's loop thread never fsyncs; offset commits are
+group-committed by the flusher thread and still survive kill -9.
+
+The first test runs the real BrokerServer in this process (its loop on a thread of
+its own, real sockets) and wraps ``os.fsync``/``os.fdatasync`` to record which thread
+calls them while a workload touches every durable path: topic changes, auto-create,
+acks=-1 produces, offset commits, group deletion.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+
+from labkit.broker.config import BrokerConfig
+from labkit.broker.server import BrokerServer
+from labkit.protocol.records import encode_batch
+from labkit.testing import BrokerProcess, RawClient
+from labkit.testing.broker import free_port
+
+LOOP = "labkit-loop-under-test"
+TS = 1_700_000_000_000
+
+
+def batch(*values: bytes) -> bytes:
+    return encode_batch([TS] * len(values), None, list(values))
+
+
+def commit(client, group, topic, partition, offset) -> bytes:
+    return client.send("offset_commit", {"group_id": group, "member_id": "", "generation": -1,
+                                         "offsets": [[topic, partition, offset, ""]]})
+
+
+def committed(client, group, topic, partition=0) -> int:
+    header, _ = client.request("offset_fetch", {"group_id": group,
+                                                "partitions": [[topic, partition]]})
+    return header["partitions"][0][2]
+
+
+def workload(bootstrap: str) -> None:
+    with RawClient(bootstrap, timeout=20) as client:
+        ok = client.request("create_topics", {"topics": [
+            {"name": "t", "num_partitions": 2, "replication_factor": 1}]})[0]
+        assert ok["topics"][0]["error"] == 0, ok
+        assert client.request("alter_configs", {"topics": {"t": {"retention.ms": "60000"}}})[
+            0]["topics"][0]["error"] == 0
+        assert client.request("create_partitions", {"topics": {"t": 3}})[0]["topics"][0][
+            "error"] == 0
+        for acks in (-1, 1, -1):
+            header, _ = client.request("produce", {"acks": acks, "targets": [["t", 0]]},
+                                       [batch(b"v")])
+            assert header["results"][0][1] == 0, header
+        meta, _ = client.request("metadata", {"topics": ["auto"], "allow_auto_create": True})
+        assert meta["topics"][0]["error"] == 0, meta
+        header, _ = client.request("produce", {"acks": -1, "targets": [["auto2", 0]]},
+                                   [batch(b"w")])
+        assert header["results"][0][1] == 0, header
+        rids = [commit(client, "g", "t", i % 3, i) for i in range(300)]  # pipelined
+        for rid in rids:
+            assert client.wait_for(rid)[0]["error"] == 0
+        assert committed(client, "g", "t", 299 % 3) == 299
+        header, _ = client.request("delete_groups", {"group_ids": ["g"]})
+        assert header["groups"][0]["error"] == 0, header
+        header, _ = client.request("delete_topics", {"topics": ["t"]})
+        assert header["topics"][0]["error"] == 0, header
+
+
+def test_the_loop_thread_never_fsyncs(tmp_path, monkeypatch):
+    callers: list[str] = []
+    recording = threading.Event()
+
+    def spy(real):
+        def wrapper(fd):
+            if recording.is_set():
+                callers.append(threading.current_thread().name)
+            return real(fd)
+        return wrapper
+
+    monkeypatch.setattr(os, "fsync", spy(os.fsync))
+    monkeypatch.setattr(os, "fdatasync", spy(os.fdatasync))
+    server = BrokerServer(BrokerConfig(port=free_port(), data_dir=tmp_path / "data"))
+    server.start()  # opening the data directory may fsync: before serving, on purpose
+    loop = threading.Thread(target=server.serve_forever, name=LOOP, daemon=True)
+    recording.set()
+    loop.start()
+    try:
+        workload(f"localhost:{server.config.port}")
+    finally:
+        recording.clear()  # shutdown flushes on the loop thread: nobody waits by then
+        server.request_stop()
+        loop.join(30)
+    assert "labkit-flusher" in callers, "the workload should have fsynced on the flusher"
+    assert LOOP not in callers, f"{callers.count(LOOP)} fsync calls on the loop thread"
+
+
+def test_acknowledged_commits_survive_kill_9(broker):
+    rng = random.Random(19)
+    with RawClient(broker.bootstrap) as client:
+        client.request("create_topics", {"topics": [
+            {"name": "c", "num_partitions": 1, "replication_factor": 1}]})
+    for cycle in range(5):
+        acked = 0
+        sent = {}
+        offset = cycle * 1_000_000
+        killer = threading.Timer(rng.uniform(0.05, 0.25), broker.proc.kill)
+        with RawClient(broker.bootstrap, timeout=2) as client:
+            killer.start()
+            try:
+                while True:
+                    alive = broker.proc.poll() is None
+                    while alive and len(sent) < 16:
+                        offset += 1
+                        sent[commit(client, "g", "c", 0, offset)] = offset
+                    got = client.receive(0.05 if alive else 0.3)
+                    if got is None:
+                        if not alive:
+                            break
+                        continue
+                    rid, header, _ = got
+                    value = sent.pop(rid)
+                    if header["error"] == 0:
+                        acked = max(acked, value)
+            finally:
+                killer.cancel()
+                broker.proc.wait(10)
+        broker.restart()
+        with RawClient(broker.bootstrap) as client:
+            after = committed(client, "g", "c")
+        assert after >= acked, f"cycle {cycle}: commit {acked} was acknowledged, {after} kept"
+        assert acked > cycle * 1_000_000, "some commits should have been acknowledged"
+
+
+def test_a_commit_that_changes_nothing_still_waits_for_durability(tmp_path):
+    # two identical commits in flight: the second is answered no sooner than the first
+    with BrokerProcess(data_dir=tmp_path / "d") as proc, RawClient(proc.bootstrap) as client:
+        client.request("create_topics", {"topics": [
+            {"name": "c", "num_partitions": 1, "replication_factor": 1}]})
+        first = commit(client, "g", "c", 0, 7)
+        second = commit(client, "g", "c", 0, 7)
+        order = [client.receive(5)[0] for _ in range(2)]
+        assert order == [first, second]
