@@ -218,16 +218,17 @@ class GroupCommit:
         offsets = self._offsets if self._offsets.unsynced else None
         return Round(replies, logs, self._registry.begin_round(), offsets)
 
-    def finish(self) -> bool:
-        """Answer the rounds the flusher has finished. True if topics were installed."""
+    def finish(self) -> list[str]:
+        """Answer the rounds the flusher has finished; the topics they installed (created,
+        or given new partitions), so the loop can tell parked fetches and groups."""
         thread = self._thread
-        installed = False
+        installed: list[str] = []
         while thread is not None and thread.done:
-            installed |= self._finish(thread.done.popleft())
+            installed += self._finish(thread.done.popleft())
             self._busy = False
         return installed
 
-    def _finish(self, round_: Round) -> bool:
+    def _finish(self, round_: Round) -> list[str]:
         failed_topics = {}
         if round_.metadata is not None:
             failed_topics = self._registry.finish_round(round_.metadata)
@@ -248,7 +249,10 @@ class GroupCommit:
         held, self._held = self._held, []
         for identity, rid, api, header, payloads, holds in held:
             self._dispatch(identity, rid, api, header, payloads, holds)
-        return bool(round_.metadata and round_.metadata.creations)
+        if round_.metadata is None:
+            return []
+        return [c.topic.name for c in round_.metadata.creations
+                if c.topic.name not in failed_topics]
 
     def stop(self) -> None:
         """Finish the running round, then make the rest durable on this thread (shutdown)."""

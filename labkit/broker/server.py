@@ -491,8 +491,11 @@ class BrokerServer:
                 wake.recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
-        if self._durable is not None and self._durable.finish():
+        installed = self._durable.finish() if self._durable is not None else []
+        if installed:
             self._recheck_all = True  # parked fetches may name a topic that now exists
+            # groups subscribed to them rebalance now that their partitions exist
+            self.groups.topics_changed(installed)
 
     # -- groups ------------------------------------------------------------------
 

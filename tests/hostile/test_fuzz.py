@@ -234,7 +234,7 @@ def send_raw(broker, frames: list[bytes], deferred: bool = False) -> dict | None
     An ``api_versions`` follows it on the same connection: the broker handles one
     connection's messages in order, so once that is answered any prompt reply has
     come (no fixed waits). ``deferred``: the reply may come after it (acks=-1 waits for
-    an fsync), so wait up to REPLY_S for it."""
+    an fsync, topic changes and commits for the flusher's round), so wait up to REPLY_S for it."""
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 1000)
     sock.connect(f"tcp://{broker.bootstrap}")
@@ -262,8 +262,9 @@ def send_raw(broker, frames: list[bytes], deferred: bool = False) -> dict | None
 
 
 def answered_after_fsync(api: str, header) -> bool:
-    return api == "produce" and isinstance(header, dict) and type(header.get("acks")) is int \
-        and header["acks"] == -1
+    """Replies that may wait for the flusher's round (docs/broker.md): acks=-1 produces,
+    and anything that changes topics or committed offsets, or names a topic being created."""
+    return not may_go_unanswered(api, header)
 
 
 def may_go_unanswered(api: str, header) -> bool:
