@@ -44,7 +44,6 @@ from pathlib import Path
 
 from labkit._clock import REAL_CLOCK, Clock
 from labkit.cli._common import UsageError
-from labkit.errors import KafkaError
 
 NAME = "lab"
 HELP = ("start the broker in the background and JupyterLab on the notebooks; "
@@ -176,26 +175,9 @@ def _wait_for_broker(address: str, proc: subprocess.Popen | None, stop: threadin
 
 def broker_answers(address: str, timeout_s: float) -> bool:
     """True when a labkit broker at ``host:port`` answers api_versions within ``timeout_s``."""
-    if not _tcp_open(address, timeout_s):
-        return False  # nothing listens: no need to wait for the client's timeout
-    from labkit.client.transport import Transport
+    from labkit.client.probe import broker_answers as answers
 
-    try:
-        transport = Transport([address], client_id="labkit-lab",
-                              connect_timeout_ms=max(timeout_s * 1000, 100), name="lab")
-    except KafkaError:
-        return False
-    transport.close()
-    return True
-
-
-def _tcp_open(address: str, timeout_s: float) -> bool:
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
-            return True
-    except (OSError, ValueError):
-        return False
+    return answers(address, timeout_s, client_id="labkit-lab")
 
 
 # -- JupyterLab ---------------------------------------------------------------

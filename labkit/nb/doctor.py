@@ -205,14 +205,9 @@ def probe_address(host: str, port: int, timeout: float = 1.0) -> Probe:
 
 def _broker_info(servers: list[str], timeout_s: float) -> dict[str, Any]:
     """The broker's ``api_versions`` answer. Raises NoBrokersAvailable."""
-    from labkit.client.transport import Transport
+    from labkit.client.probe import broker_info
 
-    transport = Transport(servers, client_id="labkit-doctor",
-                          connect_timeout_ms=timeout_s * 1000, name="doctor")
-    try:
-        return dict(transport.broker_info)
-    finally:
-        transport.close()
+    return broker_info(servers, timeout_s, client_id="labkit-doctor")
 
 
 def broker_result(servers: list[str], timeout_s: float,

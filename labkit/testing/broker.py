@@ -27,6 +27,7 @@ from pathlib import Path
 
 import zmq
 
+from labkit.client.probe import broker_answers
 from labkit.protocol.frames import build_request, parse_response
 
 START_TIMEOUT_S = 10.0
@@ -176,17 +177,9 @@ class BrokerProcess:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 break
             time.sleep(0.02)
-        with RawClient(self.bootstrap, timeout=0.2) as probe:
-            rid = probe.send("api_versions", {})
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    break
-                try:
-                    header, _payloads = probe.wait_for(rid, timeout=0.2)
-                except TimeoutError:
-                    continue
-                if header.get("error") == 0:
-                    return
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if broker_answers(self.bootstrap, 0.5, client_id="labkit-testing"):
+                return
         code = self.proc.poll()
         if code is None:
             self.kill()
