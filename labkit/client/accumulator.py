@@ -17,6 +17,11 @@ The I/O thread (``drain``) takes ready batches, and the open batch once
 ``linger_ms`` passed since it saw its first record (at once when flushing or
 closing): it swaps in a new open batch under the lock and encodes the columns
 with ``labkit.protocol.records.encode_batch``. After that nobody appends to the batch.
+Batches leave a buffer in the order they opened, which is what keeps a partition's
+records in ``send()`` order: ``drain`` looks at the ready queue and the open batch
+without the lock, so ``take_open`` checks again under it that nothing was queued
+meanwhile (a ``send()`` on another thread may have filled the open batch between the
+look and the take; taking the *new* open batch then would let it overtake the full one).
 Code that reads a ``ready`` deque while ``send()`` may append to it (``drain``,
 ``pending``) iterates a ``tuple()`` snapshot: iterating the deque itself raises
 "deque mutated during iteration" when the GIL switches threads in between.
@@ -249,11 +254,16 @@ class PartitionBuffer:
         lock.release()
         return _new_tuple(self.future_class, (batch, index))
 
-    def take_open(self) -> ProducerBatch | None:
-        """Swap in a fresh open batch; return the old one if it holds records."""
+    def take_open(self, expected: ProducerBatch | None = None) -> ProducerBatch | None:
+        """Swap in a fresh open batch; return the old one if it holds records.
+
+        Returns None instead when a batch is queued in ``ready`` (it holds older records
+        and must leave first) or the open batch is no longer ``expected`` (the one the
+        caller looked at): ``send()`` may have filled and queued it meanwhile.
+        """
         with self.lock:
             batch = self.open
-            if not batch.records:
+            if not batch.records or self.ready or (expected is not None and batch is not expected):
                 return None
             self.open = ProducerBatch(self.tp)
             return batch
@@ -333,10 +343,12 @@ class RecordAccumulator:
             if len(batches) > taken and used + batch.nbytes > budget:
                 next_due = 0.0
                 continue
-            batch = buf.take_open()
-            if batch is not None:
-                used += self._seal(batch, batches)
-                on_seal(buf)
+            batch = buf.take_open(batch)
+            if batch is None:  # send() queued it meanwhile: the ready queue goes first
+                next_due = 0.0
+                continue
+            used += self._seal(batch, batches)
+            on_seal(buf)
         self.full = buffered + self.in_flight_bytes > self.buffer_memory
         self.wake_on_append = next_due is None
         return batches, next_due
