@@ -268,6 +268,10 @@ class PartitionBuffer:
             self.open = ProducerBatch(self.tp)
             return batch
 
+    def buffered_bytes(self) -> int:
+        # tuple(): see pending()
+        return sum(b.nbytes for b in tuple(self.ready)) + self.open.nbytes
+
     def pending(self) -> int:
         # tuple(): a snapshot taken in one C call under the GIL; send() may append meanwhile
         return len(self.open.records or ()) + sum(len(b.records or ()) for b in tuple(self.ready))
@@ -303,13 +307,18 @@ class RecordAccumulator:
     # -- I/O thread ------------------------------------------------------------
 
     def drain(self, now: float, budget: int, on_seal: Callable[[PartitionBuffer], None],
-              out: list[ProducerBatch] | None = None) -> tuple[list[ProducerBatch], float | None]:
+              out: list[ProducerBatch] | None = None,
+              muted: set[TopicPartition] | None = None) -> tuple[list[ProducerBatch], float | None]:
         """Seal ready batches worth about ``budget`` bytes (at least one batch).
 
         Returns (batches, seconds until the next lingering batch is due, or None).
         Each batch is appended to ``out`` (when given) *before* it is sealed, so if
         anything here raises, the caller still holds every batch taken from a buffer
         and must complete them (``complete(batch, -1, error)``); none is lost.
+
+        With ``muted`` (the sender keeps order under retries), partitions in it are
+        skipped, and each partition this call takes a batch from is added to it: at
+        most one batch per partition. The caller wakes up again when one is answered.
         """
         batches: list[ProducerBatch] = [] if out is None else out
         taken = len(batches)
@@ -319,9 +328,18 @@ class RecordAccumulator:
         force = self.flushing or self.closing or self.linger <= 0
         for buf in self.buffers:
             ready = buf.ready
+            if muted is not None and buf.tp in muted:
+                buffered += buf.buffered_bytes()
+                continue
             while ready and (len(batches) == taken or used + ready[0].nbytes <= budget):
                 used += self._seal(ready.popleft(), batches)
                 on_seal(buf)
+                if muted is not None:
+                    muted.add(buf.tp)
+                    break
+            if muted is not None and buf.tp in muted:
+                buffered += buf.buffered_bytes()
+                continue
             if ready:
                 next_due = 0.0  # more is ready than this request takes
                 # tuple(): one C call under the GIL. A generator over the deque itself
@@ -349,6 +367,8 @@ class RecordAccumulator:
                 continue
             used += self._seal(batch, batches)
             on_seal(buf)
+            if muted is not None:
+                muted.add(buf.tp)
         self.full = buffered + self.in_flight_bytes > self.buffer_memory
         self.wake_on_append = next_due is None
         return batches, next_due
