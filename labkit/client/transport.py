@@ -127,6 +127,7 @@ class _Probe:
                  "not_labkit")
 
     def __init__(self, address: str, sock: zmq.Socket):
+        """``sock``: not connected yet, so the monitor sees the connection happen."""
         self.address = address
         self.sock = sock
         # an address of its own: the transport monitors the winner again afterwards
@@ -218,7 +219,7 @@ class Transport:
 
     # -- bootstrap --------------------------------------------------------------
 
-    def _new_socket(self, address: str) -> zmq.Socket:
+    def _new_socket(self, address: str, connect: bool = True) -> zmq.Socket:
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RECONNECT_IVL, self._reconnect[0])
@@ -229,7 +230,8 @@ class Transport:
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
         if address.startswith("["):
             sock.setsockopt(zmq.IPV6, 1)
-        sock.connect("tcp://" + address)
+        if connect:
+            sock.connect("tcp://" + address)
         return sock
 
     def _bootstrap(self, addresses: list[str], quick: float, patient: float):
@@ -241,7 +243,7 @@ class Transport:
         try:
             for address in addresses:
                 try:
-                    probe = _Probe(address, self._new_socket(address))
+                    probe = self._new_probe(address)
                 except zmq.ZMQError as exc:
                     problems.append(f"{address} could not be tried ({exc})")
                     continue
@@ -279,6 +281,20 @@ class Transport:
                 probe.close()
         raise NoBrokersAvailable(no_brokers_message(addresses, waited if probes else 0.0)
                                  + " Tried: " + "; ".join(problems) + ".")
+
+    def _new_probe(self, address: str) -> _Probe:
+        sock = self._new_socket(address, connect=False)
+        try:
+            probe = _Probe(address, sock)  # the monitor first: it must see the connect
+        except zmq.ZMQError:
+            sock.close(linger=0)
+            raise
+        try:
+            sock.connect("tcp://" + address)
+        except zmq.ZMQError:
+            probe.close()
+            raise
+        return probe
 
     def _send_probe(self, probe: _Probe) -> None:
         rid = self._next_id()
