@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 
 import pytest
 
@@ -65,3 +66,37 @@ def test_threads_sharing_a_producer_keep_their_per_key_order(shared_broker, uniq
     assert len(results) == threads_n
     assert not problems, f"records acknowledged out of send() order (thread: [(index, offset, " \
                          f"previous offset)]): {problems}"
+
+
+def test_retried_batches_keep_their_place_across_a_broker_restart(broker, unique_topic):
+    """Batches in flight when the broker goes away fail (connection lost) and are
+    retried; batches sent later must not land before them."""
+    with KafkaAdminClient(bootstrap_servers=broker.bootstrap) as admin:
+        admin.create_topics([NewTopic(unique_topic, 1, 1)])
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks=1, linger_ms=1,
+                             retries=50, retry_backoff_ms=100, batch_size=512)
+    futures = []
+    stop = threading.Event()
+
+    def sender() -> None:
+        i = 0
+        while not stop.is_set():
+            futures.append(producer.send(unique_topic, b"%06d" % i, key=b"k"))
+            i += 1
+            if i % 50 == 0:
+                time.sleep(0.001)
+
+    thread = threading.Thread(target=sender)
+    thread.start()
+    try:
+        time.sleep(0.5)
+        broker.restart()
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        thread.join(30)
+        producer.flush(60)
+        producer.close(10)
+    metadata = [f.get(0) for f in futures]
+    bad = out_of_order([(m.partition, m.offset) for m in metadata])
+    assert not bad, f"{len(bad)} records acknowledged before an earlier one, e.g. {bad[:3]}"
