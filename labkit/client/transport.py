@@ -205,6 +205,7 @@ class Transport:
         self._closing = False
         self._closed = False
         self._sleeping = False
+        self._io_thread_id: int | None = None  # set by the thread itself
         endpoint = f"inproc://labkit-wake-{next(_WAKE_IDS)}"
         self._wake_recv = self._ctx.socket(zmq.PAIR)
         self._wake_recv.bind(endpoint)
@@ -367,7 +368,9 @@ class Transport:
 
     def wakeup(self) -> None:
         """Make the I/O thread run its loop soon (cheap when it is already awake)."""
-        if self._sleeping:
+        # not from the I/O thread itself (a driver or callback sending a request): it
+        # sends the outbox before it sleeps, and a self-wake cost a loop turn a request
+        if self._sleeping and threading.get_ident() != self._io_thread_id:
             self._sleeping = False
             with self._wake_lock:
                 if not self._closed:
@@ -393,6 +396,7 @@ class Transport:
     # -- the I/O thread -------------------------------------------------------
 
     def _run(self) -> None:
+        self._io_thread_id = threading.get_ident()
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
         poller.register(self._wake_recv, zmq.POLLIN)
