@@ -17,6 +17,11 @@ The I/O thread (``drain``) takes ready batches, and the open batch once
 ``linger_ms`` passed since it saw its first record (at once when flushing or
 closing): it swaps in a new open batch under the lock and encodes the columns
 with ``labkit.protocol.records.encode_batch``. After that nobody appends to the batch.
+Batches leave a buffer in the order they opened, which is what keeps a partition's
+records in ``send()`` order: ``drain`` looks at the ready queue and the open batch
+without the lock, so ``take_open`` checks again under it that nothing was queued
+meanwhile (a ``send()`` on another thread may have filled the open batch between the
+look and the take; taking the *new* open batch then would let it overtake the full one).
 Code that reads a ``ready`` deque while ``send()`` may append to it (``drain``,
 ``pending``) iterates a ``tuple()`` snapshot: iterating the deque itself raises
 "deque mutated during iteration" when the GIL switches threads in between.
@@ -249,14 +254,23 @@ class PartitionBuffer:
         lock.release()
         return _new_tuple(self.future_class, (batch, index))
 
-    def take_open(self) -> ProducerBatch | None:
-        """Swap in a fresh open batch; return the old one if it holds records."""
+    def take_open(self, expected: ProducerBatch | None = None) -> ProducerBatch | None:
+        """Swap in a fresh open batch; return the old one if it holds records.
+
+        Returns None instead when a batch is queued in ``ready`` (it holds older records
+        and must leave first) or the open batch is no longer ``expected`` (the one the
+        caller looked at): ``send()`` may have filled and queued it meanwhile.
+        """
         with self.lock:
             batch = self.open
-            if not batch.records:
+            if not batch.records or self.ready or (expected is not None and batch is not expected):
                 return None
             self.open = ProducerBatch(self.tp)
             return batch
+
+    def buffered_bytes(self) -> int:
+        # tuple(): see pending()
+        return sum(b.nbytes for b in tuple(self.ready)) + self.open.nbytes
 
     def pending(self) -> int:
         # tuple(): a snapshot taken in one C call under the GIL; send() may append meanwhile
@@ -293,13 +307,18 @@ class RecordAccumulator:
     # -- I/O thread ------------------------------------------------------------
 
     def drain(self, now: float, budget: int, on_seal: Callable[[PartitionBuffer], None],
-              out: list[ProducerBatch] | None = None) -> tuple[list[ProducerBatch], float | None]:
+              out: list[ProducerBatch] | None = None,
+              muted: set[TopicPartition] | None = None) -> tuple[list[ProducerBatch], float | None]:
         """Seal ready batches worth about ``budget`` bytes (at least one batch).
 
         Returns (batches, seconds until the next lingering batch is due, or None).
         Each batch is appended to ``out`` (when given) *before* it is sealed, so if
         anything here raises, the caller still holds every batch taken from a buffer
         and must complete them (``complete(batch, -1, error)``); none is lost.
+
+        With ``muted`` (the sender keeps order under retries), partitions in it are
+        skipped, and each partition this call takes a batch from is added to it: at
+        most one batch per partition. The caller wakes up again when one is answered.
         """
         batches: list[ProducerBatch] = [] if out is None else out
         taken = len(batches)
@@ -309,9 +328,18 @@ class RecordAccumulator:
         force = self.flushing or self.closing or self.linger <= 0
         for buf in self.buffers:
             ready = buf.ready
+            if muted is not None and buf.tp in muted:
+                buffered += buf.buffered_bytes()
+                continue
             while ready and (len(batches) == taken or used + ready[0].nbytes <= budget):
                 used += self._seal(ready.popleft(), batches)
                 on_seal(buf)
+                if muted is not None:
+                    muted.add(buf.tp)
+                    break
+            if muted is not None and buf.tp in muted:
+                buffered += buf.buffered_bytes()
+                continue
             if ready:
                 next_due = 0.0  # more is ready than this request takes
                 # tuple(): one C call under the GIL. A generator over the deque itself
@@ -333,10 +361,14 @@ class RecordAccumulator:
             if len(batches) > taken and used + batch.nbytes > budget:
                 next_due = 0.0
                 continue
-            batch = buf.take_open()
-            if batch is not None:
-                used += self._seal(batch, batches)
-                on_seal(buf)
+            batch = buf.take_open(batch)
+            if batch is None:  # send() queued it meanwhile: the ready queue goes first
+                next_due = 0.0
+                continue
+            used += self._seal(batch, batches)
+            on_seal(buf)
+            if muted is not None:
+                muted.add(buf.tp)
         self.full = buffered + self.in_flight_bytes > self.buffer_memory
         self.wake_on_append = next_due is None
         return batches, next_due

@@ -151,7 +151,7 @@ class KafkaConsumer:
         "partition_assignment_strategy": ("range", "roundrobin"),
         "max_poll_records": 500,
         "max_poll_interval_ms": 300000,
-        "session_timeout_ms": 10000,
+        "session_timeout_ms": 45000,
         "heartbeat_interval_ms": 3000,
         "consumer_timeout_ms": float("inf"),
         "exclude_internal_topics": True,

@@ -107,7 +107,7 @@ class GroupMember:
     """One consumer's membership in ``group_id`` (see the module docstring)."""
 
     def __init__(self, group_id: str, *, client_id: str = "labkit", client_host: str = "",
-                 assignors: Iterable[str] = ("range",), session_timeout_ms: int = 10_000,
+                 assignors: Iterable[str] = ("range",), session_timeout_ms: int = 45_000,
                  max_poll_interval_ms: int = 300_000, heartbeat_interval_ms: int = 3000,
                  retry_backoff_ms: int = 100, clock: Clock = REAL_CLOCK,
                  hooks: RebalanceHooks | None = None):
@@ -117,7 +117,8 @@ class GroupMember:
         self._session_ms, self._max_poll_ms = session_timeout_ms, max_poll_interval_ms
         self._session = session_timeout_ms / 1000.0
         self._max_poll = max_poll_interval_ms / 1000.0
-        self._default_interval = heartbeat_interval_ms / 1000.0
+        # Kafka wants heartbeats well inside the session (it recommends a third of it)
+        self._default_interval = min(heartbeat_interval_ms, session_timeout_ms / 3) / 1000.0
         self._backoff = retry_backoff_ms / 1000.0
         self._clock = clock
         self._hooks: RebalanceHooks = hooks or _NoHooks()
@@ -426,12 +427,26 @@ class GroupMember:
         self.generation = header.get("generation", self.generation)
         self._target = _tps(header.get("assignment", []))
         self._last_ok = now
-        interval = header.get("heartbeat_interval_ms")
-        self._next_beat = now + (interval / 1000.0 if isinstance(interval, int) and interval > 0
-                                 else self._default_interval)
+        self._next_beat = now + self._beat_interval(header)
         if self._target != self._owned or self._joined_pending:
             self.wake.set()
         self._maybe_warn_idle(header)
+
+    def _beat_interval(self, header: dict[str, Any]) -> float:
+        """Seconds to the next heartbeat. While this member's assignment is moving (the
+        coordinator has partitions pending for it, or it still has to take up or
+        release some) it follows the coordinator's pace, so a rebalance completes in
+        a few round trips; settled, it beats every ``heartbeat_interval_ms`` (Kafka's
+        3 s) and never faster than the coordinator asks. An idle member then costs
+        one request per interval, and a newcomer may wait up to one interval before
+        the settled members hear of it (Kafka's members likewise learn of a
+        rebalance at their next heartbeat)."""
+        interval = header.get("heartbeat_interval_ms")
+        asked = interval / 1000.0 if isinstance(interval, int) and interval > 0 else None
+        if asked is None:
+            return self._default_interval
+        settled = not header.get("pending") and self._target == self._owned
+        return max(asked, self._default_interval) if settled else asked
 
     def _maybe_warn_idle(self, header: dict[str, Any]) -> None:
         members, partitions = header.get("members", 0), header.get("partitions", 0)

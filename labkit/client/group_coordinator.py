@@ -8,7 +8,9 @@ consumer.py). It owns one sans-I/O ``GroupMember`` (labkit/client/group.py) and
 connects it to the consumer on two threads:
 
 - **I/O thread.** A transport driver (``_drive``) sends the member's next request
-  (at most one is in flight) and feeds the answer back. When the member has
+  (at most one is in flight) and feeds the answer back; between requests the
+  thread sleeps until ``member.next_wakeup`` (``_nudge`` wakes it when this
+  thread makes a request due sooner). When the member has
   rebalance work for ``poll()`` (``member.wake``), it interrupts the consumer's
   blocking wait, so a long ``poll(timeout_ms)`` does not delay a revocation.
 - **Application thread.** ``poll()`` passes subscription changes to the member,
@@ -186,9 +188,17 @@ class GroupCoordinator:
         self._sync_subscription()
         self._run_callbacks()
         self.member.poll()
+        self._nudge()
         if self._auto_commit:
             self._maybe_auto_commit()
         return True
+
+    def _nudge(self) -> None:
+        """Wake the I/O thread when the member has a request to send right now (a new
+        subscription, partitions released or lost): it sleeps until the deadline it
+        computed before this thread changed the member's state."""
+        if self.member.next_wakeup() <= 0.0:
+            self._transport.wakeup()
 
     def fetchable(self) -> set[TopicPartition] | None:
         """Partitions the consumer may fetch and return now (None: all it has assigned)."""
@@ -200,6 +210,7 @@ class GroupCoordinator:
     def on_unsubscribe(self) -> None:
         self.member.unsubscribe()
         self._applied = None
+        self._nudge()
 
     def close(self, autocommit: bool = True, timeout_ms: float | None = None) -> None:
         """Commit (auto-commit and ``autocommit``), give up every partition, leave."""

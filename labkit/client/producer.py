@@ -97,8 +97,8 @@ class KafkaProducer:
     Keyword arguments are kafka-python's (``bootstrap_servers``, ``key_serializer``,
     ``value_serializer``, ``acks``, ``linger_ms``, ``batch_size``, ...); see
     ``DEFAULT_CONFIG``. Raises KafkaConfigurationError for an unknown or invalid
-    setting and NoBrokersAvailable when no broker answers within
-    ``api_version_auto_timeout_ms``.
+    setting and NoBrokersAvailable when no broker answers (after
+    ``api_version_auto_timeout_ms`` when nothing listens, else ``request_timeout_ms``).
     """
 
     DEFAULT_CONFIG: dict[str, Any] = {

@@ -17,7 +17,16 @@ over the topic's ``max.message.bytes``) is split in two and the halves go to the
 front of the retry queue (as the Java client does), again and again, so only a
 record too large on its own fails, with MessageSizeTooLargeError naming the limits
 to raise. The parts of one batch are sent one request at a time, so its records
-keep their order; batches sent after it may land first (as with retries).
+keep their order.
+
+Order under retries. Records of one partition are appended in ``send()`` order:
+batches leave the accumulator in order and requests are answered in order. A retry
+could break that -- a later batch of the partition, sent while the failed one waits
+for ``retry_backoff_ms``, would land first. So with ``retries`` > 0 a partition is
+*muted* while one of its batches is in flight or waiting to be sent again (what the
+Java client does for ``max.in.flight.requests.per.connection=1``, per partition):
+at most one batch per partition is in flight, other partitions keep going.
+With ``retries=0`` (the default) nothing is retried and batches are pipelined.
 
 It also refreshes topic metadata every ``metadata_max_age_ms`` (and at once after
 an error that says metadata is stale), so partitions added while the producer runs
@@ -41,6 +50,7 @@ from typing import Any
 
 from labkit.client.accumulator import PartitionBuffer, ProducerBatch, RecordAccumulator
 from labkit.client.metadata import ClusterMetadata, request_header
+from labkit.client.structs import TopicPartition
 from labkit.errors import KafkaError, MessageSizeTooLargeError, from_wire
 
 log = logging.getLogger(__name__)
@@ -68,6 +78,9 @@ class Sender:
         self._new_parts: list[ProducerBatch] = []  # split while handling one answer
         self._metadata_due: float | None = None
         self._metadata_in_flight = False
+        # retries may reorder: keep one batch per partition in flight (see above)
+        self._keep_order = retries > 0 and acks != 0
+        self._in_flight_by_tp: dict[TopicPartition, int] = {}
 
     def __call__(self, now: float) -> float | None:
         self._maybe_refresh_metadata(now)
@@ -77,7 +90,8 @@ class Sender:
             try:
                 budget = self._acc.max_request_size - sum(len(b.data) for b in batches)
                 if budget > 0:
-                    _, next_due = self._acc.drain(now, budget, self._on_seal, out=batches)
+                    _, next_due = self._acc.drain(now, budget, self._on_seal, out=batches,
+                                                  muted=self._muted(batches))
                 else:
                     next_due = 0.0
                 if not batches:
@@ -110,6 +124,15 @@ class Sender:
 
     # -- produce ---------------------------------------------------------------
 
+    def _muted(self, retrying: list[ProducerBatch]) -> set[TopicPartition] | None:
+        """Partitions that must not send a new batch now (None: order needs no muting)."""
+        if not self._keep_order:
+            return None
+        muted = set(self._in_flight_by_tp)
+        muted.update(b.tp for b in self._retry)
+        muted.update(b.tp for b in retrying)
+        return muted
+
     def _ready_retries(self, now: float) -> list[ProducerBatch]:
         out = []
         size = 0
@@ -135,6 +158,10 @@ class Sender:
             "produce", header, [b.data for b in batches], timeout_ms=self._timeout_ms,
             idempotent=False, expect_response=self._acks != 0)
         self._in_flight += 1
+        if self._keep_order:
+            counts = self._in_flight_by_tp
+            for batch in batches:
+                counts[batch.tp] = counts.get(batch.tp, 0) + 1
         future.add_callback(self._on_response, batches)
         future.add_errback(self._on_failure, batches)
 
@@ -177,9 +204,16 @@ class Sender:
             self._fail_or_retry(batch, error)
 
     def _answered(self, batches: list[ProducerBatch]) -> None:
+        counts = self._in_flight_by_tp
         for batch in batches:
             if batch.parent is not None:
                 self._splitting.discard(batch.parent)
+            left = counts.get(batch.tp)
+            if left is not None:
+                if left > 1:
+                    counts[batch.tp] = left - 1
+                else:
+                    del counts[batch.tp]
 
     def _queue_new_parts(self) -> None:
         """Put the parts of batches split while handling an answer at the front of the

@@ -5,12 +5,18 @@ Theory of operation
 Every client object (producer, consumer, admin) owns one ``Transport``:
 
 - **Bootstrap.** The constructor connects a probe DEALER to every bootstrap address
-  at once and sends ``api_versions`` on each. The first address that answers within
-  ``connect_timeout_ms`` (kafka-python's ``api_version_auto_timeout_ms``, 2 s) wins;
-  the others are closed. No answer -> ``NoBrokersAvailable`` naming the addresses
-  and how to start a broker. labkit has one broker, so the client keeps talking to
-  the address that answered (the advertised host in metadata is not used: that is
-  what makes Docker port mappings just work).
+  at once and sends ``api_versions`` on each (again every
+  ``connect_timeout_ms`` while unanswered). The first answer wins; the other probes
+  are closed. A socket monitor tells what each address did, and that sets the
+  patience: when every address *refused* the connection (nothing listens) or is not
+  a labkit broker (the ZeroMQ handshake failed), ``NoBrokersAvailable`` comes after
+  ``connect_timeout_ms`` (kafka-python's ``api_version_auto_timeout_ms``, 2 s); while
+  an address accepted the connection (or its connect is still pending: a busy
+  machine drops SYNs) the probe waits up to ``bootstrap_timeout_ms`` (default
+  ``request_timeout_ms``, as Kafka clients retry bootstrap). The error names each
+  address and what it did, and how to start a broker. labkit has one broker, so the
+  client keeps talking to the address that answered (the advertised host in
+  metadata is not used: that is what makes Docker port mappings just work).
 - **Threads.** Only the I/O thread touches the DEALER. Other threads call
   ``request()``, which appends to an outbox (a deque) and wakes the I/O thread
   through an inproc PAIR socket -- only when it is asleep, so a burst of requests
@@ -18,7 +24,14 @@ Every client object (producer, consumer, admin) owns one ``Transport``:
   flight, answered in any order) and resolve a ``Future`` on the I/O thread.
 - **Drivers.** A client may register a driver: a function the I/O thread calls on
   every loop turn (the producer drains its record accumulator there, so records go
-  out without another thread). It returns how many seconds it may sleep.
+  out without another thread). It returns how many seconds it may sleep (None: no
+  deadline of its own).
+- **Sleeping.** There is no fixed tick: the thread sleeps until the earliest
+  deadline -- a driver's (heartbeat, linger, retry, metadata refresh), a reply's
+  timeout -- or until a message, a socket event or ``wakeup()`` arrives, so an idle
+  client costs next to nothing. Whoever changes what a driver would do next (a new
+  request, a new subscription...) calls ``wakeup()``; ``_MAX_SLEEP`` is only a
+  safety net.
 - **Timeouts and restarts.** A request not answered within its timeout fails with
   ``KafkaTimeoutError``. ZeroMQ reconnects by itself when the broker restarts; a
   socket monitor reports the disconnect, and then every request in flight is either
@@ -32,6 +45,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -61,6 +75,11 @@ _SNDMORE = int(zmq.SNDMORE)
 _COPY_BELOW = 65536  # smaller frames are copied (pyzmq copies them anyway)
 _RECV_BATCH = 256  # messages read per loop turn before the drivers run again
 _CLOSE_LINGER_MS = 1000
+_MAX_SLEEP = 30.0  # a safety net, not a tick: every deadline is computed
+# what a bootstrap probe learns about an address from its socket monitor
+_PROBE_EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED
+                 | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                 | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
 
 
 class Response(NamedTuple):
@@ -101,6 +120,60 @@ def no_brokers_message(addresses: list[str], timeout_s: float) -> str:
         "(labkit clients talk only to a labkit broker, not to Apache Kafka.)")
 
 
+class _Probe:
+    """One bootstrap address being tried, and what its socket monitor saw."""
+
+    __slots__ = ("address", "sock", "monitor", "rids", "connected", "refused", "handshaken",
+                 "not_labkit")
+
+    def __init__(self, address: str, sock: zmq.Socket):
+        """``sock``: not connected yet, so the monitor sees the connection happen."""
+        self.address = address
+        self.sock = sock
+        # an address of its own: the transport monitors the winner again afterwards
+        self.monitor = sock.get_monitor_socket(
+            _PROBE_EVENTS, addr=f"inproc://labkit-probe-{next(_WAKE_IDS)}")
+        self.rids: set[bytes] = set()
+        self.connected = False  # a TCP connection was accepted
+        self.refused = False  # a connect attempt failed (nothing listens)
+        self.handshaken = False  # a ZeroMQ peer answered the handshake
+        self.not_labkit = False  # connected, but cut off before any ZeroMQ handshake
+
+    def note(self, event: int) -> None:
+        if event == zmq.EVENT_CONNECTED:
+            self.connected = True
+        elif event == zmq.EVENT_CONNECT_RETRIED and not self.connected:
+            self.refused = True
+        elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self.handshaken = True
+        elif event in (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                       zmq.EVENT_DISCONNECTED) and not self.handshaken:
+            self.not_labkit = True
+
+    def worth_waiting(self) -> bool:
+        """Whether more patience may still get an answer (someone is, or may be, there)."""
+        if self.connected:
+            return not self.not_labkit
+        return not self.refused  # connect still pending: a busy machine may drop SYNs
+
+    def outcome(self, waited: float) -> str:
+        if self.not_labkit:
+            return (f"{self.address} accepted the connection but does not speak labkit's "
+                    "protocol (another service on that port, e.g. Apache Kafka?)")
+        if self.connected:
+            return (f"{self.address} accepted the connection but did not answer within "
+                    f"{waited:.1f} s (request_timeout_ms): is the broker stopped or overloaded?")
+        if self.refused:
+            return f"{self.address} refused the connection (nothing listens there)"
+        return (f"{self.address} did not accept a connection within {waited:.1f} s "
+                "(wrong host, or a firewall?)")
+
+    def close(self) -> None:
+        self.sock.disable_monitor()
+        self.monitor.close(linger=0)
+        self.sock.close(linger=0)
+
+
 class Transport:
     """One connection to the broker. Thread-safe: ``request``, ``call``, ``wakeup``, ``close``.
 
@@ -109,6 +182,7 @@ class Transport:
 
     def __init__(self, bootstrap_servers: Any = None, *, client_id: str = "labkit",
                  request_timeout_ms: float = 30000, connect_timeout_ms: float = 2000,
+                 bootstrap_timeout_ms: float | None = None,
                  reconnect_backoff_ms: float = 50, reconnect_backoff_max_ms: float = 1000,
                  max_resends: int = 3, clock: Clock = REAL_CLOCK, name: str = "client"):
         self.client_id = client_id
@@ -121,8 +195,9 @@ class Transport:
         self._ctx = zmq.Context.instance()
         addresses = [format_address(h, p) for h, p in parse_bootstrap(bootstrap_servers)]
         self.bootstrap_servers = addresses
+        patience = request_timeout_ms if bootstrap_timeout_ms is None else bootstrap_timeout_ms
         self._sock, self.address, self.broker_info = self._bootstrap(
-            addresses, connect_timeout_ms / 1000.0)
+            addresses, connect_timeout_ms / 1000.0, max(connect_timeout_ms, patience) / 1000.0)
         self.connected = True
         self._outbox: deque[_Pending] = deque()
         self._inflight: dict[bytes, _Pending] = {}
@@ -130,6 +205,7 @@ class Transport:
         self._closing = False
         self._closed = False
         self._sleeping = False
+        self._io_thread_id: int | None = None  # set by the thread itself
         endpoint = f"inproc://labkit-wake-{next(_WAKE_IDS)}"
         self._wake_recv = self._ctx.socket(zmq.PAIR)
         self._wake_recv.bind(endpoint)
@@ -144,7 +220,7 @@ class Transport:
 
     # -- bootstrap --------------------------------------------------------------
 
-    def _new_socket(self, address: str) -> zmq.Socket:
+    def _new_socket(self, address: str, connect: bool = True) -> zmq.Socket:
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RECONNECT_IVL, self._reconnect[0])
@@ -155,46 +231,99 @@ class Transport:
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
         if address.startswith("["):
             sock.setsockopt(zmq.IPV6, 1)
-        sock.connect("tcp://" + address)
+        if connect:
+            sock.connect("tcp://" + address)
         return sock
 
-    def _bootstrap(self, addresses: list[str], timeout: float):
-        probes: dict[zmq.Socket, tuple[str, bytes]] = {}
-        poller = zmq.Poller()
+    def _bootstrap(self, addresses: list[str], quick: float, patient: float):
+        """Probe every address (see the module docstring); return the winner's
+        (socket, address, api_versions answer). Raises NoBrokersAvailable."""
+        probes: list[_Probe] = []
         problems = []
+        poller = zmq.Poller()
         try:
             for address in addresses:
                 try:
-                    sock = self._new_socket(address)
+                    probe = self._new_probe(address)
                 except zmq.ZMQError as exc:
-                    problems.append(f"{address} ({exc})")
+                    problems.append(f"{address} could not be tried ({exc})")
                     continue
-                rid = self._next_id()
-                sock.send_multipart(build_request(rid, "api_versions", {"client_id": self.client_id}))
-                probes[sock] = (address, rid)
-                poller.register(sock, zmq.POLLIN)
-            deadline = self._clock.monotonic() + timeout
+                probes.append(probe)
+                poller.register(probe.sock, zmq.POLLIN)
+                poller.register(probe.monitor, zmq.POLLIN)
+            by_socket = {p.sock: p for p in probes} | {p.monitor: p for p in probes}
+            start = self._clock.monotonic()
+            resend_at = start
             while probes:
-                left = deadline - self._clock.monotonic()
-                if left <= 0:
+                now = self._clock.monotonic()
+                if now >= start + patient or (now >= start + quick and not any(
+                        p.worth_waiting() for p in probes)):
                     break
-                for sock, _ in poller.poll(max(1, int(left * 1000))):
-                    address, rid = probes[sock]
-                    frames = sock.recv_multipart()
-                    try:
-                        got_rid, header = _parse(frames)
-                    except ProtocolError:
-                        continue
-                    if got_rid == rid and not header.get("error"):
-                        del probes[sock]
-                        return sock, address, header
+                if now >= resend_at:  # again now and then: a broker restart loses a probe
+                    resend_at = now + max(quick, 0.5)
+                    for probe in probes:
+                        self._send_probe(probe)
+                wait_until = min(start + patient, resend_at)
+                if now < start + quick:
+                    wait_until = min(wait_until, start + quick)
+                for sock, _ in poller.poll(max(1, int((wait_until - now) * 1000))):
+                    probe = by_socket[sock]
+                    if sock is probe.monitor:
+                        self._read_probe_events(probe)
+                    elif (answer := self._read_probe_answer(probe)) is not None:
+                        probes.remove(probe)
+                        probe.sock.disable_monitor()
+                        probe.monitor.close(linger=0)
+                        return probe.sock, probe.address, answer
+            waited = self._clock.monotonic() - start
+            problems += [p.outcome(waited) for p in probes]
         finally:
-            for sock in probes:
-                sock.close(linger=0)
-        message = no_brokers_message(addresses, timeout)
-        if problems:
-            message += " Could not connect to: " + "; ".join(problems)
-        raise NoBrokersAvailable(message)
+            for probe in probes:
+                probe.close()
+        raise NoBrokersAvailable(no_brokers_message(addresses, waited if probes else 0.0)
+                                 + " Tried: " + "; ".join(problems) + ".")
+
+    def _new_probe(self, address: str) -> _Probe:
+        sock = self._new_socket(address, connect=False)
+        try:
+            probe = _Probe(address, sock)  # the monitor first: it must see the connect
+        except zmq.ZMQError:
+            sock.close(linger=0)
+            raise
+        try:
+            sock.connect("tcp://" + address)
+        except zmq.ZMQError:
+            probe.close()
+            raise
+        return probe
+
+    def _send_probe(self, probe: _Probe) -> None:
+        rid = self._next_id()
+        probe.rids.add(rid)
+        try:
+            probe.sock.send_multipart(
+                build_request(rid, "api_versions", {"client_id": self.client_id}), zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # a probe is queued already
+
+    @staticmethod
+    def _read_probe_events(probe: _Probe) -> None:
+        while True:
+            try:
+                event = recv_monitor_message(probe.monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            probe.note(event["event"])
+
+    @staticmethod
+    def _read_probe_answer(probe: _Probe) -> dict[str, Any] | None:
+        try:
+            got_rid, header = _parse(probe.sock.recv_multipart(zmq.NOBLOCK))
+        except (zmq.Again, ProtocolError):
+            return None
+        if got_rid in probe.rids and not header.get("error"):
+            return header
+        return None
 
     # -- public API ---------------------------------------------------------------
 
@@ -239,7 +368,9 @@ class Transport:
 
     def wakeup(self) -> None:
         """Make the I/O thread run its loop soon (cheap when it is already awake)."""
-        if self._sleeping:
+        # not from the I/O thread itself (a driver or callback sending a request): it
+        # sends the outbox before it sleeps, and a self-wake cost a loop turn a request
+        if self._sleeping and threading.get_ident() != self._io_thread_id:
             self._sleeping = False
             with self._wake_lock:
                 if not self._closed:
@@ -265,6 +396,7 @@ class Transport:
     # -- the I/O thread -------------------------------------------------------
 
     def _run(self) -> None:
+        self._io_thread_id = threading.get_ident()
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
         poller.register(self._wake_recv, zmq.POLLIN)
@@ -279,8 +411,8 @@ class Transport:
                     break
                 if self._outbox:
                     delay = 0.001  # the socket pushed back; try again shortly
-                delay = min(delay, self._next_deadline(now) - now, 0.1)
-                events = dict(poller.poll(max(0, int(delay * 1000))))
+                delay = min(delay, self._next_deadline(now) - now)
+                events = dict(poller.poll(max(0, math.ceil(delay * 1000))))
                 self._sleeping = False
                 if self._wake_recv in events:
                     self._drain_wakeups()
@@ -295,7 +427,7 @@ class Transport:
             self._shutdown()
 
     def _run_drivers(self, now: float) -> float:
-        delay = 0.1
+        delay = _MAX_SLEEP
         for driver in self._drivers:
             try:
                 wanted = driver(now)
@@ -373,7 +505,7 @@ class Transport:
 
     def _next_deadline(self, now: float) -> float:
         if not self._inflight:
-            return now + 1.0
+            return now + _MAX_SLEEP
         return min(p.deadline for p in self._inflight.values())
 
     def _expire(self, now: float) -> None:

@@ -5,7 +5,12 @@ import threading
 
 import pytest
 
-from labkit.client.accumulator import RECORD_OVERHEAD, ProducerBatch, RecordAccumulator
+from labkit.client.accumulator import (
+    RECORD_OVERHEAD,
+    PartitionBuffer,
+    ProducerBatch,
+    RecordAccumulator,
+)
 from labkit.client.structs import RecordMetadata, TopicPartition
 from labkit.errors import KafkaTimeoutError, NotLeaderForPartitionError
 from labkit.protocol.records import decode_batch, split_batches, validate_batch
@@ -309,3 +314,35 @@ def test_a_split_batch_resolves_each_record_from_its_parts():
     assert futures[1].get().serialized_key_size == 1 and futures[3].get().timestamp == 103
     assert sorted(seen, key=str) == sorted([10, 11, too_big, 12, 13], key=str)
     assert acc.incomplete == 0 and acc.in_flight_bytes == 0
+
+
+class _FillsBeforeTakeOpen(PartitionBuffer):
+    """A buffer where another thread's send() fills the open batch (and opens the next)
+    right when drain() is about to take the open batch -- issue 11, item 1."""
+
+    __slots__ = ("before_take",)
+
+    def take_open(self, *args, **kwargs):
+        hook, self.before_take = self.before_take, None
+        if hook is not None:
+            hook()
+        return super().take_open(*args, **kwargs)
+
+
+def test_a_batch_filled_while_drain_takes_the_open_one_keeps_its_place():
+    acc = make(batch_size=200)
+    buf = _FillsBeforeTakeOpen(TP, acc.limit, acc.future_class)
+    acc.buffers = [buf]
+    append(acc, buf, b"0" * 50)
+
+    def other_thread_sends():  # fills the open batch: it moves to ready, #3 opens a new one
+        for i in (1, 2, 3):
+            append(acc, buf, b"%d" % i * 50)
+
+    buf.before_take = other_thread_sends
+    sent = []
+    for _ in range(3):
+        batches, _ = acc.drain(0.0, 1 << 20, lambda b: None)
+        sent += batches
+    values = [v for batch in sent for v in decode_batch(batch.data).values]
+    assert values == [b"%d" % i * 50 for i in range(4)]

@@ -31,9 +31,13 @@ class Loopback:
         self.svc = svc
         self.drivers = []
         self.sent = []
+        self.wakeups = 0
 
     def add_driver(self, driver):
         self.drivers.append(driver)
+
+    def wakeup(self):
+        self.wakeups += 1
 
     def request(self, api, header, payloads=(), *, timeout_ms=None, idempotent=False,
                 expect_response=True):
@@ -72,7 +76,10 @@ def svc(tmp_path, clock):
 
 def coordinator(svc, clock, name="a", topics=("t",), **configs):
     config = {**cfg.CONNECTION_DEFAULTS, **KafkaConsumer.DEFAULT_CONFIG,
-              "client_id": name, "group_id": "g", "auto_offset_reset": "earliest", **configs}
+              "client_id": name, "group_id": "g", "auto_offset_reset": "earliest",
+              # the coordinator's stable pace: these tests are about the protocol's steps;
+              # the 3 s default (idle members are cheap) has tests of its own below
+              "heartbeat_interval_ms": 250, **configs}
     consumer = SimpleNamespace(config=config, _transport=Loopback(svc),
                                _subscription=SubscriptionState("earliest"), _clock=clock,
                                _fetcher=Fetcher())
@@ -283,3 +290,39 @@ def test_bad_group_settings_are_rejected(svc, clock):
 def test_local_host_is_the_address_the_broker_sees():
     assert local_host("127.0.0.1:9092") == "/127.0.0.1"
     assert local_host("not a host:x") == "/127.0.0.1"
+
+
+def test_a_new_subscription_wakes_the_io_thread(svc, clock):
+    a = coordinator(svc, clock)
+    a.poll()  # the member now has a join_group to send: the I/O thread must not sleep on
+    assert a.consumer._transport.wakeups >= 1
+
+
+def test_a_settled_member_beats_every_heartbeat_interval_ms(svc, clock):
+    a = coordinator(svc, clock, heartbeat_interval_ms=3000)
+    turns(clock, a, n=3, step=0.05)
+    assert assignment(a) == ALL
+    sent = len(a.consumer._transport.sent)
+    (sleep,) = a.consumer._transport.run(clock)  # a heartbeat, answered: settled
+    assert 2.5 <= sleep <= 3.0, "an idle member sleeps until its next heartbeat"
+    clock.advance(2.9)
+    a.consumer._transport.run(clock)
+    assert len(a.consumer._transport.sent) <= sent + 1, "no heartbeat before the interval"
+
+
+def test_a_member_whose_assignment_moves_follows_the_coordinators_pace(svc, clock):
+    a = coordinator(svc, clock, "a", heartbeat_interval_ms=3000)
+    turns(clock, a, n=3, step=0.05)
+    b = coordinator(svc, clock, "b", heartbeat_interval_ms=3000)
+    turns(clock, b, n=2, step=0)  # b joins; a is settled and beats again only in 3 s
+    assert assignment(a) == ALL
+    clock.advance(3.0)  # a hears of b at its next heartbeat, then both move fast
+    turns(clock, a, b, n=10, step=0.06)
+    assert len(assignment(a)) == len(assignment(b)) == 3
+
+
+def test_heartbeats_stay_well_inside_a_short_session(svc, clock):
+    a = coordinator(svc, clock, session_timeout_ms=1500, heartbeat_interval_ms=3000)
+    turns(clock, a, n=3, step=0.05)
+    (sleep,) = a.consumer._transport.run(clock)
+    assert sleep <= 0.5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 
@@ -47,6 +48,11 @@ class Hooks:
 
     def assigned(self, partitions):
         self.events.append((self.name, "track", partitions))
+
+
+# These tests are about the protocol's steps, at the coordinator's stable pace (250 ms);
+# the 3 s default (settled members are cheap) is tested in test_client_group_coordinator.py.
+GroupMember = functools.partial(GroupMember, heartbeat_interval_ms=250)
 
 
 @pytest.fixture
