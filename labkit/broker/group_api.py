@@ -224,7 +224,7 @@ class GroupService:
         if not MIN_SESSION_TIMEOUT_MS <= session_ms <= MAX_SESSION_TIMEOUT_MS:
             raise InvalidSessionTimeoutError(
                 f"session_timeout_ms={session_ms} is outside {MIN_SESSION_TIMEOUT_MS}.."
-                f"{MAX_SESSION_TIMEOUT_MS}; pick a value in that range (10000 is the default)")
+                f"{MAX_SESSION_TIMEOUT_MS}; pick a value in that range (45000 is the default)")
         max_poll_ms = _int(h, "max_poll_interval_ms", 300_000)
         if max_poll_ms < 1:
             raise _Bad("'max_poll_interval_ms' must be positive")

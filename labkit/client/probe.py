@@ -22,8 +22,9 @@ def broker_info(servers: list[str], timeout_s: float, client_id: str = "labkit-p
     Raises NoBrokersAvailable (naming the addresses tried) or another KafkaError."""
     from labkit.client.transport import Transport
 
-    transport = Transport(list(servers), client_id=client_id,
-                          connect_timeout_ms=max(timeout_s * 1000, 100), name="probe")
+    wait_ms = max(timeout_s * 1000, 100)
+    transport = Transport(list(servers), client_id=client_id, connect_timeout_ms=wait_ms,
+                          bootstrap_timeout_ms=wait_ms, name="probe")
     try:
         return dict(transport.broker_info)
     finally:
