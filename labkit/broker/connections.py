@@ -62,6 +62,11 @@ def frame_overhead(size: int) -> int:
     return 2 if size < 256 else 9
 
 
+def counters_supported() -> bool:
+    """Whether this OS reports TCP byte counters at all (Linux's TCP_INFO)."""
+    return getattr(socket, "TCP_INFO", None) is not None and sys.platform.startswith("linux")
+
+
 def tcp_counters(fd: int) -> tuple[int, int] | None:
     """(bytes acked by the peer, bytes received from it) of a TCP socket descriptor, or
     None when the OS does not say (not Linux, not a TCP socket, already closed)."""
@@ -118,8 +123,10 @@ class ConnectionTable:
     def __init__(self, budget: int,
                  counters: Callable[[int], tuple[int, int] | None] = tcp_counters,
                  shutdown: Callable[[int], None] = shutdown_connection,
-                 peer: Callable[[int], str] = peer_address):
+                 peer: Callable[[int], str] = peer_address,
+                 supported: bool | None = None):
         self.budget = budget
+        self._supported = counters_supported() if supported is None else supported
         self._counters = counters
         self._shutdown = shutdown
         self._peer = peer
@@ -144,10 +151,14 @@ class ConnectionTable:
             self._forget(conn)     # a stale entry: that descriptor was closed and reused
         self._by_fd[fd] = Connection(fd, self._peer(fd), accepted=True)
         if self.enforced is None:
-            self.enforced = self._counters(fd) is not None
-            if not self.enforced:
+            if self._counters(fd) is not None:
+                self.enforced = True
+            elif not self._supported:
+                self.enforced = False
                 log.warning("this OS does not report TCP byte counters; per-connection "
                             "byte budgets (connection.max.buffered.bytes) are not enforced")
+            # else: that connection closed before the event was read (a port probe, a
+            # scanner); judge by the next one, never disable the budgets for it
 
     def closed(self, fd: int) -> list[bytes]:
         """The monitor saw ``fd`` disconnect; returns the client ids that went with it."""

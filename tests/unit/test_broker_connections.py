@@ -115,7 +115,7 @@ def test_a_reused_descriptor_is_told_apart_by_its_peer():
 
 
 def test_nothing_is_enforced_without_counters():
-    table = ConnectionTable(10, counters=lambda fd: None, shutdown=pytest.fail,
+    table = ConnectionTable(10, counters=lambda fd: None, shutdown=pytest.fail, supported=False,
                             peer=lambda fd: "?")
     table.accepted(3)
     table.bind(b"id", 3)
@@ -142,3 +142,15 @@ def test_emfile_says_file_descriptors_not_disk():
     text = out_of_descriptors(OSError(errno.EMFILE, "Too many open files"))
     assert "out of file descriptors" in text and "disk" not in text
     assert out_of_descriptors(OSError(errno.ENOSPC, "No space left")) is None
+
+
+def test_a_connection_gone_before_its_event_does_not_switch_the_budgets_off():
+    live = {}
+    table = ConnectionTable(10, counters=live.get, shutdown=lambda fd: None,
+                            peer=lambda fd: "127.0.0.1:1", supported=True)
+    table.accepted(5)   # a port probe: connected and closed before the event was read
+    assert table.enforced is None
+    table.closed(5)
+    live[6] = (0, 0)
+    table.accepted(6)
+    assert table.enforced is True
