@@ -22,6 +22,7 @@ MIN_RETENTION_CHECK_MS = 100  # the cleaner never runs more often than this
 BROKER_KEYS = (
     "auto.create.topics.enable", "num.partitions", "log.retention.check.interval.ms",
     "socket.request.max.bytes", "advertised.host.name", "log.cleaner.backoff.ms",
+    "quota.window.num", "quota.window.size.seconds",
 )
 
 
@@ -57,6 +58,8 @@ class BrokerConfig:
     log_cleaner_backoff_ms: int = 15_000
     socket_request_max_bytes: int = 16 * 1024 * 1024
     advertised_host_name: str | None = None
+    quota_window_num: int = 11           # samples a client quota's rate is measured over
+    quota_window_size_seconds: int = 1   # length of one sample
     # what every topic starts from: Kafka's defaults + the broker's log.* overrides
     log_defaults: LogConfig = dataclasses.field(default_factory=LogConfig)
 
@@ -83,6 +86,10 @@ class BrokerConfig:
                 fields["log_cleaner_backoff_ms"] = _int(key, value, 1)
             elif key == "socket.request.max.bytes":
                 fields["socket_request_max_bytes"] = _int(key, value, 1024)
+            elif key == "quota.window.num":
+                fields["quota_window_num"] = _int(key, value, 2)
+            elif key == "quota.window.size.seconds":
+                fields["quota_window_size_seconds"] = _int(key, value, 1)
             elif key == "advertised.host.name":
                 fields["advertised_host_name"] = str(value).strip() or None
             else:

@@ -45,6 +45,14 @@ from labkit._clock import REAL_CLOCK, Clock
 from labkit.broker.config import BrokerConfig
 from labkit.broker.group_api import GROUP_APIS, GroupService
 from labkit.broker.handlers import Handlers, Reply, error_of
+from labkit.broker.quotas import (
+    CONSUMER_BYTE_RATE,
+    PRODUCER_BYTE_RATE,
+    QUOTA_APIS,
+    ClientQuotas,
+    client_id_of,
+)
+from labkit.broker.throttle import ThrottleGate
 from labkit.broker.topics import TopicRegistry
 from labkit.errors import InvalidRequestError, KafkaConfigurationError, ProtocolError
 from labkit.protocol.frames import MAGIC, MAX_REQUEST_ID, encode_header, parse_request
@@ -64,6 +72,7 @@ TICK_S = 0.1            # group service tick period
 MAX_PARKED = 10_000     # parked fetches beyond this are answered at once
 MAX_FRAMES = 10_000     # frames kept per message; the rest are read and discarded
 SEND_HWM = 100_000      # replies queued per client before ZeroMQ drops them
+MAX_QUEUE_WAIT_S = 10.0  # longest a throttled connection's request waits unhandled
 
 
 class PortInUseError(KafkaConfigurationError):
@@ -178,6 +187,8 @@ class BrokerServer:
         self._recheck_all = False
         self._sync_waiting: list = []
         self._flush_busy = False
+        self.quotas: ClientQuotas | None = None
+        self._gate = ThrottleGate()
 
     # -- life cycle ------------------------------------------------------------
 
@@ -216,7 +227,9 @@ class BrokerServer:
         except Exception:
             self._close_sockets()
             raise
-        self.handlers = Handlers(self.registry, self.config, self.clock, GROUP_APIS)
+        self.quotas = ClientQuotas(self.config.data_dir, self.config.quota_window_num,
+                                   self.config.quota_window_size_seconds)
+        self.handlers = Handlers(self.registry, self.config, self.clock, GROUP_APIS | QUOTA_APIS)
         self.groups = GroupService(self.config.data_dir, self.clock, self._partitions_of,
                                    self._log_end_offset)
         self._flusher = _Flusher(ctx, wake_addr)
@@ -240,12 +253,15 @@ class BrokerServer:
                 wait = next_tick - now
                 if self._deadlines:
                     wait = min(wait, self._deadlines[0][0] - now)
+                if self._gate.next_due() is not None:
+                    wait = min(wait, self._gate.next_due() - now)
                 events = dict(poller.poll(max(0, int(wait * 1000) + 1)))
                 if self._sock in events:
                     self._drain()
                 if self._wake in events:
                     self._finish_flushes()
                 self._housekeeping()
+                self._release_throttled(everything=False)
                 now = self.clock.monotonic()
                 if now >= next_tick:
                     next_tick = now + TICK_S
@@ -258,6 +274,8 @@ class BrokerServer:
         if self._ctx is None:
             return
         try:
+            self._stop = True
+            self._release_throttled(everything=True)
             for entries in list(self._parked_by_key.values()):
                 for parked in list(entries):
                     self._answer_parked(parked, final=True)
@@ -323,7 +341,7 @@ class BrokerServer:
                 sock.recv(_NOBLOCK, copy=False)  # the rest of an abusive message
         return frames
 
-    def _on_message(self, frames: list) -> None:
+    def _on_message(self, frames: list, admitted: bool = False) -> None:
         if len(frames) < 2:
             self._drop("an empty message")
             return
@@ -348,7 +366,15 @@ class BrokerServer:
         if api in GROUP_APIS:
             self._send(identity, rid, self._group_request(api, header))
             return
+        if api in QUOTA_APIS:
+            self._send(identity, rid, self._quota_request(api, header))
+            return
+        if api in ("produce", "fetch") and not admitted and not self._gate.admit(
+                identity, frames, _max_queue_wait_s(header), self.clock.monotonic()):
+            return  # a throttled connection: handled when its throttle time is over
         reply = self.handlers.handle(api, header, payloads)
+        if api == "produce":
+            self._charge(identity, PRODUCER_BYTE_RATE, header, reply.header, payloads)
         if reply.appended:
             self._dirty.update(reply.appended)
         if reply.topics_changed:
@@ -360,6 +386,8 @@ class BrokerServer:
         elif reply.keys is not None and len(self._deadlines) < MAX_PARKED:
             self._park(identity, rid, header, reply)
         else:
+            if api == "fetch":
+                self._charge(identity, CONSUMER_BYTE_RATE, header, reply.header, reply.payloads)
             self._send(identity, rid, reply.header, reply.payloads)
 
     def _group_request(self, api: str, header: dict) -> dict:
@@ -368,6 +396,37 @@ class BrokerServer:
         except Exception as exc:  # noqa: BLE001 - the contract says never, but be safe
             code, text = error_of(exc)
             return {"error": code, "message": text}
+
+    # -- client quotas (broker/quotas.py, broker/throttle.py) ----------------------
+
+    def _quota_request(self, api: str, header: dict) -> dict:
+        try:
+            return self.quotas.handle(api, header, self.clock.monotonic())
+        except Exception as exc:  # noqa: BLE001 - a bad request must not stop the loop
+            code, text = error_of(exc)
+            return {"error": code, "message": text}
+
+    def _charge(self, identity: bytes, key: str, request: dict, reply_header: dict,
+                payloads) -> None:
+        """Count a produce's or fetch's record bytes against the client's quota; a
+        client over it gets ``throttle_time_ms`` and its connection is muted."""
+        if not self.quotas.active:
+            return
+        now = self.clock.monotonic()
+        delay = self.quotas.record(key, client_id_of(request), sum(map(len, payloads)), now)
+        reply_header["throttle_time_ms"] = delay
+        if not self._stop:
+            self._gate.mute(identity, delay, now)
+
+    def _release_throttled(self, everything: bool) -> None:
+        """Handle the queued requests of connections whose throttle time is over."""
+        now = self.clock.monotonic()
+        for identity in self._gate.due(now, everything):
+            while (frames := self._gate.pop_ready(identity, now, everything)) is not None:
+                try:
+                    self._on_message(frames, admitted=True)
+                except Exception as exc:  # noqa: BLE001 - as in _drain
+                    self._internal_error(frames, exc)
 
     def _drop(self, why: str) -> None:
         self.stats["dropped"] += 1
@@ -421,6 +480,8 @@ class BrokerServer:
                 entries.remove(parked)
                 if not entries:
                     del self._parked_by_key[key]
+        self._charge(parked.identity, CONSUMER_BYTE_RATE, parked.header, reply.header,
+                     reply.payloads)
         self._send(parked.identity, parked.rid, reply.header, reply.payloads)
         return True
 
@@ -492,6 +553,15 @@ class BrokerServer:
         if found is None or not 0 <= partition < len(found.partitions):
             return None
         return found.partitions[partition].log_end_offset
+
+
+def _max_queue_wait_s(header: dict) -> float:
+    """How long a muted connection's request may wait: well within the client's own
+    request timeout (a produce says it), so it is never timed out and sent twice."""
+    timeout_ms = header.get("timeout_ms")
+    if type(timeout_ms) is int and timeout_ms > 0:
+        return min(MAX_QUEUE_WAIT_S, timeout_ms / 2000.0)
+    return MAX_QUEUE_WAIT_S
 
 
 def _logs_of(batch: list) -> dict:
