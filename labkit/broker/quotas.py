@@ -163,6 +163,19 @@ class ClientQuotas:
         default = self._entities.get(None)
         return None if default is None else default.get(key)
 
+    def bound_fetch(self, header: dict) -> dict:
+        """A fetch of a client with a consumer quota asks for at most what the quota
+        allows over the measuring window (as Kafka bounds it), so one reply cannot
+        carry many seconds' worth at once. At least one batch is still returned."""
+        quota = self.quota_for(CONSUMER_BYTE_RATE, client_id_of(header))
+        if quota is None:
+            return header
+        cap = max(1, int(quota * (self.window_num - 1) * self.window_size_s))
+        max_bytes = header.get("max_bytes")
+        if type(max_bytes) is int and max_bytes <= cap:
+            return header
+        return {**header, "max_bytes": cap}
+
     # -- measuring ---------------------------------------------------------------
 
     def record(self, key: str, client_id: str, nbytes: int, now: float) -> int:

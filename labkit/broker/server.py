@@ -372,6 +372,8 @@ class BrokerServer:
         if api in ("produce", "fetch") and not admitted and not self._gate.admit(
                 identity, frames, _max_queue_wait_s(header), self.clock.monotonic()):
             return  # a throttled connection: handled when its throttle time is over
+        if api == "fetch" and self.quotas.active:
+            header = self.quotas.bound_fetch(header)
         reply = self.handlers.handle(api, header, payloads)
         if api == "produce":
             self._charge(identity, PRODUCER_BYTE_RATE, header, reply.header, payloads)

@@ -251,3 +251,15 @@ def test_a_flooding_connection_is_not_queued_without_bound():
     gate = ThrottleGate(max_queued=3)
     gate.mute(b"c", 1000, 0.0)
     assert [gate.admit(b"c", i, 10, 0.0) for i in range(5)] == [False, False, False, True, True]
+
+
+def test_a_fetch_under_a_consumer_quota_asks_for_at_most_the_window_s_worth():
+    quotas = ClientQuotas(None, window_num=11, window_size_s=1)
+    header = {"client_id": "r", "max_bytes": 52428800, "partitions": []}
+    assert quotas.bound_fetch(header) is header  # no quota: untouched
+    _set(quotas, "r", consumer_byte_rate=100 * KB)
+    assert quotas.bound_fetch(header)["max_bytes"] == 1000 * KB  # 10 windows of 1 s
+    other = {**header, "client_id": "other"}
+    assert quotas.bound_fetch(other) is other
+    small = {**header, "max_bytes": 5}
+    assert quotas.bound_fetch(small) is small

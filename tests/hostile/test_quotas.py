@@ -1,0 +1,154 @@
+"""Issue 11 #13: client quotas against a real broker process.
+
+A client flat out over its ``producer_byte_rate``/``consumer_byte_rate`` is slowed to
+about that rate (generous bounds: 0.5x-2x over ~3 s), loses nothing and keeps its
+order; another client meanwhile is not slowed; ``labkit configs --alter`` changes a
+quota at runtime and quotas survive a restart.
+
+The broker runs with ``quota.window.num=2`` (Kafka's default is 11): under Kafka's
+algorithm a new client may first send ~(num - 1) windows' worth of its quota at once,
+which with the default would dominate a 3 s measurement.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from labkit import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from labkit.cli.main import main as labkit_main
+from labkit.testing import BrokerProcess
+
+QUOTA = 100_000  # bytes per second
+RECORD = 1000    # bytes per value
+RUN_S = 3.0
+
+
+@pytest.fixture
+def quota_broker(tmp_path):
+    with BrokerProcess(data_dir=tmp_path / "data", config={"quota.window.num": "2"}) as proc:
+        yield proc
+
+
+def _configs(broker: BrokerProcess, *argv: str) -> None:
+    assert labkit_main(["configs", "--bootstrap-server", broker.bootstrap, *argv]) == 0
+
+
+def _blast(producer: KafkaProducer, topic: str, seconds: float, first: int = 0):
+    """Send numbered records as fast as the producer takes them (at most 300 waiting);
+    return (futures, records acknowledged within ``seconds``)."""
+    acked = []
+    futures = []
+    start = time.monotonic()
+    seq = first
+    while time.monotonic() - start < seconds:
+        if len(futures) - len(acked) >= 300:
+            time.sleep(0.001)
+            continue
+        value = seq.to_bytes(8, "big") + b"x" * (RECORD - 8)
+        futures.append(producer.send(topic, value).add_callback(acked.append))
+        seq += 1
+    return futures, len(acked)
+
+
+def _values_in_order(bootstrap: str, topic: str) -> list[int]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                             auto_offset_reset="earliest", client_id="checker")
+    tp = TopicPartition(topic, 0)
+    consumer.assign([tp])
+    end = consumer.end_offsets([tp])[tp]
+    seen: list[int] = []
+    deadline = time.monotonic() + 60
+    while len(seen) < end and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=500).values():
+            seen.extend(int.from_bytes(r.value[:8], "big") for r in records)
+    consumer.close()
+    return seen
+
+
+def test_a_producer_over_its_quota_gets_about_the_quota_in_order_and_others_do_not(
+        quota_broker):
+    _configs(quota_broker, "--alter", "--add-config", f"producer_byte_rate={QUOTA}",
+             "--entity-type", "clients", "--entity-name", "greedy")
+    greedy = KafkaProducer(bootstrap_servers=quota_broker.bootstrap, client_id="greedy",
+                           linger_ms=5, max_request_size=32768)
+    polite = KafkaProducer(bootstrap_servers=quota_broker.bootstrap, client_id="polite",
+                           linger_ms=5, max_request_size=32768)
+    polite_result = []
+    thread = threading.Thread(target=lambda: polite_result.extend(
+        _blast(polite, "polite-topic", RUN_S)))
+    thread.start()
+    futures, acked = _blast(greedy, "greedy-topic", RUN_S)
+    thread.join()
+    rate = acked * RECORD / RUN_S
+    assert 0.5 * QUOTA <= rate <= 2 * QUOTA, f"greedy got {rate:.0f} B/s"
+    polite_rate = polite_result[1] * RECORD / RUN_S
+    assert polite_rate > 3 * QUOTA, f"the unthrottled client got only {polite_rate:.0f} B/s"
+
+    # a runtime change through the CLI takes effect: four times the quota
+    greedy.flush(timeout=60)
+    _configs(quota_broker, "--alter", "--add-config", f"producer_byte_rate={4 * QUOTA}",
+             "--client", "greedy")
+    more, acked_after = _blast(greedy, "greedy-topic", RUN_S, first=len(futures))
+    rate_after = acked_after * RECORD / RUN_S
+    assert 0.5 * 4 * QUOTA <= rate_after <= 2 * 4 * QUOTA, f"then {rate_after:.0f} B/s"
+
+    greedy.flush(timeout=120)
+    every = futures + more
+    assert all(f.succeeded() for f in every)  # nothing failed, nothing lost
+    assert _values_in_order(quota_broker.bootstrap, "greedy-topic") == list(range(len(every)))
+    greedy.close()
+    polite.close()
+
+
+def test_a_consumer_over_its_quota_gets_about_the_quota_and_others_do_not(quota_broker):
+    producer = KafkaProducer(bootstrap_servers=quota_broker.bootstrap, linger_ms=5)
+    total = 2000  # 2 MB: far more than 3 s at the quota
+    for seq in range(total):
+        producer.send("data", seq.to_bytes(8, "big") + b"x" * (RECORD - 8))
+    producer.flush(timeout=60)
+    producer.close()
+    _configs(quota_broker, "--alter", "--add-config", f"consumer_byte_rate={QUOTA}",
+             "--entity-type", "clients", "--entity-name", "slow-reader")
+
+    def read(client_id: str, seconds: float) -> list[int]:
+        consumer = KafkaConsumer(bootstrap_servers=quota_broker.bootstrap, group_id=None,
+                                 auto_offset_reset="earliest", client_id=client_id)
+        consumer.assign([TopicPartition("data", 0)])
+        got: list[int] = []
+        start = time.monotonic()
+        while time.monotonic() - start < seconds and len(got) < total:
+            for records in consumer.poll(timeout_ms=100).values():
+                got.extend(int.from_bytes(r.value[:8], "big") for r in records)
+        consumer.close()
+        return got
+
+    fast: list[int] = []
+    thread = threading.Thread(target=lambda: fast.extend(read("fast-reader", 30)))
+    thread.start()
+    slow = read("slow-reader", RUN_S)
+    thread.join()
+    rate = len(slow) * RECORD / RUN_S
+    assert 0.5 * QUOTA <= rate <= 2 * QUOTA, f"slow-reader got {rate:.0f} B/s"
+    assert slow == list(range(len(slow)))  # in order, nothing skipped
+    assert fast == list(range(total))  # the other reader got everything meanwhile
+
+
+def test_quotas_survive_a_restart_and_show_in_describe(quota_broker):
+    _configs(quota_broker, "--alter", "--add-config", "producer_byte_rate=1048576",
+             "--entity-type", "clients", "--entity-name", "X")
+    _configs(quota_broker, "--alter", "--add-config", "consumer_byte_rate=2048",
+             "--entity-type", "clients", "--entity-default")
+    quota_broker.restart()
+    admin = KafkaAdminClient(bootstrap_servers=quota_broker.bootstrap)
+    try:
+        assert admin.describe_client_quotas() == [
+            {"entity": {"client-id": None}, "values": {"consumer_byte_rate": 2048.0}},
+            {"entity": {"client-id": "X"}, "values": {"producer_byte_rate": 1048576.0}}]
+        admin.alter_client_quotas([{"entity": {"client-id": "X"},
+                                    "ops": {"producer_byte_rate": None}}])
+        assert [e["entity"]["client-id"] for e in admin.describe_client_quotas()] == [None]
+    finally:
+        admin.close()
