@@ -105,7 +105,7 @@ def test_a_producer_over_its_quota_gets_about_the_quota_in_order_and_others_do_n
 
 def test_a_consumer_over_its_quota_gets_about_the_quota_and_others_do_not(quota_broker):
     producer = KafkaProducer(bootstrap_servers=quota_broker.bootstrap, linger_ms=5)
-    total = 2000  # 2 MB: far more than 3 s at the quota
+    total = 3000  # 3 MB: more than both phases below can read
     for seq in range(total):
         producer.send("data", seq.to_bytes(8, "big") + b"x" * (RECORD - 8))
     producer.flush(timeout=60)
@@ -113,27 +113,39 @@ def test_a_consumer_over_its_quota_gets_about_the_quota_and_others_do_not(quota_
     _configs(quota_broker, "--alter", "--add-config", f"consumer_byte_rate={QUOTA}",
              "--entity-type", "clients", "--entity-name", "slow-reader")
 
-    def read(client_id: str, seconds: float) -> list[int]:
+    def reader(client_id: str) -> KafkaConsumer:
         consumer = KafkaConsumer(bootstrap_servers=quota_broker.bootstrap, group_id=None,
                                  auto_offset_reset="earliest", client_id=client_id)
         consumer.assign([TopicPartition("data", 0)])
-        got: list[int] = []
+        return consumer
+
+    def read(consumer: KafkaConsumer, seconds: float, got: list[int]) -> int:
+        before = len(got)
         start = time.monotonic()
         while time.monotonic() - start < seconds and len(got) < total:
             for records in consumer.poll(timeout_ms=100).values():
                 got.extend(int.from_bytes(r.value[:8], "big") for r in records)
-        consumer.close()
-        return got
+        return len(got) - before
 
     fast: list[int] = []
-    thread = threading.Thread(target=lambda: fast.extend(read("fast-reader", 30)))
+    fast_reader = reader("fast-reader")
+    thread = threading.Thread(target=lambda: read(fast_reader, 30, fast))
     thread.start()
-    slow = read("slow-reader", RUN_S)
+    slow_reader = reader("slow-reader")
+    slow: list[int] = []
+    rate = read(slow_reader, RUN_S, slow) * RECORD / RUN_S
     thread.join()
-    rate = len(slow) * RECORD / RUN_S
+    fast_reader.close()
     assert 0.5 * QUOTA <= rate <= 2 * QUOTA, f"slow-reader got {rate:.0f} B/s"
-    assert slow == list(range(len(slow)))  # in order, nothing skipped
     assert fast == list(range(total))  # the other reader got everything meanwhile
+
+    # a runtime change through the CLI takes effect: four times the quota
+    _configs(quota_broker, "--alter", "--add-config", f"consumer_byte_rate={4 * QUOTA}",
+             "--client", "slow-reader")
+    rate_after = read(slow_reader, RUN_S, slow) * RECORD / RUN_S
+    slow_reader.close()
+    assert 0.5 * 4 * QUOTA <= rate_after <= 2 * 4 * QUOTA, f"then {rate_after:.0f} B/s"
+    assert slow == list(range(len(slow)))  # in order, nothing skipped
 
 
 def test_quotas_survive_a_restart_and_show_in_describe(quota_broker):
