@@ -59,6 +59,7 @@ DEFAULT_WINDOW_SIZE_S = 1      # quota.window.size.seconds
 MAX_THROTTLE_MS = 30_000       # a client is never told to stay silent longer
 MAX_CLIENT_ID_CHARS = 255      # longer ids are measured by their first 255 characters
 MAX_SENSORS = 10_000           # measured client ids; beyond, new ids share one sensor
+MAX_ENTITIES = 10_000          # client ids with a quota of their own
 OVERFLOW_ID = "<other clients>"
 MATCH_EXACT, MATCH_DEFAULT, MATCH_ANY = 0, 1, 2  # DescribeClientQuotas match types
 
@@ -293,10 +294,16 @@ class ClientQuotas:
         out = []
         entities = dict(self._entities)
         for entry in entries:
-            entity = entry.get("entity") if isinstance(entry, dict) else None
+            raw = entry.get("entity") if isinstance(entry, dict) else None
+            entity = _printable(raw)  # echoed in the reply
             try:
-                name = _entity_name(entity)
+                name = _entity_name(raw)
                 new_values = _apply_ops(dict(entities.get(name, {})), entry.get("ops"))
+                if new_values and name is not None and name not in entities \
+                        and len(entities) >= MAX_ENTITIES:
+                    raise InvalidRequestError(
+                        f"already {MAX_ENTITIES} client ids have quotas of their own; remove "
+                        "some, or set one for all with --entity-default")
                 if new_values:
                     entities[name] = new_values
                 else:
@@ -311,6 +318,15 @@ class ClientQuotas:
             _write(self._path, entities)  # an OSError leaves the quotas as they were
         self._entities = entities
         return out
+
+
+def _printable(value: Any) -> Any:
+    """``value`` if a reply can carry it as JSON text, else its ``ascii()`` form."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError, UnicodeEncodeError):
+        return ascii(value)
+    return value
 
 
 def _check_entity_type(entity_type: object) -> None:

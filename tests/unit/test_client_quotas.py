@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from labkit.broker import quotas as quotas_module
 from labkit.broker.quotas import (
     CONSUMER_BYTE_RATE,
     MAX_SENSORS,
@@ -139,6 +140,7 @@ def test_bad_quota_requests_get_clear_errors_and_change_nothing():
     assert "client id" in out["message"]
     [out] = _set(quotas, "\ud800", producer_byte_rate=10)
     assert "UTF-8" in out["message"]
+    json.dumps(out, ensure_ascii=False).encode("utf-8")  # the reply stays valid text
     assert not quotas.active
     with pytest.raises(InvalidRequestError, match="match_type"):
         quotas.describe([{"entity_type": "client-id", "match_type": 7}])
@@ -263,3 +265,13 @@ def test_a_fetch_under_a_consumer_quota_asks_for_at_most_the_window_s_worth():
     assert quotas.bound_fetch(other) is other
     small = {**header, "max_bytes": 5}
     assert quotas.bound_fetch(small) is small
+
+
+def test_the_number_of_client_ids_with_quotas_is_bounded(monkeypatch):
+    monkeypatch.setattr(quotas_module, "MAX_ENTITIES", 2)
+    quotas = ClientQuotas(None)
+    assert [_set(quotas, c, producer_byte_rate=5)[0]["error"] for c in "ab"] == [0, 0]
+    [out] = _set(quotas, "c", producer_byte_rate=5)
+    assert out["error"] == InvalidRequestError.errno and "--entity-default" in out["message"]
+    assert _set(quotas, "a", producer_byte_rate=6)[0]["error"] == 0  # changing one is fine
+    assert _set(quotas, None, producer_byte_rate=6)[0]["error"] == 0  # ...and the default
