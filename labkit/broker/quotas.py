@@ -56,6 +56,7 @@ QUOTAS_FILE = "quotas.json"
 
 DEFAULT_WINDOW_NUM = 11        # quota.window.num
 DEFAULT_WINDOW_SIZE_S = 1      # quota.window.size.seconds
+MAX_QUOTA = 2**63 - 1           # Kafka's Long.MAX_VALUE: "no limit"
 MAX_THROTTLE_MS = 30_000       # a client is never told to stay silent longer
 MAX_CLIENT_ID_CHARS = 255      # longer ids are measured by their first 255 characters
 MAX_SENSORS = 10_000           # measured client ids; beyond, new ids share one sensor
@@ -374,8 +375,12 @@ def _apply_ops(values: dict[str, float], ops: object) -> dict[str, float]:
 
 def check_quota_value(key: str, value: object) -> float:
     """A byte rate is a whole number of bytes per second, at least 1."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or value < 1 or value != int(value):
+    if isinstance(value, int) and not isinstance(value, bool):
+        good = 1 <= value <= MAX_QUOTA
+    else:  # a float must be whole too; huge ints would overflow float math, so ints first
+        good = isinstance(value, float) and math.isfinite(value) and value.is_integer() \
+            and 1 <= value <= MAX_QUOTA
+    if not good:
         raise InvalidRequestError(f"{key}={value!r}: a quota is a whole number of bytes per "
                                   "second, at least 1 (e.g. 1048576 for 1 MiB/s)")
     return float(value)

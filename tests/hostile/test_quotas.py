@@ -12,6 +12,7 @@ which with the default would dominate a 3 s measurement.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -164,3 +165,38 @@ def test_quotas_survive_a_restart_and_show_in_describe(quota_broker):
         assert [e["entity"]["client-id"] for e in admin.describe_client_quotas()] == [None]
     finally:
         admin.close()
+
+
+GARBAGE = [
+    ("alter_client_quotas", {}),
+    ("alter_client_quotas", {"entries": "x"}),
+    ("alter_client_quotas", {"entries": [1, None, [], {"entity": 5}]}),
+    ("alter_client_quotas", {"entries": [{"entity": {"client-id": "\ud800"}, "ops": []}]}),
+    ("alter_client_quotas", {"entries": [{"entity": {"client-id": "a"}, "ops": {"k": 1}}]}),
+    ("alter_client_quotas", {"entries": [{"entity": {"client-id": "a"},
+                                          "ops": [{"key": "producer_byte_rate",
+                                                   "value": 10**400}]}]}),
+    ("alter_client_quotas", {"entries": [{"entity": {"client-id": "a", "user": "b"}, "ops": []}]}),
+    ("describe_client_quotas", {"components": "all"}),
+    ("describe_client_quotas", {"components": [{"entity_type": "ip"}]}),
+    ("describe_client_quotas", {"components": [{"entity_type": "client-id", "match_type": 0}]}),
+    ("describe_client_throttles", {"anything": [1, 2]}),
+    ("produce", {"client_id": {"not": "text"}, "acks": 1, "targets": []}),
+    ("fetch", {"client_id": "\ud800" * 1000, "max_wait_ms": 0, "partitions": []}),
+]
+
+
+def test_malformed_quota_requests_get_clear_errors_and_the_broker_carries_on(quota_broker):
+    from labkit.testing import RawClient
+
+    _configs(quota_broker, "--alter", "--add-config", "consumer_byte_rate=1000",
+             "--entity-type", "clients", "--entity-default")
+    with RawClient(quota_broker.bootstrap) as raw:
+        for api, header in GARBAGE:
+            rid = raw.new_id()  # JSON with \u escapes: lone surrogates reach the broker
+            raw.send_raw([b"LK1", rid, api.encode(), json.dumps(header).encode()])
+            reply, _payloads = raw.wait_for(rid)
+            assert reply["error"] != -1, (api, header, reply)
+            for entry in reply.get("entries", []):
+                assert entry.get("error", 0) in (0, 42), (api, header, entry)
+        assert raw.request("api_versions", {})[0]["error"] == 0
