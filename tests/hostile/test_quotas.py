@@ -200,3 +200,44 @@ def test_malformed_quota_requests_get_clear_errors_and_the_broker_carries_on(quo
             for entry in reply.get("entries", []):
                 assert entry.get("error", 0) in (0, 42), (api, header, entry)
         assert raw.request("api_versions", {})[0]["error"] == 0
+
+
+def test_the_client_holds_produce_and_fetch_while_throttled_and_sends_the_rest(quota_broker):
+    from labkit.client.transport import Transport
+    from labkit.protocol.records import encode_batch
+
+    _configs(quota_broker, "--alter", "--add-config", "producer_byte_rate=1000",
+             "--client", "tiny")
+    transport = Transport(quota_broker.bootstrap, client_id="tiny")
+    try:
+        batch = encode_batch([0], None, [b"x" * 20_000])
+        header = {"acks": 1, "timeout_ms": 30000, "targets": [["held", 0]]}
+        first = transport.request("produce", header, [batch]).get(10)
+        assert first.header["results"][0][1] == 0  # appended: throttling drops nothing
+        assert first.header["throttle_time_ms"] > 1000  # 20 kB at 1 kB/s
+        second = transport.request("produce", header, [batch])
+        meta = transport.request("metadata", {"topics": ["held"]}).get(10)  # not held back
+        assert meta.header["topics"][0]["error"] == 0
+        assert not second.is_done
+        assert [p.api for p in transport._outbox] == ["produce"]  # never sent meanwhile
+    finally:
+        transport.close()
+
+
+def test_the_broker_mutes_a_client_that_ignores_throttle_time(quota_broker):
+    from labkit.protocol.records import encode_batch
+    from labkit.testing import RawClient
+
+    _configs(quota_broker, "--alter", "--add-config", "producer_byte_rate=10000",
+             "--client", "rude")
+    batch = encode_batch([0], None, [b"x" * 20_000])
+    header = {"client_id": "rude", "acks": 1, "timeout_ms": 30000, "targets": [["muted", 0]]}
+    with RawClient(quota_broker.bootstrap, timeout=20) as raw:
+        first, _ = raw.request("produce", header, [batch])
+        assert first["throttle_time_ms"] > 0
+        second = raw.send("produce", header, [batch])  # at once, ignoring the throttle time
+        offsets, _ = raw.request("list_offsets", {"client_id": "rude",
+                                                  "partitions": [["muted", 0, -1]]})
+        assert offsets["partitions"][0][3] == 1  # the second produce waits, unhandled
+        reply, _ = raw.wait_for(second)
+        assert reply["results"][0][:2] == [1, 0]  # then it is appended, in order
