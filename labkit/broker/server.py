@@ -10,7 +10,9 @@ broker state. Each turn it polls the ROUTER and a wake-up socket, drains up to
    admin change) and answers those that now have ``min_bytes``;
 2. answers parked fetches whose ``max_wait_ms`` ran out;
 3. hands the ``acks=-1`` produces collected so far to the flusher, if it is idle;
-4. calls the group service's ``tick()`` every ~100 ms.
+4. calls the group service's ``tick()`` every ~100 ms;
+5. handles the queued produce/fetch requests of connections whose client-quota
+   throttle time is over (``broker/throttle.py``).
 
 Requests are answered in whatever order they complete; the client matches
 replies by request id, so a client may keep many requests in flight.
