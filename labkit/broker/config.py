@@ -24,6 +24,7 @@ BROKER_KEYS = (
     "socket.request.max.bytes", "advertised.host.name", "log.cleaner.backoff.ms",
     "offsets.retention.minutes", "offsets.retention.check.interval.ms", "group.max.size",
     "fetch.max.bytes", "fetch.max.wait.max.ms", "connection.max.buffered.bytes",
+    "quota.window.num", "quota.window.size.seconds",
 )
 
 
@@ -70,6 +71,8 @@ class BrokerConfig:
     # bytes one connection may keep in the broker, each way (a request not yet read in
     # full; replies it has not read): over it, the connection is closed
     connection_max_buffered_bytes: int = 32 * 1024 * 1024
+    quota_window_num: int = 11           # samples a client quota's rate is measured over
+    quota_window_size_seconds: int = 1   # length of one sample
     # what every topic starts from: Kafka's defaults + the broker's log.* overrides
     log_defaults: LogConfig = dataclasses.field(default_factory=LogConfig)
 
@@ -108,6 +111,10 @@ class BrokerConfig:
                 fields["fetch_max_wait_max_ms"] = _int(key, value, 1)
             elif key == "connection.max.buffered.bytes":
                 fields["connection_max_buffered_bytes"] = _int(key, value, 1024 * 1024)
+            elif key == "quota.window.num":
+                fields["quota_window_num"] = _int(key, value, 2)
+            elif key == "quota.window.size.seconds":
+                fields["quota_window_size_seconds"] = _int(key, value, 1)
             elif key == "advertised.host.name":
                 fields["advertised_host_name"] = str(value).strip() or None
             else:

@@ -75,6 +75,7 @@ class Reply:
     keys: list | None = None
     topics_changed: bool = False
     changed_topics: list[str] | tuple[()] = ()
+    request: dict | None = None  # a parked fetch's request (its client's quota is charged)
 
 
 def error_of(exc: BaseException) -> tuple[int, str]:

@@ -11,7 +11,9 @@ broker state. Each turn it polls the ROUTER and a wake-up socket, drains up to
 2. answers parked fetches whose ``max_wait_ms`` ran out;
 3. hands what waits for durability to the flusher, if it is idle;
 4. calls the group service's ``tick()`` every ~100 ms and checks every connection's
-   byte budget every ~50 ms.
+   byte budget every ~50 ms;
+5. handles the queued produce/fetch requests of connections whose client-quota
+   throttle time is over (``broker/throttle.py``).
 
 Parked fetches live in a ``ParkingLot`` (broker/parking.py: fair shares per client);
 connections and their byte budgets in a ``ConnectionTable`` (broker/connections.py),
@@ -54,8 +56,16 @@ from labkit.broker.connections import ConnectionTable, frame_overhead
 from labkit.broker.descriptors import FD_LOW_WATER, open_descriptors, open_file_limit
 from labkit.broker.flusher import GroupCommit
 from labkit.broker.group_api import GROUP_APIS, GroupService
-from labkit.broker.handlers import Handlers, error_of
+from labkit.broker.handlers import Handlers, Reply, error_of
 from labkit.broker.parking import ParkingLot
+from labkit.broker.quotas import (
+    CONSUMER_BYTE_RATE,
+    PRODUCER_BYTE_RATE,
+    QUOTA_APIS,
+    ClientQuotas,
+    client_id_of,
+)
+from labkit.broker.throttle import ThrottleGate
 from labkit.broker.topics import TopicRegistry
 from labkit.errors import InvalidRequestError, KafkaConfigurationError, ProtocolError
 from labkit.protocol.frames import MAGIC, MAX_REQUEST_ID, encode_header, parse_request
@@ -80,6 +90,7 @@ BUDGET_CHECK_S = 0.05   # how often every connection's inbound bytes are measure
 FD_CHECK_S = 5.0        # how often the loop looks whether descriptors ran out
 MAX_FRAMES = 10_000     # frames kept per message; the rest are read and discarded
 SEND_HWM = 100_000      # replies queued per client before ZeroMQ drops them
+MAX_QUEUE_WAIT_S = 10.0  # longest a throttled connection's request waits unhandled
 RECV_HWM = 100          # whole requests queued per client before ZeroMQ stops reading
                         # its socket (TCP then slows the client down)
 
@@ -134,6 +145,8 @@ class BrokerServer:
         self.stats = {"requests": 0, "dropped": 0, "errors": 0,
                       "fsync_rounds": 0, "synced_produces": 0}
         self._stop = False
+        self.quotas: ClientQuotas | None = None
+        self._gate = ThrottleGate()
         self._ctx: zmq.Context | None = None
         self._sock = None
         self._wake = None
@@ -188,8 +201,10 @@ class BrokerServer:
         except Exception:
             self._close_sockets()
             raise
-        self.handlers = Handlers(self.registry, self.config, self.clock, GROUP_APIS)
-        self.parking = ParkingLot(self.handlers.fetch)
+        self.quotas = ClientQuotas(self.config.data_dir, self.config.quota_window_num,
+                                   self.config.quota_window_size_seconds)
+        self.handlers = Handlers(self.registry, self.config, self.clock, GROUP_APIS | QUOTA_APIS)
+        self.parking = ParkingLot(self._parked_fetch)
         self.groups = GroupService(
             self.config.data_dir, self.clock, self._partitions_of, self._log_end_offset,
             offsets_retention_ms=self.config.offsets_retention_minutes * 60_000,
@@ -231,6 +246,9 @@ class BrokerServer:
                 deadline = self.parking.next_deadline()
                 if deadline is not None:
                     wait = min(wait, deadline - now)
+                due = self._gate.next_due()
+                if due is not None:
+                    wait = min(wait, due - now)
                 events = dict(poller.poll(max(0, int(wait * 1000) + 1)))
                 if self._monitor in events:
                     self._connection_events()
@@ -239,6 +257,7 @@ class BrokerServer:
                 if self._wake in events:
                     self._finish_flushes()
                 self._housekeeping()
+                self._release_throttled(everything=False)
                 now = self.clock.monotonic()
                 if now >= next_tick:
                     next_tick = now + TICK_S
@@ -251,6 +270,8 @@ class BrokerServer:
         if self._ctx is None:
             return
         try:
+            self._stop = True
+            self._release_throttled(everything=True)
             if self.parking is not None:
                 self._send_answers(self.parking.answer_all())
             if self._durable is not None:
@@ -326,7 +347,7 @@ class BrokerServer:
         self.connections.on_read(identity, wire)
         return frames
 
-    def _on_message(self, frames: list) -> None:
+    def _on_message(self, frames: list, admitted: bool = False) -> None:
         if len(frames) < 2:
             self._drop("an empty message")
             return
@@ -348,6 +369,12 @@ class BrokerServer:
                 self._send(identity, rid, {"error": InvalidRequestError.errno,
                                            "message": f"malformed request: {exc}"})
             return
+        if api in QUOTA_APIS:
+            self._send(identity, rid, self._quota_request(api, header))
+            return
+        if api in ("produce", "fetch") and not admitted and not self._gate.admit(
+                identity, frames, _max_queue_wait_s(header), self.clock.monotonic()):
+            return  # a throttled connection: handled when its throttle time is over
         self._dispatch(identity, rid, api, header, payloads)
 
     def _dispatch(self, identity: bytes, rid: bytes, api: str, header: dict, payloads: list,
@@ -362,7 +389,11 @@ class BrokerServer:
             if not durable.group_reply(identity, rid, api, answer, mark):
                 self._send(identity, rid, answer)
             return
+        if api == "fetch" and self.quotas.active:
+            header = self.quotas.bound_fetch(header)
         reply = self.handlers.handle(api, header, payloads)
+        if api == "produce":
+            self._charge(identity, PRODUCER_BYTE_RATE, header, reply.header, payloads)
         if reply.appended:
             self._dirty.update(reply.appended)
         if reply.topics_changed:
@@ -379,6 +410,8 @@ class BrokerServer:
             deadline = self.clock.monotonic() + reply.park_ms / 1000.0
             self._send_answers(self.parking.park(identity, rid, header, deadline, reply.keys))
         else:
+            if api == "fetch":
+                self._charge(identity, CONSUMER_BYTE_RATE, header, reply.header, reply.payloads)
             self._send(identity, rid, reply.header, reply.payloads)
 
     def _group_request(self, api: str, header: dict) -> dict:
@@ -426,9 +459,48 @@ class BrokerServer:
 
     # -- parked fetches and connections -------------------------------------------
 
+    def _parked_fetch(self, header: dict, final: bool) -> Reply:
+        reply = self.handlers.fetch(header, final)
+        reply.request = header  # the client id its quota is charged to
+        return reply
+
     def _send_answers(self, answers: list) -> None:
         for identity, rid, reply in answers:
+            if reply.request is not None:
+                self._charge(identity, CONSUMER_BYTE_RATE, reply.request, reply.header,
+                             reply.payloads)
             self._send(identity, rid, reply.header, reply.payloads)
+
+    # -- client quotas (broker/quotas.py, broker/throttle.py) ----------------------
+
+    def _quota_request(self, api: str, header: dict) -> dict:
+        try:
+            return self.quotas.handle(api, header, self.clock.monotonic())
+        except Exception as exc:  # noqa: BLE001 - a bad request must not stop the loop
+            code, text = error_of(exc)
+            return {"error": code, "message": text}
+
+    def _charge(self, identity: bytes, key: str, request: dict, reply_header: dict,
+                payloads) -> None:
+        """Count a produce's or fetch's record bytes against the client's quota; a
+        client over it gets ``throttle_time_ms`` and its connection is muted."""
+        if not self.quotas.active:
+            return
+        now = self.clock.monotonic()
+        delay = self.quotas.record(key, client_id_of(request), sum(map(len, payloads)), now)
+        reply_header["throttle_time_ms"] = delay
+        if not self._stop:
+            self._gate.mute(identity, delay, now)
+
+    def _release_throttled(self, everything: bool) -> None:
+        """Handle the queued requests of connections whose throttle time is over."""
+        now = self.clock.monotonic()
+        for identity in self._gate.due(now, everything):
+            while (frames := self._gate.pop_ready(identity, now, everything)) is not None:
+                try:
+                    self._on_message(frames, admitted=True)
+                except Exception as exc:  # noqa: BLE001 - as in _drain
+                    self._internal_error(frames, exc)
 
     def _housekeeping(self) -> None:
         parking = self.parking
@@ -514,6 +586,15 @@ class BrokerServer:
         if found is None or not 0 <= partition < len(found.partitions):
             return None
         return found.partitions[partition].log_end_offset
+
+
+def _max_queue_wait_s(header: dict) -> float:
+    """How long a muted connection's request may wait: well within the client's own
+    request timeout (a produce says it), so it is never timed out and sent twice."""
+    timeout_ms = header.get("timeout_ms")
+    if type(timeout_ms) is int and timeout_ms > 0:
+        return min(MAX_QUEUE_WAIT_S, timeout_ms / 2000.0)
+    return MAX_QUEUE_WAIT_S
 
 
 def _open_waker(ctx: zmq.Context, addr: str):

@@ -42,6 +42,8 @@ COMMANDS: tuple[Command, ...] = (
             "print the records of a topic (kafka-console-consumer.sh)"),
     Command("consumer-groups", "labkit.cli.consumer_groups",
             "list, describe and reset consumer groups (kafka-consumer-groups.sh)"),
+    Command("configs", "labkit.cli.configs",
+            "describe and change client quotas and topic configs (kafka-configs.sh)"),
     Command("generate", "labkit.cli.generate_cmd", "stream generated events (transactions, sensors) to a topic"),
     Command("notebooks", "labkit.cli.notebooks_cmd",
             "build: write student notebooks from instructor masters; check: exit 1 if any is stale"),
@@ -146,7 +148,7 @@ def _top_parser() -> argparse.ArgumentParser:
         description="labkit: a hands-on lab for event streaming with Kafka's model.",
         epilog=f"commands:\n{listing}\n\nRun `labkit <command> --help` for a command's options."
                "\nThe Kafka tool names work too: kafka-topics.sh, kafka-console-producer.sh,"
-               "\nkafka-console-consumer.sh, kafka-consumer-groups.sh.",
+               "\nkafka-console-consumer.sh, kafka-consumer-groups.sh, kafka-configs.sh.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"labkit {__version__}")
@@ -190,6 +192,11 @@ def console_consumer_main(argv: list[str] | None = None) -> int:
 def consumer_groups_main(argv: list[str] | None = None) -> int:
     """``kafka-consumer-groups.sh``."""
     return run_command("consumer-groups", _argv(argv), prog="kafka-consumer-groups.sh")
+
+
+def configs_main(argv: list[str] | None = None) -> int:
+    """``kafka-configs.sh``."""
+    return run_command("configs", _argv(argv), prog="kafka-configs.sh")
 
 
 def _argv(argv: list[str] | None) -> list[str]:

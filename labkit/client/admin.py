@@ -1,4 +1,5 @@
-"""``KafkaAdminClient``: create, delete, list and describe topics; topic configs.
+"""``KafkaAdminClient``: create, delete, list and describe topics; topic configs;
+client quotas.
 
 Every method is one blocking request to the broker (docs/wire.md). Methods that
 change something return ``{"topics": [{"name", "error_code", "error_message"}]}``
@@ -248,6 +249,49 @@ class KafkaAdminClient(GroupAdminMixin):
         response = self._call("alter_configs", {"topics": changes})
         return _results(response.header, True)
 
+    # -- client quotas (Kafka's Admin.describeClientQuotas / alterClientQuotas) ---------
+
+    def describe_client_quotas(self, components: list[dict] | None = None,
+                               strict: bool = False) -> list[dict]:
+        """The client quotas set, as ``[{"entity": {"client-id": "X"}, "values":
+        {"producer_byte_rate": 1048576.0}}, ...]``; ``"client-id": None`` is the default
+        entity (``--entity-default``). ``components`` filter as in Kafka:
+        ``{"entity_type": "client-id", "match_type": 0, "match": "X"}`` (0 = that client
+        id, 1 = the default, 2 = any client id). Raises InvalidRequestError."""
+        header = {"components": list(components or []), "strict": bool(strict)}
+        return self._call("describe_client_quotas", header, idempotent=True).header["entries"]
+
+    def alter_client_quotas(self, alterations, validate_only: bool = False,
+                            raise_errors: bool = True) -> list[dict]:
+        """Set or remove client quotas: ``[{"entity": {"client-id": "X"}, "ops":
+        {"producer_byte_rate": 1048576, "consumer_byte_rate": None}}]`` (None removes a
+        key; ``"client-id": None`` is the default for every client id). ``ops`` may also
+        be Kafka's list of ``{"key", "value", "remove"}``. Returns one
+        ``{"entity", "error_code", "error_message"}`` per alteration and raises the first
+        error (InvalidRequestError: unknown key, value not a whole number >= 1) unless
+        ``raise_errors=False``. Takes effect at once and survives a broker restart."""
+        if isinstance(alterations, dict):
+            alterations = [alterations]
+        entries = [{"entity": a.get("entity"), "ops": _quota_ops(a.get("ops"))}
+                   for a in alterations]
+        response = self._call("alter_client_quotas",
+                              {"entries": entries, "validate_only": bool(validate_only)})
+        out = [{"entity": e.get("entity"), "error_code": e.get("error", 0),
+                "error_message": e.get("message")} for e in response.header["entries"]]
+        if raise_errors:
+            for entry in response.header["entries"]:
+                if entry.get("error"):
+                    raise for_code(entry["error"])(entry.get("message")
+                                                   or f"client quota for {entry.get('entity')}")
+        return out
+
+    def describe_client_throttles(self) -> list[dict]:
+        """labkit extension (Kafka shows this as per-client-id JMX metrics): clients
+        throttled within the last quota window, most recent first, each
+        ``{"client_id", "quota_type", "byte_rate", "quota", "throttle_time_ms",
+        "throttled_ago_ms"}``."""
+        return self._call("describe_client_throttles", {}, idempotent=True).header["clients"]
+
 
 def _as_new_topics(new_topics) -> list[NewTopic]:
     if isinstance(new_topics, NewTopic | str):
@@ -278,6 +322,17 @@ def _topic_resources(resources) -> list[ConfigResource]:
                 f"labkit's broker has configs for topics only, not {resource.resource_type.name}")
         out.append(resource)
     return out
+
+
+def _quota_ops(ops) -> list[dict]:
+    """``{"producer_byte_rate": 1048576, "consumer_byte_rate": None}`` -> Kafka's op list."""
+    if isinstance(ops, dict):
+        return [{"key": k, "remove": True} if v is None else {"key": k, "value": v}
+                for k, v in ops.items()]
+    if isinstance(ops, list):
+        return ops
+    raise IllegalArgumentError("ops must be a dict {quota: value or None} or a list of "
+                               "{'key', 'value', 'remove'}")
 
 
 def _raise_entry(entry: dict) -> None:

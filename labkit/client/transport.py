@@ -80,6 +80,7 @@ _MAX_SLEEP = 30.0  # a safety net, not a tick: every deadline is computed
 _PROBE_EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED
                  | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
                  | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+_THROTTLED_APIS = frozenset({"produce", "fetch"})  # what a quota's throttle_time_ms holds back
 
 
 class Response(NamedTuple):
@@ -206,6 +207,7 @@ class Transport:
         self._closed = False
         self._sleeping = False
         self._io_thread_id: int | None = None  # set by the thread itself
+        self.throttled_until = 0.0  # a quota's throttle_time_ms: no produce/fetch before
         endpoint = f"inproc://labkit-wake-{next(_WAKE_IDS)}"
         self._wake_recv = self._ctx.socket(zmq.PAIR)
         self._wake_recv.bind(endpoint)
@@ -342,7 +344,8 @@ class Transport:
                 "this client is closed; create a new one to talk to the broker"))
         rid = self._next_id()
         timeout = self.request_timeout if timeout_ms is None else timeout_ms / 1000.0
-        frames = build_request(rid, api, header, payloads)
+        # client_id in every request, as in Kafka's request header: quotas are per client id
+        frames = build_request(rid, api, {"client_id": self.client_id, **header}, payloads)
         self._outbox.append(_Pending(rid, api, frames, future, timeout, idempotent,
                                      expect_response))
         self.wakeup()
@@ -409,8 +412,9 @@ class Transport:
                 self._send_outbox(now)
                 if self._closing and not self._outbox:
                     break
-                if self._outbox:
-                    delay = 0.001  # the socket pushed back; try again shortly
+                if self._outbox:  # the socket pushed back, or requests wait for a throttle
+                    throttled = self.throttled_until - self._clock.monotonic()
+                    delay = min(delay, throttled) if throttled > 0 else 0.001
                 delay = min(delay, self._next_deadline(now) - now)
                 events = dict(poller.poll(max(0, math.ceil(delay * 1000))))
                 self._sleeping = False
@@ -440,19 +444,40 @@ class Transport:
 
     def _send_outbox(self, now: float) -> None:
         outbox = self._outbox
+        if outbox and now < self.throttled_until and not self._closing:
+            self._send_unthrottled(now)
+            return
         while outbox:
-            pending = outbox[0]
-            try:
-                _send_frames(self._sock, pending.frames, _NOBLOCK)
-            except zmq.Again:
+            if not self._send_pending(outbox[0], now):
                 return
             outbox.popleft()
-            if pending.expect_response:
-                pending.deadline = now + pending.timeout
-                self._inflight[pending.rid] = pending
-            else:
-                pending.frames = None
-                pending.future.success(None)
+
+    def _send_pending(self, pending: _Pending, now: float) -> bool:
+        try:
+            _send_frames(self._sock, pending.frames, _NOBLOCK)
+        except zmq.Again:
+            return False
+        if pending.expect_response:
+            pending.deadline = now + pending.timeout
+            self._inflight[pending.rid] = pending
+        else:
+            pending.frames = None
+            pending.future.success(None)
+        return True
+
+    def _send_unthrottled(self, now: float) -> None:
+        """While a quota throttles this client (Kafka's KIP-219), send only what is not
+        produce/fetch; those keep their order and go when the throttle time is over."""
+        kept: list[_Pending] = []
+        outbox = self._outbox
+        for _ in range(len(outbox)):  # other threads may append meanwhile, at the right
+            pending = outbox.popleft()
+            if pending.api in _THROTTLED_APIS:
+                kept.append(pending)
+            elif not self._send_pending(pending, now):
+                outbox.appendleft(pending)  # the socket pushed back: keep the order
+                break
+        outbox.extendleft(reversed(kept))
 
     def _receive(self) -> None:
         for _ in range(_RECV_BATCH):
@@ -472,6 +497,10 @@ class Transport:
                 pending.future.failure(exc)
                 continue
             pending.frames = None
+            throttle_ms = header.get("throttle_time_ms")
+            if type(throttle_ms) is int and throttle_ms > 0:  # honoured by _send_outbox
+                self.throttled_until = max(self.throttled_until,
+                                           self._clock.monotonic() + throttle_ms / 1000.0)
             pending.future.success(Response(header, [f.buffer for f in frames[3:]]))
 
     def _handle_monitor(self) -> None:

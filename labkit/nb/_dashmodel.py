@@ -18,6 +18,9 @@ yet). Nothing here talks to the broker; ``dashboard.py`` fills snapshots in.
   ``None`` when the group has committed nothing there.
 - a snapshot with ``error`` set (broker unreachable) keeps the last good view
   and carries the error, so the widget can show both.
+- throttled clients (client quotas, Kafka's ``producer_byte_rate`` /
+  ``consumer_byte_rate``) pass through as ``ThrottleRow``s, most recent first;
+  the table appears only while some client is being throttled.
 
 ``render_html`` and ``render_text`` turn a view into what the widget or a
 terminal shows. Not thread-safe: one dashboard thread owns one model.
@@ -44,6 +47,29 @@ class Snapshot:
     error: str | None = None
     taken_ms: int | None = None
     """Wall-clock time (epoch ms) for the 'updated at' line."""
+    throttles: list[ThrottleRow] = field(default_factory=list)
+    """Clients a quota throttled in the last quota window (empty: none, or unsupported)."""
+
+
+@dataclass(frozen=True)
+class ThrottleRow:
+    client_id: str
+    quota_type: str
+    """``producer_byte_rate`` or ``consumer_byte_rate``."""
+    byte_rate: float | None
+    quota: float | None
+    throttle_time_ms: int
+    ago_ms: int
+
+    @property
+    def kind(self) -> str:
+        return "produce" if self.quota_type.startswith("producer") else "fetch"
+
+    @classmethod
+    def from_wire(cls, row: dict) -> ThrottleRow:
+        return cls(str(row.get("client_id", "")), str(row.get("quota_type", "")),
+                   row.get("byte_rate"), row.get("quota"), int(row.get("throttle_time_ms", 0)),
+                   int(row.get("throttled_ago_ms", 0)))
 
 
 @dataclass(frozen=True)
@@ -99,6 +125,7 @@ class View:
     groups_note: str | None = None
     error: str | None = None
     taken_ms: int | None = None
+    throttles: list[ThrottleRow] = field(default_factory=list)
 
     def topic(self, name: str) -> TopicRow:
         for t in self.topics:
@@ -159,7 +186,8 @@ def compute_view(base: Snapshot | None, snap: Snapshot) -> View:
                 lag = max(0, end - off) if off is not None and end is not None else None
                 lags.append(LagRow(topic, p, off, end, lag))
             groups.append(GroupRow(gid, lags))
-    return View(topics, groups, snap.groups_note, None, snap.taken_ms)
+    throttles = sorted(snap.throttles, key=lambda r: (r.ago_ms, r.client_id, r.quota_type))
+    return View(topics, groups, snap.groups_note, None, snap.taken_ms, throttles)
 
 
 # -- rendering ----------------------------------------------------------------
@@ -229,6 +257,19 @@ def render_html(view: View, title: str = "labkit broker", status: str = "") -> s
                                  ("right", str(r.partition)), ("right", _num(r.committed)),
                                  ("right", _num(r.end)), ("right", _num(r.lag))]))
         out.append("</table>")
+    if view.throttles:
+        out.append("<b>throttled clients</b> "
+                   '<span style="color:#666;font-size:11px">(client quotas: replies carry '
+                   "throttle_time_ms; the client waits that long)</span>")
+        out.append(_TABLE + _head([("left", "client id"), ("left", "quota"),
+                                   ("right", "bytes/s"), ("right", "quota bytes/s"),
+                                   ("right", "throttle ms"), ("right", "ago")]))
+        for r in view.throttles:
+            out.append(_row([("left", escape(r.client_id)), ("left", r.kind),
+                             ("right", _rate(r.byte_rate)), ("right", _rate(r.quota)),
+                             ("right", _num(r.throttle_time_ms)),
+                             ("right", f"{r.ago_ms / 1000:.1f} s")]))
+        out.append("</table>")
     out.append("</div>")
     return "".join(out)
 
@@ -251,4 +292,11 @@ def render_text(view: View) -> str:
             for r in g.lags:
                 lines.append(f"{g.group:<20} {r.topic:<24} {r.partition:>4} {_num(r.committed):>10} "
                              f"{_num(r.end):>10} {_num(r.lag):>8}")
+    if view.throttles:
+        lines.append(f"{'THROTTLED CLIENT':<24} {'QUOTA':<8} {'BYTES/S':>10} {'QUOTA B/S':>10} "
+                     f"{'THROTTLE MS':>11} {'AGO':>6}")
+        for r in view.throttles:
+            lines.append(f"{r.client_id:<24} {r.kind:<8} {_rate(r.byte_rate):>10} "
+                         f"{_rate(r.quota):>10} {_num(r.throttle_time_ms):>11} "
+                         f"{r.ago_ms / 1000:>5.1f}s")
     return "\n".join(lines)

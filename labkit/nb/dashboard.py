@@ -6,7 +6,8 @@ Theory of operation
 ``refresh_s`` seconds calls ``collect()`` -- the client's admin and consumer
 API, kafka-python's names: ``list_topics``, ``describe_topics``,
 ``beginning_offsets``/``end_offsets``, ``list_consumer_groups``,
-``list_consumer_group_offsets`` -- feeds the ``Snapshot`` to a
+``list_consumer_group_offsets``, and labkit's ``describe_client_throttles``
+(clients a quota is slowing down) when the admin client has it -- feeds the ``Snapshot`` to a
 ``DashboardModel`` (rates, lag; pure, in ``_dashmodel``) and writes the
 rendered HTML into an ``ipywidgets.HTML``. What Kafka UI shows, inside the
 notebook.
@@ -38,7 +39,14 @@ from labkit.nb._connect import (
     is_unsupported,
     topic_partition,
 )
-from labkit.nb._dashmodel import DashboardModel, Snapshot, View, render_html, render_text
+from labkit.nb._dashmodel import (
+    DashboardModel,
+    Snapshot,
+    ThrottleRow,
+    View,
+    render_html,
+    render_text,
+)
 from labkit.nb.live import _ACTIVE, in_kernel, quiet_box
 
 __all__ = ["Dashboard", "dashboard"]
@@ -77,6 +85,19 @@ def _offset_value(v: Any) -> int | None:
     return off if isinstance(off, int) and off >= 0 else None
 
 
+def _throttles(admin: Any) -> list[ThrottleRow]:
+    """Throttled clients, when the admin client and the broker know client quotas."""
+    describe = getattr(admin, "describe_client_throttles", None)
+    if not callable(describe):
+        return []
+    try:
+        return [ThrottleRow.from_wire(row) for row in describe() or [] if isinstance(row, dict)]
+    except Exception as exc:
+        if not is_unsupported(exc):
+            raise
+        return []
+
+
 def collect(admin: Any, consumer: Any, *, at: float, taken_ms: int | None = None,
             topics: list[str] | None = None, include_internal: bool = False) -> Snapshot:
     """One snapshot of the broker. Raises what the client raises (the caller reports it)."""
@@ -105,10 +126,11 @@ def collect(admin: Any, consumer: Any, *, at: float, taken_ms: int | None = None
             offsets[key] = (int(starts.get(tp, 0)), int(ends.get(tp, 0)))
     groups: dict[str, dict[tuple[str, int], int | None]] | None = {}
     note = None
+    throttles = _throttles(admin)
     if not (callable(getattr(admin, "list_consumer_groups", None))
             and callable(getattr(admin, "list_consumer_group_offsets", None))):
         return Snapshot(at=at, offsets=offsets, groups=None, groups_note=GROUPS_UNSUPPORTED,
-                        taken_ms=taken_ms)
+                        taken_ms=taken_ms, throttles=throttles)
     try:
         for gid in _group_ids(admin.list_consumer_groups()):
             committed = admin.list_consumer_group_offsets(gid) or {}
@@ -117,7 +139,8 @@ def collect(admin: Any, consumer: Any, *, at: float, taken_ms: int | None = None
         if not is_unsupported(exc):
             raise
         groups, note = None, GROUPS_UNSUPPORTED
-    return Snapshot(at=at, offsets=offsets, groups=groups, groups_note=note, taken_ms=taken_ms)
+    return Snapshot(at=at, offsets=offsets, groups=groups, groups_note=note, taken_ms=taken_ms,
+                    throttles=throttles)
 
 
 def _open_clients(servers: list[str]) -> tuple[Any, Any]:

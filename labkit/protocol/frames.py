@@ -72,6 +72,10 @@ APIS = frozenset(
         "list_groups",
         "describe_groups",
         "delete_groups",
+        # client quotas
+        "describe_client_quotas",
+        "alter_client_quotas",
+        "describe_client_throttles",
     }
 )
 
