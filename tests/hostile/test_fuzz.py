@@ -118,6 +118,12 @@ TEMPLATES: dict[str, dict] = {
     "list_groups": {},
     "describe_groups": {"group_ids": ["fuzz-group", "fuzz-tool"]},
     "delete_groups": {"group_ids": ["fuzz-gone"]},
+    "describe_client_quotas": {"components": [{"entity_type": "client-id", "match_type": 0,
+                                               "match": "fuzzer"}], "strict": False},
+    "alter_client_quotas": {"entries": [{"entity": {"client-id": "fuzzer"},
+                                         "ops": {"producer_byte_rate": 10_000_000}}],
+                            "validate_only": True},
+    "describe_client_throttles": {},
 }
 
 # Where a per-target error code sits in an API's rows (besides dicts' "error" keys).

@@ -119,7 +119,7 @@ def test_commit_validation(svc):
 
 def test_join_validation(svc):
     bad = svc.handle("join_group", {"group_id": "g", "topics": ["t"], "session_timeout_ms": 5})
-    assert bad["error"] == 26 and "10000" in bad["message"]
+    assert bad["error"] == 26 and "45000" in bad["message"]
     assert svc.handle("join_group", {"group_id": "g", "topics": "t"})["error"] == 42
     bad = svc.handle("join_group", {"group_id": "g", "topics": ["t"], "assignors": ["x"]})
     assert bad["error"] == 23
