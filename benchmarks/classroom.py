@@ -398,6 +398,7 @@ class Student:
                                  value_deserializer=json.loads)
         consumer.subscribe([TOPIC], listener=Listener())
         seen: dict[str, set] = {}
+        state["_seqs"] = seen  # turned into ranges by report()
         window_open, window_close = self.spec["measure_at"], self.spec["stop_at"]
         stop_reading = self.spec["stop_at"] + DRAIN_S
         try:
@@ -420,7 +421,6 @@ class Student:
                                 self.proc.latency((now_ns - value["sent_ns"]) / 1e6)
                     state["max_offset"][tp.partition] = top
         finally:
-            state["seen"] = {student: to_ranges(seqs) for student, seqs in seen.items()}
             consumer.close()
 
 
@@ -454,10 +454,21 @@ class StudentProcess:
         hung = [t.name for t in threads if t.is_alive()]
         if hung:
             self.error("client threads still running at the end")
+        return self.report(hung)
+
+    def report(self, hung: list[str]) -> dict:
+        """The process's result (what a hung thread had seen so far counts too)."""
+        for group in self.groups.values():
+            seqs = group.pop("_seqs", {})
+            group["seen"] = {student: to_ranges(list(ids)) for student, ids in
+                             list(seqs.items())}
+        acked = {}
+        for student in self.students:
+            with student.acked_lock:
+                acked[student.name] = list(student.acked)
         with self.lock:
             return {"students": [s.name for s in self.students],
-                    "probe": self.spec.get("probe", False),
-                    "acked": {s.name: list(s.acked) for s in self.students},
+                    "probe": self.spec.get("probe", False), "acked": acked,
                     "groups": self.groups, "hist": dict(self.hist),
                     "errors": dict(self.errors), "hung": hung}
 
@@ -496,7 +507,7 @@ def child_main(spec_json: str) -> int:
         result = {"error": f"{type(exc).__name__}: {exc}"}
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
-    return 0
+    os._exit(0)  # a client thread that hung must not keep the process (and the run) alive
 
 
 # -- the orchestrator -------------------------------------------------------------------------
@@ -513,36 +524,38 @@ def start_times(size: int, t0: float, spread_s: float = START_SPREAD_S) -> dict[
     return {str(i): t0 + i * step for i in range(size)}
 
 
-class CpuMeter:
-    """CPU seconds (user+system) of process trees, including reaped children."""
+def cpu_seconds(roots: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds (user+system) of process trees: {name: root pids} -> {name: seconds}.
 
-    def __init__(self, pids: list[int]):
-        import psutil
+    A tree counts its roots, their reaped children (``children_*``) and every live
+    descendant, so a child that exits between two samples is counted once. One pass
+    over the process table: walking it per root took seconds at 160 processes.
+    """
+    import psutil
 
-        self._procs = []
-        for pid in pids:
-            try:
-                self._procs.append(psutil.Process(pid))
-            except psutil.Error:
-                pass
-
-    def seconds(self) -> float:
-        import psutil
-
+    kids: dict[int, list[int]] = {}
+    times: dict[int, tuple] = {}
+    for proc in psutil.process_iter(["ppid", "cpu_times"]):
+        info = proc.info
+        if info.get("cpu_times") is None:
+            continue
+        kids.setdefault(info["ppid"], []).append(proc.pid)
+        times[proc.pid] = info["cpu_times"]
+    out = {}
+    for name, pids in roots.items():
         total = 0.0
-        for proc in self._procs:
-            try:
-                times = proc.cpu_times()
-                total += times.user + times.system + times.children_user + times.children_system
-                for child in proc.children(recursive=True):
-                    try:
-                        t = child.cpu_times()
-                        total += t.user + t.system
-                    except psutil.Error:
-                        pass
-            except psutil.Error:
-                pass
-        return total
+        for root in pids:
+            if root not in times:
+                continue  # exited and reaped: its time is gone from the tree
+            t = times[root]
+            total += t.children_user + t.children_system
+            stack = [root]
+            while stack:
+                pid = stack.pop()
+                total += times[pid].user + times[pid].system if pid in times else 0.0
+                stack.extend(kids.get(pid, ()))
+        out[name] = total
+    return out
 
 
 def kill_tree(proc: subprocess.Popen) -> None:
@@ -583,29 +596,40 @@ def run_size(size: int, args) -> dict:
                  for group in pack(size, args.per_process)]
         procs = [spawn(spec) for spec in specs]
         idle = spawn({**base, "idle": True, "stop_at": stop_at + DRAIN_S})
-        broker_meter = CpuMeter([broker.pid])
-        clients_meter = CpuMeter([p.pid for p in procs])
-        idle_meter = CpuMeter([idle.pid])
-        wait_until(measure_at)
-        before = (broker_meter.seconds(), clients_meter.seconds(), idle_meter.seconds())
-        window_started = time.monotonic()
-        wait_until(stop_at)
-        after = (broker_meter.seconds(), clients_meter.seconds(), idle_meter.seconds())
-        window_s = time.monotonic() - window_started
-        log(f"  window closed after {window_s:.1f} s; waiting for the students' reports")
-        results = [collect(p, stop_at + DRAIN_S + STOP_GRACE_S) for p in procs]
-        collect(idle, stop_at + DRAIN_S + STOP_GRACE_S)
-        broker_alive = broker.proc.poll() is None
-        peak_kb = proc_status_kb(broker.pid, "VmHWM") if broker_alive else None
-        expired = len(EXPIRED_LINE.findall(broker.output()))
-    cpu = {"broker": after[0] - before[0], "clients": after[1] - before[1],
-           "idle": after[2] - before[2]}
-    row = summarize(size, args.per_process, window_s, results, cpu, broker_expired=expired,
-                    broker_peak_rss_mb=peak_kb / 1024 if peak_kb else None,
-                    broker_alive=broker_alive)
+        try:
+            row = measure(size, args, broker, procs, idle, measure_at, stop_at)
+        finally:  # also on Ctrl-C or a failure of the harness: no process outlives the size
+            for proc in [*procs, idle]:
+                if proc.poll() is None:
+                    kill_tree(proc)
     row["processes"] = len(procs)
     row["nice"] = args.nice
     return row
+
+
+def measure(size: int, args, broker, procs: list, idle, measure_at: float,
+            stop_at: float) -> dict:
+    """CPU over the window, then every process's report: one table row."""
+    roots = {"broker": [broker.pid], "clients": [p.pid for p in procs], "idle": [idle.pid]}
+    wait_until(measure_at)
+    window_started = time.monotonic()
+    late_s = time.time() - measure_at
+    before = cpu_seconds(roots)
+    wait_until(stop_at)
+    window_s = time.monotonic() - window_started
+    after = cpu_seconds(roots)
+    log(f"  window closed after {window_s:.1f} s; waiting for the students' reports")
+    if late_s > 1.0:  # the students' window is by the clock: CPU would cover less of it
+        log(f"  the CPU window opened {late_s:.1f} s late (a starved orchestrator)")
+    results = [collect(p, stop_at + DRAIN_S + STOP_GRACE_S) for p in procs]
+    collect(idle, stop_at + DRAIN_S + STOP_GRACE_S)
+    broker_alive = broker.proc.poll() is None
+    peak_kb = proc_status_kb(broker.pid, "VmHWM") if broker_alive else None
+    expired = len(EXPIRED_LINE.findall(broker.output()))
+    cpu = {name: after[name] - before[name] for name in roots}
+    return summarize(size, args.per_process, window_s, results, cpu, broker_expired=expired,
+                     broker_peak_rss_mb=peak_kb / 1024 if peak_kb else None,
+                     broker_alive=broker_alive)
 
 
 def spawn(spec: dict) -> subprocess.Popen:

@@ -251,3 +251,14 @@ def test_render_keeps_the_classroom_section_after_the_others():
                          classroom=data)
     assert text.index("## Hostile clients") < text.index("## Classroom")
     assert "## Classroom" not in report.render([], {"machine": {}})
+
+
+def test_a_process_reports_what_its_consumers_saw_as_ranges():
+    proc = classroom.StudentProcess({"students": [], "starts": {}})
+    proc.groups["s000-a"] = {"_seqs": {"s000": {0, 1, 2, 4}, "s001": {7}},
+                             "max_offset": {0: 4}, "duplicates": 1}
+    proc.error("console-consumer timeouts")
+    got = proc.report(hung=[])
+    assert got["groups"]["s000-a"]["seen"] == {"s000": [[0, 2], [4, 4]], "s001": [[7, 7]]}
+    assert "_seqs" not in got["groups"]["s000-a"]
+    assert got["errors"] == {"console-consumer timeouts": 1}
