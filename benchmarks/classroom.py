@@ -684,9 +684,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-results", action="store_true",
                         help="do not write classroom.json nor RESULTS.md")
     parser.add_argument("--note", default="", help="a line added to the conditions")
+    parser.add_argument("--report-only", action="store_true",
+                        help="re-render RESULTS.md from classroom.json (with --note: "
+                             "replace its note)")
     args = parser.parse_args(argv)
     if args.child:
         return child_main(args.child)
+    if args.report_only:
+        data = json.loads((Path(args.out) / "classroom.json").read_text())
+        if args.note:
+            data["meta"]["note"] = args.note
+        return write_results(data, Path(args.out))
     if args.ramp_s <= 0 or args.window_s <= 0:
         parser.error("--ramp-s and --window-s must be more than 0 seconds")
     machine = machine_conditions()
@@ -717,17 +725,23 @@ def main(argv: list[str] | None = None) -> int:
             "nice": args.nice, "note": args.note, "elapsed_s": time.monotonic() - started,
             "goals": GOALS}
     data = {"meta": meta, "rows": rows}
-    if not args.no_results:
-        out = Path(args.out)
-        (out / "classroom.json").write_text(json.dumps(data, indent=1))
-        results = out / "results.json"
-        if results.exists():  # RESULTS.md gets (or refreshes) its "Classroom" section
-            main_data = json.loads(results.read_text())
-            attacks = out / "attacks.json"
-            (out / "RESULTS.md").write_text(report.render(
-                main_data["rows"], main_data["meta"],
-                attacks=json.loads(attacks.read_text()) if attacks.exists() else None,
-                classroom=data))
+    if args.no_results:
+        print("\n".join(report.classroom_section(data)))
+        return 0
+    return write_results(data, Path(args.out))
+
+
+def write_results(data: dict, out: Path) -> int:
+    """classroom.json, and RESULTS.md's "Classroom" section when RESULTS.md is made here."""
+    (out / "classroom.json").write_text(json.dumps(data, indent=1))
+    results = out / "results.json"
+    if results.exists():
+        main_data = json.loads(results.read_text())
+        attacks = out / "attacks.json"
+        (out / "RESULTS.md").write_text(report.render(
+            main_data["rows"], main_data["meta"],
+            attacks=json.loads(attacks.read_text()) if attacks.exists() else None,
+            classroom=data))
     print("\n".join(report.classroom_section(data)))
     return 0
 

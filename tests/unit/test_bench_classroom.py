@@ -262,3 +262,11 @@ def test_a_process_reports_what_its_consumers_saw_as_ranges():
     assert got["groups"]["s000-a"]["seen"] == {"s000": [[0, 2], [4, 4]], "s001": [[7, 7]]}
     assert "_seqs" not in got["groups"]["s000-a"]
     assert got["errors"] == {"console-consumer timeouts": 1}
+
+
+def test_the_brokers_expiry_log_line_is_counted():
+    # labkit/broker/groups.py: log.info("group %s: member %s %s", group, member, why)
+    log = ("2026-12-06 INFO labkit.broker.groups: group s001-a: member s001-a-consumer-1f2e "
+           "expired: no heartbeat within session_timeout_ms (10000 ms)\n"
+           "INFO labkit.broker.groups: group g: member m-2 left the group\n")
+    assert len(classroom.EXPIRED_LINE.findall(log)) == 1
