@@ -47,13 +47,16 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import faulthandler
 import json
 import logging
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -82,7 +85,9 @@ HIST_STEP = 1.02             # latency histogram buckets: 2 % wide
 MIB = 1 << 20
 DEFAULT_SIZES = (20, 40, 80, 160)
 GOALS = {"p99_ms": 100.0, "cpu_per_record_ms": 0.1, "idle_cpu_pct": 0.5}
-EXPIRED_LINE = re.compile(r"member \S+ expired")
+# labkit/broker/groups.py logs "group G: member M expired: ..." (and then a rebalance
+# line that quotes the reason, "generation N (member M expired: ...)": not counted twice)
+EXPIRED_LINE = re.compile(r"group \S+: member \S+ expired")
 
 
 def log(message: str) -> None:
@@ -263,14 +268,15 @@ def summarize(size: int, per_process: int, window_s: float, results: list[dict],
 class ErrorLog(logging.Handler):
     """Counts the client's WARNING+ log lines by error kind (``classify``)."""
 
-    def __init__(self, errors: Counter, lock: threading.Lock):
+    def __init__(self, errors: Counter, counts_lock: threading.Lock):
         super().__init__(logging.WARNING)
-        self.errors, self.lock = errors, lock
+        # not ``self.lock``: that is the Handler's own lock, held around emit()
+        self.errors, self.counts_lock = errors, counts_lock
 
     def emit(self, record: logging.LogRecord) -> None:
         kind = classify(record.getMessage())
         if kind:
-            with self.lock:
+            with self.counts_lock:
                 self.errors[kind] += 1
 
 
@@ -448,12 +454,13 @@ class StudentProcess:
         threads = [t for s in self.students for t in s.threads()]
         for thread in threads:
             thread.start()
-        deadline = self.spec["stop_at"] + DRAIN_S + STOP_GRACE_S - 5
+        deadline = self.spec["stop_at"] + DRAIN_S + STOP_GRACE_S / 2
         for thread in threads:
             thread.join(max(0.0, deadline - time.time()))
         hung = [t.name for t in threads if t.is_alive()]
         if hung:
             self.error("client threads still running at the end")
+            faulthandler.dump_traceback(all_threads=True)  # where they hang: stderr
         return self.report(hung)
 
     def report(self, hung: list[str]) -> dict:
@@ -499,6 +506,7 @@ def child_env() -> dict:
 
 def child_main(spec_json: str) -> int:
     spec = json.loads(spec_json)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: stacks to stderr
     if spec.get("nice"):
         os.nice(spec["nice"])
     try:
@@ -633,9 +641,21 @@ def measure(size: int, args, broker, procs: list, idle, measure_at: float,
 
 
 def spawn(spec: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, __file__, "--child", json.dumps(spec)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, env=child_env(), cwd=str(HERE))
+    """A student (or idle-consumer) process; its stderr goes to a temporary file."""
+    err = tempfile.TemporaryFile()
+    proc = subprocess.Popen([sys.executable, __file__, "--child", json.dumps(spec)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+                            env=child_env(), cwd=str(HERE))
+    proc.err_file = err
+    return proc
+
+
+def stderr_tail(proc: subprocess.Popen, lines: int = 40) -> str:
+    err = getattr(proc, "err_file", None)
+    if err is None:
+        return ""
+    err.seek(0)
+    return "\n".join(err.read().decode(errors="replace").splitlines()[-lines:])
 
 
 def collect(proc: subprocess.Popen, deadline: float) -> dict:
@@ -644,14 +664,20 @@ def collect(proc: subprocess.Popen, deadline: float) -> dict:
         out, _ = proc.communicate(timeout=max(0.1, deadline - time.time()))
     except subprocess.TimeoutExpired:
         kill_tree(proc)
+        log(f"  process {proc.pid} did not report in time; killed. Its stderr:\n"
+            + stderr_tail(proc))
         return {"error": "did not report in time (killed)"}
     finally:
         if proc.poll() is None:
             kill_tree(proc)
     try:
-        return json.loads(out.decode().strip().splitlines()[-1])
+        result = json.loads(out.decode().strip().splitlines()[-1])
     except (ValueError, IndexError):
-        return {"error": f"no result (exit status {proc.returncode})"}
+        result = {"error": f"no result (exit status {proc.returncode})"}
+    if "error" in result or result.get("hung"):
+        log(f"  process {proc.pid}: {result.get('error') or 'threads hung: ' + str(result['hung'])}"
+            f". Its stderr:\n{stderr_tail(proc)}")
+    return result
 
 
 def parse_sizes(text: str) -> list[int]:

@@ -268,5 +268,30 @@ def test_the_brokers_expiry_log_line_is_counted():
     # labkit/broker/groups.py: log.info("group %s: member %s %s", group, member, why)
     log = ("2026-12-06 INFO labkit.broker.groups: group s001-a: member s001-a-consumer-1f2e "
            "expired: no heartbeat within session_timeout_ms (10000 ms)\n"
+           "2026-12-06 INFO labkit.broker.groups: group s001-a: generation 2 (member "
+           "s001-a-consumer-1f2e expired: no heartbeat within session_timeout_ms (10000 ms)), "
+           "range assignment over 0 member(s)\n"
            "INFO labkit.broker.groups: group g: member m-2 left the group\n")
     assert len(classroom.EXPIRED_LINE.findall(log)) == 1
+
+
+def test_client_warnings_logged_from_any_thread_are_counted_without_deadlock():
+    import logging
+    import threading
+    from collections import Counter
+
+    errors, lock = Counter(), threading.Lock()
+    logger = logging.getLogger("test_bench_classroom.client")
+    handler = classroom.ErrorLog(errors, lock)
+    logger.addHandler(handler)
+    try:
+        def warn():
+            logger.warning("group 'g': the coordinator no longer knows this consumer (x)")
+            logger.info("group 'g': joined")  # below WARNING: not an error
+        worker = threading.Thread(target=warn, daemon=True)
+        worker.start()
+        worker.join(5)
+        assert not worker.is_alive(), "logging a warning deadlocked"
+    finally:
+        logger.removeHandler(handler)
+    assert errors == {"member expired (client told)": 1}
