@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
 DATA ?= ./data
 
-.PHONY: venv test test-fast lint lab broker bench bench-full bench-attacks clean
+.PHONY: venv test test-fast lint lab broker bench bench-full bench-attacks bench-classroom clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PY)" || { echo "labkit needs Python 3.11 or newer and no python3 was found; docs/install.md says how to get it" >&2; exit 1; }
@@ -49,6 +49,12 @@ bench-full: $(BENCH_STAMP)
 # Issue 11's hostile clients next to a well-behaved one (~2 minutes; loopback only).
 bench-attacks: $(STAMP)
 	$(BIN)/python benchmarks/attacks.py
+
+# Issue 19's class on one machine: 20, 40, 80, 160 students (~7 minutes; loopback only).
+# Fewer or other sizes: make bench-classroom CLASSROOM_ARGS="--sizes 20,40 --window-s 30"
+CLASSROOM_ARGS ?=
+bench-classroom: $(STAMP)
+	$(BIN)/python benchmarks/classroom.py $(CLASSROOM_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
