@@ -125,6 +125,7 @@ class Naming:
         return (f"{self.student} (from {self.source}): on this shared broker your topics and "
                 f"groups start with {self.prefix!r}")
 
+
 def _require_name(name: object, what: str) -> None:
     if not isinstance(name, str) or not name:
         raise IllegalArgumentError(f"give the {what} name as a non-empty str, e.g. "
