@@ -1,12 +1,16 @@
 """Two students on one broker: the same master notebook, run at the same time by
 LABKIT_STUDENT=anna and LABKIT_STUDENT=bartek against one real broker, passes for both;
-every topic each creates carries their prefix; neither run deletes the other's topics, a
-third student's, or a private lab's unprefixed ones.
+every topic and consumer group each creates carries their prefix; neither run deletes the
+other's topics or groups, a third student's, or a private lab's unprefixed ones. Notebook
+01 cleans up by prefix (every topic starting with nb.topic("nb01-")) and uses the console
+tools; notebook 10 has a consumer group that both students' scoring services would share
+without prefixes.
 
 How it runs: as `labkit grade` and tests/integration/test_series_masters.py do, each
 notebook is `pytest --nbval-lax` in its own process with LABKIT_GRADING=1 (a check that
 does not pass fails its cell) and LABKIT_GRADE_LOG collecting the checks' results. While
-both run, a watcher lists the broker's topics every 100 ms, to see the names they used.
+both run, a watcher lists the broker's topics and groups every 100 ms, to see the names
+they used.
 """
 
 from __future__ import annotations
@@ -23,25 +27,30 @@ from pathlib import Path
 
 import pytest
 
+nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("nbval")
 
-from labkit import KafkaAdminClient, NewTopic  # noqa: E402
+from labkit import KafkaAdminClient, KafkaConsumer, NewTopic, OffsetAndMetadata, TopicPartition  # noqa: E402
+from labkit.course import grading  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-MASTER = ROOT / "instructor" / "masters" / "01_topics_and_console.ipynb"
+MASTERS = ROOT / "instructor" / "masters"
 STUDENTS = ("anna", "bartek")
-# names that belong to others: a third student, and a private lab's unprefixed topic
-OTHERS = ("celina.nb01-rta", "celina.nb01-payments", "nb01-rta")
+# notebook -> (the topics and the groups it creates, unprefixed)
+NOTEBOOKS = {
+    "01_topics_and_console": ({"nb01-rta", "nb01-payments", "nb01-cli"}, set()),
+    "10_fraud_pipeline": ({"nb10-transactions", "nb10-alerts"}, {"nb10-scoring-group"}),
+}
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
-def run_as(student: str, bootstrap: str) -> tuple[int | None, str, list[dict]]:
-    """Run the master as ``student`` in shared mode; (returncode, output, check log lines)."""
+def run_as(student: str, master: Path, bootstrap: str) -> tuple[int | None, str, list[dict]]:
+    """Run ``master`` as ``student`` in shared mode; (returncode, output, check log lines)."""
     with tempfile.TemporaryDirectory(prefix=f"labkit-shared-{student}-") as tmp:
         work = Path(tmp)
-        copy = work / MASTER.name
-        copy.write_bytes(MASTER.read_bytes())
+        copy = work / master.name
+        copy.write_bytes(master.read_bytes())
         (work / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
         log = work / "grade-log.jsonl"
         env = dict(os.environ, LABKIT_BOOTSTRAP=bootstrap, LABKIT_GRADE_LOG=str(log),
@@ -63,20 +72,22 @@ def run_as(student: str, bootstrap: str) -> tuple[int | None, str, list[dict]]:
         return returncode, output, records
 
 
-class TopicWatcher:
-    """Every topic name seen on the broker while it runs (a daemon thread polling)."""
+class Watcher:
+    """Every topic and group name seen on the broker while it runs (a daemon thread polling)."""
 
     def __init__(self, bootstrap: str) -> None:
-        self.seen: set[str] = set()
+        self.topics: set[str] = set()
+        self.groups: set[str] = set()
         self._stop = threading.Event()
         self._admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="watcher")
         self._thread = threading.Thread(target=self._run, name="topic-watcher", daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(0.1):
-            self.seen.update(self._admin.list_topics())
+            self.topics.update(self._admin.list_topics())
+            self.groups.update(group for group, _ in self._admin.list_consumer_groups())
 
-    def __enter__(self) -> TopicWatcher:
+    def __enter__(self) -> Watcher:
         self._thread.start()
         return self
 
@@ -86,30 +97,58 @@ class TopicWatcher:
         self._admin.close()
 
 
-def test_two_students_run_the_same_notebook_at_once_on_one_broker(broker):
-    with KafkaAdminClient(bootstrap_servers=broker.bootstrap) as admin:
-        admin.create_topics([NewTopic(name, 1, 1) for name in OTHERS])
+def others_names(names: set[str]) -> set[str]:
+    """The same names as a third student's, and as a private lab's (unprefixed)."""
+    return {f"celina.{name}" for name in names} | set(names)
 
-    with TopicWatcher(broker.bootstrap) as watcher, ThreadPoolExecutor(len(STUDENTS)) as pool:
+
+def make_others(bootstrap: str, topics: set[str], groups: set[str]) -> None:
+    with KafkaAdminClient(bootstrap_servers=bootstrap) as admin:
+        admin.create_topics([NewTopic(name, 1, 1) for name in sorted(topics)])
+    for group in sorted(groups):  # a group exists once it has committed an offset
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                 enable_auto_commit=False)
+        tp = TopicPartition(sorted(topics)[0], 0)
+        consumer.assign([tp])
+        consumer.commit({tp: OffsetAndMetadata(0, "", -1)})
+        consumer.close()
+
+
+def prefixed(names: set[str], student: str) -> set[str]:
+    return {f"{student}.{name}" for name in names}
+
+
+@pytest.mark.parametrize("name", sorted(NOTEBOOKS))
+def test_two_students_run_the_same_notebook_at_once_on_one_broker(broker, name):
+    master = MASTERS / f"{name}.ipynb"
+    topics, groups = NOTEBOOKS[name]
+    other_topics, other_groups = others_names(topics), others_names(groups)
+    make_others(broker.bootstrap, other_topics, other_groups)
+
+    with Watcher(broker.bootstrap) as watcher, ThreadPoolExecutor(len(STUDENTS)) as pool:
         runs = {}
         for student in STUDENTS:
-            runs[student] = pool.submit(run_as, student, broker.bootstrap)
+            runs[student] = pool.submit(run_as, student, master, broker.bootstrap)
             time.sleep(1.0)  # bartek's clean-up cell runs while anna's topics exist
         results = {student: future.result() for student, future in runs.items()}
 
+    wanted = grading.exercise_ids(nbformat.read(str(master), as_version=4))
     for student, (returncode, output, records) in results.items():
         tail = "\n".join(output.strip().splitlines()[-40:])
-        assert returncode == 0, f"{student}'s run failed under nbval:\n{tail}"
+        assert returncode == 0, f"{student}'s run of {name} failed under nbval:\n{tail}"
         statuses = {r["exercise"]: r["status"] for r in records}
-        assert statuses == {"01.1": "PASS", "01.2": "PASS"}, (student, statuses)
+        assert statuses == dict.fromkeys(wanted, "PASS"), (student, statuses)
 
-    created = watcher.seen - set(OTHERS)
+    ours = tuple(f"{student}." for student in STUDENTS)
+    created_topics, created_groups = watcher.topics - other_topics, watcher.groups - other_groups
     for student in STUDENTS:
-        mine = {t for t in created if t.startswith(f"{student}.")}
-        assert {f"{student}.nb01-rta", f"{student}.nb01-payments", f"{student}.nb01-cli"} <= mine
-    strays = sorted(t for t in created if not t.startswith(tuple(f"{s}." for s in STUDENTS)))
-    assert strays == [], f"topics created without a student's prefix: {strays}"
+        assert prefixed(topics, student) <= created_topics
+        assert prefixed(groups, student) <= created_groups
+    strays = sorted(t for t in created_topics | created_groups if not t.startswith(ours))
+    assert strays == [], f"topics or groups created without a student's prefix: {strays}"
 
     with KafkaAdminClient(bootstrap_servers=broker.bootstrap) as admin:
-        left = {t for t in admin.list_topics() if not t.startswith("__")}
-    assert left == set(OTHERS), "each run deletes exactly its own topics, nobody else's"
+        left_topics = {t for t in admin.list_topics() if not t.startswith("__")}
+        left_groups = {group for group, _ in admin.list_consumer_groups()}
+    assert left_topics == other_topics, "each run deletes exactly its own topics, nobody else's"
+    assert left_groups == other_groups, "each run deletes exactly its own groups, nobody else's"
