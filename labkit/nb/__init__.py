@@ -6,6 +6,9 @@
   place in ``labkit.nb`` that loads the course).
 - ``nb.transactions(...)``, ``nb.sensors(...)`` -- seeded event generators;
   ``nb.EventStream(...)`` sends them to a topic from a background thread.
+- ``nb.topic("nb03-alerts")``, ``nb.group("nb06-fraud")`` -- this notebook's topic and
+  group names: as written on a private broker, ``anna.nb03-alerts`` on a broker shared by a
+  class (``LABKIT_STUDENT=anna``; ``labkit.nb.names``); ``nb.student()`` is the name in use.
 - ``nb.LivePlot``, ``nb.dashboard()``, ``nb.doctor()``, ``nb.progress(...)`` -- live
   plots and widgets (``labkit.nb.live``, ``.dashboard``, ``.doctor``, ``.progress``),
   imported on first use so that ``import labkit.nb`` stays light (no matplotlib).
@@ -39,13 +42,14 @@ from labkit.course.checks import (
 )
 from labkit.errors import IllegalArgumentError, IllegalStateError
 from labkit.nb.generators import CATEGORIES, SENSOR_IDS, STORES, sensors, transactions
+from labkit.nb.names import group, student, topic
 from labkit.nb.stream import EventStream, bootstrap_servers, json_serializer
 
 __all__ = [
     "CATEGORIES", "SENSOR_IDS", "STORES", "CheckFailed", "EventStream", "IllegalArgumentError",
     "IllegalStateError", "LivePlot", "Wrong", "bootstrap_servers", "call", "check", "dashboard",
-    "doctor", "all_exercises", "evaluate", "exercise", "expect", "is_grading", "json_serializer",
-    "progress", "sensors", "stop_all", "transactions",
+    "doctor", "all_exercises", "evaluate", "exercise", "expect", "group", "is_grading",
+    "json_serializer", "progress", "sensors", "stop_all", "student", "topic", "transactions",
 ]
 
 # name -> module that defines it (the module's attribute of the same name is used)

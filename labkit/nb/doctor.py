@@ -4,8 +4,9 @@ Theory of operation
 -------------------
 ``run_checks()`` runs a fixed list of checks and returns a ``Report`` of
 ``Result`` lines: Python, labkit, the broker's address, whether a labkit broker
-answers there (``api_versions``: its name and version), a round trip of one
-record through a temporary topic, and the notebook packages. Each failure
+answers there (``api_versions``: its name and version), the student whose prefix
+names this notebook's topics on a shared broker (``labkit.nb.names``), a round trip
+of one record through a temporary topic, and the notebook packages. Each failure
 carries ``fix``: the exact next step for a student (start ``labkit broker``,
 use ``broker:9092`` inside Docker, free port 9092...).
 
@@ -36,6 +37,7 @@ import labkit
 from labkit._address import BOOTSTRAP_ENV
 from labkit._clock import REAL_CLOCK, Clock
 from labkit.nb._connect import bootstrap_servers, explain
+from labkit.nb.names import STUDENT_ENV, Naming, naming
 
 __all__ = ["doctor", "run_checks"]
 
@@ -242,6 +244,30 @@ def broker_result(servers: list[str], timeout_s: float,
     return Result(name, OK, detail)
 
 
+def student_result(servers: list[str], read: Callable[[], Naming] = naming) -> Result:
+    """Who the student is on a shared broker (their prefix), or that the broker is private.
+
+    A private lab pointed at another machine gets a warning: if a class shares that
+    broker, the notebooks' clean-up would delete other students' topics.
+    """
+    name = "student"
+    try:
+        current = read()
+    except Exception as exc:  # a bad LABKIT_SHARED / no user name: say how to fix it
+        return Result(name, FAIL, explain(exc), f"Set {STUDENT_ENV} to your name, e.g. "
+                      f"{STUDENT_ENV}=anna, then restart the kernel.")
+    if current.shared:
+        return Result(name, OK, current.describe())
+    hosts = {s.strip().rpartition(":")[0].strip("[]") or s.strip() for s in servers}
+    remote = sorted(h for h in hosts if h not in _LOCAL and h != "broker")
+    if remote:
+        return Result(name, WARN, current.describe(),
+                      f"The broker runs on {remote[0]}: if your class shares it, set "
+                      f"{STUDENT_ENV}=<your name> before starting Jupyter, so that your topics "
+                      "and groups get your prefix (see docs/classroom.md).")
+    return Result(name, OK, current.describe())
+
+
 def roundtrip_result(servers: list[str], timeout_s: float, clock: Clock = REAL_CLOCK) -> Result:
     """Create a temporary topic, send one record, read it back, delete the topic."""
     from labkit import NewTopic
@@ -328,6 +354,7 @@ def run_checks(bootstrap: str | list[str] | None = None, *, roundtrip: bool = Tr
     report.results.append(Result("labkit", OK, f"{labkit.__version__} ({os.path.dirname(labkit.__file__)})"))
     broker = broker_result(servers, min(timeout_s, 3.0))
     report.results.append(broker)
+    report.results.append(student_result(servers))
     if roundtrip and broker.status == FAIL:
         report.results.append(Result("round trip", SKIP, "skipped: no broker to talk to"))
     elif roundtrip:

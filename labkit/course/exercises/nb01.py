@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Mapping
 
 from labkit.course.checks import Registry, counted, expect
+from labkit.nb.names import prefix_hint, same_topic
 
 EXERCISES = Registry()
 exercise = EXERCISES.exercise
@@ -31,7 +32,8 @@ def describe_new_topic(description, *, topic, partitions=4):
            f"give the dict that admin.describe_topics([{topic!r}])[0] returns, "
            f"got {type(description).__name__}")
     name = description.get("topic", description.get("name"))
-    expect(name == topic, f"this describes {name!r}, not {topic!r}: describe the topic you created")
+    expect(same_topic(name, topic), f"this describes {name!r}, not {topic!r}: describe the topic "
+                                    f"you created{prefix_hint(name, topic)}")
     expect(not description.get("error_code"),
            f"the broker answered error_code {description.get('error_code')} for {topic!r} "
            "(the topic does not exist?): create it with admin.create_topics first")
