@@ -67,6 +67,18 @@ def counters_supported() -> bool:
     return getattr(socket, "TCP_INFO", None) is not None and sys.platform.startswith("linux")
 
 
+def _borrowed_socket(fd: int) -> socket.socket:
+    """A socket object over a duplicate of ``fd`` (closing it leaves libzmq's descriptor
+    alone). Raises OSError, with the duplicate closed, when ``fd`` is no socket: the
+    descriptor of a connection that closed may already be a log file."""
+    dup = os.dup(fd)
+    try:
+        return socket.socket(fileno=dup)
+    except OSError:
+        os.close(dup)  # socket() refused it: without this, every check leaked one
+        raise
+
+
 def tcp_counters(fd: int) -> tuple[int, int] | None:
     """(bytes acked by the peer, bytes received from it) of a TCP socket descriptor, or
     None when the OS does not say (not Linux, not a TCP socket, already closed)."""
@@ -74,7 +86,7 @@ def tcp_counters(fd: int) -> tuple[int, int] | None:
     if option is None or not sys.platform.startswith("linux"):
         return None
     try:
-        with socket.socket(fileno=os.dup(fd)) as sock:
+        with _borrowed_socket(fd) as sock:
             info = sock.getsockopt(socket.IPPROTO_TCP, option, _TCP_INFO_LEN)
     except OSError:
         return None
@@ -86,7 +98,7 @@ def tcp_counters(fd: int) -> tuple[int, int] | None:
 def peer_address(fd: int) -> str:
     """``host:port`` of the peer of a socket descriptor, or '?'."""
     try:
-        with socket.socket(fileno=os.dup(fd)) as sock:
+        with _borrowed_socket(fd) as sock:
             return "{}:{}".format(*sock.getpeername()[:2])
     except OSError:
         return "?"
@@ -95,7 +107,7 @@ def peer_address(fd: int) -> str:
 def shutdown_connection(fd: int) -> None:
     """shutdown(2) a TCP connection libzmq owns; libzmq reads end-of-file and closes it."""
     try:
-        with socket.socket(fileno=os.dup(fd)) as sock:
+        with _borrowed_socket(fd) as sock:
             sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass  # already gone
