@@ -173,6 +173,11 @@ class KafkaConsumer:
                 f"auto_offset_reset must be 'earliest', 'latest' or 'none', got "
                 f"{config['auto_offset_reset']!r}")
         config["auto_offset_reset"] = reset
+        if config["group_instance_id"] is not None:  # accepted before, silently ignored
+            raise KafkaConfigurationError(
+                f"group_instance_id={config['group_instance_id']!r}: labkit's groups have no "
+                "static membership (KIP-345) yet; remove group_instance_id (a restarted "
+                "member rejoins and the group rebalances)")
         if config["client_id"] is None:
             config["client_id"] = f"kafka-python-consumer-{next(_IDS)}"
         self._clock = REAL_CLOCK

@@ -128,3 +128,11 @@ def test_one_bootstrap_resolver_serves_client_tools_and_notebooks(monkeypatch):
     assert notebook_address() == "broker:9092,other:9093"
     assert bootstrap_list(["a:1,b:2", " c:3 "]) == ["a:1", "b:2", "c:3"]
     assert bootstrap_list("x:1") == tool_servers("x:1") == nb_servers(["x:1"]) == ["x:1"]
+
+
+def test_group_instance_id_is_refused_not_silently_ignored():
+    from labkit import KafkaConsumer
+    from labkit.errors import KafkaConfigurationError
+
+    with pytest.raises(KafkaConfigurationError, match="static membership"):
+        KafkaConsumer(bootstrap_servers="127.0.0.1:1", group_id="g", group_instance_id="a-1")
