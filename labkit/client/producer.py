@@ -199,23 +199,21 @@ class KafkaProducer:
                 if size <= self._max_request_size:
                     buf = st.buffers[st.sticky]
                     now = self._time_ns() // 1_000_000
-                    lock = buf.lock
-                    lock.acquire()
-                    batch = buf.open
-                    values = batch.records
-                    if batch.nbytes + size > buf.limit and values:
-                        buf.ready.append(batch)
-                        batch = buf.open = ProducerBatch(buf.tp)
+                    with buf.lock:
+                        batch = buf.open
                         values = batch.records
-                    index = len(values)
-                    values.append(value)
-                    batch.ts.append(now)
-                    if batch.keys is not None:
-                        batch.keys.append(None)
-                    if batch.hdrs is not None:
-                        batch.hdrs.append(None)
-                    batch.nbytes += size
-                    lock.release()
+                        if batch.nbytes + size > buf.limit and values:
+                            buf.ready.append(batch)
+                            batch = buf.open = ProducerBatch(buf.tp)
+                            values = batch.records
+                        index = len(values)
+                        values.append(value)
+                        batch.ts.append(now)
+                        if batch.keys is not None:
+                            batch.keys.append(None)
+                        if batch.hdrs is not None:
+                            batch.hdrs.append(None)
+                        batch.nbytes += size
                     if self._transport._sleeping and (self._acc.wake_on_append or buf.ready):
                         self._transport.wakeup()
                     if self._acc.full:
