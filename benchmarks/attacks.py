@@ -54,7 +54,7 @@ PROBE_TOPIC = "probe"
 ATTACK_TOPIC = "attack"
 PROBE_PERIOD_S = 0.010
 PROBE_TIMEOUT_S = 10.0
-AFTER_S = 2.0            # the probe keeps measuring this long after an attack's window
+AFTER_S = 2.0  # the probe keeps measuring this long after an attack's window
 WARMUP_S = 1.0
 RSS_PERIOD_S = 0.02
 GOAL_P99_MS = 100.0
@@ -74,6 +74,7 @@ def batch_of(*values: bytes, timestamp: int | None = None) -> bytes:
 
 
 # -- the probe (a process of its own) ---------------------------------------------------
+
 
 def probe_main(bootstrap: str) -> int:
     """Loop produce+fetch (+list_groups) until stdin closes; print the samples as JSON.
@@ -98,12 +99,20 @@ def probe_main(bootstrap: str) -> int:
     next_turn = time.monotonic()
     while not stop.is_set():
         turn += 1
-        reply, _ = timed("produce", {"acks": 1, "targets": [[PROBE_TOPIC, 0]]},
-                         [batch_of(b"probe %d" % turn)])
+        reply, _ = timed(
+            "produce", {"acks": 1, "targets": [[PROBE_TOPIC, 0]]}, [batch_of(b"probe %d" % turn)]
+        )
         if reply is not None and reply.get("error") == 0 and reply["results"][0][1] == 0:
             offset = reply["results"][0][0]
-            timed("fetch", {"max_wait_ms": 0, "min_bytes": 1, "max_bytes": 65536,
-                            "partitions": [[PROBE_TOPIC, 0, offset, 65536]]})
+            timed(
+                "fetch",
+                {
+                    "max_wait_ms": 0,
+                    "min_bytes": 1,
+                    "max_bytes": 65536,
+                    "partitions": [[PROBE_TOPIC, 0, offset, 65536]],
+                },
+            )
         if turn % 10 == 0:
             timed("list_groups", {})
         next_turn += PROBE_PERIOD_S
@@ -119,9 +128,12 @@ def probe_main(bootstrap: str) -> int:
 
 class Probe:
     def __init__(self, bootstrap: str):
-        self.proc = subprocess.Popen([sys.executable, __file__, "--probe", bootstrap],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     env=dict(os.environ, PYTHONPATH=str(HERE.parent)))
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--probe", bootstrap],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=dict(os.environ, PYTHONPATH=str(HERE.parent)),
+        )
 
     def finish(self) -> list:
         out, _ = self.proc.communicate(b"", timeout=PROBE_TIMEOUT_S + 30)
@@ -162,6 +174,7 @@ class RssSampler(threading.Thread):
 
 # -- the attacks ----------------------------------------------------------------------------
 
+
 def dealer(broker, **options):
     import zmq
 
@@ -194,8 +207,15 @@ def long_poll_ms(broker, topic: str = ATTACK_TOPIC, wait_ms: int = 500) -> float
         end = client.request("list_offsets", {"partitions": [[topic, 0, -1]]})[0]
         offset = end["partitions"][0][3]
         started = time.monotonic()
-        client.request("fetch", {"max_wait_ms": wait_ms, "min_bytes": 1, "max_bytes": 1024,
-                                 "partitions": [[topic, 0, max(offset, 0), 1024]]})
+        client.request(
+            "fetch",
+            {
+                "max_wait_ms": wait_ms,
+                "min_bytes": 1,
+                "max_bytes": 1024,
+                "partitions": [[topic, 0, max(offset, 0), 1024]],
+            },
+        )
         return (time.monotonic() - started) * 1000
 
 
@@ -218,23 +238,38 @@ def baseline(broker, stop_at: float) -> str:
 def parked_fetch_flood(broker, stop_at: float, count: int = 10_000) -> str:
     """Item 5: fetches with max_wait_ms=10**15 from a client that then disconnects."""
     sock = dealer(broker, SNDHWM=0)
-    header = json.dumps({"max_wait_ms": 10**15, "min_bytes": 1, "max_bytes": 1024,
-                         "partitions": [[ATTACK_TOPIC, 0, 0, 1024]]}).encode()
+    header = json.dumps(
+        {
+            "max_wait_ms": 10**15,
+            "min_bytes": 1,
+            "max_bytes": 1024,
+            "partitions": [[ATTACK_TOPIC, 0, 0, 1024]],
+        }
+    ).encode()
     for i in range(count):
         send(sock, b"p%d" % i, "fetch", header)
     early = replies(sock, count, time.monotonic() + 1.0)
     sock.close()
     idle_until(stop_at)
-    return (f"{count:,} fetches (max_wait_ms 10**15) sent, then disconnected "
-            f"({len(early):,} answered at once: {codes(early) or '-'})")
+    return (
+        f"{count:,} fetches (max_wait_ms 10**15) sent, then disconnected "
+        f"({len(early):,} answered at once: {codes(early) or '-'})"
+    )
 
 
-def duplicate_partition_fetches(broker, stop_at: float, count: int = 400,
-                                repeats: int = 5_000) -> str:
+def duplicate_partition_fetches(
+    broker, stop_at: float, count: int = 400, repeats: int = 5_000
+) -> str:
     """Item 6: parked fetches naming one partition 5,000 times, then produces to it."""
     sock = dealer(broker, SNDHWM=0)
-    header = json.dumps({"max_wait_ms": 60_000, "min_bytes": 1 << 30, "max_bytes": 1024,
-                         "partitions": [[ATTACK_TOPIC, 0, 0, 1024]] * repeats}).encode()
+    header = json.dumps(
+        {
+            "max_wait_ms": 60_000,
+            "min_bytes": 1 << 30,
+            "max_bytes": 1024,
+            "partitions": [[ATTACK_TOPIC, 0, 0, 1024]] * repeats,
+        }
+    ).encode()
     for i in range(count):
         send(sock, b"d%d" % i, "fetch", header)
     early = replies(sock, count, time.monotonic() + 0.5)
@@ -242,40 +277,63 @@ def duplicate_partition_fetches(broker, stop_at: float, count: int = 400,
     with RawClient(broker.bootstrap, timeout=PROBE_TIMEOUT_S) as producer:
         while time.monotonic() < stop_at:
             try:
-                producer.request("produce", {"acks": 1, "targets": [[ATTACK_TOPIC, 0]]},
-                                 [batch_of(b"wake them all")],
-                                 timeout=max(0.1, stop_at - time.monotonic()))
+                producer.request(
+                    "produce",
+                    {"acks": 1, "targets": [[ATTACK_TOPIC, 0]]},
+                    [batch_of(b"wake them all")],
+                    timeout=max(0.1, stop_at - time.monotonic()),
+                )
                 produced += 1
             except TimeoutError:
                 break
             time.sleep(0.1)
     sock.close()
-    return (f"{count} fetches × {repeats:,} rows of one partition "
-            f"({len(early)} answered at once: {codes(early) or '-'}), then {produced} "
-            "produces to it")
+    return (
+        f"{count} fetches × {repeats:,} rows of one partition "
+        f"({len(early)} answered at once: {codes(early) or '-'}), then {produced} "
+        "produces to it"
+    )
 
 
-def join_group_many_topics(broker, stop_at: float, count: int = 10,
-                           topics: int = 100_000) -> str:
+def join_group_many_topics(broker, stop_at: float, count: int = 10, topics: int = 100_000) -> str:
     """Item 7: join_group naming 100,000 non-existent topics, ten times."""
     sock = dealer(broker)
     for i in range(count):
         names = [f"{j:x}" for j in range(topics)]  # short: the header stays under 1 MiB
-        send(sock, b"j%d" % i, "join_group", json.dumps({
-            "group_id": f"attack-g{i}", "topics": names, "session_timeout_ms": 3_600_000,
-            "client_id": "attacker"}).encode())
+        send(
+            sock,
+            b"j%d" % i,
+            "join_group",
+            json.dumps(
+                {
+                    "group_id": f"attack-g{i}",
+                    "topics": names,
+                    "session_timeout_ms": 3_600_000,
+                    "client_id": "attacker",
+                }
+            ).encode(),
+        )
     got = replies(sock, count, stop_at)
     idle_until(stop_at)
     sock.close()
-    return (f"{count} join_group × {topics:,} non-existent topics, session_timeout_ms "
-            f"3,600,000: {codes(got) or 'no answer in the window'}")
+    return (
+        f"{count} join_group × {topics:,} non-existent topics, session_timeout_ms "
+        f"3,600,000: {codes(got) or 'no answer in the window'}"
+    )
 
 
 def _zmtp_handshake(host: str, port: int) -> socket.socket:
     """A raw TCP peer that speaks just enough ZMTP 3.0 (NULL mechanism) to be a DEALER."""
     conn = socket.create_connection((host, port), timeout=5)
-    greeting = b"\xff" + b"\x00" * 8 + b"\x7f" + b"\x03\x00" + b"NULL".ljust(20, b"\x00") \
-        + b"\x00" + b"\x00" * 31
+    greeting = (
+        b"\xff"
+        + b"\x00" * 8
+        + b"\x7f"
+        + b"\x03\x00"
+        + b"NULL".ljust(20, b"\x00")
+        + b"\x00"
+        + b"\x00" * 31
+    )
     conn.sendall(greeting)
     got = b""
     while len(got) < 64:
@@ -289,8 +347,9 @@ def _zmtp_handshake(host: str, port: int) -> socket.socket:
     return conn
 
 
-def more_frames_never_last(broker, stop_at: float, frames: int = 60,
-                           frame_bytes: int = 16 * MIB) -> str:
+def more_frames_never_last(
+    broker, stop_at: float, frames: int = 60, frame_bytes: int = 16 * MIB
+) -> str:
     """Item 8: a raw ZMTP peer sends 16 MiB frames with MORE set and never the last."""
     conn = _zmtp_handshake(broker.host, broker.port)
     chunk = b"\x00" * frame_bytes
@@ -313,11 +372,18 @@ def fetches_never_read(broker, stop_at: float, count: int = 400) -> str:
     """Item 8: a client sends 1 MB fetches and never reads the replies."""
     with RawClient(broker.bootstrap, timeout=PROBE_TIMEOUT_S) as filler:
         for _ in range(4):
-            filler.request("produce", {"acks": 1, "targets": [[ATTACK_TOPIC, 0]]},
-                           [batch_of(b"f" * 250_000)])
+            filler.request(
+                "produce", {"acks": 1, "targets": [[ATTACK_TOPIC, 0]]}, [batch_of(b"f" * 250_000)]
+            )
     sock = dealer(broker, RCVHWM=1, RCVBUF=4096)
-    header = json.dumps({"max_wait_ms": 0, "min_bytes": 1, "max_bytes": MIB,
-                         "partitions": [[ATTACK_TOPIC, 0, 0, MIB]]}).encode()
+    header = json.dumps(
+        {
+            "max_wait_ms": 0,
+            "min_bytes": 1,
+            "max_bytes": MIB,
+            "partitions": [[ATTACK_TOPIC, 0, 0, MIB]],
+        }
+    ).encode()
     for i in range(count):
         send(sock, b"n%d" % i, "fetch", header)
     idle_until(stop_at)
@@ -329,9 +395,19 @@ def create_topics_3000(broker, stop_at: float, count: int = 3_000) -> str:
     """Item 9: one create_topics request naming 3,000 topics."""
     sock = dealer(broker)
     started = time.monotonic()
-    send(sock, b"c", "create_topics", json.dumps({"topics": [
-        {"name": f"many-{i}", "num_partitions": 1, "replication_factor": 1}
-        for i in range(count)]}).encode())
+    send(
+        sock,
+        b"c",
+        "create_topics",
+        json.dumps(
+            {
+                "topics": [
+                    {"name": f"many-{i}", "num_partitions": 1, "replication_factor": 1}
+                    for i in range(count)
+                ]
+            }
+        ).encode(),
+    )
     got = replies(sock, 1, stop_at)
     sock.close()
     if not got:
@@ -346,22 +422,31 @@ def surrogate_group_ids(broker, stop_at: float) -> str:
     """Item 10: a lone surrogate in group_id / client_id."""
     sock = dealer(broker)
     send(sock, b"s1", "join_group", b'{"group_id": "\\ud800", "topics": ["probe"]}')
-    send(sock, b"s2", "join_group", b'{"group_id": "g-ok", "client_id": "\\udfff", '
-                                    b'"topics": ["probe"]}')
+    send(
+        sock,
+        b"s2",
+        "join_group",
+        b'{"group_id": "g-ok", "client_id": "\\udfff", "topics": ["probe"]}',
+    )
     got = replies(sock, 2, time.monotonic() + 5)
     sock.close()
     idle_until(stop_at)
     with RawClient(broker.bootstrap, timeout=PROBE_TIMEOUT_S) as other:
         listed = other.request("list_groups", {})[0]
-    return (f"2 join_group with lone surrogates: {codes(got)}; another client's "
-            f"list_groups then: error {listed.get('error')}")
+    return (
+        f"2 join_group with lone surrogates: {codes(got)}; another client's "
+        f"list_groups then: error {listed.get('error')}"
+    )
 
 
 def future_timestamp(broker, stop_at: float) -> str:
     """Item 12: one record timestamped 2**62."""
     with RawClient(broker.bootstrap, timeout=PROBE_TIMEOUT_S) as client:
-        header, _ = client.request("produce", {"acks": 1, "targets": [[ATTACK_TOPIC, 0]]},
-                                   [batch_of(b"from the future", timestamp=2**62)])
+        header, _ = client.request(
+            "produce",
+            {"acks": 1, "targets": [[ATTACK_TOPIC, 0]]},
+            [batch_of(b"from the future", timestamp=2**62)],
+        )
     idle_until(stop_at)
     base, code = header["results"][0][:2]
     verdict = f"accepted at offset {base}" if code == 0 else f"refused with error {code}"
@@ -376,9 +461,18 @@ def many_empty_groups(broker, stop_at: float, count: int = 20_000, window: int =
     sent = 0
     while (sent < count or pending) and time.monotonic() < stop_at:
         while sent < count and len(pending) < window:
-            send(sock, b"e%d" % sent, "join_group", json.dumps({
-                "group_id": f"oneshot-{sent}", "topics": [PROBE_TOPIC],
-                "client_id": "attacker"}).encode())
+            send(
+                sock,
+                b"e%d" % sent,
+                "join_group",
+                json.dumps(
+                    {
+                        "group_id": f"oneshot-{sent}",
+                        "topics": [PROBE_TOPIC],
+                        "client_id": "attacker",
+                    }
+                ).encode(),
+            )
             pending[b"e%d" % sent] = sent
             sent += 1
         if not sock.poll(100):
@@ -390,16 +484,24 @@ def many_empty_groups(broker, stop_at: float, count: int = 20_000, window: int =
             joined += 1
             leave_id = b"l%d" % index
             pending[leave_id] = index
-            send(sock, leave_id, "leave_group", json.dumps({
-                "group_id": f"oneshot-{index}", "member_id": header["member_id"]}).encode())
+            send(
+                sock,
+                leave_id,
+                "leave_group",
+                json.dumps(
+                    {"group_id": f"oneshot-{index}", "member_id": header["member_id"]}
+                ).encode(),
+            )
         elif rid.startswith(b"l"):
             left += 1
     sock.close()
     idle_until(stop_at)
     with RawClient(broker.bootstrap, timeout=PROBE_TIMEOUT_S) as other:
         listed = other.request("list_groups", {})[0]
-    return (f"{joined:,} one-shot groups joined, {left:,} left; list_groups then lists "
-            f"{len(listed.get('groups', [])):,}")
+    return (
+        f"{joined:,} one-shot groups joined, {left:,} left; list_groups then lists "
+        f"{len(listed.get('groups', [])):,}"
+    )
 
 
 @dataclass(frozen=True)
@@ -426,6 +528,7 @@ ATTACKS = [
 
 # -- one attack, measured ---------------------------------------------------------------------
 
+
 def _window(samples: list, start: float, end: float) -> list:
     return [s for s in samples if start <= s[0] < end]
 
@@ -434,9 +537,15 @@ def measure(attack: Attack, seconds: float) -> dict:
     row = {"attack": attack.name, "item": attack.item, "seconds": seconds}
     with BrokerProcess(config=dict(attack.broker_config)) as broker:
         with RawClient(broker.bootstrap, timeout=PROBE_TIMEOUT_S) as admin:
-            admin.request("create_topics", {"topics": [
-                {"name": PROBE_TOPIC, "num_partitions": 1, "replication_factor": 1},
-                {"name": ATTACK_TOPIC, "num_partitions": 1, "replication_factor": 1}]})
+            admin.request(
+                "create_topics",
+                {
+                    "topics": [
+                        {"name": PROBE_TOPIC, "num_partitions": 1, "replication_factor": 1},
+                        {"name": ATTACK_TOPIC, "num_partitions": 1, "replication_factor": 1},
+                    ]
+                },
+            )
         rss = RssSampler(broker.pid)
         rss.start()
         probe = Probe(broker.bootstrap)
@@ -466,12 +575,16 @@ def measure(attack: Attack, seconds: float) -> dict:
     row["after_p99_ms"] = percentile(after_ms, 99) if after_ms else None
     row["timeouts"] = sum(1 for s in during + after if s[3] == "timeout")
     row["errors"] = sum(1 for s in during + after if s[3] not in (0, "timeout"))
-    row["ok"] = (row["broker_alive"] and not row["timeouts"] and not row["errors"]
-                 and summary["p99_ms"] < GOAL_P99_MS
-                 and (row["after_p99_ms"] or 0) < GOAL_P99_MS
-                 and row["peak_rss_mb"] < GOAL_RSS_MB
-                 and row["long_poll_ms"] is not None
-                 and LONG_POLL_MS * 0.8 <= row["long_poll_ms"] <= LONG_POLL_MS * 3)
+    row["ok"] = (
+        row["broker_alive"]
+        and not row["timeouts"]
+        and not row["errors"]
+        and summary["p99_ms"] < GOAL_P99_MS
+        and (row["after_p99_ms"] or 0) < GOAL_P99_MS
+        and row["peak_rss_mb"] < GOAL_RSS_MB
+        and row["long_poll_ms"] is not None
+        and LONG_POLL_MS * 0.8 <= row["long_poll_ms"] <= LONG_POLL_MS * 3
+    )
     return row
 
 
@@ -488,29 +601,35 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [a for a in ATTACKS if not args.only or a.name in args.only.split(",")]
     unknown = set(filter(None, args.only.split(","))) - {a.name for a in ATTACKS}
     if unknown:
-        parser.error(f"unknown attacks {sorted(unknown)}; choose from "
-                     f"{[a.name for a in ATTACKS]}")
+        parser.error(f"unknown attacks {sorted(unknown)}; choose from {[a.name for a in ATTACKS]}")
     out = Path(args.out)
     machine = machine_conditions()
     shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != args.note]
-    meta = {"command": "python benchmarks/attacks.py " + " ".join(
-                a for a in shown if a != "--note"),
-            "machine": machine, "seconds": args.seconds, "after_s": AFTER_S,
-            "note": args.note, "goal": {"p99_ms": GOAL_P99_MS, "rss_mb": GOAL_RSS_MB}}
+    meta = {
+        "command": "python benchmarks/attacks.py " + " ".join(a for a in shown if a != "--note"),
+        "machine": machine,
+        "seconds": args.seconds,
+        "after_s": AFTER_S,
+        "note": args.note,
+        "goal": {"p99_ms": GOAL_P99_MS, "rss_mb": GOAL_RSS_MB},
+    }
     rows = []
     for attack in wanted:
         log(f"attack {attack.name} (item {attack.item}) for {args.seconds:.0f} s")
         rows.append(measure(attack, args.seconds))
-        log(f"  p50 {rows[-1]['p50_ms']:.1f} ms, p99 {rows[-1]['p99_ms']:.1f} ms, "
-            f"peak RSS {rows[-1]['peak_rss_mb']:.0f} MB: {rows[-1]['attacker']}")
+        log(
+            f"  p50 {rows[-1]['p50_ms']:.1f} ms, p99 {rows[-1]['p99_ms']:.1f} ms, "
+            f"peak RSS {rows[-1]['peak_rss_mb']:.0f} MB: {rows[-1]['attacker']}"
+        )
     meta["load_after"] = [round(x, 2) for x in os.getloadavg()]
     data = {"meta": meta, "rows": rows}
     (out / "attacks.json").write_text(json.dumps(data, indent=1))
     results = out / "results.json"
     if results.exists():  # RESULTS.md gets (or refreshes) its "Hostile clients" section
         main_data = json.loads(results.read_text())
-        (out / "RESULTS.md").write_text(report.render(main_data["rows"], main_data["meta"],
-                                                      attacks=data))
+        (out / "RESULTS.md").write_text(
+            report.render(main_data["rows"], main_data["meta"], attacks=data)
+        )
     print("\n".join(report.attacks_section(data)))
     return 0
 

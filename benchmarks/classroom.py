@@ -73,15 +73,15 @@ TOPIC = "transactions"
 PARTITIONS = 3
 IDLE_TOPIC = "classroom-idle"
 IDLE_GROUP = "classroom-idle"
-START_SPREAD_S = 10.0        # all students start within this many seconds
-SEND_INTERVAL_S = 1.0        # one transaction per second per student
-DRAIN_S = 5.0                # consumers keep reading this long after producers stop
-STOP_GRACE_S = 30.0          # then the processes have this long to report, or are killed
+START_SPREAD_S = 10.0  # all students start within this many seconds
+SEND_INTERVAL_S = 1.0  # one transaction per second per student
+DRAIN_S = 5.0  # consumers keep reading this long after producers stop
+STOP_GRACE_S = 30.0  # then the processes have this long to report, or are killed
 CONSOLE_MAX_MESSAGES = 5
-CONSOLE_TIMEOUT_S = 30.0     # a console-consumer still running after this is killed
-CONSOLE_IDLE_MS = 10_000     # --timeout-ms: it gives up after 10 s without a record
+CONSOLE_TIMEOUT_S = 30.0  # a console-consumer still running after this is killed
+CONSOLE_IDLE_MS = 10_000  # --timeout-ms: it gives up after 10 s without a record
 POLL_MS = 500
-HIST_STEP = 1.02             # latency histogram buckets: 2 % wide
+HIST_STEP = 1.02  # latency histogram buckets: 2 % wide
 MIB = 1 << 20
 DEFAULT_SIZES = (20, 40, 80, 160)
 GOALS = {"p99_ms": 100.0, "cpu_per_record_ms": 0.1, "idle_cpu_pct": 0.5}
@@ -95,6 +95,7 @@ def log(message: str) -> None:
 
 
 # -- pure parts (tests/unit/test_bench_classroom.py) -------------------------------------
+
 
 def bucket_of(ms: float) -> int:
     """The histogram bucket of a latency in ms (2 % wide; everything under 0.01 ms is 0)."""
@@ -178,8 +179,12 @@ def account(acked: dict[str, list], groups: dict[str, dict]) -> dict:
                 else:
                     unread += 1
     duplicates = sum(g.get("duplicates", 0) for g in groups.values())
-    return {"lost": lost, "duplicates": duplicates, "unread": unread,
-            "lost_examples": lost_examples}
+    return {
+        "lost": lost,
+        "duplicates": duplicates,
+        "unread": unread,
+        "lost_examples": lost_examples,
+    }
 
 
 def classify(message: str) -> str | None:
@@ -204,9 +209,16 @@ def cpu_pct(seconds: float | None, window_s: float) -> float | None:
     return None if seconds is None or window_s <= 0 else 100.0 * seconds / window_s
 
 
-def summarize(size: int, per_process: int, window_s: float, results: list[dict],
-              cpu: dict, broker_expired: int = 0, broker_peak_rss_mb: float | None = None,
-              broker_alive: bool = True) -> dict:
+def summarize(
+    size: int,
+    per_process: int,
+    window_s: float,
+    results: list[dict],
+    cpu: dict,
+    broker_expired: int = 0,
+    broker_peak_rss_mb: float | None = None,
+    broker_alive: bool = True,
+) -> dict:
     """One table row from the processes' results and the CPU seconds of the window.
 
     ``cpu``: {"broker": s, "clients": s, "idle": s} measured over ``window_s``.
@@ -244,26 +256,35 @@ def summarize(size: int, per_process: int, window_s: float, results: list[dict],
     tally = account(acked, groups)
     clients_cpu = cpu.get("clients")
     return {
-        "students": size, "per_process": per_process, "window_s": window_s,
-        "e2e_p50_ms": hist_percentile(hist, 50), "e2e_p99_ms": hist_percentile(hist, 99),
-        "probe_p50_ms": hist_percentile(probe, 50), "probe_p99_ms": hist_percentile(probe, 99),
+        "students": size,
+        "per_process": per_process,
+        "window_s": window_s,
+        "e2e_p50_ms": hist_percentile(hist, 50),
+        "e2e_p99_ms": hist_percentile(hist, 99),
+        "probe_p50_ms": hist_percentile(probe, 50),
+        "probe_p99_ms": hist_percentile(probe, 99),
         "broker_cpu_pct": cpu_pct(cpu.get("broker"), window_s),
         "clients_cpu_pct": cpu_pct(clients_cpu, window_s),
         "idle_consumer_cpu_pct": cpu_pct(cpu.get("idle"), window_s),
-        "delivered": delivered, "produced": produced,
-        "cpu_per_record_ms": (1000.0 * clients_cpu / delivered
-                              if clients_cpu is not None and delivered else None),
+        "delivered": delivered,
+        "produced": produced,
+        "cpu_per_record_ms": (
+            1000.0 * clients_cpu / delivered if clients_cpu is not None and delivered else None
+        ),
         "first_assignment_p95_ms": percentile(first_ms, 95),
         "consumers": consumers,
         "rebalances": max(0, assignments - len(first_ms)),
         "errors": dict(sorted(errors.items())),
-        "lost": tally["lost"], "duplicates": tally["duplicates"], "unread": tally["unread"],
+        "lost": tally["lost"],
+        "duplicates": tally["duplicates"],
+        "unread": tally["unread"],
         "lost_examples": tally["lost_examples"],
         "broker_peak_rss_mb": broker_peak_rss_mb,
     }
 
 
 # -- a student process ----------------------------------------------------------------------
+
 
 class ErrorLog(logging.Handler):
     """Counts the client's WARNING+ log lines by error kind (``classify``)."""
@@ -293,11 +314,17 @@ class Student:
         self.acked_lock = threading.Lock()
 
     def threads(self) -> list[threading.Thread]:
-        return [threading.Thread(target=self._guard, args=(fn,), name=f"{self.name}-{label}",
-                                 daemon=True)
-                for label, fn in (("admin", self.admin), ("producer", self.produce),
-                                  ("consumer-a", lambda: self.consume("a")),
-                                  ("consumer-b", lambda: self.consume("b")))]
+        return [
+            threading.Thread(
+                target=self._guard, args=(fn,), name=f"{self.name}-{label}", daemon=True
+            )
+            for label, fn in (
+                ("admin", self.admin),
+                ("producer", self.produce),
+                ("consumer-a", lambda: self.consume("a")),
+                ("consumer-b", lambda: self.consume("b")),
+            )
+        ]
 
     def _guard(self, fn) -> None:
         try:
@@ -310,8 +337,9 @@ class Student:
         from labkit.client import KafkaAdminClient, NewTopic
         from labkit.errors import TopicAlreadyExistsError
 
-        admin = KafkaAdminClient(bootstrap_servers=self.spec["bootstrap"],
-                                 client_id=f"{self.name}-admin")
+        admin = KafkaAdminClient(
+            bootstrap_servers=self.spec["bootstrap"], client_id=f"{self.name}-admin"
+        )
         try:
             try:
                 admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)])
@@ -324,13 +352,29 @@ class Student:
         self.console_consumer()
 
     def console_consumer(self) -> None:
-        cmd = [sys.executable, "-m", "labkit", "console-consumer", "--bootstrap-server",
-               self.spec["bootstrap"], "--topic", TOPIC, "--from-beginning",
-               "--max-messages", str(CONSOLE_MAX_MESSAGES), "--timeout-ms",
-               str(CONSOLE_IDLE_MS)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "labkit",
+            "console-consumer",
+            "--bootstrap-server",
+            self.spec["bootstrap"],
+            "--topic",
+            TOPIC,
+            "--from-beginning",
+            "--max-messages",
+            str(CONSOLE_MAX_MESSAGES),
+            "--timeout-ms",
+            str(CONSOLE_IDLE_MS),
+        ]
         try:
-            done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
-                                  timeout=CONSOLE_TIMEOUT_S, env=child_env())
+            done = subprocess.run(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=CONSOLE_TIMEOUT_S,
+                env=child_env(),
+            )
         except subprocess.TimeoutExpired:
             self.proc.error("console-consumer timeouts")
             return
@@ -346,18 +390,25 @@ class Student:
         from labkit.client import KafkaProducer
         from labkit.nb.generators import transactions
 
-        producer = KafkaProducer(bootstrap_servers=self.spec["bootstrap"],
-                                 client_id=f"{self.name}-producer",
-                                 key_serializer=str.encode,
-                                 value_serializer=lambda v: json.dumps(v).encode())
+        producer = KafkaProducer(
+            bootstrap_servers=self.spec["bootstrap"],
+            client_id=f"{self.name}-producer",
+            key_serializer=str.encode,
+            value_serializer=lambda v: json.dumps(v).encode(),
+        )
         events = transactions(seed=self.index)
         seq = 0
         next_at = time.time()
         try:
             while time.time() < self.spec["stop_at"]:
                 event = next(events)
-                record = {**event, "id": f"{self.name}-{seq}", "student": self.name,
-                          "seq": seq, "sent_ns": time.time_ns()}
+                record = {
+                    **event,
+                    "id": f"{self.name}-{seq}",
+                    "student": self.name,
+                    "seq": seq,
+                    "sent_ns": time.time_ns(),
+                }
                 future = producer.send(TOPIC, key=event["user_id"], value=record)
                 future.add_callback(self._acked, seq)
                 future.add_errback(self._failed)
@@ -379,8 +430,14 @@ class Student:
         from labkit.client import ConsumerRebalanceListener, KafkaConsumer
 
         group_id = f"{self.name}-{which}"
-        state = {"seen": {}, "max_offset": {}, "duplicates": 0, "assignments": 0,
-                 "first_assignment_ms": None, "received_in_window": 0}
+        state = {
+            "seen": {},
+            "max_offset": {},
+            "duplicates": 0,
+            "assignments": 0,
+            "first_assignment_ms": None,
+            "received_in_window": 0,
+        }
         self.proc.groups[group_id] = state
         subscribed = time.monotonic()
         # Records sent before the first assignment are the backlog read from earliest:
@@ -399,9 +456,13 @@ class Student:
                     state["first_assignment_ms"] = (time.monotonic() - subscribed) * 1000
                     joined_ns[0] = time.time_ns()
 
-        consumer = KafkaConsumer(bootstrap_servers=self.spec["bootstrap"], group_id=group_id,
-                                 client_id=f"{group_id}-consumer", auto_offset_reset="earliest",
-                                 value_deserializer=json.loads)
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.spec["bootstrap"],
+            group_id=group_id,
+            client_id=f"{group_id}-consumer",
+            auto_offset_reset="earliest",
+            value_deserializer=json.loads,
+        )
         consumer.subscribe([TOPIC], listener=Listener())
         seen: dict[str, set] = {}
         state["_seqs"] = seen  # turned into ranges by report()
@@ -467,25 +528,33 @@ class StudentProcess:
         """The process's result (what a hung thread had seen so far counts too)."""
         for group in self.groups.values():
             seqs = group.pop("_seqs", {})
-            group["seen"] = {student: to_ranges(list(ids)) for student, ids in
-                             list(seqs.items())}
+            group["seen"] = {student: to_ranges(list(ids)) for student, ids in list(seqs.items())}
         acked = {}
         for student in self.students:
             with student.acked_lock:
                 acked[student.name] = list(student.acked)
         with self.lock:
-            return {"students": [s.name for s in self.students],
-                    "probe": self.spec.get("probe", False), "acked": acked,
-                    "groups": self.groups, "hist": dict(self.hist),
-                    "errors": dict(self.errors), "hung": hung}
+            return {
+                "students": [s.name for s in self.students],
+                "probe": self.spec.get("probe", False),
+                "acked": acked,
+                "groups": self.groups,
+                "hist": dict(self.hist),
+                "errors": dict(self.errors),
+                "hung": hung,
+            }
 
 
 def idle_main(spec: dict) -> dict:
     """One consumer in a group on a topic with no traffic, polling as a notebook would."""
     from labkit.client import KafkaConsumer
 
-    consumer = KafkaConsumer(IDLE_TOPIC, bootstrap_servers=spec["bootstrap"],
-                             group_id=IDLE_GROUP, auto_offset_reset="earliest")
+    consumer = KafkaConsumer(
+        IDLE_TOPIC,
+        bootstrap_servers=spec["bootstrap"],
+        group_id=IDLE_GROUP,
+        auto_offset_reset="earliest",
+    )
     try:
         while time.time() < spec["stop_at"]:
             consumer.poll(timeout_ms=1000)
@@ -500,8 +569,11 @@ def wait_until(wall: float) -> None:
 
 def child_env() -> dict:
     path = os.environ.get("PYTHONPATH", "")
-    return {**os.environ, "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": str(HERE.parent) + (os.pathsep + path if path else "")}
+    return {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": str(HERE.parent) + (os.pathsep + path if path else ""),
+    }
 
 
 def child_main(spec_json: str) -> int:
@@ -520,10 +592,11 @@ def child_main(spec_json: str) -> int:
 
 # -- the orchestrator -------------------------------------------------------------------------
 
+
 def pack(size: int, per_process: int) -> list[list[int]]:
     """Student indexes per process: student 0 (the probe) alone, the rest by per_process."""
     rest = list(range(1, size))
-    return [[0]] + [rest[i:i + per_process] for i in range(0, len(rest), per_process)]
+    return [[0]] + [rest[i : i + per_process] for i in range(0, len(rest), per_process)]
 
 
 def start_times(size: int, t0: float, spread_s: float = START_SPREAD_S) -> dict[str, float]:
@@ -587,8 +660,10 @@ def run_size(size: int, args) -> dict:
     from labkit.client import KafkaAdminClient, NewTopic
     from labkit.testing import BrokerProcess
 
-    log(f"{size} students, {args.per_process} per process, ramp {args.ramp_s:.0f} s, "
-        f"window {args.window_s:.0f} s")
+    log(
+        f"{size} students, {args.per_process} per process, ramp {args.ramp_s:.0f} s, "
+        f"window {args.window_s:.0f} s"
+    )
     with BrokerProcess() as broker:
         admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
         admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1), NewTopic(IDLE_TOPIC, 1, 1)])
@@ -597,11 +672,21 @@ def run_size(size: int, args) -> dict:
         measure_at = t0 + args.ramp_s
         stop_at = measure_at + args.window_s
         spread_s = min(START_SPREAD_S, args.ramp_s)  # everyone has started by the window
-        base = {"bootstrap": broker.bootstrap, "starts": start_times(size, t0, spread_s),
-                "measure_at": measure_at, "stop_at": stop_at}
-        specs = [{**base, "students": group, "probe": group == [0],
-                  "nice": 0 if group == [0] else args.nice}
-                 for group in pack(size, args.per_process)]
+        base = {
+            "bootstrap": broker.bootstrap,
+            "starts": start_times(size, t0, spread_s),
+            "measure_at": measure_at,
+            "stop_at": stop_at,
+        }
+        specs = [
+            {
+                **base,
+                "students": group,
+                "probe": group == [0],
+                "nice": 0 if group == [0] else args.nice,
+            }
+            for group in pack(size, args.per_process)
+        ]
         procs = [spawn(spec) for spec in specs]
         idle = spawn({**base, "idle": True, "stop_at": stop_at + DRAIN_S})
         try:
@@ -615,8 +700,7 @@ def run_size(size: int, args) -> dict:
     return row
 
 
-def measure(size: int, args, broker, procs: list, idle, measure_at: float,
-            stop_at: float) -> dict:
+def measure(size: int, args, broker, procs: list, idle, measure_at: float, stop_at: float) -> dict:
     """CPU over the window, then every process's report: one table row."""
     roots = {"broker": [broker.pid], "clients": [p.pid for p in procs], "idle": [idle.pid]}
     wait_until(measure_at)
@@ -635,17 +719,29 @@ def measure(size: int, args, broker, procs: list, idle, measure_at: float,
     peak_kb = proc_status_kb(broker.pid, "VmHWM") if broker_alive else None
     expired = len(EXPIRED_LINE.findall(broker.output()))
     cpu = {name: after[name] - before[name] for name in roots}
-    return summarize(size, args.per_process, window_s, results, cpu, broker_expired=expired,
-                     broker_peak_rss_mb=peak_kb / 1024 if peak_kb else None,
-                     broker_alive=broker_alive)
+    return summarize(
+        size,
+        args.per_process,
+        window_s,
+        results,
+        cpu,
+        broker_expired=expired,
+        broker_peak_rss_mb=peak_kb / 1024 if peak_kb else None,
+        broker_alive=broker_alive,
+    )
 
 
 def spawn(spec: dict) -> subprocess.Popen:
     """A student (or idle-consumer) process; its stderr goes to a temporary file."""
     err = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, __file__, "--child", json.dumps(spec)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
-                            env=child_env(), cwd=str(HERE))
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", json.dumps(spec)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=err,
+        env=child_env(),
+        cwd=str(HERE),
+    )
     proc.err_file = err
     return proc
 
@@ -664,8 +760,10 @@ def collect(proc: subprocess.Popen, deadline: float) -> dict:
         out, _ = proc.communicate(timeout=max(0.1, deadline - time.time()))
     except subprocess.TimeoutExpired:
         kill_tree(proc)
-        log(f"  process {proc.pid} did not report in time; killed. Its stderr:\n"
-            + stderr_tail(proc))
+        log(
+            f"  process {proc.pid} did not report in time; killed. Its stderr:\n"
+            + stderr_tail(proc)
+        )
         return {"error": "did not report in time (killed)"}
     finally:
         if proc.poll() is None:
@@ -675,8 +773,10 @@ def collect(proc: subprocess.Popen, deadline: float) -> dict:
     except (ValueError, IndexError):
         result = {"error": f"no result (exit status {proc.returncode})"}
     if "error" in result or result.get("hung"):
-        log(f"  process {proc.pid}: {result.get('error') or 'threads hung: ' + str(result['hung'])}"
-            f". Its stderr:\n{stderr_tail(proc)}")
+        log(
+            f"  process {proc.pid}: {result.get('error') or 'threads hung: ' + str(result['hung'])}"
+            f". Its stderr:\n{stderr_tail(proc)}"
+        )
     return result
 
 
@@ -695,24 +795,41 @@ def parse_sizes(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--child", metavar="SPEC", help=argparse.SUPPRESS)
-    parser.add_argument("--sizes", type=parse_sizes, default=list(DEFAULT_SIZES),
-                        help="numbers of students, comma-separated (default 20,40,80,160)")
+    parser.add_argument(
+        "--sizes",
+        type=parse_sizes,
+        default=list(DEFAULT_SIZES),
+        help="numbers of students, comma-separated (default 20,40,80,160)",
+    )
     parser.add_argument("--window-s", type=float, default=60.0, help="measured window")
-    parser.add_argument("--ramp-s", type=float, default=15.0,
-                        help="time from the first start to the window (students start "
-                             f"within the first {START_SPREAD_S:.0f} s, or the whole ramp "
-                             "when shorter)")
-    parser.add_argument("--per-process", type=int, choices=(1, 2), default=None,
-                        help="students per process (default 1, and 2 from 160 students)")
-    parser.add_argument("--nice", type=int, default=0,
-                        help="niceness of the student processes (not the probe's)")
+    parser.add_argument(
+        "--ramp-s",
+        type=float,
+        default=15.0,
+        help="time from the first start to the window (students start "
+        f"within the first {START_SPREAD_S:.0f} s, or the whole ramp "
+        "when shorter)",
+    )
+    parser.add_argument(
+        "--per-process",
+        type=int,
+        choices=(1, 2),
+        default=None,
+        help="students per process (default 1, and 2 from 160 students)",
+    )
+    parser.add_argument(
+        "--nice", type=int, default=0, help="niceness of the student processes (not the probe's)"
+    )
     parser.add_argument("--out", default=str(HERE), help="directory for classroom.json")
-    parser.add_argument("--no-results", action="store_true",
-                        help="do not write classroom.json nor RESULTS.md")
+    parser.add_argument(
+        "--no-results", action="store_true", help="do not write classroom.json nor RESULTS.md"
+    )
     parser.add_argument("--note", default="", help="a line added to the conditions")
-    parser.add_argument("--report-only", action="store_true",
-                        help="re-render RESULTS.md from classroom.json (with --note: "
-                             "replace its note)")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="re-render RESULTS.md from classroom.json (with --note: replace its note)",
+    )
     args = parser.parse_args(argv)
     if args.child:
         return child_main(args.child)
@@ -731,10 +848,12 @@ def main(argv: list[str] | None = None) -> int:
         args.per_process = per_process_arg or (2 if size >= 160 else 1)
         rows.append(run_size(size, args))
         r = rows[-1]
-        log(f"  e2e p50 {report.fmt_ms(r['e2e_p50_ms'])} ms, p99 {report.fmt_ms(r['e2e_p99_ms'])}"
+        log(
+            f"  e2e p50 {report.fmt_ms(r['e2e_p50_ms'])} ms, p99 {report.fmt_ms(r['e2e_p99_ms'])}"
             f" ms; broker {report.fmt_num(r['broker_cpu_pct'])} %, clients "
             f"{report.fmt_num(r['clients_cpu_pct'])} %; lost {r['lost']}, duplicates "
-            f"{r['duplicates']}; errors {r['errors'] or 'none'}")
+            f"{r['duplicates']}; errors {r['errors'] or 'none'}"
+        )
     shown = argv if argv is not None else sys.argv[1:]
     command = []
     skip = False
@@ -745,11 +864,18 @@ def main(argv: list[str] | None = None) -> int:
             skip = True
         elif not arg.startswith("--note="):
             command.append(arg)
-    meta = {"command": " ".join(["python benchmarks/classroom.py", *command]),
-            "machine": machine, "load_after": [round(x, 2) for x in os.getloadavg()],
-            "ramp_s": args.ramp_s, "window_s": args.window_s, "drain_s": DRAIN_S,
-            "nice": args.nice, "note": args.note, "elapsed_s": time.monotonic() - started,
-            "goals": GOALS}
+    meta = {
+        "command": " ".join(["python benchmarks/classroom.py", *command]),
+        "machine": machine,
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "ramp_s": args.ramp_s,
+        "window_s": args.window_s,
+        "drain_s": DRAIN_S,
+        "nice": args.nice,
+        "note": args.note,
+        "elapsed_s": time.monotonic() - started,
+        "goals": GOALS,
+    }
     data = {"meta": meta, "rows": rows}
     if args.no_results:
         print("\n".join(report.classroom_section(data)))
@@ -764,10 +890,14 @@ def write_results(data: dict, out: Path) -> int:
     if results.exists():
         main_data = json.loads(results.read_text())
         attacks = out / "attacks.json"
-        (out / "RESULTS.md").write_text(report.render(
-            main_data["rows"], main_data["meta"],
-            attacks=json.loads(attacks.read_text()) if attacks.exists() else None,
-            classroom=data))
+        (out / "RESULTS.md").write_text(
+            report.render(
+                main_data["rows"],
+                main_data["meta"],
+                attacks=json.loads(attacks.read_text()) if attacks.exists() else None,
+                classroom=data,
+            )
+        )
     print("\n".join(report.classroom_section(data)))
     return 0
 

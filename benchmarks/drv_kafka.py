@@ -43,8 +43,17 @@ def _producer(spec: dict, **extra):
 
 def _producer_settings(producer) -> dict:
     c = producer.config
-    return {k: c.get(k) for k in ("acks", "batch_size", "linger_ms", "max_in_flight_requests_per_connection",
-                                  "max_request_size") if k in c}
+    return {
+        k: c.get(k)
+        for k in (
+            "acks",
+            "batch_size",
+            "linger_ms",
+            "max_in_flight_requests_per_connection",
+            "max_request_size",
+        )
+        if k in c
+    }
 
 
 def produce(spec: dict) -> None:
@@ -65,8 +74,12 @@ def produce(spec: dict) -> None:
     t_sent = perf()
     producer.flush()
     t1 = perf()
-    result(records=sent, seconds=t1 - t0, send_seconds=t_sent - t0,
-           settings=_producer_settings(producer))
+    result(
+        records=sent,
+        seconds=t1 - t0,
+        send_seconds=t_sent - t0,
+        settings=_producer_settings(producer),
+    )
     producer.close()
 
 
@@ -89,8 +102,12 @@ def sync(spec: dict) -> None:
 
 def _consumer(spec: dict, *topics, **extra):
     lib = _lib(spec)
-    configs = {"bootstrap_servers": spec["bootstrap"], "group_id": None,
-               "enable_auto_commit": False, "auto_offset_reset": "earliest"}
+    configs = {
+        "bootstrap_servers": spec["bootstrap"],
+        "group_id": None,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+    }
     configs.update(spec.get("consumer_config") or {})
     configs.update(extra)
     return lib, lib.KafkaConsumer(*topics, **configs)
@@ -124,9 +141,15 @@ def consume(spec: dict) -> None:
             if t_first is None and got:
                 t_first, first = perf(), got
     t1 = perf()
-    result(records=got, seconds=t1 - t0, timed=[got - first, t1 - (t_first or t1)],
-           settings={"max_poll_records": consumer.config.get("max_poll_records"),
-                     "fetch_max_wait_ms": consumer.config.get("fetch_max_wait_ms")})
+    result(
+        records=got,
+        seconds=t1 - t0,
+        timed=[got - first, t1 - (t_first or t1)],
+        settings={
+            "max_poll_records": consumer.config.get("max_poll_records"),
+            "fetch_max_wait_ms": consumer.config.get("fetch_max_wait_ms"),
+        },
+    )
     consumer.close()
 
 
@@ -171,8 +194,11 @@ def lat_produce(spec: dict) -> None:
             seq += 1
         pacer.sent = seq
     producer.flush()
-    result(records=seq, seconds=(monotonic_ns() - pacer.start_ns) / 1e9,
-           max_behind_ms=pacer.max_behind_ns / 1e6)
+    result(
+        records=seq,
+        seconds=(monotonic_ns() - pacer.start_ns) / 1e9,
+        max_behind_ms=pacer.max_behind_ns / 1e6,
+    )
     producer.close()
 
 
@@ -183,14 +209,22 @@ def group_member(spec: dict) -> None:
     """
     lib = _lib(spec)
     consumer = lib.KafkaConsumer(
-        spec["topic"], bootstrap_servers=spec["bootstrap"], group_id=spec["group"],
-        auto_offset_reset=spec.get("reset", "earliest"), enable_auto_commit=True,
+        spec["topic"],
+        bootstrap_servers=spec["bootstrap"],
+        group_id=spec["group"],
+        auto_offset_reset=spec.get("reset", "earliest"),
+        enable_auto_commit=True,
         session_timeout_ms=spec["session_timeout_ms"],
         heartbeat_interval_ms=spec["heartbeat_interval_ms"],
-        client_id=spec.get("client_id", "bench-member"))
+        client_id=spec.get("client_id", "bench-member"),
+    )
     emit({"ev": "started", "t": monotonic_ns()})
-    _member_loop(consumer.poll, lambda: {tp.partition for tp in consumer.assignment()},
-                 lambda records: (records[0].offset, records[-1].offset), spec)
+    _member_loop(
+        consumer.poll,
+        lambda: {tp.partition for tp in consumer.assignment()},
+        lambda records: (records[0].offset, records[-1].offset),
+        spec,
+    )
     consumer.close()
 
 
@@ -232,9 +266,18 @@ def _member_loop(poll, assignment, offsets, spec: dict) -> None:
             last_ns = now
         if perf() >= next_report:
             next_report += PROGRESS_S
-            emit({"ev": "progress", "count": count,
-                  "partitions": {str(p): s[1] for p, s in per_partition.items()}})
+            emit(
+                {
+                    "ev": "progress",
+                    "count": count,
+                    "partitions": {str(p): s[1] for p, s in per_partition.items()},
+                }
+            )
             if stop_file and os.path.exists(stop_file):
                 break
-    result(records=count, first_ns=first_ns, last_ns=last_ns,
-           partitions={str(p): s for p, s in per_partition.items()})
+    result(
+        records=count,
+        first_ns=first_ns,
+        last_ns=last_ns,
+        partitions={str(p): s for p, s in per_partition.items()},
+    )

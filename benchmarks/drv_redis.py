@@ -97,7 +97,12 @@ def consume(spec: dict) -> None:
         if t_first is None and got:
             t_first, first = perf(), got
     t1 = perf()
-    result(records=got, seconds=t1 - t0, timed=[got - first, t1 - (t_first or t1)], settings={"count": READ_COUNT, "xack": "per read"})
+    result(
+        records=got,
+        seconds=t1 - t0,
+        timed=[got - first, t1 - (t_first or t1)],
+        settings={"count": READ_COUNT, "xack": "per read"},
+    )
 
 
 def lat_consume(spec: dict) -> None:
@@ -134,8 +139,11 @@ def lat_produce(spec: dict) -> None:
             r.xadd(stream, {b"v": stamped(seq, pad)})
             seq += 1
         pacer.sent = seq
-    result(records=seq, seconds=(monotonic_ns() - pacer.start_ns) / 1e9,
-           max_behind_ms=pacer.max_behind_ns / 1e6)
+    result(
+        records=seq,
+        seconds=(monotonic_ns() - pacer.start_ns) / 1e9,
+        max_behind_ms=pacer.max_behind_ns / 1e6,
+    )
 
 
 def group_member(spec: dict) -> None:

@@ -55,13 +55,16 @@ def pull(spec: dict) -> None:
             t0 = perf()
         if batched:
             view = message.buffer
-            records = [view[i:i + size] for i in range(0, len(view), size)]
+            records = [view[i : i + size] for i in range(0, len(view), size)]
             got += len(records)
         else:
             got += 1
     t1 = perf()
-    result(records=got, seconds=(t1 - t0) if t0 else 0.0,
-           settings={"mode": spec.get("mode", "single"), "batch": spec.get("batch", 1)})
+    result(
+        records=got,
+        seconds=(t1 - t0) if t0 else 0.0,
+        settings={"mode": spec.get("mode", "single"), "batch": spec.get("batch", 1)},
+    )
     sock.close()
     ctx.term()
 
@@ -120,7 +123,10 @@ def lat_produce(spec: dict) -> None:
             sock.send(stamped(seq, pad))
             seq += 1
         pacer.sent = seq
-    result(records=seq, seconds=(monotonic_ns() - pacer.start_ns) / 1e9,
-           max_behind_ms=pacer.max_behind_ns / 1e6)
+    result(
+        records=seq,
+        seconds=(monotonic_ns() - pacer.start_ns) / 1e9,
+        max_behind_ms=pacer.max_behind_ns / 1e6,
+    )
     sock.close()
     ctx.term()

@@ -51,9 +51,15 @@ def _settled(members: list[Worker], partitions: int) -> list[set] | None:
 
 def failover(peer, client: str, plan: Plan, producer_client: str) -> dict:
     system = system_label(client, peer.name)
-    row = {"table": "failover", "system": system, "members": 3,
-           "partitions": plan.group_partitions, "session_timeout_ms": plan.session_timeout_ms,
-           "heartbeat_interval_ms": plan.heartbeat_interval_ms, "status": "ok"}
+    row = {
+        "table": "failover",
+        "system": system,
+        "members": 3,
+        "partitions": plan.group_partitions,
+        "session_timeout_ms": plan.session_timeout_ms,
+        "heartbeat_interval_ms": plan.heartbeat_interval_ms,
+        "status": "ok",
+    }
     topic = topic_name(f"failover-{client}")
     peer.create_topic(topic, plan.group_partitions)
     budget = plan.session_timeout_ms / 1000 * 3 + 60
@@ -64,9 +70,19 @@ def failover(peer, client: str, plan: Plan, producer_client: str) -> dict:
             if member.wait_event("started", 30) is None:
                 row["status"] = "failed: a member did not start: " + member.wait(1).get("error", "")
                 return row
-        producer = Worker(spec_for(producer_client, "lat_produce", peer.bootstrap, topic=topic,
-                                   size=100, acks=1, rate=RATE, n=int(RATE * budget),
-                                   partitions=plan.group_partitions))
+        producer = Worker(
+            spec_for(
+                producer_client,
+                "lat_produce",
+                peer.bootstrap,
+                topic=topic,
+                size=100,
+                acks=1,
+                rate=RATE,
+                n=int(RATE * budget),
+                partitions=plan.group_partitions,
+            )
+        )
         deadline = time.monotonic() + 30 + plan.session_timeout_ms / 1000
         owned = None
         while owned is None and time.monotonic() < deadline:
@@ -74,8 +90,10 @@ def failover(peer, client: str, plan: Plan, producer_client: str) -> dict:
             owned = _settled(members, plan.group_partitions)
         if owned is None:
             seen = [sorted(_latest_assignment(m.snapshot())[0]) for m in members]
-            row["status"] = (f"failed: the group never settled into 3 disjoint assignments "
-                             f"being read (last assignments seen: {seen})")
+            row["status"] = (
+                f"failed: the group never settled into 3 disjoint assignments "
+                f"being read (last assignments seen: {seen})"
+            )
             return row
         time.sleep(1.0)
         dead = _latest_assignment(members[0].snapshot())[0]
@@ -97,8 +115,10 @@ def failover(peer, client: str, plan: Plan, producer_client: str) -> dict:
                         resumed[event["p"]] = min(resumed.get(event["p"], event["t"]), event["t"])
         row["detect_s"] = (detected - t_kill) / 1e9 if detected else None
         if len(resumed) < len(dead):
-            row["status"] = (f"failed: survivors read {len(resumed)} of the dead member's "
-                             f"{len(dead)} partitions within session timeout + 30 s")
+            row["status"] = (
+                f"failed: survivors read {len(resumed)} of the dead member's "
+                f"{len(dead)} partitions within session timeout + 30 s"
+            )
         else:
             row["resume_s"] = (max(resumed.values()) - t_kill) / 1e9
         return row
@@ -110,5 +130,8 @@ def failover(peer, client: str, plan: Plan, producer_client: str) -> dict:
 
 
 def not_applicable(peer, client: str, reason: str) -> dict:
-    return {"table": "failover", "system": system_label(client, peer.name),
-            "status": f"n/a: {reason}"}
+    return {
+        "table": "failover",
+        "system": system_label(client, peer.name),
+        "status": f"n/a: {reason}",
+    }

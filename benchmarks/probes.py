@@ -42,9 +42,11 @@ def send_cost(bootstrap: str, n: int = 1_000_000) -> None:
         cpu1 = time.thread_time()
         producer.flush()
         wall1, io1 = time.perf_counter(), time.clock_gettime(io_clock)
-        print(f"send() {(cpu1 - cpu0) / n * 1e9:.0f} ns/record, I/O thread "
-              f"{(io1 - io0) / n * 1e9:.0f} ns/record, {n / (wall1 - wall0):,.0f} records/s "
-              "with flush")
+        print(
+            f"send() {(cpu1 - cpu0) / n * 1e9:.0f} ns/record, I/O thread "
+            f"{(io1 - io0) / n * 1e9:.0f} ns/record, {n / (wall1 - wall0):,.0f} records/s "
+            "with flush"
+        )
     producer.close()
 
 
@@ -52,8 +54,14 @@ def send_floor(bootstrap: str, n: int = 200_000) -> None:
     """send() CPU with the I/O thread idle (huge batch, long linger): send() alone."""
     from labkit import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, batch_size=64 << 20,
-                             linger_ms=60000, buffer_memory=1 << 30, max_request_size=64 << 20)
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks=1,
+        batch_size=64 << 20,
+        linger_ms=60000,
+        buffer_memory=1 << 30,
+        max_request_size=64 << 20,
+    )
     producer.partitions_for("floor")
     value, send = b"x" * 100, producer.send
     results = []
@@ -74,8 +82,10 @@ def send_floor(bootstrap: str, n: int = 200_000) -> None:
     cpu0 = time.thread_time()
     for _ in range(n):
         empty("floor", value)
-    print(f"send() {min(results):.0f} ns/record with the I/O thread idle; an empty function "
-          f"with send()'s signature: {(time.thread_time() - cpu0) / n * 1e9:.0f} ns")
+    print(
+        f"send() {min(results):.0f} ns/record with the I/O thread idle; an empty function "
+        f"with send()'s signature: {(time.thread_time() - cpu0) / n * 1e9:.0f} ns"
+    )
     producer.close(timeout=0)
 
 
@@ -93,8 +103,10 @@ def poll_cost(bootstrap: str, n: int = 1_000_000) -> None:
         while got < n:
             got += sum(len(r) for r in consumer.poll(timeout_ms=1000).values())
         read = got - start
-        print(f"poll() {(time.thread_time() - cpu0) / read * 1e9:.0f} ns/record, "
-              f"{read / (time.perf_counter() - wall0):,.0f} records/s")
+        print(
+            f"poll() {(time.thread_time() - cpu0) / read * 1e9:.0f} ns/record, "
+            f"{read / (time.perf_counter() - wall0):,.0f} records/s"
+        )
         consumer.close()
 
 
@@ -123,8 +135,10 @@ def rtt(bootstrap: str, n: int = 3000) -> None:
         producer.send("rtt", b"x" * 100).get()
     sync_us = (time.perf_counter() - start) / n * 1e6
     producer.close()
-    print(f"raw produce {produce_us:.0f} us, raw api_versions {versions_us:.0f} us, "
-          f"send().get() {sync_us:.0f} us")
+    print(
+        f"raw produce {produce_us:.0f} us, raw api_versions {versions_us:.0f} us, "
+        f"send().get() {sync_us:.0f} us"
+    )
 
 
 def _zmq_echo(address: str) -> None:
@@ -228,12 +242,19 @@ def floors() -> None:
     Condition ping-pong between two threads."""
     tcp = _zmq_rtt(f"tcp://127.0.0.1:{_free_port()}")
     ipc = _zmq_rtt(f"ipc:///tmp/labkit-probe-{_free_port()}.ipc")
-    print(f"zmq DEALER/ROUTER echo: tcp {tcp:.0f} us, ipc {ipc:.0f} us; plain TCP socket "
-          f"{_tcp_rtt():.0f} us; Condition ping-pong {_condition_pingpong():.0f} us")
+    print(
+        f"zmq DEALER/ROUTER echo: tcp {tcp:.0f} us, ipc {ipc:.0f} us; plain TCP socket "
+        f"{_tcp_rtt():.0f} us; Condition ping-pong {_condition_pingpong():.0f} us"
+    )
 
 
-COMMANDS = {"send-cost": send_cost, "send-floor": send_floor, "poll-cost": poll_cost,
-            "rtt": rtt, "floors": floors}
+COMMANDS = {
+    "send-cost": send_cost,
+    "send-floor": send_floor,
+    "poll-cost": poll_cost,
+    "rtt": rtt,
+    "floors": floors,
+}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

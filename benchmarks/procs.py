@@ -31,9 +31,13 @@ class Worker:
         self._cond = threading.Condition()
         self._err = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [sys.executable, str(WORKER), json.dumps(spec)], stdout=subprocess.PIPE,
-            stderr=self._err, stdin=subprocess.DEVNULL, cwd=str(HERE),
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            [sys.executable, str(WORKER), json.dumps(spec)],
+            stdout=subprocess.PIPE,
+            stderr=self._err,
+            stdin=subprocess.DEVNULL,
+            cwd=str(HERE),
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -83,8 +87,10 @@ class Worker:
             return {"error": f"timed out after {timeout:.0f} s" + self._stderr_tail()}
         self._reader.join(5)
         if self.result is None:
-            return {"error": f"exited with status {self.proc.returncode} without a result"
-                             + self._stderr_tail()}
+            return {
+                "error": f"exited with status {self.proc.returncode} without a result"
+                + self._stderr_tail()
+            }
         if "error" in self.result:
             self.result["error"] += self._stderr_tail(400)
         return self.result

@@ -45,8 +45,14 @@ class Rows(list):
             got = fn(*args, **kwargs)
         except Exception as exc:  # the harness keeps going; the table shows what broke
             log(f"{system}: {table} case raised {type(exc).__name__}: {exc}")
-            got = {"table": table, "system": system, "size": 100, "acks": "1", "rate": 0,
-                   "status": f"failed: the harness raised {type(exc).__name__}: {exc}"}
+            got = {
+                "table": table,
+                "system": system,
+                "size": 100,
+                "acks": "1",
+                "rate": 0,
+                "status": f"failed: the harness raised {type(exc).__name__}: {exc}",
+            }
         self.extend(got if isinstance(got, list) else [got])
 
 
@@ -54,8 +60,17 @@ def labkit_cases(peer, plan: Plan, rows: Rows) -> None:
     for size in plan.sizes:
         for acks in plan.acks:
             log(f"labkit: produce {size} B acks={acks}")
-            rows.add("producer", "labkit", cases.produce_consume, peer, "labkit", plan, size, acks,
-                     consume=acks == 1)
+            rows.add(
+                "producer",
+                "labkit",
+                cases.produce_consume,
+                peer,
+                "labkit",
+                plan,
+                size,
+                acks,
+                consume=acks == 1,
+            )
     for acks in plan.sync_acks:
         rows.add("sync", "labkit", cases.sync_sends, peer, "labkit", plan, acks)
     for rate in plan.rates:
@@ -81,8 +96,10 @@ def labkit_groups_missing() -> str:
     from labkit.client import consumer
 
     if getattr(consumer, "GroupCoordinator", None) is None:
-        return ("missing: labkit's KafkaConsumer has no group coordinator yet "
-                "(GroupCoordinator in labkit/client/consumer.py); group_id would be ignored")
+        return (
+            "missing: labkit's KafkaConsumer has no group coordinator yet "
+            "(GroupCoordinator in labkit/client/consumer.py); group_id would be ignored"
+        )
     return ""
 
 
@@ -91,8 +108,17 @@ def tansu_cases(peer, plan: Plan, rows: Rows) -> None:
         for size in plan.sizes:
             for acks in plan.acks:
                 log(f"tansu/{client}: produce {size} B acks={acks}")
-                rows.add("producer", client, cases.produce_consume, peer, client, plan, size,
-                         acks, consume=acks == 1)
+                rows.add(
+                    "producer",
+                    client,
+                    cases.produce_consume,
+                    peer,
+                    client,
+                    plan,
+                    size,
+                    acks,
+                    consume=acks == 1,
+                )
         for acks in plan.sync_acks:
             rows.add("sync", client, cases.sync_sends, peer, client, plan, acks)
     for client in plan.latency_clients.get("tansu", []):
@@ -101,8 +127,17 @@ def tansu_cases(peer, plan: Plan, rows: Rows) -> None:
             rows.add("latency", client, cases.latency, peer, client, plan, rate)
     if plan.name == "full" and "confluent" in plan.latency_clients.get("tansu", []):
         # tansu answers long-poll fetches late: show that a shorter wait does not fix it
-        rows.add("latency", "confluent", cases.latency, peer, "confluent", plan, 1000,
-                 variant="fetch.wait.max.ms=10", consumer_config={"fetch.wait.max.ms": 10})
+        rows.add(
+            "latency",
+            "confluent",
+            cases.latency,
+            peer,
+            "confluent",
+            plan,
+            1000,
+            variant="fetch.wait.max.ms=10",
+            consumer_config={"fetch.wait.max.ms": 10},
+        )
     for client in plan.tansu_clients if plan.group_records else []:
         log(f"tansu/{client}: 3-member group")
         rows.add("group", client, cases.group_read, peer, client, plan, "confluent")
@@ -117,19 +152,48 @@ def redis_cases(peer, plan: Plan, rows: Rows) -> None:
                 continue  # redis-py always reads replies: no fire-and-forget to compare
             peer.durable(acks == "all")
             log(f"redis: XADD {size} B {'appendfsync always' if acks == 'all' else ''}")
-            rows.add("producer", "redis", cases.produce_consume, peer, "redis", plan, size, acks,
-                     consume=acks == 1,
-                                          variant="pipelined ×1000", count_key="redis-pipeline",
-                                          extra_spec={"mode": "pipeline", "batch": 1000})
-            rows.add("producer", "redis", cases.produce_consume, peer, "redis", plan, size, acks,
-                     consume=False,
-                                          variant="unpipelined", count_key="redis-single",
-                                          extra_spec={"mode": "single"})
+            rows.add(
+                "producer",
+                "redis",
+                cases.produce_consume,
+                peer,
+                "redis",
+                plan,
+                size,
+                acks,
+                consume=acks == 1,
+                variant="pipelined ×1000",
+                count_key="redis-pipeline",
+                extra_spec={"mode": "pipeline", "batch": 1000},
+            )
+            rows.add(
+                "producer",
+                "redis",
+                cases.produce_consume,
+                peer,
+                "redis",
+                plan,
+                size,
+                acks,
+                consume=False,
+                variant="unpipelined",
+                count_key="redis-single",
+                extra_spec={"mode": "single"},
+            )
     peer.durable(False)
     for acks in plan.sync_acks:
         peer.durable(acks == "all")
-        rows.add("sync", "redis", cases.sync_sends, peer, "redis", plan, acks, variant="XADD",
-                 extra_spec={"mode": "single"})
+        rows.add(
+            "sync",
+            "redis",
+            cases.sync_sends,
+            peer,
+            "redis",
+            plan,
+            acks,
+            variant="XADD",
+            extra_spec={"mode": "single"},
+        )
     peer.durable(False)
     for rate in plan.rates:
         log(f"redis: latency at {rate}/s")
@@ -138,9 +202,14 @@ def redis_cases(peer, plan: Plan, rows: Rows) -> None:
         log("redis: 3 consumers in one group")
         rows.add("group", "redis", cases.group_read, peer, "redis", plan, "redis")
         if plan.failover:
-            rows.append(failover.not_applicable(
-                peer, "redis", "no partitions to reassign: the others keep reading new "
-                "entries at once; the dead consumer's pending entries wait for XAUTOCLAIM"))
+            rows.append(
+                failover.not_applicable(
+                    peer,
+                    "redis",
+                    "no partitions to reassign: the others keep reading new "
+                    "entries at once; the dead consumer's pending entries wait for XAUTOCLAIM",
+                )
+            )
 
 
 def zmq_cases(peer, plan: Plan, rows: Rows) -> None:
@@ -152,8 +221,12 @@ def zmq_cases(peer, plan: Plan, rows: Rows) -> None:
         rows.add("latency", "pyzmq", cases.latency, peer, "zmq", plan, rate)
 
 
-SESSIONS = {"labkit": (LabkitPeer, labkit_cases), "tansu": (TansuPeer, tansu_cases),
-            "redis": (RedisPeer, redis_cases), "pyzmq": (ZmqPeer, zmq_cases)}
+SESSIONS = {
+    "labkit": (LabkitPeer, labkit_cases),
+    "tansu": (TansuPeer, tansu_cases),
+    "redis": (RedisPeer, redis_cases),
+    "pyzmq": (ZmqPeer, zmq_cases),
+}
 
 
 def run_session(name: str, plan: Plan, rows: Rows, meta: dict) -> None:
@@ -171,9 +244,15 @@ def run_session(name: str, plan: Plan, rows: Rows, meta: dict) -> None:
         measure(peer, plan, rows)
         if name != "pyzmq":
             kb = peer.peak_rss_kb()
-            rows.append({"table": "memory", "system": name, "storage": peer.storage,
-                         "peak_rss_mb": kb / 1024 if kb else None,
-                         "status": "ok" if kb else "failed: could not read VmHWM"})
+            rows.append(
+                {
+                    "table": "memory",
+                    "system": name,
+                    "storage": peer.storage,
+                    "peak_rss_mb": kb / 1024 if kb else None,
+                    "status": "ok" if kb else "failed: could not read VmHWM",
+                }
+            )
     finally:
         peer.stop()
 
@@ -182,9 +261,14 @@ def write_outputs(rows: list, meta: dict, out: Path) -> None:
     (out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     attacks = out / "attacks.json"  # benchmarks/attacks.py: keep its section
     classroom = out / "classroom.json"  # benchmarks/classroom.py: keep its section too
-    (out / "RESULTS.md").write_text(report.render(
-        rows, meta, json.loads(attacks.read_text()) if attacks.exists() else None,
-        json.loads(classroom.read_text()) if classroom.exists() else None))
+    (out / "RESULTS.md").write_text(
+        report.render(
+            rows,
+            meta,
+            json.loads(attacks.read_text()) if attacks.exists() else None,
+            json.loads(classroom.read_text()) if classroom.exists() else None,
+        )
+    )
     try:
         report.chart(rows, str(out / "results.png"))
     except ImportError as exc:
@@ -217,12 +301,16 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="the make bench subset (default)")
     mode.add_argument("--full", action="store_true", help="every case (make bench-full)")
-    parser.add_argument("--peers", default=",".join(PEERS),
-                        help=f"comma-separated subset of {','.join(PEERS)}")
+    parser.add_argument(
+        "--peers", default=",".join(PEERS), help=f"comma-separated subset of {','.join(PEERS)}"
+    )
     parser.add_argument("--out", default=str(HERE), help="directory for RESULTS.md etc.")
     parser.add_argument("--note", default="", help="a line added to the conditions")
-    parser.add_argument("--report-only", action="store_true",
-                        help="rewrite RESULTS.md and the chart from results.json")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite RESULTS.md and the chart from results.json",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -236,14 +324,20 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown peers {unknown}; choose from {PEERS}")
     machine = machine_conditions()
-    meta = {"plan": plan.name, "machine": machine, "peer_versions": {},
-            "command": "python benchmarks/run.py " + " ".join(argv if argv is not None
-                                                               else sys.argv[1:]),
-            "conditions": conditions(plan) + ([args.note] if args.note else [])}
+    meta = {
+        "plan": plan.name,
+        "machine": machine,
+        "peer_versions": {},
+        "command": "python benchmarks/run.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "conditions": conditions(plan) + ([args.note] if args.note else []),
+    }
     if machine["load_avg"][0] > 0.5 * (machine["cpus"] or 1):
-        meta["under_load"] = (f"the 1-minute load average was {machine['load_avg'][0]} on "
-                              f"{machine['cpus']} CPUs when the run started (other work "
-                              "was running).")
+        meta["under_load"] = (
+            f"the 1-minute load average was {machine['load_avg'][0]} on "
+            f"{machine['cpus']} CPUs when the run started (other work "
+            "was running)."
+        )
     rows = Rows()
     started = time.monotonic()
     for name in peers:

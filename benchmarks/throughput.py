@@ -31,8 +31,10 @@ def line(what: str, res: dict, size: int) -> str:
     records, seconds = res["records"], res["seconds"]
     timed, timed_s = res.get("timed") or (records, seconds)
     rate = timed / timed_s if timed_s > 0 else 0.0
-    return (f"{what:<9} {records:>10,} records in {seconds:6.2f} s: {rate:>11,.0f} records/s "
-            f"{rate * size / 1e6:8.1f} MB/s")
+    return (
+        f"{what:<9} {records:>10,} records in {seconds:6.2f} s: {rate:>11,.0f} records/s "
+        f"{rate * size / 1e6:8.1f} MB/s"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,20 +44,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--acks", default="1", choices=["0", "1", "all"])
     args = parser.parse_args(argv)
     acks = args.acks if args.acks == "all" else int(args.acks)
-    print(f"labkit throughput: {args.records:,} records of {args.size} B, acks={args.acks}, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
-          "broker, producer and consumer in separate processes")
+    print(
+        f"labkit throughput: {args.records:,} records of {args.size} B, acks={args.acks}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
+        "broker, producer and consumer in separate processes"
+    )
     with LabkitPeer() as peer:
         topic = "throughput"
         peer.create_topic(topic)
         fields = {"topic": topic, "size": args.size, "max_seconds": 300}
-        produced = run(spec_for("labkit", "produce", peer.bootstrap, n=args.records, acks=acks,
-                                **fields), timeout=400)
+        produced = run(
+            spec_for("labkit", "produce", peer.bootstrap, n=args.records, acks=acks, **fields),
+            timeout=400,
+        )
         print(line("producer", produced, args.size), flush=True)
         if "error" in produced:
             return 1
-        consumed = run(spec_for("labkit", "consume", peer.bootstrap, n=produced["records"],
-                                **fields), timeout=400)
+        consumed = run(
+            spec_for("labkit", "consume", peer.bootstrap, n=produced["records"], **fields),
+            timeout=400,
+        )
         print(line("consumer", consumed, args.size))
         settings = {**produced.get("settings", {}), **consumed.get("settings", {})}
         print("settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))

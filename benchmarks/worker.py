@@ -20,14 +20,21 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import emit  # noqa: E402
 
-DRIVERS = {"kafka": "drv_kafka", "confluent": "drv_confluent", "redis": "drv_redis",
-           "zmq": "drv_zmq"}
+DRIVERS = {
+    "kafka": "drv_kafka",
+    "confluent": "drv_confluent",
+    "redis": "drv_redis",
+    "zmq": "drv_zmq",
+}
 
 
 def main(argv: list[str]) -> int:
     spec = json.loads(argv[1])
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     if spec.get("profile"):
         return _profiled(spec)
     try:

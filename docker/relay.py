@@ -55,8 +55,11 @@ def main(argv: list[str]) -> int:
     try:
         asyncio.run(_serve(int(argv[1]), host, int(port)))
     except OSError as exc:
-        print(f"labkit-relay: cannot listen on 127.0.0.1:{argv[1]} ({exc}); "
-              f"localhost:{argv[1]} will not reach {argv[2]} in this container", file=sys.stderr)
+        print(
+            f"labkit-relay: cannot listen on 127.0.0.1:{argv[1]} ({exc}); "
+            f"localhost:{argv[1]} will not reach {argv[2]} in this container",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         pass

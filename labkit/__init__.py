@@ -42,8 +42,11 @@ _LAZY = {
     "MemberInformation": "labkit.client.group_admin",
 }
 
-_ERRORS = {name: value for name, value in vars(errors).items()
-           if isinstance(value, type) and issubclass(value, KafkaError)}
+_ERRORS = {
+    name: value
+    for name, value in vars(errors).items()
+    if isinstance(value, type) and issubclass(value, KafkaError)
+}
 globals().update(_ERRORS)
 
 __all__ = ["__version__", "errors", *sorted(_LAZY), *sorted(_ERRORS)]

@@ -149,17 +149,27 @@ class BrokerResponseError(KafkaError):
         return f"{self.__class__.__name__} - {self.errno} - {self.description}"
 
 
-def _code(name: str, errno: int, description: str, *, retriable: bool = False,
-          invalid_metadata: bool = False) -> type[BrokerResponseError]:
-    cls = type(name, (BrokerResponseError,), {
-        "errno": errno,
-        "message": name.removesuffix("Error").upper(),
-        "description": description,
-        "retriable": retriable,
-        "invalid_metadata": invalid_metadata,
-        "__module__": __name__,
-        "__doc__": description,
-    })
+def _code(
+    name: str,
+    errno: int,
+    description: str,
+    *,
+    retriable: bool = False,
+    invalid_metadata: bool = False,
+) -> type[BrokerResponseError]:
+    cls = type(
+        name,
+        (BrokerResponseError,),
+        {
+            "errno": errno,
+            "message": name.removesuffix("Error").upper(),
+            "description": description,
+            "retriable": retriable,
+            "invalid_metadata": invalid_metadata,
+            "__module__": __name__,
+            "__doc__": description,
+        },
+    )
     globals()[name] = cls
     _BY_CODE[errno] = cls
     return cls

@@ -27,12 +27,14 @@ from collections.abc import Callable, Iterable, Mapping
 
 TP = tuple[str, int]
 Assignment = dict[str, list[TP]]
-Assignor = Callable[[Mapping[str, Iterable[str]], Mapping[str, int], Mapping[str, Iterable[TP]]],
-                    Assignment]
+Assignor = Callable[
+    [Mapping[str, Iterable[str]], Mapping[str, int], Mapping[str, Iterable[TP]]], Assignment
+]
 
 
-def _topic_members(subscriptions: Mapping[str, Iterable[str]],
-                   partition_counts: Mapping[str, int]) -> dict[str, list[str]]:
+def _topic_members(
+    subscriptions: Mapping[str, Iterable[str]], partition_counts: Mapping[str, int]
+) -> dict[str, list[str]]:
     """topic -> sorted member ids subscribed to it (topics with partitions only)."""
     by_topic: dict[str, list[str]] = {}
     for member_id in sorted(subscriptions):
@@ -42,9 +44,11 @@ def _topic_members(subscriptions: Mapping[str, Iterable[str]],
     return by_topic
 
 
-def range_assign(subscriptions: Mapping[str, Iterable[str]],
-                 partition_counts: Mapping[str, int],
-                 previous: Mapping[str, Iterable[TP]] | None = None) -> Assignment:
+def range_assign(
+    subscriptions: Mapping[str, Iterable[str]],
+    partition_counts: Mapping[str, int],
+    previous: Mapping[str, Iterable[TP]] | None = None,
+) -> Assignment:
     """Kafka's RangeAssignor: per topic, contiguous ranges; the first members get one extra."""
     result: Assignment = {m: [] for m in subscriptions}
     for topic, members in sorted(_topic_members(subscriptions, partition_counts).items()):
@@ -58,9 +62,11 @@ def range_assign(subscriptions: Mapping[str, Iterable[str]],
     return {m: sorted(tps) for m, tps in result.items()}
 
 
-def roundrobin_assign(subscriptions: Mapping[str, Iterable[str]],
-                      partition_counts: Mapping[str, int],
-                      previous: Mapping[str, Iterable[TP]] | None = None) -> Assignment:
+def roundrobin_assign(
+    subscriptions: Mapping[str, Iterable[str]],
+    partition_counts: Mapping[str, int],
+    previous: Mapping[str, Iterable[TP]] | None = None,
+) -> Assignment:
     """Kafka's RoundRobinAssignor: all partitions in order, dealt to members in turn
     (a member that does not subscribe to a partition's topic is skipped)."""
     result: Assignment = {m: [] for m in subscriptions}
@@ -82,9 +88,11 @@ def roundrobin_assign(subscriptions: Mapping[str, Iterable[str]],
     return result
 
 
-def sticky_assign(subscriptions: Mapping[str, Iterable[str]],
-                  partition_counts: Mapping[str, int],
-                  previous: Mapping[str, Iterable[TP]] | None = None) -> Assignment:
+def sticky_assign(
+    subscriptions: Mapping[str, Iterable[str]],
+    partition_counts: Mapping[str, int],
+    previous: Mapping[str, Iterable[TP]] | None = None,
+) -> Assignment:
     """Balanced like roundrobin, but a partition stays with its previous owner when
     that keeps the balance (fewer partitions move in a rebalance).
 
@@ -103,9 +111,14 @@ def sticky_assign(subscriptions: Mapping[str, Iterable[str]],
     fair = -(-len(all_tps) // len(members))  # ceil
     taken: set[TP] = set()
     for member_id in members:
-        kept = sorted(tp for tp in (previous or {}).get(member_id, ())
-                      if tp[0] in eligible and tp[1] < partition_counts[tp[0]]
-                      and member_id in eligible[tp[0]] and tp not in taken)
+        kept = sorted(
+            tp
+            for tp in (previous or {}).get(member_id, ())
+            if tp[0] in eligible
+            and tp[1] < partition_counts[tp[0]]
+            and member_id in eligible[tp[0]]
+            and tp not in taken
+        )
         for tp in kept[:fair]:
             result[member_id].add(tp)
             taken.add(tp)

@@ -20,11 +20,20 @@ from labkit.log.config import BROKER_CONFIG_KEYS, LogConfig, split_broker_config
 
 MIN_RETENTION_CHECK_MS = 100  # the cleaner never runs more often than this
 BROKER_KEYS = (
-    "auto.create.topics.enable", "num.partitions", "log.retention.check.interval.ms",
-    "socket.request.max.bytes", "advertised.host.name", "log.cleaner.backoff.ms",
-    "offsets.retention.minutes", "offsets.retention.check.interval.ms", "group.max.size",
-    "fetch.max.bytes", "fetch.max.wait.max.ms", "connection.max.buffered.bytes",
-    "quota.window.num", "quota.window.size.seconds",
+    "auto.create.topics.enable",
+    "num.partitions",
+    "log.retention.check.interval.ms",
+    "socket.request.max.bytes",
+    "advertised.host.name",
+    "log.cleaner.backoff.ms",
+    "offsets.retention.minutes",
+    "offsets.retention.check.interval.ms",
+    "group.max.size",
+    "fetch.max.bytes",
+    "fetch.max.wait.max.ms",
+    "connection.max.buffered.bytes",
+    "quota.window.num",
+    "quota.window.size.seconds",
 )
 
 
@@ -63,7 +72,7 @@ class BrokerConfig:
     # empty consumer groups and their committed offsets are forgotten after this (Kafka's)
     offsets_retention_minutes: int = 10_080
     offsets_retention_check_interval_ms: int = 600_000
-    group_max_size: int = 1000   # members per consumer group (Kafka's default: unlimited)
+    group_max_size: int = 1000  # members per consumer group (Kafka's default: unlimited)
     # Kafka's broker cap on one fetch reply (the request's max_bytes is cut to it)
     fetch_max_bytes: int = 57_671_680
     # the longest a fetch is parked, whatever its max_wait_ms (a long poll may end early)
@@ -71,14 +80,19 @@ class BrokerConfig:
     # bytes one connection may keep in the broker, each way (a request not yet read in
     # full; replies it has not read): over it, the connection is closed
     connection_max_buffered_bytes: int = 32 * 1024 * 1024
-    quota_window_num: int = 11           # samples a client quota's rate is measured over
-    quota_window_size_seconds: int = 1   # length of one sample
+    quota_window_num: int = 11  # samples a client quota's rate is measured over
+    quota_window_size_seconds: int = 1  # length of one sample
     # what every topic starts from: Kafka's defaults + the broker's log.* overrides
     log_defaults: LogConfig = dataclasses.field(default_factory=LogConfig)
 
     @classmethod
-    def build(cls, host: str = "localhost", port: int = 9092, data_dir: str | Path = "data",
-              overrides: dict[str, str] | None = None) -> BrokerConfig:
+    def build(
+        cls,
+        host: str = "localhost",
+        port: int = 9092,
+        data_dir: str | Path = "data",
+        overrides: dict[str, str] | None = None,
+    ) -> BrokerConfig:
         """Validate ``--config`` overrides (Kafka broker names). Raises KafkaConfigurationError."""
         if not 0 <= port <= 65535:
             raise KafkaConfigurationError(f"port {port} is not a TCP port (use 1-65535)")
@@ -86,8 +100,12 @@ class BrokerConfig:
             log_defaults, rest = split_broker_configs(overrides or {})
         except InvalidConfigurationError as exc:
             raise KafkaConfigurationError(exc.args[0] if exc.args else str(exc)) from None
-        fields: dict[str, Any] = {"host": host, "port": port, "data_dir": Path(data_dir),
-                                  "log_defaults": log_defaults}
+        fields: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "data_dir": Path(data_dir),
+            "log_defaults": log_defaults,
+        }
         for key, value in rest.items():
             if key == "auto.create.topics.enable":
                 fields["auto_create_topics_enable"] = _bool(key, value)
@@ -121,13 +139,15 @@ class BrokerConfig:
                 known = ", ".join(sorted([*BROKER_KEYS, *BROKER_CONFIG_KEYS]))
                 raise KafkaConfigurationError(
                     f"unknown broker config {key!r}; known keys: {known} (per-topic settings "
-                    "such as retention.ms go on the topic: labkit topics --create --config ...)")
+                    "such as retention.ms go on the topic: labkit topics --create --config ...)"
+                )
         config = cls(**fields)
         if config.connection_max_buffered_bytes < config.max_frame_bytes:
             raise KafkaConfigurationError(
                 f"connection.max.buffered.bytes={config.connection_max_buffered_bytes} is "
                 f"smaller than the largest request frame ({config.max_frame_bytes} bytes, from "
-                "socket.request.max.bytes and message.max.bytes); raise it or lower those")
+                "socket.request.max.bytes and message.max.bytes); raise it or lower those"
+            )
         return config
 
     @property
@@ -153,8 +173,9 @@ class BrokerConfig:
         """Largest single frame the socket accepts (bigger ones drop the connection)."""
         return max(self.socket_request_max_bytes, self.message_max_bytes + 65536)
 
-    def retention_check_interval_s(self, shortest_retention_ms: int | None,
-                                   compacting: bool = False) -> float:
+    def retention_check_interval_s(
+        self, shortest_retention_ms: int | None, compacting: bool = False
+    ) -> float:
         """Seconds between cleaner runs: the configured interval, or a quarter of the
         shortest topic retention when that is sooner (so a 5 s retention shows quickly),
         or ``log.cleaner.backoff.ms`` when some topic is compacted."""
@@ -173,6 +194,7 @@ def parse_config_flags(flags: list[str] | None) -> dict[str, str]:
         key, sep, value = flag.partition("=")
         if not sep or not key.strip():
             raise KafkaConfigurationError(
-                f"--config {flag!r}: write it as key=value, e.g. --config num.partitions=3")
+                f"--config {flag!r}: write it as key=value, e.g. --config num.partitions=3"
+            )
         out[key.strip()] = value.strip()
     return out

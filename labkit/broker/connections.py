@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 _TCP_INFO_COUNTERS = struct.Struct("=QQ")
 _COUNTERS_AT = 120
 _TCP_INFO_LEN = _COUNTERS_AT + _TCP_INFO_COUNTERS.size
-FLOOD_FACTOR = 4   # bytes in beyond this many budgets are cut even while being read
+FLOOD_FACTOR = 4  # bytes in beyond this many budgets are cut even while being read
 
 
 def frame_overhead(size: int) -> int:
@@ -114,17 +114,26 @@ def shutdown_connection(fd: int) -> None:
 
 
 class Connection:
-    __slots__ = ("fd", "peer", "identities", "read", "read_checked", "sent", "acked",
-                 "accepted", "cut")
+    __slots__ = (
+        "fd",
+        "peer",
+        "identities",
+        "read",
+        "read_checked",
+        "sent",
+        "acked",
+        "accepted",
+        "cut",
+    )
 
     def __init__(self, fd: int, peer: str, accepted: bool):
         self.fd = fd
         self.peer = peer
         self.identities: set[bytes] = set()
-        self.read = 0          # wire bytes of the messages the loop has read
+        self.read = 0  # wire bytes of the messages the loop has read
         self.read_checked = 0  # `read` at the previous check
-        self.sent = 0          # wire bytes of the replies the loop has sent
-        self.acked = 0         # bytes_acked when last asked
+        self.sent = 0  # wire bytes of the replies the loop has sent
+        self.acked = 0  # bytes_acked when last asked
         self.accepted = accepted
         self.cut = False
 
@@ -132,11 +141,14 @@ class Connection:
 class ConnectionTable:
     """Connections by descriptor and by client id, with byte budgets (see module doc)."""
 
-    def __init__(self, budget: int,
-                 counters: Callable[[int], tuple[int, int] | None] = tcp_counters,
-                 shutdown: Callable[[int], None] = shutdown_connection,
-                 peer: Callable[[int], str] = peer_address,
-                 supported: bool | None = None):
+    def __init__(
+        self,
+        budget: int,
+        counters: Callable[[int], tuple[int, int] | None] = tcp_counters,
+        shutdown: Callable[[int], None] = shutdown_connection,
+        peer: Callable[[int], str] = peer_address,
+        supported: bool | None = None,
+    ):
         self.budget = budget
         self._supported = counters_supported() if supported is None else supported
         self._counters = counters
@@ -144,7 +156,7 @@ class ConnectionTable:
         self._peer = peer
         self._by_fd: dict[int, Connection] = {}
         self._by_identity: dict[bytes, Connection] = {}
-        self.enforced: bool | None = None   # unknown until the first connection
+        self.enforced: bool | None = None  # unknown until the first connection
         self.closed_for_budget = 0
 
     def __len__(self) -> int:
@@ -157,18 +169,20 @@ class ConnectionTable:
         """The monitor saw a new connection on ``fd``."""
         conn = self._by_fd.get(fd)
         if conn is not None and not conn.accepted:
-            conn.accepted = True   # its first message came before the monitor event
+            conn.accepted = True  # its first message came before the monitor event
             return
         if conn is not None:
-            self._forget(conn)     # a stale entry: that descriptor was closed and reused
+            self._forget(conn)  # a stale entry: that descriptor was closed and reused
         self._by_fd[fd] = Connection(fd, self._peer(fd), accepted=True)
         if self.enforced is None:
             if self._counters(fd) is not None:
                 self.enforced = True
             elif not self._supported:
                 self.enforced = False
-                log.warning("this OS does not report TCP byte counters; per-connection "
-                            "byte budgets (connection.max.buffered.bytes) are not enforced")
+                log.warning(
+                    "this OS does not report TCP byte counters; per-connection "
+                    "byte budgets (connection.max.buffered.bytes) are not enforced"
+                )
             # else: that connection closed before the event was read (a port probe, a
             # scanner); judge by the next one, never disable the budgets for it
 
@@ -176,7 +190,7 @@ class ConnectionTable:
         """The monitor saw ``fd`` disconnect; returns the client ids that went with it."""
         conn = self._by_fd.get(fd)
         if conn is None or not conn.accepted:
-            return []              # not yet accepted: the event is the older connection's
+            return []  # not yet accepted: the event is the older connection's
         self._forget(conn)
         return list(conn.identities)
 
@@ -207,7 +221,7 @@ class ConnectionTable:
             return None
         if conn.cut:
             return []
-        if conn.sent - conn.acked > self.budget:   # an estimate: refresh before judging
+        if conn.sent - conn.acked > self.budget:  # an estimate: refresh before judging
             counters = self._counters(conn.fd)
             if counters is not None:
                 conn.acked = counters[0]
@@ -232,18 +246,22 @@ class ConnectionTable:
             buffered_in = counters[1] - conn.read
             stalled = conn.read == conn.read_checked
             conn.read_checked = conn.read
-            if buffered_in > self.budget * FLOOD_FACTOR or (
-                    buffered_in > self.budget and stalled):
-                gone += self._cut(conn, "request bytes not yet complete or read",
-                                  buffered_in)
+            if buffered_in > self.budget * FLOOD_FACTOR or (buffered_in > self.budget and stalled):
+                gone += self._cut(conn, "request bytes not yet complete or read", buffered_in)
         return gone
 
     def _cut(self, conn: Connection, what: str, size: int) -> list[bytes]:
         conn.cut = True
         self.closed_for_budget += 1
         self._shutdown(conn.fd)
-        log.warning("closed the connection from %s: it holds %d bytes of %s in the broker, "
-                    "more than connection.max.buffered.bytes=%d", conn.peer, size, what, self.budget)
+        log.warning(
+            "closed the connection from %s: it holds %d bytes of %s in the broker, "
+            "more than connection.max.buffered.bytes=%d",
+            conn.peer,
+            size,
+            what,
+            self.budget,
+        )
         return list(conn.identities)
 
     def _forget(self, conn: Connection) -> None:

@@ -32,10 +32,10 @@ except ImportError:  # Windows
 
 log = logging.getLogger(__name__)
 
-MIN_RESERVE = 128        # descriptors always kept for client sockets and the broker's own
-RESERVE_FRACTION = 4     # ... or a quarter of the limit, if more
+MIN_RESERVE = 128  # descriptors always kept for client sockets and the broker's own
+RESERVE_FRACTION = 4  # ... or a quarter of the limit, if more
 DARWIN_OPEN_MAX = 10240  # macOS refuses an unlimited soft limit (OPEN_MAX)
-FD_LOW_WATER = 8         # this close to the limit, connections are being refused
+FD_LOW_WATER = 8  # this close to the limit, connections are being refused
 
 
 def open_file_limit() -> int | None:
@@ -60,8 +60,13 @@ def raise_open_file_limit() -> tuple[int, int] | None:
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     except (ValueError, OSError) as exc:
-        log.warning("could not raise the open-file limit from %d to %d (%s); the broker can "
-                    "hold fewer partitions and connections", soft, target, exc)
+        log.warning(
+            "could not raise the open-file limit from %d to %d (%s); the broker can "
+            "hold fewer partitions and connections",
+            soft,
+            target,
+            exc,
+        )
         return None
     return soft, target
 
@@ -70,10 +75,10 @@ def open_descriptors() -> int | None:
     """How many descriptors this process has open now, or None when the OS does not say."""
     for path in ("/proc/self/fd", "/dev/fd"):
         try:
-            return len(os.listdir(path)) - 1   # minus the one listdir itself used
+            return len(os.listdir(path)) - 1  # minus the one listdir itself used
         except OSError as exc:
             if exc.errno in (errno.EMFILE, errno.ENFILE):
-                return open_file_limit()       # not even one left to look with
+                return open_file_limit()  # not even one left to look with
             continue
     return None
 
@@ -89,10 +94,12 @@ def out_of_descriptors(exc: BaseException) -> str | None:
         return None
     limit = open_file_limit()
     at = f" (limit {limit})" if limit is not None else ""
-    return (f"the broker is out of file descriptors{at}: every partition and every client "
-            "connection holds one. Delete topics you no longer need, or raise the broker's "
-            "open-file limit (ulimit -n, or ulimits: nofile: in docker-compose.yml) and "
-            "restart it")
+    return (
+        f"the broker is out of file descriptors{at}: every partition and every client "
+        "connection holds one. Delete topics you no longer need, or raise the broker's "
+        "open-file limit (ulimit -n, or ulimits: nofile: in docker-compose.yml) and "
+        "restart it"
+    )
 
 
 class DescriptorGuard:
@@ -119,4 +126,5 @@ class DescriptorGuard:
                 f"{limit} file descriptors open and keeps {kept} for client connections "
                 f"(each partition holds one). Delete topics you no longer need, or raise "
                 "the broker's open-file limit (ulimit -n, or ulimits: nofile: in "
-                "docker-compose.yml) and restart it")
+                "docker-compose.yml) and restart it"
+            )

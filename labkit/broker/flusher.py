@@ -44,8 +44,7 @@ from labkit.errors import KafkaStorageError
 
 log = logging.getLogger(__name__)
 
-TOPIC_APIS = frozenset({"create_topics", "delete_topics", "create_partitions",
-                        "alter_configs"})
+TOPIC_APIS = frozenset({"create_topics", "delete_topics", "create_partitions", "alter_configs"})
 OFFSET_APIS = frozenset({"offset_commit", "delete_groups"})
 MAX_HOLDS = 3  # rounds a metadata request waits for a topic being created
 
@@ -53,6 +52,7 @@ MAX_HOLDS = 3  # rounds a metadata request waits for a topic being created
 @dataclass
 class Round:
     """One job of the flusher thread and, once it ran, what failed."""
+
     replies: list
     logs: dict
     metadata: MetadataRound | None
@@ -129,16 +129,23 @@ def _named_topics(header: dict, key: str) -> list[str]:
 class GroupCommit:
     """The loop thread's side of the flusher: who waits, what the next round covers."""
 
-    def __init__(self, registry: TopicRegistry, offsets: OffsetStore, dispatch: Dispatch,
-                 auto_create: Callable[[str], None], send: Send, stats: dict):
+    def __init__(
+        self,
+        registry: TopicRegistry,
+        offsets: OffsetStore,
+        dispatch: Dispatch,
+        auto_create: Callable[[str], None],
+        send: Send,
+        stats: dict,
+    ):
         self._registry = registry
         self._offsets = offsets
         self._dispatch = dispatch
         self._auto_create = auto_create
         self._send = send
         self._stats = stats
-        self._waiting: list = []   # (identity, rid, api, reply)
-        self._held: list = []      # (identity, rid, api, header, payloads, holds)
+        self._waiting: list = []  # (identity, rid, api, reply)
+        self._held: list = []  # (identity, rid, api, header, payloads, holds)
         self._busy = False
         self._thread: _FlusherThread | None = None
         registry.deferred = True
@@ -164,8 +171,9 @@ class GroupCommit:
         """Send ``reply`` after the next round (the one that covers it)."""
         self._waiting.append((identity, rid, api, reply))
 
-    def group_reply(self, identity: bytes, rid: bytes, api: str, answer: dict,
-                    mark: tuple[int, int]) -> bool:
+    def group_reply(
+        self, identity: bytes, rid: bytes, api: str, answer: dict, mark: tuple[int, int]
+    ) -> bool:
         """Hold a group API's answer for the round that makes its change durable.
 
         A commit that changed nothing also waits while earlier commits are not durable
@@ -177,8 +185,16 @@ class GroupCommit:
         self.wait(identity, rid, api, Reply(answer))
         return True
 
-    def hold(self, identity: bytes, rid: bytes, api: str, header: dict, payloads: list,
-             holds: int, before: bool) -> bool:
+    def hold(
+        self,
+        identity: bytes,
+        rid: bytes,
+        api: str,
+        header: dict,
+        payloads: list,
+        holds: int,
+        before: bool,
+    ) -> bool:
         """Hold a request that names a topic being created; False: go on with it.
 
         ``before`` handling: a produce naming a topic that does not exist yet starts its
@@ -203,8 +219,7 @@ class GroupCommit:
         """Start a round if the flusher is idle and something is due (each loop turn)."""
         if self._busy or self._thread is None:
             return
-        if not (self._waiting or self._held or self._registry.pending
-                or self._offsets.unsynced):
+        if not (self._waiting or self._held or self._registry.pending or self._offsets.unsynced):
             return
         self._busy = True
         self._thread.jobs.put(self._next_round())
@@ -242,17 +257,20 @@ class GroupCommit:
                 _patch_topics(header, failed_topics)
             elif api in OFFSET_APIS and round_.offsets_error is not None:
                 _code, text = error_of(round_.offsets_error)
-                header = {"error": KafkaStorageError.errno,
-                          "message": f"the broker could not write committed offsets ({text}); "
-                                     "check the disk space of the data directory, then retry"}
+                header = {
+                    "error": KafkaStorageError.errno,
+                    "message": f"the broker could not write committed offsets ({text}); "
+                    "check the disk space of the data directory, then retry",
+                }
             self._send(identity, rid, header, reply.payloads)
         held, self._held = self._held, []
         for identity, rid, api, header, payloads, holds in held:
             self._dispatch(identity, rid, api, header, payloads, holds)
         if round_.metadata is None:
             return []
-        return [c.topic.name for c in round_.metadata.creations
-                if c.topic.name not in failed_topics]
+        return [
+            c.topic.name for c in round_.metadata.creations if c.topic.name not in failed_topics
+        ]
 
     def stop(self) -> None:
         """Finish the running round, then make the rest durable on this thread (shutdown)."""
@@ -263,8 +281,9 @@ class GroupCommit:
             self.finish()
             self._thread = None
         for _attempt in range(MAX_HOLDS + 2):  # bounded: a failing disk must not hang it
-            if not (self._waiting or self._held or self._registry.pending
-                    or self._offsets.unsynced):
+            if not (
+                self._waiting or self._held or self._registry.pending or self._offsets.unsynced
+            ):
                 return
             round_ = self._next_round()
             round_.run(self._registry)
@@ -284,7 +303,10 @@ def _patch_topics(header: dict, failed: dict) -> None:
     for entry in header.get("topics", ()):
         error = failed.get(entry.get("name"))
         if error is not None and entry.get("error") == 0:
-            code, text = error_of(KafkaStorageError(
-                f"the change to topic {entry['name']!r} could not be saved ({error}); check "
-                "the disk space of the data directory, then retry"))
+            code, text = error_of(
+                KafkaStorageError(
+                    f"the change to topic {entry['name']!r} could not be saved ({error}); check "
+                    "the disk space of the data directory, then retry"
+                )
+            )
             entry["error"], entry["message"] = code, text

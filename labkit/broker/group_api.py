@@ -49,16 +49,24 @@ from labkit.errors import (
 
 log = logging.getLogger(__name__)
 
-GROUP_APIS = frozenset({
-    "join_group", "heartbeat", "leave_group", "offset_commit", "offset_fetch",
-    "list_groups", "describe_groups", "delete_groups",
-})
+GROUP_APIS = frozenset(
+    {
+        "join_group",
+        "heartbeat",
+        "leave_group",
+        "offset_commit",
+        "offset_fetch",
+        "list_groups",
+        "describe_groups",
+        "delete_groups",
+    }
+)
 MIN_SESSION_TIMEOUT_MS = 100
 MAX_SESSION_TIMEOUT_MS = 3_600_000
 MAX_GROUP_ID = 255
-MAX_SUBSCRIBED_TOPICS = 1000   # per member; a course's whole broker has fewer topics
-OFFSETS_RETENTION_MS = 7 * 24 * 3600 * 1000   # Kafka's offsets.retention.minutes=10080
-RETENTION_CHECK_INTERVAL_MS = 600_000          # offsets.retention.check.interval.ms
+MAX_SUBSCRIBED_TOPICS = 1000  # per member; a course's whole broker has fewer topics
+OFFSETS_RETENTION_MS = 7 * 24 * 3600 * 1000  # Kafka's offsets.retention.minutes=10080
+RETENTION_CHECK_INTERVAL_MS = 600_000  # offsets.retention.check.interval.ms
 
 
 class _Bad(Exception):
@@ -84,7 +92,8 @@ def _group_id(header: dict) -> str:
     if not isinstance(group_id, str) or not group_id or len(group_id) > MAX_GROUP_ID:
         raise InvalidGroupIdError(
             f"group_id must be a non-empty string of at most {MAX_GROUP_ID} characters, "
-            f"got {group_id!r}")
+            f"got {group_id!r}"
+        )
     return group_id
 
 
@@ -96,7 +105,8 @@ def _topics(header: dict, key: str = "topics") -> list[str]:
     if len(topics) > MAX_SUBSCRIBED_TOPICS:
         raise InvalidRequestError(
             f"a consumer may subscribe to at most {MAX_SUBSCRIBED_TOPICS} topics, this one "
-            f"named {len(topics)}; subscribe to the topics you read (or a narrower pattern)")
+            f"named {len(topics)}; subscribe to the topics you read (or a narrower pattern)"
+        )
     for topic in topics:
         validate_topic_name(topic)  # InvalidTopicError (17) names the rule
     return topics
@@ -107,8 +117,14 @@ def _tps(value: Any, key: str, width: int = 2) -> list[list]:
     if not isinstance(value, list):
         raise _Bad(f"'{key}' must be a list of [topic, partition] pairs")
     for row in value:
-        if (not isinstance(row, list) or len(row) != width or not isinstance(row[0], str)
-                or not isinstance(row[1], int) or isinstance(row[1], bool) or row[1] < 0):
+        if (
+            not isinstance(row, list)
+            or len(row) != width
+            or not isinstance(row[0], str)
+            or not isinstance(row[1], int)
+            or isinstance(row[1], bool)
+            or row[1] < 0
+        ):
             more = ", ..." if width > 2 else ""
             raise _Bad(f"'{key}' entries must be [topic, partition{more}], got {row!r}")
     return value
@@ -117,12 +133,17 @@ def _tps(value: Any, key: str, width: int = 2) -> list[list]:
 class GroupService:
     """Answers the consumer-group APIs (see docs/groups.md)."""
 
-    def __init__(self, data_dir: Path, clock: Clock,
-                 partitions_of: Callable[[str], int | None],
-                 log_end_offset: Callable[[str, int], int | None], *,
-                 offsets_retention_ms: int = OFFSETS_RETENTION_MS,
-                 retention_check_interval_ms: int = RETENTION_CHECK_INTERVAL_MS,
-                 max_group_size: int = DEFAULT_MAX_GROUP_SIZE):
+    def __init__(
+        self,
+        data_dir: Path,
+        clock: Clock,
+        partitions_of: Callable[[str], int | None],
+        log_end_offset: Callable[[str, int], int | None],
+        *,
+        offsets_retention_ms: int = OFFSETS_RETENTION_MS,
+        retention_check_interval_ms: int = RETENTION_CHECK_INTERVAL_MS,
+        max_group_size: int = DEFAULT_MAX_GROUP_SIZE,
+    ):
         self._clock = clock
         self._retention_ms = offsets_retention_ms
         self._check_interval_s = retention_check_interval_ms / 1000.0
@@ -132,22 +153,30 @@ class GroupService:
         self.coordinator = Coordinator(clock, partitions_of, max_group_size)
         self.offsets = OffsetStore(data_dir, clock)
         if self.offsets.truncated_bytes:
-            log.warning("consumer offsets: cut %d bytes of a torn write at the end of the "
-                        "offsets file (the broker was killed mid-commit); earlier commits kept",
-                        self.offsets.truncated_bytes)
+            log.warning(
+                "consumer offsets: cut %d bytes of a torn write at the end of the "
+                "offsets file (the broker was killed mid-commit); earlier commits kept",
+                self.offsets.truncated_bytes,
+            )
         self._handlers: dict[str, Callable[[dict], dict]] = {
-            "join_group": self._join, "heartbeat": self._heartbeat,
-            "leave_group": self._leave, "offset_commit": self._commit,
-            "offset_fetch": self._fetch, "list_groups": self._list,
-            "describe_groups": self._describe, "delete_groups": self._delete,
+            "join_group": self._join,
+            "heartbeat": self._heartbeat,
+            "leave_group": self._leave,
+            "offset_commit": self._commit,
+            "offset_fetch": self._fetch,
+            "list_groups": self._list,
+            "describe_groups": self._describe,
+            "delete_groups": self._delete,
         }
 
     def handle(self, api: str, header: dict[str, Any]) -> dict[str, Any]:
         """Answer one request; never raises (errors become the header's code and message)."""
         handler = self._handlers.get(api)
         if handler is None:
-            return {"error": InvalidRequestError.errno,
-                    "message": f"{api!r} is not a consumer-group API"}
+            return {
+                "error": InvalidRequestError.errno,
+                "message": f"{api!r} is not a consumer-group API",
+            }
         try:
             return handler(header)
         except KafkaError as exc:
@@ -156,17 +185,23 @@ class GroupService:
                 errno = UnknownError.errno
             return {"error": errno, "message": str(exc.args[0]) if exc.args else str(exc)}
         except _Bad as exc:
-            return {"error": InvalidRequestError.errno,
-                    "message": f"malformed {api} request: {exc} (see docs/groups.md)"}
+            return {
+                "error": InvalidRequestError.errno,
+                "message": f"malformed {api} request: {exc} (see docs/groups.md)",
+            }
         except OSError as exc:
             log.error("consumer offsets: %s failed: %s", api, exc)
-            return {"error": KafkaStorageError.errno,
-                    "message": f"the broker could not write committed offsets ({exc}); check the "
-                               "disk space and permissions of the data directory"}
+            return {
+                "error": KafkaStorageError.errno,
+                "message": f"the broker could not write committed offsets ({exc}); check the "
+                "disk space and permissions of the data directory",
+            }
         except Exception:  # the broker must never die from a request
             log.exception("consumer groups: %s failed", api)
-            return {"error": UnknownError.errno,
-                    "message": "internal error in the group coordinator (see the broker log)"}
+            return {
+                "error": UnknownError.errno,
+                "message": "internal error in the group coordinator (see the broker log)",
+            }
 
     def tick(self) -> None:
         try:
@@ -210,10 +245,14 @@ class GroupService:
         for group_id in expired:
             self.coordinator.forget(group_id)
         if expired:
-            log.info("consumer groups: forgot %d empty group(s) (%d with offsets older than "
-                     "offsets.retention.minutes=%d): %s", len(expired), len(with_offsets),
-                     self._retention_ms // 60_000, ", ".join(expired[:10])
-                     + (", ..." if len(expired) > 10 else ""))
+            log.info(
+                "consumer groups: forgot %d empty group(s) (%d with offsets older than "
+                "offsets.retention.minutes=%d): %s",
+                len(expired),
+                len(with_offsets),
+                self._retention_ms // 60_000,
+                ", ".join(expired[:10]) + (", ..." if len(expired) > 10 else ""),
+            )
         return expired
 
     # -- membership -------------------------------------------------------------
@@ -224,7 +263,8 @@ class GroupService:
         if not MIN_SESSION_TIMEOUT_MS <= session_ms <= MAX_SESSION_TIMEOUT_MS:
             raise InvalidSessionTimeoutError(
                 f"session_timeout_ms={session_ms} is outside {MIN_SESSION_TIMEOUT_MS}.."
-                f"{MAX_SESSION_TIMEOUT_MS}; pick a value in that range (45000 is the default)")
+                f"{MAX_SESSION_TIMEOUT_MS}; pick a value in that range (45000 is the default)"
+            )
         max_poll_ms = _int(h, "max_poll_interval_ms", 300_000)
         if max_poll_ms < 1:
             raise _Bad("'max_poll_interval_ms' must be positive")
@@ -232,16 +272,26 @@ class GroupService:
         if not isinstance(assignors, list) or not all(isinstance(a, str) for a in assignors):
             raise _Bad("'assignors' must be a list of names such as [\"range\"]")
         return self.coordinator.join(
-            group_id, client_id=_str(h, "client_id", ""), client_host=_str(h, "client_host", ""),
-            topics=_topics(h), assignors=assignors, session_timeout_ms=session_ms,
-            max_poll_interval_ms=max_poll_ms, member_id=_str(h, "member_id", ""))
+            group_id,
+            client_id=_str(h, "client_id", ""),
+            client_host=_str(h, "client_host", ""),
+            topics=_topics(h),
+            assignors=assignors,
+            session_timeout_ms=session_ms,
+            max_poll_interval_ms=max_poll_ms,
+            member_id=_str(h, "member_id", ""),
+        )
 
     def _heartbeat(self, h: dict) -> dict:
         topics = _topics(h) if h.get("topics") is not None else None
         owned = _tps(h.get("owned", []), "owned")
         return self.coordinator.heartbeat(
-            _group_id(h), _str(h, "member_id"), _int(h, "generation", -1),
-            [(t, p) for t, p in owned], topics)
+            _group_id(h),
+            _str(h, "member_id"),
+            _int(h, "generation", -1),
+            [(t, p) for t, p in owned],
+            topics,
+        )
 
     def _leave(self, h: dict) -> dict:
         self.coordinator.leave(_group_id(h), _str(h, "member_id"))
@@ -255,25 +305,31 @@ class GroupService:
         offsets = []
         for topic, partition, offset, metadata in rows:
             if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-                raise _Bad(f"offset for {topic}-{partition} must be an integer >= 0, "
-                           f"got {offset!r}")
+                raise _Bad(
+                    f"offset for {topic}-{partition} must be an integer >= 0, got {offset!r}"
+                )
             metadata = "" if metadata is None else metadata
             if not isinstance(metadata, str):
                 raise _Bad(f"metadata for {topic}-{partition} must be a string or null")
             if len(metadata.encode("utf-8")) > MAX_METADATA:
                 raise OffsetMetadataTooLargeError(
                     f"the metadata string for {topic}-{partition} is over {MAX_METADATA} "
-                    "bytes; keep it short")
+                    "bytes; keep it short"
+                )
             count = self._partitions_of(topic)
             if count is None or partition >= count:
                 why = "does not exist" if count is None else f"has only {count} partition(s)"
                 raise UnknownTopicOrPartitionError(
                     f"cannot commit an offset for {topic}-{partition}: the topic {why}; "
-                    "check the topic name")
+                    "check the topic name"
+                )
             offsets.append((topic, partition, offset, metadata))
-        self.coordinator.check_commit(group_id, _str(h, "member_id", ""),
-                                      _int(h, "generation", -1),
-                                      [(t, p) for t, p, _, _ in offsets])
+        self.coordinator.check_commit(
+            group_id,
+            _str(h, "member_id", ""),
+            _int(h, "generation", -1),
+            [(t, p) for t, p, _, _ in offsets],
+        )
         self.offsets.commit(group_id, offsets)
         return {"error": 0}
 
@@ -290,8 +346,16 @@ class GroupService:
         for tp in tps:
             c = committed.get(tp)
             end = self._log_end_offset(*tp)
-            rows.append([tp[0], tp[1], c.offset if c else -1, c.metadata if c else "", 0,
-                         -1 if end is None else end])
+            rows.append(
+                [
+                    tp[0],
+                    tp[1],
+                    c.offset if c else -1,
+                    c.metadata if c else "",
+                    0,
+                    -1 if end is None else end,
+                ]
+            )
         return {"error": 0, "partitions": rows}
 
     # -- admin --------------------------------------------------------------------
@@ -303,8 +367,13 @@ class GroupService:
         groups = []
         for group_id in self._known_groups():
             state = self.coordinator.state_of(group_id)
-            groups.append({"group_id": group_id, "protocol_type": "consumer",
-                           "state": EMPTY if state == DEAD else state})
+            groups.append(
+                {
+                    "group_id": group_id,
+                    "protocol_type": "consumer",
+                    "state": EMPTY if state == DEAD else state,
+                }
+            )
         return {"error": 0, "groups": groups}
 
     def _describe(self, h: dict) -> dict:
@@ -315,14 +384,26 @@ class GroupService:
         for group_id in group_ids:
             described = self.coordinator.describe(group_id)
             if described is None and self.offsets.has_group(group_id):
-                described = {"group_id": group_id, "error": 0, "state": EMPTY,
-                             "protocol_type": "consumer", "assignor": "", "generation": -1,
-                             "members": []}
+                described = {
+                    "group_id": group_id,
+                    "error": 0,
+                    "state": EMPTY,
+                    "protocol_type": "consumer",
+                    "assignor": "",
+                    "generation": -1,
+                    "members": [],
+                }
             if described is None:
-                described = {"group_id": group_id, "error": GroupIdNotFoundError.errno,
-                             "message": f"consumer group '{group_id}' does not exist",
-                             "state": DEAD, "protocol_type": "", "assignor": "",
-                             "generation": -1, "members": []}
+                described = {
+                    "group_id": group_id,
+                    "error": GroupIdNotFoundError.errno,
+                    "message": f"consumer group '{group_id}' does not exist",
+                    "state": DEAD,
+                    "protocol_type": "",
+                    "assignor": "",
+                    "generation": -1,
+                    "members": [],
+                }
             groups.append(described)
         return {"error": 0, "groups": groups}
 

@@ -70,8 +70,8 @@ log = logging.getLogger(__name__)
 TP = tuple[str, int]
 EMPTY, PREPARING, STABLE, DEAD = "Empty", "PreparingRebalance", "Stable", "Dead"
 DEFAULT_MAX_GROUP_SIZE = 1000  # group.max.size (Kafka: unlimited; a join rebalances all)
-REBALANCE_HEARTBEAT_MS = 50    # while a member's assignment is changing
-STABLE_HEARTBEAT_MS = 250      # otherwise (a new member is noticed within this)
+REBALANCE_HEARTBEAT_MS = 50  # while a member's assignment is changing
+STABLE_HEARTBEAT_MS = 250  # otherwise (a new member is noticed within this)
 
 
 @dataclass(slots=True)
@@ -81,15 +81,15 @@ class Member:
     client_host: str
     topics: frozenset[str]
     assignors: tuple[str, ...]
-    session_timeout: float        # seconds
-    rebalance_timeout: float      # seconds (max_poll_interval_ms)
+    session_timeout: float  # seconds
+    rebalance_timeout: float  # seconds (max_poll_interval_ms)
     joined_generation: int
     last_seen: float
-    owned: frozenset[TP] = frozenset()     # as last reported by the member
-    sent: frozenset[TP] = frozenset()      # the assignment it was last told
-    generation: int = 0                    # the generation it was last told
-    revoking_since: float | None = None    # when it was first asked to release something
-    due: float = math.inf                  # deadline of its live entry in the expiry heap
+    owned: frozenset[TP] = frozenset()  # as last reported by the member
+    sent: frozenset[TP] = frozenset()  # the assignment it was last told
+    generation: int = 0  # the generation it was last told
+    revoking_since: float | None = None  # when it was first asked to release something
+    due: float = math.inf  # deadline of its live entry in the expiry heap
 
     def holds(self) -> frozenset[TP]:
         return self.owned | self.sent
@@ -110,7 +110,7 @@ class Group:
     members: dict[str, Member] = field(default_factory=dict)
     target: dict[str, frozenset[TP]] = field(default_factory=dict)
     partition_counts: dict[str, int] = field(default_factory=dict)
-    empty_since_ms: int | None = None      # wall clock; None while it has members
+    empty_since_ms: int | None = None  # wall clock; None while it has members
 
     def state(self) -> str:
         if not self.members:
@@ -131,22 +131,35 @@ class Group:
 class Coordinator:
     """All consumer groups' membership and assignments (offsets are kept elsewhere)."""
 
-    def __init__(self, clock: Clock, partitions_of: Callable[[str], int | None],
-                 max_group_size: int = DEFAULT_MAX_GROUP_SIZE):
+    def __init__(
+        self,
+        clock: Clock,
+        partitions_of: Callable[[str], int | None],
+        max_group_size: int = DEFAULT_MAX_GROUP_SIZE,
+    ):
         self._clock = clock
         self._max_group_size = max_group_size
         self._partitions_of = partitions_of
         self._groups: dict[str, Group] = {}
-        self._subscribers: dict[str, set[str]] = {}   # topic -> ids of groups subscribing
+        self._subscribers: dict[str, set[str]] = {}  # topic -> ids of groups subscribing
         self._deadlines: list[tuple[float, int, str, str]] = []  # (due, seq, group, member)
         self._seq = 0
-        self._member_count = 0   # members in all groups (sizes the expiry heap)
+        self._member_count = 0  # members in all groups (sizes the expiry heap)
 
     # -- membership -------------------------------------------------------------
 
-    def join(self, group_id: str, *, client_id: str, client_host: str, topics: Iterable[str],
-             assignors: Iterable[str], session_timeout_ms: int, max_poll_interval_ms: int,
-             member_id: str = "") -> dict:
+    def join(
+        self,
+        group_id: str,
+        *,
+        client_id: str,
+        client_host: str,
+        topics: Iterable[str],
+        assignors: Iterable[str],
+        session_timeout_ms: int,
+        max_poll_interval_ms: int,
+        member_id: str = "",
+    ) -> dict:
         """Add a member (or update a known one) and answer like a heartbeat.
 
         Raises InconsistentGroupProtocolError when no assignor is shared with the
@@ -160,33 +173,45 @@ class Coordinator:
         if not wanted:
             raise InconsistentGroupProtocolError(
                 f"none of the assignors {list(assignors)} is known; use one of {sorted(ASSIGNORS)} in "
-                "partition_assignment_strategy")
+                "partition_assignment_strategy"
+            )
         others = [m for m in group.members.values() if m.member_id != member_id]
         if others and not any(all(a in m.assignors for m in others) for a in wanted):
             raise InconsistentGroupProtocolError(
                 f"group '{group_id}' uses the assignor '{group.assignor}' but this consumer asked for {list(wanted)}; give every "
-                "consumer of a group the same partition_assignment_strategy")
+                "consumer of a group the same partition_assignment_strategy"
+            )
         member = group.members.get(member_id) if member_id else None
         if member is None and len(group.members) >= self._max_group_size:
             raise GroupMaxSizeReachedError(
                 f"group '{group_id}' already has {len(group.members)} members, the most "
                 f"this broker allows (group.max.size={self._max_group_size}); a group never "
                 "needs more consumers than its topics have partitions. Use fewer consumers "
-                "or another group_id")
+                "or another group_id"
+            )
         self._groups[group_id] = group
         if member is None:
             member = Member(
                 member_id=f"{client_id or 'consumer'}-{uuid.uuid4()}",
-                client_id=client_id, client_host=client_host, topics=frozenset(topics),
-                assignors=wanted, session_timeout=session_timeout_ms / 1000.0,
+                client_id=client_id,
+                client_host=client_host,
+                topics=frozenset(topics),
+                assignors=wanted,
+                session_timeout=session_timeout_ms / 1000.0,
                 rebalance_timeout=max_poll_interval_ms / 1000.0,
-                joined_generation=group.generation + 1, last_seen=now)
+                joined_generation=group.generation + 1,
+                last_seen=now,
+            )
             group.members[member.member_id] = member
             self._member_count += 1
             group.empty_since_ms = None
             self._schedule(group, member)
-            log.info("group %s: member %s joined (%s)", group_id, member.member_id,
-                     ", ".join(sorted(member.topics)) or "no topics")
+            log.info(
+                "group %s: member %s joined (%s)",
+                group_id,
+                member.member_id,
+                ", ".join(sorted(member.topics)) or "no topics",
+            )
         else:
             member.topics = frozenset(topics)
             member.assignors = wanted
@@ -197,8 +222,14 @@ class Coordinator:
         self._rebalance(group, f"member {member.member_id} joined")
         return self._answer(group, member, now)
 
-    def heartbeat(self, group_id: str, member_id: str, generation: int,
-                  owned: Iterable[TP], topics: Iterable[str] | None = None) -> dict:
+    def heartbeat(
+        self,
+        group_id: str,
+        member_id: str,
+        generation: int,
+        owned: Iterable[TP],
+        topics: Iterable[str] | None = None,
+    ) -> dict:
         """Record a member's owned partitions; answer with its assignment.
 
         Raises UnknownMemberIdError when the member is not (or no longer) in the
@@ -219,8 +250,9 @@ class Coordinator:
         group, member = self._member(group_id, member_id, now)
         self._remove(group, member, "left the group")
 
-    def check_commit(self, group_id: str, member_id: str, generation: int,
-                     partitions: Iterable[TP]) -> None:
+    def check_commit(
+        self, group_id: str, member_id: str, generation: int, partitions: Iterable[TP]
+    ) -> None:
         """Raise unless this commit may be stored (see "Fencing" above).
 
         Raises UnknownMemberIdError or IllegalGenerationError; nothing for a tool's
@@ -235,21 +267,24 @@ class Coordinator:
                 raise UnknownMemberIdError(
                     f"group '{group_id}' has {len(group.members)} active member(s); only its "
                     "members may commit while it is active. Stop its consumers first, or "
-                    "commit from a consumer that subscribed with this group_id")
+                    "commit from a consumer that subscribed with this group_id"
+                )
             return
         group, member = self._member(group_id, member_id, now)
         if not member.joined_generation <= generation <= group.generation:
             raise IllegalGenerationError(
                 f"member {member_id} committed with generation {generation}, but its "
                 f"generations are {member.joined_generation}..{group.generation}; the group "
-                "rebalanced: poll() again and commit the new positions")
+                "rebalanced: poll() again and commit the new positions"
+            )
         lost = sorted(set(partitions) - member.holds())
         if lost:
             raise IllegalGenerationError(
                 f"member {member_id} does not own {', '.join(f'{t}-{p}' for t, p in lost)} "
                 f"any more (group '{group_id}' rebalanced and gave them to another member, "
                 f"generation {group.generation}); those records will be processed again by "
-                "their new owner. Poll more often or commit in on_partitions_revoked")
+                "their new owner. Poll more often or commit in on_partitions_revoked"
+            )
 
     # -- admin --------------------------------------------------------------------
 
@@ -275,15 +310,25 @@ class Coordinator:
         self._expire(group, self._clock.monotonic())
         members = []
         for m in sorted(group.members.values(), key=lambda m: m.member_id):
-            members.append({
-                "member_id": m.member_id, "client_id": m.client_id,
-                "client_host": m.client_host, "topics": sorted(m.topics),
-                "assignment": [list(tp) for tp in sorted(m.owned & m.sent)],
-                "target": [list(tp) for tp in sorted(group.target.get(m.member_id, ()))],
-            })
-        return {"group_id": group_id, "error": 0, "state": group.state(),
-                "protocol_type": "consumer", "assignor": group.assignor,
-                "generation": group.generation, "members": members}
+            members.append(
+                {
+                    "member_id": m.member_id,
+                    "client_id": m.client_id,
+                    "client_host": m.client_host,
+                    "topics": sorted(m.topics),
+                    "assignment": [list(tp) for tp in sorted(m.owned & m.sent)],
+                    "target": [list(tp) for tp in sorted(group.target.get(m.member_id, ()))],
+                }
+            )
+        return {
+            "group_id": group_id,
+            "error": 0,
+            "state": group.state(),
+            "protocol_type": "consumer",
+            "assignor": group.assignor,
+            "generation": group.generation,
+            "members": members,
+        }
 
     def delete(self, group_id: str) -> None:
         """Forget an empty group. Raises NonEmptyGroupError while it has members."""
@@ -294,7 +339,8 @@ class Coordinator:
         if group.members:
             raise NonEmptyGroupError(
                 f"group '{group_id}' still has {len(group.members)} active member(s); stop "
-                "(close) its consumers and try again")
+                "(close) its consumers and try again"
+            )
         self.forget(group_id)
 
     def empty_since_ms(self, group_id: str) -> int | None:
@@ -358,18 +404,28 @@ class Coordinator:
         raise UnknownMemberIdError(
             f"member '{member_id}' is not in group '{group_id}': it left, or its session expired (no heartbeat "
             "within session_timeout_ms), or it was removed for not releasing revoked "
-            "partitions within max_poll_interval_ms. Join the group again")
+            "partitions within max_poll_interval_ms. Join the group again"
+        )
 
     def _expire(self, group: Group, now: float) -> None:
         for member in list(group.members.values()):
             if now - member.last_seen > member.session_timeout:
-                self._remove(group, member, "expired: no heartbeat within "
-                             f"{round(member.session_timeout * 1000)} ms")
-            elif (member.revoking_since is not None
-                  and now - member.revoking_since > member.rebalance_timeout):
-                self._remove(group, member, "removed: did not release revoked partitions "
-                             "within max_poll_interval_ms "
-                             f"({round(member.rebalance_timeout * 1000)} ms)")
+                self._remove(
+                    group,
+                    member,
+                    f"expired: no heartbeat within {round(member.session_timeout * 1000)} ms",
+                )
+            elif (
+                member.revoking_since is not None
+                and now - member.revoking_since > member.rebalance_timeout
+            ):
+                self._remove(
+                    group,
+                    member,
+                    "removed: did not release revoked partitions "
+                    "within max_poll_interval_ms "
+                    f"({round(member.rebalance_timeout * 1000)} ms)",
+                )
 
     def _remove(self, group: Group, member: Member, why: str) -> None:
         del group.members[member.member_id]
@@ -390,8 +446,7 @@ class Coordinator:
         if deadline < member.due:
             member.due = deadline
             self._seq += 1
-            heapq.heappush(self._deadlines, (deadline, self._seq, group.group_id,
-                                             member.member_id))
+            heapq.heappush(self._deadlines, (deadline, self._seq, group.group_id, member.member_id))
 
     def _rebuild_deadlines(self) -> None:
         """Drop stale heap entries: one entry per live member (amortised: runs only
@@ -434,8 +489,14 @@ class Coordinator:
         subscriptions = {m.member_id: m.topics for m in group.members.values()}
         target = ASSIGNORS[group.assignor](subscriptions, group.partition_counts, group.target)
         group.target = {m: frozenset(tps) for m, tps in target.items()}
-        log.info("group %s: generation %d (%s), %s assignment over %d member(s)",
-                 group.group_id, group.generation, why, group.assignor, len(group.members))
+        log.info(
+            "group %s: generation %d (%s), %s assignment over %d member(s)",
+            group.group_id,
+            group.generation,
+            why,
+            group.assignor,
+            len(group.members),
+        )
 
     def _answer(self, group: Group, member: Member, now: float) -> dict:
         target = group.target.get(member.member_id, frozenset())
@@ -457,11 +518,14 @@ class Coordinator:
         pending = target - member.sent
         busy = bool(releasing or pending or member.owned != member.sent)
         return {
-            "error": 0, "member_id": member.member_id, "generation": group.generation,
+            "error": 0,
+            "member_id": member.member_id,
+            "generation": group.generation,
             "assignment": [list(tp) for tp in sorted(member.sent)],
             "pending": [list(tp) for tp in sorted(pending)],
             "heartbeat_interval_ms": REBALANCE_HEARTBEAT_MS if busy else STABLE_HEARTBEAT_MS,
-            "state": group.state(), "assignor": group.assignor,
+            "state": group.state(),
+            "assignor": group.assignor,
             "members": len(group.members),
             "partitions": sum(group.partition_counts.get(t, 0) for t in member.topics),
         }

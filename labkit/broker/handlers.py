@@ -61,7 +61,7 @@ EARLIEST = -2
 LATEST = -1
 STORAGE_ERROR = 56
 INT32_MAX = 2**31 - 1
-MAX_FETCH_PARTITIONS = 10_000   # rows one fetch may name (each distinct)
+MAX_FETCH_PARTITIONS = 10_000  # rows one fetch may name (each distinct)
 
 
 @dataclass(slots=True)
@@ -82,8 +82,11 @@ def error_of(exc: BaseException) -> tuple[int, str]:
     """(Kafka error code, message for the student) for any exception."""
     if isinstance(exc, KafkaError):
         code = getattr(exc, "errno", None)
-        text = str(exc.args[0]) if exc.args else (getattr(exc, "description", None)
-                                                    or type(exc).__name__)
+        text = (
+            str(exc.args[0])
+            if exc.args
+            else (getattr(exc, "description", None) or type(exc).__name__)
+        )
         if isinstance(code, int):
             return code, text
         return InvalidRequestError.errno, text
@@ -91,8 +94,10 @@ def error_of(exc: BaseException) -> tuple[int, str]:
         text = out_of_descriptors(exc)
         if text is not None:
             return STORAGE_ERROR, text
-        return STORAGE_ERROR, (f"storage error: {exc} (is the disk full? the broker keeps "
-                               "running; free space and try again)")
+        return STORAGE_ERROR, (
+            f"storage error: {exc} (is the disk full? the broker keeps "
+            "running; free space and try again)"
+        )
     log.error("unexpected error in a request handler", exc_info=exc)
     return -1, f"unexpected broker error {type(exc).__name__}: {exc} (see the broker log)"
 
@@ -121,19 +126,27 @@ def _list(header: dict, key: str, default: list | None = None) -> list:
 def _tp_items(items: list, width: int) -> list:
     """Check ``[[topic, partition, int...], ...]`` rows of a given width."""
     for item in items:
-        if (not isinstance(item, list) or len(item) != width or not isinstance(item[0], str)
-                or any(type(x) is not int for x in item[1:])):
+        if (
+            not isinstance(item, list)
+            or len(item) != width
+            or not isinstance(item[0], str)
+            or any(type(x) is not int for x in item[1:])
+        ):
             extra = ", int" * (width - 2)
-            raise InvalidRequestError(f"each entry must be [topic, partition{extra}], "
-                                      f"got {item!r}")
+            raise InvalidRequestError(f"each entry must be [topic, partition{extra}], got {item!r}")
     return items
 
 
 class Handlers:
     """The broker's non-group APIs over one TopicRegistry."""
 
-    def __init__(self, registry: TopicRegistry, config: BrokerConfig, clock: Clock,
-                 extra_apis: frozenset[str] = frozenset()):
+    def __init__(
+        self,
+        registry: TopicRegistry,
+        config: BrokerConfig,
+        clock: Clock,
+        extra_apis: frozenset[str] = frozenset(),
+    ):
         self.registry = registry
         self.config = config
         self.clock = clock
@@ -158,8 +171,13 @@ class Handlers:
                 return self._fetch(header, final=False)
             handler = self._apis.get(api)
             if handler is None:
-                return Reply({"error": 35, "message": "this broker does not support the {!r} "
-                              "API; it supports: {}".format(api, ", ".join(self.api_names))})
+                return Reply(
+                    {
+                        "error": 35,
+                        "message": "this broker does not support the {!r} "
+                        "API; it supports: {}".format(api, ", ".join(self.api_names)),
+                    }
+                )
             return handler(header, payloads)
         except Exception as exc:  # noqa: BLE001 - a handler must never take the broker down
             return _error_reply(exc)
@@ -167,8 +185,15 @@ class Handlers:
     # -- cluster ---------------------------------------------------------------
 
     def api_versions(self, header: dict, payloads: list) -> Reply:
-        return Reply({"error": 0, "broker": "labkit", "version": _labkit_version,
-                      "apis": self.api_names, "node_id": 0})
+        return Reply(
+            {
+                "error": 0,
+                "broker": "labkit",
+                "version": _labkit_version,
+                "apis": self.api_names,
+                "node_id": 0,
+            }
+        )
 
     def _auto_create(self, name: str) -> Topic | None:
         if not self.config.auto_create_topics_enable:
@@ -205,18 +230,34 @@ class Handlers:
                         changed.append(name)
                 if topic is None:
                     raise UnknownTopicOrPartitionError(f"topic {name!r} does not exist")
-                parts = [{"partition": p, "leader": 0, "replicas": [0], "isr": [0]}
-                         for p in range(len(topic.partitions))]
-                topics.append({"name": name, "error": 0, "is_internal": False,
-                               "partitions": parts})
+                parts = [
+                    {"partition": p, "leader": 0, "replicas": [0], "isr": [0]}
+                    for p in range(len(topic.partitions))
+                ]
+                topics.append({"name": name, "error": 0, "is_internal": False, "partitions": parts})
             except Exception as exc:  # noqa: BLE001
                 code, text = error_of(exc)
-                topics.append({"name": name, "error": code, "message": text,
-                               "is_internal": False, "partitions": []})
+                topics.append(
+                    {
+                        "name": name,
+                        "error": code,
+                        "message": text,
+                        "is_internal": False,
+                        "partitions": [],
+                    }
+                )
         brokers = [{"node_id": 0, "host": self.config.advertised_host, "port": self.config.port}]
-        return Reply({"error": 0, "cluster_id": self.registry.cluster_id, "controller_id": 0,
-                      "brokers": brokers, "topics": topics},
-                     topics_changed=bool(changed), changed_topics=changed)
+        return Reply(
+            {
+                "error": 0,
+                "cluster_id": self.registry.cluster_id,
+                "controller_id": 0,
+                "brokers": brokers,
+                "topics": topics,
+            },
+            topics_changed=bool(changed),
+            changed_topics=changed,
+        )
 
     # -- data ------------------------------------------------------------------
 
@@ -226,8 +267,10 @@ class Handlers:
             raise InvalidRequiredAcksError(f"acks must be 0, 1 or -1 ('all'), got {acks!r}")
         targets = _tp_items(_list(header, "targets"), 2)
         if len(targets) != len(payloads):
-            raise InvalidRequestError(f"{len(targets)} targets but {len(payloads)} payload frames; "
-                                      "send one record batch per target")
+            raise InvalidRequestError(
+                f"{len(targets)} targets but {len(payloads)} payload frames; "
+                "send one record batch per target"
+            )
         registry = self.registry
         results = []
         appended = []
@@ -243,7 +286,8 @@ class Handlers:
                         raise UnknownTopicOrPartitionError(
                             f"topic {name!r} does not exist and auto.create.topics.enable "
                             "is false; "
-                            f"create it first (labkit topics --create --topic {name})")
+                            f"create it first (labkit topics --create --topic {name})"
+                        )
                     created.append(name)
                 plog = registry.partition(name, partition)
                 size = len(batch)
@@ -251,7 +295,8 @@ class Handlers:
                     raise MessageSizeTooLargeError(
                         f"a batch of {size} bytes is larger than max.message.bytes="
                         f"{topic.max_message_bytes} of topic {name!r}; send smaller batches "
-                        "(batch_size, max_request_size) or raise the topic's max.message.bytes")
+                        "(batch_size, max_request_size) or raise the topic's max.message.bytes"
+                    )
                 try:
                     batch_header = validate_batch(batch)
                 except CorruptRecordError as exc:
@@ -259,12 +304,15 @@ class Handlers:
                         f"the record batch for {name}-{partition} is malformed and was not "
                         f"stored: {exc.args[0] if exc.args else exc}. labkit's and Kafka's "
                         "producers never build such a batch: check the code that "
-                        "encoded it") from None
+                        "encoded it"
+                    ) from None
                 if batch_header.size != size:
                     extra = size - batch_header.size
-                    raise CorruptRecordError(f"payload frame holds {extra} bytes "
-                                             "after its batch; send exactly one batch per "
-                                             "target")
+                    raise CorruptRecordError(
+                        f"payload frame holds {extra} bytes "
+                        "after its batch; send exactly one batch per "
+                        "target"
+                    )
                 self._check_timestamps(name, topic, batch, batch_header)
                 base = plog.append(batch, batch_header)
                 results.append([base, 0, plog.log_start_offset, None])
@@ -274,8 +322,13 @@ class Handlers:
             except Exception as exc:  # noqa: BLE001
                 code, text = error_of(exc)
                 results.append([-1, code, -1, text])
-        return Reply({"error": 0, "results": results}, silent=acks == 0, sync=sync,
-                     appended=appended, changed_topics=created)
+        return Reply(
+            {"error": 0, "results": results},
+            silent=acks == 0,
+            sync=sync,
+            appended=appended,
+            changed_topics=created,
+        )
 
     def _check_timestamps(self, name: str, topic: Topic, batch, header) -> None:
         """Kafka's message.timestamp.after.max.ms / before.max.ms: a record stamped far
@@ -283,7 +336,10 @@ class Handlers:
         InvalidTimestampError (INVALID_TIMESTAMP) naming the record and the bound."""
         config = topic.config
         now = self.clock.time_ms()
-        after, before = config.message_timestamp_after_max_ms, config.message_timestamp_before_max_ms
+        after, before = (
+            config.message_timestamp_after_max_ms,
+            config.message_timestamp_before_max_ms,
+        )
         low = now - before if before < INT64_MAX else -(1 << 63)  # Kafka: Long.MAX = no limit
         bad = first_timestamp_outside(batch, 0, header, low, now + after)
         if bad is None:
@@ -297,7 +353,8 @@ class Handlers:
             f"record {index} of the batch for topic {name!r} has timestamp {timestamp}, "
             f"{how_far} the broker's clock ({now}); the topic allows {key}="
             f"{getattr(config, key.replace('.', '_'))}. Send records stamped with the "
-            "current time (leave timestamp_ms unset), or raise the topic's " + key + ".")
+            "current time (leave timestamp_ms unset), or raise the topic's " + key + "."
+        )
 
     def fetch(self, header: dict, final: bool) -> Reply:
         """Read every requested partition; ask to park when short of min_bytes.
@@ -336,8 +393,7 @@ class Handlers:
                 if plog is None:
                     rows.append([name, partition, code, -1, -1])
                 else:  # e.g. OFFSET_OUT_OF_RANGE: say where the log is now
-                    rows.append([name, partition, code, plog.log_end_offset,
-                                 plog.log_start_offset])
+                    rows.append([name, partition, code, plog.log_end_offset, plog.log_start_offset])
                 payloads.append(b"")
         if final or failed or total >= min_bytes or max_wait == 0:
             return Reply({"error": 0, "partitions": rows}, payloads)
@@ -349,19 +405,25 @@ class Handlers:
         bounds. Raises InvalidRequestError."""
         max_wait = _int(header, "max_wait_ms", 500, 0)
         if max_wait > INT32_MAX:  # Kafka's field is an int32: such a wait cannot be asked for
-            raise InvalidRequestError(f"max_wait_ms={max_wait} is too large (at most {INT32_MAX};"
-                                      " consumers usually wait 500 ms: fetch_max_wait_ms)")
+            raise InvalidRequestError(
+                f"max_wait_ms={max_wait} is too large (at most {INT32_MAX};"
+                " consumers usually wait 500 ms: fetch_max_wait_ms)"
+            )
         min_bytes = _int(header, "min_bytes", 1)
         budget = min(_int(header, "max_bytes", 52428800, 0), self.config.fetch_max_bytes)
         wanted = _tp_items(_list(header, "partitions"), 4)
         if len(wanted) > MAX_FETCH_PARTITIONS:
-            raise InvalidRequestError(f"a fetch may name at most {MAX_FETCH_PARTITIONS} "
-                                      f"partitions, this one names {len(wanted)}")
+            raise InvalidRequestError(
+                f"a fetch may name at most {MAX_FETCH_PARTITIONS} "
+                f"partitions, this one names {len(wanted)}"
+            )
         seen = set()
         for name, partition, _offset, _max in wanted:
             if (name, partition) in seen:  # as Kafka: one row per partition in a fetch
-                raise InvalidRequestError(f"partition {name}-{partition} appears more than "
-                                          "once in this fetch; name each partition once")
+                raise InvalidRequestError(
+                    f"partition {name}-{partition} appears more than "
+                    "once in this fetch; name each partition once"
+                )
             seen.add((name, partition))
         # a long poll may always end early: waits beyond the broker's bound are cut to it
         return min(max_wait, self.config.fetch_max_wait_max_ms), min_bytes, budget, wanted
@@ -404,15 +466,21 @@ class Handlers:
                 count = spec.get("num_partitions", -1)
                 if type(count) is int and isinstance(name, str) and self.registry.get(name) is None:
                     self.descriptors.check(self.config.num_partitions if count == -1 else count)
-                self.registry.create(name, count, spec.get("replication_factor", 1),
-                                     spec.get("configs"), validate_only=validate_only)
+                self.registry.create(
+                    name,
+                    count,
+                    spec.get("replication_factor", 1),
+                    spec.get("configs"),
+                    validate_only=validate_only,
+                )
                 out.append(self._outcome(name, None))
                 if not validate_only:
                     changed.append(name)
             except Exception as exc:  # noqa: BLE001
                 out.append(self._outcome(name, exc))
-        return Reply({"error": 0, "topics": out}, topics_changed=not validate_only,
-                     changed_topics=changed)
+        return Reply(
+            {"error": 0, "topics": out}, topics_changed=not validate_only, changed_topics=changed
+        )
 
     def delete_topics(self, header: dict, payloads: list) -> Reply:
         out = []
@@ -444,8 +512,9 @@ class Handlers:
                     changed.append(name)
             except Exception as exc:  # noqa: BLE001
                 out.append(self._outcome(name, exc))
-        return Reply({"error": 0, "topics": out}, topics_changed=not validate_only,
-                     changed_topics=changed)
+        return Reply(
+            {"error": 0, "topics": out}, topics_changed=not validate_only, changed_topics=changed
+        )
 
     def describe_configs(self, header: dict, payloads: list) -> Reply:
         wanted = header.get("topics")

@@ -25,31 +25,49 @@ log = logging.getLogger("labkit.broker")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="localhost",
-                        help="address to listen on (default localhost; 0.0.0.0 for all)")
+    parser.add_argument(
+        "--host",
+        default="localhost",
+        help="address to listen on (default localhost; 0.0.0.0 for all)",
+    )
     parser.add_argument("--port", type=int, default=9092, help="TCP port (default 9092)")
-    parser.add_argument("--data-dir", default="./data",
-                        help="directory for topic data (default ./data)")
-    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
-                        help="broker setting with Kafka's name, e.g. num.partitions=3 or "
-                             "log.retention.ms=60000 (repeatable)")
-    parser.add_argument("--log-level", default="INFO", type=str.upper,
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="how much the broker logs to stderr (default INFO)")
+    parser.add_argument(
+        "--data-dir", default="./data", help="directory for topic data (default ./data)"
+    )
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="broker setting with Kafka's name, e.g. num.partitions=3 or "
+        "log.retention.ms=60000 (repeatable)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="how much the broker logs to stderr (default INFO)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the broker until SIGINT/SIGTERM. Returns the process exit code."""
-    logging.basicConfig(level=getattr(logging, args.log_level, logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     raised = raise_open_file_limit()
     if raised is not None:
-        log.info("raised the open-file limit from %d to %d (partitions and connections "
-                 "each hold one)", *raised)
+        log.info(
+            "raised the open-file limit from %d to %d (partitions and connections each hold one)",
+            *raised,
+        )
     try:
-        config = BrokerConfig.build(args.host, args.port, args.data_dir,
-                                    parse_config_flags(args.config))
+        config = BrokerConfig.build(
+            args.host, args.port, args.data_dir, parse_config_flags(args.config)
+        )
         server = BrokerServer(config)
         server.start()
     except KafkaError as exc:
@@ -57,9 +75,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"labkit broker: {text}", file=sys.stderr, flush=True)
         return 2
     except OSError as exc:
-        print("labkit broker: cannot use data directory {}: {}".format(args.data_dir, exc.strerror
-                                                                   or exc),
-              file=sys.stderr, flush=True)
+        print(
+            f"labkit broker: cannot use data directory {args.data_dir}: {exc.strerror or exc}",
+            file=sys.stderr,
+            flush=True,
+        )
         return 2
 
     def _stop(signum, _frame):
@@ -68,18 +88,25 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    print(f"labkit broker listening on {server.config.host}:{server.config.port}, "
-          f"data in {Path(config.data_dir).resolve()}",
-          flush=True)
+    print(
+        f"labkit broker listening on {server.config.host}:{server.config.port}, "
+        f"data in {Path(config.data_dir).resolve()}",
+        flush=True,
+    )
     try:
         server.serve_forever()
     except Exception:  # noqa: BLE001 - last resort: say what happened, exit non-zero
         log.exception("the broker stopped because of an unexpected error")
         return 1
     stats = server.stats
-    log.info("broker stopped cleanly (%d requests, %d malformed messages dropped, "
-             "%d acks=all produces made durable in %d fsync rounds)", stats["requests"],
-             stats["dropped"], stats["synced_produces"], stats["fsync_rounds"])
+    log.info(
+        "broker stopped cleanly (%d requests, %d malformed messages dropped, "
+        "%d acks=all produces made durable in %d fsync rounds)",
+        stats["requests"],
+        stats["dropped"],
+        stats["synced_produces"],
+        stats["fsync_rounds"],
+    )
     return 0
 
 

@@ -59,10 +59,10 @@ log = logging.getLogger(__name__)
 DIR_NAME = "__consumer_offsets"
 FILE_NAME = "offsets.log"
 _RECORD = struct.Struct(">II")  # length, crc32 of the payload
-MAX_RECORD = 16 << 20           # a record larger than this is damage, not data
-MAX_METADATA = 4096             # Kafka's offset.metadata.max.bytes
-_COMPACT_MIN_BYTES = 1 << 20    # compact while running only once the file is this big
-_PAYLOAD_START = b'{"g":'        # every record's JSON begins so (the group id comes first)
+MAX_RECORD = 16 << 20  # a record larger than this is damage, not data
+MAX_METADATA = 4096  # Kafka's offset.metadata.max.bytes
+_COMPACT_MIN_BYTES = 1 << 20  # compact while running only once the file is this big
+_PAYLOAD_START = b'{"g":'  # every record's JSON begins so (the group id comes first)
 _GROUP_TEXT = re.compile(rb'^\{"g":("(?:[^"\\]|\\.)*")')  # the group id of a damaged record
 
 TP = tuple[str, int]
@@ -78,6 +78,7 @@ class Committed:
 @dataclass(frozen=True, slots=True)
 class _Compaction:
     """Queued instead of a record: rewrite the file as ``snapshot`` (the live state)."""
+
     snapshot: bytes
 
 
@@ -94,7 +95,7 @@ def _payload_at(data: bytes, pos: int) -> bytes | None:
     end = pos + _RECORD.size + length
     if length > MAX_RECORD or end > len(data):
         return None
-    payload = data[pos + _RECORD.size:end]
+    payload = data[pos + _RECORD.size : end]
     return payload if zlib.crc32(payload) == crc else None
 
 
@@ -112,25 +113,28 @@ def _why_bad(data: bytes, start: int, end: int) -> str:
     length, crc = _RECORD.unpack_from(data, start)
     if start + _RECORD.size + length != end:
         return f"its length field says {length} bytes"
-    if zlib.crc32(data[start + _RECORD.size:end]) != crc:
+    if zlib.crc32(data[start + _RECORD.size : end]) != crc:
         return "its CRC does not match"
     return "its content is not a valid commit"
 
 
 def _what_was_lost(record: bytes) -> str:
     """What a damaged record held, as far as its text can still be read."""
-    match = _GROUP_TEXT.match(record[_RECORD.size:])
+    match = _GROUP_TEXT.match(record[_RECORD.size :])
     if match:
         try:
             group = json.loads(match.group(1))
         except ValueError:
             group = None
         if isinstance(group, str):
-            return (f"It held a commit (or the deletion) of group {group!r}: that group's "
-                    "committed offsets are now those of its previous commit, if any")
-    return ("Its group cannot be read: one commit of some group is lost (that group's "
-            "committed offsets are now those of its previous commit, if any)")
-
+            return (
+                f"It held a commit (or the deletion) of group {group!r}: that group's "
+                "committed offsets are now those of its previous commit, if any"
+            )
+    return (
+        "Its group cannot be read: one commit of some group is lost (that group's "
+        "committed offsets are now those of its previous commit, if any)"
+    )
 
 
 class OffsetStore:
@@ -146,9 +150,9 @@ class OffsetStore:
         self._dir.mkdir(parents=True, exist_ok=True)
         self._path = self._dir / FILE_NAME
         self._groups: dict[str, dict[TP, Committed]] = {}
-        self.truncated_bytes = 0   # how much torn tail the last open cut off
-        self.damaged_records = 0   # damaged records the last open skipped (each logged)
-        self._records = 0          # records in the file
+        self.truncated_bytes = 0  # how much torn tail the last open cut off
+        self.damaged_records = 0  # damaged records the last open skipped (each logged)
+        self._records = 0  # records in the file
         tmp = self._path.with_suffix(".log.tmp")
         if tmp.exists():
             tmp.unlink()
@@ -160,8 +164,8 @@ class OffsetStore:
         self.group_commit = False  # the broker sets True: its flusher calls sync()
         self._queue: list[bytes | _Compaction] = []
         self._queue_lock = threading.Lock()
-        self._queued = 0             # records and compactions queued so far (loop thread)
-        self.synced = 0              # how many of them sync() made durable (flusher)
+        self._queued = 0  # records and compactions queued so far (loop thread)
+        self.synced = 0  # how many of them sync() made durable (flusher)
         self._bytes = self._file.tell()  # file size once the queue is written
 
     # -- reading --------------------------------------------------------------
@@ -189,8 +193,11 @@ class OffsetStore:
         """
         now = self._clock.time_ms()
         current = self._groups.get(group_id, {})
-        changed = [(t, p, o, m) for t, p, o, m in offsets
-                   if (c := current.get((t, p))) is None or c.offset != o or c.metadata != m]
+        changed = [
+            (t, p, o, m)
+            for t, p, o, m in offsets
+            if (c := current.get((t, p))) is None or c.offset != o or c.metadata != m
+        ]
         if not changed:
             return
         self._append({"g": group_id, "o": [[t, p, o, m, now] for t, p, o, m in changed]})
@@ -324,8 +331,10 @@ class OffsetStore:
         """The live state as records (what a compacted file holds)."""
         parts = []
         for group_id in sorted(self._groups):
-            rows = [[t, p, c.offset, c.metadata, c.commit_ms]
-                    for (t, p), c in sorted(self._groups[group_id].items())]
+            rows = [
+                [t, p, c.offset, c.metadata, c.commit_ms]
+                for (t, p), c in sorted(self._groups[group_id].items())
+            ]
             parts.append(_encode({"g": group_id, "o": rows}))
         return b"".join(parts)
 
@@ -348,18 +357,29 @@ class OffsetStore:
                 end = resume[1]
             pos = end
         for start, end in damaged:
-            log.warning("consumer offsets: the record at bytes %d-%d of %s is damaged and was "
-                        "skipped (%s); the records before and after it are kept. %s",
-                        start, end, self._path, _why_bad(data, start, end),
-                        _what_was_lost(data[start:end]))
+            log.warning(
+                "consumer offsets: the record at bytes %d-%d of %s is damaged and was "
+                "skipped (%s); the records before and after it are kept. %s",
+                start,
+                end,
+                self._path,
+                _why_bad(data, start, end),
+                _what_was_lost(data[start:end]),
+            )
         if damaged:
             self.damaged_records = len(damaged)
         if pos < len(data):
             tail = data[pos:]
             if _looks_complete(tail):
-                log.warning("consumer offsets: the last record of %s (bytes %d-%d) is damaged "
-                            "and was removed (%s). %s", self._path, pos, len(data),
-                            _why_bad(data, pos, len(data)), _what_was_lost(tail))
+                log.warning(
+                    "consumer offsets: the last record of %s (bytes %d-%d) is damaged "
+                    "and was removed (%s). %s",
+                    self._path,
+                    pos,
+                    len(data),
+                    _why_bad(data, pos, len(data)),
+                    _what_was_lost(tail),
+                )
                 self.damaged_records += 1
             else:
                 self.truncated_bytes = len(tail)
@@ -399,9 +419,10 @@ class OffsetStore:
         if payload.get("delete"):
             self._groups.pop(group_id, None)
             return
-        rows = [((str(topic), int(partition)),
-                 Committed(int(offset), str(metadata), int(commit_ms)))
-                for topic, partition, offset, metadata, commit_ms in payload["o"]]
+        rows = [
+            ((str(topic), int(partition)), Committed(int(offset), str(metadata), int(commit_ms)))
+            for topic, partition, offset, metadata, commit_ms in payload["o"]
+        ]
         self._groups.setdefault(group_id, {}).update(rows)
 
     def _compact(self) -> None:

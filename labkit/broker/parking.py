@@ -35,10 +35,10 @@ import itertools
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-Answer = tuple[bytes, bytes, Any]   # (client identity, request id, Reply)
+Answer = tuple[bytes, bytes, Any]  # (client identity, request id, Reply)
 
-MAX_PARKED = 10_000                 # fetches parked at once, all clients together
-MAX_PARKED_PER_CLIENT = 16          # ... and from one connection (a consumer parks one)
+MAX_PARKED = 10_000  # fetches parked at once, all clients together
+MAX_PARKED_PER_CLIENT = 16  # ... and from one connection (a consumer parks one)
 
 
 class _Parked:
@@ -56,13 +56,17 @@ class _Parked:
 class ParkingLot:
     """Parked fetches with per-client fair shares (see the module docstring)."""
 
-    def __init__(self, fetch: Callable[[dict, bool], Any], capacity: int = MAX_PARKED,
-                 per_client: int = MAX_PARKED_PER_CLIENT):
+    def __init__(
+        self,
+        fetch: Callable[[dict, bool], Any],
+        capacity: int = MAX_PARKED,
+        per_client: int = MAX_PARKED_PER_CLIENT,
+    ):
         self._fetch = fetch
         self.capacity = capacity
         self.per_client = per_client
         self._by_key: dict[Hashable, dict[_Parked, None]] = {}
-        self._by_client: dict[bytes, dict[_Parked, None]] = {}   # insertion order = age
+        self._by_client: dict[bytes, dict[_Parked, None]] = {}  # insertion order = age
         self._heap: list = []
         self._seq = itertools.count()
         self._count = 0
@@ -80,8 +84,9 @@ class ParkingLot:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
-    def park(self, client: bytes, rid: bytes, header: dict, deadline: float,
-             keys: Iterable[Hashable]) -> list[Answer]:
+    def park(
+        self, client: bytes, rid: bytes, header: dict, deadline: float, keys: Iterable[Hashable]
+    ) -> list[Answer]:
         """Park one fetch; returns what must be answered now instead (this fetch when its
         client is over its share, or another client's oldest fetch that gave up its slot)."""
         mine = self._by_client.get(client)
@@ -92,7 +97,7 @@ class ParkingLot:
         if self._count >= self.capacity:
             hog = max(self._by_client, key=lambda c: len(self._by_client[c]))
             if len(self._by_client[hog]) <= held + 1:
-                return self._answer_now(client, rid, header)   # already has a fair share
+                return self._answer_now(client, rid, header)  # already has a fair share
             oldest = next(iter(self._by_client[hog]))
             answers.append(self._finish(oldest, final=True))
         entry = _Parked(client, rid, header, deadline, keys)
@@ -100,7 +105,7 @@ class ParkingLot:
             self._by_key.setdefault(key, {})[entry] = None
         self._by_client.setdefault(client, {})[entry] = None
         heap = self._heap
-        if len(heap) > 2 * self.capacity:   # mostly entries dropped with their clients
+        if len(heap) > 2 * self.capacity:  # mostly entries dropped with their clients
             heap[:] = [item for item in heap if not item[2].done]
             heapq.heapify(heap)
         heapq.heappush(heap, (deadline, next(self._seq), entry))

@@ -49,18 +49,19 @@ from labkit.log.recovery import fsync_dir
 PRODUCER_BYTE_RATE = "producer_byte_rate"
 CONSUMER_BYTE_RATE = "consumer_byte_rate"
 QUOTA_KEYS = (PRODUCER_BYTE_RATE, CONSUMER_BYTE_RATE)
-QUOTA_APIS = frozenset({"describe_client_quotas", "alter_client_quotas",
-                        "describe_client_throttles"})
+QUOTA_APIS = frozenset(
+    {"describe_client_quotas", "alter_client_quotas", "describe_client_throttles"}
+)
 CLIENT_ID = "client-id"  # Kafka's entity type name on the wire (the CLI says "clients")
 QUOTAS_FILE = "quotas.json"
 
-DEFAULT_WINDOW_NUM = 11        # quota.window.num
-DEFAULT_WINDOW_SIZE_S = 1      # quota.window.size.seconds
-MAX_QUOTA = 2**63 - 1           # Kafka's Long.MAX_VALUE: "no limit"
-MAX_THROTTLE_MS = 30_000       # a client is never told to stay silent longer
-MAX_CLIENT_ID_CHARS = 255      # longer ids are measured by their first 255 characters
-MAX_SENSORS = 10_000           # measured client ids; beyond, new ids share one sensor
-MAX_ENTITIES = 10_000          # client ids with a quota of their own
+DEFAULT_WINDOW_NUM = 11  # quota.window.num
+DEFAULT_WINDOW_SIZE_S = 1  # quota.window.size.seconds
+MAX_QUOTA = 2**63 - 1  # Kafka's Long.MAX_VALUE: "no limit"
+MAX_THROTTLE_MS = 30_000  # a client is never told to stay silent longer
+MAX_CLIENT_ID_CHARS = 255  # longer ids are measured by their first 255 characters
+MAX_SENSORS = 10_000  # measured client ids; beyond, new ids share one sensor
+MAX_ENTITIES = 10_000  # client ids with a quota of their own
 OVERFLOW_ID = "<other clients>"
 MATCH_EXACT, MATCH_DEFAULT, MATCH_ANY = 0, 1, 2  # DescribeClientQuotas match types
 
@@ -141,8 +142,12 @@ def client_id_of(header: dict) -> str:
 class ClientQuotas:
     """The configured quotas, the per-client rates, and the three quota APIs."""
 
-    def __init__(self, data_dir: Path | None, window_num: int = DEFAULT_WINDOW_NUM,
-                 window_size_s: float = DEFAULT_WINDOW_SIZE_S):
+    def __init__(
+        self,
+        data_dir: Path | None,
+        window_num: int = DEFAULT_WINDOW_NUM,
+        window_size_s: float = DEFAULT_WINDOW_SIZE_S,
+    ):
         self._path = None if data_dir is None else Path(data_dir) / QUOTAS_FILE
         self.window_num = window_num
         self.window_size_s = window_size_s
@@ -207,15 +212,19 @@ class ClientQuotas:
             if sensor is not None:
                 return sensor
         sensor = self._sensors[(key, client_id)] = _Sensor(
-            Rate(self.window_num, self.window_size_s))
+            Rate(self.window_num, self.window_size_s)
+        )
         return sensor
 
     def _sweep(self, now: float) -> None:
         """Forget clients silent for a full window: their rate would be 0 anyway."""
         full = self.window_num * self.window_size_s
         self._next_sweep = now + full
-        idle = [k for k, s in self._sensors.items()
-                if now - s.rate.idle_since() >= full and now - s.throttled_at >= full]
+        idle = [
+            k
+            for k, s in self._sensors.items()
+            if now - s.rate.idle_since() >= full and now - s.throttled_at >= full
+        ]
         for k in idle:
             del self._sensors[k]
 
@@ -228,10 +237,16 @@ class ClientQuotas:
             if ago >= full:
                 continue
             quota = self.quota_for(key, client_id)
-            rows.append({"client_id": client_id, "quota_type": key,
-                         "byte_rate": round(sensor.rate.measure(now), 1), "quota": quota,
-                         "throttle_time_ms": sensor.last_throttle_ms,
-                         "throttled_ago_ms": int(ago * 1000)})
+            rows.append(
+                {
+                    "client_id": client_id,
+                    "quota_type": key,
+                    "byte_rate": round(sensor.rate.measure(now), 1),
+                    "quota": quota,
+                    "throttle_time_ms": sensor.last_throttle_ms,
+                    "throttled_ago_ms": int(ago * 1000),
+                }
+            )
         rows.sort(key=lambda r: (r["throttled_ago_ms"], r["client_id"], r["quota_type"]))
         return rows
 
@@ -241,17 +256,27 @@ class ClientQuotas:
         """Answer one quota API request. Raises KafkaError (the server turns it into
         an error reply)."""
         if api == "describe_client_quotas":
-            return {"error": 0, "entries": self.describe(header.get("components"),
-                                                         header.get("strict", False) is True)}
+            return {
+                "error": 0,
+                "entries": self.describe(
+                    header.get("components"), header.get("strict", False) is True
+                ),
+            }
         if api == "alter_client_quotas":
             entries = header.get("entries")
             if not isinstance(entries, list):
-                raise InvalidRequestError("field 'entries' must be a list of "
-                                          "{'entity': ..., 'ops': [...]}")
-            return {"error": 0, "entries": self.alter(
-                entries, header.get("validate_only", False) is True)}
-        return {"error": 0, "window_ms": int(self.window_num * self.window_size_s * 1000),
-                "clients": self.throttles(now)}
+                raise InvalidRequestError(
+                    "field 'entries' must be a list of {'entity': ..., 'ops': [...]}"
+                )
+            return {
+                "error": 0,
+                "entries": self.alter(entries, header.get("validate_only", False) is True),
+            }
+        return {
+            "error": 0,
+            "window_ms": int(self.window_num * self.window_size_s * 1000),
+            "clients": self.throttles(now),
+        }
 
     def describe(self, components: Any = None, strict: bool = False) -> list[dict[str, Any]]:
         """Kafka's DescribeClientQuotas over client-id entities."""
@@ -262,8 +287,9 @@ class ClientQuotas:
         wanted = None  # None = any entity
         for comp in components:
             if not isinstance(comp, dict):
-                raise InvalidRequestError("each component must be an object with "
-                                          "entity_type, match_type and match")
+                raise InvalidRequestError(
+                    "each component must be an object with entity_type, match_type and match"
+                )
             _check_entity_type(comp.get("entity_type"))
             match_type = comp.get("match_type", MATCH_ANY)
             if match_type == MATCH_EXACT:
@@ -276,15 +302,21 @@ class ClientQuotas:
             elif match_type == MATCH_ANY:
                 wanted = ("any", None)
             else:
-                raise InvalidRequestError(f"match_type must be 0 (exact), 1 (default) or "
-                                          f"2 (any client id), got {match_type!r}")
+                raise InvalidRequestError(
+                    f"match_type must be 0 (exact), 1 (default) or "
+                    f"2 (any client id), got {match_type!r}"
+                )
         out = []
-        for name, values in sorted(self._entities.items(),
-                                   key=lambda item: (item[0] is not None, item[0] or "")):
+        for name, values in sorted(
+            self._entities.items(), key=lambda item: (item[0] is not None, item[0] or "")
+        ):
             if wanted is not None:
                 kind, match = wanted
-                if (kind == "exact" and name != match) or (kind == "default" and name is not None) \
-                        or (kind == "any" and name is None):
+                if (
+                    (kind == "exact" and name != match)
+                    or (kind == "default" and name is not None)
+                    or (kind == "any" and name is None)
+                ):
                     continue
             out.append({"entity": {CLIENT_ID: name}, "values": dict(values)})
         return out
@@ -300,19 +332,29 @@ class ClientQuotas:
             try:
                 name = _entity_name(raw)
                 new_values = _apply_ops(dict(entities.get(name, {})), entry.get("ops"))
-                if new_values and name is not None and name not in entities \
-                        and len(entities) >= MAX_ENTITIES:
+                if (
+                    new_values
+                    and name is not None
+                    and name not in entities
+                    and len(entities) >= MAX_ENTITIES
+                ):
                     raise InvalidRequestError(
                         f"already {MAX_ENTITIES} client ids have quotas of their own; remove "
-                        "some, or set one for all with --entity-default")
+                        "some, or set one for all with --entity-default"
+                    )
                 if new_values:
                     entities[name] = new_values
                 else:
                     entities.pop(name, None)
                 out.append({"entity": entity, "error": 0, "message": None})
             except InvalidRequestError as exc:
-                out.append({"entity": entity, "error": InvalidRequestError.errno,
-                            "message": str(exc.args[0])})
+                out.append(
+                    {
+                        "entity": entity,
+                        "error": InvalidRequestError.errno,
+                        "message": str(exc.args[0]),
+                    }
+                )
         if validate_only or entities == self._entities:
             return out
         if self._path is not None:
@@ -334,21 +376,24 @@ def _check_entity_type(entity_type: object) -> None:
     if entity_type != CLIENT_ID:
         raise InvalidRequestError(
             f"labkit has client quotas per client id only (entity type {CLIENT_ID!r}, "
-            f"--entity-type clients), not {entity_type!r}")
+            f"--entity-type clients), not {entity_type!r}"
+        )
 
 
 def _entity_name(entity: object) -> str | None:
     """``{"client-id": "X"}`` -> "X"; ``{"client-id": null}`` (the default) -> None."""
     if not isinstance(entity, dict) or len(entity) != 1:
-        raise InvalidRequestError("entity must be {'client-id': name} "
-                                  "or {'client-id': null} for the default")
-    (entity_type, name), = entity.items()
+        raise InvalidRequestError(
+            "entity must be {'client-id': name} or {'client-id': null} for the default"
+        )
+    ((entity_type, name),) = entity.items()
     _check_entity_type(entity_type)
     if name is None:
         return None
     if not isinstance(name, str) or len(name) > MAX_CLIENT_ID_CHARS:
-        raise InvalidRequestError(f"a client id must be text of at most "
-                                  f"{MAX_CLIENT_ID_CHARS} characters, got {name!r}")
+        raise InvalidRequestError(
+            f"a client id must be text of at most {MAX_CLIENT_ID_CHARS} characters, got {name!r}"
+        )
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
@@ -364,8 +409,7 @@ def _apply_ops(values: dict[str, float], ops: object) -> dict[str, float]:
             raise InvalidRequestError("each op must be an object {key, value, remove}")
         key = op.get("key")
         if key not in QUOTA_KEYS:
-            raise InvalidRequestError(f"unknown quota {key!r}; labkit has "
-                                      f"{', '.join(QUOTA_KEYS)}")
+            raise InvalidRequestError(f"unknown quota {key!r}; labkit has {', '.join(QUOTA_KEYS)}")
         if op.get("remove", False) is True:
             values.pop(key, None)
             continue
@@ -378,11 +422,17 @@ def check_quota_value(key: str, value: object) -> float:
     if isinstance(value, int) and not isinstance(value, bool):
         good = 1 <= value <= MAX_QUOTA
     else:  # a float must be whole too; huge ints would overflow float math, so ints first
-        good = isinstance(value, float) and math.isfinite(value) and value.is_integer() \
+        good = (
+            isinstance(value, float)
+            and math.isfinite(value)
+            and value.is_integer()
             and 1 <= value <= MAX_QUOTA
+        )
     if not good:
-        raise InvalidRequestError(f"{key}={value!r}: a quota is a whole number of bytes per "
-                                  "second, at least 1 (e.g. 1048576 for 1 MiB/s)")
+        raise InvalidRequestError(
+            f"{key}={value!r}: a quota is a whole number of bytes per "
+            "second, at least 1 (e.g. 1048576 for 1 MiB/s)"
+        )
     return float(value)
 
 
@@ -395,23 +445,27 @@ def _read(path: Path) -> dict[str, dict]:
         body = json.loads(raw)
         entities: dict[str | None, dict[str, float]] = {}
         for name, values in body["clients"].items():
-            entities[name] = {k: check_quota_value(k, v) for k, v in values.items()
-                              if k in QUOTA_KEYS}
+            entities[name] = {
+                k: check_quota_value(k, v) for k, v in values.items() if k in QUOTA_KEYS
+            }
         if body.get("default"):
-            entities[None] = {k: check_quota_value(k, v) for k, v in body["default"].items()
-                              if k in QUOTA_KEYS}
+            entities[None] = {
+                k: check_quota_value(k, v) for k, v in body["default"].items() if k in QUOTA_KEYS
+            }
     except (ValueError, TypeError, KeyError, AttributeError, InvalidRequestError) as exc:
         raise InvalidConfigurationError(
-            f"{path} is damaged ({exc}); fix or remove it (removing it forgets every "
-            "client quota)") from None
+            f"{path} is damaged ({exc}); fix or remove it (removing it forgets every client quota)"
+        ) from None
     return {name: values for name, values in entities.items() if values}
 
 
 def _write(path: Path, entities: dict[str | None, dict[str, float]]) -> None:
     clients = {name: values for name, values in entities.items() if name is not None}
-    body = json.dumps({"version": 1, "clients": clients,
-                       "default": entities.get(None, {})},
-                      indent=1, sort_keys=True).encode("utf-8")
+    body = json.dumps(
+        {"version": 1, "clients": clients, "default": entities.get(None, {})},
+        indent=1,
+        sort_keys=True,
+    ).encode("utf-8")
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
         fh.write(body)

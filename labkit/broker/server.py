@@ -79,20 +79,20 @@ _RCVMORE = int(zmq.RCVMORE)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 _SRCFD = int(zmq.SRCFD)
-_HEAD_FRAMES = 5        # identity, magic, request id, api, header: received as bytes
+_HEAD_FRAMES = 5  # identity, magic, request id, api, header: received as bytes
 # not EVENT_ACCEPT_FAILED: out of descriptors, libzmq retries accept() in a tight loop
 # and would flood the monitor; the loop checks the descriptor count instead
 _MONITOR_EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
 
-DRAIN = 256             # requests handled per loop turn before housekeeping
-TICK_S = 0.1            # group service tick period
-BUDGET_CHECK_S = 0.05   # how often every connection's inbound bytes are measured
-FD_CHECK_S = 5.0        # how often the loop looks whether descriptors ran out
-MAX_FRAMES = 10_000     # frames kept per message; the rest are read and discarded
-SEND_HWM = 100_000      # replies queued per client before ZeroMQ drops them
+DRAIN = 256  # requests handled per loop turn before housekeeping
+TICK_S = 0.1  # group service tick period
+BUDGET_CHECK_S = 0.05  # how often every connection's inbound bytes are measured
+FD_CHECK_S = 5.0  # how often the loop looks whether descriptors ran out
+MAX_FRAMES = 10_000  # frames kept per message; the rest are read and discarded
+SEND_HWM = 100_000  # replies queued per client before ZeroMQ drops them
 MAX_QUEUE_WAIT_S = 10.0  # longest a throttled connection's request waits unhandled
-RECV_HWM = 100          # whole requests queued per client before ZeroMQ stops reading
-                        # its socket (TCP then slows the client down)
+RECV_HWM = 100  # whole requests queued per client before ZeroMQ stops reading
+# its socket (TCP then slows the client down)
 
 
 class PortInUseError(KafkaConfigurationError):
@@ -115,7 +115,8 @@ class _Cleaner(threading.Thread):
         last = self._clock.monotonic()
         while not self.stop_event.wait(self.RECHECK_S):
             interval = self._config.retention_check_interval_s(
-                self._registry.shortest_retention_ms(), self._registry.any_compacted())
+                self._registry.shortest_retention_ms(), self._registry.any_compacted()
+            )
             now = self._clock.monotonic()
             if now - last >= interval - 0.01:
                 last = now
@@ -142,8 +143,13 @@ class BrokerServer:
     def __init__(self, config: BrokerConfig, clock: Clock = REAL_CLOCK):
         self.config = config
         self.clock = clock
-        self.stats = {"requests": 0, "dropped": 0, "errors": 0,
-                      "fsync_rounds": 0, "synced_produces": 0}
+        self.stats = {
+            "requests": 0,
+            "dropped": 0,
+            "errors": 0,
+            "fsync_rounds": 0,
+            "synced_produces": 0,
+        }
         self._stop = False
         self.quotas: ClientQuotas | None = None
         self._gate = ThrottleGate()
@@ -184,10 +190,13 @@ class BrokerServer:
                 raise PortInUseError(
                     f"port {self.config.port} on {self.config.host} is already in use. Is another "
                     "broker running? Stop it, or start this one on another port with "
-                    f"--port {self.config.port + 1}") from None
-            raise KafkaConfigurationError(f"cannot listen on {self.config.host}:"
-                                          f"{self.config.port}: "
-                                          f"{exc.strerror} (check --host)") from None
+                    f"--port {self.config.port + 1}"
+                ) from None
+            raise KafkaConfigurationError(
+                f"cannot listen on {self.config.host}:"
+                f"{self.config.port}: "
+                f"{exc.strerror} (check --host)"
+            ) from None
         endpoint = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
         port = int(endpoint.rsplit(":", 1)[1])
         self.config = dataclasses.replace(self.config, port=port)
@@ -196,22 +205,39 @@ class BrokerServer:
         self._wake = ctx.socket(zmq.PULL)
         self._wake.bind(wake_addr)
         try:
-            self.registry = TopicRegistry(self.config.data_dir, self.config.log_defaults,
-                                          self.clock, self.config.num_partitions).open()
+            self.registry = TopicRegistry(
+                self.config.data_dir,
+                self.config.log_defaults,
+                self.clock,
+                self.config.num_partitions,
+            ).open()
         except Exception:
             self._close_sockets()
             raise
-        self.quotas = ClientQuotas(self.config.data_dir, self.config.quota_window_num,
-                                   self.config.quota_window_size_seconds)
+        self.quotas = ClientQuotas(
+            self.config.data_dir,
+            self.config.quota_window_num,
+            self.config.quota_window_size_seconds,
+        )
         self.handlers = Handlers(self.registry, self.config, self.clock, GROUP_APIS | QUOTA_APIS)
         self.parking = ParkingLot(self._parked_fetch)
         self.groups = GroupService(
-            self.config.data_dir, self.clock, self._partitions_of, self._log_end_offset,
+            self.config.data_dir,
+            self.clock,
+            self._partitions_of,
+            self._log_end_offset,
             offsets_retention_ms=self.config.offsets_retention_minutes * 60_000,
             retention_check_interval_ms=self.config.offsets_retention_check_interval_ms,
-            max_group_size=self.config.group_max_size)
-        self._durable = GroupCommit(self.registry, self.groups.offsets, self._dispatch,
-                                    self.handlers.try_auto_create, self._send, self.stats)
+            max_group_size=self.config.group_max_size,
+        )
+        self._durable = GroupCommit(
+            self.registry,
+            self.groups.offsets,
+            self._dispatch,
+            self.handlers.try_auto_create,
+            self._send,
+            self.stats,
+        )
         self._durable.start(lambda: _open_waker(ctx, wake_addr))
         self._cleaner = _Cleaner(self.registry, self.config, self.clock)
         self._cleaner.start()
@@ -315,9 +341,15 @@ class BrokerServer:
         self.stats["errors"] += 1
         log.error("a request could not be handled; the broker carries on", exc_info=exc)
         if len(frames) >= 3 and frames[1] == MAGIC and len(frames[2]) <= MAX_REQUEST_ID:
-            self._send(frames[0], frames[2], {
-                "error": -1, "message": f"unexpected broker error {type(exc).__name__}: {exc} "
-                                        "(see the broker log)"})
+            self._send(
+                frames[0],
+                frames[2],
+                {
+                    "error": -1,
+                    "message": f"unexpected broker error {type(exc).__name__}: {exc} "
+                    "(see the broker log)",
+                },
+            )
 
     def _recv_message(self) -> list:
         """One multipart message: the small leading frames as bytes, payloads (record
@@ -359,26 +391,39 @@ class BrokerServer:
             rid, api, header, payloads = parse_request(body)
         except ProtocolError as exc:
             rid = getattr(exc, "request_id", None)
-            if rid is None and len(body) >= 2 and body[0] == MAGIC \
-                    and len(body[1]) <= MAX_REQUEST_ID:
+            if (
+                rid is None
+                and len(body) >= 2
+                and body[0] == MAGIC
+                and len(body[1]) <= MAX_REQUEST_ID
+            ):
                 rid = body[1]
             if rid is None:
                 self._drop(str(exc))
             else:
                 self.stats["errors"] += 1
-                self._send(identity, rid, {"error": InvalidRequestError.errno,
-                                           "message": f"malformed request: {exc}"})
+                self._send(
+                    identity,
+                    rid,
+                    {"error": InvalidRequestError.errno, "message": f"malformed request: {exc}"},
+                )
             return
         if api in QUOTA_APIS:
             self._send(identity, rid, self._quota_request(api, header))
             return
-        if api in ("produce", "fetch") and not admitted and not self._gate.admit(
-                identity, frames, _max_queue_wait_s(header), self.clock.monotonic()):
+        if (
+            api in ("produce", "fetch")
+            and not admitted
+            and not self._gate.admit(
+                identity, frames, _max_queue_wait_s(header), self.clock.monotonic()
+            )
+        ):
             return  # a throttled connection: handled when its throttle time is over
         self._dispatch(identity, rid, api, header, payloads)
 
-    def _dispatch(self, identity: bytes, rid: bytes, api: str, header: dict, payloads: list,
-                  holds: int = 0) -> None:
+    def _dispatch(
+        self, identity: bytes, rid: bytes, api: str, header: dict, payloads: list, holds: int = 0
+    ) -> None:
         """Handle one parsed request (again, for one held while its topics were created)."""
         durable = self._durable
         if durable.hold(identity, rid, api, header, payloads, holds, before=True):
@@ -432,11 +477,18 @@ class BrokerServer:
             head = encode_header(header)
         except (TypeError, ValueError) as exc:  # never send half a message
             log.error("reply header is not JSON (%s): %r", exc, header)
-            head = encode_header({"error": -1, "message": "the broker built a bad reply; "
-                                  "see the broker log"})
+            head = encode_header(
+                {"error": -1, "message": "the broker built a bad reply; see the broker log"}
+            )
             payloads = ()
-        wire = len(MAGIC) + len(rid) + len(head) + 4 + frame_overhead(len(head)) + sum(
-            len(p) + frame_overhead(len(p)) for p in payloads)
+        wire = (
+            len(MAGIC)
+            + len(rid)
+            + len(head)
+            + 4
+            + frame_overhead(len(head))
+            + sum(len(p) + frame_overhead(len(p)) for p in payloads)
+        )
         gone = self.connections.on_send(identity, wire)
         if gone is not None:  # that client stopped reading its replies: disconnected
             self._forget_clients(gone)
@@ -467,8 +519,9 @@ class BrokerServer:
     def _send_answers(self, answers: list) -> None:
         for identity, rid, reply in answers:
             if reply.request is not None:
-                self._charge(identity, CONSUMER_BYTE_RATE, reply.request, reply.header,
-                             reply.payloads)
+                self._charge(
+                    identity, CONSUMER_BYTE_RATE, reply.request, reply.header, reply.payloads
+                )
             self._send(identity, rid, reply.header, reply.payloads)
 
     # -- client quotas (broker/quotas.py, broker/throttle.py) ----------------------
@@ -480,8 +533,9 @@ class BrokerServer:
             code, text = error_of(exc)
             return {"error": code, "message": text}
 
-    def _charge(self, identity: bytes, key: str, request: dict, reply_header: dict,
-                payloads) -> None:
+    def _charge(
+        self, identity: bytes, key: str, request: dict, reply_header: dict, payloads
+    ) -> None:
         """Count a produce's or fetch's record bytes against the client's quota; a
         client over it gets ``throttle_time_ms`` and its connection is muted."""
         if not self.quotas.active:
@@ -547,10 +601,14 @@ class BrokerServer:
         self._next_fd_check = now + FD_CHECK_S
         limit, used = open_file_limit(), open_descriptors()
         if limit is not None and used is not None and used >= limit - FD_LOW_WATER:
-            log.error("the broker is out of file descriptors (%d of %d open): new clients "
-                      "cannot connect until some disconnect or topics are deleted. Raise "
-                      "the limit (ulimit -n, or ulimits: nofile: in docker-compose.yml) and "
-                      "restart the broker", used, limit)
+            log.error(
+                "the broker is out of file descriptors (%d of %d open): new clients "
+                "cannot connect until some disconnect or topics are deleted. Raise "
+                "the limit (ulimit -n, or ulimits: nofile: in docker-compose.yml) and "
+                "restart the broker",
+                used,
+                limit,
+            )
 
     # -- group commit ------------------------------------------------------------
 

@@ -78,8 +78,11 @@ class ThrottleGate:
     def admit(self, identity: Any, frames: Any, max_wait_s: float, now: float) -> bool:
         """True: handle the request now. False: it was queued behind the mute."""
         mute = self._muted.get(identity)
-        if mute is None or (mute.until <= now and not mute.queue) \
-                or len(mute.queue) >= self.max_queued:
+        if (
+            mute is None
+            or (mute.until <= now and not mute.queue)
+            or len(mute.queue) >= self.max_queued
+        ):
             return True
         deadline = now + max_wait_s
         mute.queue.append((deadline, frames))

@@ -95,11 +95,13 @@ def validate_topic_name(name: object) -> str:
     if name in (".", ".."):
         raise InvalidTopicError("topic name cannot be '.' or '..'")
     if len(name) > MAX_TOPIC_NAME:
-        raise InvalidTopicError(f"topic name is {len(name)} characters long; the limit "
-                                f"is {MAX_TOPIC_NAME}")
+        raise InvalidTopicError(
+            f"topic name is {len(name)} characters long; the limit is {MAX_TOPIC_NAME}"
+        )
     if not _LEGAL.fullmatch(name):
         raise InvalidTopicError(
-            f"topic name {name!r} is not legal: use only ASCII letters, digits, '.', '_' and '-'")
+            f"topic name {name!r} is not legal: use only ASCII letters, digits, '.', '_' and '-'"
+        )
     return name
 
 
@@ -108,7 +110,8 @@ def validate_replication_factor(factor: object) -> None:
         return
     raise InvalidReplicationFactorError(
         f"replication factor {factor!r} is not possible: this lab runs a single broker, so use "
-        "replication factor 1 (e.g. --replication-factor 1)")
+        "replication factor 1 (e.g. --replication-factor 1)"
+    )
 
 
 @dataclass
@@ -130,6 +133,7 @@ class Topic:
 @dataclass
 class _Creation:
     """A topic (first == 0) or a topic's new partitions [first, total) being created."""
+
     topic: Topic
     first: int
     total: int
@@ -140,6 +144,7 @@ class _Creation:
 @dataclass
 class MetadataRound:
     """One write of topics.json and the file work that follows it (see "Deferred writes")."""
+
     version: int
     body: dict[str, tuple[int, dict[str, str]]]
     creations: list[_Creation]
@@ -151,8 +156,9 @@ class MetadataRound:
 class TopicRegistry:
     """Topics and their partition logs under one data directory."""
 
-    def __init__(self, data_dir: Path, defaults: LogConfig, clock: Clock,
-                 default_partitions: int = 1):
+    def __init__(
+        self, data_dir: Path, defaults: LogConfig, clock: Clock, default_partitions: int = 1
+    ):
         self.data_dir = Path(data_dir)
         self._defaults = defaults
         self._clock = clock
@@ -161,8 +167,8 @@ class TopicRegistry:
         self.cluster_id = ""
         self.lock = threading.Lock()
         self._lock_fd: int | None = None
-        self.deferred = False   # the broker sets True: its flusher thread runs the rounds
-        self.version = 0        # bumped by every change
+        self.deferred = False  # the broker sets True: its flusher thread runs the rounds
+        self.version = 0  # bumped by every change
         self.durable_version = 0  # the last version a round made durable
         self._dirty = False
         self._pending: dict[str, _Creation] = {}  # topics (or new partitions) being created
@@ -226,7 +232,8 @@ class TopicRegistry:
                 raise DataDirLockedError(
                     f"data directory {self.data_dir} is in use by another broker "
                     f"(pid {holder}); stop that "
-                    "broker, or give this one its own directory with --data-dir") from None
+                    "broker, or give this one its own directory with --data-dir"
+                ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
         self._lock_fd = fd
@@ -247,18 +254,23 @@ class TopicRegistry:
         if topic is None:
             raise UnknownTopicOrPartitionError(
                 f"topic {name!r} does not exist; create it (labkit topics --create --topic {name}) "
-                "or check the spelling")
+                "or check the spelling"
+            )
         if type(partition) is not int or not 0 <= partition < len(topic.partitions):
             raise UnknownTopicOrPartitionError(
                 f"topic {name!r} has partitions 0..{len(topic.partitions) - 1}; partition "
-                f"{partition!r} does not exist")
+                f"{partition!r} does not exist"
+            )
         return topic.partitions[partition]
 
     def partitions_snapshot(self) -> list[tuple[Topic, int, PartitionLog]]:
         """Every (topic, partition, log), for the cleaner thread."""
         with self.lock:
-            return [(t, p, plog) for t in list(self.topics.values())
-                    for p, plog in enumerate(list(t.partitions))]
+            return [
+                (t, p, plog)
+                for t in list(self.topics.values())
+                for p, plog in enumerate(list(t.partitions))
+            ]
 
     def any_compacted(self) -> bool:
         """Whether some topic's cleanup.policy includes compact."""
@@ -266,8 +278,11 @@ class TopicRegistry:
 
     def shortest_retention_ms(self) -> int | None:
         """The smallest retention.ms of any topic that deletes (for the cleaner's pace)."""
-        numbers = [t.config.retention_ms for t in list(self.topics.values())
-                   if t.config.deletes and t.config.retention_ms > 0]
+        numbers = [
+            t.config.retention_ms
+            for t in list(self.topics.values())
+            if t.config.deletes and t.config.retention_ms > 0
+        ]
         return min(numbers) if numbers else None
 
     # -- changes -----------------------------------------------------------------
@@ -275,9 +290,14 @@ class TopicRegistry:
     # A change is made in memory at once and recorded for the next metadata round
     # (see "Deferred writes" above); in inline mode the round runs before returning.
 
-    def create(self, name: object, num_partitions: int | None = None,
-               replication_factor: object = 1, configs: dict | None = None,
-               validate_only: bool = False) -> Topic | None:
+    def create(
+        self,
+        name: object,
+        num_partitions: int | None = None,
+        replication_factor: object = 1,
+        configs: dict | None = None,
+        validate_only: bool = False,
+    ) -> Topic | None:
         """Create a topic; None when ``validate_only`` or while the creation is deferred.
 
         Raises InvalidTopicError, TopicAlreadyExistsError, InvalidPartitionsError,
@@ -341,7 +361,8 @@ class TopicRegistry:
         if total <= current:
             raise InvalidPartitionsError(
                 f"topic {name!r} has {current} partitions; the new count must be larger "
-                "(Kafka never removes partitions)")
+                "(Kafka never removes partitions)"
+            )
         if validate_only:
             return
         self._pending[name] = _Creation(topic, current, total)
@@ -356,8 +377,10 @@ class TopicRegistry:
         if topic is None:
             raise UnknownTopicOrPartitionError(f"topic {name!r} does not exist")
         values = topic.config.to_kafka()
-        return [{"name": key, "value": values.get(key), "default": key not in topic.overrides}
-                for key in sorted(TOPIC_CONFIG_KEYS)]
+        return [
+            {"name": key, "value": values.get(key), "default": key not in topic.overrides}
+            for key in sorted(TOPIC_CONFIG_KEYS)
+        ]
 
     def alter_configs(self, name: str, changes: object, validate_only: bool = False) -> None:
         """Apply incremental changes (value None resets to the default).
@@ -401,8 +424,9 @@ class TopicRegistry:
         body = {name: (len(t.partitions), t.overrides) for name, t in self.topics.items()}
         for name, creation in self._pending.items():
             body[name] = (creation.total, creation.topic.overrides)
-        round_ = MetadataRound(self.version, body, list(self._pending.values()),
-                               self._removals, self._touched)
+        round_ = MetadataRound(
+            self.version, body, list(self._pending.values()), self._removals, self._touched
+        )
         self._removals, self._touched, self._dirty = [], set(), False
         return round_
 
@@ -492,8 +516,13 @@ class TopicRegistry:
                 self._config_for({str(key): str(value)})
                 kept[str(key)] = str(value)
             except InvalidConfigurationError as exc:
-                log.warning("topic %s: ignoring stored config %s=%s (%s); using the broker "
-                            "default", name, key, value, exc.args[0] if exc.args else exc)
+                log.warning(
+                    "topic %s: ignoring stored config %s=%s (%s); using the broker default",
+                    name,
+                    key,
+                    value,
+                    exc.args[0] if exc.args else exc,
+                )
         return kept
 
     def _partition_dir(self, name: str, partition: int) -> Path:
@@ -532,23 +561,28 @@ class TopicRegistry:
             for name, entry in meta.get("topics", {}).items():
                 validate_topic_name(name)
                 _check_partition_count(int(entry["partitions"]))
-        except (ValueError, TypeError, KeyError, InvalidTopicError,
-                InvalidPartitionsError) as exc:
+        except (ValueError, TypeError, KeyError, InvalidTopicError, InvalidPartitionsError) as exc:
             raise InvalidConfigurationError(
-                f"{path} is damaged ({exc}); fix or remove it (removing it forgets "
-                "every topic)") from None
+                f"{path} is damaged ({exc}); fix or remove it (removing it forgets every topic)"
+            ) from None
         return meta
 
     def _write_metadata(self) -> None:
         """Write the current topic set (at open; later rounds use ``_write_body``)."""
-        self._write_body({name: (len(t.partitions), t.overrides)
-                          for name, t in self.topics.items()})
+        self._write_body(
+            {name: (len(t.partitions), t.overrides) for name, t in self.topics.items()}
+        )
 
     def _write_body(self, body: dict[str, tuple[int, dict[str, str]]]) -> None:
-        topics = {name: {"partitions": count, "configs": overrides}
-                  for name, (count, overrides) in sorted(body.items())}
-        data = json.dumps({"version": 1, "cluster_id": self.cluster_id, "topics": topics},
-                          indent=1, sort_keys=True).encode("utf-8")
+        topics = {
+            name: {"partitions": count, "configs": overrides}
+            for name, (count, overrides) in sorted(body.items())
+        }
+        data = json.dumps(
+            {"version": 1, "cluster_id": self.cluster_id, "topics": topics},
+            indent=1,
+            sort_keys=True,
+        ).encode("utf-8")
         path = self.data_dir / METADATA_FILE
         tmp = path.with_name(METADATA_FILE + ".tmp")
         with open(tmp, "wb") as fh:
@@ -563,8 +597,9 @@ def _check_partition_count(count: object) -> None:
     if type(count) is not int or count < 1:
         raise InvalidPartitionsError(f"number of partitions must be 1 or more, got {count!r}")
     if count > MAX_PARTITIONS:
-        raise InvalidPartitionsError(f"{count} partitions is more than this lab broker allows "
-                                     f"({MAX_PARTITIONS})")
+        raise InvalidPartitionsError(
+            f"{count} partitions is more than this lab broker allows ({MAX_PARTITIONS})"
+        )
 
 
 def _config_value(key: object, value: object) -> str:
@@ -586,7 +621,6 @@ def _string_configs(configs: object) -> dict[str, str]:
 def _normalized(overrides: dict[str, str], config: LogConfig) -> dict[str, str]:
     values = config.to_kafka()
     return {k: values.get(k, v) for k, v in overrides.items()}
-
 
 
 def _new_cluster_id() -> str:

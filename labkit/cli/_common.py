@@ -39,8 +39,9 @@ def kafka_error_text(exc: KafkaError) -> str:
     return text or exc.__class__.__name__
 
 
-def run_reporting(action: Callable[[], None], *, prefix: str, out: TextIO | None = None,
-                  err: TextIO | None = None) -> int:
+def run_reporting(
+    action: Callable[[], None], *, prefix: str, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
     """Run ``action``; a CommandError or Kafka error becomes ``prefix`` + one line (and the
     hint) on stderr and exit code 1, after what was already printed to ``out``."""
     out, err = out or sys.stdout, err or sys.stderr
@@ -70,9 +71,13 @@ def add_bootstrap_argument(parser: argparse.ArgumentParser, *, broker_list: bool
     if broker_list:
         flags.append("--broker-list")
     parser.add_argument(
-        *flags, dest="bootstrap_server", metavar="HOST:PORT", default=None,
+        *flags,
+        dest="bootstrap_server",
+        metavar="HOST:PORT",
+        default=None,
         help="the broker to connect to, e.g. localhost:9092; several may be given "
-             f"comma-separated (default: ${BOOTSTRAP_ENV} or {DEFAULT_BOOTSTRAP})")
+        f"comma-separated (default: ${BOOTSTRAP_ENV} or {DEFAULT_BOOTSTRAP})",
+    )
 
 
 def bootstrap_servers(value: str | None) -> list[str]:
@@ -93,7 +98,8 @@ def parse_key_values(items: list[str] | None, flag: str) -> dict[str, str]:
         key = key.strip()
         if not sep or not key:
             raise UsageError(
-                f"{flag} expects key=value, got {item!r} (for example: {flag} print.key=true)")
+                f"{flag} expects key=value, got {item!r} (for example: {flag} print.key=true)"
+            )
         result[key] = value
     return result
 
@@ -145,8 +151,14 @@ def client_kwargs(props: dict[str, str], flag: str) -> dict[str, object]:
             kwargs[name] = acks_value(value)
         elif name == "bootstrap_servers":
             kwargs[name] = bootstrap_servers(value)
-        elif name in ("group_id", "client_id", "auto_offset_reset", "compression_type",
-                      "isolation_level", "security_protocol"):
+        elif name in (
+            "group_id",
+            "client_id",
+            "auto_offset_reset",
+            "compression_type",
+            "isolation_level",
+            "security_protocol",
+        ):
             kwargs[name] = value.strip()
         else:
             kwargs[name] = _coerce(value)

@@ -28,21 +28,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_bootstrap_argument(parser)
     actions = parser.add_mutually_exclusive_group(required=True)
     actions.add_argument("--describe", action="store_true", help="show the configs of an entity")
-    actions.add_argument("--alter", action="store_true",
-                         help="change configs: --add-config and/or --delete-config")
-    parser.add_argument("--entity-type", choices=_ENTITY_TYPES,
-                        help="clients (quotas per client id) or topics")
+    actions.add_argument(
+        "--alter", action="store_true", help="change configs: --add-config and/or --delete-config"
+    )
+    parser.add_argument(
+        "--entity-type", choices=_ENTITY_TYPES, help="clients (quotas per client id) or topics"
+    )
     parser.add_argument("--entity-name", help="the client id or topic name")
-    parser.add_argument("--entity-default", action="store_true",
-                        help="the default entity: the quota of every client id without its own")
-    parser.add_argument("--client", metavar="CLIENT_ID",
-                        help="short for --entity-type clients --entity-name CLIENT_ID")
+    parser.add_argument(
+        "--entity-default",
+        action="store_true",
+        help="the default entity: the quota of every client id without its own",
+    )
+    parser.add_argument(
+        "--client",
+        metavar="CLIENT_ID",
+        help="short for --entity-type clients --entity-name CLIENT_ID",
+    )
     parser.add_argument("--topic", help="short for --entity-type topics --entity-name TOPIC")
-    parser.add_argument("--add-config", metavar="K=V,K=V",
-                        help="configs to set, e.g. 'producer_byte_rate=1048576,"
-                             "consumer_byte_rate=2097152' or 'retention.ms=60000'")
-    parser.add_argument("--delete-config", metavar="K,K",
-                        help="configs to remove (a topic's go back to the broker default)")
+    parser.add_argument(
+        "--add-config",
+        metavar="K=V,K=V",
+        help="configs to set, e.g. 'producer_byte_rate=1048576,"
+        "consumer_byte_rate=2097152' or 'retention.ms=60000'",
+    )
+    parser.add_argument(
+        "--delete-config",
+        metavar="K,K",
+        help="configs to remove (a topic's go back to the broker default)",
+    )
 
 
 def _entity(args: argparse.Namespace) -> tuple[str, str | None]:
@@ -51,26 +65,34 @@ def _entity(args: argparse.Namespace) -> tuple[str, str | None]:
     for short, kind in ((args.client, "clients"), (args.topic, "topics")):
         if short is not None:
             if entity_type not in (None, kind) or name is not None:
-                raise UsageError(f"--{kind[:-1]} cannot be combined with --entity-type/"
-                                 "--entity-name; use one form")
+                raise UsageError(
+                    f"--{kind[:-1]} cannot be combined with --entity-type/"
+                    "--entity-name; use one form"
+                )
             entity_type, name = kind, short
     if entity_type is None:
-        raise UsageError("say which entity: --entity-type clients --entity-name X "
-                         "(or --entity-default), or --entity-type topics --entity-name T")
+        raise UsageError(
+            "say which entity: --entity-type clients --entity-name X "
+            "(or --entity-default), or --entity-type topics --entity-name T"
+        )
     if entity_type in ("users", "ips"):
-        raise UsageError(f"labkit has quotas per client id only: use --entity-type clients "
-                         f"(not {entity_type})")
+        raise UsageError(
+            f"labkit has quotas per client id only: use --entity-type clients (not {entity_type})"
+        )
     if entity_type in ("brokers", "broker-loggers"):
-        raise UsageError("labkit's broker configs are set when it starts: "
-                         "labkit broker --config key=value")
+        raise UsageError(
+            "labkit's broker configs are set when it starts: labkit broker --config key=value"
+        )
     if args.entity_default:
         if entity_type != "clients":
             raise UsageError("--entity-default is for --entity-type clients")
         if name is not None:
             raise UsageError("give either --entity-name or --entity-default, not both")
     elif args.alter and name is None:
-        raise UsageError(f"--alter needs --entity-name (or --entity-default for clients) "
-                         f"with --entity-type {entity_type}")
+        raise UsageError(
+            f"--alter needs --entity-name (or --entity-default for clients) "
+            f"with --entity-type {entity_type}"
+        )
     return entity_type, name
 
 
@@ -91,8 +113,10 @@ def parse_add_config(text: str) -> dict[str, str]:
             continue
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"--add-config {item!r}: write key=value, "
-                             "e.g. --add-config 'producer_byte_rate=1048576'")
+            raise UsageError(
+                f"--add-config {item!r}: write key=value, "
+                "e.g. --add-config 'producer_byte_rate=1048576'"
+            )
         out[key.strip()] = value.strip().strip("[]")
     if not out:
         raise UsageError("--add-config is empty; e.g. --add-config 'producer_byte_rate=1048576'")
@@ -111,14 +135,17 @@ def quota_ops(add: dict[str, str], delete: list[str]) -> dict[str, float | None]
     ops: dict[str, float | None] = {}
     for key in [*add, *delete]:
         if key not in QUOTA_KEYS:
-            raise UsageError(f"unknown client quota {key!r}; labkit has "
-                             f"{', '.join(QUOTA_KEYS)} (bytes per second)")
+            raise UsageError(
+                f"unknown client quota {key!r}; labkit has "
+                f"{', '.join(QUOTA_KEYS)} (bytes per second)"
+            )
     for key, value in add.items():
         try:
             number = float(value)
         except ValueError:
-            raise UsageError(f"{key}={value!r}: a quota is a number of bytes per second, "
-                             "e.g. 1048576") from None
+            raise UsageError(
+                f"{key}={value!r}: a quota is a number of bytes per second, e.g. 1048576"
+            ) from None
         ops[key] = int(number) if number.is_integer() else number
     for key in delete:
         ops[key] = None
@@ -134,8 +161,9 @@ def describe_lines(entries: list[dict]) -> list[str]:
     lines = []
     for entry in entries:
         values = ", ".join(f"{k}={float(v)}" for k, v in sorted(entry["values"].items()))
-        lines.append(f"Quota configs for {entity_words(entry['entity'].get(CLIENT_ID))} "
-                     f"are {values}")
+        lines.append(
+            f"Quota configs for {entity_words(entry['entity'].get(CLIENT_ID))} are {values}"
+        )
     return lines
 
 
@@ -155,8 +183,9 @@ def run(args: argparse.Namespace) -> int:
     delete = parse_delete_config(args.delete_config) if args.delete_config else []
     from labkit import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(args.bootstrap_server),
-                             client_id="labkit-configs")
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap_servers(args.bootstrap_server), client_id="labkit-configs"
+    )
     try:
         if entity_type == "clients":
             return _clients(admin, args, name, add, delete)
@@ -165,8 +194,9 @@ def run(args: argparse.Namespace) -> int:
         admin.close()
 
 
-def _clients(admin: Any, args: argparse.Namespace, name: str | None,
-             add: dict[str, str], delete: list[str]) -> int:
+def _clients(
+    admin: Any, args: argparse.Namespace, name: str | None, add: dict[str, str], delete: list[str]
+) -> int:
     if args.alter:
         ops = quota_ops(add, delete)
         admin.alter_client_quotas([{"entity": {CLIENT_ID: name}, "ops": ops}])
@@ -186,8 +216,9 @@ def _clients(admin: Any, args: argparse.Namespace, name: str | None,
     return 0
 
 
-def _topics(admin: Any, args: argparse.Namespace, name: str | None,
-            add: dict[str, str], delete: list[str]) -> int:
+def _topics(
+    admin: Any, args: argparse.Namespace, name: str | None, add: dict[str, str], delete: list[str]
+) -> int:
     from labkit import ConfigResource, ConfigResourceType
 
     if args.alter:
@@ -204,6 +235,8 @@ def _topics(admin: Any, args: argparse.Namespace, name: str | None,
         for key, entry in sorted(entries.items()):
             if not entry.get("is_default") and entry.get("value") is not None:
                 value = entry["value"]
-                print(f"  {key}={value} sensitive=false "
-                      f"synonyms={{DYNAMIC_TOPIC_CONFIG:{key}={value}}}")
+                print(
+                    f"  {key}={value} sensitive=false "
+                    f"synonyms={{DYNAMIC_TOPIC_CONFIG:{key}={value}}}"
+                )
     return 0

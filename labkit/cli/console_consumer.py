@@ -40,10 +40,12 @@ POLL_MS = 200
 TIMESTAMP_TYPES = {0: "CreateTime", 1: "LogAppendTime"}
 # Properties of Kafka's DefaultMessageFormatter that are read but have no effect here.
 IGNORED_PROPERTIES = frozenset({"key.deserializer", "value.deserializer", "headers.deserializer"})
-DEFAULT_FORMATTERS = frozenset({
-    "kafka.tools.DefaultMessageFormatter",
-    "org.apache.kafka.tools.consumer.DefaultMessageFormatter",
-})
+DEFAULT_FORMATTERS = frozenset(
+    {
+        "kafka.tools.DefaultMessageFormatter",
+        "org.apache.kafka.tools.consumer.DefaultMessageFormatter",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -63,13 +65,18 @@ class FormatOptions:
 
 
 _BOOL_PROPS = {
-    "print.timestamp": "print_timestamp", "print.key": "print_key",
-    "print.offset": "print_offset", "print.partition": "print_partition",
-    "print.headers": "print_headers", "print.value": "print_value",
+    "print.timestamp": "print_timestamp",
+    "print.key": "print_key",
+    "print.offset": "print_offset",
+    "print.partition": "print_partition",
+    "print.headers": "print_headers",
+    "print.value": "print_value",
 }
 _TEXT_PROPS = {
-    "key.separator": "key_separator", "line.separator": "line_separator",
-    "headers.separator": "headers_separator", "null.literal": "null_literal",
+    "key.separator": "key_separator",
+    "line.separator": "line_separator",
+    "headers.separator": "headers_separator",
+    "null.literal": "null_literal",
 }
 
 
@@ -101,7 +108,8 @@ def _headers_text(record: Any, opts: FormatOptions) -> str:
         return "NO_HEADERS"
     return opts.headers_separator.join(
         f"{decode_text(key, opts.null_literal)}:{decode_text(value, opts.null_literal)}"
-        for key, value in headers)
+        for key, value in headers
+    )
 
 
 def format_record(record: Any, opts: FormatOptions) -> str:
@@ -139,33 +147,77 @@ def processed_line(count: int) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topic", help="the topic to read")
-    parser.add_argument("--include", "--whitelist", dest="include", metavar="REGEX",
-                        help="read every topic whose name matches this regular expression")
+    parser.add_argument(
+        "--include",
+        "--whitelist",
+        dest="include",
+        metavar="REGEX",
+        help="read every topic whose name matches this regular expression",
+    )
     add_bootstrap_argument(parser)
-    parser.add_argument("--from-beginning", action="store_true",
-                        help="start at the oldest record instead of waiting for new ones")
-    parser.add_argument("--max-messages", type=int, default=None, metavar="N",
-                        help="exit after printing N records")
-    parser.add_argument("--timeout-ms", type=int, default=None, metavar="MS",
-                        help="exit when no record arrives for this many milliseconds")
-    parser.add_argument("--partition", type=int, default=None, metavar="P",
-                        help="read only this partition")
-    parser.add_argument("--offset", default=None, metavar="earliest|latest|N",
-                        help="with --partition: where to start (default latest)")
-    parser.add_argument("--group", default=None, metavar="GROUP",
-                        help="consume as a member of this consumer group (commits offsets)")
-    parser.add_argument("--property", action="append", default=[], metavar="KEY=VALUE",
-                        help="formatter setting: print.key, print.partition, print.offset, "
-                             "print.timestamp, print.headers, print.value, key.separator, "
-                             "line.separator, headers.separator, null.literal (repeatable)")
-    parser.add_argument("--consumer-property", action="append", default=[], metavar="KEY=VALUE",
-                        help="consumer setting with Kafka's name, e.g. fetch.max.wait.ms=100 (repeatable)")
-    parser.add_argument("--consumer.config", dest="consumer_config", metavar="FILE",
-                        help="a properties file of consumer settings")
-    parser.add_argument("--formatter", default=None, metavar="CLASS",
-                        help="accepted for compatibility; labkit always uses DefaultMessageFormatter")
-    parser.add_argument("--skip-message-on-error", action="store_true",
-                        help="accepted for compatibility (labkit prints every record)")
+    parser.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="start at the oldest record instead of waiting for new ones",
+    )
+    parser.add_argument(
+        "--max-messages", type=int, default=None, metavar="N", help="exit after printing N records"
+    )
+    parser.add_argument(
+        "--timeout-ms",
+        type=int,
+        default=None,
+        metavar="MS",
+        help="exit when no record arrives for this many milliseconds",
+    )
+    parser.add_argument(
+        "--partition", type=int, default=None, metavar="P", help="read only this partition"
+    )
+    parser.add_argument(
+        "--offset",
+        default=None,
+        metavar="earliest|latest|N",
+        help="with --partition: where to start (default latest)",
+    )
+    parser.add_argument(
+        "--group",
+        default=None,
+        metavar="GROUP",
+        help="consume as a member of this consumer group (commits offsets)",
+    )
+    parser.add_argument(
+        "--property",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="formatter setting: print.key, print.partition, print.offset, "
+        "print.timestamp, print.headers, print.value, key.separator, "
+        "line.separator, headers.separator, null.literal (repeatable)",
+    )
+    parser.add_argument(
+        "--consumer-property",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="consumer setting with Kafka's name, e.g. fetch.max.wait.ms=100 (repeatable)",
+    )
+    parser.add_argument(
+        "--consumer.config",
+        dest="consumer_config",
+        metavar="FILE",
+        help="a properties file of consumer settings",
+    )
+    parser.add_argument(
+        "--formatter",
+        default=None,
+        metavar="CLASS",
+        help="accepted for compatibility; labkit always uses DefaultMessageFormatter",
+    )
+    parser.add_argument(
+        "--skip-message-on-error",
+        action="store_true",
+        help="accepted for compatibility (labkit prints every record)",
+    )
 
 
 @dataclass(frozen=True)
@@ -185,7 +237,9 @@ def parse_offset(text: str | None, from_beginning: bool) -> StartPosition:
         return StartPosition(value)
     if value.isdigit():
         return StartPosition("offset", int(value))
-    raise UsageError(f"--offset must be 'earliest', 'latest' or a non-negative number, got {text!r}")
+    raise UsageError(
+        f"--offset must be 'earliest', 'latest' or a non-negative number, got {text!r}"
+    )
 
 
 def validate(args: argparse.Namespace) -> None:
@@ -223,8 +277,10 @@ def consumer_config(args: argparse.Namespace) -> dict[str, Any]:
     reset = "earliest" if args.from_beginning else "latest"
     if "auto_offset_reset" in extra:
         if args.from_beginning and extra["auto_offset_reset"] != "earliest":
-            raise UsageError("can't give --from-beginning together with "
-                             f"auto.offset.reset={extra['auto_offset_reset']}")
+            raise UsageError(
+                "can't give --from-beginning together with "
+                f"auto.offset.reset={extra['auto_offset_reset']}"
+            )
         reset = str(extra.pop("auto_offset_reset"))
     config: dict[str, Any] = {
         "bootstrap_servers": bootstrap_servers(args.bootstrap_server),
@@ -248,9 +304,17 @@ class Progress:
         self.timed_out = False
 
 
-def consume(consumer: Any, out: TextIO, opts: FormatOptions, progress: Progress, *,
-            max_messages: int | None = None, timeout_ms: int | None = None,
-            clock: Clock = REAL_CLOCK, poll_ms: int = POLL_MS) -> None:
+def consume(
+    consumer: Any,
+    out: TextIO,
+    opts: FormatOptions,
+    progress: Progress,
+    *,
+    max_messages: int | None = None,
+    timeout_ms: int | None = None,
+    clock: Clock = REAL_CLOCK,
+    poll_ms: int = POLL_MS,
+) -> None:
     """Poll and print until ``max_messages`` records, or ``timeout_ms`` without one."""
     last_record = clock.monotonic()
     polled = False
@@ -306,17 +370,24 @@ def _start(consumer: Any, args: argparse.Namespace, err: TextIO) -> None:
     known = consumer.topics()
     if args.partition is None:
         if args.topic not in known:
-            print(f"Topic '{args.topic}' does not exist yet; waiting for records "
-                  "(producing to it creates it, or use `labkit topics --create`).", file=err)
+            print(
+                f"Topic '{args.topic}' does not exist yet; waiting for records "
+                "(producing to it creates it, or use `labkit topics --create`).",
+                file=err,
+            )
         consumer.subscribe([args.topic])
         return
     if args.topic not in known:
-        raise UsageError(f"topic '{args.topic}' does not exist; create it with "
-                         f"`labkit topics --create --topic {args.topic}` or produce to it first")
+        raise UsageError(
+            f"topic '{args.topic}' does not exist; create it with "
+            f"`labkit topics --create --topic {args.topic}` or produce to it first"
+        )
     partitions = sorted(consumer.partitions_for_topic(args.topic) or [])
     if args.partition not in partitions:
-        raise UsageError(f"topic '{args.topic}' has no partition {args.partition} "
-                         f"(it has {len(partitions)}: {', '.join(map(str, partitions))})")
+        raise UsageError(
+            f"topic '{args.topic}' has no partition {args.partition} "
+            f"(it has {len(partitions)}: {', '.join(map(str, partitions))})"
+        )
     start = parse_offset(args.offset, args.from_beginning)
     tp = TopicPartition(args.topic, args.partition)
     consumer.assign([tp])
@@ -344,11 +415,17 @@ def run(args: argparse.Namespace) -> int:
     opts, unknown = format_options(parse_key_values(args.property, "--property"))
     err, out = sys.stderr, sys.stdout
     for name in unknown:
-        print(f"WARNING: --property {name} is not a formatter property and is ignored "
-              "(known: " + ", ".join(sorted([*_BOOL_PROPS, *_TEXT_PROPS])) + ").", file=err)
+        print(
+            f"WARNING: --property {name} is not a formatter property and is ignored "
+            "(known: " + ", ".join(sorted([*_BOOL_PROPS, *_TEXT_PROPS])) + ").",
+            file=err,
+        )
     if args.formatter and args.formatter not in DEFAULT_FORMATTERS:
-        print(f"WARNING: --formatter {args.formatter} is not supported; "
-              "using DefaultMessageFormatter.", file=err)
+        print(
+            f"WARNING: --formatter {args.formatter} is not supported; "
+            "using DefaultMessageFormatter.",
+            file=err,
+        )
     config = consumer_config(args)
     _prepare_stdout(out)
 
@@ -362,11 +439,18 @@ def run(args: argparse.Namespace) -> int:
         raise
     progress = Progress()
     try:
-        consume(consumer, out, opts, progress,
-                max_messages=args.max_messages, timeout_ms=args.timeout_ms)
+        consume(
+            consumer,
+            out,
+            opts,
+            progress,
+            max_messages=args.max_messages,
+            timeout_ms=args.timeout_ms,
+        )
         if progress.timed_out:
-            print(f"No message received for {args.timeout_ms} ms (--timeout-ms); stopping.",
-                  file=err)
+            print(
+                f"No message received for {args.timeout_ms} ms (--timeout-ms); stopping.", file=err
+            )
     finally:
         try:
             out.flush()

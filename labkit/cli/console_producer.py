@@ -62,7 +62,9 @@ def reader_options(props: dict[str, str]) -> tuple[ReaderOptions, list[str]]:
             values["ignore_error"] = parse_bool(value)
         elif key == "key.separator":
             if not value:
-                raise UsageError("key.separator must not be empty (e.g. --property key.separator=:)")
+                raise UsageError(
+                    "key.separator must not be empty (e.g. --property key.separator=:)"
+                )
             values["key_separator"] = value.encode("utf-8")
         elif key == "null.marker":
             values["null_marker"] = value.encode("utf-8") if value else None
@@ -99,7 +101,8 @@ def parse_line(line: bytes, number: int, opts: ReaderOptions) -> tuple[bytes | N
             raise LineError(
                 f"No key separator found on line number {number}: '{shown}' "
                 f"(with parse.key=true write key{separator}value, e.g. jan{separator}45; "
-                "this line was not sent)")
+                "this line was not sent)"
+            )
     if opts.null_marker is not None:
         if key == opts.null_marker:
             key = None
@@ -114,27 +117,58 @@ def parse_line(line: bytes, number: int, opts: ReaderOptions) -> tuple[bytes | N
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topic", help="the topic to send to (created on first send if missing)")
     add_bootstrap_argument(parser, broker_list=True)
-    parser.add_argument("--property", action="append", default=[], metavar="KEY=VALUE",
-                        help="line reader setting: parse.key=true, key.separator=:, "
-                             "ignore.error=true, null.marker=TEXT (repeatable)")
-    parser.add_argument("--producer-property", action="append", default=[], metavar="KEY=VALUE",
-                        help="producer setting with Kafka's name, e.g. acks=all, linger.ms=5 (repeatable)")
-    parser.add_argument("--producer.config", dest="producer_config", metavar="FILE",
-                        help="a properties file of producer settings")
-    parser.add_argument("--request-required-acks", default=None, metavar="ACKS",
-                        help="acks for each request: 0, 1, all or -1 (default: the producer's, 1)")
-    parser.add_argument("--sync", action="store_true",
-                        help="wait for each record to be acknowledged before reading the next line")
-    parser.add_argument("--timeout", type=int, default=None, metavar="MS",
-                        help="linger.ms: how long to wait to fill a batch")
-    parser.add_argument("--batch-size", type=int, default=None, metavar="N",
-                        help="batch.size in bytes")
-    parser.add_argument("--request-timeout-ms", type=int, default=None, metavar="MS",
-                        help="request.timeout.ms")
-    parser.add_argument("--max-block-ms", type=int, default=None, metavar="MS",
-                        help="max.block.ms")
-    parser.add_argument("--compression-codec", default=None, metavar="CODEC",
-                        help="compression.type (none unless your labkit supports others)")
+    parser.add_argument(
+        "--property",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="line reader setting: parse.key=true, key.separator=:, "
+        "ignore.error=true, null.marker=TEXT (repeatable)",
+    )
+    parser.add_argument(
+        "--producer-property",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="producer setting with Kafka's name, e.g. acks=all, linger.ms=5 (repeatable)",
+    )
+    parser.add_argument(
+        "--producer.config",
+        dest="producer_config",
+        metavar="FILE",
+        help="a properties file of producer settings",
+    )
+    parser.add_argument(
+        "--request-required-acks",
+        default=None,
+        metavar="ACKS",
+        help="acks for each request: 0, 1, all or -1 (default: the producer's, 1)",
+    )
+    parser.add_argument(
+        "--sync",
+        action="store_true",
+        help="wait for each record to be acknowledged before reading the next line",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=None,
+        metavar="MS",
+        help="linger.ms: how long to wait to fill a batch",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, metavar="N", help="batch.size in bytes"
+    )
+    parser.add_argument(
+        "--request-timeout-ms", type=int, default=None, metavar="MS", help="request.timeout.ms"
+    )
+    parser.add_argument("--max-block-ms", type=int, default=None, metavar="MS", help="max.block.ms")
+    parser.add_argument(
+        "--compression-codec",
+        default=None,
+        metavar="CODEC",
+        help="compression.type (none unless your labkit supports others)",
+    )
 
 
 def producer_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -148,9 +182,12 @@ def producer_config(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.request_required_acks is not None:
         config["acks"] = acks_value(args.request_required_acks)
-    for flag, name in (("timeout", "linger_ms"), ("batch_size", "batch_size"),
-                       ("request_timeout_ms", "request_timeout_ms"),
-                       ("max_block_ms", "max_block_ms")):
+    for flag, name in (
+        ("timeout", "linger_ms"),
+        ("batch_size", "batch_size"),
+        ("request_timeout_ms", "request_timeout_ms"),
+        ("max_block_ms", "max_block_ms"),
+    ):
         value = getattr(args, flag)
         if value is not None:
             if value < 0:
@@ -180,13 +217,26 @@ class Delivery:
             self.failed += 1
             key_text = "null" if key is None else f"{len(key)} bytes"
             value_text = "null" if value is None else f"{len(value)} bytes"
-            print(f"ERROR Error when sending message to topic {self.topic} with key: {key_text}, "
-                  f"value: {value_text} with error: {exc}", file=self.err, flush=True)
+            print(
+                f"ERROR Error when sending message to topic {self.topic} with key: {key_text}, "
+                f"value: {value_text} with error: {exc}",
+                file=self.err,
+                flush=True,
+            )
+
         return errback
 
 
-def produce_lines(producer: Any, topic: str, stdin: BinaryIO, opts: ReaderOptions,
-                  delivery: Delivery, *, prompt: TextIO | None = None, sync: bool = False) -> None:
+def produce_lines(
+    producer: Any,
+    topic: str,
+    stdin: BinaryIO,
+    opts: ReaderOptions,
+    delivery: Delivery,
+    *,
+    prompt: TextIO | None = None,
+    sync: bool = False,
+) -> None:
     """Send one record per line of ``stdin`` until end of input."""
     number = 0
     while True:
@@ -222,8 +272,11 @@ def run(args: argparse.Namespace) -> int:
     opts, unknown = reader_options(parse_key_values(args.property, "--property"))
     err = sys.stderr
     for name in unknown:
-        print(f"WARNING: --property {name} is not a line reader property and is ignored "
-              f"(known: {', '.join(READER_PROPERTIES)}).", file=err)
+        print(
+            f"WARNING: --property {name} is not a line reader property and is ignored "
+            f"(known: {', '.join(READER_PROPERTIES)}).",
+            file=err,
+        )
     config = producer_config(args)
 
     from labkit import KafkaProducer
@@ -233,8 +286,15 @@ def run(args: argparse.Namespace) -> int:
     interactive = sys.stdin.isatty()
     interrupted = False
     try:
-        produce_lines(producer, args.topic, sys.stdin.buffer, opts, delivery,
-                      prompt=sys.stdout if interactive else None, sync=args.sync)
+        produce_lines(
+            producer,
+            args.topic,
+            sys.stdin.buffer,
+            opts,
+            delivery,
+            prompt=sys.stdout if interactive else None,
+            sync=args.sync,
+        )
     except KeyboardInterrupt:
         interrupted = True
         if interactive:
@@ -244,8 +304,11 @@ def run(args: argparse.Namespace) -> int:
         producer.close()
     problems = delivery.failed + delivery.rejected
     if problems:
-        print(f"{problems} of {delivery.sent + delivery.rejected} lines were not delivered "
-              "(see the errors above).", file=err)
+        print(
+            f"{problems} of {delivery.sent + delivery.rejected} lines were not delivered "
+            "(see the errors above).",
+            file=err,
+        )
     if interrupted:
         return 130
     return 1 if problems else 0

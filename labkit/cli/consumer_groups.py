@@ -36,8 +36,15 @@ HELP = "list, describe and reset consumer groups (kafka-consumer-groups.sh)"
 TP = tuple[str, int]
 INACTIVE = ("Empty", "Dead")
 EARLIEST, LATEST = -2, -1
-RESET_SCOPES = ("to_earliest", "to_latest", "to_offset", "shift_by", "to_datetime",
-                "by_duration", "to_current")
+RESET_SCOPES = (
+    "to_earliest",
+    "to_latest",
+    "to_offset",
+    "shift_by",
+    "to_datetime",
+    "by_duration",
+    "to_current",
+)
 
 
 class GroupCommandError(CommandError):
@@ -67,8 +74,9 @@ class Group:
 # -- pure helpers ----------------------------------------------------------------------
 
 
-def table(headers: list[str], rows: list[list[Any]], fixed: dict[int, int] | None = None
-          ) -> list[str]:
+def table(
+    headers: list[str], rows: list[list[Any]], fixed: dict[int, int] | None = None
+) -> list[str]:
     """Kafka's left-aligned columns: each as wide as its widest cell (or ``fixed``), the
     last one unpadded. ``None`` cells print as ``-``."""
     cells = [[("-" if c is None else str(c)) for c in row] for row in rows]
@@ -84,8 +92,7 @@ def table(headers: list[str], rows: list[list[Any]], fixed: dict[int, int] | Non
     return [line(headers)] + [line(row) for row in cells]
 
 
-def offset_rows(group: Group, offsets: dict[TP, tuple[int | None, int | None]]
-                ) -> list[list[Any]]:
+def offset_rows(group: Group, offsets: dict[TP, tuple[int | None, int | None]]) -> list[list[Any]]:
     """``--describe`` rows: one per partition (owned or committed), then idle members.
 
     ``offsets`` maps a partition to (committed offset or None, log-end offset or None).
@@ -96,18 +103,38 @@ def offset_rows(group: Group, offsets: dict[TP, tuple[int | None, int | None]]
         current, end = offsets.get(tp, (None, None))
         lag = end - current if current is not None and end is not None else None
         m = owner.get(tp)
-        rows.append([group.group_id, tp[0], tp[1], current, end, lag,
-                     m.member_id if m else None, m.host if m else None,
-                     m.client_id if m else None])
+        rows.append(
+            [
+                group.group_id,
+                tp[0],
+                tp[1],
+                current,
+                end,
+                lag,
+                m.member_id if m else None,
+                m.host if m else None,
+                m.client_id if m else None,
+            ]
+        )
     for m in sorted(group.members, key=lambda m: m.member_id):
         if not m.assignment:  # idle: more consumers than partitions
-            rows.append([group.group_id, None, None, None, None, None, m.member_id,
-                         m.host, m.client_id])
+            rows.append(
+                [group.group_id, None, None, None, None, None, m.member_id, m.host, m.client_id]
+            )
     return rows
 
 
-OFFSET_HEADERS = ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG",
-                  "CONSUMER-ID", "HOST", "CLIENT-ID"]
+OFFSET_HEADERS = [
+    "GROUP",
+    "TOPIC",
+    "PARTITION",
+    "CURRENT-OFFSET",
+    "LOG-END-OFFSET",
+    "LAG",
+    "CONSUMER-ID",
+    "HOST",
+    "CLIENT-ID",
+]
 OFFSET_WIDTHS = {2: 10, 3: 15, 4: 15, 5: 15}
 
 
@@ -119,8 +146,9 @@ def member_rows(group: Group, verbose: bool) -> list[list[Any]]:
             by_topic: dict[str, list[int]] = {}
             for t, p in sorted(m.assignment):
                 by_topic.setdefault(t, []).append(p)
-            row.append(", ".join(f"{t}({','.join(map(str, ps))})" for t, ps in by_topic.items())
-                       or "-")
+            row.append(
+                ", ".join(f"{t}({','.join(map(str, ps))})" for t, ps in by_topic.items()) or "-"
+            )
         rows.append(row)
     return rows
 
@@ -138,8 +166,9 @@ def parse_topic_specs(values: list[str]) -> list[tuple[str, list[int] | None]]:
         try:
             specs.append((topic, sorted({int(p) for p in parts.split(",") if p.strip()})))
         except ValueError:
-            raise UsageError(f"--topic {value!r}: partitions must be numbers, e.g. "
-                             f"{topic}:0,1") from None
+            raise UsageError(
+                f"--topic {value!r}: partitions must be numbers, e.g. {topic}:0,1"
+            ) from None
     return specs
 
 
@@ -149,8 +178,10 @@ def parse_datetime(text: str) -> int:
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise UsageError(f"--to-datetime {text!r} is not a date-time; use "
-                         "YYYY-MM-DDTHH:mm:SS.sss, e.g. 2024-03-01T12:00:00.000") from None
+        raise UsageError(
+            f"--to-datetime {text!r} is not a date-time; use "
+            "YYYY-MM-DDTHH:mm:SS.sss, e.g. 2024-03-01T12:00:00.000"
+        ) from None
     if when.tzinfo is None:
         when = when.astimezone()
     return int(when.timestamp() * 1000)
@@ -163,15 +194,23 @@ def parse_duration(text: str) -> int:
     """An ISO-8601 duration (``PT15M``, ``P1DT2H``) in ms. Raises UsageError."""
     match = _DURATION.match(text.strip().upper())
     if not match or text.strip().upper() in ("P", "PT"):
-        raise UsageError(f"--by-duration {text!r} is not a duration; use e.g. PT15M "
-                         "(15 minutes) or P1DT2H (1 day 2 hours)")
+        raise UsageError(
+            f"--by-duration {text!r} is not a duration; use e.g. PT15M "
+            "(15 minutes) or P1DT2H (1 day 2 hours)"
+        )
     days, hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
     return int(((days * 24 + hours) * 60 + minutes) * 60_000 + seconds * 1000)
 
 
-def reset_offsets(scope: str, value: Any, partitions: list[TP],
-                  committed: dict[TP, int | None], earliest: dict[TP, int],
-                  latest: dict[TP, int], by_time: dict[TP, int] | None = None) -> dict[TP, int]:
+def reset_offsets(
+    scope: str,
+    value: Any,
+    partitions: list[TP],
+    committed: dict[TP, int | None],
+    earliest: dict[TP, int],
+    latest: dict[TP, int],
+    by_time: dict[TP, int] | None = None,
+) -> dict[TP, int]:
     """The new offset of each partition for one ``--reset-offsets`` scope, clamped to
     [log start, log end] as Kafka does. Raises GroupCommandError."""
     result = {}
@@ -188,7 +227,8 @@ def reset_offsets(scope: str, value: Any, partitions: list[TP],
                 raise GroupCommandError(
                     f"Cannot shift offset for partition {tp[0]}-{tp[1]} since there is no "
                     "current committed offset",
-                    "Use --to-earliest, --to-latest or --to-offset for it first.")
+                    "Use --to-earliest, --to-latest or --to-offset for it first.",
+                )
             target = committed[tp] + value
         elif scope in ("to_datetime", "by_duration"):
             found = (by_time or {}).get(tp, -1)
@@ -211,8 +251,9 @@ class GroupsClient:
         from labkit import KafkaAdminClient
 
         self._servers = servers
-        self._admin = KafkaAdminClient(bootstrap_servers=servers,
-                                       client_id="labkit-consumer-groups")
+        self._admin = KafkaAdminClient(
+            bootstrap_servers=servers, client_id="labkit-consumer-groups"
+        )
         self._consumer: Any = None
 
     def close(self) -> None:
@@ -228,8 +269,9 @@ class GroupsClient:
         if self._consumer is None:
             from labkit import KafkaConsumer
 
-            self._consumer = KafkaConsumer(bootstrap_servers=self._servers, group_id=None,
-                                           client_id="labkit-consumer-groups")
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=self._servers, group_id=None, client_id="labkit-consumer-groups"
+            )
         return self._consumer
 
     def group_ids(self) -> list[str]:
@@ -244,20 +286,24 @@ class GroupsClient:
             (info,) = self._admin.describe_consumer_groups([group_id])
         except GroupIdNotFoundError:
             return Group(group_id, "Dead", "", ())
-        members = tuple(Member(m.member_id, m.client_id, m.client_host,
-                               tuple(m.member_assignment.partitions()))
-                        for m in info.members)
+        members = tuple(
+            Member(m.member_id, m.client_id, m.client_host, tuple(m.member_assignment.partitions()))
+            for m in info.members
+        )
         return Group(group_id, info.state, info.protocol, members)
 
-    def offsets(self, group_id: str, partitions: list[TP] | None
-                ) -> dict[TP, tuple[int | None, int | None]]:
+    def offsets(
+        self, group_id: str, partitions: list[TP] | None
+    ) -> dict[TP, tuple[int | None, int | None]]:
         """{tp: (committed or None, log-end or None)} (None = every committed partition)."""
         committed = self._admin.list_consumer_group_offsets(group_id, partitions=partitions)
         counts = self.partition_counts(sorted({tp.topic for tp in committed}))
         existing = [tp for tp in committed if tp.partition < counts.get(tp.topic, 0)]
         ends = self._offset_reader().end_offsets(existing) if existing else {}
-        return {(tp.topic, tp.partition): (c.offset if c.offset >= 0 else None, ends.get(tp))
-                for tp, c in committed.items()}
+        return {
+            (tp.topic, tp.partition): (c.offset if c.offset >= 0 else None, ends.get(tp))
+            for tp, c in committed.items()
+        }
 
     def partition_counts(self, topics: list[str]) -> dict[str, int]:
         if not topics:
@@ -265,8 +311,9 @@ class GroupsClient:
         described = self._admin.describe_topics(topics)
         return {t["topic"]: len(t["partitions"]) for t in described if not t.get("error_code")}
 
-    def list_offsets(self, partitions: list[TP], timestamp_of: dict[TP, int] | int
-                     ) -> dict[TP, int]:
+    def list_offsets(
+        self, partitions: list[TP], timestamp_of: dict[TP, int] | int
+    ) -> dict[TP, int]:
         from labkit import TopicPartition
 
         tps = [TopicPartition(t, p) for t, p in partitions]
@@ -276,18 +323,23 @@ class GroupsClient:
         elif timestamp_of == LATEST:
             found = reader.end_offsets(tps)
         else:
-            stamps = {tp: timestamp_of if isinstance(timestamp_of, int) else timestamp_of[tp]
-                      for tp in tps}
+            stamps = {
+                tp: timestamp_of if isinstance(timestamp_of, int) else timestamp_of[tp]
+                for tp in tps
+            }
             ends = reader.end_offsets(tps)
-            found = {tp: ends[tp] if at is None else at.offset
-                     for tp, at in reader.offsets_for_times(stamps).items()}
+            found = {
+                tp: ends[tp] if at is None else at.offset
+                for tp, at in reader.offsets_for_times(stamps).items()
+            }
         return {(tp.topic, tp.partition): offset for tp, offset in found.items()}
 
     def commit(self, group_id: str, offsets: dict[TP, int]) -> None:
         from labkit import TopicPartition
 
         self._admin.alter_consumer_group_offsets(
-            group_id, {TopicPartition(t, p): o for (t, p), o in sorted(offsets.items())})
+            group_id, {TopicPartition(t, p): o for (t, p), o in sorted(offsets.items())}
+        )
 
     def delete(self, group_ids: list[str]) -> list[tuple[str, type]]:
         """[(group id, error class)] as KafkaAdminClient.delete_consumer_groups answers."""
@@ -307,48 +359,94 @@ class GroupsClient:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_mutually_exclusive_group(required=True)
     actions.add_argument("--list", action="store_true", help="list the consumer groups")
-    actions.add_argument("--describe", action="store_true",
-                         help="show a group's partitions, offsets, lag and members")
-    actions.add_argument("--reset-offsets", action="store_true",
-                         help="move a group's committed offsets (the group must be inactive)")
-    actions.add_argument("--delete", action="store_true",
-                         help="delete a group and its committed offsets (must be inactive)")
+    actions.add_argument(
+        "--describe",
+        action="store_true",
+        help="show a group's partitions, offsets, lag and members",
+    )
+    actions.add_argument(
+        "--reset-offsets",
+        action="store_true",
+        help="move a group's committed offsets (the group must be inactive)",
+    )
+    actions.add_argument(
+        "--delete",
+        action="store_true",
+        help="delete a group and its committed offsets (must be inactive)",
+    )
     add_bootstrap_argument(parser)
-    parser.add_argument("--group", action="append", default=[], metavar="GROUP",
-                        help="the consumer group (repeatable for --describe and --delete)")
-    parser.add_argument("--all-groups", action="store_true",
-                        help="with --describe or --delete: every group")
-    parser.add_argument("--members", action="store_true",
-                        help="with --describe: one line per member")
-    parser.add_argument("--verbose", action="store_true",
-                        help="with --describe --members: also each member's partitions")
-    parser.add_argument("--state", nargs="?", const="", default=None, metavar="STATES",
-                        help="with --describe: the group's state; with --list: show states "
-                             "(optionally only these, comma-separated, e.g. Stable,Empty)")
-    parser.add_argument("--offsets", action="store_true",
-                        help="with --describe: partitions and lag (the default)")
-    parser.add_argument("--topic", action="append", default=[], metavar="TOPIC[:P,...]",
-                        help="with --reset-offsets: the topic (and partitions) to reset")
-    parser.add_argument("--all-topics", action="store_true",
-                        help="with --reset-offsets: every topic the group has offsets for")
+    parser.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        metavar="GROUP",
+        help="the consumer group (repeatable for --describe and --delete)",
+    )
+    parser.add_argument(
+        "--all-groups", action="store_true", help="with --describe or --delete: every group"
+    )
+    parser.add_argument(
+        "--members", action="store_true", help="with --describe: one line per member"
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="with --describe --members: also each member's partitions",
+    )
+    parser.add_argument(
+        "--state",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="STATES",
+        help="with --describe: the group's state; with --list: show states "
+        "(optionally only these, comma-separated, e.g. Stable,Empty)",
+    )
+    parser.add_argument(
+        "--offsets", action="store_true", help="with --describe: partitions and lag (the default)"
+    )
+    parser.add_argument(
+        "--topic",
+        action="append",
+        default=[],
+        metavar="TOPIC[:P,...]",
+        help="with --reset-offsets: the topic (and partitions) to reset",
+    )
+    parser.add_argument(
+        "--all-topics",
+        action="store_true",
+        help="with --reset-offsets: every topic the group has offsets for",
+    )
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument("--to-earliest", action="store_true", help="reset to the oldest offset")
     scope.add_argument("--to-latest", action="store_true", help="reset to the log end")
     scope.add_argument("--to-offset", type=int, metavar="N", help="reset to offset N")
-    scope.add_argument("--shift-by", type=int, metavar="N",
-                       help="move the committed offset by N (negative = back)")
-    scope.add_argument("--to-datetime", metavar="YYYY-MM-DDTHH:mm:SS.sss",
-                       help="reset to the first record at or after this time")
-    scope.add_argument("--by-duration", metavar="PnDTnHnMnS",
-                       help="reset to the first record at or after now minus this duration")
-    scope.add_argument("--to-current", action="store_true",
-                       help="reset to the current committed offset")
+    scope.add_argument(
+        "--shift-by", type=int, metavar="N", help="move the committed offset by N (negative = back)"
+    )
+    scope.add_argument(
+        "--to-datetime",
+        metavar="YYYY-MM-DDTHH:mm:SS.sss",
+        help="reset to the first record at or after this time",
+    )
+    scope.add_argument(
+        "--by-duration",
+        metavar="PnDTnHnMnS",
+        help="reset to the first record at or after now minus this duration",
+    )
+    scope.add_argument(
+        "--to-current", action="store_true", help="reset to the current committed offset"
+    )
     run_mode = parser.add_mutually_exclusive_group()
-    run_mode.add_argument("--dry-run", action="store_true",
-                          help="show the new offsets without changing anything (default)")
+    run_mode.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show the new offsets without changing anything (default)",
+    )
     run_mode.add_argument("--execute", action="store_true", help="commit the new offsets")
-    parser.add_argument("--timeout", type=int, default=5000, metavar="MS",
-                        help="(accepted for compatibility)")
+    parser.add_argument(
+        "--timeout", type=int, default=5000, metavar="MS", help="(accepted for compatibility)"
+    )
 
 
 def scope_of(args: argparse.Namespace) -> tuple[str, Any] | None:
@@ -370,13 +468,16 @@ def validate(args: argparse.Namespace) -> None:
         if not args.topic and not args.all_topics:
             raise UsageError("--reset-offsets needs --topic TOPIC (or --all-topics)")
         if scope_of(args) is None:
-            raise UsageError("--reset-offsets needs one of --to-earliest, --to-latest, "
-                             "--to-offset N, --shift-by N, --to-datetime DT, --by-duration D, "
-                             "--to-current")
+            raise UsageError(
+                "--reset-offsets needs one of --to-earliest, --to-latest, "
+                "--to-offset N, --shift-by N, --to-datetime DT, --by-duration D, "
+                "--to-current"
+            )
         parse_topic_specs(args.topic)
     elif scope_of(args) is not None or args.dry_run or args.execute:
-        raise UsageError("--to-*/--shift-by/--by-duration/--dry-run/--execute go with "
-                         "--reset-offsets")
+        raise UsageError(
+            "--to-*/--shift-by/--by-duration/--dry-run/--execute go with --reset-offsets"
+        )
     if (args.members or args.offsets) and not args.describe:
         raise UsageError("--members and --offsets go with --describe")
     if args.members and args.state is not None:
@@ -401,17 +502,32 @@ def _list(client: GroupsClient, args: argparse.Namespace, out: TextIO) -> None:
     _print(table(["GROUP", "STATE"], rows), out)
 
 
-def _describe_one(client: GroupsClient, group_id: str, args: argparse.Namespace,
-                  out: TextIO) -> None:
+def _describe_one(
+    client: GroupsClient, group_id: str, args: argparse.Namespace, out: TextIO
+) -> None:
     group = client.describe(group_id)
     if not group.exists:
-        raise GroupCommandError(f"Consumer group '{group_id}' does not exist.",
-                                "See the groups with `labkit consumer-groups --list`.")
+        raise GroupCommandError(
+            f"Consumer group '{group_id}' does not exist.",
+            "See the groups with `labkit consumer-groups --list`.",
+        )
     if args.state is not None:
         print(file=out)
-        _print(table(["GROUP", "COORDINATOR (ID)", "ASSIGNMENT-STRATEGY", "STATE", "#MEMBERS"],
-                     [[group_id, f"{client.address} (0)", group.assignor or None, group.state,
-                       len(group.members)]]), out)
+        _print(
+            table(
+                ["GROUP", "COORDINATOR (ID)", "ASSIGNMENT-STRATEGY", "STATE", "#MEMBERS"],
+                [
+                    [
+                        group_id,
+                        f"{client.address} (0)",
+                        group.assignor or None,
+                        group.state,
+                        len(group.members),
+                    ]
+                ],
+            ),
+            out,
+        )
         return
     if not group.members:
         print(f"\nConsumer group '{group_id}' has no active members.", file=out)
@@ -441,8 +557,7 @@ def _describe(client: GroupsClient, args: argparse.Namespace, out: TextIO) -> No
         _describe_one(client, group_id, args, out)
 
 
-def _reset_partitions(client: GroupsClient, group_id: str, args: argparse.Namespace
-                      ) -> list[TP]:
+def _reset_partitions(client: GroupsClient, group_id: str, args: argparse.Namespace) -> list[TP]:
     if args.all_topics:
         return sorted(client.offsets(group_id, None))
     specs = parse_topic_specs(args.topic)
@@ -450,25 +565,30 @@ def _reset_partitions(client: GroupsClient, group_id: str, args: argparse.Namesp
     partitions: list[TP] = []
     for topic, chosen in specs:
         if topic not in counts:
-            raise GroupCommandError(f"Topic '{topic}' does not exist.",
-                                    "See the topics with `labkit topics --list`.")
-        for p in (range(counts[topic]) if chosen is None else chosen):
+            raise GroupCommandError(
+                f"Topic '{topic}' does not exist.", "See the topics with `labkit topics --list`."
+            )
+        for p in range(counts[topic]) if chosen is None else chosen:
             if not 0 <= p < counts[topic]:
-                raise GroupCommandError(f"Partition {topic}-{p} does not exist "
-                                        f"({topic} has {counts[topic]} partitions).")
+                raise GroupCommandError(
+                    f"Partition {topic}-{p} does not exist "
+                    f"({topic} has {counts[topic]} partitions)."
+                )
             partitions.append((topic, p))
     return sorted(set(partitions))
 
 
-def _reset(client: GroupsClient, args: argparse.Namespace, out: TextIO,
-           clock: Clock = REAL_CLOCK) -> None:
+def _reset(
+    client: GroupsClient, args: argparse.Namespace, out: TextIO, clock: Clock = REAL_CLOCK
+) -> None:
     group_id = args.group[0]
     group = client.describe(group_id)
     if group.state not in INACTIVE:
         raise GroupCommandError(
             f"Assignments can only be reset if the group '{group_id}' is inactive, but the "
             f"current state is {group.state}.",
-            "Stop (close) the group's consumers, wait for their session to end, and try again.")
+            "Stop (close) the group's consumers, wait for their session to end, and try again.",
+        )
     partitions = _reset_partitions(client, group_id, args)
     scope, value = scope_of(args)
     committed = {tp: c for tp, (c, _) in client.offsets(group_id, partitions).items()}
@@ -481,14 +601,22 @@ def _reset(client: GroupsClient, args: argparse.Namespace, out: TextIO,
         by_time = client.list_offsets(partitions, clock.time_ms() - parse_duration(value))
     targets = reset_offsets(scope, value, partitions, committed, earliest, latest, by_time)
     if not args.dry_run and not args.execute:
-        print("WARN: No action will be performed as the --execute option is missing. "
-              "Add --dry-run to only see the plan, or --execute to apply it.", file=out)
+        print(
+            "WARN: No action will be performed as the --execute option is missing. "
+            "Add --dry-run to only see the plan, or --execute to apply it.",
+            file=out,
+        )
     if args.execute:
         client.commit(group_id, targets)
     print(file=out)
-    _print(table(["GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"],
-                 [[group_id, t, p, o] for (t, p), o in sorted(targets.items())],
-                 {2: 10, 3: 15}), out)
+    _print(
+        table(
+            ["GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"],
+            [[group_id, t, p, o] for (t, p), o in sorted(targets.items())],
+            {2: 10, 3: 15},
+        ),
+        out,
+    )
 
 
 def _delete(client: GroupsClient, args: argparse.Namespace, out: TextIO) -> None:
@@ -499,22 +627,29 @@ def _delete(client: GroupsClient, args: argparse.Namespace, out: TextIO) -> None
         names = ", ".join(f"'{g}'" for g in done)
         print(f"Deletion of requested consumer groups ({names}) was successful.", file=out)
     if failed:
-        lines = [f"* Group '{g}' could not be deleted due to: {error.__name__}: "
-                 f"{error.description}" for g, error in failed]
+        lines = [
+            f"* Group '{g}' could not be deleted due to: {error.__name__}: {error.description}"
+            for g, error in failed
+        ]
         hints = []
         if any(error is NonEmptyGroupError for _, error in failed):
             hints.append("A group can be deleted only when no consumer is in it.")
         if any(error is GroupIdNotFoundError for _, error in failed):
             hints.append("See the groups with `labkit consumer-groups --list`.")
-        raise GroupCommandError("Deletion of some consumer groups failed:\n" + "\n".join(lines),
-                                " ".join(hints))
+        raise GroupCommandError(
+            "Deletion of some consumer groups failed:\n" + "\n".join(lines), " ".join(hints)
+        )
 
 
 ACTIONS = {"list": _list, "describe": _describe, "reset_offsets": _reset, "delete": _delete}
 
 
-def run(args: argparse.Namespace, client: GroupsClient | None = None,
-        out: TextIO | None = None, err: TextIO | None = None) -> int:
+def run(
+    args: argparse.Namespace,
+    client: GroupsClient | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
     validate(args)
     out = out or sys.stdout
     own = client is None

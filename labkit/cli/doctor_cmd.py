@@ -18,15 +18,27 @@ HELP = "check this machine and the broker connection, and say how to fix what is
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_bootstrap_argument(parser)
-    parser.add_argument("--no-roundtrip", action="store_true",
-                        help="do not send a test record through a temporary topic")
-    parser.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
-                        help="how long to wait for the broker in each check (default 5)")
+    parser.add_argument(
+        "--no-roundtrip",
+        action="store_true",
+        help="do not send a test record through a temporary topic",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long to wait for the broker in each check (default 5)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from labkit.nb.doctor import doctor
 
-    report = doctor(bootstrap_servers(args.bootstrap_server), roundtrip=not args.no_roundtrip,
-                    timeout_s=args.timeout, file=sys.stdout)
+    report = doctor(
+        bootstrap_servers(args.bootstrap_server),
+        roundtrip=not args.no_roundtrip,
+        timeout_s=args.timeout,
+        file=sys.stdout,
+    )
     return 0 if report.ok else 1

@@ -25,21 +25,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kind", choices=("transactions", "sensors"), help="what to generate")
     parser.add_argument("--topic", help="the topic to send to (default: the kind's name)")
     add_bootstrap_argument(parser)
-    parser.add_argument("--rate", type=float, default=1.0, metavar="N",
-                        help="events per second; 0 = as fast as possible (default 1)")
-    parser.add_argument("--count", type=int, default=None, metavar="N",
-                        help="stop after N events (default: run until Ctrl-C)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=1.0,
+        metavar="N",
+        help="events per second; 0 = as fast as possible (default 1)",
+    )
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop after N events (default: run until Ctrl-C)",
+    )
     parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    parser.add_argument("--suspicious", type=float, default=0.05, metavar="SHARE",
-                        help="transactions: share of suspicious ones, 0..1 (default 0.05)")
-    parser.add_argument("--late", type=float, default=0.1, metavar="SHARE",
-                        help="sensors: share of late, out-of-order readings, 0..1 (default 0.1)")
-    parser.add_argument("--max-lateness", type=float, default=15, metavar="S",
-                        help="sensors: how late a late reading can be, in seconds (default 15)")
-    parser.add_argument("--key", metavar="FIELD",
-                        help="key each record by this field, e.g. user_id or sensor_id")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="print the events as JSON lines instead of sending them")
+    parser.add_argument(
+        "--suspicious",
+        type=float,
+        default=0.05,
+        metavar="SHARE",
+        help="transactions: share of suspicious ones, 0..1 (default 0.05)",
+    )
+    parser.add_argument(
+        "--late",
+        type=float,
+        default=0.1,
+        metavar="SHARE",
+        help="sensors: share of late, out-of-order readings, 0..1 (default 0.1)",
+    )
+    parser.add_argument(
+        "--max-lateness",
+        type=float,
+        default=15,
+        metavar="S",
+        help="sensors: how late a late reading can be, in seconds (default 15)",
+    )
+    parser.add_argument(
+        "--key", metavar="FIELD", help="key each record by this field, e.g. user_id or sensor_id"
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the events as JSON lines instead of sending them",
+    )
 
 
 def _events(args: argparse.Namespace):
@@ -47,8 +76,9 @@ def _events(args: argparse.Namespace):
 
     if args.kind == "transactions":
         return nb.transactions(seed=args.seed, suspicious_share=args.suspicious, count=args.count)
-    return nb.sensors(seed=args.seed, late_share=args.late, max_lateness_s=args.max_lateness,
-                      count=args.count)
+    return nb.sensors(
+        seed=args.seed, late_share=args.late, max_lateness_s=args.max_lateness, count=args.count
+    )
 
 
 def _validate(args: argparse.Namespace) -> None:
@@ -56,8 +86,9 @@ def _validate(args: argparse.Namespace) -> None:
         raise UsageError("--rate must be >= 0 (0 = as fast as possible)")
     if args.count is not None and args.count < 0:
         raise UsageError("--count must be >= 0")
-    fields = {"transactions": ("tx_id", "user_id", "store", "category"),
-              "sensors": ("sensor_id",)}[args.kind]
+    fields = {"transactions": ("tx_id", "user_id", "store", "category"), "sensors": ("sensor_id",)}[
+        args.kind
+    ]
     if args.key is not None and args.key not in fields:
         raise UsageError(f"--key {args.key}: {args.kind} can be keyed by {', '.join(fields)}")
 
@@ -79,8 +110,12 @@ def run(args: argparse.Namespace, *, out=None, err=None) -> int:
     key = (lambda e, f=args.key: e[f].encode("utf-8")) if args.key else None
     total = f"/{args.count}" if args.count is not None else ""
     pace = f"{args.rate:g}/s" if rate else "as fast as possible"
-    print(f"sending {args.kind} to {topic!r} at {', '.join(servers)} ({pace}, seed {args.seed}); "
-          "Ctrl-C stops", file=err, flush=True)
+    print(
+        f"sending {args.kind} to {topic!r} at {', '.join(servers)} ({pace}, seed {args.seed}); "
+        "Ctrl-C stops",
+        file=err,
+        flush=True,
+    )
     stream = EventStream(servers, topic, events, rate=rate, key=key)
     stream.start()
     try:

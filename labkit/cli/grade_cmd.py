@@ -23,29 +23,55 @@ HELP = "grade notebooks (files or folders of submissions) and print the score ta
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                        help="a notebook (student = file name), or a folder of submissions: "
-                             "notebooks in it (student = file name) or one subfolder per "
-                             "student (student = folder name)")
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="a notebook (student = file name), or a folder of submissions: "
+        "notebooks in it (student = file name) or one subfolder per "
+        "student (student = folder name)",
+    )
     add_bootstrap_argument(parser)
-    parser.add_argument("--fresh-broker", action="store_true",
-                        help="start a throwaway broker for each notebook (on a free port, "
-                             "temporary data) instead of using --bootstrap-server")
-    parser.add_argument("--timeout-per-cell", type=float, default=60.0, metavar="S",
-                        help="interrupt a cell that runs longer than S seconds (default 60)")
-    parser.add_argument("--timeout-per-notebook", type=float, default=None, metavar="S",
-                        help="stop a whole notebook after S seconds (default: cells x "
-                             "per-cell timeout + 120)")
-    parser.add_argument("--csv", type=Path, metavar="FILE",
-                        help="write a gradebook CSV: one row per student")
-    parser.add_argument("--json", type=Path, metavar="FILE",
-                        help="write every notebook's result, with each check's message, as JSON")
+    parser.add_argument(
+        "--fresh-broker",
+        action="store_true",
+        help="start a throwaway broker for each notebook (on a free port, "
+        "temporary data) instead of using --bootstrap-server",
+    )
+    parser.add_argument(
+        "--timeout-per-cell",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="interrupt a cell that runs longer than S seconds (default 60)",
+    )
+    parser.add_argument(
+        "--timeout-per-notebook",
+        type=float,
+        default=None,
+        metavar="S",
+        help="stop a whole notebook after S seconds (default: cells x per-cell timeout + 120)",
+    )
+    parser.add_argument(
+        "--csv", type=Path, metavar="FILE", help="write a gradebook CSV: one row per student"
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        metavar="FILE",
+        help="write every notebook's result, with each check's message, as JSON",
+    )
 
 
 def _progress(result) -> None:
     note = f" ({result.status}: {result.detail})" if result.status not in ("ok", "errors") else ""
-    print(f"graded {result.student} / {Path(result.notebook).name}: "
-          f"{result.points}/{result.max_points} points{note}", file=sys.stderr, flush=True)
+    print(
+        f"graded {result.student} / {Path(result.notebook).name}: "
+        f"{result.points}/{result.max_points} points{note}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 @contextmanager
@@ -69,9 +95,14 @@ def run(args: argparse.Namespace) -> int:
     bootstrap = ",".join(bootstrap_servers(args.bootstrap_server))
     if args.fresh_broker and args.bootstrap_server:
         raise UsageError("give either --fresh-broker or --bootstrap-server, not both")
-    results = grading.grade(args.paths, bootstrap=bootstrap, cell_timeout=args.timeout_per_cell,
-                            notebook_timeout=args.timeout_per_notebook, progress=_progress,
-                            fresh_broker=_fresh_broker if args.fresh_broker else None)
+    results = grading.grade(
+        args.paths,
+        bootstrap=bootstrap,
+        cell_timeout=args.timeout_per_cell,
+        notebook_timeout=args.timeout_per_notebook,
+        progress=_progress,
+        fresh_broker=_fresh_broker if args.fresh_broker else None,
+    )
     print(grading.table(results))
     if args.csv:
         grading.write_csv(results, args.csv)

@@ -25,8 +25,7 @@ import labkit
 from labkit.cli._common import UsageError
 
 NAME = "init"
-HELP = ("copy the notebook series into DIR (default: the current folder), "
-        "ready for `labkit lab`")
+HELP = "copy the notebook series into DIR (default: the current folder), ready for `labkit lab`"
 
 SERIES_FILES = ("*.ipynb", "*.md")
 PACKAGED_SERIES = Path(labkit.__file__).resolve().parent / "_series"
@@ -34,12 +33,20 @@ CHECKOUT = Path(labkit.__file__).resolve().parents[1]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dir", nargs="?", default=".", metavar="DIR",
-                        help="where to put notebooks/ (and instructor/); created if missing "
-                             "(default: the current folder)")
-    parser.add_argument("--instructor", action="store_true",
-                        help="also copy instructor/: the master notebooks WITH SOLUTIONS and "
-                             "the grading example (for teachers, not for students)")
+    parser.add_argument(
+        "dir",
+        nargs="?",
+        default=".",
+        metavar="DIR",
+        help="where to put notebooks/ (and instructor/); created if missing "
+        "(default: the current folder)",
+    )
+    parser.add_argument(
+        "--instructor",
+        action="store_true",
+        help="also copy instructor/: the master notebooks WITH SOLUTIONS and "
+        "the grading example (for teachers, not for students)",
+    )
 
 
 def series_root(packaged: Path = PACKAGED_SERIES, checkout: Path = CHECKOUT) -> Path | None:
@@ -54,12 +61,18 @@ def series_root(packaged: Path = PACKAGED_SERIES, checkout: Path = CHECKOUT) -> 
 
 def series_files(folder: Path) -> list[Path]:
     """The notebooks and Markdown files under ``folder``, without Jupyter's checkpoints."""
-    found = {path for pattern in SERIES_FILES for path in folder.rglob(pattern)
-             if ".ipynb_checkpoints" not in path.parts and path.is_file()}
+    found = {
+        path
+        for pattern in SERIES_FILES
+        for path in folder.rglob(pattern)
+        if ".ipynb_checkpoints" not in path.parts and path.is_file()
+    }
     return sorted(found)
 
 
-def copy_series(source: Path, dest: Path, folders: tuple[str, ...]) -> tuple[list[Path], list[Path]]:
+def copy_series(
+    source: Path, dest: Path, folders: tuple[str, ...]
+) -> tuple[list[Path], list[Path]]:
     """Copy ``folders`` of ``source`` into ``dest``; returns (written, kept) target paths.
     An existing target is kept as it is."""
     written: list[Path] = []
@@ -82,10 +95,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.dir} is a file; give a folder (it is created if missing)")
     source = series_root()
     if source is None:
-        print(f"labkit init: error: this installation of labkit ({Path(labkit.__file__).parent}) "
-              "has no notebook series. Reinstall it from a wheel or the source distribution "
-              "(pip install --force-reinstall labkit-streaming), or clone the repository, "
-              "whose notebooks/ folder is the series.", file=sys.stderr)
+        print(
+            f"labkit init: error: this installation of labkit ({Path(labkit.__file__).parent}) "
+            "has no notebook series. Reinstall it from a wheel or the source distribution "
+            "(pip install --force-reinstall labkit-streaming), or clone the repository, "
+            "whose notebooks/ folder is the series.",
+            file=sys.stderr,
+        )
         return 1
     folders = ("notebooks", "instructor") if args.instructor else ("notebooks",)
     try:
@@ -96,9 +112,10 @@ def run(args: argparse.Namespace) -> int:
     where = ", ".join(str(dest / folder) for folder in folders)
     print(f"copied {len(written)} file(s) into {where}")
     if kept:
-        print(f"kept {len(kept)} file(s) that were already there, unchanged (yours), e.g. "
-              f"{kept[0]}; to get a fresh copy of one, rename or delete it and run this again")
+        print(
+            f"kept {len(kept)} file(s) that were already there, unchanged (yours), e.g. "
+            f"{kept[0]}; to get a fresh copy of one, rename or delete it and run this again"
+        )
     step = "" if dest.resolve() == Path.cwd().resolve() else f"cd {shlex.quote(str(dest))} && "
-    print(f"next: {step}labkit lab   (starts a broker and JupyterLab on "
-          f"{dest / 'notebooks'})")
+    print(f"next: {step}labkit lab   (starts a broker and JupyterLab on {dest / 'notebooks'})")
     return 0

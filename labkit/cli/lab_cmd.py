@@ -46,8 +46,7 @@ from labkit._clock import REAL_CLOCK, Clock
 from labkit.cli._common import UsageError
 
 NAME = "lab"
-HELP = ("start the broker in the background and JupyterLab on the notebooks; "
-        "Ctrl-C stops both")
+HELP = "start the broker in the background and JupyterLab on the notebooks; Ctrl-C stops both"
 
 BROKER_WAIT_S = 30.0
 LAB_WAIT_S = 120.0
@@ -58,23 +57,38 @@ _IS_WINDOWS = os.name == "nt"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--notebooks", metavar="DIR", default=None,
-                        help="the folder JupyterLab opens (default: ./notebooks if it "
-                             "exists, else the current folder)")
-    parser.add_argument("--data-dir", metavar="DIR", default="data",
-                        help="where the broker keeps its topics (default: ./data)")
-    parser.add_argument("--port", type=int, default=9092,
-                        help="the broker's port on 127.0.0.1 (default: 9092)")
-    parser.add_argument("--broker", metavar="HOST:PORT", default=None,
-                        help="use the broker at HOST:PORT instead of starting one")
-    parser.add_argument("--lab-port", type=int, default=8888,
-                        help="JupyterLab's port (default: 8888)")
-    parser.add_argument("--ip", default="127.0.0.1",
-                        help="the address JupyterLab listens on (default: 127.0.0.1, "
-                             "this machine only)")
+    parser.add_argument(
+        "--notebooks",
+        metavar="DIR",
+        default=None,
+        help="the folder JupyterLab opens (default: ./notebooks if it "
+        "exists, else the current folder)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        default="data",
+        help="where the broker keeps its topics (default: ./data)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=9092, help="the broker's port on 127.0.0.1 (default: 9092)"
+    )
+    parser.add_argument(
+        "--broker",
+        metavar="HOST:PORT",
+        default=None,
+        help="use the broker at HOST:PORT instead of starting one",
+    )
+    parser.add_argument(
+        "--lab-port", type=int, default=8888, help="JupyterLab's port (default: 8888)"
+    )
+    parser.add_argument(
+        "--ip",
+        default="127.0.0.1",
+        help="the address JupyterLab listens on (default: 127.0.0.1, this machine only)",
+    )
     parser.add_argument("--url-port", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--no-browser", action="store_true",
-                        help="do not open a browser tab")
+    parser.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
 
 
 class LabError(Exception):
@@ -103,9 +117,10 @@ def run(args: argparse.Namespace) -> int:
         _check_port_free(args.ip, args.lab_port, _lab_port_hint(args.lab_port))
         bootstrap, broker_proc = _start_or_find_broker(args, stop)
         token = os.environ.get("JUPYTER_TOKEN", "").strip() or secrets.token_hex(16)
-        lab_proc = _spawn(_jupyter_argv(args, notebooks), _lab_env(bootstrap, token),
-                          cwd=notebooks)
-        url = f"http://{_url_host(args.ip)}:{args.url_port or args.lab_port}{_start_page(notebooks)}"
+        lab_proc = _spawn(_jupyter_argv(args, notebooks), _lab_env(bootstrap, token), cwd=notebooks)
+        url = (
+            f"http://{_url_host(args.ip)}:{args.url_port or args.lab_port}{_start_page(notebooks)}"
+        )
         return _supervise(args, lab_proc, broker_proc, bootstrap, f"{url}?token={token}", stop)
     except LabError as exc:
         print(f"labkit lab: error: {exc}", file=sys.stderr, flush=True)
@@ -122,8 +137,9 @@ def run(args: argparse.Namespace) -> int:
 # -- the broker ---------------------------------------------------------------
 
 
-def _start_or_find_broker(args: argparse.Namespace, stop: threading.Event,
-                          clock: Clock = REAL_CLOCK) -> tuple[str, subprocess.Popen | None]:
+def _start_or_find_broker(
+    args: argparse.Namespace, stop: threading.Event, clock: Clock = REAL_CLOCK
+) -> tuple[str, subprocess.Popen | None]:
     if args.broker:
         bootstrap = args.broker.strip()
         _say(f"using the broker at {bootstrap}")
@@ -132,37 +148,59 @@ def _start_or_find_broker(args: argparse.Namespace, stop: threading.Event,
                 raise _Stopped()
             raise LabError(
                 f"no broker answers at {bootstrap} after {BROKER_WAIT_S:.0f} s. Is it running? "
-                "With Docker: `docker-compose ps` and `docker-compose logs broker`.")
+                "With Docker: `docker-compose ps` and `docker-compose logs broker`."
+            )
         return bootstrap, None
     bootstrap = f"localhost:{args.port}"
     if broker_answers(f"127.0.0.1:{args.port}", 2.0):
-        _say(f"a broker is already running on {bootstrap}; using it (it keeps running after "
-             "the lab stops)")
+        _say(
+            f"a broker is already running on {bootstrap}; using it (it keeps running after "
+            "the lab stops)"
+        )
         return bootstrap, None
-    _check_port_free("127.0.0.1", args.port,
-                     f"Port {args.port} is taken by a program that is not a labkit broker. "
-                     "(Is `docker-compose up` running? Its broker publishes this port: `docker-compose down`.) "
-                     f"Stop that program, or use another port: `labkit lab --port {args.port + 1}` "
-                     f"(with make: make lab LAB_ARGS='--port {args.port + 1}').")
+    _check_port_free(
+        "127.0.0.1",
+        args.port,
+        f"Port {args.port} is taken by a program that is not a labkit broker. "
+        "(Is `docker-compose up` running? Its broker publishes this port: `docker-compose down`.) "
+        f"Stop that program, or use another port: `labkit lab --port {args.port + 1}` "
+        f"(with make: make lab LAB_ARGS='--port {args.port + 1}').",
+    )
     data_dir = Path(args.data_dir).resolve()
     _say(f"starting the broker on {bootstrap} (data in {data_dir})")
-    argv = [sys.executable, "-m", "labkit", "broker", "--host", "127.0.0.1",
-            "--port", str(args.port), "--data-dir", str(data_dir)]
+    argv = [
+        sys.executable,
+        "-m",
+        "labkit",
+        "broker",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.port),
+        "--data-dir",
+        str(data_dir),
+    ]
     proc = _spawn(argv, dict(os.environ))
     if not _wait_for_broker(f"127.0.0.1:{args.port}", proc, stop, clock):
         code = proc.poll()
         _stop_child(proc, "the broker")
         if stop.is_set():
             raise _Stopped()
-        why = (f"it exited with code {code} (its messages are above)" if code is not None
-               else f"it did not answer within {BROKER_WAIT_S:.0f} s")
-        raise LabError(f"the broker did not start: {why}. Try it alone to see why: "
-                         f"labkit broker --port {args.port} --data-dir {data_dir}")
+        why = (
+            f"it exited with code {code} (its messages are above)"
+            if code is not None
+            else f"it did not answer within {BROKER_WAIT_S:.0f} s"
+        )
+        raise LabError(
+            f"the broker did not start: {why}. Try it alone to see why: "
+            f"labkit broker --port {args.port} --data-dir {data_dir}"
+        )
     return bootstrap, proc
 
 
-def _wait_for_broker(address: str, proc: subprocess.Popen | None, stop: threading.Event,
-                     clock: Clock) -> bool:
+def _wait_for_broker(
+    address: str, proc: subprocess.Popen | None, stop: threading.Event, clock: Clock
+) -> bool:
     deadline = clock.monotonic() + BROKER_WAIT_S
     while not stop.is_set() and clock.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -187,13 +225,21 @@ def _jupyter_argv(args: argparse.Namespace, notebooks: Path) -> list[str]:
     try:
         import jupyterlab  # noqa: F401  (only to say what is missing)
     except ImportError:
-        raise LabError("JupyterLab is not installed. Install the lab extras: "
-                       "pip install 'labkit-streaming[lab]' (in a checkout: `make lab` does "
-                       "it).") from None
-    argv = [sys.executable, "-m", "jupyterlab",
-            f"--ServerApp.ip={args.ip}", f"--ServerApp.port={args.lab_port}",
-            "--ServerApp.port_retries=0", f"--ServerApp.root_dir={notebooks}",
-            "--ServerApp.terminals_enabled=True"]
+        raise LabError(
+            "JupyterLab is not installed. Install the lab extras: "
+            "pip install 'labkit-streaming[lab]' (in a checkout: `make lab` does "
+            "it)."
+        ) from None
+    argv = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        f"--ServerApp.ip={args.ip}",
+        f"--ServerApp.port={args.lab_port}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.root_dir={notebooks}",
+        "--ServerApp.terminals_enabled=True",
+    ]
     if args.no_browser:
         argv.append("--ServerApp.open_browser=False")
     argv.append(f"--LabApp.default_url={_start_page(notebooks)}")
@@ -231,18 +277,26 @@ def _lab_answers(ip: str, port: int) -> bool:
 
 
 def _lab_port_hint(port: int) -> str:
-    return (f"Port {port} is taken: another JupyterLab is probably running (`jupyter server list` "
-            "shows it; the docker-compose lab uses it too: `docker-compose down`). Stop it, or "
-            f"use another port: `labkit lab --lab-port {port + 1}` "
-            f"(with make: make lab LAB_ARGS='--lab-port {port + 1}').")
+    return (
+        f"Port {port} is taken: another JupyterLab is probably running (`jupyter server list` "
+        "shows it; the docker-compose lab uses it too: `docker-compose down`). Stop it, or "
+        f"use another port: `labkit lab --lab-port {port + 1}` "
+        f"(with make: make lab LAB_ARGS='--lab-port {port + 1}')."
+    )
 
 
 # -- supervision ----------------------------------------------------------------
 
 
-def _supervise(args: argparse.Namespace, lab: subprocess.Popen, broker: subprocess.Popen | None,
-               bootstrap: str, url: str, stop: threading.Event,
-               clock: Clock = REAL_CLOCK) -> int:
+def _supervise(
+    args: argparse.Namespace,
+    lab: subprocess.Popen,
+    broker: subprocess.Popen | None,
+    bootstrap: str,
+    url: str,
+    stop: threading.Event,
+    clock: Clock = REAL_CLOCK,
+) -> int:
     announced = False
     broker_warned = False
     deadline = clock.monotonic() + LAB_WAIT_S
@@ -250,23 +304,33 @@ def _supervise(args: argparse.Namespace, lab: subprocess.Popen, broker: subproce
         code = lab.poll()
         if code is not None:
             if not announced:
-                raise LabError(f"JupyterLab exited with code {code} before it was ready "
-                                 "(its messages are above).")
+                raise LabError(
+                    f"JupyterLab exited with code {code} before it was ready "
+                    "(its messages are above)."
+                )
             _say("JupyterLab has stopped")
             return 0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else code
         if not announced and _lab_answers(args.ip, args.lab_port):
             announced = True
             _announce(args, bootstrap, url)
         elif not announced and clock.monotonic() > deadline:
-            _say(f"JupyterLab has not answered on port {args.lab_port} after "
-                 f"{LAB_WAIT_S:.0f} s; still waiting (its messages are above)")
+            _say(
+                f"JupyterLab has not answered on port {args.lab_port} after "
+                f"{LAB_WAIT_S:.0f} s; still waiting (its messages are above)"
+            )
             deadline = float("inf")
         if broker is not None and not broker_warned and broker.poll() is not None:
             broker_warned = True
-            _say(f"WARNING: the broker stopped (exit code {broker.returncode}); notebooks "
-                 f"cannot reach {bootstrap}. Stop the lab (Ctrl-C) and start it again.")
+            _say(
+                f"WARNING: the broker stopped (exit code {broker.returncode}); notebooks "
+                f"cannot reach {bootstrap}. Stop the lab (Ctrl-C) and start it again."
+            )
         stop.wait(POLL_S)
-    _say("stopping JupyterLab and the broker ..." if broker is not None else "stopping JupyterLab ...")
+    _say(
+        "stopping JupyterLab and the broker ..."
+        if broker is not None
+        else "stopping JupyterLab ..."
+    )
     return 0
 
 
@@ -288,8 +352,9 @@ def _announce(args: argparse.Namespace, bootstrap: str, url: str) -> None:
         f"      {url}",
         "",
         f"  Notebooks reach the broker at {bootstrap} (LABKIT_BOOTSTRAP).",
-        "  Stop with Ctrl-C: the broker stops too." if not args.broker else
-        "  Stop with `docker-compose down` (your notebooks stay in ./notebooks).",
+        "  Stop with Ctrl-C: the broker stops too."
+        if not args.broker
+        else "  Stop with `docker-compose down` (your notebooks stay in ./notebooks).",
         "=" * 72,
         "",
     ]
@@ -344,8 +409,10 @@ def _notebooks_dir(value: str | None) -> Path:
     if default.is_dir():
         return default.resolve()
     if not any(Path(".").glob("*.ipynb")):
-        _say("no ./notebooks folder here, so JupyterLab opens the current folder. To get the "
-             "notebook series: `labkit init DIR`, then `cd DIR` and `labkit lab` again.")
+        _say(
+            "no ./notebooks folder here, so JupyterLab opens the current folder. To get the "
+            "notebook series: `labkit init DIR`, then `cd DIR` and `labkit lab` again."
+        )
     return Path(".").resolve()
 
 

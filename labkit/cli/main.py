@@ -34,21 +34,50 @@ class Command:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("broker", "labkit.cli.broker_cmd", "run the broker (default localhost:9092, data in ./data)"),
-    Command("topics", "labkit.cli.topics", "create, list, describe, alter and delete topics (kafka-topics.sh)"),
-    Command("console-producer", "labkit.cli.console_producer",
-            "send one record per line of input to a topic (kafka-console-producer.sh)"),
-    Command("console-consumer", "labkit.cli.console_consumer",
-            "print the records of a topic (kafka-console-consumer.sh)"),
-    Command("consumer-groups", "labkit.cli.consumer_groups",
-            "list, describe and reset consumer groups (kafka-consumer-groups.sh)"),
-    Command("configs", "labkit.cli.configs",
-            "describe and change client quotas and topic configs (kafka-configs.sh)"),
-    Command("generate", "labkit.cli.generate_cmd", "stream generated events (transactions, sensors) to a topic"),
-    Command("notebooks", "labkit.cli.notebooks_cmd",
-            "build: write student notebooks from instructor masters; check: exit 1 if any is stale"),
+    Command(
+        "broker", "labkit.cli.broker_cmd", "run the broker (default localhost:9092, data in ./data)"
+    ),
+    Command(
+        "topics",
+        "labkit.cli.topics",
+        "create, list, describe, alter and delete topics (kafka-topics.sh)",
+    ),
+    Command(
+        "console-producer",
+        "labkit.cli.console_producer",
+        "send one record per line of input to a topic (kafka-console-producer.sh)",
+    ),
+    Command(
+        "console-consumer",
+        "labkit.cli.console_consumer",
+        "print the records of a topic (kafka-console-consumer.sh)",
+    ),
+    Command(
+        "consumer-groups",
+        "labkit.cli.consumer_groups",
+        "list, describe and reset consumer groups (kafka-consumer-groups.sh)",
+    ),
+    Command(
+        "configs",
+        "labkit.cli.configs",
+        "describe and change client quotas and topic configs (kafka-configs.sh)",
+    ),
+    Command(
+        "generate",
+        "labkit.cli.generate_cmd",
+        "stream generated events (transactions, sensors) to a topic",
+    ),
+    Command(
+        "notebooks",
+        "labkit.cli.notebooks_cmd",
+        "build: write student notebooks from instructor masters; check: exit 1 if any is stale",
+    ),
     Command("grade", "labkit.cli.grade_cmd", "grade notebooks and print the score"),
-    Command("doctor", "labkit.cli.doctor_cmd", "check this machine and the broker connection, suggest fixes"),
+    Command(
+        "doctor",
+        "labkit.cli.doctor_cmd",
+        "check this machine and the broker connection, suggest fixes",
+    ),
     Command("init", "labkit.cli.init_cmd", "copy the notebook series into a folder of your own"),
     Command("lab", "labkit.cli.lab_cmd", "start a broker and JupyterLab together"),
 )
@@ -147,8 +176,8 @@ def _top_parser() -> argparse.ArgumentParser:
         usage="labkit [-h] [--version] <command> [options]",
         description="labkit: a hands-on lab for event streaming with Kafka's model.",
         epilog=f"commands:\n{listing}\n\nRun `labkit <command> --help` for a command's options."
-               "\nThe Kafka tool names work too: kafka-topics.sh, kafka-console-producer.sh,"
-               "\nkafka-console-consumer.sh, kafka-consumer-groups.sh, kafka-configs.sh.",
+        "\nThe Kafka tool names work too: kafka-topics.sh, kafka-console-producer.sh,"
+        "\nkafka-console-consumer.sh, kafka-consumer-groups.sh, kafka-configs.sh.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"labkit {__version__}")
@@ -168,8 +197,10 @@ def main(argv: list[str] | None = None) -> int:
         names = [c.name for c in COMMANDS]
         close = difflib.get_close_matches(name, names, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        print(f"labkit: unknown command '{name}'.{hint} Commands: {', '.join(names)}.",
-              file=sys.stderr)
+        print(
+            f"labkit: unknown command '{name}'.{hint} Commands: {', '.join(names)}.",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     return run_command(name, rest)
 

@@ -23,20 +23,35 @@ DEFAULT_OUT = Path("notebooks")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("build", "check"),
-                        help="build: write the student versions; check: exit 1 if any is out of date")
-    parser.add_argument("--masters", type=Path, default=DEFAULT_MASTERS, metavar="DIR",
-                        help=f"folder (or one .ipynb) of master notebooks (default: {DEFAULT_MASTERS})")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
-                        help=f"folder of the student notebooks (default: {DEFAULT_OUT})")
+    parser.add_argument(
+        "action",
+        choices=("build", "check"),
+        help="build: write the student versions; check: exit 1 if any is out of date",
+    )
+    parser.add_argument(
+        "--masters",
+        type=Path,
+        default=DEFAULT_MASTERS,
+        metavar="DIR",
+        help=f"folder (or one .ipynb) of master notebooks (default: {DEFAULT_MASTERS})",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help=f"folder of the student notebooks (default: {DEFAULT_OUT})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from labkit.course import authoring
 
     if not args.masters.exists():
-        raise UsageError(f"no masters at {args.masters}: run this from the top of the labkit "
-                         "checkout, or pass --masters DIR")
+        raise UsageError(
+            f"no masters at {args.masters}: run this from the top of the labkit "
+            "checkout, or pass --masters DIR"
+        )
     masters = authoring.master_files(args.masters)
     if not masters:
         print(f"no master notebooks (*.ipynb) under {args.masters}; nothing to do")
@@ -45,16 +60,21 @@ def run(args: argparse.Namespace) -> int:
         written = authoring.build(args.masters, args.out)
         for path in written:
             print(f"wrote {path}")
-        print(f"{len(masters)} master(s), {len(written)} student version(s) written, "
-              f"{len(masters) - len(written)} already up to date")
+        print(
+            f"{len(masters)} master(s), {len(written)} student version(s) written, "
+            f"{len(masters) - len(written)} already up to date"
+        )
         return 0
     problems = authoring.stale(args.masters, args.out)
     for path, reason in problems:
         print(f"{path}: {reason}", file=sys.stderr)
     if problems:
-        print(f"{len(problems)} student notebook(s) out of sync with {args.masters}: run "
-              f"`labkit notebooks build --masters {args.masters} --out {args.out}` and commit "
-              "the result", file=sys.stderr)
+        print(
+            f"{len(problems)} student notebook(s) out of sync with {args.masters}: run "
+            f"`labkit notebooks build --masters {args.masters} --out {args.out}` and commit "
+            "the result",
+            file=sys.stderr,
+        )
         return 1
     print(f"{len(masters)} student notebook(s) in {args.out} are up to date")
     return 0

@@ -78,16 +78,20 @@ def _ids(values: tuple[int, ...]) -> str:
 def header_line(topic: TopicInfo) -> str:
     """Kafka's ``--describe`` line for a topic."""
     configs = ",".join(f"{k}={v}" for k, v in sorted(topic.configs.items()))
-    return (f"Topic: {topic.name}\tTopicId: {topic.topic_id or NO_TOPIC_ID}\t"
-            f"PartitionCount: {len(topic.partitions)}\t"
-            f"ReplicationFactor: {topic.replication_factor}\tConfigs: {configs}")
+    return (
+        f"Topic: {topic.name}\tTopicId: {topic.topic_id or NO_TOPIC_ID}\t"
+        f"PartitionCount: {len(topic.partitions)}\t"
+        f"ReplicationFactor: {topic.replication_factor}\tConfigs: {configs}"
+    )
 
 
 def partition_line(topic: TopicInfo, p: PartitionInfo) -> str:
     """Kafka's ``--describe`` line for a partition, plus labkit's log start/end offsets."""
     leader = "none" if p.leader is None or p.leader < 0 else str(p.leader)
-    line = (f"\tTopic: {topic.name}\tPartition: {p.partition}\tLeader: {leader}\t"
-            f"Replicas: {_ids(p.replicas)}\tIsr: {_ids(p.isr)}")
+    line = (
+        f"\tTopic: {topic.name}\tPartition: {p.partition}\tLeader: {leader}\t"
+        f"Replicas: {_ids(p.replicas)}\tIsr: {_ids(p.isr)}"
+    )
     if p.log_start is not None and p.log_end is not None:
         line += f"\tLogStartOffset: {p.log_start}\tLogEndOffset: {p.log_end}"
     return line
@@ -117,9 +121,11 @@ def is_internal(name: str) -> bool:
 def collision_warning(name: str) -> str | None:
     """Kafka's warning for names with both kinds of metric-unsafe characters in mind."""
     if "." in name or "_" in name:
-        return ("WARNING: Due to limitations in metric names, topics with a period ('.') or "
-                "underscore ('_') could collide. To avoid issues it is best to use either, "
-                "but not both.")
+        return (
+            "WARNING: Due to limitations in metric names, topics with a period ('.') or "
+            "underscore ('_') could collide. To avoid issues it is best to use either, "
+            "but not both."
+        )
     return None
 
 
@@ -130,42 +136,84 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_mutually_exclusive_group(required=True)
     actions.add_argument("--create", action="store_true", help="create a topic")
     actions.add_argument("--list", action="store_true", help="list the topic names")
-    actions.add_argument("--describe", action="store_true",
-                         help="show partitions, leaders, configs and offsets")
-    actions.add_argument("--alter", action="store_true",
-                         help="add partitions and/or change configs of a topic")
+    actions.add_argument(
+        "--describe", action="store_true", help="show partitions, leaders, configs and offsets"
+    )
+    actions.add_argument(
+        "--alter", action="store_true", help="add partitions and/or change configs of a topic"
+    )
     actions.add_argument("--delete", action="store_true", help="delete a topic and its data")
     add_bootstrap_argument(parser)
-    parser.add_argument("--topic", metavar="TOPIC",
-                        help="the topic (a regular expression for --list/--describe/--alter/--delete)")
-    parser.add_argument("--partitions", type=int, metavar="N",
-                        help="number of partitions (--create; --alter can only increase it)")
-    parser.add_argument("--replication-factor", type=int, metavar="R",
-                        help="copies of each partition (labkit runs one broker: 1)")
-    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
-                        help="topic config, e.g. retention.ms=60000 (repeatable)")
-    parser.add_argument("--delete-config", action="append", default=[], metavar="KEY",
-                        help="with --alter: reset this config to the broker default (repeatable)")
-    parser.add_argument("--if-not-exists", action="store_true",
-                        help="with --create: do nothing if the topic exists")
-    parser.add_argument("--if-exists", action="store_true",
-                        help="with --alter/--delete/--describe: do nothing if the topic is missing")
-    parser.add_argument("--exclude-internal", action="store_true",
-                        help="leave out internal topics (names starting with __)")
-    parser.add_argument("--topics-with-overrides", action="store_true",
-                        help="with --describe: only topics whose configs differ from the defaults")
-    parser.add_argument("--under-replicated-partitions", action="store_true",
-                        help="with --describe: only partitions whose Isr is smaller than Replicas")
-    parser.add_argument("--unavailable-partitions", action="store_true",
-                        help="with --describe: only partitions without a leader")
-    parser.add_argument("--command-config", metavar="FILE",
-                        help="a properties file of admin client settings")
+    parser.add_argument(
+        "--topic",
+        metavar="TOPIC",
+        help="the topic (a regular expression for --list/--describe/--alter/--delete)",
+    )
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        metavar="N",
+        help="number of partitions (--create; --alter can only increase it)",
+    )
+    parser.add_argument(
+        "--replication-factor",
+        type=int,
+        metavar="R",
+        help="copies of each partition (labkit runs one broker: 1)",
+    )
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="topic config, e.g. retention.ms=60000 (repeatable)",
+    )
+    parser.add_argument(
+        "--delete-config",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="with --alter: reset this config to the broker default (repeatable)",
+    )
+    parser.add_argument(
+        "--if-not-exists", action="store_true", help="with --create: do nothing if the topic exists"
+    )
+    parser.add_argument(
+        "--if-exists",
+        action="store_true",
+        help="with --alter/--delete/--describe: do nothing if the topic is missing",
+    )
+    parser.add_argument(
+        "--exclude-internal",
+        action="store_true",
+        help="leave out internal topics (names starting with __)",
+    )
+    parser.add_argument(
+        "--topics-with-overrides",
+        action="store_true",
+        help="with --describe: only topics whose configs differ from the defaults",
+    )
+    parser.add_argument(
+        "--under-replicated-partitions",
+        action="store_true",
+        help="with --describe: only partitions whose Isr is smaller than Replicas",
+    )
+    parser.add_argument(
+        "--unavailable-partitions",
+        action="store_true",
+        help="with --describe: only partitions without a leader",
+    )
+    parser.add_argument(
+        "--command-config", metavar="FILE", help="a properties file of admin client settings"
+    )
 
 
 def validate(args: argparse.Namespace) -> None:
     """Kafka's option rules. Raises UsageError."""
     if (args.create or args.alter or args.delete) and not args.topic:
-        raise UsageError("--topic is required with --create, --alter and --delete, e.g. --topic rta")
+        raise UsageError(
+            "--topic is required with --create, --alter and --delete, e.g. --topic rta"
+        )
     if args.partitions is not None and not (args.create or args.alter):
         raise UsageError("--partitions can only be used with --create or --alter")
     if args.partitions is not None and args.partitions < 1:
@@ -208,12 +256,21 @@ def admin_list_topics(admin: Any) -> list[str]:
     return list(admin.list_topics())
 
 
-def admin_create_topic(admin: Any, name: str, partitions: int | None,
-                       replication_factor: int | None, configs: dict[str, str]) -> None:
+def admin_create_topic(
+    admin: Any,
+    name: str,
+    partitions: int | None,
+    replication_factor: int | None,
+    configs: dict[str, str],
+) -> None:
     from labkit import NewTopic
 
-    topic = NewTopic(name=name, num_partitions=-1 if partitions is None else partitions,
-                     replication_factor=replication_factor or 1, topic_configs=configs)
+    topic = NewTopic(
+        name=name,
+        num_partitions=-1 if partitions is None else partitions,
+        replication_factor=replication_factor or 1,
+        topic_configs=configs,
+    )
     admin.create_topics([topic])
 
 
@@ -272,26 +329,39 @@ def admin_describe(admin: Any, names: list[str], servers: list[str]) -> list[Top
     """Metadata, config overrides and log start/end offsets of these topics, sorted by name."""
     raw = {item["topic"]: item for item in _described(admin, names)}
     overrides = admin_config_overrides(admin, sorted(raw))
-    offsets = _log_offsets(servers, {name: [p["partition"] for p in item["partitions"]]
-                                     for name, item in raw.items()})
+    offsets = _log_offsets(
+        servers, {name: [p["partition"] for p in item["partitions"]] for name, item in raw.items()}
+    )
     topics = []
     for name in sorted(raw):
         partitions = []
         for p in raw[name]["partitions"]:
             start, end = offsets.get((name, p["partition"]), (None, None))
-            partitions.append(PartitionInfo(
-                partition=p["partition"], leader=p.get("leader", -1),
-                replicas=tuple(p.get("replicas", ())), isr=tuple(p.get("isr", ())),
-                log_start=start, log_end=end))
-        topics.append(TopicInfo(name=name, partitions=tuple(partitions),
-                                configs=overrides.get(name, {}),
-                                topic_id=raw[name].get("topic_id"),
-                                internal=bool(raw[name].get("is_internal", False))))
+            partitions.append(
+                PartitionInfo(
+                    partition=p["partition"],
+                    leader=p.get("leader", -1),
+                    replicas=tuple(p.get("replicas", ())),
+                    isr=tuple(p.get("isr", ())),
+                    log_start=start,
+                    log_end=end,
+                )
+            )
+        topics.append(
+            TopicInfo(
+                name=name,
+                partitions=tuple(partitions),
+                configs=overrides.get(name, {}),
+                topic_id=raw[name].get("topic_id"),
+                internal=bool(raw[name].get("is_internal", False)),
+            )
+        )
     return topics
 
 
-def _log_offsets(servers: list[str],
-                 partitions: dict[str, list[int]]) -> dict[tuple[str, int], tuple[int, int]]:
+def _log_offsets(
+    servers: list[str], partitions: dict[str, list[int]]
+) -> dict[tuple[str, int], tuple[int, int]]:
     """(log start, log end) per partition, read by a consumer without a group."""
     from labkit import KafkaConsumer, TopicPartition
 
@@ -304,7 +374,11 @@ def _log_offsets(servers: list[str],
         ends = consumer.end_offsets(tps)
     finally:
         consumer.close()
-    return {(tp.topic, tp.partition): (starts[tp], ends[tp]) for tp in tps if tp in starts and tp in ends}
+    return {
+        (tp.topic, tp.partition): (starts[tp], ends[tp])
+        for tp in tps
+        if tp in starts and tp in ends
+    }
 
 
 # -- actions ----------------------------------------------------------------------
@@ -322,20 +396,20 @@ def _create(admin: Any, args: argparse.Namespace, out) -> None:
             return
         raise TopicCommandError(
             f"Topic '{args.topic}' already exists.",
-            f"Add --if-not-exists to ignore this, or see it with --describe --topic {args.topic}."
+            f"Add --if-not-exists to ignore this, or see it with --describe --topic {args.topic}.",
         ) from None
     print(f"Created topic {args.topic}.", file=out)
 
 
 def _matching(admin: Any, args: argparse.Namespace) -> list[str]:
-    names = [n for n in admin_list_topics(admin)
-             if not (args.exclude_internal and is_internal(n))]
+    names = [n for n in admin_list_topics(admin) if not (args.exclude_internal and is_internal(n))]
     chosen = select_topics(names, args.topic)
     if args.topic is not None and not chosen and not args.if_exists and not args.list:
         raise TopicCommandError(
             f"Topic '{args.topic}' does not exist as expected",
             "Run `labkit topics --list` to see the topics (names are case-sensitive), "
-            "or add --if-exists.")
+            "or add --if-exists.",
+        )
     return chosen
 
 
@@ -360,7 +434,8 @@ def _describe(admin: Any, args: argparse.Namespace, out) -> None:
             under = len(p.isr) < len(p.replicas)
             unavailable = p.leader is None or p.leader < 0
             if (args.under_replicated_partitions and under) or (
-                    args.unavailable_partitions and unavailable):
+                args.unavailable_partitions and unavailable
+            ):
                 print(partition_line(topic, p), file=out)
 
 
@@ -370,8 +445,10 @@ def _delete(admin: Any, args: argparse.Namespace, out) -> None:
             admin_delete_topic(admin, name)
         except UnknownTopicOrPartitionError:
             if not args.if_exists:
-                raise TopicCommandError(f"Topic '{name}' does not exist as expected",
-                                        "Run `labkit topics --list` to see the topics.") from None
+                raise TopicCommandError(
+                    f"Topic '{name}' does not exist as expected",
+                    "Run `labkit topics --list` to see the topics.",
+                ) from None
             continue
         print(f"Deleted topic {name}.", file=out)
 
@@ -387,26 +464,34 @@ def _alter(admin: Any, args: argparse.Namespace, out) -> None:
                 raise TopicCommandError(
                     f"The number of partitions for a topic can only be increased. Topic {name} "
                     f"currently has {current} partitions, {args.partitions} would not be an increase.",
-                    "Kafka never removes partitions; to start over, delete and re-create the topic.")
+                    "Kafka never removes partitions; to start over, delete and re-create the topic.",
+                )
             admin_add_partitions(admin, name, args.partitions)
             print(f"Topic {name} now has {args.partitions} partitions.", file=out)
         if configs:
             admin_alter_configs(admin, name, configs)
-            shown = ", ".join(f"{k}={v}" if v is not None else f"{k} (default)"
-                              for k, v in configs.items())
+            shown = ", ".join(
+                f"{k}={v}" if v is not None else f"{k} (default)" for k, v in configs.items()
+            )
             print(f"Updated config for topic {name}: {shown}.", file=out)
 
 
-ACTIONS = {"create": _create, "list": _list, "describe": _describe,
-           "alter": _alter, "delete": _delete}
+ACTIONS = {
+    "create": _create,
+    "list": _list,
+    "describe": _describe,
+    "alter": _alter,
+    "delete": _delete,
+}
 
 
 def run(args: argparse.Namespace) -> int:
     validate(args)
     servers = bootstrap_servers(args.bootstrap_server)
     args.bootstrap_servers_list = servers
-    extra = client_kwargs(read_properties_file(args.command_config, "--command-config"),
-                          "--command-config")
+    extra = client_kwargs(
+        read_properties_file(args.command_config, "--command-config"), "--command-config"
+    )
     action = next(name for name in ACTIONS if getattr(args, name))
     admin = None
 

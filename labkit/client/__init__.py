@@ -23,8 +23,17 @@ from labkit.client.structs import (
 from labkit.client.subscription import ConsumerRebalanceListener
 
 __all__ = [
-    "ConfigResource", "ConfigResourceType", "ConsumerRebalanceListener", "ConsumerRecord",
-    "KafkaAdminClient", "KafkaConsumer", "KafkaProducer", "NewPartitions", "NewTopic",
-    "OffsetAndMetadata", "OffsetAndTimestamp", "RecordMetadata",
+    "ConfigResource",
+    "ConfigResourceType",
+    "ConsumerRebalanceListener",
+    "ConsumerRecord",
+    "KafkaAdminClient",
+    "KafkaConsumer",
+    "KafkaProducer",
+    "NewPartitions",
+    "NewTopic",
+    "OffsetAndMetadata",
+    "OffsetAndTimestamp",
+    "RecordMetadata",
     "TopicPartition",
 ]

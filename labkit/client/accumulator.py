@@ -67,8 +67,10 @@ def _error_of(batch: ProducerBatch, index: int) -> BaseException | None:
 
 
 def _header_sizes(headers) -> list[int]:
-    return [sum(len(k.encode("utf-8")) + (len(v) if v is not None else 0) for k, v in h)
-            if h else -1 for h in headers]
+    return [
+        sum(len(k.encode("utf-8")) + (len(v) if v is not None else 0) for k, v in h) if h else -1
+        for h in headers
+    ]
 
 
 class FutureRecordMetadata(tuple):
@@ -160,9 +162,31 @@ class ProducerBatch:
     records ``first``.. of it) as they complete; ``left`` counts records still open.
     """
 
-    __slots__ = ("tp", "records", "ts", "keys", "hdrs", "nbytes", "first_seen", "data", "count",
-                 "timestamps", "key_sizes", "value_sizes", "header_sizes", "base_offset", "error",
-                 "done", "attempts", "retry_at", "parent", "first", "offsets", "errors", "left")
+    __slots__ = (
+        "tp",
+        "records",
+        "ts",
+        "keys",
+        "hdrs",
+        "nbytes",
+        "first_seen",
+        "data",
+        "count",
+        "timestamps",
+        "key_sizes",
+        "value_sizes",
+        "header_sizes",
+        "base_offset",
+        "error",
+        "done",
+        "attempts",
+        "retry_at",
+        "parent",
+        "first",
+        "offsets",
+        "errors",
+        "left",
+    )
 
     def __init__(self, tp: TopicPartition):
         self.tp = tp
@@ -208,11 +232,16 @@ class ProducerBatch:
         else:
             offset = base + index if base >= 0 else -1
         return RecordMetadata(
-            self.tp.topic, self.tp.partition, self.tp, offset,
-            self.timestamps[index], None,
+            self.tp.topic,
+            self.tp.partition,
+            self.tp,
+            offset,
+            self.timestamps[index],
+            None,
             self.key_sizes[index] if self.key_sizes is not None else -1,
             self.value_sizes[index],
-            self.header_sizes[index] if self.header_sizes is not None else -1)
+            self.header_sizes[index] if self.header_sizes is not None else -1,
+        )
 
 
 class PartitionBuffer:
@@ -278,8 +307,15 @@ class PartitionBuffer:
 
 
 class RecordAccumulator:
-    def __init__(self, *, batch_size: int, max_request_size: int, linger_ms: float,
-                 buffer_memory: int, clock: Clock):
+    def __init__(
+        self,
+        *,
+        batch_size: int,
+        max_request_size: int,
+        linger_ms: float,
+        buffer_memory: int,
+        clock: Clock,
+    ):
         self.batch_size = max(0, int(batch_size))
         self.max_request_size = int(max_request_size)
         self.limit = max(0, min(self.batch_size, self.max_request_size) - BATCH_OVERHEAD)
@@ -295,9 +331,11 @@ class RecordAccumulator:
         self.closing = False
         self.full = False  # buffered bytes over buffer_memory: send() must wait
         self.wake_on_append = True
-        self.future_class = type("FutureRecordMetadata", (FutureRecordMetadata,),
-                                 {"__slots__": (), "_owner": self,
-                                  "__module__": FutureRecordMetadata.__module__})
+        self.future_class = type(
+            "FutureRecordMetadata",
+            (FutureRecordMetadata,),
+            {"__slots__": (), "_owner": self, "__module__": FutureRecordMetadata.__module__},
+        )
 
     def new_buffer(self, tp: TopicPartition) -> PartitionBuffer:
         buf = PartitionBuffer(tp, self.limit, self.future_class)
@@ -306,9 +344,14 @@ class RecordAccumulator:
 
     # -- I/O thread ------------------------------------------------------------
 
-    def drain(self, now: float, budget: int, on_seal: Callable[[PartitionBuffer], None],
-              out: list[ProducerBatch] | None = None,
-              muted: set[TopicPartition] | None = None) -> tuple[list[ProducerBatch], float | None]:
+    def drain(
+        self,
+        now: float,
+        budget: int,
+        on_seal: Callable[[PartitionBuffer], None],
+        out: list[ProducerBatch] | None = None,
+        muted: set[TopicPartition] | None = None,
+    ) -> tuple[list[ProducerBatch], float | None]:
         """Seal ready batches worth about ``budget`` bytes (at least one batch).
 
         Returns (batches, seconds until the next lingering batch is due, or None).
@@ -384,8 +427,9 @@ class RecordAccumulator:
         self.in_flight_bytes += len(batch.data)
         return len(batch.data)
 
-    def complete(self, batch: ProducerBatch, base_offset: int,
-                 error: BaseException | None = None) -> None:
+    def complete(
+        self, batch: ProducerBatch, base_offset: int, error: BaseException | None = None
+    ) -> None:
         """Resolve a batch's futures (I/O thread). Runs callbacks outside the lock.
 
         A batch already completed is left as it is (completing is idempotent). A
@@ -431,17 +475,20 @@ class RecordAccumulator:
             part.parent = root
             part.first = batch.first + lo
             part.count = hi - lo
-            part.data = encode_batch(decoded.timestamps[lo:hi],
-                                     keys[lo:hi] if keys is not None else None,
-                                     decoded.values[lo:hi],
-                                     headers[lo:hi] if headers is not None else None)
+            part.data = encode_batch(
+                decoded.timestamps[lo:hi],
+                keys[lo:hi] if keys is not None else None,
+                decoded.values[lo:hi],
+                headers[lo:hi] if headers is not None else None,
+            )
             parts.append(part)
         if batch is not root:
             batch.done, batch.data = True, b""  # replaced by its parts
         return parts
 
-    def _complete_part(self, part: ProducerBatch, base_offset: int,
-                       error: BaseException | None) -> None:
+    def _complete_part(
+        self, part: ProducerBatch, base_offset: int, error: BaseException | None
+    ) -> None:
         root = part.parent
         with self.cond:
             if part.done or root.done:
@@ -458,8 +505,9 @@ class RecordAccumulator:
 
     # -- user threads ------------------------------------------------------------
 
-    def add_callback(self, batch: ProducerBatch, index: int, fn: Callable,
-                     is_errback: bool) -> None:
+    def add_callback(
+        self, batch: ProducerBatch, index: int, fn: Callable, is_errback: bool
+    ) -> None:
         with self.cond:
             if not batch.done:
                 self._callbacks.setdefault(batch, []).append((index, fn, is_errback))

@@ -24,8 +24,10 @@ from labkit.errors import IllegalArgumentError, UnsupportedVersionError, for_cod
 try:  # the consumer-groups work adds list/describe/delete of groups
     from labkit.client.group_admin import GroupAdminMixin
 except ImportError:  # pragma: no cover - depends on what is installed
+
     class GroupAdminMixin:  # type: ignore[no-redef]
         pass
+
 
 _IDS = itertools.count(1)
 
@@ -37,9 +39,16 @@ class NewTopic:
     a dict of Kafka topic configs as strings, e.g. ``{"retention.ms": "60000"}``.
     """
 
-    def __init__(self, name: str, num_partitions: int = -1, replication_factor: int = -1,
-                 replica_assignments: dict | None = None, topic_configs: dict | None = None,
-                 *, replica_assignment: dict | None = None):
+    def __init__(
+        self,
+        name: str,
+        num_partitions: int = -1,
+        replication_factor: int = -1,
+        replica_assignments: dict | None = None,
+        topic_configs: dict | None = None,
+        *,
+        replica_assignment: dict | None = None,
+    ):
         self.name = name
         self.num_partitions = num_partitions
         self.replication_factor = replication_factor
@@ -47,9 +56,11 @@ class NewTopic:
         self.topic_configs = topic_configs or {}
 
     def __repr__(self) -> str:
-        return (f"NewTopic(name={self.name!r}, num_partitions={self.num_partitions}, "
-                f"replication_factor={self.replication_factor}, "
-                f"topic_configs={self.topic_configs!r})")
+        return (
+            f"NewTopic(name={self.name!r}, num_partitions={self.num_partitions}, "
+            f"replication_factor={self.replication_factor}, "
+            f"topic_configs={self.topic_configs!r})"
+        )
 
 
 class NewPartitions:
@@ -106,12 +117,15 @@ class KafkaAdminClient(GroupAdminMixin):
         self._closed = False
         self._cluster = ClusterMetadata()
         self._transport = Transport(
-            config["bootstrap_servers"], client_id=config["client_id"],
+            config["bootstrap_servers"],
+            client_id=config["client_id"],
             request_timeout_ms=config["request_timeout_ms"],
             connect_timeout_ms=config["api_version_auto_timeout_ms"],
             reconnect_backoff_ms=config["reconnect_backoff_ms"],
             reconnect_backoff_max_ms=config["reconnect_backoff_max_ms"],
-            clock=self._clock, name="admin")
+            clock=self._clock,
+            name="admin",
+        )
 
     def close(self) -> None:
         if not self._closed:
@@ -128,14 +142,20 @@ class KafkaAdminClient(GroupAdminMixin):
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def _call(self, api: str, header: dict, timeout_ms: float | None = None,
-              idempotent: bool = False):
+    def _call(
+        self, api: str, header: dict, timeout_ms: float | None = None, idempotent: bool = False
+    ):
         return self._transport.call(api, header, timeout_ms=timeout_ms, idempotent=idempotent)
 
     # -- topics ------------------------------------------------------------------
 
-    def create_topics(self, new_topics, timeout_ms: float | None = None,
-                      validate_only: bool = False, raise_errors: bool = True) -> dict:
+    def create_topics(
+        self,
+        new_topics,
+        timeout_ms: float | None = None,
+        validate_only: bool = False,
+        raise_errors: bool = True,
+    ) -> dict:
         """Create topics from NewTopic objects (or names, or ``{name: {...}}``).
 
         Raises TopicAlreadyExistsError, InvalidTopicError, InvalidPartitionsError,
@@ -144,32 +164,51 @@ class KafkaAdminClient(GroupAdminMixin):
         topics = []
         for item in _as_new_topics(new_topics):
             cfg.validate_topic(item.name)
-            topics.append({"name": item.name, "num_partitions": int(item.num_partitions),
-                           "replication_factor": int(item.replication_factor),
-                           "configs": {str(k): None if v is None else str(v)
-                                       for k, v in item.topic_configs.items()}})
-        response = self._call("create_topics", {"topics": topics,
-                                                "validate_only": bool(validate_only)}, timeout_ms)
+            topics.append(
+                {
+                    "name": item.name,
+                    "num_partitions": int(item.num_partitions),
+                    "replication_factor": int(item.replication_factor),
+                    "configs": {
+                        str(k): None if v is None else str(v) for k, v in item.topic_configs.items()
+                    },
+                }
+            )
+        response = self._call(
+            "create_topics", {"topics": topics, "validate_only": bool(validate_only)}, timeout_ms
+        )
         return _results(response.header, raise_errors)
 
-    def delete_topics(self, topics, timeout_ms: float | None = None,
-                      raise_errors: bool = True) -> dict:
+    def delete_topics(
+        self, topics, timeout_ms: float | None = None, raise_errors: bool = True
+    ) -> dict:
         """Delete topics by name. Raises UnknownTopicOrPartitionError for a missing one."""
         if isinstance(topics, str):
             topics = [topics]
         response = self._call("delete_topics", {"topics": list(topics)}, timeout_ms)
         return _results(response.header, raise_errors)
 
-    def create_partitions(self, topic_partitions: dict, timeout_ms: float | None = None,
-                          validate_only: bool = False, raise_errors: bool = True) -> dict:
+    def create_partitions(
+        self,
+        topic_partitions: dict,
+        timeout_ms: float | None = None,
+        validate_only: bool = False,
+        raise_errors: bool = True,
+    ) -> dict:
         """Grow topics: ``{name: NewPartitions(total_count)}`` (or ``{name: total_count}``)."""
         if validate_only:
-            raise UnsupportedVersionError("create_partitions(validate_only=True) is not supported "
-                                          "by labkit's broker")
+            raise UnsupportedVersionError(
+                "create_partitions(validate_only=True) is not supported by labkit's broker"
+            )
         counts = {}
         for name, value in topic_partitions.items():
-            counts[name] = int(value.total_count if isinstance(value, NewPartitions)
-                               else value["count"] if isinstance(value, dict) else value)
+            counts[name] = int(
+                value.total_count
+                if isinstance(value, NewPartitions)
+                else value["count"]
+                if isinstance(value, dict)
+                else value
+            )
         response = self._call("create_partitions", {"topics": counts}, timeout_ms)
         return _results(response.header, raise_errors)
 
@@ -184,31 +223,60 @@ class KafkaAdminClient(GroupAdminMixin):
         ``partition_index``, ``leader_id``, ``replica_nodes``, ``isr_nodes``)."""
         if isinstance(topics, str):
             topics = [topics]
-        header = refresh(self._transport, self._cluster, None if topics is None else list(topics),
-                         False, self._clock.monotonic())
+        header = refresh(
+            self._transport,
+            self._cluster,
+            None if topics is None else list(topics),
+            False,
+            self._clock.monotonic(),
+        )
         out = []
         for entry in header.get("topics", []):
             partitions = []
             for p in entry.get("partitions", []):
-                partitions.append({
-                    "error_code": p.get("error", 0), "partition": p["partition"],
-                    "partition_index": p["partition"], "leader": p.get("leader", 0),
-                    "leader_id": p.get("leader", 0), "leader_epoch": -1,
-                    "replicas": p.get("replicas", []), "replica_nodes": p.get("replicas", []),
-                    "isr": p.get("isr", []), "isr_nodes": p.get("isr", []),
-                    "offline_replicas": []})
-            out.append({"error_code": entry.get("error", 0), "topic": entry["name"],
-                        "name": entry["name"], "is_internal": entry.get("is_internal", False),
-                        "partitions": partitions})
+                partitions.append(
+                    {
+                        "error_code": p.get("error", 0),
+                        "partition": p["partition"],
+                        "partition_index": p["partition"],
+                        "leader": p.get("leader", 0),
+                        "leader_id": p.get("leader", 0),
+                        "leader_epoch": -1,
+                        "replicas": p.get("replicas", []),
+                        "replica_nodes": p.get("replicas", []),
+                        "isr": p.get("isr", []),
+                        "isr_nodes": p.get("isr", []),
+                        "offline_replicas": [],
+                    }
+                )
+            out.append(
+                {
+                    "error_code": entry.get("error", 0),
+                    "topic": entry["name"],
+                    "name": entry["name"],
+                    "is_internal": entry.get("is_internal", False),
+                    "partitions": partitions,
+                }
+            )
         return out
 
     def describe_cluster(self) -> dict:
         """``{"brokers": [...], "cluster_id": ..., "controller_id": ...}``."""
         refresh(self._transport, self._cluster, [], False, self._clock.monotonic())
-        return {"brokers": [{"node_id": b.nodeId, "broker_id": b.nodeId, "host": b.host,
-                             "port": b.port, "rack": b.rack} for b in self._cluster.brokers],
-                "cluster_id": self._cluster.cluster_id,
-                "controller_id": self._cluster.controller_id}
+        return {
+            "brokers": [
+                {
+                    "node_id": b.nodeId,
+                    "broker_id": b.nodeId,
+                    "host": b.host,
+                    "port": b.port,
+                    "rack": b.rack,
+                }
+                for b in self._cluster.brokers
+            ],
+            "cluster_id": self._cluster.cluster_id,
+            "controller_id": self._cluster.controller_id,
+        }
 
     # -- configs -------------------------------------------------------------------
 
@@ -228,31 +296,39 @@ class KafkaAdminClient(GroupAdminMixin):
             for c in entry.get("configs", []):
                 if keys and c["name"] not in keys:
                     continue
-                configs[c["name"]] = {"name": c["name"], "value": c.get("value"),
-                                      "default": bool(c.get("default")),
-                                      "is_default": bool(c.get("default"))}
+                configs[c["name"]] = {
+                    "name": c["name"],
+                    "value": c.get("value"),
+                    "default": bool(c.get("default")),
+                    "is_default": bool(c.get("default")),
+                }
             result[entry["name"]] = configs
         return {"topic": result}
 
     def alter_configs(self, config_resources, validate_only: bool = False) -> dict:
         """Set topic configs (incremental: keys not named keep their value; None resets)."""
         if validate_only:
-            raise UnsupportedVersionError("alter_configs(validate_only=True) is not supported "
-                                          "by labkit's broker")
+            raise UnsupportedVersionError(
+                "alter_configs(validate_only=True) is not supported by labkit's broker"
+            )
         changes = {}
         for resource in _topic_resources(config_resources):
             if not isinstance(resource.configs, dict):
-                raise IllegalArgumentError("alter_configs needs ConfigResource(..., configs="
-                                           "{'retention.ms': '60000'}) with a dict of values")
-            changes[resource.name] = {str(k): None if v is None else str(v)
-                                      for k, v in resource.configs.items()}
+                raise IllegalArgumentError(
+                    "alter_configs needs ConfigResource(..., configs="
+                    "{'retention.ms': '60000'}) with a dict of values"
+                )
+            changes[resource.name] = {
+                str(k): None if v is None else str(v) for k, v in resource.configs.items()
+            }
         response = self._call("alter_configs", {"topics": changes})
         return _results(response.header, True)
 
     # -- client quotas (Kafka's Admin.describeClientQuotas / alterClientQuotas) ---------
 
-    def describe_client_quotas(self, components: list[dict] | None = None,
-                               strict: bool = False) -> list[dict]:
+    def describe_client_quotas(
+        self, components: list[dict] | None = None, strict: bool = False
+    ) -> list[dict]:
         """The client quotas set, as ``[{"entity": {"client-id": "X"}, "values":
         {"producer_byte_rate": 1048576.0}}, ...]``; ``"client-id": None`` is the default
         entity (``--entity-default``). ``components`` filter as in Kafka:
@@ -261,8 +337,9 @@ class KafkaAdminClient(GroupAdminMixin):
         header = {"components": list(components or []), "strict": bool(strict)}
         return self._call("describe_client_quotas", header, idempotent=True).header["entries"]
 
-    def alter_client_quotas(self, alterations, validate_only: bool = False,
-                            raise_errors: bool = True) -> list[dict]:
+    def alter_client_quotas(
+        self, alterations, validate_only: bool = False, raise_errors: bool = True
+    ) -> list[dict]:
         """Set or remove client quotas: ``[{"entity": {"client-id": "X"}, "ops":
         {"producer_byte_rate": 1048576, "consumer_byte_rate": None}}]`` (None removes a
         key; ``"client-id": None`` is the default for every client id). ``ops`` may also
@@ -272,17 +349,26 @@ class KafkaAdminClient(GroupAdminMixin):
         ``raise_errors=False``. Takes effect at once and survives a broker restart."""
         if isinstance(alterations, dict):
             alterations = [alterations]
-        entries = [{"entity": a.get("entity"), "ops": _quota_ops(a.get("ops"))}
-                   for a in alterations]
-        response = self._call("alter_client_quotas",
-                              {"entries": entries, "validate_only": bool(validate_only)})
-        out = [{"entity": e.get("entity"), "error_code": e.get("error", 0),
-                "error_message": e.get("message")} for e in response.header["entries"]]
+        entries = [
+            {"entity": a.get("entity"), "ops": _quota_ops(a.get("ops"))} for a in alterations
+        ]
+        response = self._call(
+            "alter_client_quotas", {"entries": entries, "validate_only": bool(validate_only)}
+        )
+        out = [
+            {
+                "entity": e.get("entity"),
+                "error_code": e.get("error", 0),
+                "error_message": e.get("message"),
+            }
+            for e in response.header["entries"]
+        ]
         if raise_errors:
             for entry in response.header["entries"]:
                 if entry.get("error"):
-                    raise for_code(entry["error"])(entry.get("message")
-                                                   or f"client quota for {entry.get('entity')}")
+                    raise for_code(entry["error"])(
+                        entry.get("message") or f"client quota for {entry.get('entity')}"
+                    )
         return out
 
     def describe_client_throttles(self) -> list[dict]:
@@ -297,8 +383,15 @@ def _as_new_topics(new_topics) -> list[NewTopic]:
     if isinstance(new_topics, NewTopic | str):
         new_topics = [new_topics]
     if isinstance(new_topics, dict):
-        return [NewTopic(name, d.get("num_partitions", -1), d.get("replication_factor", -1),
-                         topic_configs=d.get("configs")) for name, d in new_topics.items()]
+        return [
+            NewTopic(
+                name,
+                d.get("num_partitions", -1),
+                d.get("replication_factor", -1),
+                topic_configs=d.get("configs"),
+            )
+            for name, d in new_topics.items()
+        ]
     out = []
     for item in new_topics:
         if isinstance(item, str):
@@ -319,7 +412,8 @@ def _topic_resources(resources) -> list[ConfigResource]:
     for resource in resources:
         if resource.resource_type != ConfigResourceType.TOPIC:
             raise UnsupportedVersionError(
-                f"labkit's broker has configs for topics only, not {resource.resource_type.name}")
+                f"labkit's broker has configs for topics only, not {resource.resource_type.name}"
+            )
         out.append(resource)
     return out
 
@@ -327,12 +421,15 @@ def _topic_resources(resources) -> list[ConfigResource]:
 def _quota_ops(ops) -> list[dict]:
     """``{"producer_byte_rate": 1048576, "consumer_byte_rate": None}`` -> Kafka's op list."""
     if isinstance(ops, dict):
-        return [{"key": k, "remove": True} if v is None else {"key": k, "value": v}
-                for k, v in ops.items()]
+        return [
+            {"key": k, "remove": True} if v is None else {"key": k, "value": v}
+            for k, v in ops.items()
+        ]
     if isinstance(ops, list):
         return ops
-    raise IllegalArgumentError("ops must be a dict {quota: value or None} or a list of "
-                               "{'key', 'value', 'remove'}")
+    raise IllegalArgumentError(
+        "ops must be a dict {quota: value or None} or a list of {'key', 'value', 'remove'}"
+    )
 
 
 def _raise_entry(entry: dict) -> None:
@@ -342,8 +439,10 @@ def _raise_entry(entry: dict) -> None:
 
 
 def _results(header: dict, raise_errors: bool) -> dict:
-    topics = [{"name": e.get("name"), "error_code": e.get("error", 0),
-               "error_message": e.get("message")} for e in header.get("topics", [])]
+    topics = [
+        {"name": e.get("name"), "error_code": e.get("error", 0), "error_message": e.get("message")}
+        for e in header.get("topics", [])
+    ]
     if raise_errors:
         for entry in header.get("topics", []):
             _raise_entry(entry)

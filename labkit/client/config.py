@@ -91,14 +91,16 @@ def resolve(kind: str, defaults: dict[str, Any], configs: dict[str, Any]) -> dic
         raise KafkaConfigurationError(
             f"Unrecognized configs for {kind}: {', '.join(hints)}. Check the spelling: the "
             "keyword names are kafka-python's (bootstrap_servers, value_serializer, "
-            "auto_offset_reset, ...).")
+            "auto_offset_reset, ...)."
+        )
     config = dict(known)
     config.update(configs)
     protocol = str(config.get("security_protocol") or "PLAINTEXT").upper()
     if protocol != "PLAINTEXT":
         raise KafkaConfigurationError(
             f"security_protocol={config['security_protocol']!r}: labkit's broker speaks "
-            "plaintext only; remove security_protocol (and the ssl_*/sasl_* settings).")
+            "plaintext only; remove security_protocol (and the ssl_*/sasl_* settings)."
+        )
     for key in ("request_timeout_ms", "retry_backoff_ms"):
         _check_number(config, key, minimum=0)
     return config
@@ -107,8 +109,7 @@ def resolve(kind: str, defaults: dict[str, Any], configs: dict[str, Any]) -> dic
 def _check_number(config: dict[str, Any], key: str, minimum: float = 0) -> None:
     value = config[key]
     if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-        raise KafkaConfigurationError(
-            f"{key} must be a number >= {minimum}, got {value!r}")
+        raise KafkaConfigurationError(f"{key} must be a number >= {minimum}, got {value!r}")
 
 
 def check_numbers(config: dict[str, Any], keys: dict[str, float]) -> None:
@@ -131,7 +132,8 @@ def parse_bootstrap(servers: Any) -> list[tuple[str, int]]:
     else:
         raise KafkaConfigurationError(
             "bootstrap_servers must be a string like 'localhost:9092' or a list of them, "
-            f"got {servers!r}")
+            f"got {servers!r}"
+        )
     out = []
     for item in items:
         item = item.strip()
@@ -155,12 +157,15 @@ def _parse_address(item: str) -> tuple[str, int]:
     else:
         host, port_text = text, ""
     if not host:
-        raise KafkaConfigurationError(f"bootstrap server {item!r} has no host; use e.g. 'localhost:9092'")
+        raise KafkaConfigurationError(
+            f"bootstrap server {item!r} has no host; use e.g. 'localhost:9092'"
+        )
     if not port_text:
         return host, DEFAULT_PORT
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise KafkaConfigurationError(
-            f"bootstrap server {item!r} has an invalid port; use e.g. 'localhost:9092'")
+            f"bootstrap server {item!r} has an invalid port; use e.g. 'localhost:9092'"
+        )
     return host, int(port_text)
 
 
@@ -184,14 +189,19 @@ def validate_topic(topic: Any) -> str:
     if not isinstance(topic, str):
         raise TypeError(f"topic must be a str, got {type(topic).__name__}")
     if topic in ("", ".", ".."):
-        raise InvalidTopicError(f"topic name {topic!r} is not allowed; use letters, digits, '.', '_' "
-                                "and '-', e.g. 'rta'")
+        raise InvalidTopicError(
+            f"topic name {topic!r} is not allowed; use letters, digits, '.', '_' "
+            "and '-', e.g. 'rta'"
+        )
     if len(topic) > MAX_TOPIC_LENGTH:
-        raise InvalidTopicError(f"topic name is {len(topic)} characters long; "
-                                f"the limit is {MAX_TOPIC_LENGTH}")
+        raise InvalidTopicError(
+            f"topic name is {len(topic)} characters long; the limit is {MAX_TOPIC_LENGTH}"
+        )
     if not _TOPIC_CHARS.match(topic):
         bad = sorted({c for c in topic if not re.match(r"[a-zA-Z0-9._-]", c)})
         shown = ", ".join(repr(c) for c in bad)
-        raise InvalidTopicError(f"topic name {topic!r} contains {shown}; only letters, digits, "
-                                "'.', '_' and '-' are allowed")
+        raise InvalidTopicError(
+            f"topic name {topic!r} contains {shown}; only letters, digits, "
+            "'.', '_' and '-' are allowed"
+        )
     return topic

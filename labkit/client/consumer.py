@@ -50,8 +50,13 @@ from labkit.errors import (
 
 log = logging.getLogger(__name__)
 _IDS = itertools.count(1)
-_RESET_NAMES = {"earliest": "earliest", "smallest": "earliest", "latest": "latest",
-                "largest": "latest", "none": "none"}
+_RESET_NAMES = {
+    "earliest": "earliest",
+    "smallest": "earliest",
+    "latest": "latest",
+    "largest": "latest",
+    "none": "none",
+}
 
 
 class NoPositionError(NoOffsetForPartitionError, OffsetOutOfRangeError):
@@ -99,8 +104,9 @@ class NoGroup:
         pass
 
     def _no_group(self, what: str) -> None:
-        raise IllegalStateError(f"{what} requires group_id: pass group_id='my-group' to "
-                                "KafkaConsumer to commit offsets")
+        raise IllegalStateError(
+            f"{what} requires group_id: pass group_id='my-group' to KafkaConsumer to commit offsets"
+        )
 
     def commit_offsets_sync(self, offsets, timeout_ms=None) -> None:
         self._no_group("commit()")
@@ -164,20 +170,29 @@ class KafkaConsumer:
 
     def __init__(self, *topics: str, **configs: Any):
         self.config = config = cfg.resolve("KafkaConsumer", self.DEFAULT_CONFIG, configs)
-        cfg.check_numbers(config, {"fetch_max_wait_ms": 0, "fetch_min_bytes": 0,
-                                   "fetch_max_bytes": 1, "max_partition_fetch_bytes": 1,
-                                   "max_poll_records": 1})
+        cfg.check_numbers(
+            config,
+            {
+                "fetch_max_wait_ms": 0,
+                "fetch_min_bytes": 0,
+                "fetch_max_bytes": 1,
+                "max_partition_fetch_bytes": 1,
+                "max_poll_records": 1,
+            },
+        )
         reset = _RESET_NAMES.get(str(config["auto_offset_reset"]).lower())
         if reset is None:
             raise KafkaConfigurationError(
                 f"auto_offset_reset must be 'earliest', 'latest' or 'none', got "
-                f"{config['auto_offset_reset']!r}")
+                f"{config['auto_offset_reset']!r}"
+            )
         config["auto_offset_reset"] = reset
         if config["group_instance_id"] is not None:  # accepted before, silently ignored
             raise KafkaConfigurationError(
                 f"group_instance_id={config['group_instance_id']!r}: labkit's groups have no "
                 "static membership (KIP-345) yet; remove group_instance_id (a restarted "
-                "member rejoins and the group rebalances)")
+                "member rejoins and the group rebalances)"
+            )
         if config["client_id"] is None:
             config["client_id"] = f"kafka-python-consumer-{next(_IDS)}"
         self._clock = REAL_CLOCK
@@ -187,12 +202,15 @@ class KafkaConsumer:
         self._metadata_version = -1
         self._metadata_due = 0.0
         self._transport = Transport(
-            config["bootstrap_servers"], client_id=config["client_id"],
+            config["bootstrap_servers"],
+            client_id=config["client_id"],
             request_timeout_ms=config["request_timeout_ms"],
             connect_timeout_ms=config["api_version_auto_timeout_ms"],
             reconnect_backoff_ms=config["reconnect_backoff_ms"],
             reconnect_backoff_max_ms=config["reconnect_backoff_max_ms"],
-            clock=self._clock, name="consumer")
+            clock=self._clock,
+            name="consumer",
+        )
         self._cluster = ClusterMetadata()
         self._subscription = SubscriptionState(reset)
         self._fetcher = Fetcher(self._transport, self._subscription, config)
@@ -237,8 +255,9 @@ class KafkaConsumer:
 
     # -- polling ------------------------------------------------------------------
 
-    def poll(self, timeout_ms: float = 0, max_records: int | None = None,
-             update_offsets: bool = True) -> dict[TopicPartition, list]:
+    def poll(
+        self, timeout_ms: float = 0, max_records: int | None = None, update_offsets: bool = True
+    ) -> dict[TopicPartition, list]:
         """Records fetched since the last poll: ``{TopicPartition: [ConsumerRecord, ...]}``.
 
         Waits up to ``timeout_ms`` for records (0 = return what is buffered). Raises
@@ -286,25 +305,42 @@ class KafkaConsumer:
         if sub.mode is None:
             return
         now = self._clock.monotonic()
-        if not (force or self._metadata_version != sub.version or now >= self._metadata_due
-                or self._fetcher.needs_metadata):
+        if not (
+            force
+            or self._metadata_version != sub.version
+            or now >= self._metadata_due
+            or self._fetcher.needs_metadata
+        ):
             return
         self._fetcher.needs_metadata = False
         age = self.config["metadata_max_age_ms"] / 1000.0
         try:
             if sub.mode == sub.AUTO_PATTERN:
                 refresh(self._transport, self._cluster, None, False, now)
-                sub.change_subscription(t for t in self._cluster.topics(
-                    self.config["exclude_internal_topics"]) if sub.matches(t))
+                sub.change_subscription(
+                    t
+                    for t in self._cluster.topics(self.config["exclude_internal_topics"])
+                    if sub.matches(t)
+                )
                 age = min(age, 5.0)
             elif sub.mode == sub.AUTO_TOPICS:
-                refresh(self._transport, self._cluster, sorted(sub.subscription),
-                        self.config["allow_auto_create_topics"], now)
+                refresh(
+                    self._transport,
+                    self._cluster,
+                    sorted(sub.subscription),
+                    self.config["allow_auto_create_topics"],
+                    now,
+                )
                 if any(self._cluster.num_partitions(t) is None for t in sub.subscription):
                     age = min(age, 1.0)
             else:
-                refresh(self._transport, self._cluster, sorted({tp.topic for tp in
-                                                                sub.assignment}), False, now)
+                refresh(
+                    self._transport,
+                    self._cluster,
+                    sorted({tp.topic for tp in sub.assignment}),
+                    False,
+                    now,
+                )
         except KafkaError as exc:
             log.warning("metadata refresh failed (will retry): %s", exc)
             age = self.config["retry_backoff_ms"] / 1000.0
@@ -323,9 +359,14 @@ class KafkaConsumer:
         need_committed = [tp for tp in missing if sub.assignment[tp].reset_strategy is None]
         if need_committed:
             committed = self._coordinator.fetch_committed_offsets(need_committed, timeout_ms)
-            found = {tp: om.offset for tp, om in (committed or {}).items()
-                     if om is not None and om.offset >= 0 and tp in sub.assignment
-                     and sub.assignment[tp].position is None}
+            found = {
+                tp: om.offset
+                for tp, om in (committed or {}).items()
+                if om is not None
+                and om.offset >= 0
+                and tp in sub.assignment
+                and sub.assignment[tp].position is None
+            }
             for tp, offset in self._committed_in_log(found, timeout_ms).items():
                 sub.assignment[tp].seek(offset)
                 starts[tp] = (offset, True)
@@ -335,7 +376,8 @@ class KafkaConsumer:
             if strategy == "none":
                 raise NoPositionError(
                     f"no committed offset for {tp} and auto_offset_reset='none'; "
-                    "use 'earliest' or 'latest', or seek() to an offset first")
+                    "use 'earliest' or 'latest', or seek() to an offset first"
+                )
             targets[tp] = OffsetLookup.EARLIEST if strategy == "earliest" else OffsetLookup.LATEST
         fresh = {tp for tp in targets if sub.assignment[tp].reset_strategy is None}
         for tp, (offset, _ts) in self._offsets.lookup(targets, timeout_ms).items():
@@ -347,8 +389,9 @@ class KafkaConsumer:
         if starts:
             self._coordinator.note_start_positions(starts, sub.default_reset)
 
-    def _committed_in_log(self, committed: dict[TopicPartition, int],
-                          timeout_ms: float | None) -> dict[TopicPartition, int]:
+    def _committed_in_log(
+        self, committed: dict[TopicPartition, int], timeout_ms: float | None
+    ) -> dict[TopicPartition, int]:
         """The committed offsets that are still in the log. One below the log start
         (retention deleted those records) falls back to ``auto_offset_reset``, with
         a warning; with 'none' it raises OffsetOutOfRangeError."""
@@ -367,11 +410,20 @@ class KafkaConsumer:
                     f"group '{self.config['group_id']}' committed offset {offset} for {tp}, but "
                     f"the log now starts at {log_start} (retention deleted the records in "
                     "between) and auto_offset_reset='none'. Use 'earliest' or 'latest', or "
-                    "seek() to an offset.")
-            log.warning("group '%s': the committed offset %d of %s-%d is gone (retention "
-                        "deleted the records before offset %d); starting at the %s offset "
-                        "(auto_offset_reset='%s')", self.config["group_id"], offset, tp.topic,
-                        tp.partition, log_start, reset, reset)
+                    "seek() to an offset."
+                )
+            log.warning(
+                "group '%s': the committed offset %d of %s-%d is gone (retention "
+                "deleted the records before offset %d); starting at the %s offset "
+                "(auto_offset_reset='%s')",
+                self.config["group_id"],
+                offset,
+                tp.topic,
+                tp.partition,
+                log_start,
+                reset,
+                reset,
+            )
             self._subscription.assignment[tp].request_reset(reset)
         return usable
 
@@ -384,8 +436,11 @@ class KafkaConsumer:
         if self._closed:
             raise StopIteration("KafkaConsumer closed")
         timeout = self.config["consumer_timeout_ms"]
-        deadline = math.inf if timeout is None or timeout < 0 or math.isinf(timeout) \
+        deadline = (
+            math.inf
+            if timeout is None or timeout < 0 or math.isinf(timeout)
             else self._clock.monotonic() + timeout / 1000.0
+        )
         while True:
             if self._iterator is not None:
                 try:
@@ -458,8 +513,9 @@ class KafkaConsumer:
         if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
             raise ValueError("Offset must be int >= 0")
         if partition not in self._subscription.assignment:
-            raise ValueError(f"Unassigned partition {partition}: assign() it or subscribe() "
-                             "and poll() first")
+            raise ValueError(
+                f"Unassigned partition {partition}: assign() it or subscribe() and poll() first"
+            )
         self._discard_iterator()
         self._subscription.assignment[partition].seek(offset)
         self._fetcher.forget(partition)
@@ -505,11 +561,15 @@ class KafkaConsumer:
         """
         for tp, ts in timestamps.items():
             if ts < 0:
-                raise ValueError(f"The target time for partition {tp} is {ts}. The target time "
-                                 "cannot be negative.")
+                raise ValueError(
+                    f"The target time for partition {tp} is {ts}. The target time "
+                    "cannot be negative."
+                )
         found = self._offsets.lookup({tp: int(ts) for tp, ts in timestamps.items()}, timeout_ms)
-        return {tp: (OffsetAndTimestamp(offset, ts, -1) if offset >= 0 else None)
-                for tp, (offset, ts) in found.items()}
+        return {
+            tp: (OffsetAndTimestamp(offset, ts, -1) if offset >= 0 else None)
+            for tp, (offset, ts) in found.items()
+        }
 
     # -- pause / resume --------------------------------------------------------------
 
@@ -548,8 +608,9 @@ class KafkaConsumer:
             offsets = self._subscription.all_consumed_offsets()
         return self._coordinator.commit_offsets_async(offsets, callback)
 
-    def committed(self, partition: TopicPartition, metadata: bool = False,
-                  timeout_ms: float | None = None):
+    def committed(
+        self, partition: TopicPartition, metadata: bool = False, timeout_ms: float | None = None
+    ):
         """The group's committed offset for ``partition`` (None if none); with
         ``metadata=True`` the OffsetAndMetadata. Raises IllegalStateError without group_id."""
         if not isinstance(partition, TopicPartition):
@@ -582,10 +643,12 @@ class KafkaConsumer:
 
     def metrics(self, raw: bool = False) -> dict[str, dict[str, Any]]:
         """A minimal metrics map (kafka-python's is much larger)."""
-        return {"consumer-fetch-manager-metrics": {
-            "records-buffered": self._fetcher.buffered_count(),
-            "assigned-partitions": len(self._subscription.assignment),
-        }}
+        return {
+            "consumer-fetch-manager-metrics": {
+                "records-buffered": self._fetcher.buffered_count(),
+                "assigned-partitions": len(self._subscription.assignment),
+            }
+        }
 
     def close(self, autocommit: bool = True, timeout_ms: float | None = None) -> None:
         """Commit the positions (with a group, enable_auto_commit and ``autocommit``),
@@ -612,5 +675,7 @@ class KafkaConsumer:
         self.close(autocommit=exc_type is None)
 
     def __repr__(self) -> str:
-        return (f"<KafkaConsumer client_id={self.config['client_id']!r} "
-                f"group_id={self.config['group_id']!r} broker={self._transport.address}>")
+        return (
+            f"<KafkaConsumer client_id={self.config['client_id']!r} "
+            f"group_id={self.config['group_id']!r} broker={self._transport.address}>"
+        )

@@ -145,12 +145,19 @@ class Fetcher:
         asked = []
         in_flight = self._in_flight
         for tp, st in self._subscription.assignment.items():
-            if (st.paused or st.position is None or tp in in_flight
-                    or (allowed is not None and tp not in allowed)):
+            if (
+                st.paused
+                or st.position is None
+                or tp in in_flight
+                or (allowed is not None and tp not in allowed)
+            ):
                 continue
             buf = self._buffers.get(tp)
-            if buf is not None and buf.epoch == st.epoch and (
-                    buf.remaining() >= self._prefetch or buf.poison is not None):
+            if (
+                buf is not None
+                and buf.epoch == st.epoch
+                and (buf.remaining() >= self._prefetch or buf.poison is not None)
+            ):
                 continue
             planned = self._next_fetch.get(tp)
             offset = planned[1] if planned is not None and planned[0] == st.epoch else st.position
@@ -158,10 +165,15 @@ class Fetcher:
             asked.append((tp, st.epoch, offset))
         if not parts:
             return bool(in_flight)
-        header = {"max_wait_ms": self._max_wait_ms, "min_bytes": self._min_bytes,
-                  "max_bytes": self._max_bytes, "partitions": parts}
-        future = self._transport.request("fetch", header, timeout_ms=self._timeout_ms,
-                                         idempotent=True)
+        header = {
+            "max_wait_ms": self._max_wait_ms,
+            "min_bytes": self._min_bytes,
+            "max_bytes": self._max_bytes,
+            "partitions": parts,
+        }
+        future = self._transport.request(
+            "fetch", header, timeout_ms=self._timeout_ms, idempotent=True
+        )
         in_flight.update(tp for tp, _, _ in asked)
         future.add_callback(self._arrived, asked)
         future.add_errback(self._failed, asked)
@@ -209,8 +221,9 @@ class Fetcher:
                 if item is not None:
                     self._handle_partition(tp, epoch, offset, item[0], item[1])
 
-    def _handle_partition(self, tp: TopicPartition, epoch: int, offset: int,
-                          entry: list, payload: Any) -> None:
+    def _handle_partition(
+        self, tp: TopicPartition, epoch: int, offset: int, entry: list, payload: Any
+    ) -> None:
         st = self._subscription.assignment.get(tp)
         if st is None or st.epoch != epoch:
             return  # revoked, or sought elsewhere since the fetch was sent
@@ -223,7 +236,7 @@ class Fetcher:
             if records or poison is not None:
                 buf = self._buffers.get(tp)
                 if buf is not None and buf.epoch == epoch and buf.remaining():
-                    buf.records = buf.records[buf.index:] + records
+                    buf.records = buf.records[buf.index :] + records
                     buf.index = 0
                 else:
                     buf = self._buffers[tp] = _Buffer(records, epoch)
@@ -235,20 +248,28 @@ class Fetcher:
             if st.position != offset:
                 return
             if self._reset_policy in ("earliest", "latest"):
-                log.info("offset %d is out of range for %s (log start %s, end %s); resetting "
-                         "to %s", offset, tp, log_start, highwater, self._reset_policy)
+                log.info(
+                    "offset %d is out of range for %s (log start %s, end %s); resetting to %s",
+                    offset,
+                    tp,
+                    log_start,
+                    highwater,
+                    self._reset_policy,
+                )
                 st.request_reset(self._reset_policy)
             else:
                 raise OffsetOutOfRangeError(
                     f"Offsets out of range with no configured reset policy for partitions: "
                     f"{ {tp: offset} } (the log now starts at {log_start} and ends at "
-                    f"{highwater}). Use auto_offset_reset='earliest' or 'latest', or seek().")
+                    f"{highwater}). Use auto_offset_reset='earliest' or 'latest', or seek()."
+                )
         elif code == CorruptRecordError.errno:  # the broker cannot even walk its log there
             error = CorruptRecordError(
                 f"the broker cannot read topic '{tp.topic}' partition {tp.partition} at offset "
                 f"{offset}: its log is damaged there (the broker's log says more). Skip it "
                 f"with consumer.seek(TopicPartition('{tp.topic}', {tp.partition}), "
-                f"{offset + 1}) and further if needed.")
+                f"{offset + 1}) and further if needed."
+            )
             error.topic_partition, error.offset, error.next_offset = tp, offset, offset + 1
             raise error
         elif code in (UnknownTopicOrPartitionError.errno, 5, 6):
@@ -257,8 +278,9 @@ class Fetcher:
         else:
             raise for_code(code)(f"fetch from {tp} at offset {offset} failed")
 
-    def _decode(self, tp: TopicPartition, buf: Any, fetch_offset: int
-                ) -> tuple[list, int, tuple[int, BaseException, str] | None]:
+    def _decode(
+        self, tp: TopicPartition, buf: Any, fetch_offset: int
+    ) -> tuple[list, int, tuple[int, BaseException, str] | None]:
         """(records, next fetch offset, poison): decoding stops at a record a
         deserializer raised on, or at a corrupt batch; poison is then (its offset, the
         error, 'key'/'value'/'batch') and the next fetch offset is its offset."""
@@ -270,8 +292,9 @@ class Fetcher:
         spans, framing_error = walk_batches(buf)
         for index, (start, _end) in enumerate(spans):
             try:
-                header = (validate_batch(buf, start, produced=False) if check
-                          else read_header(buf, start))
+                header = (
+                    validate_batch(buf, start, produced=False) if check else read_header(buf, start)
+                )
                 if header.next_offset <= fetch_offset:
                     continue
                 batch = decode_batch(buf, start, header)
@@ -287,7 +310,11 @@ class Fetcher:
                 continue
             skip = bisect_left(offsets, fetch_offset) if offsets[0] < fetch_offset else 0
             keys, values, headers = batch.keys, batch.values, batch.headers
-            key_sizes, value_sizes, timestamps = batch.key_sizes, batch.value_sizes, batch.timestamps
+            key_sizes, value_sizes, timestamps = (
+                batch.key_sizes,
+                batch.value_sizes,
+                batch.timestamps,
+            )
             if skip:
                 offsets, timestamps = offsets[skip:], timestamps[skip:]
                 keys, values, headers = keys[skip:], values[skip:], headers[skip:]
@@ -297,7 +324,7 @@ class Fetcher:
                 keys, error = _deserialize(kd, topic, keys)
                 if error is not None:
                     poison = (len(keys), error, "key")
-                    values = values[:len(keys)]
+                    values = values[: len(keys)]
             if vd is not None:
                 values, error = _deserialize(vd, topic, values)
                 if error is not None:
@@ -308,14 +335,34 @@ class Fetcher:
                 keys, values = keys[:good], values[:good]
                 key_sizes, value_sizes = key_sizes[:good], value_sizes[:good]
             if header.attributes & 0x02:  # HAS_HEADERS
-                header_sizes = [sum(len(k.encode("utf-8")) + (len(v) if v is not None else 0)
-                                    for k, v in h) if h else -1 for h in headers]
+                header_sizes = [
+                    sum(len(k.encode("utf-8")) + (len(v) if v is not None else 0) for k, v in h)
+                    if h
+                    else -1
+                    for h in headers
+                ]
             else:
                 header_sizes = repeat(-1)
-            out.extend(map(_make_record, zip(
-                repeat(topic), repeat(partition), repeat(-1), offsets, timestamps,
-                repeat(1 if batch.log_append_time else 0), keys, values, headers, repeat(None),
-                key_sizes, value_sizes, header_sizes)))
+            out.extend(
+                map(
+                    _make_record,
+                    zip(
+                        repeat(topic),
+                        repeat(partition),
+                        repeat(-1),
+                        offsets,
+                        timestamps,
+                        repeat(1 if batch.log_append_time else 0),
+                        keys,
+                        values,
+                        headers,
+                        repeat(None),
+                        key_sizes,
+                        value_sizes,
+                        header_sizes,
+                    ),
+                )
+            )
             if poison is not None:
                 bad_offset = batch.offsets[skip + poison[0]]
                 return out, bad_offset, (bad_offset, poison[1], poison[2])
@@ -325,31 +372,40 @@ class Fetcher:
         return out, next_offset, None
 
     @staticmethod
-    def _corrupt(tp: TopicPartition, offset: int, skip_to: int | None,
-                 exc: CorruptRecordError) -> tuple[int, tuple[int, BaseException, str]]:
+    def _corrupt(
+        tp: TopicPartition, offset: int, skip_to: int | None, exc: CorruptRecordError
+    ) -> tuple[int, tuple[int, BaseException, str]]:
         """(next fetch offset, poison) for a corrupt batch at ``offset``, as Kafka's
         CorruptRecordException: the error names where it is and how to get past it."""
         reason = exc.args[0] if exc.args else type(exc).__name__
         where = f"TopicPartition('{tp.topic}', {tp.partition})"
         if skip_to is not None and skip_to > offset:
-            how = (f"skip the whole batch with consumer.seek({where}, {skip_to}) (the next "
-                   "batch starts there)")
+            how = (
+                f"skip the whole batch with consumer.seek({where}, {skip_to}) (the next "
+                "batch starts there)"
+            )
         else:
             skip_to = offset + 1
-            how = (f"skip it with consumer.seek({where}, {skip_to}) and seek further if the "
-                   "next offsets are in the same damaged batch")
+            how = (
+                f"skip it with consumer.seek({where}, {skip_to}) and seek further if the "
+                "next offsets are in the same damaged batch"
+            )
         error = CorruptRecordError(
             f"the record batch at offset {offset} of topic '{tp.topic}' partition "
             f"{tp.partition} is corrupt ({reason}); poll() returned the records before it "
-            f"and stays at offset {offset}. The data on the broker is damaged: {how}.")
+            f"and stays at offset {offset}. The data on the broker is damaged: {how}."
+        )
         error.topic_partition, error.offset, error.next_offset = tp, offset, skip_to
         return offset, (offset, error, "batch")
 
     # -- handing records to poll() ------------------------------------------------------
 
-    def fetched_records(self, max_records: int, update_offsets: bool = True,
-                        allowed: set[TopicPartition] | None = None
-                        ) -> dict[TopicPartition, list]:
+    def fetched_records(
+        self,
+        max_records: int,
+        update_offsets: bool = True,
+        allowed: set[TopicPartition] | None = None,
+    ) -> dict[TopicPartition, list]:
         """Up to ``max_records`` buffered records, grouped by partition.
 
         With ``update_offsets`` the positions move past them (poll); without, the
@@ -413,7 +469,8 @@ class Fetcher:
                 f"of topic '{tp.topic}' partition {tp.partition} (a poison message). poll() "
                 f"returned the records before it and stays at this one. Skip it with "
                 f"consumer.seek(TopicPartition('{tp.topic}', {tp.partition}), {offset + 1}), "
-                f"or make the {what}_deserializer return None for input it cannot read.")
+                f"or make the {what}_deserializer return None for input it cannot read."
+            )
             try:
                 error.topic_partition, error.offset, error.what = tp, offset, what
             except AttributeError:
@@ -436,8 +493,9 @@ class OffsetLookup:
     def __init__(self, transport: Any):
         self._transport = transport
 
-    def lookup(self, targets: dict[TopicPartition, int], timeout_ms: float | None = None
-               ) -> dict[TopicPartition, tuple[int, int]]:
+    def lookup(
+        self, targets: dict[TopicPartition, int], timeout_ms: float | None = None
+    ) -> dict[TopicPartition, tuple[int, int]]:
         """{tp: timestamp} -> {tp: (offset, timestamp)}; offset -1 when no record is that late.
 
         Raises UnknownTopicOrPartitionError (and other broker errors) per partition.
@@ -453,8 +511,10 @@ class OffsetLookup:
             if code:
                 cls = for_code(code)
                 if cls is UnknownTopicOrPartitionError:
-                    raise cls(f"partition {partition} of topic '{topic}' does not exist "
-                              "(check the topic name and its partition count)")
+                    raise cls(
+                        f"partition {partition} of topic '{topic}' does not exist "
+                        "(check the topic name and its partition count)"
+                    )
                 raise cls(f"list_offsets for {tp} failed")
             out[tp] = (offset, timestamp)
         missing = set(targets) - set(out)

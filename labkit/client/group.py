@@ -106,11 +106,20 @@ def _names(tps: Iterable[TopicPartition]) -> str:
 class GroupMember:
     """One consumer's membership in ``group_id`` (see the module docstring)."""
 
-    def __init__(self, group_id: str, *, client_id: str = "labkit", client_host: str = "",
-                 assignors: Iterable[str] = ("range",), session_timeout_ms: int = 45_000,
-                 max_poll_interval_ms: int = 300_000, heartbeat_interval_ms: int = 3000,
-                 retry_backoff_ms: int = 100, clock: Clock = REAL_CLOCK,
-                 hooks: RebalanceHooks | None = None):
+    def __init__(
+        self,
+        group_id: str,
+        *,
+        client_id: str = "labkit",
+        client_host: str = "",
+        assignors: Iterable[str] = ("range",),
+        session_timeout_ms: int = 45_000,
+        max_poll_interval_ms: int = 300_000,
+        heartbeat_interval_ms: int = 3000,
+        retry_backoff_ms: int = 100,
+        clock: Clock = REAL_CLOCK,
+        hooks: RebalanceHooks | None = None,
+    ):
         self.group_id = group_id
         self._client_id, self._client_host = client_id, client_host
         self._assignors = list(assignors)
@@ -139,8 +148,8 @@ class GroupMember:
         self._next_beat = now
         self._last_ok = now
         self._last_poll = now
-        self._lost_pending = False     # poll() must report everything lost, then rejoin
-        self._joined_pending = False   # poll() must call on_partitions_assigned once
+        self._lost_pending = False  # poll() must report everything lost, then rejoin
+        self._joined_pending = False  # poll() must call on_partitions_assigned once
         self._fatal: KafkaError | None = None
         self._idle_warned = -1
 
@@ -254,11 +263,16 @@ class GroupMember:
                     f"group '{self.group_id}' right now (it is joining, or it left or was "
                     "removed because poll() was not called within max_poll_interval_ms or "
                     "its session expired). Call poll() to rejoin; records of partitions it "
-                    "lost will be delivered to their new owner.")
+                    "lost will be delivered to their new owner."
+                )
             else:
                 member_id, generation = self.member_id, self.generation
-        return {"group_id": self.group_id, "member_id": member_id, "generation": generation,
-                "offsets": rows}
+        return {
+            "group_id": self.group_id,
+            "member_id": member_id,
+            "generation": generation,
+            "offsets": rows,
+        }
 
     def check_commit_response(self, header: dict[str, Any]) -> None:
         """Raise for a failed commit: CommitFailedError when it was fenced, else the
@@ -273,11 +287,13 @@ class GroupMember:
                 f"{header.get('message')}). This means the time between calls to poll() was "
                 "longer than max_poll_interval_ms, or the session expired. Poll more often, "
                 "process fewer records per poll (max_poll_records), or commit in "
-                "on_partitions_revoked; the records will be delivered again.")
+                "on_partitions_revoked; the records will be delivered again."
+            )
         raise from_wire(code, header.get("message"))
 
-    def note_start_positions(self, starts: dict[TopicPartition, tuple[int, bool]],
-                             auto_offset_reset: str) -> None:
+    def note_start_positions(
+        self, starts: dict[TopicPartition, tuple[int, bool]], auto_offset_reset: str
+    ) -> None:
         """Log where newly assigned partitions start: ``{tp: (offset, from_committed)}``.
 
         Warns when committed offsets were used, because students expect
@@ -285,18 +301,28 @@ class GroupMember:
         """
         committed = {tp: off for tp, (off, used) in starts.items() if used}
         if committed:
-            where = ", ".join(f"{tp.topic}-{tp.partition} at {off}"
-                              for tp, off in sorted(committed.items()))
+            where = ", ".join(
+                f"{tp.topic}-{tp.partition} at {off}" for tp, off in sorted(committed.items())
+            )
             log.warning(
                 "group '%s': starting %s from the offsets this group committed earlier; "
                 "auto_offset_reset='%s' applies only to partitions without a committed "
                 "offset. To read from the beginning again, use a new group_id or call "
-                "seek_to_beginning().", self.group_id, where, auto_offset_reset)
+                "seek_to_beginning().",
+                self.group_id,
+                where,
+                auto_offset_reset,
+            )
         fresh = sorted(tp for tp, (_, used) in starts.items() if not used)
         if fresh:
-            log.info("group '%s': %s had no committed offset; starting at the %s offset "
-                     "(auto_offset_reset='%s')", self.group_id, _names(fresh),
-                     auto_offset_reset, auto_offset_reset)
+            log.info(
+                "group '%s': %s had no committed offset; starting at the %s offset "
+                "(auto_offset_reset='%s')",
+                self.group_id,
+                _names(fresh),
+                auto_offset_reset,
+                auto_offset_reset,
+            )
 
     # -- I/O thread ----------------------------------------------------------------------
 
@@ -312,13 +338,19 @@ class GroupMember:
                     "max_poll_interval_ms (%d ms), so this consumer leaves group '%s' and its "
                     "partitions go to the other members. Process fewer records per poll "
                     "(max_poll_records) or raise max_poll_interval_ms. It rejoins on the "
-                    "next poll().", self._max_poll_ms, self.group_id)
+                    "next poll().",
+                    self._max_poll_ms,
+                    self.group_id,
+                )
                 self._queue_leave("poll timeout")
             elif self._state == JOINED and not self._good_standing(now):
-                log.warning("group '%s': no answer from the coordinator for %d ms "
-                            "(session_timeout_ms); the group has given this consumer's "
-                            "partitions to others. Rejoining on the next poll().",
-                            self.group_id, self._session_ms)
+                log.warning(
+                    "group '%s': no answer from the coordinator for %d ms "
+                    "(session_timeout_ms); the group has given this consumer's "
+                    "partitions to others. Rejoining on the next poll().",
+                    self.group_id,
+                    self._session_ms,
+                )
                 self._lose()
             if self._in_flight is not None:
                 return None
@@ -327,15 +359,28 @@ class GroupMember:
                 return self._send("leave_group", header, idempotent=True)
             if self._state == JOINED and now >= self._next_beat:
                 return self._heartbeat()
-            if self._state == UNJOINED and self._topics and not self._lost_pending \
-                    and now >= self._next_beat:
+            if (
+                self._state == UNJOINED
+                and self._topics
+                and not self._lost_pending
+                and now >= self._next_beat
+            ):
                 self._state = JOINING
                 self._topics_dirty = False
-                return self._send("join_group", {
-                    "group_id": self.group_id, "member_id": "", "client_id": self._client_id,
-                    "client_host": self._client_host, "topics": sorted(self._topics),
-                    "assignors": self._assignors, "session_timeout_ms": self._session_ms,
-                    "max_poll_interval_ms": self._max_poll_ms}, idempotent=False)
+                return self._send(
+                    "join_group",
+                    {
+                        "group_id": self.group_id,
+                        "member_id": "",
+                        "client_id": self._client_id,
+                        "client_host": self._client_host,
+                        "topics": sorted(self._topics),
+                        "assignors": self._assignors,
+                        "session_timeout_ms": self._session_ms,
+                        "max_poll_interval_ms": self._max_poll_ms,
+                    },
+                    idempotent=False,
+                )
             return None
 
     def next_wakeup(self, now: float | None = None) -> float:
@@ -353,8 +398,12 @@ class GroupMember:
                 if self._in_flight is None:
                     deadline = min(deadline, self._next_beat)
                 return max(0.0, deadline - now)
-            if (self._state == UNJOINED and self._topics and not self._lost_pending
-                    and self._in_flight is None):
+            if (
+                self._state == UNJOINED
+                and self._topics
+                and not self._lost_pending
+                and self._in_flight is None
+            ):
                 return max(0.0, self._next_beat - now)
             return idle
 
@@ -372,9 +421,12 @@ class GroupMember:
             if code == 0:
                 self._apply(header, now)
             elif code == _UNKNOWN_MEMBER and api == "heartbeat":
-                log.warning("group '%s': the coordinator no longer knows this consumer (%s); "
-                            "its partitions are lost. Rejoining.", self.group_id,
-                            header.get("message"))
+                log.warning(
+                    "group '%s': the coordinator no longer knows this consumer (%s); "
+                    "its partitions are lost. Rejoining.",
+                    self.group_id,
+                    header.get("message"),
+                )
                 self._lose()
             elif code in _FATAL_JOIN_ERRORS and api == "join_group":
                 self._fatal = from_wire(code, header.get("message"))
@@ -382,8 +434,13 @@ class GroupMember:
                 self._next_beat = now + max(1.0, self._backoff)
                 self.wake.set()
             else:
-                log.info("group '%s': %s failed (%s: %s); retrying", self.group_id, api, code,
-                         header.get("message"))
+                log.info(
+                    "group '%s': %s failed (%s: %s); retrying",
+                    self.group_id,
+                    api,
+                    code,
+                    header.get("message"),
+                )
                 self._retry(api, now)
 
     def on_failure(self, token: int, exc: BaseException, now: float | None = None) -> None:
@@ -406,22 +463,33 @@ class GroupMember:
         return Request(self._tokens, api, header, idempotent)
 
     def _heartbeat(self) -> Request:
-        header = {"group_id": self.group_id, "member_id": self.member_id,
-                  "generation": self.generation, "owned": _wire(self._owned | self._target)}
+        header = {
+            "group_id": self.group_id,
+            "member_id": self.member_id,
+            "generation": self.generation,
+            "owned": _wire(self._owned | self._target),
+        }
         if self._topics_dirty:
             header["topics"] = sorted(self._topics)
             self._topics_dirty = False
         return self._send("heartbeat", header, idempotent=True)
 
     def _good_standing(self, now: float) -> bool:
-        return (self._state == JOINED and not self._lost_pending
-                and now - self._last_ok <= self._session)
+        return (
+            self._state == JOINED
+            and not self._lost_pending
+            and now - self._last_ok <= self._session
+        )
 
     def _apply(self, header: dict[str, Any], now: float) -> None:
         if self._state == JOINING:
             self._joined_pending = True
-            log.info("group '%s': joined as %s (generation %s)", self.group_id,
-                     header.get("member_id"), header.get("generation"))
+            log.info(
+                "group '%s': joined as %s (generation %s)",
+                self.group_id,
+                header.get("member_id"),
+                header.get("generation"),
+            )
         self._state = JOINED
         self.member_id = header.get("member_id", self.member_id)
         self.generation = header.get("generation", self.generation)
@@ -458,8 +526,13 @@ class GroupMember:
                 "%d partition(s), and each partition is read by one consumer of a group. It "
                 "gets records only when another consumer leaves. Add partitions (labkit topics "
                 "--alter --topic T --partitions N) or run fewer consumers.",
-                self.member_id, self.group_id, members, ", ".join(sorted(self._topics)),
-                "has" if len(self._topics) == 1 else "have", partitions)
+                self.member_id,
+                self.group_id,
+                members,
+                ", ".join(sorted(self._topics)),
+                "has" if len(self._topics) == 1 else "have",
+                partitions,
+            )
 
     def _lose(self) -> None:
         self._state = UNJOINED
@@ -489,8 +562,12 @@ class GroupMember:
         try:
             self._hooks.before_revoke(partitions)
         except KafkaError as exc:
-            log.warning("group '%s': committing %s before giving them up failed: %s",
-                        self.group_id, _names(revoked), exc)
+            log.warning(
+                "group '%s': committing %s before giving them up failed: %s",
+                self.group_id,
+                _names(revoked),
+                exc,
+            )
         self._call_listener("on_partitions_revoked", revoked)
         self._hooks.revoked(partitions)
         with self._lock:
@@ -514,14 +591,14 @@ class GroupMember:
         try:
             method(sorted(partitions))
         except Exception:  # a user's callback must not break the consumer (as kafka-python)
-            log.exception("group '%s': the rebalance listener's %s raised an exception",
-                          self.group_id, name)
+            log.exception(
+                "group '%s': the rebalance listener's %s raised an exception", self.group_id, name
+            )
 
 
 def offset_fetch_header(group_id: str, partitions: Iterable[TopicPartition] | None = None) -> dict:
     """The ``offset_fetch`` header (``None`` = every partition the group committed)."""
-    return {"group_id": group_id,
-            "partitions": None if partitions is None else _wire(partitions)}
+    return {"group_id": group_id, "partitions": None if partitions is None else _wire(partitions)}
 
 
 def parse_offset_fetch(header: dict[str, Any]) -> dict[TopicPartition, OffsetAndMetadata | None]:
@@ -534,5 +611,6 @@ def parse_offset_fetch(header: dict[str, Any]) -> dict[TopicPartition, OffsetAnd
     for row in header.get("partitions", []):
         topic, partition, offset, metadata = row[0], row[1], row[2], row[3]
         result[TopicPartition(topic, partition)] = (
-            OffsetAndMetadata(offset, metadata, -1) if offset >= 0 else None)
+            OffsetAndMetadata(offset, metadata, -1) if offset >= 0 else None
+        )
     return result

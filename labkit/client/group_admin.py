@@ -39,17 +39,28 @@ log = logging.getLogger(__name__)
 NoError = errors.NoError
 
 
-MemberInformation = namedtuple("MemberInformation", [
-    "member_id", "client_id", "client_host", "member_metadata", "member_assignment"])
+MemberInformation = namedtuple(
+    "MemberInformation",
+    ["member_id", "client_id", "client_host", "member_metadata", "member_assignment"],
+)
 MemberInformation.__doc__ = """One member of a described group (kafka-python's fields).
 
 ``member_metadata`` is a ConsumerProtocolMemberMetadata (the subscribed topics),
 ``member_assignment`` a ConsumerProtocolMemberAssignment (the partitions it owns now).
 """
 
-GroupInformation = namedtuple("GroupInformation", [
-    "error_code", "group", "state", "protocol_type", "protocol", "members",
-    "authorized_operations"])
+GroupInformation = namedtuple(
+    "GroupInformation",
+    [
+        "error_code",
+        "group",
+        "state",
+        "protocol_type",
+        "protocol",
+        "members",
+        "authorized_operations",
+    ],
+)
 GroupInformation.__doc__ = """One described group (kafka-python's fields).
 
 ``state``: Empty, PreparingRebalance, Stable (docs/groups.md); ``protocol``: the
@@ -58,8 +69,9 @@ assignor in use (``range``, ``roundrobin``, ``sticky``; ``''`` without members);
 """
 
 
-class ConsumerProtocolMemberMetadata(namedtuple(
-        "ConsumerProtocolMemberMetadata", ["version", "subscription", "user_data"])):
+class ConsumerProtocolMemberMetadata(
+    namedtuple("ConsumerProtocolMemberMetadata", ["version", "subscription", "user_data"])
+):
     """A member's subscription: ``subscription`` (also ``topics``) lists topic names."""
 
     __slots__ = ()
@@ -70,8 +82,9 @@ class ConsumerProtocolMemberMetadata(namedtuple(
         return self.subscription
 
 
-class ConsumerProtocolMemberAssignment(namedtuple(
-        "ConsumerProtocolMemberAssignment", ["version", "assignment", "user_data"])):
+class ConsumerProtocolMemberAssignment(
+    namedtuple("ConsumerProtocolMemberAssignment", ["version", "assignment", "user_data"])
+):
     """A member's partitions: ``assignment`` (also ``assigned_partitions``) is
     ``[(topic, [partition, ...]), ...]``."""
 
@@ -106,20 +119,32 @@ def _by_topic(rows: Iterable) -> list[tuple[str, list[int]]]:
 
 def _member(entry: dict) -> MemberInformation:
     return MemberInformation(
-        entry.get("member_id", ""), entry.get("client_id", ""), entry.get("client_host", ""),
+        entry.get("member_id", ""),
+        entry.get("client_id", ""),
+        entry.get("client_host", ""),
         ConsumerProtocolMemberMetadata(0, list(entry.get("topics", [])), b""),
-        ConsumerProtocolMemberAssignment(0, _by_topic(entry.get("assignment", [])), b""))
+        ConsumerProtocolMemberAssignment(0, _by_topic(entry.get("assignment", [])), b""),
+    )
 
 
 def _group(entry: dict) -> GroupInformation:
     """A describe_groups entry as GroupInformation; raises its error (GroupIdNotFoundError)."""
     code = entry.get("error", 0)
     if code:
-        raise from_wire(code, entry.get("message")
-                        or f"consumer group '{entry.get('group_id')}' could not be described")
-    return GroupInformation(0, entry["group_id"], entry.get("state", ""),
-                            entry.get("protocol_type", ""), entry.get("assignor", ""),
-                            [_member(m) for m in entry.get("members", [])], None)
+        raise from_wire(
+            code,
+            entry.get("message")
+            or f"consumer group '{entry.get('group_id')}' could not be described",
+        )
+    return GroupInformation(
+        0,
+        entry["group_id"],
+        entry.get("state", ""),
+        entry.get("protocol_type", ""),
+        entry.get("assignor", ""),
+        [_member(m) for m in entry.get("members", [])],
+        None,
+    )
 
 
 def _offsets(offsets: Any) -> list[list]:
@@ -127,11 +152,14 @@ def _offsets(offsets: Any) -> list[list]:
     if not isinstance(offsets, dict) or not offsets:
         raise IllegalArgumentError(
             "alter_consumer_group_offsets needs a non-empty dict such as "
-            "{TopicPartition('t', 0): OffsetAndMetadata(42, '', -1)}")
+            "{TopicPartition('t', 0): OffsetAndMetadata(42, '', -1)}"
+        )
     rows = []
     for tp, value in offsets.items():
         if not isinstance(tp, tuple) or len(tp) != 2:
-            raise IllegalArgumentError(f"offsets keys must be TopicPartition('topic', 0), got {tp!r}")
+            raise IllegalArgumentError(
+                f"offsets keys must be TopicPartition('topic', 0), got {tp!r}"
+            )
         topic, partition = tp
         if isinstance(value, int) and not isinstance(value, bool):
             value = OffsetAndMetadata(value, "", -1)
@@ -139,7 +167,8 @@ def _offsets(offsets: Any) -> list[list]:
         if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
             raise IllegalArgumentError(
                 f"the offset for {topic}-{partition} must be an integer >= 0 (the next record "
-                f"to read), got {value!r}")
+                f"to read), got {value!r}"
+            )
         rows.append([topic, int(partition), offset, getattr(value, "metadata", "") or ""])
     return sorted(rows)
 
@@ -156,12 +185,16 @@ class GroupAdminMixin:
         Use ``describe_consumer_groups`` for their state and members.
         """
         header = self._transport.call("list_groups", {}, idempotent=True).header
-        return [(g["group_id"], g.get("protocol_type", "consumer"))
-                for g in header.get("groups", [])]
+        return [
+            (g["group_id"], g.get("protocol_type", "consumer")) for g in header.get("groups", [])
+        ]
 
-    def describe_consumer_groups(self, group_ids: Any, group_coordinator_id: Any = None,
-                                 include_authorized_operations: bool = False
-                                 ) -> list[GroupInformation]:
+    def describe_consumer_groups(
+        self,
+        group_ids: Any,
+        group_coordinator_id: Any = None,
+        include_authorized_operations: bool = False,
+    ) -> list[GroupInformation]:
         """State, assignor and members (with their partitions) of each group, in order.
 
         Raises GroupIdNotFoundError for a group the broker does not know (no members and
@@ -170,13 +203,15 @@ class GroupAdminMixin:
         ids = _ids(group_ids, "describe_consumer_groups")
         if not ids:
             return []
-        header = self._transport.call("describe_groups", {"group_ids": ids},
-                                      idempotent=True).header
+        header = self._transport.call("describe_groups", {"group_ids": ids}, idempotent=True).header
         return [_group(entry) for entry in header.get("groups", [])]
 
-    def list_consumer_group_offsets(self, group_id: str, group_coordinator_id: Any = None,
-                                    partitions: Iterable[TopicPartition] | None = None
-                                    ) -> dict[TopicPartition, OffsetAndMetadata]:
+    def list_consumer_group_offsets(
+        self,
+        group_id: str,
+        group_coordinator_id: Any = None,
+        partitions: Iterable[TopicPartition] | None = None,
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
         """The group's committed offsets: ``{TopicPartition: OffsetAndMetadata}``.
 
         ``partitions=None``: every partition the group has committed. With a list, each
@@ -186,17 +221,22 @@ class GroupAdminMixin:
         """
         if partitions is not None:
             partitions = [TopicPartition(t, p) for t, p in partitions]
-        header = self._transport.call("offset_fetch", offset_fetch_header(group_id, partitions),
-                                      idempotent=True).header
+        header = self._transport.call(
+            "offset_fetch", offset_fetch_header(group_id, partitions), idempotent=True
+        ).header
         for row in header.get("partitions", []):
             if len(row) > 4 and row[4]:
-                raise from_wire(row[4], f"offset_fetch failed for {row[0]}-{row[1]} of "
-                                        f"group '{group_id}'")
-        return {tp: committed or OffsetAndMetadata(-1, "", -1)
-                for tp, committed in parse_offset_fetch(header).items()}
+                raise from_wire(
+                    row[4], f"offset_fetch failed for {row[0]}-{row[1]} of group '{group_id}'"
+                )
+        return {
+            tp: committed or OffsetAndMetadata(-1, "", -1)
+            for tp, committed in parse_offset_fetch(header).items()
+        }
 
-    def delete_consumer_groups(self, group_ids: Any, group_coordinator_id: Any = None
-                               ) -> list[tuple[str, type]]:
+    def delete_consumer_groups(
+        self, group_ids: Any, group_coordinator_id: Any = None
+    ) -> list[tuple[str, type]]:
         """Delete groups and their committed offsets: ``[(group_id, error class), ...]``.
 
         As in kafka-python, failures are returned, not raised: ``NoError`` for a deleted
@@ -207,20 +247,22 @@ class GroupAdminMixin:
         ids = _ids(group_ids, "delete_consumer_groups")
         if not ids:
             return []
-        header = self._transport.call("delete_groups", {"group_ids": ids},
-                                      idempotent=False).header
+        header = self._transport.call("delete_groups", {"group_ids": ids}, idempotent=False).header
         results = []
         for entry in header.get("groups", []):
             code = entry.get("error", 0)
             if code:
-                log.warning("consumer group '%s' was not deleted: %s", entry["group_id"],
-                            entry.get("message") or for_code(code).description)
+                log.warning(
+                    "consumer group '%s' was not deleted: %s",
+                    entry["group_id"],
+                    entry.get("message") or for_code(code).description,
+                )
             results.append((entry["group_id"], for_code(code) if code else NoError))
         return results
 
-    def alter_consumer_group_offsets(self, group_id: str, offsets: dict,
-                                     group_coordinator_id: Any = None
-                                     ) -> dict[TopicPartition, type]:
+    def alter_consumer_group_offsets(
+        self, group_id: str, offsets: dict, group_coordinator_id: Any = None
+    ) -> dict[TopicPartition, type]:
         """Set the group's committed offsets: ``{TopicPartition: OffsetAndMetadata or int}``.
 
         The offset is the next record the group will read. All or nothing; returns
@@ -230,7 +272,9 @@ class GroupAdminMixin:
         IllegalArgumentError for a negative offset.
         """
         rows = _offsets(offsets)
-        self._transport.call("offset_commit", {"group_id": group_id, "member_id": "",
-                                               "generation": -1, "offsets": rows},
-                             idempotent=True)  # setting the same offsets twice is harmless
+        self._transport.call(
+            "offset_commit",
+            {"group_id": group_id, "member_id": "", "generation": -1, "offsets": rows},
+            idempotent=True,
+        )  # setting the same offsets twice is harmless
         return {TopicPartition(t, p): NoError for t, p, _, _ in rows}

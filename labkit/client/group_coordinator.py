@@ -73,11 +73,13 @@ def assignor_names(strategies: Any) -> list[str]:
         if not isinstance(name, str) or not name:
             raise KafkaConfigurationError(
                 f"partition_assignment_strategy: {item!r} is not an assignor; use names like "
-                "['range', 'roundrobin'] (or kafka-python's RangePartitionAssignor, ...)")
+                "['range', 'roundrobin'] (or kafka-python's RangePartitionAssignor, ...)"
+            )
         names.append(name)
     if not names:
         raise KafkaConfigurationError(
-            "partition_assignment_strategy is empty; use e.g. ['range', 'roundrobin']")
+            "partition_assignment_strategy is empty; use e.g. ['range', 'roundrobin']"
+        )
     return names
 
 
@@ -109,13 +111,21 @@ class GroupCoordinator:
 
     def __init__(self, consumer: Any):
         config = consumer.config
-        cfg.check_numbers(config, {"session_timeout_ms": 1, "max_poll_interval_ms": 1,
-                                   "heartbeat_interval_ms": 1, "auto_commit_interval_ms": 0})
+        cfg.check_numbers(
+            config,
+            {
+                "session_timeout_ms": 1,
+                "max_poll_interval_ms": 1,
+                "heartbeat_interval_ms": 1,
+                "auto_commit_interval_ms": 0,
+            },
+        )
         self.group_id: str = config["group_id"]
         if not isinstance(self.group_id, str) or not self.group_id:
             raise KafkaConfigurationError(
                 f"group_id must be a non-empty string (e.g. 'fraud-detection'), got "
-                f"{self.group_id!r}; use group_id=None to read without a group")
+                f"{self.group_id!r}; use group_id=None to read without a group"
+            )
         self._transport = consumer._transport
         self._sub = consumer._subscription
         self._clock = consumer._clock
@@ -133,13 +143,17 @@ class GroupCoordinator:
         self._finished: deque = deque()  # (callback, offsets, exception) of async commits
         self._applied: tuple[frozenset[str], Any] | None = None  # subscription given to member
         self.member = GroupMember(
-            self.group_id, client_id=config["client_id"],
+            self.group_id,
+            client_id=config["client_id"],
             client_host=local_host(self._transport.address),
             assignors=assignor_names(config["partition_assignment_strategy"]),
             session_timeout_ms=self._session_ms,
             max_poll_interval_ms=int(config["max_poll_interval_ms"]),
             heartbeat_interval_ms=int(config["heartbeat_interval_ms"]),
-            retry_backoff_ms=int(config["retry_backoff_ms"]), clock=self._clock, hooks=self)
+            retry_backoff_ms=int(config["retry_backoff_ms"]),
+            clock=self._clock,
+            hooks=self,
+        )
         self._transport.add_driver(self._drive)
 
     # -- I/O thread ----------------------------------------------------------------
@@ -148,9 +162,12 @@ class GroupCoordinator:
         member = self.member
         request = member.next_request(now)
         if request is not None:
-            future = self._transport.request(request.api, request.header,
-                                             idempotent=request.idempotent,
-                                             timeout_ms=self._session_ms)
+            future = self._transport.request(
+                request.api,
+                request.header,
+                idempotent=request.idempotent,
+                timeout_ms=self._session_ms,
+            )
             future.add_callback(self._answered, request.token)
             future.add_errback(self._failed, request.token)
         if member.wake.is_set():
@@ -224,8 +241,9 @@ class GroupCoordinator:
         self._run_callbacks()
         if leave is not None and self._leave_on_close:
             wait = LEAVE_WAIT_S if timeout_ms is None else min(LEAVE_WAIT_S, timeout_ms / 1000.0)
-            future = self._transport.request("leave_group", leave, idempotent=True,
-                                             timeout_ms=wait * 1000.0)
+            future = self._transport.request(
+                "leave_group", leave, idempotent=True, timeout_ms=wait * 1000.0
+            )
             future.wait(wait)
 
     # -- rebalance hooks (called by GroupMember on the application thread) -----------
@@ -234,21 +252,26 @@ class GroupCoordinator:
         if not self._commit_on_revoke:
             return
         assignment = self._sub.assignment
-        offsets = {tp: OffsetAndMetadata(st.position, "", -1) for tp in partitions
-                   if (st := assignment.get(tp)) is not None and st.position is not None}
+        offsets = {
+            tp: OffsetAndMetadata(st.position, "", -1)
+            for tp in partitions
+            if (st := assignment.get(tp)) is not None and st.position is not None
+        }
         self.commit_offsets_sync(offsets)
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self._committed.pop(tp, None)
         if self._subscribed():
-            self._sub.assign_from_subscribed(set(self._sub.assignment) - set(partitions),
-                                             notify_listener=False)
+            self._sub.assign_from_subscribed(
+                set(self._sub.assignment) - set(partitions), notify_listener=False
+            )
 
     def assigned(self, partitions: list[TopicPartition]) -> None:
         if self._subscribed():
-            self._sub.assign_from_subscribed(set(self._sub.assignment) | set(partitions),
-                                             notify_listener=False)
+            self._sub.assign_from_subscribed(
+                set(self._sub.assignment) | set(partitions), notify_listener=False
+            )
 
     # -- commits ----------------------------------------------------------------------
 
@@ -258,7 +281,8 @@ class GroupCoordinator:
                 f"Commit cannot be completed: group '{self.group_id}' has active members, and "
                 "only they may commit while it is active. This consumer used assign(); "
                 "subscribe() with this group_id instead, or use a group_id of its own. "
-                f"(The broker said: {response.get('message')})")
+                f"(The broker said: {response.get('message')})"
+            )
         self.member.check_commit_response(response)
 
     def commit_offsets_sync(self, offsets: dict, timeout_ms: float | None = None) -> None:
@@ -274,11 +298,14 @@ class GroupCoordinator:
         self._sync_subscription()  # subscribed but never polled: not a member yet
         header = self.member.commit_header(offsets)
         timeout_ms = self._request_timeout_ms if timeout_ms is None else float(timeout_ms)
-        future = self._transport.request("offset_commit", header, idempotent=True,
-                                         timeout_ms=timeout_ms)
+        future = self._transport.request(
+            "offset_commit", header, idempotent=True, timeout_ms=timeout_ms
+        )
         if not future.wait(timeout_ms / 1000.0 + 1.0):
-            raise KafkaTimeoutError(f"committing offsets for group '{self.group_id}' took "
-                                    f"longer than {timeout_ms:.0f} ms; is the broker running?")
+            raise KafkaTimeoutError(
+                f"committing offsets for group '{self.group_id}' took "
+                f"longer than {timeout_ms:.0f} ms; is the broker running?"
+            )
         if future.exception is not None:
             raise future.exception
         self._check(header, future.value.header)
@@ -298,8 +325,9 @@ class GroupCoordinator:
         except KafkaError as exc:
             self._finished.append((callback, offsets, exc))
             return result.failure(exc)
-        future = self._transport.request("offset_commit", header, idempotent=True,
-                                         timeout_ms=self._request_timeout_ms)
+        future = self._transport.request(
+            "offset_commit", header, idempotent=True, timeout_ms=self._request_timeout_ms
+        )
 
         def answered(response: Any) -> None:  # I/O thread
             try:
@@ -340,25 +368,32 @@ class GroupCoordinator:
             self._next_auto = now + self._backoff  # joining: try again soon
             return
         self._next_auto = now + self._auto_interval
-        offsets = {tp: om for tp, om in self._sub.all_consumed_offsets().items()
-                   if self._committed.get(tp) != om.offset}
+        offsets = {
+            tp: om
+            for tp, om in self._sub.all_consumed_offsets().items()
+            if self._committed.get(tp) != om.offset
+        }
         if offsets:
             self.commit_offsets_async(offsets, self._auto_commit_done)
 
     def _auto_commit_done(self, offsets: dict, exc: BaseException | None) -> None:
         if exc is not None:
-            log.warning("group '%s': auto-commit of %d offset(s) failed: %s", self.group_id,
-                        len(offsets), exc)
+            log.warning(
+                "group '%s': auto-commit of %d offset(s) failed: %s",
+                self.group_id,
+                len(offsets),
+                exc,
+            )
 
-    def fetch_committed_offsets(self, partitions: Iterable[TopicPartition],
-                                timeout_ms: float | None = None
-                                ) -> dict[TopicPartition, OffsetAndMetadata | None]:
+    def fetch_committed_offsets(
+        self, partitions: Iterable[TopicPartition], timeout_ms: float | None = None
+    ) -> dict[TopicPartition, OffsetAndMetadata | None]:
         """``{tp: OffsetAndMetadata or None}`` (None: nothing committed). Raises
         KafkaTimeoutError or the broker's error."""
         partitions = list(partitions)
         if not partitions:
             return {}
-        response = self._transport.call("offset_fetch",
-                                        offset_fetch_header(self.group_id, partitions),
-                                        timeout_ms=timeout_ms)
+        response = self._transport.call(
+            "offset_fetch", offset_fetch_header(self.group_id, partitions), timeout_ms=timeout_ms
+        )
         return parse_offset_fetch(response.header)

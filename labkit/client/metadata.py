@@ -28,8 +28,10 @@ class ClusterMetadata:
         """Apply a metadata response. ``topics`` is what was asked (None = all topics)."""
         self.cluster_id = header.get("cluster_id")
         self.controller_id = header.get("controller_id", -1)
-        self.brokers = [BrokerMetadata(b.get("node_id", 0), b.get("host"), b.get("port"), None)
-                        for b in header.get("brokers", [])]
+        self.brokers = [
+            BrokerMetadata(b.get("node_id", 0), b.get("host"), b.get("port"), None)
+            for b in header.get("brokers", [])
+        ]
         seen = set()
         for topic in header.get("topics", []):
             name = topic["name"]
@@ -66,8 +68,10 @@ class ClusterMetadata:
 
 
 def request_header(topics: list[str] | None, allow_auto_create: bool) -> dict[str, Any]:
-    return {"topics": None if topics is None else list(topics),
-            "allow_auto_create": bool(allow_auto_create)}
+    return {
+        "topics": None if topics is None else list(topics),
+        "allow_auto_create": bool(allow_auto_create),
+    }
 
 
 def topic_error(header: dict[str, Any], topic: str) -> Exception | None:
@@ -79,17 +83,24 @@ def topic_error(header: dict[str, Any], topic: str) -> Exception | None:
                 return UnknownTopicOrPartitionError(
                     f"topic '{topic}' does not exist and the broker did not create it. Create it "
                     f"with `labkit topics --create --topic {topic} --partitions 3` or "
-                    "KafkaAdminClient.create_topics([NewTopic(...)]).")
+                    "KafkaAdminClient.create_topics([NewTopic(...)])."
+                )
             cls = for_code(code)
             return cls(entry.get("message") or f"metadata for topic '{topic}' failed")
     return None
 
 
-def refresh(transport: Any, cluster: ClusterMetadata, topics: list[str] | None,
-            allow_auto_create: bool, now: float = 0.0,
-            timeout_ms: float | None = None) -> dict[str, Any]:
+def refresh(
+    transport: Any,
+    cluster: ClusterMetadata,
+    topics: list[str] | None,
+    allow_auto_create: bool,
+    now: float = 0.0,
+    timeout_ms: float | None = None,
+) -> dict[str, Any]:
     """Fetch metadata over ``transport`` (blocking) and update ``cluster``; return the header."""
-    response = transport.call("metadata", request_header(topics, allow_auto_create),
-                              timeout_ms=timeout_ms)
+    response = transport.call(
+        "metadata", request_header(topics, allow_auto_create), timeout_ms=timeout_ms
+    )
     cluster.update(response.header, topics, now)
     return response.header

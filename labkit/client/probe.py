@@ -15,16 +15,22 @@ from typing import Any
 from labkit.errors import KafkaError
 
 
-def broker_info(servers: list[str], timeout_s: float, client_id: str = "labkit-probe"
-                ) -> dict[str, Any]:
+def broker_info(
+    servers: list[str], timeout_s: float, client_id: str = "labkit-probe"
+) -> dict[str, Any]:
     """The broker's ``api_versions`` answer (name, version, APIs).
 
     Raises NoBrokersAvailable (naming the addresses tried) or another KafkaError."""
     from labkit.client.transport import Transport
 
     wait_ms = max(timeout_s * 1000, 100)
-    transport = Transport(list(servers), client_id=client_id, connect_timeout_ms=wait_ms,
-                          bootstrap_timeout_ms=wait_ms, name="probe")
+    transport = Transport(
+        list(servers),
+        client_id=client_id,
+        connect_timeout_ms=wait_ms,
+        bootstrap_timeout_ms=wait_ms,
+        name="probe",
+    )
     try:
         return dict(transport.broker_info)
     finally:
@@ -47,8 +53,9 @@ def port_open(address: str, timeout_s: float) -> bool:
     """True when a TCP connection to ``host:port`` succeeds within ``timeout_s``."""
     host, _, port = address.rpartition(":")
     try:
-        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)),
-                                      timeout=timeout_s):
+        with socket.create_connection(
+            (host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout_s
+        ):
             return True
     except (OSError, ValueError):
         return False

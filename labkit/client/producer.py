@@ -77,9 +77,12 @@ def _bytes_or_error(data: Any, what: str, serializer: Any) -> bytes | None:
         raise TypeError(
             f"the {what} must be bytes, got {type(data).__name__}. Pass a {what}_serializer to "
             f"KafkaProducer, e.g. {what}_serializer=lambda v: json.dumps(v).encode('utf-8') "
-            f"(or str.encode for text), or encode the {what} yourself.")
-    raise TypeError(f"the {what}_serializer returned {type(data).__name__}; it must return bytes "
-                    "(e.g. add .encode('utf-8') at its end)")
+            f"(or str.encode for text), or encode the {what} yourself."
+        )
+    raise TypeError(
+        f"the {what}_serializer returned {type(data).__name__}; it must return bytes "
+        "(e.g. add .encode('utf-8') at its end)"
+    )
 
 
 def _serializer(fn: Any, what: str) -> Any:
@@ -87,8 +90,9 @@ def _serializer(fn: Any, what: str) -> Any:
         return fn
     if hasattr(fn, "serialize"):
         return lambda value, _s=fn: _s.serialize(None, value)
-    raise KafkaConfigurationError(f"{what} must be a function taking the {what.split('_')[0]} "
-                                  f"and returning bytes, got {fn!r}")
+    raise KafkaConfigurationError(
+        f"{what} must be a function taking the {what.split('_')[0]} and returning bytes, got {fn!r}"
+    )
 
 
 class KafkaProducer:
@@ -123,19 +127,31 @@ class KafkaProducer:
 
     def __init__(self, **configs: Any):
         self.config = config = cfg.resolve("KafkaProducer", self.DEFAULT_CONFIG, configs)
-        cfg.check_numbers(config, {"batch_size": 0, "linger_ms": 0, "max_block_ms": 0,
-                                   "max_request_size": 1, "buffer_memory": 1, "retries": 0,
-                                   "max_in_flight_requests_per_connection": 1})
+        cfg.check_numbers(
+            config,
+            {
+                "batch_size": 0,
+                "linger_ms": 0,
+                "max_block_ms": 0,
+                "max_request_size": 1,
+                "buffer_memory": 1,
+                "retries": 0,
+                "max_in_flight_requests_per_connection": 1,
+            },
+        )
         self._acks = _parse_acks(config["acks"])
         if config["compression_type"] is not None:
             raise UnsupportedCodecError(
                 f"compression_type={config['compression_type']!r}: labkit's producer does not "
-                "compress batches; leave compression_type out (or set it to None).")
+                "compress batches; leave compression_type out (or set it to None)."
+            )
         if config["transactional_id"] is not None:
             raise KafkaConfigurationError("labkit has no transactions: remove transactional_id")
         if config["enable_idempotence"]:
-            log.warning("enable_idempotence is accepted but labkit's producer is not idempotent;"
-                        " keep retries=0 to avoid duplicates")
+            log.warning(
+                "enable_idempotence is accepted but labkit's producer is not idempotent;"
+                " keep retries=0 to avoid duplicates"
+            )
         self._key_serializer = _serializer(config["key_serializer"], "key_serializer")
         self._value_serializer = _serializer(config["value_serializer"], "value_serializer")
         partitioner = config["partitioner"]
@@ -144,7 +160,8 @@ class KafkaProducer:
         if not callable(partitioner):
             raise KafkaConfigurationError(
                 "partitioner must be callable as partitioner(key_bytes, all_partitions, "
-                "available_partitions) -> partition")
+                "available_partitions) -> partition"
+            )
         self._partitioner = partitioner
         self._default_partitioner = type(partitioner) is DefaultPartitioner
         if config["client_id"] is None:
@@ -159,36 +176,59 @@ class KafkaProducer:
         self._flush_lock = threading.Lock()
         self._cluster = ClusterMetadata()
         self._acc = RecordAccumulator(
-            batch_size=config["batch_size"], max_request_size=self._max_request_size,
-            linger_ms=config["linger_ms"], buffer_memory=config["buffer_memory"],
-            clock=self._clock)
+            batch_size=config["batch_size"],
+            max_request_size=self._max_request_size,
+            linger_ms=config["linger_ms"],
+            buffer_memory=config["buffer_memory"],
+            clock=self._clock,
+        )
         self._transport = Transport(
-            config["bootstrap_servers"], client_id=config["client_id"],
+            config["bootstrap_servers"],
+            client_id=config["client_id"],
             request_timeout_ms=config["request_timeout_ms"],
             connect_timeout_ms=config["api_version_auto_timeout_ms"],
             reconnect_backoff_ms=config["reconnect_backoff_ms"],
             reconnect_backoff_max_ms=config["reconnect_backoff_max_ms"],
-            clock=self._clock, name="producer")
+            clock=self._clock,
+            name="producer",
+        )
         ref = weakref.ref(self)
         self._sender = Sender(
-            self._transport, self._acc, self._cluster, acks=self._acks,
-            retries=config["retries"], retry_backoff_ms=config["retry_backoff_ms"],
+            self._transport,
+            self._acc,
+            self._cluster,
+            acks=self._acks,
+            retries=config["retries"],
+            retry_backoff_ms=config["retry_backoff_ms"],
             request_timeout_ms=config["request_timeout_ms"],
             max_in_flight=config["max_in_flight_requests_per_connection"],
             metadata_max_age_ms=config["metadata_max_age_ms"],
             on_metadata=lambda header: _call_alive(ref, "_on_metadata", header),
-            on_seal=lambda buf: _call_alive(ref, "_on_seal", buf))
+            on_seal=lambda buf: _call_alive(ref, "_on_seal", buf),
+        )
         self._transport.add_driver(self._sender)
         self._cleanup = _cleanup_hook(ref, config["request_timeout_ms"] / 1000.0)
         atexit.register(self._cleanup)
 
     # -- send ------------------------------------------------------------------
 
-    def send(self, topic: str, value: Any = None, key: Any = None, headers: Any = None,
-             partition: int | None = None, timestamp_ms: int | None = None):
+    def send(
+        self,
+        topic: str,
+        value: Any = None,
+        key: Any = None,
+        headers: Any = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ):
         """Queue one record; return a ``FutureRecordMetadata`` at once (raises: see _send)."""
-        if key is None and headers is None and partition is None and timestamp_ms is None \
-                and not self._closed:
+        if (
+            key is None
+            and headers is None
+            and partition is None
+            and timestamp_ms is None
+            and not self._closed
+        ):
             # fast path: PartitionBuffer.append inlined for a value-only record
             vs = self._value_serializer
             if vs is not None and value is not None:
@@ -222,8 +262,16 @@ class KafkaProducer:
             return self._send(topic, value, None, None, None, None, True)
         return self._send(topic, value, key, headers, partition, timestamp_ms, False)
 
-    def _send(self, topic: str, value: Any, key: Any, headers: Any, partition: int | None,
-              timestamp_ms: int | None, serialized: bool):
+    def _send(
+        self,
+        topic: str,
+        value: Any,
+        key: Any,
+        headers: Any,
+        partition: int | None,
+        timestamp_ms: int | None,
+        serialized: bool,
+    ):
         """Queue one record; return a ``FutureRecordMetadata`` at once.
 
         Raises TypeError when the value/key is not bytes and no serializer is set,
@@ -263,7 +311,8 @@ class KafkaProducer:
                 f"The message is {size} bytes when serialized which is larger than the maximum "
                 f"request size you have configured with the max_request_size configuration "
                 f"({self._max_request_size}). Send smaller records or raise max_request_size "
-                "(the broker's message.max.bytes limits it too).")
+                "(the broker's message.max.bytes limits it too)."
+            )
         if partition is None:
             if key is None:
                 partition = st.sticky
@@ -275,7 +324,8 @@ class KafkaProducer:
             raise UnknownTopicOrPartitionError(
                 f"topic '{topic}' has partitions 0..{st.n - 1}; there is no partition "
                 f"{partition!r}. Add partitions with `labkit topics --alter --topic {topic} "
-                "--partitions N` or leave partition=None.")
+                "--partitions N` or leave partition=None."
+            )
         if timestamp_ms is None:
             timestamp_ms = self._time_ns() // 1_000_000
         buf = st.buffers[partition]
@@ -306,16 +356,25 @@ class KafkaProducer:
             left = deadline - self._clock.monotonic()
             if left <= 0:
                 raise KafkaTimeoutError(
-                    f"Failed to update metadata after {self._max_block:.1f} secs. (topic '{topic}')")
-            header = refresh(self._transport, self._cluster, [topic],
-                             self.config["allow_auto_create_topics"], self._clock.monotonic(),
-                             timeout_ms=min(left, self._transport.request_timeout) * 1000)
+                    f"Failed to update metadata after {self._max_block:.1f} secs. (topic '{topic}')"
+                )
+            header = refresh(
+                self._transport,
+                self._cluster,
+                [topic],
+                self.config["allow_auto_create_topics"],
+                self._clock.monotonic(),
+                timeout_ms=min(left, self._transport.request_timeout) * 1000,
+            )
             error = topic_error(header, topic)
             n = self._cluster.num_partitions(topic)
             if n:
                 return n
-            if error is not None and not getattr(error, "retriable", False) \
-                    or isinstance(error, UnknownTopicOrPartitionError):
+            if (
+                error is not None
+                and not getattr(error, "retriable", False)
+                or isinstance(error, UnknownTopicOrPartitionError)
+            ):
                 raise error
             self._clock_sleep(self.config["retry_backoff_ms"] / 1000.0)
 
@@ -333,7 +392,8 @@ class KafkaProducer:
                     raise KafkaTimeoutError(
                         f"Failed to allocate memory within the configured max blocking time "
                         f"{self.config['max_block_ms']} ms: more than buffer_memory bytes are "
-                        "waiting to be sent. Is the broker keeping up?")
+                        "waiting to be sent. Is the broker keeping up?"
+                    )
                 self._acc.cond.wait(min(left, 0.01))
 
     # -- I/O-thread hooks ----------------------------------------------------------
@@ -366,8 +426,10 @@ class KafkaProducer:
         try:
             self._transport.wakeup()
             if not self._acc.wait_idle(timeout):
-                raise KafkaTimeoutError(f"Timeout after waiting for {timeout} secs. "
-                                        "(flush: records are still waiting for the broker)")
+                raise KafkaTimeoutError(
+                    f"Timeout after waiting for {timeout} secs. "
+                    "(flush: records are still waiting for the broker)"
+                )
         finally:
             with self._flush_lock:
                 self._acc.flushing -= 1
@@ -386,8 +448,11 @@ class KafkaProducer:
         self._acc.closing = True
         self._transport.wakeup()
         if not self._acc.wait_idle(timeout):
-            log.warning("KafkaProducer.close: %d records were not acknowledged within %s s",
-                        self._acc.pending_records() + self._acc.incomplete, timeout)
+            log.warning(
+                "KafkaProducer.close: %d records were not acknowledged within %s s",
+                self._acc.pending_records() + self._acc.incomplete,
+                timeout,
+            )
         self._transport.close()  # joins the I/O thread: nothing drains after this
         error = KafkaTimeoutError("the producer was closed before this record was sent")
         self._sender.abort(error)
@@ -402,11 +467,13 @@ class KafkaProducer:
 
     def metrics(self, raw: bool = False) -> dict[str, dict[str, Any]]:
         """A minimal metrics map (kafka-python's is much larger)."""
-        return {"producer-metrics": {
-            "records-buffered": self._acc.pending_records(),
-            "batches-in-flight": self._acc.incomplete,
-            "connection-count": 1 if self._transport.connected else 0,
-        }}
+        return {
+            "producer-metrics": {
+                "records-buffered": self._acc.pending_records(),
+                "batches-in-flight": self._acc.incomplete,
+                "connection-count": 1 if self._transport.connected else 0,
+            }
+        }
 
     def __enter__(self) -> KafkaProducer:
         return self
@@ -422,8 +489,10 @@ class KafkaProducer:
                 pass
 
     def __repr__(self) -> str:
-        return (f"<KafkaProducer client_id={self.config['client_id']!r} "
-                f"broker={self._transport.address}>")
+        return (
+            f"<KafkaProducer client_id={self.config['client_id']!r} "
+            f"broker={self._transport.address}>"
+        )
 
 
 def _parse_acks(acks: Any) -> int:
@@ -439,8 +508,12 @@ def _headers_size(headers: Any) -> int:
         raise TypeError("headers must be a list of (str, bytes) tuples")
     size = 2
     for item in headers:
-        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
-                and (item[1] is None or isinstance(item[1], bytes))):
+        if not (
+            isinstance(item, tuple)
+            and len(item) == 2
+            and isinstance(item[0], str)
+            and (item[1] is None or isinstance(item[1], bytes))
+        ):
             raise TypeError(f"All headers items must be (str, bytes) tuples, got {item!r}")
         size += 6 + len(item[0].encode("utf-8")) + (len(item[1]) if item[1] is not None else 0)
     return size
@@ -460,4 +533,5 @@ def _cleanup_hook(ref: weakref.ref, timeout: float):
             if pending:
                 log.info("flushing %d buffered records before exit", pending)
             producer.close(timeout=timeout)
+
     return cleanup

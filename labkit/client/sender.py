@@ -57,10 +57,21 @@ log = logging.getLogger(__name__)
 
 
 class Sender:
-    def __init__(self, transport: Any, accumulator: RecordAccumulator, cluster: ClusterMetadata,
-                 *, acks: int, retries: float, retry_backoff_ms: float, request_timeout_ms: float,
-                 max_in_flight: int, metadata_max_age_ms: float,
-                 on_metadata: Callable[[dict], None], on_seal: Callable[[PartitionBuffer], None]):
+    def __init__(
+        self,
+        transport: Any,
+        accumulator: RecordAccumulator,
+        cluster: ClusterMetadata,
+        *,
+        acks: int,
+        retries: float,
+        retry_backoff_ms: float,
+        request_timeout_ms: float,
+        max_in_flight: int,
+        metadata_max_age_ms: float,
+        on_metadata: Callable[[dict], None],
+        on_seal: Callable[[PartitionBuffer], None],
+    ):
         self._transport = transport
         self._acc = accumulator
         self._cluster = cluster
@@ -90,8 +101,9 @@ class Sender:
             try:
                 budget = self._acc.max_request_size - sum(len(b.data) for b in batches)
                 if budget > 0:
-                    _, next_due = self._acc.drain(now, budget, self._on_seal, out=batches,
-                                                  muted=self._muted(batches))
+                    _, next_due = self._acc.drain(
+                        now, budget, self._on_seal, out=batches, muted=self._muted(batches)
+                    )
                 else:
                     next_due = 0.0
                 if not batches:
@@ -150,13 +162,21 @@ class Sender:
         return out
 
     def _send(self, batches: list[ProducerBatch]) -> None:
-        header = {"acks": self._acks, "timeout_ms": int(self._timeout_ms),
-                  "targets": [[b.tp.topic, b.tp.partition] for b in batches]}
+        header = {
+            "acks": self._acks,
+            "timeout_ms": int(self._timeout_ms),
+            "targets": [[b.tp.topic, b.tp.partition] for b in batches],
+        }
         for batch in batches:
             batch.attempts += 1
         future = self._transport.request(
-            "produce", header, [b.data for b in batches], timeout_ms=self._timeout_ms,
-            idempotent=False, expect_response=self._acks != 0)
+            "produce",
+            header,
+            [b.data for b in batches],
+            timeout_ms=self._timeout_ms,
+            idempotent=False,
+            expect_response=self._acks != 0,
+        )
         self._in_flight += 1
         if self._keep_order:
             counts = self._in_flight_by_tp
@@ -176,7 +196,8 @@ class Sender:
                 f"labkit's producer failed while sending records to {batch.tp.topic} "
                 f"partition {batch.tp.partition} ({type(exc).__name__}: {exc}); these "
                 "records were not written. Send them again; please report this as a bug "
-                "with the traceback in the log.")
+                "with the traceback in the log."
+            )
             error.__cause__ = exc
             self._acc.complete(batch, -1, error)
 
@@ -233,8 +254,10 @@ class Sender:
         results = header.get("results") or []
         for index, batch in enumerate(batches):
             if index >= len(results):
-                self._fail_or_retry(batch, KafkaError("the broker's produce answer is missing "
-                                                      "a result for this batch"))
+                self._fail_or_retry(
+                    batch,
+                    KafkaError("the broker's produce answer is missing a result for this batch"),
+                )
                 continue
             base_offset, code = results[index][0], results[index][1]
             if code == 0:
@@ -247,8 +270,12 @@ class Sender:
         now = self._transport_clock()
         if isinstance(error, MessageSizeTooLargeError):
             if batch.count > 1:
-                log.info("the broker refused a batch of %d records to %s as too large; "
-                         "sending it in two halves", batch.count, batch.tp)
+                log.info(
+                    "the broker refused a batch of %d records to %s as too large; "
+                    "sending it in two halves",
+                    batch.count,
+                    batch.tp,
+                )
                 for part in self._acc.split(batch):
                     part.retry_at = now  # due at once, ahead of other retries
                     self._new_parts.append(part)
@@ -256,8 +283,11 @@ class Sender:
             error = self._record_too_large(batch, error)
         if getattr(error, "invalid_metadata", False):
             self.schedule_metadata(now)
-        if getattr(error, "retriable", False) and batch.attempts <= self._retries \
-                and not self._acc.closing:
+        if (
+            getattr(error, "retriable", False)
+            and batch.attempts <= self._retries
+            and not self._acc.closing
+        ):
             log.info("retrying a batch for %s after %s", batch.tp, error)
             batch.retry_at = now + self._backoff
             self._retry.append(batch)
@@ -272,7 +302,8 @@ class Sender:
             "as a batch of its own, more than the topic's max.message.bytes. Send a smaller "
             f"record, or raise the topic's limit (labkit topics --alter --topic {topic} "
             "--config max.message.bytes=N) and keep the producer's max_request_size (now "
-            f"{self._acc.max_request_size}) at least that large. The broker said: {error}")
+            f"{self._acc.max_request_size}) at least that large. The broker said: {error}"
+        )
         wrapped.__cause__ = error
         return wrapped
 
@@ -292,8 +323,7 @@ class Sender:
         if not topics:
             return
         self._metadata_in_flight = True
-        future = self._transport.request("metadata", request_header(topics, False),
-                                         idempotent=True)
+        future = self._transport.request("metadata", request_header(topics, False), idempotent=True)
         future.add_callback(self._on_metadata_response, topics)
         future.add_errback(self._on_metadata_failure)
 

@@ -27,8 +27,9 @@ Keyword Arguments:
 
 TopicPartitionReplica = namedtuple("TopicPartitionReplica", ["topic", "partition", "broker_id"])
 
-OffsetAndMetadata = namedtuple("OffsetAndMetadata", ["offset", "metadata", "leader_epoch"],
-                               defaults=["", -1])
+OffsetAndMetadata = namedtuple(
+    "OffsetAndMetadata", ["offset", "metadata", "leader_epoch"], defaults=["", -1]
+)
 OffsetAndMetadata.__doc__ = """An offset to commit, with a free-form metadata string.
 
 ``OffsetAndMetadata(42)``, ``OffsetAndMetadata(42, '')`` (kafka-python 1.x/2.0) and
@@ -36,22 +37,46 @@ OffsetAndMetadata.__doc__ = """An offset to commit, with a free-form metadata st
 The offset to commit is the *next* record to read: ``last_processed.offset + 1``.
 """
 
-OffsetAndTimestamp = namedtuple("OffsetAndTimestamp", ["offset", "timestamp", "leader_epoch"],
-                                defaults=[-1])
+OffsetAndTimestamp = namedtuple(
+    "OffsetAndTimestamp", ["offset", "timestamp", "leader_epoch"], defaults=[-1]
+)
 OffsetAndTimestamp.__doc__ = """What ``KafkaConsumer.offsets_for_times`` returns per partition:
 the first offset whose record timestamp is >= the requested time, and that timestamp."""
 
 BrokerMetadata = namedtuple("BrokerMetadata", ["nodeId", "host", "port", "rack"])
 
-PartitionMetadata = namedtuple("PartitionMetadata",
-                               ["topic", "partition", "leader", "leader_epoch", "replicas",
-                                "isr", "offline_replicas", "error"])
+PartitionMetadata = namedtuple(
+    "PartitionMetadata",
+    [
+        "topic",
+        "partition",
+        "leader",
+        "leader_epoch",
+        "replicas",
+        "isr",
+        "offline_replicas",
+        "error",
+    ],
+)
 
-ConsumerRecord = namedtuple("ConsumerRecord", [
-    "topic", "partition", "leader_epoch", "offset", "timestamp", "timestamp_type",
-    "key", "value", "headers", "checksum",
-    "serialized_key_size", "serialized_value_size", "serialized_header_size",
-])
+ConsumerRecord = namedtuple(
+    "ConsumerRecord",
+    [
+        "topic",
+        "partition",
+        "leader_epoch",
+        "offset",
+        "timestamp",
+        "timestamp_type",
+        "key",
+        "value",
+        "headers",
+        "checksum",
+        "serialized_key_size",
+        "serialized_value_size",
+        "serialized_header_size",
+    ],
+)
 ConsumerRecord.__doc__ = """One record read from a partition.
 
 Fields (kafka-python 2.x order): topic, partition, leader_epoch (-1), offset,
@@ -62,10 +87,20 @@ records), serialized_key_size / serialized_value_size (-1 for None),
 serialized_header_size (-1 without headers).
 """
 
-RecordMetadata = namedtuple("RecordMetadata", [
-    "topic", "partition", "topic_partition", "offset", "timestamp",
-    "checksum", "serialized_key_size", "serialized_value_size", "serialized_header_size",
-])
+RecordMetadata = namedtuple(
+    "RecordMetadata",
+    [
+        "topic",
+        "partition",
+        "topic_partition",
+        "offset",
+        "timestamp",
+        "checksum",
+        "serialized_key_size",
+        "serialized_value_size",
+        "serialized_header_size",
+    ],
+)
 RecordMetadata.__doc__ = """Where an acknowledged record was written.
 
 ``offset`` is -1 with ``acks=0`` (the broker does not answer). ``timestamp`` is the
@@ -78,7 +113,14 @@ CREATE_TIME = 0
 LOG_APPEND_TIME = 1
 
 __all__ = [
-    "TopicPartition", "TopicPartitionReplica", "OffsetAndMetadata", "OffsetAndTimestamp",
-    "BrokerMetadata", "PartitionMetadata", "ConsumerRecord", "RecordMetadata",
-    "CREATE_TIME", "LOG_APPEND_TIME",
+    "TopicPartition",
+    "TopicPartitionReplica",
+    "OffsetAndMetadata",
+    "OffsetAndTimestamp",
+    "BrokerMetadata",
+    "PartitionMetadata",
+    "ConsumerRecord",
+    "RecordMetadata",
+    "CREATE_TIME",
+    "LOG_APPEND_TIME",
 ]

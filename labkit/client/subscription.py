@@ -64,12 +64,20 @@ def is_listener(obj: Any) -> bool:
     """A ConsumerRebalanceListener, or any object with its two methods."""
     return isinstance(obj, ConsumerRebalanceListener) or (
         callable(getattr(obj, "on_partitions_revoked", None))
-        and callable(getattr(obj, "on_partitions_assigned", None)))
+        and callable(getattr(obj, "on_partitions_assigned", None))
+    )
 
 
 class PartitionState:
-    __slots__ = ("position", "paused", "reset_strategy", "highwater", "log_start", "epoch",
-                 "leader_epoch")
+    __slots__ = (
+        "position",
+        "paused",
+        "reset_strategy",
+        "highwater",
+        "log_start",
+        "epoch",
+        "leader_epoch",
+    )
 
     def __init__(self, epoch: int = 0) -> None:
         self.position: int | None = None
@@ -113,13 +121,16 @@ class SubscriptionState:
 
     # -- subscribe / assign -------------------------------------------------------
 
-    def subscribe(self, topics: Iterable[str] = (), pattern: str | None = None,
-                  listener: Any = None) -> None:
+    def subscribe(
+        self, topics: Iterable[str] = (), pattern: str | None = None, listener: Any = None
+    ) -> None:
         """Raises IllegalStateError after assign(), ValueError without topics or pattern,
         TypeError for a listener that is not a ConsumerRebalanceListener."""
         if self.mode == self.USER_ASSIGNED:
-            raise IllegalStateError("Subscription to topics, partitions and pattern are "
-                                    "mutually exclusive: call unsubscribe() after assign()")
+            raise IllegalStateError(
+                "Subscription to topics, partitions and pattern are "
+                "mutually exclusive: call unsubscribe() after assign()"
+            )
         if isinstance(topics, str):
             topics = [topics]
         topics = list(topics or ())
@@ -128,8 +139,10 @@ class SubscriptionState:
         if not topics and not pattern:
             raise ValueError("You must choose topic(s) or pattern to subscribe to")
         if listener is not None and not is_listener(listener):
-            raise TypeError("listener must be a ConsumerRebalanceListener (with "
-                            "on_partitions_revoked and on_partitions_assigned)")
+            raise TypeError(
+                "listener must be a ConsumerRebalanceListener (with "
+                "on_partitions_revoked and on_partitions_assigned)"
+            )
         self.listener = listener
         if pattern:
             self.mode = self.AUTO_PATTERN
@@ -158,8 +171,10 @@ class SubscriptionState:
 
     def assign_from_user(self, partitions: Iterable[TopicPartition]) -> None:
         if self.mode in (self.AUTO_TOPICS, self.AUTO_PATTERN):
-            raise IllegalStateError("Subscription to topics, partitions and pattern are "
-                                    "mutually exclusive: call unsubscribe() before assign()")
+            raise IllegalStateError(
+                "Subscription to topics, partitions and pattern are "
+                "mutually exclusive: call unsubscribe() before assign()"
+            )
         partitions = list(partitions)
         for tp in partitions:
             if not isinstance(tp, TopicPartition):
@@ -168,8 +183,9 @@ class SubscriptionState:
         self._set_assignment(set(partitions), notify_listener=False)
         self.version += 1
 
-    def assign_from_subscribed(self, partitions: Iterable[TopicPartition],
-                               notify_listener: bool = True) -> None:
+    def assign_from_subscribed(
+        self, partitions: Iterable[TopicPartition], notify_listener: bool = True
+    ) -> None:
         """The partitions of a topic/pattern subscription (from the group or metadata).
 
         ``notify_listener=False`` for a group coordinator that calls the listener itself.
@@ -195,9 +211,10 @@ class SubscriptionState:
             _call_listener(self.listener.on_partitions_revoked, revoked)
         for tp in revoked:
             self._last_epoch[tp] = self.assignment[tp].epoch
-        self.assignment = {tp: self.assignment.get(tp)
-                           or PartitionState(self._last_epoch.get(tp, -1) + 1)
-                           for tp in sorted(new)}
+        self.assignment = {
+            tp: self.assignment.get(tp) or PartitionState(self._last_epoch.get(tp, -1) + 1)
+            for tp in sorted(new)
+        }
         for hook in self._hooks:
             hook(revoked, added)
         if notify_listener and self.listener is not None:
@@ -222,7 +239,8 @@ class SubscriptionState:
         except KeyError:
             raise IllegalStateError(
                 f"No current assignment for partition {tp}: assign() it or subscribe() to "
-                "its topic first") from None
+                "its topic first"
+            ) from None
 
     def paused_partitions(self) -> set[TopicPartition]:
         return {tp for tp, st in self.assignment.items() if st.paused}
@@ -232,8 +250,11 @@ class SubscriptionState:
 
     def all_consumed_offsets(self) -> dict[TopicPartition, OffsetAndMetadata]:
         """Positions of partitions with a known position, ready to commit."""
-        return {tp: OffsetAndMetadata(st.position, "", -1)
-                for tp, st in self.assignment.items() if st.position is not None}
+        return {
+            tp: OffsetAndMetadata(st.position, "", -1)
+            for tp, st in self.assignment.items()
+            if st.position is not None
+        }
 
 
 def _call_listener(fn: Callable, partitions: set) -> None:

@@ -77,9 +77,14 @@ _RECV_BATCH = 256  # messages read per loop turn before the drivers run again
 _CLOSE_LINGER_MS = 1000
 _MAX_SLEEP = 30.0  # a safety net, not a tick: every deadline is computed
 # what a bootstrap probe learns about an address from its socket monitor
-_PROBE_EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED
-                 | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-                 | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+_PROBE_EVENTS = (
+    zmq.EVENT_CONNECTED
+    | zmq.EVENT_CONNECT_RETRIED
+    | zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+)
 _THROTTLED_APIS = frozenset({"produce", "fetch"})  # what a quota's throttle_time_ms holds back
 
 
@@ -89,8 +94,17 @@ class Response(NamedTuple):
 
 
 class _Pending:
-    __slots__ = ("rid", "api", "frames", "future", "timeout", "deadline", "idempotent",
-                 "expect_response", "resends")
+    __slots__ = (
+        "rid",
+        "api",
+        "frames",
+        "future",
+        "timeout",
+        "deadline",
+        "idempotent",
+        "expect_response",
+        "resends",
+    )
 
     def __init__(self, rid, api, frames, future, timeout, idempotent, expect_response):
         self.rid = rid
@@ -118,14 +132,23 @@ def no_brokers_message(addresses: list[str], timeout_s: float) -> str:
         f"no labkit broker answered at {where} within {timeout_s:.1f} s. Start one in another terminal with "
         "`labkit broker` (or `docker-compose up` for the whole lab), or point the client at a "
         f"running broker with bootstrap_servers='host:port' or the {BOOTSTRAP_ENV} environment variable. "
-        "(labkit clients talk only to a labkit broker, not to Apache Kafka.)")
+        "(labkit clients talk only to a labkit broker, not to Apache Kafka.)"
+    )
 
 
 class _Probe:
     """One bootstrap address being tried, and what its socket monitor saw."""
 
-    __slots__ = ("address", "sock", "monitor", "rids", "connected", "refused", "handshaken",
-                 "not_labkit")
+    __slots__ = (
+        "address",
+        "sock",
+        "monitor",
+        "rids",
+        "connected",
+        "refused",
+        "handshaken",
+        "not_labkit",
+    )
 
     def __init__(self, address: str, sock: zmq.Socket):
         """``sock``: not connected yet, so the monitor sees the connection happen."""
@@ -133,7 +156,8 @@ class _Probe:
         self.sock = sock
         # an address of its own: the transport monitors the winner again afterwards
         self.monitor = sock.get_monitor_socket(
-            _PROBE_EVENTS, addr=f"inproc://labkit-probe-{next(_WAKE_IDS)}")
+            _PROBE_EVENTS, addr=f"inproc://labkit-probe-{next(_WAKE_IDS)}"
+        )
         self.rids: set[bytes] = set()
         self.connected = False  # a TCP connection was accepted
         self.refused = False  # a connect attempt failed (nothing listens)
@@ -147,8 +171,15 @@ class _Probe:
             self.refused = True
         elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self.handshaken = True
-        elif event in (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
-                       zmq.EVENT_DISCONNECTED) and not self.handshaken:
+        elif (
+            event
+            in (
+                zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL,
+                zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                zmq.EVENT_DISCONNECTED,
+            )
+            and not self.handshaken
+        ):
             self.not_labkit = True
 
     def worth_waiting(self) -> bool:
@@ -159,15 +190,21 @@ class _Probe:
 
     def outcome(self, waited: float) -> str:
         if self.not_labkit:
-            return (f"{self.address} accepted the connection but does not speak labkit's "
-                    "protocol (another service on that port, e.g. Apache Kafka?)")
+            return (
+                f"{self.address} accepted the connection but does not speak labkit's "
+                "protocol (another service on that port, e.g. Apache Kafka?)"
+            )
         if self.connected:
-            return (f"{self.address} accepted the connection but did not answer within "
-                    f"{waited:.1f} s (request_timeout_ms): is the broker stopped or overloaded?")
+            return (
+                f"{self.address} accepted the connection but did not answer within "
+                f"{waited:.1f} s (request_timeout_ms): is the broker stopped or overloaded?"
+            )
         if self.refused:
             return f"{self.address} refused the connection (nothing listens there)"
-        return (f"{self.address} did not accept a connection within {waited:.1f} s "
-                "(wrong host, or a firewall?)")
+        return (
+            f"{self.address} did not accept a connection within {waited:.1f} s "
+            "(wrong host, or a firewall?)"
+        )
 
     def close(self) -> None:
         self.sock.disable_monitor()
@@ -181,24 +218,36 @@ class Transport:
     Raises NoBrokersAvailable from the constructor when no bootstrap address answers.
     """
 
-    def __init__(self, bootstrap_servers: Any = None, *, client_id: str = "labkit",
-                 request_timeout_ms: float = 30000, connect_timeout_ms: float = 2000,
-                 bootstrap_timeout_ms: float | None = None,
-                 reconnect_backoff_ms: float = 50, reconnect_backoff_max_ms: float = 1000,
-                 max_resends: int = 3, clock: Clock = REAL_CLOCK, name: str = "client"):
+    def __init__(
+        self,
+        bootstrap_servers: Any = None,
+        *,
+        client_id: str = "labkit",
+        request_timeout_ms: float = 30000,
+        connect_timeout_ms: float = 2000,
+        bootstrap_timeout_ms: float | None = None,
+        reconnect_backoff_ms: float = 50,
+        reconnect_backoff_max_ms: float = 1000,
+        max_resends: int = 3,
+        clock: Clock = REAL_CLOCK,
+        name: str = "client",
+    ):
         self.client_id = client_id
         self.request_timeout = request_timeout_ms / 1000.0
         self._clock = clock
         self._max_resends = max_resends
-        self._reconnect = (int(reconnect_backoff_ms), int(max(reconnect_backoff_ms,
-                                                              reconnect_backoff_max_ms)))
+        self._reconnect = (
+            int(reconnect_backoff_ms),
+            int(max(reconnect_backoff_ms, reconnect_backoff_max_ms)),
+        )
         self._ids = itertools.count(1)
         self._ctx = zmq.Context.instance()
         addresses = [format_address(h, p) for h, p in parse_bootstrap(bootstrap_servers)]
         self.bootstrap_servers = addresses
         patience = request_timeout_ms if bootstrap_timeout_ms is None else bootstrap_timeout_ms
         self._sock, self.address, self.broker_info = self._bootstrap(
-            addresses, connect_timeout_ms / 1000.0, max(connect_timeout_ms, patience) / 1000.0)
+            addresses, connect_timeout_ms / 1000.0, max(connect_timeout_ms, patience) / 1000.0
+        )
         self.connected = True
         self._outbox: deque[_Pending] = deque()
         self._inflight: dict[bytes, _Pending] = {}
@@ -215,9 +264,9 @@ class Transport:
         self._wake_send.connect(endpoint)
         self._wake_lock = threading.Lock()
         self._monitor = self._sock.get_monitor_socket(
-            zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED)
-        self._thread = threading.Thread(target=self._run, name=f"labkit-io-{name}",
-                                        daemon=True)
+            zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+        )
+        self._thread = threading.Thread(target=self._run, name=f"labkit-io-{name}", daemon=True)
         self._thread.start()
 
     # -- bootstrap --------------------------------------------------------------
@@ -258,8 +307,9 @@ class Transport:
             resend_at = start
             while probes:
                 now = self._clock.monotonic()
-                if now >= start + patient or (now >= start + quick and not any(
-                        p.worth_waiting() for p in probes)):
+                if now >= start + patient or (
+                    now >= start + quick and not any(p.worth_waiting() for p in probes)
+                ):
                     break
                 if now >= resend_at:  # again now and then: a broker restart loses a probe
                     resend_at = now + max(quick, 0.5)
@@ -282,8 +332,12 @@ class Transport:
         finally:
             for probe in probes:
                 probe.close()
-        raise NoBrokersAvailable(no_brokers_message(addresses, waited if probes else 0.0)
-                                 + " Tried: " + "; ".join(problems) + ".")
+        raise NoBrokersAvailable(
+            no_brokers_message(addresses, waited if probes else 0.0)
+            + " Tried: "
+            + "; ".join(problems)
+            + "."
+        )
 
     def _new_probe(self, address: str) -> _Probe:
         sock = self._new_socket(address, connect=False)
@@ -304,7 +358,8 @@ class Transport:
         probe.rids.add(rid)
         try:
             probe.sock.send_multipart(
-                build_request(rid, "api_versions", {"client_id": self.client_id}), zmq.NOBLOCK)
+                build_request(rid, "api_versions", {"client_id": self.client_id}), zmq.NOBLOCK
+            )
         except zmq.Again:
             pass  # a probe is queued already
 
@@ -332,33 +387,54 @@ class Transport:
     def _next_id(self) -> bytes:
         return next(self._ids).to_bytes(8, "little")
 
-    def request(self, api: str, header: dict[str, Any], payloads=(), *,
-                timeout_ms: float | None = None, idempotent: bool = False,
-                expect_response: bool = True) -> Future:
+    def request(
+        self,
+        api: str,
+        header: dict[str, Any],
+        payloads=(),
+        *,
+        timeout_ms: float | None = None,
+        idempotent: bool = False,
+        expect_response: bool = True,
+    ) -> Future:
         """Queue one request; the future resolves to a ``Response`` (or None without
         ``expect_response``, once sent). Top-level errors are not raised here: see
         ``raise_for_error``. Fails with KafkaTimeoutError / KafkaConnectionError."""
         future = Future()
         if self._closing:
-            return future.failure(KafkaConnectionError(
-                "this client is closed; create a new one to talk to the broker"))
+            return future.failure(
+                KafkaConnectionError(
+                    "this client is closed; create a new one to talk to the broker"
+                )
+            )
         rid = self._next_id()
         timeout = self.request_timeout if timeout_ms is None else timeout_ms / 1000.0
         # client_id in every request, as in Kafka's request header: quotas are per client id
         frames = build_request(rid, api, {"client_id": self.client_id, **header}, payloads)
-        self._outbox.append(_Pending(rid, api, frames, future, timeout, idempotent,
-                                     expect_response))
+        self._outbox.append(
+            _Pending(rid, api, frames, future, timeout, idempotent, expect_response)
+        )
         self.wakeup()
         return future
 
-    def call(self, api: str, header: dict[str, Any], payloads=(), *,
-             timeout_ms: float | None = None, idempotent: bool = True) -> Response:
+    def call(
+        self,
+        api: str,
+        header: dict[str, Any],
+        payloads=(),
+        *,
+        timeout_ms: float | None = None,
+        idempotent: bool = True,
+    ) -> Response:
         """Send a request and block for its response; raise its top-level error."""
         timeout = self.request_timeout if timeout_ms is None else timeout_ms / 1000.0
-        future = self.request(api, header, payloads, timeout_ms=timeout * 1000.0,
-                              idempotent=idempotent)
+        future = self.request(
+            api, header, payloads, timeout_ms=timeout * 1000.0, idempotent=idempotent
+        )
         if not future.wait(timeout + 1.0):
-            raise KafkaTimeoutError(f"the broker at {self.address} did not answer {api} within {timeout:.1f} s")
+            raise KafkaTimeoutError(
+                f"the broker at {self.address} did not answer {api} within {timeout:.1f} s"
+            )
         if future.exception is not None:
             raise future.exception
         raise_for_error(future.value.header)
@@ -499,8 +575,9 @@ class Transport:
             pending.frames = None
             throttle_ms = header.get("throttle_time_ms")
             if type(throttle_ms) is int and throttle_ms > 0:  # honoured by _send_outbox
-                self.throttled_until = max(self.throttled_until,
-                                           self._clock.monotonic() + throttle_ms / 1000.0)
+                self.throttled_until = max(
+                    self.throttled_until, self._clock.monotonic() + throttle_ms / 1000.0
+                )
             pending.future.success(Response(header, [f.buffer for f in frames[3:]]))
 
     def _handle_monitor(self) -> None:
@@ -527,9 +604,12 @@ class Transport:
                 pending.resends += 1
                 self._outbox.append(pending)  # goes out again once reconnected
             else:
-                pending.future.failure(KafkaConnectionError(
-                    f"lost the connection to the broker at {self.address} before it answered {pending.api}; the broker "
-                    "may or may not have applied it (is the broker restarting?)"))
+                pending.future.failure(
+                    KafkaConnectionError(
+                        f"lost the connection to the broker at {self.address} before it answered {pending.api}; the broker "
+                        "may or may not have applied it (is the broker restarting?)"
+                    )
+                )
         self._send_outbox(now)
 
     def _next_deadline(self, now: float) -> float:
@@ -543,9 +623,12 @@ class Transport:
         expired = [p for p in self._inflight.values() if p.deadline <= now]
         for pending in expired:
             del self._inflight[pending.rid]
-            pending.future.failure(KafkaTimeoutError(
-                f"the broker at {self.address} did not answer {pending.api} within {pending.timeout:.1f} s (request_timeout_ms); is it "
-                "running and not overloaded?"))
+            pending.future.failure(
+                KafkaTimeoutError(
+                    f"the broker at {self.address} did not answer {pending.api} within {pending.timeout:.1f} s (request_timeout_ms); is it "
+                    "running and not overloaded?"
+                )
+            )
 
     def _drain_wakeups(self) -> None:
         while True:

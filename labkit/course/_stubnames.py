@@ -63,17 +63,23 @@ def enclosing_scope(tree: ast.Module, first_line: int, last_line: int) -> ast.AS
     """The innermost def/class whose body holds lines first_line..last_line, else ``tree``."""
     scope: ast.AST = tree
     for node in ast.walk(tree):
-        if (isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
-                and node.lineno < first_line and (node.end_lineno or 0) > last_line
-                and node.lineno > getattr(scope, "lineno", 0)):
+        if (
+            isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+            and node.lineno < first_line
+            and (node.end_lineno or 0) > last_line
+            and node.lineno > getattr(scope, "lineno", 0)
+        ):
             scope = node
     return scope
 
 
 def _locals_of(node: ast.AST) -> set[str]:
     """Names a function, lambda, class or comprehension binds itself (parameters too)."""
-    names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)
-             and isinstance(n.ctx, ast.Store | ast.Del)}
+    names = {
+        n.id
+        for n in ast.walk(node)
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store | ast.Del)
+    }
     args = getattr(node, "args", None)
     if isinstance(args, ast.arguments):
         every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
@@ -128,7 +134,11 @@ class ReadFirst(ast.NodeVisitor):
         mine = _locals_of(node)
         for part in body:
             for sub in ast.walk(part):
-                if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load) and sub.id not in mine:
+                if (
+                    isinstance(sub, ast.Name)
+                    and isinstance(sub.ctx, ast.Load)
+                    and sub.id not in mine
+                ):
                     self.note(sub.id, True, sub.lineno)
 
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
@@ -159,7 +169,9 @@ class ReadFirst(ast.NodeVisitor):
         for number, generator in enumerate(generators):
             inside.extend([generator.iter] if number else [])
             inside.extend(generator.ifs)
-        inside.extend(getattr(node, part) for part in ("elt", "key", "value") if hasattr(node, part))
+        inside.extend(
+            getattr(node, part) for part in ("elt", "key", "value") if hasattr(node, part)
+        )
         self._inner_scope(node, inside)
 
     visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _comprehension

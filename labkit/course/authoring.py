@@ -50,15 +50,21 @@ import nbformat
 from labkit.course._stubnames import ReadFirst, bound_names, enclosing_scope
 from labkit.errors import IllegalArgumentError
 
-MARKER = re.compile(r"^(?P<indent>[ \t]*)#+[ \t]*(?P<edge>BEGIN|END)[ \t]+"
-                    r"(?P<kind>SOLUTION|HIDDEN TESTS)[ \t]*$")
+MARKER = re.compile(
+    r"^(?P<indent>[ \t]*)#+[ \t]*(?P<edge>BEGIN|END)[ \t]+"
+    r"(?P<kind>SOLUTION|HIDDEN TESTS)[ \t]*$"
+)
 LOOSE_MARKER = re.compile(r"(BEGIN|END)[ \t]+(SOLUTION|HIDDEN TESTS)")
 STUB_COMMENT = "# YOUR CODE HERE"
 MARKDOWN_STUB = "YOUR ANSWER HERE"
 INSTRUCTOR_TAG = "instructor"
 KEPT_CELL_METADATA = ("deletable", "editable", "jupyter", "tags")
 CELL_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-DEFAULT_KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+DEFAULT_KERNELSPEC = {
+    "display_name": "Python 3 (ipykernel)",
+    "language": "python",
+    "name": "python3",
+}
 _MAGIC_LINE = re.compile(r"^(?P<indent>[ \t]*)(?:[%!?]|\w+[ \t]*=[ \t]*[%!])")
 
 
@@ -81,8 +87,7 @@ class Where:
 # -- one cell ------------------------------------------------------------------------
 
 
-def strip_source(source: str, where: Where, *, markdown: bool = False,
-                 later_text: str = "") -> str:
+def strip_source(source: str, where: Where, *, markdown: bool = False, later_text: str = "") -> str:
     """The student version of one cell's source. Raises ``MarkerError``."""
     lines = source.split("\n")
     out: list[str] = []
@@ -94,7 +99,8 @@ def strip_source(source: str, where: Where, *, markdown: bool = False,
             if LOOSE_MARKER.search(line):
                 raise MarkerError(
                     f"{where.at(number)}: a marker must be alone on its line, like "
-                    f"'### BEGIN SOLUTION'; found {line.strip()!r}")
+                    f"'### BEGIN SOLUTION'; found {line.strip()!r}"
+                )
             (body if region else out).append(line)
             continue
         edge, kind, indent = match["edge"], match["kind"], match["indent"]
@@ -103,22 +109,33 @@ def strip_source(source: str, where: Where, *, markdown: bool = False,
                 raise MarkerError(
                     f"{where.at(number)}: '### BEGIN {kind}' inside the {region[0]} region "
                     f"that starts on line {region[1]}; markers cannot nest -- close it with "
-                    f"'### END {region[0]}' first")
+                    f"'### END {region[0]}' first"
+                )
             region, body = (kind, number, indent), []
             continue
         if region is None:
-            raise MarkerError(f"{where.at(number)}: '### END {kind}' without a "
-                              f"'### BEGIN {kind}' before it")
+            raise MarkerError(
+                f"{where.at(number)}: '### END {kind}' without a '### BEGIN {kind}' before it"
+            )
         if kind != region[0]:
-            raise MarkerError(f"{where.at(number)}: '### END {kind}' closes the {region[0]} "
-                              f"region that starts on line {region[1]}; use '### END {region[0]}'")
+            raise MarkerError(
+                f"{where.at(number)}: '### END {kind}' closes the {region[0]} "
+                f"region that starts on line {region[1]}; use '### END {region[0]}'"
+            )
         if kind == "SOLUTION":
-            out.extend(_markdown_stub(region[2]) if markdown else _code_stub(
-                body, region[2], _reads_after(source, region[1], number, later_text)))
+            out.extend(
+                _markdown_stub(region[2])
+                if markdown
+                else _code_stub(
+                    body, region[2], _reads_after(source, region[1], number, later_text)
+                )
+            )
         region = None
     if region is not None:
-        raise MarkerError(f"{where.at(region[1])}: '### BEGIN {region[0]}' is never closed; "
-                          f"add '### END {region[0]}' at the end of the region")
+        raise MarkerError(
+            f"{where.at(region[1])}: '### BEGIN {region[0]}' is never closed; "
+            f"add '### END {region[0]}' at the end of the region"
+        )
     return "\n".join(out)
 
 
@@ -146,6 +163,7 @@ def _reads_after(source: str, first: int, last: int, later_text: str) -> Callabl
     of the cell and ``later_text`` (the later cells). Code that does not parse even
     with its magics blanked is searched as text for the name instead.
     """
+
     def mentions(text: str) -> Callable[[str], bool]:
         return lambda name: re.search(rf"\b{re.escape(name)}\b", text) is not None
 
@@ -171,17 +189,19 @@ def _reads_after(source: str, first: int, last: int, later_text: str) -> Callabl
 def _function_stub(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
     fn = copy.deepcopy(node)
     doc = ast.get_docstring(node, clean=False)
-    fn.body = ([ast.Expr(ast.Constant(doc))] if doc is not None else [])
+    fn.body = [ast.Expr(ast.Constant(doc))] if doc is not None else []
     fn.body.append(ast.Expr(ast.Constant(...)))
     text = ast.unparse(fn)
     head, _, last = text.rpartition("\n")
-    return f"{head}\n{last[:len(last) - len(last.lstrip())]}{STUB_COMMENT}\n{last}"
+    return f"{head}\n{last[: len(last) - len(last.lstrip())]}{STUB_COMMENT}\n{last}"
 
 
 def _blank_magics(source: str) -> str:
     """``source`` with IPython magics and shell lines (``%time``, ``!ls``) made ``pass``."""
-    return "\n".join(m["indent"] + "pass" if (m := _MAGIC_LINE.match(line)) else line
-                     for line in source.split("\n"))
+    return "\n".join(
+        m["indent"] + "pass" if (m := _MAGIC_LINE.match(line)) else line
+        for line in source.split("\n")
+    )
 
 
 def _parse(source: str, *, magics: bool = False) -> ast.Module | None:
@@ -215,7 +235,8 @@ def student_notebook(master: nbformat.NotebookNode, name: str) -> nbformat.Noteb
     student = nbformat.v4.new_notebook()
     kernelspec = dict(master.get("metadata", {}).get("kernelspec") or DEFAULT_KERNELSPEC)
     student.metadata = nbformat.NotebookNode(
-        {"kernelspec": kernelspec, "language_info": {"name": "python"}})
+        {"kernelspec": kernelspec, "language_info": {"name": "python"}}
+    )
     used_ids: set[str] = set()
     for index, cell in enumerate(cells):
         kind = cell.get("cell_type")
@@ -224,7 +245,7 @@ def student_notebook(master: nbformat.NotebookNode, name: str) -> nbformat.Noteb
             continue
         where = Where(name, index + 1, str(cell.get("id", "") or ""))
         source = _source(cell)
-        later = "\n".join(sources[index + 1:])
+        later = "\n".join(sources[index + 1 :])
         if kind in ("code", "markdown"):
             new_source = strip_source(source, where, markdown=kind == "markdown", later_text=later)
         else:
@@ -234,12 +255,15 @@ def student_notebook(master: nbformat.NotebookNode, name: str) -> nbformat.Noteb
         if kind == "code" and _python_ok(source) is None:
             problem = _python_ok(new_source)
             if problem is not None:
-                raise MarkerError(f"{where.at(problem.lineno)}: the student version would not be "
-                                  f"valid Python ({problem.msg}); put the markers around whole "
-                                  "statements or a whole block body")
+                raise MarkerError(
+                    f"{where.at(problem.lineno)}: the student version would not be "
+                    f"valid Python ({problem.msg}); put the markers around whole "
+                    "statements or a whole block body"
+                )
         new = _new_cell(kind, new_source, cell)
-        new.metadata = nbformat.NotebookNode({k: copy.deepcopy(meta[k]) for k in KEPT_CELL_METADATA
-                                              if k in meta})
+        new.metadata = nbformat.NotebookNode(
+            {k: copy.deepcopy(meta[k]) for k in KEPT_CELL_METADATA if k in meta}
+        )
         cell_id = where.cell_id
         if not CELL_ID.match(cell_id) or cell_id in used_ids:
             cell_id = f"cell-{index + 1}"
@@ -280,14 +304,17 @@ def master_files(masters: Path) -> list[Path]:
         return [masters]
     if not masters.is_dir():
         raise IllegalArgumentError(
-            f"no masters at {masters}: run from the labkit checkout or pass --masters DIR")
+            f"no masters at {masters}: run from the labkit checkout or pass --masters DIR"
+        )
     return sorted(p for p in masters.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 
 
 def _targets(masters: Path, out: Path) -> list[tuple[Path, Path]]:
     if masters.resolve() == out.resolve():
-        raise IllegalArgumentError("--out must not be the masters folder: the student versions "
-                                   "would overwrite the solutions")
+        raise IllegalArgumentError(
+            "--out must not be the masters folder: the student versions "
+            "would overwrite the solutions"
+        )
     base = masters.parent if masters.is_file() else masters
     return [(m, out / m.relative_to(base)) for m in master_files(masters)]
 

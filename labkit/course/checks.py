@@ -95,8 +95,14 @@ class Result:
         return f"{head}: {self.hint}" if self.hint else head
 
     def as_record(self) -> dict:
-        return {"exercise": self.exercise, "status": self.status, "points": self.points,
-                "max_points": self.max_points, "title": self.title, "message": self.line}
+        return {
+            "exercise": self.exercise,
+            "status": self.status,
+            "points": self.points,
+            "max_points": self.max_points,
+            "title": self.title,
+            "message": self.line,
+        }
 
 
 class Registry:
@@ -120,10 +126,12 @@ class Registry:
         """
         if not isinstance(exercise_id, str) or not exercise_id or " " in exercise_id:
             raise IllegalArgumentError(
-                f"an exercise id is a short string like '02.1', got {exercise_id!r}")
+                f"an exercise id is a short string like '02.1', got {exercise_id!r}"
+            )
         if not isinstance(points, int) or points < 1:
             raise IllegalArgumentError(
-                f"exercise {exercise_id}: points must be an int >= 1, got {points!r}")
+                f"exercise {exercise_id}: points must be an int >= 1, got {points!r}"
+            )
 
         def register(fn: Callable) -> Callable:
             self.add(Exercise(exercise_id, points, title, fn))
@@ -135,11 +143,14 @@ class Registry:
         """Register ``ex``; the same function again (a re-run cell) replaces it."""
         old = self._by_id.get(ex.id)
         same = old is not None and (old.check.__module__, old.check.__qualname__) == (
-            ex.check.__module__, ex.check.__qualname__)
+            ex.check.__module__,
+            ex.check.__qualname__,
+        )
         if old is not None and not same:
             raise IllegalArgumentError(
                 f"exercise {ex.id} is already registered by {old.check.__module__}."
-                f"{old.check.__qualname__}; pick another id")
+                f"{old.check.__qualname__}; pick another id"
+            )
         self._by_id[ex.id] = ex
 
     def update(self, other: Registry) -> None:
@@ -211,9 +222,12 @@ def is_stub_function(fn: object) -> bool:
     if code is None or code.co_flags & (inspect.CO_GENERATOR | inspect.CO_COROUTINE):
         return False
     ops = [(i.opname, i.argval) for i in dis.get_instructions(code) if i.opname not in _NOISE]
-    return ops in ([("LOAD_CONST", None), ("RETURN_VALUE", None)],
-                   [("LOAD_CONST", Ellipsis), ("RETURN_VALUE", None)],
-                   [("RETURN_CONST", None)], [("RETURN_CONST", Ellipsis)])
+    return ops in (
+        [("LOAD_CONST", None), ("RETURN_VALUE", None)],
+        [("LOAD_CONST", Ellipsis), ("RETURN_VALUE", None)],
+        [("RETURN_CONST", None)],
+        [("RETURN_CONST", Ellipsis)],
+    )
 
 
 _NOISE = frozenset({"RESUME", "NOP", "CACHE", "COPY_FREE_VARS", "MAKE_CELL"})
@@ -239,13 +253,16 @@ def call(fn: object, *args: Any, **kwargs: Any) -> Any:
     if is_placeholder(fn):
         raise NotAttempted()
     if not callable(fn):
-        raise Wrong(f"expected a function, got {_kind(fn)}; define it with def and pass its name "
-                    "(without parentheses)")
+        raise Wrong(
+            f"expected a function, got {_kind(fn)}; define it with def and pass its name "
+            "(without parentheses)"
+        )
     try:
         result = fn(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - reported to the student as one line
-        raise StudentCodeError(f"your function raised {_one_line(exc)}; run it on its own "
-                               "in a cell to see where") from exc
+        raise StudentCodeError(
+            f"your function raised {_one_line(exc)}; run it on its own in a cell to see where"
+        ) from exc
     if is_placeholder(result):
         raise NotAttempted()
     return result
@@ -264,7 +281,7 @@ def _one_line(exc: BaseException) -> str:
 
 def _shorten(text: str) -> str:
     text = " ".join(text.split())
-    return text if len(text) <= MAX_HINT else text[:MAX_HINT - 3] + "..."
+    return text if len(text) <= MAX_HINT else text[: MAX_HINT - 3] + "..."
 
 
 # -- running a check ---------------------------------------------------------------
@@ -276,8 +293,7 @@ def _missing_context(ex: Exercise, context: dict) -> str | None:
     except TypeError as exc:
         params = list(inspect.signature(ex.check).parameters.values())[1:]
         needed = ", ".join(f"{p.name}=..." for p in params if p.default is p.empty) or "no extras"
-        return (f"call it as nb.check({ex.id!r}, answer, {needed}) "
-                f"({' '.join(str(exc).split())})")
+        return f"call it as nb.check({ex.id!r}, answer, {needed}) ({' '.join(str(exc).split())})"
     return None
 
 
@@ -300,8 +316,11 @@ def evaluate(ex: Exercise, answer: Any, /, **context: Any) -> Result:
     except (Wrong, StudentCodeError) as exc:
         return result(FAIL, str(exc) or "the answer is not right yet")
     except Exception as exc:  # noqa: BLE001 - a crash in a check is a FAIL, not a traceback
-        return result(FAIL, f"could not check your answer ({_one_line(exc)}); look at the "
-                            "type and shape of what you passed")
+        return result(
+            FAIL,
+            f"could not check your answer ({_one_line(exc)}); look at the "
+            "type and shape of what you passed",
+        )
     return result(PASS)
 
 

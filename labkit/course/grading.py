@@ -114,11 +114,15 @@ def find_submissions(paths: Iterable[Path]) -> list[Submission]:
                 if item.is_file() and item.suffix == ".ipynb":
                     found.append(Submission(item.stem, item, ""))
                 elif item.is_dir() and not item.name.startswith("."):
-                    found.extend(Submission(item.name, nb, nb.relative_to(item).as_posix())
-                                 for nb in _notebooks_in(item))
+                    found.extend(
+                        Submission(item.name, nb, nb.relative_to(item).as_posix())
+                        for nb in _notebooks_in(item)
+                    )
         else:
-            raise IllegalArgumentError(f"{path} is neither a notebook (.ipynb) nor a folder; "
-                                       "give notebooks or folders of submissions")
+            raise IllegalArgumentError(
+                f"{path} is neither a notebook (.ipynb) nor a folder; "
+                "give notebooks or folders of submissions"
+            )
     if not found:
         raise IllegalArgumentError("no notebooks (*.ipynb) found in the paths given")
     return found
@@ -156,9 +160,25 @@ def _sanitized(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def _pytest_command(path: Path, ini: Path, cell_timeout: float) -> list[str]:
-    return [sys.executable, "-m", "pytest", str(path), "-c", str(ini), "--rootdir", str(ini.parent),
-            "--noconftest", "-p", "no:cacheprovider", "-q", "-rf", "--nbval-lax",
-            "--nbval-current-env", f"--nbval-cell-timeout={cell_timeout:g}", "--color=no"]
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(path),
+        "-c",
+        str(ini),
+        "--rootdir",
+        str(ini.parent),
+        "--noconftest",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-rf",
+        "--nbval-lax",
+        "--nbval-current-env",
+        f"--nbval-cell-timeout={cell_timeout:g}",
+        "--color=no",
+    ]
 
 
 def child_env(base: dict[str, str], **extra: str) -> dict[str, str]:
@@ -196,8 +216,14 @@ def _kill_tree(proc: subprocess.Popen) -> None:
             pass
 
 
-def run_notebook(notebook: nbformat.NotebookNode, *, bootstrap: str, cell_timeout: float,
-                 notebook_timeout: float, name: str = "notebook.ipynb") -> RunResult:
+def run_notebook(
+    notebook: nbformat.NotebookNode,
+    *,
+    bootstrap: str,
+    cell_timeout: float,
+    notebook_timeout: float,
+    name: str = "notebook.ipynb",
+) -> RunResult:
     """Run one notebook under nbval in grading mode; returns what its checks logged."""
     with tempfile.TemporaryDirectory(prefix="labkit-grade-") as tmp:
         work = Path(tmp)
@@ -206,12 +232,24 @@ def run_notebook(notebook: nbformat.NotebookNode, *, bootstrap: str, cell_timeou
         ini = work / "pytest.ini"
         ini.write_text("[pytest]\n", encoding="utf-8")
         log = work / "grade-log.jsonl"
-        env = child_env(dict(os.environ), LABKIT_GRADING="1", LABKIT_GRADE_LOG=str(log),
-                        LABKIT_BOOTSTRAP=bootstrap, MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
+        env = child_env(
+            dict(os.environ),
+            LABKIT_GRADING="1",
+            LABKIT_GRADE_LOG=str(log),
+            LABKIT_BOOTSTRAP=bootstrap,
+            MPLBACKEND="Agg",
+            PYTHONUNBUFFERED="1",
+        )
         env.pop("PYTEST_ADDOPTS", None)
-        proc = subprocess.Popen(_pytest_command(path, ini, cell_timeout), cwd=work, env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            _pytest_command(path, ini, cell_timeout),
+            cwd=work,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         killed = False
         try:
             out, _ = proc.communicate(timeout=notebook_timeout)
@@ -241,11 +279,17 @@ def cell_errors(output: str) -> dict[int, str]:
     errors = {}
     ends = [m.start() for m in marks[1:]] + [len(text)] * bool(marks)
     for mark, end in zip(marks, ends, strict=True):
-        section = text[mark.end():end]
+        section = text[mark.end() : end]
         section = section.split("\n=====", 1)[0]
         lines = [line.strip() for line in section.splitlines() if line.strip()]
-        reason = next((line.split(":", 1)[1].strip() for line in lines
-                       if line.startswith(f"Cell {mark[1]}:")), "")
+        reason = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in lines
+                if line.startswith(f"Cell {mark[1]}:")
+            ),
+            "",
+        )
         last = lines[-1] if lines else ""
         if "Timeout" in reason or not last or last == "Traceback:":
             errors[int(mark[1])] = reason or "failed"
@@ -265,7 +309,8 @@ def _detail(run: RunResult, notebook_timeout: float) -> tuple[str, str]:
     if "Timeout of" in text:
         cells = sorted({int(n) for n in re.findall(r"::Cell (\d+)", text)})
         return "timeout", "a cell ran too long and was interrupted" + (
-            f" (failing cells: {', '.join(map(str, cells))})" if cells else "")
+            f" (failing cells: {', '.join(map(str, cells))})" if cells else ""
+        )
     if run.returncode == 1:
         return "errors", "some cells raised (failed checks count here too)"
     tail = " ".join(text.strip().splitlines()[-3:])[-300:]
@@ -275,8 +320,9 @@ def _detail(run: RunResult, notebook_timeout: float) -> tuple[str, str]:
 # -- grading ------------------------------------------------------------------------
 
 
-def _score(course: checks.Registry, ex_id: str, records: list[dict],
-           why_not_run: str = "") -> ExerciseScore:
+def _score(
+    course: checks.Registry, ex_id: str, records: list[dict], why_not_run: str = ""
+) -> ExerciseScore:
     mine = [r for r in records if r.get("exercise") == ex_id]
     try:
         known = course.get(ex_id)
@@ -284,8 +330,11 @@ def _score(course: checks.Registry, ex_id: str, records: list[dict],
     except IllegalArgumentError:
         title, max_points = "(unknown exercise)", 0
     if not mine:
-        why = f"the cell stopped before nb.check: {why_not_run}" if why_not_run else \
-            "the check cell never reached nb.check"
+        why = (
+            f"the cell stopped before nb.check: {why_not_run}"
+            if why_not_run
+            else "the check cell never reached nb.check"
+        )
         return ExerciseScore(ex_id, title, NOT_RUN, 0, max_points, f"{NOT_RUN} {ex_id}: {why}")
     last = mine[-1]
     status = str(last.get("status", checks.FAIL))
@@ -294,14 +343,26 @@ def _score(course: checks.Registry, ex_id: str, records: list[dict],
         points = min(points, max_points)
     else:
         max_points = int(last.get("max_points", 0))
-    return ExerciseScore(ex_id, str(last.get("title", title)), status, points, max_points,
-                         str(last.get("message", "")))
+    return ExerciseScore(
+        ex_id,
+        str(last.get("title", title)),
+        status,
+        points,
+        max_points,
+        str(last.get("message", "")),
+    )
 
 
-def grade(paths: Iterable[Path], *, bootstrap: str, cell_timeout: float = 60.0,
-          notebook_timeout: float | None = None, progress=None,
-          fresh_broker: Callable[[], AbstractContextManager[str]] | None = None,
-          course: checks.Registry | None = None) -> list[NotebookGrade]:
+def grade(
+    paths: Iterable[Path],
+    *,
+    bootstrap: str,
+    cell_timeout: float = 60.0,
+    notebook_timeout: float | None = None,
+    progress=None,
+    fresh_broker: Callable[[], AbstractContextManager[str]] | None = None,
+    course: checks.Registry | None = None,
+) -> list[NotebookGrade]:
     """Grade every notebook found in ``paths``; one result per notebook, in order.
 
     ``progress(grade)`` is called after each notebook. With ``fresh_broker`` (a
@@ -327,21 +388,32 @@ def grade(paths: Iterable[Path], *, bootstrap: str, cell_timeout: float = 60.0,
         code_cells = sum(1 for c in notebook.cells if c.cell_type == "code")
         limit = notebook_timeout or cell_timeout * max(code_cells, 1) + STARTUP_ALLOWANCE_S
         with fresh_broker() if fresh_broker else nullcontext(bootstrap) as address:
-            run = run_notebook(notebook, bootstrap=address, cell_timeout=cell_timeout,
-                               notebook_timeout=limit, name=sub.path.name)
+            run = run_notebook(
+                notebook,
+                bootstrap=address,
+                cell_timeout=cell_timeout,
+                notebook_timeout=limit,
+                name=sub.path.name,
+            )
         status, detail = _detail(run, limit)
         ids = list(expected[sub.assignment])
-        ids.extend(r["exercise"] for r in run.records
-                   if r.get("exercise") and r["exercise"] not in ids)
+        ids.extend(
+            r["exercise"] for r in run.records if r.get("exercise") and r["exercise"] not in ids
+        )
         errors = cell_errors(run.output)
         why = {}
         code = [c.source for c in notebook.cells if c.cell_type == "code"]
         for number, source in enumerate(code):
             for match in CHECK_CALL.finditer(source):
                 why.setdefault(match[2], errors.get(number, ""))
-        result = NotebookGrade(sub.student, str(sub.path), sub.assignment, status, detail,
-                               [_score(course, i, run.records, why.get(i, ""))
-                                for i in sorted(ids)])
+        result = NotebookGrade(
+            sub.student,
+            str(sub.path),
+            sub.assignment,
+            status,
+            detail,
+            [_score(course, i, run.records, why.get(i, "")) for i in sorted(ids)],
+        )
         results.append(result)
         if progress is not None:
             progress(result)
@@ -376,15 +448,22 @@ def table(grades: list[NotebookGrade]) -> str:
         cells = []
         for ex in columns:
             s = scores.get(ex)
-            cells.append("-" if s is None else f"{s.points}/{s.max_points}{SHORT.get(s.status, ' ?')}")
+            cells.append(
+                "-" if s is None else f"{s.points}/{s.max_points}{SHORT.get(s.status, ' ?')}"
+            )
         got = sum(s.points for s in scores.values())
         most = sum(s.max_points for s in scores.values())
         body.append([student, *cells, f"{got}/{most}"])
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
-             for r in [header, *body]]
-    notes = [f"{g.student}: {Path(g.notebook).name}: {g.status}: {g.detail}"
-             for g in grades if g.status not in ("ok", "errors")]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+        for r in [header, *body]
+    ]
+    notes = [
+        f"{g.student}: {Path(g.notebook).name}: {g.status}: {g.detail}"
+        for g in grades
+        if g.status not in ("ok", "errors")
+    ]
     return "\n".join([*lines, "", LEGEND, *notes])
 
 
@@ -396,14 +475,21 @@ def write_csv(grades: list[NotebookGrade], path: Path) -> None:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["student", *columns, "total", "max_total"])
         for student, scores in rows.items():
-            writer.writerow([student, *(scores[c].points if c in scores else "" for c in columns),
-                             sum(s.points for s in scores.values()),
-                             sum(s.max_points for s in scores.values())])
+            writer.writerow(
+                [
+                    student,
+                    *(scores[c].points if c in scores else "" for c in columns),
+                    sum(s.points for s in scores.values()),
+                    sum(s.max_points for s in scores.values()),
+                ]
+            )
 
 
 def write_json(grades: list[NotebookGrade], path: Path) -> None:
     """Every notebook's result with each exercise's status and message."""
-    data = {"notebooks": [dict(asdict(g), points=g.points, max_points=g.max_points)
-                          for g in grades]}
-    path.write_text(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n",
-                    encoding="utf-8")
+    data = {
+        "notebooks": [dict(asdict(g), points=g.points, max_points=g.max_points) for g in grades]
+    }
+    path.write_text(
+        json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )

@@ -8,5 +8,11 @@ from labkit.log.config import TOPIC_CONFIG_KEYS, LogConfig, split_broker_configs
 from labkit.log.partition import PartitionLog
 from labkit.log.segment import SegmentInfo
 
-__all__ = ["TOPIC_CONFIG_KEYS", "FileOps", "LogConfig", "PartitionLog", "SegmentInfo",
-           "split_broker_configs"]
+__all__ = [
+    "TOPIC_CONFIG_KEYS",
+    "FileOps",
+    "LogConfig",
+    "PartitionLog",
+    "SegmentInfo",
+    "split_broker_configs",
+]

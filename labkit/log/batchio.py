@@ -61,8 +61,9 @@ class FileOps:
 DEFAULT_OPS = FileOps()
 
 
-def iter_batches(fd: int, start: int, end: int, *, validate: bool,
-                 chunk: int = SCAN_CHUNK) -> Iterator[tuple[int, BatchHeader, bytes, int]]:
+def iter_batches(
+    fd: int, start: int, end: int, *, validate: bool, chunk: int = SCAN_CHUNK
+) -> Iterator[tuple[int, BatchHeader, bytes, int]]:
     """Yield ``(position, header, buffer, offset_in_buffer)`` for each batch in [start, end).
 
     The whole batch is in ``buffer``. Raises CorruptRecordError at the first batch
@@ -77,12 +78,15 @@ def iter_batches(fd: int, start: int, end: int, *, validate: bool,
             buf, buf_start, off = pread(fd, min(chunk, end - pos), pos), pos, 0
             if len(buf) < HEADER_SIZE:
                 raise CorruptRecordError(
-                    f"torn batch header at byte {pos} ({end - pos} bytes left)")
+                    f"torn batch header at byte {pos} ({end - pos} bytes left)"
+                )
         header = read_header(buf, off)
         size = header.size
         if header.batch_length < MIN_BATCH_LENGTH or pos + size > end:
-            raise CorruptRecordError(f"torn or invalid batch at byte {pos} (length "
-                                     f"{header.batch_length}, {end - pos} bytes left)")
+            raise CorruptRecordError(
+                f"torn or invalid batch at byte {pos} (length "
+                f"{header.batch_length}, {end - pos} bytes left)"
+            )
         if off + size > len(buf):
             buf, buf_start, off = pread(fd, max(chunk, size), pos), pos, 0
         if validate:
@@ -102,5 +106,7 @@ def decode_checked(buf, off: int, header: BatchHeader) -> Batch:
         validate_batch(buf, off, produced=False)
         return decode_batch(buf, off, header)
     except CorruptRecordError as exc:
-        raise CorruptRecordError(f"the batch at offset {header.base_offset} is corrupt: "
-                                 f"{exc.args[0] if exc.args else exc}") from None
+        raise CorruptRecordError(
+            f"the batch at offset {header.base_offset} is corrupt: "
+            f"{exc.args[0] if exc.args else exc}"
+        ) from None

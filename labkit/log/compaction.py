@@ -69,8 +69,11 @@ def plan_groups(segments: Sequence[SegmentInfo], segment_bytes: int) -> list[tup
     while start < len(segments):
         end = start + 1
         total = segments[start].size_bytes
-        while (end < len(segments) and total + segments[end].size_bytes <= segment_bytes
-               and segments[end].next_offset - segments[start].base_offset <= MAX_RELATIVE_OFFSET):
+        while (
+            end < len(segments)
+            and total + segments[end].size_bytes <= segment_bytes
+            and segments[end].next_offset - segments[start].base_offset <= MAX_RELATIVE_OFFSET
+        ):
             total += segments[end].size_bytes
             end += 1
         groups.append((start, end))
@@ -78,8 +81,9 @@ def plan_groups(segments: Sequence[SegmentInfo], segment_bytes: int) -> list[tup
     return groups
 
 
-def filter_batch(buf, off: int, header: BatchHeader, latest: dict[bytes, int],
-                 horizon_ms: int, where: str = "") -> tuple[bytes | None, int, int | None]:
+def filter_batch(
+    buf, off: int, header: BatchHeader, latest: dict[bytes, int], horizon_ms: int, where: str = ""
+) -> tuple[bytes | None, int, int | None]:
     """(the batch to keep or None, records removed, oldest kept tombstone timestamp or None).
 
     A corrupt batch (bad CRC, columns that do not add up) is kept as it is, with a log
@@ -89,12 +93,17 @@ def filter_batch(buf, off: int, header: BatchHeader, latest: dict[bytes, int],
     try:
         batch = decode_checked(buf, off, header)
     except CorruptRecordError as exc:
-        log.warning("%scompaction keeps a corrupt batch untouched and goes on: %s",
-                    f"{where}: " if where else "", exc)
-        return bytes(memoryview(buf)[off:off + header.size]), 0, None
+        log.warning(
+            "%scompaction keeps a corrupt batch untouched and goes on: %s",
+            f"{where}: " if where else "",
+            exc,
+        )
+        return bytes(memoryview(buf)[off : off + header.size]), 0, None
     keep = []
     oldest_tombstone = None
-    for i, (offset, key, value) in enumerate(zip(batch.offsets, batch.keys, batch.values, strict=False)):
+    for i, (offset, key, value) in enumerate(
+        zip(batch.offsets, batch.keys, batch.values, strict=False)
+    ):
         if key is not None:
             if latest.get(key) != offset:
                 continue
@@ -108,14 +117,17 @@ def filter_batch(buf, off: int, header: BatchHeader, latest: dict[bytes, int],
     if not keep:
         return None, removed, None
     if not removed:
-        return bytes(memoryview(buf)[off:off + header.size]), 0, oldest_tombstone
+        return bytes(memoryview(buf)[off : off + header.size]), 0, oldest_tombstone
     headers = [batch.headers[i] for i in keep]
     encoded = encode_batch(
-        [batch.timestamps[i] for i in keep], [batch.keys[i] for i in keep],
-        [batch.values[i] for i in keep], headers if any(headers) else None,
+        [batch.timestamps[i] for i in keep],
+        [batch.keys[i] for i in keep],
+        [batch.values[i] for i in keep],
+        headers if any(headers) else None,
         base_offset=header.base_offset,
         offset_deltas=[batch.offsets[i] - header.base_offset for i in keep],
-        log_append_time=batch.log_append_time)
+        log_append_time=batch.log_append_time,
+    )
     return encoded, removed, oldest_tombstone
 
 
@@ -129,7 +141,8 @@ class CleanState:
     def covers(self, segments: Sequence[SegmentInfo], now_ms: int) -> bool:
         """True when compacting ``segments`` now would change nothing."""
         return now_ms < self.due_ms and self.sources == tuple(
-            (s.base_offset, s.size_bytes) for s in segments)
+            (s.base_offset, s.size_bytes) for s in segments
+        )
 
 
 @dataclass
@@ -144,8 +157,14 @@ class Cleaned:
 class Cleaner:
     """Rewrites sealed segments (given as (fd, size) pairs) into cleaned ones."""
 
-    def __init__(self, directory: Path, config: LogConfig, now_ms: int, ops: FileOps,
-                 should_stop: Callable[[], bool]):
+    def __init__(
+        self,
+        directory: Path,
+        config: LogConfig,
+        now_ms: int,
+        ops: FileOps,
+        should_stop: Callable[[], bool],
+    ):
         self.directory = directory
         self.config = config
         self.horizon = now_ms - config.delete_retention_ms
@@ -173,8 +192,9 @@ class Cleaner:
                         latest[key] = offset
         return latest
 
-    def run(self, infos: Sequence[SegmentInfo], sources: Sequence[tuple[int, int]]
-            ) -> list[Cleaned]:
+    def run(
+        self, infos: Sequence[SegmentInfo], sources: Sequence[tuple[int, int]]
+    ) -> list[Cleaned]:
         """Clean every group; on any error the cleaned files written so far are removed."""
         latest = self.offset_map(sources)
         out: list[Cleaned] = []
@@ -186,24 +206,34 @@ class Cleaner:
             raise
         return out
 
-    def _clean_group(self, infos, sources, start: int, end: int,
-                     latest: dict[bytes, int]) -> Cleaned:
+    def _clean_group(
+        self, infos, sources, start: int, end: int, latest: dict[bytes, int]
+    ) -> Cleaned:
         base = infos[start].base_offset
         seg = Segment.create(self.directory, base, self.ops, suffix=CLEANED)
         removed = 0
         try:
             for fd, size in sources[start:end]:
                 for _pos, header, buf, off in self._batches(fd, size):
-                    data, dropped, tombstone = filter_batch(buf, off, header, latest,
-                                                            self.horizon, self.directory.name)
+                    data, dropped, tombstone = filter_batch(
+                        buf, off, header, latest, self.horizon, self.directory.name
+                    )
                     removed += dropped
-                    if tombstone is not None and (self.oldest_tombstone is None
-                                                  or tombstone < self.oldest_tombstone):
+                    if tombstone is not None and (
+                        self.oldest_tombstone is None or tombstone < self.oldest_tombstone
+                    ):
                         self.oldest_tombstone = tombstone
                     if data is not None:
                         h = header if not dropped else read_header(data)
-                        seg.append((data,), len(data), h.base_offset, h.next_offset,
-                                   h.max_timestamp, self.config.index_interval_bytes, 0)
+                        seg.append(
+                            (data,),
+                            len(data),
+                            h.base_offset,
+                            h.next_offset,
+                            h.max_timestamp,
+                            self.config.index_interval_bytes,
+                            0,
+                        )
             self.removed += removed
             if removed == 0 and end - start == 1:
                 seg.delete_files()
@@ -225,21 +255,24 @@ class Cleaner:
         ``sources``. Raises OSError, after which only a reopen (recovery) is safe."""
         result: list[Segment] = []
         for item in cleaned:
-            group = sources[item.start:item.end]
+            group = sources[item.start : item.end]
             if item.segment is None:
                 result.extend(group)
                 continue
             base = group[0].base_offset
-            for src, dst in zip(segment_paths(self.directory, base, CLEANED)[::-1],
-                                segment_paths(self.directory, base, SWAP)[::-1], strict=True):
+            for src, dst in zip(
+                segment_paths(self.directory, base, CLEANED)[::-1],
+                segment_paths(self.directory, base, SWAP)[::-1],
+                strict=True,
+            ):
                 if dst.suffixes[-2] == ".log" or src.exists():  # a missing index is rebuilt
                     os.replace(src, dst)  # .timeindex, .index, then .log: the commit point
             for seg in group:
                 seg.close()
             install_swap(self.directory, base, [seg.base_offset for seg in group], sync=False)
-            seg, _note = Segment.open_existing(self.directory, base,
-                                               self.config.index_interval_bytes,
-                                               active=False, ops=self.ops)
+            seg, _note = Segment.open_existing(
+                self.directory, base, self.config.index_interval_bytes, active=False, ops=self.ops
+            )
             result.append(seg)
         return result
 

@@ -66,8 +66,9 @@ class LogConfig:
         return "compact" in self.cleanup_policy
 
     @classmethod
-    def from_kafka(cls, configs: Mapping[str, str | int],
-                   defaults: LogConfig | None = None) -> LogConfig:
+    def from_kafka(
+        cls, configs: Mapping[str, str | int], defaults: LogConfig | None = None
+    ) -> LogConfig:
         """``defaults`` (or Kafka's defaults) with the Kafka-named ``configs`` applied.
 
         Raises InvalidConfigurationError for an unknown key or a value out of range.
@@ -79,7 +80,8 @@ class LogConfig:
             if spec is None:
                 raise InvalidConfigurationError(
                     f"unknown topic config {key!r}; the topic configs labkit knows are: "
-                    + ", ".join(sorted(_SPECS)))
+                    + ", ".join(sorted(_SPECS))
+                )
             changes[spec.field] = spec.parse(key, raw)
         return dataclasses.replace(base, **changes) if changes else base
 
@@ -105,8 +107,7 @@ class _Spec:
             return _parse_policy(key, raw)
         value = _parse_int(key, raw, self)
         if not self.low <= value <= self.high:
-            raise InvalidConfigurationError(
-                f"{key}={raw} is out of range: {self.describe()}")
+            raise InvalidConfigurationError(f"{key}={raw} is out of range: {self.describe()}")
         return value
 
     def describe(self) -> str:
@@ -119,8 +120,7 @@ class _Spec:
 
 def _parse_int(key: str, raw: str | int, spec: _Spec) -> int:
     if isinstance(raw, bool) or not isinstance(raw, int | str):
-        raise InvalidConfigurationError(
-            f"{key}={raw!r} is not valid: expected {spec.describe()}")
+        raise InvalidConfigurationError(f"{key}={raw!r} is not valid: expected {spec.describe()}")
     if isinstance(raw, int):
         return raw
     try:
@@ -128,7 +128,8 @@ def _parse_int(key: str, raw: str | int, spec: _Spec) -> int:
     except ValueError:
         raise InvalidConfigurationError(
             f"{key}={raw!r} is not a whole number: expected {spec.describe()}, "
-            f"e.g. --config {key}={max(spec.low, 1000)}") from None
+            f"e.g. --config {key}={max(spec.low, 1000)}"
+        ) from None
 
 
 def _parse_policy(key: str, raw: str | int) -> str:
@@ -138,37 +139,58 @@ def _parse_policy(key: str, raw: str | int) -> str:
             return ",".join(sorted(parts))
     raise InvalidConfigurationError(
         f"{key}={raw!r} is not valid: accepted values are "
-        + ", ".join(repr(p) for p in CLEANUP_POLICIES))
+        + ", ".join(repr(p) for p in CLEANUP_POLICIES)
+    )
 
 
 # Kafka topic config name -> field and accepted range (Kafka's own bounds).
 _SPECS: dict[str, _Spec] = {
-    "segment.bytes": _Spec("segment_bytes", MIN_SEGMENT_BYTES, INT32_MAX,
-                           "bytes per segment file; smaller would mean new files for "
-                           "nearly every batch"),
-    "segment.ms": _Spec("segment_ms", MIN_SEGMENT_MS, INT64_MAX,
-                        "ms before a segment is rolled; at least 1 s so a topic cannot "
-                        "roll a new file for every batch"),
+    "segment.bytes": _Spec(
+        "segment_bytes",
+        MIN_SEGMENT_BYTES,
+        INT32_MAX,
+        "bytes per segment file; smaller would mean new files for nearly every batch",
+    ),
+    "segment.ms": _Spec(
+        "segment_ms",
+        MIN_SEGMENT_MS,
+        INT64_MAX,
+        "ms before a segment is rolled; at least 1 s so a topic cannot "
+        "roll a new file for every batch",
+    ),
     "retention.ms": _Spec("retention_ms", -1, INT64_MAX, "ms to keep records; -1 = forever"),
-    "retention.bytes": _Spec("retention_bytes", -1, INT64_MAX,
-                             "bytes to keep per partition; -1 = no limit"),
+    "retention.bytes": _Spec(
+        "retention_bytes", -1, INT64_MAX, "bytes to keep per partition; -1 = no limit"
+    ),
     "cleanup.policy": _Spec("cleanup_policy"),
-    "delete.retention.ms": _Spec("delete_retention_ms", 0, INT64_MAX,
-                                 "ms a tombstone is kept after compaction"),
-    "min.compaction.lag.ms": _Spec("min_compaction_lag_ms", 0, INT64_MAX,
-                                   "ms a record stays uncompacted"),
+    "delete.retention.ms": _Spec(
+        "delete_retention_ms", 0, INT64_MAX, "ms a tombstone is kept after compaction"
+    ),
+    "min.compaction.lag.ms": _Spec(
+        "min_compaction_lag_ms", 0, INT64_MAX, "ms a record stays uncompacted"
+    ),
     "max.message.bytes": _Spec("max_message_bytes", 0, INT32_MAX, "largest batch in bytes"),
-    "index.interval.bytes": _Spec("index_interval_bytes", 0, INT32_MAX,
-                                  "bytes between offset index entries"),
-    "segment.index.bytes": _Spec("segment_index_bytes", MIN_SEGMENT_INDEX_BYTES, INT32_MAX,
-                                 "largest offset index file in bytes; a full index rolls "
-                                 "the segment"),
+    "index.interval.bytes": _Spec(
+        "index_interval_bytes", 0, INT32_MAX, "bytes between offset index entries"
+    ),
+    "segment.index.bytes": _Spec(
+        "segment_index_bytes",
+        MIN_SEGMENT_INDEX_BYTES,
+        INT32_MAX,
+        "largest offset index file in bytes; a full index rolls the segment",
+    ),
     "message.timestamp.after.max.ms": _Spec(
-        "message_timestamp_after_max_ms", 0, INT64_MAX,
-        "ms a record's timestamp may be ahead of the broker's clock"),
+        "message_timestamp_after_max_ms",
+        0,
+        INT64_MAX,
+        "ms a record's timestamp may be ahead of the broker's clock",
+    ),
     "message.timestamp.before.max.ms": _Spec(
-        "message_timestamp_before_max_ms", 0, INT64_MAX,
-        "ms a record's timestamp may be behind the broker's clock"),
+        "message_timestamp_before_max_ms",
+        0,
+        INT64_MAX,
+        "ms a record's timestamp may be behind the broker's clock",
+    ),
 }
 
 TOPIC_CONFIG_KEYS: frozenset[str] = frozenset(_SPECS)
@@ -193,13 +215,18 @@ BROKER_CONFIG_KEYS: dict[str, tuple[str, int]] = {
 }
 
 # Kafka lets the finer unit win when several are given (ms over minutes over hours).
-_PRECEDENCE = {"log.roll.hours": 0, "log.roll.ms": 1, "log.retention.hours": 0,
-               "log.retention.minutes": 1, "log.retention.ms": 2}
+_PRECEDENCE = {
+    "log.roll.hours": 0,
+    "log.roll.ms": 1,
+    "log.retention.hours": 0,
+    "log.retention.minutes": 1,
+    "log.retention.ms": 2,
+}
 
 
-def split_broker_configs(configs: Mapping[str, str | int],
-                         defaults: LogConfig | None = None
-                         ) -> tuple[LogConfig, dict[str, str | int]]:
+def split_broker_configs(
+    configs: Mapping[str, str | int], defaults: LogConfig | None = None
+) -> tuple[LogConfig, dict[str, str | int]]:
     """Broker-level ``configs`` -> (default LogConfig for new topics, the other keys).
 
     ``log.retention.hours=1`` becomes ``retention.ms=3600000``; keys that are not log
@@ -223,6 +250,7 @@ def split_broker_configs(configs: Mapping[str, str | int],
             LogConfig.from_kafka({topic_key: raw})
         except InvalidConfigurationError as exc:
             raise InvalidConfigurationError(
-                f"broker config {key}: {exc.args[0] if exc.args else exc}") from None
+                f"broker config {key}: {exc.args[0] if exc.args else exc}"
+            ) from None
         topic[topic_key] = raw
     return LogConfig.from_kafka(topic, defaults), rest

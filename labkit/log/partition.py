@@ -63,14 +63,21 @@ log = logging.getLogger(__name__)
 def _storage_error(what: str, directory: Path, exc: OSError) -> KafkaStorageError:
     return KafkaStorageError(
         f"{what} in {directory} failed: {exc.strerror or exc}. Free some disk space or fix the data directory's permissions; "
-        "the log stays consistent and accepts writes again once the disk does.")
+        "the log stays consistent and accepts writes again once the disk does."
+    )
 
 
 class PartitionLog:
     """Append, read and maintain one partition's segments. Open with ``PartitionLog.open``."""
 
-    def __init__(self, directory: Path, config: LogConfig, clock: Clock,
-                 segments: list[Segment], ops: FileOps):
+    def __init__(
+        self,
+        directory: Path,
+        config: LogConfig,
+        clock: Clock,
+        segments: list[Segment],
+        ops: FileOps,
+    ):
         self.directory = directory
         self._config = config
         self._clock = clock
@@ -88,8 +95,9 @@ class PartitionLog:
         self._clean_state: compaction.CleanState | None = None
 
     @classmethod
-    def open(cls, directory: Path | str, config: LogConfig, clock: Clock, *,
-             ops: FileOps | None = None) -> PartitionLog:
+    def open(
+        cls, directory: Path | str, config: LogConfig, clock: Clock, *, ops: FileOps | None = None
+    ) -> PartitionLog:
         """Open (or create) the log in ``directory``, recovering from a crash if needed.
 
         ``ops`` replaces the write system calls (tests simulate a full disk with it).
@@ -151,7 +159,8 @@ class PartitionLog:
             raise MessageSizeTooLargeError(
                 f"the record batch is {size} bytes, more than this topic's max.message.bytes="
                 f"{config.max_message_bytes}; send smaller batches (producer batch_size / "
-                "max_request_size) or raise the topic's max.message.bytes")
+                "max_request_size) or raise the topic's max.message.bytes"
+            )
         if len(batch) != size:
             raise CorruptRecordError(f"the batch is {len(batch)} bytes but its header says {size}")
         with self._lock:
@@ -163,8 +172,15 @@ class PartitionLog:
             if seg.size and self._should_roll(seg, size, next_offset, now):
                 seg = self._roll()
             try:
-                seg.append((BASE_OFFSET.pack(base), memoryview(batch)[8:]), size, base,
-                           next_offset, header.max_timestamp, config.index_interval_bytes, now)
+                seg.append(
+                    (BASE_OFFSET.pack(base), memoryview(batch)[8:]),
+                    size,
+                    base,
+                    next_offset,
+                    header.max_timestamp,
+                    config.index_interval_bytes,
+                    now,
+                )
             except OSError as exc:
                 raise _storage_error("appending to the log", self.directory, exc) from exc
             self._leo = next_offset
@@ -173,11 +189,13 @@ class PartitionLog:
 
     def _should_roll(self, seg: Segment, size: int, next_offset: int, now: int) -> bool:
         config = self._config
-        return (seg.size + size > config.segment_bytes
-                or (seg.rolling_ms is not None and now - seg.rolling_ms >= config.segment_ms)
-                or (len(seg.index) + 1) * OFFSET_ENTRY.size > config.segment_index_bytes
-                or (len(seg.time_index) + 1) * TIME_ENTRY.size > config.segment_index_bytes
-                or next_offset - 1 - seg.base_offset > MAX_RELATIVE_OFFSET)
+        return (
+            seg.size + size > config.segment_bytes
+            or (seg.rolling_ms is not None and now - seg.rolling_ms >= config.segment_ms)
+            or (len(seg.index) + 1) * OFFSET_ENTRY.size > config.segment_index_bytes
+            or (len(seg.time_index) + 1) * TIME_ENTRY.size > config.segment_index_bytes
+            or next_offset - 1 - seg.base_offset > MAX_RELATIVE_OFFSET
+        )
 
     def _roll(self) -> Segment:
         """Seal the active segment and start a new one at the log end. Lock held."""
@@ -238,7 +256,8 @@ class PartitionLog:
             if offset < bases[0] or offset > self._leo:
                 raise OffsetOutOfRangeError(
                     f"offset {offset} is outside this partition's range [{bases[0]}, "
-                    f"{self._leo}]; seek to the beginning or the end (auto_offset_reset)")
+                    f"{self._leo}]; seek to the beginning or the end (auto_offset_reset)"
+                )
             self._check_open()
             segments = self._segments
             i = bisect_right(bases, offset) - 1
@@ -280,19 +299,24 @@ class PartitionLog:
         with self._maintenance, self._lock:
             if self._closed or self._offline:
                 return 0
-            reasons = plan_retention([s.info() for s in self._segments],
-                                     self._clock.time_ms(), self._config)
+            reasons = plan_retention(
+                [s.info() for s in self._segments], self._clock.time_ms(), self._config
+            )
             if not reasons:
                 return 0
-            victims = self._segments[:len(reasons)]
-            self._segments = self._segments[len(reasons):]
-            self._bases = self._bases[len(reasons):]
+            victims = self._segments[: len(reasons)]
+            self._segments = self._segments[len(reasons) :]
+            self._bases = self._bases[len(reasons) :]
             try:
                 for seg, reason in zip(victims, reasons, strict=False):
                     self._unsynced.discard(seg)
                     seg.delete_files()
-                    log.info("%s: deleted %s; log start offset is now %d",
-                             self.directory.name, reason, self._bases[0])
+                    log.info(
+                        "%s: deleted %s; log start offset is now %d",
+                        self.directory.name,
+                        reason,
+                        self._bases[0],
+                    )
             except OSError as exc:
                 raise _storage_error("deleting old segments", self.directory, exc) from exc
             finally:
@@ -328,8 +352,10 @@ class PartitionLog:
             if not sources:
                 return None
             if merge_only:
-                if all(end - start == 1 for start, end in
-                       compaction.plan_groups(infos, config.segment_bytes)):
+                if all(
+                    end - start == 1
+                    for start, end in compaction.plan_groups(infos, config.segment_bytes)
+                ):
                     return None
             elif self._clean_state and self._clean_state.covers(infos, now):
                 return None
@@ -358,8 +384,10 @@ class PartitionLog:
             try:
                 replaced = cleaner.install(cleaned, sources)
             except OSError as exc:
-                self._offline = (f"compaction of {self.directory} failed while swapping files "
-                                 f"({exc}); restart the broker to recover the partition")
+                self._offline = (
+                    f"compaction of {self.directory} failed while swapping files "
+                    f"({exc}); restart the broker to recover the partition"
+                )
                 raise KafkaStorageError(self._offline) from exc
             self._unsynced.difference_update(sources)
             self._segments = [*replaced, *self._segments[count:]]
@@ -399,5 +427,7 @@ class PartitionLog:
             raise _storage_error("deleting the partition", self.directory, exc) from exc
 
     def __repr__(self) -> str:
-        return (f"PartitionLog({self.directory}, offsets [{self.log_start_offset}, "
-                f"{self._leo}), {len(self._bases)} segments)")
+        return (
+            f"PartitionLog({self.directory}, offsets [{self.log_start_offset}, "
+            f"{self._leo}), {len(self._bases)} segments)"
+        )

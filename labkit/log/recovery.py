@@ -74,8 +74,11 @@ def fsync_dir(directory: Path) -> None:
 
 
 def _segment_bases(directory: Path) -> list[int]:
-    return sorted(int(p.name[:20]) for p in directory.iterdir()
-                  if p.name.endswith(LOG) and _SEGMENT_FILE.match(p.name))
+    return sorted(
+        int(p.name[:20])
+        for p in directory.iterdir()
+        if p.name.endswith(LOG) and _SEGMENT_FILE.match(p.name)
+    )
 
 
 def _swap_last_offset(path: Path, base: int) -> int:
@@ -92,8 +95,9 @@ def _swap_last_offset(path: Path, base: int) -> int:
     return last
 
 
-def install_swap(directory: Path, base: int, replaced: Iterable[int] | None = None, *,
-                 sync: bool = True) -> None:
+def install_swap(
+    directory: Path, base: int, replaced: Iterable[int] | None = None, *, sync: bool = True
+) -> None:
     """Replace segments by the ``<base>.log.swap`` files. Raises OSError.
 
     ``replaced`` are the base offsets of the segments it was cleaned from (the live
@@ -104,8 +108,9 @@ def install_swap(directory: Path, base: int, replaced: Iterable[int] | None = No
     swap_log, swap_index, swap_timeindex = segment_paths(directory, base, SWAP)
     if replaced is None:
         last_offset = _swap_last_offset(swap_log, base)
-        replaced = [old for old in _segment_bases(directory)
-                    if base <= old <= max(base, last_offset)]
+        replaced = [
+            old for old in _segment_bases(directory) if base <= old <= max(base, last_offset)
+        ]
     for old in replaced:
         for path in segment_paths(directory, old)[::-1]:  # the .log last (Segment.delete_files)
             path.unlink(missing_ok=True)
@@ -167,8 +172,13 @@ def _where(directory: Path) -> str:
     return f"topic {topic!r} partition {partition}" if topic else directory.name
 
 
-def _report_gaps(directory: Path, config: LogConfig, segments: list[Segment],
-                 orphans: dict[int, int | None], active_claims: int | None) -> None:
+def _report_gaps(
+    directory: Path,
+    config: LogConfig,
+    segments: list[Segment],
+    orphans: dict[int, int | None],
+    active_claims: int | None,
+) -> None:
     """Log every range of offsets recovery found missing (module docstring)."""
     where = _where(directory)
     bases = [s.base_offset for s in segments]
@@ -180,22 +190,41 @@ def _report_gaps(directory: Path, config: LogConfig, segments: list[Segment],
             explained.add(later[0])
         else:
             upto = f"up to at least {named}" if named is not None else "onwards"
-        log.warning("%s: offsets from %d %s are lost: the segment file %s is missing (its "
-                    "index files were still there)", where, base, upto,
-                    segment_paths(directory, base)[0].name)
+        log.warning(
+            "%s: offsets from %d %s are lost: the segment file %s is missing (its "
+            "index files were still there)",
+            where,
+            base,
+            upto,
+            segment_paths(directory, base)[0].name,
+        )
     if not config.compacts:
         for prev, seg in zip(segments, segments[1:], strict=False):
             if prev.next_offset < seg.base_offset and seg.base_offset not in explained:
-                log.warning("%s: offsets %d to %d are lost: no segment holds them (%s ends "
-                            "at %d, %s starts at %d; a deleted or truncated segment file)",
-                            where, prev.next_offset, seg.base_offset - 1, prev.log_path.name,
-                            prev.next_offset - 1, seg.log_path.name, seg.base_offset)
+                log.warning(
+                    "%s: offsets %d to %d are lost: no segment holds them (%s ends "
+                    "at %d, %s starts at %d; a deleted or truncated segment file)",
+                    where,
+                    prev.next_offset,
+                    seg.base_offset - 1,
+                    prev.log_path.name,
+                    prev.next_offset - 1,
+                    seg.log_path.name,
+                    seg.base_offset,
+                )
     active = segments[-1]
     if active_claims is not None and active_claims >= active.next_offset:
-        log.warning("%s: offsets from %d up to at least %d are lost: %s ends at %d bytes but "
-                    "its index files, written at the last clean stop, name offset %d "
-                    "(the file was truncated or emptied)", where, active.next_offset,
-                    active_claims, active.log_path.name, active.size, active_claims)
+        log.warning(
+            "%s: offsets from %d up to at least %d are lost: %s ends at %d bytes but "
+            "its index files, written at the last clean stop, name offset %d "
+            "(the file was truncated or emptied)",
+            where,
+            active.next_offset,
+            active_claims,
+            active.log_path.name,
+            active.size,
+            active_claims,
+        )
 
 
 def load_segments(directory: Path, config: LogConfig, ops: FileOps) -> list[Segment]:
@@ -210,17 +239,24 @@ def load_segments(directory: Path, config: LogConfig, ops: FileOps) -> list[Segm
     active_claims = None
     if bases:  # what the active segment's index files named at the last clean stop
         active_paths = segment_paths(directory, bases[-1])
-        active_claims = _max_or_none(_indexed_last_offset(active_paths[1], bases[-1]),
-                                     _indexed_last_offset(active_paths[2], bases[-1]))
+        active_claims = _max_or_none(
+            _indexed_last_offset(active_paths[1], bases[-1]),
+            _indexed_last_offset(active_paths[2], bases[-1]),
+        )
     try:
         for i, base in enumerate(bases):
-            seg, note = Segment.open_existing(directory, base, config.index_interval_bytes,
-                                              active=i == len(bases) - 1, ops=ops)
+            seg, note = Segment.open_existing(
+                directory, base, config.index_interval_bytes, active=i == len(bases) - 1, ops=ops
+            )
             if note:
                 log.warning("recovered %s (%s): %s", seg.log_path, _where(directory), note)
             if segments and segments[-1].next_offset > base:
-                log.warning("%s holds offsets up to %d, past the next segment's base %d",
-                            segments[-1].log_path, segments[-1].next_offset - 1, base)
+                log.warning(
+                    "%s holds offsets up to %d, past the next segment's base %d",
+                    segments[-1].log_path,
+                    segments[-1].next_offset - 1,
+                    base,
+                )
             segments.append(seg)
         if not segments:
             segments.append(Segment.create(directory, 0, ops))

@@ -22,8 +22,7 @@ from labkit.log.segment import SegmentInfo
 
 def _name(seg: SegmentInfo) -> str:
     if seg.next_offset > seg.base_offset:
-        return (f"segment {seg.base_offset:020d} (offsets {seg.base_offset}-"
-                f"{seg.next_offset - 1})")
+        return f"segment {seg.base_offset:020d} (offsets {seg.base_offset}-{seg.next_offset - 1})"
     return f"empty segment {seg.base_offset:020d}"
 
 
@@ -44,8 +43,10 @@ def plan_retention(segments: Sequence[SegmentInfo], now_ms: int, config: LogConf
             if seg.last_timestamp < 0:
                 reasons.append(f"{_name(seg)} has no records")
             else:
-                reasons.append(f"{_name(seg)}: newest record is {age / 1000:.1f} s old, "
-                               f"retention.ms={config.retention_ms}")
+                reasons.append(
+                    f"{_name(seg)}: newest record is {age / 1000:.1f} s old, "
+                    f"retention.ms={config.retention_ms}"
+                )
     if config.retention_bytes >= 0:
         excess = sum(seg.size_bytes for seg in segments) - config.retention_bytes
         for i, seg in enumerate(sealed):
@@ -53,6 +54,7 @@ def plan_retention(segments: Sequence[SegmentInfo], now_ms: int, config: LogConf
                 break
             excess -= seg.size_bytes
             if i >= len(reasons):
-                reasons.append(f"{_name(seg)}: partition over "
-                               f"retention.bytes={config.retention_bytes}")
+                reasons.append(
+                    f"{_name(seg)}: partition over retention.bytes={config.retention_bytes}"
+                )
     return reasons

@@ -73,8 +73,11 @@ MAX_RELATIVE_OFFSET = (1 << 31) - 1  # relative offsets stay well inside the ind
 def segment_paths(directory: Path, base_offset: int, suffix: str = "") -> tuple[Path, Path, Path]:
     """The .log, .index and .timeindex paths of a segment (``suffix`` as in ``.cleaned``)."""
     stem = f"{base_offset:020d}"
-    return (directory / (stem + LOG + suffix), directory / (stem + INDEX + suffix),
-            directory / (stem + TIMEINDEX + suffix))
+    return (
+        directory / (stem + LOG + suffix),
+        directory / (stem + INDEX + suffix),
+        directory / (stem + TIMEINDEX + suffix),
+    )
 
 
 @dataclass(frozen=True)
@@ -93,14 +96,30 @@ class SegmentInfo:
 class Segment:
     """One open segment; see the module docstring."""
 
-    __slots__ = ("base_offset", "log_path", "index_path", "timeindex_path", "fd", "ops",
-                 "size", "next_offset", "last_batch_offset", "max_timestamp", "index",
-                 "time_index", "bytes_since_index", "rolling_ms", "tail_dirty", "_first_ts")
+    __slots__ = (
+        "base_offset",
+        "log_path",
+        "index_path",
+        "timeindex_path",
+        "fd",
+        "ops",
+        "size",
+        "next_offset",
+        "last_batch_offset",
+        "max_timestamp",
+        "index",
+        "time_index",
+        "bytes_since_index",
+        "rolling_ms",
+        "tail_dirty",
+        "_first_ts",
+    )
 
     def __init__(self, directory: Path, base_offset: int, fd: int, ops: FileOps, suffix: str):
         self.base_offset = base_offset
         self.log_path, self.index_path, self.timeindex_path = segment_paths(
-            directory, base_offset, suffix)
+            directory, base_offset, suffix
+        )
         self.fd = fd
         self.ops = ops
         self.size = 0
@@ -117,8 +136,9 @@ class Segment:
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, directory: Path, base_offset: int, ops: FileOps = DEFAULT_OPS,
-               suffix: str = "") -> Segment:
+    def create(
+        cls, directory: Path, base_offset: int, ops: FileOps = DEFAULT_OPS, suffix: str = ""
+    ) -> Segment:
         """A new empty segment (empty index files too). Raises OSError."""
         log_path, index_path, timeindex_path = segment_paths(directory, base_offset, suffix)
         fd = os.open(log_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | O_BINARY, 0o644)
@@ -132,8 +152,15 @@ class Segment:
         return cls(directory, base_offset, fd, ops, suffix)
 
     @classmethod
-    def open_existing(cls, directory: Path, base_offset: int, interval: int, *, active: bool,
-                      ops: FileOps = DEFAULT_OPS) -> tuple[Segment, str | None]:
+    def open_existing(
+        cls,
+        directory: Path,
+        base_offset: int,
+        interval: int,
+        *,
+        active: bool,
+        ops: FileOps = DEFAULT_OPS,
+    ) -> tuple[Segment, str | None]:
         """Open a segment from disk; returns it and a note of what recovery did (or None).
 
         The active segment is always rescanned; a sealed one only if its indexes do not
@@ -156,8 +183,15 @@ class Segment:
             raise
         return seg, note
 
-    def _track(self, position: int, size: int, base_offset: int, next_offset: int,
-               max_timestamp: int, interval: int) -> None:
+    def _track(
+        self,
+        position: int,
+        size: int,
+        base_offset: int,
+        next_offset: int,
+        max_timestamp: int,
+        interval: int,
+    ) -> None:
         """Account for a batch written at ``position``: indexes, counters, max timestamp."""
         if max_timestamp > self.max_timestamp:
             self.max_timestamp = max_timestamp
@@ -186,9 +220,13 @@ class Segment:
         expected = self.base_offset
         try:
             for pos, h, _buf, _off in iter_batches(self.fd, 0, file_size, validate=True):
-                if h.base_offset < expected or h.last_offset - self.base_offset > MAX_RELATIVE_OFFSET:
-                    raise CorruptRecordError(f"batch at byte {pos} has offset "
-                                             f"{h.base_offset}, expected >= {expected}")
+                if (
+                    h.base_offset < expected
+                    or h.last_offset - self.base_offset > MAX_RELATIVE_OFFSET
+                ):
+                    raise CorruptRecordError(
+                        f"batch at byte {pos} has offset {h.base_offset}, expected >= {expected}"
+                    )
                 if pos == 0:
                     self.rolling_ms = h.max_timestamp
                 self._track(pos, h.size, h.base_offset, h.next_offset, h.max_timestamp, interval)
@@ -198,15 +236,18 @@ class Segment:
         if file_size == self.size:
             return None
         self.ops.ftruncate(self.fd, self.size)
-        return (f"truncated {file_size - self.size} bytes after byte {self.size}, the records "
-                f"from offset {self.next_offset} on ({reason})")
+        return (
+            f"truncated {file_size - self.size} bytes after byte {self.size}, the records "
+            f"from offset {self.next_offset} on ({reason})"
+        )
 
     def _load_indexes(self) -> bool:
         """Trust the index files if they check out (module docstring); False = rebuild."""
         file_size = os.fstat(self.fd).st_size
         try:
-            index = OffsetIndex.from_bytes(self.index_path.read_bytes(), self.base_offset,
-                                           file_size)
+            index = OffsetIndex.from_bytes(
+                self.index_path.read_bytes(), self.base_offset, file_size
+            )
             time_index = TimeIndex.from_bytes(self.timeindex_path.read_bytes(), self.base_offset)
         except OSError:
             return False
@@ -217,8 +258,9 @@ class Segment:
         max_ts = time_index.last_timestamp
         last_base = None
         try:
-            for pos, h, _buf, _off in iter_batches(self.fd, start, file_size, validate=False,
-                                                   chunk=WALK_CHUNK * 4):
+            for pos, h, _buf, _off in iter_batches(
+                self.fd, start, file_size, validate=False, chunk=WALK_CHUNK * 4
+            ):
                 if pos == start and last is not None and h.base_offset != last[0]:
                     return False
                 if last_base is not None and h.base_offset <= last_base:
@@ -235,13 +277,25 @@ class Segment:
             return False
         self.index, self.time_index = index, time_index
         self.size = file_size
-        self.next_offset, self.last_batch_offset, self.max_timestamp = next_offset, last_base, max_ts
+        self.next_offset, self.last_batch_offset, self.max_timestamp = (
+            next_offset,
+            last_base,
+            max_ts,
+        )
         return True
 
     # -- writing ---------------------------------------------------------------------------
 
-    def append(self, buffers: Sequence, size: int, base_offset: int, next_offset: int,
-               max_timestamp: int, interval: int, now_ms: int) -> None:
+    def append(
+        self,
+        buffers: Sequence,
+        size: int,
+        base_offset: int,
+        next_offset: int,
+        max_timestamp: int,
+        interval: int,
+        now_ms: int,
+    ) -> None:
         """Write one batch (given as buffers to concatenate) at the end. Raises OSError
         after truncating any partial write back."""
         pos = self.size
@@ -267,8 +321,13 @@ class Segment:
             self.tail_dirty = False
         except OSError as exc:
             self.tail_dirty = True
-            log.warning("could not cut a failed write off %s (%s); the bytes past %d are "
-                        "ignored and removed at the next start", self.log_path, exc, self.size)
+            log.warning(
+                "could not cut a failed write off %s (%s); the bytes past %d are "
+                "ignored and removed at the next start",
+                self.log_path,
+                exc,
+                self.size,
+            )
 
     def sync(self) -> None:
         """fsync (fdatasync) the .log file. Raises OSError."""
@@ -301,8 +360,11 @@ class Segment:
             self.timeindex_path.write_bytes(self.time_index.to_bytes())
             return True
         except OSError as exc:
-            log.warning("could not write the indexes of %s (%s); they will be rebuilt on the "
-                        "next start", self.log_path, exc)
+            log.warning(
+                "could not write the indexes of %s (%s); they will be rebuilt on the next start",
+                self.log_path,
+                exc,
+            )
             for path in (self.index_path, self.timeindex_path):
                 try:
                     path.unlink(missing_ok=True)
@@ -349,8 +411,9 @@ class Segment:
             while n - off >= 24:
                 base, length, last_delta = _WALK.unpack_from(buf, off)
                 if length < MIN_BATCH_LENGTH:
-                    raise CorruptRecordError(f"invalid batch length {length} at byte "
-                                             f"{pos + off} of {self.log_path}")
+                    raise CorruptRecordError(
+                        f"invalid batch length {length} at byte {pos + off} of {self.log_path}"
+                    )
                 if base + last_delta >= offset:
                     return pos + off, length + LENGTH_PREFIX
                 off += length + LENGTH_PREFIX
@@ -371,8 +434,9 @@ class Segment:
             while want - off >= LENGTH_PREFIX:
                 (length,) = BATCH_LENGTH.unpack_from(buf, off + 8)
                 if length < MIN_BATCH_LENGTH:
-                    raise CorruptRecordError(f"invalid batch length {length} at byte "
-                                             f"{pos + off} of {self.log_path}")
+                    raise CorruptRecordError(
+                        f"invalid batch length {length} at byte {pos + off} of {self.log_path}"
+                    )
                 nxt = off + LENGTH_PREFIX + length
                 if pos + nxt > limit:
                     return pos + off
@@ -386,8 +450,9 @@ class Segment:
         start = self.index.lookup(self.time_index.lookup(timestamp))
         fd = self.open_fd()
         try:
-            for _pos, header, buf, off in iter_batches(fd, start, self.size, validate=False,
-                                                       chunk=WALK_CHUNK * 4):
+            for _pos, header, buf, off in iter_batches(
+                fd, start, self.size, validate=False, chunk=WALK_CHUNK * 4
+            ):
                 if header.max_timestamp < timestamp:
                     continue
                 try:
@@ -418,8 +483,15 @@ class Segment:
         return self._first_ts
 
     def info(self, active: bool = False) -> SegmentInfo:
-        return SegmentInfo(self.base_offset, self.next_offset, self.size, self.first_timestamp,
-                           self.max_timestamp, self.log_path, active)
+        return SegmentInfo(
+            self.base_offset,
+            self.next_offset,
+            self.size,
+            self.first_timestamp,
+            self.max_timestamp,
+            self.log_path,
+            active,
+        )
 
     # -- closing ---------------------------------------------------------------------------
 

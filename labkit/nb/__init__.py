@@ -46,17 +46,44 @@ from labkit.nb.names import group, student, topic
 from labkit.nb.stream import EventStream, bootstrap_servers, json_serializer
 
 __all__ = [
-    "CATEGORIES", "SENSOR_IDS", "STORES", "CheckFailed", "EventStream", "IllegalArgumentError",
-    "IllegalStateError", "LivePlot", "Wrong", "bootstrap_servers", "call", "check", "dashboard",
-    "doctor", "all_exercises", "evaluate", "exercise", "expect", "group", "is_grading",
-    "json_serializer", "progress", "sensors", "stop_all", "student", "topic", "transactions",
+    "CATEGORIES",
+    "SENSOR_IDS",
+    "STORES",
+    "CheckFailed",
+    "EventStream",
+    "IllegalArgumentError",
+    "IllegalStateError",
+    "LivePlot",
+    "Wrong",
+    "bootstrap_servers",
+    "call",
+    "check",
+    "dashboard",
+    "doctor",
+    "all_exercises",
+    "evaluate",
+    "exercise",
+    "expect",
+    "group",
+    "is_grading",
+    "json_serializer",
+    "progress",
+    "sensors",
+    "stop_all",
+    "student",
+    "topic",
+    "transactions",
 ]
 
 # name -> module that defines it (the module's attribute of the same name is used)
 _LAZY = {"LivePlot": "labkit.nb.live"}
 _CALLABLE_SUBMODULES = ("dashboard", "doctor", "progress")
-_OPTIONAL_MODULES = ("labkit.nb.live", "labkit.nb.dashboard", "labkit.nb.doctor",
-                     "labkit.nb.progress")
+_OPTIONAL_MODULES = (
+    "labkit.nb.live",
+    "labkit.nb.dashboard",
+    "labkit.nb.doctor",
+    "labkit.nb.progress",
+)
 
 
 class _CallableModule(types.ModuleType):
@@ -72,8 +99,11 @@ class _CallableModule(types.ModuleType):
 
 class _Package(types.ModuleType):
     def __setattr__(self, name: str, value: Any) -> None:
-        if (name in _CALLABLE_SUBMODULES and type(value) is types.ModuleType
-                and value.__name__ == f"{__name__}.{name}"):
+        if (
+            name in _CALLABLE_SUBMODULES
+            and type(value) is types.ModuleType
+            and value.__name__ == f"{__name__}.{name}"
+        ):
             value.__class__ = _CallableModule
         super().__setattr__(name, value)
 

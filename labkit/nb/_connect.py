@@ -56,11 +56,19 @@ def explain(exc: BaseException) -> str:
     """One line for a student: what failed and what to do next."""
     name = type(exc).__name__
     text = " ".join(str(exc).split())
-    if name in ("NoBrokersAvailable", "KafkaConnectionError", "NodeNotReadyError",
-                "KafkaTimeoutError", "BrokerNotAvailableError", "RequestTimedOutError"):
+    if name in (
+        "NoBrokersAvailable",
+        "KafkaConnectionError",
+        "NodeNotReadyError",
+        "KafkaTimeoutError",
+        "BrokerNotAvailableError",
+        "RequestTimedOutError",
+    ):
         where = ",".join(bootstrap_servers())
-        return (f"cannot reach the broker at {where} ({text or name}). Start it with "
-                f"`labkit broker` (or `docker-compose up`), then try again; {DOCTOR_HINT}.")
+        return (
+            f"cannot reach the broker at {where} ({text or name}). Start it with "
+            f"`labkit broker` (or `docker-compose up`), then try again; {DOCTOR_HINT}."
+        )
     if isinstance(exc, KafkaError):
         return text or name
     return f"{name}: {text}" if text and not text.startswith(name) else (text or name)

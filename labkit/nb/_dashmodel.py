@@ -67,9 +67,14 @@ class ThrottleRow:
 
     @classmethod
     def from_wire(cls, row: dict) -> ThrottleRow:
-        return cls(str(row.get("client_id", "")), str(row.get("quota_type", "")),
-                   row.get("byte_rate"), row.get("quota"), int(row.get("throttle_time_ms", 0)),
-                   int(row.get("throttled_ago_ms", 0)))
+        return cls(
+            str(row.get("client_id", "")),
+            str(row.get("quota_type", "")),
+            row.get("byte_rate"),
+            row.get("quota"),
+            int(row.get("throttle_time_ms", 0)),
+            int(row.get("throttled_ago_ms", 0)),
+        )
 
 
 @dataclass(frozen=True)
@@ -203,8 +208,10 @@ def _rate(v: float | None) -> str:
     return f"{v:,.1f}".replace(",", " ") if v < 100 else f"{v:,.0f}".replace(",", " ")
 
 
-_TABLE = ('<table style="border-collapse:collapse;font-family:var(--jp-code-font-family,monospace);'
-          'font-size:12px;margin:4px 0 10px 0">')
+_TABLE = (
+    '<table style="border-collapse:collapse;font-family:var(--jp-code-font-family,monospace);'
+    'font-size:12px;margin:4px 0 10px 0">'
+)
 _TH = '<th style="text-align:{a};padding:2px 10px;border-bottom:1px solid #999">{t}</th>'
 _TD = '<td style="text-align:{a};padding:1px 10px{s}">{t}</td>'
 
@@ -225,50 +232,132 @@ def render_html(view: View, title: str = "labkit broker", status: str = "") -> s
         out.append(f' <span style="color:#666;font-size:11px">{escape(status)}</span>')
     if view.error:
         out.append(f'<div style="color:#b00020;margin:4px 0">✘ {escape(view.error)}</div>')
-    out.append(_TABLE + _head([("left", "topic"), ("right", "partition"), ("right", "log start"),
-                               ("right", "log end"), ("right", "records"),
-                               ("right", "records/s")]))
+    out.append(
+        _TABLE
+        + _head(
+            [
+                ("left", "topic"),
+                ("right", "partition"),
+                ("right", "log start"),
+                ("right", "log end"),
+                ("right", "records"),
+                ("right", "records/s"),
+            ]
+        )
+    )
     if not view.topics:
         out.append(_row([("left", "<i>no topics yet</i>")]))
     for t in view.topics:
         many = len(t.partitions) > 1
         if many:
-            out.append(_row([("left", escape(t.name)), ("right", f"{len(t.partitions)} parts"),
-                             ("right", ""), ("right", ""), ("right", _num(t.records)),
-                             ("right", _rate(t.rate))], bold=True))
+            out.append(
+                _row(
+                    [
+                        ("left", escape(t.name)),
+                        ("right", f"{len(t.partitions)} parts"),
+                        ("right", ""),
+                        ("right", ""),
+                        ("right", _num(t.records)),
+                        ("right", _rate(t.rate)),
+                    ],
+                    bold=True,
+                )
+            )
         for p in t.partitions:
-            out.append(_row([("left", "" if many else escape(t.name)), ("right", str(p.partition)),
-                             ("right", _num(p.start)), ("right", _num(p.end)),
-                             ("right", _num(p.records)), ("right", _rate(p.rate))]))
+            out.append(
+                _row(
+                    [
+                        ("left", "" if many else escape(t.name)),
+                        ("right", str(p.partition)),
+                        ("right", _num(p.start)),
+                        ("right", _num(p.end)),
+                        ("right", _num(p.records)),
+                        ("right", _rate(p.rate)),
+                    ]
+                )
+            )
     out.append("</table>")
     out.append("<b>consumer groups</b>")
     if view.groups is None:
-        out.append(f' <span style="color:#666">{escape(view.groups_note or "not available")}</span>')
+        out.append(
+            f' <span style="color:#666">{escape(view.groups_note or "not available")}</span>'
+        )
     elif not view.groups:
         out.append(' <span style="color:#666">none yet</span>')
     else:
-        out.append(_TABLE + _head([("left", "group"), ("left", "topic"), ("right", "partition"),
-                                   ("right", "committed"), ("right", "log end"), ("right", "lag")]))
+        out.append(
+            _TABLE
+            + _head(
+                [
+                    ("left", "group"),
+                    ("left", "topic"),
+                    ("right", "partition"),
+                    ("right", "committed"),
+                    ("right", "log end"),
+                    ("right", "lag"),
+                ]
+            )
+        )
         for g in view.groups:
-            out.append(_row([("left", escape(g.group)), ("left", ""), ("right", ""), ("right", ""),
-                             ("right", "total"), ("right", _num(g.total_lag))], bold=True))
+            out.append(
+                _row(
+                    [
+                        ("left", escape(g.group)),
+                        ("left", ""),
+                        ("right", ""),
+                        ("right", ""),
+                        ("right", "total"),
+                        ("right", _num(g.total_lag)),
+                    ],
+                    bold=True,
+                )
+            )
             for r in g.lags:
-                out.append(_row([("left", ""), ("left", escape(r.topic)),
-                                 ("right", str(r.partition)), ("right", _num(r.committed)),
-                                 ("right", _num(r.end)), ("right", _num(r.lag))]))
+                out.append(
+                    _row(
+                        [
+                            ("left", ""),
+                            ("left", escape(r.topic)),
+                            ("right", str(r.partition)),
+                            ("right", _num(r.committed)),
+                            ("right", _num(r.end)),
+                            ("right", _num(r.lag)),
+                        ]
+                    )
+                )
         out.append("</table>")
     if view.throttles:
-        out.append("<b>throttled clients</b> "
-                   '<span style="color:#666;font-size:11px">(client quotas: replies carry '
-                   "throttle_time_ms; the client waits that long)</span>")
-        out.append(_TABLE + _head([("left", "client id"), ("left", "quota"),
-                                   ("right", "bytes/s"), ("right", "quota bytes/s"),
-                                   ("right", "throttle ms"), ("right", "ago")]))
+        out.append(
+            "<b>throttled clients</b> "
+            '<span style="color:#666;font-size:11px">(client quotas: replies carry '
+            "throttle_time_ms; the client waits that long)</span>"
+        )
+        out.append(
+            _TABLE
+            + _head(
+                [
+                    ("left", "client id"),
+                    ("left", "quota"),
+                    ("right", "bytes/s"),
+                    ("right", "quota bytes/s"),
+                    ("right", "throttle ms"),
+                    ("right", "ago"),
+                ]
+            )
+        )
         for r in view.throttles:
-            out.append(_row([("left", escape(r.client_id)), ("left", r.kind),
-                             ("right", _rate(r.byte_rate)), ("right", _rate(r.quota)),
-                             ("right", _num(r.throttle_time_ms)),
-                             ("right", f"{r.ago_ms / 1000:.1f} s")]))
+            out.append(
+                _row(
+                    [
+                        ("left", escape(r.client_id)),
+                        ("left", r.kind),
+                        ("right", _rate(r.byte_rate)),
+                        ("right", _rate(r.quota)),
+                        ("right", _num(r.throttle_time_ms)),
+                        ("right", f"{r.ago_ms / 1000:.1f} s"),
+                    ]
+                )
+            )
         out.append("</table>")
     out.append("</div>")
     return "".join(out)
@@ -279,24 +368,36 @@ def render_text(view: View) -> str:
     lines = []
     if view.error:
         lines.append(f"✘ {view.error}")
-    lines.append(f"{'TOPIC':<24} {'PART':>4} {'START':>10} {'END':>10} {'RECORDS':>10} {'REC/S':>8}")
+    lines.append(
+        f"{'TOPIC':<24} {'PART':>4} {'START':>10} {'END':>10} {'RECORDS':>10} {'REC/S':>8}"
+    )
     for t in view.topics:
         for p in t.partitions:
-            lines.append(f"{t.name:<24} {p.partition:>4} {_num(p.start):>10} {_num(p.end):>10} "
-                         f"{_num(p.records):>10} {_rate(p.rate):>8}")
+            lines.append(
+                f"{t.name:<24} {p.partition:>4} {_num(p.start):>10} {_num(p.end):>10} "
+                f"{_num(p.records):>10} {_rate(p.rate):>8}"
+            )
     if view.groups is None:
         lines.append(f"consumer groups: {view.groups_note or 'not available'}")
     else:
-        lines.append(f"{'GROUP':<20} {'TOPIC':<24} {'PART':>4} {'COMMITTED':>10} {'END':>10} {'LAG':>8}")
+        lines.append(
+            f"{'GROUP':<20} {'TOPIC':<24} {'PART':>4} {'COMMITTED':>10} {'END':>10} {'LAG':>8}"
+        )
         for g in view.groups:
             for r in g.lags:
-                lines.append(f"{g.group:<20} {r.topic:<24} {r.partition:>4} {_num(r.committed):>10} "
-                             f"{_num(r.end):>10} {_num(r.lag):>8}")
+                lines.append(
+                    f"{g.group:<20} {r.topic:<24} {r.partition:>4} {_num(r.committed):>10} "
+                    f"{_num(r.end):>10} {_num(r.lag):>8}"
+                )
     if view.throttles:
-        lines.append(f"{'THROTTLED CLIENT':<24} {'QUOTA':<8} {'BYTES/S':>10} {'QUOTA B/S':>10} "
-                     f"{'THROTTLE MS':>11} {'AGO':>6}")
+        lines.append(
+            f"{'THROTTLED CLIENT':<24} {'QUOTA':<8} {'BYTES/S':>10} {'QUOTA B/S':>10} "
+            f"{'THROTTLE MS':>11} {'AGO':>6}"
+        )
         for r in view.throttles:
-            lines.append(f"{r.client_id:<24} {r.kind:<8} {_rate(r.byte_rate):>10} "
-                         f"{_rate(r.quota):>10} {_num(r.throttle_time_ms):>11} "
-                         f"{r.ago_ms / 1000:>5.1f}s")
+            lines.append(
+                f"{r.client_id:<24} {r.kind:<8} {_rate(r.byte_rate):>10} "
+                f"{_rate(r.quota):>10} {_num(r.throttle_time_ms):>11} "
+                f"{r.ago_ms / 1000:>5.1f}s"
+            )
     return "\n".join(lines)

@@ -34,8 +34,17 @@ class Canvas:
         self.fig.savefig(buf, format="png")
         return buf.getvalue()
 
-    def render(self, kind: str, model: Any, snap: Any, *, title: str, info: str,
-               xlabel: str | None, ylabel: str | None) -> None:
+    def render(
+        self,
+        kind: str,
+        model: Any,
+        snap: Any,
+        *,
+        title: str,
+        info: str,
+        xlabel: str | None,
+        ylabel: str | None,
+    ) -> None:
         ax = self.ax
         ax.clear()
         ax.set_title(title or kind, loc="left", fontsize=11)
@@ -53,15 +62,21 @@ class Canvas:
         else:
             edges, counts, _, _ = snap
             widths = [b - a for a, b in zip(edges, edges[1:], strict=False)]
-            ax.bar(edges[:-1], counts, width=widths, align="edge", color=HIST_COLOR,
-                   edgecolor="white")
+            ax.bar(
+                edges[:-1], counts, width=widths, align="edge", color=HIST_COLOR, edgecolor="white"
+            )
             ax.set_ylabel(ylabel or "count")
         if xlabel:
             ax.set_xlabel(xlabel)
 
 
-def _line(ax: Any, model: Any, snap: Mapping[Hashable, tuple[list[float], list[float]]],
-          xlabel: str | None, ylabel: str | None) -> None:
+def _line(
+    ax: Any,
+    model: Any,
+    snap: Mapping[Hashable, tuple[list[float], list[float]]],
+    xlabel: str | None,
+    ylabel: str | None,
+) -> None:
     time_axis = model.x_is_time
     if time_axis:
         import matplotlib.dates as mdates

@@ -86,7 +86,9 @@ def _check_agg(agg: str) -> str:
 
 def _check_window(window_s: float | None, window_n: int | None) -> None:
     if window_s is not None and not window_s > 0:
-        raise IllegalArgumentError(f"window_s must be a positive number of seconds, got {window_s!r}")
+        raise IllegalArgumentError(
+            f"window_s must be a positive number of seconds, got {window_s!r}"
+        )
     if window_n is not None and (not isinstance(window_n, int) or window_n < 1):
         raise IllegalArgumentError(f"window_n must be a positive whole number, got {window_n!r}")
 
@@ -137,7 +139,7 @@ def _sort_key(k: Hashable) -> tuple:
         return (0, k, "")
     s = str(k)
     digits = s.rstrip("0123456789")
-    tail = s[len(digits):]
+    tail = s[len(digits) :]
     return (1, digits, int(tail) if tail else -1, s)
 
 
@@ -185,11 +187,20 @@ class _EventWindow:
 class LineModel:
     """Points per series, ordered by x, windowed and optionally bucketed."""
 
-    def __init__(self, *, window_s: float | None = None, window_n: int | None = None,
-                 bucket_s: float | None = None, agg: str = "sum", max_points: int = 5000):
+    def __init__(
+        self,
+        *,
+        window_s: float | None = None,
+        window_n: int | None = None,
+        bucket_s: float | None = None,
+        agg: str = "sum",
+        max_points: int = 5000,
+    ):
         _check_window(window_s, window_n)
         if bucket_s is not None and not bucket_s > 0:
-            raise IllegalArgumentError(f"bucket_s must be a positive number of seconds, got {bucket_s!r}")
+            raise IllegalArgumentError(
+                f"bucket_s must be a positive number of seconds, got {bucket_s!r}"
+            )
         self.window_s = window_s
         self.window_n = window_n
         self.bucket_s = bucket_s
@@ -259,8 +270,10 @@ class LineModel:
 
     def snapshot(self) -> dict[Hashable, tuple[list[float], list[float]]]:
         """``{series: (xs, ys)}`` in x order."""
-        return {name: (list(xl), [a.value(self.agg) for a in al])
-                for name, (xl, al) in self._series.items()}
+        return {
+            name: (list(xl), [a.value(self.agg) for a in al])
+            for name, (xl, al) in self._series.items()
+        }
 
     def clear(self) -> None:
         self._series.clear()
@@ -271,9 +284,16 @@ class LineModel:
 class BarModel:
     """One aggregate per key; windowed by event time or count, or running totals."""
 
-    def __init__(self, *, agg: str = "sum", window_s: float | None = None,
-                 window_n: int | None = None, sort: str = "key", top_n: int | None = None,
-                 clock: Clock = REAL_CLOCK):
+    def __init__(
+        self,
+        *,
+        agg: str = "sum",
+        window_s: float | None = None,
+        window_n: int | None = None,
+        sort: str = "key",
+        top_n: int | None = None,
+        clock: Clock = REAL_CLOCK,
+    ):
         _check_window(window_s, window_n)
         if sort not in ("key", "value"):
             raise IllegalArgumentError(f"sort={sort!r}: use 'key' or 'value'")
@@ -308,8 +328,9 @@ class BarModel:
         self.clear()
         for k, v in checked.items():
             if self._windowed:
-                self._window.add(self._window.watermark if self._window.watermark > -math.inf
-                                 else None, (k, v))
+                self._window.add(
+                    self._window.watermark if self._window.watermark > -math.inf else None, (k, v)
+                )
             else:
                 self._running.setdefault(k, Agg()).add(v)
 
@@ -336,9 +357,15 @@ class BarModel:
 class HistModel:
     """Counts of values per bin, over a window of recent values (10,000 by default)."""
 
-    def __init__(self, *, bins: int | Iterable[float] = 20, range: tuple[float, float] | None = None,
-                 window_s: float | None = None, window_n: int | None = None,
-                 clock: Clock = REAL_CLOCK):
+    def __init__(
+        self,
+        *,
+        bins: int | Iterable[float] = 20,
+        range: tuple[float, float] | None = None,
+        window_s: float | None = None,
+        window_n: int | None = None,
+        clock: Clock = REAL_CLOCK,
+    ):
         _check_window(window_s, window_n)
         if isinstance(bins, int):
             if bins < 1:
@@ -354,7 +381,9 @@ class HistModel:
         if range is not None:
             lo, hi = (_number(r, "range") for r in range)
             if not hi > lo:
-                raise IllegalArgumentError(f"range must be (low, high) with low < high, got {range!r}")
+                raise IllegalArgumentError(
+                    f"range must be (low, high) with low < high, got {range!r}"
+                )
             self.range: tuple[float, float] | None = (lo, hi)
         else:
             self.range = None
@@ -414,4 +443,3 @@ class HistModel:
 
     def clear(self) -> None:
         self._window.clear()
-

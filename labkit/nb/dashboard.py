@@ -98,8 +98,15 @@ def _throttles(admin: Any) -> list[ThrottleRow]:
         return []
 
 
-def collect(admin: Any, consumer: Any, *, at: float, taken_ms: int | None = None,
-            topics: list[str] | None = None, include_internal: bool = False) -> Snapshot:
+def collect(
+    admin: Any,
+    consumer: Any,
+    *,
+    at: float,
+    taken_ms: int | None = None,
+    topics: list[str] | None = None,
+    include_internal: bool = False,
+) -> Snapshot:
     """One snapshot of the broker. Raises what the client raises (the caller reports it)."""
     names = sorted(admin.list_topics())
     if topics is not None:
@@ -127,10 +134,18 @@ def collect(admin: Any, consumer: Any, *, at: float, taken_ms: int | None = None
     groups: dict[str, dict[tuple[str, int], int | None]] | None = {}
     note = None
     throttles = _throttles(admin)
-    if not (callable(getattr(admin, "list_consumer_groups", None))
-            and callable(getattr(admin, "list_consumer_group_offsets", None))):
-        return Snapshot(at=at, offsets=offsets, groups=None, groups_note=GROUPS_UNSUPPORTED,
-                        taken_ms=taken_ms, throttles=throttles)
+    if not (
+        callable(getattr(admin, "list_consumer_groups", None))
+        and callable(getattr(admin, "list_consumer_group_offsets", None))
+    ):
+        return Snapshot(
+            at=at,
+            offsets=offsets,
+            groups=None,
+            groups_note=GROUPS_UNSUPPORTED,
+            taken_ms=taken_ms,
+            throttles=throttles,
+        )
     try:
         for gid in _group_ids(admin.list_consumer_groups()):
             committed = admin.list_consumer_group_offsets(gid) or {}
@@ -139,15 +154,25 @@ def collect(admin: Any, consumer: Any, *, at: float, taken_ms: int | None = None
         if not is_unsupported(exc):
             raise
         groups, note = None, GROUPS_UNSUPPORTED
-    return Snapshot(at=at, offsets=offsets, groups=groups, groups_note=note, taken_ms=taken_ms,
-                    throttles=throttles)
+    return Snapshot(
+        at=at,
+        offsets=offsets,
+        groups=groups,
+        groups_note=note,
+        taken_ms=taken_ms,
+        throttles=throttles,
+    )
 
 
 def _open_clients(servers: list[str]) -> tuple[Any, Any]:
     admin = admin_class()(bootstrap_servers=servers, client_id="labkit-dashboard")
     try:
-        consumer = consumer_class()(bootstrap_servers=servers, client_id="labkit-dashboard",
-                                    group_id=None, enable_auto_commit=False)
+        consumer = consumer_class()(
+            bootstrap_servers=servers,
+            client_id="labkit-dashboard",
+            group_id=None,
+            enable_auto_commit=False,
+        )
     except BaseException:
         admin.close()
         raise
@@ -157,13 +182,23 @@ def _open_clients(servers: list[str]) -> tuple[Any, Any]:
 class Dashboard:
     """A live broker dashboard widget. ``stop()`` ends its refresh thread."""
 
-    def __init__(self, bootstrap: str | list[str] | None = None, refresh_s: float = 1.0, *,
-                 topics: list[str] | None = None, include_internal: bool = False,
-                 rate_window_s: float = 5.0, display: bool = True, start: bool = True,
-                 client_factory: Callable[[list[str]], tuple[Any, Any]] | None = None,
-                 clock: Clock = REAL_CLOCK):
+    def __init__(
+        self,
+        bootstrap: str | list[str] | None = None,
+        refresh_s: float = 1.0,
+        *,
+        topics: list[str] | None = None,
+        include_internal: bool = False,
+        rate_window_s: float = 5.0,
+        display: bool = True,
+        start: bool = True,
+        client_factory: Callable[[list[str]], tuple[Any, Any]] | None = None,
+        clock: Clock = REAL_CLOCK,
+    ):
         if not refresh_s > 0:
-            raise IllegalArgumentError(f"refresh_s must be a positive number of seconds, got {refresh_s!r}")
+            raise IllegalArgumentError(
+                f"refresh_s must be a positive number of seconds, got {refresh_s!r}"
+            )
         self.servers = bootstrap_servers(bootstrap)
         self.refresh_s = float(refresh_s)
         self.topics = list(topics) if topics is not None else None
@@ -249,8 +284,14 @@ class Dashboard:
         try:
             if self._admin is None or self._consumer is None:
                 self._open_clients()
-            snap = collect(self._admin, self._consumer, at=at, taken_ms=self._clock.time_ms(),
-                           topics=self.topics, include_internal=self.include_internal)
+            snap = collect(
+                self._admin,
+                self._consumer,
+                at=at,
+                taken_ms=self._clock.time_ms(),
+                topics=self.topics,
+                include_internal=self.include_internal,
+            )
         except Exception as exc:  # shown in the widget; the next round retries
             self._close_clients()
             snap = Snapshot(at=at, error=explain(exc))
@@ -277,8 +318,9 @@ class Dashboard:
         when = ""
         if view.taken_ms is not None:
             when = "updated " + time.strftime("%H:%M:%S", time.localtime(view.taken_ms / 1000))
-        status = " · ".join(x for x in (",".join(self.servers), when,
-                                        state or f"every {self.refresh_s:g} s") if x)
+        status = " · ".join(
+            x for x in (",".join(self.servers), when, state or f"every {self.refresh_s:g} s") if x
+        )
         return render_html(view, "labkit broker", status)
 
     def _make_widget(self) -> Any:
@@ -287,18 +329,26 @@ class Dashboard:
         except ImportError:
             return None
         self._body = w.HTML(render_html(self.view, "labkit broker", "connecting…"))
-        self._button = w.Button(description="stop", icon="stop", tooltip="stop refreshing",
-                                layout=w.Layout(width="90px"))
+        self._button = w.Button(
+            description="stop",
+            icon="stop",
+            tooltip="stop refreshing",
+            layout=w.Layout(width="90px"),
+        )
         self._button.on_click(lambda _b: self.stop())
-        box = quiet_box(w, [self._body, self._button],
-                        f"labkit dashboard of {','.join(self.servers)} (a live widget: run the "
-                        "notebook in JupyterLab to see it)")
+        box = quiet_box(
+            w,
+            [self._body, self._button],
+            f"labkit dashboard of {','.join(self.servers)} (a live widget: run the "
+            "notebook in JupyterLab to see it)",
+        )
         box.add_class("labkit-dashboard")
         return box
 
 
-def dashboard(bootstrap: str | list[str] | None = None, refresh_s: float = 1.0,
-              **kwargs: Any) -> Dashboard:
+def dashboard(
+    bootstrap: str | list[str] | None = None, refresh_s: float = 1.0, **kwargs: Any
+) -> Dashboard:
     """Show a live broker dashboard: topics, partitions, offsets, records/s, group lag.
 
     ``bootstrap`` defaults to ``$LABKIT_BOOTSTRAP`` or localhost:9092. Keyword

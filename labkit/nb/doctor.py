@@ -85,12 +85,17 @@ class Report:
         for r in self.results:
             lines.append(f"{symbols[r.status]} {r.name}: {r.detail}")
             if r.fix and r.status in (FAIL, WARN):
-                lines.extend(f"    {arrow} {part}" if i == 0 else f"      {part}"
-                             for i, part in enumerate(r.fix.splitlines()))
+                lines.extend(
+                    f"    {arrow} {part}" if i == 0 else f"      {part}"
+                    for i, part in enumerate(r.fix.splitlines())
+                )
         n_fail = len(self.failures)
-        lines.append("all checks passed" if not n_fail else
-                     f"{n_fail} problem{'s' if n_fail > 1 else ''} found: do what the {arrow} lines say, "
-                     "then run the doctor again")
+        lines.append(
+            "all checks passed"
+            if not n_fail
+            else f"{n_fail} problem{'s' if n_fail > 1 else ''} found: do what the {arrow} lines say, "
+            "then run the doctor again"
+        )
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -111,7 +116,9 @@ class Probe:
     """'open' (something accepts), 'refused' (nothing listens), 'timeout' or 'error'."""
 
 
-def unreachable_fix(host: str, port: int, probe: Probe, *, in_compose: bool, env_set: bool) -> tuple[str, str]:
+def unreachable_fix(
+    host: str, port: int, probe: Probe, *, in_compose: bool, env_set: bool
+) -> tuple[str, str]:
     """(what is wrong, what to do) when no labkit broker answers at ``host:port``.
 
     ``in_compose``: this runs in a docker-compose container that can see the
@@ -121,35 +128,49 @@ def unreachable_fix(host: str, port: int, probe: Probe, *, in_compose: bool, env
     set_env = f"set {BOOTSTRAP_ENV}" if not env_set else f"change {BOOTSTRAP_ENV}"
     if not probe.resolves:
         if host == "broker" and not in_compose:
-            return (f"the name 'broker' does not resolve here ({addr})",
-                    "'broker:9092' is the address inside docker-compose only. Outside Docker use "
-                    f"localhost:9092: unset {BOOTSTRAP_ENV} (or set it to localhost:9092).")
-        return (f"the host name {host!r} does not resolve",
-                f"Check the spelling of the address in bootstrap_servers / {BOOTSTRAP_ENV}; "
-                "for a broker on this machine use localhost:9092.")
+            return (
+                f"the name 'broker' does not resolve here ({addr})",
+                "'broker:9092' is the address inside docker-compose only. Outside Docker use "
+                f"localhost:9092: unset {BOOTSTRAP_ENV} (or set it to localhost:9092).",
+            )
+        return (
+            f"the host name {host!r} does not resolve",
+            f"Check the spelling of the address in bootstrap_servers / {BOOTSTRAP_ENV}; "
+            "for a broker on this machine use localhost:9092.",
+        )
     if probe.tcp == "open":
-        return (f"something is listening on port {port}, but it is not a labkit broker",
-                f"Another program (Apache Kafka? an old broker?) holds {addr}. Stop it, or run the "
-                f"labkit broker on another port: `labkit broker --port 9093`, then {set_env}=localhost:9093.\n"
-                f"Find the program: `lsof -i :{port}` (macOS/Linux) or `netstat -ano | findstr {port}` "
-                "(Windows). With Docker: LABKIT_BROKER_PORT=9093 docker-compose up.")
+        return (
+            f"something is listening on port {port}, but it is not a labkit broker",
+            f"Another program (Apache Kafka? an old broker?) holds {addr}. Stop it, or run the "
+            f"labkit broker on another port: `labkit broker --port 9093`, then {set_env}=localhost:9093.\n"
+            f"Find the program: `lsof -i :{port}` (macOS/Linux) or `netstat -ano | findstr {port}` "
+            "(Windows). With Docker: LABKIT_BROKER_PORT=9093 docker-compose up.",
+        )
     if in_compose and host in _LOCAL:
-        return (f"nothing answers at {addr} inside this container",
-                "Inside Docker the broker is another container: use broker:9092 "
-                f"({set_env}=broker:9092; docker-compose sets it for the lab service). "
-                "Check the broker is up: `docker-compose ps`, `docker-compose logs broker`.")
+        return (
+            f"nothing answers at {addr} inside this container",
+            "Inside Docker the broker is another container: use broker:9092 "
+            f"({set_env}=broker:9092; docker-compose sets it for the lab service). "
+            "Check the broker is up: `docker-compose ps`, `docker-compose logs broker`.",
+        )
     if in_compose:
-        return (f"the broker container does not answer at {addr}",
-                "Start it: `docker-compose up -d broker`; see why it stopped: "
-                "`docker-compose logs broker`.")
+        return (
+            f"the broker container does not answer at {addr}",
+            "Start it: `docker-compose up -d broker`; see why it stopped: "
+            "`docker-compose logs broker`.",
+        )
     if probe.tcp == "timeout":
-        return (f"the connection to {addr} timed out",
-                "A firewall or a wrong address. For a broker on this machine use localhost:9092; "
-                "check that the broker is running (`labkit broker`).")
-    return (f"no broker is running at {addr}",
-            "Start it in another terminal: `labkit broker` (or `make broker`); or start the whole "
-            "lab with `docker-compose up`.\n"
-            f"If your broker runs on another host or port, {set_env}=host:port.")
+        return (
+            f"the connection to {addr} timed out",
+            "A firewall or a wrong address. For a broker on this machine use localhost:9092; "
+            "check that the broker is running (`labkit broker`).",
+        )
+    return (
+        f"no broker is running at {addr}",
+        "Start it in another terminal: `labkit broker` (or `make broker`); or start the whole "
+        "lab with `docker-compose up`.\n"
+        f"If your broker runs on another host or port, {set_env}=host:port.",
+    )
 
 
 def python_result(version: tuple[int, ...]) -> Result:
@@ -157,9 +178,13 @@ def python_result(version: tuple[int, ...]) -> Result:
     if tuple(version[:2]) >= MIN_PYTHON:
         return Result("Python", OK, text)
     need = ".".join(map(str, MIN_PYTHON))
-    return Result("Python", FAIL, f"{text} is too old",
-                  f"labkit needs Python {need} or newer: install it (python.org or your package "
-                  "manager), then recreate the environment: `make venv`.")
+    return Result(
+        "Python",
+        FAIL,
+        f"{text} is too old",
+        f"labkit needs Python {need} or newer: install it (python.org or your package "
+        "manager), then recreate the environment: `make venv`.",
+    )
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -212,9 +237,12 @@ def _broker_info(servers: list[str], timeout_s: float) -> dict[str, Any]:
     return broker_info(servers, timeout_s, client_id="labkit-doctor")
 
 
-def broker_result(servers: list[str], timeout_s: float,
-                  info_fn: Callable[[list[str], float], dict[str, Any]] = _broker_info,
-                  compose: bool | None = None) -> Result:
+def broker_result(
+    servers: list[str],
+    timeout_s: float,
+    info_fn: Callable[[list[str], float], dict[str, Any]] = _broker_info,
+    compose: bool | None = None,
+) -> Result:
     name = "broker"
     where = ",".join(servers)
     try:
@@ -223,13 +251,24 @@ def broker_result(servers: list[str], timeout_s: float,
         try:
             host, port = split_address(servers[0])
         except ValueError:
-            return Result(name, FAIL, f"{where} is not a host:port address",
-                          f"Give the address as host:port, e.g. localhost:9092 ({BOOTSTRAP_ENV}).")
-        what, fix = unreachable_fix(host, port, probe_address(host, port),
-                                    in_compose=in_compose() if compose is None else compose,
-                                    env_set=bool(os.environ.get(BOOTSTRAP_ENV)))
-        if type(exc).__name__ not in ("NoBrokersAvailable", "KafkaTimeoutError",
-                                      "KafkaConnectionError"):
+            return Result(
+                name,
+                FAIL,
+                f"{where} is not a host:port address",
+                f"Give the address as host:port, e.g. localhost:9092 ({BOOTSTRAP_ENV}).",
+            )
+        what, fix = unreachable_fix(
+            host,
+            port,
+            probe_address(host, port),
+            in_compose=in_compose() if compose is None else compose,
+            env_set=bool(os.environ.get(BOOTSTRAP_ENV)),
+        )
+        if type(exc).__name__ not in (
+            "NoBrokersAvailable",
+            "KafkaTimeoutError",
+            "KafkaConnectionError",
+        ):
             what += f" ({explain(exc)})"
         return Result(name, FAIL, what, fix)
     kind = info.get("broker", "?")
@@ -238,9 +277,13 @@ def broker_result(servers: list[str], timeout_s: float,
     if kind != "labkit":
         return Result(name, FAIL, detail, "This is not a labkit broker: start `labkit broker`.")
     if version != labkit.__version__:
-        return Result(name, WARN, detail + f" (this client is {labkit.__version__})",
-                      "Versions differ: update both (git pull, make venv) and restart the broker "
-                      "(with Docker: docker-compose build, then docker-compose up).")
+        return Result(
+            name,
+            WARN,
+            detail + f" (this client is {labkit.__version__})",
+            "Versions differ: update both (git pull, make venv) and restart the broker "
+            "(with Docker: docker-compose build, then docker-compose up).",
+        )
     return Result(name, OK, detail)
 
 
@@ -254,17 +297,25 @@ def student_result(servers: list[str], read: Callable[[], Naming] = naming) -> R
     try:
         current = read()
     except Exception as exc:  # a bad LABKIT_SHARED / no user name: say how to fix it
-        return Result(name, FAIL, explain(exc), f"Set {STUDENT_ENV} to your name, e.g. "
-                      f"{STUDENT_ENV}=anna, then restart the kernel.")
+        return Result(
+            name,
+            FAIL,
+            explain(exc),
+            f"Set {STUDENT_ENV} to your name, e.g. {STUDENT_ENV}=anna, then restart the kernel.",
+        )
     if current.shared:
         return Result(name, OK, current.describe())
     hosts = {s.strip().rpartition(":")[0].strip("[]") or s.strip() for s in servers}
     remote = sorted(h for h in hosts if h not in _LOCAL and h != "broker")
     if remote:
-        return Result(name, WARN, current.describe(),
-                      f"The broker runs on {remote[0]}: if your class shares it, set "
-                      f"{STUDENT_ENV}=<your name> before starting Jupyter, so that your topics "
-                      "and groups get your prefix (see docs/classroom.md).")
+        return Result(
+            name,
+            WARN,
+            current.describe(),
+            f"The broker runs on {remote[0]}: if your class shares it, set "
+            f"{STUDENT_ENV}=<your name> before starting Jupyter, so that your topics "
+            "and groups get your prefix (see docs/classroom.md).",
+        )
     return Result(name, OK, current.describe())
 
 
@@ -284,8 +335,12 @@ def roundtrip_result(servers: list[str], timeout_s: float, clock: Clock = REAL_C
         producer = producer_class()(bootstrap_servers=servers, client_id="labkit-doctor")
         meta = producer.send(topic, payload).get(timeout=timeout_s)
         producer.flush(timeout=timeout_s)
-        consumer = consumer_class()(bootstrap_servers=servers, client_id="labkit-doctor",
-                                    group_id=None, enable_auto_commit=False)
+        consumer = consumer_class()(
+            bootstrap_servers=servers,
+            client_id="labkit-doctor",
+            group_id=None,
+            enable_auto_commit=False,
+        )
         tp = topic_partition(topic, meta.partition)
         consumer.assign([tp])
         consumer.seek(tp, meta.offset)
@@ -295,16 +350,25 @@ def roundtrip_result(servers: list[str], timeout_s: float, clock: Clock = REAL_C
             for records in consumer.poll(timeout_ms=200).values():
                 got = next((r for r in records if r.value == payload), got)
         if got is None:
-            return Result(name, FAIL, f"sent one record to {topic} but could not read it back "
-                          f"within {timeout_s:g} s",
-                          "The broker accepts writes but fetches fail: look at the broker's "
-                          "output for errors, restart it (`labkit broker`) and try again.")
+            return Result(
+                name,
+                FAIL,
+                f"sent one record to {topic} but could not read it back within {timeout_s:g} s",
+                "The broker accepts writes but fetches fail: look at the broker's "
+                "output for errors, restart it (`labkit broker`) and try again.",
+            )
         ms = (clock.monotonic() - started) * 1000
-        return Result(name, OK, f"sent and read back one record via a temporary topic ({ms:.0f} ms)")
+        return Result(
+            name, OK, f"sent and read back one record via a temporary topic ({ms:.0f} ms)"
+        )
     except Exception as exc:  # reported as a failed check with advice
-        return Result(name, FAIL, f"failed: {explain(exc)}",
-                      "Look at the broker's output for errors; check the data directory is "
-                      "writable and the disk is not full; restart the broker and try again.")
+        return Result(
+            name,
+            FAIL,
+            f"failed: {explain(exc)}",
+            "Look at the broker's output for errors; check the data directory is "
+            "writable and the disk is not full; restart the broker and try again.",
+        )
     finally:
         for client in (consumer, producer):
             _close(client)
@@ -324,17 +388,22 @@ def _close(client: Any) -> None:
             pass
 
 
-def packages_result(find: Callable[[str], bool] | None = None,
-                    version: Callable[[str], str] | None = None) -> Result:
+def packages_result(
+    find: Callable[[str], bool] | None = None, version: Callable[[str], str] | None = None
+) -> Result:
     find = find or (lambda m: importlib.util.find_spec(m) is not None)
     version = version or _version
     missing = [p for p in NOTEBOOK_PACKAGES if not find(p)]
     found = ", ".join(f"{p} {version(p)}" for p in NOTEBOOK_PACKAGES if p not in missing)
     if missing:
-        return Result("notebook packages", FAIL, "missing: " + ", ".join(missing),
-                      "Install the lab extras: `pip install 'labkit-streaming[lab]'` (in a "
-                      "labkit checkout: `pip install -e '.[lab]'` or `make venv`), then "
-                      "restart JupyterLab.")
+        return Result(
+            "notebook packages",
+            FAIL,
+            "missing: " + ", ".join(missing),
+            "Install the lab extras: `pip install 'labkit-streaming[lab]'` (in a "
+            "labkit checkout: `pip install -e '.[lab]'` or `make venv`), then "
+            "restart JupyterLab.",
+        )
     return Result("notebook packages", OK, found)
 
 
@@ -345,13 +414,20 @@ def _version(dist: str) -> str:
         return "?"
 
 
-def run_checks(bootstrap: str | list[str] | None = None, *, roundtrip: bool = True,
-               timeout_s: float = 5.0, clock: Clock = REAL_CLOCK) -> Report:
+def run_checks(
+    bootstrap: str | list[str] | None = None,
+    *,
+    roundtrip: bool = True,
+    timeout_s: float = 5.0,
+    clock: Clock = REAL_CLOCK,
+) -> Report:
     """Run every check (never raises for a failed check) and return the report."""
     servers = bootstrap_servers(bootstrap)
     report = Report()
     report.results.append(python_result(tuple(sys.version_info[:3])))
-    report.results.append(Result("labkit", OK, f"{labkit.__version__} ({os.path.dirname(labkit.__file__)})"))
+    report.results.append(
+        Result("labkit", OK, f"{labkit.__version__} ({os.path.dirname(labkit.__file__)})")
+    )
     broker = broker_result(servers, min(timeout_s, 3.0))
     report.results.append(broker)
     report.results.append(student_result(servers))
@@ -374,8 +450,13 @@ def can_print(stream: TextIO, text: str) -> bool:
     return True
 
 
-def doctor(bootstrap: str | list[str] | None = None, *, roundtrip: bool = True,
-           timeout_s: float = 5.0, file: TextIO | None = None) -> Report:
+def doctor(
+    bootstrap: str | list[str] | None = None,
+    *,
+    roundtrip: bool = True,
+    timeout_s: float = 5.0,
+    file: TextIO | None = None,
+) -> Report:
     """Check Python, labkit, the broker and the notebook packages; print ✔/✘ lines.
 
     Each failed line is followed by what to do about it. Returns the ``Report``

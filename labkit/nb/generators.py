@@ -73,18 +73,22 @@ def _check_common(seed: object, start: datetime, interval_s: float, count: int |
         raise IllegalArgumentError(f"seed must be an int (e.g. seed=42), got {seed!r}")
     if not isinstance(start, datetime):
         raise IllegalArgumentError(
-            f"start must be a datetime, e.g. datetime(2026, 3, 2, 8, 0), got {start!r}")
+            f"start must be a datetime, e.g. datetime(2026, 3, 2, 8, 0), got {start!r}"
+        )
     if not (isinstance(interval_s, int | float) and math.isfinite(interval_s) and interval_s > 0):
         raise IllegalArgumentError(
             f"interval_s is the event-time gap between events in seconds and must be > 0, "
-            f"got {interval_s!r}")
+            f"got {interval_s!r}"
+        )
     if count is not None and (not isinstance(count, int) or count < 0):
         raise IllegalArgumentError(f"count must be None (endless) or an int >= 0, got {count!r}")
 
 
 def _share(name: str, value: object) -> float:
     if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-        raise IllegalArgumentError(f"{name} is a fraction between 0 and 1 (e.g. 0.05), got {value!r}")
+        raise IllegalArgumentError(
+            f"{name} is a fraction between 0 and 1 (e.g. 0.05), got {value!r}"
+        )
     return float(value)
 
 
@@ -99,10 +103,16 @@ def _amount(rng: random.Random, category: str) -> float:
     return round(min(MAX_AMOUNT, max(MIN_AMOUNT, value)), 2)
 
 
-def transactions(seed: int = 42, suspicious_share: float = 0.05, *,
-                 start: datetime = DEFAULT_START, interval_s: float = 1.0,
-                 count: int | None = None, users: int = 20,
-                 label: bool = False) -> Iterator[dict]:
+def transactions(
+    seed: int = 42,
+    suspicious_share: float = 0.05,
+    *,
+    start: datetime = DEFAULT_START,
+    interval_s: float = 1.0,
+    count: int | None = None,
+    users: int = 20,
+    label: bool = False,
+) -> Iterator[dict]:
     """Card transactions, endless unless ``count`` is given; deterministic for a seed.
 
     ``interval_s`` is the event-time gap (1.0: one transaction per second of event
@@ -115,8 +125,15 @@ def transactions(seed: int = 42, suspicious_share: float = 0.05, *,
     return _transactions(seed, share, start, float(interval_s), count, users, label)
 
 
-def _transactions(seed: int, share: float, start: datetime, interval_s: float,
-                  count: int | None, users: int, label: bool) -> Iterator[dict]:
+def _transactions(
+    seed: int,
+    share: float,
+    start: datetime,
+    interval_s: float,
+    count: int | None,
+    users: int,
+    label: bool,
+) -> Iterator[dict]:
     rng = random.Random(seed)
     p_start = _start_probability(share)
     user_ids = [f"u{n:02d}" for n in range(1, users + 1)]
@@ -159,10 +176,17 @@ def _transactions(seed: int, share: float, start: datetime, interval_s: float,
         yield event
 
 
-def sensors(seed: int = 42, late_share: float = 0.1, max_lateness_s: float = 15, *,
-            start: datetime = DEFAULT_START, interval_s: float = 1.0,
-            count: int | None = None, sensor_ids: tuple[str, ...] = SENSOR_IDS,
-            label: bool = False) -> Iterator[dict]:
+def sensors(
+    seed: int = 42,
+    late_share: float = 0.1,
+    max_lateness_s: float = 15,
+    *,
+    start: datetime = DEFAULT_START,
+    interval_s: float = 1.0,
+    count: int | None = None,
+    sensor_ids: tuple[str, ...] = SENSOR_IDS,
+    label: bool = False,
+) -> Iterator[dict]:
     """Sensor readings, endless unless ``count`` is given; deterministic for a seed.
 
     Readings take turns over ``sensor_ids`` at random; each sensor's temperature is a
@@ -174,16 +198,24 @@ def sensors(seed: int = 42, late_share: float = 0.1, max_lateness_s: float = 15,
     share = _share("late_share", late_share)
     if not isinstance(max_lateness_s, int | float) or not 1 <= max_lateness_s <= 3600:
         raise IllegalArgumentError(
-            f"max_lateness_s must be between 1 and 3600 seconds, got {max_lateness_s!r}")
+            f"max_lateness_s must be between 1 and 3600 seconds, got {max_lateness_s!r}"
+        )
     ids = tuple(sensor_ids)
     if not ids or not all(isinstance(s, str) and s for s in ids):
         raise IllegalArgumentError(f"sensor_ids must be non-empty strings, got {sensor_ids!r}")
     return _sensors(seed, share, float(max_lateness_s), start, float(interval_s), count, ids, label)
 
 
-def _sensors(seed: int, share: float, max_lateness_s: float, start: datetime,
-             interval_s: float, count: int | None, ids: tuple[str, ...],
-             label: bool) -> Iterator[dict]:
+def _sensors(
+    seed: int,
+    share: float,
+    max_lateness_s: float,
+    start: datetime,
+    interval_s: float,
+    count: int | None,
+    ids: tuple[str, ...],
+    label: bool,
+) -> Iterator[dict]:
     rng = random.Random(seed)
     temperature = {s: rng.uniform(-20.0, 40.0) for s in ids}
     pressure = {s: rng.uniform(5.0, 45.0) for s in ids}
@@ -197,8 +229,11 @@ def _sensors(seed: int, share: float, max_lateness_s: float, start: datetime,
         moment = start + timedelta(seconds=index * interval_s)
         late_by = 0.0
         if rng.random() < share:
-            late_by = float(rng.randint(1, int(max_lateness_s))) if late_whole \
+            late_by = (
+                float(rng.randint(1, int(max_lateness_s)))
+                if late_whole
                 else round(rng.uniform(1.0, max_lateness_s), 3)
+            )
             moment -= timedelta(seconds=late_by)
         index += 1
         event = {

@@ -90,14 +90,26 @@ class LivePlot:
     Raises ``IllegalArgumentError`` for an unknown kind or option.
     """
 
-    def __init__(self, kind: str = "line", title: str = "", *,
-                 window_s: float | None = None, window_n: int | None = None,
-                 bucket_s: float | None = None, agg: str | None = None,
-                 bins: int | Iterable[float] = 20, range: tuple[float, float] | None = None,
-                 sort: str = "key", top_n: int | None = None,
-                 xlabel: str | None = None, ylabel: str | None = None,
-                 max_fps: float = 5.0, figsize: tuple[float, float] = (6.4, 3.2),
-                 display: bool = True, clock: Clock = REAL_CLOCK):
+    def __init__(
+        self,
+        kind: str = "line",
+        title: str = "",
+        *,
+        window_s: float | None = None,
+        window_n: int | None = None,
+        bucket_s: float | None = None,
+        agg: str | None = None,
+        bins: int | Iterable[float] = 20,
+        range: tuple[float, float] | None = None,
+        sort: str = "key",
+        top_n: int | None = None,
+        xlabel: str | None = None,
+        ylabel: str | None = None,
+        max_fps: float = 5.0,
+        figsize: tuple[float, float] = (6.4, 3.2),
+        display: bool = True,
+        clock: Clock = REAL_CLOCK,
+    ):
         if kind not in KINDS:
             raise IllegalArgumentError(f"kind={kind!r}: use one of {', '.join(KINDS)}")
         if not max_fps > 0:
@@ -109,14 +121,22 @@ class LivePlot:
         self._clock = clock
         self._min_interval = 1.0 / max_fps
         if kind == "line":
-            self.model: Any = LineModel(window_s=window_s, window_n=window_n,
-                                        bucket_s=bucket_s, agg=agg or "sum")
+            self.model: Any = LineModel(
+                window_s=window_s, window_n=window_n, bucket_s=bucket_s, agg=agg or "sum"
+            )
         elif kind == "bar":
-            self.model = BarModel(agg=agg or "sum", window_s=window_s, window_n=window_n,
-                                  sort=sort, top_n=top_n, clock=clock)
+            self.model = BarModel(
+                agg=agg or "sum",
+                window_s=window_s,
+                window_n=window_n,
+                sort=sort,
+                top_n=top_n,
+                clock=clock,
+            )
         else:
-            self.model = HistModel(bins=bins, range=range, window_s=window_s,
-                                   window_n=window_n, clock=clock)
+            self.model = HistModel(
+                bins=bins, range=range, window_s=window_s, window_n=window_n, clock=clock
+            )
         self._lock = threading.RLock()
         self._draw_lock = threading.Lock()
         self._dirty = False
@@ -170,9 +190,15 @@ class LivePlot:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def follow(self, source: Any, value_fn: Callable[[Any], Any] | None = None, *,
-               bootstrap_servers: str | list[str] | None = None, from_beginning: bool = False,
-               poll_timeout_ms: int = 200) -> LivePlot:
+    def follow(
+        self,
+        source: Any,
+        value_fn: Callable[[Any], Any] | None = None,
+        *,
+        bootstrap_servers: str | list[str] | None = None,
+        from_beginning: bool = False,
+        poll_timeout_ms: int = 200,
+    ) -> LivePlot:
         """Feed the plot from a topic (name or list of names) or a consumer, in the background.
 
         ``value_fn(record)`` says what each record adds; return ``None`` to skip it.
@@ -184,20 +210,26 @@ class LivePlot:
         Raises ``IllegalStateError`` if already following.
         """
         if self.running:
-            raise IllegalStateError("this plot is already following a source: call plot.stop() first")
+            raise IllegalStateError(
+                "this plot is already following a source: call plot.stop() first"
+            )
         if not hasattr(source, "poll"):
             _topics(source)  # a bad argument fails here, not later in the thread
         if value_fn is None:
             if self.kind != "bar":
                 raise IllegalArgumentError(
                     f"follow() on a {self.kind} plot needs value_fn, e.g. "
-                    "value_fn=lambda r: r.value['amount']")
+                    "value_fn=lambda r: r.value['amount']"
+                )
             value_fn = _partition_key
         self._stop = threading.Event()
         self.error = None
         self._thread = threading.Thread(
-            target=self._follow_loop, name="labkit-liveplot", daemon=True,
-            args=(source, value_fn, bootstrap_servers, from_beginning, poll_timeout_ms))
+            target=self._follow_loop,
+            name="labkit-liveplot",
+            daemon=True,
+            args=(source, value_fn, bootstrap_servers, from_beginning, poll_timeout_ms),
+        )
         self._thread.start()
         return self
 
@@ -219,8 +251,14 @@ class LivePlot:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _follow_loop(self, source: Any, value_fn: Callable[[Any], Any],
-                     bootstrap: Any, from_beginning: bool, poll_ms: int) -> None:
+    def _follow_loop(
+        self,
+        source: Any,
+        value_fn: Callable[[Any], Any],
+        bootstrap: Any,
+        from_beginning: bool,
+        poll_ms: int,
+    ) -> None:
         consumer = None
         owned = False
         try:
@@ -316,8 +354,15 @@ class LivePlot:
                 snap = self.model.snapshot()
                 info = self._info(snap)
             self._last_draw = self._clock.monotonic()
-            self._canvas.render(self.kind, self.model, snap, title=self.title, info=info,
-                                xlabel=self.xlabel, ylabel=self.ylabel)
+            self._canvas.render(
+                self.kind,
+                self.model,
+                snap,
+                title=self.title,
+                info=info,
+                xlabel=self.xlabel,
+                ylabel=self.ylabel,
+            )
             self._png = self._canvas.png()
             self.draws += 1
             if self.widget is not None:
@@ -336,7 +381,9 @@ class LivePlot:
     def show(self) -> None:
         """Display the plot (again) in the notebook."""
         if self.widget is None:
-            raise IllegalStateError("ipywidgets is not installed: pip install 'labkit-streaming[lab]'")
+            raise IllegalStateError(
+                "ipywidgets is not installed: pip install 'labkit-streaming[lab]'"
+            )
         from IPython.display import display
 
         display(self.widget)
@@ -364,9 +411,12 @@ class LivePlot:
         self._image = w.Image(format="png", layout=w.Layout(width=f"{width}px", max_width="100%"))
         self._image.add_class("labkit-liveplot-image")
         self._label = w.HTML("")
-        box = quiet_box(w, [self._image, self._label],
-                        f"LivePlot {self.kind} {self.title!r} (a live widget: run the notebook "
-                        "in JupyterLab to see it)")
+        box = quiet_box(
+            w,
+            [self._image, self._label],
+            f"LivePlot {self.kind} {self.title!r} (a live widget: run the notebook "
+            "in JupyterLab to see it)",
+        )
         box.add_class("labkit-liveplot")
         return box
 
@@ -395,10 +445,14 @@ def _describe(source: Any) -> str:
 
 def _topics(source: Any) -> list[str]:
     topics = [source] if isinstance(source, str) else source
-    if (not isinstance(topics, list | tuple) or not topics
-            or not all(isinstance(t, str) and t for t in topics)):
+    if (
+        not isinstance(topics, list | tuple)
+        or not topics
+        or not all(isinstance(t, str) and t for t in topics)
+    ):
         raise IllegalArgumentError(
-            f"follow() takes a topic name, a list of names or a consumer, not {source!r}")
+            f"follow() takes a topic name, a list of names or a consumer, not {source!r}"
+        )
     return list(topics)
 
 
@@ -406,9 +460,13 @@ def _open_consumer(source: Any, bootstrap: Any, from_beginning: bool) -> Any:
     from labkit.nb._connect import bootstrap_servers, consumer_class
 
     topics = _topics(source)
-    return consumer_class()(*topics, bootstrap_servers=bootstrap_servers(bootstrap),
-                            auto_offset_reset="earliest" if from_beginning else "latest",
-                            enable_auto_commit=False, group_id=None)
+    return consumer_class()(
+        *topics,
+        bootstrap_servers=bootstrap_servers(bootstrap),
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
 
 
 def _explain(exc: BaseException) -> str:

@@ -37,8 +37,7 @@ from dataclasses import dataclass
 
 from labkit.errors import IllegalArgumentError, IllegalStateError
 
-__all__ = ["Naming", "group", "naming", "prefix_hint", "same_topic", "sanitize", "student",
-           "topic"]
+__all__ = ["Naming", "group", "naming", "prefix_hint", "same_topic", "sanitize", "student", "topic"]
 
 STUDENT_ENV = "LABKIT_STUDENT"
 SHARED_ENV = "LABKIT_SHARED"
@@ -50,9 +49,24 @@ MAX_TOPIC_CHARS = 249  # Kafka's limit
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 # letters that Unicode does not decompose into an ASCII letter plus an accent
-_SPECIAL = str.maketrans({"ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ø": "o", "Ø": "O",
-                          "ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE",
-                          "þ": "th", "Þ": "TH", "ı": "i"})
+_SPECIAL = str.maketrans(
+    {
+        "ł": "l",
+        "Ł": "L",
+        "đ": "d",
+        "Đ": "D",
+        "ø": "o",
+        "Ø": "O",
+        "ß": "ss",
+        "æ": "ae",
+        "Æ": "AE",
+        "œ": "oe",
+        "Œ": "OE",
+        "þ": "th",
+        "Þ": "TH",
+        "ı": "i",
+    }
+)
 _NOT_ALLOWED = re.compile(r"[^a-z0-9_-]+")
 _TOPIC_CHARS = re.compile(r"[a-zA-Z0-9._-]+")
 
@@ -65,10 +79,14 @@ def sanitize(raw: str) -> str:
     """
     text = str(raw).strip()
     if not text:
-        raise IllegalArgumentError(f"the student name is empty: set {STUDENT_ENV} to your "
-                                   "name, e.g. LABKIT_STUDENT=anna")
-    ascii_text = (unicodedata.normalize("NFKD", text.translate(_SPECIAL))
-                  .encode("ascii", "ignore").decode("ascii"))
+        raise IllegalArgumentError(
+            f"the student name is empty: set {STUDENT_ENV} to your name, e.g. LABKIT_STUDENT=anna"
+        )
+    ascii_text = (
+        unicodedata.normalize("NFKD", text.translate(_SPECIAL))
+        .encode("ascii", "ignore")
+        .decode("ascii")
+    )
     name = _NOT_ALLOWED.sub("-", ascii_text.lower()).strip("-_")
     name = name[:MAX_STUDENT_CHARS].rstrip("-_")
     if not any(c.isalnum() for c in name):
@@ -101,12 +119,14 @@ class Naming:
         if not _TOPIC_CHARS.fullmatch(name) or name in (".", ".."):
             raise IllegalArgumentError(
                 f"{name!r} is not a valid topic name: use letters, digits, '.', '_' and '-' "
-                "only, e.g. nb.topic(\"nb03-alerts\")")
+                'only, e.g. nb.topic("nb03-alerts")'
+            )
         full = self._prefixed(name)
         if len(full) > MAX_TOPIC_CHARS:
             raise IllegalArgumentError(
                 f"the topic name {full!r} is {len(full)} characters long, {MAX_TOPIC_CHARS} "
-                "at most: choose a shorter name")
+                "at most: choose a shorter name"
+            )
         return full
 
     def group(self, name: str) -> str:
@@ -122,18 +142,22 @@ class Naming:
         """One line for ``nb.doctor()``: who the student is and what the names look like."""
         if not self.shared:
             return f"none, the broker is yours: names are used as written ({self.source})"
-        return (f"{self.student} (from {self.source}): on this shared broker your topics and "
-                f"groups start with {self.prefix!r}")
+        return (
+            f"{self.student} (from {self.source}): on this shared broker your topics and "
+            f"groups start with {self.prefix!r}"
+        )
 
 
 def _require_name(name: object, what: str) -> None:
     if not isinstance(name, str) or not name:
-        raise IllegalArgumentError(f"give the {what} name as a non-empty str, e.g. "
-                                   f"nb.{what}(\"nb06-fraud\"), got {name!r}")
+        raise IllegalArgumentError(
+            f'give the {what} name as a non-empty str, e.g. nb.{what}("nb06-fraud"), got {name!r}'
+        )
 
 
-def naming(environ: Mapping[str, str] | None = None,
-           getuser: Callable[[], str] = getpass.getuser) -> Naming:
+def naming(
+    environ: Mapping[str, str] | None = None, getuser: Callable[[], str] = getpass.getuser
+) -> Naming:
     """The lab's naming, from ``environ`` (default ``os.environ``); see the module docstring.
 
     Raises IllegalArgumentError for a ``LABKIT_SHARED`` that is neither on nor off, and
@@ -145,8 +169,10 @@ def naming(environ: Mapping[str, str] | None = None,
     if flag in _FALSE:
         return Naming(None, f"{SHARED_ENV}={env[SHARED_ENV].strip()}")
     if flag and flag not in _TRUE:
-        raise IllegalArgumentError(f"{SHARED_ENV}={env[SHARED_ENV]!r} is neither on nor off: "
-                                   "set it to 1 for a broker shared by a class, 0 for your own")
+        raise IllegalArgumentError(
+            f"{SHARED_ENV}={env[SHARED_ENV]!r} is neither on nor off: "
+            "set it to 1 for a broker shared by a class, 0 for your own"
+        )
     if not flag and not student_set:
         return Naming(None, f"{STUDENT_ENV} is not set")
     if student_set:
@@ -157,8 +183,10 @@ def naming(environ: Mapping[str, str] | None = None,
     try:
         user = getuser()
     except (OSError, KeyError, ImportError) as exc:  # no USER/LOGNAME and no passwd entry
-        raise IllegalStateError(f"{SHARED_ENV} is set but the OS user is unknown ({exc}): "
-                                f"set {STUDENT_ENV} to your name, e.g. LABKIT_STUDENT=anna") from None
+        raise IllegalStateError(
+            f"{SHARED_ENV} is set but the OS user is unknown ({exc}): "
+            f"set {STUDENT_ENV} to your name, e.g. LABKIT_STUDENT=anna"
+        ) from None
     return Naming(sanitize(user), "the OS user")
 
 
@@ -188,7 +216,9 @@ def same_topic(found: object, expected: str, current: Naming | None = None) -> b
     if found == expected:
         return True
     current = current or _naming_or_private()
-    return current.shared and isinstance(found, str) and found == _prefixed_or_none(current, expected)
+    return (
+        current.shared and isinstance(found, str) and found == _prefixed_or_none(current, expected)
+    )
 
 
 def prefix_hint(found: object, expected: str, current: Naming | None = None) -> str:

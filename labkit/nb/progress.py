@@ -24,8 +24,14 @@ from labkit.errors import IllegalArgumentError
 __all__ = ["progress"]
 
 
-def progress(iterable: Iterable[Any] | None = None, total: int | float | None = None, *,
-             desc: str | None = None, unit: str = "it", **tqdm_kwargs: Any) -> Any:
+def progress(
+    iterable: Iterable[Any] | None = None,
+    total: int | float | None = None,
+    *,
+    desc: str | None = None,
+    unit: str = "it",
+    **tqdm_kwargs: Any,
+) -> Any:
     """A ``tqdm`` progress bar (notebook widget in Jupyter, text elsewhere).
 
     ``total`` defaults to ``len(iterable)`` when it has one. Extra keyword
@@ -35,13 +41,16 @@ def progress(iterable: Iterable[Any] | None = None, total: int | float | None = 
     """
     if iterable is None and total is None:
         raise IllegalArgumentError(
-            "progress() needs something to count: progress(items) or progress(total=1000)")
-    if total is not None and (isinstance(total, bool) or not isinstance(total, int | float)
-                              or total < 0):
+            "progress() needs something to count: progress(items) or progress(total=1000)"
+        )
+    if total is not None and (
+        isinstance(total, bool) or not isinstance(total, int | float) or total < 0
+    ):
         raise IllegalArgumentError(f"total must be a number of items (>= 0), got {total!r}")
     try:
         from tqdm.auto import tqdm
     except ImportError as exc:
         raise ImportError(
-            "nb.progress needs tqdm: pip install 'labkit-streaming[lab]' (in a checkout: make venv)") from exc
+            "nb.progress needs tqdm: pip install 'labkit-streaming[lab]' (in a checkout: make venv)"
+        ) from exc
     return tqdm(iterable, total=total, desc=desc, unit=unit, **tqdm_kwargs)

@@ -76,22 +76,31 @@ class EventStream:
     Raises ``IllegalArgumentError`` for a bad rate, topic or key.
     """
 
-    def __init__(self, producer_or_bootstrap: Any, topic: str, events: Iterable[Any], *,
-                 rate: float | None = 10.0, key: Callable[[Any], Any] | str | None = None,
-                 clock: Clock = REAL_CLOCK):
+    def __init__(
+        self,
+        producer_or_bootstrap: Any,
+        topic: str,
+        events: Iterable[Any],
+        *,
+        rate: float | None = 10.0,
+        key: Callable[[Any], Any] | str | None = None,
+        clock: Clock = REAL_CLOCK,
+    ):
         if not isinstance(topic, str) or not topic:
             raise IllegalArgumentError(f"topic must be a non-empty string, got {topic!r}")
         if rate is not None and (not isinstance(rate, int | float) or not rate > 0):
             raise IllegalArgumentError(
                 f"rate is events per second and must be > 0, or None to send as fast as "
-                f"possible; got {rate!r}")
+                f"possible; got {rate!r}"
+            )
         if isinstance(key, str):
             field = key
             key = lambda event: event[field]  # noqa: E731
         elif key is not None and not callable(key):
             raise IllegalArgumentError(
                 "key must be a function of the event (key=lambda e: e['user_id']) or a "
-                f"field name (key='user_id'), got {key!r}")
+                f"field name (key='user_id'), got {key!r}"
+            )
         self.topic = topic
         self.rate = None if rate is None else float(rate)
         self._key_fn = key
@@ -147,7 +156,8 @@ class EventStream:
             if self._error is not None:
                 raise IllegalStateError(
                     f"this EventStream stopped with an error ({self._error}); fix it and "
-                    "create a new EventStream")
+                    "create a new EventStream"
+                )
         if self._producer is None:
             self._producer = self._given if self._given is not None else self._make_producer()
         self._stop.clear()
@@ -244,8 +254,11 @@ class EventStream:
                     self.exhausted = True
                     break
                 key = None if self._key_fn is None else self._key_fn(event)
-                future = producer.send(self.topic, value=self._encode(event, "value_serializer"),
-                                       key=self._encode(key, "key_serializer"))
+                future = producer.send(
+                    self.topic,
+                    value=self._encode(event, "value_serializer"),
+                    key=self._encode(key, "key_serializer"),
+                )
                 if hasattr(future, "add_errback"):
                     future.add_errback(self._fail)
                 n += 1

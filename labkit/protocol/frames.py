@@ -41,7 +41,7 @@ MAX_HEADER_BYTES = 1 << 20  # a JSON header is small; a megabyte means abuse
 # a reply's header lists what the broker holds (list_groups of 20,000 groups is 1.4 MB):
 # bounded against a rogue peer, not against a big but honest broker
 MAX_RESPONSE_HEADER_BYTES = 64 << 20
-MAX_INT_DIGITS = 20         # -9223372036854775808 is the longest 64-bit integer
+MAX_INT_DIGITS = 20  # -9223372036854775808 is the longest 64-bit integer
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 # a \uD800-\uDFFF escape may be half of a pair (fine) or alone (not text): look closer
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
@@ -109,8 +109,9 @@ def _refuse_constant(name: str) -> float:
 
 # the float and constant hooks run only on floats/NaN/Infinity (rare): always on
 _decode = json.JSONDecoder(parse_float=_parse_float, parse_constant=_refuse_constant).decode
-_decode_strictly = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float,
-                                    parse_constant=_refuse_constant).decode
+_decode_strictly = json.JSONDecoder(
+    parse_int=_parse_int, parse_float=_parse_float, parse_constant=_refuse_constant
+).decode
 
 
 def encode_header(header: dict[str, Any]) -> bytes:
@@ -124,8 +125,9 @@ def decode_header(raw: bytes, limit: int = MAX_HEADER_BYTES) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")  # strict: no encoded surrogates, no UTF-16/32
     except UnicodeDecodeError as exc:
-        raise ProtocolError(f"header is not valid UTF-8 text ({exc}); send JSON encoded "
-                            "as UTF-8") from None
+        raise ProtocolError(
+            f"header is not valid UTF-8 text ({exc}); send JSON encoded as UTF-8"
+        ) from None
     try:
         long_digits = _LONG_DIGIT_RUN in raw.translate(_DIGITS_ONLY)
         header = (_decode_strictly if long_digits else _decode)(text)
@@ -134,14 +136,17 @@ def decode_header(raw: bytes, limit: int = MAX_HEADER_BYTES) -> dict[str, Any]:
     except ValueError as exc:
         raise ProtocolError(f"header is not valid JSON: {exc}") from None
     except RecursionError:
-        raise ProtocolError("header nests JSON arrays/objects too deeply; labkit headers "
-                            "nest a few levels") from None
+        raise ProtocolError(
+            "header nests JSON arrays/objects too deeply; labkit headers nest a few levels"
+        ) from None
     if not isinstance(header, dict):
         raise ProtocolError("header must be a JSON object")
     if _SURROGATE_ESCAPE.search(raw) is not None and not _is_text(header):
-        raise ProtocolError("header has a string with a lone UTF-16 surrogate escape (such as "
-                            "\\ud800), which is not Unicode text; send valid text in "
-                            "group_id, client_id and every other string")
+        raise ProtocolError(
+            "header has a string with a lone UTF-16 surrogate escape (such as "
+            "\\ud800), which is not Unicode text; send valid text in "
+            "group_id, client_id and every other string"
+        )
     return header
 
 
@@ -154,8 +159,12 @@ def _is_text(header: dict[str, Any]) -> bool:
     return True
 
 
-def build_request(request_id: bytes, api: str, header: dict[str, Any],
-                  payloads: list[bytes] | tuple[bytes, ...] = ()) -> list[bytes]:
+def build_request(
+    request_id: bytes,
+    api: str,
+    header: dict[str, Any],
+    payloads: list[bytes] | tuple[bytes, ...] = (),
+) -> list[bytes]:
     return [MAGIC, request_id, api.encode("ascii"), encode_header(header), *payloads]
 
 
@@ -186,8 +195,9 @@ def parse_request(frames: list[bytes]) -> tuple[bytes, str, dict[str, Any], list
     return bytes(request_id), api, header, list(frames[4:])
 
 
-def build_response(request_id: bytes, header: dict[str, Any],
-                   payloads: list[bytes] | tuple[bytes, ...] = ()) -> list[bytes]:
+def build_response(
+    request_id: bytes, header: dict[str, Any], payloads: list[bytes] | tuple[bytes, ...] = ()
+) -> list[bytes]:
     return [MAGIC, request_id, encode_header(header), *payloads]
 
 

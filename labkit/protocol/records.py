@@ -167,7 +167,7 @@ def decode_headers(blob) -> list[tuple[str, bytes | None]]:
             pos += 2
             if pos + klen > size:
                 raise CorruptRecordError("a header key runs past its record's headers")
-            key = bytes(blob[pos:pos + klen]).decode("utf-8")
+            key = bytes(blob[pos : pos + klen]).decode("utf-8")
             pos += klen
             (vlen,) = _HDR_VALUE.unpack_from(blob, pos)
             pos += 4
@@ -176,13 +176,14 @@ def decode_headers(blob) -> list[tuple[str, bytes | None]]:
             else:
                 if pos + vlen > size:
                     raise CorruptRecordError("a header value runs past its record's headers")
-                out.append((key, bytes(blob[pos:pos + vlen])))
+                out.append((key, bytes(blob[pos : pos + vlen])))
                 pos += vlen
     except (struct.error, UnicodeDecodeError) as exc:
         raise CorruptRecordError(f"a record's headers cannot be read: {exc}") from None
     if pos != size:
-        raise CorruptRecordError(f"a record's headers hold {size - pos} bytes past their "
-                                 f"{count} headers")
+        raise CorruptRecordError(
+            f"a record's headers hold {size - pos} bytes past their {count} headers"
+        )
     return out
 
 
@@ -198,10 +199,16 @@ def _blob(items: list) -> bytes:
     return b"".join(items)
 
 
-def encode_batch(timestamps: list[int], keys: list[bytes | None] | None,
-                 values: list[bytes | None], headers: list | None = None,
-                 base_offset: int = 0, offset_deltas: list[int] | None = None,
-                 log_append_time: bool = False, value_lengths: list[int] | None = None) -> bytes:
+def encode_batch(
+    timestamps: list[int],
+    keys: list[bytes | None] | None,
+    values: list[bytes | None],
+    headers: list | None = None,
+    base_offset: int = 0,
+    offset_deltas: list[int] | None = None,
+    log_append_time: bool = False,
+    value_lengths: list[int] | None = None,
+) -> bytes:
     """Encode one batch. ``keys``/``headers`` may be None when no record has any.
     ``value_lengths``: the values' lengths (-1 for None) when the caller has them already.
 
@@ -239,8 +246,21 @@ def encode_batch(timestamps: list[int], keys: list[bytes | None] | None,
     max_ts = max(timestamps) if count else -1
     fixed = struct.pack("<BBHiqqi", MAGIC_V1, attributes, 0, last_delta, base_ts, max_ts, count)
     crc = zlib.crc32(body, zlib.crc32(fixed))
-    return HEADER.pack(base_offset, HEADER_SIZE - LENGTH_PREFIX + len(body), crc,
-                       MAGIC_V1, attributes, 0, last_delta, base_ts, max_ts, count) + body
+    return (
+        HEADER.pack(
+            base_offset,
+            HEADER_SIZE - LENGTH_PREFIX + len(body),
+            crc,
+            MAGIC_V1,
+            attributes,
+            0,
+            last_delta,
+            base_ts,
+            max_ts,
+            count,
+        )
+        + body
+    )
 
 
 def read_header(buf, pos: int = 0) -> BatchHeader:
@@ -260,8 +280,10 @@ def validate_batch(buf, pos: int = 0, *, produced: bool = True) -> BatchHeader:
     header = read_header(buf, pos)
     end = pos + header.size
     if header.batch_length < HEADER_SIZE - LENGTH_PREFIX or end > len(buf):
-        raise CorruptRecordError(f"batch length {header.batch_length} does not match the "
-                                 f"{len(buf) - pos} bytes available")
+        raise CorruptRecordError(
+            f"batch length {header.batch_length} does not match the "
+            f"{len(buf) - pos} bytes available"
+        )
     if header.magic != MAGIC_V1:
         raise CorruptRecordError(f"unknown record batch magic {header.magic}")
     if header.attributes & ~KNOWN_ATTRIBUTES:
@@ -269,17 +291,20 @@ def validate_batch(buf, pos: int = 0, *, produced: bool = True) -> BatchHeader:
     if header.record_count < 0 or header.last_offset_delta < 0:
         raise CorruptRecordError("negative record count or offset delta")
     if HEADER_SIZE + header.record_count * _column_bytes(header.attributes) > header.size:
-        raise CorruptRecordError(f"record count {header.record_count} does not fit in a batch of "
-                                 f"{header.size} bytes")
+        raise CorruptRecordError(
+            f"record count {header.record_count} does not fit in a batch of {header.size} bytes"
+        )
     if produced:
         if header.attributes & HAS_OFFSET_DELTAS or header.record_count == 0:
             raise CorruptRecordError("a produced batch must hold records with implicit offsets")
         if header.attributes & LOG_APPEND_TIME:
-            raise CorruptRecordError("a produced batch may not set LOG_APPEND_TIME (the "
-                                     "broker decides the timestamp type)")
+            raise CorruptRecordError(
+                "a produced batch may not set LOG_APPEND_TIME (the "
+                "broker decides the timestamp type)"
+            )
         if header.last_offset_delta != header.record_count - 1:
             raise CorruptRecordError("last_offset_delta does not match the record count")
-    crc = zlib.crc32(memoryview(buf)[pos + CRC_START:end])
+    crc = zlib.crc32(memoryview(buf)[pos + CRC_START : end])
     if crc != header.crc:
         raise CorruptRecordError(f"CRC mismatch (stored {header.crc:08x}, computed {crc:08x})")
     if produced:
@@ -356,7 +381,7 @@ def _blob_bytes(buf, start: int, lengths: array, what: str, nullable: bool = Tru
 
     The common case (no negative length) costs one C-level ``sum``: the sign bits are
     found by deleting every non-negative top byte (byte 3 of each little-endian int32)."""
-    top_bytes = buf[start + 3:start + 4 * len(lengths):4]
+    top_bytes = buf[start + 3 : start + 4 * len(lengths) : 4]
     negatives = len(bytes(top_bytes).translate(None, _NON_NEGATIVE_TOP_BYTES))
     if not negatives:
         return sum(lengths)
@@ -377,10 +402,12 @@ def _read_columns(buf, pos: int, header: BatchHeader) -> _Columns:
     deltas = None
     if attrs & HAS_OFFSET_DELTAS:
         deltas, cur = _read_ints("i", buf, cur, count)
-        if count and (deltas[0] < 0 or deltas[-1] != header.last_offset_delta
-                      or not all(map(operator.lt, deltas, deltas[1:]))):
-            raise CorruptRecordError("the offset deltas are not increasing up to "
-                                     "last_offset_delta")
+        if count and (
+            deltas[0] < 0
+            or deltas[-1] != header.last_offset_delta
+            or not all(map(operator.lt, deltas, deltas[1:]))
+        ):
+            raise CorruptRecordError("the offset deltas are not increasing up to last_offset_delta")
     elif header.last_offset_delta != count - 1:
         raise CorruptRecordError("last_offset_delta does not match the record count")
     timestamps, cur = _read_ints("q", buf, cur, count)
@@ -398,8 +425,9 @@ def _read_columns(buf, pos: int, header: BatchHeader) -> _Columns:
         header_bytes, cur = _blob_bytes(buf, cur, header_lens, "headers", nullable=False), nxt
     if cur + key_bytes + value_bytes + header_bytes != end:
         raise CorruptRecordError("record lengths do not add up to the batch size")
-    return _Columns(deltas, timestamps, key_lens, value_lens, header_lens, cur, end,
-                    key_bytes, value_bytes)
+    return _Columns(
+        deltas, timestamps, key_lens, value_lens, header_lens, cur, end, key_bytes, value_bytes
+    )
 
 
 def _check_headers(buf, cols: _Columns) -> None:
@@ -409,7 +437,7 @@ def _check_headers(buf, cols: _Columns) -> None:
     if lengths is None:
         return
     start = cols.blobs + cols.key_bytes + cols.value_bytes
-    blob = bytes(buf[start:cols.end])
+    blob = bytes(buf[start : cols.end])
     first = lengths[0] if lengths else 0
     if blob == blob[:first] * len(lengths):  # every record has the same headers
         decode_headers(blob[:first])
@@ -424,11 +452,12 @@ def _check_timestamps(buf, pos: int, header: BatchHeader, cols: _Columns) -> Non
     if not ts:
         return
     start = pos + HEADER_SIZE  # a produced batch has no offset deltas
-    raw = bytes(buf[start:start + 8 * len(ts)])
+    raw = bytes(buf[start : start + 8 * len(ts)])
     if ts[0] != header.base_timestamp or not _largest_is(raw, ts, header.max_timestamp):
         raise CorruptRecordError(
             f"the batch says its timestamps start at {header.base_timestamp} and reach "
-            f"{header.max_timestamp}, its records say {ts[0]} and {max(ts)}")
+            f"{header.max_timestamp}, its records say {ts[0]} and {max(ts)}"
+        )
 
 
 def _largest_is(raw: bytes, ts: array, expected: int) -> bool:
@@ -440,15 +469,15 @@ def _largest_is(raw: bytes, ts: array, expected: int) -> bool:
     if expected >= 0:
         want = struct.pack("<q", expected)
         count = len(ts)
-        if all(raw[k::8] == want[k:k + 1] * count for k in range(7, 0, -1)):
+        if all(raw[k::8] == want[k : k + 1] * count for k in range(7, 0, -1)):
             low_bytes = raw[0::8]
-            return (not low_bytes.translate(None, _UP_TO[want[0]])
-                    and want[0:1] in low_bytes)
+            return not low_bytes.translate(None, _UP_TO[want[0]]) and want[0:1] in low_bytes
     return max(ts) == expected
 
 
-def first_timestamp_outside(buf, pos: int, header: BatchHeader, low: int, high: int
-                            ) -> tuple[int, int] | None:
+def first_timestamp_outside(
+    buf, pos: int, header: BatchHeader, low: int, high: int
+) -> tuple[int, int] | None:
     """(index, timestamp) of the first record of a validated produced batch whose timestamp
     is not in [low, high], or None. Costs no per-record work while ``low`` is below
     every possible timestamp (it trusts the validated ``max_timestamp`` for ``high``)."""
@@ -476,7 +505,7 @@ def _slices(blob, lengths) -> list:
         if n < 0:
             out.append(None)
         else:
-            out.append(blob[pos:pos + n])
+            out.append(blob[pos : pos + n])
             pos += n
     return out
 
@@ -497,9 +526,9 @@ def decode_batch(buf, pos: int = 0, header: BatchHeader | None = None) -> Batch:
         offsets = [base + d for d in cols.deltas]
     else:
         offsets = list(range(header.base_offset, header.base_offset + count))
-    blob = bytes(buf[cols.blobs:cols.end])
+    blob = bytes(buf[cols.blobs : cols.end])
     if cols.key_lens is not None:
-        keys = _slices(blob[:cols.key_bytes], cols.key_lens)
+        keys = _slices(blob[: cols.key_bytes], cols.key_lens)
         key_sizes = cols.key_lens.tolist()
     else:
         keys = [None] * count
@@ -511,5 +540,13 @@ def decode_batch(buf, pos: int = 0, header: BatchHeader | None = None) -> Batch:
         headers = [decode_headers(h) for h in _slices(blob[vend:], cols.header_lens)]
     else:
         headers = [[] for _ in range(count)]  # one list each: callers may mutate
-    return Batch(offsets, cols.timestamps.tolist(), keys, values, headers, key_sizes,
-                 cols.value_lens.tolist(), bool(header.attributes & LOG_APPEND_TIME))
+    return Batch(
+        offsets,
+        cols.timestamps.tolist(),
+        keys,
+        values,
+        headers,
+        key_sizes,
+        cols.value_lens.tolist(),
+        bool(header.attributes & LOG_APPEND_TIME),
+    )

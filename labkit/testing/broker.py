@@ -113,11 +113,17 @@ def free_port(host: str = "127.0.0.1") -> int:
 class BrokerProcess:
     """A ``labkit broker`` subprocess on a free port (see the module docstring)."""
 
-    def __init__(self, data_dir: str | Path | None = None, port: int | None = None,
-                 config: dict | None = None, host: str = "127.0.0.1"):
+    def __init__(
+        self,
+        data_dir: str | Path | None = None,
+        port: int | None = None,
+        config: dict | None = None,
+        host: str = "127.0.0.1",
+    ):
         self._own_dir = data_dir is None
-        self.data_dir = Path(tempfile.mkdtemp(prefix="labkit-broker-")) if data_dir is None \
-            else Path(data_dir)
+        self.data_dir = (
+            Path(tempfile.mkdtemp(prefix="labkit-broker-")) if data_dir is None else Path(data_dir)
+        )
         self.host = host
         self._fixed_port = port is not None
         self.port = port if port is not None else free_port(host)
@@ -135,8 +141,17 @@ class BrokerProcess:
         return self.proc.pid if self.proc is not None else None
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "labkit.broker", "--host", self.host,
-               "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "labkit.broker",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+        ]
         for key, value in self.config.items():
             cmd += ["--config", f"{key}={value}"]
         return cmd
@@ -167,8 +182,13 @@ class BrokerProcess:
         self._log = open(self._log_path, "ab")
         self._log.truncate(0)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=env)
+        self.proc = subprocess.Popen(
+            self.command(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
         weakref.finalize(self, _kill_orphan, self.proc)
         deadline = time.monotonic() + START_TIMEOUT_S
         # The startup line comes after the bind: only then can the answer be ours
@@ -183,8 +203,10 @@ class BrokerProcess:
         code = self.proc.poll()
         if code is None:
             self.kill()
-        raise BrokerStartError(f"broker did not start within {START_TIMEOUT_S:.0f} s "
-                               f"(exit code {code}); its output:\n{self.output()}")
+        raise BrokerStartError(
+            f"broker did not start within {START_TIMEOUT_S:.0f} s "
+            f"(exit code {code}); its output:\n{self.output()}"
+        )
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM and wait; SIGKILL after ``timeout``. Returns the exit code."""

@@ -26,9 +26,17 @@ import pytest
 from labkit.testing.broker import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 LAB_START_TIMEOUT_S = 90.0
 
 
@@ -60,8 +68,12 @@ def browser_context(tmp_path):
         _missing("the Python package 'playwright' is not installed (pip install -e '.[test]')")
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=exe, headless=True,
-            args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 1400})
+            str(tmp_path / "chromium-profile"),
+            executable_path=exe,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 1400},
+        )
         try:
             yield context
         finally:
@@ -95,8 +107,9 @@ class JupyterLab:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             kernels = self.api("kernels")
-            if any(k.get("connections", 0) >= 1 and k.get("execution_state") == "idle"
-                   for k in kernels):
+            if any(
+                k.get("connections", 0) >= 1 and k.get("execution_state") == "idle" for k in kernels
+            ):
                 return
             time.sleep(0.3)
         raise TimeoutError(f"no kernel connected within {timeout_s:.0f} s:\n{self.output()}")
@@ -114,7 +127,9 @@ def _wait_until_up(lab: JupyterLab) -> None:
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.3)
-    raise RuntimeError(f"jupyter lab did not answer within {LAB_START_TIMEOUT_S:.0f} s:\n{lab.output()}")
+    raise RuntimeError(
+        f"jupyter lab did not answer within {LAB_START_TIMEOUT_S:.0f} s:\n{lab.output()}"
+    )
 
 
 def _quiet_settings(settings_dir: Path) -> None:
@@ -135,21 +150,44 @@ def jupyter_lab(tmp_path, shared_broker):
     _quiet_settings(home / "settings")
     port = free_port()
     token = uuid.uuid4().hex
-    env = dict(os.environ, LABKIT_BOOTSTRAP=shared_broker.bootstrap,
-               JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
-               IPYTHONDIR=str(home / "ipython"), JUPYTER_PLATFORM_DIRS="1",
-               PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        LABKIT_BOOTSTRAP=shared_broker.bootstrap,
+        JUPYTER_CONFIG_DIR=str(home / "config"),
+        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        IPYTHONDIR=str(home / "ipython"),
+        JUPYTER_PLATFORM_DIRS="1",
+        PYTHONUNBUFFERED="1",
+    )
     env.pop("LABKIT_GRADING", None)
     log = tmp_path / "jupyter-lab.log"
-    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
-           f"--port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-           f"--ServerApp.root_dir={root}", f"--LabApp.user_settings_dir={home / 'settings'}",
-           f"--LabApp.workspaces_dir={home / 'workspaces'}", "--LabApp.news_url="]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        f"--LabApp.user_settings_dir={home / 'settings'}",
+        f"--LabApp.workspaces_dir={home / 'workspaces'}",
+        "--LabApp.news_url=",
+    ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")  # CI and containers run as root
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, cwd=root, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=root,
+            start_new_session=True,
+        )
     lab = JupyterLab(root, port, token, proc, log)
     try:
         _wait_until_up(lab)

@@ -40,7 +40,9 @@ def _open_notebook(page, lab) -> None:
 
 def _run_all(page) -> None:
     """Run > Run All Cells; again if no cell started (a click can race the kernel's start)."""
-    started = page.locator(".jp-Cell .jp-InputArea-prompt").filter(has_text=re.compile(r"\[(\*|\d+)\]"))
+    started = page.locator(".jp-Cell .jp-InputArea-prompt").filter(
+        has_text=re.compile(r"\[(\*|\d+)\]")
+    )
     for _attempt in range(3):
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.locator("li[data-command='runmenu:run-all']").click()
@@ -88,13 +90,18 @@ def test_demo_notebook_runs_in_jupyterlab_and_plots_update(browser_context, jupy
     (shots / "liveplot-last.png").write_bytes(frames[-1])
     assert len(set(frames)) >= 2, (
         f"the live plot never changed over {len(frames)} screenshots: "
-        f"see {shots / 'liveplot-first.png'}")
+        f"see {shots / 'liveplot-first.png'}"
+    )
 
     page.get_by_text(re.compile(r"stopped: \d+ background helpers")).wait_for()
     assert page.locator(".labkit-liveplot").count() == 3
     assert page.locator(".labkit-dashboard").count() == 1
-    assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
-                        ).filter(has_text="Traceback").count() == 0
+    assert (
+        page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+        .filter(has_text="Traceback")
+        .count()
+        == 0
+    )
     errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']")
     assert errors.count() == 0, errors.first.inner_text()
 

@@ -38,12 +38,15 @@ def docker_engine() -> None:
     if _engine_running():
         return
     if ENGINE_SCRIPT.is_file() and os.geteuid() == 0:
-        result = subprocess.run(["bash", str(ENGINE_SCRIPT), "up"], capture_output=True,
-                                text=True, timeout=900)
+        result = subprocess.run(
+            ["bash", str(ENGINE_SCRIPT), "up"], capture_output=True, text=True, timeout=900
+        )
         if result.returncode != 0:
             _no_engine(f"{ENGINE_SCRIPT} up failed:\n{result.stdout}\n{result.stderr}")
         if _engine_running():
             return
         _no_engine(f"{ENGINE_SCRIPT} up ran but `docker info` still fails")
-    _no_engine("`docker info` fails (start Docker Desktop, or `sudo systemctl start docker`)"
-               + ("" if ENGINE_SCRIPT.is_file() else f"; {ENGINE_SCRIPT} is not there"))
+    _no_engine(
+        "`docker info` fails (start Docker Desktop, or `sudo systemctl start docker`)"
+        + ("" if ENGINE_SCRIPT.is_file() else f"; {ENGINE_SCRIPT} is not there")
+    )

@@ -21,8 +21,13 @@ def compose_commands() -> list[list[str]]:
     found = []
     if shutil.which("docker-compose"):
         found.append(["docker-compose"])
-    if shutil.which("docker") and subprocess.run(
-            ["docker", "compose", "version"], capture_output=True, timeout=60).returncode == 0:
+    if (
+        shutil.which("docker")
+        and subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, timeout=60
+        ).returncode
+        == 0
+    ):
         found.append(["docker", "compose"])
     return found
 
@@ -60,8 +65,9 @@ def own_non_loopback_ipv4() -> list[str]:
     if shutil.which("ip") is None:
         _, _, found = socket.gethostbyname_ex(socket.gethostname())
         return [addr for addr in found if not addr.startswith("127.")]
-    out = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True,
-                         timeout=30).stdout
+    out = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, timeout=30
+    ).stdout
     addresses = []
     for line in out.splitlines():
         fields = line.split()

@@ -34,9 +34,20 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1500)]
 BUILD_TIMEOUT_S = 900
 HEALTH_TIMEOUT_S = 180
 NOTEBOOK_UID = 1234  # the ./notebooks owner when the test runs as root: not 1000, not 0
-COPY_IGNORE = shutil.ignore_patterns(".venv", "venv", ".git", "data", "__pycache__", "*.pyc",
-                                     ".pytest_cache", ".ruff_cache", "*.egg-info", "build",
-                                     ".ipynb_checkpoints", "benchmarks")
+COPY_IGNORE = shutil.ignore_patterns(
+    ".venv",
+    "venv",
+    ".git",
+    "data",
+    "__pycache__",
+    "*.pyc",
+    ".pytest_cache",
+    ".ruff_cache",
+    "*.egg-info",
+    "build",
+    ".ipynb_checkpoints",
+    "benchmarks",
+)
 
 
 def instructor_masters() -> list[Path]:
@@ -56,27 +67,50 @@ class Compose:
         self.project = "labkit-e2e-" + secrets.token_hex(4)
 
     def run(self, *args: str, timeout: float = 300, check: bool = True) -> str:
-        result = subprocess.run([*self.cli, "-p", self.project, *args], cwd=self.workdir,
-                                env=self.env, capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            [*self.cli, "-p", self.project, *args],
+            cwd=self.workdir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check and result.returncode != 0:
-            pytest.fail(f"`{' '.join(self.cli)} {' '.join(args)}` failed "
-                        f"({result.returncode}):\n{result.stdout}\n{result.stderr}\n"
-                        f"logs:\n{self.logs()}", pytrace=False)
+            pytest.fail(
+                f"`{' '.join(self.cli)} {' '.join(args)}` failed "
+                f"({result.returncode}):\n{result.stdout}\n{result.stderr}\n"
+                f"logs:\n{self.logs()}",
+                pytrace=False,
+            )
         return result.stdout + result.stderr
 
     def logs(self, service: str = "") -> str:
-        result = subprocess.run([*self.cli, "-p", self.project, "logs", "--no-color",
-                                 *([service] if service else [])], cwd=self.workdir,
-                                env=self.env, capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [*self.cli, "-p", self.project, "logs", "--no-color", *([service] if service else [])],
+            cwd=self.workdir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         return result.stdout + result.stderr
 
     def health(self, service: str) -> str:
         cid = self.run("ps", "-q", service).strip()
         if not cid:
             return "missing"
-        out = subprocess.run(["docker", "inspect", "--format",
-                              "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}"
-                              "{{end}}", cid], capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [
+                "docker",
+                "inspect",
+                "--format",
+                "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
+                cid,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         return out.stdout.strip()
 
     def wait_healthy(self) -> None:
@@ -118,8 +152,11 @@ def compose(request, docker_engine, tmp_path_factory) -> Compose:
         for path in [notebooks, *notebooks.rglob("*")]:
             os.chown(path, NOTEBOOK_UID, NOTEBOOK_UID)
     env = dict(os.environ)
-    env.update(JUPYTER_TOKEN="e2e-" + secrets.token_hex(8),
-               LABKIT_BROKER_PORT=str(free_port(9092)), LABKIT_LAB_PORT=str(free_port(8888)))
+    env.update(
+        JUPYTER_TOKEN="e2e-" + secrets.token_hex(8),
+        LABKIT_BROKER_PORT=str(free_port(9092)),
+        LABKIT_LAB_PORT=str(free_port(8888)),
+    )
     project = Compose(request.param.split(), workdir, env)
     try:
         yield project
@@ -136,10 +173,12 @@ def _http(url: str) -> tuple[int, bytes]:
 
 
 def _jupyter_put(base: str, token: str, path: str, model: dict) -> int:
-    request = urllib.request.Request(f"{base}/api/contents/{path}", method="PUT",
-                                     data=json.dumps(model).encode(),
-                                     headers={"Authorization": f"token {token}",
-                                              "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{base}/api/contents/{path}",
+        method="PUT",
+        data=json.dumps(model).encode(),
+        headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return response.status
 
@@ -148,36 +187,73 @@ def test_compose_up_lab_and_broker_work_and_survive_down(compose: Compose):
     from labkit import KafkaConsumer, KafkaProducer
 
     env = compose.env
-    token, broker_port, lab_port = (env["JUPYTER_TOKEN"], int(env["LABKIT_BROKER_PORT"]),
-                                    int(env["LABKIT_LAB_PORT"]))
+    token, broker_port, lab_port = (
+        env["JUPYTER_TOKEN"],
+        int(env["LABKIT_BROKER_PORT"]),
+        int(env["LABKIT_LAB_PORT"]),
+    )
     base = f"http://127.0.0.1:{lab_port}"
     compose.run("up", "-d", "--build", timeout=BUILD_TIMEOUT_S)
     compose.wait_healthy()
 
     # The lab's log tells the student which URL to open.
     url = f"http://localhost:{lab_port}/lab/tree/README.ipynb?token={token}"
-    wait_until(lambda: url in compose.logs("lab"),
-               60, what="the URL with the token in `logs lab`")
+    wait_until(lambda: url in compose.logs("lab"), 60, what="the URL with the token in `logs lab`")
 
     # A notebook inside the lab container reaches the broker service as broker:9092.
-    out = compose.run("exec", "-T", "lab", "labkit-entrypoint", "jupyter", "nbconvert",
-                      "--to", "notebook", "--execute", "--output-dir", "/tmp", "--output", "e2e_smoke.out",
-                      "--ExecutePreprocessor.timeout=120", "e2e_smoke.ipynb", timeout=300)
+    out = compose.run(
+        "exec",
+        "-T",
+        "lab",
+        "labkit-entrypoint",
+        "jupyter",
+        "nbconvert",
+        "--to",
+        "notebook",
+        "--execute",
+        "--output-dir",
+        "/tmp",
+        "--output",
+        "e2e_smoke.out",
+        "--ExecutePreprocessor.timeout=120",
+        "e2e_smoke.ipynb",
+        timeout=300,
+    )
     executed = compose.run("exec", "-T", "lab", "cat", "/tmp/e2e_smoke.out.ipynb")
     assert "E2E-SMOKE-OK" in executed, out
     assert "broker:9092" in executed
 
     # The solution masters pass under grading (a failing check raises) in the container.
     if instructor_masters():
-        out = compose.run("exec", "-T", "-e", "LABKIT_GRADING=1", "-e", "MPLBACKEND=Agg", "lab",
-                          "labkit-entrypoint", "python", "-m", "pytest", "-q", "-p",
-                          "no:cacheprovider", "--nbval-lax", "--nbval-cell-timeout=120",
-                          "--rootdir=_e2e_masters", "_e2e_masters", timeout=900, check=False)
+        out = compose.run(
+            "exec",
+            "-T",
+            "-e",
+            "LABKIT_GRADING=1",
+            "-e",
+            "MPLBACKEND=Agg",
+            "lab",
+            "labkit-entrypoint",
+            "python",
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--nbval-lax",
+            "--nbval-cell-timeout=120",
+            "--rootdir=_e2e_masters",
+            "_e2e_masters",
+            timeout=900,
+            check=False,
+        )
         summary = out.strip().splitlines()[-1] if out.strip() else "(no output)"
         failed = [line for line in out.splitlines() if line.startswith(("FAILED", "ERROR"))]
         assert " passed" in summary and "failed" not in summary and "error" not in summary, (
-            f"solution masters in the lab container: {summary}\n" + "\n".join(failed)
-            + f"\n\n{out[-6000:]}")
+            f"solution masters in the lab container: {summary}\n"
+            + "\n".join(failed)
+            + f"\n\n{out[-6000:]}"
+        )
 
     # From the host: the broker on 127.0.0.1 (and localhost) through the published port.
     topic = "e2e-persist-" + secrets.token_hex(4)
@@ -199,12 +275,20 @@ def test_compose_up_lab_and_broker_work_and_survive_down(compose: Compose):
         for port in (broker_port, lab_port):
             error = connect_error(address, port)
             assert isinstance(error, ConnectionRefusedError), (
-                f"{address}:{port} should refuse connections, got {error or 'a connection'}")
+                f"{address}:{port} should refuse connections, got {error or 'a connection'}"
+            )
 
     # A notebook saved through JupyterLab lands in ./notebooks with the folder's owner.
-    edited = {"type": "notebook", "format": "json", "content": {
-        "cells": [{"cell_type": "markdown", "metadata": {}, "source": "my answer 42"}],
-        "metadata": {}, "nbformat": 4, "nbformat_minor": 5}}
+    edited = {
+        "type": "notebook",
+        "format": "json",
+        "content": {
+            "cells": [{"cell_type": "markdown", "metadata": {}, "source": "my answer 42"}],
+            "metadata": {},
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        },
+    }
     assert _jupyter_put(base, token, "my_work.ipynb", edited) in (200, 201)
     saved = compose.workdir / "notebooks" / "my_work.ipynb"
     assert "my answer 42" in saved.read_text()
@@ -221,8 +305,12 @@ def test_compose_up_lab_and_broker_work_and_survive_down(compose: Compose):
     assert connect_error("127.0.0.1", broker_port) is not None
     compose.run("up", "-d", timeout=BUILD_TIMEOUT_S)
     compose.wait_healthy()
-    consumer = KafkaConsumer(topic, bootstrap_servers=[f"127.0.0.1:{broker_port}"],
-                             auto_offset_reset="earliest", consumer_timeout_ms=10_000)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=[f"127.0.0.1:{broker_port}"],
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=10_000,
+    )
     values = [record.value for record in consumer]
     consumer.close()
     assert values == [b"kept across down/up"]
@@ -233,12 +321,19 @@ def test_compose_up_lab_and_broker_work_and_survive_down(compose: Compose):
 def test_broker_memory_is_modest(compose: Compose):
     """The idle broker stays in the tens of MB (students' laptops have 8 GB)."""
     compose.run("up", "-d", "--build", "broker", timeout=BUILD_TIMEOUT_S)
-    wait_until(lambda: compose.health("broker") == "running healthy", HEALTH_TIMEOUT_S,
-               what="a healthy broker")
+    wait_until(
+        lambda: compose.health("broker") == "running healthy",
+        HEALTH_TIMEOUT_S,
+        what="a healthy broker",
+    )
     time.sleep(2)
     cid = compose.run("ps", "-q", "broker").strip()
-    usage = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", cid],
-                           capture_output=True, text=True, timeout=60).stdout
+    usage = subprocess.run(
+        ["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", cid],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
     amount, unit = usage.split("/")[0].strip()[:-3], usage.split("/")[0].strip()[-3:]
     mib = float(amount) * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[unit]
     assert mib < 150, f"the idle broker uses {usage.strip()}"

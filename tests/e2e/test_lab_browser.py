@@ -23,9 +23,16 @@ from e2e_helpers import REPO, free_port, processes_mentioning, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(400)]
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 UI_TIMEOUT_MS = 60_000
 
 
@@ -36,8 +43,11 @@ def _missing(reason: str) -> None:
 
 
 def _chromium() -> str:
-    for candidate in (os.environ.get("LABKIT_CHROMIUM"), shutil.which("chromium"),
-                      "/usr/bin/chromium"):
+    for candidate in (
+        os.environ.get("LABKIT_CHROMIUM"),
+        shutil.which("chromium"),
+        "/usr/bin/chromium",
+    ):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     _missing("chromium is not installed (apt-get install chromium)")
@@ -52,26 +62,50 @@ def lab(tmp_path: Path):
     quiet = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     quiet.parent.mkdir(parents=True)
     quiet.write_text(json.dumps({"checkForUpdates": False, "fetchNews": "false"}))
-    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter" / "config"),
-               JUPYTER_RUNTIME_DIR=str(tmp_path / "jupyter" / "runtime"),
-               JUPYTERLAB_SETTINGS_DIR=str(settings),
-               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "jupyter" / "workspaces"),
-               IPYTHONDIR=str(tmp_path / "jupyter" / "ipython"), SHELL="/bin/bash")
+    env = dict(
+        os.environ,
+        JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter" / "config"),
+        JUPYTER_RUNTIME_DIR=str(tmp_path / "jupyter" / "runtime"),
+        JUPYTERLAB_SETTINGS_DIR=str(settings),
+        JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "jupyter" / "workspaces"),
+        IPYTHONDIR=str(tmp_path / "jupyter" / "ipython"),
+        SHELL="/bin/bash",
+    )
     env.pop("LABKIT_GRADING", None)
     env.pop("JUPYTER_TOKEN", None)  # labkit lab makes a random one and prints it
     port, lab_port = free_port(), free_port()
     log_path = tmp_path / "lab.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "labkit", "lab", "--no-browser", "--port", str(port),
-             "--lab-port", str(lab_port), "--data-dir", str(tmp_path / "data"),
-             "--notebooks", str(notebooks)],
-            cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "labkit",
+                "lab",
+                "--no-browser",
+                "--port",
+                str(port),
+                "--lab-port",
+                str(lab_port),
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--notebooks",
+                str(notebooks),
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         pattern = re.compile(rf"http://localhost:{lab_port}/\S+\?token=\w+")
-        match = wait_until(lambda: proc.poll() is None and pattern.search(log_path.read_text()),
-                           120, what="the URL in labkit lab's output")
+        match = wait_until(
+            lambda: proc.poll() is None and pattern.search(log_path.read_text()),
+            120,
+            what="the URL in labkit lab's output",
+        )
         yield match.group(0), f"localhost:{port}"
     finally:
         if proc.poll() is None:
@@ -90,16 +124,21 @@ def test_student_opens_the_printed_url(lab, tmp_path: Path):
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=_chromium(), headless=True,
-            args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900})
+            str(tmp_path / "profile"),
+            executable_path=_chromium(),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900},
+        )
         try:
             page = context.new_page()
             page.set_default_timeout(UI_TIMEOUT_MS)
             page.goto(url.replace("localhost", "127.0.0.1"))
             # The landing page opens by itself, with a kernel.
             page.get_by_role("tab", name="README.ipynb").wait_for()
-            page.wait_for_selector(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator"
-                                   "[data-status='idle']")
+            page.wait_for_selector(
+                ".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']"
+            )
             page.get_by_role("heading", name="Welcome to the labkit lab").first.wait_for()
             page.screenshot(path=str(shots / "lab-start.png"))
 
@@ -116,10 +155,15 @@ def test_student_opens_the_printed_url(lab, tmp_path: Path):
             terminal.wait_for()
             page.wait_for_timeout(1500)  # the shell prompt
             terminal.click()
-            page.keyboard.type("labkit topics --create --topic from-the-terminal "
-                               "--bootstrap-server $LABKIT_BOOTSTRAP\n")
-            wait_until(lambda: _topic_exists(bootstrap, "from-the-terminal"), 60,
-                       what="the topic created from the JupyterLab terminal")
+            page.keyboard.type(
+                "labkit topics --create --topic from-the-terminal "
+                "--bootstrap-server $LABKIT_BOOTSTRAP\n"
+            )
+            wait_until(
+                lambda: _topic_exists(bootstrap, "from-the-terminal"),
+                60,
+                what="the topic created from the JupyterLab terminal",
+            )
             page.keyboard.type("kafka-topics.sh --list --bootstrap-server $LABKIT_BOOTSTRAP\n")
             page.wait_for_timeout(2000)
             page.screenshot(path=str(shots / "lab-terminal.png"))

@@ -31,8 +31,11 @@ from e2e_helpers import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300),
-              pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc"),
+]
 
 
 STOP_S = 30
@@ -49,8 +52,7 @@ def _start(argv: list[str], **kwargs) -> subprocess.Popen:
 
 def _run_lab(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
     """``labkit lab ARGS`` to the end; its whole tree is stopped even when it hangs."""
-    proc = _start(_labkit("lab", *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                  text=True)
+    proc = _start(_labkit("lab", *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     finally:
@@ -69,8 +71,19 @@ def listener():
 
 
 def test_lab_port_taken_names_the_fix(tmp_path: Path, listener: int):
-    result = _run_lab(["--no-browser", "--port", str(free_port()), "--lab-port", str(listener),
-                       "--data-dir", str(tmp_path / "data"), "--notebooks", str(tmp_path)])
+    result = _run_lab(
+        [
+            "--no-browser",
+            "--port",
+            str(free_port()),
+            "--lab-port",
+            str(listener),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--notebooks",
+            str(tmp_path),
+        ]
+    )
     assert result.returncode == 1
     assert f"Port {listener} is taken" in result.stderr
     assert f"--lab-port {listener + 1}" in result.stderr
@@ -79,8 +92,19 @@ def test_lab_port_taken_names_the_fix(tmp_path: Path, listener: int):
 
 
 def test_broker_port_taken_by_something_else_names_the_fix(tmp_path: Path, listener: int):
-    result = _run_lab(["--no-browser", "--port", str(listener), "--lab-port", str(free_port()),
-                       "--data-dir", str(tmp_path / "data"), "--notebooks", str(tmp_path)])
+    result = _run_lab(
+        [
+            "--no-browser",
+            "--port",
+            str(listener),
+            "--lab-port",
+            str(free_port()),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--notebooks",
+            str(tmp_path),
+        ]
+    )
     assert result.returncode == 1
     assert f"Port {listener} is taken by a program that is not a labkit broker" in result.stderr
     assert f"--port {listener + 1}" in result.stderr
@@ -92,21 +116,44 @@ def test_reuses_a_running_broker_and_leaves_it_running(tmp_path: Path):
     data = tmp_path / "own-broker-data"
     broker_log = tmp_path / "broker.log"
     with open(broker_log, "wb") as log:
-        broker = _start(_labkit("broker", "--port", str(port), "--data-dir", str(data)),
-                        stdout=log, stderr=subprocess.STDOUT)
+        broker = _start(
+            _labkit("broker", "--port", str(port), "--data-dir", str(data)),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        wait_until(lambda: broker_answers(f"127.0.0.1:{port}", 500) or broker.poll() is not None,
-                   30, what="the broker")
+        wait_until(
+            lambda: broker_answers(f"127.0.0.1:{port}", 500) or broker.poll() is not None,
+            30,
+            what="the broker",
+        )
         assert broker.poll() is None, broker_log.read_text()
         log_path = tmp_path / "lab.log"
         with open(log_path, "wb") as log:
             lab = _start(
-                _labkit("lab", "--no-browser", "--port", str(port), "--lab-port", str(lab_port),
-                        "--data-dir", str(tmp_path / "unused"), "--notebooks", str(tmp_path)),
-                stdout=log, stderr=subprocess.STDOUT)
+                _labkit(
+                    "lab",
+                    "--no-browser",
+                    "--port",
+                    str(port),
+                    "--lab-port",
+                    str(lab_port),
+                    "--data-dir",
+                    str(tmp_path / "unused"),
+                    "--notebooks",
+                    str(tmp_path),
+                ),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         try:
-            wait_until(lambda: http_status(f"http://127.0.0.1:{lab_port}/api") == 200
-                       or lab.poll() is not None, 120, what="JupyterLab")
+            wait_until(
+                lambda: (
+                    http_status(f"http://127.0.0.1:{lab_port}/api") == 200 or lab.poll() is not None
+                ),
+                120,
+                what="JupyterLab",
+            )
             assert lab.poll() is None, log_path.read_text()
             assert "already running" in log_path.read_text()
             lab.send_signal(signal.SIGTERM)
@@ -114,12 +161,15 @@ def test_reuses_a_running_broker_and_leaves_it_running(tmp_path: Path):
         finally:
             stop_tree(lab)
         assert connect_error("127.0.0.1", lab_port) is not None
-        assert broker.poll() is None and broker_answers(f"127.0.0.1:{port}"), \
+        assert broker.poll() is None and broker_answers(f"127.0.0.1:{port}"), (
             "labkit lab must not stop a broker it did not start"
+        )
         assert not (tmp_path / "unused").exists()
-        wait_until(lambda: all(str(lab_port) not in cmd
-                               for _, cmd in processes_mentioning(str(tmp_path))), 10,
-                   what="JupyterLab to exit")
+        wait_until(
+            lambda: all(str(lab_port) not in cmd for _, cmd in processes_mentioning(str(tmp_path))),
+            10,
+            what="JupyterLab to exit",
+        )
     finally:
         stop_tree(broker)
 
@@ -140,13 +190,34 @@ def test_sigint_stops_the_broker_it_started(tmp_path: Path):
     env = dict(os.environ, JUPYTER_TOKEN="e2e-token")
     with open(log_path, "wb") as log:
         lab = _start(
-            _labkit("lab", "--no-browser", "--port", str(port), "--lab-port", str(lab_port),
-                    "--data-dir", str(tmp_path / "data"), "--notebooks", str(tmp_path)),
-            stdout=log, stderr=subprocess.STDOUT, env=env)
+            _labkit(
+                "lab",
+                "--no-browser",
+                "--port",
+                str(port),
+                "--lab-port",
+                str(lab_port),
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--notebooks",
+                str(tmp_path),
+            ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     try:
-        wait_until(lambda: lab.poll() is not None or (
-            http_status(f"http://127.0.0.1:{lab_port}/api") == 200
-            and broker_answers(f"127.0.0.1:{port}", 500)), 120, what="broker and JupyterLab")
+        wait_until(
+            lambda: (
+                lab.poll() is not None
+                or (
+                    http_status(f"http://127.0.0.1:{lab_port}/api") == 200
+                    and broker_answers(f"127.0.0.1:{port}", 500)
+                )
+            ),
+            120,
+            what="broker and JupyterLab",
+        )
         assert lab.poll() is None, log_path.read_text()
         url = f"http://localhost:{lab_port}/lab/tree/README.ipynb?token=e2e-token"
         wait_until(lambda: url in log_path.read_text(), 15, what="the URL in the log")
@@ -157,8 +228,11 @@ def test_sigint_stops_the_broker_it_started(tmp_path: Path):
         assert lab.wait(60) == 0, log_path.read_text()
     finally:
         stop_tree(lab)
-    wait_until(lambda: not processes_mentioning(str(tmp_path)), 15,
-               what="the broker and JupyterLab to exit")
+    wait_until(
+        lambda: not processes_mentioning(str(tmp_path)),
+        15,
+        what="the broker and JupyterLab to exit",
+    )
     assert connect_error("127.0.0.1", port) is not None
     assert (tmp_path / "data").is_dir()
 
@@ -179,8 +253,11 @@ def test_stop_tree_kills_what_ignores_sigterm_even_in_another_session(tmp_path: 
     proc = _start([sys.executable, "-c", STUBBORN, marker], stdout=subprocess.PIPE)
     try:
         assert proc.stdout.readline() == b"ready\n"
-        wait_until(lambda: len(psutil.Process(proc.pid).children(recursive=True)) == 2, 10,
-                   what="both children")
+        wait_until(
+            lambda: len(psutil.Process(proc.pid).children(recursive=True)) == 2,
+            10,
+            what="both children",
+        )
     finally:
         stop_tree(proc, timeout=2)
     assert proc.returncode == -signal.SIGKILL

@@ -29,8 +29,11 @@ from e2e_helpers import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200),
-              pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(1200),
+    pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc"),
+]
 
 FIRST_START_S = 600  # creating the venv (pip) dominates
 START_S = 120
@@ -62,9 +65,15 @@ class MakeLab:
         env["JUPYTER_TOKEN"] = self.token
         lab_args = f"--no-browser --port {self.broker_port} --lab-port {self.lab_port}"
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(["make", "lab", f"LAB_ARGS={lab_args}"], cwd=clone,
-                                         env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                ["make", "lab", f"LAB_ARGS={lab_args}"],
+                cwd=clone,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def __enter__(self) -> MakeLab:
         return self
@@ -78,10 +87,12 @@ class MakeLab:
     def wait_ready(self, timeout: float) -> None:
         def ready() -> bool:
             if self.proc.poll() is not None:
-                pytest.fail(f"make lab exited with {self.proc.returncode}:\n{self.log()}",
-                            pytrace=False)
-            return (http_status(f"http://127.0.0.1:{self.lab_port}/api") == 200
-                    and broker_answers(f"127.0.0.1:{self.broker_port}", 1000))
+                pytest.fail(
+                    f"make lab exited with {self.proc.returncode}:\n{self.log()}", pytrace=False
+                )
+            return http_status(f"http://127.0.0.1:{self.lab_port}/api") == 200 and broker_answers(
+                f"127.0.0.1:{self.broker_port}", 1000
+            )
 
         try:
             wait_until(ready, timeout, interval=1.0, what="JupyterLab and the broker")
@@ -96,8 +107,11 @@ class MakeLab:
             pytest.fail(f"make lab did not stop within {STOP_S} s:\n{self.log()}", pytrace=False)
 
     def assert_nothing_left(self) -> None:
-        wait_until(lambda: not processes_mentioning(str(self.clone)), 10,
-                   what="every process of the lab (broker, JupyterLab, kernels) to exit")
+        wait_until(
+            lambda: not processes_mentioning(str(self.clone)),
+            10,
+            what="every process of the lab (broker, JupyterLab, kernels) to exit",
+        )
         assert connect_error("127.0.0.1", self.broker_port) is not None
         assert connect_error("127.0.0.1", self.lab_port) is not None
 

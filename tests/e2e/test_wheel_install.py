@@ -39,8 +39,21 @@ RUN_S = 120
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(BUILD_S + INSTALL_S + 300)]
 
 # What a source checkout holds besides the package and the series; not needed to build.
-NOT_BUILD_INPUT = (".git", ".venv", "venv", "data", "build", "dist", "*.egg-info", "__pycache__",
-                   ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints", "benchmarks", "tests")
+NOT_BUILD_INPUT = (
+    ".git",
+    ".venv",
+    "venv",
+    "data",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".ipynb_checkpoints",
+    "benchmarks",
+    "tests",
+)
 
 # Run by the venv's python: send one record with the installed client, read it back.
 ROUND_TRIP = """
@@ -81,26 +94,38 @@ class Installed:
         self.bin = venv / "bin"
 
     def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("PYTHONPATH", "VIRTUAL_ENV", "LABKIT_BOOTSTRAP", "JUPYTER_TOKEN")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("PYTHONPATH", "VIRTUAL_ENV", "LABKIT_BOOTSTRAP", "JUPYTER_TOKEN")
+        }
         env["PATH"] = str(self.bin) + os.pathsep + env.get("PATH", "")  # as if activated
         env["JUPYTER_DATA_DIR"] = str(self.home / "jupyter-data")  # no user kernelspecs
         env.update(extra)
         return env
 
     def run(self, *argv: str, timeout: float = RUN_S, **extra_env: str) -> str:
-        result = subprocess.run([str(self.bin / argv[0]), *argv[1:]], cwd=self.home,
-                                env=self.env(**extra_env), capture_output=True, text=True,
-                                timeout=timeout, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            [str(self.bin / argv[0]), *argv[1:]],
+            cwd=self.home,
+            env=self.env(**extra_env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         assert result.returncode == 0, (
-            f"{' '.join(argv)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+            f"{' '.join(argv)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        )
         return result.stdout + result.stderr
 
 
 def _timed(what: str, argv: list[str], timeout: float, **kwargs) -> None:
     started = time.monotonic()
     result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kwargs)
-    assert result.returncode == 0, f"{what} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, (
+        f"{what} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    )
     print(f"{what}: {time.monotonic() - started:.0f} s")
 
 
@@ -110,35 +135,54 @@ def installed(tmp_path_factory) -> Installed:
     source = work / "src"
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*NOT_BUILD_INPUT))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    _timed("python -m build", [sys.executable, "-m", "build", "--outdir", str(work / "dist"),
-                               str(source)], BUILD_S, env=env)
+    _timed(
+        "python -m build",
+        [sys.executable, "-m", "build", "--outdir", str(work / "dist"), str(source)],
+        BUILD_S,
+        env=env,
+    )
     wheels = list((work / "dist").glob("*.whl"))
     assert len(wheels) == 1 and wheels[0].name.startswith("labkit_streaming-"), wheels
     assert list((work / "dist").glob("labkit_streaming-*.tar.gz")), "no sdist was built"
     venv = work / "venv"
     _timed("python -m venv", [sys.executable, "-m", "venv", str(venv)], RUN_S, env=env)
-    _timed("pip install wheel[lab]", [str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
-                                      f"{wheels[0]}[lab]"], INSTALL_S, env=env)
+    _timed(
+        "pip install wheel[lab]",
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"{wheels[0]}[lab]"],
+        INSTALL_S,
+        env=env,
+    )
     home = work / "home"  # outside the checkout: `import labkit` cannot find its sources
     home.mkdir()
     return Installed(venv, home, wheels[0])
 
 
 def test_the_installed_package_is_the_wheel(installed: Installed):
-    out = installed.run("python", "-c", "import importlib.metadata as m, labkit; "
-                        f"print(labkit.__file__, labkit.__version__, m.version({DIST_NAME!r}))")
+    out = installed.run(
+        "python",
+        "-c",
+        "import importlib.metadata as m, labkit; "
+        f"print(labkit.__file__, labkit.__version__, m.version({DIST_NAME!r}))",
+    )
     path, module_version, dist_version = out.split()
     assert Path(path).is_relative_to(installed.venv), f"labkit imported from {path}"
     assert module_version == dist_version
-    meta = installed.run("python", "-c", "import importlib.metadata as m, json; "
-                         f"d = m.metadata({DIST_NAME!r}); "
-                         "print(json.dumps({k: d.get_all(k) for k in d.keys()}))")
+    meta = installed.run(
+        "python",
+        "-c",
+        "import importlib.metadata as m, json; "
+        f"d = m.metadata({DIST_NAME!r}); "
+        "print(json.dumps({k: d.get_all(k) for k in d.keys()}))",
+    )
     fields = json.loads(meta)
     assert fields["License-Expression"] == ["MIT"]
     assert fields["Requires-Python"] == [">=3.11"]
     assert any(c.startswith("Programming Language :: Python :: 3.11") for c in fields["Classifier"])
-    licenses = list(installed.venv.glob("lib/python*/site-packages/labkit_streaming-*.dist-info/"
-                                        "licenses/LICENSE"))
+    licenses = list(
+        installed.venv.glob(
+            "lib/python*/site-packages/labkit_streaming-*.dist-info/licenses/LICENSE"
+        )
+    )
     assert licenses and "MIT License" in licenses[0].read_text()
 
 
@@ -147,8 +191,12 @@ def test_console_scripts_and_lab_help(installed: Installed):
     help_text = installed.run("labkit", "lab", "--help")
     assert "--notebooks" in help_text and "--lab-port" in help_text
     assert "init" in installed.run("labkit", "--help")
-    for script in ("kafka-topics.sh", "kafka-console-producer.sh", "kafka-console-consumer.sh",
-                   "kafka-consumer-groups.sh"):
+    for script in (
+        "kafka-topics.sh",
+        "kafka-console-producer.sh",
+        "kafka-console-consumer.sh",
+        "kafka-consumer-groups.sh",
+    ):
         assert "--bootstrap-server" in installed.run(script, "--help")
 
 
@@ -158,13 +206,28 @@ def broker(installed: Installed):
     port = free_port()
     log_path = installed.home / "broker.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([str(installed.bin / "labkit"), "broker", "--port", str(port),
-                                 "--data-dir", str(installed.home / "data")],
-                                cwd=installed.home, env=installed.env(), stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                str(installed.bin / "labkit"),
+                "broker",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(installed.home / "data"),
+            ],
+            cwd=installed.home,
+            env=installed.env(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
-        wait_until(lambda: proc.poll() is not None or broker_answers(f"127.0.0.1:{port}", 500),
-                   60, what="the installed broker")
+        wait_until(
+            lambda: proc.poll() is not None or broker_answers(f"127.0.0.1:{port}", 500),
+            60,
+            what="the installed broker",
+        )
         assert proc.poll() is None, log_path.read_text()
         yield f"localhost:{port}"
     finally:
@@ -174,8 +237,16 @@ def broker(installed: Installed):
 def test_broker_round_trip_with_the_installed_client(installed: Installed, broker: str):
     out = installed.run("python", "-c", ROUND_TRIP, broker, "wheel-check")
     assert out.strip().endswith("0 [b'hello from the wheel']"), out
-    consumed = installed.run("kafka-console-consumer.sh", "--bootstrap-server", broker,
-                             "--topic", "wheel-check", "--from-beginning", "--max-messages", "1")
+    consumed = installed.run(
+        "kafka-console-consumer.sh",
+        "--bootstrap-server",
+        broker,
+        "--topic",
+        "wheel-check",
+        "--from-beginning",
+        "--max-messages",
+        "1",
+    )
     assert "hello from the wheel" in consumed
 
 
@@ -191,8 +262,9 @@ def test_init_then_the_first_notebook_runs(installed: Installed, broker: str):
 
     source = course / "notebooks" / "00_start_here.ipynb"
     result = installed.home / "00_start_here.run.ipynb"
-    installed.run("python", "-c", RUN_NOTEBOOK, str(source), str(result),
-                  timeout=300, LABKIT_BOOTSTRAP=broker)
+    installed.run(
+        "python", "-c", RUN_NOTEBOOK, str(source), str(result), timeout=300, LABKIT_BOOTSTRAP=broker
+    )
     cells = [c for c in json.loads(result.read_text())["cells"] if c["cell_type"] == "code"]
     errors = [o for c in cells for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert not errors, errors

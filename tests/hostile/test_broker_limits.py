@@ -32,15 +32,25 @@ MiB = 1 << 20
 
 
 def make_topic(client: RawClient, name: str, partitions: int = 1) -> None:
-    header, _ = client.request("create_topics", {"topics": [
-        {"name": name, "num_partitions": partitions}]})
+    header, _ = client.request(
+        "create_topics", {"topics": [{"name": name, "num_partitions": partitions}]}
+    )
     assert header["topics"][0]["error"] == 0, header
 
 
-def fetch_header(topic: str, offset: int = 0, max_wait_ms: int = 500, min_bytes: int = 1,
-                 partition_max: int = MiB) -> dict:
-    return {"max_wait_ms": max_wait_ms, "min_bytes": min_bytes, "max_bytes": 50 * MiB,
-            "partitions": [[topic, 0, offset, partition_max]]}
+def fetch_header(
+    topic: str,
+    offset: int = 0,
+    max_wait_ms: int = 500,
+    min_bytes: int = 1,
+    partition_max: int = MiB,
+) -> dict:
+    return {
+        "max_wait_ms": max_wait_ms,
+        "min_bytes": min_bytes,
+        "max_bytes": 50 * MiB,
+        "partitions": [[topic, 0, offset, partition_max]],
+    }
 
 
 def long_poll_seconds(bootstrap: str, topic: str, max_wait_ms: int = 500) -> float:
@@ -77,12 +87,13 @@ class PeakRss:
 def zmtp_dealer(port: int) -> socket.socket:
     """A raw TCP socket that has done the ZMTP 3.0 NULL handshake as a DEALER."""
     raw = socket.create_connection(("127.0.0.1", port), timeout=5)
-    raw.sendall(b"\xff" + b"\0" * 8 + b"\x7f" + b"\x03\x00" + b"NULL" + b"\0" * 16
-                + b"\0" + b"\0" * 31)
+    raw.sendall(
+        b"\xff" + b"\0" * 8 + b"\x7f" + b"\x03\x00" + b"NULL" + b"\0" * 16 + b"\0" + b"\0" * 31
+    )
     body = b"\x05READY" + b"\x0bSocket-Type" + struct.pack(">I", 6) + b"DEALER"
     raw.sendall(bytes([0x04, len(body)]) + body)
     received = b""
-    while len(received) < 64:   # the broker's greeting
+    while len(received) < 64:  # the broker's greeting
         received += raw.recv(64 - len(received))
     return raw
 
@@ -94,8 +105,10 @@ def test_huge_max_wait_is_refused_and_long_polls_still_wait(broker, unique_topic
     with RawClient(broker.bootstrap) as setup:
         make_topic(setup, unique_topic)
     with RawClient(broker.bootstrap) as attacker:
-        rids = [attacker.send("fetch", fetch_header(unique_topic, max_wait_ms=10**15))
-                for _ in range(10_000)]
+        rids = [
+            attacker.send("fetch", fetch_header(unique_topic, max_wait_ms=10**15))
+            for _ in range(10_000)
+        ]
         header, _ = attacker.wait_for(rids[0], timeout=10)
         assert header["error"] == 42 and "max_wait_ms" in header["message"]
     # the attacker is gone: the class's long polls still wait
@@ -106,8 +119,10 @@ def test_one_client_cannot_take_every_parking_slot(broker, unique_topic):
     with RawClient(broker.bootstrap) as setup:
         make_topic(setup, unique_topic)
     with RawClient(broker.bootstrap, timeout=10) as attacker:
-        rids = [attacker.send("fetch", fetch_header(unique_topic, max_wait_ms=25_000))
-                for _ in range(10_500)]
+        rids = [
+            attacker.send("fetch", fetch_header(unique_topic, max_wait_ms=25_000))
+            for _ in range(10_500)
+        ]
         # over its share, its fetches are answered at once (it only busy-polls itself)
         header, _ = attacker.wait_for(rids[-1], timeout=10)
         assert header["error"] == 0
@@ -136,7 +151,7 @@ def test_a_gone_clients_parked_fetches_leave_the_lot(tmp_path, unique_topic):
             deadline = time.monotonic() + 5
             while len(server.parking) and time.monotonic() < deadline:
                 time.sleep(0.01)
-            assert len(server.parking) == 0   # long before their 25 s were up
+            assert len(server.parking) == 0  # long before their 25 s were up
     finally:
         server.request_stop()
         loop.join(10)
@@ -156,8 +171,11 @@ def test_a_fetch_naming_a_partition_many_times_is_invalid(broker, unique_topic):
             assert reply["error"] == 42
             assert f"{unique_topic}-0 appears more than once" in reply["message"]
         started = time.monotonic()
-        client.request("produce", {"acks": 1, "targets": [[unique_topic, 0]]},
-                       [encode_batch([1000], None, [b"v"])])
+        client.request(
+            "produce",
+            {"acks": 1, "targets": [[unique_topic, 0]]},
+            [encode_batch([1000], None, [b"v"])],
+        )
         assert client.request("api_versions", {})[0]["error"] == 0
         assert time.monotonic() - started < 2
     assert psutil.Process(broker.pid).memory_info().rss < 200 * MiB
@@ -197,8 +215,11 @@ def test_a_client_that_never_reads_its_replies_is_disconnected(broker, unique_to
         make_topic(good, unique_topic)
         payload = b"x" * 100_000
         for _ in range(10):
-            good.request("produce", {"acks": 1, "targets": [[unique_topic, 0]]},
-                         [encode_batch([1000 + i for i in range(9)], None, [payload] * 9)])
+            good.request(
+                "produce",
+                {"acks": 1, "targets": [[unique_topic, 0]]},
+                [encode_batch([1000 + i for i in range(9)], None, [payload] * 9)],
+            )
         ctx = zmq.Context.instance()
         lazy = ctx.socket(zmq.DEALER)
         lazy.setsockopt(zmq.RCVHWM, 1)
@@ -208,13 +229,21 @@ def test_a_client_that_never_reads_its_replies_is_disconnected(broker, unique_to
         try:
             with PeakRss(broker.pid) as rss:
                 for n in range(600):  # ~9 MB of replies each, never read
-                    lazy.send_multipart(build_request(b"f%d" % n, "fetch", fetch_header(
-                        unique_topic, partition_max=10 * MiB), []))
+                    lazy.send_multipart(
+                        build_request(
+                            b"f%d" % n,
+                            "fetch",
+                            fetch_header(unique_topic, partition_max=10 * MiB),
+                            [],
+                        )
+                    )
                     if n % 50 == 0:
                         assert good.request("api_versions", {})[0]["error"] == 0
                 deadline = time.monotonic() + 10
-                while "closed the connection from" not in broker.output() \
-                        and time.monotonic() < deadline:
+                while (
+                    "closed the connection from" not in broker.output()
+                    and time.monotonic() < deadline
+                ):
                     time.sleep(0.05)
             assert "replies it has not read" in broker.output()
             assert rss.peak < 300 * MiB, f"broker RSS reached {rss.peak / MiB:.0f} MiB"
@@ -235,9 +264,22 @@ def _broker_with_fd_limit(tmp_path, soft: int, hard: int):
 
     log = open(log_path, "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "labkit.broker", "--host", "127.0.0.1", "--port", str(port),
-         "--data-dir", str(tmp_path / "d")], stdout=log, stderr=subprocess.STDOUT,
-        preexec_fn=limit, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        [
+            sys.executable,
+            "-m",
+            "labkit.broker",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / "d"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=limit,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
     deadline = time.monotonic() + 15
     while "listening on" not in log_path.read_text() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -267,8 +309,9 @@ def test_partitions_are_refused_before_connections_starve(tmp_path):
         refused = None
         with RawClient(bootstrap, timeout=10) as admin:
             for n in range(40):
-                header, _ = admin.request("create_topics", {"topics": [
-                    {"name": f"many-{n}", "num_partitions": 20}]})
+                header, _ = admin.request(
+                    "create_topics", {"topics": [{"name": f"many-{n}", "num_partitions": 20}]}
+                )
                 outcome = header["topics"][0]
                 if outcome["error"] != 0:
                     refused = outcome
@@ -289,8 +332,10 @@ def test_partitions_are_refused_before_connections_starve(tmp_path):
         raws = [socket.create_connection(("127.0.0.1", port)) for _ in range(250)]
         try:
             deadline = time.monotonic() + 15
-            while "out of file descriptors" not in log_path.read_text() \
-                    and time.monotonic() < deadline:
+            while (
+                "out of file descriptors" not in log_path.read_text()
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.1)
             assert "out of file descriptors" in log_path.read_text()
         finally:

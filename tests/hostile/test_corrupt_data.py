@@ -42,10 +42,11 @@ def now_ms() -> int:
 
 # -- forging batches: valid CRC, lying contents ---------------------------------------------
 
+
 def refit(data: bytearray) -> bytes:
     """Fix the batch_length and the CRC after editing a batch: it passes any CRC check."""
     struct.pack_into("<i", data, 8, len(data) - records.LENGTH_PREFIX)
-    struct.pack_into("<I", data, 12, zlib.crc32(bytes(data[records.CRC_START:])))
+    struct.pack_into("<I", data, 12, zlib.crc32(bytes(data[records.CRC_START :])))
     return bytes(data)
 
 
@@ -62,7 +63,7 @@ def truncated_headers(ts: int) -> bytes:
     blob = len(records.encode_headers([("h", b"value")]))
     column = records.HEADER_SIZE + 8 + 4
     struct.pack_into("<i", data, column, blob // 2)
-    return refit(data[:len(data) - (blob - blob // 2)])
+    return refit(data[: len(data) - (blob - blob // 2)])
 
 
 def lying_max_timestamp(ts: int) -> bytes:
@@ -83,18 +84,27 @@ def produce(client: RawClient, topic: str, batch: bytes) -> list:
 
 
 def create(client: RawClient, topic: str, **configs) -> None:
-    header, _ = client.request("create_topics", {"topics": [{
-        "name": topic, "num_partitions": 1, "replication_factor": 1,
-        "configs": {k.replace("_", "."): str(v) for k, v in configs.items()}}]})
+    header, _ = client.request(
+        "create_topics",
+        {
+            "topics": [
+                {
+                    "name": topic,
+                    "num_partitions": 1,
+                    "replication_factor": 1,
+                    "configs": {k.replace("_", "."): str(v) for k, v in configs.items()},
+                }
+            ]
+        },
+    )
     assert header["topics"][0]["error"] == 0, header
 
 
 # -- item 2: refused on produce -------------------------------------------------------------
 
-@pytest.mark.parametrize("forge", [lengths_do_not_add_up, truncated_headers,
-                                   lying_max_timestamp])
-def test_a_batch_with_a_valid_crc_but_lying_columns_is_refused(shared_broker, unique_topic,
-                                                                forge):
+
+@pytest.mark.parametrize("forge", [lengths_do_not_add_up, truncated_headers, lying_max_timestamp])
+def test_a_batch_with_a_valid_crc_but_lying_columns_is_refused(shared_broker, unique_topic, forge):
     batch = forge(now_ms())
     records.validate_batch(batch, produced=False)  # the CRC and framing are fine
     with RawClient(shared_broker.bootstrap) as client:
@@ -108,8 +118,9 @@ def test_a_batch_with_a_valid_crc_but_lying_columns_is_refused(shared_broker, un
 def test_decoding_any_damaged_batch_raises_only_corrupt_record_error():
     """Every truncation and every flipped byte of a batch with keys and headers: the
     decoder raises CorruptRecordError or decodes, never struct.error/IndexError."""
-    batch = records.encode_batch([1, 2], [b"k", None], [b"v", None],
-                                 [[("h", b"x")], [("h2", None)]])
+    batch = records.encode_batch(
+        [1, 2], [b"k", None], [b"v", None], [[("h", b"x")], [("h2", None)]]
+    )
     for cut in range(records.HEADER_SIZE, len(batch)):
         with pytest.raises(CorruptRecordError):
             records.decode_batch(batch[:cut])
@@ -124,6 +135,7 @@ def test_decoding_any_damaged_batch_raises_only_corrupt_record_error():
 
 
 # -- item 2: a corrupt batch already on disk --------------------------------------------------
+
 
 def segment_file(data_dir: Path, topic: str) -> Path:
     return data_dir / f"{topic}-0" / f"{0:020d}.log"
@@ -154,11 +166,13 @@ def stored_corrupt_batch(tmp_path, request):
 
 
 def test_the_consumer_gets_the_records_before_a_corrupt_batch_then_an_error_then_seeks_past(
-        stored_corrupt_batch):
+    stored_corrupt_batch,
+):
     broker, after, _ = stored_corrupt_batch
     tp = TopicPartition("damaged", 0)
-    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=5000)
+    consumer = KafkaConsumer(
+        bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000
+    )
     try:
         consumer.assign([tp])
         got = []
@@ -191,15 +205,32 @@ def test_the_consumer_gets_the_records_before_a_corrupt_batch_then_an_error_then
 
 
 def test_the_console_consumer_prints_the_records_before_a_corrupt_batch_and_says_where(
-        stored_corrupt_batch):
+    stored_corrupt_batch,
+):
     broker, after, _ = stored_corrupt_batch
     result = subprocess.run(
-        [sys.executable, "-m", "labkit", "console-consumer", "--topic", "damaged",
-         "--from-beginning", "--timeout-ms", "5000", "--bootstrap-server", broker.bootstrap],
-        capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-m",
+            "labkit",
+            "console-consumer",
+            "--topic",
+            "damaged",
+            "--from-beginning",
+            "--timeout-ms",
+            "5000",
+            "--bootstrap-server",
+            broker.bootstrap,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.stdout.split() == ["r0", "r1", "r2"], result
-    assert "offset 3" in result.stderr and f"seek(TopicPartition('damaged', 0), {after})" \
-        in result.stderr, result.stderr
+    assert (
+        "offset 3" in result.stderr
+        and f"seek(TopicPartition('damaged', 0), {after})" in result.stderr
+    ), result.stderr
     assert "Processed a total of 3 messages" in result.stderr
     assert result.returncode != 0
 
@@ -207,13 +238,20 @@ def test_the_console_consumer_prints_the_records_before_a_corrupt_batch_and_says
 def test_list_offsets_by_timestamp_answers_around_a_corrupt_batch(stored_corrupt_batch):
     broker, after, stamps = stored_corrupt_batch
     with RawClient(broker.bootstrap) as client:
-        header, _ = client.request("list_offsets", {"partitions": [
-            ["damaged", 0, stamps[0]], ["damaged", 0, stamps[1]], ["damaged", 0, stamps[2]],
-            ["damaged", 0, stamps[2] + 1]]})
+        header, _ = client.request(
+            "list_offsets",
+            {
+                "partitions": [
+                    ["damaged", 0, stamps[0]],
+                    ["damaged", 0, stamps[1]],
+                    ["damaged", 0, stamps[2]],
+                    ["damaged", 0, stamps[2] + 1],
+                ]
+            },
+        )
     rows = [row[2:] for row in header["partitions"]]
     # the corrupt batch has no readable timestamps: a lookup inside it lands after it
-    assert rows == [[0, 0, stamps[0]], [0, after, stamps[2]], [0, after, stamps[2]],
-                    [0, -1, -1]]
+    assert rows == [[0, 0, stamps[0]], [0, after, stamps[2]], [0, after, stamps[2]], [0, -1, -1]]
 
 
 def compacted_log(directory: Path, clock) -> PartitionLog:
@@ -251,8 +289,10 @@ def test_compaction_keeps_a_corrupt_batch_with_a_log_line_and_goes_on(tmp_path, 
 
 # -- item 12: timestamps far from now -------------------------------------------------------
 
-def test_a_record_stamped_far_in_the_future_is_refused_with_invalid_timestamp(shared_broker,
-                                                                              unique_topic):
+
+def test_a_record_stamped_far_in_the_future_is_refused_with_invalid_timestamp(
+    shared_broker, unique_topic
+):
     with RawClient(shared_broker.bootstrap) as client:
         create(client, unique_topic)
         _base, code, _start, message = produce(client, unique_topic, good(1 << 62, b"x"))
@@ -262,16 +302,21 @@ def test_a_record_stamped_far_in_the_future_is_refused_with_invalid_timestamp(sh
         assert produce(client, unique_topic, good(now_ms() + 60_000, b"soon"))[1] == 0
         assert produce(client, unique_topic, good(1_000, b"1970"))[1] == 0
     with KafkaProducer(bootstrap_servers=shared_broker.bootstrap, retries=0) as producer:
-        future = producer.send(unique_topic, b"late", partition=0,
-                               timestamp_ms=now_ms() + 2 * 3600_000)
+        future = producer.send(
+            unique_topic, b"late", partition=0, timestamp_ms=now_ms() + 2 * 3600_000
+        )
         with pytest.raises(InvalidTimestampError, match="ahead of the broker's clock"):
             future.get(timeout=10)
 
 
 def test_per_topic_timestamp_bounds(shared_broker, unique_topic):
     with RawClient(shared_broker.bootstrap) as client:
-        create(client, unique_topic, message_timestamp_after_max_ms=1 << 62,
-               message_timestamp_before_max_ms=60_000)
+        create(
+            client,
+            unique_topic,
+            message_timestamp_after_max_ms=1 << 62,
+            message_timestamp_before_max_ms=60_000,
+        )
         assert produce(client, unique_topic, good(1 << 61, b"far"))[1] == 0
         old = records.encode_batch([now_ms(), now_ms() - 3_600_000], None, [b"new", b"old"])
         _base, code, _start, message = produce(client, unique_topic, old)
@@ -280,6 +325,7 @@ def test_per_topic_timestamp_bounds(shared_broker, unique_topic):
 
 
 # -- item 3: one damaged record of the committed-offsets log -----------------------------------
+
 
 def three_groups(tmp_path: Path) -> Path:
     """Commits of g1/g2/g3 at 100/200/300 (one record each, in that order); the file."""
@@ -305,8 +351,9 @@ def flip(path: Path, index: int) -> None:
 
 
 @pytest.mark.parametrize("where", ["payload", "length", "crc"])
-def test_one_flipped_byte_in_the_first_offsets_record_costs_only_that_record(tmp_path, caplog,
-                                                                             where):
+def test_one_flipped_byte_in_the_first_offsets_record_costs_only_that_record(
+    tmp_path, caplog, where
+):
     path = three_groups(tmp_path)
     flip(path, {"length": 3, "crc": 5, "payload": 30}[where])
     with caplog.at_level(logging.WARNING, logger="labkit.broker.offsets"):
@@ -358,6 +405,7 @@ def test_a_broker_restarted_over_a_damaged_offsets_log_keeps_the_other_groups(tm
 
 
 # -- item 4: recovery reports every gap in offsets -------------------------------------------
+
 
 def three_segments(directory: Path, policy: str = "delete") -> list[int]:
     """A log of 3 segments of 10 one-record batches each (offsets 0-29); their bases."""

@@ -63,10 +63,10 @@ from labkit.protocol.records import (
 from labkit.testing import RawClient
 
 EXAMPLES = int(os.environ.get("LABKIT_FUZZ_EXAMPLES") or 0)
-REPLY_S = 5.0           # a reply that must come: generous (2 shared CPUs), not a speed test
+REPLY_S = 5.0  # a reply that must come: generous (2 shared CPUs), not a speed test
 SENTINEL = b"\xfe" * MAX_REQUEST_ID  # the id of the api_versions sent after each message
-READ_BACK_S = 10.0      # a consumer reaching the end of the fuzzed topic
-TOPIC = "fuzz"          # exists (2 partitions) before the header fuzzer starts
+READ_BACK_S = 10.0  # a consumer reaching the end of the fuzzed topic
+TOPIC = "fuzz"  # exists (2 partitions) before the header fuzzer starts
 BATCH_TOPIC = "fuzzed-batches"
 NOW_MS = 1_700_000_000_000
 UNKNOWN = -1
@@ -77,11 +77,19 @@ CATCH_ALL = re.compile(r"unexpected broker error|built a bad reply|internal erro
 
 
 def fuzz_settings(default_examples: int):
-    return settings(max_examples=EXAMPLES or default_examples, derandomize=True,
-                    database=None, deadline=None, print_blob=False,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much,
-                                           HealthCheck.function_scoped_fixture])
+    return settings(
+        max_examples=EXAMPLES or default_examples,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        print_blob=False,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.filter_too_much,
+            HealthCheck.function_scoped_fixture,
+        ],
+    )
 
 
 def good_batch(*values: bytes) -> bytes:
@@ -94,67 +102,137 @@ TEMPLATES: dict[str, dict] = {
     "api_versions": {},
     "metadata": {"topics": [TOPIC], "allow_auto_create": False},
     "produce": {"acks": 1, "targets": [[TOPIC, 0]]},
-    "fetch": {"max_wait_ms": 0, "min_bytes": 1, "max_bytes": 1 << 20,
-              "partitions": [[TOPIC, 0, 0, 1 << 20], [TOPIC, 1, 0, 1 << 20]]},
+    "fetch": {
+        "max_wait_ms": 0,
+        "min_bytes": 1,
+        "max_bytes": 1 << 20,
+        "partitions": [[TOPIC, 0, 0, 1 << 20], [TOPIC, 1, 0, 1 << 20]],
+    },
     "list_offsets": {"partitions": [[TOPIC, 0, -2], [TOPIC, 1, NOW_MS]]},
-    "create_topics": {"topics": [{"name": "fuzz-new", "num_partitions": 1,
-                                  "replication_factor": 1,
-                                  "configs": {"retention.ms": "60000"}}],
-                      "validate_only": True},
+    "create_topics": {
+        "topics": [
+            {
+                "name": "fuzz-new",
+                "num_partitions": 1,
+                "replication_factor": 1,
+                "configs": {"retention.ms": "60000"},
+            }
+        ],
+        "validate_only": True,
+    },
     "delete_topics": {"topics": ["fuzz-gone"]},
     "create_partitions": {"topics": {TOPIC: 3}, "validate_only": True},
     "describe_configs": {"topics": [TOPIC]},
     "alter_configs": {"topics": {TOPIC: {"retention.ms": "600000"}}, "validate_only": True},
     "delete_records": {"partitions": [[TOPIC, 0, 0]]},
-    "join_group": {"group_id": "fuzz-group", "client_id": "fuzzer", "client_host": "127.0.0.1",
-                   "topics": [TOPIC], "assignors": ["range"], "session_timeout_ms": 10_000,
-                   "max_poll_interval_ms": 300_000, "member_id": ""},
-    "heartbeat": {"group_id": "fuzz-group", "member_id": "m", "generation": 1,
-                  "owned": [[TOPIC, 0]], "topics": [TOPIC]},
+    "join_group": {
+        "group_id": "fuzz-group",
+        "client_id": "fuzzer",
+        "client_host": "127.0.0.1",
+        "topics": [TOPIC],
+        "assignors": ["range"],
+        "session_timeout_ms": 10_000,
+        "max_poll_interval_ms": 300_000,
+        "member_id": "",
+    },
+    "heartbeat": {
+        "group_id": "fuzz-group",
+        "member_id": "m",
+        "generation": 1,
+        "owned": [[TOPIC, 0]],
+        "topics": [TOPIC],
+    },
     "leave_group": {"group_id": "fuzz-group", "member_id": "m"},
-    "offset_commit": {"group_id": "fuzz-tool", "member_id": "", "generation": -1,
-                      "offsets": [[TOPIC, 0, 1, "meta"]]},
+    "offset_commit": {
+        "group_id": "fuzz-tool",
+        "member_id": "",
+        "generation": -1,
+        "offsets": [[TOPIC, 0, 1, "meta"]],
+    },
     "offset_fetch": {"group_id": "fuzz-tool", "partitions": [[TOPIC, 0]]},
     "list_groups": {},
     "describe_groups": {"group_ids": ["fuzz-group", "fuzz-tool"]},
     "delete_groups": {"group_ids": ["fuzz-gone"]},
-    "describe_client_quotas": {"components": [{"entity_type": "client-id", "match_type": 0,
-                                               "match": "fuzzer"}], "strict": False},
-    "alter_client_quotas": {"entries": [{"entity": {"client-id": "fuzzer"},
-                                         "ops": {"producer_byte_rate": 10_000_000}}],
-                            "validate_only": True},
+    "describe_client_quotas": {
+        "components": [{"entity_type": "client-id", "match_type": 0, "match": "fuzzer"}],
+        "strict": False,
+    },
+    "alter_client_quotas": {
+        "entries": [{"entity": {"client-id": "fuzzer"}, "ops": {"producer_byte_rate": 10_000_000}}],
+        "validate_only": True,
+    },
     "describe_client_throttles": {},
 }
 
 # Where a per-target error code sits in an API's rows (besides dicts' "error" keys).
-ROW_ERRORS = {"produce": ("results", 1), "fetch": ("partitions", 2),
-              "list_offsets": ("partitions", 2), "offset_fetch": ("partitions", 4)}
+ROW_ERRORS = {
+    "produce": ("results", 1),
+    "fetch": ("partitions", 2),
+    "list_offsets": ("partitions", 2),
+    "offset_fetch": ("partitions", 4),
+}
 
 
 # -- hostile values ----------------------------------------------------------------
 
-DEEP = "\x00deep:"       # a marker string that encode() turns into nested JSON
-ODD_INTS = [2**31 - 1, 2**31, -2**31 - 1, 2**53 + 1, 2**63 - 1, 2**63, -2**63 - 1, 2**64,
-            10**100, 10**4000, -(10**4000)]
-ODD_STRINGS = ["", "\ud800", "\udfff", "a\ud800b", "\x00", "nul\x00inside", ".", "..",
-               "../../etc/passwd", "x" * 300, "y" * 100_000, "\u202e\u00fc\U0001f600", " ",
-               "__consumer_offsets", "-1", "{}"]
+DEEP = "\x00deep:"  # a marker string that encode() turns into nested JSON
+ODD_INTS = [
+    2**31 - 1,
+    2**31,
+    -(2**31) - 1,
+    2**53 + 1,
+    2**63 - 1,
+    2**63,
+    -(2**63) - 1,
+    2**64,
+    10**100,
+    10**4000,
+    -(10**4000),
+]
+ODD_STRINGS = [
+    "",
+    "\ud800",
+    "\udfff",
+    "a\ud800b",
+    "\x00",
+    "nul\x00inside",
+    ".",
+    "..",
+    "../../etc/passwd",
+    "x" * 300,
+    "y" * 100_000,
+    "\u202e\u00fc\U0001f600",
+    " ",
+    "__consumer_offsets",
+    "-1",
+    "{}",
+]
 
-INT64 = range(-2**63, 2**63)
-ints = st.one_of(st.sampled_from(ODD_INTS), st.integers(-3, 3), st.integers(-2**70, 2**70))
-strings = st.one_of(st.sampled_from(ODD_STRINGS), st.text(max_size=12),
-                    st.text(st.characters(codec=None, categories=["Cs", "Cc"]), max_size=4))
-deep = st.builds(lambda kind, depth: f"{DEEP}{kind}{depth}",
-                 st.sampled_from("[{"), st.sampled_from([3, 200, 1000, 100_000]))
+INT64 = range(-(2**63), 2**63)
+ints = st.one_of(st.sampled_from(ODD_INTS), st.integers(-3, 3), st.integers(-(2**70), 2**70))
+strings = st.one_of(
+    st.sampled_from(ODD_STRINGS),
+    st.text(max_size=12),
+    st.text(st.characters(codec=None, categories=["Cs", "Cc"]), max_size=4),
+)
+deep = st.builds(
+    lambda kind, depth: f"{DEEP}{kind}{depth}",
+    st.sampled_from("[{"),
+    st.sampled_from([3, 200, 1000, 100_000]),
+)
 scalars = st.one_of(st.none(), st.booleans(), ints, st.floats(), strings)
 values = st.one_of(
     ints,
     strings,
     deep,
     scalars,
-    st.recursive(scalars, lambda kids: st.one_of(st.lists(kids, max_size=4),
-                                                 st.dictionaries(strings, kids, max_size=3)),
-                 max_leaves=8),
+    st.recursive(
+        scalars,
+        lambda kids: st.one_of(
+            st.lists(kids, max_size=4), st.dictionaries(strings, kids, max_size=3)
+        ),
+        max_leaves=8,
+    ),
 )
 
 
@@ -172,8 +250,9 @@ def encode(header) -> bytes:
 
 def _paths(obj, prefix=()):
     """Every place inside a header where a value sits: tuples of keys/indices."""
-    items = obj.items() if isinstance(obj, dict) else enumerate(obj) \
-        if isinstance(obj, list) else ()
+    items = (
+        obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    )
     for key, value in items:
         yield prefix + (key,)
         yield from _paths(value, prefix + (key,))
@@ -204,13 +283,18 @@ def mutated_requests(draw):
     api = draw(st.sampled_from(sorted(TEMPLATES)))
     header = copy.deepcopy(TEMPLATES[api])
     int_fields = {path for path in _paths(header) if _is_int(_at(header, path))}
-    for op in draw(st.lists(st.sampled_from(["replace", "replace", "odd-int", "drop", "add"]),
-                            min_size=1, max_size=3)):
+    for op in draw(
+        st.lists(
+            st.sampled_from(["replace", "replace", "odd-int", "drop", "add"]),
+            min_size=1,
+            max_size=3,
+        )
+    ):
         paths = list(_paths(header))
         live_ints = sorted(p for p in int_fields if p in paths and _is_int(_at(header, p)))
         if op == "odd-int" and live_ints:  # integer fields are where the damage was
             path = draw(st.sampled_from(live_ints))
-            _at(header, path[:-1])[path[-1]] = draw(st.sampled_from([*ODD_INTS, -1, -2**63]))
+            _at(header, path[:-1])[path[-1]] = draw(st.sampled_from([*ODD_INTS, -1, -(2**63)]))
         elif op in ("replace", "drop") and paths:
             path = draw(st.sampled_from(paths))
             parent = _at(header, path[:-1])
@@ -225,14 +309,17 @@ def mutated_requests(draw):
             else:
                 container.append(draw(values))
     paths = set(_paths(header))
-    beyond_int64 = any(path in paths and _is_int(_at(header, path)) and
-                       _at(header, path) not in INT64 for path in int_fields)
+    beyond_int64 = any(
+        path in paths and _is_int(_at(header, path)) and _at(header, path) not in INT64
+        for path in int_fields
+    )
     good = good_batch(b"fuzz")
     payloads = draw(st.sampled_from([[good], [], [good, good], [b""], [b"\x00" * 50]]))
     return api, header, payloads, beyond_int64
 
 
 # -- talking raw to the broker ----------------------------------------------------------
+
 
 def send_raw(broker, frames: list[bytes], deferred: bool = False) -> dict | None:
     """Send one message on a fresh DEALER socket; the reply's header, or None.
@@ -308,7 +395,7 @@ def unknown_errors(api: str, reply: dict) -> list[str]:
     if isinstance(rows, list):
         for row in rows:
             if isinstance(row, list) and len(row) > index and row[index] == UNKNOWN:
-                found.append(f"{field} row {row[:index + 1]!r}")
+                found.append(f"{field} row {row[: index + 1]!r}")
     return found
 
 
@@ -333,8 +420,9 @@ def any_error(api: str, reply: dict) -> bool:
     return any(code != 0 for code in codes)
 
 
-def check_reply(api: str, header, reply: dict | None, must_answer: bool,
-                must_refuse: str = "") -> None:
+def check_reply(
+    api: str, header, reply: dict | None, must_answer: bool, must_refuse: str = ""
+) -> None:
     """The invariants on one reply; ``must_refuse`` says why it may not be a success."""
     if reply is None:
         assert not must_answer, f"no reply to {api} {header!r:.300}"
@@ -348,20 +436,24 @@ def check_reply(api: str, header, reply: dict | None, must_answer: bool,
 
 def make_fuzz_topic(broker, name: str, partitions: int) -> None:
     with RawClient(broker.bootstrap) as client:
-        header, _ = client.request("create_topics", {"topics": [
-            {"name": name, "num_partitions": partitions, "replication_factor": 1}]})
+        header, _ = client.request(
+            "create_topics",
+            {"topics": [{"name": name, "num_partitions": partitions, "replication_factor": 1}]},
+        )
         assert header["topics"][0]["error"] == 0, header
 
 
 # -- the tests ---------------------------------------------------------------------------
+
 
 def test_the_fuzzer_covers_every_api_the_broker_lists(broker):
     with RawClient(broker.bootstrap) as client:
         header, _ = client.request("api_versions", {})
     listed = set(header["apis"])
     assert listed <= APIS, f"the broker lists APIs the envelope does not know: {listed - APIS}"
-    assert set(TEMPLATES) == APIS | listed, \
+    assert set(TEMPLATES) == APIS | listed, (
         f"add a template for {sorted((APIS | listed) - set(TEMPLATES))} to this fuzzer"
+    )
 
 
 def test_header_fields_fuzz(broker, well_behaved):
@@ -377,9 +469,13 @@ def test_header_fields_fuzz(broker, well_behaved):
         quiet = may_go_unanswered(api, header)
         frames = [MAGIC, rid, api.encode(), encode(header), *payloads]
         reply = send_raw(broker, frames, deferred=answered_after_fsync(api, header))
-        check_reply(api, header, reply, must_answer=not quiet,
-                    must_refuse="an integer field holds a value beyond int64"
-                    if beyond_int64 else "")
+        check_reply(
+            api,
+            header,
+            reply,
+            must_answer=not quiet,
+            must_refuse="an integer field holds a value beyond int64" if beyond_int64 else "",
+        )
         well_behaved.round_trip()
 
     one()
@@ -398,24 +494,54 @@ def test_header_fields_fuzz(broker, well_behaved):
 @st.composite
 def raw_messages(draw):
     magic = draw(st.sampled_from([MAGIC, MAGIC, MAGIC, b"", b"LK2", b"LK1\x00", b"lk1"]))
-    rid = draw(st.one_of(st.binary(min_size=1, max_size=MAX_REQUEST_ID),
-                         st.sampled_from([b"", b"r" * (MAX_REQUEST_ID + 1), b"\xff" * 300])))
-    api = draw(st.one_of(st.sampled_from(sorted(a.encode() for a in TEMPLATES)),
-                         st.binary(max_size=40), st.just(b"\xff\xfeapi")))
-    header = draw(st.one_of(
-        st.builds(encode, values),
-        st.builds(encode, st.dictionaries(strings, values, max_size=4)),
-        st.binary(max_size=64),
-        st.sampled_from([b"", b"{", b'{"a":1', b"\xff\xfe{}", b"{}" * 3, b"null",
-                         b"[" * 100_000, b'{"a":' * 50_000, b"1" * 5000,
-                         b'{"topics":"\\ud800"}', b'{"group_id":"\\udc00"}']),
-    ))
-    payloads = draw(st.one_of(
-        st.lists(st.one_of(st.binary(max_size=100), st.just(good_batch(b"raw")),
-                           st.sampled_from([b"", b"\x00" * 70_000, b"\xff" * (1 << 18)])),
-                 max_size=5),
-        st.just([b""] * 10_001),  # more frames than the broker keeps
-    ))
+    rid = draw(
+        st.one_of(
+            st.binary(min_size=1, max_size=MAX_REQUEST_ID),
+            st.sampled_from([b"", b"r" * (MAX_REQUEST_ID + 1), b"\xff" * 300]),
+        )
+    )
+    api = draw(
+        st.one_of(
+            st.sampled_from(sorted(a.encode() for a in TEMPLATES)),
+            st.binary(max_size=40),
+            st.just(b"\xff\xfeapi"),
+        )
+    )
+    header = draw(
+        st.one_of(
+            st.builds(encode, values),
+            st.builds(encode, st.dictionaries(strings, values, max_size=4)),
+            st.binary(max_size=64),
+            st.sampled_from(
+                [
+                    b"",
+                    b"{",
+                    b'{"a":1',
+                    b"\xff\xfe{}",
+                    b"{}" * 3,
+                    b"null",
+                    b"[" * 100_000,
+                    b'{"a":' * 50_000,
+                    b"1" * 5000,
+                    b'{"topics":"\\ud800"}',
+                    b'{"group_id":"\\udc00"}',
+                ]
+            ),
+        )
+    )
+    payloads = draw(
+        st.one_of(
+            st.lists(
+                st.one_of(
+                    st.binary(max_size=100),
+                    st.just(good_batch(b"raw")),
+                    st.sampled_from([b"", b"\x00" * 70_000, b"\xff" * (1 << 18)]),
+                ),
+                max_size=5,
+            ),
+            st.just([b""] * 10_001),  # more frames than the broker keeps
+        )
+    )
     frames = [magic, rid, api, header, *payloads]
     count = draw(st.one_of(st.just(len(frames)), st.integers(1, len(frames))))
     return frames[:count]
@@ -432,12 +558,18 @@ def test_raw_frames_fuzz(broker, well_behaved):
         except Exception:  # noqa: BLE001 - anything parse_request refuses is malformed
             api, header, malformed = (frames[2][:40] if len(frames) > 2 else b"?"), None, True
         quiet = not readable_id or (not malformed and may_go_unanswered(api, header))
-        reply = send_raw(broker, frames, deferred=not malformed and
-                         answered_after_fsync(api, header))
+        reply = send_raw(
+            broker, frames, deferred=not malformed and answered_after_fsync(api, header)
+        )
         if not readable_id:
             assert reply is None, f"a reply to a message without a readable id: {reply}"
-        check_reply(str(api), header, reply, must_answer=not quiet,
-                    must_refuse="the envelope is malformed" if malformed else "")
+        check_reply(
+            str(api),
+            header,
+            reply,
+            must_answer=not quiet,
+            must_refuse="the envelope is malformed" if malformed else "",
+        )
         well_behaved.round_trip()
 
     one()
@@ -445,16 +577,34 @@ def test_raw_frames_fuzz(broker, well_behaved):
 
 # -- record batches --------------------------------------------------------------------
 
-FIELDS = ["magic", "attributes", "reserved", "last_offset_delta", "base_timestamp",
-          "max_timestamp", "record_count", "batch_length"]
-FIELD_FORMATS = {"batch_length": (8, "<i"), "magic": (16, "<B"), "attributes": (17, "<B"),
-                 "reserved": (18, "<H"), "last_offset_delta": (20, "<i"),
-                 "base_timestamp": (24, "<q"), "max_timestamp": (32, "<q"),
-                 "record_count": (40, "<i")}
-FIELD_VALUES = {"<B": st.integers(0, 255), "<H": st.integers(0, 2**16 - 1),
-                "<i": st.one_of(st.integers(-2, 6), st.sampled_from([2**31 - 1, -2**31])),
-                "<q": st.one_of(st.sampled_from([2**62, -2**62, 2**63 - 1, -1, 0]),
-                                st.integers(0, 2 * NOW_MS))}
+FIELDS = [
+    "magic",
+    "attributes",
+    "reserved",
+    "last_offset_delta",
+    "base_timestamp",
+    "max_timestamp",
+    "record_count",
+    "batch_length",
+]
+FIELD_FORMATS = {
+    "batch_length": (8, "<i"),
+    "magic": (16, "<B"),
+    "attributes": (17, "<B"),
+    "reserved": (18, "<H"),
+    "last_offset_delta": (20, "<i"),
+    "base_timestamp": (24, "<q"),
+    "max_timestamp": (32, "<q"),
+    "record_count": (40, "<i"),
+}
+FIELD_VALUES = {
+    "<B": st.integers(0, 255),
+    "<H": st.integers(0, 2**16 - 1),
+    "<i": st.one_of(st.integers(-2, 6), st.sampled_from([2**31 - 1, -(2**31)])),
+    "<q": st.one_of(
+        st.sampled_from([2**62, -(2**62), 2**63 - 1, -1, 0]), st.integers(0, 2 * NOW_MS)
+    ),
+}
 
 
 def reseal(batch: bytearray, fix_length: bool = False) -> bytes:
@@ -465,12 +615,17 @@ def reseal(batch: bytearray, fix_length: bool = False) -> bytes:
     return bytes(batch)
 
 
-records = st.lists(st.tuples(
-    st.one_of(st.none(), st.binary(max_size=8)),                      # key
-    st.one_of(st.none(), st.binary(max_size=16)),                     # value
-    st.lists(st.tuples(st.text(max_size=5), st.one_of(st.none(), st.binary(max_size=4))),
-             max_size=2),                                             # headers
-), min_size=1, max_size=4)
+records = st.lists(
+    st.tuples(
+        st.one_of(st.none(), st.binary(max_size=8)),  # key
+        st.one_of(st.none(), st.binary(max_size=16)),  # value
+        st.lists(
+            st.tuples(st.text(max_size=5), st.one_of(st.none(), st.binary(max_size=4))), max_size=2
+        ),  # headers
+    ),
+    min_size=1,
+    max_size=4,
+)
 
 
 @st.composite
@@ -478,14 +633,30 @@ def batches(draw):
     recs = draw(records)
     with_keys = draw(st.booleans())
     with_headers = draw(st.booleans())
-    batch = bytearray(encode_batch(
-        [NOW_MS + i for i in range(len(recs))],
-        [k for k, _v, _h in recs] if with_keys else None,
-        [v for _k, v, _h in recs],
-        [h for _k, _v, h in recs] if with_headers else None))
+    batch = bytearray(
+        encode_batch(
+            [NOW_MS + i for i in range(len(recs))],
+            [k for k, _v, _h in recs] if with_keys else None,
+            [v for _k, v, _h in recs],
+            [h for _k, _v, h in recs] if with_headers else None,
+        )
+    )
     n = len(recs)
-    kind = draw(st.sampled_from(["valid", "flip", "flip+crc", "column+crc", "field+crc",
-                                 "cut-tail+crc", "truncate", "append", "append+crc"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "valid",
+                "flip",
+                "flip+crc",
+                "column+crc",
+                "field+crc",
+                "cut-tail+crc",
+                "truncate",
+                "append",
+                "append+crc",
+            ]
+        )
+    )
     if kind == "flip":
         pos = draw(st.integers(0, len(batch) - 1))
         batch[pos] ^= draw(st.integers(1, 255))
@@ -504,8 +675,11 @@ def batches(draw):
         code, size = columns[which]
         index = draw(st.integers(0, n - 1))
         fmt = "<q" if code == "q" else "<i"
-        value = draw(FIELD_VALUES[fmt] if fmt == "<q" else
-                     st.one_of(st.integers(-3, 40), st.sampled_from([2**31 - 1, -2**31])))
+        value = draw(
+            FIELD_VALUES[fmt]
+            if fmt == "<q"
+            else st.one_of(st.integers(-3, 40), st.sampled_from([2**31 - 1, -(2**31)]))
+        )
         struct.pack_into(fmt, batch, start + index * size, value)
         reseal(batch)
     elif kind == "field+crc":
@@ -514,10 +688,10 @@ def batches(draw):
         reseal(batch)
     elif kind == "cut-tail+crc":  # e.g. a headers blob cut short under a valid CRC
         cut = draw(st.integers(1, min(12, len(batch) - HEADER_SIZE) or 1))
-        del batch[len(batch) - cut:]
+        del batch[len(batch) - cut :]
         reseal(batch, fix_length=True)
     elif kind == "truncate":
-        del batch[draw(st.integers(0, len(batch) - 1)):]
+        del batch[draw(st.integers(0, len(batch) - 1)) :]
     else:
         batch += draw(st.binary(min_size=1, max_size=12))
         if kind == "append+crc":
@@ -542,9 +716,12 @@ class TopicReader:
 
     def __init__(self, broker, topic: str, partition: int = 0):
         self.tp = TopicPartition(topic, partition)
-        self.consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap,
-                                      auto_offset_reset="earliest", enable_auto_commit=False,
-                                      fetch_max_wait_ms=100)
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=broker.bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            fetch_max_wait_ms=100,
+        )
         self.consumer.assign([self.tp])
         self.seen = 0
 
@@ -556,14 +733,17 @@ class TopicReader:
     def read_to(self, end: int) -> None:
         deadline = time.monotonic() + READ_BACK_S
         while self.consumer.position(self.tp) < end:
-            assert time.monotonic() < deadline, \
-                f"a consumer of {self.tp} is stuck at {self.consumer.position(self.tp)} " \
+            assert time.monotonic() < deadline, (
+                f"a consumer of {self.tp} is stuck at {self.consumer.position(self.tp)} "
                 f"(log end {end})"
+            )
             try:
                 got = self.consumer.poll(timeout_ms=200)
             except Exception as exc:  # noqa: BLE001
-                raise AssertionError(f"stored data is unreadable at offset "
-                                     f"{self.consumer.position(self.tp)}: {exc!r}") from exc
+                raise AssertionError(
+                    f"stored data is unreadable at offset "
+                    f"{self.consumer.position(self.tp)}: {exc!r}"
+                ) from exc
             self.seen += sum(len(r) for r in got.values())
 
     def close(self) -> None:
@@ -575,6 +755,7 @@ def test_record_batch_fuzz(broker, well_behaved):
     reader = TopicReader(broker, BATCH_TOPIC)
     end = 0
     try:
+
         @fuzz_settings(250)
         @given(case=batches(), acks=st.sampled_from([1, -1]), with_neighbour=st.booleans())
         def one(case, acks, with_neighbour):
@@ -583,9 +764,11 @@ def test_record_batch_fuzz(broker, well_behaved):
             # A valid batch in the same request must not fail with its neighbour.
             batches_sent = [good_batch(b"neighbour"), batch] if with_neighbour else [batch]
             with RawClient(broker.bootstrap, timeout=REPLY_S) as client:
-                header, _ = client.request("produce", {
-                    "acks": acks, "targets": [[BATCH_TOPIC, 0]] * len(batches_sent)},
-                    batches_sent)
+                header, _ = client.request(
+                    "produce",
+                    {"acks": acks, "targets": [[BATCH_TOPIC, 0]] * len(batches_sent)},
+                    batches_sent,
+                )
             check_reply("produce", None, header, must_answer=True)
             stored = []
             for sent, (base, code, *_rest) in zip(batches_sent, header["results"], strict=True):

@@ -29,9 +29,15 @@ def send_raw_header(client: RawClient, api: str, header: bytes, timeout: float =
 
 
 def join_header(group_id: str, topics: list[str], **extra) -> dict:
-    return {"group_id": group_id, "member_id": "", "client_id": "hostile",
-            "client_host": "/127.0.0.1", "topics": topics, "session_timeout_ms": 3_600_000,
-            **extra}
+    return {
+        "group_id": group_id,
+        "member_id": "",
+        "client_id": "hostile",
+        "client_host": "/127.0.0.1",
+        "topics": topics,
+        "session_timeout_ms": 3_600_000,
+        **extra,
+    }
 
 
 def slowest_answer_s(client: RawClient, requests: int = 40) -> float:
@@ -49,8 +55,10 @@ def slowest_answer_s(client: RawClient, requests: int = 40) -> float:
 
 
 def test_joins_naming_100k_topics_are_refused_and_others_keep_prompt_answers(broker):
-    with RawClient(broker.bootstrap, timeout=30) as evil, \
-            RawClient(broker.bootstrap, timeout=30) as good:
+    with (
+        RawClient(broker.bootstrap, timeout=30) as evil,
+        RawClient(broker.bootstrap, timeout=30) as good,
+    ):
         names = [f"{i:x}" for i in range(100_000)]  # short: the header stays under 1 MiB
         for g in range(10):
             answer = call(evil, "join_group", join_header(f"evil{g}", names))
@@ -62,8 +70,7 @@ def test_joins_naming_100k_topics_are_refused_and_others_keep_prompt_answers(bro
         time.sleep(0.5)  # several ticks
         assert slowest_answer_s(good) < 1.0
         # the groups still notice a topic that appears among the names they subscribe to
-        created = call(good, "create_topics", {"topics": [{"name": "nx-7",
-                                                           "num_partitions": 2}]})
+        created = call(good, "create_topics", {"topics": [{"name": "nx-7", "num_partitions": 2}]})
         assert created["topics"][0]["error"] == 0
         described = call(good, "describe_groups", {"group_ids": ["big3"]})["groups"][0]
         assert described["generation"] == 2
@@ -88,11 +95,15 @@ def test_a_lone_surrogate_in_any_identifier_is_refused_and_replies_stay_sound(br
         ("join_group", f'{{"group_id":"{LONE}","member_id":"","topics":["t"]}}'),
         ("join_group", f'{{"group_id":"g","member_id":"","client_id":"{LONE}","topics":["t"]}}'),
         ("join_group", f'{{"group_id":"g","member_id":"{LONE}","topics":["t"]}}'),
-        ("join_group", f'{{"group_id":"g","member_id":"","group_instance_id":"{LONE}",'
-                       '"topics":["t"]}'),
+        (
+            "join_group",
+            f'{{"group_id":"g","member_id":"","group_instance_id":"{LONE}","topics":["t"]}}',
+        ),
         ("heartbeat", f'{{"group_id":"g","member_id":"{LONE}","generation":1,"owned":[]}}'),
-        ("offset_commit", f'{{"group_id":"{LONE}","member_id":"","generation":-1,'
-                          '"offsets":[["t",0,1,null]]}'),
+        (
+            "offset_commit",
+            f'{{"group_id":"{LONE}","member_id":"","generation":-1,"offsets":[["t",0,1,null]]}}',
+        ),
         ("describe_groups", f'{{"group_ids":["{LONE}"]}}'),
         ("delete_groups", f'{{"group_ids":["{LONE}"]}}'),
         ("metadata", f'{{"topics":["t{LONE}"]}}'),
@@ -120,11 +131,16 @@ def test_a_huge_integer_or_deep_nesting_gets_invalid_request_not_unknown(broker)
         for api, header in [
             ("join_group", b'{"group_id":"g","topics":["t"],"max_poll_interval_ms":%s}' % digits),
             ("fetch", b'{"max_wait_ms":%s,"partitions":[["t",0,0,100]]}' % digits),
-            ("offset_commit", b'{"group_id":"g","member_id":"","generation":-1,'
-                              b'"offsets":[["t",0,%s,null]]}' % digits),
+            (
+                "offset_commit",
+                b'{"group_id":"g","member_id":"","generation":-1,'
+                b'"offsets":[["t",0,%s,null]]}' % digits,
+            ),
             ("metadata", b'{"topics":' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
-            ("join_group", b'{"group_id":"g","topics":["t"],"x":' + b'{"a":' * 50_000
-             + b"1" + b"}" * 50_001),
+            (
+                "join_group",
+                b'{"group_id":"g","topics":["t"],"x":' + b'{"a":' * 50_000 + b"1" + b"}" * 50_001,
+            ),
         ]:
             answer = send_raw_header(hostile, api, header)
             assert answer["error"] == 42, (api, answer)
@@ -137,26 +153,49 @@ def test_a_huge_integer_or_deep_nesting_gets_invalid_request_not_unknown(broker)
 
 @pytest.fixture
 def quick_expiry_broker(tmp_path):
-    with BrokerProcess(data_dir=tmp_path / "data",
-                       config={"offsets.retention.check.interval.ms": "200"}) as proc:
+    with BrokerProcess(
+        data_dir=tmp_path / "data", config={"offsets.retention.check.interval.ms": "200"}
+    ) as proc:
         yield proc
 
 
 def test_one_shot_empty_groups_are_forgotten_and_committed_ones_kept(quick_expiry_broker):
     """20,000 groups that join, leave and never commit used to stay forever (+21 MB)."""
     with RawClient(quick_expiry_broker.bootstrap) as client:
-        assert call(client, "create_topics", {"topics": [{"name": "t", "num_partitions": 1}]})[
-            "topics"][0]["error"] == 0
+        assert (
+            call(client, "create_topics", {"topics": [{"name": "t", "num_partitions": 1}]})[
+                "topics"
+            ][0]["error"]
+            == 0
+        )
         kept = call(client, "join_group", join_header("kept", ["t"]))
-        assert call(client, "offset_commit", {
-            "group_id": "kept", "member_id": kept["member_id"], "generation": 1,
-            "offsets": [["t", 0, 7, None]]})["error"] == 0
-        assert call(client, "leave_group", {"group_id": "kept",
-                                            "member_id": kept["member_id"]})["error"] == 0
+        assert (
+            call(
+                client,
+                "offset_commit",
+                {
+                    "group_id": "kept",
+                    "member_id": kept["member_id"],
+                    "generation": 1,
+                    "offsets": [["t", 0, 7, None]],
+                },
+            )["error"]
+            == 0
+        )
+        assert (
+            call(client, "leave_group", {"group_id": "kept", "member_id": kept["member_id"]})[
+                "error"
+            ]
+            == 0
+        )
         for i in range(300):
             once = call(client, "join_group", join_header(f"once{i}", ["t"]))
-            assert call(client, "leave_group", {"group_id": f"once{i}",
-                                                "member_id": once["member_id"]})["error"] == 0
+            assert (
+                call(
+                    client, "leave_group", {"group_id": f"once{i}", "member_id": once["member_id"]}
+                )["error"]
+                == 0
+            )
         deadline = time.monotonic() + 10
         groups = None
         while time.monotonic() < deadline:
@@ -172,8 +211,10 @@ def test_one_shot_empty_groups_are_forgotten_and_committed_ones_kept(quick_expir
 def test_a_join_loop_into_one_group_stops_at_group_max_size(broker):
     """Each join rebalances over every member: 4,000 members made one join cost ~45 ms
     of the broker's only thread."""
-    with RawClient(broker.bootstrap, timeout=30) as evil, \
-            RawClient(broker.bootstrap, timeout=30) as good:
+    with (
+        RawClient(broker.bootstrap, timeout=30) as evil,
+        RawClient(broker.bootstrap, timeout=30) as good,
+    ):
         for _ in range(1000):  # group.max.size default
             assert call(evil, "join_group", join_header("crowd", ["t"]))["error"] == 0
         refused = call(evil, "join_group", join_header("crowd", ["t"]))

@@ -33,8 +33,9 @@ def out_of_order(offsets: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
     return bad
 
 
-def test_threads_sharing_a_producer_keep_their_per_key_order(shared_broker, unique_topic,
-                                                             fast_thread_switches):
+def test_threads_sharing_a_producer_keep_their_per_key_order(
+    shared_broker, unique_topic, fast_thread_switches
+):
     threads_n, per_thread = 8, 20000
     with KafkaAdminClient(bootstrap_servers=shared_broker.bootstrap) as admin:
         admin.create_topics([NewTopic(unique_topic, 3, 1)])
@@ -45,8 +46,9 @@ def test_threads_sharing_a_producer_keep_their_per_key_order(shared_broker, uniq
 
     def worker(n: int) -> None:
         key = b"thread-%d" % n
-        results[n] = [producer.send(unique_topic, b"%d-%d" % (n, i), key=key)
-                      for i in range(per_thread)]
+        results[n] = [
+            producer.send(unique_topic, b"%d-%d" % (n, i), key=key) for i in range(per_thread)
+        ]
 
     try:
         threads = [threading.Thread(target=worker, args=(n,)) for n in range(threads_n)]
@@ -64,8 +66,10 @@ def test_threads_sharing_a_producer_keep_their_per_key_order(shared_broker, uniq
         if bad:
             problems[n] = bad[:3]
     assert len(results) == threads_n
-    assert not problems, f"records acknowledged out of send() order (thread: [(index, offset, " \
-                         f"previous offset)]): {problems}"
+    assert not problems, (
+        f"records acknowledged out of send() order (thread: [(index, offset, "
+        f"previous offset)]): {problems}"
+    )
 
 
 def test_retried_batches_keep_their_place_across_a_broker_restart(broker, unique_topic):
@@ -73,8 +77,14 @@ def test_retried_batches_keep_their_place_across_a_broker_restart(broker, unique
     retried; batches sent later must not land before them."""
     with KafkaAdminClient(bootstrap_servers=broker.bootstrap) as admin:
         admin.create_topics([NewTopic(unique_topic, 1, 1)])
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks=1, linger_ms=1,
-                             retries=50, retry_backoff_ms=100, batch_size=512)
+    producer = KafkaProducer(
+        bootstrap_servers=broker.bootstrap,
+        acks=1,
+        linger_ms=1,
+        retries=50,
+        retry_backoff_ms=100,
+        batch_size=512,
+    )
     futures = []
     stop = threading.Event()
 

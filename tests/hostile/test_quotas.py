@@ -23,7 +23,7 @@ from labkit.cli.main import main as labkit_main
 from labkit.testing import BrokerProcess
 
 QUOTA = 100_000  # bytes per second
-RECORD = 1000    # bytes per value
+RECORD = 1000  # bytes per value
 RUN_S = 3.0
 
 
@@ -55,8 +55,12 @@ def _blast(producer: KafkaProducer, topic: str, seconds: float, first: int = 0):
 
 
 def _values_in_order(bootstrap: str, topic: str) -> list[int]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                             auto_offset_reset="earliest", client_id="checker")
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        client_id="checker",
+    )
     tp = TopicPartition(topic, 0)
     consumer.assign([tp])
     end = consumer.end_offsets([tp])[tp]
@@ -69,17 +73,33 @@ def _values_in_order(bootstrap: str, topic: str) -> list[int]:
     return seen
 
 
-def test_a_producer_over_its_quota_gets_about_the_quota_in_order_and_others_do_not(
-        quota_broker):
-    _configs(quota_broker, "--alter", "--add-config", f"producer_byte_rate={QUOTA}",
-             "--entity-type", "clients", "--entity-name", "greedy")
-    greedy = KafkaProducer(bootstrap_servers=quota_broker.bootstrap, client_id="greedy",
-                           linger_ms=5, max_request_size=32768)
-    polite = KafkaProducer(bootstrap_servers=quota_broker.bootstrap, client_id="polite",
-                           linger_ms=5, max_request_size=32768)
+def test_a_producer_over_its_quota_gets_about_the_quota_in_order_and_others_do_not(quota_broker):
+    _configs(
+        quota_broker,
+        "--alter",
+        "--add-config",
+        f"producer_byte_rate={QUOTA}",
+        "--entity-type",
+        "clients",
+        "--entity-name",
+        "greedy",
+    )
+    greedy = KafkaProducer(
+        bootstrap_servers=quota_broker.bootstrap,
+        client_id="greedy",
+        linger_ms=5,
+        max_request_size=32768,
+    )
+    polite = KafkaProducer(
+        bootstrap_servers=quota_broker.bootstrap,
+        client_id="polite",
+        linger_ms=5,
+        max_request_size=32768,
+    )
     polite_result = []
-    thread = threading.Thread(target=lambda: polite_result.extend(
-        _blast(polite, "polite-topic", RUN_S)))
+    thread = threading.Thread(
+        target=lambda: polite_result.extend(_blast(polite, "polite-topic", RUN_S))
+    )
     thread.start()
     futures, acked = _blast(greedy, "greedy-topic", RUN_S)
     thread.join()
@@ -90,8 +110,14 @@ def test_a_producer_over_its_quota_gets_about_the_quota_in_order_and_others_do_n
 
     # a runtime change through the CLI takes effect: four times the quota
     greedy.flush(timeout=60)
-    _configs(quota_broker, "--alter", "--add-config", f"producer_byte_rate={4 * QUOTA}",
-             "--client", "greedy")
+    _configs(
+        quota_broker,
+        "--alter",
+        "--add-config",
+        f"producer_byte_rate={4 * QUOTA}",
+        "--client",
+        "greedy",
+    )
     more, acked_after = _blast(greedy, "greedy-topic", RUN_S, first=len(futures))
     rate_after = acked_after * RECORD / RUN_S
     assert 0.5 * 4 * QUOTA <= rate_after <= 2 * 4 * QUOTA, f"then {rate_after:.0f} B/s"
@@ -111,12 +137,24 @@ def test_a_consumer_over_its_quota_gets_about_the_quota_and_others_do_not(quota_
         producer.send("data", seq.to_bytes(8, "big") + b"x" * (RECORD - 8))
     producer.flush(timeout=60)
     producer.close()
-    _configs(quota_broker, "--alter", "--add-config", f"consumer_byte_rate={QUOTA}",
-             "--entity-type", "clients", "--entity-name", "slow-reader")
+    _configs(
+        quota_broker,
+        "--alter",
+        "--add-config",
+        f"consumer_byte_rate={QUOTA}",
+        "--entity-type",
+        "clients",
+        "--entity-name",
+        "slow-reader",
+    )
 
     def reader(client_id: str) -> KafkaConsumer:
-        consumer = KafkaConsumer(bootstrap_servers=quota_broker.bootstrap, group_id=None,
-                                 auto_offset_reset="earliest", client_id=client_id)
+        consumer = KafkaConsumer(
+            bootstrap_servers=quota_broker.bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            client_id=client_id,
+        )
         consumer.assign([TopicPartition("data", 0)])
         return consumer
 
@@ -141,8 +179,14 @@ def test_a_consumer_over_its_quota_gets_about_the_quota_and_others_do_not(quota_
     assert fast == list(range(total))  # the other reader got everything meanwhile
 
     # a runtime change through the CLI takes effect: four times the quota
-    _configs(quota_broker, "--alter", "--add-config", f"consumer_byte_rate={4 * QUOTA}",
-             "--client", "slow-reader")
+    _configs(
+        quota_broker,
+        "--alter",
+        "--add-config",
+        f"consumer_byte_rate={4 * QUOTA}",
+        "--client",
+        "slow-reader",
+    )
     rate_after = read(slow_reader, RUN_S, slow) * RECORD / RUN_S
     slow_reader.close()
     assert 0.5 * 4 * QUOTA <= rate_after <= 2 * 4 * QUOTA, f"then {rate_after:.0f} B/s"
@@ -150,18 +194,35 @@ def test_a_consumer_over_its_quota_gets_about_the_quota_and_others_do_not(quota_
 
 
 def test_quotas_survive_a_restart_and_show_in_describe(quota_broker):
-    _configs(quota_broker, "--alter", "--add-config", "producer_byte_rate=1048576",
-             "--entity-type", "clients", "--entity-name", "X")
-    _configs(quota_broker, "--alter", "--add-config", "consumer_byte_rate=2048",
-             "--entity-type", "clients", "--entity-default")
+    _configs(
+        quota_broker,
+        "--alter",
+        "--add-config",
+        "producer_byte_rate=1048576",
+        "--entity-type",
+        "clients",
+        "--entity-name",
+        "X",
+    )
+    _configs(
+        quota_broker,
+        "--alter",
+        "--add-config",
+        "consumer_byte_rate=2048",
+        "--entity-type",
+        "clients",
+        "--entity-default",
+    )
     quota_broker.restart()
     admin = KafkaAdminClient(bootstrap_servers=quota_broker.bootstrap)
     try:
         assert admin.describe_client_quotas() == [
             {"entity": {"client-id": None}, "values": {"consumer_byte_rate": 2048.0}},
-            {"entity": {"client-id": "X"}, "values": {"producer_byte_rate": 1048576.0}}]
-        admin.alter_client_quotas([{"entity": {"client-id": "X"},
-                                    "ops": {"producer_byte_rate": None}}])
+            {"entity": {"client-id": "X"}, "values": {"producer_byte_rate": 1048576.0}},
+        ]
+        admin.alter_client_quotas(
+            [{"entity": {"client-id": "X"}, "ops": {"producer_byte_rate": None}}]
+        )
         assert [e["entity"]["client-id"] for e in admin.describe_client_quotas()] == [None]
     finally:
         admin.close()
@@ -173,9 +234,17 @@ GARBAGE = [
     ("alter_client_quotas", {"entries": [1, None, [], {"entity": 5}]}),
     ("alter_client_quotas", {"entries": [{"entity": {"client-id": "\ud800"}, "ops": []}]}),
     ("alter_client_quotas", {"entries": [{"entity": {"client-id": "a"}, "ops": {"k": 1}}]}),
-    ("alter_client_quotas", {"entries": [{"entity": {"client-id": "a"},
-                                          "ops": [{"key": "producer_byte_rate",
-                                                   "value": 10**400}]}]}),
+    (
+        "alter_client_quotas",
+        {
+            "entries": [
+                {
+                    "entity": {"client-id": "a"},
+                    "ops": [{"key": "producer_byte_rate", "value": 10**400}],
+                }
+            ]
+        },
+    ),
     ("alter_client_quotas", {"entries": [{"entity": {"client-id": "a", "user": "b"}, "ops": []}]}),
     ("describe_client_quotas", {"components": "all"}),
     ("describe_client_quotas", {"components": [{"entity_type": "ip"}]}),
@@ -189,8 +258,15 @@ GARBAGE = [
 def test_malformed_quota_requests_get_clear_errors_and_the_broker_carries_on(quota_broker):
     from labkit.testing import RawClient
 
-    _configs(quota_broker, "--alter", "--add-config", "consumer_byte_rate=1000",
-             "--entity-type", "clients", "--entity-default")
+    _configs(
+        quota_broker,
+        "--alter",
+        "--add-config",
+        "consumer_byte_rate=1000",
+        "--entity-type",
+        "clients",
+        "--entity-default",
+    )
     with RawClient(quota_broker.bootstrap) as raw:
         for api, header in GARBAGE:
             rid = raw.new_id()  # JSON with \u escapes: lone surrogates reach the broker
@@ -206,8 +282,7 @@ def test_the_client_holds_produce_and_fetch_while_throttled_and_sends_the_rest(q
     from labkit.client.transport import Transport
     from labkit.protocol.records import encode_batch
 
-    _configs(quota_broker, "--alter", "--add-config", "producer_byte_rate=1000",
-             "--client", "tiny")
+    _configs(quota_broker, "--alter", "--add-config", "producer_byte_rate=1000", "--client", "tiny")
     transport = Transport(quota_broker.bootstrap, client_id="tiny")
     try:
         batch = encode_batch([0], None, [b"x" * 20_000])
@@ -228,16 +303,18 @@ def test_the_broker_mutes_a_client_that_ignores_throttle_time(quota_broker):
     from labkit.protocol.records import encode_batch
     from labkit.testing import RawClient
 
-    _configs(quota_broker, "--alter", "--add-config", "producer_byte_rate=10000",
-             "--client", "rude")
+    _configs(
+        quota_broker, "--alter", "--add-config", "producer_byte_rate=10000", "--client", "rude"
+    )
     batch = encode_batch([0], None, [b"x" * 20_000])
     header = {"client_id": "rude", "acks": 1, "timeout_ms": 30000, "targets": [["muted", 0]]}
     with RawClient(quota_broker.bootstrap, timeout=20) as raw:
         first, _ = raw.request("produce", header, [batch])
         assert first["throttle_time_ms"] > 0
         second = raw.send("produce", header, [batch])  # at once, ignoring the throttle time
-        offsets, _ = raw.request("list_offsets", {"client_id": "rude",
-                                                  "partitions": [["muted", 0, -1]]})
+        offsets, _ = raw.request(
+            "list_offsets", {"client_id": "rude", "partitions": [["muted", 0, -1]]}
+        )
         assert offsets["partitions"][0][3] == 1  # the second produce waits, unhandled
         reply, _ = raw.wait_for(second)
         assert reply["results"][0][:2] == [1, 0]  # then it is appended, in order

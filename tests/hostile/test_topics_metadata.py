@@ -63,15 +63,22 @@ def test_creating_2000_topics_in_one_request_leaves_others_answered(broker):
     def attack():
         with RawClient(broker.bootstrap, timeout=300) as hostile:
             start = time.monotonic()
-            header, _ = hostile.request("create_topics", {"topics": [
-                {"name": n, "num_partitions": 1, "replication_factor": 1} for n in names]})
+            header, _ = hostile.request(
+                "create_topics",
+                {
+                    "topics": [
+                        {"name": n, "num_partitions": 1, "replication_factor": 1} for n in names
+                    ]
+                },
+            )
             return header, time.monotonic() - start
 
     (header, took), latencies = while_probed(broker.bootstrap, attack)
     assert [t["error"] for t in header["topics"]] == [0] * MANY, header["topics"][:3]
     assert max(latencies) < DEAF_BOUND_S, (
         f"a well-behaved client waited {max(latencies):.2f} s while {MANY} topics were "
-        f"created (took {took:.1f} s)")
+        f"created (took {took:.1f} s)"
+    )
     # the reply promised durability: every topic is in topics.json and usable
     stored = json.loads((broker.data_dir / "topics.json").read_text())["topics"]
     assert set(names) <= set(stored)
@@ -100,8 +107,13 @@ def test_auto_creating_2000_topics_by_metadata_leaves_others_answered(broker):
 def test_a_produce_to_a_new_topic_waits_for_it_and_keeps_its_order(broker):
     # a raw produce to a topic that does not exist yet: auto-created, appended once it exists
     with RawClient(broker.bootstrap) as client:
-        rids = [client.send("produce", {"acks": 1, "targets": [["fresh", 0]]},
-                            [encode_batch([1_700_000_000_000], None, [b"%d" % i])])
-                for i in range(20)]
+        rids = [
+            client.send(
+                "produce",
+                {"acks": 1, "targets": [["fresh", 0]]},
+                [encode_batch([1_700_000_000_000], None, [b"%d" % i])],
+            )
+            for i in range(20)
+        ]
         offsets = [client.wait_for(rid)[0]["results"][0][:2] for rid in rids]
     assert offsets == [[i, 0] for i in range(20)]

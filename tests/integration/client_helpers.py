@@ -8,8 +8,13 @@ from labkit import KafkaConsumer
 def read_all(bootstrap, topic, expected, timeout_s=10.0, **configs):
     """Every record of ``topic`` from the beginning (stops once ``expected`` arrived,
     or after ``timeout_s`` without a new record)."""
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=int(timeout_s * 1000), **configs)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=int(timeout_s * 1000),
+        **configs,
+    )
     out = []
     try:
         for record in consumer:

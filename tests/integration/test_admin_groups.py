@@ -52,14 +52,20 @@ def group(unique_topic):
 
 
 def make_topic(raw, topic, partitions, records=0):
-    header, _ = raw.request("create_topics", {"topics": [
-        {"name": topic, "num_partitions": partitions, "replication_factor": 1}]})
+    header, _ = raw.request(
+        "create_topics",
+        {"topics": [{"name": topic, "num_partitions": partitions, "replication_factor": 1}]},
+    )
     assert header["topics"][0]["error"] == 0, header
     for p in range(partitions if records else 0):
-        batch = encode_batch([1_700_000_000_000 + i for i in range(records)], None,
-                             [b"v%d" % i for i in range(records)])
-        header, _ = raw.request("produce", {"acks": 1, "timeout_ms": 5000,
-                                            "targets": [[topic, p]]}, [batch])
+        batch = encode_batch(
+            [1_700_000_000_000 + i for i in range(records)],
+            None,
+            [b"v%d" % i for i in range(records)],
+        )
+        header, _ = raw.request(
+            "produce", {"acks": 1, "timeout_ms": 5000, "targets": [[topic, p]]}, [batch]
+        )
         assert header["results"][0][1] == 0, header
 
 
@@ -67,15 +73,31 @@ def join_stable(raw, group, topic, client_ids):
     """Members join and heartbeat until every one owns its target partitions."""
     members = []
     for client_id in client_ids:
-        resp = raw.request("join_group", {
-            "group_id": group, "topics": [topic], "client_id": client_id,
-            "client_host": "/127.0.0.1", "session_timeout_ms": 30000})[0]
+        resp = raw.request(
+            "join_group",
+            {
+                "group_id": group,
+                "topics": [topic],
+                "client_id": client_id,
+                "client_host": "/127.0.0.1",
+                "session_timeout_ms": 30000,
+            },
+        )[0]
         assert resp["error"] == 0, resp
         members.append(resp)
     for _ in range(6):
-        members = [raw.request("heartbeat", {
-            "group_id": group, "member_id": m["member_id"], "generation": m["generation"],
-            "owned": m["assignment"]})[0] for m in members]
+        members = [
+            raw.request(
+                "heartbeat",
+                {
+                    "group_id": group,
+                    "member_id": m["member_id"],
+                    "generation": m["generation"],
+                    "owned": m["assignment"],
+                },
+            )[0]
+            for m in members
+        ]
         if all(m["state"] == "Stable" and not m["pending"] for m in members):
             break
     assert all(m["state"] == "Stable" for m in members), members
@@ -96,7 +118,12 @@ def test_list_and_describe_a_group_with_members(admin, raw, unique_topic, group)
     (info,) = admin.describe_consumer_groups([group])
     assert isinstance(info, GroupInformation)
     assert (info.error_code, info.group, info.state, info.protocol_type, info.protocol) == (
-        0, group, "Stable", "consumer", "range")
+        0,
+        group,
+        "Stable",
+        "consumer",
+        "range",
+    )
     assert info.authorized_operations is None
     assert len(info.members) == 2
     by_client = {m.client_id: m for m in info.members}
@@ -108,11 +135,10 @@ def test_list_and_describe_a_group_with_members(admin, raw, unique_topic, group)
         assert m.client_host == "/127.0.0.1"
         assert m.member_metadata.subscription == m.member_metadata.topics == [unique_topic]
         assert isinstance(m.member_assignment, ConsumerProtocolMemberAssignment)
-        (topic, parts), = m.member_assignment.assignment
+        ((topic, parts),) = m.member_assignment.assignment
         assert m.member_assignment.assigned_partitions == [(topic, parts)]
         assert topic == unique_topic
-        assert m.member_assignment.partitions() == [TopicPartition(unique_topic, p)
-                                                    for p in parts]
+        assert m.member_assignment.partitions() == [TopicPartition(unique_topic, p) for p in parts]
         owned += parts
     assert sorted(owned) == [0, 1, 2]  # range: disjoint, all covered
     # a single id as a string is one group, not a list of letters
@@ -145,11 +171,15 @@ def test_offsets_listed_altered_and_kept_with_metadata(admin, raw, unique_topic,
     assert admin.list_consumer_group_offsets(group) == {t0: OffsetAndMetadata(3, "note", -1)}
     # partitions asked for without a commit come back with offset -1, as in Kafka
     assert admin.list_consumer_group_offsets(group, partitions=[t0, t1]) == {
-        t0: OffsetAndMetadata(3, "note", -1), t1: OffsetAndMetadata(-1, "", -1)}
+        t0: OffsetAndMetadata(3, "note", -1),
+        t1: OffsetAndMetadata(-1, "", -1),
+    }
 
     admin.alter_consumer_group_offsets(group, {t0: 5, t1: OffsetAndMetadata(1, "", -1)})
-    assert admin.list_consumer_group_offsets(group) == {t0: OffsetAndMetadata(5, "", -1),
-                                                         t1: OffsetAndMetadata(1, "", -1)}
+    assert admin.list_consumer_group_offsets(group) == {
+        t0: OffsetAndMetadata(5, "", -1),
+        t1: OffsetAndMetadata(1, "", -1),
+    }
     # a group with only committed offsets is listed and described as Empty
     assert (group, "consumer") in admin.list_consumer_groups()
     (info,) = admin.describe_consumer_groups([group])
@@ -186,8 +216,7 @@ def test_delete_groups_reports_errors_like_kafka_python(admin, raw, unique_topic
 
     with caplog.at_level(logging.WARNING, logger="labkit.client.group_admin"):
         results = admin.delete_consumer_groups([idle, busy, missing])
-    assert results == [(idle, NoError), (busy, NonEmptyGroupError),
-                       (missing, GroupIdNotFoundError)]
+    assert results == [(idle, NoError), (busy, NonEmptyGroupError), (missing, GroupIdNotFoundError)]
     assert f"'{busy}' was not deleted" in caplog.text and "active member" in caplog.text
 
     listed = [g for g, _ in admin.list_consumer_groups()]

@@ -21,16 +21,28 @@ def values_of(payload):
 
 
 def create_one(client, name, partitions=1, replication=1, configs=None, validate_only=False):
-    header, _ = client.request("create_topics", {"validate_only": validate_only, "topics": [
-        {"name": name, "num_partitions": partitions, "replication_factor": replication,
-         "configs": configs or {}}]})
+    header, _ = client.request(
+        "create_topics",
+        {
+            "validate_only": validate_only,
+            "topics": [
+                {
+                    "name": name,
+                    "num_partitions": partitions,
+                    "replication_factor": replication,
+                    "configs": configs or {},
+                }
+            ],
+        },
+    )
     assert header["error"] == 0
     return header["topics"][0]
 
 
 def metadata(client, topics, allow_auto_create=False):
-    header, _ = client.request("metadata", {"topics": topics,
-                                            "allow_auto_create": allow_auto_create})
+    header, _ = client.request(
+        "metadata", {"topics": topics, "allow_auto_create": allow_auto_create}
+    )
     assert header["error"] == 0
     return header
 
@@ -51,8 +63,7 @@ def client(shared_broker):
 def test_create_describe_and_list(shared_broker, client, unique_topic):
     assert create_one(client, unique_topic, partitions=3)["error"] == 0
     header = metadata(client, [unique_topic])
-    assert header["brokers"] == [{"node_id": 0, "host": "127.0.0.1",
-                                  "port": shared_broker.port}]
+    assert header["brokers"] == [{"node_id": 0, "host": "127.0.0.1", "port": shared_broker.port}]
     (topic,) = header["topics"]
     assert topic["error"] == 0
     assert [p["partition"] for p in topic["partitions"]] == [0, 1, 2]
@@ -78,8 +89,9 @@ def test_validate_only_creates_nothing(client, unique_topic):
     assert metadata(client, [unique_topic])["topics"][0]["error"] == 3
 
 
-@pytest.mark.parametrize("name", ["../x", "..", ".", "a/b", "", "x" * 250, "sp ace",
-                                  "ąę", "/abs", "..\\x"])
+@pytest.mark.parametrize(
+    "name", ["../x", "..", ".", "a/b", "", "x" * 250, "sp ace", "ąę", "/abs", "..\\x"]
+)
 def test_invalid_topic_names_are_refused_and_touch_no_file(shared_broker, client, name):
     outside = shared_broker.data_dir.parent
     before = set(outside.iterdir())
@@ -95,18 +107,21 @@ def test_auto_create_on_metadata_and_on_produce(client, unique_topic):
     assert metadata(client, [unique_topic])["topics"][0]["error"] == 3
     (topic,) = metadata(client, [unique_topic], allow_auto_create=True)["topics"]
     assert topic["error"] == 0 and len(topic["partitions"]) == 1
-    header, _ = client.request("produce", {"acks": 1, "targets": [[unique_topic + "-p", 0]]},
-                               [batch(b"v")])
+    header, _ = client.request(
+        "produce", {"acks": 1, "targets": [[unique_topic + "-p", 0]]}, [batch(b"v")]
+    )
     assert header["results"][0][:2] == [0, 0]
 
 
 def test_auto_create_can_be_disabled(tmp_path):
-    with BrokerProcess(data_dir=tmp_path / "d",
-                       config={"auto.create.topics.enable": "false",
-                               "num.partitions": "2"}) as broker, \
-            RawClient(broker.bootstrap) as client:
-        header, _ = client.request("produce", {"acks": 1, "targets": [["nope", 0]]},
-                                   [batch(b"v")])
+    with (
+        BrokerProcess(
+            data_dir=tmp_path / "d",
+            config={"auto.create.topics.enable": "false", "num.partitions": "2"},
+        ) as broker,
+        RawClient(broker.bootstrap) as client,
+    ):
+        header, _ = client.request("produce", {"acks": 1, "targets": [["nope", 0]]}, [batch(b"v")])
         assert header["results"][0][1] == 3
         assert "auto.create.topics.enable" in header["results"][0][3]
         assert metadata(client, ["nope"], allow_auto_create=True)["topics"][0]["error"] == 3
@@ -119,19 +134,21 @@ def test_describe_and_alter_configs_incrementally(client, unique_topic):
     configs = configs_of(client, unique_topic)
     assert configs["retention.ms"] == ("60000", False)
     assert configs["cleanup.policy"] == ("delete", True)
-    header, _ = client.request("alter_configs", {"topics": {unique_topic: {
-        "segment.bytes": "1048576", "cleanup.policy": "compact"}}})
+    header, _ = client.request(
+        "alter_configs",
+        {"topics": {unique_topic: {"segment.bytes": "1048576", "cleanup.policy": "compact"}}},
+    )
     assert header["topics"][0]["error"] == 0
     configs = configs_of(client, unique_topic)
     assert configs["retention.ms"] == ("60000", False)  # untouched key kept
     assert configs["segment.bytes"] == ("1048576", False)
     assert configs["cleanup.policy"] == ("compact", False)
-    header, _ = client.request("alter_configs", {"topics": {unique_topic: {
-        "retention.ms": None}}})
+    header, _ = client.request("alter_configs", {"topics": {unique_topic: {"retention.ms": None}}})
     assert header["topics"][0]["error"] == 0
     assert configs_of(client, unique_topic)["retention.ms"][1] is True  # back to default
-    header, _ = client.request("alter_configs", {"topics": {unique_topic: {"bogus": "1"},
-                                                            "missing-topic-zz": {}}})
+    header, _ = client.request(
+        "alter_configs", {"topics": {unique_topic: {"bogus": "1"}, "missing-topic-zz": {}}}
+    )
     assert [t["error"] for t in header["topics"]] == [40, 3]
 
 
@@ -140,8 +157,9 @@ def test_create_partitions_grows_a_topic(client, unique_topic):
     header, _ = client.request("create_partitions", {"topics": {unique_topic: 3}})
     assert header["topics"][0]["error"] == 0
     assert len(metadata(client, [unique_topic])["topics"][0]["partitions"]) == 3
-    header, _ = client.request("produce", {"acks": 1, "targets": [[unique_topic, 2]]},
-                               [batch(b"v")])
+    header, _ = client.request(
+        "produce", {"acks": 1, "targets": [[unique_topic, 2]]}, [batch(b"v")]
+    )
     assert header["results"][0][1] == 0
     header, _ = client.request("create_partitions", {"topics": {unique_topic: 2}})
     assert header["topics"][0]["error"] == 37
@@ -155,15 +173,23 @@ def test_delete_removes_files_and_the_name_can_be_reused(shared_broker, client, 
     assert not (shared_broker.data_dir / f"{unique_topic}-0").exists()
     assert metadata(client, [unique_topic])["topics"][0]["error"] == 3
     create_one(client, unique_topic)
-    header, _ = client.request("produce", {"acks": 1, "targets": [[unique_topic, 0]]},
-                               [batch(b"new")])
+    header, _ = client.request(
+        "produce", {"acks": 1, "targets": [[unique_topic, 0]]}, [batch(b"new")]
+    )
     assert header["results"][0][0] == 0
 
 
 def test_parked_fetch_on_a_deleted_topic_is_answered(client, unique_topic):
     create_one(client, unique_topic)
-    rid = client.send("fetch", {"max_wait_ms": 20000, "min_bytes": 1, "max_bytes": 1 << 20,
-                                "partitions": [[unique_topic, 0, 0, 1 << 20]]})
+    rid = client.send(
+        "fetch",
+        {
+            "max_wait_ms": 20000,
+            "min_bytes": 1,
+            "max_bytes": 1 << 20,
+            "partitions": [[unique_topic, 0, 0, 1 << 20]],
+        },
+    )
     assert client.receive(0.2) is None
     client.request("delete_topics", {"topics": [unique_topic]})
     header, _ = client.wait_for(rid, 5)
@@ -173,8 +199,7 @@ def test_parked_fetch_on_a_deleted_topic_is_answered(client, unique_topic):
 def test_restart_keeps_topics_data_and_configs(broker):
     with RawClient(broker.bootstrap) as client:
         create_one(client, "kept", partitions=2, configs={"retention.ms": "123456"})
-        client.request("produce", {"acks": 1, "targets": [["kept", 1]]},
-                       [batch(b"a", b"b")])
+        client.request("produce", {"acks": 1, "targets": [["kept", 1]]}, [batch(b"a", b"b")])
         client.request("alter_configs", {"topics": {"kept": {"segment.bytes": "2000000"}}})
         cluster_id = metadata(client, None)["cluster_id"]
     assert broker.restart() is broker
@@ -186,10 +211,15 @@ def test_restart_keeps_topics_data_and_configs(broker):
         configs = configs_of(client, "kept")
         assert configs["retention.ms"] == ("123456", False)
         assert configs["segment.bytes"] == ("2000000", False)
-        header, payloads = client.request("fetch", {
-            "max_wait_ms": 0, "min_bytes": 1, "max_bytes": 1 << 20,
-            "partitions": [["kept", 1, 0, 1 << 20]]})
+        header, payloads = client.request(
+            "fetch",
+            {
+                "max_wait_ms": 0,
+                "min_bytes": 1,
+                "max_bytes": 1 << 20,
+                "partitions": [["kept", 1, 0, 1 << 20]],
+            },
+        )
         assert values_of(payloads[0]) == [b"a", b"b"]
-        header, _ = client.request("produce", {"acks": 1, "targets": [["kept", 1]]},
-                                   [batch(b"c")])
+        header, _ = client.request("produce", {"acks": 1, "targets": [["kept", 1]]}, [batch(b"c")])
         assert header["results"][0][0] == 2

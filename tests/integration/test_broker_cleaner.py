@@ -33,9 +33,15 @@ def read_all(client, topic):
     offset = earliest(client, topic)
     table, count = {}, 0
     while True:
-        header, payloads = client.request("fetch", {
-            "max_wait_ms": 0, "min_bytes": 1, "max_bytes": 1 << 20,
-            "partitions": [[topic, 0, offset, 1 << 20]]})
+        header, payloads = client.request(
+            "fetch",
+            {
+                "max_wait_ms": 0,
+                "min_bytes": 1,
+                "max_bytes": 1 << 20,
+                "partitions": [[topic, 0, offset, 1 << 20]],
+            },
+        )
         row = header["partitions"][0]
         assert row[2] == 0, row
         if not payloads[0]:
@@ -55,41 +61,76 @@ def read_all(client, topic):
 
 def test_short_retention_drops_old_segments_and_moves_the_log_start(broker):
     with RawClient(broker.bootstrap) as client:
-        header, _ = client.request("create_topics", {"topics": [{
-            "name": "short", "num_partitions": 1, "replication_factor": 1,
-            "configs": {"retention.ms": "1000", "segment.bytes": "512"}}]})
+        header, _ = client.request(
+            "create_topics",
+            {
+                "topics": [
+                    {
+                        "name": "short",
+                        "num_partitions": 1,
+                        "replication_factor": 1,
+                        "configs": {"retention.ms": "1000", "segment.bytes": "512"},
+                    }
+                ]
+            },
+        )
         assert header["topics"][0]["error"] == 0
         for i in range(6):  # each ~500-byte batch fills a segment
-            header, _ = client.request("produce", {"acks": 1, "targets": [["short", 0]]}, [
-                encode_batch([now_ms()], None, [b"%d" % i + b"." * 420])])
+            header, _ = client.request(
+                "produce",
+                {"acks": 1, "targets": [["short", 0]]},
+                [encode_batch([now_ms()], None, [b"%d" % i + b"." * 420])],
+            )
             assert header["results"][0][1] == 0
         assert earliest(client, "short") == 0
         assert wait_until(lambda: earliest(client, "short") >= 5), broker.output()
-        header, _ = client.request("fetch", {
-            "max_wait_ms": 0, "min_bytes": 1, "max_bytes": 1 << 20,
-            "partitions": [["short", 0, 0, 1 << 20]]})
+        header, _ = client.request(
+            "fetch",
+            {
+                "max_wait_ms": 0,
+                "min_bytes": 1,
+                "max_bytes": 1 << 20,
+                "partitions": [["short", 0, 0, 1 << 20]],
+            },
+        )
         assert header["partitions"][0][2] == 1  # the consumer below the start must reset
         assert header["partitions"][0][4] >= 5  # ...and is told where the log starts now
     assert "log start offset is now" in broker.output()
 
 
 def test_compaction_keeps_the_last_value_per_key(tmp_path):
-    with BrokerProcess(data_dir=tmp_path / "d",
-                       config={"log.cleaner.backoff.ms": "200"}) as broker, \
-            RawClient(broker.bootstrap) as client:
-        header, _ = client.request("create_topics", {"topics": [{
-            "name": "table", "num_partitions": 1, "replication_factor": 1,
-            "configs": {"cleanup.policy": "compact", "segment.bytes": "512",
-                        "delete.retention.ms": "0"}}]})
+    with (
+        BrokerProcess(data_dir=tmp_path / "d", config={"log.cleaner.backoff.ms": "200"}) as broker,
+        RawClient(broker.bootstrap) as client,
+    ):
+        header, _ = client.request(
+            "create_topics",
+            {
+                "topics": [
+                    {
+                        "name": "table",
+                        "num_partitions": 1,
+                        "replication_factor": 1,
+                        "configs": {
+                            "cleanup.policy": "compact",
+                            "segment.bytes": "512",
+                            "delete.retention.ms": "0",
+                        },
+                    }
+                ]
+            },
+        )
         assert header["topics"][0]["error"] == 0
         expected = {}
         produced = 0
         for round_ in range(8):
             keys = [b"k%d" % k for k in range(4)]
-            values = [b"v%d-%d" % (round_, k) if (round_, k) != (7, 0) else None
-                      for k in range(4)]
-            client.request("produce", {"acks": 1, "targets": [["table", 0]]},
-                           [encode_batch([now_ms()] * 4, keys, values)])
+            values = [b"v%d-%d" % (round_, k) if (round_, k) != (7, 0) else None for k in range(4)]
+            client.request(
+                "produce",
+                {"acks": 1, "targets": [["table", 0]]},
+                [encode_batch([now_ms()] * 4, keys, values)],
+            )
             produced += 4
             for key, value in zip(keys, values, strict=True):
                 if value is None:

@@ -30,24 +30,41 @@ def records_of(payload):
 
 
 def create(client, name, partitions=1, configs=None):
-    header, _ = client.request("create_topics", {"topics": [
-        {"name": name, "num_partitions": partitions, "replication_factor": 1,
-         "configs": configs or {}}]})
+    header, _ = client.request(
+        "create_topics",
+        {
+            "topics": [
+                {
+                    "name": name,
+                    "num_partitions": partitions,
+                    "replication_factor": 1,
+                    "configs": configs or {},
+                }
+            ]
+        },
+    )
     assert header["topics"][0]["error"] == 0, header
 
 
 def produce(client, topic, partition, payload, acks=1):
-    header, _ = client.request("produce", {"acks": acks, "targets": [[topic, partition]]},
-                               [payload])
+    header, _ = client.request(
+        "produce", {"acks": acks, "targets": [[topic, partition]]}, [payload]
+    )
     assert header["error"] == 0, header
     return header["results"][0]
 
 
 def fetch(client, topic, partition, offset, max_wait_ms=0, min_bytes=1, part_max=1 << 20):
-    header, payloads = client.request("fetch", {
-        "max_wait_ms": max_wait_ms, "min_bytes": min_bytes, "max_bytes": 50 << 20,
-        "partitions": [[topic, partition, offset, part_max]]},
-        timeout=max_wait_ms / 1000 + 5)
+    header, payloads = client.request(
+        "fetch",
+        {
+            "max_wait_ms": max_wait_ms,
+            "min_bytes": min_bytes,
+            "max_bytes": 50 << 20,
+            "partitions": [[topic, partition, offset, part_max]],
+        },
+        timeout=max_wait_ms / 1000 + 5,
+    )
     assert header["error"] == 0, header
     return header["partitions"][0], payloads[0]
 
@@ -67,9 +84,11 @@ def test_api_versions_names_the_apis(client):
 
 def test_produce_then_fetch_returns_the_same_records(client, unique_topic):
     create(client, unique_topic, partitions=2)
-    header, _ = client.request("produce", {"acks": 1, "targets": [[unique_topic, 0],
-                                                                   [unique_topic, 1]]},
-                               [batch([b"a", b"b", None]), batch([b"x"])])
+    header, _ = client.request(
+        "produce",
+        {"acks": 1, "targets": [[unique_topic, 0], [unique_topic, 1]]},
+        [batch([b"a", b"b", None]), batch([b"x"])],
+    )
     assert header["results"] == [[0, 0, 0, None], [0, 0, 0, None]]
     assert produce(client, unique_topic, 0, batch([b"c", b"d"]))[0] == 3
 
@@ -100,14 +119,20 @@ def test_fetch_returns_a_whole_batch_larger_than_the_partition_limit(client, uni
     big = batch([b"v" * 5000, b"w" * 5000])
     produce(client, unique_topic, 0, big)
     _row, payload = fetch(client, unique_topic, 0, 0, part_max=100)
-    assert bytes(payload) == bytes(payload[:len(big)]) and len(payload) >= len(big)
+    assert bytes(payload) == bytes(payload[: len(big)]) and len(payload) >= len(big)
     assert [o for o, _ in records_of(payload)] == [0, 1]
 
 
 def test_many_requests_in_flight_are_answered_by_request_id(client, unique_topic):
     create(client, unique_topic)
-    ids = [client.send("produce", {"acks": 1, "targets": [[unique_topic, 0]]},
-                       [batch([b"m%d" % i, b"n%d" % i])]) for i in range(50)]
+    ids = [
+        client.send(
+            "produce",
+            {"acks": 1, "targets": [[unique_topic, 0]]},
+            [batch([b"m%d" % i, b"n%d" % i])],
+        )
+        for i in range(50)
+    ]
     replies = {}
     while len(replies) < len(ids):
         got = client.receive(5)
@@ -120,13 +145,21 @@ def test_many_requests_in_flight_are_answered_by_request_id(client, unique_topic
 
 def test_a_parked_fetch_does_not_hold_up_later_requests(client, unique_topic):
     create(client, unique_topic)
-    parked = client.send("fetch", {"max_wait_ms": 3000, "min_bytes": 1, "max_bytes": 1 << 20,
-                                   "partitions": [[unique_topic, 0, 0, 1 << 20]]})
+    parked = client.send(
+        "fetch",
+        {
+            "max_wait_ms": 3000,
+            "min_bytes": 1,
+            "max_bytes": 1 << 20,
+            "partitions": [[unique_topic, 0, 0, 1 << 20]],
+        },
+    )
     quick = client.send("api_versions", {})
     first = client.receive(5)
     assert first is not None and first[0] == quick
-    produce_id = client.send("produce", {"acks": 1, "targets": [[unique_topic, 0]]},
-                             [batch([b"wake"])])
+    produce_id = client.send(
+        "produce", {"acks": 1, "targets": [[unique_topic, 0]]}, [batch([b"wake"])]
+    )
     header, payloads = client.wait_for(parked, 5)
     assert records_of(payloads[0]) == [(0, b"wake")]
     client.wait_for(produce_id)
@@ -134,8 +167,15 @@ def test_a_parked_fetch_does_not_hold_up_later_requests(client, unique_topic):
 
 def test_long_poll_wakes_when_another_client_produces(shared_broker, client, unique_topic):
     create(client, unique_topic)
-    rid = client.send("fetch", {"max_wait_ms": 20000, "min_bytes": 1, "max_bytes": 1 << 20,
-                                "partitions": [[unique_topic, 0, 0, 1 << 20]]})
+    rid = client.send(
+        "fetch",
+        {
+            "max_wait_ms": 20000,
+            "min_bytes": 1,
+            "max_bytes": 1 << 20,
+            "partitions": [[unique_topic, 0, 0, 1 << 20]],
+        },
+    )
     assert client.receive(0.3) is None  # parked: nothing to return yet
     with RawClient(shared_broker.bootstrap) as other:
         produce(other, unique_topic, 0, batch([b"hello"]))
@@ -154,8 +194,15 @@ def test_long_poll_times_out_after_max_wait_with_no_data(client, unique_topic):
 
 def test_min_bytes_keeps_a_fetch_parked_until_max_wait(client, unique_topic):
     create(client, unique_topic)
-    rid = client.send("fetch", {"max_wait_ms": 600, "min_bytes": 1 << 20, "max_bytes": 1 << 20,
-                                "partitions": [[unique_topic, 0, 0, 1 << 20]]})
+    rid = client.send(
+        "fetch",
+        {
+            "max_wait_ms": 600,
+            "min_bytes": 1 << 20,
+            "max_bytes": 1 << 20,
+            "partitions": [[unique_topic, 0, 0, 1 << 20]],
+        },
+    )
     start = time.monotonic()
     produce(client, unique_topic, 0, batch([b"small"]))
     header, payloads = client.wait_for(rid, 5)
@@ -167,9 +214,19 @@ def test_list_offsets_earliest_latest_and_by_time(client, unique_topic):
     create(client, unique_topic)
     produce(client, unique_topic, 0, batch([b"a", b"b"], timestamps=[1000, 2000]))
     produce(client, unique_topic, 0, batch([b"c"], timestamps=[3000]))
-    header, _ = client.request("list_offsets", {"partitions": [
-        [unique_topic, 0, -2], [unique_topic, 0, -1], [unique_topic, 0, 1500],
-        [unique_topic, 0, 3000], [unique_topic, 0, 4000], [unique_topic, 9, -1]]})
+    header, _ = client.request(
+        "list_offsets",
+        {
+            "partitions": [
+                [unique_topic, 0, -2],
+                [unique_topic, 0, -1],
+                [unique_topic, 0, 1500],
+                [unique_topic, 0, 3000],
+                [unique_topic, 0, 4000],
+                [unique_topic, 9, -1],
+            ]
+        },
+    )
     rows = header["partitions"]
     assert rows[0][2:4] == [0, 0]
     assert rows[1][2:4] == [0, 3]
@@ -191,8 +248,12 @@ def test_acks_zero_gets_no_reply_but_the_data_lands(client, unique_topic):
 
 def test_acks_all_replies_after_fsync_and_groups_many_requests(client, unique_topic):
     create(client, unique_topic, partitions=3)
-    ids = [client.send("produce", {"acks": -1, "targets": [[unique_topic, i % 3]]},
-                       [batch([b"x%d" % i])]) for i in range(30)]
+    ids = [
+        client.send(
+            "produce", {"acks": -1, "targets": [[unique_topic, i % 3]]}, [batch([b"x%d" % i])]
+        )
+        for i in range(30)
+    ]
     results = [client.wait_for(rid)[0]["results"][0] for rid in ids]
     assert all(r[1] == 0 for r in results)
     assert sorted(r[0] for r in results) == sorted(list(range(10)) * 3)
@@ -215,9 +276,20 @@ def test_one_bad_batch_fails_alone(client, unique_topic):
     good = batch([b"ok"])
     bad_crc = bytearray(batch([b"bad"]))
     bad_crc[-1] ^= 0xFF
-    header, _ = client.request("produce", {"acks": 1, "targets": [
-        [unique_topic, 0], [unique_topic, 0], [unique_topic, 0], [unique_topic, 0],
-        [unique_topic, 5]]}, [good, bytes(bad_crc), good[:30], batch([b"z" * 3000]), good])
+    header, _ = client.request(
+        "produce",
+        {
+            "acks": 1,
+            "targets": [
+                [unique_topic, 0],
+                [unique_topic, 0],
+                [unique_topic, 0],
+                [unique_topic, 0],
+                [unique_topic, 5],
+            ],
+        },
+        [good, bytes(bad_crc), good[:30], batch([b"z" * 3000]), good],
+    )
     codes = [r[1] for r in header["results"]]
     assert codes == [0, 2, 2, 10, 3]
     assert header["results"][3][3] and "max.message.bytes" in header["results"][3][3]
@@ -226,8 +298,9 @@ def test_one_bad_batch_fails_alone(client, unique_topic):
 
 
 def test_invalid_acks_and_mismatched_payloads_are_refused(client, unique_topic):
-    header, _ = client.request("produce", {"acks": 2, "targets": [[unique_topic, 0]]},
-                               [batch([b"a"])])
+    header, _ = client.request(
+        "produce", {"acks": 2, "targets": [[unique_topic, 0]]}, [batch([b"a"])]
+    )
     assert header["error"] == 21
     header, _ = client.request("produce", {"acks": 1, "targets": [[unique_topic, 0]]}, [])
     assert header["error"] == 42 and "payload" in header["message"]
@@ -236,13 +309,16 @@ def test_invalid_acks_and_mismatched_payloads_are_refused(client, unique_topic):
 def test_group_commit_covers_many_produces_with_few_fsyncs(broker):
     with RawClient(broker.bootstrap) as client:
         create(client, "gc", partitions=4)
-        ids = [client.send("produce", {"acks": -1, "targets": [["gc", i % 4]]},
-                           [batch([b"g%d" % i])]) for i in range(200)]
+        ids = [
+            client.send("produce", {"acks": -1, "targets": [["gc", i % 4]]}, [batch([b"g%d" % i])])
+            for i in range(200)
+        ]
         for rid in ids:
             assert client.wait_for(rid)[0]["results"][0][1] == 0
     assert broker.stop() == 0
-    found = re.search(r"(\d+) acks=all produces made durable in (\d+) fsync rounds",
-                      broker.output())
+    found = re.search(
+        r"(\d+) acks=all produces made durable in (\d+) fsync rounds", broker.output()
+    )
     assert found, broker.output()
     produces, rounds = map(int, found.groups())
     assert produces == 200

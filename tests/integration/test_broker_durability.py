@@ -25,9 +25,15 @@ def read_everything(client, topic, partition=0):
     records = {}
     offset = 0
     while offset < end:
-        header, payloads = client.request("fetch", {
-            "max_wait_ms": 0, "min_bytes": 1, "max_bytes": 1 << 20,
-            "partitions": [[topic, partition, offset, 1 << 20]]})
+        header, payloads = client.request(
+            "fetch",
+            {
+                "max_wait_ms": 0,
+                "min_bytes": 1,
+                "max_bytes": 1 << 20,
+                "partitions": [[topic, partition, offset, 1 << 20]],
+            },
+        )
         assert header["partitions"][0][2] == 0, header
         payload = payloads[0]
         spans = split_batches(payload)
@@ -52,8 +58,11 @@ def produce_until_killed(broker, cycle, rng, acked):
                 alive = broker.proc.poll() is None
                 while alive and len(pending) < 16:
                     values = [b"c%d-%d-%d" % (cycle, sent, j) for j in range(3)]
-                    rid = client.send("produce", {"acks": -1, "targets": [["crash", 0]]},
-                                      [encode_batch([1_700_000_000_000] * 3, None, values)])
+                    rid = client.send(
+                        "produce",
+                        {"acks": -1, "targets": [["crash", 0]]},
+                        [encode_batch([1_700_000_000_000] * 3, None, values)],
+                    )
                     pending[rid] = values
                     sent += 1
                 got = client.receive(0.05 if alive else 0.3)
@@ -74,9 +83,19 @@ def produce_until_killed(broker, cycle, rng, acked):
 
 def test_acked_records_survive_repeated_kill_9(broker):
     with RawClient(broker.bootstrap) as client:
-        header, _ = client.request("create_topics", {"topics": [{
-            "name": "crash", "num_partitions": 1, "replication_factor": 1,
-            "configs": {"segment.bytes": "4096"}}]})  # many segment rolls under fire
+        header, _ = client.request(
+            "create_topics",
+            {
+                "topics": [
+                    {
+                        "name": "crash",
+                        "num_partitions": 1,
+                        "replication_factor": 1,
+                        "configs": {"segment.bytes": "4096"},
+                    }
+                ]
+            },
+        )  # many segment rolls under fire
         assert header["topics"][0]["error"] == 0
     rng = random.Random(42)
     acked = {}
@@ -96,8 +115,11 @@ def _mount_tmpfs(path, size):
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("needs root to mount a small tmpfs")
     path.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
 
@@ -109,18 +131,30 @@ def test_disk_full_is_a_storage_error_and_recovers(tmp_path):
         ballast = small / "ballast"
         broker = BrokerProcess(data_dir=small / "data")
         with broker, RawClient(broker.bootstrap) as client:
-            header, _ = client.request("create_topics", {"topics": [{
-                "name": "full", "num_partitions": 1, "replication_factor": 1,
-                "configs": {"segment.bytes": "262144"}}]})
+            header, _ = client.request(
+                "create_topics",
+                {
+                    "topics": [
+                        {
+                            "name": "full",
+                            "num_partitions": 1,
+                            "replication_factor": 1,
+                            "configs": {"segment.bytes": "262144"},
+                        }
+                    ]
+                },
+            )
             assert header["topics"][0]["error"] == 0
             ballast.write_bytes(b"\0" * (1 << 20))
             acked = {}
             error = None
             for i in range(60):
                 values = [b"%d-%d-" % (i, j) + b"x" * 1000 for j in range(50)]
-                header, _ = client.request("produce", {"acks": -1, "targets": [["full", 0]]},
-                                           [encode_batch([1_700_000_000_000] * 50, None,
-                                                         values)])
+                header, _ = client.request(
+                    "produce",
+                    {"acks": -1, "targets": [["full", 0]]},
+                    [encode_batch([1_700_000_000_000] * 50, None, values)],
+                )
                 base, code, _lso, message = header["results"][0]
                 if code != 0:
                     error = (code, message)
@@ -131,8 +165,11 @@ def test_disk_full_is_a_storage_error_and_recovers(tmp_path):
             assert acked and read_everything(client, "full") == acked  # nothing damaged
 
             ballast.unlink()  # space returns
-            header, _ = client.request("produce", {"acks": -1, "targets": [["full", 0]]},
-                                       [encode_batch([1], None, [b"after"])])
+            header, _ = client.request(
+                "produce",
+                {"acks": -1, "targets": [["full", 0]]},
+                [encode_batch([1], None, [b"after"])],
+            )
             base, code = header["results"][0][:2]
             assert code == 0, header
             assert base == max(acked) + 1

@@ -28,33 +28,50 @@ def batch(*values: bytes) -> bytes:
 
 
 def commit(client, group, topic, partition, offset) -> bytes:
-    return client.send("offset_commit", {"group_id": group, "member_id": "", "generation": -1,
-                                         "offsets": [[topic, partition, offset, ""]]})
+    return client.send(
+        "offset_commit",
+        {
+            "group_id": group,
+            "member_id": "",
+            "generation": -1,
+            "offsets": [[topic, partition, offset, ""]],
+        },
+    )
 
 
 def committed(client, group, topic, partition=0) -> int:
-    header, _ = client.request("offset_fetch", {"group_id": group,
-                                                "partitions": [[topic, partition]]})
+    header, _ = client.request(
+        "offset_fetch", {"group_id": group, "partitions": [[topic, partition]]}
+    )
     return header["partitions"][0][2]
 
 
 def workload(bootstrap: str) -> None:
     with RawClient(bootstrap, timeout=20) as client:
-        ok = client.request("create_topics", {"topics": [
-            {"name": "t", "num_partitions": 2, "replication_factor": 1}]})[0]
+        ok = client.request(
+            "create_topics",
+            {"topics": [{"name": "t", "num_partitions": 2, "replication_factor": 1}]},
+        )[0]
         assert ok["topics"][0]["error"] == 0, ok
-        assert client.request("alter_configs", {"topics": {"t": {"retention.ms": "60000"}}})[
-            0]["topics"][0]["error"] == 0
-        assert client.request("create_partitions", {"topics": {"t": 3}})[0]["topics"][0][
-            "error"] == 0
+        assert (
+            client.request("alter_configs", {"topics": {"t": {"retention.ms": "60000"}}})[0][
+                "topics"
+            ][0]["error"]
+            == 0
+        )
+        assert (
+            client.request("create_partitions", {"topics": {"t": 3}})[0]["topics"][0]["error"] == 0
+        )
         for acks in (-1, 1, -1):
-            header, _ = client.request("produce", {"acks": acks, "targets": [["t", 0]]},
-                                       [batch(b"v")])
+            header, _ = client.request(
+                "produce", {"acks": acks, "targets": [["t", 0]]}, [batch(b"v")]
+            )
             assert header["results"][0][1] == 0, header
         meta, _ = client.request("metadata", {"topics": ["auto"], "allow_auto_create": True})
         assert meta["topics"][0]["error"] == 0, meta
-        header, _ = client.request("produce", {"acks": -1, "targets": [["auto2", 0]]},
-                                   [batch(b"w")])
+        header, _ = client.request(
+            "produce", {"acks": -1, "targets": [["auto2", 0]]}, [batch(b"w")]
+        )
         assert header["results"][0][1] == 0, header
         rids = [commit(client, "g", "t", i % 3, i) for i in range(300)]  # pipelined
         for rid in rids:
@@ -75,6 +92,7 @@ def test_the_loop_thread_never_fsyncs(tmp_path, monkeypatch):
             if recording.is_set():
                 callers.append(threading.current_thread().name)
             return real(fd)
+
         return wrapper
 
     monkeypatch.setattr(os, "fsync", spy(os.fsync))
@@ -97,8 +115,10 @@ def test_the_loop_thread_never_fsyncs(tmp_path, monkeypatch):
 def test_acknowledged_commits_survive_kill_9(broker):
     rng = random.Random(19)
     with RawClient(broker.bootstrap) as client:
-        client.request("create_topics", {"topics": [
-            {"name": "c", "num_partitions": 1, "replication_factor": 1}]})
+        client.request(
+            "create_topics",
+            {"topics": [{"name": "c", "num_partitions": 1, "replication_factor": 1}]},
+        )
     for cycle in range(5):
         acked = 0
         sent = {}
@@ -134,8 +154,10 @@ def test_acknowledged_commits_survive_kill_9(broker):
 def test_a_commit_that_changes_nothing_still_waits_for_durability(tmp_path):
     # two identical commits in flight: the second is answered no sooner than the first
     with BrokerProcess(data_dir=tmp_path / "d") as proc, RawClient(proc.bootstrap) as client:
-        client.request("create_topics", {"topics": [
-            {"name": "c", "num_partitions": 1, "replication_factor": 1}]})
+        client.request(
+            "create_topics",
+            {"topics": [{"name": "c", "num_partitions": 1, "replication_factor": 1}]},
+        )
         first = commit(client, "g", "c", 0, 7)
         second = commit(client, "g", "c", 0, 7)
         order = [client.receive(5)[0] for _ in range(2)]

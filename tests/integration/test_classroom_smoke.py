@@ -20,12 +20,29 @@ import report  # noqa: E402
 
 
 def test_two_students_for_a_few_seconds_lose_nothing_and_fill_every_column(tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     done = subprocess.run(
-        [sys.executable, str(BENCH / "classroom.py"), "--sizes", "2", "--ramp-s", "4",
-         "--window-s", "6", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=90, env=env, cwd=str(ROOT))
+        [
+            sys.executable,
+            str(BENCH / "classroom.py"),
+            "--sizes",
+            "2",
+            "--ramp-s",
+            "4",
+            "--window-s",
+            "6",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env,
+        cwd=str(ROOT),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert not (tmp_path / "RESULTS.md").exists()  # no results.json there: left alone
     data = json.loads((tmp_path / "classroom.json").read_text())

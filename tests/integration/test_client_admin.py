@@ -31,8 +31,9 @@ def admin(shared_broker):
 
 
 def test_create_describe_list_delete(admin, unique_topic):
-    result = admin.create_topics([NewTopic(name=unique_topic, num_partitions=3,
-                                           replication_factor=1)])
+    result = admin.create_topics(
+        [NewTopic(name=unique_topic, num_partitions=3, replication_factor=1)]
+    )
     assert result["topics"] == [{"name": unique_topic, "error_code": 0, "error_message": None}]
     assert unique_topic in admin.list_topics()
     (described,) = admin.describe_topics([unique_topic])

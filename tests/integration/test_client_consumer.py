@@ -56,8 +56,9 @@ def consumer_factory(shared_broker):
         consumer.close()
 
 
-def test_poll_returns_every_partition_and_respects_max_records(shared_broker, unique_topic,
-                                                               consumer_factory):
+def test_poll_returns_every_partition_and_respects_max_records(
+    shared_broker, unique_topic, consumer_factory
+):
     fill(shared_broker.bootstrap, unique_topic, 300, partitions=3)
     consumer = consumer_factory(unique_topic, auto_offset_reset="earliest")
     first = {}
@@ -74,11 +75,11 @@ def test_poll_returns_every_partition_and_respects_max_records(shared_broker, un
     assert consumer.subscription() == {unique_topic}
 
 
-def test_iteration_stops_after_consumer_timeout_ms(shared_broker, unique_topic,
-                                                   consumer_factory):
+def test_iteration_stops_after_consumer_timeout_ms(shared_broker, unique_topic, consumer_factory):
     fill(shared_broker.bootstrap, unique_topic, 50)
-    consumer = consumer_factory(unique_topic, auto_offset_reset="earliest",
-                                consumer_timeout_ms=1000)
+    consumer = consumer_factory(
+        unique_topic, auto_offset_reset="earliest", consumer_timeout_ms=1000
+    )
     started = time.monotonic()
     values = [int(r.value) for r in consumer]
     assert values == list(range(50))
@@ -87,8 +88,9 @@ def test_iteration_stops_after_consumer_timeout_ms(shared_broker, unique_topic,
     assert list(consumer) == []  # a second loop times out again
 
 
-def test_latest_reads_only_new_records_and_earliest_reads_all(shared_broker, unique_topic,
-                                                             consumer_factory):
+def test_latest_reads_only_new_records_and_earliest_reads_all(
+    shared_broker, unique_topic, consumer_factory
+):
     fill(shared_broker.bootstrap, unique_topic, 5)
     latest = consumer_factory(unique_topic)  # auto_offset_reset='latest' is the default
     earliest = consumer_factory(unique_topic, auto_offset_reset="earliest")
@@ -151,8 +153,9 @@ def test_seek_position_and_offsets(shared_broker, unique_topic, consumer_factory
         consumer.position(TopicPartition("elsewhere", 0))
 
 
-def test_seek_while_iterating_restarts_from_the_new_offset(shared_broker, unique_topic,
-                                                           consumer_factory):
+def test_seek_while_iterating_restarts_from_the_new_offset(
+    shared_broker, unique_topic, consumer_factory
+):
     fill(shared_broker.bootstrap, unique_topic, 30)
     tp = TopicPartition(unique_topic, 0)
     consumer = consumer_factory(auto_offset_reset="earliest", consumer_timeout_ms=1000)
@@ -190,13 +193,19 @@ def test_pause_and_resume(shared_broker, unique_topic, consumer_factory):
 
 
 def test_deserializers(shared_broker, unique_topic, consumer_factory):
-    with KafkaProducer(bootstrap_servers=shared_broker.bootstrap, key_serializer=str.encode,
-                       value_serializer=lambda v: json.dumps(v).encode()) as producer:
+    with KafkaProducer(
+        bootstrap_servers=shared_broker.bootstrap,
+        key_serializer=str.encode,
+        value_serializer=lambda v: json.dumps(v).encode(),
+    ) as producer:
         producer.send(unique_topic, {"id": 1}, key="a")
         producer.send(unique_topic, None, key="gone")
-    consumer = consumer_factory(unique_topic, auto_offset_reset="earliest",
-                                key_deserializer=bytes.decode,
-                                value_deserializer=lambda b: json.loads(b.decode()))
+    consumer = consumer_factory(
+        unique_topic,
+        auto_offset_reset="earliest",
+        key_deserializer=bytes.decode,
+        value_deserializer=lambda b: json.loads(b.decode()),
+    )
     records = drain(consumer, 2)[TopicPartition(unique_topic, 0)]
     assert [(r.key, r.value) for r in records] == [("a", {"id": 1}), ("gone", None)]
 
@@ -247,8 +256,9 @@ def test_argument_errors(shared_broker, consumer_factory):
 def test_consumer_keeps_reading_across_a_broker_restart(broker, unique_topic):
     fill(broker.bootstrap, unique_topic, 3)
     tp = TopicPartition(unique_topic, 0)
-    with KafkaConsumer(unique_topic, bootstrap_servers=broker.bootstrap,
-                       auto_offset_reset="earliest") as consumer:
+    with KafkaConsumer(
+        unique_topic, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest"
+    ) as consumer:
         assert len(drain(consumer, 3)[tp]) == 3
         broker.restart()
         with KafkaProducer(bootstrap_servers=broker.bootstrap) as producer:

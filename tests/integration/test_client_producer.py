@@ -41,8 +41,6 @@ pr.flush()
 """
 
 
-
-
 def create_topic(bootstrap, topic, partitions):
     with KafkaAdminClient(bootstrap_servers=bootstrap) as admin:
         admin.create_topics([NewTopic(topic, partitions, 1)])
@@ -60,8 +58,9 @@ def port_free(port):
 def run_script(code, env_extra=None, timeout=60):
     env = {k: v for k, v in os.environ.items() if k != "LABKIT_BOOTSTRAP"}
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def test_seed_snippet_verbatim_then_read_back(tmp_path):
@@ -77,22 +76,41 @@ def test_seed_snippet_verbatim_then_read_back(tmp_path):
         assert result.returncode == 0, result.stderr
         records = read_all(broker.bootstrap, "rta", expected=2)
         values = sorted(r.value for r in records)
-        assert values == sorted([b"testowy tekst ", json.dumps(
-            {"id": 1, "imie": "adam", "nazwisko": "nowak"}).encode("utf-8")])
+        assert values == sorted(
+            [
+                b"testowy tekst ",
+                json.dumps({"id": 1, "imie": "adam", "nazwisko": "nowak"}).encode("utf-8"),
+            ]
+        )
         labkit_bin = Path(sys.executable).parent / "labkit"
         if labkit_bin.exists():
             shown = subprocess.run(
-                [str(labkit_bin), "console-consumer", "--topic", "rta", "--bootstrap-server",
-                 broker.bootstrap, "--from-beginning", "--max-messages", "2",
-                 "--timeout-ms", "10000"], capture_output=True, text=True, timeout=60)
+                [
+                    str(labkit_bin),
+                    "console-consumer",
+                    "--topic",
+                    "rta",
+                    "--bootstrap-server",
+                    broker.bootstrap,
+                    "--from-beginning",
+                    "--max-messages",
+                    "2",
+                    "--timeout-ms",
+                    "10000",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             assert "testowy tekst" in shown.stdout
             assert '"imie": "adam"' in shown.stdout
 
 
 def test_keyed_records_land_on_the_murmur2_partition(shared_broker, unique_topic):
     create_topic(shared_broker.bootstrap, unique_topic, 6)
-    with KafkaProducer(bootstrap_servers=shared_broker.bootstrap,
-                       key_serializer=str.encode) as producer:
+    with KafkaProducer(
+        bootstrap_servers=shared_broker.bootstrap, key_serializer=str.encode
+    ) as producer:
         keys = [f"sensor-{i}" for i in range(30)]
         futures = [producer.send(unique_topic, b"v", key=k) for k in keys]
         metas = [f.get(timeout=10) for f in futures]
@@ -115,8 +133,10 @@ def test_unkeyed_records_are_spread_batch_by_batch(shared_broker, unique_topic):
 
 def test_metadata_offsets_sizes_and_order(shared_broker, unique_topic):
     with KafkaProducer(bootstrap_servers=shared_broker.bootstrap) as producer:
-        futures = [producer.send(unique_topic, b"value-%d" % i, key=b"k", timestamp_ms=1_000 + i)
-                   for i in range(100)]
+        futures = [
+            producer.send(unique_topic, b"value-%d" % i, key=b"k", timestamp_ms=1_000 + i)
+            for i in range(100)
+        ]
         producer.flush(timeout=10)
         assert all(f.is_done and f.succeeded() for f in futures)
         metas = [f.get() for f in futures]
@@ -162,8 +182,13 @@ def test_acks(shared_broker, unique_topic, acks):
 
 def test_headers_and_timestamps_round_trip(shared_broker, unique_topic):
     with KafkaProducer(bootstrap_servers=shared_broker.bootstrap) as producer:
-        producer.send(unique_topic, b"v", key=b"k", headers=[("trace", b"abc"), ("empty", None)],
-                      timestamp_ms=1_600_000_000_000)
+        producer.send(
+            unique_topic,
+            b"v",
+            key=b"k",
+            headers=[("trace", b"abc"), ("empty", None)],
+            timestamp_ms=1_600_000_000_000,
+        )
         producer.send(unique_topic, None, key=b"tombstone")
     first, second = read_all(shared_broker.bootstrap, unique_topic, expected=2)
     assert first.headers == [("trace", b"abc"), ("empty", None)]
@@ -188,8 +213,9 @@ def test_callbacks_run_with_record_metadata(shared_broker, unique_topic):
 
 
 def test_linger_and_small_batches_deliver_everything(shared_broker, unique_topic):
-    with KafkaProducer(bootstrap_servers=shared_broker.bootstrap, linger_ms=5,
-                       batch_size=200) as producer:
+    with KafkaProducer(
+        bootstrap_servers=shared_broker.bootstrap, linger_ms=5, batch_size=200
+    ) as producer:
         futures = [producer.send(unique_topic, b"%05d" % i) for i in range(500)]
         producer.flush(timeout=20)
     assert [f.get().offset for f in futures] == list(range(500))
@@ -212,8 +238,9 @@ def test_buffered_records_are_flushed_when_the_script_exits(shared_broker, uniqu
     assert sorted(int(r.value) for r in records) == list(range(1000))
 
 
-def test_partitions_for_and_bootstrap_from_the_environment(shared_broker, unique_topic,
-                                                          monkeypatch):
+def test_partitions_for_and_bootstrap_from_the_environment(
+    shared_broker, unique_topic, monkeypatch
+):
     monkeypatch.setenv("LABKIT_BOOTSTRAP", shared_broker.bootstrap)
     create_topic(shared_broker.bootstrap, unique_topic, 3)
     with KafkaProducer() as producer:
@@ -242,6 +269,7 @@ def test_send_from_several_threads(shared_broker, unique_topic):
     results = {}
 
     with KafkaProducer(bootstrap_servers=shared_broker.bootstrap, batch_size=512) as producer:
+
         def worker(n):
             futures = [producer.send(unique_topic, b"%d-%d" % (n, i)) for i in range(2000)]
             results[n] = [f.get(timeout=20).offset for f in futures]

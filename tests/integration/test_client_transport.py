@@ -11,8 +11,12 @@ from labkit.errors import KafkaConnectionError, KafkaTimeoutError, UnsupportedVe
 
 def parked_fetch(topic, wait_ms):
     """A fetch the broker parks for ``wait_ms`` (nothing to read at the log end)."""
-    return {"max_wait_ms": wait_ms, "min_bytes": 1, "max_bytes": 1 << 20,
-            "partitions": [[topic, 0, 0, 1 << 20]]}
+    return {
+        "max_wait_ms": wait_ms,
+        "min_bytes": 1,
+        "max_bytes": 1 << 20,
+        "partitions": [[topic, 0, 0, 1 << 20]],
+    }
 
 
 def ensure_topic(transport, topic):
@@ -60,10 +64,12 @@ def test_broker_restart_resends_idempotent_and_fails_the_others(broker, unique_t
     transport = Transport(broker.bootstrap)
     try:
         ensure_topic(transport, unique_topic)
-        resent = transport.request("fetch", parked_fetch(unique_topic, 3000), idempotent=True,
-                                   timeout_ms=30000)
-        failed = transport.request("fetch", parked_fetch(unique_topic, 3000), idempotent=False,
-                                   timeout_ms=30000)
+        resent = transport.request(
+            "fetch", parked_fetch(unique_topic, 3000), idempotent=True, timeout_ms=30000
+        )
+        failed = transport.request(
+            "fetch", parked_fetch(unique_topic, 3000), idempotent=False, timeout_ms=30000
+        )
         transport.call("metadata", {"topics": [unique_topic]})  # both fetches are parked now
         broker.kill()
         with pytest.raises(KafkaConnectionError, match="lost the connection"):

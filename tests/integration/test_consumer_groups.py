@@ -48,9 +48,13 @@ class Group:
 
     def __init__(self, bootstrap, topic, group_id, **configs):
         self.bootstrap, self.topic, self.group_id = bootstrap, topic, group_id
-        self.configs = {"bootstrap_servers": bootstrap, "group_id": group_id,
-                        "auto_offset_reset": "earliest", "session_timeout_ms": SESSION_MS,
-                        **configs}
+        self.configs = {
+            "bootstrap_servers": bootstrap,
+            "group_id": group_id,
+            "auto_offset_reset": "earliest",
+            "session_timeout_ms": SESSION_MS,
+            **configs,
+        }
         self.members: list[KafkaConsumer] = []
         self.got: dict[int, list] = {}
         self._admin: KafkaAdminClient | None = None
@@ -88,7 +92,7 @@ class Group:
             return False
         if self._admin is None:
             self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
-        info, = self._admin.describe_consumer_groups([self.group_id])
+        (info,) = self._admin.describe_consumer_groups([self.group_id])
         return info.state == "Stable" and len(info.members) == len(sizes)
 
     def close(self):
@@ -113,7 +117,8 @@ def groups(shared_broker):
 
 
 def test_three_members_split_six_partitions_and_read_everything_once(
-        shared_broker, unique_topic, groups):
+    shared_broker, unique_topic, groups
+):
     create(shared_broker.bootstrap, unique_topic, 6)
     g = groups(unique_topic, "fraud-detection-" + unique_topic)
     for _ in range(3):
@@ -134,15 +139,15 @@ def test_three_members_split_six_partitions_and_read_everything_once(
 
 
 def test_closed_member_hands_over_and_others_continue_from_its_commits(
-        shared_broker, unique_topic, groups):
+    shared_broker, unique_topic, groups
+):
     create(shared_broker.bootstrap, unique_topic, 6)
     g = groups(unique_topic, "g-" + unique_topic, enable_auto_commit=False)
     for _ in range(3):
         g.add()
     g.until(lambda: g.balanced([2, 2, 2]), "2 partitions per member")
     produce(shared_broker.bootstrap, unique_topic, range(60), 6)
-    g.until(lambda: len(g.values()) >= 60, "the first 60 records",
-            after=lambda c: c.commit())
+    g.until(lambda: len(g.values()) >= 60, "the first 60 records", after=lambda c: c.commit())
     leaving = g.members[0]
     moved = leaving.assignment()
     committed = {tp: leaving.committed(tp) for tp in moved}
@@ -192,11 +197,13 @@ def test_manual_commits_across_rebalances_lose_nothing(shared_broker, unique_top
             else:
                 g.members.pop(0).close()
             produce_some()
-            g.until(lambda: sum(map(len, g.assignments())) == 6 and
-                    all(g.assignments()), "the rebalance", after=process_then_commit)
+            g.until(
+                lambda: sum(map(len, g.assignments())) == 6 and all(g.assignments()),
+                "the rebalance",
+                after=process_then_commit,
+            )
         produce_some()
-        g.until(lambda: len(set(g.values())) >= sent, "every record",
-                after=process_then_commit)
+        g.until(lambda: len(set(g.values())) >= sent, "every record", after=process_then_commit)
     finally:
         producer.close()
     processed = g.values()
@@ -244,7 +251,8 @@ def test_two_groups_each_read_everything(shared_broker, unique_topic, groups):
 
 
 def test_more_members_than_partitions_leaves_one_idle_and_it_says_so(
-        shared_broker, unique_topic, groups, caplog):
+    shared_broker, unique_topic, groups, caplog
+):
     create(shared_broker.bootstrap, unique_topic, 2)
     g = groups(unique_topic, "g-" + unique_topic)
     caplog.set_level(logging.WARNING, logger="labkit.client.group")
@@ -255,10 +263,11 @@ def test_more_members_than_partitions_leaves_one_idle_and_it_says_so(
     produce(shared_broker.bootstrap, unique_topic, range(20), 2)
     g.until(lambda: len(g.values()) >= 20, "every record")
     assert g.values(idle) == []
-    assert any("is idle" in r.getMessage() and "2 partition" in r.getMessage()
-               for r in caplog.records), caplog.text
+    assert any(
+        "is idle" in r.getMessage() and "2 partition" in r.getMessage() for r in caplog.records
+    ), caplog.text
     with KafkaAdminClient(bootstrap_servers=shared_broker.bootstrap) as admin:
-        info, = admin.describe_consumer_groups([g.group_id])
+        (info,) = admin.describe_consumer_groups([g.group_id])
     assert sorted(len(m.member_assignment.assignment) for m in info.members) == [0, 1, 1]
 
 
@@ -272,7 +281,7 @@ def test_commit_of_a_partition_that_moved_is_fenced(shared_broker, unique_topic,
     stale = first.assignment()
     g.add()
     g.until(lambda: g.balanced([1, 1]), "the rebalance")
-    moved, = stale - first.assignment()
+    (moved,) = stale - first.assignment()
     with pytest.raises(CommitFailedError) as info:
         first.commit({moved: OffsetAndMetadata(5, "", -1)})
     message = str(info.value)
@@ -280,8 +289,9 @@ def test_commit_of_a_partition_that_moved_is_fenced(shared_broker, unique_topic,
     assert g.members[1].committed(moved) is None, "a fenced commit stores nothing"
 
 
-def test_a_member_that_stops_polling_leaves_and_cannot_commit(shared_broker, unique_topic,
-                                                              groups, caplog):
+def test_a_member_that_stops_polling_leaves_and_cannot_commit(
+    shared_broker, unique_topic, groups, caplog
+):
     create(shared_broker.bootstrap, unique_topic, 2)
     g = groups(unique_topic, "g-" + unique_topic, enable_auto_commit=False)
     slow = g.add(max_poll_interval_ms=1000)
@@ -311,8 +321,9 @@ class Recorder(ConsumerRebalanceListener):
         self.events.append(("assigned", sorted(assigned)))
 
 
-def test_listener_hears_incremental_changes_and_commits_in_revoke(shared_broker, unique_topic,
-                                                                  groups):
+def test_listener_hears_incremental_changes_and_commits_in_revoke(
+    shared_broker, unique_topic, groups
+):
     create(shared_broker.bootstrap, unique_topic, 2)
     g = groups(unique_topic, "g-" + unique_topic, enable_auto_commit=False)
     tps = [TopicPartition(unique_topic, p) for p in range(2)]
@@ -340,8 +351,10 @@ def test_commit_async_callback_and_committed_metadata(shared_broker, unique_topi
     g.until(lambda: len(g.values()) >= 5, "every record")
     tp = TopicPartition(unique_topic, 0)
     results = []
-    future = consumer.commit_async({tp: OffsetAndMetadata(4, "checkpoint", -1)},
-                                   callback=lambda offsets, exc: results.append((offsets, exc)))
+    future = consumer.commit_async(
+        {tp: OffsetAndMetadata(4, "checkpoint", -1)},
+        callback=lambda offsets, exc: results.append((offsets, exc)),
+    )
     future.get(timeout=10)
     g.until(lambda: results, "the commit callback (runs in poll)")
     assert results == [({tp: OffsetAndMetadata(4, "checkpoint", -1)}, None)]
@@ -351,8 +364,9 @@ def test_commit_async_callback_and_committed_metadata(shared_broker, unique_topi
     assert consumer.committed(tp) == 5
 
 
-def test_a_new_member_starts_at_committed_offsets_and_says_so(shared_broker, unique_topic,
-                                                              groups, caplog):
+def test_a_new_member_starts_at_committed_offsets_and_says_so(
+    shared_broker, unique_topic, groups, caplog
+):
     create(shared_broker.bootstrap, unique_topic, 1)
     produce(shared_broker.bootstrap, unique_topic, range(10), 1)
     first = groups(unique_topic, "g-" + unique_topic)
@@ -365,8 +379,10 @@ def test_a_new_member_starts_at_committed_offsets_and_says_so(shared_broker, uni
     second.add()
     second.until(lambda: len(second.values()) >= 10 - read, "the rest")
     assert second.values() == list(range(read, 10))
-    assert any("committed earlier" in r.getMessage() and f"at {read}" in r.getMessage()
-               for r in caplog.records), caplog.text
+    assert any(
+        "committed earlier" in r.getMessage() and f"at {read}" in r.getMessage()
+        for r in caplog.records
+    ), caplog.text
 
 
 def test_pattern_subscription_in_a_group(shared_broker, unique_topic, groups):
@@ -383,5 +399,7 @@ def test_pattern_subscription_in_a_group(shared_broker, unique_topic, groups):
         consumers.append(consumer)
     g.until(lambda: g.balanced([2, 2]) and len(g.values()) >= 20, "both topics, split")
     assert sorted(g.values()) == sorted(list(range(10)) * 2)
-    assert {tp.topic for c in consumers for tp in c.assignment()} == \
-        {f"{unique_topic}.a", f"{unique_topic}.b"}
+    assert {tp.topic for c in consumers for tp in c.assignment()} == {
+        f"{unique_topic}.a",
+        f"{unique_topic}.b",
+    }

@@ -73,8 +73,10 @@ class MemberProcess:
     def __init__(self, bootstrap, topic, group):
         self.proc = subprocess.Popen(
             [sys.executable, "-c", MEMBER, bootstrap, topic, group, str(SESSION_MS)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
         self.lines: queue.Queue = queue.Queue()
         self.read: list[tuple[int, int, int]] = []  # (partition, offset, value)
         self.assigned: list[int] = []
@@ -129,32 +131,42 @@ def poll_into(consumer, got, timeout_ms=20, fenced=None):
 
 def group_state(bootstrap, group_id):
     with KafkaAdminClient(bootstrap_servers=bootstrap) as admin:
-        info, = admin.describe_consumer_groups([group_id])
+        (info,) = admin.describe_consumer_groups([group_id])
     return info.state, len(info.members)
 
 
 def test_killed_member_process_partitions_move_within_session_timeout(
-        shared_broker, unique_topic, member_process):
+    shared_broker, unique_topic, member_process
+):
     boot = shared_broker.bootstrap
     group = "fraud-detection-" + unique_topic
     create(boot, unique_topic, 6)
     child = member_process(unique_topic, group)
-    configs = dict(bootstrap_servers=boot, group_id=group, auto_offset_reset="earliest",
-                   enable_auto_commit=False, session_timeout_ms=SESSION_MS)
+    configs = dict(
+        bootstrap_servers=boot,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=SESSION_MS,
+    )
     parents = [KafkaConsumer(unique_topic, **configs) for _ in range(2)]
     got: list[tuple[int, int, int]] = []
     try:
         deadline = time.monotonic() + DEADLINE_S
-        while not (len(child.assigned) == 2 and all(len(c.assignment()) == 2 for c in parents)
-                   and group_state(boot, group) == ("Stable", 3)):
+        while not (
+            len(child.assigned) == 2
+            and all(len(c.assignment()) == 2 for c in parents)
+            and group_state(boot, group) == ("Stable", 3)
+        ):
             assert time.monotonic() < deadline, "three members with 2 partitions each"
             for c in parents:
                 poll_into(c, got)
             child.update()
         theirs = set(child.assigned)
         produce(boot, unique_topic, range(60), 6)
-        while not (len(got) + len(child.read) >= 60
-                   and all(child.committed.get(p) == 10 for p in theirs)):
+        while not (
+            len(got) + len(child.read) >= 60 and all(child.committed.get(p) == 10 for p in theirs)
+        ):
             assert time.monotonic() < deadline + DEADLINE_S, "the first 60 records processed"
             for c in parents:
                 poll_into(c, got)
@@ -164,8 +176,9 @@ def test_killed_member_process_partitions_move_within_session_timeout(
         killed = time.monotonic()
         produce(boot, unique_topic, range(60, 120), 6)
         while sum(len(c.assignment()) for c in parents) < 6:
-            assert time.monotonic() - killed < SESSION_MS / 1000 + 3, \
+            assert time.monotonic() - killed < SESSION_MS / 1000 + 3, (
                 "the survivors take over within the session timeout and a margin"
+            )
             for c in parents:
                 poll_into(c, got)
         while len(got) + len(child.read) < 120:
@@ -185,9 +198,14 @@ def test_committed_offsets_survive_a_broker_kill_and_members_rejoin(broker):
     topic, group = "payments", "reporting"
     create(broker.bootstrap, topic, 2)
     produce(broker.bootstrap, topic, range(20), 2)
-    consumer = KafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id=group,
-                             auto_offset_reset="earliest", enable_auto_commit=False,
-                             session_timeout_ms=SESSION_MS)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=broker.bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=SESSION_MS,
+    )
     got: list[tuple[int, int, int]] = []
     fenced: list[CommitFailedError] = []
     try:
@@ -206,7 +224,8 @@ def test_committed_offsets_survive_a_broker_kill_and_members_rejoin(broker):
         # commit that races with that fails (CommitFailedError) and the records come
         # again from the committed offsets: at least once.
         while {v for _, _, v in got} != set(range(30)) or consumer.committed(
-                TopicPartition(topic, 0)) != 15:
+            TopicPartition(topic, 0)
+        ) != 15:
             assert time.monotonic() < deadline, "the records produced after the restart"
             poll_into(consumer, got, fenced=fenced)
     finally:
@@ -217,7 +236,8 @@ def test_committed_offsets_survive_a_broker_kill_and_members_rejoin(broker):
 
 
 def test_committed_offset_deleted_by_retention_resets_and_says_so(
-        shared_broker, unique_topic, caplog):
+    shared_broker, unique_topic, caplog
+):
     boot = shared_broker.bootstrap
     group = "g-" + unique_topic
     create(boot, unique_topic, 1, {"retention.ms": "1000", "segment.bytes": "512"})
@@ -238,8 +258,13 @@ def test_committed_offset_deleted_by_retention_resets_and_says_so(
     finally:
         probe.close()
 
-    strict = KafkaConsumer(unique_topic, bootstrap_servers=boot, group_id=group,
-                           auto_offset_reset="none", enable_auto_commit=False)
+    strict = KafkaConsumer(
+        unique_topic,
+        bootstrap_servers=boot,
+        group_id=group,
+        auto_offset_reset="none",
+        enable_auto_commit=False,
+    )
     try:
         with pytest.raises(OffsetOutOfRangeError) as info:
             deadline = time.monotonic() + DEADLINE_S
@@ -250,8 +275,9 @@ def test_committed_offset_deleted_by_retention_resets_and_says_so(
         strict.close()
 
     caplog.set_level(logging.WARNING, logger="labkit.client.consumer")
-    consumer = KafkaConsumer(unique_topic, bootstrap_servers=boot, group_id=group,
-                             auto_offset_reset="earliest")
+    consumer = KafkaConsumer(
+        unique_topic, bootstrap_servers=boot, group_id=group, auto_offset_reset="earliest"
+    )
     try:
         first = []
         deadline = time.monotonic() + DEADLINE_S
@@ -261,16 +287,24 @@ def test_committed_offset_deleted_by_retention_resets_and_says_so(
     finally:
         consumer.close()
     assert first[0].offset == log_start
-    assert any("committed offset 0" in r.getMessage() and "retention" in r.getMessage()
-               for r in caplog.records), caplog.text
+    assert any(
+        "committed offset 0" in r.getMessage() and "retention" in r.getMessage()
+        for r in caplog.records
+    ), caplog.text
 
 
 def labkit(*args):
-    result = subprocess.run([sys.executable, "-m", "labkit", *args], capture_output=True,
-                            timeout=60, env={k: v for k, v in os.environ.items()
-                                             if k != "LABKIT_BOOTSTRAP"})
-    return (result.returncode, result.stdout.decode("utf-8", "replace"),
-            result.stderr.decode("utf-8", "replace"))
+    result = subprocess.run(
+        [sys.executable, "-m", "labkit", *args],
+        capture_output=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "LABKIT_BOOTSTRAP"},
+    )
+    return (
+        result.returncode,
+        result.stdout.decode("utf-8", "replace"),
+        result.stderr.decode("utf-8", "replace"),
+    )
 
 
 def test_console_consumer_group_commits_and_continues(shared_broker, unique_topic):
@@ -278,8 +312,16 @@ def test_console_consumer_group_commits_and_continues(shared_broker, unique_topi
     group = "console-" + unique_topic
     create(boot, unique_topic, 1)
     produce(boot, unique_topic, range(1, 5), 1)
-    common = ("console-consumer", "--topic", unique_topic, "--bootstrap-server", boot,
-              "--from-beginning", "--max-messages", "2")
+    common = (
+        "console-consumer",
+        "--topic",
+        unique_topic,
+        "--bootstrap-server",
+        boot,
+        "--from-beginning",
+        "--max-messages",
+        "2",
+    )
     code, out, err = labkit(*common, "--group", group)
     assert (code, out) == (0, "1\n2\n"), err
     code, out, err = labkit(*common, "--group", group)

@@ -37,8 +37,9 @@ def make_consumer(shared_broker):
     made = []
 
     def make(**configs):
-        consumer = KafkaConsumer(bootstrap_servers=shared_broker.bootstrap,
-                                 auto_offset_reset="earliest", **configs)
+        consumer = KafkaConsumer(
+            bootstrap_servers=shared_broker.bootstrap, auto_offset_reset="earliest", **configs
+        )
         made.append(consumer)
         return consumer
 
@@ -48,7 +49,8 @@ def make_consumer(shared_broker):
 
 
 def test_records_before_a_poison_message_arrive_then_poll_raises_until_seek(
-        shared_broker, unique_topic, make_consumer):
+    shared_broker, unique_topic, make_consumer
+):
     values = [b'{"n": 0}', b'{"n": 1}', b"not json", b'{"n": 3}']
     write(shared_broker.bootstrap, unique_topic, [(None, v) for v in values])
     tp = TopicPartition(unique_topic, 0)
@@ -70,14 +72,15 @@ def test_records_before_a_poison_message_arrive_then_poll_raises_until_seek(
     assert [(r.offset, r.value) for r in got[tp]] == [(3, {"n": 3})]
 
 
-def test_a_bad_key_first_in_the_batch_while_iterating(shared_broker, unique_topic,
-                                                      make_consumer):
+def test_a_bad_key_first_in_the_batch_while_iterating(shared_broker, unique_topic, make_consumer):
     records = [(b"\xff", b"a"), (b"k1", b"b"), (b"k2", None)]
     write(shared_broker.bootstrap, unique_topic, records)
     tp = TopicPartition(unique_topic, 0)
-    consumer = make_consumer(key_deserializer=lambda k: k.decode("utf-8"),
-                             value_deserializer=lambda v: v.decode("utf-8"),
-                             consumer_timeout_ms=10_000)
+    consumer = make_consumer(
+        key_deserializer=lambda k: k.decode("utf-8"),
+        value_deserializer=lambda v: v.decode("utf-8"),
+        consumer_timeout_ms=10_000,
+    )
     consumer.assign([tp])
     with pytest.raises(UnicodeDecodeError) as caught:
         next(consumer)

@@ -18,12 +18,12 @@ def fill(bootstrap, topic, count):
         producer.flush(timeout=10)
 
 
-def test_poll_after_a_reset_returns_the_records_at_the_new_position(shared_broker,
-                                                                    unique_topic):
+def test_poll_after_a_reset_returns_the_records_at_the_new_position(shared_broker, unique_topic):
     fill(shared_broker.bootstrap, unique_topic, 4)
     tp = TopicPartition(unique_topic, 0)
-    consumer = KafkaConsumer(bootstrap_servers=shared_broker.bootstrap,
-                             auto_offset_reset="earliest")
+    consumer = KafkaConsumer(
+        bootstrap_servers=shared_broker.bootstrap, auto_offset_reset="earliest"
+    )
     try:
         consumer.assign([tp])
         consumer.seek(tp, 1000)  # beyond the end: the broker answers OFFSET_OUT_OF_RANGE
@@ -41,8 +41,9 @@ def test_poll_after_a_reset_returns_the_records_at_the_new_position(shared_broke
 def test_reset_to_latest_in_the_same_poll_then_new_records_arrive(shared_broker, unique_topic):
     fill(shared_broker.bootstrap, unique_topic, 3)
     tp = TopicPartition(unique_topic, 0)
-    consumer = KafkaConsumer(bootstrap_servers=shared_broker.bootstrap,
-                             auto_offset_reset="latest", fetch_max_wait_ms=100)
+    consumer = KafkaConsumer(
+        bootstrap_servers=shared_broker.bootstrap, auto_offset_reset="latest", fetch_max_wait_ms=100
+    )
     try:
         consumer.assign([tp])
         consumer.seek(tp, 500)

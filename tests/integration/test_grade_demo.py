@@ -48,19 +48,40 @@ def graded(tmp_path_factory):
     master = demo()
     write(folder / "solution.ipynb", master)
     write(folder / "student.ipynb", student_notebook(master, DEMO.name))
-    write(folder / "wrong.ipynb", replace_in_cell(master, "ex-10-1", 'tx["amount"] > 3000',
-                                                  'tx["amount"] >= 3000'))
-    hang = replace_in_cell(master, "ex-03-1", 'if tx["amount"] > 3000:',
-                           'import time\n    while True:\n        time.sleep(0.1)\n    if tx["amount"] > 3000:')
+    write(
+        folder / "wrong.ipynb",
+        replace_in_cell(master, "ex-10-1", 'tx["amount"] > 3000', 'tx["amount"] >= 3000'),
+    )
+    hang = replace_in_cell(
+        master,
+        "ex-03-1",
+        'if tx["amount"] > 3000:',
+        'import time\n    while True:\n        time.sleep(0.1)\n    if tx["amount"] > 3000:',
+    )
     write(folder / "hang.ipynb", hang)
     out = tmp_path_factory.mktemp("out")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("LABKIT_GRADING", None)
     result = subprocess.run(
-        [sys.executable, "-m", "labkit", "grade", str(folder), "--fresh-broker",
-         "--timeout-per-cell", "6", "--csv", str(out / "grades.csv"),
-         "--json", str(out / "grades.json")],
-        capture_output=True, text=True, timeout=600, env=env)
+        [
+            sys.executable,
+            "-m",
+            "labkit",
+            "grade",
+            str(folder),
+            "--fresh-broker",
+            "--timeout-per-cell",
+            "6",
+            "--csv",
+            str(out / "grades.csv"),
+            "--json",
+            str(out / "grades.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads((out / "grades.json").read_text(encoding="utf-8"))
     by_student = {nb["student"]: nb for nb in data["notebooks"]}
@@ -121,28 +142,42 @@ def test_table_and_gradebook_csv(graded):
     assert "hang: hang.ipynb: timeout" in result.stdout
     with open(out / "grades.csv", encoding="utf-8") as handle:
         table = {row["student"]: row for row in csv.DictReader(handle)}
-    assert table["solution"] == {"student": "solution", "00.1": "1", "02.1": "2", "03.1": "2",
-                                 "10.1": "3", "total": "8", "max_total": "8"}
+    assert table["solution"] == {
+        "student": "solution",
+        "00.1": "1",
+        "02.1": "2",
+        "03.1": "2",
+        "10.1": "3",
+        "total": "8",
+        "max_total": "8",
+    }
     assert (table["wrong"]["10.1"], table["wrong"]["total"]) == ("0", "5")
     assert "graded solution / solution.ipynb: 8/8 points" in result.stderr
 
 
 def test_a_notebook_that_ignores_interrupts_is_killed_and_counts_what_it_logged(
-        shared_broker, tmp_path):
+    shared_broker, tmp_path
+):
     pid_file = tmp_path / "kernel.pid"
-    stuck = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("from labkit import nb"),
-        nbformat.v4.new_code_cell('nb.check("00.1", ["Warszawa", "Kraków", "Gdańsk", "Wrocław"])'),
-        nbformat.v4.new_code_cell(
-            "import os, signal, time\n"
-            "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-            f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
-            "time.sleep(600)"),
-        nbformat.v4.new_code_cell('nb.check("10.1", lambda tx: 0)'),
-    ])
+    stuck = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("from labkit import nb"),
+            nbformat.v4.new_code_cell(
+                'nb.check("00.1", ["Warszawa", "Kraków", "Gdańsk", "Wrocław"])'
+            ),
+            nbformat.v4.new_code_cell(
+                "import os, signal, time\n"
+                "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+                "time.sleep(600)"
+            ),
+            nbformat.v4.new_code_cell('nb.check("10.1", lambda tx: 0)'),
+        ]
+    )
     path = write(tmp_path / "subs" / "stuck.ipynb", stuck)
-    [result] = grading.grade([path], bootstrap=shared_broker.bootstrap, cell_timeout=120,
-                             notebook_timeout=15)
+    [result] = grading.grade(
+        [path], bootstrap=shared_broker.bootstrap, cell_timeout=120, notebook_timeout=15
+    )
     assert result.status == "timeout" and "whole notebook" in result.detail
     assert {e.exercise: e.status for e in result.exercises} == {"00.1": "PASS", "10.1": "NOT RUN"}
     pid = int(pid_file.read_text())

@@ -19,16 +19,24 @@ CITIES = '["Gdańsk", "Kraków", "Warszawa", "Wrocław"]'
 
 def shell_notebook():
     nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.cells = [
-        new_code_cell("import os, shutil, subprocess\n"
-                      "assert shutil.which('labkit'), os.environ['PATH']\n"
-                      f"assert os.environ['PATH'].split(os.pathsep)[0] == {BIN!r}"),
+        new_code_cell(
+            "import os, shutil, subprocess\n"
+            "assert shutil.which('labkit'), os.environ['PATH']\n"
+            f"assert os.environ['PATH'].split(os.pathsep)[0] == {BIN!r}"
+        ),
         new_code_cell("!labkit --version > version.txt"),
-        new_code_cell("assert open('version.txt').read().startswith('labkit'), 'no labkit on PATH'\n"
-                      "done = subprocess.run(['labkit', '--version'], capture_output=True, "
-                      "text=True, check=True)\n"
-                      "print(done.stdout)"),
+        new_code_cell(
+            "assert open('version.txt').read().startswith('labkit'), 'no labkit on PATH'\n"
+            "done = subprocess.run(['labkit', '--version'], capture_output=True, "
+            "text=True, check=True)\n"
+            "print(done.stdout)"
+        ),
         new_code_cell(f"from labkit import nb\nnb.check('00.1', {CITIES})"),
     ]
     return nb
@@ -44,4 +52,3 @@ def test_a_notebook_finds_the_labkit_command_without_an_activated_venv(tmp_path,
     [result] = grading.grade([path], bootstrap="127.0.0.1:1", cell_timeout=60)
     assert (result.status, result.detail) == ("ok", "")
     assert [(e.exercise, e.status) for e in result.exercises] == [("00.1", "PASS")]
-

@@ -57,8 +57,9 @@ class ThreadMember:
                 req = self.m.next_request()
                 if req is not None:
                     try:
-                        self.m.on_response(req.token,
-                                           client.request(req.api, req.header, timeout=2.0)[0])
+                        self.m.on_response(
+                            req.token, client.request(req.api, req.header, timeout=2.0)[0]
+                        )
                     except TimeoutError as exc:
                         self.m.on_failure(req.token, exc)
                 self.m.poll()
@@ -74,8 +75,10 @@ class ThreadMember:
 
 def create_topic(bootstrap, name, partitions):
     with RawClient(bootstrap) as c:
-        header, _ = c.request("create_topics", {"topics": [
-            {"name": name, "num_partitions": partitions, "replication_factor": 1}]})
+        header, _ = c.request(
+            "create_topics",
+            {"topics": [{"name": name, "num_partitions": partitions, "replication_factor": 1}]},
+        )
     assert header["topics"][0]["error"] == 0, header
 
 
@@ -102,13 +105,16 @@ def test_three_members_split_six_partitions_and_take_over_on_leave(shared_broker
             sets = [m.m.fetchable() for m in members]
             if sum(len(s) for s in sets) != len(set().union(*sets)):
                 overlaps.append(sets)
-            return [len(s) for s in sets] == [2, 2, 2] and \
-                set().union(*sets) == everything(unique_topic, 6)
+            return [len(s) for s in sets] == [2, 2, 2] and set().union(*sets) == everything(
+                unique_topic, 6
+            )
 
         wait_for(split_evenly, what="an even split")
         members.pop().stop()  # a clean close: leave_group
-        wait_for(lambda: split_evenly() or
-                 [len(m.m.fetchable()) for m in members] == [3, 3], what="the take-over")
+        wait_for(
+            lambda: split_evenly() or [len(m.m.fetchable()) for m in members] == [3, 3],
+            what="the take-over",
+        )
         assert not overlaps
     finally:
         for m in members:
@@ -117,20 +123,28 @@ def test_three_members_split_six_partitions_and_take_over_on_leave(shared_broker
 
 def test_a_killed_member_is_replaced_within_its_session_timeout(shared_broker, unique_topic):
     create_topic(shared_broker.bootstrap, unique_topic, 6)
-    proc = subprocess.Popen([sys.executable, "-c", RUNNER, shared_broker.bootstrap, "kill",
-                             unique_topic, "1500"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, shared_broker.bootstrap, "kill", unique_topic, "1500"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     members = []
     try:
         first = json.loads(proc.stdout.readline())  # joined alone: everything, or soon
         assert first == [] or len(first) == 6
-        members = [ThreadMember(shared_broker.bootstrap, "kill", unique_topic,
-                                session_timeout_ms=1500) for _ in range(2)]
+        members = [
+            ThreadMember(shared_broker.bootstrap, "kill", unique_topic, session_timeout_ms=1500)
+            for _ in range(2)
+        ]
         wait_for(lambda: [len(m.m.fetchable()) for m in members] == [2, 2], what="even split")
         proc.kill()
         proc.wait()
         killed_at = time.monotonic()
-        wait_for(lambda: set().union(*(m.m.fetchable() for m in members))
-                 == everything(unique_topic, 6), timeout=1.5 + 8, what="the take-over")
+        wait_for(
+            lambda: set().union(*(m.m.fetchable() for m in members)) == everything(unique_topic, 6),
+            timeout=1.5 + 8,
+            what="the take-over",
+        )
         # not a speed test: only that it happens after the session timeout, not never
         assert time.monotonic() - killed_at < 1.5 + 8
     finally:
@@ -148,8 +162,7 @@ def test_new_partitions_are_assigned(shared_broker, unique_topic):
     try:
         wait_for(lambda: a.m.fetchable() == everything(unique_topic, 2), what="two partitions")
         with RawClient(shared_broker.bootstrap) as c:
-            assert c.request("create_partitions", {"topics": {unique_topic: 4}}
-                             )[0]["error"] == 0
+            assert c.request("create_partitions", {"topics": {unique_topic: 4}})[0]["error"] == 0
         wait_for(lambda: a.m.fetchable() == everything(unique_topic, 4), what="four partitions")
     finally:
         a.stop()
@@ -159,16 +172,21 @@ def test_committed_offsets_survive_kill_9_of_the_broker(broker):
     create_topic(broker.bootstrap, "ledger", 2)
     with RawClient(broker.bootstrap) as c:
         join = c.request("join_group", {"group_id": "durable", "topics": ["ledger"]})[0]
-        commit = {"group_id": "durable", "member_id": join["member_id"],
-                  "generation": join["generation"],
-                  "offsets": [["ledger", 0, 17, "checkpoint-17"], ["ledger", 1, 3, ""]]}
+        commit = {
+            "group_id": "durable",
+            "member_id": join["member_id"],
+            "generation": join["generation"],
+            "offsets": [["ledger", 0, 17, "checkpoint-17"], ["ledger", 1, 3, ""]],
+        }
         assert c.request("offset_commit", commit)[0] == {"error": 0}
     broker.kill()
     broker.start()
     with RawClient(broker.bootstrap) as c:
         fetched = c.request("offset_fetch", {"group_id": "durable", "partitions": None})[0]
         assert [row[:4] for row in fetched["partitions"]] == [
-            ["ledger", 0, 17, "checkpoint-17"], ["ledger", 1, 3, ""]]
+            ["ledger", 0, 17, "checkpoint-17"],
+            ["ledger", 1, 3, ""],
+        ]
         # the member did not survive the restart: its commits are fenced now
         stale = c.request("offset_commit", commit)[0]
         assert stale["error"] == 25

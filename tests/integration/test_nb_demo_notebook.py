@@ -37,8 +37,11 @@ WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 
 def _stdout(cell) -> str:
-    return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.output_type == "stream"
-                   and o.name == "stdout")
+    return "".join(
+        o.get("text", "")
+        for o in cell.get("outputs", [])
+        if o.output_type == "stream" and o.name == "stdout"
+    )
 
 
 def _widgets_shown(cell) -> int:
@@ -55,8 +58,9 @@ def executed_demo(tmp_path_factory, shared_broker):
     mp.setenv("LABKIT_BOOTSTRAP", shared_broker.bootstrap)
     mp.delenv("LABKIT_GRADING", raising=False)
     try:
-        client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
-                                         resources={"metadata": {"path": str(work)}})
+        client = nbclient.NotebookClient(
+            nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(work)}}
+        )
         client.execute()
     finally:
         mp.undo()
@@ -70,7 +74,9 @@ def _code_cells(nb):
 def test_every_cell_runs_without_an_error(executed_demo):
     for cell in _code_cells(executed_demo):
         errors = [o for o in cell.outputs if o.output_type == "error"]
-        assert not errors, f"cell failed: {cell.source[:80]!r}: {errors[0].ename}: {errors[0].evalue}"
+        assert not errors, (
+            f"cell failed: {cell.source[:80]!r}: {errors[0].ename}: {errors[0].evalue}"
+        )
 
 
 def test_doctor_and_checks_print_their_lines(executed_demo):
@@ -165,8 +171,12 @@ def test_live_plot_follows_a_topic_and_stops_cleanly(shared_broker, unique_topic
     producer.flush()
     plot = LivePlot("hist", bins=4, range=(0, 20), display=False)
     before = plot.png()
-    plot.follow(unique_topic, value_fn=lambda r: int(r.value), from_beginning=True,
-                bootstrap_servers=shared_broker.bootstrap)
+    plot.follow(
+        unique_topic,
+        value_fn=lambda r: int(r.value),
+        from_beginning=True,
+        bootstrap_servers=shared_broker.bootstrap,
+    )
     deadline = time.monotonic() + 20
     while plot.model.total < 20 and time.monotonic() < deadline and plot.error is None:
         time.sleep(0.05)
@@ -196,8 +206,23 @@ def test_demo_notebook_passes_nbval(tmp_path, shared_broker):
     env = dict(os.environ, LABKIT_BOOTSTRAP=shared_broker.bootstrap)
     env.pop("LABKIT_GRADING", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",
-         "--rootdir", str(tmp_path), str(tmp_path / DEMO.name)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            str(tmp_path / DEMO.name),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and "failed" not in proc.stdout

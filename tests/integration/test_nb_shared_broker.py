@@ -53,22 +53,58 @@ def run_as(student: str, master: Path, bootstrap: str) -> tuple[int | None, str,
         copy.write_bytes(master.read_bytes())
         (work / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
         log = work / "grade-log.jsonl"
-        env = dict(os.environ, LABKIT_BOOTSTRAP=bootstrap, LABKIT_GRADE_LOG=str(log),
-                   LABKIT_GRADING="1", LABKIT_STUDENT=student, LABKIT_SHARED="1",
-                   MPLBACKEND="Agg", PYTHONUNBUFFERED="1",
-                   PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+        env = dict(
+            os.environ,
+            LABKIT_BOOTSTRAP=bootstrap,
+            LABKIT_GRADE_LOG=str(log),
+            LABKIT_GRADING="1",
+            LABKIT_STUDENT=student,
+            LABKIT_SHARED="1",
+            MPLBACKEND="Agg",
+            PYTHONUNBUFFERED="1",
+            PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+        )
         env.pop("PYTEST_ADDOPTS", None)
-        command = [sys.executable, "-m", "pytest", str(copy), "-c", str(work / "pytest.ini"),
-                   "--rootdir", str(work), "--noconftest", "-p", "no:cacheprovider", "-q",
-                   "--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=60", "--color=no"]
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(copy),
+            "-c",
+            str(work / "pytest.ini"),
+            "--rootdir",
+            str(work),
+            "--noconftest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--nbval-lax",
+            "--nbval-current-env",
+            "--nbval-cell-timeout=60",
+            "--color=no",
+        ]
         try:
-            done = subprocess.run(command, cwd=work, env=env, stdin=subprocess.DEVNULL,
-                                  capture_output=True, text=True, timeout=400)
+            done = subprocess.run(
+                command,
+                cwd=work,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=400,
+            )
             returncode, output = done.returncode, done.stdout + done.stderr
         except subprocess.TimeoutExpired as exc:
             returncode, output = None, f"killed after 400 s\n{exc.stdout or ''}"
-        records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()
-                   if line.strip()] if log.exists() else []
+        records = (
+            [
+                json.loads(line)
+                for line in log.read_text(encoding="utf-8").splitlines()
+                if line.strip()
+            ]
+            if log.exists()
+            else []
+        )
         return returncode, output, records
 
 
@@ -106,8 +142,9 @@ def make_others(bootstrap: str, topics: set[str], groups: set[str]) -> None:
     with KafkaAdminClient(bootstrap_servers=bootstrap) as admin:
         admin.create_topics([NewTopic(name, 1, 1) for name in sorted(topics)])
     for group in sorted(groups):  # a group exists once it has committed an offset
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                                 enable_auto_commit=False)
+        consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+        )
         tp = TopicPartition(sorted(topics)[0], 0)
         consumer.assign([tp])
         consumer.commit({tp: OffsetAndMetadata(0, "", -1)})

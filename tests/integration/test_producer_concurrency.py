@@ -13,8 +13,12 @@ from labkit import KafkaAdminClient, KafkaConsumer, KafkaError, KafkaProducer, N
 
 
 def count_records(bootstrap, topic, expected, timeout_s=20.0):
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=int(timeout_s * 1000))
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=int(timeout_s * 1000),
+    )
     seen = 0
     try:
         while seen < expected:
@@ -36,15 +40,20 @@ def fast_thread_switches():
     sys.setswitchinterval(old)
 
 
-def test_concurrent_senders_while_the_sender_drains(shared_broker, unique_topic,
-                                                    fast_thread_switches):
+def test_concurrent_senders_while_the_sender_drains(
+    shared_broker, unique_topic, fast_thread_switches
+):
     threads_n, per_thread = 4, 5000
     with KafkaAdminClient(bootstrap_servers=shared_broker.bootstrap) as admin:
         admin.create_topics([NewTopic(unique_topic, 2, 1)])
     # tiny batches and requests: the ready queues are long and drain() stops early,
     # so it scans queues that send() is appending to
-    producer = KafkaProducer(bootstrap_servers=shared_broker.bootstrap, batch_size=300,
-                             max_request_size=1500, linger_ms=1)
+    producer = KafkaProducer(
+        bootstrap_servers=shared_broker.bootstrap,
+        batch_size=300,
+        max_request_size=1500,
+        linger_ms=1,
+    )
     futures: list = []
     lock = threading.Lock()
 
@@ -69,8 +78,9 @@ def test_concurrent_senders_while_the_sender_drains(shared_broker, unique_topic,
     assert count_records(shared_broker.bootstrap, unique_topic, sent) == sent
 
 
-def test_an_error_inside_the_sender_fails_its_records_and_flush_returns(shared_broker,
-                                                                       unique_topic):
+def test_an_error_inside_the_sender_fails_its_records_and_flush_returns(
+    shared_broker, unique_topic
+):
     producer = KafkaProducer(bootstrap_servers=shared_broker.bootstrap, batch_size=200)
     try:
         producer.partitions_for(unique_topic)

@@ -32,8 +32,14 @@ def test_records_with_and_without_keys_and_headers_share_a_batch(shared_broker, 
     assert [m.serialized_key_size for m in metas] == [-1, 1, -1, -1, -1, -1]
     assert metas[5].timestamp == 1_700_000_000_000
     records = read_all(shared_broker.bootstrap, unique_topic, 7)[1:]
-    assert [r.value for r in records] == [b"plain-1", b"keyed", b"plain-2", b"with-headers",
-                                          b"plain-3", b"stamped"]
+    assert [r.value for r in records] == [
+        b"plain-1",
+        b"keyed",
+        b"plain-2",
+        b"with-headers",
+        b"plain-3",
+        b"stamped",
+    ]
     assert [r.key for r in records] == [None, b"k", None, None, None, None]
     assert [r.headers for r in records] == [[], [], [], [("h", b"1")], [], []]
     assert records[5].timestamp == 1_700_000_000_000
@@ -46,8 +52,11 @@ def test_fast_path_keeps_serializers_and_errors(shared_broker, unique_topic):
         calls.append(value)
         return value if isinstance(value, str) and value == "raw" else json.dumps(value).encode()
 
-    producer = KafkaProducer(bootstrap_servers=shared_broker.bootstrap,
-                             value_serializer=serializer, max_request_size=1000)
+    producer = KafkaProducer(
+        bootstrap_servers=shared_broker.bootstrap,
+        value_serializer=serializer,
+        max_request_size=1000,
+    )
     try:
         assert producer.send(unique_topic, {"id": 1}).get(timeout=10).offset == 0
         assert producer.send(unique_topic, {"id": 2}).get(timeout=10).offset == 1
@@ -65,5 +74,7 @@ def test_fast_path_keeps_serializers_and_errors(shared_broker, unique_topic):
     with pytest.raises(IllegalStateError):
         producer.send(unique_topic, {"id": 4})
     assert len(calls) == 5  # closed: refused before serializing
-    assert [json.loads(r.value) for r in read_all(shared_broker.bootstrap, unique_topic, 2)] \
-        == [{"id": 1}, {"id": 2}]
+    assert [json.loads(r.value) for r in read_all(shared_broker.bootstrap, unique_topic, 2)] == [
+        {"id": 1},
+        {"id": 2},
+    ]

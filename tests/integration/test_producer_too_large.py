@@ -17,19 +17,26 @@ from labkit import (
 
 def small_topic(bootstrap, topic, limit=2000):
     with KafkaAdminClient(bootstrap_servers=bootstrap) as admin:
-        admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"max.message.bytes": str(limit)})])
-
-
+        admin.create_topics(
+            [NewTopic(topic, 1, 1, topic_configs={"max.message.bytes": str(limit)})]
+        )
 
 
 def test_a_batch_over_max_message_bytes_is_split_until_it_fits(shared_broker, unique_topic):
     small_topic(shared_broker.bootstrap, unique_topic)
     values = [b"%02d" % i + b"x" * 498 for i in range(20)]  # 500 bytes each
-    with KafkaProducer(bootstrap_servers=shared_broker.bootstrap, batch_size=100_000,
-                       linger_ms=200) as producer:
-        futures = [producer.send(unique_topic, v, key=b"k%d" % i if i % 3 == 0 else None,
-                                 headers=[("i", b"%d" % i)] if i % 4 == 0 else None)
-                   for i, v in enumerate(values)]
+    with KafkaProducer(
+        bootstrap_servers=shared_broker.bootstrap, batch_size=100_000, linger_ms=200
+    ) as producer:
+        futures = [
+            producer.send(
+                unique_topic,
+                v,
+                key=b"k%d" % i if i % 3 == 0 else None,
+                headers=[("i", b"%d" % i)] if i % 4 == 0 else None,
+            )
+            for i, v in enumerate(values)
+        ]
         metas = [f.get(timeout=20) for f in futures]
     assert all(f.succeeded() for f in futures)
     assert sorted(m.offset for m in metas) == list(range(20))
@@ -45,8 +52,9 @@ def test_a_batch_over_max_message_bytes_is_split_until_it_fits(shared_broker, un
 def test_only_the_record_too_large_on_its_own_fails(shared_broker, unique_topic):
     small_topic(shared_broker.bootstrap, unique_topic)
     errors = []
-    with KafkaProducer(bootstrap_servers=shared_broker.bootstrap, batch_size=100_000,
-                       linger_ms=200) as producer:
+    with KafkaProducer(
+        bootstrap_servers=shared_broker.bootstrap, batch_size=100_000, linger_ms=200
+    ) as producer:
         before = producer.send(unique_topic, b"a" * 500)
         big = producer.send(unique_topic, b"b" * 5000)
         big.add_errback(errors.append)
@@ -61,5 +69,9 @@ def test_only_the_record_too_large_on_its_own_fails(shared_broker, unique_topic)
     assert f"labkit topics --alter --topic {unique_topic}" in message
     assert big.failed() and not big.retriable() and big.value is None
     assert errors == [caught.value] and big.exception is caught.value
-    assert [r.value[:1] for r in read_all(shared_broker.bootstrap, unique_topic, 4)] \
-        == [b"a", b"c", b"c", b"c"]
+    assert [r.value[:1] for r in read_all(shared_broker.bootstrap, unique_topic, 4)] == [
+        b"a",
+        b"c",
+        b"c",
+        b"c",
+    ]

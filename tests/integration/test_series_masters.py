@@ -72,36 +72,71 @@ def run_notebook(path: Path, bootstrap: str, *, grading_mode: bool) -> Run:
         copy.write_bytes(path.read_bytes())
         (work / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
         log = work / "grade-log.jsonl"
-        env = dict(os.environ, LABKIT_BOOTSTRAP=bootstrap, LABKIT_GRADE_LOG=str(log),
-                   MPLBACKEND="Agg", PYTHONUNBUFFERED="1",
-                   # `!labkit ...` cells find this installation's console tools
-                   PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+        env = dict(
+            os.environ,
+            LABKIT_BOOTSTRAP=bootstrap,
+            LABKIT_GRADE_LOG=str(log),
+            MPLBACKEND="Agg",
+            PYTHONUNBUFFERED="1",
+            # `!labkit ...` cells find this installation's console tools
+            PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+        )
         env.pop("PYTEST_ADDOPTS", None)
         if grading_mode:
             env["LABKIT_GRADING"] = "1"
         else:
             env.pop("LABKIT_GRADING", None)
-        command = [sys.executable, "-m", "pytest", str(copy), "-c", str(work / "pytest.ini"),
-                   "--rootdir", str(work), "--noconftest", "-p", "no:cacheprovider", "-q",
-                   "--nbval-lax", "--nbval-current-env",
-                   f"--nbval-cell-timeout={CELL_TIMEOUT_S}", "--color=no"]
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(copy),
+            "-c",
+            str(work / "pytest.ini"),
+            "--rootdir",
+            str(work),
+            "--noconftest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--nbval-lax",
+            "--nbval-current-env",
+            f"--nbval-cell-timeout={CELL_TIMEOUT_S}",
+            "--color=no",
+        ]
         started = time.monotonic()
         try:
-            done = subprocess.run(command, cwd=work, env=env, stdin=subprocess.DEVNULL,
-                                  capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+            done = subprocess.run(
+                command,
+                cwd=work,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=RUN_TIMEOUT_S,
+            )
             returncode, output = done.returncode, done.stdout + done.stderr
         except subprocess.TimeoutExpired as exc:
             returncode, output = None, f"killed after {RUN_TIMEOUT_S} s\n{exc.stdout or ''}"
-        records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()
-                   if line.strip()] if log.exists() else []
+        records = (
+            [
+                json.loads(line)
+                for line in log.read_text(encoding="utf-8").splitlines()
+                if line.strip()
+            ]
+            if log.exists()
+            else []
+        )
         return Run(returncode, output, records, time.monotonic() - started)
 
 
 def run_pair(name: str, bootstrap: str) -> dict[str, Run]:
     """The master, then the committed student version, of one notebook."""
     runs = {}
-    for kind, path, grading_mode in (("master", MASTERS / f"{name}.ipynb", True),
-                                     ("student", STUDENTS / f"{name}.ipynb", False)):
+    for kind, path, grading_mode in (
+        ("master", MASTERS / f"{name}.ipynb", True),
+        ("student", STUDENTS / f"{name}.ipynb", False),
+    ):
         if not path.exists():
             continue
         run = run_notebook(path, bootstrap, grading_mode=grading_mode)
@@ -129,9 +164,14 @@ def series(shared_broker, request):
         futures = {name: pool.submit(run_pair, name, bootstrap) for name in names}
         results = {name: future.result() for name, future in futures.items()}
     left = sorted(_topics(bootstrap) - before)
-    print("\nseconds per run:", ", ".join(f"{name} {kind} {run.seconds:.0f}"
-                                         for name, runs in results.items()
-                                         for kind, run in runs.items()))
+    print(
+        "\nseconds per run:",
+        ", ".join(
+            f"{name} {kind} {run.seconds:.0f}"
+            for name, runs in results.items()
+            for kind, run in runs.items()
+        ),
+    )
     return results, left
 
 
@@ -155,13 +195,15 @@ def test_the_master_runs_clean_and_passes_every_check(series, name):
 def test_the_student_version_runs_and_scores_zero(series, name):
     results, _ = series
     assert "student" in results[name], (
-        f"notebooks/{name}.ipynb is missing: run `labkit notebooks build` and commit it")
+        f"notebooks/{name}.ipynb is missing: run `labkit notebooks build` and commit it"
+    )
     run = results[name]["student"]
     assert run.returncode == 0, f"{name} student version raised under nbval:\n{run.tail()}"
     wanted = expected_exercises(name)
     statuses = run.statuses()
     assert {ex: statuses.get(ex, "NOT RUN") for ex in wanted} == dict.fromkeys(
-        wanted, "NOT ATTEMPTED")
+        wanted, "NOT ATTEMPTED"
+    )
     assert sum(r["points"] for r in run.records) == 0
 
 
@@ -176,8 +218,13 @@ def test_the_committed_student_versions_are_up_to_date():
 
 
 def test_labkit_notebooks_check_passes():
-    done = subprocess.run([sys.executable, "-m", "labkit", "notebooks", "check"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "labkit", "notebooks", "check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -186,8 +233,10 @@ def test_each_notebook_checks_the_broker_first_and_ends_with_a_summary(name):
     nb = nbformat.read(str(MASTERS / f"{name}.ipynb"), as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     assert code and any("nb.doctor(" in source for source in code[:2]), (
-        f"{name}: one of the first two code cells should call nb.doctor(...)")
+        f"{name}: one of the first two code cells should call nb.doctor(...)"
+    )
     markdown = [c.source.lower() for c in nb.cells if c.cell_type == "markdown"]
     assert any("## summary" in text for text in markdown[-3:]), (
         f"{name}: the notebook should end with a '## Summary' (and what comes next), "
-        "at most a clean-up section after it")
+        "at most a clean-up section after it"
+    )

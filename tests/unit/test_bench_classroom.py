@@ -22,6 +22,7 @@ def _rows_of(markdown_lines):
 
 # -- percentiles --------------------------------------------------------------------------
 
+
 def test_percentile_is_nearest_rank():
     values = list(range(1, 101))  # 1..100
     assert classroom.percentile(values, 50) == 50
@@ -61,6 +62,7 @@ def test_histograms_from_json_with_string_buckets_merge():
 
 # -- ranges and loss/duplicate accounting --------------------------------------------------
 
+
 def test_ranges_cover_exactly_the_numbers():
     assert classroom.to_ranges([5, 1, 2, 3, 7, 7, 8]) == [[1, 3], [5, 5], [7, 8]]
     assert classroom.to_ranges([]) == []
@@ -76,14 +78,19 @@ def _acked(student, count, partition=0, first_offset=0):
 def test_a_group_that_saw_everything_lost_nothing():
     acked = _acked("s000", 10)
     groups = {"s001-a": {"seen": {"s000": [[0, 9]]}, "max_offset": {"0": 9}, "duplicates": 0}}
-    assert classroom.account(acked, groups) == {"lost": 0, "duplicates": 0, "unread": 0,
-                                                "lost_examples": []}
+    assert classroom.account(acked, groups) == {
+        "lost": 0,
+        "duplicates": 0,
+        "unread": 0,
+        "lost_examples": [],
+    }
 
 
 def test_an_id_missing_below_the_groups_position_is_lost():
     acked = _acked("s000", 10)
-    groups = {"s001-a": {"seen": {"s000": [[0, 3], [5, 9]]}, "max_offset": {"0": 9},
-                         "duplicates": 0}}
+    groups = {
+        "s001-a": {"seen": {"s000": [[0, 3], [5, 9]]}, "max_offset": {"0": 9}, "duplicates": 0}
+    }
     tally = classroom.account(acked, groups)
     assert tally["lost"] == 1 and tally["unread"] == 0
     assert tally["lost_examples"] == ["s000-4 in s001-a"]
@@ -112,23 +119,38 @@ def test_each_group_must_see_each_id_and_duplicates_add_up():
 
 # -- errors, packing, start times -----------------------------------------------------------
 
-@pytest.mark.parametrize("line, kind", [
-    ("group 'g': the coordinator no longer knows this consumer (expired); its partitions "
-     "are lost. Rejoining.", "member expired (client told)"),
-    ("group 'g': no answer from the coordinator for 10000 ms (session_timeout_ms); ...",
-     "session timed out (client side)"),
-    ("Consumer poll timeout has expired: poll() was not called ...",
-     "max.poll.interval exceeded"),
-    ("group 'g': auto-commit of 3 offset(s) failed: boom", "offset commit failed"),
-    ("metadata refresh failed (will retry): x", "metadata refresh failed"),
-])
+
+@pytest.mark.parametrize(
+    "line, kind",
+    [
+        (
+            "group 'g': the coordinator no longer knows this consumer (expired); its partitions "
+            "are lost. Rejoining.",
+            "member expired (client told)",
+        ),
+        (
+            "group 'g': no answer from the coordinator for 10000 ms (session_timeout_ms); ...",
+            "session timed out (client side)",
+        ),
+        (
+            "Consumer poll timeout has expired: poll() was not called ...",
+            "max.poll.interval exceeded",
+        ),
+        ("group 'g': auto-commit of 3 offset(s) failed: boom", "offset commit failed"),
+        ("metadata refresh failed (will retry): x", "metadata refresh failed"),
+    ],
+)
 def test_client_warnings_are_counted_by_kind(line, kind):
     assert classroom.classify(line) == kind
 
 
 def test_resuming_from_own_commits_is_not_an_error_but_unknown_warnings_are():
-    assert classroom.classify("group 'g': starting t-0 at 5 from the offsets this group "
-                              "committed earlier; ...") is None
+    assert (
+        classroom.classify(
+            "group 'g': starting t-0 at 5 from the offsets this group committed earlier; ..."
+        )
+        is None
+    )
     assert classroom.classify("something odd").startswith("other warning: something odd")
 
 
@@ -155,28 +177,52 @@ def test_sizes_must_be_positive_numbers():
 
 # -- a row, and the report -------------------------------------------------------------------
 
+
 def _process(students, hist, groups, acked, errors=None, probe=False):
-    return {"students": students, "probe": probe, "hist": hist, "groups": groups,
-            "acked": acked, "errors": errors or {}}
+    return {
+        "students": students,
+        "probe": probe,
+        "hist": hist,
+        "groups": groups,
+        "acked": acked,
+        "errors": errors or {},
+    }
 
 
 def test_summarize_merges_processes_and_computes_cpu_per_record():
     one_ms, ten_ms = classroom.bucket_of(1.0), classroom.bucket_of(10.0)
     everything = {"s000": [[0, 9]], "s001": [[0, 9]]}
-    group = {"seen": everything, "max_offset": {"0": 19}, "duplicates": 0,
-             "first_assignment_ms": 100.0, "assignments": 1, "received_in_window": 500}
+    group = {
+        "seen": everything,
+        "max_offset": {"0": 19},
+        "duplicates": 0,
+        "first_assignment_ms": 100.0,
+        "assignments": 1,
+        "received_in_window": 500,
+    }
     rebalanced = {**group, "first_assignment_ms": 300.0, "assignments": 3, "duplicates": 2}
     acked0 = {"s000": [[s, 0, s] for s in range(10)]}
     acked1 = {"s001": [[s, 0, 10 + s] for s in range(10)]}
     results = [
         _process(["s000"], {one_ms: 99}, {"s000-a": group, "s000-b": group}, acked0, probe=True),
-        _process(["s001"], {ten_ms: 1}, {"s001-a": rebalanced, "s001-b": group}, acked1,
-                 errors={"console-consumer timeouts": 1}),
+        _process(
+            ["s001"],
+            {ten_ms: 1},
+            {"s001-a": rebalanced, "s001-b": group},
+            acked1,
+            errors={"console-consumer timeouts": 1},
+        ),
         {"error": "did not report in time (killed)"},
     ]
-    row = classroom.summarize(2, 1, 10.0, results,
-                              {"broker": 1.2, "clients": 4.0, "idle": 0.01},
-                              broker_expired=2, broker_peak_rss_mb=40.0)
+    row = classroom.summarize(
+        2,
+        1,
+        10.0,
+        results,
+        {"broker": 1.2, "clients": 4.0, "idle": 0.01},
+        broker_expired=2,
+        broker_peak_rss_mb=40.0,
+    )
     assert row["e2e_p50_ms"] == pytest.approx(classroom.bucket_ms(one_ms))
     assert row["e2e_p99_ms"] == pytest.approx(classroom.bucket_ms(one_ms))
     assert row["probe_p99_ms"] == pytest.approx(classroom.bucket_ms(one_ms))
@@ -187,56 +233,109 @@ def test_summarize_merges_processes_and_computes_cpu_per_record():
     assert row["cpu_per_record_ms"] == pytest.approx(2.0)  # 4 s / 2000 records
     assert row["first_assignment_p95_ms"] == 300.0
     assert row["rebalances"] == 2
-    assert row["errors"] == {"console-consumer timeouts": 1,
-                             "members expired (no heartbeat)": 2,
-                             "student process failed": 1}
+    assert row["errors"] == {
+        "console-consumer timeouts": 1,
+        "members expired (no heartbeat)": 2,
+        "student process failed": 1,
+    }
     assert (row["lost"], row["duplicates"], row["unread"]) == (0, 2, 0)
 
 
 def test_a_consumer_never_assigned_is_an_error_and_no_records_means_no_rate():
-    group = {"seen": {}, "max_offset": {}, "duplicates": 0, "first_assignment_ms": None,
-             "assignments": 0, "received_in_window": 0}
-    row = classroom.summarize(1, 1, 10.0, [_process(["s000"], {}, {"s000-a": group}, {})],
-                              {"broker": 0.1, "clients": 0.2, "idle": None})
+    group = {
+        "seen": {},
+        "max_offset": {},
+        "duplicates": 0,
+        "first_assignment_ms": None,
+        "assignments": 0,
+        "received_in_window": 0,
+    }
+    row = classroom.summarize(
+        1,
+        1,
+        10.0,
+        [_process(["s000"], {}, {"s000-a": group}, {})],
+        {"broker": 0.1, "clients": 0.2, "idle": None},
+    )
     assert row["errors"] == {"consumer never assigned": 1}
     assert row["cpu_per_record_ms"] is None and row["e2e_p50_ms"] is None
     assert row["idle_consumer_cpu_pct"] is None
 
 
-ROW = {"students": 160, "per_process": 2, "e2e_p50_ms": 73_000.0, "e2e_p99_ms": 80_000.0,
-       "probe_p50_ms": 12.0, "probe_p99_ms": 90.0, "broker_cpu_pct": 12.0,
-       "clients_cpu_pct": 140.0, "cpu_per_record_ms": 0.512, "idle_consumer_cpu_pct": 0.3,
-       "first_assignment_p95_ms": 4600.0, "rebalances": 9,
-       "errors": {"members expired (no heartbeat)": 7, "console-consumer timeouts": 86,
-                  "NoBrokersAvailable": 1},
-       "lost": 0, "duplicates": 612, "unread": 5000, "broker_peak_rss_mb": 88.0}
+ROW = {
+    "students": 160,
+    "per_process": 2,
+    "e2e_p50_ms": 73_000.0,
+    "e2e_p99_ms": 80_000.0,
+    "probe_p50_ms": 12.0,
+    "probe_p99_ms": 90.0,
+    "broker_cpu_pct": 12.0,
+    "clients_cpu_pct": 140.0,
+    "cpu_per_record_ms": 0.512,
+    "idle_consumer_cpu_pct": 0.3,
+    "first_assignment_p95_ms": 4600.0,
+    "rebalances": 9,
+    "errors": {
+        "members expired (no heartbeat)": 7,
+        "console-consumer timeouts": 86,
+        "NoBrokersAvailable": 1,
+    },
+    "lost": 0,
+    "duplicates": 612,
+    "unread": 5000,
+    "broker_peak_rss_mb": 88.0,
+}
 
 
 def test_the_table_has_every_column_and_shows_errors_by_kind():
-    lines = report.classroom_table([ROW, {**ROW, "students": 20, "per_process": 1,
-                                          "errors": {}, "unread": 0, "duplicates": 0}], 2)
+    lines = report.classroom_table(
+        [
+            ROW,
+            {**ROW, "students": 20, "per_process": 1, "errors": {}, "unread": 0, "duplicates": 0},
+        ],
+        2,
+    )
     header = [c.strip() for c in lines[0].strip("|").split("|")]
-    assert header == ["students", "e2e p50 / p99 ms", "probe p50 / p99 ms", "broker CPU",
-                      "clients' CPU (of 200 %)", "client CPU ms / delivered record",
-                      "idle consumer CPU", "first assignment p95 ms", "rebalances", "errors",
-                      "lost / duplicated", "broker peak RSS MB"]
+    assert header == [
+        "students",
+        "e2e p50 / p99 ms",
+        "probe p50 / p99 ms",
+        "broker CPU",
+        "clients' CPU (of 200 %)",
+        "client CPU ms / delivered record",
+        "idle consumer CPU",
+        "first assignment p95 ms",
+        "rebalances",
+        "errors",
+        "lost / duplicated",
+        "broker peak RSS MB",
+    ]
     big, small = _rows_of(lines)
     assert big[0] == "160 (2 per process)"
     assert big[1] == "73,000.0 / 80,000.0"
     assert big[3:8] == ["12 %", "140 %", "0.512", "0.3 %", "4,600.0"]
-    assert big[9] == ("94: 86 console-consumer timeouts, 7 members expired (no heartbeat), "
-                      "1 NoBrokersAvailable")
+    assert big[9] == (
+        "94: 86 console-consumer timeouts, 7 members expired (no heartbeat), 1 NoBrokersAvailable"
+    )
     assert big[10] == "0 / 612 (5,000 unread: fell behind)"
     assert big[11] == "88"
     assert small[0] == "20" and small[9] == "0" and small[10] == "0 / 0"
 
 
 def test_the_section_names_its_command_conditions_and_note():
-    data = {"meta": {"command": "python benchmarks/classroom.py --sizes 20,40",
-                     "machine": {"cpus": 2, "load_avg": [7.5, 8.0, 8.1], "time": "t"},
-                     "load_after": [9.0, 8.0, 8.0], "window_s": 60, "ramp_s": 15,
-                     "drain_s": 5, "nice": 0, "note": "machine shared: load 7-10"},
-            "rows": [ROW]}
+    data = {
+        "meta": {
+            "command": "python benchmarks/classroom.py --sizes 20,40",
+            "machine": {"cpus": 2, "load_avg": [7.5, 8.0, 8.1], "time": "t"},
+            "load_after": [9.0, 8.0, 8.0],
+            "window_s": 60,
+            "ramp_s": 15,
+            "drain_s": 5,
+            "nice": 0,
+            "note": "machine shared: load 7-10",
+        },
+        "rows": [ROW],
+    }
     text = "\n".join(report.classroom_section(data))
     assert text.startswith("## Classroom")
     assert "`python benchmarks/classroom.py --sizes 20,40`" in text
@@ -247,16 +346,18 @@ def test_the_section_names_its_command_conditions_and_note():
 
 def test_render_keeps_the_classroom_section_after_the_others():
     data = {"meta": {"machine": {"cpus": 2}}, "rows": [ROW]}
-    text = report.render([], {"machine": {}}, attacks={"meta": {}, "rows": []},
-                         classroom=data)
+    text = report.render([], {"machine": {}}, attacks={"meta": {}, "rows": []}, classroom=data)
     assert text.index("## Hostile clients") < text.index("## Classroom")
     assert "## Classroom" not in report.render([], {"machine": {}})
 
 
 def test_a_process_reports_what_its_consumers_saw_as_ranges():
     proc = classroom.StudentProcess({"students": [], "starts": {}})
-    proc.groups["s000-a"] = {"_seqs": {"s000": {0, 1, 2, 4}, "s001": {7}},
-                             "max_offset": {0: 4}, "duplicates": 1}
+    proc.groups["s000-a"] = {
+        "_seqs": {"s000": {0, 1, 2, 4}, "s001": {7}},
+        "max_offset": {0: 4},
+        "duplicates": 1,
+    }
     proc.error("console-consumer timeouts")
     got = proc.report(hung=[])
     assert got["groups"]["s000-a"]["seen"] == {"s000": [[0, 2], [4, 4]], "s001": [[7, 7]]}
@@ -266,12 +367,14 @@ def test_a_process_reports_what_its_consumers_saw_as_ranges():
 
 def test_the_brokers_expiry_log_line_is_counted():
     # labkit/broker/groups.py: log.info("group %s: member %s %s", group, member, why)
-    log = ("2026-12-06 INFO labkit.broker.groups: group s001-a: member s001-a-consumer-1f2e "
-           "expired: no heartbeat within session_timeout_ms (10000 ms)\n"
-           "2026-12-06 INFO labkit.broker.groups: group s001-a: generation 2 (member "
-           "s001-a-consumer-1f2e expired: no heartbeat within session_timeout_ms (10000 ms)), "
-           "range assignment over 0 member(s)\n"
-           "INFO labkit.broker.groups: group g: member m-2 left the group\n")
+    log = (
+        "2026-12-06 INFO labkit.broker.groups: group s001-a: member s001-a-consumer-1f2e "
+        "expired: no heartbeat within session_timeout_ms (10000 ms)\n"
+        "2026-12-06 INFO labkit.broker.groups: group s001-a: generation 2 (member "
+        "s001-a-consumer-1f2e expired: no heartbeat within session_timeout_ms (10000 ms)), "
+        "range assignment over 0 member(s)\n"
+        "INFO labkit.broker.groups: group g: member m-2 left the group\n"
+    )
     assert len(classroom.EXPIRED_LINE.findall(log)) == 1
 
 
@@ -285,9 +388,11 @@ def test_client_warnings_logged_from_any_thread_are_counted_without_deadlock():
     handler = classroom.ErrorLog(errors, lock)
     logger.addHandler(handler)
     try:
+
         def warn():
             logger.warning("group 'g': the coordinator no longer knows this consumer (x)")
             logger.info("group 'g': joined")  # below WARNING: not an error
+
         worker = threading.Thread(target=warn, daemon=True)
         worker.start()
         worker.join(5)

@@ -18,8 +18,16 @@ import report  # noqa: E402
 
 
 def _prod(system, rps, acks="1", size=100, status="ok"):
-    return {"table": "producer", "system": system, "size": size, "acks": acks,
-            "records": 1000, "rps": rps, "mbps": rps * size / 1e6, "status": status}
+    return {
+        "table": "producer",
+        "system": system,
+        "size": size,
+        "acks": acks,
+        "records": 1000,
+        "rps": rps,
+        "mbps": rps * size / 1e6,
+        "status": status,
+    }
 
 
 def _rows_of(markdown_lines):
@@ -36,13 +44,22 @@ def test_ratio_is_labkit_over_peer():
 
 
 def test_producer_table_compares_same_size_and_acks_labkit_first():
-    rows = [_prod("tansu", 400_000), _prod("labkit", 800_000),
-            _prod("labkit", 100_000, acks="all"), _prod("tansu", 50_000, acks="all"),
-            _prod("pyzmq PUSH/PULL (single)", 1_600_000, acks="—")]
+    rows = [
+        _prod("tansu", 400_000),
+        _prod("labkit", 800_000),
+        _prod("labkit", 100_000, acks="all"),
+        _prod("tansu", 50_000, acks="all"),
+        _prod("pyzmq PUSH/PULL (single)", 1_600_000, acks="—"),
+    ]
     table = _rows_of(report.producer_table(rows))
     systems = [(r[0], r[2]) for r in table]
-    assert systems == [("labkit", "1"), ("pyzmq PUSH/PULL (single)", "—"), ("tansu", "1"),
-                       ("labkit", "all"), ("tansu", "all")]
+    assert systems == [
+        ("labkit", "1"),
+        ("pyzmq PUSH/PULL (single)", "—"),
+        ("tansu", "1"),
+        ("labkit", "all"),
+        ("tansu", "all"),
+    ]
     by = {(r[0], r[2]): r for r in table}
     assert by[("tansu", "1")][6] == "2.00×"
     assert by[("tansu", "all")][6] == "2.00×"
@@ -58,20 +75,42 @@ def test_failed_rows_show_their_reason_and_no_ratio():
 
 
 def test_latency_ratio_uses_p99():
-    rows = [{"table": "latency", "system": "labkit", "rate": 1000, "p50_ms": 0.5,
-             "p99_ms": 1.0, "p999_ms": 2.0, "max_ms": 3.0, "count": 10, "status": "ok"},
-            {"table": "latency", "system": "redis", "rate": 1000, "p50_ms": 0.1,
-             "p99_ms": 4.0, "p999_ms": 5.0, "max_ms": 6.0, "count": 10, "status": "ok"}]
+    rows = [
+        {
+            "table": "latency",
+            "system": "labkit",
+            "rate": 1000,
+            "p50_ms": 0.5,
+            "p99_ms": 1.0,
+            "p999_ms": 2.0,
+            "max_ms": 3.0,
+            "count": 10,
+            "status": "ok",
+        },
+        {
+            "table": "latency",
+            "system": "redis",
+            "rate": 1000,
+            "p50_ms": 0.1,
+            "p99_ms": 4.0,
+            "p999_ms": 5.0,
+            "max_ms": 6.0,
+            "count": 10,
+            "status": "ok",
+        },
+    ]
     table = _rows_of(report.latency_table(rows))
     assert table[1][0] == "redis" and table[1][7] == "0.25×"
 
 
 def test_targets_verdicts():
-    rows = [_prod("labkit", 1_200_000), _prod("confluent-kafka → tansu", 1_500_000),
-            _prod("labkit", 700_000, acks="all"),
-            {"table": "consumer", "system": "labkit", "size": 100, "rps": 900_000,
-             "status": "ok"},
-            {"table": "sync", "system": "labkit", "acks": "1", "rps": 12_000, "status": "ok"}]
+    rows = [
+        _prod("labkit", 1_200_000),
+        _prod("confluent-kafka → tansu", 1_500_000),
+        _prod("labkit", 700_000, acks="all"),
+        {"table": "consumer", "system": "labkit", "size": 100, "rps": 900_000, "status": "ok"},
+        {"table": "sync", "system": "labkit", "acks": "1", "rps": 12_000, "status": "ok"},
+    ]
     verdicts = {what: verdict for what, _value, verdict in report.targets(rows)}
     assert verdicts["producer send() ≥ 1,000,000 records/s, acks=1"] == "met"
     assert verdicts["producer ≥ confluent-kafka → tansu"] == "**not met**"
@@ -81,25 +120,48 @@ def test_targets_verdicts():
 
 
 def test_render_has_every_section_and_the_missing_peer():
-    rows = [_prod("labkit", 800_000),
-            {"table": "missing", "system": "tansu", "status": "missing: no binary"},
-            {"table": "memory", "system": "labkit", "peak_rss_mb": 30.0, "storage": "disk",
-             "status": "ok"}]
-    meta = {"plan": "quick", "machine": {"cpus": 2, "load_avg": [1.0, 1.0, 1.0]},
-            "under_load": "busy.", "conditions": ["acks=1"]}
+    rows = [
+        _prod("labkit", 800_000),
+        {"table": "missing", "system": "tansu", "status": "missing: no binary"},
+        {
+            "table": "memory",
+            "system": "labkit",
+            "peak_rss_mb": 30.0,
+            "storage": "disk",
+            "status": "ok",
+        },
+    ]
+    meta = {
+        "plan": "quick",
+        "machine": {"cpus": 2, "load_avg": [1.0, 1.0, 1.0]},
+        "under_load": "busy.",
+        "conditions": ["acks=1"],
+    }
     text = report.render(rows, meta)
-    for heading in ("## Conditions", "## Targets", "## Producer throughput",
-                    "## Consumer throughput", "## Sync sends", "## End-to-end latency",
-                    "## Broker memory", "## Peers that could not run"):
+    for heading in (
+        "## Conditions",
+        "## Targets",
+        "## Producer throughput",
+        "## Consumer throughput",
+        "## Sync sends",
+        "## End-to-end latency",
+        "## Broker memory",
+        "## Peers that could not run",
+    ):
         assert heading in text
     assert "| tansu | missing: no binary |" in text
     assert "**Taken under load**" in text
 
 
 def test_throughput_row_prefers_the_timed_part_and_flags_short_reads():
-    row = cases.throughput_row("consumer", "labkit", 100, 1,
-                               {"records": 900, "seconds": 2.0, "timed": [800, 1.0]},
-                               expected=1000)
+    row = cases.throughput_row(
+        "consumer",
+        "labkit",
+        100,
+        1,
+        {"records": 900, "seconds": 2.0, "timed": [800, 1.0]},
+        expected=1000,
+    )
     assert row["rps"] == 800.0
     assert row["mbps"] == pytest.approx(0.08)
     assert row["status"] == "ok (read 900 of 1,000 in time)"
@@ -108,8 +170,10 @@ def test_throughput_row_prefers_the_timed_part_and_flags_short_reads():
 
 
 def test_group_unique_counts_from_highest_offsets():
-    results = [{"partitions": {"0": [10, 9], "1": [5, 4]}},
-               {"partitions": {"0": [3, 9], "2": [7, 6]}}]
+    results = [
+        {"partitions": {"0": [10, 9], "1": [5, 4]}},
+        {"partitions": {"0": [3, 9], "2": [7, 6]}},
+    ]
     assert cases._unique(results) == 10 + 5 + 7
     assert cases._unique([{"partitions": {}}]) is None
     progress = [{"partitions": {"0": 9, "1": 4}}, {"partitions": {"0": 3, "2": 6}}]
@@ -133,16 +197,33 @@ def test_pacer_never_releases_more_than_the_total():
 
 
 def _attack(name, p99, rss, ok, **more):
-    return {"attack": name, "item": "5", "attacker": "sent a|b", "count": 900, "p50_ms": 0.5,
-            "p99_ms": p99, "max_ms": p99 * 2, "after_p99_ms": None, "long_poll_ms": 501,
-            "timeouts": 0, "errors": 0, "broker_alive": True, "peak_rss_mb": rss, "ok": ok,
-            **more}
+    return {
+        "attack": name,
+        "item": "5",
+        "attacker": "sent a|b",
+        "count": 900,
+        "p50_ms": 0.5,
+        "p99_ms": p99,
+        "max_ms": p99 * 2,
+        "after_p99_ms": None,
+        "long_poll_ms": 501,
+        "timeouts": 0,
+        "errors": 0,
+        "broker_alive": True,
+        "peak_rss_mb": rss,
+        "ok": ok,
+        **more,
+    }
 
 
 def test_hostile_clients_section_shows_each_attack_and_its_verdict():
-    data = {"meta": {"seconds": 5, "after_s": 2, "goal": {"p99_ms": 100, "rss_mb": 300}},
-            "rows": [_attack("baseline", 8.0, 24, True),
-                     _attack("flood", 355.5, 984, False, timeouts=2, broker_alive=False)]}
+    data = {
+        "meta": {"seconds": 5, "after_s": 2, "goal": {"p99_ms": 100, "rss_mb": 300}},
+        "rows": [
+            _attack("baseline", 8.0, 24, True),
+            _attack("flood", 355.5, 984, False, timeouts=2, broker_alive=False),
+        ],
+    }
     section = report.attacks_section(data)
     assert section[0] == "## Hostile clients"
     table = [line for line in section if line.startswith("|")]

@@ -45,8 +45,9 @@ def run_round(registry) -> dict:
 def test_a_thousand_creates_cost_one_metadata_write(registry, monkeypatch):
     writes = []
     real = registry._write_body
-    monkeypatch.setattr(registry, "_write_body", lambda body: (writes.append(len(body)),
-                                                               real(body)))
+    monkeypatch.setattr(
+        registry, "_write_body", lambda body: (writes.append(len(body)), real(body))
+    )
     for i in range(1000):
         assert registry.create(f"t{i}", 1) is None  # deferred: not there yet
     assert registry.names() == [] and registry.pending
@@ -175,8 +176,7 @@ def test_a_failed_sync_cuts_its_write_and_keeps_the_records(tmp_path, clock, mon
     store.close()
 
 
-def test_runtime_compaction_happens_in_sync_and_keeps_later_commits(tmp_path, clock,
-                                                                    monkeypatch):
+def test_runtime_compaction_happens_in_sync_and_keeps_later_commits(tmp_path, clock, monkeypatch):
     monkeypatch.setattr("labkit.broker.offsets._COMPACT_MIN_BYTES", 1000)
     store = grouped(tmp_path, clock)
     path = tmp_path / "__consumer_offsets" / "offsets.log"
@@ -202,9 +202,14 @@ def test_commits_and_group_deletions_wait_for_the_round_that_syncs_them(tmp_path
     registry = TopicRegistry(tmp_path / "data", LogConfig(), clock, 1).open()
     offsets = OffsetStore(tmp_path / "data", clock)
     sent = []
-    durable = GroupCommit(registry, offsets, lambda *request: None, lambda name: None,
-                          lambda identity, rid, header, payloads: sent.append(rid),
-                          {"fsync_rounds": 0, "synced_produces": 0})
+    durable = GroupCommit(
+        registry,
+        offsets,
+        lambda *request: None,
+        lambda name: None,
+        lambda identity, rid, header, payloads: sent.append(rid),
+        {"fsync_rounds": 0, "synced_produces": 0},
+    )
     mark = durable.mark()
     offsets.commit("g", [("t", 0, 1, "")])
     assert durable.group_reply(b"c", b"1", "offset_commit", {"error": 0}, mark)

@@ -29,11 +29,15 @@ def make(tmp_path):
     made = []
 
     def _make(**overrides):
-        config = BrokerConfig.build(port=9092, data_dir=tmp_path / f"d{len(made)}",
-                                    overrides={k: str(v) for k, v in overrides.items()})
+        config = BrokerConfig.build(
+            port=9092,
+            data_dir=tmp_path / f"d{len(made)}",
+            overrides={k: str(v) for k, v in overrides.items()},
+        )
         clock = FakeClock()
-        registry = TopicRegistry(config.data_dir, config.log_defaults, clock,
-                                 config.num_partitions).open()
+        registry = TopicRegistry(
+            config.data_dir, config.log_defaults, clock, config.num_partitions
+        ).open()
         made.append(registry)
         return Handlers(registry, config, clock, frozenset({"join_group"}))
 
@@ -52,8 +56,15 @@ def produce(handlers, topic, partition, payload, acks=1):
 
 
 def fetch(handlers, parts, min_bytes=1, max_wait_ms=500, max_bytes=1 << 20, final=False):
-    return handlers.fetch({"max_wait_ms": max_wait_ms, "min_bytes": min_bytes,
-                           "max_bytes": max_bytes, "partitions": parts}, final)
+    return handlers.fetch(
+        {
+            "max_wait_ms": max_wait_ms,
+            "min_bytes": min_bytes,
+            "max_bytes": max_bytes,
+            "partitions": parts,
+        },
+        final,
+    )
 
 
 def test_api_versions_lists_extra_apis(handlers):
@@ -88,10 +99,22 @@ def test_produce_per_target_errors(make):
     handlers.registry.create("t", 1)
     corrupt = bytearray(batch(b"x"))
     corrupt[20] ^= 1
-    reply = handlers.handle("produce", {"acks": 1, "targets": [
-        ["t", 0], ["t", 0], ["t", 1], ["nope", 0], ["t", 0], ["../x", 0], ["t", 0]]},
-        [batch(b"ok"), bytes(corrupt), batch(b"x"), batch(b"x"), batch(b"y" * 300),
-         batch(b"x"), batch(b"a") + batch(b"b")])
+    reply = handlers.handle(
+        "produce",
+        {
+            "acks": 1,
+            "targets": [["t", 0], ["t", 0], ["t", 1], ["nope", 0], ["t", 0], ["../x", 0], ["t", 0]],
+        },
+        [
+            batch(b"ok"),
+            bytes(corrupt),
+            batch(b"x"),
+            batch(b"x"),
+            batch(b"y" * 300),
+            batch(b"x"),
+            batch(b"a") + batch(b"b"),
+        ],
+    )
     assert [r[1] for r in reply.header["results"]] == [0, 2, 3, 3, 10, 17, 2]
     assert reply.header["results"][0][0] == 0
     assert reply.appended == [("t", 0)]
@@ -172,18 +195,26 @@ def test_fetch_max_bytes_is_shared_but_one_batch_always_comes(handlers):
 
 def test_list_offsets(handlers):
     produce(handlers, "t", 0, batch(b"a", b"b", ts=1000))
-    reply = handlers.handle("list_offsets", {"partitions": [
-        ["t", 0, -2], ["t", 0, -1], ["t", 0, 1001], ["t", 0, 5000], ["zz", 0, -1]]}, [])
+    reply = handlers.handle(
+        "list_offsets",
+        {"partitions": [["t", 0, -2], ["t", 0, -1], ["t", 0, 1001], ["t", 0, 5000], ["zz", 0, -1]]},
+        [],
+    )
     assert reply.header["partitions"] == [
-        ["t", 0, 0, 0, -1], ["t", 0, 0, 2, -1], ["t", 0, 0, 1, 1001], ["t", 0, 0, -1, -1],
-        ["zz", 0, 3, -1, -1]]
+        ["t", 0, 0, 0, -1],
+        ["t", 0, 0, 2, -1],
+        ["t", 0, 0, 1, 1001],
+        ["t", 0, 0, -1, -1],
+        ["zz", 0, 3, -1, -1],
+    ]
 
 
 def test_metadata_auto_create_only_when_asked(handlers):
     reply = handlers.handle("metadata", {"topics": ["new"]}, [])
     assert reply.header["topics"][0]["error"] == 3
-    reply = handlers.handle("metadata", {"topics": ["new", "bad/name"],
-                                         "allow_auto_create": True}, [])
+    reply = handlers.handle(
+        "metadata", {"topics": ["new", "bad/name"], "allow_auto_create": True}, []
+    )
     assert [t["error"] for t in reply.header["topics"]] == [0, 17]
     assert reply.topics_changed
     all_topics = handlers.handle("metadata", {"topics": None}, []).header["topics"]
@@ -191,10 +222,21 @@ def test_metadata_auto_create_only_when_asked(handlers):
 
 
 def test_admin_round_trip(handlers):
-    reply = handlers.handle("create_topics", {"topics": [
-        {"name": "a", "num_partitions": 2, "replication_factor": 1,
-         "configs": {"retention.ms": "5000"}},
-        {"name": "b", "num_partitions": 1, "replication_factor": 2}]}, [])
+    reply = handlers.handle(
+        "create_topics",
+        {
+            "topics": [
+                {
+                    "name": "a",
+                    "num_partitions": 2,
+                    "replication_factor": 1,
+                    "configs": {"retention.ms": "5000"},
+                },
+                {"name": "b", "num_partitions": 1, "replication_factor": 2},
+            ]
+        },
+        [],
+    )
     assert [t["error"] for t in reply.header["topics"]] == [0, 38]
     reply = handlers.handle("create_partitions", {"topics": {"a": 4}}, [])
     assert reply.header["topics"][0]["error"] == 0
@@ -210,15 +252,18 @@ def test_admin_round_trip(handlers):
     assert handlers.registry.names() == []
 
 
-@pytest.mark.parametrize("api, header", [
-    ("metadata", {"topics": "t"}),
-    ("produce", {"acks": 1, "targets": [["t"]]}),
-    ("list_offsets", {"partitions": None}),
-    ("create_topics", {"topics": ["t"]}),
-    ("create_partitions", {"topics": ["t"]}),
-    ("alter_configs", {"topics": None}),
-    ("delete_topics", {}),
-])
+@pytest.mark.parametrize(
+    "api, header",
+    [
+        ("metadata", {"topics": "t"}),
+        ("produce", {"acks": 1, "targets": [["t"]]}),
+        ("list_offsets", {"partitions": None}),
+        ("create_topics", {"topics": ["t"]}),
+        ("create_partitions", {"topics": ["t"]}),
+        ("alter_configs", {"topics": None}),
+        ("delete_topics", {}),
+    ],
+)
 def test_malformed_headers_are_invalid_requests(handlers, api, header):
     reply = handlers.handle(api, header, [])
     assert reply.header["error"] == 42 and reply.header["message"]

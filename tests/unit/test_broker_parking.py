@@ -47,7 +47,7 @@ def test_wake_answers_only_fetches_on_partitions_with_data(fetch):
     lot = ParkingLot(fetch)
     assert park(lot, clock, b"a", b"1", [("t", 0)]) == []
     assert park(lot, clock, b"a", b"2", [("t", 1)]) == []
-    assert lot.wake([("t", 0)]) == []            # no data yet: both keep waiting
+    assert lot.wake([("t", 0)]) == []  # no data yet: both keep waiting
     fetch.with_data.add(("t", 0))
     assert rids(lot.wake([("t", 0)])) == [b"1"]
     assert len(lot) == 1 and lot.parked_by(b"a") == 1
@@ -85,7 +85,7 @@ def test_when_full_the_biggest_holder_gives_up_its_oldest_slot(fetch):
         park(lot, clock, b"hog", b"h%d" % n)
     (evicted,) = park(lot, clock, b"good", b"g1")
     assert evicted[:2] == (b"hog", b"h0") and evicted[2].final
-    park(lot, clock, b"good", b"g2")                  # hog 2, good 2: shares are equal now
+    park(lot, clock, b"good", b"g2")  # hog 2, good 2: shares are equal now
     (refused,) = park(lot, clock, b"good", b"g3")
     assert refused[:2] == (b"good", b"g3")
     assert lot.parked_by(b"hog") == 2 and lot.parked_by(b"good") == 2

@@ -46,8 +46,9 @@ def test_legal_names(name):
     assert validate_topic_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", ".", "..", "x" * 250, "a/b", "../x", "a b", "é",
-                                  "a\0b", None, 5, "a\\b"])
+@pytest.mark.parametrize(
+    "name", ["", ".", "..", "x" * 250, "a/b", "../x", "a b", "é", "a\0b", None, 5, "a\\b"]
+)
 def test_illegal_names(name):
     with pytest.raises(InvalidTopicError):
         validate_topic_name(name)
@@ -132,8 +133,7 @@ def test_create_partitions(registry):
 def test_describe_and_alter_configs(registry):
     registry.create("t", 1, 1, {"retention.ms": "60000"})
     described = {c["name"]: c for c in registry.describe_configs("t")}
-    assert described["retention.ms"] == {"name": "retention.ms", "value": "60000",
-                                         "default": False}
+    assert described["retention.ms"] == {"name": "retention.ms", "value": "60000", "default": False}
     assert described["segment.bytes"]["default"] is True
     registry.alter_configs("t", {"cleanup.policy": "compact", "retention.ms": None})
     described = {c["name"]: c for c in registry.describe_configs("t")}
@@ -217,8 +217,20 @@ def test_a_stored_config_below_a_floor_falls_back_alone(tmp_path, clock, caplog)
     # topics.json written by a labkit without the segment floors
     path = tmp_path / "d"
     path.mkdir()
-    (path / "topics.json").write_text(json.dumps({"version": 1, "cluster_id": "c", "topics": {
-        "old": {"partitions": 1, "configs": {"segment.bytes": "14", "retention.ms": "5000"}}}}))
+    (path / "topics.json").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "cluster_id": "c",
+                "topics": {
+                    "old": {
+                        "partitions": 1,
+                        "configs": {"segment.bytes": "14", "retention.ms": "5000"},
+                    }
+                },
+            }
+        )
+    )
     reg = open_registry(path, clock)
     try:
         topic = reg.get("old")

@@ -25,16 +25,22 @@ def _args(*argv: str) -> argparse.Namespace:
 
 def test_add_config_is_kafkas_comma_list_with_brackets():
     assert parse_add_config("producer_byte_rate=1048576,consumer_byte_rate=2048") == {
-        "producer_byte_rate": "1048576", "consumer_byte_rate": "2048"}
+        "producer_byte_rate": "1048576",
+        "consumer_byte_rate": "2048",
+    }
     assert parse_add_config("cleanup.policy=[compact,delete],retention.ms=5") == {
-        "cleanup.policy": "compact,delete", "retention.ms": "5"}
+        "cleanup.policy": "compact,delete",
+        "retention.ms": "5",
+    }
     with pytest.raises(UsageError, match="key=value"):
         parse_add_config("producer_byte_rate")
 
 
 def test_quota_ops_check_names_and_numbers():
     assert quota_ops({"producer_byte_rate": "1048576"}, ["consumer_byte_rate"]) == {
-        "producer_byte_rate": 1048576, "consumer_byte_rate": None}
+        "producer_byte_rate": 1048576,
+        "consumer_byte_rate": None,
+    }
     with pytest.raises(UsageError, match="producer_byte_rate, consumer_byte_rate"):
         quota_ops({"request_percentage": "10"}, [])
     with pytest.raises(UsageError, match="bytes per second"):
@@ -42,10 +48,14 @@ def test_quota_ops_check_names_and_numbers():
 
 
 def test_entities_follow_kafkas_flags():
-    assert _entity(_args("--alter", "--entity-type", "clients", "--entity-name", "X")) == \
-        ("clients", "X")
-    assert _entity(_args("--alter", "--entity-type", "clients", "--entity-default")) == \
-        ("clients", None)
+    assert _entity(_args("--alter", "--entity-type", "clients", "--entity-name", "X")) == (
+        "clients",
+        "X",
+    )
+    assert _entity(_args("--alter", "--entity-type", "clients", "--entity-default")) == (
+        "clients",
+        None,
+    )
     assert _entity(_args("--describe", "--client", "X")) == ("clients", "X")
     assert _entity(_args("--describe", "--topic", "t")) == ("topics", "t")
     with pytest.raises(UsageError, match="client id only"):
@@ -57,13 +67,20 @@ def test_entities_follow_kafkas_flags():
 
 
 def test_output_lines_are_kafkas():
-    entries = [{"entity": {"client-id": None}, "values": {"producer_byte_rate": 500.0}},
-               {"entity": {"client-id": "X"}, "values": {"producer_byte_rate": 1048576.0,
-                                                         "consumer_byte_rate": 2048.0}}]
+    entries = [
+        {"entity": {"client-id": None}, "values": {"producer_byte_rate": 500.0}},
+        {
+            "entity": {"client-id": "X"},
+            "values": {"producer_byte_rate": 1048576.0, "consumer_byte_rate": 2048.0},
+        },
+    ]
     assert describe_lines(entries) == [
         "Quota configs for the default client-id are producer_byte_rate=500.0",
         "Quota configs for client-id 'X' are consumer_byte_rate=2048.0, "
-        "producer_byte_rate=1048576.0"]
+        "producer_byte_rate=1048576.0",
+    ]
     assert alter_line("clients", "X") == "Completed updating config for client X."
-    assert alter_line("clients", None) == \
-        "Completed updating default config for clients in the cluster."
+    assert (
+        alter_line("clients", None)
+        == "Completed updating default config for clients in the cluster."
+    )

@@ -14,17 +14,50 @@ from labkit.cli._common import UsageError, bootstrap_servers, client_kwargs, par
 from labkit.testing import FakeClock
 
 # kafka-python's ConsumerRecord fields; format_record only reads attributes.
-Record = namedtuple("Record", [
-    "topic", "partition", "leader_epoch", "offset", "timestamp", "timestamp_type",
-    "key", "value", "headers", "checksum",
-    "serialized_key_size", "serialized_value_size", "serialized_header_size",
-])
+Record = namedtuple(
+    "Record",
+    [
+        "topic",
+        "partition",
+        "leader_epoch",
+        "offset",
+        "timestamp",
+        "timestamp_type",
+        "key",
+        "value",
+        "headers",
+        "checksum",
+        "serialized_key_size",
+        "serialized_value_size",
+        "serialized_header_size",
+    ],
+)
 
 
-def record(value=b"45", key=b"jan", partition=0, offset=5, timestamp=1700000000000,
-           timestamp_type=0, headers=()):
-    return Record("rta", partition, -1, offset, timestamp, timestamp_type, key, value,
-                  list(headers), None, -1, -1, -1)
+def record(
+    value=b"45",
+    key=b"jan",
+    partition=0,
+    offset=5,
+    timestamp=1700000000000,
+    timestamp_type=0,
+    headers=(),
+):
+    return Record(
+        "rta",
+        partition,
+        -1,
+        offset,
+        timestamp,
+        timestamp_type,
+        key,
+        value,
+        list(headers),
+        None,
+        -1,
+        -1,
+        -1,
+    )
 
 
 def parse(module, argv):
@@ -51,10 +84,23 @@ def test_key_values_keep_equals_signs_in_values_and_reject_garbage():
 
 
 def test_client_kwargs_translate_kafka_names_and_types():
-    kwargs = client_kwargs({"acks": "all", "linger.ms": "5", "enable.auto.commit": "false",
-                            "client.id": "123", "retries": "-1"}, "--producer-property")
-    assert kwargs == {"acks": "all", "linger_ms": 5, "enable_auto_commit": False,
-                      "client_id": "123", "retries": -1}
+    kwargs = client_kwargs(
+        {
+            "acks": "all",
+            "linger.ms": "5",
+            "enable.auto.commit": "false",
+            "client.id": "123",
+            "retries": "-1",
+        },
+        "--producer-property",
+    )
+    assert kwargs == {
+        "acks": "all",
+        "linger_ms": 5,
+        "enable_auto_commit": False,
+        "client_id": "123",
+        "retries": -1,
+    }
     assert client_kwargs({"acks": "-1"}, "x") == {"acks": "all"}
     assert client_kwargs({"acks": "0"}, "x") == {"acks": 0}
     with pytest.raises(UsageError, match="acks"):
@@ -71,9 +117,18 @@ def test_default_format_is_just_the_value():
 
 
 def test_all_fields_in_kafkas_order_with_tab_separators():
-    opts, _ = cc.format_options({"print.timestamp": "true", "print.partition": "true",
-                                 "print.offset": "true", "print.key": "true"})
-    assert cc.format_record(record(), opts) == "CreateTime:1700000000000\tPartition:0\tOffset:5\tjan\t45\n"
+    opts, _ = cc.format_options(
+        {
+            "print.timestamp": "true",
+            "print.partition": "true",
+            "print.offset": "true",
+            "print.key": "true",
+        }
+    )
+    assert (
+        cc.format_record(record(), opts)
+        == "CreateTime:1700000000000\tPartition:0\tOffset:5\tjan\t45\n"
+    )
 
 
 def test_key_separator_applies_between_every_field():
@@ -113,8 +168,12 @@ def test_headers_like_kafka():
 
 
 def test_unknown_properties_are_reported_and_deserializers_ignored():
-    _, unknown = cc.format_options({"print.keys": "true",
-                                    "value.deserializer": "org.apache.kafka.common.serialization.StringDeserializer"})
+    _, unknown = cc.format_options(
+        {
+            "print.keys": "true",
+            "value.deserializer": "org.apache.kafka.common.serialization.StringDeserializer",
+        }
+    )
     assert unknown == ["print.keys"]
 
 
@@ -125,14 +184,20 @@ def test_processed_line_matches_kafka():
 # -- console-consumer: options ------------------------------------------------------
 
 
-@pytest.mark.parametrize("argv, message", [
-    ([], "--topic is required"),
-    (["--topic", "rta", "--offset", "3"], "partition is required"),
-    (["--topic", "rta", "--partition", "0", "--offset", "3", "--from-beginning"], "from-beginning and offset"),
-    (["--topic", "rta", "--partition", "0", "--group", "g"], "group and partition"),
-    (["--topic", "rta", "--max-messages", "-2"], "--max-messages"),
-    (["--topic", "rta", "--include", "r.*"], "not both"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "--topic is required"),
+        (["--topic", "rta", "--offset", "3"], "partition is required"),
+        (
+            ["--topic", "rta", "--partition", "0", "--offset", "3", "--from-beginning"],
+            "from-beginning and offset",
+        ),
+        (["--topic", "rta", "--partition", "0", "--group", "g"], "group and partition"),
+        (["--topic", "rta", "--max-messages", "-2"], "--max-messages"),
+        (["--topic", "rta", "--include", "r.*"], "not both"),
+    ],
+)
 def test_consumer_option_rules(argv, message):
     with pytest.raises(UsageError, match=message):
         cc.validate(parse(cc, argv))
@@ -157,18 +222,40 @@ def test_consumer_config_without_group_is_a_throwaway_reader(monkeypatch):
 
 
 def test_consumer_config_with_group_and_properties():
-    args = parse(cc, ["--topic", "rta", "--group", "g1", "--bootstrap-server", "h:1",
-                      "--consumer-property", "fetch.max.wait.ms=100"])
+    args = parse(
+        cc,
+        [
+            "--topic",
+            "rta",
+            "--group",
+            "g1",
+            "--bootstrap-server",
+            "h:1",
+            "--consumer-property",
+            "fetch.max.wait.ms=100",
+        ],
+    )
     config = cc.consumer_config(args)
     assert config["group_id"] == "g1" and config["enable_auto_commit"] is True
     assert config["auto_offset_reset"] == "latest" and config["fetch_max_wait_ms"] == 100
     assert config["bootstrap_servers"] == ["h:1"]
     with pytest.raises(UsageError, match="do not match"):
-        cc.consumer_config(parse(cc, ["--topic", "rta", "--group", "a",
-                                      "--consumer-property", "group.id=b"]))
+        cc.consumer_config(
+            parse(cc, ["--topic", "rta", "--group", "a", "--consumer-property", "group.id=b"])
+        )
     with pytest.raises(UsageError, match="from-beginning"):
-        cc.consumer_config(parse(cc, ["--topic", "rta", "--from-beginning",
-                                      "--consumer-property", "auto.offset.reset=latest"]))
+        cc.consumer_config(
+            parse(
+                cc,
+                [
+                    "--topic",
+                    "rta",
+                    "--from-beginning",
+                    "--consumer-property",
+                    "auto.offset.reset=latest",
+                ],
+            )
+        )
 
 
 def test_consumer_config_file(tmp_path):
@@ -209,7 +296,9 @@ def test_consume_times_out_after_silence_counted_from_the_last_record():
     clock = FakeClock()
     polls = TimedPolls(clock, [{}, {("rta", 0): [record()]}])
     out, progress = io.StringIO(), cc.Progress()
-    cc.consume(polls, out, cc.format_options({})[0], progress, timeout_ms=1000, clock=clock, poll_ms=300)
+    cc.consume(
+        polls, out, cc.format_options({})[0], progress, timeout_ms=1000, clock=clock, poll_ms=300
+    )
     assert progress.timed_out and progress.count == 1
     # 300 ms of silence, then a record; then the full 1000 ms of silence again.
     assert sum(wait for wait, _ in polls.waits[2:]) == 1000
@@ -250,8 +339,9 @@ def test_missing_separator_is_a_clear_error_naming_the_line():
 
 
 def test_ignore_error_sends_the_whole_line_and_null_marker_makes_nulls():
-    opts, _ = cp.reader_options({"parse.key": "true", "key.separator": ":", "ignore.error": "true",
-                                 "null.marker": "NULL"})
+    opts, _ = cp.reader_options(
+        {"parse.key": "true", "key.separator": ":", "ignore.error": "true", "null.marker": "NULL"}
+    )
     assert cp.parse_line(b"no separator", 1, opts) == (None, b"no separator")
     assert cp.parse_line(b"jan:NULL", 1, opts) == (b"jan", None)
 
@@ -272,14 +362,31 @@ def test_newlines_stripped_like_java_readline():
 
 
 def test_producer_config_maps_flags_to_kafka_python_names():
-    args = parse(cp, ["--topic", "rta", "--broker-list", "h:9", "--request-required-acks", "-1",
-                      "--timeout", "50", "--producer-property", "batch.size=1000",
-                      "--producer-property", "acks=1"])
+    args = parse(
+        cp,
+        [
+            "--topic",
+            "rta",
+            "--broker-list",
+            "h:9",
+            "--request-required-acks",
+            "-1",
+            "--timeout",
+            "50",
+            "--producer-property",
+            "batch.size=1000",
+            "--producer-property",
+            "acks=1",
+        ],
+    )
     config = cp.producer_config(args)
     assert config["bootstrap_servers"] == ["h:9"]
     assert config["linger_ms"] == 50 and config["batch_size"] == 1000
     assert config["acks"] == 1, "--producer-property wins, as in Kafka"
-    assert cp.producer_config(parse(cp, ["--topic", "rta", "--request-required-acks", "all"]))["acks"] == "all"
+    assert (
+        cp.producer_config(parse(cp, ["--topic", "rta", "--request-required-acks", "all"]))["acks"]
+        == "all"
+    )
 
 
 class RecordingProducer:
@@ -318,5 +425,8 @@ def test_a_rejected_client_setting_names_the_flag():
     from labkit.errors import KafkaConfigurationError
 
     with pytest.raises(KafkaConfigurationError, match="foo_bar.*--producer-property"):
-        build_client(KafkaProducer, {"bootstrap_servers": ["127.0.0.1:1"], "foo_bar": 1},
-                     "--producer-property")
+        build_client(
+            KafkaProducer,
+            {"bootstrap_servers": ["127.0.0.1:1"], "foo_bar": 1},
+            "--producer-property",
+        )

@@ -58,7 +58,13 @@ def test_unknown_command_suggests_the_close_one(capsys):
 
 def test_registry_names_the_expected_commands():
     names = [c.name for c in COMMANDS]
-    assert names[:5] == ["broker", "topics", "console-producer", "console-consumer", "consumer-groups"]
+    assert names[:5] == [
+        "broker",
+        "topics",
+        "console-producer",
+        "console-consumer",
+        "consumer-groups",
+    ]
     assert {"generate", "notebooks", "grade", "doctor", "lab"} <= set(names)
     assert len(names) == len(set(names))
 
@@ -72,10 +78,14 @@ def test_every_command_module_follows_the_command_contract(command):
 
 
 def test_missing_dependency_names_the_package(command_dir, capsys):
-    command_dir("needy", "labkit_test_needy", """
+    command_dir(
+        "needy",
+        "labkit_test_needy",
+        """
         import labkit_test_dependency_that_is_not_installed
         NAME = "needy"
-    """)
+    """,
+    )
     assert main(["needy"]) == 1
     err = capsys.readouterr().err
     assert "labkit_test_dependency_that_is_not_installed" in err
@@ -143,12 +153,15 @@ def test_help_does_not_import_command_modules():
                  "jupyter", "ipywidgets", "matplotlib"))]
         print(sorted(heavy))
     """)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip().splitlines()[-1] == "['labkit.cli._common', 'labkit.cli.main']"
 
 
 def test_python_dash_m_labkit_runs_main():
-    result = subprocess.run([sys.executable, "-m", "labkit", "--version"],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "labkit", "--version"], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0
     assert result.stdout.strip() == f"labkit {__version__}"

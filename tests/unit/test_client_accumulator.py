@@ -20,8 +20,13 @@ TP = TopicPartition("t", 0)
 
 
 def make(batch_size=16384, linger_ms=0, max_request_size=1048576, clock=None):
-    return RecordAccumulator(batch_size=batch_size, max_request_size=max_request_size,
-                             linger_ms=linger_ms, buffer_memory=32 << 20, clock=clock or FakeClock())
+    return RecordAccumulator(
+        batch_size=batch_size,
+        max_request_size=max_request_size,
+        linger_ms=linger_ms,
+        buffer_memory=32 << 20,
+        clock=clock or FakeClock(),
+    )
 
 
 def append(acc, buf, value, key=None, ts=1000, headers=None):
@@ -287,8 +292,17 @@ def test_batches_sealed_before_an_error_in_drain_are_handed_to_the_caller():
 def test_a_split_batch_resolves_each_record_from_its_parts():
     acc = make()
     buf = acc.new_buffer(TP)
-    futures = [append(acc, buf, b"v%d" % i, key=b"k" if i == 1 else None, ts=100 + i,
-                      headers=[("h", b"x")] if i == 3 else None) for i in range(5)]
+    futures = [
+        append(
+            acc,
+            buf,
+            b"v%d" % i,
+            key=b"k" if i == 1 else None,
+            ts=100 + i,
+            headers=[("h", b"x")] if i == 3 else None,
+        )
+        for i in range(5)
+    ]
     seen = []
     for f in futures:
         f.add_callback(lambda m: seen.append(m.offset)).add_errback(seen.append)

@@ -17,8 +17,11 @@ def test_unknown_key_is_named_with_a_suggestion():
 
 
 def test_defaults_are_merged_and_cluster_only_settings_are_accepted():
-    config = cfg.resolve("KafkaConsumer", {"fetch_min_bytes": 1},
-                         {"fetch_min_bytes": 5, "api_version": (2, 0, 0), "ssl_cafile": None})
+    config = cfg.resolve(
+        "KafkaConsumer",
+        {"fetch_min_bytes": 1},
+        {"fetch_min_bytes": 5, "api_version": (2, 0, 0), "ssl_cafile": None},
+    )
     assert config["fetch_min_bytes"] == 5
     assert config["request_timeout_ms"] == 30000
     assert config["api_version"] == (2, 0, 0)
@@ -37,14 +40,17 @@ def test_bad_numbers_are_refused():
         cfg.check_numbers(config, {"batch_size": 0})
 
 
-@pytest.mark.parametrize("servers, expected", [
-    ("localhost:9092", [("localhost", 9092)]),
-    ("h1:1,h2:2", [("h1", 1), ("h2", 2)]),
-    (["127.0.0.1:9092", "broker"], [("127.0.0.1", 9092), ("broker", 9092)]),
-    ("PLAINTEXT://kafka:29092", [("kafka", 29092)]),
-    ("[::1]:9093", [("::1", 9093)]),
-    ("localhost", [("localhost", 9092)]),
-])
+@pytest.mark.parametrize(
+    "servers, expected",
+    [
+        ("localhost:9092", [("localhost", 9092)]),
+        ("h1:1,h2:2", [("h1", 1), ("h2", 2)]),
+        (["127.0.0.1:9092", "broker"], [("127.0.0.1", 9092), ("broker", 9092)]),
+        ("PLAINTEXT://kafka:29092", [("kafka", 29092)]),
+        ("[::1]:9093", [("::1", 9093)]),
+        ("localhost", [("localhost", 9092)]),
+    ],
+)
 def test_parse_bootstrap(servers, expected):
     assert cfg.parse_bootstrap(servers) == expected
 
@@ -123,8 +129,12 @@ def test_one_bootstrap_resolver_serves_client_tools_and_notebooks(monkeypatch):
     assert bootstrap_list() == tool_servers(None) == nb_servers() == ["localhost:9092"]
     assert notebook_address() == "localhost:9092"
     monkeypatch.setenv("LABKIT_BOOTSTRAP", " broker:9092, other:9093 ")
-    assert bootstrap_list(None) == tool_servers(None) == nb_servers("") == [
-        "broker:9092", "other:9093"]
+    assert (
+        bootstrap_list(None)
+        == tool_servers(None)
+        == nb_servers("")
+        == ["broker:9092", "other:9093"]
+    )
     assert notebook_address() == "broker:9092,other:9093"
     assert bootstrap_list(["a:1,b:2", " c:3 "]) == ["a:1", "b:2", "c:3"]
     assert bootstrap_list("x:1") == tool_servers("x:1") == nb_servers(["x:1"]) == ["x:1"]

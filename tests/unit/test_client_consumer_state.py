@@ -73,20 +73,27 @@ def test_pattern_subscription_matches_topics():
 
 
 def fetcher(sub, **overrides):
-    config = {"fetch_max_wait_ms": 500, "fetch_min_bytes": 1, "fetch_max_bytes": 1 << 20,
-              "max_partition_fetch_bytes": 1 << 20, "check_crcs": True,
-              "key_deserializer": None, "value_deserializer": None,
-              "auto_offset_reset": "latest", "max_poll_records": 500,
-              "request_timeout_ms": 30000}
+    config = {
+        "fetch_max_wait_ms": 500,
+        "fetch_min_bytes": 1,
+        "fetch_max_bytes": 1 << 20,
+        "max_partition_fetch_bytes": 1 << 20,
+        "check_crcs": True,
+        "key_deserializer": None,
+        "value_deserializer": None,
+        "auto_offset_reset": "latest",
+        "max_poll_records": 500,
+        "request_timeout_ms": 30000,
+    }
     config.update(overrides)
     return Fetcher(None, sub, config)
 
 
 def payload():
-    first = with_base_offset(encode_batch([100, 101, 102], [b"k0", None, b"k2"],
-                                          [b'{"n": 0}', b'{"n": 1}', None]), 10)
-    second = with_base_offset(encode_batch([103], None, [b'{"n": 3}'],
-                                           headers=[[("h", b"v")]]), 13)
+    first = with_base_offset(
+        encode_batch([100, 101, 102], [b"k0", None, b"k2"], [b'{"n": 0}', b'{"n": 1}', None]), 10
+    )
+    second = with_base_offset(encode_batch([103], None, [b'{"n": 3}'], headers=[[("h", b"v")]]), 13)
     return first + second
 
 
@@ -96,18 +103,30 @@ def test_decode_skips_records_before_the_fetch_offset():
     assert [r.offset for r in records] == [11, 12, 13]
     assert all(isinstance(r, ConsumerRecord) for r in records)
     r11, r12, r13 = records
-    assert (r11.key, r11.value, r11.serialized_key_size, r11.serialized_value_size) == \
-        (None, b'{"n": 1}', -1, 8)
+    assert (r11.key, r11.value, r11.serialized_key_size, r11.serialized_value_size) == (
+        None,
+        b'{"n": 1}',
+        -1,
+        8,
+    )
     assert (r12.value, r12.serialized_value_size, r12.timestamp) == (None, -1, 102)
     assert r13.headers == [("h", b"v")] and r13.serialized_header_size == 2
     assert r11.headers == [] and r11.serialized_header_size == -1
-    assert (r11.topic, r11.partition, r11.leader_epoch, r11.timestamp_type, r11.checksum) == \
-        ("t", 0, -1, 0, None)
+    assert (r11.topic, r11.partition, r11.leader_epoch, r11.timestamp_type, r11.checksum) == (
+        "t",
+        0,
+        -1,
+        0,
+        None,
+    )
 
 
 def test_deserializers_skip_none():
-    f = fetcher(SubscriptionState(), value_deserializer=lambda b: json.loads(b.decode()),
-                key_deserializer=bytes.decode)
+    f = fetcher(
+        SubscriptionState(),
+        value_deserializer=lambda b: json.loads(b.decode()),
+        key_deserializer=bytes.decode,
+    )
     records, _, _ = f._decode(TP, payload(), 10)
     assert [r.value for r in records] == [{"n": 0}, {"n": 1}, None, {"n": 3}]
     assert [r.key for r in records] == ["k0", None, "k2", None]
@@ -119,8 +138,9 @@ def test_decoding_stops_at_a_record_a_deserializer_raises_on():
             raise ValueError("bad value")
         return json.loads(b)
 
-    records, next_offset, poison = fetcher(SubscriptionState(), value_deserializer=value
-                                           )._decode(TP, payload(), 11)
+    records, next_offset, poison = fetcher(SubscriptionState(), value_deserializer=value)._decode(
+        TP, payload(), 11
+    )
     assert [r.offset for r in records] == [11, 12] and next_offset == 13
     assert poison[0] == 13 and isinstance(poison[1], ValueError) and poison[2] == "value"
 
@@ -129,8 +149,9 @@ def test_decoding_stops_at_a_record_a_deserializer_raises_on():
             raise UnicodeError("bad key")
         return b.decode()
 
-    records, next_offset, poison = fetcher(SubscriptionState(), key_deserializer=key,
-                                           value_deserializer=value)._decode(TP, payload(), 11)
+    records, next_offset, poison = fetcher(
+        SubscriptionState(), key_deserializer=key, value_deserializer=value
+    )._decode(TP, payload(), 11)
     assert [(r.offset, r.key, r.value) for r in records] == [(11, None, {"n": 1})]
     assert next_offset == 12 and poison[0] == 12 and poison[2] == "key"
 
@@ -143,8 +164,7 @@ def test_corrupt_batch_is_detected_when_checking_crcs():
     offset, error, what = poison
     assert (offset, what) == (10, "batch") and isinstance(error, CorruptRecordError)
     assert error.next_offset == 13 and "topic 't' partition 0" in str(error)
-    records, _, poison = fetcher(SubscriptionState(), check_crcs=False)._decode(
-        TP, bytes(data), 10)
+    records, _, poison = fetcher(SubscriptionState(), check_crcs=False)._decode(TP, bytes(data), 10)
     assert poison is None and len(records) == 4
 
 
@@ -187,9 +207,11 @@ def test_out_of_range_resets_by_policy_or_raises():
     sub.assign_from_user([TP])
     sub.state(TP).seek(99)
     fetcher(sub, auto_offset_reset="earliest")._handle_partition(
-        TP, sub.state(TP).epoch, 99, ["t", 0, 1, 14, 10], b"")
+        TP, sub.state(TP).epoch, 99, ["t", 0, 1, 14, 10], b""
+    )
     assert sub.state(TP).position is None and sub.state(TP).reset_strategy == "earliest"
     sub.state(TP).seek(99)
     with pytest.raises(OffsetOutOfRangeError):
         fetcher(sub, auto_offset_reset="none")._handle_partition(
-            TP, sub.state(TP).epoch, 99, ["t", 0, 1, 14, 10], b"")
+            TP, sub.state(TP).epoch, 99, ["t", 0, 1, 14, 10], b""
+        )

@@ -39,8 +39,9 @@ class Loopback:
     def wakeup(self):
         self.wakeups += 1
 
-    def request(self, api, header, payloads=(), *, timeout_ms=None, idempotent=False,
-                expect_response=True):
+    def request(
+        self, api, header, payloads=(), *, timeout_ms=None, idempotent=False, expect_response=True
+    ):
         self.sent.append(api)
         return Future().success(Response(self.svc.handle(api, header), []))
 
@@ -75,14 +76,24 @@ def svc(tmp_path, clock):
 
 
 def coordinator(svc, clock, name="a", topics=("t",), **configs):
-    config = {**cfg.CONNECTION_DEFAULTS, **KafkaConsumer.DEFAULT_CONFIG,
-              "client_id": name, "group_id": "g", "auto_offset_reset": "earliest",
-              # the coordinator's stable pace: these tests are about the protocol's steps;
-              # the 3 s default (idle members are cheap) has tests of its own below
-              "heartbeat_interval_ms": 250, **configs}
-    consumer = SimpleNamespace(config=config, _transport=Loopback(svc),
-                               _subscription=SubscriptionState("earliest"), _clock=clock,
-                               _fetcher=Fetcher())
+    config = {
+        **cfg.CONNECTION_DEFAULTS,
+        **KafkaConsumer.DEFAULT_CONFIG,
+        "client_id": name,
+        "group_id": "g",
+        "auto_offset_reset": "earliest",
+        # the coordinator's stable pace: these tests are about the protocol's steps;
+        # the 3 s default (idle members are cheap) has tests of its own below
+        "heartbeat_interval_ms": 250,
+        **configs,
+    }
+    consumer = SimpleNamespace(
+        config=config,
+        _transport=Loopback(svc),
+        _subscription=SubscriptionState("earliest"),
+        _clock=clock,
+        _fetcher=Fetcher(),
+    )
     if topics:
         consumer._subscription.subscribe(topics=list(topics))
     coord = GroupCoordinator(consumer)
@@ -107,8 +118,9 @@ def assignment(c):
 
 
 def committed(svc, tps):
-    header = svc.handle("offset_fetch", {"group_id": "g",
-                                         "partitions": [[tp.topic, tp.partition] for tp in tps]})
+    header = svc.handle(
+        "offset_fetch", {"group_id": "g", "partitions": [[tp.topic, tp.partition] for tp in tps]}
+    )
     return {TP(r[0], r[1]): r[2] for r in header["partitions"]}
 
 
@@ -163,8 +175,10 @@ def test_commit_async_callback_runs_in_the_next_poll(svc, clock):
     a = coordinator(svc, clock, enable_auto_commit=False)
     turns(clock, a, n=3)
     results = []
-    future = a.commit_offsets_async({TP("t", 0): OffsetAndMetadata(3, "m", -1)},
-                                    lambda offsets, exc: results.append((offsets, exc)))
+    future = a.commit_offsets_async(
+        {TP("t", 0): OffsetAndMetadata(3, "m", -1)},
+        lambda offsets, exc: results.append((offsets, exc)),
+    )
     assert future.succeeded() and results == []
     a.poll()
     assert results == [({TP("t", 0): OffsetAndMetadata(3, "m", -1)}, None)]
@@ -271,8 +285,10 @@ class RoundRobinPartitionAssignor:
 
 def test_assignor_names_take_names_and_kafka_python_classes():
     assert assignor_names(("range", "roundrobin")) == ["range", "roundrobin"]
-    assert assignor_names([RoundRobinPartitionAssignor, RangePartitionAssignor]) == \
-        ["roundrobin", "range"]
+    assert assignor_names([RoundRobinPartitionAssignor, RangePartitionAssignor]) == [
+        "roundrobin",
+        "range",
+    ]
     assert assignor_names("sticky") == ["sticky"]
     with pytest.raises(KafkaConfigurationError, match="not an assignor"):
         assignor_names([42])

@@ -33,17 +33,25 @@ class Transport:
 
 
 def fetcher(transport, sub, max_poll_records=2):
-    config = {"fetch_max_wait_ms": 500, "fetch_min_bytes": 1, "fetch_max_bytes": 1 << 20,
-              "max_partition_fetch_bytes": 1 << 20, "check_crcs": True,
-              "key_deserializer": None, "value_deserializer": None,
-              "auto_offset_reset": "latest", "max_poll_records": max_poll_records,
-              "request_timeout_ms": 30000}
+    config = {
+        "fetch_max_wait_ms": 500,
+        "fetch_min_bytes": 1,
+        "fetch_max_bytes": 1 << 20,
+        "max_partition_fetch_bytes": 1 << 20,
+        "check_crcs": True,
+        "key_deserializer": None,
+        "value_deserializer": None,
+        "auto_offset_reset": "latest",
+        "max_poll_records": max_poll_records,
+        "request_timeout_ms": 30000,
+    }
     return Fetcher(transport, sub, config)
 
 
 def batch(base, count):
-    return with_base_offset(encode_batch(list(range(count)), None,
-                                         [b"%d" % (base + i) for i in range(count)]), base)
+    return with_base_offset(
+        encode_batch(list(range(count)), None, [b"%d" % (base + i) for i in range(count)]), base
+    )
 
 
 def answer(transport, index, rows):

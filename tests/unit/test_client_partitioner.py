@@ -15,22 +15,33 @@ def signed(n):
 
 
 # Apache Kafka clients/src/test/.../utils/UtilsTest.java, testMurmur2 (Java prints signed ints)
-@pytest.mark.parametrize("data, expected", [
-    (b"21", -973932308),
-    (b"foobar", -790332482),
-    (b"a-little-bit-long-string", -985981536),
-    (b"a-little-bit-longer-string", -1486304829),
-    (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
-    (b"abc", 479470107),
-])
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        (b"21", -973932308),
+        (b"foobar", -790332482),
+        (b"a-little-bit-long-string", -985981536),
+        (b"a-little-bit-longer-string", -1486304829),
+        (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+        (b"abc", 479470107),
+    ],
+)
 def test_murmur2_matches_kafka_utils_test(data, expected):
     assert signed(murmur2(data)) == expected
 
 
 # kafka-python test/test_partitioner.py: "compare with output from Kafka's Partitioner"
-@pytest.mark.parametrize("key, partition", [
-    (b"", 681), (b"a", 524), (b"ab", 434), (b"abc", 107), (b"123456789", 566), (b"\x00 ", 742),
-])
+@pytest.mark.parametrize(
+    "key, partition",
+    [
+        (b"", 681),
+        (b"a", 524),
+        (b"ab", 434),
+        (b"abc", 107),
+        (b"123456789", 566),
+        (b"\x00 ", 742),
+    ],
+)
 def test_default_partitioner_matches_java_client_over_1000_partitions(key, partition):
     partitions = list(range(1000))
     assert DefaultPartitioner()(key, partitions, partitions) == partition

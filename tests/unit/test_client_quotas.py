@@ -27,12 +27,15 @@ KB = 1000
 
 
 def _set(quotas: ClientQuotas, client: str | None, **values) -> list[dict]:
-    ops = [{"key": k, "remove": True} if v is None else {"key": k, "value": v}
-           for k, v in values.items()]
+    ops = [
+        {"key": k, "remove": True} if v is None else {"key": k, "value": v}
+        for k, v in values.items()
+    ]
     return quotas.alter([{"entity": {"client-id": client}, "ops": ops}])
 
 
 # -- the rate -------------------------------------------------------------------------
+
 
 def test_a_new_rate_is_measured_over_at_least_num_minus_one_windows():
     clock = FakeClock()
@@ -65,6 +68,7 @@ def test_throttle_time_is_kafkas_formula():
 
 # -- entities ---------------------------------------------------------------------------
 
+
 def test_off_by_default_nothing_is_measured():
     clock = FakeClock()
     quotas = ClientQuotas(None)
@@ -82,8 +86,9 @@ def test_a_client_ids_own_quota_wins_over_the_default_key_by_key():
     assert quotas.quota_for(PRODUCER_BYTE_RATE, "bob") == 1000
     _set(quotas, None, producer_byte_rate=None, consumer_byte_rate=None)
     assert quotas.quota_for(PRODUCER_BYTE_RATE, "bob") is None
-    assert quotas.describe() == [{"entity": {"client-id": "alice"},
-                                  "values": {"producer_byte_rate": 50.0}}]
+    assert quotas.describe() == [
+        {"entity": {"client-id": "alice"}, "values": {"producer_byte_rate": 50.0}}
+    ]
 
 
 def test_each_client_id_is_measured_on_its_own_under_the_default():
@@ -104,8 +109,11 @@ def test_a_client_over_its_quota_is_throttled_and_others_are_not():
     assert quotas.record(PRODUCER_BYTE_RATE, "greedy", 1500 * KB, now) == 5000
     assert quotas.record(PRODUCER_BYTE_RATE, "polite", 1500 * KB, now) == 0
     [row] = quotas.throttles(now)
-    assert (row["client_id"], row["quota_type"], row["throttle_time_ms"]) == \
-        ("greedy", PRODUCER_BYTE_RATE, 5000)
+    assert (row["client_id"], row["quota_type"], row["throttle_time_ms"]) == (
+        "greedy",
+        PRODUCER_BYTE_RATE,
+        5000,
+    )
     clock.advance(12)
     assert quotas.throttles(clock.monotonic()) == []  # not throttled in the last window
 
@@ -132,11 +140,13 @@ def test_bad_quota_requests_get_clear_errors_and_change_nothing():
     assert out["error"] == InvalidRequestError.errno and "at least 1" in out["message"]
     [out] = _set(quotas, "x", producer_byte_rate=1.5)
     assert "whole number" in out["message"]
-    [out] = quotas.alter([{"entity": {"client-id": "x"},
-                           "ops": [{"key": "request_percentage", "value": 10}]}])
+    [out] = quotas.alter(
+        [{"entity": {"client-id": "x"}, "ops": [{"key": "request_percentage", "value": 10}]}]
+    )
     assert "producer_byte_rate" in out["message"]
-    [out] = quotas.alter([{"entity": {"user": "x"},
-                           "ops": [{"key": "producer_byte_rate", "value": 10}]}])
+    [out] = quotas.alter(
+        [{"entity": {"user": "x"}, "ops": [{"key": "producer_byte_rate", "value": 10}]}]
+    )
     assert "client id" in out["message"]
     [out] = _set(quotas, "\ud800", producer_byte_rate=10)
     assert "UTF-8" in out["message"]
@@ -160,12 +170,15 @@ def test_describe_filters_like_kafka():
 
 def test_validate_only_changes_nothing():
     quotas = ClientQuotas(None)
-    out = quotas.alter([{"entity": {"client-id": "a"},
-                         "ops": [{"key": "producer_byte_rate", "value": 5}]}], validate_only=True)
+    out = quotas.alter(
+        [{"entity": {"client-id": "a"}, "ops": [{"key": "producer_byte_rate", "value": 5}]}],
+        validate_only=True,
+    )
     assert out[0]["error"] == 0 and not quotas.active
 
 
 # -- persistence ------------------------------------------------------------------------
+
 
 def test_quotas_survive_a_restart_and_a_damaged_file_says_what_to_do(tmp_path):
     quotas = ClientQuotas(tmp_path)
@@ -189,6 +202,7 @@ def test_a_failed_write_leaves_the_quotas_as_they_were(tmp_path):
 
 # -- hostile input ----------------------------------------------------------------------
 
+
 def test_client_ids_are_bounded_and_made_printable():
     assert client_id_of({}) == "" and client_id_of({"client_id": 5}) == ""
     assert len(client_id_of({"client_id": "x" * 10_000})) == 255
@@ -210,6 +224,7 @@ def test_a_flood_of_client_ids_is_measured_as_one_beyond_the_cap():
 
 
 # -- the connection mute ------------------------------------------------------------------
+
 
 def test_a_muted_connection_queues_produce_and_fetch_in_order_until_the_throttle_ends():
     clock = FakeClock()

@@ -25,8 +25,9 @@ class FakeBroker:
         self.fail_first = dict(fail_first or {})
         self.requests: list[list[TopicPartition]] = []
 
-    def request(self, api, header, payloads=(), *, timeout_ms=None, idempotent=False,
-                expect_response=True):
+    def request(
+        self, api, header, payloads=(), *, timeout_ms=None, idempotent=False, expect_response=True
+    ):
         future = Future()
         self.queue.append((header, list(payloads), future))
         self.requests.append([TopicPartition(t, p) for t, p in header["targets"]])
@@ -49,12 +50,22 @@ class FakeBroker:
 
 
 def make_sender(broker, clock, *, retries):
-    acc = RecordAccumulator(batch_size=16384, max_request_size=1 << 20, linger_ms=0,
-                            buffer_memory=32 << 20, clock=clock)
-    sender = Sender(broker, acc, ClusterMetadata(), acks=1, retries=retries,
-                    retry_backoff_ms=100, request_timeout_ms=30000, max_in_flight=5,
-                    metadata_max_age_ms=300000, on_metadata=lambda h: None,
-                    on_seal=lambda buf: None)
+    acc = RecordAccumulator(
+        batch_size=16384, max_request_size=1 << 20, linger_ms=0, buffer_memory=32 << 20, clock=clock
+    )
+    sender = Sender(
+        broker,
+        acc,
+        ClusterMetadata(),
+        acks=1,
+        retries=retries,
+        retry_backoff_ms=100,
+        request_timeout_ms=30000,
+        max_in_flight=5,
+        metadata_max_age_ms=300000,
+        on_metadata=lambda h: None,
+        on_seal=lambda buf: None,
+    )
     return acc, sender
 
 

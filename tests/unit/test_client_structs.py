@@ -40,20 +40,42 @@ def test_offset_and_timestamp_fields():
 
 def test_consumer_record_fields_are_kafka_python_2x():
     assert ConsumerRecord._fields == (
-        "topic", "partition", "leader_epoch", "offset", "timestamp", "timestamp_type", "key",
-        "value", "headers", "checksum", "serialized_key_size", "serialized_value_size",
-        "serialized_header_size")
+        "topic",
+        "partition",
+        "leader_epoch",
+        "offset",
+        "timestamp",
+        "timestamp_type",
+        "key",
+        "value",
+        "headers",
+        "checksum",
+        "serialized_key_size",
+        "serialized_value_size",
+        "serialized_header_size",
+    )
 
 
 def test_record_metadata_fields():
     assert RecordMetadata._fields == (
-        "topic", "partition", "topic_partition", "offset", "timestamp", "checksum",
-        "serialized_key_size", "serialized_value_size", "serialized_header_size")
+        "topic",
+        "partition",
+        "topic_partition",
+        "offset",
+        "timestamp",
+        "checksum",
+        "serialized_key_size",
+        "serialized_value_size",
+        "serialized_header_size",
+    )
 
 
 def test_every_error_class_is_importable_from_labkit():
-    names = [n for n, v in vars(errors).items()
-             if isinstance(v, type) and issubclass(v, errors.KafkaError)]
+    names = [
+        n
+        for n, v in vars(errors).items()
+        if isinstance(v, type) and issubclass(v, errors.KafkaError)
+    ]
     assert "NoBrokersAvailable" in names and "TopicAlreadyExistsError" in names
     for name in names:
         assert getattr(labkit, name) is getattr(errors, name)
@@ -71,6 +93,7 @@ def test_client_names_are_exported():
         NewPartitions,
         NewTopic,
     )
+
     assert labkit.TopicPartition is TopicPartition
     assert labkit.__version__
     with pytest.raises(AttributeError):
@@ -78,9 +101,11 @@ def test_client_names_are_exported():
 
 
 def test_import_labkit_is_light():
-    code = ("import sys, labkit; from labkit import NoBrokersAvailable; "
-            "heavy = [m for m in ('zmq', 'ipywidgets', 'matplotlib') if m in sys.modules]; "
-            "print(heavy)")
+    code = (
+        "import sys, labkit; from labkit import NoBrokersAvailable; "
+        "heavy = [m for m in ('zmq', 'ipywidgets', 'matplotlib') if m in sys.modules]; "
+        "print(heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -63,12 +63,13 @@ def test_sticky_keeps_partitions_in_place_when_a_member_joins():
 
 def test_sticky_keeps_survivors_partitions_when_a_member_leaves():
     before = sticky_assign({"a": ["t"], "b": ["t"], "c": ["t"]}, {"t": 6}, {})
-    after = sticky_assign({"a": ["t"], "c": ["t"]}, {"t": 6},
-                          {"a": before["a"], "c": before["c"]})
+    after = sticky_assign({"a": ["t"], "c": ["t"]}, {"t": 6}, {"a": before["a"], "c": before["c"]})
     assert set(before["a"]) <= set(after["a"]) and set(before["c"]) <= set(after["c"])
     # range, by contrast, would reshuffle: a keeps 0-2, c takes 3-5
-    assert range_assign({"a": ["t"], "c": ["t"]}, {"t": 6}) == {"a": tps("t", 0, 1, 2),
-                                                              "c": tps("t", 3, 4, 5)}
+    assert range_assign({"a": ["t"], "c": ["t"]}, {"t": 6}) == {
+        "a": tps("t", 0, 1, 2),
+        "c": tps("t", 3, 4, 5),
+    }
 
 
 def test_sticky_rebalances_a_lopsided_previous_assignment():
@@ -80,9 +81,11 @@ def test_sticky_rebalances_a_lopsided_previous_assignment():
 subscriptions = st.dictionaries(
     st.sampled_from(["m1", "m2", "m3", "m4", "m5"]),
     st.lists(st.sampled_from(["t", "u", "v"]), min_size=1, max_size=3, unique=True),
-    min_size=1)
-counts = st.fixed_dictionaries({"t": st.integers(0, 7), "u": st.integers(0, 4),
-                                "v": st.integers(0, 3)})
+    min_size=1,
+)
+counts = st.fixed_dictionaries(
+    {"t": st.integers(0, 7), "u": st.integers(0, 4), "v": st.integers(0, 3)}
+)
 
 
 @settings(max_examples=60, deadline=None)

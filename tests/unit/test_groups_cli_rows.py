@@ -32,16 +32,21 @@ def parse(*argv):
     return args
 
 
-GROUP = Group("fraud", "Stable", "range", (
-    Member("m-1", "c1", "/127.0.0.1", (("t", 0), ("t", 1))),
-    Member("m-2", "c2", "/127.0.0.1", ()),
-))
+GROUP = Group(
+    "fraud",
+    "Stable",
+    "range",
+    (
+        Member("m-1", "c1", "/127.0.0.1", (("t", 0), ("t", 1))),
+        Member("m-2", "c2", "/127.0.0.1", ()),
+    ),
+)
 
 
 def test_offset_rows_cover_owned_committed_and_idle():
     rows = offset_rows(GROUP, {("t", 0): (5, 10), ("t", 1): (None, 7), ("old", 0): (3, 3)})
     assert rows == [
-        ["fraud", "old", 0, 3, 3, 0, None, None, None],       # committed, nobody reads it
+        ["fraud", "old", 0, 3, 3, 0, None, None, None],  # committed, nobody reads it
         ["fraud", "t", 0, 5, 10, 5, "m-1", "/127.0.0.1", "c1"],
         ["fraud", "t", 1, None, 7, None, "m-1", "/127.0.0.1", "c1"],
         ["fraud", None, None, None, None, None, "m-2", "/127.0.0.1", "c2"],  # idle member
@@ -50,8 +55,17 @@ def test_offset_rows_cover_owned_committed_and_idle():
 
 def test_table_has_kafkas_columns_and_dashes():
     lines = table(OFFSET_HEADERS, offset_rows(GROUP, {("t", 0): (5, 10)}), OFFSET_WIDTHS)
-    assert lines[0].split() == ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET",
-                                "LOG-END-OFFSET", "LAG", "CONSUMER-ID", "HOST", "CLIENT-ID"]
+    assert lines[0].split() == [
+        "GROUP",
+        "TOPIC",
+        "PARTITION",
+        "CURRENT-OFFSET",
+        "LOG-END-OFFSET",
+        "LAG",
+        "CONSUMER-ID",
+        "HOST",
+        "CLIENT-ID",
+    ]
     assert lines[1].split() == ["fraud", "t", "0", "5", "10", "5", "m-1", "/127.0.0.1", "c1"]
     assert lines[3].split() == ["fraud", "-", "-", "-", "-", "-", "m-2", "/127.0.0.1", "c2"]
     starts = [lines[0].index(h) for h in ("TOPIC", "PARTITION", "CURRENT-OFFSET")]
@@ -80,14 +94,17 @@ LOW = {("t", 0): 10, ("t", 1): 0}
 HIGH = {("t", 0): 100, ("t", 1): 50}
 
 
-@pytest.mark.parametrize("scope,value,expected", [
-    ("to_earliest", True, [10, 0]),
-    ("to_latest", True, [100, 50]),
-    ("to_offset", 60, [60, 50]),       # clamped to the log end
-    ("to_offset", 0, [10, 0]),         # clamped to the log start
-    ("shift_by", -30, [10, 10]),
-    ("to_current", True, [20, 50]),    # nothing committed for t-1: the log end
-])
+@pytest.mark.parametrize(
+    "scope,value,expected",
+    [
+        ("to_earliest", True, [10, 0]),
+        ("to_latest", True, [100, 50]),
+        ("to_offset", 60, [60, 50]),  # clamped to the log end
+        ("to_offset", 0, [10, 0]),  # clamped to the log start
+        ("shift_by", -30, [10, 10]),
+        ("to_current", True, [20, 50]),  # nothing committed for t-1: the log end
+    ],
+)
 def test_reset_plans(scope, value, expected):
     committed = {("t", 0): 20, ("t", 1): 40 if scope == "shift_by" else None}
     plan = reset_offsets(scope, value, PARTS, committed, LOW, HIGH)
@@ -95,8 +112,7 @@ def test_reset_plans(scope, value, expected):
 
 
 def test_reset_by_time_falls_back_to_the_log_end():
-    plan = reset_offsets("to_datetime", "x", PARTS, {}, LOW, HIGH,
-                         {("t", 0): 42, ("t", 1): -1})
+    plan = reset_offsets("to_datetime", "x", PARTS, {}, LOW, HIGH, {("t", 0): 42, ("t", 1): -1})
     assert plan == {("t", 0): 42, ("t", 1): 50}
 
 
@@ -120,5 +136,4 @@ def test_option_rules():
         with pytest.raises(UsageError, match=message):
             parse(*argv)
     with pytest.raises(SystemExit):
-        parse("--reset-offsets", "--group", "g", "--topic", "t", "--to-earliest",
-              "--to-latest")
+        parse("--reset-offsets", "--group", "g", "--topic", "t", "--to-earliest", "--to-latest")

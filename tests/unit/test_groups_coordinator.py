@@ -34,16 +34,29 @@ class Topics:
 class Sim:
     """A well-behaved member: revokes at once unless told to stall, then adopts."""
 
-    def __init__(self, coord, group="g", topics=("t",), client_id="c", assignors=("range",),
-                 session_timeout_ms=10_000, max_poll_interval_ms=300_000):
+    def __init__(
+        self,
+        coord,
+        group="g",
+        topics=("t",),
+        client_id="c",
+        assignors=("range",),
+        session_timeout_ms=10_000,
+        max_poll_interval_ms=300_000,
+    ):
         self.coord, self.group = coord, group
-        self.resp = coord.join(group, client_id=client_id, client_host="/127.0.0.1",
-                               topics=topics, assignors=assignors,
-                               session_timeout_ms=session_timeout_ms,
-                               max_poll_interval_ms=max_poll_interval_ms)
+        self.resp = coord.join(
+            group,
+            client_id=client_id,
+            client_host="/127.0.0.1",
+            topics=topics,
+            assignors=assignors,
+            session_timeout_ms=session_timeout_ms,
+            max_poll_interval_ms=max_poll_interval_ms,
+        )
         self.member_id = self.resp["member_id"]
         self.owned: set = set()
-        self.stall = False   # True: keep revoked partitions (a slow poll loop)
+        self.stall = False  # True: keep revoked partitions (a slow poll loop)
         self.apply()
 
     def apply(self):
@@ -53,8 +66,9 @@ class Sim:
         self.owned |= assignment
 
     def beat(self, topics=None):
-        self.resp = self.coord.heartbeat(self.group, self.member_id, self.resp["generation"],
-                                         sorted(self.owned), topics)
+        self.resp = self.coord.heartbeat(
+            self.group, self.member_id, self.resp["generation"], sorted(self.owned), topics
+        )
         self.apply()
         return self.resp
 
@@ -349,9 +363,16 @@ def test_delete_only_when_empty(coord):
 
 def test_rejoin_with_a_known_member_id_updates_that_member(coord):
     a = Sim(coord)
-    resp = coord.join("g", client_id="c", client_host="h", topics=["t"], assignors=["range"],
-                      session_timeout_ms=5000, max_poll_interval_ms=1000,
-                      member_id=a.member_id)
+    resp = coord.join(
+        "g",
+        client_id="c",
+        client_host="h",
+        topics=["t"],
+        assignors=["range"],
+        session_timeout_ms=5000,
+        max_poll_interval_ms=1000,
+        member_id=a.member_id,
+    )
     assert resp["member_id"] == a.member_id
     assert len(coord.describe("g")["members"]) == 1
 
@@ -363,8 +384,14 @@ def test_random_churn_never_gives_a_partition_to_two_members(clock, topics):
     for step in range(300):
         action = rng.random()
         if action < 0.1 and len(live) < 6:
-            live.append(Sim(coord, client_id=f"c{step}", session_timeout_ms=2000,
-                            assignors=(rng.choice(["sticky", "range"]), "range")))
+            live.append(
+                Sim(
+                    coord,
+                    client_id=f"c{step}",
+                    session_timeout_ms=2000,
+                    assignors=(rng.choice(["sticky", "range"]), "range"),
+                )
+            )
         elif action < 0.15 and live:
             live.pop(rng.randrange(len(live))).leave()
         elif action < 0.18 and live:  # a member dies silently
@@ -410,8 +437,12 @@ def test_tick_costs_nothing_per_subscribed_topic(clock):
     topics = CountingTopics(t=2)
     coord = Coordinator(clock, topics)
     for i in range(10):
-        Sim(coord, group=f"evil{i}", topics=[f"nx{i}-{n}" for n in range(10_000)],
-            session_timeout_ms=3_600_000)
+        Sim(
+            coord,
+            group=f"evil{i}",
+            topics=[f"nx{i}-{n}" for n in range(10_000)],
+            session_timeout_ms=3_600_000,
+        )
     good = Sim(coord, group="good")
     topics.lookups = 0
     for _ in range(20):
@@ -419,7 +450,7 @@ def test_tick_costs_nothing_per_subscribed_topic(clock):
         coord.tick()
         good.beat()
     assert topics.lookups == 0
-    topics.counts["nx3-7"] = 4          # one of the named topics is created
+    topics.counts["nx3-7"] = 4  # one of the named topics is created
     coord.topics_changed(["nx3-7", "unrelated"])
     assert topics.lookups < 10_000 + 10  # evil3 alone rebalanced (one pass over its names)
     assert coord.describe("evil3")["generation"] == 2
@@ -430,7 +461,7 @@ def test_tick_costs_nothing_per_subscribed_topic(clock):
 def test_topics_changed_rebalances_only_on_a_real_count_change(coord, topics):
     a = Sim(coord)
     settle(a)
-    coord.topics_changed(["t"])          # same count: nothing to do
+    coord.topics_changed(["t"])  # same count: nothing to do
     assert a.beat()["generation"] == 1
     topics.counts["t"] = 9
     coord.topics_changed(["t"])
@@ -441,14 +472,21 @@ def test_topics_changed_rebalances_only_on_a_real_count_change(coord, topics):
 def test_expiry_heap_follows_heartbeats_and_shorter_timeouts(coord, clock):
     a = Sim(coord, client_id="a", session_timeout_ms=1000)
     b = Sim(coord, client_id="b", session_timeout_ms=60_000)
-    for _ in range(30):                  # a heartbeats for 6 s: never expired
+    for _ in range(30):  # a heartbeats for 6 s: never expired
         clock.advance(0.2)
         coord.tick()
         a.beat()
     assert coord.describe("g")["members"].__len__() == 2
-    b.resp = coord.join("g", client_id="b", client_host="", topics=["t"], assignors=["range"],
-                        session_timeout_ms=500, max_poll_interval_ms=300_000,
-                        member_id=b.member_id)
+    b.resp = coord.join(
+        "g",
+        client_id="b",
+        client_host="",
+        topics=["t"],
+        assignors=["range"],
+        session_timeout_ms=500,
+        max_poll_interval_ms=300_000,
+        member_id=b.member_id,
+    )
     clock.advance(0.6)
     a.beat()
     coord.tick()
@@ -461,8 +499,8 @@ def test_expiry_heap_follows_heartbeats_and_shorter_timeouts(coord, clock):
 def test_a_member_exactly_at_its_deadline_does_not_stall_the_tick(coord, clock):
     """The expiry test is strict (> session timeout): such a member waits a tick."""
     Sim(coord, session_timeout_ms=1000)
-    clock.advance(1.0)                   # now == last_seen + session timeout, exactly
-    coord.tick()                         # returns (it used to spin on the heap)
+    clock.advance(1.0)  # now == last_seen + session timeout, exactly
+    coord.tick()  # returns (it used to spin on the heap)
     assert coord.state_of("g") != EMPTY
     clock.advance(0.1)
     coord.tick()
@@ -482,13 +520,21 @@ def test_a_join_leave_loop_does_not_grow_the_expiry_heap(coord):
 
 def test_group_max_size_refuses_a_new_member_not_a_known_one(clock, topics):
     from labkit.errors import GroupMaxSizeReachedError
+
     coord = Coordinator(clock, topics, max_group_size=3)
     members = [Sim(coord, client_id=f"c{i}") for i in range(3)]
     with pytest.raises(GroupMaxSizeReachedError, match=r"group.max.size=3"):
         Sim(coord, client_id="one-too-many")
-    again = coord.join("g", client_id="c0", client_host="", topics=["t"], assignors=["range"],
-                       session_timeout_ms=10_000, max_poll_interval_ms=300_000,
-                       member_id=members[0].member_id)
+    again = coord.join(
+        "g",
+        client_id="c0",
+        client_host="",
+        topics=["t"],
+        assignors=["range"],
+        session_timeout_ms=10_000,
+        max_poll_interval_ms=300_000,
+        member_id=members[0].member_id,
+    )
     assert again["members"] == 3
     members[1].leave()
     assert Sim(coord, client_id="now-fits").resp["members"] == 3

@@ -215,8 +215,9 @@ def test_a_late_answer_to_an_old_request_is_ignored(svc, clock, events):
     clock.advance(0.2)
     again = a.next_request()
     assert again.api == "join_group" and again.token != req.token
-    a.on_response(req.token, {"error": 0, "member_id": "ghost", "generation": 9,
-                              "assignment": [["t", 0]]})
+    a.on_response(
+        req.token, {"error": 0, "member_id": "ghost", "generation": 9, "assignment": [["t", 0]]}
+    )
     assert a.member_id == "" and a.next_request() is None
 
 
@@ -226,11 +227,16 @@ def test_commit_headers_and_fencing(svc, clock, events):
         a.commit_header({TP("t", 0): 5})
     run(svc, clock, a, rounds=3)
     header = a.commit_header({TP("t", 0): OffsetAndMetadata(5, "m"), TP("t", 1): 7})
-    assert header == {"group_id": "g", "member_id": a.member_id, "generation": 1,
-                      "offsets": [["t", 0, 5, "m"], ["t", 1, 7, ""]]}
+    assert header == {
+        "group_id": "g",
+        "member_id": a.member_id,
+        "generation": 1,
+        "offsets": [["t", 0, 5, "m"], ["t", 1, 7, ""]],
+    }
     a.check_commit_response(svc.handle("offset_commit", header))
-    fetched = parse_offset_fetch(svc.handle("offset_fetch",
-                                            offset_fetch_header("g", [TP("t", 0), TP("t", 2)])))
+    fetched = parse_offset_fetch(
+        svc.handle("offset_fetch", offset_fetch_header("g", [TP("t", 0), TP("t", 2)]))
+    )
     assert fetched == {TP("t", 0): OffsetAndMetadata(5, "m", -1), TP("t", 2): None}
     stale = dict(header, generation=0)
     with pytest.raises(CommitFailedError, match="rebalanced"):
@@ -330,8 +336,15 @@ def test_random_churn_never_lets_two_members_fetch_one_partition(svc, clock, top
     for step in range(250):
         roll = rng.random()
         if roll < 0.08 and len(members) < 5:
-            members.append(GroupMember("g", client_id=f"c{step}", clock=clock,
-                                       session_timeout_ms=2000, max_poll_interval_ms=3000))
+            members.append(
+                GroupMember(
+                    "g",
+                    client_id=f"c{step}",
+                    clock=clock,
+                    session_timeout_ms=2000,
+                    max_poll_interval_ms=3000,
+                )
+            )
             members[-1].subscribe(["t"])
         elif roll < 0.12 and members:
             leaving = members.pop(rng.randrange(len(members)))
@@ -398,8 +411,14 @@ class World:
         self.svc, self.clock, self.rng, self.nodes = svc, clock, rng, []
 
     def add(self, name):
-        m = GroupMember("g", client_id=name, clock=self.clock, hooks=RacingHooks(self),
-                        session_timeout_ms=3000, max_poll_interval_ms=5000)
+        m = GroupMember(
+            "g",
+            client_id=name,
+            clock=self.clock,
+            hooks=RacingHooks(self),
+            session_timeout_ms=3000,
+            max_poll_interval_ms=5000,
+        )
         m.subscribe(["t"])
         self.nodes.append(Node(m))
 
@@ -519,8 +538,8 @@ def test_a_partition_withdrawn_during_a_callback_is_not_taken_up(svc, clock, eve
 
 def test_a_full_group_surfaces_in_poll_instead_of_retrying(tmp_path, clock, events, topics):
     from labkit.errors import GroupMaxSizeReachedError
-    small = GroupService(tmp_path / "small", clock, topics.get, lambda t, p: 0,
-                         max_group_size=1)
+
+    small = GroupService(tmp_path / "small", clock, topics.get, lambda t, p: 0, max_group_size=1)
     run(small, clock, member(clock, events, "a"), rounds=2)
     b = member(clock, events, "b")
     pump(small, b)

@@ -33,7 +33,9 @@ def test_commit_fetch_and_reopen_keep_offsets_and_metadata(tmp_path, clock):
     store = OffsetStore(tmp_path, clock)
     got = store.fetch("g")
     assert {tp: (c.offset, c.metadata) for tp, c in got.items()} == {
-        ("t", 0): (15, "batch-8"), ("t", 1): (20, "")}
+        ("t", 0): (15, "batch-8"),
+        ("t", 1): (20, ""),
+    }
     assert got[("t", 0)].commit_ms == clock.time_ms()
     assert store.fetch("g", [("t", 1), ("t", 9)]) == {("t", 1): got[("t", 1)]}
     assert store.groups() == ["g", "other"]
@@ -150,8 +152,9 @@ def test_a_commit_survives_kill_9_of_the_process(tmp_path):
         print("committed", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == -signal.SIGKILL and "committed" in proc.stdout
     got = OffsetStore(tmp_path, FakeClock()).fetch("g")[("t", 0)]
     assert (got.offset, got.metadata) == (42, "acked")

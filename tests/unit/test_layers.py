@@ -25,8 +25,19 @@ ALLOWED = {
     "log": {"errors", "_clock", "_address", "protocol"},
     "broker": {"errors", "_clock", "_address", "protocol", "log"},
     "client": {"errors", "_clock", "_address", "protocol"},
-    "cli": {"errors", "_clock", "_address", "protocol", "log", "broker", "client", "nb", "course", "testing",
-            "__init__"},
+    "cli": {
+        "errors",
+        "_clock",
+        "_address",
+        "protocol",
+        "log",
+        "broker",
+        "client",
+        "nb",
+        "course",
+        "testing",
+        "__init__",
+    },
     "nb": {"errors", "_clock", "_address", "protocol", "client", "course", "__init__"},
     "course": {"errors", "_clock", "_address", "protocol", "client", "nb", "__init__"},
     "testing": {"errors", "_clock", "_address", "protocol", "log", "broker", "client", "__init__"},
@@ -91,22 +102,26 @@ MODULE_NAMES = {_module_name(rel) for rel, _, _ in MODULES}
 def _top_level_imports(tree, name, *, inside_functions=False):
     """Modules of labkit that ``name`` imports when it is imported (with
     ``inside_functions``, also those its functions import when they run)."""
-    package = name if any(m.startswith(name + ".") for m in MODULE_NAMES) else \
-        name.rpartition(".")[0]
+    package = (
+        name if any(m.startswith(name + ".") for m in MODULE_NAMES) else name.rpartition(".")[0]
+    )
     for node in tree.body:
         stack = [node]
         while stack:
             item = stack.pop()
             if not inside_functions and isinstance(
-                    item, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+                item, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda
+            ):
                 continue
             if isinstance(item, ast.Import):
                 yield from (a.name for a in item.names)
             elif isinstance(item, ast.ImportFrom):
                 base = item.module or ""
                 if item.level:
-                    base = ".".join(package.split(".")[:len(package.split(".")) - item.level + 1]
-                                    + ([base] if base else []))
+                    base = ".".join(
+                        package.split(".")[: len(package.split(".")) - item.level + 1]
+                        + ([base] if base else [])
+                    )
                 for alias in item.names:
                     full = f"{base}.{alias.name}"
                     yield full if full in MODULE_NAMES else base
@@ -117,15 +132,18 @@ def test_no_import_cycle_even_through_lazy_imports():
     graph = {}
     for rel, _, tree in MODULES:
         name = _module_name(rel)
-        graph[name] = {t for t in _top_level_imports(tree, name, inside_functions=True)
-                       if t in MODULE_NAMES and t != name}
+        graph[name] = {
+            t
+            for t in _top_level_imports(tree, name, inside_functions=True)
+            if t in MODULE_NAMES and t != name
+        }
     state: dict[str, int] = {}
 
     def visit(node, path):
         state[node] = 1
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycle = path[path.index(nxt):] + [nxt]
+                cycle = path[path.index(nxt) :] + [nxt]
                 raise AssertionError("import cycle: " + " -> ".join(cycle))
             if nxt not in state:
                 visit(nxt, path + [nxt])
@@ -144,12 +162,17 @@ def test_course_and_nb_cross_only_where_allowed(rel, layer, tree):
         from_nb = {i for i in imported if i == "labkit.nb" or i.startswith("labkit.nb.")}
         assert from_nb <= COURSE_MAY_IMPORT_FROM_NB, (
             f"{rel} imports {sorted(from_nb - COURSE_MAY_IMPORT_FROM_NB)}; the course may use "
-            f"only {sorted(COURSE_MAY_IMPORT_FROM_NB)} from labkit.nb")
+            f"only {sorted(COURSE_MAY_IMPORT_FROM_NB)} from labkit.nb"
+        )
     if layer == "nb":
         to_course = {i for i in imported if i.startswith("labkit.course")}
         if rel not in NB_MODULES_IMPORTING_COURSE:
-            assert not to_course, f"{rel} imports {sorted(to_course)}; only nb.check loads the course"
-        eager = {t for t in _top_level_imports(tree, name) if t.startswith("labkit.course.exercises")}
+            assert not to_course, (
+                f"{rel} imports {sorted(to_course)}; only nb.check loads the course"
+            )
+        eager = {
+            t for t in _top_level_imports(tree, name) if t.startswith("labkit.course.exercises")
+        }
         assert not eager, f"{rel} imports the exercises at module level; load them lazily"
 
 
@@ -159,4 +182,5 @@ def test_the_cycle_check_sees_a_cycle():
     inside = ast.parse("def f():\n    import labkit.errors")
     assert list(_top_level_imports(inside, "labkit._clock")) == []
     assert list(_top_level_imports(inside, "labkit._clock", inside_functions=True)) == [
-        "labkit.errors"]
+        "labkit.errors"
+    ]

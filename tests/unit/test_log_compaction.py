@@ -38,8 +38,11 @@ def scan(plog, start=None):
         for begin, _end in records.split_batches(data):
             records.validate_batch(data, begin, produced=False)
             b = records.decode_batch(data, begin)
-            out.extend((o, k, v) for o, k, v in zip(b.offsets, b.keys, b.values, strict=True)
-                       if o >= offset)
+            out.extend(
+                (o, k, v)
+                for o, k, v in zip(b.offsets, b.keys, b.values, strict=True)
+                if o >= offset
+            )
         offset = out[-1][0] + 1 if out else offset + 1
     return out
 
@@ -91,8 +94,11 @@ def test_compaction_keeps_the_last_value_per_key_with_its_offset(tmp_path, clock
     for offset in range(plog.log_end_offset):
         data = plog.read(offset, 1)
         batch_ = records.decode_batch(data, 0)
-        got = [r for r in zip(batch_.offsets, batch_.keys, batch_.values, strict=True)
-               if r[0] >= offset]
+        got = [
+            r
+            for r in zip(batch_.offsets, batch_.keys, batch_.values, strict=True)
+            if r[0] >= offset
+        ]
         assert got[0] == next(r for r in after if r[0] >= offset)
     plog.close()
     reopened = compacted_log(tmp_path / "t-0", clock, segment_bytes=400)
@@ -109,7 +115,8 @@ def test_compaction_merges_small_segments(tmp_path, clock):
     segs = plog.segments()
     assert len(segs) < n_before
     assert not list((tmp_path / "t-0").glob("*.cleaned")) and not list(
-        (tmp_path / "t-0").glob("*.swap"))
+        (tmp_path / "t-0").glob("*.swap")
+    )
     names = sorted(int(p.name[:20]) for p in (tmp_path / "t-0").glob("*.log"))
     assert names == [s.base_offset for s in segs]
     plog.close()
@@ -138,8 +145,7 @@ def test_delete_policy_does_not_compact(tmp_path, clock):
 
 
 def test_tombstones_are_kept_for_delete_retention_then_removed(tmp_path, clock):
-    plog = compacted_log(tmp_path / "t-0", clock, segment_bytes=150,
-                         delete_retention_ms=DAY * 1000)
+    plog = compacted_log(tmp_path / "t-0", clock, segment_bytes=150, delete_retention_ms=DAY * 1000)
     put(plog, clock, [("a", "1"), ("b", "2")])
     put(plog, clock, [("a", None)])  # delete a
     for i in range(4):
@@ -160,8 +166,7 @@ def test_tombstones_are_kept_for_delete_retention_then_removed(tmp_path, clock):
 
 
 def test_min_compaction_lag_protects_young_records(tmp_path, clock):
-    plog = compacted_log(tmp_path / "t-0", clock, segment_bytes=100,
-                         min_compaction_lag_ms=60_000)
+    plog = compacted_log(tmp_path / "t-0", clock, segment_bytes=100, min_compaction_lag_ms=60_000)
     for i in range(5):
         put(plog, clock, [("k", f"old-{i}" * 10)])
     clock.advance(120)
@@ -207,8 +212,9 @@ def test_reads_and_appends_while_compacting_in_another_thread(tmp_path, clock):
         n += 1
         if n % 3 == 0:
             rows = scan(plog)
-            assert table(rows) == {f"k{j}".encode(): f"v{n - 10 + ((j - n) % 10)}".encode()
-                                   for j in range(10)}
+            assert table(rows) == {
+                f"k{j}".encode(): f"v{n - 10 + ((j - n) % 10)}".encode() for j in range(10)
+            }
     worker.join()
     assert not errors
     assert sum(passes) > 0
@@ -239,15 +245,20 @@ def test_cleanable_count_respects_the_lag():
 
 
 def test_plan_groups_by_size():
-    sealed = [info(0, 10, 100, T0), info(10, 20, 100, T0), info(20, 30, 250, T0),
-              info(30, 40, 50, T0)]
+    sealed = [
+        info(0, 10, 100, T0),
+        info(10, 20, 100, T0),
+        info(20, 30, 250, T0),
+        info(30, 40, 50, T0),
+    ]
     assert plan_groups(sealed, 200) == [(0, 2), (2, 3), (3, 4)]
     assert plan_groups(sealed, 1000) == [(0, 4)]
 
 
 def test_filter_batch_reencodes_only_when_records_go():
-    data = records.encode_batch([T0, T0 + 1, T0 + 2], [b"a", b"b", b"a"], [b"1", b"2", b"3"],
-                                base_offset=100)
+    data = records.encode_batch(
+        [T0, T0 + 1, T0 + 2], [b"a", b"b", b"a"], [b"1", b"2", b"3"], base_offset=100
+    )
     header = records.read_header(data)
     kept, removed, tomb = filter_batch(data, 0, header, {b"a": 102, b"b": 101}, 0)
     assert removed == 1 and tomb is None
@@ -255,17 +266,23 @@ def test_filter_batch_reencodes_only_when_records_go():
     records.validate_batch(kept, produced=False)
     b = records.decode_batch(kept, 0)
     assert (b.offsets, b.keys, b.values, b.timestamps) == (
-        [101, 102], [b"b", b"a"], [b"2", b"3"], [T0 + 1, T0 + 2])
+        [101, 102],
+        [b"b", b"a"],
+        [b"2", b"3"],
+        [T0 + 1, T0 + 2],
+    )
     same, removed, _ = filter_batch(data, 0, header, {b"a": 102, b"b": 101, b"x": 1}, 0)
     assert removed == 1
     untouched, removed, _ = filter_batch(data, 0, header, {b"a": 100, b"b": 101}, 0)
     assert removed == 1  # a@102 is not the latest either (map says 100)
     all_kept_data = records.encode_batch([T0], [b"z"], [b"9"], base_offset=7)
-    out, removed, _ = filter_batch(all_kept_data, 0, records.read_header(all_kept_data),
-                                   {b"z": 7}, 0)
+    out, removed, _ = filter_batch(
+        all_kept_data, 0, records.read_header(all_kept_data), {b"z": 7}, 0
+    )
     assert removed == 0 and out == all_kept_data
-    out, removed, _ = filter_batch(all_kept_data, 0, records.read_header(all_kept_data),
-                                   {b"z": 8}, 0)
+    out, removed, _ = filter_batch(
+        all_kept_data, 0, records.read_header(all_kept_data), {b"z": 8}, 0
+    )
     assert out is None and removed == 1
 
 

@@ -27,8 +27,9 @@ def test_defaults_are_kafkas():
 
 
 def test_from_kafka_parses_strings_and_ints():
-    config = LogConfig.from_kafka({"retention.ms": "5000", "segment.bytes": 1024,
-                                   "cleanup.policy": "compact"})
+    config = LogConfig.from_kafka(
+        {"retention.ms": "5000", "segment.bytes": 1024, "cleanup.policy": "compact"}
+    )
     assert config.retention_ms == 5000
     assert config.segment_bytes == 1024
     assert config.compacts and not config.deletes
@@ -68,16 +69,19 @@ def test_unknown_key_names_the_key_and_the_known_ones():
     assert "retention.hours" in message and "retention.ms" in message
 
 
-@pytest.mark.parametrize("key, raw, expect", [
-    ("retention.ms", "abc", "whole number"),
-    ("retention.ms", "-2", ">= -1"),
-    ("segment.bytes", "10", "between 512 and"),
-    ("segment.bytes", str(1 << 31), "between 512 and"),
-    ("segment.ms", "0", ">= 1000"),
-    ("max.message.bytes", True, "expected"),
-    ("cleanup.policy", "forever", "'delete'"),
-    ("cleanup.policy", "", "'compact'"),
-])
+@pytest.mark.parametrize(
+    "key, raw, expect",
+    [
+        ("retention.ms", "abc", "whole number"),
+        ("retention.ms", "-2", ">= -1"),
+        ("segment.bytes", "10", "between 512 and"),
+        ("segment.bytes", str(1 << 31), "between 512 and"),
+        ("segment.ms", "0", ">= 1000"),
+        ("max.message.bytes", True, "expected"),
+        ("cleanup.policy", "forever", "'delete'"),
+        ("cleanup.policy", "", "'compact'"),
+    ],
+)
 def test_bad_values_name_key_value_and_range(key, raw, expect):
     with pytest.raises(InvalidConfigurationError) as info:
         LogConfig.from_kafka({key: raw})
@@ -85,15 +89,19 @@ def test_bad_values_name_key_value_and_range(key, raw, expect):
     assert key in message and str(raw) in message and expect in message
 
 
-@pytest.mark.parametrize("key, too_small, smallest", [
-    ("segment.bytes", 14, MIN_SEGMENT_BYTES),
-    ("segment.bytes", 511, MIN_SEGMENT_BYTES),
-    ("segment.ms", 1, MIN_SEGMENT_MS),
-    ("segment.ms", 999, MIN_SEGMENT_MS),
-    ("segment.index.bytes", 4, MIN_SEGMENT_INDEX_BYTES),
-])
+@pytest.mark.parametrize(
+    "key, too_small, smallest",
+    [
+        ("segment.bytes", 14, MIN_SEGMENT_BYTES),
+        ("segment.bytes", 511, MIN_SEGMENT_BYTES),
+        ("segment.ms", 1, MIN_SEGMENT_MS),
+        ("segment.ms", 999, MIN_SEGMENT_MS),
+        ("segment.index.bytes", 4, MIN_SEGMENT_INDEX_BYTES),
+    ],
+)
 def test_settings_that_would_roll_a_file_per_batch_are_refused_naming_the_minimum(
-        key, too_small, smallest):
+    key, too_small, smallest
+):
     with pytest.raises(InvalidConfigurationError) as info:
         LogConfig.from_kafka({key: str(too_small)})
     message = str(info.value)
@@ -119,17 +127,24 @@ def test_config_is_frozen():
 
 
 def test_broker_configs_convert_units_and_return_the_rest():
-    defaults, rest = split_broker_configs({"log.retention.hours": "2", "log.segment.bytes": "4096",
-                                           "num.partitions": "3",
-                                           "log.retention.check.interval.ms": "1000"})
+    defaults, rest = split_broker_configs(
+        {
+            "log.retention.hours": "2",
+            "log.segment.bytes": "4096",
+            "num.partitions": "3",
+            "log.retention.check.interval.ms": "1000",
+        }
+    )
     assert defaults.retention_ms == 2 * 3600 * 1000
     assert defaults.segment_bytes == 4096
     assert rest == {"num.partitions": "3", "log.retention.check.interval.ms": "1000"}
 
 
 def test_broker_retention_ms_wins_over_hours_whatever_the_order():
-    for configs in ({"log.retention.ms": "500", "log.retention.hours": "1"},
-                    {"log.retention.hours": "1", "log.retention.ms": "500"}):
+    for configs in (
+        {"log.retention.ms": "500", "log.retention.hours": "1"},
+        {"log.retention.hours": "1", "log.retention.ms": "500"},
+    ):
         assert split_broker_configs(configs)[0].retention_ms == 500
 
 

@@ -44,8 +44,11 @@ def test_kill_minus_nine_keeps_every_acknowledged_batch(tmp_path, cycle):
     d = tmp_path / "t-0"
     acked: dict[int, int] = {}
     for round_ in range(2):  # the second round appends to a recovered log
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(d)], stdout=subprocess.PIPE,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(d)],
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         wanted = 50 + 137 * cycle + 61 * round_
         for _ in range(wanted):
             line = proc.stdout.readline()

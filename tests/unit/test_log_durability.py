@@ -28,7 +28,7 @@ class FlakyDisk(FileOps):
         if self.room is not None:
             if self.room <= 0:
                 raise OSError(errno.ENOSPC, "No space left on device")
-            data = data[:self.room]
+            data = data[: self.room]
             self.room -= len(data)
         return super().pwritev(fd, [data], position)
 

@@ -33,7 +33,7 @@ def test_floor_position():
 def test_offset_index_file_round_trip_is_little_endian():
     index = _offset_index()
     data = index.to_bytes()
-    assert data[:OFFSET_ENTRY.size] == OFFSET_ENTRY.pack(10, 4096)
+    assert data[: OFFSET_ENTRY.size] == OFFSET_ENTRY.pack(10, 4096)
     back = OffsetIndex.from_bytes(data, 100, log_size=20_000)
     assert back is not None
     assert list(back.offsets) == [10, 25, 40] and list(back.positions) == [4096, 8200, 12300]
@@ -76,7 +76,7 @@ def test_time_index_file_round_trip_and_rejects_garbage():
     index.maybe_append(1000, 10)
     index.maybe_append(3000, 20)
     data = index.to_bytes()
-    assert data[:TIME_ENTRY.size] == TIME_ENTRY.pack(1000, 3)
+    assert data[: TIME_ENTRY.size] == TIME_ENTRY.pack(1000, 3)
     back = TimeIndex.from_bytes(data, 7)
     assert back is not None and back.lookup(2000) == 10
     assert TimeIndex.from_bytes(data[:-1], 7) is None

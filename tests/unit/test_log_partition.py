@@ -67,8 +67,10 @@ def test_new_log_is_empty_and_kafka_named(tmp_path, clock):
     assert (plog.log_start_offset, plog.log_end_offset) == (0, 0)
     assert plog.read(0, 1000) == b""
     assert sorted(p.name for p in (tmp_path / "t-0").iterdir()) == [
-        "00000000000000000000.index", "00000000000000000000.log",
-        "00000000000000000000.timeindex"]
+        "00000000000000000000.index",
+        "00000000000000000000.log",
+        "00000000000000000000.timeindex",
+    ]
     plog.close()
 
 
@@ -227,8 +229,9 @@ def test_missing_index_files_are_rebuilt(tmp_path, clock):
     plog = open_log(d, clock, segment_bytes=600, index_interval_bytes=100)
     assert read_all(plog) == before
     for offset in range(0, 120, 7):
-        assert [r for r in decode_all(plog.read(offset, 100)) if r[0] >= offset][0] == \
-            before[offset]
+        assert [r for r in decode_all(plog.read(offset, 100)) if r[0] >= offset][0] == before[
+            offset
+        ]
     assert plog.offset_for_timestamp(T0 + 20) == (60, T0 + 20)
     sealed = [s for s in plog.segments() if not s.active]
     for s in sealed:  # rebuilt files are identical to the ones written at roll
@@ -309,15 +312,25 @@ def test_flush_and_delete(tmp_path, clock):
     assert not (tmp_path / "t-0").exists()
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(sizes=st.lists(st.tuples(st.integers(1, 5), st.integers(0, 300)), min_size=1, max_size=30),
-       segment_bytes=st.integers(100, 3000), interval=st.integers(0, 600),
-       max_bytes=st.integers(1, 2000))
-def test_any_log_reads_back_from_any_offset(tmp_path_factory, sizes, segment_bytes, interval,
-                                            max_bytes):
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    sizes=st.lists(st.tuples(st.integers(1, 5), st.integers(0, 300)), min_size=1, max_size=30),
+    segment_bytes=st.integers(100, 3000),
+    interval=st.integers(0, 600),
+    max_bytes=st.integers(1, 2000),
+)
+def test_any_log_reads_back_from_any_offset(
+    tmp_path_factory, sizes, segment_bytes, interval, max_bytes
+):
     clock = FakeClock(start_ms=T0)
-    plog = open_log(tmp_path_factory.mktemp("p"), clock, segment_bytes=segment_bytes,
-                    index_interval_bytes=interval)
+    plog = open_log(
+        tmp_path_factory.mktemp("p"),
+        clock,
+        segment_bytes=segment_bytes,
+        index_interval_bytes=interval,
+    )
     expected = []
     for n, size in sizes:
         values = [bytes([65 + len(expected) % 26]) * size for _ in range(n)]

@@ -58,7 +58,7 @@ def test_torn_tail_is_truncated(tmp_path, clock, caplog):
     sizes = fill(d, clock)
     log_file = active_log(d)
     whole = log_file.read_bytes()
-    log_file.write_bytes(whole[:-(sizes[-1] // 2)])  # the process died mid-write
+    log_file.write_bytes(whole[: -(sizes[-1] // 2)])  # the process died mid-write
     with caplog.at_level(logging.WARNING, logger="labkit.log"):
         plog = PartitionLog.open(d, LogConfig(), clock)
     assert plog.log_end_offset == 18
@@ -75,7 +75,7 @@ def test_tail_cut_inside_the_header(tmp_path, clock, cut):
     d = tmp_path / "t-0"
     sizes = fill(d, clock, n=3)
     log_file = active_log(d)
-    log_file.write_bytes(log_file.read_bytes()[:sum(sizes[:2]) + cut])
+    log_file.write_bytes(log_file.read_bytes()[: sum(sizes[:2]) + cut])
     plog = PartitionLog.open(d, LogConfig(), clock)
     assert plog.log_end_offset == 4
     assert log_file.stat().st_size == sum(sizes[:2])
@@ -92,8 +92,9 @@ def test_corrupt_tail_is_truncated(tmp_path, clock):
     log_file.write_bytes(bytes(data))
     plog = PartitionLog.open(d, LogConfig(), clock)
     assert plog.log_end_offset == 14  # batches 0-6 survive, 7.. are cut (Kafka does the same)
-    assert values_of(plog) == [(o, f"{'value' if o % 2 == 0 else 'other'}-{o // 2}".encode())
-                               for o in range(14)]
+    assert values_of(plog) == [
+        (o, f"{'value' if o % 2 == 0 else 'other'}-{o // 2}".encode()) for o in range(14)
+    ]
     assert log_file.stat().st_size == sum(sizes[:7])
     plog.close()
 
@@ -172,8 +173,12 @@ def test_leftover_cleaned_files_and_orphan_indexes_are_removed(tmp_path, clock):
     (d / "README.txt").write_text("not ours")
     plog = PartitionLog.open(d, LogConfig(), clock)
     names = sorted(p.name for p in d.iterdir())
-    assert names == ["00000000000000000000.index", "00000000000000000000.log",
-                     "00000000000000000000.timeindex", "README.txt"]
+    assert names == [
+        "00000000000000000000.index",
+        "00000000000000000000.log",
+        "00000000000000000000.timeindex",
+        "README.txt",
+    ]
     assert plog.log_end_offset == 6
     plog.close()
 

@@ -16,8 +16,9 @@ T0 = 1_700_000_000_000
 
 
 def seg(base, next_offset, size, last_ts, active=False):
-    return SegmentInfo(base, next_offset, size, last_ts - 1, last_ts, Path(f"{base:020d}.log"),
-                       active)
+    return SegmentInfo(
+        base, next_offset, size, last_ts - 1, last_ts, Path(f"{base:020d}.log"), active
+    )
 
 
 def segs(*specs):
@@ -30,8 +31,9 @@ def segs(*specs):
 def test_time_retention_deletes_expired_prefix_only():
     now = T0 + 10_000
     config = LogConfig(retention_ms=5000)
-    plan = plan_retention(segs((100, T0), (100, T0 + 4000), (100, T0 + 6000), (100, T0)),
-                          now, config)
+    plan = plan_retention(
+        segs((100, T0), (100, T0 + 4000), (100, T0 + 6000), (100, T0)), now, config
+    )
     assert len(plan) == 2
     assert "retention.ms=5000" in plan[0] and "10.0 s old" in plan[0]
     assert "offsets 0-9" in plan[0]
@@ -127,8 +129,9 @@ def test_apply_retention_moves_log_start_and_survives_restart(tmp_path):
 
 def test_everything_expired_keeps_the_active_segment(tmp_path):
     clock = FakeClock(start_ms=T0)
-    plog = PartitionLog.open(tmp_path / "t-0", LogConfig(retention_ms=1000, segment_bytes=100),
-                             clock)
+    plog = PartitionLog.open(
+        tmp_path / "t-0", LogConfig(retention_ms=1000, segment_bytes=100), clock
+    )
     for i in range(5):
         append(plog, clock, b"v%d" % i * 40)
     clock.advance(60)

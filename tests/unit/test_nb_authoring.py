@@ -34,11 +34,7 @@ def test_solution_becomes_an_indented_stub_that_runs():
         "print('ok')"
     )
     student = strip(master)
-    assert student == ("def format_alert(tx):\n"
-                       "    # YOUR CODE HERE\n"
-                       "    ...\n"
-                       "\n"
-                       "print('ok')")
+    assert student == ("def format_alert(tx):\n    # YOUR CODE HERE\n    ...\n\nprint('ok')")
     namespace = {}
     exec(student, namespace)
     assert is_placeholder(namespace["format_alert"])
@@ -52,14 +48,19 @@ def test_assigned_names_used_later_get_placeholder_values():
         "### END SOLUTION\n"
         "nb.check('02.1', metadata, topic=TOPIC)"
     )
-    assert strip(master) == ("# YOUR CODE HERE\n"
-                             "metadata = ...\n"
-                             "nb.check('02.1', metadata, topic=TOPIC)")
+    assert strip(master) == (
+        "# YOUR CODE HERE\nmetadata = ...\nnb.check('02.1', metadata, topic=TOPIC)"
+    )
 
 
 def test_names_used_only_in_later_cells_count_too():
-    assert strip("### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION",
-                 later_text="nb.check('00.1', answer)") == "# YOUR CODE HERE\nanswer = ..."
+    assert (
+        strip(
+            "### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION",
+            later_text="nb.check('00.1', answer)",
+        )
+        == "# YOUR CODE HERE\nanswer = ..."
+    )
 
 
 def test_locals_of_a_function_are_not_stubbed_for_a_later_cell_using_the_same_name():
@@ -73,11 +74,11 @@ def test_locals_of_a_function_are_not_stubbed_for_a_later_cell_using_the_same_na
         "    return flagged\n"
         "    ### END SOLUTION\n"
     )
-    later = "flagged = detect(txs)\nprint(len(flagged), datetime.now(), tx)\nnb.check('09.1', detect)"
+    later = (
+        "flagged = detect(txs)\nprint(len(flagged), datetime.now(), tx)\nnb.check('09.1', detect)"
+    )
     student = strip(master, later_text=later)
-    assert student == ("def detect(transactions):\n"
-                       "    # YOUR CODE HERE\n"
-                       "    ...\n")
+    assert student == ("def detect(transactions):\n    # YOUR CODE HERE\n    ...\n")
     namespace = {}
     exec(student, namespace)
     assert is_placeholder(namespace["detect"])
@@ -96,13 +97,15 @@ def test_a_local_read_later_in_the_same_function_keeps_a_placeholder():
         "print(helper)"
     )
     student = strip(master, later_text="print(helper)")
-    assert student == ("def total(txs):\n"
-                       "    # YOUR CODE HERE\n"
-                       "    amount = ...\n"
-                       "    return amount\n"
-                       "\n"
-                       "helper = 2\n"
-                       "print(helper)")
+    assert student == (
+        "def total(txs):\n"
+        "    # YOUR CODE HERE\n"
+        "    amount = ...\n"
+        "    return amount\n"
+        "\n"
+        "helper = 2\n"
+        "print(helper)"
+    )
     namespace = {}
     exec(student, namespace)
     assert namespace["total"]([]) is Ellipsis
@@ -124,17 +127,21 @@ def test_a_top_level_region_stubs_only_names_the_later_code_reads_first():
     )
     later = "for record in more:\n    print(record)\nlast = None"
     student = strip(master, later_text=later)
-    assert student == ("counts = {}\n"
-                       "# YOUR CODE HERE\n"
-                       "records = ...\n"
-                       "nb.check('05.2', counts, records)\n"
-                       "print('last', report.last, 'record')  # last record")
+    assert student == (
+        "counts = {}\n"
+        "# YOUR CODE HERE\n"
+        "records = ...\n"
+        "nb.check('05.2', counts, records)\n"
+        "print('last', report.last, 'record')  # last record"
+    )
 
 
 def test_a_name_read_only_inside_a_later_function_or_comprehension_counts():
     master = "### BEGIN SOLUTION\nlimit = 3000\nrate = 2\nx = 1\n### END SOLUTION"
-    later = ("def big(tx):\n    return tx['amount'] > limit\n"
-             "ok = [x for x in range(rate)]\n%time print(1)\n!labkit topics --list")
+    later = (
+        "def big(tx):\n    return tx['amount'] > limit\n"
+        "ok = [x for x in range(rate)]\n%time print(1)\n!labkit topics --list"
+    )
     assert strip(master, later_text=later) == "# YOUR CODE HERE\nlimit = ...\nrate = ..."
 
 
@@ -168,20 +175,32 @@ def test_inside_brackets_the_stub_keeps_the_expression_valid():
 
 
 def test_hidden_tests_are_removed_and_markdown_gets_a_stub():
-    assert strip("x = 1\n### BEGIN HIDDEN TESTS\nassert x == 1\n### END HIDDEN TESTS\ny = 2") == "x = 1\ny = 2"
-    assert strip("Answer:\n### BEGIN SOLUTION\nKafka is a log.\n### END SOLUTION",
-                 markdown=True) == "Answer:\nYOUR ANSWER HERE"
+    assert (
+        strip("x = 1\n### BEGIN HIDDEN TESTS\nassert x == 1\n### END HIDDEN TESTS\ny = 2")
+        == "x = 1\ny = 2"
+    )
+    assert (
+        strip("Answer:\n### BEGIN SOLUTION\nKafka is a log.\n### END SOLUTION", markdown=True)
+        == "Answer:\nYOUR ANSWER HERE"
+    )
 
 
-@pytest.mark.parametrize("source, message", [
-    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\nx\n### END SOLUTION\n### END SOLUTION",
-     "line 2: '### BEGIN SOLUTION' inside the SOLUTION region that starts on line 1"),
-    ("x = 1\n### END SOLUTION", "line 2: '### END SOLUTION' without a '### BEGIN SOLUTION'"),
-    ("### BEGIN SOLUTION\nx = 1", "line 1: '### BEGIN SOLUTION' is never closed"),
-    ("### BEGIN SOLUTION\nx = 1\n### END HIDDEN TESTS",
-     "line 3: '### END HIDDEN TESTS' closes the SOLUTION region"),
-    ("x = 1  ### BEGIN SOLUTION", "line 1: a marker must be alone on its line"),
-])
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        (
+            "### BEGIN SOLUTION\n### BEGIN SOLUTION\nx\n### END SOLUTION\n### END SOLUTION",
+            "line 2: '### BEGIN SOLUTION' inside the SOLUTION region that starts on line 1",
+        ),
+        ("x = 1\n### END SOLUTION", "line 2: '### END SOLUTION' without a '### BEGIN SOLUTION'"),
+        ("### BEGIN SOLUTION\nx = 1", "line 1: '### BEGIN SOLUTION' is never closed"),
+        (
+            "### BEGIN SOLUTION\nx = 1\n### END HIDDEN TESTS",
+            "line 3: '### END HIDDEN TESTS' closes the SOLUTION region",
+        ),
+        ("x = 1  ### BEGIN SOLUTION", "line 1: a marker must be alone on its line"),
+    ],
+)
 def test_malformed_markers_name_the_notebook_cell_and_line(source, message):
     with pytest.raises(MarkerError) as error:
         strip(source)
@@ -190,12 +209,16 @@ def test_malformed_markers_name_the_notebook_cell_and_line(source, message):
 
 def master_notebook():
     nb = new_notebook()
-    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-                   "language_info": {"name": "python", "version": "3.11.9"},
-                   "nbgrader": {"x": 1}}
+    nb.metadata = {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python", "version": "3.11.9"},
+        "nbgrader": {"x": 1},
+    }
     first = new_markdown_cell("# Demo")
-    code = new_code_cell("### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION\nprint(answer)",
-                         metadata={"tags": ["keep"], "nbgrader": {"solution": True}})
+    code = new_code_cell(
+        "### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION\nprint(answer)",
+        metadata={"tags": ["keep"], "nbgrader": {"solution": True}},
+    )
     code.outputs = [new_output("stream", name="stdout", text="42\n")]
     code.execution_count = 7
     hidden = new_code_cell("### BEGIN HIDDEN TESTS\nassert answer == 42\n### END HIDDEN TESTS")
@@ -211,9 +234,10 @@ def test_student_notebook_clears_outputs_drops_hidden_cells_and_volatile_metadat
     assert code.source == "# YOUR CODE HERE\nanswer = ...\nprint(answer)"
     assert code.outputs == [] and code.execution_count is None
     assert code.metadata == {"tags": ["keep"]}
-    assert student.metadata == {"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                               "language": "python"},
-                                "language_info": {"name": "python"}}
+    assert student.metadata == {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"},
+    }
     nbformat.validate(student)
 
 
@@ -233,8 +257,10 @@ def test_build_is_deterministic_and_check_finds_stale_versions(tmp_path):
     masters, out = tmp_path / "masters", tmp_path / "student"
     write(masters / "01_demo.ipynb", master_notebook())
     write(masters / "part2" / "02_more.ipynb", master_notebook())
-    assert stale(masters, out) == [(out / "01_demo.ipynb", "missing"),
-                                   (out / "part2" / "02_more.ipynb", "missing")]
+    assert stale(masters, out) == [
+        (out / "01_demo.ipynb", "missing"),
+        (out / "part2" / "02_more.ipynb", "missing"),
+    ]
     assert len(build(masters, out)) == 2
     first = (out / "01_demo.ipynb").read_bytes()
     written = nbformat.reads(first.decode("utf-8"), as_version=4)
@@ -260,8 +286,9 @@ def test_cli_reports_a_marker_error_in_one_line(tmp_path, capsys):
     nb = new_notebook()
     nb.cells = [new_code_cell("### BEGIN SOLUTION\nx = 1")]
     write(tmp_path / "m" / "broken.ipynb", nb)
-    code = labkit_main(["notebooks", "build", "--masters", str(tmp_path / "m"),
-                        "--out", str(tmp_path / "s")])
+    code = labkit_main(
+        ["notebooks", "build", "--masters", str(tmp_path / "m"), "--out", str(tmp_path / "s")]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "broken.ipynb: cell 1" in err and "never closed" in err
     assert "Traceback" not in err and not (tmp_path / "s").exists()
@@ -269,7 +296,9 @@ def test_cli_reports_a_marker_error_in_one_line(tmp_path, capsys):
 
 def test_cli_refuses_to_overwrite_the_masters(tmp_path, capsys):
     write(tmp_path / "m" / "demo.ipynb", master_notebook())
-    code = labkit_main(["notebooks", "build", "--masters", str(tmp_path / "m"), "--out", str(tmp_path / "m")])
+    code = labkit_main(
+        ["notebooks", "build", "--masters", str(tmp_path / "m"), "--out", str(tmp_path / "m")]
+    )
     assert code == 1 and "overwrite the solutions" in capsys.readouterr().err
 
 
@@ -277,9 +306,22 @@ def test_committed_student_notebooks_are_in_sync_with_the_masters():
     masters = ROOT / "instructor" / "masters"
     if not masters.is_dir():
         pytest.skip("no instructor/masters in this checkout")
-    result = subprocess.run([sys.executable, "-m", "labkit", "notebooks", "check",
-                             "--masters", str(masters), "--out", str(ROOT / "notebooks")],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "labkit",
+            "notebooks",
+            "check",
+            "--masters",
+            str(masters),
+            "--out",
+            str(ROOT / "notebooks"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -291,14 +333,16 @@ def test_the_demo_master_builds():
 
 
 def test_bound_names_cover_unpacking_and_walrus_but_not_nested_scopes():
-    tree = ast.parse("a, (b, *c) = f()\n"
-                     "if (d := g()):\n"
-                     "    e: int = 1\n"
-                     "    e += 1\n"
-                     "def h():\n    hidden = 1\n"
-                     "class K:\n    attr = 1\n"
-                     "sq = [inner for inner in range(3)]\n"
-                     "obj.field = 1\nobj[key] = 2")
+    tree = ast.parse(
+        "a, (b, *c) = f()\n"
+        "if (d := g()):\n"
+        "    e: int = 1\n"
+        "    e += 1\n"
+        "def h():\n    hidden = 1\n"
+        "class K:\n    attr = 1\n"
+        "sq = [inner for inner in range(3)]\n"
+        "obj.field = 1\nobj[key] = 2"
+    )
     assert bound_names(tree.body) == ["a", "b", "c", "d", "e", "sq"]
 
 

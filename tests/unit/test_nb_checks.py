@@ -30,6 +30,7 @@ def demo():
     @registry.exercise("t.1", points=2, title="Test exercise")
     def _check(answer, *, limit):
         expect(answer == limit, f"expected {limit}")
+
     return registry
 
 
@@ -112,6 +113,7 @@ def test_unknown_exercise_names_the_known_ids():
 
 def test_duplicate_registration_is_refused(demo):
     with pytest.raises(nb.IllegalArgumentError, match="already registered"):
+
         @demo.exercise("t.1", points=1, title="again")
         def _other(answer):
             pass
@@ -130,7 +132,10 @@ def test_grading_mode_raises_one_line_and_logs(demo, monkeypatch, tmp_path, caps
     assert failed.value._render_traceback_() == ["FAIL t.1 (0/2 points): expected 3"]
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert [(r["exercise"], r["status"], r["points"], r["max_points"]) for r in records] == [
-        ("t.1", "PASS", 2, 2), ("t.1", "FAIL", 0, 2), ("t.1", "NOT ATTEMPTED", 0, 2)]
+        ("t.1", "PASS", 2, 2),
+        ("t.1", "FAIL", 0, 2),
+        ("t.1", "NOT ATTEMPTED", 0, 2),
+    ]
     assert len(capsys.readouterr().out.splitlines()) == 3
 
 
@@ -153,8 +158,12 @@ def assert_outcomes(exercise_id, right, wrong, hint_part, **context):
 
 
 def test_00_1_four_cities():
-    assert_outcomes("00.1", ["Gdańsk", "Warszawa", "Kraków", "Wrocław"],
-                    ["Warszawa", "Krakow", "Gdańsk", "Wrocław"], "spelling")
+    assert_outcomes(
+        "00.1",
+        ["Gdańsk", "Warszawa", "Kraków", "Wrocław"],
+        ["Warszawa", "Krakow", "Gdańsk", "Wrocław"],
+        "spelling",
+    )
 
 
 def metadata(topic, partition, offset):
@@ -176,7 +185,9 @@ def test_02_1_metadata_of_twenty_sends():
 def test_03_1_format_alert():
     def right(tx):
         if tx["amount"] > 3000:
-            return f"ALERT: {tx['tx_id']} | {tx['amount']:.2f} PLN | {tx['store']} | {tx['category']}"
+            return (
+                f"ALERT: {tx['tx_id']} | {tx['amount']:.2f} PLN | {tx['store']} | {tx['category']}"
+            )
         return None
 
     def inclusive(tx):
@@ -230,8 +241,9 @@ def test_04_1_safe_deserializer():
 def test_05_1_one_partition_per_user():
     right = {f"u{i:02d}": {i % 3} for i in range(1, 21)}
     wrong = dict(right, u03={0, 2})
-    assert_outcomes("05.1", right, wrong, "u03's transactions went to partitions [0, 2]",
-                    num_partitions=3)
+    assert_outcomes(
+        "05.1", right, wrong, "u03's transactions went to partitions [0, 2]", num_partitions=3
+    )
     pairs = [(f"u{i:02d}", i % 3) for i in range(1, 21)] * 2
     assert evaluate("05.1", pairs, num_partitions=3).status == "PASS"
     all_zero = {f"u{i:02d}": [0, 0] for i in range(1, 21)}
@@ -259,7 +271,9 @@ def reference_bursts(txs, inclusive):
         now = datetime.fromisoformat(tx["timestamp"])
         q = recent[tx["user_id"]]
         q.append(now)
-        while (now - q[0]) > timedelta(seconds=60) or (not inclusive and now - q[0] == timedelta(seconds=60)):
+        while (now - q[0]) > timedelta(seconds=60) or (
+            not inclusive and now - q[0] == timedelta(seconds=60)
+        ):
             q.popleft()
         if len(q) > 3:
             flagged.add(tx["user_id"])
@@ -336,7 +350,9 @@ def test_10_1_score():
     assert_outcomes("10.1", fraud_score, off_by_one_hour, "06:00:00")
 
     def greater_equal(tx):
-        return (3 if tx["amount"] >= 3000 else 0) + fraud_score(tx) - (3 if tx["amount"] > 3000 else 0)
+        return (
+            (3 if tx["amount"] >= 3000 else 0) + fraud_score(tx) - (3 if tx["amount"] > 3000 else 0)
+        )
 
     assert "exactly 3000.00" in evaluate("10.1", greater_equal).line
 
@@ -353,11 +369,19 @@ def test_10_2_flagged_alerts():
     assert "your alert says 99" in evaluate("10.2", wrong_score, sent=sent).line
 
 
-@pytest.mark.parametrize("count, noun, text", [
-    (1, "city", "1 city"), (2, "city", "2 cities"), (0, "city", "0 cities"),
-    (1, "poison message", "1 poison message"), (3, "poison message", "3 poison messages"),
-    (2, "day", "2 days"), (2, "match", "2 matches"), (5, "box", "5 boxes"),
-])
+@pytest.mark.parametrize(
+    "count, noun, text",
+    [
+        (1, "city", "1 city"),
+        (2, "city", "2 cities"),
+        (0, "city", "0 cities"),
+        (1, "poison message", "1 poison message"),
+        (3, "poison message", "3 poison messages"),
+        (2, "day", "2 days"),
+        (2, "match", "2 matches"),
+        (5, "box", "5 boxes"),
+    ],
+)
 def test_counted_puts_the_noun_in_the_right_number(count, noun, text):
     assert checks.counted(count, noun) == text
 
@@ -367,10 +391,13 @@ def test_counted_takes_an_irregular_plural():
     assert checks.counted(1, "child", "children") == "1 child"
 
 
-@pytest.mark.parametrize("answer, text", [
-    (["Gdańsk", "Warszawa", "Kraków"], "1 city missing"),
-    (["Gdańsk", "Warszawa"], "2 cities missing"),
-])
+@pytest.mark.parametrize(
+    "answer, text",
+    [
+        (["Gdańsk", "Warszawa", "Kraków"], "1 city missing"),
+        (["Gdańsk", "Warszawa"], "2 cities missing"),
+    ],
+)
 def test_00_1_says_how_many_cities_are_missing_in_correct_english(answer, text):
     result = evaluate("00.1", answer)
     assert result.status == "FAIL"
@@ -383,6 +410,7 @@ def test_course_feedback_has_no_singular_plural_placeholders():
     import inspect
 
     from labkit.course import exercises
+
     for name in exercises.NOTEBOOKS:
         module = importlib.import_module(f"labkit.course.exercises.{name}")
         source = inspect.getsource(module)
@@ -394,9 +422,12 @@ def test_the_course_registry_holds_every_notebook_module_and_importing_one_regis
     import importlib
 
     from labkit.course import exercises
+
     course = exercises.load()
-    per_module = [importlib.import_module(f"labkit.course.exercises.{name}").EXERCISES
-                  for name in exercises.NOTEBOOKS]
+    per_module = [
+        importlib.import_module(f"labkit.course.exercises.{name}").EXERCISES
+        for name in exercises.NOTEBOOKS
+    ]
     assert len(course) == sum(len(r) for r in per_module)
     for name, registry in zip(exercises.NOTEBOOKS, per_module, strict=True):
         assert registry.all(), f"{name} has no exercise"

@@ -47,11 +47,25 @@ class FakeAdmin:
 
     def describe_topics(self, topics=None):
         self._check()
-        return [{"error_code": 0, "topic": t, "is_internal": t.startswith("__"),
-                 "partitions": [{"error_code": 0, "partition": p, "leader": 0, "replicas": [0],
-                                 "isr": [0], "offline_replicas": []}
-                                for p in range(len(self.b.topics[t]))]}
-                for t in topics]
+        return [
+            {
+                "error_code": 0,
+                "topic": t,
+                "is_internal": t.startswith("__"),
+                "partitions": [
+                    {
+                        "error_code": 0,
+                        "partition": p,
+                        "leader": 0,
+                        "replicas": [0],
+                        "isr": [0],
+                        "offline_replicas": [],
+                    }
+                    for p in range(len(self.b.topics[t]))
+                ],
+            }
+            for t in topics
+        ]
 
     def list_consumer_groups(self):
         if not self.b.groups_supported:
@@ -90,6 +104,7 @@ def factory(broker):
             raise NoBrokersAvailable("no broker at " + ",".join(servers))
         broker.opened += 1
         return FakeAdmin(broker), FakeConsumer(broker)
+
     return make
 
 
@@ -97,8 +112,12 @@ def test_collect_reads_offsets_and_committed_offsets_and_hides_internal_topics()
     b = FakeBroker()
     b.starts[("tx", 1)] = 3
     s = collect(FakeAdmin(b), FakeConsumer(b), at=1.0)
-    assert s.offsets == {("logs", 0): (0, 5), ("tx", 0): (0, 0), ("tx", 1): (3, 10),
-                         ("tx", 2): (0, 20)}
+    assert s.offsets == {
+        ("logs", 0): (0, 5),
+        ("tx", 0): (0, 0),
+        ("tx", 1): (3, 10),
+        ("tx", 2): (0, 20),
+    }
     assert s.groups == {"fraud": {("tx", 0): 4}}
     assert s.error is None
     everything = collect(FakeAdmin(b), FakeConsumer(b), at=1.0, include_internal=True)

@@ -13,7 +13,9 @@ def test_first_snapshot_has_offsets_but_no_rates():
     v = compute_view(None, snap(0.0, {("tx", 0): (0, 10), ("tx", 1): (5, 7)}))
     t = v.topic("tx")
     assert [(p.partition, p.start, p.end, p.records, p.rate) for p in t.partitions] == [
-        (0, 0, 10, 10, None), (1, 5, 7, 2, None)]
+        (0, 0, 10, 10, None),
+        (1, 5, 7, 2, None),
+    ]
     assert t.records == 12 and t.rate is None
 
 
@@ -42,15 +44,23 @@ def test_log_start_moving_up_after_retention_shrinks_records_not_rate():
 
 def test_lag_is_log_end_minus_committed_and_unknown_without_a_commit():
     offsets = {("tx", 0): (0, 100), ("tx", 1): (0, 40), ("tx", 2): (0, 5)}
-    groups = {"fraud": {("tx", 0): 90, ("tx", 1): 40, ("tx", 2): None},
-              "audit": {("tx", 0): -1, ("gone", 0): 3}}
+    groups = {
+        "fraud": {("tx", 0): 90, ("tx", 1): 40, ("tx", 2): None},
+        "audit": {("tx", 0): -1, ("gone", 0): 3},
+    }
     v = compute_view(None, snap(0.0, offsets, groups))
     fraud = v.group("fraud")
     assert [(r.partition, r.committed, r.end, r.lag) for r in fraud.lags] == [
-        (0, 90, 100, 10), (1, 40, 40, 0), (2, None, 5, None)]
+        (0, 90, 100, 10),
+        (1, 40, 40, 0),
+        (2, None, 5, None),
+    ]
     assert fraud.total_lag == 10
     audit = v.group("audit")
-    assert [(r.topic, r.committed, r.lag) for r in audit.lags] == [("gone", 3, None), ("tx", None, None)]
+    assert [(r.topic, r.committed, r.lag) for r in audit.lags] == [
+        ("gone", 3, None),
+        ("tx", None, None),
+    ]
     assert [g.group for g in v.groups] == ["audit", "fraud"]
 
 
@@ -91,8 +101,9 @@ def test_an_error_snapshot_keeps_the_last_good_view_and_shows_the_error():
 
 
 def test_html_escapes_names_and_shows_numbers():
-    v = compute_view(None, snap(0.0, {("<b>x</b>", 0): (0, 1234567)},
-                                {"g<1>": {("<b>x</b>", 0): 1234000}}))
+    v = compute_view(
+        None, snap(0.0, {("<b>x</b>", 0): (0, 1234567)}, {"g<1>": {("<b>x</b>", 0): 1234000}})
+    )
     html = render_html(v, status="updated 12:00:00")
     assert "<b>x</b>" not in html.replace("<b>labkit broker</b>", "")
     assert "&lt;b&gt;x&lt;/b&gt;" in html

@@ -7,10 +7,22 @@ from labkit.nb._dashmodel import DashboardModel, Snapshot, ThrottleRow, render_h
 from labkit.nb.dashboard import collect
 
 WIRE_ROWS = [
-    {"client_id": "<script>", "quota_type": "consumer_byte_rate", "byte_rate": 2500.0,
-     "quota": 1000.0, "throttle_time_ms": 150, "throttled_ago_ms": 900},
-    {"client_id": "greedy", "quota_type": "producer_byte_rate", "byte_rate": 151234.5,
-     "quota": 100000.0, "throttle_time_ms": 5123, "throttled_ago_ms": 40},
+    {
+        "client_id": "<script>",
+        "quota_type": "consumer_byte_rate",
+        "byte_rate": 2500.0,
+        "quota": 1000.0,
+        "throttle_time_ms": 150,
+        "throttled_ago_ms": 900,
+    },
+    {
+        "client_id": "greedy",
+        "quota_type": "producer_byte_rate",
+        "byte_rate": 151234.5,
+        "quota": 100000.0,
+        "throttle_time_ms": 5123,
+        "throttled_ago_ms": 40,
+    },
 ]
 
 
@@ -18,7 +30,9 @@ def test_throttled_clients_pass_through_the_model_most_recent_first():
     snap = Snapshot(at=1.0, throttles=[ThrottleRow.from_wire(r) for r in WIRE_ROWS])
     view = DashboardModel().observe(snap)
     assert [(r.client_id, r.kind, r.throttle_time_ms) for r in view.throttles] == [
-        ("greedy", "produce", 5123), ("<script>", "fetch", 150)]
+        ("greedy", "produce", 5123),
+        ("<script>", "fetch", 150),
+    ]
     # an error round keeps the last good rows, as it keeps the tables
     model = DashboardModel()
     model.observe(snap)
@@ -27,7 +41,8 @@ def test_throttled_clients_pass_through_the_model_most_recent_first():
 
 def test_the_throttle_table_shows_only_while_someone_is_throttled():
     view = DashboardModel().observe(
-        Snapshot(at=1.0, throttles=[ThrottleRow.from_wire(r) for r in WIRE_ROWS]))
+        Snapshot(at=1.0, throttles=[ThrottleRow.from_wire(r) for r in WIRE_ROWS])
+    )
     html = render_html(view)
     assert "throttled clients" in html and "greedy" in html and "5 123" in html
     assert "&lt;script&gt;" in html and "<script>" not in html

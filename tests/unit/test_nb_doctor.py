@@ -94,10 +94,14 @@ def test_packages_missing_says_how_to_install():
 
 
 def _report():
-    return Report([Result("Python", OK, "3.11.7"),
-                   Result("broker", FAIL, "no broker", "Start it: `labkit broker`.\nOr docker."),
-                   Result("round trip", SKIP, "skipped"),
-                   Result("versions", WARN, "differ", "update both")])
+    return Report(
+        [
+            Result("Python", OK, "3.11.7"),
+            Result("broker", FAIL, "no broker", "Start it: `labkit broker`.\nOr docker."),
+            Result("round trip", SKIP, "skipped"),
+            Result("versions", WARN, "differ", "update both"),
+        ]
+    )
 
 
 def test_report_lines_symbols_and_fixes():
@@ -189,10 +193,22 @@ def test_doctor_without_broker_skips_round_trip_and_prints_fixes():
 
 def test_cli_doctor_exit_code_and_output():
     port = free_port()
-    proc = subprocess.run([sys.executable, "-m", "labkit", "doctor", "--bootstrap-server",
-                           f"127.0.0.1:{port}", "--timeout", "0.5"],
-                          capture_output=True, text=True, timeout=60,
-                          env={"PYTHONIOENCODING": "utf-8", "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "labkit",
+            "doctor",
+            "--bootstrap-server",
+            f"127.0.0.1:{port}",
+            "--timeout",
+            "0.5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONIOENCODING": "utf-8", "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 1, proc.stderr
     assert "broker:" in proc.stdout and "labkit broker" in proc.stdout
     assert "Traceback" not in proc.stderr

@@ -37,9 +37,17 @@ def right_rule(tx):
 
 def test_08_1_the_reference_rule_on_its_edges():
     verdicts = {tx["tx_id"]: is_suspicious_ref(tx) for tx, _ in rule_cases()[:9]}
-    assert verdicts == {"TX7001": False, "TX7002": False, "TX7003": True, "TX7004": True,
-                        "TX7005": True, "TX7006": True, "TX7007": False, "TX7008": True,
-                        "TX7009": False}
+    assert verdicts == {
+        "TX7001": False,
+        "TX7002": False,
+        "TX7003": True,
+        "TX7004": True,
+        "TX7005": True,
+        "TX7006": True,
+        "TX7007": False,
+        "TX7008": True,
+        "TX7009": False,
+    }
     ordinary = [tx for tx, _ in rule_cases()[9:]]
     assert any(is_suspicious_ref(tx) for tx in ordinary)
     assert not all(is_suspicious_ref(tx) for tx in ordinary)
@@ -54,13 +62,18 @@ def test_08_1_right_answer_passes_and_none_counts_as_false():
     assert evaluate("08.1", with_fallthrough).status == "PASS"
 
 
-@pytest.mark.parametrize("wrong, hint", [
-    (lambda tx: tx["amount"] > 3000, "15.00 PLN at midnight (night: hour 0): expected True"),
-    (lambda tx: tx["amount"] >= 3000 or right_rule(tx), "exactly 3000.00 PLN at noon"),
-    (lambda tx: tx["amount"] > 3000 or datetime.fromisoformat(tx["timestamp"]).hour <= 6,
-     "06:00:00 (hour 6 is not < 6): expected False"),
-    (lambda tx: "ALERT" if right_rule(tx) else "", "return True or False, got ''"),
-])
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        (lambda tx: tx["amount"] > 3000, "15.00 PLN at midnight (night: hour 0): expected True"),
+        (lambda tx: tx["amount"] >= 3000 or right_rule(tx), "exactly 3000.00 PLN at noon"),
+        (
+            lambda tx: tx["amount"] > 3000 or datetime.fromisoformat(tx["timestamp"]).hour <= 6,
+            "06:00:00 (hour 6 is not < 6): expected False",
+        ),
+        (lambda tx: "ALERT" if right_rule(tx) else "", "return True or False, got ''"),
+    ],
+)
 def test_08_1_wrong_rules_get_a_hint_naming_the_case(wrong, hint):
     result = evaluate("08.1", wrong)
     assert result.status == "FAIL"
@@ -99,11 +112,18 @@ def test_08_2_accepts_transactions_records_ids_pairs_and_dicts(sent):
     flagged = suspicious(sent)
     assert len(flagged) > 5
     ids = [tx["tx_id"] for tx in flagged]
-    for answer in (flagged, [record(tx) for tx in flagged], ids,
-                   [(tx, 12.5) for tx in flagged], {i: 3.0 for i in ids}):
+    for answer in (
+        flagged,
+        [record(tx) for tx in flagged],
+        ids,
+        [(tx, 12.5) for tx in flagged],
+        {i: 3.0 for i in ids},
+    ):
         assert evaluate("08.2", answer, sent=sent).status == "PASS", answer
-    assert evaluate("08.2", [record(tx) for tx in flagged],
-                    sent=[record(tx) for tx in sent]).status == "PASS"
+    assert (
+        evaluate("08.2", [record(tx) for tx in flagged], sent=[record(tx) for tx in sent]).status
+        == "PASS"
+    )
 
 
 def test_08_2_wrong_answers(sent):
@@ -145,7 +165,9 @@ def test_08_3_wrong_answers():
     assert line("08.3", swapped).startswith("FAIL 08.3 (0/1 points): b (a daily report")
     partial = {k: v for k, v in right_choices().items() if k != "f"}
     assert "situation f has no answer" in line("08.3", partial)
-    assert "answer 'event' or 'data', got 'stream'" in line("08.3", dict(right_choices(), a="stream"))
+    assert "answer 'event' or 'data', got 'stream'" in line(
+        "08.3", dict(right_choices(), a="stream")
+    )
     assert "give a dict" in line("08.3", ["event", "data"])
 
 

@@ -46,20 +46,25 @@ def right_range(num_partitions, members):
 def test_06_2_reference_agrees_with_the_brokers_assignor():
     for n, members, _ in RANGE_CASES:
         broker = broker_range_assign({m: ["t"] for m in members}, {"t": n})
-        assert range_assignment_ref(n, members) == {m: [p for _, p in tps]
-                                                   for m, tps in broker.items()}
+        assert range_assignment_ref(n, members) == {
+            m: [p for _, p in tps] for m, tps in broker.items()
+        }
     assert range_assignment_ref(3, ["b", "a", "c", "d"]) == {"a": [0], "b": [1], "c": [2], "d": []}
 
 
 def test_06_2_right_answers_pass():
     def with_ranges_and_topic_partitions(n, members):
-        return {m: [TopicPartition("t", p) for p in parts]
-                for m, parts in right_range(n, members).items()}
+        return {
+            m: [TopicPartition("t", p) for p in parts]
+            for m, parts in right_range(n, members).items()
+        }
 
     assert line("06.2", right_range) == "PASS 06.2 (2/2 points)"
     assert evaluate("06.2", with_ranges_and_topic_partitions).status == "PASS"
-    assert evaluate("06.2", lambda n, ms: {m: tuple(p) for m, p in right_range(n, ms).items()}
-                    ).status == "PASS"
+    assert (
+        evaluate("06.2", lambda n, ms: {m: tuple(p) for m, p in right_range(n, ms).items()}).status
+        == "PASS"
+    )
 
 
 def unsorted_range(n, members):
@@ -95,16 +100,22 @@ def extra_to_last(n, members):
     return result
 
 
-@pytest.mark.parametrize("wrong, hint", [
-    (unsorted_range, "members given as ['c', 'a', 'b']: expected"),
-    (round_robin, "contiguous block"),
-    (no_idle, "idle) appears with []"),
-    (extra_to_last, "7 partitions, 3 members: expected {'a': [0, 1, 2]"),
-    (lambda n, ms: {m: list(range(n)) for m in ms}, "exactly one member"),
-    (lambda n, ms: {m: n // len(ms) for m in ms}, "not one number"),
-    (lambda n, ms: [right_range(n, ms)], "return a dict"),
-    (lambda n, ms: {**right_range(n, ms), "stranger": []}, "'stranger' is not one of the members"),
-])
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        (unsorted_range, "members given as ['c', 'a', 'b']: expected"),
+        (round_robin, "contiguous block"),
+        (no_idle, "idle) appears with []"),
+        (extra_to_last, "7 partitions, 3 members: expected {'a': [0, 1, 2]"),
+        (lambda n, ms: {m: list(range(n)) for m in ms}, "exactly one member"),
+        (lambda n, ms: {m: n // len(ms) for m in ms}, "not one number"),
+        (lambda n, ms: [right_range(n, ms)], "return a dict"),
+        (
+            lambda n, ms: {**right_range(n, ms), "stranger": []},
+            "'stranger' is not one of the members",
+        ),
+    ],
+)
 def test_06_2_wrong_answers_fail_with_a_hint(wrong, hint):
     result = evaluate("06.2", wrong)
     assert result.status == "FAIL"
@@ -134,9 +145,11 @@ def right_offsets(records):
 
 def test_06_3_reference_on_the_cases():
     batch, _ = commit_cases()[0]
-    assert offsets_ref(batch) == {TopicPartition("nb06-transactions", 0): 15,
-                                  TopicPartition("nb06-transactions", 2): 3,
-                                  TopicPartition("nb06-transactions", 5): 43}
+    assert offsets_ref(batch) == {
+        TopicPartition("nb06-transactions", 0): 15,
+        TopicPartition("nb06-transactions", 2): 3,
+        TopicPartition("nb06-transactions", 5): 43,
+    }
     assert offsets_ref([]) == {}
 
 
@@ -180,15 +193,21 @@ def empty_is_none(records):
     return right_offsets(records) or None
 
 
-@pytest.mark.parametrize("wrong, hint", [
-    (last_offsets, "you commit 14, the offset of the last record; commit the NEXT offset"),
-    (first_offsets, "for partition 0 of nb06-transactions commit 15"),
-    (only_last_record, "partition 0 of nb06-transactions nothing is committed"),
-    (every_partition, "partition 1 of nb06-transactions has no record in the batch"),
-    (lambda records: {r.partition: r.offset + 1 for r in records}, "not by the partition number"),
-    (empty_is_none, "an empty batch: return an empty dict"),
-    (lambda records: [r.offset + 1 for r in records], "return a dict"),
-])
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        (last_offsets, "you commit 14, the offset of the last record; commit the NEXT offset"),
+        (first_offsets, "for partition 0 of nb06-transactions commit 15"),
+        (only_last_record, "partition 0 of nb06-transactions nothing is committed"),
+        (every_partition, "partition 1 of nb06-transactions has no record in the batch"),
+        (
+            lambda records: {r.partition: r.offset + 1 for r in records},
+            "not by the partition number",
+        ),
+        (empty_is_none, "an empty batch: return an empty dict"),
+        (lambda records: [r.offset + 1 for r in records], "return a dict"),
+    ],
+)
 def test_06_3_wrong_answers_fail_with_a_hint(wrong, hint):
     result = evaluate("06.3", wrong)
     assert result.status == "FAIL"

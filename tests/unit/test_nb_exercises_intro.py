@@ -26,7 +26,9 @@ def line(exercise_id, answer, **context):
 
 
 def assert_outcomes(exercise_id, right, wrong, hint_part, **context):
-    assert evaluate(exercise_id, right, **context).status == "PASS", line(exercise_id, right, **context)
+    assert evaluate(exercise_id, right, **context).status == "PASS", line(
+        exercise_id, right, **context
+    )
     result = evaluate(exercise_id, wrong, **context)
     assert result.status == "FAIL", result.line
     assert hint_part in result.line, result.line
@@ -76,15 +78,26 @@ def test_00_2_biggest_transaction():
 
 
 def description(name, partitions, error_code=0):
-    return {"error_code": error_code, "topic": name, "name": name, "is_internal": False,
-            "partitions": [{"partition": p, "leader": 0, "replicas": [0], "isr": [0]}
-                           for p in range(partitions)]}
+    return {
+        "error_code": error_code,
+        "topic": name,
+        "name": name,
+        "is_internal": False,
+        "partitions": [
+            {"partition": p, "leader": 0, "replicas": [0], "isr": [0]} for p in range(partitions)
+        ],
+    }
 
 
 def test_01_1_describe_a_new_topic():
     ctx = {"topic": "nb01-payments", "partitions": 4}
-    assert_outcomes("01.1", description("nb01-payments", 4), description("nb01-payments", 1),
-                    "num_partitions=4", **ctx)
+    assert_outcomes(
+        "01.1",
+        description("nb01-payments", 4),
+        description("nb01-payments", 1),
+        "num_partitions=4",
+        **ctx,
+    )
     assert evaluate("01.1", [description("nb01-payments", 4)], **ctx).status == "PASS"
     assert "not 'nb01-payments'" in line("01.1", description("nb01-rta", 4), **ctx)
     assert "does not exist" in line("01.1", description("nb01-payments", 0, error_code=3), **ctx)
@@ -94,8 +107,12 @@ def test_01_1_describe_a_new_topic():
 # -- 01.2 ----------------------------------------------------------------------------
 
 
-LINES = [f"{key}:{n}" for n, key in enumerate(["jan", "ewa", "ola", "piotr", "jan", "ewa",
-                                               "kasia", "jan", "marek", "ola", "ewa", "zofia"])]
+LINES = [
+    f"{key}:{n}"
+    for n, key in enumerate(
+        ["jan", "ewa", "ola", "piotr", "jan", "ewa", "kasia", "jan", "marek", "ola", "ewa", "zofia"]
+    )
+]
 
 
 def expected_counts(lines, num_partitions):
@@ -148,8 +165,9 @@ def test_03_3_read_from_an_offset():
     ctx = {"sent": sent, "start": 150}
     assert_outcomes("03.3", sent[150:], sent, "you started at offset 0 (TX0001)", **ctx)
     assert evaluate("03.3", [tx["tx_id"] for tx in sent[150:]], **ctx).status == "PASS"
-    records = [SimpleNamespace(value=json.dumps(tx).encode(), offset=n)
-               for n, tx in enumerate(sent)][150:]
+    records = [
+        SimpleNamespace(value=json.dumps(tx).encode(), offset=n) for n, tx in enumerate(sent)
+    ][150:]
     assert evaluate("03.3", records, **ctx).status == "PASS"
     assert "nothing read" in line("03.3", [], **ctx)
     assert "read 40 of the 50" in line("03.3", sent[150:190], **ctx)
@@ -163,14 +181,24 @@ def test_03_3_read_from_an_offset():
 
 def raw_messages():
     messages = [json.dumps(tx).encode() for tx in transactions(seed=44, count=30)]
-    for at, poison in [(4, b"{not json"), (11, b""), (19, b"\xff\xfe garbage"), (25, b'{"tx_id": ')]:
+    for at, poison in [
+        (4, b"{not json"),
+        (11, b""),
+        (19, b"\xff\xfe garbage"),
+        (25, b'{"tx_id": '),
+    ]:
         messages.insert(at, poison)
     return messages
 
 
 def test_04_2_is_json_agrees_with_04_1s_cases():
     assert [_is_json(raw) for raw in (b'{"a": 1}', b"[1]", b"{not", b"", b"\xff")] == [
-        True, True, False, False, False]
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
 
 
 def test_04_2_dead_letters():

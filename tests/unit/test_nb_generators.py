@@ -45,8 +45,9 @@ def test_transaction_fields_and_ranges():
 
 def test_timestamps_come_from_start_and_index_not_the_clock():
     start = datetime(2025, 1, 6, 9, 30, 0)
-    txs = list(nb.transactions(seed=3, count=100, start=start, interval_s=0.5,
-                               suspicious_share=0.0))
+    txs = list(
+        nb.transactions(seed=3, count=100, start=start, interval_s=0.5, suspicious_share=0.0)
+    )
     for i, tx in enumerate(txs):
         assert datetime.fromisoformat(tx["timestamp"]) == start + timedelta(seconds=i * 0.5)
     assert txs[1]["timestamp"] == "2025-01-06T09:30:00.500"
@@ -67,7 +68,9 @@ def test_suspicious_share_and_kinds():
             assert datetime.fromisoformat(tx["timestamp"]).hour < 6
         else:
             assert datetime.fromisoformat(tx["timestamp"]) == DEFAULT_START + timedelta(seconds=i)
-    runs = [list(g) for k, g in itertools.groupby(txs, key=lambda t: t["suspicious"]) if k == "burst"]
+    runs = [
+        list(g) for k, g in itertools.groupby(txs, key=lambda t: t["suspicious"]) if k == "burst"
+    ]
     for run in runs:
         # back-to-back bursts of two users can touch; each user's part is 4-6 long
         for _, part in itertools.groupby(run, key=lambda t: t["user_id"]):
@@ -80,14 +83,17 @@ def test_no_suspicious_events_when_share_is_zero():
     assert sum(tx["amount"] > 3000 for tx in txs) < 30  # ordinary purchases are rarely that large
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"seed": "42"}, "seed must be an int"),
-    ({"suspicious_share": 1.5}, "fraction between 0 and 1"),
-    ({"interval_s": 0}, "must be > 0"),
-    ({"count": -1}, "count must be"),
-    ({"users": 0}, "users must be"),
-    ({"start": "2026-01-01"}, "start must be a datetime"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"seed": "42"}, "seed must be an int"),
+        ({"suspicious_share": 1.5}, "fraction between 0 and 1"),
+        ({"interval_s": 0}, "must be > 0"),
+        ({"count": -1}, "count must be"),
+        ({"users": 0}, "users must be"),
+        ({"start": "2026-01-01"}, "start must be a datetime"),
+    ],
+)
 def test_transactions_reject_bad_arguments(kwargs, message):
     with pytest.raises(nb.IllegalArgumentError, match=message):
         nb.transactions(**kwargs)
@@ -108,8 +114,9 @@ def test_sensor_readings_fields_ranges_and_determinism():
 
 def test_late_readings_are_stamped_in_the_past_within_the_limit():
     start = datetime(2026, 3, 2, 8, 0, 0)
-    readings = list(nb.sensors(seed=4, count=2000, late_share=0.2, max_lateness_s=15,
-                               start=start, label=True))
+    readings = list(
+        nb.sensors(seed=4, count=2000, late_share=0.2, max_lateness_s=15, start=start, label=True)
+    )
     late = [r for r in readings if r["late_by_s"]]
     assert 0.15 < len(late) / len(readings) < 0.25
     for i, r in enumerate(readings):
@@ -190,8 +197,9 @@ def test_stream_passes_dicts_to_a_producer_with_a_serializer():
 def test_stop_and_start_resume_the_same_events_without_leaking_threads():
     baseline = len(stream_threads())
     producer = RecordingProducer()
-    stream = EventStream(producer, "tx", nb.transactions(seed=2), rate=2000.0,
-                         key=lambda e: e["store"])
+    stream = EventStream(
+        producer, "tx", nb.transactions(seed=2), rate=2000.0, key=lambda e: e["store"]
+    )
     for _ in range(5):
         before = stream.sent
         stream.start()
@@ -252,17 +260,22 @@ def test_stream_owns_and_closes_a_producer_it_made(monkeypatch):
 
 
 def test_stop_all_stops_running_streams():
-    streams = [EventStream(RecordingProducer(), "tx", nb.transactions(seed=i), rate=50.0).start()
-               for i in range(3)]
+    streams = [
+        EventStream(RecordingProducer(), "tx", nb.transactions(seed=i), rate=50.0).start()
+        for i in range(3)
+    ]
     assert stop_all() == 3
     assert not any(s.running for s in streams)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"rate": 0}, "rate is events per second"),
-    ({"key": 5}, "key must be a function"),
-    ({"topic": ""}, "topic must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"rate": 0}, "rate is events per second"),
+        ({"key": 5}, "key must be a function"),
+        ({"topic": ""}, "topic must be"),
+    ],
+)
 def test_stream_rejects_bad_arguments(kwargs, message):
     args = {"topic": "tx", **kwargs}
     with pytest.raises(nb.IllegalArgumentError, match=message):
@@ -275,8 +288,10 @@ def test_stream_rejects_bad_arguments(kwargs, message):
 def test_generate_dry_run_prints_the_seeded_events(capsys):
     from labkit.cli.main import main
 
-    assert main(["generate", "sensors", "--dry-run", "--count", "4", "--seed", "3",
-                 "--late", "0.5"]) == 0
+    assert (
+        main(["generate", "sensors", "--dry-run", "--count", "4", "--seed", "3", "--late", "0.5"])
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert [json.loads(line) for line in lines] == list(nb.sensors(seed=3, late_share=0.5, count=4))
 

@@ -55,30 +55,48 @@ def test_no_notebooks_is_an_error(tmp_path):
 
 
 def test_exercise_ids_come_from_check_calls_in_code_cells():
-    nb = new_notebook(cells=[
-        new_markdown_cell('nb.check("99.9", x) in text does not count'),
-        new_code_cell('nb.check("03.1", format_alert)\ncheck( "03.2", lines, sent=sent)'),
-        new_code_cell("nb.check('03.1', again)"),
-    ])
+    nb = new_notebook(
+        cells=[
+            new_markdown_cell('nb.check("99.9", x) in text does not count'),
+            new_code_cell('nb.check("03.1", format_alert)\ncheck( "03.2", lines, sent=sent)'),
+            new_code_cell("nb.check('03.1', again)"),
+        ]
+    )
     assert exercise_ids(nb) == ["03.1", "03.2"]
 
 
 def test_the_last_record_of_an_exercise_counts():
     records = [
-        {"exercise": "10.1", "status": "FAIL", "points": 0, "max_points": 3, "message": "FAIL 10.1"},
-        {"exercise": "10.1", "status": "PASS", "points": 3, "max_points": 3, "message": "PASS 10.1"},
+        {
+            "exercise": "10.1",
+            "status": "FAIL",
+            "points": 0,
+            "max_points": 3,
+            "message": "FAIL 10.1",
+        },
+        {
+            "exercise": "10.1",
+            "status": "PASS",
+            "points": 3,
+            "max_points": 3,
+            "message": "PASS 10.1",
+        },
     ]
     assert _score(COURSE, "10.1", records).points == 3
     assert _score(COURSE, "10.1", records[::-1]).status == "FAIL"
     missing = _score(COURSE, "03.1", records, "NameError: name 'producer' is not defined")
     assert (missing.status, missing.points, missing.max_points) == ("NOT RUN", 0, 2)
-    assert missing.message.endswith("the cell stopped before nb.check: NameError: name "
-                                    "'producer' is not defined")
+    assert missing.message.endswith(
+        "the cell stopped before nb.check: NameError: name 'producer' is not defined"
+    )
 
 
 def test_points_never_exceed_the_registered_maximum():
     forged = [{"exercise": "00.1", "status": "PASS", "points": 50, "max_points": 50}]
-    assert (_score(COURSE, "00.1", forged).points, _score(COURSE, "00.1", forged).max_points) == (1, 1)
+    assert (_score(COURSE, "00.1", forged).points, _score(COURSE, "00.1", forged).max_points) == (
+        1,
+        1,
+    )
 
 
 NBVAL_REPORT = """\
@@ -120,11 +138,23 @@ def test_cell_errors_reads_nbvals_report():
 def grades():
     def nb(student, statuses, status="errors", detail=""):
         points = {"00.1": 1, "10.1": 3}
-        return NotebookGrade(student, f"subs/{student}.ipynb", "", status, detail, [
-            ExerciseScore(ex, "", st, points[ex] if st == "PASS" else 0, points[ex])
-            for ex, st in zip(points, statuses, strict=True)])
-    return [nb("anna", ["PASS", "PASS"], "ok"), nb("bartek", ["PASS", "FAIL"]),
-            nb("celina", ["NOT RUN", "NOT ATTEMPTED"], "timeout", "stopped after 60 s")]
+        return NotebookGrade(
+            student,
+            f"subs/{student}.ipynb",
+            "",
+            status,
+            detail,
+            [
+                ExerciseScore(ex, "", st, points[ex] if st == "PASS" else 0, points[ex])
+                for ex, st in zip(points, statuses, strict=True)
+            ],
+        )
+
+    return [
+        nb("anna", ["PASS", "PASS"], "ok"),
+        nb("bartek", ["PASS", "FAIL"]),
+        nb("celina", ["NOT RUN", "NOT ATTEMPTED"], "timeout", "stopped after 60 s"),
+    ]
 
 
 def test_table_has_one_row_per_student_and_notes():
@@ -143,9 +173,12 @@ def test_gradebook_csv(tmp_path):
     write_csv(grades(), tmp_path / "g.csv")
     with open(tmp_path / "g.csv", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
-    assert rows == [["student", "00.1", "10.1", "total", "max_total"],
-                    ["anna", "1", "3", "4", "4"], ["bartek", "1", "0", "1", "4"],
-                    ["celina", "0", "0", "0", "4"]]
+    assert rows == [
+        ["student", "00.1", "10.1", "total", "max_total"],
+        ["anna", "1", "3", "4", "4"],
+        ["bartek", "1", "0", "1", "4"],
+        ["celina", "0", "0", "0", "4"],
+    ]
 
 
 def test_children_get_the_venv_bin_first_on_path_once():

@@ -35,7 +35,7 @@ class ListConsumer:
 
     def poll(self, timeout_ms=0):
         self.polls += 1
-        batch, self._records = self._records[: self._per_poll], self._records[self._per_poll:]
+        batch, self._records = self._records[: self._per_poll], self._records[self._per_poll :]
         if not batch:
             time.sleep(timeout_ms / 1000.0)
             return {}
@@ -49,8 +49,10 @@ class ListConsumer:
 
 
 def _records(n, partitions=3, start_ms=1_700_000_000_000):
-    return [Record("tx", i % partitions, i // partitions, start_ms + i * 10, None, {"amount": i})
-            for i in range(n)]
+    return [
+        Record("tx", i % partitions, i // partitions, start_ms + i * 10, None, {"amount": i})
+        for i in range(n)
+    ]
 
 
 def _wait(predicate, timeout=30.0):  # generous: each draw renders a PNG, slow on a busy machine
@@ -67,8 +69,11 @@ def _threads(name):
 
 
 def test_each_kind_renders_png_into_the_widget():
-    for kind, feed in (("line", lambda p: p.add(3)), ("bar", lambda p: p.add("a", 2)),
-                       ("hist", lambda p: p.extend([1, 2, 2, 3]))):
+    for kind, feed in (
+        ("line", lambda p: p.add(3)),
+        ("bar", lambda p: p.add("a", 2)),
+        ("hist", lambda p: p.extend([1, 2, 2, 3])),
+    ):
         plot = LivePlot(kind, title=kind, display=False)
         empty = plot.png()
         feed(plot)
@@ -118,8 +123,11 @@ def test_follow_feeds_a_bar_per_partition_and_stop_joins_the_thread():
     plot.stop()
     assert not plot.running
     assert not _threads("labkit-liveplot")
-    assert plot.model.snapshot() == [("partition 0", 10.0), ("partition 1", 10.0),
-                                     ("partition 2", 10.0)]
+    assert plot.model.snapshot() == [
+        ("partition 0", 10.0),
+        ("partition 1", 10.0),
+        ("partition 2", 10.0),
+    ]
     assert not consumer.closed  # the caller's consumer stays the caller's
     assert plot.error is None
 
@@ -129,8 +137,9 @@ def test_follow_value_fn_for_line_uses_record_time_and_for_hist_the_value():
     hist = LivePlot("hist", bins=3, range=(0, 30), display=False)
     with line, hist:
         line.follow(ListConsumer(_records(30)), value_fn=lambda r: 1, poll_timeout_ms=20)
-        hist.follow(ListConsumer(_records(30)), value_fn=lambda r: r.value["amount"],
-                    poll_timeout_ms=20)
+        hist.follow(
+            ListConsumer(_records(30)), value_fn=lambda r: r.value["amount"], poll_timeout_ms=20
+        )
         assert _wait(lambda: line.model.total == 30 and hist.model.total == 30)
     assert not line.running and not hist.running
     xs, ys = line.model.snapshot()["value"]
@@ -150,8 +159,9 @@ def test_value_fn_can_skip_records_and_return_key_value_pairs():
 
 def test_a_failing_value_fn_stops_following_and_says_so():
     plot = LivePlot("hist", display=False)
-    plot.follow(ListConsumer(_records(5)), value_fn=lambda r: r.value["missing"],
-                poll_timeout_ms=20)
+    plot.follow(
+        ListConsumer(_records(5)), value_fn=lambda r: r.value["missing"], poll_timeout_ms=20
+    )
     assert _wait(lambda: not plot.running)
     assert "value_fn raised KeyError" in plot.error
     assert "fix value_fn" in plot.error

@@ -97,8 +97,13 @@ def test_line_buckets_aggregate_events_per_second():
 
 
 def test_line_bucket_mean_and_max():
-    for agg, want in (("mean", [2.0]), ("max", [3.0]), ("min", [1.0]), ("count", [3.0]),
-                      ("last", [2.0])):
+    for agg, want in (
+        ("mean", [2.0]),
+        ("max", [3.0]),
+        ("min", [1.0]),
+        ("count", [3.0]),
+        ("last", [2.0]),
+    ):
         m = LineModel(bucket_s=10, agg=agg)
         for y in (1, 3, 2):
             m.add(5, y)

@@ -30,9 +30,10 @@ def test_generator_without_len_takes_total():
     assert bar.total == 3 and list(bar) == [0, 1, 2]
 
 
-@pytest.mark.parametrize("kwargs, match", [({}, "needs something to count"),
-                                           ({"total": -1}, "total"),
-                                           ({"total": "ten"}, "total")])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({}, "needs something to count"), ({"total": -1}, "total"), ({"total": "ten"}, "total")],
+)
 def test_bad_arguments_say_what_to_pass(kwargs, match):
     with pytest.raises(IllegalArgumentError, match=match):
         progress(**kwargs)

@@ -36,27 +36,31 @@ def env(monkeypatch):
     def set_env(**values: str) -> None:
         for key, value in values.items():
             monkeypatch.setenv(key, value)
+
     return set_env
 
 
 # -- sanitizing ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw, want", [
-    ("anna", "anna"),
-    ("Anna", "anna"),
-    ("Łucja Wójcik", "lucja-wojcik"),
-    ("Żaneta Gęślą-Źdźbło", "zaneta-gesla-zdzblo"),
-    ("Małgorzata Świętochowska", "malgorzata-swietochowska"),
-    ("jan.kowalski", "jan-kowalski"),  # no '.': it ends the student part of a name
-    ("anna.maria", "anna-maria"),
-    ("  bartek  ", "bartek"),
-    ("o'brien@uni.edu.pl", "o-brien-uni-edu-pl"),
-    ("jan_kowalski", "jan_kowalski"),
-    ("Søren Ærø", "soren-aero"),
-    ("Straße", "strasse"),
-    ("--x--", "x"),
-])
+@pytest.mark.parametrize(
+    "raw, want",
+    [
+        ("anna", "anna"),
+        ("Anna", "anna"),
+        ("Łucja Wójcik", "lucja-wojcik"),
+        ("Żaneta Gęślą-Źdźbło", "zaneta-gesla-zdzblo"),
+        ("Małgorzata Świętochowska", "malgorzata-swietochowska"),
+        ("jan.kowalski", "jan-kowalski"),  # no '.': it ends the student part of a name
+        ("anna.maria", "anna-maria"),
+        ("  bartek  ", "bartek"),
+        ("o'brien@uni.edu.pl", "o-brien-uni-edu-pl"),
+        ("jan_kowalski", "jan_kowalski"),
+        ("Søren Ærø", "soren-aero"),
+        ("Straße", "strasse"),
+        ("--x--", "x"),
+    ],
+)
 def test_sanitize_keeps_ascii_letters_digits_dash_and_underscore(raw, want):
     assert sanitize(raw) == want
 
@@ -99,8 +103,10 @@ def test_labkit_shared_without_a_student_uses_the_hub_user_then_the_os_user():
     hub = naming({"LABKIT_SHARED": "1", "JUPYTERHUB_USER": "bartek"}, getuser=os_user("jovyan"))
     assert (hub.student, hub.source) == ("bartek", "JUPYTERHUB_USER")
     assert naming({"LABKIT_SHARED": "yes"}, getuser=os_user("jkowalski")).student == "jkowalski"
-    student_wins = naming({"LABKIT_SHARED": "1", "LABKIT_STUDENT": "celina",
-                           "JUPYTERHUB_USER": "bartek"}, getuser=os_user())
+    student_wins = naming(
+        {"LABKIT_SHARED": "1", "LABKIT_STUDENT": "celina", "JUPYTERHUB_USER": "bartek"},
+        getuser=os_user(),
+    )
     assert student_wins.student == "celina"
 
 
@@ -154,10 +160,16 @@ def test_a_name_too_long_once_prefixed_is_refused():
 
 def test_the_notebook_helpers_read_the_environment_on_each_call(env):
     assert (nb.topic("nb03-alerts"), nb.group("nb06-fraud"), nb.student()) == (
-        "nb03-alerts", "nb06-fraud", None)
+        "nb03-alerts",
+        "nb06-fraud",
+        None,
+    )
     env(LABKIT_STUDENT="Bartek")
     assert (nb.topic("nb03-alerts"), nb.group("nb06-fraud"), nb.student()) == (
-        "bartek.nb03-alerts", "bartek.nb06-fraud", "bartek")
+        "bartek.nb03-alerts",
+        "bartek.nb06-fraud",
+        "bartek",
+    )
 
 
 # -- the doctor's line ------------------------------------------------------------------------
@@ -187,8 +199,9 @@ def test_the_doctor_fails_the_student_line_for_a_bad_setting(env):
 
 def test_the_doctor_report_includes_the_student_line(env, monkeypatch):
     env(LABKIT_STUDENT="celina")
-    monkeypatch.setattr(doctor_module, "_broker_info",
-                        lambda servers, timeout: {"broker": "labkit", "version": "?"})
+    monkeypatch.setattr(
+        doctor_module, "_broker_info", lambda servers, timeout: {"broker": "labkit", "version": "?"}
+    )
     out = io.StringIO()
     report = doctor_module.doctor("127.0.0.1:1", roundtrip=False, file=out)
     assert "student: celina (from LABKIT_STUDENT)" in out.getvalue()
@@ -199,7 +212,11 @@ def test_the_doctor_report_includes_the_student_line(env, monkeypatch):
 
 
 def description(topic: str, partitions: int = 4) -> dict:
-    return {"topic": topic, "error_code": 0, "partitions": [{"partition": p} for p in range(partitions)]}
+    return {
+        "topic": topic,
+        "error_code": 0,
+        "partitions": [{"partition": p} for p in range(partitions)],
+    }
 
 
 def metadata(topic: str, count: int = 20) -> list:

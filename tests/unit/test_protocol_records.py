@@ -29,7 +29,9 @@ def test_round_trip_plain_values():
 
 def test_keys_nulls_and_headers_round_trip():
     batch = r.encode_batch(
-        [5, 3], [b"k1", None], [None, b"v"],
+        [5, 3],
+        [b"k1", None],
+        [None, b"v"],
         headers=[[("trace", b"x"), ("empty", None)], []],
     )
     decoded = r.decode_batch(batch)
@@ -40,8 +42,7 @@ def test_keys_nulls_and_headers_round_trip():
 
 
 def test_offset_deltas_keep_sparse_offsets():
-    batch = r.encode_batch([1, 2], [b"a", b"b"], [b"1", b"2"], base_offset=40,
-                           offset_deltas=[0, 7])
+    batch = r.encode_batch([1, 2], [b"a", b"b"], [b"1", b"2"], base_offset=40, offset_deltas=[0, 7])
     header = r.validate_batch(batch, produced=False)
     assert header.last_offset == 47
     assert r.decode_batch(batch).offsets == [40, 47]
@@ -107,10 +108,17 @@ def test_inconsistent_lengths_are_corrupt():
         r.decode_batch(bytes(batch))
 
 
-@given(st.lists(st.tuples(st.one_of(st.none(), st.binary(max_size=20)),
-                          st.one_of(st.none(), st.binary(max_size=50)),
-                          st.integers(min_value=0, max_value=2**62)),
-                min_size=1, max_size=30))
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.binary(max_size=20)),
+            st.one_of(st.none(), st.binary(max_size=50)),
+            st.integers(min_value=0, max_value=2**62),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
 def test_any_records_round_trip(items):
     keys = [k for k, _, _ in items]
     values = [v for _, v, _ in items]
@@ -127,6 +135,7 @@ def test_any_records_round_trip(items):
 def _with_record_count(batch: bytes, count: int) -> bytes:
     """The batch with record_count rewritten and the CRC recomputed (a 'valid' lie)."""
     import zlib
+
     buf = bytearray(batch)
     struct.pack_into("<i", buf, 40, count)
     struct.pack_into("<i", buf, 20, count - 1)
@@ -152,7 +161,7 @@ def test_each_record_gets_its_own_headers_list():
 def _with_max_timestamp(batch: bytes, max_ts: int) -> bytes:
     data = bytearray(batch)
     struct.pack_into("<q", data, 32, max_ts)
-    struct.pack_into("<I", data, 12, zlib.crc32(bytes(data[r.CRC_START:])))
+    struct.pack_into("<I", data, 12, zlib.crc32(bytes(data[r.CRC_START :])))
     return bytes(data)
 
 
@@ -160,9 +169,15 @@ def test_produced_max_timestamp_must_be_the_records_largest_whatever_their_sprea
     """The byte-plane shortcut and the general path agree with a plain max()."""
     rng = random.Random(7)
     base = 1_765_000_000_000
-    shapes = [lambda i: base, lambda i: base + i % 3, lambda i: base + 255 - i,
-              lambda i: (base | 0xFF) + i, lambda i: base + rng.randrange(10**6),
-              lambda i: rng.randrange(-5, 5), lambda i: rng.randrange(1 << 63)]
+    shapes = [
+        lambda i: base,
+        lambda i: base + i % 3,
+        lambda i: base + 255 - i,
+        lambda i: (base | 0xFF) + i,
+        lambda i: base + rng.randrange(10**6),
+        lambda i: rng.randrange(-5, 5),
+        lambda i: rng.randrange(1 << 63),
+    ]
     for shape in shapes:
         for n in (1, 2, 17, 300):
             ts = [shape(i) for i in range(n)]

@@ -16,7 +16,9 @@ from typing import Any
 
 def alert_line(tx: Mapping) -> str:
     """The course's alert format: ``ALERT: TX0042 | 2345.67 PLN | Warszawa | elektronika``."""
-    return f"ALERT: {tx['tx_id']} | {float(tx['amount']):.2f} PLN | {tx['store']} | {tx['category']}"
+    return (
+        f"ALERT: {tx['tx_id']} | {float(tx['amount']):.2f} PLN | {tx['store']} | {tx['category']}"
+    )
 
 
 def fraud_score(tx: Mapping) -> int:
@@ -33,25 +35,55 @@ def fraud_score(tx: Mapping) -> int:
 
 
 def _tx(tx_id: str, amount: float, category: str, time: str, store: str = "Warszawa") -> dict:
-    return {"tx_id": tx_id, "user_id": "u05", "amount": amount, "store": store,
-            "category": category, "timestamp": f"2026-03-02T{time}"}
+    return {
+        "tx_id": tx_id,
+        "user_id": "u05",
+        "amount": amount,
+        "store": store,
+        "category": category,
+        "timestamp": f"2026-03-02T{time}",
+    }
 
 
 def score_cases() -> list[tuple[dict, str]]:
     """Transactions that each test one edge of R1-R3, with what they test."""
     return [
-        (_tx("TX8001", 120.0, "żywność", "12:00:00"), "an ordinary 120.00 PLN food purchase at noon"),
+        (
+            _tx("TX8001", 120.0, "żywność", "12:00:00"),
+            "an ordinary 120.00 PLN food purchase at noon",
+        ),
         (_tx("TX8002", 3000.0, "odzież", "12:00:00"), "amount exactly 3000.00 (R1 needs > 3000)"),
-        (_tx("TX8003", 3000.01, "odzież", "12:00:00"), "amount 3000.01 of clothes at noon (R1 only)"),
-        (_tx("TX8004", 1500.0, "elektronika", "12:00:00"), "electronics for exactly 1500.00 (R2 needs > 1500)"),
-        (_tx("TX8005", 1500.01, "elektronika", "12:00:00"), "electronics for 1500.01 at noon (R2 only)"),
-        (_tx("TX8006", 2000.0, "książki", "12:00:00"), "books for 2000.00 (R2 is for elektronika only)"),
+        (
+            _tx("TX8003", 3000.01, "odzież", "12:00:00"),
+            "amount 3000.01 of clothes at noon (R1 only)",
+        ),
+        (
+            _tx("TX8004", 1500.0, "elektronika", "12:00:00"),
+            "electronics for exactly 1500.00 (R2 needs > 1500)",
+        ),
+        (
+            _tx("TX8005", 1500.01, "elektronika", "12:00:00"),
+            "electronics for 1500.01 at noon (R2 only)",
+        ),
+        (
+            _tx("TX8006", 2000.0, "książki", "12:00:00"),
+            "books for 2000.00 (R2 is for elektronika only)",
+        ),
         (_tx("TX8007", 3500.0, "elektronika", "14:30:00"), "electronics for 3500.00 (R1 and R2)"),
         (_tx("TX8008", 10.0, "żywność", "05:59:59"), "10.00 PLN at 05:59:59 (R3: hour < 6)"),
         (_tx("TX8009", 10.0, "żywność", "06:00:00"), "10.00 PLN at 06:00:00 (hour 6 is not < 6)"),
-        (_tx("TX8010", 2000.0, "elektronika", "03:00:00"), "electronics for 2000.00 at 03:00 (R2 and R3)"),
-        (_tx("TX8011", 4000.0, "elektronika", "01:00:00"), "electronics for 4000.00 at 01:00 (all rules)"),
-        (_tx("TX8012", 4500.0, "odzież", "00:00:00"), "clothes for 4500.00 at midnight (R1 and R3)"),
+        (
+            _tx("TX8010", 2000.0, "elektronika", "03:00:00"),
+            "electronics for 2000.00 at 03:00 (R2 and R3)",
+        ),
+        (
+            _tx("TX8011", 4000.0, "elektronika", "01:00:00"),
+            "electronics for 4000.00 at 01:00 (all rules)",
+        ),
+        (
+            _tx("TX8012", 4500.0, "odzież", "00:00:00"),
+            "clothes for 4500.00 at midnight (R1 and R3)",
+        ),
     ]
 
 
@@ -78,8 +110,9 @@ def tx_ids(items: Any) -> list[str]:
     return [item["tx_id"] if isinstance(item, Mapping) else str(item) for item in values(items)]
 
 
-def burst_users(transactions: Iterable[Mapping], window_s: float, *, limit: int = 3,
-                inclusive: bool = False) -> set[str]:
+def burst_users(
+    transactions: Iterable[Mapping], window_s: float, *, limit: int = 3, inclusive: bool = False
+) -> set[str]:
     """Users with more than ``limit`` transactions within ``window_s`` seconds.
 
     ``inclusive`` counts two transactions exactly ``window_s`` apart as within it.
@@ -91,7 +124,8 @@ def burst_users(transactions: Iterable[Mapping], window_s: float, *, limit: int 
         times = recent[tx["user_id"]]
         times.append(now)
         while (now - times[0]).total_seconds() > window_s or (
-                not inclusive and (now - times[0]).total_seconds() >= window_s):
+            not inclusive and (now - times[0]).total_seconds() >= window_s
+        ):
             times.popleft()
         if len(times) > limit:
             flagged.add(tx["user_id"])

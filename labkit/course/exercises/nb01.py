@@ -28,19 +28,28 @@ def describe_new_topic(description, *, topic, partitions=4):
     """description: ``admin.describe_topics([topic])[0]`` (or the list it comes from)."""
     if isinstance(description, list | tuple) and len(description) == 1:
         description = description[0]
-    expect(isinstance(description, Mapping),
-           f"give the dict that admin.describe_topics([{topic!r}])[0] returns, "
-           f"got {type(description).__name__}")
+    expect(
+        isinstance(description, Mapping),
+        f"give the dict that admin.describe_topics([{topic!r}])[0] returns, "
+        f"got {type(description).__name__}",
+    )
     name = description.get("topic", description.get("name"))
-    expect(same_topic(name, topic), f"this describes {name!r}, not {topic!r}: describe the topic "
-                                    f"you created{prefix_hint(name, topic)}")
-    expect(not description.get("error_code"),
-           f"the broker answered error_code {description.get('error_code')} for {topic!r} "
-           "(the topic does not exist?): create it with admin.create_topics first")
+    expect(
+        same_topic(name, topic),
+        f"this describes {name!r}, not {topic!r}: describe the topic "
+        f"you created{prefix_hint(name, topic)}",
+    )
+    expect(
+        not description.get("error_code"),
+        f"the broker answered error_code {description.get('error_code')} for {topic!r} "
+        "(the topic does not exist?): create it with admin.create_topics first",
+    )
     parts = description.get("partitions") or []
-    expect(len(parts) == partitions,
-           f"{topic!r} has {counted(len(parts), 'partition')}, {partitions} wanted: delete it "
-           f"(admin.delete_topics) and create it again with num_partitions={partitions}")
+    expect(
+        len(parts) == partitions,
+        f"{topic!r} has {counted(len(parts), 'partition')}, {partitions} wanted: delete it "
+        f"(admin.delete_topics) and create it again with num_partitions={partitions}",
+    )
 
 
 def _partition_of(key: bytes, num_partitions: int) -> int:
@@ -50,32 +59,48 @@ def _partition_of(key: bytes, num_partitions: int) -> int:
 
 
 def _as_counts(answer) -> dict[int, object]:
-    expect(isinstance(answer, Mapping), "give a dict {partition: number of records}, e.g. "
-                                        f"{{0: 3, 1: 5, ...}}; got {type(answer).__name__}")
+    expect(
+        isinstance(answer, Mapping),
+        "give a dict {partition: number of records}, e.g. "
+        f"{{0: 3, 1: 5, ...}}; got {type(answer).__name__}",
+    )
     return {getattr(key, "partition", key): value for key, value in answer.items()}
 
 
 @exercise("01.2", points=2, title="Count the records in each partition from offsets")
 def records_per_partition(answer, *, lines, num_partitions):
     """answer: {partition: end offset - beginning offset}; lines: the key:value lines sent."""
-    want = Counter(_partition_of(line.split(":", 1)[0].encode("utf-8"), num_partitions)
-                   for line in lines)
+    want = Counter(
+        _partition_of(line.split(":", 1)[0].encode("utf-8"), num_partitions) for line in lines
+    )
     got = _as_counts(answer)
     bad = sorted((p for p in got if not (isinstance(p, int) and 0 <= p < num_partitions)), key=str)
-    expect(not bad, f"partition {bad[0] if bad else ''!r} does not exist: the topic has "
-                    f"partitions 0..{num_partitions - 1} (did you create it with "
-                    f"num_partitions={num_partitions}?)")
-    expect(all(isinstance(v, int) and not isinstance(v, bool) for v in got.values()),
-           "each count must be an int: end_offsets()[tp] - beginning_offsets()[tp]")
+    expect(
+        not bad,
+        f"partition {bad[0] if bad else ''!r} does not exist: the topic has "
+        f"partitions 0..{num_partitions - 1} (did you create it with "
+        f"num_partitions={num_partitions}?)",
+    )
+    expect(
+        all(isinstance(v, int) and not isinstance(v, bool) for v in got.values()),
+        "each count must be an int: end_offsets()[tp] - beginning_offsets()[tp]",
+    )
     total = sum(got.values())
     how_many = counted(len(lines), "record") + (" was" if len(lines) == 1 else " were")
-    expect(total == len(lines), f"your counts add up to {total}, but {how_many} sent: a partition "
-                                "holds end offset - beginning offset records")
+    expect(
+        total == len(lines),
+        f"your counts add up to {total}, but {how_many} sent: a partition "
+        "holds end offset - beginning offset records",
+    )
     used = {p for p, n in got.items() if n}
-    expect(used != {0} or set(want) == {0},
-           f"all records are in partition 0: was the topic created with {num_partitions} "
-           "partitions (exercise 01.1) before the records were sent?")
+    expect(
+        used != {0} or set(want) == {0},
+        f"all records are in partition 0: was the topic created with {num_partitions} "
+        "partitions (exercise 01.1) before the records were sent?",
+    )
     for partition in range(num_partitions):
-        expect(got.get(partition, 0) == want[partition],
-               f"partition {partition}: expected {counted(want[partition], 'record')}, got "
-               f"{got.get(partition, 0)}: take the offsets of every partition of the topic")
+        expect(
+            got.get(partition, 0) == want[partition],
+            f"partition {partition}: expected {counted(want[partition], 'record')}, got "
+            f"{got.get(partition, 0)}: take the offsets of every partition of the topic",
+        )

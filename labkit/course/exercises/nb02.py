@@ -22,36 +22,66 @@ exercise = EXERCISES.exercise
 @exercise("02.1", points=2, title="Send 20 transactions and return their metadata")
 def send_and_collect(metadata, *, topic, count=20):
     """metadata: the RecordMetadata of each send, in send order (``future.get()``)."""
-    expect(metadata is not None, "your answer is None: collect future.get(timeout=10) of each send in a list")
+    expect(
+        metadata is not None,
+        "your answer is None: collect future.get(timeout=10) of each send in a list",
+    )
     items = list(metadata)
     if items and hasattr(items[0], "get") and not hasattr(items[0], "offset"):
-        raise Wrong("these are futures, not metadata: call .get(timeout=10) on each future "
-                    "to wait for the broker's answer")
-    expect(len(items) == count, f"expected {count} RecordMetadata, got {len(items)}: "
-                                f"send {count} transactions and keep the metadata of each")
+        raise Wrong(
+            "these are futures, not metadata: call .get(timeout=10) on each future "
+            "to wait for the broker's answer"
+        )
+    expect(
+        len(items) == count,
+        f"expected {count} RecordMetadata, got {len(items)}: "
+        f"send {count} transactions and keep the metadata of each",
+    )
     for item in items:
-        expect(all(hasattr(item, a) for a in ("topic", "partition", "offset")),
-               f"{type(item).__name__} is not RecordMetadata: keep what future.get() returns")
+        expect(
+            all(hasattr(item, a) for a in ("topic", "partition", "offset")),
+            f"{type(item).__name__} is not RecordMetadata: keep what future.get() returns",
+        )
     topics = {m.topic for m in items}
     found = topics.pop() if len(topics) == 1 else sorted(topics)
-    expect(same_topic(found, topic), f"the records went to {found!r}, not to {topic!r}: pass "
-                                     f"the notebook's topic name to send(){prefix_hint(found, topic)}")
+    expect(
+        same_topic(found, topic),
+        f"the records went to {found!r}, not to {topic!r}: pass "
+        f"the notebook's topic name to send(){prefix_hint(found, topic)}",
+    )
     places = [(m.partition, m.offset) for m in items]
-    expect(all(isinstance(o, int) and o >= 0 for _, o in places),
-           "some offsets are not >= 0: use the metadata of acknowledged sends")
-    expect(len(set(places)) == len(places), "the same (partition, offset) appears twice: "
-                                            "send each transaction once and keep its own metadata")
+    expect(
+        all(isinstance(o, int) and o >= 0 for _, o in places),
+        "some offsets are not >= 0: use the metadata of acknowledged sends",
+    )
+    expect(
+        len(set(places)) == len(places),
+        "the same (partition, offset) appears twice: "
+        "send each transaction once and keep its own metadata",
+    )
+
 
 @exercise("02.2", points=1, title="Flush, then count what the broker stored")
 def flushed_count(in_topic, *, sent):
     """in_topic: how many records the topic holds (from end offsets) after flushing."""
-    expect(isinstance(in_topic, int) and not isinstance(in_topic, bool),
-           f"give the number of records as an int, got {type(in_topic).__name__}: add up "
-           "the end offsets of the topic's partitions")
-    expect(in_topic != 0, "the topic is still empty: the records wait in the producer's buffer; "
-                          "call producer.flush() before you count")
-    expect(in_topic >= sent, f"only {in_topic} of {sent} records are stored: call "
-                             "producer.flush() first, then read the end offsets")
-    expect(in_topic == sent, f"the topic holds {in_topic} records but {sent} were sent: count "
-                             "only this topic (run the notebook from the top; its first cell "
-                             "empties the topic)")
+    expect(
+        isinstance(in_topic, int) and not isinstance(in_topic, bool),
+        f"give the number of records as an int, got {type(in_topic).__name__}: add up "
+        "the end offsets of the topic's partitions",
+    )
+    expect(
+        in_topic != 0,
+        "the topic is still empty: the records wait in the producer's buffer; "
+        "call producer.flush() before you count",
+    )
+    expect(
+        in_topic >= sent,
+        f"only {in_topic} of {sent} records are stored: call "
+        "producer.flush() first, then read the end offsets",
+    )
+    expect(
+        in_topic == sent,
+        f"the topic holds {in_topic} records but {sent} were sent: count "
+        "only this topic (run the notebook from the top; its first cell "
+        "empties the topic)",
+    )

@@ -24,7 +24,10 @@ exercise = EXERCISES.exercise
 
 _DESERIALIZE_CASES = [
     (b'{"tx_id": "TX0001", "amount": 12.5}', {"tx_id": "TX0001", "amount": 12.5}),
-    ('{"store": "Kraków", "category": "książki"}'.encode(), {"store": "Kraków", "category": "książki"}),
+    (
+        '{"store": "Kraków", "category": "książki"}'.encode(),
+        {"store": "Kraków", "category": "książki"},
+    ),
     (b"[1, 2, 3]", [1, 2, 3]),
     (b"{not json", None),
     (b"", None),
@@ -40,14 +43,20 @@ def safe_deserializer(fn):
         try:
             got = call(fn, raw)
         except StudentCodeError as exc:
-            raise Wrong(f"for {raw!r} {str(exc).split(';')[0].replace('your function', 'it')}: "
-                        "catch ValueError (json.JSONDecodeError and UnicodeDecodeError are both "
-                        "ValueErrors) and return None") from None
+            raise Wrong(
+                f"for {raw!r} {str(exc).split(';')[0].replace('your function', 'it')}: "
+                "catch ValueError (json.JSONDecodeError and UnicodeDecodeError are both "
+                "ValueErrors) and return None"
+            ) from None
         if want is None:
             expect(got is None, f"for the poison message {raw!r} return None, got {got!r}")
         else:
-            expect(got == want, f"for {raw!r} expected {want!r}, got {got!r}: decode the bytes "
-                                "as UTF-8 and parse them with json.loads")
+            expect(
+                got == want,
+                f"for {raw!r} expected {want!r}, got {got!r}: decode the bytes "
+                "as UTF-8 and parse them with json.loads",
+            )
+
 
 def _is_json(raw: bytes) -> bool:
     try:
@@ -66,9 +75,11 @@ def _raw_values(answer) -> list[bytes]:
         if isinstance(value, bytearray):
             value = bytes(value)
         if not isinstance(value, bytes):
-            raise Wrong(f"the dead-letter topic keeps the raw bytes, got {type(value).__name__} "
-                        f"{value!r:.40}: send record.value unchanged and read it back without "
-                        "a value_deserializer")
+            raise Wrong(
+                f"the dead-letter topic keeps the raw bytes, got {type(value).__name__} "
+                f"{value!r:.40}: send record.value unchanged and read it back without "
+                "a value_deserializer"
+            )
         result.append(value)
     return result
 
@@ -78,20 +89,35 @@ def dead_letters(answer, *, sent):
     """answer: raw values read back from the dead-letter topic; sent: raw values sent."""
     got = Counter(_raw_values(answer))
     want = Counter(raw for raw in sent if not _is_json(raw))
-    expect(got or not want, "the dead-letter topic is empty, "
-                            f"{counted(sum(want.values()), 'poison message')} expected: send "
-                            "each value your deserializer rejects to it, and flush() before "
-                            "reading it")
+    expect(
+        got or not want,
+        "the dead-letter topic is empty, "
+        f"{counted(sum(want.values()), 'poison message')} expected: send "
+        "each value your deserializer rejects to it, and flush() before "
+        "reading it",
+    )
     valid = sorted(raw for raw in got if _is_json(raw))
-    expect(not valid, f"{valid[0] if valid else b''!r} is valid JSON: only messages that "
-                      "cannot be decoded go to the dead-letter topic")
+    expect(
+        not valid,
+        f"{valid[0] if valid else b''!r} is valid JSON: only messages that "
+        "cannot be decoded go to the dead-letter topic",
+    )
     unknown = sorted(raw for raw in got if raw not in want)
-    expect(not unknown, f"{unknown[0] if unknown else b''!r} was never sent to the input "
-                        "topic: read the dead letters of this notebook's topics only")
+    expect(
+        not unknown,
+        f"{unknown[0] if unknown else b''!r} was never sent to the input "
+        "topic: read the dead letters of this notebook's topics only",
+    )
     extra, missing = got - want, want - got
-    expect(not extra, f"{min(extra) if extra else b''!r} is in the dead-letter topic "
-                      f"{got[min(extra)] if extra else 0} times: send each poison message once "
-                      "(run the notebook from the top)")
-    expect(not missing, f"{counted(sum(missing.values()), 'poison message')} missing, e.g. "
-                        f"{min(missing) if missing else b''!r}: read the input topic to the "
-                        "end and send every rejected value")
+    expect(
+        not extra,
+        f"{min(extra) if extra else b''!r} is in the dead-letter topic "
+        f"{got[min(extra)] if extra else 0} times: send each poison message once "
+        "(run the notebook from the top)",
+    )
+    expect(
+        not missing,
+        f"{counted(sum(missing.values()), 'poison message')} missing, e.g. "
+        f"{min(missing) if missing else b''!r}: read the input topic to the "
+        "end and send every rejected value",
+    )

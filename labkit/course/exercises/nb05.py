@@ -25,7 +25,9 @@ def _partitions_by_user(answer) -> dict[str, set]:
     pairs = answer.items() if isinstance(answer, Mapping) else answer
     result: dict[str, set] = {}
     for user, parts in pairs:
-        many = parts if isinstance(parts, Iterable) and not isinstance(parts, str | bytes) else [parts]
+        many = (
+            parts if isinstance(parts, Iterable) and not isinstance(parts, str | bytes) else [parts]
+        )
         result.setdefault(str(user), set()).update(many)
     return result
 
@@ -36,41 +38,60 @@ def one_partition_per_user(answer, *, num_partitions=None):
     try:
         seen = _partitions_by_user(answer)
     except (TypeError, ValueError):
-        raise Wrong("give a dict {user_id: set of partitions}, built from each send's "
-                    "metadata.partition") from None
+        raise Wrong(
+            "give a dict {user_id: set of partitions}, built from each send's metadata.partition"
+        ) from None
     expect(len(seen) >= 2, "collect the partitions of at least two users' transactions")
     for user in sorted(seen):
         parts = sorted(seen[user])
-        expect(len(parts) == 1, f"{user}'s transactions went to partitions {parts}: send with "
-                                "key=tx['user_id'] (bytes, or with a key_serializer)")
+        expect(
+            len(parts) == 1,
+            f"{user}'s transactions went to partitions {parts}: send with "
+            "key=tx['user_id'] (bytes, or with a key_serializer)",
+        )
     used = set().union(*seen.values())
     if num_partitions is not None:
         bad = sorted(p for p in used if not (isinstance(p, int) and 0 <= p < num_partitions))
-        expect(not bad, f"partition {bad[0] if bad else ''} does not exist in a topic with "
-                        f"{num_partitions} partitions")
-        expect(num_partitions == 1 or len(seen) < 6 or len(used) > 1,
-               "every user landed on the same partition: let the key choose the partition "
-               "(do not pass partition=...)")
+        expect(
+            not bad,
+            f"partition {bad[0] if bad else ''} does not exist in a topic with "
+            f"{num_partitions} partitions",
+        )
+        expect(
+            num_partitions == 1 or len(seen) < 6 or len(used) > 1,
+            "every user landed on the same partition: let the key choose the partition "
+            "(do not pass partition=...)",
+        )
+
 
 @exercise("05.2", points=2, title="Per-key order: each user's transactions in send order")
 def per_key_order(answer, *, sent):
     """answer: {user_id: that user's tx_ids (or transactions) in the order they were read}."""
-    expect(isinstance(answer, Mapping), "give a dict {user_id: list of tx_ids in read order}, "
-                                        f"got {type(answer).__name__}")
+    expect(
+        isinstance(answer, Mapping),
+        f"give a dict {{user_id: list of tx_ids in read order}}, got {type(answer).__name__}",
+    )
     want: dict[str, list[str]] = {}
     for tx in sent:
         want.setdefault(tx["user_id"], []).append(tx["tx_id"])
     got = {str(user): tx_ids(items) for user, items in answer.items()}
     missing = sorted(set(want) - set(got))
-    expect(not missing, f"{counted(len(missing), 'user')} missing, e.g. {missing[0] if missing else ''}: "
-                        "read every partition of the topic from the beginning")
+    expect(
+        not missing,
+        f"{counted(len(missing), 'user')} missing, e.g. {missing[0] if missing else ''}: "
+        "read every partition of the topic from the beginning",
+    )
     for user in sorted(want):
         mine, theirs = got[user], want[user]
-        expect(sorted(mine) == sorted(theirs),
-               f"{user}: expected {counted(len(theirs), 'transaction')}, got {len(mine)}: append each "
-               "record's tx_id to the list of its user_id, once")
+        expect(
+            sorted(mine) == sorted(theirs),
+            f"{user}: expected {counted(len(theirs), 'transaction')}, got {len(mine)}: append each "
+            "record's tx_id to the list of its user_id, once",
+        )
         if mine != theirs:
             first = next(i for i, (a, b) in enumerate(zip(mine, theirs, strict=True)) if a != b)
-            raise Wrong(f"{user}'s transaction number {first + 1} was {mine[first]}, but "
-                        f"{theirs[first]} was sent before it: keep the order in which the "
-                        "records were read (and read a topic keyed by user_id)")
+            raise Wrong(
+                f"{user}'s transaction number {first + 1} was {mine[first]}, but "
+                f"{theirs[first]} was sent before it: keep the order in which the "
+                "records were read (and read a topic keyed by user_id)"
+            )

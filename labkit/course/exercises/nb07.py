@@ -20,5 +20,8 @@ def replay(answer, *, sent):
     got = Counter(tx_ids(answer))
     want = Counter(tx_ids(sent))
     missing = want - got
-    expect(not missing, f"{sum(missing.values())} of {sum(want.values())} records not replayed: "
-                        "call seek_to_beginning() before reading again")
+    expect(
+        not missing,
+        f"{sum(missing.values())} of {sum(want.values())} records not replayed: "
+        "call seek_to_beginning() before reading again",
+    )

@@ -31,21 +31,45 @@ NIGHT_BEFORE_HOUR = 6
 # letter -> (situation, the right kind, why); notebook 08 lists the same situations and
 # discusses the reasons
 SITUATIONS: dict[str, tuple[str, str, str]] = {
-    "a": ("block a card while the customer is still at the till when a payment looks "
-          "fraudulent", "event", "the action must follow each payment within a second"),
-    "b": ("a daily report of sales per store for the shop managers", "data",
-          "a periodic query over stored data is enough; nobody waits for single events"),
-    "c": ("send the customer a text message a few seconds after a payment above 3000 PLN",
-          "event", "it reacts to one event, right after it happens"),
-    "d": ("an analyst looks for new fraud patterns in last year's transactions", "data",
-          "ad-hoc questions over history need the data stored and queryable"),
-    "e": ("switch off a cooling unit as soon as its sensor reports more than 90 °C",
-          "event", "a late reaction costs money: react to each reading as it arrives"),
-    "f": ("a chart of revenue per category, refreshed every 15 minutes", "data",
-          "a refresh on a schedule is what a query over stored data gives"),
+    "a": (
+        "block a card while the customer is still at the till when a payment looks fraudulent",
+        "event",
+        "the action must follow each payment within a second",
+    ),
+    "b": (
+        "a daily report of sales per store for the shop managers",
+        "data",
+        "a periodic query over stored data is enough; nobody waits for single events",
+    ),
+    "c": (
+        "send the customer a text message a few seconds after a payment above 3000 PLN",
+        "event",
+        "it reacts to one event, right after it happens",
+    ),
+    "d": (
+        "an analyst looks for new fraud patterns in last year's transactions",
+        "data",
+        "ad-hoc questions over history need the data stored and queryable",
+    ),
+    "e": (
+        "switch off a cooling unit as soon as its sensor reports more than 90 °C",
+        "event",
+        "a late reaction costs money: react to each reading as it arrives",
+    ),
+    "f": (
+        "a chart of revenue per category, refreshed every 15 minutes",
+        "data",
+        "a refresh on a schedule is what a query over stored data gives",
+    ),
 }
-_KIND_WORDS = {"event": "event", "event-driven": "event", "event driven": "event",
-               "data": "data", "data-driven": "data", "data driven": "data"}
+_KIND_WORDS = {
+    "event": "event",
+    "event-driven": "event",
+    "event driven": "event",
+    "data": "data",
+    "data-driven": "data",
+    "data driven": "data",
+}
 
 
 def is_suspicious_ref(tx: Mapping) -> bool:
@@ -55,8 +79,14 @@ def is_suspicious_ref(tx: Mapping) -> bool:
 
 
 def _tx(tx_id: str, amount: float, time: str, category: str = "odzież") -> dict:
-    return {"tx_id": tx_id, "user_id": "u03", "amount": amount, "store": "Wrocław",
-            "category": category, "timestamp": f"2026-03-02T{time}"}
+    return {
+        "tx_id": tx_id,
+        "user_id": "u03",
+        "amount": amount,
+        "store": "Wrocław",
+        "category": category,
+        "timestamp": f"2026-03-02T{time}",
+    }
 
 
 def rule_cases() -> list[tuple[dict, str]]:
@@ -72,8 +102,10 @@ def rule_cases() -> list[tuple[dict, str]]:
         (_tx("TX7008", 4200.0, "03:10:00"), "4200.00 PLN at 03:10 (large and at night)"),
         (_tx("TX7009", 2999.99, "23:59:59"), "2999.99 PLN at 23:59:59 (not night: hour 23)"),
     ]
-    ordinary = [(tx, f"{tx['tx_id']}: {tx['amount']:.2f} PLN at {tx['timestamp'][11:]}")
-                for tx in transactions(seed=801, count=80, suspicious_share=0.3)]
+    ordinary = [
+        (tx, f"{tx['tx_id']}: {tx['amount']:.2f} PLN at {tx['timestamp'][11:]}")
+        for tx in transactions(seed=801, count=80, suspicious_share=0.3)
+    ]
     return edges + ordinary
 
 
@@ -86,8 +118,11 @@ def rule(fn):
             got = False
         expect(isinstance(got, bool), f"return True or False, got {got!r} for {why}")
         want = is_suspicious_ref(tx)
-        expect(got == want, f"{why}: expected {want}, got {got}: suspicious means "
-                            "amount > 3000 or the hour of 'timestamp' below 6")
+        expect(
+            got == want,
+            f"{why}: expected {want}, got {got}: suspicious means "
+            "amount > 3000 or the hour of 'timestamp' below 6",
+        )
 
 
 def _flagged_ids(answer) -> list[str]:
@@ -126,22 +161,37 @@ def event_driven(flagged, *, sent):
     sent_txs = {tx["tx_id"]: tx for tx in values(sent)}
     want = {tx_id for tx_id, tx in sent_txs.items() if is_suspicious_ref(tx)}
     got = Counter(_flagged_ids(flagged))
-    expect(got, f"nothing flagged, {len(want)} expected: poll the topic until you have seen "
-                f"all {len(sent_txs)} transactions and flag each one is_suspicious() accepts")
+    expect(
+        got,
+        f"nothing flagged, {len(want)} expected: poll the topic until you have seen "
+        f"all {len(sent_txs)} transactions and flag each one is_suspicious() accepts",
+    )
     unknown = sorted(set(got) - set(sent_txs))
-    expect(not unknown, f"{unknown[0] if unknown else ''} was not sent in this run: start from "
-                        "an empty list and read only this notebook's topic")
+    expect(
+        not unknown,
+        f"{unknown[0] if unknown else ''} was not sent in this run: start from "
+        "an empty list and read only this notebook's topic",
+    )
     extra = sorted(set(got) - want)
-    expect(not extra, f"{_describe(sent_txs[extra[0]]) if extra else ''} is not suspicious: flag "
-                      "only what the rule of 08.1 accepts")
+    expect(
+        not extra,
+        f"{_describe(sent_txs[extra[0]]) if extra else ''} is not suspicious: flag "
+        "only what the rule of 08.1 accepts",
+    )
     missing = sorted(want - set(got))
-    expect(not missing, f"{counted(len(missing), 'suspicious transaction')} not flagged, e.g. "
-                        f"{_describe(sent_txs[missing[0]]) if missing else ''}: check that 08.1 passes, "
-                        f"and keep polling until all {len(sent_txs)} transactions arrived (use "
-                        "a deadline, not a fixed number of polls)")
+    expect(
+        not missing,
+        f"{counted(len(missing), 'suspicious transaction')} not flagged, e.g. "
+        f"{_describe(sent_txs[missing[0]]) if missing else ''}: check that 08.1 passes, "
+        f"and keep polling until all {len(sent_txs)} transactions arrived (use "
+        "a deadline, not a fixed number of polls)",
+    )
     twice = sorted(k for k, n in got.items() if n > 1)
-    expect(not twice, f"{twice[0] if twice else ''} is flagged {got[twice[0]] if twice else 0} "
-                      "times: flag each transaction once")
+    expect(
+        not twice,
+        f"{twice[0] if twice else ''} is flagged {got[twice[0]] if twice else 0} "
+        "times: flag each transaction once",
+    )
 
 
 def _kind(answer: object) -> str | None:
@@ -156,11 +206,15 @@ def which_app(choices):
     expect(isinstance(choices, Mapping), 'give a dict like {"a": "event", "b": "data", ...}')
     picked = {str(k).strip().lower(): v for k, v in choices.items()}
     missing = [letter for letter in SITUATIONS if letter not in picked]
-    expect(not missing, f"situation {missing[0] if missing else ''} has no answer: give one "
-                        "for each letter a-f")
+    expect(
+        not missing,
+        f"situation {missing[0] if missing else ''} has no answer: give one for each letter a-f",
+    )
     for letter, (situation, want, _why) in SITUATIONS.items():
         got = _kind(picked[letter])
         expect(got is not None, f"{letter}: answer 'event' or 'data', got {picked[letter]!r}")
         if got != want:
-            raise Wrong(f"{letter} ({situation}): think again about how soon the result is "
-                        "needed and whether it reacts to single events or queries stored data")
+            raise Wrong(
+                f"{letter} ({situation}): think again about how soon the result is "
+                "needed and whether it reacts to single events or queries stored data"
+            )

@@ -38,17 +38,28 @@ def flagged(alerts, *, sent):
     got = Counter(tx_ids(records))
     scores = {tx["tx_id"]: fraud_score(tx) for tx in values(sent)}
     extra = sorted(set(got) - set(want))
-    expect(not extra, f"{extra[0] if extra else ''} is in alerts but scores "
-                      f"{scores.get(extra[0]) if extra else ''}: flag only score >= 3")
+    expect(
+        not extra,
+        f"{extra[0] if extra else ''} is in alerts but scores "
+        f"{scores.get(extra[0]) if extra else ''}: flag only score >= 3",
+    )
     missing = sorted(set(want) - set(got))
-    expect(not missing, f"{counted(len(missing), 'flagged transaction')} missing from alerts, e.g. "
-                        f"{missing[0] if missing else ''} (score {want.get(missing[0]) if missing else ''})"
-                        ": send every transaction with score >= 3 to the alerts topic")
+    expect(
+        not missing,
+        f"{counted(len(missing), 'flagged transaction')} missing from alerts, e.g. "
+        f"{missing[0] if missing else ''} (score {want.get(missing[0]) if missing else ''})"
+        ": send every transaction with score >= 3 to the alerts topic",
+    )
     twice = sorted(k for k, n in got.items() if n > 1)
-    expect(not twice, f"{twice[0] if twice else ''} is in alerts {got[twice[0]] if twice else 0} times: "
-                      "send each flagged transaction once")
+    expect(
+        not twice,
+        f"{twice[0] if twice else ''} is in alerts {got[twice[0]] if twice else 0} times: "
+        "send each flagged transaction once",
+    )
     for record in records:
         if isinstance(record, Mapping) and "score" in record:
-            expect(record["score"] == want[record["tx_id"]],
-                   f"{record['tx_id']} has score {want[record['tx_id']]}, your alert says "
-                   f"{record['score']!r}")
+            expect(
+                record["score"] == want[record["tx_id"]],
+                f"{record['tx_id']} has score {want[record['tx_id']]}, your alert says "
+                f"{record['score']!r}",
+            )
