@@ -5,7 +5,8 @@ Each notebook runs under nbval in its own process and temporary folder (see
 ``--fresh-broker`` gives each notebook its own throwaway broker, so no notebook
 sees the records of the one graded before it.
 The score table goes to stdout, one progress line per notebook to stderr, and
-``--csv`` / ``--json`` write a gradebook (one row per student) and the full detail.
+``--csv`` / ``--json`` / ``--report`` write a gradebook (one row per student), the full
+detail and an HTML class report; ``--jobs N`` grades N notebooks at once.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         type=Path,
         metavar="PATH",
-        help="a notebook (student = file name), or a folder of submissions: "
-        "notebooks in it (student = file name) or one subfolder per "
-        "student (student = folder name)",
+        help="a class folder with one folder per student (submissions/anna/03_consumer.ipynb, "
+        "or nbgrader's submitted/anna/ps1/03_consumer.ipynb), a student's folder "
+        "(student = folder name), or a notebook (student = the folder it is in)",
     )
     add_bootstrap_argument(parser)
     parser.add_argument(
@@ -52,6 +53,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="S",
         help="stop a whole notebook after S seconds (default: cells x per-cell timeout + 120)",
+    )
+    parser.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=1,
+        metavar="N",
+        help="grade N notebooks at once (default 1; each runs its own kernel, so N up to "
+        "the number of CPUs; with --fresh-broker each also runs its own broker)",
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help="write a class report (HTML): pass rate and most frequent hints per exercise, "
+        "and a summary per student",
     )
     parser.add_argument(
         "--csv", type=Path, metavar="FILE", help="write a gradebook CSV: one row per student"
@@ -82,13 +99,19 @@ def _fresh_broker() -> Iterator[str]:
         yield broker.bootstrap
 
 
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
-    from labkit.course import grading
+    from labkit.course import grade_report, grading
 
     if args.timeout_per_cell <= 0:
         raise UsageError("--timeout-per-cell must be > 0 seconds")
     if args.timeout_per_notebook is not None and args.timeout_per_notebook <= 0:
         raise UsageError("--timeout-per-notebook must be > 0 seconds")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
@@ -102,12 +125,16 @@ def run(args: argparse.Namespace) -> int:
         notebook_timeout=args.timeout_per_notebook,
         progress=_progress,
         fresh_broker=_fresh_broker if args.fresh_broker else None,
+        jobs=args.jobs,
+        warn=_warn,
     )
-    print(grading.table(results))
-    if args.csv:
-        grading.write_csv(results, args.csv)
-        print(f"wrote {args.csv}", file=sys.stderr)
-    if args.json:
-        grading.write_json(results, args.json)
-        print(f"wrote {args.json}", file=sys.stderr)
+    print(grade_report.table(results))
+    for flag, write in (
+        (args.csv, grade_report.write_csv),
+        (args.json, grade_report.write_json),
+        (args.report, grade_report.write_html),
+    ):
+        if flag:
+            write(results, flag)
+            print(f"wrote {flag}", file=sys.stderr)
     return 0

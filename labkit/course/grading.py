@@ -30,7 +30,6 @@ same broker give the same table.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -38,20 +37,21 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
 from labkit.course import checks, exercises
+from labkit.course.nbval_output import cell_errors, run_status
 from labkit.errors import IllegalArgumentError
 
 NOT_RUN = "NOT RUN"
 CHECK_CALL = re.compile(r"\bcheck\(\s*(['\"])([\w.\-]+)\1")
-SHORT = {checks.PASS: "", checks.FAIL: " F", checks.NOT_ATTEMPTED: " NA", NOT_RUN: " NR"}
-LEGEND = "F = failed, NA = not attempted, NR = the check never ran"
 STARTUP_ALLOWANCE_S = 120
 
 
@@ -97,34 +97,84 @@ def _notebooks_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 
 
-def find_submissions(paths: Iterable[Path]) -> list[Submission]:
-    """Notebooks to grade, with the student each belongs to.
+def _no_warning(message: str) -> None:
+    pass
 
-    A notebook file: student = its stem. A folder: each notebook directly in it is
-    a student (its stem); each subfolder is a student (its name) whose notebooks
-    are all graded. Raises ``IllegalArgumentError`` for a missing path or no notebooks.
+
+def _has_notebooks(folder: Path) -> bool:
+    return any(True for _ in _notebooks_in(folder))
+
+
+def find_submissions(
+    paths: Iterable[Path], *, warn: Callable[[str], None] = _no_warning
+) -> list[Submission]:
+    """Notebooks to grade, with the student each belongs to (see the layout below).
+
+    - A *class folder* holds one folder per student: ``submissions/anna/03_consumer.ipynb``,
+      or nbgrader's ``submitted/anna/ps1/03_consumer.ipynb``. Every notebook under a
+      student's folder is theirs; its path inside that folder is the assignment.
+    - A *student folder* holds that student's notebooks directly: ``labkit grade
+      submissions/anna submissions/bartek``; the student is the folder's name.
+    - A notebook file: the student is the name of the folder it is in.
+
+    Anything else is warned about through ``warn``: notebooks lying loose in a class
+    folder are skipped (whose are they?), two folders of the same student name are both
+    graded as that student, a notebook reached twice is graded once. Raises ``IllegalArgumentError`` for a missing path or no notebooks.
     """
     found: list[Submission] = []
+    seen: dict[str, Path] = {}
+
+    def student(name: str, where: Path) -> str:
+        if name in seen and seen[name] != where:
+            warn(f"student {name!r} appears twice ({seen[name]} and {where}); both are graded")
+        seen.setdefault(name, where)
+        return name
+
     for path in paths:
         path = Path(path)
         if path.is_file() and path.suffix == ".ipynb":
-            found.append(Submission(path.stem, path, ""))
+            folder = path.resolve().parent
+            found.append(Submission(student(folder.name, folder), path, path.name))
         elif path.is_dir():
-            for item in sorted(path.iterdir()):
-                if item.is_file() and item.suffix == ".ipynb":
-                    found.append(Submission(item.stem, item, ""))
-                elif item.is_dir() and not item.name.startswith("."):
-                    found.extend(
-                        Submission(item.name, nb, nb.relative_to(item).as_posix())
-                        for nb in _notebooks_in(item)
-                    )
+            loose = sorted(p for p in path.iterdir() if p.is_file() and p.suffix == ".ipynb")
+            students = sorted(
+                p
+                for p in path.iterdir()
+                if p.is_dir() and not p.name.startswith(".") and _has_notebooks(p)
+            )
+            if loose and not students:
+                name = student(path.resolve().name, path)
+                found.extend(Submission(name, nb, nb.name) for nb in loose)
+                continue
+            for nb in loose:
+                warn(
+                    f"skipped {nb}: a notebook directly in a class folder belongs to no "
+                    "student; put it in a folder named after its student"
+                )
+            for folder in students:
+                name = student(folder.name, folder)
+                found.extend(
+                    Submission(name, nb, nb.relative_to(folder).as_posix())
+                    for nb in _notebooks_in(folder)
+                )
         else:
             raise IllegalArgumentError(
                 f"{path} is neither a notebook (.ipynb) nor a folder; "
-                "give notebooks or folders of submissions"
+                "give a class folder (one folder per student) or students' folders"
             )
+    unique: dict[Path, Submission] = {}
+    for sub in found:
+        key = sub.path.resolve()
+        if key in unique:
+            warn(f"{sub.path} was given twice; it is graded once")
+        else:
+            unique[key] = sub
+    found = list(unique.values())
     if not found:
-        raise IllegalArgumentError("no notebooks (*.ipynb) found in the paths given")
+        raise IllegalArgumentError(
+            "no notebooks (*.ipynb) found in the paths given; expected a class folder "
+            "with one folder per student (submissions/anna/03_consumer.ipynb)"
+        )
     return found
 
 
@@ -223,6 +273,7 @@ def run_notebook(
     cell_timeout: float,
     notebook_timeout: float,
     name: str = "notebook.ipynb",
+    extra_env: dict[str, str] | None = None,
 ) -> RunResult:
     """Run one notebook under nbval in grading mode; returns what its checks logged."""
     with tempfile.TemporaryDirectory(prefix="labkit-grade-") as tmp:
@@ -239,6 +290,7 @@ def run_notebook(
             LABKIT_BOOTSTRAP=bootstrap,
             MPLBACKEND="Agg",
             PYTHONUNBUFFERED="1",
+            **(extra_env or {}),
         )
         env.pop("PYTEST_ADDOPTS", None)
         proc = subprocess.Popen(
@@ -266,55 +318,6 @@ def run_notebook(
                     continue
         text = out.decode("utf-8", errors="replace")
         return RunResult(None if killed else proc.returncode, text, records, killed)
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_SECTION = re.compile(r"^_{3,} .*::Cell (\d+) _{3,}$", re.M)
-
-
-def cell_errors(output: str) -> dict[int, str]:
-    """{code cell number (from 0): one line saying why it failed} from nbval's report."""
-    text = _ANSI.sub("", output)
-    marks = list(_SECTION.finditer(text))
-    errors = {}
-    ends = [m.start() for m in marks[1:]] + [len(text)] * bool(marks)
-    for mark, end in zip(marks, ends, strict=True):
-        section = text[mark.end() : end]
-        section = section.split("\n=====", 1)[0]
-        lines = [line.strip() for line in section.splitlines() if line.strip()]
-        reason = next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in lines
-                if line.startswith(f"Cell {mark[1]}:")
-            ),
-            "",
-        )
-        last = lines[-1] if lines else ""
-        if "Timeout" in reason or not last or last == "Traceback:":
-            errors[int(mark[1])] = reason or "failed"
-        else:
-            errors[int(mark[1])] = last[:300]
-    return errors
-
-
-def _detail(run: RunResult, notebook_timeout: float) -> tuple[str, str]:
-    if run.killed:
-        return "timeout", f"stopped after {notebook_timeout:g} s for the whole notebook"
-    text = run.output
-    if run.returncode == 0:
-        return "ok", ""
-    if "Kernel died" in text or "Kernel dead" in text or "Failed to interrupt kernel" in text:
-        return "crashed", "the kernel died or could not be interrupted; later cells did not run"
-    if "Timeout of" in text:
-        cells = sorted({int(n) for n in re.findall(r"::Cell (\d+)", text)})
-        return "timeout", "a cell ran too long and was interrupted" + (
-            f" (failing cells: {', '.join(map(str, cells))})" if cells else ""
-        )
-    if run.returncode == 1:
-        return "errors", "some cells raised (failed checks count here too)"
-    tail = " ".join(text.strip().splitlines()[-3:])[-300:]
-    return "crashed", f"pytest exited with code {run.returncode}: {tail}"
 
 
 # -- grading ------------------------------------------------------------------------
@@ -362,17 +365,25 @@ def grade(
     progress=None,
     fresh_broker: Callable[[], AbstractContextManager[str]] | None = None,
     course: checks.Registry | None = None,
+    jobs: int = 1,
+    warn: Callable[[str], None] = _no_warning,
 ) -> list[NotebookGrade]:
     """Grade every notebook found in ``paths``; one result per notebook, in order.
 
     ``progress(grade)`` is called after each notebook. With ``fresh_broker`` (a
     factory of context managers that yield a bootstrap address) each notebook gets
     its own broker instead of ``bootstrap``. ``course`` (default: the series') gives the
-    points and titles of the exercises a notebook never logged. Raises ``IllegalArgumentError`` when no
-    notebook is found or one cannot be read as a notebook.
+    points and titles of the exercises a notebook never logged. ``jobs`` notebooks run
+    at once (each is its own process and kernel); when they share one broker each run
+    gets a student prefix of its own (``LABKIT_STUDENT=grade-<n>``, see
+    ``labkit.nb.names``) so that two notebooks of the same assignment never use the same
+    topics and groups. ``warn`` hears about submissions outside the documented layout.
+    Raises ``IllegalArgumentError`` when no notebook is found or one cannot be read.
     """
+    if jobs < 1:
+        raise IllegalArgumentError(f"jobs must be >= 1, got {jobs}")
     course = exercises.load() if course is None else course
-    submissions = find_submissions(paths)
+    submissions = find_submissions(paths, warn=warn)
     loaded = []
     for sub in submissions:
         try:
@@ -383,10 +394,16 @@ def grade(
     for sub, notebook in loaded:
         ids = expected.setdefault(sub.assignment, [])
         ids.extend(i for i in exercise_ids(notebook) if i not in ids)
-    results = []
-    for sub, notebook in loaded:
+    lock = threading.Lock()
+
+    def grade_one(index: int, sub: Submission, notebook: nbformat.NotebookNode) -> NotebookGrade:
         code_cells = sum(1 for c in notebook.cells if c.cell_type == "code")
         limit = notebook_timeout or cell_timeout * max(code_cells, 1) + STARTUP_ALLOWANCE_S
+        private = (
+            {}
+            if fresh_broker or jobs == 1
+            else {"LABKIT_STUDENT": f"grade-{index}", "LABKIT_SHARED": "1"}
+        )
         with fresh_broker() if fresh_broker else nullcontext(bootstrap) as address:
             run = run_notebook(
                 notebook,
@@ -394,14 +411,15 @@ def grade(
                 cell_timeout=cell_timeout,
                 notebook_timeout=limit,
                 name=sub.path.name,
+                extra_env=private,
             )
-        status, detail = _detail(run, limit)
+        status, detail = run_status(run.output, run.returncode, run.killed, limit)
         ids = list(expected[sub.assignment])
         ids.extend(
             r["exercise"] for r in run.records if r.get("exercise") and r["exercise"] not in ids
         )
         errors = cell_errors(run.output)
-        why = {}
+        why: dict[str, str] = {}
         code = [c.source for c in notebook.cells if c.cell_type == "code"]
         for number, source in enumerate(code):
             for match in CHECK_CALL.finditer(source):
@@ -414,82 +432,13 @@ def grade(
             detail,
             [_score(course, i, run.records, why.get(i, "")) for i in sorted(ids)],
         )
-        results.append(result)
         if progress is not None:
-            progress(result)
-    return results
+            with lock:
+                progress(result)
+        return result
 
-
-# -- reports --------------------------------------------------------------------------
-
-
-def by_student(grades: list[NotebookGrade]) -> dict[str, dict[str, ExerciseScore]]:
-    """{student: {exercise id: best score over that student's notebooks}}."""
-    table: dict[str, dict[str, ExerciseScore]] = {}
-    for g in grades:
-        row = table.setdefault(g.student, {})
-        for e in g.exercises:
-            if e.exercise not in row or e.points > row[e.exercise].points:
-                row[e.exercise] = e
-    return table
-
-
-def _columns(grades: list[NotebookGrade]) -> list[str]:
-    return sorted({e.exercise for g in grades for e in g.exercises})
-
-
-def table(grades: list[NotebookGrade]) -> str:
-    """The score table: one row per student, one column per exercise, then the total."""
-    rows = by_student(grades)
-    columns = _columns(grades)
-    header = ["student", *columns, "total"]
-    body = []
-    for student, scores in rows.items():
-        cells = []
-        for ex in columns:
-            s = scores.get(ex)
-            cells.append(
-                "-" if s is None else f"{s.points}/{s.max_points}{SHORT.get(s.status, ' ?')}"
-            )
-        got = sum(s.points for s in scores.values())
-        most = sum(s.max_points for s in scores.values())
-        body.append([student, *cells, f"{got}/{most}"])
-    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
-        for r in [header, *body]
-    ]
-    notes = [
-        f"{g.student}: {Path(g.notebook).name}: {g.status}: {g.detail}"
-        for g in grades
-        if g.status not in ("ok", "errors")
-    ]
-    return "\n".join([*lines, "", LEGEND, *notes])
-
-
-def write_csv(grades: list[NotebookGrade], path: Path) -> None:
-    """A gradebook CSV: one row per student, points per exercise, total and maximum."""
-    rows = by_student(grades)
-    columns = _columns(grades)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["student", *columns, "total", "max_total"])
-        for student, scores in rows.items():
-            writer.writerow(
-                [
-                    student,
-                    *(scores[c].points if c in scores else "" for c in columns),
-                    sum(s.points for s in scores.values()),
-                    sum(s.max_points for s in scores.values()),
-                ]
-            )
-
-
-def write_json(grades: list[NotebookGrade], path: Path) -> None:
-    """Every notebook's result with each exercise's status and message."""
-    data = {
-        "notebooks": [dict(asdict(g), points=g.points, max_points=g.max_points) for g in grades]
-    }
-    path.write_text(
-        json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-    )
+    if jobs == 1:
+        return [grade_one(n, sub, nb) for n, (sub, nb) in enumerate(loaded)]
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="labkit-grade") as pool:
+        futures = [pool.submit(grade_one, n, sub, nb) for n, (sub, nb) in enumerate(loaded)]
+        return [f.result() for f in futures]

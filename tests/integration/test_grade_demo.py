@@ -1,5 +1,6 @@
-"""`labkit grade` end to end: the demo master, its student version, a wrong answer and a
-hanging notebook, graded in one run against the real broker process."""
+"""`labkit grade` end to end on a mock class (a folder per student): the demo master, its
+student version, a wrong answer, a hanging notebook and a student who handed in another
+notebook only, graded two at a time in one run, each against its own real broker process."""
 
 from __future__ import annotations
 
@@ -46,10 +47,11 @@ def write(path: Path, nb) -> Path:
 def graded(tmp_path_factory):
     folder = tmp_path_factory.mktemp("submissions")
     master = demo()
-    write(folder / "solution.ipynb", master)
-    write(folder / "student.ipynb", student_notebook(master, DEMO.name))
+    name = DEMO.name
+    write(folder / "solution" / name, master)
+    write(folder / "student" / name, student_notebook(master, DEMO.name))
     write(
-        folder / "wrong.ipynb",
+        folder / "wrong" / name,
         replace_in_cell(master, "ex-10-1", 'tx["amount"] > 3000', 'tx["amount"] >= 3000'),
     )
     hang = replace_in_cell(
@@ -58,7 +60,17 @@ def graded(tmp_path_factory):
         'if tx["amount"] > 3000:',
         'import time\n    while True:\n        time.sleep(0.1)\n    if tx["amount"] > 3000:',
     )
-    write(folder / "hang.ipynb", hang)
+    write(folder / "hang" / name, hang)
+    # ewa handed in a different notebook only: the demo's exercises count 0 for her
+    intro = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("from labkit import nb"),
+            nbformat.v4.new_code_cell(
+                'nb.check("00.1", ["Warszawa", "Kraków", "Gdańsk", "Wrocław"])'
+            ),
+        ]
+    )
+    write(folder / "ewa" / "intro.ipynb", intro)
     out = tmp_path_factory.mktemp("out")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("LABKIT_GRADING", None)
@@ -70,8 +82,12 @@ def graded(tmp_path_factory):
             "grade",
             str(folder),
             "--fresh-broker",
+            "--jobs",
+            "2",
             "--timeout-per-cell",
             "6",
+            "--report",
+            str(out / "class.html"),
             "--csv",
             str(out / "grades.csv"),
             "--json",
@@ -84,7 +100,7 @@ def graded(tmp_path_factory):
     )
     assert result.returncode == 0, result.stderr
     data = json.loads((out / "grades.json").read_text(encoding="utf-8"))
-    by_student = {nb["student"]: nb for nb in data["notebooks"]}
+    by_student = {nb["student"]: nb for nb in data["notebooks"] if nb["assignment"] == name}
     return result, by_student, out
 
 
@@ -134,12 +150,12 @@ def test_table_and_gradebook_csv(graded):
     result, _, out = graded
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["student", "00.1", "02.1", "03.1", "10.1", "total"]
-    rows = {line.split()[0]: line for line in lines[1:5]}
+    rows = {line.split()[0]: line for line in lines[1:6]}
     assert rows["solution"].split() == ["solution", "1/1", "2/2", "2/2", "3/3", "8/8"]
     assert rows["student"].split()[-1] == "0/8" and "NA" in rows["student"]
     assert rows["wrong"].split()[-1] == "5/8" and "0/3 F" in rows["wrong"]
     assert rows["hang"].split()[-1] == "6/8" and "0/2 NR" in rows["hang"]
-    assert "hang: hang.ipynb: timeout" in result.stdout
+    assert f"hang: {DEMO.name}: timeout" in result.stdout
     with open(out / "grades.csv", encoding="utf-8") as handle:
         table = {row["student"]: row for row in csv.DictReader(handle)}
     assert table["solution"] == {
@@ -152,7 +168,26 @@ def test_table_and_gradebook_csv(graded):
         "max_total": "8",
     }
     assert (table["wrong"]["10.1"], table["wrong"]["total"]) == ("0", "5")
-    assert "graded solution / solution.ipynb: 8/8 points" in result.stderr
+    assert f"graded solution / {DEMO.name}: 8/8 points" in result.stderr
+    assert "warning" not in result.stderr
+
+
+def test_a_student_without_the_notebook_gets_zero_of_the_same_maximum(graded):
+    result, _, out = graded
+    row = next(line for line in result.stdout.splitlines() if line.startswith("ewa "))
+    assert row.split() == ["ewa", "1/1", "0/2", "M", "0/2", "M", "0/3", "M", "1/8"]
+    students = json.loads((out / "grades.json").read_text(encoding="utf-8"))["students"]
+    assert students["ewa"] == {"points": 1, "max_points": 8, "missing": ["02.1", "03.1", "10.1"]}
+    assert {s["max_points"] for s in students.values()} == {8}
+
+
+def test_the_class_report_shows_pass_rates_and_the_hints_students_saw(graded):
+    _, _, out = graded
+    page = (out / "class.html").read_text(encoding="utf-8")
+    # 10.1: solution and hang pass; student (NA), wrong (F) and ewa (M) do not -> 2 of 5
+    assert "<td>2/5</td>" in page and "40%" in page
+    assert "amount exactly 3000.00" in page
+    assert page.count("<td>ewa</td><td>1/8</td>") == 1
 
 
 def test_a_notebook_that_ignores_interrupts_is_killed_and_counts_what_it_logged(
