@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
 DATA ?= ./data
 
-.PHONY: venv test test-fast lint lab broker bench bench-full bench-attacks bench-classroom clean
+.PHONY: venv test test-fast lint lab broker bench bench-full bench-attacks bench-classroom apache-kafka clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PY)" || { echo "labkit needs Python 3.11 or newer and no python3 was found; docs/install.md says how to get it" >&2; exit 1; }
@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: $(STAMP) lint
+test: $(STAMP) lint apache-kafka
 	$(BIN)/pytest
 
 # The unit tests only (no broker process, no browser, no Docker): well under a minute.
@@ -56,6 +56,17 @@ bench-attacks: $(STAMP)
 CLASSROOM_ARGS ?=
 bench-classroom: $(STAMP)
 	$(BIN)/python benchmarks/classroom.py $(CLASSROOM_ARGS)
+
+# Apache Kafka's broker, tools and Java client from Maven Central (Java 17 + Maven), once,
+# into a git-ignored cache: the reference Kafka of the tests and benchmarks (~55 MB).
+KAFKA_VERSION := 4.1.1
+KAFKA_LIBS := .cache/apache-kafka/$(KAFKA_VERSION)/libs
+$(KAFKA_LIBS)/.done: tools/apache-kafka/pom.xml
+	mvn -B -q -f tools/apache-kafka/pom.xml -Dkafka.version=$(KAFKA_VERSION) \
+		dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(KAFKA_LIBS)
+	touch $@
+
+apache-kafka: $(KAFKA_LIBS)/.done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -33,3 +33,22 @@ def unique_topic(request):
     """A topic name no other test in this session uses."""
     base = "".join(c if c.isalnum() else "-" for c in request.node.name)[:80]
     return f"{base}-{next(_topic_counter)}"
+
+
+@pytest.fixture(scope="session")
+def apache_kafka():
+    """Apache Kafka itself (one KRaft node), the reference labkit is compared with.
+
+    Needs Java 17 and the jars from ``make apache-kafka`` (``make test`` fetches them);
+    without them the tests that use it fail with the command to run, they do not skip.
+    """
+    from labkit.testing.apache_kafka import ApacheKafka, ApacheKafkaMissing
+
+    try:
+        kafka = ApacheKafka().start()
+    except ApacheKafkaMissing as exc:
+        pytest.fail(str(exc))
+    try:
+        yield kafka
+    finally:
+        kafka.stop()

@@ -40,22 +40,30 @@ def kafka_error_text(exc: KafkaError) -> str:
 
 
 def run_reporting(
-    action: Callable[[], None], *, prefix: str, out: TextIO | None = None, err: TextIO | None = None
+    action: Callable[[], None],
+    *,
+    prefix: str,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    error_on_stdout: bool = False,
 ) -> int:
     """Run ``action``; a CommandError or Kafka error becomes ``prefix`` + one line (and the
-    hint) on stderr and exit code 1, after what was already printed to ``out``."""
+    hint) and exit code 1, after what was already printed to ``out``. The error line goes
+    where the Kafka tool puts it (``kafka-topics.sh``: stdout, most others: stderr); the
+    hint, labkit's own addition, always goes to stderr."""
     out, err = out or sys.stdout, err or sys.stderr
+    where = out if error_on_stdout else err
     try:
         action()
     except CommandError as exc:
+        print(prefix + str(exc), file=where)
         out.flush()
-        print(prefix + str(exc), file=err)
         if exc.hint:
             print(exc.hint, file=err)
         return 1
     except KafkaError as exc:
+        print(prefix + kafka_error_text(exc), file=where)
         out.flush()
-        print(prefix + kafka_error_text(exc), file=err)
         return 1
     return 0
 

@@ -501,7 +501,7 @@ def run(args: argparse.Namespace) -> int:
         ACTIONS[action](admin, args, sys.stdout)
 
     try:
-        return run_reporting(act, prefix=ERROR_PREFIX)
+        return run_reporting(act, prefix=ERROR_PREFIX, error_on_stdout=True)
     finally:
         if admin is not None:
             admin_close(admin)

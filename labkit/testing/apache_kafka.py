@@ -1,0 +1,207 @@
+"""Apache Kafka itself, for tests and benchmarks: a one-node KRaft broker and Kafka's tools.
+
+The jars come from Maven Central through ``make apache-kafka`` (tools/apache-kafka/pom.xml)
+into ``.cache/apache-kafka/<version>/libs`` -- git-ignored, never shipped. Nothing here is
+used by labkit at run time: Apache Kafka is the reference the tests compare labkit with
+(the same scenario gives the same answers) and the top anchor of the benchmarks.
+
+``ApacheKafka`` is a context manager like ``BrokerProcess``::
+
+    with ApacheKafka() as kafka:
+        KafkaProducer(bootstrap_servers=kafka.bootstrap)...
+        kafka.tool("kafka-topics.sh", "--list")   # Kafka's own TopicCommand
+
+It formats a temporary data directory (one node as broker and controller, cluster id
+fixed), starts ``kafka.Kafka`` on two free ports (PLAINTEXT and CONTROLLER) with Kafka's
+defaults except what one node needs (replication factors of internal topics = 1, no
+initial rebalance delay), and waits until the PLAINTEXT port accepts connections and a
+metadata request through Kafka's own admin tool answers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+VERSION = "4.1.1"  # keep in step with tools/apache-kafka/pom.xml
+CACHE_ENV = "LABKIT_APACHE_KAFKA_LIBS"
+START_TIMEOUT_S = 90.0
+CLUSTER_ID = "bGFia2l0LXRlc3RzLTAwMQ"  # any 22-char base64 UUID; fixed so runs compare
+
+# Kafka's shell scripts -> the main class they run (Kafka 4.x).
+TOOLS = {
+    "kafka-topics.sh": "org.apache.kafka.tools.TopicCommand",
+    "kafka-console-producer.sh": "org.apache.kafka.tools.ConsoleProducer",
+    "kafka-console-consumer.sh": "org.apache.kafka.tools.consumer.ConsoleConsumer",
+    "kafka-consumer-groups.sh": "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+    "kafka-configs.sh": "org.apache.kafka.admin.ConfigCommand",
+    "kafka-get-offsets.sh": "org.apache.kafka.tools.GetOffsetShell",
+    "kafka-delete-records.sh": "org.apache.kafka.tools.DeleteRecordsCommand",
+    "kafka-storage.sh": "kafka.tools.StorageTool",
+}
+
+
+class ApacheKafkaMissing(RuntimeError):
+    """The jars are not downloaded (or Java is missing); the message says what to run."""
+
+
+def libs_dir() -> Path:
+    """Where the jars are: ``$LABKIT_APACHE_KAFKA_LIBS`` or the project's cache folder."""
+    return Path(os.environ.get(CACHE_ENV) or ROOT / ".cache" / "apache-kafka" / VERSION / "libs")
+
+
+def require() -> Path:
+    """The jars' folder; raises ``ApacheKafkaMissing`` saying how to get them."""
+    libs = libs_dir()
+    if shutil.which("java") is None:
+        raise ApacheKafkaMissing("no `java` on PATH: Apache Kafka needs Java 17+")
+    if not any(libs.glob("kafka_2.13-*.jar")):
+        raise ApacheKafkaMissing(
+            f"Apache Kafka's jars are not in {libs}: run `make apache-kafka` "
+            f"(downloads Kafka {VERSION} from Maven Central, ~55 MB, once)"
+        )
+    return libs
+
+
+def java_command(main_class: str, *args: str, heap: str = "256m") -> list[str]:
+    return [
+        "java",
+        f"-Xmx{heap}",
+        "-XX:+UseSerialGC",
+        "-XX:TieredStopAtLevel=1",  # the tools are short-lived: skip the C2 compiler
+        "-cp",
+        str(require() / "*"),
+        main_class,
+        *args,
+    ]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class ApacheKafka:
+    """A one-node KRaft Apache Kafka on free local ports with temporary data."""
+
+    def __init__(self, config: dict[str, str] | None = None, heap: str = "1g"):
+        self.config = dict(config or {})
+        self.heap = heap
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+        self._tmp: tempfile.TemporaryDirectory | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _properties(self, data: Path, controller_port: int) -> str:
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
+            f"CONTROLLER://127.0.0.1:{controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(data / "log"),
+            "offsets.topic.replication.factor": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            **self.config,
+        }
+        return "".join(f"{k}={v}\n" for k, v in props.items())
+
+    def start(self) -> ApacheKafka:
+        require()
+        self._tmp = tempfile.TemporaryDirectory(prefix="apache-kafka-")
+        data = Path(self._tmp.name)
+        self.port, controller = _free_port(), _free_port()
+        props = data / "server.properties"
+        props.write_text(self._properties(data, controller), encoding="utf-8")
+        subprocess.run(
+            java_command("kafka.tools.StorageTool", "format", "-t", CLUSTER_ID, "-c", str(props)),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        self._log = open(data / "kafka.out", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            ["java", f"-Xmx{self.heap}", "-cp", str(require() / "*"), "kafka.Kafka", str(props)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not _port_open(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                output = (data / "kafka.out").read_text(errors="replace")[-3000:]
+                self.stop()
+                raise RuntimeError(f"Apache Kafka did not start:\n{output}")
+            time.sleep(0.2)
+        return self
+
+    def tool(self, script: str, *args: str, timeout: float = 120.0, input: str | None = None):
+        """Run one of Kafka's tools (by its script name) against this broker."""
+        return run_tool(
+            script, "--bootstrap-server", self.bootstrap, *args, timeout=timeout, input=input
+        )
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+        if getattr(self, "_log", None) is not None:
+            self._log.close()
+            self._log = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> ApacheKafka:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def run_tool(script: str, *args: str, timeout: float = 120.0, input: str | None = None):
+    """Run Apache Kafka's tool ``script`` (e.g. ``kafka-topics.sh``) with ``args``;
+    returns the ``CompletedProcess`` (text, stdout and stderr captured)."""
+    try:
+        main_class = TOOLS[script]
+    except KeyError:
+        raise ValueError(f"unknown Kafka tool {script!r}; known: {', '.join(TOOLS)}") from None
+    return subprocess.run(
+        java_command(main_class, *args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+    )
