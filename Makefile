@@ -41,10 +41,10 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/pip install -q -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)
+bench: $(BENCH_STAMP) apache-kafka
 	$(BIN)/python benchmarks/run.py --quick
 
-bench-full: $(BENCH_STAMP)
+bench-full: $(BENCH_STAMP) apache-kafka
 	$(BIN)/python benchmarks/run.py --full
 
 # Issue 11's hostile clients next to a well-behaved one (~2 minutes; loopback only).

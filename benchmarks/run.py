@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/run.py --full      # make bench-full: everything
     .venv/bin/python benchmarks/run.py --quick --peers labkit,pyzmq
 
-Each peer (labkit's broker, tansu, redis-server; pyzmq needs none) is started,
+Each peer (labkit's broker, Apache Kafka, tansu, redis-server; pyzmq needs none) is started,
 measured by worker processes (worker.py) and stopped before the next one, so
 only one server runs at a time. The rows go to results.json, RESULTS.md and
 results.png (in --out, default: this directory); RESULTS.md is regenerated from
@@ -27,10 +27,17 @@ import cases  # noqa: E402
 import failover  # noqa: E402
 import report  # noqa: E402
 from common import machine_conditions  # noqa: E402
-from peers import LabkitPeer, PeerMissing, RedisPeer, TansuPeer, ZmqPeer  # noqa: E402
+from peers import (  # noqa: E402
+    ApacheKafkaPeer,
+    LabkitPeer,
+    PeerMissing,
+    RedisPeer,
+    TansuPeer,
+    ZmqPeer,
+)
 from plan import PLANS, Plan  # noqa: E402
 
-PEERS = ["labkit", "tansu", "redis", "pyzmq"]
+PEERS = ["labkit", "apache-kafka", "tansu", "redis", "pyzmq"]
 
 
 def log(message: str) -> None:
@@ -104,10 +111,11 @@ def labkit_groups_missing() -> str:
 
 
 def tansu_cases(peer, plan: Plan, rows: Rows) -> None:
+    """The Kafka-protocol peers (tansu, Apache Kafka) with confluent-kafka and kafka-python."""
     for client in plan.tansu_clients:
         for size in plan.sizes:
             for acks in plan.acks:
-                log(f"tansu/{client}: produce {size} B acks={acks}")
+                log(f"{peer.name}/{client}: produce {size} B acks={acks}")
                 rows.add(
                     "producer",
                     client,
@@ -121,11 +129,15 @@ def tansu_cases(peer, plan: Plan, rows: Rows) -> None:
                 )
         for acks in plan.sync_acks:
             rows.add("sync", client, cases.sync_sends, peer, client, plan, acks)
-    for client in plan.latency_clients.get("tansu", []):
+    for client in plan.latency_clients.get(peer.name, []):
         for rate in plan.rates:
-            log(f"tansu/{client}: latency at {rate}/s")
+            log(f"{peer.name}/{client}: latency at {rate}/s")
             rows.add("latency", client, cases.latency, peer, client, plan, rate)
-    if plan.name == "full" and "confluent" in plan.latency_clients.get("tansu", []):
+    if (
+        peer.name == "tansu"
+        and plan.name == "full"
+        and "confluent" in plan.latency_clients.get("tansu", [])
+    ):
         # tansu answers long-poll fetches late: show that a shorter wait does not fix it
         rows.add(
             "latency",
@@ -139,7 +151,7 @@ def tansu_cases(peer, plan: Plan, rows: Rows) -> None:
             consumer_config={"fetch.wait.max.ms": 10},
         )
     for client in plan.tansu_clients if plan.group_records else []:
-        log(f"tansu/{client}: 3-member group")
+        log(f"{peer.name}/{client}: 3-member group")
         rows.add("group", client, cases.group_read, peer, client, plan, "confluent")
         if plan.failover:
             rows.add("failover", client, failover.failover, peer, client, plan, "confluent")
@@ -223,6 +235,7 @@ def zmq_cases(peer, plan: Plan, rows: Rows) -> None:
 
 SESSIONS = {
     "labkit": (LabkitPeer, labkit_cases),
+    "apache-kafka": (ApacheKafkaPeer, tansu_cases),
     "tansu": (TansuPeer, tansu_cases),
     "redis": (RedisPeer, redis_cases),
     "pyzmq": (ZmqPeer, zmq_cases),
