@@ -18,6 +18,7 @@ from typing import Any
 from labkit._clock import REAL_CLOCK
 from labkit.client import config as cfg
 from labkit.client.metadata import ClusterMetadata, refresh
+from labkit.client.records_admin import RecordsAdminMixin
 from labkit.client.transport import Transport
 from labkit.errors import IllegalArgumentError, UnsupportedVersionError, for_code
 
@@ -100,7 +101,7 @@ class ConfigResource:
         return f"ConfigResource({self.resource_type}, {self.name!r}, {self.configs!r})"
 
 
-class KafkaAdminClient(GroupAdminMixin):
+class KafkaAdminClient(GroupAdminMixin, RecordsAdminMixin):
     """Administer topics (kafka-python's ``KafkaAdminClient``).
 
     Raises KafkaConfigurationError for unknown settings and NoBrokersAvailable when
