@@ -14,7 +14,7 @@ from collections import namedtuple
 import pytest
 
 from labkit.errors import NoBrokersAvailable, UnsupportedVersionError
-from labkit.nb.dashboard import Dashboard, collect
+from labkit.nb.dashboard_widget import Dashboard, collect
 from labkit.nb.live import stop_all
 from labkit.testing import FakeClock
 

@@ -6,7 +6,7 @@ import pytest
 
 from labkit.errors import UnsupportedVersionError
 from labkit.nb._dashmodel import DashboardModel, Snapshot, ThrottleRow, render_html, render_text
-from labkit.nb.dashboard import collect
+from labkit.nb.dashboard_widget import collect
 
 WIRE_ROWS = [
     {
