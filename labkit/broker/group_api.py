@@ -46,21 +46,10 @@ from labkit.errors import (
     UnknownError,
     UnknownTopicOrPartitionError,
 )
+from labkit.protocol.messages import GROUP_APIS
 
 log = logging.getLogger(__name__)
 
-GROUP_APIS = frozenset(
-    {
-        "join_group",
-        "heartbeat",
-        "leave_group",
-        "offset_commit",
-        "offset_fetch",
-        "list_groups",
-        "describe_groups",
-        "delete_groups",
-    }
-)
 MIN_SESSION_TIMEOUT_MS = 100
 MAX_SESSION_TIMEOUT_MS = 3_600_000
 MAX_GROUP_ID = 255
@@ -168,6 +157,8 @@ class GroupService:
             "describe_groups": self._describe,
             "delete_groups": self._delete,
         }
+        if set(self._handlers) != GROUP_APIS:  # api_versions lists every GROUP_APIS name
+            raise RuntimeError(f"group handlers do not match {sorted(GROUP_APIS)}")
 
     def handle(self, api: str, header: dict[str, Any]) -> dict[str, Any]:
         """Answer one request; never raises (errors become the header's code and message)."""
@@ -346,7 +337,7 @@ class GroupService:
         for tp in tps:
             c = committed.get(tp)
             end = self._log_end_offset(*tp)
-            rows.append(
+            rows.append(  # a CommittedOffset row (protocol/messages.py), as a plain list
                 [
                     tp[0],
                     tp[1],

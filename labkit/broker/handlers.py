@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labkit._clock import Clock
+from labkit.broker import delete_records as records_api
 from labkit.broker.config import BrokerConfig
 from labkit.broker.descriptors import DescriptorGuard, out_of_descriptors
 from labkit.broker.topics import Topic, TopicRegistry, validate_topic_name
@@ -48,6 +49,7 @@ from labkit.errors import (
     UnknownTopicOrPartitionError,
 )
 from labkit.log.config import INT64_MAX
+from labkit.protocol.messages import TOPIC_APIS
 from labkit.protocol.records import first_timestamp_outside, validate_batch
 
 log = logging.getLogger(__name__)
@@ -161,7 +163,10 @@ class Handlers:
             "create_partitions": self.create_partitions,
             "describe_configs": self.describe_configs,
             "alter_configs": self.alter_configs,
+            "delete_records": self.delete_records,
         }
+        if {*self._apis, "fetch"} != TOPIC_APIS:  # api_versions lists only what is handled
+            raise RuntimeError(f"handlers do not match {sorted(TOPIC_APIS)}: {sorted(self._apis)}")
         self.api_names = sorted({*self._apis, "fetch", *extra_apis})
 
     def handle(self, api: str, header: dict[str, Any], payloads: list) -> Reply:
@@ -541,3 +546,8 @@ class Handlers:
             except Exception as exc:  # noqa: BLE001
                 out.append(self._outcome(name, exc))
         return Reply({"error": 0, "topics": out})
+
+    def delete_records(self, header: dict, payloads: list) -> Reply:
+        """labkit/broker/delete_records.py; parked fetches below a new start get answered."""
+        answer, moved = records_api.delete_records(self.registry, header, error_of)
+        return Reply(answer, topics_changed=moved)

@@ -45,13 +45,11 @@ from typing import Any
 
 from labkit.errors import InvalidConfigurationError, InvalidRequestError
 from labkit.log.recovery import fsync_dir
+from labkit.protocol.messages import QUOTA_APIS as QUOTA_APIS  # the server routes these here
 
 PRODUCER_BYTE_RATE = "producer_byte_rate"
 CONSUMER_BYTE_RATE = "consumer_byte_rate"
 QUOTA_KEYS = (PRODUCER_BYTE_RATE, CONSUMER_BYTE_RATE)
-QUOTA_APIS = frozenset(
-    {"describe_client_quotas", "alter_client_quotas", "describe_client_throttles"}
-)
 CLIENT_ID = "client-id"  # Kafka's entity type name on the wire (the CLI says "clients")
 QUOTAS_FILE = "quotas.json"
 

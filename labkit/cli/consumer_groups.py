@@ -1,9 +1,10 @@
 """``labkit consumer-groups`` (``kafka-consumer-groups.sh``): list, describe, reset, delete.
 
 Theory of operation: the options are checked first (``validate``); then a
-``GroupsClient`` asks the client library: ``KafkaAdminClient``'s group methods
-(kafka-python's names) and a consumer without a group for log offsets. What is printed is
-built by pure functions (``offset_rows``, ``table``, ``reset_offsets``) that
+``GroupsClient`` (``group_client.py``) asks the client library: ``KafkaAdminClient``'s
+group methods (kafka-python's names) and a consumer without a group for log offsets. What
+is printed is built by pure functions (``offset_rows``, ``table`` here, ``reset_offsets``
+in ``group_reset.py``) that
 follow Kafka's ConsumerGroupCommand: the same columns, the same messages
 ("Consumer group 'g' has no active members.", "Error: Assignments can only be
 reset if the group 'g' is inactive, but the current state is Stable.").
@@ -13,62 +14,50 @@ reset if the group 'g' is inactive, but the current state is Stable.").
 from __future__ import annotations
 
 import argparse
-import logging
-import re
 import sys
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, TextIO
 
 from labkit._clock import REAL_CLOCK, Clock
 from labkit.cli._common import (
-    CommandError,
     UsageError,
     add_bootstrap_argument,
     bootstrap_servers,
     run_reporting,
 )
+from labkit.cli.group_client import EARLIEST, LATEST, TP, Group, GroupsClient, Member
+from labkit.cli.group_reset import (
+    RESET_SCOPES,
+    GroupCommandError,
+    parse_datetime,
+    parse_duration,
+    parse_topic_specs,
+    reset_offsets,
+)
 from labkit.errors import GroupIdNotFoundError, NoError, NonEmptyGroupError
+
+__all__ = [  # the tool's parts, also for tests (the reset plan and client live beside it)
+    "OFFSET_HEADERS",
+    "OFFSET_WIDTHS",
+    "Group",
+    "GroupCommandError",
+    "GroupsClient",
+    "Member",
+    "add_arguments",
+    "member_rows",
+    "offset_rows",
+    "parse_datetime",
+    "parse_duration",
+    "parse_topic_specs",
+    "reset_offsets",
+    "run",
+    "table",
+    "validate",
+]
 
 NAME = "consumer-groups"
 HELP = "list, describe and reset consumer groups (kafka-consumer-groups.sh)"
 
-TP = tuple[str, int]
 INACTIVE = ("Empty", "Dead")
-EARLIEST, LATEST = -2, -1
-RESET_SCOPES = (
-    "to_earliest",
-    "to_latest",
-    "to_offset",
-    "shift_by",
-    "to_datetime",
-    "by_duration",
-    "to_current",
-)
-
-
-class GroupCommandError(CommandError):
-    """A failure printed as ``Error: <message>`` plus a hint; exit code 1."""
-
-
-@dataclass(frozen=True)
-class Member:
-    member_id: str
-    client_id: str
-    host: str
-    assignment: tuple[TP, ...]
-
-
-@dataclass(frozen=True)
-class Group:
-    group_id: str
-    state: str
-    assignor: str
-    members: tuple[Member, ...]
-
-    @property
-    def exists(self) -> bool:
-        return self.state != "Dead"
 
 
 # -- pure helpers ----------------------------------------------------------------------
@@ -151,206 +140,6 @@ def member_rows(group: Group, verbose: bool) -> list[list[Any]]:
             )
         rows.append(row)
     return rows
-
-
-def parse_topic_specs(values: list[str]) -> list[tuple[str, list[int] | None]]:
-    """``["t", "u:0,2"]`` -> ``[("t", None), ("u", [0, 2])]``. Raises UsageError."""
-    specs = []
-    for value in values:
-        topic, sep, parts = value.partition(":")
-        if not topic:
-            raise UsageError(f"--topic {value!r} has no topic name; use TOPIC or TOPIC:0,1")
-        if not sep:
-            specs.append((topic, None))
-            continue
-        try:
-            specs.append((topic, sorted({int(p) for p in parts.split(",") if p.strip()})))
-        except ValueError:
-            raise UsageError(
-                f"--topic {value!r}: partitions must be numbers, e.g. {topic}:0,1"
-            ) from None
-    return specs
-
-
-def parse_datetime(text: str) -> int:
-    """Kafka's ``--to-datetime`` (``YYYY-MM-DDTHH:mm:SS.sss``, optional zone; local time
-    without one) as ms since the epoch. Raises UsageError."""
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(
-            f"--to-datetime {text!r} is not a date-time; use "
-            "YYYY-MM-DDTHH:mm:SS.sss, e.g. 2024-03-01T12:00:00.000"
-        ) from None
-    if when.tzinfo is None:
-        when = when.astimezone()
-    return int(when.timestamp() * 1000)
-
-
-_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
-
-
-def parse_duration(text: str) -> int:
-    """An ISO-8601 duration (``PT15M``, ``P1DT2H``) in ms. Raises UsageError."""
-    match = _DURATION.match(text.strip().upper())
-    if not match or text.strip().upper() in ("P", "PT"):
-        raise UsageError(
-            f"--by-duration {text!r} is not a duration; use e.g. PT15M "
-            "(15 minutes) or P1DT2H (1 day 2 hours)"
-        )
-    days, hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    return int(((days * 24 + hours) * 60 + minutes) * 60_000 + seconds * 1000)
-
-
-def reset_offsets(
-    scope: str,
-    value: Any,
-    partitions: list[TP],
-    committed: dict[TP, int | None],
-    earliest: dict[TP, int],
-    latest: dict[TP, int],
-    by_time: dict[TP, int] | None = None,
-) -> dict[TP, int]:
-    """The new offset of each partition for one ``--reset-offsets`` scope, clamped to
-    [log start, log end] as Kafka does. Raises GroupCommandError."""
-    result = {}
-    for tp in partitions:
-        low, high = earliest[tp], latest[tp]
-        if scope == "to_earliest":
-            target = low
-        elif scope == "to_latest":
-            target = high
-        elif scope == "to_offset":
-            target = value
-        elif scope == "shift_by":
-            if committed.get(tp) is None:
-                raise GroupCommandError(
-                    f"Cannot shift offset for partition {tp[0]}-{tp[1]} since there is no "
-                    "current committed offset",
-                    "Use --to-earliest, --to-latest or --to-offset for it first.",
-                )
-            target = committed[tp] + value
-        elif scope in ("to_datetime", "by_duration"):
-            found = (by_time or {}).get(tp, -1)
-            target = high if found is None or found < 0 else found
-        else:  # to_current
-            current = committed.get(tp)
-            target = high if current is None else current
-        result[tp] = min(max(target, low), high)
-    return result
-
-
-# -- talking to the broker ---------------------------------------------------------------
-
-
-class GroupsClient:
-    """The calls this tool makes: KafkaAdminClient's group methods, and a consumer without a
-    group for log offsets (Kafka's ConsumerGroupCommand does the same with its admin client)."""
-
-    def __init__(self, servers: list[str]):
-        from labkit import KafkaAdminClient
-
-        self._servers = servers
-        self._admin = KafkaAdminClient(
-            bootstrap_servers=servers, client_id="labkit-consumer-groups"
-        )
-        self._consumer: Any = None
-
-    def close(self) -> None:
-        self._admin.close()
-        if self._consumer is not None:
-            self._consumer.close()
-
-    @property
-    def address(self) -> str:
-        return self._servers[0]
-
-    def _offset_reader(self) -> Any:
-        if self._consumer is None:
-            from labkit import KafkaConsumer
-
-            self._consumer = KafkaConsumer(
-                bootstrap_servers=self._servers, group_id=None, client_id="labkit-consumer-groups"
-            )
-        return self._consumer
-
-    def group_ids(self) -> list[str]:
-        return [group_id for group_id, _ in self._admin.list_consumer_groups()]
-
-    def list_groups(self) -> list[tuple[str, str]]:
-        """(group id, state) of every group."""
-        return [(g.group_id, g.state) for g in map(self.describe, self.group_ids())]
-
-    def describe(self, group_id: str) -> Group:
-        try:
-            (info,) = self._admin.describe_consumer_groups([group_id])
-        except GroupIdNotFoundError:
-            return Group(group_id, "Dead", "", ())
-        members = tuple(
-            Member(m.member_id, m.client_id, m.client_host, tuple(m.member_assignment.partitions()))
-            for m in info.members
-        )
-        return Group(group_id, info.state, info.protocol, members)
-
-    def offsets(
-        self, group_id: str, partitions: list[TP] | None
-    ) -> dict[TP, tuple[int | None, int | None]]:
-        """{tp: (committed or None, log-end or None)} (None = every committed partition)."""
-        committed = self._admin.list_consumer_group_offsets(group_id, partitions=partitions)
-        counts = self.partition_counts(sorted({tp.topic for tp in committed}))
-        existing = [tp for tp in committed if tp.partition < counts.get(tp.topic, 0)]
-        ends = self._offset_reader().end_offsets(existing) if existing else {}
-        return {
-            (tp.topic, tp.partition): (c.offset if c.offset >= 0 else None, ends.get(tp))
-            for tp, c in committed.items()
-        }
-
-    def partition_counts(self, topics: list[str]) -> dict[str, int]:
-        if not topics:
-            return {}
-        described = self._admin.describe_topics(topics)
-        return {t["topic"]: len(t["partitions"]) for t in described if not t.get("error_code")}
-
-    def list_offsets(
-        self, partitions: list[TP], timestamp_of: dict[TP, int] | int
-    ) -> dict[TP, int]:
-        from labkit import TopicPartition
-
-        tps = [TopicPartition(t, p) for t, p in partitions]
-        reader = self._offset_reader()
-        if timestamp_of == EARLIEST:
-            found = reader.beginning_offsets(tps)
-        elif timestamp_of == LATEST:
-            found = reader.end_offsets(tps)
-        else:
-            stamps = {
-                tp: timestamp_of if isinstance(timestamp_of, int) else timestamp_of[tp]
-                for tp in tps
-            }
-            ends = reader.end_offsets(tps)
-            found = {
-                tp: ends[tp] if at is None else at.offset
-                for tp, at in reader.offsets_for_times(stamps).items()
-            }
-        return {(tp.topic, tp.partition): offset for tp, offset in found.items()}
-
-    def commit(self, group_id: str, offsets: dict[TP, int]) -> None:
-        from labkit import TopicPartition
-
-        self._admin.alter_consumer_group_offsets(
-            group_id, {TopicPartition(t, p): o for (t, p), o in sorted(offsets.items())}
-        )
-
-    def delete(self, group_ids: list[str]) -> list[tuple[str, type]]:
-        """[(group id, error class)] as KafkaAdminClient.delete_consumer_groups answers."""
-        # The admin client also logs each failure; this tool prints its own lines instead.
-        admin_log = logging.getLogger("labkit.client.group_admin")
-        level = admin_log.level
-        admin_log.setLevel(logging.ERROR)
-        try:
-            return self._admin.delete_consumer_groups(group_ids)
-        finally:
-            admin_log.setLevel(level)
 
 
 # -- arguments ------------------------------------------------------------------------------

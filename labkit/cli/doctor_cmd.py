@@ -1,7 +1,7 @@
 """``labkit doctor``: check Python, labkit, the broker and the notebook packages.
 
 Prints one ✔/✘ line per check and, under each failure, what to do. Exit code 0
-when everything passed, 1 otherwise. The checks live in ``labkit.nb.doctor``
+when everything passed, 1 otherwise. The checks live in ``labkit.nb.doctor_checks``
 (also ``nb.doctor()`` in a notebook).
 """
 
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from labkit.nb.doctor import doctor
+    from labkit.nb.doctor_checks import doctor
 
     report = doctor(
         bootstrap_servers(args.bootstrap_server),

@@ -58,6 +58,11 @@ COMMANDS: tuple[Command, ...] = (
         "list, describe and reset consumer groups (kafka-consumer-groups.sh)",
     ),
     Command(
+        "delete-records",
+        "labkit.cli.delete_records",
+        "delete the records of partitions below an offset (kafka-delete-records.sh)",
+    ),
+    Command(
         "configs",
         "labkit.cli.configs",
         "describe and change client quotas and topic configs (kafka-configs.sh)",
@@ -177,7 +182,8 @@ def _top_parser() -> argparse.ArgumentParser:
         description="labkit: a hands-on lab for event streaming with Kafka's model.",
         epilog=f"commands:\n{listing}\n\nRun `labkit <command> --help` for a command's options."
         "\nThe Kafka tool names work too: kafka-topics.sh, kafka-console-producer.sh,"
-        "\nkafka-console-consumer.sh, kafka-consumer-groups.sh, kafka-configs.sh.",
+        "\nkafka-console-consumer.sh, kafka-consumer-groups.sh, kafka-configs.sh,"
+        "\nkafka-delete-records.sh.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"labkit {__version__}")
@@ -223,6 +229,11 @@ def console_consumer_main(argv: list[str] | None = None) -> int:
 def consumer_groups_main(argv: list[str] | None = None) -> int:
     """``kafka-consumer-groups.sh``."""
     return run_command("consumer-groups", _argv(argv), prog="kafka-consumer-groups.sh")
+
+
+def delete_records_main(argv: list[str] | None = None) -> int:
+    """``kafka-delete-records.sh``."""
+    return run_command("delete-records", _argv(argv), prog="kafka-delete-records.sh")
 
 
 def configs_main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,8 @@ change something return ``{"topics": [{"name", "error_code", "error_message"}]}`
 and, like kafka-python, raise the first per-topic error as Kafka's error class
 (``TopicAlreadyExistsError``, ``UnknownTopicOrPartitionError``, ...) unless
 ``raise_errors=False``. Consumer-group administration comes from
-``labkit/client/group_admin.py`` (``GroupAdminMixin``) when that module exists.
+``labkit/client/group_admin.py`` (``GroupAdminMixin``), ``delete_records`` from
+``labkit/client/records_admin.py``.
 """
 
 from __future__ import annotations
@@ -17,17 +18,11 @@ from typing import Any
 
 from labkit._clock import REAL_CLOCK
 from labkit.client import config as cfg
+from labkit.client.group_admin import GroupAdminMixin
 from labkit.client.metadata import ClusterMetadata, refresh
+from labkit.client.records_admin import RecordsAdminMixin
 from labkit.client.transport import Transport
 from labkit.errors import IllegalArgumentError, UnsupportedVersionError, for_code
-
-try:  # the consumer-groups work adds list/describe/delete of groups
-    from labkit.client.group_admin import GroupAdminMixin
-except ImportError:  # pragma: no cover - depends on what is installed
-
-    class GroupAdminMixin:  # type: ignore[no-redef]
-        pass
-
 
 _IDS = itertools.count(1)
 
@@ -100,7 +95,7 @@ class ConfigResource:
         return f"ConfigResource({self.resource_type}, {self.name!r}, {self.configs!r})"
 
 
-class KafkaAdminClient(GroupAdminMixin):
+class KafkaAdminClient(GroupAdminMixin, RecordsAdminMixin):
     """Administer topics (kafka-python's ``KafkaAdminClient``).
 
     Raises KafkaConfigurationError for unknown settings and NoBrokersAvailable when

@@ -59,6 +59,7 @@ from labkit.errors import (
     UnknownTopicOrPartitionError,
     for_code,
 )
+from labkit.protocol.messages import ListedOffset, rows
 from labkit.protocol.records import decode_batch, read_header, validate_batch, walk_batches
 
 log = logging.getLogger(__name__)
@@ -505,18 +506,17 @@ class OffsetLookup:
         header = {"partitions": [[tp.topic, tp.partition, int(ts)] for tp, ts in targets.items()]}
         response = self._transport.call("list_offsets", header, timeout_ms=timeout_ms)
         out = {}
-        for entry in response.header.get("partitions", []):
-            topic, partition, code, offset, timestamp = entry[:5]
-            tp = TopicPartition(topic, partition)
-            if code:
-                cls = for_code(code)
+        for row in rows(ListedOffset, response.header.get("partitions", []), "list_offsets"):
+            tp = TopicPartition(row.topic, row.partition)
+            if row.error:
+                cls = for_code(row.error)
                 if cls is UnknownTopicOrPartitionError:
                     raise cls(
-                        f"partition {partition} of topic '{topic}' does not exist "
+                        f"partition {row.partition} of topic '{row.topic}' does not exist "
                         "(check the topic name and its partition count)"
                     )
                 raise cls(f"list_offsets for {tp} failed")
-            out[tp] = (offset, timestamp)
+            out[tp] = (row.offset, row.timestamp)
         missing = set(targets) - set(out)
         if missing:
             raise KafkaError(f"the broker did not answer list_offsets for {sorted(missing)}")

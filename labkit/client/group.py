@@ -48,6 +48,7 @@ from typing import Any, Protocol
 from labkit._clock import REAL_CLOCK, Clock
 from labkit.client.structs import OffsetAndMetadata, TopicPartition
 from labkit.errors import CommitFailedError, KafkaError, from_wire
+from labkit.protocol.messages import committed_offsets, offset_fetch_request
 
 log = logging.getLogger(__name__)
 
@@ -598,19 +599,15 @@ class GroupMember:
 
 def offset_fetch_header(group_id: str, partitions: Iterable[TopicPartition] | None = None) -> dict:
     """The ``offset_fetch`` header (``None`` = every partition the group committed)."""
-    return {"group_id": group_id, "partitions": None if partitions is None else _wire(partitions)}
+    return offset_fetch_request(group_id, partitions)
 
 
 def parse_offset_fetch(header: dict[str, Any]) -> dict[TopicPartition, OffsetAndMetadata | None]:
     """``{tp: OffsetAndMetadata or None (nothing committed)}`` from an offset_fetch answer.
     Raises the broker's error."""
-    code = header.get("error", 0)
-    if code:
-        raise from_wire(code, header.get("message"))
-    result: dict[TopicPartition, OffsetAndMetadata | None] = {}
-    for row in header.get("partitions", []):
-        topic, partition, offset, metadata = row[0], row[1], row[2], row[3]
-        result[TopicPartition(topic, partition)] = (
-            OffsetAndMetadata(offset, metadata, -1) if offset >= 0 else None
+    return {
+        TopicPartition(row.topic, row.partition): (
+            OffsetAndMetadata(row.offset, row.metadata, -1) if row.offset >= 0 else None
         )
-    return result
+        for row in committed_offsets(header)
+    }

@@ -30,9 +30,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from labkit import errors
-from labkit.client.group import offset_fetch_header, parse_offset_fetch
 from labkit.client.structs import OffsetAndMetadata, TopicPartition
 from labkit.errors import IllegalArgumentError, for_code, from_wire
+from labkit.protocol.messages import CommitOffset, committed_offsets, offset_fetch_request
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def _group(entry: dict) -> GroupInformation:
     )
 
 
-def _offsets(offsets: Any) -> list[list]:
+def _offsets(offsets: Any) -> list[CommitOffset]:
     """``{TopicPartition: OffsetAndMetadata or int}`` as offset_commit rows."""
     if not isinstance(offsets, dict) or not offsets:
         raise IllegalArgumentError(
@@ -169,7 +169,9 @@ def _offsets(offsets: Any) -> list[list]:
                 f"the offset for {topic}-{partition} must be an integer >= 0 (the next record "
                 f"to read), got {value!r}"
             )
-        rows.append([topic, int(partition), offset, getattr(value, "metadata", "") or ""])
+        rows.append(
+            CommitOffset(topic, int(partition), offset, getattr(value, "metadata", "") or "")
+        )
     return sorted(rows)
 
 
@@ -222,17 +224,19 @@ class GroupAdminMixin:
         if partitions is not None:
             partitions = [TopicPartition(t, p) for t, p in partitions]
         header = self._transport.call(
-            "offset_fetch", offset_fetch_header(group_id, partitions), idempotent=True
+            "offset_fetch", offset_fetch_request(group_id, partitions), idempotent=True
         ).header
-        for row in header.get("partitions", []):
-            if len(row) > 4 and row[4]:
+        result = {}
+        for row in committed_offsets(header):
+            if row.error:
                 raise from_wire(
-                    row[4], f"offset_fetch failed for {row[0]}-{row[1]} of group '{group_id}'"
+                    row.error,
+                    f"offset_fetch failed for {row.topic}-{row.partition} of group '{group_id}'",
                 )
-        return {
-            tp: committed or OffsetAndMetadata(-1, "", -1)
-            for tp, committed in parse_offset_fetch(header).items()
-        }
+            result[TopicPartition(row.topic, row.partition)] = OffsetAndMetadata(
+                max(row.offset, -1), row.metadata if row.offset >= 0 else "", -1
+            )
+        return result
 
     def delete_consumer_groups(
         self, group_ids: Any, group_coordinator_id: Any = None
@@ -277,4 +281,4 @@ class GroupAdminMixin:
             {"group_id": group_id, "member_id": "", "generation": -1, "offsets": rows},
             idempotent=True,
         )  # setting the same offsets twice is harmless
-        return {TopicPartition(t, p): NoError for t, p, _, _ in rows}
+        return {TopicPartition(row.topic, row.partition): NoError for row in rows}

@@ -10,15 +10,15 @@
   group names: as written on a private broker, ``anna.nb03-alerts`` on a broker shared by a
   class (``LABKIT_STUDENT=anna``; ``labkit.nb.names``); ``nb.student()`` is the name in use.
 - ``nb.LivePlot``, ``nb.dashboard()``, ``nb.doctor()``, ``nb.progress(...)`` -- live
-  plots and widgets (``labkit.nb.live``, ``.dashboard``, ``.doctor``, ``.progress``),
-  imported on first use so that ``import labkit.nb`` stays light (no matplotlib).
+  plots and widgets (``labkit.nb.live``, ``.dashboard_widget``, ``.doctor_checks``,
+  ``.progress_bar``), imported on first use so that ``import labkit.nb`` stays light
+  (no matplotlib).
 
-Theory of operation for the lazy names: ``__getattr__`` imports the module that
-defines a name on first access. ``dashboard``, ``doctor`` and ``progress`` are both
-submodules and functions of the same name; when the import system binds such a
-submodule to this package, the package's module class makes the submodule
-callable (calling it calls the function of the same name), so ``nb.doctor()``
-and ``nb.doctor.SomeHelper`` both work whichever way the module was first imported.
+Theory of operation for the lazy names: a module-level ``__getattr__`` (PEP 562)
+imports the module that defines a name on first access and returns that name.
+``dashboard``, ``doctor`` and ``progress`` are functions here; the modules that
+define them have other names, so importing one never rebinds ``nb.doctor`` to a
+module.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import importlib
 import sys
-import types
 from collections.abc import Callable
 from typing import Any
 
@@ -76,45 +75,21 @@ __all__ = [
 ]
 
 # name -> module that defines it (the module's attribute of the same name is used)
-_LAZY = {"LivePlot": "labkit.nb.live"}
-_CALLABLE_SUBMODULES = ("dashboard", "doctor", "progress")
+_LAZY = {
+    "LivePlot": "labkit.nb.live",
+    "dashboard": "labkit.nb.dashboard_widget",
+    "doctor": "labkit.nb.doctor_checks",
+    "progress": "labkit.nb.progress_bar",
+}
 _OPTIONAL_MODULES = (
     "labkit.nb.live",
-    "labkit.nb.dashboard",
-    "labkit.nb.doctor",
-    "labkit.nb.progress",
+    "labkit.nb.dashboard_widget",
+    "labkit.nb.doctor_checks",
+    "labkit.nb.progress_bar",
 )
 
 
-class _CallableModule(types.ModuleType):
-    """A submodule that can be called: ``nb.doctor()`` calls ``labkit.nb.doctor.doctor()``."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        short = self.__name__.rpartition(".")[2]
-        fn = self.__dict__.get(short)
-        if not callable(fn):
-            raise TypeError(f"{self.__name__} has no function {short}()")
-        return fn(*args, **kwargs)
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name: str, value: Any) -> None:
-        if (
-            name in _CALLABLE_SUBMODULES
-            and type(value) is types.ModuleType
-            and value.__name__ == f"{__name__}.{name}"
-        ):
-            value.__class__ = _CallableModule
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
-
 def __getattr__(name: str) -> Any:
-    if name in _CALLABLE_SUBMODULES:
-        module = importlib.import_module(f"{__name__}.{name}")
-        return sys.modules[__name__].__dict__.get(name, module)
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     if not name.startswith("_"):

@@ -9,9 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from labkit import errors as Errors
 from labkit._address import bootstrap_list
 from labkit.errors import KafkaError
 
+# what a student sees when the broker is down or too slow to answer
+_UNREACHABLE = (
+    Errors.NoBrokersAvailable,
+    Errors.KafkaConnectionError,
+    Errors.NodeNotReadyError,
+    Errors.KafkaTimeoutError,
+    Errors.BrokerNotAvailableError,
+    Errors.RequestTimedOutError,
+)
 DOCTOR_HINT = "run nb.doctor() (or `labkit doctor` in a terminal) to see what is wrong"
 
 
@@ -45,25 +55,11 @@ def topic_partition(topic: str, partition: int) -> Any:
     return TopicPartition(topic, partition)
 
 
-def is_unsupported(exc: BaseException) -> bool:
-    """True when the broker (or client) says it does not implement an API yet."""
-    if isinstance(exc, NotImplementedError):
-        return True
-    return getattr(exc, "errno", None) == 35 or type(exc).__name__ == "UnsupportedVersionError"
-
-
 def explain(exc: BaseException) -> str:
     """One line for a student: what failed and what to do next."""
     name = type(exc).__name__
     text = " ".join(str(exc).split())
-    if name in (
-        "NoBrokersAvailable",
-        "KafkaConnectionError",
-        "NodeNotReadyError",
-        "KafkaTimeoutError",
-        "BrokerNotAvailableError",
-        "RequestTimedOutError",
-    ):
+    if isinstance(exc, _UNREACHABLE):
         where = ",".join(bootstrap_servers())
         return (
             f"cannot reach the broker at {where} ({text or name}). Start it with "

@@ -11,7 +11,8 @@ multipart message::
 - ``MAGIC`` is ``b"LK1"`` (protocol version 1). Anything else is rejected.
 - ``request_id`` is opaque bytes (at most 16) chosen by the client and echoed
   back, so many requests can be in flight and answered out of order.
-- ``api`` is an ASCII name from ``APIS`` (``b"produce"``, ``b"fetch"``...).
+- ``api`` is an ASCII name from ``APIS`` (``b"produce"``, ``b"fetch"``...; the list
+  and the rows inside headers are in ``messages.py``).
 - ``header`` is one small JSON object per request (never per record), UTF-8
   text. In a response it always carries ``"error"`` (a Kafka error code, 0 =
   none) and, on error, ``"message"``: a sentence a student can act on.
@@ -34,6 +35,7 @@ import re
 from typing import Any
 
 from labkit.errors import ProtocolError
+from labkit.protocol.messages import APIS as APIS  # the envelope's API names, re-exported
 
 MAGIC = b"LK1"
 MAX_REQUEST_ID = 16
@@ -49,35 +51,6 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 # then pay for a Python call per integer. translate + `in` is ~7x faster than a regex.
 _DIGITS_ONLY = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))  # digit->0, else space
 _LONG_DIGIT_RUN = b"0" * 19
-
-APIS = frozenset(
-    {
-        "api_versions",
-        "metadata",
-        "produce",
-        "fetch",
-        "list_offsets",
-        "create_topics",
-        "delete_topics",
-        "create_partitions",
-        "describe_configs",
-        "alter_configs",
-        "delete_records",
-        # consumer groups
-        "join_group",
-        "heartbeat",
-        "leave_group",
-        "offset_commit",
-        "offset_fetch",
-        "list_groups",
-        "describe_groups",
-        "delete_groups",
-        # client quotas
-        "describe_client_quotas",
-        "alter_client_quotas",
-        "describe_client_throttles",
-    }
-)
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 

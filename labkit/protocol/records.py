@@ -1,4 +1,4 @@
-"""The record batch: many records, one header, one CRC.
+"""The record batch: many records, one header, one CRC (the codec).
 
 Theory of operation
 -------------------
@@ -49,142 +49,74 @@ blob. ``decode_batch`` runs the same checks (timestamps aside: they do not stop 
 decode), so a stored batch that is corrupt
 (an older broker let it in, a bit flipped on disk) raises CorruptRecordError --
 never ``struct.error`` or ``IndexError`` -- and its readers decide what to do.
+
+Modules: the fixed layout (header struct, flags, named tuples) is in ``batch_layout.py``,
+the headers blob codec and the column checks in ``batch_columns.py``; this module
+encodes, frames, validates and decodes, and is where readers import every name from.
 """
 
 from __future__ import annotations
 
-import operator
 import struct
-import sys
 import zlib
-from array import array
-from itertools import accumulate
-from typing import NamedTuple
 
 from labkit.errors import CorruptRecordError
+from labkit.protocol.batch_columns import (
+    check_headers,
+    check_timestamps,
+    decode_headers,
+    encode_headers,
+    first_timestamp_outside,
+    read_columns,
+    slices,
+)
+from labkit.protocol.batch_layout import (
+    BASE_OFFSET,
+    BATCH_LENGTH,
+    CRC_START,
+    HAS_HEADERS,
+    HAS_KEYS,
+    HAS_OFFSET_DELTAS,
+    HEADER,
+    HEADER_SIZE,
+    KNOWN_ATTRIBUTES,
+    LENGTH_PREFIX,
+    LOG_APPEND_TIME,
+    MAGIC_V1,
+    Batch,
+    BatchHeader,
+    column_bytes,
+    pack_ints,
+    read_header,
+)
 
-MAGIC_V1 = 1
-HEADER = struct.Struct("<qiIBBHiqqi")
-HEADER_SIZE = HEADER.size  # 44
-LENGTH_PREFIX = 12  # base_offset + batch_length: the bytes before batch_length counts
-CRC_START = 16
-BASE_OFFSET = struct.Struct("<q")
-BATCH_LENGTH = struct.Struct("<i")
-
-HAS_KEYS = 0x01
-HAS_HEADERS = 0x02
-HAS_OFFSET_DELTAS = 0x04
-LOG_APPEND_TIME = 0x08
-KNOWN_ATTRIBUTES = HAS_KEYS | HAS_HEADERS | HAS_OFFSET_DELTAS | LOG_APPEND_TIME
-
-_BIG_ENDIAN = sys.byteorder == "big"
-_HDR_COUNT = struct.Struct("<H")
-_HDR_KEY = struct.Struct("<H")
-_HDR_VALUE = struct.Struct("<i")
-
-
-class BatchHeader(NamedTuple):
-    base_offset: int
-    batch_length: int
-    crc: int
-    magic: int
-    attributes: int
-    reserved: int
-    last_offset_delta: int
-    base_timestamp: int
-    max_timestamp: int
-    record_count: int
-
-    @property
-    def size(self) -> int:
-        """Bytes the whole batch takes, header included."""
-        return LENGTH_PREFIX + self.batch_length
-
-    @property
-    def last_offset(self) -> int:
-        return self.base_offset + self.last_offset_delta
-
-    @property
-    def next_offset(self) -> int:
-        return self.base_offset + self.last_offset_delta + 1
-
-
-class Batch(NamedTuple):
-    """A decoded batch as columns (lists of equal length)."""
-
-    offsets: list[int]
-    timestamps: list[int]
-    keys: list[bytes | None]
-    values: list[bytes | None]
-    headers: list[list[tuple[str, bytes | None]]]
-    key_sizes: list[int]
-    value_sizes: list[int]
-    log_append_time: bool
-
-
-def _ints(typecode: str, values) -> bytes:
-    arr = array(typecode, values)
-    if _BIG_ENDIAN:
-        arr.byteswap()
-    return arr.tobytes()
-
-
-def _read_ints(typecode: str, buf, start: int, count: int) -> tuple[array, int]:
-    arr = array(typecode)
-    end = start + count * arr.itemsize
-    arr.frombytes(buf[start:end])
-    if _BIG_ENDIAN:
-        arr.byteswap()
-    return arr, end
-
-
-def encode_headers(headers) -> bytes:
-    parts = [_HDR_COUNT.pack(len(headers))]
-    for key, value in headers:
-        kb = key.encode("utf-8")
-        parts.append(_HDR_KEY.pack(len(kb)))
-        parts.append(kb)
-        if value is None:
-            parts.append(_HDR_VALUE.pack(-1))
-        else:
-            parts.append(_HDR_VALUE.pack(len(value)))
-            parts.append(value)
-    return b"".join(parts)
-
-
-def decode_headers(blob) -> list[tuple[str, bytes | None]]:
-    """One record's headers. Raises CorruptRecordError unless ``blob`` is exactly one
-    well-formed headers blob (count, then each key and value within it)."""
-    if not blob:
-        return []
-    size = len(blob)
-    try:
-        (count,) = _HDR_COUNT.unpack_from(blob, 0)
-        pos = 2
-        out = []
-        for _ in range(count):
-            (klen,) = _HDR_KEY.unpack_from(blob, pos)
-            pos += 2
-            if pos + klen > size:
-                raise CorruptRecordError("a header key runs past its record's headers")
-            key = bytes(blob[pos : pos + klen]).decode("utf-8")
-            pos += klen
-            (vlen,) = _HDR_VALUE.unpack_from(blob, pos)
-            pos += 4
-            if vlen < 0:
-                out.append((key, None))
-            else:
-                if pos + vlen > size:
-                    raise CorruptRecordError("a header value runs past its record's headers")
-                out.append((key, bytes(blob[pos : pos + vlen])))
-                pos += vlen
-    except (struct.error, UnicodeDecodeError) as exc:
-        raise CorruptRecordError(f"a record's headers cannot be read: {exc}") from None
-    if pos != size:
-        raise CorruptRecordError(
-            f"a record's headers hold {size - pos} bytes past their {count} headers"
-        )
-    return out
+# the codec's public names, wherever they are defined (readers import them from here)
+__all__ = [
+    "BASE_OFFSET",
+    "BATCH_LENGTH",
+    "CRC_START",
+    "HAS_HEADERS",
+    "HAS_KEYS",
+    "HAS_OFFSET_DELTAS",
+    "HEADER",
+    "HEADER_SIZE",
+    "KNOWN_ATTRIBUTES",
+    "LENGTH_PREFIX",
+    "LOG_APPEND_TIME",
+    "MAGIC_V1",
+    "Batch",
+    "BatchHeader",
+    "decode_batch",
+    "decode_headers",
+    "encode_batch",
+    "encode_headers",
+    "first_timestamp_outside",
+    "read_header",
+    "split_batches",
+    "validate_batch",
+    "walk_batches",
+    "with_base_offset",
+]
 
 
 def _lengths(items: list) -> list[int]:
@@ -222,22 +154,22 @@ def encode_batch(
     columns = []
     if offset_deltas is not None:
         attributes |= HAS_OFFSET_DELTAS
-        columns.append(_ints("i", offset_deltas))
+        columns.append(pack_ints("i", offset_deltas))
         last_delta = offset_deltas[-1] if offset_deltas else 0
     else:
         last_delta = count - 1
-    columns.append(_ints("q", timestamps))
+    columns.append(pack_ints("q", timestamps))
     blobs = []
     if keys is not None:
         attributes |= HAS_KEYS
-        columns.append(_ints("i", _lengths(keys)))
+        columns.append(pack_ints("i", _lengths(keys)))
         blobs.append(_blob(keys))
-    columns.append(_ints("i", value_lengths if value_lengths is not None else _lengths(values)))
+    columns.append(pack_ints("i", value_lengths if value_lengths is not None else _lengths(values)))
     blobs.append(_blob(values))
     if headers is not None:
         attributes |= HAS_HEADERS
         encoded = [encode_headers(h) if h else b"" for h in headers]
-        columns.append(_ints("i", map(len, encoded)))
+        columns.append(pack_ints("i", map(len, encoded)))
         blobs.append(b"".join(encoded))
     if log_append_time:
         attributes |= LOG_APPEND_TIME
@@ -263,13 +195,6 @@ def encode_batch(
     )
 
 
-def read_header(buf, pos: int = 0) -> BatchHeader:
-    """The header of the batch at ``pos``. Raises CorruptRecordError if it does not fit."""
-    if len(buf) - pos < HEADER_SIZE:
-        raise CorruptRecordError(f"batch header truncated at byte {pos}")
-    return BatchHeader._make(HEADER.unpack_from(buf, pos))
-
-
 def validate_batch(buf, pos: int = 0, *, produced: bool = True) -> BatchHeader:
     """Check one batch's framing, magic, attributes and CRC; return its header.
 
@@ -290,7 +215,7 @@ def validate_batch(buf, pos: int = 0, *, produced: bool = True) -> BatchHeader:
         raise CorruptRecordError(f"unknown batch attributes 0x{header.attributes:x}")
     if header.record_count < 0 or header.last_offset_delta < 0:
         raise CorruptRecordError("negative record count or offset delta")
-    if HEADER_SIZE + header.record_count * _column_bytes(header.attributes) > header.size:
+    if HEADER_SIZE + header.record_count * column_bytes(header.attributes) > header.size:
         raise CorruptRecordError(
             f"record count {header.record_count} does not fit in a batch of {header.size} bytes"
         )
@@ -308,19 +233,10 @@ def validate_batch(buf, pos: int = 0, *, produced: bool = True) -> BatchHeader:
     if crc != header.crc:
         raise CorruptRecordError(f"CRC mismatch (stored {header.crc:08x}, computed {crc:08x})")
     if produced:
-        columns = _read_columns(buf, pos, header)
-        _check_timestamps(buf, pos, header, columns)
-        _check_headers(buf, columns)
+        columns = read_columns(buf, pos, header)
+        check_timestamps(buf, pos, header, columns)
+        check_headers(buf, columns)
     return header
-
-
-def _column_bytes(attributes: int) -> int:
-    """Bytes of fixed-size columns per record for these attributes."""
-    per_record = 8 + 4  # timestamp + value length
-    for flag in (HAS_KEYS, HAS_HEADERS, HAS_OFFSET_DELTAS):
-        if attributes & flag:
-            per_record += 4
-    return per_record
 
 
 def split_batches(buf) -> list[tuple[int, int]]:
@@ -358,158 +274,6 @@ def with_base_offset(batch, base_offset: int) -> bytes:
     return BASE_OFFSET.pack(base_offset) + bytes(memoryview(batch)[8:])
 
 
-class _Columns(NamedTuple):
-    """A batch's columns, checked against each other and the batch size."""
-
-    deltas: array | None
-    timestamps: array
-    key_lens: array | None
-    value_lens: array
-    header_lens: array | None
-    blobs: int  # absolute position of the keys blob (values, headers follow)
-    end: int  # absolute end of the batch
-    key_bytes: int
-    value_bytes: int
-
-
-_NON_NEGATIVE_TOP_BYTES = bytes(range(128))
-_UP_TO = [bytes(range(top + 1)) for top in range(256)]  # translate() tables: bytes <= top
-
-
-def _blob_bytes(buf, start: int, lengths: array, what: str, nullable: bool = True) -> int:
-    """Bytes a blob with these lengths (read from ``buf[start:]``) takes; -1 = null.
-
-    The common case (no negative length) costs one C-level ``sum``: the sign bits are
-    found by deleting every non-negative top byte (byte 3 of each little-endian int32)."""
-    top_bytes = buf[start + 3 : start + 4 * len(lengths) : 4]
-    negatives = len(bytes(top_bytes).translate(None, _NON_NEGATIVE_TOP_BYTES))
-    if not negatives:
-        return sum(lengths)
-    if not nullable or lengths.count(-1) != negatives:
-        raise CorruptRecordError(f"a {what} length is negative")
-    return sum(lengths) + negatives
-
-
-def _read_columns(buf, pos: int, header: BatchHeader) -> _Columns:
-    """Read and cross-check the columns (module docstring: Consistency), except the
-    headers blobs. Raises CorruptRecordError naming what does not add up."""
-    count = header.record_count
-    attrs = header.attributes
-    cur = pos + HEADER_SIZE
-    end = pos + header.size
-    if count < 0 or end > len(buf) or cur + count * _column_bytes(attrs) > end:
-        raise CorruptRecordError(f"record count {count} does not fit in the batch")
-    deltas = None
-    if attrs & HAS_OFFSET_DELTAS:
-        deltas, cur = _read_ints("i", buf, cur, count)
-        if count and (
-            deltas[0] < 0
-            or deltas[-1] != header.last_offset_delta
-            or not all(map(operator.lt, deltas, deltas[1:]))
-        ):
-            raise CorruptRecordError("the offset deltas are not increasing up to last_offset_delta")
-    elif header.last_offset_delta != count - 1:
-        raise CorruptRecordError("last_offset_delta does not match the record count")
-    timestamps, cur = _read_ints("q", buf, cur, count)
-    key_lens = None
-    key_bytes = 0
-    if attrs & HAS_KEYS:
-        key_lens, nxt = _read_ints("i", buf, cur, count)
-        key_bytes, cur = _blob_bytes(buf, cur, key_lens, "key"), nxt
-    value_lens, nxt = _read_ints("i", buf, cur, count)
-    value_bytes, cur = _blob_bytes(buf, cur, value_lens, "value"), nxt
-    header_lens = None
-    header_bytes = 0
-    if attrs & HAS_HEADERS:
-        header_lens, nxt = _read_ints("i", buf, cur, count)
-        header_bytes, cur = _blob_bytes(buf, cur, header_lens, "headers", nullable=False), nxt
-    if cur + key_bytes + value_bytes + header_bytes != end:
-        raise CorruptRecordError("record lengths do not add up to the batch size")
-    return _Columns(
-        deltas, timestamps, key_lens, value_lens, header_lens, cur, end, key_bytes, value_bytes
-    )
-
-
-def _check_headers(buf, cols: _Columns) -> None:
-    """Parse every distinct headers blob once (records often share the same headers:
-    then one C-level comparison finds that they all do)."""
-    lengths = cols.header_lens
-    if lengths is None:
-        return
-    start = cols.blobs + cols.key_bytes + cols.value_bytes
-    blob = bytes(buf[start : cols.end])
-    first = lengths[0] if lengths else 0
-    if blob == blob[:first] * len(lengths):  # every record has the same headers
-        decode_headers(blob[:first])
-        return
-    for distinct in set(_slices(blob, lengths)):
-        decode_headers(distinct)
-
-
-def _check_timestamps(buf, pos: int, header: BatchHeader, cols: _Columns) -> None:
-    """Retention and the time index trust the header's timestamps: they must be the records'."""
-    ts = cols.timestamps
-    if not ts:
-        return
-    start = pos + HEADER_SIZE  # a produced batch has no offset deltas
-    raw = bytes(buf[start : start + 8 * len(ts)])
-    if ts[0] != header.base_timestamp or not _largest_is(raw, ts, header.max_timestamp):
-        raise CorruptRecordError(
-            f"the batch says its timestamps start at {header.base_timestamp} and reach "
-            f"{header.max_timestamp}, its records say {ts[0]} and {max(ts)}"
-        )
-
-
-def _largest_is(raw: bytes, ts: array, expected: int) -> bool:
-    """Whether ``max(ts) == expected``; ``raw`` is the column's little-endian bytes.
-
-    Usually without an int per record: when every timestamp shares its top seven bytes
-    with ``expected`` (a batch spans less than 256 ms, but for a boundary), comparing
-    the byte planes decides it -- each plane is one strided slice, compared in C."""
-    if expected >= 0:
-        want = struct.pack("<q", expected)
-        count = len(ts)
-        if all(raw[k::8] == want[k : k + 1] * count for k in range(7, 0, -1)):
-            low_bytes = raw[0::8]
-            return not low_bytes.translate(None, _UP_TO[want[0]]) and want[0:1] in low_bytes
-    return max(ts) == expected
-
-
-def first_timestamp_outside(
-    buf, pos: int, header: BatchHeader, low: int, high: int
-) -> tuple[int, int] | None:
-    """(index, timestamp) of the first record of a validated produced batch whose timestamp
-    is not in [low, high], or None. Costs no per-record work while ``low`` is below
-    every possible timestamp (it trusts the validated ``max_timestamp`` for ``high``)."""
-    if header.max_timestamp <= high and low <= -(1 << 63):
-        return None
-    ts, _end = _read_ints("q", buf, pos + HEADER_SIZE, header.record_count)
-    if header.max_timestamp <= high and low <= min(ts):
-        return None
-    for index, value in enumerate(ts):
-        if not low <= value <= high:
-            return index, value
-    return None
-
-
-def _slices(blob, lengths) -> list:
-    if not lengths:
-        return []
-    if min(lengths) >= 0:
-        ends = list(accumulate(lengths))
-        starts = [0, *ends[:-1]]
-        return [blob[s:e] for s, e in zip(starts, ends, strict=False)]
-    out = []
-    pos = 0
-    for n in lengths:
-        if n < 0:
-            out.append(None)
-        else:
-            out.append(blob[pos : pos + n])
-            pos += n
-    return out
-
-
 def decode_batch(buf, pos: int = 0, header: BatchHeader | None = None) -> Batch:
     """Decode the batch at ``pos`` into columns. Keys/values come back as bytes.
 
@@ -519,7 +283,7 @@ def decode_batch(buf, pos: int = 0, header: BatchHeader | None = None) -> Batch:
     """
     if header is None:
         header = read_header(buf, pos)
-    cols = _read_columns(buf, pos, header)
+    cols = read_columns(buf, pos, header)
     count = header.record_count
     if cols.deltas is not None:
         base = header.base_offset
@@ -528,16 +292,16 @@ def decode_batch(buf, pos: int = 0, header: BatchHeader | None = None) -> Batch:
         offsets = list(range(header.base_offset, header.base_offset + count))
     blob = bytes(buf[cols.blobs : cols.end])
     if cols.key_lens is not None:
-        keys = _slices(blob[: cols.key_bytes], cols.key_lens)
+        keys = slices(blob[: cols.key_bytes], cols.key_lens)
         key_sizes = cols.key_lens.tolist()
     else:
         keys = [None] * count
         key_sizes = [-1] * count
     vstart = cols.key_bytes
     vend = vstart + cols.value_bytes
-    values = _slices(blob[vstart:vend], cols.value_lens)
+    values = slices(blob[vstart:vend], cols.value_lens)
     if cols.header_lens is not None:
-        headers = [decode_headers(h) for h in _slices(blob[vend:], cols.header_lens)]
+        headers = [decode_headers(h) for h in slices(blob[vend:], cols.header_lens)]
     else:
         headers = [[] for _ in range(count)]  # one list each: callers may mutate
     return Batch(

@@ -25,8 +25,8 @@ pytest.importorskip("ipywidgets")
 pytest.importorskip("matplotlib")
 
 from labkit import KafkaAdminClient, KafkaProducer, NewTopic  # noqa: E402
-from labkit.nb.dashboard import Dashboard  # noqa: E402
-from labkit.nb.doctor import OK, doctor  # noqa: E402
+from labkit.nb.dashboard_widget import Dashboard  # noqa: E402
+from labkit.nb.doctor_checks import OK, doctor  # noqa: E402
 from labkit.nb.live import LivePlot  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,7 +14,7 @@ from collections import namedtuple
 import pytest
 
 from labkit.errors import NoBrokersAvailable, UnsupportedVersionError
-from labkit.nb.dashboard import GROUPS_UNSUPPORTED, Dashboard, collect
+from labkit.nb.dashboard_widget import Dashboard, collect
 from labkit.nb.live import stop_all
 from labkit.testing import FakeClock
 
@@ -126,34 +126,19 @@ def test_collect_reads_offsets_and_committed_offsets_and_hides_internal_topics()
     assert list(only.offsets) == [("logs", 0)]
 
 
-def test_collect_degrades_when_groups_are_unsupported():
+def test_collect_reports_a_group_or_topic_api_error_instead_of_hiding_it():
+    # the broker always has groups: an error from it is news, not a missing feature
     b = FakeBroker()
     b.groups_supported = False
-    s = collect(FakeAdmin(b), FakeConsumer(b), at=1.0)
-    assert s.groups is None and s.groups_note == GROUPS_UNSUPPORTED
-    assert s.offsets[("tx", 2)] == (0, 20)
+    with pytest.raises(UnsupportedVersionError):
+        collect(FakeAdmin(b), FakeConsumer(b), at=1.0)
 
-
-def test_collect_degrades_when_the_client_has_no_group_api_yet():
-    b = FakeBroker()
-
-    class NoGroupsAdmin(FakeAdmin):
-        list_consumer_groups = None
-
-    s = collect(NoGroupsAdmin(b), FakeConsumer(b), at=1.0)
-    assert s.groups is None and s.groups_note == GROUPS_UNSUPPORTED
-    assert s.offsets[("logs", 0)] == (0, 5)
-
-
-def test_collect_falls_back_to_partitions_for_topic():
-    b = FakeBroker()
-
-    class OldAdmin(FakeAdmin):
+    class BrokenAdmin(FakeAdmin):
         def describe_topics(self, topics=None):
-            raise NotImplementedError
+            raise NotImplementedError("a bug, not an old broker")
 
-    s = collect(OldAdmin(b), FakeConsumer(b), at=1.0)
-    assert sorted(s.offsets) == [("logs", 0), ("tx", 0), ("tx", 1), ("tx", 2)]
+    with pytest.raises(NotImplementedError):
+        collect(BrokenAdmin(FakeBroker()), FakeConsumer(FakeBroker()), at=1.0)
 
 
 def test_uncommitted_group_partition_reads_as_no_commit():

@@ -14,8 +14,8 @@ import pytest
 
 import labkit
 from labkit.errors import NoBrokersAvailable
-from labkit.nb import doctor as d
-from labkit.nb.doctor import FAIL, OK, SKIP, WARN, Probe, Report, Result, unreachable_fix
+from labkit.nb import doctor_checks as d
+from labkit.nb.doctor_checks import FAIL, OK, SKIP, WARN, Probe, Report, Result, unreachable_fix
 from labkit.testing.broker import free_port
 
 

@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("tqdm")
 
 from labkit.errors import IllegalArgumentError  # noqa: E402
-from labkit.nb.progress import progress  # noqa: E402
+from labkit.nb.progress_bar import progress  # noqa: E402
 
 
 def test_wraps_an_iterable_and_counts_it(capsys):

@@ -12,7 +12,7 @@ import pytest
 
 from labkit import nb
 from labkit.errors import IllegalArgumentError, IllegalStateError
-from labkit.nb import doctor as doctor_module
+from labkit.nb import doctor_checks as doctor_module
 from labkit.nb import names
 from labkit.nb.names import Naming, naming, sanitize
 

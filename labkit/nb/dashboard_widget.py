@@ -7,15 +7,16 @@ Theory of operation
 API, kafka-python's names: ``list_topics``, ``describe_topics``,
 ``beginning_offsets``/``end_offsets``, ``list_consumer_groups``,
 ``list_consumer_group_offsets``, and labkit's ``describe_client_throttles``
-(clients a quota is slowing down) when the admin client has it -- feeds the ``Snapshot`` to a
+(clients a quota is slowing down; kafka-python's admin client has no such call, so it is
+skipped there) -- feeds the ``Snapshot`` to a
 ``DashboardModel`` (rates, lag; pure, in ``_dashmodel``) and writes the
 rendered HTML into an ``ipywidgets.HTML``. What Kafka UI shows, inside the
 notebook.
 
 The thread owns its two clients; it opens them (again) when they are missing
 or a round failed, so a broker that starts late or restarts is picked up. A
-failed round shows the error and what to do, above the last good tables.
-Group APIs answering "unsupported" show a note instead of the group table.
+failed round shows the error and what to do, above the last good tables (the
+broker always has topics, groups and quotas: any error is reported, none hidden).
 
 ``stop()`` (the Stop button, leaving a ``with`` block, or ``nb.stop_all()``)
 sets an event, joins the thread and closes the clients. Only the thread
@@ -36,7 +37,6 @@ from labkit.nb._connect import (
     bootstrap_servers,
     consumer_class,
     explain,
-    is_unsupported,
     topic_partition,
 )
 from labkit.nb._dashmodel import (
@@ -50,8 +50,6 @@ from labkit.nb._dashmodel import (
 from labkit.nb.live import _ACTIVE, in_kernel, quiet_box
 
 __all__ = ["Dashboard", "dashboard"]
-
-GROUPS_UNSUPPORTED = "not supported by this broker yet"
 
 
 def _partitions_of(described: Any) -> dict[str, list[int]]:
@@ -86,16 +84,11 @@ def _offset_value(v: Any) -> int | None:
 
 
 def _throttles(admin: Any) -> list[ThrottleRow]:
-    """Throttled clients, when the admin client and the broker know client quotas."""
+    """Throttled clients (labkit's admin call; kafka-python's admin client has none)."""
     describe = getattr(admin, "describe_client_throttles", None)
     if not callable(describe):
         return []
-    try:
-        return [ThrottleRow.from_wire(row) for row in describe() or [] if isinstance(row, dict)]
-    except Exception as exc:
-        if not is_unsupported(exc):
-            raise
-        return []
+    return [ThrottleRow.from_wire(row) for row in describe() or [] if isinstance(row, dict)]
 
 
 def collect(
@@ -113,16 +106,7 @@ def collect(
         names = [n for n in names if n in topics]
     elif not include_internal:
         names = [n for n in names if not n.startswith("__")]
-    parts: dict[str, list[int]] = {}
-    if names:
-        try:
-            parts = _partitions_of(admin.describe_topics(names))
-        except Exception as exc:
-            if not is_unsupported(exc):
-                raise
-        for n in names:
-            if not parts.get(n):
-                parts[n] = sorted(consumer.partitions_for_topic(n) or [])
+    parts = _partitions_of(admin.describe_topics(names)) if names else {}
     tps = [topic_partition(t, p) for t in names for p in parts.get(t, [])]
     offsets: dict[tuple[str, int], tuple[int, int]] = {}
     if tps:
@@ -131,36 +115,16 @@ def collect(
         for tp in tps:
             key = (tp[0], tp[1])
             offsets[key] = (int(starts.get(tp, 0)), int(ends.get(tp, 0)))
-    groups: dict[str, dict[tuple[str, int], int | None]] | None = {}
-    note = None
-    throttles = _throttles(admin)
-    if not (
-        callable(getattr(admin, "list_consumer_groups", None))
-        and callable(getattr(admin, "list_consumer_group_offsets", None))
-    ):
-        return Snapshot(
-            at=at,
-            offsets=offsets,
-            groups=None,
-            groups_note=GROUPS_UNSUPPORTED,
-            taken_ms=taken_ms,
-            throttles=throttles,
-        )
-    try:
-        for gid in _group_ids(admin.list_consumer_groups()):
-            committed = admin.list_consumer_group_offsets(gid) or {}
-            groups[gid] = {(tp[0], tp[1]): _offset_value(v) for tp, v in committed.items()}
-    except Exception as exc:
-        if not is_unsupported(exc):
-            raise
-        groups, note = None, GROUPS_UNSUPPORTED
+    groups: dict[str, dict[tuple[str, int], int | None]] = {}
+    for gid in _group_ids(admin.list_consumer_groups()):
+        committed = admin.list_consumer_group_offsets(gid) or {}
+        groups[gid] = {(tp[0], tp[1]): _offset_value(v) for tp, v in committed.items()}
     return Snapshot(
         at=at,
         offsets=offsets,
         groups=groups,
-        groups_note=note,
         taken_ms=taken_ms,
-        throttles=throttles,
+        throttles=_throttles(admin),
     )
 
 

@@ -1,0 +1,84 @@
+"""The ``delete_records`` API (Kafka's DeleteRecords, KIP-107): move log start offsets.
+
+Theory of operation
+-------------------
+Request ``{"partitions": [[topic, partition, offset], ...], "timeout_ms": 30000}``;
+records below ``offset`` go (``-1``: every record, up to the high watermark). Each
+partition is answered alone, in order, as a ``DeletedRecords`` row
+``[topic, partition, error, low_watermark, message]`` (labkit/protocol/messages.py):
+the new log start offset, or Kafka's error: OFFSET_OUT_OF_RANGE past the high
+watermark, UNKNOWN_TOPIC_OR_PARTITION, POLICY_VIOLATION for a topic whose
+``cleanup.policy`` does not include ``delete`` (as Kafka). The log layer writes the
+new start before answering (PartitionLog.delete_records), so it survives a restart;
+parked fetches are re-checked, and one below the new start gets OFFSET_OUT_OF_RANGE.
+Pure: called on the loop thread with the topic registry, no sockets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labkit.broker.topics import TopicRegistry
+from labkit.errors import InvalidRequestError, PolicyViolationError
+from labkit.protocol.messages import DeletedRecords, DeleteRecordsPartition
+
+HIGH_WATERMARK = -1
+MAX_PARTITIONS = 10_000  # rows one request may name, as a fetch
+
+
+def _wanted(header: dict[str, Any]) -> list[DeleteRecordsPartition]:
+    """The request's rows, checked. Raises InvalidRequestError."""
+    value = header.get("partitions")
+    if not isinstance(value, list):
+        raise InvalidRequestError("field 'partitions' must be a list of [topic, partition, offset]")
+    if len(value) > MAX_PARTITIONS:
+        raise InvalidRequestError(
+            f"delete_records may name at most {MAX_PARTITIONS} partitions, got {len(value)}"
+        )
+    out, seen = [], set()
+    for item in value:
+        if (
+            not isinstance(item, list)
+            or len(item) != 3
+            or not isinstance(item[0], str)
+            or any(type(x) is not int for x in item[1:])
+        ):
+            raise InvalidRequestError(
+                f"each entry must be [topic, partition, offset], got {item!r:.80}"
+            )
+        row = DeleteRecordsPartition(*item)
+        if (row.topic, row.partition) in seen:  # as Kafka's tool: one offset per partition
+            raise InvalidRequestError(
+                f"partition {row.topic}-{row.partition} appears more than once; "
+                "name each partition once"
+            )
+        seen.add((row.topic, row.partition))
+        out.append(row)
+    return out
+
+
+def delete_records(
+    registry: TopicRegistry, header: dict[str, Any], error_of
+) -> tuple[dict[str, Any], bool]:
+    """(reply header, whether any log start moved). ``error_of`` maps an exception to
+    (code, message), as the other handlers do. Raises InvalidRequestError for a
+    malformed request."""
+    rows = []
+    moved = False
+    for want in _wanted(header):
+        try:
+            plog = registry.partition(want.topic, want.partition)
+            if not plog.config.deletes:
+                raise PolicyViolationError(
+                    f"records of {want.topic}-{want.partition} can not be deleted: the "
+                    "topic's cleanup.policy is compact (DeleteRecords needs 'delete' in it)"
+                )
+            before = plog.log_start_offset
+            offset = plog.log_end_offset if want.offset == HIGH_WATERMARK else want.offset
+            low = plog.delete_records(offset)
+            moved |= low != before
+            rows.append(DeletedRecords(want.topic, want.partition, 0, low, None))
+        except Exception as exc:  # noqa: BLE001 - one partition's failure is its row's error
+            code, text = error_of(exc)
+            rows.append(DeletedRecords(want.topic, want.partition, code, -1, text))
+    return {"error": 0, "partitions": rows}, moved

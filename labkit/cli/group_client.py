@@ -1,0 +1,148 @@
+"""What ``labkit consumer-groups`` asks the broker, through the client library.
+
+``GroupsClient`` uses ``KafkaAdminClient``'s group methods (kafka-python's names) and a
+consumer without a group for log offsets, as Kafka's ConsumerGroupCommand uses its admin
+client; it answers with the plain ``Group``/``Member`` values the tool's pure row and
+reset functions take. It owns its two clients (``close()``); not thread-safe.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from labkit.errors import GroupIdNotFoundError
+
+TP = tuple[str, int]
+EARLIEST, LATEST = -2, -1  # list_offsets' timestamps for the log start and end
+
+
+@dataclass(frozen=True)
+class Member:
+    member_id: str
+    client_id: str
+    host: str
+    assignment: tuple[TP, ...]
+
+
+@dataclass(frozen=True)
+class Group:
+    group_id: str
+    state: str
+    assignor: str
+    members: tuple[Member, ...]
+
+    @property
+    def exists(self) -> bool:
+        return self.state != "Dead"
+
+
+class GroupsClient:
+    """The calls this tool makes: KafkaAdminClient's group methods, and a consumer without a
+    group for log offsets (Kafka's ConsumerGroupCommand does the same with its admin client)."""
+
+    def __init__(self, servers: list[str]):
+        from labkit import KafkaAdminClient
+
+        self._servers = servers
+        self._admin = KafkaAdminClient(
+            bootstrap_servers=servers, client_id="labkit-consumer-groups"
+        )
+        self._consumer: Any = None
+
+    def close(self) -> None:
+        self._admin.close()
+        if self._consumer is not None:
+            self._consumer.close()
+
+    @property
+    def address(self) -> str:
+        return self._servers[0]
+
+    def _offset_reader(self) -> Any:
+        if self._consumer is None:
+            from labkit import KafkaConsumer
+
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=self._servers, group_id=None, client_id="labkit-consumer-groups"
+            )
+        return self._consumer
+
+    def group_ids(self) -> list[str]:
+        return [group_id for group_id, _ in self._admin.list_consumer_groups()]
+
+    def list_groups(self) -> list[tuple[str, str]]:
+        """(group id, state) of every group."""
+        return [(g.group_id, g.state) for g in map(self.describe, self.group_ids())]
+
+    def describe(self, group_id: str) -> Group:
+        try:
+            (info,) = self._admin.describe_consumer_groups([group_id])
+        except GroupIdNotFoundError:
+            return Group(group_id, "Dead", "", ())
+        members = tuple(
+            Member(m.member_id, m.client_id, m.client_host, tuple(m.member_assignment.partitions()))
+            for m in info.members
+        )
+        return Group(group_id, info.state, info.protocol, members)
+
+    def offsets(
+        self, group_id: str, partitions: list[TP] | None
+    ) -> dict[TP, tuple[int | None, int | None]]:
+        """{tp: (committed or None, log-end or None)} (None = every committed partition)."""
+        committed = self._admin.list_consumer_group_offsets(group_id, partitions=partitions)
+        counts = self.partition_counts(sorted({tp.topic for tp in committed}))
+        existing = [tp for tp in committed if tp.partition < counts.get(tp.topic, 0)]
+        ends = self._offset_reader().end_offsets(existing) if existing else {}
+        return {
+            (tp.topic, tp.partition): (c.offset if c.offset >= 0 else None, ends.get(tp))
+            for tp, c in committed.items()
+        }
+
+    def partition_counts(self, topics: list[str]) -> dict[str, int]:
+        if not topics:
+            return {}
+        described = self._admin.describe_topics(topics)
+        return {t["topic"]: len(t["partitions"]) for t in described if not t.get("error_code")}
+
+    def list_offsets(
+        self, partitions: list[TP], timestamp_of: dict[TP, int] | int
+    ) -> dict[TP, int]:
+        from labkit import TopicPartition
+
+        tps = [TopicPartition(t, p) for t, p in partitions]
+        reader = self._offset_reader()
+        if timestamp_of == EARLIEST:
+            found = reader.beginning_offsets(tps)
+        elif timestamp_of == LATEST:
+            found = reader.end_offsets(tps)
+        else:
+            stamps = {
+                tp: timestamp_of if isinstance(timestamp_of, int) else timestamp_of[tp]
+                for tp in tps
+            }
+            ends = reader.end_offsets(tps)
+            found = {
+                tp: ends[tp] if at is None else at.offset
+                for tp, at in reader.offsets_for_times(stamps).items()
+            }
+        return {(tp.topic, tp.partition): offset for tp, offset in found.items()}
+
+    def commit(self, group_id: str, offsets: dict[TP, int]) -> None:
+        from labkit import TopicPartition
+
+        self._admin.alter_consumer_group_offsets(
+            group_id, {TopicPartition(t, p): o for (t, p), o in sorted(offsets.items())}
+        )
+
+    def delete(self, group_ids: list[str]) -> list[tuple[str, type]]:
+        """[(group id, error class)] as KafkaAdminClient.delete_consumer_groups answers."""
+        # The admin client also logs each failure; this tool prints its own lines instead.
+        admin_log = logging.getLogger("labkit.client.group_admin")
+        level = admin_log.level
+        admin_log.setLevel(logging.ERROR)
+        try:
+            return self._admin.delete_consumer_groups(group_ids)
+        finally:
+            admin_log.setLevel(level)
