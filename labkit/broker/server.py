@@ -67,7 +67,12 @@ from labkit.broker.quotas import (
 )
 from labkit.broker.throttle import ThrottleGate
 from labkit.broker.topics import TopicRegistry
-from labkit.errors import InvalidRequestError, KafkaConfigurationError, ProtocolError
+from labkit.errors import (
+    InvalidRequestError,
+    KafkaConfigurationError,
+    ProtocolError,
+    UnknownError,
+)
 from labkit.protocol.frames import MAGIC, MAX_REQUEST_ID, encode_header, parse_request
 
 log = logging.getLogger(__name__)
@@ -345,7 +350,7 @@ class BrokerServer:
                 frames[0],
                 frames[2],
                 {
-                    "error": -1,
+                    "error": UnknownError.errno,
                     "message": f"unexpected broker error {type(exc).__name__}: {exc} "
                     "(see the broker log)",
                 },
@@ -478,7 +483,10 @@ class BrokerServer:
         except (TypeError, ValueError) as exc:  # never send half a message
             log.error("reply header is not JSON (%s): %r", exc, header)
             head = encode_header(
-                {"error": -1, "message": "the broker built a bad reply; see the broker log"}
+                {
+                    "error": UnknownError.errno,
+                    "message": "the broker built a bad reply; see the broker log",
+                }
             )
             payloads = ()
         wire = (
