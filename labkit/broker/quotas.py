@@ -28,23 +28,33 @@ it as ``throttle_time_ms`` and the connection is muted that long
 or read (fetch) as usual.
 
 **Persistence.** ``quotas.json`` in the data directory (next to
-``topics.json``), rewritten atomically (temp file, fsync, rename, fsync of the
-directory) on every change, read at start.
+``topics.json``), rewritten atomically (``log.recovery.write_atomically``) after
+every change, read at start. As topics.json, it is written in *rounds*: a change
+takes effect in memory at once and ``version`` moves; ``begin_round`` (loop thread)
+snapshots the table, ``QuotaRound.run`` (the broker's flusher thread) writes it,
+``finish_round`` (loop thread) records what is durable. The broker sets
+``deferred`` and answers an alter only after the round that wrote it
+(``broker/flusher.py``), so the loop never fsyncs. A failed write reverts the
+table to what the file holds, unless a later change is waiting for the next round
+(which then writes both). Otherwise (``deferred`` False: tools, tests) ``alter``
+runs its round before returning and raises the OSError.
 
-**Threads.** Used only by the broker's loop thread; not thread-safe.
+**Threads.** Used only by the broker's loop thread, except ``QuotaRound.run``
+(the flusher thread), which touches only its own snapshot: a table is never
+changed in place, each change builds a new one.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from labkit.errors import InvalidConfigurationError, InvalidRequestError
-from labkit.log.recovery import fsync_dir
+from labkit.log.recovery import write_atomically
 
 PRODUCER_BYTE_RATE = "producer_byte_rate"
 CONSUMER_BYTE_RATE = "consumer_byte_rate"
@@ -139,6 +149,23 @@ def client_id_of(header: dict) -> str:
     return value
 
 
+@dataclass
+class QuotaRound:
+    """One write of quotas.json: a snapshot of the table (see "Persistence")."""
+
+    path: Path
+    version: int
+    entities: dict[str | None, dict[str, float]]
+    error: Exception | None = None
+
+    def run(self) -> None:
+        """Flusher thread: write the snapshot; a failure is recorded, never raised."""
+        try:
+            _write(self.path, self.entities)
+        except OSError as exc:
+            self.error = exc
+
+
 class ClientQuotas:
     """The configured quotas, the per-client rates, and the three quota APIs."""
 
@@ -157,6 +184,36 @@ class ClientQuotas:
         self._next_sweep = -math.inf
         if self._path is not None:
             self._entities = _read(self._path)
+        self.deferred = False  # the broker sets True: its flusher thread runs the rounds
+        self.version = 0  # bumped by every change
+        self._saved = self._entities  # what quotas.json holds
+        self._saved_version = 0
+        self._dirty = False  # changed since the last round began
+
+    @property
+    def pending(self) -> bool:
+        """Whether a change waits for a round to begin."""
+        return self._dirty
+
+    @property
+    def unsaved(self) -> bool:
+        """Whether some change is not durable yet (waiting, or in a running round)."""
+        return self.version != self._saved_version
+
+    def begin_round(self) -> QuotaRound | None:
+        """Loop thread: the table to write, or None when nothing changed."""
+        if not self._dirty or self._path is None:
+            return None
+        self._dirty = False
+        return QuotaRound(self._path, self.version, self._entities)
+
+    def finish_round(self, round_: QuotaRound) -> Exception | None:
+        """Loop thread: record what the round made durable; its error, if any."""
+        if round_.error is None:
+            self._saved, self._saved_version = round_.entities, round_.version
+        elif self.version == round_.version:  # nothing newer: back to what the file holds
+            self._entities, self._saved_version = self._saved, self.version
+        return round_.error
 
     @property
     def active(self) -> bool:
@@ -357,10 +414,25 @@ class ClientQuotas:
                 )
         if validate_only or entities == self._entities:
             return out
-        if self._path is not None:
-            _write(self._path, entities)  # an OSError leaves the quotas as they were
         self._entities = entities
+        self.version += 1
+        if self._path is None:
+            self._saved_version = self.version  # nothing to write
+        else:
+            self._dirty = True
+            self._run_inline()
         return out
+
+    def _run_inline(self) -> None:
+        """Without a flusher: write now; an OSError leaves the quotas as they were."""
+        if self.deferred:
+            return
+        round_ = self.begin_round()
+        if round_ is not None:
+            round_.run()
+            error = self.finish_round(round_)
+            if error is not None:
+                raise error
 
 
 def _printable(value: Any) -> Any:
@@ -466,10 +538,4 @@ def _write(path: Path, entities: dict[str | None, dict[str, float]]) -> None:
         indent=1,
         sort_keys=True,
     ).encode("utf-8")
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(body)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    write_atomically(path, body)

@@ -25,7 +25,7 @@ replies by request id, so a client may keep many requests in flight.
 
 The **flusher thread** (labkit/broker/flusher.py) makes durable what the
 replies waiting for it promise — ``acks=-1`` produces, topic changes, offset
-commits — in rounds, then wakes the loop over an inproc socket; the loop sends
+commits, client-quota changes — in rounds, then wakes the loop over an inproc socket; the loop sends
 those replies. While it works, newer ones queue up and are covered by the next
 round (group commit); the loop thread itself never fsyncs. The **cleaner
 thread** applies retention and compaction every
@@ -242,6 +242,7 @@ class BrokerServer:
             self.handlers.try_auto_create,
             self._send,
             self.stats,
+            self.quotas,
         )
         self._durable.start(lambda: _open_waker(ctx, wake_addr))
         self._cleaner = _Cleaner(self.registry, self.config, self.clock)
@@ -414,7 +415,10 @@ class BrokerServer:
                 )
             return
         if api in QUOTA_APIS:
-            self._send(identity, rid, self._quota_request(api, header))
+            mark = self._durable.mark()
+            answer = self._quota_request(api, header)
+            if not self._durable.reply_when_durable(identity, rid, api, answer, mark):
+                self._send(identity, rid, answer)
             return
         if (
             api in ("produce", "fetch")
@@ -436,7 +440,7 @@ class BrokerServer:
         mark = durable.mark()
         if api in GROUP_APIS:
             answer = self._group_request(api, header)
-            if not durable.group_reply(identity, rid, api, answer, mark):
+            if not durable.reply_when_durable(identity, rid, api, answer, mark):
                 self._send(identity, rid, answer)
             return
         if api == "fetch" and self.quotas.active:

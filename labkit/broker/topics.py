@@ -73,7 +73,7 @@ try:  # POSIX; Windows students run the broker in Docker
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None
-from labkit.log.recovery import fsync_dir
+from labkit.log.recovery import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -583,14 +583,7 @@ class TopicRegistry:
             indent=1,
             sort_keys=True,
         ).encode("utf-8")
-        path = self.data_dir / METADATA_FILE
-        tmp = path.with_name(METADATA_FILE + ".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        fsync_dir(self.data_dir)
+        write_atomically(self.data_dir / METADATA_FILE, data)
 
 
 def _check_partition_count(count: object) -> None:
