@@ -43,7 +43,8 @@ from dataclasses import dataclass, field
 from labkit.broker.handlers import Reply, error_of
 from labkit.broker.offsets import OffsetStore
 from labkit.broker.quotas import ClientQuotas, QuotaRound
-from labkit.broker.topics import MetadataRound, TopicRegistry
+from labkit.broker.topic_files import MetadataRound
+from labkit.broker.topics import TopicRegistry
 from labkit.errors import KafkaStorageError
 
 log = logging.getLogger(__name__)
