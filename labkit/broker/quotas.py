@@ -9,23 +9,11 @@ else the default's, else no quota. Each client id is measured on its own, also
 under the default quota (the default is a per-client bound, not a shared one).
 Off by default: with no quota configured nothing is measured.
 
-**Measure (Kafka's ``Rate`` over a ``SampledStat``).** Per (key, client id) a
-``Rate`` keeps at most ``quota.window.num`` samples (11), each open for
-``quota.window.size.seconds`` (1 s) after the record that started it. Samples
-older than the full window (11 s) are forgotten. The rate is the sum of the
-samples over the time since the oldest one started, but never over less than
-``num - 1`` windows (10 s): so a client's first request does not look like a
-huge rate, and a new client may send up to ~10 s worth of its quota at once, as
-in Kafka.
-
-**Throttle (KIP-13/KIP-219's formula).** After recording a request's bytes
-(produce: the record batches received; fetch: the record batches returned), if
-the rate is above the quota the throttle time is
-``(rate - quota) / quota * window``: how long the client must stay silent for
-the rate to fall back to the quota (labkit bounds it to 30 s). The reply carries
-it as ``throttle_time_ms`` and the connection is muted that long
-(``broker/throttle.py``); nothing is dropped: the records are appended (produce)
-or read (fetch) as usual.
+**Measure and throttle** (``broker/quota_rates.py``): per (key, client id) a
+``Rate`` over ``quota.window.num`` samples of ``quota.window.size.seconds``;
+after a request's bytes are recorded, a client over its quota gets Kafka's
+throttle time, carried in the reply as ``throttle_time_ms``, and its connection
+is muted that long (``broker/throttle.py``); nothing is dropped.
 
 **Persistence.** ``quotas.json`` in the data directory (next to
 ``topics.json``), rewritten atomically (``log.recovery.write_atomically``) after
@@ -48,11 +36,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labkit.broker.quota_rates import DEFAULT_WINDOW_NUM, DEFAULT_WINDOW_SIZE_S, Rate, throttle_ms
 from labkit.errors import InvalidConfigurationError, InvalidRequestError
 from labkit.log.recovery import write_atomically
 
@@ -65,8 +53,6 @@ QUOTA_APIS = frozenset(
 CLIENT_ID = "client-id"  # Kafka's entity type name on the wire (the CLI says "clients")
 QUOTAS_FILE = "quotas.json"
 
-DEFAULT_WINDOW_NUM = 11  # quota.window.num
-DEFAULT_WINDOW_SIZE_S = 1  # quota.window.size.seconds
 MAX_QUOTA = 2**63 - 1  # Kafka's Long.MAX_VALUE: "no limit"
 MAX_THROTTLE_MS = 30_000  # a client is never told to stay silent longer
 MAX_CLIENT_ID_CHARS = 255  # longer ids are measured by their first 255 characters
@@ -74,55 +60,6 @@ MAX_SENSORS = 10_000  # measured client ids; beyond, new ids share one sensor
 MAX_ENTITIES = 10_000  # client ids with a quota of their own
 OVERFLOW_ID = "<other clients>"
 MATCH_EXACT, MATCH_DEFAULT, MATCH_ANY = 0, 1, 2  # DescribeClientQuotas match types
-
-
-class Rate:
-    """Bytes per second over a window of samples (Kafka's ``Rate``/``SampledStat``)."""
-
-    __slots__ = ("_num", "_size", "_samples")
-
-    def __init__(self, num: int = DEFAULT_WINDOW_NUM, size_s: float = DEFAULT_WINDOW_SIZE_S):
-        self._num = num
-        self._size = size_s
-        self._samples: deque[list[float]] = deque()  # [start, total], oldest first
-
-    def record(self, value: float, now: float) -> None:
-        samples = self._samples
-        if not samples or now - samples[-1][0] >= self._size:
-            samples.append([now, 0.0])
-            if len(samples) > self._num:
-                samples.popleft()
-        samples[-1][1] += value
-
-    def _purge(self, now: float) -> None:
-        expire = self._num * self._size
-        samples = self._samples
-        while samples and now - samples[0][0] >= expire:
-            samples.popleft()
-
-    def window_s(self, now: float) -> float:
-        """Seconds the rate is measured over: since the oldest sample, at least
-        ``num - 1`` windows."""
-        self._purge(now)
-        elapsed = now - self._samples[0][0] if self._samples else 0.0
-        full = int(elapsed // self._size)
-        if full < self._num - 1:
-            elapsed += (self._num - 1 - full) * self._size
-        return elapsed
-
-    def measure(self, now: float) -> float:
-        window = self.window_s(now)
-        return sum(s[1] for s in self._samples) / window
-
-    def idle_since(self) -> float:
-        return self._samples[-1][0] if self._samples else -math.inf
-
-
-def throttle_ms(rate: float, quota: float, window_s: float, max_ms: int) -> int:
-    """Kafka's throttle time: ``(rate - quota) / quota * window``, in whole ms, 0..max_ms."""
-    if rate <= quota:
-        return 0
-    return min(max_ms, round((rate - quota) / quota * window_s * 1000.0))
 
 
 class _Sensor:
