@@ -5,18 +5,20 @@ Theory of operation
 The loop thread never waits for a disk. A reply that promises durability waits in
 ``GroupCommit`` instead of going out: a produce with ``acks=-1``, and any request
 that changed state which must survive a crash before it is acknowledged (topics
-created, deleted, grown or reconfigured — also auto-created — offset commits and
-group deletions; ``mark``/``changed_since`` tell). A metadata request naming a topic
+created, deleted, grown or reconfigured — also auto-created — offset commits,
+group deletions and client-quota changes; ``mark``/``changed_since`` tell). A metadata request naming a topic
 that is still being created, and a produce naming one (before any of its batches is
 appended), are held and handled again once the topic exists.
 
 When the flusher is idle and something is due, the loop hands it one **round**:
 the waiting replies, the logs they appended to, the registry's metadata round
-(``TopicRegistry.begin_round``) and the offset store. The flusher thread then
+(``TopicRegistry.begin_round``), the offset store and the client quotas' round
+(``ClientQuotas.begin_round``). The flusher thread then
 
 1. writes topics.json once and does the topics' file work (``run_round``),
 2. writes the queued offset-commit records and fsyncs them once (``sync``),
-3. fsyncs each log once,
+3. writes quotas.json, if an admin changed a quota,
+4. fsyncs each log once,
 
 and wakes the loop over an inproc socket. The loop (``finish``) installs the
 created topics, turns the failures into per-target errors, sends the replies and
@@ -25,7 +27,8 @@ the next one, which then covers all of it with one write per file.
 
 Thread-safety: ``run`` is the flusher thread; everything else is the loop thread.
 They share the job queue, the ``done`` deque and what a round hands over (the
-registry's round snapshot, logs, the offset store's queue), never the socket.
+registry's and the quotas' round snapshots, logs, the offset store's queue), never
+the socket.
 """
 
 from __future__ import annotations
@@ -39,13 +42,16 @@ from dataclasses import dataclass, field
 
 from labkit.broker.handlers import Reply, error_of
 from labkit.broker.offsets import OffsetStore
-from labkit.broker.topics import MetadataRound, TopicRegistry
+from labkit.broker.quotas import ClientQuotas, QuotaRound
+from labkit.broker.topic_files import MetadataRound
+from labkit.broker.topics import TopicRegistry
 from labkit.errors import KafkaStorageError
 
 log = logging.getLogger(__name__)
 
 TOPIC_APIS = frozenset({"create_topics", "delete_topics", "create_partitions", "alter_configs"})
 OFFSET_APIS = frozenset({"offset_commit", "delete_groups"})
+QUOTA_ALTER = "alter_client_quotas"
 MAX_HOLDS = 3  # rounds a metadata request waits for a topic being created
 
 
@@ -57,6 +63,7 @@ class Round:
     logs: dict
     metadata: MetadataRound | None
     offsets: OffsetStore | None
+    quotas: QuotaRound | None = None
     failed_logs: dict = field(default_factory=dict)
     offsets_error: Exception | None = None
 
@@ -73,6 +80,8 @@ class Round:
                 self.offsets.sync()
             except Exception as exc:  # noqa: BLE001 - OSError, or a bug: reported, kept queued
                 self.offsets_error = exc
+        if self.quotas is not None:
+            self.quotas.run()
         self.failed_logs = flush_logs(self.logs)
 
 
@@ -137,9 +146,11 @@ class GroupCommit:
         auto_create: Callable[[str], None],
         send: Send,
         stats: dict,
+        quotas: ClientQuotas | None = None,
     ):
         self._registry = registry
         self._offsets = offsets
+        self._quotas = quotas if quotas is not None else ClientQuotas(None)
         self._dispatch = dispatch
         self._auto_create = auto_create
         self._send = send
@@ -150,6 +161,7 @@ class GroupCommit:
         self._thread: _FlusherThread | None = None
         registry.deferred = True
         offsets.group_commit = True
+        self._quotas.deferred = True
 
     def start(self, open_waker: OpenWaker) -> None:
         """Start the flusher thread; ``open_waker`` (called on it) gives it a way to wake
@@ -159,28 +171,32 @@ class GroupCommit:
 
     # -- deciding who waits ----------------------------------------------------------
 
-    def mark(self) -> tuple[int, int]:
+    def mark(self) -> tuple[int, int, int]:
         """Taken before a request is handled, for ``changed_since``."""
-        return self._registry.version, self._offsets.queued
+        return self._registry.version, self._offsets.queued, self._quotas.version
 
-    def changed_since(self, mark: tuple[int, int]) -> bool:
+    def changed_since(self, mark: tuple[int, int, int]) -> bool:
         """Whether state that must be durable changed since ``mark``."""
-        return self._registry.version != mark[0] or self._offsets.queued != mark[1]
+        return mark != self.mark()
 
     def wait(self, identity: bytes, rid: bytes, api: str, reply: Reply) -> None:
         """Send ``reply`` after the next round (the one that covers it)."""
         self._waiting.append((identity, rid, api, reply))
 
-    def group_reply(
-        self, identity: bytes, rid: bytes, api: str, answer: dict, mark: tuple[int, int]
+    def reply_when_durable(
+        self, identity: bytes, rid: bytes, api: str, answer: dict, mark: tuple[int, int, int]
     ) -> bool:
-        """Hold a group API's answer for the round that makes its change durable.
+        """Hold a group or quota API's answer for the round that makes its change durable.
 
-        A commit that changed nothing also waits while earlier commits are not durable
-        yet (it acknowledges them too). False: send it now."""
-        if api not in OFFSET_APIS or answer.get("error") != 0:
+        A commit (a quota change) that changed nothing also waits while earlier ones are
+        not durable yet (it acknowledges them too). False: send it now."""
+        if (api not in OFFSET_APIS and api != QUOTA_ALTER) or answer.get("error") != 0:
             return False
-        if not (self.changed_since(mark) or (api == "offset_commit" and self._offsets.unsynced)):
+        if not (
+            self.changed_since(mark)
+            or (api == "offset_commit" and self._offsets.unsynced)
+            or (api == QUOTA_ALTER and self._quotas.unsaved)
+        ):
             return False
         self.wait(identity, rid, api, Reply(answer))
         return True
@@ -219,7 +235,7 @@ class GroupCommit:
         """Start a round if the flusher is idle and something is due (each loop turn)."""
         if self._busy or self._thread is None:
             return
-        if not (self._waiting or self._held or self._registry.pending or self._offsets.unsynced):
+        if not self._due():
             return
         self._busy = True
         self._thread.jobs.put(self._next_round())
@@ -231,7 +247,18 @@ class GroupCommit:
             for _index, plog in reply.sync or ():
                 logs[id(plog)] = plog
         offsets = self._offsets if self._offsets.unsynced else None
-        return Round(replies, logs, self._registry.begin_round(), offsets)
+        return Round(
+            replies, logs, self._registry.begin_round(), offsets, self._quotas.begin_round()
+        )
+
+    def _due(self) -> bool:
+        return bool(
+            self._waiting
+            or self._held
+            or self._registry.pending
+            or self._offsets.unsynced
+            or self._quotas.pending
+        )
 
     def finish(self) -> list[str]:
         """Answer the rounds the flusher has finished; the topics they installed (created,
@@ -247,6 +274,9 @@ class GroupCommit:
         failed_topics = {}
         if round_.metadata is not None:
             failed_topics = self._registry.finish_round(round_.metadata)
+        quotas_error = None
+        if round_.quotas is not None:
+            quotas_error = self._quotas.finish_round(round_.quotas)
         self._stats["fsync_rounds"] += 1
         for identity, rid, api, reply in round_.replies:
             header = reply.header
@@ -262,6 +292,8 @@ class GroupCommit:
                     "message": f"the broker could not write committed offsets ({text}); "
                     "check the disk space of the data directory, then retry",
                 }
+            elif api == QUOTA_ALTER and quotas_error is not None:
+                _patch_quotas(header, quotas_error)
             self._send(identity, rid, header, reply.payloads)
         held, self._held = self._held, []
         for identity, rid, api, header, payloads, holds in held:
@@ -281,9 +313,7 @@ class GroupCommit:
             self.finish()
             self._thread = None
         for _attempt in range(MAX_HOLDS + 2):  # bounded: a failing disk must not hang it
-            if not (
-                self._waiting or self._held or self._registry.pending or self._offsets.unsynced
-            ):
+            if not self._due():
                 return
             round_ = self._next_round()
             round_.run(self._registry)
@@ -309,4 +339,16 @@ def _patch_topics(header: dict, failed: dict) -> None:
                     "the disk space of the data directory, then retry"
                 )
             )
+            entry["error"], entry["message"] = code, text
+
+
+def _patch_quotas(header: dict, error: Exception) -> None:
+    code, text = error_of(
+        KafkaStorageError(
+            f"the client quota change could not be saved ({error}); check the disk space "
+            "of the data directory, then retry"
+        )
+    )
+    for entry in header.get("entries", ()):
+        if entry.get("error") == 0:
             entry["error"], entry["message"] = code, text

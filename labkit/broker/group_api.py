@@ -1,6 +1,6 @@
 """Consumer-group requests: validate JSON headers, run the coordinator, answer.
 
-Contract with broker/server.py: the server builds one ``GroupService`` at start,
+Contract with broker/loop.py: the loop builds one ``GroupService`` at start,
 passes every request whose API is in ``GROUP_APIS`` to ``handle`` (which never
 raises and returns the response header), calls ``tick()`` about every 100 ms,
 ``topics_changed(names)`` after topics were created, deleted or got partitions

@@ -45,8 +45,11 @@ from labkit.errors import (
     InvalidRequiredAcksError,
     InvalidTimestampError,
     KafkaError,
+    KafkaStorageError,
     MessageSizeTooLargeError,
+    UnknownError,
     UnknownTopicOrPartitionError,
+    UnsupportedVersionError,
 )
 from labkit.log.config import INT64_MAX
 from labkit.protocol.messages import TOPIC_APIS
@@ -61,7 +64,6 @@ except importlib.metadata.PackageNotFoundError:  # running from a plain checkout
 
 EARLIEST = -2
 LATEST = -1
-STORAGE_ERROR = 56
 INT32_MAX = 2**31 - 1
 MAX_FETCH_PARTITIONS = 10_000  # rows one fetch may name (each distinct)
 
@@ -95,13 +97,16 @@ def error_of(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, OSError):
         text = out_of_descriptors(exc)
         if text is not None:
-            return STORAGE_ERROR, text
-        return STORAGE_ERROR, (
+            return KafkaStorageError.errno, text
+        return KafkaStorageError.errno, (
             f"storage error: {exc} (is the disk full? the broker keeps "
             "running; free space and try again)"
         )
     log.error("unexpected error in a request handler", exc_info=exc)
-    return -1, f"unexpected broker error {type(exc).__name__}: {exc} (see the broker log)"
+    return (
+        UnknownError.errno,
+        f"unexpected broker error {type(exc).__name__}: {exc} (see the broker log)",
+    )
 
 
 def _error_reply(exc: BaseException) -> Reply:
@@ -178,7 +183,7 @@ class Handlers:
             if handler is None:
                 return Reply(
                     {
-                        "error": 35,
+                        "error": UnsupportedVersionError.errno,
                         "message": "this broker does not support the {!r} "
                         "API; it supports: {}".format(api, ", ".join(self.api_names)),
                     }

@@ -9,42 +9,40 @@ else the default's, else no quota. Each client id is measured on its own, also
 under the default quota (the default is a per-client bound, not a shared one).
 Off by default: with no quota configured nothing is measured.
 
-**Measure (Kafka's ``Rate`` over a ``SampledStat``).** Per (key, client id) a
-``Rate`` keeps at most ``quota.window.num`` samples (11), each open for
-``quota.window.size.seconds`` (1 s) after the record that started it. Samples
-older than the full window (11 s) are forgotten. The rate is the sum of the
-samples over the time since the oldest one started, but never over less than
-``num - 1`` windows (10 s): so a client's first request does not look like a
-huge rate, and a new client may send up to ~10 s worth of its quota at once, as
-in Kafka.
-
-**Throttle (KIP-13/KIP-219's formula).** After recording a request's bytes
-(produce: the record batches received; fetch: the record batches returned), if
-the rate is above the quota the throttle time is
-``(rate - quota) / quota * window``: how long the client must stay silent for
-the rate to fall back to the quota (labkit bounds it to 30 s). The reply carries
-it as ``throttle_time_ms`` and the connection is muted that long
-(``broker/throttle.py``); nothing is dropped: the records are appended (produce)
-or read (fetch) as usual.
+**Measure and throttle** (``broker/quota_rates.py``): per (key, client id) a
+``Rate`` over ``quota.window.num`` samples of ``quota.window.size.seconds``;
+after a request's bytes are recorded, a client over its quota gets Kafka's
+throttle time, carried in the reply as ``throttle_time_ms``, and its connection
+is muted that long (``broker/throttle.py``); nothing is dropped.
 
 **Persistence.** ``quotas.json`` in the data directory (next to
-``topics.json``), rewritten atomically (temp file, fsync, rename, fsync of the
-directory) on every change, read at start.
+``topics.json``), rewritten atomically (``log.recovery.write_atomically``) after
+every change, read at start. As topics.json, it is written in *rounds*: a change
+takes effect in memory at once and ``version`` moves; ``begin_round`` (loop thread)
+snapshots the table, ``QuotaRound.run`` (the broker's flusher thread) writes it,
+``finish_round`` (loop thread) records what is durable. The broker sets
+``deferred`` and answers an alter only after the round that wrote it
+(``broker/flusher.py``), so the loop never fsyncs. A failed write reverts the
+table to what the file holds, unless a later change is waiting for the next round
+(which then writes both). Otherwise (``deferred`` False: tools, tests) ``alter``
+runs its round before returning and raises the OSError.
 
-**Threads.** Used only by the broker's loop thread; not thread-safe.
+**Threads.** Used only by the broker's loop thread, except ``QuotaRound.run``
+(the flusher thread), which touches only its own snapshot: a table is never
+changed in place, each change builds a new one.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labkit.broker.quota_rates import DEFAULT_WINDOW_NUM, DEFAULT_WINDOW_SIZE_S, Rate, throttle_ms
 from labkit.errors import InvalidConfigurationError, InvalidRequestError
-from labkit.log.recovery import fsync_dir
+from labkit.log.recovery import write_atomically
 from labkit.protocol.messages import QUOTA_APIS as QUOTA_APIS  # the server routes these here
 
 PRODUCER_BYTE_RATE = "producer_byte_rate"
@@ -53,8 +51,6 @@ QUOTA_KEYS = (PRODUCER_BYTE_RATE, CONSUMER_BYTE_RATE)
 CLIENT_ID = "client-id"  # Kafka's entity type name on the wire (the CLI says "clients")
 QUOTAS_FILE = "quotas.json"
 
-DEFAULT_WINDOW_NUM = 11  # quota.window.num
-DEFAULT_WINDOW_SIZE_S = 1  # quota.window.size.seconds
 MAX_QUOTA = 2**63 - 1  # Kafka's Long.MAX_VALUE: "no limit"
 MAX_THROTTLE_MS = 30_000  # a client is never told to stay silent longer
 MAX_CLIENT_ID_CHARS = 255  # longer ids are measured by their first 255 characters
@@ -62,55 +58,6 @@ MAX_SENSORS = 10_000  # measured client ids; beyond, new ids share one sensor
 MAX_ENTITIES = 10_000  # client ids with a quota of their own
 OVERFLOW_ID = "<other clients>"
 MATCH_EXACT, MATCH_DEFAULT, MATCH_ANY = 0, 1, 2  # DescribeClientQuotas match types
-
-
-class Rate:
-    """Bytes per second over a window of samples (Kafka's ``Rate``/``SampledStat``)."""
-
-    __slots__ = ("_num", "_size", "_samples")
-
-    def __init__(self, num: int = DEFAULT_WINDOW_NUM, size_s: float = DEFAULT_WINDOW_SIZE_S):
-        self._num = num
-        self._size = size_s
-        self._samples: deque[list[float]] = deque()  # [start, total], oldest first
-
-    def record(self, value: float, now: float) -> None:
-        samples = self._samples
-        if not samples or now - samples[-1][0] >= self._size:
-            samples.append([now, 0.0])
-            if len(samples) > self._num:
-                samples.popleft()
-        samples[-1][1] += value
-
-    def _purge(self, now: float) -> None:
-        expire = self._num * self._size
-        samples = self._samples
-        while samples and now - samples[0][0] >= expire:
-            samples.popleft()
-
-    def window_s(self, now: float) -> float:
-        """Seconds the rate is measured over: since the oldest sample, at least
-        ``num - 1`` windows."""
-        self._purge(now)
-        elapsed = now - self._samples[0][0] if self._samples else 0.0
-        full = int(elapsed // self._size)
-        if full < self._num - 1:
-            elapsed += (self._num - 1 - full) * self._size
-        return elapsed
-
-    def measure(self, now: float) -> float:
-        window = self.window_s(now)
-        return sum(s[1] for s in self._samples) / window
-
-    def idle_since(self) -> float:
-        return self._samples[-1][0] if self._samples else -math.inf
-
-
-def throttle_ms(rate: float, quota: float, window_s: float, max_ms: int) -> int:
-    """Kafka's throttle time: ``(rate - quota) / quota * window``, in whole ms, 0..max_ms."""
-    if rate <= quota:
-        return 0
-    return min(max_ms, round((rate - quota) / quota * window_s * 1000.0))
 
 
 class _Sensor:
@@ -137,6 +84,23 @@ def client_id_of(header: dict) -> str:
     return value
 
 
+@dataclass
+class QuotaRound:
+    """One write of quotas.json: a snapshot of the table (see "Persistence")."""
+
+    path: Path
+    version: int
+    entities: dict[str | None, dict[str, float]]
+    error: Exception | None = None
+
+    def run(self) -> None:
+        """Flusher thread: write the snapshot; a failure is recorded, never raised."""
+        try:
+            _write(self.path, self.entities)
+        except OSError as exc:
+            self.error = exc
+
+
 class ClientQuotas:
     """The configured quotas, the per-client rates, and the three quota APIs."""
 
@@ -155,6 +119,36 @@ class ClientQuotas:
         self._next_sweep = -math.inf
         if self._path is not None:
             self._entities = _read(self._path)
+        self.deferred = False  # the broker sets True: its flusher thread runs the rounds
+        self.version = 0  # bumped by every change
+        self._saved = self._entities  # what quotas.json holds
+        self._saved_version = 0
+        self._dirty = False  # changed since the last round began
+
+    @property
+    def pending(self) -> bool:
+        """Whether a change waits for a round to begin."""
+        return self._dirty
+
+    @property
+    def unsaved(self) -> bool:
+        """Whether some change is not durable yet (waiting, or in a running round)."""
+        return self.version != self._saved_version
+
+    def begin_round(self) -> QuotaRound | None:
+        """Loop thread: the table to write, or None when nothing changed."""
+        if not self._dirty or self._path is None:
+            return None
+        self._dirty = False
+        return QuotaRound(self._path, self.version, self._entities)
+
+    def finish_round(self, round_: QuotaRound) -> Exception | None:
+        """Loop thread: record what the round made durable; its error, if any."""
+        if round_.error is None:
+            self._saved, self._saved_version = round_.entities, round_.version
+        elif self.version == round_.version:  # nothing newer: back to what the file holds
+            self._entities, self._saved_version = self._saved, self.version
+        return round_.error
 
     @property
     def active(self) -> bool:
@@ -355,10 +349,25 @@ class ClientQuotas:
                 )
         if validate_only or entities == self._entities:
             return out
-        if self._path is not None:
-            _write(self._path, entities)  # an OSError leaves the quotas as they were
         self._entities = entities
+        self.version += 1
+        if self._path is None:
+            self._saved_version = self.version  # nothing to write
+        else:
+            self._dirty = True
+            self._run_inline()
         return out
+
+    def _run_inline(self) -> None:
+        """Without a flusher: write now; an OSError leaves the quotas as they were."""
+        if self.deferred:
+            return
+        round_ = self.begin_round()
+        if round_ is not None:
+            round_.run()
+            error = self.finish_round(round_)
+            if error is not None:
+                raise error
 
 
 def _printable(value: Any) -> Any:
@@ -464,10 +473,4 @@ def _write(path: Path, entities: dict[str | None, dict[str, float]]) -> None:
         indent=1,
         sort_keys=True,
     ).encode("utf-8")
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(body)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    write_atomically(path, body)

@@ -3,35 +3,31 @@
 Theory of operation
 -------------------
 The **loop thread** (the main thread) owns the ROUTER socket and every piece of
-broker state. Each turn it polls the ROUTER and a wake-up socket, drains up to
-``DRAIN`` requests without blocking, then:
+broker state. Each turn it polls the ROUTER, a wake-up socket and the ROUTER's
+socket monitor, then:
 
-1. re-checks parked fetches whose partitions got data (or all of them after an
-   admin change) and answers those that now have ``min_bytes``;
-2. answers parked fetches whose ``max_wait_ms`` ran out;
-3. hands what waits for durability to the flusher, if it is idle;
-4. calls the group service's ``tick()`` every ~100 ms and checks every connection's
-   byte budget every ~50 ms;
-5. handles the queued produce/fetch requests of connections whose client-quota
-   throttle time is over (``broker/throttle.py``).
+- reads up to ``DRAIN`` requests without blocking and hands each to the
+  ``BrokerLoop`` (broker/loop.py), which decides everything without sockets:
+  dispatch, parked fetches, throttled connections, byte budgets, replies;
+- tells it of connections opened and closed (the monitor) and of flusher rounds
+  done (the wake-up socket);
+- lets it do its housekeeping (``BrokerLoop.turn``), then polls again for at most
+  ``BrokerLoop.wait_s``.
 
-Parked fetches live in a ``ParkingLot`` (broker/parking.py: fair shares per client);
-connections and their byte budgets in a ``ConnectionTable`` (broker/connections.py),
-fed by a socket monitor that reports connects and disconnects: a client that goes
-away takes its parked fetches with it. Every reply leaves through ``_send``.
+This module is the only one that imports zmq: it reads messages (counting their
+wire bytes against their connection, learning a new client's descriptor with
+``ZMQ_SRCFD``) and writes the replies the loop gives it.
 
 Requests are answered in whatever order they complete; the client matches
 replies by request id, so a client may keep many requests in flight.
 
 The **flusher thread** (labkit/broker/flusher.py) makes durable what the
 replies waiting for it promise — ``acks=-1`` produces, topic changes, offset
-commits — in rounds, then wakes the loop over an inproc socket; the loop sends
-those replies. While it works, newer ones queue up and are covered by the next
-round (group commit); the loop thread itself never fsyncs. The **cleaner
-thread** applies retention and compaction every
-``log.retention.check.interval.ms`` (sooner for topics with a short
-``retention.ms``), holding the registry's lock per partition. Neither helper
-touches the socket.
+commits, client-quota changes — in rounds, then wakes the loop over an inproc
+socket; the loop sends those replies. While it works, newer ones queue up and are
+covered by the next round (group commit); the loop thread itself never fsyncs. The
+**cleaner thread** (labkit/broker/cleaner.py) applies retention and compaction.
+Neither helper touches the socket.
 
 Input is untrusted: frames larger than ``max_frame_bytes`` make ZeroMQ drop the
 connection; a connection holding more than ``connection.max.buffered.bytes`` (an
@@ -45,30 +41,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from labkit._clock import REAL_CLOCK, Clock
+from labkit.broker.cleaner import Cleaner
 from labkit.broker.config import BrokerConfig
-from labkit.broker.connections import ConnectionTable, frame_overhead
-from labkit.broker.descriptors import FD_LOW_WATER, open_descriptors, open_file_limit
-from labkit.broker.flusher import GroupCommit
-from labkit.broker.group_api import GROUP_APIS, GroupService
-from labkit.broker.handlers import Handlers, Reply, error_of
+from labkit.broker.connections import frame_overhead
+from labkit.broker.loop import MAX_FRAMES, BrokerLoop, new_stats
 from labkit.broker.parking import ParkingLot
-from labkit.broker.quotas import (
-    CONSUMER_BYTE_RATE,
-    PRODUCER_BYTE_RATE,
-    QUOTA_APIS,
-    ClientQuotas,
-    client_id_of,
-)
-from labkit.broker.throttle import ThrottleGate
+from labkit.broker.quotas import ClientQuotas
 from labkit.broker.topics import TopicRegistry
-from labkit.errors import InvalidRequestError, KafkaConfigurationError, ProtocolError
-from labkit.protocol.frames import MAGIC, MAX_REQUEST_ID, encode_header, parse_request
+from labkit.errors import KafkaConfigurationError
+from labkit.protocol.frames import MAGIC
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +71,7 @@ _HEAD_FRAMES = 5  # identity, magic, request id, api, header: received as bytes
 _MONITOR_EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
 
 DRAIN = 256  # requests handled per loop turn before housekeeping
-TICK_S = 0.1  # group service tick period
-BUDGET_CHECK_S = 0.05  # how often every connection's inbound bytes are measured
-FD_CHECK_S = 5.0  # how often the loop looks whether descriptors ran out
-MAX_FRAMES = 10_000  # frames kept per message; the rest are read and discarded
 SEND_HWM = 100_000  # replies queued per client before ZeroMQ drops them
-MAX_QUEUE_WAIT_S = 10.0  # longest a throttled connection's request waits unhandled
 RECV_HWM = 100  # whole requests queued per client before ZeroMQ stops reading
 # its socket (TCP then slows the client down)
 
@@ -99,75 +80,26 @@ class PortInUseError(KafkaConfigurationError):
     """The broker's TCP port is taken."""
 
 
-class _Cleaner(threading.Thread):
-    """Applies retention and compaction in the background."""
-
-    RECHECK_S = 0.5  # how soon a new short-retention topic changes the pace
-
-    def __init__(self, registry: TopicRegistry, config: BrokerConfig, clock: Clock):
-        super().__init__(name="labkit-cleaner", daemon=True)
-        self._registry = registry
-        self._config = config
-        self._clock = clock
-        self.stop_event = threading.Event()
-
-    def run(self) -> None:
-        last = self._clock.monotonic()
-        while not self.stop_event.wait(self.RECHECK_S):
-            interval = self._config.retention_check_interval_s(
-                self._registry.shortest_retention_ms(), self._registry.any_compacted()
-            )
-            now = self._clock.monotonic()
-            if now - last >= interval - 0.01:
-                last = now
-                self.clean_once()
-
-    def clean_once(self) -> None:
-        """One pass over every partition. A log closed meanwhile (topic deleted) does
-        nothing; PartitionLog makes retention and compaction safe against the loop."""
-        for topic, partition, plog in self._registry.partitions_snapshot():
-            if self.stop_event.is_set():
-                return
-            try:
-                if topic.config.deletes:
-                    plog.apply_retention()
-                if topic.config.compacts:
-                    plog.compact()
-            except Exception:  # noqa: BLE001 - a bad partition must not stop cleaning
-                log.exception("cleaning %s-%d failed", topic.name, partition)
-
-
 class BrokerServer:
     """The broker: ``start()`` binds and opens, ``serve_forever()`` runs the loop."""
 
     def __init__(self, config: BrokerConfig, clock: Clock = REAL_CLOCK):
         self.config = config
         self.clock = clock
-        self.stats = {
-            "requests": 0,
-            "dropped": 0,
-            "errors": 0,
-            "fsync_rounds": 0,
-            "synced_produces": 0,
-        }
+        self.stats = new_stats()
         self._stop = False
-        self.quotas: ClientQuotas | None = None
-        self._gate = ThrottleGate()
         self._ctx: zmq.Context | None = None
         self._sock = None
         self._wake = None
         self._monitor = None
         self.registry: TopicRegistry | None = None
-        self.handlers: Handlers | None = None
-        self.groups: GroupService | None = None
-        self._durable: GroupCommit | None = None
-        self._cleaner: _Cleaner | None = None
-        self.parking: ParkingLot | None = None
-        self.connections = ConnectionTable(config.connection_max_buffered_bytes)
-        self._next_budget_check = 0.0
-        self._next_fd_check = 0.0
-        self._dirty: set = set()
-        self._recheck_all = False
+        self.loop: BrokerLoop | None = None
+        self._cleaner: Cleaner | None = None
+
+    @property
+    def parking(self) -> ParkingLot | None:
+        """The parked fetches (for tests and tools)."""
+        return None if self.loop is None else self.loop.parking
 
     # -- life cycle ------------------------------------------------------------
 
@@ -214,32 +146,16 @@ class BrokerServer:
         except Exception:
             self._close_sockets()
             raise
-        self.quotas = ClientQuotas(
+        quotas = ClientQuotas(
             self.config.data_dir,
             self.config.quota_window_num,
             self.config.quota_window_size_seconds,
         )
-        self.handlers = Handlers(self.registry, self.config, self.clock, GROUP_APIS | QUOTA_APIS)
-        self.parking = ParkingLot(self._parked_fetch)
-        self.groups = GroupService(
-            self.config.data_dir,
-            self.clock,
-            self._partitions_of,
-            self._log_end_offset,
-            offsets_retention_ms=self.config.offsets_retention_minutes * 60_000,
-            retention_check_interval_ms=self.config.offsets_retention_check_interval_ms,
-            max_group_size=self.config.group_max_size,
+        self.loop = BrokerLoop(
+            self.config, self.clock, self.registry, quotas, self._write_reply, self.stats
         )
-        self._durable = GroupCommit(
-            self.registry,
-            self.groups.offsets,
-            self._dispatch,
-            self.handlers.try_auto_create,
-            self._send,
-            self.stats,
-        )
-        self._durable.start(lambda: _open_waker(ctx, wake_addr))
-        self._cleaner = _Cleaner(self.registry, self.config, self.clock)
+        self.loop.durable.start(lambda: _open_waker(ctx, wake_addr))
+        self._cleaner = Cleaner(self.registry, self.config, self.clock)
         self._cleaner.start()
 
     @staticmethod
@@ -257,24 +173,19 @@ class BrokerServer:
     def request_stop(self) -> None:
         """Ask the loop to finish its turn and shut down (safe from a signal handler)."""
         self._stop = True
+        if self.loop is not None:
+            self.loop.stopping = True
 
     def serve_forever(self) -> None:
         """Run the loop until ``request_stop()``; then shut down cleanly."""
+        loop = self.loop
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
         poller.register(self._wake, zmq.POLLIN)
         poller.register(self._monitor, zmq.POLLIN)
-        next_tick = self.clock.monotonic() + TICK_S
         try:
             while not self._stop:
-                now = self.clock.monotonic()
-                wait = min(next_tick, self._next_budget_check) - now
-                deadline = self.parking.next_deadline()
-                if deadline is not None:
-                    wait = min(wait, deadline - now)
-                due = self._gate.next_due()
-                if due is not None:
-                    wait = min(wait, due - now)
+                wait = loop.wait_s(self.clock.monotonic())
                 events = dict(poller.poll(max(0, int(wait * 1000) + 1)))
                 if self._monitor in events:
                     self._connection_events()
@@ -282,12 +193,7 @@ class BrokerServer:
                     self._drain()
                 if self._wake in events:
                     self._finish_flushes()
-                self._housekeeping()
-                self._release_throttled(everything=False)
-                now = self.clock.monotonic()
-                if now >= next_tick:
-                    next_tick = now + TICK_S
-                    self._tick_groups()
+                loop.turn()
         finally:
             self.close()
 
@@ -297,16 +203,10 @@ class BrokerServer:
             return
         try:
             self._stop = True
-            self._release_throttled(everything=True)
-            if self.parking is not None:
-                self._send_answers(self.parking.answer_all())
-            if self._durable is not None:
-                self._durable.stop()
+            if self.loop is not None:
+                self.loop.shutdown()
             if self._cleaner is not None:
-                self._cleaner.stop_event.set()
-                self._cleaner.join(timeout=30)
-            if self.groups is not None:
-                self.groups.close()
+                self._cleaner.stop()
         finally:
             if self.registry is not None:
                 self.registry.close()
@@ -323,45 +223,29 @@ class BrokerServer:
             self._ctx.term()
             self._ctx = None
 
-    # -- requests --------------------------------------------------------------
+    # -- the ROUTER socket ---------------------------------------------------------
 
     def _drain(self) -> None:
         sock = self._sock
+        receive = self.loop.receive
         for _ in range(DRAIN):
             if not sock.getsockopt(_EVENTS) & _POLLIN:
                 return
             self.stats["requests"] += 1
-            frames = self._recv_message()
-            try:
-                self._on_message(frames)
-            except Exception as exc:  # noqa: BLE001 - nothing a client sends may stop the loop
-                self._internal_error(frames, exc)
-
-    def _internal_error(self, frames: list, exc: Exception) -> None:
-        self.stats["errors"] += 1
-        log.error("a request could not be handled; the broker carries on", exc_info=exc)
-        if len(frames) >= 3 and frames[1] == MAGIC and len(frames[2]) <= MAX_REQUEST_ID:
-            self._send(
-                frames[0],
-                frames[2],
-                {
-                    "error": -1,
-                    "message": f"unexpected broker error {type(exc).__name__}: {exc} "
-                    "(see the broker log)",
-                },
-            )
+            receive(self._recv_message())
 
     def _recv_message(self) -> list:
         """One multipart message: the small leading frames as bytes, payloads (record
         batches) as zero-copy buffers. Counts its wire bytes against its connection."""
         sock = self._sock
+        connections = self.loop.connections
         identity = sock.recv(_NOBLOCK)
         frames = [identity]
         wire = 0
-        if not self.connections.knows(identity) and sock.getsockopt(_RCVMORE):
+        if not connections.knows(identity) and sock.getsockopt(_RCVMORE):
             first = sock.recv(_NOBLOCK, copy=False)  # a new client: learn its descriptor
             try:
-                self.connections.bind(identity, first.get(_SRCFD))
+                connections.bind(identity, first.get(_SRCFD))
             except zmq.ZMQError:
                 pass  # no descriptor (a ZMTP 1.0 peer): no budget; the TCP limits still hold
             frames.append(first.bytes)
@@ -376,123 +260,11 @@ class BrokerServer:
         for index in range(1, len(frames)):
             size = len(frames[index])
             wire += size + (2 if size < 256 else 9)  # ZMTP frame header, inlined (hot path)
-        self.connections.on_read(identity, wire)
+        connections.on_read(identity, wire)
         return frames
 
-    def _on_message(self, frames: list, admitted: bool = False) -> None:
-        if len(frames) < 2:
-            self._drop("an empty message")
-            return
-        identity = frames[0]
-        body = frames[1:]
-        try:
-            if len(frames) > MAX_FRAMES:
-                raise ProtocolError(f"more than {MAX_FRAMES} frames in one message")
-            rid, api, header, payloads = parse_request(body)
-        except ProtocolError as exc:
-            rid = getattr(exc, "request_id", None)
-            if (
-                rid is None
-                and len(body) >= 2
-                and body[0] == MAGIC
-                and len(body[1]) <= MAX_REQUEST_ID
-            ):
-                rid = body[1]
-            if rid is None:
-                self._drop(str(exc))
-            else:
-                self.stats["errors"] += 1
-                self._send(
-                    identity,
-                    rid,
-                    {"error": InvalidRequestError.errno, "message": f"malformed request: {exc}"},
-                )
-            return
-        if api in QUOTA_APIS:
-            self._send(identity, rid, self._quota_request(api, header))
-            return
-        if (
-            api in ("produce", "fetch")
-            and not admitted
-            and not self._gate.admit(
-                identity, frames, _max_queue_wait_s(header), self.clock.monotonic()
-            )
-        ):
-            return  # a throttled connection: handled when its throttle time is over
-        self._dispatch(identity, rid, api, header, payloads)
-
-    def _dispatch(
-        self, identity: bytes, rid: bytes, api: str, header: dict, payloads: list, holds: int = 0
-    ) -> None:
-        """Handle one parsed request (again, for one held while its topics were created)."""
-        durable = self._durable
-        if durable.hold(identity, rid, api, header, payloads, holds, before=True):
-            return  # a produce to a topic being created: handled once it exists
-        mark = durable.mark()
-        if api in GROUP_APIS:
-            answer = self._group_request(api, header)
-            if not durable.group_reply(identity, rid, api, answer, mark):
-                self._send(identity, rid, answer)
-            return
-        if api == "fetch" and self.quotas.active:
-            header = self.quotas.bound_fetch(header)
-        reply = self.handlers.handle(api, header, payloads)
-        if api == "produce":
-            self._charge(identity, PRODUCER_BYTE_RATE, header, reply.header, payloads)
-        if reply.appended:
-            self._dirty.update(reply.appended)
-        if reply.topics_changed:
-            self._recheck_all = True
-        if reply.changed_topics:
-            self.groups.topics_changed(reply.changed_topics)
-        if reply.silent:
-            return
-        if durable.hold(identity, rid, api, header, payloads, holds, before=False):
-            pass  # a metadata request: answered again once the topics it names exist
-        elif reply.sync or durable.changed_since(mark):
-            durable.wait(identity, rid, api, reply)
-        elif reply.keys is not None:
-            deadline = self.clock.monotonic() + reply.park_ms / 1000.0
-            self._send_answers(self.parking.park(identity, rid, header, deadline, reply.keys))
-        else:
-            if api == "fetch":
-                self._charge(identity, CONSUMER_BYTE_RATE, header, reply.header, reply.payloads)
-            self._send(identity, rid, reply.header, reply.payloads)
-
-    def _group_request(self, api: str, header: dict) -> dict:
-        try:
-            return self.groups.handle(api, header)
-        except Exception as exc:  # noqa: BLE001 - the contract says never, but be safe
-            code, text = error_of(exc)
-            return {"error": code, "message": text}
-
-    def _drop(self, why: str) -> None:
-        self.stats["dropped"] += 1
-        count = self.stats["dropped"]
-        if count <= 10 or count % 1000 == 0:
-            log.warning("dropped a malformed message (%s); %d dropped so far", why, count)
-
-    def _send(self, identity: bytes, rid: bytes, header: dict, payloads=()) -> None:
-        try:
-            head = encode_header(header)
-        except (TypeError, ValueError) as exc:  # never send half a message
-            log.error("reply header is not JSON (%s): %r", exc, header)
-            head = encode_header(
-                {"error": -1, "message": "the broker built a bad reply; see the broker log"}
-            )
-            payloads = ()
-        wire = (
-            len(MAGIC)
-            + len(rid)
-            + len(head)
-            + 4
-            + frame_overhead(len(head))
-            + sum(len(p) + frame_overhead(len(p)) for p in payloads)
-        )
-        gone = self.connections.on_send(identity, wire)
-        if gone is not None:  # that client stopped reading its replies: disconnected
-            self._forget_clients(gone)
-            return
+    def _write_reply(self, identity: bytes, rid: bytes, head: bytes, payloads) -> None:
+        """The loop's transport: one reply as a multipart message."""
         send = self._sock.send
         try:
             send(identity, _SNDMORE)
@@ -509,69 +281,7 @@ class BrokerServer:
         except zmq.ZMQError as exc:
             log.warning("could not send a reply: %s", exc)
 
-    # -- parked fetches and connections -------------------------------------------
-
-    def _parked_fetch(self, header: dict, final: bool) -> Reply:
-        reply = self.handlers.fetch(header, final)
-        reply.request = header  # the client id its quota is charged to
-        return reply
-
-    def _send_answers(self, answers: list) -> None:
-        for identity, rid, reply in answers:
-            if reply.request is not None:
-                self._charge(
-                    identity, CONSUMER_BYTE_RATE, reply.request, reply.header, reply.payloads
-                )
-            self._send(identity, rid, reply.header, reply.payloads)
-
-    # -- client quotas (broker/quotas.py, broker/throttle.py) ----------------------
-
-    def _quota_request(self, api: str, header: dict) -> dict:
-        try:
-            return self.quotas.handle(api, header, self.clock.monotonic())
-        except Exception as exc:  # noqa: BLE001 - a bad request must not stop the loop
-            code, text = error_of(exc)
-            return {"error": code, "message": text}
-
-    def _charge(
-        self, identity: bytes, key: str, request: dict, reply_header: dict, payloads
-    ) -> None:
-        """Count a produce's or fetch's record bytes against the client's quota; a
-        client over it gets ``throttle_time_ms`` and its connection is muted."""
-        if not self.quotas.active:
-            return
-        now = self.clock.monotonic()
-        delay = self.quotas.record(key, client_id_of(request), sum(map(len, payloads)), now)
-        reply_header["throttle_time_ms"] = delay
-        if not self._stop:
-            self._gate.mute(identity, delay, now)
-
-    def _release_throttled(self, everything: bool) -> None:
-        """Handle the queued requests of connections whose throttle time is over."""
-        now = self.clock.monotonic()
-        for identity in self._gate.due(now, everything):
-            while (frames := self._gate.pop_ready(identity, now, everything)) is not None:
-                try:
-                    self._on_message(frames, admitted=True)
-                except Exception as exc:  # noqa: BLE001 - as in _drain
-                    self._internal_error(frames, exc)
-
-    def _housekeeping(self) -> None:
-        parking = self.parking
-        if self._recheck_all:
-            self._recheck_all = False
-            self._dirty.clear()
-            self._send_answers(parking.wake_all())
-        elif self._dirty:
-            dirty, self._dirty = self._dirty, set()
-            self._send_answers(parking.wake(dirty))
-        now = self.clock.monotonic()
-        self._send_answers(parking.expire(now))
-        if now >= self._next_budget_check:
-            self._next_budget_check = now + BUDGET_CHECK_S
-            self._forget_clients(self.connections.check())
-            self._check_descriptors(now)
-        self._durable.hand_over()
+    # -- the socket monitor and the flusher's wake-ups -------------------------------
 
     def _connection_events(self) -> None:
         """Drain the socket monitor: connections opened and closed."""
@@ -583,34 +293,11 @@ class BrokerServer:
             kind, value = event["event"], event["value"]
             try:
                 if kind == zmq.EVENT_ACCEPTED:
-                    self.connections.accepted(value)
+                    self.loop.connection_accepted(value)
                 elif kind == zmq.EVENT_DISCONNECTED:
-                    self._forget_clients(self.connections.closed(value))
+                    self.loop.connection_closed(value)
             except Exception:  # noqa: BLE001 - bookkeeping must not stop the loop
                 log.exception("handling the connection event %r failed", event)
-
-    def _forget_clients(self, identities: list) -> None:
-        for identity in identities:
-            self._send_answers(self.parking.release_client(identity))
-
-    def _check_descriptors(self, now: float) -> None:
-        """Say plainly when the process is (nearly) out of descriptors: libzmq then
-        cannot accept connections, and new clients only see silence."""
-        if now < self._next_fd_check:
-            return
-        self._next_fd_check = now + FD_CHECK_S
-        limit, used = open_file_limit(), open_descriptors()
-        if limit is not None and used is not None and used >= limit - FD_LOW_WATER:
-            log.error(
-                "the broker is out of file descriptors (%d of %d open): new clients "
-                "cannot connect until some disconnect or topics are deleted. Raise "
-                "the limit (ulimit -n, or ulimits: nofile: in docker-compose.yml) and "
-                "restart the broker",
-                used,
-                limit,
-            )
-
-    # -- group commit ------------------------------------------------------------
 
     def _finish_flushes(self) -> None:
         wake = self._wake
@@ -621,38 +308,7 @@ class BrokerServer:
                 wake.recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
-        installed = self._durable.finish() if self._durable is not None else []
-        if installed:
-            self._recheck_all = True  # parked fetches may name a topic that now exists
-            # groups subscribed to them rebalance now that their partitions exist
-            self.groups.topics_changed(installed)
-
-    # -- groups ------------------------------------------------------------------
-
-    def _tick_groups(self) -> None:
-        try:
-            self.groups.tick()
-        except Exception:  # noqa: BLE001
-            log.exception("group service tick failed")
-
-    def _partitions_of(self, topic: str) -> int | None:
-        found = self.registry.get(topic)
-        return None if found is None else len(found.partitions)
-
-    def _log_end_offset(self, topic: str, partition: int) -> int | None:
-        found = self.registry.get(topic)
-        if found is None or not 0 <= partition < len(found.partitions):
-            return None
-        return found.partitions[partition].log_end_offset
-
-
-def _max_queue_wait_s(header: dict) -> float:
-    """How long a muted connection's request may wait: well within the client's own
-    request timeout (a produce says it), so it is never timed out and sent twice."""
-    timeout_ms = header.get("timeout_ms")
-    if type(timeout_ms) is int and timeout_ms > 0:
-        return min(MAX_QUEUE_WAIT_S, timeout_ms / 2000.0)
-    return MAX_QUEUE_WAIT_S
+        self.loop.flushes_done()
 
 
 def _open_waker(ctx: zmq.Context, addr: str):

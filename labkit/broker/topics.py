@@ -2,21 +2,10 @@
 
 Theory of operation
 -------------------
-On disk, under the data directory::
-
-    .lock                     flock'd by the running broker (one broker per directory)
-    topics.json               {"version": 1, "cluster_id": "...",
-                               "topics": {"t": {"partitions": 3, "configs": {"retention.ms": "5000"}}}}
-    <topic>-<partition>/      one PartitionLog per partition (labkit.log)
-
-``topics.json`` is the truth about which topics exist and their per-topic
-overrides (only the keys a user set; everything else follows the broker
-defaults). It is rewritten atomically (temp file, fsync, rename, fsync of the
-directory) *before* partition directories are created and *before* they are
-removed, so a crash at any point leaves either the old or the new topic set, and
-at worst an orphan directory, which a later create of the same name wipes.
-Deleted partitions are renamed to ``<dir>.<n>-delete`` and then removed; leftovers
-of that kind are removed at start.
+The registry keeps the topic table: each ``Topic``'s partition logs, config and
+overrides. Its files — the data-directory lock, ``topics.json``, partition
+directories — are ``broker/topic_files.py``'s (formats, atomic writes, the
+crash-safe order); the registry decides what they must say and when.
 
 Deferred writes: a change (create, delete, create_partitions, alter_configs) is made
 in memory at once and marked for the next *metadata round*, which writes topics.json
@@ -30,10 +19,6 @@ round is finished: it answers LEADER_NOT_AVAILABLE (retriable), as Kafka does fo
 topic it has just auto-created. Otherwise (``deferred = False``: tools, tests) each
 change runs its round before returning.
 
-A topic name is checked against Kafka's rules (``[a-zA-Z0-9._-]``, at most 249
-characters, not ``.`` or ``..``) before any path is built from it, so no name can
-reach outside the data directory.
-
 Thread-safety: every method is called from the broker's loop thread, except
 ``run_round`` (the flusher thread, one round at a time, touching only the round's
 own snapshot and logs) and ``partitions_snapshot``, ``any_compacted`` and
@@ -44,23 +29,25 @@ is safe: PartitionLog's maintenance stops on a closed log.
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
-import os
-import re
-import shutil
 import threading
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from labkit._clock import Clock
+from labkit.broker.topic_files import (
+    Creation,
+    DataDir,
+    MetadataBody,
+    MetadataRound,
+    check_partition_count,
+    new_cluster_id,
+    validate_topic_name,
+)
 from labkit.errors import (
     InvalidConfigurationError,
     InvalidPartitionsError,
     InvalidReplicationFactorError,
-    InvalidTopicError,
     KafkaStorageError,
     LeaderNotAvailableError,
     TopicAlreadyExistsError,
@@ -69,40 +56,7 @@ from labkit.errors import (
 from labkit.log.config import TOPIC_CONFIG_KEYS, LogConfig
 from labkit.log.partition import PartitionLog
 
-try:  # POSIX; Windows students run the broker in Docker
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None
-from labkit.log.recovery import fsync_dir
-
 log = logging.getLogger(__name__)
-
-MAX_TOPIC_NAME = 249
-MAX_PARTITIONS = 10_000
-_LEGAL = re.compile(r"[a-zA-Z0-9._-]+")
-METADATA_FILE = "topics.json"
-LOCK_FILE = ".lock"
-
-
-class DataDirLockedError(InvalidConfigurationError):
-    """Another broker process holds the data directory."""
-
-
-def validate_topic_name(name: object) -> str:
-    """Return ``name`` if it is a legal topic name, else raise InvalidTopicError."""
-    if not isinstance(name, str) or not name:
-        raise InvalidTopicError(f"topic name must be a non-empty string, got {name!r}")
-    if name in (".", ".."):
-        raise InvalidTopicError("topic name cannot be '.' or '..'")
-    if len(name) > MAX_TOPIC_NAME:
-        raise InvalidTopicError(
-            f"topic name is {len(name)} characters long; the limit is {MAX_TOPIC_NAME}"
-        )
-    if not _LEGAL.fullmatch(name):
-        raise InvalidTopicError(
-            f"topic name {name!r} is not legal: use only ASCII letters, digits, '.', '_' and '-'"
-        )
-    return name
 
 
 def validate_replication_factor(factor: object) -> None:
@@ -130,29 +84,6 @@ class Topic:
         self.max_message_bytes = config.max_message_bytes
 
 
-@dataclass
-class _Creation:
-    """A topic (first == 0) or a topic's new partitions [first, total) being created."""
-
-    topic: Topic
-    first: int
-    total: int
-    logs: list[PartitionLog] = field(default_factory=list)
-    error: Exception | None = None
-
-
-@dataclass
-class MetadataRound:
-    """One write of topics.json and the file work that follows it (see "Deferred writes")."""
-
-    version: int
-    body: dict[str, tuple[int, dict[str, str]]]
-    creations: list[_Creation]
-    removals: list[tuple[str, list[PartitionLog]]]
-    touched: set[str]
-    error: Exception | None = None
-
-
 class TopicRegistry:
     """Topics and their partition logs under one data directory."""
 
@@ -160,18 +91,18 @@ class TopicRegistry:
         self, data_dir: Path, defaults: LogConfig, clock: Clock, default_partitions: int = 1
     ):
         self.data_dir = Path(data_dir)
+        self._files = DataDir(self.data_dir)
         self._defaults = defaults
         self._clock = clock
         self.default_partitions = default_partitions
         self.topics: dict[str, Topic] = {}
         self.cluster_id = ""
         self.lock = threading.Lock()
-        self._lock_fd: int | None = None
         self.deferred = False  # the broker sets True: its flusher thread runs the rounds
         self.version = 0  # bumped by every change
         self.durable_version = 0  # the last version a round made durable
         self._dirty = False
-        self._pending: dict[str, _Creation] = {}  # topics (or new partitions) being created
+        self._pending: dict[str, Creation] = {}  # topics (or new partitions) being created
         self._removals: list[tuple[str, list[PartitionLog]]] = []  # deleted, files to go
         self._touched: set[str] = set()  # topics changed since the last round began
 
@@ -179,12 +110,9 @@ class TopicRegistry:
 
     def open(self) -> TopicRegistry:
         """Lock the directory and open every topic. Raises DataDirLockedError."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._acquire_dir_lock()
-        for leftover in self.data_dir.glob("*-delete"):
-            shutil.rmtree(leftover, ignore_errors=True)
-        meta = self._read_metadata()
-        self.cluster_id = meta.get("cluster_id") or _new_cluster_id()
+        self._files.lock()
+        meta = self._files.read_metadata()
+        self.cluster_id = meta.get("cluster_id") or new_cluster_id()
         try:
             for name, entry in sorted(meta.get("topics", {}).items()):
                 overrides = self._stored_overrides(name, entry)
@@ -216,27 +144,7 @@ class TopicRegistry:
                     except (OSError, ValueError) as exc:
                         log.warning("closing %s failed: %s", topic.name, exc)
             self.topics.clear()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-
-    def _acquire_dir_lock(self) -> None:
-        path = self.data_dir / LOCK_FILE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
-                os.close(fd)
-                raise DataDirLockedError(
-                    f"data directory {self.data_dir} is in use by another broker "
-                    f"(pid {holder}); stop that "
-                    "broker, or give this one its own directory with --data-dir"
-                ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
-        self._lock_fd = fd
+        self._files.unlock()
 
     # -- lookups -----------------------------------------------------------------
 
@@ -305,7 +213,7 @@ class TopicRegistry:
         name = validate_topic_name(name)
         if num_partitions is None or num_partitions == -1:
             num_partitions = self.default_partitions
-        _check_partition_count(num_partitions)
+        check_partition_count(num_partitions)
         validate_replication_factor(replication_factor)
         if name in self.topics or name in self._pending:
             raise TopicAlreadyExistsError(f"topic {name!r} already exists")
@@ -314,7 +222,7 @@ class TopicRegistry:
         overrides = _normalized(overrides, config)
         if validate_only:
             return None
-        self._pending[name] = _Creation(Topic(name, config, overrides), 0, num_partitions)
+        self._pending[name] = Creation(Topic(name, config, overrides), 0, num_partitions)
         self._changed(name)
         self._run_inline(name, "could not create topic")
         return self.topics.get(name)
@@ -356,7 +264,7 @@ class TopicRegistry:
         topic = self.topics.get(name) if isinstance(name, str) else None
         if topic is None:
             raise UnknownTopicOrPartitionError(f"topic {name!r} does not exist")
-        _check_partition_count(total)
+        check_partition_count(total)
         current = len(topic.partitions)
         if total <= current:
             raise InvalidPartitionsError(
@@ -365,7 +273,7 @@ class TopicRegistry:
             )
         if validate_only:
             return
-        self._pending[name] = _Creation(topic, current, total)
+        self._pending[name] = Creation(topic, current, total)
         self._changed(name)
         self._run_inline(name, "could not add partitions to")
 
@@ -438,23 +346,7 @@ class TopicRegistry:
         except OSError as exc:
             round_.error = exc
             return
-        for name, logs in round_.removals:
-            for p, plog in enumerate(logs):
-                try:
-                    plog.close()
-                    self._remove_dir(self._partition_dir(name, p))
-                except (OSError, KafkaStorageError) as exc:
-                    log.warning("removing partition %s-%d failed: %s", name, p, exc)
-        for creation in round_.creations:
-            topic = creation.topic
-            try:
-                for p in range(creation.first, creation.total):
-                    self._wipe_orphan(topic.name, p)
-                    creation.logs.append(self._open_partition(topic.name, p, topic.config))
-            except (OSError, KafkaStorageError) as exc:
-                creation.error = exc
-                for plog in creation.logs:
-                    plog.close()
+        round_.replace_files(self._files, self._clock)
 
     def finish_round(self, round_: MetadataRound) -> dict[str, Exception]:
         """Loop thread: install what the round created; return {topic: error} for the
@@ -525,47 +417,8 @@ class TopicRegistry:
                 )
         return kept
 
-    def _partition_dir(self, name: str, partition: int) -> Path:
-        path = self.data_dir / f"{validate_topic_name(name)}-{partition}"
-        if path.parent != self.data_dir:  # cannot happen with a valid name; belt and braces
-            raise InvalidTopicError(f"topic name {name!r} escapes the data directory")
-        return path
-
     def _open_partition(self, name: str, partition: int, config: LogConfig) -> PartitionLog:
-        return PartitionLog.open(self._partition_dir(name, partition), config, self._clock)
-
-    def _wipe_orphan(self, name: str, partition: int) -> None:
-        path = self._partition_dir(name, partition)
-        if path.exists():
-            log.warning("removing leftover directory %s of an earlier topic", path)
-            self._remove_dir(path)
-
-    def _remove_dir(self, path: Path) -> None:
-        tomb = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}-delete")
-        try:
-            os.rename(path, tomb)
-        except FileNotFoundError:
-            return
-        shutil.rmtree(tomb, ignore_errors=True)
-
-    def _read_metadata(self) -> dict:
-        path = self.data_dir / METADATA_FILE
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            return {}
-        try:
-            meta = json.loads(raw)
-            if not isinstance(meta, dict) or not isinstance(meta.get("topics", {}), dict):
-                raise ValueError("not a topics object")
-            for name, entry in meta.get("topics", {}).items():
-                validate_topic_name(name)
-                _check_partition_count(int(entry["partitions"]))
-        except (ValueError, TypeError, KeyError, InvalidTopicError, InvalidPartitionsError) as exc:
-            raise InvalidConfigurationError(
-                f"{path} is damaged ({exc}); fix or remove it (removing it forgets every topic)"
-            ) from None
-        return meta
+        return PartitionLog.open(self._files.partition_dir(name, partition), config, self._clock)
 
     def _write_metadata(self) -> None:
         """Write the current topic set (at open; later rounds use ``_write_body``)."""
@@ -573,33 +426,8 @@ class TopicRegistry:
             {name: (len(t.partitions), t.overrides) for name, t in self.topics.items()}
         )
 
-    def _write_body(self, body: dict[str, tuple[int, dict[str, str]]]) -> None:
-        topics = {
-            name: {"partitions": count, "configs": overrides}
-            for name, (count, overrides) in sorted(body.items())
-        }
-        data = json.dumps(
-            {"version": 1, "cluster_id": self.cluster_id, "topics": topics},
-            indent=1,
-            sort_keys=True,
-        ).encode("utf-8")
-        path = self.data_dir / METADATA_FILE
-        tmp = path.with_name(METADATA_FILE + ".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        fsync_dir(self.data_dir)
-
-
-def _check_partition_count(count: object) -> None:
-    if type(count) is not int or count < 1:
-        raise InvalidPartitionsError(f"number of partitions must be 1 or more, got {count!r}")
-    if count > MAX_PARTITIONS:
-        raise InvalidPartitionsError(
-            f"{count} partitions is more than this lab broker allows ({MAX_PARTITIONS})"
-        )
+    def _write_body(self, body: MetadataBody) -> None:
+        self._files.write_metadata(self.cluster_id, body)
 
 
 def _config_value(key: object, value: object) -> str:
@@ -621,7 +449,3 @@ def _string_configs(configs: object) -> dict[str, str]:
 def _normalized(overrides: dict[str, str], config: LogConfig) -> dict[str, str]:
     values = config.to_kafka()
     return {k: values.get(k, v) for k, v in overrides.items()}
-
-
-def _new_cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")

@@ -73,6 +73,19 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace the small file ``path`` with ``data`` so that a crash at any point leaves
+    either the old or the new file, whole: a temp file beside it, fsync, rename, fsync
+    of the directory. Raises OSError (``path`` is then unchanged)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
 def _segment_bases(directory: Path) -> list[int]:
     return sorted(
         int(p.name[:20])

@@ -4,7 +4,7 @@ group-committed by the flusher thread and still survive kill -9.
 The first test runs the real BrokerServer in this process (its loop on a thread of
 its own, real sockets) and wraps ``os.fsync``/``os.fdatasync`` to record which thread
 calls them while a workload touches every durable path: topic changes, auto-create,
-acks=-1 produces, offset commits, group deletion.
+acks=-1 produces, offset commits, group deletion, a client-quota change.
 """
 
 from __future__ import annotations
@@ -81,6 +81,16 @@ def workload(bootstrap: str) -> None:
         assert header["groups"][0]["error"] == 0, header
         header, _ = client.request("delete_topics", {"topics": ["t"]})
         assert header["topics"][0]["error"] == 0, header
+        quota = {
+            "entity": {"client-id": "x"},
+            "ops": [{"key": "producer_byte_rate", "value": 4096}],
+        }
+        header, _ = client.request("alter_client_quotas", {"entries": [quota]})
+        assert header["entries"][0]["error"] == 0, header
+        header, _ = client.request("describe_client_quotas", {})
+        assert header["entries"] == [
+            {"entity": {"client-id": "x"}, "values": {"producer_byte_rate": 4096.0}}
+        ]
 
 
 def test_the_loop_thread_never_fsyncs(tmp_path, monkeypatch):

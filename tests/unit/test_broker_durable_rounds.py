@@ -1,5 +1,6 @@
-"""Deferred durability without sockets: the topic registry's metadata rounds and the
-offset store's group commit (what the broker's flusher thread runs)."""
+"""Deferred durability without sockets: the topic registry's metadata rounds, the
+offset store's group commit and the client quotas' rounds (what the broker's flusher
+thread runs)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import pytest
 
 from labkit.broker.flusher import GroupCommit
 from labkit.broker.offsets import OffsetStore
+from labkit.broker.quotas import PRODUCER_BYTE_RATE, QUOTAS_FILE, ClientQuotas
 from labkit.broker.topics import TopicRegistry
-from labkit.errors import LeaderNotAvailableError, TopicAlreadyExistsError
+from labkit.errors import KafkaStorageError, LeaderNotAvailableError, TopicAlreadyExistsError
 from labkit.log.config import LogConfig
 from labkit.testing import FakeClock
 
@@ -212,12 +214,12 @@ def test_commits_and_group_deletions_wait_for_the_round_that_syncs_them(tmp_path
     )
     mark = durable.mark()
     offsets.commit("g", [("t", 0, 1, "")])
-    assert durable.group_reply(b"c", b"1", "offset_commit", {"error": 0}, mark)
+    assert durable.reply_when_durable(b"c", b"1", "offset_commit", {"error": 0}, mark)
     mark = durable.mark()  # a commit is still pending: the deletion must not overtake it
     offsets.delete_group("g")
-    assert durable.group_reply(b"c", b"2", "delete_groups", {"error": 0, "groups": []}, mark)
+    assert durable.reply_when_durable(b"c", b"2", "delete_groups", {"error": 0, "groups": []}, mark)
     mark = durable.mark()
-    assert not durable.group_reply(b"c", b"3", "heartbeat", {"error": 0}, mark)
+    assert not durable.reply_when_durable(b"c", b"3", "heartbeat", {"error": 0}, mark)
     assert sent == []
     durable.stop()  # no thread: the round runs here
     assert sent == [b"1", b"2"] and not offsets.unsynced
@@ -259,3 +261,66 @@ def test_a_torn_group_write_is_cut_off_and_the_next_sync_completes_it(tmp_path, 
     assert reopened.fetch("g")[("t", 0)].offset == 2
     assert reopened.fetch("g")[("t", 1)].offset == 4
     assert reopened.fetch("h")[("t", 0)].offset == 3
+
+
+# -- client quotas (quotas.json written by the flusher's rounds) -----------------------
+
+
+def quota_entry(client: str, rate: int) -> dict:
+    return {"entity": {"client-id": client}, "ops": [{"key": "producer_byte_rate", "value": rate}]}
+
+
+def alter(durable, quotas, rid: bytes, *entries) -> bool:
+    """What the loop does with an alter_client_quotas request; True: the reply waits."""
+    mark = durable.mark()
+    answer = quotas.handle("alter_client_quotas", {"entries": list(entries)}, 0.0)
+    return durable.reply_when_durable(b"admin", rid, "alter_client_quotas", answer, mark)
+
+
+@pytest.fixture
+def quota_commit(tmp_path, clock):
+    registry = TopicRegistry(tmp_path / "data", LogConfig(), clock, 1).open()
+    offsets = OffsetStore(tmp_path / "data", clock)
+    quotas = ClientQuotas(tmp_path / "data")
+    sent = []
+    durable = GroupCommit(
+        registry,
+        offsets,
+        lambda *request: None,
+        lambda name: None,
+        lambda identity, rid, header, payloads: sent.append((rid, header)),
+        {"fsync_rounds": 0, "synced_produces": 0},
+        quotas,
+    )
+    yield durable, quotas, sent
+    offsets.close()
+    registry.close()
+
+
+def test_a_quota_change_is_written_by_the_round_and_answered_after_it(tmp_path, quota_commit):
+    durable, quotas, sent = quota_commit
+    path = tmp_path / "data" / QUOTAS_FILE
+    assert alter(durable, quotas, b"1", quota_entry("a", 100))
+    assert quotas.quota_for(PRODUCER_BYTE_RATE, "a") == 100  # in effect at once
+    assert not path.exists() and sent == []  # not written on the loop
+    assert alter(durable, quotas, b"2", quota_entry("a", 100))  # no change, still unsaved
+    durable.stop()  # no thread: the round runs here
+    assert [rid for rid, _ in sent] == [b"1", b"2"]
+    assert all(header["entries"][0]["error"] == 0 for _, header in sent)
+    assert ClientQuotas(tmp_path / "data").quota_for(PRODUCER_BYTE_RATE, "a") == 100
+    assert not alter(durable, quotas, b"3", quota_entry("a", 100))  # durable: answered now
+
+
+def test_a_failed_quota_write_answers_a_storage_error_and_reverts(quota_commit, monkeypatch):
+    durable, quotas, sent = quota_commit
+
+    def full_disk(path, entities):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("labkit.broker.quotas._write", full_disk)
+    assert alter(durable, quotas, b"1", quota_entry("a", 100))
+    durable.stop()
+    ((rid, header),) = sent
+    assert header["entries"][0]["error"] == KafkaStorageError.errno
+    assert "disk space" in header["entries"][0]["message"]
+    assert quotas.quota_for(PRODUCER_BYTE_RATE, "a") is None and not quotas.unsaved

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from labkit.broker.topic_files import DataDirLockedError
 from labkit.broker.topics import (
-    DataDirLockedError,
     TopicRegistry,
     validate_replication_factor,
     validate_topic_name,

@@ -1,5 +1,6 @@
 """Client quotas: Kafka's windowed rate, the throttle formula, entities, persistence,
-and the connection mute (broker/quotas.py, broker/throttle.py). Pure, with FakeClock."""
+and the connection mute (broker/quotas.py, quota_rates.py, throttle.py). Pure, with
+FakeClock."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import pytest
 
 from labkit.broker import quotas as quotas_module
+from labkit.broker.quota_rates import Rate, throttle_ms
 from labkit.broker.quotas import (
     CONSUMER_BYTE_RATE,
     MAX_SENSORS,
@@ -15,9 +17,7 @@ from labkit.broker.quotas import (
     PRODUCER_BYTE_RATE,
     QUOTAS_FILE,
     ClientQuotas,
-    Rate,
     client_id_of,
-    throttle_ms,
 )
 from labkit.broker.throttle import ThrottleGate
 from labkit.errors import InvalidConfigurationError, InvalidRequestError
