@@ -32,7 +32,7 @@ import logging
 import math
 from typing import Any
 
-from labkit._clock import REAL_CLOCK
+from labkit._clock import REAL_CLOCK, Clock
 from labkit.client import config as cfg
 from labkit.client.fetcher import Fetcher, OffsetLookup
 from labkit.client.group_coordinator import GroupCoordinator
@@ -168,7 +168,7 @@ class KafkaConsumer:
         "client_rack": "",
     }
 
-    def __init__(self, *topics: str, **configs: Any):
+    def __init__(self, *topics: str, clock: Clock = REAL_CLOCK, **configs: Any):
         self.config = config = cfg.resolve("KafkaConsumer", self.DEFAULT_CONFIG, configs)
         cfg.check_numbers(
             config,
@@ -195,7 +195,7 @@ class KafkaConsumer:
             )
         if config["client_id"] is None:
             config["client_id"] = f"kafka-python-consumer-{next(_IDS)}"
-        self._clock = REAL_CLOCK
+        self._clock = clock  # injectable for tests (keyword-only, undocumented)
         self._closed = False
         self._iterator = None
         self._iterator_partitions: list[TopicPartition] = []
