@@ -55,6 +55,8 @@ from labkit.client.subscription import SubscriptionState
 from labkit.errors import (
     CorruptRecordError,
     KafkaError,
+    LeaderNotAvailableError,
+    NotLeaderForPartitionError,
     OffsetOutOfRangeError,
     UnknownTopicOrPartitionError,
     for_code,
@@ -65,6 +67,11 @@ log = logging.getLogger(__name__)
 
 _make_record = functools.partial(tuple.__new__, ConsumerRecord)
 _OUT_OF_RANGE = OffsetOutOfRangeError.errno
+_STALE_METADATA = (
+    UnknownTopicOrPartitionError.errno,
+    LeaderNotAvailableError.errno,
+    NotLeaderForPartitionError.errno,
+)
 
 
 class _Buffer:
@@ -272,7 +279,7 @@ class Fetcher:
             )
             error.topic_partition, error.offset, error.next_offset = tp, offset, offset + 1
             raise error
-        elif code in (UnknownTopicOrPartitionError.errno, 5, 6):
+        elif code in _STALE_METADATA:
             self.needs_metadata = True
             log.warning("fetch from %s: %s", tp, for_code(code).description)
         else:

@@ -47,14 +47,36 @@ from typing import Any, Protocol
 
 from labkit._clock import REAL_CLOCK, Clock
 from labkit.client.structs import OffsetAndMetadata, TopicPartition
-from labkit.errors import CommitFailedError, KafkaError, from_wire
+from labkit.errors import (
+    CommitFailedError,
+    GroupMaxSizeReachedError,
+    IllegalGenerationError,
+    InconsistentGroupProtocolError,
+    InvalidGroupIdError,
+    InvalidRequestError,
+    InvalidSessionTimeoutError,
+    InvalidTopicError,
+    KafkaError,
+    UnknownMemberIdError,
+    from_wire,
+)
 
 log = logging.getLogger(__name__)
 
 UNJOINED, JOINING, JOINED, CLOSED = "unjoined", "joining", "joined", "closed"
-_UNKNOWN_MEMBER, _ILLEGAL_GENERATION = 25, 22
+_UNKNOWN_MEMBER, _ILLEGAL_GENERATION = UnknownMemberIdError.errno, IllegalGenerationError.errno
 # config mistakes (and a full group, as in Kafka): retrying will not help
-_FATAL_JOIN_ERRORS = frozenset({17, 23, 24, 26, 42, 81})
+_FATAL_JOIN_ERRORS = frozenset(
+    error.errno
+    for error in (
+        InvalidTopicError,
+        InconsistentGroupProtocolError,
+        InvalidGroupIdError,
+        InvalidSessionTimeoutError,
+        InvalidRequestError,
+        GroupMaxSizeReachedError,
+    )
+)
 
 
 class RebalanceHooks(Protocol):
