@@ -9,10 +9,10 @@ it) does all the work in order --
    missing, or ``metadata_max_age_ms`` passed (pattern subscriptions at least
    every 5 s, so new matching topics are picked up);
 2. group: ``self._coordinator.poll()`` keeps the assignment current. Without a
-   group (``group_id=None``) that is ``NoGroup``: every partition of the
-   subscribed topics. With one it is ``GroupCoordinator``
-   (labkit/client/group_coordinator.py): join, heartbeat (on the I/O thread),
-   revoke and take up partitions, auto-commit;
+   group (``group_id=None``) that is ``NoGroup`` (labkit/client/coordinator.py):
+   every partition of the subscribed topics. With one it is
+   ``ConsumerCoordinator`` (labkit/client/consumer_coordinator.py): join,
+   heartbeat (on the I/O thread), revoke and take up partitions, auto-commit;
 3. positions: partitions without a position get the group's committed offset,
    else one by ``auto_offset_reset`` (a blocking ``list_offsets``);
 4. records: ``Fetcher.fetched_records`` hands over decoded records (of the
@@ -34,8 +34,9 @@ from typing import Any
 
 from labkit._clock import REAL_CLOCK, Clock
 from labkit.client import config as cfg
+from labkit.client.consumer_coordinator import ConsumerCoordinator
+from labkit.client.coordinator import Coordinator, NoGroup
 from labkit.client.fetcher import Fetcher, OffsetLookup
-from labkit.client.group_coordinator import GroupCoordinator
 from labkit.client.metadata import ClusterMetadata, refresh
 from labkit.client.structs import OffsetAndTimestamp, TopicPartition
 from labkit.client.subscription import SubscriptionState
@@ -65,66 +66,16 @@ class NoPositionError(NoOffsetForPartitionError, OffsetOutOfRangeError):
     before, so either ``except`` works)."""
 
 
-class NoGroup:
-    """Assignment without a consumer group: all partitions of the subscribed topics.
-
-    The interface a group coordinator implements (GroupCoordinator in
-    labkit/client/group_coordinator.py): ``poll(timeout_s)``, ``fetchable()``,
-    ``fetch_committed_offsets(partitions, timeout_ms)``,
-    ``note_start_positions(starts, auto_offset_reset)``,
-    ``commit_offsets_sync(offsets, timeout_ms)``, ``commit_offsets_async(offsets,
-    callback)``, ``on_unsubscribe()``, ``close(autocommit, timeout_ms)``,
-    ``group_id``. It is built as ``GroupCoordinator(consumer)`` and may use
-    ``consumer._transport``, ``._subscription``, ``._fetcher``, ``.config`` and
-    ``._clock``.
-    """
-
-    def __init__(self, consumer: KafkaConsumer):
-        self._consumer = consumer
-        self.group_id = consumer.config["group_id"]
-
-    def poll(self, timeout_s: float = 0.0) -> bool:
-        sub = self._consumer._subscription
-        if sub.mode in (sub.AUTO_TOPICS, sub.AUTO_PATTERN):
-            cluster = self._consumer._cluster
-            wanted = set()
-            for topic in sub.subscription or ():
-                n = cluster.num_partitions(topic)
-                wanted.update(TopicPartition(topic, p) for p in range(n or 0))
-            sub.assign_from_subscribed(wanted)
-        return True
-
-    def fetchable(self) -> None:
-        return None  # everything assigned
-
-    def fetch_committed_offsets(self, partitions, timeout_ms=None) -> dict:
-        return {}
-
-    def note_start_positions(self, starts, auto_offset_reset) -> None:
-        pass
-
-    def _no_group(self, what: str) -> None:
-        raise IllegalStateError(
-            f"{what} requires group_id: pass group_id='my-group' to KafkaConsumer to commit offsets"
-        )
-
-    def commit_offsets_sync(self, offsets, timeout_ms=None) -> None:
-        self._no_group("commit()")
-
-    def commit_offsets_async(self, offsets, callback=None):
-        self._no_group("commit_async()")
-
-    def on_unsubscribe(self) -> None:
-        pass
-
-    def close(self, autocommit: bool = True, timeout_ms: float | None = None) -> None:
-        pass
-
-
-def _make_coordinator(consumer: KafkaConsumer) -> Any:
+def _make_coordinator(consumer: KafkaConsumer) -> Coordinator:
     if consumer.config["group_id"] is None:
-        return NoGroup(consumer)
-    return GroupCoordinator(consumer)
+        return NoGroup(consumer._subscription, consumer._cluster)
+    return ConsumerCoordinator(
+        consumer.config,
+        transport=consumer._transport,
+        subscription=consumer._subscription,
+        clock=consumer._clock,
+        interrupt=consumer._fetcher.interrupt,
+    )
 
 
 class KafkaConsumer:
