@@ -50,11 +50,12 @@ from collections import deque
 from itertools import repeat
 from typing import Any
 
+from labkit.client.coordinator import Coordinator
+from labkit.client.positions import OffsetLookup, PositionResolver
 from labkit.client.structs import ConsumerRecord, TopicPartition
 from labkit.client.subscription import SubscriptionState
 from labkit.errors import (
     CorruptRecordError,
-    KafkaError,
     LeaderNotAvailableError,
     NotLeaderForPartitionError,
     OffsetOutOfRangeError,
@@ -128,7 +129,17 @@ class Fetcher:
         self._poisoned: set[TopicPartition] = set()  # buffers that end at a poison message
         self._ready = threading.Event()
         self.needs_metadata = False
+        self._positions = PositionResolver(
+            subscription, OffsetLookup(transport), config.get("group_id")
+        )
         subscription.add_assignment_hook(self._on_assignment)
+
+    def reset_offsets_if_needed(
+        self, coordinator: Coordinator, timeout_ms: float | None = None
+    ) -> None:
+        """Give every assigned partition without a position one: the group's committed
+        offset, else by ``auto_offset_reset`` (kafka-python's name; labkit/client/positions.py)."""
+        self._positions.reset_offsets_if_needed(coordinator, timeout_ms)
 
     def _on_assignment(self, revoked: set, added: set) -> None:
         for tp in revoked:
@@ -489,42 +500,3 @@ class Fetcher:
 
     def buffered_count(self) -> int:
         return sum(b.remaining() for b in self._buffers.values())
-
-
-class OffsetLookup:
-    """Blocking ``list_offsets`` calls: earliest (-2), latest (-1) or by timestamp."""
-
-    EARLIEST = -2
-    LATEST = -1
-
-    def __init__(self, transport: Any):
-        self._transport = transport
-
-    def lookup(
-        self, targets: dict[TopicPartition, int], timeout_ms: float | None = None
-    ) -> dict[TopicPartition, tuple[int, int]]:
-        """{tp: timestamp} -> {tp: (offset, timestamp)}; offset -1 when no record is that late.
-
-        Raises UnknownTopicOrPartitionError (and other broker errors) per partition.
-        """
-        if not targets:
-            return {}
-        header = {"partitions": [[tp.topic, tp.partition, int(ts)] for tp, ts in targets.items()]}
-        response = self._transport.call("list_offsets", header, timeout_ms=timeout_ms)
-        out = {}
-        for entry in response.header.get("partitions", []):
-            topic, partition, code, offset, timestamp = entry[:5]
-            tp = TopicPartition(topic, partition)
-            if code:
-                cls = for_code(code)
-                if cls is UnknownTopicOrPartitionError:
-                    raise cls(
-                        f"partition {partition} of topic '{topic}' does not exist "
-                        "(check the topic name and its partition count)"
-                    )
-                raise cls(f"list_offsets for {tp} failed")
-            out[tp] = (offset, timestamp)
-        missing = set(targets) - set(out)
-        if missing:
-            raise KafkaError(f"the broker did not answer list_offsets for {sorted(missing)}")
-        return out
