@@ -393,6 +393,7 @@ class Student:
         producer = KafkaProducer(
             bootstrap_servers=self.spec["bootstrap"],
             client_id=f"{self.name}-producer",
+            acks=1,  # the table was measured with acks=1 (the default before kafka-python 3.0)
             key_serializer=str.encode,
             value_serializer=lambda v: json.dumps(v).encode(),
         )

@@ -102,10 +102,10 @@ def labkit_groups_missing() -> str:
     """Why labkit's KafkaConsumer cannot join a group yet ('' when it can)."""
     from labkit.client import consumer
 
-    if getattr(consumer, "GroupCoordinator", None) is None:
+    if getattr(consumer, "ConsumerCoordinator", None) is None:
         return (
             "missing: labkit's KafkaConsumer has no group coordinator yet "
-            "(GroupCoordinator in labkit/client/consumer.py); group_id would be ignored"
+            "(ConsumerCoordinator in labkit/client/consumer_coordinator.py); group_id would be ignored"
         )
     return ""
 

@@ -16,7 +16,7 @@ import enum
 import itertools
 from typing import Any
 
-from labkit._clock import REAL_CLOCK
+from labkit._clock import REAL_CLOCK, Clock
 from labkit.client import config as cfg
 from labkit.client.group_admin import GroupAdminMixin
 from labkit.client.metadata import ClusterMetadata, refresh
@@ -104,11 +104,11 @@ class KafkaAdminClient(GroupAdminMixin, RecordsAdminMixin):
 
     DEFAULT_CONFIG: dict[str, Any] = {}
 
-    def __init__(self, **configs: Any):
+    def __init__(self, *, clock: Clock = REAL_CLOCK, **configs: Any):
         self.config = config = cfg.resolve("KafkaAdminClient", self.DEFAULT_CONFIG, configs)
         if config["client_id"] is None:
             config["client_id"] = f"kafka-python-admin-{next(_IDS)}"
-        self._clock = REAL_CLOCK
+        self._clock = clock  # injectable for tests (keyword-only, undocumented)
         self._closed = False
         self._cluster = ClusterMetadata()
         self._transport = Transport(

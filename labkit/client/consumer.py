@@ -9,12 +9,13 @@ it) does all the work in order --
    missing, or ``metadata_max_age_ms`` passed (pattern subscriptions at least
    every 5 s, so new matching topics are picked up);
 2. group: ``self._coordinator.poll()`` keeps the assignment current. Without a
-   group (``group_id=None``) that is ``NoGroup``: every partition of the
-   subscribed topics. With one it is ``GroupCoordinator``
-   (labkit/client/group_coordinator.py): join, heartbeat (on the I/O thread),
-   revoke and take up partitions, auto-commit;
+   group (``group_id=None``) that is ``NoGroup`` (labkit/client/coordinator.py):
+   every partition of the subscribed topics. With one it is
+   ``ConsumerCoordinator`` (labkit/client/consumer_coordinator.py): join,
+   heartbeat (on the I/O thread), revoke and take up partitions, auto-commit;
 3. positions: partitions without a position get the group's committed offset,
-   else one by ``auto_offset_reset`` (a blocking ``list_offsets``);
+   else one by ``auto_offset_reset`` (a blocking ``list_offsets``):
+   ``Fetcher.reset_offsets_if_needed`` (kafka-python's name; labkit/client/positions.py);
 4. records: ``Fetcher.fetched_records`` hands over decoded records (of the
    partitions the group lets this member read); positions an OFFSET_OUT_OF_RANGE
    answer reset are resolved again (step 3), then ``send_fetches`` puts the
@@ -32,11 +33,15 @@ import logging
 import math
 from typing import Any
 
-from labkit._clock import REAL_CLOCK
+from labkit._clock import REAL_CLOCK, Clock
 from labkit.client import config as cfg
-from labkit.client.fetcher import Fetcher, OffsetLookup
-from labkit.client.group_coordinator import GroupCoordinator
+from labkit.client.consumer_coordinator import ConsumerCoordinator
+from labkit.client.coordinator import Coordinator, NoGroup
+from labkit.client.fetcher import Fetcher
 from labkit.client.metadata import ClusterMetadata, refresh
+from labkit.client.positions import NoPositionError, OffsetLookup
+
+__all__ = ["KafkaConsumer", "NoPositionError"]
 from labkit.client.structs import OffsetAndTimestamp, TopicPartition
 from labkit.client.subscription import SubscriptionState
 from labkit.client.transport import Transport
@@ -44,8 +49,6 @@ from labkit.errors import (
     IllegalStateError,
     KafkaConfigurationError,
     KafkaError,
-    NoOffsetForPartitionError,
-    OffsetOutOfRangeError,
 )
 
 log = logging.getLogger(__name__)
@@ -59,72 +62,16 @@ _RESET_NAMES = {
 }
 
 
-class NoPositionError(NoOffsetForPartitionError, OffsetOutOfRangeError):
-    """No position and ``auto_offset_reset='none'``: kafka-python's
-    NoOffsetForPartitionError (also an OffsetOutOfRangeError, which labkit raised
-    before, so either ``except`` works)."""
-
-
-class NoGroup:
-    """Assignment without a consumer group: all partitions of the subscribed topics.
-
-    The interface a group coordinator implements (GroupCoordinator in
-    labkit/client/group_coordinator.py): ``poll(timeout_s)``, ``fetchable()``,
-    ``fetch_committed_offsets(partitions, timeout_ms)``,
-    ``note_start_positions(starts, auto_offset_reset)``,
-    ``commit_offsets_sync(offsets, timeout_ms)``, ``commit_offsets_async(offsets,
-    callback)``, ``on_unsubscribe()``, ``close(autocommit, timeout_ms)``,
-    ``group_id``. It is built as ``GroupCoordinator(consumer)`` and may use
-    ``consumer._transport``, ``._subscription``, ``._fetcher``, ``.config`` and
-    ``._clock``.
-    """
-
-    def __init__(self, consumer: KafkaConsumer):
-        self._consumer = consumer
-        self.group_id = consumer.config["group_id"]
-
-    def poll(self, timeout_s: float = 0.0) -> bool:
-        sub = self._consumer._subscription
-        if sub.mode in (sub.AUTO_TOPICS, sub.AUTO_PATTERN):
-            cluster = self._consumer._cluster
-            wanted = set()
-            for topic in sub.subscription or ():
-                n = cluster.num_partitions(topic)
-                wanted.update(TopicPartition(topic, p) for p in range(n or 0))
-            sub.assign_from_subscribed(wanted)
-        return True
-
-    def fetchable(self) -> None:
-        return None  # everything assigned
-
-    def fetch_committed_offsets(self, partitions, timeout_ms=None) -> dict:
-        return {}
-
-    def note_start_positions(self, starts, auto_offset_reset) -> None:
-        pass
-
-    def _no_group(self, what: str) -> None:
-        raise IllegalStateError(
-            f"{what} requires group_id: pass group_id='my-group' to KafkaConsumer to commit offsets"
-        )
-
-    def commit_offsets_sync(self, offsets, timeout_ms=None) -> None:
-        self._no_group("commit()")
-
-    def commit_offsets_async(self, offsets, callback=None):
-        self._no_group("commit_async()")
-
-    def on_unsubscribe(self) -> None:
-        pass
-
-    def close(self, autocommit: bool = True, timeout_ms: float | None = None) -> None:
-        pass
-
-
-def _make_coordinator(consumer: KafkaConsumer) -> Any:
+def _make_coordinator(consumer: KafkaConsumer) -> Coordinator:
     if consumer.config["group_id"] is None:
-        return NoGroup(consumer)
-    return GroupCoordinator(consumer)
+        return NoGroup(consumer._subscription, consumer._cluster)
+    return ConsumerCoordinator(
+        consumer.config,
+        transport=consumer._transport,
+        subscription=consumer._subscription,
+        clock=consumer._clock,
+        interrupt=consumer._fetcher.interrupt,
+    )
 
 
 class KafkaConsumer:
@@ -168,7 +115,7 @@ class KafkaConsumer:
         "client_rack": "",
     }
 
-    def __init__(self, *topics: str, **configs: Any):
+    def __init__(self, *topics: str, clock: Clock = REAL_CLOCK, **configs: Any):
         self.config = config = cfg.resolve("KafkaConsumer", self.DEFAULT_CONFIG, configs)
         cfg.check_numbers(
             config,
@@ -195,7 +142,7 @@ class KafkaConsumer:
             )
         if config["client_id"] is None:
             config["client_id"] = f"kafka-python-consumer-{next(_IDS)}"
-        self._clock = REAL_CLOCK
+        self._clock = clock  # injectable for tests (keyword-only, undocumented)
         self._closed = False
         self._iterator = None
         self._iterator_partitions: list[TopicPartition] = []
@@ -289,14 +236,14 @@ class KafkaConsumer:
     def _poll_once(self, max_records: int, update_offsets: bool) -> dict:
         self._ensure_metadata()
         self._coordinator.poll(0.0)
-        self._update_positions()
+        self._fetcher.reset_offsets_if_needed(self._coordinator)
         allowed = self._coordinator.fetchable()
         records = self._fetcher.fetched_records(max_records, update_offsets, allowed)
         if not records:
             # an OFFSET_OUT_OF_RANGE answer handled just now reset positions: resolve
             # them, so the fetch below goes out in this round (else poll() waited out
             # its timeout). With records in hand, the next poll() resolves them first.
-            self._update_positions()
+            self._fetcher.reset_offsets_if_needed(self._coordinator)
         self._fetcher.send_fetches(allowed)
         return records
 
@@ -346,86 +293,6 @@ class KafkaConsumer:
             age = self.config["retry_backoff_ms"] / 1000.0
         self._metadata_version = sub.version
         self._metadata_due = now + age
-
-    def _update_positions(self, timeout_ms: float | None = None) -> None:
-        """Give every partition without a position one: the group's committed offset,
-        else by its reset strategy. Raises NoOffsetForPartitionError, or
-        OffsetOutOfRangeError (a committed offset retention deleted), for 'none'."""
-        sub = self._subscription
-        missing = sub.missing_positions()
-        if not missing:
-            return
-        starts: dict[TopicPartition, tuple[int, bool]] = {}
-        need_committed = [tp for tp in missing if sub.assignment[tp].reset_strategy is None]
-        if need_committed:
-            committed = self._coordinator.fetch_committed_offsets(need_committed, timeout_ms)
-            found = {
-                tp: om.offset
-                for tp, om in (committed or {}).items()
-                if om is not None
-                and om.offset >= 0
-                and tp in sub.assignment
-                and sub.assignment[tp].position is None
-            }
-            for tp, offset in self._committed_in_log(found, timeout_ms).items():
-                sub.assignment[tp].seek(offset)
-                starts[tp] = (offset, True)
-        targets = {}
-        for tp in sub.missing_positions():
-            strategy = sub.assignment[tp].reset_strategy or sub.default_reset
-            if strategy == "none":
-                raise NoPositionError(
-                    f"no committed offset for {tp} and auto_offset_reset='none'; "
-                    "use 'earliest' or 'latest', or seek() to an offset first"
-                )
-            targets[tp] = OffsetLookup.EARLIEST if strategy == "earliest" else OffsetLookup.LATEST
-        fresh = {tp for tp in targets if sub.assignment[tp].reset_strategy is None}
-        for tp, (offset, _ts) in self._offsets.lookup(targets, timeout_ms).items():
-            st = sub.assignment.get(tp)
-            if st is not None and st.position is None:
-                st.seek(offset)
-                if tp in fresh:
-                    starts[tp] = (offset, False)
-        if starts:
-            self._coordinator.note_start_positions(starts, sub.default_reset)
-
-    def _committed_in_log(
-        self, committed: dict[TopicPartition, int], timeout_ms: float | None
-    ) -> dict[TopicPartition, int]:
-        """The committed offsets that are still in the log. One below the log start
-        (retention deleted those records) falls back to ``auto_offset_reset``, with
-        a warning; with 'none' it raises OffsetOutOfRangeError."""
-        if not committed:
-            return {}
-        starts = self.beginning_offsets(list(committed), timeout_ms)
-        usable = {}
-        for tp, offset in committed.items():
-            log_start = starts.get(tp, 0)
-            if offset >= log_start:
-                usable[tp] = offset
-                continue
-            reset = self._subscription.default_reset
-            if reset == "none":
-                raise OffsetOutOfRangeError(
-                    f"group '{self.config['group_id']}' committed offset {offset} for {tp}, but "
-                    f"the log now starts at {log_start} (retention deleted the records in "
-                    "between) and auto_offset_reset='none'. Use 'earliest' or 'latest', or "
-                    "seek() to an offset."
-                )
-            log.warning(
-                "group '%s': the committed offset %d of %s-%d is gone (retention "
-                "deleted the records before offset %d); starting at the %s offset "
-                "(auto_offset_reset='%s')",
-                self.config["group_id"],
-                offset,
-                tp.topic,
-                tp.partition,
-                log_start,
-                reset,
-                reset,
-            )
-            self._subscription.assignment[tp].request_reset(reset)
-        return usable
 
     # -- iteration ------------------------------------------------------------------
 
@@ -499,7 +366,7 @@ class KafkaConsumer:
         """
         st = self._assigned_state(partition)
         if st.position is None:
-            self._update_positions(timeout_ms)
+            self._fetcher.reset_offsets_if_needed(self._coordinator, timeout_ms)
         return st.position
 
     def highwater(self, partition: TopicPartition) -> int | None:

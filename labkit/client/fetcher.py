@@ -50,22 +50,29 @@ from collections import deque
 from itertools import repeat
 from typing import Any
 
+from labkit.client.coordinator import Coordinator
+from labkit.client.positions import OffsetLookup, PositionResolver
 from labkit.client.structs import ConsumerRecord, TopicPartition
 from labkit.client.subscription import SubscriptionState
 from labkit.errors import (
     CorruptRecordError,
-    KafkaError,
+    LeaderNotAvailableError,
+    NotLeaderForPartitionError,
     OffsetOutOfRangeError,
     UnknownTopicOrPartitionError,
     for_code,
 )
-from labkit.protocol.messages import ListedOffset, rows
 from labkit.protocol.records import decode_batch, read_header, validate_batch, walk_batches
 
 log = logging.getLogger(__name__)
 
 _make_record = functools.partial(tuple.__new__, ConsumerRecord)
 _OUT_OF_RANGE = OffsetOutOfRangeError.errno
+_STALE_METADATA = (
+    UnknownTopicOrPartitionError.errno,
+    LeaderNotAvailableError.errno,
+    NotLeaderForPartitionError.errno,
+)
 
 
 class _Buffer:
@@ -122,7 +129,17 @@ class Fetcher:
         self._poisoned: set[TopicPartition] = set()  # buffers that end at a poison message
         self._ready = threading.Event()
         self.needs_metadata = False
+        self._positions = PositionResolver(
+            subscription, OffsetLookup(transport), config.get("group_id")
+        )
         subscription.add_assignment_hook(self._on_assignment)
+
+    def reset_offsets_if_needed(
+        self, coordinator: Coordinator, timeout_ms: float | None = None
+    ) -> None:
+        """Give every assigned partition without a position one: the group's committed
+        offset, else by ``auto_offset_reset`` (kafka-python's name; labkit/client/positions.py)."""
+        self._positions.reset_offsets_if_needed(coordinator, timeout_ms)
 
     def _on_assignment(self, revoked: set, added: set) -> None:
         for tp in revoked:
@@ -273,7 +290,7 @@ class Fetcher:
             )
             error.topic_partition, error.offset, error.next_offset = tp, offset, offset + 1
             raise error
-        elif code in (UnknownTopicOrPartitionError.errno, 5, 6):
+        elif code in _STALE_METADATA:
             self.needs_metadata = True
             log.warning("fetch from %s: %s", tp, for_code(code).description)
         else:
@@ -483,41 +500,3 @@ class Fetcher:
 
     def buffered_count(self) -> int:
         return sum(b.remaining() for b in self._buffers.values())
-
-
-class OffsetLookup:
-    """Blocking ``list_offsets`` calls: earliest (-2), latest (-1) or by timestamp."""
-
-    EARLIEST = -2
-    LATEST = -1
-
-    def __init__(self, transport: Any):
-        self._transport = transport
-
-    def lookup(
-        self, targets: dict[TopicPartition, int], timeout_ms: float | None = None
-    ) -> dict[TopicPartition, tuple[int, int]]:
-        """{tp: timestamp} -> {tp: (offset, timestamp)}; offset -1 when no record is that late.
-
-        Raises UnknownTopicOrPartitionError (and other broker errors) per partition.
-        """
-        if not targets:
-            return {}
-        header = {"partitions": [[tp.topic, tp.partition, int(ts)] for tp, ts in targets.items()]}
-        response = self._transport.call("list_offsets", header, timeout_ms=timeout_ms)
-        out = {}
-        for row in rows(ListedOffset, response.header.get("partitions", []), "list_offsets"):
-            tp = TopicPartition(row.topic, row.partition)
-            if row.error:
-                cls = for_code(row.error)
-                if cls is UnknownTopicOrPartitionError:
-                    raise cls(
-                        f"partition {row.partition} of topic '{row.topic}' does not exist "
-                        "(check the topic name and its partition count)"
-                    )
-                raise cls(f"list_offsets for {tp} failed")
-            out[tp] = (row.offset, row.timestamp)
-        missing = set(targets) - set(out)
-        if missing:
-            raise KafkaError(f"the broker did not answer list_offsets for {sorted(missing)}")
-        return out

@@ -14,9 +14,12 @@ never touches a socket. The consumer drives it from two threads:
   ``max_poll_interval_ms`` is measured. ``close`` and ``unsubscribe`` revoke
   everything there too.
 
-State: ``owned`` (partitions taken up: ``assignment``) and ``target`` (the latest
-``assignment`` from the coordinator). Every heartbeat reports ``owned | target``,
-everything the member holds or may still take up; a partition is taken up only
+Membership: one ``MemberState`` (unjoined, joining, joined, stable, lost, failed,
+closed), changed only through the transition table in labkit/client/member_state.py
+(which draws the diagram). Partitions: ``owned`` (taken up: ``assignment``) and
+``target`` (the latest ``assignment`` from the coordinator). Every heartbeat
+reports ``owned | target``, everything the member holds or may still take up; a
+partition is taken up only
 if it is still in ``target`` at that moment (under the lock). Together these
 let the coordinator hand a partition on only after this member released it.
 ``fetchable()`` is ``owned & target`` while the member is in good standing and
@@ -46,16 +49,38 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from labkit._clock import REAL_CLOCK, Clock
+from labkit.client.member_state import MEMBER_STATES, MemberEvent, MemberState, next_state
 from labkit.client.structs import OffsetAndMetadata, TopicPartition
-from labkit.errors import CommitFailedError, KafkaError, from_wire
+from labkit.errors import (
+    CommitFailedError,
+    GroupMaxSizeReachedError,
+    IllegalGenerationError,
+    InconsistentGroupProtocolError,
+    InvalidGroupIdError,
+    InvalidRequestError,
+    InvalidSessionTimeoutError,
+    InvalidTopicError,
+    KafkaError,
+    UnknownMemberIdError,
+    from_wire,
+)
 from labkit.protocol.messages import committed_offsets, offset_fetch_request
 
 log = logging.getLogger(__name__)
 
-UNJOINED, JOINING, JOINED, CLOSED = "unjoined", "joining", "joined", "closed"
-_UNKNOWN_MEMBER, _ILLEGAL_GENERATION = 25, 22
+_UNKNOWN_MEMBER, _ILLEGAL_GENERATION = UnknownMemberIdError.errno, IllegalGenerationError.errno
 # config mistakes (and a full group, as in Kafka): retrying will not help
-_FATAL_JOIN_ERRORS = frozenset({17, 23, 24, 26, 42, 81})
+_FATAL_JOIN_ERRORS = frozenset(
+    error.errno
+    for error in (
+        InvalidTopicError,
+        InconsistentGroupProtocolError,
+        InvalidGroupIdError,
+        InvalidSessionTimeoutError,
+        InvalidRequestError,
+        GroupMaxSizeReachedError,
+    )
+)
 
 
 class RebalanceHooks(Protocol):
@@ -135,7 +160,7 @@ class GroupMember:
         self._listener: Any = None
         self._lock = threading.Lock()
         self.wake = threading.Event()  # set when poll() has rebalance work to do
-        self._state = UNJOINED
+        self._state = MemberState.UNJOINED  # changed only by _fire (member_state.py)
         self._topics: frozenset[str] = frozenset()
         self._topics_dirty = False
         self.member_id = ""
@@ -149,9 +174,7 @@ class GroupMember:
         self._next_beat = now
         self._last_ok = now
         self._last_poll = now
-        self._lost_pending = False  # poll() must report everything lost, then rejoin
-        self._joined_pending = False  # poll() must call on_partitions_assigned once
-        self._fatal: KafkaError | None = None
+        self._fatal: KafkaError | None = None  # FAILED: the error poll() raises
         self._idle_warned = -1
 
     # -- application thread ---------------------------------------------------------
@@ -166,8 +189,12 @@ class GroupMember:
         return set(self._owned)
 
     @property
+    def state(self) -> MemberState:
+        return self._state
+
+    @property
     def in_group(self) -> bool:
-        return self._state == JOINED and bool(self.member_id) and not self._lost_pending
+        return self._state in MEMBER_STATES and bool(self.member_id)
 
     def fetchable(self) -> set[TopicPartition]:
         """Partitions the consumer may fetch, and return records of, right now."""
@@ -193,7 +220,7 @@ class GroupMember:
         self._revoke_everything()
         with self._lock:
             self._topics = frozenset()
-            self._queue_leave("unsubscribe()")
+            self._queue_leave("unsubscribe()", report_lost=False)
 
     def poll(self, now: float | None = None) -> None:
         """Run pending rebalance work; call at the start of (and while waiting in)
@@ -203,18 +230,22 @@ class GroupMember:
         with self._lock:
             self._last_poll = now
             self.wake.clear()
-            if self._fatal is not None:
+            if self._state is MemberState.FAILED:
                 fatal, self._fatal = self._fatal, None
-                raise fatal
+                self._fire(MemberEvent.FAILURE_REPORTED)
+                if fatal is not None:
+                    raise fatal
             lost: frozenset[TopicPartition] = frozenset()
-            if self._lost_pending:
+            if self._state is MemberState.LOST:
                 lost, self._owned = self._owned, frozenset()
-                self._lost_pending = False
+                self._fire(MemberEvent.LOSS_REPORTED)
                 self._next_beat = now
-            revoked = self._owned - self._target if self._state == JOINED else frozenset()
-            added = self._target - self._owned if self._state == JOINED else frozenset()
-            announce = self._joined_pending and self._state == JOINED
-            self._joined_pending = self._joined_pending and not announce
+            member = self._state in MEMBER_STATES
+            revoked = self._owned - self._target if member else frozenset()
+            added = self._target - self._owned if member else frozenset()
+            announce = self._state is MemberState.JOINED
+            if announce:
+                self._fire(MemberEvent.ANNOUNCED)
         if lost:
             self._hooks.revoked(sorted(lost))
             self._call_listener("on_partitions_lost", lost)
@@ -236,7 +267,7 @@ class GroupMember:
             header = None
             if self.member_id:
                 header = {"group_id": self.group_id, "member_id": self.member_id}
-            self._state = CLOSED
+            self._fire(MemberEvent.CLOSE)
             self._leave = None
             self.member_id, self.generation = "", -1
             self._target = frozenset()
@@ -331,9 +362,10 @@ class GroupMember:
         """The request to send now, or None (one at a time; see ``next_wakeup``)."""
         now = self._clock.monotonic() if now is None else now
         with self._lock:
-            if self._state == CLOSED:
+            if self._state is MemberState.CLOSED:
                 return None
-            if self._state == JOINED and now - self._last_poll > self._max_poll:
+            member = self._state in MEMBER_STATES
+            if member and now - self._last_poll > self._max_poll:
                 log.warning(
                     "Consumer poll timeout has expired: poll() was not called for more than "
                     "max_poll_interval_ms (%d ms), so this consumer leaves group '%s' and its "
@@ -343,8 +375,8 @@ class GroupMember:
                     self._max_poll_ms,
                     self.group_id,
                 )
-                self._queue_leave("poll timeout")
-            elif self._state == JOINED and not self._good_standing(now):
+                self._queue_leave("poll timeout", report_lost=True)
+            elif member and not self._good_standing(now):
                 log.warning(
                     "group '%s': no answer from the coordinator for %d ms "
                     "(session_timeout_ms); the group has given this consumer's "
@@ -358,15 +390,10 @@ class GroupMember:
             if self._leave is not None:
                 header, self._leave = self._leave, None
                 return self._send("leave_group", header, idempotent=True)
-            if self._state == JOINED and now >= self._next_beat:
+            if self._state in MEMBER_STATES and now >= self._next_beat:
                 return self._heartbeat()
-            if (
-                self._state == UNJOINED
-                and self._topics
-                and not self._lost_pending
-                and now >= self._next_beat
-            ):
-                self._state = JOINING
+            if self._state is MemberState.UNJOINED and self._topics and now >= self._next_beat:
+                self._fire(MemberEvent.JOIN_SENT)
                 self._topics_dirty = False
                 return self._send(
                     "join_group",
@@ -390,21 +417,16 @@ class GroupMember:
         now = self._clock.monotonic() if now is None else now
         with self._lock:
             idle = 1.0
-            if self._state == CLOSED:
+            if self._state is MemberState.CLOSED:
                 return idle
             if self._leave is not None and self._in_flight is None:
                 return 0.0
-            if self._state == JOINED:
+            if self._state in MEMBER_STATES:
                 deadline = min(self._last_poll + self._max_poll, self._last_ok + self._session)
                 if self._in_flight is None:
                     deadline = min(deadline, self._next_beat)
                 return max(0.0, deadline - now)
-            if (
-                self._state == UNJOINED
-                and self._topics
-                and not self._lost_pending
-                and self._in_flight is None
-            ):
+            if self._state is MemberState.UNJOINED and self._topics and self._in_flight is None:
                 return max(0.0, self._next_beat - now)
             return idle
 
@@ -416,7 +438,7 @@ class GroupMember:
                 return
             api = self._in_flight[1]
             self._in_flight = None
-            if api == "leave_group" or self._state == CLOSED:
+            if api == "leave_group" or self._state is MemberState.CLOSED:
                 return
             code = header.get("error", 0)
             if code == 0:
@@ -431,7 +453,7 @@ class GroupMember:
                 self._lose()
             elif code in _FATAL_JOIN_ERRORS and api == "join_group":
                 self._fatal = from_wire(code, header.get("message"))
-                self._state = UNJOINED
+                self._fire(MemberEvent.JOIN_REFUSED)
                 self._next_beat = now + max(1.0, self._backoff)
                 self.wake.set()
             else:
@@ -452,11 +474,14 @@ class GroupMember:
                 return
             api = self._in_flight[1]
             self._in_flight = None
-            if self._state != CLOSED and api != "leave_group":
+            if self._state is not MemberState.CLOSED and api != "leave_group":
                 log.debug("group '%s': %s failed: %s", self.group_id, api, exc)
                 self._retry(api, now)
 
     # -- internals (lock held unless noted) ---------------------------------------------
+
+    def _fire(self, event: MemberEvent) -> None:
+        self._state = next_state(self._state, event)
 
     def _send(self, api: str, header: dict[str, Any], *, idempotent: bool) -> Request:
         self._tokens += 1
@@ -476,28 +501,23 @@ class GroupMember:
         return self._send("heartbeat", header, idempotent=True)
 
     def _good_standing(self, now: float) -> bool:
-        return (
-            self._state == JOINED
-            and not self._lost_pending
-            and now - self._last_ok <= self._session
-        )
+        return self._state in MEMBER_STATES and now - self._last_ok <= self._session
 
     def _apply(self, header: dict[str, Any], now: float) -> None:
-        if self._state == JOINING:
-            self._joined_pending = True
+        if self._state is MemberState.JOINING:
+            self._fire(MemberEvent.JOIN_ACCEPTED)
             log.info(
                 "group '%s': joined as %s (generation %s)",
                 self.group_id,
                 header.get("member_id"),
                 header.get("generation"),
             )
-        self._state = JOINED
         self.member_id = header.get("member_id", self.member_id)
         self.generation = header.get("generation", self.generation)
         self._target = _tps(header.get("assignment", []))
         self._last_ok = now
         self._next_beat = now + self._beat_interval(header)
-        if self._target != self._owned or self._joined_pending:
+        if self._target != self._owned or self._state is MemberState.JOINED:
             self.wake.set()
         self._maybe_warn_idle(header)
 
@@ -535,27 +555,30 @@ class GroupMember:
                 partitions,
             )
 
-    def _lose(self) -> None:
-        self._state = UNJOINED
+    def _drop_membership(self, event: MemberEvent) -> None:
         self._in_flight = None  # a late answer to it is ignored
         self.member_id, self.generation = "", -1
         self._target = frozenset()
-        self._lost_pending = True
         self._topics_dirty = False
-        self._joined_pending = False
+        self._fire(event)
         self.wake.set()
+
+    def _lose(self) -> None:
+        self._drop_membership(MemberEvent.MEMBERSHIP_LOST)
 
     def _retry(self, api: str, now: float) -> None:
         if api == "join_group":
-            self._state = UNJOINED
+            self._fire(MemberEvent.JOIN_RETRY)
         self._next_beat = now + self._backoff
 
-    def _queue_leave(self, why: str) -> None:
-        if self.member_id and self._state != CLOSED:
+    def _queue_leave(self, why: str, *, report_lost: bool) -> None:
+        """Queue a leave_group (when a member) and drop the membership; with
+        ``report_lost`` the next poll() reports the owned partitions lost."""
+        if self.member_id and self._state is not MemberState.CLOSED:
             self._leave = {"group_id": self.group_id, "member_id": self.member_id}
             log.info("group '%s': leaving (%s)", self.group_id, why)
-        self._lose()
-        self._lost_pending = why != "unsubscribe()" and bool(self._owned)
+        lost = report_lost and bool(self._owned)
+        self._drop_membership(MemberEvent.MEMBERSHIP_LOST if lost else MemberEvent.LEFT)
 
     def _revoke(self, revoked: frozenset[TopicPartition]) -> None:
         """Commit hook, listener, forget; then report the release (no lock held)."""

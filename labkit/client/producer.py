@@ -30,7 +30,7 @@ import threading
 import weakref
 from typing import Any
 
-from labkit._clock import REAL_CLOCK
+from labkit._clock import REAL_CLOCK, Clock
 from labkit.client import config as cfg
 from labkit.client.accumulator import (
     RECORD_OVERHEAD,
@@ -85,6 +85,41 @@ def _bytes_or_error(data: Any, what: str, serializer: Any) -> bytes | None:
     )
 
 
+def _serialize(fn: Any, data: Any, what: str) -> Any:
+    """``fn(data)``; when it fails on None, say why it was called with None."""
+    try:
+        return fn(data)
+    except Exception as exc:
+        if data is None:
+            exc.add_note(
+                f"KafkaProducer called the {what}_serializer with {what}=None, as kafka-python "
+                f"does. Make it return None for None (e.g. lambda x: None if x is None else "
+                f"...), or, for a {what}-only record, send {what}=None without a serializer."
+            )
+        raise
+
+
+def _check_idempotence(config: dict[str, Any], acks: int) -> None:
+    """``enable_idempotence=True`` promises that no record is written twice. labkit's
+    broker has no producer ids or sequence numbers to drop a resent batch, so the
+    promise holds only when nothing is resent: ``retries=0`` (the transport never
+    resends a produce request). kafka-python likewise requires acks='all'."""
+    if not config["enable_idempotence"]:
+        return
+    if acks != -1:
+        raise KafkaConfigurationError(
+            f"enable_idempotence=True is incompatible with acks={config['acks']!r}: use "
+            "acks='all' (the default), or enable_idempotence=False"
+        )
+    if config["retries"] != 0:
+        raise KafkaConfigurationError(
+            f"enable_idempotence=True with retries={config['retries']!r}: labkit's broker has "
+            "no producer ids to drop a resent batch, so a retry could write records twice. "
+            "Use retries=0 (the default: the producer never resends, so nothing is written "
+            "twice), or enable_idempotence=False to allow retries"
+        )
+
+
 def _serializer(fn: Any, what: str) -> Any:
     if fn is None or callable(fn):
         return fn
@@ -108,7 +143,7 @@ class KafkaProducer:
     DEFAULT_CONFIG: dict[str, Any] = {
         "key_serializer": None,
         "value_serializer": None,
-        "acks": 1,
+        "acks": -1,  # kafka-python 3.0 (KIP-679): 'all'
         "bootstrap_topics_filter": set(),
         "compression_type": None,
         "retries": 0,
@@ -125,7 +160,7 @@ class KafkaProducer:
         "transaction_timeout_ms": 60000,
     }
 
-    def __init__(self, **configs: Any):
+    def __init__(self, *, clock: Clock = REAL_CLOCK, **configs: Any):
         self.config = config = cfg.resolve("KafkaProducer", self.DEFAULT_CONFIG, configs)
         cfg.check_numbers(
             config,
@@ -147,11 +182,7 @@ class KafkaProducer:
             )
         if config["transactional_id"] is not None:
             raise KafkaConfigurationError("labkit has no transactions: remove transactional_id")
-        if config["enable_idempotence"]:
-            log.warning(
-                "enable_idempotence is accepted but labkit's producer is not idempotent;"
-                " keep retries=0 to avoid duplicates"
-            )
+        _check_idempotence(config, self._acks)
         self._key_serializer = _serializer(config["key_serializer"], "key_serializer")
         self._value_serializer = _serializer(config["value_serializer"], "value_serializer")
         partitioner = config["partitioner"]
@@ -166,7 +197,7 @@ class KafkaProducer:
         self._default_partitioner = type(partitioner) is DefaultPartitioner
         if config["client_id"] is None:
             config["client_id"] = f"kafka-python-producer-{next(_IDS)}"
-        self._clock = REAL_CLOCK
+        self._clock = clock  # injectable for tests (keyword-only, undocumented)
         self._time_ns = self._clock.time_ns
         self._max_request_size = int(config["max_request_size"])
         self._max_block = config["max_block_ms"] / 1000.0
@@ -229,12 +260,13 @@ class KafkaProducer:
             and timestamp_ms is None
             and not self._closed
         ):
-            # fast path: PartitionBuffer.append inlined for a value-only record
+            # fast path: PartitionBuffer.append inlined for a value-only record (a
+            # key_serializer is called on the None key too, as in kafka-python: _send)
             vs = self._value_serializer
             if vs is not None and value is not None:
                 value = vs(value)
             st = self._topics.get(topic)
-            if type(value) is bytes and st is not None:
+            if type(value) is bytes and st is not None and self._key_serializer is None:
                 size = len(value) + RECORD_OVERHEAD
                 if size <= self._max_request_size:
                     buf = st.buffers[st.sticky]
@@ -282,26 +314,25 @@ class KafkaProducer:
         """
         if self._closed:
             raise IllegalStateError("KafkaProducer already closed! Create a new one to send.")
-        if value is not None and not serialized:
-            vs = self._value_serializer
-            if vs is not None:
-                value = vs(value)
+        if value is None and key is None:
+            raise ValueError("Need at least one: key or value")
+        # the serializers see None too, as in kafka-python: a JSON value_serializer
+        # turns value=None into b"null", not a tombstone (send value=None without one)
+        if not serialized and self._value_serializer is not None:
+            value = _serialize(self._value_serializer, value, "value")
         if value is not None and type(value) is not bytes:
             value = _bytes_or_error(value, "value", self._value_serializer)
-        if key is not None:
-            ks = self._key_serializer
-            if ks is not None:
-                key = ks(key)
-            if type(key) is not bytes:
-                key = _bytes_or_error(key, "key", ks)
+        ks = self._key_serializer
+        if ks is not None:
+            key = _serialize(ks, key, "key")
+        if key is not None and type(key) is not bytes:
+            key = _bytes_or_error(key, "key", ks)
         st = self._topics.get(topic)
         if st is None:
             st = self._topic_state(topic)
         size = RECORD_OVERHEAD + (len(value) if value is not None else 0)
         if key is not None:
             size += len(key)
-        elif value is None:
-            raise ValueError("Need at least one: key or value")
         if headers:
             size += _headers_size(headers)
         else:

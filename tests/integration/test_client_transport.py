@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import pytest
 
+from labkit import KafkaProducer
 from labkit.client.transport import Transport, raise_for_error
 from labkit.errors import KafkaConnectionError, KafkaTimeoutError, UnsupportedVersionError
 
+# a fetch parked this long is answered by an event (a record arrives, the connection
+# drops, the client's own timeout), never by its wait running out during a test
+PARK_MS = 30_000  # the broker's fetch.max.wait.max.ms
 
-def parked_fetch(topic, wait_ms):
+
+def parked_fetch(topic, wait_ms=PARK_MS):
     """A fetch the broker parks for ``wait_ms`` (nothing to read at the log end)."""
     return {
         "max_wait_ms": wait_ms,
@@ -27,12 +32,15 @@ def test_many_requests_in_flight_are_matched_to_their_answers(shared_broker, uni
     transport = Transport(shared_broker.bootstrap)
     try:
         ensure_topic(transport, unique_topic)
-        slow = transport.request("fetch", parked_fetch(unique_topic, 1500))
+        slow = transport.request("fetch", parked_fetch(unique_topic))
         quick = [transport.request("metadata", {"topics": [unique_topic]}) for _ in range(20)]
         for future in quick:
-            assert future.get(5).header["topics"][0]["name"] == unique_topic
+            assert future.get(10).header["topics"][0]["name"] == unique_topic
         assert not slow.is_done  # still parked; the quick ones overtook it
-        assert slow.get(5).header["error"] == 0
+        with KafkaProducer(bootstrap_servers=shared_broker.bootstrap, acks=1) as producer:
+            producer.send(unique_topic, b"wakes the fetch").get(timeout=10)
+        answer = slow.get(10)  # the record arrived: the parked fetch is answered
+        assert answer.header["error"] == 0 and b"wakes the fetch" in bytes(answer.payloads[0])
         assert transport.broker_info["error"] == 0
     finally:
         transport.close()
@@ -42,7 +50,7 @@ def test_unanswered_request_times_out(shared_broker, unique_topic):
     transport = Transport(shared_broker.bootstrap)
     try:
         ensure_topic(transport, unique_topic)
-        future = transport.request("fetch", parked_fetch(unique_topic, 5000), timeout_ms=300)
+        future = transport.request("fetch", parked_fetch(unique_topic), timeout_ms=300)
         with pytest.raises(KafkaTimeoutError, match="did not answer fetch"):
             future.get(5)
     finally:
@@ -65,17 +73,20 @@ def test_broker_restart_resends_idempotent_and_fails_the_others(broker, unique_t
     try:
         ensure_topic(transport, unique_topic)
         resent = transport.request(
-            "fetch", parked_fetch(unique_topic, 3000), idempotent=True, timeout_ms=30000
+            "fetch", parked_fetch(unique_topic), idempotent=True, timeout_ms=60_000
         )
         failed = transport.request(
-            "fetch", parked_fetch(unique_topic, 3000), idempotent=False, timeout_ms=30000
+            "fetch", parked_fetch(unique_topic), idempotent=False, timeout_ms=60_000
         )
         transport.call("metadata", {"topics": [unique_topic]})  # both fetches are parked now
         broker.kill()
         with pytest.raises(KafkaConnectionError, match="lost the connection"):
             failed.get(10)
         broker.start()
-        assert resent.get(20).header["error"] == 0
+        with KafkaProducer(bootstrap_servers=broker.bootstrap, acks=1) as producer:
+            producer.send(unique_topic, b"after the restart").get(timeout=20)
+        answer = resent.get(20)  # sent again, parked again, woken by the record
+        assert answer.header["error"] == 0 and b"after the restart" in bytes(answer.payloads[0])
         assert transport.call("metadata", {"topics": [unique_topic]}).header["error"] == 0
     finally:
         transport.close()

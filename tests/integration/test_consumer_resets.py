@@ -4,8 +4,6 @@ the records at the new position without waiting out its timeout."""
 
 from __future__ import annotations
 
-import time
-
 from labkit import KafkaAdminClient, KafkaConsumer, KafkaProducer, NewTopic, TopicPartition
 
 
@@ -27,12 +25,10 @@ def test_poll_after_a_reset_returns_the_records_at_the_new_position(shared_broke
     try:
         consumer.assign([tp])
         consumer.seek(tp, 1000)  # beyond the end: the broker answers OFFSET_OUT_OF_RANGE
-        started = time.monotonic()
+        # one poll() must reset and fetch: a poll that only reset would sit out its
+        # timeout and return {} (the next poll would fetch), so the records are the proof
         got = consumer.poll(timeout_ms=10_000)
-        waited = time.monotonic() - started
         assert [r.offset for r in got.get(tp, [])] == [0, 1, 2, 3]
-        # a behaviour, not a speed: it must not sit out the whole 10 s timeout
-        assert waited < 5.0
         assert consumer.position(tp) == 4
     finally:
         consumer.close()

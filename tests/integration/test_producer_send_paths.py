@@ -5,6 +5,7 @@ that mix records with and without keys/headers in one batch."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from client_helpers import read_all
@@ -14,6 +15,7 @@ from labkit import (
     KafkaProducer,
     MessageSizeTooLargeError,
 )
+from labkit.client.accumulator import ProducerBatch
 
 
 def test_records_with_and_without_keys_and_headers_share_a_batch(shared_broker, unique_topic):
@@ -78,3 +80,96 @@ def test_fast_path_keeps_serializers_and_errors(shared_broker, unique_topic):
         {"id": 1},
         {"id": 2},
     ]
+
+
+class _FrozenWallClock:
+    """Real monotonic time (the transport's timeouts work), a fixed wall clock (both
+    paths stamp the same timestamps)."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time_ms(self) -> int:
+        return 1_700_000_000_123
+
+    def time_ns(self) -> int:
+        return 1_700_000_000_123_000_000
+
+
+def _batches_of(futures) -> list[bytes]:
+    """The bytes of the distinct batches behind ``futures``, in order: copies are
+    sealed (the producer lingers for a minute, so nothing drains the originals yet)."""
+    out = []
+    for batch in dict.fromkeys(f[0] for f in futures):
+        copy = ProducerBatch(batch.tp)
+        copy.records, copy.ts = list(batch.records), list(batch.ts)
+        copy.keys = None if batch.keys is None else list(batch.keys)
+        copy.hdrs = None if batch.hdrs is None else list(batch.hdrs)
+        copy.seal()
+        out.append(copy.data)
+    return out
+
+
+def test_both_send_paths_build_byte_identical_batches(shared_broker, unique_topic):
+    values = [b"", b"x", *(bytes([65 + i % 26]) * (i * 7 % 90) for i in range(60))]
+    with KafkaProducer(bootstrap_servers=shared_broker.bootstrap) as warm:
+        for topic in (f"{unique_topic}-fast", f"{unique_topic}-full"):
+            warm.send(topic, b"warm-up").get(timeout=10)  # exists, one partition
+    producer = KafkaProducer(
+        bootstrap_servers=shared_broker.bootstrap,
+        linger_ms=60_000,
+        batch_size=1024,
+        clock=_FrozenWallClock(),
+    )
+    try:
+        producer.partitions_for(f"{unique_topic}-fast")  # known: send() takes the fast path
+        producer.partitions_for(f"{unique_topic}-full")
+        fast = [producer.send(f"{unique_topic}-fast", v) for v in values]
+        full = [producer.send(f"{unique_topic}-full", v, partition=0) for v in values]
+        fast_batches, full_batches = _batches_of(fast), _batches_of(full)
+        assert len(fast_batches) > 2  # batch_size rolled over on both paths
+        assert fast_batches == full_batches
+    finally:
+        producer.close()
+
+
+def test_serializers_see_none_as_in_kafka_python(shared_broker, unique_topic):
+    """kafka-python 3.0 calls the serializers on None: a JSON value_serializer turns
+    value=None into b"null" (not a tombstone), a key_serializer gets key=None."""
+    keys_seen = []
+
+    def key_serializer(key):
+        keys_seen.append(key)
+        return None if key is None else key.encode()
+
+    with KafkaProducer(
+        bootstrap_servers=shared_broker.bootstrap,
+        key_serializer=key_serializer,
+        value_serializer=lambda v: json.dumps(v).encode(),
+    ) as producer:
+        producer.send(unique_topic, None, key="gone").get(timeout=10)
+        producer.send(unique_topic, {"id": 1}).get(timeout=10)
+    assert keys_seen == ["gone", None]
+    records = read_all(shared_broker.bootstrap, unique_topic, 2)
+    assert [(r.key, r.value) for r in records] == [(b"gone", b"null"), (None, b'{"id": 1}')]
+    with KafkaProducer(bootstrap_servers=shared_broker.bootstrap) as producer:
+        producer.send(unique_topic, None, key=b"gone").get(timeout=10)  # a real tombstone
+    assert read_all(shared_broker.bootstrap, unique_topic, 3)[2].value is None
+
+
+def test_a_serializer_that_fails_on_none_says_why_it_got_none(shared_broker, unique_topic):
+    with KafkaProducer(
+        bootstrap_servers=shared_broker.bootstrap, key_serializer=str.encode
+    ) as producer:
+        with pytest.raises(TypeError) as raised:
+            producer.send(unique_topic, b"value without a key")
+    assert "key_serializer with key=None" in "".join(raised.value.__notes__)
+
+
+def test_acks_default_is_all_as_in_kafka_python_3(shared_broker):
+    with KafkaProducer(bootstrap_servers=shared_broker.bootstrap) as producer:
+        assert producer.config["acks"] == -1
+        assert producer._sender._acks == -1
+    # idempotence is honest with the defaults: acks='all' and no retries (nothing resent)
+    with KafkaProducer(bootstrap_servers=shared_broker.bootstrap, enable_idempotence=True) as p:
+        assert p.send("idempotent-ok", b"once").get(timeout=10).offset >= 0

@@ -3,7 +3,7 @@
 import pytest
 
 from labkit.client import config as cfg
-from labkit.client.producer import _bytes_or_error, _headers_size, _parse_acks
+from labkit.client.producer import KafkaProducer, _bytes_or_error, _headers_size, _parse_acks
 from labkit.errors import InvalidTopicError, KafkaConfigurationError
 
 
@@ -146,3 +146,17 @@ def test_group_instance_id_is_refused_not_silently_ignored():
 
     with pytest.raises(KafkaConfigurationError, match="static membership"):
         KafkaConsumer(bootstrap_servers="127.0.0.1:1", group_id="g", group_instance_id="a-1")
+
+
+@pytest.mark.parametrize(
+    ("configs", "match"),
+    [
+        ({"retries": 3}, "retries=0"),
+        ({"acks": 1}, "acks='all'"),
+        ({"acks": 0, "retries": 0}, "acks='all'"),
+    ],
+)
+def test_enable_idempotence_is_refused_where_labkit_cannot_keep_it(configs, match):
+    """labkit's broker cannot drop a resent batch: idempotence holds only without retries."""
+    with pytest.raises(KafkaConfigurationError, match=match):
+        KafkaProducer(bootstrap_servers="localhost:1", enable_idempotence=True, **configs)

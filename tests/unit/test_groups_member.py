@@ -51,7 +51,7 @@ class Hooks:
 
 
 # These tests are about the protocol's steps, at the coordinator's stable pace (250 ms);
-# the 3 s default (settled members are cheap) is tested in test_client_group_coordinator.py.
+# the 3 s default (settled members are cheap) is tested in test_client_consumer_coordinator.py.
 GroupMember = functools.partial(GroupMember, heartbeat_interval_ms=250)
 
 

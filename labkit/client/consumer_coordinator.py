@@ -1,11 +1,13 @@
-"""``GroupCoordinator``: a ``KafkaConsumer``'s consumer group (protocol: docs/groups.md).
+"""``ConsumerCoordinator``: a ``KafkaConsumer``'s consumer group (protocol: docs/groups.md).
 
 Theory of operation
 -------------------
-``KafkaConsumer`` builds ``GroupCoordinator(consumer)`` when ``group_id`` is set and
-calls it for everything group-related (the interface of ``NoGroup`` in
-consumer.py). It owns one sans-I/O ``GroupMember`` (labkit/client/group.py) and
-connects it to the consumer on two threads:
+``KafkaConsumer`` builds a ``ConsumerCoordinator`` (Kafka's and kafka-python's name)
+when ``group_id`` is set and calls it for everything group-related (the
+``Coordinator`` protocol in labkit/client/coordinator.py). It gets what it uses
+explicitly: the consumer's config, transport, ``SubscriptionState``, clock, and a
+function that interrupts the consumer's wait. It owns one sans-I/O ``GroupMember``
+(labkit/client/group.py) and connects it to the consumer on two threads:
 
 - **I/O thread.** A transport driver (``_drive``) sends the member's next request
   (at most one is in flight) and feeds the answer back; between requests the
@@ -42,10 +44,12 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from labkit._clock import Clock
 from labkit.client import config as cfg
 from labkit.client.future import Future
 from labkit.client.group import GroupMember, offset_fetch_header, parse_offset_fetch
 from labkit.client.structs import OffsetAndMetadata, TopicPartition
+from labkit.client.subscription import SubscriptionState
 from labkit.errors import (
     CommitFailedError,
     KafkaConfigurationError,
@@ -106,11 +110,18 @@ def _log_commit_failure(offsets: dict, exception: BaseException | None) -> None:
         log.warning("Offset commit failed: %s", exception)
 
 
-class GroupCoordinator:
+class ConsumerCoordinator:
     """The group side of one ``KafkaConsumer`` (see the module docstring)."""
 
-    def __init__(self, consumer: Any):
-        config = consumer.config
+    def __init__(
+        self,
+        config: dict[str, Any],
+        *,
+        transport: Any,
+        subscription: SubscriptionState,
+        clock: Clock,
+        interrupt: Callable[[], None],
+    ):
         cfg.check_numbers(
             config,
             {
@@ -126,10 +137,10 @@ class GroupCoordinator:
                 f"group_id must be a non-empty string (e.g. 'fraud-detection'), got "
                 f"{self.group_id!r}; use group_id=None to read without a group"
             )
-        self._transport = consumer._transport
-        self._sub = consumer._subscription
-        self._clock = consumer._clock
-        self._interrupt: Callable[[], None] = consumer._fetcher.interrupt
+        self._transport = transport
+        self._sub = subscription
+        self._clock = clock
+        self._interrupt = interrupt  # wakes the consumer's wait in poll() (any thread)
         self._request_timeout_ms = float(config["request_timeout_ms"])
         self._session_ms = int(config["session_timeout_ms"])
         self._backoff = config["retry_backoff_ms"] / 1000.0

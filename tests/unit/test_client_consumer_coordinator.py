@@ -1,4 +1,4 @@
-"""GroupCoordinator (the consumer's group adapter) against the real GroupService, without
+"""ConsumerCoordinator (the consumer's group adapter) against the real GroupService, without
 sockets: a loopback transport answers each request at once, time is a FakeClock."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from labkit.broker.group_api import GroupService
 from labkit.client import config as cfg
 from labkit.client.consumer import KafkaConsumer
+from labkit.client.consumer_coordinator import ConsumerCoordinator, assignor_names, local_host
 from labkit.client.future import Future
-from labkit.client.group_coordinator import GroupCoordinator, assignor_names, local_host
 from labkit.client.structs import OffsetAndMetadata, TopicPartition
 from labkit.client.subscription import ConsumerRebalanceListener, SubscriptionState
 from labkit.client.transport import Response, raise_for_error
@@ -96,8 +96,14 @@ def coordinator(svc, clock, name="a", topics=("t",), **configs):
     )
     if topics:
         consumer._subscription.subscribe(topics=list(topics))
-    coord = GroupCoordinator(consumer)
-    coord.consumer = consumer
+    coord = ConsumerCoordinator(
+        config,
+        transport=consumer._transport,
+        subscription=consumer._subscription,
+        clock=clock,
+        interrupt=consumer._fetcher.interrupt,
+    )
+    coord.consumer = consumer  # what the tests look at
     return coord
 
 

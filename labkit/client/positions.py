@@ -1,0 +1,180 @@
+"""Where a consumer starts reading: positions for partitions that have none.
+
+Theory of operation
+-------------------
+A partition gets a position when it is assigned without one, after
+``seek_to_beginning``/``seek_to_end`` (a *reset strategy* is pending), and after an
+OFFSET_OUT_OF_RANGE answer (the fetcher requests a reset by ``auto_offset_reset``).
+``PositionResolver.reset_offsets_if_needed`` -- called by ``Fetcher`` under
+kafka-python's name, from the consumer's ``poll()`` and ``position()`` -- resolves
+them all in two blocking steps:
+
+1. partitions with no reset pending ask the group (``Coordinator``) for its
+   committed offsets; a committed offset still in the log is the position. One
+   below the log start (retention deleted those records) falls back to
+   ``auto_offset_reset`` with a warning, or raises OffsetOutOfRangeError for 'none';
+2. the rest are looked up by their strategy (``list_offsets`` earliest/latest), or
+   raise NoOffsetForPartitionError for 'none'.
+
+Where newly assigned partitions start is told to the coordinator
+(``note_start_positions``: the group member logs it for students). A partition
+revoked or sought meanwhile keeps what happened to it: a position is only set
+where there is still none.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from labkit.client.coordinator import Coordinator
+from labkit.client.structs import TopicPartition
+from labkit.client.subscription import SubscriptionState
+from labkit.errors import (
+    KafkaError,
+    NoOffsetForPartitionError,
+    OffsetOutOfRangeError,
+    UnknownTopicOrPartitionError,
+    for_code,
+)
+from labkit.protocol.messages import ListedOffset, rows
+
+log = logging.getLogger(__name__)
+
+
+class NoPositionError(NoOffsetForPartitionError, OffsetOutOfRangeError):
+    """No position and ``auto_offset_reset='none'``: kafka-python's
+    NoOffsetForPartitionError (also an OffsetOutOfRangeError, which labkit raised
+    before, so either ``except`` works)."""
+
+
+class OffsetLookup:
+    """Blocking ``list_offsets`` calls: earliest (-2), latest (-1) or by timestamp."""
+
+    EARLIEST = -2
+    LATEST = -1
+
+    def __init__(self, transport: Any):
+        self._transport = transport
+
+    def lookup(
+        self, targets: dict[TopicPartition, int], timeout_ms: float | None = None
+    ) -> dict[TopicPartition, tuple[int, int]]:
+        """{tp: timestamp} -> {tp: (offset, timestamp)}; offset -1 when no record is that late.
+
+        Raises UnknownTopicOrPartitionError (and other broker errors) per partition.
+        """
+        if not targets:
+            return {}
+        header = {"partitions": [[tp.topic, tp.partition, int(ts)] for tp, ts in targets.items()]}
+        response = self._transport.call("list_offsets", header, timeout_ms=timeout_ms)
+        out = {}
+        for row in rows(ListedOffset, response.header.get("partitions", []), "list_offsets"):
+            tp = TopicPartition(row.topic, row.partition)
+            if row.error:
+                cls = for_code(row.error)
+                if cls is UnknownTopicOrPartitionError:
+                    raise cls(
+                        f"partition {row.partition} of topic '{row.topic}' does not exist "
+                        "(check the topic name and its partition count)"
+                    )
+                raise cls(f"list_offsets for {tp} failed")
+            out[tp] = (row.offset, row.timestamp)
+        missing = set(targets) - set(out)
+        if missing:
+            raise KafkaError(f"the broker did not answer list_offsets for {sorted(missing)}")
+        return out
+
+
+class PositionResolver:
+    """Resolves the positions a consumer lacks (see the module docstring)."""
+
+    def __init__(
+        self, subscription: SubscriptionState, offsets: OffsetLookup, group_id: str | None
+    ):
+        self._subscription = subscription
+        self._offsets = offsets
+        self._group_id = group_id
+
+    def reset_offsets_if_needed(
+        self, coordinator: Coordinator, timeout_ms: float | None = None
+    ) -> None:
+        """Give every partition without a position one: the group's committed offset,
+        else by its reset strategy. Raises NoOffsetForPartitionError, or
+        OffsetOutOfRangeError (a committed offset retention deleted), for 'none'."""
+        sub = self._subscription
+        missing = sub.missing_positions()
+        if not missing:
+            return
+        starts: dict[TopicPartition, tuple[int, bool]] = {}
+        need_committed = [tp for tp in missing if sub.assignment[tp].reset_strategy is None]
+        if need_committed:
+            committed = coordinator.fetch_committed_offsets(need_committed, timeout_ms)
+            found = {
+                tp: om.offset
+                for tp, om in (committed or {}).items()
+                if om is not None
+                and om.offset >= 0
+                and tp in sub.assignment
+                and sub.assignment[tp].position is None
+            }
+            for tp, offset in self._committed_in_log(found, timeout_ms).items():
+                sub.assignment[tp].seek(offset)
+                starts[tp] = (offset, True)
+        targets = {}
+        for tp in sub.missing_positions():
+            strategy = sub.assignment[tp].reset_strategy or sub.default_reset
+            if strategy == "none":
+                raise NoPositionError(
+                    f"no committed offset for {tp} and auto_offset_reset='none'; "
+                    "use 'earliest' or 'latest', or seek() to an offset first"
+                )
+            targets[tp] = OffsetLookup.EARLIEST if strategy == "earliest" else OffsetLookup.LATEST
+        fresh = {tp for tp in targets if sub.assignment[tp].reset_strategy is None}
+        for tp, (offset, _ts) in self._offsets.lookup(targets, timeout_ms).items():
+            st = sub.assignment.get(tp)
+            if st is not None and st.position is None:
+                st.seek(offset)
+                if tp in fresh:
+                    starts[tp] = (offset, False)
+        if starts:
+            coordinator.note_start_positions(starts, sub.default_reset)
+
+    def _committed_in_log(
+        self, committed: dict[TopicPartition, int], timeout_ms: float | None
+    ) -> dict[TopicPartition, int]:
+        """The committed offsets that are still in the log. One below the log start
+        (retention deleted those records) falls back to ``auto_offset_reset``, with
+        a warning; with 'none' it raises OffsetOutOfRangeError."""
+        if not committed:
+            return {}
+        found = self._offsets.lookup({tp: OffsetLookup.EARLIEST for tp in committed}, timeout_ms)
+        starts = {tp: offset for tp, (offset, _) in found.items()}
+        usable = {}
+        for tp, offset in committed.items():
+            log_start = starts.get(tp, 0)
+            if offset >= log_start:
+                usable[tp] = offset
+                continue
+            reset = self._subscription.default_reset
+            if reset == "none":
+                raise OffsetOutOfRangeError(
+                    f"group '{self._group_id}' committed offset {offset} for {tp}, but "
+                    f"the log now starts at {log_start} (retention deleted the records in "
+                    "between) and auto_offset_reset='none'. Use 'earliest' or 'latest', or "
+                    "seek() to an offset."
+                )
+            log.warning(
+                "group '%s': the committed offset %d of %s-%d is gone (retention "
+                "deleted the records before offset %d); starting at the %s offset "
+                "(auto_offset_reset='%s')",
+                self._group_id,
+                offset,
+                tp.topic,
+                tp.partition,
+                log_start,
+                reset,
+                reset,
+            )
+            self._subscription.assignment[tp].request_reset(reset)
+        return usable
