@@ -1,4 +1,4 @@
-"""The course's exercises: one module per notebook (``nb00`` ... ``nb10``).
+"""The course's exercises: one module per notebook (``nb00`` ... ``nb10``, and ``nb06b``).
 
 Each module has a registry of its own, ``EXERCISES``, and one decorated check
 function per exercise::
@@ -31,7 +31,20 @@ import importlib
 
 from labkit.course.checks import Registry
 
-NOTEBOOKS = ("nb00", "nb01", "nb02", "nb03", "nb04", "nb05", "nb06", "nb07", "nb08", "nb09", "nb10")
+NOTEBOOKS = (
+    "nb00",
+    "nb01",
+    "nb02",
+    "nb03",
+    "nb04",
+    "nb05",
+    "nb06",
+    "nb06b",
+    "nb07",
+    "nb08",
+    "nb09",
+    "nb10",
+)
 
 
 def load() -> Registry:
