@@ -108,6 +108,8 @@ def test_06_1_rerun_after_a_first_run_without_earliest_passes(lab):
     assert book.results("06.1") == ["FAIL"]
     assert "read 0 of 120 records" in book.last_message("06.1")
     assert "auto_offset_reset='earliest'" in book.last_message("06.1")
+    assert "nb.reset('06.1')" in book.last_message("06.1")  # offered, and it works
+    nb.reset("06.1")
     book.run("ex-06-1")  # fixed, run again: the cell starts both groups afresh
     assert book.results("06.1") == ["FAIL", "PASS"]
     book.run("ex-06-1")  # and a third run still passes
