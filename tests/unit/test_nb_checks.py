@@ -251,20 +251,6 @@ def test_05_1_one_partition_per_user():
     assert "does not exist" in evaluate("05.1", {"u01": 5, "u02": 1}, num_partitions=3).line
 
 
-def test_06_1_two_groups():
-    sent = list(transactions(seed=6, count=30))
-    right = {"fraud-detection": sent, "reporting": [tx["tx_id"] for tx in sent]}
-    wrong = {"fraud-detection": sent, "reporting": sent[:10]}
-    assert_outcomes("06.1", right, wrong, "group 'reporting' read 10 of 30", sent=sent)
-    assert "two different group_ids" in evaluate("06.1", {"a": sent}, sent=sent).line
-
-
-def test_07_1_replay():
-    sent = list(transactions(seed=7, count=30))
-    records = [SimpleNamespace(value=json.dumps(tx).encode()) for tx in sent]
-    assert_outcomes("07.1", records, records[12:], "12 of 30 records not replayed", sent=sent)
-
-
 def reference_bursts(txs, inclusive):
     recent, flagged = defaultdict(deque), set()
     for tx in txs:
@@ -431,7 +417,7 @@ def test_the_course_registry_holds_every_notebook_module_and_importing_one_regis
     assert len(course) == sum(len(r) for r in per_module)
     for name, registry in zip(exercises.NOTEBOOKS, per_module, strict=True):
         assert registry.all(), f"{name} has no exercise"
-        assert {ex.id[:2] for ex in registry.all()} == {name[2:]}, name
+        assert {ex.id[:2] for ex in registry.all()} == {name[2:4]}, name  # nb06b: 06.x
     assert exercises.load() is not course  # a fresh registry each time, nothing global
 
 

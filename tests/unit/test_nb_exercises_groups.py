@@ -1,15 +1,13 @@
-"""Notebook 06's checks (labkit.course.exercises.nb06): right, wrong and not-attempted answers."""
+"""Notebooks 06 and 06b's function checks (labkit.course.exercises.nb06, nb06b): right, wrong
+and not-attempted answers, and a right answer passing after a wrong one (checks keep no state).
+06.1 asks the broker: tests/integration/test_nb_exercises_06_07_broker.py."""
 
 import pytest
 
 from labkit import OffsetAndMetadata, TopicPartition, nb
 from labkit.broker.assignors import range_assign as broker_range_assign
-from labkit.course.exercises.nb06 import (
-    RANGE_CASES,
-    commit_cases,
-    offsets_ref,
-    range_assignment_ref,
-)
+from labkit.course.exercises.nb06 import RANGE_CASES, range_assignment_ref
+from labkit.course.exercises.nb06b import ACKS_CASES, can_lose_ref, commit_cases, offsets_ref
 from labkit.nb import evaluate
 
 
@@ -25,8 +23,8 @@ def line(exercise_id, answer, **context):
 
 def test_the_checks_are_registered_with_the_course():
     ids = {e.id: e for e in nb.all_exercises()}
-    assert {"06.1", "06.2", "06.3"} <= set(ids)
-    assert [ids[i].points for i in ("06.2", "06.3")] == [2, 2]
+    assert {"06.1", "06.2", "06.3", "06.4", "07.5"} <= set(ids)
+    assert [ids[i].points for i in ("06.2", "06.3", "06.4", "07.5")] == [2, 2, 2, 2]
 
 
 # -- 06.2 range assignor -----------------------------------------------------------------
@@ -146,9 +144,9 @@ def right_offsets(records):
 def test_06_3_reference_on_the_cases():
     batch, _ = commit_cases()[0]
     assert offsets_ref(batch) == {
-        TopicPartition("nb06-transactions", 0): 15,
-        TopicPartition("nb06-transactions", 2): 3,
-        TopicPartition("nb06-transactions", 5): 43,
+        TopicPartition("nb06b-transactions", 0): 15,
+        TopicPartition("nb06b-transactions", 2): 3,
+        TopicPartition("nb06b-transactions", 5): 43,
     }
     assert offsets_ref([]) == {}
 
@@ -184,7 +182,7 @@ def only_last_record(records):
 
 
 def every_partition(records):
-    offsets = {TopicPartition("nb06-transactions", p): 0 for p in range(6)}
+    offsets = {TopicPartition("nb06b-transactions", p): 0 for p in range(6)}
     offsets.update(right_offsets(records))
     return offsets
 
@@ -197,9 +195,9 @@ def empty_is_none(records):
     "wrong, hint",
     [
         (last_offsets, "you commit 14, the offset of the last record; commit the NEXT offset"),
-        (first_offsets, "for partition 0 of nb06-transactions commit 15"),
-        (only_last_record, "partition 0 of nb06-transactions nothing is committed"),
-        (every_partition, "partition 1 of nb06-transactions has no record in the batch"),
+        (first_offsets, "for partition 0 of nb06b-transactions commit 15"),
+        (only_last_record, "partition 0 of nb06b-transactions nothing is committed"),
+        (every_partition, "partition 1 of nb06b-transactions has no record in the batch"),
         (
             lambda records: {r.partition: r.offset + 1 for r in records},
             "not by the partition number",
@@ -220,3 +218,134 @@ def test_06_3_not_attempted():
 
     assert evaluate("06.3", stub).status == "NOT ATTEMPTED"
     assert evaluate("06.3", lambda records: ...).status == "NOT ATTEMPTED"
+
+
+# -- 06.4 acks x min.insync.replicas --------------------------------------------------------
+
+
+def right_can_lose(acks, min_insync_replicas):
+    return not (acks in ("all", -1) and min_insync_replicas >= 2)
+
+
+def test_06_4_reference_on_the_grid():
+    assert {(a, i): can_lose_ref(a, i) for a, i in ACKS_CASES if a != -1} == {
+        (0, 1): True,
+        (0, 2): True,
+        (0, 3): True,
+        (1, 1): True,
+        (1, 2): True,
+        (1, 3): True,
+        ("all", 1): True,
+        ("all", 2): False,
+        ("all", 3): False,
+    }
+    assert all(can_lose_ref(-1, i) == can_lose_ref("all", i) for i in (1, 2, 3))
+
+
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        # "min.insync.replicas protects acks=1 too"
+        (
+            lambda acks, isr: acks == 0 or isr < 2,
+            "can_lose(1, 2) returned False: with acks=1 the leader",
+        ),
+        # "acks='all' is always safe"
+        (lambda acks, isr: acks not in ("all", -1), "the ISR is the leader alone"),
+        # "-1 is not 'all'"
+        (lambda acks, isr: not (acks == "all" and isr >= 2), "can_lose(-1, 2) returned True"),
+        # acks=0 "cannot lose what was never acknowledged"
+        (lambda acks, isr: acks != 0 and right_can_lose(acks, isr), "acks=0 the producer"),
+        (lambda acks, isr: "yes", "return True or False"),
+    ],
+)
+def test_06_4_wrong_answers_fail_with_a_hint(wrong, hint):
+    result = evaluate("06.4", wrong)
+    assert result.status == "FAIL" and hint in result.line, result.line
+
+
+def test_06_4_right_not_attempted_and_a_rerun_after_a_wrong_answer():
+    def stub(acks, min_insync_replicas):
+        """True when a record acknowledged with these settings can be lost."""
+        ...
+
+    assert evaluate("06.4", stub).status == "NOT ATTEMPTED"
+    assert evaluate("06.4", lambda acks, isr: False).status == "FAIL"
+    assert line("06.4", right_can_lose) == "PASS 06.4 (2/2 points)"
+
+
+def test_06_2_and_06_3_pass_when_run_again_after_a_wrong_answer():
+    assert evaluate("06.2", lambda n, ms: {m: [] for m in ms}).status == "FAIL"
+    assert evaluate("06.2", range_assignment_ref).status == "PASS"
+    assert evaluate("06.3", lambda records: {}).status == "FAIL"
+    assert evaluate("06.3", offsets_ref).status == "PASS"
+
+
+# -- 07.5 a compacted topic as a table ----------------------------------------------------
+
+
+def right_table(records):
+    table = {}
+    for record in records:
+        if record.value is None:
+            table.pop(record.key, None)
+        else:
+            table[record.key] = record.value
+    return table
+
+
+def test_07_5_right_answers_pass_also_after_a_wrong_one():
+    assert evaluate("07.5", lambda records: {r.key: r.value for r in records}).status == "FAIL"
+    assert line("07.5", right_table) == "PASS 07.5 (2/2 points)"
+
+
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        # a tombstone stored as a row
+        (lambda records: {r.key: r.value for r in records}, "'u03' should not be in the table"),
+        # a tombstone deletes the key forever
+        (
+            lambda records: {
+                r.key: r.value
+                for r in records
+                if not any(o.key == r.key and o.value is None for o in records)
+            },
+            "'u04' is missing: a key written again after its tombstone",
+        ),
+        # keeps the first value of each key
+        (
+            lambda records: right_table(
+                [r for i, r in enumerate(records) if r.key not in {o.key for o in records[:i]}]
+            ),
+            "'u03' should not be in the table: its latest record is a tombstone",
+        ),
+        (lambda records: [(r.key, r.value) for r in records], "return a dict"),
+        # later values replace earlier ones, but a value is stored as its key
+        (lambda records: {k: k for k in right_table(records)}, "'u01' should be"),
+        (lambda records: {r.key: r.value for r in records if r.value} | {"x": 1}, "'u03'"),
+    ],
+)
+def test_07_5_wrong_answers_fail_with_a_hint(wrong, hint):
+    result = evaluate("07.5", wrong)
+    assert result.status == "FAIL" and hint in result.line, result.line
+
+
+def test_07_5_not_attempted_and_a_tombstone_for_an_unknown_key():
+    def stub(records):
+        """The current table."""
+        ...
+
+    assert evaluate("07.5", stub).status == "NOT ATTEMPTED"
+
+    def crashes_on_unknown_key(records):
+        table = {}
+        for record in records:
+            if record.value is None:
+                del table[record.key]
+            else:
+                table[record.key] = record.value
+        return table
+
+    result = evaluate("07.5", crashes_on_unknown_key)
+    assert result.status == "FAIL" and "KeyError" in result.line, result.line

@@ -1,15 +1,15 @@
-"""Notebook 06, consumer groups: the checks of its exercises (06.1 two groups, and these).
+"""Notebook 06, consumer groups: the checks of its exercises (rules in ``labkit.course.exercises``).
 
-One decorated check per exercise (rules in ``labkit.course.exercises``): the first
-argument is the student's answer, checks are pure (no broker, no clock) and a wrong answer raises ``Wrong`` with a hint
-that says what to look at. Both are functions, checked on the check's own data:
+The first argument is the student's answer; a wrong answer raises ``Wrong`` with a hint that
+says what to look at. 06.1 is judged on the broker (the group's committed offsets and the
+records themselves); 06.2 is a function, checked on the check's own data. (06.3 moved to
+notebook 06b with the split, under the same id.)
 
 | id   | check call                                 | answer                                          |
 |------|--------------------------------------------|-------------------------------------------------|
+| 06.1 | ``nb.check("06.1", read, topic=TOPIC)``    | ``{group_id: ConsumerRecords it read}``         |
 | 06.2 | ``nb.check("06.2", range_assign)``         | ``range_assign(num_partitions, members)`` ->    |
 |      |                                            | ``{member: [partitions]}``, Kafka's range rule  |
-| 06.3 | ``nb.check("06.3", offsets_to_commit)``    | ``offsets_to_commit(records)`` ->               |
-|      |                                            | ``{TopicPartition: last offset + 1}``           |
 """
 
 from __future__ import annotations
@@ -18,28 +18,44 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from labkit.course.checks import Registry, Wrong, call, expect
-from labkit.course.exercises._ref import tx_ids
 
 EXERCISES = Registry()
 exercise = EXERCISES.exercise
 
 
-@exercise("06.1", points=2, title="Two consumer groups each read everything")
-def two_groups(answer, *, sent):
-    """answer: {group_id: values (or tx_ids) that group read}; sent: the transactions sent."""
-    expect(isinstance(answer, Mapping), "give a dict {group_id: list of what that group read}")
+@exercise(
+    "06.1",
+    points=2,
+    title="Two consumer groups each read everything",
+    groups=("nb06-fraud-detection", "nb06-reporting"),
+)
+def two_groups(answer, *, topic):
+    """answer: {group_id: the ConsumerRecords that group read}; topic: the notebook's topic.
+
+    Judged on the broker: each group committed the end of every partition, and its records
+    are the topic's records (at their offsets, with their values), every one of them.
+    """
+    from labkit.course.broker_checks import expect_group_done, read_topic, verify_records
+
+    expect(isinstance(answer, Mapping), "give a dict {group_id: list of the records it read}")
     expect(
         len(answer) >= 2, "read with two different group_ids (e.g. fraud-detection and reporting)"
     )
-    want = set(tx_ids(sent))
-    for group, read in sorted(answer.items(), key=lambda kv: str(kv[0])):
-        got = set(tx_ids(read))
+    on_broker = {(r.partition, r.offset) for r in read_topic(topic)}
+    for group, records in sorted(answer.items(), key=lambda kv: str(kv[0])):
         expect(
-            want <= got,
-            f"group {group!r} read {len(want & got)} of {len(want)} transactions: "
-            "each group has its own offsets; start it from the beginning "
-            "(auto_offset_reset='earliest') with a new group_id",
+            isinstance(group, str) and group != "",
+            f"key the dict by the group_id each consumer used, got {group!r}",
         )
+        got = {(r.partition, r.offset) for r in verify_records(records, topic=topic)}
+        expect(
+            on_broker <= got,
+            f"group {group!r} read {len(on_broker & got)} of {len(on_broker)} records: each "
+            "group has its own offsets, and a group the broker has never seen starts where "
+            "auto_offset_reset says: use auto_offset_reset='earliest' (the cell deletes the "
+            "groups first, so just run it again)",
+        )
+        expect_group_done(group, topic)  # the records were read by this group, and committed
 
 
 # -- 06.2 the range assignor ------------------------------------------------------------
@@ -133,103 +149,3 @@ def range_assignor(fn):
         want = range_assignment_ref(n, members)
         if got != want:
             raise Wrong(f"{what}: expected {want}; {_range_hint(got, want, n)}")
-
-
-# -- 06.3 offsets to commit -------------------------------------------------------------
-
-
-def _record(topic: str, partition: int, offset: int) -> Any:
-    from labkit.client.structs import ConsumerRecord  # the client (and zmq) only when checked
-
-    return ConsumerRecord(
-        topic,
-        partition,
-        -1,
-        offset,
-        1_772_438_400_000 + offset,
-        0,
-        None,
-        {"tx_id": f"TX{offset:04d}"},
-        [],
-        None,
-        -1,
-        20,
-        -1,
-    )
-
-
-def commit_cases() -> list[tuple[list[Any], str]]:
-    """Batches as ``poll()`` hands them over (partition by partition), with what each tests."""
-    t = "nb06-transactions"
-    batch = (
-        [_record(t, 0, o) for o in range(10, 15)]
-        + [_record(t, 2, o) for o in range(0, 3)]
-        + [_record(t, 5, o) for o in range(41, 43)]
-    )
-    two_topics = [_record(t, 1, 7), _record("nb06-refunds", 1, 0), _record("nb06-refunds", 1, 1)]
-    return [
-        (batch, "a batch from partitions 0, 2 and 5"),
-        ([_record(t, 3, 99)], "one record at offset 99 of partition 3"),
-        (two_topics, "partition 1 of two topics"),
-        ([], "an empty batch"),
-    ]
-
-
-def offsets_ref(records: Iterable[Any]) -> dict[Any, int]:
-    """The offsets to commit after processing ``records``: per partition, last offset + 1."""
-    from labkit.client.structs import TopicPartition
-
-    result: dict[Any, int] = {}
-    for r in records:
-        tp = TopicPartition(r.topic, r.partition)
-        result[tp] = max(result.get(tp, 0), r.offset + 1)
-    return result
-
-
-def _name(tp: Any) -> str:
-    if isinstance(tp, tuple) and len(tp) == 2:
-        return f"partition {tp[1]} of {tp[0]}"
-    return repr(tp)
-
-
-def _offset(value: Any) -> Any:
-    return getattr(value, "offset", value)  # OffsetAndMetadata or an int
-
-
-@exercise("06.3", points=2, title="Which offsets to commit after processing a batch")
-def offsets_to_commit(fn):
-    """fn(records) -> {TopicPartition: offset of the next record to read} for each partition."""
-    for records, what in commit_cases():
-        answer = call(fn, list(records))
-        if not records and answer in (None, [], ()):
-            raise Wrong(f"{what}: return an empty dict, there is nothing to commit")
-        expect(
-            isinstance(answer, Mapping),
-            f"return a dict {{TopicPartition: offset}}, got {type(answer).__name__}",
-        )
-        want = offsets_ref(records)
-        keys = list(answer)
-        if any(isinstance(k, int) for k in keys) and want:
-            raise Wrong(
-                "key the dict by TopicPartition(record.topic, record.partition), not by "
-                "the partition number: commit() needs the topic too"
-            )
-        got = {tuple(k) if isinstance(k, tuple) else k: _offset(v) for k, v in answer.items()}
-        extra = [k for k in got if k not in want]
-        if extra:
-            raise Wrong(
-                f"{what}: {_name(extra[0])} has no record in the batch; commit only "
-                "the partitions you read from (key: TopicPartition)"
-            )
-        for tp, offset in want.items():
-            where = f"{what}: for {_name(tp)}"
-            expect(tp in got, f"{where} nothing is committed: commit every partition of the batch")
-            expect(
-                got[tp] != offset - 1,
-                f"{where} you commit {offset - 1}, the offset of the last record; commit the "
-                f"NEXT offset to read ({offset}), or a restart reads that record again",
-            )
-            expect(
-                got[tp] == offset,
-                f"{where} commit {offset} (the last offset read + 1), got {got[tp]!r}",
-            )
