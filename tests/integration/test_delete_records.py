@@ -151,3 +151,26 @@ def test_the_console_tool_prints_kafkas_lines(broker, tmp_path):
     assert lines[3].startswith("partition: cli-5\terror: UnknownTopicOrPartitionError: ")
     assert result.returncode == 1
     assert start_of(broker.bootstrap, TopicPartition("cli", 0)) == 3
+
+
+def test_a_parked_fetch_below_the_new_start_is_answered_out_of_range(broker):
+    from labkit.testing.broker import RawClient
+
+    with KafkaAdminClient(bootstrap_servers=broker.bootstrap) as admin:
+        admin.create_topics([NewTopic("parked", 1, 1)])
+        produce(broker.bootstrap, "parked", 6)
+        with RawClient(broker.bootstrap) as raw:
+            # wants far more bytes than exist: parked for up to 30 s
+            rid = raw.send(
+                "fetch",
+                {
+                    "max_wait_ms": 30_000,
+                    "min_bytes": 1 << 20,
+                    "partitions": [["parked", 0, 1, 1 << 20]],
+                },
+            )
+            with pytest.raises(TimeoutError):
+                raw.wait_for(rid, timeout=0.5)  # really parked
+            admin.delete_records({TopicPartition("parked", 0): 4})
+            header, _payloads = raw.wait_for(rid, timeout=20)  # not after the full 30 s
+    assert header["partitions"] == [["parked", 0, 1, 6, 4]]  # OFFSET_OUT_OF_RANGE, hw, start
