@@ -546,7 +546,9 @@ class GroupMember:
     def _queue_leave(self, why: str, *, report_lost: bool) -> None:
         """Queue a leave_group (when a member) and drop the membership; with
         ``report_lost`` the next poll() reports the owned partitions lost."""
-        if self.member_id and self._state is not MemberState.CLOSED:
+        if self._state is MemberState.CLOSED:
+            return  # unsubscribe() after close(): nothing left to leave
+        if self.member_id:
             self._leave = {"group_id": self.group_id, "member_id": self.member_id}
             log.info("group '%s': leaving (%s)", self.group_id, why)
         lost = report_lost and bool(self._owned)
