@@ -232,9 +232,6 @@ class ConsumerCoordinator:
         """Partitions the consumer may fetch and return now (None: all it has assigned)."""
         return self.member.fetchable() if self._subscribed() else None
 
-    def note_start_positions(self, starts: dict, auto_offset_reset: str) -> None:
-        self.member.note_start_positions(starts, auto_offset_reset)
-
     def on_unsubscribe(self) -> None:
         self.member.unsubscribe()
         self._applied = None

@@ -37,12 +37,6 @@ class Coordinator(Protocol):
         self, partitions: Iterable[TopicPartition], timeout_ms: float | None = None
     ) -> dict[TopicPartition, OffsetAndMetadata | None]: ...
 
-    def note_start_positions(
-        self, starts: dict[TopicPartition, tuple[int, bool]], auto_offset_reset: str
-    ) -> None:
-        """Where newly assigned partitions start: ``{tp: (offset, from_committed)}``."""
-        ...
-
     def commit_offsets_sync(self, offsets: dict, timeout_ms: float | None = None) -> None: ...
 
     def commit_offsets_async(self, offsets: dict, callback: Any = None) -> Future: ...
@@ -79,11 +73,6 @@ class NoGroup:
         self, partitions: Iterable[TopicPartition], timeout_ms: float | None = None
     ) -> dict[TopicPartition, OffsetAndMetadata | None]:
         return {}
-
-    def note_start_positions(
-        self, starts: dict[TopicPartition, tuple[int, bool]], auto_offset_reset: str
-    ) -> None:
-        pass
 
     @staticmethod
     def _no_group(what: str) -> IllegalStateError:

@@ -16,8 +16,8 @@ them all in two blocking steps:
 2. the rest are looked up by their strategy (``list_offsets`` earliest/latest), or
    raise NoOffsetForPartitionError for 'none'.
 
-Where newly assigned partitions start is told to the coordinator
-(``note_start_positions``: the group member logs it for students). A partition
+Where a group's newly assigned partitions start is logged for students
+(``log_start_positions``: committed offsets win over ``auto_offset_reset``). A partition
 revoked or sought meanwhile keeps what happened to it: a position is only set
 where there is still none.
 """
@@ -137,8 +137,8 @@ class PositionResolver:
                 st.seek(offset)
                 if tp in fresh:
                     starts[tp] = (offset, False)
-        if starts:
-            coordinator.note_start_positions(starts, sub.default_reset)
+        if starts and coordinator.group_id is not None:
+            log_start_positions(coordinator.group_id, starts, sub.default_reset)
 
     def _committed_in_log(
         self, committed: dict[TopicPartition, int], timeout_ms: float | None
@@ -178,3 +178,41 @@ class PositionResolver:
             )
             self._subscription.assignment[tp].request_reset(reset)
         return usable
+
+
+def log_start_positions(
+    group_id: str, starts: dict[TopicPartition, tuple[int, bool]], auto_offset_reset: str
+) -> None:
+    """Log where newly assigned partitions start: ``{tp: (offset, from_committed)}``.
+
+    Warns when committed offsets were used, because students expect
+    ``auto_offset_reset='earliest'`` to re-read a topic and it does not.
+    """
+    committed = {tp: off for tp, (off, used) in starts.items() if used}
+    if committed:
+        where = ", ".join(
+            f"{tp.topic}-{tp.partition} at {off}" for tp, off in sorted(committed.items())
+        )
+        log.warning(
+            "group '%s': starting %s from the offsets this group committed earlier; "
+            "auto_offset_reset='%s' applies only to partitions without a committed "
+            "offset. To read from the beginning again, use a new group_id or call "
+            "seek_to_beginning().",
+            group_id,
+            where,
+            auto_offset_reset,
+        )
+    fresh = sorted(tp for tp, (_, used) in starts.items() if not used)
+    if fresh:
+        log.info(
+            "group '%s': %s had no committed offset; starting at the %s offset "
+            "(auto_offset_reset='%s')",
+            group_id,
+            _names(fresh),
+            auto_offset_reset,
+            auto_offset_reset,
+        )
+
+
+def _names(tps) -> str:
+    return ", ".join(f"{tp.topic}-{tp.partition}" for tp in sorted(tps)) or "none"

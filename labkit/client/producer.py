@@ -18,6 +18,9 @@ read without locks (``self._topics`` is replaced, never mutated).
 Records still buffered when the interpreter exits are flushed by an ``atexit``
 hook (bounded by ``request_timeout_ms``), so a script that ends right after
 ``send()`` does not lose them. ``close()`` flushes too.
+
+Serializer calls, record and settings checks: producer_checks.py. (About 490 lines:
+``send()``'s fast path repeats ``PartitionBuffer.append`` inline, as measured.)
 """
 
 from __future__ import annotations
@@ -40,6 +43,14 @@ from labkit.client.accumulator import (
 )
 from labkit.client.metadata import ClusterMetadata, refresh, topic_error
 from labkit.client.partitioner import DefaultPartitioner
+from labkit.client.producer_checks import (
+    bytes_or_error,
+    check_idempotence,
+    headers_size,
+    parse_acks,
+    serialize,
+    serializer,
+)
 from labkit.client.sender import Sender
 from labkit.client.structs import TopicPartition
 from labkit.client.transport import Transport
@@ -66,68 +77,6 @@ class _TopicState:
         self.n = len(buffers)
         self.all = list(range(self.n))
         self.sticky = random.randrange(self.n)
-
-
-def _bytes_or_error(data: Any, what: str, serializer: Any) -> bytes | None:
-    if data is None or type(data) is bytes:
-        return data
-    if isinstance(data, bytes | bytearray | memoryview):
-        return bytes(data)
-    if serializer is None:
-        raise TypeError(
-            f"the {what} must be bytes, got {type(data).__name__}. Pass a {what}_serializer to "
-            f"KafkaProducer, e.g. {what}_serializer=lambda v: json.dumps(v).encode('utf-8') "
-            f"(or str.encode for text), or encode the {what} yourself."
-        )
-    raise TypeError(
-        f"the {what}_serializer returned {type(data).__name__}; it must return bytes "
-        "(e.g. add .encode('utf-8') at its end)"
-    )
-
-
-def _serialize(fn: Any, data: Any, what: str) -> Any:
-    """``fn(data)``; when it fails on None, say why it was called with None."""
-    try:
-        return fn(data)
-    except Exception as exc:
-        if data is None:
-            exc.add_note(
-                f"KafkaProducer called the {what}_serializer with {what}=None, as kafka-python "
-                f"does. Make it return None for None (e.g. lambda x: None if x is None else "
-                f"...), or, for a {what}-only record, send {what}=None without a serializer."
-            )
-        raise
-
-
-def _check_idempotence(config: dict[str, Any], acks: int) -> None:
-    """``enable_idempotence=True`` promises that no record is written twice. labkit's
-    broker has no producer ids or sequence numbers to drop a resent batch, so the
-    promise holds only when nothing is resent: ``retries=0`` (the transport never
-    resends a produce request). kafka-python likewise requires acks='all'."""
-    if not config["enable_idempotence"]:
-        return
-    if acks != -1:
-        raise KafkaConfigurationError(
-            f"enable_idempotence=True is incompatible with acks={config['acks']!r}: use "
-            "acks='all' (the default), or enable_idempotence=False"
-        )
-    if config["retries"] != 0:
-        raise KafkaConfigurationError(
-            f"enable_idempotence=True with retries={config['retries']!r}: labkit's broker has "
-            "no producer ids to drop a resent batch, so a retry could write records twice. "
-            "Use retries=0 (the default: the producer never resends, so nothing is written "
-            "twice), or enable_idempotence=False to allow retries"
-        )
-
-
-def _serializer(fn: Any, what: str) -> Any:
-    if fn is None or callable(fn):
-        return fn
-    if hasattr(fn, "serialize"):
-        return lambda value, _s=fn: _s.serialize(None, value)
-    raise KafkaConfigurationError(
-        f"{what} must be a function taking the {what.split('_')[0]} and returning bytes, got {fn!r}"
-    )
 
 
 class KafkaProducer:
@@ -174,7 +123,7 @@ class KafkaProducer:
                 "max_in_flight_requests_per_connection": 1,
             },
         )
-        self._acks = _parse_acks(config["acks"])
+        self._acks = parse_acks(config["acks"])
         if config["compression_type"] is not None:
             raise UnsupportedCodecError(
                 f"compression_type={config['compression_type']!r}: labkit's producer does not "
@@ -182,9 +131,9 @@ class KafkaProducer:
             )
         if config["transactional_id"] is not None:
             raise KafkaConfigurationError("labkit has no transactions: remove transactional_id")
-        _check_idempotence(config, self._acks)
-        self._key_serializer = _serializer(config["key_serializer"], "key_serializer")
-        self._value_serializer = _serializer(config["value_serializer"], "value_serializer")
+        check_idempotence(config, self._acks)
+        self._key_serializer = serializer(config["key_serializer"], "key_serializer")
+        self._value_serializer = serializer(config["value_serializer"], "value_serializer")
         partitioner = config["partitioner"]
         if partitioner is None:
             partitioner = config["partitioner"] = DefaultPartitioner()
@@ -319,14 +268,14 @@ class KafkaProducer:
         # the serializers see None too, as in kafka-python: a JSON value_serializer
         # turns value=None into b"null", not a tombstone (send value=None without one)
         if not serialized and self._value_serializer is not None:
-            value = _serialize(self._value_serializer, value, "value")
+            value = serialize(self._value_serializer, value, "value")
         if value is not None and type(value) is not bytes:
-            value = _bytes_or_error(value, "value", self._value_serializer)
+            value = bytes_or_error(value, "value", self._value_serializer)
         ks = self._key_serializer
         if ks is not None:
-            key = _serialize(ks, key, "key")
+            key = serialize(ks, key, "key")
         if key is not None and type(key) is not bytes:
-            key = _bytes_or_error(key, "key", ks)
+            key = bytes_or_error(key, "key", ks)
         st = self._topics.get(topic)
         if st is None:
             st = self._topic_state(topic)
@@ -334,7 +283,7 @@ class KafkaProducer:
         if key is not None:
             size += len(key)
         if headers:
-            size += _headers_size(headers)
+            size += headers_size(headers)
         else:
             headers = None
         if size > self._max_request_size:
@@ -524,30 +473,6 @@ class KafkaProducer:
             f"<KafkaProducer client_id={self.config['client_id']!r} "
             f"broker={self._transport.address}>"
         )
-
-
-def _parse_acks(acks: Any) -> int:
-    if acks in ("all", "-1", -1):
-        return -1
-    if acks in (0, 1, "0", "1") and not isinstance(acks, bool):
-        return int(acks)
-    raise KafkaConfigurationError(f"acks must be 0, 1 or 'all' (-1), got {acks!r}")
-
-
-def _headers_size(headers: Any) -> int:
-    if not isinstance(headers, list | tuple):
-        raise TypeError("headers must be a list of (str, bytes) tuples")
-    size = 2
-    for item in headers:
-        if not (
-            isinstance(item, tuple)
-            and len(item) == 2
-            and isinstance(item[0], str)
-            and (item[1] is None or isinstance(item[1], bytes))
-        ):
-            raise TypeError(f"All headers items must be (str, bytes) tuples, got {item!r}")
-        size += 6 + len(item[0].encode("utf-8")) + (len(item[1]) if item[1] is not None else 0)
-    return size
 
 
 def _call_alive(ref: weakref.ref, method: str, arg: Any) -> None:

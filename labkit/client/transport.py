@@ -39,6 +39,12 @@ Every client object (producer, consumer, admin) owns one ``Transport``:
   ``KafkaConnectionError`` (produce, create_topics...: the broker may have applied it).
 
 Wire format: ``labkit.protocol.frames`` and docs/wire.md.
+
+Size: about 670 lines, over the house's ~450, on purpose: the layer rule
+(docs/architecture.md, tests/unit/test_layers.py) keeps every zmq call of the client
+in this one module, and bootstrap probing, the I/O loop and the frame helpers all
+touch sockets. What needs no socket lives elsewhere (futures: future.py; wire
+format: labkit.protocol.frames).
 """
 
 from __future__ import annotations

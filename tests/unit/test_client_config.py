@@ -3,7 +3,8 @@
 import pytest
 
 from labkit.client import config as cfg
-from labkit.client.producer import KafkaProducer, _bytes_or_error, _headers_size, _parse_acks
+from labkit.client.producer import KafkaProducer
+from labkit.client.producer_checks import bytes_or_error, headers_size, parse_acks
 from labkit.errors import InvalidTopicError, KafkaConfigurationError
 
 
@@ -91,32 +92,32 @@ def test_topic_must_be_a_string():
 
 @pytest.mark.parametrize("acks, expected", [(0, 0), (1, 1), ("all", -1), (-1, -1), ("1", 1)])
 def test_acks(acks, expected):
-    assert _parse_acks(acks) == expected
+    assert parse_acks(acks) == expected
 
 
 @pytest.mark.parametrize("acks", [2, "some", True, None])
 def test_bad_acks(acks):
     with pytest.raises(KafkaConfigurationError, match="acks"):
-        _parse_acks(acks)
+        parse_acks(acks)
 
 
 def test_value_that_is_not_bytes_names_value_serializer():
     with pytest.raises(TypeError, match="value_serializer"):
-        _bytes_or_error({"id": 1}, "value", None)
+        bytes_or_error({"id": 1}, "value", None)
     with pytest.raises(TypeError, match="key_serializer"):
-        _bytes_or_error("k", "key", None)
+        bytes_or_error("k", "key", None)
     with pytest.raises(TypeError, match="must return bytes"):
-        _bytes_or_error("json text", "value", lambda v: v)
-    assert _bytes_or_error(bytearray(b"ab"), "value", None) == b"ab"
-    assert _bytes_or_error(None, "value", None) is None
+        bytes_or_error("json text", "value", lambda v: v)
+    assert bytes_or_error(bytearray(b"ab"), "value", None) == b"ab"
+    assert bytes_or_error(None, "value", None) is None
 
 
 def test_headers_must_be_str_bytes_pairs():
-    assert _headers_size([("a", b"xy")]) == 2 + 6 + 1 + 2
+    assert headers_size([("a", b"xy")]) == 2 + 6 + 1 + 2
     with pytest.raises(TypeError):
-        _headers_size([("a", "text")])
+        headers_size([("a", "text")])
     with pytest.raises(TypeError):
-        _headers_size("a=b")
+        headers_size("a=b")
 
 
 def test_one_bootstrap_resolver_serves_client_tools_and_notebooks(monkeypatch):

@@ -42,6 +42,5 @@ def test_commits_say_group_id_is_needed_and_nothing_is_committed():
     with pytest.raises(IllegalStateError, match="commit_async"):
         coordinator.commit_offsets_async({TopicPartition("t", 0): 1})
     assert coordinator.fetch_committed_offsets([TopicPartition("t", 0)]) == {}
-    coordinator.note_start_positions({}, "earliest")
     coordinator.on_unsubscribe()
     coordinator.close()

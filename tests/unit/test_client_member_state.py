@@ -255,3 +255,10 @@ def test_close_ends_every_state(clock, listener, state):
     assert member.next_request() is None
     member.close()  # again: still closed
     assert member.state is S.CLOSED
+
+
+def test_unsubscribe_after_close_stays_closed(clock, listener):
+    member = stable(clock, listener)
+    member.close()
+    member.unsubscribe()
+    assert member.state is S.CLOSED and member.next_request() is None

@@ -38,13 +38,9 @@ class Group:
 
     def __init__(self, committed):
         self.committed = committed
-        self.starts = None
 
     def fetch_committed_offsets(self, partitions, timeout_ms=None):
         return {tp: self.committed.get(tp) for tp in partitions}
-
-    def note_start_positions(self, starts, auto_offset_reset):
-        self.starts = starts
 
 
 def resolver(reset="earliest", partitions=(A, B)):
@@ -58,12 +54,16 @@ def positions(sub):
     return {tp: st.position for tp, st in sub.assignment.items()}
 
 
-def test_a_committed_offset_in_the_log_wins_the_rest_follow_auto_offset_reset():
+def test_a_committed_offset_in_the_log_wins_the_rest_follow_auto_offset_reset(caplog):
     positions_of, sub, _ = resolver("latest")
     group = Group({A: OffsetAndMetadata(20, "", -1)})
-    positions_of.reset_offsets_if_needed(group)
+    with caplog.at_level(logging.INFO):
+        positions_of.reset_offsets_if_needed(group)
     assert positions(sub) == {A: 20, B: 7}
-    assert group.starts == {A: (20, True), B: (7, False)}
+    # students expect 'earliest'/'latest' to apply: say where each partition starts, and why
+    assert "starting t-0 at 20 from the offsets this group committed" in caplog.text
+    assert "auto_offset_reset='latest' applies only" in caplog.text
+    assert "t-1 had no committed offset" in caplog.text
 
 
 def test_a_committed_offset_retention_deleted_falls_back_to_the_reset(caplog):
@@ -88,14 +88,24 @@ def test_with_none_and_nothing_committed_raises_no_offset_for_partition():
     assert isinstance(raised.value, OffsetOutOfRangeError)
 
 
-def test_a_pending_seek_to_end_skips_the_committed_offset_and_is_not_a_fresh_start():
+def test_a_pending_seek_to_end_skips_the_committed_offset_and_is_not_a_fresh_start(caplog):
     positions_of, sub, transport = resolver("earliest", partitions=(A,))
     sub.assignment[A].request_reset("latest")
     group = Group({A: OffsetAndMetadata(20, "", -1)})
-    positions_of.reset_offsets_if_needed(group)
+    with caplog.at_level(logging.INFO):
+        positions_of.reset_offsets_if_needed(group)
     assert positions(sub) == {A: 50}
     assert transport.asked == [(A, OffsetLookup.LATEST)]
-    assert group.starts is None  # nothing to tell: the user asked for it
+    assert "starting" not in caplog.text  # nothing to explain: the user asked for it
+
+
+def test_without_a_group_nothing_is_explained(caplog):
+    positions_of, sub, _ = resolver("earliest", partitions=(B,))
+    no_group = Group({})
+    no_group.group_id = None
+    with caplog.at_level(logging.INFO):
+        positions_of.reset_offsets_if_needed(no_group)
+    assert positions(sub) == {B: 0} and "committed offset" not in caplog.text
 
 
 def test_nothing_to_resolve_asks_nobody():

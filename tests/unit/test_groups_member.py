@@ -261,15 +261,6 @@ def test_idle_member_is_told_why(svc, clock, events, topics, caplog):
     assert "2 consumers but t has only 1 partition" in caplog.text
 
 
-def test_start_positions_from_committed_offsets_are_explained(clock, caplog):
-    m = GroupMember("g", clock=clock)
-    with caplog.at_level(logging.INFO):
-        m.note_start_positions({TP("t", 0): (42, True), TP("t", 1): (0, False)}, "earliest")
-    assert "starting t-0 at 42 from the offsets this group committed" in caplog.text
-    assert "auto_offset_reset='earliest' applies only" in caplog.text
-    assert "t-1 had no committed offset" in caplog.text
-
-
 def test_close_revokes_everything_and_returns_the_leave(svc, clock, events):
     a = member(clock, events)
     run(svc, clock, a, rounds=3)

@@ -1,0 +1,98 @@
+"""What ``KafkaProducer`` accepts: serializers, record fields, and settings checks.
+
+Pure functions, no state: ``send()`` calls the serializers through ``serialize``
+and checks what they return with ``bytes_or_error``; the constructor parses
+``acks`` and checks ``enable_idempotence``. The messages say what to change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labkit.errors import KafkaConfigurationError
+
+
+def bytes_or_error(data: Any, what: str, serializer: Any) -> bytes | None:
+    if data is None or type(data) is bytes:
+        return data
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    if serializer is None:
+        raise TypeError(
+            f"the {what} must be bytes, got {type(data).__name__}. Pass a {what}_serializer to "
+            f"KafkaProducer, e.g. {what}_serializer=lambda v: json.dumps(v).encode('utf-8') "
+            f"(or str.encode for text), or encode the {what} yourself."
+        )
+    raise TypeError(
+        f"the {what}_serializer returned {type(data).__name__}; it must return bytes "
+        "(e.g. add .encode('utf-8') at its end)"
+    )
+
+
+def serialize(fn: Any, data: Any, what: str) -> Any:
+    """``fn(data)``; when it fails on None, say why it was called with None."""
+    try:
+        return fn(data)
+    except Exception as exc:
+        if data is None:
+            exc.add_note(
+                f"KafkaProducer called the {what}_serializer with {what}=None, as kafka-python "
+                f"does. Make it return None for None (e.g. lambda x: None if x is None else "
+                f"...), or, for a {what}-only record, send {what}=None without a serializer."
+            )
+        raise
+
+
+def check_idempotence(config: dict[str, Any], acks: int) -> None:
+    """``enable_idempotence=True`` promises that no record is written twice. labkit's
+    broker has no producer ids or sequence numbers to drop a resent batch, so the
+    promise holds only when nothing is resent: ``retries=0`` (the transport never
+    resends a produce request). kafka-python likewise requires acks='all'."""
+    if not config["enable_idempotence"]:
+        return
+    if acks != -1:
+        raise KafkaConfigurationError(
+            f"enable_idempotence=True is incompatible with acks={config['acks']!r}: use "
+            "acks='all' (the default), or enable_idempotence=False"
+        )
+    if config["retries"] != 0:
+        raise KafkaConfigurationError(
+            f"enable_idempotence=True with retries={config['retries']!r}: labkit's broker has "
+            "no producer ids to drop a resent batch, so a retry could write records twice. "
+            "Use retries=0 (the default: the producer never resends, so nothing is written "
+            "twice), or enable_idempotence=False to allow retries"
+        )
+
+
+def serializer(fn: Any, what: str) -> Any:
+    if fn is None or callable(fn):
+        return fn
+    if hasattr(fn, "serialize"):
+        return lambda value, _s=fn: _s.serialize(None, value)
+    raise KafkaConfigurationError(
+        f"{what} must be a function taking the {what.split('_')[0]} and returning bytes, got {fn!r}"
+    )
+
+
+def parse_acks(acks: Any) -> int:
+    if acks in ("all", "-1", -1):
+        return -1
+    if acks in (0, 1, "0", "1") and not isinstance(acks, bool):
+        return int(acks)
+    raise KafkaConfigurationError(f"acks must be 0, 1 or 'all' (-1), got {acks!r}")
+
+
+def headers_size(headers: Any) -> int:
+    if not isinstance(headers, list | tuple):
+        raise TypeError("headers must be a list of (str, bytes) tuples")
+    size = 2
+    for item in headers:
+        if not (
+            isinstance(item, tuple)
+            and len(item) == 2
+            and isinstance(item[0], str)
+            and (item[1] is None or isinstance(item[1], bytes))
+        ):
+            raise TypeError(f"All headers items must be (str, bytes) tuples, got {item!r}")
+        size += 6 + len(item[0].encode("utf-8")) + (len(item[1]) if item[1] is not None else 0)
+    return size
