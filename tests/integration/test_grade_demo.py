@@ -211,7 +211,7 @@ def test_a_notebook_that_ignores_interrupts_is_killed_and_counts_what_it_logged(
     )
     path = write(tmp_path / "subs" / "stuck.ipynb", stuck)
     [result] = grading.grade(
-        [path], bootstrap=shared_broker.bootstrap, cell_timeout=120, notebook_timeout=15
+        [path], bootstrap=shared_broker.bootstrap, cell_timeout=120, notebook_timeout=40
     )
     assert result.status == "timeout" and "whole notebook" in result.detail
     assert {e.exercise: e.status for e in result.exercises} == {"00.1": "PASS", "10.1": "NOT RUN"}
