@@ -5,12 +5,24 @@ Theory of operation
 ``send_fetches()`` (consumer thread) asks for every fetchable partition whose
 buffer is nearly drained, starting at that partition's *next fetch offset* -- the
 end of what is already buffered, so fetching runs ahead of the user's position.
-A partition is in at most one fetch at a time; the broker long-polls a fetch
-(``fetch_max_wait_ms``, ``fetch_min_bytes``). Usually one fetch covers every
-partition; a partition whose buffer drains while a fetch for the others waits
-(they are caught up) goes out in a fetch of its own instead of waiting for it. The response arrives on the I/O thread, which only appends
-it to ``_completed`` and sets an Event: all decoding happens on the consumer's
-thread, in ``fetched_records()``.
+A partition is in at most one fetch at a time (``_in_flight``, under ``_lock``:
+both threads change it); the broker long-polls a fetch (``fetch_max_wait_ms``,
+``fetch_min_bytes``). Usually one fetch covers every partition; a partition whose
+buffer drains while a fetch for the others waits (they are caught up) goes out in a
+fetch of its own instead of waiting for it.
+
+The response arrives on the I/O thread. **Prefetch**: when the consumer is keeping
+up (no undecoded response waiting, and this answer plus the partition's buffer hold
+fewer than ``max_poll_records``), the I/O thread sends the partition's next fetch at
+once, at the end of the batches just received (read from their headers), as Kafka's
+Fetcher keeps a fetch in flight: no round trip through ``poll()``, and no wake-up of
+the I/O thread by the consumer's thread, per delivered record. Such a partition stays
+in ``_in_flight``. An answer that only says "nothing new" for prefetched partitions
+is settled there too (high watermark), without waking ``poll()``. Everything else
+goes to ``_completed`` and wakes ``poll()`` (``_signal``: a lock used as a one-shot
+flag, cheaper than an Event); all decoding happens on the consumer's thread, in
+``fetched_records()``. A prefetched answer that does not start where decoding ended
+(decoding stopped at a poison or corrupt record) is dropped there.
 
 Decoding a partition's payload: split it into whole batches, check each batch's
 CRC (``check_crcs``), decode it into columns and build ``ConsumerRecord`` tuples
@@ -113,6 +125,24 @@ def _deserialize(fn: Any, topic: str, items: list) -> tuple[list, Exception | No
     return out, None
 
 
+def _call_now(fn: Any) -> None:
+    fn()
+
+
+def _end_offset(payload: Any, offset: int) -> int | None:
+    """Where the fetch after this answer starts: the end of its last whole batch
+    (as ``Fetcher._decode`` finds it), or None when its framing is damaged."""
+    spans, framing_error = walk_batches(payload)
+    if framing_error is not None:
+        return None
+    if not spans:
+        return offset
+    try:
+        return max(offset, read_header(payload, spans[-1][0]).next_offset)
+    except CorruptRecordError:
+        return None
+
+
 class Fetcher:
     def __init__(self, transport: Any, subscription: SubscriptionState, config: dict[str, Any]):
         self._transport = transport
@@ -129,10 +159,16 @@ class Fetcher:
         self._timeout_ms = config["request_timeout_ms"] + self._max_wait_ms
         self._buffers: dict[TopicPartition, _Buffer] = {}
         self._next_fetch: dict[TopicPartition, tuple[int, int]] = {}  # tp -> (epoch, offset)
+        self._lock = threading.Lock()  # guards _in_flight (consumer and I/O threads)
         self._in_flight: set[TopicPartition] = set()  # partitions in a fetch in flight
-        self._completed: deque = deque()
+        self._completed: deque = deque()  # (asked, response, error, prefetched tps)
         self._poisoned: set[TopicPartition] = set()  # buffers that end at a poison message
-        self._ready = threading.Event()
+        self._allowed: set[TopicPartition] | None = None  # the member's, at the last poll
+        self._signal = threading.Lock()  # released = something for poll() to look at
+        self._signal.acquire()
+        self.prefetches = 0  # fetches the I/O thread sent on its own (tests, metrics)
+        # wake poll() when the I/O thread's turn is over, not in the middle of it
+        self._notify = getattr(transport, "notify_before_sleep", None) or _call_now
         self.needs_metadata = False
         self._positions = PositionResolver(
             subscription, OffsetLookup(transport), config.get("group_id")
@@ -167,6 +203,17 @@ class Fetcher:
         parts = []
         asked = []
         in_flight = self._in_flight
+        self._allowed = allowed
+        with self._lock:
+            self._plan_fetches(allowed, parts, asked)
+            if not parts:
+                return bool(in_flight)
+            in_flight.update(tp for tp, _, _ in asked)
+        self._send(parts, asked)
+        return True
+
+    def _plan_fetches(self, allowed: set | None, parts: list, asked: list) -> None:
+        in_flight = self._in_flight
         for tp, st in self._subscription.assignment.items():
             if (
                 st.paused
@@ -186,8 +233,8 @@ class Fetcher:
             offset = planned[1] if planned is not None and planned[0] == st.epoch else st.position
             parts.append([tp.topic, tp.partition, offset, self._partition_max_bytes])
             asked.append((tp, st.epoch, offset))
-        if not parts:
-            return bool(in_flight)
+
+    def _send(self, parts: list, asked: list) -> None:
         header = {
             "max_wait_ms": self._max_wait_ms,
             "min_bytes": self._min_bytes,
@@ -197,37 +244,93 @@ class Fetcher:
         future = self._transport.request(
             "fetch", header, timeout_ms=self._timeout_ms, idempotent=True
         )
-        in_flight.update(tp for tp, _, _ in asked)
         future.add_callback(self._arrived, asked)
         future.add_errback(self._failed, asked)
-        return True
 
     def _arrived(self, asked: list, response: Any) -> None:  # I/O thread
-        self._completed.append((asked, response, None))
-        self._ready.set()
+        prefetched = self._prefetch_next(asked, response)
+        if prefetched and len(prefetched) == len(asked) and not any(response.payloads):
+            self._settle_empty(asked, response)  # nothing new: poll() need not wake
+            return
+        self._completed.append((asked, response, None, prefetched))
+        self._notify(self.interrupt)
 
     def _failed(self, asked: list, error: BaseException) -> None:  # I/O thread
-        self._completed.append((asked, None, error))
-        self._ready.set()
+        self._completed.append((asked, None, error, ()))
+        self._notify(self.interrupt)
+
+    def _prefetch_next(self, asked: list, response: Any) -> set[TopicPartition]:
+        """Send the next fetch of the answered partitions the consumer keeps up with
+        (see the module docstring); return them (they stay in ``_in_flight``)."""
+        header = response.header
+        if self._completed or header.get("error", 0):
+            return set()  # poll() has undecoded answers: it paces the fetching
+        assignment = self._subscription.assignment
+        allowed = self._allowed
+        entries = header.get("partitions", [])
+        payloads = response.payloads
+        by_tp = {(entry[0], entry[1]): index for index, entry in enumerate(entries)}
+        parts: list = []
+        again: list = []
+        for tp, epoch, offset in asked:
+            index = by_tp.get(tp)
+            st = assignment.get(tp)
+            if (
+                index is None
+                or entries[index][2] != 0
+                or st is None
+                or st.epoch != epoch
+                or st.paused
+                or (allowed is not None and tp not in allowed)
+                or tp in self._poisoned
+            ):
+                continue
+            planned = self._next_fetch.get(tp)  # where decoding ended (consumer thread)
+            if planned is not None and planned[0] == epoch and planned[1] != offset:
+                continue  # a stale answer (past a poison record): poll() drops it
+            end = _end_offset(payloads[index] if index < len(payloads) else b"", offset)
+            buf = self._buffers.get(tp)  # read without the consumer's lock: an estimate
+            buffered = buf.remaining() if buf is not None and buf.epoch == epoch else 0
+            if end is None or end - offset + buffered >= self._prefetch:
+                continue
+            parts.append([tp.topic, tp.partition, end, self._partition_max_bytes])
+            again.append((tp, epoch, end))
+        if not parts:
+            return set()
+        self.prefetches += 1
+        self._send(parts, again)  # these partitions never left _in_flight
+        return {tp for tp, _, _ in again}
+
+    def _settle_empty(self, asked: list, response: Any) -> None:  # I/O thread
+        """An answer with no records for partitions fetched again already: keep the
+        high watermark and log start it reports."""
+        entries = {(e[0], e[1]): e for e in response.header.get("partitions", [])}
+        assignment = self._subscription.assignment
+        for tp, epoch, _ in asked:
+            st, entry = assignment.get(tp), entries.get(tp)
+            if st is not None and entry is not None and st.epoch == epoch:
+                st.highwater, st.log_start = entry[3], entry[4]
 
     def wait(self, timeout: float) -> bool:
         """Block until a fetch response is waiting, ``interrupt()`` is called, or
         ``timeout`` seconds pass. True when woken early."""
-        woken = self._ready.wait(timeout)
-        self._ready.clear()  # the caller looks at _completed next, so nothing is missed
-        return woken
+        return self._signal.acquire(timeout=max(0.0, timeout))
 
     def interrupt(self) -> None:
         """Wake a ``wait()`` in progress (any thread): e.g. a group rebalance needs poll()."""
-        self._ready.set()
+        try:
+            self._signal.release()
+        except RuntimeError:
+            pass  # already set: one wake-up is enough
 
     # -- receiving -------------------------------------------------------------
 
     def _process_completed(self) -> None:
-        self._ready.clear()
+        self._signal.acquire(blocking=False)  # the caller looks at _completed now
         while self._completed:
-            asked, response, error = self._completed.popleft()
-            self._in_flight.difference_update(tp for tp, _, _ in asked)
+            asked, response, error, prefetched = self._completed.popleft()
+            with self._lock:
+                self._in_flight.difference_update(tp for tp, _, _ in asked if tp not in prefetched)
             if error is not None:
                 log.warning("fetch failed: %s", error)
                 continue
@@ -250,6 +353,9 @@ class Fetcher:
         st = self._subscription.assignment.get(tp)
         if st is None or st.epoch != epoch:
             return  # revoked, or sought elsewhere since the fetch was sent
+        planned = self._next_fetch.get(tp)
+        if planned is not None and planned[0] == epoch and planned[1] != offset:
+            return  # prefetched past where decoding stopped (a poison or corrupt record)
         _, _, code, highwater, log_start = entry[:5]
         if code == 0:
             st.highwater = highwater

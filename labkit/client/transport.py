@@ -32,6 +32,11 @@ Every client object (producer, consumer, admin) owns one ``Transport``:
   client costs next to nothing. Whoever changes what a driver would do next (a new
   request, a new subscription...) calls ``wakeup()``; ``_MAX_SLEEP`` is only a
   safety net.
+- **Waking other threads last.** pyzmq releases the GIL in every socket call, so a
+  thread woken in the middle of a loop turn (a consumer's ``poll()`` told "records
+  are here") would trade the GIL back and forth with this thread, a context switch
+  each time. Callbacks that wake another thread use ``notify_before_sleep``: they
+  run when the turn's work is done, just before the thread sleeps.
 - **Timeouts and restarts.** A request not answered within its timeout fails with
   ``KafkaTimeoutError``. ZeroMQ reconnects by itself when the broker restarts; a
   socket monitor reports the disconnect, and then every request in flight is either
@@ -258,10 +263,14 @@ class Transport:
         self._outbox: deque[_Pending] = deque()
         self._inflight: dict[bytes, _Pending] = {}
         self._drivers: list[Callable[[float], float | None]] = []
+        self._before_sleep: list[Callable[[], None]] = []  # I/O thread only
         self._closing = False
         self._closed = False
         self._sleeping = False
         self._io_thread_id: int | None = None  # set by the thread itself
+        # event counts (what an idle or busy client costs, without timing it):
+        self.turns = 0  # times the I/O thread woke up from its sleep
+        self.wakeups_sent = 0  # of those, wake-ups other threads sent it (wakeup())
         self.throttled_until = 0.0  # a quota's throttle_time_ms: no produce/fetch before
         endpoint = f"inproc://labkit-wake-{next(_WAKE_IDS)}"
         self._wake_recv = self._ctx.socket(zmq.PAIR)
@@ -451,6 +460,14 @@ class Transport:
         self._drivers.append(driver)
         self.wakeup()
 
+    def notify_before_sleep(self, fn: Callable[[], None]) -> None:
+        """Run ``fn()`` (it wakes another thread) when the I/O thread has finished this
+        loop turn; at once when called from another thread."""
+        if threading.get_ident() == self._io_thread_id:
+            self._before_sleep.append(fn)
+        else:
+            fn()
+
     def wakeup(self) -> None:
         """Make the I/O thread run its loop soon (cheap when it is already awake)."""
         # not from the I/O thread itself (a driver or callback sending a request): it
@@ -459,6 +476,7 @@ class Transport:
             self._sleeping = False
             with self._wake_lock:
                 if not self._closed:
+                    self.wakeups_sent += 1
                     try:
                         self._wake_send.send(b"", zmq.NOBLOCK)
                     except zmq.ZMQError:
@@ -498,8 +516,11 @@ class Transport:
                     throttled = self.throttled_until - self._clock.monotonic()
                     delay = min(delay, throttled) if throttled > 0 else 0.001
                 delay = min(delay, self._next_deadline(now) - now)
+                if self._before_sleep:
+                    self._notify_waiters()
                 events = dict(poller.poll(max(0, math.ceil(delay * 1000))))
                 self._sleeping = False
+                self.turns += 1
                 if self._wake_recv in events:
                     self._drain_wakeups()
                 if self._sock in events:
@@ -511,6 +532,15 @@ class Transport:
             log.exception("labkit client I/O thread crashed")
         finally:
             self._shutdown()
+            self._notify_waiters()
+
+    def _notify_waiters(self) -> None:
+        waiters, self._before_sleep = self._before_sleep, []
+        for fn in waiters:
+            try:
+                fn()
+            except Exception:
+                log.exception("labkit client callback %r failed", fn)
 
     def _run_drivers(self, now: float) -> float:
         delay = _MAX_SLEEP

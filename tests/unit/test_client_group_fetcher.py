@@ -99,10 +99,11 @@ def test_a_drained_partition_is_fetched_while_a_long_poll_for_the_others_waits()
     assert len(transport.fetches) == 3, "a partition is in one fetch at a time"
     answer(transport, 2, [(A, batch(6, 2), 8)])
     assert [r.offset for r in f.fetched_records(2)[A]] == [6, 7]
-    answer(transport, 1, [(B, batch(0, 1), 1)])
+    answer(transport, 1, [(B, batch(0, 1), 1)])  # 1 record < 2: B is prefetched at once
+    assert transport.asked(3) == {("t", 1): 1}
     assert [r.offset for r in f.fetched_records(2)[B]] == [0]
     f.send_fetches()
-    assert transport.asked(3) == {("t", 0): 8, ("t", 1): 1}
+    assert transport.asked(4) == {("t", 0): 8}
 
 
 def test_interrupt_wakes_a_waiting_poll_once():
@@ -110,3 +111,97 @@ def test_interrupt_wakes_a_waiting_poll_once():
     threading.Timer(0.05, f.interrupt).start()
     assert f.wait(10.0) is True
     assert f.wait(0.01) is False, "the wake-up is used up"
+
+
+def test_the_next_fetch_goes_out_when_an_answer_arrives_not_on_the_next_poll():
+    """Prefetch (issue 19): a consumer that keeps up gets its next fetch sent by the
+    I/O thread's callback, so a record needs one poll(), not two round trips through it."""
+    transport = Transport()
+    sub = assigned(A, B)
+    f = fetcher(transport, sub, max_poll_records=500)
+    f.send_fetches()
+    answer(transport, 0, [(A, batch(0, 1), 1), (B, b"", 0)])  # what the I/O thread runs
+    assert len(transport.fetches) == 2, "the next fetch must not wait for poll()"
+    assert transport.asked(1) == {("t", 0): 1, ("t", 1): 0}
+    assert f.prefetches == 1
+    assert [r.offset for r in f.fetched_records(500)[A]] == [0]
+    assert f.send_fetches() is True and len(transport.fetches) == 2, "no second fetch"
+
+
+def test_an_empty_answer_to_a_prefetched_fetch_does_not_wake_poll():
+    transport = Transport()
+    sub = assigned(A)
+    f = fetcher(transport, sub, max_poll_records=500)
+    f.send_fetches()
+    answer(transport, 0, [(A, b"", 7)])  # the long poll ran out: nothing new
+    assert transport.asked(1) == {("t", 0): 0}
+    assert f.wait(0) is False, "an idle consumer's poll() must not wake per long poll"
+    assert sub.state(A).highwater == 7
+
+
+def test_no_prefetch_for_a_consumer_that_falls_behind():
+    """A big answer, or one arriving while poll() has not decoded the last: poll()
+    paces the fetching, as before (the buffer stays bounded)."""
+    transport = Transport()
+    sub = assigned(A, B)
+    f = fetcher(transport, sub, max_poll_records=4)
+    f.send_fetches(allowed={A})
+    answer(transport, 0, [(A, batch(0, 5), 5)])  # 5 records >= max_poll_records
+    assert len(transport.fetches) == 1
+    f.send_fetches()  # B
+    answer(transport, 1, [(B, batch(0, 1), 1)])  # small, but A's answer is not decoded yet
+    assert len(transport.fetches) == 2 and f.prefetches == 0
+    assert [r.offset for r in f.fetched_records(4)[A]] == [0, 1, 2, 3]
+    f.send_fetches()  # A has 1 left (< 4) and B none: both go out from poll()
+    assert transport.asked(2) == {("t", 0): 5, ("t", 1): 1}
+
+
+def test_a_prefetched_answer_past_a_poison_record_is_dropped():
+    transport = Transport()
+    sub = assigned(A)
+    f = fetcher(transport, sub, max_poll_records=500)
+
+    def value_deserializer(raw):
+        if raw == b"1":
+            raise ValueError("poison")
+        return raw
+
+    f._value_deserializer = value_deserializer
+    f.send_fetches()
+    answer(transport, 0, [(A, batch(0, 3), 3)])  # prefetched at 3, before decoding
+    assert transport.asked(1) == {("t", 0): 3}
+    assert [r.offset for r in f.fetched_records(500)[A]] == [0]
+    answer(transport, 1, [(A, batch(3, 2), 5)])  # records after the poison record
+    try:
+        f.fetched_records(500)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("the poison record must raise")
+    assert f.fetched_records(500) == {}, "records past the poison record must not leak"
+    f.send_fetches()
+    assert transport.asked(2) == {("t", 0): 1}, "refetched at the poison record"
+
+
+def test_an_empty_prefetched_answer_past_a_poison_record_is_not_fetched_again():
+    """The poison record is raised while a prefetch past it is in flight: its empty
+    answer must reach poll(), which fetches the poison record again (not a long poll
+    past it, forever)."""
+    transport = Transport()
+    sub = assigned(A)
+    f = fetcher(transport, sub, max_poll_records=500)
+    f._value_deserializer = lambda raw: int(raw) if raw != b"1" else int("poison")
+    f.send_fetches()
+    answer(transport, 0, [(A, batch(0, 3), 3)])  # prefetched at 3, before decoding
+    assert [r.offset for r in f.fetched_records(500)[A]] == [0]
+    try:
+        f.fetched_records(500)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("the poison record must raise")
+    answer(transport, 1, [(A, b"", 3)])  # nothing new after 3
+    assert len(transport.fetches) == 2, "no long poll past the poison record"
+    assert f.fetched_records(500) == {}
+    f.send_fetches()
+    assert transport.asked(2) == {("t", 0): 1}, "the poison record is fetched again"
