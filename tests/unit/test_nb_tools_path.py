@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from labkit.nb import doctor as d
+from labkit.nb import doctor_checks as d
 from labkit.nb import tools_path
 
 SCRIPTS = str(Path(sys.executable).parent)  # the venv's bin/, where pip put the tools
