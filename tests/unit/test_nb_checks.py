@@ -280,17 +280,17 @@ def reference_bursts(txs, inclusive):
     return flagged
 
 
-def test_09_1_bursts():
+def test_09_3_bursts():
     def total_count(txs):
         return {u for u, n in Counter(tx["user_id"] for tx in txs).items() if n > 3}
 
-    assert_outcomes("09.1", lambda txs: reference_bursts(txs, False), total_count, "flagged")
-    assert evaluate("09.1", lambda txs: sorted(reference_bursts(txs, True))).status == "PASS"
-    missed = evaluate("09.1", lambda txs: reference_bursts(txs, False) - {"u96"})
+    assert_outcomes("09.3", lambda txs: reference_bursts(txs, False), total_count, "flagged")
+    assert evaluate("09.3", lambda txs: sorted(reference_bursts(txs, True))).status == "PASS"
+    missed = evaluate("09.3", lambda txs: reference_bursts(txs, False) - {"u96"})
     assert "missed u96" in missed.line
 
 
-def test_09_2_per_store():
+def test_09_1_per_store():
     def right(txs):
         return Counter(tx["store"] for tx in txs)
 
@@ -299,10 +299,10 @@ def test_09_2_per_store():
         counts["Gdańsk"] -= 1
         return counts
 
-    assert_outcomes("09.2", right, off_by_one, "Gdańsk: expected")
+    assert_outcomes("09.1", right, off_by_one, "Gdańsk: expected")
 
 
-def test_09_3_per_category():
+def test_09_2_per_category():
     def right(txs):
         stats = {}
         for tx in txs:
@@ -319,7 +319,7 @@ def test_09_3_per_category():
             del s["min"]
         return stats
 
-    assert_outcomes("09.3", right, no_min, "need the keys count, sum, min, max")
+    assert_outcomes("09.2", right, no_min, "need the keys count, sum, min, max")
 
 
 def test_09_4_tumbling_windows():
