@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from labkit import nb
+from labkit.course.exercises._ref import fraud_score
 from labkit.course.exercises.nb08 import SITUATIONS, is_suspicious_ref, rule_cases
 from labkit.nb import evaluate
 from labkit.nb.generators import transactions
@@ -32,25 +33,40 @@ def test_the_checks_are_registered_with_the_course():
 
 
 def right_rule(tx):
+    """Notebook 10's rules R1-R3, suspicious at 3 points or more."""
+    points = 3 if tx["amount"] > 3000 else 0
+    points += 2 if tx["category"] == "elektronika" and tx["amount"] > 1500 else 0
+    points += 2 if datetime.fromisoformat(tx["timestamp"]).hour < 6 else 0
+    return points >= 3
+
+
+def old_rule(tx):
+    """What 08.1 asked before: large or at night (not the rule notebook 10 uses)."""
     return tx["amount"] > 3000 or datetime.fromisoformat(tx["timestamp"]).hour < 6
 
 
-def test_08_1_the_reference_rule_on_its_edges():
-    verdicts = {tx["tx_id"]: is_suspicious_ref(tx) for tx, _ in rule_cases()[:9]}
+def test_08_1_the_reference_rule_is_notebook_10s_score_of_3_or_more():
+    verdicts = {tx["tx_id"]: is_suspicious_ref(tx) for tx, _ in rule_cases()[:14]}
     assert verdicts == {
         "TX7001": False,
         "TX7002": False,
         "TX7003": True,
         "TX7004": True,
-        "TX7005": True,
-        "TX7006": True,
+        "TX7005": False,
+        "TX7006": False,
         "TX7007": False,
         "TX7008": True,
         "TX7009": False,
+        "TX7010": True,
+        "TX7011": False,
+        "TX7012": False,
+        "TX7013": False,
+        "TX7014": False,
     }
-    ordinary = [tx for tx, _ in rule_cases()[9:]]
+    ordinary = [tx for tx, _ in rule_cases()[14:]]
     assert any(is_suspicious_ref(tx) for tx in ordinary)
     assert not all(is_suspicious_ref(tx) for tx in ordinary)
+    assert all(is_suspicious_ref(tx) == (fraud_score(tx) >= 3) for tx, _ in rule_cases())
 
 
 def test_08_1_right_answer_passes_and_none_counts_as_false():
@@ -65,11 +81,12 @@ def test_08_1_right_answer_passes_and_none_counts_as_false():
 @pytest.mark.parametrize(
     "wrong, hint",
     [
-        (lambda tx: tx["amount"] > 3000, "15.00 PLN at midnight (night: hour 0): expected True"),
+        (old_rule, "15.00 PLN at midnight (R3 alone: 2 points): expected False"),
+        (lambda tx: tx["amount"] > 3000, "electronics for 1500.01 PLN at 03:00 (R2 + R3"),
         (lambda tx: tx["amount"] >= 3000 or right_rule(tx), "exactly 3000.00 PLN at noon"),
         (
-            lambda tx: tx["amount"] > 3000 or datetime.fromisoformat(tx["timestamp"]).hour <= 6,
-            "06:00:00 (hour 6 is not < 6): expected False",
+            lambda tx: right_rule(dict(tx, timestamp=tx["timestamp"].replace("T06:", "T05:"))),
+            "06:00:00 (R2 alone: hour 6 is not < 6): expected False",
         ),
         (lambda tx: "ALERT" if right_rule(tx) else "", "return True or False, got ''"),
     ],
@@ -97,7 +114,7 @@ def test_08_1_not_attempted_and_a_crashing_rule():
 
 @pytest.fixture
 def sent():
-    return list(transactions(seed=808, count=150, suspicious_share=0.2))
+    return list(transactions(seed=808, count=600, suspicious_share=0.2))
 
 
 def suspicious(sent):
