@@ -1,4 +1,4 @@
-"""Notebook 10's capstone check (10.2) against a real broker (issue 18.1, 18.3): it passes
+"""Notebook 10's broker-checked exercises (10.2 the scorer, 10.4 the enrichment consumer) against a real broker (issue 18.1, 18.3): it passes
 only when the alerts topic, the transactions topic and the scoring group's committed
 offsets on the broker say the pipeline ran; answers that never touch the broker FAIL; a
 re-run after a wrong first attempt passes once nb.reset("10.2") cleared what it left."""
@@ -13,7 +13,7 @@ from collections import namedtuple
 import pytest
 
 from labkit import KafkaAdminClient, KafkaConsumer, KafkaProducer, NewTopic, nb
-from labkit.course.exercises._ref import fraud_score
+from labkit.course.exercises._ref import enrich_ref, fraud_score
 
 COUNT = 120
 _students = itertools.count()
@@ -34,6 +34,7 @@ def lab(monkeypatch, shared_broker):
         [
             NewTopic(nb.topic("nb10-transactions"), num_partitions=3, replication_factor=1),
             NewTopic(nb.topic("nb10-alerts"), num_partitions=3, replication_factor=1),
+            NewTopic(nb.topic("nb10-enriched"), num_partitions=3, replication_factor=1),
         ]
     )
     producer = KafkaProducer(
@@ -45,10 +46,13 @@ def lab(monkeypatch, shared_broker):
         producer.send(nb.topic("nb10-transactions"), key=tx["user_id"], value=tx)
     producer.close()
     yield sent
-    groups = [g for g, _ in admin.list_consumer_groups() if g == nb.group("nb10-scoring-group")]
+    mine = {nb.group("nb10-scoring-group"), nb.group("nb10-enrichment-group")}
+    groups = [g for g, _ in admin.list_consumer_groups() if g in mine]
     if groups:
         admin.delete_consumer_groups(groups)
-    admin.delete_topics([nb.topic("nb10-transactions"), nb.topic("nb10-alerts")])
+    admin.delete_topics(
+        [nb.topic("nb10-transactions"), nb.topic("nb10-alerts"), nb.topic("nb10-enriched")]
+    )
     admin.close()
 
 
@@ -88,9 +92,9 @@ def run_scorer(threshold: int = 3, deadline_s: float = 15) -> int:
     return scored
 
 
-def read_alerts() -> list:
+def read_alerts(topic: str = "nb10-alerts") -> list:
     reader = KafkaConsumer(
-        nb.topic("nb10-alerts"),
+        nb.topic(topic),
         bootstrap_servers=nb.bootstrap_servers(),
         auto_offset_reset="earliest",
         value_deserializer=json.loads,
@@ -182,4 +186,75 @@ def test_a_rerun_after_a_wrong_first_attempt_passes_after_nb_reset(lab, capsys):
     assert "RESET 10.2" in capsys.readouterr().out
     assert run_scorer() == COUNT
     result = nb.evaluate("10.2", read_alerts())
+    assert result.status == "PASS", result.line
+
+
+# -- 10.4 the enrichment consumer --------------------------------------------------------
+
+
+def run_enricher(
+    group: str = "nb10-enrichment-group", only_flagged: bool = False, deadline_s: float = 15
+) -> int:
+    """Notebook 10's enrichment consumer (its master's solution)."""
+    consumer = KafkaConsumer(
+        nb.topic("nb10-transactions"),
+        bootstrap_servers=nb.bootstrap_servers(),
+        group_id=nb.group(group),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        value_deserializer=json.loads,
+    )
+    producer = KafkaProducer(
+        bootstrap_servers=nb.bootstrap_servers(),
+        value_serializer=nb.json_serializer,
+        key_serializer=str.encode,
+    )
+    done, deadline = 0, time.monotonic() + deadline_s
+    while done < COUNT and time.monotonic() < deadline:
+        batch = consumer.poll(timeout_ms=200)
+        for records in batch.values():
+            for record in records:
+                tx = record.value
+                if not only_flagged or fraud_score(tx) >= 3:
+                    producer.send(
+                        nb.topic("nb10-enriched"), key=tx["user_id"], value=enrich_ref(tx)
+                    )
+                done += 1
+        if batch:
+            producer.flush()
+            consumer.commit()
+    consumer.close()
+    producer.close()
+    return done
+
+
+def test_10_4_the_enrichment_consumer_passes_next_to_the_scorer(lab):
+    run_scorer()
+    assert run_enricher() == COUNT  # its own group: every transaction, though the scorer read all
+    result = nb.evaluate("10.4", read_alerts("nb10-enriched"))
+    assert result.status == "PASS", result.line
+    assert nb.evaluate("10.2", read_alerts()).status == "PASS"
+
+
+def test_10_4_enriched_values_made_from_the_sent_list_fail(lab):
+    sent = lab
+    assert "ConsumerRecords themselves" in nb.evaluate("10.4", [enrich_ref(tx) for tx in sent]).line
+
+
+def test_10_4_the_scorers_group_id_is_not_the_enrichment_group(lab):
+    run_enricher(group="nb10-scoring-group")
+    result = nb.evaluate("10.4", read_alerts("nb10-enriched"))
+    assert result.status == "FAIL"
+    assert "nb10-enrichment-group'" in result.line and "committed no offset" in result.line
+
+
+def test_10_4_a_rerun_after_a_wrong_first_attempt_passes_after_nb_reset(lab):
+    run_enricher(only_flagged=True)  # wrong: enriches the flagged transactions only
+    first = nb.evaluate("10.4", read_alerts("nb10-enriched"))
+    assert first.status == "FAIL"
+    assert "missing from the enriched topic" in first.line and "nb.reset('10.4')" in first.line
+    assert run_enricher(deadline_s=3) == 0  # the trap: the group's offsets are at the end
+    nb.reset("10.4")
+    assert run_enricher() == COUNT
+    result = nb.evaluate("10.4", read_alerts("nb10-enriched"))
     assert result.status == "PASS", result.line

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from labkit import nb
+from labkit.course.exercises._ref import fraud_score
 from labkit.nb import evaluate
 
 
@@ -96,3 +97,73 @@ def test_09_4_the_hint_names_the_mistake(answer, hint):
 def test_09_4_keyed_by_window_end_is_not_told_about_arrival_time():
     line = evaluate("09.4", by_window_end).line
     assert "arrived" not in line and "event time" not in line
+
+
+# -- 10.3 schema v2: risk_level added without breaking a v1 consumer ------------------
+
+
+def enrich_right(tx):
+    points = fraud_score(tx)
+    level = "HIGH" if points >= 3 else "MEDIUM" if points >= 1 else "LOW"
+    return {**tx, "risk_level": level, "schema_version": 2}
+
+
+def enrich_in_place(tx):
+    tx.update(risk_level=enrich_right(tx)["risk_level"], schema_version=2)
+    return tx
+
+
+@pytest.mark.parametrize(
+    "answer, hint",
+    [
+        (
+            lambda tx: {"transaction": tx, "risk_level": "LOW", "schema_version": 2},
+            "a consumer written for v1 breaks on your record",
+        ),
+        (
+            lambda tx: dict(enrich_right(tx), amount=f"{tx['amount']:.2f} PLN"),
+            "TypeError: amount is str, not float",
+        ),
+        (
+            lambda tx: dict(enrich_right(tx), store=tx["store"].upper()),
+            "a v1 consumer reads your record for",
+        ),
+        (lambda tx: {**tx, "risk_level": enrich_right(tx)["risk_level"]}, "schema_version None"),
+        (
+            lambda tx: dict(enrich_right(tx), risk_level="HIGH" if fraud_score(tx) >= 3 else "LOW"),
+            "its risk_level is MEDIUM, not LOW",
+        ),
+        (lambda tx: dict(enrich_right(tx), risk_level="high"), "risk_level is one of"),
+        (lambda tx: dict(enrich_right(tx), score=fraud_score(tx)), "your record has score too"),
+        (enrich_in_place, "enrich changed its input"),
+    ],
+)
+def test_10_3_schema_v2_hints(answer, hint):
+    assert evaluate("10.3", enrich_right).status == "PASS"
+    result = evaluate("10.3", answer)
+    assert result.status == "FAIL"
+    assert hint in result.line
+
+
+def test_10_3_not_attempted():
+    def enrich(tx):
+        """Schema v2."""
+        ...
+
+    assert evaluate("10.3", enrich).status == "NOT ATTEMPTED"
+
+
+# -- a re-run after a wrong first attempt passes: the function checks keep no state ----
+
+RIGHT_AND_WRONG = {
+    "09.1": (lambda txs: Counter(tx["store"] for tx in txs), lambda txs: {}),
+    "09.4": (by_window_start, by_window_end),
+    "10.3": (enrich_right, lambda tx: dict(tx)),
+}
+
+
+@pytest.mark.parametrize("exercise_id", sorted(RIGHT_AND_WRONG))
+def test_a_rerun_after_a_wrong_attempt_passes(exercise_id):
+    right, wrong = RIGHT_AND_WRONG[exercise_id]
+    assert evaluate(exercise_id, wrong).status == "FAIL"
+    assert evaluate(exercise_id, right).status == "PASS"
