@@ -1,5 +1,6 @@
-"""Notebook 09's and 10's checks beyond right/wrong/not attempted (those are in
-test_nb_checks.py): the hint names the mistake the answer actually makes."""
+"""Notebooks 08-10's checks beyond right/wrong/not attempted (those are in
+test_nb_checks.py and test_nb_exercises_apps.py): the hint names the mistake the answer
+actually makes, and a re-run after a wrong first attempt can pass."""
 
 from collections import Counter
 from datetime import datetime, timedelta
@@ -7,8 +8,9 @@ from datetime import datetime, timedelta
 import pytest
 
 from labkit import nb
-from labkit.course.exercises._ref import fraud_score
+from labkit.course.exercises._ref import burst_users, fraud_score
 from labkit.nb import evaluate
+from labkit.nb.generators import transactions
 
 
 @pytest.fixture(autouse=True)
@@ -155,15 +157,45 @@ def test_10_3_not_attempted():
 
 # -- a re-run after a wrong first attempt passes: the function checks keep no state ----
 
+
+def stats_right(txs):
+    stats = {}
+    for tx in txs:
+        s = stats.setdefault(tx["category"], {"count": 0, "sum": 0.0, "min": 1e9, "max": 0.0})
+        s["count"] += 1
+        s["sum"] += tx["amount"]
+        s["min"] = min(s["min"], tx["amount"])
+        s["max"] = max(s["max"], tx["amount"])
+    return stats
+
+
+def bursts_right(txs):
+    return burst_users(txs, 60)
+
+
+CHOICES = {"a": "event", "b": "data", "c": "event", "d": "data", "e": "event", "f": "data"}
+SENT_08 = list(transactions(seed=808, count=600, suspicious_share=0.2))
 RIGHT_AND_WRONG = {
+    "08.1": (lambda tx: fraud_score(tx) >= 3, lambda tx: tx["amount"] > 3000),
+    "08.2": (
+        [tx for tx in SENT_08 if fraud_score(tx) >= 3],
+        [tx for tx in SENT_08 if tx["amount"] > 3000],
+    ),
+    "08.3": (CHOICES, dict(CHOICES, a="data")),
     "09.1": (lambda txs: Counter(tx["store"] for tx in txs), lambda txs: {}),
+    "09.2": (stats_right, lambda txs: {}),
+    "09.3": (bursts_right, lambda txs: set()),
     "09.4": (by_window_start, by_window_end),
+    "10.1": (fraud_score, lambda tx: 0),
     "10.3": (enrich_right, lambda tx: dict(tx)),
 }
 
 
 @pytest.mark.parametrize("exercise_id", sorted(RIGHT_AND_WRONG))
 def test_a_rerun_after_a_wrong_attempt_passes(exercise_id):
+    """These checks keep no state (10.2 and 10.4 keep state on the broker: their re-run
+    tests, with nb.reset, are in tests/integration/test_nb10_capstone_checks.py)."""
     right, wrong = RIGHT_AND_WRONG[exercise_id]
-    assert evaluate(exercise_id, wrong).status == "FAIL"
-    assert evaluate(exercise_id, right).status == "PASS"
+    context = {"sent": SENT_08} if exercise_id == "08.2" else {}
+    assert evaluate(exercise_id, wrong, **context).status == "FAIL"
+    assert evaluate(exercise_id, right, **context).status == "PASS"
