@@ -1,8 +1,6 @@
 """Notebook 08's checks (labkit.course.exercises.nb08): right, wrong and not-attempted answers."""
 
-import json
 from datetime import datetime
-from types import SimpleNamespace
 
 import pytest
 
@@ -121,47 +119,11 @@ def suspicious(sent):
     return [tx for tx in sent if is_suspicious_ref(tx)]
 
 
-def record(tx):
-    return SimpleNamespace(value=json.dumps(tx).encode(), timestamp=0)
-
-
-def test_08_2_accepts_transactions_records_ids_pairs_and_dicts(sent):
-    flagged = suspicious(sent)
-    assert len(flagged) > 5
-    ids = [tx["tx_id"] for tx in flagged]
-    for answer in (
-        flagged,
-        [record(tx) for tx in flagged],
-        ids,
-        [(tx, 12.5) for tx in flagged],
-        {i: 3.0 for i in ids},
-    ):
-        assert evaluate("08.2", answer, sent=sent).status == "PASS", answer
-    assert (
-        evaluate("08.2", [record(tx) for tx in flagged], sent=[record(tx) for tx in sent]).status
-        == "PASS"
-    )
-
-
-def test_08_2_wrong_answers(sent):
-    flagged = suspicious(sent)
-    large_only = [tx for tx in sent if tx["amount"] > 3000]
-    assert "not flagged, e.g." in line("08.2", large_only, sent=sent)
-    assert "check that 08.1 passes" in line("08.2", large_only, sent=sent)
-    ordinary = next(tx for tx in sent if not is_suspicious_ref(tx))
-    assert f"{ordinary['tx_id']} (" in line("08.2", flagged + [ordinary], sent=sent)
-    assert "is not suspicious" in line("08.2", flagged + [ordinary], sent=sent)
-    assert "flagged 2 times" in line("08.2", flagged + flagged[:1], sent=sent)
-    assert "nothing flagged" in line("08.2", [], sent=sent)
-    assert "was not sent in this run" in line("08.2", flagged + ["TX9999"], sent=sent)
-    assert "one transaction" in line("08.2", flagged[0], sent=sent)
-    assert "not one string" in line("08.2", "TX0001", sent=sent)
-
-
 def test_08_2_not_attempted_and_missing_context(sent):
     assert evaluate("08.2", ..., sent=sent).status == "NOT ATTEMPTED"
     assert evaluate("08.2", [...], sent=sent).status == "NOT ATTEMPTED"
     assert "nb.check('08.2', answer, sent=...)" in line("08.2", suspicious(sent))
+    # the answers themselves are checked on the broker: tests/integration/test_nb08_event_driven.py
 
 
 # -- 08.3 which kind of app ----------------------------------------------------------

@@ -3,12 +3,13 @@
 - ``08.1`` ``is_suspicious(tx) -> bool``: the fraud rule both apps share, the course's
   rules R1-R3 of notebook 10 -- ``amount > 3000`` +3, ``elektronika`` and ``amount > 1500``
   +2, the hour of ``timestamp`` below 6 +2 -- suspicious at 3 points or more.
-- ``08.2`` what the event-driven consumer loop flagged, against what was sent:
-  exactly the suspicious transactions, each once.
+- ``08.2`` the ConsumerRecords the event-driven consumer loop flagged: each must be on the
+  broker, in the notebook's topic (``verify_records``), and together they must be exactly the
+  suspicious transactions of what was sent, each once.
 - ``08.3`` which kind of app fits each situation of ``SITUATIONS``.
 
-The checks are pure and deterministic: they never look at latencies (those depend
-on the machine), only at *which* transactions were flagged. ``labkit.course.exercises.load()``
+08.1 and 08.3 are pure; 08.2 asks the broker whether the flagged records are real. None
+looks at latencies (those depend on the machine), only at *which* transactions were flagged. ``labkit.course.exercises.load()``
 adds them to the course's registry.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
+from labkit.course.broker_checks import full_topic, verify_records
 from labkit.course.checks import Registry, Wrong, call, counted, expect
 from labkit.course.exercises._ref import fraud_score, values
 from labkit.nb.generators import transactions
@@ -25,6 +27,7 @@ EXERCISES = Registry()
 exercise = EXERCISES.exercise
 
 FLAG_AT = 3  # points: the same rule as notebook 10's scoring service
+TOPIC = "nb08-transactions"  # as the notebook names it (nb.topic adds a student's prefix)
 
 
 # letter -> (situation, the right kind, why); notebook 08 lists the same situations and
@@ -178,8 +181,9 @@ def _describe(tx: Mapping) -> str:
 
 @exercise("08.2", points=2, title="The event-driven app flags exactly the suspicious transactions")
 def event_driven(flagged, *, sent):
-    """flagged: what the consumer loop flagged (transactions, records or tx_ids);
-    sent: every transaction the stream sent."""
+    """flagged: the ConsumerRecords the consumer loop flagged; sent: every transaction the
+    stream sent."""
+    verify_records(flagged, topic=full_topic(TOPIC))
     sent_txs = {tx["tx_id"]: tx for tx in values(sent)}
     want = {tx_id for tx_id, tx in sent_txs.items() if is_suspicious_ref(tx)}
     got = Counter(_flagged_ids(flagged))
