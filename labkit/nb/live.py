@@ -14,9 +14,15 @@ axes, draws the model's ``snapshot()``, saves PNG bytes and assigns them to an
 extension beyond ipywidgets and runs headless (nbclient/nbval) unchanged.
 Outside a Jupyter kernel nothing is displayed; ``png()``/``save()`` still work.
 
-Throttling: at most ``max_fps`` redraws per second (5 by default). A change
-inside the quiet interval schedules one trailing redraw (a short-lived
-``threading.Timer``), so the last events always reach the screen.
+Throttling: a change never renders in the thread that made it (the cell's consumer
+loop, a follower): it schedules one redraw on a short-lived ``threading.Timer``,
+at most ``max_fps`` per second, and never sooner after the last redraw than that
+redraw took, so rendering gets at most about half of the time however slow it is
+(a PNG can take 0.1-0.7 s on a busy machine: drawn in the caller's loop, two plots
+cut a consumer loop to a record or two per second, a 600-record cell overran
+nbval's cell timeout, and the interrupted kernel could not answer in time: the
+"kernel died" of a graded notebook 09). ``draw()``, ``png()`` and ``stop()``
+render at once.
 
 Threads and locks: ``_lock`` guards the model; ``_draw_lock`` serialises
 rendering (one figure is never drawn by two threads at once). ``follow()``
@@ -140,7 +146,8 @@ class LivePlot:
         self._lock = threading.RLock()
         self._draw_lock = threading.Lock()
         self._dirty = False
-        self._last_draw = -1e18
+        self._last_draw = -1e18  # when the last redraw ended (clock.monotonic())
+        self._last_draw_s = 0.0  # how long it took
         self._timer: threading.Timer | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -236,6 +243,7 @@ class LivePlot:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop following (joins the thread) and draw the final state. Safe to call twice."""
         self._stop.set()
+        self._cancel_timer()  # the final draw below (or the follower's) shows everything
         t = self._thread
         if t is not None and t is not threading.current_thread():
             t.join(timeout)
@@ -285,7 +293,8 @@ class LivePlot:
                 except Exception as exc:
                     self.error = self.error or f"closing the consumer failed: {exc}"
             self._cancel_timer()
-            self.draw()
+            if self._dirty:  # else a redraw has shown the last record already
+                self.draw()
 
     def _feed_record(self, value_fn: Callable[[Any], Any], record: Any) -> None:
         try:
@@ -322,38 +331,51 @@ class LivePlot:
 
     def _changed(self) -> None:
         self._dirty = True
-        now = self._clock.monotonic()
-        wait = self._last_draw + self._min_interval - now
-        if wait <= 0:
-            self.draw()
-            return
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """Start the one redraw timer, unless it is waiting or rendering already (then it
+        reschedules itself when its render is done: changes never pile up threads)."""
         with self._lock:
-            if self._timer is None:
-                timer = threading.Timer(wait, self._trailing_draw)
-                timer.daemon = True
-                timer.name = "labkit-liveplot-redraw"
-                self._timer = timer
-                timer.start()
+            if self._timer is not None:
+                return
+            gap = max(self._min_interval, self._last_draw_s)
+            wait = max(0.0, self._last_draw + gap - self._clock.monotonic())
+            timer = threading.Timer(wait, self._trailing_draw)
+            timer.daemon = True
+            timer.name = "labkit-liveplot-redraw"
+            self._timer = timer
+            timer.start()
 
     def _trailing_draw(self) -> None:
-        self._timer = None
-        if self._dirty:
-            self.draw()
+        try:
+            if self._dirty:
+                self._render()
+        finally:
+            with self._lock:
+                if self._timer is threading.current_thread():
+                    self._timer = None
+            if self._dirty:  # changed while rendering
+                self._schedule()
 
     def _cancel_timer(self) -> None:
-        timer, self._timer = self._timer, None
+        with self._lock:
+            timer, self._timer = self._timer, None
         if timer is not None:
             timer.cancel()
 
     def draw(self) -> None:
         """Redraw now (ignores the throttle)."""
         self._cancel_timer()
+        self._render()
+
+    def _render(self) -> None:
         with self._draw_lock:
             with self._lock:
                 self._dirty = False
                 snap = self.model.snapshot()
                 info = self._info(snap)
-            self._last_draw = self._clock.monotonic()
+            started = self._clock.monotonic()
             self._canvas.render(
                 self.kind,
                 self.model,
@@ -364,6 +386,8 @@ class LivePlot:
                 ylabel=self.ylabel,
             )
             self._png = self._canvas.png()
+            self._last_draw = self._clock.monotonic()
+            self._last_draw_s = self._last_draw - started
             self.draws += 1
             if self.widget is not None:
                 self._image.value = self._png

@@ -39,7 +39,10 @@ STUDENTS = ("anna", "bartek")
 # notebook -> (the topics and the groups it creates, unprefixed)
 NOTEBOOKS = {
     "01_topics_and_console": ({"nb01-rta", "nb01-payments", "nb01-cli"}, set()),
-    "10_fraud_pipeline": ({"nb10-transactions", "nb10-alerts"}, {"nb10-scoring-group"}),
+    "10_fraud_pipeline": (
+        {"nb10-transactions", "nb10-alerts", "nb10-enriched"},
+        {"nb10-scoring-group", "nb10-enrichment-group"},
+    ),
 }
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]

@@ -266,17 +266,17 @@ def reference_bursts(txs, inclusive):
     return flagged
 
 
-def test_09_1_bursts():
+def test_09_3_bursts():
     def total_count(txs):
         return {u for u, n in Counter(tx["user_id"] for tx in txs).items() if n > 3}
 
-    assert_outcomes("09.1", lambda txs: reference_bursts(txs, False), total_count, "flagged")
-    assert evaluate("09.1", lambda txs: sorted(reference_bursts(txs, True))).status == "PASS"
-    missed = evaluate("09.1", lambda txs: reference_bursts(txs, False) - {"u96"})
+    assert_outcomes("09.3", lambda txs: reference_bursts(txs, False), total_count, "flagged")
+    assert evaluate("09.3", lambda txs: sorted(reference_bursts(txs, True))).status == "PASS"
+    missed = evaluate("09.3", lambda txs: reference_bursts(txs, False) - {"u96"})
     assert "missed u96" in missed.line
 
 
-def test_09_2_per_store():
+def test_09_1_per_store():
     def right(txs):
         return Counter(tx["store"] for tx in txs)
 
@@ -285,10 +285,10 @@ def test_09_2_per_store():
         counts["Gdańsk"] -= 1
         return counts
 
-    assert_outcomes("09.2", right, off_by_one, "Gdańsk: expected")
+    assert_outcomes("09.1", right, off_by_one, "Gdańsk: expected")
 
 
-def test_09_3_per_category():
+def test_09_2_per_category():
     def right(txs):
         stats = {}
         for tx in txs:
@@ -305,7 +305,7 @@ def test_09_3_per_category():
             del s["min"]
         return stats
 
-    assert_outcomes("09.3", right, no_min, "need the keys count, sum, min, max")
+    assert_outcomes("09.2", right, no_min, "need the keys count, sum, min, max")
 
 
 def test_09_4_tumbling_windows():
@@ -341,18 +341,6 @@ def test_10_1_score():
         )
 
     assert "exactly 3000.00" in evaluate("10.1", greater_equal).line
-
-
-def test_10_2_flagged_alerts():
-    sent = list(transactions(seed=10, count=300, suspicious_share=0.2))
-    flagged = [dict(tx, score=fraud_score(tx)) for tx in sent if fraud_score(tx) >= 3]
-    assert flagged
-    assert_outcomes("10.2", flagged, flagged[1:], "missing from alerts", sent=sent)
-    low = next(tx for tx in sent if fraud_score(tx) == 2)
-    assert "flag only score >= 3" in evaluate("10.2", flagged + [low], sent=sent).line
-    assert "2 times" in evaluate("10.2", flagged + flagged[:1], sent=sent).line
-    wrong_score = [dict(flagged[0], score=99)] + flagged[1:]
-    assert "your alert says 99" in evaluate("10.2", wrong_score, sent=sent).line
 
 
 @pytest.mark.parametrize(

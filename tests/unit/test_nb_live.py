@@ -96,12 +96,32 @@ def test_redraws_are_throttled_and_the_last_change_still_reaches_the_picture():
     first = plot.draws
     clock.advance(1)
     for _ in range(100):
-        plot.add("k")  # fake time stands still: only the first add may draw at once
-    assert plot.draws == first + 1
-    # the trailing redraw (a real-time timer, <= 0.2 s) shows all 100 events
-    assert _wait(lambda: plot.draws == first + 2)
+        plot.add("k")  # fake time stands still: one redraw at once, then one trailing
+    # the redraws run on a real-time timer (<= 0.2 s) and the last one shows all 100 events
+    assert _wait(lambda: plot.draws > first and not plot._dirty and not plot._timer)
+    assert plot.draws <= first + 2
     assert plot.model.snapshot() == [("k", 100.0)]
-    assert not _threads("labkit-liveplot-redraw")
+    assert _wait(lambda: not _threads("labkit-liveplot-redraw"))
+
+
+def test_adding_never_renders_in_the_adding_thread():
+    """A cell's consumer loop calls add() for every record: were it to render there (0.1-0.7 s
+    a PNG on a busy machine), two plots would cut the loop to a record or two per second."""
+    plot = LivePlot("bar", max_fps=50, display=False)
+    render, rendered_in = plot._canvas.render, []
+
+    def slow_render(*args, **kwargs):
+        rendered_in.append(threading.current_thread())
+        time.sleep(0.05)
+        render(*args, **kwargs)
+
+    plot._canvas.render = slow_render
+    for n in range(300):
+        plot.add(f"store {n % 4}")
+        time.sleep(0.001)
+    assert threading.current_thread() not in rendered_in
+    assert _wait(lambda: rendered_in and not plot._dirty and not plot._timer)
+    assert plot.model.snapshot() == [(f"store {k}", 75.0) for k in range(4)]
 
 
 def test_stop_draws_pending_changes_at_once():

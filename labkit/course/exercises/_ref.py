@@ -34,6 +34,24 @@ def fraud_score(tx: Mapping) -> int:
     return score
 
 
+RISK_LEVELS = ("LOW", "MEDIUM", "HIGH")
+SCHEMA_VERSION = 2
+"""The enriched transaction's schema version; a record without ``schema_version`` is 1."""
+
+
+def risk_level(tx: Mapping) -> str:
+    """HIGH for a fraud score of 3 or more (what the scorer flags), MEDIUM for 1-2 (one
+    warning sign), LOW for 0."""
+    points = fraud_score(tx)
+    return "HIGH" if points >= 3 else "MEDIUM" if points >= 1 else "LOW"
+
+
+def enrich_ref(tx: Mapping) -> dict:
+    """Schema v2 of a transaction: every v1 field unchanged, plus ``risk_level`` and
+    ``schema_version``."""
+    return {**tx, "risk_level": risk_level(tx), "schema_version": SCHEMA_VERSION}
+
+
 def _tx(tx_id: str, amount: float, category: str, time: str, store: str = "Warszawa") -> dict:
     return {
         "tx_id": tx_id,

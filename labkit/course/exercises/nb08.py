@@ -1,13 +1,15 @@
 """Notebook 08, event-driven vs data-driven apps: the checks of its exercises.
 
-- ``08.1`` ``is_suspicious(tx) -> bool``: the fraud rule both apps share --
-  ``amount > 3000`` PLN, or made at night (the hour of ``timestamp`` is below 6).
-- ``08.2`` what the event-driven consumer loop flagged, against what was sent:
-  exactly the suspicious transactions, each once.
+- ``08.1`` ``is_suspicious(tx) -> bool``: the fraud rule both apps share, the course's
+  rules R1-R3 of notebook 10 -- ``amount > 3000`` +3, ``elektronika`` and ``amount > 1500``
+  +2, the hour of ``timestamp`` below 6 +2 -- suspicious at 3 points or more.
+- ``08.2`` the ConsumerRecords the event-driven consumer loop flagged: each must be on the
+  broker, in the notebook's topic (``verify_records``), and together they must be exactly the
+  suspicious transactions of what was sent, each once.
 - ``08.3`` which kind of app fits each situation of ``SITUATIONS``.
 
-The checks are pure and deterministic: they never look at latencies (those depend
-on the machine), only at *which* transactions were flagged. ``labkit.course.exercises.load()``
+08.1 and 08.3 are pure; 08.2 asks the broker whether the flagged records are real. None
+looks at latencies (those depend on the machine), only at *which* transactions were flagged. ``labkit.course.exercises.load()``
 adds them to the course's registry.
 """
 
@@ -15,18 +17,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 
+from labkit.course.broker_checks import full_topic, verify_records
 from labkit.course.checks import Registry, Wrong, call, counted, expect
-from labkit.course.exercises._ref import values
+from labkit.course.exercises._ref import fraud_score, values
 from labkit.nb.generators import transactions
 
 EXERCISES = Registry()
 exercise = EXERCISES.exercise
 
+FLAG_AT = 3  # points: the same rule as notebook 10's scoring service
+TOPIC = "nb08-transactions"  # as the notebook names it (nb.topic adds a student's prefix)
 
-LARGE_AMOUNT = 3000.0
-NIGHT_BEFORE_HOUR = 6
 
 # letter -> (situation, the right kind, why); notebook 08 lists the same situations and
 # discusses the reasons
@@ -73,9 +75,8 @@ _KIND_WORDS = {
 
 
 def is_suspicious_ref(tx: Mapping) -> bool:
-    """The reference rule: amount > 3000 PLN, or the hour of ``timestamp`` is below 6."""
-    night = datetime.fromisoformat(str(tx["timestamp"])).hour < NIGHT_BEFORE_HOUR
-    return float(tx["amount"]) > LARGE_AMOUNT or night
+    """The reference rule: notebook 10's fraud score (R1-R3) is 3 or more."""
+    return fraud_score(tx) >= FLAG_AT
 
 
 def _tx(tx_id: str, amount: float, time: str, category: str = "odzież") -> dict:
@@ -92,15 +93,38 @@ def _tx(tx_id: str, amount: float, time: str, category: str = "odzież") -> dict
 def rule_cases() -> list[tuple[dict, str]]:
     """Edge cases of the rule with what each tests, then ordinary seeded transactions."""
     edges = [
-        (_tx("TX7001", 120.0, "12:00:00"), "120.00 PLN at noon (neither large nor at night)"),
-        (_tx("TX7002", 3000.0, "12:00:00"), "exactly 3000.00 PLN at noon (large means > 3000)"),
-        (_tx("TX7003", 3000.01, "12:00:00"), "3000.01 PLN at noon (large)"),
-        (_tx("TX7004", 4999.99, "18:30:00", "elektronika"), "4999.99 PLN in the evening (large)"),
-        (_tx("TX7005", 15.0, "00:00:00"), "15.00 PLN at midnight (night: hour 0)"),
-        (_tx("TX7006", 15.0, "05:59:59"), "15.00 PLN at 05:59:59 (night: hour 5)"),
+        (_tx("TX7001", 120.0, "12:00:00"), "120.00 PLN at noon (0 points)"),
+        (_tx("TX7002", 3000.0, "12:00:00"), "exactly 3000.00 PLN at noon (R1 needs > 3000)"),
+        (_tx("TX7003", 3000.01, "12:00:00"), "3000.01 PLN at noon (R1: 3 points)"),
+        (
+            _tx("TX7004", 4999.99, "18:30:00", "elektronika"),
+            "electronics for 4999.99 PLN in the evening (R1 + R2: 5 points)",
+        ),
+        (_tx("TX7005", 15.0, "00:00:00"), "15.00 PLN at midnight (R3 alone: 2 points)"),
+        (_tx("TX7006", 15.0, "05:59:59"), "15.00 PLN at 05:59:59 (R3 alone: 2 points)"),
         (_tx("TX7007", 15.0, "06:00:00"), "15.00 PLN at 06:00:00 (hour 6 is not < 6)"),
-        (_tx("TX7008", 4200.0, "03:10:00"), "4200.00 PLN at 03:10 (large and at night)"),
-        (_tx("TX7009", 2999.99, "23:59:59"), "2999.99 PLN at 23:59:59 (not night: hour 23)"),
+        (_tx("TX7008", 4200.0, "03:10:00"), "4200.00 PLN at 03:10 (R1 + R3: 5 points)"),
+        (_tx("TX7009", 2999.99, "23:59:59"), "2999.99 PLN at 23:59:59 (0 points)"),
+        (
+            _tx("TX7010", 1500.01, "03:00:00", "elektronika"),
+            "electronics for 1500.01 PLN at 03:00 (R2 + R3: 4 points)",
+        ),
+        (
+            _tx("TX7011", 1500.0, "03:00:00", "elektronika"),
+            "electronics for exactly 1500.00 PLN at 03:00 (R2 needs > 1500: 2 points)",
+        ),
+        (
+            _tx("TX7012", 2000.0, "12:00:00", "elektronika"),
+            "electronics for 2000.00 PLN at noon (R2 alone: 2 points)",
+        ),
+        (
+            _tx("TX7013", 2000.0, "03:00:00", "książki"),
+            "books for 2000.00 PLN at 03:00 (R2 is for elektronika only: 2 points)",
+        ),
+        (
+            _tx("TX7014", 2000.0, "06:00:00", "elektronika"),
+            "electronics for 2000.00 PLN at 06:00:00 (R2 alone: hour 6 is not < 6)",
+        ),
     ]
     ordinary = [
         (tx, f"{tx['tx_id']}: {tx['amount']:.2f} PLN at {tx['timestamp'][11:]}")
@@ -111,7 +135,7 @@ def rule_cases() -> list[tuple[dict, str]]:
 
 @exercise("08.1", points=2, title="The fraud rule both apps share")
 def rule(fn):
-    """fn(tx) -> True for amount > 3000 or a night-time transaction (hour < 6), else False."""
+    """fn(tx) -> True when R1-R3 give 3 points or more, else False."""
     for tx, why in rule_cases():
         got = call(fn, dict(tx))
         if got is None:
@@ -120,8 +144,9 @@ def rule(fn):
         want = is_suspicious_ref(tx)
         expect(
             got == want,
-            f"{why}: expected {want}, got {got}: suspicious means "
-            "amount > 3000 or the hour of 'timestamp' below 6",
+            f"{why}: expected {want}, got {got}: add the points, amount > 3000 +3, "
+            "elektronika and amount > 1500 +2, hour of 'timestamp' < 6 +2; suspicious "
+            "at 3 or more",
         )
 
 
@@ -156,8 +181,9 @@ def _describe(tx: Mapping) -> str:
 
 @exercise("08.2", points=2, title="The event-driven app flags exactly the suspicious transactions")
 def event_driven(flagged, *, sent):
-    """flagged: what the consumer loop flagged (transactions, records or tx_ids);
-    sent: every transaction the stream sent."""
+    """flagged: the ConsumerRecords the consumer loop flagged; sent: every transaction the
+    stream sent."""
+    verify_records(flagged, topic=full_topic(TOPIC))
     sent_txs = {tx["tx_id"]: tx for tx in values(sent)}
     want = {tx_id for tx_id, tx in sent_txs.items() if is_suspicious_ref(tx)}
     got = Counter(_flagged_ids(flagged))

@@ -1,8 +1,10 @@
 """Notebook 09, live analytics: the checks of its exercises (rules in ``labkit.course.exercises``).
 
-- ``09.1`` (3 points) Alert when a user makes more than 3 transactions in 60 s
-- ``09.2`` (1 points) Count transactions per store
-- ``09.3`` (2 points) Count, sum, min and max per category
+Numbered in the order the notebook asks them:
+
+- ``09.1`` (1 point) Count transactions per store
+- ``09.2`` (2 points) Count, sum, min and max per category
+- ``09.3`` (3 points) Alert when a user makes more than 3 transactions in 60 s
 - ``09.4`` (2 points) Tumbling 10-second windows on event time
 """
 
@@ -13,11 +15,54 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from labkit.course.checks import Registry, Wrong, call, expect
-from labkit.course.exercises._ref import burst_users, tumbling_counts
+from labkit.course.exercises._ref import burst_users, tumbling_counts, window_start
 from labkit.nb.generators import CATEGORIES, STORES, sensors, transactions
 
 EXERCISES = Registry()
 exercise = EXERCISES.exercise
+
+
+@exercise("09.1", points=1, title="Count transactions per store")
+def per_store(fn):
+    """fn(transactions) -> {store: number of transactions}."""
+    data = list(transactions(seed=920, count=137))
+    got = call(fn, [dict(tx) for tx in data])
+    expect(
+        isinstance(got, Mapping),
+        f"return a dict or Counter {{store: count}}, got {type(got).__name__}",
+    )
+    want = Counter(tx["store"] for tx in data)
+    for store in STORES:
+        expect(
+            got.get(store) == want[store],
+            f"{store}: expected {want[store]} transactions, got {got.get(store)!r}",
+        )
+
+
+@exercise("09.2", points=2, title="Count, sum, min and max per category")
+def per_category(fn):
+    """fn(transactions) -> {category: {"count": n, "sum": s, "min": lo, "max": hi}}."""
+    data = list(transactions(seed=930, count=150))
+    got = call(fn, [dict(tx) for tx in data])
+    expect(isinstance(got, Mapping), f"return a dict {{category: stats}}, got {type(got).__name__}")
+    for cat in CATEGORIES:
+        amounts = [tx["amount"] for tx in data if tx["category"] == cat]
+        want = {
+            "count": len(amounts),
+            "sum": sum(amounts),
+            "min": min(amounts),
+            "max": max(amounts),
+        }
+        stats = got.get(cat)
+        expect(
+            isinstance(stats, Mapping) and set(want) <= set(stats),
+            f"stats for {cat!r} need the keys count, sum, min, max; got {stats!r}",
+        )
+        for name, value in want.items():
+            expect(
+                isinstance(stats[name], int | float) and abs(stats[name] - value) < 0.01,
+                f"{cat}: {name} should be {round(value, 2)}, got {stats[name]!r}",
+            )
 
 
 def _burst_data() -> list[dict]:
@@ -56,7 +101,7 @@ def _user_ids(answer) -> set[str]:
     return {item["user_id"] if isinstance(item, Mapping) else str(item) for item in answer}
 
 
-@exercise("09.1", points=3, title="Alert when a user makes more than 3 transactions in 60 s")
+@exercise("09.3", points=3, title="Alert when a user makes more than 3 transactions in 60 s")
 def bursts(fn):
     """fn(transactions in time order) -> the user_ids that made > 3 transactions within 60 s."""
     data = _burst_data()
@@ -82,54 +127,12 @@ def bursts(fn):
     )
 
 
-@exercise("09.2", points=1, title="Count transactions per store")
-def per_store(fn):
-    """fn(transactions) -> {store: number of transactions}."""
-    data = list(transactions(seed=920, count=137))
-    got = call(fn, [dict(tx) for tx in data])
-    expect(
-        isinstance(got, Mapping),
-        f"return a dict or Counter {{store: count}}, got {type(got).__name__}",
-    )
-    want = Counter(tx["store"] for tx in data)
-    for store in STORES:
-        expect(
-            got.get(store) == want[store],
-            f"{store}: expected {want[store]} transactions, got {got.get(store)!r}",
-        )
-
-
-@exercise("09.3", points=2, title="Count, sum, min and max per category")
-def per_category(fn):
-    """fn(transactions) -> {category: {"count": n, "sum": s, "min": lo, "max": hi}}."""
-    data = list(transactions(seed=930, count=150))
-    got = call(fn, [dict(tx) for tx in data])
-    expect(isinstance(got, Mapping), f"return a dict {{category: stats}}, got {type(got).__name__}")
-    for cat in CATEGORIES:
-        amounts = [tx["amount"] for tx in data if tx["category"] == cat]
-        want = {
-            "count": len(amounts),
-            "sum": sum(amounts),
-            "min": min(amounts),
-            "max": max(amounts),
-        }
-        stats = got.get(cat)
-        expect(
-            isinstance(stats, Mapping) and set(want) <= set(stats),
-            f"stats for {cat!r} need the keys count, sum, min, max; got {stats!r}",
-        )
-        for name, value in want.items():
-            expect(
-                isinstance(stats[name], int | float) and abs(stats[name] - value) < 0.01,
-                f"{cat}: {name} should be {round(value, 2)}, got {stats[name]!r}",
-            )
-
-
 @exercise("09.4", points=2, title="Tumbling 10-second windows on event time")
 def tumbling(fn):
     """fn(readings, size_s) -> {window start (ISO string or datetime): number of readings}."""
     data = list(sensors(seed=940, count=120, late_share=0.25, max_lateness_s=15))
-    got = call(fn, [dict(r) for r in data], 10)
+    size_s = 10
+    got = call(fn, [dict(r) for r in data], size_s)
     expect(
         isinstance(got, Mapping), f"return a dict {{window start: count}}, got {type(got).__name__}"
     )
@@ -142,17 +145,68 @@ def tumbling(fn):
         raise Wrong(
             "use the window start as key, e.g. '2026-03-02T08:00:10' or a datetime"
         ) from None
-    want = tumbling_counts(data, 10)
-    for start, n in sorted(want.items()):
-        expect(
-            counts.get(start) == n,
-            f"window {start:%H:%M:%S}: expected {n} readings, got "
-            f"{counts.get(start, 0)}: put each reading in the window of its own 'time' "
-            "(event time), not by when it arrived",
+    want = tumbling_counts(data, size_s)
+    if counts != want:
+        raise Wrong(_window_diagnosis(data, counts, want, size_s))
+
+
+def _window_diagnosis(data: list[dict], counts: dict, want: dict, size_s: int) -> str:
+    """What is wrong with ``counts`` (tumbling windows of ``data``): the first mistake
+    that explains it, tried from the most specific to the most general."""
+    step = timedelta(seconds=size_s)
+    misaligned = sorted(k for k in counts if k.microsecond or _since_midnight(k) % size_s)
+    if misaligned:
+        return (
+            f"{misaligned[0]:%H:%M:%S} is not the start of a window: windows start at "
+            f"multiples of {size_s} s (08:00:00, 08:00:10, ...); key each count by the "
+            "start of its reading's window"
         )
-    extra = sorted(set(counts) - set(want))
-    expect(
-        not extra,
-        f"there is no reading in window {extra[0] if extra else ''}: windows start "
-        "at multiples of 10 s (08:00:00, 08:00:10, ...)",
+    if {start - step: n for start, n in counts.items()} == want:
+        return (
+            "your keys are the windows' ends: key each window by its start "
+            "(a reading stamped 08:00:07 is in the window that starts at 08:00:00)"
+        )
+    total = sum(n for n in counts.values() if isinstance(n, int))
+    if total < len(data):
+        return (
+            f"your windows hold {total} of the {len(data)} readings: count every reading, "
+            "late ones too, in the window of its own 'time'"
+        )
+    if total > len(data):
+        return (
+            f"your windows hold {total} readings, there are {len(data)}: tumbling windows "
+            "do not overlap, so each reading is counted once, in exactly one window"
+        )
+    if counts in (_by_newest_seen(data, size_s), _by_position(data, size_s)):
+        return (
+            "your windows follow the order the readings arrived in: put each reading in "
+            "the window of its own 'time' (event time), late readings too"
+        )
+    start = min(k for k in set(want) | set(counts) if counts.get(k) != want.get(k))
+    return (
+        f"window {start:%H:%M:%S}: expected {want.get(start, 0)} readings, got "
+        f"{counts.get(start, 0)}: count each reading in the window that holds its own "
+        "'time' (its seconds since midnight, rounded down to a multiple of size_s)"
     )
+
+
+def _since_midnight(moment: datetime) -> int:
+    return moment.hour * 3600 + moment.minute * 60 + moment.second
+
+
+def _by_newest_seen(data: list[dict], size_s: int) -> dict:
+    """Windows by the newest time seen so far: a late reading lands in the current window
+    (what counting by arrival, i.e. processing time, gives)."""
+    counts: Counter = Counter()
+    newest = datetime.min
+    for reading in data:
+        newest = max(newest, datetime.fromisoformat(reading["time"]))
+        counts[window_start(newest, size_s)] += 1
+    return dict(counts)
+
+
+def _by_position(data: list[dict], size_s: int) -> dict:
+    """Windows by position in the list: size_s readings per window from the first one."""
+    first = window_start(datetime.fromisoformat(data[0]["time"]), size_s)
+    counts = Counter(first + timedelta(seconds=(i // size_s) * size_s) for i in range(len(data)))
+    return dict(counts)

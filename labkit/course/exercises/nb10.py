@@ -1,24 +1,58 @@
 """Notebook 10, the fraud pipeline (capstone): the checks of its exercises (rules in ``labkit.course.exercises``).
 
 - ``10.1`` (3 points) Score a transaction with rules R1-R3
-- ``10.2`` (3 points) The alerts topic holds exactly the flagged transactions
+- ``10.2`` (3 points) The alerts topic holds exactly the flagged transactions: checked on
+  the broker -- the records handed in must be the alerts topic's own, the topic must hold
+  exactly the transactions topic's flagged ones (once each, with their score, keyed by
+  user_id), and the scoring group must have committed every transaction. ``nb.reset("10.2")``
+  empties the alerts topic and deletes the group, so a re-run after a wrong attempt can pass.
+- ``10.3`` (2 points) ``enrich(tx)``: schema v2 adds ``risk_level`` (HIGH/MEDIUM/LOW) and
+  ``schema_version`` without breaking a v1 consumer (every v1 field kept as it was).
+- ``10.4`` (3 points) The enrichment consumer, in a group of its own, wrote every
+  transaction enriched to the enriched topic once and committed everything: checked on the
+  broker like 10.2; ``nb.reset("10.4")``.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Mapping
 
-from labkit.course.checks import Registry, call, counted, expect
+from labkit.course.broker_checks import (
+    expect_group_done,
+    full_group,
+    full_topic,
+    read_topic,
+    verify_records,
+)
+from labkit.course.checks import Registry, Wrong, call, counted, expect
 from labkit.course.exercises._ref import (
+    RISK_LEVELS,
+    SCHEMA_VERSION,
+    alert_line,
+    enrich_ref,
     fraud_score,
     score_cases,
-    tx_ids,
     values,
 )
+from labkit.nb.generators import transactions
 
 EXERCISES = Registry()
 exercise = EXERCISES.exercise
+
+# the pipeline's names as the notebook writes them (nb.topic / nb.group add a student's prefix)
+TRANSACTIONS, ALERTS, SCORING_GROUP = "nb10-transactions", "nb10-alerts", "nb10-scoring-group"
+ENRICHED, ENRICHMENT_GROUP = "nb10-enriched", "nb10-enrichment-group"
+V1_FIELDS = {
+    "tx_id": str,
+    "user_id": str,
+    "amount": float,
+    "store": str,
+    "category": str,
+    "timestamp": str,
+}
+PARTITIONS = 3
 
 
 @exercise("10.1", points=3, title="Score a transaction with rules R1-R3")
@@ -30,25 +64,44 @@ def score(fn):
         expect(got == want, f"{why}: expected score {want}, got {got!r}")
 
 
-@exercise("10.2", points=3, title="The alerts topic holds exactly the flagged transactions")
-def flagged(alerts, *, sent):
-    """alerts: values read from the alerts topic (dicts with tx_id); sent: transactions sent."""
-    records = values(alerts)
-    want = {tx["tx_id"]: fraud_score(tx) for tx in values(sent) if fraud_score(tx) >= 3}
-    got = Counter(tx_ids(records))
-    scores = {tx["tx_id"]: fraud_score(tx) for tx in values(sent)}
+@exercise(
+    "10.2",
+    points=3,
+    title="The alerts topic holds exactly the flagged transactions",
+    topics={ALERTS: PARTITIONS},
+    groups=(SCORING_GROUP,),
+)
+def flagged(alerts):
+    """alerts: the ConsumerRecords read back from the alerts topic. Everything else is read
+    from the broker: the transactions topic, the alerts topic, the scoring group's offsets."""
+    alerts_topic, source = full_topic(ALERTS), full_topic(TRANSACTIONS)
+    verify_records(alerts, topic=alerts_topic)
+    on_broker = read_topic(alerts_topic)
+    handed_in = {(r.partition, r.offset) for r in alerts}
+    expect(
+        handed_in == {(r.partition, r.offset) for r in on_broker},
+        f"you read {counted(len(handed_in), 'alert')}, the alerts topic holds "
+        f"{len(on_broker)}: read it from the beginning of every partition to the end "
+        "(auto_offset_reset='earliest', no group, consumer_timeout_ms)",
+    )
+    transactions = values(read_topic(source))
+    scores = {tx["tx_id"]: fraud_score(tx) for tx in transactions}
+    want = {tx_id: points for tx_id, points in scores.items() if points >= 3}
+    records = [(r, _alert_value(r)) for r in on_broker]
+    got = Counter(str(value.get("tx_id")) for _, value in records)
     extra = sorted(set(got) - set(want))
     expect(
         not extra,
         f"{extra[0] if extra else ''} is in alerts but scores "
-        f"{scores.get(extra[0]) if extra else ''}: flag only score >= 3",
+        f"{scores.get(extra[0], 'nothing: it is not in the transactions topic') if extra else ''}"
+        ": flag only score >= 3",
     )
     missing = sorted(set(want) - set(got))
     expect(
         not missing,
         f"{counted(len(missing), 'flagged transaction')} missing from alerts, e.g. "
         f"{missing[0] if missing else ''} (score {want.get(missing[0]) if missing else ''})"
-        ": send every transaction with score >= 3 to the alerts topic",
+        ": send every transaction with score >= 3 to the alerts topic (and flush())",
     )
     twice = sorted(k for k, n in got.items() if n > 1)
     expect(
@@ -56,10 +109,153 @@ def flagged(alerts, *, sent):
         f"{twice[0] if twice else ''} is in alerts {got[twice[0]] if twice else 0} times: "
         "send each flagged transaction once",
     )
-    for record in records:
-        if isinstance(record, Mapping) and "score" in record:
-            expect(
-                record["score"] == want[record["tx_id"]],
-                f"{record['tx_id']} has score {want[record['tx_id']]}, your alert says "
-                f"{record['score']!r}",
+    for record, value in records:
+        tx_id = value["tx_id"]
+        expect(
+            value.get("score") == want[tx_id],
+            f"{tx_id} has score {want[tx_id]}, your alert says {value.get('score')!r}: "
+            'send {**tx, "score": points}',
+        )
+        key = record.key.decode("utf-8", "replace") if record.key is not None else None
+        expect(
+            key == value.get("user_id"),
+            f"the alert of {tx_id} has key {key!r}: key each alert by its user_id "
+            "(key=tx['user_id'], key_serializer=str.encode)",
+        )
+    expect_group_done(full_group(SCORING_GROUP), source)
+
+
+def _alert_value(record) -> dict:
+    value = values([record])[0]
+    if not isinstance(value, Mapping) or "tx_id" not in value:
+        raise Wrong(
+            f"the alert at partition {record.partition} offset {record.offset} is "
+            f"{repr(record.value)[:60]}: send the transaction as JSON with its score "
+            "(value_serializer=nb.json_serializer)"
+        )
+    return value
+
+
+def _v1_consumer(raw: bytes) -> tuple[str, int]:
+    """What a consumer written for schema v1 does with a record: parse it, validate the v1
+    fields it relies on (unknown fields are ignored), print the alert line and score it."""
+    tx = json.loads(raw)
+    for name, kind in V1_FIELDS.items():
+        if not isinstance(tx[name], kind if kind is not float else (int, float)):
+            raise TypeError(f"{name} is {type(tx[name]).__name__}, not {kind.__name__}")
+    return alert_line(tx), fraud_score(tx)
+
+
+def _enrich_cases() -> list[tuple[dict, str]]:
+    seeded = [(tx, tx["tx_id"]) for tx in transactions(seed=1003, count=60, suspicious_share=0.4)]
+    return score_cases() + seeded
+
+
+@exercise("10.3", points=2, title="Schema v2: add risk_level without breaking old consumers")
+def enrich(fn):
+    """fn(tx) -> the v2 record: tx's fields unchanged, plus risk_level and schema_version."""
+    for tx, why in _enrich_cases():
+        original = dict(tx)
+        got = call(fn, tx)
+        expect(
+            tx == original, f"enrich changed its input ({why}): return a new dict, {{**tx, ...}}"
+        )
+        expect(isinstance(got, Mapping), f"return a dict, got {type(got).__name__} for {why}")
+        try:
+            raw = json.dumps(got).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise Wrong(f"the record for {why} is not JSON ({exc}): use str, int, float") from None
+        try:
+            old_view = _v1_consumer(raw)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise Wrong(
+                f"a consumer written for v1 breaks on your record for {why} "
+                f"({type(exc).__name__}: {exc}): keep every v1 field with its name, type and "
+                "value; only add new fields"
+            ) from None
+        expect(
+            old_view == _v1_consumer(json.dumps(tx).encode()),
+            f"a v1 consumer reads your record for {why} differently: keep every v1 field's "
+            "value as it was",
+        )
+        want = enrich_ref(tx)
+        expect(
+            got.get("schema_version") == SCHEMA_VERSION,
+            f"the record for {why} has schema_version {got.get('schema_version')!r}: mark "
+            f"the new shape with schema_version {SCHEMA_VERSION} (no field means version 1)",
+        )
+        expect(
+            got.get("risk_level") in RISK_LEVELS,
+            f"risk_level is one of {', '.join(RISK_LEVELS)}, got {got.get('risk_level')!r}",
+        )
+        expect(
+            got["risk_level"] == want["risk_level"],
+            f"{why} scores {fraud_score(tx)}: its risk_level is {want['risk_level']}, not "
+            f"{got['risk_level']} (HIGH for 3 or more, MEDIUM for 1-2, LOW for 0)",
+        )
+        extra = sorted(set(got) - set(want))
+        expect(
+            not extra,
+            f"your record has {extra[0] if extra else ''} too: v2 adds risk_level and "
+            "schema_version only",
+        )
+
+
+@exercise(
+    "10.4",
+    points=3,
+    title="The enrichment consumer, in a group of its own",
+    topics={ENRICHED: PARTITIONS},
+    groups=(ENRICHMENT_GROUP,),
+)
+def enrichment(enriched):
+    """enriched: the ConsumerRecords read back from the enriched topic; the rest is read
+    from the broker (transactions, enriched topic, the enrichment group's offsets)."""
+    topic, source = full_topic(ENRICHED), full_topic(TRANSACTIONS)
+    verify_records(enriched, topic=topic)
+    on_broker = read_topic(topic)
+    handed_in = {(r.partition, r.offset) for r in enriched}
+    expect(
+        handed_in == {(r.partition, r.offset) for r in on_broker},
+        f"you read {counted(len(handed_in), 'record')}, the enriched topic holds "
+        f"{len(on_broker)}: read it from the beginning of every partition to the end",
+    )
+    by_id = {tx["tx_id"]: tx for tx in values(read_topic(source))}
+    got = Counter()
+    for record in on_broker:
+        value = values([record])[0]
+        expect(
+            isinstance(value, Mapping) and value.get("tx_id") in by_id,
+            f"the record at partition {record.partition} offset {record.offset} is not an "
+            "enriched transaction of the transactions topic: send enrich(tx) for each one",
+        )
+        want = enrich_ref(by_id[value["tx_id"]])
+        if dict(value) != want:
+            raise Wrong(
+                f"{value['tx_id']} is enriched as {_differences(value, want)}: send "
+                "enrich(tx) (check that 10.3 passes)"
             )
+        key = record.key.decode("utf-8", "replace") if record.key is not None else None
+        expect(
+            key == want["user_id"],
+            f"{value['tx_id']} has key {key!r}: key each record by its user_id",
+        )
+        got[value["tx_id"]] += 1
+    missing = sorted(set(by_id) - set(got))
+    expect(
+        not missing,
+        f"{counted(len(missing), 'transaction')} missing from the enriched topic, e.g. "
+        f"{missing[0] if missing else ''}: enrich every transaction, not only the flagged ones",
+    )
+    twice = sorted(k for k, n in got.items() if n > 1)
+    expect(
+        not twice,
+        f"{twice[0] if twice else ''} is in the enriched topic {got[twice[0]] if twice else 0} "
+        "times: send each transaction once",
+    )
+    expect_group_done(full_group(ENRICHMENT_GROUP), source)
+
+
+def _differences(value: Mapping, want: Mapping) -> str:
+    name = next(k for k in sorted(set(value) | set(want)) if value.get(k) != want.get(k))
+    return f"{name}={value.get(name)!r} (expected {want.get(name)!r})"
