@@ -80,6 +80,7 @@ class Reply:
     topics_changed: bool = False
     changed_topics: list[str] | tuple[()] = ()
     request: dict | None = None  # a parked fetch's request (its client's quota is charged)
+    log_starts: list | None = None  # delete_records: (row, log) to save before replying
 
 
 def error_of(exc: BaseException) -> tuple[int, str]:
@@ -554,5 +555,5 @@ class Handlers:
 
     def delete_records(self, header: dict, payloads: list) -> Reply:
         """labkit/broker/delete_records.py; parked fetches below a new start get answered."""
-        answer, moved = records_api.delete_records(self.registry, header, error_of)
-        return Reply(answer, topics_changed=moved)
+        answer, moved, unsaved = records_api.delete_records(self.registry, header, error_of)
+        return Reply(answer, topics_changed=moved, log_starts=unsaved or None)

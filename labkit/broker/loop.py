@@ -202,7 +202,7 @@ class BrokerLoop:
             return
         if durable.hold(identity, rid, api, header, payloads, holds, before=False):
             pass  # a metadata request: answered again once the topics it names exist
-        elif reply.sync or durable.changed_since(mark):
+        elif reply.sync or reply.log_starts or durable.changed_since(mark):
             durable.wait(identity, rid, api, reply)
         elif reply.keys is not None:
             deadline = self.clock.monotonic() + reply.park_ms / 1000.0
