@@ -43,9 +43,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from labkit.broker.handlers import Reply, error_of
 from labkit.broker.offsets import OffsetStore
 from labkit.broker.quotas import ClientQuotas, QuotaRound
+from labkit.broker.replies import Reply, error_of
 from labkit.broker.topic_files import MetadataRound
 from labkit.broker.topics import TopicRegistry
 from labkit.errors import KafkaStorageError
@@ -387,11 +387,11 @@ def _patch_log_starts(header: dict, unsaved: list, failed: dict) -> None:
         error = failed.get(id(plog))
         if error is not None:
             topic, partition = rows[index][0], rows[index][1]
-            _code, text = error_of(error)  # the log's own words: what failed, what to do
+            code, text = error_of(error)  # the log's own words: what failed, what to do
             rows[index] = DeletedRecords(
                 topic,
                 partition,
-                KafkaStorageError.errno,
+                code,
                 -1,
                 f"the new log start offset of {topic}-{partition} is not saved: {text} "
                 "Then retry the same delete_records: it waits until the start is saved.",

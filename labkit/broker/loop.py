@@ -41,7 +41,7 @@ from labkit.broker.connections import ConnectionTable, frame_overhead
 from labkit.broker.descriptors import FD_LOW_WATER, open_descriptors, open_file_limit
 from labkit.broker.flusher import GroupCommit
 from labkit.broker.group_api import GROUP_APIS, GroupService
-from labkit.broker.handlers import Handlers, Reply, error_of
+from labkit.broker.handlers import Handlers
 from labkit.broker.parking import ParkingLot
 from labkit.broker.quotas import (
     CONSUMER_BYTE_RATE,
@@ -50,6 +50,7 @@ from labkit.broker.quotas import (
     ClientQuotas,
     client_id_of,
 )
+from labkit.broker.replies import Reply, error_of
 from labkit.broker.throttle import ThrottleGate
 from labkit.broker.topics import TopicRegistry
 from labkit.errors import InvalidRequestError, ProtocolError, UnknownError
