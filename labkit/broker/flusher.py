@@ -44,7 +44,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from labkit.broker.offsets import OffsetStore
-from labkit.broker.quotas import ClientQuotas, QuotaRound
+from labkit.broker.quota_entities import QuotaRound
+from labkit.broker.quotas import ClientQuotas
 from labkit.broker.replies import Reply, error_of
 from labkit.broker.topic_files import MetadataRound
 from labkit.broker.topics import TopicRegistry
