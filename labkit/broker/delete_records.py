@@ -8,10 +8,14 @@ partition is answered alone, in order, as a ``DeletedRecords`` row
 ``[topic, partition, error, low_watermark, message]`` (labkit/protocol/messages.py):
 the new log start offset, or Kafka's error: OFFSET_OUT_OF_RANGE past the high
 watermark, UNKNOWN_TOPIC_OR_PARTITION, POLICY_VIOLATION for a topic whose
-``cleanup.policy`` does not include ``delete`` (as Kafka). The log layer writes the
-new start before answering (PartitionLog.delete_records), so it survives a restart;
-parked fetches are re-checked, and one below the new start gets OFFSET_OUT_OF_RANGE.
-Pure: called on the loop thread with the topic registry, no sockets.
+``cleanup.policy`` does not include ``delete`` (as Kafka). The start moves in memory
+at once (``PartitionLog.move_log_start``: parked fetches are re-checked, and one below
+the new start gets OFFSET_OUT_OF_RANGE); the reply lists the partitions whose new
+start is not durable yet, and waits for the flusher's round that writes their
+``log-start-offset.checkpoint`` files (``save_log_start``; broker/flusher.py), so an
+acknowledged start survives a crash. A row whose write failed is answered
+KAFKA_STORAGE_ERROR; a retry waits for the next round, which writes it again.
+Pure: called on the loop thread with the topic registry, no sockets, no disk writes.
 """
 
 from __future__ import annotations
@@ -59,12 +63,14 @@ def _wanted(header: dict[str, Any]) -> list[DeleteRecordsPartition]:
 
 def delete_records(
     registry: TopicRegistry, header: dict[str, Any], error_of
-) -> tuple[dict[str, Any], bool]:
-    """(reply header, whether any log start moved). ``error_of`` maps an exception to
-    (code, message), as the other handlers do. Raises InvalidRequestError for a
+) -> tuple[dict[str, Any], bool, list]:
+    """(reply header, whether any log start moved, [(row index, log)] of the rows whose
+    start is not durable yet: the reply waits for them). ``error_of`` maps an exception
+    to (code, message), as the other handlers do. Raises InvalidRequestError for a
     malformed request."""
     rows = []
     moved = False
+    unsaved = []
     for want in _wanted(header):
         try:
             plog = registry.partition(want.topic, want.partition)
@@ -75,10 +81,12 @@ def delete_records(
                 )
             before = plog.log_start_offset
             offset = plog.log_end_offset if want.offset == HIGH_WATERMARK else want.offset
-            low = plog.delete_records(offset)
+            low = plog.move_log_start(offset)
             moved |= low != before
+            if plog.log_start_unsaved:  # moved now, or by a request not durable yet
+                unsaved.append((len(rows), plog))
             rows.append(DeletedRecords(want.topic, want.partition, 0, low, None))
         except Exception as exc:  # noqa: BLE001 - one partition's failure is its row's error
             code, text = error_of(exc)
             rows.append(DeletedRecords(want.topic, want.partition, code, -1, text))
-    return {"error": 0, "partitions": rows}, moved
+    return {"error": 0, "partitions": rows}, moved, unsaved

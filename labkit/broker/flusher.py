@@ -6,19 +6,22 @@ The loop thread never waits for a disk. A reply that promises durability waits i
 ``GroupCommit`` instead of going out: a produce with ``acks=-1``, and any request
 that changed state which must survive a crash before it is acknowledged (topics
 created, deleted, grown or reconfigured — also auto-created — offset commits,
-group deletions and client-quota changes; ``mark``/``changed_since`` tell). A metadata request naming a topic
+group deletions and client-quota changes; ``mark``/``changed_since`` tell), and a
+delete_records whose new log start offsets are not durable yet (``Reply.log_starts``). A metadata request naming a topic
 that is still being created, and a produce naming one (before any of its batches is
 appended), are held and handled again once the topic exists.
 
 When the flusher is idle and something is due, the loop hands it one **round**:
-the waiting replies, the logs they appended to, the registry's metadata round
-(``TopicRegistry.begin_round``), the offset store and the client quotas' round
-(``ClientQuotas.begin_round``). The flusher thread then
+the waiting replies, the logs they appended to, the logs whose start offset moved,
+the registry's metadata round (``TopicRegistry.begin_round``), the offset store and
+the client quotas' round (``ClientQuotas.begin_round``). The flusher thread then
 
-1. writes topics.json once and does the topics' file work (``run_round``),
-2. writes the queued offset-commit records and fsyncs them once (``sync``),
-3. writes quotas.json, if an admin changed a quota,
-4. fsyncs each log once,
+1. writes each moved log start offset's checkpoint (``save_log_start``), before
+   step 2 may delete a topic's directory,
+2. writes topics.json once and does the topics' file work (``run_round``),
+3. writes the queued offset-commit records and fsyncs them once (``sync``),
+4. writes quotas.json, if an admin changed a quota,
+5. fsyncs each log once,
 
 and wakes the loop over an inproc socket. The loop (``finish``) installs the
 created topics, turns the failures into per-target errors, sends the replies and
@@ -40,12 +43,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from labkit.broker.handlers import Reply, error_of
 from labkit.broker.offsets import OffsetStore
-from labkit.broker.quotas import ClientQuotas, QuotaRound
+from labkit.broker.quota_entities import QuotaRound
+from labkit.broker.quotas import ClientQuotas
+from labkit.broker.replies import Reply, error_of
 from labkit.broker.topic_files import MetadataRound
 from labkit.broker.topics import TopicRegistry
 from labkit.errors import KafkaStorageError
+from labkit.protocol.messages import DeletedRecords
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +69,14 @@ class Round:
     metadata: MetadataRound | None
     offsets: OffsetStore | None
     quotas: QuotaRound | None = None
+    starts: dict = field(default_factory=dict)  # id(log) -> log whose start moved
     failed_logs: dict = field(default_factory=dict)
+    failed_starts: dict = field(default_factory=dict)
     offsets_error: Exception | None = None
 
     def run(self, registry: TopicRegistry) -> None:
         """Flusher thread: make everything in this round durable; record failures."""
+        self.failed_starts = save_log_starts(self.starts)
         if self.metadata is not None:
             try:
                 registry.run_round(self.metadata)
@@ -92,6 +100,17 @@ def flush_logs(logs: dict) -> dict:
         try:
             plog.flush()
         except Exception as exc:  # noqa: BLE001 - reported to the producer, not raised
+            failed[key] = exc
+    return failed
+
+
+def save_log_starts(logs: dict) -> dict:
+    """Write each log's moved start offset; return {id(log): exception} for failures."""
+    failed = {}
+    for key, plog in logs.items():
+        try:
+            plog.save_log_start()
+        except Exception as exc:  # noqa: BLE001 - reported to the admin, not raised
             failed[key] = exc
     return failed
 
@@ -242,13 +261,20 @@ class GroupCommit:
 
     def _next_round(self) -> Round:
         replies, self._waiting = self._waiting, []
-        logs = {}
+        logs, starts = {}, {}
         for _identity, _rid, _api, reply in replies:
             for _index, plog in reply.sync or ():
                 logs[id(plog)] = plog
+            for _index, plog in reply.log_starts or ():
+                starts[id(plog)] = plog
         offsets = self._offsets if self._offsets.unsynced else None
         return Round(
-            replies, logs, self._registry.begin_round(), offsets, self._quotas.begin_round()
+            replies,
+            logs,
+            self._registry.begin_round(),
+            offsets,
+            self._quotas.begin_round(),
+            starts,
         )
 
     def _due(self) -> bool:
@@ -294,6 +320,8 @@ class GroupCommit:
                 }
             elif api == QUOTA_ALTER and quotas_error is not None:
                 _patch_quotas(header, quotas_error)
+            elif reply.log_starts and round_.failed_starts:
+                _patch_log_starts(header, reply.log_starts, round_.failed_starts)
             self._send(identity, rid, header, reply.payloads)
         held, self._held = self._held, []
         for identity, rid, api, header, payloads, holds in held:
@@ -352,3 +380,20 @@ def _patch_quotas(header: dict, error: Exception) -> None:
     for entry in header.get("entries", ()):
         if entry.get("error") == 0:
             entry["error"], entry["message"] = code, text
+
+
+def _patch_log_starts(header: dict, unsaved: list, failed: dict) -> None:
+    rows = header["partitions"]
+    for index, plog in unsaved:
+        error = failed.get(id(plog))
+        if error is not None:
+            topic, partition = rows[index][0], rows[index][1]
+            code, text = error_of(error)  # the log's own words: what failed, what to do
+            rows[index] = DeletedRecords(
+                topic,
+                partition,
+                code,
+                -1,
+                f"the new log start offset of {topic}-{partition} is not saved: {text} "
+                "Then retry the same delete_records: it waits until the start is saved.",
+            )

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from labkit._clock import Clock
-from labkit.broker.groups import DEAD, DEFAULT_MAX_GROUP_SIZE, EMPTY, Coordinator
+from labkit.broker.group_members import DEAD, EMPTY
+from labkit.broker.groups import DEFAULT_MAX_GROUP_SIZE, Coordinator
 from labkit.broker.offsets import MAX_METADATA, OffsetStore
 from labkit.broker.topics import validate_topic_name
 from labkit.errors import (

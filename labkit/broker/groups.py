@@ -25,13 +25,9 @@ own now (``assignment``).
   so is a member that has not released revoked partitions within its
   ``max_poll_interval_ms`` (it is stuck; its partitions go to the others).
 - **Cost.** Nothing is proportional to everything: ``tick`` pops only members
-  whose deadline has come from a heap (one live entry per member, ``Member.due``;
-  a heartbeat only moves ``last_seen``, and an entry that pops early is pushed
-  again at the member's real deadline; entries of members that left are rebuilt
-  away once they outnumber the live members, so a join/leave loop cannot grow it), and ``topics_changed`` looks up the groups
-  that subscribe to a topic in an index (topic -> group ids, kept in step with
-  each group's ``partition_counts`` keys in ``_rebalance``). Work happens when
-  something changes: a join, a leave, an expiry, a topic change.
+  whose deadline has come from a heap, and ``topics_changed`` looks up the groups
+  that subscribe to a topic in an index (both in broker/group_index.py). Work
+  happens when something changes: a join, a leave, an expiry, a topic change.
 - **Empty groups.** A group remembers when it became empty (``empty_since_ms``,
   wall clock) so the service can expire it and its offsets after
   ``offsets.retention.minutes``, as Kafka does since 2.1.
@@ -40,6 +36,7 @@ own now (``assignment``).
   was removed is unknown. Tools commit with member ``""`` and generation -1, only
   while the group has no members.
 
+The records it keeps per group and member are in broker/group_members.py.
 Methods take no time argument: ``now`` comes from the injected clock. Errors are
 raised as labkit.errors broker errors with messages for students; responses are
 plain dicts in the wire shape of docs/groups.md. Not thread-safe: the broker
@@ -48,15 +45,14 @@ calls it from its one I/O thread.
 
 from __future__ import annotations
 
-import heapq
 import logging
-import math
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 from labkit._clock import Clock
-from labkit.broker.assignors import ASSIGNORS, DEFAULT_ASSIGNOR
+from labkit.broker.assignors import ASSIGNORS
+from labkit.broker.group_index import ExpiryHeap, TopicSubscribers
+from labkit.broker.group_members import DEAD, TP, Group, Member
 from labkit.errors import (
     GroupMaxSizeReachedError,
     IllegalGenerationError,
@@ -67,65 +63,9 @@ from labkit.errors import (
 
 log = logging.getLogger(__name__)
 
-TP = tuple[str, int]
-EMPTY, PREPARING, STABLE, DEAD = "Empty", "PreparingRebalance", "Stable", "Dead"
 DEFAULT_MAX_GROUP_SIZE = 1000  # group.max.size (Kafka: unlimited; a join rebalances all)
 REBALANCE_HEARTBEAT_MS = 50  # while a member's assignment is changing
 STABLE_HEARTBEAT_MS = 250  # otherwise (a new member is noticed within this)
-
-
-@dataclass(slots=True)
-class Member:
-    member_id: str
-    client_id: str
-    client_host: str
-    topics: frozenset[str]
-    assignors: tuple[str, ...]
-    session_timeout: float  # seconds
-    rebalance_timeout: float  # seconds (max_poll_interval_ms)
-    joined_generation: int
-    last_seen: float
-    owned: frozenset[TP] = frozenset()  # as last reported by the member
-    sent: frozenset[TP] = frozenset()  # the assignment it was last told
-    generation: int = 0  # the generation it was last told
-    revoking_since: float | None = None  # when it was first asked to release something
-    due: float = math.inf  # deadline of its live entry in the expiry heap
-
-    def holds(self) -> frozenset[TP]:
-        return self.owned | self.sent
-
-    def deadline(self) -> float:
-        """When this member expires unless it is heard from (or releases) first."""
-        session_end = self.last_seen + self.session_timeout
-        if self.revoking_since is None:
-            return session_end
-        return min(session_end, self.revoking_since + self.rebalance_timeout)
-
-
-@dataclass(slots=True)
-class Group:
-    group_id: str
-    generation: int = 0
-    assignor: str = DEFAULT_ASSIGNOR
-    members: dict[str, Member] = field(default_factory=dict)
-    target: dict[str, frozenset[TP]] = field(default_factory=dict)
-    partition_counts: dict[str, int] = field(default_factory=dict)
-    empty_since_ms: int | None = None  # wall clock; None while it has members
-
-    def state(self) -> str:
-        if not self.members:
-            return EMPTY
-        for m in self.members.values():
-            t = self.target.get(m.member_id, frozenset())
-            if m.sent != t or m.owned != t:
-                return PREPARING
-        return STABLE
-
-    def subscribed_topics(self) -> set[str]:
-        topics: set[str] = set()
-        for m in self.members.values():
-            topics |= m.topics
-        return topics
 
 
 class Coordinator:
@@ -141,10 +81,8 @@ class Coordinator:
         self._max_group_size = max_group_size
         self._partitions_of = partitions_of
         self._groups: dict[str, Group] = {}
-        self._subscribers: dict[str, set[str]] = {}  # topic -> ids of groups subscribing
-        self._deadlines: list[tuple[float, int, str, str]] = []  # (due, seq, group, member)
-        self._seq = 0
-        self._member_count = 0  # members in all groups (sizes the expiry heap)
+        self._subscribers = TopicSubscribers()  # topic -> ids of groups subscribing
+        self._deadlines = ExpiryHeap()
 
     # -- membership -------------------------------------------------------------
 
@@ -203,9 +141,9 @@ class Coordinator:
                 last_seen=now,
             )
             group.members[member.member_id] = member
-            self._member_count += 1
+            self._deadlines.added()
             group.empty_since_ms = None
-            self._schedule(group, member)
+            self._deadlines.schedule(group.group_id, member)
             log.info(
                 "group %s: member %s joined (%s)",
                 group_id,
@@ -218,7 +156,7 @@ class Coordinator:
             member.session_timeout = session_timeout_ms / 1000.0
             member.rebalance_timeout = max_poll_interval_ms / 1000.0
             member.last_seen = now
-            self._schedule(group, member)  # a shorter timeout moves its deadline
+            self._deadlines.schedule(group.group_id, member)  # a shorter timeout moves its deadline
         self._rebalance(group, f"member {member.member_id} joined")
         return self._answer(group, member, now)
 
@@ -356,36 +294,30 @@ class Coordinator:
         """Drop an empty group (offset expiry); a group with members is kept."""
         group = self._groups.get(group_id)
         if group is not None and not group.members:
-            self._unwatch(group, group.partition_counts)
+            self._subscribers.unwatch(group_id, group.partition_counts)
             del self._groups[group_id]
 
     def tick(self) -> None:
         """Expire members whose deadline has passed (only those: see "Cost")."""
         now = self._clock.monotonic()
-        heap = self._deadlines
-        popped: list[tuple[Group, Member]] = []
-        while heap and heap[0][0] <= now:
-            due, _seq, group_id, member_id = heapq.heappop(heap)
-            group = self._groups.get(group_id)
-            member = group.members.get(member_id) if group is not None else None
-            if member is None or member.due != due:
-                continue  # gone already, or a stale entry
-            member.due = math.inf
-            popped.append((group, member))
+        popped = [
+            (self._groups[group_id], member)
+            for group_id, member in self._deadlines.pop_due(now, self._find_member)
+        ]
         # re-pushed only after the loop: a member exactly at its deadline is not yet
         # expired (the test is strict), and must wait for the next tick, not spin here
         for group, member in popped:
             if group.members.get(member.member_id) is member:
                 self._expire(group, now)
             if group.members.get(member.member_id) is member:
-                self._schedule(group, member)
+                self._deadlines.schedule(group.group_id, member)
 
     def topics_changed(self, topics: Iterable[str]) -> None:
         """Topics were created, deleted or got partitions: rebalance the groups that
         subscribe to them and see a different partition count."""
         changed: dict[str, Group] = {}
         for topic in topics:
-            for group_id in self._subscribers.get(topic, ()):
+            for group_id in self._subscribers.of(topic):
                 group = self._groups[group_id]
                 if (self._partitions_of(topic) or 0) != group.partition_counts.get(topic):
                     changed[group_id] = group
@@ -429,44 +361,23 @@ class Coordinator:
 
     def _remove(self, group: Group, member: Member, why: str) -> None:
         del group.members[member.member_id]
-        self._member_count -= 1
+        self._deadlines.removed(self._all_members)
         if not group.members:
             group.empty_since_ms = self._clock.time_ms()
-        if len(self._deadlines) > 2 * self._member_count + 1024:
-            self._rebuild_deadlines()
         log.info("group %s: member %s %s", group.group_id, member.member_id, why)
         self._rebalance(group, f"member {member.member_id} {why}")
 
     def _partition_counts(self, group: Group) -> dict[str, int]:
         return {t: self._partitions_of(t) or 0 for t in sorted(group.subscribed_topics())}
 
-    def _schedule(self, group: Group, member: Member) -> None:
-        """Make sure the expiry heap holds an entry no later than the member's deadline."""
-        deadline = member.deadline()
-        if deadline < member.due:
-            member.due = deadline
-            self._seq += 1
-            heapq.heappush(self._deadlines, (deadline, self._seq, group.group_id, member.member_id))
+    def _find_member(self, group_id: str, member_id: str) -> Member | None:
+        group = self._groups.get(group_id)
+        return group.members.get(member_id) if group is not None else None
 
-    def _rebuild_deadlines(self) -> None:
-        """Drop stale heap entries: one entry per live member (amortised: runs only
-        when stale entries outnumber live ones)."""
-        entries = []
+    def _all_members(self) -> Iterable[tuple[str, Member]]:
         for group in self._groups.values():
             for member in group.members.values():
-                if member.due != math.inf:
-                    self._seq += 1
-                    entries.append((member.due, self._seq, group.group_id, member.member_id))
-        heapq.heapify(entries)
-        self._deadlines = entries
-
-    def _unwatch(self, group: Group, topics: Iterable[str]) -> None:
-        for topic in topics:
-            watchers = self._subscribers.get(topic)
-            if watchers is not None:
-                watchers.discard(group.group_id)
-                if not watchers:
-                    del self._subscribers[topic]
+                yield group.group_id, member
 
     def _choose_assignor(self, group: Group) -> str:
         members = sorted(group.members.values(), key=lambda m: m.joined_generation)
@@ -482,9 +393,8 @@ class Coordinator:
         group.assignor = self._choose_assignor(group)
         old_topics = group.partition_counts.keys()
         counts = self._partition_counts(group)
-        self._unwatch(group, old_topics - counts.keys())
-        for topic in counts.keys() - old_topics:
-            self._subscribers.setdefault(topic, set()).add(group.group_id)
+        self._subscribers.unwatch(group.group_id, old_topics - counts.keys())
+        self._subscribers.watch(group.group_id, counts.keys() - old_topics)
         group.partition_counts = counts
         subscriptions = {m.member_id: m.topics for m in group.members.values()}
         target = ASSIGNORS[group.assignor](subscriptions, group.partition_counts, group.target)
@@ -512,7 +422,7 @@ class Coordinator:
         if releasing:
             if member.revoking_since is None:
                 member.revoking_since = now
-                self._schedule(group, member)
+                self._deadlines.schedule(group.group_id, member)
         else:
             member.revoking_since = None
         pending = target - member.sent

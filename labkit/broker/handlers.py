@@ -9,18 +9,9 @@ unexpected becomes UNKNOWN (-1) with a log line. Per-target errors (one topic,
 one partition) go inside the lists as in Kafka; one bad batch never fails the
 others of the same request.
 
-A ``Reply`` tells the server what to do besides sending ``header`` + ``payloads``:
-
-- ``silent``: send nothing (produce with ``acks=0``);
-- ``sync``: ``[(result index, log)]`` appended with ``acks=-1``; the server answers
-  after one fsync of those logs (group commit) and patches the results of any log
-  whose fsync failed;
-- ``appended``: partitions that got data, so parked fetches on them are re-checked;
-- ``park_ms``/``keys``: a fetch short of ``min_bytes``; the server parks it and
-  calls ``fetch(header, final)`` again when one of ``keys`` grows or time is up;
-- ``topics_changed``: an admin change; parked fetches are re-checked;
-- ``changed_topics``: names of topics created (also auto-created), deleted or
-  grown, for the group coordinator (groups rebalance on them; nothing scans).
+The ``Reply`` each returns, and how exceptions become Kafka error codes, live in
+``broker/replies.py``; the topic admin APIs (create/delete topics and partitions,
+configs, delete_records) in ``broker/topic_admin.py``, mixed into ``Handlers``.
 
 The hot paths touch no record object: produce = CRC and column check (C-level over
 the batch's columns, records.validate_batch) + the timestamp bounds + one append
@@ -30,14 +21,13 @@ per batch, fetch = one read per partition, whose bytes go out as a payload frame
 from __future__ import annotations
 
 import importlib.metadata
-import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 from labkit._clock import Clock
-from labkit.broker import delete_records as records_api
 from labkit.broker.config import BrokerConfig
-from labkit.broker.descriptors import DescriptorGuard, out_of_descriptors
+from labkit.broker.descriptors import DescriptorGuard
+from labkit.broker.replies import Reply, error_of, error_reply, int_field, list_field, tp_rows
+from labkit.broker.topic_admin import TopicAdmin
 from labkit.broker.topics import Topic, TopicRegistry, validate_topic_name
 from labkit.errors import (
     CorruptRecordError,
@@ -45,17 +35,13 @@ from labkit.errors import (
     InvalidRequiredAcksError,
     InvalidTimestampError,
     KafkaError,
-    KafkaStorageError,
     MessageSizeTooLargeError,
-    UnknownError,
     UnknownTopicOrPartitionError,
     UnsupportedVersionError,
 )
 from labkit.log.config import INT64_MAX
 from labkit.protocol.messages import TOPIC_APIS
 from labkit.protocol.records import first_timestamp_outside, validate_batch
-
-log = logging.getLogger(__name__)
 
 try:
     _labkit_version = importlib.metadata.version("labkit-streaming")
@@ -68,83 +54,7 @@ INT32_MAX = 2**31 - 1
 MAX_FETCH_PARTITIONS = 10_000  # rows one fetch may name (each distinct)
 
 
-@dataclass(slots=True)
-class Reply:
-    header: dict[str, Any]
-    payloads: list = field(default_factory=list)
-    silent: bool = False
-    sync: list | None = None
-    appended: list | None = None
-    park_ms: int = 0
-    keys: list | None = None
-    topics_changed: bool = False
-    changed_topics: list[str] | tuple[()] = ()
-    request: dict | None = None  # a parked fetch's request (its client's quota is charged)
-
-
-def error_of(exc: BaseException) -> tuple[int, str]:
-    """(Kafka error code, message for the student) for any exception."""
-    if isinstance(exc, KafkaError):
-        code = getattr(exc, "errno", None)
-        text = (
-            str(exc.args[0])
-            if exc.args
-            else (getattr(exc, "description", None) or type(exc).__name__)
-        )
-        if isinstance(code, int):
-            return code, text
-        return InvalidRequestError.errno, text
-    if isinstance(exc, OSError):
-        text = out_of_descriptors(exc)
-        if text is not None:
-            return KafkaStorageError.errno, text
-        return KafkaStorageError.errno, (
-            f"storage error: {exc} (is the disk full? the broker keeps "
-            "running; free space and try again)"
-        )
-    log.error("unexpected error in a request handler", exc_info=exc)
-    return (
-        UnknownError.errno,
-        f"unexpected broker error {type(exc).__name__}: {exc} (see the broker log)",
-    )
-
-
-def _error_reply(exc: BaseException) -> Reply:
-    code, text = error_of(exc)
-    return Reply({"error": code, "message": text})
-
-
-def _int(header: dict, key: str, default: int | None = None, minimum: int | None = None) -> int:
-    value = header.get(key, default)
-    if type(value) is not int:
-        raise InvalidRequestError(f"field {key!r} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise InvalidRequestError(f"field {key!r} must be at least {minimum}, got {value}")
-    return value
-
-
-def _list(header: dict, key: str, default: list | None = None) -> list:
-    value = header.get(key, default)
-    if not isinstance(value, list):
-        raise InvalidRequestError(f"field {key!r} must be a list")
-    return value
-
-
-def _tp_items(items: list, width: int) -> list:
-    """Check ``[[topic, partition, int...], ...]`` rows of a given width."""
-    for item in items:
-        if (
-            not isinstance(item, list)
-            or len(item) != width
-            or not isinstance(item[0], str)
-            or any(type(x) is not int for x in item[1:])
-        ):
-            extra = ", int" * (width - 2)
-            raise InvalidRequestError(f"each entry must be [topic, partition{extra}], got {item!r}")
-    return items
-
-
-class Handlers:
+class Handlers(TopicAdmin):
     """The broker's non-group APIs over one TopicRegistry."""
 
     def __init__(
@@ -190,7 +100,7 @@ class Handlers:
                 )
             return handler(header, payloads)
         except Exception as exc:  # noqa: BLE001 - a handler must never take the broker down
-            return _error_reply(exc)
+            return error_reply(exc)
 
     # -- cluster ---------------------------------------------------------------
 
@@ -275,7 +185,7 @@ class Handlers:
         acks = header.get("acks", 1)
         if acks not in (0, 1, -1) or type(acks) is not int:
             raise InvalidRequiredAcksError(f"acks must be 0, 1 or -1 ('all'), got {acks!r}")
-        targets = _tp_items(_list(header, "targets"), 2)
+        targets = tp_rows(list_field(header, "targets"), 2)
         if len(targets) != len(payloads):
             raise InvalidRequestError(
                 f"{len(targets)} targets but {len(payloads)} payload frames; "
@@ -373,13 +283,13 @@ class Handlers:
         try:
             return self._fetch(header, final)
         except Exception as exc:  # noqa: BLE001
-            return _error_reply(exc)
+            return error_reply(exc)
 
     def _fetch(self, header: dict, final: bool) -> Reply:
         try:
             max_wait, min_bytes, budget, wanted = self._fetch_fields(header)
         except KafkaError as exc:
-            return _error_reply(exc)
+            return error_reply(exc)
         rows = []
         payloads = []
         total = 0
@@ -413,15 +323,15 @@ class Handlers:
     def _fetch_fields(self, header: dict) -> tuple[int, int, int, list]:
         """(wait ms, min bytes, max bytes, partitions) of a fetch, within the broker's
         bounds. Raises InvalidRequestError."""
-        max_wait = _int(header, "max_wait_ms", 500, 0)
+        max_wait = int_field(header, "max_wait_ms", 500, 0)
         if max_wait > INT32_MAX:  # Kafka's field is an int32: such a wait cannot be asked for
             raise InvalidRequestError(
                 f"max_wait_ms={max_wait} is too large (at most {INT32_MAX};"
                 " consumers usually wait 500 ms: fetch_max_wait_ms)"
             )
-        min_bytes = _int(header, "min_bytes", 1)
-        budget = min(_int(header, "max_bytes", 52428800, 0), self.config.fetch_max_bytes)
-        wanted = _tp_items(_list(header, "partitions"), 4)
+        min_bytes = int_field(header, "min_bytes", 1)
+        budget = min(int_field(header, "max_bytes", 52428800, 0), self.config.fetch_max_bytes)
+        wanted = tp_rows(list_field(header, "partitions"), 4)
         if len(wanted) > MAX_FETCH_PARTITIONS:
             raise InvalidRequestError(
                 f"a fetch may name at most {MAX_FETCH_PARTITIONS} "
@@ -440,7 +350,7 @@ class Handlers:
 
     def list_offsets(self, header: dict, payloads: list) -> Reply:
         rows = []
-        for name, partition, timestamp in _tp_items(_list(header, "partitions"), 3):
+        for name, partition, timestamp in tp_rows(list_field(header, "partitions"), 3):
             try:
                 plog = self.registry.partition(name, partition)
                 if timestamp == EARLIEST:
@@ -454,105 +364,3 @@ class Handlers:
             except Exception as exc:  # noqa: BLE001
                 rows.append([name, partition, error_of(exc)[0], -1, -1])
         return Reply({"error": 0, "partitions": rows})
-
-    # -- admin -----------------------------------------------------------------
-
-    @staticmethod
-    def _outcome(name: Any, exc: BaseException | None) -> dict:
-        if exc is None:
-            return {"name": name, "error": 0, "message": None}
-        code, text = error_of(exc)
-        return {"name": name, "error": code, "message": text}
-
-    def create_topics(self, header: dict, payloads: list) -> Reply:
-        validate_only = header.get("validate_only", False) is True
-        out = []
-        changed = []
-        for spec in _list(header, "topics"):
-            if not isinstance(spec, dict):
-                raise InvalidRequestError("each topic must be an object with a 'name'")
-            name = spec.get("name")
-            try:
-                count = spec.get("num_partitions", -1)
-                if type(count) is int and isinstance(name, str) and self.registry.get(name) is None:
-                    self.descriptors.check(self.config.num_partitions if count == -1 else count)
-                self.registry.create(
-                    name,
-                    count,
-                    spec.get("replication_factor", 1),
-                    spec.get("configs"),
-                    validate_only=validate_only,
-                )
-                out.append(self._outcome(name, None))
-                if not validate_only:
-                    changed.append(name)
-            except Exception as exc:  # noqa: BLE001
-                out.append(self._outcome(name, exc))
-        return Reply(
-            {"error": 0, "topics": out}, topics_changed=not validate_only, changed_topics=changed
-        )
-
-    def delete_topics(self, header: dict, payloads: list) -> Reply:
-        out = []
-        changed = []
-        for name in _list(header, "topics"):
-            try:
-                self.registry.delete(name)
-                out.append(self._outcome(name, None))
-                changed.append(name)
-            except Exception as exc:  # noqa: BLE001
-                out.append(self._outcome(name, exc))
-        return Reply({"error": 0, "topics": out}, topics_changed=True, changed_topics=changed)
-
-    def create_partitions(self, header: dict, payloads: list) -> Reply:
-        wanted = header.get("topics")
-        if not isinstance(wanted, dict):
-            raise InvalidRequestError("field 'topics' must be an object of topic -> new count")
-        validate_only = header.get("validate_only", False) is True
-        out = []
-        changed = []
-        for name, total in wanted.items():
-            try:
-                topic = self.registry.get(name) if isinstance(name, str) else None
-                if topic is not None and type(total) is int:
-                    self.descriptors.check(total - len(topic.partitions))
-                self.registry.create_partitions(name, total, validate_only=validate_only)
-                out.append(self._outcome(name, None))
-                if not validate_only:
-                    changed.append(name)
-            except Exception as exc:  # noqa: BLE001
-                out.append(self._outcome(name, exc))
-        return Reply(
-            {"error": 0, "topics": out}, topics_changed=not validate_only, changed_topics=changed
-        )
-
-    def describe_configs(self, header: dict, payloads: list) -> Reply:
-        wanted = header.get("topics")
-        names = self.registry.names() if wanted is None else _list(header, "topics")
-        out = []
-        for name in names:
-            try:
-                configs = self.registry.describe_configs(name)
-                out.append({**self._outcome(name, None), "configs": configs})
-            except Exception as exc:  # noqa: BLE001
-                out.append({**self._outcome(name, exc), "configs": []})
-        return Reply({"error": 0, "topics": out})
-
-    def alter_configs(self, header: dict, payloads: list) -> Reply:
-        wanted = header.get("topics")
-        if not isinstance(wanted, dict):
-            raise InvalidRequestError("field 'topics' must be an object of topic -> configs")
-        validate_only = header.get("validate_only", False) is True
-        out = []
-        for name, changes in wanted.items():
-            try:
-                self.registry.alter_configs(name, changes, validate_only=validate_only)
-                out.append(self._outcome(name, None))
-            except Exception as exc:  # noqa: BLE001
-                out.append(self._outcome(name, exc))
-        return Reply({"error": 0, "topics": out})
-
-    def delete_records(self, header: dict, payloads: list) -> Reply:
-        """labkit/broker/delete_records.py; parked fetches below a new start get answered."""
-        answer, moved = records_api.delete_records(self.registry, header, error_of)
-        return Reply(answer, topics_changed=moved)

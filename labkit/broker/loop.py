@@ -41,7 +41,7 @@ from labkit.broker.connections import ConnectionTable, frame_overhead
 from labkit.broker.descriptors import FD_LOW_WATER, open_descriptors, open_file_limit
 from labkit.broker.flusher import GroupCommit
 from labkit.broker.group_api import GROUP_APIS, GroupService
-from labkit.broker.handlers import Handlers, Reply, error_of
+from labkit.broker.handlers import Handlers
 from labkit.broker.parking import ParkingLot
 from labkit.broker.quotas import (
     CONSUMER_BYTE_RATE,
@@ -50,6 +50,7 @@ from labkit.broker.quotas import (
     ClientQuotas,
     client_id_of,
 )
+from labkit.broker.replies import Reply, error_of
 from labkit.broker.throttle import ThrottleGate
 from labkit.broker.topics import TopicRegistry
 from labkit.errors import InvalidRequestError, ProtocolError, UnknownError
@@ -202,7 +203,7 @@ class BrokerLoop:
             return
         if durable.hold(identity, rid, api, header, payloads, holds, before=False):
             pass  # a metadata request: answered again once the topics it names exist
-        elif reply.sync or durable.changed_since(mark):
+        elif reply.sync or reply.log_starts or durable.changed_since(mark):
             durable.wait(identity, rid, api, reply)
         elif reply.keys is not None:
             deadline = self.clock.monotonic() + reply.park_ms / 1000.0

@@ -15,17 +15,17 @@ after a request's bytes are recorded, a client over its quota gets Kafka's
 throttle time, carried in the reply as ``throttle_time_ms``, and its connection
 is muted that long (``broker/throttle.py``); nothing is dropped.
 
-**Persistence.** ``quotas.json`` in the data directory (next to
-``topics.json``), rewritten atomically (``log.recovery.write_atomically``) after
-every change, read at start. As topics.json, it is written in *rounds*: a change
-takes effect in memory at once and ``version`` moves; ``begin_round`` (loop thread)
-snapshots the table, ``QuotaRound.run`` (the broker's flusher thread) writes it,
-``finish_round`` (loop thread) records what is durable. The broker sets
-``deferred`` and answers an alter only after the round that wrote it
-(``broker/flusher.py``), so the loop never fsyncs. A failed write reverts the
-table to what the file holds, unless a later change is waiting for the next round
-(which then writes both). Otherwise (``deferred`` False: tools, tests) ``alter``
-runs its round before returning and raises the OSError.
+**Persistence.** ``quotas.json`` in the data directory (next to ``topics.json``),
+read at start and written in *rounds*: a change takes effect in memory at once and
+``version`` moves; ``begin_round`` (loop thread) snapshots the table,
+``QuotaRound.run`` (the broker's flusher thread) writes it, ``finish_round`` (loop
+thread) records what is durable. The broker sets ``deferred`` and answers an alter
+only after the round that wrote it (``broker/flusher.py``), so the loop never fsyncs.
+A failed write reverts the table to what the file holds, unless a later change is
+waiting for the next round (which then writes both). Otherwise (``deferred`` False:
+tools, tests) ``alter`` runs its round before returning and raises the OSError. The
+file's format, the entity names and quota values an admin may send, and
+``QuotaRound`` are in ``broker/quota_entities.py``.
 
 **Threads.** Used only by the broker's loop thread, except ``QuotaRound.run``
 (the flusher thread), which touches only its own snapshot: a table is never
@@ -34,26 +34,29 @@ changed in place, each change builds a new one.
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labkit.broker.quota_entities import (
+    CLIENT_ID,
+    MAX_CLIENT_ID_CHARS,
+    QuotaRound,
+    apply_ops,
+    check_entity_type,
+    entity_name,
+    printable,
+    read_entities,
+)
+from labkit.broker.quota_entities import CONSUMER_BYTE_RATE as CONSUMER_BYTE_RATE
+from labkit.broker.quota_entities import PRODUCER_BYTE_RATE as PRODUCER_BYTE_RATE
 from labkit.broker.quota_rates import DEFAULT_WINDOW_NUM, DEFAULT_WINDOW_SIZE_S, Rate, throttle_ms
-from labkit.errors import InvalidConfigurationError, InvalidRequestError
-from labkit.log.recovery import write_atomically
+from labkit.errors import InvalidRequestError
 from labkit.protocol.messages import QUOTA_APIS as QUOTA_APIS  # the server routes these here
 
-PRODUCER_BYTE_RATE = "producer_byte_rate"
-CONSUMER_BYTE_RATE = "consumer_byte_rate"
-QUOTA_KEYS = (PRODUCER_BYTE_RATE, CONSUMER_BYTE_RATE)
-CLIENT_ID = "client-id"  # Kafka's entity type name on the wire (the CLI says "clients")
 QUOTAS_FILE = "quotas.json"
 
-MAX_QUOTA = 2**63 - 1  # Kafka's Long.MAX_VALUE: "no limit"
 MAX_THROTTLE_MS = 30_000  # a client is never told to stay silent longer
-MAX_CLIENT_ID_CHARS = 255  # longer ids are measured by their first 255 characters
 MAX_SENSORS = 10_000  # measured client ids; beyond, new ids share one sensor
 MAX_ENTITIES = 10_000  # client ids with a quota of their own
 OVERFLOW_ID = "<other clients>"
@@ -84,23 +87,6 @@ def client_id_of(header: dict) -> str:
     return value
 
 
-@dataclass
-class QuotaRound:
-    """One write of quotas.json: a snapshot of the table (see "Persistence")."""
-
-    path: Path
-    version: int
-    entities: dict[str | None, dict[str, float]]
-    error: Exception | None = None
-
-    def run(self) -> None:
-        """Flusher thread: write the snapshot; a failure is recorded, never raised."""
-        try:
-            _write(self.path, self.entities)
-        except OSError as exc:
-            self.error = exc
-
-
 class ClientQuotas:
     """The configured quotas, the per-client rates, and the three quota APIs."""
 
@@ -118,7 +104,7 @@ class ClientQuotas:
         self._sensors: dict[tuple[str, str], _Sensor] = {}
         self._next_sweep = -math.inf
         if self._path is not None:
-            self._entities = _read(self._path)
+            self._entities = read_entities(self._path)
         self.deferred = False  # the broker sets True: its flusher thread runs the rounds
         self.version = 0  # bumped by every change
         self._saved = self._entities  # what quotas.json holds
@@ -282,7 +268,7 @@ class ClientQuotas:
                 raise InvalidRequestError(
                     "each component must be an object with entity_type, match_type and match"
                 )
-            _check_entity_type(comp.get("entity_type"))
+            check_entity_type(comp.get("entity_type"))
             match_type = comp.get("match_type", MATCH_ANY)
             if match_type == MATCH_EXACT:
                 match = comp.get("match")
@@ -320,10 +306,10 @@ class ClientQuotas:
         entities = dict(self._entities)
         for entry in entries:
             raw = entry.get("entity") if isinstance(entry, dict) else None
-            entity = _printable(raw)  # echoed in the reply
+            entity = printable(raw)  # echoed in the reply
             try:
-                name = _entity_name(raw)
-                new_values = _apply_ops(dict(entities.get(name, {})), entry.get("ops"))
+                name = entity_name(raw)
+                new_values = apply_ops(dict(entities.get(name, {})), entry.get("ops"))
                 if (
                     new_values
                     and name is not None
@@ -368,109 +354,3 @@ class ClientQuotas:
             error = self.finish_round(round_)
             if error is not None:
                 raise error
-
-
-def _printable(value: Any) -> Any:
-    """``value`` if a reply can carry it as JSON text, else its ``ascii()`` form."""
-    try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except (TypeError, ValueError, UnicodeEncodeError):
-        return ascii(value)
-    return value
-
-
-def _check_entity_type(entity_type: object) -> None:
-    if entity_type != CLIENT_ID:
-        raise InvalidRequestError(
-            f"labkit has client quotas per client id only (entity type {CLIENT_ID!r}, "
-            f"--entity-type clients), not {entity_type!r}"
-        )
-
-
-def _entity_name(entity: object) -> str | None:
-    """``{"client-id": "X"}`` -> "X"; ``{"client-id": null}`` (the default) -> None."""
-    if not isinstance(entity, dict) or len(entity) != 1:
-        raise InvalidRequestError(
-            "entity must be {'client-id': name} or {'client-id': null} for the default"
-        )
-    ((entity_type, name),) = entity.items()
-    _check_entity_type(entity_type)
-    if name is None:
-        return None
-    if not isinstance(name, str) or len(name) > MAX_CLIENT_ID_CHARS:
-        raise InvalidRequestError(
-            f"a client id must be text of at most {MAX_CLIENT_ID_CHARS} characters, got {name!r}"
-        )
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidRequestError("a client id must be valid UTF-8 text") from None
-    return name
-
-
-def _apply_ops(values: dict[str, float], ops: object) -> dict[str, float]:
-    if not isinstance(ops, list):
-        raise InvalidRequestError("field 'ops' must be a list of {key, value, remove}")
-    for op in ops:
-        if not isinstance(op, dict):
-            raise InvalidRequestError("each op must be an object {key, value, remove}")
-        key = op.get("key")
-        if key not in QUOTA_KEYS:
-            raise InvalidRequestError(f"unknown quota {key!r}; labkit has {', '.join(QUOTA_KEYS)}")
-        if op.get("remove", False) is True:
-            values.pop(key, None)
-            continue
-        values[key] = check_quota_value(key, op.get("value"))
-    return values
-
-
-def check_quota_value(key: str, value: object) -> float:
-    """A byte rate is a whole number of bytes per second, at least 1."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        good = 1 <= value <= MAX_QUOTA
-    else:  # a float must be whole too; huge ints would overflow float math, so ints first
-        good = (
-            isinstance(value, float)
-            and math.isfinite(value)
-            and value.is_integer()
-            and 1 <= value <= MAX_QUOTA
-        )
-    if not good:
-        raise InvalidRequestError(
-            f"{key}={value!r}: a quota is a whole number of bytes per "
-            "second, at least 1 (e.g. 1048576 for 1 MiB/s)"
-        )
-    return float(value)
-
-
-def _read(path: Path) -> dict[str, dict]:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return {}
-    try:
-        body = json.loads(raw)
-        entities: dict[str | None, dict[str, float]] = {}
-        for name, values in body["clients"].items():
-            entities[name] = {
-                k: check_quota_value(k, v) for k, v in values.items() if k in QUOTA_KEYS
-            }
-        if body.get("default"):
-            entities[None] = {
-                k: check_quota_value(k, v) for k, v in body["default"].items() if k in QUOTA_KEYS
-            }
-    except (ValueError, TypeError, KeyError, AttributeError, InvalidRequestError) as exc:
-        raise InvalidConfigurationError(
-            f"{path} is damaged ({exc}); fix or remove it (removing it forgets every client quota)"
-        ) from None
-    return {name: values for name, values in entities.items() if values}
-
-
-def _write(path: Path, entities: dict[str | None, dict[str, float]]) -> None:
-    clients = {name: values for name, values in entities.items() if name is not None}
-    body = json.dumps(
-        {"version": 1, "clients": clients, "default": entities.get(None, {})},
-        indent=1,
-        sort_keys=True,
-    ).encode("utf-8")
-    write_atomically(path, body)

@@ -31,9 +31,10 @@ retention gets OffsetOutOfRangeError, as the consumer would a moment later).
 Compaction does its slow work on duplicated file descriptors outside the lock and
 only takes it to swap files; retention and compaction exclude each other with a
 second lock. ``flush`` fsyncs duplicated descriptors outside the lock, so it may
-also run on its own thread (group commit).
+also run on its own thread (group commit); so does ``save_log_start``, which makes a
+start moved by ``move_log_start`` (DeleteRecords, on the loop) durable.
 
-Size: ~480 lines, over the house's ~450, on purpose: every method here takes the same
+Size: ~510 lines, over the house's ~450, on purpose: every method here takes the same
 two locks over the same segment list, and keeping them in one class keeps the locking
 rules above checkable in one read (the pure parts already live in retention.py,
 compaction.py, recovery.py and start_offset.py).
@@ -101,6 +102,8 @@ class PartitionLog:
         self._offline: str | None = None
         self._clean_state: compaction.CleanState | None = None
         self._start = max(self._bases[0], min(start_offset.read(directory), self._leo))
+        self._saved_start = self._start  # what log-start-offset.checkpoint holds
+        self._checkpointing = threading.Lock()  # one checkpoint write at a time
 
     @classmethod
     def open(
@@ -337,13 +340,21 @@ class PartitionLog:
             self._dir_dirty = True  # the next flush makes the deletion durable
 
     def delete_records(self, offset: int) -> int:
-        """Kafka's DeleteRecords: make ``offset`` the log start offset; returns the new
-        start (the low watermark). Records below it can no longer be read (a fetch gets
-        OFFSET_OUT_OF_RANGE); whole segments below it are deleted. Durable on return.
+        """Kafka's DeleteRecords, durable on return: ``move_log_start`` then
+        ``save_log_start`` (the broker calls them apart: its flusher thread saves)."""
+        low = self.move_log_start(offset)
+        self.save_log_start()
+        return low
+
+    def move_log_start(self, offset: int) -> int:
+        """Make ``offset`` the log start offset in memory; returns the new start (the
+        low watermark). Records below it can no longer be read (a fetch gets
+        OFFSET_OUT_OF_RANGE); whole segments below it are deleted. Not durable until
+        ``save_log_start`` (``log_start_unsaved`` says whether it is due).
 
         An offset at or below the current start changes nothing. Raises
         OffsetOutOfRangeError for an offset past the log end (the high watermark) or
-        negative, KafkaStorageError when the checkpoint cannot be written.
+        negative, KafkaStorageError when a segment cannot be deleted.
         """
         with self._lock:  # not _maintenance: a long compaction must not stall the caller
             self._check_open()
@@ -355,10 +366,6 @@ class PartitionLog:
                 )
             if offset <= self.log_start_offset:
                 return self.log_start_offset
-            try:
-                start_offset.write(self.directory, offset)
-            except OSError as exc:
-                raise _storage_error("saving the log start offset", self.directory, exc) from exc
             self._start = offset
             below = sum(1 for base in self._bases[1:] if base <= offset)
             self._delete_front(
@@ -368,6 +375,27 @@ class PartitionLog:
                 ]
             )
             return offset
+
+    @property
+    def log_start_unsaved(self) -> bool:
+        """Whether a start moved by ``move_log_start`` is not in the checkpoint yet."""
+        return self._start > self._saved_start
+
+    def save_log_start(self) -> None:
+        """Write the moved log start offset to its checkpoint and fsync it (the broker's
+        flusher thread; the write runs without the lock, so appends and reads go on).
+        Raises KafkaStorageError; the start then stays unsaved, for the next call."""
+        with self._checkpointing:
+            with self._lock:
+                if self._closed or self._start <= self._saved_start:
+                    return
+                offset = self._start
+            try:
+                start_offset.write(self.directory, offset)
+            except OSError as exc:
+                raise _storage_error("saving the log start offset", self.directory, exc) from exc
+            with self._lock:
+                self._saved_start = max(self._saved_start, offset)
 
     def compact(self) -> int:
         """Compact the sealed segments (cleanup.policy has compact); returns records removed.

@@ -4,7 +4,8 @@ group-committed by the flusher thread and still survive kill -9.
 The first test runs the real BrokerServer in this process (its loop on a thread of
 its own, real sockets) and wraps ``os.fsync``/``os.fdatasync`` to record which thread
 calls them while a workload touches every durable path: topic changes, auto-create,
-acks=-1 produces, offset commits, group deletion, a client-quota change.
+acks=-1 produces, delete_records, offset commits, group deletion, a client-quota
+change.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ def workload(bootstrap: str) -> None:
                 "produce", {"acks": acks, "targets": [["t", 0]]}, [batch(b"v")]
             )
             assert header["results"][0][1] == 0, header
+        header, _ = client.request("delete_records", {"partitions": [["t", 0, 2]]})
+        assert header["partitions"] == [["t", 0, 0, 2, None]], header
         meta, _ = client.request("metadata", {"topics": ["auto"], "allow_auto_create": True})
         assert meta["topics"][0]["error"] == 0, meta
         header, _ = client.request(

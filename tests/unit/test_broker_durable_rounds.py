@@ -317,7 +317,7 @@ def test_a_failed_quota_write_answers_a_storage_error_and_reverts(quota_commit, 
     def full_disk(path, entities):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("labkit.broker.quotas._write", full_disk)
+    monkeypatch.setattr("labkit.broker.quota_entities.write_entities", full_disk)
     assert alter(durable, quotas, b"1", quota_entry("a", 100))
     durable.stop()
     ((rid, header),) = sent

@@ -290,7 +290,7 @@ def test_storage_errors_become_kafka_storage_error(handlers):
 
 def test_unexpected_errors_become_unknown_error_with_a_log_line(handlers, caplog):
     handlers.registry = None  # any call on it now fails in an unexpected way
-    with caplog.at_level(logging.ERROR, logger="labkit.broker.handlers"):
+    with caplog.at_level(logging.ERROR, logger="labkit.broker.replies"):
         reply = handlers.handle("metadata", {"topics": None}, [])
     assert reply.header["error"] == -1 and "AttributeError" in reply.header["message"]
     assert "unexpected error" in caplog.text

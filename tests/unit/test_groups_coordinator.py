@@ -6,14 +6,8 @@ import random
 
 import pytest
 
-from labkit.broker.groups import (
-    EMPTY,
-    PREPARING,
-    REBALANCE_HEARTBEAT_MS,
-    STABLE,
-    STABLE_HEARTBEAT_MS,
-    Coordinator,
-)
+from labkit.broker.group_members import EMPTY, PREPARING, STABLE
+from labkit.broker.groups import REBALANCE_HEARTBEAT_MS, STABLE_HEARTBEAT_MS, Coordinator
 from labkit.errors import (
     IllegalGenerationError,
     InconsistentGroupProtocolError,

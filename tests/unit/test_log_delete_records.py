@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from labkit.errors import OffsetOutOfRangeError
+from labkit.errors import KafkaStorageError, OffsetOutOfRangeError
 from labkit.log import LogConfig, PartitionLog
 from labkit.log import start_offset as checkpoint
 from labkit.protocol import records
@@ -96,4 +96,27 @@ def test_a_stale_or_broken_checkpoint_never_moves_the_start_back_or_past_the_end
     (directory / checkpoint.CHECKPOINT).write_text("garbage")
     log = PartitionLog.open(directory, LogConfig(segment_bytes=100), FakeClock(T0))
     assert log.log_start_offset == 0
+    log.close()
+
+
+def test_move_then_save_the_broker_s_way_and_a_failed_save_is_kept_for_the_next(
+    tmp_path, monkeypatch
+):
+    # the broker moves the start on its loop and saves it on the flusher thread
+    log = PartitionLog.open(tmp_path / "t-0", LogConfig(), FakeClock(start_ms=T0))
+    append(log, 10)
+    assert log.move_log_start(4) == 4 and log.log_start_offset == 4
+    assert log.log_start_unsaved and not (tmp_path / "t-0" / checkpoint.CHECKPOINT).exists()
+
+    def full_disk(directory, offset):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "write", full_disk)
+    with pytest.raises(KafkaStorageError, match="Free some disk space"):
+        log.save_log_start()
+    assert log.log_start_unsaved  # still due
+    monkeypatch.undo()
+    log.save_log_start()
+    assert not log.log_start_unsaved
+    assert (tmp_path / "t-0" / checkpoint.CHECKPOINT).read_text() == "4\n"
     log.close()

@@ -1,0 +1,132 @@
+"""The topic admin APIs: create/delete topics, create partitions, describe/alter
+configs, delete records.
+
+Theory of operation
+-------------------
+``TopicAdmin`` is mixed into ``Handlers`` (broker/handlers.py), which routes these
+APIs here and turns a raised error into a reply; it uses the handlers' ``registry``,
+``config`` and ``descriptors``. Each topic (partition) is answered alone, in order, as
+in Kafka: one bad name never fails the others. A change is made in the registry at
+once; the reply says which topics changed (``topics_changed``, ``changed_topics``) so
+the loop re-checks parked fetches and groups rebalance, and the loop holds it for the
+flusher's round that makes it durable (broker/flusher.py). Pure: no sockets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labkit.broker import delete_records as records_api
+from labkit.broker.config import BrokerConfig
+from labkit.broker.descriptors import DescriptorGuard
+from labkit.broker.replies import Reply, error_of, list_field
+from labkit.broker.topics import TopicRegistry
+from labkit.errors import InvalidRequestError
+
+
+class TopicAdmin:
+    """The topic admin handlers (a mixin of ``Handlers``: the attributes below are its)."""
+
+    registry: TopicRegistry
+    config: BrokerConfig
+    descriptors: DescriptorGuard
+
+    @staticmethod
+    def _outcome(name: Any, exc: BaseException | None) -> dict:
+        if exc is None:
+            return {"name": name, "error": 0, "message": None}
+        code, text = error_of(exc)
+        return {"name": name, "error": code, "message": text}
+
+    def create_topics(self, header: dict, payloads: list) -> Reply:
+        validate_only = header.get("validate_only", False) is True
+        out = []
+        changed = []
+        for spec in list_field(header, "topics"):
+            if not isinstance(spec, dict):
+                raise InvalidRequestError("each topic must be an object with a 'name'")
+            name = spec.get("name")
+            try:
+                count = spec.get("num_partitions", -1)
+                if type(count) is int and isinstance(name, str) and self.registry.get(name) is None:
+                    self.descriptors.check(self.config.num_partitions if count == -1 else count)
+                self.registry.create(
+                    name,
+                    count,
+                    spec.get("replication_factor", 1),
+                    spec.get("configs"),
+                    validate_only=validate_only,
+                )
+                out.append(self._outcome(name, None))
+                if not validate_only:
+                    changed.append(name)
+            except Exception as exc:  # noqa: BLE001
+                out.append(self._outcome(name, exc))
+        return Reply(
+            {"error": 0, "topics": out}, topics_changed=not validate_only, changed_topics=changed
+        )
+
+    def delete_topics(self, header: dict, payloads: list) -> Reply:
+        out = []
+        changed = []
+        for name in list_field(header, "topics"):
+            try:
+                self.registry.delete(name)
+                out.append(self._outcome(name, None))
+                changed.append(name)
+            except Exception as exc:  # noqa: BLE001
+                out.append(self._outcome(name, exc))
+        return Reply({"error": 0, "topics": out}, topics_changed=True, changed_topics=changed)
+
+    def create_partitions(self, header: dict, payloads: list) -> Reply:
+        wanted = header.get("topics")
+        if not isinstance(wanted, dict):
+            raise InvalidRequestError("field 'topics' must be an object of topic -> new count")
+        validate_only = header.get("validate_only", False) is True
+        out = []
+        changed = []
+        for name, total in wanted.items():
+            try:
+                topic = self.registry.get(name) if isinstance(name, str) else None
+                if topic is not None and type(total) is int:
+                    self.descriptors.check(total - len(topic.partitions))
+                self.registry.create_partitions(name, total, validate_only=validate_only)
+                out.append(self._outcome(name, None))
+                if not validate_only:
+                    changed.append(name)
+            except Exception as exc:  # noqa: BLE001
+                out.append(self._outcome(name, exc))
+        return Reply(
+            {"error": 0, "topics": out}, topics_changed=not validate_only, changed_topics=changed
+        )
+
+    def describe_configs(self, header: dict, payloads: list) -> Reply:
+        wanted = header.get("topics")
+        names = self.registry.names() if wanted is None else list_field(header, "topics")
+        out = []
+        for name in names:
+            try:
+                configs = self.registry.describe_configs(name)
+                out.append({**self._outcome(name, None), "configs": configs})
+            except Exception as exc:  # noqa: BLE001
+                out.append({**self._outcome(name, exc), "configs": []})
+        return Reply({"error": 0, "topics": out})
+
+    def alter_configs(self, header: dict, payloads: list) -> Reply:
+        wanted = header.get("topics")
+        if not isinstance(wanted, dict):
+            raise InvalidRequestError("field 'topics' must be an object of topic -> configs")
+        validate_only = header.get("validate_only", False) is True
+        out = []
+        for name, changes in wanted.items():
+            try:
+                self.registry.alter_configs(name, changes, validate_only=validate_only)
+                out.append(self._outcome(name, None))
+            except Exception as exc:  # noqa: BLE001
+                out.append(self._outcome(name, exc))
+        return Reply({"error": 0, "topics": out})
+
+    def delete_records(self, header: dict, payloads: list) -> Reply:
+        """labkit/broker/delete_records.py; parked fetches below a new start get answered."""
+        answer, moved, unsaved = records_api.delete_records(self.registry, header, error_of)
+        return Reply(answer, topics_changed=moved, log_starts=unsaved or None)
