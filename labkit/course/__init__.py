@@ -2,6 +2,9 @@
 
 - ``checks``     the check machinery: ``Registry``, ``Wrong``/``expect``/``call``, results.
 - ``exercises``  one module per notebook; ``exercises.load()`` builds the course's registry.
+- ``broker_checks`` what a check asks the broker: a topic's records, a group's commits,
+                 whether handed-in ``ConsumerRecord``s are really there.
+- ``reset``      ``nb.reset(id)``: clear the topics and groups an exercise declares.
 - ``grading``    ``labkit grade``: run submitted notebooks, collect results, write reports.
 - ``authoring``  ``labkit notebooks build/check``: student versions from the masters.
 

@@ -23,6 +23,10 @@ An answer is *not attempted* when it is ``...`` (or a list/tuple/set/dict holdin
 student function called through ``call()`` returns ``...``. Any exception from a
 check becomes a FAIL with a one-line reason: never a traceback wall.
 
+An exercise may declare the topics and consumer groups it leaves on the broker
+(``topics=``, ``groups=``); its FAIL line then ends with the offer to start afresh with
+``nb.reset(id)`` (``labkit.course.reset``), so a wrong first attempt never traps a re-run.
+
 Grading: with ``LABKIT_GRADING=1`` a non-PASS also raises ``CheckFailed`` (same
 one-line message; IPython shows just that line), so nbval and ``labkit grade``
 count the cell as failed. When ``LABKIT_GRADE_LOG`` names a file, every check
@@ -41,7 +45,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from labkit.errors import IllegalArgumentError
@@ -78,6 +82,17 @@ class Exercise:
     points: int
     title: str
     check: Callable[..., Any]
+    topics: Mapping[str, int | None] = field(default_factory=dict)
+    """The topics the exercise writes, bare names (``"nb10-alerts"``) -> partitions to
+    re-create them with on ``nb.reset``, or None to only delete (a topic the student
+    creates in the exercise)."""
+    groups: tuple[str, ...] = ()
+    """The consumer groups the exercise commits offsets for (bare names)."""
+
+    @property
+    def has_state(self) -> bool:
+        """True when the exercise leaves state on the broker that ``nb.reset`` clears."""
+        return bool(self.topics or self.groups)
 
 
 @dataclass(frozen=True)
@@ -118,11 +133,23 @@ class Registry:
         for ex in exercises:
             self.add(ex)
 
-    def exercise(self, exercise_id: str, *, points: int, title: str) -> Callable:
+    def exercise(
+        self,
+        exercise_id: str,
+        *,
+        points: int,
+        title: str,
+        topics: Mapping[str, int | None] | None = None,
+        groups: Iterable[str] = (),
+    ) -> Callable:
         """Decorator: register ``fn(answer, **context)`` as the check of ``exercise_id``.
 
-        Raises ``IllegalArgumentError`` for a malformed id, points < 1, or an id that
-        another function already registered.
+        ``topics`` (``{"nb10-alerts": 1}``: bare name -> partitions, None to only delete)
+        and ``groups`` (``("nb10-scoring",)``) declare the broker state the exercise leaves
+        behind: ``nb.reset(exercise_id)`` deletes it (re-creating the topics empty), and
+        a FAIL line offers that reset. Raises ``IllegalArgumentError`` for a malformed id,
+        points < 1, a malformed topic declaration, or an id that another function already
+        registered.
         """
         if not isinstance(exercise_id, str) or not exercise_id or " " in exercise_id:
             raise IllegalArgumentError(
@@ -133,8 +160,10 @@ class Registry:
                 f"exercise {exercise_id}: points must be an int >= 1, got {points!r}"
             )
 
+        state = _state_names(exercise_id, topics, groups)
+
         def register(fn: Callable) -> Callable:
-            self.add(Exercise(exercise_id, points, title, fn))
+            self.add(Exercise(exercise_id, points, title, fn, *state))
             return fn
 
         return register
@@ -185,6 +214,29 @@ class Registry:
     def check(self, exercise_id: str, answer: Any, /, **context: Any) -> None:
         """Check ``answer``, print one PASS/FAIL line (see ``check``)."""
         check(self.get(exercise_id), answer, **context)
+
+
+def _state_names(
+    exercise_id: str, topics: Mapping[str, int | None] | None, groups: Iterable[str]
+) -> tuple[dict[str, int | None], tuple[str, ...]]:
+    topics = dict(topics or {})
+    for name, partitions in topics.items():
+        ok_partitions = partitions is None or (
+            isinstance(partitions, int) and not isinstance(partitions, bool) and partitions >= 1
+        )
+        if not isinstance(name, str) or not name or not ok_partitions:
+            raise IllegalArgumentError(
+                f"exercise {exercise_id}: declare topics as {{name: partitions >= 1 or None}}, "
+                f"got {name!r}: {partitions!r}"
+            )
+    if isinstance(groups, str):
+        groups = (groups,)
+    group_names = tuple(groups)
+    if not all(isinstance(g, str) and g for g in group_names):
+        raise IllegalArgumentError(
+            f"exercise {exercise_id}: declare groups as a tuple of names, got {group_names!r}"
+        )
+    return topics, group_names
 
 
 # -- helpers for check functions ---------------------------------------------------
@@ -297,12 +349,26 @@ def _missing_context(ex: Exercise, context: dict) -> str | None:
     return None
 
 
+def reset_offer(ex: Exercise) -> str:
+    """What a FAIL line of an exercise with broker state adds: how to start it afresh."""
+    return (
+        f" | to start {ex.id} afresh: nb.reset({ex.id!r}), then run its cells again"
+        if ex.has_state
+        else ""
+    )
+
+
 def evaluate(ex: Exercise, answer: Any, /, **context: Any) -> Result:
-    """Run the check of ``ex`` on ``answer``; never raises for a wrong answer."""
+    """Run the check of ``ex`` on ``answer``; never raises for a wrong answer.
+
+    A FAIL of an exercise that declares topics or groups ends with the ``nb.reset`` offer
+    (after the hint is shortened, so the offer is never cut off).
+    """
 
     def result(status: str, hint: str = "") -> Result:
         points = ex.points if status == PASS else 0
-        return Result(ex.id, status, points, ex.points, ex.title, _shorten(hint))
+        hint = _shorten(hint) + (reset_offer(ex) if status == FAIL else "")
+        return Result(ex.id, status, points, ex.points, ex.title, hint)
 
     if is_placeholder(answer):
         return result(NOT_ATTEMPTED, NOT_ATTEMPTED_HINT)

@@ -1,7 +1,8 @@
 """``from labkit import nb``: everything a lab notebook needs, behind one import.
 
 - ``nb.check("02.1", answer, ...)`` -- check an exercise, print one PASS/FAIL line;
-  ``nb.all_exercises()`` lists them; ``@nb.exercise`` registers a new one. The
+  ``nb.all_exercises()`` lists them; ``@nb.exercise`` registers a new one;
+  ``nb.reset("10.2")`` clears what a wrong attempt left on the broker. The
   exercises are ``labkit.course``'s, loaded on the first check (this facade is the one
   place in ``labkit.nb`` that loads the course).
 - ``nb.transactions(...)``, ``nb.sensors(...)`` -- seeded event generators;
@@ -44,6 +45,11 @@ from labkit.errors import IllegalArgumentError, IllegalStateError
 from labkit.nb.generators import CATEGORIES, SENSOR_IDS, STORES, sensors, transactions
 from labkit.nb.names import group, student, topic
 from labkit.nb.stream import EventStream, bootstrap_servers, json_serializer
+from labkit.nb.tools_path import ensure_on_path
+
+# `!labkit ...` and `!kafka-topics.sh ...` cells: this installation's console tools on
+# the kernel's PATH, however Jupyter was started (labkit.nb.tools_path)
+ensure_on_path()
 
 __all__ = [
     "CATEGORIES",
@@ -68,6 +74,7 @@ __all__ = [
     "is_grading",
     "json_serializer",
     "progress",
+    "reset",
     "sensors",
     "stop_all",
     "student",
@@ -154,9 +161,21 @@ def all_exercises() -> list[Exercise]:
     return _course().all()
 
 
-def exercise(exercise_id: str, *, points: int, title: str) -> Callable:
-    """Decorator: register a check of your own next to the course's (``nb.check`` runs it)."""
-    return _course().exercise(exercise_id, points=points, title=title)
+def exercise(exercise_id: str, *, points: int, title: str, **state: Any) -> Callable:
+    """Decorator: register a check of your own next to the course's (``nb.check`` runs it);
+    ``topics=``/``groups=`` declare what ``nb.reset`` clears (``Registry.exercise``)."""
+    return _course().exercise(exercise_id, points=points, title=title, **state)
+
+
+def reset(exercise_id: str) -> None:
+    """Start exercise ``exercise_id`` afresh: delete the topics and consumer groups it
+    declares (your own, prefixed on a shared broker) and re-create its topics empty; print
+    what was done. Offered by the FAIL line of such an exercise. Raises
+    ``IllegalArgumentError`` for an unknown id or an exercise with nothing to reset,
+    ``IllegalStateError`` while a consumer of its group is still open."""
+    from labkit.course.reset import reset_exercise
+
+    print(reset_exercise(_course().get(exercise_id)).line, flush=True)
 
 
 def stop_all() -> int:

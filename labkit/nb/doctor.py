@@ -29,7 +29,7 @@ import os
 import socket
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -388,6 +388,37 @@ def _close(client: Any) -> None:
             pass
 
 
+def tools_result(
+    environ: Mapping[str, str] | None = None, installed_in: str | None | bool = False
+) -> Result:
+    """Can a ``!labkit ...`` / ``!kafka-topics.sh ...`` cell find the console tools?
+
+    Looks them up on ``environ``'s PATH (default: this kernel's), as the shell of a ``!``
+    cell does. ``installed_in``: the folder holding this Python's scripts (False: find it).
+    """
+    from labkit.nb import tools_path
+
+    name = "console tools"
+    missing = tools_path.missing_tools(environ)
+    if not missing:
+        return Result(name, OK, "!labkit and !kafka-*.sh cells find them on PATH")
+    folder = tools_path.scripts_dir() if installed_in is False else installed_in
+    shown = ", ".join(missing[:2]) + (", ..." if len(missing) > 2 else "")
+    if folder is None:
+        fix = (
+            f"This Python ({sys.executable}) has no console tools: install labkit into it "
+            "(in a labkit checkout: `pip install -e '.[lab]'` or `make venv`), then "
+            "restart the kernel."
+        )
+    else:
+        fix = (
+            f"They are in {folder}, which is not on this kernel's PATH: restart the kernel "
+            "and run `from labkit import nb` first (it adds that folder), or start "
+            "JupyterLab with `labkit lab` (or after activating the virtualenv)."
+        )
+    return Result(name, FAIL, f"`!` cells cannot find {shown}", fix)
+
+
 def packages_result(
     find: Callable[[str], bool] | None = None, version: Callable[[str], str] | None = None
 ) -> Result:
@@ -435,6 +466,7 @@ def run_checks(
         report.results.append(Result("round trip", SKIP, "skipped: no broker to talk to"))
     elif roundtrip:
         report.results.append(roundtrip_result(servers, timeout_s, clock))
+    report.results.append(tools_result())
     report.results.append(packages_result())
     return report
 

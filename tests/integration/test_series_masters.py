@@ -78,9 +78,15 @@ def run_notebook(path: Path, bootstrap: str, *, grading_mode: bool) -> Run:
             LABKIT_GRADE_LOG=str(log),
             MPLBACKEND="Agg",
             PYTHONUNBUFFERED="1",
-            # `!labkit ...` cells find this installation's console tools
-            PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+            # no venv bin/ on PATH: `!labkit ...` cells must work however Jupyter was
+            # started (`from labkit import nb` puts the console tools on the kernel's PATH)
+            PATH=os.pathsep.join(
+                p
+                for p in os.environ.get("PATH", "").split(os.pathsep)
+                if p and Path(p).resolve() != Path(sys.executable).parent.resolve()
+            ),
         )
+        env.pop("VIRTUAL_ENV", None)
         env.pop("PYTEST_ADDOPTS", None)
         if grading_mode:
             env["LABKIT_GRADING"] = "1"

@@ -15,8 +15,10 @@ The first argument is what the student passes to ``nb.check(id, answer, ...)``;
 keyword arguments are the context the notebook passes (``sent=``, ``topic=``).
 Raise ``Wrong`` (via ``expect``) with a hint that says what to look at; call
 student functions through ``call()``. Checks of student *functions* use their own
-seeded data, so they are deterministic; checks of *results* (read from a topic)
-take what was sent as ``sent=``. Keep each check pure: no broker, no clock.
+seeded data, so they are deterministic and pure (no broker, no clock); checks of *Kafka
+work* verify it on the broker (``labkit.course.broker_checks``), never only on a list the
+notebook keeps. An exercise that leaves topics or committed offsets behind declares them
+(``topics=``, ``groups=``) so that ``nb.reset(id)`` can clear them (``labkit.course.reset``).
 
 Importing a module registers nothing anywhere else: ``load()`` builds the course's
 registry from the modules' registries (``nb.check`` calls it once, lazily).
