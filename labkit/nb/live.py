@@ -14,8 +14,12 @@ axes, draws the model's ``snapshot()``, saves PNG bytes and assigns them to an
 extension beyond ipywidgets and runs headless (nbclient/nbval) unchanged.
 Outside a Jupyter kernel nothing is displayed; ``png()``/``save()`` still work.
 
-Throttling: at most ``max_fps`` redraws per second (5 by default). A change
-inside the quiet interval schedules one trailing redraw (a short-lived
+Throttling: at most ``max_fps`` redraws per second (5 by default). The quiet
+interval starts when a draw is finished and lasts 1/max_fps, or as long as the
+draw took if that was longer: a slow draw (0.3-0.8 s, or seconds on a busy
+machine) never turns every ``add()`` into a draw, and drawing takes at most
+about half of the feeding code's time. A change inside the
+quiet interval schedules one trailing redraw (a short-lived
 ``threading.Timer``), so the last events always reach the screen.
 
 Threads and locks: ``_lock`` guards the model; ``_draw_lock`` serialises
@@ -141,6 +145,7 @@ class LivePlot:
         self._draw_lock = threading.Lock()
         self._dirty = False
         self._last_draw = -1e18
+        self._quiet = self._min_interval  # after a draw: 1/max_fps, or the draw's duration
         self._timer: threading.Timer | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -323,7 +328,7 @@ class LivePlot:
     def _changed(self) -> None:
         self._dirty = True
         now = self._clock.monotonic()
-        wait = self._last_draw + self._min_interval - now
+        wait = self._last_draw + self._quiet - now
         if wait <= 0:
             self.draw()
             return
@@ -349,11 +354,11 @@ class LivePlot:
         """Redraw now (ignores the throttle)."""
         self._cancel_timer()
         with self._draw_lock:
+            started = self._clock.monotonic()
             with self._lock:
                 self._dirty = False
                 snap = self.model.snapshot()
                 info = self._info(snap)
-            self._last_draw = self._clock.monotonic()
             self._canvas.render(
                 self.kind,
                 self.model,
@@ -365,6 +370,11 @@ class LivePlot:
             )
             self._png = self._canvas.png()
             self.draws += 1
+            # the quiet interval starts when the picture is done and lasts at least as
+            # long as the draw took: on a busy machine (draws of seconds) drawing takes
+            # at most about half of the time of the code that feeds the plot
+            self._last_draw = self._clock.monotonic()
+            self._quiet = max(self._min_interval, self._last_draw - started)
             if self.widget is not None:
                 self._image.value = self._png
 

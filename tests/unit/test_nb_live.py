@@ -104,6 +104,31 @@ def test_redraws_are_throttled_and_the_last_change_still_reaches_the_picture():
     assert not _threads("labkit-liveplot-redraw")
 
 
+def test_a_draw_slower_than_the_interval_does_not_make_every_add_draw():
+    """05's live bars: 240 add() calls took > 60 s on a busy machine (each draw 0.75 s,
+    longer than 1/max_fps, so the interval had always passed when the next add came)."""
+    clock = FakeClock()
+    plot = LivePlot("bar", max_fps=5, clock=clock, display=False)
+    render = plot._canvas.render
+
+    def slow_render(*args, **kwargs):
+        clock.advance(0.75)
+        return render(*args, **kwargs)
+
+    plot._canvas.render = slow_render
+    clock.advance(1)
+    first = plot.draws
+    for _ in range(20):
+        plot.add("k")
+    assert plot.draws == first + 1
+    clock.advance(0.5)  # past 1/max_fps, but not as long as the draw took
+    plot.add("k")
+    assert plot.draws == first + 1
+    assert _wait(lambda: plot.draws == first + 2)  # the trailing redraw shows them all
+    assert plot.model.snapshot() == [("k", 21.0)]
+    plot.stop()
+
+
 def test_stop_draws_pending_changes_at_once():
     clock = FakeClock()
     plot = LivePlot("hist", clock=clock, display=False)
