@@ -8,9 +8,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
-from labkit.nb import doctor as d
+from labkit import nb
 from labkit.nb import tools_path
+
+# the module that defines nb.doctor (labkit.nb.doctor here; doctor_checks once it is renamed)
+d = sys.modules[nb.doctor.__name__ if isinstance(nb.doctor, ModuleType) else nb.doctor.__module__]
 
 SCRIPTS = str(Path(sys.executable).parent)  # the venv's bin/, where pip put the tools
 BARE_PATH = os.pathsep.join(p for p in ("/usr/bin", "/bin") if os.path.isdir(p))
