@@ -160,6 +160,28 @@ def test_01_2_counts_are_checked_against_the_broker_and_a_rerun_after_reset_pass
     passes("01.2", counts_on(topic), **ctx)
 
 
+def test_01_1_and_02_1_pass_with_prefixed_or_bare_names(admin, student):
+    """On a shared broker the checks accept the student's prefixed names, also when called
+    with the bare name (moved here from test_nb_names: a PASS needs the broker now)."""
+    mine = nb.topic("nb01-payments")
+    assert mine == f"{student}.nb01-payments"
+    create(admin, mine, 4)
+    described = admin.describe_topics([mine])[0]
+    passes("01.1", described, topic=mine, partitions=4)
+    passes("01.1", described, topic="nb01-payments")
+    sent_to = nb.topic("nb02-transactions")
+    create(admin, sent_to, 3)
+    metadata = produce(sent_to, [b"{}"] * 20)
+    passes("02.1", metadata, topic=sent_to, count=20)
+    passes("02.1", metadata, topic="nb02-transactions")
+
+
+def test_01_1_on_a_private_broker_the_names_are_used_as_written(admin, monkeypatch, unique_topic):
+    monkeypatch.delenv("LABKIT_STUDENT")
+    create(admin, unique_topic, 4)
+    passes("01.1", admin.describe_topics([unique_topic])[0], topic=unique_topic)
+
+
 def test_01_2_all_in_partition_0_points_at_exercise_01_1(admin):
     topic = nb.topic("nb01-payments")
     create(admin, topic, 1)
