@@ -171,8 +171,9 @@ def metadata(topic, partition, offset):
 
 
 def test_02_1_metadata_of_twenty_sends():
+    """Wrong answers the check sees without the broker; the right one: test_series_a_checks."""
     right = [metadata("tx-02", i % 3, i // 3) for i in range(20)]
-    assert_outcomes("02.1", right, right[:19], "expected 20 RecordMetadata", topic="tx-02")
+    assert "expected 20 RecordMetadata" in evaluate("02.1", right[:19], topic="tx-02").line
     futures = [SimpleNamespace(get=lambda timeout=None: None) for _ in range(20)]
     assert "call .get(timeout=10)" in evaluate("02.1", futures, topic="tx-02").line
     wrong_topic = [metadata("rta", i % 3, i // 3) for i in range(20)]
@@ -239,16 +240,20 @@ def test_04_1_safe_deserializer():
 
 
 def test_05_1_one_partition_per_user():
+    """The answer's own consistency (pure); against the broker: test_series_a_checks."""
+    from labkit.course.exercises.nb05 import _judge_partitions
+
     right = {f"u{i:02d}": {i % 3} for i in range(1, 21)}
-    wrong = dict(right, u03={0, 2})
-    assert_outcomes(
-        "05.1", right, wrong, "u03's transactions went to partitions [0, 2]", num_partitions=3
-    )
+    assert _judge_partitions(right, num_partitions=3) == right
     pairs = [(f"u{i:02d}", i % 3) for i in range(1, 21)] * 2
-    assert evaluate("05.1", pairs, num_partitions=3).status == "PASS"
+    assert _judge_partitions(pairs, num_partitions=3) == right
+    ctx = {"topic": "nb05-by-user", "num_partitions": 3}
+    wrong = dict(right, u03={0, 2})
+    assert "u03's transactions went to partitions [0, 2]" in evaluate("05.1", wrong, **ctx).line
     all_zero = {f"u{i:02d}": [0, 0] for i in range(1, 21)}
-    assert "same partition" in evaluate("05.1", all_zero, num_partitions=3).line
-    assert "does not exist" in evaluate("05.1", {"u01": 5, "u02": 1}, num_partitions=3).line
+    assert "same partition" in evaluate("05.1", all_zero, **ctx).line
+    assert "does not exist" in evaluate("05.1", {"u01": 5, "u02": 1}, **ctx).line
+    assert evaluate("05.1", ..., **ctx).status == "NOT ATTEMPTED"
 
 
 def reference_bursts(txs, inclusive):
@@ -417,3 +422,28 @@ def test_nb_exercise_registers_next_to_the_course(capsys):
     nb.check("t.nb", 42)
     assert capsys.readouterr().out.strip() == "PASS t.nb (1/1 points)"
     assert "t.nb" in {ex.id for ex in nb.all_exercises()}
+
+
+def test_03_1_an_empty_string_or_false_is_not_none():
+    """Issue 18.4: "" used to be accepted for None."""
+
+    def right(tx):
+        return alert_line(tx) if tx["amount"] > 3000 else None
+
+    assert "returned '': return None" in evaluate("03.1", lambda tx: right(tx) or "").line
+    assert "returned False: return None" in evaluate("03.1", lambda tx: right(tx) or False).line
+    assert evaluate("03.1", right).status == "PASS"
+
+
+def test_04_1_catching_only_json_errors_fails_on_bytes_that_are_not_utf8():
+    """Issue 18.4: the lesson is about UnicodeDecodeError too (Latin-1 text)."""
+
+    def json_errors_only(raw):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return None
+
+    result = evaluate("04.1", json_errors_only)
+    assert result.status == "FAIL"
+    assert "UnicodeDecodeError" in result.line and "catch ValueError" in result.line

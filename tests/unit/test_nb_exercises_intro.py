@@ -3,11 +3,10 @@ answer passes, typical wrong answers fail with a hint that says what to do, and 
 placeholder is NOT ATTEMPTED."""
 
 import json
-from types import SimpleNamespace
 
 import pytest
 
-from labkit import TopicPartition, nb
+from labkit import nb
 from labkit.client.partitioner import murmur2
 from labkit.course.exercises.nb00 import _biggest_cases
 from labkit.course.exercises.nb04 import _is_json
@@ -90,18 +89,13 @@ def description(name, partitions, error_code=0):
 
 
 def test_01_1_describe_a_new_topic():
+    """What the description itself shows; the topic on the broker: test_series_a_checks."""
     ctx = {"topic": "nb01-payments", "partitions": 4}
-    assert_outcomes(
-        "01.1",
-        description("nb01-payments", 4),
-        description("nb01-payments", 1),
-        "num_partitions=4",
-        **ctx,
-    )
-    assert evaluate("01.1", [description("nb01-payments", 4)], **ctx).status == "PASS"
+    assert "num_partitions=4" in line("01.1", description("nb01-payments", 1), **ctx)
     assert "not 'nb01-payments'" in line("01.1", description("nb01-rta", 4), **ctx)
     assert "does not exist" in line("01.1", description("nb01-payments", 0, error_code=3), **ctx)
     assert "describe_topics" in line("01.1", "nb01-payments", **ctx)
+    assert evaluate("01.1", ..., **ctx).status == "NOT ATTEMPTED"
 
 
 # -- 01.2 ----------------------------------------------------------------------------
@@ -129,51 +123,37 @@ def test_01_2_the_lines_spread_over_several_partitions():
 
 
 def test_01_2_records_per_partition():
-    ctx = {"lines": LINES, "num_partitions": 4}
+    """The answer's shape; the counts against the broker: test_series_a_checks."""
+    ctx = {"topic": "nb01-payments", "lines": LINES, "num_partitions": 4}
     right = expected_counts(LINES, 4)
-    shifted = {p: right[(p + 1) % 4] for p in range(4)}
-    assert_outcomes("01.2", right, shifted, "expected", **ctx)
-    # TopicPartition keys (as end_offsets returns them) and zero partitions left out
-    as_tps = {TopicPartition("nb01-payments", p): n for p, n in right.items()}
-    assert evaluate("01.2", as_tps, **ctx).status == "PASS"
-    assert evaluate("01.2", {p: n for p, n in right.items() if n}, **ctx).status == "PASS"
-    fewer = dict(right)
-    fewer[max(fewer, key=fewer.get)] -= 1
-    assert "add up to 11" in line("01.2", fewer, **ctx)
     assert "does not exist" in line("01.2", {**right, 7: 0}, **ctx)
-    # the topic was left with 1 partition (exercise 01.1 skipped): all records in partition 0
-    assert "(exercise 01.1)" in line("01.2", {0: len(LINES)}, **ctx)
+    assert "must be an int" in line("01.2", {0: "3"}, **ctx)
     assert "dict" in line("01.2", [3, 4, 5], **ctx)
+    assert evaluate("01.2", ..., **ctx).status == "NOT ATTEMPTED"
 
 
 # -- 02.2 ----------------------------------------------------------------------------
 
 
 def test_02_2_flushed_count():
-    assert_outcomes("02.2", 30, 0, "call producer.flush() before you count", sent=30)
-    assert "only 12 of 30" in line("02.2", 12, sent=30)
-    assert "holds 60 records" in line("02.2", 60, sent=30)
-    assert "as an int" in line("02.2", "30", sent=30)
-    assert "as an int" in line("02.2", True, sent=1)
+    """The answer's type; the count on the broker: test_series_a_checks."""
+    assert "as an int" in line("02.2", "30", topic="nb02-flush", sent=30)
+    assert "as an int" in line("02.2", True, topic="nb02-flush", sent=1)
+    assert evaluate("02.2", ..., topic="nb02-flush", sent=30).status == "NOT ATTEMPTED"
 
 
 # -- 03.3 ----------------------------------------------------------------------------
 
 
 def test_03_3_read_from_an_offset():
+    """Values are not records (the cheating answer `sent[150:]`); records against the broker:
+    test_series_a_checks."""
     sent = list(transactions(seed=33, count=200))
-    ctx = {"sent": sent, "start": 150}
-    assert_outcomes("03.3", sent[150:], sent, "you started at offset 0 (TX0001)", **ctx)
-    assert evaluate("03.3", [tx["tx_id"] for tx in sent[150:]], **ctx).status == "PASS"
-    records = [
-        SimpleNamespace(value=json.dumps(tx).encode(), offset=n) for n, tx in enumerate(sent)
-    ][150:]
-    assert evaluate("03.3", records, **ctx).status == "PASS"
-    assert "nothing read" in line("03.3", [], **ctx)
-    assert "read 40 of the 50" in line("03.3", sent[150:190], **ctx)
-    assert "read twice" in line("03.3", sent[150:] + sent[199:], **ctx)
-    assert "seek to offset 150" in line("03.3", sent[151:], **ctx)
+    ctx = {"topic": "nb03-transactions", "start": 150}
+    assert "ConsumerRecords themselves" in line("03.3", sent[150:], **ctx)
+    assert "ConsumerRecords themselves" in line("03.3", [tx["tx_id"] for tx in sent[150:]], **ctx)
     assert "not one string" in line("03.3", "TX0151", **ctx)
+    assert evaluate("03.3", ..., **ctx).status == "NOT ATTEMPTED"
 
 
 # -- 04.2 ----------------------------------------------------------------------------
@@ -202,19 +182,15 @@ def test_04_2_is_json_agrees_with_04_1s_cases():
 
 
 def test_04_2_dead_letters():
+    """The answer's shape; the dead-letter topic on the broker: test_series_a_checks."""
     sent = raw_messages()
     poison = [raw for raw in sent if not _is_json(raw)]
     assert len(poison) == 4
-    assert_outcomes("04.2", poison, poison[1:], "1 poison message missing", sent=sent)
-    records = [SimpleNamespace(value=raw, offset=n) for n, raw in enumerate(reversed(poison))]
-    assert evaluate("04.2", records, sent=sent).status == "PASS"
-    assert "is empty" in line("04.2", [], sent=sent)
-    assert "is valid JSON" in line("04.2", poison + [sent[0]], sent=sent)
-    assert "2 times" in line("04.2", poison + poison[:1], sent=sent)
-    assert "never sent" in line("04.2", poison + [b"{other"], sent=sent)
+    ctx = {"topic": "nb04-payments-dlt", "sent": sent}
     decoded = [raw.decode("utf-8", errors="replace") for raw in poison]
-    assert "raw bytes" in line("04.2", decoded, sent=sent)
-    assert "not one value" in line("04.2", b"{not json", sent=sent)
+    assert "raw bytes" in line("04.2", decoded, **ctx)
+    assert "not one value" in line("04.2", b"{not json", **ctx)
+    assert evaluate("04.2", ..., **ctx).status == "NOT ATTEMPTED"
 
 
 # -- 05.2 ----------------------------------------------------------------------------

@@ -124,6 +124,33 @@ def test_adding_never_renders_in_the_adding_thread():
     assert plot.model.snapshot() == [(f"store {k}", 75.0) for k in range(4)]
 
 
+def test_a_draw_slower_than_the_interval_does_not_make_every_add_draw():
+    """05's live bars: 240 add() calls took > 60 s on a busy machine (each draw 0.75 s,
+    longer than 1/max_fps, so the interval had always passed when the next add came)."""
+    clock = FakeClock()
+    plot = LivePlot("bar", max_fps=5, clock=clock, display=False)
+    render = plot._canvas.render
+
+    def slow_render(*args, **kwargs):
+        clock.advance(0.75)
+        return render(*args, **kwargs)
+
+    plot._canvas.render = slow_render
+    clock.advance(1)
+    first = plot.draws
+    for _ in range(20):
+        plot.add("k")
+    # drawn off this thread, by one redraw timer at a time, not once per add()
+    assert _wait(lambda: plot.draws > first and not _threads("labkit-liveplot-redraw"))
+    assert plot.draws <= first + 2
+    assert plot.model.snapshot() == [("k", 20.0)]
+    drawn = plot.draws
+    plot.add("k")
+    assert _wait(lambda: plot.draws == drawn + 1)  # the trailing redraw shows them all
+    assert plot.model.snapshot() == [("k", 21.0)]
+    plot.stop()
+
+
 def test_stop_draws_pending_changes_at_once():
     clock = FakeClock()
     plot = LivePlot("hist", clock=clock, display=False)

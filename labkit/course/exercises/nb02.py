@@ -7,12 +7,18 @@ How the notebook calls them:
 
 | id   | check call                                              | answer                                  |
 |------|---------------------------------------------------------|-----------------------------------------|
-| 02.2 | ``nb.check("02.2", in_topic, sent=30)``                 | records the topic holds after flush()   |
+| 02.1 | ``nb.check("02.1", metadata, topic=T, count=20)``       | ``[future.get(timeout=10), ...]``       |
+| 02.2 | ``nb.check("02.2", in_topic, topic=T, sent=30)``        | records the topic holds after flush()   |
+
+Both ask the broker: every (partition, offset) of 02.1 must be stored, and 02.2's count
+must be what the topic holds when the check runs (a number typed in while the records
+still wait in the producer's buffer fails). ``nb.reset("02.2")`` empties its topic.
 """
 
 from __future__ import annotations
 
-from labkit.course.checks import Registry, Wrong, expect
+from labkit.course import broker_checks
+from labkit.course.checks import Registry, Wrong, counted, expect
 from labkit.nb.names import prefix_hint, same_topic
 
 EXERCISES = Registry()
@@ -59,29 +65,52 @@ def send_and_collect(metadata, *, topic, count=20):
         "the same (partition, offset) appears twice: "
         "send each transaction once and keep its own metadata",
     )
+    ends = broker_checks.end_offsets(broker_checks.full_topic(topic))
+    for partition, offset in places:
+        expect(
+            partition in ends and offset < ends[partition],
+            f"the broker has no record at partition {partition!r}, offset {offset} of "
+            f"{topic!r}: keep the RecordMetadata that future.get() returns, unchanged",
+        )
 
 
-@exercise("02.2", points=1, title="Flush, then count what the broker stored")
-def flushed_count(in_topic, *, sent):
-    """in_topic: how many records the topic holds (from end offsets) after flushing."""
+@exercise(
+    "02.2",
+    points=1,
+    title="Flush, then count what the broker stored",
+    topics={"nb02-flush": 1},
+)
+def flushed_count(in_topic, *, topic, sent):
+    """in_topic: how many records the topic holds (from end offsets) after flushing.
+
+    The check counts the topic on the broker itself, at once: the answer must be that
+    number, and the broker must hold every record sent.
+    """
     expect(
         isinstance(in_topic, int) and not isinstance(in_topic, bool),
         f"give the number of records as an int, got {type(in_topic).__name__}: add up "
         "the end offsets of the topic's partitions",
     )
+    full = broker_checks.full_topic(topic)
+    ends = broker_checks.end_offsets(full)
+    stored = len(broker_checks.read_topic(full)) if any(ends.values()) else 0
     expect(
-        in_topic != 0,
-        "the topic is still empty: the records wait in the producer's buffer; "
-        "call producer.flush() before you count",
+        stored != 0,
+        f"the broker's {topic!r} is still empty: the records wait in the producer's "
+        "buffer; call producer.flush() before you count",
     )
     expect(
-        in_topic >= sent,
-        f"only {in_topic} of {sent} records are stored: call "
-        "producer.flush() first, then read the end offsets",
+        stored >= sent,
+        f"the broker holds only {stored} of the {sent} records: call producer.flush() "
+        "first (it waits until the broker has them all), then read the end offsets",
     )
     expect(
-        in_topic == sent,
-        f"the topic holds {in_topic} records but {sent} were sent: count "
-        "only this topic (run the notebook from the top; its first cell "
-        "empties the topic)",
+        stored == sent,
+        f"the broker's {topic!r} holds {counted(stored, 'record')} but {sent} were sent: "
+        "the sending cell ran more than once",
+    )
+    expect(
+        in_topic == stored,
+        f"the broker holds {stored} records, your answer says {in_topic}: ask the broker "
+        "(the end offset of the partition), do not write the number yourself",
     )

@@ -7,7 +7,12 @@ How the notebook calls them:
 
 | id   | check call                                              | answer                                  |
 |------|---------------------------------------------------------|-----------------------------------------|
-| 04.2 | ``nb.check("04.2", dead, sent=messages)``               | raw values read from the dead-letter topic |
+| 04.2 | ``nb.check("04.2", dead, topic=DLT, sent=messages)``    | raw values read from the dead-letter topic |
+
+04.1's cases include bytes that are not UTF-8 (``Kraków`` written in Latin-1): a
+deserializer that catches only ``json.JSONDecodeError`` lets ``UnicodeDecodeError`` through
+and fails. 04.2 compares the answer with the dead-letter topic on the broker, which must
+hold exactly the poison messages; ``nb.reset("04.2")`` empties it.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 
+from labkit.course import broker_checks
 from labkit.course.checks import Registry, StudentCodeError, Wrong, call, counted, expect
 
 EXERCISES = Registry()
@@ -32,6 +38,7 @@ _DESERIALIZE_CASES = [
     (b"{not json", None),
     (b"", None),
     (b"\xff\xfe\x00garbage", None),
+    ('{"store": "Kraków"}'.encode("latin-1"), None),  # not UTF-8: UnicodeDecodeError
     (b'{"tx_id": "TX0002", "amount": ', None),
 ]
 
@@ -43,6 +50,12 @@ def safe_deserializer(fn):
         try:
             got = call(fn, raw)
         except StudentCodeError as exc:
+            if isinstance(exc.__cause__, UnicodeDecodeError):
+                raise Wrong(
+                    f"for {raw!r} it raised UnicodeDecodeError: bytes that are not valid "
+                    "UTF-8 (e.g. text written as Latin-1) are poison too; catch ValueError "
+                    "(the parent of json.JSONDecodeError and UnicodeDecodeError) and return None"
+                ) from None
             raise Wrong(
                 f"for {raw!r} {str(exc).split(';')[0].replace('your function', 'it')}: "
                 "catch ValueError (json.JSONDecodeError and UnicodeDecodeError are both "
@@ -84,10 +97,25 @@ def _raw_values(answer) -> list[bytes]:
     return result
 
 
-@exercise("04.2", points=2, title="Send poison messages to a dead-letter topic")
-def dead_letters(answer, *, sent):
-    """answer: raw values read back from the dead-letter topic; sent: raw values sent."""
+@exercise(
+    "04.2",
+    points=2,
+    title="Send poison messages to a dead-letter topic",
+    topics={"nb04-payments-dlt": 1},
+)
+def dead_letters(answer, *, topic, sent):
+    """answer: raw values read back from the dead-letter topic ``topic``; sent: raw values
+    sent to the input topic. The broker's dead-letter topic must hold what the answer says."""
     got = Counter(_raw_values(answer))
+    stored = Counter(
+        r.value or b"" for r in broker_checks.read_topic(broker_checks.full_topic(topic))
+    )
+    expect(
+        got == stored,
+        f"your list has {counted(sum(got.values()), 'value')}, the broker's {topic!r} "
+        f"holds {counted(sum(stored.values()), 'record')}: send the dead letters to it "
+        "(and flush), then read it back from the beginning",
+    )
     want = Counter(raw for raw in sent if not _is_json(raw))
     expect(
         got or not want,

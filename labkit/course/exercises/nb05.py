@@ -7,13 +7,19 @@ How the notebook calls them:
 
 | id   | check call                                              | answer                                  |
 |------|---------------------------------------------------------|-----------------------------------------|
+| 05.1 | ``nb.check("05.1", parts, topic=T, num_partitions=3)``  | ``{user_id: partitions from metadata}`` |
 | 05.2 | ``nb.check("05.2", per_user, sent=sent)``               | ``{user_id: tx_ids in read order}``     |
+
+05.1 reads the topic on the broker: every key must be in one partition there, and the
+answer must name that partition for each user. ``nb.reset("05.1")`` empties the topic
+(records sent without keys would stay in it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from labkit.course import broker_checks
 from labkit.course.checks import Registry, Wrong, counted, expect
 from labkit.course.exercises._ref import tx_ids
 
@@ -32,9 +38,8 @@ def _partitions_by_user(answer) -> dict[str, set]:
     return result
 
 
-@exercise("05.1", points=2, title="Key by user_id: one partition per user")
-def one_partition_per_user(answer, *, num_partitions=None):
-    """answer: {user_id: partitions seen for that user} (or (user_id, partition) pairs)."""
+def _judge_partitions(answer, *, num_partitions=None) -> dict[str, set]:
+    """The answer's own consistency (pure): one partition per user, partitions that exist."""
     try:
         seen = _partitions_by_user(answer)
     except (TypeError, ValueError):
@@ -59,8 +64,51 @@ def one_partition_per_user(answer, *, num_partitions=None):
         )
         expect(
             num_partitions == 1 or len(seen) < 6 or len(used) > 1,
-            "every user landed on the same partition: let the key choose the partition "
-            "(do not pass partition=...)",
+            "every user landed on the same partition: send with key=tx['user_id'] and let "
+            "the key choose the partition (do not pass partition=...)",
+        )
+    return seen
+
+
+@exercise(
+    "05.1",
+    points=2,
+    title="Key by user_id: one partition per user",
+    topics={"nb05-by-user": 3},
+)
+def one_partition_per_user(answer, *, topic, num_partitions=None):
+    """answer: {user_id: partitions seen for that user} (or (user_id, partition) pairs).
+
+    The broker's ``topic`` must hold keyed records, each key in one partition, and the
+    answer must name the partition the broker has for each user.
+    """
+    seen = _judge_partitions(answer, num_partitions=num_partitions)
+    stored: dict[str, set] = {}
+    for record in broker_checks.read_topic(broker_checks.full_topic(topic)):
+        key = record.key.decode("utf-8", "replace") if record.key is not None else None
+        stored.setdefault(key, set()).add(record.partition)
+    expect(
+        None not in stored,
+        f"the broker's {topic!r} holds records without a key: send with "
+        f"key=tx['user_id']; to start afresh, nb.reset('05.1') empties the topic",
+    )
+    spread = sorted(k for k, parts in stored.items() if len(parts) > 1)
+    expect(
+        not spread,
+        f"on the broker {spread[0] if spread else ''}'s records are in several partitions: "
+        "keep one key per user (the user_id, always the same bytes)",
+    )
+    for user in sorted(seen):
+        expect(
+            user in stored,
+            f"the broker's {topic!r} has no record with the key {user!r}: send each "
+            "transaction with key=tx['user_id']",
+        )
+        expect(
+            seen[user] == stored[user],
+            f"{user}'s records are in partition {sorted(stored[user])[0]} on the broker, your "
+            f"answer says {sorted(seen[user], key=str)}: take the partition from each send's "
+            "RecordMetadata",
         )
 
 
