@@ -133,7 +133,7 @@ class _Cleaner(threading.Thread):
                     plog.apply_retention()
                 if topic.config.compacts:
                     plog.compact()
-            except Exception:  # noqa: BLE001 - a bad partition must not stop cleaning
+            except Exception:  # a bad partition must not stop cleaning
                 log.exception("cleaning %s-%d failed", topic.name, partition)
 
 
@@ -586,7 +586,7 @@ class BrokerServer:
                     self.connections.accepted(value)
                 elif kind == zmq.EVENT_DISCONNECTED:
                     self._forget_clients(self.connections.closed(value))
-            except Exception:  # noqa: BLE001 - bookkeeping must not stop the loop
+            except Exception:  # bookkeeping must not stop the loop
                 log.exception("handling the connection event %r failed", event)
 
     def _forget_clients(self, identities: list) -> None:
@@ -632,7 +632,7 @@ class BrokerServer:
     def _tick_groups(self) -> None:
         try:
             self.groups.tick()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("group service tick failed")
 
     def _partitions_of(self, topic: str) -> int | None:

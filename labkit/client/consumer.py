@@ -668,7 +668,7 @@ class KafkaConsumer:
         if not getattr(self, "_closed", True) and hasattr(self, "_coordinator"):
             try:
                 self.close(autocommit=False, timeout_ms=1000)
-            except Exception:  # interpreter shutdown: nothing useful left to do
+            except Exception:  # noqa: BLE001 - interpreter shutdown: nothing useful left to do
                 pass
 
     def __exit__(self, exc_type: Any, *exc: Any) -> None:

@@ -95,7 +95,7 @@ def _deserialize(fn: Any, topic: str, items: list) -> tuple[list, Exception | No
             out.extend(None if x is None else fn(x) for x in items)
         else:
             out.extend(map(fn, items))
-    except Exception as exc:  # the user's deserializer: any error is a poison message
+    except Exception as exc:  # noqa: BLE001 - the user's deserializer: any error is a poison message
         return out, exc
     return out, None
 

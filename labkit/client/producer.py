@@ -485,7 +485,7 @@ class KafkaProducer:
         if not getattr(self, "_closed", True) and hasattr(self, "_cleanup"):
             try:
                 self.close(timeout=1)
-            except Exception:  # interpreter shutdown: nothing useful left to do
+            except Exception:  # noqa: BLE001 - interpreter shutdown: nothing useful left to do
                 pass
 
     def __repr__(self) -> str:

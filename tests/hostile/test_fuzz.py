@@ -739,7 +739,7 @@ class TopicReader:
             )
             try:
                 got = self.consumer.poll(timeout_ms=200)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise AssertionError(
                     f"stored data is unreadable at offset "
                     f"{self.consumer.position(self.tp)}: {exc!r}"
