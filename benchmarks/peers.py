@@ -157,7 +157,7 @@ class TansuPeer(Peer):
         ).stdout.strip()
         port = free_port()
         url = f"tcp://127.0.0.1:{port}"
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - the broker's log, kept until stop()
         self.proc = subprocess.Popen(
             [
                 str(binary),

@@ -29,7 +29,7 @@ class Worker:
         self.events: list[dict] = []
         self.result: dict | None = None
         self._cond = threading.Condition()
-        self._err = tempfile.TemporaryFile()
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115 - read after the worker exits
         self.proc = subprocess.Popen(
             [sys.executable, str(WORKER), json.dumps(spec)],
             stdout=subprocess.PIPE,

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import zmq
@@ -262,7 +263,7 @@ def _broker_with_fd_limit(tmp_path, soft: int, hard: int):
     def limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
-    log = open(log_path, "wb")
+    log = open(log_path, "wb")  # noqa: SIM115 - the caller closes it with the broker
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -287,7 +288,7 @@ def _broker_with_fd_limit(tmp_path, soft: int, hard: int):
 
 
 def _soft_nofile(pid: int) -> int:
-    text = open(f"/proc/{pid}/limits").read()
+    text = Path(f"/proc/{pid}/limits").read_text()
     return int(re.search(r"Max open files\s+(\d+)", text).group(1))
 
 

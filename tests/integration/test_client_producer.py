@@ -250,10 +250,12 @@ def test_partitions_for_and_bootstrap_from_the_environment(
 
 def test_unknown_topic_without_auto_create_fails_fast(tmp_path):
     config = {"auto.create.topics.enable": "false"}
-    with BrokerProcess(data_dir=tmp_path / "data", config=config) as broker:
-        with KafkaProducer(bootstrap_servers=broker.bootstrap, max_block_ms=5000) as producer:
-            with pytest.raises(UnknownTopicOrPartitionError, match="labkit topics --create"):
-                producer.send("missing", b"v")
+    with (
+        BrokerProcess(data_dir=tmp_path / "data", config=config) as broker,
+        KafkaProducer(bootstrap_servers=broker.bootstrap, max_block_ms=5000) as producer,
+        pytest.raises(UnknownTopicOrPartitionError, match="labkit topics --create"),
+    ):
+        producer.send("missing", b"v")
 
 
 def test_producer_keeps_working_across_a_broker_restart(broker, unique_topic):

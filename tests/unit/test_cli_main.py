@@ -72,7 +72,7 @@ def test_registry_names_the_expected_commands():
 @pytest.mark.parametrize("command", COMMANDS, ids=[c.name for c in COMMANDS])
 def test_every_command_module_follows_the_command_contract(command):
     module = importlib.import_module(command.module)  # a typo in COMMANDS fails here
-    assert module.NAME == command.name
+    assert command.name == module.NAME
     assert isinstance(module.HELP, str) and "\n" not in module.HELP
     assert callable(module.add_arguments) and callable(module.run)
 

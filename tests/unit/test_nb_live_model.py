@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +16,7 @@ from labkit.testing import FakeClock
 def test_model_module_imports_no_plotting_library():
     import labkit.nb._plotmodel as m
 
-    src = open(m.__file__, encoding="utf-8").read()
+    src = Path(m.__file__).read_text(encoding="utf-8")
     assert "matplotlib" not in src.split('"""', 2)[2]
     assert "ipywidgets" not in src.split('"""', 2)[2]
     assert "labkit.nb._plotmodel" in sys.modules
