@@ -161,7 +161,8 @@ def test_reuses_a_running_broker_and_leaves_it_running(tmp_path: Path):
         finally:
             stop_tree(lab)
         assert connect_error("127.0.0.1", lab_port) is not None
-        assert broker.poll() is None and broker_answers(f"127.0.0.1:{port}"), (
+        assert broker.poll() is None, "labkit lab must not stop a broker it did not start"
+        assert broker_answers(f"127.0.0.1:{port}"), (
             "labkit lab must not stop a broker it did not start"
         )
         assert not (tmp_path / "unused").exists()

@@ -340,7 +340,8 @@ def send_raw(broker, frames: list[bytes], deferred: bool = False) -> dict | None
             if not sock.poll(int((deadline - time.monotonic()) * 1000) + 1):
                 break
             reply = sock.recv_multipart()
-            assert len(reply) >= 3 and reply[0] == MAGIC, reply[:3]
+            assert len(reply) >= 3, reply[:3]
+            assert reply[0] == MAGIC, reply[:3]
             if reply[1] == SENTINEL and (len(frames) < 2 or frames[1] != SENTINEL):
                 sentinel_seen = True
                 if not deferred:

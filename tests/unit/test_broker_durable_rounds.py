@@ -50,10 +50,12 @@ def test_a_thousand_creates_cost_one_metadata_write(registry, monkeypatch):
     )
     for i in range(1000):
         assert registry.create(f"t{i}", 1) is None  # deferred: not there yet
-    assert registry.names() == [] and registry.pending
+    assert registry.names() == []
+    assert registry.pending
     assert run_round(registry) == {}
     assert writes == [1000]
-    assert len(registry.names()) == 1000 and not registry.pending
+    assert len(registry.names()) == 1000
+    assert not registry.pending
     assert len(stored_topics(registry)) == 1000
 
 
@@ -84,10 +86,12 @@ def test_delete_removes_files_only_after_topics_json_forgets_the_topic(registry)
     run_round(registry)
     directory = registry.data_dir / "t-0"
     registry.delete("t")
-    assert registry.get("t") is None and directory.exists()  # not yet: no round ran
+    assert registry.get("t") is None
+    assert directory.exists()  # not yet: no round ran
     assert "t" in stored_topics(registry)
     run_round(registry)
-    assert "t" not in stored_topics(registry) and not directory.exists()
+    assert "t" not in stored_topics(registry)
+    assert not directory.exists()
 
 
 def test_a_failed_metadata_write_fails_the_changes_and_is_retried(registry, monkeypatch):
@@ -99,12 +103,15 @@ def test_a_failed_metadata_write_fails_the_changes_and_is_retried(registry, monk
     monkeypatch.setattr(registry, "_write_body", full_disk)
     registry.create("a", 1)
     failed = run_round(registry)
-    assert list(failed) == ["a"] and isinstance(failed["a"], OSError)
-    assert registry.get("a") is None and not registry.being_created("a")
+    assert list(failed) == ["a"]
+    assert isinstance(failed["a"], OSError)
+    assert registry.get("a") is None
+    assert not registry.being_created("a")
     monkeypatch.setattr(registry, "_write_body", real)
     registry.create("a", 1)  # the client retries
     assert run_round(registry) == {}
-    assert registry.get("a") is not None and "a" in stored_topics(registry)
+    assert registry.get("a") is not None
+    assert "a" in stored_topics(registry)
 
 
 def test_inline_mode_is_durable_on_return(tmp_path, clock):
@@ -164,15 +171,17 @@ def test_a_failed_sync_cuts_its_write_and_keeps_the_records(tmp_path, clock, mon
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(os, "fsync", failing)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="Input/output error"):
         store.sync()
-    assert store.unsynced and os.path.getsize(path) == size
+    assert store.unsynced
+    assert os.path.getsize(path) == size
     monkeypatch.setattr(os, "fsync", real_fsync)
     store.commit("g", [("t", 1, 5, "")])
     store.sync()
     assert not store.unsynced
     reopened = OffsetStore(tmp_path, clock)
-    assert reopened.fetch("g")[("t", 0)].offset == 2 and reopened.fetch("g")[("t", 1)].offset == 5
+    assert reopened.fetch("g")[("t", 0)].offset == 2
+    assert reopened.fetch("g")[("t", 1)].offset == 5
     store.close()
 
 
@@ -185,7 +194,8 @@ def test_runtime_compaction_happens_in_sync_and_keeps_later_commits(tmp_path, cl
     store.sync()
     big = os.path.getsize(path)
     store.maybe_compact()  # the loop only queues it
-    assert os.path.getsize(path) == big and store.unsynced
+    assert os.path.getsize(path) == big
+    assert store.unsynced
     store.commit("g", [("t", 1, 7, "")])
     store.sync()
     assert os.path.getsize(path) < big / 10
@@ -220,7 +230,8 @@ def test_commits_and_group_deletions_wait_for_the_round_that_syncs_them(tmp_path
     assert not durable.group_reply(b"c", b"3", "heartbeat", {"error": 0}, mark)
     assert sent == []
     durable.stop()  # no thread: the round runs here
-    assert sent == [b"1", b"2"] and not offsets.unsynced
+    assert sent == [b"1", b"2"]
+    assert not offsets.unsynced
     offsets.close()
     registry.close()
     assert not OffsetStore(tmp_path / "data", clock).has_group("g")

@@ -159,7 +159,8 @@ def test_topics_and_configs_survive_reopening(tmp_path, clock):
         assert len(reg.get("a").partitions) == 2
         assert reg.get("a").config.retention_ms == 1000
         assert reg.get("b").overrides == {"segment.bytes": "100000"}
-        assert reg.cluster_id == cluster_id and cluster_id
+        assert reg.cluster_id == cluster_id
+        assert cluster_id
     finally:
         reg.close()
 

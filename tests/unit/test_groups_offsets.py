@@ -73,14 +73,16 @@ def test_a_record_with_a_bad_crc_costs_only_that_record(tmp_path, clock):
     log_path(tmp_path).write_bytes(bytes(data))
     store = OffsetStore(tmp_path, clock)
     assert store.fetch("g")[("t", 0)].offset == 3  # the third commit is after the damage
-    assert store.damaged_records == 1 and store.truncated_bytes == 0
+    assert store.damaged_records == 1
+    assert store.truncated_bytes == 0
 
 
 def test_garbage_file_opens_empty(tmp_path, clock):
     log_path(tmp_path).parent.mkdir(parents=True)
     log_path(tmp_path).write_bytes(b"\xff" * 50)
     store = OffsetStore(tmp_path, clock)
-    assert store.groups() == [] and store.truncated_bytes == 50
+    assert store.groups() == []
+    assert store.truncated_bytes == 50
 
 
 def test_reopen_compacts_overwritten_offsets(tmp_path, clock):
@@ -104,7 +106,8 @@ def test_a_left_over_compaction_file_is_ignored(tmp_path, clock):
     tmp = log_path(tmp_path).with_suffix(".log.tmp")
     tmp.write_bytes(b"half-written")
     store = OffsetStore(tmp_path, clock)
-    assert not tmp.exists() and store.fetch("g")[("t", 0)].offset == 5
+    assert not tmp.exists()
+    assert store.fetch("g")[("t", 0)].offset == 5
 
 
 def test_an_unchanged_commit_is_not_written_again(tmp_path, clock):
@@ -155,7 +158,8 @@ def test_a_commit_survives_kill_9_of_the_process(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
     )
-    assert proc.returncode == -signal.SIGKILL and "committed" in proc.stdout
+    assert proc.returncode == -signal.SIGKILL
+    assert "committed" in proc.stdout
     got = OffsetStore(tmp_path, FakeClock()).fetch("g")[("t", 0)]
     assert (got.offset, got.metadata) == (42, "acked")
 
@@ -163,6 +167,6 @@ def test_a_commit_survives_kill_9_of_the_process(tmp_path):
 def test_commit_after_close_raises_oserror(tmp_path, clock):
     store = OffsetStore(tmp_path, clock)
     store.close()
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="the offset store is closed"):
         store.commit("g", [("t", 0, 1, "")])
     assert store.fetch("g") == {}  # memory is not ahead of the disk

@@ -91,7 +91,8 @@ def test_append_keeps_the_batch_bytes_except_the_base_offset(tmp_path, clock):
     data, header = batch(["payload"], keys=[b"k"])
     plog.append(data, header)
     stored = plog.read(1, 1 << 20)
-    assert stored[8:] == data[8:] and records.read_header(stored).base_offset == 1
+    assert stored[8:] == data[8:]
+    assert records.read_header(stored).base_offset == 1
     plog.close()
 
 
@@ -153,7 +154,8 @@ def test_roll_by_size(tmp_path, clock):
     assert len(segs) > 2
     assert all(s.size_bytes <= 500 for s in segs)
     assert [s.base_offset for s in segs] == sorted(s.base_offset for s in segs)
-    assert segs[-1].active and not any(s.active for s in segs[:-1])
+    assert segs[-1].active
+    assert not any(s.active for s in segs[:-1])
     names = sorted(p.name for p in (tmp_path / "t-0").glob("*.log"))
     assert names == [f"{s.base_offset:020d}.log" for s in segs]
 

@@ -87,7 +87,8 @@ def test_exception_inside_a_check_is_a_one_line_fail():
 
     result = registry.evaluate("t.crash", {"a": 1})
     assert result.status == "FAIL"
-    assert "KeyError" in result.line and "\n" not in result.line
+    assert "KeyError" in result.line
+    assert "\n" not in result.line
 
 
 def test_student_function_error_names_it():
@@ -370,7 +371,7 @@ def test_10_2_flagged_alerts():
 
 
 @pytest.mark.parametrize(
-    "count, noun, text",
+    ("count", "noun", "text"),
     [
         (1, "city", "1 city"),
         (2, "city", "2 cities"),
@@ -392,7 +393,7 @@ def test_counted_takes_an_irregular_plural():
 
 
 @pytest.mark.parametrize(
-    "answer, text",
+    ("answer", "text"),
     [
         (["Gdańsk", "Warszawa", "Kraków"], "1 city missing"),
         (["Gdańsk", "Warszawa"], "2 cities missing"),

@@ -130,7 +130,8 @@ def test_collect_degrades_when_groups_are_unsupported():
     b = FakeBroker()
     b.groups_supported = False
     s = collect(FakeAdmin(b), FakeConsumer(b), at=1.0)
-    assert s.groups is None and s.groups_note == GROUPS_UNSUPPORTED
+    assert s.groups is None
+    assert s.groups_note == GROUPS_UNSUPPORTED
     assert s.offsets[("tx", 2)] == (0, 20)
 
 
@@ -141,7 +142,8 @@ def test_collect_degrades_when_the_client_has_no_group_api_yet():
         list_consumer_groups = None
 
     s = collect(NoGroupsAdmin(b), FakeConsumer(b), at=1.0)
-    assert s.groups is None and s.groups_note == GROUPS_UNSUPPORTED
+    assert s.groups is None
+    assert s.groups_note == GROUPS_UNSUPPORTED
     assert s.offsets[("logs", 0)] == (0, 5)
 
 
@@ -173,7 +175,8 @@ def test_refresh_computes_rates_from_the_clock_and_shows_them():
     v = d.refresh()
     assert v.topic("tx").rate == 15.0
     assert v.group("fraud").lags[0].lag == 0
-    assert "15.0" in d.html() and "fraud" in d.html()
+    assert "15.0" in d.html()
+    assert "fraud" in d.html()
     assert "tx" in d.text()
     assert b.opened == 1  # the clients are kept between rounds
     d.stop()
@@ -185,16 +188,19 @@ def test_broker_down_shows_the_fix_and_reconnects_when_it_is_back():
     b.up = False
     d = Dashboard(start=False, display=False, client_factory=factory(b), clock=FakeClock())
     v = d.refresh()
-    assert "labkit broker" in v.error and "doctor" in v.error
+    assert "labkit broker" in v.error
+    assert "doctor" in v.error
     assert "cannot reach the broker" in d.html()
     b.up = True
     v = d.refresh()
-    assert v.error is None and v.topic("tx").records == 30
+    assert v.error is None
+    assert v.topic("tx").records == 30
     b.up = False  # goes away mid-session: clients are closed and reopened later
     assert d.refresh().error is not None
     assert b.closed == 2
     b.up = True
-    assert d.refresh().error is None and b.opened == 2
+    assert d.refresh().error is None
+    assert b.opened == 2
     d.stop()
 
 
@@ -204,7 +210,8 @@ def test_the_thread_refreshes_until_stopped_and_leaves_nothing_behind():
     deadline = time.monotonic() + 5
     while d.rounds < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert d.rounds >= 3 and d.running
+    assert d.rounds >= 3
+    assert d.running
     d.stop()
     assert not d.running
     assert not [t for t in threading.enumerate() if t.name == "labkit-dashboard"]
@@ -221,7 +228,8 @@ def test_stop_button_and_stop_all():
     assert isinstance(button, ipywidgets.Button)
     button.click()
     assert not d.running
-    assert button.disabled and "stopped" in body.value
+    assert button.disabled
+    assert "stopped" in body.value
     d2 = Dashboard(refresh_s=0.05, display=False, client_factory=factory(b))
     assert stop_all() >= 1
     assert not d2.running

@@ -63,7 +63,7 @@ def test_08_1_right_answer_passes_and_none_counts_as_false():
 
 
 @pytest.mark.parametrize(
-    "wrong, hint",
+    ("wrong", "hint"),
     [
         (lambda tx: tx["amount"] > 3000, "15.00 PLN at midnight (night: hour 0): expected True"),
         (lambda tx: tx["amount"] >= 3000 or right_rule(tx), "exactly 3000.00 PLN at noon"),
@@ -89,7 +89,8 @@ def test_08_1_not_attempted_and_a_crashing_rule():
     assert evaluate("08.1", stub).status == "NOT ATTEMPTED"
     assert evaluate("08.1", ...).status == "NOT ATTEMPTED"
     crash = evaluate("08.1", lambda tx: tx["time"])
-    assert crash.status == "FAIL" and "KeyError" in crash.line
+    assert crash.status == "FAIL"
+    assert "KeyError" in crash.line
 
 
 # -- 08.2 the event-driven loop ------------------------------------------------------

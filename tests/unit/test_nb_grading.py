@@ -184,5 +184,6 @@ def test_gradebook_csv(tmp_path):
 def test_children_get_the_venv_bin_first_on_path_once():
     bin_dir = os.path.dirname(sys.executable)
     env = grading.child_env({"PATH": os.pathsep.join(["/usr/bin", bin_dir, "/bin"])}, X="1")
-    assert env["PATH"].split(os.pathsep) == [bin_dir, "/usr/bin", "/bin"] and env["X"] == "1"
+    assert env["PATH"].split(os.pathsep) == [bin_dir, "/usr/bin", "/bin"]
+    assert env["X"] == "1"
     assert grading.child_env({})["PATH"] == bin_dir

@@ -135,7 +135,8 @@ def test_line_memory_is_bounded_without_a_window():
     for i in range(1000):
         m.add(i)
     xs, _ = m.snapshot()["value"]
-    assert len(xs) == 100 and xs[0] == 900.0
+    assert len(xs) == 100
+    assert xs[0] == 900.0
 
 
 # -- bar ----------------------------------------------------------------------
@@ -217,7 +218,8 @@ def test_hist_auto_range_follows_the_data():
     m.extend([10, 20, 30])
     edges, counts, below, above = m.snapshot()
     assert edges == [10.0, 20.0, 30.0]
-    assert counts == [1, 2] and below == above == 0
+    assert counts == [1, 2]
+    assert below == above == 0
     single = HistModel(bins=1)
     single.add(5)
     assert single.snapshot()[0] == [4.5, 5.5]
