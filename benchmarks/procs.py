@@ -69,7 +69,7 @@ class Worker:
                     if event.get("ev") == ev:
                         return event
                 left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None and not self._reader.is_alive():
+                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
                     return None
                 self._cond.wait(min(left, 0.2))
 

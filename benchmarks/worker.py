@@ -18,7 +18,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import emit  # noqa: E402
+from common import emit
 
 DRIVERS = {
     "kafka": "drv_kafka",

@@ -30,7 +30,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 from labkit._clock import REAL_CLOCK
 from labkit.client import config as cfg
@@ -138,7 +138,7 @@ class KafkaConsumer:
     no broker answers.
     """
 
-    DEFAULT_CONFIG: dict[str, Any] = {
+    DEFAULT_CONFIG: ClassVar[dict[str, Any]] = {
         "group_id": None,
         "group_instance_id": None,
         "key_deserializer": None,

@@ -28,7 +28,7 @@ import logging
 import random
 import threading
 import weakref
-from typing import Any
+from typing import Any, ClassVar
 
 from labkit._clock import REAL_CLOCK
 from labkit.client import config as cfg
@@ -105,7 +105,7 @@ class KafkaProducer:
     ``api_version_auto_timeout_ms`` when nothing listens, else ``request_timeout_ms``).
     """
 
-    DEFAULT_CONFIG: dict[str, Any] = {
+    DEFAULT_CONFIG: ClassVar[dict[str, Any]] = {
         "key_serializer": None,
         "value_serializer": None,
         "acks": 1,
@@ -370,10 +370,8 @@ class KafkaProducer:
             n = self._cluster.num_partitions(topic)
             if n:
                 return n
-            if (
-                error is not None
-                and not getattr(error, "retriable", False)
-                or isinstance(error, UnknownTopicOrPartitionError)
+            if (error is not None and not getattr(error, "retriable", False)) or isinstance(
+                error, UnknownTopicOrPartitionError
             ):
                 raise error
             self._clock_sleep(self.config["retry_backoff_ms"] / 1000.0)

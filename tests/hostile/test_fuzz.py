@@ -254,8 +254,8 @@ def _paths(obj, prefix=()):
         obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
     )
     for key, value in items:
-        yield prefix + (key,)
-        yield from _paths(value, prefix + (key,))
+        yield (*prefix, key)
+        yield from _paths(value, (*prefix, key))
 
 
 def _containers(obj, prefix=()):
@@ -263,7 +263,7 @@ def _containers(obj, prefix=()):
         yield prefix
         items = obj.items() if isinstance(obj, dict) else enumerate(obj)
         for key, value in items:
-            yield from _containers(value, prefix + (key,))
+            yield from _containers(value, (*prefix, key))
 
 
 def _at(obj, path):

@@ -164,7 +164,7 @@ def test_a_parked_fetch_does_not_hold_up_later_requests(client, unique_topic):
     produce_id = client.send(
         "produce", {"acks": 1, "targets": [[unique_topic, 0]]}, [batch([b"wake"])]
     )
-    header, payloads = client.wait_for(parked, 5)
+    _header, payloads = client.wait_for(parked, 5)
     assert records_of(payloads[0]) == [(0, b"wake")]
     client.wait_for(produce_id)
 
@@ -210,7 +210,7 @@ def test_min_bytes_keeps_a_fetch_parked_until_max_wait(client, unique_topic):
     )
     start = time.monotonic()
     produce(client, unique_topic, 0, batch([b"small"]))
-    header, payloads = client.wait_for(rid, 5)
+    _header, payloads = client.wait_for(rid, 5)
     assert time.monotonic() - start >= 0.4  # not answered by the small produce
     assert records_of(payloads[0]) == [(0, b"small")]
 

@@ -392,7 +392,7 @@ def test_prompt_only_on_a_terminal(kafka, shared_broker, unique_topic):
         os.write(controller, b"typed\n")
         assert proc.stdout.read(1) == b">"
         os.write(controller, b"\x04")  # Ctrl-D: end of input
-        out, err = proc.communicate(timeout=TIMEOUT_S)
+        _out, err = proc.communicate(timeout=TIMEOUT_S)
     finally:
         os.close(controller)
         if proc.poll() is None:

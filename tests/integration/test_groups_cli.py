@@ -196,7 +196,7 @@ def test_delete_via_the_installed_script(shared_broker, unique_topic):
     script = BIN / "kafka-consumer-groups.sh"
     cmd = [str(script)] if script.exists() else [sys.executable, "-m", "labkit", "consumer-groups"]
     done = subprocess.run(
-        cmd + ["--bootstrap-server", bootstrap, "--delete", "--group", "tool-delete"],
+        [*cmd, "--bootstrap-server", bootstrap, "--delete", "--group", "tool-delete"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -204,7 +204,7 @@ def test_delete_via_the_installed_script(shared_broker, unique_topic):
     assert done.returncode == 0, done.stderr
     assert "Deletion of requested consumer groups ('tool-delete') was successful." in done.stdout
     missing = subprocess.run(
-        cmd + ["--bootstrap-server", bootstrap, "--describe", "--group", "tool-delete"],
+        [*cmd, "--bootstrap-server", bootstrap, "--describe", "--group", "tool-delete"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -212,7 +212,7 @@ def test_delete_via_the_installed_script(shared_broker, unique_topic):
     assert missing.returncode == 1
     assert "Consumer group 'tool-delete' does not exist." in missing.stderr
     again = subprocess.run(
-        cmd + ["--bootstrap-server", bootstrap, "--delete", "--group", "tool-delete"],
+        [*cmd, "--bootstrap-server", bootstrap, "--delete", "--group", "tool-delete"],
         capture_output=True,
         text=True,
         timeout=60,

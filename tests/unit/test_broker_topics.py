@@ -104,7 +104,7 @@ def test_validate_only_changes_nothing(registry):
 
 def test_unknown_partition(registry):
     registry.create("t", 2)
-    with pytest.raises(UnknownTopicOrPartitionError, match="partitions 0..1"):
+    with pytest.raises(UnknownTopicOrPartitionError, match=r"partitions 0\.\.1"):
         registry.partition("t", 2)
     with pytest.raises(UnknownTopicOrPartitionError, match="does not exist"):
         registry.partition("nope", 0)

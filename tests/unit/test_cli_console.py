@@ -432,7 +432,7 @@ def test_a_rejected_client_setting_names_the_flag():
     from labkit.cli._common import build_client
     from labkit.errors import KafkaConfigurationError
 
-    with pytest.raises(KafkaConfigurationError, match="foo_bar.*--producer-property"):
+    with pytest.raises(KafkaConfigurationError, match=r"foo_bar.*--producer-property"):
         build_client(
             KafkaProducer,
             {"bootstrap_servers": ["127.0.0.1:1"], "foo_bar": 1},

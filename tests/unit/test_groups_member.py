@@ -557,6 +557,6 @@ def test_a_full_group_surfaces_in_poll_instead_of_retrying(tmp_path, clock, even
     run(small, clock, member(clock, events, "a"), rounds=2)
     b = member(clock, events, "b")
     pump(small, b)
-    with pytest.raises(GroupMaxSizeReachedError, match="group.max.size=1"):
+    with pytest.raises(GroupMaxSizeReachedError, match=r"group\.max\.size=1"):
         b.poll()
     small.close()

@@ -271,9 +271,9 @@ def test_filter_batch_reencodes_only_when_records_go():
         [b"2", b"3"],
         [T0 + 1, T0 + 2],
     )
-    same, removed, _ = filter_batch(data, 0, header, {b"a": 102, b"b": 101, b"x": 1}, 0)
+    _same, removed, _ = filter_batch(data, 0, header, {b"a": 102, b"b": 101, b"x": 1}, 0)
     assert removed == 1
-    untouched, removed, _ = filter_batch(data, 0, header, {b"a": 100, b"b": 101}, 0)
+    _untouched, removed, _ = filter_batch(data, 0, header, {b"a": 100, b"b": 101}, 0)
     assert removed == 1  # a@102 is not the latest either (map says 100)
     all_kept_data = records.encode_batch([T0], [b"z"], [b"9"], base_offset=7)
     out, removed, _ = filter_batch(

@@ -123,7 +123,7 @@ def test_the_notebooks_small_segments_stay_allowed():
 
 
 def test_broker_default_below_the_minimum_names_the_broker_key():
-    with pytest.raises(InvalidConfigurationError, match="log.segment.bytes.*512"):
+    with pytest.raises(InvalidConfigurationError, match=r"log\.segment\.bytes.*512"):
         split_broker_configs({"log.segment.bytes": "100"})
 
 

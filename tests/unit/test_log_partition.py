@@ -107,7 +107,7 @@ def test_read_from_every_offset_across_segments(tmp_path, clock):
     for offset in range(plog.log_end_offset):
         got = decode_all(plog.read(offset, 200))
         assert got, offset
-        first = [r for r in got if r[0] >= offset][0]
+        first = next(r for r in got if r[0] >= offset)
         assert first == expected[offset]
         assert got[0][0] <= offset  # the first batch holds the offset (or starts before it)
     assert read_all(plog) == expected
@@ -231,9 +231,9 @@ def test_missing_index_files_are_rebuilt(tmp_path, clock):
     plog = open_log(d, clock, segment_bytes=600, index_interval_bytes=100)
     assert read_all(plog) == before
     for offset in range(0, 120, 7):
-        assert [r for r in decode_all(plog.read(offset, 100)) if r[0] >= offset][0] == before[
-            offset
-        ]
+        assert (
+            next(r for r in decode_all(plog.read(offset, 100)) if r[0] >= offset) == before[offset]
+        )
     assert plog.offset_for_timestamp(T0 + 20) == (60, T0 + 20)
     sealed = [s for s in plog.segments() if not s.active]
     for s in sealed:  # rebuilt files are identical to the ones written at roll
@@ -340,7 +340,7 @@ def test_any_log_reads_back_from_any_offset(
         expected.extend((base + j, v) for j, v in enumerate(values))
     for offset in range(len(expected)):
         got = decode_all(plog.read(offset, max_bytes))
-        assert [r for r in got if r[0] >= offset][0] == expected[offset]
+        assert next(r for r in got if r[0] >= offset) == expected[offset]
     assert read_all(plog, max_bytes=max_bytes) == expected
     plog.close()
 

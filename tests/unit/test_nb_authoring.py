@@ -246,7 +246,7 @@ def test_student_notebook_clears_outputs_drops_hidden_cells_and_volatile_metadat
 def test_a_student_cell_that_is_not_valid_python_is_refused():
     nb = new_notebook()
     nb.cells = [new_code_cell("if True:\n### BEGIN SOLUTION\n    y = 2\n### END SOLUTION")]
-    with pytest.raises(MarkerError, match="cell 1.*would not be valid Python"):
+    with pytest.raises(MarkerError, match=r"cell 1.*would not be valid Python"):
         student_notebook(nb, "bad.ipynb")
 
 

@@ -108,7 +108,7 @@ def test_missing_context_says_how_to_call(capsys):
 
 
 def test_unknown_exercise_names_the_known_ids():
-    with pytest.raises(nb.IllegalArgumentError, match="no exercise '99.9'.*02.1"):
+    with pytest.raises(nb.IllegalArgumentError, match=r"no exercise '99\.9'.*02\.1"):
         nb.check("99.9", 1)
 
 
@@ -213,7 +213,7 @@ def test_03_2_collected_alerts():
     right = [alert_line(tx) for tx in sent if tx["amount"] > 3000]
     assert right, "the data set must contain alerts"
     assert_outcomes("03.2", list(reversed(right)), right[1:], "1 alert missing", sent=sent)
-    too_many = right + [alert_line(sent[0])]
+    too_many = [*right, alert_line(sent[0])]
     assert "should not be there" in evaluate("03.2", too_many, sent=sent).line
     assert "from the beginning" in evaluate("03.2", [], sent=sent).line
     assert evaluate("03.2", "\n".join(right), sent=sent).status == "PASS"
@@ -364,9 +364,9 @@ def test_10_2_flagged_alerts():
     assert flagged
     assert_outcomes("10.2", flagged, flagged[1:], "missing from alerts", sent=sent)
     low = next(tx for tx in sent if fraud_score(tx) == 2)
-    assert "flag only score >= 3" in evaluate("10.2", flagged + [low], sent=sent).line
+    assert "flag only score >= 3" in evaluate("10.2", [*flagged, low], sent=sent).line
     assert "2 times" in evaluate("10.2", flagged + flagged[:1], sent=sent).line
-    wrong_score = [dict(flagged[0], score=99)] + flagged[1:]
+    wrong_score = [dict(flagged[0], score=99), *flagged[1:]]
     assert "your alert says 99" in evaluate("10.2", wrong_score, sent=sent).line
 
 

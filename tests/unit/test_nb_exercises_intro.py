@@ -213,9 +213,9 @@ def test_04_2_dead_letters():
     records = [SimpleNamespace(value=raw, offset=n) for n, raw in enumerate(reversed(poison))]
     assert evaluate("04.2", records, sent=sent).status == "PASS"
     assert "is empty" in line("04.2", [], sent=sent)
-    assert "is valid JSON" in line("04.2", poison + [sent[0]], sent=sent)
+    assert "is valid JSON" in line("04.2", [*poison, sent[0]], sent=sent)
     assert "2 times" in line("04.2", poison + poison[:1], sent=sent)
-    assert "never sent" in line("04.2", poison + [b"{other"], sent=sent)
+    assert "never sent" in line("04.2", [*poison, b"{other"], sent=sent)
     decoded = [raw.decode("utf-8", errors="replace") for raw in poison]
     assert "raw bytes" in line("04.2", decoded, sent=sent)
     assert "not one value" in line("04.2", b"{not json", sent=sent)

@@ -15,10 +15,10 @@ import pytest
 pytest.importorskip("matplotlib")
 pytest.importorskip("ipywidgets")
 
-from labkit.errors import IllegalArgumentError, IllegalStateError  # noqa: E402
-from labkit.nb import live  # noqa: E402
-from labkit.nb.live import LivePlot, stop_all  # noqa: E402
-from labkit.testing import FakeClock  # noqa: E402
+from labkit.errors import IllegalArgumentError, IllegalStateError
+from labkit.nb import live
+from labkit.nb.live import LivePlot, stop_all
+from labkit.testing import FakeClock
 
 Record = namedtuple("Record", "topic partition offset timestamp key value")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -6,8 +6,8 @@ import pytest
 
 pytest.importorskip("tqdm")
 
-from labkit.errors import IllegalArgumentError  # noqa: E402
-from labkit.nb.progress import progress  # noqa: E402
+from labkit.errors import IllegalArgumentError
+from labkit.nb.progress import progress
 
 
 def test_wraps_an_iterable_and_counts_it(capsys):

@@ -121,7 +121,7 @@ def test_labkit_shared_0_turns_prefixes_off_even_with_a_student():
 
 
 def test_a_bad_shared_flag_or_an_unknown_user_is_a_clear_error():
-    with pytest.raises(IllegalArgumentError, match="LABKIT_SHARED='maybe'.*1.*0"):
+    with pytest.raises(IllegalArgumentError, match=r"LABKIT_SHARED='maybe'.*1.*0"):
         naming({"LABKIT_SHARED": "maybe"}, getuser=os_user())
     with pytest.raises(IllegalStateError, match="set LABKIT_STUDENT"):
         naming({"LABKIT_SHARED": "1"}, getuser=no_user)
