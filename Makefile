@@ -58,4 +58,4 @@ bench-classroom: $(STAMP)
 	$(BIN)/python benchmarks/classroom.py $(CLASSROOM_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -133,6 +133,9 @@ class KafkaUnavailableError(KafkaError):
 class ProtocolError(KafkaError):
     """Bytes that are not a valid labkit frame or record batch."""
 
+    # Set once the frame's request id could be read, so the broker can answer that request.
+    request_id: bytes | None = None
+
 
 # -- errors the broker reports, with Kafka's codes ----------------------------
 

@@ -43,6 +43,7 @@ from pathlib import Path
 
 from labkit._clock import Clock
 from labkit.errors import (
+    BrokerResponseError,
     CorruptRecordError,
     KafkaStorageError,
     MessageSizeTooLargeError,
@@ -60,7 +61,7 @@ from labkit.protocol.records import BASE_OFFSET, BatchHeader
 log = logging.getLogger(__name__)
 
 
-def _storage_error(what: str, directory: Path, exc: OSError) -> KafkaStorageError:
+def _storage_error(what: str, directory: Path, exc: OSError) -> BrokerResponseError:
     return KafkaStorageError(
         f"{what} in {directory} failed: {exc.strerror or exc}. Free some disk space or fix the data directory's permissions; "
         "the log stays consistent and accepts writes again once the disk does."

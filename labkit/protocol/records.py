@@ -61,7 +61,7 @@ from array import array
 from itertools import accumulate
 from typing import NamedTuple
 
-from labkit.errors import CorruptRecordError
+from labkit.errors import BrokerResponseError, CorruptRecordError
 
 MAGIC_V1 = 1
 HEADER = struct.Struct("<qiIBBHiqqi")
@@ -161,7 +161,7 @@ def decode_headers(blob) -> list[tuple[str, bytes | None]]:
     try:
         (count,) = _HDR_COUNT.unpack_from(blob, 0)
         pos = 2
-        out = []
+        out: list[tuple[str, bytes | None]] = []
         for _ in range(count):
             (klen,) = _HDR_KEY.unpack_from(blob, pos)
             pos += 2
@@ -335,10 +335,10 @@ def split_batches(buf) -> list[tuple[int, int]]:
     return spans
 
 
-def walk_batches(buf) -> tuple[list[tuple[int, int]], CorruptRecordError | None]:
+def walk_batches(buf) -> tuple[list[tuple[int, int]], BrokerResponseError | None]:
     """``split_batches`` that keeps the batches before a nonsense length field: (their
     spans, the error at it or None). Readers deliver those before reporting it."""
-    out = []
+    out: list[tuple[int, int]] = []
     pos = 0
     size = len(buf)
     while size - pos >= LENGTH_PREFIX:
@@ -499,7 +499,7 @@ def _slices(blob, lengths) -> list:
         ends = list(accumulate(lengths))
         starts = [0, *ends[:-1]]
         return [blob[s:e] for s, e in zip(starts, ends, strict=False)]
-    out = []
+    out: list = []
     pos = 0
     for n in lengths:
         if n < 0:
