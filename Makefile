@@ -18,9 +18,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# ruff's rules and formatting over everything; mypy over the layers [tool.mypy] lists.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test: $(STAMP) lint
 	$(BIN)/pytest

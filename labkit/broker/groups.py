@@ -368,7 +368,7 @@ class Coordinator:
             due, _seq, group_id, member_id = heapq.heappop(heap)
             group = self._groups.get(group_id)
             member = group.members.get(member_id) if group is not None else None
-            if member is None or member.due != due:
+            if group is None or member is None or member.due != due:
                 continue  # gone already, or a stale entry
             member.due = math.inf
             popped.append((group, member))

@@ -272,10 +272,10 @@ class Handlers:
                 "send one record batch per target"
             )
         registry = self.registry
-        results = []
+        results: list[list[Any]] = []  # [base offset, error, log start, message]
         appended = []
         created = []
-        sync = [] if acks == -1 else None
+        sync: list[tuple[int, Any]] | None = [] if acks == -1 else None
         for index, ((name, partition), batch) in enumerate(zip(targets, payloads, strict=False)):
             try:
                 topic = registry.topics.get(name)
@@ -457,7 +457,7 @@ class Handlers:
     def create_topics(self, header: dict, payloads: list) -> Reply:
         validate_only = header.get("validate_only", False) is True
         out = []
-        changed = []
+        changed: list[str] = []
         for spec in _list(header, "topics"):
             if not isinstance(spec, dict):
                 raise InvalidRequestError("each topic must be an object with a 'name'")
@@ -475,7 +475,7 @@ class Handlers:
                 )
                 out.append(self._outcome(name, None))
                 if not validate_only:
-                    changed.append(name)
+                    changed.append(str(name))  # create() accepted it: a topic name
             except Exception as exc:  # noqa: BLE001
                 out.append(self._outcome(name, exc))
         return Reply(

@@ -284,7 +284,7 @@ class ClientQuotas:
             components = []
         if not isinstance(components, list):
             raise InvalidRequestError("field 'components' must be a list of filters")
-        wanted = None  # None = any entity
+        wanted: tuple[str, str | None] | None = None  # None = any entity
         for comp in components:
             if not isinstance(comp, dict):
                 raise InvalidRequestError(
@@ -433,10 +433,10 @@ def check_quota_value(key: str, value: object) -> float:
             f"{key}={value!r}: a quota is a whole number of bytes per "
             "second, at least 1 (e.g. 1048576 for 1 MiB/s)"
         )
-    return float(value)
+    return float(value)  # type: ignore[arg-type]  # an int or a float: checked above
 
 
-def _read(path: Path) -> dict[str, dict]:
+def _read(path: Path) -> dict[str | None, dict[str, float]]:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

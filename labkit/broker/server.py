@@ -154,9 +154,9 @@ class BrokerServer:
         self.quotas: ClientQuotas | None = None
         self._gate = ThrottleGate()
         self._ctx: zmq.Context | None = None
-        self._sock = None
-        self._wake = None
-        self._monitor = None
+        self._sock: zmq.Socket | None = None
+        self._wake: zmq.Socket | None = None
+        self._monitor: zmq.Socket | None = None
         self.registry: TopicRegistry | None = None
         self.handlers: Handlers | None = None
         self.groups: GroupService | None = None
@@ -328,7 +328,7 @@ class BrokerServer:
     def _drain(self) -> None:
         sock = self._sock
         for _ in range(DRAIN):
-            if not sock.getsockopt(_EVENTS) & _POLLIN:
+            if not sock.getsockopt(_EVENTS) & _POLLIN:  # type: ignore[operator]  # an int
                 return
             self.stats["requests"] += 1
             frames = self._recv_message()
@@ -385,12 +385,13 @@ class BrokerServer:
             return
         identity = frames[0]
         body = frames[1:]
+        rid: bytes | None
         try:
             if len(frames) > MAX_FRAMES:
                 raise ProtocolError(f"more than {MAX_FRAMES} frames in one message")
             rid, api, header, payloads = parse_request(body)
         except ProtocolError as exc:
-            rid = getattr(exc, "request_id", None)
+            rid = exc.request_id
             if (
                 rid is None
                 and len(body) >= 2

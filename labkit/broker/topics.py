@@ -72,7 +72,7 @@ from labkit.log.partition import PartitionLog
 try:  # POSIX; Windows students run the broker in Docker
     import fcntl
 except ImportError:  # pragma: no cover
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 from labkit.log.recovery import fsync_dir
 
 log = logging.getLogger(__name__)
@@ -356,7 +356,7 @@ class TopicRegistry:
         topic = self.topics.get(name) if isinstance(name, str) else None
         if topic is None:
             raise UnknownTopicOrPartitionError(f"topic {name!r} does not exist")
-        _check_partition_count(total)
+        total = _check_partition_count(total)
         current = len(topic.partitions)
         if total <= current:
             raise InvalidPartitionsError(
@@ -593,13 +593,15 @@ class TopicRegistry:
         fsync_dir(self.data_dir)
 
 
-def _check_partition_count(count: object) -> None:
+def _check_partition_count(count: object) -> int:
+    """``count`` if it is a partition count this broker accepts, else InvalidPartitionsError."""
     if type(count) is not int or count < 1:
         raise InvalidPartitionsError(f"number of partitions must be 1 or more, got {count!r}")
     if count > MAX_PARTITIONS:
         raise InvalidPartitionsError(
             f"{count} partitions is more than this lab broker allows ({MAX_PARTITIONS})"
         )
+    return count
 
 
 def _config_value(key: object, value: object) -> str:

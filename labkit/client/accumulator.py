@@ -190,8 +190,10 @@ class ProducerBatch:
 
     def __init__(self, tp: TopicPartition):
         self.tp = tp
-        self.records: list | None = []  # the values column while open; None once sealed
-        self.ts: list | None = []
+        # Lists while open, None once sealed; Any because send()'s fast path appends
+        # to them without a check (a sealed batch is never open).
+        self.records: Any = []  # the values column
+        self.ts: Any = []
         self.keys: list | None = None  # created (back-filled with None) at the first key
         self.hdrs: list | None = None  # likewise at the first record with headers
         self.nbytes = 0
@@ -404,10 +406,11 @@ class RecordAccumulator:
             if len(batches) > taken and used + batch.nbytes > budget:
                 next_due = 0.0
                 continue
-            batch = buf.take_open(batch)
-            if batch is None:  # send() queued it meanwhile: the ready queue goes first
+            taken_open = buf.take_open(batch)
+            if taken_open is None:  # send() queued it meanwhile: the ready queue goes first
                 next_due = 0.0
                 continue
+            batch = taken_open
             used += self._seal(batch, batches)
             on_seal(buf)
             if muted is not None:
@@ -490,6 +493,9 @@ class RecordAccumulator:
         self, part: ProducerBatch, base_offset: int, error: BaseException | None
     ) -> None:
         root = part.parent
+        assert root is not None, "a part always has its parent"
+        assert root.offsets is not None, "split() gave the parent its offsets"
+        assert root.errors is not None, "and its errors"
         with self.cond:
             if part.done or root.done:
                 return

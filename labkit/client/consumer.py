@@ -87,7 +87,7 @@ class NoGroup:
         sub = self._consumer._subscription
         if sub.mode in (sub.AUTO_TOPICS, sub.AUTO_PATTERN):
             cluster = self._consumer._cluster
-            wanted = set()
+            wanted: set[TopicPartition] = set()
             for topic in sub.subscription or ():
                 n = cluster.num_partitions(topic)
                 wanted.update(TopicPartition(topic, p) for p in range(n or 0))
@@ -327,11 +327,11 @@ class KafkaConsumer:
                 refresh(
                     self._transport,
                     self._cluster,
-                    sorted(sub.subscription),
+                    sorted(sub.subscription or ()),
                     self.config["allow_auto_create_topics"],
                     now,
                 )
-                if any(self._cluster.num_partitions(t) is None for t in sub.subscription):
+                if any(self._cluster.num_partitions(t) is None for t in sub.subscription or ()):
                     age = min(age, 1.0)
             else:
                 refresh(

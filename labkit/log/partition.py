@@ -43,7 +43,6 @@ from pathlib import Path
 
 from labkit._clock import Clock
 from labkit.errors import (
-    BrokerResponseError,
     CorruptRecordError,
     KafkaStorageError,
     MessageSizeTooLargeError,
@@ -61,7 +60,7 @@ from labkit.protocol.records import BASE_OFFSET, BatchHeader
 log = logging.getLogger(__name__)
 
 
-def _storage_error(what: str, directory: Path, exc: OSError) -> BrokerResponseError:
+def _storage_error(what: str, directory: Path, exc: OSError) -> KafkaStorageError:
     return KafkaStorageError(
         f"{what} in {directory} failed: {exc.strerror or exc}. Free some disk space or fix the data directory's permissions; "
         "the log stays consistent and accepts writes again once the disk does."

@@ -61,7 +61,7 @@ from array import array
 from itertools import accumulate
 from typing import NamedTuple
 
-from labkit.errors import BrokerResponseError, CorruptRecordError
+from labkit.errors import CorruptRecordError
 
 MAGIC_V1 = 1
 HEADER = struct.Struct("<qiIBBHiqqi")
@@ -335,7 +335,7 @@ def split_batches(buf) -> list[tuple[int, int]]:
     return spans
 
 
-def walk_batches(buf) -> tuple[list[tuple[int, int]], BrokerResponseError | None]:
+def walk_batches(buf) -> tuple[list[tuple[int, int]], CorruptRecordError | None]:
     """``split_batches`` that keeps the batches before a nonsense length field: (their
     spans, the error at it or None). Readers deliver those before reporting it."""
     out: list[tuple[int, int]] = []
