@@ -138,13 +138,29 @@ def test_close_finishes_a_pending_round(tmp_path, clock):
 # -- offset store ---------------------------------------------------------------------
 
 
+@pytest.fixture
+def open_store(clock):
+    """OffsetStore(path, clock), closed at the end of the test (an unclosed one keeps its
+    file open: a ResourceWarning, which the suite turns into an error)."""
+    stores = []
+
+    def open_(path) -> OffsetStore:
+        store = OffsetStore(path, clock)
+        stores.append(store)
+        return store
+
+    yield open_
+    for store in stores:
+        store.close()
+
+
 def grouped(tmp_path, clock) -> OffsetStore:
     store = OffsetStore(tmp_path, clock)
     store.group_commit = True
     return store
 
 
-def test_a_group_commit_is_written_and_fsynced_by_sync(tmp_path, clock):
+def test_a_group_commit_is_written_and_fsynced_by_sync(tmp_path, clock, open_store):
     store = grouped(tmp_path, clock)
     size = os.path.getsize(tmp_path / "__consumer_offsets" / "offsets.log")
     for i in range(50):
@@ -154,11 +170,13 @@ def test_a_group_commit_is_written_and_fsynced_by_sync(tmp_path, clock):
     assert os.path.getsize(tmp_path / "__consumer_offsets" / "offsets.log") == size
     store.sync()
     assert not store.unsynced
-    assert OffsetStore(tmp_path, clock).fetch("g")[("t", 0)].offset == 49
+    assert open_store(tmp_path).fetch("g")[("t", 0)].offset == 49
     store.close()
 
 
-def test_a_failed_sync_cuts_its_write_and_keeps_the_records(tmp_path, clock, monkeypatch):
+def test_a_failed_sync_cuts_its_write_and_keeps_the_records(
+    tmp_path, clock, monkeypatch, open_store
+):
     store = grouped(tmp_path, clock)
     store.commit("g", [("t", 0, 1, "")])
     store.sync()
@@ -179,13 +197,15 @@ def test_a_failed_sync_cuts_its_write_and_keeps_the_records(tmp_path, clock, mon
     store.commit("g", [("t", 1, 5, "")])
     store.sync()
     assert not store.unsynced
-    reopened = OffsetStore(tmp_path, clock)
+    reopened = open_store(tmp_path)
     assert reopened.fetch("g")[("t", 0)].offset == 2
     assert reopened.fetch("g")[("t", 1)].offset == 5
     store.close()
 
 
-def test_runtime_compaction_happens_in_sync_and_keeps_later_commits(tmp_path, clock, monkeypatch):
+def test_runtime_compaction_happens_in_sync_and_keeps_later_commits(
+    tmp_path, clock, monkeypatch, open_store
+):
     monkeypatch.setattr("labkit.broker.offsets._COMPACT_MIN_BYTES", 1000)
     store = grouped(tmp_path, clock)
     path = tmp_path / "__consumer_offsets" / "offsets.log"
@@ -199,7 +219,7 @@ def test_runtime_compaction_happens_in_sync_and_keeps_later_commits(tmp_path, cl
     store.commit("g", [("t", 1, 7, "")])
     store.sync()
     assert os.path.getsize(path) < big / 10
-    reopened = OffsetStore(tmp_path, clock)
+    reopened = open_store(tmp_path)
     assert reopened.fetch("g")[("t", 0)].offset == 199
     assert reopened.fetch("g")[("t", 1)].offset == 7
     store.close()
@@ -208,7 +228,9 @@ def test_runtime_compaction_happens_in_sync_and_keeps_later_commits(tmp_path, cl
 # -- who waits (GroupCommit, run without its thread) ----------------------------------
 
 
-def test_commits_and_group_deletions_wait_for_the_round_that_syncs_them(tmp_path, clock):
+def test_commits_and_group_deletions_wait_for_the_round_that_syncs_them(
+    tmp_path, clock, open_store
+):
     registry = TopicRegistry(tmp_path / "data", LogConfig(), clock, 1).open()
     offsets = OffsetStore(tmp_path / "data", clock)
     sent = []
@@ -234,7 +256,7 @@ def test_commits_and_group_deletions_wait_for_the_round_that_syncs_them(tmp_path
     assert not offsets.unsynced
     offsets.close()
     registry.close()
-    assert not OffsetStore(tmp_path / "data", clock).has_group("g")
+    assert not open_store(tmp_path / "data").has_group("g")
 
 
 class HalfWriter:
@@ -252,7 +274,7 @@ class HalfWriter:
         return getattr(self.real, name)
 
 
-def test_a_torn_group_write_is_cut_off_and_the_next_sync_completes_it(tmp_path, clock):
+def test_a_torn_group_write_is_cut_off_and_the_next_sync_completes_it(tmp_path, clock, open_store):
     store = grouped(tmp_path, clock)
     store.commit("g", [("t", 0, 1, "")])
     store.sync()
@@ -265,7 +287,7 @@ def test_a_torn_group_write_is_cut_off_and_the_next_sync_completes_it(tmp_path, 
     store.commit("g", [("t", 1, 4, "")])
     store.sync()
     store.close()
-    reopened = OffsetStore(tmp_path, clock)
+    reopened = open_store(tmp_path)
     assert reopened.truncated_bytes == 0  # nothing torn left in the file
     assert reopened.fetch("g")[("t", 0)].offset == 2
     assert reopened.fetch("g")[("t", 1)].offset == 4
