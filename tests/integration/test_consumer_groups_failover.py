@@ -84,8 +84,9 @@ class MemberProcess:
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self):
-        for line in self.proc.stdout:
-            self.lines.put(json.loads(line))
+        with self.proc.stdout:  # closed at EOF (the member exited): no ResourceWarning
+            for line in self.proc.stdout:
+                self.lines.put(json.loads(line))
 
     def update(self):
         while True:
