@@ -261,5 +261,6 @@ def test_stop_tree_kills_what_ignores_sigterm_even_in_another_session(tmp_path: 
         )
     finally:
         stop_tree(proc, timeout=2)
+        proc.stdout.close()  # a pipe left open is a ResourceWarning: an error in this suite
     assert proc.returncode == -signal.SIGKILL
     assert not processes_mentioning(marker)
