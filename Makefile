@@ -18,9 +18,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# ruff's rules and formatting over everything; mypy over the layers [tool.mypy] lists.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test: $(STAMP) lint apache-kafka
 	$(BIN)/pytest
@@ -69,4 +71,4 @@ $(KAFKA_LIBS)/.done: tools/apache-kafka/pom.xml
 apache-kafka: $(KAFKA_LIBS)/.done
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

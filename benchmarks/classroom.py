@@ -734,7 +734,7 @@ def measure(size: int, args, broker, procs: list, idle, measure_at: float, stop_
 
 def spawn(spec: dict) -> subprocess.Popen:
     """A student (or idle-consumer) process; its stderr goes to a temporary file."""
-    err = tempfile.TemporaryFile()
+    err = tempfile.TemporaryFile()  # noqa: SIM115 - read after the child exits
     proc = subprocess.Popen(
         [sys.executable, __file__, "--child", json.dumps(spec)],
         stdin=subprocess.DEVNULL,

@@ -60,7 +60,7 @@ def percentile(sorted_values: list, pct: float) -> float:
     """Nearest-rank percentile of an already sorted list (None when empty)."""
     if not sorted_values:
         return float("nan")
-    rank = max(0, min(len(sorted_values) - 1, int(round(pct / 100.0 * len(sorted_values))) - 1))
+    rank = max(0, min(len(sorted_values) - 1, round(pct / 100.0 * len(sorted_values)) - 1))
     return sorted_values[rank]
 
 

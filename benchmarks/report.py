@@ -15,7 +15,7 @@ LABKIT = "labkit"
 
 
 def fmt_num(value, digits: int = 0) -> str:
-    if value is None or isinstance(value, float) and math.isnan(value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     if digits == 0:
         return f"{value:,.0f}"
@@ -23,7 +23,7 @@ def fmt_num(value, digits: int = 0) -> str:
 
 
 def fmt_ms(value) -> str:
-    if value is None or isinstance(value, float) and math.isnan(value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     return f"{value:.3f}" if value < 10 else f"{value:,.1f}"
 

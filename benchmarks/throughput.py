@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import proc_status_kb  # noqa: E402
-from peers import LabkitPeer  # noqa: E402
-from plan import spec_for  # noqa: E402
-from procs import run  # noqa: E402
+from common import proc_status_kb
+from peers import LabkitPeer
+from plan import spec_for
+from procs import run
 
 
 def line(what: str, res: dict, size: int) -> str:

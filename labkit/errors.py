@@ -11,6 +11,8 @@ Messages are written for students: each says what happened and what to do next.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class KafkaError(RuntimeError):
     """Base class of every labkit/Kafka error."""
@@ -133,14 +135,47 @@ class KafkaUnavailableError(KafkaError):
 class ProtocolError(KafkaError):
     """Bytes that are not a valid labkit frame or record batch."""
 
+    # Set once the frame's request id could be read, so the broker can answer that request.
+    request_id: bytes | None = None
+
 
 # -- errors the broker reports, with Kafka's codes ----------------------------
 
 
+_BY_CODE: dict[int, type[BrokerResponseError]] = {}
+
+
 class BrokerResponseError(KafkaError):
-    errno: int | None = None
+    """An error the broker reports with Kafka's numeric code.
+
+    Each coded error is a subclass that names its code in the class statement
+    (``class OffsetOutOfRangeError(BrokerResponseError, errno=1)``), with Kafka's
+    description as its docstring; ``for_code`` finds it again. A subclass without
+    ``errno`` refines a coded error and keeps its code.
+    """
+
+    # None on this base class (as in kafka-python); every coded subclass sets an int,
+    # and only those are raised or compared, so code reads ``X.errno`` as an int.
+    errno: int = None  # type: ignore[assignment]
     message: str | None = None
     description: str | None = None
+
+    def __init_subclass__(
+        cls,
+        errno: int | None = None,
+        retriable: bool = False,
+        invalid_metadata: bool = False,
+        **kwargs: object,
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if errno is None:
+            return
+        cls.errno = errno
+        cls.message = cls.__name__.removesuffix("Error").upper()
+        cls.description = cls.__doc__
+        cls.retriable = retriable
+        cls.invalid_metadata = invalid_metadata
+        _BY_CODE[errno] = cls
 
     def __str__(self) -> str:
         detail = super().__str__()
@@ -149,90 +184,230 @@ class BrokerResponseError(KafkaError):
         return f"{self.__class__.__name__} - {self.errno} - {self.description}"
 
 
-def _code(
-    name: str,
-    errno: int,
-    description: str,
-    *,
-    retriable: bool = False,
-    invalid_metadata: bool = False,
-) -> type[BrokerResponseError]:
-    cls = type(
-        name,
-        (BrokerResponseError,),
-        {
-            "errno": errno,
-            "message": name.removesuffix("Error").upper(),
-            "description": description,
-            "retriable": retriable,
-            "invalid_metadata": invalid_metadata,
-            "__module__": __name__,
-            "__doc__": description,
-        },
-    )
-    globals()[name] = cls
-    _BY_CODE[errno] = cls
-    return cls
+class NoError(BrokerResponseError, errno=0):
+    """No error--it worked!"""
 
 
-_BY_CODE: dict[int, type[BrokerResponseError]] = {}
+class UnknownError(BrokerResponseError, errno=-1):
+    """The server experienced an unexpected error when processing the request."""
 
-# fmt: off
-NoError = _code("NoError", 0, "No error--it worked!")
-UnknownError = _code("UnknownError", -1, "The server experienced an unexpected error when processing the request.")
-OffsetOutOfRangeError = _code("OffsetOutOfRangeError", 1, "The requested offset is not within the range of offsets maintained by the server.")
-CorruptRecordError = _code("CorruptRecordError", 2, "The record failed its CRC check, exceeds the valid size, or is otherwise corrupt.")
-UnknownTopicOrPartitionError = _code("UnknownTopicOrPartitionError", 3, "This server does not host this topic-partition.", retriable=True, invalid_metadata=True)
-InvalidFetchRequestError = _code("InvalidFetchRequestError", 4, "The message has a negative size.")
-LeaderNotAvailableError = _code("LeaderNotAvailableError", 5, "There is no leader for this topic-partition.", retriable=True, invalid_metadata=True)
-NotLeaderForPartitionError = _code("NotLeaderForPartitionError", 6, "This server is not the leader for that topic-partition.", retriable=True, invalid_metadata=True)
-RequestTimedOutError = _code("RequestTimedOutError", 7, "The request timed out.", retriable=True)
-BrokerNotAvailableError = _code("BrokerNotAvailableError", 8, "The broker is not available.")
-ReplicaNotAvailableError = _code("ReplicaNotAvailableError", 9, "The replica is not available for the requested topic-partition.")
-MessageSizeTooLargeError = _code("MessageSizeTooLargeError", 10, "The request included a message larger than the max message size the server will accept.")
-StaleControllerEpochError = _code("StaleControllerEpochError", 11, "The controller moved to another broker.")
-OffsetMetadataTooLargeError = _code("OffsetMetadataTooLargeError", 12, "The metadata field of the offset request was too large.")
-NetworkExceptionError = _code("NetworkExceptionError", 13, "The server disconnected before a response was received.", retriable=True)
-CoordinatorLoadInProgressError = _code("CoordinatorLoadInProgressError", 14, "The coordinator is loading and hence can't process requests.", retriable=True)
-CoordinatorNotAvailableError = _code("CoordinatorNotAvailableError", 15, "The coordinator is not available.", retriable=True)
-NotCoordinatorError = _code("NotCoordinatorError", 16, "This is not the correct coordinator.", retriable=True)
-InvalidTopicError = _code("InvalidTopicError", 17, "The request attempted to perform an operation on an invalid topic.")
-RecordListTooLargeError = _code("RecordListTooLargeError", 18, "The request included message batch larger than the configured segment size on the server.")
-NotEnoughReplicasError = _code("NotEnoughReplicasError", 19, "Messages are rejected since there are fewer in-sync replicas than required.", retriable=True)
-NotEnoughReplicasAfterAppendError = _code("NotEnoughReplicasAfterAppendError", 20, "Messages are written to the log, but to fewer in-sync replicas than required.", retriable=True)
-InvalidRequiredAcksError = _code("InvalidRequiredAcksError", 21, "Produce request specified an invalid value for required acks.")
-IllegalGenerationError = _code("IllegalGenerationError", 22, "Specified group generation id is not valid.")
-InconsistentGroupProtocolError = _code("InconsistentGroupProtocolError", 23, "The group member's supported protocols are incompatible with those of existing members.")
-InvalidGroupIdError = _code("InvalidGroupIdError", 24, "The configured groupId is invalid.")
-UnknownMemberIdError = _code("UnknownMemberIdError", 25, "The coordinator is not aware of this member.")
-InvalidSessionTimeoutError = _code("InvalidSessionTimeoutError", 26, "The session timeout is not within the range allowed by the broker.")
-RebalanceInProgressError = _code("RebalanceInProgressError", 27, "The group is rebalancing, so a rejoin is needed.")
-InvalidCommitOffsetSizeError = _code("InvalidCommitOffsetSizeError", 28, "The committing offset data size is not valid.")
-TopicAuthorizationFailedError = _code("TopicAuthorizationFailedError", 29, "Topic authorization failed.")
-GroupAuthorizationFailedError = _code("GroupAuthorizationFailedError", 30, "Group authorization failed.")
-ClusterAuthorizationFailedError = _code("ClusterAuthorizationFailedError", 31, "Cluster authorization failed.")
-InvalidTimestampError = _code("InvalidTimestampError", 32, "The timestamp of the message is out of acceptable range.")
-UnsupportedSaslMechanismError = _code("UnsupportedSaslMechanismError", 33, "The broker does not support the requested SASL mechanism.")
-IllegalSaslStateError = _code("IllegalSaslStateError", 34, "Request is not valid given the current SASL state.")
-UnsupportedVersionError = _code("UnsupportedVersionError", 35, "The version of API is not supported.")
-TopicAlreadyExistsError = _code("TopicAlreadyExistsError", 36, "Topic with this name already exists.")
-InvalidPartitionsError = _code("InvalidPartitionsError", 37, "Number of partitions is invalid.")
-InvalidReplicationFactorError = _code("InvalidReplicationFactorError", 38, "Replication-factor is invalid.")
-InvalidReplicationAssignmentError = _code("InvalidReplicationAssignmentError", 39, "Replication assignment is invalid.")
-InvalidConfigurationError = _code("InvalidConfigurationError", 40, "Configuration is invalid.")
-NotControllerError = _code("NotControllerError", 41, "This is not the correct controller for this cluster.", retriable=True)
-InvalidRequestError = _code("InvalidRequestError", 42, "This most likely occurs because of a request being malformed by the client library or the message was sent to an incompatible broker.")
-UnsupportedForMessageFormatError = _code("UnsupportedForMessageFormatError", 43, "The message format version on the broker does not support this request.")
-PolicyViolationError = _code("PolicyViolationError", 44, "Request parameters do not satisfy the configured policy.")
-KafkaStorageError = _code("KafkaStorageError", 56, "Disk error when trying to access log file on the disk.", retriable=True)
-LogDirNotFoundError = _code("LogDirNotFoundError", 57, "The user-specified log directory is not found in the broker config.")
-UnknownProducerIdError = _code("UnknownProducerIdError", 59, "The broker could not locate the producer metadata associated with the producer id.")
-NonEmptyGroupError = _code("NonEmptyGroupError", 68, "The group is not empty.")
-GroupIdNotFoundError = _code("GroupIdNotFoundError", 69, "The group id does not exist.")
-MemberIdRequiredError = _code("MemberIdRequiredError", 79, "The group member needs to have a valid member id before actually entering a consumer group.")
-GroupMaxSizeReachedError = _code("GroupMaxSizeReachedError", 81, "The consumer group has reached its max size.")
-FencedInstanceIdError = _code("FencedInstanceIdError", 82, "The broker rejected this static consumer since another consumer with the same group.instance.id has registered with a different member.id.")
-# fmt: on
+
+class OffsetOutOfRangeError(BrokerResponseError, errno=1):
+    """The requested offset is not within the range of offsets maintained by the server."""
+
+
+class CorruptRecordError(BrokerResponseError, errno=2):
+    """The record failed its CRC check, exceeds the valid size, or is otherwise corrupt."""
+
+    # Set by the consumer: where the damage is and the offset to seek() to get past it.
+    topic_partition: Any = None
+    offset: int | None = None
+    next_offset: int | None = None
+
+
+class UnknownTopicOrPartitionError(
+    BrokerResponseError, errno=3, retriable=True, invalid_metadata=True
+):
+    """This server does not host this topic-partition."""
+
+
+class InvalidFetchRequestError(BrokerResponseError, errno=4):
+    """The message has a negative size."""
+
+
+class LeaderNotAvailableError(BrokerResponseError, errno=5, retriable=True, invalid_metadata=True):
+    """There is no leader for this topic-partition."""
+
+
+class NotLeaderForPartitionError(
+    BrokerResponseError, errno=6, retriable=True, invalid_metadata=True
+):
+    """This server is not the leader for that topic-partition."""
+
+
+class RequestTimedOutError(BrokerResponseError, errno=7, retriable=True):
+    """The request timed out."""
+
+
+class BrokerNotAvailableError(BrokerResponseError, errno=8):
+    """The broker is not available."""
+
+
+class ReplicaNotAvailableError(BrokerResponseError, errno=9):
+    """The replica is not available for the requested topic-partition."""
+
+
+class MessageSizeTooLargeError(BrokerResponseError, errno=10):
+    """The request included a message larger than the max message size the server will accept."""
+
+
+class StaleControllerEpochError(BrokerResponseError, errno=11):
+    """The controller moved to another broker."""
+
+
+class OffsetMetadataTooLargeError(BrokerResponseError, errno=12):
+    """The metadata field of the offset request was too large."""
+
+
+class NetworkExceptionError(BrokerResponseError, errno=13, retriable=True):
+    """The server disconnected before a response was received."""
+
+
+class CoordinatorLoadInProgressError(BrokerResponseError, errno=14, retriable=True):
+    """The coordinator is loading and hence can't process requests."""
+
+
+class CoordinatorNotAvailableError(BrokerResponseError, errno=15, retriable=True):
+    """The coordinator is not available."""
+
+
+class NotCoordinatorError(BrokerResponseError, errno=16, retriable=True):
+    """This is not the correct coordinator."""
+
+
+class InvalidTopicError(BrokerResponseError, errno=17):
+    """The request attempted to perform an operation on an invalid topic."""
+
+
+class RecordListTooLargeError(BrokerResponseError, errno=18):
+    """The request included message batch larger than the configured segment size on the server."""
+
+
+class NotEnoughReplicasError(BrokerResponseError, errno=19, retriable=True):
+    """Messages are rejected since there are fewer in-sync replicas than required."""
+
+
+class NotEnoughReplicasAfterAppendError(BrokerResponseError, errno=20, retriable=True):
+    """Messages are written to the log, but to fewer in-sync replicas than required."""
+
+
+class InvalidRequiredAcksError(BrokerResponseError, errno=21):
+    """Produce request specified an invalid value for required acks."""
+
+
+class IllegalGenerationError(BrokerResponseError, errno=22):
+    """Specified group generation id is not valid."""
+
+
+class InconsistentGroupProtocolError(BrokerResponseError, errno=23):
+    """The group member's supported protocols are incompatible with those of existing members."""
+
+
+class InvalidGroupIdError(BrokerResponseError, errno=24):
+    """The configured groupId is invalid."""
+
+
+class UnknownMemberIdError(BrokerResponseError, errno=25):
+    """The coordinator is not aware of this member."""
+
+
+class InvalidSessionTimeoutError(BrokerResponseError, errno=26):
+    """The session timeout is not within the range allowed by the broker."""
+
+
+class RebalanceInProgressError(BrokerResponseError, errno=27):
+    """The group is rebalancing, so a rejoin is needed."""
+
+
+class InvalidCommitOffsetSizeError(BrokerResponseError, errno=28):
+    """The committing offset data size is not valid."""
+
+
+class TopicAuthorizationFailedError(BrokerResponseError, errno=29):
+    """Topic authorization failed."""
+
+
+class GroupAuthorizationFailedError(BrokerResponseError, errno=30):
+    """Group authorization failed."""
+
+
+class ClusterAuthorizationFailedError(BrokerResponseError, errno=31):
+    """Cluster authorization failed."""
+
+
+class InvalidTimestampError(BrokerResponseError, errno=32):
+    """The timestamp of the message is out of acceptable range."""
+
+
+class UnsupportedSaslMechanismError(BrokerResponseError, errno=33):
+    """The broker does not support the requested SASL mechanism."""
+
+
+class IllegalSaslStateError(BrokerResponseError, errno=34):
+    """Request is not valid given the current SASL state."""
+
+
+class UnsupportedVersionError(BrokerResponseError, errno=35):
+    """The version of API is not supported."""
+
+
+class TopicAlreadyExistsError(BrokerResponseError, errno=36):
+    """Topic with this name already exists."""
+
+
+class InvalidPartitionsError(BrokerResponseError, errno=37):
+    """Number of partitions is invalid."""
+
+
+class InvalidReplicationFactorError(BrokerResponseError, errno=38):
+    """Replication-factor is invalid."""
+
+
+class InvalidReplicationAssignmentError(BrokerResponseError, errno=39):
+    """Replication assignment is invalid."""
+
+
+class InvalidConfigurationError(BrokerResponseError, errno=40):
+    """Configuration is invalid."""
+
+
+class NotControllerError(BrokerResponseError, errno=41, retriable=True):
+    """This is not the correct controller for this cluster."""
+
+
+class InvalidRequestError(BrokerResponseError, errno=42):
+    """This most likely occurs because of a request being malformed by the client library or the message was sent to an incompatible broker."""
+
+
+class UnsupportedForMessageFormatError(BrokerResponseError, errno=43):
+    """The message format version on the broker does not support this request."""
+
+
+class PolicyViolationError(BrokerResponseError, errno=44):
+    """Request parameters do not satisfy the configured policy."""
+
+
+class KafkaStorageError(BrokerResponseError, errno=56, retriable=True):
+    """Disk error when trying to access log file on the disk."""
+
+
+class LogDirNotFoundError(BrokerResponseError, errno=57):
+    """The user-specified log directory is not found in the broker config."""
+
+
+class UnknownProducerIdError(BrokerResponseError, errno=59):
+    """The broker could not locate the producer metadata associated with the producer id."""
+
+
+class NonEmptyGroupError(BrokerResponseError, errno=68):
+    """The group is not empty."""
+
+
+class GroupIdNotFoundError(BrokerResponseError, errno=69):
+    """The group id does not exist."""
+
+
+class MemberIdRequiredError(BrokerResponseError, errno=79):
+    """The group member needs to have a valid member id before actually entering a consumer group."""
+
+
+class GroupMaxSizeReachedError(BrokerResponseError, errno=81):
+    """The consumer group has reached its max size."""
+
+
+class FencedInstanceIdError(BrokerResponseError, errno=82):
+    """The broker rejected this static consumer since another consumer with the same group.instance.id has registered with a different member.id."""
+
 
 # Older kafka-python names for the same codes.
 GroupLoadInProgressError = CoordinatorLoadInProgressError
@@ -243,7 +418,7 @@ NoError.message = "NO_ERROR"  # kafka-python's spelling
 NO_ERROR = 0
 
 
-def for_code(errno: int) -> type[KafkaError]:
+def for_code(errno: int) -> type[BrokerResponseError]:
     """The error class for a wire error code (``UnknownError`` for codes we do not know;
     ``NoError`` for 0, as kafka-python's ``kafka.errors.for_code``)."""
     return _BY_CODE.get(errno, UnknownError)

@@ -57,7 +57,7 @@ class Cleaner(threading.Thread):
                     plog.apply_retention()
                 if topic.config.compacts:
                     plog.compact()
-            except Exception:  # noqa: BLE001 - a bad partition must not stop cleaning
+            except Exception:
                 log.exception("cleaning %s-%d failed", topic.name, partition)
 
     def stop(self) -> None:

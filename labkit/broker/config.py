@@ -37,7 +37,7 @@ BROKER_KEYS = (
 )
 
 
-def _bool(key: str, value: str) -> bool:
+def _bool(key: str, value: str | int) -> bool:
     text = str(value).strip().lower()
     if text in ("true", "1", "yes", "on"):
         return True
@@ -46,7 +46,7 @@ def _bool(key: str, value: str) -> bool:
     raise KafkaConfigurationError(f"{key}={value!r}: use true or false")
 
 
-def _int(key: str, value: str, minimum: int) -> int:
+def _int(key: str, value: str | int, minimum: int) -> int:
     try:
         number = int(str(value).strip())
     except ValueError:

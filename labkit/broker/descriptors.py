@@ -28,7 +28,7 @@ from labkit.errors import PolicyViolationError
 try:
     import resource
 except ImportError:  # Windows
-    resource = None
+    resource = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 

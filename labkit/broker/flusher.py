@@ -80,7 +80,7 @@ class Round:
         if self.metadata is not None:
             try:
                 registry.run_round(self.metadata)
-            except Exception as exc:  # noqa: BLE001 - a bug must not stop the flusher
+            except Exception as exc:  # a bug must not stop the flusher
                 log.exception("writing topic metadata failed")
                 self.metadata.error = self.metadata.error or exc
         if self.offsets is not None:

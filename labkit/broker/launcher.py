@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         server.serve_forever()
-    except Exception:  # noqa: BLE001 - last resort: say what happened, exit non-zero
+    except Exception:  # last resort: say what happened, exit non-zero
         log.exception("the broker stopped because of an unexpected error")
         return 1
     stats = server.stats

@@ -338,7 +338,7 @@ class BrokerLoop:
             self._next_tick = now + TICK_S
             try:
                 self.groups.tick()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("group service tick failed")
 
     def _wake_parked(self) -> None:

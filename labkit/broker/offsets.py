@@ -160,7 +160,7 @@ class OffsetStore:
         self._file = None
         if self._records > self._live_records() or self.damaged_records:
             self._compact()  # also rewrites damage away, so it is reported once
-        self._file = open(self._path, "ab")  # kept open for appends
+        self._file = open(self._path, "ab")  # noqa: SIM115 - kept open for appends
         self.group_commit = False  # the broker sets True: its flusher calls sync()
         self._queue: list[bytes | _Compaction] = []
         self._queue_lock = threading.Lock()
@@ -242,7 +242,7 @@ class OffsetStore:
             self._file.close()
             self._file = None
             self._compact()
-            self._file = open(self._path, "ab")
+            self._file = open(self._path, "ab")  # noqa: SIM115 - kept open for appends
             self._bytes = self._file.tell()
         self._records = self._live_records()
 
@@ -274,7 +274,7 @@ class OffsetStore:
                     self._file.close()
                     self._file = None
                     self._write_file(item.snapshot)
-                    self._file = open(self._path, "ab")
+                    self._file = open(self._path, "ab")  # noqa: SIM115 - kept open for appends
                     start = self._file.tell()
                 else:
                     self._file.write(item)
@@ -325,7 +325,7 @@ class OffsetStore:
                 pass
             self._file = None
         os.truncate(self._path, size)
-        self._file = open(self._path, "ab")
+        self._file = open(self._path, "ab")  # noqa: SIM115 - kept open for appends
 
     def _snapshot(self) -> bytes:
         """The live state as records (what a compacted file holds)."""

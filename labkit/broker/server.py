@@ -296,7 +296,7 @@ class BrokerServer:
                     self.loop.connection_accepted(value)
                 elif kind == zmq.EVENT_DISCONNECTED:
                     self.loop.connection_closed(value)
-            except Exception:  # noqa: BLE001 - bookkeeping must not stop the loop
+            except Exception:
                 log.exception("handling the connection event %r failed", event)
 
     def _finish_flushes(self) -> None:

@@ -76,7 +76,7 @@ def table(
 
     def line(values: list[str]) -> str:
         padded = [v.ljust(widths[i]) for i, v in enumerate(values[:-1])]
-        return " ".join(padded + [values[-1]]).rstrip()
+        return " ".join([*padded, values[-1]]).rstrip()
 
     return [line(headers)] + [line(row) for row in cells]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 import itertools
-from typing import Any
+from typing import Any, ClassVar
 
 from labkit._clock import REAL_CLOCK, Clock
 from labkit.client import config as cfg
@@ -102,7 +102,7 @@ class KafkaAdminClient(GroupAdminMixin, RecordsAdminMixin):
     no broker answers.
     """
 
-    DEFAULT_CONFIG: dict[str, Any] = {}
+    DEFAULT_CONFIG: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, *, clock: Clock = REAL_CLOCK, **configs: Any):
         self.config = config = cfg.resolve("KafkaAdminClient", self.DEFAULT_CONFIG, configs)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 from labkit._clock import REAL_CLOCK, Clock
 from labkit.client import config as cfg
@@ -86,7 +86,7 @@ class KafkaConsumer(PositionsMixin):
     no broker answers.
     """
 
-    DEFAULT_CONFIG: dict[str, Any] = {
+    DEFAULT_CONFIG: ClassVar[dict[str, Any]] = {
         "group_id": None,
         "group_instance_id": None,
         "key_deserializer": None,
@@ -436,7 +436,7 @@ class KafkaConsumer(PositionsMixin):
         if not getattr(self, "_closed", True) and hasattr(self, "_coordinator"):
             try:
                 self.close(autocommit=False, timeout_ms=1000)
-            except Exception:  # interpreter shutdown: nothing useful left to do
+            except Exception:  # noqa: BLE001 - __del__ at interpreter shutdown: nothing useful left to do
                 pass
 
     def __exit__(self, exc_type: Any, *exc: Any) -> None:

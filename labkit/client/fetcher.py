@@ -64,6 +64,7 @@ import logging
 import threading
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Iterable
 from itertools import repeat
 from typing import Any
 
@@ -120,7 +121,7 @@ def _deserialize(fn: Any, topic: str, items: list) -> tuple[list, Exception | No
             out.extend(None if x is None else fn(x) for x in items)
         else:
             out.extend(map(fn, items))
-    except Exception as exc:  # the user's deserializer: any error is a poison message
+    except Exception as exc:  # noqa: BLE001 - the user's deserializer: any error is a poison message
         return out, exc
     return out, None
 
@@ -463,6 +464,7 @@ class Fetcher:
                 offsets, timestamps, headers = offsets[:good], timestamps[:good], headers[:good]
                 keys, values = keys[:good], values[:good]
                 key_sizes, value_sizes = key_sizes[:good], value_sizes[:good]
+            header_sizes: Iterable[int]
             if header.attributes & 0x02:  # HAS_HEADERS
                 header_sizes = [
                     sum(len(k.encode("utf-8")) + (len(v) if v is not None else 0) for k, v in h)
@@ -601,7 +603,8 @@ class Fetcher:
                 f"or make the {what}_deserializer return None for input it cannot read."
             )
             try:
-                error.topic_partition, error.offset, error.what = tp, offset, what
+                # kafka-python's attributes, on whatever the user's deserializer raised
+                error.topic_partition, error.offset, error.what = tp, offset, what  # type: ignore[attr-defined]
             except AttributeError:
                 pass  # an exception type with __slots__: the note still says it all
             raise error

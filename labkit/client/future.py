@@ -77,7 +77,7 @@ class Future:
         if args or kwargs:
             fn = functools.partial(fn, *args, **kwargs)
         with self._lock:
-            if not self.is_done:
+            if self._callbacks is not None:  # None once done
                 self._callbacks.append(fn)
                 return self
         if self.exception is None:
@@ -89,7 +89,7 @@ class Future:
         if args or kwargs:
             fn = functools.partial(fn, *args, **kwargs)
         with self._lock:
-            if not self.is_done:
+            if self._errbacks is not None:  # None once done
                 self._errbacks.append(fn)
                 return self
         if self.exception is not None:

@@ -31,7 +31,7 @@ import logging
 import random
 import threading
 import weakref
-from typing import Any
+from typing import Any, ClassVar
 
 from labkit._clock import REAL_CLOCK, Clock
 from labkit.client import config as cfg
@@ -89,7 +89,7 @@ class KafkaProducer:
     ``api_version_auto_timeout_ms`` when nothing listens, else ``request_timeout_ms``).
     """
 
-    DEFAULT_CONFIG: dict[str, Any] = {
+    DEFAULT_CONFIG: ClassVar[dict[str, Any]] = {
         "key_serializer": None,
         "value_serializer": None,
         "acks": -1,  # kafka-python 3.0 (KIP-679): 'all'
@@ -350,10 +350,8 @@ class KafkaProducer:
             n = self._cluster.num_partitions(topic)
             if n:
                 return n
-            if (
-                error is not None
-                and not getattr(error, "retriable", False)
-                or isinstance(error, UnknownTopicOrPartitionError)
+            if (error is not None and not getattr(error, "retriable", False)) or isinstance(
+                error, UnknownTopicOrPartitionError
             ):
                 raise error
             self._clock_sleep(self.config["retry_backoff_ms"] / 1000.0)
@@ -465,7 +463,7 @@ class KafkaProducer:
         if not getattr(self, "_closed", True) and hasattr(self, "_cleanup"):
             try:
                 self.close(timeout=1)
-            except Exception:  # interpreter shutdown: nothing useful left to do
+            except Exception:  # noqa: BLE001 - interpreter shutdown: nothing useful left to do
                 pass
 
     def __repr__(self) -> str:

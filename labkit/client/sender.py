@@ -146,7 +146,7 @@ class Sender:
         return muted
 
     def _ready_retries(self, now: float) -> list[ProducerBatch]:
-        out = []
+        out: list[ProducerBatch] = []
         size = 0
         while self._retry and self._retry[0].retry_at <= now:
             head = self._retry[0]

@@ -252,7 +252,7 @@ class Transport:
             int(max(reconnect_backoff_ms, reconnect_backoff_max_ms)),
         )
         self._ids = itertools.count(1)
-        self._ctx = zmq.Context.instance()
+        self._ctx: zmq.Context = zmq.Context.instance()
         addresses = [format_address(h, p) for h, p in parse_bootstrap(bootstrap_servers)]
         self.bootstrap_servers = addresses
         patience = request_timeout_ms if bootstrap_timeout_ms is None else bootstrap_timeout_ms

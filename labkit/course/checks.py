@@ -311,7 +311,7 @@ def call(fn: object, *args: Any, **kwargs: Any) -> Any:
         )
     try:
         result = fn(*args, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - reported to the student as one line
+    except Exception as exc:  # reported to the student as one line
         raise StudentCodeError(
             f"your function raised {_one_line(exc)}; run it on its own in a cell to see where"
         ) from exc

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from labkit.errors import InvalidConfigurationError
 
@@ -74,7 +75,7 @@ class LogConfig:
         Raises InvalidConfigurationError for an unknown key or a value out of range.
         """
         base = defaults if defaults is not None else cls()
-        changes = {}
+        changes: dict[str, Any] = {}  # field name -> its parsed int or str
         for key, raw in configs.items():
             spec = _SPECS.get(key)
             if spec is None:
@@ -128,7 +129,7 @@ def _parse_int(key: str, raw: str | int, spec: _Spec) -> int:
     except ValueError:
         raise InvalidConfigurationError(
             f"{key}={raw!r} is not a whole number: expected {spec.describe()}, "
-            f"e.g. --config {key}={max(spec.low, 1000)}"
+            f"e.g. --config {key}={max(spec.low or 0, 1000)}"
         ) from None
 
 

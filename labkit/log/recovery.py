@@ -34,6 +34,7 @@ Runs once per open, before the log is shared; not thread-safe.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -212,7 +213,7 @@ def _report_gaps(
             segment_paths(directory, base)[0].name,
         )
     if not config.compacts:
-        for prev, seg in zip(segments, segments[1:], strict=False):
+        for prev, seg in itertools.pairwise(segments):
             if prev.next_offset < seg.base_offset and seg.base_offset not in explained:
                 log.warning(
                     "%s: offsets %d to %d are lost: no segment holds them (%s ends "

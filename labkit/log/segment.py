@@ -270,9 +270,7 @@ class Segment:
         except CorruptRecordError:
             return False
         if last_base is None:  # empty file
-            if file_size or len(index) or len(time_index):
-                return False
-            return True
+            return not (file_size or len(index) or len(time_index))
         if time_index.last_offset != last_base and not (len(time_index) == 0 and max_ts < 0):
             return False
         self.index, self.time_index = index, time_index

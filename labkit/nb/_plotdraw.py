@@ -8,6 +8,7 @@ thread-safe: ``LivePlot`` holds its draw lock around both.
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Hashable, Mapping
 from datetime import datetime
 from typing import Any
@@ -61,7 +62,7 @@ class Canvas:
             ax.set_ylabel(ylabel or model.agg)
         else:
             edges, counts, _, _ = snap
-            widths = [b - a for a, b in zip(edges, edges[1:], strict=False)]
+            widths = [b - a for a, b in itertools.pairwise(edges)]
             ax.bar(
                 edges[:-1], counts, width=widths, align="edge", color=HIST_COLOR, edgecolor="white"
             )

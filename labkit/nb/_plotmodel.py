@@ -30,6 +30,7 @@ Thread-safety: models are not locked; ``LivePlot`` serialises access.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections import deque
 from collections.abc import Hashable, Iterable, Mapping
@@ -374,7 +375,7 @@ class HistModel:
             self.nbins = bins
         else:
             edges = [_number(e, "bin edge") for e in bins]
-            if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+            if len(edges) < 2 or any(b <= a for a, b in itertools.pairwise(edges)):
                 raise IllegalArgumentError("bin edges must be at least two increasing numbers")
             self._edges = edges
             self.nbins = len(edges) - 1

@@ -256,7 +256,7 @@ class Dashboard:
                 topics=self.topics,
                 include_internal=self.include_internal,
             )
-        except Exception as exc:  # shown in the widget; the next round retries
+        except Exception as exc:  # noqa: BLE001 - shown in the widget; the next round retries
             self._close_clients()
             snap = Snapshot(at=at, error=explain(exc))
         self.model.observe(snap)
@@ -274,7 +274,7 @@ class Dashboard:
             if client is not None:
                 try:
                     client.close()
-                except Exception:  # closing a broken client must not hide the real error
+                except Exception:  # noqa: BLE001 - closing a broken client must not hide the real error
                     pass
 
     def _html(self, state: str | None = None) -> str:

@@ -247,7 +247,7 @@ def broker_result(
     where = ",".join(servers)
     try:
         info = info_fn(servers, timeout_s)
-    except Exception as exc:  # turned into advice below
+    except Exception as exc:  # noqa: BLE001 - turned into advice below
         try:
             host, port = split_address(servers[0])
         except ValueError:
@@ -296,7 +296,7 @@ def student_result(servers: list[str], read: Callable[[], Naming] = naming) -> R
     name = "student"
     try:
         current = read()
-    except Exception as exc:  # a bad LABKIT_SHARED / no user name: say how to fix it
+    except Exception as exc:  # noqa: BLE001 - a bad LABKIT_SHARED / no user name: say how to fix it
         return Result(
             name,
             FAIL,
@@ -361,7 +361,7 @@ def roundtrip_result(servers: list[str], timeout_s: float, clock: Clock = REAL_C
         return Result(
             name, OK, f"sent and read back one record via a temporary topic ({ms:.0f} ms)"
         )
-    except Exception as exc:  # reported as a failed check with advice
+    except Exception as exc:  # noqa: BLE001 - reported as a failed check with advice
         return Result(
             name,
             FAIL,
@@ -375,7 +375,7 @@ def roundtrip_result(servers: list[str], timeout_s: float, clock: Clock = REAL_C
         if admin is not None:
             try:
                 admin.delete_topics([topic])
-            except Exception:  # a leftover temporary topic is harmless
+            except Exception:  # noqa: BLE001 - a leftover temporary topic is harmless
                 pass
             _close(admin)
 
@@ -384,12 +384,12 @@ def _close(client: Any) -> None:
     if client is not None:
         try:
             client.close()
-        except Exception:  # closing must not hide the check's result
+        except Exception:  # noqa: BLE001 - closing must not hide the check's result
             pass
 
 
 def tools_result(
-    environ: Mapping[str, str] | None = None, installed_in: str | None | bool = False
+    environ: Mapping[str, str] | None = None, installed_in: str | bool | None = False
 ) -> Result:
     """Can a ``!labkit ...`` / ``!kafka-topics.sh ...`` cell find the console tools?
 

@@ -281,7 +281,7 @@ class LivePlot:
                 for records in (batches or {}).values():
                     for record in records:
                         self._feed_record(value_fn, record)
-        except Exception as exc:  # shown to the student, not lost in a thread
+        except Exception as exc:  # noqa: BLE001 - shown to the student, not lost in a thread
             self.error = _explain(exc)
             self._status(self.error, error=True)
         else:
@@ -290,7 +290,7 @@ class LivePlot:
             if owned and consumer is not None:
                 try:
                     consumer.close()
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - shown like any other error
                     self.error = self.error or f"closing the consumer failed: {exc}"
             self._cancel_timer()
             if self._dirty:  # else a redraw has shown the last record already

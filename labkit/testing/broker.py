@@ -179,7 +179,9 @@ class BrokerProcess:
     def _start_once(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             return
-        self._log = open(self._log_path, "ab")
+        if self._log is not None:  # the last process exited on its own (a crash, a kill)
+            self._log.close()
+        self._log = open(self._log_path, "ab")  # noqa: SIM115 - the broker's output, kept until stop()
         self._log.truncate(0)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(

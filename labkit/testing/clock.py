@@ -22,4 +22,4 @@ class FakeClock:
         if seconds < 0:
             raise ValueError("time does not go backwards")
         self._mono += seconds
-        self._ms += int(round(seconds * 1000))
+        self._ms += round(seconds * 1000)

@@ -249,11 +249,14 @@ def test_compose_up_lab_and_broker_work_and_survive_down(compose: Compose):
         )
         summary = out.strip().splitlines()[-1] if out.strip() else "(no output)"
         failed = [line for line in out.splitlines() if line.startswith(("FAILED", "ERROR"))]
-        assert " passed" in summary and "failed" not in summary and "error" not in summary, (
+        why = (
             f"solution masters in the lab container: {summary}\n"
             + "\n".join(failed)
             + f"\n\n{out[-6000:]}"
         )
+        assert " passed" in summary, why
+        assert "failed" not in summary, why
+        assert "error" not in summary, why
 
     # From the host: the broker on 127.0.0.1 (and localhost) through the published port.
     topic = "e2e-persist-" + secrets.token_hex(4)
@@ -265,7 +268,8 @@ def test_compose_up_lab_and_broker_work_and_survive_down(compose: Compose):
     assert _http(f"{base}/api/contents")[0] == 403
     assert _http(f"{base}/api/contents?token=wrong")[0] == 403
     status, body = _http(f"{base}/api/contents?token={token}")
-    assert status == 200 and b"e2e_smoke.ipynb" in body
+    assert status == 200
+    assert b"e2e_smoke.ipynb" in body
     assert _http(f"{base}/lab?token={token}")[0] == 200
 
     # Nothing is published on this machine's other addresses.
@@ -315,7 +319,8 @@ def test_compose_up_lab_and_broker_work_and_survive_down(compose: Compose):
     consumer.close()
     assert values == [b"kept across down/up"]
     status, body = _http(f"{base}/api/contents/my_work.ipynb?token={token}")
-    assert status == 200 and b"my answer 42" in body
+    assert status == 200
+    assert b"my answer 42" in body
 
 
 def test_broker_memory_is_modest(compose: Compose):

@@ -176,13 +176,15 @@ def test_student_opens_the_printed_url(lab, tmp_path: Path):
 
 def _run_all(page) -> None:
     """Run > Run All Cells; again if the click was lost while the page was settling."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout  # optional: lazy
+
     for _ in range(3):
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.locator("li[data-command='runmenu:run-all']").click()
         try:
             page.locator(".jp-InputPrompt", has_text="[1]").first.wait_for(timeout=15_000)
             return
-        except Exception:  # playwright's TimeoutError: try the menu again
+        except PlaywrightTimeout:  # the click was lost: try the menu again
             page.keyboard.press("Escape")
     pytest.fail("Run > Run All Cells did not start the notebook", pytrace=False)
 

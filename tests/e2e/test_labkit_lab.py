@@ -161,7 +161,8 @@ def test_reuses_a_running_broker_and_leaves_it_running(tmp_path: Path):
         finally:
             stop_tree(lab)
         assert connect_error("127.0.0.1", lab_port) is not None
-        assert broker.poll() is None and broker_answers(f"127.0.0.1:{port}"), (
+        assert broker.poll() is None, "labkit lab must not stop a broker it did not start"
+        assert broker_answers(f"127.0.0.1:{port}"), (
             "labkit lab must not stop a broker it did not start"
         )
         assert not (tmp_path / "unused").exists()
@@ -260,5 +261,6 @@ def test_stop_tree_kills_what_ignores_sigterm_even_in_another_session(tmp_path: 
         )
     finally:
         stop_tree(proc, timeout=2)
+        proc.stdout.close()  # a pipe left open is a ResourceWarning: an error in this suite
     assert proc.returncode == -signal.SIGKILL
     assert not processes_mentioning(marker)

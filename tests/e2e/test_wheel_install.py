@@ -142,7 +142,8 @@ def installed(tmp_path_factory) -> Installed:
         env=env,
     )
     wheels = list((work / "dist").glob("*.whl"))
-    assert len(wheels) == 1 and wheels[0].name.startswith("labkit_streaming-"), wheels
+    assert len(wheels) == 1, wheels
+    assert wheels[0].name.startswith("labkit_streaming-"), wheels
     assert list((work / "dist").glob("labkit_streaming-*.tar.gz")), "no sdist was built"
     venv = work / "venv"
     _timed("python -m venv", [sys.executable, "-m", "venv", str(venv)], RUN_S, env=env)
@@ -183,13 +184,15 @@ def test_the_installed_package_is_the_wheel(installed: Installed):
             "lib/python*/site-packages/labkit_streaming-*.dist-info/licenses/LICENSE"
         )
     )
-    assert licenses and "MIT License" in licenses[0].read_text()
+    assert licenses
+    assert "MIT License" in licenses[0].read_text()
 
 
 def test_console_scripts_and_lab_help(installed: Installed):
     assert f"labkit {installed.wheel.name.split('-')[1]}" in installed.run("labkit", "--version")
     help_text = installed.run("labkit", "lab", "--help")
-    assert "--notebooks" in help_text and "--lab-port" in help_text
+    assert "--notebooks" in help_text
+    assert "--lab-port" in help_text
     assert "init" in installed.run("labkit", "--help")
     for script in (
         "kafka-topics.sh",

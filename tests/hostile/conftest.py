@@ -53,7 +53,7 @@ class WellBehavedClient:
         value = b"ping-%d" % next(self._seq)
         try:
             self.producer.send(self.topic, value, partition=0).get(timeout=ROUND_TRIP_S)
-        except Exception as exc:  # noqa: BLE001 - any failure here is the finding
+        except Exception as exc:  # any failure here is the finding
             raise AssertionError(
                 f"a well-behaved producer got no answer: {exc!r}; broker log "
                 f"tail:\n{self.broker.output()[-4000:]}"

@@ -187,10 +187,12 @@ def test_the_consumer_gets_the_records_before_a_corrupt_batch_then_an_error_then
         assert got == [b"r0", b"r1", b"r2"]
         assert error is not None, "no CorruptRecordError within 15 s"
         text = str(error)
-        assert "offset 3" in text and "'damaged'" in text and "partition 0" in text, text
+        assert "offset 3" in text, text
+        assert "'damaged'" in text, text
+        assert "partition 0" in text, text
         assert (error.topic_partition, error.offset, error.next_offset) == (tp, 3, after)
         assert consumer.position(tp) == 3
-        with pytest.raises(CorruptRecordError):  # it stays there until the app seeks
+        with pytest.raises(CorruptRecordError):  # noqa: PT012 - polls until it arrives; it stays there until the app seeks
             for _ in range(20):
                 consumer.poll(timeout_ms=500)
         consumer.seek(tp, error.next_offset)
@@ -227,10 +229,8 @@ def test_the_console_consumer_prints_the_records_before_a_corrupt_batch_and_says
         timeout=60,
     )
     assert result.stdout.split() == ["r0", "r1", "r2"], result
-    assert (
-        "offset 3" in result.stderr
-        and f"seek(TopicPartition('damaged', 0), {after})" in result.stderr
-    ), result.stderr
+    assert "offset 3" in result.stderr, result.stderr
+    assert f"seek(TopicPartition('damaged', 0), {after})" in result.stderr, result.stderr
     assert "Processed a total of 3 messages" in result.stderr
     assert result.returncode != 0
 
@@ -280,7 +280,8 @@ def test_compaction_keeps_a_corrupt_batch_with_a_log_line_and_goes_on(tmp_path, 
         with caplog.at_level(logging.WARNING, logger="labkit.log"):
             removed = plog.compact()
         assert removed >= 3
-        assert "tbl-0" in caplog.text and "corrupt batch" in caplog.text, caplog.text
+        assert "tbl-0" in caplog.text, caplog.text
+        assert "corrupt batch" in caplog.text, caplog.text
         assert plog.read(bad_base, 1)[8:] == bad[8:]  # kept byte for byte
         assert plog.compact() == 0  # and the next pass does not fail either
     finally:
@@ -297,7 +298,8 @@ def test_a_record_stamped_far_in_the_future_is_refused_with_invalid_timestamp(
         create(client, unique_topic)
         _base, code, _start, message = produce(client, unique_topic, good(1 << 62, b"x"))
         assert code == INVALID_TIMESTAMP, message
-        assert "message.timestamp.after.max.ms=3600000" in message and "record 0" in message
+        assert "message.timestamp.after.max.ms=3600000" in message
+        assert "record 0" in message
         # within the hour ahead is fine (Kafka's default), as is any time in the past
         assert produce(client, unique_topic, good(now_ms() + 60_000, b"soon"))[1] == 0
         assert produce(client, unique_topic, good(1_000, b"1970"))[1] == 0
@@ -320,7 +322,8 @@ def test_per_topic_timestamp_bounds(shared_broker, unique_topic):
         assert produce(client, unique_topic, good(1 << 61, b"far"))[1] == 0
         old = records.encode_batch([now_ms(), now_ms() - 3_600_000], None, [b"new", b"old"])
         _base, code, _start, message = produce(client, unique_topic, old)
-        assert code == INVALID_TIMESTAMP and "record 1" in message, message
+        assert code == INVALID_TIMESTAMP, message
+        assert "record 1" in message, message
         assert "message.timestamp.before.max.ms=60000" in message, message
 
 
@@ -359,7 +362,8 @@ def test_one_flipped_byte_in_the_first_offsets_record_costs_only_that_record(
     with caplog.at_level(logging.WARNING, logger="labkit.broker.offsets"):
         assert committed(tmp_path) == {"g2": 200, "g3": 300}
     text = caplog.text
-    assert "damaged" in text and "bytes 0-" in text, text
+    assert "damaged" in text, text
+    assert "bytes 0-" in text, text
     assert "torn" not in text
     if where != "payload":  # the group id is still readable
         assert "group 'g1'" in text, text
@@ -374,11 +378,13 @@ def test_a_damaged_last_offsets_record_is_named_and_a_torn_tail_is_cut(tmp_path,
     flip(path, path.stat().st_size - 3)  # inside g3's record, which is complete
     with caplog.at_level(logging.WARNING, logger="labkit.broker.offsets"):
         assert committed(tmp_path) == {"g1": 100, "g2": 200}
-    assert "group 'g3'" in caplog.text and "last record" in caplog.text, caplog.text
+    assert "group 'g3'" in caplog.text, caplog.text
+    assert "last record" in caplog.text, caplog.text
     path = three_groups(tmp_path / "torn")
     path.write_bytes(path.read_bytes()[:-5])  # killed mid-write
     store = OffsetStore(tmp_path / "torn", FakeClock())
-    assert store.truncated_bytes > 0 and store.damaged_records == 0
+    assert store.truncated_bytes > 0
+    assert store.damaged_records == 0
     assert {g: store.fetch(g)[("t", 0)].offset for g in store.groups()} == {"g1": 100, "g2": 200}
     store.close()
 
@@ -398,7 +404,8 @@ def test_a_broker_restarted_over_a_damaged_offsets_log_keeps_the_other_groups(tm
             got = {g: admin.list_consumer_group_offsets(g).get(tp) for g in ("g1", "g2", "g3")}
         assert {g: c.offset for g, c in got.items() if c is not None} == {"g2": 200, "g3": 300}
         output = broker.output()
-        assert "damaged" in output and "group 'g1'" in output, output
+        assert "damaged" in output, output
+        assert "group 'g1'" in output, output
         assert "torn write" not in output, output
     finally:
         broker.close()
@@ -436,7 +443,8 @@ def test_recovery_logs_the_offsets_of_a_deleted_sealed_segment(tmp_path, caplog,
         reopen(directory).close()
     expected = f"offsets {'from ' if len(files) == 1 else ''}{bases[1]} "
     assert "topic 'events' partition 0" in caplog.text, caplog.text
-    assert expected in caplog.text and f"{bases[2] - 1}" in caplog.text, caplog.text
+    assert expected in caplog.text, caplog.text
+    assert f"{bases[2] - 1}" in caplog.text, caplog.text
 
 
 def test_recovery_logs_a_deleted_first_segment_whose_index_files_remain(tmp_path, caplog):

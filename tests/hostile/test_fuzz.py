@@ -254,8 +254,8 @@ def _paths(obj, prefix=()):
         obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
     )
     for key, value in items:
-        yield prefix + (key,)
-        yield from _paths(value, prefix + (key,))
+        yield (*prefix, key)
+        yield from _paths(value, (*prefix, key))
 
 
 def _containers(obj, prefix=()):
@@ -263,7 +263,7 @@ def _containers(obj, prefix=()):
         yield prefix
         items = obj.items() if isinstance(obj, dict) else enumerate(obj)
         for key, value in items:
-            yield from _containers(value, prefix + (key,))
+            yield from _containers(value, (*prefix, key))
 
 
 def _at(obj, path):
@@ -340,7 +340,8 @@ def send_raw(broker, frames: list[bytes], deferred: bool = False) -> dict | None
             if not sock.poll(int((deadline - time.monotonic()) * 1000) + 1):
                 break
             reply = sock.recv_multipart()
-            assert len(reply) >= 3 and reply[0] == MAGIC, reply[:3]
+            assert len(reply) >= 3, reply[:3]
+            assert reply[0] == MAGIC, reply[:3]
             if reply[1] == SENTINEL and (len(frames) < 2 or frames[1] != SENTINEL):
                 sentinel_seen = True
                 if not deferred:
@@ -739,7 +740,7 @@ class TopicReader:
             )
             try:
                 got = self.consumer.poll(timeout_ms=200)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise AssertionError(
                     f"stored data is unreadable at offset "
                     f"{self.consumer.position(self.tp)}: {exc!r}"

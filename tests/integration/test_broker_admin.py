@@ -77,7 +77,8 @@ def test_create_errors_have_kafka_codes_and_plain_messages(client, unique_topic)
     assert create_one(client, unique_topic)["error"] == 36  # already exists
     other = unique_topic + "-x"
     bad_rf = create_one(client, other, replication=3)
-    assert bad_rf["error"] == 38 and "replication factor 1" in bad_rf["message"]
+    assert bad_rf["error"] == 38
+    assert "replication factor 1" in bad_rf["message"]
     assert create_one(client, other, partitions=0)["error"] == 37
     assert create_one(client, other, configs={"retention.ms": "soon"})["error"] == 40
     assert create_one(client, other, configs={"no.such.config": "1"})["error"] == 40
@@ -106,7 +107,8 @@ def test_invalid_topic_names_are_refused_and_touch_no_file(shared_broker, client
 def test_auto_create_on_metadata_and_on_produce(client, unique_topic):
     assert metadata(client, [unique_topic])["topics"][0]["error"] == 3
     (topic,) = metadata(client, [unique_topic], allow_auto_create=True)["topics"]
-    assert topic["error"] == 0 and len(topic["partitions"]) == 1
+    assert topic["error"] == 0
+    assert len(topic["partitions"]) == 1
     header, _ = client.request(
         "produce", {"acks": 1, "targets": [[unique_topic + "-p", 0]]}, [batch(b"v")]
     )
@@ -207,7 +209,8 @@ def test_restart_keeps_topics_data_and_configs(broker):
         header = metadata(client, None)
         assert header["cluster_id"] == cluster_id
         (topic,) = header["topics"]
-        assert topic["name"] == "kept" and len(topic["partitions"]) == 2
+        assert topic["name"] == "kept"
+        assert len(topic["partitions"]) == 2
         configs = configs_of(client, "kept")
         assert configs["retention.ms"] == ("123456", False)
         assert configs["segment.bytes"] == ("2000000", False)

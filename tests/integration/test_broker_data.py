@@ -77,7 +77,8 @@ def client(shared_broker):
 
 def test_api_versions_names_the_apis(client):
     header, payloads = client.request("api_versions", {})
-    assert header["error"] == 0 and header["broker"] == "labkit"
+    assert header["error"] == 0
+    assert header["broker"] == "labkit"
     assert {"produce", "fetch", "metadata", "join_group"} <= set(header["apis"])
     assert payloads == []
 
@@ -107,7 +108,8 @@ def test_fetch_at_the_end_is_empty_and_beyond_it_out_of_range(client, unique_top
     create(client, unique_topic)
     produce(client, unique_topic, 0, batch([b"1"]))
     row, payload = fetch(client, unique_topic, 0, 1)
-    assert row[2] == 0 and bytes(payload) == b""
+    assert row[2] == 0
+    assert bytes(payload) == b""
     row, _payload = fetch(client, unique_topic, 0, 7)
     assert row[2] == 1  # OFFSET_OUT_OF_RANGE
     row, _payload = fetch(client, unique_topic, 3, 0)
@@ -119,7 +121,8 @@ def test_fetch_returns_a_whole_batch_larger_than_the_partition_limit(client, uni
     big = batch([b"v" * 5000, b"w" * 5000])
     produce(client, unique_topic, 0, big)
     _row, payload = fetch(client, unique_topic, 0, 0, part_max=100)
-    assert bytes(payload) == bytes(payload[: len(big)]) and len(payload) >= len(big)
+    assert bytes(payload) == bytes(payload[: len(big)])
+    assert len(payload) >= len(big)
     assert [o for o, _ in records_of(payload)] == [0, 1]
 
 
@@ -156,11 +159,12 @@ def test_a_parked_fetch_does_not_hold_up_later_requests(client, unique_topic):
     )
     quick = client.send("api_versions", {})
     first = client.receive(5)
-    assert first is not None and first[0] == quick
+    assert first is not None
+    assert first[0] == quick
     produce_id = client.send(
         "produce", {"acks": 1, "targets": [[unique_topic, 0]]}, [batch([b"wake"])]
     )
-    header, payloads = client.wait_for(parked, 5)
+    _header, payloads = client.wait_for(parked, 5)
     assert records_of(payloads[0]) == [(0, b"wake")]
     client.wait_for(produce_id)
 
@@ -189,7 +193,8 @@ def test_long_poll_times_out_after_max_wait_with_no_data(client, unique_topic):
     start = time.monotonic()
     row, payload = fetch(client, unique_topic, 0, 0, max_wait_ms=400)
     assert time.monotonic() - start >= 0.35
-    assert row[2] == 0 and bytes(payload) == b""
+    assert row[2] == 0
+    assert bytes(payload) == b""
 
 
 def test_min_bytes_keeps_a_fetch_parked_until_max_wait(client, unique_topic):
@@ -205,7 +210,7 @@ def test_min_bytes_keeps_a_fetch_parked_until_max_wait(client, unique_topic):
     )
     start = time.monotonic()
     produce(client, unique_topic, 0, batch([b"small"]))
-    header, payloads = client.wait_for(rid, 5)
+    _header, payloads = client.wait_for(rid, 5)
     assert time.monotonic() - start >= 0.4  # not answered by the small produce
     assert records_of(payloads[0]) == [(0, b"small")]
 
@@ -241,7 +246,8 @@ def test_acks_zero_gets_no_reply_but_the_data_lands(client, unique_topic):
     client.send("produce", {"acks": 0, "targets": [[unique_topic, 0]]}, [batch([b"quiet"])])
     marker = client.send("api_versions", {})
     got = client.receive(5)
-    assert got is not None and got[0] == marker  # the produce was never answered
+    assert got is not None
+    assert got[0] == marker  # the produce was never answered
     _row, payload = fetch(client, unique_topic, 0, 0)
     assert records_of(payload) == [(0, b"quiet")]
 
@@ -292,7 +298,8 @@ def test_one_bad_batch_fails_alone(client, unique_topic):
     )
     codes = [r[1] for r in header["results"]]
     assert codes == [0, 2, 2, 10, 3]
-    assert header["results"][3][3] and "max.message.bytes" in header["results"][3][3]
+    assert header["results"][3][3]
+    assert "max.message.bytes" in header["results"][3][3]
     _row, payload = fetch(client, unique_topic, 0, 0)
     assert records_of(payload) == [(0, b"ok")]
 
@@ -303,7 +310,8 @@ def test_invalid_acks_and_mismatched_payloads_are_refused(client, unique_topic):
     )
     assert header["error"] == 21
     header, _ = client.request("produce", {"acks": 1, "targets": [[unique_topic, 0]]}, [])
-    assert header["error"] == 42 and "payload" in header["message"]
+    assert header["error"] == 42
+    assert "payload" in header["message"]
 
 
 def test_group_commit_covers_many_produces_with_few_fsyncs(broker):

@@ -37,7 +37,8 @@ def read_everything(client, topic, partition=0):
         assert header["partitions"][0][2] == 0, header
         payload = payloads[0]
         spans = split_batches(payload)
-        assert spans and spans[-1][1] == len(payload)  # whole batches only
+        assert spans
+        assert spans[-1][1] == len(payload)  # whole batches only
         for start, _end in spans:
             validate_batch(payload, start, produced=False)
             batch = decode_batch(payload, start)
@@ -161,8 +162,10 @@ def test_disk_full_is_a_storage_error_and_recovers(tmp_path):
                     break
                 acked.update((base + j, v) for j, v in enumerate(values))
             assert error is not None, "the 3 MiB disk never filled up"
-            assert error[0] == 56 and "disk" in error[1].lower(), error
-            assert acked and read_everything(client, "full") == acked  # nothing damaged
+            assert error[0] == 56, error
+            assert "disk" in error[1].lower(), error
+            assert acked
+            assert read_everything(client, "full") == acked  # nothing damaged
 
             ballast.unlink()  # space returns
             header, _ = client.request(

@@ -41,7 +41,8 @@ def still_serves(broker, topic="alive"):
                 "partitions": [[topic, 0, header["results"][0][0], 1 << 20]],
             },
         )
-        assert header["partitions"][0][2] == 0 and len(payloads[0]) > 0
+        assert header["partitions"][0][2] == 0
+        assert len(payloads[0]) > 0
 
 
 def run_broker(*args, timeout=20):
@@ -99,7 +100,8 @@ def test_a_message_with_too_many_frames_is_refused(broker):
     with RawClient(broker.bootstrap) as client:
         client.send_raw([MAGIC, b"many", b"api_versions", b"{}", *([b"p"] * 10_050)])
         header, _ = client.wait_for(b"many")
-        assert header["error"] == 42 and "frames" in header["message"]
+        assert header["error"] == 42
+        assert "frames" in header["message"]
     still_serves(broker)
 
 
@@ -250,7 +252,8 @@ def test_taken_port_is_one_clear_line_and_exit_code_2(shared_broker, tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert f"port {shared_broker.port}" in lines[0] and "--port" in lines[0]
+    assert f"port {shared_broker.port}" in lines[0]
+    assert "--port" in lines[0]
     assert "another broker" in lines[0]
 
 
@@ -267,7 +270,8 @@ def test_broker_process_reports_a_start_failure_with_the_output(shared_broker, t
 def test_two_brokers_cannot_share_a_data_directory(broker):
     result = run_broker("--port", "0", "--data-dir", str(broker.data_dir))
     assert result.returncode == 2
-    assert "in use by another broker" in result.stderr and "--data-dir" in result.stderr
+    assert "in use by another broker" in result.stderr
+    assert "--data-dir" in result.stderr
     still_serves(broker)
 
 
@@ -280,7 +284,8 @@ def test_unknown_config_key_and_bad_flag_value(tmp_path):
     result = run_broker(
         "--port", "0", "--data-dir", str(tmp_path / "d"), "--config", "num.partitions"
     )
-    assert result.returncode == 2 and "key=value" in result.stderr
+    assert result.returncode == 2
+    assert "key=value" in result.stderr
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -48,7 +48,9 @@ def test_two_students_for_a_few_seconds_lose_nothing_and_fill_every_column(tmp_p
     data = json.loads((tmp_path / "classroom.json").read_text())
     [row] = data["rows"]
 
-    assert row["students"] == 2 and row["consumers"] == 4 and row["processes"] == 2
+    assert row["students"] == 2
+    assert row["consumers"] == 4
+    assert row["processes"] == 2
     assert row["errors"] == {}, row["errors"]
     assert row["produced"] >= 2 * 6  # about one record a second per student
     assert row["delivered"] > 0

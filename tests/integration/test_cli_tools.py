@@ -98,7 +98,8 @@ def test_topic_lifecycle(kafka, unique_topic):
     assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
 
     listed = kafka("topics", "--list")
-    assert listed.returncode == 0 and t in listed.stdout.splitlines()
+    assert listed.returncode == 0
+    assert t in listed.stdout.splitlines()
 
     described = kafka("topics", "--describe", "--topic", t)
     assert described.returncode == 0, described.stderr
@@ -135,14 +136,14 @@ def test_alter_partitions_and_configs(kafka, unique_topic):
     assert grown.returncode == 0, grown.stderr
     shrink = kafka("topics", "--alter", "--topic", t, "--partitions", "3")
     assert shrink.returncode == 1
-    assert (
-        "can only be increased" in shrink.stdout and "currently has 4 partitions" in shrink.stdout
-    )
+    assert "can only be increased" in shrink.stdout
+    assert "currently has 4 partitions" in shrink.stdout
 
     configured = kafka("topics", "--alter", "--topic", t, "--config", "retention.ms=5000")
     assert configured.returncode == 0, configured.stderr
     header = kafka("topics", "--describe", "--topic", t).stdout.splitlines()[0]
-    assert "PartitionCount: 4" in header and "retention.ms=5000" in header
+    assert "PartitionCount: 4" in header
+    assert "retention.ms=5000" in header
 
     reset = kafka("topics", "--alter", "--topic", t, "--delete-config", "retention.ms")
     assert reset.returncode == 0, reset.stderr
@@ -156,9 +157,11 @@ def test_topic_errors_are_one_clear_line(kafka, unique_topic):
     assert bad_rf.stdout.startswith("Error while executing topic command : ")
     assert "Traceback" not in bad_rf.stderr + bad_rf.stdout
     bad_name = kafka("topics", "--create", "--topic", "../escape")
-    assert bad_name.returncode == 1 and "Traceback" not in bad_name.stderr
+    assert bad_name.returncode == 1
+    assert "Traceback" not in bad_name.stderr
     usage = kafka("topics", "--create")
-    assert usage.returncode == 2 and "--topic is required" in usage.stderr
+    assert usage.returncode == 2
+    assert "--topic is required" in usage.stderr
 
 
 def test_no_broker_is_a_clear_error_not_a_hang():
@@ -303,7 +306,8 @@ def test_partition_and_offset(kafka, unique_topic):
     )
     assert earliest.stdout == "value-0\n"
     no_such = kafka("console-consumer", "--topic", t, "--partition", "3", "--max-messages", "1")
-    assert no_such.returncode == 2 and "has no partition 3" in no_such.stderr
+    assert no_such.returncode == 2
+    assert "has no partition 3" in no_such.stderr
 
 
 def test_timeout_ms_ends_the_consumer(kafka, unique_topic):
@@ -391,7 +395,7 @@ def test_prompt_only_on_a_terminal(kafka, shared_broker, unique_topic):
         os.write(controller, b"typed\n")
         assert proc.stdout.read(1) == b">"
         os.write(controller, b"\x04")  # Ctrl-D: end of input
-        out, err = proc.communicate(timeout=TIMEOUT_S)
+        _out, err = proc.communicate(timeout=TIMEOUT_S)
     finally:
         os.close(controller)
         if proc.poll() is None:
@@ -431,7 +435,8 @@ def test_consumer_exits_when_its_reader_goes_away(kafka, shared_broker, unique_t
             proc.kill()
             proc.wait()
     assert proc.returncode == 0
-    assert b"Traceback" not in err and b"Processed a total of" in err
+    assert b"Traceback" not in err
+    assert b"Processed a total of" in err
 
 
 def test_group_continues_where_it_stopped(kafka, unique_topic):

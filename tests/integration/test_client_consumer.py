@@ -113,7 +113,7 @@ def test_reset_none_raises_without_a_position(shared_broker, unique_topic, consu
     consumer.seek(tp, 1)
     assert [r.value for r in drain(consumer, 2)[tp]] == [b"1", b"2"]
     consumer.seek(tp, 100)
-    with pytest.raises(OffsetOutOfRangeError):
+    with pytest.raises(OffsetOutOfRangeError):  # noqa: PT012 - polls until the error arrives
         for _ in range(20):
             consumer.poll(timeout_ms=100)
 
@@ -145,9 +145,9 @@ def test_seek_position_and_offsets(shared_broker, unique_topic, consumer_factory
     consumer.seek_to_end(tp)
     assert consumer.position(tp) == 20
     assert consumer.highwater(tp) == 20
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Unassigned partition"):
         consumer.seek(TopicPartition(unique_topic, 9), 0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Offset must be int >= 0"):
         consumer.seek(tp, -1)
     with pytest.raises(IllegalStateError):
         consumer.position(TopicPartition("elsewhere", 0))
@@ -174,7 +174,7 @@ def test_offsets_for_times(shared_broker, unique_topic, consumer_factory):
     assert found == {tp: OffsetAndTimestamp(4, 1_000_004, -1)}
     assert consumer.offsets_for_times({tp: 0})[tp].offset == 0
     assert consumer.offsets_for_times({tp: 9_999_999_999_999}) == {tp: None}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cannot be negative"):
         consumer.offsets_for_times({tp: -5})
 
 
@@ -237,9 +237,9 @@ def test_pattern_subscription(shared_broker, unique_topic, consumer_factory):
 
 def test_argument_errors(shared_broker, consumer_factory):
     consumer = consumer_factory()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Timeout must not be negative"):
         consumer.poll(timeout_ms=-1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="max_records must be positive"):
         consumer.poll(max_records=0)
     consumer.subscribe(["x"])
     with pytest.raises(IllegalStateError):

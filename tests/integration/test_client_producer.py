@@ -161,7 +161,7 @@ def test_errors_a_student_hits(shared_broker, unique_topic):
         producer.send(unique_topic, b"ok").get(timeout=10)
         with pytest.raises(UnknownTopicOrPartitionError, match="partition 5"):
             producer.send(unique_topic, b"v", partition=5)
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="Need at least one: key or value"):
             producer.send(unique_topic)
     finally:
         producer.close()
@@ -192,8 +192,10 @@ def test_headers_and_timestamps_round_trip(shared_broker, unique_topic):
         producer.send(unique_topic, None, key=b"tombstone")
     first, second = read_all(shared_broker.bootstrap, unique_topic, expected=2)
     assert first.headers == [("trace", b"abc"), ("empty", None)]
-    assert first.timestamp == 1_600_000_000_000 and first.timestamp_type == 0
-    assert second.value is None and second.serialized_value_size == -1
+    assert first.timestamp == 1_600_000_000_000
+    assert first.timestamp_type == 0
+    assert second.value is None
+    assert second.serialized_value_size == -1
 
 
 def test_callbacks_run_with_record_metadata(shared_broker, unique_topic):
@@ -250,10 +252,12 @@ def test_partitions_for_and_bootstrap_from_the_environment(
 
 def test_unknown_topic_without_auto_create_fails_fast(tmp_path):
     config = {"auto.create.topics.enable": "false"}
-    with BrokerProcess(data_dir=tmp_path / "data", config=config) as broker:
-        with KafkaProducer(bootstrap_servers=broker.bootstrap, max_block_ms=5000) as producer:
-            with pytest.raises(UnknownTopicOrPartitionError, match="labkit topics --create"):
-                producer.send("missing", b"v")
+    with (
+        BrokerProcess(data_dir=tmp_path / "data", config=config) as broker,
+        KafkaProducer(bootstrap_servers=broker.bootstrap, max_block_ms=5000) as producer,
+        pytest.raises(UnknownTopicOrPartitionError, match="labkit topics --create"),
+    ):
+        producer.send("missing", b"v")
 
 
 def test_producer_keeps_working_across_a_broker_restart(broker, unique_topic):

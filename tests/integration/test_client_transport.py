@@ -40,7 +40,8 @@ def test_many_requests_in_flight_are_matched_to_their_answers(shared_broker, uni
         with KafkaProducer(bootstrap_servers=shared_broker.bootstrap, acks=1) as producer:
             producer.send(unique_topic, b"wakes the fetch").get(timeout=10)
         answer = slow.get(10)  # the record arrived: the parked fetch is answered
-        assert answer.header["error"] == 0 and b"wakes the fetch" in bytes(answer.payloads[0])
+        assert answer.header["error"] == 0
+        assert b"wakes the fetch" in bytes(answer.payloads[0])
         assert transport.broker_info["error"] == 0
     finally:
         transport.close()
@@ -86,7 +87,8 @@ def test_broker_restart_resends_idempotent_and_fails_the_others(broker, unique_t
         with KafkaProducer(bootstrap_servers=broker.bootstrap, acks=1) as producer:
             producer.send(unique_topic, b"after the restart").get(timeout=20)
         answer = resent.get(20)  # sent again, parked again, woken by the record
-        assert answer.header["error"] == 0 and b"after the restart" in bytes(answer.payloads[0])
+        assert answer.header["error"] == 0
+        assert b"after the restart" in bytes(answer.payloads[0])
         assert transport.call("metadata", {"topics": [unique_topic]}).header["error"] == 0
     finally:
         transport.close()

@@ -99,7 +99,8 @@ def test_course_commands_print_what_kafkas_tools_print(apache_kafka, shared_brok
     labkit = session(labkit_tool, shared_broker.bootstrap)
     create, listing, produce, consume, again = zip(kafka, labkit, strict=True)
     assert create[0] == create[1] == ([f"Created topic {TOPIC}."], "")
-    assert TOPIC in listing[0][0] and TOPIC in listing[1][0]
+    assert TOPIC in listing[0][0]
+    assert TOPIC in listing[1][0]
     assert produce[0] == produce[1] == ([], "")
     assert sorted(consume[0][0]) == sorted(consume[1][0])
     assert sorted(consume[1][0]) == sorted(RECORDS.splitlines())

@@ -126,7 +126,10 @@ def test_three_members_split_six_partitions_and_read_everything_once(
     g.until(lambda: g.balanced([2, 2, 2]), "2 partitions per member")
     everything = {TopicPartition(unique_topic, p) for p in range(6)}
     a, b, c = g.assignments()
-    assert not (a & b or b & c or a & c) and a | b | c == everything
+    assert not (a & b)
+    assert not (b & c)
+    assert not (a & c)
+    assert a | b | c == everything
 
     where = produce(shared_broker.bootstrap, unique_topic, range(300), 6)
     g.until(lambda: len(g.values()) >= 300, "every record")
@@ -285,7 +288,8 @@ def test_commit_of_a_partition_that_moved_is_fenced(shared_broker, unique_topic,
     with pytest.raises(CommitFailedError) as info:
         first.commit({moved: OffsetAndMetadata(5, "", -1)})
     message = str(info.value)
-    assert "rebalanced" in message and "max_poll_interval_ms" in message
+    assert "rebalanced" in message
+    assert "max_poll_interval_ms" in message
     assert g.members[1].committed(moved) is None, "a fenced commit stores nothing"
 
 
@@ -304,7 +308,8 @@ def test_a_member_that_stops_polling_leaves_and_cannot_commit(
         other.poll(timeout_ms=20)
     with pytest.raises(CommitFailedError) as info:
         slow.commit({tp: OffsetAndMetadata(1, "", -1) for tp in slow.assignment()})
-    assert "not an active member" in str(info.value) and "poll()" in str(info.value)
+    assert "not an active member" in str(info.value)
+    assert "poll()" in str(info.value)
     assert any("max_poll_interval_ms" in r.getMessage() for r in caplog.records)
     # it rejoins on its next poll()
     g.until(lambda: g.balanced([1, 1]), "the slow member to rejoin")
@@ -340,7 +345,8 @@ def test_listener_hears_incremental_changes_and_commits_in_revoke(
     assert recorder.events == [("assigned", tps), ("revoked", moved)]
     first.unsubscribe()
     assert recorder.events[-1] == ("revoked", sorted(set(tps) - set(moved)))
-    assert first.assignment() == set() and first.subscription() is None
+    assert first.assignment() == set()
+    assert first.subscription() is None
 
 
 def test_commit_async_callback_and_committed_metadata(shared_broker, unique_topic, groups):

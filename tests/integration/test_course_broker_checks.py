@@ -152,8 +152,10 @@ def test_reset_empties_the_topics_and_deletes_the_group_of_this_student_only(
 
     report = reset_exercise(registry.get("t.9"))
 
-    assert report.emptied_topics == [mine] and report.deleted_groups == [nb.group(group)]
-    assert bc.read_topic(mine) == [] and sorted(bc.end_offsets(mine)) == [0, 1]
+    assert report.emptied_topics == [mine]
+    assert report.deleted_groups == [nb.group(group)]
+    assert bc.read_topic(mine) == []
+    assert sorted(bc.end_offsets(mine)) == [0, 1]
     assert all(row.committed is None for row in bc.group_offsets(nb.group(group), mine))
     assert len(bc.read_topic(f"bob.{unique_topic}")) == 40
     assert all(row.lag == 0 for row in bc.group_offsets(f"bob.{group}", f"bob.{unique_topic}"))
@@ -184,7 +186,8 @@ def test_the_fail_line_offers_reset_and_after_reset_a_rerun_passes(unique_topic,
     _fill(unique_topic, VALUES[:10], partitions=2)
     _consume(unique_topic, group)  # first attempt forgot to commit
     line = registry.evaluate("t.9", True).line
-    assert line.startswith("FAIL t.9") and "nb.reset('t.9')" in line
+    assert line.startswith("FAIL t.9")
+    assert "nb.reset('t.9')" in line
     reset_exercise(registry.get("t.9"))
     producer = KafkaProducer(bootstrap_servers=nb.bootstrap_servers())
     for i in range(10):

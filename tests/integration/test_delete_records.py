@@ -53,7 +53,7 @@ def test_delete_fetch_below_and_restart(broker):
     )
     strict.assign([tp])
     strict.seek(tp, 2)
-    with pytest.raises(OffsetOutOfRangeError):
+    with pytest.raises(OffsetOutOfRangeError):  # noqa: PT012 - polls until the error arrives
         for _ in range(50):
             strict.poll(timeout_ms=200)
     strict.close()
@@ -92,7 +92,7 @@ def test_errors_are_kafkas(broker):
             admin.delete_records({TopicPartition("t", 0): 4})
         with pytest.raises(UnknownTopicOrPartitionError):
             admin.delete_records({TopicPartition("t", 7): 0})
-        with pytest.raises(PolicyViolationError, match="cleanup.policy"):
+        with pytest.raises(PolicyViolationError, match=r"cleanup\.policy"):
             admin.delete_records({TopicPartition("kept", 0): 0})
         with pytest.raises(BrokerResponseError, match=r"nope\(partition=0\).*, t\(partition=0\)"):
             admin.delete_records({TopicPartition("t", 0): 9, TopicPartition("nope", 0): 0})

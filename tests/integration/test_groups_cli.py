@@ -97,9 +97,11 @@ def test_describe_shows_offsets_lag_members_and_idle_members(shared_broker, uniq
     rows = lines[1:]
     assert len(rows) == 3
     committed = [r for r in rows if r[3] == "4"]
-    assert len(committed) == 1 and committed[0][4:6] == ["10", "6"]
+    assert len(committed) == 1
+    assert committed[0][4:6] == ["10", "6"]
     idle = [r for r in rows if r[1] == "-"]
-    assert len(idle) == 1 and idle[0][2:6] == ["-", "-", "-", "-"]
+    assert len(idle) == 1
+    assert idle[0][2:6] == ["-", "-", "-", "-"]
     assert {r[7] for r in rows} == {"/127.0.0.1"}
 
     code, out, _ = groups_tool(
@@ -150,7 +152,8 @@ def test_reset_is_refused_while_active_then_applied(shared_broker, unique_topic,
             "3",
             "--dry-run",
         )
-        assert code == 0 and out.strip().splitlines()[-1].split() == [
+        assert code == 0
+        assert out.strip().splitlines()[-1].split() == [
             "tool-reset",
             unique_topic,
             "1",
@@ -193,7 +196,7 @@ def test_delete_via_the_installed_script(shared_broker, unique_topic):
     script = BIN / "kafka-consumer-groups.sh"
     cmd = [str(script)] if script.exists() else [sys.executable, "-m", "labkit", "consumer-groups"]
     done = subprocess.run(
-        cmd + ["--bootstrap-server", bootstrap, "--delete", "--group", "tool-delete"],
+        [*cmd, "--bootstrap-server", bootstrap, "--delete", "--group", "tool-delete"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -201,7 +204,7 @@ def test_delete_via_the_installed_script(shared_broker, unique_topic):
     assert done.returncode == 0, done.stderr
     assert "Deletion of requested consumer groups ('tool-delete') was successful." in done.stdout
     missing = subprocess.run(
-        cmd + ["--bootstrap-server", bootstrap, "--describe", "--group", "tool-delete"],
+        [*cmd, "--bootstrap-server", bootstrap, "--describe", "--group", "tool-delete"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -209,7 +212,7 @@ def test_delete_via_the_installed_script(shared_broker, unique_topic):
     assert missing.returncode == 1
     assert "Consumer group 'tool-delete' does not exist." in missing.stderr
     again = subprocess.run(
-        cmd + ["--bootstrap-server", bootstrap, "--delete", "--group", "tool-delete"],
+        [*cmd, "--bootstrap-server", bootstrap, "--delete", "--group", "tool-delete"],
         capture_output=True,
         text=True,
         timeout=60,

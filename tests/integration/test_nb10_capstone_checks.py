@@ -245,14 +245,16 @@ def test_10_4_the_scorers_group_id_is_not_the_enrichment_group(lab):
     run_enricher(group="nb10-scoring-group")
     result = nb.evaluate("10.4", read_alerts("nb10-enriched"))
     assert result.status == "FAIL"
-    assert "nb10-enrichment-group'" in result.line and "committed no offset" in result.line
+    assert "nb10-enrichment-group'" in result.line
+    assert "committed no offset" in result.line
 
 
 def test_10_4_a_rerun_after_a_wrong_first_attempt_passes_after_nb_reset(lab):
     run_enricher(only_flagged=True)  # wrong: enriches the flagged transactions only
     first = nb.evaluate("10.4", read_alerts("nb10-enriched"))
     assert first.status == "FAIL"
-    assert "missing from the enriched topic" in first.line and "nb.reset('10.4')" in first.line
+    assert "missing from the enriched topic" in first.line
+    assert "nb.reset('10.4')" in first.line
     assert run_enricher(deadline_s=3) == 0  # the trap: the group's offsets are at the end
     nb.reset("10.4")
     assert run_enricher() == COUNT

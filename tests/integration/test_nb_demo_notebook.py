@@ -110,10 +110,12 @@ def test_saved_widget_state_holds_the_final_plots_and_dashboard(executed_demo):
     for model in images:
         buf = next(b for b in model["buffers"] if b["path"] == ["value"])
         png = base64.b64decode(buf["data"])
-        assert png.startswith(PNG_MAGIC) and len(png) > 5000
+        assert png.startswith(PNG_MAGIC)
+        assert len(png) > 5000
     html = [m["state"].get("value", "") for m in state.values() if m["model_name"] == "HTMLModel"]
     board = next(v for v in html if "labkit-dashboard-body" in v)
-    assert "demo-helpers" in board and "stopped" in board
+    assert "demo-helpers" in board
+    assert "stopped" in board
 
 
 # -- the helpers driven directly against the real broker -----------------------------
@@ -123,7 +125,8 @@ def test_doctor_passes_against_the_broker(shared_broker):
     out = io.StringIO()
     report = doctor(shared_broker.bootstrap, file=out)
     assert report.ok, out.getvalue()
-    assert report["broker"].status == OK and report["round trip"].status == OK
+    assert report["broker"].status == OK
+    assert report["round trip"].status == OK
     topics = KafkaAdminClient(bootstrap_servers=shared_broker.bootstrap)
     try:
         assert not [t for t in topics.list_topics() if t.startswith("labkit-doctor-")]
@@ -137,7 +140,8 @@ def test_doctor_sees_a_stopped_broker(broker):
     out = io.StringIO()
     report = doctor(bootstrap, timeout_s=1, file=out)
     assert not report.ok
-    assert "✘ broker:" in out.getvalue() and "labkit broker" in out.getvalue()
+    assert "✘ broker:" in out.getvalue()
+    assert "labkit broker" in out.getvalue()
 
 
 def test_dashboard_shows_offsets_and_records_per_second(shared_broker, unique_topic):
@@ -157,7 +161,8 @@ def test_dashboard_shows_offsets_and_records_per_second(shared_broker, unique_to
         view = board.refresh()
         t = view.topic(unique_topic)
         assert [p.end for p in t.partitions] == [15, 15]
-        assert t.records == 30 and t.rate > 0
+        assert t.records == 30
+        assert t.rate > 0
         assert unique_topic in board.html()
     finally:
         board.stop()
@@ -197,7 +202,8 @@ def test_live_plot_follow_without_a_broker_reports_what_to_do(tmp_path):
     while plot.running and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not plot.running
-    assert "labkit broker" in plot.error and "doctor" in plot.error
+    assert "labkit broker" in plot.error
+    assert "doctor" in plot.error
 
 
 def test_demo_notebook_passes_nbval(tmp_path, shared_broker):
@@ -225,4 +231,5 @@ def test_demo_notebook_passes_nbval(tmp_path, shared_broker):
         timeout=240,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert " passed" in proc.stdout and "failed" not in proc.stdout
+    assert " passed" in proc.stdout
+    assert "failed" not in proc.stdout

@@ -38,7 +38,8 @@ def test_event_stream_sends_keyed_transactions_and_leaves_no_threads(shared_brok
         stream.stop()
     stream.start()
     assert stream.join(timeout=30)
-    assert stream.sent == 60 and stream.error is None
+    assert stream.sent == 60
+    assert stream.error is None
     records = read_json(shared_broker.bootstrap, unique_topic, 60)
     assert sorted(r.value["tx_id"] for r in records) == [e["tx_id"] for e in events]
     partitions = {}

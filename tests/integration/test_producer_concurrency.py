@@ -95,11 +95,13 @@ def test_an_error_inside_the_sender_fails_its_records_and_flush_returns(
         producer.flush(timeout=10)  # before the fix: the sealed batches were lost, it hung
         assert all(f.failed() for f in futures)
         error = futures[-1].exception
-        assert isinstance(error, KafkaError) and unique_topic in str(error)
+        assert isinstance(error, KafkaError)
+        assert unique_topic in str(error)
         assert isinstance(error.__cause__, RuntimeError)
         with pytest.raises(KafkaError, match="were not written"):
             futures[1].get(timeout=1)
-        assert errors and errors[0] is futures[0].exception
+        assert errors
+        assert errors[0] is futures[0].exception
         del producer._on_seal  # the fault is gone: the producer works again
         assert producer.send(unique_topic, b"after").get(timeout=10).offset == 0
     finally:

@@ -158,11 +158,13 @@ def test_serializers_see_none_as_in_kafka_python(shared_broker, unique_topic):
 
 
 def test_a_serializer_that_fails_on_none_says_why_it_got_none(shared_broker, unique_topic):
-    with KafkaProducer(
-        bootstrap_servers=shared_broker.bootstrap, key_serializer=str.encode
-    ) as producer:
-        with pytest.raises(TypeError) as raised:
-            producer.send(unique_topic, b"value without a key")
+    with (
+        KafkaProducer(
+            bootstrap_servers=shared_broker.bootstrap, key_serializer=str.encode
+        ) as producer,
+        pytest.raises(TypeError) as raised,
+    ):
+        producer.send(unique_topic, b"value without a key")
     assert "key_serializer with key=None" in "".join(raised.value.__notes__)
 
 

@@ -45,7 +45,8 @@ def test_a_batch_over_max_message_bytes_is_split_until_it_fits(shared_broker, un
     records = read_all(shared_broker.bootstrap, unique_topic, 20)
     assert [r.value for r in records] == values
     assert [r.key for r in records][:4] == [b"k0", None, None, b"k3"]
-    assert records[4].headers == [("i", b"4")] and records[5].headers == []
+    assert records[4].headers == [("i", b"4")]
+    assert records[5].headers == []
     assert [r.timestamp for r in records] == [m.timestamp for m in metas]
 
 
@@ -65,10 +66,14 @@ def test_only_the_record_too_large_on_its_own_fails(shared_broker, unique_topic)
         assert [f.get(timeout=20).offset for f in after] == [1, 2, 3]
     message = str(caught.value)
     assert f"topic '{unique_topic}'" in message
-    assert "max.message.bytes" in message and "max_request_size" in message
+    assert "max.message.bytes" in message
+    assert "max_request_size" in message
     assert f"labkit topics --alter --topic {unique_topic}" in message
-    assert big.failed() and not big.retriable() and big.value is None
-    assert errors == [caught.value] and big.exception is caught.value
+    assert big.failed()
+    assert not big.retriable()
+    assert big.value is None
+    assert errors == [caught.value]
+    assert big.exception is caught.value
     assert [r.value[:1] for r in read_all(shared_broker.bootstrap, unique_topic, 4)] == [
         b"a",
         b"c",

@@ -238,7 +238,8 @@ def test_labkit_notebooks_check_passes():
 def test_each_notebook_checks_the_broker_first_and_ends_with_a_summary(name):
     nb = nbformat.read(str(MASTERS / f"{name}.ipynb"), as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
-    assert code and any("nb.doctor(" in source for source in code[:2]), (
+    assert code, f"{name}: one of the first two code cells should call nb.doctor(...)"
+    assert any("nb.doctor(" in source for source in code[:2]), (
         f"{name}: one of the first two code cells should call nb.doctor(...)"
     )
     markdown = [c.source.lower() for c in nb.cells if c.cell_type == "markdown"]

@@ -92,7 +92,8 @@ def test_an_id_missing_below_the_groups_position_is_lost():
         "s001-a": {"seen": {"s000": [[0, 3], [5, 9]]}, "max_offset": {"0": 9}, "duplicates": 0}
     }
     tally = classroom.account(acked, groups)
-    assert tally["lost"] == 1 and tally["unread"] == 0
+    assert tally["lost"] == 1
+    assert tally["unread"] == 0
     assert tally["lost_examples"] == ["s000-4 in s001-a"]
 
 
@@ -121,7 +122,7 @@ def test_each_group_must_see_each_id_and_duplicates_add_up():
 
 
 @pytest.mark.parametrize(
-    "line, kind",
+    ("line", "kind"),
     [
         (
             "group 'g': the coordinator no longer knows this consumer (expired); its partitions "
@@ -164,7 +165,8 @@ def test_the_probe_is_alone_and_the_rest_are_packed():
 
 def test_students_start_within_ten_seconds():
     starts = classroom.start_times(160, 1000.0)
-    assert len(starts) == 160 and starts["0"] == 1000.0
+    assert len(starts) == 160
+    assert starts["0"] == 1000.0
     assert max(starts.values()) - 1000.0 < classroom.START_SPREAD_S
 
 
@@ -229,7 +231,8 @@ def test_summarize_merges_processes_and_computes_cpu_per_record():
     assert row["broker_cpu_pct"] == pytest.approx(12.0)
     assert row["clients_cpu_pct"] == pytest.approx(40.0)
     assert row["idle_consumer_cpu_pct"] == pytest.approx(0.1)
-    assert row["delivered"] == 2000 and row["produced"] == 20
+    assert row["delivered"] == 2000
+    assert row["produced"] == 20
     assert row["cpu_per_record_ms"] == pytest.approx(2.0)  # 4 s / 2000 records
     assert row["first_assignment_p95_ms"] == 300.0
     assert row["rebalances"] == 2
@@ -258,7 +261,8 @@ def test_a_consumer_never_assigned_is_an_error_and_no_records_means_no_rate():
         {"broker": 0.1, "clients": 0.2, "idle": None},
     )
     assert row["errors"] == {"consumer never assigned": 1}
-    assert row["cpu_per_record_ms"] is None and row["e2e_p50_ms"] is None
+    assert row["cpu_per_record_ms"] is None
+    assert row["e2e_p50_ms"] is None
     assert row["idle_consumer_cpu_pct"] is None
 
 
@@ -319,7 +323,9 @@ def test_the_table_has_every_column_and_shows_errors_by_kind():
     )
     assert big[10] == "0 / 612 (5,000 unread: fell behind)"
     assert big[11] == "88"
-    assert small[0] == "20" and small[9] == "0" and small[10] == "0 / 0"
+    assert small[0] == "20"
+    assert small[9] == "0"
+    assert small[10] == "0 / 0"
 
 
 def test_the_section_names_its_command_conditions_and_note():

@@ -100,7 +100,8 @@ def test_latency_ratio_uses_p99():
         },
     ]
     table = _rows_of(report.latency_table(rows))
-    assert table[1][0] == "redis" and table[1][7] == "0.25×"
+    assert table[1][0] == "redis"
+    assert table[1][7] == "0.25×"
 
 
 def test_targets_verdicts():
@@ -166,7 +167,8 @@ def test_throughput_row_prefers_the_timed_part_and_flags_short_reads():
     assert row["mbps"] == pytest.approx(0.08)
     assert row["status"] == "ok (read 900 of 1,000 in time)"
     failed = cases.throughput_row("producer", "x", 100, 1, {"error": "boom"})
-    assert failed["status"] == "failed: boom" and failed["rps"] == 0.0
+    assert failed["status"] == "failed: boom"
+    assert failed["rps"] == 0.0
 
 
 def test_group_unique_counts_from_highest_offsets():
@@ -186,9 +188,11 @@ def test_percentiles_and_stamps():
     assert common.percentile(values, 99) == 990
     assert common.percentile(values, 99.9) == 999
     summary = common.latency_summary([2_000_000, 1_000_000])
-    assert summary["p50_ms"] == 1.0 and summary["max_ms"] == 2.0
+    assert summary["p50_ms"] == 1.0
+    assert summary["max_ms"] == 2.0
     value = common.stamped(7, common.padding(100))
-    assert len(value) == 100 and common.read_stamp(value)[0] == 7
+    assert len(value) == 100
+    assert common.read_stamp(value)[0] == 7
 
 
 def test_pacer_never_releases_more_than_the_total():
@@ -228,8 +232,12 @@ def test_hostile_clients_section_shows_each_attack_and_its_verdict():
     assert section[0] == "## Hostile clients"
     table = [line for line in section if line.startswith("|")]
     rows = _rows_of(table)
-    assert rows[0][0] == "baseline (5)" and rows[0][1] == "sent a/b" and rows[0][-1] == "ok"
-    assert rows[1][4] == "355.5" and rows[1][-2] == "984" and rows[1][-1] == "**over**"
+    assert rows[0][0] == "baseline (5)"
+    assert rows[0][1] == "sent a/b"
+    assert rows[0][-1] == "ok"
+    assert rows[1][4] == "355.5"
+    assert rows[1][-2] == "984"
+    assert rows[1][-1] == "**over**"
     assert rows[1][-3] == "broker died, 2 timeouts"
     assert "## Hostile clients" in report.render([], {}, attacks=data)
     assert "## Hostile clients" not in report.render([], {})

@@ -42,7 +42,7 @@ def test_broker_keys_and_log_defaults():
 
 
 @pytest.mark.parametrize(
-    "overrides, fragment",
+    ("overrides", "fragment"),
     [
         ({"log.retention.weeks": "1"}, "unknown broker config 'log.retention.weeks'"),
         ({"retention.ms": "1000"}, "go on the topic"),

@@ -55,7 +55,8 @@ def test_a_request_that_never_completes_is_cut():
     assert table.check() == []
     kernel.received[7] = 1500  # 1,200 bytes in, not yet a whole message
     assert table.check() == [b"id"]
-    assert kernel.shut == [7] and table.closed_for_budget == 1
+    assert kernel.shut == [7]
+    assert table.closed_for_budget == 1
     assert table.check() == []  # once
 
 
@@ -103,7 +104,8 @@ def test_closed_returns_the_clients_of_that_connection():
     kernel.peers[7] = "1.2.3.4:1000"
     table.accepted(7)
     table.bind(b"a", 7)
-    assert table.closed(7) == [b"a"] and not table.knows(b"a")
+    assert table.closed(7) == [b"a"]
+    assert not table.knows(b"a")
     assert table.closed(7) == []
 
 
@@ -117,7 +119,8 @@ def test_a_reused_descriptor_is_told_apart_by_its_peer():
     table.bind(b"new", 7)  # the new client's first message came first
     assert table.closed(7) == []  # the old connection's event: not the new one's
     table.accepted(7)  # the new connection's event
-    assert table.knows(b"new") and not table.knows(b"old")
+    assert table.knows(b"new")
+    assert not table.knows(b"old")
     assert table.closed(7) == [b"new"]
 
 
@@ -128,7 +131,8 @@ def test_nothing_is_enforced_without_counters():
     table.accepted(3)
     table.bind(b"id", 3)
     assert table.enforced is False
-    assert table.on_send(b"id", 10**9) is None and table.on_send(b"id", 1) is None
+    assert table.on_send(b"id", 10**9) is None
+    assert table.on_send(b"id", 1) is None
     assert table.check() == []
 
 
@@ -155,7 +159,8 @@ def test_descriptor_guard_keeps_a_reserve_for_connections():
 
 def test_emfile_says_file_descriptors_not_disk():
     text = out_of_descriptors(OSError(errno.EMFILE, "Too many open files"))
-    assert "out of file descriptors" in text and "disk" not in text
+    assert "out of file descriptors" in text
+    assert "disk" not in text
     assert out_of_descriptors(OSError(errno.ENOSPC, "No space left")) is None
 
 

@@ -52,10 +52,12 @@ def test_a_thousand_creates_cost_one_metadata_write(registry, monkeypatch):
     )
     for i in range(1000):
         assert registry.create(f"t{i}", 1) is None  # deferred: not there yet
-    assert registry.names() == [] and registry.pending
+    assert registry.names() == []
+    assert registry.pending
     assert run_round(registry) == {}
     assert writes == [1000]
-    assert len(registry.names()) == 1000 and not registry.pending
+    assert len(registry.names()) == 1000
+    assert not registry.pending
     assert len(stored_topics(registry)) == 1000
 
 
@@ -86,10 +88,12 @@ def test_delete_removes_files_only_after_topics_json_forgets_the_topic(registry)
     run_round(registry)
     directory = registry.data_dir / "t-0"
     registry.delete("t")
-    assert registry.get("t") is None and directory.exists()  # not yet: no round ran
+    assert registry.get("t") is None
+    assert directory.exists()  # not yet: no round ran
     assert "t" in stored_topics(registry)
     run_round(registry)
-    assert "t" not in stored_topics(registry) and not directory.exists()
+    assert "t" not in stored_topics(registry)
+    assert not directory.exists()
 
 
 def test_a_failed_metadata_write_fails_the_changes_and_is_retried(registry, monkeypatch):
@@ -101,12 +105,15 @@ def test_a_failed_metadata_write_fails_the_changes_and_is_retried(registry, monk
     monkeypatch.setattr(registry, "_write_body", full_disk)
     registry.create("a", 1)
     failed = run_round(registry)
-    assert list(failed) == ["a"] and isinstance(failed["a"], OSError)
-    assert registry.get("a") is None and not registry.being_created("a")
+    assert list(failed) == ["a"]
+    assert isinstance(failed["a"], OSError)
+    assert registry.get("a") is None
+    assert not registry.being_created("a")
     monkeypatch.setattr(registry, "_write_body", real)
     registry.create("a", 1)  # the client retries
     assert run_round(registry) == {}
-    assert registry.get("a") is not None and "a" in stored_topics(registry)
+    assert registry.get("a") is not None
+    assert "a" in stored_topics(registry)
 
 
 def test_inline_mode_is_durable_on_return(tmp_path, clock):
@@ -133,13 +140,29 @@ def test_close_finishes_a_pending_round(tmp_path, clock):
 # -- offset store ---------------------------------------------------------------------
 
 
+@pytest.fixture
+def open_store(clock):
+    """OffsetStore(path, clock), closed at the end of the test (an unclosed one keeps its
+    file open: a ResourceWarning, which the suite turns into an error)."""
+    stores = []
+
+    def open_(path) -> OffsetStore:
+        store = OffsetStore(path, clock)
+        stores.append(store)
+        return store
+
+    yield open_
+    for store in stores:
+        store.close()
+
+
 def grouped(tmp_path, clock) -> OffsetStore:
     store = OffsetStore(tmp_path, clock)
     store.group_commit = True
     return store
 
 
-def test_a_group_commit_is_written_and_fsynced_by_sync(tmp_path, clock):
+def test_a_group_commit_is_written_and_fsynced_by_sync(tmp_path, clock, open_store):
     store = grouped(tmp_path, clock)
     size = os.path.getsize(tmp_path / "__consumer_offsets" / "offsets.log")
     for i in range(50):
@@ -149,11 +172,13 @@ def test_a_group_commit_is_written_and_fsynced_by_sync(tmp_path, clock):
     assert os.path.getsize(tmp_path / "__consumer_offsets" / "offsets.log") == size
     store.sync()
     assert not store.unsynced
-    assert OffsetStore(tmp_path, clock).fetch("g")[("t", 0)].offset == 49
+    assert open_store(tmp_path).fetch("g")[("t", 0)].offset == 49
     store.close()
 
 
-def test_a_failed_sync_cuts_its_write_and_keeps_the_records(tmp_path, clock, monkeypatch):
+def test_a_failed_sync_cuts_its_write_and_keeps_the_records(
+    tmp_path, clock, monkeypatch, open_store
+):
     store = grouped(tmp_path, clock)
     store.commit("g", [("t", 0, 1, "")])
     store.sync()
@@ -166,19 +191,23 @@ def test_a_failed_sync_cuts_its_write_and_keeps_the_records(tmp_path, clock, mon
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(os, "fsync", failing)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="Input/output error"):
         store.sync()
-    assert store.unsynced and os.path.getsize(path) == size
+    assert store.unsynced
+    assert os.path.getsize(path) == size
     monkeypatch.setattr(os, "fsync", real_fsync)
     store.commit("g", [("t", 1, 5, "")])
     store.sync()
     assert not store.unsynced
-    reopened = OffsetStore(tmp_path, clock)
-    assert reopened.fetch("g")[("t", 0)].offset == 2 and reopened.fetch("g")[("t", 1)].offset == 5
+    reopened = open_store(tmp_path)
+    assert reopened.fetch("g")[("t", 0)].offset == 2
+    assert reopened.fetch("g")[("t", 1)].offset == 5
     store.close()
 
 
-def test_runtime_compaction_happens_in_sync_and_keeps_later_commits(tmp_path, clock, monkeypatch):
+def test_runtime_compaction_happens_in_sync_and_keeps_later_commits(
+    tmp_path, clock, monkeypatch, open_store
+):
     monkeypatch.setattr("labkit.broker.offsets._COMPACT_MIN_BYTES", 1000)
     store = grouped(tmp_path, clock)
     path = tmp_path / "__consumer_offsets" / "offsets.log"
@@ -187,11 +216,12 @@ def test_runtime_compaction_happens_in_sync_and_keeps_later_commits(tmp_path, cl
     store.sync()
     big = os.path.getsize(path)
     store.maybe_compact()  # the loop only queues it
-    assert os.path.getsize(path) == big and store.unsynced
+    assert os.path.getsize(path) == big
+    assert store.unsynced
     store.commit("g", [("t", 1, 7, "")])
     store.sync()
     assert os.path.getsize(path) < big / 10
-    reopened = OffsetStore(tmp_path, clock)
+    reopened = open_store(tmp_path)
     assert reopened.fetch("g")[("t", 0)].offset == 199
     assert reopened.fetch("g")[("t", 1)].offset == 7
     store.close()
@@ -200,7 +230,9 @@ def test_runtime_compaction_happens_in_sync_and_keeps_later_commits(tmp_path, cl
 # -- who waits (GroupCommit, run without its thread) ----------------------------------
 
 
-def test_commits_and_group_deletions_wait_for_the_round_that_syncs_them(tmp_path, clock):
+def test_commits_and_group_deletions_wait_for_the_round_that_syncs_them(
+    tmp_path, clock, open_store
+):
     registry = TopicRegistry(tmp_path / "data", LogConfig(), clock, 1).open()
     offsets = OffsetStore(tmp_path / "data", clock)
     sent = []
@@ -222,10 +254,11 @@ def test_commits_and_group_deletions_wait_for_the_round_that_syncs_them(tmp_path
     assert not durable.reply_when_durable(b"c", b"3", "heartbeat", {"error": 0}, mark)
     assert sent == []
     durable.stop()  # no thread: the round runs here
-    assert sent == [b"1", b"2"] and not offsets.unsynced
+    assert sent == [b"1", b"2"]
+    assert not offsets.unsynced
     offsets.close()
     registry.close()
-    assert not OffsetStore(tmp_path / "data", clock).has_group("g")
+    assert not open_store(tmp_path / "data").has_group("g")
 
 
 class HalfWriter:
@@ -243,7 +276,7 @@ class HalfWriter:
         return getattr(self.real, name)
 
 
-def test_a_torn_group_write_is_cut_off_and_the_next_sync_completes_it(tmp_path, clock):
+def test_a_torn_group_write_is_cut_off_and_the_next_sync_completes_it(tmp_path, clock, open_store):
     store = grouped(tmp_path, clock)
     store.commit("g", [("t", 0, 1, "")])
     store.sync()
@@ -256,7 +289,7 @@ def test_a_torn_group_write_is_cut_off_and_the_next_sync_completes_it(tmp_path, 
     store.commit("g", [("t", 1, 4, "")])
     store.sync()
     store.close()
-    reopened = OffsetStore(tmp_path, clock)
+    reopened = open_store(tmp_path)
     assert reopened.truncated_bytes == 0  # nothing torn left in the file
     assert reopened.fetch("g")[("t", 0)].offset == 2
     assert reopened.fetch("g")[("t", 1)].offset == 4
@@ -302,7 +335,8 @@ def test_a_quota_change_is_written_by_the_round_and_answered_after_it(tmp_path, 
     path = tmp_path / "data" / QUOTAS_FILE
     assert alter(durable, quotas, b"1", quota_entry("a", 100))
     assert quotas.quota_for(PRODUCER_BYTE_RATE, "a") == 100  # in effect at once
-    assert not path.exists() and sent == []  # not written on the loop
+    assert not path.exists()
+    assert sent == []
     assert alter(durable, quotas, b"2", quota_entry("a", 100))  # no change, still unsaved
     durable.stop()  # no thread: the round runs here
     assert [rid for rid, _ in sent] == [b"1", b"2"]
@@ -320,7 +354,8 @@ def test_a_failed_quota_write_answers_a_storage_error_and_reverts(quota_commit, 
     monkeypatch.setattr("labkit.broker.quota_entities.write_entities", full_disk)
     assert alter(durable, quotas, b"1", quota_entry("a", 100))
     durable.stop()
-    ((rid, header),) = sent
+    ((_rid, header),) = sent
     assert header["entries"][0]["error"] == KafkaStorageError.errno
     assert "disk space" in header["entries"][0]["message"]
-    assert quotas.quota_for(PRODUCER_BYTE_RATE, "a") is None and not quotas.unsaved
+    assert quotas.quota_for(PRODUCER_BYTE_RATE, "a") is None
+    assert not quotas.unsaved

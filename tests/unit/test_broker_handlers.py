@@ -70,18 +70,22 @@ def fetch(handlers, parts, min_bytes=1, max_wait_ms=500, max_bytes=1 << 20, fina
 def test_api_versions_lists_extra_apis(handlers):
     reply = handlers.handle("api_versions", {}, [])
     assert reply.header["error"] == 0
-    assert "join_group" in reply.header["apis"] and "fetch" in reply.header["apis"]
+    assert "join_group" in reply.header["apis"]
+    assert "fetch" in reply.header["apis"]
 
 
 def test_unknown_api_is_unsupported(handlers):
     reply = handlers.handle("frobnicate", {}, [])
-    assert reply.header["error"] == 35 and "frobnicate" in reply.header["message"]
+    assert reply.header["error"] == 35
+    assert "frobnicate" in reply.header["message"]
 
 
 def test_produce_appends_and_reports_offsets(handlers):
     reply = produce(handlers, "t", 0, batch(b"a", b"b"))  # auto-created
     assert reply.header == {"error": 0, "results": [[0, 0, 0, None]]}
-    assert reply.appended == [("t", 0)] and not reply.silent and reply.sync is None
+    assert reply.appended == [("t", 0)]
+    assert not reply.silent
+    assert reply.sync is None
     assert produce(handlers, "t", 0, batch(b"c")).header["results"][0][0] == 2
 
 
@@ -90,7 +94,8 @@ def test_produce_acks_zero_is_silent_and_acks_all_waits_for_sync(handlers):
     reply = produce(handlers, "t", 0, batch(b"b"), acks=-1)
     assert not reply.silent
     ((index, plog),) = reply.sync
-    assert index == 0 and plog is handlers.registry.partition("t", 0)
+    assert index == 0
+    assert plog is handlers.registry.partition("t", 0)
     assert produce(handlers, "t", 0, batch(b"c"), acks=3).header["error"] == 21
 
 
@@ -132,7 +137,8 @@ def test_fetch_reads_whole_batches(handlers):
 def test_fetch_without_data_asks_to_park_until_final(handlers):
     produce(handlers, "t", 0, batch(b"a"))
     reply = fetch(handlers, [["t", 0, 1, 1 << 20]], max_wait_ms=700)
-    assert reply.park_ms == 700 and reply.keys == [("t", 0)]
+    assert reply.park_ms == 700
+    assert reply.keys == [("t", 0)]
     assert bytes(reply.payloads[0]) == b""
     assert fetch(handlers, [["t", 0, 1, 1 << 20]], final=True).keys is None
     assert fetch(handlers, [["t", 0, 1, 1 << 20]], max_wait_ms=0).keys is None
@@ -156,7 +162,8 @@ def test_fetch_errors_answer_at_once(handlers):
 def test_fetch_naming_a_partition_twice_is_invalid(handlers):
     produce(handlers, "t", 0, batch(b"a"))
     reply = fetch(handlers, [["t", 0, 0, 100], ["t", 0, 1, 100]])
-    assert reply.header["error"] == 42 and reply.keys is None
+    assert reply.header["error"] == 42
+    assert reply.keys is None
     assert "t-0 appears more than once" in reply.header["message"]
 
 
@@ -172,7 +179,8 @@ def test_fetch_wait_is_bounded(handlers):
     cap = handlers.config.fetch_max_wait_max_ms
     assert fetch(handlers, [["t", 0, 1, 100]], max_wait_ms=cap * 10).park_ms == cap
     too_long = fetch(handlers, [["t", 0, 1, 100]], max_wait_ms=10**15)
-    assert too_long.header["error"] == 42 and "max_wait_ms" in too_long.header["message"]
+    assert too_long.header["error"] == 42
+    assert "max_wait_ms" in too_long.header["message"]
 
 
 def test_fetch_max_bytes_is_capped_by_the_broker(make):
@@ -245,15 +253,17 @@ def test_admin_round_trip(handlers):
     reply = handlers.handle("describe_configs", {"topics": ["a", "b"]}, [])
     first, missing = reply.header["topics"]
     values = {c["name"]: c["value"] for c in first["configs"]}
-    assert values["retention.ms"] == "5000" and values["segment.bytes"] == "100000"
+    assert values["retention.ms"] == "5000"
+    assert values["segment.bytes"] == "100000"
     assert missing["error"] == 3
     reply = handlers.handle("delete_topics", {"topics": ["a"]}, [])
-    assert reply.header["topics"][0]["error"] == 0 and reply.topics_changed
+    assert reply.header["topics"][0]["error"] == 0
+    assert reply.topics_changed
     assert handlers.registry.names() == []
 
 
 @pytest.mark.parametrize(
-    "api, header",
+    ("api", "header"),
     [
         ("metadata", {"topics": "t"}),
         ("produce", {"acks": 1, "targets": [["t"]]}),
@@ -266,7 +276,8 @@ def test_admin_round_trip(handlers):
 )
 def test_malformed_headers_are_invalid_requests(handlers, api, header):
     reply = handlers.handle(api, header, [])
-    assert reply.header["error"] == 42 and reply.header["message"]
+    assert reply.header["error"] == 42
+    assert reply.header["message"]
 
 
 class _FullDisk:
@@ -285,20 +296,23 @@ def test_storage_errors_become_kafka_storage_error(handlers):
         result = produce(handlers, "t", 0, batch(b"a")).header["results"][0]
     finally:
         topic.partitions[0] = real
-    assert result[1] == 56 and "No space left" in result[3]
+    assert result[1] == 56
+    assert "No space left" in result[3]
 
 
 def test_unexpected_errors_become_unknown_error_with_a_log_line(handlers, caplog):
     handlers.registry = None  # any call on it now fails in an unexpected way
     with caplog.at_level(logging.ERROR, logger="labkit.broker.replies"):
         reply = handlers.handle("metadata", {"topics": None}, [])
-    assert reply.header["error"] == -1 and "AttributeError" in reply.header["message"]
+    assert reply.header["error"] == -1
+    assert "AttributeError" in reply.header["message"]
     assert "unexpected error" in caplog.text
 
 
 def test_fetch_never_raises_even_when_called_directly(handlers):
     handlers.registry = None
     reply = handlers.fetch({"partitions": [["t", 0, 0, 10]]}, final=True)
-    assert reply.header["error"] == 0 and reply.header["partitions"][0][2] == -1
+    assert reply.header["error"] == 0
+    assert reply.header["partitions"][0][2] == -1
     reply = handlers.fetch(None, final=True)  # not even a dict
     assert reply.header["error"] == -1

@@ -64,7 +64,8 @@ def fetch_error(loop, replies, offset: int) -> int:
 def test_the_reply_waits_for_the_round_that_writes_the_checkpoint(world):
     loop, replies, checkpoint = world
     delete(loop, b"1", 3)
-    assert replies.take() == [] and not checkpoint.exists()  # nothing written on the loop
+    assert replies.take() == []
+    assert not checkpoint.exists()
     assert fetch_error(loop, replies, 2) == OffsetOutOfRangeError.errno  # moved at once
     delete(loop, b"2", 2)  # below the new start: changes nothing, but waits for it too
     assert replies.take() == []
@@ -87,10 +88,11 @@ def test_a_failed_checkpoint_write_answers_a_storage_error_and_a_retry_saves_it(
     monkeypatch.setattr("labkit.log.start_offset.write", full_disk)
     delete(loop, b"1", 4)
     loop.durable.stop()
-    ((rid, header),) = replies.take()
+    ((_rid, header),) = replies.take()
     (row,) = header["partitions"]
     assert row[:4] == ["t", 0, KafkaStorageError.errno, -1]
-    assert "disk space" in row[4] and "retry" in row[4]
+    assert "disk space" in row[4]
+    assert "retry" in row[4]
     assert not checkpoint.exists()
     monkeypatch.undo()
     delete(loop, b"2", 4)  # the retry: the start moved already, still it waits

@@ -117,8 +117,10 @@ def test_each_request_is_answered_through_the_transport_with_its_request_id(worl
     request(world, b"1", "metadata", {"topics": ["t"]})
     request(world, b"2", "no_such_api", {})
     (meta, unknown) = world.transport.take()
-    assert meta[:2] == (b"c", b"1") and len(meta[2]["topics"][0]["partitions"]) == 2
-    assert unknown[1] == b"2" and unknown[2]["error"] == UnsupportedVersionError.errno
+    assert meta[:2] == (b"c", b"1")
+    assert len(meta[2]["topics"][0]["partitions"]) == 2
+    assert unknown[1] == b"2"
+    assert unknown[2]["error"] == UnsupportedVersionError.errno
     assert world.loop.stats["errors"] == 0
 
 
@@ -132,7 +134,8 @@ def test_malformed_messages_get_an_error_when_their_id_can_be_read_else_are_drop
         (b"7", InvalidRequestError.errno),
         (b"8", InvalidRequestError.errno),
     ]
-    assert world.loop.stats["dropped"] == 2 and world.loop.stats["errors"] == 2
+    assert world.loop.stats["dropped"] == 2
+    assert world.loop.stats["errors"] == 2
 
 
 def test_an_unexpected_error_is_answered_and_the_loop_carries_on(world, monkeypatch):
@@ -147,15 +150,19 @@ def test_an_unexpected_error_is_answered_and_the_loop_carries_on(world, monkeypa
     request(world, b"1", "metadata", {})
     produce(world, b"2")
     (bug, ok) = world.transport.take()
-    assert bug[2]["error"] == UnknownError.errno and "RuntimeError: a bug" in bug[2]["message"]
-    assert ok[1] == b"2" and ok[2]["results"][0][1] == 0
+    assert bug[2]["error"] == UnknownError.errno
+    assert "RuntimeError: a bug" in bug[2]["message"]
+    assert ok[1] == b"2"
+    assert ok[2]["results"][0][1] == 0
     assert world.loop.stats["errors"] == 1
 
 
 def test_a_reply_that_is_not_json_goes_out_as_an_error_not_half_a_message(world):
     world.loop.send(b"c", b"1", {"value": object()}, [b"payload"])
     ((_client, rid, header, payloads),) = world.transport.take()
-    assert rid == b"1" and header["error"] == UnknownError.errno and payloads == []
+    assert rid == b"1"
+    assert header["error"] == UnknownError.errno
+    assert payloads == []
 
 
 def test_acks_0_gets_no_reply(world):
@@ -169,20 +176,24 @@ def test_acks_0_gets_no_reply(world):
 
 def test_a_short_fetch_is_parked_and_a_produce_wakes_it_on_the_next_turn(world):
     fetch(world, b"f", client=b"consumer", wait_ms=10_000)
-    assert world.transport.take() == [] and len(world.loop.parking) == 1
+    assert world.transport.take() == []
+    assert len(world.loop.parking) == 1
     produce(world, b"p", client=b"producer")
     assert world.transport.rids() == [b"p"]  # the fetch is re-checked by the turn
     world.loop.turn()
     ((client, rid, header, payloads),) = world.transport.take()
-    assert (client, rid) == (b"consumer", b"f") and header["partitions"][0][3] == 1
-    assert len(payloads[0]) > 0 and len(world.loop.parking) == 0
+    assert (client, rid) == (b"consumer", b"f")
+    assert header["partitions"][0][3] == 1
+    assert len(payloads[0]) > 0
+    assert len(world.loop.parking) == 0
 
 
 def test_a_produce_to_another_partition_does_not_answer_the_fetch(world):
     fetch(world, b"f", wait_ms=10_000, partition=0)
     produce(world, b"p", partition=1)
     world.loop.turn()
-    assert world.transport.rids() == [b"p"] and len(world.loop.parking) == 1
+    assert world.transport.rids() == [b"p"]
+    assert len(world.loop.parking) == 1
 
 
 def test_a_parked_fetch_is_answered_empty_when_its_wait_runs_out(world):
@@ -195,7 +206,9 @@ def test_a_parked_fetch_is_answered_empty_when_its_wait_runs_out(world):
     world.clock.advance(0.002)
     world.loop.turn()
     ((_client, rid, header, payloads),) = world.transport.take()
-    assert rid == b"f" and header["partitions"][0][2] == 0 and payloads == [b""]
+    assert rid == b"f"
+    assert header["partitions"][0][2] == 0
+    assert payloads == [b""]
 
 
 def test_an_admin_change_rechecks_every_parked_fetch(world):
@@ -293,7 +306,8 @@ def test_a_connection_flooding_past_its_budget_is_closed_and_loses_its_parked_fe
     world.tcp.received[5] = 5 * BUDGET  # bytes the loop never read
     world.loop.turn()
     assert world.tcp.shut == [5]
-    assert world.loop.parking.parked_by(b"flood") == 0 and len(world.loop.parking) == 1
+    assert world.loop.parking.parked_by(b"flood") == 0
+    assert len(world.loop.parking) == 1
     assert world.transport.take() == []  # nothing more goes to a connection that is cut
 
 
@@ -303,7 +317,8 @@ def test_a_client_that_reads_no_replies_is_cut_off(world):
     for n in range(100):
         request(world, b"%d" % n, "metadata", {"topics": ["t"]}, client=b"deaf")
     sent = world.transport.take()
-    assert world.tcp.shut == [5] and 0 < len(sent) < 100
+    assert world.tcp.shut == [5]
+    assert 0 < len(sent) < 100
     assert len(world.loop.parking) == 0  # released with its connection
     request(world, b"x", "metadata", {}, client=b"deaf")
     assert world.transport.take() == []
@@ -343,7 +358,8 @@ def test_a_finished_round_installs_topics_and_answers_held_requests(world):
     assert done.wait(10), "the flusher finished no round"
     world.loop.flushes_done()
     ((_c, rid, header, _p),) = world.transport.take()
-    assert rid == b"m" and header["topics"][0]["error"] == 0
+    assert rid == b"m"
+    assert header["topics"][0]["error"] == 0
     assert world.loop.registry.get("auto") is not None
 
 

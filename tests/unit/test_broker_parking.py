@@ -50,7 +50,8 @@ def test_wake_answers_only_fetches_on_partitions_with_data(fetch):
     assert lot.wake([("t", 0)]) == []  # no data yet: both keep waiting
     fetch.with_data.add(("t", 0))
     assert rids(lot.wake([("t", 0)])) == [b"1"]
-    assert len(lot) == 1 and lot.parked_by(b"a") == 1
+    assert len(lot) == 1
+    assert lot.parked_by(b"a") == 1
 
 
 def test_expire_answers_what_is_due_with_final_fetch(fetch):
@@ -63,7 +64,8 @@ def test_expire_answers_what_is_due_with_final_fetch(fetch):
     assert lot.expire(clock.monotonic()) == []
     clock.advance(0.2)
     (answer,) = lot.expire(clock.monotonic())
-    assert answer[1] == b"short" and answer[2].final
+    assert answer[1] == b"short"
+    assert answer[2].final
     assert lot.next_deadline() == pytest.approx(clock.monotonic() + 4.4)
 
 
@@ -73,7 +75,8 @@ def test_a_client_over_its_share_is_answered_at_once(fetch):
     for n in range(3):
         assert park(lot, clock, b"hog", b"%d" % n) == []
     (answer,) = park(lot, clock, b"hog", b"3")
-    assert answer[:2] == (b"hog", b"3") and answer[2].final
+    assert answer[:2] == (b"hog", b"3")
+    assert answer[2].final
     assert park(lot, clock, b"good", b"g") == []
     assert len(lot) == 4
 
@@ -84,11 +87,13 @@ def test_when_full_the_biggest_holder_gives_up_its_oldest_slot(fetch):
     for n in range(4):
         park(lot, clock, b"hog", b"h%d" % n)
     (evicted,) = park(lot, clock, b"good", b"g1")
-    assert evicted[:2] == (b"hog", b"h0") and evicted[2].final
+    assert evicted[:2] == (b"hog", b"h0")
+    assert evicted[2].final
     park(lot, clock, b"good", b"g2")  # hog 2, good 2: shares are equal now
     (refused,) = park(lot, clock, b"good", b"g3")
     assert refused[:2] == (b"good", b"g3")
-    assert lot.parked_by(b"hog") == 2 and lot.parked_by(b"good") == 2
+    assert lot.parked_by(b"hog") == 2
+    assert lot.parked_by(b"good") == 2
 
 
 def test_release_client_answers_its_fetches_and_leaves_others(fetch):
@@ -99,7 +104,8 @@ def test_release_client_answers_its_fetches_and_leaves_others(fetch):
     park(lot, clock, b"stays", b"s")
     assert rids(lot.release_client(b"gone")) == [b"0", b"1", b"2"]
     assert lot.release_client(b"gone") == []
-    assert len(lot) == 1 and lot.parked_by(b"stays") == 1
+    assert len(lot) == 1
+    assert lot.parked_by(b"stays") == 1
     clock.advance(1)
     assert rids(lot.expire(clock.monotonic())) == [b"s"]
     assert lot.next_deadline() is None
@@ -113,7 +119,8 @@ def test_the_heap_does_not_keep_released_entries(fetch):
         for n in range(10):
             park(lot, clock, client, b"%d" % n, wait_s=10**6)
         lot.release_client(client)
-    assert len(lot) == 0 and len(lot._heap) <= 2 * lot.capacity + 1
+    assert len(lot) == 0
+    assert len(lot._heap) <= 2 * lot.capacity + 1
 
 
 def test_wake_all_and_answer_all(fetch):
@@ -124,4 +131,5 @@ def test_wake_all_and_answer_all(fetch):
     fetch.with_data.add(("u", 0))
     assert rids(lot.wake_all()) == [b"2"]
     assert rids(lot.answer_all()) == [b"1"]
-    assert len(lot) == 0 and lot.next_deadline() is None
+    assert len(lot) == 0
+    assert lot.next_deadline() is None

@@ -104,7 +104,7 @@ def test_validate_only_changes_nothing(registry):
 
 def test_unknown_partition(registry):
     registry.create("t", 2)
-    with pytest.raises(UnknownTopicOrPartitionError, match="partitions 0..1"):
+    with pytest.raises(UnknownTopicOrPartitionError, match=r"partitions 0\.\.1"):
         registry.partition("t", 2)
     with pytest.raises(UnknownTopicOrPartitionError, match="does not exist"):
         registry.partition("nope", 0)
@@ -159,7 +159,8 @@ def test_topics_and_configs_survive_reopening(tmp_path, clock):
         assert len(reg.get("a").partitions) == 2
         assert reg.get("a").config.retention_ms == 1000
         assert reg.get("b").overrides == {"segment.bytes": "100000"}
-        assert reg.cluster_id == cluster_id and cluster_id
+        assert reg.cluster_id == cluster_id
+        assert cluster_id
     finally:
         reg.close()
 

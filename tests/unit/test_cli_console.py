@@ -185,7 +185,7 @@ def test_processed_line_matches_kafka():
 
 
 @pytest.mark.parametrize(
-    "argv, message",
+    ("argv", "message"),
     [
         ([], "--topic is required"),
         (["--topic", "rta", "--offset", "3"], "partition is required"),
@@ -216,7 +216,8 @@ def test_offset_parsing():
 def test_consumer_config_without_group_is_a_throwaway_reader(monkeypatch):
     monkeypatch.delenv("LABKIT_BOOTSTRAP", raising=False)
     config = cc.consumer_config(parse(cc, ["--topic", "rta", "--from-beginning"]))
-    assert config["group_id"] is None and config["enable_auto_commit"] is False
+    assert config["group_id"] is None
+    assert config["enable_auto_commit"] is False
     assert config["auto_offset_reset"] == "earliest"
     assert config["bootstrap_servers"] == ["localhost:9092"]
 
@@ -236,8 +237,10 @@ def test_consumer_config_with_group_and_properties():
         ],
     )
     config = cc.consumer_config(args)
-    assert config["group_id"] == "g1" and config["enable_auto_commit"] is True
-    assert config["auto_offset_reset"] == "latest" and config["fetch_max_wait_ms"] == 100
+    assert config["group_id"] == "g1"
+    assert config["enable_auto_commit"] is True
+    assert config["auto_offset_reset"] == "latest"
+    assert config["fetch_max_wait_ms"] == 100
     assert config["bootstrap_servers"] == ["h:1"]
     with pytest.raises(UsageError, match="do not match"):
         cc.consumer_config(
@@ -262,7 +265,8 @@ def test_consumer_config_file(tmp_path):
     path = tmp_path / "consumer.properties"
     path.write_text("# comment\ngroup.id=from-file\nmax.poll.records = 10\n", encoding="utf-8")
     config = cc.consumer_config(parse(cc, ["--topic", "rta", "--consumer.config", str(path)]))
-    assert config["group_id"] == "from-file" and config["max_poll_records"] == 10
+    assert config["group_id"] == "from-file"
+    assert config["max_poll_records"] == 10
 
 
 class TimedPolls:
@@ -288,7 +292,8 @@ def test_consume_stops_at_max_messages_mid_batch():
     opts, _ = cc.format_options({"print.offset": "true", "print.value": "false"})
     cc.consume(polls, out, opts, progress, max_messages=3, clock=clock)
     assert out.getvalue() == "Offset:0\nOffset:1\nOffset:2\n"
-    assert progress.count == 3 and not progress.timed_out
+    assert progress.count == 3
+    assert not progress.timed_out
     assert polls.waits[0][1] == 3
 
 
@@ -299,7 +304,8 @@ def test_consume_times_out_after_silence_counted_from_the_last_record():
     cc.consume(
         polls, out, cc.format_options({})[0], progress, timeout_ms=1000, clock=clock, poll_ms=300
     )
-    assert progress.timed_out and progress.count == 1
+    assert progress.timed_out
+    assert progress.count == 1
     # 300 ms of silence, then a record; then the full 1000 ms of silence again.
     assert sum(wait for wait, _ in polls.waits[2:]) == 1000
 
@@ -381,7 +387,8 @@ def test_producer_config_maps_flags_to_kafka_python_names():
     )
     config = cp.producer_config(args)
     assert config["bootstrap_servers"] == ["h:9"]
-    assert config["linger_ms"] == 50 and config["batch_size"] == 1000
+    assert config["linger_ms"] == 50
+    assert config["batch_size"] == 1000
     assert config["acks"] == 1, "--producer-property wins, as in Kafka"
     assert (
         cp.producer_config(parse(cp, ["--topic", "rta", "--request-required-acks", "all"]))["acks"]
@@ -414,7 +421,8 @@ def test_produce_lines_keeps_going_after_a_bad_line_and_prompts_only_when_asked(
     stdin = io.BytesIO(b"jan:45\r\nbroken\nfeb:50")
     cp.produce_lines(producer, "rta", stdin, opts, delivery, prompt=prompt)
     assert producer.sent == [("rta", b"jan", b"45"), ("rta", b"feb", b"50")]
-    assert delivery.sent == 2 and delivery.rejected == 1
+    assert delivery.sent == 2
+    assert delivery.rejected == 1
     assert "line number 2: 'broken'" in err.getvalue()
     assert prompt.getvalue() == ">>>>\n"
 
@@ -424,7 +432,7 @@ def test_a_rejected_client_setting_names_the_flag():
     from labkit.cli._common import build_client
     from labkit.errors import KafkaConfigurationError
 
-    with pytest.raises(KafkaConfigurationError, match="foo_bar.*--producer-property"):
+    with pytest.raises(KafkaConfigurationError, match=r"foo_bar.*--producer-property"):
         build_client(
             KafkaProducer,
             {"bootstrap_servers": ["127.0.0.1:1"], "foo_bar": 1},

@@ -72,9 +72,11 @@ def test_registry_names_the_expected_commands():
 @pytest.mark.parametrize("command", COMMANDS, ids=[c.name for c in COMMANDS])
 def test_every_command_module_follows_the_command_contract(command):
     module = importlib.import_module(command.module)  # a typo in COMMANDS fails here
-    assert module.NAME == command.name
-    assert isinstance(module.HELP, str) and "\n" not in module.HELP
-    assert callable(module.add_arguments) and callable(module.run)
+    assert command.name == module.NAME
+    assert isinstance(module.HELP, str)
+    assert "\n" not in module.HELP
+    assert callable(module.add_arguments)
+    assert callable(module.run)
 
 
 def test_missing_dependency_names_the_package(command_dir, capsys):
@@ -112,7 +114,9 @@ RAISING = """
 """
 
 
-@pytest.mark.parametrize("what, code", [("kafka", 1), ("interrupt", 130), ("usage", 2), ("ok", 7)])
+@pytest.mark.parametrize(
+    ("what", "code"), [("kafka", 1), ("interrupt", 130), ("usage", 2), ("ok", 7)]
+)
 def test_failures_become_exit_codes(command_dir, capsys, what, code):
     command_dir("raiser", "labkit_test_raiser", RAISING)
     assert main(["raiser", what]) == code
@@ -124,7 +128,8 @@ def test_failures_become_exit_codes(command_dir, capsys, what, code):
     if what == "interrupt":
         assert err == ""
     if what == "usage":
-        assert "--topic is required" in err and "--help" in err
+        assert "--topic is required" in err
+        assert "--help" in err
 
 
 def test_bad_arguments_exit_2_with_usage(command_dir, capsys):

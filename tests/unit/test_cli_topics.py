@@ -85,7 +85,7 @@ def test_exactly_one_action_is_required():
 
 
 @pytest.mark.parametrize(
-    "argv, message",
+    ("argv", "message"),
     [
         (["--create"], "--topic is required"),
         (["--delete"], "--topic is required"),

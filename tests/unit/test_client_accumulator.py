@@ -49,7 +49,8 @@ def test_drain_seals_one_valid_batch_per_partition_in_order():
     assert decoded.timestamps == [1000 + i for i in range(5)]
     assert decoded.keys == [None] * 5
     assert decode_batch(batches[1].data).keys == [b"k"]
-    assert a.pending() == 0 and b.pending() == 0
+    assert a.pending() == 0
+    assert b.pending() == 0
     assert [f[1] for f in fa] == list(range(5))
     assert all(f[0] is batches[0] for f in fa)
     assert acc.incomplete == 2
@@ -64,7 +65,8 @@ def test_batches_respect_batch_size_and_a_big_record_gets_its_own_batch():
     batches, _ = acc.drain(0.0, 1 << 20, lambda b: None)
     assert sum(x.count for x in batches) == 31
     assert all(len(x.data) <= 1000 for x in batches[:-1])
-    assert batches[-1].count == 1 and len(batches[-1].data) > 5000
+    assert batches[-1].count == 1
+    assert len(batches[-1].data) > 5000
 
 
 def test_request_budget_leaves_the_rest_buffered():
@@ -75,7 +77,8 @@ def test_request_budget_leaves_the_rest_buffered():
     batches, due = acc.drain(0.0, 2500, lambda b: None)
     assert 1 <= len(batches) <= 3
     assert sum(len(x.data) for x in batches) <= 2500 + 1000
-    assert buf.pending() and due == 0.0
+    assert buf.pending()
+    assert due == 0.0
     rest, _ = acc.drain(0.0, 1 << 20, lambda b: None)
     assert sum(x.count for x in batches + rest) == 50
 
@@ -86,10 +89,12 @@ def test_linger_holds_records_until_due_unless_flushing():
     buf = acc.new_buffer(TP)
     append(acc, buf, b"a")
     batches, due = acc.drain(clock.monotonic(), 1 << 20, lambda b: None)
-    assert batches == [] and due == pytest.approx(0.05)
+    assert batches == []
+    assert due == pytest.approx(0.05)
     clock.advance(0.02)
     batches, due = acc.drain(clock.monotonic(), 1 << 20, lambda b: None)
-    assert batches == [] and due == pytest.approx(0.03)
+    assert batches == []
+    assert due == pytest.approx(0.03)
     acc.flushing += 1
     batches, _ = acc.drain(clock.monotonic(), 1 << 20, lambda b: None)
     assert len(batches) == 1
@@ -105,7 +110,8 @@ def test_future_resolves_to_record_metadata():
     acc.complete(batch, 40)
     meta = futures[2].get(timeout=0)
     assert meta == RecordMetadata("t", 0, TP, 42, 5002, None, 2, 3, -1)
-    assert futures[0].succeeded() and not futures[0].failed()
+    assert futures[0].succeeded()
+    assert not futures[0].failed()
     assert futures[1].value.offset == 41
     assert futures[1].exception is None
     assert acc.incomplete == 0
@@ -214,14 +220,17 @@ def test_buffered_records_do_not_burden_the_garbage_collector():
     append(acc, buf, b"value", headers=[("h", b"1")])
     gc.collect()
     batch = buf.open  # columns, no container object per record
-    assert batch.records == [b"value", b"value"] and batch.keys == [b"key", None]
-    assert batch.hdrs == [None, [("h", b"1")]] and len(batch.ts) == 2
+    assert batch.records == [b"value", b"value"]
+    assert batch.keys == [b"key", None]
+    assert batch.hdrs == [None, [("h", b"1")]]
+    assert len(batch.ts) == 2
     assert not any(gc.is_tracked(x) for x in batch.records + batch.keys + batch.ts)
     del future  # nothing else refers to an ignored future
     assert buf.pending() == 2
     (sealed,), _ = acc.drain(0.0, 1 << 20, lambda b: None)
     decoded = decode_batch(sealed.data)
-    assert decoded.keys == [b"key", None] and decoded.headers == [[], [("h", b"1")]]
+    assert decoded.keys == [b"key", None]
+    assert decoded.headers == [[], [("h", b"1")]]
 
 
 class _AppendsWhileSummed(ProducerBatch):
@@ -259,10 +268,12 @@ def test_drain_survives_a_send_appending_while_it_scans_the_ready_queue():
     assert len(buf.ready) == 3
     # the budget takes one batch: drain() then sums the sizes of the rest
     first, due = acc.drain(0.0, 10, lambda b: None)
-    assert len(first) == 1 and due == 0.0
+    assert len(first) == 1
+    assert due == 0.0
     rest, _ = acc.drain(0.0, 1 << 20, lambda b: None)
     assert sum(b.count for b in first + rest) == 5
-    assert acc.incomplete == len(first + rest) and buf.pending() == 0
+    assert acc.incomplete == len(first + rest)
+    assert buf.pending() == 0
 
 
 def test_batches_sealed_before_an_error_in_drain_are_handed_to_the_caller():
@@ -283,8 +294,11 @@ def test_batches_sealed_before_an_error_in_drain_are_handed_to_the_caller():
     for batch in taken:
         acc.complete(batch, -1, KafkaTimeoutError("failed"))
         acc.complete(batch, 5)  # a second completion changes nothing
-    assert futures[0].failed() and futures[1].failed() and not futures[2].is_done
-    assert acc.incomplete == 0 and acc.in_flight_bytes == 0
+    assert futures[0].failed()
+    assert futures[1].failed()
+    assert not futures[2].is_done
+    assert acc.incomplete == 0
+    assert acc.in_flight_bytes == 0
     rest, _ = acc.drain(0.0, 1 << 20, lambda b: None)
     assert [b.tp.partition for b in rest] == [2]
 
@@ -310,24 +324,29 @@ def test_a_split_batch_resolves_each_record_from_its_parts():
     left, right = acc.split(batch)
     assert (left.count, right.count, left.first, right.first) == (2, 3, 0, 2)
     decoded = decode_batch(right.data)
-    assert decoded.values == [b"v2", b"v3", b"v4"] and decoded.timestamps == [102, 103, 104]
+    assert decoded.values == [b"v2", b"v3", b"v4"]
+    assert decoded.timestamps == [102, 103, 104]
     assert decoded.headers == [[], [("h", b"x")], []]
     assert decode_batch(left.data).keys == [None, b"k"]
     right_a, right_b = acc.split(right)  # a part split again
     assert (right_a.first, right_a.count, right_b.first, right_b.count) == (2, 1, 3, 2)
     acc.complete(left, 10)
     acc.complete(right_b, 12)
-    assert not futures[0].is_done and seen == []  # done once every record is
+    assert not futures[0].is_done
+    assert seen == []  # done once every record is
     too_big = NotLeaderForPartitionError("refused")
     acc.complete(right_a, -1, too_big)
     assert [f.succeeded() for f in futures] == [True, True, False, True, True]
     assert [f.get().offset for f in futures if f.succeeded()] == [10, 11, 12, 13]
-    assert futures[2].exception is too_big and futures[2].value is None
+    assert futures[2].exception is too_big
+    assert futures[2].value is None
     with pytest.raises(NotLeaderForPartitionError):
         futures[2].get()
-    assert futures[1].get().serialized_key_size == 1 and futures[3].get().timestamp == 103
+    assert futures[1].get().serialized_key_size == 1
+    assert futures[3].get().timestamp == 103
     assert sorted(seen, key=str) == sorted([10, 11, too_big, 12, 13], key=str)
-    assert acc.incomplete == 0 and acc.in_flight_bytes == 0
+    assert acc.incomplete == 0
+    assert acc.in_flight_bytes == 0
 
 
 class _FillsBeforeTakeOpen(PartitionBuffer):

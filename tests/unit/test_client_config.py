@@ -42,7 +42,7 @@ def test_bad_numbers_are_refused():
 
 
 @pytest.mark.parametrize(
-    "servers, expected",
+    ("servers", "expected"),
     [
         ("localhost:9092", [("localhost", 9092)]),
         ("h1:1,h2:2", [("h1", 1), ("h2", 2)]),
@@ -90,7 +90,7 @@ def test_topic_must_be_a_string():
         cfg.validate_topic(b"rta")
 
 
-@pytest.mark.parametrize("acks, expected", [(0, 0), (1, 1), ("all", -1), (-1, -1), ("1", 1)])
+@pytest.mark.parametrize(("acks", "expected"), [(0, 0), (1, 1), ("all", -1), (-1, -1), ("1", 1)])
 def test_acks(acks, expected):
     assert parse_acks(acks) == expected
 

@@ -135,7 +135,8 @@ def test_join_fills_the_subscription_and_interrupts_the_wait(svc, clock):
     a.poll()  # hands the subscription to the member
     a.consumer._transport.run(clock)  # join_group, answered
     assert a.consumer._fetcher.interrupts >= 1, "poll() must wake up to take the partitions"
-    assert assignment(a) == set() and a.fetchable() == set()
+    assert assignment(a) == set()
+    assert a.fetchable() == set()
     a.poll()
     assert assignment(a) == ALL == a.fetchable()
     assert a.member.in_group
@@ -185,7 +186,8 @@ def test_commit_async_callback_runs_in_the_next_poll(svc, clock):
         {TP("t", 0): OffsetAndMetadata(3, "m", -1)},
         lambda offsets, exc: results.append((offsets, exc)),
     )
-    assert future.succeeded() and results == []
+    assert future.succeeded()
+    assert results == []
     a.poll()
     assert results == [({TP("t", 0): OffsetAndMetadata(3, "m", -1)}, None)]
     found = a.fetch_committed_offsets([TP("t", 0), TP("t", 1)])
@@ -198,7 +200,8 @@ def test_commit_async_failure_reaches_the_callback(svc, clock):
     future = a.commit_offsets_async({TP("t", 0): 3}, lambda o, exc: results.append(exc))
     assert isinstance(future.exception, CommitFailedError)
     a.poll()
-    assert len(results) == 1 and isinstance(results[0], CommitFailedError)
+    assert len(results) == 1
+    assert isinstance(results[0], CommitFailedError)
 
 
 def test_commit_of_a_partition_held_by_another_member_is_fenced(svc, clock):

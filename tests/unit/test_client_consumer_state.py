@@ -33,7 +33,7 @@ def test_subscribe_and_assign_exclude_each_other():
     sub.assign_from_user([TP])
     with pytest.raises(IllegalStateError):
         sub.subscribe(["a"])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="choose topic"):
         SubscriptionState().subscribe([])
     with pytest.raises(TypeError):
         SubscriptionState().subscribe(["a"], listener=object())
@@ -58,9 +58,13 @@ def test_seek_and_reset_bump_the_epoch():
     st = sub.state(TP)
     assert sub.missing_positions() == [TP]
     st.seek(5)
-    assert st.position == 5 and st.epoch == 1 and sub.missing_positions() == []
+    assert st.position == 5
+    assert st.epoch == 1
+    assert sub.missing_positions() == []
     st.request_reset("earliest")
-    assert st.position is None and st.reset_strategy == "earliest" and st.epoch == 2
+    assert st.position is None
+    assert st.reset_strategy == "earliest"
+    assert st.epoch == 2
     with pytest.raises(IllegalStateError):
         sub.state(TopicPartition("other", 0))
 
@@ -68,8 +72,10 @@ def test_seek_and_reset_bump_the_epoch():
 def test_pattern_subscription_matches_topics():
     sub = SubscriptionState()
     sub.subscribe(pattern=r"sensor-.*")
-    assert sub.matches("sensor-1") and not sub.matches("other")
-    assert sub.change_subscription(["sensor-1"]) and not sub.change_subscription(["sensor-1"])
+    assert sub.matches("sensor-1")
+    assert not sub.matches("other")
+    assert sub.change_subscription(["sensor-1"])
+    assert not sub.change_subscription(["sensor-1"])
 
 
 def fetcher(sub, **overrides):
@@ -99,7 +105,8 @@ def payload():
 
 def test_decode_skips_records_before_the_fetch_offset():
     records, next_offset, poison = fetcher(SubscriptionState())._decode(TP, payload(), 11)
-    assert next_offset == 14 and poison is None
+    assert next_offset == 14
+    assert poison is None
     assert [r.offset for r in records] == [11, 12, 13]
     assert all(isinstance(r, ConsumerRecord) for r in records)
     r11, r12, r13 = records
@@ -110,8 +117,10 @@ def test_decode_skips_records_before_the_fetch_offset():
         8,
     )
     assert (r12.value, r12.serialized_value_size, r12.timestamp) == (None, -1, 102)
-    assert r13.headers == [("h", b"v")] and r13.serialized_header_size == 2
-    assert r11.headers == [] and r11.serialized_header_size == -1
+    assert r13.headers == [("h", b"v")]
+    assert r13.serialized_header_size == 2
+    assert r11.headers == []
+    assert r11.serialized_header_size == -1
     assert (r11.topic, r11.partition, r11.leader_epoch, r11.timestamp_type, r11.checksum) == (
         "t",
         0,
@@ -141,8 +150,11 @@ def test_decoding_stops_at_a_record_a_deserializer_raises_on():
     records, next_offset, poison = fetcher(SubscriptionState(), value_deserializer=value)._decode(
         TP, payload(), 11
     )
-    assert [r.offset for r in records] == [11, 12] and next_offset == 13
-    assert poison[0] == 13 and isinstance(poison[1], ValueError) and poison[2] == "value"
+    assert [r.offset for r in records] == [11, 12]
+    assert next_offset == 13
+    assert poison[0] == 13
+    assert isinstance(poison[1], ValueError)
+    assert poison[2] == "value"
 
     def key(b):
         if b == b"k2":
@@ -153,19 +165,25 @@ def test_decoding_stops_at_a_record_a_deserializer_raises_on():
         SubscriptionState(), key_deserializer=key, value_deserializer=value
     )._decode(TP, payload(), 11)
     assert [(r.offset, r.key, r.value) for r in records] == [(11, None, {"n": 1})]
-    assert next_offset == 12 and poison[0] == 12 and poison[2] == "key"
+    assert next_offset == 12
+    assert poison[0] == 12
+    assert poison[2] == "key"
 
 
 def test_corrupt_batch_is_detected_when_checking_crcs():
     data = bytearray(payload())
     data[60] ^= 0xFF  # a timestamp of the first batch: only the CRC can tell
     records, next_offset, poison = fetcher(SubscriptionState())._decode(TP, bytes(data), 10)
-    assert records == [] and next_offset == 10
+    assert records == []
+    assert next_offset == 10
     offset, error, what = poison
-    assert (offset, what) == (10, "batch") and isinstance(error, CorruptRecordError)
-    assert error.next_offset == 13 and "topic 't' partition 0" in str(error)
+    assert (offset, what) == (10, "batch")
+    assert isinstance(error, CorruptRecordError)
+    assert error.next_offset == 13
+    assert "topic 't' partition 0" in str(error)
     records, _, poison = fetcher(SubscriptionState(), check_crcs=False)._decode(TP, bytes(data), 10)
-    assert poison is None and len(records) == 4
+    assert poison is None
+    assert len(records) == 4
 
 
 def test_a_partition_the_broker_cannot_read_raises_a_corrupt_record_error_saying_where():
@@ -185,9 +203,11 @@ def test_fetched_records_respect_max_records_and_move_positions():
     f = fetcher(sub)
     f._handle_partition(TP, sub.state(TP).epoch, 10, ["t", 0, 0, 14, 10], payload())
     got = f.fetched_records(3)
-    assert [r.offset for r in got[TP]] == [10, 11, 12] and sub.state(TP).position == 13
+    assert [r.offset for r in got[TP]] == [10, 11, 12]
+    assert sub.state(TP).position == 13
     got = f.fetched_records(3, update_offsets=False)
-    assert [r.offset for r in got[TP]] == [13] and sub.state(TP).position == 13
+    assert [r.offset for r in got[TP]] == [13]
+    assert sub.state(TP).position == 13
     assert sub.state(TP).highwater == 14
 
 
@@ -209,7 +229,8 @@ def test_out_of_range_resets_by_policy_or_raises():
     fetcher(sub, auto_offset_reset="earliest")._handle_partition(
         TP, sub.state(TP).epoch, 99, ["t", 0, 1, 14, 10], b""
     )
-    assert sub.state(TP).position is None and sub.state(TP).reset_strategy == "earliest"
+    assert sub.state(TP).position is None
+    assert sub.state(TP).reset_strategy == "earliest"
     sub.state(TP).seek(99)
     with pytest.raises(OffsetOutOfRangeError):
         fetcher(sub, auto_offset_reset="none")._handle_partition(

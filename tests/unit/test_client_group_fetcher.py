@@ -125,7 +125,8 @@ def test_the_next_fetch_goes_out_when_an_answer_arrives_not_on_the_next_poll():
     assert transport.asked(1) == {("t", 0): 1, ("t", 1): 0}
     assert f.prefetches == 1
     assert [r.offset for r in f.fetched_records(500)[A]] == [0]
-    assert f.send_fetches() is True and len(transport.fetches) == 2, "no second fetch"
+    assert f.send_fetches() is True, "no second fetch"
+    assert len(transport.fetches) == 2, "no second fetch"
 
 
 def test_an_empty_answer_to_a_prefetched_fetch_does_not_wake_poll():
@@ -150,7 +151,8 @@ def test_no_prefetch_for_a_consumer_that_falls_behind():
     assert len(transport.fetches) == 1
     f.send_fetches()  # B
     answer(transport, 1, [(B, batch(0, 1), 1)])  # small, but A's answer is not decoded yet
-    assert len(transport.fetches) == 2 and f.prefetches == 0
+    assert len(transport.fetches) == 2
+    assert f.prefetches == 0
     assert [r.offset for r in f.fetched_records(4)[A]] == [0, 1, 2, 3]
     f.send_fetches()  # A has 1 left (< 4) and B none: both go out from poll()
     assert transport.asked(2) == {("t", 0): 5, ("t", 1): 1}

@@ -118,17 +118,20 @@ def stable(clock, listener, **kw):
 
 def test_unjoined_sends_a_join_when_subscribed(clock, listener):
     member = GroupMember("g", clock=clock)
-    assert member.state is S.UNJOINED and member.next_request() is None  # nothing to join
+    assert member.state is S.UNJOINED
+    assert member.next_request() is None
     member.subscribe(["t"], listener)
     request = member.next_request()
-    assert request.api == "join_group" and member.state is S.JOINING
+    assert request.api == "join_group"
+    assert member.state is S.JOINING
     assert member.next_request() is None  # one request at a time
 
 
 def test_joining_accepted_becomes_joined_and_wakes_poll(clock, listener):
     member, request = joining(clock, listener)
     member.on_response(request.token, answer())
-    assert member.state is S.JOINED and member.in_group
+    assert member.state is S.JOINED
+    assert member.in_group
     assert member.wake.is_set()
     assert member.fetchable() == set()  # not taken up before poll() announced it
 
@@ -151,7 +154,8 @@ def test_joining_refused_fails_until_poll_raises_the_error(clock, listener):
     member.on_response(
         request.token, {"error": InconsistentGroupProtocolError.errno, "message": "assignors"}
     )
-    assert member.state is S.FAILED and member.wake.is_set()
+    assert member.state is S.FAILED
+    assert member.wake.is_set()
     clock.advance(10)
     assert member.next_request() is None  # no join before poll() reported the failure
     with pytest.raises(InconsistentGroupProtocolError, match="assignors"):
@@ -178,7 +182,9 @@ def test_a_member_the_coordinator_forgot_is_lost(clock, listener, state):
     beat = member.next_request()
     assert beat.api == "heartbeat"
     member.on_response(beat.token, {"error": UnknownMemberIdError.errno})
-    assert member.state is S.LOST and not member.in_group and member.fetchable() == set()
+    assert member.state is S.LOST
+    assert not member.in_group
+    assert member.fetchable() == set()
 
 
 def test_a_silent_coordinator_loses_the_membership_after_the_session(clock, listener):
@@ -198,7 +204,8 @@ def test_lost_reports_the_partitions_in_poll_then_joins_again(clock, listener):
     assert member.next_request() is None  # no join before poll() reported the loss
     member.poll()
     assert member.state is S.UNJOINED
-    assert listener.calls[-1] == ("lost", [T0]) and member.assignment == set()
+    assert listener.calls[-1] == ("lost", [T0])
+    assert member.assignment == set()
     assert member.next_request().api == "join_group"
 
 
@@ -206,7 +213,8 @@ def test_a_poll_timeout_holding_partitions_is_lost_and_leaves(clock, listener):
     member = stable(clock, listener, max_poll_interval_ms=1000, session_timeout_ms=60_000)
     clock.advance(1.001)
     request = member.next_request()
-    assert request.api == "leave_group" and member.state is S.LOST
+    assert request.api == "leave_group"
+    assert member.state is S.LOST
 
 
 def test_a_poll_timeout_holding_nothing_just_leaves(clock, listener):
@@ -261,4 +269,5 @@ def test_unsubscribe_after_close_stays_closed(clock, listener):
     member = stable(clock, listener)
     member.close()
     member.unsubscribe()
-    assert member.state is S.CLOSED and member.next_request() is None
+    assert member.state is S.CLOSED
+    assert member.next_request() is None

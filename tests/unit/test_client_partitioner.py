@@ -16,7 +16,7 @@ def signed(n):
 
 # Apache Kafka clients/src/test/.../utils/UtilsTest.java, testMurmur2 (Java prints signed ints)
 @pytest.mark.parametrize(
-    "data, expected",
+    ("data", "expected"),
     [
         (b"21", -973932308),
         (b"foobar", -790332482),
@@ -32,7 +32,7 @@ def test_murmur2_matches_kafka_utils_test(data, expected):
 
 # kafka-python test/test_partitioner.py: "compare with output from Kafka's Partitioner"
 @pytest.mark.parametrize(
-    "key, partition",
+    ("key", "partition"),
     [
         (b"", 681),
         (b"a", 524),

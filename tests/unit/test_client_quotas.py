@@ -137,7 +137,8 @@ def test_a_client_that_waits_its_throttle_time_gets_the_quota_in_the_long_run():
 def test_bad_quota_requests_get_clear_errors_and_change_nothing():
     quotas = ClientQuotas(None)
     [out] = _set(quotas, "x", producer_byte_rate=0)
-    assert out["error"] == InvalidRequestError.errno and "at least 1" in out["message"]
+    assert out["error"] == InvalidRequestError.errno
+    assert "at least 1" in out["message"]
     [out] = _set(quotas, "x", producer_byte_rate=1.5)
     assert "whole number" in out["message"]
     [out] = quotas.alter(
@@ -174,7 +175,8 @@ def test_validate_only_changes_nothing():
         [{"entity": {"client-id": "a"}, "ops": [{"key": "producer_byte_rate", "value": 5}]}],
         validate_only=True,
     )
-    assert out[0]["error"] == 0 and not quotas.active
+    assert out[0]["error"] == 0
+    assert not quotas.active
 
 
 # -- persistence ------------------------------------------------------------------------
@@ -195,7 +197,7 @@ def test_quotas_survive_a_restart_and_a_damaged_file_says_what_to_do(tmp_path):
 
 def test_a_failed_write_leaves_the_quotas_as_they_were(tmp_path):
     quotas = ClientQuotas(tmp_path / "missing-dir")
-    with pytest.raises(OSError):
+    with pytest.raises(FileNotFoundError):
         _set(quotas, "a", producer_byte_rate=10)
     assert not quotas.active
 
@@ -204,7 +206,8 @@ def test_a_failed_write_leaves_the_quotas_as_they_were(tmp_path):
 
 
 def test_client_ids_are_bounded_and_made_printable():
-    assert client_id_of({}) == "" and client_id_of({"client_id": 5}) == ""
+    assert client_id_of({}) == ""
+    assert client_id_of({"client_id": 5}) == ""
     assert len(client_id_of({"client_id": "x" * 10_000})) == 255
     assert client_id_of({"client_id": "a\ud800"}).encode("utf-8") == b"a\\ud800"
 
@@ -235,7 +238,8 @@ def test_a_muted_connection_queues_produce_and_fetch_in_order_until_the_throttle
     assert not gate.admit(b"c", "r1", 10, now)
     assert not gate.admit(b"c", "r2", 10, now)
     assert gate.admit(b"other", "o1", 10, now)  # other connections are not muted
-    assert gate.due(now) == [] and gate.pop_ready(b"c", now) is None
+    assert gate.due(now) == []
+    assert gate.pop_ready(b"c", now) is None
     clock.advance(0.5)
     now = clock.monotonic()
     assert gate.due(now) == [b"c"]
@@ -247,7 +251,8 @@ def test_a_muted_connection_queues_produce_and_fetch_in_order_until_the_throttle
     now = clock.monotonic()
     assert gate.due(now) == [b"c"]
     assert [gate.pop_ready(b"c", now), gate.pop_ready(b"c", now)] == ["r2", "r3"]
-    assert gate.pop_ready(b"c", now) is None and gate.muted_count == 0
+    assert gate.pop_ready(b"c", now) is None
+    assert gate.muted_count == 0
     assert gate.admit(b"c", "r4", 10, now)
 
 
@@ -287,6 +292,7 @@ def test_the_number_of_client_ids_with_quotas_is_bounded(monkeypatch):
     quotas = ClientQuotas(None)
     assert [_set(quotas, c, producer_byte_rate=5)[0]["error"] for c in "ab"] == [0, 0]
     [out] = _set(quotas, "c", producer_byte_rate=5)
-    assert out["error"] == InvalidRequestError.errno and "--entity-default" in out["message"]
+    assert out["error"] == InvalidRequestError.errno
+    assert "--entity-default" in out["message"]
     assert _set(quotas, "a", producer_byte_rate=6)[0]["error"] == 0  # changing one is fine
     assert _set(quotas, None, producer_byte_rate=6)[0]["error"] == 0  # ...and the default

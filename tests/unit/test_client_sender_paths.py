@@ -52,7 +52,7 @@ class FakeTransport:
 
     def accept(self, item=None, *, codes=None):
         """Answer a produce request: append each batch (or fail it with ``codes[i]``)."""
-        api, header, payloads, future = item or self.pop()
+        _api, header, payloads, future = item or self.pop()
         results = []
         for index, ((topic, partition), batch) in enumerate(
             zip(header["targets"], payloads, strict=True)
@@ -140,7 +140,7 @@ def test_retries_run_out_and_the_last_error_fails_the_records():
 
 def test_a_lost_connection_retries_the_batch_and_a_stale_leader_refreshes_metadata():
     clock = FakeClock()
-    transport, acc, sender, seen = make(clock, retries=3)
+    transport, acc, sender, _seen = make(clock, retries=3)
     acc_buf = acc.new_buffer(TP)
     sender._cluster.update(
         {"topics": [{"name": "t", "error": 0, "partitions": [{"partition": 0}]}]}, ["t"], 0.0
@@ -258,7 +258,7 @@ def test_acks_0_completes_the_batch_without_an_answer():
     transport, acc, sender, _ = make(clock, acks=0)
     future = append(acc.new_buffer(TP), b"v")
     sender(clock.monotonic())
-    api, header, _, request = transport.pop()
+    _api, header, _, request = transport.pop()
     assert header["acks"] == 0
     request.success(None)  # what the transport does once an acks=0 request is sent
     assert future.get(0).offset == -1
@@ -293,21 +293,21 @@ def test_a_bug_while_sending_fails_the_records_taken_for_the_request():
 
 def test_metadata_is_refreshed_every_metadata_max_age_and_after_a_failure_soon():
     clock = FakeClock()
-    transport, acc, sender, seen = make(clock, metadata_age_ms=1000)
+    transport, _acc, sender, seen = make(clock, metadata_age_ms=1000)
     sender._cluster.update(
         {"topics": [{"name": "t", "error": 0, "partitions": [{"partition": 0}]}]}, ["t"], 0.0
     )
     assert sender(clock.monotonic()) == pytest.approx(1.0)  # the first refresh is due then
     clock.advance(1.0)
     sender(clock.monotonic())
-    api, header, _, future = transport.sent.pop()
+    api, _header, _, future = transport.sent.pop()
     assert api == "metadata"
     future.failure(KafkaConnectionError("down"))
     wait = sender(clock.monotonic())
     assert 0.1 <= wait <= 0.2  # retry_backoff_ms plus jitter, not the full age
     clock.advance(wait)
     sender(clock.monotonic())
-    api, header, _, future = transport.sent.pop()
+    api, _header, _, future = transport.sent.pop()
     answer = {"error": 0, "topics": [{"name": "t", "error": 0, "partitions": [{"partition": 0}]}]}
     future.success(Response(answer, []))
     assert seen == [answer]

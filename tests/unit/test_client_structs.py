@@ -20,7 +20,9 @@ from labkit.errors import KafkaTimeoutError, NotLeaderForPartitionError
 
 def test_topic_partition_is_a_hashable_namedtuple():
     tp = TopicPartition("rta", 2)
-    assert tp == ("rta", 2) and tp.topic == "rta" and tp.partition == 2
+    assert tp == ("rta", 2)
+    assert tp.topic == "rta"
+    assert tp.partition == 2
     assert {tp: 1}[TopicPartition(topic="rta", partition=2)] == 1
 
 
@@ -76,7 +78,8 @@ def test_every_error_class_is_importable_from_labkit():
         for n, v in vars(errors).items()
         if isinstance(v, type) and issubclass(v, errors.KafkaError)
     ]
-    assert "NoBrokersAvailable" in names and "TopicAlreadyExistsError" in names
+    assert "NoBrokersAvailable" in names
+    assert "TopicAlreadyExistsError" in names
     for name in names:
         assert getattr(labkit, name) is getattr(errors, name)
     from labkit import MessageSizeTooLargeError, NoBrokersAvailable  # noqa: F401
@@ -133,7 +136,10 @@ def test_future_success_callbacks_and_get():
     f.add_errback(lambda e: seen.append("error"))
     f.success(5)
     f.success(6)  # a second resolution is ignored
-    assert seen == [5] and f.get(0) == 5 and f.succeeded() and f.is_done
+    assert seen == [5]
+    assert f.get(0) == 5
+    assert f.succeeded()
+    assert f.is_done
     f.add_callback(lambda extra, v: seen.append((extra, v)), "late")
     assert seen[-1] == ("late", 5)
 
@@ -145,7 +151,8 @@ def test_future_failure_and_timeout():
     seen = []
     f.add_errback(seen.append)
     f.failure(NotLeaderForPartitionError("x"))
-    assert f.failed() and f.retriable()
+    assert f.failed()
+    assert f.retriable()
     with pytest.raises(NotLeaderForPartitionError):
         f.get()
     assert isinstance(seen[0], NotLeaderForPartitionError)

@@ -24,7 +24,8 @@ def _registry(**state):
 def test_a_fail_line_of_an_exercise_with_state_offers_the_reset_uncut():
     registry = _registry(topics={"nb99-alerts": 1}, groups=("nb99-scoring",))
     ex = registry.get("t.1")
-    assert ex.topics == {"nb99-alerts": 1} and ex.groups == ("nb99-scoring",)
+    assert ex.topics == {"nb99-alerts": 1}
+    assert ex.groups == ("nb99-scoring",)
     line = registry.evaluate("t.1", 2).line
     assert line.startswith("FAIL t.1 (0/2 points): the answer is 1;")
     assert line.endswith("| to start t.1 afresh: nb.reset('t.1'), then run its cells again")

@@ -39,3 +39,29 @@ def test_client_side_errors_import_from_labkit_like_kafka_python():
 
     assert labkit.NoOffsetForPartitionError is errors.NoOffsetForPartitionError
     assert issubclass(labkit.NoOffsetForPartitionError, labkit.KafkaError)
+
+
+def test_each_coded_error_describes_itself_like_kafka_python():
+    cls = errors.KafkaStorageError
+    assert (cls.errno, cls.message, cls.retriable, cls.invalid_metadata) == (
+        56,
+        "KAFKASTORAGE",
+        True,
+        False,
+    )
+    assert (
+        cls.description == cls.__doc__ == ("Disk error when trying to access log file on the disk.")
+    )
+    assert errors.NoError.message == "NO_ERROR"
+    assert str(errors.NotCoordinatorError()) == (
+        "NotCoordinatorError - 16 - This is not the correct coordinator."
+    )
+
+
+def test_a_refined_error_keeps_its_code_and_for_code_its_class():
+    class DataDirLocked(errors.InvalidConfigurationError):
+        """Another broker holds the directory."""
+
+    assert DataDirLocked.errno == 40
+    assert DataDirLocked.description == "Configuration is invalid."
+    assert errors.for_code(40) is errors.InvalidConfigurationError

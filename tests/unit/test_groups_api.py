@@ -76,7 +76,8 @@ def test_join_heartbeat_describe_list(svc):
     assert a["assignment"] == [["t", 0], ["t", 1], ["t", 2], ["t", 3]]
     assert beat(svc, a)["state"] == "Stable"
     described = svc.handle("describe_groups", {"group_ids": ["g"]})["groups"][0]
-    assert described["state"] == "Stable" and described["assignor"] == "range"
+    assert described["state"] == "Stable"
+    assert described["assignor"] == "range"
     member = described["members"][0]
     assert (member["client_id"], member["client_host"]) == ("cli", "/127.0.0.1")
     assert member["assignment"] == a["assignment"]
@@ -106,7 +107,8 @@ def test_stale_and_unknown_members_are_fenced(svc):
     a = join(svc)
     b = join(svc)
     resp = commit(svc, [["t", 0, 1, ""]], "ghost", 2)
-    assert resp["error"] == 25 and "Join the group again" in resp["message"]
+    assert resp["error"] == 25
+    assert "Join the group again" in resp["message"]
     resp = commit(svc, [["t", 0, 1, ""]], b["member_id"], 1)
     assert resp["error"] == 22
     assert (
@@ -130,7 +132,8 @@ def test_offsets_survive_a_restart_of_the_service(tmp_path, clock):
     listed = svc.handle("list_groups", {})["groups"]
     assert listed == [{"group_id": "reporting", "protocol_type": "consumer", "state": "Empty"}]
     described = svc.handle("describe_groups", {"group_ids": ["reporting"]})["groups"][0]
-    assert described["state"] == "Empty" and described["error"] == 0
+    assert described["state"] == "Empty"
+    assert described["error"] == 0
     svc.close()
 
 
@@ -145,7 +148,8 @@ def test_commit_validation(svc):
 
 def test_join_validation(svc):
     bad = svc.handle("join_group", {"group_id": "g", "topics": ["t"], "session_timeout_ms": 5})
-    assert bad["error"] == 26 and "45000" in bad["message"]
+    assert bad["error"] == 26
+    assert "45000" in bad["message"]
     assert svc.handle("join_group", {"group_id": "g", "topics": "t"})["error"] == 42
     bad = svc.handle("join_group", {"group_id": "g", "topics": ["t"], "assignors": ["x"]})
     assert bad["error"] == 23
@@ -191,7 +195,8 @@ def test_tick_expires_members_and_follows_partition_counts(tmp_path, clock):
 def test_a_storage_failure_is_reported_not_raised(svc):
     svc.offsets.close()
     resp = commit(svc, [["t", 0, 1, ""]])
-    assert resp["error"] == 56 and "disk" in resp["message"]
+    assert resp["error"] == 56
+    assert "disk" in resp["message"]
 
 
 def test_unknown_api(svc):
@@ -233,9 +238,11 @@ headers = st.dictionaries(
 @given(st.sampled_from(sorted(GROUP_APIS)), headers)
 def test_handle_never_raises(svc, api, header):
     resp = svc.handle(api, header)
-    assert isinstance(resp["error"], int) and resp["error"] != -1, resp  # -1: a crash
+    assert isinstance(resp["error"], int), resp
+    assert resp["error"] != -1, resp  # -1: a crash
     if resp["error"]:
-        assert isinstance(resp["message"], str) and resp["message"]
+        assert isinstance(resp["message"], str)
+        assert resp["message"]
 
 
 def test_a_subscription_is_bounded_and_named_by_topic_rules(svc):
@@ -247,7 +254,8 @@ def test_a_subscription_is_bounded_and_named_by_topic_rules(svc):
     assert too_many["error"] == 42
     assert f"at most {MAX_SUBSCRIBED_TOPICS} topics" in too_many["message"]
     bad_name = svc.handle("join_group", {**header, "topics": ["t", "no spaces"]})
-    assert bad_name["error"] == 17 and "not legal" in bad_name["message"]
+    assert bad_name["error"] == 17
+    assert "not legal" in bad_name["message"]
     assert svc.coordinator.group_ids() == []
     at_limit = svc.handle(
         "join_group", {**header, "topics": [f"t{i}" for i in range(MAX_SUBSCRIBED_TOPICS)]}

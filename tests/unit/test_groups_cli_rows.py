@@ -95,7 +95,7 @@ HIGH = {("t", 0): 100, ("t", 1): 50}
 
 
 @pytest.mark.parametrize(
-    "scope,value,expected",
+    ("scope", "value", "expected"),
     [
         ("to_earliest", True, [10, 0]),
         ("to_latest", True, [100, 50]),

@@ -102,7 +102,8 @@ def coord(clock, topics):
 
 def test_first_member_gets_everything_and_the_group_becomes_stable(coord):
     a = Sim(coord)
-    assert a.resp["generation"] == 1 and len(a.resp["assignment"]) == 6
+    assert a.resp["generation"] == 1
+    assert len(a.resp["assignment"]) == 6
     assert a.member_id.startswith("c-")
     assert coord.state_of("g") == PREPARING  # a has not confirmed yet
     a.beat()
@@ -123,10 +124,12 @@ def test_a_partition_moves_only_after_its_owner_released_it(coord):
     a = Sim(coord)
     a.beat()
     b = Sim(coord)
-    assert b.resp["assignment"] == [] and len(b.resp["pending"]) == 3
+    assert b.resp["assignment"] == []
+    assert len(b.resp["pending"]) == 3
     a.stall = True
     a.beat()  # a learns it must give up three partitions, but keeps them for now
-    assert len(a.resp["assignment"]) == 3 and len(a.owned) == 6
+    assert len(a.resp["assignment"]) == 3
+    assert len(a.owned) == 6
     assert a.resp["heartbeat_interval_ms"] == REBALANCE_HEARTBEAT_MS
     for _ in range(3):
         b.beat()
@@ -157,7 +160,8 @@ def test_a_partition_given_but_not_yet_confirmed_is_not_handed_on(coord):
     told = coord.heartbeat("g", b.member_id, b.resp["generation"], [])  # nothing owned yet
     assert told["assignment"] == [["t", 3], ["t", 4], ["t", 5]]
     c = Sim(coord, client_id="c")
-    assert c.resp["pending"] == [["t", 4], ["t", 5]] and c.resp["assignment"] == []
+    assert c.resp["pending"] == [["t", 4], ["t", 5]]
+    assert c.resp["assignment"] == []
     for _ in range(3):
         c.beat()
         a.beat()
@@ -174,7 +178,8 @@ def test_leave_frees_partitions_at_once(coord):
     generation = b.resp["generation"]
     a.leave()
     b.beat()
-    assert len(b.owned) == 6 and b.resp["generation"] == generation + 1
+    assert len(b.owned) == 6
+    assert b.resp["generation"] == generation + 1
     with pytest.raises(UnknownMemberIdError):
         coord.heartbeat("g", a.member_id, generation, [])
 
@@ -250,8 +255,10 @@ def test_idle_member_when_more_members_than_partitions(coord, topics):
     idle = [m for m in members if not m.owned]
     assert len(idle) == 1
     resp = idle[0].resp
-    assert resp["assignment"] == [] and resp["pending"] == []
-    assert resp["members"] == 3 and resp["partitions"] == 2
+    assert resp["assignment"] == []
+    assert resp["pending"] == []
+    assert resp["members"] == 3
+    assert resp["partitions"] == 2
     described = {m["member_id"]: m for m in coord.describe("g")["members"]}
     assert described[idle[0].member_id]["assignment"] == []
 
@@ -284,7 +291,8 @@ def test_subscription_change_in_a_heartbeat_rebalances(coord, topics):
     a = Sim(coord)
     a.beat(topics=["t", "u"])
     settle(a)
-    assert len(a.owned) == 8 and a.resp["generation"] == 2
+    assert len(a.owned) == 8
+    assert a.resp["generation"] == 2
 
 
 def test_roundrobin_group_and_inconsistent_assignors(coord):
@@ -352,7 +360,8 @@ def test_delete_only_when_empty(coord):
         coord.delete("g")
     a.leave()
     coord.delete("g")
-    assert coord.describe("g") is None and coord.state_of("g") == "Dead"
+    assert coord.describe("g") is None
+    assert coord.state_of("g") == "Dead"
 
 
 def test_rejoin_with_a_known_member_id_updates_that_member(coord):
@@ -460,7 +469,8 @@ def test_topics_changed_rebalances_only_on_a_real_count_change(coord, topics):
     topics.counts["t"] = 9
     coord.topics_changed(["t"])
     settle(a)
-    assert a.resp["generation"] == 2 and len(a.owned) == 9
+    assert a.resp["generation"] == 2
+    assert len(a.owned) == 9
 
 
 def test_expiry_heap_follows_heartbeats_and_shorter_timeouts(coord, clock):

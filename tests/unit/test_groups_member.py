@@ -112,16 +112,19 @@ def assert_disjoint(*members):
 def test_join_then_poll_assigns_everything(svc, clock, events):
     a = member(clock, events)
     req = a.next_request()
-    assert req.api == "join_group" and req.header["topics"] == ["t"]
+    assert req.api == "join_group"
+    assert req.header["topics"] == ["t"]
     assert a.next_request() is None  # one request in flight at a time
     a.on_response(req.token, svc.handle(req.api, req.header))
-    assert a.assignment == set() and a.fetchable() == set()  # nothing until poll()
+    assert a.assignment == set()
+    assert a.fetchable() == set()  # nothing until poll()
     assert a.wake.is_set()
     a.poll()
     everything = [TP("t", p) for p in range(6)]
     assert events == [("a", "track", everything), ("a", "assigned", everything)]
     assert a.assignment == set(everything) == a.fetchable()
-    assert a.in_group and a.generation == 1
+    assert a.in_group
+    assert a.generation == 1
 
 
 def test_rebalance_revokes_first_and_commits_before_the_listener(svc, clock, events):
@@ -138,7 +141,8 @@ def test_rebalance_revokes_first_and_commits_before_the_listener(svc, clock, eve
         assert_disjoint(a, b)
         clock.advance(0.05)
     mine, theirs = [TP("t", p) for p in range(3)], [TP("t", p) for p in range(3, 6)]
-    assert a.assignment == set(mine) and b.assignment == set(theirs)
+    assert a.assignment == set(mine)
+    assert b.assignment == set(theirs)
     a_events = [e[1:] for e in events if e[0] == "a"]
     assert a_events == [("commit", theirs), ("revoked", theirs), ("forget", theirs)]
     b_events = [e[1:] for e in events if e[0] == "b"]
@@ -155,7 +159,8 @@ def test_a_slow_poller_keeps_its_partitions_until_it_polls(svc, clock, events):
         pump(svc, a, b)
         b.poll()  # a never polls
         clock.advance(0.05)
-    assert b.assignment == set() and len(a.assignment) == 6
+    assert b.assignment == set()
+    assert len(a.assignment) == 6
     assert len(a.fetchable()) == 3  # but a already stopped fetching what it must give up
     a.poll()
     run(svc, clock, a, b)
@@ -171,7 +176,8 @@ def test_exceeding_max_poll_interval_leaves_and_rejoins_on_poll(svc, clock, even
         b.poll()
         clock.advance(0.3)
     assert "poll timeout has expired" in caplog.text
-    assert a.fetchable() == set() and not a.in_group
+    assert a.fetchable() == set()
+    assert not a.in_group
     assert len(b.assignment) == 6
     with pytest.raises(CommitFailedError, match="not an active member"):
         a.commit_header({TP("t", 0): OffsetAndMetadata(1, "")})
@@ -203,7 +209,8 @@ def test_unknown_member_answer_triggers_rejoin(svc, clock, events, caplog):
         clock.advance(0.1)
         req = a.next_request()
     a.on_response(req.token, {"error": 25, "message": "not in group"})
-    assert "no longer knows" in caplog.text and a.fetchable() == set()
+    assert "no longer knows" in caplog.text
+    assert a.fetchable() == set()
     a.poll()
     assert a.next_request().api == "join_group"
 
@@ -214,11 +221,13 @@ def test_a_late_answer_to_an_old_request_is_ignored(svc, clock, events):
     a.on_failure(req.token, TimeoutError("lost"))
     clock.advance(0.2)
     again = a.next_request()
-    assert again.api == "join_group" and again.token != req.token
+    assert again.api == "join_group"
+    assert again.token != req.token
     a.on_response(
         req.token, {"error": 0, "member_id": "ghost", "generation": 9, "assignment": [["t", 0]]}
     )
-    assert a.member_id == "" and a.next_request() is None
+    assert a.member_id == ""
+    assert a.next_request() is None
 
 
 def test_commit_headers_and_fencing(svc, clock, events):
@@ -271,7 +280,8 @@ def test_close_revokes_everything_and_returns_the_leave(svc, clock, events):
     assert events[0][2] == everything
     assert leave == {"group_id": "g", "member_id": leave["member_id"]}
     assert svc.handle("leave_group", leave) == {"error": 0}
-    assert a.next_request() is None and a.assignment == set()
+    assert a.next_request() is None
+    assert a.assignment == set()
 
 
 def test_unsubscribe_revokes_and_leaves(svc, clock, events):
@@ -283,7 +293,8 @@ def test_unsubscribe_revokes_and_leaves(svc, clock, events):
     a.on_response(req.token, svc.handle(req.api, req.header))
     assert svc.coordinator.state_of("g") == "Empty"
     a.poll()
-    assert a.next_request() is None and a.subscription == set()
+    assert a.next_request() is None
+    assert a.subscription == set()
 
 
 def test_subscription_change_goes_in_the_next_heartbeat(svc, clock, events, topics):
@@ -292,7 +303,8 @@ def test_subscription_change_goes_in_the_next_heartbeat(svc, clock, events, topi
     run(svc, clock, a, rounds=3)
     a.subscribe(["t", "u"])
     req = a.next_request()
-    assert req.api == "heartbeat" and req.header["topics"] == ["t", "u"]
+    assert req.api == "heartbeat"
+    assert req.header["topics"] == ["t", "u"]
     a.on_response(req.token, svc.handle(req.api, req.header))
     run(svc, clock, a, rounds=3)
     assert len(a.assignment) == 8
@@ -309,7 +321,8 @@ def test_a_failing_listener_is_logged_not_raised(svc, clock, caplog):
     a = GroupMember("g", clock=clock)
     a.subscribe(["t"], Broken())
     run(svc, clock, a, rounds=2)
-    assert "on_partitions_assigned raised" in caplog.text and len(a.assignment) == 6
+    assert "on_partitions_assigned raised" in caplog.text
+    assert len(a.assignment) == 6
 
 
 def test_inconsistent_assignors_surface_in_poll(svc, clock, events):
@@ -469,7 +482,8 @@ def test_a_partition_offered_but_not_taken_up_is_still_reported(svc, clock, even
         pump(svc, a, b)
         a.poll()
         clock.advance(0.3)
-    assert b.assignment == set() and len(b.fetchable()) == 0
+    assert b.assignment == set()
+    assert len(b.fetchable()) == 0
     assert b.wake.is_set()  # offered t-3..5, waiting for the application's poll()
     c = member(clock, events, "c")
     pump(svc, c)
@@ -534,6 +548,6 @@ def test_a_full_group_surfaces_in_poll_instead_of_retrying(tmp_path, clock, even
     run(small, clock, member(clock, events, "a"), rounds=2)
     b = member(clock, events, "b")
     pump(small, b)
-    with pytest.raises(GroupMaxSizeReachedError, match="group.max.size=1"):
+    with pytest.raises(GroupMaxSizeReachedError, match=r"group\.max\.size=1"):
         b.poll()
     small.close()

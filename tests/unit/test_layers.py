@@ -74,7 +74,7 @@ def _imports(tree):
 MODULES = list(_modules())
 
 
-@pytest.mark.parametrize("rel, layer, tree", MODULES, ids=[m[0] for m in MODULES])
+@pytest.mark.parametrize(("rel", "layer", "tree"), MODULES, ids=[m[0] for m in MODULES])
 def test_module_respects_layers(rel, layer, tree):
     if layer == "__init__" or layer == "__main__":
         return
@@ -143,10 +143,10 @@ def test_no_import_cycle_even_through_lazy_imports():
         state[node] = 1
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycle = path[path.index(nxt) :] + [nxt]
+                cycle = [*path[path.index(nxt) :], nxt]
                 raise AssertionError("import cycle: " + " -> ".join(cycle))
             if nxt not in state:
-                visit(nxt, path + [nxt])
+                visit(nxt, [*path, nxt])
         state[node] = 2
 
     for node in sorted(graph):
@@ -154,7 +154,7 @@ def test_no_import_cycle_even_through_lazy_imports():
             visit(node, [node])
 
 
-@pytest.mark.parametrize("rel, layer, tree", MODULES, ids=[m[0] for m in MODULES])
+@pytest.mark.parametrize(("rel", "layer", "tree"), MODULES, ids=[m[0] for m in MODULES])
 def test_course_and_nb_cross_only_where_allowed(rel, layer, tree):
     name = _module_name(rel)
     imported = set(_imports(tree))

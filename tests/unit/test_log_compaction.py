@@ -114,9 +114,8 @@ def test_compaction_merges_small_segments(tmp_path, clock):
     plog.compact()
     segs = plog.segments()
     assert len(segs) < n_before
-    assert not list((tmp_path / "t-0").glob("*.cleaned")) and not list(
-        (tmp_path / "t-0").glob("*.swap")
-    )
+    assert not list((tmp_path / "t-0").glob("*.cleaned"))
+    assert not list((tmp_path / "t-0").glob("*.swap"))
     names = sorted(int(p.name[:20]) for p in (tmp_path / "t-0").glob("*.log"))
     assert names == [s.base_offset for s in segs]
     plog.close()
@@ -261,7 +260,8 @@ def test_filter_batch_reencodes_only_when_records_go():
     )
     header = records.read_header(data)
     kept, removed, tomb = filter_batch(data, 0, header, {b"a": 102, b"b": 101}, 0)
-    assert removed == 1 and tomb is None
+    assert removed == 1
+    assert tomb is None
     assert records.read_header(kept).base_offset == 100
     records.validate_batch(kept, produced=False)
     b = records.decode_batch(kept, 0)
@@ -271,19 +271,21 @@ def test_filter_batch_reencodes_only_when_records_go():
         [b"2", b"3"],
         [T0 + 1, T0 + 2],
     )
-    same, removed, _ = filter_batch(data, 0, header, {b"a": 102, b"b": 101, b"x": 1}, 0)
+    _same, removed, _ = filter_batch(data, 0, header, {b"a": 102, b"b": 101, b"x": 1}, 0)
     assert removed == 1
-    untouched, removed, _ = filter_batch(data, 0, header, {b"a": 100, b"b": 101}, 0)
+    _untouched, removed, _ = filter_batch(data, 0, header, {b"a": 100, b"b": 101}, 0)
     assert removed == 1  # a@102 is not the latest either (map says 100)
     all_kept_data = records.encode_batch([T0], [b"z"], [b"9"], base_offset=7)
     out, removed, _ = filter_batch(
         all_kept_data, 0, records.read_header(all_kept_data), {b"z": 7}, 0
     )
-    assert removed == 0 and out == all_kept_data
+    assert removed == 0
+    assert out == all_kept_data
     out, removed, _ = filter_batch(
         all_kept_data, 0, records.read_header(all_kept_data), {b"z": 8}, 0
     )
-    assert out is None and removed == 1
+    assert out is None
+    assert removed == 1
 
 
 def lying_batch(ts):

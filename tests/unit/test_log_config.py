@@ -23,7 +23,8 @@ def test_defaults_are_kafkas():
     assert config.retention_bytes == -1
     assert config.cleanup_policy == "delete"
     assert config.max_message_bytes == 1_048_588
-    assert config.deletes and not config.compacts
+    assert config.deletes
+    assert not config.compacts
 
 
 def test_from_kafka_parses_strings_and_ints():
@@ -32,7 +33,8 @@ def test_from_kafka_parses_strings_and_ints():
     )
     assert config.retention_ms == 5000
     assert config.segment_bytes == 1024
-    assert config.compacts and not config.deletes
+    assert config.compacts
+    assert not config.deletes
 
 
 def test_from_kafka_applies_over_given_defaults():
@@ -45,7 +47,8 @@ def test_from_kafka_applies_over_given_defaults():
 def test_cleanup_policy_both_ways_normalizes(raw):
     config = LogConfig.from_kafka({"cleanup.policy": raw})
     assert config.cleanup_policy == "compact,delete"
-    assert config.compacts and config.deletes
+    assert config.compacts
+    assert config.deletes
 
 
 def test_to_kafka_has_every_key_as_strings_and_round_trips():
@@ -66,11 +69,12 @@ def test_unknown_key_names_the_key_and_the_known_ones():
     with pytest.raises(InvalidConfigurationError) as info:
         LogConfig.from_kafka({"retention.hours": "1"})
     message = str(info.value)
-    assert "retention.hours" in message and "retention.ms" in message
+    assert "retention.hours" in message
+    assert "retention.ms" in message
 
 
 @pytest.mark.parametrize(
-    "key, raw, expect",
+    ("key", "raw", "expect"),
     [
         ("retention.ms", "abc", "whole number"),
         ("retention.ms", "-2", ">= -1"),
@@ -86,11 +90,13 @@ def test_bad_values_name_key_value_and_range(key, raw, expect):
     with pytest.raises(InvalidConfigurationError) as info:
         LogConfig.from_kafka({key: raw})
     message = str(info.value)
-    assert key in message and str(raw) in message and expect in message
+    assert key in message
+    assert str(raw) in message
+    assert expect in message
 
 
 @pytest.mark.parametrize(
-    "key, too_small, smallest",
+    ("key", "too_small", "smallest"),
     [
         ("segment.bytes", 14, MIN_SEGMENT_BYTES),
         ("segment.bytes", 511, MIN_SEGMENT_BYTES),
@@ -117,7 +123,7 @@ def test_the_notebooks_small_segments_stay_allowed():
 
 
 def test_broker_default_below_the_minimum_names_the_broker_key():
-    with pytest.raises(InvalidConfigurationError, match="log.segment.bytes.*512"):
+    with pytest.raises(InvalidConfigurationError, match=r"log\.segment\.bytes.*512"):
         split_broker_configs({"log.segment.bytes": "100"})
 
 

@@ -75,7 +75,8 @@ def test_the_high_watermark_is_allowed_and_beyond_it_is_out_of_range(plog):
     assert plog.delete_records(10) == 10  # everything: the active segment stays
     assert plog.read(10, 100) == b""
     append(plog, 1)
-    assert plog.log_end_offset == 11 and plog.read(10, 1 << 20)
+    assert plog.log_end_offset == 11
+    assert plog.read(10, 1 << 20)
 
 
 def test_an_offset_at_or_below_the_start_changes_nothing(plog):
@@ -105,8 +106,10 @@ def test_move_then_save_the_broker_s_way_and_a_failed_save_is_kept_for_the_next(
     # the broker moves the start on its loop and saves it on the flusher thread
     log = PartitionLog.open(tmp_path / "t-0", LogConfig(), FakeClock(start_ms=T0))
     append(log, 10)
-    assert log.move_log_start(4) == 4 and log.log_start_offset == 4
-    assert log.log_start_unsaved and not (tmp_path / "t-0" / checkpoint.CHECKPOINT).exists()
+    assert log.move_log_start(4) == 4
+    assert log.log_start_offset == 4
+    assert log.log_start_unsaved
+    assert not (tmp_path / "t-0" / checkpoint.CHECKPOINT).exists()
 
     def full_disk(directory, offset):
         raise OSError(28, "No space left on device")

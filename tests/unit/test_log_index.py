@@ -36,7 +36,8 @@ def test_offset_index_file_round_trip_is_little_endian():
     assert data[: OFFSET_ENTRY.size] == OFFSET_ENTRY.pack(10, 4096)
     back = OffsetIndex.from_bytes(data, 100, log_size=20_000)
     assert back is not None
-    assert list(back.offsets) == [10, 25, 40] and list(back.positions) == [4096, 8200, 12300]
+    assert list(back.offsets) == [10, 25, 40]
+    assert list(back.positions) == [4096, 8200, 12300]
 
 
 def test_offset_index_rejects_inconsistent_files():
@@ -67,7 +68,8 @@ def test_time_index_seal_adds_the_last_batch_once():
     index.maybe_append(1000, 10)
     index.seal(1500, 42)
     index.seal(1500, 42)
-    assert list(index.offsets) == [10, 42] and index.last_offset == 42
+    assert list(index.offsets) == [10, 42]
+    assert index.last_offset == 42
     assert index.last_timestamp == 1500
 
 
@@ -78,6 +80,7 @@ def test_time_index_file_round_trip_and_rejects_garbage():
     data = index.to_bytes()
     assert data[: TIME_ENTRY.size] == TIME_ENTRY.pack(1000, 3)
     back = TimeIndex.from_bytes(data, 7)
-    assert back is not None and back.lookup(2000) == 10
+    assert back is not None
+    assert back.lookup(2000) == 10
     assert TimeIndex.from_bytes(data[:-1], 7) is None
     assert TimeIndex.from_bytes(TIME_ENTRY.pack(3000, 1) + TIME_ENTRY.pack(1000, 2), 7) is None

@@ -91,7 +91,8 @@ def test_append_keeps_the_batch_bytes_except_the_base_offset(tmp_path, clock):
     data, header = batch(["payload"], keys=[b"k"])
     plog.append(data, header)
     stored = plog.read(1, 1 << 20)
-    assert stored[8:] == data[8:] and records.read_header(stored).base_offset == 1
+    assert stored[8:] == data[8:]
+    assert records.read_header(stored).base_offset == 1
     plog.close()
 
 
@@ -106,7 +107,7 @@ def test_read_from_every_offset_across_segments(tmp_path, clock):
     for offset in range(plog.log_end_offset):
         got = decode_all(plog.read(offset, 200))
         assert got, offset
-        first = [r for r in got if r[0] >= offset][0]
+        first = next(r for r in got if r[0] >= offset)
         assert first == expected[offset]
         assert got[0][0] <= offset  # the first batch holds the offset (or starts before it)
     assert read_all(plog) == expected
@@ -153,7 +154,8 @@ def test_roll_by_size(tmp_path, clock):
     assert len(segs) > 2
     assert all(s.size_bytes <= 500 for s in segs)
     assert [s.base_offset for s in segs] == sorted(s.base_offset for s in segs)
-    assert segs[-1].active and not any(s.active for s in segs[:-1])
+    assert segs[-1].active
+    assert not any(s.active for s in segs[:-1])
     names = sorted(p.name for p in (tmp_path / "t-0").glob("*.log"))
     assert names == [f"{s.base_offset:020d}.log" for s in segs]
 
@@ -229,9 +231,9 @@ def test_missing_index_files_are_rebuilt(tmp_path, clock):
     plog = open_log(d, clock, segment_bytes=600, index_interval_bytes=100)
     assert read_all(plog) == before
     for offset in range(0, 120, 7):
-        assert [r for r in decode_all(plog.read(offset, 100)) if r[0] >= offset][0] == before[
-            offset
-        ]
+        assert (
+            next(r for r in decode_all(plog.read(offset, 100)) if r[0] >= offset) == before[offset]
+        )
     assert plog.offset_for_timestamp(T0 + 20) == (60, T0 + 20)
     sealed = [s for s in plog.segments() if not s.active]
     for s in sealed:  # rebuilt files are identical to the ones written at roll
@@ -338,7 +340,7 @@ def test_any_log_reads_back_from_any_offset(
         expected.extend((base + j, v) for j, v in enumerate(values))
     for offset in range(len(expected)):
         got = decode_all(plog.read(offset, max_bytes))
-        assert [r for r in got if r[0] >= offset][0] == expected[offset]
+        assert next(r for r in got if r[0] >= offset) == expected[offset]
     assert read_all(plog, max_bytes=max_bytes) == expected
     plog.close()
 

@@ -35,7 +35,8 @@ def test_time_retention_deletes_expired_prefix_only():
         segs((100, T0), (100, T0 + 4000), (100, T0 + 6000), (100, T0)), now, config
     )
     assert len(plan) == 2
-    assert "retention.ms=5000" in plan[0] and "10.0 s old" in plan[0]
+    assert "retention.ms=5000" in plan[0]
+    assert "10.0 s old" in plan[0]
     assert "offsets 0-9" in plan[0]
 
 
@@ -151,6 +152,8 @@ def test_retention_by_bytes_on_a_log(tmp_path):
     assert plog.apply_retention() > 0
     # Kafka's rule: delete old segments while the rest is still at least retention.bytes
     size = plog.size_bytes()
-    assert size >= 600 and size - plog.segments()[0].size_bytes < 600
-    assert plog.log_end_offset == 20 and plog.log_start_offset > 0
+    assert size >= 600
+    assert size - plog.segments()[0].size_bytes < 600
+    assert plog.log_end_offset == 20
+    assert plog.log_start_offset > 0
     plog.close()

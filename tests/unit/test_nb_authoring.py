@@ -160,7 +160,8 @@ def test_a_whole_function_keeps_its_signature_and_docstring():
     )
     student = strip(master)
     assert "3000" not in student
-    assert "def score(tx: dict) -> int:" in student and "Rules R1-R3." in student
+    assert "def score(tx: dict) -> int:" in student
+    assert "Rules R1-R3." in student
     namespace = {}
     exec(student, namespace)
     assert is_placeholder(namespace["score"])
@@ -186,7 +187,7 @@ def test_hidden_tests_are_removed_and_markdown_gets_a_stub():
 
 
 @pytest.mark.parametrize(
-    "source, message",
+    ("source", "message"),
     [
         (
             "### BEGIN SOLUTION\n### BEGIN SOLUTION\nx\n### END SOLUTION\n### END SOLUTION",
@@ -232,7 +233,8 @@ def test_student_notebook_clears_outputs_drops_hidden_cells_and_volatile_metadat
     assert [c.cell_type for c in student.cells] == ["markdown", "code"]
     code = student.cells[1]
     assert code.source == "# YOUR CODE HERE\nanswer = ...\nprint(answer)"
-    assert code.outputs == [] and code.execution_count is None
+    assert code.outputs == []
+    assert code.execution_count is None
     assert code.metadata == {"tags": ["keep"]}
     assert student.metadata == {
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
@@ -244,7 +246,7 @@ def test_student_notebook_clears_outputs_drops_hidden_cells_and_volatile_metadat
 def test_a_student_cell_that_is_not_valid_python_is_refused():
     nb = new_notebook()
     nb.cells = [new_code_cell("if True:\n### BEGIN SOLUTION\n    y = 2\n### END SOLUTION")]
-    with pytest.raises(MarkerError, match="cell 1.*would not be valid Python"):
+    with pytest.raises(MarkerError, match=r"cell 1.*would not be valid Python"):
         student_notebook(nb, "bad.ipynb")
 
 
@@ -265,7 +267,8 @@ def test_build_is_deterministic_and_check_finds_stale_versions(tmp_path):
     first = (out / "01_demo.ipynb").read_bytes()
     written = nbformat.reads(first.decode("utf-8"), as_version=4)
     assert all("42" not in c.source and not c.get("outputs") for c in written.cells)
-    assert build(masters, out) == [] and stale(masters, out) == []
+    assert build(masters, out) == []
+    assert stale(masters, out) == []
     assert (out / "01_demo.ipynb").read_bytes() == first
     (out / "01_demo.ipynb").write_text("{}")
     assert stale(masters, out) == [(out / "01_demo.ipynb", "out of date")]
@@ -290,8 +293,11 @@ def test_cli_reports_a_marker_error_in_one_line(tmp_path, capsys):
         ["notebooks", "build", "--masters", str(tmp_path / "m"), "--out", str(tmp_path / "s")]
     )
     err = capsys.readouterr().err
-    assert code == 1 and "broken.ipynb: cell 1" in err and "never closed" in err
-    assert "Traceback" not in err and not (tmp_path / "s").exists()
+    assert code == 1
+    assert "broken.ipynb: cell 1" in err
+    assert "never closed" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "s").exists()
 
 
 def test_cli_refuses_to_overwrite_the_masters(tmp_path, capsys):
@@ -299,7 +305,8 @@ def test_cli_refuses_to_overwrite_the_masters(tmp_path, capsys):
     code = labkit_main(
         ["notebooks", "build", "--masters", str(tmp_path / "m"), "--out", str(tmp_path / "m")]
     )
-    assert code == 1 and "overwrite the solutions" in capsys.readouterr().err
+    assert code == 1
+    assert "overwrite the solutions" in capsys.readouterr().err
 
 
 def test_committed_student_notebooks_are_in_sync_with_the_masters():
@@ -329,7 +336,8 @@ def test_the_demo_master_builds():
     demo = ROOT / "instructor" / "examples" / "demo_grading.ipynb"
     student = student_notebook(nbformat.read(str(demo), as_version=4), demo.name)
     text = "\n".join(c.source for c in student.cells)
-    assert "BEGIN SOLUTION" not in text and "YOUR CODE HERE" in text
+    assert "BEGIN SOLUTION" not in text
+    assert "YOUR CODE HERE" in text
 
 
 def test_bound_names_cover_unpacking_and_walrus_but_not_nested_scopes():

@@ -87,7 +87,8 @@ def test_exception_inside_a_check_is_a_one_line_fail():
 
     result = registry.evaluate("t.crash", {"a": 1})
     assert result.status == "FAIL"
-    assert "KeyError" in result.line and "\n" not in result.line
+    assert "KeyError" in result.line
+    assert "\n" not in result.line
 
 
 def test_student_function_error_names_it():
@@ -107,7 +108,7 @@ def test_missing_context_says_how_to_call(capsys):
 
 
 def test_unknown_exercise_names_the_known_ids():
-    with pytest.raises(nb.IllegalArgumentError, match="no exercise '99.9'.*02.1"):
+    with pytest.raises(nb.IllegalArgumentError, match=r"no exercise '99\.9'.*02\.1"):
         nb.check("99.9", 1)
 
 
@@ -213,7 +214,7 @@ def test_03_2_collected_alerts():
     right = [alert_line(tx) for tx in sent if tx["amount"] > 3000]
     assert right, "the data set must contain alerts"
     assert_outcomes("03.2", list(reversed(right)), right[1:], "1 alert missing", sent=sent)
-    too_many = right + [alert_line(sent[0])]
+    too_many = [*right, alert_line(sent[0])]
     assert "should not be there" in evaluate("03.2", too_many, sent=sent).line
     assert "from the beginning" in evaluate("03.2", [], sent=sent).line
     assert evaluate("03.2", "\n".join(right), sent=sent).status == "PASS"
@@ -349,7 +350,7 @@ def test_10_1_score():
 
 
 @pytest.mark.parametrize(
-    "count, noun, text",
+    ("count", "noun", "text"),
     [
         (1, "city", "1 city"),
         (2, "city", "2 cities"),
@@ -371,7 +372,7 @@ def test_counted_takes_an_irregular_plural():
 
 
 @pytest.mark.parametrize(
-    "answer, text",
+    ("answer", "text"),
     [
         (["Gdańsk", "Warszawa", "Kraków"], "1 city missing"),
         (["Gdańsk", "Warszawa"], "2 cities missing"),
@@ -446,4 +447,5 @@ def test_04_1_catching_only_json_errors_fails_on_bytes_that_are_not_utf8():
 
     result = evaluate("04.1", json_errors_only)
     assert result.status == "FAIL"
-    assert "UnicodeDecodeError" in result.line and "catch ValueError" in result.line
+    assert "UnicodeDecodeError" in result.line
+    assert "catch ValueError" in result.line

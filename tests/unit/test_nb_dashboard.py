@@ -158,7 +158,8 @@ def test_refresh_computes_rates_from_the_clock_and_shows_them():
     v = d.refresh()
     assert v.topic("tx").rate == 15.0
     assert v.group("fraud").lags[0].lag == 0
-    assert "15.0" in d.html() and "fraud" in d.html()
+    assert "15.0" in d.html()
+    assert "fraud" in d.html()
     assert "tx" in d.text()
     assert b.opened == 1  # the clients are kept between rounds
     d.stop()
@@ -170,16 +171,19 @@ def test_broker_down_shows_the_fix_and_reconnects_when_it_is_back():
     b.up = False
     d = Dashboard(start=False, display=False, client_factory=factory(b), clock=FakeClock())
     v = d.refresh()
-    assert "labkit broker" in v.error and "doctor" in v.error
+    assert "labkit broker" in v.error
+    assert "doctor" in v.error
     assert "cannot reach the broker" in d.html()
     b.up = True
     v = d.refresh()
-    assert v.error is None and v.topic("tx").records == 30
+    assert v.error is None
+    assert v.topic("tx").records == 30
     b.up = False  # goes away mid-session: clients are closed and reopened later
     assert d.refresh().error is not None
     assert b.closed == 2
     b.up = True
-    assert d.refresh().error is None and b.opened == 2
+    assert d.refresh().error is None
+    assert b.opened == 2
     d.stop()
 
 
@@ -189,7 +193,8 @@ def test_the_thread_refreshes_until_stopped_and_leaves_nothing_behind():
     deadline = time.monotonic() + 5
     while d.rounds < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert d.rounds >= 3 and d.running
+    assert d.rounds >= 3
+    assert d.running
     d.stop()
     assert not d.running
     assert not [t for t in threading.enumerate() if t.name == "labkit-dashboard"]
@@ -206,7 +211,8 @@ def test_stop_button_and_stop_all():
     assert isinstance(button, ipywidgets.Button)
     button.click()
     assert not d.running
-    assert button.disabled and "stopped" in body.value
+    assert button.disabled
+    assert "stopped" in body.value
     d2 = Dashboard(refresh_s=0.05, display=False, client_factory=factory(b))
     assert stop_all() >= 1
     assert not d2.running

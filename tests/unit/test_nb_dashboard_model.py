@@ -16,7 +16,8 @@ def test_first_snapshot_has_offsets_but_no_rates():
         (0, 0, 10, 10, None),
         (1, 5, 7, 2, None),
     ]
-    assert t.records == 12 and t.rate is None
+    assert t.records == 12
+    assert t.rate is None
 
 
 def test_rate_is_end_offset_delta_over_time_per_partition_and_topic():
@@ -71,7 +72,8 @@ def test_lag_never_negative_when_a_commit_is_ahead_of_a_truncated_log():
 
 def test_unsupported_groups_stay_none_with_a_note():
     v = compute_view(None, Snapshot(at=0.0, offsets={}, groups=None, groups_note="not supported"))
-    assert v.groups is None and v.groups_note == "not supported"
+    assert v.groups is None
+    assert v.groups_note == "not supported"
     assert "not supported" in render_text(v)
     assert "not supported" in render_html(v)
 
@@ -108,13 +110,15 @@ def test_html_escapes_names_and_shows_numbers():
     assert "<b>x</b>" not in html.replace("<b>labkit broker</b>", "")
     assert "&lt;b&gt;x&lt;/b&gt;" in html
     assert "g&lt;1&gt;" in html
-    assert "1 234 567" in html and "567" in html
+    assert "1 234 567" in html
+    assert "567" in html
     assert "updated 12:00:00" in html
 
 
 def test_html_for_an_empty_broker_and_an_error():
     html = render_html(compute_view(None, snap(0.0, {})))
-    assert "no topics yet" in html and "none yet" in html
+    assert "no topics yet" in html
+    assert "none yet" in html
     m = DashboardModel()
     html = render_html(m.observe(Snapshot(at=0.0, error="start the broker")))
     assert "✘ start the broker" in html
@@ -123,5 +127,6 @@ def test_html_for_an_empty_broker_and_an_error():
 def test_text_rendering_lists_partitions_and_lag():
     v = compute_view(None, snap(0.0, {("tx", 0): (0, 12)}, {"g": {("tx", 0): 2}}))
     text = render_text(v)
-    assert "tx" in text and "12" in text
+    assert "tx" in text
+    assert "12" in text
     assert any(line.split()[-1] == "10" for line in text.splitlines() if line.startswith("g "))

@@ -46,12 +46,18 @@ def test_the_throttle_table_shows_only_while_someone_is_throttled():
         Snapshot(at=1.0, throttles=[ThrottleRow.from_wire(r) for r in WIRE_ROWS])
     )
     html = render_html(view)
-    assert "throttled clients" in html and "greedy" in html and "5 123" in html
-    assert "&lt;script&gt;" in html and "<script>" not in html
+    assert "throttled clients" in html
+    assert "greedy" in html
+    assert "5 123" in html
+    assert "&lt;script&gt;" in html
+    assert "<script>" not in html
     text = render_text(view)
-    assert "THROTTLED CLIENT" in text and "greedy" in text and "151 234" in text
+    assert "THROTTLED CLIENT" in text
+    assert "greedy" in text
+    assert "151 234" in text
     quiet = DashboardModel().observe(Snapshot(at=1.0))
-    assert "throttled" not in render_html(quiet) and "THROTTLED" not in render_text(quiet)
+    assert "throttled" not in render_html(quiet)
+    assert "THROTTLED" not in render_text(quiet)
 
 
 class _Admin:

@@ -29,24 +29,28 @@ def fix(host, port=9092, resolves=True, tcp="refused", compose=False, env_set=Fa
 def test_nothing_listening_says_start_the_broker():
     what, todo = fix("localhost")
     assert "no broker is running at localhost:9092" in what
-    assert "`labkit broker`" in todo and "docker-compose up" in todo
+    assert "`labkit broker`" in todo
+    assert "docker-compose up" in todo
 
 
 def test_inside_compose_localhost_means_use_broker_9092():
     what, todo = fix("localhost", compose=True)
     assert "inside this container" in what
-    assert "broker:9092" in todo and "LABKIT_BOOTSTRAP=broker:9092" in todo
+    assert "broker:9092" in todo
+    assert "LABKIT_BOOTSTRAP=broker:9092" in todo
 
 
 def test_inside_compose_broker_down_says_how_to_start_and_inspect_it():
     _, todo = fix("broker", compose=True)
-    assert "docker-compose up -d broker" in todo and "docker-compose logs broker" in todo
+    assert "docker-compose up -d broker" in todo
+    assert "docker-compose logs broker" in todo
 
 
 def test_broker_name_outside_docker_means_use_localhost():
     what, todo = fix("broker", resolves=False)
     assert "does not resolve" in what
-    assert "localhost:9092" in todo and "unset LABKIT_BOOTSTRAP" in todo
+    assert "localhost:9092" in todo
+    assert "unset LABKIT_BOOTSTRAP" in todo
 
 
 def test_unknown_host_name_says_check_the_spelling():
@@ -59,35 +63,40 @@ def test_port_taken_by_another_program():
     assert "not a labkit broker" in what
     assert "labkit broker --port 9093" in todo
     assert "change LABKIT_BOOTSTRAP=localhost:9093" in todo
-    assert "lsof -i :9092" in todo and "netstat -ano" in todo
+    assert "lsof -i :9092" in todo
+    assert "netstat -ano" in todo
 
 
 def test_timeout_mentions_firewall():
     what, todo = fix("10.1.2.3", tcp="timeout")
-    assert "timed out" in what and "firewall" in todo
+    assert "timed out" in what
+    assert "firewall" in todo
 
 
 def test_python_version():
     assert d.python_result((3, 11, 4)).status == OK
     assert d.python_result((3, 12, 0)).detail == "3.12.0"
     old = d.python_result((3, 9, 18))
-    assert old.status == FAIL and "3.11" in old.fix
+    assert old.status == FAIL
+    assert "3.11" in old.fix
 
 
 def test_split_address():
     assert d.split_address("localhost:9092") == ("localhost", 9092)
     assert d.split_address("broker") == ("broker", 9092)
     assert d.split_address("[::1]:9093") == ("::1", 9093)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="'port'"):
         d.split_address("host:port")
 
 
 def test_packages_missing_says_how_to_install():
     r = d.packages_result(find=lambda m: m != "ipywidgets", version=lambda p: "1.0")
-    assert r.status == FAIL and "ipywidgets" in r.detail
+    assert r.status == FAIL
+    assert "ipywidgets" in r.detail
     assert "pip install -e '.[lab]'" in r.fix
     ok = d.packages_result(find=lambda m: True, version=lambda p: "9.9")
-    assert ok.status == OK and "jupyterlab 9.9" in ok.detail
+    assert ok.status == OK
+    assert "jupyterlab 9.9" in ok.detail
 
 
 # -- report formatting ----------------------------------------------------------------
@@ -115,14 +124,16 @@ def test_report_lines_symbols_and_fixes():
     assert lines[5] == "! versions: differ"
     assert lines[6] == "    → update both"
     assert lines[-1].startswith("1 problem found")
-    assert not _report().ok and _report()["Python"].ok
+    assert not _report().ok
+    assert _report()["Python"].ok
     assert repr(_report()) == "<doctor: 3 ok, 1 failed>"
 
 
 def test_ascii_console_gets_ascii_symbols():
     text = _report().format(ascii_only=True)
     assert text.isascii()
-    assert "FAIL broker: no broker" in text and "-> Start it" in text
+    assert "FAIL broker: no broker" in text
+    assert "-> Start it" in text
     stream = io.TextIOWrapper(io.BytesIO(), encoding="cp1252")
     assert not d.can_print(stream, "✔")
     assert d.can_print(io.StringIO(), "✔")
@@ -159,7 +170,8 @@ def test_broker_check_port_held_by_another_program():
         srv.listen()
         port = srv.getsockname()[1]
         r = d.broker_result([f"127.0.0.1:{port}"], 0.5, compose=False)
-    assert r.status == FAIL and "not a labkit broker" in r.detail
+    assert r.status == FAIL
+    assert "not a labkit broker" in r.detail
 
 
 def test_broker_check_reads_name_and_version():
@@ -167,7 +179,8 @@ def test_broker_check_reads_name_and_version():
     assert d.broker_result(["h:1"], 1, info_fn=lambda s, t: info).status == OK
     other = {"broker": "labkit", "version": "0.0.1"}
     r = d.broker_result(["h:1"], 1, info_fn=lambda s, t: other)
-    assert r.status == WARN and "git pull" in r.fix
+    assert r.status == WARN
+    assert "git pull" in r.fix
     assert d.broker_result(["h:1"], 1, info_fn=lambda s, t: {"broker": "kafka"}).status == FAIL
 
 
@@ -178,7 +191,8 @@ def test_broker_check_never_raises():
     r = d.broker_result(["127.0.0.1:1"], 0.1, info_fn=boom, compose=False)
     assert r.status == FAIL
     bad = d.broker_result(["localhost:notaport"], 0.1, info_fn=boom, compose=False)
-    assert bad.status == FAIL and "host:port" in bad.fix
+    assert bad.status == FAIL
+    assert "host:port" in bad.fix
 
 
 def test_doctor_without_broker_skips_round_trip_and_prints_fixes():
@@ -188,7 +202,8 @@ def test_doctor_without_broker_skips_round_trip_and_prints_fixes():
     assert report["round trip"].status == SKIP
     assert report["Python"].status == OK
     text = out.getvalue()
-    assert "✘ broker:" in text and "→" in text
+    assert "✘ broker:" in text
+    assert "→" in text
 
 
 def test_cli_doctor_exit_code_and_output():
@@ -210,5 +225,6 @@ def test_cli_doctor_exit_code_and_output():
         env={"PYTHONIOENCODING": "utf-8", "PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 1, proc.stderr
-    assert "broker:" in proc.stdout and "labkit broker" in proc.stdout
+    assert "broker:" in proc.stdout
+    assert "labkit broker" in proc.stdout
     assert "Traceback" not in proc.stderr

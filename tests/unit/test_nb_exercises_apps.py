@@ -77,7 +77,7 @@ def test_08_1_right_answer_passes_and_none_counts_as_false():
 
 
 @pytest.mark.parametrize(
-    "wrong, hint",
+    ("wrong", "hint"),
     [
         (old_rule, "15.00 PLN at midnight (R3 alone: 2 points): expected False"),
         (lambda tx: tx["amount"] > 3000, "electronics for 1500.01 PLN at 03:00 (R2 + R3"),
@@ -104,7 +104,8 @@ def test_08_1_not_attempted_and_a_crashing_rule():
     assert evaluate("08.1", stub).status == "NOT ATTEMPTED"
     assert evaluate("08.1", ...).status == "NOT ATTEMPTED"
     crash = evaluate("08.1", lambda tx: tx["time"])
-    assert crash.status == "FAIL" and "KeyError" in crash.line
+    assert crash.status == "FAIL"
+    assert "KeyError" in crash.line
 
 
 # -- 08.2 the event-driven loop ------------------------------------------------------

@@ -99,7 +99,7 @@ def extra_to_last(n, members):
 
 
 @pytest.mark.parametrize(
-    "wrong, hint",
+    ("wrong", "hint"),
     [
         (unsorted_range, "members given as ['c', 'a', 'b']: expected"),
         (round_robin, "contiguous block"),
@@ -128,7 +128,8 @@ def test_06_2_not_attempted_and_crashing():
     assert evaluate("06.2", stub).status == "NOT ATTEMPTED"
     assert evaluate("06.2", ...).status == "NOT ATTEMPTED"
     crash = evaluate("06.2", lambda n, ms: 1 / 0)
-    assert crash.status == "FAIL" and "ZeroDivisionError" in crash.hint
+    assert crash.status == "FAIL"
+    assert "ZeroDivisionError" in crash.hint
 
 
 # -- 06.3 offsets to commit --------------------------------------------------------------
@@ -192,7 +193,7 @@ def empty_is_none(records):
 
 
 @pytest.mark.parametrize(
-    "wrong, hint",
+    ("wrong", "hint"),
     [
         (last_offsets, "you commit 14, the offset of the last record; commit the NEXT offset"),
         (first_offsets, "for partition 0 of nb06b-transactions commit 15"),
@@ -243,7 +244,7 @@ def test_06_4_reference_on_the_grid():
 
 
 @pytest.mark.parametrize(
-    "wrong, hint",
+    ("wrong", "hint"),
     [
         # "min.insync.replicas protects acks=1 too"
         (
@@ -261,7 +262,8 @@ def test_06_4_reference_on_the_grid():
 )
 def test_06_4_wrong_answers_fail_with_a_hint(wrong, hint):
     result = evaluate("06.4", wrong)
-    assert result.status == "FAIL" and hint in result.line, result.line
+    assert result.status == "FAIL", result.line
+    assert hint in result.line, result.line
 
 
 def test_06_4_right_not_attempted_and_a_rerun_after_a_wrong_answer():
@@ -300,7 +302,7 @@ def test_07_5_right_answers_pass_also_after_a_wrong_one():
 
 
 @pytest.mark.parametrize(
-    "wrong, hint",
+    ("wrong", "hint"),
     [
         # a tombstone stored as a row
         (lambda records: {r.key: r.value for r in records}, "'u03' should not be in the table"),
@@ -328,7 +330,8 @@ def test_07_5_right_answers_pass_also_after_a_wrong_one():
 )
 def test_07_5_wrong_answers_fail_with_a_hint(wrong, hint):
     result = evaluate("07.5", wrong)
-    assert result.status == "FAIL" and hint in result.line, result.line
+    assert result.status == "FAIL", result.line
+    assert hint in result.line, result.line
 
 
 def test_07_5_not_attempted_and_a_tombstone_for_an_unknown_key():
@@ -348,4 +351,5 @@ def test_07_5_not_attempted_and_a_tombstone_for_an_unknown_key():
         return table
 
     result = evaluate("07.5", crashes_on_unknown_key)
-    assert result.status == "FAIL" and "KeyError" in result.line, result.line
+    assert result.status == "FAIL", result.line
+    assert "KeyError" in result.line, result.line

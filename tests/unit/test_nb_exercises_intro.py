@@ -37,8 +37,11 @@ def assert_outcomes(exercise_id, right, wrong, hint_part, **context):
 def test_the_extra_exercises_are_registered_with_the_course_ones():
     ids = {e.id: e for e in nb.all_exercises()}
     for needed in ["00.2", "01.1", "01.2", "02.2", "03.3", "04.2", "05.2"]:
-        assert needed in ids and ids[needed].title and ids[needed].points >= 1
-    assert "00.1" in ids and "05.1" in ids
+        assert needed in ids
+        assert ids[needed].title
+        assert ids[needed].points >= 1
+    assert "00.1" in ids
+    assert "05.1" in ids
 
 
 # -- 00.2 ----------------------------------------------------------------------------
@@ -63,7 +66,8 @@ def test_00_2_biggest_transaction():
     assert "compare the 'amount'" in line("00.2", lambda txs: txs[0])
     # the text order of amounts is not their numeric order
     by_text = line("00.2", lambda txs: max(txs, key=lambda tx: str(tx["amount"])))
-    assert by_text.startswith("FAIL 00.2") and "expected TX" in by_text
+    assert by_text.startswith("FAIL 00.2")
+    assert "expected TX" in by_text
 
     def stub(txs):
         """The transaction with the largest amount."""

@@ -35,8 +35,10 @@ def test_transaction_fields_and_ranges():
     for tx in txs:
         assert set(tx) == {"tx_id", "user_id", "amount", "store", "category", "timestamp"}
         assert tx["user_id"] in {f"u{i:02d}" for i in range(1, 21)}
-        assert 5 <= tx["amount"] <= 5000 and round(tx["amount"], 2) == tx["amount"]
-        assert tx["store"] in STORES and tx["category"] in CATEGORIES
+        assert 5 <= tx["amount"] <= 5000
+        assert round(tx["amount"], 2) == tx["amount"]
+        assert tx["store"] in STORES
+        assert tx["category"] in CATEGORIES
         datetime.fromisoformat(tx["timestamp"])
     assert {tx["store"] for tx in txs} == set(STORES)
     assert {tx["category"] for tx in txs} == set(CATEGORIES)
@@ -84,7 +86,7 @@ def test_no_suspicious_events_when_share_is_zero():
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    ("kwargs", "message"),
     [
         ({"seed": "42"}, "seed must be an int"),
         ({"suspicious_share": 1.5}, "fraction between 0 and 1"),
@@ -108,7 +110,8 @@ def test_sensor_readings_fields_ranges_and_determinism():
     for r in a:
         assert set(r) == {"time", "sensor_id", "temperature", "pressure"}
         assert r["sensor_id"] in "abcde"
-        assert -100 <= r["temperature"] <= 100 and 0 <= r["pressure"] <= 50
+        assert -100 <= r["temperature"] <= 100
+        assert 0 <= r["pressure"] <= 50
     assert {r["sensor_id"] for r in a} == set("abcde")
 
 
@@ -180,11 +183,14 @@ def test_stream_sends_every_event_with_keys_and_json_values():
     stream = EventStream(producer, "tx", events, rate=None, key="user_id")
     stream.start()
     assert stream.join(timeout=10)
-    assert stream.sent == 25 and stream.exhausted and not stream.running
+    assert stream.sent == 25
+    assert stream.exhausted
+    assert not stream.running
     assert [json.loads(v) for _, _, v in producer.sent] == events
     assert [k for _, k, _ in producer.sent] == [e["user_id"].encode() for e in events]
     assert {t for t, _, _ in producer.sent} == {"tx"}
-    assert producer.flushes >= 1 and not producer.closed
+    assert producer.flushes >= 1
+    assert not producer.closed
 
 
 def test_stream_passes_dicts_to_a_producer_with_a_serializer():
@@ -218,7 +224,8 @@ def test_stop_interrupts_a_slow_rate_at_once():
     stream = EventStream(producer, "tx", nb.transactions(seed=2), rate=0.01).start()
     wait_until(lambda: stream.sent)
     stream.stop(timeout=5)
-    assert not stream.running and stream.sent == 1
+    assert not stream.running
+    assert stream.sent == 1
 
 
 def test_rate_paces_by_the_injected_clock():
@@ -237,7 +244,8 @@ def test_a_failing_send_stops_the_stream_and_join_raises():
     stream = EventStream(producer, "tx", nb.transactions(seed=1, count=10), rate=None).start()
     with pytest.raises(RuntimeError, match="broker went away"):
         stream.join(timeout=10)
-    assert stream.sent == 4 and "failed" in repr(stream)
+    assert stream.sent == 4
+    assert "failed" in repr(stream)
     with pytest.raises(nb.IllegalStateError, match="create a new EventStream"):
         stream.start()
 
@@ -256,7 +264,8 @@ def test_stream_owns_and_closes_a_producer_it_made(monkeypatch):
     stream = EventStream(None, "tx", nb.transactions(seed=1, count=2), rate=None).start()
     producer = stream._producer
     stream.join(timeout=10)
-    assert made[0]["bootstrap_servers"] == "broker:9092" and producer.closed
+    assert made[0]["bootstrap_servers"] == "broker:9092"
+    assert producer.closed
 
 
 def test_stop_all_stops_running_streams():
@@ -269,7 +278,7 @@ def test_stop_all_stops_running_streams():
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    ("kwargs", "message"),
     [
         ({"rate": 0}, "rate is events per second"),
         ({"key": 5}, "key must be a function"),

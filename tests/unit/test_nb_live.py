@@ -15,10 +15,10 @@ import pytest
 pytest.importorskip("matplotlib")
 pytest.importorskip("ipywidgets")
 
-from labkit.errors import IllegalArgumentError, IllegalStateError  # noqa: E402
-from labkit.nb import live  # noqa: E402
-from labkit.nb.live import LivePlot, stop_all  # noqa: E402
-from labkit.testing import FakeClock  # noqa: E402
+from labkit.errors import IllegalArgumentError, IllegalStateError
+from labkit.nb import live
+from labkit.nb.live import LivePlot, stop_all
+from labkit.testing import FakeClock
 
 Record = namedtuple("Record", "topic partition offset timestamp key value")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -188,9 +188,11 @@ def test_follow_value_fn_for_line_uses_record_time_and_for_hist_the_value():
             ListConsumer(_records(30)), value_fn=lambda r: r.value["amount"], poll_timeout_ms=20
         )
         assert _wait(lambda: line.model.total == 30 and hist.model.total == 30)
-    assert not line.running and not hist.running
+    assert not line.running
+    assert not hist.running
     xs, ys = line.model.snapshot()["value"]
-    assert sum(ys) == 30 and len(xs) == 3  # 30 records, 10 ms apart = three 100 ms buckets
+    assert sum(ys) == 30
+    assert len(xs) == 3  # 30 records, 10 ms apart = three 100 ms buckets
     assert line.model.x_is_time
     assert hist.model.snapshot()[1] == [10, 10, 10]
 
@@ -251,8 +253,10 @@ def test_outside_a_kernel_nothing_is_displayed(capsys):
     plot.add(1)
     plot.stop()
     out = capsys.readouterr()
-    assert out.out == "" and out.err == ""
-    assert "quiet" in repr(plot) and "1 events" in repr(plot)
+    assert out.out == ""
+    assert out.err == ""
+    assert "quiet" in repr(plot)
+    assert "1 events" in repr(plot)
 
 
 def test_save_writes_the_picture(tmp_path):

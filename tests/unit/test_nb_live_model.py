@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +16,7 @@ from labkit.testing import FakeClock
 def test_model_module_imports_no_plotting_library():
     import labkit.nb._plotmodel as m
 
-    src = open(m.__file__, encoding="utf-8").read()
+    src = Path(m.__file__).read_text(encoding="utf-8")
     assert "matplotlib" not in src.split('"""', 2)[2]
     assert "ipywidgets" not in src.split('"""', 2)[2]
     assert "labkit.nb._plotmodel" in sys.modules
@@ -134,7 +135,8 @@ def test_line_memory_is_bounded_without_a_window():
     for i in range(1000):
         m.add(i)
     xs, _ = m.snapshot()["value"]
-    assert len(xs) == 100 and xs[0] == 900.0
+    assert len(xs) == 100
+    assert xs[0] == 900.0
 
 
 # -- bar ----------------------------------------------------------------------
@@ -216,7 +218,8 @@ def test_hist_auto_range_follows_the_data():
     m.extend([10, 20, 30])
     edges, counts, below, above = m.snapshot()
     assert edges == [10.0, 20.0, 30.0]
-    assert counts == [1, 2] and below == above == 0
+    assert counts == [1, 2]
+    assert below == above == 0
     single = HistModel(bins=1)
     single.add(5)
     assert single.snapshot()[0] == [4.5, 5.5]

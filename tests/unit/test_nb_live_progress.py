@@ -6,15 +6,17 @@ import pytest
 
 pytest.importorskip("tqdm")
 
-from labkit.errors import IllegalArgumentError  # noqa: E402
-from labkit.nb.progress_bar import progress  # noqa: E402
+from labkit.errors import IllegalArgumentError
+from labkit.nb.progress_bar import progress
 
 
 def test_wraps_an_iterable_and_counts_it(capsys):
     seen = list(progress(range(5), desc="sending", unit="msg", mininterval=0))
     assert seen == [0, 1, 2, 3, 4]
     err = capsys.readouterr().err
-    assert "sending" in err and "5/5" in err and "msg" in err
+    assert "sending" in err
+    assert "5/5" in err
+    assert "msg" in err
 
 
 def test_total_and_manual_updates(capsys):
@@ -27,11 +29,12 @@ def test_total_and_manual_updates(capsys):
 
 def test_generator_without_len_takes_total():
     bar = progress((i for i in range(3)), total=3)
-    assert bar.total == 3 and list(bar) == [0, 1, 2]
+    assert bar.total == 3
+    assert list(bar) == [0, 1, 2]
 
 
 @pytest.mark.parametrize(
-    "kwargs, match",
+    ("kwargs", "match"),
     [({}, "needs something to count"), ({"total": -1}, "total"), ({"total": "ten"}, "total")],
 )
 def test_bad_arguments_say_what_to_pass(kwargs, match):

@@ -44,7 +44,7 @@ def env(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "raw, want",
+    ("raw", "want"),
     [
         ("anna", "anna"),
         ("Anna", "anna"),
@@ -87,14 +87,18 @@ def test_an_empty_name_is_an_error_that_says_what_to_set():
 
 def test_the_default_lab_is_private_and_keeps_names_as_written():
     current = naming({}, getuser=os_user())
-    assert not current.shared and current.student is None and current.prefix == ""
+    assert not current.shared
+    assert current.student is None
+    assert current.prefix == ""
     assert current.topic("nb03-transactions") == "nb03-transactions"
     assert current.group("nb06-fraud-team") == "nb06-fraud-team"
 
 
 def test_labkit_student_alone_makes_the_lab_shared():
     current = naming({"LABKIT_STUDENT": "Anna"}, getuser=os_user())
-    assert current.shared and current.student == "anna" and current.source == "LABKIT_STUDENT"
+    assert current.shared
+    assert current.student == "anna"
+    assert current.source == "LABKIT_STUDENT"
     assert current.topic("nb03-alerts") == "anna.nb03-alerts"
     assert current.group("nb06-fraud") == "anna.nb06-fraud"
 
@@ -112,11 +116,12 @@ def test_labkit_shared_without_a_student_uses_the_hub_user_then_the_os_user():
 
 def test_labkit_shared_0_turns_prefixes_off_even_with_a_student():
     current = naming({"LABKIT_SHARED": "0", "LABKIT_STUDENT": "anna"}, getuser=os_user())
-    assert not current.shared and current.topic("nb01-rta") == "nb01-rta"
+    assert not current.shared
+    assert current.topic("nb01-rta") == "nb01-rta"
 
 
 def test_a_bad_shared_flag_or_an_unknown_user_is_a_clear_error():
-    with pytest.raises(IllegalArgumentError, match="LABKIT_SHARED='maybe'.*1.*0"):
+    with pytest.raises(IllegalArgumentError, match=r"LABKIT_SHARED='maybe'.*1.*0"):
         naming({"LABKIT_SHARED": "maybe"}, getuser=os_user())
     with pytest.raises(IllegalStateError, match="set LABKIT_STUDENT"):
         naming({"LABKIT_SHARED": "1"}, getuser=no_user)
@@ -142,7 +147,8 @@ def test_one_students_prefix_never_matches_anothers_topics():
 @pytest.mark.parametrize("student", ["Łucja Wójcik", "x" * 300, "王小明", "o'brien@uni.edu"])
 def test_prefixed_topic_names_follow_kafkas_rules(student):
     name = naming({"LABKIT_STUDENT": student}).topic("nb10-scoring-group")
-    assert TOPIC_RULE.fullmatch(name) and name not in (".", "..")
+    assert TOPIC_RULE.fullmatch(name)
+    assert name not in (".", "..")
 
 
 @pytest.mark.parametrize("bad", ["", "nb03 alerts", "nb03/alerts", ".", "..", "ałerty", None, 3])
@@ -179,7 +185,8 @@ def test_the_doctor_shows_the_student_and_prefix_on_a_shared_broker(env):
     env(LABKIT_STUDENT="Anna Nowak")
     result = doctor_module.student_result(["10.0.0.5:9092"])
     assert result.status == doctor_module.OK
-    assert "anna-nowak" in result.detail and "'anna-nowak.'" in result.detail
+    assert "anna-nowak" in result.detail
+    assert "'anna-nowak.'" in result.detail
 
 
 def test_the_doctor_says_private_and_warns_only_for_a_broker_elsewhere(env):
@@ -188,13 +195,15 @@ def test_the_doctor_says_private_and_warns_only_for_a_broker_elsewhere(env):
     assert local.status == compose.status == doctor_module.OK
     assert "as written" in local.detail
     remote = doctor_module.student_result(["lab.example.edu:9092"])
-    assert remote.status == doctor_module.WARN and "LABKIT_STUDENT" in remote.fix
+    assert remote.status == doctor_module.WARN
+    assert "LABKIT_STUDENT" in remote.fix
 
 
 def test_the_doctor_fails_the_student_line_for_a_bad_setting(env):
     env(LABKIT_SHARED="maybe")
     result = doctor_module.student_result(["localhost:9092"])
-    assert result.status == doctor_module.FAIL and "LABKIT_SHARED" in result.detail
+    assert result.status == doctor_module.FAIL
+    assert "LABKIT_SHARED" in result.detail
 
 
 def test_the_doctor_report_includes_the_student_line(env, monkeypatch):
@@ -232,15 +241,18 @@ def test_a_topic_without_the_prefix_fails_with_a_hint_naming_it(env):
     env(LABKIT_STUDENT="anna")
     result = nb.evaluate("01.1", description("nb01-payments"), topic=nb.topic("nb01-payments"))
     assert result.status == "FAIL"
-    assert "'anna.'" in result.hint and "use nb.topic('nb01-payments')" in result.hint
+    assert "'anna.'" in result.hint
+    assert "use nb.topic('nb01-payments')" in result.hint
     result = nb.evaluate("02.1", metadata("nb02-transactions"), topic=nb.topic("nb02-transactions"))
-    assert result.status == "FAIL" and "use nb.topic('nb02-transactions')" in result.hint
+    assert result.status == "FAIL"
+    assert "use nb.topic('nb02-transactions')" in result.hint
 
 
 def test_another_students_topic_does_not_pass(env):
     env(LABKIT_STUDENT="anna")
     result = nb.evaluate("01.1", description("bartek.nb01-payments"), topic="nb01-payments")
-    assert result.status == "FAIL" and "bartek.nb01-payments" in result.hint
+    assert result.status == "FAIL"
+    assert "bartek.nb01-payments" in result.hint
     assert "'anna.'" not in result.hint
 
 

@@ -64,7 +64,8 @@ def test_doctor_fails_when_the_tools_are_not_on_the_kernels_path(monkeypatch):
     line = report["console tools"]
     assert line.status == d.FAIL
     assert "labkit" in line.detail
-    assert SCRIPTS in line.fix and "restart the kernel" in line.fix
+    assert SCRIPTS in line.fix
+    assert "restart the kernel" in line.fix
     assert "console tools" in out.getvalue()
 
 
@@ -76,4 +77,5 @@ def test_doctor_passes_when_the_tools_are_on_path(monkeypatch):
 def test_doctor_says_install_when_this_python_has_no_tools():
     result = d.tools_result({"PATH": BARE_PATH}, installed_in=None)
     assert result.status == d.FAIL
-    assert "pip install" in result.fix and sys.executable in result.fix
+    assert "pip install" in result.fix
+    assert sys.executable in result.fix

@@ -19,7 +19,7 @@ def test_response_round_trip():
 
 
 @pytest.mark.parametrize(
-    "frames, reason",
+    ("frames", "reason"),
     [
         ([b"LK1", b"id", b"metadata"], "at least 4"),
         ([b"XX9", b"id", b"metadata", b"{}"], "magic"),
@@ -49,7 +49,7 @@ def test_random_frames_never_raise_anything_else(frames):
 
 
 @pytest.mark.parametrize(
-    "header, reason",
+    ("header", "reason"),
     [
         (b'{"group_id": "\\ud800"}', "lone UTF-16 surrogate"),
         (b'{"client_id": "ok", "\\uDFFF": 1}', "lone UTF-16 surrogate"),
@@ -71,7 +71,7 @@ def test_headers_that_would_break_the_broker_later_are_refused_at_decode(header,
 
 
 @pytest.mark.parametrize(
-    "header, expected",
+    ("header", "expected"),
     [
         (b'{"group_id": "\\ud83d\\ude00"}', {"group_id": "\U0001f600"}),  # a proper pair
         ('{"group_id": "gr\u00fcn-\U0001f600"}'.encode(), {"group_id": "gr\u00fcn-\U0001f600"}),

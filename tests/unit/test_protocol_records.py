@@ -17,7 +17,8 @@ def test_round_trip_plain_values():
     header = r.validate_batch(batch)
     assert header.record_count == 3
     assert header.last_offset_delta == 2
-    assert header.base_timestamp == 10 and header.max_timestamp == 12
+    assert header.base_timestamp == 10
+    assert header.max_timestamp == 12
     assert header.size == len(batch)
     decoded = r.decode_batch(r.with_base_offset(batch, 100))
     assert decoded.offsets == [100, 101, 102]
@@ -51,7 +52,7 @@ def test_offset_deltas_keep_sparse_offsets():
 
 
 def test_empty_batch_is_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one record"):
         r.encode_batch([], None, [])
 
 
