@@ -1,0 +1,153 @@
+"""Kafka requests as labkit requests, labkit replies as Kafka responses. No sockets.
+
+Theory of operation
+-------------------
+Each Kafka API the listener answers is a pair of pure functions:
+
+- ``to_labkit(request, version)`` -> ``(labkit api, JSON header)`` (protocol/frames.py's
+  envelope; docs/wire.md), or ``None`` when the listener answers alone (ApiVersions);
+- ``to_kafka(labkit reply header, request, version, context)`` -> the kio response
+  entity of the request's version.
+
+kio has one dataclass per (API, version), each with only that version's fields, so
+responses are built from one set of values with ``_make``, which keeps the fields the
+version's class has (metadata v0 has no ``cluster_id``, v10 adds ``topic_id``...).
+Error codes become kio ``ErrorCode`` members; topic ids are the zero UUID (labkit has
+none, and every version advertised lets a client name topics).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import sys
+import uuid
+from typing import Any, NamedTuple
+
+from kio.index import load_response_schema
+from kio.schema.errors import ErrorCode
+
+from labkit.kafka.codec import API_VERSIONS_KEY, SUPPORTED
+
+METADATA_KEY = 3
+ZERO_UUID = uuid.UUID(int=0)
+NODE_ID = 0  # the broker's id in labkit's own metadata (one broker)
+_NO_THROTTLE = datetime.timedelta(0)
+
+
+class Context(NamedTuple):
+    """What a response needs from the listener: the Kafka address it advertises."""
+
+    host: str
+    port: int
+
+
+def _make(cls: type, **values: Any) -> Any:
+    """An instance of kio's ``cls`` from ``values``, keeping only the fields it has."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def _nested(response_cls: type, name: str) -> type:
+    """A nested entity class of the module that defines ``response_cls``."""
+    return getattr(sys.modules[response_cls.__module__], name)
+
+
+def _error(code: int) -> ErrorCode:
+    try:
+        return ErrorCode(code)
+    except ValueError:  # a labkit code Kafka does not know: still an error
+        return ErrorCode.unknown_server_error
+
+
+# -- ApiVersions ------------------------------------------------------------------------
+
+
+def api_versions_response(version: int, error: ErrorCode = ErrorCode.none) -> Any:
+    """The listener's own ApiVersions answer (``version`` 0 for the KIP-511 fallback)."""
+    cls = load_response_schema(API_VERSIONS_KEY, version)
+    row = _nested(cls, "ApiVersion")
+    keys = tuple(
+        row(api_key=key, min_version=low, max_version=high)
+        for key, (low, high) in sorted(SUPPORTED.items())
+    )
+    return _make(cls, error_code=error, api_keys=keys, throttle_time=_NO_THROTTLE)
+
+
+# -- Metadata ---------------------------------------------------------------------------
+
+
+def metadata_to_labkit(request: Any, version: int) -> tuple[str, dict]:
+    topics = request.topics
+    if topics is None or (version == 0 and not topics):  # v0: an empty list means all
+        names = None
+    else:
+        names = [topic.name for topic in topics]  # a topic asked by id only has no name
+    # v0-v3 have no flag: those clients rely on the broker's auto.create.topics.enable
+    allow = getattr(request, "allow_auto_topic_creation", True)
+    return "metadata", {"topics": names, "allow_auto_create": bool(allow)}
+
+
+def metadata_to_kafka(reply: dict, request: Any, version: int, context: Context) -> Any:
+    cls = load_response_schema(METADATA_KEY, version)
+    broker_cls = _nested(cls, "MetadataResponseBroker")
+    topic_cls = _nested(cls, "MetadataResponseTopic")
+    partition_cls = _nested(cls, "MetadataResponsePartition")
+    if reply.get("error"):
+        # the whole request failed (labkit answers per topic; this is a bad request)
+        asked = [] if request.topics is None else request.topics
+        topics = tuple(
+            _make(
+                topic_cls,
+                error_code=_error(reply["error"]),
+                name=topic.name,
+                topic_id=ZERO_UUID,
+                partitions=(),
+            )
+            for topic in asked
+        )
+        brokers = ()
+    else:
+        topics = tuple(
+            _make(
+                topic_cls,
+                error_code=_error(row.get("error", 0)),
+                name=row["name"],
+                topic_id=ZERO_UUID,
+                is_internal=bool(row.get("is_internal", False)),
+                partitions=tuple(
+                    _make(
+                        partition_cls,
+                        error_code=ErrorCode.none,
+                        partition_index=part["partition"],
+                        leader_id=NODE_ID,
+                        leader_epoch=0,
+                        replica_nodes=(NODE_ID,),
+                        isr_nodes=(NODE_ID,),
+                        offline_replicas=(),
+                    )
+                    for part in row.get("partitions", ())
+                ),
+            )
+            for row in reply.get("topics", ())
+        )
+        brokers = (_make(broker_cls, node_id=NODE_ID, host=context.host, port=context.port),)
+    return _make(
+        cls,
+        throttle_time=_NO_THROTTLE,
+        brokers=brokers,
+        cluster_id=reply.get("cluster_id"),
+        controller_id=NODE_ID,
+        topics=topics,
+    )
+
+
+class Api(NamedTuple):
+    to_labkit: Any
+    to_kafka: Any
+
+
+# api key -> its pair (ApiVersions is answered by the listener alone)
+BRIDGED: dict[int, Api] = {
+    METADATA_KEY: Api(metadata_to_labkit, metadata_to_kafka),
+}
