@@ -273,11 +273,11 @@ class BrokerServer:
         if not connections.knows(identity) and sock.getsockopt(_RCVMORE):
             first = sock.recv(_NOBLOCK, copy=False)  # a new client: learn its descriptor
             try:
-                fd = first.get(_SRCFD)
-                if fd >= 0:  # -1: an inproc peer (the Kafka listener's), no TCP to measure
-                    connections.bind(identity, fd)
+                connections.bind(identity, first.get(_SRCFD))
             except zmq.ZMQError:
-                pass  # no descriptor (a ZMTP 1.0 peer): no budget; the TCP limits still hold
+                # no descriptor (a ZMTP 1.0 peer; an inproc peer, the Kafka listener's,
+                # gets EINVAL): no budget here; the TCP limits, or the listener's, hold
+                pass
             frames.append(first.bytes)
         while sock.getsockopt(_RCVMORE):
             if len(frames) < _HEAD_FRAMES:
