@@ -89,6 +89,9 @@ class KafkaListener:
         self._thread: threading.Thread | None = None
         self._stop = False
         self._request_ids = itertools.count()
+        self._poller = zmq.Poller()
+        self._by_fd: dict[int, _Connection] = {}
+        self._by_dealer: dict[zmq.Socket, _Connection] = {}
         self.port = port
         self.stats = {"connections": 0, "requests": 0, "closed_for_bad_input": 0}
 
@@ -115,6 +118,7 @@ class KafkaListener:
         server.setblocking(False)
         self._server = server
         self.port = server.getsockname()[1]
+        self._context = apis.Context(self._advertised_host, self.port)
         self._thread = threading.Thread(target=self._run, name="kafka-listener", daemon=True)
         self._thread.start()
 
@@ -128,41 +132,46 @@ class KafkaListener:
     # -- the thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
-        poller = zmq.Poller()
-        server = self._server
-        poller.register(server.fileno(), zmq.POLLIN)
-        by_fd: dict[int, _Connection] = {}
-        by_dealer: dict[zmq.Socket, _Connection] = {}
-        context = apis.Context(self._advertised_host, self.port)
+        self._poller.register(self._server.fileno(), zmq.POLLIN)
         try:
             while not self._stop:
-                for item, events in poller.poll(POLL_MS):
-                    if item == server.fileno():
-                        self._accept(poller, by_fd, by_dealer)
-                        continue
-                    conn = by_dealer.get(item) if isinstance(item, zmq.Socket) else by_fd.get(item)
-                    if conn is None:
-                        continue  # closed earlier in this turn
+                for item, events in self._poller.poll(POLL_MS):
                     try:
-                        if isinstance(item, zmq.Socket):
-                            self._broker_replied(conn, context)
-                        else:
-                            if events & zmq.POLLIN:
-                                self._read(conn, context)
-                            if events & zmq.POLLOUT:
-                                self._write(conn)
-                        self._interest(poller, conn)
-                    except _Close as why:
-                        self._drop(poller, by_fd, by_dealer, conn, str(why))
-                    except Exception:  # noqa: BLE001 - one connection must not stop the thread
-                        log.exception("Kafka connection from %s failed", conn.peer)
-                        self._drop(poller, by_fd, by_dealer, conn, "")
+                        self._serve(item, events)
+                    except Exception:  # noqa: BLE001 - nothing may stop the thread
+                        log.exception("the Kafka listener failed to serve %r", item)
         finally:
-            for conn in list(by_fd.values()):
-                self._drop(poller, by_fd, by_dealer, conn, "")
-            server.close()
+            for conn in list(self._by_fd.values()):
+                self._drop(conn, "")
+            self._server.close()
 
-    def _accept(self, poller, by_fd, by_dealer) -> None:
+    def _serve(self, item, events: int) -> None:
+        """One ready socket: the listening one, a client's TCP socket or its DEALER."""
+        if item == self._server.fileno():
+            self._accept()
+            return
+        is_dealer = isinstance(item, zmq.Socket)
+        conn = self._by_dealer.get(item) if is_dealer else self._by_fd.get(item)
+        if conn is None:
+            return  # closed earlier in this turn
+        try:
+            if is_dealer:
+                self._broker_replied(conn)
+            else:
+                if events & zmq.POLLIN:
+                    self._read(conn)
+                if events & zmq.POLLOUT:
+                    self._write(conn)
+                if events & zmq.POLLERR and not events & (zmq.POLLIN | zmq.POLLOUT):
+                    raise _Close("")  # reset or hung up while not being read
+            self._interest(conn)
+        except _Close as why:
+            self._drop(conn, str(why))
+        except Exception:  # noqa: BLE001 - one connection's failure ends only it
+            log.exception("Kafka connection from %s failed", conn.peer)
+            self._drop(conn, "")
+
+    def _accept(self) -> None:
         while True:
             try:
                 sock, address = self._server.accept()
@@ -177,36 +186,44 @@ class KafkaListener:
             dealer.setsockopt(zmq.LINGER, 0)
             dealer.connect(self._endpoint)
             conn = _Connection(sock, "{}:{}".format(*address[:2]), dealer, self._max_frame)
-            by_fd[sock.fileno()] = conn
-            by_dealer[dealer] = conn
-            poller.register(dealer, zmq.POLLIN)
-            poller.register(sock.fileno(), zmq.POLLIN)
+            self._by_fd[sock.fileno()] = conn
+            self._by_dealer[dealer] = conn
+            self._poller.register(dealer, zmq.POLLIN)
+            self._poller.register(sock.fileno(), zmq.POLLIN)
             self.stats["connections"] += 1
 
-    def _drop(self, poller, by_fd, by_dealer, conn: _Connection, why: str) -> None:
+    def _drop(self, conn: _Connection, why: str) -> None:
         if why:
             self.stats["closed_for_bad_input"] += 1
             log.warning("closed the Kafka connection from %s: %s", conn.peer, why)
+        if conn.out:  # answers to the requests before the bad one: best effort
+            try:
+                conn.sock.send(conn.out)
+            except OSError:
+                pass
         fd = conn.sock.fileno()
-        if by_fd.pop(fd, None) is not None:
-            poller.unregister(fd)
-        if by_dealer.pop(conn.dealer, None) is not None:
-            poller.unregister(conn.dealer)
+        self._by_fd.pop(fd, None)
+        self._by_dealer.pop(conn.dealer, None)
+        for item in (fd, conn.dealer):
+            # not registered while a request waits (_interest's flags 0 unregisters it)
+            if item in self._poller:
+                self._poller.unregister(item)
         conn.sock.close()
         conn.dealer.close(linger=0)
 
-    def _interest(self, poller, conn: _Connection) -> None:
-        """Read only when nothing is queued and the output is under budget (see module doc)."""
+    def _interest(self, conn: _Connection) -> None:
+        """Read only when nothing is queued and the output is under budget (see module
+        doc). Flags 0 unregisters the descriptor (pyzmq)."""
         flags = 0
         if not conn.queue and conn.waiting is None and len(conn.out) < self._max_buffered:
             flags |= zmq.POLLIN
         if conn.out:
             flags |= zmq.POLLOUT
-        poller.modify(conn.sock.fileno(), flags)
+        self._poller.modify(conn.sock.fileno(), flags)
 
     # -- one connection -----------------------------------------------------------------
 
-    def _read(self, conn: _Connection, context: apis.Context) -> None:
+    def _read(self, conn: _Connection) -> None:
         try:
             data = conn.sock.recv(RECV_BYTES)
         except (BlockingIOError, InterruptedError):
@@ -219,7 +236,7 @@ class KafkaListener:
             conn.queue.extend(conn.frames.feed(data))
         except codec.FrameTooLarge as exc:
             raise _Close(str(exc)) from None
-        self._next(conn, context)
+        self._next(conn)
 
     def _write(self, conn: _Connection) -> None:
         try:
@@ -230,7 +247,7 @@ class KafkaListener:
             raise _Close(f"write failed: {exc}") from None
         del conn.out[:sent]
 
-    def _next(self, conn: _Connection, context: apis.Context) -> None:
+    def _next(self, conn: _Connection) -> None:
         """Process queued requests until one waits for the broker."""
         while conn.waiting is None and conn.queue:
             frame = conn.queue.popleft()
@@ -258,7 +275,7 @@ class KafkaListener:
         if conn.out:
             self._write(conn)
 
-    def _broker_replied(self, conn: _Connection, context: apis.Context) -> None:
+    def _broker_replied(self, conn: _Connection) -> None:
         while True:
             try:
                 frames = conn.dealer.recv_multipart(zmq.NOBLOCK)
@@ -272,9 +289,9 @@ class KafkaListener:
                 continue  # not the request waiting (cannot happen: one at a time)
             _, correlation, request, version, api = conn.waiting
             conn.waiting = None
-            response = api.to_kafka(reply, request, version, context)
+            response = api.to_kafka(reply, request, version, self._context)
             conn.out += codec.encode_response(correlation, response)
-            self._next(conn, context)
+            self._next(conn)
 
 
 class _Close(Exception):
