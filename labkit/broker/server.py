@@ -175,6 +175,7 @@ class BrokerServer:
             config.advertised_host,
             config.socket_request_max_bytes,
             config.connection_max_buffered_bytes,
+            config.num_partitions,
         )
         try:
             self.kafka.start()

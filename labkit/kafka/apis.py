@@ -30,16 +30,20 @@ from kio.schema.errors import ErrorCode
 from labkit.kafka.codec import API_VERSIONS_KEY, SUPPORTED
 
 METADATA_KEY = 3
+CREATE_TOPICS_KEY = 19
+DELETE_TOPICS_KEY = 20
 ZERO_UUID = uuid.UUID(int=0)
 NODE_ID = 0  # the broker's id in labkit's own metadata (one broker)
 _NO_THROTTLE = datetime.timedelta(0)
 
 
 class Context(NamedTuple):
-    """What a response needs from the listener: the Kafka address it advertises."""
+    """What a response needs from the listener: the Kafka address it advertises, and
+    the broker's ``num.partitions`` (the count of a topic created with -1)."""
 
     host: str
     port: int
+    default_partitions: int = 1
 
 
 def _make(cls: type, **values: Any) -> Any:
@@ -142,6 +146,89 @@ def metadata_to_kafka(reply: dict, request: Any, version: int, context: Context)
     )
 
 
+# -- CreateTopics / DeleteTopics ---------------------------------------------------------
+
+
+def create_topics_to_labkit(request: Any, version: int) -> tuple[str, dict]:
+    topics = []
+    for topic in request.topics:
+        spec: dict[str, Any] = {
+            "name": topic.name,
+            "num_partitions": topic.num_partitions,
+            "replication_factor": topic.replication_factor,
+            "configs": {config.name: config.value for config in topic.configs},
+        }
+        if topic.assignments:
+            # labkit has one broker: a manual assignment can only say what it would do
+            # anyway, and Kafka requires num_partitions -1 with one
+            spec["num_partitions"] = len(topic.assignments)
+            if any(tuple(a.broker_ids) != (NODE_ID,) for a in topic.assignments):
+                spec["replication_factor"] = max(len(a.broker_ids) for a in topic.assignments)
+        topics.append(spec)
+    validate_only = bool(getattr(request, "validate_only", False))
+    return "create_topics", {"topics": topics, "validate_only": validate_only}
+
+
+def create_topics_to_kafka(reply: dict, request: Any, version: int, context: Context) -> Any:
+    cls = load_response_schema(CREATE_TOPICS_KEY, version)
+    result_cls = _nested(cls, "CreatableTopicResult")
+    rows = _rows_by_name(reply, [topic.name for topic in request.topics])
+    results = []
+    for topic, row in zip(request.topics, rows, strict=True):
+        ok = row["error"] == 0
+        partitions = topic.num_partitions
+        if topic.assignments:
+            partitions = len(topic.assignments)
+        elif partitions == -1:
+            partitions = context.default_partitions
+        results.append(
+            _make(
+                result_cls,
+                name=topic.name,
+                topic_id=ZERO_UUID,
+                error_code=_error(row["error"]),
+                error_message=row.get("message"),
+                num_partitions=partitions if ok else -1,
+                replication_factor=1 if ok else -1,
+                configs=(),  # never null: Java's admin client reads it (NPE on null)
+            )
+        )
+    return _make(cls, throttle_time=_NO_THROTTLE, topics=tuple(results))
+
+
+def delete_topics_to_labkit(request: Any, version: int) -> tuple[str, dict]:
+    return "delete_topics", {"topics": list(request.topic_names)}
+
+
+def delete_topics_to_kafka(reply: dict, request: Any, version: int, context: Context) -> Any:
+    cls = load_response_schema(DELETE_TOPICS_KEY, version)
+    result_cls = _nested(cls, "DeletableTopicResult")
+    names = list(request.topic_names)
+    results = tuple(
+        _make(
+            result_cls,
+            name=name,
+            error_code=_error(row["error"]),
+            error_message=row.get("message"),
+        )
+        for name, row in zip(names, _rows_by_name(reply, names), strict=True)
+    )
+    return _make(cls, throttle_time=_NO_THROTTLE, responses=results)
+
+
+def _rows_by_name(reply: dict, names: list[str]) -> list[dict]:
+    """One ``{"error", "message"}`` row per asked name, in order: labkit's rows, or the
+    whole request's error on every name when the broker refused the request itself."""
+    if reply.get("error"):
+        row = {"error": reply["error"], "message": reply.get("message")}
+        return [row] * len(names)
+    rows = reply.get("topics", [])
+    if len(rows) != len(names):  # cannot happen: the broker answers one row per name
+        missing = {"error": ErrorCode.unknown_server_error, "message": "no answer for it"}
+        return [missing] * len(names)
+    return rows
+
+
 class Api(NamedTuple):
     to_labkit: Any
     to_kafka: Any
@@ -150,4 +237,6 @@ class Api(NamedTuple):
 # api key -> its pair (ApiVersions is answered by the listener alone)
 BRIDGED: dict[int, Api] = {
     METADATA_KEY: Api(metadata_to_labkit, metadata_to_kafka),
+    CREATE_TOPICS_KEY: Api(create_topics_to_labkit, create_topics_to_kafka),
+    DELETE_TOPICS_KEY: Api(delete_topics_to_labkit, delete_topics_to_kafka),
 }

@@ -40,6 +40,8 @@ API_VERSIONS_KEY = 18
 SUPPORTED: dict[int, tuple[int, int]] = {
     3: (0, 12),  # Metadata
     18: (0, 4),  # ApiVersions
+    19: (2, 7),  # CreateTopics
+    20: (1, 5),  # DeleteTopics
 }
 
 _SIZE = struct.Struct(">i")

@@ -78,6 +78,7 @@ class KafkaListener:
         advertised_host: str,
         max_frame_bytes: int,
         max_buffered_bytes: int,
+        default_partitions: int = 1,
     ):
         self._ctx = context
         self._endpoint = broker_endpoint
@@ -85,6 +86,7 @@ class KafkaListener:
         self._advertised_host = advertised_host
         self._max_frame = max_frame_bytes
         self._max_buffered = max_buffered_bytes
+        self._default_partitions = default_partitions
         self._server: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stop = False
@@ -118,7 +120,7 @@ class KafkaListener:
         server.setblocking(False)
         self._server = server
         self.port = server.getsockname()[1]
-        self._context = apis.Context(self._advertised_host, self.port)
+        self._context = apis.Context(self._advertised_host, self.port, self._default_partitions)
         self._thread = threading.Thread(target=self._run, name="kafka-listener", daemon=True)
         self._thread.start()
 

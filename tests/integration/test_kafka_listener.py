@@ -13,7 +13,11 @@ import threading
 import pytest
 from kafka import KafkaAdminClient as KafkaPythonAdmin
 from kafka.admin import NewTopic
-from kafka.errors import UnknownTopicOrPartitionError
+from kafka.errors import (
+    InvalidReplicationFactorError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
 
 from labkit import KafkaAdminClient as LabkitAdmin
 from labkit.broker.config import BrokerConfig
@@ -124,6 +128,35 @@ def test_kafka_python_describing_a_missing_topic_gets_kafkas_error(kafka_broker,
         admin.close()
 
 
+def test_kafka_python_creates_and_deletes_topics(kafka_broker, unique_topic):
+    admin = kafka_python_admin(kafka_broker)
+    try:
+        created = admin.create_topics(
+            [NewTopic(unique_topic, 3, 1, topic_configs={"retention.ms": "60000"})]
+        )
+        (row,) = created["topics"]
+        assert (row["name"], row["error_code"], row["num_partitions"]) == (unique_topic, 0, 3)
+        (described,) = admin.describe_topics([unique_topic])
+        assert len(described["partitions"]) == 3
+        with pytest.raises(TopicAlreadyExistsError):
+            admin.create_topics([NewTopic(unique_topic, 3, 1)])
+        with pytest.raises(InvalidReplicationFactorError, match="single broker"):
+            admin.create_topics([NewTopic(unique_topic + "-rf3", 1, 3)])
+        admin.delete_topics([unique_topic])
+        assert unique_topic not in admin.list_topics()
+        with pytest.raises(UnknownTopicOrPartitionError):
+            admin.delete_topics([unique_topic])
+    finally:
+        admin.close()
+    # the labkit side sees the same topics: one broker state behind both protocols
+    labkit_admin = LabkitAdmin(bootstrap_servers=kafka_broker.bootstrap)
+    try:
+        assert unique_topic not in labkit_admin.list_topics()
+        assert unique_topic + "-rf3" not in labkit_admin.list_topics()
+    finally:
+        labkit_admin.close()
+
+
 # -- the wire, by hand ---------------------------------------------------------------------
 
 
@@ -179,6 +212,37 @@ def test_kafka_topics_list_matches_apache_kafka(kafka_broker, apache_kafka, uniq
         return [line for line in listing.splitlines() if line.startswith(unique_topic)]
 
     assert ours(on_labkit.stdout) == ours(on_kafka.stdout) == sorted(names)
+
+
+def test_kafka_topics_create_and_delete_match_apache_kafka(
+    kafka_broker, apache_kafka, unique_topic
+):
+    """The same kafka-topics.sh commands print the same lines and exit codes on both."""
+    commands = [
+        ["--create", "--topic", unique_topic, "--partitions", "2"],
+        ["--create", "--topic", unique_topic + "-c", "--config", "retention.ms=60000"],
+        ["--create", "--topic", unique_topic],  # already exists
+        ["--delete", "--topic", unique_topic + "-c"],
+    ]
+    for command in commands:
+        on_labkit = run_tool(
+            "kafka-topics.sh", "--bootstrap-server", kafka_broker.kafka_bootstrap, *command
+        )
+        on_kafka = apache_kafka.tool("kafka-topics.sh", *command)
+        assert on_labkit.returncode == on_kafka.returncode, (command, on_labkit.stderr)
+        assert first_line(on_labkit.stdout) == first_line(on_kafka.stdout).replace(
+            "Topic '",
+            "topic '",  # labkit's own message, same error (TOPIC_ALREADY_EXISTS)
+        ).replace("' already exists.", "' already exists"), command
+    listed = run_tool(
+        "kafka-topics.sh", "--bootstrap-server", kafka_broker.kafka_bootstrap, "--list"
+    )
+    assert unique_topic in listed.stdout.split()
+    assert unique_topic + "-c" not in listed.stdout.split()
+
+
+def first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
 
 
 # -- inside the broker process -------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import random
 import struct
@@ -14,6 +15,9 @@ from kio.serial import entity_reader, entity_writer
 from labkit.kafka import apis, codec
 
 MAX_FRAME = 1 << 20
+TIMEOUT = datetime.timedelta(seconds=30)
+ADVERTISED = [(18, v) for v in range(5)] + [(3, v) for v in range(13)]
+ADVERTISED += [(19, v) for v in range(2, 8)] + [(20, v) for v in range(1, 6)]
 
 
 def request_frame(api_key: int, version: int, body=None, correlation_id: int = 7) -> bytes:
@@ -37,8 +41,26 @@ def request_frame(api_key: int, version: int, body=None, correlation_id: int = 7
 
 
 def default_body(schema, version):
+    module = __import__(schema.__module__, fromlist=["x"])
     if schema.__name__ == "ApiVersionsRequest":
         return apis._make(schema, client_software_name="kio-test", client_software_version="1")
+    if schema.__name__ == "CreateTopicsRequest":
+        config = module.CreatableTopicConfig(name="retention.ms", value="5000")
+        topics = (
+            module.CreatableTopic(
+                name="orders", num_partitions=3, replication_factor=1, assignments=(), configs=()
+            ),
+            module.CreatableTopic(
+                name="auto",
+                num_partitions=-1,
+                replication_factor=-1,
+                assignments=(),
+                configs=(config,),
+            ),
+        )
+        return apis._make(schema, topics=topics, timeout=TIMEOUT, validate_only=False)
+    if schema.__name__ == "DeleteTopicsRequest":
+        return apis._make(schema, topic_names=("orders", "nope"), timeout=TIMEOUT)
     topic = __import__(schema.__module__, fromlist=["x"]).MetadataRequestTopic
     topics = (apis._make(topic, name="orders", topic_id=apis.ZERO_UUID),)
     return apis._make(
@@ -91,9 +113,13 @@ def test_a_frame_of_exactly_the_limit_is_accepted():
 # -- requests ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "api_key, version", [(18, v) for v in range(5)] + [(3, v) for v in range(13)]
-)
+def test_the_advertised_ranges_are_these():
+    assert sorted((k, v) for k, (lo, hi) in codec.SUPPORTED.items() for v in range(lo, hi + 1)) == (
+        sorted(ADVERTISED)
+    )
+
+
+@pytest.mark.parametrize("api_key, version", ADVERTISED)
 def test_every_advertised_version_decodes(api_key, version):
     header, request = codec.decode_request(request_frame(api_key, version))
     assert (header.request_api_key, header.request_api_version) == (api_key, version)
@@ -132,7 +158,7 @@ def test_garbage_raises_only_bad_request():
     """Random, truncated and mutated frames of every advertised version: BadRequest or a
     request, never another exception (nothing a client sends stops the listener)."""
     rnd = random.Random(13)
-    seeds = [request_frame(18, v) for v in range(5)] + [request_frame(3, v) for v in range(13)]
+    seeds = [request_frame(key, version) for key, version in ADVERTISED]
     decoded = refused = 0
     for _ in range(20_000):
         frame = bytearray(rnd.choice(seeds))
@@ -248,3 +274,105 @@ def test_a_bad_kafka_port_says_what_to_write(value):
 
     with pytest.raises(KafkaConfigurationError, match="kafka.port"):
         BrokerConfig.build(overrides={"kafka.port": value})
+
+
+# -- CreateTopics / DeleteTopics -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", range(2, 8))
+def test_create_topics_as_labkit_asks_and_answers(version):
+    request = default_body(load_request_schema(19, version), version)
+    api, header = apis.create_topics_to_labkit(request, version)
+    assert api == "create_topics"
+    assert header == {
+        "topics": [
+            {"name": "orders", "num_partitions": 3, "replication_factor": 1, "configs": {}},
+            {
+                "name": "auto",
+                "num_partitions": -1,
+                "replication_factor": -1,
+                "configs": {"retention.ms": "5000"},
+            },
+        ],
+        "validate_only": False,
+    }
+    reply = {
+        "error": 0,
+        "topics": [
+            {"name": "orders", "error": 0, "message": None},
+            {"name": "auto", "error": 36, "message": "topic 'auto' already exists"},
+        ],
+    }
+    response = apis.create_topics_to_kafka(reply, request, version, apis.Context("h", 1, 6))
+    _, body = decode_response(codec.encode_response(3, response), 19, version)
+    orders, auto = body.topics
+    assert (orders.name, orders.error_code) == ("orders", ErrorCode.none)
+    assert (auto.name, auto.error_code) == ("auto", ErrorCode.topic_already_exists)
+    assert auto.error_message == "topic 'auto' already exists"
+    if version >= 5:
+        assert (orders.num_partitions, orders.replication_factor) == (3, 1)
+        assert orders.configs == ()  # never null: Java's admin client would fail on it
+
+
+def test_create_topics_with_minus_one_answers_the_brokers_default_count():
+    request = default_body(load_request_schema(19, 7), 7)
+    reply = {"error": 0, "topics": [{"name": n, "error": 0} for n in ("orders", "auto")]}
+    response = apis.create_topics_to_kafka(reply, request, 7, apis.Context("h", 1, 6))
+    assert [t.num_partitions for t in response.topics] == [3, 6]
+
+
+def test_a_replica_assignment_on_broker_0_is_a_partition_count():
+    module = __import__(load_request_schema(19, 7).__module__, fromlist=["x"])
+    assignments = tuple(
+        module.CreatableReplicaAssignment(partition_index=p, broker_ids=(0,)) for p in range(4)
+    )
+    topic = module.CreatableTopic(
+        name="t", num_partitions=-1, replication_factor=-1, assignments=assignments, configs=()
+    )
+    request = module.CreateTopicsRequest(topics=(topic,), timeout=TIMEOUT, validate_only=False)
+    spec = apis.create_topics_to_labkit(request, 7)[1]["topics"][0]
+    assert (spec["num_partitions"], spec["replication_factor"]) == (4, -1)
+    two = tuple(
+        module.CreatableReplicaAssignment(partition_index=p, broker_ids=(0, 1)) for p in range(2)
+    )
+    request = module.CreateTopicsRequest(
+        topics=(apis._make(module.CreatableTopic, **{**_fields(topic), "assignments": two}),),
+        timeout=TIMEOUT,
+    )
+    spec = apis.create_topics_to_labkit(request, 7)[1]["topics"][0]
+    assert spec["replication_factor"] == 2  # refused by the broker, with its message
+
+
+def _fields(entity) -> dict:
+    import dataclasses
+
+    return {f.name: getattr(entity, f.name) for f in dataclasses.fields(entity)}
+
+
+@pytest.mark.parametrize("version", range(1, 6))
+def test_delete_topics_as_labkit_asks_and_answers(version):
+    request = default_body(load_request_schema(20, version), version)
+    assert apis.delete_topics_to_labkit(request, version) == (
+        "delete_topics",
+        {"topics": ["orders", "nope"]},
+    )
+    reply = {
+        "error": 0,
+        "topics": [
+            {"name": "orders", "error": 0, "message": None},
+            {"name": "nope", "error": 3, "message": "topic 'nope' does not exist"},
+        ],
+    }
+    response = apis.delete_topics_to_kafka(reply, request, version, apis.Context("h", 1))
+    _, body = decode_response(codec.encode_response(4, response), 20, version)
+    assert [(r.name, r.error_code) for r in body.responses] == [
+        ("orders", ErrorCode.none),
+        ("nope", ErrorCode.unknown_topic_or_partition),
+    ]
+
+
+def test_a_request_the_broker_refused_whole_is_an_error_on_every_topic():
+    request = default_body(load_request_schema(20, 5), 5)
+    reply = {"error": 42, "message": "malformed request: ..."}
+    response = apis.delete_topics_to_kafka(reply, request, 5, apis.Context("h", 1))
+    assert {r.error_code for r in response.responses} == {ErrorCode.invalid_request}
