@@ -32,6 +32,10 @@ from labkit.kafka.codec import API_VERSIONS_KEY, SUPPORTED
 METADATA_KEY = 3
 CREATE_TOPICS_KEY = 19
 DELETE_TOPICS_KEY = 20
+DESCRIBE_CONFIGS_KEY = 32
+TOPIC_RESOURCE = 2  # Kafka's ConfigResource.Type.TOPIC
+# Kafka's ConfigSource: a topic's own setting, or the default
+DYNAMIC_TOPIC_CONFIG, DEFAULT_CONFIG = 1, 5
 ZERO_UUID = uuid.UUID(int=0)
 NODE_ID = 0  # the broker's id in labkit's own metadata (one broker)
 _NO_THROTTLE = datetime.timedelta(0)
@@ -216,6 +220,65 @@ def delete_topics_to_kafka(reply: dict, request: Any, version: int, context: Con
     return _make(cls, throttle_time=_NO_THROTTLE, responses=results)
 
 
+# -- DescribeConfigs -----------------------------------------------------------------------
+
+
+def describe_configs_to_labkit(request: Any, version: int) -> tuple[str, dict]:
+    names = [r.resource_name for r in request.resources if r.resource_type == TOPIC_RESOURCE]
+    return "describe_configs", {"topics": names}
+
+
+def describe_configs_to_kafka(reply: dict, request: Any, version: int, context: Context) -> Any:
+    cls = load_response_schema(DESCRIBE_CONFIGS_KEY, version)
+    result_cls = _nested(cls, "DescribeConfigsResult")
+    entry_cls = _nested(cls, "DescribeConfigsResourceResult")
+    topics = [r.resource_name for r in request.resources if r.resource_type == TOPIC_RESOURCE]
+    rows = iter(_rows_by_name(reply, topics))
+    results = []
+    for resource in request.resources:
+        if resource.resource_type != TOPIC_RESOURCE:
+            results.append(
+                _make(
+                    result_cls,
+                    error_code=ErrorCode.invalid_request,
+                    error_message="labkit describes topic configs only; broker settings are "
+                    "the broker's --config flags (docs/broker.md)",
+                    resource_type=resource.resource_type,
+                    resource_name=resource.resource_name,
+                    configs=(),
+                )
+            )
+            continue
+        row = next(rows)
+        keys = resource.configuration_keys
+        entries = tuple(
+            _make(
+                entry_cls,
+                name=config["name"],
+                value=config["value"],
+                read_only=False,
+                is_default=bool(config.get("default")),
+                config_source=DEFAULT_CONFIG if config.get("default") else DYNAMIC_TOPIC_CONFIG,
+                is_sensitive=False,
+                synonyms=(),
+                documentation=None,
+            )
+            for config in row.get("configs") or ()
+            if keys is None or config["name"] in keys
+        )
+        results.append(
+            _make(
+                result_cls,
+                error_code=_error(row["error"]),
+                error_message=row.get("message"),
+                resource_type=TOPIC_RESOURCE,
+                resource_name=resource.resource_name,
+                configs=entries,
+            )
+        )
+    return _make(cls, throttle_time=_NO_THROTTLE, results=tuple(results))
+
+
 def _rows_by_name(reply: dict, names: list[str]) -> list[dict]:
     """One ``{"error", "message"}`` row per asked name, in order: labkit's rows, or the
     whole request's error on every name when the broker refused the request itself."""
@@ -239,4 +302,5 @@ BRIDGED: dict[int, Api] = {
     METADATA_KEY: Api(metadata_to_labkit, metadata_to_kafka),
     CREATE_TOPICS_KEY: Api(create_topics_to_labkit, create_topics_to_kafka),
     DELETE_TOPICS_KEY: Api(delete_topics_to_labkit, delete_topics_to_kafka),
+    DESCRIBE_CONFIGS_KEY: Api(describe_configs_to_labkit, describe_configs_to_kafka),
 }

@@ -42,6 +42,7 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     18: (0, 4),  # ApiVersions
     19: (2, 7),  # CreateTopics
     20: (1, 5),  # DeleteTopics
+    32: (1, 4),  # DescribeConfigs
 }
 
 _SIZE = struct.Struct(">i")

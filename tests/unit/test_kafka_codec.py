@@ -18,6 +18,7 @@ MAX_FRAME = 1 << 20
 TIMEOUT = datetime.timedelta(seconds=30)
 ADVERTISED = [(18, v) for v in range(5)] + [(3, v) for v in range(13)]
 ADVERTISED += [(19, v) for v in range(2, 8)] + [(20, v) for v in range(1, 6)]
+ADVERTISED += [(32, v) for v in range(1, 5)]
 
 
 def request_frame(api_key: int, version: int, body=None, correlation_id: int = 7) -> bytes:
@@ -59,6 +60,11 @@ def default_body(schema, version):
             ),
         )
         return apis._make(schema, topics=topics, timeout=TIMEOUT, validate_only=False)
+    if schema.__name__ == "DescribeConfigsRequest":
+        resource = module.DescribeConfigsResource(
+            resource_type=2, resource_name="orders", configuration_keys=None
+        )
+        return apis._make(schema, resources=(resource,), include_synonyms=True)
     if schema.__name__ == "DeleteTopicsRequest":
         return apis._make(schema, topic_names=("orders", "nope"), timeout=TIMEOUT)
     topic = __import__(schema.__module__, fromlist=["x"]).MetadataRequestTopic
@@ -376,3 +382,51 @@ def test_a_request_the_broker_refused_whole_is_an_error_on_every_topic():
     reply = {"error": 42, "message": "malformed request: ..."}
     response = apis.delete_topics_to_kafka(reply, request, 5, apis.Context("h", 1))
     assert {r.error_code for r in response.responses} == {ErrorCode.invalid_request}
+
+
+# -- DescribeConfigs -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", range(1, 5))
+def test_describe_configs_of_topics(version):
+    schema = load_request_schema(32, version)
+    module = __import__(schema.__module__, fromlist=["x"])
+    resources = (
+        module.DescribeConfigsResource(
+            resource_type=2, resource_name="orders", configuration_keys=None
+        ),
+        module.DescribeConfigsResource(resource_type=4, resource_name="0", configuration_keys=None),
+        module.DescribeConfigsResource(
+            resource_type=2, resource_name="nope", configuration_keys=("retention.ms",)
+        ),
+    )
+    request = apis._make(schema, resources=resources, include_synonyms=False)
+    assert apis.describe_configs_to_labkit(request, version) == (
+        "describe_configs",
+        {"topics": ["orders", "nope"]},
+    )
+    reply = {
+        "error": 0,
+        "topics": [
+            {
+                "name": "orders",
+                "error": 0,
+                "configs": [
+                    {"name": "retention.ms", "value": "5000", "default": False},
+                    {"name": "segment.bytes", "value": "1073741824", "default": True},
+                ],
+            },
+            {"name": "nope", "error": 3, "message": "no such topic", "configs": []},
+        ],
+    }
+    response = apis.describe_configs_to_kafka(reply, request, version, apis.Context("h", 1))
+    _, body = decode_response(codec.encode_response(8, response), 32, version)
+    orders, broker, nope = body.results
+    assert [(c.name, c.value, c.config_source) for c in orders.configs] == [
+        ("retention.ms", "5000", apis.DYNAMIC_TOPIC_CONFIG),
+        ("segment.bytes", "1073741824", apis.DEFAULT_CONFIG),
+    ]
+    assert broker.error_code is ErrorCode.invalid_request and "topic configs" in (
+        broker.error_message
+    )
+    assert (nope.error_code, nope.configs) == (ErrorCode.unknown_topic_or_partition, ())
