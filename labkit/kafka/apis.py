@@ -33,6 +33,8 @@ METADATA_KEY = 3
 CREATE_TOPICS_KEY = 19
 DELETE_TOPICS_KEY = 20
 DESCRIBE_CONFIGS_KEY = 32
+LIST_OFFSETS_KEY = 2
+EARLIEST, LATEST = -2, -1  # ListOffsets' special timestamps labkit answers
 TOPIC_RESOURCE = 2  # Kafka's ConfigResource.Type.TOPIC
 # Kafka's ConfigSource: a topic's own setting, or the default
 DYNAMIC_TOPIC_CONFIG, DEFAULT_CONFIG = 1, 5
@@ -220,6 +222,56 @@ def delete_topics_to_kafka(reply: dict, request: Any, version: int, context: Con
     return _make(cls, throttle_time=_NO_THROTTLE, responses=results)
 
 
+# -- ListOffsets ----------------------------------------------------------------------------
+
+
+def _asked_offsets(request: Any):
+    for topic in request.topics:
+        for partition in topic.partitions:
+            yield topic.name, partition.partition_index, partition.timestamp
+
+
+def list_offsets_to_labkit(request: Any, version: int) -> tuple[str, dict]:
+    # -3 (max timestamp) and below are not labkit's: answered in list_offsets_to_kafka
+    rows = [[n, p, ts] for n, p, ts in _asked_offsets(request) if ts >= EARLIEST]
+    return "list_offsets", {"partitions": rows}
+
+
+def list_offsets_to_kafka(reply: dict, request: Any, version: int, context: Context) -> Any:
+    cls = load_response_schema(LIST_OFFSETS_KEY, version)
+    topic_cls = _nested(cls, "ListOffsetsTopicResponse")
+    partition_cls = _nested(cls, "ListOffsetsPartitionResponse")
+    whole_error = reply.get("error", 0)
+    rows = iter(reply.get("partitions") or ())
+    topics = []
+    for topic in request.topics:
+        partitions = []
+        for partition in topic.partitions:
+            error, offset, timestamp = ErrorCode.none, -1, -1
+            if partition.timestamp < EARLIEST:
+                error = ErrorCode.invalid_request  # Kafka's spec labkit lacks (see docs)
+            elif whole_error:
+                error = _error(whole_error)
+            else:
+                row = next(rows, None)
+                if row is None:  # cannot happen: one row per partition asked
+                    error = ErrorCode.unknown_server_error
+                else:
+                    error, offset, timestamp = _error(row[2]), row[3], row[4]
+            partitions.append(
+                _make(
+                    partition_cls,
+                    partition_index=partition.partition_index,
+                    error_code=error,
+                    timestamp=timestamp,
+                    offset=offset,
+                    leader_epoch=0 if error == ErrorCode.none else -1,
+                )
+            )
+        topics.append(_make(topic_cls, name=topic.name, partitions=tuple(partitions)))
+    return _make(cls, throttle_time=_NO_THROTTLE, topics=tuple(topics))
+
+
 # -- DescribeConfigs -----------------------------------------------------------------------
 
 
@@ -303,4 +355,5 @@ BRIDGED: dict[int, Api] = {
     CREATE_TOPICS_KEY: Api(create_topics_to_labkit, create_topics_to_kafka),
     DELETE_TOPICS_KEY: Api(delete_topics_to_labkit, delete_topics_to_kafka),
     DESCRIBE_CONFIGS_KEY: Api(describe_configs_to_labkit, describe_configs_to_kafka),
+    LIST_OFFSETS_KEY: Api(list_offsets_to_labkit, list_offsets_to_kafka),
 }

@@ -38,6 +38,7 @@ API_VERSIONS_KEY = 18
 
 # api key -> (min, max) advertised in ApiVersions; only what the listener answers
 SUPPORTED: dict[int, tuple[int, int]] = {
+    2: (1, 7),  # ListOffsets
     3: (0, 12),  # Metadata
     18: (0, 4),  # ApiVersions
     19: (2, 7),  # CreateTopics

@@ -13,14 +13,17 @@ import threading
 
 import pytest
 from kafka import KafkaAdminClient as KafkaPythonAdmin
-from kafka.admin import NewTopic
+from kafka.admin import NewTopic, OffsetSpec
 from kafka.errors import (
     InvalidReplicationFactorError,
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
+from kafka.errors import InvalidRequestError as KafkaInvalidRequestError
+from kafka.structs import TopicPartition
 
 from labkit import KafkaAdminClient as LabkitAdmin
+from labkit import KafkaProducer as LabkitProducer
 from labkit.broker.config import BrokerConfig
 from labkit.broker.server import BrokerServer
 from labkit.testing import BrokerProcess
@@ -156,6 +159,47 @@ def test_kafka_python_creates_and_deletes_topics(kafka_broker, unique_topic):
         assert unique_topic + "-rf3" not in labkit_admin.list_topics()
     finally:
         labkit_admin.close()
+
+
+def test_kafka_python_lists_offsets(kafka_broker, unique_topic):
+    create_labkit_topic(kafka_broker, unique_topic, partitions=2)
+    producer = LabkitProducer(bootstrap_servers=kafka_broker.bootstrap)
+    for i in range(10):
+        producer.send(unique_topic, b"v%d" % i, partition=0, timestamp_ms=1_000_000 + i * 1000)
+    producer.flush()
+    producer.close()
+    tp0, tp1 = TopicPartition(unique_topic, 0), TopicPartition(unique_topic, 1)
+    admin = kafka_python_admin(kafka_broker)
+    try:
+        offsets = admin.list_partition_offsets({tp0: OffsetSpec.EARLIEST, tp1: OffsetSpec.LATEST})
+        assert (offsets[tp0].offset, offsets[tp1].offset) == (0, 0)
+        assert admin.list_partition_offsets({tp0: OffsetSpec.LATEST})[tp0].offset == 10
+        by_time = admin.list_partition_offsets({tp0: 1_004_500})[tp0]
+        assert (by_time.offset, by_time.timestamp) == (5, 1_005_000)
+        assert admin.list_partition_offsets({tp0: 2_000_000})[tp0].offset == -1  # none so late
+        with pytest.raises(KafkaInvalidRequestError):  # max timestamp (-3): not yet
+            admin.list_partition_offsets({tp0: OffsetSpec.MAX_TIMESTAMP})
+    finally:
+        admin.close()
+
+
+def test_kafka_get_offsets_matches_apache_kafka(kafka_broker, apache_kafka, unique_topic):
+    create = ["--create", "--topic", unique_topic, "--partitions", "2"]
+    assert (
+        run_tool(
+            "kafka-topics.sh", "--bootstrap-server", kafka_broker.kafka_bootstrap, *create
+        ).returncode
+        == 0
+    )
+    assert apache_kafka.tool("kafka-topics.sh", *create).returncode == 0
+    for spec in ("-1", "-2", "1700000000000"):
+        command = ["--topic", unique_topic, "--time", spec]
+        on_labkit = run_tool(
+            "kafka-get-offsets.sh", "--bootstrap-server", kafka_broker.kafka_bootstrap, *command
+        )
+        on_kafka = apache_kafka.tool("kafka-get-offsets.sh", *command)
+        assert on_labkit.returncode == on_kafka.returncode == 0, on_labkit.stderr
+        assert on_labkit.stdout == on_kafka.stdout, spec
 
 
 # -- the wire, by hand ---------------------------------------------------------------------

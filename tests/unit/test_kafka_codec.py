@@ -18,7 +18,7 @@ MAX_FRAME = 1 << 20
 TIMEOUT = datetime.timedelta(seconds=30)
 ADVERTISED = [(18, v) for v in range(5)] + [(3, v) for v in range(13)]
 ADVERTISED += [(19, v) for v in range(2, 8)] + [(20, v) for v in range(1, 6)]
-ADVERTISED += [(32, v) for v in range(1, 5)]
+ADVERTISED += [(32, v) for v in range(1, 5)] + [(2, v) for v in range(1, 8)]
 
 
 def request_frame(api_key: int, version: int, body=None, correlation_id: int = 7) -> bytes:
@@ -65,6 +65,13 @@ def default_body(schema, version):
             resource_type=2, resource_name="orders", configuration_keys=None
         )
         return apis._make(schema, resources=(resource,), include_synonyms=True)
+    if schema.__name__ == "ListOffsetsRequest":
+        partitions = tuple(
+            apis._make(module.ListOffsetsPartition, partition_index=p, timestamp=ts)
+            for p, ts in enumerate((-2, -1, 1_000, -3))
+        )
+        topic = module.ListOffsetsTopic(name="orders", partitions=partitions)
+        return apis._make(schema, replica_id=-1, isolation_level=0, topics=(topic,))
     if schema.__name__ == "DeleteTopicsRequest":
         return apis._make(schema, topic_names=("orders", "nope"), timeout=TIMEOUT)
     topic = __import__(schema.__module__, fromlist=["x"]).MetadataRequestTopic
@@ -430,3 +437,29 @@ def test_describe_configs_of_topics(version):
         broker.error_message
     )
     assert (nope.error_code, nope.configs) == (ErrorCode.unknown_topic_or_partition, ())
+
+
+# -- ListOffsets ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", range(1, 8))
+def test_list_offsets_earliest_latest_by_time_and_the_max_timestamp_it_lacks(version):
+    request = default_body(load_request_schema(2, version), version)
+    assert apis.list_offsets_to_labkit(request, version) == (
+        "list_offsets",
+        {"partitions": [["orders", 0, -2], ["orders", 1, -1], ["orders", 2, 1000]]},
+    )
+    reply = {
+        "error": 0,
+        "partitions": [["orders", 0, 0, 4, -1], ["orders", 1, 0, 9, -1], ["orders", 2, 0, 6, 1002]],
+    }
+    response = apis.list_offsets_to_kafka(reply, request, version, apis.Context("h", 1))
+    _, body = decode_response(codec.encode_response(2, response), 2, version)
+    (topic,) = body.topics
+    got = [(p.partition_index, p.error_code, p.offset, p.timestamp) for p in topic.partitions]
+    assert got == [
+        (0, ErrorCode.none, 4, -1),
+        (1, ErrorCode.none, 9, -1),
+        (2, ErrorCode.none, 6, 1002),
+        (3, ErrorCode.invalid_request, -1, -1),  # -3 (max timestamp) is not labkit's yet
+    ]
