@@ -146,7 +146,9 @@ def test_kafka_python_creates_and_deletes_topics(kafka_broker, unique_topic):
             admin.create_topics([NewTopic(unique_topic, 3, 1)])
         with pytest.raises(InvalidReplicationFactorError, match="single broker"):
             admin.create_topics([NewTopic(unique_topic + "-rf3", 1, 3)])
-        admin.delete_topics([unique_topic])
+        (row,) = admin.create_topics([NewTopic(unique_topic + "-d", -1, -1)])["topics"]
+        assert (row["error_code"], row["num_partitions"], row["replication_factor"]) == (0, 1, 1)
+        admin.delete_topics([unique_topic, unique_topic + "-d"])
         assert unique_topic not in admin.list_topics()
         with pytest.raises(UnknownTopicOrPartitionError):
             admin.delete_topics([unique_topic])
