@@ -37,6 +37,7 @@ import itertools
 import logging
 import socket
 import threading
+import time
 from typing import Any
 
 import zmq
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 RECV_BYTES = 65536
 POLL_MS = 100  # how often the thread looks at its stop flag
+ACCEPT_BACKOFF_S = 0.5  # pause in accepting after accept() failed (out of descriptors)
 
 
 class _Connection:
@@ -94,6 +96,7 @@ class KafkaListener:
         self._poller = zmq.Poller()
         self._by_fd: dict[int, _Connection] = {}
         self._by_dealer: dict[zmq.Socket, _Connection] = {}
+        self._accept_paused_until = 0.0  # monotonic time; 0: accepting
         self.port = port
         self.stats = {"connections": 0, "requests": 0, "closed_for_bad_input": 0}
 
@@ -137,6 +140,12 @@ class KafkaListener:
         self._poller.register(self._server.fileno(), zmq.POLLIN)
         try:
             while not self._stop:
+                if self._accept_paused_until and time.monotonic() >= self._accept_paused_until:
+                    self._accept_paused_until = 0.0
+                    self._poller.register(self._server.fileno(), zmq.POLLIN)
+                if not self._poller.sockets:  # pyzmq returns at once from an empty poll
+                    time.sleep(POLL_MS / 1000)
+                    continue
                 for item, events in self._poller.poll(POLL_MS):
                     try:
                         self._serve(item, events)
@@ -179,12 +188,17 @@ class KafkaListener:
                 sock, address = self._server.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # out of descriptors: try again next turn
-                log.warning("cannot accept a Kafka connection: %s", exc)
+            except OSError as exc:
+                self._pause_accepting(exc)
+                return
+            try:
+                dealer = self._ctx.socket(zmq.DEALER)  # its signalling eventfd is a descriptor
+            except zmq.ZMQError as exc:
+                sock.close()
+                self._pause_accepting(exc)
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            dealer = self._ctx.socket(zmq.DEALER)
             dealer.setsockopt(zmq.LINGER, 0)
             dealer.connect(self._endpoint)
             conn = _Connection(sock, "{}:{}".format(*address[:2]), dealer, self._max_frame)
@@ -193,6 +207,16 @@ class KafkaListener:
             self._poller.register(dealer, zmq.POLLIN)
             self._poller.register(sock.fileno(), zmq.POLLIN)
             self.stats["connections"] += 1
+
+    def _pause_accepting(self, exc: Exception) -> None:
+        """Out of descriptors: a pending connection stays in the backlog and the listening
+        socket stays readable, so stop polling it for a while instead of spinning (a
+        spinning thread would also take the GIL from the broker's loop)."""
+        log.warning(
+            "cannot accept a Kafka connection (%s); trying again in %.1f s", exc, ACCEPT_BACKOFF_S
+        )
+        self._poller.unregister(self._server.fileno())
+        self._accept_paused_until = time.monotonic() + ACCEPT_BACKOFF_S
 
     def _drop(self, conn: _Connection, why: str) -> None:
         if why:

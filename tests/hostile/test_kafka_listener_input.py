@@ -5,9 +5,13 @@ answered afterwards by the same broker process."""
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import struct
+import subprocess
+import sys
+import time
 
 import pytest
 from kafka import KafkaAdminClient
@@ -158,3 +162,55 @@ def test_a_bad_request_behind_one_the_broker_answers_closes_only_that_connection
         assert struct.unpack_from(">i", answer)[0] == 5
         assert closed_by_broker(sock)
     still_answers(kafka_broker)
+
+
+_OUT_OF_DESCRIPTORS = """
+import logging, os, resource, sys, time
+import zmq
+from labkit.kafka.listener import KafkaListener
+
+logging.basicConfig(level=logging.WARNING)
+listener = KafkaListener(zmq.Context(), "inproc://nobody", "127.0.0.1", 0, "127.0.0.1", 1 << 20, 1 << 20)
+listener.start()
+time.sleep(0.2)  # the thread and libzmq's own descriptors are open
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 4, hard))
+print(listener.port, flush=True)
+time.sleep(120)
+"""
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_out_of_descriptors_the_listener_waits_instead_of_spinning(tmp_path):
+    """accept() failing with EMFILE leaves the connection in the backlog and the socket
+    readable: a listener that only logged and polled again would spin a CPU (and take
+    the GIL from the broker's loop thread)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _OUT_OF_DESCRIPTORS],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    clients = []
+    try:
+        port = int(proc.stdout.readline())
+        for _ in range(12):  # more than the few descriptors it has left
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        time.sleep(1)  # let it run out
+        before = _cpu_seconds(proc.pid)
+        time.sleep(3)
+        spent = _cpu_seconds(proc.pid) - before
+        assert spent < 0.5, (
+            f"the listener used {spent:.2f} s of CPU in 3 s while out of descriptors"
+        )
+    finally:
+        for client in clients:
+            client.close()
+        proc.kill()
+        _, stderr = proc.communicate()
+    assert "cannot accept a Kafka connection (Too many open files)" in stderr
+    assert "Traceback" not in stderr  # a ZeroMQ socket that cannot be made is the same case
