@@ -34,6 +34,7 @@ BROKER_KEYS = (
     "connection.max.buffered.bytes",
     "quota.window.num",
     "quota.window.size.seconds",
+    "kafka.port",
 )
 
 
@@ -54,6 +55,13 @@ def _int(key: str, value: str | int, minimum: int) -> int:
     if number < minimum:
         raise KafkaConfigurationError(f"{key}={number}: must be at least {minimum}")
     return number
+
+
+def _port(key: str, value: str) -> int:
+    port = _int(key, value, 0)
+    if port > 65535:
+        raise KafkaConfigurationError(f"{key}={port}: not a TCP port (use 1-65535, 0 = any free)")
+    return port
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +90,8 @@ class BrokerConfig:
     connection_max_buffered_bytes: int = 32 * 1024 * 1024
     quota_window_num: int = 11  # samples a client quota's rate is measured over
     quota_window_size_seconds: int = 1  # length of one sample
+    # the Kafka protocol's TCP port (labkit/kafka/listener.py); None: no Kafka listener
+    kafka_port: int | None = None
     # what every topic starts from: Kafka's defaults + the broker's log.* overrides
     log_defaults: LogConfig = dataclasses.field(default_factory=LogConfig)
 
@@ -133,6 +143,8 @@ class BrokerConfig:
                 fields["quota_window_num"] = _int(key, value, 2)
             elif key == "quota.window.size.seconds":
                 fields["quota_window_size_seconds"] = _int(key, value, 1)
+            elif key == "kafka.port":
+                fields["kafka_port"] = _port(key, value)
             elif key == "advertised.host.name":
                 fields["advertised_host_name"] = str(value).strip() or None
             else:

@@ -32,6 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--port", type=int, default=9092, help="TCP port (default 9092)")
     parser.add_argument(
+        "--kafka-port",
+        type=int,
+        default=None,
+        help="also speak Kafka's wire protocol on this TCP port, for Kafka clients and "
+        "tools (default: off; same as --config kafka.port=N)",
+    )
+    parser.add_argument(
         "--data-dir", default="./data", help="directory for topic data (default ./data)"
     )
     parser.add_argument(
@@ -65,9 +72,10 @@ def run(args: argparse.Namespace) -> int:
             *raised,
         )
     try:
-        config = BrokerConfig.build(
-            args.host, args.port, args.data_dir, parse_config_flags(args.config)
-        )
+        overrides = parse_config_flags(args.config)
+        if args.kafka_port is not None:
+            overrides["kafka.port"] = str(args.kafka_port)
+        config = BrokerConfig.build(args.host, args.port, args.data_dir, overrides)
         server = BrokerServer(config)
         server.start()
     except KafkaError as exc:
@@ -88,9 +96,11 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    kafka = server.config.kafka_port
     print(
         f"labkit broker listening on {server.config.host}:{server.config.port}, "
-        f"data in {Path(config.data_dir).resolve()}",
+        + (f"Kafka protocol on {server.config.host}:{kafka}, " if kafka is not None else "")
+        + f"data in {Path(config.data_dir).resolve()}",
         flush=True,
     )
     try:

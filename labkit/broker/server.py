@@ -54,6 +54,7 @@ from labkit.broker.parking import ParkingLot
 from labkit.broker.quotas import ClientQuotas
 from labkit.broker.topics import TopicRegistry
 from labkit.errors import KafkaConfigurationError
+from labkit.kafka.listener import KafkaListener
 from labkit.protocol.frames import MAGIC
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class BrokerServer:
         self.registry: TopicRegistry | None = None
         self.loop: BrokerLoop | None = None
         self._cleaner: Cleaner | None = None
+        self.kafka: KafkaListener | None = None
 
     @property
     def parking(self) -> ParkingLot | None:
@@ -157,6 +159,31 @@ class BrokerServer:
         self.loop.durable.start(lambda: _open_waker(ctx, wake_addr))
         self._cleaner = Cleaner(self.registry, self.config, self.clock)
         self._cleaner.start()
+        if self.config.kafka_port is not None:
+            self._start_kafka(ctx, sock)
+
+    def _start_kafka(self, ctx: zmq.Context, sock) -> None:
+        """The Kafka listener's thread, bridged to this ROUTER over inproc."""
+        endpoint = f"inproc://labkit-kafka-{id(self)}"
+        sock.bind(endpoint)
+        config = self.config
+        self.kafka = KafkaListener(
+            ctx,
+            endpoint,
+            config.bind_host,
+            config.kafka_port,
+            config.advertised_host,
+            config.socket_request_max_bytes,
+            config.connection_max_buffered_bytes,
+            config.num_partitions,
+        )
+        try:
+            self.kafka.start()
+        except Exception:
+            self.kafka = None
+            self.close()
+            raise
+        self.config = dataclasses.replace(config, kafka_port=self.kafka.port)
 
     @staticmethod
     def _open_monitor(ctx: zmq.Context, sock) -> zmq.Socket:
@@ -207,6 +234,8 @@ class BrokerServer:
                 self.loop.shutdown()
             if self._cleaner is not None:
                 self._cleaner.stop()
+            if self.kafka is not None:
+                self.kafka.close()  # its DEALERs must close before the context ends
         finally:
             if self.registry is not None:
                 self.registry.close()
@@ -247,7 +276,9 @@ class BrokerServer:
             try:
                 connections.bind(identity, first.get(_SRCFD))
             except zmq.ZMQError:
-                pass  # no descriptor (a ZMTP 1.0 peer): no budget; the TCP limits still hold
+                # no descriptor (a ZMTP 1.0 peer; an inproc peer, the Kafka listener's,
+                # gets EINVAL): no budget here; the TCP limits, or the listener's, hold
+                pass
             frames.append(first.bytes)
         while sock.getsockopt(_RCVMORE):
             if len(frames) < _HEAD_FRAMES:

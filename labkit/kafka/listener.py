@@ -1,0 +1,324 @@
+"""The Kafka listener: one thread in the broker process that speaks Kafka on a TCP port.
+
+Theory of operation
+-------------------
+The listener is a bridge, not a second broker. Its thread owns the Kafka TCP sockets
+(non-blocking) and, for each Kafka connection, one ZeroMQ DEALER connected to the
+broker's own ROUTER over ``inproc://`` (same zmq.Context): every Kafka client is a
+connection of its own to the broker, so the loop's fairness, byte budgets, quotas,
+long-poll parking and ``acks=all`` group commit apply to it unchanged, and no broker
+state is touched from this thread.
+
+One ``zmq.Poller`` watches the listening socket, every TCP descriptor and every
+DEALER. Per connection:
+
+- bytes read go through a ``FrameReader`` (codec.py): a frame over
+  ``socket.request.max.bytes`` or with a negative size closes the connection;
+- complete frames queue; one request is processed at a time (Kafka's guarantee:
+  responses leave in request order). ApiVersions is answered here; a bridged API
+  (apis.py) becomes one labkit request on the DEALER, and its reply becomes the
+  Kafka response;
+- a frame that does not parse closes the connection, as Kafka does;
+- the socket is read only while nothing is queued and less than
+  ``connection.max.buffered.bytes`` of responses wait to be written, so one
+  connection holds at most a frame, one recv's worth of queued frames and that
+  budget of output.
+
+Every error from one connection closes that connection and nothing else: the thread
+survives any input. ``close()`` stops the thread and closes every socket (the broker
+calls it before terminating the zmq.Context).
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import itertools
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+import zmq
+
+from labkit.errors import KafkaConfigurationError, ProtocolError
+from labkit.kafka import apis, codec
+from labkit.protocol.frames import build_request, parse_response
+
+log = logging.getLogger(__name__)
+
+RECV_BYTES = 65536
+POLL_MS = 100  # how often the thread looks at its stop flag
+ACCEPT_BACKOFF_S = 0.5  # pause in accepting after accept() failed (out of descriptors)
+
+
+class _Connection:
+    """One Kafka client: its TCP socket, its DEALER, its queue and output."""
+
+    def __init__(self, sock: socket.socket, peer: str, dealer: zmq.Socket, max_frame: int):
+        self.sock = sock
+        self.peer = peer
+        self.dealer = dealer
+        self.frames = codec.FrameReader(max_frame)
+        self.queue: collections.deque[bytes] = collections.deque()
+        self.out = bytearray()
+        # the request waiting for the broker: (request id, correlation id, request, version, api)
+        self.waiting: tuple[bytes, int, Any, int, apis.Api] | None = None
+        self.client_id = ""
+
+
+class KafkaListener:
+    """``start()`` binds and starts the thread; ``close()`` stops it."""
+
+    def __init__(
+        self,
+        context: zmq.Context,
+        broker_endpoint: str,
+        bind_host: str,
+        port: int,
+        advertised_host: str,
+        max_frame_bytes: int,
+        max_buffered_bytes: int,
+        default_partitions: int = 1,
+    ):
+        self._ctx = context
+        self._endpoint = broker_endpoint
+        self._bind = (bind_host, port)
+        self._advertised_host = advertised_host
+        self._max_frame = max_frame_bytes
+        self._max_buffered = max_buffered_bytes
+        self._default_partitions = default_partitions
+        self._server: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = False
+        self._request_ids = itertools.count()
+        self._poller = zmq.Poller()
+        self._by_fd: dict[int, _Connection] = {}
+        self._by_dealer: dict[zmq.Socket, _Connection] = {}
+        self._accept_paused_until = 0.0  # monotonic time; 0: accepting
+        self.port = port
+        self.stats = {"connections": 0, "requests": 0, "closed_for_bad_input": 0}
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Bind the Kafka port and start the thread. Raises KafkaConfigurationError."""
+        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            server.bind(self._bind)
+        except OSError as exc:
+            server.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise KafkaConfigurationError(
+                    f"the Kafka port {self._bind[1]} is already in use; start the broker "
+                    "with another --kafka-port"
+                ) from None
+            raise KafkaConfigurationError(
+                f"cannot listen for Kafka clients on {self._bind[0]}:{self._bind[1]}: "
+                f"{exc.strerror} (check --host and --kafka-port)"
+            ) from None
+        server.listen(128)
+        server.setblocking(False)
+        self._server = server
+        self.port = server.getsockname()[1]
+        self._context = apis.Context(self._advertised_host, self.port, self._default_partitions)
+        self._thread = threading.Thread(target=self._run, name="kafka-listener", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the thread; it closes every socket it owns."""
+        self._stop = True
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    # -- the thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        self._poller.register(self._server.fileno(), zmq.POLLIN)
+        try:
+            while not self._stop:
+                if self._accept_paused_until and time.monotonic() >= self._accept_paused_until:
+                    self._accept_paused_until = 0.0
+                    self._poller.register(self._server.fileno(), zmq.POLLIN)
+                if not self._poller.sockets:  # pyzmq returns at once from an empty poll
+                    time.sleep(POLL_MS / 1000)
+                    continue
+                for item, events in self._poller.poll(POLL_MS):
+                    try:
+                        self._serve(item, events)
+                    except Exception:  # nothing may stop the thread (logged with its traceback)
+                        log.exception("the Kafka listener failed to serve %r", item)
+        finally:
+            for conn in list(self._by_fd.values()):
+                self._drop(conn, "")
+            self._server.close()
+
+    def _serve(self, item, events: int) -> None:
+        """One ready socket: the listening one, a client's TCP socket or its DEALER."""
+        if item == self._server.fileno():
+            self._accept()
+            return
+        is_dealer = isinstance(item, zmq.Socket)
+        conn = self._by_dealer.get(item) if is_dealer else self._by_fd.get(item)
+        if conn is None:
+            return  # closed earlier in this turn
+        try:
+            if is_dealer:
+                self._broker_replied(conn)
+            else:
+                if events & zmq.POLLIN:
+                    self._read(conn)
+                if events & zmq.POLLOUT:
+                    self._write(conn)
+                if events & zmq.POLLERR and not events & (zmq.POLLIN | zmq.POLLOUT):
+                    raise _Close("")  # reset or hung up while not being read
+            self._interest(conn)
+        except _Close as why:
+            self._drop(conn, str(why))
+        except Exception:  # one connection's failure ends only it (logged)
+            log.exception("Kafka connection from %s failed", conn.peer)
+            self._drop(conn, "")
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, address = self._server.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._pause_accepting(exc)
+                return
+            try:
+                dealer = self._ctx.socket(zmq.DEALER)  # its signalling eventfd is a descriptor
+            except zmq.ZMQError as exc:
+                sock.close()
+                self._pause_accepting(exc)
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            dealer.setsockopt(zmq.LINGER, 0)
+            dealer.connect(self._endpoint)
+            conn = _Connection(sock, "{}:{}".format(*address[:2]), dealer, self._max_frame)
+            self._by_fd[sock.fileno()] = conn
+            self._by_dealer[dealer] = conn
+            self._poller.register(dealer, zmq.POLLIN)
+            self._poller.register(sock.fileno(), zmq.POLLIN)
+            self.stats["connections"] += 1
+
+    def _pause_accepting(self, exc: Exception) -> None:
+        """Out of descriptors: a pending connection stays in the backlog and the listening
+        socket stays readable, so stop polling it for a while instead of spinning (a
+        spinning thread would also take the GIL from the broker's loop)."""
+        log.warning(
+            "cannot accept a Kafka connection (%s); trying again in %.1f s", exc, ACCEPT_BACKOFF_S
+        )
+        self._poller.unregister(self._server.fileno())
+        self._accept_paused_until = time.monotonic() + ACCEPT_BACKOFF_S
+
+    def _drop(self, conn: _Connection, why: str) -> None:
+        if why:
+            self.stats["closed_for_bad_input"] += 1
+            log.warning("closed the Kafka connection from %s: %s", conn.peer, why)
+        if conn.out:  # answers to the requests before the bad one: best effort
+            try:
+                conn.sock.send(conn.out)
+            except OSError:
+                pass
+        fd = conn.sock.fileno()
+        self._by_fd.pop(fd, None)
+        self._by_dealer.pop(conn.dealer, None)
+        for item in (fd, conn.dealer):
+            # not registered while a request waits (_interest's flags 0 unregisters it)
+            if item in self._poller:
+                self._poller.unregister(item)
+        conn.sock.close()
+        conn.dealer.close(linger=0)
+
+    def _interest(self, conn: _Connection) -> None:
+        """Read only when nothing is queued and the output is under budget (see module
+        doc). Flags 0 unregisters the descriptor (pyzmq)."""
+        flags = 0
+        if not conn.queue and conn.waiting is None and len(conn.out) < self._max_buffered:
+            flags |= zmq.POLLIN
+        if conn.out:
+            flags |= zmq.POLLOUT
+        self._poller.modify(conn.sock.fileno(), flags)
+
+    # -- one connection -----------------------------------------------------------------
+
+    def _read(self, conn: _Connection) -> None:
+        try:
+            data = conn.sock.recv(RECV_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            raise _Close(f"read failed: {exc}") from None
+        if not data:
+            raise _Close("")  # the client closed it
+        try:
+            conn.queue.extend(conn.frames.feed(data))
+        except codec.FrameTooLarge as exc:
+            raise _Close(str(exc)) from None
+        self._next(conn)
+
+    def _write(self, conn: _Connection) -> None:
+        try:
+            sent = conn.sock.send(conn.out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            raise _Close(f"write failed: {exc}") from None
+        del conn.out[:sent]
+
+    def _next(self, conn: _Connection) -> None:
+        """Process queued requests until one waits for the broker."""
+        while conn.waiting is None and conn.queue:
+            frame = conn.queue.popleft()
+            self.stats["requests"] += 1
+            try:
+                header, request = codec.decode_request(frame)
+            except codec.BadRequest as exc:
+                raise _Close(f"a request that does not parse ({exc})") from None
+            version = header.request_api_version
+            correlation = header.correlation_id
+            conn.client_id = header.client_id or ""
+            if header.request_api_key == codec.API_VERSIONS_KEY:
+                if request is None:  # a version this listener does not know (KIP-511)
+                    response = apis.api_versions_response(0, apis.ErrorCode.unsupported_version)
+                else:
+                    response = apis.api_versions_response(version)
+                conn.out += codec.encode_response(correlation, response)
+                continue
+            api = apis.BRIDGED[header.request_api_key]
+            name, labkit_header = api.to_labkit(request, version)
+            labkit_header["client_id"] = conn.client_id
+            rid = b"k%d" % next(self._request_ids)
+            conn.dealer.send_multipart(build_request(rid, name, labkit_header))
+            conn.waiting = (rid, correlation, request, version, api)
+        if conn.out:
+            self._write(conn)
+
+    def _broker_replied(self, conn: _Connection) -> None:
+        while True:
+            try:
+                frames = conn.dealer.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                rid, reply, _payloads = parse_response(frames)
+            except ProtocolError as exc:
+                raise _Close(f"the broker's reply does not parse ({exc})") from None
+            if conn.waiting is None or conn.waiting[0] != rid:
+                continue  # not the request waiting (cannot happen: one at a time)
+            _, correlation, request, version, api = conn.waiting
+            conn.waiting = None
+            response = api.to_kafka(reply, request, version, self._context)
+            conn.out += codec.encode_response(correlation, response)
+            self._next(conn)
+
+
+class _Close(Exception):
+    """Close this connection (the message says why; empty: the client left)."""
