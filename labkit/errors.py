@@ -229,9 +229,11 @@ LogDirNotFoundError = _code("LogDirNotFoundError", 57, "The user-specified log d
 UnknownProducerIdError = _code("UnknownProducerIdError", 59, "The broker could not locate the producer metadata associated with the producer id.")
 NonEmptyGroupError = _code("NonEmptyGroupError", 68, "The group is not empty.")
 GroupIdNotFoundError = _code("GroupIdNotFoundError", 69, "The group id does not exist.")
+UnsupportedCompressionTypeError = _code("UnsupportedCompressionTypeError", 76, "The requesting client does not support the compression type of given partition.")
 MemberIdRequiredError = _code("MemberIdRequiredError", 79, "The group member needs to have a valid member id before actually entering a consumer group.")
 GroupMaxSizeReachedError = _code("GroupMaxSizeReachedError", 81, "The consumer group has reached its max size.")
 FencedInstanceIdError = _code("FencedInstanceIdError", 82, "The broker rejected this static consumer since another consumer with the same group.instance.id has registered with a different member.id.")
+InvalidRecordError = _code("InvalidRecordError", 87, "This record has failed the validation on broker and hence will be rejected.")
 # fmt: on
 
 # Older kafka-python names for the same codes.

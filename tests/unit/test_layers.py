@@ -41,6 +41,7 @@ ALLOWED = {
     "nb": {"errors", "_clock", "_address", "protocol", "client", "course", "__init__"},
     "course": {"errors", "_clock", "_address", "protocol", "client", "nb", "__init__"},
     "testing": {"errors", "_clock", "_address", "protocol", "log", "broker", "client", "__init__"},
+    "kafka": {"errors", "_clock", "protocol"},
 }
 ZMQ_MODULES = {"broker/server.py", "client/transport.py", "testing/broker.py"}
 UI_LIBS = {"ipywidgets", "matplotlib", "IPython", "tqdm"}

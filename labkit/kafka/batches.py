@@ -1,0 +1,525 @@
+"""Kafka record batches (v2) <-> labkit's columnar batches (labkit/protocol/records.py).
+
+Theory of operation
+-------------------
+The Kafka listener receives Kafka v2 batches in Produce and must answer Fetch with
+them, while the broker stores labkit's own batches. ``kafka_to_labkit`` turns one
+produced Kafka batch into one labkit batch (and keeps the producer id, epoch and base
+sequence for idempotence); ``labkit_to_kafka`` turns one stored labkit batch into one
+uncompressed Kafka batch. The Kafka v2 layout (all integers big-endian)::
+
+    offset size field
+    0      8    base_offset             int64
+    8      4    batch_length            int32  bytes after this field
+    12     4    partition_leader_epoch  int32
+    16     1    magic                   int8   = 2
+    17     4    crc                     uint32 CRC-32C of bytes [21, end)
+    21     2    attributes              int16  bits 0-2 codec, 3 LogAppendTime,
+                                               4 transactional, 5 control
+    23     4    last_offset_delta       int32
+    27     8    base_timestamp          int64
+    35     8    max_timestamp           int64
+    43     8    producer_id             int64  -1 = none
+    51     2    producer_epoch          int16
+    53     4    base_sequence           int32
+    57     4    record_count            int32
+    61          records (compressed as one block when the codec is not 0), each:
+                  length varint, attributes int8, timestamp_delta varlong,
+                  offset_delta varint, key_length varint (-1 = null), key,
+                  value_length varint (-1 = null), value, header_count varint,
+                  headers: key_length varint, key (UTF-8), value_length varint, value
+
+Varints are zigzag-encoded (Kafka's ``ByteUtils.writeVarint``), at most 5 bytes for an
+int32 and 10 for an int64.
+
+Validation (Kafka -> labkit), as Kafka's broker answers a producer: a length that does
+not fit, a bad CRC-32C, records that do not exactly fill the batch (count, varints,
+lengths) -> CORRUPT_MESSAGE (CorruptRecordError); magic != 2, control or transactional
+batches (transactions are out of scope), offset deltas other than 0..n-1 from a
+producer, LogAppendTime set by a producer, a record labkit cannot store (a header key
+over 65,535 bytes, over 65,535 headers) -> INVALID_RECORD (InvalidRecordError); a codec
+this broker cannot read -> UNSUPPORTED_COMPRESSION_TYPE (compression.py). No other
+exception escapes for any input (a corrupted-byte sweep tests it).
+
+labkit -> Kafka: one uncompressed v2 batch per labkit batch, base offset and timestamps
+kept (LogAppendTime batches keep the flag; Kafka readers then take max_timestamp),
+headers kept, the offsets compaction left kept as offset deltas (a batch compaction
+emptied stays, with no records, so a consumer skips past its offsets). Producer id,
+epoch and base sequence are -1 (labkit's format does not keep them yet).
+
+Speed (benchmarks/kafka_batches.py, 1,000 records x 100 B values, no keys/headers,
+median of 7 runs of 200, load average in benchmarks/NOTES.md "Kafka batches"): see the
+table there. The per-record loops below are written for CPython: a one-byte varint
+(the common case) is a table lookup, records are sliced from ``bytes``, the encoder
+looks every varint up in a precomputed table and joins once per batch.
+"""
+
+from __future__ import annotations
+
+import operator
+import struct
+from typing import NamedTuple
+
+import crc32c
+
+from labkit.errors import CorruptRecordError, InvalidRecordError
+from labkit.kafka import compression
+from labkit.protocol import records as labkit_records
+
+MAGIC_V2 = 2
+HEADER = struct.Struct(">qiibIhiqqqhii")
+HEADER_SIZE = HEADER.size  # 61
+LENGTH_PREFIX = 12  # base_offset + batch_length
+CRC_START = 21
+_MAGIC_AT = 16
+_BATCH_LENGTH = struct.Struct(">i")
+_TAIL = struct.Struct(">hiqqqhii")  # attributes .. record_count, what the CRC starts with
+_FRONT = struct.Struct(">qiibI")  # base_offset .. crc
+
+CODEC_MASK = 0x07
+LOG_APPEND_TIME = 0x08
+TRANSACTIONAL = 0x10
+CONTROL = 0x20
+MIN_RECORD_SIZE = 7  # length, attributes, timestamp, offset, key and value lengths, headers
+DEFAULT_MAX_BATCH_BYTES = 1048588  # Kafka's message.max.bytes
+
+_INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+# the zigzag value of every varint of one or two bytes, indexed by its 14 payload bits
+_ZIGZAG = [(n >> 1) ^ -(n & 1) for n in range(1 << 14)]
+
+
+def _zigzag_bytes(value: int) -> bytes:
+    n = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+# the encoding of every varint in [-1, _TABLE_TOP) (index value + 1)
+_TABLE_TOP = 1 << 14
+_VARINT = [_zigzag_bytes(v) for v in range(-1, _TABLE_TOP)]
+
+
+def _varint_bytes(value: int) -> bytes:
+    if -1 <= value < _TABLE_TOP:
+        return _VARINT[value + 1]
+    return _zigzag_bytes(value)
+
+
+class KafkaBatchHeader(NamedTuple):
+    base_offset: int
+    batch_length: int
+    partition_leader_epoch: int
+    magic: int
+    crc: int
+    attributes: int
+    last_offset_delta: int
+    base_timestamp: int
+    max_timestamp: int
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+    record_count: int
+
+    @property
+    def size(self) -> int:
+        return LENGTH_PREFIX + self.batch_length
+
+    @property
+    def codec(self) -> int:
+        return self.attributes & CODEC_MASK
+
+
+class Converted(NamedTuple):
+    """One Kafka batch as a labkit batch, with the Kafka header it came with."""
+
+    labkit_batch: bytes
+    kafka_header: KafkaBatchHeader
+
+
+def split_kafka_batches(buf) -> list[tuple[int, int]]:
+    """(start, end) of each whole Kafka batch in ``buf``; a partial trailing batch is
+    left out (a fetch may cut one). Raises CorruptRecordError for a nonsense length."""
+    spans = []
+    pos = 0
+    size = len(buf)
+    while size - pos >= LENGTH_PREFIX:
+        (length,) = _BATCH_LENGTH.unpack_from(buf, pos + 8)
+        if length < HEADER_SIZE - LENGTH_PREFIX:
+            raise CorruptRecordError(f"record batch size {length} at byte {pos} is too small")
+        end = pos + LENGTH_PREFIX + length
+        if end > size:
+            break
+        spans.append((pos, end))
+        pos = end
+    return spans
+
+
+def read_kafka_header(buf, pos: int = 0) -> KafkaBatchHeader:
+    """The Kafka batch header at ``pos``, its size and magic checked (not its CRC).
+
+    Raises CorruptRecordError (does not fit) or InvalidRecordError (magic != 2)."""
+    available = len(buf) - pos
+    # every message format keeps its magic at byte 16: read it before the v2 header
+    if available > _MAGIC_AT and buf[pos + _MAGIC_AT] != MAGIC_V2:
+        raise InvalidRecordError(
+            f"record batch magic {buf[pos + _MAGIC_AT]}: this broker reads only magic 2 "
+            "(Kafka 0.11+ clients; upgrade the client or set its api_version to (0, 11) or later)"
+        )
+    if available < HEADER_SIZE:
+        raise CorruptRecordError(
+            f"a record batch needs {HEADER_SIZE} header bytes, {available} are left"
+        )
+    header = KafkaBatchHeader._make(HEADER.unpack_from(buf, pos))
+    if header.batch_length < HEADER_SIZE - LENGTH_PREFIX or pos + header.size > len(buf):
+        raise CorruptRecordError(
+            f"record batch size {header.batch_length} does not match the "
+            f"{len(buf) - pos - LENGTH_PREFIX} bytes sent"
+        )
+    return header
+
+
+def kafka_to_labkit(
+    buf,
+    pos: int = 0,
+    *,
+    produced: bool = True,
+    max_decompressed: int = DEFAULT_MAX_BATCH_BYTES,
+) -> Converted:
+    """Validate the Kafka batch at ``pos`` as Kafka's broker does and convert it.
+
+    ``produced``: the batch comes from a producer (offset deltas 0..n-1, CreateTime, at
+    least one record); otherwise explicit offset deltas and LogAppendTime are kept.
+    Raises CorruptRecordError, InvalidRecordError or UnsupportedCompressionTypeError
+    (module docstring: Validation), never anything else.
+    """
+    header = read_kafka_header(buf, pos)
+    end = pos + header.size
+    view = memoryview(buf)
+    crc = crc32c.crc32c(view[pos + CRC_START : end])
+    if crc != header.crc:
+        raise CorruptRecordError(
+            f"record batch CRC-32C mismatch (stored {header.crc:08x}, computed {crc:08x})"
+        )
+    attrs = header.attributes
+    if attrs & (CONTROL | TRANSACTIONAL):
+        raise InvalidRecordError(
+            "transactional and control batches are not supported by labkit's broker: "
+            "use a producer without transactional_id"
+        )
+    count = header.record_count
+    if produced:
+        if count < 1 or header.last_offset_delta != count - 1:
+            raise InvalidRecordError(
+                f"a produced batch of {count} records must have last_offset_delta "
+                f"{count - 1}, not {header.last_offset_delta}"
+            )
+        if attrs & LOG_APPEND_TIME:
+            raise InvalidRecordError(
+                "a producer may not set LogAppendTime on a batch (the topic's "
+                "message.timestamp.type decides it)"
+            )
+    if header.codec:
+        data = compression.decompress(header.codec, view[pos + HEADER_SIZE : end], max_decompressed)
+    else:
+        data = bytes(view[pos + HEADER_SIZE : end])
+    if count < 0 or count > len(data) // MIN_RECORD_SIZE:
+        raise CorruptRecordError(
+            f"record count {count} does not fit in {len(data)} bytes of records"
+        )
+    try:
+        columns = _read_records(data, count, header.base_timestamp)
+    except IndexError:
+        raise CorruptRecordError("a record runs past the end of its batch") from None
+    return Converted(_to_labkit(header, columns, produced), header)
+
+
+class _Records(NamedTuple):
+    timestamps: list[int]
+    deltas: list[int]
+    keys: list | None  # None when no record has a key
+    values: list
+    headers: list | None  # None when no record has headers
+
+
+def _read_records(data: bytes, count: int, base_timestamp: int) -> _Records:
+    """Parse ``count`` records filling ``data`` exactly. Raises CorruptRecordError, or
+    IndexError when a record runs past the end (the caller reports it).
+
+    Written for CPython's bytecode count: a varint of one or two bytes (every length
+    and delta under 8,192) is read inline through one table, longer ones by ``_varint``;
+    fields are appended to column lists through bound methods."""
+    zigzag = _ZIGZAG
+    long_varint = _varint
+    timestamps: list[int] = []
+    deltas: list[int] = []
+    keys: list = []
+    values: list = []
+    header_rows: list[tuple[int, list]] = []  # (record index, headers), only records with any
+    add_ts, add_delta, add_key, add_value = (
+        timestamps.append,
+        deltas.append,
+        keys.append,
+        values.append,
+    )
+    has_keys = False
+    pos = 0
+    for index in range(count):
+        b = data[pos]
+        if b < 0x80:
+            length = zigzag[b]
+            pos += 1
+        elif data[pos + 1] < 0x80:
+            length = zigzag[(data[pos + 1] << 7) + b - 0x80]
+            pos += 2
+        else:
+            length, pos = long_varint(data, pos, 5)
+        record_end = pos + length
+        b = data[pos + 1]  # after the record's attributes (unused by Kafka)
+        if b < 0x80:
+            add_ts(zigzag[b])
+            pos += 2
+        elif data[pos + 2] < 0x80:
+            add_ts(zigzag[(data[pos + 2] << 7) + b - 0x80])
+            pos += 3
+        else:
+            delta, pos = long_varint(data, pos + 1, 10)
+            add_ts(delta)
+        b = data[pos]
+        if b < 0x80:
+            add_delta(zigzag[b])
+            pos += 1
+        elif data[pos + 1] < 0x80:
+            add_delta(zigzag[(data[pos + 1] << 7) + b - 0x80])
+            pos += 2
+        else:
+            delta, pos = long_varint(data, pos, 5)
+            add_delta(delta)
+        b = data[pos]
+        if b == 1:  # zigzag -1: a null key
+            add_key(None)
+            pos += 1
+        else:
+            if b < 0x80:
+                size = zigzag[b]
+                pos += 1
+            else:
+                size, pos = long_varint(data, pos, 5)
+            if size < 0:
+                raise CorruptRecordError(f"a record's key length is {size}")
+            add_key(data[pos : pos + size])
+            pos += size
+            has_keys = True
+        b = data[pos]
+        if b < 0x80:
+            size = zigzag[b]
+            pos += 1
+        elif data[pos + 1] < 0x80:
+            size = zigzag[(data[pos + 1] << 7) + b - 0x80]
+            pos += 2
+        else:
+            size, pos = long_varint(data, pos, 5)
+        if size >= 0:
+            add_value(data[pos : pos + size])
+            pos += size
+        elif size == -1:
+            add_value(None)
+        else:
+            raise CorruptRecordError(f"a record's value length is {size}")
+        if data[pos] == 0:  # no headers
+            pos += 1
+        else:
+            record_headers, pos = _read_headers(data, pos, record_end)
+            header_rows.append((index, record_headers))
+        if pos != record_end:
+            raise CorruptRecordError(
+                f"a record's fields take {pos - record_end + length} bytes, its length says "
+                f"{length}"
+            )
+    if pos != len(data):
+        raise CorruptRecordError(
+            f"the batch holds {len(data) - pos} bytes past its {count} records"
+        )
+    headers = None
+    if header_rows:
+        headers = [[] for _ in range(count)]
+        for index, record_headers in header_rows:
+            headers[index] = record_headers
+    if base_timestamp:
+        timestamps = list(map(base_timestamp.__add__, timestamps))
+    return _Records(timestamps, deltas, keys if has_keys else None, values, headers)
+
+
+def _varint(data: bytes, pos: int, max_bytes: int) -> tuple[int, int]:
+    """A zigzag varint of at most ``max_bytes`` bytes at ``pos``: (value, next pos)."""
+    n = 0
+    shift = 0
+    for i in range(max_bytes):
+        b = data[pos + i]
+        n |= (b & 0x7F) << shift
+        if b < 0x80:
+            value = (n >> 1) ^ -(n & 1)
+            if max_bytes == 5 and not _INT32_MIN <= value <= _INT32_MAX:
+                break
+            return value, pos + i + 1
+        shift += 7
+    raise CorruptRecordError(f"a varint at byte {pos} of the records is too long")
+
+
+def _read_headers(data: bytes, pos: int, record_end: int) -> tuple[list, int]:
+    count, pos = _varint(data, pos, 5)
+    if count < 0 or count > (record_end - pos) // 2:
+        raise CorruptRecordError(f"a record's header count {count} does not fit in the record")
+    out = []
+    for _ in range(count):
+        size, pos = _varint(data, pos, 5)
+        if size < 0 or pos + size > record_end:
+            raise CorruptRecordError(f"a header key length {size} does not fit in the record")
+        try:
+            key = data[pos : pos + size].decode("utf-8")
+        except UnicodeDecodeError:
+            raise CorruptRecordError("a header key is not UTF-8") from None
+        pos += size
+        size, pos = _varint(data, pos, 5)
+        if size < -1 or pos + size > record_end:
+            raise CorruptRecordError(f"a header value length {size} does not fit in the record")
+        if size == -1:
+            out.append((key, None))
+        else:
+            out.append((key, data[pos : pos + size]))
+            pos += size
+    return out, pos
+
+
+def _to_labkit(header: KafkaBatchHeader, records: _Records, produced: bool) -> bytes:
+    count = header.record_count
+    deltas = records.deltas
+    if produced:
+        if deltas != list(range(count)):
+            raise InvalidRecordError(
+                "a produced batch's records must have offset deltas 0, 1, 2, ... in order"
+            )
+        offset_deltas = None
+    else:
+        if deltas and (deltas[0] < 0 or not all(map(operator.lt, deltas, deltas[1:]))):
+            raise CorruptRecordError("a batch's offset deltas are not increasing")
+        if deltas and deltas[-1] != header.last_offset_delta:
+            raise CorruptRecordError("a batch's last offset delta is not its last record's")
+        # an emptied batch keeps no offsets in labkit's format (it has no records)
+        offset_deltas = None if count and deltas == list(range(count)) else deltas
+    timestamps = records.timestamps
+    log_append_time = bool(header.attributes & LOG_APPEND_TIME)
+    if log_append_time:
+        timestamps = [header.max_timestamp] * count
+    elif timestamps and not (_INT64_MIN <= min(timestamps) and max(timestamps) <= _INT64_MAX):
+        raise CorruptRecordError("a record's timestamp does not fit in 64 bits")
+    try:
+        return labkit_records.encode_batch(
+            timestamps,
+            records.keys,
+            records.values,
+            records.headers,
+            base_offset=header.base_offset,
+            offset_deltas=offset_deltas,
+            log_append_time=log_append_time,
+        )
+    except (struct.error, OverflowError) as exc:
+        raise InvalidRecordError(
+            f"a record cannot be stored by labkit (header keys up to 65,535 bytes, "
+            f"up to 65,535 headers per record): {exc}"
+        ) from None
+
+
+def labkit_to_kafka(batch, pos: int = 0, *, partition_leader_epoch: int = 0) -> bytes:
+    """The labkit batch at ``pos`` as one uncompressed Kafka v2 batch.
+
+    Raises CorruptRecordError when the labkit batch is corrupt (as ``decode_batch``)."""
+    header = labkit_records.read_header(batch, pos)
+    decoded = labkit_records.decode_batch(batch, pos, header)
+    count = header.record_count
+    base_offset = header.base_offset
+    base_ts = header.base_timestamp if count else -1
+    body = _encode_records(decoded, base_offset, base_ts)
+    attributes = LOG_APPEND_TIME if decoded.log_append_time else 0
+    last_delta = decoded.offsets[-1] - base_offset if count else header.last_offset_delta
+    tail = _TAIL.pack(
+        attributes, last_delta, base_ts, header.max_timestamp if count else -1, -1, -1, -1, count
+    )
+    crc = crc32c.crc32c(body, crc32c.crc32c(tail))
+    front = _FRONT.pack(
+        base_offset,
+        HEADER_SIZE - LENGTH_PREFIX + len(body),
+        partition_leader_epoch,
+        MAGIC_V2,
+        crc,
+    )
+    return b"".join((front, tail, body))
+
+
+def labkit_batches_to_kafka(buf, *, partition_leader_epoch: int = 0) -> bytes:
+    """Every whole labkit batch in ``buf`` (a fetch result) as Kafka v2 batches, in order.
+    Raises CorruptRecordError when a batch is corrupt."""
+    return b"".join(
+        labkit_to_kafka(buf, start, partition_leader_epoch=partition_leader_epoch)
+        for start, _end in labkit_records.split_batches(buf)
+    )
+
+
+def _encode_records(decoded, base_offset: int, base_ts: int) -> bytes:
+    """The records of a decoded labkit batch in Kafka's layout, joined once."""
+    table = _VARINT
+    top = _TABLE_TOP - 1
+    parts = []
+    append = parts.append
+    for offset, timestamp, key, value, headers in zip(
+        decoded.offsets,
+        decoded.timestamps,
+        decoded.keys,
+        decoded.values,
+        decoded.headers,
+        strict=True,
+    ):
+        ts_delta = timestamp - base_ts
+        offset_delta = offset - base_offset
+        fields = [
+            b"\x00",
+            table[ts_delta + 1] if -1 <= ts_delta < top else _zigzag_bytes(ts_delta),
+            table[offset_delta + 1] if offset_delta < top else _zigzag_bytes(offset_delta),
+        ]
+        if key is None:
+            fields.append(b"\x01")
+        else:
+            fields.append(_varint_bytes(len(key)))
+            fields.append(key)
+        if value is None:
+            fields.append(b"\x01")
+        else:
+            fields.append(_varint_bytes(len(value)))
+            fields.append(value)
+        if headers:
+            fields.append(_encode_headers(headers))
+        else:
+            fields.append(b"\x00")
+        record = b"".join(fields)
+        append(_varint_bytes(len(record)))
+        append(record)
+    return b"".join(parts)
+
+
+def _encode_headers(headers) -> bytes:
+    out = [_varint_bytes(len(headers))]
+    for key, value in headers:
+        raw = key.encode("utf-8")
+        out.append(_varint_bytes(len(raw)))
+        out.append(raw)
+        if value is None:
+            out.append(b"\x01")
+        else:
+            out.append(_varint_bytes(len(value)))
+            out.append(value)
+    return b"".join(out)
