@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import operator
 import struct
+from itertools import accumulate, chain, repeat
 from typing import NamedTuple
 
 import crc32c
@@ -65,6 +66,7 @@ import crc32c
 from labkit.errors import CorruptRecordError, InvalidRecordError
 from labkit.kafka import compression
 from labkit.protocol import records as labkit_records
+from labkit.protocol.batch_columns import decode_headers, read_columns, slices
 
 MAGIC_V2 = 2
 HEADER = struct.Struct(">qiibIhiqqqhii")
@@ -438,21 +440,27 @@ def _to_labkit(header: KafkaBatchHeader, records: _Records, produced: bool) -> b
 def labkit_to_kafka(batch, pos: int = 0, *, partition_leader_epoch: int = 0) -> bytes:
     """The labkit batch at ``pos`` as one uncompressed Kafka v2 batch.
 
-    Raises CorruptRecordError when the labkit batch is corrupt (as ``decode_batch``)."""
+    Raises CorruptRecordError when the labkit batch's columns or headers do not add up
+    (its CRC is the broker's to check when it stores the batch)."""
     header = labkit_records.read_header(batch, pos)
-    decoded = labkit_records.decode_batch(batch, pos, header)
+    cols = read_columns(batch, pos, header)
     count = header.record_count
-    base_offset = header.base_offset
     base_ts = header.base_timestamp if count else -1
-    body = _encode_records(decoded, base_offset, base_ts)
-    attributes = LOG_APPEND_TIME if decoded.log_append_time else 0
-    last_delta = decoded.offsets[-1] - base_offset if count else header.last_offset_delta
+    body = _encode_records(batch, cols, count, base_ts)
+    attributes = LOG_APPEND_TIME if header.attributes & labkit_records.LOG_APPEND_TIME else 0
     tail = _TAIL.pack(
-        attributes, last_delta, base_ts, header.max_timestamp if count else -1, -1, -1, -1, count
+        attributes,
+        header.last_offset_delta,
+        base_ts,
+        header.max_timestamp if count else -1,
+        -1,  # producer id, epoch, base sequence: labkit's format does not keep them (yet)
+        -1,
+        -1,
+        count,
     )
     crc = crc32c.crc32c(body, crc32c.crc32c(tail))
     front = _FRONT.pack(
-        base_offset,
+        header.base_offset,
         HEADER_SIZE - LENGTH_PREFIX + len(body),
         partition_leader_epoch,
         MAGIC_V2,
@@ -470,45 +478,68 @@ def labkit_batches_to_kafka(buf, *, partition_leader_epoch: int = 0) -> bytes:
     )
 
 
-def _encode_records(decoded, base_offset: int, base_ts: int) -> bytes:
-    """The records of a decoded labkit batch in Kafka's layout, joined once."""
-    table = _VARINT
-    top = _TABLE_TOP - 1
-    parts = []
-    append = parts.append
-    for offset, timestamp, key, value, headers in zip(
-        decoded.offsets,
-        decoded.timestamps,
-        decoded.keys,
-        decoded.values,
-        decoded.headers,
-        strict=True,
-    ):
-        ts_delta = timestamp - base_ts
-        offset_delta = offset - base_offset
-        fields = [
-            b"\x00",
-            table[ts_delta + 1] if -1 <= ts_delta < top else _zigzag_bytes(ts_delta),
-            table[offset_delta + 1] if offset_delta < top else _zigzag_bytes(offset_delta),
+def _varints(values) -> list[bytes]:
+    """The varint encoding of each int; a C-level table lookup when all are in the table."""
+    if not values or (min(values) >= -1 and max(values) < _TABLE_TOP):
+        return list(map(_VARINT.__getitem__, map((1).__add__, values)))
+    return [_varint_bytes(v) for v in values]
+
+
+def _encode_records(batch, cols, count: int, base_ts: int) -> bytes:
+    """The records of a labkit batch in Kafka's layout, built column by column.
+
+    Each column of varints (timestamp deltas, offset deltas, lengths) is one ``map`` over
+    the precomputed table; each record is one C-level ``b"".join`` of its fields; no
+    Python bytecode runs per record unless a record has a key or headers."""
+    blob = bytes(batch[cols.blobs : cols.end])
+    key_end = cols.key_bytes
+    value_end = key_end + cols.value_bytes
+    value_lens = cols.value_lens
+    if -1 in value_lens:
+        values = [b"" if v is None else v for v in slices(blob[key_end:value_end], value_lens)]
+    else:
+        values = _cut(blob[key_end:value_end], value_lens)
+    if cols.deltas is None:
+        offset_varints = _VARINT[1 : count + 1] if count < _TABLE_TOP else _varints(range(count))
+    else:
+        offset_varints = _varints(cols.deltas)
+    timestamp_varints = _varints(list(map(operator.sub, cols.timestamps, repeat(base_ts))))
+    if cols.key_lens is None:
+        key_parts = repeat(b"\x01")  # zigzag -1: a null key
+    else:
+        key_parts = [
+            b"\x01" if k is None else _varint_bytes(len(k)) + k
+            for k in slices(blob[:key_end], cols.key_lens)
         ]
-        if key is None:
-            fields.append(b"\x01")
-        else:
-            fields.append(_varint_bytes(len(key)))
-            fields.append(key)
-        if value is None:
-            fields.append(b"\x01")
-        else:
-            fields.append(_varint_bytes(len(value)))
-            fields.append(value)
-        if headers:
-            fields.append(_encode_headers(headers))
-        else:
-            fields.append(b"\x00")
-        record = b"".join(fields)
-        append(_varint_bytes(len(record)))
-        append(record)
-    return b"".join(parts)
+    if cols.header_lens is None:
+        header_parts = repeat(b"\x00")  # no headers
+    else:
+        header_parts = [
+            _encode_headers(decode_headers(h)) if h else b"\x00"
+            for h in slices(blob[value_end:], cols.header_lens)
+        ]
+    bodies = list(
+        map(
+            b"".join,
+            zip(
+                repeat(b"\x00"),  # record attributes
+                timestamp_varints,
+                offset_varints,
+                key_parts,
+                _varints(cols.value_lens),
+                values,
+                header_parts,
+            ),
+        )
+    )
+    lengths = _varints(list(map(len, bodies)))
+    return b"".join(chain.from_iterable(zip(lengths, bodies, strict=True)))
+
+
+def _cut(blob: bytes, lengths) -> list[bytes]:
+    """``blob`` cut into pieces of these (non-negative) lengths, by C-level maps."""
+    ends = list(accumulate(lengths))
+    return list(map(blob.__getitem__, map(slice, [0, *ends[:-1]], ends)))
 
 
 def _encode_headers(headers) -> bytes:
