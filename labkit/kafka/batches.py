@@ -374,12 +374,25 @@ def _varint(data: bytes, pos: int, max_bytes: int) -> tuple[int, int]:
 
 
 def _read_headers(data: bytes, pos: int, record_end: int) -> tuple[list, int]:
-    count, pos = _varint(data, pos, 5)
+    """A record's headers (they run to its end): ([(key, value)], next pos). One- and
+    two-byte varints inline, as in ``_read_records``."""
+    zigzag = _ZIGZAG
+    b = data[pos]
+    if b < 0x80:
+        count = zigzag[b]
+        pos += 1
+    else:
+        count, pos = _varint(data, pos, 5)
     if count < 0 or count > (record_end - pos) // 2:
         raise CorruptRecordError(f"a record's header count {count} does not fit in the record")
     out = []
     for _ in range(count):
-        size, pos = _varint(data, pos, 5)
+        b = data[pos]
+        if b < 0x80:
+            size = zigzag[b]
+            pos += 1
+        else:
+            size, pos = _varint(data, pos, 5)
         if size < 0 or pos + size > record_end:
             raise CorruptRecordError(f"a header key length {size} does not fit in the record")
         try:
@@ -387,14 +400,19 @@ def _read_headers(data: bytes, pos: int, record_end: int) -> tuple[list, int]:
         except UnicodeDecodeError:
             raise CorruptRecordError("a header key is not UTF-8") from None
         pos += size
-        size, pos = _varint(data, pos, 5)
-        if size < -1 or pos + size > record_end:
-            raise CorruptRecordError(f"a header value length {size} does not fit in the record")
-        if size == -1:
-            out.append((key, None))
+        b = data[pos]
+        if b < 0x80:
+            size = zigzag[b]
+            pos += 1
         else:
+            size, pos = _varint(data, pos, 5)
+        if size >= 0 and pos + size <= record_end:
             out.append((key, data[pos : pos + size]))
             pos += size
+        elif size == -1:
+            out.append((key, None))
+        else:
+            raise CorruptRecordError(f"a header value length {size} does not fit in the record")
     return out, pos
 
 
@@ -514,10 +532,7 @@ def _encode_records(batch, cols, count: int, base_ts: int) -> bytes:
     if cols.header_lens is None:
         header_parts = repeat(b"\x00")  # no headers
     else:
-        header_parts = [
-            _encode_headers(decode_headers(h)) if h else b"\x00"
-            for h in slices(blob[value_end:], cols.header_lens)
-        ]
+        header_parts = _convert_headers(slices(blob[value_end:], cols.header_lens))
     bodies = list(
         map(
             b"".join,
@@ -540,6 +555,19 @@ def _cut(blob: bytes, lengths) -> list[bytes]:
     """``blob`` cut into pieces of these (non-negative) lengths, by C-level maps."""
     ends = list(accumulate(lengths))
     return list(map(blob.__getitem__, map(slice, [0, *ends[:-1]], ends)))
+
+
+def _convert_headers(blobs: list[bytes]) -> list[bytes]:
+    """Each record's labkit headers blob in Kafka's encoding; records often carry the
+    same headers, so each distinct blob is converted once."""
+    done: dict[bytes, bytes] = {b"": b"\x00"}
+    out = []
+    for blob in blobs:
+        part = done.get(blob)
+        if part is None:
+            part = done[blob] = _encode_headers(decode_headers(blob))
+        out.append(part)
+    return out
 
 
 def _encode_headers(headers) -> bytes:
