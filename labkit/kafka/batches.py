@@ -47,11 +47,20 @@ headers kept, the offsets compaction left kept as offset deltas (a batch compact
 emptied stays, with no records, so a consumer skips past its offsets). Producer id,
 epoch and base sequence are -1 (labkit's format does not keep them yet).
 
-Speed (benchmarks/kafka_batches.py, 1,000 records x 100 B values, no keys/headers,
-median of 7 runs of 200, load average in benchmarks/NOTES.md "Kafka batches"): see the
-table there. The per-record loops below are written for CPython: a one-byte varint
-(the common case) is a table lookup, records are sliced from ``bytes``, the encoder
-looks every varint up in a precomputed table and joins once per batch.
+Speed (benchmarks/kafka_batches.py; benchmarks/NOTES.md section 9 has the conditions),
+CPU ms per batch of 1,000 records x 100 B (no keys/headers), load average 5.6-9.7 on
+2 vCPUs, ranges over runs:
+
+    direction        this module   aiokafka 0.14 (Cython)   kafka-python 3.0.12
+    Kafka -> labkit  1.13-1.85     0.56-0.83 (+encode)      4.2-6.7 (+encode)
+    labkit -> Kafka  0.57-0.85     0.67-0.97 (+decode)      2.5-4.3 (+decode)
+
+Kafka -> labkit is a loop per record (each varint decides where the next field starts):
+one- and two-byte varints are read inline through one zigzag table, fields appended
+through bound methods. labkit -> Kafka runs no bytecode per record unless a record has
+a key or headers: each varint column is one ``itemgetter`` over a precomputed table and
+each record one C-level ``b"".join``. aiokafka's compiled reader is ~2x faster for
+Kafka -> labkit but is not a dependency, and would need these checks anyway.
 """
 
 from __future__ import annotations
