@@ -467,8 +467,10 @@ def _to_labkit(header: KafkaBatchHeader, records: _Records, produced: bool) -> b
         ) from None
 
 
-def labkit_to_kafka(batch, pos: int = 0, *, partition_leader_epoch: int = 0) -> bytes:
-    """The labkit batch at ``pos`` as one uncompressed Kafka v2 batch.
+def labkit_to_kafka(batch, pos: int = 0, *, partition_leader_epoch: int = -1) -> bytes:
+    """The labkit batch at ``pos`` as one uncompressed Kafka v2 batch. The partition leader
+    epoch defaults to -1 (none: a client then skips leader-epoch validation, KIP-320),
+    as a producer's batch carries it.
 
     Raises CorruptRecordError when the labkit batch's columns or headers do not add up
     (its CRC is the broker's to check when it stores the batch)."""
@@ -499,7 +501,7 @@ def labkit_to_kafka(batch, pos: int = 0, *, partition_leader_epoch: int = 0) -> 
     return b"".join((front, tail, body))
 
 
-def labkit_batches_to_kafka(buf, *, partition_leader_epoch: int = 0) -> bytes:
+def labkit_batches_to_kafka(buf, *, partition_leader_epoch: int = -1) -> bytes:
     """Every whole labkit batch in ``buf`` (a fetch result) as Kafka v2 batches, in order.
     Raises CorruptRecordError when a batch is corrupt."""
     return b"".join(
