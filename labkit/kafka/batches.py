@@ -58,7 +58,7 @@ CPU ms per batch of 1,000 records x 100 B (no keys/headers), load average 5.6-9.
 Kafka -> labkit is a loop per record (each varint decides where the next field starts):
 one- and two-byte varints are read inline through one zigzag table, fields appended
 through bound methods. labkit -> Kafka runs no bytecode per record unless a record has
-a key or headers: each varint column is one ``itemgetter`` over a precomputed table and
+headers: each varint column is one ``itemgetter`` over a precomputed table and
 each record one C-level ``b"".join``. aiokafka's compiled reader is ~2x faster for
 Kafka -> labkit but is not a dependency, and would need these checks anyway.
 """
@@ -275,6 +275,7 @@ def _read_records(data: bytes, count: int, base_timestamp: int) -> _Records:
     keys: list = []
     values: list = []
     header_rows: list[tuple[int, list]] = []  # (record index, headers), only records with any
+    seen_headers: dict[bytes, list] = {}  # a record's header bytes -> its parsed headers
     add_ts, add_delta, add_key, add_value = (
         timestamps.append,
         deltas.append,
@@ -347,9 +348,15 @@ def _read_records(data: bytes, count: int, base_timestamp: int) -> _Records:
             raise CorruptRecordError(f"a record's value length is {size}")
         if data[pos] == 0:  # no headers
             pos += 1
-        else:
-            record_headers, pos = _read_headers(data, pos, record_end)
-            header_rows.append((index, record_headers))
+        else:  # headers end the record: records often repeat them, parse each once
+            raw_headers = data[pos:record_end]
+            record_headers = seen_headers.get(raw_headers)
+            if record_headers is None:
+                record_headers, pos = _read_headers(data, pos, record_end)
+                seen_headers[raw_headers] = record_headers
+            else:
+                pos = record_end
+            header_rows.append((index, list(record_headers)))
         if pos != record_end:
             raise CorruptRecordError(
                 f"a record's fields take {pos - record_end + length} bytes, its length says "
@@ -522,9 +529,9 @@ def _varints(values: list[int], *, lowest: int | None = None) -> Sequence[bytes]
 def _encode_records(batch, cols, count: int, base_ts: int) -> bytes:
     """The records of a labkit batch in Kafka's layout, built column by column.
 
-    Each column of varints (timestamp deltas, offset deltas, lengths) is one ``map`` over
-    the precomputed table; each record is one C-level ``b"".join`` of its fields; no
-    Python bytecode runs per record unless a record has a key or headers."""
+    Each column of varints (timestamp deltas, offset deltas, lengths) is one lookup of
+    them all in the precomputed table; each record is one C-level ``b"".join`` of its
+    fields; no Python bytecode runs per record unless a record has headers."""
     blob = bytes(batch[cols.blobs : cols.end])
     key_end = cols.key_bytes
     value_end = key_end + cols.value_bytes
@@ -538,12 +545,13 @@ def _encode_records(batch, cols, count: int, base_ts: int) -> bytes:
         offset_varints = _varints(cols.deltas.tolist(), lowest=0)  # checked increasing from 0
     timestamp_varints = _varints(list(map(operator.sub, cols.timestamps, repeat(base_ts))))
     if cols.key_lens is None:
-        key_parts = repeat(b"\x01")  # zigzag -1: a null key
+        key_lengths = repeat(b"\x01")  # zigzag -1: a null key
+        keys = repeat(b"")
     else:
-        key_parts = [
-            b"\x01" if k is None else _varint_bytes(len(k)) + k
-            for k in slices(blob[:key_end], cols.key_lens)
-        ]
+        key_lengths = _varints(cols.key_lens.tolist(), lowest=-1)  # read_columns checked
+        keys = slices(blob[:key_end], cols.key_lens)
+        if -1 in cols.key_lens:
+            keys = [b"" if k is None else k for k in keys]
     if cols.header_lens is None:
         header_parts = repeat(b"\x00")  # no headers
     else:
@@ -555,7 +563,8 @@ def _encode_records(batch, cols, count: int, base_ts: int) -> bytes:
                 repeat(b"\x00"),  # record attributes
                 timestamp_varints,
                 offset_varints,
-                key_parts,
+                key_lengths,
+                keys,
                 _varints(value_lens.tolist(), lowest=-1),  # read_columns checked them
                 values,
                 header_parts,
