@@ -438,3 +438,12 @@ def test_small_timestamp_deltas_use_the_table_and_match_the_libraries():
     raw = build(AioBuilder, recs)
     stored = kb.kafka_to_labkit(raw).labkit_batch
     assert kb.labkit_to_kafka(stored) == raw
+
+
+@pytest.mark.parametrize("wrap", [bytes, bytearray, memoryview])
+def test_any_buffer_converts_at_any_position(wrap):
+    raw = build(KpBuilder, SAMPLE)
+    stored = _labkit(SAMPLE, base_offset=9)
+    padded = wrap(b"\0" * 7 + raw)
+    assert kb.kafka_to_labkit(padded, 7).labkit_batch == kb.kafka_to_labkit(raw).labkit_batch
+    assert kb.labkit_to_kafka(wrap(b"\0" * 5 + stored), 5) == kb.labkit_to_kafka(stored)
