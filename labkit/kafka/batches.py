@@ -32,14 +32,17 @@ uncompressed Kafka batch. The Kafka v2 layout (all integers big-endian)::
 Varints are zigzag-encoded (Kafka's ``ByteUtils.writeVarint``), at most 5 bytes for an
 int32 and 10 for an int64.
 
-Validation (Kafka -> labkit), as Kafka's broker answers a producer: a length that does
-not fit, a bad CRC-32C, records that do not exactly fill the batch (count, varints,
-lengths) -> CORRUPT_MESSAGE (CorruptRecordError); magic != 2, control or transactional
-batches (transactions are out of scope), offset deltas other than 0..n-1 from a
-producer, LogAppendTime set by a producer, a record labkit cannot store (a header key
-over 65,535 bytes, over 65,535 headers) -> INVALID_RECORD (InvalidRecordError); a codec
-this broker cannot read -> UNSUPPORTED_COMPRESSION_TYPE (compression.py). No other
-exception escapes for any input (a corrupted-byte sweep tests it).
+Validation (Kafka -> labkit), as Apache Kafka 4.1's broker answers a producer (the
+exception classes of its DefaultRecordBatch, DefaultRecord, ProduceRequest): a batch
+size that does not fit, a bad CRC-32C, a compressed block that does not decompress or
+expands past ``max_decompressed`` -> CORRUPT_MESSAGE (CorruptRecordError); behind a good
+CRC, records that do not exactly fill the batch (count, varints, lengths, headers),
+magic != 2, control or transactional batches (transactions are out of scope), offset
+deltas other than 0..n-1 or LogAppendTime from a producer, a record labkit cannot store
+(a header key over 65,535 bytes, over 65,535 headers) -> INVALID_RECORD
+(InvalidRecordError); a codec this broker cannot read -> UNSUPPORTED_COMPRESSION_TYPE
+(compression.py). No other exception escapes for any input (a corrupted-byte sweep
+tests it).
 
 labkit -> Kafka: one uncompressed v2 batch per labkit batch, base offset and timestamps
 kept (LogAppendTime batches keep the flag; Kafka readers then take max_timestamp),
@@ -243,13 +246,13 @@ def kafka_to_labkit(
     else:
         data = bytes(view[pos + HEADER_SIZE : end])
     if count < 0 or count > len(data) // MIN_RECORD_SIZE:
-        raise CorruptRecordError(
+        raise InvalidRecordError(
             f"record count {count} does not fit in {len(data)} bytes of records"
         )
     try:
         columns = _read_records(data, count, header.base_timestamp)
     except IndexError:
-        raise CorruptRecordError("a record runs past the end of its batch") from None
+        raise InvalidRecordError("a record runs past the end of its batch") from None
     return Converted(_to_labkit(header, columns, produced), header)
 
 
@@ -262,7 +265,7 @@ class _Records(NamedTuple):
 
 
 def _read_records(data: bytes, count: int, base_timestamp: int) -> _Records:
-    """Parse ``count`` records filling ``data`` exactly. Raises CorruptRecordError, or
+    """Parse ``count`` records filling ``data`` exactly. Raises InvalidRecordError, or
     IndexError when a record runs past the end (the caller reports it).
 
     Written for CPython's bytecode count: a varint of one or two bytes (every length
@@ -326,7 +329,7 @@ def _read_records(data: bytes, count: int, base_timestamp: int) -> _Records:
             else:
                 size, pos = long_varint(data, pos, 5)
             if size < 0:
-                raise CorruptRecordError(f"a record's key length is {size}")
+                raise InvalidRecordError(f"a record's key length is {size}")
             add_key(data[pos : pos + size])
             pos += size
             has_keys = True
@@ -345,7 +348,7 @@ def _read_records(data: bytes, count: int, base_timestamp: int) -> _Records:
         elif size == -1:
             add_value(None)
         else:
-            raise CorruptRecordError(f"a record's value length is {size}")
+            raise InvalidRecordError(f"a record's value length is {size}")
         if data[pos] == 0:  # no headers
             pos += 1
         else:  # headers end the record: records often repeat them, parse each once
@@ -358,12 +361,12 @@ def _read_records(data: bytes, count: int, base_timestamp: int) -> _Records:
                 pos = record_end
             header_rows.append((index, list(record_headers)))
         if pos != record_end:
-            raise CorruptRecordError(
+            raise InvalidRecordError(
                 f"a record's fields take {pos - record_end + length} bytes, its length says "
                 f"{length}"
             )
     if pos != len(data):
-        raise CorruptRecordError(
+        raise InvalidRecordError(
             f"the batch holds {len(data) - pos} bytes past its {count} records"
         )
     headers = None
@@ -389,7 +392,7 @@ def _varint(data: bytes, pos: int, max_bytes: int) -> tuple[int, int]:
                 break
             return value, pos + i + 1
         shift += 7
-    raise CorruptRecordError(f"a varint at byte {pos} of the records is too long")
+    raise InvalidRecordError(f"a varint at byte {pos} of the records is too long")
 
 
 def _read_headers(data: bytes, pos: int, record_end: int) -> tuple[list, int]:
@@ -403,7 +406,7 @@ def _read_headers(data: bytes, pos: int, record_end: int) -> tuple[list, int]:
     else:
         count, pos = _varint(data, pos, 5)
     if count < 0 or count > (record_end - pos) // 2:
-        raise CorruptRecordError(f"a record's header count {count} does not fit in the record")
+        raise InvalidRecordError(f"a record's header count {count} does not fit in the record")
     out = []
     for _ in range(count):
         b = data[pos]
@@ -413,11 +416,11 @@ def _read_headers(data: bytes, pos: int, record_end: int) -> tuple[list, int]:
         else:
             size, pos = _varint(data, pos, 5)
         if size < 0 or pos + size > record_end:
-            raise CorruptRecordError(f"a header key length {size} does not fit in the record")
+            raise InvalidRecordError(f"a header key length {size} does not fit in the record")
         try:
             key = data[pos : pos + size].decode("utf-8")
         except UnicodeDecodeError:
-            raise CorruptRecordError("a header key is not UTF-8") from None
+            raise InvalidRecordError("a header key is not UTF-8") from None
         pos += size
         b = data[pos]
         if b < 0x80:
@@ -431,7 +434,7 @@ def _read_headers(data: bytes, pos: int, record_end: int) -> tuple[list, int]:
         elif size == -1:
             out.append((key, None))
         else:
-            raise CorruptRecordError(f"a header value length {size} does not fit in the record")
+            raise InvalidRecordError(f"a header value length {size} does not fit in the record")
     return out, pos
 
 
@@ -446,9 +449,9 @@ def _to_labkit(header: KafkaBatchHeader, records: _Records, produced: bool) -> b
         offset_deltas = None
     else:
         if deltas and (deltas[0] < 0 or not all(map(operator.lt, deltas, deltas[1:]))):
-            raise CorruptRecordError("a batch's offset deltas are not increasing")
+            raise InvalidRecordError("a batch's offset deltas are not increasing")
         if deltas and deltas[-1] != header.last_offset_delta:
-            raise CorruptRecordError("a batch's last offset delta is not its last record's")
+            raise InvalidRecordError("a batch's last offset delta is not its last record's")
         # an emptied batch keeps no offsets in labkit's format (it has no records)
         offset_deltas = None if count and deltas == list(range(count)) else deltas
     timestamps = records.timestamps
@@ -456,7 +459,7 @@ def _to_labkit(header: KafkaBatchHeader, records: _Records, produced: bool) -> b
     if log_append_time:
         timestamps = [header.max_timestamp] * count
     elif timestamps and not (_INT64_MIN <= min(timestamps) and max(timestamps) <= _INT64_MAX):
-        raise CorruptRecordError("a record's timestamp does not fit in 64 bits")
+        raise InvalidRecordError("a record's timestamp does not fit in 64 bits")
     try:
         return labkit_records.encode_batch(
             timestamps,

@@ -248,11 +248,11 @@ def test_lengths_that_do_not_fit_are_corrupt():
     too_many = bytearray(raw)
     too_many[57:61] = struct.pack(">i", 5)
     too_many[23:27] = struct.pack(">i", 4)
-    with pytest.raises(CorruptRecordError, match="past the end"):
+    with pytest.raises(InvalidRecordError, match="past the end"):  # Kafka: invalid record count
         kb.kafka_to_labkit(recrc(too_many))
     huge = bytearray(raw)
     huge[57:61] = struct.pack(">i", 1 << 30)
-    with pytest.raises(CorruptRecordError, match="does not fit"):
+    with pytest.raises(InvalidRecordError, match="does not fit"):
         kb.kafka_to_labkit(recrc(huge), produced=False)
 
 
