@@ -34,8 +34,9 @@ int32 and 10 for an int64.
 
 Validation (Kafka -> labkit), as Apache Kafka 4.1's broker answers a producer (the
 exception classes of its DefaultRecordBatch, DefaultRecord, ProduceRequest): a batch
-size that does not fit, a bad CRC-32C, a compressed block that does not decompress or
-expands past ``max_decompressed`` -> CORRUPT_MESSAGE (CorruptRecordError); behind a good
+size that does not fit, a bad CRC-32C, a compressed block that does not decompress ->
+CORRUPT_MESSAGE (CorruptRecordError); one that expands past ``max_decompressed`` (pass
+message.max.bytes) -> MESSAGE_TOO_LARGE (MessageSizeTooLargeError); behind a good
 CRC, records that do not exactly fill the batch (count, varints, lengths, headers),
 magic != 2, control or transactional batches (transactions are out of scope), offset
 deltas other than 0..n-1 or LogAppendTime from a producer, a record labkit cannot store
@@ -212,8 +213,8 @@ def kafka_to_labkit(
 
     ``produced``: the batch comes from a producer (offset deltas 0..n-1, CreateTime, at
     least one record); otherwise explicit offset deltas and LogAppendTime are kept.
-    Raises CorruptRecordError, InvalidRecordError or UnsupportedCompressionTypeError
-    (module docstring: Validation), never anything else.
+    Raises CorruptRecordError, InvalidRecordError, UnsupportedCompressionTypeError or
+    MessageSizeTooLargeError (module docstring: Validation), never anything else.
     """
     header = read_kafka_header(buf, pos)
     end = pos + header.size

@@ -12,7 +12,8 @@ magic, two int32 versions, then int32-length-prefixed raw snappy blocks) or one 
 snappy block, lz4 is the LZ4 frame format, zstd one zstd frame.
 
 A small compressed block may expand enormously (a "zip bomb"), so every codec stops at
-``limit`` output bytes and the batch is refused (CorruptRecordError) past it. Pure: no
+``limit`` output bytes and the batch is refused past it with MESSAGE_TOO_LARGE (the
+labkit batch it would become is over message.max.bytes anyway). Pure: no
 state; the codec modules are imported on first use.
 """
 
@@ -23,7 +24,11 @@ import io
 import struct
 import zlib
 
-from labkit.errors import CorruptRecordError, UnsupportedCompressionTypeError
+from labkit.errors import (
+    CorruptRecordError,
+    MessageSizeTooLargeError,
+    UnsupportedCompressionTypeError,
+)
 
 NONE, GZIP, SNAPPY, LZ4, ZSTD = range(5)
 CODEC_NAMES = {NONE: "none", GZIP: "gzip", SNAPPY: "snappy", LZ4: "lz4", ZSTD: "zstd"}
@@ -41,8 +46,9 @@ _BLOCK_LENGTH = struct.Struct(">i")
 def decompress(codec: int, payload, limit: int) -> bytes:
     """The records of a batch compressed with ``codec``, at most ``limit`` bytes.
 
-    Raises UnsupportedCompressionTypeError (unknown codec, or its package is missing)
-    and CorruptRecordError (the block does not decompress, or exceeds ``limit``)."""
+    Raises UnsupportedCompressionTypeError (unknown codec, or its package is missing),
+    CorruptRecordError (the block does not decompress) and MessageSizeTooLargeError
+    (it expands past ``limit``)."""
     if codec == GZIP:
         return _gunzip(payload, limit)
     if codec not in _PACKAGES:
@@ -59,7 +65,7 @@ def decompress(codec: int, payload, limit: int) -> bytes:
         else:
             reader = module.ZstdDecompressor().stream_reader(io.BytesIO(bytes(payload)))
             out = reader.read(limit + 1)
-    except CorruptRecordError:
+    except (CorruptRecordError, MessageSizeTooLargeError):
         raise
     except Exception as exc:  # each codec library raises its own error classes
         raise CorruptRecordError(
@@ -80,9 +86,10 @@ def _codec_module(codec: int):
         ) from None
 
 
-def _too_large(limit: int) -> CorruptRecordError:
-    return CorruptRecordError(
-        f"a compressed record batch expands past {limit} bytes (message.max.bytes)"
+def _too_large(limit: int) -> MessageSizeTooLargeError:
+    return MessageSizeTooLargeError(
+        f"a compressed record batch expands past {limit} bytes, the broker's "
+        "message.max.bytes: send smaller batches (batch_size) or raise message.max.bytes"
     )
 
 

@@ -20,13 +20,19 @@ from labkit.errors import (
     CorruptRecordError,
     InvalidRecordError,
     KafkaError,
+    MessageSizeTooLargeError,
     UnsupportedCompressionTypeError,
 )
 from labkit.kafka import batches as kb
 from labkit.kafka import compression
 from labkit.protocol import records
 
-KAFKA_ERRORS = (CorruptRecordError, InvalidRecordError, UnsupportedCompressionTypeError)
+KAFKA_ERRORS = (
+    CorruptRecordError,
+    InvalidRecordError,
+    UnsupportedCompressionTypeError,
+    MessageSizeTooLargeError,
+)
 
 # -- helpers ------------------------------------------------------------------------------
 
@@ -133,7 +139,7 @@ def test_a_gzip_bomb_is_refused_at_the_limit():
     recs = [(1, None, b"\0" * 100_000, [])] * 20
     raw = build(KpBuilder, recs, codec=compression.GZIP)
     assert len(raw) < 20_000
-    with pytest.raises(CorruptRecordError, match="expands past 1000000 bytes"):
+    with pytest.raises(MessageSizeTooLargeError, match="expands past 1000000 bytes"):
         kb.kafka_to_labkit(raw, max_decompressed=1_000_000)
     assert len(kb.kafka_to_labkit(raw, max_decompressed=3_000_000).labkit_batch) > 2_000_000
 
