@@ -178,17 +178,44 @@ def split_kafka_batches(buf) -> list[tuple[int, int]]:
     return spans
 
 
+def produced_batches(
+    records, *, max_decompressed: int = DEFAULT_MAX_BATCH_BYTES
+) -> list[Converted]:
+    """A Produce request's ``records`` for one partition, every batch converted.
+
+    As Kafka's ProduceRequest: at least one batch, and the bytes are whole batches (a
+    producer never cuts one). Raises what ``kafka_to_labkit`` raises; InvalidRecordError
+    for no batch, CorruptRecordError for bytes past the last whole batch."""
+    _check_magic(records, 0)
+    spans = split_kafka_batches(records)
+    if not spans:
+        raise InvalidRecordError(
+            "a produce request must have at least one record batch per partition"
+        )
+    if spans[-1][1] != len(records):
+        raise CorruptRecordError(
+            f"a produce request holds {len(records) - spans[-1][1]} bytes past its last batch"
+        )
+    return [
+        kafka_to_labkit(records, start, max_decompressed=max_decompressed) for start, _end in spans
+    ]
+
+
+def _check_magic(buf, pos: int) -> None:
+    # every message format keeps its magic at byte 16: read it before the v2 header
+    if len(buf) - pos > _MAGIC_AT and buf[pos + _MAGIC_AT] != MAGIC_V2:
+        raise InvalidRecordError(
+            f"record batch magic {buf[pos + _MAGIC_AT]}: this broker reads only magic 2 "
+            "(Kafka 0.11+ clients; upgrade the client or set its api_version to (0, 11) or later)"
+        )
+
+
 def read_kafka_header(buf, pos: int = 0) -> KafkaBatchHeader:
     """The Kafka batch header at ``pos``, its size and magic checked (not its CRC).
 
     Raises CorruptRecordError (does not fit) or InvalidRecordError (magic != 2)."""
     available = len(buf) - pos
-    # every message format keeps its magic at byte 16: read it before the v2 header
-    if available > _MAGIC_AT and buf[pos + _MAGIC_AT] != MAGIC_V2:
-        raise InvalidRecordError(
-            f"record batch magic {buf[pos + _MAGIC_AT]}: this broker reads only magic 2 "
-            "(Kafka 0.11+ clients; upgrade the client or set its api_version to (0, 11) or later)"
-        )
+    _check_magic(buf, pos)
     if available < HEADER_SIZE:
         raise CorruptRecordError(
             f"a record batch needs {HEADER_SIZE} header bytes, {available} are left"

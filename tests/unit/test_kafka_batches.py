@@ -199,6 +199,8 @@ def test_magic_1_is_refused_with_invalid_record():
     raw = bytes(builder.build())
     with pytest.raises(InvalidRecordError, match="magic 1"):
         kb.kafka_to_labkit(raw)
+    with pytest.raises(InvalidRecordError, match="magic 1"):
+        kb.produced_batches(raw)
 
 
 def test_transactional_and_control_batches_are_refused():
@@ -453,3 +455,16 @@ def test_any_buffer_converts_at_any_position(wrap):
     padded = wrap(b"\0" * 7 + raw)
     assert kb.kafka_to_labkit(padded, 7).labkit_batch == kb.kafka_to_labkit(raw).labkit_batch
     assert kb.labkit_to_kafka(wrap(b"\0" * 5 + stored), 5) == kb.labkit_to_kafka(stored)
+
+
+def test_a_produce_requests_records_convert_batch_by_batch():
+    one, two = build(KpBuilder, SAMPLE), build(AioBuilder, SAMPLE[:2])
+    converted = kb.produced_batches(one + two)
+    assert [labkit_rows(c.labkit_batch) for c in converted] == [
+        labkit_rows(kb.kafka_to_labkit(one).labkit_batch),
+        labkit_rows(kb.kafka_to_labkit(two).labkit_batch),
+    ]
+    with pytest.raises(InvalidRecordError, match="at least one record batch"):
+        kb.produced_batches(b"")
+    with pytest.raises(CorruptRecordError, match="past its last batch"):
+        kb.produced_batches(one + two[:30])
