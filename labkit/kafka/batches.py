@@ -52,12 +52,12 @@ emptied stays, with no records, so a consumer skips past its offsets). Producer 
 epoch and base sequence are -1 (labkit's format does not keep them yet).
 
 Speed (benchmarks/kafka_batches.py; benchmarks/NOTES.md section 9 has the conditions),
-CPU ms per batch of 1,000 records x 100 B (no keys/headers), load average 5.6-9.7 on
+CPU ms per batch of 1,000 records x 100 B (no keys/headers), load average 2.3-9.7 on
 2 vCPUs, ranges over runs:
 
     direction        this module   aiokafka 0.14 (Cython)   kafka-python 3.0.12
-    Kafka -> labkit  1.13-1.85     0.56-0.83 (+encode)      4.2-6.7 (+encode)
-    labkit -> Kafka  0.57-0.85     0.67-0.97 (+decode)      2.5-4.3 (+decode)
+    Kafka -> labkit  1.11-1.85     0.55-0.83 (+encode)      4.2-6.7 (+encode)
+    labkit -> Kafka  0.57-0.85     0.62-0.97 (+decode)      2.5-4.3 (+decode)
 
 Kafka -> labkit is a loop per record (each varint decides where the next field starts):
 one- and two-byte varints are read inline through one zigzag table, fields appended
