@@ -56,7 +56,7 @@ CPU ms per batch of 1,000 records x 100 B (no keys/headers), load average 2.3-9.
 2 vCPUs, ranges over runs:
 
     direction        this module   aiokafka 0.14 (Cython)   kafka-python 3.0.12
-    Kafka -> labkit  1.11-1.85     0.55-0.83 (+encode)      4.2-6.7 (+encode)
+    Kafka -> labkit  1.11-1.85     0.55-0.83 (+encode)      3.8-6.7 (+encode)
     labkit -> Kafka  0.57-0.85     0.62-0.97 (+decode)      2.5-4.3 (+decode)
 
 Kafka -> labkit is a loop per record (each varint decides where the next field starts):
