@@ -65,92 +65,62 @@ through bound methods. labkit -> Kafka runs no bytecode per record unless a reco
 headers: each varint column is one ``itemgetter`` over a precomputed table and
 each record one C-level ``b"".join``. aiokafka's compiled reader is ~2x faster for
 Kafka -> labkit but is not a dependency, and would need these checks anyway.
+
+Modules: the v2 header ``struct``, attribute bits and varint tables are in
+``batch_layout.py``, labkit -> Kafka in ``batch_build.py``, decompression in
+``compression.py``; this module reads Kafka batches and is where callers import every
+name from.
 """
 
 from __future__ import annotations
 
 import operator
 import struct
-from collections.abc import Sequence
-from itertools import chain, repeat
-from operator import itemgetter
 from typing import NamedTuple
 
 import crc32c
 
 from labkit.errors import CorruptRecordError, InvalidRecordError
 from labkit.kafka import compression
+from labkit.kafka.batch_build import labkit_batches_to_kafka, labkit_to_kafka
+from labkit.kafka.batch_layout import (
+    BATCH_LENGTH,
+    CODEC_MASK,
+    CONTROL,
+    CRC_START,
+    DEFAULT_MAX_BATCH_BYTES,
+    HEADER,
+    HEADER_SIZE,
+    INT32_MAX,
+    INT32_MIN,
+    INT64_MAX,
+    INT64_MIN,
+    LENGTH_PREFIX,
+    LOG_APPEND_TIME,
+    MAGIC_V2,
+    MIN_RECORD_SIZE,
+    TRANSACTIONAL,
+    ZIGZAG,
+    KafkaBatchHeader,
+    check_magic,
+)
 from labkit.protocol import records as labkit_records
-from labkit.protocol.batch_columns import decode_headers, read_columns, slices
 
-MAGIC_V2 = 2
-HEADER = struct.Struct(">qiibIhiqqqhii")
-HEADER_SIZE = HEADER.size  # 61
-LENGTH_PREFIX = 12  # base_offset + batch_length
-CRC_START = 21
-_MAGIC_AT = 16
-_BATCH_LENGTH = struct.Struct(">i")
-_TAIL = struct.Struct(">hiqqqhii")  # attributes .. record_count, what the CRC starts with
-_FRONT = struct.Struct(">qiibI")  # base_offset .. crc
-
-CODEC_MASK = 0x07
-LOG_APPEND_TIME = 0x08
-TRANSACTIONAL = 0x10
-CONTROL = 0x20
-MIN_RECORD_SIZE = 7  # length, attributes, timestamp, offset, key and value lengths, headers
-DEFAULT_MAX_BATCH_BYTES = 1048588  # Kafka's message.max.bytes
-
-_INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
-_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
-
-# the zigzag value of every varint of one or two bytes, indexed by its 14 payload bits
-_ZIGZAG = [(n >> 1) ^ -(n & 1) for n in range(1 << 14)]
-
-
-def _zigzag_bytes(value: int) -> bytes:
-    n = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-# the encoding of every varint in [0, _TABLE_TOP), and of -1 (a null's length) last, so
-# that ``_VARINT[v]`` is v's encoding for every v in [-1, _TABLE_TOP)
-_TABLE_TOP = 1 << 14
-_VARINT = [_zigzag_bytes(v) for v in range(_TABLE_TOP)] + [_zigzag_bytes(-1)]
-
-
-def _varint_bytes(value: int) -> bytes:
-    if -1 <= value < _TABLE_TOP:
-        return _VARINT[value]
-    return _zigzag_bytes(value)
-
-
-class KafkaBatchHeader(NamedTuple):
-    base_offset: int
-    batch_length: int
-    partition_leader_epoch: int
-    magic: int
-    crc: int
-    attributes: int
-    last_offset_delta: int
-    base_timestamp: int
-    max_timestamp: int
-    producer_id: int
-    producer_epoch: int
-    base_sequence: int
-    record_count: int
-
-    @property
-    def size(self) -> int:
-        return LENGTH_PREFIX + self.batch_length
-
-    @property
-    def codec(self) -> int:
-        return self.attributes & CODEC_MASK
+__all__ = [
+    "CODEC_MASK",
+    "CONTROL",
+    "LOG_APPEND_TIME",
+    "MAGIC_V2",
+    "TRANSACTIONAL",
+    "Converted",
+    "KafkaBatchHeader",
+    "kafka_to_labkit",
+    "labkit_batches_to_kafka",
+    "labkit_to_kafka",
+    "produced_batches",
+    "read_kafka_header",
+    "split_kafka_batches",
+]
 
 
 class Converted(NamedTuple):
@@ -167,7 +137,7 @@ def split_kafka_batches(buf) -> list[tuple[int, int]]:
     pos = 0
     size = len(buf)
     while size - pos >= LENGTH_PREFIX:
-        (length,) = _BATCH_LENGTH.unpack_from(buf, pos + 8)
+        (length,) = BATCH_LENGTH.unpack_from(buf, pos + 8)
         if length < HEADER_SIZE - LENGTH_PREFIX:
             raise CorruptRecordError(f"record batch size {length} at byte {pos} is too small")
         end = pos + LENGTH_PREFIX + length
@@ -186,7 +156,7 @@ def produced_batches(
     As Kafka's ProduceRequest: at least one batch, and the bytes are whole batches (a
     producer never cuts one). Raises what ``kafka_to_labkit`` raises; InvalidRecordError
     for no batch, CorruptRecordError for bytes past the last whole batch."""
-    _check_magic(records, 0)
+    check_magic(records, 0)
     spans = split_kafka_batches(records)
     if not spans:
         raise InvalidRecordError(
@@ -201,21 +171,12 @@ def produced_batches(
     ]
 
 
-def _check_magic(buf, pos: int) -> None:
-    # every message format keeps its magic at byte 16: read it before the v2 header
-    if len(buf) - pos > _MAGIC_AT and buf[pos + _MAGIC_AT] != MAGIC_V2:
-        raise InvalidRecordError(
-            f"record batch magic {buf[pos + _MAGIC_AT]}: this broker reads only magic 2 "
-            "(Kafka 0.11+ clients; upgrade the client or set its api_version to (0, 11) or later)"
-        )
-
-
 def read_kafka_header(buf, pos: int = 0) -> KafkaBatchHeader:
     """The Kafka batch header at ``pos``, its size and magic checked (not its CRC).
 
     Raises CorruptRecordError (does not fit) or InvalidRecordError (magic != 2)."""
     available = len(buf) - pos
-    _check_magic(buf, pos)
+    check_magic(buf, pos)
     if available < HEADER_SIZE:
         raise CorruptRecordError(
             f"a record batch needs {HEADER_SIZE} header bytes, {available} are left"
@@ -299,7 +260,7 @@ def _read_records(data: bytes, count: int, base_timestamp: int) -> _Records:
     Written for CPython's bytecode count: a varint of one or two bytes (every length
     and delta under 8,192) is read inline through one table, longer ones by ``_varint``;
     fields are appended to column lists through bound methods."""
-    zigzag = _ZIGZAG
+    zigzag = ZIGZAG
     long_varint = _varint
     timestamps: list[int] = []
     deltas: list[int] = []
@@ -416,7 +377,7 @@ def _varint(data: bytes, pos: int, max_bytes: int) -> tuple[int, int]:
         n |= (b & 0x7F) << shift
         if b < 0x80:
             value = (n >> 1) ^ -(n & 1)
-            if max_bytes == 5 and not _INT32_MIN <= value <= _INT32_MAX:
+            if max_bytes == 5 and not INT32_MIN <= value <= INT32_MAX:
                 break
             return value, pos + i + 1
         shift += 7
@@ -426,7 +387,7 @@ def _varint(data: bytes, pos: int, max_bytes: int) -> tuple[int, int]:
 def _read_headers(data: bytes, pos: int, record_end: int) -> tuple[list, int]:
     """A record's headers (they run to its end): ([(key, value)], next pos). One- and
     two-byte varints inline, as in ``_read_records``."""
-    zigzag = _ZIGZAG
+    zigzag = ZIGZAG
     b = data[pos]
     if b < 0x80:
         count = zigzag[b]
@@ -486,7 +447,7 @@ def _to_labkit(header: KafkaBatchHeader, records: _Records, produced: bool) -> b
     log_append_time = bool(header.attributes & LOG_APPEND_TIME)
     if log_append_time:
         timestamps = [header.max_timestamp] * count
-    elif timestamps and not (_INT64_MIN <= min(timestamps) and max(timestamps) <= _INT64_MAX):
+    elif timestamps and not (INT64_MIN <= min(timestamps) and max(timestamps) <= INT64_MAX):
         raise InvalidRecordError("a record's timestamp does not fit in 64 bits")
     try:
         return labkit_records.encode_batch(
@@ -503,131 +464,3 @@ def _to_labkit(header: KafkaBatchHeader, records: _Records, produced: bool) -> b
             f"a record cannot be stored by labkit (header keys up to 65,535 bytes, "
             f"up to 65,535 headers per record): {exc}"
         ) from None
-
-
-def labkit_to_kafka(batch, pos: int = 0, *, partition_leader_epoch: int = -1) -> bytes:
-    """The labkit batch at ``pos`` as one uncompressed Kafka v2 batch. The partition leader
-    epoch defaults to -1 (none: a client then skips leader-epoch validation, KIP-320),
-    as a producer's batch carries it.
-
-    Raises CorruptRecordError when the labkit batch's columns or headers do not add up
-    (its CRC is the broker's to check when it stores the batch)."""
-    header = labkit_records.read_header(batch, pos)
-    cols = read_columns(batch, pos, header)
-    count = header.record_count
-    base_ts = header.base_timestamp if count else -1
-    body = _encode_records(batch, cols, count, base_ts)
-    attributes = LOG_APPEND_TIME if header.attributes & labkit_records.LOG_APPEND_TIME else 0
-    tail = _TAIL.pack(
-        attributes,
-        header.last_offset_delta,
-        base_ts,
-        header.max_timestamp if count else -1,
-        -1,  # producer id, epoch, base sequence: labkit's format does not keep them (yet)
-        -1,
-        -1,
-        count,
-    )
-    crc = crc32c.crc32c(body, crc32c.crc32c(tail))
-    front = _FRONT.pack(
-        header.base_offset,
-        HEADER_SIZE - LENGTH_PREFIX + len(body),
-        partition_leader_epoch,
-        MAGIC_V2,
-        crc,
-    )
-    return b"".join((front, tail, body))
-
-
-def labkit_batches_to_kafka(buf, *, partition_leader_epoch: int = -1) -> bytes:
-    """Every whole labkit batch in ``buf`` (a fetch result) as Kafka v2 batches, in order.
-    Raises CorruptRecordError when a batch is corrupt."""
-    return b"".join(
-        labkit_to_kafka(buf, start, partition_leader_epoch=partition_leader_epoch)
-        for start, _end in labkit_records.split_batches(buf)
-    )
-
-
-def _varints(values: list[int], *, lowest: int | None = None) -> Sequence[bytes]:
-    """The varint encoding of each int: one C-level ``itemgetter`` over the table when all
-    are in it. ``lowest``: a bound the caller already knows (saves a ``min``)."""
-    if len(values) > 1 and -1 <= (min(values) if lowest is None else lowest):
-        if max(values) < _TABLE_TOP:
-            return itemgetter(*values)(_VARINT)
-    return [_varint_bytes(v) for v in values]
-
-
-def _encode_records(batch, cols, count: int, base_ts: int) -> bytes:
-    """The records of a labkit batch in Kafka's layout, built column by column.
-
-    Each column of varints (timestamp deltas, offset deltas, lengths) is one lookup of
-    them all in the precomputed table; each record is one C-level ``b"".join`` of its
-    fields; no Python bytecode runs per record unless a record has headers."""
-    blob = bytes(batch[cols.blobs : cols.end])
-    key_end = cols.key_bytes
-    value_end = key_end + cols.value_bytes
-    value_lens = cols.value_lens
-    values = slices(blob[key_end:value_end], value_lens)
-    if -1 in value_lens:
-        values = [b"" if v is None else v for v in values]
-    if cols.deltas is None:
-        offset_varints = _VARINT[:count] if count < _TABLE_TOP else _varints(list(range(count)))
-    else:
-        offset_varints = _varints(cols.deltas.tolist(), lowest=0)  # checked increasing from 0
-    timestamp_varints = _varints(list(map(operator.sub, cols.timestamps, repeat(base_ts))))
-    if cols.key_lens is None:
-        key_lengths = repeat(b"\x01")  # zigzag -1: a null key
-        keys = repeat(b"")
-    else:
-        key_lengths = _varints(cols.key_lens.tolist(), lowest=-1)  # read_columns checked
-        keys = slices(blob[:key_end], cols.key_lens)
-        if -1 in cols.key_lens:
-            keys = [b"" if k is None else k for k in keys]
-    if cols.header_lens is None:
-        header_parts = repeat(b"\x00")  # no headers
-    else:
-        header_parts = _convert_headers(slices(blob[value_end:], cols.header_lens))
-    bodies = list(
-        map(
-            b"".join,
-            zip(
-                repeat(b"\x00"),  # record attributes
-                timestamp_varints,
-                offset_varints,
-                key_lengths,
-                keys,
-                _varints(value_lens.tolist(), lowest=-1),  # read_columns checked them
-                values,
-                header_parts,
-            ),
-        )
-    )
-    lengths = _varints(list(map(len, bodies)), lowest=1)
-    return b"".join(chain.from_iterable(zip(lengths, bodies, strict=True)))
-
-
-def _convert_headers(blobs: list[bytes]) -> list[bytes]:
-    """Each record's labkit headers blob in Kafka's encoding; records often carry the
-    same headers, so each distinct blob is converted once."""
-    done: dict[bytes, bytes] = {b"": b"\x00"}
-    out = []
-    for blob in blobs:
-        part = done.get(blob)
-        if part is None:
-            part = done[blob] = _encode_headers(decode_headers(blob))
-        out.append(part)
-    return out
-
-
-def _encode_headers(headers) -> bytes:
-    out = [_varint_bytes(len(headers))]
-    for key, value in headers:
-        raw = key.encode("utf-8")
-        out.append(_varint_bytes(len(raw)))
-        out.append(raw)
-        if value is None:
-            out.append(b"\x01")
-        else:
-            out.append(_varint_bytes(len(value)))
-            out.append(value)
-    return b"".join(out)
