@@ -397,6 +397,10 @@ class GroupIdNotFoundError(BrokerResponseError, errno=69):
     """The group id does not exist."""
 
 
+class UnsupportedCompressionTypeError(BrokerResponseError, errno=76):
+    """The requesting client does not support the compression type of given partition."""
+
+
 class MemberIdRequiredError(BrokerResponseError, errno=79):
     """The group member needs to have a valid member id before actually entering a consumer group."""
 
@@ -407,6 +411,10 @@ class GroupMaxSizeReachedError(BrokerResponseError, errno=81):
 
 class FencedInstanceIdError(BrokerResponseError, errno=82):
     """The broker rejected this static consumer since another consumer with the same group.instance.id has registered with a different member.id."""
+
+
+class InvalidRecordError(BrokerResponseError, errno=87):
+    """This record has failed the validation on broker and hence will be rejected."""
 
 
 # Older kafka-python names for the same codes.
