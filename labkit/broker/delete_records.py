@@ -24,6 +24,7 @@ from typing import Any
 
 from labkit.broker.topics import TopicRegistry
 from labkit.errors import InvalidRequestError, PolicyViolationError
+from labkit.log.partition import PartitionLog
 from labkit.protocol.messages import DeletedRecords, DeleteRecordsPartition
 
 HIGH_WATERMARK = -1
@@ -68,9 +69,9 @@ def delete_records(
     start is not durable yet: the reply waits for them). ``error_of`` maps an exception
     to (code, message), as the other handlers do. Raises InvalidRequestError for a
     malformed request."""
-    rows = []
+    rows: list[DeletedRecords] = []
     moved = False
-    unsaved = []
+    unsaved: list[tuple[int, PartitionLog]] = []
     for want in _wanted(header):
         try:
             plog = registry.partition(want.topic, want.partition)

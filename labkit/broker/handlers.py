@@ -40,6 +40,7 @@ from labkit.errors import (
     UnsupportedVersionError,
 )
 from labkit.log.config import INT64_MAX
+from labkit.log.partition import PartitionLog
 from labkit.protocol.messages import TOPIC_APIS
 from labkit.protocol.records import first_timestamp_outside, validate_batch
 
@@ -192,10 +193,10 @@ class Handlers(TopicAdmin):
                 "send one record batch per target"
             )
         registry = self.registry
-        results = []
+        results: list[list[Any]] = []  # [base offset, error, log start, message] per target
         appended = []
         created = []
-        sync = [] if acks == -1 else None
+        sync: list[tuple[int, PartitionLog]] | None = [] if acks == -1 else None
         for index, ((name, partition), batch) in enumerate(zip(targets, payloads, strict=False)):
             try:
                 topic = registry.topics.get(name)

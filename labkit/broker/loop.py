@@ -141,21 +141,21 @@ class BrokerLoop:
                 raise ProtocolError(f"more than {MAX_FRAMES} frames in one message")
             rid, api, header, payloads = parse_request(body)
         except ProtocolError as exc:
-            rid = getattr(exc, "request_id", None)
+            known_rid: bytes | None = getattr(exc, "request_id", None)
             if (
-                rid is None
+                known_rid is None
                 and len(body) >= 2
                 and body[0] == MAGIC
                 and len(body[1]) <= MAX_REQUEST_ID
             ):
-                rid = body[1]
-            if rid is None:
+                known_rid = body[1]
+            if known_rid is None:
                 self._drop(str(exc))
             else:
                 self.stats["errors"] += 1
                 self.send(
                     identity,
-                    rid,
+                    known_rid,
                     {"error": InvalidRequestError.errno, "message": f"malformed request: {exc}"},
                 )
             return

@@ -111,23 +111,24 @@ def apply_ops(values: dict[str, float], ops: object) -> dict[str, float]:
 def check_quota_value(key: str, value: object) -> float:
     """A byte rate is a whole number of bytes per second, at least 1."""
     if isinstance(value, int) and not isinstance(value, bool):
-        good = 1 <= value <= MAX_QUOTA
-    else:  # a float must be whole too; huge ints would overflow float math, so ints first
-        good = (
-            isinstance(value, float)
-            and math.isfinite(value)
-            and value.is_integer()
-            and 1 <= value <= MAX_QUOTA
-        )
-    if not good:
-        raise InvalidRequestError(
-            f"{key}={value!r}: a quota is a whole number of bytes per "
-            "second, at least 1 (e.g. 1048576 for 1 MiB/s)"
-        )
-    return float(value)
+        if 1 <= value <= MAX_QUOTA:
+            return float(value)
+    # a float must be whole too; huge ints would overflow float math, so ints first
+    elif (
+        isinstance(value, float)
+        and math.isfinite(value)
+        and value.is_integer()
+        and 1 <= value <= MAX_QUOTA
+    ):
+        return value
+    raise InvalidRequestError(
+        f"{key}={value!r}: a quota is a whole number of bytes per "
+        "second, at least 1 (e.g. 1048576 for 1 MiB/s)"
+    )
 
 
-def read_entities(path: Path) -> dict[str, dict]:
+def read_entities(path: Path) -> dict[str | None, dict[str, float]]:
+    """The client quotas in ``path`` by client id (None: the default entity)."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

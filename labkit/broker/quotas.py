@@ -262,7 +262,7 @@ class ClientQuotas:
             components = []
         if not isinstance(components, list):
             raise InvalidRequestError("field 'components' must be a list of filters")
-        wanted = None  # None = any entity
+        wanted: tuple[str, str | None] | None = None  # None = any entity
         for comp in components:
             if not isinstance(comp, dict):
                 raise InvalidRequestError(

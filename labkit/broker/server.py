@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import cast
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
@@ -90,9 +91,10 @@ class BrokerServer:
         self.stats = new_stats()
         self._stop = False
         self._ctx: zmq.Context | None = None
-        self._sock = None
-        self._wake = None
-        self._monitor = None
+        # the sockets exist between start() and close(); the loop's methods run only then
+        self._sock: zmq.Socket | None = None
+        self._wake: zmq.Socket | None = None
+        self._monitor: zmq.Socket | None = None
         self.registry: TopicRegistry | None = None
         self.loop: BrokerLoop | None = None
         self._cleaner: Cleaner | None = None
@@ -131,13 +133,13 @@ class BrokerServer:
                 f"{self.config.port}: "
                 f"{exc.strerror} (check --host)"
             ) from None
-        endpoint = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+        endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         port = int(endpoint.rsplit(":", 1)[1])
         self.config = dataclasses.replace(self.config, port=port)
         self._monitor = self._open_monitor(ctx, sock)
         wake_addr = f"inproc://labkit-wake-{id(self)}"
-        self._wake = ctx.socket(zmq.PULL)
-        self._wake.bind(wake_addr)
+        wake = self._wake = ctx.socket(zmq.PULL)
+        wake.bind(wake_addr)
         try:
             self.registry = TopicRegistry(
                 self.config.data_dir,
@@ -186,7 +188,7 @@ class BrokerServer:
         self.config = dataclasses.replace(config, kafka_port=self.kafka.port)
 
     @staticmethod
-    def _open_monitor(ctx: zmq.Context, sock) -> zmq.Socket:
+    def _open_monitor(ctx: zmq.Context, sock: zmq.Socket) -> zmq.Socket:
         """A PAIR that receives the ROUTER's connect/disconnect events. Its queue is
         unbounded (RCVHWM 0): libzmq's I/O thread blocks on a full monitor queue, and
         the loop reads it every turn."""
@@ -206,6 +208,8 @@ class BrokerServer:
     def serve_forever(self) -> None:
         """Run the loop until ``request_stop()``; then shut down cleanly."""
         loop = self.loop
+        # start() succeeded (it raises otherwise): the loop and its sockets exist
+        assert loop is not None, "serve_forever() before start()"
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
         poller.register(self._wake, zmq.POLLIN)
@@ -242,7 +246,7 @@ class BrokerServer:
             self._close_sockets()
 
     def _close_sockets(self) -> None:
-        if self._monitor is not None:
+        if self._monitor is not None and self._sock is not None:
             self._sock.disable_monitor()
         for sock in (self._monitor, self._sock, self._wake):
             if sock is not None:
@@ -256,20 +260,26 @@ class BrokerServer:
 
     def _drain(self) -> None:
         sock = self._sock
+        # called from serve_forever() only, between start() and close()
+        assert sock is not None
+        assert self.loop is not None
         receive = self.loop.receive
         for _ in range(DRAIN):
-            if not sock.getsockopt(_EVENTS) & _POLLIN:
+            if not cast(int, sock.getsockopt(_EVENTS)) & _POLLIN:
                 return
             self.stats["requests"] += 1
             receive(self._recv_message())
 
-    def _recv_message(self) -> list:
+    def _recv_message(self) -> list[bytes | memoryview]:
         """One multipart message: the small leading frames as bytes, payloads (record
         batches) as zero-copy buffers. Counts its wire bytes against its connection."""
         sock = self._sock
+        # called from _drain() only
+        assert sock is not None
+        assert self.loop is not None
         connections = self.loop.connections
         identity = sock.recv(_NOBLOCK)
-        frames = [identity]
+        frames: list[bytes | memoryview] = [identity]
         wire = 0
         if not connections.knows(identity) and sock.getsockopt(_RCVMORE):
             first = sock.recv(_NOBLOCK, copy=False)  # a new client: learn its descriptor
@@ -296,7 +306,10 @@ class BrokerServer:
 
     def _write_reply(self, identity: bytes, rid: bytes, head: bytes, payloads) -> None:
         """The loop's transport: one reply as a multipart message."""
-        send = self._sock.send
+        sock = self._sock
+        # the loop writes replies from its thread, before close() drops the socket
+        assert sock is not None
+        send = sock.send
         try:
             send(identity, _SNDMORE)
             send(MAGIC, _SNDMORE)
@@ -316,23 +329,27 @@ class BrokerServer:
 
     def _connection_events(self) -> None:
         """Drain the socket monitor: connections opened and closed."""
+        monitor, loop = self._monitor, self.loop
+        # called from serve_forever() only
+        assert monitor is not None
+        assert loop is not None
         while True:
             try:
-                event = parse_monitor_message(self._monitor.recv_multipart(_NOBLOCK))
+                event = parse_monitor_message(monitor.recv_multipart(_NOBLOCK))
             except zmq.Again:
                 return
             kind, value = event["event"], event["value"]
             try:
                 if kind == zmq.EVENT_ACCEPTED:
-                    self.loop.connection_accepted(value)
+                    loop.connection_accepted(value)
                 elif kind == zmq.EVENT_DISCONNECTED:
-                    self.loop.connection_closed(value)
+                    loop.connection_closed(value)
             except Exception:
                 log.exception("handling the connection event %r failed", event)
 
     def _finish_flushes(self) -> None:
         wake = self._wake
-        if wake is None:
+        if wake is None or self.loop is None:
             return
         while True:
             try:

@@ -41,7 +41,7 @@ class TopicAdmin:
     def create_topics(self, header: dict, payloads: list) -> Reply:
         validate_only = header.get("validate_only", False) is True
         out = []
-        changed = []
+        changed: list[str] = []
         for spec in list_field(header, "topics"):
             if not isinstance(spec, dict):
                 raise InvalidRequestError("each topic must be an object with a 'name'")
@@ -58,6 +58,7 @@ class TopicAdmin:
                     validate_only=validate_only,
                 )
                 out.append(self._outcome(name, None))
+                assert isinstance(name, str)  # create() accepted it: a valid topic name
                 if not validate_only:
                     changed.append(name)
             except Exception as exc:  # noqa: BLE001

@@ -264,16 +264,16 @@ class TopicRegistry:
         topic = self.topics.get(name) if isinstance(name, str) else None
         if topic is None:
             raise UnknownTopicOrPartitionError(f"topic {name!r} does not exist")
-        check_partition_count(total)
+        wanted = check_partition_count(total)
         current = len(topic.partitions)
-        if total <= current:
+        if wanted <= current:
             raise InvalidPartitionsError(
                 f"topic {name!r} has {current} partitions; the new count must be larger "
                 "(Kafka never removes partitions)"
             )
         if validate_only:
             return
-        self._pending[name] = Creation(topic, current, total)
+        self._pending[name] = Creation(topic, current, wanted)
         self._changed(name)
         self._run_inline(name, "could not add partitions to")
 

@@ -84,6 +84,9 @@ class PartitionBuffer:
             self.ready.append(batch)
             batch = self.open = ProducerBatch(self.tp)
             values = batch.records
+        # the open batch is never sealed (take_open swaps it out under this lock first)
+        assert values is not None
+        assert batch.ts is not None
         index = len(values)
         values.append(value)
         batch.ts.append(timestamp)
@@ -220,11 +223,11 @@ class RecordAccumulator:
             if len(batches) > taken and used + batch.nbytes > budget:
                 next_due = 0.0
                 continue
-            batch = buf.take_open(batch)
-            if batch is None:  # send() queued it meanwhile: the ready queue goes first
+            taken_batch = buf.take_open(batch)
+            if taken_batch is None:  # send() queued it meanwhile: the ready queue goes first
                 next_due = 0.0
                 continue
-            used += self._seal(batch, batches)
+            used += self._seal(taken_batch, batches)
             on_seal(buf)
             if muted is not None:
                 muted.add(buf.tp)
@@ -306,6 +309,10 @@ class RecordAccumulator:
         self, part: ProducerBatch, base_offset: int, error: BaseException | None
     ) -> None:
         root = part.parent
+        # complete() calls this for parts only; split() gave their root offsets and errors
+        assert root is not None
+        assert root.offsets is not None
+        assert root.errors is not None
         with self.cond:
             if part.done or root.done:
                 return

@@ -272,6 +272,8 @@ class KafkaConsumer(PositionsMixin):
                 )
                 age = min(age, 5.0)
             elif sub.mode == sub.AUTO_TOPICS:
+                # subscribe(topics=...) set both the mode and the topics
+                assert sub.subscription is not None
                 refresh(
                     self._transport,
                     self._cluster,

@@ -201,8 +201,8 @@ class Fetcher:
 
         ``allowed``: only these partitions may be fetched (a group member's; None = all).
         """
-        parts = []
-        asked = []
+        parts: list[list[Any]] = []  # [topic, partition, offset, max bytes]
+        asked: list[tuple[TopicPartition, int, int]] = []  # (tp, epoch, offset)
         in_flight = self._in_flight
         self._allowed = allowed
         with self._lock:

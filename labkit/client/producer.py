@@ -227,6 +227,9 @@ class KafkaProducer:
                             buf.ready.append(batch)
                             batch = buf.open = ProducerBatch(buf.tp)
                             values = batch.records
+                        # the open batch is never sealed (take_open swaps it out first)
+                        assert values is not None
+                        assert batch.ts is not None
                         index = len(values)
                         values.append(value)
                         batch.ts.append(now)

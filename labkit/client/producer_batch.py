@@ -198,6 +198,9 @@ class ProducerBatch:
         values, self.records = self.records, None
         ts, keys, headers = self.ts, self.keys, self.hdrs
         self.ts = self.keys = self.hdrs = None
+        # the accumulator seals a batch once, after it left its partition's buffer
+        assert values is not None, "a batch sealed twice"
+        assert ts is not None
         self.count = len(values)
         self.value_sizes = sizes = _sizes(values)
         self.data = encode_batch(ts, keys, values, headers, value_lengths=sizes)

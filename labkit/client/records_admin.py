@@ -64,7 +64,7 @@ class RecordsAdminMixin:
         ``partition_leader_id`` is accepted and ignored.
         """
         wanted = _requests(records_to_delete)
-        header = {"partitions": wanted}
+        header: dict[str, Any] = {"partitions": wanted}
         if timeout_ms is not None:
             header["timeout_ms"] = int(timeout_ms)
         # deleting below the same offset twice is harmless: a lost reply may be retried

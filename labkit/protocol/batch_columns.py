@@ -56,7 +56,7 @@ def decode_headers(blob) -> list[tuple[str, bytes | None]]:
     try:
         (count,) = _HDR_COUNT.unpack_from(blob, 0)
         pos = 2
-        out = []
+        out: list[tuple[str, bytes | None]] = []
         for _ in range(count):
             (klen,) = _HDR_KEY.unpack_from(blob, pos)
             pos += 2
@@ -223,7 +223,7 @@ def slices(blob, lengths) -> list:
         ends = list(accumulate(lengths))
         starts = [0, *ends[:-1]]
         return [blob[s:e] for s, e in zip(starts, ends, strict=False)]
-    out = []
+    out: list = []  # slices of blob (its type), None for a null
     pos = 0
     for n in lengths:
         if n < 0:

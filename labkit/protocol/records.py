@@ -254,7 +254,7 @@ def split_batches(buf) -> list[tuple[int, int]]:
 def walk_batches(buf) -> tuple[list[tuple[int, int]], CorruptRecordError | None]:
     """``split_batches`` that keeps the batches before a nonsense length field: (their
     spans, the error at it or None). Readers deliver those before reporting it."""
-    out = []
+    out: list[tuple[int, int]] = []
     pos = 0
     size = len(buf)
     while size - pos >= LENGTH_PREFIX:
