@@ -57,7 +57,7 @@ def _int(key: str, value: str | int, minimum: int) -> int:
     return number
 
 
-def _port(key: str, value: str) -> int:
+def _port(key: str, value: str | int) -> int:
     port = _int(key, value, 0)
     if port > 65535:
         raise KafkaConfigurationError(f"{key}={port}: not a TCP port (use 1-65535, 0 = any free)")

@@ -169,6 +169,7 @@ class BrokerServer:
         endpoint = f"inproc://labkit-kafka-{id(self)}"
         sock.bind(endpoint)
         config = self.config
+        assert config.kafka_port is not None  # start() calls this only when it is set
         self.kafka = KafkaListener(
             ctx,
             endpoint,

@@ -97,10 +97,18 @@ class _FrozenWallClock:
 
 
 def _batches_of(futures) -> list[bytes]:
-    """The bytes of the distinct batches behind ``futures``, in order: copies are
-    sealed (the producer lingers for a minute, so nothing drains the originals yet)."""
+    """The bytes of the distinct batches behind ``futures``, in order. A full batch may
+    already be sealed and sent (batch_size rolled over: it does not wait for linger);
+    its bytes are what was sent. The others are copied and the copies sealed (the
+    producer lingers for a minute, so nothing drains the open one yet)."""
     out = []
     for batch in dict.fromkeys(f[0] for f in futures):
+        if batch.records is None:  # sealed by the I/O thread (data is set right after)
+            deadline = time.monotonic() + 10
+            while not batch.data and time.monotonic() < deadline:
+                time.sleep(0.001)
+            out.append(bytes(batch.data))
+            continue
         copy = ProducerBatch(batch.tp)
         copy.records, copy.ts = list(batch.records), list(batch.ts)
         copy.keys = None if batch.keys is None else list(batch.keys)
