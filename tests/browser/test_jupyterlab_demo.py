@@ -77,7 +77,7 @@ def test_demo_notebook_runs_in_jupyterlab_and_plots_update(browser_context, jupy
 
     # the check cells print their PASS lines
     page.get_by_text("PASS 00.1 (1/1 points)").wait_for()
-    page.get_by_text("PASS 09.2 (1/1 points)").wait_for()
+    page.get_by_text("PASS 09.1 (1/1 points)").wait_for()
     assert page.get_by_text("all checks passed").count() == 1
 
     # the second live plot (line, fed by the consumer loop in its cell) changes in place

@@ -85,7 +85,7 @@ def test_doctor_and_checks_print_their_lines(executed_demo):
     assert "✔ round trip" in text
     assert "all checks passed" in text
     assert "PASS 00.1 (1/1 points)" in text
-    assert "PASS 09.2 (1/1 points)" in text
+    assert "PASS 09.1 (1/1 points)" in text
 
 
 def test_widgets_are_shown_and_the_plots_consumed_everything(executed_demo):
