@@ -19,6 +19,9 @@ holds the port.
 Nothing here imports ipywidgets or Jupyter (the packages are only looked up),
 so ``labkit doctor`` works in a bare terminal. Output is plain text: ✔/✘/!
 lines, or OK/FAIL/WARN where the console cannot print those symbols.
+
+Size: ~500 lines of small independent checks, one per line of the report; splitting them by
+theme would spread one report over several files.
 """
 
 from __future__ import annotations

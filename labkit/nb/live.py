@@ -30,6 +30,10 @@ starts one daemon thread named ``labkit-liveplot``; ``stop()`` (or leaving a
 ``with`` block, or ``nb.stop_all()``) ends it and joins it. A failure in the
 thread -- broker gone, ``value_fn`` raising -- stops following and shows the
 error, with what to do, under the plot (``plot.error`` keeps it).
+
+Size: ~500 lines, one module on purpose: the throttle, the redraw timer and the follower
+thread share one LivePlot's locks; the pure parts already live in _plotmodel.py and
+_plotdraw.py.
 """
 
 from __future__ import annotations
