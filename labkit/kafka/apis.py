@@ -116,7 +116,7 @@ def metadata_to_kafka(reply: dict, request: Any, version: int, context: Context)
             )
             for topic in asked
         )
-        brokers = ()
+        brokers: tuple[Any, ...] = ()
     else:
         topics = tuple(
             _make(

@@ -11,7 +11,7 @@ Pure: no I/O, no state.
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from itertools import chain, repeat
 from operator import itemgetter
 
@@ -105,6 +105,10 @@ def _encode_records(batch, cols, count: int, base_ts: int) -> bytes:
     else:
         offset_varints = _varints(cols.deltas.tolist(), lowest=0)  # checked increasing from 0
     timestamp_varints = _varints(list(map(operator.sub, cols.timestamps, repeat(base_ts))))
+    # each column: a sequence of encoded parts, or an endless repeat of one
+    key_lengths: Iterable[bytes]
+    keys: Iterable[bytes]
+    header_parts: Iterable[bytes]
     if cols.key_lens is None:
         key_lengths = repeat(b"\x01")  # zigzag -1: a null key
         keys = repeat(b"")

@@ -362,7 +362,7 @@ def _read_records(data: bytes, count: int, base_timestamp: int) -> _Records:
         raise InvalidRecordError(
             f"the batch holds {len(data) - pos} bytes past its {count} records"
         )
-    headers = None
+    headers: list[list[tuple[str, bytes | None]]] | None = None
     if header_rows:
         headers = [[] for _ in range(count)]
         for index, record_headers in header_rows:
@@ -400,7 +400,7 @@ def _read_headers(data: bytes, pos: int, record_end: int) -> tuple[list, int]:
         count, pos = _varint(data, pos, 5)
     if count < 0 or count > (record_end - pos) // 2:
         raise InvalidRecordError(f"a record's header count {count} does not fit in the record")
-    out = []
+    out: list[tuple[str, bytes | None]] = []
     for _ in range(count):
         b = data[pos]
         if b < 0x80:

@@ -136,13 +136,19 @@ class KafkaListener:
 
     # -- the thread ---------------------------------------------------------------------
 
+    @property
+    def _listening(self) -> socket.socket:
+        """The listening socket (bound by ``start()`` before the thread runs)."""
+        assert self._server is not None, "start() binds the port before the thread runs"
+        return self._server
+
     def _run(self) -> None:
-        self._poller.register(self._server.fileno(), zmq.POLLIN)
+        self._poller.register(self._listening.fileno(), zmq.POLLIN)
         try:
             while not self._stop:
                 if self._accept_paused_until and time.monotonic() >= self._accept_paused_until:
                     self._accept_paused_until = 0.0
-                    self._poller.register(self._server.fileno(), zmq.POLLIN)
+                    self._poller.register(self._listening.fileno(), zmq.POLLIN)
                 if not self._poller.sockets:  # pyzmq returns at once from an empty poll
                     time.sleep(POLL_MS / 1000)
                     continue
@@ -154,11 +160,11 @@ class KafkaListener:
         finally:
             for conn in list(self._by_fd.values()):
                 self._drop(conn, "")
-            self._server.close()
+            self._listening.close()
 
     def _serve(self, item, events: int) -> None:
         """One ready socket: the listening one, a client's TCP socket or its DEALER."""
-        if item == self._server.fileno():
+        if item == self._listening.fileno():
             self._accept()
             return
         is_dealer = isinstance(item, zmq.Socket)
@@ -185,7 +191,7 @@ class KafkaListener:
     def _accept(self) -> None:
         while True:
             try:
-                sock, address = self._server.accept()
+                sock, address = self._listening.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -215,7 +221,7 @@ class KafkaListener:
         log.warning(
             "cannot accept a Kafka connection (%s); trying again in %.1f s", exc, ACCEPT_BACKOFF_S
         )
-        self._poller.unregister(self._server.fileno())
+        self._poller.unregister(self._listening.fileno())
         self._accept_paused_until = time.monotonic() + ACCEPT_BACKOFF_S
 
     def _drop(self, conn: _Connection, why: str) -> None:
