@@ -20,6 +20,8 @@ from kafka import KafkaAdminClient
 from labkit.testing import BrokerProcess, RawClient
 from labkit.testing.broker import free_port
 
+pytestmark = pytest.mark.usefixtures("kafka_python_garbage")
+
 MAX_REQUEST = 4096  # socket.request.max.bytes in these tests
 CLOSE_BOUND_S = 10  # "is closed, does not hang": a generous bound on a loaded machine
 

@@ -434,6 +434,7 @@ def test_consumer_exits_when_its_reader_goes_away(kafka, shared_broker, unique_t
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        proc.stderr.close()
     assert proc.returncode == 0
     assert b"Traceback" not in err
     assert b"Processed a total of" in err

@@ -30,6 +30,8 @@ from labkit.testing import BrokerProcess
 from labkit.testing.apache_kafka import run_tool
 from labkit.testing.broker import free_port
 
+pytestmark = pytest.mark.usefixtures("kafka_python_garbage")
+
 
 class KafkaBroker(BrokerProcess):
     """A broker process with its Kafka listener on a free port."""
