@@ -118,10 +118,13 @@ class TopicAdmin:
         if not isinstance(wanted, dict):
             raise InvalidRequestError("field 'topics' must be an object of topic -> configs")
         validate_only = header.get("validate_only", False) is True
+        replace = header.get("replace", False) is True  # Kafka's AlterConfigs (whole set)
         out = []
         for name, changes in wanted.items():
             try:
-                self.registry.alter_configs(name, changes, validate_only=validate_only)
+                self.registry.alter_configs(
+                    name, changes, validate_only=validate_only, replace=replace
+                )
                 out.append(self._outcome(name, None))
             except Exception as exc:  # noqa: BLE001
                 out.append(self._outcome(name, exc))

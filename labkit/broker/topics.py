@@ -290,15 +290,19 @@ class TopicRegistry:
             for key in sorted(TOPIC_CONFIG_KEYS)
         ]
 
-    def alter_configs(self, name: str, changes: object, validate_only: bool = False) -> None:
-        """Apply incremental changes (value None resets to the default).
+    def alter_configs(
+        self, name: str, changes: object, validate_only: bool = False, replace: bool = False
+    ) -> None:
+        """Apply incremental changes (value None resets to the default); with ``replace``
+        the changes are the topic's whole set of overrides (Kafka's AlterConfigs: a
+        setting left out goes back to its default).
         Raises UnknownTopicOrPartitionError, InvalidConfigurationError."""
         topic = self.topics.get(name) if isinstance(name, str) else None
         if topic is None:
             raise UnknownTopicOrPartitionError(f"topic {name!r} does not exist")
         if not isinstance(changes, dict):
             raise InvalidConfigurationError("configs must be an object of name -> value")
-        overrides = dict(topic.overrides)
+        overrides = {} if replace else dict(topic.overrides)
         for key, value in changes.items():
             if value is None:
                 overrides.pop(str(key), None)

@@ -284,6 +284,8 @@ def describe_configs_to_kafka(reply: dict, request: Any, version: int, context: 
     cls = load_response_schema(DESCRIBE_CONFIGS_KEY, version)
     result_cls = _nested(cls, "DescribeConfigsResult")
     entry_cls = _nested(cls, "DescribeConfigsResourceResult")
+    synonym_cls = _nested(cls, "DescribeConfigsSynonym")  # every advertised version has it
+    with_synonyms = bool(getattr(request, "include_synonyms", False))
     topics = [r.resource_name for r in request.resources if r.resource_type == TOPIC_RESOURCE]
     rows = iter(_rows_by_name(reply, topics))
     results = []
@@ -312,7 +314,19 @@ def describe_configs_to_kafka(reply: dict, request: Any, version: int, context: 
                 is_default=bool(config.get("default")),
                 config_source=DEFAULT_CONFIG if config.get("default") else DYNAMIC_TOPIC_CONFIG,
                 is_sensitive=False,
-                synonyms=(),
+                # as Kafka: a topic's own setting is its first synonym (kafka-configs.sh
+                # prints it); labkit's defaults come from --config, which has no synonyms
+                synonyms=(
+                    (
+                        synonym_cls(
+                            name=config["name"],
+                            value=config["value"],
+                            source=DYNAMIC_TOPIC_CONFIG,
+                        ),
+                    )
+                    if with_synonyms and not config.get("default")
+                    else ()
+                ),
                 documentation=None,
             )
             for config in row.get("configs") or ()

@@ -43,7 +43,7 @@ from typing import Any
 import zmq
 
 from labkit.errors import KafkaConfigurationError, ProtocolError
-from labkit.kafka import apis, codec
+from labkit.kafka import apis, bridges, codec
 from labkit.protocol.frames import build_request, parse_response
 
 log = logging.getLogger(__name__)
@@ -298,7 +298,7 @@ class KafkaListener:
                     response = apis.api_versions_response(version)
                 conn.out += codec.encode_response(correlation, response)
                 continue
-            api = apis.BRIDGED[header.request_api_key]
+            api = bridges.BRIDGED[header.request_api_key]
             name, labkit_header = api.to_labkit(request, version)
             labkit_header["client_id"] = conn.client_id
             rid = b"k%d" % next(self._request_ids)
