@@ -1,8 +1,8 @@
 """The Polish series (instructor/masters/pl/ -> notebooks/pl/), run as the English one is in
 test_series_masters.py: every Polish master runs under nbval against a real broker with every
 check passing, its committed student version runs with every check NOT ATTEMPTED (zero
-points), no topic is left behind; and each Polish master asks the same exercises as its
-English master, says it is Polish in its metadata, and ends with a "## Podsumowanie".
+points), and no topic is left behind. That each Polish master mirrors its English one (cells,
+exercises, code) is tests/unit/test_nb_masters_pl_mirror.py.
 
 The runs reuse test_series_masters.run_notebook (`pytest --nbval-lax` in its own process);
 notebooks run one pair at a time here, to keep a shared machine quiet. Select some with
@@ -108,19 +108,3 @@ def test_the_polish_student_version_runs_and_scores_zero(series_pl, name):
 def test_the_polish_notebooks_leave_no_topics_behind(series_pl):
     _, left = series_pl
     assert left == [], f"topics left on the broker after the Polish series ran: {left}"
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_the_polish_master_mirrors_the_english_one(name):
-    polish, english = _read(PL_MASTERS / f"{name}.ipynb"), _read(MASTERS / f"{name}.ipynb")
-    assert polish.metadata.get("labkit") == {"language": "pl"}
-    assert [(c.cell_type, c.get("id")) for c in polish.cells] == [
-        (c.cell_type, c.get("id")) for c in english.cells
-    ]
-    assert grading.exercise_ids(polish) == grading.exercise_ids(english)
-    markdown = [c.source.lower() for c in polish.cells if c.cell_type == "markdown"]
-    assert any("## podsumowanie" in text for text in markdown[-3:]), (
-        f"pl/{name}: the notebook should end with a '## Podsumowanie' (and what comes next)"
-    )
-    student = _read(PL_STUDENTS / f"{name}.ipynb")
-    assert student.metadata.get("labkit") == {"language": "pl"}
