@@ -316,6 +316,8 @@ class KafkaListener:
                 bridged = api.to_labkit(request, version, self._context)
                 name, labkit_header, payloads, state = bridged[:4]
                 if name is None:  # answered here (every partition refused, a bad session)
+                    if bridged.close:
+                        raise _Close(bridged.close)
                     if bridged.reply_expected:
                         response = api.to_kafka(None, [], state, request, version, self._context)
                         conn.out += codec.encode_response(correlation, response)
@@ -325,6 +327,8 @@ class KafkaListener:
             labkit_header["client_id"] = conn.client_id
             rid = b"k%d" % next(self._request_ids)
             conn.dealer.send_multipart(build_request(rid, name, labkit_header, payloads))
+            if api.payloads and bridged.close:
+                raise _Close(bridged.close)
             if api.payloads and not bridged.reply_expected:
                 conn.silent.add(rid)  # acks=0: no response; its answer only says if it failed
                 continue

@@ -70,13 +70,16 @@ class Bridged(NamedTuple):
     """What a payload API's ``to_labkit`` returns (apis.py: ``Api(..., payloads=True)``).
 
     ``api`` None: nothing goes to the broker, ``to_kafka`` answers at once (reply None).
-    ``reply_expected`` False: the Kafka client reads no response (Produce acks=0)."""
+    ``reply_expected`` False: the Kafka client reads no response (Produce acks=0).
+    ``close``: why to close the connection once the request is sent (a failed acks=0
+    produce: Kafka closes so that the producer notices)."""
 
     api: str | None
     header: dict
     payloads: list
     state: Any  # handed to to_kafka
     reply_expected: bool = True
+    close: str | None = None
 
 
 # kio's entities, as apis.py builds them (this module cannot import apis.py: apis.py
@@ -172,11 +175,13 @@ def produce_to_labkit(request: Any, version: int, context: Any) -> Bridged:
             )
     acks = request.acks
     silent = acks == 0
+    refused = next((slot.message for slot in slots if slot.error), None) if silent else None
+    close = None if refused is None else f"a produce with acks=0 failed ({refused})"
     if not batches:
-        return Bridged(None, {}, [], slots, reply_expected=not silent)
+        return Bridged(None, {}, [], slots, reply_expected=not silent, close=close)
     # acks=0 goes as acks=1: its answer tells the listener whether to close (see above)
     header, payloads = produce_request(1 if silent else acks, _ms(request.timeout), batches)
-    return Bridged("produce", header, payloads, slots, reply_expected=not silent)
+    return Bridged("produce", header, payloads, slots, reply_expected=not silent, close=close)
 
 
 def _too_large_slot(left: int) -> _Slot:
