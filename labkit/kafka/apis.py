@@ -10,11 +10,13 @@ Each Kafka API the listener answers is a pair of pure functions:
   entity of the request's version.
 
 APIs that carry record bytes (Produce, Fetch: produce_fetch.py) are rows with
-``payloads=True``: their ``to_labkit(request, version, context)`` returns a
-``produce_fetch.Bridged`` (labkit api or None, header, payload frames, a state, whether
-the Kafka client reads a response) and their ``to_kafka(reply, payloads, state,
-request, version, context)`` also gets the reply's payload frames. ``Api(to_labkit,
-to_kafka)`` rows are header-only, as before.
+``payloads=True``: their ``to_labkit(request, version, context)`` returns a ``Bridged``
+(labkit api or None, header, payload frames, a state for later, whether the Kafka
+client reads a response, a reason to close the connection) and their
+``to_kafka(reply, payloads, state, request, version, context)`` also gets the reply's
+payload frames; for a request the client reads no response to, it returns None or a
+reason to close the connection. ``Api(to_labkit, to_kafka)`` rows are header-only, as
+before.
 
 kio has one dataclass per (API, version), each with only that version's fields, so
 responses are built from one set of values with ``_make``, which keeps the fields the
@@ -34,7 +36,6 @@ from typing import Any, NamedTuple
 from kio.index import load_response_schema
 from kio.schema.errors import ErrorCode
 
-from labkit.kafka import produce_fetch
 from labkit.kafka.codec import API_VERSIONS_KEY, SUPPORTED
 
 METADATA_KEY = 3
@@ -60,7 +61,7 @@ class Context(NamedTuple):
     host: str
     port: int
     default_partitions: int = 1
-    max_records_bytes: int = produce_fetch.DEFAULT_MAX_RECORDS_BYTES
+    max_records_bytes: int = 16 * 1024 * 1024  # labkit's default socket.request.max.bytes
 
 
 def _make(cls: type, **values: Any) -> Any:
@@ -361,6 +362,22 @@ class Api(NamedTuple):
     payloads: bool = False  # True: a records API (module docstring)
 
 
+class Bridged(NamedTuple):
+    """What a payload API's ``to_labkit`` returns (module docstring).
+
+    ``api`` None: nothing goes to the broker, ``to_kafka`` answers at once (reply None).
+    ``reply_expected`` False: the Kafka client reads no response (Produce acks=0).
+    ``close``: why to close the connection once the request is sent (a failed acks=0
+    produce: Kafka closes so that the producer notices)."""
+
+    api: str | None
+    header: dict
+    payloads: list
+    state: Any  # handed to to_kafka
+    reply_expected: bool = True
+    close: str | None = None
+
+
 # api key -> its pair (ApiVersions is answered by the listener alone)
 BRIDGED: dict[int, Api] = {
     METADATA_KEY: Api(metadata_to_labkit, metadata_to_kafka),
@@ -368,10 +385,4 @@ BRIDGED: dict[int, Api] = {
     DELETE_TOPICS_KEY: Api(delete_topics_to_labkit, delete_topics_to_kafka),
     DESCRIBE_CONFIGS_KEY: Api(describe_configs_to_labkit, describe_configs_to_kafka),
     LIST_OFFSETS_KEY: Api(list_offsets_to_labkit, list_offsets_to_kafka),
-    produce_fetch.PRODUCE_KEY: Api(
-        produce_fetch.produce_to_labkit, produce_fetch.produce_to_kafka, payloads=True
-    ),
-    produce_fetch.FETCH_KEY: Api(
-        produce_fetch.fetch_to_labkit, produce_fetch.fetch_to_kafka, payloads=True
-    ),
 }

@@ -43,7 +43,7 @@ from typing import Any
 import zmq
 
 from labkit.errors import KafkaConfigurationError, ProtocolError
-from labkit.kafka import apis, codec, produce_fetch
+from labkit.kafka import apis, bridges, codec
 from labkit.protocol.frames import build_request, parse_response
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,8 @@ class _Connection:
         # the request waiting for the broker:
         # (request id, correlation id, request, version, api, state of a payload api)
         self.waiting: tuple[bytes, int, Any, int, apis.Api, Any] | None = None
-        self.silent: set[bytes] = set()  # acks=0 produces sent, not yet answered by the broker
+        # acks=0 produces sent and not yet answered by the broker: request id -> as waiting
+        self.silent: dict[bytes, tuple[bytes, int, Any, int, apis.Api, Any]] = {}
         self.client_id = ""
 
 
@@ -309,9 +310,10 @@ class KafkaListener:
                     response = apis.api_versions_response(version)
                 conn.out += codec.encode_response(correlation, response)
                 continue
-            api = apis.BRIDGED[header.request_api_key]
+            api = bridges.BRIDGED[header.request_api_key]
             payloads: list = []
             state = None
+            bridged = None
             if api.payloads:
                 bridged = api.to_labkit(request, version, self._context)
                 name, labkit_header, payloads, state = bridged[:4]
@@ -327,12 +329,13 @@ class KafkaListener:
             labkit_header["client_id"] = conn.client_id
             rid = b"k%d" % next(self._request_ids)
             conn.dealer.send_multipart(build_request(rid, name, labkit_header, payloads))
-            if api.payloads and bridged.close:
+            waiting = (rid, correlation, request, version, api, state)
+            if bridged is not None and bridged.close:
                 raise _Close(bridged.close)
-            if api.payloads and not bridged.reply_expected:
-                conn.silent.add(rid)  # acks=0: no response; its answer only says if it failed
+            if bridged is not None and not bridged.reply_expected:
+                conn.silent[rid] = waiting  # acks=0: its answer only says whether to close
                 continue
-            conn.waiting = (rid, correlation, request, version, api, state)
+            conn.waiting = waiting
         if conn.out:
             self._write(conn)
 
@@ -347,11 +350,12 @@ class KafkaListener:
             except ProtocolError as exc:
                 raise _Close(f"the broker's reply does not parse ({exc})") from None
             del frames
-            if rid in conn.silent:
-                conn.silent.discard(rid)
-                why = produce_fetch.produce_failed(reply)
-                if why is not None:  # Kafka closes an acks=0 producer's connection on errors
-                    raise _Close(f"a produce with acks=0 failed ({why})")
+            silent = conn.silent.pop(rid, None)
+            if silent is not None:  # the client reads no response to it
+                _, _, request, version, api, state = silent
+                why = api.to_kafka(reply, payloads, state, request, version, self._context)
+                if why:
+                    raise _Close(why)
                 self._next(conn)
                 continue
             if conn.waiting is None or conn.waiting[0] != rid:

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 Both APIs carry record bytes, so they are ``Api(..., payloads=True)`` rows of
-``apis.BRIDGED``: ``to_labkit(request, version, context)`` returns a ``Bridged`` (the
+``BRIDGED`` (bridges.py): ``to_labkit(request, version, context)`` returns a ``Bridged`` (the
 labkit request with its payload frames, plus a ``state`` handed back later) and
 ``to_kafka(reply, payloads, state, request, version, context)`` builds the Kafka
 response from the broker's reply header and payload frames (docs/wire.md).
@@ -40,9 +40,7 @@ read_uncommitted reads. Fetch sessions (v7+, KIP-227): every answer has session 
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
-import sys
 from typing import Any, NamedTuple
 
 from kio.index import load_response_schema
@@ -55,6 +53,7 @@ from labkit.errors import (
     MessageSizeTooLargeError,
     UnknownError,
 )
+from labkit.kafka.apis import Api, Bridged, Context, _error, _make, _nested
 from labkit.kafka.batches import KafkaBatchHeader, labkit_batches_to_kafka, produced_batches
 
 PRODUCE_KEY = 0
@@ -63,41 +62,6 @@ NO_SESSION = 0  # KIP-227's INVALID_SESSION_ID: "this fetch has no session"
 NO_REPLICA = -1  # preferred_read_replica: read from the leader
 READ_COMMITTED = 1
 _NO_THROTTLE = datetime.timedelta(0)
-DEFAULT_MAX_RECORDS_BYTES = 16 * 1024 * 1024  # the broker's socket.request.max.bytes
-
-
-class Bridged(NamedTuple):
-    """What a payload API's ``to_labkit`` returns (apis.py: ``Api(..., payloads=True)``).
-
-    ``api`` None: nothing goes to the broker, ``to_kafka`` answers at once (reply None).
-    ``reply_expected`` False: the Kafka client reads no response (Produce acks=0).
-    ``close``: why to close the connection once the request is sent (a failed acks=0
-    produce: Kafka closes so that the producer notices)."""
-
-    api: str | None
-    header: dict
-    payloads: list
-    state: Any  # handed to to_kafka
-    reply_expected: bool = True
-    close: str | None = None
-
-
-# kio's entities, as apis.py builds them (this module cannot import apis.py: apis.py
-# imports this one for its BRIDGED rows)
-def _make(cls: type, **values: Any) -> Any:
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in names})
-
-
-def _nested(response_cls: type, name: str) -> type:
-    return getattr(sys.modules[response_cls.__module__], name)
-
-
-def _error(code: int) -> ErrorCode:
-    try:
-        return ErrorCode(code)
-    except ValueError:  # a labkit code Kafka does not know: still an error
-        return ErrorCode.unknown_server_error
 
 
 def _ms(value: Any) -> int:
@@ -145,8 +109,8 @@ def produce_request(acks: int, timeout_ms: int, batches: list[ProducedBatch]) ->
     return header, [batch.labkit_batch for batch in batches]
 
 
-def produce_to_labkit(request: Any, version: int, context: Any) -> Bridged:
-    budget = getattr(context, "max_records_bytes", DEFAULT_MAX_RECORDS_BYTES)
+def produce_to_labkit(request: Any, version: int, context: Context) -> Bridged:
+    budget = context.max_records_bytes
     batches: list[ProducedBatch] = []
     slots: list[_Slot] = []
     for topic in request.topic_data:
@@ -210,6 +174,9 @@ def produce_failed(reply: dict | None) -> str | None:
 def produce_to_kafka(
     reply: dict | None, payloads: list, state: list[_Slot], request: Any, version: int, context
 ) -> Any:
+    if request.acks == 0:  # the client reads no response: only whether to close
+        why = produce_failed(reply)
+        return None if why is None else f"a produce with acks=0 failed ({why})"
     cls = load_response_schema(PRODUCE_KEY, version)
     topic_cls = _nested(cls, "TopicProduceResponse")
     partition_cls = _nested(cls, "PartitionProduceResponse")
@@ -253,7 +220,7 @@ def produce_to_kafka(
 # -- Fetch ----------------------------------------------------------------------------
 
 
-def fetch_to_labkit(request: Any, version: int, context: Any) -> Bridged:
+def fetch_to_labkit(request: Any, version: int, context: Context) -> Bridged:
     if getattr(request, "session_id", NO_SESSION) != NO_SESSION:
         # an incremental fetch of a session this broker never created (it creates none)
         return Bridged(None, {}, [], ErrorCode.fetch_session_id_not_found)
@@ -323,3 +290,10 @@ def fetch_to_kafka(
         session_id=NO_SESSION,
         responses=tuple(topics),
     )
+
+
+# api key -> its pair (bridges.py merges this table with the others)
+BRIDGED: dict[int, Api] = {
+    PRODUCE_KEY: Api(produce_to_labkit, produce_to_kafka, payloads=True),
+    FETCH_KEY: Api(fetch_to_labkit, fetch_to_kafka, payloads=True),
+}

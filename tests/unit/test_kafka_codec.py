@@ -19,7 +19,6 @@ TIMEOUT = datetime.timedelta(seconds=30)
 ADVERTISED = [(18, v) for v in range(5)] + [(3, v) for v in range(13)]
 ADVERTISED += [(19, v) for v in range(2, 8)] + [(20, v) for v in range(1, 6)]
 ADVERTISED += [(32, v) for v in range(1, 5)] + [(2, v) for v in range(1, 8)]
-ADVERTISED += [(0, v) for v in range(3, 10)] + [(1, v) for v in range(4, 13)]
 
 
 def request_frame(api_key: int, version: int, body=None, correlation_id: int = 7) -> bytes:
@@ -42,8 +41,38 @@ def request_frame(api_key: int, version: int, body=None, correlation_id: int = 7
     return out.getvalue()
 
 
+def produce_fetch_body(schema, module):
+    """A Produce (empty records) or Fetch request of any version (produce_fetch.py)."""
+    if schema.__name__ == "ProduceRequest":
+        data = module.PartitionProduceData(index=0, records=b"")
+        topic = module.TopicProduceData(name="orders", partition_data=(data,))
+        return schema(transactional_id=None, acks=-1, timeout=TIMEOUT, topic_data=(topic,))
+    partition = apis._make(
+        module.FetchPartition, partition=0, fetch_offset=0, partition_max_bytes=1 << 20
+    )
+    topic = module.FetchTopic(topic="orders", partitions=(partition,))
+    return apis._make(
+        schema,
+        replica_id=-1,
+        max_wait=TIMEOUT,
+        min_bytes=1,
+        max_bytes=1 << 20,
+        isolation_level=0,
+        session_id=0,
+        session_epoch=-1,
+        topics=(topic,),
+        forgotten_topics_data=(),
+        rack_id="",
+    )
+
+
+ADVERTISED += [(0, v) for v in range(3, 10)] + [(1, v) for v in range(4, 13)]  # Produce, Fetch
+
+
 def default_body(schema, version):
     module = __import__(schema.__module__, fromlist=["x"])
+    if schema.__name__ in ("ProduceRequest", "FetchRequest"):
+        return produce_fetch_body(schema, module)
     if schema.__name__ == "ApiVersionsRequest":
         return apis._make(schema, client_software_name="kio-test", client_software_version="1")
     if schema.__name__ == "CreateTopicsRequest":
@@ -75,8 +104,6 @@ def default_body(schema, version):
         return apis._make(schema, replica_id=-1, isolation_level=0, topics=(topic,))
     if schema.__name__ == "DeleteTopicsRequest":
         return apis._make(schema, topic_names=("orders", "nope"), timeout=TIMEOUT)
-    if schema.__name__ in ("ProduceRequest", "FetchRequest"):
-        return produce_fetch_body(schema, module)
     topic = __import__(schema.__module__, fromlist=["x"]).MetadataRequestTopic
     topics = (apis._make(topic, name="orders", topic_id=apis.ZERO_UUID),)
     return apis._make(
@@ -85,30 +112,6 @@ def default_body(schema, version):
         allow_auto_topic_creation=False,
         include_cluster_authorized_operations=False,
         include_topic_authorized_operations=False,
-    )
-
-
-def produce_fetch_body(schema, module):
-    if schema.__name__ == "ProduceRequest":
-        data = module.PartitionProduceData(index=0, records=b"")
-        topic = module.TopicProduceData(name="orders", partition_data=(data,))
-        return schema(transactional_id=None, acks=-1, timeout=TIMEOUT, topic_data=(topic,))
-    partition = apis._make(
-        module.FetchPartition, partition=0, fetch_offset=0, partition_max_bytes=1 << 20
-    )
-    topic = module.FetchTopic(topic="orders", partitions=(partition,))
-    return apis._make(
-        schema,
-        replica_id=-1,
-        max_wait=TIMEOUT,
-        min_bytes=1,
-        max_bytes=1 << 20,
-        isolation_level=0,
-        session_id=0,
-        session_epoch=-1,
-        topics=(topic,),
-        forgotten_topics_data=(),
-        rack_id="",
     )
 
 

@@ -163,8 +163,22 @@ def test_acks_0_goes_to_the_broker_as_acks_1_and_expects_no_kafka_response():
     )
     assert bridged.header["acks"] == 1
     assert not bridged.reply_expected
-    assert pf.produce_failed({"error": 0, "results": [[0, 0, 0, None]]}) is None
-    assert pf.produce_failed({"error": 0, "results": [[-1, 87, -1, "bad"]]}) == "bad"
+    assert bridged.close is None
+    request = produce_request([("t", 0, kafka_batch([b"a"]))], acks=0)
+    ok = {"error": 0, "results": [[0, 0, 0, None]]}
+    assert pf.produce_to_kafka(ok, [], bridged.state, request, 9, CONTEXT) is None
+    failed = {"error": 0, "results": [[-1, 87, -1, "bad"]]}
+    why = pf.produce_to_kafka(failed, [], bridged.state, request, 9, CONTEXT)
+    assert why == "a produce with acks=0 failed (bad)"
+
+
+def test_acks_0_with_a_refused_batch_says_to_close_the_connection():
+    bad = bytearray(kafka_batch([b"bad"]))
+    bad[-1] ^= 0xFF
+    request = produce_request([("t", 0, bytes(bad)), ("t", 1, kafka_batch([b"ok"]))], acks=0)
+    bridged = pf.produce_to_labkit(request, 9, CONTEXT)
+    assert bridged.header["targets"] == [["t", 1]]  # the good partition still goes, as Kafka
+    assert "CRC-32C" in bridged.close
 
 
 def test_a_partition_of_several_batches_answers_with_the_first_base_offset_or_first_error():
@@ -290,5 +304,14 @@ def test_every_fetch_response_version_encodes_and_reads_back(version):
 def test_a_header_only_api_row_keeps_working():
     row = apis.Api(apis.metadata_to_labkit, apis.metadata_to_kafka)
     assert row.payloads is False
-    assert apis.BRIDGED[pf.PRODUCE_KEY].payloads
-    assert apis.BRIDGED[pf.FETCH_KEY].payloads
+    assert not any(api.payloads for api in apis.BRIDGED.values())
+
+
+def test_produce_and_fetch_are_advertised_and_bridged_as_record_apis():
+    from labkit.kafka import bridges
+
+    assert codec.SUPPORTED[pf.PRODUCE_KEY] == (3, 9)
+    assert codec.SUPPORTED[pf.FETCH_KEY] == (4, 12)
+    assert bridges.BRIDGED[pf.PRODUCE_KEY].payloads
+    assert bridges.BRIDGED[pf.FETCH_KEY].payloads
+    assert set(codec.SUPPORTED) == set(bridges.BRIDGED) | {codec.API_VERSIONS_KEY}
