@@ -16,16 +16,24 @@ DEALER. Per connection:
   ``socket.request.max.bytes`` or with a negative size closes the connection;
 - complete frames queue; one request is processed at a time (Kafka's guarantee:
   responses leave in request order). ApiVersions is answered here; a bridged API
-  (apis.py) becomes one labkit request on the DEALER, and its reply becomes the
-  Kafka response;
+  (bridges.py) becomes one labkit request on the DEALER, and its reply becomes the
+  Kafka response. Produce and Fetch (produce_fetch.py) carry payload frames: their
+  records are converted here, in this thread, never in the broker's loop. A Produce
+  with acks=0 gets no Kafka response: it is sent without waiting (``silent``, at most
+  ``MAX_SILENT`` per connection), and its labkit answer only says whether to close
+  the connection, as Kafka does after a failed acks=0 produce;
 - a frame that does not parse closes the connection, as Kafka does;
-- the socket is read only while nothing is queued and less than
+- the socket is read only while nothing is queued, no request waits, fewer than
+  ``MAX_SILENT`` acks=0 produces are in flight and less than
   ``connection.max.buffered.bytes`` of responses wait to be written, so one
   connection holds at most a frame, one recv's worth of queued frames and that
   budget of output.
 
 Every error from one connection closes that connection and nothing else: the thread
-survives any input. ``close()`` stops the thread and closes every socket (the broker
+survives any input. A closed connection's DEALER closes with it (linger 0); an inproc
+peer gives the broker no disconnect event, so a fetch it had parked stays parked until
+its max_wait (at most ``fetch.max.wait.max.ms``) and the ROUTER drops the answer: one
+such fetch per closed connection at most, within the parking lot's bounds. ``close()`` stops the thread and closes every socket (the broker
 calls it before terminating the zmq.Context).
 """
 
