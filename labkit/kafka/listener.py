@@ -279,6 +279,8 @@ class KafkaListener:
             data = conn.sock.recv(RECV_BYTES)
         except (BlockingIOError, InterruptedError):
             return
+        except (ConnectionResetError, BrokenPipeError):
+            raise _Close("") from None  # the client left (reset): not bad input
         except OSError as exc:
             raise _Close(f"read failed: {exc}") from None
         if not data:
@@ -294,6 +296,8 @@ class KafkaListener:
             sent = conn.sock.send(conn.out)
         except (BlockingIOError, InterruptedError):
             return
+        except (ConnectionResetError, BrokenPipeError):
+            raise _Close("") from None  # the client left before reading its answers
         except OSError as exc:
             raise _Close(f"write failed: {exc}") from None
         del conn.out[:sent]

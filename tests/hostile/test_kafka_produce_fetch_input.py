@@ -302,3 +302,15 @@ def test_parked_fetches_of_closed_kafka_connections_leave_nothing_behind(tmp_pat
         server.request_stop()
         loop.join(timeout=30)
     assert not loop.is_alive()
+
+
+def test_a_client_that_resets_its_connection_is_a_client_leaving_not_bad_input(kafka_broker):
+    sock = socket.create_connection(("127.0.0.1", kafka_broker.kafka_port), timeout=WAIT_S)
+    peer = f"127.0.0.1:{sock.getsockname()[1]}"
+    KafkaConnection(sock).fetch(10**6, max_wait_ms=300)  # answered after the reset
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()  # RST: the listener reads ECONNRESET or writes into EPIPE
+    with socket.create_connection(("127.0.0.1", kafka_broker.kafka_port), timeout=WAIT_S) as s:
+        time.sleep(1.0)  # past the parked fetch's answer
+        assert KafkaConnection(s).produce(GOOD).error_code == ErrorCode.none
+    assert f"closed the Kafka connection from {peer}" not in kafka_broker.output()

@@ -22,6 +22,7 @@ from labkit import KafkaProducer as LabkitProducer
 from labkit import NewTopic
 from labkit import TopicPartition as LabkitPartition
 from labkit.testing import BrokerProcess
+from labkit.testing.apache_kafka import run_tool
 from labkit.testing.broker import free_port
 
 pytestmark = pytest.mark.usefixtures("kafka_python_garbage")
@@ -355,3 +356,51 @@ def test_acks_all_through_the_listener_survives_kill_9(tmp_path):
         assert missing == {}
     finally:
         broker.close()
+
+
+# -- Apache Kafka's own console tools (Java client 4.1.1) -----------------------------------
+
+
+def test_apache_kafkas_console_producer_and_consumer_work_through_the_listener(
+    kafka_broker, unique_topic
+):
+    create_topic(kafka_broker, unique_topic, 1)
+    produced = run_tool(
+        "kafka-console-producer.sh",
+        "--bootstrap-server",
+        kafka_broker.kafka_bootstrap,
+        "--topic",
+        unique_topic,
+        # the Java producer's default idempotence needs InitProducerId (another slice)
+        "--producer-property",
+        "enable.idempotence=false",
+        "--property",
+        "parse.key=true",
+        input="k1\tone\nk2\ttwo\nk3\tthree\n",
+    )
+    assert produced.returncode == 0, produced.stderr
+    rows = labkit_read(kafka_broker, unique_topic, 1, 3)
+    assert [(o, k, v) for _p, o, k, v, _h in rows] == [
+        (0, b"k1", b"one"),
+        (1, b"k2", b"two"),
+        (2, b"k3", b"three"),
+    ]
+    consumed = run_tool(
+        "kafka-console-consumer.sh",
+        "--bootstrap-server",
+        kafka_broker.kafka_bootstrap,
+        "--topic",
+        unique_topic,
+        "--partition",
+        "0",
+        "--offset",
+        "earliest",
+        "--max-messages",
+        "3",
+        "--property",
+        "print.key=true",
+        "--timeout-ms",
+        "30000",
+    )
+    assert consumed.returncode == 0, consumed.stderr
+    assert consumed.stdout.splitlines() == ["k1\tone", "k2\ttwo", "k3\tthree"]
