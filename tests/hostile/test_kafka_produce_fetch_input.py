@@ -23,6 +23,7 @@ from kio.index import load_request_schema, load_response_schema
 from kio.schema.errors import ErrorCode
 from kio.serial import entity_reader, entity_writer
 
+from labkit import KafkaAdminClient as LabkitAdmin
 from labkit.broker.config import BrokerConfig
 from labkit.broker.server import BrokerServer
 from labkit.testing import BrokerProcess
@@ -55,8 +56,9 @@ def _nested(key: int, version: int, name: str):
 class KafkaConnection:
     """One raw Kafka connection: requests written and responses read with kio."""
 
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: socket.socket, client_id: str = "hostile"):
         self.sock = sock
+        self.client_id = client_id
         self.correlation = 0
 
     def send(self, api_key: int, version: int, body) -> int:
@@ -70,7 +72,7 @@ class KafkaConnection:
                 request_api_key=api_key,
                 request_api_version=version,
                 correlation_id=self.correlation,
-                client_id="hostile",
+                client_id=self.client_id,
             ),
         )
         entity_writer(schema)(out, body)
@@ -107,7 +109,8 @@ class KafkaConnection:
         correlation = self.send(0, 9, request)
         if acks == 0:
             return None
-        return self.receive(0, 9, correlation).responses[0].partition_responses[0]
+        self.last = self.receive(0, 9, correlation)
+        return self.last.responses[0].partition_responses[0]
 
     def fetch(self, offset: int, topic="bad", max_wait_ms=0):
         """One Fetch v12 of partition 0 of ``topic``: the partition's data."""
@@ -314,3 +317,21 @@ def test_a_client_that_resets_its_connection_is_a_client_leaving_not_bad_input(k
         time.sleep(1.0)  # past the parked fetch's answer
         assert KafkaConnection(s).produce(GOOD).error_code == ErrorCode.none
     assert f"closed the Kafka connection from {peer}" not in kafka_broker.output()
+
+
+def test_a_kafka_client_over_its_quota_gets_throttle_time_as_kafka_says(kafka_broker):
+    """Client quotas apply per Kafka client.id through the listener (KIP-219)."""
+    admin = LabkitAdmin(bootstrap_servers=kafka_broker.bootstrap)
+    try:
+        admin.alter_client_quotas(
+            [{"entity": {"client-id": "slow-kafka"}, "ops": {"producer_byte_rate": 2048}}]
+        )
+    finally:
+        admin.close()
+    with socket.create_connection(("127.0.0.1", kafka_broker.kafka_port), timeout=WAIT_S) as sock:
+        conn = KafkaConnection(sock, client_id="slow-kafka")
+        throttles = []
+        while not any(throttles) and len(throttles) < 10:  # ~4 KB/s over the quota window
+            assert conn.produce(good_batch([b"q" * 10_000])).error_code == ErrorCode.none
+            throttles.append(conn.last.throttle_time)
+    assert any(throttles), throttles
