@@ -5,7 +5,6 @@ labkit's own client over ZeroMQ, and the other way round."""
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 
 import pytest
@@ -335,10 +334,9 @@ def test_acks_all_through_the_listener_survives_kill_9(tmp_path):
             if err is None:
                 acked[msg.offset()] = msg.value()
 
-        killer = threading.Timer(1.0, broker.proc.kill)
-        killer.start()
         sent = 0
         deadline = time.monotonic() + WAIT_S
+        # SIGKILL once some records are acknowledged, with more in flight
         while broker.proc.poll() is None and time.monotonic() < deadline:
             try:
                 producer.produce("crash", value=b"v%d" % sent, on_delivery=delivered)
@@ -346,10 +344,11 @@ def test_acks_all_through_the_listener_survives_kill_9(tmp_path):
             except BufferError:
                 pass
             producer.poll(0.001)
-        killer.cancel()
+            if len(acked) >= 200:
+                broker.proc.kill()
         broker.proc.wait(10)
         producer.flush(5)
-        assert len(acked) > 10, "nothing was acknowledged before the kill"
+        assert len(acked) >= 200, "the broker was not killed under load"
         broker.start()
         stored = {o: v for _p, o, _k, v, _h in labkit_read(broker, "crash", 1, len(acked))}
         missing = {o: v for o, v in acked.items() if stored.get(o) != v}
