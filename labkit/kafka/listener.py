@@ -33,8 +33,9 @@ Every error from one connection closes that connection and nothing else: the thr
 survives any input. A closed connection's DEALER closes with it (linger 0); an inproc
 peer gives the broker no disconnect event, so a fetch it had parked stays parked until
 its max_wait (at most ``fetch.max.wait.max.ms``) and the ROUTER drops the answer: one
-such fetch per closed connection at most, within the parking lot's bounds. ``close()`` stops the thread and closes every socket (the broker
-calls it before terminating the zmq.Context).
+such fetch per closed connection at most, within the parking lot's bounds.
+``close()`` stops the thread and closes every socket (the broker calls it before
+terminating the zmq.Context).
 """
 
 from __future__ import annotations
@@ -340,7 +341,10 @@ class KafkaListener:
                 name, labkit_header = api.to_labkit(request, version)
             labkit_header["client_id"] = conn.client_id
             rid = b"k%d" % next(self._request_ids)
-            conn.dealer.send_multipart(build_request(rid, name, labkit_header, payloads))
+            # copy=False: record batches (up to socket.request.max.bytes) go by reference
+            conn.dealer.send_multipart(
+                build_request(rid, name, labkit_header, payloads), copy=bool(not payloads)
+            )
             waiting = (rid, correlation, request, version, api, state)
             if bridged is not None and bridged.close:
                 raise _Close(bridged.close)
