@@ -171,6 +171,32 @@ def test_kafka_python_consumer_seeks_finds_times_and_reads_from_latest(kafka_bro
         producer.close()
 
 
+def test_a_fetch_short_of_min_bytes_waits_in_the_broker_for_max_wait(kafka_broker, unique_topic):
+    create_topic(kafka_broker, unique_topic, 1)
+    producer = LabkitProducer(bootstrap_servers=kafka_broker.bootstrap)
+    producer.send(unique_topic, value=b"small")
+    producer.flush()
+    producer.close()
+    tp = TopicPartition(unique_topic, 0)
+    consumer = KpConsumer(
+        bootstrap_servers=kafka_broker.kafka_bootstrap,
+        enable_auto_commit=False,
+        fetch_min_bytes=1_000_000,  # never reached: the broker answers at max_wait
+        fetch_max_wait_ms=1500,
+    )
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, 0)
+        assert consumer.position(tp) == 0
+        started = time.monotonic()
+        got = _kp_poll(consumer, 1)
+        waited = time.monotonic() - started
+    finally:
+        consumer.close()
+    assert [r[3] for r in got] == [b"small"]
+    assert 1.0 <= waited < WAIT_S  # parked, not answered at once (min_bytes honoured)
+
+
 def test_a_record_larger_than_max_partition_fetch_bytes_still_comes_back(
     kafka_broker, unique_topic
 ):
