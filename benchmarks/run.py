@@ -29,6 +29,7 @@ import report  # noqa: E402
 from common import machine_conditions  # noqa: E402
 from peers import (  # noqa: E402
     ApacheKafkaPeer,
+    LabkitKafkaPeer,
     LabkitPeer,
     PeerMissing,
     RedisPeer,
@@ -37,7 +38,7 @@ from peers import (  # noqa: E402
 )
 from plan import PLANS, Plan  # noqa: E402
 
-PEERS = ["labkit", "apache-kafka", "tansu", "redis", "pyzmq"]
+PEERS = ["labkit", "labkit-kafka-listener", "apache-kafka", "tansu", "redis", "pyzmq"]
 
 
 def log(message: str) -> None:
@@ -157,6 +158,28 @@ def tansu_cases(peer, plan: Plan, rows: Rows) -> None:
             rows.add("failover", client, failover.failover, peer, client, plan, "confluent")
 
 
+def labkit_kafka_cases(peer, plan: Plan, rows: Rows) -> None:
+    """Kafka clients through labkit's Kafka listener: produce and consume, as for the
+    other Kafka-protocol peers (no groups yet: the classic coordinator is another slice)."""
+    for client in plan.tansu_clients:
+        extra = {"producer_config": peer.producer_config.get(client) or {}}
+        for size in plan.sizes:
+            for acks in plan.acks:
+                log(f"{peer.name}/{client}: produce {size} B acks={acks}")
+                rows.add(
+                    "producer",
+                    client,
+                    cases.produce_consume,
+                    peer,
+                    client,
+                    plan,
+                    size,
+                    acks,
+                    consume=acks == 1,
+                    extra_spec=extra,
+                )
+
+
 def redis_cases(peer, plan: Plan, rows: Rows) -> None:
     for size in plan.sizes:
         for acks in plan.acks:
@@ -235,6 +258,7 @@ def zmq_cases(peer, plan: Plan, rows: Rows) -> None:
 
 SESSIONS = {
     "labkit": (LabkitPeer, labkit_cases),
+    "labkit-kafka-listener": (LabkitKafkaPeer, labkit_kafka_cases),
     "apache-kafka": (ApacheKafkaPeer, tansu_cases),
     "tansu": (TansuPeer, tansu_cases),
     "redis": (RedisPeer, redis_cases),

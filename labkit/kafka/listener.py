@@ -16,17 +16,26 @@ DEALER. Per connection:
   ``socket.request.max.bytes`` or with a negative size closes the connection;
 - complete frames queue; one request is processed at a time (Kafka's guarantee:
   responses leave in request order). ApiVersions is answered here; a bridged API
-  (apis.py) becomes one labkit request on the DEALER, and its reply becomes the
-  Kafka response;
+  (bridges.py) becomes one labkit request on the DEALER, and its reply becomes the
+  Kafka response. Produce and Fetch (produce_fetch.py) carry payload frames: their
+  records are converted here, in this thread, never in the broker's loop. A Produce
+  with acks=0 gets no Kafka response: it is sent without waiting (``silent``, at most
+  ``MAX_SILENT`` per connection), and its labkit answer only says whether to close
+  the connection, as Kafka does after a failed acks=0 produce;
 - a frame that does not parse closes the connection, as Kafka does;
-- the socket is read only while nothing is queued and less than
+- the socket is read only while nothing is queued, no request waits, fewer than
+  ``MAX_SILENT`` acks=0 produces are in flight and less than
   ``connection.max.buffered.bytes`` of responses wait to be written, so one
   connection holds at most a frame, one recv's worth of queued frames and that
   budget of output.
 
 Every error from one connection closes that connection and nothing else: the thread
-survives any input. ``close()`` stops the thread and closes every socket (the broker
-calls it before terminating the zmq.Context).
+survives any input. A closed connection's DEALER closes with it (linger 0); an inproc
+peer gives the broker no disconnect event, so a fetch it had parked stays parked until
+its max_wait (at most ``fetch.max.wait.max.ms``) and the ROUTER drops the answer: one
+such fetch per closed connection at most, within the parking lot's bounds.
+``close()`` stops the thread and closes every socket (the broker calls it before
+terminating the zmq.Context).
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ log = logging.getLogger(__name__)
 RECV_BYTES = 65536
 POLL_MS = 100  # how often the thread looks at its stop flag
 ACCEPT_BACKOFF_S = 0.5  # pause in accepting after accept() failed (out of descriptors)
+MAX_SILENT = 4  # acks=0 produces of one connection the broker may not have handled yet
 
 
 class _Connection:
@@ -63,8 +73,11 @@ class _Connection:
         self.frames = codec.FrameReader(max_frame)
         self.queue: collections.deque[bytes] = collections.deque()
         self.out = bytearray()
-        # the request waiting for the broker: (request id, correlation id, request, version, api)
-        self.waiting: tuple[bytes, int, Any, int, apis.Api] | None = None
+        # the request waiting for the broker:
+        # (request id, correlation id, request, version, api, state of a payload api)
+        self.waiting: tuple[bytes, int, Any, int, apis.Api, Any] | None = None
+        # acks=0 produces sent and not yet answered by the broker: request id -> as waiting
+        self.silent: dict[bytes, tuple[bytes, int, Any, int, apis.Api, Any]] = {}
         self.client_id = ""
 
 
@@ -123,7 +136,9 @@ class KafkaListener:
         server.setblocking(False)
         self._server = server
         self.port = server.getsockname()[1]
-        self._context = apis.Context(self._advertised_host, self.port, self._default_partitions)
+        self._context = apis.Context(
+            self._advertised_host, self.port, self._default_partitions, self._max_frame
+        )
         self._thread = threading.Thread(target=self._run, name="kafka-listener", daemon=True)
         self._thread.start()
 
@@ -247,7 +262,12 @@ class KafkaListener:
         """Read only when nothing is queued and the output is under budget (see module
         doc). Flags 0 unregisters the descriptor (pyzmq)."""
         flags = 0
-        if not conn.queue and conn.waiting is None and len(conn.out) < self._max_buffered:
+        if (
+            not conn.queue
+            and conn.waiting is None
+            and len(conn.silent) < MAX_SILENT
+            and len(conn.out) < self._max_buffered
+        ):
             flags |= zmq.POLLIN
         if conn.out:
             flags |= zmq.POLLOUT
@@ -260,6 +280,8 @@ class KafkaListener:
             data = conn.sock.recv(RECV_BYTES)
         except (BlockingIOError, InterruptedError):
             return
+        except (ConnectionResetError, BrokenPipeError):
+            raise _Close("") from None  # the client left (reset): not bad input
         except OSError as exc:
             raise _Close(f"read failed: {exc}") from None
         if not data:
@@ -275,19 +297,22 @@ class KafkaListener:
             sent = conn.sock.send(conn.out)
         except (BlockingIOError, InterruptedError):
             return
+        except (ConnectionResetError, BrokenPipeError):
+            raise _Close("") from None  # the client left before reading its answers
         except OSError as exc:
             raise _Close(f"write failed: {exc}") from None
         del conn.out[:sent]
 
     def _next(self, conn: _Connection) -> None:
         """Process queued requests until one waits for the broker."""
-        while conn.waiting is None and conn.queue:
+        while conn.waiting is None and conn.queue and len(conn.silent) < MAX_SILENT:
             frame = conn.queue.popleft()
             self.stats["requests"] += 1
             try:
                 header, request = codec.decode_request(frame)
             except codec.BadRequest as exc:
                 raise _Close(f"a request that does not parse ({exc})") from None
+            del frame
             version = header.request_api_version
             correlation = header.correlation_id
             conn.client_id = header.client_id or ""
@@ -299,11 +324,34 @@ class KafkaListener:
                 conn.out += codec.encode_response(correlation, response)
                 continue
             api = bridges.BRIDGED[header.request_api_key]
-            name, labkit_header = api.to_labkit(request, version)
+            payloads: list = []
+            state = None
+            bridged = None
+            if api.payloads:
+                bridged = api.to_labkit(request, version, self._context)
+                name, labkit_header, payloads, state = bridged[:4]
+                if name is None:  # answered here (every partition refused, a bad session)
+                    if bridged.close:
+                        raise _Close(bridged.close)
+                    if bridged.reply_expected:
+                        response = api.to_kafka(None, [], state, request, version, self._context)
+                        conn.out += codec.encode_response(correlation, response)
+                    continue
+            else:
+                name, labkit_header = api.to_labkit(request, version)
             labkit_header["client_id"] = conn.client_id
             rid = b"k%d" % next(self._request_ids)
-            conn.dealer.send_multipart(build_request(rid, name, labkit_header))
-            conn.waiting = (rid, correlation, request, version, api)
+            # copy=False: record batches (up to socket.request.max.bytes) go by reference
+            conn.dealer.send_multipart(
+                build_request(rid, name, labkit_header, payloads), copy=bool(not payloads)
+            )
+            waiting = (rid, correlation, request, version, api, state)
+            if bridged is not None and bridged.close:
+                raise _Close(bridged.close)
+            if bridged is not None and not bridged.reply_expected:
+                conn.silent[rid] = waiting  # acks=0: its answer only says whether to close
+                continue
+            conn.waiting = waiting
         if conn.out:
             self._write(conn)
 
@@ -314,14 +362,27 @@ class KafkaListener:
             except zmq.Again:
                 return
             try:
-                rid, reply, _payloads = parse_response(frames)
+                rid, reply, payloads = parse_response(frames)
             except ProtocolError as exc:
                 raise _Close(f"the broker's reply does not parse ({exc})") from None
+            del frames
+            silent = conn.silent.pop(rid, None)
+            if silent is not None:  # the client reads no response to it
+                _, _, request, version, api, state = silent
+                why = api.to_kafka(reply, payloads, state, request, version, self._context)
+                if why:
+                    raise _Close(why)
+                self._next(conn)
+                continue
             if conn.waiting is None or conn.waiting[0] != rid:
                 continue  # not the request waiting (cannot happen: one at a time)
-            _, correlation, request, version, api = conn.waiting
+            _, correlation, request, version, api, state = conn.waiting
             conn.waiting = None
-            response = api.to_kafka(reply, request, version, self._context)
+            if api.payloads:
+                response = api.to_kafka(reply, payloads, state, request, version, self._context)
+            else:
+                response = api.to_kafka(reply, request, version, self._context)
+            del payloads
             conn.out += codec.encode_response(correlation, response)
             self._next(conn)
 
