@@ -463,6 +463,7 @@ class Student:
             client_id=f"{group_id}-consumer",
             auto_offset_reset="earliest",
             value_deserializer=json.loads,
+            **self.spec.get("consumer_config", {}),
         )
         consumer.subscribe([TOPIC], listener=Listener())
         seen: dict[str, set] = {}
@@ -678,6 +679,7 @@ def run_size(size: int, args) -> dict:
             "starts": start_times(size, t0, spread_s),
             "measure_at": measure_at,
             "stop_at": stop_at,
+            "consumer_config": args.consumer_config,
         }
         specs = [
             {
@@ -793,6 +795,17 @@ def parse_sizes(text: str) -> list[int]:
     return sizes
 
 
+def parse_configs(text: str) -> dict[str, int]:
+    """``key=int,...`` -> {key: int} (the students' consumer configs)."""
+    out = {}
+    for item in filter(None, text.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise argparse.ArgumentTypeError(f"{item!r}: expected key=integer")
+        out[key.strip()] = int(value)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--child", metavar="SPEC", help=argparse.SUPPRESS)
@@ -826,6 +839,13 @@ def main(argv: list[str] | None = None) -> int:
         "--no-results", action="store_true", help="do not write classroom.json nor RESULTS.md"
     )
     parser.add_argument("--note", default="", help="a line added to the conditions")
+    parser.add_argument(
+        "--consumer-config",
+        type=parse_configs,
+        default={},
+        metavar="KEY=INT,...",
+        help="configs of the students' consumers, e.g. fetch_min_bytes=1024,fetch_max_wait_ms=50",
+    )
     parser.add_argument(
         "--report-only",
         action="store_true",
@@ -873,6 +893,7 @@ def main(argv: list[str] | None = None) -> int:
         "window_s": args.window_s,
         "drain_s": DRAIN_S,
         "nice": args.nice,
+        "consumer_config": args.consumer_config,
         "note": args.note,
         "elapsed_s": time.monotonic() - started,
         "goals": GOALS,

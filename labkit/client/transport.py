@@ -83,6 +83,8 @@ _WAKE_IDS = itertools.count()
 # plain ints: pyzmq's enum flags cost microseconds per frame on the hot path
 _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE = int(zmq.SNDMORE)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 _COPY_BELOW = 65536  # smaller frames are copied (pyzmq copies them anyway)
 _RECV_BATCH = 256  # messages read per loop turn before the drivers run again
 _CLOSE_LINGER_MS = 1000
@@ -592,29 +594,38 @@ class Transport:
         outbox.extendleft(reversed(kept))
 
     def _receive(self) -> None:
+        sock = self._sock
         for _ in range(_RECV_BATCH):
             try:
-                frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = sock.recv_multipart(_NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            if len(frames) < 3 or frames[0].bytes != MAGIC:
-                log.warning("ignoring a malformed message from the broker")
-                continue
-            pending = self._inflight.pop(frames[1].bytes, None)
-            if pending is None:
-                continue  # answer to a request that already timed out or was resent
-            try:
-                header = decode_header(frames[2].bytes)
-            except ProtocolError as exc:
-                pending.future.failure(exc)
-                continue
-            pending.frames = None
-            throttle_ms = header.get("throttle_time_ms")
-            if type(throttle_ms) is int and throttle_ms > 0:  # honoured by _send_outbox
-                self.throttled_until = max(
-                    self.throttled_until, self._clock.monotonic() + throttle_ms / 1000.0
-                )
-            pending.future.success(Response(header, [f.buffer for f in frames[3:]]))
+            self._dispatch(frames)
+            # asking whether more is queued costs a third of a recv() that raises
+            # zmq.Again (pyzmq builds the exception; one per loop turn otherwise)
+            if not sock.getsockopt(_EVENTS) & _POLLIN:
+                return
+
+    def _dispatch(self, frames: list) -> None:
+        """Resolve the future of the request this answer is for."""
+        if len(frames) < 3 or frames[0].bytes != MAGIC:
+            log.warning("ignoring a malformed message from the broker")
+            return
+        pending = self._inflight.pop(frames[1].bytes, None)
+        if pending is None:
+            return  # answer to a request that already timed out or was resent
+        try:
+            header = decode_header(frames[2].bytes)
+        except ProtocolError as exc:
+            pending.future.failure(exc)
+            return
+        pending.frames = None
+        throttle_ms = header.get("throttle_time_ms")
+        if type(throttle_ms) is int and throttle_ms > 0:  # honoured by _send_outbox
+            self.throttled_until = max(
+                self.throttled_until, self._clock.monotonic() + throttle_ms / 1000.0
+            )
+        pending.future.success(Response(header, [f.buffer for f in frames[3:]]))
 
     def _handle_monitor(self) -> None:
         while True:

@@ -406,3 +406,13 @@ def test_client_warnings_logged_from_any_thread_are_counted_without_deadlock():
     finally:
         logger.removeHandler(handler)
     assert errors == {"member expired (client told)": 1}
+
+
+def test_consumer_configs_parse_as_integers_and_bad_ones_say_the_form():
+    assert classroom.parse_configs("fetch_min_bytes=1024, fetch_max_wait_ms=50") == {
+        "fetch_min_bytes": 1024,
+        "fetch_max_wait_ms": 50,
+    }
+    assert classroom.parse_configs("") == {}
+    with pytest.raises(classroom.argparse.ArgumentTypeError, match="key=integer"):
+        classroom.parse_configs("fetch_min_bytes")

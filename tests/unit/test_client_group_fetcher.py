@@ -207,3 +207,44 @@ def test_an_empty_prefetched_answer_past_a_poison_record_is_not_fetched_again():
     assert f.fetched_records(500) == {}
     f.send_fetches()
     assert transport.asked(2) == {("t", 0): 1}, "the poison record is fetched again"
+
+
+def test_a_partition_revoked_and_assigned_again_during_a_prefetch_is_fetched_again():
+    """Issue 19's prefetch after a rebalance: the prefetch for the old assignment keeps
+    the partition in flight until its answer comes; that answer is dropped (old epoch)
+    and the partition's next fetch starts at its new position -- no stale marker."""
+    transport = Transport()
+    sub = assigned(A)
+    f = fetcher(transport, sub, max_poll_records=500)
+    f.send_fetches()
+    answer(transport, 0, [(A, batch(0, 1), 1)])  # prefetched at 1, for the old epoch
+    assert transport.asked(1) == {("t", 0): 1}
+    sub.assign_from_user([])  # revoked ...
+    sub.assign_from_user([A])  # ... and assigned again, at the committed offset 0
+    sub.state(A).seek(0)
+    assert f.fetched_records(500) == {}, "records of the old assignment are dropped"
+    f.send_fetches()
+    assert len(transport.fetches) == 2, "one fetch of a partition at a time"
+    answer(transport, 1, [(A, batch(1, 1), 2)])  # the old prefetch's answer
+    assert len(transport.fetches) == 2, "an answer for the old epoch is not prefetched on"
+    assert f.fetched_records(500) == {}
+    f.send_fetches()
+    assert transport.asked(2) == {("t", 0): 0}, "fetched again from the new position"
+    answer(transport, 2, [(A, batch(0, 2), 2)])
+    assert [r.offset for r in f.fetched_records(500)[A]] == [0, 1]
+
+
+def test_a_seek_while_a_prefetch_is_in_flight_fetches_from_the_new_position():
+    transport = Transport()
+    sub = assigned(A)
+    f = fetcher(transport, sub, max_poll_records=500)
+    f.send_fetches()
+    answer(transport, 0, [(A, batch(0, 1), 1)])  # prefetched at 1
+    sub.state(A).seek(10)
+    f.forget(A)
+    assert f.fetched_records(500) == {}
+    answer(transport, 1, [(A, batch(1, 1), 2)])  # stale: not prefetched on, dropped
+    assert len(transport.fetches) == 2
+    assert f.fetched_records(500) == {}
+    f.send_fetches()
+    assert transport.asked(2) == {("t", 0): 10}
