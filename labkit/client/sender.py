@@ -28,6 +28,18 @@ Java client does for ``max.in.flight.requests.per.connection=1``, per partition)
 at most one batch per partition is in flight, other partitions keep going.
 With ``retries=0`` (the default) nothing is retried and batches are pipelined.
 
+Idempotence (``enable_idempotence=True``, KIP-98). Before its first produce the
+sender asks the broker for a producer id (``init_producer_id``; a retriable error
+is asked again after ``retry_backoff_ms``). Each batch gets the next sequence of
+its partition the first time it is sent and keeps it on every retry, so the broker
+recognises a retried batch it already appended and answers its first offset
+instead of appending it again. Partitions are muted as above (one batch in flight
+each), so a failed batch never leaves a later one in flight. A batch given up (not
+retriable, retries or ``delivery_timeout_ms`` spent) leaves a hole in its
+partition's sequence: the sender then takes a new producer id and numbers every
+partition from 0 again (Kafka's clients before KIP-360 did the same); batches
+waiting for a retry are renumbered under the new id.
+
 It also refreshes topic metadata every ``metadata_max_age_ms`` (and at once after
 an error that says metadata is stale), so partitions added while the producer runs
 are used.
@@ -51,9 +63,11 @@ from typing import Any
 from labkit.client.accumulator import PartitionBuffer, ProducerBatch, RecordAccumulator
 from labkit.client.metadata import ClusterMetadata, request_header
 from labkit.client.structs import TopicPartition
-from labkit.errors import KafkaError, MessageSizeTooLargeError, from_wire
+from labkit.errors import BrokerResponseError, KafkaError, MessageSizeTooLargeError, from_wire
 
 log = logging.getLogger(__name__)
+
+SEQUENCES = 2**31  # a producer's sequence numbers are int32 >= 0, wrapping to 0
 
 
 class Sender:
@@ -69,6 +83,8 @@ class Sender:
         request_timeout_ms: float,
         max_in_flight: int,
         metadata_max_age_ms: float,
+        idempotence: bool = False,
+        delivery_timeout_ms: float = 120_000,
         on_metadata: Callable[[dict], None],
         on_seal: Callable[[PartitionBuffer], None],
     ):
@@ -89,12 +105,22 @@ class Sender:
         self._new_parts: list[ProducerBatch] = []  # split while handling one answer
         self._metadata_due: float | None = None
         self._metadata_in_flight = False
+        self._delivery_timeout = delivery_timeout_ms / 1000.0
+        self._idempotence = idempotence
+        self._producer_id: int | None = None
+        self._producer_epoch = 0
+        self._id_in_flight = False
+        self._id_retry_at = 0.0
+        self._id_error: BaseException | None = None  # a broker that cannot give ids
+        self._next_sequence: dict[TopicPartition, int] = {}
         # retries may reorder: keep one batch per partition in flight (see above)
-        self._keep_order = retries > 0 and acks != 0
+        self._keep_order = (retries > 0 or idempotence) and acks != 0
         self._in_flight_by_tp: dict[TopicPartition, int] = {}
 
     def __call__(self, now: float) -> float | None:
         self._maybe_refresh_metadata(now)
+        if self._idempotence and self._producer_id is None:
+            return self._wait_for_producer_id(now)
         next_due = None
         while self._in_flight < self._max_in_flight:
             batches = self._ready_retries(now)
@@ -162,11 +188,13 @@ class Sender:
         return out
 
     def _send(self, batches: list[ProducerBatch]) -> None:
-        header = {
+        header: dict[str, Any] = {
             "acks": self._acks,
             "timeout_ms": int(self._timeout_ms),
             "targets": [[b.tp.topic, b.tp.partition] for b in batches],
         }
+        if self._idempotence:
+            header["producers"] = [self._sequenced(b) for b in batches]
         for batch in batches:
             batch.attempts += 1
         future = self._transport.request(
@@ -276,8 +304,12 @@ class Sender:
                     batch.count,
                     batch.tp,
                 )
+                sequence = batch.sequence
                 for part in self._acc.split(batch):
                     part.retry_at = now  # due at once, ahead of other retries
+                    if batch.producer_id >= 0:  # the parts take the batch's sequences
+                        part.producer_id, part.sequence = batch.producer_id, sequence
+                        sequence = _next(sequence, part.count)
                     self._new_parts.append(part)
                 return
             error = self._record_too_large(batch, error)
@@ -287,12 +319,15 @@ class Sender:
             getattr(error, "retriable", False)
             and batch.attempts <= self._retries
             and not self._acc.closing
+            and (batch.first_seen is None or now - batch.first_seen < self._delivery_timeout)
         ):
             log.info("retrying a batch for %s after %s", batch.tp, error)
             batch.retry_at = now + self._backoff
             self._retry.append(batch)
             return
         log.warning("producing %d records to %s failed: %s", batch.count, batch.tp, error)
+        if self._idempotence and batch.producer_id == self._producer_id:
+            self._reset_producer_id()  # its sequence is a hole now
         self._acc.complete(batch, -1, error)
 
     def _record_too_large(self, batch: ProducerBatch, error: BaseException) -> KafkaError:
@@ -309,6 +344,65 @@ class Sender:
 
     def _transport_clock(self) -> float:
         return self._acc._clock.monotonic()
+
+    # -- idempotence -------------------------------------------------------------
+
+    def _sequenced(self, batch: ProducerBatch) -> list[int]:
+        """[producer id, epoch, base sequence] of a batch; numbered at its first send
+        (or again after the producer id changed)."""
+        pid = self._producer_id
+        assert pid is not None  # __call__ sends nothing before the id is known
+        if batch.producer_id != pid:
+            batch.producer_id = pid
+            batch.sequence = self._next_sequence.get(batch.tp, 0)
+            self._next_sequence[batch.tp] = _next(batch.sequence, batch.count)
+        return [pid, self._producer_epoch, batch.sequence]
+
+    def _reset_producer_id(self) -> None:
+        log.info("taking a new producer id (producer %s gave a batch up)", self._producer_id)
+        self._producer_id = None
+        self._next_sequence.clear()
+
+    def _wait_for_producer_id(self, now: float) -> float:
+        """Ask for a producer id; until it comes nothing is sent (the id's error, if the
+        broker cannot give one, fails the batches instead)."""
+        if self._id_error is not None:
+            batches: list[ProducerBatch] = [*self._retry]
+            self._retry.clear()
+            self._acc.drain(now, 1 << 62, self._on_seal, out=batches)
+            for batch in batches:
+                self._acc.complete(batch, -1, self._id_error)
+            return self._backoff
+        if not self._id_in_flight and now >= self._id_retry_at:
+            self._id_in_flight = True
+            future = self._transport.request(
+                "init_producer_id", {"transactional_id": None}, idempotent=True
+            )
+            future.add_callback(self._on_producer_id)
+            future.add_errback(self._on_producer_id_failure)
+        return max(0.01, self._backoff)
+
+    def _on_producer_id(self, response: Any) -> None:
+        self._id_in_flight = False
+        header = response.header
+        code = header.get("error", 0)
+        if code == 0:
+            self._producer_id = header["producer_id"]
+            self._producer_epoch = header.get("producer_epoch", 0)
+            return
+        self._on_producer_id_failure(from_wire(code, header.get("message")))
+
+    def _on_producer_id_failure(self, error: BaseException) -> None:
+        self._id_in_flight = False
+        if getattr(error, "retriable", False) or not isinstance(error, BrokerResponseError):
+            self._id_retry_at = self._transport_clock() + self._backoff  # ask again
+            return
+        log.error("the broker gives no producer id (%s): idempotent sends fail", error)
+        self._id_error = KafkaError(
+            f"enable_idempotence=True needs producer ids, and the broker gave none: {error}. "
+            "Upgrade the broker, or use enable_idempotence=False"
+        )
+        self._id_error.__cause__ = error
 
     # -- metadata --------------------------------------------------------------
 
@@ -336,3 +430,8 @@ class Sender:
     def _on_metadata_failure(self, error: BaseException) -> None:
         self._metadata_in_flight = False
         self.schedule_metadata(self._transport_clock(), self._backoff + random.random() * 0.1)
+
+
+def _next(sequence: int, count: int) -> int:
+    """The sequence after ``count`` records from ``sequence`` (wraps after 2**31-1)."""
+    return (sequence + count) % SEQUENCES
