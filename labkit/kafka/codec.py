@@ -43,6 +43,7 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     18: (0, 4),  # ApiVersions
     19: (2, 7),  # CreateTopics
     20: (1, 5),  # DeleteTopics
+    22: (0, 4),  # InitProducerId (labkit/kafka/producer_ids.py)
     32: (1, 4),  # DescribeConfigs
 }
 
