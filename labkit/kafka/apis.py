@@ -9,6 +9,15 @@ Each Kafka API the listener answers is a pair of pure functions:
 - ``to_kafka(labkit reply header, request, version, context)`` -> the kio response
   entity of the request's version.
 
+APIs that carry record bytes (Produce, Fetch: produce_fetch.py) are rows with
+``payloads=True``: their ``to_labkit(request, version, context)`` returns a ``Bridged``
+(labkit api or None, header, payload frames, a state for later, whether the Kafka
+client reads a response, a reason to close the connection) and their
+``to_kafka(reply, payloads, state, request, version, context)`` also gets the reply's
+payload frames; for a request the client reads no response to, it returns None or a
+reason to close the connection. ``Api(to_labkit, to_kafka)`` rows are header-only, as
+before.
+
 kio has one dataclass per (API, version), each with only that version's fields, so
 responses are built from one set of values with ``_make``, which keeps the fields the
 version's class has (metadata v0 has no ``cluster_id``, v10 adds ``topic_id``...).
@@ -50,11 +59,14 @@ _NO_THROTTLE = datetime.timedelta(0)
 
 class Context(NamedTuple):
     """What a response needs from the listener: the Kafka address it advertises, and
-    the broker's ``num.partitions`` (the count of a topic created with -1)."""
+    the broker's ``num.partitions`` (the count of a topic created with -1);
+    ``max_records_bytes``: what one Produce request's records may take decompressed
+    (the broker's socket.request.max.bytes)."""
 
     host: str
     port: int
     default_partitions: int = 1
+    max_records_bytes: int = 16 * 1024 * 1024  # labkit's default socket.request.max.bytes
 
 
 def _make(cls: type, **values: Any) -> Any:
@@ -352,6 +364,23 @@ def _rows_by_name(reply: dict, names: list[str]) -> list[dict]:
 class Api(NamedTuple):
     to_labkit: Any
     to_kafka: Any
+    payloads: bool = False  # True: a records API (module docstring)
+
+
+class Bridged(NamedTuple):
+    """What a payload API's ``to_labkit`` returns (module docstring).
+
+    ``api`` None: nothing goes to the broker, ``to_kafka`` answers at once (reply None).
+    ``reply_expected`` False: the Kafka client reads no response (Produce acks=0).
+    ``close``: why to close the connection once the request is sent (a failed acks=0
+    produce: Kafka closes so that the producer notices)."""
+
+    api: str | None
+    header: dict
+    payloads: list
+    state: Any  # handed to to_kafka
+    reply_expected: bool = True
+    close: str | None = None
 
 
 # api key -> its pair (ApiVersions is answered by the listener alone)

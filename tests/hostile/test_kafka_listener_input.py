@@ -96,7 +96,7 @@ def test_a_frame_size_over_the_limit_or_negative_closes_the_connection(kafka_bro
 @pytest.mark.parametrize(
     "body",
     [
-        struct.pack(">hhih", 0, 3, 1, 1) + b"x",  # Produce: not spoken yet
+        struct.pack(">hhih", 0, 3, 1, 1) + b"x",  # Produce without its fields
         struct.pack(">hhih", 3, 13, 1, 1) + b"x",  # Metadata v13: not advertised
         struct.pack(">hhi", 3, 1, 1),  # header cut short
         struct.pack(">hhih", 3, 1, 1, 1) + b"x" + struct.pack(">i", 2**31 - 1),  # huge array

@@ -43,8 +43,38 @@ def request_frame(api_key: int, version: int, body=None, correlation_id: int = 7
     return out.getvalue()
 
 
+def produce_fetch_body(schema, module):
+    """A Produce (empty records) or Fetch request of any version (produce_fetch.py)."""
+    if schema.__name__ == "ProduceRequest":
+        data = module.PartitionProduceData(index=0, records=b"")
+        topic = module.TopicProduceData(name="orders", partition_data=(data,))
+        return schema(transactional_id=None, acks=-1, timeout=TIMEOUT, topic_data=(topic,))
+    partition = apis._make(
+        module.FetchPartition, partition=0, fetch_offset=0, partition_max_bytes=1 << 20
+    )
+    topic = module.FetchTopic(topic="orders", partitions=(partition,))
+    return apis._make(
+        schema,
+        replica_id=-1,
+        max_wait=TIMEOUT,
+        min_bytes=1,
+        max_bytes=1 << 20,
+        isolation_level=0,
+        session_id=0,
+        session_epoch=-1,
+        topics=(topic,),
+        forgotten_topics_data=(),
+        rack_id="",
+    )
+
+
+ADVERTISED += [(0, v) for v in range(3, 10)] + [(1, v) for v in range(4, 13)]  # Produce, Fetch
+
+
 def default_body(schema, version):
     module = __import__(schema.__module__, fromlist=["x"])
+    if schema.__name__ in ("ProduceRequest", "FetchRequest"):
+        return produce_fetch_body(schema, module)
     if schema.__name__ == "ApiVersionsRequest":
         return apis._make(schema, client_software_name="kio-test", client_software_version="1")
     if schema.__name__ == "CreateTopicsRequest":
@@ -161,7 +191,8 @@ def test_an_unknown_api_versions_version_is_read_as_v0_for_kip_511():
 @pytest.mark.parametrize(
     ("frame", "says"),
     [
-        (struct.pack(">hhi", 0, 9, 1) + b"\0\0", "api key 0 is not supported"),
+        (struct.pack(">hhi", 1000, 0, 1) + b"\0\0", "api key 1000 is not supported"),
+        (struct.pack(">hhi", 0, 2, 1) + b"\0\0", "version 2 is not supported"),
         (struct.pack(">hhi", 3, 13, 1) + b"\0\0", "version 13 is not supported"),
         (struct.pack(">hhi", 3, -1, 1) + b"\0\0", "version -1 is not supported"),
         (b"\0\x03", "shorter than a request header"),
