@@ -32,7 +32,7 @@ def init_producer_id_to_labkit(request: Any, version: int) -> tuple[str, dict]:
 
 
 def init_producer_id_to_kafka(reply: dict, request: Any, version: int, context: Any) -> Any:
-    cls = load_response_schema(INIT_PRODUCER_ID_KEY, version)
+    cls: Any = load_response_schema(INIT_PRODUCER_ID_KEY, version)  # one class per version
     code = reply.get("error", 0)
     try:
         error = ErrorCode(code)

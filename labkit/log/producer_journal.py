@@ -86,7 +86,7 @@ def _entries(path: Path) -> list[tuple[int, int, int, int, int, int]]:
             log.warning("%s: stopping at a torn entry at byte %d", path, pos)
             break
         rows.append(tuple(body))
-    return rows  # type: ignore[return-value]
+    return rows
 
 
 class PartitionProducers:
