@@ -10,7 +10,12 @@ from labkit.client.metadata import ClusterMetadata
 from labkit.client.sender import Sender
 from labkit.client.structs import TopicPartition
 from labkit.client.transport import Response
-from labkit.errors import KafkaConnectionError, UnsupportedVersionError
+from labkit.errors import (
+    KafkaConnectionError,
+    NotLeaderForPartitionError,
+    OutOfOrderSequenceNumberError,
+    UnsupportedVersionError,
+)
 from labkit.log.producer_state import ProducerStateTable
 from labkit.protocol.records import decode_batch, read_header
 from labkit.testing import FakeClock
@@ -29,6 +34,7 @@ class IdempotentBroker:
         self.next_id = 1000
         self.id_error = id_error
         self.lose_answers = 0
+        self.refuse_next = 0  # batches answered NOT_LEADER (retriable), nothing appended
         self.rows: list = []
 
     def request(self, api, header, payloads=(), *, timeout_ms=None, idempotent=False, **_kw):
@@ -60,9 +66,15 @@ class IdempotentBroker:
 
     def _append(self, row, batch):
         self.rows.append(row)
+        if self.refuse_next:
+            self.refuse_next -= 1
+            return [-1, NotLeaderForPartitionError.errno, -1, "moving"]
         pid, epoch, first = row
         last = first + read_header(batch).last_offset_delta
-        duplicate = self.table.check(pid, epoch, first, last, "t-0")
+        try:
+            duplicate = self.table.check(pid, epoch, first, last, "t-0")
+        except OutOfOrderSequenceNumberError as exc:
+            return [-1, exc.errno, -1, str(exc)]
         if duplicate is not None:
             return [duplicate, 0, 0, None]
         base = len(self.log)
@@ -131,3 +143,28 @@ def test_a_broker_without_producer_ids_fails_the_records_saying_so():
     assert future.is_done
     assert "needs producer ids" in str(future.exception)
     assert broker.log == []
+
+
+def test_batches_behind_a_failed_one_are_pipelined_then_resent_in_order():
+    clock = FakeClock()
+    broker = IdempotentBroker()
+    acc, sender = make_sender(broker, clock)
+    buf = acc.new_buffer(P0)
+    run(sender, broker, clock, 1)  # the producer id
+    futures = [send(acc, buf, b"a")]
+    sender(clock.monotonic())
+    futures.append(send(acc, buf, b"b"))
+    sender(clock.monotonic())
+    assert len(broker.queue) == 1  # nothing overtakes the first batch of a producer id
+    run(sender, broker, clock, 1)  # "a" answered
+    sender(clock.monotonic())
+    assert len(broker.queue) == 1  # "b" is on its way
+    for value in (b"c", b"d"):  # now three requests in flight for one partition
+        futures.append(send(acc, buf, value))
+        sender(clock.monotonic())
+    assert len(broker.queue) == 3
+    broker.refuse_next = 1  # "b" fails (retriable): "c" and "d" are then out of order
+    run(sender, broker, clock)
+    assert broker.log == [b"a", b"b", b"c", b"d"]
+    assert [f.get(0).offset for f in futures] == [0, 1, 2, 3]
+    assert [row[2] for row in broker.rows] == [0, 1, 2, 3, 1, 2, 3]  # the same sequences
