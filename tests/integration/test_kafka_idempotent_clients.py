@@ -142,3 +142,37 @@ def test_apache_kafkas_console_producer_and_perf_test_idempotent_by_default(
     rows = labkit_read(kafka_broker, unique_topic, 1, 20051)
     assert [row[3] for row in rows[:50]] == [b"line-%d" % i for i in range(50)]
     assert len(rows) == 20050  # nothing twice
+
+
+def test_kafka_python_across_a_broker_kill_stores_each_record_once(tmp_path, unique_topic):
+    """kafka-python 3.0.12's defaults (idempotence, unlimited retries) while the broker is
+    killed (-9) and restarted under load: its retries are recognised, nothing is lost."""
+    broker = KafkaBroker(data_dir=tmp_path / "data").start()
+    total = 3000
+    try:
+        create_topic(broker, unique_topic, 2)
+        producer = KpProducer(
+            bootstrap_servers=broker.kafka_bootstrap,
+            linger_ms=2,
+            request_timeout_ms=5000,
+            reconnect_backoff_ms=100,
+        )
+        try:
+            futures = []
+            for i in range(total):
+                futures.append(producer.send(unique_topic, value=b"kp-%d" % i, partition=i % 2))
+                if i == total // 2:
+                    broker.kill()
+                    broker._fixed_port = True
+                    broker.start()
+                if i % 300 == 0:
+                    time.sleep(0.02)  # spread the sends around the restart
+            producer.flush(60)
+            offsets = {(f.get(WAIT_S).partition, f.get(WAIT_S).offset) for f in futures}
+        finally:
+            producer.close(5)
+        assert len(offsets) == total
+        values = [row[3] for row in labkit_read(broker, unique_topic, 2, total + 1)]
+        assert sorted(values) == sorted(b"kp-%d" % i for i in range(total))  # once each
+    finally:
+        broker.close()
