@@ -25,7 +25,10 @@ KEY = 22
 def init_producer_id(sock, version: int, correlation_id: int, transactional_id=None):
     schema = load_request_schema(KEY, version)
     header_schema = schema.__header_schema__
-    fields = {"transactional_id": transactional_id, "transaction_timeout": datetime.timedelta(seconds=60)}
+    fields = {
+        "transactional_id": transactional_id,
+        "transaction_timeout": datetime.timedelta(seconds=60),
+    }
     if version >= 3:
         fields.update(producer_id=-1, producer_epoch=-1)
     names = {f for f in header_schema.__dataclass_fields__}

@@ -162,4 +162,3 @@ def test_enable_idempotence_refuses_what_kafka_python_refuses(configs, match):
     """kafka-python 3.0's rules for an explicit enable_idempotence=True."""
     with pytest.raises(KafkaConfigurationError, match=match):
         KafkaProducer(bootstrap_servers="localhost:1", enable_idempotence=True, **configs)
-
