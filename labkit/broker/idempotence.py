@@ -96,13 +96,16 @@ class Idempotence:
             )
         return Reply({"error": 0, "producer_id": self.ids.next_id(), "producer_epoch": 0})
 
-    @staticmethod
-    def state_of(plog: PartitionLog) -> PartitionProducers:
+    def state_of(self, plog: PartitionLog) -> PartitionProducers:
+        """The partition's producer state, loaded on first use; producers that expired
+        while the broker was down are forgotten at once (their entries are still in
+        the journal until its next snapshot)."""
         producers = plog.producers
         if producers is None:
             producers = plog.producers = PartitionProducers.open(
                 plog.directory, plog.recovered_end_offset
             )
+            producers.expire(self.clock.time_ms(), self.expiration_ms)
         return producers
 
     def check(self, plog: PartitionLog, fields: ProducerFields, batch: BatchHeader) -> int | None:

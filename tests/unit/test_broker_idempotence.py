@@ -92,3 +92,20 @@ def test_ids_come_from_reserved_blocks_and_a_missing_block_is_retriable(tmp_path
         time.sleep(0.01)
     with pytest.raises(CoordinatorLoadInProgressError, match="not a producer id"):
         broken.next_id()
+
+
+def test_producers_that_expired_while_the_broker_was_down_are_forgotten_on_load(tmp_path):
+    config = BrokerConfig.build(
+        port=9092, data_dir=tmp_path, overrides={"producer.id.expiration.ms": "60000"}
+    )
+    clock = FakeClock()
+    registry = TopicRegistry(config.data_dir, config.log_defaults, clock, 1).open()
+    produce(Handlers(registry, config, clock), clock, 0)
+    registry.close()
+    clock.advance(120)  # the broker was down for two minutes
+    registry = TopicRegistry(config.data_dir, config.log_defaults, clock, 1).open()
+    try:
+        handlers = Handlers(registry, config, clock)
+        assert produce(handlers, clock, 7) == [1, 0]  # unknown now: any sequence
+    finally:
+        registry.close()
