@@ -219,8 +219,11 @@ class Sender:
         }
         if self._idempotence:
             header["producers"] = [self._sequenced(b) for b in batches]
+        sent_at = self._transport_clock()
         for batch in batches:
             batch.attempts += 1
+            if batch.first_seen is None:  # delivery_timeout_ms counts from here (linger 0)
+                batch.first_seen = sent_at
         future = self._transport.request(
             "produce",
             header,

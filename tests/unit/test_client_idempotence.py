@@ -83,7 +83,7 @@ class IdempotentBroker:
         return [base, 0, 0, None]
 
 
-def make_sender(broker, clock):
+def make_sender(broker, clock, delivery_timeout_ms=120_000):
     acc = RecordAccumulator(
         batch_size=16384, max_request_size=1 << 20, linger_ms=0, buffer_memory=32 << 20, clock=clock
     )
@@ -100,6 +100,7 @@ def make_sender(broker, clock):
         on_metadata=lambda h: None,
         on_seal=lambda buf: None,
         idempotence=True,
+        delivery_timeout_ms=delivery_timeout_ms,
     )
     return acc, sender
 
@@ -168,3 +169,16 @@ def test_batches_behind_a_failed_one_are_pipelined_then_resent_in_order():
     assert broker.log == [b"a", b"b", b"c", b"d"]
     assert [f.get(0).offset for f in futures] == [0, 1, 2, 3]
     assert [row[2] for row in broker.rows] == [0, 1, 2, 3, 1, 2, 3]  # the same sequences
+
+
+def test_unlimited_retries_end_at_delivery_timeout_ms():
+    clock = FakeClock()
+    broker = IdempotentBroker()
+    acc, sender = make_sender(broker, clock, delivery_timeout_ms=2000)
+    future = send(acc, acc.new_buffer(P0), b"a")
+    broker.refuse_next = 10**9  # NOT_LEADER for ever (retriable)
+    run(sender, broker, clock, 15)  # 1.5 s: still retrying
+    assert not future.is_done
+    run(sender, broker, clock, 10)
+    assert future.is_done
+    assert isinstance(future.exception, NotLeaderForPartitionError)
