@@ -377,6 +377,18 @@ class PolicyViolationError(BrokerResponseError, errno=44):
     """Request parameters do not satisfy the configured policy."""
 
 
+class OutOfOrderSequenceNumberError(BrokerResponseError, errno=45):
+    """The broker received an out of order sequence number."""
+
+
+class DuplicateSequenceNumberError(BrokerResponseError, errno=46):
+    """The broker received a duplicate sequence number."""
+
+
+class InvalidProducerEpochError(BrokerResponseError, errno=47):
+    """Producer attempted an operation with an old epoch."""
+
+
 class KafkaStorageError(BrokerResponseError, errno=56, retriable=True):
     """Disk error when trying to access log file on the disk."""
 

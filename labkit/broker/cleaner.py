@@ -57,6 +57,8 @@ class Cleaner(threading.Thread):
                     plog.apply_retention()
                 if topic.config.compacts:
                     plog.compact()
+                if plog.producers is not None:  # fold a long producer-state journal
+                    plog.producers.maintain()
             except Exception:
                 log.exception("cleaning %s-%d failed", topic.name, partition)
 

@@ -35,6 +35,8 @@ BROKER_KEYS = (
     "quota.window.num",
     "quota.window.size.seconds",
     "kafka.port",
+    "producer.id.expiration.ms",
+    "producer.id.expiration.check.interval.ms",
 )
 
 
@@ -92,6 +94,9 @@ class BrokerConfig:
     quota_window_size_seconds: int = 1  # length of one sample
     # the Kafka protocol's TCP port (labkit/kafka/listener.py); None: no Kafka listener
     kafka_port: int | None = None
+    # an idempotent producer's state is forgotten after this long without a batch (Kafka's)
+    producer_id_expiration_ms: int = 86_400_000
+    producer_id_expiration_check_interval_ms: int = 600_000
     # what every topic starts from: Kafka's defaults + the broker's log.* overrides
     log_defaults: LogConfig = dataclasses.field(default_factory=LogConfig)
 
@@ -143,6 +148,10 @@ class BrokerConfig:
                 fields["quota_window_num"] = _int(key, value, 2)
             elif key == "quota.window.size.seconds":
                 fields["quota_window_size_seconds"] = _int(key, value, 1)
+            elif key == "producer.id.expiration.ms":
+                fields["producer_id_expiration_ms"] = _int(key, value, 1)
+            elif key == "producer.id.expiration.check.interval.ms":
+                fields["producer_id_expiration_check_interval_ms"] = _int(key, value, 1)
             elif key == "kafka.port":
                 fields["kafka_port"] = _port(key, value)
             elif key == "advertised.host.name":

@@ -26,6 +26,7 @@ from typing import Any
 from labkit._clock import Clock
 from labkit.broker.config import BrokerConfig
 from labkit.broker.descriptors import DescriptorGuard
+from labkit.broker.idempotence import Idempotence, producer_rows
 from labkit.broker.replies import Reply, error_of, error_reply, int_field, list_field, tp_rows
 from labkit.broker.topic_admin import TopicAdmin
 from labkit.broker.topics import Topic, TopicRegistry, validate_topic_name
@@ -69,6 +70,7 @@ class Handlers(TopicAdmin):
         self.config = config
         self.clock = clock
         self.descriptors = DescriptorGuard()
+        self.idempotence = Idempotence(registry, config, clock)
         self._apis = {
             "api_versions": self.api_versions,
             "metadata": self.metadata,
@@ -80,6 +82,7 @@ class Handlers(TopicAdmin):
             "describe_configs": self.describe_configs,
             "alter_configs": self.alter_configs,
             "delete_records": self.delete_records,
+            "init_producer_id": self.idempotence.init_producer_id,
         }
         if {*self._apis, "fetch"} != TOPIC_APIS:  # api_versions lists only what is handled
             raise RuntimeError(f"handlers do not match {sorted(TOPIC_APIS)}: {sorted(self._apis)}")
@@ -192,6 +195,9 @@ class Handlers(TopicAdmin):
                 f"{len(targets)} targets but {len(payloads)} payload frames; "
                 "send one record batch per target"
             )
+        producers = producer_rows(header, len(targets))
+        if producers is not None:
+            self.idempotence.maybe_expire()
         registry = self.registry
         results: list[list[Any]] = []  # [base offset, error, log start, message] per target
         appended = []
@@ -235,10 +241,20 @@ class Handlers(TopicAdmin):
                         "target"
                     )
                 self._check_timestamps(name, topic, batch, batch_header)
-                base = plog.append(batch, batch_header)
+                fields = producers[index] if producers is not None else None
+                if fields is None:
+                    base = plog.append(batch, batch_header)
+                    appended.append((name, partition))
+                else:  # an idempotent producer's batch: a retry is not appended again
+                    duplicate = self.idempotence.check(plog, fields, batch_header)
+                    if duplicate is None:
+                        base = plog.append(batch, batch_header)
+                        appended.append((name, partition))
+                        self.idempotence.record(plog, fields, batch_header, base)
+                    else:
+                        base = duplicate
                 results.append([base, 0, plog.log_start_offset, None])
-                appended.append((name, partition))
-                if sync is not None:
+                if sync is not None:  # a duplicate too: its original may not be durable yet
                     sync.append((index, plog))
             except Exception as exc:  # noqa: BLE001
                 code, text = error_of(exc)

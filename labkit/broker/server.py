@@ -159,6 +159,7 @@ class BrokerServer:
             self.config, self.clock, self.registry, quotas, self._write_reply, self.stats
         )
         self.loop.durable.start(lambda: _open_waker(ctx, wake_addr))
+        self.loop.handlers.idempotence.ids.start()  # the first block of producer ids
         self._cleaner = Cleaner(self.registry, self.config, self.clock)
         self._cleaner.start()
         if self.config.kafka_port is not None:

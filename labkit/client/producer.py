@@ -131,7 +131,7 @@ class KafkaProducer:
             )
         if config["transactional_id"] is not None:
             raise KafkaConfigurationError("labkit has no transactions: remove transactional_id")
-        check_idempotence(config, self._acks)
+        check_idempotence(config, self._acks, configs)
         self._key_serializer = serializer(config["key_serializer"], "key_serializer")
         self._value_serializer = serializer(config["value_serializer"], "value_serializer")
         partitioner = config["partitioner"]
@@ -182,6 +182,8 @@ class KafkaProducer:
             retry_backoff_ms=config["retry_backoff_ms"],
             request_timeout_ms=config["request_timeout_ms"],
             max_in_flight=config["max_in_flight_requests_per_connection"],
+            idempotence=config["enable_idempotence"],
+            delivery_timeout_ms=config["delivery_timeout_ms"],
             metadata_max_age_ms=config["metadata_max_age_ms"],
             on_metadata=lambda header: _call_alive(ref, "_on_metadata", header),
             on_seal=lambda buf: _call_alive(ref, "_on_seal", buf),

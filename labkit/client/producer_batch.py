@@ -166,6 +166,8 @@ class ProducerBatch:
         "offsets",
         "errors",
         "left",
+        "producer_id",
+        "sequence",
     )
 
     def __init__(self, tp: TopicPartition):
@@ -192,6 +194,8 @@ class ProducerBatch:
         self.offsets: list[int] | None = None
         self.errors: list[BaseException | None] | None = None
         self.left = 0
+        self.producer_id = -1  # idempotence: the id and first sequence it was sent with
+        self.sequence = -1
 
     def seal(self) -> None:
         """Encode the records (I/O thread, after the batch left its partition's buffer)."""

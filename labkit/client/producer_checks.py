@@ -43,25 +43,34 @@ def serialize(fn: Any, data: Any, what: str) -> Any:
         raise
 
 
-def check_idempotence(config: dict[str, Any], acks: int) -> None:
-    """``enable_idempotence=True`` promises that no record is written twice. labkit's
-    broker has no producer ids or sequence numbers to drop a resent batch, so the
-    promise holds only when nothing is resent: ``retries=0`` (the transport never
-    resends a produce request). kafka-python likewise requires acks='all'."""
+def check_idempotence(config: dict[str, Any], acks: int, user_configs: dict[str, Any]) -> None:
+    """``enable_idempotence=True`` (kafka-python's rules when set explicitly): the broker
+    drops a resent batch by its producer id and sequence, so retries are safe; it needs
+    acks='all', retries > 0 and max_in_flight_requests_per_connection <= 5. Left unset,
+    ``retries`` becomes unlimited (kafka-python's default), bounded by
+    ``delivery_timeout_ms``."""
     if not config["enable_idempotence"]:
         return
+    conflicts = []
     if acks != -1:
-        raise KafkaConfigurationError(
-            f"enable_idempotence=True is incompatible with acks={config['acks']!r}: use "
-            "acks='all' (the default), or enable_idempotence=False"
+        conflicts.append(f"acks={config['acks']!r} (use acks='all', the default)")
+    if "retries" in user_configs and config["retries"] == 0:
+        conflicts.append(
+            "retries=0 (leave retries unset: it then retries until delivery_timeout_ms)"
         )
-    if config["retries"] != 0:
-        raise KafkaConfigurationError(
-            f"enable_idempotence=True with retries={config['retries']!r}: labkit's broker has "
-            "no producer ids to drop a resent batch, so a retry could write records twice. "
-            "Use retries=0 (the default: the producer never resends, so nothing is written "
-            "twice), or enable_idempotence=False to allow retries"
+    if config["max_in_flight_requests_per_connection"] > 5:
+        conflicts.append(
+            "max_in_flight_requests_per_connection="
+            f"{config['max_in_flight_requests_per_connection']!r} (at most 5)"
         )
+    if conflicts:
+        raise KafkaConfigurationError(
+            "enable_idempotence=True is incompatible with "
+            + ", ".join(conflicts)
+            + "; or set enable_idempotence=False"
+        )
+    if "retries" not in user_configs:
+        config["retries"] = float("inf")
 
 
 def serializer(fn: Any, what: str) -> Any:

@@ -28,6 +28,26 @@ Java client does for ``max.in.flight.requests.per.connection=1``, per partition)
 at most one batch per partition is in flight, other partitions keep going.
 With ``retries=0`` (the default) nothing is retried and batches are pipelined.
 
+Idempotence (``enable_idempotence=True``, KIP-98). Before its first produce the
+sender asks the broker for a producer id (``init_producer_id``; a retriable error
+is asked again after ``retry_backoff_ms``). Each batch gets the next sequence of
+its partition the first time it is sent and keeps it on every retry, so the broker
+recognises a retried batch it already appended and answers its first offset
+instead of appending it again. Batches are pipelined (as Kafka allows with
+``max_in_flight_requests_per_connection`` <= 5): each request takes at most one
+batch per partition, so at most 5 of a partition's batches are unanswered -- the
+broker's window of 5 -- and a partition is muted only while one of its batches
+waits for a retry, and while its first batch under a producer id is unanswered (the
+broker accepts any sequence from an id it does not know, so nothing may overtake
+that one). A batch sent behind one that failed gets
+OUT_OF_ORDER_SEQUENCE_NUMBER (45); while an earlier batch of its partition is being
+retried that answer just means "after it": the batch is queued again behind it
+(responses arrive in order, so the retry queue keeps each partition's sequence
+order). A batch given up (not retriable, retries or ``delivery_timeout_ms`` spent,
+or 45 with no earlier batch pending) leaves a hole in its partition's sequence: the sender then takes a new producer id and numbers every
+partition from 0 again (Kafka's clients before KIP-360 did the same); batches
+waiting for a retry are renumbered under the new id.
+
 It also refreshes topic metadata every ``metadata_max_age_ms`` (and at once after
 an error that says metadata is stale), so partitions added while the producer runs
 are used.
@@ -51,9 +71,17 @@ from typing import Any
 from labkit.client.accumulator import PartitionBuffer, ProducerBatch, RecordAccumulator
 from labkit.client.metadata import ClusterMetadata, request_header
 from labkit.client.structs import TopicPartition
-from labkit.errors import KafkaError, MessageSizeTooLargeError, from_wire
+from labkit.errors import (
+    BrokerResponseError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    OutOfOrderSequenceNumberError,
+    from_wire,
+)
 
 log = logging.getLogger(__name__)
+
+SEQUENCES = 2**31  # a producer's sequence numbers are int32 >= 0, wrapping to 0
 
 
 class Sender:
@@ -69,6 +97,8 @@ class Sender:
         request_timeout_ms: float,
         max_in_flight: int,
         metadata_max_age_ms: float,
+        idempotence: bool = False,
+        delivery_timeout_ms: float = 120_000,
         on_metadata: Callable[[dict], None],
         on_seal: Callable[[PartitionBuffer], None],
     ):
@@ -89,12 +119,24 @@ class Sender:
         self._new_parts: list[ProducerBatch] = []  # split while handling one answer
         self._metadata_due: float | None = None
         self._metadata_in_flight = False
+        self._delivery_timeout = delivery_timeout_ms / 1000.0
+        self._idempotence = idempotence
+        self._producer_id: int | None = None
+        self._producer_epoch = 0
+        self._id_in_flight = False
+        self._id_retry_at = 0.0
+        self._id_error: BaseException | None = None  # a broker that cannot give ids
+        self._next_sequence: dict[TopicPartition, int] = {}
         # retries may reorder: keep one batch per partition in flight (see above)
-        self._keep_order = retries > 0 and acks != 0
+        self._keep_order = retries > 0 and acks != 0 and not idempotence
+        self._retried: set[ProducerBatch] = set()  # idempotence: failed, not yet settled
+        self._acked: set[TopicPartition] = set()  # idempotence: a batch of the id answered
         self._in_flight_by_tp: dict[TopicPartition, int] = {}
 
     def __call__(self, now: float) -> float | None:
         self._maybe_refresh_metadata(now)
+        if self._idempotence and self._producer_id is None:
+            return self._wait_for_producer_id(now)
         next_due = None
         while self._in_flight < self._max_in_flight:
             batches = self._ready_retries(now)
@@ -126,6 +168,7 @@ class Sender:
         """Fail the batches waiting to be sent again (close(), after the I/O thread stopped)."""
         retry, self._retry = self._retry, deque()
         self._splitting.clear()
+        self._retried.clear()
         for batch in retry:
             self._acc.complete(batch, -1, error)
 
@@ -138,6 +181,13 @@ class Sender:
 
     def _muted(self, retrying: list[ProducerBatch]) -> set[TopicPartition] | None:
         """Partitions that must not send a new batch now (None: order needs no muting)."""
+        if self._idempotence:  # one batch per partition per request; none behind a retry
+            waiting = {b.tp for b in self._retry}
+            waiting.update(b.tp for b in retrying)
+            # nor behind a first batch: the broker takes any sequence from an id it does
+            # not know yet, so a batch overtaking a failed first one would be accepted
+            waiting.update(tp for tp in self._in_flight_by_tp if tp not in self._acked)
+            return waiting
         if not self._keep_order:
             return None
         muted = set(self._in_flight_by_tp)
@@ -162,13 +212,18 @@ class Sender:
         return out
 
     def _send(self, batches: list[ProducerBatch]) -> None:
-        header = {
+        header: dict[str, Any] = {
             "acks": self._acks,
             "timeout_ms": int(self._timeout_ms),
             "targets": [[b.tp.topic, b.tp.partition] for b in batches],
         }
+        if self._idempotence:
+            header["producers"] = [self._sequenced(b) for b in batches]
+        sent_at = self._transport_clock()
         for batch in batches:
             batch.attempts += 1
+            if batch.first_seen is None:  # delivery_timeout_ms counts from here (linger 0)
+                batch.first_seen = sent_at
         future = self._transport.request(
             "produce",
             header,
@@ -178,7 +233,7 @@ class Sender:
             expect_response=self._acks != 0,
         )
         self._in_flight += 1
-        if self._keep_order:
+        if self._keep_order or self._idempotence:
             counts = self._in_flight_by_tp
             for batch in batches:
                 counts[batch.tp] = counts.get(batch.tp, 0) + 1
@@ -192,6 +247,7 @@ class Sender:
             self._splitting.discard(batch.parent)
             if batch.done or batch in self._retry:
                 continue
+            self._retried.discard(batch)
             error = KafkaError(
                 f"labkit's producer failed while sending records to {batch.tp.topic} "
                 f"partition {batch.tp.partition} ({type(exc).__name__}: {exc}); these "
@@ -261,6 +317,10 @@ class Sender:
                 continue
             base_offset, code = results[index][0], results[index][1]
             if code == 0:
+                if self._idempotence:
+                    self._retried.discard(batch)
+                    if batch.producer_id == self._producer_id:
+                        self._acked.add(batch.tp)
                 self._acc.complete(batch, base_offset)
             else:
                 message = results[index][3] if len(results[index]) > 3 else None
@@ -276,23 +336,46 @@ class Sender:
                     batch.count,
                     batch.tp,
                 )
+                sequence = batch.sequence
                 for part in self._acc.split(batch):
                     part.retry_at = now  # due at once, ahead of other retries
+                    if batch.producer_id >= 0:  # the parts take the batch's sequences
+                        part.producer_id, part.sequence = batch.producer_id, sequence
+                        sequence = _next(sequence, part.count)
+                        self._retried.add(part)
                     self._new_parts.append(part)
+                self._retried.discard(batch)
                 return
             error = self._record_too_large(batch, error)
         if getattr(error, "invalid_metadata", False):
             self.schedule_metadata(now)
         if (
+            self._idempotence
+            and isinstance(error, OutOfOrderSequenceNumberError)
+            and self._behind_a_retry(batch)
+            and not self._acc.closing
+        ):
+            batch.retry_at = now  # its turn comes after the earlier one, already queued
+            self._retried.add(batch)
+            self._retry.append(batch)
+            return
+        if (
             getattr(error, "retriable", False)
             and batch.attempts <= self._retries
             and not self._acc.closing
+            and (batch.first_seen is None or now - batch.first_seen < self._delivery_timeout)
         ):
             log.info("retrying a batch for %s after %s", batch.tp, error)
             batch.retry_at = now + self._backoff
             self._retry.append(batch)
+            if self._idempotence:
+                self._retried.add(batch)
             return
         log.warning("producing %d records to %s failed: %s", batch.count, batch.tp, error)
+        if self._idempotence:
+            self._retried.discard(batch)
+            if batch.producer_id == self._producer_id:
+                self._reset_producer_id()  # its sequence is a hole now
         self._acc.complete(batch, -1, error)
 
     def _record_too_large(self, batch: ProducerBatch, error: BaseException) -> KafkaError:
@@ -309,6 +392,82 @@ class Sender:
 
     def _transport_clock(self) -> float:
         return self._acc._clock.monotonic()
+
+    # -- idempotence -------------------------------------------------------------
+
+    def _sequenced(self, batch: ProducerBatch) -> list[int]:
+        """[producer id, epoch, base sequence] of a batch; numbered at its first send
+        (or again after the producer id changed)."""
+        pid = self._producer_id
+        assert pid is not None  # __call__ sends nothing before the id is known
+        if batch.producer_id != pid:
+            batch.producer_id = pid
+            batch.sequence = self._next_sequence.get(batch.tp, 0)
+            self._next_sequence[batch.tp] = _next(batch.sequence, batch.count)
+        return [pid, self._producer_epoch, batch.sequence]
+
+    def _behind_a_retry(self, batch: ProducerBatch) -> bool:
+        """Whether an OUT_OF_ORDER_SEQUENCE_NUMBER for ``batch`` only says that an
+        earlier batch of its partition failed and is being sent again (or that its
+        producer id was replaced meanwhile): then it is retried behind that one."""
+        if batch.producer_id != self._producer_id:
+            return True
+        for other in (*self._retried, *self._new_parts):
+            if (
+                other is not batch
+                and other.tp == batch.tp
+                and other.producer_id == batch.producer_id
+                and 0 < (batch.sequence - other.sequence) % SEQUENCES < SEQUENCES // 2
+            ):
+                return True
+        return False
+
+    def _reset_producer_id(self) -> None:
+        log.info("taking a new producer id (producer %s gave a batch up)", self._producer_id)
+        self._producer_id = None
+        self._next_sequence.clear()
+        self._acked.clear()
+
+    def _wait_for_producer_id(self, now: float) -> float:
+        """Ask for a producer id; until it comes nothing is sent (the id's error, if the
+        broker cannot give one, fails the batches instead)."""
+        if self._id_error is not None:
+            batches: list[ProducerBatch] = [*self._retry]
+            self._retry.clear()
+            self._acc.drain(now, 1 << 62, self._on_seal, out=batches)
+            for batch in batches:
+                self._acc.complete(batch, -1, self._id_error)
+            return self._backoff
+        if not self._id_in_flight and now >= self._id_retry_at:
+            self._id_in_flight = True
+            future = self._transport.request(
+                "init_producer_id", {"transactional_id": None}, idempotent=True
+            )
+            future.add_callback(self._on_producer_id)
+            future.add_errback(self._on_producer_id_failure)
+        return max(0.01, self._backoff)
+
+    def _on_producer_id(self, response: Any) -> None:
+        self._id_in_flight = False
+        header = response.header
+        code = header.get("error", 0)
+        if code == 0:
+            self._producer_id = header["producer_id"]
+            self._producer_epoch = header.get("producer_epoch", 0)
+            return
+        self._on_producer_id_failure(from_wire(code, header.get("message")))
+
+    def _on_producer_id_failure(self, error: BaseException) -> None:
+        self._id_in_flight = False
+        if getattr(error, "retriable", False) or not isinstance(error, BrokerResponseError):
+            self._id_retry_at = self._transport_clock() + self._backoff  # ask again
+            return
+        log.error("the broker gives no producer id (%s): idempotent sends fail", error)
+        self._id_error = KafkaError(
+            f"enable_idempotence=True needs producer ids, and the broker gave none: {error}. "
+            "Upgrade the broker, or use enable_idempotence=False"
+        )
+        self._id_error.__cause__ = error
 
     # -- metadata --------------------------------------------------------------
 
@@ -336,3 +495,8 @@ class Sender:
     def _on_metadata_failure(self, error: BaseException) -> None:
         self._metadata_in_flight = False
         self.schedule_metadata(self._transport_clock(), self._backoff + random.random() * 0.1)
+
+
+def _next(sequence: int, count: int) -> int:
+    """The sequence after ``count`` records from ``sequence`` (wraps after 2**31-1)."""
+    return (sequence + count) % SEQUENCES

@@ -37,6 +37,11 @@ from kio.index import load_response_schema
 from kio.schema.errors import ErrorCode
 
 from labkit.kafka.codec import API_VERSIONS_KEY, SUPPORTED
+from labkit.kafka.producer_ids import (
+    INIT_PRODUCER_ID_KEY,
+    init_producer_id_to_kafka,
+    init_producer_id_to_labkit,
+)
 
 METADATA_KEY = 3
 CREATE_TOPICS_KEY = 19
@@ -399,4 +404,5 @@ BRIDGED: dict[int, Api] = {
     DELETE_TOPICS_KEY: Api(delete_topics_to_labkit, delete_topics_to_kafka),
     DESCRIBE_CONFIGS_KEY: Api(describe_configs_to_labkit, describe_configs_to_kafka),
     LIST_OFFSETS_KEY: Api(list_offsets_to_labkit, list_offsets_to_kafka),
+    INIT_PRODUCER_ID_KEY: Api(init_producer_id_to_labkit, init_producer_id_to_kafka),
 }

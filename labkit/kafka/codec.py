@@ -46,6 +46,7 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     19: (2, 7),  # CreateTopics
     20: (1, 5),  # DeleteTopics
     21: (0, 2),  # DeleteRecords
+    22: (0, 4),  # InitProducerId (labkit/kafka/producer_ids.py)
     32: (1, 4),  # DescribeConfigs
     33: (0, 2),  # AlterConfigs
     37: (0, 3),  # CreatePartitions

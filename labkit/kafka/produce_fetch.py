@@ -109,12 +109,23 @@ def produce_request(acks: int, timeout_ms: int, batches: list[ProducedBatch]) ->
     """The labkit produce request (header, payload frames) for converted batches.
 
     The place to pass what idempotence needs from each ``batch.kafka_header``."""
-    header = {
+    header: dict[str, Any] = {
         "acks": acks,
         "timeout_ms": timeout_ms,
         "targets": [[batch.topic, batch.partition] for batch in batches],
     }
+    producers = [_producer_row(batch.kafka_header) for batch in batches]
+    if any(producers):  # idempotent producers' batches (broker/idempotence.py checks them)
+        header["producers"] = producers
     return header, [batch.labkit_batch for batch in batches]
+
+
+def _producer_row(kafka_header: KafkaBatchHeader) -> list[int] | None:
+    """[producer_id, producer_epoch, base_sequence] of an idempotent producer's batch
+    (Kafka's producer id -1: none)."""
+    if kafka_header.producer_id < 0:
+        return None
+    return [kafka_header.producer_id, kafka_header.producer_epoch, kafka_header.base_sequence]
 
 
 def produce_to_labkit(request: Any, version: int, context: Context) -> Bridged:

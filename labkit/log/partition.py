@@ -60,6 +60,7 @@ from labkit.log import compaction, start_offset
 from labkit.log.batchio import DEFAULT_OPS, FileOps
 from labkit.log.config import LogConfig
 from labkit.log.index import OFFSET_ENTRY, TIME_ENTRY
+from labkit.log.producer_journal import PartitionProducers
 from labkit.log.recovery import fsync_dir, load_segments
 from labkit.log.retention import plan_retention
 from labkit.log.segment import MAX_RELATIVE_OFFSET, Segment, SegmentInfo
@@ -104,6 +105,10 @@ class PartitionLog:
         self._start = max(self._bases[0], min(start_offset.read(directory), self._leo))
         self._saved_start = self._start  # what log-start-offset.checkpoint holds
         self._checkpointing = threading.Lock()  # one checkpoint write at a time
+        # idempotent producers' state (producer_journal.py), opened by the broker on the
+        # first batch that carries a producer id; it trusts the log end recovery left
+        self.producers: PartitionProducers | None = None
+        self.recovered_end_offset = self._leo
 
     @classmethod
     def open(
@@ -242,6 +247,8 @@ class PartitionLog:
                 self._ops.sync(fd)
             if dir_dirty:
                 fsync_dir(self.directory)
+            if self.producers is not None:  # acks=all: a batch and its entry together
+                self.producers.sync()
         except OSError as exc:
             with self._lock:
                 live = set(self._segments)
@@ -489,6 +496,8 @@ class PartitionLog:
             self._unsynced.clear()
             for seg in self._segments:
                 seg.close()
+            if self.producers is not None:
+                self.producers.close()
 
     def delete(self) -> None:
         """Close the log and remove its directory. Raises KafkaStorageError."""

@@ -38,6 +38,7 @@ TOPIC_APIS = frozenset(
         "describe_configs",
         "alter_configs",
         "delete_records",
+        "init_producer_id",
     }
 )
 GROUP_APIS = frozenset(

@@ -39,6 +39,7 @@ CLUSTER_ID = "bGFia2l0LXRlc3RzLTAwMQ"  # any 22-char base64 UUID; fixed so runs 
 TOOLS = {
     "kafka-topics.sh": "org.apache.kafka.tools.TopicCommand",
     "kafka-console-producer.sh": "org.apache.kafka.tools.ConsoleProducer",
+    "kafka-producer-perf-test.sh": "org.apache.kafka.tools.ProducerPerformance",
     "kafka-console-consumer.sh": "org.apache.kafka.tools.consumer.ConsoleConsumer",
     "kafka-consumer-groups.sh": "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
     "kafka-configs.sh": "kafka.admin.ConfigCommand",

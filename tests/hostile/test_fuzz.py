@@ -125,6 +125,7 @@ TEMPLATES: dict[str, dict] = {
     "describe_configs": {"topics": [TOPIC]},
     "alter_configs": {"topics": {TOPIC: {"retention.ms": "600000"}}, "validate_only": True},
     "delete_records": {"partitions": [[TOPIC, 0, 0]]},
+    "init_producer_id": {"transactional_id": None, "transaction_timeout_ms": 60_000},
     "join_group": {
         "group_id": "fuzz-group",
         "client_id": "fuzzer",

@@ -180,6 +180,6 @@ def test_acks_default_is_all_as_in_kafka_python_3(shared_broker):
     with KafkaProducer(bootstrap_servers=shared_broker.bootstrap) as producer:
         assert producer.config["acks"] == -1
         assert producer._sender._acks == -1
-    # idempotence is honest with the defaults: acks='all' and no retries (nothing resent)
+    # idempotence works with the defaults: acks='all', retries unlimited, producer ids
     with KafkaProducer(bootstrap_servers=shared_broker.bootstrap, enable_idempotence=True) as p:
         assert p.send("idempotent-ok", b"once").get(timeout=10).offset >= 0

@@ -152,12 +152,13 @@ def test_group_instance_id_is_refused_not_silently_ignored():
 @pytest.mark.parametrize(
     ("configs", "match"),
     [
-        ({"retries": 3}, "retries=0"),
+        ({"retries": 0}, "retries=0"),
         ({"acks": 1}, "acks='all'"),
         ({"acks": 0, "retries": 0}, "acks='all'"),
+        ({"max_in_flight_requests_per_connection": 6}, "at most 5"),
     ],
 )
-def test_enable_idempotence_is_refused_where_labkit_cannot_keep_it(configs, match):
-    """labkit's broker cannot drop a resent batch: idempotence holds only without retries."""
+def test_enable_idempotence_refuses_what_kafka_python_refuses(configs, match):
+    """kafka-python 3.0's rules for an explicit enable_idempotence=True."""
     with pytest.raises(KafkaConfigurationError, match=match):
         KafkaProducer(bootstrap_servers="localhost:1", enable_idempotence=True, **configs)

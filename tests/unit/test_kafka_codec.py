@@ -10,6 +10,7 @@ import struct
 import pytest
 from kio.index import load_request_schema, load_response_schema
 from kio.schema.errors import ErrorCode
+from kio.schema.types import ProducerId
 from kio.serial import entity_reader, entity_writer
 
 from labkit.kafka import apis, codec
@@ -21,6 +22,7 @@ ADVERTISED += [(19, v) for v in range(2, 8)] + [(20, v) for v in range(1, 6)]
 ADVERTISED += [(32, v) for v in range(1, 5)] + [(2, v) for v in range(1, 8)]
 ADVERTISED += [(21, v) for v in range(3)] + [(33, v) for v in range(3)]
 ADVERTISED += [(37, v) for v in range(4)] + [(44, v) for v in range(2)]
+ADVERTISED += [(22, v) for v in range(5)]  # InitProducerId
 
 
 def request_frame(api_key: int, version: int, body=None, correlation_id: int = 7) -> bytes:
@@ -108,6 +110,14 @@ def default_body(schema, version):
         return apis._make(schema, topic_names=("orders", "nope"), timeout=TIMEOUT)
     if schema.__name__ in ADMIN_BODIES:
         return ADMIN_BODIES[schema.__name__](module, schema)
+    if schema.__name__ == "InitProducerIdRequest":
+        return apis._make(
+            schema,
+            transactional_id=None,
+            transaction_timeout=TIMEOUT,
+            producer_id=ProducerId(-1),
+            producer_epoch=-1,
+        )
     topic = __import__(schema.__module__, fromlist=["x"]).MetadataRequestTopic
     topics = (apis._make(topic, name="orders", topic_id=apis.ZERO_UUID),)
     return apis._make(

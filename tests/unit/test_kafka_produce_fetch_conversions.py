@@ -97,11 +97,21 @@ def test_produce_becomes_one_labkit_target_per_kafka_batch_with_its_kafka_header
     raw = kafka_batch([b"a", b"b"], producer=(11, 2, 40))
     bridged = pf.produce_to_labkit(produce_request([("t", 1, raw)]), 9, CONTEXT)
     assert bridged.api == "produce"
-    assert bridged.header == {"acks": -1, "timeout_ms": 30000, "targets": [["t", 1]]}
+    assert bridged.header == {
+        "acks": -1,
+        "timeout_ms": 30000,
+        "targets": [["t", 1]],
+        "producers": [[11, 2, 40]],  # the idempotent producer's id, epoch, base sequence
+    }
     decoded = records.decode_batch(bridged.payloads[0])
     assert decoded.values == [b"a", b"b"]
     assert decoded.keys == [b"k0", b"k1"]
     assert bridged.reply_expected
+
+
+def test_batches_without_a_producer_id_send_no_producers_rows():
+    bridged = pf.produce_to_labkit(produce_request([("t", 0, kafka_batch([b"a"]))]), 9, CONTEXT)
+    assert "producers" not in bridged.header  # exactly what a labkit producer sends
 
 
 def test_the_idempotence_hook_sees_every_kafka_batch_header(monkeypatch):

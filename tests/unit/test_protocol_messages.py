@@ -39,6 +39,7 @@ REQUESTS = {
     "describe_configs": {"topics": None},
     "alter_configs": {"topics": {"nope": {}}},
     "delete_records": {"partitions": [["nope", 0, -1]]},
+    "init_producer_id": {"transactional_id": None},
     "join_group": {"group_id": "g", "member_id": "", "topics": ["t"]},
     "heartbeat": {"group_id": "g", "member_id": "m", "generation": 1, "owned": []},
     "leave_group": {"group_id": "g", "member_id": "m"},

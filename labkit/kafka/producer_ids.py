@@ -1,0 +1,47 @@
+"""Kafka's InitProducerId (API key 22, v0-4) as the broker's ``init_producer_id``.
+
+Pure functions, as every pair in apis.py. A producer without a transactional id gets
+a new producer id with epoch 0 from the broker (Kafka's TransactionCoordinator does
+the same for it, ignoring the id and epoch a v3+ request may carry to bump its
+epoch: a new id starts every partition's sequences afresh just as well). A
+transactional id is refused by the broker with UNSUPPORTED_VERSION (35): labkit has
+no transaction coordinator, and 35 is Kafka's answer for what a broker does not
+support. InitProducerId's response has no error message field, so the client sees
+the code alone (Java's producer: a fatal "Unexpected error in InitProducerIdResponse;
+The version of API is not supported.").
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from kio.index import load_response_schema
+from kio.schema.errors import ErrorCode
+from kio.schema.types import ProducerId
+
+INIT_PRODUCER_ID_KEY = 22
+_NO_THROTTLE = datetime.timedelta(0)
+
+
+def init_producer_id_to_labkit(request: Any, version: int) -> tuple[str, dict]:
+    return "init_producer_id", {
+        "transactional_id": request.transactional_id,
+        "transaction_timeout_ms": int(request.transaction_timeout.total_seconds() * 1000),
+    }
+
+
+def init_producer_id_to_kafka(reply: dict, request: Any, version: int, context: Any) -> Any:
+    cls: Any = load_response_schema(INIT_PRODUCER_ID_KEY, version)  # one class per version
+    code = reply.get("error", 0)
+    try:
+        error = ErrorCode(code)
+    except ValueError:
+        error = ErrorCode.unknown_server_error
+    ok = error == ErrorCode.none
+    return cls(
+        throttle_time=_NO_THROTTLE,
+        error_code=error,
+        producer_id=ProducerId(reply["producer_id"] if ok else -1),
+        producer_epoch=reply.get("producer_epoch", 0) if ok else -1,
+    )
