@@ -79,6 +79,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="write every notebook's result, with each check's message, as JSON",
     )
+    parser.add_argument(
+        "--language",
+        metavar="LANG",
+        help="the language of the score table and the reports: en or pl (default: "
+        "LABKIT_LANG, else the locale); each student's hints stay in their notebook's language",
+    )
 
 
 def _progress(result) -> None:
@@ -104,8 +110,14 @@ def _warn(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from labkit import i18n
     from labkit.course import grade_report, grading
 
+    if args.language:
+        try:
+            i18n.set_language(args.language)
+        except ValueError as exc:
+            raise UsageError(f"--language: {exc}") from None
     if args.timeout_per_cell <= 0:
         raise UsageError("--timeout-per-cell must be > 0 seconds")
     if args.timeout_per_notebook is not None and args.timeout_per_notebook <= 0:

@@ -23,7 +23,7 @@ line (any number of ``#``)::
 - a HIDDEN TESTS region is removed; a cell left empty by that is dropped, and so
   is any cell tagged ``instructor``.
 - outputs and execution counts are cleared; notebook metadata is reduced to the
-  kernelspec and language name; cell metadata keeps only ``tags``, ``editable``,
+  kernelspec, language name and ``labkit.language`` (the notebook's human language); cell metadata keeps only ``tags``, ``editable``,
   ``deletable`` and ``jupyter``; cell ids are kept when valid, else derived from
   the cell's position. The JSON is nbformat's (sorted keys, indent 1), so the
   same master always gives the same bytes.
@@ -234,9 +234,11 @@ def student_notebook(master: nbformat.NotebookNode, name: str) -> nbformat.Noteb
     sources = [_source(c) if c.get("cell_type") == "code" else "" for c in cells]
     student = nbformat.v4.new_notebook()
     kernelspec = dict(master.get("metadata", {}).get("kernelspec") or DEFAULT_KERNELSPEC)
-    student.metadata = nbformat.NotebookNode(
-        {"kernelspec": kernelspec, "language_info": {"name": "python"}}
-    )
+    metadata = {"kernelspec": kernelspec, "language_info": {"name": "python"}}
+    language = (master.get("metadata", {}).get("labkit") or {}).get("language")
+    if language:  # the kernel gives feedback in it (labkit.i18n reads the notebook's metadata)
+        metadata["labkit"] = {"language": language}
+    student.metadata = nbformat.NotebookNode(metadata)
     used_ids: set[str] = set()
     for index, cell in enumerate(cells):
         kind = cell.get("cell_type")
