@@ -312,8 +312,10 @@ class Dashboard:
         box = quiet_box(
             w,
             [self._body, self._button],
-            f"labkit dashboard of {','.join(self.servers)} (a live widget: run the "
-            "notebook in JupyterLab to see it)",
+            _(
+                "labkit dashboard of {servers} (a live widget: run the notebook in JupyterLab "
+                "to see it)"
+            ).format(servers=",".join(self.servers)),
         )
         box.add_class("labkit-dashboard")
         return box

@@ -145,7 +145,11 @@ def unreachable_fix(
     ``broker`` service.
     """
     addr = f"{host}:{port}"
-    set_env = f"set {BOOTSTRAP_ENV}" if not env_set else f"change {BOOTSTRAP_ENV}"
+    set_env = (
+        _("set {variable}").format(variable=BOOTSTRAP_ENV)
+        if not env_set
+        else _("change {variable}").format(variable=BOOTSTRAP_ENV)
+    )
     if not probe.resolves:
         if host == "broker" and not in_compose:
             return (
@@ -301,7 +305,9 @@ def broker_result(
         return Result(name, FAIL, what, fix)
     kind = info.get("broker", "?")
     version = info.get("version", "?")
-    detail = f"{kind} {version} answers at {where}"
+    detail = _("{kind} {version} answers at {where}").format(
+        kind=kind, version=version, where=where
+    )
     if kind != "labkit":
         return Result(name, FAIL, detail, _("This is not a labkit broker: start `labkit broker`."))
     if version != labkit.__version__:
