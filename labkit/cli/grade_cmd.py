@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from labkit.cli._common import UsageError, add_bootstrap_argument, bootstrap_servers
+from labkit.i18n import _
 
 NAME = "grade"
 HELP = "grade notebooks (files or folders of submissions) and print the score table"
@@ -90,8 +91,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _progress(result) -> None:
     note = f" ({result.status}: {result.detail})" if result.status not in ("ok", "errors") else ""
     print(
-        f"graded {result.student} / {Path(result.notebook).name}: "
-        f"{result.points}/{result.max_points} points{note}",
+        _("graded {student} / {notebook}: {points}/{max_points} points{note}").format(
+            student=result.student,
+            notebook=Path(result.notebook).name,
+            points=result.points,
+            max_points=result.max_points,
+            note=note,
+        ),
         file=sys.stderr,
         flush=True,
     )
@@ -148,5 +154,5 @@ def run(args: argparse.Namespace) -> int:
     ):
         if flag:
             write(results, flag)
-            print(f"wrote {flag}", file=sys.stderr)
+            print(_("wrote {path}").format(path=flag), file=sys.stderr)
     return 0

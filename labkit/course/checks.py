@@ -162,11 +162,15 @@ class Registry:
         """
         if not isinstance(exercise_id, str) or not exercise_id or " " in exercise_id:
             raise IllegalArgumentError(
-                f"an exercise id is a short string like '02.1', got {exercise_id!r}"
+                _("an exercise id is a short string like '02.1', got {exercise_id!r}").format(
+                    exercise_id=exercise_id
+                )
             )
         if not isinstance(points, int) or points < 1:
             raise IllegalArgumentError(
-                f"exercise {exercise_id}: points must be an int >= 1, got {points!r}"
+                _("exercise {exercise_id}: points must be an int >= 1, got {points!r}").format(
+                    exercise_id=exercise_id, points=points
+                )
             )
 
         state = _state_names(exercise_id, topics, groups)
@@ -186,8 +190,9 @@ class Registry:
         )
         if old is not None and not same:
             raise IllegalArgumentError(
-                f"exercise {ex.id} is already registered by {old.check.__module__}."
-                f"{old.check.__qualname__}; pick another id"
+                _(
+                    "exercise {id} is already registered by {module}.{qualname}; pick another id"
+                ).format(id=ex.id, module=old.check.__module__, qualname=old.check.__qualname__)
             )
         self._by_id[ex.id] = ex
 
@@ -237,15 +242,18 @@ def _state_names(
         )
         if not isinstance(name, str) or not name or not ok_partitions:
             raise IllegalArgumentError(
-                f"exercise {exercise_id}: declare topics as {{name: partitions >= 1 or None}}, "
-                f"got {name!r}: {partitions!r}"
+                _(
+                    "exercise {exercise_id}: declare topics as {{name: partitions >= 1 or None}}, got {name!r}: {partitions!r}"
+                ).format(exercise_id=exercise_id, name=name, partitions=partitions)
             )
     if isinstance(groups, str):
         groups = (groups,)
     group_names = tuple(groups)
     if not all(isinstance(g, str) and g for g in group_names):
         raise IllegalArgumentError(
-            f"exercise {exercise_id}: declare groups as a tuple of names, got {group_names!r}"
+            _(
+                "exercise {exercise_id}: declare groups as a tuple of names, got {group_names!r}"
+            ).format(exercise_id=exercise_id, group_names=group_names)
         )
     return topics, group_names
 

@@ -218,7 +218,7 @@ def class_report(grades: list[NotebookGrade]) -> str:
         hints = "".join(f"<li>{_e(h)} <b>({n}&times;)</b></li>" for h, n in ex["top_hints"])
         rate = round(100 * ex["pass_rate"])
         out.append(
-            f"<tr><td>{_e(ex['exercise'])}</td><td>{_e(ex['title'])}</td>"
+            f"<tr><td>{_e(ex['exercise'])}</td><td>{_e(_(ex['title']))}</td>"
             f"<td>{ex['max_points']}</td><td>{ex['passed']}/{ex['students']}</td>"
             f'<td><span class="bar" style="width:{rate}px"></span> {rate}%</td>'
             f"<td>{others}</td><td><ul>{hints}</ul></td></tr>"

@@ -305,6 +305,9 @@ def run_notebook(
             **(extra_env or {}),
         )
         env.pop("PYTEST_ADDOPTS", None)
+        # `!labkit grade` in a notebook: the kernels must not think they run that notebook
+        # (labkit.i18n reads the language of the notebook JPY_SESSION_NAME names)
+        env.pop("JPY_SESSION_NAME", None)
         proc = subprocess.Popen(
             _pytest_command(path, ini, cell_timeout),
             cwd=work,

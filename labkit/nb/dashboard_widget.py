@@ -162,7 +162,9 @@ class Dashboard:
     ):
         if not refresh_s > 0:
             raise IllegalArgumentError(
-                f"refresh_s must be a positive number of seconds, got {refresh_s!r}"
+                _("refresh_s must be a positive number of seconds, got {refresh_s!r}").format(
+                    refresh_s=refresh_s
+                )
             )
         self.servers = bootstrap_servers(bootstrap)
         self.refresh_s = float(refresh_s)
@@ -198,7 +200,9 @@ class Dashboard:
         if self._thread.is_alive():
             return
         if self._thread.ident is not None or self._stop.is_set():
-            raise IllegalStateError("a stopped dashboard cannot restart: call nb.dashboard() again")
+            raise IllegalStateError(
+                _("a stopped dashboard cannot restart: call nb.dashboard() again")
+            )
         self._thread.start()
 
     def text(self) -> str:

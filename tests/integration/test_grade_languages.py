@@ -6,6 +6,7 @@ instructor's language (`--language`), whatever the students wrote in."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -47,6 +48,8 @@ def test_a_polish_and_an_english_submission_grade_the_same(tmp_path):
         folder.mkdir(parents=True)
         nbformat.write(submission(language), str(folder / "00_start_here.ipynb"))
     detail = tmp_path / "grades.json"
+    instructor = tmp_path / "grading.ipynb"
+    nbformat.write(submission("en"), str(instructor))
     done = subprocess.run(
         [
             sys.executable,
@@ -63,7 +66,9 @@ def test_a_polish_and_an_english_submission_grade_the_same(tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
-        env={**__import__("os").environ, "LABKIT_LANG": "en"},
+        # the instructor grades from a notebook of their own (`!labkit grade ...`): its
+        # path must not reach the students' kernels
+        env={**os.environ, "LABKIT_LANG": "en", "JPY_SESSION_NAME": str(instructor)},
     )
     assert done.returncode == 0, done.stdout + done.stderr
     notebooks = {g["student"]: g for g in json.loads(detail.read_text())["notebooks"]}

@@ -135,6 +135,13 @@ def _unwrapped_hints(path: Path) -> list[str]:
             continue
         name = getattr(node.func, "id", getattr(node.func, "attr", None))
         index = HINT_ARGUMENT.get(name)
+        if (
+            index is None
+            and isinstance(name, str)
+            and name.endswith("Error")
+            and name != "AttributeError"
+        ):
+            index = 0  # IllegalArgumentError("...") and friends: a student reads them too
         if index is None or index >= len(node.args):
             continue
         arg = node.args[index]
@@ -154,6 +161,42 @@ def test_every_hint_of_a_check_goes_through_the_catalogue():
     files += sorted((course / "exercises").glob("nb*.py"))
     unwrapped = [where for path in files for where in _unwrapped_hints(path)]
     assert unwrapped == [], f"hints written as plain strings (wrap them in _()): {unwrapped}"
+
+
+def test_every_error_of_the_notebook_helpers_goes_through_the_catalogue():
+    files = sorted((ROOT / "labkit" / "nb").glob("*.py"))
+    unwrapped = [where for path in files for where in _unwrapped_hints(path)]
+    assert unwrapped == [], f"errors written as plain strings (wrap them in _()): {unwrapped}"
+
+
+def test_a_notebook_helpers_error_speaks_polish(monkeypatch):
+    monkeypatch.setenv("LABKIT_LANG", "pl")
+    with pytest.raises(nb.IllegalArgumentError, match="to niepoprawna nazwa tematu"):
+        nb.topic("zła nazwa!")
+
+
+def test_the_class_report_is_in_the_instructors_language(monkeypatch):
+    from labkit.course import grade_report
+    from labkit.course.grading import ExerciseScore, NotebookGrade
+
+    title = "Warm-up: the four cities of the shop network"  # as the grade log records it
+    grades = [
+        NotebookGrade(
+            "anna",
+            "00_start_here.ipynb",
+            "00_start_here.ipynb",
+            exercises=[ExerciseScore("00.1", title, checks.PASS, 1, 1, "ZALICZONE 00.1 (1/1 pkt)")],
+        )
+    ]
+    monkeypatch.setenv("LABKIT_LANG", "pl")
+    page = grade_report.class_report(grades)
+    assert '<html lang="pl">' in page
+    assert "Rozgrzewka: cztery miasta sieci sklepów" in page
+    assert "<th>odsetek zaliczeń</th>" in page
+    assert grade_report.table(grades).splitlines()[0].split() == ["student", "00.1", "suma"]
+    monkeypatch.setenv("LABKIT_LANG", "en")
+    assert title in grade_report.class_report(grades)
+    assert grade_report.table(grades).splitlines()[0].split() == ["student", "00.1", "total"]
 
 
 def test_the_hint_scan_finds_a_plain_string(tmp_path):

@@ -15,14 +15,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from labkit.course.checks import Registry, Wrong, call, counted, expect
-from labkit.i18n import _
+from labkit.i18n import N_, _
 from labkit.nb.generators import STORES, transactions
 
 EXERCISES = Registry()
 exercise = EXERCISES.exercise
 
 
-@exercise("00.1", points=1, title="Warm-up: the four cities of the shop network")
+@exercise("00.1", points=1, title=N_("Warm-up: the four cities of the shop network"))
 def four_cities(answer):
     """answer: the four store cities (any order), e.g. a list of strings."""
     expect(
@@ -55,7 +55,7 @@ def _biggest_cases() -> list[list[dict]]:
     ]
 
 
-@exercise("00.2", points=1, title="Warm-up: find the biggest transaction")
+@exercise("00.2", points=1, title=N_("Warm-up: find the biggest transaction"))
 def biggest_transaction(fn):
     """fn(transactions) -> the transaction (dict) with the largest amount, or its tx_id."""
     for data in _biggest_cases():

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 from labkit.course import broker_checks
 from labkit.course.checks import Registry, counted, expect
-from labkit.i18n import _
+from labkit.i18n import N_, _
 from labkit.nb.names import prefix_hint, same_topic
 
 EXERCISES = Registry()
@@ -31,7 +31,7 @@ exercise = EXERCISES.exercise
 @exercise(
     "01.1",
     points=1,
-    title="Create a topic with 4 partitions and describe it",
+    title=N_("Create a topic with 4 partitions and describe it"),
     topics={"nb01-payments": None},
 )
 def describe_new_topic(description, *, topic, partitions=4):
@@ -100,7 +100,7 @@ def _as_counts(answer) -> dict[int, object]:
 @exercise(
     "01.2",
     points=2,
-    title="Count the records in each partition from offsets",
+    title=N_("Count the records in each partition from offsets"),
     topics={"nb01-payments": 4},
 )
 def records_per_partition(answer, *, topic, lines, num_partitions):

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 from labkit.course import broker_checks
 from labkit.course.checks import Registry, Wrong, counted, expect
-from labkit.i18n import _
+from labkit.i18n import N_, _
 from labkit.nb.names import prefix_hint, same_topic
 
 EXERCISES = Registry()
 exercise = EXERCISES.exercise
 
 
-@exercise("02.1", points=2, title="Send 20 transactions and return their metadata")
+@exercise("02.1", points=2, title=N_("Send 20 transactions and return their metadata"))
 def send_and_collect(metadata, *, topic, count=20):
     """metadata: the RecordMetadata of each send, in send order (``future.get()``)."""
     expect(
@@ -85,7 +85,7 @@ def send_and_collect(metadata, *, topic, count=20):
 @exercise(
     "02.2",
     points=1,
-    title="Flush, then count what the broker stored",
+    title=N_("Flush, then count what the broker stored"),
     topics={"nb02-flush": 1},
 )
 def flushed_count(in_topic, *, topic, sent):

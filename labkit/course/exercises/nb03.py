@@ -22,7 +22,7 @@ from collections import Counter
 from labkit.course import broker_checks
 from labkit.course.checks import Registry, Wrong, call, counted, expect
 from labkit.course.exercises._ref import alert_line, values
-from labkit.i18n import _
+from labkit.i18n import N_, _
 from labkit.nb.generators import transactions
 
 EXERCISES = Registry()
@@ -51,7 +51,7 @@ def _alert_cases() -> list[dict]:
     return cases
 
 
-@exercise("03.1", points=2, title="Format an alert for amount > 3000")
+@exercise("03.1", points=2, title=N_("Format an alert for amount > 3000"))
 def format_alert(fn):
     """fn(tx) -> 'ALERT: TX0042 | 2345.67 PLN | Warszawa | elektronika' if amount > 3000, else None."""
     for tx in _alert_cases():
@@ -89,7 +89,7 @@ def format_alert(fn):
         )
 
 
-@exercise("03.2", points=2, title="Read the topic and collect the alerts")
+@exercise("03.2", points=2, title=N_("Read the topic and collect the alerts"))
 def collected_alerts(lines, *, sent):
     """lines: the alert lines printed while reading the topic; sent: the transactions sent."""
     if isinstance(lines, str):
@@ -120,7 +120,7 @@ def collected_alerts(lines, *, sent):
         )
 
 
-@exercise("03.3", points=2, title="Seek to an offset and read from there")
+@exercise("03.3", points=2, title=N_("Seek to an offset and read from there"))
 def read_from_offset(read, *, topic, start):
     """read: the ConsumerRecords read after ``seek(tp, start)`` on partition 0 of ``topic``."""
     if isinstance(read, str):

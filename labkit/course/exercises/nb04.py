@@ -23,7 +23,7 @@ from collections.abc import Mapping
 
 from labkit.course import broker_checks
 from labkit.course.checks import Registry, StudentCodeError, Wrong, call, counted, expect
-from labkit.i18n import _
+from labkit.i18n import N_, _
 
 EXERCISES = Registry()
 exercise = EXERCISES.exercise
@@ -44,7 +44,7 @@ _DESERIALIZE_CASES = [
 ]
 
 
-@exercise("04.1", points=2, title="A JSON deserializer that survives poison messages")
+@exercise("04.1", points=2, title=N_("A JSON deserializer that survives poison messages"))
 def safe_deserializer(fn):
     """fn(raw: bytes) -> the decoded JSON value, or None when raw is not valid UTF-8 JSON."""
     for raw, want in _DESERIALIZE_CASES:
@@ -110,7 +110,7 @@ def _raw_values(answer) -> list[bytes]:
 @exercise(
     "04.2",
     points=2,
-    title="Send poison messages to a dead-letter topic",
+    title=N_("Send poison messages to a dead-letter topic"),
     topics={"nb04-payments-dlt": 1},
 )
 def dead_letters(answer, *, topic, sent):

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from labkit.course import broker_checks
 from labkit.course.checks import Registry, Wrong, counted, expect
 from labkit.course.exercises._ref import tx_ids
-from labkit.i18n import _
+from labkit.i18n import N_, _
 
 EXERCISES = Registry()
 exercise = EXERCISES.exercise
@@ -79,7 +79,7 @@ def _judge_partitions(answer, *, num_partitions=None) -> dict[str, set]:
 @exercise(
     "05.1",
     points=2,
-    title="Key by user_id: one partition per user",
+    title=N_("Key by user_id: one partition per user"),
     topics={"nb05-by-user": 3},
 )
 def one_partition_per_user(answer, *, topic, num_partitions=None):
@@ -125,7 +125,7 @@ def one_partition_per_user(answer, *, topic, num_partitions=None):
         )
 
 
-@exercise("05.2", points=2, title="Per-key order: each user's transactions in send order")
+@exercise("05.2", points=2, title=N_("Per-key order: each user's transactions in send order"))
 def per_key_order(answer, *, sent):
     """answer: {user_id: that user's tx_ids (or transactions) in the order they were read}."""
     expect(

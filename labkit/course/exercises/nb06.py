@@ -27,7 +27,7 @@ exercise = EXERCISES.exercise
 @exercise(
     "06.1",
     points=2,
-    title="Two consumer groups each read everything",
+    title=N_("Two consumer groups each read everything"),
     groups=("nb06-fraud-detection", "nb06-reporting"),
 )
 def two_groups(answer, *, topic):
@@ -152,7 +152,7 @@ def _range_hint(got: dict[str, list[int]], want: dict[str, list[int]], n: int) -
     )
 
 
-@exercise("06.2", points=2, title="Which member reads which partition (range assignor)")
+@exercise("06.2", points=2, title=N_("Which member reads which partition (range assignor)"))
 def range_assignor(fn):
     """fn(num_partitions, members) -> {member: [partitions]} as Kafka's range assignor."""
     for n, members, case in RANGE_CASES:

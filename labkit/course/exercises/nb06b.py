@@ -84,7 +84,7 @@ def _offset(value: Any) -> Any:
     return getattr(value, "offset", value)  # OffsetAndMetadata or an int
 
 
-@exercise("06.3", points=2, title="Which offsets to commit after processing a batch")
+@exercise("06.3", points=2, title=N_("Which offsets to commit after processing a batch"))
 def offsets_to_commit(fn):
     """fn(records) -> {TopicPartition: offset of the next record to read} for each partition."""
     for records, case in commit_cases():
@@ -176,7 +176,7 @@ def _acks_hint(acks: Any, isr: int, got: bool) -> str:
     ).format(where=where, isr=isr)
 
 
-@exercise("06.4", points=2, title="Which acks x min.insync.replicas settings can lose data")
+@exercise("06.4", points=2, title=N_("Which acks x min.insync.replicas settings can lose data"))
 def can_lose(fn):
     """fn(acks, min_insync_replicas) -> True when an acknowledged record can be lost."""
     for acks, isr in ACKS_CASES:

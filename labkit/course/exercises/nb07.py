@@ -50,7 +50,7 @@ def _positions(records: Iterable[Any]) -> set[tuple[int, int]]:
     return {(r.partition, r.offset) for r in records}
 
 
-@exercise("07.1", points=1, title="Replay a topic from the beginning")
+@exercise("07.1", points=1, title=N_("Replay a topic from the beginning"))
 def replay(answer, *, topic, earlier=()):
     """answer: the ConsumerRecords read again after seek_to_beginning()."""
     from labkit.course.broker_checks import read_topic, verify_records
@@ -76,7 +76,7 @@ def _first_at_or_after(records: Iterable[Any], since_ms: int) -> dict[int, int]:
     return first
 
 
-@exercise("07.2", points=1, title="Replay from a moment in time (offsets_for_times)")
+@exercise("07.2", points=1, title=N_("Replay from a moment in time (offsets_for_times)"))
 def replay_since(answer, *, topic, since_ms, earlier=()):
     """answer: the records read after seeking to offsets_for_times({tp: since_ms})."""
     from labkit.course.broker_checks import read_topic, verify_records
@@ -133,7 +133,7 @@ def _offset(value: Any, policy: str) -> int:
     return value
 
 
-@exercise("07.3", points=1, title="Predict the position after an out-of-range reset")
+@exercise("07.3", points=1, title=N_("Predict the position after an out-of-range reset"))
 def predict_reset(answer, *, topic):
     """answer: {"earliest": offset, "latest": offset} where each consumer continues."""
     from labkit.course.broker_checks import end_offsets, read_topic
@@ -182,7 +182,7 @@ def predict_reset(answer, *, topic):
 ROW = {"spent": 1234.5, "last_tx": "TX0042"}
 
 
-@exercise("07.4", points=1, title="Delete a row with a real tombstone")
+@exercise("07.4", points=1, title=N_("Delete a row with a real tombstone"))
 def tombstone(fn, *, topic, key):
     """fn: a value serializer (None -> None, else JSON bytes); the key's latest record on the
     broker must be a tombstone (a null value)."""
@@ -292,7 +292,7 @@ def _table_hint(got: Mapping, want: Mapping, what: str) -> str:
     ).format(what=what, stale_0=stale[0], want_item=want[stale[0]], got_item=got[stale[0]])
 
 
-@exercise("07.5", points=2, title="A compacted topic as a table")
+@exercise("07.5", points=2, title=N_("A compacted topic as a table"))
 def to_table(fn):
     """fn(records) -> {key: latest value}; a tombstone (value None) deletes its key."""
     for records, want, case in table_cases():

@@ -35,32 +35,32 @@ TOPIC = "nb08-transactions"  # as the notebook names it (nb.topic adds a student
 # discusses the reasons
 SITUATIONS: dict[str, tuple[str, str, str]] = {
     "a": (
-        "block a card while the customer is still at the till when a payment looks fraudulent",
+        N_("block a card while the customer is still at the till when a payment looks fraudulent"),
         "event",
         "the action must follow each payment within a second",
     ),
     "b": (
-        "a daily report of sales per store for the shop managers",
+        N_("a daily report of sales per store for the shop managers"),
         "data",
         "a periodic query over stored data is enough; nobody waits for single events",
     ),
     "c": (
-        "send the customer a text message a few seconds after a payment above 3000 PLN",
+        N_("send the customer a text message a few seconds after a payment above 3000 PLN"),
         "event",
         "it reacts to one event, right after it happens",
     ),
     "d": (
-        "an analyst looks for new fraud patterns in last year's transactions",
+        N_("an analyst looks for new fraud patterns in last year's transactions"),
         "data",
         "ad-hoc questions over history need the data stored and queryable",
     ),
     "e": (
-        "switch off a cooling unit as soon as its sensor reports more than 90 °C",
+        N_("switch off a cooling unit as soon as its sensor reports more than 90 °C"),
         "event",
         "a late reaction costs money: react to each reading as it arrives",
     ),
     "f": (
-        "a chart of revenue per category, refreshed every 15 minutes",
+        N_("a chart of revenue per category, refreshed every 15 minutes"),
         "data",
         "a refresh on a schedule is what a query over stored data gives",
     ),
@@ -133,7 +133,7 @@ def rule_cases() -> list[tuple[dict, str]]:
     return edges + ordinary
 
 
-@exercise("08.1", points=2, title="The fraud rule both apps share")
+@exercise("08.1", points=2, title=N_("The fraud rule both apps share"))
 def rule(fn):
     """fn(tx) -> True when R1-R3 give 3 points or more, else False."""
     for tx, case in rule_cases():
@@ -193,7 +193,9 @@ def _describe(tx: Mapping) -> str:
     )
 
 
-@exercise("08.2", points=2, title="The event-driven app flags exactly the suspicious transactions")
+@exercise(
+    "08.2", points=2, title=N_("The event-driven app flags exactly the suspicious transactions")
+)
 def event_driven(flagged, *, sent):
     """flagged: the ConsumerRecords the consumer loop flagged; sent: every transaction the
     stream sent."""
@@ -247,7 +249,7 @@ def _kind(answer: object) -> str | None:
     return _KIND_WORDS.get(answer.strip().lower())
 
 
-@exercise("08.3", points=1, title="Event-driven or data-driven?")
+@exercise("08.3", points=1, title=N_("Event-driven or data-driven?"))
 def which_app(choices):
     """choices: {letter: "event" or "data"} for each situation a-f."""
     expect(isinstance(choices, Mapping), _('give a dict like {"a": "event", "b": "data", ...}'))
@@ -271,5 +273,5 @@ def which_app(choices):
             raise Wrong(
                 _(
                     "{letter} ({situation}): think again about how soon the result is needed and whether it reacts to single events or queries stored data"
-                ).format(letter=letter, situation=situation)
+                ).format(letter=letter, situation=_(situation))
             )

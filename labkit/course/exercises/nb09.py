@@ -16,14 +16,14 @@ from datetime import datetime, timedelta
 
 from labkit.course.checks import Registry, Wrong, call, expect
 from labkit.course.exercises._ref import burst_users, tumbling_counts, window_start
-from labkit.i18n import _
+from labkit.i18n import N_, _
 from labkit.nb.generators import CATEGORIES, STORES, sensors, transactions
 
 EXERCISES = Registry()
 exercise = EXERCISES.exercise
 
 
-@exercise("09.1", points=1, title="Count transactions per store")
+@exercise("09.1", points=1, title=N_("Count transactions per store"))
 def per_store(fn):
     """fn(transactions) -> {store: number of transactions}."""
     data = list(transactions(seed=920, count=137))
@@ -42,7 +42,7 @@ def per_store(fn):
         )
 
 
-@exercise("09.2", points=2, title="Count, sum, min and max per category")
+@exercise("09.2", points=2, title=N_("Count, sum, min and max per category"))
 def per_category(fn):
     """fn(transactions) -> {category: {"count": n, "sum": s, "min": lo, "max": hi}}."""
     data = list(transactions(seed=930, count=150))
@@ -111,7 +111,7 @@ def _user_ids(answer) -> set[str]:
     return {item["user_id"] if isinstance(item, Mapping) else str(item) for item in answer}
 
 
-@exercise("09.3", points=3, title="Alert when a user makes more than 3 transactions in 60 s")
+@exercise("09.3", points=3, title=N_("Alert when a user makes more than 3 transactions in 60 s"))
 def bursts(fn):
     """fn(transactions in time order) -> the user_ids that made > 3 transactions within 60 s."""
     data = _burst_data()
@@ -139,7 +139,7 @@ def bursts(fn):
     )
 
 
-@exercise("09.4", points=2, title="Tumbling 10-second windows on event time")
+@exercise("09.4", points=2, title=N_("Tumbling 10-second windows on event time"))
 def tumbling(fn):
     """fn(readings, size_s) -> {window start (ISO string or datetime): number of readings}."""
     data = list(sensors(seed=940, count=120, late_share=0.25, max_lateness_s=15))

@@ -36,7 +36,7 @@ from labkit.course.exercises._ref import (
     score_cases,
     values,
 )
-from labkit.i18n import _
+from labkit.i18n import N_, _
 from labkit.nb.generators import transactions
 
 EXERCISES = Registry()
@@ -56,7 +56,7 @@ V1_FIELDS = {
 PARTITIONS = 3
 
 
-@exercise("10.1", points=3, title="Score a transaction with rules R1-R3")
+@exercise("10.1", points=3, title=N_("Score a transaction with rules R1-R3"))
 def score(fn):
     """fn(tx) -> int: +3 if amount > 3000; +2 if elektronika and amount > 1500; +2 if hour < 6."""
     for tx, why in score_cases():
@@ -71,7 +71,7 @@ def score(fn):
 @exercise(
     "10.2",
     points=3,
-    title="The alerts topic holds exactly the flagged transactions",
+    title=N_("The alerts topic holds exactly the flagged transactions"),
     topics={ALERTS: PARTITIONS},
     groups=(SCORING_GROUP,),
 )
@@ -173,7 +173,7 @@ def _enrich_cases() -> list[tuple[dict, str]]:
     return score_cases() + seeded
 
 
-@exercise("10.3", points=2, title="Schema v2: add risk_level without breaking old consumers")
+@exercise("10.3", points=2, title=N_("Schema v2: add risk_level without breaking old consumers"))
 def enrich(fn):
     """fn(tx) -> the v2 record: tx's fields unchanged, plus risk_level and schema_version."""
     for tx, why in _enrich_cases():
@@ -245,7 +245,7 @@ def enrich(fn):
 @exercise(
     "10.4",
     points=3,
-    title="The enrichment consumer, in a group of its own",
+    title=N_("The enrichment consumer, in a group of its own"),
     topics={ENRICHED: PARTITIONS},
     groups=(ENRICHMENT_GROUP,),
 )
