@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
 DATA ?= ./data
 
-.PHONY: venv test test-fast lint lab broker bench bench-full bench-attacks bench-classroom apache-kafka clean
+.PHONY: venv test test-fast lint lab broker i18n bench bench-full bench-attacks bench-classroom apache-kafka clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PY)" || { echo "labkit needs Python 3.11 or newer and no python3 was found; docs/install.md says how to get it" >&2; exit 1; }
@@ -36,6 +36,19 @@ lab: $(STAMP)
 
 broker: $(STAMP)
 	$(BIN)/labkit broker --data-dir $(DATA)
+
+# Messages (docs/languages.md): extract every _()/ngettext()/counted()/N_() text into
+# labkit/locale/labkit.pot, merge it into each language's .po, compile the .mo files
+# (committed, so wheels, `make lab` and the Docker image need no Babel). Then translate
+# the new or fuzzy entries of labkit/locale/pl/LC_MESSAGES/labkit.po and run it again.
+LOCALE := labkit/locale
+I18N_KEYWORDS := -k _ -k N_ -k ngettext:1,2 -k counted:2,3 -k pgettext:1c,2
+i18n: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg --no-wrap --sort-by-file --project labkit \
+		--copyright-holder 'labkit maintainers' --msgid-bugs-address '' \
+		--add-comments 'TRANSLATORS:' $(I18N_KEYWORDS) -o $(LOCALE)/labkit.pot .
+	$(BIN)/pybabel update --no-wrap -N -D labkit -i $(LOCALE)/labkit.pot -d $(LOCALE)
+	$(BIN)/pybabel compile -D labkit -d $(LOCALE) --statistics
 
 # The peers' client libraries (redis-py, kafka-python, confluent-kafka, tansu's wheel);
 # redis-server itself comes from the OS (Debian: apt-get install redis-server).

@@ -20,6 +20,19 @@ from labkit.testing import BrokerProcess
 _topic_counter = itertools.count()
 
 
+@pytest.fixture(autouse=True)
+def _messages_in_english(monkeypatch):
+    """Every test reads labkit's messages in English whatever the machine's locale (or the
+    notebook a test runs inside) says; tests of other languages set LABKIT_LANG themselves."""
+    from labkit import i18n
+
+    monkeypatch.setenv(i18n.LANG_ENV, "en")
+    monkeypatch.delenv(i18n.SESSION_ENV, raising=False)
+    i18n.set_language(None)
+    yield
+    i18n.set_language(None)
+
+
 @pytest.fixture
 def broker(tmp_path):
     with BrokerProcess(data_dir=tmp_path / "broker-data") as proc:

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from labkit.cli._common import UsageError, add_bootstrap_argument, bootstrap_servers
+from labkit.i18n import _
 
 NAME = "grade"
 HELP = "grade notebooks (files or folders of submissions) and print the score table"
@@ -79,13 +80,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="write every notebook's result, with each check's message, as JSON",
     )
+    parser.add_argument(
+        "--language",
+        metavar="LANG",
+        help="the language of the score table and the reports: en or pl (default: "
+        "LABKIT_LANG, else the locale); each student's hints stay in their notebook's language",
+    )
 
 
 def _progress(result) -> None:
     note = f" ({result.status}: {result.detail})" if result.status not in ("ok", "errors") else ""
     print(
-        f"graded {result.student} / {Path(result.notebook).name}: "
-        f"{result.points}/{result.max_points} points{note}",
+        _("graded {student} / {notebook}: {points}/{max_points} points{note}").format(
+            student=result.student,
+            notebook=Path(result.notebook).name,
+            points=result.points,
+            max_points=result.max_points,
+            note=note,
+        ),
         file=sys.stderr,
         flush=True,
     )
@@ -104,8 +116,14 @@ def _warn(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from labkit import i18n
     from labkit.course import grade_report, grading
 
+    if args.language:
+        try:
+            i18n.set_language(args.language)
+        except ValueError as exc:
+            raise UsageError(f"--language: {exc}") from None
     if args.timeout_per_cell <= 0:
         raise UsageError("--timeout-per-cell must be > 0 seconds")
     if args.timeout_per_notebook is not None and args.timeout_per_notebook <= 0:
@@ -136,5 +154,5 @@ def run(args: argparse.Namespace) -> int:
     ):
         if flag:
             write(results, flag)
-            print(f"wrote {flag}", file=sys.stderr)
+            print(_("wrote {path}").format(path=flag), file=sys.stderr)
     return 0

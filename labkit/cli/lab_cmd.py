@@ -20,6 +20,14 @@ SIGTERM, then SIGKILL after ``STOP_GRACE_S``. SIGINT, SIGTERM and SIGHUP all mea
    than silently moved. ``notebooks/README.ipynb``, when present, is the landing page.
    Without ``--notebooks`` and ``./notebooks`` it opens the current folder, and says
    so when that has no notebook (``labkit init`` copies the series out of the package).
+   The lab's language (``--language``, else ``LABKIT_LANG``, else Polish: the course's)
+   picks the landing page (``notebooks/pl/README.ipynb`` for Polish, when present, with
+   a link to the English series) and JupyterLab's own menus: a settings directory of this
+   run holds the installation's ``overrides.json`` (the Docker image's) plus the locale
+   of ``@jupyterlab/translation-extension:plugin`` (``pl_PL``, from the language pack
+   ``jupyterlab-language-pack-pl-PL`` of the lab extras). It is a default: a student who
+   picks another language in Settings > Language keeps it. The kernels need no language:
+   every notebook of the series names its own in its metadata (``labkit.i18n``).
 3. While waiting, the supervisor prints the URL once JupyterLab answers and warns
    once if the broker it started dies.
 
@@ -37,6 +45,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import urllib.error
 import urllib.request
@@ -53,6 +62,10 @@ LAB_WAIT_S = 120.0
 STOP_GRACE_S = 10.0
 POLL_S = 0.25
 LANDING_PAGE = "README.ipynb"
+COURSE_LANGUAGE = "pl"  # the course is taught in Polish; `--language en` for English
+# labkit's language -> JupyterLab's locale (a language pack, except English)
+JUPYTERLAB_LOCALES = {"en": "en", "pl": "pl_PL"}
+TRANSLATION_PLUGIN = "@jupyterlab/translation-extension:plugin"
 _IS_WINDOWS = os.name == "nt"
 
 
@@ -87,6 +100,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="127.0.0.1",
         help="the address JupyterLab listens on (default: 127.0.0.1, this machine only)",
     )
+    parser.add_argument(
+        "--language",
+        choices=sorted(JUPYTERLAB_LOCALES),
+        default=None,
+        help="the lab's language: its landing page and JupyterLab's menus (default: "
+        f"LABKIT_LANG, else {COURSE_LANGUAGE})",
+    )
     parser.add_argument("--url-port", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
 
@@ -109,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
     _check_port_arg("--port", args.port)
     _check_port_arg("--lab-port", args.lab_port)
     notebooks = _notebooks_dir(args.notebooks)
+    language = lab_language(args.language)
+    settings = tempfile.TemporaryDirectory(prefix="labkit-lab-settings-")
     stop = threading.Event()
     previous = _install_stop_handlers(stop)
     broker_proc: subprocess.Popen | None = None
@@ -117,10 +139,11 @@ def run(args: argparse.Namespace) -> int:
         _check_port_free(args.ip, args.lab_port, _lab_port_hint(args.lab_port))
         bootstrap, broker_proc = _start_or_find_broker(args, stop)
         token = os.environ.get("JUPYTER_TOKEN", "").strip() or secrets.token_hex(16)
-        lab_proc = _spawn(_jupyter_argv(args, notebooks), _lab_env(bootstrap, token), cwd=notebooks)
-        url = (
-            f"http://{_url_host(args.ip)}:{args.url_port or args.lab_port}{_start_page(notebooks)}"
-        )
+        argv = _jupyter_argv(args, notebooks, language)
+        argv.append(f"--LabApp.app_settings_dir={lab_settings(Path(settings.name), language)}")
+        lab_proc = _spawn(argv, _lab_env(bootstrap, token), cwd=notebooks)
+        page = _start_page(notebooks, language)
+        url = f"http://{_url_host(args.ip)}:{args.url_port or args.lab_port}{page}"
         return _supervise(args, lab_proc, broker_proc, bootstrap, f"{url}?token={token}", stop)
     except LabError as exc:
         print(f"labkit lab: error: {exc}", file=sys.stderr, flush=True)
@@ -132,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         _stop_child(lab_proc, "JupyterLab")
         _stop_child(broker_proc, "the broker")
         _restore_handlers(previous)
+        settings.cleanup()
 
 
 # -- the broker ---------------------------------------------------------------
@@ -221,7 +245,32 @@ def broker_answers(address: str, timeout_s: float) -> bool:
 # -- JupyterLab ---------------------------------------------------------------
 
 
-def _jupyter_argv(args: argparse.Namespace, notebooks: Path) -> list[str]:
+def lab_language(chosen: str | None) -> str:
+    """``--language``, else ``LABKIT_LANG`` when labkit speaks it, else the course's."""
+    from labkit import i18n
+
+    return chosen or i18n.normalize(os.environ.get(i18n.LANG_ENV)) or COURSE_LANGUAGE
+
+
+def lab_settings(folder: Path, language: str) -> Path:
+    """JupyterLab's app settings directory for this run, in ``folder``: the installation's
+    own (its ``overrides.json``, e.g. the Docker image's) with the UI's locale added."""
+    try:
+        from jupyterlab.commands import get_app_dir
+
+        installed = Path(get_app_dir()) / "settings"
+    except ImportError:  # reported by _jupyter_argv
+        installed = None
+    if installed is not None and installed.is_dir():
+        shutil.copytree(installed, folder, dirs_exist_ok=True)
+    path = folder / "overrides.json"
+    overrides = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    overrides.setdefault(TRANSLATION_PLUGIN, {})["locale"] = JUPYTERLAB_LOCALES[language]
+    path.write_text(json.dumps(overrides, indent=2) + "\n", encoding="utf-8")
+    return folder
+
+
+def _jupyter_argv(args: argparse.Namespace, notebooks: Path, language: str = "en") -> list[str]:
     try:
         import jupyterlab  # noqa: F401  (only to say what is missing)
     except ImportError:
@@ -242,7 +291,7 @@ def _jupyter_argv(args: argparse.Namespace, notebooks: Path) -> list[str]:
     ]
     if args.no_browser:
         argv.append("--ServerApp.open_browser=False")
-    argv.append(f"--LabApp.default_url={_start_page(notebooks)}")
+    argv.append(f"--LabApp.default_url={_start_page(notebooks, language)}")
     if not _IS_WINDOWS:
         # A plain interactive shell: Jupyter would start a login shell when its output
         # is not a terminal (Docker, a log file), and /etc/profile resets PATH, hiding
@@ -334,9 +383,13 @@ def _supervise(
     return 0
 
 
-def _start_page(notebooks: Path) -> str:
-    """The page the lab opens on: the landing notebook when there is one."""
-    return f"/lab/tree/{LANDING_PAGE}" if (notebooks / LANDING_PAGE).is_file() else "/lab"
+def _start_page(notebooks: Path, language: str = "en") -> str:
+    """The page the lab opens on: the landing notebook of the lab's language when there is
+    one (``pl/README.ipynb``), else the English one, else the file browser."""
+    for landing in (f"{language}/{LANDING_PAGE}", LANDING_PAGE):
+        if (notebooks / landing).is_file():
+            return f"/lab/tree/{landing}"
+    return "/lab"
 
 
 def _url_host(ip: str) -> str:

@@ -1,10 +1,13 @@
 """``labkit notebooks build|check``: student versions of the instructor's master notebooks.
 
 ``build`` writes ``<out>/<name>.ipynb`` for every master (solutions replaced by
-stubs, hidden tests removed, outputs cleared; see ``labkit.course.authoring``).
-``check`` writes nothing and exits 1 naming every student version that is missing
-or differs from what ``build`` would write -- CI runs it so the committed student
-notebooks never fall behind their masters.
+stubs, hidden tests removed, outputs cleared; see ``labkit.course.authoring``), in every
+language: the Polish masters in ``instructor/masters/pl/`` become ``notebooks/pl/``
+(docs/languages.md). ``check`` writes nothing and exits 1 naming every student version
+that is missing or differs from what ``build`` would write, and every translated master
+that drifted from its English master (``labkit.course.translations``) -- CI runs it so
+the committed student notebooks never fall behind their masters, nor one language
+behind the other.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from labkit.course import authoring
+    from labkit.course import authoring, translations
 
     if not args.masters.exists():
         raise UsageError(
@@ -68,6 +71,15 @@ def run(args: argparse.Namespace) -> int:
     problems = authoring.stale(args.masters, args.out)
     for path, reason in problems:
         print(f"{path}: {reason}", file=sys.stderr)
+    drift = translations.drift(args.masters)
+    for problem in drift:
+        print(problem, file=sys.stderr)
+    if drift:
+        print(
+            f"{len(drift)} difference(s) between the languages' masters beyond comments and "
+            "text: a translation changes only what a student reads (docs/languages.md)",
+            file=sys.stderr,
+        )
     if problems:
         print(
             f"{len(problems)} student notebook(s) out of sync with {args.masters}: run "
@@ -75,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
             "the result",
             file=sys.stderr,
         )
+        return 1
+    if drift:
         return 1
     print(f"{len(masters)} student notebook(s) in {args.out} are up to date")
     return 0

@@ -23,8 +23,7 @@ line (any number of ``#``)::
 - a HIDDEN TESTS region is removed; a cell left empty by that is dropped, and so
   is any cell tagged ``instructor``.
 - outputs and execution counts are cleared; notebook metadata is reduced to the
-  kernelspec, the language name and labkit's own (``"labkit": {"language": "pl"}``:
-  the student's kernel gives check feedback in the notebook's language); cell metadata keeps only ``tags``, ``editable``,
+  kernelspec, language name and ``labkit.language`` (the notebook's human language); cell metadata keeps only ``tags``, ``editable``,
   ``deletable`` and ``jupyter``; cell ids are kept when valid, else derived from
   the cell's position. The JSON is nbformat's (sorted keys, indent 1), so the
   same master always gives the same bytes.
@@ -60,7 +59,6 @@ STUB_COMMENT = "# YOUR CODE HERE"
 MARKDOWN_STUB = "YOUR ANSWER HERE"
 INSTRUCTOR_TAG = "instructor"
 KEPT_CELL_METADATA = ("deletable", "editable", "jupyter", "tags")
-LABKIT_METADATA = "labkit"  # notebook metadata the student version keeps (its language)
 CELL_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 DEFAULT_KERNELSPEC = {
     "display_name": "Python 3 (ipykernel)",
@@ -236,11 +234,11 @@ def student_notebook(master: nbformat.NotebookNode, name: str) -> nbformat.Noteb
     sources = [_source(c) if c.get("cell_type") == "code" else "" for c in cells]
     student = nbformat.v4.new_notebook()
     kernelspec = dict(master.get("metadata", {}).get("kernelspec") or DEFAULT_KERNELSPEC)
-    student.metadata = nbformat.NotebookNode(
-        {"kernelspec": kernelspec, "language_info": {"name": "python"}}
-    )
-    if LABKIT_METADATA in master.get("metadata", {}):
-        student.metadata[LABKIT_METADATA] = copy.deepcopy(master["metadata"][LABKIT_METADATA])
+    metadata = {"kernelspec": kernelspec, "language_info": {"name": "python"}}
+    language = (master.get("metadata", {}).get("labkit") or {}).get("language")
+    if language:  # the kernel gives feedback in it (labkit.i18n reads the notebook's metadata)
+        metadata["labkit"] = {"language": language}
+    student.metadata = nbformat.NotebookNode(metadata)
     used_ids: set[str] = set()
     for index, cell in enumerate(cells):
         kind = cell.get("cell_type")

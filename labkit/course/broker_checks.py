@@ -39,6 +39,7 @@ from typing import Any
 from labkit._address import bootstrap_list
 from labkit.course.checks import Wrong, counted
 from labkit.errors import KafkaError
+from labkit.i18n import _
 from labkit.nb.names import naming
 
 __all__ = [
@@ -71,8 +72,9 @@ def _unreachable(exc: BaseException, bootstrap: str | list[str] | None) -> Wrong
     where = ",".join(bootstrap_list(bootstrap))
     text = " ".join(str(exc).split()) or type(exc).__name__
     return Wrong(
-        f"the check could not ask the broker at {where} ({text}): is it running? "
-        "Run nb.doctor() to see what is wrong, then run this cell again"
+        _(
+            "the check could not ask the broker at {where} ({text}): is it running? Run nb.doctor() to see what is wrong, then run this cell again"
+        ).format(where=where, text=text)
     )
 
 
@@ -111,8 +113,9 @@ def _partitions(consumer: Any, topic: str) -> list:
     parts = sorted(consumer.partitions_for_topic(topic))
     if not parts:
         raise Wrong(
-            f"the topic {topic!r} does not exist on the broker: run the cells that create "
-            "it and write to it (from the top of the notebook), then this check again"
+            _(
+                "the topic {topic!r} does not exist on the broker: run the cells that create it and write to it (from the top of the notebook), then this check again"
+            ).format(topic=topic)
         )
     return [TopicPartition(topic, p) for p in parts]
 
@@ -161,8 +164,9 @@ def _read_until(consumer: Any, ends: Mapping, starts: Mapping, timeout_s: float)
     while any(consumer.position(tp) < end for tp, end in wanted.items()):
         if REAL_CLOCK.monotonic() > deadline:
             raise Wrong(
-                f"the broker did not return the records of {sorted({tp.topic for tp in wanted})} "
-                f"within {timeout_s:.0f} s: it may be overloaded; run this check again"
+                _(
+                    "the broker did not return the records of {sorted_value} within {timeout_s:.0f} s: it may be overloaded; run this check again"
+                ).format(sorted_value=sorted({tp.topic for tp in wanted}), timeout_s=timeout_s)
             )
         for tp, batch in consumer.poll(timeout_ms=200).items():
             records.extend(r for r in batch if r.offset < wanted[tp])
@@ -212,22 +216,35 @@ def expect_group_done(group: str, topic: str, *, bootstrap: str | list[str] | No
     rows = group_offsets(group, topic, bootstrap=bootstrap)
     if all(row.committed is None for row in rows) and any(row.end for row in rows):
         raise Wrong(
-            f"the group {group!r} has committed no offset of {topic!r}: give the consumer "
-            f"group_id={group!r} and commit (consumer.commit(), or close() it with "
-            "enable_auto_commit) after processing"
+            _(
+                "the group {group!r} has committed no offset of {topic!r}: give the consumer group_id={group!r} and commit (consumer.commit(), or close() it with enable_auto_commit) after processing"
+            ).format(group=group, topic=topic)
         )
     for row in rows:
         if row.committed is not None and row.committed > row.end:
             raise Wrong(
-                f"the group {group!r} committed offset {row.committed} on partition "
-                f"{row.partition} of {topic!r}, past its end ({row.end}): commit the "
-                "positions the consumer reached, not numbers of your own"
+                _(
+                    "the group {group!r} committed offset {committed} on partition {partition} of {topic!r}, past its end ({end}): commit the positions the consumer reached, not numbers of your own"
+                ).format(
+                    group=group,
+                    committed=row.committed,
+                    partition=row.partition,
+                    topic=topic,
+                    end=row.end,
+                )
             )
         if row.lag:
             raise Wrong(
-                f"the group {group!r} is {counted(row.lag, 'record')} behind on partition "
-                f"{row.partition} of {topic!r} (committed {row.committed}, end {row.end}): "
-                "process every record, then commit"
+                _(
+                    "the group {group!r} is {counted} behind on partition {partition} of {topic!r} (committed {committed}, end {end}): process every record, then commit"
+                ).format(
+                    group=group,
+                    counted=counted(row.lag, "record", "records"),
+                    partition=row.partition,
+                    topic=topic,
+                    committed=row.committed,
+                    end=row.end,
+                )
             )
 
 
@@ -264,16 +281,17 @@ def _as_records(records: object) -> list:
         records = [r for batch in records.values() for r in batch]
     if isinstance(records, str | bytes) or not isinstance(records, Iterable):
         raise Wrong(
-            f"give a list of the ConsumerRecords your consumer returned, got "
-            f"{type(records).__name__}"
+            _("give a list of the ConsumerRecords your consumer returned, got {name}").format(
+                name=type(records).__name__
+            )
         )
     items = list(records)
     for item in items:
         if isinstance(item, Mapping) or not all(hasattr(item, f) for f in _RECORD_FIELDS):
             raise Wrong(
-                f"give the ConsumerRecords themselves (they carry topic, partition and offset), "
-                f"not {type(item).__name__}s: e.g. records = [record for record in consumer]; "
-                "you can still use record.value"
+                _(
+                    "give the ConsumerRecords themselves (they carry topic, partition and offset), not {name}s: e.g. records = [record for record in consumer]; you can still use record.value"
+                ).format(name=type(item).__name__)
             )
     return items
 
@@ -301,32 +319,38 @@ def verify_records(
         for item in items:
             if item.topic != wanted and item.topic != topic:
                 raise Wrong(
-                    f"a record comes from {item.topic!r}, not from {wanted!r}: read the "
-                    "notebook's topic"
+                    _(
+                        "a record comes from {topic!r}, not from {wanted!r}: read the notebook's topic"
+                    ).format(topic=item.topic, wanted=wanted)
                 )
     by_partition: dict[tuple[str, int], list] = {}
     for item in items:
         ok = isinstance(item.partition, int) and isinstance(item.offset, int) and item.offset >= 0
         if not ok:
             raise Wrong(
-                f"a record has partition {item.partition!r} and offset {item.offset!r}: hand "
-                "in the records as the consumer returned them, unchanged"
+                _(
+                    "a record has partition {partition!r} and offset {offset!r}: hand in the records as the consumer returned them, unchanged"
+                ).format(partition=item.partition, offset=item.offset)
             )
         by_partition.setdefault((item.topic, item.partition), []).append(item.offset)
     found = _fetch(by_partition, bootstrap, timeout_s)
     result = []
     for item in items:
         raw = found.get((item.topic, item.partition, item.offset))
-        where = f"{item.topic!r} partition {item.partition} offset {item.offset}"
+        where = _("{topic!r} partition {partition} offset {offset}").format(
+            topic=item.topic, partition=item.partition, offset=item.offset
+        )
         if raw is None:
             raise Wrong(
-                f"there is no record at {where} on the broker: hand in the records the "
-                "consumer returned, not records you made yourself"
+                _(
+                    "there is no record at {where} on the broker: hand in the records the consumer returned, not records you made yourself"
+                ).format(where=where)
             )
         if not _matches(item.key, raw.key, None) or not _matches(item.value, raw.value, decode):
             raise Wrong(
-                f"your record at {where} is not what the broker holds there "
-                f"(value {_short(raw.value)}): hand in the records unchanged"
+                _(
+                    "your record at {where} is not what the broker holds there (value {short_value}): hand in the records unchanged"
+                ).format(where=where, short_value=_short(raw.value))
             )
         result.append(raw)
     return result
@@ -347,9 +371,9 @@ def _fetch(
         for (topic, partition), offsets in wanted.items():
             if partition not in consumer.partitions_for_topic(topic):
                 raise Wrong(
-                    f"there is no partition {partition} of {topic!r} on the broker: hand in "
-                    "the records the consumer returned (and do not delete the topic before "
-                    "the check)"
+                    _(
+                        "there is no partition {partition} of {topic!r} on the broker: hand in the records the consumer returned (and do not delete the topic before the check)"
+                    ).format(partition=partition, topic=topic)
                 )
             tp = TopicPartition(topic, partition)
             starts[tp], ends[tp] = min(offsets), max(offsets) + 1

@@ -49,11 +49,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labkit.errors import IllegalArgumentError
+from labkit.i18n import N_, _
+from labkit.i18n import counted as counted  # check functions import it from here
 
 GRADING_ENV = "LABKIT_GRADING"
 GRADE_LOG_ENV = "LABKIT_GRADE_LOG"
 PASS, FAIL, NOT_ATTEMPTED = "PASS", "FAIL", "NOT ATTEMPTED"
-NOT_ATTEMPTED_HINT = "replace the ... with your answer"
+# The statuses as a student reads them (the log and the grader keep the English codes).
+STATUS_WORDS = {PASS: N_("PASS"), FAIL: N_("FAIL"), NOT_ATTEMPTED: N_("NOT ATTEMPTED")}
+NOT_ATTEMPTED_HINT = N_("replace the ... with your answer")
 MAX_HINT = 300
 
 
@@ -106,7 +110,12 @@ class Result:
 
     @property
     def line(self) -> str:
-        head = f"{self.status} {self.exercise} ({self.points}/{self.max_points} points)"
+        head = _("{status} {exercise} ({points}/{max_points} points)").format(
+            status=_(STATUS_WORDS.get(self.status, self.status)),
+            exercise=self.exercise,
+            points=self.points,
+            max_points=self.max_points,
+        )
         return f"{head}: {self.hint}" if self.hint else head
 
     def as_record(self) -> dict:
@@ -153,11 +162,15 @@ class Registry:
         """
         if not isinstance(exercise_id, str) or not exercise_id or " " in exercise_id:
             raise IllegalArgumentError(
-                f"an exercise id is a short string like '02.1', got {exercise_id!r}"
+                _("an exercise id is a short string like '02.1', got {exercise_id!r}").format(
+                    exercise_id=exercise_id
+                )
             )
         if not isinstance(points, int) or points < 1:
             raise IllegalArgumentError(
-                f"exercise {exercise_id}: points must be an int >= 1, got {points!r}"
+                _("exercise {exercise_id}: points must be an int >= 1, got {points!r}").format(
+                    exercise_id=exercise_id, points=points
+                )
             )
 
         state = _state_names(exercise_id, topics, groups)
@@ -177,8 +190,9 @@ class Registry:
         )
         if old is not None and not same:
             raise IllegalArgumentError(
-                f"exercise {ex.id} is already registered by {old.check.__module__}."
-                f"{old.check.__qualname__}; pick another id"
+                _(
+                    "exercise {id} is already registered by {module}.{qualname}; pick another id"
+                ).format(id=ex.id, module=old.check.__module__, qualname=old.check.__qualname__)
             )
         self._by_id[ex.id] = ex
 
@@ -194,7 +208,9 @@ class Registry:
         except KeyError:
             known = ", ".join(sorted(self._by_id)) or "none"
             raise IllegalArgumentError(
-                f"there is no exercise {exercise_id!r}; check the id in the cell (known: {known})"
+                _(
+                    "there is no exercise {exercise_id!r}; check the id in the cell (known: {known})"
+                ).format(exercise_id=exercise_id, known=known)
             ) from None
 
     def all(self) -> list[Exercise]:
@@ -226,15 +242,18 @@ def _state_names(
         )
         if not isinstance(name, str) or not name or not ok_partitions:
             raise IllegalArgumentError(
-                f"exercise {exercise_id}: declare topics as {{name: partitions >= 1 or None}}, "
-                f"got {name!r}: {partitions!r}"
+                _(
+                    "exercise {exercise_id}: declare topics as {{name: partitions >= 1 or None}}, got {name!r}: {partitions!r}"
+                ).format(exercise_id=exercise_id, name=name, partitions=partitions)
             )
     if isinstance(groups, str):
         groups = (groups,)
     group_names = tuple(groups)
     if not all(isinstance(g, str) and g for g in group_names):
         raise IllegalArgumentError(
-            f"exercise {exercise_id}: declare groups as a tuple of names, got {group_names!r}"
+            _(
+                "exercise {exercise_id}: declare groups as a tuple of names, got {group_names!r}"
+            ).format(exercise_id=exercise_id, group_names=group_names)
         )
     return topics, group_names
 
@@ -246,26 +265,6 @@ def expect(condition: object, hint: str) -> None:
     """Raise ``Wrong(hint)`` unless ``condition`` is true."""
     if not condition:
         raise Wrong(hint)
-
-
-def counted(count: int, noun: str, plural: str | None = None) -> str:
-    """``count`` and the noun in the right number: ``1 city``, ``2 cities``, ``0 records``.
-
-    The plural is ``plural`` if given, else the English rule for regular nouns
-    (city -> cities, match -> matches, record -> records); only the last word changes.
-    """
-    if count == 1:
-        return f"{count} {noun}"
-    if plural is None:
-        head, _, word = noun.rpartition(" ")
-        if len(word) > 1 and word.endswith("y") and word[-2] not in "aeiou":
-            word = word[:-1] + "ies"
-        elif word.endswith(("s", "x", "z", "ch", "sh")):
-            word += "es"
-        else:
-            word += "s"
-        plural = f"{head} {word}" if head else word
-    return f"{count} {plural}"
 
 
 def is_stub_function(fn: object) -> bool:
@@ -306,14 +305,17 @@ def call(fn: object, *args: Any, **kwargs: Any) -> Any:
         raise NotAttempted()
     if not callable(fn):
         raise Wrong(
-            f"expected a function, got {_kind(fn)}; define it with def and pass its name "
-            "(without parentheses)"
+            _(
+                "expected a function, got {kind_fn}; define it with def and pass its name (without parentheses)"
+            ).format(kind_fn=_kind(fn))
         )
     try:
         result = fn(*args, **kwargs)
     except Exception as exc:  # reported to the student as one line
         raise StudentCodeError(
-            f"your function raised {_one_line(exc)}; run it on its own in a cell to see where"
+            _(
+                "your function raised {one_line_exc}; run it on its own in a cell to see where"
+            ).format(one_line_exc=_one_line(exc))
         ) from exc
     if is_placeholder(result):
         raise NotAttempted()
@@ -345,14 +347,16 @@ def _missing_context(ex: Exercise, context: dict) -> str | None:
     except TypeError as exc:
         params = list(inspect.signature(ex.check).parameters.values())[1:]
         needed = ", ".join(f"{p.name}=..." for p in params if p.default is p.empty) or "no extras"
-        return f"call it as nb.check({ex.id!r}, answer, {needed}) ({' '.join(str(exc).split())})"
+        return _("call it as nb.check({id!r}, answer, {needed}) ({value_join})").format(
+            id=ex.id, needed=needed, value_join=" ".join(str(exc).split())
+        )
     return None
 
 
 def reset_offer(ex: Exercise) -> str:
     """What a FAIL line of an exercise with broker state adds: how to start it afresh."""
     return (
-        f" | to start {ex.id} afresh: nb.reset({ex.id!r}), then run its cells again"
+        _(" | to start {id} afresh: nb.reset({id!r}), then run its cells again").format(id=ex.id)
         if ex.has_state
         else ""
     )
@@ -371,21 +375,22 @@ def evaluate(ex: Exercise, answer: Any, /, **context: Any) -> Result:
         return Result(ex.id, status, points, ex.points, ex.title, hint)
 
     if is_placeholder(answer):
-        return result(NOT_ATTEMPTED, NOT_ATTEMPTED_HINT)
+        return result(NOT_ATTEMPTED, _(NOT_ATTEMPTED_HINT))
     problem = _missing_context(ex, context)
     if problem:
         return result(FAIL, problem)
     try:
         ex.check(answer, **context)
     except NotAttempted:
-        return result(NOT_ATTEMPTED, NOT_ATTEMPTED_HINT)
+        return result(NOT_ATTEMPTED, _(NOT_ATTEMPTED_HINT))
     except (Wrong, StudentCodeError) as exc:
-        return result(FAIL, str(exc) or "the answer is not right yet")
+        return result(FAIL, str(exc) or _("the answer is not right yet"))
     except Exception as exc:  # noqa: BLE001 - a crash in a check is a FAIL, not a traceback
         return result(
             FAIL,
-            f"could not check your answer ({_one_line(exc)}); look at the "
-            "type and shape of what you passed",
+            _(
+                "could not check your answer ({one_line_exc}); look at the type and shape of what you passed"
+            ).format(one_line_exc=_one_line(exc)),
         )
     return result(PASS)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from labkit.course import checks
 from labkit.course.grading import NOT_RUN, ExerciseScore, NotebookGrade
+from labkit.i18n import N_, _, language
 
 MISSING = "MISSING"
 SHORT = {
@@ -27,7 +28,9 @@ SHORT = {
     NOT_RUN: " NR",
     MISSING: " M",
 }
-LEGEND = (
+# The report is in the instructor's language (LABKIT_LANG or `labkit grade --language`);
+# the hints inside it are the ones each student saw, in the student's notebook's language.
+LEGEND = N_(
     "F = failed, NA = not attempted, NR = the check never ran, "
     "M = missing (no notebook with this exercise handed in)"
 )
@@ -63,7 +66,9 @@ def class_scores(grades: list[NotebookGrade]) -> dict[str, dict[str, ExerciseSco
                     MISSING,
                     0,
                     known.max_points,
-                    f"{MISSING} {ex_id}: no notebook with this exercise was handed in",
+                    _("{missing} {exercise}: no notebook with this exercise was handed in").format(
+                        missing=MISSING, exercise=ex_id
+                    ),
                 )
     return table
 
@@ -76,7 +81,7 @@ def table(grades: list[NotebookGrade]) -> str:
     """The score table: one row per student, one column per exercise, then the total."""
     rows = class_scores(grades)
     cols = columns(grades)
-    header = ["student", *cols, "total"]
+    header = [_("student"), *cols, _("total")]
     body = []
     for student, scores in rows.items():
         cells = [
@@ -95,7 +100,7 @@ def table(grades: list[NotebookGrade]) -> str:
         for g in grades
         if g.status not in ("ok", "errors")
     ]
-    return "\n".join([*lines, "", LEGEND, *notes])
+    return "\n".join([*lines, "", _(LEGEND), *notes])
 
 
 def write_csv(grades: list[NotebookGrade], path: Path) -> None:
@@ -104,7 +109,7 @@ def write_csv(grades: list[NotebookGrade], path: Path) -> None:
     cols = columns(grades)
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["student", *cols, "total", "max_total"])
+        writer.writerow([_("student"), *cols, _("total"), _("max_total")])
         for student, scores in rows.items():
             writer.writerow([student, *(scores[c].points for c in cols), *totals(scores)])
 
@@ -179,13 +184,32 @@ def class_report(grades: list[NotebookGrade]) -> str:
     cols = columns(grades)
     out = [
         "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8"><title>labkit class report</title>',
+        f'<html lang="{language()}"><head><meta charset="utf-8">'
+        f"<title>{_e(_('labkit class report'))}</title>",
         f"<style>{_STYLE}</style></head><body>",
-        "<h1>Class report</h1>",
-        f"<p>{len(rows)} students, {len(grades)} notebooks graded, {len(cols)} exercises.</p>",
-        "<h2>Exercises</h2>",
-        "<table><tr><th>exercise</th><th>title</th><th>points</th><th>passed</th>"
-        "<th>pass rate</th><th>other results</th><th>most frequent hints</th></tr>",
+        f"<h1>{_e(_('Class report'))}</h1>",
+        "<p>"
+        + _e(
+            _("{students} students, {notebooks} notebooks graded, {exercises} exercises.").format(
+                students=len(rows), notebooks=len(grades), exercises=len(cols)
+            )
+        )
+        + "</p>",
+        f"<h2>{_e(_('Exercises'))}</h2>",
+        "<table><tr>"
+        + "".join(
+            f"<th>{_e(h)}</th>"
+            for h in (
+                _("exercise"),
+                _("title"),
+                _("points"),
+                _("passed"),
+                _("pass rate"),
+                _("other results"),
+                _("most frequent hints"),
+            )
+        )
+        + "</tr>",
     ]
     for ex in exercise_summary(grades):
         others = ", ".join(
@@ -194,14 +218,17 @@ def class_report(grades: list[NotebookGrade]) -> str:
         hints = "".join(f"<li>{_e(h)} <b>({n}&times;)</b></li>" for h, n in ex["top_hints"])
         rate = round(100 * ex["pass_rate"])
         out.append(
-            f"<tr><td>{_e(ex['exercise'])}</td><td>{_e(ex['title'])}</td>"
+            f"<tr><td>{_e(ex['exercise'])}</td><td>{_e(_(ex['title']))}</td>"
             f"<td>{ex['max_points']}</td><td>{ex['passed']}/{ex['students']}</td>"
             f'<td><span class="bar" style="width:{rate}px"></span> {rate}%</td>'
             f"<td>{others}</td><td><ul>{hints}</ul></td></tr>"
         )
-    out.append("</table><h2>Students</h2><table><tr><th>student</th><th>total</th>")
+    out.append(
+        f"</table><h2>{_e(_('Students'))}</h2><table><tr>"
+        f"<th>{_e(_('student'))}</th><th>{_e(_('total'))}</th>"
+    )
     out.extend(f"<th>{_e(c)}</th>" for c in cols)
-    out.append("<th>notes</th></tr>")
+    out.append(f"<th>{_e(_('notes'))}</th></tr>")
     for student, scores in rows.items():
         got, most = totals(scores)
         notes = "; ".join(
@@ -218,7 +245,9 @@ def class_report(grades: list[NotebookGrade]) -> str:
         out.append(
             f"<tr><td>{_e(student)}</td><td>{got}/{most}</td>{cells}<td>{_e(notes)}</td></tr>"
         )
-    out.append(f"</table><p>{_e(LEGEND)}. Hover a cell for the hint the student saw.</p>")
+    out.append(
+        f"</table><p>{_e(_(LEGEND))}. {_e(_('Hover a cell for the hint the student saw.'))}</p>"
+    )
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 

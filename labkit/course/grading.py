@@ -209,6 +209,17 @@ def _sanitized(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return clean
 
 
+def notebook_language_env(notebook: nbformat.NotebookNode) -> dict[str, str]:
+    """``{"LABKIT_LANG": "pl"}`` for a notebook whose metadata says Polish: the kernel that
+    runs it (under nbval, not JupyterLab, so it cannot read the notebook itself) then gives
+    the student's feedback in the notebook's language. Empty when the metadata names none."""
+    from labkit import i18n
+
+    meta = notebook.get("metadata", {}).get("labkit", {})
+    lang = i18n.normalize(meta.get("language")) if isinstance(meta, dict) else None
+    return {i18n.LANG_ENV: lang} if lang else {}
+
+
 def _pytest_command(path: Path, ini: Path, cell_timeout: float) -> list[str]:
     return [
         sys.executable,
@@ -290,9 +301,13 @@ def run_notebook(
             LABKIT_BOOTSTRAP=bootstrap,
             MPLBACKEND="Agg",
             PYTHONUNBUFFERED="1",
+            **notebook_language_env(notebook),
             **(extra_env or {}),
         )
         env.pop("PYTEST_ADDOPTS", None)
+        # `!labkit grade` in a notebook: the kernels must not think they run that notebook
+        # (labkit.i18n reads the language of the notebook JPY_SESSION_NAME names)
+        env.pop("JPY_SESSION_NAME", None)
         proc = subprocess.Popen(
             _pytest_command(path, ini, cell_timeout),
             cwd=work,

@@ -29,6 +29,7 @@ from labkit._address import bootstrap_list
 from labkit._clock import REAL_CLOCK
 from labkit.course.checks import Exercise
 from labkit.errors import IllegalArgumentError, IllegalStateError
+from labkit.i18n import _
 from labkit.nb.names import naming
 
 __all__ = ["ResetReport", "reset_exercise"]
@@ -47,13 +48,17 @@ class ResetReport:
     def line(self) -> str:
         parts = []
         if self.emptied_topics:
-            parts.append("emptied " + ", ".join(self.emptied_topics))
+            parts.append(_("emptied {topics}").format(topics=", ".join(self.emptied_topics)))
         if self.deleted_topics:
-            parts.append("deleted " + ", ".join(self.deleted_topics))
+            parts.append(_("deleted {topics}").format(topics=", ".join(self.deleted_topics)))
         if self.deleted_groups:
-            parts.append("deleted the group " + ", ".join(self.deleted_groups))
-        done = "; ".join(parts) or "nothing to clear"
-        return f"RESET {self.exercise}: {done}. Now run the exercise's cells again."
+            parts.append(
+                _("deleted the group {groups}").format(groups=", ".join(self.deleted_groups))
+            )
+        done = "; ".join(parts) or _("nothing to clear")
+        return _("RESET {exercise}: {done}. Now run the exercise's cells again.").format(
+            exercise=self.exercise, done=done
+        )
 
 
 def reset_exercise(
@@ -72,8 +77,9 @@ def reset_exercise(
 
     if not ex.has_state:
         raise IllegalArgumentError(
-            f"exercise {ex.id} keeps nothing on the broker, so there is nothing to reset: "
-            "fix the answer and run its cell again"
+            _(
+                "exercise {id} keeps nothing on the broker, so there is nothing to reset: fix the answer and run its cell again"
+            ).format(id=ex.id)
         )
     names = naming()
     report = ResetReport(ex.id)
@@ -83,12 +89,16 @@ def reset_exercise(
         for group, error in admin.delete_consumer_groups([g for g in groups if g in existing]):
             if error.__name__ == "NonEmptyGroupError":
                 raise IllegalStateError(
-                    f"the group {group!r} still has consumers: close them first "
-                    "(consumer.close(), or restart the kernel), then nb.reset"
-                    f"({ex.id!r}) again"
+                    _(
+                        "the group {group!r} still has consumers: close them first (consumer.close(), or restart the kernel), then nb.reset({id!r}) again"
+                    ).format(group=group, id=ex.id)
                 )
             if error.__name__ not in ("NoError", "GroupIdNotFoundError"):
-                raise IllegalStateError(f"could not delete the group {group!r}: {error.__name__}")
+                raise IllegalStateError(
+                    _("could not delete the group {group!r}: {name}").format(
+                        group=group, name=error.__name__
+                    )
+                )
             report.deleted_groups.append(group)
         topics = {names.topic(t): partitions for t, partitions in ex.topics.items()}
         present = [t for t in topics if t in set(admin.list_topics())]
@@ -112,8 +122,12 @@ def _wait_gone(admin, topics: list[str]) -> None:
     while set(topics) & set(admin.list_topics()):
         if REAL_CLOCK.monotonic() > deadline:
             raise IllegalStateError(
-                f"the broker still lists {sorted(set(topics) & set(admin.list_topics()))} "
-                f"{DELETE_WAIT_S:.0f} s after deleting them: run nb.reset again"
+                _(
+                    "the broker still lists {sorted_value} {delete_wait_s:.0f} s after deleting them: run nb.reset again"
+                ).format(
+                    sorted_value=sorted(set(topics) & set(admin.list_topics())),
+                    delete_wait_s=DELETE_WAIT_S,
+                )
             )
         time.sleep(0.05)  # the broker deletes a topic's files in the background
 
@@ -122,5 +136,7 @@ def _wait_listed(admin, topics: list[str]) -> None:
     deadline = REAL_CLOCK.monotonic() + DELETE_WAIT_S
     while not set(topics) <= set(admin.list_topics()):
         if REAL_CLOCK.monotonic() > deadline:
-            raise IllegalStateError(f"the broker did not create {topics}: run nb.reset again")
+            raise IllegalStateError(
+                _("the broker did not create {topics}: run nb.reset again").format(topics=topics)
+            )
         time.sleep(0.05)  # the broker deletes a topic's files in the background

@@ -72,6 +72,7 @@ __all__ = [
     "group",
     "is_grading",
     "json_serializer",
+    "language",
     "progress",
     "reset",
     "sensors",
@@ -151,6 +152,21 @@ def reset(exercise_id: str) -> None:
     from labkit.course.reset import reset_exercise
 
     print(reset_exercise(_course().get(exercise_id)).line, flush=True)
+
+
+def language(code: str | None = None) -> str:
+    """The language of labkit's messages in this kernel; ``nb.language("pl")`` switches to
+    Polish (``"en"``: English), ``nb.language()`` only tells. Without a call it comes from
+    the notebook's metadata, ``LABKIT_LANG`` or the locale (``labkit.i18n``). Raises
+    ``IllegalArgumentError`` naming the languages for one labkit does not speak."""
+    from labkit import i18n
+
+    if code is None:
+        return i18n.language()
+    try:
+        return i18n.set_language(code)
+    except ValueError as exc:
+        raise IllegalArgumentError(str(exc)) from None
 
 
 def stop_all() -> int:

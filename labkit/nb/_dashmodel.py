@@ -32,6 +32,8 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from html import escape
 
+from labkit.i18n import _, pgettext
+
 TP = tuple[str, int]
 
 
@@ -236,17 +238,17 @@ def render_html(view: View, title: str = "labkit broker", status: str = "") -> s
         _TABLE
         + _head(
             [
-                ("left", "topic"),
-                ("right", "partition"),
-                ("right", "log start"),
-                ("right", "log end"),
-                ("right", "records"),
-                ("right", "records/s"),
+                ("left", _("topic")),
+                ("right", pgettext("dashboard column", "partition")),
+                ("right", _("log start")),
+                ("right", _("log end")),
+                ("right", _("records")),
+                ("right", _("records/s")),
             ]
         )
     )
     if not view.topics:
-        out.append(_row([("left", "<i>no topics yet</i>")]))
+        out.append(_row([("left", "<i>" + escape(_("no topics yet")) + "</i>")]))
     for t in view.topics:
         many = len(t.partitions) > 1
         if many:
@@ -254,7 +256,7 @@ def render_html(view: View, title: str = "labkit broker", status: str = "") -> s
                 _row(
                     [
                         ("left", escape(t.name)),
-                        ("right", f"{len(t.partitions)} parts"),
+                        ("right", _("{n} parts").format(n=len(t.partitions))),
                         ("right", ""),
                         ("right", ""),
                         ("right", _num(t.records)),
@@ -277,24 +279,24 @@ def render_html(view: View, title: str = "labkit broker", status: str = "") -> s
                 )
             )
     out.append("</table>")
-    out.append("<b>consumer groups</b>")
+    out.append("<b>" + escape(_("consumer groups")) + "</b>")
     if view.groups is None:
         out.append(
-            f' <span style="color:#666">{escape(view.groups_note or "not available")}</span>'
+            f' <span style="color:#666">{escape(view.groups_note or _("not available"))}</span>'
         )
     elif not view.groups:
-        out.append(' <span style="color:#666">none yet</span>')
+        out.append(' <span style="color:#666">' + escape(_("none yet")) + "</span>")
     else:
         out.append(
             _TABLE
             + _head(
                 [
-                    ("left", "group"),
-                    ("left", "topic"),
-                    ("right", "partition"),
-                    ("right", "committed"),
-                    ("right", "log end"),
-                    ("right", "lag"),
+                    ("left", _("group")),
+                    ("left", _("topic")),
+                    ("right", pgettext("dashboard column", "partition")),
+                    ("right", _("committed")),
+                    ("right", _("log end")),
+                    ("right", _("lag")),
                 ]
             )
         )
@@ -336,12 +338,12 @@ def render_html(view: View, title: str = "labkit broker", status: str = "") -> s
             _TABLE
             + _head(
                 [
-                    ("left", "client id"),
-                    ("left", "quota"),
-                    ("right", "bytes/s"),
-                    ("right", "quota bytes/s"),
-                    ("right", "throttle ms"),
-                    ("right", "ago"),
+                    ("left", _("client id")),
+                    ("left", _("quota")),
+                    ("right", _("bytes/s")),
+                    ("right", _("quota bytes/s")),
+                    ("right", _("throttle ms")),
+                    ("right", _("ago")),
                 ]
             )
         )

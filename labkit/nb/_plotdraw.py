@@ -13,6 +13,8 @@ from collections.abc import Hashable, Mapping
 from datetime import datetime
 from typing import Any
 
+from labkit.i18n import _
+
 BAR_COLOR = "#4c72b0"
 HIST_COLOR = "#55a868"
 
@@ -61,12 +63,12 @@ class Canvas:
                 ax.tick_params(axis="x", labelrotation=45)
             ax.set_ylabel(ylabel or model.agg)
         else:
-            edges, counts, _, _ = snap
+            edges, counts, _low, _high = snap
             widths = [b - a for a, b in itertools.pairwise(edges)]
             ax.bar(
                 edges[:-1], counts, width=widths, align="edge", color=HIST_COLOR, edgecolor="white"
             )
-            ax.set_ylabel(ylabel or "count")
+            ax.set_ylabel(ylabel or _("count"))
         if xlabel:
             ax.set_xlabel(xlabel)
 
@@ -97,4 +99,4 @@ def _line(
     elif model.bucket_s:
         ax.set_ylabel(f"{model.agg} per {model.bucket_s:g} s")
     if not xlabel and not time_axis:  # a time axis shows the date on its own
-        ax.set_xlabel("arrival")
+        ax.set_xlabel(_("arrival"))

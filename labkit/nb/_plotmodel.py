@@ -39,6 +39,7 @@ from typing import Any
 
 from labkit._clock import REAL_CLOCK, Clock
 from labkit.errors import IllegalArgumentError
+from labkit.i18n import _
 
 AGGS = ("count", "sum", "mean", "min", "max", "last")
 MS_THRESHOLD = 1e11
@@ -55,10 +56,12 @@ def to_seconds(t: Any) -> float:
     Raises ``IllegalArgumentError`` for anything else.
     """
     if isinstance(t, bool):
-        raise IllegalArgumentError(f"event time must be a number, datetime or ISO text, not {t!r}")
+        raise IllegalArgumentError(
+            _("event time must be a number, datetime or ISO text, not {t!r}").format(t=t)
+        )
     if isinstance(t, int | float):
         if math.isnan(t) or math.isinf(t):
-            raise IllegalArgumentError(f"event time must be finite, got {t!r}")
+            raise IllegalArgumentError(_("event time must be finite, got {t!r}").format(t=t))
         return t / 1000.0 if abs(t) > MS_THRESHOLD else float(t)
     if isinstance(t, datetime):
         return t.timestamp()
@@ -74,29 +77,42 @@ def to_seconds(t: Any) -> float:
         except ValueError:
             pass
     raise IllegalArgumentError(
-        f"cannot read {t!r} as an event time: pass seconds, a Kafka timestamp in ms, "
-        "a datetime, or ISO text like '2024-05-01T12:00:00'"
+        _(
+            "cannot read {t!r} as an event time: pass seconds, a Kafka timestamp in ms, a datetime, or ISO text like '2024-05-01T12:00:00'"
+        ).format(t=t)
     )
 
 
 def _check_agg(agg: str) -> str:
     if agg not in AGGS:
-        raise IllegalArgumentError(f"agg={agg!r} is not one of {', '.join(AGGS)}")
+        raise IllegalArgumentError(
+            _("agg={agg!r} is not one of {value_join}").format(agg=agg, value_join=", ".join(AGGS))
+        )
     return agg
 
 
 def _check_window(window_s: float | None, window_n: int | None) -> None:
     if window_s is not None and not window_s > 0:
         raise IllegalArgumentError(
-            f"window_s must be a positive number of seconds, got {window_s!r}"
+            _("window_s must be a positive number of seconds, got {window_s!r}").format(
+                window_s=window_s
+            )
         )
     if window_n is not None and (not isinstance(window_n, int) or window_n < 1):
-        raise IllegalArgumentError(f"window_n must be a positive whole number, got {window_n!r}")
+        raise IllegalArgumentError(
+            _("window_n must be a positive whole number, got {window_n!r}").format(
+                window_n=window_n
+            )
+        )
 
 
 def _number(v: Any, what: str) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float):
-        raise IllegalArgumentError(f"{what} must be a number, got {v!r} ({type(v).__name__})")
+        raise IllegalArgumentError(
+            _("{what} must be a number, got {v!r} ({name})").format(
+                what=what, v=v, name=type(v).__name__
+            )
+        )
     return float(v)
 
 
@@ -200,7 +216,9 @@ class LineModel:
         _check_window(window_s, window_n)
         if bucket_s is not None and not bucket_s > 0:
             raise IllegalArgumentError(
-                f"bucket_s must be a positive number of seconds, got {bucket_s!r}"
+                _("bucket_s must be a positive number of seconds, got {bucket_s!r}").format(
+                    bucket_s=bucket_s
+                )
             )
         self.window_s = window_s
         self.window_n = window_n
@@ -297,9 +315,11 @@ class BarModel:
     ):
         _check_window(window_s, window_n)
         if sort not in ("key", "value"):
-            raise IllegalArgumentError(f"sort={sort!r}: use 'key' or 'value'")
+            raise IllegalArgumentError(_("sort={sort!r}: use 'key' or 'value'").format(sort=sort))
         if top_n is not None and (not isinstance(top_n, int) or top_n < 1):
-            raise IllegalArgumentError(f"top_n must be a positive whole number, got {top_n!r}")
+            raise IllegalArgumentError(
+                _("top_n must be a positive whole number, got {top_n!r}").format(top_n=top_n)
+            )
         self.agg = _check_agg(agg)
         self.sort = sort
         self.top_n = top_n
@@ -370,20 +390,24 @@ class HistModel:
         _check_window(window_s, window_n)
         if isinstance(bins, int):
             if bins < 1:
-                raise IllegalArgumentError(f"bins must be at least 1, got {bins}")
+                raise IllegalArgumentError(
+                    _("bins must be at least 1, got {bins}").format(bins=bins)
+                )
             self._edges: list[float] | None = None
             self.nbins = bins
         else:
             edges = [_number(e, "bin edge") for e in bins]
             if len(edges) < 2 or any(b <= a for a, b in itertools.pairwise(edges)):
-                raise IllegalArgumentError("bin edges must be at least two increasing numbers")
+                raise IllegalArgumentError(_("bin edges must be at least two increasing numbers"))
             self._edges = edges
             self.nbins = len(edges) - 1
         if range is not None:
             lo, hi = (_number(r, "range") for r in range)
             if not hi > lo:
                 raise IllegalArgumentError(
-                    f"range must be (low, high) with low < high, got {range!r}"
+                    _("range must be (low, high) with low < high, got {range!r}").format(
+                        range=range
+                    )
                 )
             self.range: tuple[float, float] | None = (lo, hi)
         else:

@@ -32,6 +32,7 @@ from typing import Any
 
 from labkit._clock import REAL_CLOCK, Clock
 from labkit.errors import IllegalArgumentError, IllegalStateError
+from labkit.i18n import _
 from labkit.nb._connect import (
     admin_class,
     bootstrap_servers,
@@ -161,7 +162,9 @@ class Dashboard:
     ):
         if not refresh_s > 0:
             raise IllegalArgumentError(
-                f"refresh_s must be a positive number of seconds, got {refresh_s!r}"
+                _("refresh_s must be a positive number of seconds, got {refresh_s!r}").format(
+                    refresh_s=refresh_s
+                )
             )
         self.servers = bootstrap_servers(bootstrap)
         self.refresh_s = float(refresh_s)
@@ -197,7 +200,9 @@ class Dashboard:
         if self._thread.is_alive():
             return
         if self._thread.ident is not None or self._stop.is_set():
-            raise IllegalStateError("a stopped dashboard cannot restart: call nb.dashboard() again")
+            raise IllegalStateError(
+                _("a stopped dashboard cannot restart: call nb.dashboard() again")
+            )
         self._thread.start()
 
     def text(self) -> str:
@@ -220,8 +225,8 @@ class Dashboard:
             self._close_clients()
         if self.widget is not None:
             self._button.disabled = True
-            self._button.description = "stopped"
-            self._body.value = self._html("stopped")
+            self._button.description = _("stopped")
+            self._body.value = self._html(_("stopped"))
 
     close = stop
 
@@ -232,7 +237,7 @@ class Dashboard:
         self.stop()
 
     def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
+        state = _("running") if self.running else _("stopped")
         return f"<Dashboard {','.join(self.servers)}: {len(self.view.topics)} topics, {state}>"
 
     # -- the refresh thread ---------------------------------------------------------
@@ -281,30 +286,40 @@ class Dashboard:
         view = self.view
         when = ""
         if view.taken_ms is not None:
-            when = "updated " + time.strftime("%H:%M:%S", time.localtime(view.taken_ms / 1000))
+            when = _("updated {time}").format(
+                time=time.strftime("%H:%M:%S", time.localtime(view.taken_ms / 1000))
+            )
         status = " · ".join(
-            x for x in (",".join(self.servers), when, state or f"every {self.refresh_s:g} s") if x
+            x
+            for x in (
+                ",".join(self.servers),
+                when,
+                state or _("every {seconds:g} s").format(seconds=self.refresh_s),
+            )
+            if x
         )
-        return render_html(view, "labkit broker", status)
+        return render_html(view, _("labkit broker"), status)
 
     def _make_widget(self) -> Any:
         try:
             import ipywidgets as w
         except ImportError:
             return None
-        self._body = w.HTML(render_html(self.view, "labkit broker", "connecting…"))
+        self._body = w.HTML(render_html(self.view, _("labkit broker"), _("connecting…")))
         self._button = w.Button(
-            description="stop",
+            description=_("stop"),
             icon="stop",
-            tooltip="stop refreshing",
+            tooltip=_("stop refreshing"),
             layout=w.Layout(width="90px"),
         )
         self._button.on_click(lambda _b: self.stop())
         box = quiet_box(
             w,
             [self._body, self._button],
-            f"labkit dashboard of {','.join(self.servers)} (a live widget: run the "
-            "notebook in JupyterLab to see it)",
+            _(
+                "labkit dashboard of {servers} (a live widget: run the notebook in JupyterLab "
+                "to see it)"
+            ).format(servers=",".join(self.servers)),
         )
         box.add_class("labkit-dashboard")
         return box

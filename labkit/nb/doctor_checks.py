@@ -39,6 +39,7 @@ from typing import Any, TextIO
 import labkit
 from labkit._address import BOOTSTRAP_ENV
 from labkit._clock import REAL_CLOCK, Clock
+from labkit.i18n import N_, _, ngettext
 from labkit.nb._connect import bootstrap_servers, explain
 from labkit.nb.names import STUDENT_ENV, Naming, naming
 
@@ -48,6 +49,19 @@ OK, FAIL, WARN, SKIP = "ok", "fail", "warn", "skip"
 _SYMBOLS = {OK: "✔", FAIL: "✘", WARN: "!", SKIP: "–"}
 _ASCII = {OK: "OK  ", FAIL: "FAIL", WARN: "WARN", SKIP: "SKIP"}
 MIN_PYTHON = (3, 11)
+# The checks' names are keys (report["broker"]); these are how they are shown.
+CHECK_NAMES = {
+    name: name
+    for name in (
+        N_("Python"),
+        N_("labkit"),
+        N_("broker"),
+        N_("student"),
+        N_("round trip"),
+        N_("console tools"),
+        N_("notebook packages"),
+    )
+}
 NOTEBOOK_PACKAGES = ("jupyterlab", "ipywidgets", "matplotlib", "nbformat", "tqdm")
 
 
@@ -86,7 +100,7 @@ class Report:
         arrow = "->" if ascii_only else "→"
         lines = []
         for r in self.results:
-            lines.append(f"{symbols[r.status]} {r.name}: {r.detail}")
+            lines.append(f"{symbols[r.status]} {_(CHECK_NAMES.get(r.name, r.name))}: {r.detail}")
             if r.fix and r.status in (FAIL, WARN):
                 lines.extend(
                     f"    {arrow} {part}" if i == 0 else f"      {part}"
@@ -94,10 +108,13 @@ class Report:
                 )
         n_fail = len(self.failures)
         lines.append(
-            "all checks passed"
+            _("all checks passed")
             if not n_fail
-            else f"{n_fail} problem{'s' if n_fail > 1 else ''} found: do what the {arrow} lines say, "
-            "then run the doctor again"
+            else ngettext(
+                "{n} problem found: do what the {arrow} lines say, then run the doctor again",
+                "{n} problems found: do what the {arrow} lines say, then run the doctor again",
+                n_fail,
+            ).format(n=n_fail, arrow=arrow)
         )
         return "\n".join(lines)
 
@@ -128,51 +145,60 @@ def unreachable_fix(
     ``broker`` service.
     """
     addr = f"{host}:{port}"
-    set_env = f"set {BOOTSTRAP_ENV}" if not env_set else f"change {BOOTSTRAP_ENV}"
+    set_env = (
+        _("set {variable}").format(variable=BOOTSTRAP_ENV)
+        if not env_set
+        else _("change {variable}").format(variable=BOOTSTRAP_ENV)
+    )
     if not probe.resolves:
         if host == "broker" and not in_compose:
             return (
-                f"the name 'broker' does not resolve here ({addr})",
-                "'broker:9092' is the address inside docker-compose only. Outside Docker use "
-                f"localhost:9092: unset {BOOTSTRAP_ENV} (or set it to localhost:9092).",
+                _("the name 'broker' does not resolve here ({addr})").format(addr=addr),
+                _(
+                    "'broker:9092' is the address inside docker-compose only. Outside Docker use localhost:9092: unset {bootstrap_env} (or set it to localhost:9092)."
+                ).format(bootstrap_env=BOOTSTRAP_ENV),
             )
         return (
-            f"the host name {host!r} does not resolve",
-            f"Check the spelling of the address in bootstrap_servers / {BOOTSTRAP_ENV}; "
-            "for a broker on this machine use localhost:9092.",
+            _("the host name {host!r} does not resolve").format(host=host),
+            _(
+                "Check the spelling of the address in bootstrap_servers / {bootstrap_env}; for a broker on this machine use localhost:9092."
+            ).format(bootstrap_env=BOOTSTRAP_ENV),
         )
     if probe.tcp == "open":
         return (
-            f"something is listening on port {port}, but it is not a labkit broker",
-            f"Another program (Apache Kafka? an old broker?) holds {addr}. Stop it, or run the "
-            f"labkit broker on another port: `labkit broker --port 9093`, then {set_env}=localhost:9093.\n"
-            f"Find the program: `lsof -i :{port}` (macOS/Linux) or `netstat -ano | findstr {port}` "
-            "(Windows). With Docker: LABKIT_BROKER_PORT=9093 docker-compose up.",
+            _("something is listening on port {port}, but it is not a labkit broker").format(
+                port=port
+            ),
+            _(
+                "Another program (Apache Kafka? an old broker?) holds {addr}. Stop it, or run the labkit broker on another port: `labkit broker --port 9093`, then {set_env}=localhost:9093.\nFind the program: `lsof -i :{port}` (macOS/Linux) or `netstat -ano | findstr {port}` (Windows). With Docker: LABKIT_BROKER_PORT=9093 docker-compose up."
+            ).format(addr=addr, set_env=set_env, port=port),
         )
     if in_compose and host in _LOCAL:
         return (
-            f"nothing answers at {addr} inside this container",
-            "Inside Docker the broker is another container: use broker:9092 "
-            f"({set_env}=broker:9092; docker-compose sets it for the lab service). "
-            "Check the broker is up: `docker-compose ps`, `docker-compose logs broker`.",
+            _("nothing answers at {addr} inside this container").format(addr=addr),
+            _(
+                "Inside Docker the broker is another container: use broker:9092 ({set_env}=broker:9092; docker-compose sets it for the lab service). Check the broker is up: `docker-compose ps`, `docker-compose logs broker`."
+            ).format(set_env=set_env),
         )
     if in_compose:
         return (
-            f"the broker container does not answer at {addr}",
-            "Start it: `docker-compose up -d broker`; see why it stopped: "
-            "`docker-compose logs broker`.",
+            _("the broker container does not answer at {addr}").format(addr=addr),
+            _(
+                "Start it: `docker-compose up -d broker`; see why it stopped: `docker-compose logs broker`."
+            ),
         )
     if probe.tcp == "timeout":
         return (
-            f"the connection to {addr} timed out",
-            "A firewall or a wrong address. For a broker on this machine use localhost:9092; "
-            "check that the broker is running (`labkit broker`).",
+            _("the connection to {addr} timed out").format(addr=addr),
+            _(
+                "A firewall or a wrong address. For a broker on this machine use localhost:9092; check that the broker is running (`labkit broker`)."
+            ),
         )
     return (
-        f"no broker is running at {addr}",
-        "Start it in another terminal: `labkit broker` (or `make broker`); or start the whole "
-        "lab with `docker-compose up`.\n"
-        f"If your broker runs on another host or port, {set_env}=host:port.",
+        _("no broker is running at {addr}").format(addr=addr),
+        _(
+            "Start it in another terminal: `labkit broker` (or `make broker`); or start the whole lab with `docker-compose up`.\nIf your broker runs on another host or port, {set_env}=host:port."
+        ).format(set_env=set_env),
     )
 
 
@@ -184,9 +210,10 @@ def python_result(version: tuple[int, ...]) -> Result:
     return Result(
         "Python",
         FAIL,
-        f"{text} is too old",
-        f"labkit needs Python {need} or newer: install it (python.org or your package "
-        "manager), then recreate the environment: `make venv`.",
+        _("{text} is too old").format(text=text),
+        _(
+            "labkit needs Python {need} or newer: install it (python.org or your package manager), then recreate the environment: `make venv`."
+        ).format(need=need),
     )
 
 
@@ -218,7 +245,7 @@ def probe_address(host: str, port: int, timeout: float = 1.0) -> Probe:
     except (socket.gaierror, UnicodeError):
         return Probe(False, "error")
     state = "error"
-    for family, kind, proto, _, sockaddr in infos:
+    for family, kind, proto, _canonname, sockaddr in infos:
         try:
             with socket.socket(family, kind, proto) as s:
                 s.settimeout(timeout)
@@ -257,8 +284,10 @@ def broker_result(
             return Result(
                 name,
                 FAIL,
-                f"{where} is not a host:port address",
-                f"Give the address as host:port, e.g. localhost:9092 ({BOOTSTRAP_ENV}).",
+                _("{where} is not a host:port address").format(where=where),
+                _("Give the address as host:port, e.g. localhost:9092 ({bootstrap_env}).").format(
+                    bootstrap_env=BOOTSTRAP_ENV
+                ),
             )
         what, fix = unreachable_fix(
             host,
@@ -276,16 +305,19 @@ def broker_result(
         return Result(name, FAIL, what, fix)
     kind = info.get("broker", "?")
     version = info.get("version", "?")
-    detail = f"{kind} {version} answers at {where}"
+    detail = _("{kind} {version} answers at {where}").format(
+        kind=kind, version=version, where=where
+    )
     if kind != "labkit":
-        return Result(name, FAIL, detail, "This is not a labkit broker: start `labkit broker`.")
+        return Result(name, FAIL, detail, _("This is not a labkit broker: start `labkit broker`."))
     if version != labkit.__version__:
         return Result(
             name,
             WARN,
-            detail + f" (this client is {labkit.__version__})",
-            "Versions differ: update both (git pull, make venv) and restart the broker "
-            "(with Docker: docker-compose build, then docker-compose up).",
+            detail + _(" (this client is {version})").format(version=labkit.__version__),
+            _(
+                "Versions differ: update both (git pull, make venv) and restart the broker (with Docker: docker-compose build, then docker-compose up)."
+            ),
         )
     return Result(name, OK, detail)
 
@@ -304,7 +336,9 @@ def student_result(servers: list[str], read: Callable[[], Naming] = naming) -> R
             name,
             FAIL,
             explain(exc),
-            f"Set {STUDENT_ENV} to your name, e.g. {STUDENT_ENV}=anna, then restart the kernel.",
+            _(
+                "Set {student_env} to your name, e.g. {student_env}=anna, then restart the kernel."
+            ).format(student_env=STUDENT_ENV),
         )
     if current.shared:
         return Result(name, OK, current.describe())
@@ -315,9 +349,9 @@ def student_result(servers: list[str], read: Callable[[], Naming] = naming) -> R
             name,
             WARN,
             current.describe(),
-            f"The broker runs on {remote[0]}: if your class shares it, set "
-            f"{STUDENT_ENV}=<your name> before starting Jupyter, so that your topics "
-            "and groups get your prefix (see docs/classroom.md).",
+            _(
+                "The broker runs on {remote_0}: if your class shares it, set {student_env}=<your name> before starting Jupyter, so that your topics and groups get your prefix (see docs/classroom.md)."
+            ).format(remote_0=remote[0], student_env=STUDENT_ENV),
         )
     return Result(name, OK, current.describe())
 
@@ -356,21 +390,27 @@ def roundtrip_result(servers: list[str], timeout_s: float, clock: Clock = REAL_C
             return Result(
                 name,
                 FAIL,
-                f"sent one record to {topic} but could not read it back within {timeout_s:g} s",
-                "The broker accepts writes but fetches fail: look at the broker's "
-                "output for errors, restart it (`labkit broker`) and try again.",
+                _(
+                    "sent one record to {topic} but could not read it back within {timeout_s:g} s"
+                ).format(topic=topic, timeout_s=timeout_s),
+                _(
+                    "The broker accepts writes but fetches fail: look at the broker's output for errors, restart it (`labkit broker`) and try again."
+                ),
             )
         ms = (clock.monotonic() - started) * 1000
         return Result(
-            name, OK, f"sent and read back one record via a temporary topic ({ms:.0f} ms)"
+            name,
+            OK,
+            _("sent and read back one record via a temporary topic ({ms:.0f} ms)").format(ms=ms),
         )
     except Exception as exc:  # noqa: BLE001 - reported as a failed check with advice
         return Result(
             name,
             FAIL,
-            f"failed: {explain(exc)}",
-            "Look at the broker's output for errors; check the data directory is "
-            "writable and the disk is not full; restart the broker and try again.",
+            _("failed: {explain_exc}").format(explain_exc=explain(exc)),
+            _(
+                "Look at the broker's output for errors; check the data directory is writable and the disk is not full; restart the broker and try again."
+            ),
         )
     finally:
         for client in (consumer, producer):
@@ -404,22 +444,18 @@ def tools_result(
     name = "console tools"
     missing = tools_path.missing_tools(environ)
     if not missing:
-        return Result(name, OK, "!labkit and !kafka-*.sh cells find them on PATH")
+        return Result(name, OK, _("!labkit and !kafka-*.sh cells find them on PATH"))
     folder = tools_path.scripts_dir() if installed_in is False else installed_in
     shown = ", ".join(missing[:2]) + (", ..." if len(missing) > 2 else "")
     if folder is None:
-        fix = (
-            f"This Python ({sys.executable}) has no console tools: install labkit into it "
-            "(in a labkit checkout: `pip install -e '.[lab]'` or `make venv`), then "
-            "restart the kernel."
-        )
+        fix = _(
+            "This Python ({executable}) has no console tools: install labkit into it (in a labkit checkout: `pip install -e '.[lab]'` or `make venv`), then restart the kernel."
+        ).format(executable=sys.executable)
     else:
-        fix = (
-            f"They are in {folder}, which is not on this kernel's PATH: restart the kernel "
-            "and run `from labkit import nb` first (it adds that folder), or start "
-            "JupyterLab with `labkit lab` (or after activating the virtualenv)."
-        )
-    return Result(name, FAIL, f"`!` cells cannot find {shown}", fix)
+        fix = _(
+            "They are in {folder}, which is not on this kernel's PATH: restart the kernel and run `from labkit import nb` first (it adds that folder), or start JupyterLab with `labkit lab` (or after activating the virtualenv)."
+        ).format(folder=folder)
+    return Result(name, FAIL, _("`!` cells cannot find {shown}").format(shown=shown), fix)
 
 
 def packages_result(
@@ -433,10 +469,10 @@ def packages_result(
         return Result(
             "notebook packages",
             FAIL,
-            "missing: " + ", ".join(missing),
-            "Install the lab extras: `pip install 'labkit-streaming[lab]'` (in a "
-            "labkit checkout: `pip install -e '.[lab]'` or `make venv`), then "
-            "restart JupyterLab.",
+            _("missing: {packages}").format(packages=", ".join(missing)),
+            _(
+                "Install the lab extras: `pip install 'labkit-streaming[lab]'` (in a labkit checkout: `pip install -e '.[lab]'` or `make venv`), then restart JupyterLab."
+            ),
         )
     return Result("notebook packages", OK, found)
 
@@ -460,13 +496,19 @@ def run_checks(
     report = Report()
     report.results.append(python_result(tuple(sys.version_info[:3])))
     report.results.append(
-        Result("labkit", OK, f"{labkit.__version__} ({os.path.dirname(labkit.__file__)})")
+        Result(
+            "labkit",
+            OK,
+            _("{version} ({path_dirname})").format(
+                version=labkit.__version__, path_dirname=os.path.dirname(labkit.__file__)
+            ),
+        )
     )
     broker = broker_result(servers, min(timeout_s, 3.0))
     report.results.append(broker)
     report.results.append(student_result(servers))
     if roundtrip and broker.status == FAIL:
-        report.results.append(Result("round trip", SKIP, "skipped: no broker to talk to"))
+        report.results.append(Result("round trip", SKIP, _("skipped: no broker to talk to")))
     elif roundtrip:
         report.results.append(roundtrip_result(servers, timeout_s, clock))
     report.results.append(tools_result())

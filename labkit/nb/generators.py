@@ -39,6 +39,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from labkit.errors import IllegalArgumentError
+from labkit.i18n import _
 
 STORES = ("Warszawa", "Kraków", "Gdańsk", "Wrocław")
 CATEGORIES = ("elektronika", "odzież", "żywność", "książki")
@@ -70,24 +71,33 @@ def _start_probability(share: float) -> float:
 
 def _check_common(seed: object, start: datetime, interval_s: float, count: int | None) -> None:
     if not isinstance(seed, int) or isinstance(seed, bool):
-        raise IllegalArgumentError(f"seed must be an int (e.g. seed=42), got {seed!r}")
+        raise IllegalArgumentError(
+            _("seed must be an int (e.g. seed=42), got {seed!r}").format(seed=seed)
+        )
     if not isinstance(start, datetime):
         raise IllegalArgumentError(
-            f"start must be a datetime, e.g. datetime(2026, 3, 2, 8, 0), got {start!r}"
+            _("start must be a datetime, e.g. datetime(2026, 3, 2, 8, 0), got {start!r}").format(
+                start=start
+            )
         )
     if not (isinstance(interval_s, int | float) and math.isfinite(interval_s) and interval_s > 0):
         raise IllegalArgumentError(
-            f"interval_s is the event-time gap between events in seconds and must be > 0, "
-            f"got {interval_s!r}"
+            _(
+                "interval_s is the event-time gap between events in seconds and must be > 0, got {interval_s!r}"
+            ).format(interval_s=interval_s)
         )
     if count is not None and (not isinstance(count, int) or count < 0):
-        raise IllegalArgumentError(f"count must be None (endless) or an int >= 0, got {count!r}")
+        raise IllegalArgumentError(
+            _("count must be None (endless) or an int >= 0, got {count!r}").format(count=count)
+        )
 
 
 def _share(name: str, value: object) -> float:
     if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
         raise IllegalArgumentError(
-            f"{name} is a fraction between 0 and 1 (e.g. 0.05), got {value!r}"
+            _("{name} is a fraction between 0 and 1 (e.g. 0.05), got {value!r}").format(
+                name=name, value=value
+            )
         )
     return float(value)
 
@@ -121,7 +131,9 @@ def transactions(
     _check_common(seed, start, interval_s, count)
     share = _share("suspicious_share", suspicious_share)
     if not isinstance(users, int) or not 1 <= users <= 999:
-        raise IllegalArgumentError(f"users must be an int between 1 and 999, got {users!r}")
+        raise IllegalArgumentError(
+            _("users must be an int between 1 and 999, got {users!r}").format(users=users)
+        )
     return _transactions(seed, share, start, float(interval_s), count, users, label)
 
 
@@ -198,11 +210,17 @@ def sensors(
     share = _share("late_share", late_share)
     if not isinstance(max_lateness_s, int | float) or not 1 <= max_lateness_s <= 3600:
         raise IllegalArgumentError(
-            f"max_lateness_s must be between 1 and 3600 seconds, got {max_lateness_s!r}"
+            _("max_lateness_s must be between 1 and 3600 seconds, got {max_lateness_s!r}").format(
+                max_lateness_s=max_lateness_s
+            )
         )
     ids = tuple(sensor_ids)
     if not ids or not all(isinstance(s, str) and s for s in ids):
-        raise IllegalArgumentError(f"sensor_ids must be non-empty strings, got {sensor_ids!r}")
+        raise IllegalArgumentError(
+            _("sensor_ids must be non-empty strings, got {sensor_ids!r}").format(
+                sensor_ids=sensor_ids
+            )
+        )
     return _sensors(seed, share, float(max_lateness_s), start, float(interval_s), count, ids, label)
 
 

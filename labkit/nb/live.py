@@ -45,6 +45,7 @@ from typing import Any
 
 from labkit._clock import REAL_CLOCK, Clock
 from labkit.errors import IllegalArgumentError, IllegalStateError
+from labkit.i18n import _
 from labkit.nb._plotdraw import Canvas
 from labkit.nb._plotmodel import BarModel, HistModel, LineModel
 
@@ -121,9 +122,15 @@ class LivePlot:
         clock: Clock = REAL_CLOCK,
     ):
         if kind not in KINDS:
-            raise IllegalArgumentError(f"kind={kind!r}: use one of {', '.join(KINDS)}")
+            raise IllegalArgumentError(
+                _("kind={kind!r}: use one of {value_join}").format(
+                    kind=kind, value_join=", ".join(KINDS)
+                )
+            )
         if not max_fps > 0:
-            raise IllegalArgumentError(f"max_fps must be positive, got {max_fps!r}")
+            raise IllegalArgumentError(
+                _("max_fps must be positive, got {max_fps!r}").format(max_fps=max_fps)
+            )
         self.kind = kind
         self.title = title
         self.xlabel = xlabel
@@ -222,15 +229,16 @@ class LivePlot:
         """
         if self.running:
             raise IllegalStateError(
-                "this plot is already following a source: call plot.stop() first"
+                _("this plot is already following a source: call plot.stop() first")
             )
         if not hasattr(source, "poll"):
             _topics(source)  # a bad argument fails here, not later in the thread
         if value_fn is None:
             if self.kind != "bar":
                 raise IllegalArgumentError(
-                    f"follow() on a {self.kind} plot needs value_fn, e.g. "
-                    "value_fn=lambda r: r.value['amount']"
+                    _(
+                        "follow() on a {kind} plot needs value_fn, e.g. value_fn=lambda r: r.value['amount']"
+                    ).format(kind=self.kind)
                 )
             value_fn = _partition_key
         self._stop = threading.Event()
@@ -279,7 +287,7 @@ class LivePlot:
             else:
                 consumer = _open_consumer(source, bootstrap, from_beginning)
                 owned = True
-            self._status("following " + _describe(source))
+            self._status(_("following {source}").format(source=_describe(source)))
             while not self._stop.is_set():
                 batches = consumer.poll(timeout_ms=poll_ms)
                 for records in (batches or {}).values():
@@ -289,13 +297,15 @@ class LivePlot:
             self.error = _explain(exc)
             self._status(self.error, error=True)
         else:
-            self._status("stopped")
+            self._status(_("stopped"))
         finally:
             if owned and consumer is not None:
                 try:
                     consumer.close()
                 except Exception as exc:  # noqa: BLE001 - shown like any other error
-                    self.error = self.error or f"closing the consumer failed: {exc}"
+                    self.error = self.error or _("closing the consumer failed: {exc}").format(
+                        exc=exc
+                    )
             self._cancel_timer()
             if self._dirty:  # else a redraw has shown the last record already
                 self.draw()
@@ -305,8 +315,11 @@ class LivePlot:
             out = value_fn(record)
         except Exception as exc:
             raise _ValueFnError(
-                f"value_fn raised {type(exc).__name__}: {exc} (record offset "
-                f"{getattr(record, 'offset', '?')}); fix value_fn and call follow() again"
+                _(
+                    "value_fn raised {name}: {exc} (record offset {getattr_record}); fix value_fn and call follow() again"
+                ).format(
+                    name=type(exc).__name__, exc=exc, getattr_record=getattr(record, "offset", "?")
+                )
             ) from exc
         if out is None:
             return
@@ -410,7 +423,7 @@ class LivePlot:
         """Display the plot (again) in the notebook."""
         if self.widget is None:
             raise IllegalStateError(
-                "ipywidgets is not installed: pip install 'labkit-streaming[lab]'"
+                _("ipywidgets is not installed: pip install 'labkit-streaming[lab]'")
             )
         from IPython.display import display
 
@@ -421,13 +434,17 @@ class LivePlot:
         return f"<LivePlot {self.kind} {self.title!r}: {self.model.total} events, {state}>"
 
     def _info(self, snap: Any) -> str:
-        parts = [f"{self.model.total} events"]
+        parts = [_("{total} events").format(total=self.model.total)]
         if self.model.dropped_late:
-            parts.append(f"{self.model.dropped_late} late dropped")
+            parts.append(
+                _("{dropped_late} late dropped").format(dropped_late=self.model.dropped_late)
+            )
         if self.kind == "hist":
-            _, _, below, above = snap
+            _edges, _counts, below, above = snap
             if below or above:
-                parts.append(f"{below} below / {above} above range")
+                parts.append(
+                    _("{below} below / {above} above range").format(below=below, above=above)
+                )
         return " · ".join(parts)
 
     def _make_widget(self) -> Any:
@@ -442,8 +459,9 @@ class LivePlot:
         box = quiet_box(
             w,
             [self._image, self._label],
-            f"LivePlot {self.kind} {self.title!r} (a live widget: run the notebook "
-            "in JupyterLab to see it)",
+            _(
+                "LivePlot {kind} {title!r} (a live widget: run the notebook in JupyterLab to see it)"
+            ).format(kind=self.kind, title=self.title),
         )
         box.add_class("labkit-liveplot")
         return box
@@ -460,12 +478,12 @@ class _ValueFnError(Exception):
 
 
 def _partition_key(record: Any) -> str:
-    return f"partition {record.partition}"
+    return _("partition {partition}").format(partition=record.partition)
 
 
 def _describe(source: Any) -> str:
     if isinstance(source, str):
-        return f"topic {source!r}"
+        return _("topic {source!r}").format(source=source)
     if isinstance(source, list | tuple):
         return "topics " + ", ".join(map(repr, source))
     return type(source).__name__
@@ -479,7 +497,9 @@ def _topics(source: Any) -> list[str]:
         or not all(isinstance(t, str) and t for t in topics)
     ):
         raise IllegalArgumentError(
-            f"follow() takes a topic name, a list of names or a consumer, not {source!r}"
+            _("follow() takes a topic name, a list of names or a consumer, not {source!r}").format(
+                source=source
+            )
         )
     return list(topics)
 

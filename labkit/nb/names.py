@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from labkit.errors import IllegalArgumentError, IllegalStateError
+from labkit.i18n import _
 
 __all__ = ["Naming", "group", "naming", "prefix_hint", "same_topic", "sanitize", "student", "topic"]
 
@@ -80,7 +81,9 @@ def sanitize(raw: str) -> str:
     text = str(raw).strip()
     if not text:
         raise IllegalArgumentError(
-            f"the student name is empty: set {STUDENT_ENV} to your name, e.g. LABKIT_STUDENT=anna"
+            _(
+                "the student name is empty: set {student_env} to your name, e.g. LABKIT_STUDENT=anna"
+            ).format(student_env=STUDENT_ENV)
         )
     ascii_text = (
         unicodedata.normalize("NFKD", text.translate(_SPECIAL))
@@ -118,14 +121,16 @@ class Naming:
         _require_name(name, "topic")
         if not _TOPIC_CHARS.fullmatch(name) or name in (".", ".."):
             raise IllegalArgumentError(
-                f"{name!r} is not a valid topic name: use letters, digits, '.', '_' and '-' "
-                'only, e.g. nb.topic("nb03-alerts")'
+                _(
+                    "{name!r} is not a valid topic name: use letters, digits, '.', '_' and '-' only, e.g. nb.topic(\"nb03-alerts\")"
+                ).format(name=name)
             )
         full = self._prefixed(name)
         if len(full) > MAX_TOPIC_CHARS:
             raise IllegalArgumentError(
-                f"the topic name {full!r} is {len(full)} characters long, {MAX_TOPIC_CHARS} "
-                "at most: choose a shorter name"
+                _(
+                    "the topic name {full!r} is {n_full} characters long, {max_topic_chars} at most: choose a shorter name"
+                ).format(full=full, n_full=len(full), max_topic_chars=MAX_TOPIC_CHARS)
             )
         return full
 
@@ -151,7 +156,9 @@ class Naming:
 def _require_name(name: object, what: str) -> None:
     if not isinstance(name, str) or not name:
         raise IllegalArgumentError(
-            f'give the {what} name as a non-empty str, e.g. nb.{what}("nb06-fraud"), got {name!r}'
+            _(
+                'give the {what} name as a non-empty str, e.g. nb.{what}("nb06-fraud"), got {name!r}'
+            ).format(what=what, name=name)
         )
 
 
@@ -170,8 +177,9 @@ def naming(
         return Naming(None, f"{SHARED_ENV}={env[SHARED_ENV].strip()}")
     if flag and flag not in _TRUE:
         raise IllegalArgumentError(
-            f"{SHARED_ENV}={env[SHARED_ENV]!r} is neither on nor off: "
-            "set it to 1 for a broker shared by a class, 0 for your own"
+            _(
+                "{shared_env}={env_item!r} is neither on nor off: set it to 1 for a broker shared by a class, 0 for your own"
+            ).format(shared_env=SHARED_ENV, env_item=env[SHARED_ENV])
         )
     if not flag and not student_set:
         return Naming(None, f"{STUDENT_ENV} is not set")
@@ -184,8 +192,9 @@ def naming(
         user = getuser()
     except (OSError, KeyError, ImportError) as exc:  # no USER/LOGNAME and no passwd entry
         raise IllegalStateError(
-            f"{SHARED_ENV} is set but the OS user is unknown ({exc}): "
-            f"set {STUDENT_ENV} to your name, e.g. LABKIT_STUDENT=anna"
+            _(
+                "{shared_env} is set but the OS user is unknown ({exc}): set {student_env} to your name, e.g. LABKIT_STUDENT=anna"
+            ).format(shared_env=SHARED_ENV, exc=exc, student_env=STUDENT_ENV)
         ) from None
     return Naming(sanitize(user), "the OS user")
 

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from labkit.errors import IllegalArgumentError
+from labkit.i18n import _
 
 __all__ = ["progress"]
 
@@ -41,16 +42,20 @@ def progress(
     """
     if iterable is None and total is None:
         raise IllegalArgumentError(
-            "progress() needs something to count: progress(items) or progress(total=1000)"
+            _("progress() needs something to count: progress(items) or progress(total=1000)")
         )
     if total is not None and (
         isinstance(total, bool) or not isinstance(total, int | float) or total < 0
     ):
-        raise IllegalArgumentError(f"total must be a number of items (>= 0), got {total!r}")
+        raise IllegalArgumentError(
+            _("total must be a number of items (>= 0), got {total!r}").format(total=total)
+        )
     try:
         from tqdm.auto import tqdm
     except ImportError as exc:
         raise ImportError(
-            "nb.progress needs tqdm: pip install 'labkit-streaming[lab]' (in a checkout: make venv)"
+            _(
+                "nb.progress needs tqdm: pip install 'labkit-streaming[lab]' (in a checkout: make venv)"
+            )
         ) from exc
     return tqdm(iterable, total=total, desc=desc, unit=unit, **tqdm_kwargs)

@@ -36,6 +36,7 @@ from typing import Any
 from labkit._address import bootstrap_list
 from labkit._clock import REAL_CLOCK, Clock
 from labkit.errors import IllegalArgumentError, IllegalStateError
+from labkit.i18n import _
 
 THREAD_NAME = "labkit-eventstream"
 _STREAMS: weakref.WeakSet = weakref.WeakSet()
@@ -87,19 +88,23 @@ class EventStream:
         clock: Clock = REAL_CLOCK,
     ):
         if not isinstance(topic, str) or not topic:
-            raise IllegalArgumentError(f"topic must be a non-empty string, got {topic!r}")
+            raise IllegalArgumentError(
+                _("topic must be a non-empty string, got {topic!r}").format(topic=topic)
+            )
         if rate is not None and (not isinstance(rate, int | float) or not rate > 0):
             raise IllegalArgumentError(
-                f"rate is events per second and must be > 0, or None to send as fast as "
-                f"possible; got {rate!r}"
+                _(
+                    "rate is events per second and must be > 0, or None to send as fast as possible; got {rate!r}"
+                ).format(rate=rate)
             )
         if isinstance(key, str):
             field = key
             key = lambda event: event[field]  # noqa: E731
         elif key is not None and not callable(key):
             raise IllegalArgumentError(
-                "key must be a function of the event (key=lambda e: e['user_id']) or a "
-                f"field name (key='user_id'), got {key!r}"
+                _(
+                    "key must be a function of the event (key=lambda e: e['user_id']) or a field name (key='user_id'), got {key!r}"
+                ).format(key=key)
             )
         self.topic = topic
         self.rate = None if rate is None else float(rate)
@@ -155,8 +160,9 @@ class EventStream:
                 return self
             if self._error is not None:
                 raise IllegalStateError(
-                    f"this EventStream stopped with an error ({self._error}); fix it and "
-                    "create a new EventStream"
+                    _(
+                        "this EventStream stopped with an error ({error}); fix it and create a new EventStream"
+                    ).format(error=self._error)
                 )
         if self._producer is None:
             self._producer = self._given if self._given is not None else self._make_producer()

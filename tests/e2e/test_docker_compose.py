@@ -156,6 +156,7 @@ def compose(request, docker_engine, tmp_path_factory) -> Compose:
         JUPYTER_TOKEN="e2e-" + secrets.token_hex(8),
         LABKIT_BROKER_PORT=str(free_port(9092)),
         LABKIT_LAB_PORT=str(free_port(8888)),
+        LABKIT_LANG="en",  # the English landing page (the default is Polish, the course's)
     )
     project = Compose(request.param.split(), workdir, env)
     try:

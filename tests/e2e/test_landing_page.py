@@ -1,5 +1,6 @@
-"""notebooks/README.ipynb, the page the lab opens on: it runs top to bottom against a
-real broker, its doctor cell passes, and the dashboard cell shows the dashboard."""
+"""notebooks/README.ipynb and notebooks/pl/README.ipynb, the pages the lab opens on (English,
+Polish): each runs top to bottom against a real broker, its doctor cell passes and speaks
+the page's language, the dashboard cell shows the dashboard, and each links to the other."""
 
 from __future__ import annotations
 
@@ -16,6 +17,16 @@ from e2e_helpers import REPO, broker_answers, free_port, wait_until
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 LANDING = REPO / "notebooks" / "README.ipynb"
+# page, its language, what its doctor says when all is well, the link to the other language
+LANDINGS = [
+    (LANDING, "en", ["all checks passed", "answers at"], "pl/README.ipynb"),
+    (
+        REPO / "notebooks" / "pl" / "README.ipynb",
+        "pl",
+        ["wszystkie sprawdzenia zaliczone", "odpowiada pod"],
+        "../README.ipynb",
+    ),
+]
 
 
 @pytest.fixture
@@ -59,9 +70,16 @@ def _outputs(cell) -> str:
     return "\n".join(parts)
 
 
-def test_landing_page_runs_against_the_broker(broker_address: str, monkeypatch):
+@pytest.mark.parametrize(("landing", "language", "verdict", "other"), LANDINGS)
+def test_landing_page_runs_against_the_broker(
+    broker_address: str, monkeypatch, landing, language, verdict, other
+):
     monkeypatch.setenv("LABKIT_BOOTSTRAP", broker_address)
-    notebook = nbformat.read(LANDING, as_version=4)
+    notebook = nbformat.read(landing, as_version=4)
+    assert notebook.metadata["labkit"] == {"language": language}
+    assert f"]({other})" in notebook.cells[0].source  # a visible link to the other series
+    # nbclient's kernel is not JupyterLab's: it gets the language as `labkit grade` does
+    monkeypatch.setenv("LABKIT_LANG", language)
     assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"), (
         "commit the landing page without outputs"
     )
@@ -69,12 +87,12 @@ def test_landing_page_runs_against_the_broker(broker_address: str, monkeypatch):
         notebook,
         timeout=60,
         kernel_name="python3",
-        resources={"metadata": {"path": str(LANDING.parent)}},
+        resources={"metadata": {"path": str(landing.parent)}},
     ).execute()
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     doctor = next(cell for cell in code if "nb.doctor()" in cell.source)
-    assert "all checks passed" in _outputs(doctor)
-    assert f"answers at {broker_address}" in _outputs(doctor)
+    assert verdict[0] in _outputs(doctor)
+    assert f"{verdict[1]} {broker_address}" in _outputs(doctor)
     dashboard = next(cell for cell in code if "nb.dashboard()" in cell.source)
     assert f"Dashboard {broker_address}" in _outputs(dashboard)
     assert os.environ["LABKIT_BOOTSTRAP"] == broker_address

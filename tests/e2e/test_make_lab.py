@@ -63,6 +63,7 @@ class MakeLab:
         self.log_path = clone.parent / f"make-lab-{tag}.log"
         env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
         env["JUPYTER_TOKEN"] = self.token
+        env["LABKIT_LANG"] = "en"  # the English landing page (the default is Polish)
         lab_args = f"--no-browser --port {self.broker_port} --lab-port {self.lab_port}"
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(

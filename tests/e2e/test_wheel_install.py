@@ -188,6 +188,20 @@ def test_the_installed_package_is_the_wheel(installed: Installed):
     assert "MIT License" in licenses[0].read_text()
 
 
+def test_the_wheel_speaks_polish(installed: Installed):
+    """The compiled message catalogue is in the wheel (labkit/locale/pl/LC_MESSAGES)."""
+    out = installed.run(
+        "python",
+        "-c",
+        "from labkit import nb; nb.check('00.1', ...); nb.language('en'); nb.check('00.1', ...)",
+        LABKIT_LANG="pl",
+    )
+    assert out.splitlines() == [
+        "BRAK ODPOWIEDZI 00.1 (0/1 pkt): zastąp ... swoją odpowiedzią",
+        "NOT ATTEMPTED 00.1 (0/1 points): replace the ... with your answer",
+    ]
+
+
 def test_console_scripts_and_lab_help(installed: Installed):
     assert f"labkit {installed.wheel.name.split('-')[1]}" in installed.run("labkit", "--version")
     help_text = installed.run("labkit", "lab", "--help")
@@ -259,6 +273,7 @@ def test_init_then_the_first_notebook_runs(installed: Installed, broker: str):
     assert "labkit lab" in out  # the next step
     assert (course / "notebooks" / "00_start_here.ipynb").is_file()
     assert (course / "notebooks" / "README.ipynb").is_file()
+    assert (course / "notebooks" / "pl" / "README.ipynb").is_file()  # the Polish series
     assert not (course / "instructor").exists(), "solutions only with --instructor"
     installed.run("labkit", "init", "course", "--instructor")
     assert (course / "instructor" / "masters" / "10_fraud_pipeline.ipynb").is_file()

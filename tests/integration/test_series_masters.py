@@ -34,8 +34,13 @@ from labkit.course import authoring, grading  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 MASTERS = ROOT / "instructor" / "masters"
 STUDENTS = ROOT / "notebooks"
-MASTER_PATHS = sorted(MASTERS.glob("*.ipynb"))
-NAMES = [p.stem for p in MASTER_PATHS]
+# English masters, then their Polish versions (instructor/masters/pl/, docs/languages.md):
+# names are paths under masters/ without .ipynb ("02_producer", "pl/02_producer").
+MASTER_PATHS = sorted(
+    (p for p in MASTERS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts),
+    key=lambda p: (len(p.relative_to(MASTERS).parts), p.as_posix()),
+)
+NAMES = [p.relative_to(MASTERS).with_suffix("").as_posix() for p in MASTER_PATHS]
 CELL_TIMEOUT_S = 60
 RUN_TIMEOUT_S = 420
 WORKERS = 2
@@ -88,6 +93,8 @@ def run_notebook(path: Path, bootstrap: str, *, grading_mode: bool) -> Run:
         )
         env.pop("VIRTUAL_ENV", None)
         env.pop("PYTEST_ADDOPTS", None)
+        # the kernel gives feedback in the notebook's language, as under `labkit grade`
+        env.update(grading.notebook_language_env(nbformat.read(str(path), as_version=4)))
         if grading_mode:
             env["LABKIT_GRADING"] = "1"
         else:
@@ -150,6 +157,20 @@ def run_pair(name: str, bootstrap: str) -> dict[str, Run]:
     return runs
 
 
+def run_languages(names: list[str], bootstrap: str) -> dict[str, dict[str, Run]]:
+    """One notebook in each of its languages, one after the other: they use the same
+    topic names, so they must not run at the same moment."""
+    return {name: run_pair(name, bootstrap) for name in names}
+
+
+def _same_notebook(names: list[str]) -> dict[str, list[str]]:
+    """{"02_producer": ["02_producer", "pl/02_producer"]}: the languages of each notebook."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(Path(name).name, []).append(name)
+    return groups
+
+
 def _selected(request) -> list[str]:
     """The notebooks the selected tests of this module need (all if none is named)."""
     names = set()
@@ -167,8 +188,10 @@ def series(shared_broker, request):
     before = _topics(bootstrap)
     names = _selected(request)
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        futures = {name: pool.submit(run_pair, name, bootstrap) for name in names}
-        results = {name: future.result() for name, future in futures.items()}
+        futures = [
+            pool.submit(run_languages, group, bootstrap) for group in _same_notebook(names).values()
+        ]
+        results = {name: runs for future in futures for name, runs in future.result().items()}
     left = sorted(_topics(bootstrap) - before)
     print(
         "\nseconds per run:",
@@ -243,7 +266,7 @@ def test_each_notebook_checks_the_broker_first_and_ends_with_a_summary(name):
         f"{name}: one of the first two code cells should call nb.doctor(...)"
     )
     markdown = [c.source.lower() for c in nb.cells if c.cell_type == "markdown"]
-    assert any("## summary" in text for text in markdown[-3:]), (
+    assert any("## summary" in text or "## podsumowanie" in text for text in markdown[-3:]), (
         f"{name}: the notebook should end with a '## Summary' (and what comes next), "
         "at most a clean-up section after it"
     )

@@ -21,6 +21,8 @@ ALLOWED = {
     "errors": set(),
     "_clock": set(),
     "_address": set(),
+    # the message catalogues (gettext): what a student or instructor reads, in their language
+    "i18n": set(),
     "protocol": {"errors", "_clock", "_address"},
     "log": {"errors", "_clock", "_address", "protocol"},
     # the Kafka listener: beside the broker, started by broker/server.py; it reaches the
@@ -39,10 +41,11 @@ ALLOWED = {
         "nb",
         "course",
         "testing",
+        "i18n",
         "__init__",
     },
-    "nb": {"errors", "_clock", "_address", "protocol", "client", "course", "__init__"},
-    "course": {"errors", "_clock", "_address", "protocol", "client", "nb", "__init__"},
+    "nb": {"errors", "_clock", "_address", "protocol", "client", "course", "i18n", "__init__"},
+    "course": {"errors", "_clock", "_address", "protocol", "client", "nb", "i18n", "__init__"},
     "testing": {"errors", "_clock", "_address", "protocol", "log", "broker", "client", "__init__"},
 }
 ZMQ_MODULES = {

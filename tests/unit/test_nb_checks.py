@@ -350,25 +350,19 @@ def test_10_1_score():
 
 
 @pytest.mark.parametrize(
-    ("count", "noun", "text"),
+    ("count", "noun", "plural", "text"),
     [
-        (1, "city", "1 city"),
-        (2, "city", "2 cities"),
-        (0, "city", "0 cities"),
-        (1, "poison message", "1 poison message"),
-        (3, "poison message", "3 poison messages"),
-        (2, "day", "2 days"),
-        (2, "match", "2 matches"),
-        (5, "box", "5 boxes"),
+        (1, "city", "cities", "1 city"),
+        (2, "city", "cities", "2 cities"),
+        (0, "city", "cities", "0 cities"),
+        (1, "poison message", "poison messages", "1 poison message"),
+        (3, "poison message", "poison messages", "3 poison messages"),
+        (2, "child", "children", "2 children"),
     ],
 )
-def test_counted_puts_the_noun_in_the_right_number(count, noun, text):
-    assert checks.counted(count, noun) == text
-
-
-def test_counted_takes_an_irregular_plural():
-    assert checks.counted(2, "child", "children") == "2 children"
-    assert checks.counted(1, "child", "children") == "1 child"
+def test_counted_puts_the_noun_in_the_right_number(count, noun, plural, text, monkeypatch):
+    monkeypatch.setenv("LABKIT_LANG", "en")
+    assert checks.counted(count, noun, plural) == text
 
 
 @pytest.mark.parametrize(

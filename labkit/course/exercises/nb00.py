@@ -15,32 +15,36 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from labkit.course.checks import Registry, Wrong, call, counted, expect
+from labkit.i18n import N_, _
 from labkit.nb.generators import STORES, transactions
 
 EXERCISES = Registry()
 exercise = EXERCISES.exercise
 
 
-@exercise("00.1", points=1, title="Warm-up: the four cities of the shop network")
+@exercise("00.1", points=1, title=N_("Warm-up: the four cities of the shop network"))
 def four_cities(answer):
     """answer: the four store cities (any order), e.g. a list of strings."""
     expect(
         isinstance(answer, list | tuple | set),
-        f"give a list of strings, got {type(answer).__name__}",
+        _("give a list of strings, got {name}").format(name=type(answer).__name__),
     )
     got = {str(city).strip() for city in answer}
     missing = [c for c in STORES if c not in got]
     extra = sorted(got - set(STORES))
     expect(
         not extra,
-        f"{extra[0]!r} is not one of the cities; check the spelling "
-        "(Polish letters: Kraków, Gdańsk, Wrocław)"
+        _(
+            "{extra_0!r} is not one of the cities; check the spelling (Polish letters: Kraków, Gdańsk, Wrocław)"
+        ).format(extra_0=extra[0])
         if extra
         else "",
     )
     expect(
         not missing,
-        f"{counted(len(missing), 'city')} missing: look at the 'store' field of a transaction",
+        _("{counted} missing: look at the 'store' field of a transaction").format(
+            counted=counted(len(missing), "city", "cities")
+        ),
     )
 
 
@@ -51,7 +55,7 @@ def _biggest_cases() -> list[list[dict]]:
     ]
 
 
-@exercise("00.2", points=1, title="Warm-up: find the biggest transaction")
+@exercise("00.2", points=1, title=N_("Warm-up: find the biggest transaction"))
 def biggest_transaction(fn):
     """fn(transactions) -> the transaction (dict) with the largest amount, or its tx_id."""
     for data in _biggest_cases():
@@ -59,23 +63,36 @@ def biggest_transaction(fn):
         got = call(fn, [dict(tx) for tx in data])
         if isinstance(got, int | float) and not isinstance(got, bool):
             raise Wrong(
-                f"you returned the number {got!r}: return the whole transaction (the "
-                "dict), e.g. max(transactions, key=lambda tx: tx['amount'])"
+                _(
+                    "you returned the number {got!r}: return the whole transaction (the dict), e.g. max(transactions, key=lambda tx: tx['amount'])"
+                ).format(got=got)
             )
         got_id = got.get("tx_id") if isinstance(got, Mapping) else got
         if not isinstance(got_id, str):
-            raise Wrong(f"return one transaction (a dict with 'tx_id'), got {type(got).__name__}")
+            raise Wrong(
+                _("return one transaction (a dict with 'tx_id'), got {name}").format(
+                    name=type(got).__name__
+                )
+            )
         if got_id == want["tx_id"]:
             continue
         smallest = min(data, key=lambda tx: tx["amount"])
         expect(
             got_id != smallest["tx_id"],
-            f"{got_id} has the smallest amount "
-            f"({smallest['amount']:.2f} PLN): look for the largest",
+            _(
+                "{got_id} has the smallest amount ({smallest_amount:.2f} PLN): look for the largest"
+            ).format(got_id=got_id, smallest_amount=smallest["amount"]),
         )
         amounts = {tx["tx_id"]: tx["amount"] for tx in data}
-        shown = f" ({amounts[got_id]:.2f} PLN)" if got_id in amounts else ""
+        shown = (
+            _(" ({amounts_item:.2f} PLN)").format(amounts_item=amounts[got_id])
+            if got_id in amounts
+            else ""
+        )
         raise Wrong(
-            f"expected {want['tx_id']} ({want['amount']:.2f} PLN), got {got_id}{shown}: "
-            "compare the 'amount' field of every transaction"
+            _(
+                "expected {want_tx_id} ({want_amount:.2f} PLN), got {got_id}{shown}: compare the 'amount' field of every transaction"
+            ).format(
+                want_tx_id=want["tx_id"], want_amount=want["amount"], got_id=got_id, shown=shown
+            )
         )

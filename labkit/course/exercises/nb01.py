@@ -21,6 +21,7 @@ from collections.abc import Mapping
 
 from labkit.course import broker_checks
 from labkit.course.checks import Registry, counted, expect
+from labkit.i18n import N_, _
 from labkit.nb.names import prefix_hint, same_topic
 
 EXERCISES = Registry()
@@ -30,7 +31,7 @@ exercise = EXERCISES.exercise
 @exercise(
     "01.1",
     points=1,
-    title="Create a topic with 4 partitions and describe it",
+    title=N_("Create a topic with 4 partitions and describe it"),
     topics={"nb01-payments": None},
 )
 def describe_new_topic(description, *, topic, partitions=4):
@@ -39,32 +40,44 @@ def describe_new_topic(description, *, topic, partitions=4):
         description = description[0]
     expect(
         isinstance(description, Mapping),
-        f"give the dict that admin.describe_topics([{topic!r}])[0] returns, "
-        f"got {type(description).__name__}",
+        _("give the dict that admin.describe_topics([{topic!r}])[0] returns, got {name}").format(
+            topic=topic, name=type(description).__name__
+        ),
     )
     name = description.get("topic", description.get("name"))
     expect(
         same_topic(name, topic),
-        f"this describes {name!r}, not {topic!r}: describe the topic "
-        f"you created{prefix_hint(name, topic)}",
+        _(
+            "this describes {name!r}, not {topic!r}: describe the topic you created{prefix_hint_name}"
+        ).format(name=name, topic=topic, prefix_hint_name=prefix_hint(name, topic)),
     )
     expect(
         not description.get("error_code"),
-        f"the broker answered error_code {description.get('error_code')} for {topic!r} "
-        "(the topic does not exist?): create it with admin.create_topics first",
+        _(
+            "the broker answered error_code {description_get} for {topic!r} (the topic does not exist?): create it with admin.create_topics first"
+        ).format(description_get=description.get("error_code"), topic=topic),
     )
     parts = description.get("partitions") or []
     expect(
         len(parts) == partitions,
-        f"{topic!r} has {counted(len(parts), 'partition')}, {partitions} wanted: delete it "
-        f"(admin.delete_topics) and create it again with num_partitions={partitions}",
+        _(
+            "{topic!r} has {counted}, {partitions} wanted: delete it (admin.delete_topics) and create it again with num_partitions={partitions}"
+        ).format(
+            topic=topic,
+            counted=counted(len(parts), "partition", "partitions"),
+            partitions=partitions,
+        ),
     )
     on_broker = broker_checks.end_offsets(broker_checks.full_topic(topic))
     expect(
         len(on_broker) == partitions,
-        f"the broker's {topic!r} has {counted(len(on_broker), 'partition')}, not the "
-        f"{partitions} your description shows: describe the topic as it is "
-        "(admin.describe_topics), do not write the answer by hand",
+        _(
+            "the broker's {topic!r} has {counted}, not the {partitions} your description shows: describe the topic as it is (admin.describe_topics), do not write the answer by hand"
+        ).format(
+            topic=topic,
+            counted=counted(len(on_broker), "partition", "partitions"),
+            partitions=partitions,
+        ),
     )
 
 
@@ -77,8 +90,9 @@ def _partition_of(key: bytes, num_partitions: int) -> int:
 def _as_counts(answer) -> dict[int, object]:
     expect(
         isinstance(answer, Mapping),
-        "give a dict {partition: number of records}, e.g. "
-        f"{{0: 3, 1: 5, ...}}; got {type(answer).__name__}",
+        _(
+            "give a dict {{partition: number of records}}, e.g. {{0: 3, 1: 5, ...}}; got {name}"
+        ).format(name=type(answer).__name__),
     )
     return {getattr(key, "partition", key): value for key, value in answer.items()}
 
@@ -86,7 +100,7 @@ def _as_counts(answer) -> dict[int, object]:
 @exercise(
     "01.2",
     points=2,
-    title="Count the records in each partition from offsets",
+    title=N_("Count the records in each partition from offsets"),
     topics={"nb01-payments": 4},
 )
 def records_per_partition(answer, *, topic, lines, num_partitions):
@@ -102,36 +116,47 @@ def records_per_partition(answer, *, topic, lines, num_partitions):
     bad = sorted((p for p in got if not (isinstance(p, int) and 0 <= p < num_partitions)), key=str)
     expect(
         not bad,
-        f"partition {bad[0] if bad else ''!r} does not exist: the topic has "
-        f"partitions 0..{num_partitions - 1} (did you create it with "
-        f"num_partitions={num_partitions}?)",
+        _(
+            "partition {value!r} does not exist: the topic has partitions 0..{value2} (did you create it with num_partitions={num_partitions}?)"
+        ).format(
+            value=bad[0] if bad else "", value2=num_partitions - 1, num_partitions=num_partitions
+        ),
     )
     expect(
         all(isinstance(v, int) and not isinstance(v, bool) for v in got.values()),
-        "each count must be an int: end_offsets()[tp] - beginning_offsets()[tp]",
+        _("each count must be an int: end_offsets()[tp] - beginning_offsets()[tp]"),
     )
     records = broker_checks.read_topic(broker_checks.full_topic(topic))
     stored = Counter(r.partition for r in records)
     expect(
         len(records) == len(lines),
-        f"the broker's {topic!r} holds {counted(len(records), 'record')}, but "
-        f"{len(lines)} lines were sent: the sending cell ran more than once (or not at all)",
+        _(
+            "the broker's {topic!r} holds {counted}, but {n_lines} lines were sent: the sending cell ran more than once (or not at all)"
+        ).format(
+            topic=topic, counted=counted(len(records), "record", "records"), n_lines=len(lines)
+        ),
     )
     expect(
         set(stored) != {0} or set(want) == {0},
-        f"all records are in partition 0: was the topic created with {num_partitions} "
-        "partitions (exercise 01.1) before the records were sent?",
+        _(
+            "all records are in partition 0: was the topic created with {num_partitions} partitions (exercise 01.1) before the records were sent?"
+        ).format(num_partitions=num_partitions),
     )
     total = sum(got.values())
     expect(
         total == len(records),
-        f"your counts add up to {total}, but the topic holds {len(records)}: a partition "
-        "holds end offset - beginning offset records",
+        _(
+            "your counts add up to {total}, but the topic holds {n_records}: a partition holds end offset - beginning offset records"
+        ).format(total=total, n_records=len(records)),
     )
     for partition in range(num_partitions):
         expect(
             got.get(partition, 0) == stored[partition],
-            f"partition {partition}: the broker holds {counted(stored[partition], 'record')}, "
-            f"you counted {got.get(partition, 0)}: take the offsets of every partition "
-            "of the topic",
+            _(
+                "partition {partition}: the broker holds {counted}, you counted {got_get}: take the offsets of every partition of the topic"
+            ).format(
+                partition=partition,
+                counted=counted(stored[partition], "record", "records"),
+                got_get=got.get(partition, 0),
+            ),
         )

@@ -22,6 +22,7 @@ from collections import Counter
 from labkit.course import broker_checks
 from labkit.course.checks import Registry, Wrong, call, counted, expect
 from labkit.course.exercises._ref import alert_line, values
+from labkit.i18n import N_, _
 from labkit.nb.generators import transactions
 
 EXERCISES = Registry()
@@ -50,7 +51,7 @@ def _alert_cases() -> list[dict]:
     return cases
 
 
-@exercise("03.1", points=2, title="Format an alert for amount > 3000")
+@exercise("03.1", points=2, title=N_("Format an alert for amount > 3000"))
 def format_alert(fn):
     """fn(tx) -> 'ALERT: TX0042 | 2345.67 PLN | Warszawa | elektronika' if amount > 3000, else None."""
     for tx in _alert_cases():
@@ -59,29 +60,36 @@ def format_alert(fn):
         if want is None:
             if isinstance(got, str | bool) and not got:
                 raise Wrong(
-                    f"for {tx['tx_id']} (amount {tx['amount']:.2f}, not > 3000) your function "
-                    f"returned {got!r}: return None (the value that means 'no alert')"
+                    _(
+                        "for {tx_tx_id} (amount {tx_amount:.2f}, not > 3000) your function returned {got!r}: return None (the value that means 'no alert')"
+                    ).format(tx_tx_id=tx["tx_id"], tx_amount=tx["amount"], got=got)
                 )
             expect(
                 got is None,
-                f"{tx['tx_id']} has amount {tx['amount']:.2f}, "
-                "which is not > 3000, but your function returned an alert; return None for it",
+                _(
+                    "{tx_tx_id} has amount {tx_amount:.2f}, which is not > 3000, but your function returned an alert; return None for it"
+                ).format(tx_tx_id=tx["tx_id"], tx_amount=tx["amount"]),
             )
             continue
         expect(
             got not in (None, "", False),
-            f"no alert for {tx['tx_id']} with amount "
-            f"{tx['amount']:.2f} PLN: alert when amount > 3000",
+            _(
+                "no alert for {tx_tx_id} with amount {tx_amount:.2f} PLN: alert when amount > 3000"
+            ).format(tx_tx_id=tx["tx_id"], tx_amount=tx["amount"]),
         )
-        expect(isinstance(got, str), f"return the alert as a str, got {type(got).__name__}")
+        expect(
+            isinstance(got, str),
+            _("return the alert as a str, got {name}").format(name=type(got).__name__),
+        )
         expect(
             got.strip() == want,
-            f"for {tx['tx_id']} expected {want!r}, got {got.strip()!r} "
-            "(amount with 2 decimals, parts separated by ' | ')",
+            _(
+                "for {tx_tx_id} expected {want!r}, got {got_strip!r} (amount with 2 decimals, parts separated by ' | ')"
+            ).format(tx_tx_id=tx["tx_id"], want=want, got_strip=got.strip()),
         )
 
 
-@exercise("03.2", points=2, title="Read the topic and collect the alerts")
+@exercise("03.2", points=2, title=N_("Read the topic and collect the alerts"))
 def collected_alerts(lines, *, sent):
     """lines: the alert lines printed while reading the topic; sent: the transactions sent."""
     if isinstance(lines, str):
@@ -91,56 +99,76 @@ def collected_alerts(lines, *, sent):
     extra, missing = got - want, want - got
     if missing and not got:
         raise Wrong(
-            f"no alerts collected, {sum(want.values())} expected: read the topic from "
-            "the beginning (auto_offset_reset='earliest') and stop with consumer_timeout_ms"
+            _(
+                "no alerts collected, {total_want_values} expected: read the topic from the beginning (auto_offset_reset='earliest') and stop with consumer_timeout_ms"
+            ).format(total_want_values=sum(want.values()))
         )
     if extra:
         raise Wrong(
-            f"{counted(sum(extra.values()), 'line')} should not be there, e.g. "
-            f"{min(extra)!r}: only amount > 3000, each transaction once"
+            _(
+                "{counted} should not be there, e.g. {first_extra!r}: only amount > 3000, each transaction once"
+            ).format(counted=counted(sum(extra.values()), "line", "lines"), first_extra=min(extra))
         )
     if missing:
         raise Wrong(
-            f"{counted(sum(missing.values()), 'alert')} missing, e.g. {min(missing)!r}: "
-            "read every partition from the beginning until no more records come"
+            _(
+                "{counted} missing, e.g. {first_missing!r}: read every partition from the beginning until no more records come"
+            ).format(
+                counted=counted(sum(missing.values()), "alert", "alerts"),
+                first_missing=min(missing),
+            )
         )
 
 
-@exercise("03.3", points=2, title="Seek to an offset and read from there")
+@exercise("03.3", points=2, title=N_("Seek to an offset and read from there"))
 def read_from_offset(read, *, topic, start):
     """read: the ConsumerRecords read after ``seek(tp, start)`` on partition 0 of ``topic``."""
     if isinstance(read, str):
-        raise Wrong("give a list of the records you read, not one string")
+        raise Wrong(_("give a list of the records you read, not one string"))
     records = broker_checks.verify_records(read, topic=topic)
     expect(
         records,
-        f"nothing read: after consumer.seek(tp, {start}) read with poll() or a for "
-        "loop (with consumer_timeout_ms so it ends)",
+        _(
+            "nothing read: after consumer.seek(tp, {start}) read with poll() or a for loop (with consumer_timeout_ms so it ends)"
+        ).format(start=start),
     )
     others = sorted({r.partition for r in records} - {0})
     expect(
-        not others, f"a record comes from partition {others[0] if others else ''}: read partition 0"
+        not others,
+        _("a record comes from partition {value}: read partition 0").format(
+            value=others[0] if others else ""
+        ),
     )
     offsets = [r.offset for r in records]
     expect(
         offsets[0] >= start,
-        f"you started at offset {offsets[0]}: call consumer.seek(tp, {start}) after "
-        "assign() and before reading",
+        _(
+            "you started at offset {offsets_0}: call consumer.seek(tp, {start}) after assign() and before reading"
+        ).format(offsets_0=offsets[0], start=start),
     )
     twice = sorted(o for o, n in Counter(offsets).items() if n > 1)
-    expect(not twice, f"offset {twice[0] if twice else ''} was read twice: keep each record once")
+    expect(
+        not twice,
+        _("offset {value} was read twice: keep each record once").format(
+            value=twice[0] if twice else ""
+        ),
+    )
     expect(
         offsets[0] == start,
-        f"your first record has offset {offsets[0]}, not {start}: seek to offset {start} "
-        "of partition 0 and keep every record from there",
+        _(
+            "your first record has offset {offsets_0}, not {start}: seek to offset {start} of partition 0 and keep every record from there"
+        ).format(offsets_0=offsets[0], start=start),
     )
     end = broker_checks.end_offsets(broker_checks.full_topic(topic))[0]
     expect(
         len(offsets) >= end - start,
-        f"read {len(offsets)} of the {end - start} records from offset {start} on: keep "
-        "reading until no more records come",
+        _(
+            "read {n_offsets} of the {value} records from offset {start} on: keep reading until no more records come"
+        ).format(n_offsets=len(offsets), value=end - start, start=start),
     )
     expect(
         offsets == list(range(start, end)),
-        f"expected the records at offsets {start} to {end - 1}, in offset order",
+        _("expected the records at offsets {start} to {value}, in offset order").format(
+            start=start, value=end - 1
+        ),
     )

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 
 from labkit.course import broker_checks
 from labkit.course.checks import Registry, StudentCodeError, Wrong, call, counted, expect
+from labkit.i18n import N_, _
 
 EXERCISES = Registry()
 exercise = EXERCISES.exercise
@@ -43,7 +44,7 @@ _DESERIALIZE_CASES = [
 ]
 
 
-@exercise("04.1", points=2, title="A JSON deserializer that survives poison messages")
+@exercise("04.1", points=2, title=N_("A JSON deserializer that survives poison messages"))
 def safe_deserializer(fn):
     """fn(raw: bytes) -> the decoded JSON value, or None when raw is not valid UTF-8 JSON."""
     for raw, want in _DESERIALIZE_CASES:
@@ -52,22 +53,31 @@ def safe_deserializer(fn):
         except StudentCodeError as exc:
             if isinstance(exc.__cause__, UnicodeDecodeError):
                 raise Wrong(
-                    f"for {raw!r} it raised UnicodeDecodeError: bytes that are not valid "
-                    "UTF-8 (e.g. text written as Latin-1) are poison too; catch ValueError "
-                    "(the parent of json.JSONDecodeError and UnicodeDecodeError) and return None"
+                    _(
+                        "for {raw!r} it raised UnicodeDecodeError: bytes that are not valid UTF-8 (e.g. text written as Latin-1) are poison too; catch ValueError (the parent of json.JSONDecodeError and UnicodeDecodeError) and return None"
+                    ).format(raw=raw)
                 ) from None
             raise Wrong(
-                f"for {raw!r} {str(exc).split(';')[0].replace('your function', 'it')}: "
-                "catch ValueError (json.JSONDecodeError and UnicodeDecodeError are both "
-                "ValueErrors) and return None"
+                _(
+                    "for {raw!r} {str_exc_split_0_replace}: catch ValueError (json.JSONDecodeError and UnicodeDecodeError are both ValueErrors) and return None"
+                ).format(
+                    raw=raw,
+                    str_exc_split_0_replace=str(exc).split(";")[0].replace("your function", "it"),
+                )
             ) from None
         if want is None:
-            expect(got is None, f"for the poison message {raw!r} return None, got {got!r}")
+            expect(
+                got is None,
+                _("for the poison message {raw!r} return None, got {got!r}").format(
+                    raw=raw, got=got
+                ),
+            )
         else:
             expect(
                 got == want,
-                f"for {raw!r} expected {want!r}, got {got!r}: decode the bytes "
-                "as UTF-8 and parse them with json.loads",
+                _(
+                    "for {raw!r} expected {want!r}, got {got!r}: decode the bytes as UTF-8 and parse them with json.loads"
+                ).format(raw=raw, want=want, got=got),
             )
 
 
@@ -81,7 +91,7 @@ def _is_json(raw: bytes) -> bool:
 
 def _raw_values(answer) -> list[bytes]:
     if isinstance(answer, bytes | str):
-        raise Wrong("give a list of the dead letters (one per record), not one value")
+        raise Wrong(_("give a list of the dead letters (one per record), not one value"))
     result = []
     for item in answer:
         value = item.value if hasattr(item, "value") and not isinstance(item, Mapping) else item
@@ -89,9 +99,9 @@ def _raw_values(answer) -> list[bytes]:
             value = bytes(value)
         if not isinstance(value, bytes):
             raise Wrong(
-                f"the dead-letter topic keeps the raw bytes, got {type(value).__name__} "
-                f"{value!r:.40}: send record.value unchanged and read it back without "
-                "a value_deserializer"
+                _(
+                    "the dead-letter topic keeps the raw bytes, got {name} {value!r:.40}: send record.value unchanged and read it back without a value_deserializer"
+                ).format(name=type(value).__name__, value=value)
             )
         result.append(value)
     return result
@@ -100,7 +110,7 @@ def _raw_values(answer) -> list[bytes]:
 @exercise(
     "04.2",
     points=2,
-    title="Send poison messages to a dead-letter topic",
+    title=N_("Send poison messages to a dead-letter topic"),
     topics={"nb04-payments-dlt": 1},
 )
 def dead_letters(answer, *, topic, sent):
@@ -112,40 +122,48 @@ def dead_letters(answer, *, topic, sent):
     )
     expect(
         got == stored,
-        f"your list has {counted(sum(got.values()), 'value')}, the broker's {topic!r} "
-        f"holds {counted(sum(stored.values()), 'record')}: send the dead letters to it "
-        "(and flush), then read it back from the beginning",
+        _(
+            "your list has {counted}, the broker's {topic!r} holds {counted2}: send the dead letters to it (and flush), then read it back from the beginning"
+        ).format(
+            counted=counted(sum(got.values()), "value", "values"),
+            topic=topic,
+            counted2=counted(sum(stored.values()), "record", "records"),
+        ),
     )
     want = Counter(raw for raw in sent if not _is_json(raw))
     expect(
         got or not want,
-        "the dead-letter topic is empty, "
-        f"{counted(sum(want.values()), 'poison message')} expected: send "
-        "each value your deserializer rejects to it, and flush() before "
-        "reading it",
+        _(
+            "the dead-letter topic is empty, {counted} expected: send each value your deserializer rejects to it, and flush() before reading it"
+        ).format(counted=counted(sum(want.values()), "poison message", "poison messages")),
     )
     valid = sorted(raw for raw in got if _is_json(raw))
     expect(
         not valid,
-        f"{valid[0] if valid else b''!r} is valid JSON: only messages that "
-        "cannot be decoded go to the dead-letter topic",
+        _(
+            "{value!r} is valid JSON: only messages that cannot be decoded go to the dead-letter topic"
+        ).format(value=valid[0] if valid else b""),
     )
     unknown = sorted(raw for raw in got if raw not in want)
     expect(
         not unknown,
-        f"{unknown[0] if unknown else b''!r} was never sent to the input "
-        "topic: read the dead letters of this notebook's topics only",
+        _(
+            "{value!r} was never sent to the input topic: read the dead letters of this notebook's topics only"
+        ).format(value=unknown[0] if unknown else b""),
     )
     extra, missing = got - want, want - got
     expect(
         not extra,
-        f"{min(extra) if extra else b''!r} is in the dead-letter topic "
-        f"{got[min(extra)] if extra else 0} times: send each poison message once "
-        "(run the notebook from the top)",
+        _(
+            "{value!r} is in the dead-letter topic {value2} times: send each poison message once (run the notebook from the top)"
+        ).format(value=min(extra) if extra else b"", value2=got[min(extra)] if extra else 0),
     )
     expect(
         not missing,
-        f"{counted(sum(missing.values()), 'poison message')} missing, e.g. "
-        f"{min(missing) if missing else b''!r}: read the input topic to the "
-        "end and send every rejected value",
+        _(
+            "{counted} missing, e.g. {value!r}: read the input topic to the end and send every rejected value"
+        ).format(
+            counted=counted(sum(missing.values()), "poison message", "poison messages"),
+            value=min(missing) if missing else b"",
+        ),
     )

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from labkit.course import broker_checks
 from labkit.course.checks import Registry, Wrong, counted, expect
 from labkit.course.exercises._ref import tx_ids
+from labkit.i18n import N_, _
 
 EXERCISES = Registry()
 exercise = EXERCISES.exercise
@@ -44,28 +45,33 @@ def _judge_partitions(answer, *, num_partitions=None) -> dict[str, set]:
         seen = _partitions_by_user(answer)
     except (TypeError, ValueError):
         raise Wrong(
-            "give a dict {user_id: set of partitions}, built from each send's metadata.partition"
+            _(
+                "give a dict {{user_id: set of partitions}}, built from each send's metadata.partition"
+            ).format()
         ) from None
-    expect(len(seen) >= 2, "collect the partitions of at least two users' transactions")
+    expect(len(seen) >= 2, _("collect the partitions of at least two users' transactions"))
     for user in sorted(seen):
         parts = sorted(seen[user])
         expect(
             len(parts) == 1,
-            f"{user}'s transactions went to partitions {parts}: send with "
-            "key=tx['user_id'] (bytes, or with a key_serializer)",
+            _(
+                "{user}'s transactions went to partitions {parts}: send with key=tx['user_id'] (bytes, or with a key_serializer)"
+            ).format(user=user, parts=parts),
         )
     used = set().union(*seen.values())
     if num_partitions is not None:
         bad = sorted(p for p in used if not (isinstance(p, int) and 0 <= p < num_partitions))
         expect(
             not bad,
-            f"partition {bad[0] if bad else ''} does not exist in a topic with "
-            f"{num_partitions} partitions",
+            _(
+                "partition {value} does not exist in a topic with {num_partitions} partitions"
+            ).format(value=bad[0] if bad else "", num_partitions=num_partitions),
         )
         expect(
             num_partitions == 1 or len(seen) < 6 or len(used) > 1,
-            "every user landed on the same partition: send with key=tx['user_id'] and let "
-            "the key choose the partition (do not pass partition=...)",
+            _(
+                "every user landed on the same partition: send with key=tx['user_id'] and let the key choose the partition (do not pass partition=...)"
+            ),
         )
     return seen
 
@@ -73,7 +79,7 @@ def _judge_partitions(answer, *, num_partitions=None) -> dict[str, set]:
 @exercise(
     "05.1",
     points=2,
-    title="Key by user_id: one partition per user",
+    title=N_("Key by user_id: one partition per user"),
     topics={"nb05-by-user": 3},
 )
 def one_partition_per_user(answer, *, topic, num_partitions=None):
@@ -89,35 +95,44 @@ def one_partition_per_user(answer, *, topic, num_partitions=None):
         stored.setdefault(key, set()).add(record.partition)
     expect(
         None not in stored,
-        f"the broker's {topic!r} holds records without a key: send with "
-        f"key=tx['user_id']; to start afresh, nb.reset('05.1') empties the topic",
+        _(
+            "the broker's {topic!r} holds records without a key: send with key=tx['user_id']; to start afresh, nb.reset('05.1') empties the topic"
+        ).format(topic=topic),
     )
     spread = sorted(k for k, parts in stored.items() if len(parts) > 1)
     expect(
         not spread,
-        f"on the broker {spread[0] if spread else ''}'s records are in several partitions: "
-        "keep one key per user (the user_id, always the same bytes)",
+        _(
+            "on the broker {value}'s records are in several partitions: keep one key per user (the user_id, always the same bytes)"
+        ).format(value=spread[0] if spread else ""),
     )
     for user in sorted(seen):
         expect(
             user in stored,
-            f"the broker's {topic!r} has no record with the key {user!r}: send each "
-            "transaction with key=tx['user_id']",
+            _(
+                "the broker's {topic!r} has no record with the key {user!r}: send each transaction with key=tx['user_id']"
+            ).format(topic=topic, user=user),
         )
         expect(
             seen[user] == stored[user],
-            f"{user}'s records are in partition {sorted(stored[user])[0]} on the broker, your "
-            f"answer says {sorted(seen[user], key=str)}: take the partition from each send's "
-            "RecordMetadata",
+            _(
+                "{user}'s records are in partition {sorted_stored_item_0} on the broker, your answer says {sorted_seen_item}: take the partition from each send's RecordMetadata"
+            ).format(
+                user=user,
+                sorted_stored_item_0=sorted(stored[user])[0],
+                sorted_seen_item=sorted(seen[user], key=str),
+            ),
         )
 
 
-@exercise("05.2", points=2, title="Per-key order: each user's transactions in send order")
+@exercise("05.2", points=2, title=N_("Per-key order: each user's transactions in send order"))
 def per_key_order(answer, *, sent):
     """answer: {user_id: that user's tx_ids (or transactions) in the order they were read}."""
     expect(
         isinstance(answer, Mapping),
-        f"give a dict {{user_id: list of tx_ids in read order}}, got {type(answer).__name__}",
+        _("give a dict {{user_id: list of tx_ids in read order}}, got {name}").format(
+            name=type(answer).__name__
+        ),
     )
     want: dict[str, list[str]] = {}
     for tx in sent:
@@ -126,20 +141,30 @@ def per_key_order(answer, *, sent):
     missing = sorted(set(want) - set(got))
     expect(
         not missing,
-        f"{counted(len(missing), 'user')} missing, e.g. {missing[0] if missing else ''}: "
-        "read every partition of the topic from the beginning",
+        _(
+            "{counted} missing, e.g. {value}: read every partition of the topic from the beginning"
+        ).format(
+            counted=counted(len(missing), "user", "users"), value=missing[0] if missing else ""
+        ),
     )
     for user in sorted(want):
         mine, theirs = got[user], want[user]
         expect(
             sorted(mine) == sorted(theirs),
-            f"{user}: expected {counted(len(theirs), 'transaction')}, got {len(mine)}: append each "
-            "record's tx_id to the list of its user_id, once",
+            _(
+                "{user}: expected {counted}, got {n_mine}: append each record's tx_id to the list of its user_id, once"
+            ).format(
+                user=user,
+                counted=counted(len(theirs), "transaction", "transactions"),
+                n_mine=len(mine),
+            ),
         )
         if mine != theirs:
             first = next(i for i, (a, b) in enumerate(zip(mine, theirs, strict=True)) if a != b)
             raise Wrong(
-                f"{user}'s transaction number {first + 1} was {mine[first]}, but "
-                f"{theirs[first]} was sent before it: keep the order in which the "
-                "records were read (and read a topic keyed by user_id)"
+                _(
+                    "{user}'s transaction number {value} was {mine_item}, but {theirs_item} was sent before it: keep the order in which the records were read (and read a topic keyed by user_id)"
+                ).format(
+                    user=user, value=first + 1, mine_item=mine[first], theirs_item=theirs[first]
+                )
             )

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from labkit.course.checks import Registry, Wrong, call, expect
+from labkit.i18n import N_, _
 
 EXERCISES = Registry()
 exercise = EXERCISES.exercise
@@ -55,10 +56,10 @@ def commit_cases() -> list[tuple[list[Any], str]]:
     )
     two_topics = [_record(t, 1, 7), _record("nb06b-refunds", 1, 0), _record("nb06b-refunds", 1, 1)]
     return [
-        (batch, "a batch from partitions 0, 2 and 5"),
-        ([_record(t, 3, 99)], "one record at offset 99 of partition 3"),
-        (two_topics, "partition 1 of two topics"),
-        ([], "an empty batch"),
+        (batch, N_("a batch from partitions 0, 2 and 5")),
+        ([_record(t, 3, 99)], N_("one record at offset 99 of partition 3")),
+        (two_topics, N_("partition 1 of two topics")),
+        ([], N_("an empty batch")),
     ]
 
 
@@ -75,7 +76,7 @@ def offsets_ref(records: Iterable[Any]) -> dict[Any, int]:
 
 def _name(tp: Any) -> str:
     if isinstance(tp, tuple) and len(tp) == 2:
-        return f"partition {tp[1]} of {tp[0]}"
+        return _("partition {partition} of {topic}").format(partition=tp[1], topic=tp[0])
     return repr(tp)
 
 
@@ -83,42 +84,57 @@ def _offset(value: Any) -> Any:
     return getattr(value, "offset", value)  # OffsetAndMetadata or an int
 
 
-@exercise("06.3", points=2, title="Which offsets to commit after processing a batch")
+@exercise("06.3", points=2, title=N_("Which offsets to commit after processing a batch"))
 def offsets_to_commit(fn):
     """fn(records) -> {TopicPartition: offset of the next record to read} for each partition."""
-    for records, what in commit_cases():
+    for records, case in commit_cases():
+        what = _(case)
         answer = call(fn, list(records))
         if not records and answer in (None, [], ()):
-            raise Wrong(f"{what}: return an empty dict, there is nothing to commit")
+            raise Wrong(
+                _("{what}: return an empty dict, there is nothing to commit").format(what=what)
+            )
         expect(
             isinstance(answer, Mapping),
-            f"return a dict {{TopicPartition: offset}}, got {type(answer).__name__}",
+            _("return a dict {{TopicPartition: offset}}, got {name}").format(
+                name=type(answer).__name__
+            ),
         )
         want = offsets_ref(records)
         keys = list(answer)
         if any(isinstance(k, int) for k in keys) and want:
             raise Wrong(
-                "key the dict by TopicPartition(record.topic, record.partition), not by "
-                "the partition number: commit() needs the topic too"
+                _(
+                    "key the dict by TopicPartition(record.topic, record.partition), not by the partition number: commit() needs the topic too"
+                )
             )
         got = {tuple(k) if isinstance(k, tuple) else k: _offset(v) for k, v in answer.items()}
         extra = [k for k in got if k not in want]
         if extra:
             raise Wrong(
-                f"{what}: {_name(extra[0])} has no record in the batch; commit only "
-                "the partitions you read from (key: TopicPartition)"
+                _(
+                    "{what}: {name_extra_0} has no record in the batch; commit only the partitions you read from (key: TopicPartition)"
+                ).format(what=what, name_extra_0=_name(extra[0]))
             )
         for tp, offset in want.items():
-            where = f"{what}: for {_name(tp)}"
-            expect(tp in got, f"{where} nothing is committed: commit every partition of the batch")
+            where = _("{what}: for {name_tp}").format(what=what, name_tp=_name(tp))
+            expect(
+                tp in got,
+                _("{where} nothing is committed: commit every partition of the batch").format(
+                    where=where
+                ),
+            )
             expect(
                 got[tp] != offset - 1,
-                f"{where} you commit {offset - 1}, the offset of the last record; commit the "
-                f"NEXT offset to read ({offset}), or a restart reads that record again",
+                _(
+                    "{where} you commit {value}, the offset of the last record; commit the NEXT offset to read ({offset}), or a restart reads that record again"
+                ).format(where=where, value=offset - 1, offset=offset),
             )
             expect(
                 got[tp] == offset,
-                f"{where} commit {offset} (the last offset read + 1), got {got[tp]!r}",
+                _("{where} commit {offset} (the last offset read + 1), got {got_item!r}").format(
+                    where=where, offset=offset, got_item=got[tp]
+                ),
             )
 
 
@@ -142,36 +158,34 @@ def can_lose_ref(acks: Any, min_insync_replicas: int) -> bool:
 
 
 def _acks_hint(acks: Any, isr: int, got: bool) -> str:
-    where = f"can_lose({acks!r}, {isr}) returned {got!r}"
+    where = _("can_lose({acks!r}, {isr}) returned {got!r}").format(acks=acks, isr=isr, got=got)
     if acks == 0:
-        return (
-            f"{where}: with acks=0 the producer does not wait for the leader at all, so a record "
-            "it counts as sent may never have been kept"
-        )
+        return _(
+            "{where}: with acks=0 the producer does not wait for the leader at all, so a record it counts as sent may never have been kept"
+        ).format(where=where)
     if acks == 1:
-        return (
-            f"{where}: with acks=1 the leader answers after its own write, before the followers "
-            "copied it; min.insync.replicas only counts for acks='all'"
-        )
+        return _(
+            "{where}: with acks=1 the leader answers after its own write, before the followers copied it; min.insync.replicas only counts for acks='all'"
+        ).format(where=where)
     if isr == 1:
-        return (
-            f"{where}: 'all' means every replica in the ISR; when both followers fell behind, "
-            "the ISR is the leader alone, and min.insync.replicas=1 lets it answer by itself"
-        )
-    return (
-        f"{where}: with acks='all' and min.insync.replicas={isr} at least {isr} replicas have "
-        "the record, and only an in-sync replica can become the new leader"
-    )
+        return _(
+            "{where}: 'all' means every replica in the ISR; when both followers fell behind, the ISR is the leader alone, and min.insync.replicas=1 lets it answer by itself"
+        ).format(where=where)
+    return _(
+        "{where}: with acks='all' and min.insync.replicas={isr} at least {isr} replicas have the record, and only an in-sync replica can become the new leader"
+    ).format(where=where, isr=isr)
 
 
-@exercise("06.4", points=2, title="Which acks x min.insync.replicas settings can lose data")
+@exercise("06.4", points=2, title=N_("Which acks x min.insync.replicas settings can lose data"))
 def can_lose(fn):
     """fn(acks, min_insync_replicas) -> True when an acknowledged record can be lost."""
     for acks, isr in ACKS_CASES:
         got = call(fn, acks, isr)
         expect(
             isinstance(got, bool),
-            f"can_lose({acks!r}, {isr}) returned {got!r}: return True or False",
+            _("can_lose({acks!r}, {isr}) returned {got!r}: return True or False").format(
+                acks=acks, isr=isr, got=got
+            ),
         )
         if got != can_lose_ref(acks, isr):
             raise Wrong(_acks_hint(acks, isr, got))

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from labkit.course.checks import Registry, Wrong, call, counted, expect
+from labkit.i18n import N_, _
 
 EXERCISES = Registry()
 exercise = EXERCISES.exercise
@@ -39,8 +40,9 @@ def _not_earlier(records: Iterable[Any], earlier: Iterable[Any], what: str) -> N
     seen = {id(r) for r in earlier or ()}
     if any(id(r) in seen for r in records):
         raise Wrong(
-            f"these are the records of the first read (first), not {what}: move the consumer "
-            "and read again into a new list"
+            _(
+                "these are the records of the first read (first), not {what}: move the consumer and read again into a new list"
+            ).format(what=what)
         )
 
 
@@ -48,7 +50,7 @@ def _positions(records: Iterable[Any]) -> set[tuple[int, int]]:
     return {(r.partition, r.offset) for r in records}
 
 
-@exercise("07.1", points=1, title="Replay a topic from the beginning")
+@exercise("07.1", points=1, title=N_("Replay a topic from the beginning"))
 def replay(answer, *, topic, earlier=()):
     """answer: the ConsumerRecords read again after seek_to_beginning()."""
     from labkit.course.broker_checks import read_topic, verify_records
@@ -59,8 +61,9 @@ def replay(answer, *, topic, earlier=()):
     missing = want - got
     expect(
         not missing,
-        f"{len(missing)} of {counted(len(want), 'record')} not replayed: call "
-        "seek_to_beginning(tp) on the consumer, then read until the loop ends",
+        _(
+            "{n_missing} of {counted} not replayed: call seek_to_beginning(tp) on the consumer, then read until the loop ends"
+        ).format(n_missing=len(missing), counted=counted(len(want), "record", "records")),
     )
 
 
@@ -73,18 +76,18 @@ def _first_at_or_after(records: Iterable[Any], since_ms: int) -> dict[int, int]:
     return first
 
 
-@exercise("07.2", points=1, title="Replay from a moment in time (offsets_for_times)")
+@exercise("07.2", points=1, title=N_("Replay from a moment in time (offsets_for_times)"))
 def replay_since(answer, *, topic, since_ms, earlier=()):
     """answer: the records read after seeking to offsets_for_times({tp: since_ms})."""
     from labkit.course.broker_checks import read_topic, verify_records
 
     got = _positions(verify_records(answer, topic=topic))
-    _not_earlier(answer, earlier, "a replay from since_ms")
+    _not_earlier(answer, earlier, _("a replay from since_ms"))
     on_broker = read_topic(topic)
     starts = _first_at_or_after(on_broker, since_ms)
     expect(
         bool(starts),
-        "no record on the broker is as new as since_ms: run the cells from the send cell again",
+        _("no record on the broker is as new as since_ms: run the cells from the send cell again"),
     )
     want = {(r.partition, r.offset) for r in on_broker if r.offset >= starts.get(r.partition, -1)}
     want = {(p, o) for p, o in want if p in starts}
@@ -92,25 +95,28 @@ def replay_since(answer, *, topic, since_ms, earlier=()):
         mine = sorted(o for p, o in got if p == partition)
         expect(
             bool(mine),
-            f"nothing read from partition {partition}: seek to the offset offsets_for_times "
-            "gives and read to the end",
+            _(
+                "nothing read from partition {partition}: seek to the offset offsets_for_times gives and read to the end"
+            ).format(partition=partition),
         )
         expect(
             mine[0] >= start,
-            f"your replay starts at offset {mine[0]}, before since_ms: the first record at or "
-            f"after since_ms is at offset {start}; ask consumer.offsets_for_times({{tp: "
-            "since_ms}}) and seek() to its .offset",
+            _(
+                "your replay starts at offset {mine_0}, before since_ms: the first record at or after since_ms is at offset {start}; ask consumer.offsets_for_times({{tp: since_ms}}) and seek() to its .offset"
+            ).format(mine_0=mine[0], start=start),
         )
         expect(
             mine[0] == start,
-            f"your replay starts at offset {mine[0]} and misses offset {start}, the first "
-            "record at or after since_ms: ask consumer.offsets_for_times({tp: since_ms}) and "
-            "seek() to its .offset",
+            _(
+                "your replay starts at offset {mine_0} and misses offset {start}, the first record at or after since_ms: ask consumer.offsets_for_times({{tp: since_ms}}) and seek() to its .offset"
+            ).format(mine_0=mine[0], start=start),
         )
     missing = want - got
     expect(
         not missing,
-        f"{counted(len(missing), 'record')} after since_ms not read: read until the loop ends",
+        _("{counted} after since_ms not read: read until the loop ends").format(
+            counted=counted(len(missing), "record", "records")
+        ),
     )
 
 
@@ -119,21 +125,28 @@ def replay_since(answer, *, topic, since_ms, earlier=()):
 
 def _offset(value: Any, policy: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise Wrong(f"predicted[{policy!r}]: give an offset (an int), got {value!r}")
+        raise Wrong(
+            _("predicted[{policy!r}]: give an offset (an int), got {value!r}").format(
+                policy=policy, value=value
+            )
+        )
     return value
 
 
-@exercise("07.3", points=1, title="Predict the position after an out-of-range reset")
+@exercise("07.3", points=1, title=N_("Predict the position after an out-of-range reset"))
 def predict_reset(answer, *, topic):
     """answer: {"earliest": offset, "latest": offset} where each consumer continues."""
     from labkit.course.broker_checks import end_offsets, read_topic
 
     expect(
         isinstance(answer, Mapping) and {"earliest", "latest"} <= set(answer),
-        'give a dict {"earliest": offset, "latest": offset}',
+        _('give a dict {"earliest": offset, "latest": offset}'),
     )
     ends = end_offsets(topic)
-    expect(len(ends) == 1, f"{topic!r} should have one partition: run its cells again")
+    expect(
+        len(ends) == 1,
+        _("{topic!r} should have one partition: run its cells again").format(topic=topic),
+    )
     (end,) = ends.values()
     stored = [r.offset for r in read_topic(topic)]
     start = stored[0] if stored else end
@@ -142,23 +155,25 @@ def predict_reset(answer, *, topic):
     if earliest != start:
         if earliest == 0 and start > 0:
             raise Wrong(
-                "'earliest' cannot continue at offset 0: that record is gone (that is why the "
-                "reset happens); it continues at the log start offset, the first one still "
-                "stored (consumer.beginning_offsets(), LogStartOffset)"
+                _(
+                    "'earliest' cannot continue at offset 0: that record is gone (that is why the reset happens); it continues at the log start offset, the first one still stored (consumer.beginning_offsets(), LogStartOffset)"
+                )
             )
         raise Wrong(
-            f"'earliest' continues at the log start offset, {start} now, not {earliest}: "
-            "see consumer.beginning_offsets() or LogStartOffset"
+            _(
+                "'earliest' continues at the log start offset, {start} now, not {earliest}: see consumer.beginning_offsets() or LogStartOffset"
+            ).format(start=start, earliest=earliest)
         )
     if latest != end:
         hint = (
-            "the offset of the last record; 'latest' waits for the next one"
+            _("the offset of the last record; 'latest' waits for the next one")
             if latest == end - 1
-            else f"not {latest}"
+            else _("not {latest}").format(latest=latest)
         )
         raise Wrong(
-            f"'latest' continues at the log end offset, the offset the next record will get "
-            f"({end} now), {hint}: see consumer.end_offsets()"
+            _(
+                "'latest' continues at the log end offset, the offset the next record will get ({end} now), {hint}: see consumer.end_offsets()"
+            ).format(end=end, hint=hint)
         )
 
 
@@ -167,7 +182,7 @@ def predict_reset(answer, *, topic):
 ROW = {"spent": 1234.5, "last_tx": "TX0042"}
 
 
-@exercise("07.4", points=1, title="Delete a row with a real tombstone")
+@exercise("07.4", points=1, title=N_("Delete a row with a real tombstone"))
 def tombstone(fn, *, topic, key):
     """fn: a value serializer (None -> None, else JSON bytes); the key's latest record on the
     broker must be a tombstone (a null value)."""
@@ -176,32 +191,41 @@ def tombstone(fn, *, topic, key):
     got = call(fn, None)
     expect(
         got is None,
-        f"json_or_tombstone(None) returned {got!r}: a tombstone has no value at all; "
-        "return None for None (json.dumps(None) is the 4 bytes b'null', an ordinary value)",
+        _(
+            "json_or_tombstone(None) returned {got!r}: a tombstone has no value at all; return None for None (json.dumps(None) is the 4 bytes b'null', an ordinary value)"
+        ).format(got=got),
     )
     data = call(fn, dict(ROW))
     expect(
         isinstance(data, bytes),
-        f"json_or_tombstone({ROW!r}) returned {type(data).__name__}: a serializer returns "
-        "bytes (json.dumps(value).encode('utf-8'))",
+        _(
+            "json_or_tombstone({row!r}) returned {name}: a serializer returns bytes (json.dumps(value).encode('utf-8'))"
+        ).format(row=ROW, name=type(data).__name__),
     )
     try:
         back = json.loads(data)
     except ValueError:
         back = None
-    expect(back == ROW, f"json_or_tombstone({ROW!r}) should be that dict as JSON, got {data!r}")
+    expect(
+        back == ROW,
+        _("json_or_tombstone({row!r}) should be that dict as JSON, got {data!r}").format(
+            row=ROW, data=data
+        ),
+    )
     key_bytes = key.encode("utf-8") if isinstance(key, str) else key
     latest = [r for r in read_topic(topic) if r.key == key_bytes]
     expect(
         bool(latest),
-        f"{topic!r} holds no record with the key {key_bytes!r}: send the tombstone "
-        "(run the whole cell)",
+        _(
+            "{topic!r} holds no record with the key {key_bytes!r}: send the tombstone (run the whole cell)"
+        ).format(topic=topic, key_bytes=key_bytes),
     )
     value = latest[-1].value
     expect(
         value is None,
-        f"the latest record of key {key_bytes!r} on the broker has the value {value!r}, not "
-        "a null value: send it through a producer whose value_serializer returns None for None",
+        _(
+            "the latest record of key {key_bytes!r} on the broker has the value {value!r}, not a null value: send it through a producer whose value_serializer returns None for None"
+        ).format(key_bytes=key_bytes, value=value),
     )
 
 
@@ -245,43 +269,42 @@ def table_cases() -> list[tuple[list[Any], dict[str, Any], str]]:
     records = [_record(offset, key, value) for offset, (key, value) in enumerate(history)]
     table = {"u01": {"spent": 450.0}, "u02": {"spent": 95.0}, "u04": {"spent": 33.0}}
     return [
-        (records, table, "updates, tombstones, and a key written again after its tombstone"),
-        (records[:3], {"u01": {"spent": 450.0}, "u02": {"spent": 80.0}}, "three updates"),
-        ([], {}, "no records"),
+        (records, table, N_("updates, tombstones, and a key written again after its tombstone")),
+        (records[:3], {"u01": {"spent": 450.0}, "u02": {"spent": 80.0}}, N_("three updates")),
+        ([], {}, N_("no records")),
     ]
 
 
 def _table_hint(got: Mapping, want: Mapping, what: str) -> str:
     extra = sorted(set(got) - set(want), key=str)
     if extra:
-        return (
-            f"{what}: {extra[0]!r} should not be in the table: its latest record is a "
-            "tombstone (value None), which deletes the key"
-        )
+        return _(
+            "{what}: {extra_0!r} should not be in the table: its latest record is a tombstone (value None), which deletes the key"
+        ).format(what=what, extra_0=extra[0])
     missing = sorted(set(want) - set(got), key=str)
     if missing:
-        return (
-            f"{what}: {missing[0]!r} is missing: a key written again after its tombstone is "
-            "back in the table, with its newest value"
-        )
+        return _(
+            "{what}: {missing_0!r} is missing: a key written again after its tombstone is back in the table, with its newest value"
+        ).format(what=what, missing_0=missing[0])
     stale = sorted((k for k in want if got[k] != want[k]), key=str)
-    return (
-        f"{what}: {stale[0]!r} should be {want[stale[0]]!r}, got {got[stale[0]]!r}: a later "
-        "record of a key replaces the earlier one (key the table by record.key, the value "
-        "is record.value)"
-    )
+    return _(
+        "{what}: {stale_0!r} should be {want_item!r}, got {got_item!r}: a later record of a key replaces the earlier one (key the table by record.key, the value is record.value)"
+    ).format(what=what, stale_0=stale[0], want_item=want[stale[0]], got_item=got[stale[0]])
 
 
-@exercise("07.5", points=2, title="A compacted topic as a table")
+@exercise("07.5", points=2, title=N_("A compacted topic as a table"))
 def to_table(fn):
     """fn(records) -> {key: latest value}; a tombstone (value None) deletes its key."""
-    for records, want, what in table_cases():
+    for records, want, case in table_cases():
+        what = _(case)
         got = call(fn, list(records))
         if not records and got in (None, [], ()):
-            raise Wrong(f"{what}: return an empty dict")
+            raise Wrong(_("{what}: return an empty dict").format(what=what))
         expect(
             isinstance(got, Mapping),
-            f"{what}: return a dict {{key: value}}, got {type(got).__name__}",
+            _("{what}: return a dict {{key: value}}, got {name}").format(
+                what=what, name=type(got).__name__
+            ),
         )
         if dict(got) != want:
             raise Wrong(_table_hint(got, want, what))

@@ -16,35 +16,41 @@ from datetime import datetime, timedelta
 
 from labkit.course.checks import Registry, Wrong, call, expect
 from labkit.course.exercises._ref import burst_users, tumbling_counts, window_start
+from labkit.i18n import N_, _
 from labkit.nb.generators import CATEGORIES, STORES, sensors, transactions
 
 EXERCISES = Registry()
 exercise = EXERCISES.exercise
 
 
-@exercise("09.1", points=1, title="Count transactions per store")
+@exercise("09.1", points=1, title=N_("Count transactions per store"))
 def per_store(fn):
     """fn(transactions) -> {store: number of transactions}."""
     data = list(transactions(seed=920, count=137))
     got = call(fn, [dict(tx) for tx in data])
     expect(
         isinstance(got, Mapping),
-        f"return a dict or Counter {{store: count}}, got {type(got).__name__}",
+        _("return a dict or Counter {{store: count}}, got {name}").format(name=type(got).__name__),
     )
     want = Counter(tx["store"] for tx in data)
     for store in STORES:
         expect(
             got.get(store) == want[store],
-            f"{store}: expected {want[store]} transactions, got {got.get(store)!r}",
+            _("{store}: expected {want_item} transactions, got {got_get!r}").format(
+                store=store, want_item=want[store], got_get=got.get(store)
+            ),
         )
 
 
-@exercise("09.2", points=2, title="Count, sum, min and max per category")
+@exercise("09.2", points=2, title=N_("Count, sum, min and max per category"))
 def per_category(fn):
     """fn(transactions) -> {category: {"count": n, "sum": s, "min": lo, "max": hi}}."""
     data = list(transactions(seed=930, count=150))
     got = call(fn, [dict(tx) for tx in data])
-    expect(isinstance(got, Mapping), f"return a dict {{category: stats}}, got {type(got).__name__}")
+    expect(
+        isinstance(got, Mapping),
+        _("return a dict {{category: stats}}, got {name}").format(name=type(got).__name__),
+    )
     for cat in CATEGORIES:
         amounts = [tx["amount"] for tx in data if tx["category"] == cat]
         want = {
@@ -56,12 +62,16 @@ def per_category(fn):
         stats = got.get(cat)
         expect(
             isinstance(stats, Mapping) and set(want) <= set(stats),
-            f"stats for {cat!r} need the keys count, sum, min, max; got {stats!r}",
+            _("stats for {cat!r} need the keys count, sum, min, max; got {stats!r}").format(
+                cat=cat, stats=stats
+            ),
         )
         for name, value in want.items():
             expect(
                 isinstance(stats[name], int | float) and abs(stats[name] - value) < 0.01,
-                f"{cat}: {name} should be {round(value, 2)}, got {stats[name]!r}",
+                _("{cat}: {name} should be {rounded_value}, got {stats_item!r}").format(
+                    cat=cat, name=name, rounded_value=round(value, 2), stats_item=stats[name]
+                ),
             )
 
 
@@ -95,13 +105,13 @@ def _burst_data() -> list[dict]:
 
 def _user_ids(answer) -> set[str]:
     if isinstance(answer, str):
-        raise Wrong("return a collection of user ids, e.g. {'u07', 'u12'}, not one string")
+        raise Wrong(_("return a collection of user ids, e.g. {'u07', 'u12'}, not one string"))
     if isinstance(answer, Mapping):
         answer = answer.keys()
     return {item["user_id"] if isinstance(item, Mapping) else str(item) for item in answer}
 
 
-@exercise("09.3", points=3, title="Alert when a user makes more than 3 transactions in 60 s")
+@exercise("09.3", points=3, title=N_("Alert when a user makes more than 3 transactions in 60 s"))
 def bursts(fn):
     """fn(transactions in time order) -> the user_ids that made > 3 transactions within 60 s."""
     data = _burst_data()
@@ -117,24 +127,27 @@ def bursts(fn):
         user = missed[0]
         times = [tx["timestamp"][11:] for tx in data if tx["user_id"] == user]
         raise Wrong(
-            f"missed {user}, who paid at {', '.join(times[:6])}: keep each user's recent "
-            "timestamps and count those within the last 60 s"
+            _(
+                "missed {user}, who paid at {value_join}: keep each user's recent timestamps and count those within the last 60 s"
+            ).format(user=user, value_join=", ".join(times[:6]))
         )
     extra = sorted(got - inclusive)
     raise Wrong(
-        f"flagged {extra[0]}, who never made more than 3 transactions within 60 s: count "
-        "per user, only transactions less than 60 s apart"
+        _(
+            "flagged {extra_0}, who never made more than 3 transactions within 60 s: count per user, only transactions less than 60 s apart"
+        ).format(extra_0=extra[0])
     )
 
 
-@exercise("09.4", points=2, title="Tumbling 10-second windows on event time")
+@exercise("09.4", points=2, title=N_("Tumbling 10-second windows on event time"))
 def tumbling(fn):
     """fn(readings, size_s) -> {window start (ISO string or datetime): number of readings}."""
     data = list(sensors(seed=940, count=120, late_share=0.25, max_lateness_s=15))
     size_s = 10
     got = call(fn, [dict(r) for r in data], size_s)
     expect(
-        isinstance(got, Mapping), f"return a dict {{window start: count}}, got {type(got).__name__}"
+        isinstance(got, Mapping),
+        _("return a dict {{window start: count}}, got {name}").format(name=type(got).__name__),
     )
     try:
         counts = {
@@ -143,7 +156,7 @@ def tumbling(fn):
         }
     except ValueError:
         raise Wrong(
-            "use the window start as key, e.g. '2026-03-02T08:00:10' or a datetime"
+            _("use the window start as key, e.g. '2026-03-02T08:00:10' or a datetime")
         ) from None
     want = tumbling_counts(data, size_s)
     if counts != want:
@@ -156,38 +169,30 @@ def _window_diagnosis(data: list[dict], counts: dict, want: dict, size_s: int) -
     step = timedelta(seconds=size_s)
     misaligned = sorted(k for k in counts if k.microsecond or _since_midnight(k) % size_s)
     if misaligned:
-        return (
-            f"{misaligned[0]:%H:%M:%S} is not the start of a window: windows start at "
-            f"multiples of {size_s} s (08:00:00, 08:00:10, ...); key each count by the "
-            "start of its reading's window"
-        )
+        return _(
+            "{misaligned_0:%H:%M:%S} is not the start of a window: windows start at multiples of {size_s} s (08:00:00, 08:00:10, ...); key each count by the start of its reading's window"
+        ).format(misaligned_0=misaligned[0], size_s=size_s)
     if {start - step: n for start, n in counts.items()} == want:
-        return (
-            "your keys are the windows' ends: key each window by its start "
-            "(a reading stamped 08:00:07 is in the window that starts at 08:00:00)"
+        return _(
+            "your keys are the windows' ends: key each window by its start (a reading stamped 08:00:07 is in the window that starts at 08:00:00)"
         )
     total = sum(n for n in counts.values() if isinstance(n, int))
     if total < len(data):
-        return (
-            f"your windows hold {total} of the {len(data)} readings: count every reading, "
-            "late ones too, in the window of its own 'time'"
-        )
+        return _(
+            "your windows hold {total} of the {n_data} readings: count every reading, late ones too, in the window of its own 'time'"
+        ).format(total=total, n_data=len(data))
     if total > len(data):
-        return (
-            f"your windows hold {total} readings, there are {len(data)}: tumbling windows "
-            "do not overlap, so each reading is counted once, in exactly one window"
-        )
+        return _(
+            "your windows hold {total} readings, there are {n_data}: tumbling windows do not overlap, so each reading is counted once, in exactly one window"
+        ).format(total=total, n_data=len(data))
     if counts in (_by_newest_seen(data, size_s), _by_position(data, size_s)):
-        return (
-            "your windows follow the order the readings arrived in: put each reading in "
-            "the window of its own 'time' (event time), late readings too"
+        return _(
+            "your windows follow the order the readings arrived in: put each reading in the window of its own 'time' (event time), late readings too"
         )
     start = min(k for k in set(want) | set(counts) if counts.get(k) != want.get(k))
-    return (
-        f"window {start:%H:%M:%S}: expected {want.get(start, 0)} readings, got "
-        f"{counts.get(start, 0)}: count each reading in the window that holds its own "
-        "'time' (its seconds since midnight, rounded down to a multiple of size_s)"
-    )
+    return _(
+        "window {start:%H:%M:%S}: expected {want_get} readings, got {counts_get}: count each reading in the window that holds its own 'time' (its seconds since midnight, rounded down to a multiple of size_s)"
+    ).format(start=start, want_get=want.get(start, 0), counts_get=counts.get(start, 0))
 
 
 def _since_midnight(moment: datetime) -> int:
