@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 from kio.index import load_response_schema
 from kio.schema.errors import ErrorCode
 
+from labkit.kafka import group_apis
 from labkit.kafka.codec import API_VERSIONS_KEY, SUPPORTED
 
 METADATA_KEY = 3
@@ -356,4 +357,5 @@ BRIDGED: dict[int, Api] = {
     DELETE_TOPICS_KEY: Api(delete_topics_to_labkit, delete_topics_to_kafka),
     DESCRIBE_CONFIGS_KEY: Api(describe_configs_to_labkit, describe_configs_to_kafka),
     LIST_OFFSETS_KEY: Api(list_offsets_to_labkit, list_offsets_to_kafka),
+    **{key: Api(*pair) for key, pair in group_apis.PAIRS.items()},  # the group APIs
 }

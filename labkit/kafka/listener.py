@@ -301,6 +301,8 @@ class KafkaListener:
             api = apis.BRIDGED[header.request_api_key]
             name, labkit_header = api.to_labkit(request, version)
             labkit_header["client_id"] = conn.client_id
+            if name == "classic_join":  # Kafka's tools show a member's host as "/1.2.3.4"
+                labkit_header["client_host"] = "/" + conn.peer.rsplit(":", 1)[0]
             rid = b"k%d" % next(self._request_ids)
             conn.dealer.send_multipart(build_request(rid, name, labkit_header))
             conn.waiting = (rid, correlation, request, version, api)
