@@ -9,6 +9,13 @@ Each Kafka API the listener answers is a pair of pure functions:
 - ``to_kafka(labkit reply header, request, version, context)`` -> the kio response
   entity of the request's version.
 
+APIs that carry record bytes (Produce, Fetch: produce_fetch.py) are rows with
+``payloads=True``: their ``to_labkit(request, version, context)`` returns a
+``produce_fetch.Bridged`` (labkit api or None, header, payload frames, a state, whether
+the Kafka client reads a response) and their ``to_kafka(reply, payloads, state,
+request, version, context)`` also gets the reply's payload frames. ``Api(to_labkit,
+to_kafka)`` rows are header-only, as before.
+
 kio has one dataclass per (API, version), each with only that version's fields, so
 responses are built from one set of values with ``_make``, which keeps the fields the
 version's class has (metadata v0 has no ``cluster_id``, v10 adds ``topic_id``...).
@@ -27,7 +34,7 @@ from typing import Any, NamedTuple
 from kio.index import load_response_schema
 from kio.schema.errors import ErrorCode
 
-from labkit.kafka import group_apis
+from labkit.kafka import group_apis, produce_fetch
 from labkit.kafka.codec import API_VERSIONS_KEY, SUPPORTED
 
 METADATA_KEY = 3
@@ -46,11 +53,14 @@ _NO_THROTTLE = datetime.timedelta(0)
 
 class Context(NamedTuple):
     """What a response needs from the listener: the Kafka address it advertises, and
-    the broker's ``num.partitions`` (the count of a topic created with -1)."""
+    the broker's ``num.partitions`` (the count of a topic created with -1);
+    ``max_records_bytes``: what one Produce request's records may take decompressed
+    (the broker's socket.request.max.bytes)."""
 
     host: str
     port: int
     default_partitions: int = 1
+    max_records_bytes: int = produce_fetch.DEFAULT_MAX_RECORDS_BYTES
 
 
 def _make(cls: type, **values: Any) -> Any:
@@ -348,6 +358,7 @@ def _rows_by_name(reply: dict, names: list[str]) -> list[dict]:
 class Api(NamedTuple):
     to_labkit: Any
     to_kafka: Any
+    payloads: bool = False  # True: a records API (module docstring)
 
 
 # api key -> its pair (ApiVersions is answered by the listener alone)
@@ -358,4 +369,10 @@ BRIDGED: dict[int, Api] = {
     DESCRIBE_CONFIGS_KEY: Api(describe_configs_to_labkit, describe_configs_to_kafka),
     LIST_OFFSETS_KEY: Api(list_offsets_to_labkit, list_offsets_to_kafka),
     **{key: Api(*pair) for key, pair in group_apis.PAIRS.items()},  # the group APIs
+    produce_fetch.PRODUCE_KEY: Api(
+        produce_fetch.produce_to_labkit, produce_fetch.produce_to_kafka, payloads=True
+    ),
+    produce_fetch.FETCH_KEY: Api(
+        produce_fetch.fetch_to_labkit, produce_fetch.fetch_to_kafka, payloads=True
+    ),
 }

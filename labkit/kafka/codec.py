@@ -38,6 +38,8 @@ API_VERSIONS_KEY = 18
 
 # api key -> (min, max) advertised in ApiVersions; only what the listener answers
 SUPPORTED: dict[int, tuple[int, int]] = {
+    0: (3, 9),  # Produce
+    1: (4, 12),  # Fetch
     2: (1, 7),  # ListOffsets
     3: (0, 12),  # Metadata
     18: (0, 4),  # ApiVersions

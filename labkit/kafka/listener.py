@@ -43,7 +43,7 @@ from typing import Any
 import zmq
 
 from labkit.errors import KafkaConfigurationError, ProtocolError
-from labkit.kafka import apis, codec
+from labkit.kafka import apis, codec, produce_fetch
 from labkit.protocol.frames import build_request, parse_response
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 RECV_BYTES = 65536
 POLL_MS = 100  # how often the thread looks at its stop flag
 ACCEPT_BACKOFF_S = 0.5  # pause in accepting after accept() failed (out of descriptors)
+MAX_SILENT = 4  # acks=0 produces of one connection the broker may not have handled yet
 
 
 class _Connection:
@@ -63,8 +64,10 @@ class _Connection:
         self.frames = codec.FrameReader(max_frame)
         self.queue: collections.deque[bytes] = collections.deque()
         self.out = bytearray()
-        # the request waiting for the broker: (request id, correlation id, request, version, api)
-        self.waiting: tuple[bytes, int, Any, int, apis.Api] | None = None
+        # the request waiting for the broker:
+        # (request id, correlation id, request, version, api, state of a payload api)
+        self.waiting: tuple[bytes, int, Any, int, apis.Api, Any] | None = None
+        self.silent: set[bytes] = set()  # acks=0 produces sent, not yet answered by the broker
         self.client_id = ""
 
 
@@ -123,7 +126,9 @@ class KafkaListener:
         server.setblocking(False)
         self._server = server
         self.port = server.getsockname()[1]
-        self._context = apis.Context(self._advertised_host, self.port, self._default_partitions)
+        self._context = apis.Context(
+            self._advertised_host, self.port, self._default_partitions, self._max_frame
+        )
         self._thread = threading.Thread(target=self._run, name="kafka-listener", daemon=True)
         self._thread.start()
 
@@ -247,7 +252,12 @@ class KafkaListener:
         """Read only when nothing is queued and the output is under budget (see module
         doc). Flags 0 unregisters the descriptor (pyzmq)."""
         flags = 0
-        if not conn.queue and conn.waiting is None and len(conn.out) < self._max_buffered:
+        if (
+            not conn.queue
+            and conn.waiting is None
+            and len(conn.silent) < MAX_SILENT
+            and len(conn.out) < self._max_buffered
+        ):
             flags |= zmq.POLLIN
         if conn.out:
             flags |= zmq.POLLOUT
@@ -281,13 +291,14 @@ class KafkaListener:
 
     def _next(self, conn: _Connection) -> None:
         """Process queued requests until one waits for the broker."""
-        while conn.waiting is None and conn.queue:
+        while conn.waiting is None and conn.queue and len(conn.silent) < MAX_SILENT:
             frame = conn.queue.popleft()
             self.stats["requests"] += 1
             try:
                 header, request = codec.decode_request(frame)
             except codec.BadRequest as exc:
                 raise _Close(f"a request that does not parse ({exc})") from None
+            del frame
             version = header.request_api_version
             correlation = header.correlation_id
             conn.client_id = header.client_id or ""
@@ -299,13 +310,27 @@ class KafkaListener:
                 conn.out += codec.encode_response(correlation, response)
                 continue
             api = apis.BRIDGED[header.request_api_key]
-            name, labkit_header = api.to_labkit(request, version)
+            payloads: list = []
+            state = None
+            if api.payloads:
+                bridged = api.to_labkit(request, version, self._context)
+                name, labkit_header, payloads, state = bridged[:4]
+                if name is None:  # answered here (every partition refused, a bad session)
+                    if bridged.reply_expected:
+                        response = api.to_kafka(None, [], state, request, version, self._context)
+                        conn.out += codec.encode_response(correlation, response)
+                    continue
+            else:
+                name, labkit_header = api.to_labkit(request, version)
             labkit_header["client_id"] = conn.client_id
             if name == "classic_join":  # Kafka's tools show a member's host as "/1.2.3.4"
                 labkit_header["client_host"] = "/" + conn.peer.rsplit(":", 1)[0]
             rid = b"k%d" % next(self._request_ids)
-            conn.dealer.send_multipart(build_request(rid, name, labkit_header))
-            conn.waiting = (rid, correlation, request, version, api)
+            conn.dealer.send_multipart(build_request(rid, name, labkit_header, payloads))
+            if api.payloads and not bridged.reply_expected:
+                conn.silent.add(rid)  # acks=0: no response; its answer only says if it failed
+                continue
+            conn.waiting = (rid, correlation, request, version, api, state)
         if conn.out:
             self._write(conn)
 
@@ -316,14 +341,26 @@ class KafkaListener:
             except zmq.Again:
                 return
             try:
-                rid, reply, _payloads = parse_response(frames)
+                rid, reply, payloads = parse_response(frames)
             except ProtocolError as exc:
                 raise _Close(f"the broker's reply does not parse ({exc})") from None
+            del frames
+            if rid in conn.silent:
+                conn.silent.discard(rid)
+                why = produce_fetch.produce_failed(reply)
+                if why is not None:  # Kafka closes an acks=0 producer's connection on errors
+                    raise _Close(f"a produce with acks=0 failed ({why})")
+                self._next(conn)
+                continue
             if conn.waiting is None or conn.waiting[0] != rid:
                 continue  # not the request waiting (cannot happen: one at a time)
-            _, correlation, request, version, api = conn.waiting
+            _, correlation, request, version, api, state = conn.waiting
             conn.waiting = None
-            response = api.to_kafka(reply, request, version, self._context)
+            if api.payloads:
+                response = api.to_kafka(reply, payloads, state, request, version, self._context)
+            else:
+                response = api.to_kafka(reply, request, version, self._context)
+            del payloads
             conn.out += codec.encode_response(correlation, response)
             self._next(conn)
 

@@ -29,6 +29,7 @@ ADVERTISED += [(10, v) for v in range(4)] + [(11, v) for v in range(8)]
 ADVERTISED += [(12, v) for v in range(5)] + [(13, v) for v in range(5)]
 ADVERTISED += [(14, v) for v in range(6)] + [(15, v) for v in range(6)]
 ADVERTISED += [(16, v) for v in range(5)] + [(42, v) for v in range(3)]
+ADVERTISED += [(0, v) for v in range(3, 10)] + [(1, v) for v in range(4, 13)]
 
 
 def request_frame(api_key: int, version: int, body=None, correlation_id: int = 7) -> bytes:
@@ -84,6 +85,8 @@ def default_body(schema, version):
         return apis._make(schema, replica_id=-1, isolation_level=0, topics=(topic,))
     if schema.__name__ == "DeleteTopicsRequest":
         return apis._make(schema, topic_names=("orders", "nope"), timeout=TIMEOUT)
+    if schema.__name__ in ("ProduceRequest", "FetchRequest"):
+        return produce_fetch_body(schema, module)
     if schema.__name__ != "MetadataRequest":
         return filled_entity(schema)
     topic = __import__(schema.__module__, fromlist=["x"]).MetadataRequestTopic
@@ -125,6 +128,30 @@ def _filled(hint):
     if issubclass(hint, uuid.UUID):
         return apis.ZERO_UUID
     return hint("g")
+
+
+def produce_fetch_body(schema, module):
+    if schema.__name__ == "ProduceRequest":
+        data = module.PartitionProduceData(index=0, records=b"")
+        topic = module.TopicProduceData(name="orders", partition_data=(data,))
+        return schema(transactional_id=None, acks=-1, timeout=TIMEOUT, topic_data=(topic,))
+    partition = apis._make(
+        module.FetchPartition, partition=0, fetch_offset=0, partition_max_bytes=1 << 20
+    )
+    topic = module.FetchTopic(topic="orders", partitions=(partition,))
+    return apis._make(
+        schema,
+        replica_id=-1,
+        max_wait=TIMEOUT,
+        min_bytes=1,
+        max_bytes=1 << 20,
+        isolation_level=0,
+        session_id=0,
+        session_epoch=-1,
+        topics=(topic,),
+        forgotten_topics_data=(),
+        rack_id="",
+    )
 
 
 def decode_response(frame: bytes, api_key: int, version: int):
@@ -193,7 +220,8 @@ def test_an_unknown_api_versions_version_is_read_as_v0_for_kip_511():
 @pytest.mark.parametrize(
     ("frame", "says"),
     [
-        (struct.pack(">hhi", 0, 9, 1) + b"\0\0", "api key 0 is not supported"),
+        (struct.pack(">hhi", 1000, 0, 1) + b"\0\0", "api key 1000 is not supported"),
+        (struct.pack(">hhi", 0, 2, 1) + b"\0\0", "version 2 is not supported"),
         (struct.pack(">hhi", 3, 13, 1) + b"\0\0", "version 13 is not supported"),
         (struct.pack(">hhi", 3, -1, 1) + b"\0\0", "version -1 is not supported"),
         (b"\0\x03", "shorter than a request header"),
