@@ -352,6 +352,7 @@ class ClassicCoordinator:
                 if m.sync_waiter is not None:
                     answers.append((m.sync_waiter, self._sync_answer(group, m)))
                     m.sync_waiter = None
+                    m.last_seen = now  # its session runs from the answer
         self._schedule(group, self._next_deadline(group))
         return answers
 
@@ -457,6 +458,7 @@ class ClassicCoordinator:
             if m.sync_waiter is not None:
                 answers.append((m.sync_waiter, _error(RebalanceInProgressError.errno)))
                 m.sync_waiter = None
+                m.last_seen = now  # its session runs from the answer
         was_empty = group.state == EMPTY
         group.state = PREPARING
         longest = max((m.rebalance_timeout for m in group.members.values()), default=0.0)
