@@ -23,6 +23,7 @@ from labkit import NewTopic
 from labkit import TopicPartition as LabkitPartition
 from labkit.cli.main import run_command
 from labkit.errors import InconsistentGroupProtocolError
+from labkit.nb.dashboard_widget import collect
 from labkit.testing import BrokerProcess
 from labkit.testing.apache_kafka import run_tool
 from labkit.testing.broker import free_port
@@ -298,6 +299,15 @@ def test_labkit_consumer_groups_describe_shows_a_kafka_group(kafka_broker, uniqu
     rows = [row for row in map(str.split, out.splitlines()) if row[1:2] == [unique_topic]]
     by_partition = {int(row[2]): row[3:6] for row in rows}
     assert by_partition == {0: ["8", "12", "4"], 1: ["8", "8", "0"]}, out
+    # nb.dashboard()'s snapshot shows the same committed offsets
+    admin = LabkitAdmin(bootstrap_servers=kafka_broker.bootstrap)
+    consumer = LabkitConsumer(bootstrap_servers=kafka_broker.bootstrap)
+    try:
+        snapshot = collect(admin, consumer, at=0.0, topics=[unique_topic])
+    finally:
+        consumer.close()
+        admin.close()
+    assert snapshot.groups[group] == {(unique_topic, 0): 8, (unique_topic, 1): 8}
 
 
 # -- Apache Kafka's kafka-consumer-groups.sh, on labkit and on Apache Kafka ------------
