@@ -179,12 +179,16 @@ def _sync(groups: GroupService, waiter: Waiter, h: dict) -> list[Answer]:
         protocol_type=_str(h, "protocol_type", None, nullable=True),
         protocol_name=_str(h, "protocol_name", None, nullable=True),
         assignments=assignments,
+        group_instance_id=_str(h, "group_instance_id", None, nullable=True),
     )
 
 
 def _heartbeat(groups: GroupService, waiter: Waiter, h: dict) -> list[Answer]:
     answer = groups.classic.heartbeat(
-        _group_id(groups, h), _str(h, "member_id"), _int(h, "generation")
+        _group_id(groups, h),
+        _str(h, "member_id"),
+        _int(h, "generation"),
+        _str(h, "group_instance_id", None, nullable=True),
     )
     return [(waiter, answer)]
 

@@ -47,6 +47,7 @@ from typing import Any
 
 from labkit._clock import Clock
 from labkit.errors import (
+    FencedInstanceIdError,
     GroupMaxSizeReachedError,
     IllegalGenerationError,
     InconsistentGroupProtocolError,
@@ -243,6 +244,16 @@ class ClassicCoordinator:
                 )
         if group is None:
             group = self._groups[group_id] = ClassicGroup(group_id)
+        new_static = False
+        if group_instance_id:  # static membership (KIP-345)
+            static = self._static(group, group_instance_id)
+            if static is not None and member_id and member_id != static.member_id:
+                raise self._fenced(group_instance_id, member_id)
+            if static is not None and not member_id:
+                return self._rejoin_static(group, static, waiter, protocols, now)
+            if not member_id:  # a new static member needs no MEMBER_ID_REQUIRED round
+                member_id = f"{group_instance_id}-{uuid.uuid4()}"
+                new_static = True
         answers: list[Answer] = []
         known = member_id in group.members or member_id in group.pending
         if not known and len(group.members) + len(group.pending) >= self._max_group_size:
@@ -261,7 +272,7 @@ class ClassicCoordinator:
                 )
                 error.member_id = member_id  # type: ignore[attr-defined]
                 raise error
-        elif member_id not in group.members and member_id not in group.pending:
+        elif not new_static and member_id not in group.members and member_id not in group.pending:
             raise UnknownMemberIdError(
                 f"member {member_id} is not in group '{group_id}' (it left or its session "
                 "timed out); join again with an empty member id"
@@ -310,10 +321,11 @@ class ClassicCoordinator:
         protocol_type: str | None,
         protocol_name: str | None,
         assignments: dict[str, bytes],
+        group_instance_id: str | None = None,
     ) -> list[Answer]:
         """A SyncGroup: answered now, or parked until the leader's arrives."""
         now = self._clock.monotonic()
-        group, member = self._member(group_id, member_id)
+        group, member = self._member(group_id, member_id, group_instance_id)
         if generation != group.generation:
             raise IllegalGenerationError(
                 f"SyncGroup with generation {generation}, but group '{group_id}' is at "
@@ -356,10 +368,12 @@ class ClassicCoordinator:
         self._schedule(group, self._next_deadline(group))
         return answers
 
-    def heartbeat(self, group_id: str, member_id: str, generation: int) -> dict:
+    def heartbeat(
+        self, group_id: str, member_id: str, generation: int, group_instance_id: str | None = None
+    ) -> dict:
         """A Heartbeat: answered at once; raises what Kafka answers with."""
         now = self._clock.monotonic()
-        group, member = self._member(group_id, member_id)
+        group, member = self._member(group_id, member_id, group_instance_id)
         if generation != group.generation:
             raise IllegalGenerationError(
                 f"heartbeat with generation {generation}, but group '{group_id}' is at "
@@ -436,15 +450,95 @@ class ClassicCoordinator:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _member(self, group_id: str, member_id: str) -> tuple[ClassicGroup, ClassicMember]:
+    def _member(
+        self, group_id: str, member_id: str, group_instance_id: str | None = None
+    ) -> tuple[ClassicGroup, ClassicMember]:
         group = self._groups.get(group_id)
         member = group.members.get(member_id) if group is not None else None
+        if (
+            group is not None
+            and member is None
+            and group_instance_id
+            and self._static(group, group_instance_id) is not None
+        ):
+            raise self._fenced(group_instance_id, member_id)
         if group is None or member is None:
             raise UnknownMemberIdError(
                 f"member {member_id or '(none)'} is not in group '{group_id}' (it left or "
                 "its session timed out); join again"
             )
         return group, member
+
+    @staticmethod
+    def _static(group: ClassicGroup, instance_id: str) -> ClassicMember | None:
+        for m in group.members.values():
+            if m.group_instance_id == instance_id:
+                return m
+        return None
+
+    @staticmethod
+    def _fenced(instance_id: str, member_id: str) -> FencedInstanceIdError:
+        return FencedInstanceIdError(
+            f"group.instance.id '{instance_id}' is used by another consumer now (this one "
+            f"was member {member_id or '(none)'}); give each consumer its own group.instance.id"
+        )
+
+    def _rejoin_static(
+        self,
+        group: ClassicGroup,
+        member: ClassicMember,
+        waiter: Waiter,
+        protocols: list[tuple[str, bytes]],
+        now: float,
+    ) -> list[Answer]:
+        """A static member came back (a restart) with its group.instance.id: it gets a new
+        member id (the old one is fenced) and, as in Kafka, a follower whose protocols did
+        not change keeps its assignment without a rebalance."""
+        answers: list[Answer] = []
+        for old in (member.join_waiter, member.sync_waiter):
+            if old is not None:
+                answers.append((old, _error(FencedInstanceIdError.errno)))
+        member.join_waiter = member.sync_waiter = None
+        old_id = member.member_id
+        del group.members[old_id]
+        member.member_id = f"{member.group_instance_id}-{uuid.uuid4()}"
+        group.members[member.member_id] = member
+        was_leader = group.leader == old_id
+        if was_leader:
+            group.leader = member.member_id
+        unchanged = member.protocols == list(protocols)
+        member.protocols = list(protocols)
+        member.last_seen = now
+        log.info(
+            "classic group %s: static member %s came back as %s",
+            group.group_id,
+            member.group_instance_id,
+            member.member_id,
+        )
+        if group.state == STABLE and unchanged and not was_leader:
+            answers.append(
+                (
+                    waiter,
+                    {
+                        "error": 0,
+                        "generation": group.generation,
+                        "protocol_type": group.protocol_type,
+                        "protocol_name": group.protocol_name,
+                        "leader": group.leader,
+                        "member_id": member.member_id,
+                        "members": [],
+                    },
+                )
+            )
+            return answers
+        member.join_waiter = waiter
+        if group.state != PREPARING:
+            answers += self._prepare_rebalance(
+                group, now, f"static member {member.member_id} rejoined"
+            )
+        answers += self._maybe_complete_join(group, now)
+        self._schedule(group, self._next_deadline(group))
+        return answers
 
     @staticmethod
     def _candidates(members: Iterable[ClassicMember]) -> set[str]:

@@ -187,6 +187,7 @@ def heartbeat_to_labkit(request: Any, version: int) -> tuple[str, dict]:
         "group_id": request.group_id,
         "member_id": request.member_id,
         "generation": request.generation_id,
+        "group_instance_id": getattr(request, "group_instance_id", None),  # v3+
     }
 
 

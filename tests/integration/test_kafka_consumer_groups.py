@@ -24,7 +24,7 @@ from labkit import TopicPartition as LabkitPartition
 from labkit.cli.main import run_command
 from labkit.errors import InconsistentGroupProtocolError
 from labkit.nb.dashboard_widget import collect
-from labkit.testing import BrokerProcess
+from labkit.testing import BrokerProcess, RawClient
 from labkit.testing.apache_kafka import run_tool
 from labkit.testing.broker import free_port
 
@@ -393,3 +393,47 @@ def test_kafka_consumer_groups_tool_matches_apache_kafka(kafka_broker, apache_ka
         assert group in listed
         outputs[name]["delete"] = normalized(tool("--delete", "--group", group), member_ids)
     assert outputs["labkit"] == outputs["kafka"]
+
+
+def test_a_static_confluent_follower_restarts_without_a_rebalance(kafka_broker, unique_topic):
+    create_topic(kafka_broker, unique_topic, 2)
+    group = f"{unique_topic}-static"
+    config = {
+        "bootstrap.servers": kafka_broker.kafka_bootstrap,
+        "group.id": group,
+        "session.timeout.ms": 30_000,
+        "heartbeat.interval.ms": 500,
+    }
+
+    def generation() -> int:
+        with RawClient(kafka_broker.bootstrap) as client:
+            header, _ = client.request("describe_groups", {"group_ids": [group]})
+        return header["groups"][0]["generation"]
+
+    def member(name: str) -> ConfluentConsumer:
+        consumer = ConfluentConsumer({**config, "group.instance.id": name})
+        consumer.subscribe([unique_topic])
+        return consumer
+
+    def one_partition_each(*consumers) -> bool:
+        for consumer in consumers:
+            consumer.poll(0.1)
+        return all(len(c.assignment()) == 1 for c in consumers)
+
+    leader = member("desk-1")
+    try:
+        wait_until(lambda: one_partition_each(leader) or len(leader.assignment()) == 2, "desk-1")
+        follower = member("desk-2")
+        try:
+            wait_until(lambda: one_partition_each(leader, follower), "one partition each")
+            before = generation()
+        finally:
+            follower.close()  # a static member does not leave the group on close
+        follower = member("desk-2")
+        try:
+            wait_until(lambda: one_partition_each(leader, follower), "desk-2 back")
+            assert generation() == before  # no rebalance
+        finally:
+            follower.close()
+    finally:
+        leader.close()

@@ -17,6 +17,7 @@ from labkit.broker.classic_groups import (
 )
 from labkit.broker.group_api import GroupService
 from labkit.errors import (
+    FencedInstanceIdError,
     IllegalGenerationError,
     InconsistentGroupProtocolError,
     MemberIdRequiredError,
@@ -323,3 +324,33 @@ def test_the_service_refuses_mixing_protocols_and_bad_headers(tmp_path, clock):
         assert deleted["error"] == 68  # NON_EMPTY_GROUP
     finally:
         groups.close()
+
+
+def test_a_static_member_that_restarts_keeps_its_assignment_without_a_rebalance(coord):
+    a = join(coord, "a1")["a1"]
+    sync(coord, "a2", a["member_id"], 1)
+    b = join(coord, "b1", group_instance_id="host-b", require_member_id=True)
+    assert b == {}  # a static member needs no MEMBER_ID_REQUIRED round; waits for a
+    answers = join(coord, "a3", a["member_id"])
+    old_b = answers["b1"]["member_id"]
+    assert old_b.startswith("host-b-")
+    sync(
+        coord,
+        "a4",
+        a["member_id"],
+        2,
+        {a["member_id"]: b"A", old_b: b"B"},
+    )
+    # b restarts: same group.instance.id, no member id; the group stays at generation 2
+    again = join(coord, "b2", group_instance_id="host-b")["b2"]
+    assert again["generation"] == 2
+    assert again["member_id"] != old_b
+    assert coord.state_of("g") == STABLE
+    assert base64.b64decode(sync(coord, "b3", again["member_id"], 2)["b3"]["assignment"]) == b"B"
+    with pytest.raises(FencedInstanceIdError):  # the old incarnation is fenced
+        coord.heartbeat("g", old_b, 2, "host-b")
+    with pytest.raises(FencedInstanceIdError):
+        join(coord, "b4", old_b, group_instance_id="host-b")
+    # a changed subscription rebalances as for any member
+    join(coord, "b5", group_instance_id="host-b", protocols=[("range", encode_subscription(["u"]))])
+    assert coord.state_of("g") == PREPARING
