@@ -33,19 +33,38 @@ groups whose time has come. Metadata and assignments are opaque bytes (base64 on
 labkit's wire); only ``describe`` decodes them, leniently (consumer_protocol.py).
 Responses are labkit wire headers (docs/wire.md, "Classic consumer groups").
 Not thread-safe: the broker's loop thread owns it.
+
+Size: ~600 lines, one module on purpose: one state machine (Kafka's GroupCoordinator),
+whose transitions (join, sync, heartbeat, leave, expiry, a static member's return) must be
+read together to keep its invariants; the records and the answers' shapes already live in
+classic_members.py, the wire checks in classic_api.py.
 """
 
 from __future__ import annotations
 
-import base64
 import heapq
 import logging
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
 
 from labkit._clock import Clock
+from labkit.broker.classic_members import (
+    COMPLETING,
+    DEAD,
+    EMPTY,
+    PREPARING,
+    STABLE,
+    Answer,
+    ClassicGroup,
+    ClassicMember,
+    Waiter,
+    b64,
+    describe_group,
+    error_answer,
+    join_answer,
+    static_member,
+    sync_answer,
+)
 from labkit.errors import (
     FencedInstanceIdError,
     GroupMaxSizeReachedError,
@@ -55,65 +74,10 @@ from labkit.errors import (
     RebalanceInProgressError,
     UnknownMemberIdError,
 )
-from labkit.kafka.consumer_protocol import decode_assignment, decode_subscription
 
 log = logging.getLogger(__name__)
 
-EMPTY, PREPARING, COMPLETING, STABLE, DEAD = (
-    "Empty",
-    "PreparingRebalance",
-    "CompletingRebalance",
-    "Stable",
-    "Dead",
-)
 DEFAULT_INITIAL_DELAY_MS = 0  # group.initial.rebalance.delay.ms (Kafka: 3000)
-
-Waiter = Any  # opaque to the coordinator: the loop's (client identity, request id)
-Answer = tuple[Waiter, dict]
-
-
-@dataclass(slots=True)
-class ClassicMember:
-    member_id: str
-    group_instance_id: str | None
-    client_id: str
-    client_host: str
-    session_timeout: float  # seconds
-    rebalance_timeout: float  # seconds
-    protocol_type: str
-    protocols: list[tuple[str, bytes]]  # (name, metadata) in the member's preference order
-    last_seen: float
-    assignment: bytes = b""
-    join_waiter: Waiter | None = None
-    sync_waiter: Waiter | None = None
-    synced: bool = False  # sent its SyncGroup in the current generation
-
-    def metadata_for(self, protocol: str) -> bytes:
-        for name, metadata in self.protocols:
-            if name == protocol:
-                return metadata
-        return b""
-
-
-@dataclass(slots=True)
-class ClassicGroup:
-    group_id: str
-    state: str = EMPTY
-    generation: int = 0
-    protocol_type: str | None = None
-    protocol_name: str | None = None
-    leader: str | None = None
-    members: dict[str, ClassicMember] = field(default_factory=dict)
-    pending: dict[str, float] = field(default_factory=dict)  # MEMBER_ID_REQUIRED ids -> expiry
-    join_deadline: float = 0.0  # PreparingRebalance ends by then
-    delay_until: float = 0.0  # the initial rebalance delay of a group that was empty
-    sync_deadline: float = 0.0  # CompletingRebalance: members not synced by then go
-    empty_since_ms: int | None = None
-    timer: float | None = None  # the earliest deadline scheduled in the heap
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 class ClassicCoordinator:
@@ -165,40 +129,7 @@ class ClassicCoordinator:
     def describe(self, group_id: str) -> dict | None:
         """The group in describe_groups' wire shape, or None when unknown."""
         group = self._groups.get(group_id)
-        if group is None:
-            return None
-        members = []
-        for m in sorted(group.members.values(), key=lambda m: m.member_id):
-            metadata = m.metadata_for(group.protocol_name or "")
-            subscription = (
-                decode_subscription(metadata) if group.protocol_type == "consumer" else None
-            )
-            assignment = (
-                decode_assignment(m.assignment) if group.protocol_type == "consumer" else None
-            )
-            members.append(
-                {
-                    "member_id": m.member_id,
-                    "group_instance_id": m.group_instance_id,
-                    "client_id": m.client_id,
-                    "client_host": m.client_host,
-                    "topics": sorted(subscription or ()),
-                    "assignment": [list(tp) for tp in sorted(assignment or ())],
-                    "target": [],
-                    "metadata": _b64(metadata),
-                    "member_assignment": _b64(m.assignment),
-                }
-            )
-        return {
-            "group_id": group_id,
-            "error": 0,
-            "state": group.state,
-            "protocol": "classic",
-            "protocol_type": group.protocol_type or "",
-            "assignor": group.protocol_name or "",
-            "generation": group.generation,
-            "members": members,
-        }
+        return None if group is None else describe_group(group)
 
     # -- requests -----------------------------------------------------------------------
 
@@ -246,7 +177,7 @@ class ClassicCoordinator:
             group = self._groups[group_id] = ClassicGroup(group_id)
         new_static = False
         if group_instance_id:  # static membership (KIP-345)
-            static = self._static(group, group_instance_id)
+            static = static_member(group, group_instance_id)
             if static is not None and member_id and member_id != static.member_id:
                 raise self._fenced(group_instance_id, member_id)
             if static is not None and not member_id:
@@ -301,7 +232,7 @@ class ClassicCoordinator:
             member.last_seen = now
         group.protocol_type = protocol_type
         if member.join_waiter is not None:  # a join sent again (a retry after a timeout)
-            answers.append((member.join_waiter, _error(RebalanceInProgressError.errno)))
+            answers.append((member.join_waiter, error_answer(RebalanceInProgressError.errno)))
         member.join_waiter = waiter
         if group.state != PREPARING:
             answers += self._prepare_rebalance(group, now, f"member {member_id} joined")
@@ -342,11 +273,11 @@ class ClassicCoordinator:
             raise RebalanceInProgressError(f"group '{group_id}' is rebalancing; join again")
         member.last_seen = now
         if group.state == STABLE:
-            return [(waiter, self._sync_answer(group, member))]
+            return [(waiter, sync_answer(group, member))]
         # CompletingRebalance
         answers: list[Answer] = []
         if member.sync_waiter is not None:
-            answers.append((member.sync_waiter, _error(RebalanceInProgressError.errno)))
+            answers.append((member.sync_waiter, error_answer(RebalanceInProgressError.errno)))
         member.sync_waiter = waiter
         member.synced = True
         if member_id == group.leader:
@@ -362,7 +293,7 @@ class ClassicCoordinator:
             )
             for m in group.members.values():
                 if m.sync_waiter is not None:
-                    answers.append((m.sync_waiter, self._sync_answer(group, m)))
+                    answers.append((m.sync_waiter, sync_answer(group, m)))
                     m.sync_waiter = None
                     m.last_seen = now  # its session runs from the answer
         self._schedule(group, self._next_deadline(group))
@@ -444,7 +375,7 @@ class ClassicCoordinator:
             for m in group.members.values():
                 for waiter in (m.join_waiter, m.sync_waiter):
                     if waiter is not None:
-                        answers.append((waiter, _error(15)))
+                        answers.append((waiter, error_answer(15)))
                 m.join_waiter = m.sync_waiter = None
         return answers
 
@@ -459,7 +390,7 @@ class ClassicCoordinator:
             group is not None
             and member is None
             and group_instance_id
-            and self._static(group, group_instance_id) is not None
+            and static_member(group, group_instance_id) is not None
         ):
             raise self._fenced(group_instance_id, member_id)
         if group is None or member is None:
@@ -468,13 +399,6 @@ class ClassicCoordinator:
                 "its session timed out); join again"
             )
         return group, member
-
-    @staticmethod
-    def _static(group: ClassicGroup, instance_id: str) -> ClassicMember | None:
-        for m in group.members.values():
-            if m.group_instance_id == instance_id:
-                return m
-        return None
 
     @staticmethod
     def _fenced(instance_id: str, member_id: str) -> FencedInstanceIdError:
@@ -497,7 +421,7 @@ class ClassicCoordinator:
         answers: list[Answer] = []
         for old in (member.join_waiter, member.sync_waiter):
             if old is not None:
-                answers.append((old, _error(FencedInstanceIdError.errno)))
+                answers.append((old, error_answer(FencedInstanceIdError.errno)))
         member.join_waiter = member.sync_waiter = None
         old_id = member.member_id
         del group.members[old_id]
@@ -519,15 +443,7 @@ class ClassicCoordinator:
             answers.append(
                 (
                     waiter,
-                    {
-                        "error": 0,
-                        "generation": group.generation,
-                        "protocol_type": group.protocol_type,
-                        "protocol_name": group.protocol_name,
-                        "leader": group.leader,
-                        "member_id": member.member_id,
-                        "members": [],
-                    },
+                    join_answer(group, member.member_id, []),
                 )
             )
             return answers
@@ -550,7 +466,7 @@ class ClassicCoordinator:
         answers = []
         for m in group.members.values():  # a sync waiting from the ended generation
             if m.sync_waiter is not None:
-                answers.append((m.sync_waiter, _error(RebalanceInProgressError.errno)))
+                answers.append((m.sync_waiter, error_answer(RebalanceInProgressError.errno)))
                 m.sync_waiter = None
                 m.last_seen = now  # its session runs from the answer
         was_empty = group.state == EMPTY
@@ -595,7 +511,7 @@ class ClassicCoordinator:
             {
                 "member_id": m.member_id,
                 "group_instance_id": m.group_instance_id,
-                "metadata": _b64(m.metadata_for(group.protocol_name)),
+                "metadata": b64(m.metadata_for(group.protocol_name)),
             }
             for m in group.members.values()
         ]
@@ -606,27 +522,13 @@ class ClassicCoordinator:
             answers.append(
                 (
                     m.join_waiter,
-                    {
-                        "error": 0,
-                        "generation": group.generation,
-                        "protocol_type": group.protocol_type,
-                        "protocol_name": group.protocol_name,
-                        "leader": group.leader,
-                        "member_id": m.member_id,
-                        "members": everyone if m.member_id == group.leader else [],
-                    },
+                    join_answer(
+                        group, m.member_id, everyone if m.member_id == group.leader else []
+                    ),
                 )
             )
             m.join_waiter = None
         return answers
-
-    def _sync_answer(self, group: ClassicGroup, member: ClassicMember) -> dict:
-        return {
-            "error": 0,
-            "protocol_type": group.protocol_type,
-            "protocol_name": group.protocol_name,
-            "assignment": _b64(member.assignment),
-        }
 
     def _remove(
         self,
@@ -639,7 +541,7 @@ class ClassicCoordinator:
         answers = []
         for waiter in (member.join_waiter, member.sync_waiter):
             if waiter is not None:
-                answers.append((waiter, _error(UnknownMemberIdError.errno)))
+                answers.append((waiter, error_answer(UnknownMemberIdError.errno)))
         del group.members[member.member_id]
         log.info("classic group %s: member %s %s", group.group_id, member.member_id, why)
         if group.leader == member.member_id:
@@ -696,7 +598,3 @@ class ClassicCoordinator:
             return
         group.timer = when
         heapq.heappush(self._timers, (when, group.group_id))
-
-
-def _error(code: int) -> dict:
-    return {"error": code}

@@ -21,6 +21,10 @@ once it has been empty for the retention time, counted from when its last member
 left (or from its newest commit if that is later, e.g. a tool's; for a group known
 only by its offsets, as after a restart, from its newest commit). Its offsets go
 with it, all of a check's deletions in one fsync.
+
+Size: ~460 lines: the request checks of every labkit group API and the glue of the two
+coordinators (labkit's and Kafka clients' classic one, which share the offsets, the list,
+describe and delete APIs); the state machines live in groups.py and classic_groups.py.
 """
 
 from __future__ import annotations
