@@ -41,7 +41,7 @@ OFFSET_FETCH_KEY = 9
 DESCRIBE_GROUPS_KEY = 15
 LIST_GROUPS_KEY = 16
 DELETE_GROUPS_KEY = 42
-GROUP_KEY_TYPE = 0  # FindCoordinator: a group (1 would be a transactional id)
+GROUP_KEY_TYPE, TRANSACTION_KEY_TYPE = 0, 1  # FindCoordinator's key types
 _NO_THROTTLE = datetime.timedelta(0)
 
 
@@ -91,9 +91,11 @@ def find_coordinator_to_kafka(reply: dict, request: Any, version: int, context: 
     cls = load_response_schema(FIND_COORDINATOR_KEY, version)
     key_type = getattr(request, "key_type", GROUP_KEY_TYPE)
     error, message = ErrorCode.none, None
-    if key_type != GROUP_KEY_TYPE:
-        error = ErrorCode.invalid_request
+    if key_type == TRANSACTION_KEY_TYPE:  # as InitProducerId answers a transactional id
+        error = ErrorCode.unsupported_version
         message = "labkit has no transaction coordinator (transactions are not supported)"
+    elif key_type != GROUP_KEY_TYPE:
+        error, message = ErrorCode.invalid_request, f"unknown coordinator key type {key_type}"
     elif not request.key:
         error, message = ErrorCode.invalid_request, "the group id is empty"
     elif reply.get("error"):
