@@ -354,3 +354,11 @@ def test_a_static_member_that_restarts_keeps_its_assignment_without_a_rebalance(
     # a changed subscription rebalances as for any member
     join(coord, "b5", group_instance_id="host-b", protocols=[("range", encode_subscription(["u"]))])
     assert coord.state_of("g") == PREPARING
+
+
+def test_at_shutdown_every_waiting_request_is_answered(coord):
+    a = join(coord, "a1")["a1"]
+    sync(coord, "a2", a["member_id"], 1)
+    assert join(coord, "b1") == {}  # waits for a to rejoin
+    assert dict(coord.answer_all()) == {"b1": {"error": 15}}  # COORDINATOR_NOT_AVAILABLE
+    assert coord.answer_all() == []
