@@ -29,6 +29,7 @@ BROKER_KEYS = (
     "offsets.retention.minutes",
     "offsets.retention.check.interval.ms",
     "group.max.size",
+    "group.initial.rebalance.delay.ms",
     "fetch.max.bytes",
     "fetch.max.wait.max.ms",
     "connection.max.buffered.bytes",
@@ -83,6 +84,9 @@ class BrokerConfig:
     offsets_retention_minutes: int = 10_080
     offsets_retention_check_interval_ms: int = 600_000
     group_max_size: int = 1000  # members per consumer group (Kafka's default: unlimited)
+    # how long a classic group that was empty waits for more members before its first
+    # rebalance (Kafka's default: 3000; a classroom starts consumers one at a time)
+    group_initial_rebalance_delay_ms: int = 0
     # Kafka's broker cap on one fetch reply (the request's max_bytes is cut to it)
     fetch_max_bytes: int = 57_671_680
     # the longest a fetch is parked, whatever its max_wait_ms (a long poll may end early)
@@ -138,6 +142,8 @@ class BrokerConfig:
                 fields["offsets_retention_check_interval_ms"] = _int(key, value, 1)
             elif key == "group.max.size":
                 fields["group_max_size"] = _int(key, value, 1)
+            elif key == "group.initial.rebalance.delay.ms":
+                fields["group_initial_rebalance_delay_ms"] = _int(key, value, 0)
             elif key == "fetch.max.bytes":
                 fields["fetch_max_bytes"] = _int(key, value, 1024)
             elif key == "fetch.max.wait.max.ms":

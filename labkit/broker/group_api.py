@@ -21,6 +21,10 @@ once it has been empty for the retention time, counted from when its last member
 left (or from its newest commit if that is later, e.g. a tool's; for a group known
 only by its offsets, as after a restart, from its newest commit). Its offsets go
 with it, all of a check's deletions in one fsync.
+
+Size: ~460 lines: the request checks of every labkit group API and the glue of the two
+coordinators (labkit's and Kafka clients' classic one, which share the offsets, the list,
+describe and delete APIs); the state machines live in groups.py and classic_groups.py.
 """
 
 from __future__ import annotations
@@ -31,12 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from labkit._clock import Clock
+from labkit.broker.classic_groups import DEFAULT_INITIAL_DELAY_MS, ClassicCoordinator
 from labkit.broker.group_members import DEAD, EMPTY
 from labkit.broker.groups import DEFAULT_MAX_GROUP_SIZE, Coordinator
 from labkit.broker.offsets import MAX_METADATA, OffsetStore
 from labkit.broker.topics import validate_topic_name
 from labkit.errors import (
     GroupIdNotFoundError,
+    InconsistentGroupProtocolError,
     InvalidGroupIdError,
     InvalidRequestError,
     InvalidSessionTimeoutError,
@@ -133,6 +139,7 @@ class GroupService:
         offsets_retention_ms: int = OFFSETS_RETENTION_MS,
         retention_check_interval_ms: int = RETENTION_CHECK_INTERVAL_MS,
         max_group_size: int = DEFAULT_MAX_GROUP_SIZE,
+        initial_rebalance_delay_ms: int = DEFAULT_INITIAL_DELAY_MS,
     ):
         self._clock = clock
         self._retention_ms = offsets_retention_ms
@@ -141,6 +148,8 @@ class GroupService:
         self._partitions_of = partitions_of
         self._log_end_offset = log_end_offset
         self.coordinator = Coordinator(clock, partitions_of, max_group_size)
+        # Kafka clients' groups (classic protocol; broker/classic_api.py answers them)
+        self.classic = ClassicCoordinator(clock, initial_rebalance_delay_ms, max_group_size)
         self.offsets = OffsetStore(data_dir, clock)
         if self.offsets.truncated_bytes:
             log.warning(
@@ -223,12 +232,16 @@ class GroupService:
         now_ms = self._clock.time_ms()
         expired, with_offsets = [], []
         for group_id in self._known_groups():
-            if self.coordinator.has_members(group_id):
+            if self.coordinator.has_members(group_id) or self.classic.has_members(group_id):
                 continue
             committed = self.offsets.fetch(group_id)
             if committed:
                 newest_commit = max(c.commit_ms for c in committed.values())
-                since = max(self.coordinator.empty_since_ms(group_id) or 0, newest_commit)
+                empty_since = max(
+                    self.coordinator.empty_since_ms(group_id) or 0,
+                    self.classic.empty_since_ms(group_id) or 0,
+                )
+                since = max(empty_since, newest_commit)
                 if now_ms - since < self._retention_ms:
                     continue
                 with_offsets.append(group_id)
@@ -236,6 +249,7 @@ class GroupService:
         self.offsets.delete_groups(with_offsets)
         for group_id in expired:
             self.coordinator.forget(group_id)
+            self.classic.forget(group_id)
         if expired:
             log.info(
                 "consumer groups: forgot %d empty group(s) (%d with offsets older than "
@@ -251,6 +265,11 @@ class GroupService:
 
     def _join(self, h: dict) -> dict:
         group_id = _group_id(h)
+        if self.classic.has_members(group_id):
+            raise InconsistentGroupProtocolError(
+                f"group '{group_id}' is used by Kafka consumers (the classic group protocol, "
+                "over the Kafka port); give labkit's consumers another group_id"
+            )
         session_ms = _int(h, "session_timeout_ms", 10_000)
         if not MIN_SESSION_TIMEOUT_MS <= session_ms <= MAX_SESSION_TIMEOUT_MS:
             raise InvalidSessionTimeoutError(
@@ -316,12 +335,21 @@ class GroupService:
                     "check the topic name"
                 )
             offsets.append((topic, partition, offset, metadata))
-        self.coordinator.check_commit(
-            group_id,
-            _str(h, "member_id", ""),
-            _int(h, "generation", -1),
-            [(t, p) for t, p, _, _ in offsets],
-        )
+        if h.get("classic") or self.classic.has_members(group_id):
+            # a Kafka client's OffsetCommit: Kafka's generation and member checks
+            if self.coordinator.has_members(group_id):
+                raise InconsistentGroupProtocolError(
+                    f"group '{group_id}' is a labkit consumer group with active members; "
+                    "a Kafka client cannot commit to it (use another group id)"
+                )
+            self.classic.check_commit(group_id, _str(h, "member_id", ""), _int(h, "generation", -1))
+        else:
+            self.coordinator.check_commit(
+                group_id,
+                _str(h, "member_id", ""),
+                _int(h, "generation", -1),
+                [(t, p) for t, p, _, _ in offsets],
+            )
         self.offsets.commit(group_id, offsets)
         return {"error": 0}
 
@@ -353,12 +381,18 @@ class GroupService:
     # -- admin --------------------------------------------------------------------
 
     def _known_groups(self) -> list[str]:
-        return sorted(set(self.coordinator.group_ids()) | set(self.offsets.groups()))
+        return sorted(
+            set(self.coordinator.group_ids())
+            | set(self.classic.group_ids())
+            | set(self.offsets.groups())
+        )
 
     def _list(self, h: dict) -> dict:
         groups = []
         for group_id in self._known_groups():
             state = self.coordinator.state_of(group_id)
+            if state in (DEAD, EMPTY):
+                state = self.classic.state_of(group_id)
             groups.append(
                 {
                     "group_id": group_id,
@@ -375,6 +409,10 @@ class GroupService:
         groups = []
         for group_id in group_ids:
             described = self.coordinator.describe(group_id)
+            if described is None or (
+                not described["members"] and self.classic.has_members(group_id)
+            ):
+                described = self.classic.describe(group_id) or described
             if described is None and self.offsets.has_group(group_id):
                 described = {
                     "group_id": group_id,
@@ -412,6 +450,11 @@ class GroupService:
             else:
                 try:
                     self.coordinator.delete(group_id)
+                    if not self.classic.forget(group_id):
+                        raise NonEmptyGroupError(
+                            f"group '{group_id}' still has active Kafka consumers; stop "
+                            "(close) them and try again"
+                        )
                     self.offsets.delete_group(group_id)
                 except NonEmptyGroupError as exc:
                     error, message = exc.errno, str(exc.args[0])

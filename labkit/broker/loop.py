@@ -36,6 +36,7 @@ import logging
 from collections.abc import Callable
 
 from labkit._clock import Clock
+from labkit.broker.classic_api import handle_classic
 from labkit.broker.config import BrokerConfig
 from labkit.broker.connections import ConnectionTable, frame_overhead
 from labkit.broker.descriptors import FD_LOW_WATER, open_descriptors, open_file_limit
@@ -55,6 +56,7 @@ from labkit.broker.throttle import ThrottleGate
 from labkit.broker.topics import TopicRegistry
 from labkit.errors import InvalidRequestError, ProtocolError, UnknownError
 from labkit.protocol.frames import MAGIC, MAX_REQUEST_ID, encode_header, parse_request
+from labkit.protocol.messages import CLASSIC_GROUP_APIS
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +92,9 @@ class BrokerLoop:
         self.registry = registry
         self.quotas = quotas
         self._transport = transport
-        self.handlers = Handlers(registry, config, clock, GROUP_APIS | QUOTA_APIS)
+        self.handlers = Handlers(
+            registry, config, clock, GROUP_APIS | CLASSIC_GROUP_APIS | QUOTA_APIS
+        )
         self.parking = ParkingLot(self._parked_fetch)
         self.gate = ThrottleGate()
         if connections is None:
@@ -104,6 +108,7 @@ class BrokerLoop:
             offsets_retention_ms=config.offsets_retention_minutes * 60_000,
             retention_check_interval_ms=config.offsets_retention_check_interval_ms,
             max_group_size=config.group_max_size,
+            initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms,
         )
         self.durable = GroupCommit(
             registry,
@@ -182,6 +187,9 @@ class BrokerLoop:
         durable = self.durable
         if durable.hold(identity, rid, api, header, payloads, holds, before=True):
             return  # a produce to a topic being created: handled once it exists
+        if api in CLASSIC_GROUP_APIS:  # answered now, or parked in the classic coordinator
+            self._send_classic(handle_classic(self.groups, (identity, rid), api, header))
+            return
         mark = durable.mark()
         if api in GROUP_APIS:
             answer = self._group_request(api, header)
@@ -219,6 +227,10 @@ class BrokerLoop:
         except Exception as exc:  # noqa: BLE001 - the contract says never, but be safe
             code, text = error_of(exc)
             return {"error": code, "message": text}
+
+    def _send_classic(self, answers: list) -> None:
+        for (identity, rid), answer in answers:
+            self.send(identity, rid, answer)
 
     def _quota_request(self, api: str, header: dict) -> dict:
         try:
@@ -338,6 +350,7 @@ class BrokerLoop:
             self._next_tick = now + TICK_S
             try:
                 self.groups.tick()
+                self._send_classic(self.groups.classic.tick())
             except Exception:
                 log.exception("group service tick failed")
 
@@ -395,6 +408,7 @@ class BrokerLoop:
         self.stopping = True
         self.release_throttled(everything=True)
         self._send_answers(self.parking.answer_all())
+        self._send_classic(self.groups.classic.answer_all())
         self.durable.stop()
         self.groups.close()
 

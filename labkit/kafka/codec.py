@@ -51,6 +51,16 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     33: (0, 2),  # AlterConfigs
     37: (0, 3),  # CreatePartitions
     44: (0, 1),  # IncrementalAlterConfigs
+    8: (2, 8),  # OffsetCommit (group_apis.py)
+    9: (1, 7),  # OffsetFetch
+    10: (0, 3),  # FindCoordinator
+    11: (0, 7),  # JoinGroup
+    12: (0, 4),  # Heartbeat
+    13: (0, 4),  # LeaveGroup
+    14: (0, 5),  # SyncGroup
+    15: (0, 5),  # DescribeGroups
+    16: (0, 4),  # ListGroups
+    42: (0, 2),  # DeleteGroups
 }
 
 _SIZE = struct.Struct(">i")

@@ -340,6 +340,8 @@ class KafkaListener:
             else:
                 name, labkit_header = api.to_labkit(request, version)
             labkit_header["client_id"] = conn.client_id
+            if name == "classic_join":  # Kafka's tools show a member's host as "/1.2.3.4"
+                labkit_header["client_host"] = "/" + conn.peer.rsplit(":", 1)[0]
             rid = b"k%d" % next(self._request_ids)
             # copy=False: record batches (up to socket.request.max.bytes) go by reference
             conn.dealer.send_multipart(

@@ -53,10 +53,15 @@ GROUP_APIS = frozenset(
         "delete_groups",
     }
 )
+# Kafka's classic group protocol, for Kafka clients on the Kafka listener (client-side
+# assignment; broker/classic_api.py)
+CLASSIC_GROUP_APIS = frozenset(
+    {"classic_join", "classic_sync", "classic_heartbeat", "classic_leave"}
+)
 QUOTA_APIS = frozenset(
     {"describe_client_quotas", "alter_client_quotas", "describe_client_throttles"}
 )
-APIS = TOPIC_APIS | GROUP_APIS | QUOTA_APIS
+APIS = TOPIC_APIS | GROUP_APIS | CLASSIC_GROUP_APIS | QUOTA_APIS
 
 # -- rows --------------------------------------------------------------------------------
 

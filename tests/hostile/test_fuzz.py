@@ -154,6 +154,29 @@ TEMPLATES: dict[str, dict] = {
     "list_groups": {},
     "describe_groups": {"group_ids": ["fuzz-group", "fuzz-tool"]},
     "delete_groups": {"group_ids": ["fuzz-gone"]},
+    # Kafka clients' classic groups (docs/wire.md); metadata: a "consumer" subscription
+    "classic_join": {
+        "group_id": "fuzz-classic",
+        "member_id": "",
+        "group_instance_id": None,
+        "client_host": "/127.0.0.1",
+        "session_timeout_ms": 10_000,
+        "rebalance_timeout_ms": 20_000,
+        "protocol_type": "consumer",
+        "protocols": [["range", "AAAAAAABAAdmdXp6aW5n/////w=="]],
+        "require_member_id": True,
+    },
+    "classic_sync": {
+        "group_id": "fuzz-classic",
+        "member_id": "m",
+        "generation": 1,
+        "group_instance_id": None,
+        "protocol_type": "consumer",
+        "protocol_name": "range",
+        "assignments": [["m", "AAAAAAABAAdmdXp6aW5nAAAAAQAAAAD/////"]],
+    },
+    "classic_heartbeat": {"group_id": "fuzz-classic", "member_id": "m", "generation": 1},
+    "classic_leave": {"group_id": "fuzz-classic", "members": ["m"]},
     "describe_client_quotas": {
         "components": [{"entity_type": "client-id", "match_type": 0, "match": "fuzzer"}],
         "strict": False,
@@ -363,9 +386,13 @@ def answered_after_fsync(api: str, header) -> bool:
 
 
 def may_go_unanswered(api: str, header) -> bool:
-    """Kafka's semantics allow no (prompt) reply: acks=0, or a fetch that may park."""
+    """Kafka's semantics allow no (prompt) reply: acks=0, a fetch that may park, a
+    JoinGroup (it waits for the join phase) or a SyncGroup (a follower's waits for the
+    leader's)."""
     if not isinstance(header, dict):
         return False
+    if api in ("classic_join", "classic_sync"):
+        return True
     if api == "produce":
         acks = header.get("acks", 1)
         return type(acks) is int and acks == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from labkit.broker.classic_api import handle_classic
 from labkit.broker.config import BrokerConfig
 from labkit.broker.group_api import GroupService
 from labkit.broker.handlers import Handlers
@@ -14,6 +15,7 @@ from labkit.errors import ProtocolError, UnknownTopicOrPartitionError, Unsupport
 from labkit.protocol import frames
 from labkit.protocol.messages import (
     APIS,
+    CLASSIC_GROUP_APIS,
     GROUP_APIS,
     QUOTA_APIS,
     TOPIC_APIS,
@@ -48,6 +50,16 @@ REQUESTS = {
     "list_groups": {},
     "describe_groups": {"group_ids": ["g"]},
     "delete_groups": {"group_ids": ["g"]},
+    "classic_join": {
+        "group_id": "g",
+        "member_id": "",
+        "session_timeout_ms": 10_000,
+        "protocol_type": "consumer",
+        "protocols": [["range", ""]],
+    },
+    "classic_sync": {"group_id": "g", "member_id": "m", "generation": 1, "assignments": []},
+    "classic_heartbeat": {"group_id": "g", "member_id": "m", "generation": 1},
+    "classic_leave": {"group_id": "g", "members": ["m"]},
     "describe_client_quotas": {"components": []},
     "alter_client_quotas": {"entries": []},
     "describe_client_throttles": {},
@@ -59,7 +71,7 @@ def broker_parts(tmp_path):
     config = BrokerConfig.build(port=9092, data_dir=tmp_path, overrides={})
     clock = FakeClock()
     registry = TopicRegistry(config.data_dir, config.log_defaults, clock, 1).open()
-    handlers = Handlers(registry, config, clock, GROUP_APIS | QUOTA_APIS)
+    handlers = Handlers(registry, config, clock, GROUP_APIS | CLASSIC_GROUP_APIS | QUOTA_APIS)
     groups = GroupService(tmp_path, clock, lambda t: None, lambda t, p: None)
     quotas = ClientQuotas(tmp_path)
     yield handlers, groups, quotas
@@ -72,13 +84,19 @@ def answer(parts, api: str) -> dict:
     header = REQUESTS[api]
     if api in GROUP_APIS:
         return groups.handle(api, header)
+    if api in CLASSIC_GROUP_APIS:
+        ((_waiter, reply),) = handle_classic(groups, "waiter", api, header)
+        return reply
     if api in QUOTA_APIS:
         return quotas.handle(api, header, 0.0)
     return handlers.handle(api, header, []).header
 
 
 def test_the_families_cover_the_envelope_once():
-    assert TOPIC_APIS | GROUP_APIS | QUOTA_APIS == APIS == frames.APIS
+    assert TOPIC_APIS | GROUP_APIS | CLASSIC_GROUP_APIS | QUOTA_APIS == APIS == frames.APIS
+    assert len(TOPIC_APIS) + len(GROUP_APIS) + len(CLASSIC_GROUP_APIS) + len(QUOTA_APIS) == len(
+        APIS
+    )
     assert not (TOPIC_APIS & GROUP_APIS)
     assert not (TOPIC_APIS & QUOTA_APIS)
     assert not (GROUP_APIS & QUOTA_APIS)

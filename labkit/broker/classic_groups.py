@@ -1,0 +1,600 @@
+"""Kafka's classic group coordinator (JoinGroup/SyncGroup/Heartbeat/LeaveGroup) for
+Kafka clients on the Kafka listener. Pure: no sockets, time from the injected clock.
+
+Theory of operation
+-------------------
+The clients assign (client-side assignment): the coordinator only gathers members,
+picks a protocol every member supports, names a leader, hands the leader every
+member's metadata and hands each member what the leader assigned. As Kafka's
+GroupCoordinator, per group:
+
+- **Empty** -> a join -> **PreparingRebalance**: every member must (re)join. The join
+  phase ends when all known members have a JoinGroup waiting (and no member id handed
+  out with MEMBER_ID_REQUIRED is still outstanding, and ``initial_delay_s`` has passed
+  for a group that was empty), or at the rebalance deadline (the largest
+  ``rebalance_timeout`` of the members), which drops the members that did not rejoin.
+- Join phase over -> generation + 1, **CompletingRebalance**: every waiting JoinGroup is
+  answered (the leader's answer lists every member's metadata for the chosen protocol);
+  SyncGroups wait until the leader's SyncGroup brings the assignments -> **Stable**, and
+  every waiting SyncGroup is answered. A member that has not synced within its
+  rebalance timeout is dropped (so a member that joins and never syncs stalls nobody).
+- In Stable, a join, a leave or an expiry starts a new rebalance; heartbeats during one
+  are answered REBALANCE_IN_PROGRESS (27), so the members rejoin.
+- A member that sends nothing (no heartbeat, no join, no sync) for ``session_timeout``
+  is dropped, unless a JoinGroup or SyncGroup of its is waiting (the rebalance and
+  sync deadlines bound those).
+
+Requests that wait (JoinGroup, a follower's SyncGroup) are *parked* as the broker
+parks fetches: each call takes an opaque ``waiter`` (the loop's client and request id)
+and every method returns the answers that are due now, ``[(waiter, response), ...]``,
+possibly for other members' parked requests; ``tick()`` returns those the clock made
+due. A group's next deadline is kept in a heap (``_timers``): a tick looks only at the
+groups whose time has come. Metadata and assignments are opaque bytes (base64 on
+labkit's wire); only ``describe`` decodes them, leniently (consumer_protocol.py).
+Responses are labkit wire headers (docs/wire.md, "Classic consumer groups").
+Not thread-safe: the broker's loop thread owns it.
+
+Size: ~600 lines, one module on purpose: one state machine (Kafka's GroupCoordinator),
+whose transitions (join, sync, heartbeat, leave, expiry, a static member's return) must be
+read together to keep its invariants; the records and the answers' shapes already live in
+classic_members.py, the wire checks in classic_api.py.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import uuid
+from collections.abc import Iterable
+
+from labkit._clock import Clock
+from labkit.broker.classic_members import (
+    COMPLETING,
+    DEAD,
+    EMPTY,
+    PREPARING,
+    STABLE,
+    Answer,
+    ClassicGroup,
+    ClassicMember,
+    Waiter,
+    b64,
+    describe_group,
+    error_answer,
+    join_answer,
+    static_member,
+    sync_answer,
+)
+from labkit.errors import (
+    FencedInstanceIdError,
+    GroupMaxSizeReachedError,
+    IllegalGenerationError,
+    InconsistentGroupProtocolError,
+    MemberIdRequiredError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INITIAL_DELAY_MS = 0  # group.initial.rebalance.delay.ms (Kafka: 3000)
+
+
+class ClassicCoordinator:
+    """Every classic group (see the module docstring)."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        initial_delay_ms: int = DEFAULT_INITIAL_DELAY_MS,
+        max_group_size: int = 1000,
+    ):
+        self._clock = clock
+        self._max_group_size = max_group_size
+        self._initial_delay = initial_delay_ms / 1000.0
+        self._groups: dict[str, ClassicGroup] = {}
+        self._timers: list[tuple[float, str]] = []
+
+    # -- queries ------------------------------------------------------------------------
+
+    def has_members(self, group_id: str) -> bool:
+        group = self._groups.get(group_id)
+        return bool(group and (group.members or group.pending))
+
+    def knows(self, group_id: str) -> bool:
+        return group_id in self._groups
+
+    def group_ids(self) -> list[str]:
+        return sorted(self._groups)
+
+    def state_of(self, group_id: str) -> str:
+        group = self._groups.get(group_id)
+        return DEAD if group is None else group.state
+
+    def empty_since_ms(self, group_id: str) -> int | None:
+        group = self._groups.get(group_id)
+        return None if group is None else group.empty_since_ms
+
+    def forget(self, group_id: str) -> bool:
+        """Drop an empty group (deleted, or expired with its offsets); False if it has
+        members."""
+        group = self._groups.get(group_id)
+        if group is None:
+            return True
+        if group.members or group.pending:
+            return False
+        del self._groups[group_id]
+        return True
+
+    def describe(self, group_id: str) -> dict | None:
+        """The group in describe_groups' wire shape, or None when unknown."""
+        group = self._groups.get(group_id)
+        return None if group is None else describe_group(group)
+
+    # -- requests -----------------------------------------------------------------------
+
+    def join(
+        self,
+        waiter: Waiter,
+        group_id: str,
+        *,
+        member_id: str,
+        group_instance_id: str | None,
+        client_id: str,
+        client_host: str,
+        session_timeout_ms: int,
+        rebalance_timeout_ms: int,
+        protocol_type: str,
+        protocols: list[tuple[str, bytes]],
+        require_member_id: bool,
+    ) -> list[Answer]:
+        """A JoinGroup. Raises (answered at once): InconsistentGroupProtocolError,
+        MemberIdRequiredError (with the new id in ``member_id`` of the exception),
+        UnknownMemberIdError. Otherwise parked until the join phase ends."""
+        now = self._clock.monotonic()
+        group = self._groups.get(group_id)
+        names = [name for name, _ in protocols]
+        if not protocol_type or not protocols:
+            raise InconsistentGroupProtocolError(
+                f"a JoinGroup for group '{group_id}' must name a protocol type and at least "
+                "one protocol (partition assignment strategy)"
+            )
+        if group is not None and group.members:
+            if protocol_type != group.protocol_type:
+                raise InconsistentGroupProtocolError(
+                    f"group '{group_id}' has members of protocol type "
+                    f"'{group.protocol_type}', this client joined as '{protocol_type}'"
+                )
+            others = [m for mid, m in group.members.items() if mid != member_id]
+            if others and not self._candidates(others) & set(names):
+                raise InconsistentGroupProtocolError(
+                    f"group '{group_id}' uses the assignment strategies "
+                    f"{sorted(self._candidates(others))} but this consumer asked for "
+                    f"{names}; give every consumer of a group a common "
+                    "partition.assignment.strategy"
+                )
+        if group is None:
+            group = self._groups[group_id] = ClassicGroup(group_id)
+        new_static = False
+        if group_instance_id:  # static membership (KIP-345)
+            static = static_member(group, group_instance_id)
+            if static is not None and member_id and member_id != static.member_id:
+                raise self._fenced(group_instance_id, member_id)
+            if static is not None and not member_id:
+                return self._rejoin_static(group, static, waiter, protocols, now)
+            if not member_id:  # a new static member needs no MEMBER_ID_REQUIRED round
+                member_id = f"{group_instance_id}-{uuid.uuid4()}"
+                new_static = True
+        answers: list[Answer] = []
+        known = member_id in group.members or member_id in group.pending
+        if not known and len(group.members) + len(group.pending) >= self._max_group_size:
+            raise GroupMaxSizeReachedError(
+                f"group '{group_id}' already has {len(group.members)} members, the most this "
+                f"broker allows (group.max.size={self._max_group_size}); use fewer consumers "
+                "or another group id"
+            )
+        if not member_id:
+            member_id = f"{client_id or 'consumer'}-{uuid.uuid4()}"
+            if require_member_id:
+                group.pending[member_id] = now + session_timeout_ms / 1000.0
+                self._schedule(group, group.pending[member_id])
+                error = MemberIdRequiredError(
+                    "join again with the member id in this answer (KIP-394)"
+                )
+                error.member_id = member_id  # type: ignore[attr-defined]
+                raise error
+        elif not new_static and member_id not in group.members and member_id not in group.pending:
+            raise UnknownMemberIdError(
+                f"member {member_id} is not in group '{group_id}' (it left or its session "
+                "timed out); join again with an empty member id"
+            )
+        group.pending.pop(member_id, None)
+        member = group.members.get(member_id)
+        if member is None:
+            member = ClassicMember(
+                member_id=member_id,
+                group_instance_id=group_instance_id,
+                client_id=client_id,
+                client_host=client_host,
+                session_timeout=session_timeout_ms / 1000.0,
+                rebalance_timeout=rebalance_timeout_ms / 1000.0,
+                protocol_type=protocol_type,
+                protocols=list(protocols),
+                last_seen=now,
+            )
+            group.members[member_id] = member
+            group.empty_since_ms = None
+            log.info("classic group %s: member %s joined", group_id, member_id)
+        else:
+            member.protocols = list(protocols)
+            member.session_timeout = session_timeout_ms / 1000.0
+            member.rebalance_timeout = rebalance_timeout_ms / 1000.0
+            member.last_seen = now
+        group.protocol_type = protocol_type
+        if member.join_waiter is not None:  # a join sent again (a retry after a timeout)
+            answers.append((member.join_waiter, error_answer(RebalanceInProgressError.errno)))
+        member.join_waiter = waiter
+        if group.state != PREPARING:
+            answers += self._prepare_rebalance(group, now, f"member {member_id} joined")
+        elif group.delay_until > now:  # the initial delay grows with each new member
+            group.delay_until = min(now + self._initial_delay, group.join_deadline)
+        answers += self._maybe_complete_join(group, now)
+        self._schedule(group, self._next_deadline(group))
+        return answers
+
+    def sync(
+        self,
+        waiter: Waiter,
+        group_id: str,
+        *,
+        member_id: str,
+        generation: int,
+        protocol_type: str | None,
+        protocol_name: str | None,
+        assignments: dict[str, bytes],
+        group_instance_id: str | None = None,
+    ) -> list[Answer]:
+        """A SyncGroup: answered now, or parked until the leader's arrives."""
+        now = self._clock.monotonic()
+        group, member = self._member(group_id, member_id, group_instance_id)
+        if generation != group.generation:
+            raise IllegalGenerationError(
+                f"SyncGroup with generation {generation}, but group '{group_id}' is at "
+                f"generation {group.generation}; join again"
+            )
+        if (protocol_type is not None and protocol_type != group.protocol_type) or (
+            protocol_name is not None and protocol_name != group.protocol_name
+        ):
+            raise InconsistentGroupProtocolError(
+                f"SyncGroup names protocol {protocol_type}/{protocol_name}, the group uses "
+                f"{group.protocol_type}/{group.protocol_name}"
+            )
+        if group.state == PREPARING:
+            raise RebalanceInProgressError(f"group '{group_id}' is rebalancing; join again")
+        member.last_seen = now
+        if group.state == STABLE:
+            return [(waiter, sync_answer(group, member))]
+        # CompletingRebalance
+        answers: list[Answer] = []
+        if member.sync_waiter is not None:
+            answers.append((member.sync_waiter, error_answer(RebalanceInProgressError.errno)))
+        member.sync_waiter = waiter
+        member.synced = True
+        if member_id == group.leader:
+            for mid, m in group.members.items():
+                m.assignment = assignments.get(mid, b"")
+            group.state = STABLE
+            log.info(
+                "classic group %s: generation %d stable with %d member(s) (%s)",
+                group_id,
+                group.generation,
+                len(group.members),
+                group.protocol_name,
+            )
+            for m in group.members.values():
+                if m.sync_waiter is not None:
+                    answers.append((m.sync_waiter, sync_answer(group, m)))
+                    m.sync_waiter = None
+                    m.last_seen = now  # its session runs from the answer
+        self._schedule(group, self._next_deadline(group))
+        return answers
+
+    def heartbeat(
+        self, group_id: str, member_id: str, generation: int, group_instance_id: str | None = None
+    ) -> dict:
+        """A Heartbeat: answered at once; raises what Kafka answers with."""
+        now = self._clock.monotonic()
+        group, member = self._member(group_id, member_id, group_instance_id)
+        if generation != group.generation:
+            raise IllegalGenerationError(
+                f"heartbeat with generation {generation}, but group '{group_id}' is at "
+                f"generation {group.generation}; join again"
+            )
+        member.last_seen = now
+        if group.state == PREPARING:
+            raise RebalanceInProgressError(f"group '{group_id}' is rebalancing; join again")
+        return {"error": 0}
+
+    def leave(self, group_id: str, member_ids: Iterable[str]) -> tuple[list[int], list[Answer]]:
+        """LeaveGroup for several members (v3+ batch): one error code per member, and the
+        answers the departures make due."""
+        now = self._clock.monotonic()
+        group = self._groups.get(group_id)
+        codes, answers = [], []
+        for member_id in member_ids:
+            if group is None or member_id not in group.members:
+                if group is not None and group.pending.pop(member_id, None) is not None:
+                    codes.append(0)
+                    continue
+                codes.append(UnknownMemberIdError.errno)
+                continue
+            codes.append(0)
+            answers += self._remove(group, group.members[member_id], now, "left the group")
+        if group is not None:
+            answers += self._maybe_complete_join(group, now)
+            self._schedule(group, self._next_deadline(group))
+        return codes, answers
+
+    def check_commit(self, group_id: str, member_id: str, generation: int) -> None:
+        """Raise unless an OffsetCommit from (member, generation) may be stored, as Kafka
+        decides: a simple consumer (generation < 0, no member id) only to an empty group."""
+        group = self._groups.get(group_id)
+        if generation < 0 and not member_id and (group is None or not group.members):
+            return
+        group, member = self._member(group_id, member_id)
+        if generation != group.generation:
+            raise IllegalGenerationError(
+                f"commit with generation {generation}, but group '{group_id}' is at "
+                f"generation {group.generation}; the group rebalanced: poll() again"
+            )
+        if group.state == COMPLETING:
+            raise RebalanceInProgressError(f"group '{group_id}' is rebalancing; join again")
+        member.last_seen = self._clock.monotonic()
+
+    def tick(self) -> list[Answer]:
+        """What the clock made due: expired members, ended join phases, sync timeouts."""
+        now = self._clock.monotonic()
+        answers: list[Answer] = []
+        due = set()
+        while self._timers and self._timers[0][0] <= now:
+            due.add(heapq.heappop(self._timers)[1])
+        for group_id in sorted(due):  # each group once per tick: a tick never spins
+            group = self._groups.get(group_id)
+            if group is None:
+                continue
+            group.timer = None
+            answers += self._expire(group, now)
+            self._schedule(group, self._next_deadline(group))
+        return answers
+
+    def answer_all(self) -> list[Answer]:
+        """Shutdown: every parked request gets COORDINATOR_NOT_AVAILABLE (15), so the
+        clients look for the coordinator again."""
+        answers = []
+        for group in self._groups.values():
+            for m in group.members.values():
+                for waiter in (m.join_waiter, m.sync_waiter):
+                    if waiter is not None:
+                        answers.append((waiter, error_answer(15)))
+                m.join_waiter = m.sync_waiter = None
+        return answers
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _member(
+        self, group_id: str, member_id: str, group_instance_id: str | None = None
+    ) -> tuple[ClassicGroup, ClassicMember]:
+        group = self._groups.get(group_id)
+        member = group.members.get(member_id) if group is not None else None
+        if (
+            group is not None
+            and member is None
+            and group_instance_id
+            and static_member(group, group_instance_id) is not None
+        ):
+            raise self._fenced(group_instance_id, member_id)
+        if group is None or member is None:
+            raise UnknownMemberIdError(
+                f"member {member_id or '(none)'} is not in group '{group_id}' (it left or "
+                "its session timed out); join again"
+            )
+        return group, member
+
+    @staticmethod
+    def _fenced(instance_id: str, member_id: str) -> FencedInstanceIdError:
+        return FencedInstanceIdError(
+            f"group.instance.id '{instance_id}' is used by another consumer now (this one "
+            f"was member {member_id or '(none)'}); give each consumer its own group.instance.id"
+        )
+
+    def _rejoin_static(
+        self,
+        group: ClassicGroup,
+        member: ClassicMember,
+        waiter: Waiter,
+        protocols: list[tuple[str, bytes]],
+        now: float,
+    ) -> list[Answer]:
+        """A static member came back (a restart) with its group.instance.id: it gets a new
+        member id (the old one is fenced) and, as in Kafka, a follower whose protocols did
+        not change keeps its assignment without a rebalance."""
+        answers: list[Answer] = []
+        for old in (member.join_waiter, member.sync_waiter):
+            if old is not None:
+                answers.append((old, error_answer(FencedInstanceIdError.errno)))
+        member.join_waiter = member.sync_waiter = None
+        old_id = member.member_id
+        del group.members[old_id]
+        member.member_id = f"{member.group_instance_id}-{uuid.uuid4()}"
+        group.members[member.member_id] = member
+        was_leader = group.leader == old_id
+        if was_leader:
+            group.leader = member.member_id
+        unchanged = member.protocols == list(protocols)
+        member.protocols = list(protocols)
+        member.last_seen = now
+        log.info(
+            "classic group %s: static member %s came back as %s",
+            group.group_id,
+            member.group_instance_id,
+            member.member_id,
+        )
+        if group.state == STABLE and unchanged and not was_leader:
+            answers.append(
+                (
+                    waiter,
+                    join_answer(group, member.member_id, []),
+                )
+            )
+            return answers
+        member.join_waiter = waiter
+        if group.state != PREPARING:
+            answers += self._prepare_rebalance(
+                group, now, f"static member {member.member_id} rejoined"
+            )
+        answers += self._maybe_complete_join(group, now)
+        self._schedule(group, self._next_deadline(group))
+        return answers
+
+    @staticmethod
+    def _candidates(members: Iterable[ClassicMember]) -> set[str]:
+        """The protocols every one of ``members`` supports."""
+        sets = [{name for name, _ in m.protocols} for m in members]
+        return set.intersection(*sets) if sets else set()
+
+    def _prepare_rebalance(self, group: ClassicGroup, now: float, why: str) -> list[Answer]:
+        answers = []
+        for m in group.members.values():  # a sync waiting from the ended generation
+            if m.sync_waiter is not None:
+                answers.append((m.sync_waiter, error_answer(RebalanceInProgressError.errno)))
+                m.sync_waiter = None
+                m.last_seen = now  # its session runs from the answer
+        was_empty = group.state == EMPTY
+        group.state = PREPARING
+        longest = max((m.rebalance_timeout for m in group.members.values()), default=0.0)
+        group.join_deadline = now + longest
+        group.delay_until = (
+            min(now + self._initial_delay, group.join_deadline) if was_empty else 0.0
+        )
+        log.info("classic group %s: rebalancing (%s)", group.group_id, why)
+        return answers
+
+    def _maybe_complete_join(self, group: ClassicGroup, now: float) -> list[Answer]:
+        if group.state != PREPARING:
+            return []
+        all_joined = all(m.join_waiter is not None for m in group.members.values())
+        if now < group.join_deadline and (
+            not all_joined or group.pending or now < group.delay_until
+        ):
+            return []
+        answers: list[Answer] = []
+        for m in [m for m in group.members.values() if m.join_waiter is None]:
+            answers += self._remove(
+                group, m, now, "did not rejoin within the rebalance timeout", rebalance=False
+            )
+        group.pending.clear()
+        group.generation += 1
+        if not group.members:
+            self._become_empty(group)
+            return answers
+        candidates = self._candidates(group.members.values())
+        votes: dict[str, int] = {}
+        for m in group.members.values():  # each votes for its favourite candidate (Kafka)
+            favourite = next(name for name, _ in m.protocols if name in candidates)
+            votes[favourite] = votes.get(favourite, 0) + 1
+        group.protocol_name = max(sorted(votes), key=lambda name: votes[name])
+        if group.leader not in group.members:
+            group.leader = next(iter(group.members))
+        group.state = COMPLETING
+        group.sync_deadline = now + max(m.rebalance_timeout for m in group.members.values())
+        everyone = [
+            {
+                "member_id": m.member_id,
+                "group_instance_id": m.group_instance_id,
+                "metadata": b64(m.metadata_for(group.protocol_name)),
+            }
+            for m in group.members.values()
+        ]
+        for m in group.members.values():
+            m.synced = False
+            m.assignment = b""
+            m.last_seen = now
+            answers.append(
+                (
+                    m.join_waiter,
+                    join_answer(
+                        group, m.member_id, everyone if m.member_id == group.leader else []
+                    ),
+                )
+            )
+            m.join_waiter = None
+        return answers
+
+    def _remove(
+        self,
+        group: ClassicGroup,
+        member: ClassicMember,
+        now: float,
+        why: str,
+        rebalance: bool = True,
+    ) -> list[Answer]:
+        answers = []
+        for waiter in (member.join_waiter, member.sync_waiter):
+            if waiter is not None:
+                answers.append((waiter, error_answer(UnknownMemberIdError.errno)))
+        del group.members[member.member_id]
+        log.info("classic group %s: member %s %s", group.group_id, member.member_id, why)
+        if group.leader == member.member_id:
+            group.leader = None
+        if rebalance:
+            if group.members and group.state in (STABLE, COMPLETING):
+                answers += self._prepare_rebalance(group, now, f"member {member.member_id} {why}")
+            elif not group.members and group.state != PREPARING:
+                group.generation += 1
+                self._become_empty(group)
+        return answers
+
+    def _become_empty(self, group: ClassicGroup) -> None:
+        group.state = EMPTY
+        group.leader = None
+        group.protocol_name = None
+        group.empty_since_ms = self._clock.time_ms()
+
+    def _expire(self, group: ClassicGroup, now: float) -> list[Answer]:
+        answers: list[Answer] = []
+        for member_id, expiry in list(group.pending.items()):
+            if expiry <= now:
+                del group.pending[member_id]
+        for m in list(group.members.values()):
+            if m.join_waiter is not None or m.sync_waiter is not None:
+                continue  # bounded by the join and sync deadlines below
+            if m.last_seen + m.session_timeout <= now:
+                answers += self._remove(
+                    group, m, now, "timed out (no heartbeat within session.timeout.ms)"
+                )
+        if group.state == COMPLETING and now >= group.sync_deadline:
+            for m in [m for m in group.members.values() if not m.synced]:
+                answers += self._remove(group, m, now, "did not sync within the rebalance timeout")
+        answers += self._maybe_complete_join(group, now)
+        return answers
+
+    def _next_deadline(self, group: ClassicGroup) -> float | None:
+        times = list(group.pending.values())
+        times += [
+            m.last_seen + m.session_timeout
+            for m in group.members.values()
+            if m.join_waiter is None and m.sync_waiter is None
+        ]
+        if group.state == PREPARING:
+            times.append(group.join_deadline)
+            if group.delay_until > self._clock.monotonic():
+                times.append(group.delay_until)
+        elif group.state == COMPLETING:
+            times.append(group.sync_deadline)
+        return min(times, default=None)
+
+    def _schedule(self, group: ClassicGroup, when: float | None) -> None:
+        if when is None or (group.timer is not None and group.timer <= when):
+            return
+        group.timer = when
+        heapq.heappush(self._timers, (when, group.group_id))
