@@ -15,7 +15,7 @@ ApiVersions always answers with header v0, KIP-511).
 ``SUPPORTED`` is what the listener advertises, and a request outside it never reaches
 kio: an unsupported ApiVersions version is decoded as v0 so that the listener can
 answer error 35 with the broker's own range (KIP-511); any other unsupported
-(api key, version), and any frame kio cannot parse or that has bytes left over, raise
+(api key, version), and any frame kio cannot parse, raise
 ``BadRequest`` and the listener closes the connection, as Kafka does. Nothing here
 raises anything else for any input bytes: kio's readers raise a handful of
 exception types on garbage, all turned into ``BadRequest``.
@@ -157,10 +157,8 @@ def decode_request(frame: bytes) -> tuple[Any, Any]:
         request, size = read_body(frame, used)
     except _GARBAGE as exc:
         raise BadRequest(f"{schema.__name__} v{version} does not parse: {exc}") from None
-    if used + size != len(frame):
-        raise BadRequest(
-            f"{schema.__name__} v{version} has {len(frame) - used - size} bytes after its fields"
-        )
+    # bytes after the fields are ignored, as Apache Kafka ignores them (librdkafka 2.16
+    # sends 3 after a Metadata v12 for every topic; Kafka answers it)
     return header, request
 
 
