@@ -154,7 +154,7 @@ def decode_request(frame: bytes) -> tuple[Any, Any]:
         header, used = read_header(frame, 0)
         if unknown_api_versions:
             return header, None
-        request, size = read_body(frame, used)
+        request, _size = read_body(frame, used)
     except _GARBAGE as exc:
         raise BadRequest(f"{schema.__name__} v{version} does not parse: {exc}") from None
     # bytes after the fields are ignored, as Apache Kafka ignores them (librdkafka 2.16
