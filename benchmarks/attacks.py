@@ -182,7 +182,7 @@ def dealer(broker, **options):
     sock.setsockopt(zmq.LINGER, 0)
     for name, value in options.items():
         sock.setsockopt(getattr(zmq, name), value)
-    sock.connect(f"tcp://{broker.bootstrap}")
+    sock.connect(f"tcp://{broker.zmq_bootstrap}")
     return sock
 
 

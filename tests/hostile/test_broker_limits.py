@@ -227,7 +227,7 @@ def test_a_client_that_never_reads_its_replies_is_disconnected(broker, unique_to
         lazy.setsockopt(zmq.RCVHWM, 1)
         lazy.setsockopt(zmq.RCVBUF, 64 * 1024)
         lazy.setsockopt(zmq.LINGER, 0)
-        lazy.connect(f"tcp://{broker.bootstrap}")
+        lazy.connect(f"tcp://{broker.zmq_bootstrap}")
         try:
             with PeakRss(broker.pid) as rss:
                 for n in range(600):  # ~9 MB of replies each, never read
