@@ -12,9 +12,11 @@ use ``broker:9092`` inside Docker, free port 9092...).
 
 When the broker does not answer, ``probe_address`` looks at the network one
 level down -- does the name resolve, does anything accept a TCP connection on
-the port -- and ``unreachable_fix`` (pure) turns that into advice. The broker
-speaks ZeroMQ, so "TCP accepts but no labkit answer" means some other program
-holds the port.
+the port -- and ``unreachable_fix`` (pure) turns that into advice. The broker's
+main port speaks Kafka's protocol and tells labkit's client where its ZeroMQ port
+is, so "TCP accepts but no labkit answer" means some other program holds the port,
+and "the main port answers but ZeroMQ does not" (``zeromq_unreachable``) means the
+ZeroMQ port is not reachable from here (not published, a firewall).
 
 Nothing here imports ipywidgets or Jupyter (the packages are only looked up),
 so ``labkit doctor`` works in a bare terminal. Output is plain text: ✔/✘/!
@@ -29,6 +31,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+import re
 import socket
 import sys
 import uuid
@@ -240,6 +243,28 @@ def _broker_info(servers: list[str], timeout_s: float) -> dict[str, Any]:
     return broker_info(servers, timeout_s, client_id="labkit-doctor")
 
 
+_ZMQ_FAILED = re.compile(
+    r"(?P<main>\S+) answered labkit's bootstrap request \(ZeroMQ at (?P<zmq>\S+)\), but"
+)
+
+
+def zeromq_unreachable(message: str) -> tuple[str, str] | None:
+    """(what, fix) when the broker's main port answered but its ZeroMQ port did not."""
+    found = _ZMQ_FAILED.search(message)
+    if found is None:
+        return None
+    main, zmq_address = found["main"], found["zmq"]
+    return (
+        f"the broker answers at {main}, but its ZeroMQ port {zmq_address} does not",
+        "labkit's client needs both of the broker's ports: the main one (Kafka's protocol, "
+        f"{main}) and its ZeroMQ port ({zmq_address}). With Docker, publish both "
+        "(docker-compose.yml publishes 9192: LABKIT_ZMQ_PORT); check a firewall lets "
+        "that port through; for a broker on another machine, its advertised listener "
+        "must name a host this machine can reach (`labkit broker --advertised-listeners "
+        "PLAINTEXT://its-name:9092`).",
+    )
+
+
 def broker_result(
     servers: list[str],
     timeout_s: float,
@@ -260,6 +285,9 @@ def broker_result(
                 f"{where} is not a host:port address",
                 f"Give the address as host:port, e.g. localhost:9092 ({BOOTSTRAP_ENV}).",
             )
+        zeromq = zeromq_unreachable(str(exc))
+        if zeromq is not None:
+            return Result(name, FAIL, *zeromq)
         what, fix = unreachable_fix(
             host,
             port,
@@ -277,6 +305,8 @@ def broker_result(
     kind = info.get("broker", "?")
     version = info.get("version", "?")
     detail = f"{kind} {version} answers at {where}"
+    if info.get("zmq_address") and info["zmq_address"] not in servers:
+        detail += f" (ZeroMQ at {info['zmq_address']})"
     if kind != "labkit":
         return Result(name, FAIL, detail, "This is not a labkit broker: start `labkit broker`.")
     if version != labkit.__version__:
