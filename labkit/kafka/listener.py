@@ -5,8 +5,8 @@ Theory of operation
 The listener is a bridge, not a second broker. Its thread owns the Kafka TCP sockets
 (non-blocking): one listening socket per configured listener (Kafka's ``listeners``;
 each connection remembers which one it came in on, so Metadata advertises that
-listener's address, Kafka's rule) and, for each Kafka connection, one ZeroMQ DEALER connected to the
-broker's own ROUTER over ``inproc://`` (same zmq.Context): every Kafka client is a
+listener's address, Kafka's rule) and, for each Kafka connection, one ZeroMQ DEALER
+connected to the broker's own ROUTER over ``inproc://`` (same zmq.Context): every Kafka client is a
 connection of its own to the broker, so the loop's fairness, byte budgets, quotas,
 long-poll parking and ``acks=all`` group commit apply to it unchanged, and no broker
 state is touched from this thread.
@@ -18,8 +18,8 @@ DEALER. Per connection:
   ``socket.request.max.bytes`` or with a negative size closes the connection;
 - complete frames queue; one request is processed at a time (Kafka's guarantee:
   responses leave in request order). ApiVersions and labkit's bootstrap request
-  (protocol/bootstrap.py: where this listener's ZeroMQ endpoint is) are answered here; a bridged API
-  (apis.py) becomes one labkit request on the DEALER, and its reply becomes the
+  (protocol/bootstrap.py: where this listener's ZeroMQ endpoint is) are answered
+  here; a bridged API (apis.py) becomes one labkit request on the DEALER, and its reply becomes the
   Kafka response;
 - a frame that does not parse closes the connection, as Kafka does;
 - the socket is read only while nothing is queued and less than
