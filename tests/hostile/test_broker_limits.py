@@ -191,7 +191,7 @@ def test_a_message_that_never_ends_is_cut_off(broker, unique_topic):
         make_topic(good, unique_topic)
         parked = good.send("fetch", fetch_header(unique_topic, max_wait_ms=4000))
         frame = b"\x03" + struct.pack(">Q", 16 * MiB) + b"\0" * (16 * MiB)  # MORE | LONG
-        raw = zmtp_dealer(broker.port)
+        raw = zmtp_dealer(broker.zmq_port)
         with PeakRss(broker.pid) as rss:
             sent = 0
             try:
