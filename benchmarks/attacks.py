@@ -182,7 +182,7 @@ def dealer(broker, **options):
     sock.setsockopt(zmq.LINGER, 0)
     for name, value in options.items():
         sock.setsockopt(getattr(zmq, name), value)
-    sock.connect(f"tcp://{broker.bootstrap}")
+    sock.connect(f"tcp://{broker.zmq_bootstrap}")
     return sock
 
 
@@ -351,7 +351,7 @@ def more_frames_never_last(
     broker, stop_at: float, frames: int = 60, frame_bytes: int = 16 * MIB
 ) -> str:
     """Item 8: a raw ZMTP peer sends 16 MiB frames with MORE set and never the last."""
-    conn = _zmtp_handshake(broker.host, broker.port)
+    conn = _zmtp_handshake(broker.host, broker.zmq_port)
     chunk = b"\x00" * frame_bytes
     sent = 0
     try:

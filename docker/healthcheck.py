@@ -3,6 +3,10 @@
 
     labkit-healthcheck [HOST:PORT]        (default 127.0.0.1:9092)
 
+The address is the broker's main port (Kafka's protocol): the probe asks it where
+ZeroMQ is, as every labkit client does, then asks over ZeroMQ; so a healthy broker
+answers on both ports (a ZeroMQ port given directly works too).
+
 Exit status 0 when the broker answers without error within 3 s, else 1 with the
 reason on stderr (Docker keeps it: `docker inspect --format '{{json .State.Health}}'`).
 It asks labkit's one probe (labkit/client/probe.py), as `labkit lab` and nb.doctor() do.

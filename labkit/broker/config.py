@@ -1,6 +1,6 @@
 """Broker settings: where to listen, where data lives, and broker-wide defaults.
 
-Built from the command line's ``--host/--port/--data-dir`` and repeatable
+Built from the command line's ``--host/--port/--zmq-port/--data-dir`` and repeatable
 ``--config key=value`` flags that use Kafka's broker config names
 (``auto.create.topics.enable``, ``num.partitions``, ``log.retention.ms``...).
 Broker-wide ``log.*`` keys are the defaults of the per-topic configs
@@ -15,10 +15,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from labkit.broker import listeners as listener_specs
+from labkit.broker.listeners import Listener
 from labkit.errors import InvalidConfigurationError, KafkaConfigurationError
 from labkit.log.config import BROKER_CONFIG_KEYS, LogConfig, split_broker_configs
 
 MIN_RETENTION_CHECK_MS = 100  # the cleaner never runs more often than this
+ZMQ_PORT_OFFSET = 100  # ZeroMQ's default port: the main (Kafka) port + 100, 9192 for 9092
 BROKER_KEYS = (
     "auto.create.topics.enable",
     "num.partitions",
@@ -35,10 +38,15 @@ BROKER_KEYS = (
     "connection.max.buffered.bytes",
     "quota.window.num",
     "quota.window.size.seconds",
+    "listeners",
+    "advertised.listeners",
+    "listener.security.protocol.map",
+    "zmq.port",
     "kafka.port",
     "producer.id.expiration.ms",
     "producer.id.expiration.check.interval.ms",
 )
+_LISTENER_KEYS = ("listeners", "advertised.listeners", "listener.security.protocol.map")
 
 
 def _bool(key: str, value: str | int) -> bool:
@@ -72,7 +80,13 @@ class BrokerConfig:
     """Typed broker settings. Build with ``BrokerConfig.build(...)`` to validate."""
 
     host: str = "localhost"
+    # the main port: the first listener's (Kafka's wire protocol; labkit clients
+    # bootstrap there, docs/wire.md); the server puts the bound port here
     port: int = 9092
+    # labkit's ZeroMQ protocol (its own port, bound on ``host``); 0: any free port
+    zmq_port: int = 9092 + ZMQ_PORT_OFFSET
+    # Kafka's listeners, resolved (broker/listeners.py); empty: PLAINTEXT://host:port
+    listeners: tuple[Listener, ...] = ()
     data_dir: Path = Path("data")
     auto_create_topics_enable: bool = True
     num_partitions: int = 1
@@ -96,13 +110,17 @@ class BrokerConfig:
     connection_max_buffered_bytes: int = 32 * 1024 * 1024
     quota_window_num: int = 11  # samples a client quota's rate is measured over
     quota_window_size_seconds: int = 1  # length of one sample
-    # the Kafka protocol's TCP port (labkit/kafka/listener.py); None: no Kafka listener
-    kafka_port: int | None = None
     # an idempotent producer's state is forgotten after this long without a batch (Kafka's)
     producer_id_expiration_ms: int = 86_400_000
     producer_id_expiration_check_interval_ms: int = 600_000
     # what every topic starts from: Kafka's defaults + the broker's log.* overrides
     log_defaults: LogConfig = dataclasses.field(default_factory=LogConfig)
+
+    def __post_init__(self) -> None:
+        if not self.listeners:  # built directly (tests): the default listener
+            default = listener_specs.Endpoint(listener_specs.DEFAULT_NAME, self.host, self.port)
+            resolved = listener_specs.resolve((default,), (), {}, self.advertised_host_name)
+            object.__setattr__(self, "listeners", resolved)
 
     @classmethod
     def build(
@@ -158,8 +176,10 @@ class BrokerConfig:
                 fields["producer_id_expiration_ms"] = _int(key, value, 1)
             elif key == "producer.id.expiration.check.interval.ms":
                 fields["producer_id_expiration_check_interval_ms"] = _int(key, value, 1)
-            elif key == "kafka.port":
-                fields["kafka_port"] = _port(key, value)
+            elif key == "zmq.port":
+                fields["zmq_port"] = _port(key, value)
+            elif key in _LISTENER_KEYS or key == "kafka.port":
+                pass  # below, once advertised.host.name is known
             elif key == "advertised.host.name":
                 fields["advertised_host_name"] = str(value).strip() or None
             else:
@@ -168,7 +188,22 @@ class BrokerConfig:
                     f"unknown broker config {key!r}; known keys: {known} (per-topic settings "
                     "such as retention.ms go on the topic: labkit topics --create --config ...)"
                 )
+        fields["listeners"] = _listeners(host, port, rest, fields.get("advertised_host_name"))
+        fields["port"] = fields["listeners"][0].port
+        if "zmq_port" not in fields:
+            main = fields["port"]
+            fields["zmq_port"] = main + ZMQ_PORT_OFFSET if main else 0
+            if fields["zmq_port"] > 65535:
+                raise KafkaConfigurationError(
+                    f"the ZeroMQ port defaults to the main port + {ZMQ_PORT_OFFSET}, over 65535 "
+                    f"for port {main}; choose one with --zmq-port N (or --config zmq.port=N)"
+                )
         config = cls(**fields)
+        if config.zmq_port and config.zmq_port in {item.port for item in config.listeners}:
+            raise KafkaConfigurationError(
+                f"the ZeroMQ port {config.zmq_port} is also a Kafka listener's port; give "
+                "ZeroMQ its own with --zmq-port N"
+            )
         if config.connection_max_buffered_bytes < config.max_frame_bytes:
             raise KafkaConfigurationError(
                 f"connection.max.buffered.bytes={config.connection_max_buffered_bytes} is "
@@ -188,12 +223,13 @@ class BrokerConfig:
 
     @property
     def advertised_host(self) -> str:
-        """The host name put in metadata responses."""
-        if self.advertised_host_name:
-            return self.advertised_host_name
-        if self.host in ("0.0.0.0", "*", "::", ""):
-            return "localhost"
-        return self.host
+        """The host name labkit's own metadata names: the first listener's advertised one."""
+        return self.listeners[0].advertised_host
+
+    @property
+    def advertised_port(self) -> int:
+        """The port labkit's own metadata names: the first listener's advertised one."""
+        return self.listeners[0].advertised_port or self.port
 
     @property
     def max_frame_bytes(self) -> int:
@@ -212,6 +248,30 @@ class BrokerConfig:
         if compacting:
             interval = min(interval, self.log_cleaner_backoff_ms)
         return max(interval, MIN_RETENTION_CHECK_MS) / 1000.0
+
+
+def _listeners(
+    host: str, port: int, rest: dict[str, Any], advertised_host_name: str | None
+) -> tuple[Listener, ...]:
+    """Kafka's listener settings, resolved; ``PLAINTEXT://host:port`` when not given.
+    The old ``kafka.port=N`` (before the Kafka protocol took the main port) adds a
+    listener named KAFKA_PORT on N."""
+    if "listeners" in rest:
+        endpoints = listener_specs.parse("listeners", rest["listeners"])
+    else:
+        endpoints = (listener_specs.Endpoint(listener_specs.DEFAULT_NAME, host, port),)
+    if "kafka.port" in rest:
+        extra = listener_specs.Endpoint(
+            "KAFKA_PORT", endpoints[0].host, _port("kafka.port", rest["kafka.port"])
+        )
+        endpoints = (*endpoints, extra)
+    advertised: tuple[listener_specs.Endpoint, ...] = ()
+    if str(rest.get("advertised.listeners", "")).strip():
+        advertised = listener_specs.parse(
+            "advertised.listeners", rest["advertised.listeners"], allow_wildcard=False
+        )
+    protocol_map = listener_specs.parse_protocol_map(rest.get("listener.security.protocol.map", ""))
+    return listener_specs.resolve(endpoints, advertised, protocol_map, advertised_host_name)
 
 
 def parse_config_flags(flags: list[str] | None) -> dict[str, str]:

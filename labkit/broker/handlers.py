@@ -170,7 +170,9 @@ class Handlers(TopicAdmin):
                         "partitions": [],
                     }
                 )
-        brokers = [{"node_id": 0, "host": self.config.advertised_host, "port": self.config.port}]
+        brokers = [
+            {"node_id": 0, "host": self.config.advertised_host, "port": self.config.advertised_port}
+        ]
         return Reply(
             {
                 "error": 0,

@@ -15,11 +15,12 @@ from pathlib import Path
 
 from labkit.broker.config import BrokerConfig, parse_config_flags
 from labkit.broker.descriptors import raise_open_file_limit
+from labkit.broker.listeners import describe
 from labkit.broker.server import BrokerServer
 from labkit.errors import KafkaError
 
 NAME = "broker"
-HELP = "run the labkit broker (Kafka-like, on ZeroMQ)"
+HELP = "run the labkit broker (Kafka's protocol on its main port, labkit's on ZeroMQ)"
 
 log = logging.getLogger("labkit.broker")
 
@@ -30,13 +31,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="localhost",
         help="address to listen on (default localhost; 0.0.0.0 for all)",
     )
-    parser.add_argument("--port", type=int, default=9092, help="TCP port (default 9092)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=9092,
+        help="the main port (default 9092): Kafka's wire protocol, for Kafka clients and "
+        "tools and for labkit's own clients, which learn the ZeroMQ port there",
+    )
+    parser.add_argument(
+        "--zmq-port",
+        type=int,
+        default=None,
+        help="labkit's ZeroMQ protocol (default: the main port + 100, 9192; 0 = any free "
+        "port; same as --config zmq.port=N)",
+    )
+    parser.add_argument(
+        "--listeners",
+        default=None,
+        metavar="NAME://HOST:PORT,...",
+        help="Kafka's listeners instead of --host/--port, e.g. "
+        "INTERNAL://0.0.0.0:9092,EXTERNAL://0.0.0.0:19092 (PLAINTEXT only; same as "
+        "--config listeners=...)",
+    )
+    parser.add_argument(
+        "--advertised-listeners",
+        default=None,
+        metavar="NAME://HOST:PORT,...",
+        help="what Metadata tells clients of each listener, e.g. "
+        "INTERNAL://broker:9092,EXTERNAL://localhost:9092 (default: the listener's own "
+        "address; same as --config advertised.listeners=...)",
+    )
     parser.add_argument(
         "--kafka-port",
         type=int,
         default=None,
-        help="also speak Kafka's wire protocol on this TCP port, for Kafka clients and "
-        "tools (default: off; same as --config kafka.port=N)",
+        help=argparse.SUPPRESS,  # before Kafka took the main port: now one more listener
     )
     parser.add_argument(
         "--data-dir", default="./data", help="directory for topic data (default ./data)"
@@ -73,8 +102,14 @@ def run(args: argparse.Namespace) -> int:
         )
     try:
         overrides = parse_config_flags(args.config)
-        if args.kafka_port is not None:
-            overrides["kafka.port"] = str(args.kafka_port)
+        for flag, key in (
+            ("kafka_port", "kafka.port"),
+            ("zmq_port", "zmq.port"),
+            ("listeners", "listeners"),
+            ("advertised_listeners", "advertised.listeners"),
+        ):
+            if getattr(args, flag) is not None:
+                overrides[key] = str(getattr(args, flag))
         config = BrokerConfig.build(args.host, args.port, args.data_dir, overrides)
         server = BrokerServer(config)
         server.start()
@@ -96,13 +131,7 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    kafka = server.config.kafka_port
-    print(
-        f"labkit broker listening on {server.config.host}:{server.config.port}, "
-        + (f"Kafka protocol on {server.config.host}:{kafka}, " if kafka is not None else "")
-        + f"data in {Path(config.data_dir).resolve()}",
-        flush=True,
-    )
+    print(startup_line(server.config, "listeners" in overrides), flush=True)
     try:
         server.serve_forever()
     except Exception:  # last resort: say what happened, exit non-zero
@@ -118,6 +147,22 @@ def run(args: argparse.Namespace) -> int:
         stats["fsync_rounds"],
     )
     return 0
+
+
+def startup_line(config: BrokerConfig, named: bool) -> str:
+    """``labkit broker listening on localhost:9092 (Kafka protocol), ZeroMQ on
+    localhost:9192, data in ...``; every listener by name when several or ``named``."""
+    if len(config.listeners) == 1 and not named:
+        kafka = f"{config.host}:{config.port} (Kafka protocol)"
+        if config.listeners[0].explicit:
+            kafka = f"{config.host}:{config.port} (Kafka protocol, advertised as "
+            kafka += f"{config.advertised_host}:{config.advertised_port})"
+    else:
+        kafka = ", ".join(describe(item, item.port) for item in config.listeners)
+    return (
+        f"labkit broker listening on {kafka}, ZeroMQ on {config.host}:{config.zmq_port}, "
+        f"data in {Path(config.data_dir).resolve()}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""The broker process: one ROUTER socket, one loop thread, two helper threads.
+"""The broker process: one ROUTER socket, one loop thread, three helper threads.
 
 Theory of operation
 -------------------
@@ -27,7 +27,11 @@ commits, client-quota changes — in rounds, then wakes the loop over an inproc
 socket; the loop sends those replies. While it works, newer ones queue up and are
 covered by the next round (group commit); the loop thread itself never fsyncs. The
 **cleaner thread** (labkit/broker/cleaner.py) applies retention and compaction.
-Neither helper touches the socket.
+Neither helper touches the socket. The **Kafka listener thread**
+(labkit/kafka/listener.py) owns the broker's main port (Kafka's ``listeners``): Kafka
+clients, and labkit clients asking there where ZeroMQ is (docs/wire.md); it reaches
+the loop over inproc like any client. The ROUTER itself binds its own port
+(``zmq.port``).
 
 Input is untrusted: frames larger than ``max_frame_bytes`` make ZeroMQ drop the
 connection; a connection holding more than ``connection.max.buffered.bytes`` (an
@@ -55,7 +59,7 @@ from labkit.broker.parking import ParkingLot
 from labkit.broker.quotas import ClientQuotas
 from labkit.broker.topics import TopicRegistry
 from labkit.errors import KafkaConfigurationError
-from labkit.kafka.listener import KafkaListener
+from labkit.kafka.listener import KafkaListener, ListenSpec
 from labkit.protocol.frames import MAGIC
 
 log = logging.getLogger(__name__)
@@ -119,23 +123,25 @@ class BrokerServer:
         sock.setsockopt(zmq.SNDHWM, SEND_HWM)
         sock.setsockopt(zmq.RCVHWM, RECV_HWM)
         try:
-            sock.bind(f"tcp://{self.config.bind_host}:{self.config.port}")
+            if ":" in self.config.bind_host:
+                sock.setsockopt(zmq.IPV6, 1)
+            sock.bind(f"tcp://{_zmq_host(self.config.bind_host)}:{self.config.zmq_port}")
         except zmq.ZMQError as exc:
             self._close_sockets()
             if exc.errno == zmq.EADDRINUSE:
                 raise PortInUseError(
-                    f"port {self.config.port} on {self.config.host} is already in use. Is another "
-                    "broker running? Stop it, or start this one on another port with "
-                    f"--port {self.config.port + 1}"
+                    f"the ZeroMQ port {self.config.zmq_port} on {self.config.host} is already in "
+                    "use. Is another broker running? Stop it, or start this one with another "
+                    f"--zmq-port (e.g. --zmq-port {self.config.zmq_port + 1})"
                 ) from None
             raise KafkaConfigurationError(
                 f"cannot listen on {self.config.host}:"
-                f"{self.config.port}: "
+                f"{self.config.zmq_port}: "
                 f"{exc.strerror} (check --host)"
             ) from None
         endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        port = int(endpoint.rsplit(":", 1)[1])
-        self.config = dataclasses.replace(self.config, port=port)
+        zmq_port = int(endpoint.rsplit(":", 1)[1])
+        self.config = dataclasses.replace(self.config, zmq_port=zmq_port)
         self._monitor = self._open_monitor(ctx, sock)
         wake_addr = f"inproc://labkit-wake-{id(self)}"
         wake = self._wake = ctx.socket(zmq.PULL)
@@ -162,21 +168,32 @@ class BrokerServer:
         self.loop.handlers.idempotence.ids.start()  # the first block of producer ids
         self._cleaner = Cleaner(self.registry, self.config, self.clock)
         self._cleaner.start()
-        if self.config.kafka_port is not None:
-            self._start_kafka(ctx, sock)
+        self._start_kafka(ctx, sock)
 
     def _start_kafka(self, ctx: zmq.Context, sock) -> None:
-        """The Kafka listener's thread, bridged to this ROUTER over inproc."""
+        """The Kafka listener's thread (every listener), bridged to this ROUTER over inproc."""
         endpoint = f"inproc://labkit-kafka-{id(self)}"
         sock.bind(endpoint)
         config = self.config
-        assert config.kafka_port is not None  # start() calls this only when it is set
+        specs = [
+            ListenSpec(
+                item.name,
+                item.bind_host,
+                item.port,
+                item.advertised_host,
+                item.advertised_port,
+                # a configured advertised host is where labkit clients must go too; else
+                # the host they dialled (what makes port mappings and aliases just work)
+                item.advertised_host if item.explicit else None,
+                config.zmq_port,
+                "--port" if index == 0 else "--listeners",
+            )
+            for index, item in enumerate(config.listeners)
+        ]
         self.kafka = KafkaListener(
             ctx,
             endpoint,
-            config.bind_host,
-            config.kafka_port,
-            config.advertised_host,
+            specs,
             config.socket_request_max_bytes,
             config.connection_max_buffered_bytes,
             config.num_partitions,
@@ -187,7 +204,11 @@ class BrokerServer:
             self.kafka = None
             self.close()
             raise
-        self.config = dataclasses.replace(config, kafka_port=self.kafka.port)
+        listeners = tuple(
+            item._replace(port=port)
+            for item, port in zip(config.listeners, self.kafka.ports, strict=True)
+        )
+        self.config = dataclasses.replace(config, listeners=listeners, port=self.kafka.port)
 
     @staticmethod
     def _open_monitor(ctx: zmq.Context, sock: zmq.Socket) -> zmq.Socket:
@@ -359,6 +380,13 @@ class BrokerServer:
             except zmq.Again:
                 break
         self.loop.flushes_done()
+
+
+def _zmq_host(host: str) -> str:
+    """A host as a ZeroMQ tcp:// endpoint wants it (IPv6 in brackets, ``*`` for all)."""
+    if host in ("0.0.0.0", "", "*"):
+        return "*"
+    return f"[{host}]" if ":" in host else host
 
 
 def _open_waker(ctx: zmq.Context, addr: str):

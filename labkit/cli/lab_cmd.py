@@ -84,7 +84,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where the broker keeps its topics (default: ./data)",
     )
     parser.add_argument(
-        "--port", type=int, default=9092, help="the broker's port on 127.0.0.1 (default: 9092)"
+        "--port",
+        type=int,
+        default=9092,
+        help="the broker's main port on 127.0.0.1 (default: 9092; Kafka's protocol; its "
+        "ZeroMQ port is this + 100)",
     )
     parser.add_argument(
         "--broker",

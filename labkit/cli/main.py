@@ -35,7 +35,9 @@ class Command:
 
 COMMANDS: tuple[Command, ...] = (
     Command(
-        "broker", "labkit.cli.broker_cmd", "run the broker (default localhost:9092, data in ./data)"
+        "broker",
+        "labkit.cli.broker_cmd",
+        "run the broker (default localhost:9092, ZeroMQ on 9192, data in ./data)",
     ),
     Command(
         "topics",

@@ -4,8 +4,11 @@ Theory of operation
 -------------------
 Every client object (producer, consumer, admin) owns one ``Transport``:
 
-- **Bootstrap.** The constructor connects a probe DEALER to every bootstrap address
-  at once and sends ``api_versions`` on each (again every
+- **Bootstrap.** First ``client/bootstrap.py`` asks every bootstrap address at once,
+  over plain TCP in Kafka's framing, where the broker's ZeroMQ endpoint is (the
+  broker's main port speaks Kafka; an address that greets in ZeroMQ is used as it is).
+  Then the constructor connects a probe DEALER to every endpoint found
+  and sends ``api_versions`` on each (again every
   ``connect_timeout_ms`` while unanswered). The first answer wins; the other probes
   are closed. A socket monitor tells what each address did, and that sets the
   patience: when every address *refused* the connection (nothing listens) or is not
@@ -15,8 +18,10 @@ Every client object (producer, consumer, admin) owns one ``Transport``:
   machine drops SYNs) the probe waits up to ``bootstrap_timeout_ms`` (default
   ``request_timeout_ms``, as Kafka clients retry bootstrap). The error names each
   address and what it did, and how to start a broker. labkit has one broker, so the
-  client keeps talking to the address that answered (the advertised host in
-  metadata is not used: that is what makes Docker port mappings just work).
+  client keeps talking to the endpoint that answered (the advertised host in
+  metadata is not used; the bootstrap answer names a ZeroMQ host only when the
+  broker's listener has a configured advertised host: that is what makes Docker port
+  mappings just work).
 - **Threads.** Only the I/O thread touches the DEALER. Other threads call
   ``request()``, which appends to an outbox (a deque) and wakes the I/O thread
   through an inproc PAIR socket -- only when it is asleep, so a burst of requests
@@ -66,6 +71,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from labkit._clock import REAL_CLOCK, Clock
+from labkit.client.bootstrap import discover
 from labkit.client.config import BOOTSTRAP_ENV, format_address, parse_bootstrap
 from labkit.client.future import Future
 from labkit.errors import (
@@ -161,11 +167,14 @@ class _Probe:
         "refused",
         "handshaken",
         "not_labkit",
+        "found_by",
     )
 
-    def __init__(self, address: str, sock: zmq.Socket):
-        """``sock``: not connected yet, so the monitor sees the connection happen."""
+    def __init__(self, address: str, sock: zmq.Socket, found_by: str = ""):
+        """``sock``: not connected yet, so the monitor sees the connection happen.
+        ``found_by``: the bootstrap address that named this ZeroMQ endpoint, if another."""
         self.address = address
+        self.found_by = found_by
         self.sock = sock
         # an address of its own: the transport monitors the winner again afterwards
         self.monitor = sock.get_monitor_socket(
@@ -202,6 +211,14 @@ class _Probe:
         return not self.refused  # connect still pending: a busy machine may drop SYNs
 
     def outcome(self, waited: float) -> str:
+        if self.found_by:
+            return (
+                f"{self.found_by} answered labkit's bootstrap request (ZeroMQ at "
+                f"{self.address}), but {self._outcome(waited)}"
+            )
+        return self._outcome(waited)
+
+    def _outcome(self, waited: float) -> str:
         if self.not_labkit:
             return (
                 f"{self.address} accepted the connection but does not speak labkit's "
@@ -261,6 +278,8 @@ class Transport:
         self._sock, self.address, self.broker_info = self._bootstrap(
             addresses, connect_timeout_ms / 1000.0, max(connect_timeout_ms, patience) / 1000.0
         )
+        # where ZeroMQ is (the broker's own port; self.address: the bootstrap address)
+        self.zmq_address: str = self.broker_info["zmq_address"]
         self.connected = True
         self._outbox: deque[_Pending] = deque()
         self._inflight: dict[bytes, _Pending] = {}
@@ -304,15 +323,23 @@ class Transport:
         return sock
 
     def _bootstrap(self, addresses: list[str], quick: float, patient: float):
-        """Probe every address (see the module docstring); return the winner's
-        (socket, address, api_versions answer). Raises NoBrokersAvailable."""
+        """Find ZeroMQ endpoints, then probe them (see the module docstring); return the
+        winner's (socket, bootstrap address, api_versions answer + ``zmq_address``).
+        Raises NoBrokersAvailable."""
+        started = self._clock.monotonic()
+        candidates, problems = discover(addresses, quick, patient, self.client_id, self._clock)
+        spent = self._clock.monotonic() - started
+        quick, patient = max(quick - spent, 0.5), max(patient - spent, 0.5)
         probes: list[_Probe] = []
-        problems = []
+        origin: dict[str, str] = {}
         poller = zmq.Poller()
         try:
-            for address in addresses:
+            for candidate in candidates:
+                address = candidate.zmq_address
+                found_by = candidate.address if candidate.how == "bootstrap" else ""
+                origin[address] = candidate.address
                 try:
-                    probe = self._new_probe(address)
+                    probe = self._new_probe(address, found_by)
                 except zmq.ZMQError as exc:
                     problems.append(f"{address} could not be tried ({exc})")
                     continue
@@ -343,23 +370,24 @@ class Transport:
                         probes.remove(probe)
                         probe.sock.disable_monitor()
                         probe.monitor.close(linger=0)
-                        return probe.sock, probe.address, answer
-            waited = self._clock.monotonic() - start
+                        answer = {**answer, "zmq_address": probe.address}
+                        return probe.sock, origin[probe.address], answer
+            waited = self._clock.monotonic() - started
             problems += [p.outcome(waited) for p in probes]
         finally:
             for probe in probes:
                 probe.close()
         raise NoBrokersAvailable(
-            no_brokers_message(addresses, waited if probes else 0.0)
+            no_brokers_message(addresses, self._clock.monotonic() - started)
             + " Tried: "
             + "; ".join(problems)
             + "."
         )
 
-    def _new_probe(self, address: str) -> _Probe:
+    def _new_probe(self, address: str, found_by: str = "") -> _Probe:
         sock = self._new_socket(address, connect=False)
         try:
-            probe = _Probe(address, sock)  # the monitor first: it must see the connect
+            probe = _Probe(address, sock, found_by)  # the monitor first: it must see the connect
         except zmq.ZMQError:
             sock.close(linger=0)
             raise

@@ -3,8 +3,10 @@
 Theory of operation
 -------------------
 The listener is a bridge, not a second broker. Its thread owns the Kafka TCP sockets
-(non-blocking) and, for each Kafka connection, one ZeroMQ DEALER connected to the
-broker's own ROUTER over ``inproc://`` (same zmq.Context): every Kafka client is a
+(non-blocking): one listening socket per configured listener (Kafka's ``listeners``;
+each connection remembers which one it came in on, so Metadata advertises that
+listener's address, Kafka's rule) and, for each Kafka connection, one ZeroMQ DEALER
+connected to the broker's own ROUTER over ``inproc://`` (same zmq.Context): every Kafka client is a
 connection of its own to the broker, so the loop's fairness, byte budgets, quotas,
 long-poll parking and ``acks=all`` group commit apply to it unchanged, and no broker
 state is touched from this thread.
@@ -15,13 +17,14 @@ DEALER. Per connection:
 - bytes read go through a ``FrameReader`` (codec.py): a frame over
   ``socket.request.max.bytes`` or with a negative size closes the connection;
 - complete frames queue; one request is processed at a time (Kafka's guarantee:
-  responses leave in request order). ApiVersions is answered here; a bridged API
-  (bridges.py) becomes one labkit request on the DEALER, and its reply becomes the
-  Kafka response. Produce and Fetch (produce_fetch.py) carry payload frames: their
-  records are converted here, in this thread, never in the broker's loop. A Produce
-  with acks=0 gets no Kafka response: it is sent without waiting (``silent``, at most
-  ``MAX_SILENT`` per connection), and its labkit answer only says whether to close
-  the connection, as Kafka does after a failed acks=0 produce;
+  responses leave in request order). ApiVersions and labkit's bootstrap request
+  (protocol/bootstrap.py: where this listener's ZeroMQ endpoint is) are answered
+  here; a bridged API (bridges.py) becomes one labkit request on the DEALER, and its
+  reply becomes the Kafka response. Produce and Fetch (produce_fetch.py) carry payload
+  frames: their records are converted here, in this thread, never in the broker's
+  loop. A Produce with acks=0 gets no Kafka response: it is sent without waiting
+  (``silent``, at most ``MAX_SILENT`` per connection), and its labkit answer only says
+  whether to close the connection, as Kafka does after a failed acks=0 produce;
 - a frame that does not parse closes the connection, as Kafka does;
 - the socket is read only while nothing is queued, no request waits, fewer than
   ``MAX_SILENT`` acks=0 produces are in flight and less than
@@ -47,12 +50,14 @@ import logging
 import socket
 import threading
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import zmq
 
 from labkit.errors import KafkaConfigurationError, ProtocolError
 from labkit.kafka import apis, bridges, codec
+from labkit.protocol import bootstrap
 from labkit.protocol.frames import build_request, parse_response
 
 log = logging.getLogger(__name__)
@@ -63,11 +68,41 @@ ACCEPT_BACKOFF_S = 0.5  # pause in accepting after accept() failed (out of descr
 MAX_SILENT = 4  # acks=0 produces of one connection the broker may not have handled yet
 
 
+class ListenSpec(NamedTuple):
+    """One listener to bind (the broker's config resolves Kafka's settings into these)."""
+
+    name: str
+    bind_host: str
+    port: int  # 0: any free port
+    advertised_host: str  # what Metadata names to clients of this listener
+    advertised_port: int  # 0: the bound port
+    zmq_host: str | None  # labkit's bootstrap answer (None: the host the client dialled)
+    zmq_port: int
+    flag: str = "--listeners"  # what to change when the port is taken
+
+
+class _Bound:
+    """A listening socket, its spec, and the context its connections' responses use."""
+
+    def __init__(
+        self, spec: ListenSpec, sock: socket.socket, default_partitions: int, max_frame: int
+    ):
+        self.spec = spec
+        self.sock = sock
+        self.port: int = sock.getsockname()[1]
+        self.context = apis.Context(
+            spec.advertised_host, spec.advertised_port or self.port, default_partitions, max_frame
+        )
+
+
 class _Connection:
     """One Kafka client: its TCP socket, its DEALER, its queue and output."""
 
-    def __init__(self, sock: socket.socket, peer: str, dealer: zmq.Socket, max_frame: int):
+    def __init__(
+        self, sock: socket.socket, peer: str, dealer: zmq.Socket, max_frame: int, via: _Bound
+    ):
         self.sock = sock
+        self.via = via  # the listener it came in on (what Metadata advertises to it)
         self.peer = peer
         self.dealer = dealer
         self.frames = codec.FrameReader(max_frame)
@@ -88,21 +123,18 @@ class KafkaListener:
         self,
         context: zmq.Context,
         broker_endpoint: str,
-        bind_host: str,
-        port: int,
-        advertised_host: str,
+        listeners: Sequence[ListenSpec],
         max_frame_bytes: int,
         max_buffered_bytes: int,
         default_partitions: int = 1,
     ):
         self._ctx = context
         self._endpoint = broker_endpoint
-        self._bind = (bind_host, port)
-        self._advertised_host = advertised_host
+        self._specs = tuple(listeners)
         self._max_frame = max_frame_bytes
         self._max_buffered = max_buffered_bytes
         self._default_partitions = default_partitions
-        self._server: socket.socket | None = None
+        self._bound: dict[int, _Bound] = {}  # listening descriptor -> its listener
         self._thread: threading.Thread | None = None
         self._stop = False
         self._request_ids = itertools.count()
@@ -110,35 +142,28 @@ class KafkaListener:
         self._by_fd: dict[int, _Connection] = {}
         self._by_dealer: dict[zmq.Socket, _Connection] = {}
         self._accept_paused_until = 0.0  # monotonic time; 0: accepting
-        self.port = port
+        self.ports: list[int] = [spec.port for spec in self._specs]  # bound by start()
         self.stats = {"connections": 0, "requests": 0, "closed_for_bad_input": 0}
 
     # -- life cycle ---------------------------------------------------------------------
 
+    @property
+    def port(self) -> int:
+        """The first listener's port (the broker's main port)."""
+        return self.ports[0]
+
     def start(self) -> None:
-        """Bind the Kafka port and start the thread. Raises KafkaConfigurationError."""
-        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        """Bind every listener and start the thread. Raises KafkaConfigurationError."""
         try:
-            server.bind(self._bind)
-        except OSError as exc:
-            server.close()
-            if exc.errno == errno.EADDRINUSE:
-                raise KafkaConfigurationError(
-                    f"the Kafka port {self._bind[1]} is already in use; start the broker "
-                    "with another --kafka-port"
-                ) from None
-            raise KafkaConfigurationError(
-                f"cannot listen for Kafka clients on {self._bind[0]}:{self._bind[1]}: "
-                f"{exc.strerror} (check --host and --kafka-port)"
-            ) from None
-        server.listen(128)
-        server.setblocking(False)
-        self._server = server
-        self.port = server.getsockname()[1]
-        self._context = apis.Context(
-            self._advertised_host, self.port, self._default_partitions, self._max_frame
-        )
+            for spec in self._specs:
+                bound = _Bound(spec, _bind(spec), self._default_partitions, self._max_frame)
+                self._bound[bound.sock.fileno()] = bound
+        except KafkaConfigurationError:
+            for bound in self._bound.values():
+                bound.sock.close()
+            self._bound.clear()
+            raise
+        self.ports = [bound.port for bound in self._bound.values()]
         self._thread = threading.Thread(target=self._run, name="kafka-listener", daemon=True)
         self._thread.start()
 
@@ -151,19 +176,21 @@ class KafkaListener:
 
     # -- the thread ---------------------------------------------------------------------
 
-    @property
-    def _listening(self) -> socket.socket:
-        """The listening socket (bound by ``start()`` before the thread runs)."""
-        assert self._server is not None, "start() binds the port before the thread runs"
-        return self._server
+    def _listen(self, on: bool) -> None:
+        """Poll the listening sockets (``on``) or stop polling them."""
+        for fd in self._bound:
+            if on:
+                self._poller.register(fd, zmq.POLLIN)
+            elif fd in self._poller:
+                self._poller.unregister(fd)
 
     def _run(self) -> None:
-        self._poller.register(self._listening.fileno(), zmq.POLLIN)
+        self._listen(True)
         try:
             while not self._stop:
                 if self._accept_paused_until and time.monotonic() >= self._accept_paused_until:
                     self._accept_paused_until = 0.0
-                    self._poller.register(self._listening.fileno(), zmq.POLLIN)
+                    self._listen(True)
                 if not self._poller.sockets:  # pyzmq returns at once from an empty poll
                     time.sleep(POLL_MS / 1000)
                     continue
@@ -175,12 +202,14 @@ class KafkaListener:
         finally:
             for conn in list(self._by_fd.values()):
                 self._drop(conn, "")
-            self._listening.close()
+            for bound in self._bound.values():
+                bound.sock.close()
 
     def _serve(self, item, events: int) -> None:
         """One ready socket: the listening one, a client's TCP socket or its DEALER."""
-        if item == self._listening.fileno():
-            self._accept()
+        listening = self._bound.get(item) if not isinstance(item, zmq.Socket) else None
+        if listening is not None:
+            self._accept(listening)
             return
         is_dealer = isinstance(item, zmq.Socket)
         conn = self._by_dealer.get(item) if is_dealer else self._by_fd.get(item)
@@ -203,10 +232,10 @@ class KafkaListener:
             log.exception("Kafka connection from %s failed", conn.peer)
             self._drop(conn, "")
 
-    def _accept(self) -> None:
+    def _accept(self, via: _Bound) -> None:
         while True:
             try:
-                sock, address = self._listening.accept()
+                sock, address = via.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -222,7 +251,8 @@ class KafkaListener:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             dealer.setsockopt(zmq.LINGER, 0)
             dealer.connect(self._endpoint)
-            conn = _Connection(sock, "{}:{}".format(*address[:2]), dealer, self._max_frame)
+            peer = "{}:{}".format(*address[:2])
+            conn = _Connection(sock, peer, dealer, self._max_frame, via)
             self._by_fd[sock.fileno()] = conn
             self._by_dealer[dealer] = conn
             self._poller.register(dealer, zmq.POLLIN)
@@ -236,7 +266,7 @@ class KafkaListener:
         log.warning(
             "cannot accept a Kafka connection (%s); trying again in %.1f s", exc, ACCEPT_BACKOFF_S
         )
-        self._poller.unregister(self._listening.fileno())
+        self._listen(False)
         self._accept_paused_until = time.monotonic() + ACCEPT_BACKOFF_S
 
     def _drop(self, conn: _Connection, why: str) -> None:
@@ -308,6 +338,9 @@ class KafkaListener:
         while conn.waiting is None and conn.queue and len(conn.silent) < MAX_SILENT:
             frame = conn.queue.popleft()
             self.stats["requests"] += 1
+            if bootstrap.is_bootstrap_request(frame):  # labkit's own client, not Kafka's
+                conn.out += self._bootstrap_answer(conn, frame)
+                continue
             try:
                 header, request = codec.decode_request(frame)
             except codec.BadRequest as exc:
@@ -328,13 +361,13 @@ class KafkaListener:
             state = None
             bridged = None
             if api.payloads:
-                bridged = api.to_labkit(request, version, self._context)
+                bridged = api.to_labkit(request, version, conn.via.context)
                 name, labkit_header, payloads, state = bridged[:4]
                 if name is None:  # answered here (every partition refused, a bad session)
                     if bridged.close:
                         raise _Close(bridged.close)
                     if bridged.reply_expected:
-                        response = api.to_kafka(None, [], state, request, version, self._context)
+                        response = api.to_kafka(None, [], state, request, version, conn.via.context)
                         conn.out += codec.encode_response(correlation, response)
                     continue
             else:
@@ -371,7 +404,7 @@ class KafkaListener:
             silent = conn.silent.pop(rid, None)
             if silent is not None:  # the client reads no response to it
                 _, _, request, version, api, state = silent
-                why = api.to_kafka(reply, payloads, state, request, version, self._context)
+                why = api.to_kafka(reply, payloads, state, request, version, conn.via.context)
                 if why:
                     raise _Close(why)
                 self._next(conn)
@@ -381,12 +414,53 @@ class KafkaListener:
             _, correlation, request, version, api, state = conn.waiting
             conn.waiting = None
             if api.payloads:
-                response = api.to_kafka(reply, payloads, state, request, version, self._context)
+                response = api.to_kafka(reply, payloads, state, request, version, conn.via.context)
             else:
-                response = api.to_kafka(reply, request, version, self._context)
+                response = api.to_kafka(reply, request, version, conn.via.context)
             del payloads
             conn.out += codec.encode_response(correlation, response)
             self._next(conn)
+
+    @staticmethod
+    def _bootstrap_answer(conn: _Connection, frame: bytes) -> bytes:
+        """Where ZeroMQ is for the listener ``conn`` came in on (protocol/bootstrap.py)."""
+        try:
+            version, correlation = bootstrap.decode_request(frame)
+        except ProtocolError as exc:
+            raise _Close(f"a request that does not parse ({exc})") from None
+        spec = conn.via.spec
+        answer = {
+            "broker": "labkit",
+            "listener": spec.name,
+            "zmq_host": spec.zmq_host,
+            "zmq_port": spec.zmq_port,
+        }
+        return bootstrap.encode_response(correlation, version, answer)
+
+
+def _bind(spec: ListenSpec) -> socket.socket:
+    """A non-blocking listening socket for ``spec``. Raises KafkaConfigurationError."""
+    family = socket.AF_INET6 if ":" in spec.bind_host else socket.AF_INET
+    server = socket.socket(family, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        server.bind((spec.bind_host, spec.port))
+    except OSError as exc:
+        server.close()
+        where = f"{spec.bind_host}:{spec.port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise KafkaConfigurationError(
+                f"port {spec.port} on {spec.bind_host} (listener {spec.name}) is already in "
+                f"use. Is another broker running? Stop it, or choose another port with "
+                f"{spec.flag}"
+            ) from None
+        raise KafkaConfigurationError(
+            f"cannot listen for Kafka clients on {where} (listener {spec.name}): "
+            f"{exc.strerror} (check --host, --port and --listeners)"
+        ) from None
+    server.listen(128)
+    server.setblocking(False)
+    return server
 
 
 class _Close(Exception):

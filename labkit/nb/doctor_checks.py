@@ -12,9 +12,11 @@ use ``broker:9092`` inside Docker, free port 9092...).
 
 When the broker does not answer, ``probe_address`` looks at the network one
 level down -- does the name resolve, does anything accept a TCP connection on
-the port -- and ``unreachable_fix`` (pure) turns that into advice. The broker
-speaks ZeroMQ, so "TCP accepts but no labkit answer" means some other program
-holds the port.
+the port -- and ``unreachable_fix`` (pure) turns that into advice. The broker's
+main port speaks Kafka's protocol and tells labkit's client where its ZeroMQ port
+is, so "TCP accepts but no labkit answer" means some other program holds the port,
+and "the main port answers but ZeroMQ does not" (``zeromq_unreachable``) means the
+ZeroMQ port is not reachable from here (not published, a firewall).
 
 Nothing here imports ipywidgets or Jupyter (the packages are only looked up),
 so ``labkit doctor`` works in a bare terminal. Output is plain text: ✔/✘/!
@@ -29,6 +31,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+import re
 import socket
 import sys
 import uuid
@@ -267,6 +270,32 @@ def _broker_info(servers: list[str], timeout_s: float) -> dict[str, Any]:
     return broker_info(servers, timeout_s, client_id="labkit-doctor")
 
 
+_ZMQ_FAILED = re.compile(
+    r"(?P<main>\S+) answered labkit's bootstrap request \(ZeroMQ at (?P<zmq>\S+)\), but"
+)
+
+
+def zeromq_unreachable(message: str) -> tuple[str, str] | None:
+    """(what, fix) when the broker's main port answered but its ZeroMQ port did not."""
+    found = _ZMQ_FAILED.search(message)
+    if found is None:
+        return None
+    main, zmq_address = found["main"], found["zmq"]
+    return (
+        _("the broker answers at {main}, but its ZeroMQ port {zmq} does not").format(
+            main=main, zmq=zmq_address
+        ),
+        _(
+            "labkit's client needs both of the broker's ports: the main one (Kafka's "
+            "protocol, {main}) and its ZeroMQ port ({zmq}). With Docker, publish both "
+            "(docker-compose.yml publishes 9192: LABKIT_ZMQ_PORT); check a firewall lets "
+            "that port through; for a broker on another machine, its advertised listener "
+            "must name a host this machine can reach (`labkit broker --advertised-listeners "
+            "PLAINTEXT://its-name:9092`)."
+        ).format(main=main, zmq=zmq_address),
+    )
+
+
 def broker_result(
     servers: list[str],
     timeout_s: float,
@@ -289,6 +318,9 @@ def broker_result(
                     bootstrap_env=BOOTSTRAP_ENV
                 ),
             )
+        zeromq = zeromq_unreachable(str(exc))
+        if zeromq is not None:
+            return Result(name, FAIL, *zeromq)
         what, fix = unreachable_fix(
             host,
             port,
@@ -308,6 +340,8 @@ def broker_result(
     detail = _("{kind} {version} answers at {where}").format(
         kind=kind, version=version, where=where
     )
+    if info.get("zmq_address") and info["zmq_address"] not in servers:
+        detail += _(" (ZeroMQ at {address})").format(address=info["zmq_address"])
     if kind != "labkit":
         return Result(name, FAIL, detail, _("This is not a labkit broker: start `labkit broker`."))
     if version != labkit.__version__:

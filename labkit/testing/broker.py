@@ -1,6 +1,7 @@
 """A real broker process for tests, and a tiny raw-socket client to talk to it.
 
-``BrokerProcess`` runs ``python -m labkit.broker`` on a free port with a
+``BrokerProcess`` runs ``python -m labkit.broker`` on two free ports (the main one,
+Kafka's protocol: ``bootstrap``; ZeroMQ's: ``zmq_bootstrap``) with a
 temporary data directory (unless given one) and waits until it answers
 ``api_versions``. It is a context manager::
 
@@ -10,7 +11,8 @@ temporary data directory (unless given one) and waits until it answers
 
 ``RawClient`` speaks the envelope of ``labkit.protocol.frames`` over one DEALER
 socket, without the client library: tests use it to send exactly the bytes they
-want (including malformed ones).
+want (including malformed ones). Given the main port, it asks there where ZeroMQ is
+(client/bootstrap.py), as the client library does.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import zmq
 
+from labkit.client.bootstrap import discover
 from labkit.client.probe import broker_answers
 from labkit.protocol.frames import build_request, parse_response
 
@@ -41,7 +44,10 @@ class RawClient:
     """One DEALER socket to a broker; ``request`` sends and waits for the matching reply."""
 
     def __init__(self, bootstrap: str, timeout: float = 5.0):
-        host, _, port = bootstrap.rpartition(":")
+        found, problems = discover([bootstrap], timeout, timeout, "labkit-raw")
+        if not found:
+            raise ConnectionError(f"no ZeroMQ endpoint found at {bootstrap}: {problems}")
+        host, _, port = found[0].zmq_address.rpartition(":")
         self._ctx = zmq.Context.instance()
         self.sock = self._ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
@@ -127,6 +133,7 @@ class BrokerProcess:
         self.host = host
         self._fixed_port = port is not None
         self.port = port if port is not None else free_port(host)
+        self.zmq_port = free_port(host)
         self.config = dict(config or {})
         self.proc: subprocess.Popen | None = None
         self._log_path = Path(tempfile.mkstemp(prefix="labkit-broker-", suffix=".log")[1])
@@ -134,7 +141,13 @@ class BrokerProcess:
 
     @property
     def bootstrap(self) -> str:
+        """The main port (Kafka's protocol; labkit clients bootstrap there too)."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def zmq_bootstrap(self) -> str:
+        """The ZeroMQ port itself (a labkit client given it skips the Kafka port)."""
+        return f"{self.host}:{self.zmq_port}"
 
     @property
     def pid(self) -> int | None:
@@ -149,6 +162,8 @@ class BrokerProcess:
             self.host,
             "--port",
             str(self.port),
+            "--zmq-port",
+            str(self.zmq_port),
             "--data-dir",
             str(self.data_dir),
         ]
@@ -174,6 +189,7 @@ class BrokerProcess:
                 if not port_race or attempt == 2:
                     raise
                 self.port = free_port(self.host)
+                self.zmq_port = free_port(self.host)
         return self
 
     def _start_once(self) -> None:

@@ -108,15 +108,20 @@ def wait_until(predicate, timeout: float, interval: float = 0.5, what: str = "co
 
 
 def broker_answers(address: str, timeout_ms: int = 2000) -> bool:
-    """True when a labkit broker at host:port answers api_versions (raw wire, docs/wire.md)."""
+    """True when a labkit broker at host:port answers api_versions (raw wire, docs/wire.md;
+    the ZeroMQ endpoint asked at the main port first, as labkit's client does)."""
     import zmq
 
+    from labkit.client.bootstrap import discover
     from labkit.protocol.frames import build_request, parse_response
 
+    found, _ = discover([address], timeout_ms / 1000, timeout_ms / 1000, "e2e")
+    if not found:
+        return False
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     try:
-        sock.connect("tcp://" + address)
+        sock.connect("tcp://" + found[0].zmq_address)
         sock.send_multipart(build_request(b"e2e", "api_versions", {}))
         if not sock.poll(timeout_ms):
             return False

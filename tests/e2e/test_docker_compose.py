@@ -29,7 +29,12 @@ from e2e_helpers import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1500)]
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.slow,
+    pytest.mark.timeout(1500),
+    pytest.mark.usefixtures("kafka_python_garbage"),
+]
 
 BUILD_TIMEOUT_S = 900
 HEALTH_TIMEOUT_S = 180
@@ -155,6 +160,7 @@ def compose(request, docker_engine, tmp_path_factory) -> Compose:
     env.update(
         JUPYTER_TOKEN="e2e-" + secrets.token_hex(8),
         LABKIT_BROKER_PORT=str(free_port(9092)),
+        LABKIT_ZMQ_PORT=str(free_port(9192)),
         LABKIT_LAB_PORT=str(free_port(8888)),
         LABKIT_LANG="en",  # the English landing page (the default is Polish, the course's)
     )
@@ -182,6 +188,26 @@ def _jupyter_put(base: str, token: str, path: str, model: dict) -> int:
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return response.status
+
+
+KAFKA_PYTHON_VIEW = """
+from kafka import KafkaAdminClient
+
+def view(bootstrap, topic):
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    try:
+        (broker,) = admin.describe_cluster()["brokers"]
+        return broker["host"], broker["port"], topic in admin.list_topics()
+    finally:
+        admin.close()
+"""
+
+
+def kafka_python_view(bootstrap: str, topic: str) -> tuple[str, int, bool]:
+    """(advertised host, advertised port, whether ``topic`` is listed), by kafka-python."""
+    namespace: dict = {}
+    exec(KAFKA_PYTHON_VIEW, namespace)  # the same code as in the container
+    return namespace["view"](bootstrap, topic)
 
 
 def test_compose_up_lab_and_broker_work_and_survive_down(compose: Compose):
@@ -265,6 +291,17 @@ def test_compose_up_lab_and_broker_work_and_survive_down(compose: Compose):
     producer.send(topic, b"kept across down/up").get(timeout=30)
     producer.close()
 
+    # kafka-python (Kafka's own client) on both sides: each listener advertises the
+    # address that works where the client is (issue 13, item 4).
+    on_host = kafka_python_view(f"localhost:{broker_port}", topic)
+    assert on_host == ("localhost", broker_port, True)
+    script = KAFKA_PYTHON_VIEW + f"print(view('broker:9092', {topic!r}))"
+    inside = compose.run("exec", "-T", "lab", "labkit-entrypoint", "python", "-c", script)
+    assert "('broker', 9092, True)" in inside, inside
+    script = KAFKA_PYTHON_VIEW + f"print(view('localhost:9092', {topic!r}))"  # the relay
+    inside = compose.run("exec", "-T", "lab", "labkit-entrypoint", "python", "-c", script)
+    assert "('broker', 9092, True)" in inside, inside
+
     # JupyterLab: token required; with it, the lab and its API answer.
     assert _http(f"{base}/api/contents")[0] == 403
     assert _http(f"{base}/api/contents?token=wrong")[0] == 403
@@ -277,7 +314,7 @@ def test_compose_up_lab_and_broker_work_and_survive_down(compose: Compose):
     addresses = own_non_loopback_ipv4()
     assert addresses, "found no non-loopback address on this machine to test against"
     for address in addresses:
-        for port in (broker_port, lab_port):
+        for port in (broker_port, int(env["LABKIT_ZMQ_PORT"]), lab_port):
             error = connect_error(address, port)
             assert isinstance(error, ConnectionRefusedError), (
                 f"{address}:{port} should refuse connections, got {error or 'a connection'}"

@@ -191,7 +191,7 @@ def test_a_message_that_never_ends_is_cut_off(broker, unique_topic):
         make_topic(good, unique_topic)
         parked = good.send("fetch", fetch_header(unique_topic, max_wait_ms=4000))
         frame = b"\x03" + struct.pack(">Q", 16 * MiB) + b"\0" * (16 * MiB)  # MORE | LONG
-        raw = zmtp_dealer(broker.port)
+        raw = zmtp_dealer(broker.zmq_port)
         with PeakRss(broker.pid) as rss:
             sent = 0
             try:
@@ -227,7 +227,7 @@ def test_a_client_that_never_reads_its_replies_is_disconnected(broker, unique_to
         lazy.setsockopt(zmq.RCVHWM, 1)
         lazy.setsockopt(zmq.RCVBUF, 64 * 1024)
         lazy.setsockopt(zmq.LINGER, 0)
-        lazy.connect(f"tcp://{broker.bootstrap}")
+        lazy.connect(f"tcp://{broker.zmq_bootstrap}")
         try:
             with PeakRss(broker.pid) as rss:
                 for n in range(600):  # ~9 MB of replies each, never read

@@ -354,7 +354,7 @@ def send_raw(broker, frames: list[bytes], deferred: bool = False) -> dict | None
     an fsync, topic changes and commits for the flusher's round), so wait up to REPLY_S for it."""
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 1000)
-    sock.connect(f"tcp://{broker.bootstrap}")
+    sock.connect(f"tcp://{broker.zmq_bootstrap}")
     sentinel_seen = False
     try:
         sock.send_multipart(frames)

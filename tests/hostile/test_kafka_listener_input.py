@@ -180,10 +180,11 @@ def test_a_bad_request_behind_one_the_broker_answers_closes_only_that_connection
 _OUT_OF_DESCRIPTORS = """
 import logging, os, resource, sys, time
 import zmq
-from labkit.kafka.listener import KafkaListener
+from labkit.kafka.listener import KafkaListener, ListenSpec
 
 logging.basicConfig(level=logging.WARNING)
-listener = KafkaListener(zmq.Context(), "inproc://nobody", "127.0.0.1", 0, "127.0.0.1", 1 << 20, 1 << 20)
+spec = ListenSpec("PLAINTEXT", "127.0.0.1", 0, "127.0.0.1", 0, None, 9192)
+listener = KafkaListener(zmq.Context(), "inproc://nobody", [spec], 1 << 20, 1 << 20)
 listener.start()
 time.sleep(0.2)  # the thread and libzmq's own descriptors are open
 hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]

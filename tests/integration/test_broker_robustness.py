@@ -233,9 +233,9 @@ def test_a_huge_frame_drops_that_connection_only(tmp_path):
 def test_raw_tcp_garbage_is_survived(broker):
     rng = random.Random(7)
     for _ in range(5):
-        with socket.create_connection(("127.0.0.1", broker.port), timeout=2) as raw:
+        with socket.create_connection(("127.0.0.1", broker.zmq_port), timeout=2) as raw:
             raw.sendall(bytes(rng.getrandbits(8) for _ in range(4096)))
-    with socket.create_connection(("127.0.0.1", broker.port), timeout=2) as raw:
+    with socket.create_connection(("127.0.0.1", broker.zmq_port), timeout=2) as raw:
         raw.sendall(b"\xff" + b"\x00" * 8 + b"\x7f")  # a ZMTP greeting, then nothing
     still_serves(broker)
 
@@ -246,6 +246,8 @@ def test_taken_port_is_one_clear_line_and_exit_code_2(shared_broker, tmp_path):
         "127.0.0.1",
         "--port",
         str(shared_broker.port),
+        "--zmq-port",
+        "0",
         "--data-dir",
         str(tmp_path / "other"),
     )
@@ -290,7 +292,10 @@ def test_unknown_config_key_and_bad_flag_value(tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_gives_a_clean_exit(broker, sig):
-    assert f"labkit broker listening on 127.0.0.1:{broker.port}, data in" in broker.output()
+    assert (
+        f"labkit broker listening on 127.0.0.1:{broker.port} (Kafka protocol), "
+        f"ZeroMQ on 127.0.0.1:{broker.zmq_port}, data in"
+    ) in broker.output()
     with RawClient(broker.bootstrap) as client:
         client.request("produce", {"acks": 1, "targets": [["bye", 0]]}, [batch(b"x")])
         parked = client.send(

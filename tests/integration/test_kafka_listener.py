@@ -28,18 +28,16 @@ from labkit.broker.config import BrokerConfig
 from labkit.broker.server import BrokerServer
 from labkit.testing import BrokerProcess
 from labkit.testing.apache_kafka import run_tool
-from labkit.testing.broker import free_port
 
 pytestmark = pytest.mark.usefixtures("kafka_python_garbage")
 
 
 class KafkaBroker(BrokerProcess):
-    """A broker process with its Kafka listener on a free port."""
+    """A broker process: Kafka's protocol on its main port (ZeroMQ on its own)."""
 
-    def __init__(self, **kwargs):
-        self.kafka_port = free_port()
-        config = {"kafka.port": str(self.kafka_port), **kwargs.pop("config", {})}
-        super().__init__(config=config, **kwargs)
+    @property
+    def kafka_port(self) -> int:
+        return self.port
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -336,10 +334,10 @@ def test_kafka_connections_are_not_in_the_zeromq_connection_table(tmp_path):
     """Each Kafka client is an inproc peer of the ROUTER: no TCP descriptor, so the
     ConnectionTable (TCP byte budgets) must not hold it, and the broker shuts down
     cleanly with Kafka clients still connected."""
-    kafka_port = free_port()
-    config = BrokerConfig.build("127.0.0.1", 0, tmp_path / "d", {"kafka.port": str(kafka_port)})
+    config = BrokerConfig.build("127.0.0.1", 0, tmp_path / "d")
     server = BrokerServer(config)
     server.start()
+    kafka_port = server.config.port
     loop = threading.Thread(target=server.serve_forever, daemon=True)
     loop.start()
     admins = []
@@ -371,9 +369,9 @@ def test_the_kafka_port_taken_is_a_clear_start_error(tmp_path):
                 "--host",
                 "127.0.0.1",
                 "--port",
-                str(free_port()),
-                "--kafka-port",
                 str(port),
+                "--zmq-port",
+                "0",
                 "--data-dir",
                 str(tmp_path / "d"),
             ],
@@ -382,5 +380,5 @@ def test_the_kafka_port_taken_is_a_clear_start_error(tmp_path):
             timeout=60,
         )
     assert result.returncode == 2
-    assert f"the Kafka port {port} is already in use" in result.stderr
-    assert "--kafka-port" in result.stderr
+    assert f"port {port} on 127.0.0.1 (listener PLAINTEXT) is already in use" in result.stderr
+    assert "--port" in result.stderr

@@ -394,11 +394,15 @@ def test_metadata_auto_creates_only_when_the_client_allows_it():
 # -- configuration -------------------------------------------------------------------------
 
 
-def test_the_kafka_listener_is_off_unless_asked():
+def test_the_old_kafka_port_setting_adds_a_listener():
     from labkit.broker.config import BrokerConfig
 
-    assert BrokerConfig.build().kafka_port is None
-    assert BrokerConfig.build(overrides={"kafka.port": "19092"}).kafka_port == 19092
+    assert [item.port for item in BrokerConfig.build().listeners] == [9092]
+    listeners = BrokerConfig.build(overrides={"kafka.port": "19092"}).listeners
+    assert [(item.name, item.port) for item in listeners] == [
+        ("PLAINTEXT", 9092),
+        ("KAFKA_PORT", 19092),
+    ]
 
 
 @pytest.mark.parametrize("value", ["-1", "65536", "nine"])
