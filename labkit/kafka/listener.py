@@ -45,6 +45,7 @@ import errno
 import itertools
 import logging
 import socket
+import sys
 import threading
 import time
 from typing import Any
@@ -61,6 +62,10 @@ RECV_BYTES = 65536
 POLL_MS = 100  # how often the thread looks at its stop flag
 ACCEPT_BACKOFF_S = 0.5  # pause in accepting after accept() failed (out of descriptors)
 MAX_SILENT = 4  # acks=0 produces of one connection the broker may not have handled yet
+# the GIL switch interval while a listener runs (CPython's default is 5 ms): the thread
+# converting Kafka batches keeps the GIL that long each time the broker's loop asks for
+# it, which is what ZeroMQ clients' latency waited for (benchmarks/NOTES.md section 11)
+SWITCH_INTERVAL_S = 0.0005
 
 
 class _Connection:
@@ -139,6 +144,8 @@ class KafkaListener:
         self._context = apis.Context(
             self._advertised_host, self.port, self._default_partitions, self._max_frame
         )
+        if sys.getswitchinterval() > SWITCH_INTERVAL_S:
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._thread = threading.Thread(target=self._run, name="kafka-listener", daemon=True)
         self._thread.start()
 
