@@ -36,6 +36,11 @@ its max_wait (at most ``fetch.max.wait.max.ms``) and the ROUTER drops the answer
 such fetch per closed connection at most, within the parking lot's bounds.
 ``close()`` stops the thread and closes every socket (the broker calls it before
 terminating the zmq.Context).
+
+While it runs, the process's GIL switch interval is ``SWITCH_INTERVAL_S`` (0.5 ms, not
+CPython's 5 ms): this thread's conversions then keep the broker's loop waiting for the
+GIL at most that long at a time (ZeroMQ clients' latency under Kafka load,
+benchmarks/NOTES.md section 11.1); ``close()`` sets it back.
 """
 
 from __future__ import annotations
@@ -115,6 +120,7 @@ class KafkaListener:
         self._by_fd: dict[int, _Connection] = {}
         self._by_dealer: dict[zmq.Socket, _Connection] = {}
         self._accept_paused_until = 0.0  # monotonic time; 0: accepting
+        self._switch_interval_before: float | None = None  # set back by close()
         self.port = port
         self.stats = {"connections": 0, "requests": 0, "closed_for_bad_input": 0}
 
@@ -145,6 +151,7 @@ class KafkaListener:
             self._advertised_host, self.port, self._default_partitions, self._max_frame
         )
         if sys.getswitchinterval() > SWITCH_INTERVAL_S:
+            self._switch_interval_before = sys.getswitchinterval()
             sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._thread = threading.Thread(target=self._run, name="kafka-listener", daemon=True)
         self._thread.start()
@@ -155,6 +162,9 @@ class KafkaListener:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if self._switch_interval_before is not None:
+            sys.setswitchinterval(self._switch_interval_before)
+            self._switch_interval_before = None
 
     # -- the thread ---------------------------------------------------------------------
 

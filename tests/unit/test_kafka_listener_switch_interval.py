@@ -33,6 +33,7 @@ def test_a_running_listener_lets_the_loop_take_the_gil_within_a_millisecond(
     finally:
         listener.close()
         context.term()
+    assert sys.getswitchinterval() == pytest.approx(0.005)  # close() sets it back
 
 
 def test_a_shorter_interval_set_by_the_process_is_kept(default_switch_interval):
