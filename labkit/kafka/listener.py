@@ -39,6 +39,11 @@ its max_wait (at most ``fetch.max.wait.max.ms``) and the ROUTER drops the answer
 such fetch per closed connection at most, within the parking lot's bounds.
 ``close()`` stops the thread and closes every socket (the broker calls it before
 terminating the zmq.Context).
+
+While it runs, the process's GIL switch interval is ``SWITCH_INTERVAL_S`` (0.5 ms, not
+CPython's 5 ms): this thread's conversions then keep the broker's loop waiting for the
+GIL at most that long at a time (ZeroMQ clients' latency under Kafka load,
+benchmarks/NOTES.md section 11.1); ``close()`` sets it back.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ import errno
 import itertools
 import logging
 import socket
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -66,6 +72,10 @@ RECV_BYTES = 65536
 POLL_MS = 100  # how often the thread looks at its stop flag
 ACCEPT_BACKOFF_S = 0.5  # pause in accepting after accept() failed (out of descriptors)
 MAX_SILENT = 4  # acks=0 produces of one connection the broker may not have handled yet
+# the GIL switch interval while a listener runs (CPython's default is 5 ms): the thread
+# converting Kafka batches keeps the GIL that long each time the broker's loop asks for
+# it, which is what ZeroMQ clients' latency waited for (benchmarks/NOTES.md section 11)
+SWITCH_INTERVAL_S = 0.0005
 
 
 class ListenSpec(NamedTuple):
@@ -143,6 +153,7 @@ class KafkaListener:
         self._by_dealer: dict[zmq.Socket, _Connection] = {}
         self._accept_paused_until = 0.0  # monotonic time; 0: accepting
         self.ports: list[int] = [spec.port for spec in self._specs]  # bound by start()
+        self._switch_interval_before: float | None = None  # set back by close()
         self.stats = {"connections": 0, "requests": 0, "closed_for_bad_input": 0}
 
     # -- life cycle ---------------------------------------------------------------------
@@ -164,6 +175,9 @@ class KafkaListener:
             self._bound.clear()
             raise
         self.ports = [bound.port for bound in self._bound.values()]
+        if sys.getswitchinterval() > SWITCH_INTERVAL_S:
+            self._switch_interval_before = sys.getswitchinterval()
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._thread = threading.Thread(target=self._run, name="kafka-listener", daemon=True)
         self._thread.start()
 
@@ -173,6 +187,9 @@ class KafkaListener:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if self._switch_interval_before is not None:
+            sys.setswitchinterval(self._switch_interval_before)
+            self._switch_interval_before = None
 
     # -- the thread ---------------------------------------------------------------------
 
