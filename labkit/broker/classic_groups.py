@@ -58,9 +58,9 @@ from labkit.broker.classic_members import (
     ClassicGroup,
     ClassicMember,
     Waiter,
-    b64,
     describe_group,
     error_answer,
+    everyone,
     join_answer,
     static_member,
     sync_answer,
@@ -226,10 +226,14 @@ class ClassicCoordinator:
             group.empty_since_ms = None
             log.info("classic group %s: member %s joined", group_id, member_id)
         else:
+            unchanged = member.protocols == list(protocols)
             member.protocols = list(protocols)
             member.session_timeout = session_timeout_ms / 1000.0
             member.rebalance_timeout = rebalance_timeout_ms / 1000.0
             member.last_seen = now
+            current = self._current_generation(group, member, unchanged)
+            if current is not None:
+                return [(waiter, current)]
         group.protocol_type = protocol_type
         if member.join_waiter is not None:  # a join sent again (a retry after a timeout)
             answers.append((member.join_waiter, error_answer(RebalanceInProgressError.errno)))
@@ -457,6 +461,24 @@ class ClassicCoordinator:
         return answers
 
     @staticmethod
+    def _current_generation(
+        group: ClassicGroup, member: ClassicMember, unchanged: bool
+    ) -> dict | None:
+        """Kafka's answer to a member that joins again with the same protocols while its
+        generation stands: the current generation, no rebalance (a client that missed
+        its JoinGroup answer, or kafka-python's follower rejoining after its poll()
+        timed out mid-join, would otherwise restart the rebalance forever). In STABLE
+        the leader's join still rebalances (it may want to reassign); None: rebalance."""
+        if not unchanged or member.join_waiter is not None:
+            return None
+        is_leader = member.member_id == group.leader
+        if group.state == COMPLETING:
+            return join_answer(group, member.member_id, everyone(group) if is_leader else [])
+        if group.state == STABLE and not is_leader:
+            return join_answer(group, member.member_id, [])
+        return None
+
+    @staticmethod
     def _candidates(members: Iterable[ClassicMember]) -> set[str]:
         """The protocols every one of ``members`` supports."""
         sets = [{name for name, _ in m.protocols} for m in members]
@@ -507,14 +529,7 @@ class ClassicCoordinator:
             group.leader = next(iter(group.members))
         group.state = COMPLETING
         group.sync_deadline = now + max(m.rebalance_timeout for m in group.members.values())
-        everyone = [
-            {
-                "member_id": m.member_id,
-                "group_instance_id": m.group_instance_id,
-                "metadata": b64(m.metadata_for(group.protocol_name)),
-            }
-            for m in group.members.values()
-        ]
+        members = everyone(group)
         for m in group.members.values():
             m.synced = False
             m.assignment = b""
@@ -522,9 +537,7 @@ class ClassicCoordinator:
             answers.append(
                 (
                     m.join_waiter,
-                    join_answer(
-                        group, m.member_id, everyone if m.member_id == group.leader else []
-                    ),
+                    join_answer(group, m.member_id, members if m.member_id == group.leader else []),
                 )
             )
             m.join_waiter = None

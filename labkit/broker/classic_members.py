@@ -106,6 +106,19 @@ def describe_group(group: ClassicGroup) -> dict:
     }
 
 
+def everyone(group: ClassicGroup) -> list[dict]:
+    """Every member's metadata for the chosen protocol: what the leader's JoinGroup
+    answer carries, so that it can assign."""
+    return [
+        {
+            "member_id": m.member_id,
+            "group_instance_id": m.group_instance_id,
+            "metadata": b64(m.metadata_for(group.protocol_name)),
+        }
+        for m in group.members.values()
+    ]
+
+
 def join_answer(group: ClassicGroup, member_id: str, members: list[dict]) -> dict:
     """A JoinGroup's answer (``members``: every member's metadata for the leader, else [])."""
     return {

@@ -21,7 +21,6 @@ import pytest
 
 from labkit.testing import BrokerProcess
 from labkit.testing.apache_kafka import run_tool
-from labkit.testing.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "tests" / "clients"
@@ -29,22 +28,10 @@ OLD_KAFKA_PYTHON = ROOT / ".cache" / "kafka-python-2.0.2"
 SCENARIO_TIMEOUT_S = 240
 
 
-class KafkaBroker(BrokerProcess):
-    """A broker process with its Kafka listener on a free port."""
-
-    def __init__(self, **kwargs):
-        self.kafka_port = free_port()
-        config = {"kafka.port": str(self.kafka_port), **kwargs.pop("config", {})}
-        super().__init__(config=config, **kwargs)
-
-    @property
-    def kafka_bootstrap(self) -> str:
-        return f"127.0.0.1:{self.kafka_port}"
-
-
 @pytest.fixture(scope="module")
 def labkit_kafka(tmp_path_factory):
-    with KafkaBroker(data_dir=tmp_path_factory.mktemp("clients")) as proc:
+    """A labkit broker: Kafka's protocol on its main port, as Kafka clients expect."""
+    with BrokerProcess(data_dir=tmp_path_factory.mktemp("clients")) as proc:
         yield proc
 
 
@@ -85,7 +72,7 @@ def test_a_client_gets_the_same_answers_from_labkit_as_from_apache_kafka(
 ):
     on_kafka = run_scenario(script, apache_kafka.bootstrap, unique_topic)
     check_reference(on_kafka)
-    on_labkit = run_scenario(script, labkit_kafka.kafka_bootstrap, unique_topic)
+    on_labkit = run_scenario(script, labkit_kafka.bootstrap, unique_topic)
     assert on_labkit == on_kafka
 
 
@@ -102,7 +89,7 @@ def test_kafka_python_2_0_gets_what_3_0_gets_from_apache_kafka(
     reference.pop("idempotent")
     old = run_scenario(
         "kafka_python_scenario.py",
-        labkit_kafka.kafka_bootstrap,
+        labkit_kafka.bootstrap,
         unique_topic,
         pythonpath=str(OLD_KAFKA_PYTHON),
     )
@@ -118,7 +105,7 @@ def test_kafkas_console_tools_give_the_same_output_on_labkit(
     console consumer, and kafka-consumer-groups.sh, on both brokers."""
     lines = "".join(f"user-{i % 3}:order {i}\n" for i in range(10))
     outputs = []
-    for bootstrap in (apache_kafka.bootstrap, labkit_kafka.kafka_bootstrap):
+    for bootstrap in (apache_kafka.bootstrap, labkit_kafka.bootstrap):
         server = ["--bootstrap-server", bootstrap]
         created = run_tool(
             "kafka-topics.sh", *server, "--create", "--topic", unique_topic, "--partitions", "1"

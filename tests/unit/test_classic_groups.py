@@ -362,3 +362,39 @@ def test_at_shutdown_every_waiting_request_is_answered(coord):
     assert join(coord, "b1") == {}  # waits for a to rejoin
     assert dict(coord.answer_all()) == {"b1": {"error": 15}}  # COORDINATOR_NOT_AVAILABLE
     assert coord.answer_all() == []
+
+
+def test_a_follower_joining_again_unchanged_gets_the_current_generation_not_a_rebalance(coord):
+    """Kafka's rule: kafka-python's follower rejoins when its poll() timed out mid-join;
+    a rebalance each time would never end (the client matrix saw generation 13+)."""
+    _leader, follower = stable_pair(coord)
+    answer = join(coord, "b3", follower)["b3"]
+    assert (answer["error"], answer["generation"], answer["members"]) == (0, 2, [])
+    assert coord.state_of("g") == STABLE
+    synced = sync(coord, "b4", follower, 2)["b4"]
+    assert decode_assignment(base64.b64decode(synced["assignment"])) == [("t", 1)]
+
+
+def test_a_leader_or_a_changed_member_joining_again_rebalances(coord):
+    leader, _follower = stable_pair(coord)
+    assert join(coord, "a5", leader) == {}  # the leader may want to reassign: rebalance
+    assert coord.state_of("g") == PREPARING
+    other = encode_subscription(["t", "u"])
+    coord2 = ClassicCoordinator(FakeClock())
+    _leader2, follower2 = stable_pair(coord2)
+    assert join(coord2, "b5", follower2, protocols=(("range", other),)) == {}
+    assert coord2.state_of("g") == PREPARING
+
+
+def test_a_member_joining_again_while_others_sync_gets_the_same_generation(coord):
+    a = join(coord, "a1")["a1"]
+    sync(coord, "a2", a["member_id"], 1, {a["member_id"]: encode_assignment([("t", 0)])})
+    join(coord, "b1")
+    answers = join(coord, "a3", a["member_id"])
+    assert coord.state_of("g") == COMPLETING
+    follower = answers["b1"]["member_id"]
+    again = join(coord, "b2", follower)["b2"]  # it missed its answer: the same one again
+    assert (again["generation"], again["leader"]) == (2, a["member_id"])
+    again_leader = join(coord, "a4", a["member_id"])["a4"]
+    assert [m["member_id"] for m in again_leader["members"]] == [a["member_id"], follower]
+    assert coord.state_of("g") == COMPLETING
