@@ -20,7 +20,8 @@ and without committed offsets is forgotten at the next check; one with offsets
 once it has been empty for the retention time, counted from when its last member
 left (or from its newest commit if that is later, e.g. a tool's; for a group known
 only by its offsets, as after a restart, from its newest commit). Its offsets go
-with it, all of a check's deletions in one fsync.
+with it: a delete record each, written and fsync'd by the flusher's next round (the
+loop thread never waits for the disk).
 
 Size: ~460 lines: the request checks of every labkit group API and the glue of the two
 coordinators (labkit's and Kafka clients' classic one, which share the offsets, the list,

@@ -140,8 +140,8 @@ def _what_was_lost(record: bytes) -> str:
 class OffsetStore:
     """Committed offsets of every group, fsync'd to disk before a commit returns.
 
-    Raises OSError (from the file system) from ``__init__``, ``commit`` and
-    ``delete_group``; the caller turns it into KAFKA_STORAGE_ERROR.
+    Raises OSError (from the file system) from ``__init__``, ``commit``,
+    ``delete_group(s)`` and ``sync``; the caller turns it into KAFKA_STORAGE_ERROR.
     """
 
     def __init__(self, data_dir: Path | str, clock: Clock):
@@ -214,19 +214,11 @@ class OffsetStore:
         return True
 
     def delete_groups(self, group_ids: list[str]) -> None:
-        """Forget several groups' offsets durably with one fsync (offset expiry;
-        a delete record each, so the file format is unchanged)."""
-        gone = [g for g in group_ids if g in self._groups]
-        if not gone:
-            return
-        if self._file is None:
-            raise OSError("the offset store is closed")
-        self._file.write(b"".join(_encode({"g": g, "delete": True}) for g in gone))
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._records += len(gone)
-        for group_id in gone:
-            del self._groups[group_id]
+        """Forget several groups' offsets durably (offset expiry): a delete record
+        each; in the broker the flusher's next round writes and fsyncs them together,
+        so the loop thread that expires groups never waits for the disk."""
+        for group_id in group_ids:
+            self.delete_group(group_id)
 
     def maybe_compact(self) -> None:
         """Compact when the file has grown well past the live state (call from tick)."""
