@@ -1,7 +1,8 @@
 """Hostile requests for the Kafka APIs added to close gaps with Apache Kafka's tools:
-OffsetDelete (47) with any group id, topic names, partition numbers and array sizes is
-answered with Kafka's codes (never UNKNOWN, never a dropped connection), and the broker
-keeps answering well-behaved clients."""
+OffsetDelete (47) with any group id, topic names, partition numbers and array sizes,
+and DescribeTopicPartitions (75) with any topic names, limits and cursors, are answered
+with Kafka's codes (never UNKNOWN, never a dropped connection), and the broker keeps
+answering well-behaved clients."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ from labkit.testing.broker import free_port
 
 WAIT_S = 30  # "answers, does not hang": a generous bound on a loaded machine
 OFFSET_DELETE = 47
+DESCRIBE_TOPIC_PARTITIONS = 75
+# NONE, UNKNOWN_TOPIC_OR_PARTITION, INVALID_TOPIC_EXCEPTION, INVALID_REQUEST
+TOPIC_CODES = {0, 3, 17, 42}
 TOPIC = "gaps-topic"
 GROUP_CODES = {0, 24, 69}  # NONE, INVALID_GROUP_ID, GROUP_ID_NOT_FOUND
 PARTITION_CODES = {0, 3, 86}  # NONE, UNKNOWN_TOPIC_OR_PARTITION, GROUP_SUBSCRIBED_TO_TOPIC
@@ -151,3 +155,53 @@ def test_a_huge_offset_delete_is_answered_and_the_broker_stays_up(kafka, kafka_b
         assert raw.request("api_versions", {}, timeout=WAIT_S)[0]["error"] == 0
     assert kafka_broker.proc.poll() is None
     assert "Traceback" not in kafka_broker.output()
+
+
+def describe_topic_partitions(topics: list[str], limit: int, cursor):
+    schema = load_request_schema(DESCRIBE_TOPIC_PARTITIONS, 0)
+    module = __import__(schema.__module__, fromlist=["x"])
+    return schema(
+        topics=tuple(module.TopicRequest(name=name) for name in topics),
+        response_partition_limit=limit,
+        cursor=None
+        if cursor is None
+        else module.Cursor(topic_name=cursor[0], partition_index=cursor[1]),
+    )
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(names, max_size=6),
+    st.integers(-(2**31), 2**31 - 1) | st.integers(-1, 3),
+    st.none() | st.tuples(names, partitions),
+)
+def test_describe_topic_partitions_answers_any_request_with_kafkas_codes(
+    kafka, topics, limit, cursor
+):
+    response = kafka.call(
+        DESCRIBE_TOPIC_PARTITIONS, 0, describe_topic_partitions(topics, limit, cursor)
+    )
+    shown = 0
+    for topic in response.topics:
+        assert topic.error_code in TOPIC_CODES, response
+        shown += len(topic.partitions)
+    assert shown <= max(min(limit, 2000), 1)
+    if response.next_cursor is not None:
+        assert response.next_cursor.partition_index >= 0
+
+
+def test_describing_every_topic_one_partition_at_a_time_ends(kafka):
+    cursor, pages = None, 0
+    while True:
+        pages += 1
+        assert pages < 100, "the cursor should reach the end"
+        response = kafka.call(
+            DESCRIBE_TOPIC_PARTITIONS, 0, describe_topic_partitions([], 1, cursor)
+        )
+        assert sum(len(t.partitions) for t in response.topics) <= 1
+        if response.next_cursor is None:
+            break
+        cursor = (response.next_cursor.topic_name, response.next_cursor.partition_index)
+    assert pages >= 2  # TOPIC has two partitions
