@@ -4,7 +4,7 @@ group-committed by the flusher thread and still survive kill -9.
 The first test runs the real BrokerServer in this process (its loop on a thread of
 its own, real sockets) and wraps ``os.fsync``/``os.fdatasync`` to record which thread
 calls them while a workload touches every durable path: topic changes, auto-create,
-acks=-1 produces, delete_records, offset commits, group deletion, offset expiry
+acks=-1 produces, delete_records, offset commits, offset deletion, group deletion, offset expiry
 (the clock's wall time jumps past offsets.retention.minutes), a client-quota change.
 """
 
@@ -107,6 +107,9 @@ def workload(bootstrap: str, clock: SkewedClock) -> None:
         for rid in rids:
             assert client.wait_for(rid)[0]["error"] == 0
         assert committed(client, "g", "t", 299 % 3) == 299
+        header, _ = client.request("offset_delete", {"group_id": "g", "partitions": [["t", 1]]})
+        assert header["partitions"] == [["t", 1, 0, None]], header
+        assert committed(client, "g", "t", 1) == -1
         header, _ = client.request("delete_groups", {"group_ids": ["g"]})
         assert header["groups"][0]["error"] == 0, header
         expire_offsets(client, clock)
