@@ -425,6 +425,10 @@ class FencedInstanceIdError(BrokerResponseError, errno=82):
     """The broker rejected this static consumer since another consumer with the same group.instance.id has registered with a different member.id."""
 
 
+class GroupSubscribedToTopicError(BrokerResponseError, errno=86):
+    """The consumer group is actively subscribed to the topic."""
+
+
 class InvalidRecordError(BrokerResponseError, errno=87):
     """This record has failed the validation on broker and hence will be rejected."""
 

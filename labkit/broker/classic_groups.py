@@ -74,6 +74,7 @@ from labkit.errors import (
     RebalanceInProgressError,
     UnknownMemberIdError,
 )
+from labkit.kafka.consumer_protocol import decode_subscription
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,20 @@ class ClassicCoordinator:
             return False
         del self._groups[group_id]
         return True
+
+    def subscribed_topics(self, group_id: str) -> set[str] | None:
+        """The topics the members subscribe to (Kafka's consumer protocol); None when
+        the group has members of another protocol type (e.g. Kafka Connect's)."""
+        group = self._groups.get(group_id)
+        if group is None or not group.members:
+            return set()
+        if group.protocol_type != "consumer":
+            return None
+        topics: set[str] = set()
+        for member in group.members.values():
+            metadata = member.metadata_for(group.protocol_name or "")
+            topics.update(decode_subscription(metadata) or ())
+        return topics
 
     def describe(self, group_id: str) -> dict | None:
         """The group in describe_groups' wire shape, or None when unknown."""

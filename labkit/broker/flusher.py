@@ -55,7 +55,7 @@ from labkit.protocol.messages import DeletedRecords
 log = logging.getLogger(__name__)
 
 TOPIC_APIS = frozenset({"create_topics", "delete_topics", "create_partitions", "alter_configs"})
-OFFSET_APIS = frozenset({"offset_commit", "delete_groups"})
+OFFSET_APIS = frozenset({"offset_commit", "delete_groups", "offset_delete"})
 QUOTA_ALTER = "alter_client_quotas"
 MAX_HOLDS = 3  # rounds a metadata request waits for a topic being created
 

@@ -20,7 +20,8 @@ and without committed offsets is forgotten at the next check; one with offsets
 once it has been empty for the retention time, counted from when its last member
 left (or from its newest commit if that is later, e.g. a tool's; for a group known
 only by its offsets, as after a restart, from its newest commit). Its offsets go
-with it, all of a check's deletions in one fsync.
+with it: a delete record each, written and fsync'd by the flusher's next round (the
+loop thread never waits for the disk).
 
 Size: ~460 lines: the request checks of every labkit group API and the glue of the two
 coordinators (labkit's and Kafka clients' classic one, which share the offsets, the list,
@@ -42,6 +43,7 @@ from labkit.broker.offsets import MAX_METADATA, OffsetStore
 from labkit.broker.topics import validate_topic_name
 from labkit.errors import (
     GroupIdNotFoundError,
+    GroupSubscribedToTopicError,
     InconsistentGroupProtocolError,
     InvalidGroupIdError,
     InvalidRequestError,
@@ -166,6 +168,7 @@ class GroupService:
             "list_groups": self._list,
             "describe_groups": self._describe,
             "delete_groups": self._delete,
+            "offset_delete": self._offset_delete,
         }
         if set(self._handlers) != GROUP_APIS:  # api_versions lists every GROUP_APIS name
             raise RuntimeError(f"group handlers do not match {sorted(GROUP_APIS)}")
@@ -460,3 +463,44 @@ class GroupService:
                     error, message = exc.errno, str(exc.args[0])
             results.append({"group_id": group_id, "error": error, "message": message})
         return {"error": 0, "groups": results}
+
+    def _offset_delete(self, h: dict) -> dict:
+        """Kafka's OffsetDelete: forget some committed offsets of a group; a partition of
+        a topic the group's members subscribe to is refused (GROUP_SUBSCRIBED_TO_TOPIC)."""
+        group_id = _group_id(h)
+        partitions = h.get("partitions")
+        if not isinstance(partitions, list) or not all(
+            isinstance(row, list)
+            and len(row) == 2
+            and isinstance(row[0], str)
+            and isinstance(row[1], int)
+            and not isinstance(row[1], bool)
+            for row in partitions
+        ):
+            raise _Bad("'partitions' must be a list of [topic, partition]")
+        if group_id not in self._known_groups():
+            raise GroupIdNotFoundError(f"consumer group '{group_id}' does not exist")
+        classic_topics = self.classic.subscribed_topics(group_id)
+        if classic_topics is None:
+            raise NonEmptyGroupError(
+                f"group '{group_id}' has members that are not Kafka consumers (another "
+                "protocol type); stop them and try again"
+            )
+        subscribed = classic_topics | self.coordinator.subscribed_topics(group_id)
+        rows, deletable = [], []
+        for topic, partition in partitions:
+            if self._partitions_of(topic) is None:  # as Kafka's KafkaApis checks first
+                error = UnknownTopicOrPartitionError.errno
+                message = f"topic '{topic}' does not exist"
+            elif topic in subscribed:
+                error = GroupSubscribedToTopicError.errno
+                message = (
+                    f"group '{group_id}' has members subscribed to topic '{topic}': stop "
+                    "them (or have them unsubscribe) before deleting its offsets"
+                )
+            else:
+                error, message = 0, None
+                deletable.append((topic, partition))
+            rows.append([topic, partition, error, message])
+        self.offsets.delete_offsets(group_id, deletable)
+        return {"error": 0, "partitions": rows}

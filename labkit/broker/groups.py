@@ -236,6 +236,12 @@ class Coordinator:
     def group_ids(self) -> list[str]:
         return sorted(self._groups)
 
+    def subscribed_topics(self, group_id: str) -> set[str]:
+        """The topics the group's members subscribe to (none for an unknown group)."""
+        if not self.has_members(group_id):
+            return set()
+        return self._groups[group_id].subscribed_topics()
+
     def state_of(self, group_id: str) -> str:
         group = self._groups.get(group_id)
         return DEAD if group is None else group.state()

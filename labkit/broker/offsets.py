@@ -11,6 +11,7 @@ change is one record::
     payload JSON (UTF-8), one of
         {"g": group, "o": [[topic, partition, offset, metadata, commit_ms], ...]}
         {"g": group, "delete": true}          (the group was deleted)
+        {"g": group, "d": [[topic, partition], ...]}   (OffsetDelete: those offsets go)
 
 A commit is one record, so it is all-or-nothing. By default ``commit`` writes the
 record and fsyncs the file before it returns. In the broker (``group_commit =
@@ -140,8 +141,8 @@ def _what_was_lost(record: bytes) -> str:
 class OffsetStore:
     """Committed offsets of every group, fsync'd to disk before a commit returns.
 
-    Raises OSError (from the file system) from ``__init__``, ``commit`` and
-    ``delete_group``; the caller turns it into KAFKA_STORAGE_ERROR.
+    Raises OSError (from the file system) from ``__init__``, ``commit``,
+    ``delete_group(s)`` and ``sync``; the caller turns it into KAFKA_STORAGE_ERROR.
     """
 
     def __init__(self, data_dir: Path | str, clock: Clock):
@@ -213,20 +214,26 @@ class OffsetStore:
         del self._groups[group_id]
         return True
 
-    def delete_groups(self, group_ids: list[str]) -> None:
-        """Forget several groups' offsets durably with one fsync (offset expiry;
-        a delete record each, so the file format is unchanged)."""
-        gone = [g for g in group_ids if g in self._groups]
+    def delete_offsets(self, group_id: str, partitions: list[TP]) -> list[TP]:
+        """Forget some of a group's offsets durably (Kafka's OffsetDelete); returns the
+        partitions that had one. A group left with no offsets is forgotten."""
+        committed = self._groups.get(group_id, {})
+        gone = sorted({tp for tp in partitions if tp in committed})
         if not gone:
-            return
-        if self._file is None:
-            raise OSError("the offset store is closed")
-        self._file.write(b"".join(_encode({"g": g, "delete": True}) for g in gone))
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._records += len(gone)
-        for group_id in gone:
+            return []
+        self._append({"g": group_id, "d": [[t, p] for t, p in gone]})
+        for tp in gone:
+            del committed[tp]
+        if not committed:
             del self._groups[group_id]
+        return gone
+
+    def delete_groups(self, group_ids: list[str]) -> None:
+        """Forget several groups' offsets durably (offset expiry): a delete record
+        each; in the broker the flusher's next round writes and fsyncs them together,
+        so the loop thread that expires groups never waits for the disk."""
+        for group_id in group_ids:
+            self.delete_group(group_id)
 
     def maybe_compact(self) -> None:
         """Compact when the file has grown well past the live state (call from tick)."""
@@ -418,6 +425,14 @@ class OffsetStore:
             raise TypeError("group id")
         if payload.get("delete"):
             self._groups.pop(group_id, None)
+            return
+        if "d" in payload:
+            gone = [(str(topic), int(partition)) for topic, partition in payload["d"]]
+            committed = self._groups.get(group_id, {})
+            for tp in gone:
+                committed.pop(tp, None)
+            if not committed:
+                self._groups.pop(group_id, None)
             return
         rows = [
             ((str(topic), int(partition)), Committed(int(offset), str(metadata), int(commit_ms)))

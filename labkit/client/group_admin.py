@@ -3,7 +3,7 @@
 ``GroupAdminMixin`` is mixed into ``KafkaAdminClient`` (labkit/client/admin.py);
 it uses only ``self._transport.call(api, header, idempotent=...)``. Every method
 is one blocking request of docs/groups.md (``list_groups``, ``describe_groups``,
-``offset_fetch``, ``offset_commit``, ``delete_groups``).
+``offset_fetch``, ``offset_commit``, ``delete_groups``, ``offset_delete``).
 
 Shapes follow kafka-python 2.x so course code keeps working:
 
@@ -17,6 +17,8 @@ Shapes follow kafka-python 2.x so course code keeps working:
 - ``delete_consumer_groups(ids)`` -> ``[(group_id, error class), ...]`` (``NoError``
   on success; failures are also logged with the broker's explanation).
 - ``alter_consumer_group_offsets(id, offsets)`` -> ``{TopicPartition: NoError}``.
+- ``delete_group_offsets(id, partitions)`` (kafka-python 3.0) -> ``{TopicPartition:
+  error class}`` (``NoError``, ``GroupSubscribedToTopicError``, ...).
 
 labkit has one broker, so ``group_coordinator_id`` and ``broker_ids`` are accepted and
 ignored. Stateless apart from the client it is mixed into; thread-safe as its transport.
@@ -282,3 +284,23 @@ class GroupAdminMixin:
             idempotent=True,
         )  # setting the same offsets twice is harmless
         return {TopicPartition(row.topic, row.partition): NoError for row in rows}
+
+    def delete_group_offsets(
+        self, group_id: str, partitions: Iterable[TopicPartition], group_coordinator_id: Any = None
+    ) -> dict[TopicPartition, type]:
+        """Forget the group's committed offsets of ``partitions`` (Kafka's OffsetDelete):
+        ``{TopicPartition: error class}``, ``NoError`` for each one deleted.
+
+        A partition of a topic the group's active members subscribe to is refused with
+        ``GroupSubscribedToTopicError`` (stop those consumers first); one of a topic that
+        does not exist gets ``UnknownTopicOrPartitionError``. Raises
+        GroupIdNotFoundError for a group the broker does not know.
+        """
+        rows = [[t, p] for t, p in partitions]
+        header = self._transport.call(
+            "offset_delete", {"group_id": group_id, "partitions": rows}, idempotent=True
+        ).header  # deleting the same offsets twice is harmless
+        return {
+            TopicPartition(topic, partition): for_code(code) if code else NoError
+            for topic, partition, code, _message in header.get("partitions", [])
+        }

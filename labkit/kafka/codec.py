@@ -61,6 +61,8 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     15: (0, 5),  # DescribeGroups
     16: (0, 4),  # ListGroups
     42: (0, 2),  # DeleteGroups
+    47: (0, 0),  # OffsetDelete (group_apis.py)
+    75: (0, 0),  # DescribeTopicPartitions (topic_partitions.py)
 }
 
 _SIZE = struct.Struct(">i")

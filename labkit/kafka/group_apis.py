@@ -7,7 +7,7 @@ LeaveGroup become labkit's ``classic_*`` requests, answered by the broker's clas
 coordinator (broker/classic_groups.py; a JoinGroup's answer waits in the broker, as a
 long-poll fetch does, and the listener's connection with it). Member metadata and
 assignments are opaque bytes the clients write and read: they cross labkit's JSON
-wire in base64. Offsets, listing, describing and deleting groups go to the same labkit
+wire in base64. Offsets, listing, describing and deleting groups (and OffsetDelete) go to the same labkit
 APIs labkit's own consumers use (``offset_commit`` with ``"classic": true`` so the
 broker checks Kafka's generation and member id), so committed offsets are one store
 for groups of either protocol. FindCoordinator names the one broker (its Kafka
@@ -41,6 +41,7 @@ OFFSET_FETCH_KEY = 9
 DESCRIBE_GROUPS_KEY = 15
 LIST_GROUPS_KEY = 16
 DELETE_GROUPS_KEY = 42
+OFFSET_DELETE_KEY = 47
 GROUP_KEY_TYPE, TRANSACTION_KEY_TYPE = 0, 1  # FindCoordinator's key types
 _NO_THROTTLE = datetime.timedelta(0)
 
@@ -396,6 +397,30 @@ def delete_groups_to_kafka(reply: dict, request: Any, version: int, context: Con
     return _make(cls, throttle_time=_NO_THROTTLE, results=results)
 
 
+# -- OffsetDelete ------------------------------------------------------------------------
+
+
+def offset_delete_to_labkit(request: Any, version: int) -> tuple[str, dict]:
+    partitions = [[t.name, p.partition_index] for t in request.topics for p in t.partitions]
+    return "offset_delete", {"group_id": request.group_id, "partitions": partitions}
+
+
+def offset_delete_to_kafka(reply: dict, request: Any, version: int, context: Context) -> Any:
+    cls = load_response_schema(OFFSET_DELETE_KEY, version)
+    topic_cls = _nested(cls, "OffsetDeleteResponseTopic")
+    partition_cls = _nested(cls, "OffsetDeleteResponsePartition")
+    error = reply.get("error", 0)
+    rows_in = () if error else reply.get("partitions") or ()  # a group error: no topics
+    by_topic: dict[str, list] = {}
+    for topic, partition, code, _message in rows_in:
+        row = _make(partition_cls, partition_index=partition, error_code=_error(code))
+        by_topic.setdefault(topic, []).append(row)
+    topics = tuple(
+        _make(topic_cls, name=name, partitions=tuple(rows)) for name, rows in by_topic.items()
+    )
+    return _make(cls, error_code=_error(error), throttle_time=_NO_THROTTLE, topics=topics)
+
+
 # api key -> (to_labkit, to_kafka): bridges.BRIDGED's rows for the group APIs (the
 # versions advertised are codec.SUPPORTED's rows)
 PAIRS: dict[int, tuple[Any, Any]] = {
@@ -409,4 +434,5 @@ PAIRS: dict[int, tuple[Any, Any]] = {
     LIST_GROUPS_KEY: (list_groups_to_labkit, list_groups_to_kafka),
     DESCRIBE_GROUPS_KEY: (describe_groups_to_labkit, describe_groups_to_kafka),
     DELETE_GROUPS_KEY: (delete_groups_to_labkit, delete_groups_to_kafka),
+    OFFSET_DELETE_KEY: (offset_delete_to_labkit, offset_delete_to_kafka),
 }

@@ -51,6 +51,7 @@ GROUP_APIS = frozenset(
         "list_groups",
         "describe_groups",
         "delete_groups",
+        "offset_delete",
     }
 )
 # Kafka's classic group protocol, for Kafka clients on the Kafka listener (client-side

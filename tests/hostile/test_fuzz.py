@@ -154,6 +154,7 @@ TEMPLATES: dict[str, dict] = {
     "list_groups": {},
     "describe_groups": {"group_ids": ["fuzz-group", "fuzz-tool"]},
     "delete_groups": {"group_ids": ["fuzz-gone"]},
+    "offset_delete": {"group_id": "fuzz-tool", "partitions": [[TOPIC, 1], ["nope", 0]]},
     # Kafka clients' classic groups (docs/wire.md); metadata: a "consumer" subscription
     "classic_join": {
         "group_id": "fuzz-classic",

@@ -13,6 +13,7 @@ import pytest
 
 from labkit import (
     GroupIdNotFoundError,
+    GroupSubscribedToTopicError,
     KafkaAdminClient,
     NonEmptyGroupError,
     OffsetAndMetadata,
@@ -228,3 +229,23 @@ def test_delete_groups_reports_errors_like_kafka_python(admin, raw, unique_topic
     assert admin.delete_consumer_groups(busy) == [(busy, NoError)]
     with pytest.raises(GroupIdNotFoundError):
         admin.describe_consumer_groups([busy])
+
+
+def test_delete_group_offsets_as_kafka_python_3(admin, raw, unique_topic, group):
+    make_topic(raw, unique_topic, 2, records=2)
+    make_topic(raw, f"{unique_topic}-b", 1)
+    t0, t1 = TopicPartition(unique_topic, 0), TopicPartition(unique_topic, 1)
+    b0 = TopicPartition(f"{unique_topic}-b", 0)
+    with pytest.raises(GroupIdNotFoundError):
+        admin.delete_group_offsets(group, [t0])
+    admin.alter_consumer_group_offsets(group, {t0: 1, t1: 2, b0: 0})
+    members = join_stable(raw, group, unique_topic, ["busy"])
+    refused = admin.delete_group_offsets(group, [t0, b0])
+    assert refused == {t0: GroupSubscribedToTopicError, b0: NoError}
+    leave(raw, group, members)
+    missing = TopicPartition(f"{unique_topic}-none", 0)
+    assert admin.delete_group_offsets(group, [t0, missing]) == {
+        t0: NoError,
+        missing: UnknownTopicOrPartitionError,
+    }
+    assert admin.list_consumer_group_offsets(group) == {t1: OffsetAndMetadata(2, "", -1)}

@@ -4,8 +4,8 @@ group-committed by the flusher thread and still survive kill -9.
 The first test runs the real BrokerServer in this process (its loop on a thread of
 its own, real sockets) and wraps ``os.fsync``/``os.fdatasync`` to record which thread
 calls them while a workload touches every durable path: topic changes, auto-create,
-acks=-1 produces, delete_records, offset commits, group deletion, a client-quota
-change.
+acks=-1 produces, delete_records, offset commits, offset deletion, group deletion, offset expiry
+(the clock's wall time jumps past offsets.retention.minutes), a client-quota change.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 import random
 import threading
+import time
 
+from labkit._clock import RealClock
 from labkit.broker.config import BrokerConfig
 from labkit.broker.server import BrokerServer
 from labkit.protocol.records import encode_batch
@@ -47,7 +49,32 @@ def committed(client, group, topic, partition=0) -> int:
     return header["partitions"][0][2]
 
 
-def workload(bootstrap: str) -> None:
+class SkewedClock(RealClock):
+    """The real clock, whose wall time can jump ahead (to expire offsets)."""
+
+    __slots__ = ("skew_ms",)
+
+    def __init__(self):
+        self.skew_ms = 0
+
+    def time_ms(self) -> int:
+        return super().time_ms() + self.skew_ms
+
+
+def expire_offsets(client: RawClient, clock: SkewedClock) -> None:
+    """Commit for group 'old', then jump past its retention; wait until it is gone."""
+    assert client.wait_for(commit(client, "old", "t", 0, 1))[0]["error"] == 0
+    clock.skew_ms = 2 * 60_000  # offsets.retention.minutes=1 below
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        groups = client.request("list_groups", {})[0]["groups"]
+        if "old" not in {g["group_id"] for g in groups}:
+            return
+        time.sleep(0.05)
+    raise AssertionError("group 'old' should have expired")
+
+
+def workload(bootstrap: str, clock: SkewedClock) -> None:
     with RawClient(bootstrap, timeout=20) as client:
         ok = client.request(
             "create_topics",
@@ -80,8 +107,12 @@ def workload(bootstrap: str) -> None:
         for rid in rids:
             assert client.wait_for(rid)[0]["error"] == 0
         assert committed(client, "g", "t", 299 % 3) == 299
+        header, _ = client.request("offset_delete", {"group_id": "g", "partitions": [["t", 1]]})
+        assert header["partitions"] == [["t", 1, 0, None]], header
+        assert committed(client, "g", "t", 1) == -1
         header, _ = client.request("delete_groups", {"group_ids": ["g"]})
         assert header["groups"][0]["error"] == 0, header
+        expire_offsets(client, clock)
         header, _ = client.request("delete_topics", {"topics": ["t"]})
         assert header["topics"][0]["error"] == 0, header
         quota = {
@@ -110,13 +141,20 @@ def test_the_loop_thread_never_fsyncs(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "fsync", spy(os.fsync))
     monkeypatch.setattr(os, "fdatasync", spy(os.fdatasync))
-    server = BrokerServer(BrokerConfig(port=free_port(), data_dir=tmp_path / "data"))
+    clock = SkewedClock()
+    config = BrokerConfig(
+        port=free_port(),
+        data_dir=tmp_path / "data",
+        offsets_retention_minutes=1,
+        offsets_retention_check_interval_ms=50,
+    )
+    server = BrokerServer(config, clock)
     server.start()  # opening the data directory may fsync: before serving, on purpose
     loop = threading.Thread(target=server.serve_forever, name=LOOP, daemon=True)
     recording.set()
     loop.start()
     try:
-        workload(f"localhost:{server.config.port}")
+        workload(f"localhost:{server.config.port}", clock)
     finally:
         recording.clear()  # shutdown flushes on the loop thread: nobody waits by then
         server.request_stop()
@@ -175,3 +213,22 @@ def test_a_commit_that_changes_nothing_still_waits_for_durability(tmp_path):
         second = commit(client, "g", "c", 0, 7)
         order = [client.receive(5)[0] for _ in range(2)]
         assert order == [first, second]
+
+
+def test_an_acknowledged_group_deletion_survives_kill_9(broker):
+    with RawClient(broker.bootstrap) as client:
+        client.request(
+            "create_topics",
+            {"topics": [{"name": "c", "num_partitions": 1, "replication_factor": 1}]},
+        )
+        for group in ("gone", "kept"):
+            assert client.wait_for(commit(client, group, "c", 0, 5))[0]["error"] == 0
+        header, _ = client.request("delete_groups", {"group_ids": ["gone"]})
+        assert header["groups"][0]["error"] == 0, header
+    broker.kill()  # SIGKILL right after the answer: the deletion was fsync'd before it
+    broker.proc.wait(10)
+    broker.restart()
+    with RawClient(broker.bootstrap) as client:
+        groups = {g["group_id"] for g in client.request("list_groups", {})[0]["groups"]}
+        assert groups == {"kept"}
+        assert committed(client, "gone", "c") == -1

@@ -176,6 +176,25 @@ def test_a_group_commit_is_written_and_fsynced_by_sync(tmp_path, clock, open_sto
     store.close()
 
 
+def test_expired_groups_are_queued_for_sync_not_written_by_the_caller(tmp_path, clock, open_store):
+    # offset expiry runs on the loop's tick: its delete records wait for the flusher
+    store = grouped(tmp_path, clock)
+    store.commit("a", [("t", 0, 1, "")])
+    store.commit("b", [("t", 0, 2, "")])
+    store.commit("c", [("t", 0, 3, "")])
+    store.sync()
+    path = tmp_path / "__consumer_offsets" / "offsets.log"
+    size = os.path.getsize(path)
+    store.delete_groups(["a", "b", "unknown"])
+    assert store.groups() == ["c"]  # gone at once for readers
+    assert store.unsynced
+    assert os.path.getsize(path) == size  # nothing written by the caller
+    store.sync()
+    assert not store.unsynced
+    assert open_store(tmp_path).groups() == ["c"]  # durable: a reopen (kill -9) agrees
+    store.close()
+
+
 def test_a_failed_sync_cuts_its_write_and_keeps_the_records(
     tmp_path, clock, monkeypatch, open_store
 ):

@@ -33,6 +33,8 @@ ADVERTISED += [(10, v) for v in range(4)] + [(11, v) for v in range(8)]
 ADVERTISED += [(12, v) for v in range(5)] + [(13, v) for v in range(5)]
 ADVERTISED += [(14, v) for v in range(6)] + [(15, v) for v in range(6)]
 ADVERTISED += [(16, v) for v in range(5)] + [(42, v) for v in range(3)]
+ADVERTISED += [(47, 0)]  # OffsetDelete (group_apis.py)
+ADVERTISED += [(75, 0)]  # DescribeTopicPartitions (topic_partitions.py)
 ADVERTISED += [(0, v) for v in range(3, 10)] + [(1, v) for v in range(4, 13)]  # Produce, Fetch
 
 

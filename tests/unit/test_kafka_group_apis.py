@@ -63,6 +63,7 @@ ANSWERS = {
         ],
     },
     "delete_groups": {"error": 0, "groups": [{"group_id": "g", "error": 0}]},
+    "offset_delete": {"error": 0, "partitions": [["t", 0, 0, None], ["t", 1, 86, "busy"]]},
 }
 CASES = [
     (key, version)
@@ -108,3 +109,22 @@ def test_find_coordinator_names_the_listener_and_refuses_transactions():
     )
     assert refused.error_code == 35  # UNSUPPORTED_VERSION, as InitProducerId answers
     assert "transaction" in refused.error_message
+
+
+def test_offset_delete_groups_partitions_by_topic_and_keeps_a_group_error_on_top():
+    schema = load_request_schema(47, 0)
+    request = filled_entity(schema)
+    name, header = group_apis.offset_delete_to_labkit(request, 0)
+    assert name == "offset_delete"
+    assert header["group_id"] == request.group_id
+    assert len(header["partitions"]) == sum(len(t.partitions) for t in request.topics)
+    reply = {"error": 0, "partitions": [["t", 0, 0, None], ["u", 1, 86, "x"], ["t", 2, 3, "y"]]}
+    response = group_apis.offset_delete_to_kafka(reply, request, 0, CONTEXT)
+    assert response.error_code == 0
+    assert [
+        (t.name, [(p.partition_index, p.error_code) for p in t.partitions]) for t in response.topics
+    ] == [("t", [(0, 0), (2, 3)]), ("u", [(1, 86)])]
+    missing = group_apis.offset_delete_to_kafka(
+        {"error": 69, "message": "no such group"}, request, 0, CONTEXT
+    )
+    assert (missing.error_code, missing.topics) == (69, ())

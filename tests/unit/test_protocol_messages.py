@@ -50,6 +50,7 @@ REQUESTS = {
     "list_groups": {},
     "describe_groups": {"group_ids": ["g"]},
     "delete_groups": {"group_ids": ["g"]},
+    "offset_delete": {"group_id": "g", "partitions": [["t", 0]]},
     "classic_join": {
         "group_id": "g",
         "member_id": "",
