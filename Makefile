@@ -85,7 +85,7 @@ kafka-connect: apache-kafka $(CONNECT_LIBS)/.done
 BOOTSTRAP ?= localhost:9092
 CONNECTORS ?=
 connect: $(STAMP) kafka-connect
-	$(BIN)/labkit connect standalone --bootstrap-server $(BOOTSTRAP) $(CONNECTORS)
+	$(BIN)/labkit connect --bootstrap-server $(BOOTSTRAP) $(CONNECTORS)
 
 # Spark's Kafka connector (spark-sql-kafka-0-10) for pyspark $(SPARK_VERSION), Scala 2.13,
 # minus what pyspark's own jars hold (~10 MB); pyspark itself comes with the streams extra.

@@ -52,7 +52,11 @@ def connector_jars() -> list[Path]:
         )
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         raise SparkMissing("no `java` on PATH: Spark needs Java 17 or 21")
-    folder = jars_dir()
+    return select_jars(jars_dir(), Path(pyspark.__file__).parent / "jars")
+
+
+def select_jars(folder: Path, shipped_folder: Path) -> list[Path]:
+    """The connector's jars in ``folder`` whose artifact is not in ``shipped_folder``."""
     jars = sorted(folder.glob("*.jar"))
     if not any(j.name.startswith("spark-sql-kafka-0-10") for j in jars):
         raise SparkMissing(
@@ -60,7 +64,7 @@ def connector_jars() -> list[Path]:
             f"(downloads spark-sql-kafka-0-10_2.13 {SPARK_VERSION} from Maven Central, "
             "~11 MB, once)"
         )
-    shipped = {_artifact(j) for j in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
+    shipped = {_artifact(j) for j in shipped_folder.glob("*.jar")}
     return [j for j in jars if _artifact(j) not in shipped]
 
 
