@@ -88,10 +88,10 @@ class KafkaTarget:
 
 def _labkit_broker(data_dir) -> tuple[BrokerProcess, str]:
     """A labkit broker speaking Kafka: on its main port once the listener moved there
-    (issue 13's ports: ``zmq_port`` exists), else on an opt-in ``kafka.port``."""
-    probe = BrokerProcess(data_dir=data_dir)
-    if hasattr(probe, "zmq_port"):
-        return probe, probe.bootstrap
+    (issue 13's ports: the fixture has ``zmq_bootstrap``), else on an opt-in ``kafka.port``."""
+    if hasattr(BrokerProcess, "zmq_bootstrap"):
+        broker = BrokerProcess(data_dir=data_dir)
+        return broker, broker.bootstrap
     port = _free_port()
     return BrokerProcess(data_dir=data_dir, config={"kafka.port": str(port)}), f"127.0.0.1:{port}"
 
