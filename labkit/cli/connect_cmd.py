@@ -13,6 +13,7 @@ kafka-connect`` (labkit.ecosystem.connect says which).
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 import time
 from pathlib import Path
@@ -98,9 +99,28 @@ def connectors(args: argparse.Namespace) -> list[dict[str, str]]:
     return found
 
 
+def _unreachable(bootstrap: str) -> str | None:
+    """Why no broker answers at ``bootstrap`` (its first address), or None."""
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    try:
+        with socket.create_connection((host or "localhost", int(port)), timeout=3):
+            return None
+    except (OSError, ValueError) as exc:
+        return f"{exc.__class__.__name__}: {exc}"
+
+
 def run(args: argparse.Namespace) -> int:
     from labkit.ecosystem.connect import ConnectMissing, ConnectWorker
 
+    # Without this, the worker waits a minute for a broker and then prints a Java trace.
+    problem = _unreachable(args.bootstrap_server)
+    if problem:
+        print(
+            f"labkit connect: error: no Kafka broker answers at {args.bootstrap_server} "
+            f"({problem}); start one (labkit broker) or pass --bootstrap-server HOST:PORT",
+            file=sys.stderr,
+        )
+        return 1
     worker = ConnectWorker(
         args.bootstrap_server,
         Path(args.work_dir),

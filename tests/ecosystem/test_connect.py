@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -189,3 +190,17 @@ def test_labkit_connect_command_runs_a_worker_without_a_classpath(kafka_target, 
     assert proc.returncode == 0, err
     assert read_topic(bootstrap, topic) == transactions(200, 3)
     assert (tmp_path / "work" / "connect.offsets").stat().st_size > 0
+
+
+def test_labkit_connect_without_a_broker_says_so_at_once(tmp_path):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "labkit", "connect", "--bootstrap-server",
+         f"127.0.0.1:{closed}", "--file-source", "tx.jsonl:t", "--work-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert f"no Kafka broker answers at 127.0.0.1:{closed}" in result.stderr
+    assert "labkit broker" in result.stderr
