@@ -79,22 +79,8 @@ def run_app(kind: str, bootstrap: str, group: str, state_dir, topic: str, out: s
     return app.run(timeout=8)
 
 
-# Seen with confluent-kafka 2.12.2 (librdkafka 2.12.1, quixstreams' pin) and 2.16.2:
-# AdminClient.list_topics() sends Metadata v12 for all topics with 3 bytes after its
-# fields (hex body 00000000010000). Apache Kafka answers it; labkit's listener closes the
-# connection, so quixstreams stops at its first call. With decode_request tolerating
-# them, both cases pass on labkit (tried on main + h-groups + h-idempotence).
-LIBRDKAFKA_METADATA = (
-    "labkit's Kafka listener refuses librdkafka's Metadata v12 all-topics request "
-    "(labkit/kafka/codec.py decode_request: '3 bytes after its fields') and closes the "
-    "connection; Apache Kafka answers it"
-)
-
-
 @pytest.mark.parametrize("kind", ["store-counts", "homework"])
-def test_windows_and_state_survive_a_restart(kafka_target, tmp_path, kind, request):
-    if kafka_target.name == "labkit":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=LIBRDKAFKA_METADATA))
+def test_windows_and_state_survive_a_restart(kafka_target, tmp_path, kind):
     kafka_target.require("quixstreams (librdkafka)", QUIX_APIS)
     bootstrap = kafka_target.bootstrap
     topic, out, group = f"quix-{kind}-tx", f"quix-{kind}-out", f"quix-{kind}"
