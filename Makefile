@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
 DATA ?= ./data
 
-.PHONY: venv test test-fast lint lab broker i18n bench bench-full bench-attacks bench-classroom apache-kafka old-kafka-python clean
+.PHONY: venv test test-fast lint lab broker i18n bench bench-full bench-attacks bench-classroom apache-kafka old-kafka-python kafka-connect spark-kafka streams connect clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PY)" || { echo "labkit needs Python 3.11 or newer and no python3 was found; docs/install.md says how to get it" >&2; exit 1; }
@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(STAMP) lint apache-kafka old-kafka-python
+test: $(STAMP) lint apache-kafka old-kafka-python kafka-connect spark-kafka streams
 	$(BIN)/pytest
 
 # The unit tests only (no broker process, no browser, no Docker): well under a minute.
@@ -91,6 +91,42 @@ $(OLD_KAFKA_PYTHON)/.done: $(STAMP)
 	touch $@
 
 old-kafka-python: $(OLD_KAFKA_PYTHON)/.done
+
+# Kafka Connect = the jars above (connect-runtime, connect-json come with kafka-tools) plus
+# the file connectors and a log binding (~45 KB): docs/ecosystem.md.
+CONNECT_LIBS := .cache/kafka-connect/$(KAFKA_VERSION)/libs
+$(CONNECT_LIBS)/.done: tools/kafka-connect/pom.xml
+	mvn -B -q -f tools/kafka-connect/pom.xml -Dkafka.version=$(KAFKA_VERSION) \
+		dependency:copy-dependencies -DincludeScope=runtime -DexcludeTransitive=true \
+		-DoutputDirectory=$(CURDIR)/$(CONNECT_LIBS)
+	touch $@
+
+kafka-connect: apache-kafka $(CONNECT_LIBS)/.done
+
+# A Connect worker on a broker: make connect BOOTSTRAP=localhost:9092 CONNECTORS="a.properties"
+BOOTSTRAP ?= localhost:9092
+CONNECTORS ?=
+connect: $(STAMP) kafka-connect
+	$(BIN)/labkit connect --bootstrap-server $(BOOTSTRAP) $(CONNECTORS)
+
+# Spark's Kafka connector (spark-sql-kafka-0-10) for pyspark $(SPARK_VERSION), Scala 2.13,
+# minus what pyspark's own jars hold (~10 MB); pyspark itself comes with the streams extra.
+SPARK_VERSION := 4.2.0
+SPARK_JARS := .cache/spark-kafka/$(SPARK_VERSION)/jars
+$(SPARK_JARS)/.done: tools/spark-kafka/pom.xml
+	mvn -B -q -f tools/spark-kafka/pom.xml -Dspark.version=$(SPARK_VERSION) \
+		dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(SPARK_JARS)
+	touch $@
+
+spark-kafka: $(SPARK_JARS)/.done
+
+# pyspark and quixstreams (the `streams` extra, ~500 MB with pyspark's jars).
+STREAMS_STAMP := $(VENV)/.streams-stamp
+$(STREAMS_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install -q -e '.[test,streams]'
+	touch $(STREAMS_STAMP)
+
+streams: $(STREAMS_STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -113,7 +113,7 @@ def everyone(group: ClassicGroup) -> list[dict]:
         {
             "member_id": m.member_id,
             "group_instance_id": m.group_instance_id,
-            "metadata": b64(m.metadata_for(group.protocol_name)),
+            "metadata": b64(m.metadata_for(group.protocol_name or "")),
         }
         for m in group.members.values()
     ]

@@ -85,6 +85,11 @@ COMMANDS: tuple[Command, ...] = (
         "labkit.cli.doctor_cmd",
         "check this machine and the broker connection, suggest fixes",
     ),
+    Command(
+        "connect",
+        "labkit.cli.connect_cmd",
+        "run Kafka Connect (Apache Kafka's worker) with file or other connectors",
+    ),
     Command("init", "labkit.cli.init_cmd", "copy the notebook series into a folder of your own"),
     Command("lab", "labkit.cli.lab_cmd", "start a broker and JupyterLab together"),
 )
