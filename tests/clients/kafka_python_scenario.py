@@ -10,7 +10,9 @@ runs it against Apache Kafka and against labkit's Kafka listener and compares.
 from __future__ import annotations
 
 import json
+import queue
 import sys
+import threading
 import time
 
 import kafka
@@ -74,6 +76,72 @@ def decode_headers(rows: list) -> list:
     ]
 
 
+class Member(threading.Thread):
+    """One group member polling in its own thread; ``ask`` runs a command between polls."""
+
+    def __init__(self, bootstrap: str, topic: str, group: str):
+        super().__init__(daemon=True)
+        self.consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=500,
+        )
+        self.values: set = set()
+        self.assigned: list[int] = []
+        self.commands: queue.Queue = queue.Queue()
+        self.start()
+
+    def ask(self, command: str):
+        answer: queue.Queue = queue.Queue()
+        self.commands.put((command, answer))
+        result = answer.get(timeout=TIMEOUT_MS / 1000)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def run(self) -> None:
+        while True:
+            try:
+                command, answer = self.commands.get_nowait()
+            except queue.Empty:
+                command = None
+            if command is not None:
+                try:
+                    answer.put(self._do(command))
+                except Exception as exc:  # noqa: BLE001 - handed to the asking thread
+                    answer.put(exc)
+                if command == "close":
+                    return
+            for rows in self.consumer.poll(timeout_ms=200).values():
+                self.values.update(r.value for r in rows)
+            self.assigned = sorted(tp.partition for tp in self.consumer.assignment())
+
+    def _do(self, command: str):
+        if command == "commit":
+            return self.consumer.commit()
+        if command == "committed":
+            return sorted(
+                [tp.partition, self.consumer.committed(tp)] for tp in self.consumer.assignment()
+            )
+        if command == "close":
+            return self.consumer.close()
+        raise ValueError(command)
+
+
+def seen(members: list) -> int:
+    return len(set().union(*(m.values for m in members)))
+
+
+def wait_for(condition, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not condition():
+        time.sleep(0.1)
+
+
 def listed_groups(admin) -> list:
     if hasattr(admin, "list_groups"):  # 3.x
         return sorted(g["group_id"] if isinstance(g, dict) else g[0] for g in admin.list_groups())
@@ -132,38 +200,20 @@ def main(bootstrap: str, prefix: str) -> dict:
     producer.flush()
     producer.close()
     group = prefix + "-g"
-    members = [
-        KafkaConsumer(
-            group_topic,
-            bootstrap_servers=bootstrap,
-            group_id=group,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=500,
-        )
-        for _ in range(2)
-    ]
-    seen: set = set()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (
-        all(len(m.assignment()) == 2 for m in members) and len(seen) == 40
-    ):
-        for m in members:
-            for rows in m.poll(timeout_ms=200).values():
-                seen.update(r.value for r in rows)
-    transcript["two_members_assignment"] = sorted(len(m.assignment()) for m in members)
-    transcript["two_members_seen"] = len(seen)
+    # each member polls in a thread of its own, as two programs would: kafka-python 2.0's
+    # poll() blocks in a rebalance until the group's join completes, so one thread
+    # polling both members in turn would wait for itself
+    members = [Member(bootstrap, group_topic, group) for _ in range(2)]
+    wait_for(lambda: all(len(m.assigned) == 2 for m in members) and seen(members) == 40)
+    transcript["two_members_assignment"] = sorted(len(m.assigned) for m in members)
+    transcript["two_members_seen"] = seen(members)
     for m in members:
-        m.commit()
-    members[1].close()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(members[0].assignment()) != 4:
-        members[0].poll(timeout_ms=200)
-    transcript["after_leave_assignment"] = sorted(tp.partition for tp in members[0].assignment())
-    committed = {tp.partition: members[0].committed(tp) for tp in members[0].assignment()}
-    transcript["committed"] = sorted(committed.items())
-    members[0].close()
+        m.ask("commit")
+    members[1].ask("close")
+    wait_for(lambda: len(members[0].assigned) == 4)
+    transcript["after_leave_assignment"] = sorted(members[0].assigned)
+    transcript["committed"] = members[0].ask("committed")
+    members[0].ask("close")
     transcript["groups_listed"] = [g for g in listed_groups(admin) if g == group]
     transcript["group_offsets"] = sorted(
         [tp.partition, om.offset] for tp, om in group_offsets(admin, group).items()
