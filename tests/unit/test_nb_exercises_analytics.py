@@ -11,6 +11,8 @@ from labkit import nb
 from labkit.course.exercises._ref import burst_users, fraud_score
 from labkit.nb import evaluate
 
+pytestmark = pytest.mark.usefixtures("in_both_languages")  # tests/unit/conftest.py
+
 
 @pytest.fixture(autouse=True)
 def _no_grading(monkeypatch):

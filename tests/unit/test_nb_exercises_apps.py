@@ -10,6 +10,8 @@ from labkit.course.exercises.nb08 import SITUATIONS, is_suspicious_ref, rule_cas
 from labkit.nb import evaluate
 from labkit.nb.generators import transactions
 
+pytestmark = pytest.mark.usefixtures("in_both_languages")  # tests/unit/conftest.py
+
 
 @pytest.fixture(autouse=True)
 def _no_grading(monkeypatch):

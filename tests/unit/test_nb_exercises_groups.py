@@ -10,6 +10,8 @@ from labkit.course.exercises.nb06 import RANGE_CASES, range_assignment_ref
 from labkit.course.exercises.nb06b import ACKS_CASES, can_lose_ref, commit_cases, offsets_ref
 from labkit.nb import evaluate
 
+pytestmark = pytest.mark.usefixtures("in_both_languages")  # tests/unit/conftest.py
+
 
 @pytest.fixture(autouse=True)
 def _no_grading(monkeypatch):

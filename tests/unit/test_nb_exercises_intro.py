@@ -13,6 +13,8 @@ from labkit.course.exercises.nb04 import _is_json
 from labkit.nb import evaluate
 from labkit.nb.generators import transactions
 
+pytestmark = pytest.mark.usefixtures("in_both_languages")  # tests/unit/conftest.py
+
 
 @pytest.fixture(autouse=True)
 def _no_grading(monkeypatch):
