@@ -16,6 +16,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 TIMEOUT_S = 20.0
+# record timestamps: the test passes one base to both brokers' runs (recent, so that no
+# broker's time retention deletes the records mid-scenario; 2023's would be)
+BASE_MS = int(sys.argv[3]) if len(sys.argv) > 3 else int(time.time() * 1000) - 60_000
+FUTURE_MS = 3_600_000  # offsets_for_times past every record: none found
 
 
 async def produce(bootstrap: str, topic: str, acks, compression=None, **extra) -> list:
@@ -32,7 +36,7 @@ async def produce(bootstrap: str, topic: str, acks, compression=None, **extra) -
                 value=json.dumps({"n": i, "acks": str(acks)}).encode(),
                 headers=[("source", b"matrix"), ("n", str(i).encode())],
                 partition=i % 2,
-                timestamp_ms=1_700_000_000_000 + i * 1000,
+                timestamp_ms=BASE_MS + i * 1000,
             )
             if acks != 0:
                 sent.append([meta.partition, meta.offset])
@@ -123,7 +127,7 @@ async def main(bootstrap: str, prefix: str) -> dict:
     transcript["end_offsets"] = sorted(
         [tp.partition, o] for tp, o in (await consumer.end_offsets(tps)).items()
     )
-    found = await consumer.offsets_for_times({tps[0]: 1_700_000_002_000, tps[1]: 1_800_000_000_000})
+    found = await consumer.offsets_for_times({tps[0]: BASE_MS + 2000, tps[1]: BASE_MS + FUTURE_MS})
     transcript["offsets_for_times"] = sorted(
         [tp.partition, None if ot is None else ot.offset] for tp, ot in found.items()
     )

@@ -15,6 +15,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 TIMEOUT_S = 20.0
+# record timestamps: the test passes one base to both brokers' runs (recent, so that no
+# broker's time retention deletes the records mid-scenario; 2023's would be)
+BASE_MS = int(sys.argv[3]) if len(sys.argv) > 3 else int(time.time() * 1000) - 60_000
+FUTURE_MS = 3_600_000  # offsets_for_times past every record: none found
 
 
 def produce(bootstrap: str, topic: str, acks: str, compression: str = "none", **extra) -> list:
@@ -39,7 +43,7 @@ def produce(bootstrap: str, topic: str, acks: str, compression: str = "none", **
             value=json.dumps({"n": i, "acks": acks}).encode(),
             headers=[("source", b"matrix"), ("n", str(i).encode())],
             partition=i % 2,
-            timestamp=1_700_000_000_000 + i * 1000,
+            timestamp=BASE_MS + i * 1000,
             on_delivery=delivered,
         )
     assert producer.flush(TIMEOUT_S) == 0, "records left unsent"
@@ -149,7 +153,7 @@ def main(bootstrap: str, prefix: str) -> dict:
         for p in (0, 1)
     ]
     found = consumer.offsets_for_times(
-        [TopicPartition(topic, 0, 1_700_000_002_000), TopicPartition(topic, 1, 1_800_000_000_000)],
+        [TopicPartition(topic, 0, BASE_MS + 2000), TopicPartition(topic, 1, BASE_MS + FUTURE_MS)],
         timeout=TIMEOUT_S,
     )
     transcript["offsets_for_times"] = sorted([tp.partition, tp.offset] for tp in found)

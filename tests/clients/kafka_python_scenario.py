@@ -20,6 +20,10 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
 TIMEOUT_MS = 20_000
+# record timestamps: the test passes one base to both brokers' runs (recent, so that no
+# broker's time retention deletes the records mid-scenario; 2023's would be)
+BASE_MS = int(sys.argv[3]) if len(sys.argv) > 3 else int(time.time() * 1000) - 60_000
+FUTURE_MS = 3_600_000  # offsets_for_times past every record: none found
 
 
 def produce(bootstrap: str, topic: str, acks, compression=None, **extra) -> list:
@@ -34,7 +38,7 @@ def produce(bootstrap: str, topic: str, acks, compression=None, **extra) -> list
             value=json.dumps({"n": i, "acks": str(acks)}).encode(),
             headers=[("source", b"matrix"), ("n", str(i).encode())],
             partition=i % 2,
-            timestamp_ms=1_700_000_000_000 + i * 1000,
+            timestamp_ms=BASE_MS + i * 1000,
         )
         if acks != 0:
             meta = future.get(timeout=TIMEOUT_MS / 1000)
@@ -183,7 +187,7 @@ def main(bootstrap: str, prefix: str) -> dict:
     transcript["beginning_offsets"] = sorted(
         [tp.partition, o] for tp, o in consumer.beginning_offsets(tps).items()
     )
-    found = consumer.offsets_for_times({tps[0]: 1_700_000_002_000, tps[1]: 1_800_000_000_000})
+    found = consumer.offsets_for_times({tps[0]: BASE_MS + 2000, tps[1]: BASE_MS + FUTURE_MS})
     transcript["offsets_for_times"] = sorted(
         [tp.partition, None if ot is None else ot.offset] for tp, ot in found.items()
     )

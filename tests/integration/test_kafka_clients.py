@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -35,12 +36,16 @@ def labkit_kafka(tmp_path_factory):
         yield proc
 
 
+# one base for the records' timestamps in both brokers' runs (a scenario's argument)
+BASE_MS = str(int(time.time() * 1000) - 60_000)
+
+
 def run_scenario(script: str, bootstrap: str, prefix: str, pythonpath: str = "") -> dict:
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, env.get("PYTHONPATH")]))
     done = subprocess.run(
-        [sys.executable, str(SCENARIOS / script), bootstrap, prefix],
+        [sys.executable, str(SCENARIOS / script), bootstrap, prefix, BASE_MS],
         capture_output=True,
         text=True,
         timeout=SCENARIO_TIMEOUT_S,
