@@ -140,7 +140,7 @@ def seen(members: list) -> int:
     return len(set().union(*(m.values for m in members)))
 
 
-def wait_for(condition, seconds: float = 60.0) -> None:
+def wait_for(condition, seconds: float = 120.0) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and not condition():
         time.sleep(0.1)
