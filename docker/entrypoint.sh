@@ -59,9 +59,10 @@ fi
 if [ "$uid" != "$(id -u lab)" ] || [ "$gid" != "$(id -g lab)" ]; then
   sed -i "s/^lab:x:[0-9]*:[0-9]*:/lab:x:$uid:$gid:/" /etc/passwd
   sed -i "s/^lab:x:[0-9]*:/lab:x:$gid:/" /etc/group
-  # Only the home folder itself and its dot-folders: never recurse into the bind mount.
+  # Only the home folder itself, its dot-folders and ~/kafka (the console tools' links):
+  # never recurse into the bind mount.
   chown "$uid:$gid" /home/lab
-  for entry in /home/lab/.[!.]*; do
+  for entry in /home/lab/.[!.]* /home/lab/kafka; do
     if [ -e "$entry" ]; then chown -R "$uid:$gid" "$entry"; fi
   done
 fi

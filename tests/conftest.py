@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import os
 import threading
 import time
 import warnings
@@ -18,6 +19,10 @@ import pytest
 from labkit.testing import BrokerProcess
 
 _topic_counter = itertools.count()
+
+# `labkit lab` makes ~/kafka/bin when there is none (labkit/cli/kafka_bin_cmd.py): not in
+# the home of whoever runs the tests. A test of it sets LABKIT_KAFKA_BIN to a folder of its own.
+os.environ.setdefault("LABKIT_KAFKA_BIN", "off")
 
 
 @pytest.fixture(autouse=True)

@@ -111,6 +111,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the lab's language: its landing page and JupyterLab's menus (default: "
         f"LABKIT_LANG, else {COURSE_LANGUAGE})",
     )
+    parser.add_argument(
+        "--kafka-bin",
+        metavar="DIR",
+        default=None,
+        help="the folder of Kafka's console tools for course commands like "
+        "`cd ~ && kafka/bin/kafka-topics.sh`: made when its parent does not exist, refreshed "
+        "when it is labkit's, never touched otherwise (default: LABKIT_KAFKA_BIN, else "
+        "~/kafka/bin; `off` for none)",
+    )
     parser.add_argument("--url-port", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
 
@@ -142,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         _check_port_free(args.ip, args.lab_port, _lab_port_hint(args.lab_port))
         bootstrap, broker_proc = _start_or_find_broker(args, stop)
+        _offer_kafka_bin(args.kafka_bin, bootstrap)
         token = os.environ.get("JUPYTER_TOKEN", "").strip() or secrets.token_hex(16)
         argv = _jupyter_argv(args, notebooks, language)
         argv.append(f"--LabApp.app_settings_dir={lab_settings(Path(settings.name), language)}")
@@ -244,6 +254,15 @@ def broker_answers(address: str, timeout_s: float) -> bool:
     from labkit.client.probe import broker_answers as answers
 
     return answers(address, timeout_s, client_id="labkit-lab")
+
+
+def _offer_kafka_bin(option: str | None, bootstrap: str) -> None:
+    """~/kafka/bin for the course's `kafka/bin/kafka-topics.sh ...` (labkit kafka-bin)."""
+    from labkit.cli import kafka_bin_cmd
+
+    news = kafka_bin_cmd.ensure_for_lab(kafka_bin_cmd.lab_dir(option), bootstrap)
+    if news:
+        _say(news)
 
 
 # -- JupyterLab ---------------------------------------------------------------

@@ -70,6 +70,11 @@ COMMANDS: tuple[Command, ...] = (
         "describe and change client quotas and topic configs (kafka-configs.sh)",
     ),
     Command(
+        "kafka-bin",
+        "labkit.cli.kafka_bin_cmd",
+        "make ~/kafka/bin hold the kafka-*.sh tools (for `kafka/bin/kafka-topics.sh ...`)",
+    ),
+    Command(
         "generate",
         "labkit.cli.generate_cmd",
         "stream generated events (transactions, sensors) to a topic",

@@ -64,6 +64,9 @@ class MakeLab:
         env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
         env["JUPYTER_TOKEN"] = self.token
         env["LABKIT_LANG"] = "en"  # the English landing page (the default is Polish)
+        # the lab makes ~/kafka/bin when there is none: here, in a home of this test's own
+        self.home = clone.parent / f"home-{tag}"
+        env["LABKIT_KAFKA_BIN"] = str(self.home / "kafka" / "bin")
         lab_args = f"--no-browser --port {self.broker_port} --lab-port {self.lab_port}"
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
@@ -140,6 +143,21 @@ def test_make_lab_fresh_clone_then_ctrl_c(clone: Path):
         env = _jupyter_env(clone)
         assert env["LABKIT_BOOTSTRAP"] == f"localhost:{lab.broker_port}"
         assert env["PATH"].split(os.pathsep)[0] == str(clone / ".venv" / "bin")
+        # The course's `cd ~ && kafka/bin/kafka-topics.sh --list` works: the lab made kafka/bin.
+        assert "Kafka's console tools are in" in lab.log()
+        listed = subprocess.run(
+            [
+                "kafka/bin/kafka-topics.sh",
+                "--list",
+                "--bootstrap-server",
+                f"localhost:{lab.broker_port}",
+            ],
+            cwd=lab.home,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert listed.returncode == 0, listed
 
         os.killpg(lab.proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
         lab.wait_stopped()
