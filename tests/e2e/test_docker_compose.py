@@ -151,6 +151,9 @@ def compose(request, docker_engine, tmp_path_factory) -> Compose:
     masters.mkdir()
     for master in instructor_masters():
         shutil.copy(master, masters / master.name)
+    # the course's scripts and the lab that runs them (tests/integration/course_lab.py)
+    shutil.copytree(REPO / "examples" / "course", notebooks / "_e2e_course")
+    shutil.copy(REPO / "tests" / "integration" / "course_lab.py", notebooks / "_e2e_course_lab.py")
     if os.geteuid() == 0:
         # As root, make ./notebooks belong to a uid the image knows nothing about: the lab
         # must adopt it. As a normal user the folder is already the user's own.
@@ -301,6 +304,22 @@ def test_compose_up_lab_and_broker_work_and_survive_down(compose: Compose):
     script = KAFKA_PYTHON_VIEW + f"print(view('localhost:9092', {topic!r}))"  # the relay
     inside = compose.run("exec", "-T", "lab", "labkit-entrypoint", "python", "-c", script)
     assert "('broker', 9092, True)" in inside, inside
+
+    # The course's lab as printed (issue 14, item 1), in the lab container: kafka/bin/...
+    # from ~, the course-style kafka-python scripts with bootstrap_servers='broker:9092'
+    # (filter, count and scoring consumers with their groups), Ctrl-C on `while True`.
+    out = compose.run(
+        "exec",
+        "-T",
+        "lab",
+        "labkit-entrypoint",
+        "python",
+        "_e2e_course_lab.py",
+        *("--server", "broker:9092", "--scripts", "_e2e_course", "--home", "~"),
+        *("--work", "/tmp/course"),
+        timeout=600,
+    )
+    assert "COURSE-LAB-OK" in out, out
 
     # JupyterLab: token required; with it, the lab and its API answer.
     assert _http(f"{base}/api/contents")[0] == 403
