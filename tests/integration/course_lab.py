@@ -275,6 +275,26 @@ def ctrl_c_producer(lab: Lab) -> None:
     assert seqs in (list(range(1, sent + 1)), list(range(1, sent + 2))), (sent, seqs)
 
 
+def confluent_kafka_client(lab: Lab) -> None:
+    """confluent-kafka, the course's other client (the lab installs it): a keyed JSON record
+    produced and delivered, then read back by kafka-python."""
+    from confluent_kafka import Producer
+
+    delivered = []
+    producer = Producer({"bootstrap.servers": lab.server})
+    record = {"id": 1, "imie": "adam", "nazwisko": "nowak"}
+    producer.produce(
+        "rta",
+        key="K-1001",
+        value=json.dumps(record).encode("utf-8"),
+        on_delivery=lambda err, msg: delivered.append(err),
+    )
+    assert producer.flush(WAIT_S) == 0, "confluent-kafka did not deliver its record"
+    assert delivered == [None], delivered
+    (read,) = lab.read_all("rta")
+    assert (read.key, json.loads(read.value)) == (b"K-1001", record)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--server", required=True)
@@ -283,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, required=True)
     args = parser.parse_args(argv)
     lab = Lab(args.server, args.scripts, args.home.expanduser(), args.work)
-    for step in (console_tools, transactions_and_consumers, ctrl_c_producer):
+    steps = (console_tools, transactions_and_consumers, ctrl_c_producer, confluent_kafka_client)
+    for step in steps:
         started = time.monotonic()
         step(lab)
         print(f"{step.__name__}: ok ({time.monotonic() - started:.1f} s)", flush=True)
