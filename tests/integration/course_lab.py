@@ -160,6 +160,8 @@ def console_tools(lab: Lab) -> None:
     )
     assert "Created topic transactions." in out, out
     assert "transactions" in lab.kafka_bin("kafka-topics.sh", "--list").split()
+    described = lab.kafka_bin("kafka-topics.sh", "--describe", "--topic", "transactions")
+    assert "PartitionCount: 3" in described, described
     lab.kafka_bin(
         "kafka-console-producer.sh",
         *("--topic", "mytopic", "--property", "parse.key=true"),
