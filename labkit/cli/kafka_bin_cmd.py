@@ -182,8 +182,8 @@ def ensure_for_lab(directory: Path | None, bootstrap: str = "localhost:9092") ->
     """``labkit lab``'s part: make or refresh ``directory`` when its parent (``~/kafka``) is
     absent or already labkit's; leave any other ``~/kafka`` alone. Returns what to tell
     the student, or None when there is nothing new. Never raises: the lab starts anyway."""
-    if directory is None:
-        return None
+    if directory is None or os.name == "nt":
+        return None  # Windows runs the tools by name; kafka/bin/*.sh is for POSIX shells
     home_kafka = directory.parent
     ours = any(is_labkit_link(directory / name) for name in TOOLS)
     if home_kafka.exists() and not ours:
