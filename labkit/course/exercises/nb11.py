@@ -159,7 +159,7 @@ def homework(alerts):
     expect(
         not extra,
         _(
-            "{user} is alerted but never makes 4 transactions within 60 s: a sliding window of 60 s (duration_ms=60_000) on event time (timestamp_extractor=event_time_ms)"
+            "{user} is alerted but never makes 4 transactions within 60 s: a sliding window of 60 s (duration_ms=60_000) on event time (timestamp_extractor=tx_time)"
         ).format(user=extra[0] if extra else ""),
     )
     missing = sorted(want - got)
