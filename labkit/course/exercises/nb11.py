@@ -88,7 +88,7 @@ def event_time(fn):
         expect(
             not (got != want and hours_off == int(hours_off) and abs(hours_off) <= 14),
             _(
-                "for {when} you are {hours} h off: a timestamp without a zone is UTC here; datetime.fromisoformat(...).replace(tzinfo=timezone.utc) before .timestamp()"
+                "for {when} you are {hours} h off: a timestamp without a zone is UTC here; datetime.fromisoformat(...).replace(tzinfo=UTC) before .timestamp()"
             ).format(when=when, hours=int(hours_off)),
         )
         expect(
