@@ -87,34 +87,35 @@ def run_homework(
             [t for t in admin.list_topics() if t.startswith(f"changelog__{group}--")]
         )
         admin.close()
-    app = Application(
-        broker_address=nb.bootstrap_servers(),
-        consumer_group=group,
-        auto_offset_reset="earliest",
-        loglevel="WARNING",
-        state_dir=tempfile.mkdtemp(prefix="nb11-test-state-"),
-    )
-    topic = app.topic(
-        nb.topic("nb11-transactions"), value_deserializer="json", timestamp_extractor=extractor
-    )
-    sdf = app.dataframe(topic)
-    if window == "sliding":
-        sdf = sdf.sliding_window(duration_ms=60_000, grace_ms=5_000).count().current()
-    else:
-        sdf = sdf.tumbling_window(duration_ms=60_000, grace_ms=5_000).count().current()
-    sdf = sdf.filter(lambda w: w["value"] > limit)
-    sdf = sdf.apply(
-        lambda w, key, timestamp, headers: {"user_id": key.decode(), "count": w["value"]},
-        metadata=True,
-    )
-    if not keyed:
-        sdf = sdf.to_topic(
-            app.topic(nb.topic("nb11-user-alerts"), value_serializer="json"),
-            key=lambda value: "all",
+    with tempfile.TemporaryDirectory(prefix="nb11-test-state-") as state:
+        app = Application(
+            broker_address=nb.bootstrap_servers(),
+            consumer_group=group,
+            auto_offset_reset="earliest",
+            loglevel="WARNING",
+            state_dir=state,
         )
-    else:
-        sdf = sdf.to_topic(app.topic(nb.topic("nb11-user-alerts"), value_serializer="json"))
-    app.run(timeout=2)
+        topic = app.topic(
+            nb.topic("nb11-transactions"), value_deserializer="json", timestamp_extractor=extractor
+        )
+        sdf = app.dataframe(topic)
+        if window == "sliding":
+            sdf = sdf.sliding_window(duration_ms=60_000, grace_ms=5_000).count().current()
+        else:
+            sdf = sdf.tumbling_window(duration_ms=60_000, grace_ms=5_000).count().current()
+        sdf = sdf.filter(lambda w: w["value"] > limit)
+        sdf = sdf.apply(
+            lambda w, key, timestamp, headers: {"user_id": key.decode(), "count": w["value"]},
+            metadata=True,
+        )
+        if not keyed:
+            sdf = sdf.to_topic(
+                app.topic(nb.topic("nb11-user-alerts"), value_serializer="json"),
+                key=lambda value: "all",
+            )
+        else:
+            sdf = sdf.to_topic(app.topic(nb.topic("nb11-user-alerts"), value_serializer="json"))
+        app.run(timeout=2)
     reader = KafkaConsumer(
         nb.topic("nb11-user-alerts"),
         bootstrap_servers=nb.bootstrap_servers(),
