@@ -98,6 +98,7 @@ class PartitionLog:
         self._lock = threading.RLock()
         self._maintenance = threading.Lock()
         self._unsynced: set[Segment] = set()
+        self._unindexed: list[Segment] = []  # sealed by a roll, index files not written yet
         self._dir_dirty = False
         self._closed = False
         self._offline: str | None = None
@@ -219,7 +220,8 @@ class PartitionLog:
             new = Segment.create(self.directory, self._leo, self._ops)
         except OSError as exc:
             raise _storage_error("creating a new segment", self.directory, exc) from exc
-        self._active.seal()
+        self._active.seal(indexes=False)  # written by write_sealed_indexes, off the loop
+        self._unindexed.append(self._active)
         self._segments = [*self._segments, new]
         self._bases = [*self._bases, new.base_offset]
         self._active = new
@@ -258,6 +260,34 @@ class PartitionLog:
         finally:
             for fd in fds:
                 os.close(fd)
+
+    @property
+    def sealed_unindexed(self) -> bool:
+        """Whether a roll sealed a segment whose index files are not written yet."""
+        return bool(self._unindexed)
+
+    def write_sealed_indexes(self) -> None:
+        """Write the index files of the segments rolls sealed (the flusher thread: the loop
+        never writes them). Each is written beside its final name and renamed under the
+        lock only if the segment is still in the log (retention or compaction may have
+        removed it meanwhile). The files are a cache: a failure is logged, never raised,
+        and a crash before the rename leaves the empty files ``Segment.create`` wrote,
+        which recovery rebuilds from the ``.log``."""
+        with self._lock:
+            pending, self._unindexed = self._unindexed, []
+            contents = [seg.index_bytes() for seg in pending]
+        for seg, content in zip(pending, contents, strict=True):
+            staged = seg.stage_indexes(content)  # the slow part runs without the lock
+            with self._lock:
+                live = seg in self._segments
+                try:
+                    for tmp, final in staged:
+                        if live:
+                            os.replace(tmp, final)
+                        else:
+                            tmp.unlink(missing_ok=True)
+                except OSError as exc:
+                    log.warning("could not install the indexes of %s: %s", seg.log_path, exc)
 
     # -- read ---------------------------------------------------------------------------------
 
@@ -489,6 +519,9 @@ class PartitionLog:
             try:
                 for seg in self._unsynced:
                     seg.sync()
+                for seg in self._unindexed:
+                    seg.write_indexes()
+                self._unindexed.clear()
                 self._active.seal()
                 fsync_dir(self.directory)
             except OSError as exc:

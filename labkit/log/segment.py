@@ -62,6 +62,7 @@ from labkit.protocol.records import BATCH_LENGTH, HEADER_SIZE, LENGTH_PREFIX, re
 log = logging.getLogger(__name__)
 
 LOG, INDEX, TIMEINDEX = ".log", ".index", ".timeindex"
+WRITING = ".writing"  # an index file being written off the loop thread, not yet renamed
 
 # The part of a batch header a walk over the log reads (little-endian, 24 bytes):
 #   offset size field
@@ -345,34 +346,64 @@ class Segment:
             return os.dup(self.fd)
         return os.open(self.log_path, os.O_RDWR | O_BINARY)
 
-    def seal(self) -> None:
-        """The segment stops being active: final time-index entry, index files written,
-        descriptor closed (sealed segments open their file only while reading it)."""
+    def seal(self, indexes: bool = True) -> None:
+        """The segment stops being active: final time-index entry, index files written
+        (unless ``indexes`` is False: a roll leaves them to ``stage_indexes``, off the
+        loop thread), descriptor closed (sealed segments open their file only while
+        reading it)."""
         if self.tail_dirty:
             self._truncate_tail()
         if self.size:
             self.time_index.seal(self.max_timestamp, self.last_batch_offset)
-        self.write_indexes()
+        if indexes:
+            self.write_indexes()
         self.close()
+
+    def index_bytes(self) -> tuple[bytes, bytes]:
+        """The contents of the .index and .timeindex files."""
+        return self.index.to_bytes(), self.time_index.to_bytes()
 
     def write_indexes(self) -> bool:
         """Write both index files. They are a cache: failure is logged, never raised."""
         try:
-            self.index_path.write_bytes(self.index.to_bytes())
-            self.timeindex_path.write_bytes(self.time_index.to_bytes())
+            for path, data in zip(
+                (self.index_path, self.timeindex_path), self.index_bytes(), strict=True
+            ):
+                path.write_bytes(data)
             return True
         except OSError as exc:
-            log.warning(
-                "could not write the indexes of %s (%s); they will be rebuilt on the next start",
-                self.log_path,
-                exc,
-            )
-            for path in (self.index_path, self.timeindex_path):
-                try:
-                    path.unlink(missing_ok=True)
-                except OSError:
-                    pass
+            self._index_write_failed(exc, (self.index_path, self.timeindex_path))
             return False
+
+    def stage_indexes(self, contents: tuple[bytes, bytes]) -> list[tuple[Path, Path]]:
+        """Write ``contents`` (``index_bytes()``) to ``<index file>.writing`` files and
+        return the (staged, final) pairs for the caller to rename once it has checked
+        the segment is still live (a retention or a compaction may have replaced it
+        meanwhile; recovery deletes ``.writing`` leftovers). [] after a failure, logged
+        (the index files are a cache: the next start rebuilds them)."""
+        pairs = [
+            (path.with_name(path.name + WRITING), path)
+            for path in (self.index_path, self.timeindex_path)
+        ]
+        try:
+            for (staged, _final), data in zip(pairs, contents, strict=True):
+                staged.write_bytes(data)
+        except OSError as exc:
+            self._index_write_failed(exc, [staged for staged, _final in pairs])
+            return []
+        return pairs
+
+    def _index_write_failed(self, exc: OSError, paths) -> None:
+        log.warning(
+            "could not write the indexes of %s (%s); they will be rebuilt on the next start",
+            self.log_path,
+            exc,
+        )
+        for path in paths:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                pass
 
     # -- reading ---------------------------------------------------------------------------
 
