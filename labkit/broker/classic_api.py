@@ -25,7 +25,7 @@ from labkit.broker.group_api import (
     MIN_SESSION_TIMEOUT_MS,
     GroupService,
 )
-from labkit.broker.group_api import _group_id as _checked_group_id
+from labkit.broker.group_checks import checked_group_id as _checked_group_id
 from labkit.errors import (
     InconsistentGroupProtocolError,
     InvalidRequestError,
