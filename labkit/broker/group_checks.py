@@ -1,12 +1,11 @@
 """Field checks for consumer-group request headers (labkit's JSON wire): each returns
 the field or raises. Pure, stateless.
 
-A malformed field raises ``BadField``, which ``GroupService.handle`` answers with
-INVALID_REQUEST (42) and the message; a group id outside Kafka's rules raises
+A malformed field raises ``BadField``, which ``GroupService.handle`` (group_api.py) and
+``handle_classic`` (classic_api.py) answer with INVALID_REQUEST (42) and the message; a group id outside Kafka's rules raises
 InvalidGroupIdError (24), a topic name InvalidTopicError (17), a subscription longer
 than ``MAX_SUBSCRIBED_TOPICS`` InvalidRequestError. The messages say what was expected
-and what came. Used by group_api.py and classic_api.py (the classic coordinator's
-requests check group ids the same way).
+and what came.
 """
 
 from __future__ import annotations
@@ -27,6 +26,14 @@ class BadField(Exception):
 def checked_str(header: dict, key: str, default: str | None = None) -> str:
     value = header.get(key, default)
     if not isinstance(value, str):
+        raise BadField(f"'{key}' must be a string")
+    return value
+
+
+def checked_optional_str(header: dict, key: str) -> str | None:
+    """A string field that may be null or left out (None)."""
+    value = header.get(key)
+    if value is not None and not isinstance(value, str):
         raise BadField(f"'{key}' must be a string")
     return value
 
