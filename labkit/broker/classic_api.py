@@ -25,7 +25,13 @@ from labkit.broker.group_api import (
     MIN_SESSION_TIMEOUT_MS,
     GroupService,
 )
-from labkit.broker.group_api import _group_id as _checked_group_id
+from labkit.broker.group_checks import (
+    BadField,
+    checked_int,
+    checked_optional_str,
+    checked_str,
+)
+from labkit.broker.group_checks import checked_group_id as _checked_group_id
 from labkit.errors import (
     InconsistentGroupProtocolError,
     InvalidRequestError,
@@ -42,22 +48,18 @@ MAX_MEMBER_METADATA = 32 * 1024  # bytes of JoinGroup metadata per member, all p
 MAX_PROTOCOLS = 32  # protocols (assignment strategies) per JoinGroup
 
 
-class _Bad(Exception):
-    """A malformed request field (answered with INVALID_REQUEST)."""
-
-
 def handle_classic(groups: GroupService, waiter: Waiter, api: str, h: dict) -> list[Answer]:
     """Answer one classic group request (see the module docstring); never raises."""
     handler = _HANDLERS.get(api)
     try:
         if handler is None:
-            raise _Bad(f"{api!r} is not a classic group API")
+            raise BadField(f"{api!r} is not a classic group API")
         return handler(groups, waiter, h)
     except MemberIdRequiredError as exc:
         return [(waiter, _error(exc, member_id=getattr(exc, "member_id", "")))]
     except KafkaError as exc:
         return [(waiter, _error(exc))]
-    except _Bad as exc:
+    except BadField as exc:
         return [
             (
                 waiter,
@@ -86,29 +88,13 @@ def _error(exc: KafkaError, **extra: Any) -> dict:
     return {"error": UnknownError.errno if errno is None else errno, "message": message, **extra}
 
 
-def _str(h: dict, key: str, default: str | None = None, nullable: bool = False) -> Any:
-    value = h.get(key, default)
-    if value is None and nullable:
-        return None
-    if not isinstance(value, str):
-        raise _Bad(f"'{key}' must be a string")
-    return value
-
-
-def _int(h: dict, key: str, default: int | None = None) -> int:
-    value = h.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise _Bad(f"'{key}' must be an integer")
-    return value
-
-
 def _bytes(value: Any, what: str) -> bytes:
     if not isinstance(value, str):
-        raise _Bad(f"{what} must be a base64 string")
+        raise BadField(f"{what} must be a base64 string")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise _Bad(f"{what} is not valid base64") from None
+        raise BadField(f"{what} is not valid base64") from None
 
 
 def _group_id(groups: GroupService, h: dict, joining: bool = False) -> str:
@@ -123,23 +109,25 @@ def _group_id(groups: GroupService, h: dict, joining: bool = False) -> str:
 
 def _join(groups: GroupService, waiter: Waiter, h: dict) -> list[Answer]:
     group_id = _group_id(groups, h, joining=True)
-    session_ms = _int(h, "session_timeout_ms")
+    session_ms = checked_int(h, "session_timeout_ms")
     if not MIN_SESSION_TIMEOUT_MS <= session_ms <= MAX_SESSION_TIMEOUT_MS:
         raise InvalidSessionTimeoutError(
             f"session.timeout.ms={session_ms} is outside {MIN_SESSION_TIMEOUT_MS}.."
             f"{MAX_SESSION_TIMEOUT_MS}; pick a value in that range (45000 is Kafka's default)"
         )
-    rebalance_ms = _int(h, "rebalance_timeout_ms", session_ms)
+    rebalance_ms = checked_int(h, "rebalance_timeout_ms", session_ms)
     if rebalance_ms < 0:
         rebalance_ms = session_ms  # JoinGroup v0 has none: Kafka uses the session timeout
     rebalance_ms = min(rebalance_ms, MAX_SESSION_TIMEOUT_MS)
     raw = h.get("protocols")
     if not isinstance(raw, list) or len(raw) > MAX_PROTOCOLS:
-        raise _Bad(f"'protocols' must be a list of at most {MAX_PROTOCOLS} [name, metadata] pairs")
+        raise BadField(
+            f"'protocols' must be a list of at most {MAX_PROTOCOLS} [name, metadata] pairs"
+        )
     protocols: list[tuple[str, bytes]] = []
     for row in raw:
         if not isinstance(row, list) or len(row) != 2 or not isinstance(row[0], str):
-            raise _Bad("'protocols' entries must be [name, base64 metadata]")
+            raise BadField("'protocols' entries must be [name, base64 metadata]")
         protocols.append((row[0], _bytes(row[1], f"the metadata of protocol {row[0]!r}")))
     size = sum(len(metadata) for _, metadata in protocols)
     if size > MAX_MEMBER_METADATA:
@@ -150,13 +138,13 @@ def _join(groups: GroupService, waiter: Waiter, h: dict) -> list[Answer]:
     return groups.classic.join(
         waiter,
         group_id,
-        member_id=_str(h, "member_id", ""),
-        group_instance_id=_str(h, "group_instance_id", None, nullable=True),
-        client_id=_str(h, "client_id", ""),
-        client_host=_str(h, "client_host", ""),
+        member_id=checked_str(h, "member_id", ""),
+        group_instance_id=checked_optional_str(h, "group_instance_id"),
+        client_id=checked_str(h, "client_id", ""),
+        client_host=checked_str(h, "client_host", ""),
         session_timeout_ms=session_ms,
         rebalance_timeout_ms=rebalance_ms,
-        protocol_type=_str(h, "protocol_type"),
+        protocol_type=checked_str(h, "protocol_type"),
         protocols=protocols,
         require_member_id=bool(h.get("require_member_id", False)),
     )
@@ -165,30 +153,30 @@ def _join(groups: GroupService, waiter: Waiter, h: dict) -> list[Answer]:
 def _sync(groups: GroupService, waiter: Waiter, h: dict) -> list[Answer]:
     raw = h.get("assignments", [])
     if not isinstance(raw, list):
-        raise _Bad("'assignments' must be a list of [member_id, base64 assignment] pairs")
+        raise BadField("'assignments' must be a list of [member_id, base64 assignment] pairs")
     assignments: dict[str, bytes] = {}
     for row in raw:
         if not isinstance(row, list) or len(row) != 2 or not isinstance(row[0], str):
-            raise _Bad("'assignments' entries must be [member_id, base64 assignment]")
+            raise BadField("'assignments' entries must be [member_id, base64 assignment]")
         assignments[row[0]] = _bytes(row[1], f"the assignment of member {row[0]!r}")
     return groups.classic.sync(
         waiter,
         _group_id(groups, h),
-        member_id=_str(h, "member_id"),
-        generation=_int(h, "generation"),
-        protocol_type=_str(h, "protocol_type", None, nullable=True),
-        protocol_name=_str(h, "protocol_name", None, nullable=True),
+        member_id=checked_str(h, "member_id"),
+        generation=checked_int(h, "generation"),
+        protocol_type=checked_optional_str(h, "protocol_type"),
+        protocol_name=checked_optional_str(h, "protocol_name"),
         assignments=assignments,
-        group_instance_id=_str(h, "group_instance_id", None, nullable=True),
+        group_instance_id=checked_optional_str(h, "group_instance_id"),
     )
 
 
 def _heartbeat(groups: GroupService, waiter: Waiter, h: dict) -> list[Answer]:
     answer = groups.classic.heartbeat(
         _group_id(groups, h),
-        _str(h, "member_id"),
-        _int(h, "generation"),
-        _str(h, "group_instance_id", None, nullable=True),
+        checked_str(h, "member_id"),
+        checked_int(h, "generation"),
+        checked_optional_str(h, "group_instance_id"),
     )
     return [(waiter, answer)]
 
@@ -196,7 +184,7 @@ def _heartbeat(groups: GroupService, waiter: Waiter, h: dict) -> list[Answer]:
 def _leave(groups: GroupService, waiter: Waiter, h: dict) -> list[Answer]:
     members = h.get("members")
     if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
-        raise _Bad("'members' must be a list of member ids")
+        raise BadField("'members' must be a list of member ids")
     codes, answers = groups.classic.leave(_group_id(groups, h), members)
     reply = {"error": 0, "members": [[m, code] for m, code in zip(members, codes, strict=True)]}
     return [(waiter, reply), *answers]

@@ -22,6 +22,8 @@ the client quotas' round (``ClientQuotas.begin_round``). The flusher thread then
 3. writes the queued offset-commit records and fsyncs them once (``sync``),
 4. writes quotas.json, if an admin changed a quota,
 5. fsyncs each log once,
+6. writes the index files of segments that produces sealed (``Reply.rolled``; a
+   cache, so no reply waits for it: the loop thread only never writes them),
 
 and wakes the loop over an inproc socket. The loop (``finish``) installs the
 created topics, turns the failures into per-target errors, sends the replies and
@@ -70,6 +72,7 @@ class Round:
     offsets: OffsetStore | None
     quotas: QuotaRound | None = None
     starts: dict = field(default_factory=dict)  # id(log) -> log whose start moved
+    rolled: dict = field(default_factory=dict)  # id(log) -> log with sealed, unwritten indexes
     failed_logs: dict = field(default_factory=dict)
     failed_starts: dict = field(default_factory=dict)
     offsets_error: Exception | None = None
@@ -91,6 +94,8 @@ class Round:
         if self.quotas is not None:
             self.quotas.run()
         self.failed_logs = flush_logs(self.logs)
+        for plog in self.rolled.values():  # a cache: failures are logged, never raised
+            plog.write_sealed_indexes()
 
 
 def flush_logs(logs: dict) -> dict:
@@ -176,6 +181,7 @@ class GroupCommit:
         self._stats = stats
         self._waiting: list = []  # (identity, rid, api, reply)
         self._held: list = []  # (identity, rid, api, header, payloads, holds)
+        self._rolled: dict = {}  # id(log) -> log whose sealed segment needs its index files
         self._busy = False
         self._thread: _FlusherThread | None = None
         registry.deferred = True
@@ -197,6 +203,11 @@ class GroupCommit:
     def changed_since(self, mark: tuple[int, int, int]) -> bool:
         """Whether state that must be durable changed since ``mark``."""
         return mark != self.mark()
+
+    def write_indexes(self, logs: list) -> None:
+        """Have the next round write the index files of segments these logs sealed."""
+        for plog in logs:
+            self._rolled[id(plog)] = plog
 
     def wait(self, identity: bytes, rid: bytes, api: str, reply: Reply) -> None:
         """Send ``reply`` after the next round (the one that covers it)."""
@@ -268,6 +279,7 @@ class GroupCommit:
             for _index, plog in reply.log_starts or ():
                 starts[id(plog)] = plog
         offsets = self._offsets if self._offsets.unsynced else None
+        rolled, self._rolled = self._rolled, {}
         return Round(
             replies,
             logs,
@@ -275,11 +287,13 @@ class GroupCommit:
             offsets,
             self._quotas.begin_round(),
             starts,
+            rolled,
         )
 
     def _due(self) -> bool:
         return bool(
             self._waiting
+            or self._rolled
             or self._held
             or self._registry.pending
             or self._offsets.unsynced

@@ -23,9 +23,9 @@ only by its offsets, as after a restart, from its newest commit). Its offsets go
 with it: a delete record each, written and fsync'd by the flusher's next round (the
 loop thread never waits for the disk).
 
-Size: ~460 lines: the request checks of every labkit group API and the glue of the two
-coordinators (labkit's and Kafka clients' classic one, which share the offsets, the list,
-describe and delete APIs); the state machines live in groups.py and classic_groups.py.
+The glue of the two coordinators (labkit's and Kafka clients' classic one, which share
+the offsets, the list, describe and delete APIs) is here; the state machines live in
+groups.py and classic_groups.py, the header field checks in group_checks.py.
 """
 
 from __future__ import annotations
@@ -37,15 +37,22 @@ from typing import Any
 
 from labkit._clock import Clock
 from labkit.broker.classic_groups import DEFAULT_INITIAL_DELAY_MS, ClassicCoordinator
+from labkit.broker.group_checks import (
+    MAX_SUBSCRIBED_TOPICS,
+    BadField,
+    checked_group_id,
+    checked_int,
+    checked_str,
+    checked_topics,
+    checked_tps,
+)
 from labkit.broker.group_members import DEAD, EMPTY
 from labkit.broker.groups import DEFAULT_MAX_GROUP_SIZE, Coordinator
 from labkit.broker.offsets import MAX_METADATA, OffsetStore
-from labkit.broker.topics import validate_topic_name
 from labkit.errors import (
     GroupIdNotFoundError,
     GroupSubscribedToTopicError,
     InconsistentGroupProtocolError,
-    InvalidGroupIdError,
     InvalidRequestError,
     InvalidSessionTimeoutError,
     KafkaError,
@@ -59,73 +66,12 @@ from labkit.protocol.messages import GROUP_APIS
 
 log = logging.getLogger(__name__)
 
+__all__ = ["GROUP_APIS", "MAX_SUBSCRIBED_TOPICS", "GroupService"]  # as imported before
+
 MIN_SESSION_TIMEOUT_MS = 100
 MAX_SESSION_TIMEOUT_MS = 3_600_000
-MAX_GROUP_ID = 255
-MAX_SUBSCRIBED_TOPICS = 1000  # per member; a course's whole broker has fewer topics
 OFFSETS_RETENTION_MS = 7 * 24 * 3600 * 1000  # Kafka's offsets.retention.minutes=10080
 RETENTION_CHECK_INTERVAL_MS = 600_000  # offsets.retention.check.interval.ms
-
-
-class _Bad(Exception):
-    """A malformed request field (answered with INVALID_REQUEST)."""
-
-
-def _str(header: dict, key: str, default: str | None = None) -> str:
-    value = header.get(key, default)
-    if not isinstance(value, str):
-        raise _Bad(f"'{key}' must be a string")
-    return value
-
-
-def _int(header: dict, key: str, default: int | None = None) -> int:
-    value = header.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise _Bad(f"'{key}' must be an integer")
-    return value
-
-
-def _group_id(header: dict) -> str:
-    group_id = header.get("group_id")
-    if not isinstance(group_id, str) or not group_id or len(group_id) > MAX_GROUP_ID:
-        raise InvalidGroupIdError(
-            f"group_id must be a non-empty string of at most {MAX_GROUP_ID} characters, "
-            f"got {group_id!r}"
-        )
-    return group_id
-
-
-def _topics(header: dict, key: str = "topics") -> list[str]:
-    """A member's subscription: legal topic names, at most MAX_SUBSCRIBED_TOPICS."""
-    topics = header.get(key)
-    if not isinstance(topics, list):
-        raise _Bad(f"'{key}' must be a list of topic names")
-    if len(topics) > MAX_SUBSCRIBED_TOPICS:
-        raise InvalidRequestError(
-            f"a consumer may subscribe to at most {MAX_SUBSCRIBED_TOPICS} topics, this one "
-            f"named {len(topics)}; subscribe to the topics you read (or a narrower pattern)"
-        )
-    for topic in topics:
-        validate_topic_name(topic)  # InvalidTopicError (17) names the rule
-    return topics
-
-
-def _tps(value: Any, key: str, width: int = 2) -> list[list]:
-    """A list of [topic, partition, ...] rows (``width`` fields each)."""
-    if not isinstance(value, list):
-        raise _Bad(f"'{key}' must be a list of [topic, partition] pairs")
-    for row in value:
-        if (
-            not isinstance(row, list)
-            or len(row) != width
-            or not isinstance(row[0], str)
-            or not isinstance(row[1], int)
-            or isinstance(row[1], bool)
-            or row[1] < 0
-        ):
-            more = ", ..." if width > 2 else ""
-            raise _Bad(f"'{key}' entries must be [topic, partition{more}], got {row!r}")
-    return value
 
 
 class GroupService:
@@ -188,7 +134,7 @@ class GroupService:
             if errno is None:
                 errno = UnknownError.errno
             return {"error": errno, "message": str(exc.args[0]) if exc.args else str(exc)}
-        except _Bad as exc:
+        except BadField as exc:
             return {
                 "error": InvalidRequestError.errno,
                 "message": f"malformed {api} request: {exc} (see docs/groups.md)",
@@ -267,64 +213,64 @@ class GroupService:
     # -- membership -------------------------------------------------------------
 
     def _join(self, h: dict) -> dict:
-        group_id = _group_id(h)
+        group_id = checked_group_id(h)
         if self.classic.has_members(group_id):
             raise InconsistentGroupProtocolError(
                 f"group '{group_id}' is used by Kafka consumers (the classic group protocol, "
                 "over the Kafka port); give labkit's consumers another group_id"
             )
-        session_ms = _int(h, "session_timeout_ms", 10_000)
+        session_ms = checked_int(h, "session_timeout_ms", 10_000)
         if not MIN_SESSION_TIMEOUT_MS <= session_ms <= MAX_SESSION_TIMEOUT_MS:
             raise InvalidSessionTimeoutError(
                 f"session_timeout_ms={session_ms} is outside {MIN_SESSION_TIMEOUT_MS}.."
                 f"{MAX_SESSION_TIMEOUT_MS}; pick a value in that range (45000 is the default)"
             )
-        max_poll_ms = _int(h, "max_poll_interval_ms", 300_000)
+        max_poll_ms = checked_int(h, "max_poll_interval_ms", 300_000)
         if max_poll_ms < 1:
-            raise _Bad("'max_poll_interval_ms' must be positive")
+            raise BadField("'max_poll_interval_ms' must be positive")
         assignors = h.get("assignors", ["range"])
         if not isinstance(assignors, list) or not all(isinstance(a, str) for a in assignors):
-            raise _Bad("'assignors' must be a list of names such as [\"range\"]")
+            raise BadField("'assignors' must be a list of names such as [\"range\"]")
         return self.coordinator.join(
             group_id,
-            client_id=_str(h, "client_id", ""),
-            client_host=_str(h, "client_host", ""),
-            topics=_topics(h),
+            client_id=checked_str(h, "client_id", ""),
+            client_host=checked_str(h, "client_host", ""),
+            topics=checked_topics(h),
             assignors=assignors,
             session_timeout_ms=session_ms,
             max_poll_interval_ms=max_poll_ms,
-            member_id=_str(h, "member_id", ""),
+            member_id=checked_str(h, "member_id", ""),
         )
 
     def _heartbeat(self, h: dict) -> dict:
-        topics = _topics(h) if h.get("topics") is not None else None
-        owned = _tps(h.get("owned", []), "owned")
+        topics = checked_topics(h) if h.get("topics") is not None else None
+        owned = checked_tps(h.get("owned", []), "owned")
         return self.coordinator.heartbeat(
-            _group_id(h),
-            _str(h, "member_id"),
-            _int(h, "generation", -1),
+            checked_group_id(h),
+            checked_str(h, "member_id"),
+            checked_int(h, "generation", -1),
             [(t, p) for t, p in owned],
             topics,
         )
 
     def _leave(self, h: dict) -> dict:
-        self.coordinator.leave(_group_id(h), _str(h, "member_id"))
+        self.coordinator.leave(checked_group_id(h), checked_str(h, "member_id"))
         return {"error": 0}
 
     # -- offsets ------------------------------------------------------------------
 
     def _commit(self, h: dict) -> dict:
-        group_id = _group_id(h)
-        rows = _tps(h.get("offsets"), "offsets", width=4)
+        group_id = checked_group_id(h)
+        rows = checked_tps(h.get("offsets"), "offsets", width=4)
         offsets = []
         for topic, partition, offset, metadata in rows:
             if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-                raise _Bad(
+                raise BadField(
                     f"offset for {topic}-{partition} must be an integer >= 0, got {offset!r}"
                 )
             metadata = "" if metadata is None else metadata
             if not isinstance(metadata, str):
-                raise _Bad(f"metadata for {topic}-{partition} must be a string or null")
+                raise BadField(f"metadata for {topic}-{partition} must be a string or null")
             if len(metadata.encode("utf-8")) > MAX_METADATA:
                 raise OffsetMetadataTooLargeError(
                     f"the metadata string for {topic}-{partition} is over {MAX_METADATA} "
@@ -345,25 +291,27 @@ class GroupService:
                     f"group '{group_id}' is a labkit consumer group with active members; "
                     "a Kafka client cannot commit to it (use another group id)"
                 )
-            self.classic.check_commit(group_id, _str(h, "member_id", ""), _int(h, "generation", -1))
+            self.classic.check_commit(
+                group_id, checked_str(h, "member_id", ""), checked_int(h, "generation", -1)
+            )
         else:
             self.coordinator.check_commit(
                 group_id,
-                _str(h, "member_id", ""),
-                _int(h, "generation", -1),
+                checked_str(h, "member_id", ""),
+                checked_int(h, "generation", -1),
                 [(t, p) for t, p, _, _ in offsets],
             )
         self.offsets.commit(group_id, offsets)
         return {"error": 0}
 
     def _fetch(self, h: dict) -> dict:
-        group_id = _group_id(h)
+        group_id = checked_group_id(h)
         wanted = h.get("partitions")
         if wanted is None:
             committed = self.offsets.fetch(group_id)
             tps = sorted(committed)
         else:
-            tps = [(t, p) for t, p in _tps(wanted, "partitions")]
+            tps = [(t, p) for t, p in checked_tps(wanted, "partitions")]
             committed = self.offsets.fetch(group_id, tps)
         rows = []
         for tp in tps:
@@ -408,7 +356,7 @@ class GroupService:
     def _describe(self, h: dict) -> dict:
         group_ids = h.get("group_ids")
         if not isinstance(group_ids, list) or not all(isinstance(g, str) for g in group_ids):
-            raise _Bad("'group_ids' must be a list of group ids")
+            raise BadField("'group_ids' must be a list of group ids")
         groups = []
         for group_id in group_ids:
             described = self.coordinator.describe(group_id)
@@ -443,7 +391,7 @@ class GroupService:
     def _delete(self, h: dict) -> dict:
         group_ids = h.get("group_ids")
         if not isinstance(group_ids, list) or not all(isinstance(g, str) for g in group_ids):
-            raise _Bad("'group_ids' must be a list of group ids")
+            raise BadField("'group_ids' must be a list of group ids")
         results = []
         for group_id in group_ids:
             error, message = 0, None
@@ -467,7 +415,7 @@ class GroupService:
     def _offset_delete(self, h: dict) -> dict:
         """Kafka's OffsetDelete: forget some committed offsets of a group; a partition of
         a topic the group's members subscribe to is refused (GROUP_SUBSCRIBED_TO_TOPIC)."""
-        group_id = _group_id(h)
+        group_id = checked_group_id(h)
         partitions = h.get("partitions")
         if not isinstance(partitions, list) or not all(
             isinstance(row, list)
@@ -477,7 +425,7 @@ class GroupService:
             and not isinstance(row[1], bool)
             for row in partitions
         ):
-            raise _Bad("'partitions' must be a list of [topic, partition]")
+            raise BadField("'partitions' must be a list of [topic, partition]")
         if group_id not in self._known_groups():
             raise GroupIdNotFoundError(f"consumer group '{group_id}' does not exist")
         classic_topics = self.classic.subscribed_topics(group_id)

@@ -205,6 +205,7 @@ class Handlers(TopicAdmin):
         appended = []
         created = []
         sync: list[tuple[int, PartitionLog]] | None = [] if acks == -1 else None
+        rolled: list[PartitionLog] = []
         for index, ((name, partition), batch) in enumerate(zip(targets, payloads, strict=False)):
             try:
                 topic = registry.topics.get(name)
@@ -256,6 +257,8 @@ class Handlers(TopicAdmin):
                     else:
                         base = duplicate
                 results.append([base, 0, plog.log_start_offset, None])
+                if plog.sealed_unindexed:
+                    rolled.append(plog)
                 if sync is not None:  # a duplicate too: its original may not be durable yet
                     sync.append((index, plog))
             except Exception as exc:  # noqa: BLE001
@@ -267,6 +270,7 @@ class Handlers(TopicAdmin):
             sync=sync,
             appended=appended,
             changed_topics=created,
+            rolled=rolled or None,
         )
 
     def _check_timestamps(self, name: str, topic: Topic, batch, header) -> None:

@@ -203,6 +203,8 @@ class BrokerLoop:
             self._charge(identity, PRODUCER_BYTE_RATE, header, reply.header, payloads)
         if reply.appended:
             self._dirty.update(reply.appended)
+        if reply.rolled:
+            durable.write_indexes(reply.rolled)
         if reply.topics_changed:
             self._recheck_all = True
         if reply.changed_topics:

@@ -17,6 +17,9 @@ A ``Reply`` tells the server what to do besides sending ``header`` + ``payloads`
 - ``log_starts``: ``[(row index, log)]`` of a delete_records whose new log start
   offsets are not durable yet; the server answers after the flusher's round wrote
   them and patches the rows whose write failed.
+- ``rolled``: logs whose active segment a produce sealed; the flusher thread writes
+  the sealed segment's index files (``PartitionLog.write_sealed_indexes``) in its next
+  round, so the loop thread never does (the reply does not wait for it).
 
 ``error_of`` maps any exception to (Kafka error code, message for the student): a
 ``KafkaError`` keeps its code, an ``OSError`` is KAFKA_STORAGE_ERROR (56) saying what
@@ -50,6 +53,7 @@ class Reply:
     changed_topics: list[str] | tuple[()] = ()
     request: dict | None = None  # a parked fetch's request (its client's quota is charged)
     log_starts: list | None = None  # delete_records: (row, log) to save before replying
+    rolled: list | None = None  # logs a produce rolled: the flusher writes their indexes
 
 
 def error_of(exc: BaseException) -> tuple[int, str]:

@@ -3,9 +3,9 @@
 Theory of operation
 -------------------
 The listener is a bridge, not a second broker. Its thread owns the Kafka TCP sockets
-(non-blocking): one listening socket per configured listener (Kafka's ``listeners``;
-each connection remembers which one it came in on, so Metadata advertises that
-listener's address, Kafka's rule) and, for each Kafka connection, one ZeroMQ DEALER
+(non-blocking): one listening socket per configured listener (Kafka's ``listeners``,
+bound by bindings.py; each connection remembers which one it came in on, so Metadata
+advertises that listener's address, Kafka's rule) and, for each Kafka connection, one ZeroMQ DEALER
 connected to the broker's own ROUTER over ``inproc://`` (same zmq.Context): every Kafka client is a
 connection of its own to the broker, so the loop's fairness, byte budgets, quotas,
 long-poll parking and ``acks=all`` group commit apply to it unchanged, and no broker
@@ -49,7 +49,6 @@ benchmarks/NOTES.md section 11.1); ``close()`` sets it back.
 from __future__ import annotations
 
 import collections
-import errno
 import itertools
 import logging
 import socket
@@ -57,16 +56,19 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import zmq
 
-from labkit.errors import KafkaConfigurationError, ProtocolError
+from labkit.errors import ProtocolError
 from labkit.kafka import apis, bridges, codec
+from labkit.kafka.bindings import Bound, ListenSpec, bind_all
 from labkit.protocol import bootstrap
 from labkit.protocol.frames import build_request, parse_response
 
 log = logging.getLogger(__name__)
+
+__all__ = ["KafkaListener", "ListenSpec"]  # ListenSpec: kafka/bindings.py, named here too
 
 RECV_BYTES = 65536
 POLL_MS = 100  # how often the thread looks at its stop flag
@@ -78,38 +80,11 @@ MAX_SILENT = 4  # acks=0 produces of one connection the broker may not have hand
 SWITCH_INTERVAL_S = 0.0005
 
 
-class ListenSpec(NamedTuple):
-    """One listener to bind (the broker's config resolves Kafka's settings into these)."""
-
-    name: str
-    bind_host: str
-    port: int  # 0: any free port
-    advertised_host: str  # what Metadata names to clients of this listener
-    advertised_port: int  # 0: the bound port
-    zmq_host: str | None  # labkit's bootstrap answer (None: the host the client dialled)
-    zmq_port: int
-    flag: str = "--listeners"  # what to change when the port is taken
-
-
-class _Bound:
-    """A listening socket, its spec, and the context its connections' responses use."""
-
-    def __init__(
-        self, spec: ListenSpec, sock: socket.socket, default_partitions: int, max_frame: int
-    ):
-        self.spec = spec
-        self.sock = sock
-        self.port: int = sock.getsockname()[1]
-        self.context = apis.Context(
-            spec.advertised_host, spec.advertised_port or self.port, default_partitions, max_frame
-        )
-
-
 class _Connection:
     """One Kafka client: its TCP socket, its DEALER, its queue and output."""
 
     def __init__(
-        self, sock: socket.socket, peer: str, dealer: zmq.Socket, max_frame: int, via: _Bound
+        self, sock: socket.socket, peer: str, dealer: zmq.Socket, max_frame: int, via: Bound
     ):
         self.sock = sock
         self.via = via  # the listener it came in on (what Metadata advertises to it)
@@ -144,7 +119,7 @@ class KafkaListener:
         self._max_frame = max_frame_bytes
         self._max_buffered = max_buffered_bytes
         self._default_partitions = default_partitions
-        self._bound: dict[int, _Bound] = {}  # listening descriptor -> its listener
+        self._bound: dict[int, Bound] = {}  # listening descriptor -> its listener
         self._thread: threading.Thread | None = None
         self._stop = False
         self._request_ids = itertools.count()
@@ -165,15 +140,7 @@ class KafkaListener:
 
     def start(self) -> None:
         """Bind every listener and start the thread. Raises KafkaConfigurationError."""
-        try:
-            for spec in self._specs:
-                bound = _Bound(spec, _bind(spec), self._default_partitions, self._max_frame)
-                self._bound[bound.sock.fileno()] = bound
-        except KafkaConfigurationError:
-            for bound in self._bound.values():
-                bound.sock.close()
-            self._bound.clear()
-            raise
+        self._bound = bind_all(self._specs, self._default_partitions, self._max_frame)
         self.ports = [bound.port for bound in self._bound.values()]
         if sys.getswitchinterval() > SWITCH_INTERVAL_S:
             self._switch_interval_before = sys.getswitchinterval()
@@ -249,7 +216,7 @@ class KafkaListener:
             log.exception("Kafka connection from %s failed", conn.peer)
             self._drop(conn, "")
 
-    def _accept(self, via: _Bound) -> None:
+    def _accept(self, via: Bound) -> None:
         while True:
             try:
                 sock, address = via.sock.accept()
@@ -453,31 +420,6 @@ class KafkaListener:
             "zmq_port": spec.zmq_port,
         }
         return bootstrap.encode_response(correlation, version, answer)
-
-
-def _bind(spec: ListenSpec) -> socket.socket:
-    """A non-blocking listening socket for ``spec``. Raises KafkaConfigurationError."""
-    family = socket.AF_INET6 if ":" in spec.bind_host else socket.AF_INET
-    server = socket.socket(family, socket.SOCK_STREAM)
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        server.bind((spec.bind_host, spec.port))
-    except OSError as exc:
-        server.close()
-        where = f"{spec.bind_host}:{spec.port}"
-        if exc.errno == errno.EADDRINUSE:
-            raise KafkaConfigurationError(
-                f"port {spec.port} on {spec.bind_host} (listener {spec.name}) is already in "
-                f"use. Is another broker running? Stop it, or choose another port with "
-                f"{spec.flag}"
-            ) from None
-        raise KafkaConfigurationError(
-            f"cannot listen for Kafka clients on {where} (listener {spec.name}): "
-            f"{exc.strerror} (check --host, --port and --listeners)"
-        ) from None
-    server.listen(128)
-    server.setblocking(False)
-    return server
 
 
 class _Close(Exception):

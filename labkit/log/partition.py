@@ -34,10 +34,10 @@ second lock. ``flush`` fsyncs duplicated descriptors outside the lock, so it may
 also run on its own thread (group commit); so does ``save_log_start``, which makes a
 start moved by ``move_log_start`` (DeleteRecords, on the loop) durable.
 
-Size: ~510 lines, over the house's ~450, on purpose: every method here takes the same
-two locks over the same segment list, and keeping them in one class keeps the locking
-rules above checkable in one read (the pure parts already live in retention.py,
-compaction.py, recovery.py and start_offset.py).
+Retention, DeleteRecords' log start and compaction are ``PartitionMaintenance``
+(partition_maintenance.py), which this class extends: the same object, the same two
+locks and the rules above (the pure parts live in retention.py, compaction.py,
+recovery.py and start_offset.py).
 """
 
 from __future__ import annotations
@@ -52,7 +52,6 @@ from pathlib import Path
 from labkit._clock import Clock
 from labkit.errors import (
     CorruptRecordError,
-    KafkaStorageError,
     MessageSizeTooLargeError,
     OffsetOutOfRangeError,
 )
@@ -60,23 +59,16 @@ from labkit.log import compaction, start_offset
 from labkit.log.batchio import DEFAULT_OPS, FileOps
 from labkit.log.config import LogConfig
 from labkit.log.index import OFFSET_ENTRY, TIME_ENTRY
+from labkit.log.partition_maintenance import PartitionMaintenance, storage_error
 from labkit.log.producer_journal import PartitionProducers
 from labkit.log.recovery import fsync_dir, load_segments
-from labkit.log.retention import plan_retention
 from labkit.log.segment import MAX_RELATIVE_OFFSET, Segment, SegmentInfo
 from labkit.protocol.records import BASE_OFFSET, BatchHeader
 
 log = logging.getLogger(__name__)
 
 
-def _storage_error(what: str, directory: Path, exc: OSError) -> KafkaStorageError:
-    return KafkaStorageError(
-        f"{what} in {directory} failed: {exc.strerror or exc}. Free some disk space or fix the data directory's permissions; "
-        "the log stays consistent and accepts writes again once the disk does."
-    )
-
-
-class PartitionLog:
+class PartitionLog(PartitionMaintenance):
     """Append, read and maintain one partition's segments. Open with ``PartitionLog.open``."""
 
     def __init__(
@@ -98,6 +90,7 @@ class PartitionLog:
         self._lock = threading.RLock()
         self._maintenance = threading.Lock()
         self._unsynced: set[Segment] = set()
+        self._unindexed: list[Segment] = []  # sealed by a roll, index files not written yet
         self._dir_dirty = False
         self._closed = False
         self._offline: str | None = None
@@ -123,7 +116,7 @@ class PartitionLog:
         try:
             segments = load_segments(directory, config, ops or DEFAULT_OPS)
         except OSError as exc:
-            raise _storage_error("opening the log", directory, exc) from exc
+            raise storage_error("opening the log", directory, exc) from exc
         return cls(directory, config, clock, segments, ops or DEFAULT_OPS)
 
     # -- properties ---------------------------------------------------------------------------
@@ -138,10 +131,6 @@ class PartitionLog:
             self._config = config
 
     @property
-    def log_start_offset(self) -> int:
-        return max(self._bases[0], self._start)
-
-    @property
     def log_end_offset(self) -> int:
         return self._leo
 
@@ -153,12 +142,6 @@ class PartitionLog:
         with self._lock:
             self._check_open()
             return [s.info(s is self._active) for s in self._segments]
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise KafkaStorageError(f"the log in {self.directory} is closed")
-        if self._offline:
-            raise KafkaStorageError(self._offline)
 
     # -- append -------------------------------------------------------------------------------
 
@@ -198,7 +181,7 @@ class PartitionLog:
                     now,
                 )
             except OSError as exc:
-                raise _storage_error("appending to the log", self.directory, exc) from exc
+                raise storage_error("appending to the log", self.directory, exc) from exc
             self._leo = next_offset
             self._unsynced.add(seg)
             return base
@@ -218,8 +201,9 @@ class PartitionLog:
         try:
             new = Segment.create(self.directory, self._leo, self._ops)
         except OSError as exc:
-            raise _storage_error("creating a new segment", self.directory, exc) from exc
-        self._active.seal()
+            raise storage_error("creating a new segment", self.directory, exc) from exc
+        self._active.seal(indexes=False)  # written by write_sealed_indexes, off the loop
+        self._unindexed.append(self._active)
         self._segments = [*self._segments, new]
         self._bases = [*self._bases, new.base_offset]
         self._active = new
@@ -254,10 +238,38 @@ class PartitionLog:
                 live = set(self._segments)
                 self._unsynced.update(s for s in pending if s in live)
                 self._dir_dirty |= dir_dirty
-            raise _storage_error("fsync of the log", self.directory, exc) from exc
+            raise storage_error("fsync of the log", self.directory, exc) from exc
         finally:
             for fd in fds:
                 os.close(fd)
+
+    @property
+    def sealed_unindexed(self) -> bool:
+        """Whether a roll sealed a segment whose index files are not written yet."""
+        return bool(self._unindexed)
+
+    def write_sealed_indexes(self) -> None:
+        """Write the index files of the segments rolls sealed (the flusher thread: the loop
+        never writes them). Each is written beside its final name and renamed under the
+        lock only if the segment is still in the log (retention or compaction may have
+        removed it meanwhile). The files are a cache: a failure is logged, never raised,
+        and a crash before the rename leaves the empty files ``Segment.create`` wrote,
+        which recovery rebuilds from the ``.log``."""
+        with self._lock:
+            pending, self._unindexed = self._unindexed, []
+            contents = [seg.index_bytes() for seg in pending]
+        for seg, content in zip(pending, contents, strict=True):
+            staged = seg.stage_indexes(content)  # the slow part runs without the lock
+            with self._lock:
+                live = seg in self._segments
+                try:
+                    for tmp, final in staged:
+                        if live:
+                            os.replace(tmp, final)
+                        else:
+                            tmp.unlink(missing_ok=True)
+                except OSError as exc:
+                    log.warning("could not install the indexes of %s: %s", seg.log_path, exc)
 
     # -- read ---------------------------------------------------------------------------------
 
@@ -287,7 +299,7 @@ class PartitionLog:
                         return data
                     i += 1
             except OSError as exc:
-                raise _storage_error("reading the log", self.directory, exc) from exc
+                raise storage_error("reading the log", self.directory, exc) from exc
             return b""
 
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
@@ -304,178 +316,8 @@ class PartitionLog:
                         if found is not None:  # none below the log start (DeleteRecords)
                             return max(found[0], self.log_start_offset), found[1]
             except OSError as exc:
-                raise _storage_error("reading the log", self.directory, exc) from exc
+                raise storage_error("reading the log", self.directory, exc) from exc
         return None
-
-    # -- maintenance (may run on a background thread) -----------------------------------------
-
-    def apply_retention(self) -> int:
-        """Delete the old segments retention.ms / retention.bytes allow; returns how many.
-
-        Moves log_start_offset. Never deletes the active segment. Raises
-        KafkaStorageError if a file cannot be removed (the log stays consistent).
-        """
-        with self._maintenance, self._lock:
-            if self._closed or self._offline:
-                return 0
-            reasons = plan_retention(
-                [s.info() for s in self._segments], self._clock.time_ms(), self._config
-            )
-            if not reasons:
-                return 0
-            self._delete_front(reasons)
-            return len(reasons)
-
-    def _delete_front(self, reasons: list[str]) -> None:
-        """Delete the first ``len(reasons)`` segments (never the active one). Lock held."""
-        victims = self._segments[: len(reasons)]
-        self._segments = self._segments[len(reasons) :]
-        self._bases = self._bases[len(reasons) :]
-        try:
-            for seg, reason in zip(victims, reasons, strict=True):
-                self._unsynced.discard(seg)
-                seg.delete_files()
-                log.info(
-                    "%s: deleted %s; log start offset is now %d",
-                    self.directory.name,
-                    reason,
-                    self.log_start_offset,
-                )
-        except OSError as exc:
-            raise _storage_error("deleting old segments", self.directory, exc) from exc
-        finally:
-            self._dir_dirty = True  # the next flush makes the deletion durable
-
-    def delete_records(self, offset: int) -> int:
-        """Kafka's DeleteRecords, durable on return: ``move_log_start`` then
-        ``save_log_start`` (the broker calls them apart: its flusher thread saves)."""
-        low = self.move_log_start(offset)
-        self.save_log_start()
-        return low
-
-    def move_log_start(self, offset: int) -> int:
-        """Make ``offset`` the log start offset in memory; returns the new start (the
-        low watermark). Records below it can no longer be read (a fetch gets
-        OFFSET_OUT_OF_RANGE); whole segments below it are deleted. Not durable until
-        ``save_log_start`` (``log_start_unsaved`` says whether it is due).
-
-        An offset at or below the current start changes nothing. Raises
-        OffsetOutOfRangeError for an offset past the log end (the high watermark) or
-        negative, KafkaStorageError when a segment cannot be deleted.
-        """
-        with self._lock:  # not _maintenance: a long compaction must not stall the caller
-            self._check_open()
-            if not 0 <= offset <= self._leo:
-                raise OffsetOutOfRangeError(
-                    f"cannot delete records before offset {offset}: this partition's "
-                    f"offsets are [{self.log_start_offset}, {self._leo}] (the high "
-                    "watermark is the largest offset allowed; -1 means it)"
-                )
-            if offset <= self.log_start_offset:
-                return self.log_start_offset
-            self._start = offset
-            below = sum(1 for base in self._bases[1:] if base <= offset)
-            self._delete_front(
-                [
-                    f"segment {b:020d}: below the log start offset {offset} (DeleteRecords)"
-                    for b in self._bases[:below]
-                ]
-            )
-            return offset
-
-    @property
-    def log_start_unsaved(self) -> bool:
-        """Whether a start moved by ``move_log_start`` is not in the checkpoint yet."""
-        return self._start > self._saved_start
-
-    def save_log_start(self) -> None:
-        """Write the moved log start offset to its checkpoint and fsync it (the broker's
-        flusher thread; the write runs without the lock, so appends and reads go on).
-        Raises KafkaStorageError; the start then stays unsaved, for the next call."""
-        with self._checkpointing:
-            with self._lock:
-                if self._closed or self._start <= self._saved_start:
-                    return
-                offset = self._start
-            try:
-                start_offset.write(self.directory, offset)
-            except OSError as exc:
-                raise _storage_error("saving the log start offset", self.directory, exc) from exc
-            with self._lock:
-                self._saved_start = max(self._saved_start, offset)
-
-    def compact(self) -> int:
-        """Compact the sealed segments (cleanup.policy has compact); returns records removed.
-
-        Keeps the latest record per key, offsets unchanged; tombstones go after
-        delete.retention.ms; records younger than min.compaction.lag.ms are not touched.
-        Raises KafkaStorageError if the cleaned files cannot be written.
-        """
-        with self._maintenance:
-            removed = self._compact_pass(merge_only=False)
-            if removed is not None:  # cleaned segments shrank: merge neighbours that now fit
-                self._compact_pass(merge_only=True)
-            if removed:
-                log.info("%s: compaction removed %d records", self.directory.name, removed)
-            return removed or 0
-
-    def _compact_pass(self, merge_only: bool) -> int | None:
-        """One clean of the cleanable segments; None when there was nothing to do."""
-        with self._lock:
-            config = self._config
-            if self._closed or self._offline or not config.compacts:
-                return None
-            now = self._clock.time_ms()
-            sealed = self._segments[:-1]
-            infos = [s.info() for s in sealed]
-            count = compaction.cleanable_count(infos, now, config)
-            sources, infos = sealed[:count], infos[:count]
-            if not sources:
-                return None
-            if merge_only:
-                if all(
-                    end - start == 1
-                    for start, end in compaction.plan_groups(infos, config.segment_bytes)
-                ):
-                    return None
-            elif self._clean_state and self._clean_state.covers(infos, now):
-                return None
-            fds = []
-            try:
-                for s in sources:
-                    fds.append((s.open_fd(), s.size))
-            except OSError as exc:
-                for fd, _size in fds:
-                    os.close(fd)
-                raise _storage_error("reading segments to compact", self.directory, exc) from exc
-        cleaner = compaction.Cleaner(self.directory, config, now, self._ops, lambda: self._closed)
-        try:
-            cleaned = cleaner.run(infos, fds)
-        except compaction.Stopped:
-            return None
-        except OSError as exc:
-            raise _storage_error("writing a compacted segment", self.directory, exc) from exc
-        finally:
-            for fd, _size in fds:
-                os.close(fd)
-        with self._lock:
-            if self._closed or self._segments[:count] != sources:
-                cleaner.discard(cleaned)
-                return None
-            try:
-                replaced = cleaner.install(cleaned, sources)
-            except OSError as exc:
-                self._offline = (
-                    f"compaction of {self.directory} failed while swapping files "
-                    f"({exc}); restart the broker to recover the partition"
-                )
-                raise KafkaStorageError(self._offline) from exc
-            self._unsynced.difference_update(sources)
-            self._segments = [*replaced, *self._segments[count:]]
-            self._bases = [s.base_offset for s in self._segments]
-            self._clean_state = cleaner.state(replaced)
-            self._dir_dirty = True
-        return cleaner.removed
 
     # -- closing ------------------------------------------------------------------------------
 
@@ -489,6 +331,9 @@ class PartitionLog:
             try:
                 for seg in self._unsynced:
                     seg.sync()
+                for seg in self._unindexed:
+                    seg.write_indexes()
+                self._unindexed.clear()
                 self._active.seal()
                 fsync_dir(self.directory)
             except OSError as exc:
@@ -507,7 +352,7 @@ class PartitionLog:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise _storage_error("deleting the partition", self.directory, exc) from exc
+            raise storage_error("deleting the partition", self.directory, exc) from exc
 
     def __repr__(self) -> str:
         return (

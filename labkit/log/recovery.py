@@ -7,6 +7,10 @@ after an interrupted compaction, files with a suffix:
 
 - ``*.cleaned``: a compaction's output still being written. Never committed, so
   it is deleted.
+- ``<base>.index.writing`` (``.timeindex.writing``): a sealed segment's index files
+  being written off the loop thread (``PartitionLog.write_sealed_indexes``), not yet
+  renamed: deleted; the segment's own index files are then still the empty ones of
+  its creation, which fail the checks below, so the index is rebuilt.
 - ``<base>.log.swap`` (with ``.index.swap``/``.timeindex.swap``): a finished,
   fsynced compaction output for the segments starting at ``<base>``. Renaming the
   ``.log.cleaned`` to ``.log.swap`` is the commit point, so a swap is completed:
@@ -50,6 +54,7 @@ from labkit.log.segment import (
     LOG,
     MAX_RELATIVE_OFFSET,
     TIMEINDEX,
+    WRITING,
     Segment,
     segment_paths,
 )
@@ -145,6 +150,8 @@ def _tidy(directory: Path) -> dict[int, int | None]:
     for path in sorted(directory.iterdir()):
         if path.name.endswith(CLEANED):
             log.warning("removing %s left over from an interrupted clean-up", path)
+            path.unlink(missing_ok=True)
+        elif path.name.endswith(WRITING):  # never renamed: its segment's index is rebuilt
             path.unlink(missing_ok=True)
     for path in sorted(directory.glob("*" + LOG + SWAP)):
         log.warning("finishing an interrupted compaction: installing %s", path)

@@ -17,7 +17,9 @@ past the last batch's last offset (``base_offset`` when empty). Bytes past
 read and are cut off by the next recovery.
 
 Only the active segment keeps its file open; a sealed one opens it for each read
-(a partition with thousands of small segments must not run out of descriptors).
+(a partition with thousands of small segments must not run out of descriptors). The
+read path (finding a batch by offset or timestamp) is ``SegmentReads``
+(segment_reads.py), which this class extends.
 
 Writes go through ``FileOps.pwritev`` at the tracked ``size`` (not O_APPEND), so a
 failed append can never shift later batches, and the unbuffered write reaches the
@@ -32,16 +34,15 @@ segment always; a sealed one whose checks fail).
 
 Not thread-safe: ``PartitionLog`` serializes access with its lock.
 
-Size: ~510 lines, one module on purpose: one class over one file, and its invariants (the
-tracked size, the index, what a torn write leaves) are easier to keep when every write path
-is in view.
+Every write path (append, truncation, sealing, index files, recovery's rebuild) stays
+here, in one view, with the invariants above (the tracked size, the index, what a torn
+write leaves).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,28 +50,20 @@ from pathlib import Path
 from labkit.errors import CorruptRecordError
 from labkit.log.batchio import (
     DEFAULT_OPS,
-    MIN_BATCH_LENGTH,
     O_BINARY,
     FileOps,
-    decode_checked,
     iter_batches,
     pread,
 )
 from labkit.log.index import OffsetIndex, TimeIndex
-from labkit.protocol.records import BATCH_LENGTH, HEADER_SIZE, LENGTH_PREFIX, read_header
+from labkit.log.segment_reads import WALK_CHUNK, SegmentReads
+from labkit.protocol.records import HEADER_SIZE, read_header
 
 log = logging.getLogger(__name__)
 
 LOG, INDEX, TIMEINDEX = ".log", ".index", ".timeindex"
+WRITING = ".writing"  # an index file being written off the loop thread, not yet renamed
 
-# The part of a batch header a walk over the log reads (little-endian, 24 bytes):
-#   offset size field
-#   0      8    base_offset        int64
-#   8      4    batch_length       int32  bytes after this field
-#   12     8    crc, magic, attributes, reserved (skipped)
-#   20     4    last_offset_delta  int32
-_WALK = struct.Struct("<qi8xi")
-WALK_CHUNK = 16 * 1024  # bytes read per step when walking headers (read path)
 MAX_RELATIVE_OFFSET = (1 << 31) - 1  # relative offsets stay well inside the index's uint32
 
 
@@ -97,7 +90,7 @@ class SegmentInfo:
     active: bool = False
 
 
-class Segment:
+class Segment(SegmentReads):
     """One open segment; see the module docstring."""
 
     __slots__ = (
@@ -339,137 +332,64 @@ class Segment:
         finally:
             os.close(fd)
 
-    def open_fd(self) -> int:
-        """A new descriptor of the .log file; the caller closes it. Raises OSError."""
-        if self.fd >= 0:
-            return os.dup(self.fd)
-        return os.open(self.log_path, os.O_RDWR | O_BINARY)
-
-    def seal(self) -> None:
-        """The segment stops being active: final time-index entry, index files written,
-        descriptor closed (sealed segments open their file only while reading it)."""
+    def seal(self, indexes: bool = True) -> None:
+        """The segment stops being active: final time-index entry, index files written
+        (unless ``indexes`` is False: a roll leaves them to ``stage_indexes``, off the
+        loop thread), descriptor closed (sealed segments open their file only while
+        reading it)."""
         if self.tail_dirty:
             self._truncate_tail()
         if self.size:
             self.time_index.seal(self.max_timestamp, self.last_batch_offset)
-        self.write_indexes()
+        if indexes:
+            self.write_indexes()
         self.close()
+
+    def index_bytes(self) -> tuple[bytes, bytes]:
+        """The contents of the .index and .timeindex files."""
+        return self.index.to_bytes(), self.time_index.to_bytes()
 
     def write_indexes(self) -> bool:
         """Write both index files. They are a cache: failure is logged, never raised."""
         try:
-            self.index_path.write_bytes(self.index.to_bytes())
-            self.timeindex_path.write_bytes(self.time_index.to_bytes())
+            for path, data in zip(
+                (self.index_path, self.timeindex_path), self.index_bytes(), strict=True
+            ):
+                path.write_bytes(data)
             return True
         except OSError as exc:
-            log.warning(
-                "could not write the indexes of %s (%s); they will be rebuilt on the next start",
-                self.log_path,
-                exc,
-            )
-            for path in (self.index_path, self.timeindex_path):
-                try:
-                    path.unlink(missing_ok=True)
-                except OSError:
-                    pass
+            self._index_write_failed(exc, (self.index_path, self.timeindex_path))
             return False
 
-    # -- reading ---------------------------------------------------------------------------
-
-    def read(self, offset: int, max_bytes: int) -> bytes | None:
-        """Whole batches from the first one holding an offset >= ``offset``, up to
-        ``max_bytes`` (at least that one); None when no batch here does. Raises OSError."""
-        fd = self.fd
-        if fd >= 0:
-            return self._read(fd, offset, max_bytes)
-        fd = os.open(self.log_path, os.O_RDONLY | O_BINARY)
+    def stage_indexes(self, contents: tuple[bytes, bytes]) -> list[tuple[Path, Path]]:
+        """Write ``contents`` (``index_bytes()``) to ``<index file>.writing`` files and
+        return the (staged, final) pairs for the caller to rename once it has checked
+        the segment is still live (a retention or a compaction may have replaced it
+        meanwhile; recovery deletes ``.writing`` leftovers). [] after a failure, logged
+        (the index files are a cache: the next start rebuilds them)."""
+        pairs = [
+            (path.with_name(path.name + WRITING), path)
+            for path in (self.index_path, self.timeindex_path)
+        ]
         try:
-            return self._read(fd, offset, max_bytes)
-        finally:
-            os.close(fd)
+            for (staged, _final), data in zip(pairs, contents, strict=True):
+                staged.write_bytes(data)
+        except OSError as exc:
+            self._index_write_failed(exc, [staged for staged, _final in pairs])
+            return []
+        return pairs
 
-    def _read(self, fd: int, offset: int, max_bytes: int) -> bytes | None:
-        found = self._find(fd, offset)
-        if found is None:
-            return None
-        position, first_size = found
-        avail = self.size - position
-        if avail <= max_bytes:
-            n = avail
-        elif first_size >= max_bytes:
-            n = first_size
-        else:
-            n = self._last_boundary(fd, position, position + max_bytes) - position
-        return pread(fd, n, position)
-
-    def _find(self, fd: int, offset: int) -> tuple[int, int] | None:
-        """(position, size) of the first batch whose last offset is >= ``offset``, or None."""
-        pos = self.index.lookup(offset)
-        end = self.size
-        while pos < end:
-            buf = pread(fd, min(WALK_CHUNK, end - pos), pos)
-            n = len(buf)
-            off = 0
-            while n - off >= 24:
-                base, length, last_delta = _WALK.unpack_from(buf, off)
-                if length < MIN_BATCH_LENGTH:
-                    raise CorruptRecordError(
-                        f"invalid batch length {length} at byte {pos + off} of {self.log_path}"
-                    )
-                if base + last_delta >= offset:
-                    return pos + off, length + LENGTH_PREFIX
-                off += length + LENGTH_PREFIX
-            if off == 0:
-                break
-            pos += off
-        return None
-
-    def _last_boundary(self, fd: int, start: int, limit: int) -> int:
-        """The end of the last whole batch that ends at or before ``limit``."""
-        pos = max(start, self.index.floor_position(limit))
-        while True:
-            want = min(WALK_CHUNK, limit - pos)
-            if want < LENGTH_PREFIX:
-                return pos
-            buf = pread(fd, want, pos)
-            off = 0
-            while want - off >= LENGTH_PREFIX:
-                (length,) = BATCH_LENGTH.unpack_from(buf, off + 8)
-                if length < MIN_BATCH_LENGTH:
-                    raise CorruptRecordError(
-                        f"invalid batch length {length} at byte {pos + off} of {self.log_path}"
-                    )
-                nxt = off + LENGTH_PREFIX + length
-                if pos + nxt > limit:
-                    return pos + off
-                off = nxt
-            pos += off
-
-    def find_timestamp(self, timestamp: int) -> tuple[int, int] | None:
-        """(offset, timestamp) of the first record with timestamp >= ``timestamp``, or None.
-
-        Raises OSError."""
-        start = self.index.lookup(self.time_index.lookup(timestamp))
-        fd = self.open_fd()
-        try:
-            for _pos, header, buf, off in iter_batches(
-                fd, start, self.size, validate=False, chunk=WALK_CHUNK * 4
-            ):
-                if header.max_timestamp < timestamp:
-                    continue
-                try:
-                    batch = decode_checked(buf, off, header)
-                except CorruptRecordError as exc:  # no timestamps to offer: look further
-                    log.warning("%s: a timestamp lookup skipped a batch: %s", self.log_path, exc)
-                    continue
-                if batch.log_append_time and batch.offsets:
-                    return batch.offsets[0], header.max_timestamp
-                for offset, ts in zip(batch.offsets, batch.timestamps, strict=False):
-                    if ts >= timestamp:
-                        return offset, ts
-        finally:
-            os.close(fd)
-        return None
+    def _index_write_failed(self, exc: OSError, paths) -> None:
+        log.warning(
+            "could not write the indexes of %s (%s); they will be rebuilt on the next start",
+            self.log_path,
+            exc,
+        )
+        for path in paths:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                pass
 
     @property
     def first_timestamp(self) -> int:

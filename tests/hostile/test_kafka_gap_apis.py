@@ -6,20 +6,15 @@ answering well-behaved clients."""
 
 from __future__ import annotations
 
-import io
-import socket
-import struct
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kio.index import load_request_schema, load_response_schema
-from kio.serial import entity_reader, entity_writer
+from kio.index import load_request_schema
 
 from labkit import KafkaAdminClient as LabkitAdmin
 from labkit import NewTopic
 from labkit.testing import BrokerProcess, RawClient
-from labkit.testing.broker import free_port
+from tests.raw_connections import KafkaConnection
 
 WAIT_S = 30  # "answers, does not hang": a generous bound on a loaded machine
 OFFSET_DELETE = 47
@@ -33,60 +28,13 @@ PARTITION_CODES = {0, 3, 86}  # NONE, UNKNOWN_TOPIC_OR_PARTITION, GROUP_SUBSCRIB
 
 @pytest.fixture(scope="module")
 def kafka_broker(tmp_path_factory):
-    port = free_port()
-    with BrokerProcess(
-        data_dir=tmp_path_factory.mktemp("kafka-gap-apis"), config={"kafka.port": str(port)}
-    ) as proc:
-        proc.kafka_port = port
+    with BrokerProcess(data_dir=tmp_path_factory.mktemp("kafka-gap-apis")) as proc:
         admin = LabkitAdmin(bootstrap_servers=proc.bootstrap)
         try:
             admin.create_topics([NewTopic(TOPIC, 2, 1)])
         finally:
             admin.close()
         yield proc
-
-
-class RawKafka:
-    """One Kafka connection speaking kio entities, one request at a time."""
-
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT_S)
-        self.correlation = 0
-
-    def call(self, api_key: int, version: int, body):
-        schema = load_request_schema(api_key, version)
-        header_schema = schema.__header_schema__
-        self.correlation += 1
-        out = io.BytesIO()
-        entity_writer(header_schema)(
-            out,
-            header_schema(
-                request_api_key=api_key,
-                request_api_version=version,
-                correlation_id=self.correlation,
-                client_id="hostile",
-            ),
-        )
-        entity_writer(schema)(out, body)
-        data = out.getvalue()
-        self.sock.sendall(struct.pack(">i", len(data)) + data)
-        size = struct.unpack(">i", self._exactly(4))[0]
-        frame = self._exactly(size)
-        response = load_response_schema(api_key, version)
-        header, used = entity_reader(response.__header_schema__)(frame, 0)
-        assert header.correlation_id == self.correlation
-        return entity_reader(response)(frame, used)[0]
-
-    def _exactly(self, size: int) -> bytes:
-        data = b""
-        while len(data) < size:
-            chunk = self.sock.recv(size - len(data))
-            assert chunk, "the broker closed the connection"
-            data += chunk
-        return data
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +50,7 @@ def kafka(kafka_broker):
             },
         )
         assert header["error"] == 0, header
-    conn = RawKafka(kafka_broker.kafka_port)
+    conn = KafkaConnection.connect(kafka_broker.port)
     yield conn
     conn.close()
 

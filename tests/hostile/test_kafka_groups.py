@@ -6,8 +6,6 @@ protocols, break nothing (the coordinator relays bytes, it never trusts them).""
 from __future__ import annotations
 
 import datetime
-import io
-import socket
 import struct
 import threading
 import time
@@ -15,14 +13,11 @@ import time
 import pytest
 from kafka import KafkaAdminClient
 from kafka import KafkaConsumer as KpConsumer
-from kio.index import load_request_schema, load_response_schema
-from kio.serial import entity_reader, entity_writer
 
-from labkit import KafkaAdminClient as LabkitAdmin
-from labkit import NewTopic
 from labkit.cli.main import run_command
 from labkit.testing import BrokerProcess
-from labkit.testing.broker import free_port
+from tests.integration.client_helpers import create_topic
+from tests.raw_connections import KafkaConnection, nested_schema
 
 pytestmark = pytest.mark.usefixtures("kafka_python_garbage")
 
@@ -32,56 +27,15 @@ JOIN, SYNC, DESCRIBE = 11, 14, 15
 
 @pytest.fixture(scope="module")
 def kafka_broker(tmp_path_factory):
-    port = free_port()
-    with BrokerProcess(
-        data_dir=tmp_path_factory.mktemp("kafka-groups-hostile"),
-        config={"kafka.port": str(port)},
-    ) as proc:
-        proc.kafka_port = port
+    with BrokerProcess(data_dir=tmp_path_factory.mktemp("kafka-groups-hostile")) as proc:
         yield proc
 
 
-class RawKafka:
-    """One Kafka connection speaking kio entities, one request at a time."""
-
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT_S)
-        self.correlation = 0
-
-    def call(self, api_key: int, version: int, **fields):
-        schema = load_request_schema(api_key, version)
-        header_schema = schema.__header_schema__
-        self.correlation += 1
-        out = io.BytesIO()
-        entity_writer(header_schema)(
-            out,
-            header_schema(
-                request_api_key=api_key,
-                request_api_version=version,
-                correlation_id=self.correlation,
-                client_id="hostile",
-            ),
-        )
-        entity_writer(schema)(out, schema(**fields))
-        body = out.getvalue()
-        self.sock.sendall(struct.pack(">i", len(body)) + body)
-        size = struct.unpack(">i", self._exactly(4))[0]
-        frame = self._exactly(size)
-        response = load_response_schema(api_key, version)
-        header, used = entity_reader(response.__header_schema__)(frame, 0)
-        assert header.correlation_id == self.correlation
-        return entity_reader(response)(frame, used)[0]
-
-    def _exactly(self, size: int) -> bytes:
-        data = b""
-        while len(data) < size:
-            chunk = self.sock.recv(size - len(data))
-            assert chunk, "the broker closed the connection"
-            data += chunk
-        return data
+class RawKafka(KafkaConnection):
+    """A raw Kafka connection that joins groups with any protocols and metadata."""
 
     def join(self, group: str, member_id: str, protocols, session_ms=1000, rebalance_ms=2000):
-        module = __import__(load_request_schema(JOIN, 5).__module__, fromlist=["x"])
+        protocol = nested_schema(JOIN, 5, "JoinGroupRequestProtocol")
         return self.call(
             JOIN,
             5,
@@ -91,22 +45,8 @@ class RawKafka:
             member_id=member_id,
             group_instance_id=None,
             protocol_type="consumer",
-            protocols=tuple(
-                module.JoinGroupRequestProtocol(name=name, metadata=metadata)
-                for name, metadata in protocols
-            ),
+            protocols=tuple(protocol(name=name, metadata=metadata) for name, metadata in protocols),
         )
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def create_topic(broker, name: str, partitions: int) -> None:
-    admin = LabkitAdmin(bootstrap_servers=broker.bootstrap)
-    try:
-        admin.create_topics([NewTopic(name, partitions, 1)])
-    finally:
-        admin.close()
 
 
 class Member(threading.Thread):
@@ -118,7 +58,7 @@ class Member(threading.Thread):
         self.error: BaseException | None = None
         self.stop = threading.Event()
         self.consumer = KpConsumer(
-            bootstrap_servers=f"127.0.0.1:{broker.kafka_port}",
+            bootstrap_servers=broker.bootstrap,
             group_id=group,
             heartbeat_interval_ms=300,
             enable_auto_commit=False,
@@ -160,7 +100,7 @@ def test_a_member_that_joins_and_goes_silent_stalls_the_group_only_for_its_sessi
     create_topic(kafka_broker, unique_topic, 2)
     group = f"{unique_topic}-group"
     good = Member(kafka_broker, group, unique_topic)
-    hostile = RawKafka(kafka_broker.kafka_port)
+    hostile = RawKafka.connect(kafka_broker.port)
     try:
         wait_until(lambda: good.assignment == {0, 1}, "the good member's assignment")
         first = hostile.join(group, "", [("range", subscription(unique_topic))])
@@ -184,7 +124,7 @@ def test_garbage_metadata_and_assignments_break_nothing(kafka_broker, unique_top
     create_topic(kafka_broker, unique_topic, 2)
     group = f"{unique_topic}-garbage"
     garbage = b"\xff\xff\x7f\xff\xff\xff" + bytes(range(256))
-    raw = RawKafka(kafka_broker.kafka_port)
+    raw = RawKafka.connect(kafka_broker.port)
     try:
         first = raw.join(group, "", [("range", garbage), ("", b""), ("x" * 200, garbage)])
         joined = raw.join(
@@ -192,7 +132,7 @@ def test_garbage_metadata_and_assignments_break_nothing(kafka_broker, unique_top
         )
         assert joined.error_code == 0
         assert joined.members[0].metadata == garbage  # relayed untouched
-        sync_module = __import__(load_request_schema(SYNC, 3).__module__, fromlist=["x"])
+        assignment = nested_schema(SYNC, 3, "SyncGroupRequestAssignment")
         synced = raw.call(
             SYNC,
             3,
@@ -201,10 +141,8 @@ def test_garbage_metadata_and_assignments_break_nothing(kafka_broker, unique_top
             member_id=joined.member_id,
             group_instance_id=None,
             assignments=(
-                sync_module.SyncGroupRequestAssignment(
-                    member_id=joined.member_id, assignment=garbage
-                ),
-                sync_module.SyncGroupRequestAssignment(member_id="nobody", assignment=garbage),
+                assignment(member_id=joined.member_id, assignment=garbage),
+                assignment(member_id="nobody", assignment=garbage),
             ),
         )
         assert synced.error_code == 0
@@ -220,7 +158,7 @@ def test_garbage_metadata_and_assignments_break_nothing(kafka_broker, unique_top
             ["--bootstrap-server", kafka_broker.bootstrap, "--describe", "--group", group],
         )
         assert code == 0, capsys.readouterr()
-        admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{kafka_broker.kafka_port}")
+        admin = KafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap)
         try:
             assert group in {g["group_id"] for g in admin.list_groups()}
         finally:

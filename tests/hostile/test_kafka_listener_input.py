@@ -18,7 +18,6 @@ import pytest
 from kafka import KafkaAdminClient
 
 from labkit.testing import BrokerProcess, RawClient
-from labkit.testing.broker import free_port
 
 pytestmark = pytest.mark.usefixtures("kafka_python_garbage")
 
@@ -28,17 +27,15 @@ CLOSE_BOUND_S = 10  # "is closed, does not hang": a generous bound on a loaded m
 
 @pytest.fixture(scope="module")
 def kafka_broker(tmp_path_factory):
-    port = free_port()
     with BrokerProcess(
         data_dir=tmp_path_factory.mktemp("kafka-hostile"),
-        config={"kafka.port": str(port), "socket.request.max.bytes": str(MAX_REQUEST)},
+        config={"socket.request.max.bytes": str(MAX_REQUEST)},
     ) as proc:
-        proc.kafka_port = port
         yield proc
 
 
 def connect(broker) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", broker.kafka_port), timeout=CLOSE_BOUND_S)
+    return socket.create_connection(("127.0.0.1", broker.port), timeout=CLOSE_BOUND_S)
 
 
 def frame(body: bytes) -> bytes:
@@ -70,7 +67,7 @@ def closed_by_broker(sock: socket.socket) -> bool:
 
 def still_answers(broker) -> None:
     """A well-behaved Kafka client and labkit's own client are both answered."""
-    admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{broker.kafka_port}")
+    admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{broker.port}")
     try:
         assert isinstance(admin.list_topics(), list)
     finally:

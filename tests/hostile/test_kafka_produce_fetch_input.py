@@ -6,12 +6,9 @@ Also: parked fetches of Kafka connections that went away leave nothing behind.""
 
 from __future__ import annotations
 
-import datetime
-import io
 import random
 import socket
 import struct
-import sys
 import threading
 import time
 
@@ -19,15 +16,13 @@ import crc32c
 import pytest
 from kafka.record.default_records import DefaultRecordBatch as KpBatch
 from kafka.record.default_records import DefaultRecordBatchBuilder as KpBuilder
-from kio.index import load_request_schema, load_response_schema
 from kio.schema.errors import ErrorCode
-from kio.serial import entity_reader, entity_writer
 
 from labkit import KafkaAdminClient as LabkitAdmin
 from labkit.broker.config import BrokerConfig
 from labkit.broker.server import BrokerServer
 from labkit.testing import BrokerProcess
-from labkit.testing.broker import free_port
+from tests.raw_connections import KafkaConnection
 
 MAX_REQUEST = 65536  # socket.request.max.bytes here: also the decompressed budget
 WAIT_S = 10  # "answers, does not hang": generous on a shared machine
@@ -36,116 +31,14 @@ NOW = int(time.time() * 1000)
 
 @pytest.fixture(scope="module")
 def kafka_broker(tmp_path_factory):
-    port = free_port()
     with BrokerProcess(
         data_dir=tmp_path_factory.mktemp("kafka-produce-hostile"),
-        config={"kafka.port": str(port), "socket.request.max.bytes": str(MAX_REQUEST)},
+        config={"socket.request.max.bytes": str(MAX_REQUEST)},
     ) as proc:
-        proc.kafka_port = port
-        with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as sock:
+        with socket.create_connection(("127.0.0.1", proc.port), timeout=WAIT_S) as sock:
             conn = KafkaConnection(sock)
             conn.metadata_create("bad")  # auto-created, 1 partition
         yield proc
-
-
-def _nested(key: int, version: int, name: str):
-    schema = load_request_schema(key, version)
-    return getattr(sys.modules[schema.__module__], name)
-
-
-class KafkaConnection:
-    """One raw Kafka connection: requests written and responses read with kio."""
-
-    def __init__(self, sock: socket.socket, client_id: str = "hostile"):
-        self.sock = sock
-        self.client_id = client_id
-        self.correlation = 0
-
-    def send(self, api_key: int, version: int, body) -> int:
-        schema = load_request_schema(api_key, version)
-        header = schema.__header_schema__
-        out = io.BytesIO()
-        self.correlation += 1
-        entity_writer(header)(
-            out,
-            header(
-                request_api_key=api_key,
-                request_api_version=version,
-                correlation_id=self.correlation,
-                client_id=self.client_id,
-            ),
-        )
-        entity_writer(schema)(out, body)
-        data = out.getvalue()
-        self.sock.sendall(struct.pack(">i", len(data)) + data)
-        return self.correlation
-
-    def receive(self, api_key: int, version: int, correlation: int):
-        size = struct.unpack(">i", self._exactly(4))[0]
-        frame = self._exactly(size)
-        schema = load_response_schema(api_key, version)
-        header, used = entity_reader(schema.__header_schema__)(frame, 0)
-        assert header.correlation_id == correlation
-        return entity_reader(schema)(frame, used)[0]
-
-    def _exactly(self, n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = self.sock.recv(n - len(data))
-            assert chunk, "the listener closed the connection"
-            data += chunk
-        return data
-
-    def produce(self, records, acks=-1, topic="bad"):
-        """One Produce v9 for partition 0 of ``topic``: the partition's response."""
-        part = _nested(0, 9, "PartitionProduceData")(index=0, records=records)
-        topic_data = _nested(0, 9, "TopicProduceData")(name=topic, partition_data=(part,))
-        request = load_request_schema(0, 9)(
-            transactional_id=None,
-            acks=acks,
-            timeout=datetime.timedelta(seconds=30),
-            topic_data=(topic_data,),
-        )
-        correlation = self.send(0, 9, request)
-        if acks == 0:
-            return None
-        self.last = self.receive(0, 9, correlation)
-        return self.last.responses[0].partition_responses[0]
-
-    def fetch(self, offset: int, topic="bad", max_wait_ms=0):
-        """One Fetch v12 of partition 0 of ``topic``: the partition's data."""
-        partition = _nested(1, 12, "FetchPartition")(
-            partition=0,
-            current_leader_epoch=-1,
-            fetch_offset=offset,
-            last_fetched_epoch=-1,
-            log_start_offset=-1,
-            partition_max_bytes=1 << 20,
-        )
-        fetch_topic = _nested(1, 12, "FetchTopic")(topic=topic, partitions=(partition,))
-        request = load_request_schema(1, 12)(
-            cluster_id=None,
-            replica_id=-1,
-            max_wait=datetime.timedelta(milliseconds=max_wait_ms),
-            min_bytes=1,
-            max_bytes=1 << 20,
-            isolation_level=0,
-            session_id=0,
-            session_epoch=-1,
-            topics=(fetch_topic,),
-            forgotten_topics_data=(),
-            rack_id="",
-        )
-        correlation = self.send(1, 12, request)
-        return correlation
-
-    def metadata_create(self, topic: str) -> None:
-        request = load_request_schema(3, 4)(
-            topics=(_nested(3, 4, "MetadataRequestTopic")(name=topic),),
-            allow_auto_topic_creation=True,
-        )
-        correlation = self.send(3, 4, request)
-        self.receive(3, 4, correlation)
 
 
 def good_batch(values, *, codec=0) -> bytes:
@@ -219,7 +112,7 @@ BAD_BATCHES = {
 @pytest.mark.parametrize("name", list(BAD_BATCHES))
 def test_a_bad_batch_gets_its_error_and_the_connection_goes_on(kafka_broker, name):
     records, expected = BAD_BATCHES[name]
-    with socket.create_connection(("127.0.0.1", kafka_broker.kafka_port), timeout=WAIT_S) as sock:
+    with socket.create_connection(("127.0.0.1", kafka_broker.port), timeout=WAIT_S) as sock:
         conn = KafkaConnection(sock)
         refused = conn.produce(records)
         assert refused.error_code != ErrorCode.none
@@ -239,7 +132,7 @@ def test_a_bad_batch_gets_its_error_and_the_connection_goes_on(kafka_broker, nam
 
 def test_random_mutations_of_a_batch_never_break_the_connection(kafka_broker):
     rng = random.Random(13)
-    with socket.create_connection(("127.0.0.1", kafka_broker.kafka_port), timeout=WAIT_S) as sock:
+    with socket.create_connection(("127.0.0.1", kafka_broker.port), timeout=WAIT_S) as sock:
         conn = KafkaConnection(sock)
         for _ in range(150):
             raw = bytearray(good_batch([b"x" * rng.randrange(40)] * rng.randrange(1, 5)))
@@ -254,7 +147,7 @@ def test_random_mutations_of_a_batch_never_break_the_connection(kafka_broker):
 
 
 def test_a_failed_acks_0_produce_closes_its_connection_as_kafka_does(kafka_broker):
-    with socket.create_connection(("127.0.0.1", kafka_broker.kafka_port), timeout=WAIT_S) as sock:
+    with socket.create_connection(("127.0.0.1", kafka_broker.port), timeout=WAIT_S) as sock:
         conn = KafkaConnection(sock)
         conn.produce(GOOD, acks=0)  # no response at all ...
         conn.produce(GOOD, acks=0)
@@ -262,7 +155,7 @@ def test_a_failed_acks_0_produce_closes_its_connection_as_kafka_does(kafka_broke
         conn.produce(flipped(GOOD), acks=0)
         assert sock.recv(1) == b""  # the producer learns that something failed
     assert "a produce with acks=0 failed" in kafka_broker.output()
-    with socket.create_connection(("127.0.0.1", kafka_broker.kafka_port), timeout=WAIT_S) as sock:
+    with socket.create_connection(("127.0.0.1", kafka_broker.port), timeout=WAIT_S) as sock:
         assert KafkaConnection(sock).produce(GOOD).error_code == ErrorCode.none
 
 
@@ -270,15 +163,10 @@ def test_parked_fetches_of_closed_kafka_connections_leave_nothing_behind(tmp_pat
     """An inproc DEALER's close is no event for the broker: the fetch stays parked until
     its max_wait (at most fetch.max.wait.max.ms), its answer is dropped by the ROUTER,
     and the listener holds nothing of the connection."""
-    kafka_port = free_port()
-    config = BrokerConfig.build(
-        "127.0.0.1",
-        0,
-        tmp_path / "d",
-        {"kafka.port": str(kafka_port), "fetch.max.wait.max.ms": "1500"},
-    )
+    config = BrokerConfig.build("127.0.0.1", 0, tmp_path / "d", {"fetch.max.wait.max.ms": "1500"})
     server = BrokerServer(config)
     server.start()
+    kafka_port = server.config.port  # the main port, bound on a free one
     loop = threading.Thread(target=server.serve_forever, daemon=True)
     loop.start()
     try:
@@ -308,12 +196,12 @@ def test_parked_fetches_of_closed_kafka_connections_leave_nothing_behind(tmp_pat
 
 
 def test_a_client_that_resets_its_connection_is_a_client_leaving_not_bad_input(kafka_broker):
-    sock = socket.create_connection(("127.0.0.1", kafka_broker.kafka_port), timeout=WAIT_S)
+    sock = socket.create_connection(("127.0.0.1", kafka_broker.port), timeout=WAIT_S)
     peer = f"127.0.0.1:{sock.getsockname()[1]}"
     KafkaConnection(sock).fetch(10**6, max_wait_ms=300)  # answered after the reset
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()  # RST: the listener reads ECONNRESET or writes into EPIPE
-    with socket.create_connection(("127.0.0.1", kafka_broker.kafka_port), timeout=WAIT_S) as s:
+    with socket.create_connection(("127.0.0.1", kafka_broker.port), timeout=WAIT_S) as s:
         time.sleep(1.0)  # past the parked fetch's answer
         assert KafkaConnection(s).produce(GOOD).error_code == ErrorCode.none
     assert f"closed the Kafka connection from {peer}" not in kafka_broker.output()
@@ -328,7 +216,7 @@ def test_a_kafka_client_over_its_quota_gets_throttle_time_as_kafka_says(kafka_br
         )
     finally:
         admin.close()
-    with socket.create_connection(("127.0.0.1", kafka_broker.kafka_port), timeout=WAIT_S) as sock:
+    with socket.create_connection(("127.0.0.1", kafka_broker.port), timeout=WAIT_S) as sock:
         conn = KafkaConnection(sock, client_id="slow-kafka")
         throttles = []
         while not any(throttles) and len(throttles) < 10:  # ~4 KB/s over the quota window

@@ -9,9 +9,7 @@ from __future__ import annotations
 import random
 import socket
 import struct
-import threading
 import time
-from contextlib import contextmanager
 
 import pytest
 from kafka import KafkaAdminClient as KafkaPythonAdmin
@@ -19,6 +17,7 @@ from kafka import KafkaAdminClient as KafkaPythonAdmin
 from labkit import KafkaAdminClient, NoBrokersAvailable
 from labkit.protocol import bootstrap as wire
 from labkit.testing import RawClient
+from tests.raw_connections import closed_by_broker, frame, scripted_server
 
 pytestmark = pytest.mark.usefixtures("kafka_python_garbage")
 
@@ -36,17 +35,6 @@ def both_protocols_answer(broker) -> None:
         assert header["error"] == 0
 
 
-def closed_without_answer(sock: socket.socket) -> bool:
-    try:
-        return sock.recv(1) == b""
-    except ConnectionResetError:
-        return True
-
-
-def frame(body: bytes) -> bytes:
-    return struct.pack(">i", len(body)) + body
-
-
 @pytest.mark.parametrize(
     "request_bytes",
     [
@@ -60,7 +48,7 @@ def frame(body: bytes) -> bytes:
 def test_a_malformed_bootstrap_request_closes_only_its_connection(shared_broker, request_bytes):
     with socket.create_connection(("127.0.0.1", shared_broker.port), timeout=BOUND_S) as sock:
         sock.sendall(request_bytes)
-        assert closed_without_answer(sock)
+        assert closed_by_broker(sock)
     both_protocols_answer(shared_broker)
 
 
@@ -112,43 +100,6 @@ def test_garbage_on_the_kafka_port_is_survived(broker):
     both_protocols_answer(broker)
 
 
-@contextmanager
-def hostile_server(answer: bytes, then_wait: bool = True):
-    """Accepts, reads a little, writes ``answer``, then holds the connection open."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.1)
-    stop = threading.Event()
-
-    def serve():
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                try:
-                    conn.settimeout(0.5)
-                    conn.recv(4096)
-                    conn.sendall(answer)
-                    while then_wait and not stop.is_set():
-                        try:
-                            if not conn.recv(1):
-                                break
-                        except TimeoutError:
-                            continue
-                except OSError:
-                    pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(5)
-        server.close()
-
-
 @pytest.mark.parametrize(
     "answer",
     [
@@ -163,7 +114,7 @@ def hostile_server(answer: bytes, then_wait: bool = True):
     ids=["banner", "huge-size", "not-json", "not-object", "wrong-id", "bad-port", "bad-host"],
 )
 def test_a_server_answering_garbage_fails_fast_with_what_it_did(answer):
-    with hostile_server(answer) as address:
+    with scripted_server(answer) as address:
         started = time.monotonic()
         with pytest.raises(NoBrokersAvailable) as info:
             KafkaAdminClient(bootstrap_servers=address, request_timeout_ms=180_000)
@@ -175,7 +126,7 @@ def test_a_server_answering_garbage_fails_fast_with_what_it_did(answer):
 
 def test_a_server_that_never_finishes_its_answer_is_given_up_on():
     partial = wire.encode_response(0x4C4B, 0, {"zmq_port": 9192})[:-3]
-    with hostile_server(partial) as address:
+    with scripted_server(partial) as address:
         started = time.monotonic()
         with pytest.raises(NoBrokersAvailable) as info:
             KafkaAdminClient(bootstrap_servers=address, request_timeout_ms=3000)

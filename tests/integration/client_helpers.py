@@ -1,8 +1,18 @@
-"""Helpers the client integration tests share: read a topic back with the real consumer."""
+"""Helpers the client integration tests share: make a topic with labkit's admin client,
+read a topic back with the real consumer (not a test module)."""
 
 from __future__ import annotations
 
-from labkit import KafkaConsumer
+from labkit import KafkaAdminClient, KafkaConsumer, NewTopic
+
+
+def create_topic(broker, name: str, partitions: int = 1) -> None:
+    """Create ``name`` with ``partitions`` on ``broker`` (a BrokerProcess) over ZeroMQ."""
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        admin.close()
 
 
 def read_all(bootstrap, topic, expected, timeout_s=10.0, **configs):

@@ -4,11 +4,8 @@ client and Apache Kafka's own tools, the tools compared with Apache Kafka itself
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import socket
-import struct
 import sys
 
 import pytest
@@ -16,9 +13,8 @@ from kafka import KafkaAdminClient as KafkaPythonAdmin
 from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic
 from kafka.errors import InvalidPartitionsError
 from kafka.structs import TopicPartition
-from kio.index import load_request_schema, load_response_schema
+from kio.index import load_request_schema
 from kio.schema.errors import ErrorCode
-from kio.serial import entity_reader, entity_writer
 
 from labkit import KafkaAdminClient as LabkitAdmin
 from labkit import KafkaConsumer as LabkitConsumer
@@ -26,33 +22,20 @@ from labkit import KafkaProducer as LabkitProducer
 from labkit.kafka.admin_apis import ALTER_CONFIGS_KEY
 from labkit.testing import BrokerProcess
 from labkit.testing.apache_kafka import run_tool
-from labkit.testing.broker import free_port
+from tests.raw_connections import kafka_request
 
 pytestmark = pytest.mark.usefixtures("kafka_python_garbage")
 
 
-class KafkaBroker(BrokerProcess):
-    """A broker process with its Kafka listener on a free port."""
-
-    def __init__(self, **kwargs):
-        self.kafka_port = free_port()
-        config = {"kafka.port": str(self.kafka_port), **kwargs.pop("config", {})}
-        super().__init__(config=config, **kwargs)
-
-    @property
-    def kafka_bootstrap(self) -> str:
-        return f"127.0.0.1:{self.kafka_port}"
-
-
 @pytest.fixture(scope="module")
 def kafka_broker(tmp_path_factory):
-    with KafkaBroker(data_dir=tmp_path_factory.mktemp("kafka-admin")) as proc:
+    with BrokerProcess(data_dir=tmp_path_factory.mktemp("kafka-admin")) as proc:
         yield proc
 
 
 @pytest.fixture
 def admin(kafka_broker):
-    client = KafkaPythonAdmin(bootstrap_servers=kafka_broker.kafka_bootstrap)
+    client = KafkaPythonAdmin(bootstrap_servers=kafka_broker.bootstrap)
     yield client
     client.close()
 
@@ -106,40 +89,10 @@ def test_alter_configs_replaces_the_whole_set(kafka_broker, unique_topic):
     resource = module.AlterConfigsResource(
         resource_type=ConfigResourceType.TOPIC.value, resource_name=unique_topic, configs=(config,)
     )
-    answer = kafka_request(
-        kafka_broker.kafka_port, schema(resources=(resource,), validate_only=False)
-    )
+    answer = kafka_request(kafka_broker.port, schema(resources=(resource,), validate_only=False))
     [result] = answer.responses
     assert result.error_code == ErrorCode.none
     assert labkit_configs(kafka_broker, unique_topic) == {"segment.ms": "3600000"}
-
-
-def kafka_request(port: int, body):
-    """Send one request (a kio entity) to the Kafka port; return the decoded response."""
-    key, version = body.__api_key__, body.__version__
-    header = body.__header_schema__(
-        request_api_key=key, request_api_version=version, correlation_id=1, client_id="t"
-    )
-    out = io.BytesIO()
-    entity_writer(body.__header_schema__)(out, header)
-    entity_writer(type(body))(out, body)
-    frame = out.getvalue()
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(struct.pack(">i", len(frame)) + frame)
-        size = struct.unpack(">i", receive(sock, 4))[0]
-        answer = receive(sock, size)
-    response_schema = load_response_schema(key, version)
-    _header, used = entity_reader(response_schema.__header_schema__)(answer, 0)
-    return entity_reader(response_schema)(answer, used)[0]
-
-
-def receive(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        assert chunk, "the broker closed the connection"
-        data += chunk
-    return data
 
 
 def test_alter_configs_errors_come_per_resource(admin, unique_topic):
@@ -175,7 +128,7 @@ def test_kafka_python_deletes_records(admin, kafka_broker, unique_topic):
 
 
 def tool_on_both(kafka_broker, apache_kafka, script: str, *args: str):
-    on_labkit = run_tool(script, "--bootstrap-server", kafka_broker.kafka_bootstrap, *args)
+    on_labkit = run_tool(script, "--bootstrap-server", kafka_broker.bootstrap, *args)
     on_kafka = apache_kafka.tool(script, *args)
     return on_labkit, on_kafka
 

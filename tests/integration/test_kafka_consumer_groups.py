@@ -19,45 +19,23 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from labkit import KafkaAdminClient as LabkitAdmin
 from labkit import KafkaConsumer as LabkitConsumer
 from labkit import KafkaProducer as LabkitProducer
-from labkit import NewTopic
 from labkit import TopicPartition as LabkitPartition
 from labkit.cli.main import run_command
 from labkit.errors import InconsistentGroupProtocolError
 from labkit.nb.dashboard_widget import collect
 from labkit.testing import BrokerProcess, RawClient
 from labkit.testing.apache_kafka import run_tool
-from labkit.testing.broker import free_port
+from tests.integration.client_helpers import create_topic
 
 pytestmark = pytest.mark.usefixtures("kafka_python_garbage")
 
 WAIT_S = 30  # generous: the machine is shared
 
 
-class KafkaBroker(BrokerProcess):
-    """A broker process with its Kafka listener on a fixed free port."""
-
-    def __init__(self, **kwargs):
-        self.kafka_port = free_port()
-        config = {"kafka.port": str(self.kafka_port), **kwargs.pop("config", {})}
-        super().__init__(config=config, **kwargs)
-
-    @property
-    def kafka_bootstrap(self) -> str:
-        return f"127.0.0.1:{self.kafka_port}"
-
-
 @pytest.fixture(scope="module")
 def kafka_broker(tmp_path_factory):
-    with KafkaBroker(data_dir=tmp_path_factory.mktemp("kafka-groups")) as proc:
+    with BrokerProcess(data_dir=tmp_path_factory.mktemp("kafka-groups")) as proc:
         yield proc
-
-
-def create_topic(broker, name: str, partitions: int) -> None:
-    admin = LabkitAdmin(bootstrap_servers=broker.bootstrap)
-    try:
-        admin.create_topics([NewTopic(name, partitions, 1)])
-    finally:
-        admin.close()
 
 
 def produce(broker, topic: str, partitions: int, per_partition: int, tag: str) -> None:
@@ -96,7 +74,7 @@ class KpMember:
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._consumer = KpConsumer(
-            bootstrap_servers=broker.kafka_bootstrap,
+            bootstrap_servers=broker.bootstrap,
             group_id=group,
             client_id=name,
             auto_offset_reset="earliest",
@@ -172,7 +150,7 @@ def test_confluent_kafka_consumers_in_a_group(kafka_broker, unique_topic, strate
     produce(kafka_broker, unique_topic, 4, 10, "c")
     group = f"{unique_topic}-group"
     config = {
-        "bootstrap.servers": kafka_broker.kafka_bootstrap,
+        "bootstrap.servers": kafka_broker.bootstrap,
         "group.id": group,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
@@ -217,7 +195,7 @@ def test_aiokafka_consumer_in_a_group_commits(kafka_broker, unique_topic):
     async def scenario():
         consumer = AIOKafkaConsumer(
             unique_topic,
-            bootstrap_servers=kafka_broker.kafka_bootstrap,
+            bootstrap_servers=kafka_broker.bootstrap,
             group_id=group,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
@@ -263,7 +241,7 @@ def test_a_group_cannot_mix_labkit_and_kafka_consumers(kafka_broker, unique_topi
             )
             kafka_intruder = KpConsumer(
                 unique_topic,
-                bootstrap_servers=kafka_broker.kafka_bootstrap,
+                bootstrap_servers=kafka_broker.bootstrap,
                 group_id=labkit_group,
             )
             try:
@@ -364,7 +342,7 @@ def normalized(output: str, member_ids: list[str]) -> list[list[str]]:
 
 def test_kafka_consumer_groups_tool_matches_apache_kafka(kafka_broker, apache_kafka, unique_topic):
     group = f"{unique_topic}-group"
-    brokers = {"labkit": kafka_broker.kafka_bootstrap, "kafka": apache_kafka.bootstrap}
+    brokers = {"labkit": kafka_broker.bootstrap, "kafka": apache_kafka.bootstrap}
     create = ["--create", "--topic", unique_topic, "--partitions", "2"]
     outputs: dict[str, dict[str, list]] = {}
     for name, bootstrap in brokers.items():
@@ -399,7 +377,7 @@ def test_a_static_confluent_follower_restarts_without_a_rebalance(kafka_broker, 
     create_topic(kafka_broker, unique_topic, 2)
     group = f"{unique_topic}-static"
     config = {
-        "bootstrap.servers": kafka_broker.kafka_bootstrap,
+        "bootstrap.servers": kafka_broker.bootstrap,
         "group.id": group,
         "session.timeout.ms": 30_000,
         "heartbeat.interval.ms": 500,

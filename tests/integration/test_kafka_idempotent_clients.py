@@ -14,13 +14,11 @@ from kafka import KafkaProducer as KpProducer
 from kafka.record.default_records import DefaultRecordBatchBuilder as KpBuilder
 from kio.schema.errors import ErrorCode
 
+from labkit.testing import BrokerProcess
 from labkit.testing.apache_kafka import run_tool
-from tests.hostile.test_kafka_produce_fetch_input import KafkaConnection
-from tests.integration.test_kafka_produce_fetch import (
-    KafkaBroker,
-    create_topic,
-    labkit_read,
-)
+from tests.integration.client_helpers import create_topic
+from tests.integration.test_kafka_produce_fetch import labkit_read
+from tests.raw_connections import KafkaConnection
 
 pytestmark = pytest.mark.usefixtures("kafka_python_garbage")
 
@@ -30,7 +28,7 @@ NOW = int(time.time() * 1000)
 
 @pytest.fixture(scope="module")
 def kafka_broker(tmp_path_factory):
-    with KafkaBroker(data_dir=tmp_path_factory.mktemp("kafka-idempotent")) as proc:
+    with BrokerProcess(data_dir=tmp_path_factory.mktemp("kafka-idempotent")) as proc:
         yield proc
 
 
@@ -51,7 +49,7 @@ def idempotent_batch(values, producer_id: int, sequence: int, epoch: int = 0) ->
 
 def test_the_same_produce_frames_twice_are_stored_once(kafka_broker, unique_topic):
     create_topic(kafka_broker, unique_topic)
-    with socket.create_connection(("127.0.0.1", kafka_broker.kafka_port), timeout=WAIT_S) as s:
+    with socket.create_connection(("127.0.0.1", kafka_broker.port), timeout=WAIT_S) as s:
         conn = KafkaConnection(s)
         first = idempotent_batch([b"a", b"b", b"c"], producer_id=777_000, sequence=0)
         answers = [conn.produce(first, topic=unique_topic) for _ in range(2)]
@@ -70,7 +68,7 @@ def test_the_same_produce_frames_twice_are_stored_once(kafka_broker, unique_topi
 
 def test_kafka_python_with_its_default_idempotence(kafka_broker, unique_topic):
     create_topic(kafka_broker, unique_topic, 3)
-    producer = KpProducer(bootstrap_servers=kafka_broker.kafka_bootstrap, linger_ms=5)
+    producer = KpProducer(bootstrap_servers=kafka_broker.bootstrap, linger_ms=5)
     assert producer.config["enable_idempotence"] is True
     try:
         futures = [
@@ -89,7 +87,7 @@ def test_kafka_python_with_its_default_idempotence(kafka_broker, unique_topic):
 def test_confluent_kafka_with_enable_idempotence(kafka_broker, unique_topic):
     create_topic(kafka_broker, unique_topic, 2)
     producer = ConfluentProducer(
-        {"bootstrap.servers": kafka_broker.kafka_bootstrap, "enable.idempotence": True}
+        {"bootstrap.servers": kafka_broker.bootstrap, "enable.idempotence": True}
     )
     errors = []
     for i in range(500):
@@ -114,7 +112,7 @@ def test_apache_kafkas_console_producer_and_perf_test_idempotent_by_default(
     done = run_tool(
         "kafka-console-producer.sh",
         "--bootstrap-server",
-        kafka_broker.kafka_bootstrap,
+        kafka_broker.bootstrap,
         "--topic",
         unique_topic,
         "--producer-property",
@@ -133,7 +131,7 @@ def test_apache_kafkas_console_producer_and_perf_test_idempotent_by_default(
         "--throughput",
         "-1",
         "--producer-props",
-        f"bootstrap.servers={kafka_broker.kafka_bootstrap}",
+        f"bootstrap.servers={kafka_broker.bootstrap}",
         "acks=all",
         "enable.idempotence=true",
     )
@@ -147,12 +145,12 @@ def test_apache_kafkas_console_producer_and_perf_test_idempotent_by_default(
 def test_kafka_python_across_a_broker_kill_stores_each_record_once(tmp_path, unique_topic):
     """kafka-python 3.0.12's defaults (idempotence, unlimited retries) while the broker is
     killed (-9) and restarted under load: its retries are recognised, nothing is lost."""
-    broker = KafkaBroker(data_dir=tmp_path / "data").start()
+    broker = BrokerProcess(data_dir=tmp_path / "data").start()
     total = 3000
     try:
         create_topic(broker, unique_topic, 2)
         producer = KpProducer(
-            bootstrap_servers=broker.kafka_bootstrap,
+            bootstrap_servers=broker.bootstrap,
             linger_ms=2,
             request_timeout_ms=5000,
             reconnect_backoff_ms=100,

@@ -15,7 +15,8 @@ from kio.index import load_request_schema, load_response_schema
 from kio.schema.errors import ErrorCode
 from kio.serial import entity_reader, entity_writer
 
-from tests.integration.test_kafka_listener import KafkaBroker, read_frame
+from labkit.testing import BrokerProcess
+from tests.raw_connections import read_frame
 
 pytestmark = pytest.mark.usefixtures("kafka_python_garbage")
 
@@ -50,8 +51,8 @@ def init_producer_id(sock, version: int, correlation_id: int, transactional_id=N
 
 def test_each_version_hands_out_a_new_id_with_epoch_0(tmp_path):
     with (
-        KafkaBroker(data_dir=tmp_path / "data") as broker,
-        socket.create_connection(("127.0.0.1", broker.kafka_port), timeout=10) as sock,
+        BrokerProcess(data_dir=tmp_path / "data") as broker,
+        socket.create_connection(("127.0.0.1", broker.port), timeout=10) as sock,
     ):
         ids = []
         for version in range(5):

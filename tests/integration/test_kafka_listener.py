@@ -28,38 +28,20 @@ from labkit.broker.config import BrokerConfig
 from labkit.broker.server import BrokerServer
 from labkit.testing import BrokerProcess
 from labkit.testing.apache_kafka import run_tool
+from tests.integration.client_helpers import create_topic
+from tests.raw_connections import read_frame
 
 pytestmark = pytest.mark.usefixtures("kafka_python_garbage")
 
 
-class KafkaBroker(BrokerProcess):
-    """A broker process: Kafka's protocol on its main port (ZeroMQ on its own)."""
-
-    @property
-    def kafka_port(self) -> int:
-        return self.port
-
-    @property
-    def kafka_bootstrap(self) -> str:
-        return f"127.0.0.1:{self.kafka_port}"
-
-
 @pytest.fixture(scope="module")
 def kafka_broker(tmp_path_factory):
-    with KafkaBroker(data_dir=tmp_path_factory.mktemp("kafka-listener")) as proc:
+    with BrokerProcess(data_dir=tmp_path_factory.mktemp("kafka-listener")) as proc:
         yield proc
 
 
-def create_labkit_topic(broker, name: str, partitions: int = 1) -> None:
-    admin = LabkitAdmin(bootstrap_servers=broker.bootstrap)
-    try:
-        admin.create_topics([NewTopic(name, partitions, 1)])
-    finally:
-        admin.close()
-
-
 def kafka_python_admin(broker) -> KafkaPythonAdmin:
-    return KafkaPythonAdmin(bootstrap_servers=broker.kafka_bootstrap, client_id="kafka-python-test")
+    return KafkaPythonAdmin(bootstrap_servers=broker.bootstrap, client_id="kafka-python-test")
 
 
 def api_versions_raw(port: int, version: int, correlation_id: int) -> tuple[int, int, bytes]:
@@ -73,26 +55,8 @@ def api_versions_raw(port: int, version: int, correlation_id: int) -> tuple[int,
     return correlation, error, answer[6:]
 
 
-def read_frame(sock: socket.socket) -> bytes:
-    size = struct.unpack(">i", read_exactly(sock, 4))[0]
-    return read_exactly(sock, size)
-
-
-def read_exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError(f"closed after {len(data)} of {size} bytes")
-        data += chunk
-    return data
-
-
-# -- kafka-python --------------------------------------------------------------------------
-
-
 def test_kafka_python_lists_and_describes_topics(kafka_broker, unique_topic):
-    create_labkit_topic(kafka_broker, unique_topic, partitions=3)
+    create_topic(kafka_broker, unique_topic, partitions=3)
     admin = kafka_python_admin(kafka_broker)
     try:
         assert unique_topic in admin.list_topics()
@@ -117,7 +81,7 @@ def test_kafka_python_sees_the_kafka_port_advertised(kafka_broker):
     finally:
         admin.close()
     (broker,) = cluster["brokers"]
-    assert (broker["host"], broker["port"]) == ("127.0.0.1", kafka_broker.kafka_port)
+    assert (broker["host"], broker["port"]) == ("127.0.0.1", kafka_broker.port)
     assert cluster["controller_id"] == 0
     assert cluster["cluster_id"]
 
@@ -165,7 +129,7 @@ def test_kafka_python_creates_and_deletes_topics(kafka_broker, unique_topic):
 
 
 def test_kafka_python_lists_offsets(kafka_broker, unique_topic):
-    create_labkit_topic(kafka_broker, unique_topic, partitions=2)
+    create_topic(kafka_broker, unique_topic, partitions=2)
     producer = LabkitProducer(bootstrap_servers=kafka_broker.bootstrap)
     for i in range(10):
         producer.send(unique_topic, b"v%d" % i, partition=0, timestamp_ms=1_000_000 + i * 1000)
@@ -190,7 +154,7 @@ def test_kafka_get_offsets_matches_apache_kafka(kafka_broker, apache_kafka, uniq
     create = ["--create", "--topic", unique_topic, "--partitions", "2"]
     assert (
         run_tool(
-            "kafka-topics.sh", "--bootstrap-server", kafka_broker.kafka_bootstrap, *create
+            "kafka-topics.sh", "--bootstrap-server", kafka_broker.bootstrap, *create
         ).returncode
         == 0
     )
@@ -198,7 +162,7 @@ def test_kafka_get_offsets_matches_apache_kafka(kafka_broker, apache_kafka, uniq
     for spec in ("-1", "-2", "1700000000000"):
         command = ["--topic", unique_topic, "--time", spec]
         on_labkit = run_tool(
-            "kafka-get-offsets.sh", "--bootstrap-server", kafka_broker.kafka_bootstrap, *command
+            "kafka-get-offsets.sh", "--bootstrap-server", kafka_broker.bootstrap, *command
         )
         on_kafka = apache_kafka.tool("kafka-get-offsets.sh", *command)
         assert on_labkit.returncode == on_kafka.returncode == 0, on_labkit.stderr
@@ -210,7 +174,7 @@ def test_kafka_get_offsets_matches_apache_kafka(kafka_broker, apache_kafka, uniq
 
 def test_an_unknown_api_versions_version_gets_error_35_and_the_brokers_range(kafka_broker):
     """KIP-511: a client newer than the broker learns the broker's range, in v0 format."""
-    correlation, error, rest = api_versions_raw(kafka_broker.kafka_port, 99, 1234)
+    correlation, error, rest = api_versions_raw(kafka_broker.port, 99, 1234)
     assert (correlation, error) == (1234, 35)
     (count,) = struct.unpack_from(">i", rest)
     ranges = {
@@ -221,7 +185,7 @@ def test_an_unknown_api_versions_version_gets_error_35_and_the_brokers_range(kaf
     }
     assert ranges[18] == (0, 4)
     assert ranges[3] == (0, 12)
-    correlation, error, _ = api_versions_raw(kafka_broker.kafka_port, 0, 99)
+    correlation, error, _ = api_versions_raw(kafka_broker.port, 0, 99)
     assert (correlation, error) == (99, 0)
 
 
@@ -235,7 +199,7 @@ def test_responses_leave_in_request_order(kafka_broker):
         else:
             body = struct.pack(">hhih", 18, 0, correlation, 1) + b"t"
         frames.append(struct.pack(">i", len(body)) + body)
-    with socket.create_connection(("127.0.0.1", kafka_broker.kafka_port), timeout=30) as sock:
+    with socket.create_connection(("127.0.0.1", kafka_broker.port), timeout=30) as sock:
         sock.sendall(b"".join(frames))
         got = [struct.unpack_from(">i", read_frame(sock))[0] for _ in range(200)]
     assert got == list(range(200))
@@ -247,11 +211,9 @@ def test_responses_leave_in_request_order(kafka_broker):
 def test_kafka_topics_list_matches_apache_kafka(kafka_broker, apache_kafka, unique_topic):
     names = [f"{unique_topic}-{i}" for i in range(3)]
     for name in names:
-        create_labkit_topic(kafka_broker, name)
+        create_topic(kafka_broker, name)
         assert apache_kafka.tool("kafka-topics.sh", "--create", "--topic", name).returncode == 0
-    on_labkit = run_tool(
-        "kafka-topics.sh", "--bootstrap-server", kafka_broker.kafka_bootstrap, "--list"
-    )
+    on_labkit = run_tool("kafka-topics.sh", "--bootstrap-server", kafka_broker.bootstrap, "--list")
     on_kafka = apache_kafka.tool("kafka-topics.sh", "--list")
     assert on_labkit.returncode == 0, on_labkit.stderr
     assert on_kafka.returncode == 0, on_kafka.stderr
@@ -274,7 +236,7 @@ def test_kafka_topics_create_and_delete_match_apache_kafka(
     ]
     for command in commands:
         on_labkit = run_tool(
-            "kafka-topics.sh", "--bootstrap-server", kafka_broker.kafka_bootstrap, *command
+            "kafka-topics.sh", "--bootstrap-server", kafka_broker.bootstrap, *command
         )
         on_kafka = apache_kafka.tool("kafka-topics.sh", *command)
         assert on_labkit.returncode == on_kafka.returncode, (command, on_labkit.stderr)
@@ -282,9 +244,7 @@ def test_kafka_topics_create_and_delete_match_apache_kafka(
             "Topic '",
             "topic '",  # labkit's own message, same error (TOPIC_ALREADY_EXISTS)
         ).replace("' already exists.", "' already exists"), command
-    listed = run_tool(
-        "kafka-topics.sh", "--bootstrap-server", kafka_broker.kafka_bootstrap, "--list"
-    )
+    listed = run_tool("kafka-topics.sh", "--bootstrap-server", kafka_broker.bootstrap, "--list")
     assert unique_topic in listed.stdout.split()
     assert unique_topic + "-c" not in listed.stdout.split()
 
@@ -299,7 +259,7 @@ def test_kafka_topics_describe_matches_apache_kafka(kafka_broker, apache_kafka, 
     create += ["--config", "retention.ms=100000"]
     assert (
         run_tool(
-            "kafka-topics.sh", "--bootstrap-server", kafka_broker.kafka_bootstrap, *create
+            "kafka-topics.sh", "--bootstrap-server", kafka_broker.bootstrap, *create
         ).returncode
         == 0
     )
@@ -311,7 +271,7 @@ def test_kafka_topics_describe_matches_apache_kafka(kafka_broker, apache_kafka, 
         ["--describe", "--topic", "nope"],
     ):
         on_labkit = run_tool(
-            "kafka-topics.sh", "--bootstrap-server", kafka_broker.kafka_bootstrap, *describe
+            "kafka-topics.sh", "--bootstrap-server", kafka_broker.bootstrap, *describe
         )
         on_kafka = apache_kafka.tool("kafka-topics.sh", *describe)
         assert on_labkit.returncode == on_kafka.returncode

@@ -14,26 +14,15 @@ from labkit import KafkaAdminClient as LabkitAdmin
 from labkit import NewTopic
 from labkit.testing import BrokerProcess
 from labkit.testing.apache_kafka import run_tool
-from labkit.testing.broker import free_port
 
 pytestmark = pytest.mark.usefixtures("kafka_python_garbage")
 
 WAIT_S = 30  # generous: the machine is shared
 
 
-class KafkaBroker(BrokerProcess):
-    def __init__(self, **kwargs):
-        self.kafka_port = free_port()
-        super().__init__(config={"kafka.port": str(self.kafka_port)}, **kwargs)
-
-    @property
-    def kafka_bootstrap(self) -> str:
-        return f"127.0.0.1:{self.kafka_port}"
-
-
 @pytest.fixture(scope="module")
 def kafka_broker(tmp_path_factory):
-    with KafkaBroker(data_dir=tmp_path_factory.mktemp("offset-delete")) as proc:
+    with BrokerProcess(data_dir=tmp_path_factory.mktemp("offset-delete")) as proc:
         yield proc
 
 
@@ -115,7 +104,7 @@ def scenario(bootstrap: str, topic: str) -> dict[str, tuple[int, list[str]]]:
 
 
 def test_delete_offsets_matches_apache_kafka(kafka_broker, apache_kafka, unique_topic):
-    labkit = scenario(kafka_broker.kafka_bootstrap, unique_topic)
+    labkit = scenario(kafka_broker.bootstrap, unique_topic)
     kafka = scenario(apache_kafka.bootstrap, unique_topic)
     assert labkit == kafka
     # the scenario is the one meant: Kafka refused the subscribed topic, deleted the rest
@@ -125,23 +114,23 @@ def test_delete_offsets_matches_apache_kafka(kafka_broker, apache_kafka, unique_
 
 
 def test_deleted_offsets_stay_deleted_after_kill_9(tmp_path, unique_topic):
-    with KafkaBroker(data_dir=tmp_path / "d") as broker:
+    with BrokerProcess(data_dir=tmp_path / "d") as broker:
         group = f"{unique_topic}-group"
         admin = LabkitAdmin(bootstrap_servers=broker.bootstrap)
         try:
             admin.create_topics([NewTopic(unique_topic, 2, 1), NewTopic(f"{unique_topic}-o", 1, 1)])
         finally:
             admin.close()
-        consumer = commit_in_group(broker.kafka_bootstrap, unique_topic, f"{unique_topic}-o", group)
+        consumer = commit_in_group(broker.bootstrap, unique_topic, f"{unique_topic}-o", group)
         consumer.close()
         code, lines = tool(
-            broker.kafka_bootstrap, "--delete-offsets", "--group", group, "--topic", unique_topic
+            broker.bootstrap, "--delete-offsets", "--group", group, "--topic", unique_topic
         )
         assert code == 0, lines
         broker.kill()
         broker.proc.wait(10)
         broker.restart()
-        consumer = KpConsumer(bootstrap_servers=broker.kafka_bootstrap, group_id=group)
+        consumer = KpConsumer(bootstrap_servers=broker.bootstrap, group_id=group)
         try:
             partitions = [TopicPartition(unique_topic, p) for p in (0, 1)]
             assert [consumer.committed(tp) for tp in partitions] == [None, None]

@@ -15,45 +15,22 @@ from kafka import KafkaConsumer as KpConsumer
 from kafka import KafkaProducer as KpProducer
 from kafka.structs import TopicPartition
 
-from labkit import KafkaAdminClient as LabkitAdmin
 from labkit import KafkaConsumer as LabkitConsumer
 from labkit import KafkaProducer as LabkitProducer
-from labkit import NewTopic
 from labkit import TopicPartition as LabkitPartition
 from labkit.testing import BrokerProcess
 from labkit.testing.apache_kafka import run_tool
-from labkit.testing.broker import free_port
+from tests.integration.client_helpers import create_topic
 
 pytestmark = pytest.mark.usefixtures("kafka_python_garbage")
 
 WAIT_S = 20  # generous: the machine is shared
 
 
-class KafkaBroker(BrokerProcess):
-    """A broker process with its Kafka listener on a fixed free port."""
-
-    def __init__(self, **kwargs):
-        self.kafka_port = free_port()
-        config = {"kafka.port": str(self.kafka_port), **kwargs.pop("config", {})}
-        super().__init__(config=config, **kwargs)
-
-    @property
-    def kafka_bootstrap(self) -> str:
-        return f"127.0.0.1:{self.kafka_port}"
-
-
 @pytest.fixture(scope="module")
 def kafka_broker(tmp_path_factory):
-    with KafkaBroker(data_dir=tmp_path_factory.mktemp("kafka-produce-fetch")) as proc:
+    with BrokerProcess(data_dir=tmp_path_factory.mktemp("kafka-produce-fetch")) as proc:
         yield proc
-
-
-def create_topic(broker, name: str, partitions: int = 1) -> None:
-    admin = LabkitAdmin(bootstrap_servers=broker.bootstrap)
-    try:
-        admin.create_topics([NewTopic(name, partitions, 1)])
-    finally:
-        admin.close()
 
 
 def labkit_read(broker, topic: str, partitions: int, count: int) -> list[tuple]:
@@ -77,9 +54,7 @@ def labkit_read(broker, topic: str, partitions: int, count: int) -> list[tuple]:
 
 def kp_read(broker, tps, count: int, **config) -> list:
     """kafka-python consumer without a group: assign, seek to the beginning, read."""
-    consumer = KpConsumer(
-        bootstrap_servers=broker.kafka_bootstrap, enable_auto_commit=False, **config
-    )
+    consumer = KpConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False, **config)
     try:
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
@@ -108,7 +83,7 @@ def test_kafka_python_produces_what_labkit_and_kafka_python_read_back(
 ):
     create_topic(kafka_broker, unique_topic, 3)
     producer = KpProducer(
-        bootstrap_servers=kafka_broker.kafka_bootstrap,
+        bootstrap_servers=kafka_broker.bootstrap,
         acks=acks,
         compression_type=compression,
         enable_idempotence=False,  # InitProducerId is another slice of issue 13
@@ -147,7 +122,7 @@ def test_kafka_python_consumer_seeks_finds_times_and_reads_from_latest(kafka_bro
         producer.send(unique_topic, value=b"r%d" % i, timestamp_ms=base_ts + i * 1000)
     producer.flush()
     consumer = KpConsumer(  # ... and kafka-python reads
-        bootstrap_servers=kafka_broker.kafka_bootstrap,
+        bootstrap_servers=kafka_broker.bootstrap,
         enable_auto_commit=False,
         fetch_max_wait_ms=300,
     )
@@ -179,7 +154,7 @@ def test_a_fetch_short_of_min_bytes_waits_in_the_broker_for_max_wait(kafka_broke
     producer.close()
     tp = TopicPartition(unique_topic, 0)
     consumer = KpConsumer(
-        bootstrap_servers=kafka_broker.kafka_bootstrap,
+        bootstrap_servers=kafka_broker.bootstrap,
         enable_auto_commit=False,
         fetch_min_bytes=1_000_000,  # never reached: the broker answers at max_wait
         fetch_max_wait_ms=1500,
@@ -201,7 +176,7 @@ def test_a_record_larger_than_max_partition_fetch_bytes_still_comes_back(
     kafka_broker, unique_topic
 ):
     create_topic(kafka_broker, unique_topic, 1)
-    producer = KpProducer(bootstrap_servers=kafka_broker.kafka_bootstrap, enable_idempotence=False)
+    producer = KpProducer(bootstrap_servers=kafka_broker.bootstrap, enable_idempotence=False)
     try:
         producer.send(unique_topic, value=b"x" * 50_000).get(WAIT_S)
         producer.send(unique_topic, value=b"y" * 50_000).get(WAIT_S)
@@ -221,7 +196,7 @@ def test_a_consumer_past_the_end_resets_as_its_auto_offset_reset_says(kafka_brok
     producer.close()
     tp = TopicPartition(unique_topic, 0)
     consumer = KpConsumer(
-        bootstrap_servers=kafka_broker.kafka_bootstrap,
+        bootstrap_servers=kafka_broker.bootstrap,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
@@ -240,7 +215,7 @@ def test_confluent_kafka_produces_and_consumes_with_assign(kafka_broker, unique_
     create_topic(kafka_broker, unique_topic, 2)
     producer = ConfluentProducer(
         {
-            "bootstrap.servers": kafka_broker.kafka_bootstrap,
+            "bootstrap.servers": kafka_broker.bootstrap,
             "enable.idempotence": False,
             "acks": "all",
             "compression.type": "gzip",
@@ -266,7 +241,7 @@ def test_confluent_kafka_produces_and_consumes_with_assign(kafka_broker, unique_
     # required by the client's config only)
     consumer = ConfluentConsumer(
         {
-            "bootstrap.servers": kafka_broker.kafka_bootstrap,
+            "bootstrap.servers": kafka_broker.bootstrap,
             "group.id": "never-used",
             "enable.auto.commit": False,
             "fetch.wait.max.ms": 200,
@@ -302,7 +277,7 @@ def test_aiokafka_produces_and_consumes_with_assign(kafka_broker, unique_topic):
 
     async def scenario():
         producer = AIOKafkaProducer(
-            bootstrap_servers=kafka_broker.kafka_bootstrap, enable_idempotence=False, acks="all"
+            bootstrap_servers=kafka_broker.bootstrap, enable_idempotence=False, acks="all"
         )
         await producer.start()
         try:
@@ -313,7 +288,7 @@ def test_aiokafka_produces_and_consumes_with_assign(kafka_broker, unique_topic):
         finally:
             await producer.stop()
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=kafka_broker.kafka_bootstrap, enable_auto_commit=False
+            bootstrap_servers=kafka_broker.bootstrap, enable_auto_commit=False
         )
         await consumer.start()
         try:
@@ -340,13 +315,13 @@ def test_aiokafka_produces_and_consumes_with_assign(kafka_broker, unique_topic):
 
 def test_acks_all_through_the_listener_survives_kill_9(tmp_path):
     """Every record confluent-kafka saw acknowledged with acks=all is there after SIGKILL."""
-    broker = KafkaBroker(data_dir=tmp_path)
+    broker = BrokerProcess(data_dir=tmp_path)
     broker.start()
     try:
         create_topic(broker, "crash", 1)
         producer = ConfluentProducer(
             {
-                "bootstrap.servers": broker.kafka_bootstrap,
+                "bootstrap.servers": broker.bootstrap,
                 "enable.idempotence": False,
                 "acks": "all",
                 "linger.ms": 1,
@@ -393,7 +368,7 @@ def test_apache_kafkas_console_producer_and_consumer_work_through_the_listener(
     produced = run_tool(
         "kafka-console-producer.sh",
         "--bootstrap-server",
-        kafka_broker.kafka_bootstrap,
+        kafka_broker.bootstrap,
         "--topic",
         unique_topic,
         # the Java producer's default idempotence needs InitProducerId (another slice)
@@ -413,7 +388,7 @@ def test_apache_kafkas_console_producer_and_consumer_work_through_the_listener(
     consumed = run_tool(
         "kafka-console-consumer.sh",
         "--bootstrap-server",
-        kafka_broker.kafka_bootstrap,
+        kafka_broker.bootstrap,
         "--topic",
         unique_topic,
         "--partition",

@@ -10,18 +10,13 @@ from kafka.admin import NewTopic
 
 from labkit.testing import BrokerProcess
 from labkit.testing.apache_kafka import run_tool
-from labkit.testing.broker import free_port
 
 pytestmark = pytest.mark.usefixtures("kafka_python_garbage")
 
 
 @pytest.fixture(scope="module")
 def kafka_broker(tmp_path_factory):
-    port = free_port()
-    with BrokerProcess(
-        data_dir=tmp_path_factory.mktemp("topic-partitions"), config={"kafka.port": str(port)}
-    ) as proc:
-        proc.kafka_bootstrap = f"127.0.0.1:{port}"
+    with BrokerProcess(data_dir=tmp_path_factory.mktemp("topic-partitions")) as proc:
         yield proc
 
 
@@ -70,7 +65,7 @@ def pages(bootstrap: str, topics: list[str], limit: int) -> list[dict]:
 
 def test_pages_match_apache_kafka(kafka_broker, apache_kafka, unique_topic):
     a, b = f"{unique_topic}-a", f"{unique_topic}-b"
-    for bootstrap in (kafka_broker.kafka_bootstrap, apache_kafka.bootstrap):
+    for bootstrap in (kafka_broker.bootstrap, apache_kafka.bootstrap):
         for name, count in ((a, "3"), (b, "2")):
             created = run_tool(
                 "kafka-topics.sh", "--bootstrap-server", bootstrap,
@@ -78,16 +73,16 @@ def test_pages_match_apache_kafka(kafka_broker, apache_kafka, unique_topic):
             )  # fmt: skip
             assert created.returncode == 0, created.stderr
     for topics, limit in (([b, a], 2), ([a, b, f"{unique_topic}-none"], 3), ([a], 2000)):
-        on_labkit = pages(kafka_broker.kafka_bootstrap, topics, limit)
+        on_labkit = pages(kafka_broker.bootstrap, topics, limit)
         on_kafka = pages(apache_kafka.bootstrap, topics, limit)
         assert on_labkit == on_kafka, (topics, limit)
-    assert len(pages(kafka_broker.kafka_bootstrap, [b, a], 2)) == 3  # 2 + 1|1 + 1: paged
+    assert len(pages(kafka_broker.bootstrap, [b, a], 2)) == 3  # 2 + 1|1 + 1: paged
 
 
 def test_kafka_python_still_guesses_a_modern_broker_and_describes_topics(
     kafka_broker, unique_topic
 ):
-    admin = KafkaAdminClient(bootstrap_servers=kafka_broker.kafka_bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap)
     try:
         version = admin._client.check_version()
         assert version >= (2, 4), version

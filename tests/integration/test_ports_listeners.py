@@ -4,13 +4,10 @@ port (a labkit-only request), given the ZeroMQ port directly, or an old layout."
 
 from __future__ import annotations
 
-import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
-from contextlib import contextmanager
 
 import pytest
 from kafka import KafkaAdminClient as KafkaPythonAdmin
@@ -19,6 +16,7 @@ from labkit import KafkaAdminClient, KafkaConsumer, KafkaProducer, NewTopic, NoB
 from labkit.protocol import bootstrap as wire
 from labkit.testing import BrokerProcess
 from labkit.testing.broker import free_port
+from tests.raw_connections import scripted_server
 
 pytestmark = pytest.mark.usefixtures("kafka_python_garbage")
 
@@ -120,45 +118,12 @@ def test_ssl_and_sasl_listeners_are_refused_with_a_clear_error(tmp_path, flags):
     assert "labkit speaks only PLAINTEXT (no TLS, no SASL" in result.stderr
 
 
-@contextmanager
-def fake_kafka_port(answer: bytes | None):
-    """A TCP server that reads one request and writes ``answer`` (None: hangs up)."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.1)
-    stop = threading.Event()
-
-    def serve():
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(5)
-                try:
-                    conn.recv(4096)
-                    if answer is not None:
-                        conn.sendall(answer)
-                        conn.recv(1)  # until the client hangs up
-                except OSError:
-                    pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(5)
-        server.close()
-
-
 def test_a_bootstrap_answer_pointing_nowhere_says_what_was_tried():
     dead = free_port()
     answer = wire.encode_response(
         0x4C4B, 0, {"broker": "labkit", "zmq_host": None, "zmq_port": dead}
     )
-    with fake_kafka_port(answer) as address:
+    with scripted_server(answer) as address:
         started = time.monotonic()
         with pytest.raises(NoBrokersAvailable) as info:
             KafkaAdminClient(bootstrap_servers=address, request_timeout_ms=180_000)
@@ -170,7 +135,7 @@ def test_a_bootstrap_answer_pointing_nowhere_says_what_was_tried():
 
 def test_a_kafka_port_that_hangs_up_on_labkits_request_is_reported():
     """What Apache Kafka does with an API key it does not know: close the connection."""
-    with fake_kafka_port(None) as address, pytest.raises(NoBrokersAvailable) as info:
+    with scripted_server(None) as address, pytest.raises(NoBrokersAvailable) as info:
         KafkaAdminClient(bootstrap_servers=address, request_timeout_ms=180_000)
     assert f"{address} accepted the connection but does not speak labkit's protocol" in str(
         info.value
@@ -181,5 +146,5 @@ def test_a_newer_broker_refusing_the_request_version_is_reported():
     answer = wire.encode_response(0x4C4B, 7, {"broker": "labkit"})  # 7: not known -> error 35
     assert struct.unpack_from(">h", answer, 8)[0] == wire.UNSUPPORTED_VERSION
     refused = pytest.raises(NoBrokersAvailable, match="refused this client's bootstrap request")
-    with fake_kafka_port(answer) as address, refused:
+    with scripted_server(answer) as address, refused:
         KafkaAdminClient(bootstrap_servers=address, request_timeout_ms=10_000)
