@@ -1,0 +1,149 @@
+"""labkit.nb and the graded checks on a Kafka broker that is not labkit (Apache Kafka 4.1.1,
+one KRaft node): the lab tells the two apart, and the doctor, the dashboard's snapshot,
+live streams, ``nb.reset`` and the checks that ask the broker work there through
+kafka-python's clients. The same calls on labkit's broker keep using labkit's clients.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+kafka = pytest.importorskip("kafka")
+
+from labkit.course import broker_checks  # noqa: E402
+from labkit.course.checks import Wrong  # noqa: E402
+from labkit.nb import _connect  # noqa: E402
+from labkit.nb.dashboard_widget import _open_clients, collect  # noqa: E402
+from labkit.nb.doctor_checks import FAIL, OK, run_checks  # noqa: E402
+from labkit.nb.stream import EventStream  # noqa: E402
+
+pytestmark = [pytest.mark.usefixtures("kafka_python_garbage"), pytest.mark.timeout(300)]
+
+
+@pytest.fixture(autouse=True)
+def fresh_detection():
+    _connect.forget_broker_kinds()
+    yield
+    _connect.forget_broker_kinds()
+
+
+@pytest.fixture
+def kafka_topic(apache_kafka):
+    """A 2-partition topic on Apache Kafka with 10 JSON records (5 per key), deleted after."""
+    name = f"nb-on-kafka-{uuid.uuid4().hex[:8]}"
+    admin = kafka.KafkaAdminClient(bootstrap_servers=apache_kafka.bootstrap)
+    admin.create_topics({name: {"num_partitions": 2, "replication_factor": 1}})
+    producer = kafka.KafkaProducer(bootstrap_servers=apache_kafka.bootstrap)
+    for i in range(10):
+        producer.send(name, json.dumps({"n": i}).encode(), key=b"ab"[i % 2 : i % 2 + 1])
+    producer.flush(timeout=30)
+    producer.close()
+    try:
+        yield name
+    finally:
+        admin.delete_topics([name])
+        admin.close()
+
+
+def read_all_and_commit(bootstrap: str, topic: str, group: str, count: int = 10) -> None:
+    """A kafka-python group member reads ``count`` records of ``topic`` and commits."""
+    reader = kafka.KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=30_000,
+    )
+    for seen, _ in enumerate(reader, 1):
+        if seen == count:
+            break
+    reader.commit()
+    reader.close()
+
+
+def test_the_lab_tells_a_labkit_broker_from_another_kafka(apache_kafka, shared_broker):
+    assert _connect.is_labkit_broker(shared_broker.bootstrap) is True
+    assert _connect.is_labkit_broker(apache_kafka.bootstrap) is False
+    assert _connect.consumer_class(apache_kafka.bootstrap) is kafka.KafkaConsumer
+    assert _connect.producer_class(apache_kafka.bootstrap) is kafka.KafkaProducer
+    assert _connect.consumer_class(shared_broker.bootstrap).__module__.startswith("labkit.")
+    # nobody listening: labkit's client says what is wrong, as before
+    assert _connect.is_labkit_broker("127.0.0.1:1") is True
+
+
+def test_the_doctor_passes_on_apache_kafka_with_a_round_trip(apache_kafka):
+    report = run_checks(apache_kafka.bootstrap, roundtrip=True, timeout_s=30)
+    by_name = {r.name: r for r in report.results}
+    assert by_name["broker"].status == OK, by_name["broker"]
+    assert "a Kafka cluster (not labkit)" in by_name["broker"].detail
+    assert "1 broker" in by_name["broker"].detail
+    assert by_name["round trip"].status == OK, by_name["round trip"]
+    assert all(r.status != FAIL for r in report.results if r.name in ("broker", "round trip"))
+
+
+def test_the_dashboard_snapshot_shows_offsets_and_committed_groups(apache_kafka, kafka_topic):
+    group = f"nb-on-kafka-group-{uuid.uuid4().hex[:6]}"
+    read_all_and_commit(apache_kafka.bootstrap, kafka_topic, group)
+    admin, consumer = _open_clients([apache_kafka.bootstrap])
+    try:
+        snap = collect(admin, consumer, at=0.0, topics=[kafka_topic])
+    finally:
+        consumer.close()
+        admin.close()
+    assert sorted(snap.offsets) == [(kafka_topic, 0), (kafka_topic, 1)]
+    assert sum(end - start for start, end in snap.offsets.values()) == 10
+    committed = snap.groups[group]
+    assert {tp: off for tp, off in committed.items()} == {
+        tp: end for tp, (_, end) in snap.offsets.items()
+    }
+
+
+def test_the_broker_checks_read_verify_and_judge_groups_on_apache_kafka(apache_kafka, kafka_topic):
+    where = apache_kafka.bootstrap
+    records = broker_checks.read_topic(kafka_topic, bootstrap=where)
+    assert [json.loads(r.value)["n"] for r in records if r.partition == records[0].partition]
+    assert len(records) == 10
+    assert sum(broker_checks.end_offsets(kafka_topic, bootstrap=where).values()) == 10
+    # the records a student's consumer returned are found on the broker...
+    assert broker_checks.verify_records(records, topic=kafka_topic, bootstrap=where) == records
+    # ...a made-up one is not
+    fake = records[0]._replace(offset=records[0].offset + 100)
+    with pytest.raises(Wrong, match="there is no record"):
+        broker_checks.verify_records([fake], bootstrap=where)
+    with pytest.raises(Wrong, match="does not exist"):
+        broker_checks.read_topic(f"{kafka_topic}-missing", bootstrap=where)
+    group = f"nb-on-kafka-judged-{uuid.uuid4().hex[:6]}"
+    with pytest.raises(Wrong, match="committed no offset"):
+        broker_checks.expect_group_done(group, kafka_topic, bootstrap=where)
+    read_all_and_commit(where, kafka_topic, group)
+    broker_checks.expect_group_done(group, kafka_topic, bootstrap=where)
+    rows = broker_checks.group_offsets(group, kafka_topic, bootstrap=where)
+    assert sum(row.committed for row in rows) == 10
+    assert all(row.lag == 0 for row in rows)
+
+
+def test_an_event_stream_writes_to_apache_kafka(apache_kafka):
+    topic = f"nb-on-kafka-stream-{uuid.uuid4().hex[:8]}"
+    admin = kafka.KafkaAdminClient(bootstrap_servers=apache_kafka.bootstrap)
+    admin.create_topics({topic: {"num_partitions": 1, "replication_factor": 1}})
+    try:
+        events = [{"n": i} for i in range(20)]
+        stream = EventStream(apache_kafka.bootstrap, topic, events, rate=200).start()
+        deadline = time.monotonic() + 60
+        while stream.running and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stream.stop()
+        assert stream.error is None
+        values = [
+            json.loads(r.value)
+            for r in broker_checks.read_topic(topic, bootstrap=apache_kafka.bootstrap)
+        ]
+        assert values == events
+    finally:
+        admin.delete_topics([topic])
+        admin.close()
