@@ -147,3 +147,32 @@ def test_an_event_stream_writes_to_apache_kafka(apache_kafka):
     finally:
         admin.delete_topics([topic])
         admin.close()
+
+
+def test_nb_reset_empties_topics_and_deletes_groups_on_apache_kafka(apache_kafka, kafka_topic):
+    from labkit.course.checks import Exercise
+    from labkit.course.reset import reset_exercise
+
+    group = f"nb-on-kafka-reset-{uuid.uuid4().hex[:6]}"
+    read_all_and_commit(apache_kafka.bootstrap, kafka_topic, group)
+    exercise = Exercise(
+        "99.1", 1, "reset on Kafka", lambda: None, topics={kafka_topic: 3}, groups=(group,)
+    )
+    report = reset_exercise(exercise, bootstrap=apache_kafka.bootstrap)
+    assert report.deleted_groups == [group]
+    assert report.emptied_topics == [kafka_topic]
+    assert broker_checks.end_offsets(kafka_topic, bootstrap=apache_kafka.bootstrap) == {
+        0: 0,
+        1: 0,
+        2: 0,
+    }
+    admin = _connect.admin_class(apache_kafka.bootstrap)(bootstrap_servers=apache_kafka.bootstrap)
+    try:
+        assert group not in {g for g, _ in admin.list_consumer_groups()}
+        # labkit's describe_topics keys (kafka-python 2.0's) beside kafka-python 3.0's
+        (info,) = admin.describe_topics([kafka_topic])
+        assert info["topic"] == info["name"] == kafka_topic
+        assert sorted(p["partition"] for p in info["partitions"]) == [0, 1, 2]
+        assert all(p["leader"] == p["leader_id"] for p in info["partitions"])
+    finally:
+        admin.close()
