@@ -176,3 +176,50 @@ def test_nb_reset_empties_topics_and_deletes_groups_on_apache_kafka(apache_kafka
         assert all(p["leader"] == p["leader_id"] for p in info["partitions"])
     finally:
         admin.close()
+
+
+def test_labkit_grade_grades_a_notebook_on_apache_kafka(apache_kafka, tmp_path):
+    """`labkit grade --bootstrap-server <a Kafka cluster>`: the notebook's nb.doctor() and a
+    check that asks the broker (02.2) run on Apache Kafka; the cells are course code
+    verbatim (kafka-python), so this does not wait for labkit's client delegation."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from labkit.course import grading
+
+    topic = "nb02-flush"  # the exercise's topic, unprefixed on a private lab
+    notebook = new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    notebook.cells = [
+        new_code_cell(
+            "from labkit import nb\n"
+            "report = nb.doctor()\n"
+            "assert report.ok, report.format()\n"
+            "BOOTSTRAP = nb.bootstrap_servers()"
+        ),
+        new_code_cell(
+            "from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition\n"
+            "admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)\n"
+            f"if {topic!r} in admin.list_topics():\n"
+            f"    admin.delete_topics([{topic!r}])\n"
+            f"admin.create_topics({{{topic!r}: {{'num_partitions': 1, 'replication_factor': 1}}}},"
+            " wait_for_metadata=True)\n"
+            "producer = KafkaProducer(bootstrap_servers=BOOTSTRAP)\n"
+            "for i in range(30):\n"
+            f"    producer.send({topic!r}, str(i).encode())\n"
+            "producer.flush()\n"
+            "consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP)\n"
+            f"tp = TopicPartition({topic!r}, 0)\n"
+            "in_topic = consumer.end_offsets([tp])[tp]\n"
+            f"nb.check('02.2', in_topic, topic={topic!r}, sent=30)"
+        ),
+        new_code_cell(
+            f"consumer.close(); producer.close(); admin.delete_topics([{topic!r}]); admin.close()"
+        ),
+    ]
+    folder = tmp_path / "anna"
+    folder.mkdir()
+    nbformat.write(notebook, str(folder / "02_producer.ipynb"))
+    [result] = grading.grade([folder], bootstrap=apache_kafka.bootstrap, cell_timeout=60)
+    assert (result.status, result.detail) == ("ok", "")
+    assert [(e.exercise, e.status) for e in result.exercises] == [("02.2", "PASS")]
