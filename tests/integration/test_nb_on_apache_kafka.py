@@ -223,3 +223,21 @@ def test_labkit_grade_grades_a_notebook_on_apache_kafka(apache_kafka, tmp_path):
     [result] = grading.grade([folder], bootstrap=apache_kafka.bootstrap, cell_timeout=60)
     assert (result.status, result.detail) == ("ok", "")
     assert [(e.exercise, e.status) for e in result.exercises] == [("02.2", "PASS")]
+
+
+def test_a_live_plot_follows_a_topic_on_apache_kafka(apache_kafka, kafka_topic):
+    from labkit.nb.live import LivePlot
+
+    plot = LivePlot("hist", bins=2, range=(0, 10), display=False)
+    plot.follow(
+        kafka_topic,
+        value_fn=lambda r: json.loads(r.value)["n"],
+        from_beginning=True,
+        bootstrap_servers=apache_kafka.bootstrap,
+    )
+    deadline = time.monotonic() + 60
+    while plot.model.total < 10 and time.monotonic() < deadline and plot.error is None:
+        time.sleep(0.05)
+    plot.stop()
+    assert plot.error is None
+    assert plot.model.snapshot()[1] == [5, 5]
