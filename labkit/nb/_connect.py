@@ -101,11 +101,35 @@ def forget_broker_kinds() -> None:
         _KINDS.clear()
 
 
+def _kafka_python(servers: str | list[str] | None) -> Any:
+    """The ``kafka`` package (kafka-python 3.0+: the admin layer uses its calls, and 2.0
+    does not speak Kafka 4's API versions), or an error that says what to install."""
+    from labkit.i18n import _
+
+    where = ",".join(bootstrap_servers(servers))
+    try:
+        import kafka
+    except ImportError:
+        raise ModuleNotFoundError(
+            _(
+                "{where} is a Kafka cluster, not a labkit broker: labkit talks to it through kafka-python, which is not installed here. Run `pip install 'kafka-python>=3'` (the lab's extras: pip install 'labkit-streaming[lab]'), then restart the kernel"
+            ).format(where=where),
+            name="kafka",
+        ) from None
+    version = getattr(kafka, "__version__", "0")
+    if int(version.split(".")[0] or 0) < 3:
+        raise ImportError(
+            _(
+                "{where} is a Kafka cluster, not a labkit broker: labkit talks to it through kafka-python 3.0 or newer, and this is kafka-python {version}. Run `pip install 'kafka-python>=3'` (the lab's extras: pip install 'labkit-streaming[lab]'), then restart the kernel"
+            ).format(where=where, version=version),
+            name="kafka",
+        )
+    return kafka
+
+
 def consumer_class(servers: str | list[str] | None = None) -> Any:
     if not is_labkit_broker(servers):
-        from kafka import KafkaConsumer as KafkaPythonConsumer
-
-        return KafkaPythonConsumer
+        return _kafka_python(servers).KafkaConsumer
     from labkit import KafkaConsumer
 
     return KafkaConsumer
@@ -113,9 +137,7 @@ def consumer_class(servers: str | list[str] | None = None) -> Any:
 
 def producer_class(servers: str | list[str] | None = None) -> Any:
     if not is_labkit_broker(servers):
-        from kafka import KafkaProducer as KafkaPythonProducer
-
-        return KafkaPythonProducer
+        return _kafka_python(servers).KafkaProducer
     from labkit import KafkaProducer
 
     return KafkaProducer
@@ -123,6 +145,7 @@ def producer_class(servers: str | list[str] | None = None) -> Any:
 
 def admin_class(servers: str | list[str] | None = None) -> Any:
     if not is_labkit_broker(servers):
+        _kafka_python(servers)
         from labkit.nb._kafka_admin import KafkaAdmin
 
         return KafkaAdmin

@@ -1,5 +1,6 @@
-"""labkit.nb's admin layer over kafka-python: the group calls wait out a fresh cluster's
-retriable COORDINATOR_NOT_AVAILABLE, and give up on anything else at once."""
+"""labkit.nb on a Kafka cluster that is not labkit, without sockets: the admin layer's group
+calls wait out a fresh cluster's retriable COORDINATOR_NOT_AVAILABLE and give up on anything
+else at once; a missing or too old kafka-python gets a sentence that says what to install."""
 
 import pytest
 
@@ -49,3 +50,20 @@ def test_a_retriable_error_that_lasts_is_raised_after_the_deadline(monkeypatch):
 
     with pytest.raises(Retriable):
         _kafka_admin._retrying(call)
+
+
+def test_a_kafka_cluster_without_kafka_python_says_what_to_install(monkeypatch):
+    import sys
+    import types
+
+    from labkit.nb import _connect
+
+    monkeypatch.setitem(_connect._KINDS, ("kafka1.example.edu:9092",), False)
+    monkeypatch.setitem(sys.modules, "kafka", None)  # not installed
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'kafka-python>=3'"):
+        _connect.consumer_class("kafka1.example.edu:9092")
+    old = types.ModuleType("kafka")
+    old.__version__ = "2.0.2"
+    monkeypatch.setitem(sys.modules, "kafka", old)
+    with pytest.raises(ImportError, match=r"kafka-python 3\.0 or newer.*2\.0\.2"):
+        _connect.admin_class("kafka1.example.edu:9092")
