@@ -38,7 +38,6 @@ from typing import Any
 
 from labkit._address import bootstrap_list
 from labkit.course.checks import Wrong, counted
-from labkit.errors import KafkaError
 from labkit.i18n import _
 from labkit.nb.names import naming
 
@@ -80,44 +79,46 @@ def _unreachable(exc: BaseException, bootstrap: str | list[str] | None) -> Wrong
 
 @contextmanager
 def _client(kind: str, bootstrap: str | list[str] | None):
-    from labkit.client import KafkaAdminClient, KafkaConsumer
+    # labkit's clients, or kafka-python's when the lab points at another Kafka
+    from labkit.nb._connect import admin_class, client_errors, consumer_class
 
     servers = bootstrap_list(bootstrap)
+    errors = client_errors()
     try:
         if kind == "admin":
-            client = KafkaAdminClient(bootstrap_servers=servers, client_id="labkit-check")
+            client = admin_class(servers)(bootstrap_servers=servers, client_id="labkit-check")
         else:
-            client = KafkaConsumer(
+            client = consumer_class(servers)(
                 bootstrap_servers=servers,
                 client_id="labkit-check",
                 group_id=None,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
             )
-    except KafkaError as exc:
+    except errors as exc:
         raise _unreachable(exc, bootstrap) from None
     try:
         yield client
-    except KafkaError as exc:
+    except errors as exc:
         raise _unreachable(exc, bootstrap) from None
     finally:
         try:
             client.close()
-        except KafkaError:  # closing must not hide the check's result
+        except errors:  # closing must not hide the check's result
             pass
 
 
 def _partitions(consumer: Any, topic: str) -> list:
-    from labkit.client import TopicPartition
+    from labkit.nb._connect import topic_partition
 
-    parts = sorted(consumer.partitions_for_topic(topic))
+    parts = sorted(consumer.partitions_for_topic(topic) or ())  # kafka-python: None
     if not parts:
         raise Wrong(
             _(
                 "the topic {topic!r} does not exist on the broker: run the cells that create it and write to it (from the top of the notebook), then this check again"
             ).format(topic=topic)
         )
-    return [TopicPartition(topic, p) for p in parts]
+    return [topic_partition(topic, p, consumer) for p in parts]
 
 
 def end_offsets(topic: str, *, bootstrap: str | list[str] | None = None) -> dict[int, int]:
@@ -196,9 +197,9 @@ def group_offsets(
     """
     ends = end_offsets(topic, bootstrap=bootstrap)
     with _client("admin", bootstrap) as admin:
-        from labkit.client import TopicPartition
+        from labkit.nb._connect import topic_partition
 
-        asked = [TopicPartition(topic, p) for p in sorted(ends)]
+        asked = [topic_partition(topic, p, admin) for p in sorted(ends)]
         committed = admin.list_consumer_group_offsets(group, partitions=asked)
     rows = []
     for tp in asked:
@@ -362,20 +363,20 @@ def _fetch(
     timeout_s: float,
 ) -> dict[tuple[str, int, int], Any]:
     """The broker's records at the offsets asked for: ``{(topic, partition, offset): record}``."""
-    from labkit.client import TopicPartition
+    from labkit.nb._connect import topic_partition
 
     if not wanted:
         return {}
     with _client("consumer", bootstrap) as consumer:
         starts, ends = {}, {}
         for (topic, partition), offsets in wanted.items():
-            if partition not in consumer.partitions_for_topic(topic):
+            if partition not in (consumer.partitions_for_topic(topic) or ()):
                 raise Wrong(
                     _(
                         "there is no partition {partition} of {topic!r} on the broker: hand in the records the consumer returned (and do not delete the topic before the check)"
                     ).format(partition=partition, topic=topic)
                 )
-            tp = TopicPartition(topic, partition)
+            tp = topic_partition(topic, partition, consumer)
             starts[tp], ends[tp] = min(offsets), max(offsets) + 1
         log_ends = consumer.end_offsets(list(ends))
         ends = {tp: min(end, log_ends[tp]) for tp, end in ends.items()}

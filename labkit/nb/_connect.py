@@ -2,11 +2,20 @@
 turning a connection failure into one sentence that says what to do.
 
 The client classes are imported when first needed, so importing a helper module
-stays light.
+stays light. The lab may point at a Kafka cluster that is not labkit (a university's, a
+managed one): ``is_labkit_broker`` asks the bootstrap servers once per kernel (labkit's
+bootstrap request on the Kafka port; a broker that drops it and answers Kafka's
+ApiVersions is another Kafka), and the ``*_class()`` functions then give kafka-python's
+clients (the admin client behind ``labkit.nb._kafka_admin``, which keeps labkit's
+kafka-python-2.0 admin API), so the dashboard, the doctor, live plots, streams and the
+graded checks work there unchanged.
 """
 
 from __future__ import annotations
 
+import socket
+import struct
+import threading
 from typing import Any
 
 from labkit import errors as Errors
@@ -22,6 +31,7 @@ _UNREACHABLE = (
     Errors.BrokerNotAvailableError,
     Errors.RequestTimedOutError,
 )
+_UNREACHABLE_NAMES = {cls.__name__ for cls in _UNREACHABLE}  # kafka-python's have these names
 DOCTOR_HINT = "run nb.doctor() (or `labkit doctor` in a terminal) to see what is wrong"
 
 
@@ -30,41 +40,161 @@ def bootstrap_servers(value: str | list[str] | None = None) -> list[str]:
     return bootstrap_list(value)
 
 
-def consumer_class() -> Any:
+# {bootstrap servers: is it labkit?}, asked once per kernel (a lab does not swap brokers)
+_KINDS: dict[tuple[str, ...], bool] = {}
+_KINDS_LOCK = threading.Lock()
+DETECT_TIMEOUT_S = 3.0
+_API_VERSIONS_V0 = struct.Struct(">hhi")  # api key 18, version 0, correlation id
+
+
+def is_labkit_broker(servers: str | list[str] | None = None) -> bool:
+    """False when ``servers`` (default: the lab's) reach a Kafka broker that is not labkit.
+
+    An address nobody answers counts as labkit (its client then says what is wrong, as
+    before); only a definite answer is remembered.
+    """
+    addresses = tuple(bootstrap_servers(servers))
+    with _KINDS_LOCK:
+        known = _KINDS.get(addresses)
+    if known is not None:
+        return known
+    from labkit.client.bootstrap import discover
+
+    candidates, _ = discover(list(addresses), quick=1.0, patient=DETECT_TIMEOUT_S)
+    if any(c.how != "fallback" for c in candidates):
+        kind: bool | None = True
+    elif any(_speaks_kafka(c.address) for c in candidates):
+        kind = False  # dropped labkit's request, answers Kafka's: another Kafka
+    else:
+        kind = None
+    if kind is None:
+        return True
+    with _KINDS_LOCK:
+        _KINDS[addresses] = kind
+    return kind
+
+
+def _speaks_kafka(address: str, timeout_s: float = DETECT_TIMEOUT_S) -> bool:
+    """True when ``host:port`` answers a Kafka ApiVersions v0 request."""
+    from labkit.client.bootstrap import split
+
+    client_id = b"labkit-nb"
+    body = _API_VERSIONS_V0.pack(18, 0, 0x4C4E) + struct.pack(">h", len(client_id)) + client_id
+    try:
+        with socket.create_connection(split(address), timeout=timeout_s) as sock:
+            sock.sendall(struct.pack(">i", len(body)) + body)
+            head = b""
+            while len(head) < 8:
+                chunk = sock.recv(8 - len(head))
+                if not chunk:
+                    return False
+                head += chunk
+    except (OSError, ValueError):
+        return False
+    _size, correlation = struct.unpack(">ii", head)
+    return correlation == 0x4C4E
+
+
+def forget_broker_kinds() -> None:
+    """Ask the bootstrap servers again next time (tests; a kernel that switched clusters)."""
+    with _KINDS_LOCK:
+        _KINDS.clear()
+
+
+def _kafka_python(servers: str | list[str] | None) -> Any:
+    """The ``kafka`` package (kafka-python 3.0+: the admin layer uses its calls, and 2.0
+    does not speak Kafka 4's API versions), or an error that says what to install."""
+    from labkit.i18n import _
+
+    where = ",".join(bootstrap_servers(servers))
+    try:
+        import kafka
+    except ImportError:
+        raise ModuleNotFoundError(
+            _(
+                "{where} is a Kafka cluster, not a labkit broker: labkit talks to it through kafka-python, which is not installed here. Run `pip install 'kafka-python>=3'` (the lab's extras: pip install 'labkit-streaming[lab]'), then restart the kernel"
+            ).format(where=where),
+            name="kafka",
+        ) from None
+    version = getattr(kafka, "__version__", "0")
+    if int(version.split(".")[0] or 0) < 3:
+        raise ImportError(
+            _(
+                "{where} is a Kafka cluster, not a labkit broker: labkit talks to it through kafka-python 3.0 or newer, and this is kafka-python {version}. Run `pip install 'kafka-python>=3'` (the lab's extras: pip install 'labkit-streaming[lab]'), then restart the kernel"
+            ).format(where=where, version=version),
+            name="kafka",
+        )
+    return kafka
+
+
+def consumer_class(servers: str | list[str] | None = None) -> Any:
+    if not is_labkit_broker(servers):
+        return _kafka_python(servers).KafkaConsumer
     from labkit import KafkaConsumer
 
     return KafkaConsumer
 
 
-def producer_class() -> Any:
+def producer_class(servers: str | list[str] | None = None) -> Any:
+    if not is_labkit_broker(servers):
+        return _kafka_python(servers).KafkaProducer
     from labkit import KafkaProducer
 
     return KafkaProducer
 
 
-def admin_class() -> Any:
+def admin_class(servers: str | list[str] | None = None) -> Any:
+    if not is_labkit_broker(servers):
+        _kafka_python(servers)
+        from labkit.nb._kafka_admin import KafkaAdmin
+
+        return KafkaAdmin
     from labkit import KafkaAdminClient
 
     return KafkaAdminClient
 
 
-def topic_partition(topic: str, partition: int) -> Any:
-    """The client's ``TopicPartition`` (a namedtuple, as in kafka-python)."""
+def topic_partition(topic: str, partition: int, consumer: Any = None) -> Any:
+    """The ``TopicPartition`` that ``consumer``'s client takes (a namedtuple; both clients
+    check the class): kafka-python's for its consumer, else labkit's."""
+    if consumer is not None and type(consumer).__module__.startswith("kafka."):
+        from kafka import TopicPartition as KafkaPythonTopicPartition
+
+        return KafkaPythonTopicPartition(topic, partition)
     from labkit import TopicPartition
 
     return TopicPartition(topic, partition)
+
+
+def serializer_for(producer_cls: Any, fn: Any) -> Any:
+    """``fn`` as ``producer_cls`` wants a value serializer: kafka-python 3 deprecates plain
+    callables (a DeprecationWarning per producer), so its producer gets its wrapper."""
+    if producer_cls.__module__.startswith("kafka."):
+        from kafka.serializer import SerializeWrapper
+
+        return SerializeWrapper(fn)
+    return fn
+
+
+def client_errors() -> tuple[type[BaseException], ...]:
+    """The error bases of the clients in use: labkit's, and kafka-python's if installed."""
+    try:
+        from kafka.errors import KafkaError as KafkaPythonError
+    except ImportError:
+        return (KafkaError,)
+    return (KafkaError, KafkaPythonError)
 
 
 def explain(exc: BaseException) -> str:
     """One line for a student: what failed and what to do next."""
     name = type(exc).__name__
     text = " ".join(str(exc).split())
-    if isinstance(exc, _UNREACHABLE):
+    if isinstance(exc, _UNREACHABLE) or name in _UNREACHABLE_NAMES:
         where = ",".join(bootstrap_servers())
         return (
             f"cannot reach the broker at {where} ({text or name}). Start it with "
             f"`labkit broker` (or `docker-compose up`), then try again; {DOCTOR_HINT}."
         )
-    if isinstance(exc, KafkaError):
+    if isinstance(exc, client_errors()):
         return text or name
     return f"{name}: {text}" if text and not text.startswith(name) else (text or name)

@@ -108,7 +108,7 @@ def collect(
     elif not include_internal:
         names = [n for n in names if not n.startswith("__")]
     parts = _partitions_of(admin.describe_topics(names)) if names else {}
-    tps = [topic_partition(t, p) for t in names for p in parts.get(t, [])]
+    tps = [topic_partition(t, p, consumer) for t in names for p in parts.get(t, [])]
     offsets: dict[tuple[str, int], tuple[int, int]] = {}
     if tps:
         starts = consumer.beginning_offsets(tps)
@@ -130,9 +130,9 @@ def collect(
 
 
 def _open_clients(servers: list[str]) -> tuple[Any, Any]:
-    admin = admin_class()(bootstrap_servers=servers, client_id="labkit-dashboard")
+    admin = admin_class(servers)(bootstrap_servers=servers, client_id="labkit-dashboard")
     try:
-        consumer = consumer_class()(
+        consumer = consumer_class(servers)(
             bootstrap_servers=servers,
             client_id="labkit-dashboard",
             group_id=None,

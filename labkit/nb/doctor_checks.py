@@ -264,10 +264,36 @@ def probe_address(host: str, port: int, timeout: float = 1.0) -> Probe:
 
 
 def _broker_info(servers: list[str], timeout_s: float) -> dict[str, Any]:
-    """The broker's ``api_versions`` answer. Raises NoBrokersAvailable."""
+    """The broker's ``api_versions`` answer. Raises NoBrokersAvailable.
+
+    A Kafka cluster that is not labkit answers through kafka-python instead (no
+    ``api_versions`` of labkit's there): ``broker`` "Kafka", the version kafka-python
+    infers from the broker's API versions, the cluster id and the number of brokers."""
+    from labkit.nb._connect import is_labkit_broker
+
+    if not is_labkit_broker(servers):
+        return _kafka_info(servers, timeout_s)
     from labkit.client.probe import broker_info
 
     return broker_info(servers, timeout_s, client_id="labkit-doctor")
+
+
+def _kafka_info(servers: list[str], timeout_s: float) -> dict[str, Any]:
+    from labkit.nb._kafka_admin import KafkaAdmin
+
+    wait_ms = int(max(timeout_s, 1.0) * 1000)
+    with KafkaAdmin(
+        bootstrap_servers=servers, client_id="labkit-doctor", request_timeout_ms=wait_ms
+    ) as admin:
+        cluster = admin.describe_cluster()
+        data = getattr(getattr(admin, "_manager", None), "broker_version_data", None)
+    inferred = getattr(data, "broker_version", None)
+    return {
+        "broker": "Kafka",
+        "version": ".".join(map(str, inferred)) if inferred else "?",
+        "cluster_id": cluster.get("cluster_id"),
+        "brokers": len(cluster.get("brokers") or []),
+    }
 
 
 _ZMQ_FAILED = re.compile(
@@ -342,6 +368,19 @@ def broker_result(
     )
     if info.get("zmq_address") and info["zmq_address"] not in servers:
         detail += _(" (ZeroMQ at {address})").format(address=info["zmq_address"])
+    if kind == "Kafka":
+        # a real Kafka cluster (README: "Running the lab on a real Kafka cluster")
+        detail = ngettext(
+            "a Kafka cluster (not labkit) answers at {where}: {count} broker, cluster id {cluster}, API of Kafka {version}+; the notebooks use kafka-python's clients there",
+            "a Kafka cluster (not labkit) answers at {where}: {count} brokers, cluster id {cluster}, API of Kafka {version}+; the notebooks use kafka-python's clients there",
+            info.get("brokers") or 0,
+        ).format(
+            where=where,
+            count=info.get("brokers") or 0,
+            cluster=info.get("cluster_id") or "?",
+            version=version,
+        )
+        return Result(name, OK, detail)
     if kind != "labkit":
         return Result(name, FAIL, detail, _("This is not a labkit broker: start `labkit broker`."))
     if version != labkit.__version__:
@@ -401,18 +440,18 @@ def roundtrip_result(servers: list[str], timeout_s: float, clock: Clock = REAL_C
     admin = producer = consumer = None
     started = clock.monotonic()
     try:
-        admin = admin_class()(bootstrap_servers=servers, client_id="labkit-doctor")
+        admin = admin_class(servers)(bootstrap_servers=servers, client_id="labkit-doctor")
         admin.create_topics([NewTopic(topic, 1, 1)])
-        producer = producer_class()(bootstrap_servers=servers, client_id="labkit-doctor")
+        producer = producer_class(servers)(bootstrap_servers=servers, client_id="labkit-doctor")
         meta = producer.send(topic, payload).get(timeout=timeout_s)
         producer.flush(timeout=timeout_s)
-        consumer = consumer_class()(
+        consumer = consumer_class(servers)(
             bootstrap_servers=servers,
             client_id="labkit-doctor",
             group_id=None,
             enable_auto_commit=False,
         )
-        tp = topic_partition(topic, meta.partition)
+        tp = topic_partition(topic, meta.partition, consumer)
         consumer.assign([tp])
         consumer.seek(tp, meta.offset)
         deadline = clock.monotonic() + timeout_s

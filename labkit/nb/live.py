@@ -508,9 +508,10 @@ def _open_consumer(source: Any, bootstrap: Any, from_beginning: bool) -> Any:
     from labkit.nb._connect import bootstrap_servers, consumer_class
 
     topics = _topics(source)
-    return consumer_class()(
+    servers = bootstrap_servers(bootstrap)
+    return consumer_class(servers)(
         *topics,
-        bootstrap_servers=bootstrap_servers(bootstrap),
+        bootstrap_servers=servers,
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
         group_id=None,

@@ -211,10 +211,13 @@ class EventStream:
     # -- internals -----------------------------------------------------------
 
     def _make_producer(self) -> Any:
-        import labkit
+        from labkit.nb._connect import producer_class, serializer_for
 
         servers = self._bootstrap if self._bootstrap else bootstrap_servers()
-        return labkit.KafkaProducer(bootstrap_servers=servers, value_serializer=json_serializer)
+        producer = producer_class(servers)
+        return producer(
+            bootstrap_servers=servers, value_serializer=serializer_for(producer, json_serializer)
+        )
 
     def _release_producer(self, timeout: float) -> None:
         if self.running:

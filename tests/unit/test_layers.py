@@ -4,7 +4,8 @@ Each layer imports only the layers above it; zmq is imported by exactly one
 module on each side; only labkit.nb imports the notebook UI libraries. The course
 (labkit.course) and the notebook helpers (labkit.nb) meet in one place each way:
 the course's exercises use ``labkit.nb.generators`` (and ``labkit.nb.names``, to
-accept a student's prefixed topic names), and ``nb.check`` (the facade,
+accept a student's prefixed topic names; ``labkit.nb._connect``, so that the checks
+that ask the broker use the client it needs, labkit's or kafka-python's), and ``nb.check`` (the facade,
 ``labkit/nb/__init__.py``) loads the course lazily; no import cycle exists
 anywhere in labkit, not even through imports inside functions.
 """
@@ -60,7 +61,7 @@ ZMQ_MODULES = {
 }
 UI_LIBS = {"ipywidgets", "matplotlib", "IPython", "tqdm"}
 # the only crossings between course and nb (see the module docstring)
-COURSE_MAY_IMPORT_FROM_NB = {"labkit.nb.generators", "labkit.nb.names"}
+COURSE_MAY_IMPORT_FROM_NB = {"labkit.nb.generators", "labkit.nb.names", "labkit.nb._connect"}
 NB_MODULES_IMPORTING_COURSE = {"nb/__init__.py"}
 
 

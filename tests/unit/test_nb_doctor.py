@@ -228,3 +228,29 @@ def test_cli_doctor_exit_code_and_output():
     assert "broker:" in proc.stdout
     assert "labkit broker" in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_a_kafka_cluster_that_is_not_labkit_is_reported_ok_with_what_it_is():
+    info = {"broker": "Kafka", "version": "4.1", "cluster_id": "abc", "brokers": 3}
+    r = d.broker_result(["k1:9092", "k2:9092"], 1, info_fn=lambda s, t: info)
+    assert r.status == OK
+    assert r.detail == (
+        "a Kafka cluster (not labkit) answers at k1:9092,k2:9092: 3 brokers, cluster id abc, "
+        "API of Kafka 4.1+; the notebooks use kafka-python's clients there"
+    )
+
+
+def test_kafka_pythons_connection_errors_get_the_same_advice_as_labkits():
+    import kafka.errors
+
+    from labkit.nb._connect import explain
+
+    # what kafka-python 3 raises when the cluster went away after the lab found it
+    text = explain(kafka.errors.KafkaTimeoutError("Unable to bootstrap from k1:9092"))
+    assert text.startswith("cannot reach the broker at ")
+    assert "nb.doctor()" in text
+    # a Kafka error's own text, its name said once
+    assert (
+        explain(kafka.errors.TopicAlreadyExistsError("exists"))
+        == "[Error 36] TopicAlreadyExistsError: exists"
+    )
