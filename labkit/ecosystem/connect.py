@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,8 +30,8 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from labkit.testing.apache_kafka import CACHE_ENV as KAFKA_ENV
 from labkit.testing.apache_kafka import ROOT, VERSION, libs_dir
-from labkit.testing.apache_kafka import require as require_apache_kafka
 
 CONNECT_ENV = "LABKIT_KAFKA_CONNECT_LIBS"
 START_TIMEOUT_S = 120.0
@@ -56,23 +57,53 @@ class ConnectMissing(RuntimeError):
     """Java or the jars are missing; the message says what to run."""
 
 
+# How to get what is missing, on the machine and in the Docker lab (the Java profile of
+# docker-compose.yml sets these same variables in the lab container).
+HOW_TO_GET = (
+    "on your machine: `make kafka-connect` in the labkit checkout (Java 17 must be "
+    "installed; the jars come from Maven Central, ~55 MB, once); in the Docker lab: start "
+    "it with its Java profile (`docker-compose --profile spark up`); elsewhere: point "
+    f"{KAFKA_ENV} and {CONNECT_ENV} at the folders "
+    "holding Apache Kafka's jars and connect-file's"
+)
+
+
+def java_executable() -> str | None:
+    """``$JAVA_HOME/bin/java`` when it exists, else ``java`` on PATH, else None."""
+    home = os.environ.get("JAVA_HOME")
+    if home and (Path(home) / "bin" / "java").is_file():
+        return str(Path(home) / "bin" / "java")
+    return shutil.which("java")
+
+
 def connect_libs_dir() -> Path:
     return Path(os.environ.get(CONNECT_ENV) or ROOT / ".cache" / "kafka-connect" / VERSION / "libs")
 
 
 def classpath() -> str:
     """Apache Kafka's jars and the file connectors, or ``ConnectMissing`` saying how."""
-    try:
-        kafka = require_apache_kafka()
-    except RuntimeError as exc:
-        raise ConnectMissing(f"{exc}; then `make kafka-connect`") from None
+    if java_executable() is None:
+        raise ConnectMissing(f"no Java found (JAVA_HOME, `java` on PATH): {HOW_TO_GET}")
+    kafka = libs_dir()
+    if not any(kafka.glob("kafka_2.13-*.jar")) or not any(kafka.glob("connect-runtime-*.jar")):
+        raise ConnectMissing(f"Apache Kafka {VERSION}'s jars are not in {kafka}: {HOW_TO_GET}")
     extra = connect_libs_dir()
     if not any(extra.glob("connect-file-*.jar")):
         raise ConnectMissing(
-            f"Kafka Connect's file connectors are not in {extra}: run `make kafka-connect` "
-            f"(downloads connect-file {VERSION} from Maven Central, ~45 KB, once)"
+            f"Kafka Connect's file connectors (connect-file {VERSION}) are not in {extra}: "
+            f"{HOW_TO_GET}"
         )
     return f"{kafka / '*'}{os.pathsep}{extra / '*'}"
+
+
+def installation() -> str:
+    """One line naming the Java and the jars a worker will use (``ConnectMissing`` saying
+    how to get what is missing): what a notebook shows before it starts a worker."""
+    classpath()
+    return (
+        f"Kafka Connect {VERSION}: Java {java_executable()}, Apache Kafka's jars in "
+        f"{libs_dir()}, the file connectors in {connect_libs_dir()}"
+    )
 
 
 def file_source(name: str, path: Path | str, topic: str) -> dict[str, str]:
@@ -201,7 +232,7 @@ class ConnectWorker:
         if self.mode == "standalone":
             args += [str(self.work_dir / f"{c['name']}.properties") for c in self.connectors]
         return [
-            "java",
+            java_executable() or "java",
             f"-Xmx{self.heap}",
             "-XX:+UseSerialGC",
             f"-Dlog4j2.configurationFile={self.work_dir / 'log4j2.properties'}",
@@ -325,6 +356,8 @@ __all__ = [
     "ConnectMissing",
     "ConnectWorker",
     "classpath",
+    "installation",
+    "java_executable",
     "connect_libs_dir",
     "file_sink",
     "file_source",
