@@ -246,16 +246,16 @@ def no_resend(records, *, file, first):
     if twice:
         raise Wrong(
             _(
-                "the line {line}... is in the topic {n} times: the worker started without the offsets of its first run and read the file from the top. Start it again on the same WORK_DIR (connect.offsets remembers where the source stopped); run the notebook from the top to start clean"
-            ).format(line=twice[0][:40], n=seen[twice[0]])
+                "line {number} of the file is in the topic {n} times: the worker restarted without its offsets and read the file from the top; start it on the same WORK_DIR, where connect.offsets keeps them (run the notebook from the top to start clean)"
+            ).format(number=lines.index(twice[0]) + 1, n=seen[twice[0]])
         )
     in_file = set(lines)
     pieces = [value for value in on_topic if value not in in_file]
     expect(
         not pieces,
         _(
-            "the topic holds {value!r}, which is not a line of {file}: a piece of a line? FileStreamSource counts its position in characters but skips bytes when it restarts, so write the lines as ASCII: json.dumps(tx), without ensure_ascii=False (run the notebook from the top to start clean)"
-        ).format(value=pieces[0][:60] if pieces else "", file=str(file)),
+            "the topic holds {value!r}, not a line of the file: the restarted source began mid-line (it counts characters, skips bytes). Write json.dumps(tx), without ensure_ascii=False (run the notebook from the top to start clean)"
+        ).format(value=pieces[0][:30] if pieces else ""),
     )
     missing = [line for line in lines if line not in seen]
     expect(
