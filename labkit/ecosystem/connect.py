@@ -235,6 +235,9 @@ class ConnectWorker:
             java_executable() or "java",
             f"-Xmx{self.heap}",
             "-XX:+UseSerialGC",
+            # C1 only: a lab's worker moves little data, and C2's compiler threads fighting
+            # for 2 cores made the start 25-38 s instead of 6-8 s (load 12-15, 2 CPUs)
+            "-XX:TieredStopAtLevel=1",
             f"-Dlog4j2.configurationFile={self.work_dir / 'log4j2.properties'}",
             "-cp",
             classpath(),
