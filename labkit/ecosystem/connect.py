@@ -9,6 +9,10 @@ distributed mode, where connectors are not given on the command line) submits ea
 connector's config over REST. Every connector is then waited for until it and its tasks
 are RUNNING, so a caller that gets the worker back can rely on it.
 
+Every worker started and not yet stopped is remembered (``stop_all()``, also run when the
+Python process exits): the Java process has a session of its own, so a notebook cell run
+twice or a kernel that exits would otherwise leave it running.
+
 State: a standalone worker keeps its source offsets in ``<work dir>/connect.offsets``
 (flushed every second and on a clean stop), so a worker restarted on the same work
 directory goes on where it stopped; a sink's offsets are its consumer group's
@@ -18,6 +22,7 @@ offsets and statuses in three compacted topics on the broker.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -144,6 +149,20 @@ def read_properties(path: Path | str) -> dict[str, str]:
     return props
 
 
+_RUNNING: set[ConnectWorker] = set()  # started, not yet stopped (strong: a lost name still counts)
+
+
+def stop_all() -> int:
+    """Stop every worker this process started and has not stopped; returns how many."""
+    workers = list(_RUNNING)
+    for worker in workers:
+        worker.stop()
+    return len(workers)
+
+
+atexit.register(stop_all)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -264,6 +283,7 @@ class ConnectWorker:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+        _RUNNING.add(self)
         deadline = time.monotonic() + timeout
         try:
             self._wait(lambda: self._get("/") is not None, deadline, "its REST API answers")
@@ -344,6 +364,7 @@ class ConnectWorker:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self.proc = None
+        _RUNNING.discard(self)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -366,4 +387,5 @@ __all__ = [
     "file_source",
     "libs_dir",
     "read_properties",
+    "stop_all",
 ]

@@ -70,3 +70,17 @@ def test_what_is_missing_is_named_with_how_to_get_it(jars, monkeypatch, missing)
     assert named in text
     for way in ("make kafka-connect", "docker-compose --profile", "LABKIT_KAFKA_CONNECT_LIBS"):
         assert way in text
+
+
+def test_stop_all_stops_the_workers_this_process_started(tmp_path, monkeypatch):
+    """A notebook cell run twice, or a kernel that exits, must not leave a Java worker
+    running (it has a session of its own, so nothing else would stop it)."""
+    monkeypatch.setattr(connect.ConnectWorker, "command", lambda self: ["sleep", "60"])
+    monkeypatch.setattr(connect.ConnectWorker, "_get", lambda self, path: {})  # "REST answers"
+    first = connect.ConnectWorker("localhost:9092", tmp_path / "a", log_to_file=False).start()
+    again = connect.ConnectWorker("localhost:9092", tmp_path / "a", log_to_file=False).start()
+    processes = [first.proc, again.proc]
+    first.stop()  # stopped by hand: stop_all leaves it alone
+    assert connect.stop_all() == 1
+    assert all(p.poll() is not None for p in processes)
+    assert connect.stop_all() == 0
