@@ -9,6 +9,10 @@ distributed mode, where connectors are not given on the command line) submits ea
 connector's config over REST. Every connector is then waited for until it and its tasks
 are RUNNING, so a caller that gets the worker back can rely on it.
 
+Every worker started and not yet stopped is remembered (``stop_all()``, also run when the
+Python process exits): the Java process has a session of its own, so a notebook cell run
+twice or a kernel that exits would otherwise leave it running.
+
 State: a standalone worker keeps its source offsets in ``<work dir>/connect.offsets``
 (flushed every second and on a clean stop), so a worker restarted on the same work
 directory goes on where it stopped; a sink's offsets are its consumer group's
@@ -18,8 +22,10 @@ offsets and statuses in three compacted topics on the broker.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,11 +35,14 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from labkit.testing.apache_kafka import CACHE_ENV as KAFKA_ENV
 from labkit.testing.apache_kafka import ROOT, VERSION, libs_dir
-from labkit.testing.apache_kafka import require as require_apache_kafka
 
 CONNECT_ENV = "LABKIT_KAFKA_CONNECT_LIBS"
 START_TIMEOUT_S = 120.0
+# Under nbval's 60 s cell limit with room to spare: a worker on 2 cores at load 20 once took
+# over 60 s to stop after SIGTERM (a notebook 12 run), though 1-2 s is usual.
+STOP_TIMEOUT_S = 30.0
 STRING_CONVERTER = "org.apache.kafka.connect.storage.StringConverter"
 
 # Root WARN keeps a student's terminal readable; Connect's own start/stop lines stay.
@@ -56,23 +65,53 @@ class ConnectMissing(RuntimeError):
     """Java or the jars are missing; the message says what to run."""
 
 
+# How to get what is missing, on the machine and in the Docker lab (the Java profile of
+# docker-compose.yml sets these same variables in the lab container).
+HOW_TO_GET = (
+    "on your machine: `make kafka-connect` in the labkit checkout (Java 17 must be "
+    "installed; the jars come from Maven Central, ~55 MB, once); in the Docker lab: start "
+    "it with its Java profile (`docker-compose --profile spark up`); elsewhere: point "
+    f"{KAFKA_ENV} and {CONNECT_ENV} at the folders "
+    "holding Apache Kafka's jars and connect-file's"
+)
+
+
+def java_executable() -> str | None:
+    """``$JAVA_HOME/bin/java`` when it exists, else ``java`` on PATH, else None."""
+    home = os.environ.get("JAVA_HOME")
+    if home and (Path(home) / "bin" / "java").is_file():
+        return str(Path(home) / "bin" / "java")
+    return shutil.which("java")
+
+
 def connect_libs_dir() -> Path:
     return Path(os.environ.get(CONNECT_ENV) or ROOT / ".cache" / "kafka-connect" / VERSION / "libs")
 
 
 def classpath() -> str:
     """Apache Kafka's jars and the file connectors, or ``ConnectMissing`` saying how."""
-    try:
-        kafka = require_apache_kafka()
-    except RuntimeError as exc:
-        raise ConnectMissing(f"{exc}; then `make kafka-connect`") from None
+    if java_executable() is None:
+        raise ConnectMissing(f"no Java found (JAVA_HOME, `java` on PATH): {HOW_TO_GET}")
+    kafka = libs_dir()
+    if not any(kafka.glob("kafka_2.13-*.jar")) or not any(kafka.glob("connect-runtime-*.jar")):
+        raise ConnectMissing(f"Apache Kafka {VERSION}'s jars are not in {kafka}: {HOW_TO_GET}")
     extra = connect_libs_dir()
     if not any(extra.glob("connect-file-*.jar")):
         raise ConnectMissing(
-            f"Kafka Connect's file connectors are not in {extra}: run `make kafka-connect` "
-            f"(downloads connect-file {VERSION} from Maven Central, ~45 KB, once)"
+            f"Kafka Connect's file connectors (connect-file {VERSION}) are not in {extra}: "
+            f"{HOW_TO_GET}"
         )
     return f"{kafka / '*'}{os.pathsep}{extra / '*'}"
+
+
+def installation() -> str:
+    """One line naming the Java and the jars a worker will use (``ConnectMissing`` saying
+    how to get what is missing): what a notebook shows before it starts a worker."""
+    classpath()
+    return (
+        f"Kafka Connect {VERSION}: Java {java_executable()}, Apache Kafka's jars in "
+        f"{libs_dir()}, the file connectors in {connect_libs_dir()}"
+    )
 
 
 def file_source(name: str, path: Path | str, topic: str) -> dict[str, str]:
@@ -111,6 +150,20 @@ def read_properties(path: Path | str) -> dict[str, str]:
     if "name" not in props or "connector.class" not in props:
         raise ValueError(f"{path}: a connector config needs `name=` and `connector.class=`")
     return props
+
+
+_RUNNING: set[ConnectWorker] = set()  # started, not yet stopped (strong: a lost name still counts)
+
+
+def stop_all() -> int:
+    """Stop every worker this process started and has not stopped; returns how many."""
+    workers = list(_RUNNING)
+    for worker in workers:
+        worker.stop()
+    return len(workers)
+
+
+atexit.register(stop_all)
 
 
 def _free_port() -> int:
@@ -201,9 +254,12 @@ class ConnectWorker:
         if self.mode == "standalone":
             args += [str(self.work_dir / f"{c['name']}.properties") for c in self.connectors]
         return [
-            "java",
+            java_executable() or "java",
             f"-Xmx{self.heap}",
             "-XX:+UseSerialGC",
+            # C1 only: a lab's worker moves little data, and C2's compiler threads fighting
+            # for 2 cores made the start 25-38 s instead of 6-8 s (load 12-15, 2 CPUs)
+            "-XX:TieredStopAtLevel=1",
             f"-Dlog4j2.configurationFile={self.work_dir / 'log4j2.properties'}",
             "-cp",
             classpath(),
@@ -230,6 +286,7 @@ class ConnectWorker:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+        _RUNNING.add(self)
         deadline = time.monotonic() + timeout
         try:
             self._wait(lambda: self._get("/") is not None, deadline, "its REST API answers")
@@ -300,8 +357,9 @@ class ConnectWorker:
                     ) from None
             time.sleep(0.5)
 
-    def stop(self, timeout: float = 60.0) -> None:
-        """A clean stop (SIGTERM): tasks stop and their offsets are committed."""
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """A clean stop (SIGTERM): tasks stop and their offsets are committed; after
+        ``timeout`` a SIGKILL (offsets are flushed every second, so little is lost)."""
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
@@ -310,6 +368,7 @@ class ConnectWorker:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self.proc = None
+        _RUNNING.discard(self)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -325,9 +384,12 @@ __all__ = [
     "ConnectMissing",
     "ConnectWorker",
     "classpath",
+    "installation",
+    "java_executable",
     "connect_libs_dir",
     "file_sink",
     "file_source",
     "libs_dir",
     "read_properties",
+    "stop_all",
 ]
