@@ -85,7 +85,7 @@ from typing import NamedTuple
 import crc32c
 
 from labkit.errors import CorruptRecordError, InvalidRecordError
-from labkit.kafka import compression
+from labkit.kafka import batch_runs, compression
 from labkit.kafka.batch_build import labkit_batches_to_kafka, labkit_to_kafka
 from labkit.kafka.batch_layout import (
     BATCH_LENGTH,
@@ -255,21 +255,26 @@ class _Records(NamedTuple):
     keys: list | None  # None when no record has a key
     values: list
     headers: list | None  # None when no record has headers
+    value_lengths: list[int] | None = None  # when the runs read every record
 
 
-def _read_records(data: bytes, count: int, base_timestamp: int) -> _Records:
+def _read_records(data: bytes, count: int, base_timestamp: int, *, runs: bool = True) -> _Records:
     """Parse ``count`` records filling ``data`` exactly. Raises InvalidRecordError, or
     IndexError when a record runs past the end (the caller reports it).
 
+    ``runs``: the leading records that come in runs of one shape are read a column at a
+    time (``batch_runs.read_runs``, the same answer); the loop below reads the rest (all
+    of them with ``runs=False``, the reference the tests hold the fast path to).
     Written for CPython's bytecode count: a varint of one or two bytes (every length
     and delta under 8,192) is read inline through one table, longer ones by ``_varint``;
     fields are appended to column lists through bound methods."""
     zigzag = ZIGZAG
     long_varint = _varint
-    timestamps: list[int] = []
-    deltas: list[int] = []
-    keys: list = []
-    values: list = []
+    fast = batch_runs.read_runs(data, count) if runs else batch_runs.Runs(0, 0, [], [], [], [])
+    timestamps: list[int] = fast.timestamp_deltas
+    deltas: list[int] = list(range(fast.read))
+    keys: list = fast.keys
+    values: list = fast.values
     header_rows: list[tuple[int, list]] = []  # (record index, headers), only records with any
     seen_headers: dict[bytes, list] = {}  # a record's header bytes -> its parsed headers
     add_ts, add_delta, add_key, add_value = (
@@ -278,9 +283,9 @@ def _read_records(data: bytes, count: int, base_timestamp: int) -> _Records:
         keys.append,
         values.append,
     )
-    has_keys = False
-    pos = 0
-    for index in range(count):
+    has_keys = fast.read > keys.count(None)
+    pos = fast.pos
+    for index in range(fast.read, count):
         b = data[pos]
         if b < 0x80:
             length = zigzag[b]
@@ -369,7 +374,8 @@ def _read_records(data: bytes, count: int, base_timestamp: int) -> _Records:
             headers[index] = record_headers
     if base_timestamp:
         timestamps = list(map(base_timestamp.__add__, timestamps))
-    return _Records(timestamps, deltas, keys if has_keys else None, values, headers)
+    value_lengths = fast.value_lengths if fast.read == count else None
+    return _Records(timestamps, deltas, keys if has_keys else None, values, headers, value_lengths)
 
 
 def _varint(data: bytes, pos: int, max_bytes: int) -> tuple[int, int]:
@@ -462,6 +468,7 @@ def _to_labkit(header: KafkaBatchHeader, records: _Records, produced: bool) -> b
             base_offset=header.base_offset,
             offset_deltas=offset_deltas,
             log_append_time=log_append_time,
+            value_lengths=records.value_lengths,
         )
     except (struct.error, OverflowError) as exc:
         raise InvalidRecordError(
