@@ -5,7 +5,7 @@ Theory of operation
 A producer's batch usually holds records of one *shape*: values of one length, no key
 (or keys of one length), no headers, timestamp deltas of one varint width. Records of
 one shape whose offset deltas also take the same width (one byte below 64, two below
-8,192) have the same size, so record k of such a run starts at ``start + k * stride`` and
+8,192, three below 2**20) have the same size, so record k of such a run starts at ``start + k * stride`` and
 each byte of a field is a *column*, ``region[offset::stride]``: one C-level slice for
 every record at once. ``read_runs`` proves a run with a few columns instead of decoding
 each record: every byte the reference reader (``batches._read_records``) decodes as
@@ -16,7 +16,7 @@ reader gives; the first one that does not ends the run, and the next record's sh
 tried. The fast path gives up, and leaves the rest of the batch to the reference reader
 (which also raises every error), at a record with headers or a varint it does not
 take, at a run shorter than ``MIN_RUN`` records (records of mixed sizes: JSON values,
-keys of varying length) and at record 8,192 (three-byte offset deltas). It never
+keys of varying length) and at record 65,536. It never
 raises: it stops.
 
 Cost per run: a handful of slices, ``lstrip``s and comparisons of one byte per record;
@@ -28,20 +28,19 @@ Pure: no I/O, no state.
 
 from __future__ import annotations
 
+import functools
 from itertools import repeat
 from operator import add, itemgetter, mul
 from struct import iter_unpack
 from typing import NamedTuple
 
-from labkit.kafka.batch_layout import INT32_MAX, INT32_MIN, VARINT, ZIGZAG, varint_bytes
+from labkit.kafka.batch_layout import INT32_MAX, INT32_MIN, ZIGZAG, varint_bytes
 
 MIN_RUN = 16  # a shorter run ends the fast path: mixed records cost a probe each
-ONE_BYTE_OFFSETS = 64  # offset deltas 0..63 are one varint byte
-TWO_BYTE_OFFSETS = 8192  # 64..8191 two; the fast path stops at 8,192
-
-_OFFSETS_1 = b"".join(VARINT[:ONE_BYTE_OFFSETS])
-_OFFSETS_2 = b"".join(VARINT[ONE_BYTE_OFFSETS:TWO_BYTE_OFFSETS])
-_OFFSET_COLUMNS = {1: (_OFFSETS_1,), 2: (_OFFSETS_2[0::2], _OFFSETS_2[1::2])}
+# offset deltas below 64 take one varint byte, below 8,192 two, below 2**20 three;
+# librdkafka sends up to 10,000 records a batch, the fast path reads up to 65,536
+OFFSET_WIDTHS = ((0, 64), (64, 8192), (8192, 1 << 16))  # (first, end) per width 1, 2, 3
+LAST_OFFSET = OFFSET_WIDTHS[-1][1]
 _LOW_BYTES = bytes(range(0x80))  # a varint's last byte
 _HIGH_BYTES = bytes(range(0x80, 0x100))  # a varint's other bytes
 _LOW_7_BITS = bytes(range(0x80)) * 2  # bytes.translate table: b & 0x7f
@@ -75,7 +74,7 @@ def read_runs(data: bytes, count: int) -> Runs:
     that come in runs of one shape. Never raises: a record it cannot prove is left (with
     every record after it) to the reference reader."""
     out = Runs(0, 0, [], [], [], [])
-    limit = min(count, TWO_BYTE_OFFSETS)
+    limit = min(count, LAST_OFFSET)
     index = pos = 0
     while index < limit:
         shape = record_shape(data, pos, index)
@@ -86,6 +85,15 @@ def read_runs(data: bytes, count: int) -> Runs:
         if done < MIN_RUN:
             break
     return out._replace(read=index, pos=pos)
+
+
+@functools.cache
+def _offset_columns(width: int) -> tuple[bytes, ...]:
+    """Byte i of the offset deltas that take ``width`` varint bytes, one column per i
+    (built at first use: three-byte ones take 172 KB)."""
+    first, end = OFFSET_WIDTHS[width - 1]
+    encoded = b"".join(map(varint_bytes, range(first, end)))
+    return tuple(encoded[i::width] for i in range(width))
 
 
 def _canonical_varint(data: bytes, pos: int) -> tuple[int, int] | None:
@@ -120,7 +128,7 @@ def record_shape(data: bytes, pos: int, index: int) -> Shape | None:
         else:
             return None
         p += timestamp_width
-        offset = VARINT[index]
+        offset = varint_bytes(index)
         if data[p : p + len(offset)] != offset:
             return None
         p += len(offset)
@@ -171,8 +179,9 @@ def _read_run(
     appending to ``out``'s columns: (records read, next pos)."""
     done = 0
     while index < limit:
-        offset_width = 1 if index < ONE_BYTE_OFFSETS else 2
-        end = min(limit, ONE_BYTE_OFFSETS if offset_width == 1 else TWO_BYTE_OFFSETS)
+        offset_width = 1 if index < 64 else 2 if index < 8192 else 3
+        first, end = OFFSET_WIDTHS[offset_width - 1]
+        end = min(limit, end)
         length = varint_bytes(shape.fixed + offset_width)
         stride = len(length) + shape.fixed + offset_width
         n = min(end - index, (len(data) - pos) // stride)
@@ -198,8 +207,8 @@ def _read_run(
             for i, byte in enumerate(expected):
                 column = data[start + i : stop : stride][:good]
                 good = min(good, _in_set(column, bytes((byte,))))
-        first = index - (0 if offset_width == 1 else ONE_BYTE_OFFSETS)
-        for i, table in enumerate(_OFFSET_COLUMNS[offset_width]):
+        first = index - first
+        for i, table in enumerate(_offset_columns(offset_width)):
             good = _agree(data[offset_at + i : stop : stride][:good], table[first : first + good])
         timestamps = data[timestamp_at:stop:stride][:good]
         if shape.timestamp_width == 1:

@@ -133,15 +133,26 @@ def test_a_producers_batch_is_read_by_the_runs_whole():
     assert_same(data, count, base)
 
 
-def test_records_past_8192_and_after_a_short_run_are_left_to_the_reference():
+def test_records_past_65536_and_after_a_short_run_are_left_to_the_reference():
+    """Offset deltas of one, two and three bytes are read by the runs (librdkafka sends
+    up to 10,000 records a batch); record 65,536 on, the reference reader."""
+    count = batch_runs.LAST_OFFSET + 500
+    stored = records.encode_batch([BASE_TS] * count, [b"k"] * count, [b"v" * 10] * count)
+    data = kb.labkit_to_kafka(stored)[61:]
+    assert batch_runs.read_runs(data, count).read == batch_runs.LAST_OFFSET
+    assert len(assert_same(data, count, BASE_TS).values) == count
     rng = random.Random(6)
-    many = [(BASE_TS, b"k", rng.randbytes(10), []) for _ in range(9000)]
-    data, count, base = kafka_records(many)
-    assert batch_runs.read_runs(data, count).read == batch_runs.TWO_BYTE_OFFSETS
-    assert len(assert_same(data, count, base).values) == 9000
     mixed = [(BASE_TS, None, rng.randbytes(rng.randint(1, 50)), []) for _ in range(300)]
     data, count, base = kafka_records(mixed)
     assert batch_runs.read_runs(data, count).read < batch_runs.MIN_RUN
+    assert_same(data, count, base)
+
+
+def test_a_batch_of_10000_records_is_read_whole_by_the_runs():
+    rng = random.Random(7)
+    recs = [(BASE_TS + i // 300, None, rng.randbytes(100), []) for i in range(10_000)]
+    data, count, base = kafka_records(recs)
+    assert batch_runs.read_runs(data, count).read == count
     assert_same(data, count, base)
 
 
