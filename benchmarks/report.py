@@ -232,6 +232,17 @@ def failover_table(rows: list[dict]) -> list[str]:
     )
 
 
+def _startup(row: dict) -> str:
+    """Seconds from starting the server to its port answering; Apache Kafka's includes
+    formatting its storage (``kafka-storage format``, a JVM of its own), shown apart."""
+    total = row.get("startup_s")
+    if total is None:
+        return "—"
+    if row.get("format_s") is not None:
+        return f"{total:.1f} (format {row['format_s']:.1f} + broker {total - row['format_s']:.1f})"
+    return f"{total:.1f}"
+
+
 def memory_table(rows: list[dict]) -> list[str]:
     mine = sorted((r for r in rows if r.get("table") == "memory"), key=_order)
     ref = _labkit(rows, table="memory")
@@ -240,13 +251,22 @@ def memory_table(rows: list[dict]) -> list[str]:
             r["system"],
             fmt_num(r.get("peak_rss_mb"), 1),
             ratio(ref and ref.get("peak_rss_mb"), r.get("peak_rss_mb")) if _ok(r) else "—",
+            _startup(r),
             r.get("storage", ""),
             _status(r),
         ]
         for r in mine
     ]
     return _table(
-        ["server", "peak RSS (VmHWM) MB", "labkit ÷ this", "storage / fsync", "status"], lines
+        [
+            "server",
+            "peak RSS (VmHWM) MB",
+            "labkit ÷ this",
+            "start-up s (start to port answering)",
+            "storage / fsync",
+            "status",
+        ],
+        lines,
     )
 
 

@@ -241,3 +241,22 @@ def test_hostile_clients_section_shows_each_attack_and_its_verdict():
     assert rows[1][-3] == "broker died, 2 timeouts"
     assert "## Hostile clients" in report.render([], {}, attacks=data)
     assert "## Hostile clients" not in report.render([], {})
+
+
+def test_the_memory_table_shows_start_up_with_apache_kafkas_format_apart():
+    rows = [
+        {"table": "memory", "system": "labkit", "peak_rss_mb": 40.0, "startup_s": 0.84},
+        {
+            "table": "memory",
+            "system": "apache-kafka",
+            "peak_rss_mb": 400.0,
+            "startup_s": 9.5,
+            "format_s": 3.25,
+        },
+        {"table": "memory", "system": "redis", "peak_rss_mb": 4.0},
+    ]
+    text = "\n".join(report.memory_table(rows))
+    assert "start-up s" in text
+    assert "| 0.8 |" in text
+    assert "9.5 (format 3.2 + broker 6.2)" in text
+    assert "| redis | 4.0 | — | — |" in text  # no start-up measured: a dash
