@@ -52,26 +52,28 @@ emptied stays, with no records, so a consumer skips past its offsets). Producer 
 epoch and base sequence are -1 (labkit's format does not keep them yet).
 
 Speed (benchmarks/kafka_batches.py; benchmarks/NOTES.md section 10 has the conditions),
-CPU ms per batch of 1,000 records x 100 B (no keys/headers), load average 2.3-9.7 on
-2 vCPUs, ranges over runs:
+CPU ms per batch of 1,000 records x 100 B (no keys/headers), load average 11-13 on
+2 vCPUs (2026-12-06, 22:10 UTC; at loads 2-10 earlier runs gave ~0.6x these):
 
     direction        this module   aiokafka 0.14 (Cython)   kafka-python 3.0.12
-    Kafka -> labkit  1.11-1.85     0.55-0.83 (+encode)      3.8-6.7 (+encode)
-    labkit -> Kafka  0.57-0.85     0.62-0.97 (+decode)      2.5-4.3 (+decode)
+    Kafka -> labkit  0.72          0.80 (read + encode)     6.5 (read + encode)
+    labkit -> Kafka  0.83          0.94 (+decode)           4.0 (+decode)
 
-Kafka -> labkit is a loop per record (each varint decides where the next field starts):
-one- and two-byte varints are read inline through one zigzag table, fields appended
-through bound methods. labkit -> Kafka runs no bytecode per record unless a record has
-headers: each varint column is one ``itemgetter`` over a precomputed table and
-each record one C-level ``b"".join``. aiokafka's compiled reader is ~2x faster for
-Kafka -> labkit but is not a dependency, and would need these checks anyway.
+Kafka -> labkit: a record is a chain of varints (each decides where the next field
+starts), but a producer's records usually share one shape, and then
+``batch_runs.read_runs`` reads them a column at a time (0.41 ms of the 0.72 above; the
+reference loop alone takes 1.35). The records it leaves (headers, mixed sizes) go
+through ``_read_records``' loop: one- and two-byte varints inline through one zigzag
+table, fields appended through bound methods, ~1 us per record. labkit -> Kafka runs
+no bytecode per record unless a record has headers: each varint column is one
+``itemgetter`` over a precomputed table and each record one C-level ``b"".join``.
 
 Modules: the v2 header ``struct``, attribute bits and varint tables are in
 ``batch_layout.py``, labkit -> Kafka in ``batch_build.py``, decompression in
-``compression.py``; this module reads Kafka batches and is where callers import every
-name from.
+``compression.py``, the fast path for runs of one shape in ``batch_runs.py``; this
+module reads Kafka batches and is where callers import every name from.
 
-Size: ~470 lines: both directions of the converter share the varint tables and the
+Size: ~480 lines: both directions of the converter share the varint tables and the
 validation rules; the layout, the builder and the codecs already live in batch_layout.py,
 batch_build.py and compression.py.
 """
