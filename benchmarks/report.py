@@ -354,6 +354,19 @@ def targets(rows: list[dict]) -> list[list[str]]:
             f"{fmt_num(c)} vs {fmt_num(ak_cons['rps'])}",
             None,
         )
+    # issue 13: Kafka clients through labkit's Kafka listener against Apache Kafka
+    for client, goal in (("confluent-kafka", 0.5), ("kafka-python", 1.0)):
+        for table, what in (("producer", "produce, acks=1"), ("consumer", "consume")):
+            match = {"size": 100, "acks": "1"}
+            mine = _find(rows, table, f"{client} → labkit-kafka-listener", **match)
+            theirs = _find(rows, table, f"{client} → apache-kafka", **match)
+            if mine and theirs and theirs["rps"]:
+                share = mine["rps"] / theirs["rps"]
+                add(
+                    f"{client} → Kafka listener ≥ {goal:.0%} of {client} → Apache Kafka, {what}",
+                    f"{fmt_num(mine['rps'])} vs {fmt_num(theirs['rps'])} ({share:.0%})",
+                    share >= goal,
+                )
     return [[w, v, k if k != "not met" else "**not met**"] for w, v, k in out]
 
 
