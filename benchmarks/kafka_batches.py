@@ -6,7 +6,8 @@ record code and kafka-python's pure-Python one (benchmarks/NOTES.md, section 10)
 
 Each figure is the median CPU time (``thread_time``, which other load disturbs less than
 wall time) of ROUNDS rounds of REPEAT conversions of one batch, in ms per batch; the
-rows take turns within each round. "read" is Kafka ->
+rows take turns within each round. "records" is the parse of the records alone, with
+the runs of batch_runs.py and with the reference loop alone. "read" is Kafka ->
 records (the libraries stop at Python objects; labkit's figure includes encoding the
 labkit batch, and "read+labkit" adds that step to the libraries'); "build" is labkit
 batch -> Kafka batch (the libraries' figure includes decoding the labkit batch with ``decode_batch``, shown
@@ -97,6 +98,13 @@ def _build_lib(builder_cls, labkit_batch: bytes):
     )
 
 
+def _labkit_records(raw: bytes, runs: bool):
+    """Just the records' parse (``batches._read_records``): with the runs (the fast path,
+    batch_runs.py) or the reference loop alone."""
+    header = batches.read_kafka_header(raw)
+    return batches._read_records(raw[61:], header.record_count, header.base_timestamp, runs=runs)
+
+
 def _measure(rows) -> list[float]:
     """Median ms per call of each row's function; the rows take turns in every round, so
     a change in the machine's load touches them all alike."""
@@ -117,6 +125,8 @@ def main(argv: list[str]) -> None:
     labkit_batch = batches.kafka_to_labkit(raw).labkit_batch
     rows = [
         ("read", "labkit", lambda: batches.kafka_to_labkit(raw)),
+        ("records", "labkit runs", lambda: _labkit_records(raw, runs=True)),
+        ("records", "labkit loop", lambda: _labkit_records(raw, runs=False)),
         ("read", "aiokafka", lambda: _read_lib(AioBatch, raw, False)),
         ("read", "kafka-python", lambda: _read_lib(KpBatch, raw, False)),
         ("read+labkit", "aiokafka", lambda: _read_lib(AioBatch, raw, True)),

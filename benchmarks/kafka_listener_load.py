@@ -5,10 +5,13 @@ and during that load (benchmarks/NOTES.md, section 11).
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/kafka_listener_load.py --ping
     PYTHONPATH=$PWD .venv/bin/python benchmarks/kafka_listener_load.py --batch-size 16384
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/kafka_listener_load.py --consume
 
-A/B: run it with ``PYTHONPATH`` pointing at each tree in turn, in the same minute (the
-broker subprocess inherits it). CPU is read from /proc per thread, so it is the work done,
-whatever share of the machine the threads got; records/s is that share's result.
+A/B: run it from each tree in turn (the working directory *and* ``PYTHONPATH``: the
+broker subprocess runs ``python -m labkit.broker``, which puts the working directory
+first on its path), in the same minute. CPU is read from /proc per thread, so it is the
+work done, whatever share of the machine the threads got; records/s is that share's
+result. ``--consume`` then reads them back with confluent-kafka and reports the same.
 """
 
 from __future__ import annotations
@@ -69,12 +72,43 @@ def percentile_ms(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
+def consume_and_report(pid: int, port: int, count: int) -> None:
+    """Read ``count`` records from offset 0 with confluent-kafka (assign, no group
+    traffic): records/s and the broker's CPU per record by thread."""
+    consumer = confluent_kafka.Consumer(
+        {"bootstrap.servers": f"127.0.0.1:{port}", "group.id": "load", "enable.auto.commit": False}
+    )
+    consumer.assign([confluent_kafka.TopicPartition(TOPIC, 0, 0)])
+    cpu_before = thread_cpu(pid)
+    got, start = 0, None
+    while got < count:
+        messages = consumer.consume(10_000, 5.0)
+        if not messages:
+            break
+        if start is None:
+            cpu_before, start = thread_cpu(pid), time.perf_counter()  # from the first answer
+        got += len(messages)
+    seconds = time.perf_counter() - (start or time.perf_counter())
+    cpu = {k: v - cpu_before.get(k, 0.0) for k, v in thread_cpu(pid).items()}
+    consumer.close()
+    busy = {k: round(v, 2) for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]) if v > 0.01}
+    total = sum(cpu.values())
+    print(
+        f"consume {got:,} records, {got / max(seconds, 1e-9):,.0f} records/s; broker CPU "
+        f"{total:.2f} s = {total / max(got, 1) * 1e6:.2f} us/record (by thread {busy}); "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--acks", default="1")
     parser.add_argument("--batch-size", type=int, help="librdkafka batch.size (default 1 MB)")
     parser.add_argument("--ping", action="store_true", help="labkit round trips alongside")
+    parser.add_argument(
+        "--consume", action="store_true", help="then read them all back with confluent-kafka"
+    )
     args = parser.parse_args()
 
     port = free_port()
@@ -138,6 +172,8 @@ def main() -> None:
                 print(
                     f"  {name}: {produces} Produce requests, ~{args.records / produces:,.0f} records each"
                 )
+        if args.consume:
+            consume_and_report(broker.pid, port, args.records + 1000)
         if args.ping:
             print(
                 f"  labkit round trips: idle p50 {percentile_ms(idle, 0.5):.2f} ms, "

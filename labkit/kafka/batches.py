@@ -52,26 +52,28 @@ emptied stays, with no records, so a consumer skips past its offsets). Producer 
 epoch and base sequence are -1 (labkit's format does not keep them yet).
 
 Speed (benchmarks/kafka_batches.py; benchmarks/NOTES.md section 10 has the conditions),
-CPU ms per batch of 1,000 records x 100 B (no keys/headers), load average 2.3-9.7 on
-2 vCPUs, ranges over runs:
+CPU ms per batch of 1,000 records x 100 B (no keys/headers), load average 11-13 on
+2 vCPUs (2026-12-06, 22:10 UTC; at loads 2-10 earlier runs gave ~0.6x these):
 
     direction        this module   aiokafka 0.14 (Cython)   kafka-python 3.0.12
-    Kafka -> labkit  1.11-1.85     0.55-0.83 (+encode)      3.8-6.7 (+encode)
-    labkit -> Kafka  0.57-0.85     0.62-0.97 (+decode)      2.5-4.3 (+decode)
+    Kafka -> labkit  0.72          0.80 (read + encode)     6.5 (read + encode)
+    labkit -> Kafka  0.83          0.94 (+decode)           4.0 (+decode)
 
-Kafka -> labkit is a loop per record (each varint decides where the next field starts):
-one- and two-byte varints are read inline through one zigzag table, fields appended
-through bound methods. labkit -> Kafka runs no bytecode per record unless a record has
-headers: each varint column is one ``itemgetter`` over a precomputed table and
-each record one C-level ``b"".join``. aiokafka's compiled reader is ~2x faster for
-Kafka -> labkit but is not a dependency, and would need these checks anyway.
+Kafka -> labkit: a record is a chain of varints (each decides where the next field
+starts), but a producer's records usually share one shape, and then
+``batch_runs.read_runs`` reads them a column at a time (0.41 ms of the 0.72 above; the
+reference loop alone takes 1.35). The records it leaves (headers, mixed sizes) go
+through ``_read_records``' loop: one- and two-byte varints inline through one zigzag
+table, fields appended through bound methods, ~1 us per record. labkit -> Kafka runs
+no bytecode per record unless a record has headers: each varint column is one
+``itemgetter`` over a precomputed table and each record one C-level ``b"".join``.
 
 Modules: the v2 header ``struct``, attribute bits and varint tables are in
 ``batch_layout.py``, labkit -> Kafka in ``batch_build.py``, decompression in
-``compression.py``; this module reads Kafka batches and is where callers import every
-name from.
+``compression.py``, the fast path for runs of one shape in ``batch_runs.py``; this
+module reads Kafka batches and is where callers import every name from.
 
-Size: ~470 lines: both directions of the converter share the varint tables and the
+Size: ~480 lines: both directions of the converter share the varint tables and the
 validation rules; the layout, the builder and the codecs already live in batch_layout.py,
 batch_build.py and compression.py.
 """
@@ -85,7 +87,7 @@ from typing import NamedTuple
 import crc32c
 
 from labkit.errors import CorruptRecordError, InvalidRecordError
-from labkit.kafka import compression
+from labkit.kafka import batch_runs, compression
 from labkit.kafka.batch_build import labkit_batches_to_kafka, labkit_to_kafka
 from labkit.kafka.batch_layout import (
     BATCH_LENGTH,
@@ -255,21 +257,26 @@ class _Records(NamedTuple):
     keys: list | None  # None when no record has a key
     values: list
     headers: list | None  # None when no record has headers
+    value_lengths: list[int] | None = None  # when the runs read every record
 
 
-def _read_records(data: bytes, count: int, base_timestamp: int) -> _Records:
+def _read_records(data: bytes, count: int, base_timestamp: int, *, runs: bool = True) -> _Records:
     """Parse ``count`` records filling ``data`` exactly. Raises InvalidRecordError, or
     IndexError when a record runs past the end (the caller reports it).
 
+    ``runs``: the leading records that come in runs of one shape are read a column at a
+    time (``batch_runs.read_runs``, the same answer); the loop below reads the rest (all
+    of them with ``runs=False``, the reference the tests hold the fast path to).
     Written for CPython's bytecode count: a varint of one or two bytes (every length
     and delta under 8,192) is read inline through one table, longer ones by ``_varint``;
     fields are appended to column lists through bound methods."""
     zigzag = ZIGZAG
     long_varint = _varint
-    timestamps: list[int] = []
-    deltas: list[int] = []
-    keys: list = []
-    values: list = []
+    fast = batch_runs.read_runs(data, count) if runs else batch_runs.Runs(0, 0, [], [], [], [])
+    timestamps: list[int] = fast.timestamp_deltas
+    deltas: list[int] = list(range(fast.read))
+    keys: list = fast.keys
+    values: list = fast.values
     header_rows: list[tuple[int, list]] = []  # (record index, headers), only records with any
     seen_headers: dict[bytes, list] = {}  # a record's header bytes -> its parsed headers
     add_ts, add_delta, add_key, add_value = (
@@ -278,9 +285,9 @@ def _read_records(data: bytes, count: int, base_timestamp: int) -> _Records:
         keys.append,
         values.append,
     )
-    has_keys = False
-    pos = 0
-    for index in range(count):
+    has_keys = fast.read > keys.count(None)
+    pos = fast.pos
+    for index in range(fast.read, count):
         b = data[pos]
         if b < 0x80:
             length = zigzag[b]
@@ -369,7 +376,8 @@ def _read_records(data: bytes, count: int, base_timestamp: int) -> _Records:
             headers[index] = record_headers
     if base_timestamp:
         timestamps = list(map(base_timestamp.__add__, timestamps))
-    return _Records(timestamps, deltas, keys if has_keys else None, values, headers)
+    value_lengths = fast.value_lengths if fast.read == count else None
+    return _Records(timestamps, deltas, keys if has_keys else None, values, headers, value_lengths)
 
 
 def _varint(data: bytes, pos: int, max_bytes: int) -> tuple[int, int]:
@@ -462,6 +470,7 @@ def _to_labkit(header: KafkaBatchHeader, records: _Records, produced: bool) -> b
             base_offset=header.base_offset,
             offset_deltas=offset_deltas,
             log_append_time=log_append_time,
+            value_lengths=records.value_lengths,
         )
     except (struct.error, OverflowError) as exc:
         raise InvalidRecordError(

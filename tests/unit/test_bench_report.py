@@ -241,3 +241,50 @@ def test_hostile_clients_section_shows_each_attack_and_its_verdict():
     assert rows[1][-3] == "broker died, 2 timeouts"
     assert "## Hostile clients" in report.render([], {}, attacks=data)
     assert "## Hostile clients" not in report.render([], {})
+
+
+def test_the_memory_table_shows_start_up_with_apache_kafkas_format_apart():
+    rows = [
+        {"table": "memory", "system": "labkit", "peak_rss_mb": 40.0, "startup_s": 0.84},
+        {
+            "table": "memory",
+            "system": "apache-kafka",
+            "peak_rss_mb": 400.0,
+            "startup_s": 9.5,
+            "format_s": 3.25,
+        },
+        {"table": "memory", "system": "redis", "peak_rss_mb": 4.0},
+    ]
+    text = "\n".join(report.memory_table(rows))
+    assert "start-up s" in text
+    assert "| 0.8 |" in text
+    assert "9.5 (format 3.2 + broker 6.2)" in text
+    assert "| redis | 4.0 | — | — |" in text  # no start-up measured: a dash
+
+
+def test_issue_13_targets_compare_the_kafka_listener_with_apache_kafka():
+    def row(table, system, rps):
+        return {
+            "table": table,
+            "system": system,
+            "size": 100,
+            "acks": "1",
+            "rps": rps,
+            "status": "ok",
+        }
+
+    rows = [
+        row("producer", "confluent-kafka → labkit-kafka-listener", 60_000),
+        row("producer", "confluent-kafka → apache-kafka", 100_000),
+        row("consumer", "confluent-kafka → labkit-kafka-listener", 40_000),
+        row("consumer", "confluent-kafka → apache-kafka", 100_000),
+        row("producer", "kafka-python → labkit-kafka-listener", 12_000),
+        row("producer", "kafka-python → apache-kafka", 10_000),
+    ]
+    verdicts = {what: (value, verdict) for what, value, verdict in report.targets(rows)}
+    name = "confluent-kafka → Kafka listener ≥ 50% of confluent-kafka → Apache Kafka"
+    assert verdicts[f"{name}, produce, acks=1"] == ("60,000 vs 100,000 (60%)", "met")
+    assert verdicts[f"{name}, consume"] == ("40,000 vs 100,000 (40%)", "**not met**")
+    name = "kafka-python → Kafka listener ≥ 100% of kafka-python → Apache Kafka"
+    assert verdicts[f"{name}, produce, acks=1"][1] == "met"
+    assert f"{name}, consume" not in verdicts  # no rows, no verdict
