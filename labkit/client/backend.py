@@ -237,3 +237,9 @@ def _read(probe: _Probe, clock: Clock) -> None:
             probe.verdict = LABKIT  # a labkit broker that lists its bootstrap key
             return
         probe.kafka_since = clock.monotonic()
+
+
+def on_kafka(configs: dict[str, Any]) -> bool:
+    """Whether a client built with ``configs`` reaches a Kafka broker that is not labkit
+    (its class then delegates to kafka-python: client/delegate.py)."""
+    return backend_for(configs.get("bootstrap_servers")) == KAFKA
