@@ -161,7 +161,28 @@ def kafka_configs(kind: str, labkit_defaults: dict, kafka_defaults: dict, config
         )
     out = {k: v for k, v in configs.items() if k in kafka_defaults}
     out["bootstrap_servers"] = bootstrap_list(configs.get("bootstrap_servers"))
+    for key, value in out.items():
+        if key.endswith("_serializer") or key.endswith("_deserializer"):
+            out[key] = _wrapped(key, value)
     return out
+
+
+def _wrapped(key: str, function: Any) -> Any:
+    """A plain function as kafka-python 3.0's (De)Serializer (a plain one is deprecated
+    there); a deserializer is not called for None, as in labkit's client."""
+    kafka = kafka_python()
+    if function is None or isinstance(
+        function, kafka.serializer.Serializer | kafka.serializer.Deserializer
+    ):
+        return function
+    if key.endswith("_deserializer"):
+
+        class Deserialize(kafka.serializer.Deserializer):
+            def deserialize(self, topic: str, headers: Any, data: Any) -> Any:
+                return None if data is None else function(data)
+
+        return Deserialize()
+    return kafka.serializer.SerializeWrapper(function)
 
 
 # -- the delegating classes -----------------------------------------------------------

@@ -11,6 +11,7 @@ is forwarded to kafka-python as it is. The client quota methods and
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from labkit import errors
@@ -24,6 +25,7 @@ from labkit.client.group_admin import (
 from labkit.client.structs import OffsetAndMetadata, TopicPartition
 from labkit.errors import IncompatibleBrokerVersion, UnsupportedVersionError
 
+RETRY_BACKOFF_S = 0.2  # between tries of a group call that failed with a retriable error
 _SET_ON_TOPIC = "DYNAMIC_TOPIC_CONFIG"  # Kafka's config_source of a value set on the topic
 
 
@@ -41,6 +43,24 @@ class DelegatingAdmin(Delegating):
         self._inner = _build("KafkaAdminClient", labkit_class, configs)
         self.config = self._inner.config
         self._call = translated  # kafka-python call -> labkit values and errors
+        self._patience_s = self.config.get("request_timeout_ms", 30000) / 1000
+
+    def _group_call(self, call: Any) -> Any:
+        """``call`` translated, tried again on a retriable error (a fresh cluster has no
+        group coordinator until ``__consumer_offsets`` exists) until request_timeout_ms."""
+        translated_call = translated(call)
+
+        def again(*args: Any, **kwargs: Any) -> Any:
+            deadline = time.monotonic() + self._patience_s
+            while True:
+                try:
+                    return translated_call(*args, **kwargs)
+                except errors.KafkaError as exc:
+                    if not exc.retriable or time.monotonic() >= deadline:
+                        raise
+                time.sleep(RETRY_BACKOFF_S)
+
+        return again
 
     def close(self) -> None:
         self._call(self._inner.close)()
@@ -192,7 +212,7 @@ class DelegatingAdmin(Delegating):
     # -- consumer groups (labkit's, kafka-python 2.x's names) --------------------------
 
     def list_consumer_groups(self, broker_ids: Any = None) -> list[tuple[str, str]]:
-        groups = self._call(self._inner.list_groups)()
+        groups = self._group_call(self._inner.list_groups)()
         return sorted((g["group_id"], g.get("protocol_type") or "consumer") for g in groups)
 
     def describe_consumer_groups(
@@ -201,14 +221,14 @@ class DelegatingAdmin(Delegating):
         ids = [group_ids] if isinstance(group_ids, str) else list(group_ids)
         if not ids:
             return []
-        answer = self._call(self._inner.describe_groups)(ids)
+        answer = self._group_call(self._inner.describe_groups)(ids)
         return [_group(group_id, answer.get(group_id) or {}) for group_id in ids]
 
     def list_consumer_group_offsets(
         self, group_id: str, group_coordinator_id: Any = None, partitions: Any = None
     ) -> dict[TopicPartition, OffsetAndMetadata]:
         wanted = None if partitions is None else [TopicPartition(t, p) for t, p in partitions]
-        answer = self._call(self._inner.list_group_offsets)({group_id: wanted})
+        answer = self._group_call(self._inner.list_group_offsets)({group_id: wanted})
         found = {
             TopicPartition(*tp): OffsetAndMetadata(
                 max(om.offset, -1), om.metadata if om.offset >= 0 else "", -1
@@ -223,7 +243,7 @@ class DelegatingAdmin(Delegating):
         ids = [group_ids] if isinstance(group_ids, str) else list(group_ids)
         if not ids:
             return []
-        answer = self._call(self._inner.delete_groups)(ids)
+        answer = self._group_call(self._inner.delete_groups)(ids)
         return [(group_id, _error_class(answer.get(group_id))) for group_id in ids]
 
     def alter_consumer_group_offsets(self, group_id: str, offsets: dict, group_coordinator_id=None):
@@ -233,7 +253,7 @@ class DelegatingAdmin(Delegating):
             else OffsetAndMetadata(int(value), "", -1)
             for tp, value in offsets.items()
         }
-        answer = self._call(self._inner.alter_group_offsets)(group_id, rows)
+        answer = self._group_call(self._inner.alter_group_offsets)(group_id, rows)
         result = {TopicPartition(*tp): _error_class(e) for tp, e in answer.items()}
         for tp, error in result.items():
             if error is not errors.NoError:
@@ -242,7 +262,7 @@ class DelegatingAdmin(Delegating):
 
     def delete_group_offsets(self, group_id: str, partitions, group_coordinator_id=None):
         wanted = [TopicPartition(t, p) for t, p in partitions]
-        answer = self._call(self._inner.delete_group_offsets)(group_id, wanted)
+        answer = self._group_call(self._inner.delete_group_offsets)(group_id, wanted)
         return {TopicPartition(*tp): _error_class(e) for tp, e in answer.items()}
 
     # -- labkit-only -------------------------------------------------------------------
