@@ -281,6 +281,12 @@ class DelegatingConsumer(Delegating):
         if topics:
             self.subscribe(topics=list(topics))
 
+    def subscribe(self, topics: Any = (), pattern: Any = None, listener: Any = None) -> None:
+        """kafka-python's ``subscribe``; a rebalance listener gets labkit's TopicPartitions."""
+        if listener is not None:
+            listener = _listener_in_labkit_terms(listener)
+        translated(self._inner.subscribe)(topics=topics, pattern=pattern, listener=listener)
+
     def __iter__(self) -> DelegatingConsumer:
         return self
 
@@ -289,3 +295,25 @@ class DelegatingConsumer(Delegating):
 
     def close(self, autocommit: bool = True, timeout_ms: float | None = None) -> None:
         translated(self._inner.close)(autocommit=autocommit, timeout_ms=timeout_ms)
+
+
+def _listener_in_labkit_terms(listener: Any) -> Any:
+    """``listener`` as kafka-python's ConsumerRebalanceListener (it checks the class),
+    its callbacks seeing labkit's TopicPartitions."""
+    kafka = kafka_python()
+
+    class Listener(kafka.ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked: Any) -> None:
+            listener.on_partitions_revoked(to_labkit(revoked))
+
+        def on_partitions_assigned(self, assigned: Any) -> None:
+            listener.on_partitions_assigned(to_labkit(assigned))
+
+        def on_partitions_lost(self, lost: Any) -> None:
+            handler = getattr(listener, "on_partitions_lost", None)
+            if handler is None:  # kafka-python's default: treat them as revoked
+                listener.on_partitions_revoked(to_labkit(lost))
+            else:
+                handler(to_labkit(lost))
+
+    return Listener()

@@ -91,19 +91,30 @@ def test_produce_consume_commit_and_resume_through_labkit_classes(
     assert all(isinstance(m, labkit.RecordMetadata) for m in seen)
 
     consumer = KafkaConsumer(
-        unique_topic,
         bootstrap_servers=apache_kafka.bootstrap,
         group_id=f"{unique_topic}-g",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         value_deserializer=lambda b: json.loads(b),
     )
+    assigned = []
+
+    class Listener(labkit.ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked):
+            pass
+
+        def on_partitions_assigned(self, partitions):
+            assigned.extend(partitions)
+
+    consumer.subscribe([unique_topic], listener=Listener())
     records = poll_until(consumer, 6)
     assert sorted(r.value["n"] for r in records) == [0, 1, 2, 3, 4, 5]
     assert {r.key for r in records} == {b"anna"}
     assignment = consumer.assignment()
     assert assignment == {TopicPartition(unique_topic, 0), TopicPartition(unique_topic, 1)}
     assert all(type(tp) is TopicPartition for tp in assignment)
+    assert sorted(assigned) == sorted(assignment)
+    assert all(type(tp) is TopicPartition for tp in assigned)
     consumer.commit()
     assert consumer.committed(TopicPartition(unique_topic, 0)) == 3
     assert consumer.end_offsets([TopicPartition(unique_topic, 1)]) == {
