@@ -16,9 +16,12 @@ bytes that come back decide, per address:
 - refused, unresolvable, closed before any byte, other bytes, or silence: no answer.
 
 The first address with an answer decides for the whole string, and the answer is cached
-per bootstrap string for the life of the process (``forget()`` clears it). No answer is
+per bootstrap string for ``CACHE_S`` (30 s), and dropped when a client fails to reach
+the broker (``forget``: a broker replaced by another kind on the same port). No answer is
 not cached and counts as ``"labkit"``: labkit's own client then reports, with its usual
-sentences, what each address did (nothing listens, no answer...). Both kinds of broker
+sentences, what each address did (nothing listens, no answer...), and once it reaches a
+labkit broker there it records ``"labkit"`` (``remember``), so a broker too busy to
+answer within ``DETECT_TIMEOUT_S`` costs that wait once, not per client. Both kinds of broker
 answer within one round trip, so a labkit broker's first client pays one local round
 trip more, and later clients nothing.
 """
@@ -47,7 +50,8 @@ _API_VERSIONS_CORRELATION = 0x4C4A  # labkit's bootstrap request uses 0x4C4B
 _BOOTSTRAP_CORRELATION = 0x4C4B
 _MAX_ANSWER_BYTES = 64 * 1024  # an ApiVersions v0 answer is well under 1 KiB
 
-_cache: dict[tuple[str, ...], Backend] = {}
+CACHE_S = 30.0  # an answer is kept this long (a broker replaced on the same port is seen)
+_cache: dict[tuple[str, ...], tuple[Backend, float]] = {}  # addresses -> (kind, expiry)
 _lock = threading.Lock()
 
 
@@ -61,23 +65,38 @@ def backend_for(
     ``bootstrap_servers`` as a client takes it (None: ``$LABKIT_BOOTSTRAP``, else
     localhost:9092). Raises KafkaConfigurationError for a malformed address.
     """
-    addresses = tuple(format_address(h, p) for h, p in parse_bootstrap(bootstrap_servers))
+    addresses = _key(bootstrap_servers)
     with _lock:
-        known = _cache.get(addresses)
-    if known is not None:
+        known, expiry = _cache.get(addresses, (None, 0.0))
+    if known is not None and clock.monotonic() < expiry:
         return known
     found = _detect(list(addresses), timeout_s, clock)
     if found is None:
         return LABKIT
-    with _lock:
-        _cache[addresses] = found
+    remember(list(addresses), found, clock)
     return found
 
 
-def forget() -> None:
-    """Clear the cache (a broker at the same address was replaced by another kind)."""
+def _key(bootstrap_servers: Any) -> tuple[str, ...]:
+    return tuple(format_address(h, p) for h, p in parse_bootstrap(bootstrap_servers))
+
+
+def remember(addresses: Any, found: Backend, clock: Clock = REAL_CLOCK) -> None:
+    """Record what ``addresses`` (as a client takes them) reach; labkit's transport calls
+    it once a labkit broker answered there."""
+    key = _key(addresses)
     with _lock:
-        _cache.clear()
+        _cache[key] = (found, clock.monotonic() + CACHE_S)
+
+
+def forget(addresses: Any = None) -> None:
+    """Drop what is known about ``addresses`` (a client could not reach them: the broker
+    there may have been replaced by another kind), or everything."""
+    with _lock:
+        if addresses is None:
+            _cache.clear()
+        else:
+            _cache.pop(_key(addresses), None)
 
 
 def api_versions_request(correlation_id: int, client_id: str = "labkit") -> bytes:

@@ -30,6 +30,7 @@ from typing import Any
 from labkit import errors
 from labkit._address import bootstrap_list
 from labkit.client import structs
+from labkit.client.backend import forget
 from labkit.client.config import CONNECTION_DEFAULTS, IGNORED_COMMON
 from labkit.errors import KafkaConfigurationError, KafkaError
 
@@ -213,7 +214,11 @@ def _build(kind: str, labkit_class: type, configs: dict) -> Any:
     kafka = kafka_python(configs.get("bootstrap_servers"))
     kafka_class = getattr(kafka, kind)
     settings = kafka_configs(kind, labkit_class.DEFAULT_CONFIG, kafka_class.DEFAULT_CONFIG, configs)
-    return translated(kafka_class)(**settings)
+    try:
+        return translated(kafka_class)(**settings)
+    except KafkaError:
+        forget(settings["bootstrap_servers"])  # the next client asks again what is there
+        raise
 
 
 class DelegatingProducer(Delegating):

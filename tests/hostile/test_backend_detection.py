@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+import labkit
 from labkit.client import backend
 from labkit.protocol import bootstrap as wire
 
@@ -81,7 +82,7 @@ def timed(address: str, **kwargs) -> tuple[str, float]:
 def test_apache_kafkas_way_an_answer_then_a_hang_up_is_kafka_and_cached(serve):
     address = serve(lambda request: api_versions_answer([0, 1, 3, 18]))
     assert timed(address)[0] == "kafka"
-    assert backend._cache[(address,)] == "kafka"
+    assert backend._cache[(address,)][0] == "kafka"
 
 
 def test_an_answer_then_silence_is_kafka_after_a_second(serve):
@@ -135,3 +136,32 @@ def test_the_first_address_that_answers_decides_for_the_string(serve):
     kafka_like = serve(lambda request: api_versions_answer([18]))
     stranger = serve(lambda request: b"garbage")
     assert backend.backend_for(f"{stranger},{kafka_like}") == "kafka"
+
+
+def closed_address() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{probe.getsockname()[1]}"
+
+
+def test_an_answer_is_kept_for_a_while_then_asked_again(serve):
+    from labkit.testing import FakeClock
+
+    clock = FakeClock()
+    address = closed_address()
+    backend.remember([address], "kafka", clock)
+    assert backend.backend_for(address, clock=clock) == "kafka"
+    clock.advance(backend.CACHE_S + 1)
+    assert backend.backend_for(address, clock=clock) == "labkit"  # refused now: no answer
+
+
+def test_a_client_that_cannot_reach_the_broker_drops_what_was_known(serve, kafka_python_garbage):
+    address = closed_address()
+    backend.remember([address], "labkit")
+    with pytest.raises(labkit.NoBrokersAvailable):
+        labkit.KafkaProducer(bootstrap_servers=address, api_version_auto_timeout_ms=200)
+    assert backend._cache == {}
+    backend.remember([f"PLAINTEXT://{address}"], "kafka")
+    with pytest.raises(labkit.KafkaTimeoutError):  # kafka-python's, as labkit's class
+        labkit.KafkaAdminClient(bootstrap_servers=address, bootstrap_timeout_ms=500)
+    assert backend._cache == {}
