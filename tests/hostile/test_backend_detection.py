@@ -155,13 +155,9 @@ def test_an_answer_is_kept_for_a_while_then_asked_again(serve):
     assert backend.backend_for(address, clock=clock) == "labkit"  # refused now: no answer
 
 
-def test_a_client_that_cannot_reach_the_broker_drops_what_was_known(serve, kafka_python_garbage):
+def test_a_client_that_cannot_reach_the_broker_drops_what_was_known(serve):
     address = closed_address()
     backend.remember([address], "labkit")
     with pytest.raises(labkit.NoBrokersAvailable):
         labkit.KafkaProducer(bootstrap_servers=address, api_version_auto_timeout_ms=200)
-    assert backend._cache == {}
-    backend.remember([f"PLAINTEXT://{address}"], "kafka")
-    with pytest.raises(labkit.KafkaTimeoutError):  # kafka-python's, as labkit's class
-        labkit.KafkaAdminClient(bootstrap_servers=address, bootstrap_timeout_ms=500)
     assert backend._cache == {}

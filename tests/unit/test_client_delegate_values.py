@@ -114,3 +114,17 @@ def test_api_versions_request_and_answer_bytes():
     assert backend.parse_api_versions(answer) == (7, {0: (0, 11), 18: (0, 4)})
     assert backend.parse_api_versions(struct.pack(">ihi", 7, 35, 0)) is None  # an error
     assert backend.parse_api_versions(struct.pack(">ihi", 7, 0, 5)) is None  # count lies
+
+
+def test_a_delegated_client_that_cannot_start_drops_what_was_known(monkeypatch):
+    class Unreachable:
+        DEFAULT_CONFIG = kafka.KafkaAdminClient.DEFAULT_CONFIG
+
+        def __init__(self, **configs):
+            raise kafka.errors.KafkaTimeoutError("Unable to bootstrap from ['k1:9092']")
+
+    monkeypatch.setattr(kafka, "KafkaAdminClient", Unreachable)
+    backend.remember(["PLAINTEXT://k1:9092"], "kafka")
+    with pytest.raises(labkit.KafkaTimeoutError, match="Unable to bootstrap"):
+        delegate_admin.DelegatingAdmin(labkit.KafkaAdminClient, bootstrap_servers="k1")
+    assert ("k1:9092",) not in backend._cache
