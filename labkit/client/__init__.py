@@ -11,6 +11,7 @@ from labkit.client.admin import (
     NewPartitions,
     NewTopic,
 )
+from labkit.client.backend import backend_for
 from labkit.client.consumer import KafkaConsumer
 from labkit.client.producer import KafkaProducer
 from labkit.client.structs import (
@@ -36,4 +37,5 @@ __all__ = [
     "OffsetAndTimestamp",
     "RecordMetadata",
     "TopicPartition",
+    "backend_for",
 ]

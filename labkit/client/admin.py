@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from labkit._clock import REAL_CLOCK, Clock
 from labkit.client import config as cfg
+from labkit.client.backend import on_kafka
 from labkit.client.group_admin import GroupAdminMixin
 from labkit.client.metadata import ClusterMetadata, refresh
 from labkit.client.records_admin import RecordsAdminMixin
@@ -103,6 +104,13 @@ class KafkaAdminClient(GroupAdminMixin, RecordsAdminMixin):
     """
 
     DEFAULT_CONFIG: ClassVar[dict[str, Any]] = {}
+
+    def __new__(cls, *args: Any, **configs: Any) -> Any:
+        if cls is KafkaAdminClient and "clock" not in configs and on_kafka(configs):
+            from labkit.client.delegate_admin import DelegatingAdmin
+
+            return DelegatingAdmin(cls, *args, **configs)  # a Kafka broker that is not labkit
+        return super().__new__(cls)
 
     def __init__(self, *, clock: Clock = REAL_CLOCK, **configs: Any):
         self.config = config = cfg.resolve("KafkaAdminClient", self.DEFAULT_CONFIG, configs)

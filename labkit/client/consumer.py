@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 
 from labkit._clock import REAL_CLOCK, Clock
 from labkit.client import config as cfg
+from labkit.client.backend import on_kafka
 from labkit.client.consumer_coordinator import ConsumerCoordinator
 from labkit.client.consumer_positions import PositionsMixin
 from labkit.client.coordinator import Coordinator, NoGroup
@@ -115,6 +116,13 @@ class KafkaConsumer(PositionsMixin):
         "enable_incremental_fetch_sessions": True,
         "client_rack": "",
     }
+
+    def __new__(cls, *args: Any, **configs: Any) -> Any:
+        if cls is KafkaConsumer and "clock" not in configs and on_kafka(configs):
+            from labkit.client.delegate import DelegatingConsumer
+
+            return DelegatingConsumer(cls, *args, **configs)  # a Kafka broker that is not labkit
+        return super().__new__(cls)
 
     def __init__(self, *topics: str, clock: Clock = REAL_CLOCK, **configs: Any):
         self.config = config = cfg.resolve("KafkaConsumer", self.DEFAULT_CONFIG, configs)

@@ -41,6 +41,7 @@ from labkit.client.accumulator import (
     ProducerBatch,
     RecordAccumulator,
 )
+from labkit.client.backend import on_kafka
 from labkit.client.metadata import ClusterMetadata, refresh, topic_error
 from labkit.client.partitioner import DefaultPartitioner
 from labkit.client.producer_checks import (
@@ -108,6 +109,13 @@ class KafkaProducer:
         "transactional_id": None,
         "transaction_timeout_ms": 60000,
     }
+
+    def __new__(cls, *args: Any, **configs: Any) -> Any:
+        if cls is KafkaProducer and "clock" not in configs and on_kafka(configs):
+            from labkit.client.delegate import DelegatingProducer
+
+            return DelegatingProducer(cls, *args, **configs)  # a Kafka broker that is not labkit
+        return super().__new__(cls)
 
     def __init__(self, *, clock: Clock = REAL_CLOCK, **configs: Any):
         self.config = config = cfg.resolve("KafkaProducer", self.DEFAULT_CONFIG, configs)

@@ -71,6 +71,9 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from labkit._clock import REAL_CLOCK, Clock
+from labkit.client.backend import LABKIT
+from labkit.client.backend import forget as forget_backend
+from labkit.client.backend import remember as remember_backend
 from labkit.client.bootstrap import discover
 from labkit.client.config import BOOTSTRAP_ENV, format_address, parse_bootstrap
 from labkit.client.future import Future
@@ -278,6 +281,7 @@ class Transport:
         self._sock, self.address, self.broker_info = self._bootstrap(
             addresses, connect_timeout_ms / 1000.0, max(connect_timeout_ms, patience) / 1000.0
         )
+        remember_backend(addresses, LABKIT)  # a labkit broker answered: no need to ask again
         # where ZeroMQ is (the broker's own port; self.address: the bootstrap address)
         self.zmq_address: str = self.broker_info["zmq_address"]
         self.connected = True
@@ -377,6 +381,7 @@ class Transport:
         finally:
             for probe in probes:
                 probe.close()
+        forget_backend(addresses)  # whatever was known about them may be stale
         raise NoBrokersAvailable(
             no_brokers_message(addresses, self._clock.monotonic() - started)
             + " Tried: "

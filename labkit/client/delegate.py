@@ -1,0 +1,324 @@
+"""labkit's client classes on a Kafka broker that is not labkit: delegation to kafka-python.
+
+Theory of operation
+-------------------
+``KafkaProducer(...)``, ``KafkaConsumer(...)`` and ``KafkaAdminClient(...)`` ask
+``backend_for`` (client/backend.py) which broker their ``bootstrap_servers`` reach; for
+``"kafka"`` they build a ``DelegatingProducer`` / ``DelegatingConsumer`` (here) or a
+``DelegatingAdmin`` (client/delegate_admin.py) instead, which holds kafka-python's client
+of the same name and forwards every call to it, so the API stays kafka-python's.
+
+At the edge of each call: labkit's ``TopicPartition``, ``OffsetAndMetadata`` and
+``OffsetAndTimestamp`` go in as kafka-python's (kafka-python checks their class), and
+come out as labkit's (the same namedtuples); kafka-python's errors come out as labkit's
+class of the same name (``except labkit.NoBrokersAvailable`` keeps working), with
+kafka-python's exception as ``__cause__``. Settings: labkit's names are kafka-python's;
+the few kafka-python 2.0 names that 3.0 dropped (``legacy_iterator``...) are left out,
+and an unknown name raises labkit's "did you mean" error.
+
+kafka-python is not a core dependency of labkit (a labkit broker needs only pyzmq): it
+comes with ``pip install 'labkit[lab]'``, and without it the constructor says so.
+Stateless apart from the kafka-python client each object holds.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from typing import Any
+
+from labkit import errors
+from labkit._address import bootstrap_list
+from labkit.client import structs
+from labkit.client.backend import forget
+from labkit.client.config import CONNECTION_DEFAULTS, IGNORED_COMMON
+from labkit.errors import KafkaConfigurationError, KafkaError
+
+MIN_KAFKA_PYTHON = (3, 0)
+
+_LABKIT_ERRORS = {
+    name: value
+    for name, value in vars(errors).items()
+    if isinstance(value, type) and issubclass(value, KafkaError)
+}
+
+
+def kafka_python(where: Any = None) -> Any:
+    """The ``kafka`` module (kafka-python >= 3.0). Raises KafkaConfigurationError
+    saying what to install when it is missing or too old."""
+    place = f" at {','.join(bootstrap_list(where))}" if where is not None else ""
+    try:
+        import kafka
+    except ImportError:
+        raise KafkaConfigurationError(
+            f"the broker{place} is a Kafka broker, not labkit's; labkit's client talks to "
+            "it through kafka-python, which is not installed: pip install 'labkit[lab]' "
+            "(or pip install 'kafka-python>=3.0')"
+        ) from None
+    version = tuple(int(p) for p in kafka.__version__.split(".")[:2] if p.isdigit())
+    if version < MIN_KAFKA_PYTHON:
+        raise KafkaConfigurationError(
+            f"the broker{place} is a Kafka broker, not labkit's; labkit's client talks to "
+            f"it through kafka-python >= 3.0, and {kafka.__version__} is installed: "
+            "pip install -U 'kafka-python>=3.0'"
+        )
+    return kafka
+
+
+# -- values across the edge ---------------------------------------------------------
+
+
+def to_kafka(value: Any) -> Any:
+    """labkit's structs (also inside dicts, lists, sets, tuples) as kafka-python's."""
+    kafka = kafka_python()
+    if isinstance(value, structs.TopicPartition):
+        return kafka.TopicPartition(*value)
+    if isinstance(value, structs.OffsetAndMetadata):
+        return kafka.OffsetAndMetadata(*value)
+    if isinstance(value, structs.OffsetAndTimestamp):
+        return kafka.structs.OffsetAndTimestamp(*value)
+    if isinstance(value, dict):
+        return {to_kafka(k): to_kafka(v) for k, v in value.items()}
+    if isinstance(value, list | set | frozenset) or type(value) is tuple:
+        return type(value)(to_kafka(v) for v in value)
+    return value
+
+
+def to_labkit(value: Any) -> Any:
+    """kafka-python's structs (also inside dicts, lists, sets) as labkit's."""
+    module = type(value).__module__
+    if module.startswith("kafka"):
+        name = type(value).__name__
+        if name in ("TopicPartition", "OffsetAndMetadata", "OffsetAndTimestamp"):
+            return getattr(structs, name)(*value)
+        if name == "RecordMetadata" and len(value) == len(structs.RecordMetadata._fields):
+            return structs.RecordMetadata(*value)
+        if isinstance(value, type) and issubclass(value, Exception):
+            return labkit_error_class(value)
+        return value
+    if isinstance(value, dict):
+        return {to_labkit(k): to_labkit(v) for k, v in value.items()}
+    if isinstance(value, set | frozenset):
+        return type(value)(to_labkit(v) for v in value)
+    if isinstance(value, list) and value and not _is_record(value[0]):
+        return [to_labkit(v) for v in value]
+    return value
+
+
+def _is_record(value: Any) -> bool:
+    return type(value).__name__ == "ConsumerRecord"
+
+
+def labkit_error_class(kafka_class: type) -> type:
+    """labkit's error class of the same name (else of the same errno, else KafkaError)."""
+    found = _LABKIT_ERRORS.get(kafka_class.__name__)
+    if found is not None:
+        return found
+    code = getattr(kafka_class, "errno", None)
+    if isinstance(code, int):
+        return errors.for_code(code)
+    return KafkaError
+
+
+def labkit_error(exc: BaseException) -> BaseException:
+    """kafka-python's exception as labkit's (other exceptions as they are)."""
+    if isinstance(exc, KafkaError) or not type(exc).__module__.startswith("kafka"):
+        return exc
+    translated = labkit_error_class(type(exc))(*exc.args)
+    translated.__cause__ = exc
+    return translated
+
+
+def translated(call: Any) -> Any:
+    """``call`` with labkit's values in, labkit's values and errors out."""
+
+    @functools.wraps(call)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = call(*to_kafka(args), **to_kafka(kwargs))
+        except Exception as exc:
+            mapped = labkit_error(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        return to_labkit(result)
+
+    return wrapper
+
+
+def kafka_configs(kind: str, labkit_defaults: dict, kafka_defaults: dict, configs: dict) -> dict:
+    """The settings kafka-python takes, from labkit's; raises for an unknown name."""
+    known = {**IGNORED_COMMON, **CONNECTION_DEFAULTS, **labkit_defaults, **kafka_defaults}
+    unknown = sorted(set(configs) - set(known))
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, list(known), n=1)
+            hints.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+        raise KafkaConfigurationError(
+            f"Unrecognized configs for {kind}: {', '.join(hints)}. Check the spelling: the "
+            "keyword names are kafka-python's (bootstrap_servers, value_serializer, "
+            "auto_offset_reset, ...)."
+        )
+    out = {k: v for k, v in configs.items() if k in kafka_defaults}
+    out["bootstrap_servers"] = bootstrap_list(configs.get("bootstrap_servers"))
+    for key, value in out.items():
+        if key.endswith("_serializer") or key.endswith("_deserializer"):
+            out[key] = _wrapped(key, value)
+    return out
+
+
+def _wrapped(key: str, function: Any) -> Any:
+    """A plain function as kafka-python 3.0's (De)Serializer (a plain one is deprecated
+    there); a deserializer is not called for None, as in labkit's client."""
+    kafka = kafka_python()
+    if function is None or isinstance(
+        function, kafka.serializer.Serializer | kafka.serializer.Deserializer
+    ):
+        return function
+    if key.endswith("_deserializer"):
+
+        class Deserialize(kafka.serializer.Deserializer):
+            def deserialize(self, topic: str, headers: Any, data: Any) -> Any:
+                return None if data is None else function(data)
+
+        return Deserialize()
+    return kafka.serializer.SerializeWrapper(function)
+
+
+# -- the delegating classes -----------------------------------------------------------
+
+
+class Delegating:
+    """Forwards attributes to ``self._inner`` (kafka-python's client), translated."""
+
+    _inner: Any
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "_inner":
+            raise AttributeError(name)
+        value = getattr(self._inner, name)
+        return translated(value) if callable(value) else value
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<labkit {type(self).__name__} over kafka-python: {self._inner!r}>"
+
+
+def _build(kind: str, labkit_class: type, configs: dict) -> Any:
+    kafka = kafka_python(configs.get("bootstrap_servers"))
+    kafka_class = getattr(kafka, kind)
+    settings = kafka_configs(kind, labkit_class.DEFAULT_CONFIG, kafka_class.DEFAULT_CONFIG, configs)
+    try:
+        return translated(kafka_class)(**settings)
+    except KafkaError:
+        forget(settings["bootstrap_servers"])  # the next client asks again what is there
+        raise
+
+
+class DelegatingProducer(Delegating):
+    """labkit's ``KafkaProducer`` on a Kafka broker: kafka-python's, translated."""
+
+    def __init__(self, labkit_class: type, **configs: Any):
+        self._inner = _build("KafkaProducer", labkit_class, configs)
+        self.config = self._inner.config
+
+    def send(self, topic: str, value: Any = None, key: Any = None, **kwargs: Any) -> Any:
+        """kafka-python's ``send``; the future gives labkit's RecordMetadata and errors."""
+        future = translated(self._inner.send)(topic, value=value, key=key, **kwargs)
+        return DelegatingFuture(future)
+
+    def close(self, timeout: float | None = None) -> None:
+        translated(self._inner.close)(timeout=timeout)
+
+
+class DelegatingFuture:
+    """kafka-python's FutureRecordMetadata with labkit's values and errors."""
+
+    def __init__(self, inner: Any):
+        self._inner = inner
+
+    def get(self, timeout: float | None = None) -> Any:
+        return translated(self._inner.get)(timeout=timeout)
+
+    def add_callback(self, fn: Any, *args: Any, **kwargs: Any) -> DelegatingFuture:
+        self._inner.add_callback(lambda value: fn(*args, to_labkit(value), **kwargs))
+        return self
+
+    def add_errback(self, fn: Any, *args: Any, **kwargs: Any) -> DelegatingFuture:
+        self._inner.add_errback(lambda exc: fn(*args, labkit_error(exc), **kwargs))
+        return self
+
+    def add_both(self, fn: Any, *args: Any, **kwargs: Any) -> DelegatingFuture:
+        self.add_callback(fn, *args, **kwargs)
+        return self.add_errback(fn, *args, **kwargs)
+
+    def succeeded(self) -> bool:
+        return self._inner.succeeded()
+
+    def failed(self) -> bool:
+        return self._inner.failed()
+
+    def is_done(self) -> bool:
+        return self._inner.is_done
+
+    @property
+    def value(self) -> Any:
+        return to_labkit(self._inner.value)
+
+    @property
+    def exception(self) -> Any:
+        exc = self._inner.exception
+        return None if exc is None else labkit_error(exc)
+
+
+class DelegatingConsumer(Delegating):
+    """labkit's ``KafkaConsumer`` on a Kafka broker: kafka-python's, translated."""
+
+    def __init__(self, labkit_class: type, *topics: str, **configs: Any):
+        self._inner = _build("KafkaConsumer", labkit_class, configs)
+        self.config = self._inner.config
+        if topics:
+            self.subscribe(topics=list(topics))
+
+    def subscribe(self, topics: Any = (), pattern: Any = None, listener: Any = None) -> None:
+        """kafka-python's ``subscribe``; a rebalance listener gets labkit's TopicPartitions."""
+        if listener is not None:
+            listener = _listener_in_labkit_terms(listener)
+        translated(self._inner.subscribe)(topics=topics, pattern=pattern, listener=listener)
+
+    def __iter__(self) -> DelegatingConsumer:
+        return self
+
+    def __next__(self) -> Any:
+        return translated(self._inner.__next__)()
+
+    def close(self, autocommit: bool = True, timeout_ms: float | None = None) -> None:
+        translated(self._inner.close)(autocommit=autocommit, timeout_ms=timeout_ms)
+
+
+def _listener_in_labkit_terms(listener: Any) -> Any:
+    """``listener`` as kafka-python's ConsumerRebalanceListener (it checks the class),
+    its callbacks seeing labkit's TopicPartitions."""
+    kafka = kafka_python()
+
+    class Listener(kafka.ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked: Any) -> None:
+            listener.on_partitions_revoked(to_labkit(revoked))
+
+        def on_partitions_assigned(self, assigned: Any) -> None:
+            listener.on_partitions_assigned(to_labkit(assigned))
+
+        def on_partitions_lost(self, lost: Any) -> None:
+            handler = getattr(listener, "on_partitions_lost", None)
+            if handler is None:  # kafka-python's default: treat them as revoked
+                listener.on_partitions_revoked(to_labkit(lost))
+            else:
+                handler(to_labkit(lost))
+
+    return Listener()
