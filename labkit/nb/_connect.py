@@ -3,9 +3,9 @@ turning a connection failure into one sentence that says what to do.
 
 The client classes are imported when first needed, so importing a helper module
 stays light. The lab may point at a Kafka cluster that is not labkit (a university's, a
-managed one): ``is_labkit_broker`` asks the bootstrap servers once per kernel (labkit's
-bootstrap request on the Kafka port; a broker that drops it and answers Kafka's
-ApiVersions is another Kafka), and the ``*_class()`` functions then give kafka-python's
+managed one): ``is_labkit_broker`` asks the client's switch (``labkit.client.backend_for``:
+labkit's bootstrap request and Kafka's ApiVersions on the Kafka port, cached), and the
+``*_class()`` functions then give kafka-python's
 clients (the admin client behind ``labkit.nb._kafka_admin``, which keeps labkit's
 kafka-python-2.0 admin API), so the dashboard, the doctor, live plots, streams and the
 graded checks work there unchanged.
@@ -13,9 +13,6 @@ graded checks work there unchanged.
 
 from __future__ import annotations
 
-import socket
-import struct
-import threading
 from typing import Any
 
 from labkit import errors as Errors
@@ -40,65 +37,23 @@ def bootstrap_servers(value: str | list[str] | None = None) -> list[str]:
     return bootstrap_list(value)
 
 
-# {bootstrap servers: is it labkit?}, asked once per kernel (a lab does not swap brokers)
-_KINDS: dict[tuple[str, ...], bool] = {}
-_KINDS_LOCK = threading.Lock()
-DETECT_TIMEOUT_S = 3.0
-_API_VERSIONS_V0 = struct.Struct(">hhi")  # api key 18, version 0, correlation id
-
-
 def is_labkit_broker(servers: str | list[str] | None = None) -> bool:
     """False when ``servers`` (default: the lab's) reach a Kafka broker that is not labkit.
 
-    An address nobody answers counts as labkit (its client then says what is wrong, as
-    before); only a definite answer is remembered.
+    The client's own switch (``labkit.client.backend_for``) answers, so the notebook
+    helpers and the client classes never disagree; an address nobody answers counts as
+    labkit (its client then says what is wrong, as before).
     """
-    addresses = tuple(bootstrap_servers(servers))
-    with _KINDS_LOCK:
-        known = _KINDS.get(addresses)
-    if known is not None:
-        return known
-    from labkit.client.bootstrap import discover
+    from labkit.client.backend import backend_for
 
-    candidates, _ = discover(list(addresses), quick=1.0, patient=DETECT_TIMEOUT_S)
-    if any(c.how != "fallback" for c in candidates):
-        kind: bool | None = True
-    elif any(_speaks_kafka(c.address) for c in candidates):
-        kind = False  # dropped labkit's request, answers Kafka's: another Kafka
-    else:
-        kind = None
-    if kind is None:
-        return True
-    with _KINDS_LOCK:
-        _KINDS[addresses] = kind
-    return kind
-
-
-def _speaks_kafka(address: str, timeout_s: float = DETECT_TIMEOUT_S) -> bool:
-    """True when ``host:port`` answers a Kafka ApiVersions v0 request."""
-    from labkit.client.bootstrap import split
-
-    client_id = b"labkit-nb"
-    body = _API_VERSIONS_V0.pack(18, 0, 0x4C4E) + struct.pack(">h", len(client_id)) + client_id
-    try:
-        with socket.create_connection(split(address), timeout=timeout_s) as sock:
-            sock.sendall(struct.pack(">i", len(body)) + body)
-            head = b""
-            while len(head) < 8:
-                chunk = sock.recv(8 - len(head))
-                if not chunk:
-                    return False
-                head += chunk
-    except (OSError, ValueError):
-        return False
-    _size, correlation = struct.unpack(">ii", head)
-    return correlation == 0x4C4E
+    return backend_for(bootstrap_servers(servers)) == "labkit"
 
 
 def forget_broker_kinds() -> None:
     """Ask the bootstrap servers again next time (tests; a kernel that switched clusters)."""
-    with _KINDS_LOCK:
-        _KINDS.clear()
+    from labkit.client.backend import forget
+
+    forget()
 
 
 def _kafka_python(servers: str | list[str] | None) -> Any:

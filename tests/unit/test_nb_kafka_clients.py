@@ -58,7 +58,7 @@ def test_a_kafka_cluster_without_kafka_python_says_what_to_install(monkeypatch):
 
     from labkit.nb import _connect
 
-    monkeypatch.setitem(_connect._KINDS, ("kafka1.example.edu:9092",), False)
+    monkeypatch.setattr(_connect, "is_labkit_broker", lambda servers=None: False)
     monkeypatch.setitem(sys.modules, "kafka", None)  # not installed
     with pytest.raises(ModuleNotFoundError, match=r"pip install 'kafka-python>=3'"):
         _connect.consumer_class("kafka1.example.edu:9092")
