@@ -4,7 +4,8 @@ what is reachable from where, and what survives `down` + `up`.
 Runs on a temporary copy of the repository (its own ./notebooks, its own compose
 project name and volumes), so the real checkout and a student's running lab are never
 touched; `down -v` always runs at the end. The ports are the defaults (9092/8888) when
-they are free, else free ones via LABKIT_BROKER_PORT / LABKIT_LAB_PORT.
+they are free, else free ones via LABKIT_BROKER_PORT / LABKIT_LAB_PORT, chosen after the
+build (minutes): a port found free before it may be taken by the time `up` publishes it.
 """
 
 from __future__ import annotations
@@ -89,6 +90,15 @@ class Compose:
             )
         return result.stdout + result.stderr
 
+    def build_then_choose_ports(self, *services: str) -> None:
+        """Build the images, then choose the host ports `up` will publish."""
+        self.run("build", *services, timeout=BUILD_TIMEOUT_S)
+        self.env.update(
+            LABKIT_BROKER_PORT=str(free_port(9092)),
+            LABKIT_ZMQ_PORT=str(free_port(9192)),
+            LABKIT_LAB_PORT=str(free_port(8888)),
+        )
+
     def logs(self, service: str = "") -> str:
         result = subprocess.run(
             [*self.cli, "-p", self.project, "logs", "--no-color", *([service] if service else [])],
@@ -162,9 +172,6 @@ def compose(request, docker_engine, tmp_path_factory) -> Compose:
     env = dict(os.environ)
     env.update(
         JUPYTER_TOKEN="e2e-" + secrets.token_hex(8),
-        LABKIT_BROKER_PORT=str(free_port(9092)),
-        LABKIT_ZMQ_PORT=str(free_port(9192)),
-        LABKIT_LAB_PORT=str(free_port(8888)),
         LABKIT_LANG="en",  # the English landing page (the default is Polish, the course's)
     )
     project = Compose(request.param.split(), workdir, env)
@@ -216,6 +223,7 @@ def kafka_python_view(bootstrap: str, topic: str) -> tuple[str, int, bool]:
 def test_compose_up_lab_and_broker_work_and_survive_down(compose: Compose):
     from labkit import KafkaConsumer, KafkaProducer
 
+    compose.build_then_choose_ports()
     env = compose.env
     token, broker_port, lab_port = (
         env["JUPYTER_TOKEN"],
@@ -223,7 +231,7 @@ def test_compose_up_lab_and_broker_work_and_survive_down(compose: Compose):
         int(env["LABKIT_LAB_PORT"]),
     )
     base = f"http://127.0.0.1:{lab_port}"
-    compose.run("up", "-d", "--build", timeout=BUILD_TIMEOUT_S)
+    compose.run("up", "-d", timeout=300)
     compose.wait_healthy()
 
     # The lab's log tells the student which URL to open.
@@ -382,7 +390,8 @@ def test_compose_up_lab_and_broker_work_and_survive_down(compose: Compose):
 
 def test_broker_memory_is_modest(compose: Compose):
     """The idle broker stays in the tens of MB (students' laptops have 8 GB)."""
-    compose.run("up", "-d", "--build", "broker", timeout=BUILD_TIMEOUT_S)
+    compose.build_then_choose_ports("broker")
+    compose.run("up", "-d", "broker", timeout=300)
     wait_until(
         lambda: compose.health("broker") == "running healthy",
         HEALTH_TIMEOUT_S,

@@ -3,8 +3,8 @@ course's Spark Structured Streaming lab and a Kafka Connect worker against the b
 service, with nothing but what the image brings (Java 17, pyspark, the connector's and
 Connect's jars at $LABKIT_SPARK_KAFKA_JARS / $LABKIT_KAFKA_CONNECT_LIBS).
 
-One build and one `up` (the image is ~1.5 GB; a build with the `lab` stage cached takes
-minutes, docs/docker.md), on a temporary copy of the repository with its own project
+One build and one `up` (the image is ~1.7 GB; a first build takes minutes, a rebuild
+after a change to labkit's code seconds: its layers come last, docs/docker.md), on a temporary copy of the repository with its own project
 name; `down -v` always runs at the end. The first start (build + up until healthy) is
 printed, for docs/docker.md.
 """
