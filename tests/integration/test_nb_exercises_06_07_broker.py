@@ -167,7 +167,7 @@ def test_07_exercises_fail_wrong_answers_and_pass_when_run_again(lab):
     assert sent_since.status == "FAIL", sent_since.line
 
     # 07.3: retention runs (a few seconds); predicting offset 0 and the last record's offset
-    for cell in ("create-short", "wait-retention", "retention-hidden"):
+    for cell in ("create-short", "wait-retention", "retention-hidden", "freeze-retention"):
         book.run(cell)
     wrong = 'predicted = {"earliest": 0, "latest": 59}\n'
     solution = book.cells["ex-07-3"]

@@ -37,15 +37,6 @@ from tests.integration.test_series_masters import (  # noqa: E402
 )
 
 ENGLISH = sorted(p.stem for p in MASTERS.glob("*.ipynb"))
-# masters that ask for what Apache Kafka 4.x itself refuses: they must fail with exactly
-# that error (README, "Running the lab on a real Kafka cluster"), nothing else
-KAFKA_REFUSES = {
-    "07_retention_and_replay": (
-        "InvalidConfigurationError",
-        "Kafka 4.x refuses a topic segment.bytes below 1 MiB (KIP-1030); the "
-        "short-retention topic asks for 1024",
-    ),
-}
 WORKERS = 2
 # what a lab on a real cluster sets so that notebook 07's retention and compaction show
 # within its cells' waits (README: "Running the lab on a real Kafka cluster")
@@ -96,7 +87,7 @@ def series_on_kafka():
         broker.stop()
 
 
-@pytest.mark.parametrize("name", [n for n in ENGLISH if n not in KAFKA_REFUSES])
+@pytest.mark.parametrize("name", ENGLISH)
 def test_the_master_passes_every_check_on_apache_kafka(series_on_kafka, name):
     runs, _ = series_on_kafka
     run = runs[name]
@@ -110,12 +101,3 @@ def test_the_master_passes_every_check_on_apache_kafka(series_on_kafka, name):
 def test_the_series_leaves_no_topics_on_apache_kafka(series_on_kafka):
     _, left = series_on_kafka
     assert left == [], f"topics left on Apache Kafka after the series ran: {left}"
-
-
-@pytest.mark.parametrize("name", sorted(KAFKA_REFUSES))
-def test_a_master_fails_only_where_kafka_refuses_what_it_asks(series_on_kafka, name):
-    runs, _ = series_on_kafka
-    run = runs[name]
-    error, why = KAFKA_REFUSES[name]
-    assert run.returncode != 0, f"{name} passes on Apache Kafka now: drop it from KAFKA_REFUSES"
-    assert error in run.output, f"{name} fails, but not because {why}:\n{run.tail()}"
