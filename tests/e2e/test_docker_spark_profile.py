@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -174,7 +175,11 @@ def test_spark_profile_runs_spark_and_connect_against_the_broker(spark_compose: 
         "-p", "no:cacheprovider", "--nbval-lax", "--nbval-cell-timeout=180", *NEEDS_JAVA,
         timeout=900, check=False,
     )  # fmt: skip
-    summary = out.strip().splitlines()[-1] if out.strip() else "(no output)"
+    # pytest's last line (stderr, e.g. the entrypoint's note on the owner, comes after it)
+    summary = next(
+        (line for line in reversed(out.splitlines()) if re.search(r"\d+ (passed|failed)", line)),
+        "(no pytest summary)",
+    )
     why = f"the Java masters in lab-spark: {summary}\n\n{out[-6000:]}"
     assert " passed" in summary, why
     assert "failed" not in summary, why
