@@ -16,6 +16,14 @@ kafka-python's exception as ``__cause__``. Settings: labkit's names are kafka-py
 the few kafka-python 2.0 names that 3.0 dropped (``legacy_iterator``...) are left out,
 and an unknown name raises labkit's "did you mean" error.
 
+A group member slower than ``max_poll_interval_ms``: Kafka's Java consumer has left its
+group within ``retry_backoff_ms`` of that (its heartbeat thread looks at the poll timer
+every 100 ms), so the next ``commit()`` raises CommitFailedError and the next ``poll()``
+joins again. kafka-python 3.0.12's heartbeat task looks at the timer only when the next
+heartbeat is due (``heartbeat_interval_ms``, 3 s), so a commit in between went through.
+``DelegatingConsumer`` therefore leaves the group itself, as Java would have, before a
+``poll()``, ``commit()``, ``commit_async()`` or ``close()`` that finds the timer expired.
+
 kafka-python is not a core dependency of labkit (a labkit broker needs only pyzmq): it
 comes with ``pip install 'labkit[lab]'``, and without it the constructor says so.
 Stateless apart from the kafka-python client each object holds.
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import logging
 from typing import Any
 
 from labkit import errors
@@ -35,6 +44,15 @@ from labkit.client.config import CONNECTION_DEFAULTS, IGNORED_COMMON
 from labkit.errors import KafkaConfigurationError, KafkaError
 
 MIN_KAFKA_PYTHON = (3, 0)
+log = logging.getLogger(__name__)
+# the Java consumer's warning (AbstractCoordinator.handlePollTimeoutExpiry), kafka-python's names
+POLL_TIMEOUT_EXPIRED = (
+    "consumer poll timeout has expired. This means the time between subsequent calls to "
+    "poll() was longer than the configured max_poll_interval_ms, which typically implies "
+    "that the poll loop is spending too much time processing messages. You can address "
+    "this either by increasing max_poll_interval_ms or by reducing the maximum size of "
+    "batches returned in poll() with max_poll_records."
+)
 
 _LABKIT_ERRORS = {
     name: value
@@ -292,14 +310,43 @@ class DelegatingConsumer(Delegating):
             listener = _listener_in_labkit_terms(listener)
         translated(self._inner.subscribe)(topics=topics, pattern=pattern, listener=listener)
 
+    def poll(self, *args: Any, **kwargs: Any) -> Any:
+        self._leave_group_if_poll_timeout_expired()
+        return translated(self._inner.poll)(*args, **kwargs)
+
+    def commit(self, *args: Any, **kwargs: Any) -> Any:
+        self._leave_group_if_poll_timeout_expired()
+        return translated(self._inner.commit)(*args, **kwargs)
+
+    def commit_async(self, *args: Any, **kwargs: Any) -> Any:
+        self._leave_group_if_poll_timeout_expired()
+        return translated(self._inner.commit_async)(*args, **kwargs)
+
     def __iter__(self) -> DelegatingConsumer:
         return self
 
     def __next__(self) -> Any:
+        self._leave_group_if_poll_timeout_expired()
         return translated(self._inner.__next__)()
 
     def close(self, autocommit: bool = True, timeout_ms: float | None = None) -> None:
+        self._leave_group_if_poll_timeout_expired()
         translated(self._inner.close)(autocommit=autocommit, timeout_ms=timeout_ms)
+
+    def _leave_group_if_poll_timeout_expired(self) -> None:
+        """Leave the group now if ``max_poll_interval_ms`` passed since the last poll(),
+        as Kafka's Java heartbeat thread has by then (module docstring); kafka-python then
+        refuses a commit with CommitFailedError and rejoins on the next poll()."""
+        inner = self._inner
+        coordinator = getattr(inner, "_coordinator", None)
+        heartbeat = getattr(coordinator, "heartbeat", None)
+        if heartbeat is None or inner.config.get("group_id") is None:
+            return
+        if not inner._subscription.partitions_auto_assigned():
+            return  # assign(): no membership to lose
+        if coordinator.stable() and heartbeat.poll_timeout_expired():
+            log.warning("Leaving group %s: %s", inner.config["group_id"], POLL_TIMEOUT_EXPIRED)
+            translated(coordinator.maybe_leave_group)(reason="consumer poll timeout has expired.")
 
 
 def _listener_in_labkit_terms(listener: Any) -> Any:
