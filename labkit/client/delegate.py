@@ -196,7 +196,7 @@ def _wrapped(key: str, function: Any) -> Any:
         return function
     if key.endswith("_deserializer"):
 
-        class Deserialize(kafka.serializer.Deserializer):
+        class Deserialize(kafka.serializer.Deserializer):  # type: ignore[name-defined]
             def deserialize(self, topic: str, headers: Any, data: Any) -> Any:
                 return None if data is None else function(data)
 
@@ -228,7 +228,7 @@ class Delegating:
         return f"<labkit {type(self).__name__} over kafka-python: {self._inner!r}>"
 
 
-def _build(kind: str, labkit_class: type, configs: dict) -> Any:
+def _build(kind: str, labkit_class: Any, configs: dict) -> Any:
     kafka = kafka_python(configs.get("bootstrap_servers"))
     kafka_class = getattr(kafka, kind)
     settings = kafka_configs(kind, labkit_class.DEFAULT_CONFIG, kafka_class.DEFAULT_CONFIG, configs)
@@ -338,7 +338,7 @@ class DelegatingConsumer(Delegating):
         as Kafka's Java heartbeat thread has by then (module docstring); kafka-python then
         refuses a commit with CommitFailedError and rejoins on the next poll()."""
         inner = self._inner
-        coordinator = getattr(inner, "_coordinator", None)
+        coordinator: Any = getattr(inner, "_coordinator", None)
         heartbeat = getattr(coordinator, "heartbeat", None)
         if heartbeat is None or inner.config.get("group_id") is None:
             return
@@ -354,7 +354,7 @@ def _listener_in_labkit_terms(listener: Any) -> Any:
     its callbacks seeing labkit's TopicPartitions."""
     kafka = kafka_python()
 
-    class Listener(kafka.ConsumerRebalanceListener):
+    class Listener(kafka.ConsumerRebalanceListener):  # type: ignore[name-defined]
         def on_partitions_revoked(self, revoked: Any) -> None:
             listener.on_partitions_revoked(to_labkit(revoked))
 
