@@ -41,6 +41,7 @@ from labkit._address import bootstrap_list
 from labkit.client import structs
 from labkit.client.backend import forget
 from labkit.client.config import CONNECTION_DEFAULTS, IGNORED_COMMON
+from labkit.client.delegate_poison import guarded, poison_error, poison_of, split_poll
 from labkit.errors import KafkaConfigurationError, KafkaError
 
 MIN_KAFKA_PYTHON = (3, 0)
@@ -188,13 +189,15 @@ def kafka_configs(kind: str, labkit_defaults: dict, kafka_defaults: dict, config
 
 def _wrapped(key: str, function: Any) -> Any:
     """A plain function as kafka-python 3.0's (De)Serializer (a plain one is deprecated
-    there); a deserializer is not called for None, as in labkit's client."""
+    there); a deserializer is not called for None, as in labkit's client, and does not
+    raise inside kafka-python's fetcher (client/delegate_poison.py)."""
     kafka = kafka_python()
     if function is None or isinstance(
         function, kafka.serializer.Serializer | kafka.serializer.Deserializer
     ):
         return function
     if key.endswith("_deserializer"):
+        function = guarded(function, key.removesuffix("_deserializer"))
 
         class Deserialize(kafka.serializer.Deserializer):  # type: ignore[name-defined]
             def deserialize(self, topic: str, headers: Any, data: Any) -> Any:
@@ -301,6 +304,7 @@ class DelegatingConsumer(Delegating):
     def __init__(self, labkit_class: type, *topics: str, **configs: Any):
         self._inner = _build("KafkaConsumer", labkit_class, configs)
         self.config = self._inner.config
+        self._poison: tuple | None = None  # (partition, offset, error) for the next poll()
         if topics:
             self.subscribe(topics=list(topics))
 
@@ -309,10 +313,6 @@ class DelegatingConsumer(Delegating):
         if listener is not None:
             listener = _listener_in_labkit_terms(listener)
         translated(self._inner.subscribe)(topics=topics, pattern=pattern, listener=listener)
-
-    def poll(self, *args: Any, **kwargs: Any) -> Any:
-        self._leave_group_if_poll_timeout_expired()
-        return translated(self._inner.poll)(*args, **kwargs)
 
     def commit(self, *args: Any, **kwargs: Any) -> Any:
         self._leave_group_if_poll_timeout_expired()
@@ -327,7 +327,35 @@ class DelegatingConsumer(Delegating):
 
     def __next__(self) -> Any:
         self._leave_group_if_poll_timeout_expired()
-        return translated(self._inner.__next__)()
+        record = translated(self._inner.__next__)()
+        poison = poison_of(record)
+        if poison is None:
+            return record
+        tp, error = poison_error(record, poison)
+        self._inner.seek(to_kafka(tp), record.offset)  # kafka-python moved past it
+        raise error
+
+    def poll(self, timeout_ms: int = 0, max_records: int | None = None, **kwargs: Any) -> dict:
+        """kafka-python's ``poll``, with labkit's answer to a poison message: the records
+        before it now, its deserializer's exception at the next call."""
+        self._leave_group_if_poll_timeout_expired()
+        pending, self._poison = self._poison, None
+        if pending is not None:
+            tp, offset, error = pending
+            kafka_tp = to_kafka(tp)
+            if kafka_tp in self._inner.assignment() and self._inner.position(kafka_tp) == offset:
+                raise error  # not sought past it since
+        result = translated(self._inner.poll)(
+            timeout_ms=timeout_ms, max_records=max_records, **kwargs
+        )
+        good, cuts = split_poll(result)
+        for tp, offset, _ in cuts:
+            self._inner.seek(to_kafka(tp), offset)
+        if cuts and not good:
+            raise cuts[0][2]
+        if cuts:
+            self._poison = cuts[0]
+        return good
 
     def close(self, autocommit: bool = True, timeout_ms: float | None = None) -> None:
         self._leave_group_if_poll_timeout_expired()
