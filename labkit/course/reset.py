@@ -11,8 +11,10 @@ run read nothing. ``reset_exercise`` removes exactly that state, and only the st
 1. every declared group is deleted (with its committed offsets); a group that still has
    members cannot be deleted, so the student is told to close those consumers first;
 2. every declared topic is deleted, then re-created empty with the declared number of
-   partitions (None: only deleted, for a topic the exercise itself creates). Deleting
-   waits until the broker no longer lists the topic, so the create cannot collide.
+   partitions (None: only deleted, for a topic the exercise itself creates) and the
+   configs that were set on it (``retention.ms``...: emptied, the topic is otherwise the
+   same). Deleting waits until the broker no longer lists the topic, so the create
+   cannot collide.
 
 Names get this student's prefix on a shared broker (``labkit.nb.names``), so a reset never
 touches another student's topics. The broker's address is the lab's usual one
@@ -104,19 +106,45 @@ def reset_exercise(
             report.deleted_groups.append(group)
         topics = {names.topic(t): partitions for t, partitions in ex.topics.items()}
         present = [t for t in topics if t in set(admin.list_topics())]
+        fresh = {t: p for t, p in topics.items() if p is not None}
+        own_configs = _configs_set_on(admin, [t for t in present if t in fresh])
         if present:
             admin.delete_topics(present, raise_errors=False)
             _wait_gone(admin, present)
-        fresh = {t: p for t, p in topics.items() if p is not None}
         if fresh:
             admin.create_topics(
-                [NewTopic(t, num_partitions=p, replication_factor=1) for t, p in fresh.items()],
+                [
+                    NewTopic(
+                        t, num_partitions=p, replication_factor=1, topic_configs=own_configs.get(t)
+                    )
+                    for t, p in fresh.items()
+                ],
                 raise_errors=False,
             )
             _wait_listed(admin, list(fresh))
         report.emptied_topics = list(fresh)
         report.deleted_topics = [t for t in present if t not in fresh]
     return report
+
+
+def _configs_set_on(admin, topics: list[str]) -> dict[str, dict[str, str]]:
+    """{topic: the configs set on it (not the broker's defaults)}: an emptied topic keeps
+    them, e.g. notebook 11's retention.ms=-1 for alerts whose event time is months old."""
+    from labkit.client import ConfigResource, ConfigResourceType
+
+    if not topics:
+        return {}
+    described = admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics]
+    )["topic"]
+    return {
+        topic: {
+            key: entry["value"]
+            for key, entry in configs.items()
+            if not entry["default"] and entry["value"] is not None
+        }
+        for topic, configs in described.items()
+    }
 
 
 def _wait_gone(admin, topics: list[str]) -> None:

@@ -12,7 +12,8 @@ kafka-python 3.0 renamed the group calls (``list_groups``, ``list_group_offsets`
 created with kafka-python's dict form (any object with ``name``, ``num_partitions``,
 ``replication_factor``, ``topic_configs`` is accepted, labkit's ``NewTopic`` included) and
 waited for until the cluster's metadata lists them, as labkit's broker does before it
-answers; ``describe_topics`` gives 2.0's keys beside 3.0's, as labkit's does. A fresh
+answers; ``describe_topics`` gives 2.0's keys beside 3.0's, and ``describe_configs``
+labkit's shape, as labkit's does. A fresh
 cluster has no group coordinator until its offsets topic exists (COORDINATOR_NOT_AVAILABLE
 for the first seconds of the first group call): the group calls retry Kafka's retriable
 errors for up to ``GROUP_RETRY_S``. One instance per caller, like the client it wraps; not
@@ -28,6 +29,7 @@ from typing import Any
 from labkit._clock import REAL_CLOCK
 
 GROUP_RETRY_S = 15.0
+_SET_ON_TOPIC = "DYNAMIC_TOPIC_CONFIG"  # Kafka's config_source of a value set on the topic
 _RETRY_EVERY_S = 0.2
 # kafka-python 2.0's key -> 3.0's (describe_topics), per topic and per partition
 _TOPIC_KEYS = {"topic": "name"}
@@ -97,6 +99,32 @@ class KafkaAdmin:
             ]
             out.append(item)
         return out
+
+    def describe_configs(self, config_resources: list) -> dict:
+        """labkit's shape, ``{"topic": {name: {key: {"value", "default"...}}}}``, for
+        labkit's (or kafka-python's) TOPIC ``ConfigResource``s; ``default`` is False only
+        for a value set on the topic itself (``nb.reset`` re-creates a topic with those)."""
+        from kafka.admin import ConfigResource, ConfigResourceType
+
+        asked = [
+            ConfigResource(ConfigResourceType.TOPIC, r.name, list(r.configs or []) or None)
+            for r in config_resources
+        ]
+        answer = self._admin.describe_configs(asked, config_filter="all")
+        return {
+            "topic": {
+                name: {
+                    key: {
+                        "name": key,
+                        "value": data.get("value"),
+                        "default": data.get("config_source") != _SET_ON_TOPIC,
+                        "is_default": data.get("config_source") != _SET_ON_TOPIC,
+                    }
+                    for key, data in configs.items()
+                }
+                for name, configs in answer.get("topic", {}).items()
+            }
+        }
 
     def list_consumer_groups(self, broker_ids: Any = None) -> list[tuple[str, str]]:
         """``(group_id, protocol_type)`` tuples, sorted (kafka-python 2.0's shape)."""
