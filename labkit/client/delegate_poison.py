@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from labkit.client.poison import annotate_poison
 from labkit.client.structs import TopicPartition
 
 
@@ -55,18 +56,8 @@ def poison_of(record: Any) -> Poison | None:
 def poison_error(record: Any, poison: Poison) -> tuple[TopicPartition, Exception]:
     """The user's exception with labkit's note and attributes, and the record's partition."""
     tp = TopicPartition(record.topic, record.partition)
-    error, offset, what = poison.error, record.offset, poison.what
-    error.add_note(
-        f"labkit: the {what}_deserializer raised this on the record at offset {offset} "
-        f"of topic '{tp.topic}' partition {tp.partition} (a poison message). The consumer "
-        f"stays at this record. Skip it with "
-        f"consumer.seek(TopicPartition('{tp.topic}', {tp.partition}), {offset + 1}), "
-        f"or make the {what}_deserializer return None for input it cannot read."
-    )
-    try:
-        error.topic_partition, error.offset, error.what = tp, offset, what  # type: ignore[attr-defined]
-    except AttributeError:
-        pass  # an exception type with __slots__: the note still says it all
+    error = poison.error
+    annotate_poison(error, tp, record.offset, poison.what, "The consumer stays at this record.")
     return tp, error
 
 

@@ -69,6 +69,7 @@ from itertools import repeat
 from typing import Any
 
 from labkit.client.coordinator import Coordinator
+from labkit.client.poison import annotate_poison
 from labkit.client.positions import OffsetLookup, PositionResolver
 from labkit.client.structs import ConsumerRecord, TopicPartition
 from labkit.client.subscription import SubscriptionState
@@ -595,18 +596,13 @@ class Fetcher:
             offset, error, what = buf.poison
             if what == "batch":
                 raise error  # a corrupt batch: the error says it all (see _corrupt)
-            error.add_note(
-                f"labkit: the {what}_deserializer raised this on the record at offset {offset} "
-                f"of topic '{tp.topic}' partition {tp.partition} (a poison message). poll() "
-                f"returned the records before it and stays at this one. Skip it with "
-                f"consumer.seek(TopicPartition('{tp.topic}', {tp.partition}), {offset + 1}), "
-                f"or make the {what}_deserializer return None for input it cannot read."
+            annotate_poison(
+                error,
+                tp,
+                offset,
+                what,
+                "poll() returned the records before it and stays at this one.",
             )
-            try:
-                # kafka-python's attributes, on whatever the user's deserializer raised
-                error.topic_partition, error.offset, error.what = tp, offset, what  # type: ignore[attr-defined]
-            except AttributeError:
-                pass  # an exception type with __slots__: the note still says it all
             raise error
 
     def has_buffered(self) -> bool:
