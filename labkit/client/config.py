@@ -79,9 +79,9 @@ CONNECTION_DEFAULTS: dict[str, Any] = {
 }
 
 
-def resolve(kind: str, defaults: dict[str, Any], configs: dict[str, Any]) -> dict[str, Any]:
-    """``defaults`` updated with ``configs``. Raises KafkaConfigurationError for unknown keys."""
-    known = {**IGNORED_COMMON, **CONNECTION_DEFAULTS, **defaults}
+def refuse_unknown(kind: str, known: dict[str, Any], configs: dict[str, Any]) -> None:
+    """Raise KafkaConfigurationError naming each key of ``configs`` not in ``known``, with
+    the closest known name."""
     unknown = sorted(set(configs) - set(known))
     if unknown:
         hints = []
@@ -93,6 +93,12 @@ def resolve(kind: str, defaults: dict[str, Any], configs: dict[str, Any]) -> dic
             "keyword names are kafka-python's (bootstrap_servers, value_serializer, "
             "auto_offset_reset, ...)."
         )
+
+
+def resolve(kind: str, defaults: dict[str, Any], configs: dict[str, Any]) -> dict[str, Any]:
+    """``defaults`` updated with ``configs``. Raises KafkaConfigurationError for unknown keys."""
+    known = {**IGNORED_COMMON, **CONNECTION_DEFAULTS, **defaults}
+    refuse_unknown(kind, known, configs)
     config = dict(known)
     config.update(configs)
     protocol = str(config.get("security_protocol") or "PLAINTEXT").upper()

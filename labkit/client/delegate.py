@@ -31,7 +31,6 @@ Stateless apart from the kafka-python client each object holds.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import logging
 from typing import Any
@@ -40,7 +39,7 @@ from labkit import errors
 from labkit._address import bootstrap_list
 from labkit.client import structs
 from labkit.client.backend import forget
-from labkit.client.config import CONNECTION_DEFAULTS, IGNORED_COMMON
+from labkit.client.config import CONNECTION_DEFAULTS, IGNORED_COMMON, refuse_unknown
 from labkit.client.delegate_poison import guarded, poison_error, poison_of, split_poll
 from labkit.errors import KafkaConfigurationError, KafkaError
 
@@ -168,17 +167,7 @@ def translated(call: Any) -> Any:
 def kafka_configs(kind: str, labkit_defaults: dict, kafka_defaults: dict, configs: dict) -> dict:
     """The settings kafka-python takes, from labkit's; raises for an unknown name."""
     known = {**IGNORED_COMMON, **CONNECTION_DEFAULTS, **labkit_defaults, **kafka_defaults}
-    unknown = sorted(set(configs) - set(known))
-    if unknown:
-        hints = []
-        for key in unknown:
-            close = difflib.get_close_matches(key, list(known), n=1)
-            hints.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
-        raise KafkaConfigurationError(
-            f"Unrecognized configs for {kind}: {', '.join(hints)}. Check the spelling: the "
-            "keyword names are kafka-python's (bootstrap_servers, value_serializer, "
-            "auto_offset_reset, ...)."
-        )
+    refuse_unknown(kind, known, configs)
     out = {k: v for k, v in configs.items() if k in kafka_defaults}
     out["bootstrap_servers"] = bootstrap_list(configs.get("bootstrap_servers"))
     for key, value in out.items():
