@@ -1,5 +1,5 @@
-"""The graded notebook series on a real Kafka cluster: every English master in
-instructor/masters/ runs under nbval against Apache Kafka 4.1.1 (one KRaft node, not
+"""The graded notebook series on a real Kafka cluster: every master in instructor/masters/
+(English, then the Polish ones of instructor/masters/pl/) runs under nbval against Apache Kafka 4.1.1 (one KRaft node, not
 labkit) with every check passing, unchanged, and leaves no topic behind.
 
 How it runs: as tests/integration/test_series_masters.py runs the series on labkit (its
@@ -7,7 +7,8 @@ How it runs: as tests/integration/test_series_masters.py runs the series on labk
 grade`` does, with ``LABKIT_GRADING=1`` so a check that does not pass fails its cell and
 ``LABKIT_GRADE_LOG`` collecting the results), with ``LABKIT_BOOTSTRAP`` naming the Apache
 Kafka broker. One broker for the whole series, two notebooks at a time (two cores; the
-notebooks use different topic names). The broker is Kafka's defaults plus what one node
+notebooks use different topic names, and the queue runs every English master before the
+Polish ones, so a master and its translation never share a topic at once). The broker is Kafka's defaults plus what one node
 needs (labkit/testing/apache_kafka.py) and the timing a lab on a real cluster would set
 for notebook 07 (README, "Running the lab on a real Kafka cluster"): the retention and
 cleaner threads look every second (``log.retention.check.interval.ms``,
@@ -32,11 +33,11 @@ kafka = pytest.importorskip("kafka")
 from labkit.testing.apache_kafka import ApacheKafka, ApacheKafkaMissing  # noqa: E402
 from tests.integration.test_series_masters import (  # noqa: E402
     MASTERS,
+    NAMES,
     expected_exercises,
     run_notebook,
 )
 
-ENGLISH = sorted(p.stem for p in MASTERS.glob("*.ipynb"))
 WORKERS = 2
 # what a lab on a real cluster sets so that notebook 07's retention and compaction show
 # within its cells' waits (README: "Running the lab on a real Kafka cluster")
@@ -74,7 +75,7 @@ def series_on_kafka():
                 name: pool.submit(
                     run_notebook, MASTERS / f"{name}.ipynb", broker.bootstrap, grading_mode=True
                 )
-                for name in ENGLISH
+                for name in NAMES
             }
             runs = {name: future.result() for name, future in futures.items()}
         left = sorted(_topics(broker.bootstrap) - before)
@@ -87,7 +88,7 @@ def series_on_kafka():
         broker.stop()
 
 
-@pytest.mark.parametrize("name", ENGLISH)
+@pytest.mark.parametrize("name", NAMES)
 def test_the_master_passes_every_check_on_apache_kafka(series_on_kafka, name):
     runs, _ = series_on_kafka
     run = runs[name]
