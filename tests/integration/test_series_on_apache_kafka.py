@@ -1,6 +1,7 @@
 """The graded notebook series on a real Kafka cluster: every master in instructor/masters/
-(English, then the Polish ones of instructor/masters/pl/) runs under nbval against Apache Kafka 4.1.1 (one KRaft node, not
-labkit) with every check passing, unchanged, and leaves no topic behind.
+(English, then the Polish ones of instructor/masters/pl/) runs under nbval against Apache
+Kafka 4.1.1 (one KRaft node, not labkit) with every check passing, unchanged, and leaves
+no topic behind.
 
 How it runs: as tests/integration/test_series_masters.py runs the series on labkit (its
 ``run_notebook``: ``pytest --nbval-lax`` in its own process per notebook, as ``labkit
@@ -8,8 +9,8 @@ grade`` does, with ``LABKIT_GRADING=1`` so a check that does not pass fails its 
 ``LABKIT_GRADE_LOG`` collecting the results), with ``LABKIT_BOOTSTRAP`` naming the Apache
 Kafka broker. One broker for the whole series, two notebooks at a time (two cores; the
 notebooks use different topic names, and the queue runs every English master before the
-Polish ones, so a master and its translation never share a topic at once). The broker is Kafka's defaults plus what one node
-needs (labkit/testing/apache_kafka.py) and the timing a lab on a real cluster would set
+Polish ones, so a master and its translation never share a topic at once). The broker is
+Kafka's defaults plus what one node needs (labkit/testing/apache_kafka.py) and the timing a lab on a real cluster would set
 for notebook 07 (README, "Running the lab on a real Kafka cluster"): the retention and
 cleaner threads look every second (``log.retention.check.interval.ms``,
 ``log.cleaner.backoff.ms``; Kafka's defaults are 5 minutes and 15 s).
