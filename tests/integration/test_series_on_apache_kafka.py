@@ -11,8 +11,8 @@ Kafka broker. One broker for the whole series, two notebooks at a time (two core
 notebooks use different topic names, and the queue runs every English master before the
 Polish ones, so a master and its translation never share a topic at once). The broker is
 Kafka's defaults plus what one node needs (labkit/testing/apache_kafka.py) and the timing
-a lab on a real cluster would set for notebook 07 (README, "Running the lab on a real Kafka cluster"): the retention and
-cleaner threads look every second (``log.retention.check.interval.ms``,
+a lab on a real cluster would set for notebook 07 (README, "Running the lab on a real
+Kafka cluster"): the retention and cleaner threads look every second (``log.retention.check.interval.ms``,
 ``log.cleaner.backoff.ms``; Kafka's defaults are 5 minutes and 15 s).
 
 The notebooks' own ``from labkit import KafkaProducer`` clients and the ``!labkit ...``
