@@ -139,9 +139,9 @@ class LabkitKafkaPeer(LabkitPeer):
     ``bootstrap`` is the Kafka port; ``create_topic`` uses the ZeroMQ one."""
 
     name = "labkit-kafka-listener"
-    # kafka-python 3.0.12 turns idempotence on by default, which needs InitProducerId
-    # (another slice of issue 13); librdkafka's default is already off
-    producer_config: ClassVar[dict] = {"kafka-python": {"enable_idempotence": False}}
+    # every client runs with its defaults, as against Apache Kafka (kafka-python 3's
+    # idempotent producer included: the listener answers InitProducerId)
+    producer_config: ClassVar[dict] = {}
 
     def start(self) -> LabkitKafkaPeer:
         from common import version_of

@@ -161,7 +161,7 @@ def tansu_cases(peer, plan: Plan, rows: Rows) -> None:
 
 def labkit_kafka_cases(peer, plan: Plan, rows: Rows) -> None:
     """Kafka clients through labkit's Kafka listener: produce and consume, as for the
-    other Kafka-protocol peers (no groups yet: the classic coordinator is another slice)."""
+    other Kafka-protocol peers."""
     for client in plan.tansu_clients:
         extra = {"producer_config": peer.producer_config.get(client) or {}}
         for size in plan.sizes:
