@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labkit._clock import Clock
-from labkit.log.recovery import fsync_dir
+from labkit.log.recovery import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -446,10 +446,4 @@ class OffsetStore:
 
     def _write_file(self, data: bytes) -> None:
         """Replace the file by ``data`` atomically (temp file, fsync, rename)."""
-        tmp = self._path.with_suffix(".log.tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self._path)
-        fsync_dir(self._dir)
+        write_atomically(self._path, data)  # its temp file is the ``.log.tmp`` open removes

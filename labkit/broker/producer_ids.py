@@ -21,12 +21,11 @@ retries. The first block is reserved the same way when the broker starts.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from pathlib import Path
 
 from labkit.errors import CoordinatorLoadInProgressError
-from labkit.log.recovery import fsync_dir
+from labkit.log.recovery import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +43,7 @@ def reserve_block(data_dir: Path) -> int:
     if not text.isdigit():
         raise OSError(f"{path} holds {text[:40]!r}, not a producer id")
     start = int(text)
-    tmp = path.with_name(CHECKPOINT + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, f"{start + BLOCK_SIZE}\n".encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(data_dir)
+    write_atomically(path, f"{start + BLOCK_SIZE}\n".encode("ascii"))
     return start
 
 

@@ -19,17 +19,15 @@ reason to close the connection. ``Api(to_labkit, to_kafka)`` rows are header-onl
 before.
 
 kio has one dataclass per (API, version), each with only that version's fields, so
-responses are built from one set of values with ``_make``, which keeps the fields the
-version's class has (metadata v0 has no ``cluster_id``, v10 adds ``topic_id``...).
+responses are built from one set of values with ``_make`` (kio_glue.py), which keeps
+the fields the version's class has (metadata v0 has no ``cluster_id``, v10 adds
+``topic_id``...).
 Error codes become kio ``ErrorCode`` members; topic ids are the zero UUID (labkit has
 none, and every version advertised lets a client name topics).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
-import sys
 import uuid
 from typing import Any, NamedTuple
 
@@ -37,6 +35,13 @@ from kio.index import load_response_schema
 from kio.schema.errors import ErrorCode
 
 from labkit.kafka.codec import API_VERSIONS_KEY, SUPPORTED
+
+# kio_glue's helpers under the names the converters here (and admin_apis.py,
+# produce_fetch.py, topic_partitions.py, which import them from this module) use
+from labkit.kafka.kio_glue import NO_THROTTLE as _NO_THROTTLE
+from labkit.kafka.kio_glue import error_code as _error
+from labkit.kafka.kio_glue import make as _make
+from labkit.kafka.kio_glue import nested as _nested
 from labkit.kafka.producer_ids import (
     INIT_PRODUCER_ID_KEY,
     init_producer_id_to_kafka,
@@ -54,7 +59,6 @@ TOPIC_RESOURCE = 2  # Kafka's ConfigResource.Type.TOPIC
 DYNAMIC_TOPIC_CONFIG, DEFAULT_CONFIG = 1, 5
 ZERO_UUID = uuid.UUID(int=0)
 NODE_ID = 0  # the broker's id in labkit's own metadata (one broker)
-_NO_THROTTLE = datetime.timedelta(0)
 
 
 class Context(NamedTuple):
@@ -67,24 +71,6 @@ class Context(NamedTuple):
     port: int
     default_partitions: int = 1
     max_records_bytes: int = 16 * 1024 * 1024  # labkit's default socket.request.max.bytes
-
-
-def _make(cls: type, **values: Any) -> Any:
-    """An instance of kio's ``cls`` from ``values``, keeping only the fields it has."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in names})
-
-
-def _nested(response_cls: type, name: str) -> type:
-    """A nested entity class of the module that defines ``response_cls``."""
-    return getattr(sys.modules[response_cls.__module__], name)
-
-
-def _error(code: int) -> ErrorCode:
-    try:
-        return ErrorCode(code)
-    except ValueError:  # a labkit code Kafka does not know: still an error
-        return ErrorCode.unknown_server_error
 
 
 # -- ApiVersions ------------------------------------------------------------------------

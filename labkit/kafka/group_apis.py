@@ -18,15 +18,17 @@ answers.
 from __future__ import annotations
 
 import base64
-import dataclasses
-import datetime
-import sys
 from typing import Any
 
 from kio.index import load_response_schema
 from kio.schema.errors import ErrorCode
 
 from labkit.kafka.consumer_protocol import encode_assignment, encode_subscription
+from labkit.kafka.kio_glue import NO_THROTTLE as _NO_THROTTLE
+from labkit.kafka.kio_glue import error_code as _error
+from labkit.kafka.kio_glue import make as _make
+from labkit.kafka.kio_glue import ms as _ms
+from labkit.kafka.kio_glue import nested as _nested
 
 Context = Any  # apis.Context (this module is imported by apis.py)
 NODE_ID = 0  # the one broker (apis.NODE_ID)
@@ -43,31 +45,6 @@ LIST_GROUPS_KEY = 16
 DELETE_GROUPS_KEY = 42
 OFFSET_DELETE_KEY = 47
 GROUP_KEY_TYPE, TRANSACTION_KEY_TYPE = 0, 1  # FindCoordinator's key types
-_NO_THROTTLE = datetime.timedelta(0)
-
-
-def _make(cls: type, **values: Any) -> Any:
-    """An instance of kio's ``cls`` from ``values``, keeping only the fields it has."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in names})
-
-
-def _nested(response_cls: type, name: str) -> type:
-    return getattr(sys.modules[response_cls.__module__], name)
-
-
-def _error(code: int) -> ErrorCode:
-    try:
-        return ErrorCode(code)
-    except ValueError:  # a labkit code Kafka does not know: still an error
-        return ErrorCode.unknown_server_error
-
-
-def _ms(value: Any) -> int:
-    """A kio i32Timedelta (or a plain int) in milliseconds."""
-    if isinstance(value, datetime.timedelta):
-        return int(value.total_seconds() * 1000)
-    return int(value)
 
 
 def _b64(data: bytes | None) -> str:

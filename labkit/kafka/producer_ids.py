@@ -13,34 +13,31 @@ The version of API is not supported.").
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
 from kio.index import load_response_schema
 from kio.schema.errors import ErrorCode
 from kio.schema.types import ProducerId
 
+from labkit.kafka.kio_glue import NO_THROTTLE, error_code, ms
+
 INIT_PRODUCER_ID_KEY = 22
-_NO_THROTTLE = datetime.timedelta(0)
 
 
 def init_producer_id_to_labkit(request: Any, version: int) -> tuple[str, dict]:
     return "init_producer_id", {
         "transactional_id": request.transactional_id,
-        "transaction_timeout_ms": int(request.transaction_timeout.total_seconds() * 1000),
+        "transaction_timeout_ms": ms(request.transaction_timeout),
     }
 
 
 def init_producer_id_to_kafka(reply: dict, request: Any, version: int, context: Any) -> Any:
     cls: Any = load_response_schema(INIT_PRODUCER_ID_KEY, version)  # one class per version
     code = reply.get("error", 0)
-    try:
-        error = ErrorCode(code)
-    except ValueError:
-        error = ErrorCode.unknown_server_error
+    error = error_code(code)
     ok = error == ErrorCode.none
     return cls(
-        throttle_time=_NO_THROTTLE,
+        throttle_time=NO_THROTTLE,
         error_code=error,
         producer_id=ProducerId(reply["producer_id"] if ok else -1),
         producer_epoch=reply.get("producer_epoch", 0) if ok else -1,

@@ -53,7 +53,7 @@ from pathlib import Path
 
 from labkit.errors import KafkaStorageError
 from labkit.log.producer_state import ProducerStateTable
-from labkit.log.recovery import fsync_dir
+from labkit.log.recovery import fsync_dir, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -246,16 +246,9 @@ class PartitionProducers:
                 path.unlink(missing_ok=True)
 
     def _write_snapshot(self, gen: int, rows: list) -> None:
-        path = self.directory / _name(gen, "snapshot")
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, b"".join(_pack(row) for row in rows))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        fsync_dir(self.directory)
+        write_atomically(
+            self.directory / _name(gen, "snapshot"), b"".join(_pack(row) for row in rows)
+        )
 
     def close(self) -> None:
         with self._lock:

@@ -20,10 +20,9 @@ latter). Plain functions, no state: the caller (PartitionLog) holds its lock.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
-from labkit.log.recovery import fsync_dir
+from labkit.log.recovery import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +48,4 @@ def read(directory: Path) -> int:
 
 def write(directory: Path, offset: int) -> None:
     """Durably replace the checkpoint with ``offset``. Raises OSError."""
-    path = directory / CHECKPOINT
-    tmp = path.with_name(CHECKPOINT + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, f"{offset}\n".encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(directory)
+    write_atomically(directory / CHECKPOINT, f"{offset}\n".encode("ascii"))

@@ -48,7 +48,8 @@ from labkit.nb._dashmodel import (
     render_html,
     render_text,
 )
-from labkit.nb.live import _ACTIVE, in_kernel, quiet_box
+from labkit.nb._plotview import in_kernel, quiet_box
+from labkit.nb.live import _ACTIVE
 
 __all__ = ["Dashboard", "dashboard"]
 
