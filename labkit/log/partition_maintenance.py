@@ -32,6 +32,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from labkit._clock import Clock
@@ -41,7 +42,7 @@ from labkit.log.batchio import FileOps
 from labkit.log.config import LogConfig
 from labkit.log.recovery import fsync_dir
 from labkit.log.retention import plan_retention
-from labkit.log.segment import Segment
+from labkit.log.segment import Segment, SegmentInfo
 
 log = logging.getLogger("labkit.log.partition")  # the log's own logger, as before the split
 
@@ -51,6 +52,15 @@ def storage_error(what: str, directory: Path, exc: OSError) -> KafkaStorageError
         f"{what} in {directory} failed: {exc.strerror or exc}. Free some disk space or fix the data directory's permissions; "
         "the log stays consistent and accepts writes again once the disk does."
     )
+
+
+def _retention_info(seg: Segment) -> SegmentInfo:
+    """``seg.info()`` with Kafka's ``largestTimestamp``: for records that carry no timestamp
+    (-1), the time the ``.log`` file was last written. Raises OSError."""
+    info = seg.info()
+    if info.size_bytes and info.last_timestamp < 0:
+        info = replace(info, last_timestamp=os.stat(seg.log_path).st_mtime_ns // 1_000_000)
+    return info
 
 
 class PartitionMaintenance:
@@ -102,11 +112,12 @@ class PartitionMaintenance:
             with self._lock:
                 if self._closed or self._offline:
                     return 0
+                try:
+                    infos = [_retention_info(s) for s in self._segments]
+                except OSError as exc:
+                    raise storage_error("reading segment times", self.directory, exc) from exc
                 reasons = plan_retention(
-                    [s.info() for s in self._segments],
-                    self._clock.time_ms(),
-                    self._config,
-                    self.log_start_offset,
+                    infos, self._clock.time_ms(), self._config, self.log_start_offset
                 )
                 if not reasons:
                     return 0

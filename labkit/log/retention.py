@@ -12,7 +12,8 @@ walks before it left and each stopping at the first segment it keeps:
    log without it is still at least ``retention.bytes``;
 3. ``retention.ms``: a segment whose largest record timestamp is more than
    ``retention.ms`` before now (record timestamps, not file times; a segment with a
-   timestamp in the future is kept, and so is everything after it).
+   timestamp in the future is kept, and so is everything after it). The caller gives
+   a segment whose records carry no timestamp its file's time, as Kafka does.
 
 Every walk includes the **active** segment, unless it is empty (Kafka: "a final
 segment that is empty will never be returned"). When the walks take every segment,
@@ -100,7 +101,7 @@ def _over_size(remaining: Sequence[SegmentInfo], retention_bytes: int) -> Rule |
 
 def _expired(now_ms: int, retention_ms: int) -> Rule:
     def rule(seg: SegmentInfo, _following: SegmentInfo | None) -> str | None:
-        if seg.last_timestamp < 0:  # no record with a timestamp: an empty sealed segment
+        if seg.size_bytes == 0:  # a sealed segment without records (never the active one)
             return f"{_name(seg)} has no records"
         age = now_ms - seg.last_timestamp
         if age <= retention_ms:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -283,4 +284,18 @@ def test_delete_records_meanwhile_leaves_retention_the_rest(tmp_path, monkeypatc
     assert plog.apply_retention() == 2  # segments 2 and 3; DeleteRecords took 0 and 1
     assert (plog.log_start_offset, plog.log_end_offset) == (4, 4)
     assert [s.base_offset for s in plog.segments()] == [4]
+    plog.close()
+
+
+def test_records_without_timestamps_age_by_the_file_time(tmp_path):
+    # Kafka's LogSegment.largestTimestamp: the file's modification time when no record
+    # has a timestamp (-1); such records used to go at the first check
+    clock = FakeClock(start_ms=int(time.time() * 1000))
+    plog = PartitionLog.open(tmp_path / "t-0", LogConfig(retention_ms=3600_000), clock)
+    data = records.encode_batch([-1], None, [b"no time"])
+    plog.append(data, records.validate_batch(data))
+    assert plog.apply_retention() == 0
+    clock.advance(2 * 3600)
+    assert plog.apply_retention() == 1
+    assert (plog.log_start_offset, plog.log_end_offset) == (1, 1)
     plog.close()
