@@ -1,4 +1,4 @@
-"""A topic that keeps nothing (``retention.ms=1``) under a steady produce: every retention
+"""A topic that keeps nothing (``retention.ms=0``) under a steady produce: every retention
 check (every 100 ms, the cleaner's floor) finds the active segment expired, rolls a new
 one and deletes the rest. The broker keeps accepting and serving, a consumer never sees
 an offset twice or out of order, and offsets never go backwards, not even across a
@@ -17,7 +17,7 @@ WAIT_S = 60.0  # generous bound: "does not hang", not a timing
 def test_a_topic_that_keeps_nothing_under_produce(broker, unique_topic):
     tp = TopicPartition(unique_topic, 0)
     with KafkaAdminClient(bootstrap_servers=broker.bootstrap) as admin:
-        admin.create_topics([NewTopic(unique_topic, 1, 1, topic_configs={"retention.ms": "1"})])
+        admin.create_topics([NewTopic(unique_topic, 1, 1, topic_configs={"retention.ms": "0"})])
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
     consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest")
     consumer.assign([tp])
