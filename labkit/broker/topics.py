@@ -185,11 +185,12 @@ class TopicRegistry:
         return any(t.config.compacts for t in list(self.topics.values()))
 
     def shortest_retention_ms(self) -> int | None:
-        """The smallest retention.ms of any topic that deletes (for the cleaner's pace)."""
+        """The smallest retention.ms of any topic that deletes (for the cleaner's pace;
+        0, "keep nothing", counts too: -1 alone means forever)."""
         numbers = [
             t.config.retention_ms
             for t in list(self.topics.values())
-            if t.config.deletes and t.config.retention_ms > 0
+            if t.config.deletes and t.config.retention_ms >= 0
         ]
         return min(numbers) if numbers else None
 

@@ -6,9 +6,13 @@ that may run on a background thread (the cleaner; the flusher for ``save_log_sta
 Theory of operation
 -------------------
 - ``apply_retention`` and ``compact`` hold ``_maintenance`` for their whole run (they
-  exclude each other) and take ``_lock`` only to read or change the segment list:
-  retention deletes whole segments from the front (never the active one), marking the
-  directory dirty for the next flush; compaction copies sealed segments from
+  exclude each other) and take ``_lock`` only to read or change the segment list.
+  Retention deletes whole segments from the front by Kafka's rules (retention.py), the
+  active one too once it expired: it first rolls a new empty active segment at the log
+  end. Before deleting, it fsyncs the directory (outside the lock), so the segments
+  that stay are on disk before any goes: the first one's name is the log start offset,
+  and a log never loses every segment file (a restart would begin again at offset 0);
+  after deleting, it fsyncs the directory again. Compaction copies sealed segments from
   duplicated descriptors outside ``_lock`` and takes it again only to swap the cleaned
   files in (if the segments it read are still the log's first ones; a swap that fails
   halfway takes the partition offline until a restart recovers it).
@@ -27,6 +31,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from labkit._clock import Clock
@@ -34,8 +40,9 @@ from labkit.errors import KafkaStorageError, OffsetOutOfRangeError
 from labkit.log import compaction, start_offset
 from labkit.log.batchio import FileOps
 from labkit.log.config import LogConfig
+from labkit.log.recovery import fsync_dir
 from labkit.log.retention import plan_retention
-from labkit.log.segment import Segment
+from labkit.log.segment import Segment, SegmentInfo
 
 log = logging.getLogger("labkit.log.partition")  # the log's own logger, as before the split
 
@@ -45,6 +52,15 @@ def storage_error(what: str, directory: Path, exc: OSError) -> KafkaStorageError
         f"{what} in {directory} failed: {exc.strerror or exc}. Free some disk space or fix the data directory's permissions; "
         "the log stays consistent and accepts writes again once the disk does."
     )
+
+
+def _retention_info(seg: Segment) -> SegmentInfo:
+    """``seg.info()`` with Kafka's ``largestTimestamp``: for records that carry no timestamp
+    (-1), the time the ``.log`` file was last written. Raises OSError."""
+    info = seg.info()
+    if info.size_bytes and info.last_timestamp < 0:
+        info = replace(info, last_timestamp=os.stat(seg.log_path).st_mtime_ns // 1_000_000)
+    return info
 
 
 class PartitionMaintenance:
@@ -62,12 +78,14 @@ class PartitionMaintenance:
     _maintenance: threading.Lock
     _checkpointing: threading.Lock
     _unsynced: set[Segment]
+    _unindexed: list[Segment]
     _dir_dirty: bool
     _closed: bool
     _offline: str | None
     _clean_state: compaction.CleanState | None
     _start: int
     _saved_start: int
+    _roll: Callable[[], Segment]  # partition.py: seal the active segment, start one at the end
 
     @property
     def log_start_offset(self) -> int:
@@ -82,21 +100,40 @@ class PartitionMaintenance:
     # -- maintenance (may run on a background thread) -----------------------------------------
 
     def apply_retention(self) -> int:
-        """Delete the old segments retention.ms / retention.bytes allow; returns how many.
+        """Delete the segments retention.ms / retention.bytes expire; returns how many.
 
-        Moves log_start_offset. Never deletes the active segment. Raises
-        KafkaStorageError if a file cannot be removed (the log stays consistent).
+        Kafka's rules (retention.py): oldest first, the active segment included once
+        it expired (a new empty one is rolled at the log end first, so the log start
+        offset becomes the log end offset). Moves log_start_offset. Raises
+        KafkaStorageError if a file cannot be created or removed (the log stays
+        consistent).
         """
-        with self._maintenance, self._lock:
-            if self._closed or self._offline:
-                return 0
-            reasons = plan_retention(
-                [s.info() for s in self._segments], self._clock.time_ms(), self._config
-            )
-            if not reasons:
-                return 0
-            self._delete_front(reasons)
-            return len(reasons)
+        with self._maintenance:
+            with self._lock:
+                if self._closed or self._offline:
+                    return 0
+                try:
+                    infos = [_retention_info(s) for s in self._segments]
+                except OSError as exc:
+                    raise storage_error("reading segment times", self.directory, exc) from exc
+                reasons = plan_retention(
+                    infos, self._clock.time_ms(), self._config, self.log_start_offset
+                )
+                if not reasons:
+                    return 0
+                if len(reasons) == len(self._segments):
+                    self._roll()  # a log keeps one segment: the new active one, at the log end
+                victims = self._segments[: len(reasons)]
+            fsync_dir(self.directory)  # what stays is on disk before any goes; no lock held
+            with self._lock:
+                if self._closed or self._offline:
+                    return 0
+                # DeleteRecords may have deleted some meanwhile; the rest are still the front
+                live = set(self._segments)
+                left = [why for seg, why in zip(victims, reasons, strict=True) if seg in live]
+                self._delete_front(left)
+            fsync_dir(self.directory)  # and the deletions: a power cut does not undo them
+            return len(left)
 
     def _delete_front(self, reasons: list[str]) -> None:
         """Delete the first ``len(reasons)`` segments (never the active one). Lock held."""
@@ -106,6 +143,8 @@ class PartitionMaintenance:
         try:
             for seg, reason in zip(victims, reasons, strict=True):
                 self._unsynced.discard(seg)
+                if seg in self._unindexed:  # close() must not write its index files back
+                    self._unindexed.remove(seg)
                 seg.delete_files()
                 log.info(
                     "%s: deleted %s; log start offset is now %d",

@@ -1,23 +1,37 @@
-"""Retention decisions: which old segments to delete. Pure: no files, no clock.
+"""Which segments retention deletes: Apache Kafka's rules (``UnifiedLog.deleteOldSegments``).
 
-Kafka's rules, applied when ``cleanup.policy`` has ``delete``:
+Theory of operation
+-------------------
+Pure: segments in, one reason per segment to delete out (the first ``len()`` segments
+go). Kafka makes three walks over the segments, oldest first, each over what the
+walks before it left and each stopping at the first segment it keeps:
 
-- time: a sealed segment is expired when its newest record is more than
-  ``retention.ms`` older than now (``now - last_timestamp > retention.ms``);
-- size: while the partition is bigger than ``retention.bytes``, the oldest
-  sealed segments go, as long as deleting one does not take it below the limit.
+1. the log start offset: a segment whose next segment starts at or below the log
+   start offset (DeleteRecords moved the start past it);
+2. ``retention.bytes``: when the log is at least that big, a segment goes while the
+   log without it is still at least ``retention.bytes``;
+3. ``retention.ms``: a segment whose largest record timestamp is more than
+   ``retention.ms`` before now (record timestamps, not file times; a segment with a
+   timestamp in the future is kept, and so is everything after it). The caller gives
+   a segment whose records carry no timestamp its file's time, as Kafka does.
 
-Both take whole segments from the oldest end and stop at the first one that is
-kept; the larger of the two prefixes is deleted. The active (last) segment is
-never deleted, so the log keeps its end offset and new data a home.
+Every walk includes the **active** segment, unless it is empty (Kafka: "a final
+segment that is empty will never be returned"). When the walks take every segment,
+the caller first rolls a new empty active segment at the log end (a log always has
+one), so the log start offset becomes the log end offset. Kafka also stops at the
+segment that holds the high watermark; labkit's high watermark is its log end offset
+(one broker, no replicas), so that bound never stops a walk here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from labkit.log.config import LogConfig
 from labkit.log.segment import SegmentInfo
+
+# a rule: (segment, the segment after it or None) -> the reason it goes, or None: keep it
+Rule = Callable[[SegmentInfo, SegmentInfo | None], str | None]
 
 
 def _name(seg: SegmentInfo) -> str:
@@ -26,35 +40,72 @@ def _name(seg: SegmentInfo) -> str:
     return f"empty segment {seg.base_offset:020d}"
 
 
-def plan_retention(segments: Sequence[SegmentInfo], now_ms: int, config: LogConfig) -> list[str]:
+def plan_retention(
+    segments: Sequence[SegmentInfo], now_ms: int, config: LogConfig, log_start_offset: int = 0
+) -> list[str]:
     """One reason per segment to delete, oldest first; ``len()`` is how many.
 
     ``segments`` are all the partition's segments in offset order, the active last.
+    ``len()`` equal to ``len(segments)`` means every segment, the active one included:
+    the caller rolls a new active segment before deleting them.
     """
-    if not config.deletes or len(segments) < 2:
+    if not config.deletes:
         return []
-    sealed = segments[:-1]
     reasons: list[str] = []
-    if config.retention_ms >= 0:
-        for seg in sealed:
-            age = now_ms - seg.last_timestamp
-            if age <= config.retention_ms:
-                break
-            if seg.last_timestamp < 0:
-                reasons.append(f"{_name(seg)} has no records")
-            else:
-                reasons.append(
-                    f"{_name(seg)}: newest record is {age / 1000:.1f} s old, "
-                    f"retention.ms={config.retention_ms}"
-                )
+    _walk(segments, reasons, _below_log_start(log_start_offset))
     if config.retention_bytes >= 0:
-        excess = sum(seg.size_bytes for seg in segments) - config.retention_bytes
-        for i, seg in enumerate(sealed):
-            if excess - seg.size_bytes < 0:
-                break
-            excess -= seg.size_bytes
-            if i >= len(reasons):
-                reasons.append(
-                    f"{_name(seg)}: partition over retention.bytes={config.retention_bytes}"
-                )
+        _walk(segments, reasons, _over_size(segments[len(reasons) :], config.retention_bytes))
+    if config.retention_ms >= 0:
+        _walk(segments, reasons, _expired(now_ms, config.retention_ms))
     return reasons
+
+
+def _walk(segments: Sequence[SegmentInfo], reasons: list[str], rule: Rule | None) -> None:
+    """Extend ``reasons`` past the segments already taken while ``rule`` takes the next."""
+    if rule is None:
+        return
+    for i in range(len(reasons), len(segments)):
+        seg = segments[i]
+        following = segments[i + 1] if i + 1 < len(segments) else None
+        if following is None and seg.size_bytes == 0:
+            return  # an empty active segment never goes
+        reason = rule(seg, following)
+        if reason is None:
+            return
+        reasons.append(reason)
+
+
+def _below_log_start(log_start_offset: int) -> Rule:
+    def rule(seg: SegmentInfo, following: SegmentInfo | None) -> str | None:
+        if following is not None and following.base_offset <= log_start_offset:
+            return f"{_name(seg)}: below the log start offset {log_start_offset}"
+        return None
+
+    return rule
+
+
+def _over_size(remaining: Sequence[SegmentInfo], retention_bytes: int) -> Rule | None:
+    excess = sum(seg.size_bytes for seg in remaining) - retention_bytes
+    if excess < 0:
+        return None
+
+    def rule(seg: SegmentInfo, _following: SegmentInfo | None) -> str | None:
+        nonlocal excess
+        if excess - seg.size_bytes < 0:
+            return None
+        excess -= seg.size_bytes
+        return f"{_name(seg)}: partition over retention.bytes={retention_bytes}"
+
+    return rule
+
+
+def _expired(now_ms: int, retention_ms: int) -> Rule:
+    def rule(seg: SegmentInfo, _following: SegmentInfo | None) -> str | None:
+        if seg.size_bytes == 0:  # a sealed segment without records (never the active one)
+            return f"{_name(seg)} has no records"
+        age = now_ms - seg.last_timestamp
+        if age <= retention_ms:
+            return None
+        return f"{_name(seg)}: newest record is {age / 1000:.1f} s old, retention.ms={retention_ms}"
+
+    return rule

@@ -167,11 +167,14 @@ def test_seek_while_iterating_restarts_from_the_new_offset(
 
 
 def test_offsets_for_times(shared_broker, unique_topic, consumer_factory):
-    fill(shared_broker.bootstrap, unique_topic, 10, start_ts=1_000_000)
+    # recent stamps: records older than retention.ms (7 days) go at the next retention
+    # check, the active segment too (as on Kafka), and the shared broker checks often
+    start = int(time.time() * 1000) - 60_000
+    fill(shared_broker.bootstrap, unique_topic, 10, start_ts=start)
     tp = TopicPartition(unique_topic, 0)
     consumer = consumer_factory()
-    found = consumer.offsets_for_times({tp: 1_000_004})
-    assert found == {tp: OffsetAndTimestamp(4, 1_000_004, -1)}
+    found = consumer.offsets_for_times({tp: start + 4})
+    assert found == {tp: OffsetAndTimestamp(4, start + 4, -1)}
     assert consumer.offsets_for_times({tp: 0})[tp].offset == 0
     assert consumer.offsets_for_times({tp: 9_999_999_999_999}) == {tp: None}
     with pytest.raises(ValueError, match="cannot be negative"):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -181,18 +182,19 @@ def test_acks(shared_broker, unique_topic, acks):
 
 
 def test_headers_and_timestamps_round_trip(shared_broker, unique_topic):
+    stamp = int(time.time() * 1000) - 60_000  # within retention.ms: not deleted meanwhile
     with KafkaProducer(bootstrap_servers=shared_broker.bootstrap) as producer:
         producer.send(
             unique_topic,
             b"v",
             key=b"k",
             headers=[("trace", b"abc"), ("empty", None)],
-            timestamp_ms=1_600_000_000_000,
+            timestamp_ms=stamp,
         )
         producer.send(unique_topic, None, key=b"tombstone")
     first, second = read_all(shared_broker.bootstrap, unique_topic, expected=2)
     assert first.headers == [("trace", b"abc"), ("empty", None)]
-    assert first.timestamp == 1_600_000_000_000
+    assert first.timestamp == stamp
     assert first.timestamp_type == 0
     assert second.value is None
     assert second.serialized_value_size == -1

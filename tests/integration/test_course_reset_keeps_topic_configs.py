@@ -1,8 +1,9 @@
 """``nb.reset`` empties a declared topic and keeps the configs set on it, on labkit and on
 Apache Kafka. Notebook 11 creates its alerts topic with ``retention.ms=-1`` because the
 alerts carry the transactions' event time (March 2026): re-created with the default
-retention (7 days), Kafka deletes such records as soon as they are written (its retention
-also deletes an expired active segment), and 11.2 can never pass after a reset."""
+retention (7 days), Kafka and labkit delete such records at the first retention check
+after they are written (retention also deletes an expired active segment:
+docs/storage.md), and 11.2 can never pass after a reset."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from kafka import KafkaAdminClient as KafkaPythonAdmin
@@ -131,8 +132,9 @@ def test_kafka_python_creates_and_deletes_topics(kafka_broker, unique_topic):
 def test_kafka_python_lists_offsets(kafka_broker, unique_topic):
     create_topic(kafka_broker, unique_topic, partitions=2)
     producer = LabkitProducer(bootstrap_servers=kafka_broker.bootstrap)
+    base = int(time.time() * 1000) - 60_000  # recent: older than 7 days would be retention's
     for i in range(10):
-        producer.send(unique_topic, b"v%d" % i, partition=0, timestamp_ms=1_000_000 + i * 1000)
+        producer.send(unique_topic, b"v%d" % i, partition=0, timestamp_ms=base + i * 1000)
     producer.flush()
     producer.close()
     tp0, tp1 = TopicPartition(unique_topic, 0), TopicPartition(unique_topic, 1)
@@ -141,9 +143,9 @@ def test_kafka_python_lists_offsets(kafka_broker, unique_topic):
         offsets = admin.list_partition_offsets({tp0: OffsetSpec.EARLIEST, tp1: OffsetSpec.LATEST})
         assert (offsets[tp0].offset, offsets[tp1].offset) == (0, 0)
         assert admin.list_partition_offsets({tp0: OffsetSpec.LATEST})[tp0].offset == 10
-        by_time = admin.list_partition_offsets({tp0: 1_004_500})[tp0]
-        assert (by_time.offset, by_time.timestamp) == (5, 1_005_000)
-        assert admin.list_partition_offsets({tp0: 2_000_000})[tp0].offset == -1  # none so late
+        by_time = admin.list_partition_offsets({tp0: base + 4500})[tp0]
+        assert (by_time.offset, by_time.timestamp) == (5, base + 5000)
+        assert admin.list_partition_offsets({tp0: base + 10_000})[tp0].offset == -1  # none so late
         with pytest.raises(KafkaInvalidRequestError):  # max timestamp (-3): not yet
             admin.list_partition_offsets({tp0: OffsetSpec.MAX_TIMESTAMP})
     finally:

@@ -173,6 +173,10 @@ def test_broker_defaults_apply_to_topics_without_overrides(tmp_path, clock):
         assert topic.config.retention_ms == 9000
         assert {c["name"]: c for c in reg.describe_configs("t")}["retention.ms"]["default"]
         assert reg.shortest_retention_ms() == 9000
+        reg.create("forever", 1, configs={"retention.ms": "-1"})
+        assert reg.shortest_retention_ms() == 9000
+        reg.create("nothing", 1, configs={"retention.ms": "0"})  # checked at the floor, 100 ms
+        assert reg.shortest_retention_ms() == 0
     finally:
         reg.close()
 
