@@ -1,0 +1,153 @@
+"""Failover in cluster mode, with a real ZooKeeper and three real brokers killed with
+SIGKILL: the controller moves within the session timeout (+ 1 s is the goal; the time is
+printed), a dead leader's partitions get a new leader from the ISR with leader_epoch + 1,
+and a partition whose whole ISR is dead has no leader (-1) and is listed by
+``labkit topics --describe --unavailable-partitions``."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from labkit import KafkaAdminClient, NewTopic
+from labkit.testing.apache_kafka import run_tool
+from tests.integration.cluster_helpers import (
+    SESSION_TIMEOUT_MS,
+    controller_id,
+    labkit_cli,
+    partition_states,
+    read_json,
+    start_cluster,
+    stop_cluster,
+    wait_for,
+    zk_client,
+)
+
+# generous: the goal is the session timeout + 1 s; a loaded CI machine may take longer
+FAILOVER_BOUND_S = SESSION_TIMEOUT_MS / 1000 + 15
+
+
+@pytest.fixture(scope="module")
+def cluster(zookeeper):
+    brokers = start_cluster(zookeeper)
+    try:
+        yield brokers
+    finally:
+        stop_cluster(brokers)
+
+
+def _create(broker, name: str, partitions: int, factor: int) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        admin.create_topics([NewTopic(name, partitions, factor)])
+    finally:
+        admin.close()
+
+
+def test_kill_the_controller_then_a_leader(zookeeper, cluster):
+    with zk_client(zookeeper) as zk:
+        _create(cluster[1], "replicated", 3, 3)
+        _create(cluster[1], "single", 3, 1)  # one partition on each broker
+        for name in ("replicated", "single"):
+            wait_for(f"{name}'s states", lambda n=name: len(partition_states(zk, n)) == 3)
+        before = partition_states(zk, "replicated")
+        singles = {
+            int(p): replicas[0]
+            for p, replicas in read_json(zk, "/brokers/topics/single")["partitions"].items()
+        }
+        old_epoch = int(zk.get("/controller_epoch")[0])
+
+        # 1. kill -9 the controller: another broker takes /controller
+        dead = wait_for("a controller", lambda: controller_id(zk))
+        killed_at = time.monotonic()
+        cluster[dead].kill()
+        new = wait_for(
+            "a new controller",
+            lambda: (c := controller_id(zk)) not in (None, dead) and c,
+            timeout=FAILOVER_BOUND_S,
+        )
+        failover_s = time.monotonic() - killed_at
+        print(
+            f"controller failover: broker {dead} -> {new} in {failover_s:.2f} s "
+            f"(session timeout {SESSION_TIMEOUT_MS} ms)"
+        )
+        assert int(zk.get("/controller_epoch")[0]) == old_epoch + 1
+
+        # 2. its partitions of "replicated" get a new leader from the ISR, epoch + 1
+        def moved():
+            now = partition_states(zk, "replicated")
+            return now if all(s["leader"] != dead for s in now.values()) else None
+
+        after = wait_for("new leaders", moved, timeout=FAILOVER_BOUND_S)
+        elected_s = time.monotonic() - killed_at
+        print(f"leaders moved off broker {dead} {elected_s:.2f} s after the kill")
+        for partition, old in before.items():
+            state = after[partition]
+            assert state["isr"] == [r for r in old["isr"] if r != dead]
+            if old["leader"] == dead:
+                assert state["leader"] == state["isr"][0]
+                assert state["leader_epoch"] == old["leader_epoch"] + 1
+            else:
+                assert state["leader"] == old["leader"]  # dead follower: ISR shrinks only
+
+        # 3. "single"'s partition on the dead broker: no ISR member alive -> no leader
+        lost = next(p for p, broker in singles.items() if broker == dead)
+        state = wait_for(
+            "the offline partition",
+            lambda: (s := partition_states(zk, "single")[lost])["leader"] == -1 and s,
+        )
+        assert state["isr"] == [dead]  # Kafka keeps the last ISR member
+        for partition, broker in singles.items():
+            if partition != lost:
+                assert partition_states(zk, "single")[partition]["leader"] == broker
+
+        # 4. kill -9 the leader of a partition that still has two replicas in its ISR
+        partition, state = next(
+            (p, s) for p, s in sorted(after.items()) if s["leader"] != new and len(s["isr"]) == 2
+        )
+        leader = state["leader"]
+        killed_at = time.monotonic()
+        cluster[leader].kill()
+
+        def reelected():
+            now = partition_states(zk, "replicated")[partition]
+            return now if now["leader"] not in (leader,) else None
+
+        latest = wait_for("a leader after the second kill", reelected, timeout=FAILOVER_BOUND_S)
+        print(
+            f"leader of replicated-{partition}: {leader} -> {latest['leader']} in "
+            f"{time.monotonic() - killed_at:.2f} s"
+        )
+        assert latest["leader"] == new
+        assert latest["isr"] == [new]
+        assert latest["leader_epoch"] == state["leader_epoch"] + 1
+
+    survivor = cluster[new]
+    listed = labkit_cli(
+        "topics",
+        "--describe",
+        "--unavailable-partitions",
+        "--bootstrap-server",
+        survivor.bootstrap,
+    )
+    assert listed.returncode == 0, listed.stderr
+    print(listed.stdout)
+    assert f"\tTopic: single\tPartition: {lost}\tLeader: none\tReplicas: {dead}\tIsr: {dead}" in (
+        listed.stdout.splitlines()
+    )
+    assert "Topic: replicated\t" not in listed.stdout
+    # Apache Kafka 4.1.1's kafka-topics.sh lists the same partitions (plus its ELR columns)
+    kafka = run_tool(
+        "kafka-topics.sh",
+        "--describe",
+        "--unavailable-partitions",
+        "--bootstrap-server",
+        survivor.bootstrap,
+    )
+    assert kafka.returncode == 0, kafka.stderr
+    print(kafka.stdout)
+    assert [
+        line.replace("\tElr: \tLastKnownElr: ", "").rstrip("\t")
+        for line in kafka.stdout.splitlines()
+    ] == listed.stdout.splitlines()
