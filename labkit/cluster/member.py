@@ -299,13 +299,16 @@ class ClusterMember:
         log.info("broker %d is the controller (controller epoch %d)", me, epoch + 1)
 
     def _resign(self) -> None:
+        """Stop acting as controller and free /controller if it is still ours, so that the
+        next round elects again (with a new epoch) instead of leaving no one in charge."""
         self._epoch_version = None
         try:
-            data, _ = self._zk.get(znodes.CONTROLLER)
+            data, stat = self._zk.get(znodes.CONTROLLER)
             if znodes.decode_controller(data) == self.settings.broker_id:
-                self._zk.delete(znodes.CONTROLLER)
-        except (NoNodeError, ValueError):
+                self._zk.delete(znodes.CONTROLLER, version=stat.version)
+        except (NoNodeError, BadVersionError, ValueError):
             pass
+        self._wake.set()
 
     def _control(self, snapshot: ClusterSnapshot) -> bool:
         """Write the controller's decisions. True when something was written."""
@@ -328,7 +331,7 @@ class ClusterMember:
                 log.warning(
                     "the controller epoch moved on: broker %d steps down", self.settings.broker_id
                 )
-                self._epoch_version = None
+                self._resign()
                 return wrote
             if any(isinstance(result, BaseException) for result in results):
                 continue  # the state moved since it was read: the next round decides again

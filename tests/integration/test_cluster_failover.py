@@ -151,3 +151,79 @@ def test_kill_the_controller_then_a_leader(zookeeper, cluster):
         line.replace("\tElr: \tLastKnownElr: ", "").rstrip("\t")
         for line in kafka.stdout.splitlines()
     ] == listed.stdout.splitlines()
+
+
+def test_killed_brokers_come_back_and_lead_their_offline_partitions(zookeeper, cluster):
+    """(after the test above) Restarted on the same data, each registers again; a
+    partition that had no leader is led by its returning ISR member (leader_epoch + 1);
+    a replica that left an ISR is not put back by the controller (the leader does that
+    once it caught up: the data plane)."""
+    dead = [broker_id for broker_id, broker in cluster.items() if broker.proc.poll() is not None]
+    assert len(dead) == 2
+    with zk_client(zookeeper) as zk:
+        offline = {p: s for p, s in partition_states(zk, "single").items() if s["leader"] == -1}
+        replicated = partition_states(zk, "replicated")
+        for broker_id in dead:
+            cluster[broker_id].start()
+        wait_for(
+            "the brokers to register again",
+            lambda: sorted(zk.get_children("/brokers/ids")) == ["1", "2", "3"],
+        )
+
+        def led_again():
+            now = partition_states(zk, "single")
+            return now if all(now[p]["leader"] != -1 for p in offline) else None
+
+        now = wait_for("the offline partitions to be led again", led_again)
+        for partition, state in offline.items():
+            assert now[partition]["leader"] == state["isr"][0]
+            assert now[partition]["leader_epoch"] == state["leader_epoch"] + 1
+        assert partition_states(zk, "replicated") == replicated  # nothing to elect there
+
+
+def test_a_paused_controller_is_fenced_and_rejoins(zookeeper, cluster):
+    """SIGSTOP the controller past the session timeout: another broker takes over and
+    bumps the controller epoch; resumed, the old one learns its session is gone,
+    registers again as an ordinary broker and writes nothing with its stale epoch."""
+    import os
+    import signal
+
+    with zk_client(zookeeper) as zk:
+        paused = wait_for("a controller", lambda: controller_id(zk))
+        epoch = int(zk.get("/controller_epoch")[0])
+        os.kill(cluster[paused].pid, signal.SIGSTOP)
+        try:
+            new = wait_for(
+                "a new controller",
+                lambda: (c := controller_id(zk)) not in (None, paused) and c,
+                timeout=FAILOVER_BOUND_S,
+            )
+            wait_for(
+                "the paused broker's registration to expire",
+                lambda: str(paused) not in zk.get_children("/brokers/ids"),
+            )
+            time.sleep(0.5)  # the new controller's round moves the leaders
+            resumed_ms = time.time() * 1000
+        finally:
+            os.kill(cluster[paused].pid, signal.SIGCONT)
+        wait_for(
+            "the resumed broker to register again",
+            lambda: str(paused) in zk.get_children("/brokers/ids"),
+            timeout=FAILOVER_BOUND_S,
+        )
+        time.sleep(1.0)  # a round of the resumed broker, had it still believed it controls
+        assert controller_id(zk) == new
+        assert int(zk.get("/controller_epoch")[0]) == epoch + 1
+        for name in ("replicated", "single"):
+            for key in zk.get_children(f"/brokers/topics/{name}/partitions"):
+                data, stat = zk.get(f"/brokers/topics/{name}/partitions/{key}/state")
+                if stat.mtime >= resumed_ms:  # written since the resume: by the new epoch
+                    assert (
+                        read_json(zk, f"/brokers/topics/{name}/partitions/{key}/state")[
+                            "controller_epoch"
+                        ]
+                        == epoch + 1
+                    ), (name, key, data)
+    log = cluster[paused].output()
+    assert f"broker {paused} is the controller" in log
+    assert f"registered as broker {paused}" in log.split(f"broker {paused} is the controller")[-1]
