@@ -281,14 +281,19 @@ class ClusterMember:
             return
         try:
             data, stat = self._zk.get(znodes.CONTROLLER_EPOCH)
-            epoch, version = znodes.decode_epoch(data), stat.version
         except NoNodeError:
             try:
                 self._zk.create(znodes.CONTROLLER_EPOCH, znodes.encode_epoch(0))
             except NodeExistsError:
                 pass
             data, stat = self._zk.get(znodes.CONTROLLER_EPOCH)
-            epoch, version = znodes.decode_epoch(data), stat.version
+        version = stat.version
+        try:
+            epoch = znodes.decode_epoch(data)
+        except ValueError as exc:
+            # fencing rests on the znode's version, not its text: start the count again
+            log.warning("%s; broker %d writes epoch 1 over it", exc, me)
+            epoch = 0
         try:
             stat = self._zk.set(znodes.CONTROLLER_EPOCH, znodes.encode_epoch(epoch + 1), version)
         except BadVersionError:  # another controller moved the epoch first: step down
@@ -427,8 +432,21 @@ class ClusterMember:
     # -- admin writes (from the broker's loop thread) ------------------------------------------
 
     def live_brokers(self) -> list[int]:
+        """The ids of the brokers registered now, read afresh (a registration that is not
+        Kafka's JSON does not count: no partition may be assigned to it)."""
         children = self._zk.get_children_async(znodes.BROKER_IDS).get(timeout=ADMIN_TIMEOUT_S)
-        return sorted(int(child) for child in children if child.isdigit())
+        live = []
+        for child in children:
+            if not child.isdigit():
+                continue
+            path = znodes.broker_path(int(child))
+            try:
+                data, _ = self._zk.get_async(path).get(timeout=ADMIN_TIMEOUT_S)
+                znodes.decode_broker(int(child), data)
+            except (NoNodeError, ValueError):
+                continue
+            live.append(int(child))
+        return sorted(live)
 
     def create_topic(
         self, name: str, partitions: int, replication_factor: int, config: dict[str, str]
