@@ -177,6 +177,20 @@ class ClusterSync:
             parts.append(row)
         return {"name": name, "error": 0, "is_internal": False, "partitions": parts}
 
+    def replication_configs(self, name: str) -> list[dict[str, Any]]:
+        """describe_configs rows of the topic configs kept in ZooKeeper only: the topic's
+        own value, else the broker's default."""
+        view = self.snapshot.topics.get(name)
+        own = {} if view is None else view.config
+        defaults = {
+            "min.insync.replicas": str(self.settings.min_insync_replicas),
+            "unclean.leader.election.enable": str(self.settings.unclean_leader_election).lower(),
+        }
+        return [
+            {"name": key, "value": own.get(key, defaults[key]), "default": key not in own}
+            for key in REPLICATION_TOPIC_KEYS
+        ]
+
     def metadata_brokers(self) -> list[dict[str, Any]]:
         return [
             {

@@ -195,6 +195,7 @@ class BrokerServer:
             config.zookeeper_connection_timeout_ms,
             config.unclean_leader_election_enable,
             config.default_replication_factor,
+            config.min_insync_replicas,
         )
         cluster = ClusterSync(settings, self.registry)
         info = BrokerInfo(

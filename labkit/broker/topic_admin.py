@@ -140,6 +140,11 @@ class TopicAdmin:
         for name in names:
             try:
                 configs = self.registry.describe_configs(name)
+                if self.cluster is not None:  # and those kept in ZooKeeper
+                    configs = sorted(
+                        configs + self.cluster.replication_configs(name),
+                        key=lambda row: row["name"],
+                    )
                 out.append({**self._outcome(name, None), "configs": configs})
             except Exception as exc:  # noqa: BLE001
                 out.append({**self._outcome(name, exc), "configs": []})

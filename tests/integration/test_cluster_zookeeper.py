@@ -99,7 +99,7 @@ def test_a_topic_with_replication_factor_3_is_assigned_and_led(zookeeper, cluste
     )
     print(described.stdout)
     lines = described.stdout.splitlines()
-    assert "\tReplicationFactor: 3\t" in lines[0]
+    assert lines[0].endswith("\tReplicationFactor: 3\tConfigs: unclean.leader.election.enable=true")
     for partition, replicas in assignment.items():
         ids = ",".join(map(str, replicas))
         assert (
@@ -124,6 +124,7 @@ def test_a_topic_with_replication_factor_3_is_assigned_and_led(zookeeper, cluste
         if "\tPartition: " in line
     ]
     assert kafka_lines == [line for line in lines if "\tPartition: " in line]
+    assert kafka.stdout.splitlines()[0].endswith("\tConfigs: unclean.leader.election.enable=true")
     healthy = labkit_cli(
         "topics",
         "--describe",

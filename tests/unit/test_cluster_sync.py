@@ -90,3 +90,13 @@ def test_metadata_rows_name_leaders_replicas_isr_and_offline(sync):
         {"node_id": 1, "host": "127.0.0.1", "port": 9091, "zmq_host": "127.0.0.1", "zmq_port": 9191}
     ]
     assert sync.metadata_topic("missing") is None
+
+
+def test_replication_configs_come_from_zookeeper_or_the_broker_default(sync):
+    topic = _topic({}, {"unclean.leader.election.enable": "true"})
+    sync._publish(ClusterSnapshot(BROKERS, 1, 1, "id", {"t": topic}))
+    sync.turn()
+    assert sync.replication_configs("t") == [
+        {"name": "min.insync.replicas", "value": "1", "default": True},
+        {"name": "unclean.leader.election.enable", "value": "true", "default": False},
+    ]
