@@ -128,6 +128,7 @@ class ClusterMember:
         self._epoch_version: int | None = None  # set while this broker is the controller
         self.controller_epoch = 0
         self._thread: threading.Thread | None = None
+        self._skipped: set[str] = set()  # junk znodes already reported
 
     @property
     def is_controller(self) -> bool:
@@ -380,7 +381,7 @@ class ClusterMember:
             except NoNodeError:
                 continue
             except ValueError as exc:
-                log.warning("ignoring broker %s: %s", child, exc)
+                self._skip(f"ignoring broker {child}: {exc}")
         controller = -1
         if zk.exists(znodes.CONTROLLER, watch=poke):
             try:
@@ -410,7 +411,7 @@ class ClusterMember:
         except NoNodeError:
             return None
         except ValueError as exc:
-            log.warning("ignoring topic %s: %s", name, exc)
+            self._skip(f"ignoring topic {name}: {exc}")
             return None
         try:
             config = znodes.decode_config(name, zk.get(znodes.config_path(name), watch=poke)[0])
@@ -427,8 +428,14 @@ class ClusterMember:
             except NoNodeError:
                 continue
             except ValueError as exc:
-                log.warning("ignoring the state of %s-%d: %s", name, partition, exc)
+                self._skip(f"ignoring the state of {name}-{partition}: {exc}")
         return TopicView(name, assignment, config, states, deleting)
+
+    def _skip(self, why: str) -> None:
+        """A znode that is not Kafka's JSON: said once (every round reads it again)."""
+        if why not in self._skipped:
+            self._skipped.add(why)
+            log.warning("%s", why)
 
     # -- admin writes (from the broker's loop thread) ------------------------------------------
 
