@@ -20,7 +20,9 @@ one; the broker hands that to its loop thread (broker/cluster_sync.py).
 - **Fencing**: becoming controller increments ``/controller_epoch`` with a conditional set;
   every state write is a ZooKeeper transaction that checks that znode's version, plus the
   state znode's own version, so a controller that lost its seat cannot overwrite a newer
-  controller's decision (its transaction fails and it stops acting as controller).
+  controller's decision: its transaction fails, it frees ``/controller`` if that is still
+  its own, and the next round elects again (with a new epoch) rather than leaving the
+  cluster without a controller.
 - **Admin writes** (``create_topic``, ``delete_topic``, ``add_partitions``) are called by
   the broker's loop thread; each waits at most ``ADMIN_TIMEOUT_S`` for ZooKeeper. They
   write what Kafka's AdminZkClient wrote: the config, then the assignment (the controller
