@@ -188,13 +188,15 @@ class ZooKeeperServer:
             answer = four_letter_word(self.port, "srvr", 0.5)
             if answer and "Mode:" in answer:
                 return self
+            if "NoClassDefFoundError" in self.log():  # a missing jar: the JVM lingers on
+                break
             time.sleep(0.05)
         code = self.proc.poll()
         if code is None:
             self.kill()
         raise RuntimeError(
-            f"ZooKeeper did not start within {START_TIMEOUT_S:.0f} s on 127.0.0.1:{self.port} "
-            f"(exit code {code}); its log:\n{self.log()}"
+            f"ZooKeeper did not start on 127.0.0.1:{self.port} (waited at most "
+            f"{START_TIMEOUT_S:.0f} s; exit code {code}); its log:\n{self.log()}"
         )
 
     def kill(self) -> None:
