@@ -24,6 +24,8 @@ from tests.integration.cluster_helpers import (
     zk_client,
 )
 
+pytestmark = pytest.mark.slow  # ~25 s: each kill waits out a 4 s ZooKeeper session
+
 # generous: the goal is the session timeout + 1 s; a loaded CI machine may take longer
 FAILOVER_BOUND_S = SESSION_TIMEOUT_MS / 1000 + 15
 
