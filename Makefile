@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
 DATA ?= ./data
 
-.PHONY: venv test test-fast lint lab broker i18n bench bench-full bench-attacks bench-classroom apache-kafka old-kafka-python kafka-connect spark-kafka streams connect clean
+.PHONY: venv test test-fast lint lab broker i18n bench bench-full bench-attacks bench-classroom apache-kafka zookeeper old-kafka-python kafka-connect spark-kafka streams connect clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PY)" || { echo "labkit needs Python 3.11 or newer and no python3 was found; docs/install.md says how to get it" >&2; exit 1; }
@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(STAMP) lint apache-kafka old-kafka-python kafka-connect spark-kafka streams
+test: $(STAMP) lint apache-kafka zookeeper old-kafka-python kafka-connect spark-kafka streams
 	$(BIN)/pytest
 
 # The unit tests only (no broker process, no browser, no Docker): well under a minute.
@@ -82,6 +82,17 @@ $(KAFKA_LIBS)/.done: tools/apache-kafka/pom.xml
 	touch $@
 
 apache-kafka: $(KAFKA_LIBS)/.done
+
+# Apache ZooKeeper's server from Maven Central (Java 17 + Maven), once, into a git-ignored
+# cache: the coordination engine of cluster mode's tests (docs/replication.md; ~7 MB).
+ZOOKEEPER_VERSION := 3.8.4
+ZOOKEEPER_LIBS := .cache/zookeeper/$(ZOOKEEPER_VERSION)/libs
+$(ZOOKEEPER_LIBS)/.done: tools/zookeeper/pom.xml
+	mvn -B -q -f tools/zookeeper/pom.xml -Dzookeeper.version=$(ZOOKEEPER_VERSION) \
+		dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(abspath $(ZOOKEEPER_LIBS))
+	touch $@
+
+zookeeper: $(ZOOKEEPER_LIBS)/.done
 
 # kafka-python 2.0.2 beside the venv's 3.x (one package name, so not in the venv): the
 # client matrix runs course code written for 2.0 against the Kafka listener (~1.5 MB).

@@ -91,6 +91,28 @@ def pytest_unconfigure(config):
         gc.collect()
 
 
+@pytest.fixture(scope="module")
+def zookeeper():
+    """Apache ZooKeeper itself (one standalone server), for cluster mode's tests.
+
+    Needs Java and the jars from ``make zookeeper`` (``make test`` fetches them). Without
+    them the tests that use it skip with the command to run; under CI (CI=true) they fail,
+    so a missing download never passes unseen.
+    """
+    from labkit.testing.zookeeper import ZooKeeperMissing, ZooKeeperServer
+
+    try:
+        server = ZooKeeperServer().start()
+    except ZooKeeperMissing as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.close()
+
+
 @pytest.fixture
 def kafka_python_garbage():
     """For tests with kafka-python clients: collect what they leave behind here.

@@ -45,6 +45,14 @@ BROKER_KEYS = (
     "kafka.port",
     "producer.id.expiration.ms",
     "producer.id.expiration.check.interval.ms",
+    # cluster mode (docs/replication.md): ZooKeeper-coordinated brokers
+    "broker.id",
+    "zookeeper.connect",
+    "zookeeper.session.timeout.ms",
+    "zookeeper.connection.timeout.ms",
+    "default.replication.factor",
+    "min.insync.replicas",
+    "unclean.leader.election.enable",
 )
 _LISTENER_KEYS = ("listeners", "advertised.listeners", "listener.security.protocol.map")
 
@@ -113,6 +121,15 @@ class BrokerConfig:
     # an idempotent producer's state is forgotten after this long without a batch (Kafka's)
     producer_id_expiration_ms: int = 86_400_000
     producer_id_expiration_check_interval_ms: int = 600_000
+    # cluster mode (docs/replication.md): set zookeeper.connect and broker.id; unset, one
+    # broker (node 0) that needs nothing else
+    broker_id: int = -1
+    zookeeper_connect: str | None = None
+    zookeeper_session_timeout_ms: int = 18_000  # Kafka 2.5+'s default
+    zookeeper_connection_timeout_ms: int | None = None  # None: the session timeout (Kafka's)
+    default_replication_factor: int = 1
+    min_insync_replicas: int = 1  # kept in ZooKeeper's topic configs; enforced by the data plane
+    unclean_leader_election_enable: bool = False
     # what every topic starts from: Kafka's defaults + the broker's log.* overrides
     log_defaults: LogConfig = dataclasses.field(default_factory=LogConfig)
 
@@ -178,6 +195,20 @@ class BrokerConfig:
                 fields["producer_id_expiration_check_interval_ms"] = _int(key, value, 1)
             elif key == "zmq.port":
                 fields["zmq_port"] = _port(key, value)
+            elif key == "broker.id":
+                fields["broker_id"] = _int(key, value, 0)
+            elif key == "zookeeper.connect":
+                fields["zookeeper_connect"] = _zookeeper_connect(str(value))
+            elif key == "zookeeper.session.timeout.ms":
+                fields["zookeeper_session_timeout_ms"] = _int(key, value, 1000)
+            elif key == "zookeeper.connection.timeout.ms":
+                fields["zookeeper_connection_timeout_ms"] = _int(key, value, 100)
+            elif key == "default.replication.factor":
+                fields["default_replication_factor"] = _int(key, value, 1)
+            elif key == "min.insync.replicas":
+                fields["min_insync_replicas"] = _int(key, value, 1)
+            elif key == "unclean.leader.election.enable":
+                fields["unclean_leader_election_enable"] = _bool(key, value)
             elif key in _LISTENER_KEYS or key == "kafka.port":
                 pass  # below, once advertised.host.name is known
             elif key == "advertised.host.name":
@@ -199,6 +230,7 @@ class BrokerConfig:
                     f"for port {main}; choose one with --zmq-port N (or --config zmq.port=N)"
                 )
         config = cls(**fields)
+        _check_cluster_mode(config)
         if config.zmq_port and config.zmq_port in {item.port for item in config.listeners}:
             raise KafkaConfigurationError(
                 f"the ZeroMQ port {config.zmq_port} is also a Kafka listener's port; give "
@@ -272,6 +304,38 @@ def _listeners(
         )
     protocol_map = listener_specs.parse_protocol_map(rest.get("listener.security.protocol.map", ""))
     return listener_specs.resolve(endpoints, advertised, protocol_map, advertised_host_name)
+
+
+def _zookeeper_connect(value: str) -> str:
+    """``HOST:PORT[,HOST:PORT...][/chroot]``, as Kafka's zookeeper.connect."""
+    text = value.strip()
+    hosts, _, _chroot = text.partition("/")
+    for item in hosts.split(","):
+        host, sep, port = item.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+            raise KafkaConfigurationError(
+                f"zookeeper.connect={value!r}: write HOST:PORT[,HOST:PORT...][/chroot], "
+                "e.g. --zookeeper localhost:2181 or localhost:2181/labkit"
+            )
+    return text
+
+
+def _check_cluster_mode(config: BrokerConfig) -> None:
+    """Cluster settings make sense only together. Raises KafkaConfigurationError."""
+    if config.zookeeper_connect is None:
+        if config.default_replication_factor > 1:
+            raise KafkaConfigurationError(
+                f"default.replication.factor={config.default_replication_factor} needs "
+                "several brokers: start each with --broker-id N --zookeeper HOST:PORT "
+                "(docs/replication.md), or leave it at 1"
+            )
+        return
+    if config.broker_id < 0:
+        raise KafkaConfigurationError(
+            f"cluster mode (zookeeper.connect={config.zookeeper_connect}) needs this "
+            "broker's id: add --broker-id N (or --config broker.id=N), a different N for "
+            "each broker"
+        )
 
 
 def parse_config_flags(flags: list[str] | None) -> dict[str, str]:

@@ -36,7 +36,9 @@ from labkit.errors import (
     InvalidRequiredAcksError,
     InvalidTimestampError,
     KafkaError,
+    LeaderNotAvailableError,
     MessageSizeTooLargeError,
+    TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
     UnsupportedVersionError,
 )
@@ -71,6 +73,7 @@ class Handlers(TopicAdmin):
         self.clock = clock
         self.descriptors = DescriptorGuard()
         self.idempotence = Idempotence(registry, config, clock)
+        self.cluster: Any = None  # broker/cluster_sync.py's ClusterSync, in cluster mode only
         self._apis = {
             "api_versions": self.api_versions,
             "metadata": self.metadata,
@@ -115,7 +118,7 @@ class Handlers(TopicAdmin):
                 "broker": "labkit",
                 "version": _labkit_version,
                 "apis": self.api_names,
-                "node_id": 0,
+                "node_id": 0 if self.cluster is None else self.cluster.broker_id,
             }
         )
 
@@ -124,6 +127,11 @@ class Handlers(TopicAdmin):
             return None
         if self.registry.get(name) is None:
             self.descriptors.check(self.config.num_partitions)  # before connections starve
+            if self.cluster is not None:  # the whole cluster's topic, default.replication.factor
+                try:
+                    self.cluster.create_topic(name, self.config.num_partitions, -1, {})
+                except TopicAlreadyExistsError:
+                    pass  # in ZooKeeper already: this broker creates its local log
         return self.registry.auto_create(name, self.config.num_partitions)
 
     def try_auto_create(self, name: object) -> None:
@@ -136,6 +144,8 @@ class Handlers(TopicAdmin):
     def metadata(self, header: dict, payloads: list) -> Reply:
         wanted = header.get("topics")
         allow = header.get("allow_auto_create", False) is True
+        if self.cluster is not None:
+            return self._cluster_metadata(wanted, allow)
         if wanted is None:
             names = self.registry.names()
         elif isinstance(wanted, list):
@@ -185,6 +195,53 @@ class Handlers(TopicAdmin):
             changed_topics=changed,
         )
 
+    def _cluster_metadata(self, wanted: object, allow: bool) -> Reply:
+        """Cluster mode: the live brokers, the controller and every partition's leader,
+        replicas, ISR and leader epoch, as ZooKeeper holds them."""
+        cluster = self.cluster
+        if wanted is None:
+            names = cluster.topic_names()
+        elif isinstance(wanted, list):
+            names = wanted
+        else:
+            raise InvalidRequestError("field 'topics' must be null or a list of names")
+        topics = []
+        changed = []
+        for name in names:
+            try:
+                validate_topic_name(name)
+                row = cluster.metadata_topic(name)
+                if row is None and allow and self.config.auto_create_topics_enable:
+                    if self.registry.get(name) is None:
+                        changed.append(name)
+                    self._auto_create(name)
+                    raise LeaderNotAvailableError(f"topic {name!r} is being created; retry")
+                if row is None:
+                    raise UnknownTopicOrPartitionError(f"topic {name!r} does not exist")
+                topics.append(row)
+            except Exception as exc:  # noqa: BLE001
+                code, text = error_of(exc)
+                topics.append(
+                    {
+                        "name": name,
+                        "error": code,
+                        "message": text,
+                        "is_internal": False,
+                        "partitions": [],
+                    }
+                )
+        return Reply(
+            {
+                "error": 0,
+                "cluster_id": cluster.snapshot.cluster_id or self.registry.cluster_id,
+                "controller_id": cluster.snapshot.controller_id,
+                "brokers": cluster.metadata_brokers(),
+                "topics": topics,
+            },
+            topics_changed=bool(changed),
+            changed_topics=changed,
+        )
+
     # -- data ------------------------------------------------------------------
 
     def produce(self, header: dict, payloads: list) -> Reply:
@@ -219,6 +276,8 @@ class Handlers(TopicAdmin):
                             f"create it first (labkit topics --create --topic {name})"
                         )
                     created.append(name)
+                if self.cluster is not None:
+                    self.cluster.check_leader(name, partition)
                 plog = registry.partition(name, partition)
                 size = len(batch)
                 if size > topic.max_message_bytes:
@@ -320,6 +379,8 @@ class Handlers(TopicAdmin):
         for name, partition, offset, part_max in wanted:
             plog = None
             try:
+                if self.cluster is not None:
+                    self.cluster.check_leader(name, partition)
                 plog = self.registry.partition(name, partition)
                 end = plog.log_end_offset
                 if offset == end or (budget <= total and total > 0):
@@ -375,6 +436,8 @@ class Handlers(TopicAdmin):
         rows = []
         for name, partition, timestamp in tp_rows(list_field(header, "partitions"), 3):
             try:
+                if self.cluster is not None:
+                    self.cluster.check_leader(name, partition)
                 plog = self.registry.partition(name, partition)
                 if timestamp == EARLIEST:
                     rows.append([name, partition, 0, plog.log_start_offset, -1])

@@ -68,6 +68,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=argparse.SUPPRESS,  # before Kafka took the main port: now one more listener
     )
     parser.add_argument(
+        "--broker-id",
+        type=int,
+        default=None,
+        metavar="N",
+        help="cluster mode: this broker's id, different for each broker (same as --config "
+        "broker.id=N)",
+    )
+    parser.add_argument(
+        "--zookeeper",
+        default=None,
+        metavar="HOST:PORT[/chroot]",
+        help="cluster mode: join the brokers that ZooKeeper at HOST:PORT coordinates (same as "
+        "--config zookeeper.connect=...). Brokers register, elect a controller and agree on "
+        "each partition's leader; copying records to followers is NOT done yet (issue 16): a "
+        "replica other than the leader holds no data. Without it: one broker, as always",
+    )
+    parser.add_argument(
         "--data-dir", default="./data", help="directory for topic data (default ./data)"
     )
     parser.add_argument(
@@ -107,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
             ("zmq_port", "zmq.port"),
             ("listeners", "listeners"),
             ("advertised_listeners", "advertised.listeners"),
+            ("broker_id", "broker.id"),
+            ("zookeeper", "zookeeper.connect"),
         ):
             if getattr(args, flag) is not None:
                 overrides[key] = str(getattr(args, flag))

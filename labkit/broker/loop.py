@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from labkit._clock import Clock
 from labkit.broker.classic_api import handle_classic
@@ -57,6 +58,9 @@ from labkit.broker.topics import TopicRegistry
 from labkit.errors import InvalidRequestError, ProtocolError, UnknownError
 from labkit.protocol.frames import MAGIC, MAX_REQUEST_ID, encode_header, parse_request
 from labkit.protocol.messages import CLASSIC_GROUP_APIS
+
+if TYPE_CHECKING:
+    from labkit.broker.cluster_sync import ClusterSync
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +124,8 @@ class BrokerLoop:
             quotas,
         )
         self.stopping = False  # shutting down: nothing is muted any more
+        # cluster mode only (kazoo is imported then, never in single-broker mode)
+        self.cluster: ClusterSync | None = None
         self._dirty: set = set()  # partitions that got data this turn
         self._recheck_all = False
         self._next_tick = clock.monotonic() + TICK_S
@@ -336,8 +342,18 @@ class BrokerLoop:
                 wait = min(wait, deadline - now)
         return wait
 
+    def join_cluster(self, cluster: ClusterSync) -> None:
+        """Cluster mode: the handlers answer from ZooKeeper's view, each turn applies it."""
+        self.cluster = cluster
+        self.handlers.cluster = cluster
+
     def turn(self) -> None:
         """Housekeeping after the server handled what its sockets had."""
+        if self.cluster is not None:
+            changed = self.cluster.turn()
+            if changed:
+                self._recheck_all = True
+                self.groups.topics_changed(changed)
         self._wake_parked()
         now = self.clock.monotonic()
         self._send_answers(self.parking.expire(now))

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
@@ -61,6 +61,9 @@ from labkit.broker.topics import TopicRegistry
 from labkit.errors import KafkaConfigurationError
 from labkit.kafka.listener import KafkaListener, ListenSpec
 from labkit.protocol.frames import MAGIC
+
+if TYPE_CHECKING:
+    from labkit.broker.cluster_sync import ClusterSync
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +106,8 @@ class BrokerServer:
         self.loop: BrokerLoop | None = None
         self._cleaner: Cleaner | None = None
         self.kafka: KafkaListener | None = None
+        # cluster mode only (kazoo is imported then, never in single-broker mode)
+        self.cluster: ClusterSync | None = None
 
     @property
     def parking(self) -> ParkingLot | None:
@@ -169,6 +174,44 @@ class BrokerServer:
         self._cleaner = Cleaner(self.registry, self.config, self.clock)
         self._cleaner.start()
         self._start_kafka(ctx, sock)
+        if self.config.zookeeper_connect is not None:
+            self._join_cluster()
+
+    def _join_cluster(self) -> None:
+        """Cluster mode: register in ZooKeeper (kazoo is imported here, never in
+        single-broker mode). Raises ZooKeeperUnavailable, KafkaConfigurationError."""
+        from labkit.broker.cluster_sync import ClusterSync
+        from labkit.cluster.member import ClusterSettings
+        from labkit.cluster.znodes import BrokerInfo
+
+        config = self.config
+        assert self.registry is not None
+        assert self.loop is not None
+        assert config.zookeeper_connect
+        settings = ClusterSettings(
+            config.broker_id,
+            config.zookeeper_connect,
+            config.zookeeper_session_timeout_ms,
+            config.zookeeper_connection_timeout_ms,
+            config.unclean_leader_election_enable,
+            config.default_replication_factor,
+            config.min_insync_replicas,
+        )
+        cluster = ClusterSync(settings, self.registry)
+        info = BrokerInfo(
+            config.broker_id,
+            config.advertised_host,
+            config.advertised_port,
+            config.advertised_host,
+            config.zmq_port,
+        )
+        try:
+            cluster.start(info)
+        except Exception:
+            self.close()
+            raise
+        self.cluster = cluster
+        self.loop.join_cluster(cluster)
 
     def _start_kafka(self, ctx: zmq.Context, sock) -> None:
         """The Kafka listener's thread (every listener), bridged to this ROUTER over inproc."""
@@ -257,6 +300,9 @@ class BrokerServer:
             return
         try:
             self._stop = True
+            if self.cluster is not None:  # first: the controller moves on at once
+                self.cluster.stop()
+                self.cluster = None
             if self.loop is not None:
                 self.loop.shutdown()
             if self._cleaner is not None:

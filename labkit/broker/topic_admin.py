@@ -30,6 +30,7 @@ class TopicAdmin:
     registry: TopicRegistry
     config: BrokerConfig
     descriptors: DescriptorGuard
+    cluster: Any  # broker/cluster_sync.py's ClusterSync in cluster mode, else None
 
     @staticmethod
     def _outcome(name: Any, exc: BaseException | None) -> dict:
@@ -50,6 +51,13 @@ class TopicAdmin:
                 count = spec.get("num_partitions", -1)
                 if type(count) is int and isinstance(name, str) and self.registry.get(name) is None:
                     self.descriptors.check(self.config.num_partitions if count == -1 else count)
+                if self.cluster is not None:
+                    self._create_in_cluster(name, count, spec, validate_only)
+                    out.append(self._outcome(name, None))
+                    assert isinstance(name, str)  # created: a valid topic name
+                    if not validate_only:
+                        changed.append(name)
+                    continue
                 self.registry.create(
                     name,
                     count,
@@ -67,11 +75,31 @@ class TopicAdmin:
             {"error": 0, "topics": out}, topics_changed=not validate_only, changed_topics=changed
         )
 
+    def _create_in_cluster(self, name: Any, count: Any, spec: dict, validate_only: bool) -> None:
+        """Cluster mode: checked here, written to ZooKeeper (the controller elects the
+        leaders), then this broker's local log; the others create theirs from ZooKeeper."""
+        from labkit.broker.cluster_sync import split_replication_configs
+
+        configs = spec.get("configs") or {}
+        local, _replication = split_replication_configs(configs)
+        factor = spec.get("replication_factor", -1)
+        self.registry.create(name, count, 1, local, validate_only=True)
+        total = self.config.num_partitions if count in (-1, None) else count
+        self.cluster.create_topic(
+            name, total, factor, {k: str(v) for k, v in configs.items()}, validate_only
+        )
+        if not validate_only:
+            self.registry.create(name, total, 1, local)
+
     def delete_topics(self, header: dict, payloads: list) -> Reply:
         out = []
         changed = []
         for name in list_field(header, "topics"):
             try:
+                if self.cluster is not None:  # the controller deletes it; then every broker
+                    self.cluster.delete_topic(name)
+                    out.append(self._outcome(name, None))
+                    continue
                 self.registry.delete(name)
                 out.append(self._outcome(name, None))
                 changed.append(name)
@@ -91,6 +119,10 @@ class TopicAdmin:
                 topic = self.registry.get(name) if isinstance(name, str) else None
                 if topic is not None and type(total) is int:
                     self.descriptors.check(total - len(topic.partitions))
+                if self.cluster is not None:
+                    self.registry.create_partitions(name, total, validate_only=True)
+                    if not validate_only:
+                        self.cluster.add_partitions(name, total)
                 self.registry.create_partitions(name, total, validate_only=validate_only)
                 out.append(self._outcome(name, None))
                 if not validate_only:
@@ -108,6 +140,11 @@ class TopicAdmin:
         for name in names:
             try:
                 configs = self.registry.describe_configs(name)
+                if self.cluster is not None:  # and those kept in ZooKeeper
+                    configs = sorted(
+                        configs + self.cluster.replication_configs(name),
+                        key=lambda row: row["name"],
+                    )
                 out.append({**self._outcome(name, None), "configs": configs})
             except Exception as exc:  # noqa: BLE001
                 out.append({**self._outcome(name, exc), "configs": []})

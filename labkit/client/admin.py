@@ -244,12 +244,12 @@ class KafkaAdminClient(GroupAdminMixin, RecordsAdminMixin):
                         "partition_index": p["partition"],
                         "leader": p.get("leader", 0),
                         "leader_id": p.get("leader", 0),
-                        "leader_epoch": -1,
+                        "leader_epoch": p.get("leader_epoch", -1),  # cluster mode's
                         "replicas": p.get("replicas", []),
                         "replica_nodes": p.get("replicas", []),
                         "isr": p.get("isr", []),
                         "isr_nodes": p.get("isr", []),
-                        "offline_replicas": [],
+                        "offline_replicas": p.get("offline_replicas", []),
                     }
                 )
             out.append(

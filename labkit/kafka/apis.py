@@ -131,13 +131,13 @@ def metadata_to_kafka(reply: dict, request: Any, version: int, context: Context)
                 partitions=tuple(
                     _make(
                         partition_cls,
-                        error_code=ErrorCode.none,
+                        error_code=_error(part.get("error", 0)),
                         partition_index=part["partition"],
-                        leader_id=NODE_ID,
-                        leader_epoch=0,
-                        replica_nodes=(NODE_ID,),
-                        isr_nodes=(NODE_ID,),
-                        offline_replicas=(),
+                        leader_id=part.get("leader", NODE_ID),
+                        leader_epoch=part.get("leader_epoch", 0),
+                        replica_nodes=tuple(part.get("replicas", (NODE_ID,))),
+                        isr_nodes=tuple(part.get("isr", (NODE_ID,))),
+                        offline_replicas=tuple(part.get("offline_replicas", ())),
                     )
                     for part in row.get("partitions", ())
                 ),
@@ -145,12 +145,17 @@ def metadata_to_kafka(reply: dict, request: Any, version: int, context: Context)
             for row in reply.get("topics", ())
         )
         brokers = (_make(broker_cls, node_id=NODE_ID, host=context.host, port=context.port),)
+        if "zmq_port" in next(iter(reply.get("brokers", ())), {}):  # cluster mode: every live one
+            brokers = tuple(
+                _make(broker_cls, node_id=row["node_id"], host=row["host"], port=row["port"])
+                for row in reply["brokers"]
+            )
     return _make(
         cls,
         throttle_time=_NO_THROTTLE,
         brokers=brokers,
         cluster_id=reply.get("cluster_id"),
-        controller_id=NODE_ID,
+        controller_id=reply.get("controller_id", NODE_ID),
         topics=topics,
     )
 

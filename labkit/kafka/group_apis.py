@@ -84,7 +84,7 @@ def find_coordinator_to_kafka(reply: dict, request: Any, version: int, context: 
         throttle_time=_NO_THROTTLE,
         error_code=error,
         error_message=message,
-        node_id=NODE_ID if ok else -1,
+        node_id=reply.get("node_id", NODE_ID) if ok else -1,  # cluster mode: this broker
         host=context.host if ok else "",
         port=context.port if ok else -1,
     )

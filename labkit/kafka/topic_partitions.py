@@ -95,8 +95,8 @@ def describe_topic_partitions_to_kafka(
             next_cursor = _make(cursor_cls, topic_name=name, partition_index=0)
             break
         start = cursor.partition_index if cursor is not None and name == cursor.topic_name else 0
-        indexes = sorted(p["partition"] for p in row.get("partitions", ()))
-        indexes = [i for i in indexes if i >= start]
+        by_index = {p["partition"]: p for p in row.get("partitions", ())}
+        indexes = [i for i in sorted(by_index) if i >= start]
         shown, rest = indexes[:remaining], indexes[remaining:]
         topics.append(
             _make(
@@ -108,15 +108,16 @@ def describe_topic_partitions_to_kafka(
                 partitions=tuple(
                     _make(
                         partition_cls,
-                        error_code=ErrorCode.none,
+                        error_code=_error(by_index[index].get("error", 0)),
                         partition_index=index,
-                        leader_id=NODE_ID,
-                        leader_epoch=0,
-                        replica_nodes=(NODE_ID,),
-                        isr_nodes=(NODE_ID,),
+                        # cluster mode names them (broker/cluster_sync.py); else node 0
+                        leader_id=by_index[index].get("leader", NODE_ID),
+                        leader_epoch=by_index[index].get("leader_epoch", 0),
+                        replica_nodes=tuple(by_index[index].get("replicas", (NODE_ID,))),
+                        isr_nodes=tuple(by_index[index].get("isr", (NODE_ID,))),
                         eligible_leader_replicas=(),
                         last_known_elr=(),
-                        offline_replicas=(),
+                        offline_replicas=tuple(by_index[index].get("offline_replicas", ())),
                     )
                     for index in shown
                 ),

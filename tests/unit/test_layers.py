@@ -29,7 +29,10 @@ ALLOWED = {
     # the Kafka listener: beside the broker, started by broker/server.py; it reaches the
     # broker only over the ROUTER socket, never through broker internals or the client
     "kafka": {"errors", "_clock", "_address", "protocol", "log"},
-    "broker": {"errors", "_clock", "_address", "protocol", "log", "kafka"},
+    # cluster mode's ZooKeeper state and the controller's decisions (docs/replication.md);
+    # the broker imports it only when started with zookeeper.connect
+    "cluster": {"errors", "_clock", "_address"},
+    "broker": {"errors", "_clock", "_address", "protocol", "log", "kafka", "cluster"},
     "client": {"errors", "_clock", "_address", "protocol"},
     "cli": {
         "errors",
