@@ -30,8 +30,9 @@ docs/storage.md, "Replication building blocks").
   clamped to ``[log_start_offset, log_end_offset]``, and cut by truncation. It is not
   in the log's files: Kafka checkpoints every partition's in
   ``replication-offset-checkpoint`` per data directory; labkit does not yet (the
-  broker's cluster wiring owns that file), so a restarted replica starts with the
-  high watermark at its log start until its leader's fetch responses give it one.
+  broker's cluster wiring owns that file): the wiring sets a replicated partition's
+  high watermark when it opens it (its log start when nothing is known), and the
+  leader's fetch answers move it from there.
 """
 
 from __future__ import annotations
