@@ -27,7 +27,7 @@ from labkit._clock import Clock
 from labkit.broker.config import BrokerConfig
 from labkit.broker.descriptors import DescriptorGuard
 from labkit.broker.idempotence import Idempotence, producer_rows
-from labkit.broker.replica_api import ReplicaApi, epoch_rows
+from labkit.broker.replica_api import ReplicaApi
 from labkit.broker.replies import Reply, error_of, error_reply, int_field, list_field, tp_rows
 from labkit.broker.topic_admin import TopicAdmin
 from labkit.broker.topics import Topic, TopicRegistry, validate_topic_name
@@ -330,7 +330,7 @@ class Handlers(TopicAdmin, ReplicaApi):
                 data, _end = self.read_for(name, partition, plog, offset, limit, replica_id, full)
                 row = [name, partition, 0, plog.high_watermark, plog.log_start_offset]
                 if replica_id >= 0:
-                    row.append(epoch_rows(plog, offset))
+                    row += self.replica_extras(plog, offset)
                 rows.append(row)
                 payloads.append(data)
                 total += len(data)
@@ -341,7 +341,7 @@ class Handlers(TopicAdmin, ReplicaApi):
                     row = [name, partition, code, -1, -1]
                 else:  # e.g. OFFSET_OUT_OF_RANGE: say where the log is now
                     row = [name, partition, code, plog.high_watermark, plog.log_start_offset]
-                rows.append([*row, []] if replica_id >= 0 else row)
+                rows.append([*row, [], []] if replica_id >= 0 else row)
                 payloads.append(b"")
         if final or failed or total >= min_bytes or max_wait == 0:
             return Reply({"error": 0, "partitions": rows}, payloads)

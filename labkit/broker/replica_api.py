@@ -9,8 +9,9 @@ loop thread calls these, with the registry's partition logs.
   is a consumer, ``>= 0`` a follower replica's broker id. A consumer reads up to the
   partition's high watermark (an offset between it and the log end gets no records
   yet, as in Kafka); a replica reads up to the log end, and each of its rows carries
-  the leader-epoch entries covering what it may append (``epoch_rows``), since
-  labkit's batches carry no epoch. In single-broker mode the high watermark is the log
+  the leader-epoch entries covering what it may append (``epoch_rows``) and the
+  idempotent producers' entries of those batches (``replica_extras``), since labkit's
+  batches carry neither. In single-broker mode the high watermark is the log
   end, so consumers see no difference.
 - Every replica read is reported to ``on_replica_fetch`` (None until cluster mode
   sets it: the leader's ISR state, labkit/cluster/replica_fetch*.py) with the
@@ -23,6 +24,7 @@ loop thread calls these, with the registry's partition logs.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 from labkit._clock import Clock
@@ -30,6 +32,7 @@ from labkit.broker.replies import Reply, error_of, list_field, tp_rows
 from labkit.broker.topics import TopicRegistry
 from labkit.errors import FencedLeaderEpochError, InvalidRequestError, UnknownLeaderEpochError
 from labkit.log.partition import PartitionLog
+from labkit.log.producer_journal import PartitionProducers, has_state
 from labkit.protocol.records import BASE_OFFSET, walk_batches
 
 CONSUMER_REPLICA_ID = -1  # Kafka's FetchRequest.CONSUMER_REPLICA_ID
@@ -62,6 +65,28 @@ class ReplicaApi:
     registry: TopicRegistry
     clock: Clock
     on_replica_fetch: ReplicaFetchListener | None = None
+    _producer_state_checked: weakref.WeakSet | None = None
+
+    def replica_extras(self, plog: PartitionLog, offset: int) -> list[list]:
+        """The two extra fields of a replica's fetch row: the leader-epoch entries and the
+        idempotent producers' entries from ``offset`` on."""
+        return [epoch_rows(plog, offset), [list(r) for r in self._producers_of(plog, offset)]]
+
+    def _producers_of(self, plog: PartitionLog, offset: int) -> list:
+        producers = plog.producers
+        if producers is None:  # not loaded since the start: look on disk once per log
+            checked = self._producer_state_checked
+            if checked is None:
+                checked = self._producer_state_checked = weakref.WeakSet()
+            if plog in checked:
+                return []
+            checked.add(plog)
+            if not has_state(plog.directory):
+                return []
+            producers = plog.producers = PartitionProducers.open(
+                plog.directory, plog.recovered_end_offset
+            )
+        return producers.rows_from(offset)
 
     def replica_id_of(self, header: dict) -> int:
         """The fetch's ``replica_id`` (-1: a consumer). Raises InvalidRequestError."""

@@ -155,7 +155,9 @@ class ReplicaFetcher:
             self._on_out_of_range(row[4])
         elif error == 0:
             self.leader_high_watermark = row[3]
-            self.plog.append_as_follower(payloads[0] if payloads else b"", epochs=row[5])
+            self.plog.append_as_follower(
+                payloads[0] if payloads else b"", epochs=row[5], producers=row[6]
+            )
             self.plog.set_high_watermark(min(row[3], self.plog.log_end_offset))
         return self.progress()
 

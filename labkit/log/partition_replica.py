@@ -14,7 +14,8 @@ docs/storage.md, "Replication building blocks").
   UnexpectedAppendOffsetException): an overlap is always refused, a gap only allowed
   in a compacted topic (compaction removes whole offset ranges on the leader). The
   leader-epoch entries the leader sent along (``epochs``) go into the cache for the
-  offsets now in the log.
+  offsets now in the log, its idempotent producers' entries for the appended batches
+  (``producers``) into the producer-state journal (labkit's batches carry neither).
 - ``truncate_to(offset)``: cut the log so it ends at ``offset`` (at the start of the
   batch holding it): later segments are deleted, the last kept one is cut and its
   indexes rebuilt, and it becomes the active segment again. The leader-epoch cache
@@ -104,16 +105,24 @@ class PartitionReplica:
 
     # -- follower append ------------------------------------------------------------
 
-    def append_as_follower(self, data: bytes, epochs: Iterable[tuple[int, int]] = ()) -> int:
+    def append_as_follower(
+        self,
+        data: bytes,
+        epochs: Iterable[tuple[int, int]] = (),
+        producers: Iterable[tuple[int, int, int, int, int, int]] = (),
+    ) -> int:
         """Append the leader's batches at their own offsets; returns the new log end.
 
-        ``epochs``: (leader epoch, start offset) entries covering the batches (what the
-        leader's replica fetch sent). A partial batch at the end (a fetch cut it) is left
-        out, as a consumer does. Raises UnexpectedAppendOffsetError (a gap or an overlap:
-        truncate, or fetch from the log end), CorruptRecordError (a bad batch: nothing
-        of it was written), KafkaStorageError (the write failed)."""
+        ``epochs``: (leader epoch, start offset) entries covering the batches;
+        ``producers``: the leader's idempotent-producer entries (producer_journal.py's
+        rows: producer id, epoch, first and last sequence, base offset, append time) for
+        them; both as the leader's replica fetch sent them. A partial batch at the end
+        (a fetch cut it) is left out, as a consumer does. Raises
+        UnexpectedAppendOffsetError (a gap or an overlap: truncate, or fetch from the log
+        end), CorruptRecordError (a bad batch: nothing was written), KafkaStorageError
+        (the write failed)."""
         spans, error = walk_batches(data)
-        if error is not None and not spans:
+        if error is not None:
             raise error
         view = memoryview(data)
         with self._lock:
@@ -140,7 +149,20 @@ class PartitionReplica:
             for epoch, start_offset in epochs:
                 if start_offset < self._leo:
                     self.leader_epochs.assign(epoch, start_offset)
+            self._record_producers(producers, headers)
             return self._leo
+
+    def _record_producers(self, rows, headers: list[BatchHeader]) -> None:
+        """Keep the leader's idempotence state for the batches just appended, so that a
+        retried batch is still recognised after this replica becomes the leader."""
+        appended = {h.base_offset for h in headers}
+        wanted = [tuple(row) for row in rows if row[4] in appended]
+        if not wanted:
+            return
+        if self.producers is None:
+            self.producers = PartitionProducers.open(self.directory, self.recovered_end_offset)
+        for row in wanted:
+            self.producers.record(*row)
 
     def _write_as_is(self, batch: memoryview, header: BatchHeader) -> None:
         """``PartitionLog.append`` without stamping an offset. Lock held."""

@@ -191,6 +191,12 @@ class PartitionProducers:
         with self._lock:
             return self.table.expire(now_ms, expiration_ms)
 
+    def rows_from(self, offset: int) -> list[tuple[int, int, int, int, int, int]]:
+        """The retained entries of batches at or after ``offset`` (``record``'s arguments,
+        oldest first per producer): what a leader sends a follower beside those batches."""
+        with self._lock:
+            return [row for row in self.table.rows() if row[4] >= offset]
+
     def truncate(self, end_offset: int) -> int:
         """Forget the batches at or past ``end_offset`` (the log was truncated to it: a
         follower's divergent tail) and make that durable at once: a new snapshot of

@@ -91,13 +91,48 @@ def test_a_replica_reads_to_the_log_end_with_the_epochs_and_is_reported(handlers
     seen = []
     handlers.on_replica_fetch = lambda *args: seen.append(args)
     row, payload = fetch(handlers, 1, replica_id=2)
-    assert row == ["t", 0, 0, 1, 0, [[0, 0], [3, 3]]]
+    assert row == ["t", 0, 0, 1, 0, [[0, 0], [3, 3]], []]
     assert values_of(payload) == [(1, "b"), (2, "c"), (3, "d")]
     assert seen == [("t", 0, 2, 1, 4, clock.time_ms())]
     row, payload = fetch(handlers, 4, replica_id=2)  # caught up
-    assert (row, payload) == (["t", 0, 0, 1, 0, [[3, 3]]], b"")
+    assert (row, payload) == (["t", 0, 0, 1, 0, [[3, 3]], []], b"")
     row, _ = fetch(handlers, 9, replica_id=2)
-    assert row == ["t", 0, 1, 1, 0, []]  # an error row keeps the replica row's width
+    assert row == ["t", 0, 1, 1, 0, [], []]  # an error row keeps the replica row's width
+
+
+def produce_idempotent(handlers, value, pid, seq):
+    data = encode_batch([1_700_000_000_000], None, [value.encode()])
+    header = {"acks": 1, "targets": [["t", 0]], "producers": [[pid, 0, seq]]}
+    reply = handlers.handle("produce", header, [data])
+    assert reply.header["error"] == 0, reply.header
+    return reply.header["results"][0][1]
+
+
+def test_a_replica_gets_the_idempotent_producers_entries_of_its_batches(handlers, clock):
+    produce(handlers, "plain")
+    produce_idempotent(handlers, "a", 42, 0)
+    produce_idempotent(handlers, "b", 42, 1)
+    row, _payload = fetch(handlers, 2, replica_id=1)
+    now = clock.time_ms()
+    assert row[6] == [[42, 0, 1, 1, 2, now]]  # only the batches from the fetch offset on
+    row, _payload = fetch(handlers, 0, replica_id=1)
+    assert row[6] == [[42, 0, 0, 0, 1, now], [42, 0, 1, 1, 2, now]]
+
+
+def test_producer_state_left_on_disk_is_loaded_for_a_replica(tmp_path, clock):
+    config = BrokerConfig.build(port=9092, data_dir=tmp_path, overrides={})
+    registry = TopicRegistry(config.data_dir, config.log_defaults, clock, 1).open()
+    handlers = Handlers(registry, config, clock)
+    handlers.handle("create_topics", {"topics": [{"name": "t", "num_partitions": 1}]}, [])
+    produce_idempotent(handlers, "a", 42, 0)
+    registry.close()
+    registry = TopicRegistry(config.data_dir, config.log_defaults, clock, 1).open()
+    handlers = Handlers(registry, config, clock)  # a restarted leader: state not loaded
+    try:
+        row, _payload = fetch(handlers, 0, replica_id=1)
+        assert [r[:5] for r in row[6]] == [[42, 0, 0, 0, 0]]
+    finally:
+        registry.close()
 
 
 @pytest.mark.parametrize("bad", [-2, "1", 1.5, None])

@@ -168,6 +168,15 @@ def test_a_diverged_follower_truncates_in_two_rounds_then_matches(leader, follow
     assert follower_log.leader_epochs.entries() == [(0, 0), (2, 2), (3, 3), (5, 5)]
 
 
+def test_a_retried_idempotent_batch_is_a_duplicate_on_the_follower_too(leader, follower_log):
+    data = batch("a")[0]
+    header = {"acks": 1, "targets": [[TOPIC, 0]], "producers": [[42, 0, 0]]}
+    assert leader.handle("produce", header, [data]).header["results"][0][2] == 0
+    run(ReplicaFetcher(assignment(0), follower_log, replica_id=1), leader)
+    # the follower becomes leader; the producer retries the batch it got no answer for
+    assert follower_log.producers.check(42, 0, 0, 0) == 0  # the original offset: not again
+
+
 def test_a_stale_assignment_is_fenced_and_stops(leader, follower_log):
     produce(leader, "a")
     leader_log(leader).leader_epochs.assign(5, 0)

@@ -218,3 +218,25 @@ def test_high_watermark_is_the_log_end_until_replication_sets_it(tmp_path, clock
     plog.set_high_watermark(6)
     plog.truncate_to(4)
     assert plog.high_watermark == 4
+
+
+def test_a_nonsense_length_after_good_batches_writes_nothing(tmp_path, clock):
+    leader = leader_with(tmp_path, clock, [["a"]])
+    follower = open_log(tmp_path / "f" / "t-0", clock)
+    data = leader.read(0, 1 << 20)
+    bad = data + (1).to_bytes(8, "little") + (5).to_bytes(4, "little") + bytes(40)
+    with pytest.raises(CorruptRecordError):
+        follower.append_as_follower(bad)
+    assert follower.log_end_offset == 0
+
+
+def test_only_the_producer_entries_of_appended_batches_are_kept(tmp_path, clock):
+    leader = leader_with(tmp_path, clock, [["a"], ["b"]])
+    follower = open_log(tmp_path / "f" / "t-0", clock)
+    rows = [(7, 0, 0, 0, 0, T0), (7, 0, 1, 1, 1, T0), (7, 0, 2, 2, 9, T0)]
+    follower.append_as_follower(leader.read(0, 1 << 20), producers=rows)
+    assert follower.producers.check(7, 0, 1, 1) == 1
+    assert follower.producers.check(7, 0, 2, 2) is None  # offset 9 was not appended
+    follower.close()
+    reopened = open_log(tmp_path / "f" / "t-0", clock)
+    assert PartitionProducers.open(reopened.directory, 2).check(7, 0, 0, 0) == 0  # journaled
