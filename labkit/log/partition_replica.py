@@ -29,11 +29,10 @@ docs/storage.md, "Replication building blocks").
   (``set_high_watermark``: the leader's min log end over the ISR, a follower's
   ``min(leader's high watermark, own log end)``); from then on it is kept in memory,
   clamped to ``[log_start_offset, log_end_offset]``, and cut by truncation. It is not
-  in the log's files: Kafka checkpoints every partition's in
-  ``replication-offset-checkpoint`` per data directory; labkit does not yet (the
-  broker's cluster wiring owns that file): the wiring sets a replicated partition's
-  high watermark when it opens it (its log start when nothing is known), and the
-  leader's fetch answers move it from there.
+  in the log's files: as Kafka, the data directory's ``replication-offset-checkpoint``
+  holds them (hw_checkpoint.py, written by the cluster wiring), which sets a
+  replicated partition's high watermark when it opens it (its log start when nothing
+  is known); the leader's fetch answers move it from there.
 """
 
 from __future__ import annotations
