@@ -36,6 +36,7 @@ from labkit.log.producer_journal import PartitionProducers, has_state
 from labkit.protocol.records import BASE_OFFSET, walk_batches
 
 CONSUMER_REPLICA_ID = -1  # Kafka's FetchRequest.CONSUMER_REPLICA_ID
+INT32_MAX = 2**31 - 1  # Kafka's replica_id and broker ids are int32
 MAX_EPOCH_ROWS = 10_000  # partitions one offsets_for_leader_epoch may name
 
 # (topic, partition, replica id, fetch offset, leader's log end offset, now in ms)
@@ -91,9 +92,10 @@ class ReplicaApi:
     def replica_id_of(self, header: dict) -> int:
         """The fetch's ``replica_id`` (-1: a consumer). Raises InvalidRequestError."""
         value = header.get("replica_id", CONSUMER_REPLICA_ID)
-        if type(value) is not int or value < CONSUMER_REPLICA_ID:
+        if type(value) is not int or not CONSUMER_REPLICA_ID <= value <= INT32_MAX:
             raise InvalidRequestError(
-                f"field 'replica_id' must be -1 (a consumer) or a broker id >= 0, got {value!r}"
+                f"field 'replica_id' must be -1 (a consumer) or a broker id from 0 to "
+                f"{INT32_MAX}, got {value!r:.40}"
             )
         return value
 
