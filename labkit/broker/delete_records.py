@@ -81,7 +81,7 @@ def delete_records(
                     "topic's cleanup.policy is compact (DeleteRecords needs 'delete' in it)"
                 )
             before = plog.log_start_offset
-            offset = plog.log_end_offset if want.offset == HIGH_WATERMARK else want.offset
+            offset = plog.high_watermark if want.offset == HIGH_WATERMARK else want.offset
             low = plog.move_log_start(offset)
             moved |= low != before
             if plog.log_start_unsaved:  # moved now, or by a request not durable yet

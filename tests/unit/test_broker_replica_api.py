@@ -176,3 +176,11 @@ def test_offsets_for_leader_epoch_without_epochs_is_undefined(handlers):
 def test_offsets_for_leader_epoch_refuses_malformed_rows(handlers):
     reply = handlers.handle("offsets_for_leader_epoch", {"partitions": [["t", 0, 1]]}, [])
     assert reply.header["error"] == InvalidRequestError.errno
+
+
+def test_delete_records_to_minus_one_stops_at_the_high_watermark(handlers):
+    produce(handlers, "a", "b", "c", "d")
+    plog_of(handlers).set_high_watermark(2)
+    reply = handlers.handle("delete_records", {"partitions": [["t", 0, -1]]}, [])
+    assert [list(row) for row in reply.header["partitions"]] == [["t", 0, 0, 2, None]]  # not 4
+    assert fetch(handlers, 2)[0][2:] == [0, 2, 2]
