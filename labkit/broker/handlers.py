@@ -320,6 +320,7 @@ class Handlers(TopicAdmin, ReplicaApi):
         payloads = []
         total = 0
         failed = False
+        moved: list = []  # partitions whose high watermark a replica's fetch moved
         for name, partition, offset, part_max in wanted:
             plog = None
             try:
@@ -327,7 +328,9 @@ class Handlers(TopicAdmin, ReplicaApi):
                 full = budget <= total and total > 0  # the response is full
                 limit = max(1, min(part_max, budget - total))
                 # consumers up to the high watermark, replicas to the log end (replica_api)
-                data, _end = self.read_for(name, partition, plog, offset, limit, replica_id, full)
+                data, _end = self.read_for(
+                    name, partition, plog, offset, limit, replica_id, full, moved
+                )
                 row = [name, partition, 0, plog.high_watermark, plog.log_start_offset]
                 if replica_id >= 0:
                     row += self.replica_extras(plog, offset)
@@ -343,10 +346,17 @@ class Handlers(TopicAdmin, ReplicaApi):
                     row = [name, partition, code, plog.high_watermark, plog.log_start_offset]
                 rows.append([*row, [], []] if replica_id >= 0 else row)
                 payloads.append(b"")
+        appended = moved or None  # the loop re-checks consumer fetches parked on these
         if final or failed or total >= min_bytes or max_wait == 0:
-            return Reply({"error": 0, "partitions": rows}, payloads)
+            return Reply({"error": 0, "partitions": rows}, payloads, appended=appended)
         keys = [(name, partition) for name, partition, _o, _m in wanted]
-        return Reply({"error": 0, "partitions": rows}, payloads, park_ms=max_wait, keys=keys)
+        return Reply(
+            {"error": 0, "partitions": rows},
+            payloads,
+            park_ms=max_wait,
+            keys=keys,
+            appended=appended,
+        )
 
     def _fetch_fields(self, header: dict) -> tuple[int, int, int, list]:
         """(wait ms, min bytes, max bytes, partitions) of a fetch, within the broker's

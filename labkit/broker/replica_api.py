@@ -14,8 +14,10 @@ loop thread calls these, with the registry's partition logs.
   batches carry neither. In single-broker mode the high watermark is the log
   end, so consumers see no difference.
 - Every replica read is reported to ``on_replica_fetch`` (None until cluster mode
-  sets it: the leader's ISR state, labkit/cluster/replica_fetch*.py) with the
-  replica's fetch offset (its log end offset) and the leader's log end at that read.
+  sets it: the leader's ISR state, broker/replica_leader.py) with the replica's fetch
+  offset (its log end offset) and the leader's log end at that read. When it answers
+  True (the high watermark moved) the fetch reply names the partition in
+  ``Reply.appended``, so the loop re-checks the consumer fetches parked on it.
 - ``offsets_for_leader_epoch``: per partition, ``(epoch, end offset)`` as Kafka's
   OffsetsForLeaderEpoch answers (LeaderEpochCache.end_offset_for); a
   ``current_leader_epoch`` (``-1``: no check) older than the partition's latest epoch
@@ -39,8 +41,9 @@ CONSUMER_REPLICA_ID = -1  # Kafka's FetchRequest.CONSUMER_REPLICA_ID
 INT32_MAX = 2**31 - 1  # Kafka's replica_id and broker ids are int32
 MAX_EPOCH_ROWS = 10_000  # partitions one offsets_for_leader_epoch may name
 
-# (topic, partition, replica id, fetch offset, leader's log end offset, now in ms)
-ReplicaFetchListener = Callable[[str, int, int, int, int, int], None]
+# (topic, partition, replica id, fetch offset, leader's log end offset, now in ms) ->
+# whether the partition's high watermark moved
+ReplicaFetchListener = Callable[[str, int, int, int, int, int], bool | None]
 
 
 def below(data: bytes, limit: int) -> bytes:
@@ -108,15 +111,19 @@ class ReplicaApi:
         limit: int,
         replica_id: int,
         full: bool,
+        moved: list,
     ) -> tuple[bytes, int]:
         """(records, the end the read was bounded by) for one partition of a fetch.
-        ``full``: the response has no room left. Raises what PartitionLog.read raises."""
+        ``full``: the response has no room left; ``moved`` gets ``(name, partition)``
+        when a replica's fetch moved the high watermark. Raises what PartitionLog.read
+        raises."""
         leo = plog.log_end_offset
         if replica_id >= 0:
             data = b"" if offset == leo or full else plog.read(offset, limit)
             listener = self.on_replica_fetch
-            if listener is not None:
-                listener(name, partition, replica_id, offset, leo, self.clock.time_ms())
+            now = self.clock.time_ms()
+            if listener is not None and listener(name, partition, replica_id, offset, leo, now):
+                moved.append((name, partition))
             return data, leo
         hw = plog.high_watermark
         if offset == hw or full or hw < offset <= leo:  # past the high watermark: not yet

@@ -270,10 +270,12 @@ def test_leader_and_follower_wired_through_the_fetch_listener(leader, follower_l
     produce(leader, "a", "b")
     state = LeaderReplicas(0, [0, 1], {0, 1}, 0, clock.time_ms())
     plog.set_high_watermark(0)  # replicated: the hw follows the ISR from now on
-    leader.on_replica_fetch = lambda _t, _p, replica, offset, leo, now: (
-        state.on_follower_fetch(replica, offset, leo, now),
-        state.advance_high_watermark(plog),
-    )
+
+    def follower_fetched(_topic, _partition, replica, offset, leo, now):
+        state.on_follower_fetch(replica, offset, leo, now)
+        return state.advance_high_watermark(plog)
+
+    leader.on_replica_fetch = follower_fetched
     consumer = {"max_wait_ms": 0, "partitions": [[TOPIC, 0, 0, 1 << 20]]}
     assert leader.handle("fetch", consumer, []).payloads == [b""]  # nothing committed yet
     fetcher = ReplicaFetcher(assignment(0), follower_log, replica_id=1)
