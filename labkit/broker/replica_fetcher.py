@@ -21,7 +21,9 @@ payloads)``. As Kafka's ``ReplicaFetcherThread`` / ``AbstractFetcherThread``:
    (``append_as_follower``), the high watermark becomes ``min(leader's, own log end)``.
    OFFSET_OUT_OF_RANGE below the leader's log start empties the log to start there
    (``truncate_fully_and_start_at``); any other out-of-range goes back to
-   truncating. FENCED/UNKNOWN_LEADER_EPOCH, NOT_LEADER_OR_FOLLOWER stop the fetcher
+   truncating. Other errors (e.g. UNKNOWN_TOPIC_OR_PARTITION while the leader creates
+   the topic) leave the state as it is; ``last_error`` tells the caller to back off
+   (Kafka's replica.fetch.backoff.ms, 1000) before the next request. FENCED/UNKNOWN_LEADER_EPOCH, NOT_LEADER_OR_FOLLOWER stop the fetcher
    (``STOPPED``): only a new assignment from the controller moves it on.
 3. Each answer returns a ``Progress`` (log end, high watermark, whether it is at the
    leader's high watermark) for the broker to report.
@@ -111,6 +113,7 @@ class ReplicaFetcher:
         self.state = TRUNCATING
         self.stopped_because: str | None = None
         self.leader_high_watermark = UNDEFINED_EPOCH_OFFSET
+        self.last_error = 0  # the leader's last error code: the caller backs off on one
         if self.plog.leader_epochs.latest_epoch == UNDEFINED_EPOCH:  # nothing to ask about
             self.plog.truncate_to(self.plog.high_watermark)
             self.state = FETCHING
@@ -141,10 +144,11 @@ class ReplicaFetcher:
         append and truncation raise (UnexpectedAppendOffsetError, CorruptRecordError,
         KafkaStorageError): the caller stops this partition and reports it."""
         if header.get("error", 0) != 0:
+            self.last_error = header["error"]
             self._stop(f"the leader answered error {header['error']}: {header.get('message')}")
             return self.progress()
         row = header["partitions"][0]
-        error = row[2]
+        error = self.last_error = row[2]
         if error in FENCING_ERRORS:
             self._stop(
                 f"the leader answered error {error} for epoch {self.assignment.leader_epoch}"

@@ -92,9 +92,10 @@ class PartitionReplica:
 
     @property
     def high_watermark(self) -> int:
-        """What consumers may read up to: the log end offset until replication sets it."""
+        """What consumers may read up to: the log end offset until replication sets it
+        (never below the log start, which retention or DeleteRecords may move past it)."""
         hw = self._high_watermark
-        return self._leo if hw is None else hw
+        return self._leo if hw is None else max(hw, self.log_start_offset)
 
     def set_high_watermark(self, offset: int) -> int:
         """Set the high watermark (clamped to [log start, log end]); returns it."""

@@ -177,6 +177,17 @@ def test_a_retried_idempotent_batch_is_a_duplicate_on_the_follower_too(leader, f
     assert follower_log.producers.check(42, 0, 0, 0) == 0  # the original offset: not again
 
 
+def test_a_missing_topic_on_the_leader_is_retried_with_the_error_reported(leader, follower_log):
+    moved = Assignment("elsewhere", 0, 0, "127.0.0.1:9092", 0)
+    fetcher = ReplicaFetcher(moved, follower_log, replica_id=1)
+    api, header = fetcher.next_request()
+    reply = leader.handle(api, {**header, "max_wait_ms": 0}, [])
+    fetcher.on_response(reply.header, reply.payloads)
+    assert fetcher.last_error == 3  # UNKNOWN_TOPIC_OR_PARTITION: back off, then ask again
+    assert fetcher.state == FETCHING
+    assert fetcher.next_request()[0] == "fetch"
+
+
 def test_a_stale_assignment_is_fenced_and_stops(leader, follower_log):
     produce(leader, "a")
     leader_log(leader).leader_epochs.assign(5, 0)

@@ -240,3 +240,12 @@ def test_only_the_producer_entries_of_appended_batches_are_kept(tmp_path, clock)
     follower.close()
     reopened = open_log(tmp_path / "f" / "t-0", clock)
     assert PartitionProducers.open(reopened.directory, 2).check(7, 0, 0, 0) == 0  # journaled
+
+
+def test_high_watermark_never_reads_below_the_log_start(tmp_path, clock):
+    plog = open_log(tmp_path / "t-0", clock)
+    for i in range(5):
+        plog.append(*batch([f"v{i}"]))
+    plog.set_high_watermark(1)
+    plog.delete_records(3)
+    assert plog.high_watermark == 3
