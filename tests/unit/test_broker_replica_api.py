@@ -184,3 +184,13 @@ def test_delete_records_to_minus_one_stops_at_the_high_watermark(handlers):
     reply = handlers.handle("delete_records", {"partitions": [["t", 0, -1]]}, [])
     assert [list(row) for row in reply.header["partitions"]] == [["t", 0, 0, 2, None]]  # not 4
     assert fetch(handlers, 2)[0][2:] == [0, 2, 2]
+
+
+def test_delete_records_past_the_high_watermark_is_out_of_range(handlers):
+    produce(handlers, "a", "b", "c", "d")
+    plog_of(handlers).set_high_watermark(2)
+    reply = handlers.handle("delete_records", {"partitions": [["t", 0, 3]]}, [])
+    ((_t, _p, error, low, message),) = reply.header["partitions"]
+    assert (error, low) == (1, -1)
+    assert "high watermark is 2" in message
+    assert plog_of(handlers).log_start_offset == 0
