@@ -409,6 +409,14 @@ class GroupIdNotFoundError(BrokerResponseError, errno=69):
     """The group id does not exist."""
 
 
+class FencedLeaderEpochError(BrokerResponseError, errno=74, retriable=True, invalid_metadata=True):
+    """The leader epoch in the request is older than the epoch on the broker."""
+
+
+class UnknownLeaderEpochError(BrokerResponseError, errno=75, retriable=True, invalid_metadata=True):
+    """The leader epoch in the request is newer than the epoch on the broker."""
+
+
 class UnsupportedCompressionTypeError(BrokerResponseError, errno=76):
     """The requesting client does not support the compression type of given partition."""
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from labkit.broker.topics import TopicRegistry
-from labkit.errors import InvalidRequestError, PolicyViolationError
+from labkit.errors import InvalidRequestError, OffsetOutOfRangeError, PolicyViolationError
 from labkit.log.partition import PartitionLog
 from labkit.protocol.messages import DeletedRecords, DeleteRecordsPartition
 
@@ -81,7 +81,14 @@ def delete_records(
                     "topic's cleanup.policy is compact (DeleteRecords needs 'delete' in it)"
                 )
             before = plog.log_start_offset
-            offset = plog.log_end_offset if want.offset == HIGH_WATERMARK else want.offset
+            high = plog.high_watermark
+            offset = high if want.offset == HIGH_WATERMARK else want.offset
+            if offset > high:  # as Kafka: not past what every in-sync replica has
+                raise OffsetOutOfRangeError(
+                    f"cannot delete records before offset {offset} of {want.topic}-"
+                    f"{want.partition}: its high watermark is {high} (the largest offset "
+                    "allowed; -1 means it)"
+                )
             low = plog.move_log_start(offset)
             moved |= low != before
             if plog.log_start_unsaved:  # moved now, or by a request not durable yet

@@ -27,6 +27,7 @@ from labkit._clock import Clock
 from labkit.broker.config import BrokerConfig
 from labkit.broker.descriptors import DescriptorGuard
 from labkit.broker.idempotence import Idempotence, producer_rows
+from labkit.broker.replica_api import ReplicaApi
 from labkit.broker.replies import Reply, error_of, error_reply, int_field, list_field, tp_rows
 from labkit.broker.topic_admin import TopicAdmin
 from labkit.broker.topics import Topic, TopicRegistry, validate_topic_name
@@ -58,7 +59,7 @@ INT32_MAX = 2**31 - 1
 MAX_FETCH_PARTITIONS = 10_000  # rows one fetch may name (each distinct)
 
 
-class Handlers(TopicAdmin):
+class Handlers(TopicAdmin, ReplicaApi):
     """The broker's non-group APIs over one TopicRegistry."""
 
     def __init__(
@@ -86,6 +87,7 @@ class Handlers(TopicAdmin):
             "alter_configs": self.alter_configs,
             "delete_records": self.delete_records,
             "init_producer_id": self.idempotence.init_producer_id,
+            "offsets_for_leader_epoch": self.offsets_for_leader_epoch,
         }
         if {*self._apis, "fetch"} != TOPIC_APIS:  # api_versions lists only what is handled
             raise RuntimeError(f"handlers do not match {sorted(TOPIC_APIS)}: {sorted(self._apis)}")
@@ -370,39 +372,52 @@ class Handlers(TopicAdmin):
     def _fetch(self, header: dict, final: bool) -> Reply:
         try:
             max_wait, min_bytes, budget, wanted = self._fetch_fields(header)
+            replica_id = self.replica_id_of(header)
         except KafkaError as exc:
             return error_reply(exc)
         rows = []
         payloads = []
         total = 0
         failed = False
+        moved: list = []  # partitions whose high watermark a replica's fetch moved
         for name, partition, offset, part_max in wanted:
             plog = None
             try:
                 if self.cluster is not None:
                     self.cluster.check_leader(name, partition)
                 plog = self.registry.partition(name, partition)
-                end = plog.log_end_offset
-                if offset == end or (budget <= total and total > 0):
-                    data = b""  # nothing new, or the response is full
-                else:
-                    limit = max(1, min(part_max, budget - total))
-                    data = plog.read(offset, limit)
-                rows.append([name, partition, 0, end, plog.log_start_offset])
+                full = budget <= total and total > 0  # the response is full
+                limit = max(1, min(part_max, budget - total))
+                # consumers up to the high watermark, replicas to the log end (replica_api)
+                data, _end = self.read_for(
+                    name, partition, plog, offset, limit, replica_id, full, moved
+                )
+                row = [name, partition, 0, plog.high_watermark, plog.log_start_offset]
+                if replica_id >= 0:
+                    row += self.replica_extras(plog, offset)
+                rows.append(row)
                 payloads.append(data)
                 total += len(data)
             except Exception as exc:  # noqa: BLE001
                 code, _text = error_of(exc)
                 failed = True
                 if plog is None:
-                    rows.append([name, partition, code, -1, -1])
+                    row = [name, partition, code, -1, -1]
                 else:  # e.g. OFFSET_OUT_OF_RANGE: say where the log is now
-                    rows.append([name, partition, code, plog.log_end_offset, plog.log_start_offset])
+                    row = [name, partition, code, plog.high_watermark, plog.log_start_offset]
+                rows.append([*row, [], []] if replica_id >= 0 else row)
                 payloads.append(b"")
+        appended = moved or None  # the loop re-checks consumer fetches parked on these
         if final or failed or total >= min_bytes or max_wait == 0:
-            return Reply({"error": 0, "partitions": rows}, payloads)
+            return Reply({"error": 0, "partitions": rows}, payloads, appended=appended)
         keys = [(name, partition) for name, partition, _o, _m in wanted]
-        return Reply({"error": 0, "partitions": rows}, payloads, park_ms=max_wait, keys=keys)
+        return Reply(
+            {"error": 0, "partitions": rows},
+            payloads,
+            park_ms=max_wait,
+            keys=keys,
+            appended=appended,
+        )
 
     def _fetch_fields(self, header: dict) -> tuple[int, int, int, list]:
         """(wait ms, min bytes, max bytes, partitions) of a fetch, within the broker's
@@ -441,8 +456,8 @@ class Handlers(TopicAdmin):
                 plog = self.registry.partition(name, partition)
                 if timestamp == EARLIEST:
                     rows.append([name, partition, 0, plog.log_start_offset, -1])
-                elif timestamp == LATEST:
-                    rows.append([name, partition, 0, plog.log_end_offset, -1])
+                elif timestamp == LATEST:  # as Kafka: what consumers may read
+                    rows.append([name, partition, 0, plog.high_watermark, -1])
                 else:
                     found = plog.offset_for_timestamp(timestamp)
                     offset, ts = found if found is not None else (-1, -1)

@@ -15,7 +15,8 @@ Invariants:
   a segment, recorded in ``log-start-offset.checkpoint`` (labkit/log/start_offset.py),
   and the start is the larger of the two;
 - ``log_end_offset`` is the active segment's ``next_offset`` (one past the last
-  record); it is also the high watermark (one broker, no replicas);
+  record); it is also the high watermark (one broker, no replicas) until replication
+  sets one (partition_replica.py);
 - offsets may have gaps after compaction: a read returns the first batch that
   holds an offset ``>=`` the one asked for.
 
@@ -37,7 +38,9 @@ start moved by ``move_log_start`` (DeleteRecords, on the loop) durable.
 Retention, DeleteRecords' log start and compaction are ``PartitionMaintenance``
 (partition_maintenance.py), which this class extends: the same object, the same two
 locks and the rules above (the pure parts live in retention.py, compaction.py,
-recovery.py and start_offset.py).
+recovery.py and start_offset.py). What a follower replica needs (appends at the
+leader's offsets, truncation, the high watermark, the leader-epoch cache saved by
+``flush``) is ``PartitionReplica`` (partition_replica.py), also extended here.
 """
 
 from __future__ import annotations
@@ -59,7 +62,9 @@ from labkit.log import compaction, start_offset
 from labkit.log.batchio import DEFAULT_OPS, FileOps
 from labkit.log.config import LogConfig
 from labkit.log.index import OFFSET_ENTRY, TIME_ENTRY
+from labkit.log.leader_epochs import LeaderEpochCache
 from labkit.log.partition_maintenance import PartitionMaintenance, storage_error
+from labkit.log.partition_replica import PartitionReplica
 from labkit.log.producer_journal import PartitionProducers
 from labkit.log.recovery import fsync_dir, load_segments
 from labkit.log.segment import MAX_RELATIVE_OFFSET, Segment, SegmentInfo
@@ -68,7 +73,7 @@ from labkit.protocol.records import BASE_OFFSET, BatchHeader
 log = logging.getLogger(__name__)
 
 
-class PartitionLog(PartitionMaintenance):
+class PartitionLog(PartitionMaintenance, PartitionReplica):
     """Append, read and maintain one partition's segments. Open with ``PartitionLog.open``."""
 
     def __init__(
@@ -102,6 +107,8 @@ class PartitionLog(PartitionMaintenance):
         # first batch that carries a producer id; it trusts the log end recovery left
         self.producers: PartitionProducers | None = None
         self.recovered_end_offset = self._leo
+        self.leader_epochs = LeaderEpochCache.open(directory, self._leo)
+        self._high_watermark: int | None = None  # None: the log end (single-broker mode)
 
     @classmethod
     def open(
@@ -233,6 +240,7 @@ class PartitionLog(PartitionMaintenance):
                 fsync_dir(self.directory)
             if self.producers is not None:  # acks=all: a batch and its entry together
                 self.producers.sync()
+            self.leader_epochs.save()  # a no-op unless replication changed it
         except OSError as exc:
             with self._lock:
                 live = set(self._segments)
@@ -335,6 +343,7 @@ class PartitionLog(PartitionMaintenance):
                     seg.write_indexes()
                 self._unindexed.clear()
                 self._active.seal()
+                self.leader_epochs.save()
                 fsync_dir(self.directory)
             except OSError as exc:
                 log.warning("closing the log in %s: %s", self.directory, exc)

@@ -89,6 +89,14 @@ def _entries(path: Path) -> list[tuple[int, int, int, int, int, int]]:
     return rows
 
 
+def has_state(directory: Path) -> bool:
+    """Whether ``directory`` holds producer-state files (a journal or a snapshot)."""
+    try:
+        return any(_FILE.match(p.name) for p in directory.iterdir())
+    except OSError:
+        return False
+
+
 class PartitionProducers:
     """The producer state table of one partition and its files (see the module doc)."""
 
@@ -182,6 +190,48 @@ class PartitionProducers:
     def expire(self, now_ms: int, expiration_ms: int) -> int:
         with self._lock:
             return self.table.expire(now_ms, expiration_ms)
+
+    def rows_from(self, offset: int) -> list[tuple[int, int, int, int, int, int]]:
+        """The retained entries of batches at or after ``offset`` (``record``'s arguments,
+        oldest first per producer): what a leader sends a follower beside those batches."""
+        with self._lock:
+            return [row for row in self.table.rows() if row[4] >= offset]
+
+    def truncate(self, end_offset: int) -> int:
+        """Forget the batches at or past ``end_offset`` (the log was truncated to it: a
+        follower's divergent tail) and make that durable at once: a new snapshot of
+        what is left replaces every older file, so a later restart cannot replay the
+        forgotten entries once the log grows past them again. Returns how many batches
+        were forgotten. Fsyncs: for the replica fetcher's thread, never the loop's.
+        Raises KafkaStorageError."""
+        with self._lock:
+            if self._closed:
+                return 0
+            rows = self.table.rows()
+            kept = [row for row in rows if row[4] < end_offset]
+            table = ProducerStateTable()
+            for row in kept:
+                table.record(*row)
+            self.table = table
+            for fd in [*self._retired, self._fd]:
+                if fd >= 0:
+                    os.close(fd)
+            self._retired.clear()
+            gen = self._gen + 1
+            self._fd, self._gen, self._size = -1, gen, 0  # the next record opens journal gen
+        try:
+            self._write_snapshot(gen, kept)
+            for path in self.directory.iterdir():
+                match = _FILE.match(path.name)
+                if match and int(match.group(1)) < gen:
+                    path.unlink(missing_ok=True)
+            fsync_dir(self.directory)
+        except OSError as exc:
+            raise KafkaStorageError(
+                f"truncating producer state in {self.directory} failed: {exc}; restart the "
+                "broker (recovery drops entries past the log end)"
+            ) from exc
+        return len(rows) - len(kept)
 
     # -- flusher / cleaner threads --------------------------------------------------------
 

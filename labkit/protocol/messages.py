@@ -39,6 +39,7 @@ TOPIC_APIS = frozenset(
         "alter_configs",
         "delete_records",
         "init_producer_id",
+        "offsets_for_leader_epoch",
     }
 )
 GROUP_APIS = frozenset(

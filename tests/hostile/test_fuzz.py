@@ -126,6 +126,7 @@ TEMPLATES: dict[str, dict] = {
     "alter_configs": {"topics": {TOPIC: {"retention.ms": "600000"}}, "validate_only": True},
     "delete_records": {"partitions": [[TOPIC, 0, 0]]},
     "init_producer_id": {"transactional_id": None, "transaction_timeout_ms": 60_000},
+    "offsets_for_leader_epoch": {"replica_id": 1, "partitions": [[TOPIC, 0, -1, 0]]},
     "join_group": {
         "group_id": "fuzz-group",
         "client_id": "fuzzer",

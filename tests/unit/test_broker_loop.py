@@ -188,6 +188,29 @@ def test_a_short_fetch_is_parked_and_a_produce_wakes_it_on_the_next_turn(world):
     assert len(world.loop.parking) == 0
 
 
+def test_a_replica_fetch_that_moves_the_high_watermark_wakes_parked_consumers(world):
+    plog = world.loop.registry.partition("t", 0)
+    plog.set_high_watermark(0)  # replicated: consumers wait for the ISR
+    produce(world, b"p", client=b"producer")
+    world.transport.take()
+    fetch(world, b"f", client=b"consumer", wait_ms=10_000)
+    world.loop.turn()
+    assert world.transport.take() == []  # a record exists, but not below the high watermark
+
+    def follower_fetched(_topic, _partition, _replica, offset, _leo, _now):
+        plog.set_high_watermark(offset)
+        return True
+
+    world.loop.handlers.on_replica_fetch = follower_fetched
+    fetch(world, b"r", client=b"follower", wait_ms=0, offset=1, replica_id=1)
+    assert world.transport.rids() == [b"r"]
+    world.loop.turn()
+    ((client, rid, header, payloads),) = world.transport.take()
+    assert (client, rid) == (b"consumer", b"f")
+    assert header["partitions"][0][3] == 1
+    assert len(payloads[0]) > 0
+
+
 def test_a_produce_to_another_partition_does_not_answer_the_fetch(world):
     fetch(world, b"f", wait_ms=10_000, partition=0)
     produce(world, b"p", partition=1)

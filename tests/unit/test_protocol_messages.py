@@ -42,6 +42,7 @@ REQUESTS = {
     "alter_configs": {"topics": {"nope": {}}},
     "delete_records": {"partitions": [["nope", 0, -1]]},
     "init_producer_id": {"transactional_id": None},
+    "offsets_for_leader_epoch": {"partitions": [["t", 0, -1, 0]]},
     "join_group": {"group_id": "g", "member_id": "", "topics": ["t"]},
     "heartbeat": {"group_id": "g", "member_id": "m", "generation": 1, "owned": []},
     "leave_group": {"group_id": "g", "member_id": "m"},
