@@ -81,7 +81,7 @@ def parse(data: bytes) -> list[EpochEntry]:
     count = int(lines[1])
     if count != len(lines) - 2:
         raise ValueError(f"the file says {count} entries but holds {len(lines) - 2}")
-    entries = []
+    entries: list[EpochEntry] = []
     for line in lines[2:]:
         fields = line.split()
         if len(fields) != 2:

@@ -40,8 +40,9 @@ from __future__ import annotations
 import os
 import threading
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from labkit._clock import Clock
 from labkit.errors import CorruptRecordError, KafkaStorageError
@@ -76,6 +77,16 @@ class PartitionReplica:
     _maintenance: threading.Lock
     _unsynced: set[Segment]
     _unindexed: list[Segment]
+    # and the methods of the other halves (partition.py, partition_maintenance.py)
+    _check_open: Callable[[], None]
+    _should_roll: Callable[[Segment, int, int, int], bool]
+    _roll: Callable[[], Segment]
+
+    if TYPE_CHECKING:  # partition_maintenance.py's property
+
+        @property
+        def log_start_offset(self) -> int: ...
+
     _dir_dirty: bool
     _clean_state: object
     _high_watermark: int | None
