@@ -77,29 +77,32 @@ class PartitionBuffer:
         """Add ``(timestamp, key, value, headers, size)``; any thread. Returns its future."""
         timestamp, key, value, headers, size = record
         lock = self.lock
-        lock.acquire()
-        batch = self.open
-        values = batch.records
-        if batch.nbytes + size > self.limit and values:
-            self.ready.append(batch)
-            batch = self.open = ProducerBatch(self.tp)
+        lock.acquire()  # try/finally, not 'with': ~120 ns less (see send())
+        try:
+            batch = self.open
             values = batch.records
-        # the open batch is never sealed (take_open swaps it out under this lock first)
-        assert values is not None
-        assert batch.ts is not None
-        index = len(values)
-        values.append(value)
-        batch.ts.append(timestamp)
-        if key is not None or batch.keys is not None:
-            if batch.keys is None:
-                batch.keys = [None] * index
-            batch.keys.append(key)
-        if headers is not None or batch.hdrs is not None:
-            if batch.hdrs is None:
-                batch.hdrs = [None] * index
-            batch.hdrs.append(headers)
-        batch.nbytes += size
-        lock.release()
+            if batch.nbytes + size > self.limit and values:
+                fresh = ProducerBatch(self.tp)  # first: if it raises, nothing moved
+                self.ready.append(batch)
+                batch = self.open = fresh
+                values = batch.records
+            # the open batch is never sealed (take_open swaps it out under this lock first)
+            assert values is not None
+            assert batch.ts is not None
+            index = len(values)
+            values.append(value)
+            batch.ts.append(timestamp)
+            if key is not None or batch.keys is not None:
+                if batch.keys is None:
+                    batch.keys = [None] * index
+                batch.keys.append(key)
+            if headers is not None or batch.hdrs is not None:
+                if batch.hdrs is None:
+                    batch.hdrs = [None] * index
+                batch.hdrs.append(headers)
+            batch.nbytes += size
+        finally:
+            lock.release()
         return _new_tuple(self.future_class, (batch, index))
 
     def take_open(self, expected: ProducerBatch | None = None) -> ProducerBatch | None:

@@ -230,12 +230,17 @@ class KafkaProducer:
                 if size <= self._max_request_size:
                     buf = st.buffers[st.sticky]
                     now = self._time_ns() // 1_000_000
-                    with buf.lock:
+                    # acquire/try/finally, not 'with': as safe, and 'with' on a Lock costs
+                    # ~120 ns more per call on CPython 3.11: +17 % of send() (benchmarks/NOTES.md)
+                    lock = buf.lock
+                    lock.acquire()
+                    try:
                         batch = buf.open
                         values = batch.records
                         if batch.nbytes + size > buf.limit and values:
+                            fresh = ProducerBatch(buf.tp)  # first: if it raises, nothing moved
                             buf.ready.append(batch)
-                            batch = buf.open = ProducerBatch(buf.tp)
+                            batch = buf.open = fresh
                             values = batch.records
                         # the open batch is never sealed (take_open swaps it out first)
                         assert values is not None
@@ -248,6 +253,8 @@ class KafkaProducer:
                         if batch.hdrs is not None:
                             batch.hdrs.append(None)
                         batch.nbytes += size
+                    finally:
+                        lock.release()
                     if self._transport._sleeping and (self._acc.wake_on_append or buf.ready):
                         self._transport.wakeup()
                     if self._acc.full:
