@@ -4,7 +4,10 @@ kafka-python 3.0's admin client names and shapes some answers differently from
 labkit's (which keeps kafka-python 2.x's group methods, docs/client.md): this adapter
 gives labkit's names and shapes over kafka-python's calls, so course code, the console
 tools and labkit.nb read the same values from either broker. Anything not named here
-is forwarded to kafka-python as it is. The client quota methods and
+is forwarded to kafka-python as it is. ``create_topics`` returns once the cluster's
+metadata lists the new topics, as labkit's broker answers only then (Kafka answers first,
+and a producer right after may not find them). Group calls are tried again on a retriable
+error until ``request_timeout_ms``. The client quota methods and
 ``describe_client_throttles`` are labkit-only and say so.
 """
 
@@ -15,6 +18,7 @@ import time
 from typing import Any
 
 from labkit import errors
+from labkit._clock import REAL_CLOCK, Clock
 from labkit.client.delegate import Delegating, _build, kafka_python, labkit_error_class, translated
 from labkit.client.group_admin import (
     ConsumerProtocolMemberAssignment,
@@ -39,6 +43,9 @@ def labkit_only(what: str, instead: str) -> IncompatibleBrokerVersion:
 class DelegatingAdmin(Delegating):
     """labkit's ``KafkaAdminClient`` on a Kafka broker: kafka-python's, translated."""
 
+    _clock: Clock = REAL_CLOCK  # the group calls' deadline (tests give a FakeClock...)
+    _sleep = staticmethod(time.sleep)  # ...and a sleep that advances it)
+
     def __init__(self, labkit_class: type, **configs: Any):
         self._inner = _build("KafkaAdminClient", labkit_class, configs)
         self.config = self._inner.config
@@ -51,14 +58,14 @@ class DelegatingAdmin(Delegating):
         translated_call = translated(call)
 
         def again(*args: Any, **kwargs: Any) -> Any:
-            deadline = time.monotonic() + self._patience_s
+            deadline = self._clock.monotonic() + self._patience_s
             while True:
                 try:
                     return translated_call(*args, **kwargs)
                 except errors.KafkaError as exc:
-                    if not exc.retriable or time.monotonic() >= deadline:
+                    if not exc.retriable or self._clock.monotonic() >= deadline:
                         raise
-                time.sleep(RETRY_BACKOFF_S)
+                self._sleep(RETRY_BACKOFF_S)
 
         return again
 
@@ -86,7 +93,14 @@ class DelegatingAdmin(Delegating):
         answer = self._call(self._inner.create_topics)(
             topics, timeout_ms=timeout_ms, validate_only=validate_only, raise_errors=False
         )
-        return _topic_results(answer, raise_errors)
+        results = _topic_results(answer, raise_errors)
+        created = [t["name"] for t in results["topics"] if not t["error_code"]]
+        if created and not validate_only:
+            # Kafka answers before its metadata lists the topics (a producer right after
+            # would not find them); labkit's broker answers after: wait as labkit does.
+            wait_ms = timeout_ms or self._patience_s * 1000
+            self._call(self._inner.wait_for_topics)(created, timeout_ms=wait_ms)
+        return results
 
     def delete_topics(self, topics, timeout_ms=None, raise_errors=True) -> dict:
         topics = [topics] if isinstance(topics, str) else list(topics)

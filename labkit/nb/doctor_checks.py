@@ -279,13 +279,14 @@ def _broker_info(servers: list[str], timeout_s: float) -> dict[str, Any]:
 
 
 def _kafka_info(servers: list[str], timeout_s: float) -> dict[str, Any]:
-    from labkit.nb._kafka_admin import KafkaAdmin
+    from labkit import KafkaAdminClient  # over kafka-python's on this broker
 
     wait_ms = int(max(timeout_s, 1.0) * 1000)
-    with KafkaAdmin(
+    with KafkaAdminClient(
         bootstrap_servers=servers, client_id="labkit-doctor", request_timeout_ms=wait_ms
     ) as admin:
         cluster = admin.describe_cluster()
+        # the API versions kafka-python found, as its admin client keeps them
         data = getattr(getattr(admin, "_manager", None), "broker_version_data", None)
     inferred = getattr(data, "broker_version", None)
     return {
@@ -431,8 +432,7 @@ def student_result(servers: list[str], read: Callable[[], Naming] = naming) -> R
 
 def roundtrip_result(servers: list[str], timeout_s: float, clock: Clock = REAL_CLOCK) -> Result:
     """Create a temporary topic, send one record, read it back, delete the topic."""
-    from labkit import NewTopic
-    from labkit.nb._connect import admin_class, consumer_class, producer_class, topic_partition
+    from labkit import KafkaAdminClient, KafkaConsumer, KafkaProducer, NewTopic, TopicPartition
 
     name = "round trip"
     topic = f"labkit-doctor-{uuid.uuid4().hex[:10]}"
@@ -440,18 +440,18 @@ def roundtrip_result(servers: list[str], timeout_s: float, clock: Clock = REAL_C
     admin = producer = consumer = None
     started = clock.monotonic()
     try:
-        admin = admin_class(servers)(bootstrap_servers=servers, client_id="labkit-doctor")
+        admin = KafkaAdminClient(bootstrap_servers=servers, client_id="labkit-doctor")
         admin.create_topics([NewTopic(topic, 1, 1)])
-        producer = producer_class(servers)(bootstrap_servers=servers, client_id="labkit-doctor")
+        producer = KafkaProducer(bootstrap_servers=servers, client_id="labkit-doctor")
         meta = producer.send(topic, payload).get(timeout=timeout_s)
         producer.flush(timeout=timeout_s)
-        consumer = consumer_class(servers)(
+        consumer = KafkaConsumer(
             bootstrap_servers=servers,
             client_id="labkit-doctor",
             group_id=None,
             enable_auto_commit=False,
         )
-        tp = topic_partition(topic, meta.partition, consumer)
+        tp = TopicPartition(topic, meta.partition)
         consumer.assign([tp])
         consumer.seek(tp, meta.offset)
         deadline = clock.monotonic() + timeout_s
