@@ -53,8 +53,10 @@ class DelegatingAdmin(Delegating):
         self._patience_s = self.config.get("request_timeout_ms", 30000) / 1000
 
     def _group_call(self, call: Any) -> Any:
-        """``call`` translated, tried again on a retriable error (a fresh cluster has no
-        group coordinator until ``__consumer_offsets`` exists) until request_timeout_ms."""
+        """``call`` translated, tried again on a retriable error until request_timeout_ms: a
+        fresh cluster has no group coordinator until ``__consumer_offsets`` exists, and then
+        answers NOT_COORDINATOR per group while its partitions load (a call that gets such
+        an answer raises it to be tried again)."""
         translated_call = translated(call)
 
         def again(*args: Any, **kwargs: Any) -> Any:
@@ -235,8 +237,12 @@ class DelegatingAdmin(Delegating):
         ids = [group_ids] if isinstance(group_ids, str) else list(group_ids)
         if not ids:
             return []
-        answer = self._group_call(self._inner.describe_groups)(ids)
-        return [_group(group_id, answer.get(group_id) or {}) for group_id in ids]
+
+        def describe() -> list[GroupInformation]:
+            answer = translated(self._inner.describe_groups)(ids)
+            return [_group(group_id, answer.get(group_id) or {}) for group_id in ids]
+
+        return self._group_call(describe)()
 
     def list_consumer_group_offsets(
         self, group_id: str, group_coordinator_id: Any = None, partitions: Any = None
@@ -257,8 +263,23 @@ class DelegatingAdmin(Delegating):
         ids = [group_ids] if isinstance(group_ids, str) else list(group_ids)
         if not ids:
             return []
-        answer = self._group_call(self._inner.delete_groups)(ids)
-        return [(group_id, _error_class(answer.get(group_id))) for group_id in ids]
+        outcome: dict[str, type] = {}  # group -> error class of its latest try
+
+        def delete_pending() -> None:
+            pending = [g for g in ids if g not in outcome or outcome[g].retriable]
+            answer = translated(self._inner.delete_groups)(pending)
+            for group_id in pending:
+                outcome[group_id] = _error_class(answer.get(group_id))
+            again = [g for g in pending if outcome[g].retriable]
+            if again:  # try those again (the others are done: not deleted twice)
+                raise outcome[again[0]](f"deleting consumer group '{again[0]}'")
+
+        try:
+            self._group_call(delete_pending)()
+        except errors.KafkaError as exc:
+            if not (exc.retriable and outcome):
+                raise  # past request_timeout_ms: the groups' own errors are the answer
+        return [(group_id, outcome[group_id]) for group_id in ids]
 
     def alter_consumer_group_offsets(self, group_id: str, offsets: dict, group_coordinator_id=None):
         rows = {
@@ -267,12 +288,16 @@ class DelegatingAdmin(Delegating):
             else OffsetAndMetadata(int(value), "", -1)
             for tp, value in offsets.items()
         }
-        answer = self._group_call(self._inner.alter_group_offsets)(group_id, rows)
-        result = {TopicPartition(*tp): _error_class(e) for tp, e in answer.items()}
-        for tp, error in result.items():
-            if error is not errors.NoError:
-                raise error(f"committing offsets of group '{group_id}' for {tp}")
-        return result
+
+        def alter() -> dict:
+            answer = translated(self._inner.alter_group_offsets)(group_id, rows)
+            result = {TopicPartition(*tp): _error_class(e) for tp, e in answer.items()}
+            for tp, error in result.items():
+                if error is not errors.NoError:  # a retriable one is tried again
+                    raise error(f"committing offsets of group '{group_id}' for {tp}")
+            return result
+
+        return self._group_call(alter)()
 
     def delete_group_offsets(self, group_id: str, partitions, group_coordinator_id=None):
         wanted = [TopicPartition(t, p) for t, p in partitions]

@@ -1,7 +1,8 @@
 """labkit's admin client on a Kafka broker that is not labkit, without sockets
 (client/delegate_admin.py over a stand-in for kafka-python's ``KafkaAdminClient``): the
-group calls wait out a fresh cluster's retriable COORDINATOR_NOT_AVAILABLE and give up on
-anything else at once, and ``create_topics`` returns once the metadata lists the topics it
+group calls wait out a fresh cluster's retriable COORDINATOR_NOT_AVAILABLE, raised or
+answered per group (NOT_COORDINATOR while ``__consumer_offsets`` loads), and give up on
+anything else at once; ``create_topics`` returns once the metadata lists the topics it
 created, as labkit's broker answers."""
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ class StandInAdmin:
         if isinstance(answer, Exception):
             raise answer
         return answer
+
+    def describe_groups(self, group_ids):
+        self.calls.append(("describe_groups", list(group_ids)))
+        return self.group_answers.pop(0)
+
+    def delete_groups(self, group_ids):
+        self.calls.append(("delete_groups", list(group_ids)))
+        return self.group_answers.pop(0)
 
     def create_topics(self, new_topics, timeout_ms=None, validate_only=False, raise_errors=True):
         self.calls.append(("create_topics", [t.name for t in new_topics], validate_only))
@@ -98,3 +107,31 @@ def test_create_topics_validate_only_waits_for_nothing(admin):
     admin._inner.created = {"topics": [{"name": "t", "error_code": 0, "error_message": None}]}
     admin.create_topics([labkit.NewTopic("t", 1, 1)], validate_only=True)
     assert admin._inner.calls == [("create_topics", ["t"], True)]
+
+
+NOT_COORDINATOR = "[Error 16] NotCoordinatorError: None"  # kafka-python's per-group answer
+
+
+def test_describe_waits_out_a_group_answered_not_coordinator(admin):
+    """Apache Kafka 4.1.1, fresh: FindCoordinator fails for ~0.3 s, then DescribeGroups
+    answers NOT_COORDINATOR for the group for ~0.6 s, then GROUP_ID_NOT_FOUND ("Dead")."""
+    not_found = "[Error 69] GroupIdNotFoundError: Group g not found."
+    admin._inner.group_answers = [
+        {"g": {"error": NOT_COORDINATOR, "group_state": ""}},
+        {"g": {"error": not_found, "group_state": "Dead"}},
+    ]
+    with pytest.raises(labkit.errors.GroupIdNotFoundError):
+        admin.describe_consumer_groups(["g"])
+    assert admin._inner.calls == [("describe_groups", ["g"])] * 2
+
+
+def test_delete_tries_again_only_the_groups_answered_not_coordinator(admin):
+    admin._inner.group_answers = [
+        {"a": "OK", "b": NOT_COORDINATOR},
+        {"b": "OK"},
+    ]
+    assert admin.delete_consumer_groups(["a", "b"]) == [
+        ("a", labkit.errors.NoError),
+        ("b", labkit.errors.NoError),
+    ]
+    assert admin._inner.calls == [("delete_groups", ["a", "b"]), ("delete_groups", ["b"])]
