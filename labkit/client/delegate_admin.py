@@ -263,7 +263,7 @@ class DelegatingAdmin(Delegating):
         ids = [group_ids] if isinstance(group_ids, str) else list(group_ids)
         if not ids:
             return []
-        outcome: dict[str, type] = {}  # group -> error class of its latest try
+        outcome: dict[str, Any] = {}  # group -> error class (labkit's) of its latest try
 
         def delete_pending() -> None:
             pending = [g for g in ids if g not in outcome or outcome[g].retriable]
