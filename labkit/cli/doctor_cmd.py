@@ -2,7 +2,7 @@
 
 Prints one ✔/✘ line per check and, under each failure, what to do. Exit code 0
 when everything passed, 1 otherwise. The checks live in ``labkit.nb.doctor_checks``
-(also ``nb.doctor()`` in a notebook).
+(the broker's in ``doctor_broker``; also ``nb.doctor()`` in a notebook).
 """
 
 from __future__ import annotations

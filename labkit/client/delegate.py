@@ -25,7 +25,7 @@ heartbeat is due (``heartbeat_interval_ms``, 3 s), so a commit in between went t
 ``poll()``, ``commit()``, ``commit_async()`` or ``close()`` that finds the timer expired.
 
 kafka-python is not a core dependency of labkit (a labkit broker needs only pyzmq): it
-comes with ``pip install 'labkit[lab]'``, and without it the constructor says so.
+comes with ``pip install 'labkit-streaming[lab]'``, and without it the constructor says so.
 Stateless apart from the kafka-python client each object holds.
 """
 
@@ -70,15 +70,16 @@ def kafka_python(where: Any = None) -> Any:
     except ImportError:
         raise KafkaConfigurationError(
             f"the broker{place} is a Kafka broker, not labkit's; labkit's client talks to "
-            "it through kafka-python, which is not installed: pip install 'labkit[lab]' "
-            "(or pip install 'kafka-python>=3.0')"
+            "it through kafka-python, which is not installed: pip install "
+            "'labkit-streaming[lab]' (or pip install 'kafka-python>=3.0'), then restart the "
+            "program (in Jupyter: the kernel)"
         ) from None
     version = tuple(int(p) for p in kafka.__version__.split(".")[:2] if p.isdigit())
     if version < MIN_KAFKA_PYTHON:
         raise KafkaConfigurationError(
             f"the broker{place} is a Kafka broker, not labkit's; labkit's client talks to "
             f"it through kafka-python >= 3.0, and {kafka.__version__} is installed: "
-            "pip install -U 'kafka-python>=3.0'"
+            "pip install -U 'kafka-python>=3.0', then restart the program (in Jupyter: the kernel)"
         )
     return kafka
 

@@ -4,7 +4,10 @@ kafka-python 3.0's admin client names and shapes some answers differently from
 labkit's (which keeps kafka-python 2.x's group methods, docs/client.md): this adapter
 gives labkit's names and shapes over kafka-python's calls, so course code, the console
 tools and labkit.nb read the same values from either broker. Anything not named here
-is forwarded to kafka-python as it is. The client quota methods and
+is forwarded to kafka-python as it is. ``create_topics`` returns once the cluster's
+metadata lists the new topics, as labkit's broker answers only then (Kafka answers first,
+and a producer right after may not find them). Group calls are tried again on a retriable
+error until ``request_timeout_ms``. The client quota methods and
 ``describe_client_throttles`` are labkit-only and say so.
 """
 
@@ -15,6 +18,7 @@ import time
 from typing import Any
 
 from labkit import errors
+from labkit._clock import REAL_CLOCK, Clock
 from labkit.client.delegate import Delegating, _build, kafka_python, labkit_error_class, translated
 from labkit.client.group_admin import (
     ConsumerProtocolMemberAssignment,
@@ -39,6 +43,9 @@ def labkit_only(what: str, instead: str) -> IncompatibleBrokerVersion:
 class DelegatingAdmin(Delegating):
     """labkit's ``KafkaAdminClient`` on a Kafka broker: kafka-python's, translated."""
 
+    _clock: Clock = REAL_CLOCK  # the group calls' deadline (tests give a FakeClock...)
+    _sleep = staticmethod(time.sleep)  # ...and a sleep that advances it)
+
     def __init__(self, labkit_class: type, **configs: Any):
         self._inner = _build("KafkaAdminClient", labkit_class, configs)
         self.config = self._inner.config
@@ -46,19 +53,21 @@ class DelegatingAdmin(Delegating):
         self._patience_s = self.config.get("request_timeout_ms", 30000) / 1000
 
     def _group_call(self, call: Any) -> Any:
-        """``call`` translated, tried again on a retriable error (a fresh cluster has no
-        group coordinator until ``__consumer_offsets`` exists) until request_timeout_ms."""
+        """``call`` translated, tried again on a retriable error until request_timeout_ms: a
+        fresh cluster has no group coordinator until ``__consumer_offsets`` exists, and then
+        answers NOT_COORDINATOR per group while its partitions load (a call that gets such
+        an answer raises it to be tried again)."""
         translated_call = translated(call)
 
         def again(*args: Any, **kwargs: Any) -> Any:
-            deadline = time.monotonic() + self._patience_s
+            deadline = self._clock.monotonic() + self._patience_s
             while True:
                 try:
                     return translated_call(*args, **kwargs)
                 except errors.KafkaError as exc:
-                    if not exc.retriable or time.monotonic() >= deadline:
+                    if not exc.retriable or self._clock.monotonic() >= deadline:
                         raise
-                time.sleep(RETRY_BACKOFF_S)
+                self._sleep(RETRY_BACKOFF_S)
 
         return again
 
@@ -86,7 +95,14 @@ class DelegatingAdmin(Delegating):
         answer = self._call(self._inner.create_topics)(
             topics, timeout_ms=timeout_ms, validate_only=validate_only, raise_errors=False
         )
-        return _topic_results(answer, raise_errors)
+        results = _topic_results(answer, raise_errors)
+        created = [t["name"] for t in results["topics"] if not t["error_code"]]
+        if created and not validate_only:
+            # Kafka answers before its metadata lists the topics (a producer right after
+            # would not find them); labkit's broker answers after: wait as labkit does.
+            wait_ms = timeout_ms or self._patience_s * 1000
+            self._call(self._inner.wait_for_topics)(created, timeout_ms=wait_ms)
+        return results
 
     def delete_topics(self, topics, timeout_ms=None, raise_errors=True) -> dict:
         topics = [topics] if isinstance(topics, str) else list(topics)
@@ -221,8 +237,12 @@ class DelegatingAdmin(Delegating):
         ids = [group_ids] if isinstance(group_ids, str) else list(group_ids)
         if not ids:
             return []
-        answer = self._group_call(self._inner.describe_groups)(ids)
-        return [_group(group_id, answer.get(group_id) or {}) for group_id in ids]
+
+        def describe() -> list[GroupInformation]:
+            answer = translated(self._inner.describe_groups)(ids)
+            return [_group(group_id, answer.get(group_id) or {}) for group_id in ids]
+
+        return self._group_call(describe)()
 
     def list_consumer_group_offsets(
         self, group_id: str, group_coordinator_id: Any = None, partitions: Any = None
@@ -243,8 +263,23 @@ class DelegatingAdmin(Delegating):
         ids = [group_ids] if isinstance(group_ids, str) else list(group_ids)
         if not ids:
             return []
-        answer = self._group_call(self._inner.delete_groups)(ids)
-        return [(group_id, _error_class(answer.get(group_id))) for group_id in ids]
+        outcome: dict[str, Any] = {}  # group -> error class (labkit's) of its latest try
+
+        def delete_pending() -> None:
+            pending = [g for g in ids if g not in outcome or outcome[g].retriable]
+            answer = translated(self._inner.delete_groups)(pending)
+            for group_id in pending:
+                outcome[group_id] = _error_class(answer.get(group_id))
+            again = [g for g in pending if outcome[g].retriable]
+            if again:  # try those again (the others are done: not deleted twice)
+                raise outcome[again[0]](f"deleting consumer group '{again[0]}'")
+
+        try:
+            self._group_call(delete_pending)()
+        except errors.KafkaError as exc:
+            if not (exc.retriable and outcome):
+                raise  # past request_timeout_ms: the groups' own errors are the answer
+        return [(group_id, outcome[group_id]) for group_id in ids]
 
     def alter_consumer_group_offsets(self, group_id: str, offsets: dict, group_coordinator_id=None):
         rows = {
@@ -253,12 +288,16 @@ class DelegatingAdmin(Delegating):
             else OffsetAndMetadata(int(value), "", -1)
             for tp, value in offsets.items()
         }
-        answer = self._group_call(self._inner.alter_group_offsets)(group_id, rows)
-        result = {TopicPartition(*tp): _error_class(e) for tp, e in answer.items()}
-        for tp, error in result.items():
-            if error is not errors.NoError:
-                raise error(f"committing offsets of group '{group_id}' for {tp}")
-        return result
+
+        def alter() -> dict:
+            answer = translated(self._inner.alter_group_offsets)(group_id, rows)
+            result = {TopicPartition(*tp): _error_class(e) for tp, e in answer.items()}
+            for tp, error in result.items():
+                if error is not errors.NoError:  # a retriable one is tried again
+                    raise error(f"committing offsets of group '{group_id}' for {tp}")
+            return result
+
+        return self._group_call(alter)()
 
     def delete_group_offsets(self, group_id: str, partitions, group_coordinator_id=None):
         wanted = [TopicPartition(t, p) for t, p in partitions]

@@ -79,16 +79,17 @@ def _unreachable(exc: BaseException, bootstrap: str | list[str] | None) -> Wrong
 
 @contextmanager
 def _client(kind: str, bootstrap: str | list[str] | None):
-    # labkit's clients, or kafka-python's when the lab points at another Kafka
-    from labkit.nb._connect import admin_class, client_errors, consumer_class
+    # labkit's clients (over kafka-python's when the lab points at another Kafka)
+    from labkit.client import KafkaAdminClient, KafkaConsumer
+    from labkit.nb._connect import client_errors
 
     servers = bootstrap_list(bootstrap)
     errors = client_errors()
     try:
         if kind == "admin":
-            client = admin_class(servers)(bootstrap_servers=servers, client_id="labkit-check")
+            client = KafkaAdminClient(bootstrap_servers=servers, client_id="labkit-check")
         else:
-            client = consumer_class(servers)(
+            client = KafkaConsumer(
                 bootstrap_servers=servers,
                 client_id="labkit-check",
                 group_id=None,
@@ -109,7 +110,7 @@ def _client(kind: str, bootstrap: str | list[str] | None):
 
 
 def _partitions(consumer: Any, topic: str) -> list:
-    from labkit.nb._connect import topic_partition
+    from labkit.client import TopicPartition
 
     parts = sorted(consumer.partitions_for_topic(topic) or ())  # kafka-python: None
     if not parts:
@@ -118,7 +119,7 @@ def _partitions(consumer: Any, topic: str) -> list:
                 "the topic {topic!r} does not exist on the broker: run the cells that create it and write to it (from the top of the notebook), then this check again"
             ).format(topic=topic)
         )
-    return [topic_partition(topic, p, consumer) for p in parts]
+    return [TopicPartition(topic, p) for p in parts]
 
 
 def end_offsets(topic: str, *, bootstrap: str | list[str] | None = None) -> dict[int, int]:
@@ -197,9 +198,9 @@ def group_offsets(
     """
     ends = end_offsets(topic, bootstrap=bootstrap)
     with _client("admin", bootstrap) as admin:
-        from labkit.nb._connect import topic_partition
+        from labkit.client import TopicPartition
 
-        asked = [topic_partition(topic, p, admin) for p in sorted(ends)]
+        asked = [TopicPartition(topic, p) for p in sorted(ends)]
         committed = admin.list_consumer_group_offsets(group, partitions=asked)
     rows = []
     for tp in asked:
@@ -363,7 +364,7 @@ def _fetch(
     timeout_s: float,
 ) -> dict[tuple[str, int, int], Any]:
     """The broker's records at the offsets asked for: ``{(topic, partition, offset): record}``."""
-    from labkit.nb._connect import topic_partition
+    from labkit.client import TopicPartition
 
     if not wanted:
         return {}
@@ -376,7 +377,7 @@ def _fetch(
                         "there is no partition {partition} of {topic!r} on the broker: hand in the records the consumer returned (and do not delete the topic before the check)"
                     ).format(partition=partition, topic=topic)
                 )
-            tp = topic_partition(topic, partition, consumer)
+            tp = TopicPartition(topic, partition)
             starts[tp], ends[tp] = min(offsets), max(offsets) + 1
         log_ends = consumer.end_offsets(list(ends))
         ends = {tp: min(end, log_ends[tp]) for tp, end in ends.items()}

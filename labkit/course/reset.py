@@ -75,8 +75,7 @@ def reset_exercise(
     a topic that is still listed after ``DELETE_WAIT_S``; ``KafkaError`` when the broker
     cannot be reached.
     """
-    from labkit.client import NewTopic
-    from labkit.nb._connect import admin_class
+    from labkit.client import KafkaAdminClient, NewTopic
 
     if not ex.has_state:
         raise IllegalArgumentError(
@@ -87,7 +86,7 @@ def reset_exercise(
     names = naming()
     report = ResetReport(ex.id)
     servers = bootstrap_list(bootstrap)
-    with admin_class(servers)(bootstrap_servers=servers) as admin:
+    with KafkaAdminClient(bootstrap_servers=servers) as admin:
         groups = [names.group(g) for g in ex.groups]
         existing = {g for g, _ in admin.list_consumer_groups()}
         for group, error in admin.delete_consumer_groups([g for g in groups if g in existing]):

@@ -1,19 +1,14 @@
-"""How notebook helpers reach the broker: the address, the client classes, and
+"""How notebook helpers reach the broker: the address, which kind of broker is there, and
 turning a connection failure into one sentence that says what to do.
 
-The client classes are imported when first needed, so importing a helper module
-stays light. The lab may point at a Kafka cluster that is not labkit (a university's, a
-managed one): ``is_labkit_broker`` asks the client's switch (``labkit.client.backend_for``:
-labkit's bootstrap request and Kafka's ApiVersions on the Kafka port, cached), and the
-``*_class()`` functions then give kafka-python's
-clients (the admin client behind ``labkit.nb._kafka_admin``, which keeps labkit's
-kafka-python-2.0 admin API), so the dashboard, the doctor, live plots, streams and the
-graded checks work there unchanged.
+The helpers use labkit's own client classes (``from labkit import KafkaConsumer``...): on a
+Kafka cluster that is not labkit (a university's, a managed one) they delegate to
+kafka-python by themselves (``labkit.client.backend_for``, client/delegate.py), so the
+dashboard, the doctor, live plots, streams and the graded checks work there unchanged.
+``is_labkit_broker`` asks the same switch, for the doctor's line about the broker.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from labkit import errors as Errors
 from labkit._address import bootstrap_list
@@ -54,81 +49,6 @@ def forget_broker_kinds() -> None:
     from labkit.client.backend import forget
 
     forget()
-
-
-def _kafka_python(servers: str | list[str] | None) -> Any:
-    """The ``kafka`` package (kafka-python 3.0+: the admin layer uses its calls, and 2.0
-    does not speak Kafka 4's API versions), or an error that says what to install."""
-    from labkit.i18n import _
-
-    where = ",".join(bootstrap_servers(servers))
-    try:
-        import kafka
-    except ImportError:
-        raise ModuleNotFoundError(
-            _(
-                "{where} is a Kafka cluster, not a labkit broker: labkit talks to it through kafka-python, which is not installed here. Run `pip install 'kafka-python>=3'` (the lab's extras: pip install 'labkit-streaming[lab]'), then restart the kernel"
-            ).format(where=where),
-            name="kafka",
-        ) from None
-    version = getattr(kafka, "__version__", "0")
-    if int(version.split(".")[0] or 0) < 3:
-        raise ImportError(
-            _(
-                "{where} is a Kafka cluster, not a labkit broker: labkit talks to it through kafka-python 3.0 or newer, and this is kafka-python {version}. Run `pip install 'kafka-python>=3'` (the lab's extras: pip install 'labkit-streaming[lab]'), then restart the kernel"
-            ).format(where=where, version=version),
-            name="kafka",
-        )
-    return kafka
-
-
-def consumer_class(servers: str | list[str] | None = None) -> Any:
-    if not is_labkit_broker(servers):
-        return _kafka_python(servers).KafkaConsumer
-    from labkit import KafkaConsumer
-
-    return KafkaConsumer
-
-
-def producer_class(servers: str | list[str] | None = None) -> Any:
-    if not is_labkit_broker(servers):
-        return _kafka_python(servers).KafkaProducer
-    from labkit import KafkaProducer
-
-    return KafkaProducer
-
-
-def admin_class(servers: str | list[str] | None = None) -> Any:
-    if not is_labkit_broker(servers):
-        _kafka_python(servers)
-        from labkit.nb._kafka_admin import KafkaAdmin
-
-        return KafkaAdmin
-    from labkit import KafkaAdminClient
-
-    return KafkaAdminClient
-
-
-def topic_partition(topic: str, partition: int, consumer: Any = None) -> Any:
-    """The ``TopicPartition`` that ``consumer``'s client takes (a namedtuple; both clients
-    check the class): kafka-python's for its consumer, else labkit's."""
-    if consumer is not None and type(consumer).__module__.startswith("kafka."):
-        from kafka import TopicPartition as KafkaPythonTopicPartition
-
-        return KafkaPythonTopicPartition(topic, partition)
-    from labkit import TopicPartition
-
-    return TopicPartition(topic, partition)
-
-
-def serializer_for(producer_cls: Any, fn: Any) -> Any:
-    """``fn`` as ``producer_cls`` wants a value serializer: kafka-python 3 deprecates plain
-    callables (a DeprecationWarning per producer), so its producer gets its wrapper."""
-    if producer_cls.__module__.startswith("kafka."):
-        from kafka.serializer import SerializeWrapper
-
-        return SerializeWrapper(fn)
-    return fn
 
 
 def client_errors() -> tuple[type[BaseException], ...]:

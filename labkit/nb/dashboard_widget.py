@@ -7,8 +7,9 @@ Theory of operation
 API, kafka-python's names: ``list_topics``, ``describe_topics``,
 ``beginning_offsets``/``end_offsets``, ``list_consumer_groups``,
 ``list_consumer_group_offsets``, and labkit's ``describe_client_throttles``
-(clients a quota is slowing down; kafka-python's admin client has no such call, so it is
-skipped there) -- feeds the ``Snapshot`` to a
+(clients a quota is slowing down; labkit-only: on a Kafka cluster that is not labkit the
+admin client raises IncompatibleBrokerVersion for it, and the table stays empty) -- feeds
+the ``Snapshot`` to a
 ``DashboardModel`` (rates, lag; pure, in ``_dashmodel``) and writes the
 rendered HTML into an ``ipywidgets.HTML``. What Kafka UI shows, inside the
 notebook.
@@ -31,15 +32,9 @@ from collections.abc import Callable
 from typing import Any
 
 from labkit._clock import REAL_CLOCK, Clock
-from labkit.errors import IllegalArgumentError, IllegalStateError
+from labkit.errors import IllegalArgumentError, IllegalStateError, IncompatibleBrokerVersion
 from labkit.i18n import _
-from labkit.nb._connect import (
-    admin_class,
-    bootstrap_servers,
-    consumer_class,
-    explain,
-    topic_partition,
-)
+from labkit.nb._connect import bootstrap_servers, explain
 from labkit.nb._dashmodel import (
     DashboardModel,
     Snapshot,
@@ -86,11 +81,15 @@ def _offset_value(v: Any) -> int | None:
 
 
 def _throttles(admin: Any) -> list[ThrottleRow]:
-    """Throttled clients (labkit's admin call; kafka-python's admin client has none)."""
+    """Throttled clients (labkit's admin call; none on a Kafka cluster that is not labkit)."""
     describe = getattr(admin, "describe_client_throttles", None)
-    if not callable(describe):
+    if not callable(describe):  # an admin client without the call (kafka-python's)
         return []
-    return [ThrottleRow.from_wire(row) for row in describe() or [] if isinstance(row, dict)]
+    try:
+        rows = describe()
+    except IncompatibleBrokerVersion:  # labkit-only: Kafka shows throttling as JMX metrics
+        return []
+    return [ThrottleRow.from_wire(row) for row in rows or [] if isinstance(row, dict)]
 
 
 def collect(
@@ -108,8 +107,10 @@ def collect(
         names = [n for n in names if n in topics]
     elif not include_internal:
         names = [n for n in names if not n.startswith("__")]
+    from labkit import TopicPartition
+
     parts = _partitions_of(admin.describe_topics(names)) if names else {}
-    tps = [topic_partition(t, p, consumer) for t in names for p in parts.get(t, [])]
+    tps = [TopicPartition(t, p) for t in names for p in parts.get(t, [])]
     offsets: dict[tuple[str, int], tuple[int, int]] = {}
     if tps:
         starts = consumer.beginning_offsets(tps)
@@ -131,9 +132,12 @@ def collect(
 
 
 def _open_clients(servers: list[str]) -> tuple[Any, Any]:
-    admin = admin_class(servers)(bootstrap_servers=servers, client_id="labkit-dashboard")
+    # labkit's clients (over kafka-python's on a Kafka cluster that is not labkit)
+    from labkit import KafkaAdminClient, KafkaConsumer
+
+    admin = KafkaAdminClient(bootstrap_servers=servers, client_id="labkit-dashboard")
     try:
-        consumer = consumer_class(servers)(
+        consumer = KafkaConsumer(
             bootstrap_servers=servers,
             client_id="labkit-dashboard",
             group_id=None,

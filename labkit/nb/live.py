@@ -342,11 +342,12 @@ def _topics(source: Any) -> list[str]:
 
 
 def _open_consumer(source: Any, bootstrap: Any, from_beginning: bool) -> Any:
-    from labkit.nb._connect import bootstrap_servers, consumer_class
+    from labkit import KafkaConsumer
+    from labkit.nb._connect import bootstrap_servers
 
     topics = _topics(source)
     servers = bootstrap_servers(bootstrap)
-    return consumer_class(servers)(
+    return KafkaConsumer(
         *topics,
         bootstrap_servers=servers,
         auto_offset_reset="earliest" if from_beginning else "latest",

@@ -211,13 +211,10 @@ class EventStream:
     # -- internals -----------------------------------------------------------
 
     def _make_producer(self) -> Any:
-        from labkit.nb._connect import producer_class, serializer_for
+        from labkit import KafkaProducer
 
         servers = self._bootstrap if self._bootstrap else bootstrap_servers()
-        producer = producer_class(servers)
-        return producer(
-            bootstrap_servers=servers, value_serializer=serializer_for(producer, json_serializer)
-        )
+        return KafkaProducer(bootstrap_servers=servers, value_serializer=json_serializer)
 
     def _release_producer(self, timeout: float) -> None:
         if self.running:

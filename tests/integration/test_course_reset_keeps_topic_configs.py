@@ -13,10 +13,9 @@ import pytest
 
 pytest.importorskip("kafka")
 
-from labkit.client import ConfigResource, ConfigResourceType, NewTopic
+from labkit.client import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from labkit.course.checks import Exercise
 from labkit.course.reset import reset_exercise
-from labkit.nb import _connect
 
 pytestmark = [pytest.mark.usefixtures("kafka_python_garbage"), pytest.mark.timeout(300)]
 
@@ -27,7 +26,7 @@ def _reset_keeps_the_topics_own_configs(bootstrap: str, monkeypatch) -> None:
     monkeypatch.delenv("LABKIT_STUDENT", raising=False)
     monkeypatch.delenv("LABKIT_SHARED", raising=False)
     topic = f"reset-keeps-configs-{uuid.uuid4().hex[:8]}"
-    admin = _connect.admin_class(bootstrap)(bootstrap_servers=bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)  # over kafka-python's on Kafka
     try:
         admin.create_topics(
             [NewTopic(topic, num_partitions=1, replication_factor=1, topic_configs=KEEP_FOREVER)]

@@ -1,7 +1,8 @@
 """labkit.nb and the graded checks on a Kafka broker that is not labkit (Apache Kafka 4.1.1,
 one KRaft node): the lab tells the two apart, and the doctor, the dashboard's snapshot,
-live streams, ``nb.reset`` and the checks that ask the broker work there through
-kafka-python's clients. The same calls on labkit's broker keep using labkit's clients.
+live streams, ``nb.reset`` and the checks that ask the broker work there through labkit's
+own client classes, which delegate to kafka-python's there (client/delegate*.py) and talk
+ZeroMQ to labkit's broker.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 
 kafka = pytest.importorskip("kafka")
 
+from labkit import KafkaAdminClient  # noqa: E402
 from labkit.course import broker_checks  # noqa: E402
 from labkit.course.checks import Wrong  # noqa: E402
 from labkit.nb import _connect  # noqa: E402
@@ -69,11 +71,20 @@ def read_all_and_commit(bootstrap: str, topic: str, group: str, count: int = 10)
 def test_the_lab_tells_a_labkit_broker_from_another_kafka(apache_kafka, shared_broker):
     assert _connect.is_labkit_broker(shared_broker.bootstrap) is True
     assert _connect.is_labkit_broker(apache_kafka.bootstrap) is False
-    assert _connect.consumer_class(apache_kafka.bootstrap) is kafka.KafkaConsumer
-    assert _connect.producer_class(apache_kafka.bootstrap) is kafka.KafkaProducer
-    assert _connect.consumer_class(shared_broker.bootstrap).__module__.startswith("labkit.")
     # nobody listening: labkit's client says what is wrong, as before
     assert _connect.is_labkit_broker("127.0.0.1:1") is True
+    # the helpers' clients (the dashboard's here) are labkit's classes, which choose alike
+    expected = {
+        apache_kafka.bootstrap: ["DelegatingAdmin", "DelegatingConsumer"],  # over kafka-python
+        shared_broker.bootstrap: ["KafkaAdminClient", "KafkaConsumer"],
+    }
+    for where, names in expected.items():
+        admin, consumer = _open_clients([where])
+        try:
+            assert [type(admin).__name__, type(consumer).__name__] == names
+        finally:
+            consumer.close()
+            admin.close()
 
 
 def test_the_doctor_passes_on_apache_kafka_with_a_round_trip(apache_kafka):
@@ -166,7 +177,7 @@ def test_nb_reset_empties_topics_and_deletes_groups_on_apache_kafka(apache_kafka
         1: 0,
         2: 0,
     }
-    admin = _connect.admin_class(apache_kafka.bootstrap)(bootstrap_servers=apache_kafka.bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=apache_kafka.bootstrap)
     try:
         assert group not in {g for g, _ in admin.list_consumer_groups()}
         # labkit's describe_topics keys (kafka-python 2.0's) beside kafka-python 3.0's

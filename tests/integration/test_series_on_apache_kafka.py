@@ -15,10 +15,9 @@ a lab on a real cluster would set for notebook 07 (README, "Running the lab on a
 Kafka cluster"): the retention and cleaner threads look every second (``log.retention.check.interval.ms``,
 ``log.cleaner.backoff.ms``; Kafka's defaults are 5 minutes and 15 s).
 
-The notebooks' own ``from labkit import KafkaProducer`` clients and the ``!labkit ...``
-console tools reach Apache Kafka through kafka-python (labkit/client's delegation);
-``labkit.nb`` and the graded checks choose kafka-python's clients themselves
-(labkit/nb/_connect.py).
+The notebooks' own ``from labkit import KafkaProducer`` clients, the ``!labkit ...``
+console tools, ``labkit.nb`` and the graded checks reach Apache Kafka through kafka-python
+(labkit's client classes delegate to it: labkit/client/delegate*.py).
 """
 
 from __future__ import annotations

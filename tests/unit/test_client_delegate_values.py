@@ -98,7 +98,9 @@ def test_plain_function_serializers_are_wrapped_and_none_is_not_deserialized():
 
 def test_without_kafka_python_the_error_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "kafka", None)
-    with pytest.raises(labkit.KafkaConfigurationError, match=r"pip install 'labkit\[lab\]'"):
+    with pytest.raises(
+        labkit.KafkaConfigurationError, match=r"pip install 'labkit-streaming\[lab\]'"
+    ):
         delegate.kafka_python("k1:9092")
     monkeypatch.setitem(sys.modules, "kafka", types.SimpleNamespace(__version__="2.0.2"))
     with pytest.raises(labkit.KafkaConfigurationError, match=r"2\.0\.2 is installed"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from labkit.errors import UnsupportedVersionError
+from labkit.errors import IncompatibleBrokerVersion, UnsupportedVersionError
 from labkit.nb._dashmodel import DashboardModel, Snapshot, ThrottleRow, render_html, render_text
 from labkit.nb.dashboard_widget import collect
 
@@ -90,3 +90,7 @@ def test_collect_asks_the_admin_client_and_reports_its_errors():
             return []
 
     assert collect(KafkaPythonAdmin(), None, at=0.0).throttles == []
+    # on a Kafka cluster that is not labkit, labkit's admin client says the call is
+    # labkit-only (client/delegate_admin.py): no throttles table, no error
+    labkit_only = IncompatibleBrokerVersion("describe_client_throttles is labkit-only")
+    assert collect(_Admin(error=labkit_only), None, at=0.0).throttles == []

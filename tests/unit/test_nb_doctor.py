@@ -14,8 +14,10 @@ import pytest
 
 import labkit
 from labkit.errors import NoBrokersAvailable
+from labkit.nb import doctor_broker as broker
 from labkit.nb import doctor_checks as d
-from labkit.nb.doctor_checks import FAIL, OK, SKIP, WARN, Probe, Report, Result, unreachable_fix
+from labkit.nb.doctor_broker import Probe, unreachable_fix
+from labkit.nb.doctor_report import FAIL, OK, SKIP, WARN, Report, Result
 from labkit.testing.broker import free_port
 
 
@@ -82,11 +84,11 @@ def test_python_version():
 
 
 def test_split_address():
-    assert d.split_address("localhost:9092") == ("localhost", 9092)
-    assert d.split_address("broker") == ("broker", 9092)
-    assert d.split_address("[::1]:9093") == ("::1", 9093)
+    assert broker.split_address("localhost:9092") == ("localhost", 9092)
+    assert broker.split_address("broker") == ("broker", 9092)
+    assert broker.split_address("[::1]:9093") == ("::1", 9093)
     with pytest.raises(ValueError, match="'port'"):
-        d.split_address("host:port")
+        broker.split_address("host:port")
 
 
 def test_packages_missing_says_how_to_install():
@@ -148,17 +150,17 @@ def test_all_passed_line():
 
 def test_probe_sees_refused_open_and_unresolvable():
     port = free_port()
-    assert d.probe_address("127.0.0.1", port) == Probe(True, "refused")
+    assert broker.probe_address("127.0.0.1", port) == Probe(True, "refused")
     with socket.socket() as srv:
         srv.bind(("127.0.0.1", 0))
         srv.listen()
-        assert d.probe_address("127.0.0.1", srv.getsockname()[1]) == Probe(True, "open")
-    assert d.probe_address("no-such-host.invalid", 9092).resolves is False
+        assert broker.probe_address("127.0.0.1", srv.getsockname()[1]) == Probe(True, "open")
+    assert broker.probe_address("no-such-host.invalid", 9092).resolves is False
 
 
 def test_broker_check_nothing_listening_real_client():
     port = free_port()
-    r = d.broker_result([f"127.0.0.1:{port}"], 0.5, compose=False)
+    r = broker.broker_result([f"127.0.0.1:{port}"], 0.5, compose=False)
     assert r.status == FAIL
     assert f"no broker is running at 127.0.0.1:{port}" in r.detail
     assert "labkit broker" in r.fix
@@ -169,28 +171,28 @@ def test_broker_check_port_held_by_another_program():
         srv.bind(("127.0.0.1", 0))
         srv.listen()
         port = srv.getsockname()[1]
-        r = d.broker_result([f"127.0.0.1:{port}"], 0.5, compose=False)
+        r = broker.broker_result([f"127.0.0.1:{port}"], 0.5, compose=False)
     assert r.status == FAIL
     assert "not a labkit broker" in r.detail
 
 
 def test_broker_check_reads_name_and_version():
     info = {"broker": "labkit", "version": labkit.__version__}
-    assert d.broker_result(["h:1"], 1, info_fn=lambda s, t: info).status == OK
+    assert broker.broker_result(["h:1"], 1, info_fn=lambda s, t: info).status == OK
     other = {"broker": "labkit", "version": "0.0.1"}
-    r = d.broker_result(["h:1"], 1, info_fn=lambda s, t: other)
+    r = broker.broker_result(["h:1"], 1, info_fn=lambda s, t: other)
     assert r.status == WARN
     assert "git pull" in r.fix
-    assert d.broker_result(["h:1"], 1, info_fn=lambda s, t: {"broker": "kafka"}).status == FAIL
+    assert broker.broker_result(["h:1"], 1, info_fn=lambda s, t: {"broker": "kafka"}).status == FAIL
 
 
 def test_broker_check_never_raises():
     def boom(servers, timeout):
         raise NoBrokersAvailable("nope")
 
-    r = d.broker_result(["127.0.0.1:1"], 0.1, info_fn=boom, compose=False)
+    r = broker.broker_result(["127.0.0.1:1"], 0.1, info_fn=boom, compose=False)
     assert r.status == FAIL
-    bad = d.broker_result(["localhost:notaport"], 0.1, info_fn=boom, compose=False)
+    bad = broker.broker_result(["localhost:notaport"], 0.1, info_fn=boom, compose=False)
     assert bad.status == FAIL
     assert "host:port" in bad.fix
 
@@ -232,7 +234,7 @@ def test_cli_doctor_exit_code_and_output():
 
 def test_a_kafka_cluster_that_is_not_labkit_is_reported_ok_with_what_it_is():
     info = {"broker": "Kafka", "version": "4.1", "cluster_id": "abc", "brokers": 3}
-    r = d.broker_result(["k1:9092", "k2:9092"], 1, info_fn=lambda s, t: info)
+    r = broker.broker_result(["k1:9092", "k2:9092"], 1, info_fn=lambda s, t: info)
     assert r.status == OK
     assert r.detail == (
         "a Kafka cluster (not labkit) answers at k1:9092,k2:9092: 3 brokers, cluster id abc, "

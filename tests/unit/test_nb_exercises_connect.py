@@ -17,6 +17,8 @@ TRANSACTIONS, ALERTS = "nb12-transactions", "nb12-alerts"
 def _no_grading(monkeypatch):
     monkeypatch.delenv("LABKIT_GRADING", raising=False)
     monkeypatch.delenv("LABKIT_GRADE_LOG", raising=False)
+    monkeypatch.delenv("LABKIT_STUDENT", raising=False)  # a private lab unless a test says
+    monkeypatch.delenv("LABKIT_SHARED", raising=False)
 
 
 def source(**changes):
@@ -79,6 +81,7 @@ def test_12_1_a_right_source_config_passes(answer):
         (source(file=ALERTS_FILE), "str(TX_FILE)"),
         (source(file=None), "str(TX_FILE)"),
         (source(name=None), '"name"'),
+        (source(name="transactions-in"), "SOURCE_NAME ('nb12-transactions-in')"),
         (source(**{"tasks.max": "2"}), "one task"),
         ("FileStreamSource", "dict of strings"),
     ],
@@ -108,6 +111,7 @@ def test_12_2_a_right_sink_config_passes():
         (sink(topics=f"{ALERTS},{TRANSACTIONS}"), "ALERTS ('nb12-alerts')"),
         (sink(topics=TRANSACTIONS), "ALERTS ('nb12-alerts')"),
         (sink(file=TX_FILE), "str(ALERTS_FILE)"),
+        (sink(name="alerts-out"), "SINK_NAME ('nb12-alerts-out')"),
     ],
 )
 def test_12_2_a_wrong_sink_config_fails_with_a_hint(answer, hint):
@@ -115,3 +119,22 @@ def test_12_2_a_wrong_sink_config_fails_with_a_hint(answer, hint):
     assert result.status == "FAIL"
     if nb.language() == "en":
         assert hint in result.line
+
+
+def test_on_a_shared_broker_each_students_sink_has_a_consumer_group_of_their_own(monkeypatch):
+    """Connect's group for a sink is "connect-" + the connector's name: the name the check
+    asks for carries the student's prefix, so two students' sinks never share a group."""
+    groups = {}
+    for student in ("anna", "bob"):
+        monkeypatch.setenv("LABKIT_STUDENT", student)
+        unprefixed = check_sink(sink())  # "nb12-alerts-out", as on a private lab
+        assert unprefixed.status == "FAIL"
+        if nb.language() == "en":
+            assert f"SINK_NAME ('{student}.nb12-alerts-out')" in unprefixed.line
+        named = sink(name=nb.group("nb12-alerts-out"))  # the notebook's SINK_NAME
+        assert check_sink(named).status == "PASS"
+        groups[student] = "connect-" + named["name"]  # Connect's group id for this sink
+    assert groups == {
+        "anna": "connect-anna.nb12-alerts-out",
+        "bob": "connect-bob.nb12-alerts-out",
+    }

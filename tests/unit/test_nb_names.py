@@ -209,7 +209,8 @@ def test_the_doctor_fails_the_student_line_for_a_bad_setting(env):
 def test_the_doctor_report_includes_the_student_line(env, monkeypatch):
     env(LABKIT_STUDENT="celina")
     monkeypatch.setattr(
-        doctor_module, "_broker_info", lambda servers, timeout: {"broker": "labkit", "version": "?"}
+        "labkit.nb.doctor_broker._broker_info",
+        lambda servers, timeout: {"broker": "labkit", "version": "?"},
     )
     out = io.StringIO()
     report = doctor_module.doctor("127.0.0.1:1", roundtrip=False, file=out)

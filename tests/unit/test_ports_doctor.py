@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import labkit
 from labkit.errors import NoBrokersAvailable
-from labkit.nb import doctor_checks as d
-from labkit.nb.doctor_checks import FAIL, OK
+from labkit.nb.doctor_broker import broker_result
+from labkit.nb.doctor_report import FAIL, OK
 
 
 def test_the_broker_line_names_the_zeromq_endpoint():
     info = {"broker": "labkit", "version": labkit.__version__, "zmq_address": "localhost:9192"}
-    result = d.broker_result(["localhost:9092"], 1, info_fn=lambda s, t: info)
+    result = broker_result(["localhost:9092"], 1, info_fn=lambda s, t: info)
     assert result.status == OK
     assert "answers at localhost:9092 (ZeroMQ at localhost:9192)" in result.detail
 
@@ -24,7 +24,7 @@ def test_a_zeromq_port_out_of_reach_is_named_with_the_fix():
             "localhost:9192 refused the connection (nothing listens there)."
         )
 
-    result = d.broker_result(["localhost:9092"], 1, info_fn=unreachable, compose=False)
+    result = broker_result(["localhost:9092"], 1, info_fn=unreachable, compose=False)
     assert result.status == FAIL
     assert "its ZeroMQ port localhost:9192 does not" in result.detail
     assert "publish both" in result.fix

@@ -1,9 +1,15 @@
 """Notebook 12, Kafka Connect: the checks of its exercises (rules in ``labkit.course.exercises``).
 
 - ``12.1`` (2 points) The FileStreamSource's config: the transactions file into the
-  transactions topic (``topic``, singular). Pure: it looks at the dict only.
+  transactions topic (``topic``, singular), named SOURCE_NAME. Pure: it looks at the dict
+  only (and at the student's prefix, labkit.nb.names).
 - ``12.2`` (2 points) The FileStreamSink's config: the alerts topic out to a file
-  (``topics``, plural). Pure.
+  (``topics``, plural), named SINK_NAME. Pure.
+
+A connector is named as the notebook names it (``nb.group("nb12-alerts-out")``): Connect
+calls a sink's consumer group ``connect-<connector name>``, so on a broker shared by a class
+the name's prefix is what keeps two students' sinks out of one group, and the notebook's
+later cells find the connector (REST API) and the group by that name.
 - ``12.3`` (3 points) Alerts through the sink: the alerts topic holds exactly the alert
   lines of the transactions topic's large payments (amount > 3000), once each, and the
   sink's file holds exactly the topic's lines -- both read here, from the broker and the
@@ -24,7 +30,7 @@ from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
-from labkit.course.broker_checks import full_topic, read_topic, verify_records
+from labkit.course.broker_checks import full_group, full_topic, read_topic, verify_records
 from labkit.course.checks import Registry, Wrong, counted, expect
 from labkit.course.exercises._ref import alert_line
 from labkit.i18n import N_, _
@@ -34,6 +40,7 @@ exercise = EXERCISES.exercise
 
 # the notebook's names (nb.topic adds a student's prefix on a shared broker)
 TRANSACTIONS, ALERTS = "nb12-transactions", "nb12-alerts"
+SOURCE_NAME, SINK_NAME = "nb12-transactions-in", "nb12-alerts-out"  # connectors, via nb.group
 SOURCE_CLASSES = ("FileStreamSource", "org.apache.kafka.connect.file.FileStreamSourceConnector")
 SINK_CLASSES = ("FileStreamSink", "org.apache.kafka.connect.file.FileStreamSinkConnector")
 LARGE = 3000
@@ -43,8 +50,11 @@ def _same_file(given: object, wanted: str | Path) -> bool:
     return isinstance(given, str | Path) and Path(given).resolve() == Path(wanted).resolve()
 
 
-def _connector_config(config: object, *, classes: tuple[str, ...], other: tuple[str, ...]) -> None:
-    """What a source's and a sink's config share: a dict, a name, the class, one task."""
+def _connector_config(
+    config: object, *, classes: tuple[str, ...], other: tuple[str, ...], name: tuple[str, str]
+) -> None:
+    """What a source's and a sink's config share: a dict, the notebook's name for it
+    (``name``: its variable and its bare name), the class, one task."""
     expect(
         isinstance(config, Mapping),
         _(
@@ -56,6 +66,14 @@ def _connector_config(config: object, *, classes: tuple[str, ...], other: tuple[
         _(
             'give the connector a "name": the worker knows it by that name (its REST API, its offsets)'
         ),
+    )
+    variable, bare = name
+    expected = full_group(bare)
+    expect(
+        config.get("name") == expected,
+        _(
+            '"name" is {got!r}: name the connector {variable} ({expected!r}), as the notebook does. Connect calls a sink\'s consumer group "connect-" + its name, so on a shared broker the name carries your prefix, and the next cells find the connector by it'
+        ).format(got=config.get("name"), variable=variable, expected=expected),
     )
     kind = config.get("connector.class")
     expect(
@@ -83,7 +101,9 @@ def _connector_config(config: object, *, classes: tuple[str, ...], other: tuple[
 def source_config(config, *, file, topic):
     """config: the FileStreamSource's config (a dict); file, topic: where it should read
     from and write to (the notebook's TX_FILE and TRANSACTIONS)."""
-    _connector_config(config, classes=SOURCE_CLASSES, other=SINK_CLASSES)
+    _connector_config(
+        config, classes=SOURCE_CLASSES, other=SINK_CLASSES, name=("SOURCE_NAME", SOURCE_NAME)
+    )
     expect(
         "topic" in config or "topics" not in config,
         _('a source writes to one topic: its key is "topic" (singular); "topics" is a sink\'s'),
@@ -106,7 +126,9 @@ def source_config(config, *, file, topic):
 def sink_config(config, *, topic, file):
     """config: the FileStreamSink's config (a dict); topic, file: what it should read and
     where it should write (the notebook's ALERTS and ALERTS_FILE)."""
-    _connector_config(config, classes=SINK_CLASSES, other=SOURCE_CLASSES)
+    _connector_config(
+        config, classes=SINK_CLASSES, other=SOURCE_CLASSES, name=("SINK_NAME", SINK_NAME)
+    )
     expect(
         "topics" in config,
         _(
