@@ -55,7 +55,7 @@ ALLOWED = {
 }
 ZMQ_MODULES = {
     "broker/server.py",
-    "client/transport.py",
+    "client/zmq_bootstrap.py",
     "testing/broker.py",
     "kafka/listener.py",
 }
