@@ -16,6 +16,7 @@ import pytest
 
 from labkit import KafkaConsumer, KafkaProducer
 from labkit._clock import REAL_CLOCK
+from labkit.client import zmtp
 from labkit.client.transport import Transport
 from labkit.client.zmtp import GREETING, ZmtpConnection, command, ready_command
 
@@ -149,7 +150,9 @@ def test_messages_sent_before_the_handshake_go_out_after_it_in_order(peer):
     assert peer.message() == [b"LK1", b"2", b"second"]
 
 
-def test_big_and_small_frames_cross_whole_both_ways(peer):
+@pytest.mark.parametrize("gathered", [True, False], ids=["sendmsg", "send"])
+def test_big_and_small_frames_cross_whole_both_ways(peer, monkeypatch, gathered):
+    monkeypatch.setattr(zmtp, "_HAS_SENDMSG", gathered)  # False: as on Windows
     client = Client(peer.port)
     accepting = _accept_in_background(peer)
     client.until(lambda: client.ups == 1)
@@ -286,3 +289,18 @@ def test_the_answer_is_read_by_the_transport_s_own_thread(shared_broker):
         transport.close()
     assert readers
     assert set(readers) == {transport._thread.ident}
+
+
+def test_where_poll_is_missing_the_transport_sleeps_in_select(shared_broker, monkeypatch):
+    """Windows has no select.poll: the I/O thread falls back to select.select."""
+    import select
+
+    monkeypatch.delattr(select, "poll")
+    transport = Transport(shared_broker.bootstrap)
+    try:
+        assert transport._thread.is_alive()
+        for _ in range(3):  # the thread sleeps between them: woken by the socket pair
+            assert transport.call("api_versions", {}).header["error"] == 0
+            time.sleep(0.05)
+    finally:
+        transport.close()
