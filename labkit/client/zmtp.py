@@ -36,8 +36,9 @@ Theory of operation
   answers); requests to it time out by ``request_timeout_ms``.
 - **Buffers**: reads go into one 256 KiB buffer and frames are cut out of it; a frame
   that does not fit gets a buffer of its own that the socket fills directly (a fetch
-  answer of megabytes is never copied twice). Writes are gathered with ``sendmsg``;
-  frames of 64 KiB and more are not copied.
+  answer of megabytes is never copied twice). A frame announced over ``MAX_FRAME``
+  (1 GiB; no reply comes near) drops the connection instead of being allocated.
+  Writes are gathered with ``sendmsg``; frames of 64 KiB and more are not copied.
 
 Not thread-safe: only the transport's I/O thread calls it (``fileno()``, ``wants_write()``,
 ``read()``, ``write()``, ``tick()``, ``close()``).
@@ -71,6 +72,9 @@ _PROPERTY_SIZE = struct.Struct(">I")
 _CHUNK = 256 * 1024  # one read's buffer
 _NO_COPY = 65536  # frames this big are written from the caller's buffer
 _MAX_IOV = 512  # buffers per sendmsg (the kernel's IOV_MAX is 1024)
+# no broker reply comes near (fetch.max.bytes is 55 MiB): a bigger size is a broken or
+# hostile peer, dropped instead of allocating it
+MAX_FRAME = 1 << 30
 _MAX_READS = 16  # reads per read() call before the I/O thread's other work runs again
 _RETRY_ERRNOS = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
 _HAS_SENDMSG = hasattr(socket.socket, "sendmsg")
@@ -276,6 +280,9 @@ class ZmtpConnection:
                     break
                 size = _SIZE.unpack_from(buf, pos + 1)[0]
                 start = pos + 9
+                if size > MAX_FRAME:
+                    self._lose(f"the peer announced a frame of {size} bytes (over {MAX_FRAME})")
+                    return
             else:
                 size = buf[pos + 1]
                 start = pos + 2

@@ -208,6 +208,17 @@ def test_a_lost_connection_is_reported_once_and_made_again(peer):
     assert "closed" in client.downs[0]
 
 
+def test_a_frame_bigger_than_any_reply_drops_the_connection(peer):
+    client = Client(peer.port)
+    accepting = _accept_in_background(peer)
+    client.until(lambda: client.ups == 1)
+    accepting.join(10)
+    peer.sock.sendall(b"\x02" + struct.pack(">Q", 1 << 40) + b"x" * 100)
+    client.until(lambda: client.downs)
+    assert "frame of 1099511627776 bytes" in client.downs[0]
+    assert client.conn.state == "down"  # and it connects again after the backoff
+
+
 def test_a_peer_that_is_not_zmtp_is_dropped_without_reporting_a_loss(peer):
     client = Client(peer.port)
     accepting = threading.Thread(target=lambda: _not_zmtp(peer), daemon=True)
