@@ -476,11 +476,11 @@ class Transport:
         self._outbox.clear()
         for p in pending:
             p.future.failure(error)
-        with self._wake_lock:
+        self._conn.flush(_CLOSE_LINGER_MS / 1000.0)  # what is queued still goes out
+        self._conn.close()
+        with self._wake_lock:  # not while flushing: wakeup() would wait for it
             self._closed = True
             self._closing = True
-            self._conn.flush(_CLOSE_LINGER_MS / 1000.0)  # what is queued still goes out
-            self._conn.close()
             self._wake_send.close()
             self._wake_recv.close()
 
