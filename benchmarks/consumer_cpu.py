@@ -13,7 +13,9 @@ wake-ups) a second, and per thread (from ``/proc/<pid>/task``, Linux): wake-ups,
 preemptions and CPU, with the client's threads named (``cons<i>``: the ``poll()``
 thread, ``io<i>``: its I/O thread; ``ZMQbg``: libzmq's; CPU per thread is divided by
 the records of all consumers). Compare A/B by alternating
-runs in the same minutes (PYTHONPATH picks the checkout) and give the load average.
+runs in the same minutes (PYTHONPATH picks the checkout: run from a directory outside
+every checkout, since the ``python -c`` children put the current directory first on
+their path) and give the load average.
 """
 
 from __future__ import annotations

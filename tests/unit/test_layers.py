@@ -58,7 +58,7 @@ ALLOWED = {
 }
 ZMQ_MODULES = {
     "broker/server.py",
-    "client/transport.py",
+    "client/zmq_bootstrap.py",
     "testing/broker.py",
     "kafka/listener.py",
 }
