@@ -439,6 +439,24 @@ class ClusterMember:
             self._skipped.add(why)
             log.warning("%s", why)
 
+    # -- the leader's ISR writes (from the broker's replication thread) -------------------------
+
+    def update_isr(
+        self, topic: str, partition: int, state: znodes.PartitionState, version: int
+    ) -> bool:
+        """A leader's new ISR, written as Kafka 2.x's leader did in ZooKeeper mode: the
+        state znode set only at ``version`` (the one this leader read), so a leader the
+        controller has replaced since, or a state the controller changed, fails. True
+        when written; the worker then reads it (the set fires the state's watch)."""
+        try:
+            self._zk.set_async(
+                znodes.state_path(topic, partition), znodes.encode_state(state), version
+            ).get(timeout=ADMIN_TIMEOUT_S)
+        except (BadVersionError, NoNodeError):
+            return False
+        self._poke()
+        return True
+
     # -- admin writes (from the broker's loop thread) ------------------------------------------
 
     def live_brokers(self) -> list[int]:
