@@ -91,7 +91,7 @@ class ClusterSettings:
     connection_timeout_ms: int | None = None  # None: the session timeout (Kafka's)
     unclean_leader_election: bool = False
     default_replication_factor: int = 1
-    min_insync_replicas: int = 1  # the broker's default (the data plane enforces it)
+    min_insync_replicas: int = 1  # the broker's default (acks=all enforces it)
 
 
 def _how_to_start(connect: str) -> str:
