@@ -282,8 +282,8 @@ class Handlers(TopicAdmin, ReplicaApi):
                     created.append(name)
                 if self.cluster is not None:
                     self.cluster.check_leader(name, partition)
-                    if replicate is not None and self.replication is not None:
-                        self.replication.check_enough(name, partition)
+                    if self.replication is not None:
+                        self.replication.check_produce(name, partition, replicate is not None)
                 plog = registry.partition(name, partition)
                 size = len(batch)
                 if size > topic.max_message_bytes:

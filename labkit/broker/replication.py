@@ -24,7 +24,7 @@ again; the ``labkit-isr`` thread writes it to the state znode at the version rea
 (``ClusterMember.update_isr``: a controller's newer write wins), and the next snapshot
 makes it the ISR here (``set_isr``).
 
-**acks=all** (``produce`` with acks=-1): ``check_enough`` refuses before the append with
+**acks=all** (``produce`` with acks=-1): ``check_produce`` refuses before the append with
 NOT_ENOUGH_REPLICAS when the ISR is smaller than ``min.insync.replicas`` (the topic's
 ZooKeeper config, else the broker's). After the fsync round the reply waits here
 (``hold``) until the high watermark reaches the end of what the produce appended; each
@@ -106,6 +106,7 @@ class Replication:
         self.fetchers = FetcherPool(self.broker_id, open_dealer)
         self._waiting: list[Waiting] = []
         self._seen = None
+        self._incomplete = False  # a partition's local log did not exist yet: apply again
         self._next_isr_check = 0
         self._isr_jobs: queue.Queue = queue.Queue()
         self._isr_thread = threading.Thread(target=self._write_isrs, name="labkit-isr", daemon=True)
@@ -116,18 +117,21 @@ class Replication:
     def apply(self) -> bool:
         """Give each partition its role from the newest snapshot; True when one changed."""
         snapshot = self.cluster.snapshot
-        if snapshot is self._seen:
+        if snapshot is self._seen and not self._incomplete:
             return False
-        self._seen = snapshot
+        self._seen, self._incomplete = snapshot, False
         me, now = self.broker_id, self.clock.time_ms()
         mine: set[Key] = set()
         for name, view in snapshot.topics.items():
-            topic = self.registry.get(name)
-            if topic is None or view.marked_for_deletion:
+            if view.marked_for_deletion:
                 continue
+            topic = self.registry.get(name)
             for partition, replicas in view.assignment.items():
                 state = view.state(partition)
-                if me not in replicas or state is None or partition >= len(topic.partitions):
+                if me not in replicas or state is None:
+                    continue
+                if topic is None or partition >= len(topic.partitions):
+                    self._incomplete = True  # its local log is being created: next turn
                     continue
                 key = (name, partition)
                 plog = topic.partitions[partition]
@@ -212,13 +216,18 @@ class Replication:
             int(value) if value and value.isdigit() else self.cluster.settings.min_insync_replicas
         )
 
-    def check_enough(self, topic: str, partition: int) -> None:
-        """acks=all: raises NotEnoughReplicasError when the ISR is below min.insync.replicas."""
+    def check_produce(self, topic: str, partition: int, acks_all: bool) -> None:
+        """Raises NotLeaderForPartitionError while ZooKeeper's decision that this broker
+        leads is not applied yet, and for acks=all NotEnoughReplicasError when the ISR is
+        smaller than min.insync.replicas."""
         led = self.led.get((topic, partition))
         if led is None:
             raise NotLeaderForPartitionError(
-                f"broker {self.broker_id} is not leading {topic}-{partition} yet; retry"
+                f"broker {self.broker_id} is becoming the leader of {topic}-{partition}; "
+                "retry in a moment"
             )
+        if not acks_all:
+            return
         wanted = self.min_insync(topic)
         if not led.replicas.enough_replicas(wanted):
             raise NotEnoughReplicasError(
