@@ -368,6 +368,7 @@ class BrokerLoop:
             if self.replication.apply():
                 self._recheck_all = True  # a new leader's parked fetches may be answered
             self.replication.check_isr()
+            self.replication.checkpoint()
             self.replication.release()
         self._wake_parked()
         now = self.clock.monotonic()

@@ -33,6 +33,13 @@ NOT_ENOUGH_REPLICAS_AFTER_APPEND a partition whose ISR shrank below the minimum,
 NOT_LEADER_OR_FOLLOWER one this broker no longer leads, and with REQUEST_TIMED_OUT one
 still waiting after the produce's ``timeout_ms``.
 
+**High watermark checkpoint**: every ``replica.high.watermark.checkpoint.interval.ms``
+(5000, as Kafka) the high watermarks of the partitions led or followed here go to
+``replication-offset-checkpoint`` (log/hw_checkpoint.py; written by the ``labkit-isr``
+thread, never the loop); at its first role a partition takes its high watermark from
+that file (a leader without an entry: its log start, learning the rest from its
+followers' fetches).
+
 Loop thread only, except the ``labkit-isr`` thread (its queue) and the fetcher threads.
 """
 
@@ -56,11 +63,12 @@ from labkit.errors import (
     NotLeaderForPartitionError,
     RequestTimedOutError,
 )
-from labkit.log import PartitionLog
+from labkit.log import PartitionLog, hw_checkpoint
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, int]
+HW_CHECKPOINT_INTERVAL_MS = 5000  # Kafka's replica.high.watermark.checkpoint.interval.ms
 
 
 @dataclass
@@ -108,6 +116,8 @@ class Replication:
         self._seen = None
         self._incomplete = False  # a partition's local log did not exist yet: apply again
         self._next_isr_check = 0
+        self._marks = hw_checkpoint.read(registry.data_dir)  # the last checkpoint's
+        self._next_checkpoint = 0
         self._isr_jobs: queue.Queue = queue.Queue()
         self._isr_thread = threading.Thread(target=self._write_isrs, name="labkit-isr", daemon=True)
         self._isr_thread.start()
@@ -135,6 +145,8 @@ class Replication:
                     continue
                 key = (name, partition)
                 plog = topic.partitions[partition]
+                if plog._high_watermark is None and key in self._marks:  # restarted here
+                    plog.set_high_watermark(self._marks[key])
                 if state.leader == me:
                     mine.add(key)
                     self._lead(key, plog, list(replicas), state, now)
@@ -274,11 +286,32 @@ class Replication:
             )
             self._isr_jobs.put((key, new, version, led))
 
+    def checkpoint(self, force: bool = False) -> None:
+        """Every HW_CHECKPOINT_INTERVAL_MS: hand the high watermarks to the labkit-isr thread."""
+        now = self.clock.time_ms()
+        if now < self._next_checkpoint and not force:
+            return
+        self._next_checkpoint = now + HW_CHECKPOINT_INTERVAL_MS
+        marks = {key: led.plog.high_watermark for key, led in self.led.items()}
+        for key in self.fetchers.followed():
+            topic = self.registry.get(key[0])
+            if topic is not None and key[1] < len(topic.partitions):
+                marks[key] = topic.partitions[key[1]].high_watermark
+        if marks != self._marks:
+            self._marks = marks
+            self._isr_jobs.put(("checkpoint", dict(marks)))
+
     def _write_isrs(self) -> None:
         while True:
             job = self._isr_jobs.get()
             if job is None:
                 return
+            if job[0] == "checkpoint":
+                try:
+                    hw_checkpoint.write(self.registry.data_dir, job[1])
+                except OSError as exc:
+                    log.warning("could not write the high-watermark checkpoint: %s", exc)
+                continue
             (topic, partition), new, version, led = job
             member = self.cluster.member
             try:
@@ -351,8 +384,10 @@ class Replication:
         self._waiting = still
 
     def close(self) -> None:
-        """Stop the threads; what still waits is answered by the caller's shutdown."""
+        """Stop the threads (the last checkpoint written first); answer what waits."""
+        self.checkpoint(force=True)
         self._isr_jobs.put(None)
+        self._isr_thread.join(timeout=10)
         self.fetchers.close()
         for waiting in self._waiting:
             results = waiting.reply.header["results"]

@@ -11,12 +11,13 @@ from types import SimpleNamespace
 import pytest
 
 from labkit.broker.config import BrokerConfig
-from labkit.broker.replication import Replication
+from labkit.broker.replication import HW_CHECKPOINT_INTERVAL_MS, Replication
 from labkit.broker.replies import Reply
 from labkit.broker.topics import TopicRegistry
 from labkit.cluster.decisions import ClusterSnapshot, TopicView
 from labkit.cluster.znodes import BrokerInfo, PartitionState
 from labkit.errors import NotEnoughReplicasError, NotLeaderForPartitionError
+from labkit.log import hw_checkpoint
 from labkit.protocol.records import encode_batch, validate_batch
 from labkit.testing import FakeClock
 
@@ -180,3 +181,37 @@ def test_a_lagging_follower_is_proposed_out_of_the_isr_at_the_version_read(setup
     topic, partition, state, version = s.cluster.member.writes[0]
     assert (topic, partition, version) == (TOPIC, 0, 7)
     assert state == PartitionState(1, 0, (1, 2), 1)  # same leader epoch: the leader's write
+
+
+def test_the_high_watermarks_are_checkpointed_and_read_back_by_a_restarted_leader(tmp_path):
+    clock = FakeClock()
+    config = BrokerConfig.build(port=9092, data_dir=tmp_path, overrides={})
+    registry = TopicRegistry(config.data_dir, config.log_defaults, clock, 1).open()
+    registry.create(TOPIC, 1, 1, {})
+    batch = encode_batch([clock.time_ms()] * 3, None, [b"a", b"b", b"c"])
+    registry.partition(TOPIC, 0).append(batch, validate_batch(batch))
+    registry.close()
+    hw_checkpoint.write(tmp_path, {(TOPIC, 0): 2})  # what the broker had written before
+
+    registry = TopicRegistry(config.data_dir, config.log_defaults, clock, 1).open()
+    cluster = SimpleNamespace(
+        broker_id=1,
+        snapshot=snapshot([1, 2, 3]),
+        settings=SimpleNamespace(min_insync_replicas=1),
+        member=FakeMember(),
+    )
+    replication = Replication(cluster, registry, clock, LAG_MS, lambda *a: None, None)
+    try:
+        replication.apply()
+        plog = registry.partition(TOPIC, 0)
+        assert plog.log_end_offset == 3
+        assert plog.high_watermark == 2  # not the log end: offset 2 may not be replicated
+        plog_end = plog.log_end_offset
+        replication.on_replica_fetch(TOPIC, 0, 2, plog_end, plog_end, clock.time_ms())
+        replication.on_replica_fetch(TOPIC, 0, 3, plog_end, plog_end, clock.time_ms())
+        clock.advance(HW_CHECKPOINT_INTERVAL_MS / 1000)
+        replication.checkpoint()
+    finally:
+        replication.close()
+        registry.close()
+    assert hw_checkpoint.read(tmp_path) == {(TOPIC, 0): 3}
