@@ -2,8 +2,9 @@
 through the Kafka listener (they follow leaders). Replication factor 3,
 min.insync.replicas=2, acks=all:
 
-- the leader is killed with SIGKILL while a producer writes: every acknowledged record
-  is read back from the new leader, and the replicas' logs are byte-identical up to the
+- the leader is killed with SIGKILL (or stopped with SIGSTOP past the ZooKeeper session
+  timeout, then let go on) while a producer writes: every acknowledged record is read
+  back from the new leader, and the replicas' logs are byte-identical up to the
   high watermark (also the old leader's, once it came back and truncated, KIP-101); the
   time to a new leader is printed;
 - a follower stopped with SIGSTOP past replica.lag.time.max.ms leaves the ISR and comes
@@ -127,10 +128,11 @@ def consume_all(bootstrap: str, name: str, expected: int) -> list[bytes]:
         consumer.close()
 
 
-def test_kill_the_leader_under_acks_all_loses_no_acknowledged_record(zookeeper, cluster):
+@pytest.mark.parametrize("fault", ["kill -9", "SIGSTOP past the session timeout"])
+def test_losing_the_leader_under_acks_all_loses_no_acknowledged_record(zookeeper, cluster, fault):
     from confluent_kafka import Producer
 
-    name = "acked"
+    name = "acked-kill" if fault == "kill -9" else "acked-paused"
     create(cluster[1], name)
     with zk_client(zookeeper) as zk:
         wait_for(
@@ -145,6 +147,9 @@ def test_kill_the_leader_under_acks_all_loses_no_acknowledged_record(zookeeper, 
                 "enable.idempotence": True,
                 "linger.ms": 5,
                 "message.timeout.ms": 60000,
+                # a paused leader keeps its connections: give up on its answer sooner (the
+                # idempotent producer then retries at the new leader)
+                "request.timeout.ms": 5000,
             }
         )
         acked: list[bytes] = []
@@ -171,7 +176,10 @@ def test_kill_the_leader_under_acks_all_loses_no_acknowledged_record(zookeeper, 
         writer.start()
         wait_for("records acknowledged before the kill", lambda: len(acked) >= 300)
         killed_at = time.monotonic()
-        cluster[leader].kill()
+        if fault == "kill -9":
+            cluster[leader].kill()
+        else:
+            os.kill(cluster[leader].pid, signal.SIGSTOP)
         new = wait_for(
             "a new leader",
             lambda: state(zk, name).get("leader") not in (None, -1, leader),
@@ -180,11 +188,13 @@ def test_kill_the_leader_under_acks_all_loses_no_acknowledged_record(zookeeper, 
         )
         elapsed = time.monotonic() - killed_at
         print(
-            f"\nkill -9 of leader {leader} -> new leader "
+            f"\n{fault} of leader {leader} -> new leader "
             f"{state(zk, name)['leader']} in {elapsed:.2f} s "
             f"(zookeeper.session.timeout.ms={SESSION_TIMEOUT_MS})"
         )
         assert new
+        if fault != "kill -9":  # back after it was replaced: a stale leader, now fenced
+            os.kill(cluster[leader].pid, signal.SIGCONT)
         wait_for("records acknowledged after the kill", lambda: len(acked) >= 1500, timeout=60)
         stop.set()
         writer.join(90)
@@ -198,7 +208,8 @@ def test_kill_the_leader_under_acks_all_loses_no_acknowledged_record(zookeeper, 
         assert not missing, f"{len(missing)} acknowledged records lost, e.g. {sorted(missing)[:3]}"
 
         # the old leader comes back, truncates to the new leader's epoch and catches up
-        cluster[leader].start()
+        if fault == "kill -9":
+            cluster[leader].start()
         wait_for(
             "the old leader back in the ISR",
             lambda: sorted(state(zk, name).get("isr", [])) == [1, 2, 3],
