@@ -27,6 +27,9 @@ one; the broker hands that to its loop thread (broker/cluster_sync.py).
   the broker's loop thread; each waits at most ``ADMIN_TIMEOUT_S`` for ZooKeeper. They
   write what Kafka's AdminZkClient wrote: the config, then the assignment (the controller
   then creates the partition states), or the ``/admin/delete_topics`` marker.
+- **The leader's ISR writes** (``update_isr``, from the broker's ``labkit-isr`` thread): the
+  state znode set at the version the leader read, as Kafka 2.x's leader did; a state the
+  controller changed since fails the write and the leader decides again.
 - **stop()** closes the session, so the ephemeral nodes go at once (a clean shutdown hands
   the controller over without waiting for a session timeout).
 
