@@ -16,9 +16,9 @@ the kazoo layer) and is the broker's only way to the cluster:
   (``check_leader``: NOT_LEADER_OR_FOLLOWER / LEADER_NOT_AVAILABLE) and to write topic
   changes to ZooKeeper (``create_topic``...), which the controller then acts on.
 
-Until the data plane exists (issue 16's second half, docs/replication.md) every broker keeps
-a local log for every partition, but only the leader's receives records: followers hold no
-copy of the data.
+Every broker keeps a local log for every partition of ZooKeeper's topics; the data plane
+(broker/replication.py) makes each a leader's or a follower's copy from the snapshots this
+class applies.
 """
 
 from __future__ import annotations

@@ -53,6 +53,7 @@ BROKER_KEYS = (
     "default.replication.factor",
     "min.insync.replicas",
     "unclean.leader.election.enable",
+    "replica.lag.time.max.ms",
 )
 _LISTENER_KEYS = ("listeners", "advertised.listeners", "listener.security.protocol.map")
 
@@ -128,8 +129,10 @@ class BrokerConfig:
     zookeeper_session_timeout_ms: int = 18_000  # Kafka 2.5+'s default
     zookeeper_connection_timeout_ms: int | None = None  # None: the session timeout (Kafka's)
     default_replication_factor: int = 1
-    min_insync_replicas: int = 1  # kept in ZooKeeper's topic configs; enforced by the data plane
+    min_insync_replicas: int = 1  # kept in ZooKeeper's topic configs; acks=all enforces it
     unclean_leader_election_enable: bool = False
+    # a follower that has not caught up for this long leaves the ISR (Kafka's default)
+    replica_lag_time_max_ms: int = 30_000
     # what every topic starts from: Kafka's defaults + the broker's log.* overrides
     log_defaults: LogConfig = dataclasses.field(default_factory=LogConfig)
 
@@ -209,6 +212,8 @@ class BrokerConfig:
                 fields["min_insync_replicas"] = _int(key, value, 1)
             elif key == "unclean.leader.election.enable":
                 fields["unclean_leader_election_enable"] = _bool(key, value)
+            elif key == "replica.lag.time.max.ms":
+                fields["replica_lag_time_max_ms"] = _int(key, value, 1)
             elif key in _LISTENER_KEYS or key == "kafka.port":
                 pass  # below, once advertised.host.name is known
             elif key == "advertised.host.name":

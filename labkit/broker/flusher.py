@@ -184,6 +184,8 @@ class GroupCommit:
         self._rolled: dict = {}  # id(log) -> log whose sealed segment needs its index files
         self._busy = False
         self._thread: _FlusherThread | None = None
+        # cluster mode: holds an acks=all reply for the ISR after its fsync (True: held)
+        self.replicated: Callable[[bytes, bytes, Reply], bool] | None = None
         registry.deferred = True
         offsets.group_commit = True
         self._quotas.deferred = True
@@ -336,6 +338,12 @@ class GroupCommit:
                 _patch_quotas(header, quotas_error)
             elif reply.log_starts and round_.failed_starts:
                 _patch_log_starts(header, reply.log_starts, round_.failed_starts)
+            if (
+                reply.replicate
+                and self.replicated is not None
+                and self.replicated(identity, rid, reply)
+            ):
+                continue  # cluster mode: it waits for the in-sync replicas too
             self._send(identity, rid, header, reply.payloads)
         held, self._held = self._held, []
         for identity, rid, api, header, payloads, holds in held:

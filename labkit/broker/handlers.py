@@ -75,6 +75,7 @@ class Handlers(TopicAdmin, ReplicaApi):
         self.descriptors = DescriptorGuard()
         self.idempotence = Idempotence(registry, config, clock)
         self.cluster: Any = None  # broker/cluster_sync.py's ClusterSync, in cluster mode only
+        self.replication: Any = None  # broker/replication.py's Replication, cluster mode only
         self._apis = {
             "api_versions": self.api_versions,
             "metadata": self.metadata,
@@ -264,6 +265,7 @@ class Handlers(TopicAdmin, ReplicaApi):
         appended = []
         created = []
         sync: list[tuple[int, PartitionLog]] | None = [] if acks == -1 else None
+        replicate: list | None = [] if acks == -1 and self.cluster is not None else None
         rolled: list[PartitionLog] = []
         for index, ((name, partition), batch) in enumerate(zip(targets, payloads, strict=False)):
             try:
@@ -280,6 +282,8 @@ class Handlers(TopicAdmin, ReplicaApi):
                     created.append(name)
                 if self.cluster is not None:
                     self.cluster.check_leader(name, partition)
+                    if self.replication is not None:
+                        self.replication.check_produce(name, partition, replicate is not None)
                 plog = registry.partition(name, partition)
                 size = len(batch)
                 if size > topic.max_message_bytes:
@@ -322,6 +326,8 @@ class Handlers(TopicAdmin, ReplicaApi):
                     rolled.append(plog)
                 if sync is not None:  # a duplicate too: its original may not be durable yet
                     sync.append((index, plog))
+                if replicate is not None:  # cluster mode: the ISR must have it (a duplicate too)
+                    replicate.append((index, name, partition, plog, plog.log_end_offset))
             except Exception as exc:  # noqa: BLE001
                 code, text = error_of(exc)
                 results.append([-1, code, -1, text])
@@ -332,6 +338,8 @@ class Handlers(TopicAdmin, ReplicaApi):
             appended=appended,
             changed_topics=created,
             rolled=rolled or None,
+            replicate=replicate or None,
+            replicate_timeout_ms=_timeout_ms(header),
         )
 
     def _check_timestamps(self, name: str, topic: Topic, batch, header) -> None:
@@ -465,3 +473,9 @@ class Handlers(TopicAdmin, ReplicaApi):
             except Exception as exc:  # noqa: BLE001
                 rows.append([name, partition, error_of(exc)[0], -1, -1])
         return Reply({"error": 0, "partitions": rows})
+
+
+def _timeout_ms(header: dict) -> int:
+    """A produce's ``timeout_ms`` (Kafka's: how long acks=all may wait for the ISR)."""
+    value = header.get("timeout_ms", 30_000)
+    return value if type(value) is int and value >= 0 else 30_000

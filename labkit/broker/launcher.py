@@ -81,8 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT[/chroot]",
         help="cluster mode: join the brokers that ZooKeeper at HOST:PORT coordinates (same as "
         "--config zookeeper.connect=...). Brokers register, elect a controller and agree on "
-        "each partition's leader; copying records to followers is NOT done yet (issue 16): a "
-        "replica other than the leader holds no data. Without it: one broker, as always",
+        "each partition's leader; followers copy the leader's log, the ISR and high watermark "
+        "are kept, acks=all waits for the ISR (min.insync.replicas). Committed group offsets "
+        "are NOT replicated yet (docs/replication.md). Without it: one broker, as always",
     )
     parser.add_argument(
         "--data-dir", default="./data", help="directory for topic data (default ./data)"

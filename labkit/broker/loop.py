@@ -61,6 +61,7 @@ from labkit.protocol.messages import CLASSIC_GROUP_APIS
 
 if TYPE_CHECKING:
     from labkit.broker.cluster_sync import ClusterSync
+    from labkit.broker.replication import Replication
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,7 @@ class BrokerLoop:
         self.stopping = False  # shutting down: nothing is muted any more
         # cluster mode only (kazoo is imported then, never in single-broker mode)
         self.cluster: ClusterSync | None = None
+        self.replication: Replication | None = None
         self._dirty: set = set()  # partitions that got data this turn
         self._recheck_all = False
         self._next_tick = clock.monotonic() + TICK_S
@@ -209,6 +211,8 @@ class BrokerLoop:
             self._charge(identity, PRODUCER_BYTE_RATE, header, reply.header, payloads)
         if reply.appended:
             self._dirty.update(reply.appended)
+            if self.replication is not None and api == "produce":
+                self.replication.after_append(reply.appended)
         if reply.rolled:
             durable.write_indexes(reply.rolled)
         if reply.topics_changed:
@@ -342,10 +346,16 @@ class BrokerLoop:
                 wait = min(wait, deadline - now)
         return wait
 
-    def join_cluster(self, cluster: ClusterSync) -> None:
-        """Cluster mode: the handlers answer from ZooKeeper's view, each turn applies it."""
+    def join_cluster(self, cluster: ClusterSync, replication: Replication | None = None) -> None:
+        """Cluster mode: the handlers answer from ZooKeeper's view, each turn applies it;
+        ``replication`` (broker/replication.py) leads and follows the partitions."""
         self.cluster = cluster
         self.handlers.cluster = cluster
+        if replication is not None:
+            self.replication = replication
+            self.handlers.replication = replication
+            self.handlers.on_replica_fetch = replication.on_replica_fetch
+            self.durable.replicated = replication.hold
 
     def turn(self) -> None:
         """Housekeeping after the server handled what its sockets had."""
@@ -354,6 +364,12 @@ class BrokerLoop:
             if changed:
                 self._recheck_all = True
                 self.groups.topics_changed(changed)
+        if self.replication is not None:
+            if self.replication.apply():
+                self._recheck_all = True  # a new leader's parked fetches may be answered
+            self.replication.check_isr()
+            self.replication.checkpoint()
+            self.replication.release()
         self._wake_parked()
         now = self.clock.monotonic()
         self._send_answers(self.parking.expire(now))

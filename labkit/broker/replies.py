@@ -17,6 +17,8 @@ A ``Reply`` tells the server what to do besides sending ``header`` + ``payloads`
 - ``log_starts``: ``[(row index, log)]`` of a delete_records whose new log start
   offsets are not durable yet; the server answers after the flusher's round wrote
   them and patches the rows whose write failed.
+- ``replicate``: cluster mode, acks=-1: after the fsync round the reply also waits
+  for the in-sync replicas (broker/replication.py).
 - ``rolled``: logs whose active segment a produce sealed; the flusher thread writes
   the sealed segment's index files (``PartitionLog.write_sealed_indexes``) in its next
   round, so the loop thread never does (the reply does not wait for it).
@@ -54,6 +56,10 @@ class Reply:
     request: dict | None = None  # a parked fetch's request (its client's quota is charged)
     log_starts: list | None = None  # delete_records: (row, log) to save before replying
     rolled: list | None = None  # logs a produce rolled: the flusher writes their indexes
+    # cluster mode, acks=all: [(result index, topic, partition, log, end offset)] the high
+    # watermark must reach before the reply goes (broker/replication.py), and for how long
+    replicate: list | None = None
+    replicate_timeout_ms: int = 30_000
 
 
 def error_of(exc: BaseException) -> tuple[int, str]:

@@ -64,6 +64,7 @@ from labkit.protocol.frames import MAGIC
 
 if TYPE_CHECKING:
     from labkit.broker.cluster_sync import ClusterSync
+    from labkit.broker.replication import Replication
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class BrokerServer:
         self.kafka: KafkaListener | None = None
         # cluster mode only (kazoo is imported then, never in single-broker mode)
         self.cluster: ClusterSync | None = None
+        self.replication: Replication | None = None
 
     @property
     def parking(self) -> ParkingLot | None:
@@ -211,7 +213,19 @@ class BrokerServer:
             self.close()
             raise
         self.cluster = cluster
-        self.loop.join_cluster(cluster)
+        from labkit.broker.replication import Replication
+
+        ctx = self._ctx
+        assert ctx is not None
+        self.replication = Replication(
+            cluster,
+            self.registry,
+            self.clock,
+            config.replica_lag_time_max_ms,
+            self.loop.send,
+            lambda endpoint: _open_dealer(ctx, endpoint),
+        )
+        self.loop.join_cluster(cluster, self.replication)
 
     def _start_kafka(self, ctx: zmq.Context, sock) -> None:
         """The Kafka listener's thread (every listener), bridged to this ROUTER over inproc."""
@@ -305,6 +319,9 @@ class BrokerServer:
                 self.cluster = None
             if self.loop is not None:
                 self.loop.shutdown()
+            if self.replication is not None:  # after the loop's last round: it may hold
+                self.replication.close()
+                self.replication = None
             if self._cleaner is not None:
                 self._cleaner.stop()
             if self.kafka is not None:
@@ -433,6 +450,18 @@ def _zmq_host(host: str) -> str:
     if host in ("0.0.0.0", "", "*"):
         return "*"
     return f"[{host}]" if ":" in host else host
+
+
+def _open_dealer(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
+    """A replica fetcher thread's own socket to a leader's ``host:port`` (never the loop's)."""
+    host, port = endpoint.rsplit(":", 1)
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    if ":" in host:
+        sock.setsockopt(zmq.IPV6, 1)
+        host = f"[{host}]"
+    sock.connect(f"tcp://{host}:{port}")
+    return sock
 
 
 def _open_waker(ctx: zmq.Context, addr: str):

@@ -164,8 +164,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="R",
         help="replicas of each partition (default: the broker's default.replication.factor; "
-        "one broker: 1; brokers in cluster mode: up to their number, but followers do not copy "
-        "records yet, issue 16)",
+        "one broker: 1; brokers in cluster mode: up to their number; followers copy the "
+        "leader's records)",
     )
     parser.add_argument(
         "--config",

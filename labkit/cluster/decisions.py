@@ -26,7 +26,7 @@ controller did (docs/replication.md):
   controller did when it removed a replica from the ISR).
 
 A broker that comes back is not put back into the ISR here: a leader does that once the
-follower has caught up (the data plane, issue 16's second half).
+follower has caught up (broker/replication.py, ``ClusterMember.update_isr``).
 
 ``assign_replicas`` is Kafka's rack-unaware replica assignment (AdminUtils).
 """

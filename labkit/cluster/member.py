@@ -27,6 +27,9 @@ one; the broker hands that to its loop thread (broker/cluster_sync.py).
   the broker's loop thread; each waits at most ``ADMIN_TIMEOUT_S`` for ZooKeeper. They
   write what Kafka's AdminZkClient wrote: the config, then the assignment (the controller
   then creates the partition states), or the ``/admin/delete_topics`` marker.
+- **The leader's ISR writes** (``update_isr``, from the broker's ``labkit-isr`` thread): the
+  state znode set at the version the leader read, as Kafka 2.x's leader did; a state the
+  controller changed since fails the write and the leader decides again.
 - **stop()** closes the session, so the ephemeral nodes go at once (a clean shutdown hands
   the controller over without waiting for a session timeout).
 
@@ -91,7 +94,7 @@ class ClusterSettings:
     connection_timeout_ms: int | None = None  # None: the session timeout (Kafka's)
     unclean_leader_election: bool = False
     default_replication_factor: int = 1
-    min_insync_replicas: int = 1  # the broker's default (the data plane enforces it)
+    min_insync_replicas: int = 1  # the broker's default (acks=all enforces it)
 
 
 def _how_to_start(connect: str) -> str:
@@ -438,6 +441,24 @@ class ClusterMember:
         if why not in self._skipped:
             self._skipped.add(why)
             log.warning("%s", why)
+
+    # -- the leader's ISR writes (from the broker's replication thread) -------------------------
+
+    def update_isr(
+        self, topic: str, partition: int, state: znodes.PartitionState, version: int
+    ) -> bool:
+        """A leader's new ISR, written as Kafka 2.x's leader did in ZooKeeper mode: the
+        state znode set only at ``version`` (the one this leader read), so a leader the
+        controller has replaced since, or a state the controller changed, fails. True
+        when written; the worker then reads it (the set fires the state's watch)."""
+        try:
+            self._zk.set_async(
+                znodes.state_path(topic, partition), znodes.encode_state(state), version
+            ).get(timeout=ADMIN_TIMEOUT_S)
+        except (BadVersionError, NoNodeError):
+            return False
+        self._poke()
+        return True
 
     # -- admin writes (from the broker's loop thread) ------------------------------------------
 
