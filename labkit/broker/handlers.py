@@ -21,6 +21,7 @@ per batch, fetch = one read per partition, whose bytes go out as a payload frame
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Callable
 from typing import Any
 
 from labkit._clock import Clock
@@ -149,12 +150,7 @@ class Handlers(TopicAdmin, ReplicaApi):
         allow = header.get("allow_auto_create", False) is True
         if self.cluster is not None:
             return self._cluster_metadata(wanted, allow)
-        if wanted is None:
-            names = self.registry.names()
-        elif isinstance(wanted, list):
-            names = wanted
-        else:
-            raise InvalidRequestError("field 'topics' must be null or a list of names")
+        names = _wanted_topics(wanted, self.registry.names)
         topics = []
         changed = []
         for name in names:
@@ -202,12 +198,7 @@ class Handlers(TopicAdmin, ReplicaApi):
         """Cluster mode: the live brokers, the controller and every partition's leader,
         replicas, ISR and leader epoch, as ZooKeeper holds them."""
         cluster = self.cluster
-        if wanted is None:
-            names = cluster.topic_names()
-        elif isinstance(wanted, list):
-            names = wanted
-        else:
-            raise InvalidRequestError("field 'topics' must be null or a list of names")
+        names = _wanted_topics(wanted, cluster.topic_names)
         topics = []
         changed = []
         for name in names:
@@ -473,6 +464,15 @@ class Handlers(TopicAdmin, ReplicaApi):
             except Exception as exc:  # noqa: BLE001
                 rows.append([name, partition, error_of(exc)[0], -1, -1])
         return Reply({"error": 0, "partitions": rows})
+
+
+def _wanted_topics(wanted: object, every: Callable[[], list[str]]) -> list:
+    """A metadata request's ``topics``: null means every topic (``every()``)."""
+    if wanted is None:
+        return every()
+    if isinstance(wanted, list):
+        return wanted
+    raise InvalidRequestError("field 'topics' must be null or a list of names")
 
 
 def _timeout_ms(header: dict) -> int:
