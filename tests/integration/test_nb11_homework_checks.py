@@ -53,7 +53,12 @@ def lab(monkeypatch, shared_broker):
     monkeypatch.delenv("LABKIT_GRADE_LOG", raising=False)
     topics = [nb.topic("nb11-transactions"), nb.topic("nb11-user-alerts")]
     admin = KafkaAdminClient(bootstrap_servers=nb.bootstrap_servers())
-    admin.create_topics([NewTopic(t, num_partitions=1, replication_factor=1) for t in topics])
+    # as the notebook (KEEP): its alerts carry event time from March, which a broker's
+    # time retention deletes at its next check (Kafka's rule; labkit follows it)
+    keep = {"retention.ms": "-1"}
+    admin.create_topics(
+        [NewTopic(t, num_partitions=1, replication_factor=1, topic_configs=keep) for t in topics]
+    )
     producer = KafkaProducer(
         bootstrap_servers=nb.bootstrap_servers(),
         value_serializer=nb.json_serializer,
