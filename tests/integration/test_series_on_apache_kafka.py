@@ -7,9 +7,9 @@ How it runs: as tests/integration/test_series_masters.py runs the series on labk
 ``run_notebook``: ``pytest --nbval-lax`` in its own process per notebook, as ``labkit
 grade`` does, with ``LABKIT_GRADING=1`` so a check that does not pass fails its cell and
 ``LABKIT_GRADE_LOG`` collecting the results), with ``LABKIT_BOOTSTRAP`` naming the Apache
-Kafka broker. One broker for the whole series, two notebooks at a time (two cores; the
-notebooks use different topic names, and the queue runs every English master before the
-Polish ones, so a master and its translation never share a topic at once). The broker is
+Kafka broker. One broker for the whole series, one notebook at a time (``WORKERS``; the
+queue runs every English master before the Polish ones, so a master and its translation
+never share a topic at once). The broker is
 Kafka's defaults plus what one node needs (labkit/testing/apache_kafka.py) and the timing
 a lab on a real cluster would set for notebook 07 (README, "Running the lab on a real
 Kafka cluster"): the retention and cleaner threads look every second (``log.retention.check.interval.ms``,
@@ -38,7 +38,10 @@ from tests.integration.test_series_masters import (  # noqa: E402
     run_notebook,
 )
 
-WORKERS = 2
+# one master at a time: two at once beside Kafka's JVM on a 2-CPU machine starved the group
+# members of notebook 06 (one of three owned nothing at its check) and left notebook 08's
+# topic behind once in CI (each passed alone and in the next run)
+WORKERS = 1
 # what a lab on a real cluster sets so that notebook 07's retention and compaction show
 # within its cells' waits (README: "Running the lab on a real Kafka cluster")
 LAB_TIMING = {
