@@ -169,16 +169,7 @@ class Handlers(TopicAdmin, ReplicaApi):
                 ]
                 topics.append({"name": name, "error": 0, "is_internal": False, "partitions": parts})
             except Exception as exc:  # noqa: BLE001
-                code, text = error_of(exc)
-                topics.append(
-                    {
-                        "name": name,
-                        "error": code,
-                        "message": text,
-                        "is_internal": False,
-                        "partitions": [],
-                    }
-                )
+                topics.append(_topic_error_row(name, exc))
         brokers = [
             {"node_id": 0, "host": self.config.advertised_host, "port": self.config.advertised_port}
         ]
@@ -214,16 +205,7 @@ class Handlers(TopicAdmin, ReplicaApi):
                     raise UnknownTopicOrPartitionError(f"topic {name!r} does not exist")
                 topics.append(row)
             except Exception as exc:  # noqa: BLE001
-                code, text = error_of(exc)
-                topics.append(
-                    {
-                        "name": name,
-                        "error": code,
-                        "message": text,
-                        "is_internal": False,
-                        "partitions": [],
-                    }
-                )
+                topics.append(_topic_error_row(name, exc))
         return Reply(
             {
                 "error": 0,
@@ -464,6 +446,12 @@ class Handlers(TopicAdmin, ReplicaApi):
             except Exception as exc:  # noqa: BLE001
                 rows.append([name, partition, error_of(exc)[0], -1, -1])
         return Reply({"error": 0, "partitions": rows})
+
+
+def _topic_error_row(name: object, exc: Exception) -> dict:
+    """A metadata row for a topic that cannot be answered: its error and no partitions."""
+    code, text = error_of(exc)
+    return {"name": name, "error": code, "message": text, "is_internal": False, "partitions": []}
 
 
 def _wanted_topics(wanted: object, every: Callable[[], list[str]]) -> list:
