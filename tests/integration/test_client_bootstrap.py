@@ -15,16 +15,19 @@ import pytest
 
 from labkit import KafkaAdminClient, NoBrokersAvailable
 from labkit.testing.broker import free_port
+from labkit.testing.processes import freeze, thaw
 
 
 @contextmanager
 def stopped(broker):
-    """The broker process frozen (SIGSTOP), as on a machine too busy to run it."""
-    os.kill(broker.pid, signal.SIGSTOP)
+    """The broker process frozen (SIGSTOP), as on a machine too busy to run it: every
+    thread stopped before the client starts (a thread woken by the client's request
+    could otherwise still answer it)."""
+    freeze(broker.pid)
     try:
         yield
     finally:
-        os.kill(broker.pid, signal.SIGCONT)
+        thaw(broker.pid)
 
 
 def test_a_broker_too_busy_to_answer_within_2_s_is_waited_for(broker):
