@@ -28,8 +28,11 @@ Loading (``open``): the newest snapshot, then every journal of that generation o
 later, in order; each file is read up to its first short or bad-CRC entry (a torn
 write). An entry whose base offset is at or past the log end that recovery left
 (``recovered_end``) is dropped: its batch is not in the log (power lost before the
-log's pages reached the disk), so it must not be claimed as a duplicate. Writes
-then go to a new generation, never after a torn tail.
+log's pages reached the disk), so it must not be claimed as a duplicate; a snapshot
+without such entries then replaces the files at once, so a later restart, once the
+log has grown past those offsets, cannot replay them. Writes then go to a new
+generation, never after a torn tail; a short write (a full disk) rolls to a new
+generation too.
 
 Retention, compaction and DeleteRecords delete batches, not producer state (Kafka
 since KIP-360 does the same): a retried batch still gets its original offset.
@@ -43,6 +46,7 @@ outside it on duplicated descriptors.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -137,6 +141,7 @@ class PartitionProducers:
                     dropped += 1
                     continue
                 table.record(*row)
+        gen = max([*found["journal"], *found["snapshot"]], default=-1) + 1
         if dropped:
             log.warning(
                 "%s: %d producer-state entries name batches past the log end %d (lost in a "
@@ -145,7 +150,16 @@ class PartitionProducers:
                 dropped,
                 recovered_end,
             )
-        return cls(directory, table, max([*found["journal"], *found["snapshot"]], default=-1) + 1)
+            # on disk too, before the log grows past them again: else a second restart
+            # would replay them and claim new batches at those offsets as duplicates
+            try:
+                cls._replace_files(directory, gen, table.rows())
+            except OSError as exc:
+                raise KafkaStorageError(
+                    f"rewriting producer state in {directory} failed: {exc}; free disk space "
+                    "and fix the data directory's permissions, then restart the broker"
+                ) from exc
+        return cls(directory, table, gen)
 
     # -- loop thread --------------------------------------------------------------------
 
@@ -179,13 +193,25 @@ class PartitionProducers:
                         0o644,
                     )
                     self._dir_dirty = True
-                self._size += os.write(self._fd, _pack(row))
+                entry = _pack(row)
+                written = os.write(self._fd, entry)
+                self._size += written
+                if written < len(entry):  # a full disk took part of it
+                    self._roll_after_torn_write()
+                    raise OSError(errno.ENOSPC, f"short write ({written} of {len(entry)} bytes)")
             except OSError as exc:
                 raise KafkaStorageError(
                     f"writing producer state in {self.directory} failed: {exc.strerror or exc};"
                     " the batch was appended; free disk space, then retry (the retry is "
                     "recognised as a duplicate)"
                 ) from exc
+
+    def _roll_after_torn_write(self) -> None:
+        """The journal ends in a torn entry: loading stops there, so later entries go to
+        a new generation (the next ``record`` opens it); the whole entries before the torn
+        one stay to be synced. Called with the lock held."""
+        self._retired.append(self._fd)
+        self._fd, self._gen, self._size = -1, self._gen + 1, 0
 
     def expire(self, now_ms: int, expiration_ms: int) -> int:
         with self._lock:
@@ -220,12 +246,7 @@ class PartitionProducers:
             gen = self._gen + 1
             self._fd, self._gen, self._size = -1, gen, 0  # the next record opens journal gen
         try:
-            self._write_snapshot(gen, kept)
-            for path in self.directory.iterdir():
-                match = _FILE.match(path.name)
-                if match and int(match.group(1)) < gen:
-                    path.unlink(missing_ok=True)
-            fsync_dir(self.directory)
+            self._replace_files(self.directory, gen, kept)
         except OSError as exc:
             raise KafkaStorageError(
                 f"truncating producer state in {self.directory} failed: {exc}; restart the "
@@ -299,6 +320,17 @@ class PartitionProducers:
         write_atomically(
             self.directory / _name(gen, "snapshot"), b"".join(_pack(row) for row in rows)
         )
+
+    @staticmethod
+    def _replace_files(directory: Path, gen: int, rows: list) -> None:
+        """Snapshot ``gen`` holds ``rows``; every older file is deleted, durably.
+        Raises OSError."""
+        write_atomically(directory / _name(gen, "snapshot"), b"".join(_pack(row) for row in rows))
+        for path in directory.iterdir():
+            match = _FILE.match(path.name)
+            if match and int(match.group(1)) < gen:
+                path.unlink(missing_ok=True)
+        fsync_dir(directory)
 
     def close(self) -> None:
         with self._lock:

@@ -1,4 +1,4 @@
-"""Freezing a process for a test, and knowing it is frozen.
+"""Processes for tests: freezing one and knowing it is frozen; a child with a full disk.
 
 ``kill(pid, SIGSTOP)`` returns before the process has stopped: the kernel wakes one of its
 threads to start the group stop, and on a loaded machine that thread may wait to be
@@ -9,9 +9,14 @@ scheduled while another thread, woken by a request, still answers it. A test tha
 from __future__ import annotations
 
 import os
+import resource
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
+
+_SOURCE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding labkit/
 
 
 def is_frozen(pid: int) -> bool:
@@ -44,3 +49,26 @@ def freeze(pid: int, timeout: float = 10.0) -> None:
 def thaw(pid: int) -> None:
     """SIGCONT ``pid`` (it goes on at once; nothing to wait for)."""
     os.kill(pid, signal.SIGCONT)
+
+
+def run_with_file_size_limit(limit: int, code: str, *args: str) -> str:
+    """Run Python ``code`` in a child whose files cannot grow past ``limit`` bytes (a full
+    disk, made real: ``write(2)`` then writes part of the bytes and returns their count,
+    and the next write fails with EFBIG); its stdout. This labkit is first on its path."""
+
+    def limit_file_size() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [_SOURCE_ROOT, env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        preexec_fn=limit_file_size,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout

@@ -13,11 +13,6 @@ raises, so the rename never happens and the old file stays. A child process with
 
 from __future__ import annotations
 
-import os
-import resource
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,34 +20,14 @@ import pytest
 from labkit.broker import producer_ids
 from labkit.log import start_offset
 from labkit.log.recovery import write_atomically
+from labkit.testing.processes import run_with_file_size_limit
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _with_file_size_limit(limit: int, code: str, *args: str) -> str:
-    """Run ``code`` in a child whose files cannot grow past ``limit`` bytes; its stdout."""
-
-    def limit_file_size() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    done = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        preexec_fn=limit_file_size,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=True,
-    )
-    return done.stdout
-
-
 def test_a_short_write_leaves_the_log_start_offset_as_it_was(tmp_path):
     start_offset.write(tmp_path, 7)
-    out = _with_file_size_limit(
+    out = run_with_file_size_limit(
         4,
         "import sys, pathlib\n"
         "from labkit.log import start_offset\n"
@@ -70,7 +45,7 @@ def test_a_short_write_never_makes_the_broker_reuse_producer_ids(tmp_path):
     assert producer_ids.reserve_block(tmp_path) == 0
     for _ in range(5):
         producer_ids.reserve_block(tmp_path)  # the checkpoint now says 6000
-    out = _with_file_size_limit(
+    out = run_with_file_size_limit(
         3,
         "import sys, pathlib\n"
         "from labkit.broker import producer_ids\n"

@@ -13,6 +13,7 @@ from labkit.log.producer_state import (
     last_sequence,
 )
 from labkit.testing import FakeClock
+from labkit.testing.processes import run_with_file_size_limit
 
 PID = 4000
 
@@ -151,3 +152,42 @@ def test_a_long_journal_folds_into_a_snapshot_with_the_same_state(tmp_path, monk
     assert again.check(2, 0, 1, 1) == 201
     with pytest.raises(OutOfOrderSequenceNumberError):
         again.check(2, 0, 0, 0)  # sixth-newest: outside the window, also after the snapshot
+
+
+def test_dropped_entries_stay_dropped_after_the_log_grows_past_them(tmp_path):
+    state = PartitionProducers.open(tmp_path, recovered_end=0)
+    for i in range(8):
+        state.record(PID, 0, i, i, 10 + i, 1000)
+    state.close()
+    again = PartitionProducers.open(tmp_path, recovered_end=17)  # the batch at 17 was lost
+    again.close()
+    # other producers' batches then fill offsets 17.. and the broker restarts again
+    third = PartitionProducers.open(tmp_path, recovered_end=100)
+    assert third.check(PID, 0, 6, 6) == 16
+    assert third.check(PID, 0, 7, 7) is None  # not "a duplicate at 17": that batch is lost
+
+
+def test_a_short_journal_write_rolls_and_later_entries_survive_a_restart(tmp_path):
+    """A full disk (RLIMIT_FSIZE in a child makes it real) writes part of the second entry.
+    The broker reports it, and the third entry goes to a new journal: loading stops at the
+    torn entry of the first, so one written after it would be lost (and read misaligned)."""
+    out = run_with_file_size_limit(
+        ENTRY.size + 20,
+        "import sys, pathlib\n"
+        "from labkit.errors import KafkaStorageError\n"
+        "from labkit.log.producer_journal import PartitionProducers\n"
+        "state = PartitionProducers.open(pathlib.Path(sys.argv[1]), recovered_end=0)\n"
+        "state.record(4000, 0, 0, 4, 0, 1000)\n"
+        "try:\n"
+        "    state.record(4000, 0, 5, 9, 5, 1000)\n"
+        "except KafkaStorageError as exc:\n"
+        "    print('refused:', exc)\n"
+        "state.record(4000, 0, 10, 14, 10, 1000)\n"
+        "state.close()\n",
+        str(tmp_path),
+    )
+    assert "short write" in out
+    assert "free disk space" in out
+    again = PartitionProducers.open(tmp_path, recovered_end=100)
+    assert again.check(PID, 0, 0, 4) == 0
+    assert again.check(PID, 0, 10, 14) == 10  # the entry after the torn one is kept
