@@ -92,7 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--broker",
         metavar="HOST:PORT",
         default=None,
-        help="use the broker at HOST:PORT instead of starting one",
+        help="use the broker at HOST:PORT (or HOST:PORT,HOST:PORT,...: a cluster's brokers) "
+        "instead of starting one",
     )
     parser.add_argument(
         "--brokers",
@@ -200,13 +201,15 @@ def _start_or_find_broker(
     if args.broker:
         bootstrap = args.broker.strip()
         _say(f"using the broker at {bootstrap}")
-        if not _wait_for_broker(bootstrap, None, stop, clock):
-            if stop.is_set():
-                raise _Stopped()
-            raise LabError(
-                f"no broker answers at {bootstrap} after {BROKER_WAIT_S:.0f} s. Is it running? "
-                "With Docker: `docker-compose ps` and `docker-compose logs broker`."
-            )
+        # HOST:PORT or a list (the cluster profile's three brokers): each must answer.
+        for address in (a.strip() for a in bootstrap.split(",") if a.strip()):
+            if not _wait_for_broker(address, None, stop, clock):
+                if stop.is_set():
+                    raise _Stopped()
+                raise LabError(
+                    f"no broker answers at {address} after {BROKER_WAIT_S:.0f} s. Is it "
+                    "running? With Docker: `docker-compose ps` and `docker-compose logs`."
+                )
         return bootstrap, None
     bootstrap = f"localhost:{args.port}"
     if broker_answers(f"127.0.0.1:{args.port}", 2.0):

@@ -90,3 +90,23 @@ def test_supervisor_warning_says_the_cluster_goes_on():
     assert "other brokers go on" in text
     single = lab_supervisor._stopped_warning("the broker", 1, "localhost:9092", 1)
     assert "notebooks cannot reach localhost:9092" in single
+
+
+def test_an_external_cluster_needs_every_broker_to_answer(monkeypatch):
+    answering = {"broker-1:9092", "broker-3:9092"}
+    asked = []
+
+    def answers(address, timeout_s):
+        asked.append(address)
+        return address in answering
+
+    monkeypatch.setattr(lab_cmd, "broker_answers", answers)
+    monkeypatch.setattr(lab_cmd, "BROKER_WAIT_S", 0.3)
+    args = _args(broker="broker-1:9092, broker-2:9092,broker-3:9092")
+    with pytest.raises(LabError, match=r"no broker answers at broker-2:9092 "):
+        lab_cmd._start_or_find_broker(args, threading.Event())
+    assert asked[0] == "broker-1:9092"
+    answering.add("broker-2:9092")
+    bootstrap, proc = lab_cmd._start_or_find_broker(args, threading.Event())
+    assert (bootstrap, proc) == ("broker-1:9092, broker-2:9092,broker-3:9092", None)
+    assert asked[-1] == "broker-3:9092"
