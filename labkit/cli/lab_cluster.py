@@ -9,7 +9,9 @@ code with ``localhost:9092`` runs as is) with ZeroMQ on that port + 100, keeps i
 ``<data-dir>/broker-<i>`` and joins ZooKeeper at 127.0.0.1:``--zookeeper-port`` (2181,
 its data in ``<data-dir>/zookeeper``). Topics created without a replication factor get
 ``default.replication.factor`` = min(N, 3) and ``min.insync.replicas`` = that - 1 (at
-least 1): with three brokers, RF 3 and ``acks=all`` survive one broker down.
+least 1): with three brokers, RF 3 and ``acks=all`` survive one broker down. A killed
+broker's partitions move after ``SESSION_TIMEOUT_MS`` (6 s, not Kafka's 18 s: the lab
+shows a failover while the student watches; docker-compose's cluster profile too).
 
 ``start`` checks every port first (a taken one stops the lab with its fix), starts
 ZooKeeper from the ``make zookeeper`` jars (``labkit.testing.zookeeper.require`` says
@@ -36,6 +38,7 @@ ZOOKEEPER_PORT = 2181
 MAX_DEFAULT_RF = 3
 START_WAIT_S = 60.0
 ZOOKEEPER_HEAP = "128m"
+SESSION_TIMEOUT_MS = 6000  # zookeeper.session.timeout.ms: the failover time of a kill -9
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class ClusterPlan:
         ]  # fmt: skip
         for key, value in self.topic_defaults().items():
             argv += ["--config", f"{key}={value}"]
+        argv += ["--config", f"zookeeper.session.timeout.ms={SESSION_TIMEOUT_MS}"]
         return argv
 
 

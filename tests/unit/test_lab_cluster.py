@@ -43,6 +43,7 @@ def test_broker_argv_joins_zookeeper_with_its_id_port_and_folder(tmp_path: Path)
     assert f"--data-dir {tmp_path / 'broker-2'} " in joined
     assert "--config default.replication.factor=3" in joined
     assert "--config min.insync.replicas=2" in joined
+    assert "--config zookeeper.session.timeout.ms=6000" in joined  # as the compose profile
     assert "--host 127.0.0.1" in joined  # this machine only
 
 
