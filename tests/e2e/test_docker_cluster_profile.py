@@ -92,6 +92,15 @@ def test_cluster_profile_replicates_and_fails_over(cluster_compose: Compose):
     assert 'version "17' in out, out
     assert "broker-1:9092,broker-2:9092,broker-3:9092" in out, out
 
+    # What an in-kernel cluster (notebook 13's helper) needs: a ZooKeeper of its own
+    # starts inside the lab from the image's jars.
+    out = _in_lab(
+        compose, "python", "-c",
+        "from labkit.testing.zookeeper import ZooKeeperServer\n"
+        "with ZooKeeperServer() as zk: print('in-lab zookeeper', zk.connect)",
+    )  # fmt: skip
+    assert "in-lab zookeeper 127.0.0.1:" in out, out
+
     bootstrap = "broker-1:9092,broker-2:9092,broker-3:9092"
     topic = "rf3-" + secrets.token_hex(3)
     out = _in_lab(
