@@ -32,7 +32,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labkit._clock import REAL_CLOCK, Clock
-from labkit.cli.lab_supervisor import POLL_S, LabError, _say, _spawn, _stop_child, _Stopped
+from labkit.cli.lab_supervisor import (
+    POLL_S,
+    LabError,
+    _check_port_free,
+    _say,
+    _spawn,
+    _stop_child,
+    _Stopped,
+)
 
 ZOOKEEPER_PORT = 2181
 MAX_DEFAULT_RF = 3
@@ -165,8 +173,6 @@ def start(
     cluster: ClusterPlan, stop: threading.Event, clock: Clock = REAL_CLOCK
 ) -> list[tuple[str, subprocess.Popen]]:
     """ZooKeeper, then the brokers; each waited for. Raises LabError or _Stopped."""
-    from labkit.cli.lab_cmd import _check_port_free
-
     for port, what in ports_to_check(cluster):
         _check_port_free(
             "127.0.0.1",
@@ -222,9 +228,9 @@ def start(
 
 def _registered(address: str, brokers: int) -> bool:
     """The broker at ``address`` answers and its metadata lists all ``brokers``."""
-    from labkit.cli.lab_cmd import broker_answers
+    from labkit.client.probe import broker_answers
 
-    if not broker_answers(address, 1.0):
+    if not broker_answers(address, 1.0, client_id="labkit-lab"):
         return False
     from labkit.client.admin import KafkaAdminClient
 

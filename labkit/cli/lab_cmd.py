@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,9 +47,9 @@ from labkit.cli.lab_jupyter import (
     lab_settings,
 )
 from labkit.cli.lab_supervisor import (
-    _IS_WINDOWS,
     POLL_S,
     LabError,
+    _check_port_free,
     _install_stop_handlers,
     _restore_handlers,
     _say,
@@ -332,14 +331,3 @@ def _check_brokers_arg(args: argparse.Namespace) -> None:
         )
     _check_port_arg("--zookeeper-port", args.zookeeper_port)
     _check_port_arg("--port + --brokers + 100", args.port + args.brokers - 1 + 100)
-
-
-def _check_port_free(host: str, port: int, hint: str) -> None:
-    bind_host = "0.0.0.0" if host in ("", "*") else host
-    with socket.socket(socket.AF_INET6 if ":" in bind_host else socket.AF_INET) as sock:
-        if not _IS_WINDOWS:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((bind_host, port))
-        except OSError:
-            raise LabError(hint) from None

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -185,6 +186,17 @@ def _install_stop_handlers(stop: threading.Event) -> dict[int, object]:
 def _restore_handlers(previous: dict[int, object]) -> None:
     for sig, old in previous.items():
         signal.signal(sig, old)  # type: ignore[arg-type]
+
+
+def _check_port_free(host: str, port: int, hint: str) -> None:
+    bind_host = "0.0.0.0" if host in ("", "*") else host
+    with socket.socket(socket.AF_INET6 if ":" in bind_host else socket.AF_INET) as sock:
+        if not _IS_WINDOWS:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((bind_host, port))
+        except OSError:
+            raise LabError(hint) from None
 
 
 def _say(text: str) -> None:
