@@ -106,6 +106,12 @@ def _stopped_warning(name: str, code: int | None, bootstrap: str, count: int) ->
             f"{bootstrap}. Stop the lab (Ctrl-C) and start it again."
         )
     # The cluster lab: losing one broker is what replication is for; ZooKeeper is not.
+    if name == "ZooKeeper":
+        return (
+            f"WARNING: ZooKeeper stopped (exit code {code}): the brokers can no longer "
+            "elect leaders or change an ISR, and a broker that fails stays failed. Stop "
+            "the lab (Ctrl-C) and start it again."
+        )
     return (
         f"WARNING: {name} stopped (exit code {code}). The other brokers go on (a topic "
         "with replication factor 3 keeps serving); to get it back, stop the lab (Ctrl-C) "

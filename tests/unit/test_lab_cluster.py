@@ -89,6 +89,9 @@ def test_supervisor_warning_says_the_cluster_goes_on():
     text = lab_supervisor._stopped_warning("broker 2", -9, "localhost:9092,...", 4)
     assert "broker 2 stopped" in text
     assert "other brokers go on" in text
+    zookeeper = lab_supervisor._stopped_warning("ZooKeeper", 1, "localhost:9092,...", 4)
+    assert "can no longer elect leaders" in zookeeper
+    assert "Ctrl-C" in zookeeper
     single = lab_supervisor._stopped_warning("the broker", 1, "localhost:9092", 1)
     assert "notebooks cannot reach localhost:9092" in single
 
