@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
 DATA ?= ./data
 
-.PHONY: venv test test-fast lint lab broker i18n bench bench-full bench-attacks bench-classroom apache-kafka zookeeper old-kafka-python kafka-connect spark-kafka streams connect clean
+.PHONY: venv test test-fast lint lab lab-cluster broker i18n bench bench-full bench-attacks bench-classroom apache-kafka zookeeper old-kafka-python kafka-connect spark-kafka streams connect clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PY)" || { echo "labkit needs Python 3.11 or newer and no python3 was found; docs/install.md says how to get it" >&2; exit 1; }
@@ -33,6 +33,12 @@ test-fast: $(STAMP) lint
 
 lab: $(STAMP)
 	$(BIN)/labkit lab --data-dir $(DATA) $(LAB_ARGS)
+
+# The cluster lab without Docker: ZooKeeper (the `zookeeper` jars, Java 17) and three
+# brokers in cluster mode, then JupyterLab on all three (docs/replication.md, "The lab").
+DATA_CLUSTER ?= ./data-cluster
+lab-cluster: $(STAMP) zookeeper
+	$(BIN)/labkit lab --brokers 3 --data-dir $(DATA_CLUSTER) $(LAB_ARGS)
 
 broker: $(STAMP)
 	$(BIN)/labkit broker --data-dir $(DATA)

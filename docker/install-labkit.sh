@@ -1,5 +1,5 @@
 #!/bin/sh
-# labkit's own code, installed last in both images (stages `lab` and `lab-spark` of
+# labkit's own code, installed last in every image (stages `lab`, `lab-spark`, `lab-cluster` of
 # docker/Dockerfile): run as root in /opt/labkit after the stage copied README.md,
 # labkit/ and docker/ there. Everything before it (dependencies, Java, jars) does not
 # depend on labkit's code, so editing the code rebuilds only this step and its COPYs.
@@ -14,10 +14,11 @@ rm -rf build ./*.egg-info
 # Entrypoint, healthcheck, relay and JupyterLab settings. `sed` strips CR in case the
 # checkout had Windows line endings despite .gitattributes.
 cd docker
-sed -i 's/\r$//' entrypoint.sh healthcheck.py relay.py
+sed -i 's/\r$//' entrypoint.sh healthcheck.py relay.py zookeeper.sh
 install -m 0755 entrypoint.sh /usr/local/bin/labkit-entrypoint
 install -m 0755 healthcheck.py /usr/local/bin/labkit-healthcheck
 install -m 0755 relay.py /usr/local/bin/labkit-relay
+install -m 0755 zookeeper.sh /usr/local/bin/labkit-zookeeper  # the cluster profile's
 install -D -m 0644 overrides.json /usr/local/share/jupyter/lab/settings/overrides.json
 cd .. && rm -rf docker
 labkit --version

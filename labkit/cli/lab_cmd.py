@@ -10,13 +10,16 @@ JupyterLab's command line, environment, settings and language are ``lab_jupyter`
    external broker and only waits for it. Otherwise a broker already answering on
    ``127.0.0.1:--port`` is reused and left running at exit; a port held by
    something else stops the command with the fix; else ``labkit broker`` is
-   started (``--data-dir``, listening on 127.0.0.1 only) and waited for.
+   started (``--data-dir``, listening on 127.0.0.1 only) and waited for. With
+   ``--brokers N``: ZooKeeper and N brokers in cluster mode (``lab_cluster``), never
+   reused, each waited for; notebooks get all N addresses.
 2. JupyterLab's port is checked free before anything starts (a taken port is reported
    with its fix). Without ``--notebooks`` and ``./notebooks`` the lab opens the current
    folder, and says so when that has no notebook (``labkit init`` copies the series out
    of the package).
 3. Then ``lab_supervisor._supervise`` waits until JupyterLab exits or a stop signal
-   arrives; ``run``'s ``finally`` stops JupyterLab, then the broker it started.
+   arrives; ``run``'s ``finally`` stops JupyterLab, then the broker(s) it started
+   (then ZooKeeper).
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +34,7 @@ import threading
 from pathlib import Path
 
 from labkit._clock import REAL_CLOCK, Clock
+from labkit.cli import lab_cluster
 from labkit.cli._common import UsageError
 from labkit.cli.lab_jupyter import (
     COURSE_LANGUAGE,
@@ -44,9 +47,9 @@ from labkit.cli.lab_jupyter import (
     lab_settings,
 )
 from labkit.cli.lab_supervisor import (
-    _IS_WINDOWS,
     POLL_S,
     LabError,
+    _check_port_free,
     _install_stop_handlers,
     _restore_handlers,
     _say,
@@ -73,8 +76,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
         metavar="DIR",
-        default="data",
-        help="where the broker keeps its topics (default: ./data)",
+        default=None,
+        help="where the broker keeps its topics (default: ./data; with --brokers: "
+        "./data-cluster, one folder per broker and ZooKeeper's)",
     )
     parser.add_argument(
         "--port",
@@ -87,7 +91,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--broker",
         metavar="HOST:PORT",
         default=None,
-        help="use the broker at HOST:PORT instead of starting one",
+        help="use the broker at HOST:PORT (or HOST:PORT,HOST:PORT,...: a cluster's brokers) "
+        "instead of starting one",
+    )
+    parser.add_argument(
+        "--brokers",
+        type=int,
+        metavar="N",
+        default=None,
+        help="cluster mode: start ZooKeeper and N brokers (ids 1..N on --port, --port+1, "
+        "...; data in DATA_DIR/broker-<id>; replication factor min(N, 3) by default; "
+        'needs Java and `make zookeeper`; docs/replication.md, "The lab")',
+    )
+    parser.add_argument(
+        "--zookeeper-port",
+        type=int,
+        default=lab_cluster.ZOOKEEPER_PORT,
+        help=f"with --brokers: ZooKeeper's port on 127.0.0.1 (default: {lab_cluster.ZOOKEEPER_PORT})",
     )
     parser.add_argument(
         "--lab-port", type=int, default=8888, help="JupyterLab's port (default: 8888)"
@@ -126,24 +146,38 @@ def run(args: argparse.Namespace) -> int:
     """
     _check_port_arg("--port", args.port)
     _check_port_arg("--lab-port", args.lab_port)
+    _check_brokers_arg(args)
+    if args.data_dir is None:
+        args.data_dir = "data-cluster" if args.brokers else "data"
     notebooks = _notebooks_dir(args.notebooks)
     language = lab_language(args.language)
     settings = tempfile.TemporaryDirectory(prefix="labkit-lab-settings-")
     stop = threading.Event()
     previous = _install_stop_handlers(stop)
-    broker_proc: subprocess.Popen | None = None
+    services: list[tuple[str, subprocess.Popen]] = []
     lab_proc: subprocess.Popen | None = None
     try:
         _check_port_free(args.ip, args.lab_port, _lab_port_hint(args.lab_port))
-        bootstrap, broker_proc = _start_or_find_broker(args, stop)
+        env_extra: dict[str, str] = {}
+        if args.brokers:
+            cluster = lab_cluster.plan(
+                args.brokers, args.port, args.zookeeper_port, Path(args.data_dir).resolve()
+            )
+            services = lab_cluster.start(cluster, stop)
+            bootstrap = cluster.bootstrap
+            env_extra["LABKIT_ZOOKEEPER"] = cluster.zookeeper_connect
+        else:
+            bootstrap, broker_proc = _start_or_find_broker(args, stop)
+            if broker_proc is not None:
+                services = [("the broker", broker_proc)]
         _offer_kafka_bin(args.kafka_bin, bootstrap)
         token = os.environ.get("JUPYTER_TOKEN", "").strip() or secrets.token_hex(16)
         argv = _jupyter_argv(args, notebooks, language)
         argv.append(f"--LabApp.app_settings_dir={lab_settings(Path(settings.name), language)}")
-        lab_proc = _spawn(argv, _lab_env(bootstrap, token), cwd=notebooks)
+        lab_proc = _spawn(argv, {**_lab_env(bootstrap, token), **env_extra}, cwd=notebooks)
         page = _start_page(notebooks, language)
         url = f"http://{_url_host(args.ip)}:{args.url_port or args.lab_port}{page}"
-        return _supervise(args, lab_proc, broker_proc, bootstrap, f"{url}?token={token}", stop)
+        return _supervise(args, lab_proc, services, bootstrap, f"{url}?token={token}", stop)
     except LabError as exc:
         print(f"labkit lab: error: {exc}", file=sys.stderr, flush=True)
         return 1
@@ -152,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         _stop_child(lab_proc, "JupyterLab")
-        _stop_child(broker_proc, "the broker")
+        lab_cluster.stop_all(services)
         _restore_handlers(previous)
         settings.cleanup()
 
@@ -166,13 +200,15 @@ def _start_or_find_broker(
     if args.broker:
         bootstrap = args.broker.strip()
         _say(f"using the broker at {bootstrap}")
-        if not _wait_for_broker(bootstrap, None, stop, clock):
-            if stop.is_set():
-                raise _Stopped()
-            raise LabError(
-                f"no broker answers at {bootstrap} after {BROKER_WAIT_S:.0f} s. Is it running? "
-                "With Docker: `docker-compose ps` and `docker-compose logs broker`."
-            )
+        # HOST:PORT or a list (the cluster profile's three brokers): each must answer.
+        for address in (a.strip() for a in bootstrap.split(",") if a.strip()):
+            if not _wait_for_broker(address, None, stop, clock):
+                if stop.is_set():
+                    raise _Stopped()
+                raise LabError(
+                    f"no broker answers at {address} after {BROKER_WAIT_S:.0f} s. Is it "
+                    "running? With Docker: `docker-compose ps` and `docker-compose logs`."
+                )
         return bootstrap, None
     bootstrap = f"localhost:{args.port}"
     if broker_answers(f"127.0.0.1:{args.port}", 2.0):
@@ -284,12 +320,14 @@ def _check_port_arg(flag: str, port: int) -> None:
         raise UsageError(f"{flag} must be between 1 and 65535, got {port}")
 
 
-def _check_port_free(host: str, port: int, hint: str) -> None:
-    bind_host = "0.0.0.0" if host in ("", "*") else host
-    with socket.socket(socket.AF_INET6 if ":" in bind_host else socket.AF_INET) as sock:
-        if not _IS_WINDOWS:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((bind_host, port))
-        except OSError:
-            raise LabError(hint) from None
+def _check_brokers_arg(args: argparse.Namespace) -> None:
+    if args.brokers is None:
+        return
+    if not 1 <= args.brokers <= 9:
+        raise UsageError(f"--brokers must be between 1 and 9, got {args.brokers}")
+    if args.broker:
+        raise UsageError(
+            "--brokers starts its own brokers; --broker uses one that runs elsewhere: pick one"
+        )
+    _check_port_arg("--zookeeper-port", args.zookeeper_port)
+    _check_port_arg("--port + --brokers + 100", args.port + args.brokers - 1 + 100)

@@ -1,19 +1,19 @@
-"""``labkit lab``'s supervisor: the two child processes, the stop signals, the wait.
+"""``labkit lab``'s supervisor: the child processes, the stop signals, the wait.
 
 Theory of operation
 -------------------
-``labkit lab`` (``lab_cmd.run``) starts up to two children, the broker and JupyterLab,
-each with ``_spawn`` in its own session (process group; a new process group on
+``labkit lab`` (``lab_cmd.run``) starts its children, the broker (or, with
+``--brokers N``, ZooKeeper and N brokers: ``lab_cluster``) and JupyterLab, each with ``_spawn`` in its own session (process group; a new process group on
 Windows), so a Ctrl-C in the terminal reaches only this process, which then stops
 the children in order (``lab_cmd.run``'s ``finally``): JupyterLab first (it shuts down its kernels and terminals),
-then the broker (it closes its logs cleanly). ``_stop_child`` sends SIGTERM, then
+then the broker(s) (they close their logs cleanly), ZooKeeper last. ``_stop_child`` sends SIGTERM, then
 SIGKILL after ``STOP_GRACE_S``. SIGINT, SIGTERM and SIGHUP (SIGBREAK on Windows) all
 mean "stop everything": ``_install_stop_handlers`` makes each of them set one
 ``threading.Event`` and nothing else; so does JupyterLab exiting (File > Shut Down).
 
 ``_supervise`` is the wait: every ``POLL_S`` it prints the URL once JupyterLab answers
 (``/api``), says so once if JupyterLab has not answered after ``LAB_WAIT_S``, warns
-once if the broker it started dies, and returns when JupyterLab exits or the event is
+once for each service it started (a broker, ZooKeeper) that dies, and returns when JupyterLab exits or the event is
 set. Only the main thread touches the children; signal handlers just set the event.
 
 ``LabError`` (a message that says what to fix) and ``_say`` (a line on stderr) are the
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -54,14 +55,14 @@ class _Stopped(Exception):
 def _supervise(
     args: argparse.Namespace,
     lab: subprocess.Popen,
-    broker: subprocess.Popen | None,
+    services: list[tuple[str, subprocess.Popen]],
     bootstrap: str,
     url: str,
     stop: threading.Event,
     clock: Clock = REAL_CLOCK,
 ) -> int:
     announced = False
-    broker_warned = False
+    warned: set[str] = set()
     deadline = clock.monotonic() + LAB_WAIT_S
     while not stop.is_set():
         code = lab.poll()
@@ -82,19 +83,40 @@ def _supervise(
                 f"{LAB_WAIT_S:.0f} s; still waiting (its messages are above)"
             )
             deadline = float("inf")
-        if broker is not None and not broker_warned and broker.poll() is not None:
-            broker_warned = True
-            _say(
-                f"WARNING: the broker stopped (exit code {broker.returncode}); notebooks "
-                f"cannot reach {bootstrap}. Stop the lab (Ctrl-C) and start it again."
-            )
+        for name, proc in services:
+            if name not in warned and proc.poll() is not None:
+                warned.add(name)
+                _say(_stopped_warning(name, proc.returncode, bootstrap, len(services)))
         stop.wait(POLL_S)
     _say(
-        "stopping JupyterLab and the broker ..."
-        if broker is not None
-        else "stopping JupyterLab ..."
+        f"stopping JupyterLab and {_what(services)} ..." if services else "stopping JupyterLab ..."
     )
     return 0
+
+
+def _what(services: list[tuple[str, subprocess.Popen]]) -> str:
+    names = [name for name, _proc in services]
+    return "the broker" if names == ["the broker"] else ", ".join(names)
+
+
+def _stopped_warning(name: str, code: int | None, bootstrap: str, count: int) -> str:
+    if count == 1:
+        return (
+            f"WARNING: {name} stopped (exit code {code}); notebooks cannot reach "
+            f"{bootstrap}. Stop the lab (Ctrl-C) and start it again."
+        )
+    # The cluster lab: losing one broker is what replication is for; ZooKeeper is not.
+    if name == "ZooKeeper":
+        return (
+            f"WARNING: ZooKeeper stopped (exit code {code}): the brokers can no longer "
+            "elect leaders or change an ISR, and a broker that fails stays failed. Stop "
+            "the lab (Ctrl-C) and start it again."
+        )
+    return (
+        f"WARNING: {name} stopped (exit code {code}). The other brokers go on (a topic "
+        "with replication factor 3 keeps serving); to get it back, stop the lab (Ctrl-C) "
+        "and start it again."
+    )
 
 
 def _lab_answers(ip: str, port: int) -> bool:
@@ -116,14 +138,25 @@ def _announce(args: argparse.Namespace, bootstrap: str, url: str) -> None:
         "",
         f"      {url}",
         "",
-        f"  Notebooks reach the broker at {bootstrap} (LABKIT_BOOTSTRAP).",
-        "  Stop with Ctrl-C: the broker stops too."
-        if not args.broker
-        else "  Stop with `docker-compose down` (your notebooks stay in ./notebooks).",
+        f"  Notebooks reach {_brokers_at(args)} {bootstrap} (LABKIT_BOOTSTRAP).",
+        _how_to_stop(args),
         "=" * 72,
         "",
     ]
     print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _brokers_at(args: argparse.Namespace) -> str:
+    brokers = getattr(args, "brokers", None)
+    return f"the {brokers} brokers at" if brokers else "the broker at"
+
+
+def _how_to_stop(args: argparse.Namespace) -> str:
+    if args.broker:
+        return "  Stop with `docker-compose down` (your notebooks stay in ./notebooks)."
+    if getattr(args, "brokers", None):
+        return "  Stop with Ctrl-C: the brokers and ZooKeeper stop too."
+    return "  Stop with Ctrl-C: the broker stops too."
 
 
 def _spawn(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen:
@@ -159,6 +192,17 @@ def _install_stop_handlers(stop: threading.Event) -> dict[int, object]:
 def _restore_handlers(previous: dict[int, object]) -> None:
     for sig, old in previous.items():
         signal.signal(sig, old)  # type: ignore[arg-type]
+
+
+def _check_port_free(host: str, port: int, hint: str) -> None:
+    bind_host = "0.0.0.0" if host in ("", "*") else host
+    with socket.socket(socket.AF_INET6 if ":" in bind_host else socket.AF_INET) as sock:
+        if not _IS_WINDOWS:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((bind_host, port))
+        except OSError:
+            raise LabError(hint) from None
 
 
 def _say(text: str) -> None:

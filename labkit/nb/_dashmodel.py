@@ -22,6 +22,10 @@ yet). Nothing here talks to the broker; ``dashboard.py`` fills snapshots in.
   ``consumer_byte_rate``) pass through as ``ThrottleRow``s, most recent first;
   the table appears only while some client is being throttled.
 
+- a broker in cluster mode (``_dashcluster``) adds the brokers (id, host:port,
+  alive, controller), each partition's leader, replicas and ISR, and the
+  under-replicated partitions; the single broker's view is unchanged.
+
 ``render_html`` and ``render_text`` turn a view into what the widget or a
 terminal shows. Not thread-safe: one dashboard thread owns one model.
 """
@@ -33,6 +37,19 @@ from dataclasses import dataclass, field, replace
 from html import escape
 
 from labkit.i18n import _, pgettext
+from labkit.nb._dashcluster import (
+    BrokerInfo,
+    BrokerRow,
+    ReplicaState,
+    broker_rows,
+    ids,
+    is_cluster,
+    leader_text,
+    render_brokers_html,
+    render_brokers_text,
+    render_under_replicated_html,
+    render_under_replicated_text,
+)
 
 TP = tuple[str, int]
 
@@ -51,6 +68,11 @@ class Snapshot:
     """Wall-clock time (epoch ms) for the 'updated at' line."""
     throttles: list[ThrottleRow] = field(default_factory=list)
     """Clients a quota throttled in the last quota window (empty: none, or unsupported)."""
+    brokers: list[BrokerInfo] | None = None
+    """The live brokers metadata names; None = not asked."""
+    controller_id: int | None = None
+    replicas: dict[TP, ReplicaState] = field(default_factory=dict)
+    """(topic, partition) -> leader, replicas, ISR (cluster mode's; every partition)."""
 
 
 @dataclass(frozen=True)
@@ -82,12 +104,17 @@ class ThrottleRow:
 @dataclass(frozen=True)
 class PartitionRow:
     partition: int
-    start: int
-    end: int
+    start: int | None
+    end: int | None
+    """None: unknown (cluster mode, a partition whose offsets its leader did not give)."""
     rate: float | None
+    state: ReplicaState | None = None
+    """Leader, replicas, ISR: cluster mode only."""
 
     @property
     def records(self) -> int:
+        if self.start is None or self.end is None:
+            return 0
         return max(0, self.end - self.start)
 
 
@@ -133,6 +160,18 @@ class View:
     error: str | None = None
     taken_ms: int | None = None
     throttles: list[ThrottleRow] = field(default_factory=list)
+    brokers: list[BrokerRow] | None = None
+    """Cluster mode: every broker (alive or not); None for the single broker."""
+
+    @property
+    def under_replicated(self) -> list[tuple[str, int, ReplicaState]]:
+        """(topic, partition, state) whose ISR is smaller than its replicas, or leaderless."""
+        return [
+            (t.name, p.partition, p.state)
+            for t in self.topics
+            for p in t.partitions
+            if p.state is not None and (p.state.under_replicated or p.state.offline)
+        ]
 
     def topic(self, name: str) -> TopicRow:
         for t in self.topics:
@@ -154,6 +193,7 @@ class DashboardModel:
     def __init__(self, rate_window_s: float = 5.0):
         self.rate_window_s = rate_window_s
         self._history: deque[Snapshot] = deque()
+        self._known_brokers: dict[int, str] = {}  # id -> last address: dead brokers stay shown
         self.view = EMPTY_VIEW
 
     def observe(self, snap: Snapshot) -> View:
@@ -165,21 +205,28 @@ class DashboardModel:
             self._history.popleft()
         base = self._history[0] if self._history else None
         self._history.append(snap)
-        self.view = compute_view(base, snap)
+        self.view = compute_view(base, snap, self._known_brokers)
         return self.view
 
 
-def compute_view(base: Snapshot | None, snap: Snapshot) -> View:
-    """Rates from ``base`` to ``snap`` and lag in ``snap`` (pure)."""
+def compute_view(
+    base: Snapshot | None, snap: Snapshot, known_brokers: dict[int, str] | None = None
+) -> View:
+    """Rates from ``base`` to ``snap`` and lag in ``snap``; in cluster mode the brokers
+    (``known_brokers``: id -> last address, updated) and each partition's replicas."""
     dt = snap.at - base.at if base is not None else 0.0
+    cluster = is_cluster(snap.brokers, snap.replicas)
+    keys = set(snap.offsets) | (set(snap.replicas) if cluster else set())
     by_topic: dict[str, list[PartitionRow]] = {}
-    for (topic, p), (start, end) in sorted(snap.offsets.items()):
+    for topic, p in sorted(keys):
+        start, end = snap.offsets.get((topic, p), (None, None))
         rate = None
-        if base is not None and dt > 0 and (topic, p) in base.offsets:
+        if end is not None and base is not None and dt > 0 and (topic, p) in base.offsets:
             before = base.offsets[(topic, p)][1]
             if end >= before:
                 rate = (end - before) / dt
-        by_topic.setdefault(topic, []).append(PartitionRow(p, start, end, rate))
+        state = snap.replicas.get((topic, p)) if cluster else None
+        by_topic.setdefault(topic, []).append(PartitionRow(p, start, end, rate, state))
     topics = [TopicRow(name, rows) for name, rows in sorted(by_topic.items())]
     groups = None
     if snap.groups is not None:
@@ -194,7 +241,11 @@ def compute_view(base: Snapshot | None, snap: Snapshot) -> View:
                 lags.append(LagRow(topic, p, off, end, lag))
             groups.append(GroupRow(gid, lags))
     throttles = sorted(snap.throttles, key=lambda r: (r.ago_ms, r.client_id, r.quota_type))
-    return View(topics, groups, snap.groups_note, None, snap.taken_ms, throttles)
+    brokers = None
+    if cluster:
+        known = {} if known_brokers is None else known_brokers
+        brokers = broker_rows(snap.brokers or [], snap.controller_id, snap.replicas, known)
+    return View(topics, groups, snap.groups_note, None, snap.taken_ms, throttles, brokers)
 
 
 # -- rendering ----------------------------------------------------------------
@@ -234,6 +285,11 @@ def render_html(view: View, title: str = "labkit broker", status: str = "") -> s
         out.append(f' <span style="color:#666;font-size:11px">{escape(status)}</span>')
     if view.error:
         out.append(f'<div style="color:#b00020;margin:4px 0">✘ {escape(view.error)}</div>')
+    cluster = view.brokers is not None
+    if view.brokers is not None:
+        out.append(render_brokers_html(view.brokers, _TABLE, _head, _row))
+        out.append(render_under_replicated_html(view.under_replicated))
+    replica_cols = [("right", _("leader")), ("left", _("replicas")), ("left", _("ISR"))]
     out.append(
         _TABLE
         + _head(
@@ -245,6 +301,7 @@ def render_html(view: View, title: str = "labkit broker", status: str = "") -> s
                 ("right", _("records")),
                 ("right", _("records/s")),
             ]
+            + (replica_cols if cluster else [])
         )
     )
     if not view.topics:
@@ -261,7 +318,8 @@ def render_html(view: View, title: str = "labkit broker", status: str = "") -> s
                         ("right", ""),
                         ("right", _num(t.records)),
                         ("right", _rate(t.rate)),
-                    ],
+                    ]
+                    + ([("right", ""), ("left", ""), ("left", "")] if cluster else []),
                     bold=True,
                 )
             )
@@ -273,9 +331,10 @@ def render_html(view: View, title: str = "labkit broker", status: str = "") -> s
                         ("right", str(p.partition)),
                         ("right", _num(p.start)),
                         ("right", _num(p.end)),
-                        ("right", _num(p.records)),
+                        ("right", _num(_known_records(p))),
                         ("right", _rate(p.rate)),
                     ]
+                    + (_replica_cells(p.state) if cluster else [])
                 )
             )
     out.append("</table>")
@@ -365,20 +424,48 @@ def render_html(view: View, title: str = "labkit broker", status: str = "") -> s
     return "".join(out)
 
 
+def _known_records(p: PartitionRow) -> int | None:
+    return None if p.start is None or p.end is None else p.records
+
+
+def _replica_cells(state: ReplicaState | None) -> list[tuple[str, str]]:
+    if state is None:
+        return [("right", "–"), ("left", "–"), ("left", "–")]
+    isr = escape(ids(state.isr))
+    if state.under_replicated or state.offline:
+        isr = f'<span style="color:#b00020;font-weight:bold">{isr}</span>'
+    leader = escape(leader_text(state))
+    if state.offline:
+        leader = f'<span style="color:#b00020;font-weight:bold">{leader}</span>'
+    return [("right", leader), ("left", escape(ids(state.replicas))), ("left", isr)]
+
+
 def render_text(view: View) -> str:
     """A plain-text version (for terminals, logs and tests)."""
     lines = []
     if view.error:
         lines.append(f"✘ {view.error}")
+    cluster = view.brokers is not None
+    if view.brokers is not None:
+        lines.extend(render_brokers_text(view.brokers))
+        lines.append(render_under_replicated_text(view.under_replicated))
     lines.append(
         f"{'TOPIC':<24} {'PART':>4} {'START':>10} {'END':>10} {'RECORDS':>10} {'REC/S':>8}"
+        + (f" {'LEADER':>6} {'REPLICAS':<10} {'ISR':<10}" if cluster else "")
     )
     for t in view.topics:
         for p in t.partitions:
-            lines.append(
+            line = (
                 f"{t.name:<24} {p.partition:>4} {_num(p.start):>10} {_num(p.end):>10} "
-                f"{_num(p.records):>10} {_rate(p.rate):>8}"
+                f"{_num(_known_records(p)):>10} {_rate(p.rate):>8}"
             )
+            if cluster:
+                s = p.state
+                line += (
+                    f" {leader_text(s):>6} {ids(s.replicas) if s else '–':<10} "
+                    f"{ids(s.isr) if s else '–':<10}"
+                )
+            lines.append(line)
     if view.groups is None:
         lines.append(f"consumer groups: {view.groups_note or 'not available'}")
     else:

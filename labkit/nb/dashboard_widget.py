@@ -12,7 +12,11 @@ admin client raises IncompatibleBrokerVersion for it, and the table stays empty)
 the ``Snapshot`` to a
 ``DashboardModel`` (rates, lag; pure, in ``_dashmodel``) and writes the
 rendered HTML into an ``ipywidgets.HTML``. What Kafka UI shows, inside the
-notebook.
+notebook. With ``describe_cluster`` it also learns the brokers; a broker in cluster
+mode (``_dashcluster.is_cluster``) adds the brokers, each partition's leader, replicas
+and ISR (``describe_topics``' own rows), and the offsets are asked partition by
+partition when the batch fails on a partition whose leader is elsewhere or missing
+(NOT_LEADER_OR_FOLLOWER, LEADER_NOT_AVAILABLE): those show as unknown, the others stay.
 
 The thread owns its two clients; it opens them (again) when they are missing
 or a round failed, so a broker that starts late or restarts is picked up. A
@@ -32,9 +36,16 @@ from collections.abc import Callable
 from typing import Any
 
 from labkit._clock import REAL_CLOCK, Clock
-from labkit.errors import IllegalArgumentError, IllegalStateError, IncompatibleBrokerVersion
+from labkit.errors import (
+    IllegalArgumentError,
+    IllegalStateError,
+    IncompatibleBrokerVersion,
+    LeaderNotAvailableError,
+    NotLeaderForPartitionError,
+)
 from labkit.i18n import _
 from labkit.nb._connect import bootstrap_servers, explain
+from labkit.nb._dashcluster import BrokerInfo, ReplicaState, is_cluster
 from labkit.nb._dashmodel import (
     DashboardModel,
     Snapshot,
@@ -63,6 +74,67 @@ def _partitions_of(described: Any) -> dict[str, list[int]]:
                 parts.append(pid)
         if isinstance(name, str):
             out[name] = sorted(parts)
+    return out
+
+
+def _replica_states(described: Any) -> dict[tuple[str, int], ReplicaState]:
+    """(topic, partition) -> leader, replicas, ISR from ``describe_topics``' rows."""
+    out: dict[tuple[str, int], ReplicaState] = {}
+    for item in described or []:
+        if not isinstance(item, dict):
+            continue
+        name = item.get("topic", item.get("name"))
+        for p in item.get("partitions") or []:
+            if not isinstance(p, dict):
+                continue
+            pid = p.get("partition", p.get("partition_index"))
+            leader = p.get("leader", p.get("leader_id", -1))
+            if isinstance(name, str) and isinstance(pid, int):
+                out[(name, pid)] = ReplicaState(
+                    leader if isinstance(leader, int) else -1,
+                    tuple(p.get("replicas", p.get("replica_nodes")) or ()),
+                    tuple(p.get("isr", p.get("isr_nodes")) or ()),
+                )
+    return out
+
+
+def _brokers(admin: Any) -> tuple[list[BrokerInfo] | None, int | None]:
+    """The live brokers and the controller (``describe_cluster``); (None, None) without it."""
+    describe = getattr(admin, "describe_cluster", None)
+    if not callable(describe):  # an admin client without the call
+        return None, None
+    answer = describe() or {}
+    brokers = [
+        BrokerInfo(int(b.get("node_id", b.get("broker_id", 0))), str(b.get("host")), b.get("port"))
+        for b in answer.get("brokers") or []
+        if isinstance(b, dict)
+    ]
+    controller = answer.get("controller_id")
+    return brokers, controller if isinstance(controller, int) else None
+
+
+# Errors of a partition whose leader is another broker or none: labkit's client asks one
+# broker, so in cluster mode the offsets of such a partition are unknown, not an error.
+_LEADER_ELSEWHERE = (NotLeaderForPartitionError, LeaderNotAvailableError)
+
+
+def _offsets(consumer: Any, tps: list, cluster: bool) -> dict[tuple[str, int], tuple[int, int]]:
+    def ask(wanted: list) -> dict[tuple[str, int], tuple[int, int]]:
+        starts = consumer.beginning_offsets(wanted)
+        ends = consumer.end_offsets(wanted)
+        return {(tp[0], tp[1]): (int(starts.get(tp, 0)), int(ends.get(tp, 0))) for tp in wanted}
+
+    try:
+        return ask(tps)
+    except _LEADER_ELSEWHERE:
+        if not cluster:
+            raise
+    out: dict[tuple[str, int], tuple[int, int]] = {}
+    for tp in tps:
+        try:
+            out.update(ask([tp]))
+        except _LEADER_ELSEWHERE:
+            pass
     return out
 
 
@@ -109,15 +181,13 @@ def collect(
         names = [n for n in names if not n.startswith("__")]
     from labkit import TopicPartition
 
-    parts = _partitions_of(admin.describe_topics(names)) if names else {}
+    described = admin.describe_topics(names) if names else []
+    parts = _partitions_of(described)
+    replicas = _replica_states(described)
+    brokers, controller = _brokers(admin)
+    cluster = is_cluster(brokers, replicas)
     tps = [TopicPartition(t, p) for t in names for p in parts.get(t, [])]
-    offsets: dict[tuple[str, int], tuple[int, int]] = {}
-    if tps:
-        starts = consumer.beginning_offsets(tps)
-        ends = consumer.end_offsets(tps)
-        for tp in tps:
-            key = (tp[0], tp[1])
-            offsets[key] = (int(starts.get(tp, 0)), int(ends.get(tp, 0)))
+    offsets = _offsets(consumer, tps, cluster) if tps else {}
     groups: dict[str, dict[tuple[str, int], int | None]] = {}
     for gid in _group_ids(admin.list_consumer_groups()):
         committed = admin.list_consumer_group_offsets(gid) or {}
@@ -128,6 +198,9 @@ def collect(
         groups=groups,
         taken_ms=taken_ms,
         throttles=_throttles(admin),
+        brokers=brokers,
+        controller_id=controller,
+        replicas=replicas if cluster else {},
     )
 
 
