@@ -5,6 +5,7 @@ windows per store through foreachBatch, and alerts written back with the Kafka s
 from __future__ import annotations
 
 import json
+import subprocess
 from datetime import datetime, timedelta
 
 import pytest
@@ -59,6 +60,28 @@ def spark():
     spark = session("labkit-tests")
     yield spark
     spark.stop()
+    _stop_the_jvm()
+
+
+def _stop_the_jvm() -> None:
+    """End Spark's JVM, not only its session: pyspark keeps the JVM for the next session,
+    and the Kafka producer Spark's sink caches in it went on reconnecting every second to
+    the stopped Kafka for the rest of the test run (its warnings in later tests' output)."""
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    proc = getattr(gateway, "proc", None)
+    gateway.shutdown()
+    SparkContext._gateway = SparkContext._jvm = None
+    if proc is not None:
+        proc.stdin.close()  # the gateway server exits at the end of its stdin
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def produce_transactions(bootstrap: str, topic: str) -> None:
