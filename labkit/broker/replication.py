@@ -353,8 +353,20 @@ class Replication:
                 led = self.led.get((topic, partition))
                 error: Exception | None = None
                 if plog.high_watermark >= end:
-                    continue
-                if led is None or led.plog is not plog:
+                    # covered, but by fewer replicas than promised when the ISR shrank
+                    # below the minimum meanwhile (Kafka's checkEnoughReplicasReachOffset)
+                    if (
+                        led is None
+                        or led.plog is not plog
+                        or led.replicas.enough_replicas(self.min_insync(topic))
+                    ):
+                        continue
+                    error = NotEnoughReplicasAfterAppendError(
+                        f"{topic}-{partition}'s ISR shrank to {sorted(led.replicas.isr)}, fewer "
+                        f"than min.insync.replicas={self.min_insync(topic)}, before the batch "
+                        "reached min.insync.replicas brokers; retry once the followers caught up"
+                    )
+                elif led is None or led.plog is not plog:
                     error = NotLeaderForPartitionError(
                         f"broker {self.broker_id} stopped leading {topic}-{partition} before "
                         "the in-sync replicas had this batch; it may or may not be kept: "

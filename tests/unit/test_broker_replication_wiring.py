@@ -215,3 +215,21 @@ def test_the_high_watermarks_are_checkpointed_and_read_back_by_a_restarted_leade
         replication.close()
         registry.close()
     assert hw_checkpoint.read(tmp_path) == {(TOPIC, 0): 3}
+
+
+def test_a_held_reply_fails_with_20_when_the_smaller_isr_has_moved_the_high_watermark(setup):
+    """Kafka's checkEnoughReplicasReachOffset: a high watermark that covers the batch is
+    not enough when the ISR is below min.insync.replicas: the batch is on fewer brokers
+    than acks=all promised (the leader alone moved the high watermark)."""
+    s = setup
+    s.replication.apply()
+    end = append(s, "a")
+    reply = acks_all_reply(s, end)
+    assert s.replication.hold(b"id", b"r", reply)
+    s.cluster.snapshot = snapshot([1], version=1)
+    s.replication.apply()
+    append(s, "b")  # the leader alone in the ISR: its appends move the high watermark
+    assert plog_of(s).high_watermark >= end
+    s.replication.release()
+    assert s.sent == [reply.header]
+    assert reply.header["results"][0][1] == 20  # NOT_ENOUGH_REPLICAS_AFTER_APPEND
