@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,8 @@ ZOOKEEPER_ENV = "LABKIT_ZOOKEEPER"
 SESSION_TIMEOUT_MS = 4000
 # a follower that comes back rejoins the ISR within half of this (Kafka's default: 30000)
 REPLICA_LAG_MS = 4000
+# a bound, not a wait: a broker's start is mostly Python's imports, slow on a busy machine
+BROKER_START_TIMEOUT_S = 60.0
 
 _RUNNING: Cluster | None = None
 
@@ -239,16 +242,20 @@ class Cluster:
 
     # -- what the cluster says ---------------------------------------------------
 
-    def describe(self, topic: str) -> list[PartitionState]:
-        """Each partition of ``topic``: leader, replicas, ISR (ZooKeeper's state). Raises
-        ``IllegalArgumentError`` for a topic that does not exist."""
+    def describe(self, topic: str, *, broker: int | None = None) -> list[PartitionState]:
+        """Each partition of ``topic``: leader, replicas, ISR (ZooKeeper's state). With
+        ``broker=id``: what that broker believes now (its own metadata), which follows
+        ZooKeeper a moment later. Raises ``IllegalArgumentError`` for a topic that does not
+        exist."""
+        if broker is not None:
+            return self._describe_by_broker(topic, broker)
         if self.zookeeper is None:
             return self._describe_by_metadata(topic)
         return states_from_znodes(topic, self._read_json)
 
-    def state(self, topic: str, partition: int = 0) -> PartitionState:
-        """One partition's ``PartitionState``."""
-        for row in self.describe(topic):
+    def state(self, topic: str, partition: int = 0, *, broker: int | None = None) -> PartitionState:
+        """One partition's ``PartitionState`` (``broker=id``: as that broker sees it)."""
+        for row in self.describe(topic, broker=broker):
             if row.partition == partition:
                 return row
         raise IllegalArgumentError(
@@ -332,6 +339,20 @@ class Cluster:
                 self._kazoo = client
             return self._kazoo
 
+    def _describe_by_broker(self, topic: str, broker_id: int) -> list[PartitionState]:
+        self._local_only("describe(broker=...)")
+        self._known(broker_id)
+        from labkit.testing import RawClient
+
+        with RawClient(self._processes[broker_id].zmq_bootstrap) as client:
+            header, _payloads = client.request("metadata", {"topics": [topic]})
+        rows = header.get("topics") or [{}]
+        if rows[0].get("error") or not rows[0].get("partitions"):
+            raise IllegalArgumentError(
+                _("no topic {topic!r} in this cluster: create it first").format(topic=topic)
+            )
+        return states_from_metadata(topic, rows[0]["partitions"])
+
     def _describe_by_metadata(self, topic: str) -> list[PartitionState]:
         from kafka import KafkaAdminClient
 
@@ -407,7 +428,7 @@ def _start_local(brokers: int, session_timeout_ms: int, replica_lag_ms: int) -> 
     made._home = home
     try:
         for broker_id in range(1, brokers + 1):
-            proc = BrokerProcess(
+            made._processes[broker_id] = BrokerProcess(
                 data_dir=home / f"broker-{broker_id}",
                 config={
                     "broker.id": str(broker_id),
@@ -415,9 +436,12 @@ def _start_local(brokers: int, session_timeout_ms: int, replica_lag_ms: int) -> 
                     "zookeeper.session.timeout.ms": str(session_timeout_ms),
                     "replica.lag.time.max.ms": str(replica_lag_ms),
                 },
-            ).start()
-            made._processes[broker_id] = proc
-            made._bootstrap[broker_id] = proc.bootstrap
+                start_timeout_s=BROKER_START_TIMEOUT_S,
+            )
+        # side by side: a Python start-up is mostly imports, and a lab machine has cores
+        with ThreadPoolExecutor(max_workers=brokers) as pool:
+            for proc in pool.map(lambda proc: proc.start(), made._processes.values()):
+                made._bootstrap[int(proc.config["broker.id"])] = proc.bootstrap
     except BaseException:
         made.close()
         raise
