@@ -103,6 +103,8 @@ def test_a_cluster_elsewhere_is_described_but_never_killed(monkeypatch, no_runni
     for action in (elsewhere.kill, elsewhere.pause, elsewhere.resume, elsewhere.start):
         with pytest.raises(IllegalStateError, match=r"needs a cluster started by this notebook"):
             action(1)
+    with pytest.raises(IllegalStateError, match=r"describe\(broker=...\) needs a cluster"):
+        elsewhere.describe("orders", broker=1)
 
 
 def test_unknown_broker_ids_are_refused_naming_the_brokers():
