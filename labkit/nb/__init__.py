@@ -10,6 +10,8 @@
 - ``nb.topic("nb03-alerts")``, ``nb.group("nb06-fraud")`` -- this notebook's topic and
   group names: as written on a private broker, ``anna.nb03-alerts`` on a broker shared by a
   class (``LABKIT_STUDENT=anna``; ``labkit.nb.names``); ``nb.student()`` is the name in use.
+- ``nb.cluster()`` -- a ZooKeeper and three labkit brokers in cluster mode for notebook 13
+  (``labkit.nb.cluster_mode``): describe, kill, pause and start brokers, watch leaders move.
 - ``nb.LivePlot``, ``nb.dashboard()``, ``nb.doctor()``, ``nb.progress(...)`` -- live
   plots and widgets (``labkit.nb.live``, ``.dashboard_widget``, ``.doctor_checks``,
   ``.progress_bar``), imported on first use so that ``import labkit.nb`` stays light
@@ -63,6 +65,7 @@ __all__ = [
     "bootstrap_servers",
     "call",
     "check",
+    "cluster",
     "dashboard",
     "doctor",
     "all_exercises",
@@ -85,6 +88,7 @@ __all__ = [
 # name -> module that defines it (the module's attribute of the same name is used)
 _LAZY = {
     "LivePlot": "labkit.nb.live",
+    "cluster": "labkit.nb.cluster_mode",
     "dashboard": "labkit.nb.dashboard_widget",
     "doctor": "labkit.nb.doctor_checks",
     "progress": "labkit.nb.progress_bar",

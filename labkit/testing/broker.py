@@ -125,7 +125,9 @@ class BrokerProcess:
         port: int | None = None,
         config: dict | None = None,
         host: str = "127.0.0.1",
+        start_timeout_s: float = START_TIMEOUT_S,
     ):
+        self.start_timeout_s = start_timeout_s
         self._own_dir = data_dir is None
         self.data_dir = (
             Path(tempfile.mkdtemp(prefix="labkit-broker-")) if data_dir is None else Path(data_dir)
@@ -208,7 +210,7 @@ class BrokerProcess:
             env=env,
         )
         weakref.finalize(self, _kill_orphan, self.proc)
-        deadline = time.monotonic() + START_TIMEOUT_S
+        deadline = time.monotonic() + self.start_timeout_s
         # The startup line comes after the bind: only then can the answer be ours
         # (another process may hold the port and answer the probe).
         while "labkit broker listening on" not in self.output():
@@ -222,7 +224,7 @@ class BrokerProcess:
         if code is None:
             self.kill()
         raise BrokerStartError(
-            f"broker did not start within {START_TIMEOUT_S:.0f} s "
+            f"broker did not start within {self.start_timeout_s:.0f} s "
             f"(exit code {code}); its output:\n{self.output()}"
         )
 

@@ -59,13 +59,20 @@ COPY_IGNORE = shutil.ignore_patterns(
 # Masters that need Java (Kafka Connect's worker): the default lab image has none; they run
 # in the Java lab (`--profile spark`, tests/e2e/test_docker_spark_profile.py).
 NEEDS_JAVA = ("12_connect.ipynb",)
+# Notebook 13 starts ZooKeeper (Java, the jars of `make zookeeper`) and three brokers it kills:
+# no lab image has the jars; it runs in tests/integration/test_series_masters.py.
+NEEDS_ZOOKEEPER = ("13_replication_and_failover.ipynb",)
 
 
 def instructor_masters(java: bool = False) -> list[Path]:
     """The notebook series' solution masters (those needing Java only with ``java``); the
     grading example until the series exists."""
     for folder in (REPO / "instructor" / "masters", REPO / "instructor" / "examples"):
-        found = sorted(p for p in folder.glob("*.ipynb") if java or p.name not in NEEDS_JAVA)
+        found = sorted(
+            p
+            for p in folder.glob("*.ipynb")
+            if (java or p.name not in NEEDS_JAVA) and p.name not in NEEDS_ZOOKEEPER
+        )
         if found:
             return found
     return []

@@ -1,7 +1,8 @@
 """The graded notebook series on a real Kafka cluster: every master in instructor/masters/
 (English, then the Polish ones of instructor/masters/pl/) runs under nbval against Apache
 Kafka 4.1.1 (one KRaft node, not labkit) with every check passing, unchanged, and leaves
-no topic behind.
+no topic behind (all but notebook 13, which runs a labkit cluster of its own: see
+``NOT_ON_APACHE_KAFKA``).
 
 How it runs: as tests/integration/test_series_masters.py runs the series on labkit (its
 ``run_notebook``: ``pytest --nbval-lax`` in its own process per notebook, as ``labkit
@@ -33,10 +34,16 @@ kafka = pytest.importorskip("kafka")
 from labkit.testing.apache_kafka import ApacheKafka, ApacheKafkaMissing  # noqa: E402
 from tests.integration.test_series_masters import (  # noqa: E402
     MASTERS,
-    NAMES,
     expected_exercises,
     run_notebook,
 )
+from tests.integration.test_series_masters import NAMES as ALL_NAMES  # noqa: E402
+
+# Notebook 13 runs a cluster of its own (nb.cluster(): ZooKeeper and three labkit brokers it
+# kills and starts), not the lab's broker: on the Apache Kafka lab it would test labkit's
+# cluster again, and one Apache Kafka broker cannot be killed into a failover.
+NOT_ON_APACHE_KAFKA = {"13_replication_and_failover"}
+NAMES = [name for name in ALL_NAMES if name.rpartition("/")[2] not in NOT_ON_APACHE_KAFKA]
 
 # one master at a time: two at once beside Kafka's JVM on a 2-CPU machine starved the group
 # members of notebook 06 (one of three owned nothing at its check) and left notebook 08's

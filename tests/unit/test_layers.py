@@ -52,7 +52,18 @@ ALLOWED = {
     # Java engines on a Kafka broker (docs/ecosystem.md); Connect's jars are Apache
     # Kafka's, located by testing/apache_kafka.py
     "ecosystem": {"errors", "testing"},
-    "nb": {"errors", "_clock", "_address", "protocol", "client", "course", "i18n", "__init__"},
+    # nb.cluster() (notebook 13) starts ZooKeeper and brokers with testing's process helpers
+    "nb": {
+        "errors",
+        "_clock",
+        "_address",
+        "protocol",
+        "client",
+        "course",
+        "i18n",
+        "testing",
+        "__init__",
+    },
     "course": {"errors", "_clock", "_address", "protocol", "client", "nb", "i18n", "__init__"},
     "testing": {"errors", "_clock", "_address", "protocol", "log", "broker", "client", "__init__"},
 }

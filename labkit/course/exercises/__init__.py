@@ -1,4 +1,4 @@
-"""The course's exercises: one module per notebook (``nb00`` ... ``nb12``, and ``nb06b``).
+"""The course's exercises: one module per notebook (``nb00`` ... ``nb13``, and ``nb06b``).
 
 Each module has a registry of its own, ``EXERCISES``, and one decorated check
 function per exercise::
@@ -46,6 +46,7 @@ NOTEBOOKS = (
     "nb10",
     "nb11",
     "nb12",
+    "nb13",
 )
 
 
