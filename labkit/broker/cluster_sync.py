@@ -29,6 +29,7 @@ from typing import Any
 from labkit.broker.topics import TopicRegistry
 from labkit.cluster.decisions import ClusterSnapshot, check_replication_factor
 from labkit.cluster.member import ClusterMember, ClusterSettings
+from labkit.cluster.offsets_topic import OFFSETS_TOPIC
 from labkit.cluster.znodes import NO_LEADER, BrokerInfo
 from labkit.errors import (
     InvalidConfigurationError,
@@ -175,7 +176,8 @@ class ClusterSync:
             if leader == NO_LEADER:
                 row["error"] = LeaderNotAvailableError.errno
             parts.append(row)
-        return {"name": name, "error": 0, "is_internal": False, "partitions": parts}
+        internal = name == OFFSETS_TOPIC  # as Kafka marks it
+        return {"name": name, "error": 0, "is_internal": internal, "partitions": parts}
 
     def replication_configs(self, name: str) -> list[dict[str, Any]]:
         """describe_configs rows of the topic configs kept in ZooKeeper only: the topic's

@@ -62,6 +62,22 @@ class Reply:
     replicate_timeout_ms: int = 30_000
 
 
+def target_ok(header: dict[str, Any], index: int) -> bool:
+    """Whether a produce's result row ``index`` (or a group answer: the answer) is a success."""
+    results = header.get("results")
+    return header.get("error") == 0 if results is None else results[index][1] == 0
+
+
+def fail_target(header: dict[str, Any], index: int, code: int, text: str) -> None:
+    """Turn a produce's result row (or a group answer: the answer) into an error."""
+    results = header.get("results")
+    if results is None:  # a replicated offset commit (broker/offsets_log.py)
+        if header.get("error") == 0:
+            header["error"], header["message"] = code, text
+        return
+    results[index] = [-1, code, -1, text]
+
+
 def error_of(exc: BaseException) -> tuple[int, str]:
     """(Kafka error code, message for the student) for any exception."""
     if isinstance(exc, KafkaError):
