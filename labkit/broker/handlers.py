@@ -32,11 +32,13 @@ from labkit.broker.replica_api import ReplicaApi
 from labkit.broker.replies import Reply, error_of, error_reply, int_field, list_field, tp_rows
 from labkit.broker.topic_admin import TopicAdmin
 from labkit.broker.topics import Topic, TopicRegistry, validate_topic_name
+from labkit.cluster.offsets_topic import OFFSETS_TOPIC
 from labkit.errors import (
     CorruptRecordError,
     InvalidRequestError,
     InvalidRequiredAcksError,
     InvalidTimestampError,
+    InvalidTopicError,
     KafkaError,
     LeaderNotAvailableError,
     MessageSizeTooLargeError,
@@ -129,6 +131,8 @@ class Handlers(TopicAdmin, ReplicaApi):
     def _auto_create(self, name: str) -> Topic | None:
         if not self.config.auto_create_topics_enable:
             return None
+        if name == OFFSETS_TOPIC and self.cluster is not None:
+            return self.registry.get(name)  # created by the group coordinators, as Kafka
         if self.registry.get(name) is None:
             self.descriptors.check(self.config.num_partitions)  # before connections starve
             if self.cluster is not None:  # the whole cluster's topic, default.replication.factor
@@ -242,6 +246,12 @@ class Handlers(TopicAdmin, ReplicaApi):
         rolled: list[PartitionLog] = []
         for index, ((name, partition), batch) in enumerate(zip(targets, payloads, strict=False)):
             try:
+                if name == OFFSETS_TOPIC and self.cluster is not None:
+                    raise InvalidTopicError(  # as Kafka: only the group coordinators write it
+                        f"Cannot append to internal topic {OFFSETS_TOPIC}: it holds the "
+                        "groups' committed offsets; commit with a consumer (commit()) or "
+                        "`labkit consumer-groups --reset-offsets` instead"
+                    )
                 topic = registry.topics.get(name)
                 if topic is None:
                     validate_topic_name(name)

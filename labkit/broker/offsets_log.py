@@ -147,9 +147,16 @@ class ReplicatedOffsets:
         partition, leader, epoch = self._leader(group_id)
         me = self.cluster.broker_id
         if leader != me:
+            info = self.cluster.snapshot.brokers.get(leader)
+            where = (
+                ""
+                if info is None
+                else f" (Kafka {info.host}:{info.port}, labkit {info.zmq_host}:{info.zmq_port})"
+            )
             raise NotCoordinatorError(
-                f"broker {me} is not the coordinator of group '{group_id}': broker {leader} "
-                f"leads {OFFSETS_TOPIC}-{partition}; find the coordinator again"
+                f"broker {me} is not the coordinator of group '{group_id}': broker {leader}"
+                f"{where} leads {OFFSETS_TOPIC}-{partition}. Kafka clients find it again by "
+                "themselves; labkit's own consumer does not yet: bootstrap it from there"
             )
         if self.loaded.get(partition) != epoch:
             raise CoordinatorLoadInProgressError(
