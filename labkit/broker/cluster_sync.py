@@ -155,6 +155,10 @@ class ClusterSync:
                 f"{state.leader} is (leader epoch {state.leader_epoch}); refresh metadata"
             )
 
+    def is_internal(self, name: str) -> bool:
+        """Kafka's internal topic (written by the group coordinators only)."""
+        return name == OFFSETS_TOPIC
+
     def metadata_topic(self, name: str) -> dict[str, Any] | None:
         """labkit's metadata row of a topic, from ZooKeeper's view (None: not there)."""
         view = self.snapshot.topics.get(name)

@@ -32,7 +32,6 @@ from labkit.broker.replica_api import ReplicaApi
 from labkit.broker.replies import Reply, error_of, error_reply, int_field, list_field, tp_rows
 from labkit.broker.topic_admin import TopicAdmin
 from labkit.broker.topics import Topic, TopicRegistry, validate_topic_name
-from labkit.cluster.offsets_topic import OFFSETS_TOPIC
 from labkit.errors import (
     CorruptRecordError,
     InvalidRequestError,
@@ -131,7 +130,7 @@ class Handlers(TopicAdmin, ReplicaApi):
     def _auto_create(self, name: str) -> Topic | None:
         if not self.config.auto_create_topics_enable:
             return None
-        if name == OFFSETS_TOPIC and self.cluster is not None:
+        if self.cluster is not None and self.cluster.is_internal(name):
             return self.registry.get(name)  # created by the group coordinators, as Kafka
         if self.registry.get(name) is None:
             self.descriptors.check(self.config.num_partitions)  # before connections starve
@@ -246,9 +245,9 @@ class Handlers(TopicAdmin, ReplicaApi):
         rolled: list[PartitionLog] = []
         for index, ((name, partition), batch) in enumerate(zip(targets, payloads, strict=False)):
             try:
-                if name == OFFSETS_TOPIC and self.cluster is not None:
+                if self.cluster is not None and self.cluster.is_internal(name):
                     raise InvalidTopicError(  # as Kafka: only the group coordinators write it
-                        f"Cannot append to internal topic {OFFSETS_TOPIC}: it holds the "
+                        f"Cannot append to internal topic {name}: it holds the "
                         "groups' committed offsets; commit with a consumer (commit()) or "
                         "`labkit consumer-groups --reset-offsets` instead"
                     )
