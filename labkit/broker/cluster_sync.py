@@ -34,6 +34,7 @@ from labkit.cluster.znodes import NO_LEADER, BrokerInfo
 from labkit.errors import (
     InvalidConfigurationError,
     InvalidReplicationFactorError,
+    InvalidTopicError,
     LeaderNotAvailableError,
     NotLeaderForPartitionError,
     TopicAlreadyExistsError,
@@ -239,5 +240,12 @@ class ClusterSync:
         self.member.add_partitions(name, total)
 
     def delete_topic(self, name: str) -> None:
+        """Raises InvalidTopicError for the internal topic (every group's offsets)."""
+        if self.is_internal(name):
+            raise InvalidTopicError(  # Kafka's words (kafka-topics.sh refuses it so)
+                f"Topic {name} is a kafka internal topic and is not allowed to be marked for "
+                "deletion: it holds every consumer group's committed offsets (delete a "
+                "group's offsets with `labkit consumer-groups --delete --group G`)"
+            )
         assert self.member is not None
         self.member.delete_topic(name)

@@ -66,7 +66,9 @@ CREATE_RETRY_MS = 1000  # how often a broker asks ZooKeeper again for the missin
 READ_CHUNK = 1 << 20  # bytes read per step while loading a partition
 # requests without a group id of their own (answered by any broker)
 ANY_BROKER_APIS = frozenset({"find_coordinator", "list_groups"})
-COMMIT_TIMEOUT_MS = 30_000  # the most a commit waits for the ISR (then REQUEST_TIMED_OUT)
+# Kafka's offsets.commit.timeout.ms: the most a commit waits for the ISR (then
+# COORDINATOR_NOT_AVAILABLE: the client retries)
+COMMIT_TIMEOUT_MS = 5000
 
 
 class ReplicatedOffsets:
@@ -257,15 +259,12 @@ class ReplicatedOffsets:
         ends: dict[int, tuple[Any, int]] = {}
         for partition, plog, end in pending:
             ends[partition] = (plog, max(end, ends.get(partition, (plog, 0))[1]))
-        timeout = header.get("timeout_ms")
         return Reply(
             answer,
             sync=sync,
             appended=[(OFFSETS_TOPIC, p) for p in ends],
             replicate=[(0, OFFSETS_TOPIC, p, plog, end) for p, (plog, end) in ends.items()],
-            replicate_timeout_ms=timeout
-            if type(timeout) is int and timeout > 0
-            else COMMIT_TIMEOUT_MS,
+            replicate_timeout_ms=COMMIT_TIMEOUT_MS,
         )
 
     # -- leadership --------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Cluster mode: nobody but the group coordinators writes ``__consumer_offsets`` (as Kafka:
-INVALID_TOPIC_EXCEPTION, 17), a client cannot auto-create it with the wrong settings, and a
-malformed find_coordinator is refused. One real broker on a real ZooKeeper."""
+INVALID_TOPIC_EXCEPTION, 17), a client cannot auto-create it with the wrong settings nor
+delete it (every group's offsets), and a malformed find_coordinator is refused. One real
+broker on a real ZooKeeper."""
 
 from __future__ import annotations
 
@@ -58,3 +59,8 @@ def test_only_coordinators_write_the_offsets_topic(zookeeper, broker):
         assert len(read_json(zk, f"/brokers/topics/{OFFSETS_TOPIC}")["partitions"]["0"]) == 1
         _base, error, _start, message = produce_to_offsets_topic(client)
         assert error == INVALID_TOPIC
+
+        header, _ = client.request("delete_topics", {"topics": [OFFSETS_TOPIC]})
+        assert header["topics"][0]["error"] == INVALID_TOPIC, header
+        assert "not allowed to be marked for deletion" in header["topics"][0]["message"]
+        assert not zk.exists(f"/admin/delete_topics/{OFFSETS_TOPIC}")
