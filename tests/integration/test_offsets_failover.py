@@ -28,6 +28,7 @@ pytestmark = pytest.mark.slow  # the kill waits out a 4 s ZooKeeper session
 
 GROUP = "offsets-survive"
 TOPIC = "orders"
+LIVE_GROUP, LIVE_TOPIC = "offsets-live", "orders-live"  # the module shares one ZooKeeper
 RECORDS = 60
 FAILOVER_BOUND_S = SESSION_TIMEOUT_MS / 1000 + 30  # generous: loaded machine
 
@@ -53,13 +54,13 @@ def offsets_state(zk, group: str) -> dict:
     return partition_states(zk, OFFSETS_TOPIC).get(partition_for(group, 3)) or {}
 
 
-def consumer(bootstrap: str):
+def consumer(bootstrap: str, group: str = GROUP):
     from confluent_kafka import Consumer
 
     return Consumer(
         {
             "bootstrap.servers": bootstrap,
-            "group.id": GROUP,
+            "group.id": group,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "session.timeout.ms": 6000,
@@ -147,3 +148,62 @@ def test_committed_offsets_survive_killing_the_coordinator(zookeeper, cluster):
             assert message.offset() >= max(before[message.partition()], 0)
     finally:
         second.close()
+
+
+def test_a_running_consumer_follows_its_coordinator_and_commits_there(zookeeper, cluster):
+    """The same consumer, kept running across the kill: its next commit is refused (the
+    new coordinator has no membership: labkit does not replicate it), it rejoins there, goes
+    on from the committed offset (nothing before it is read again) and commits there."""
+    from confluent_kafka import Producer, TopicPartition
+
+    with RawClient(cluster[1].zmq_bootstrap) as client:
+        header, _ = client.request(
+            "create_topics",
+            {"topics": [{"name": LIVE_TOPIC, "num_partitions": 1, "replication_factor": 3}]},
+        )
+    assert header["topics"][0]["error"] == 0, header
+    bootstrap = ",".join(b.bootstrap for b in cluster.values())
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    for i in range(RECORDS):
+        producer.produce(LIVE_TOPIC, f"record-{i}".encode(), partition=0)
+    assert producer.flush(60) == 0
+
+    tp = TopicPartition(LIVE_TOPIC, 0)
+    live = consumer(bootstrap, LIVE_GROUP)
+    try:
+        live.subscribe([LIVE_TOPIC])
+        taken = consume(live, 20)
+        live.commit(asynchronous=False)
+        committed = live.committed([tp], timeout=30)[0].offset
+        assert committed == taken[-1].offset() + 1
+        with zk_client(zookeeper) as zk:
+            state = wait_for("the offsets partition", lambda: offsets_state(zk, LIVE_GROUP))
+            coordinator = state["leader"]
+            cluster[coordinator].kill()
+            wait_for(
+                "a new coordinator",
+                lambda: offsets_state(zk, LIVE_GROUP).get("leader") not in (None, -1, coordinator),
+                timeout=FAILOVER_BOUND_S,
+            )
+        rest: list = []
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            rest += [m for m in live.consume(100, timeout=0.5) if m.error() is None]
+            if _commit(live) and live.committed([tp], timeout=10)[0].offset == RECORDS:
+                break
+        assert live.committed([tp], timeout=10)[0].offset == RECORDS
+        seen = {m.value() for m in taken + rest}
+        assert seen == {f"record-{i}".encode() for i in range(RECORDS)}
+        assert min(m.offset() for m in rest) >= committed  # nothing before the commit again
+    finally:
+        live.close()
+
+
+def _commit(c) -> bool:
+    from confluent_kafka import KafkaException
+
+    try:
+        c.commit(asynchronous=False)
+    except KafkaException:
+        return False  # refused (rejoining), or nothing consumed since the rejoin
+    return True
