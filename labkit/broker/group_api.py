@@ -177,6 +177,16 @@ class GroupService:
     def close(self) -> None:
         self.offsets.close()
 
+    def unload(self, belongs: Callable[[str], bool]) -> list:
+        """Cluster mode: this broker stopped coordinating the groups for which
+        ``belongs(group)`` (broker/offsets_log.py). Kafka clients' groups are dropped, their
+        parked requests answered NOT_COORDINATOR (the answers to send)."""
+        answers = []
+        for group_id in self.classic.group_ids():
+            if belongs(group_id):
+                answers += self.classic.unload(group_id)
+        return answers
+
     def expire_groups(self) -> list[str]:
         """Forget empty groups whose time is up (see "Expiry" above); returns their ids.
 

@@ -408,8 +408,9 @@ class BrokerLoop:
             self.replication.check_isr()
             self.replication.checkpoint()
             self.replication.release()
-        if self.offsets_log is not None:
-            self.offsets_log.on_roles()  # load the offsets partitions it now leads
+        if self.offsets_log is not None:  # load the offsets partitions it now leads
+            for belongs in self.offsets_log.on_roles():  # and let go of the others' groups
+                self._send_classic(self.groups.unload(belongs))
         self._wake_parked()
         now = self.clock.monotonic()
         self._send_answers(self.parking.expire(now))

@@ -28,8 +28,10 @@ keeps its offsets file (broker/offsets.py) and never imports this module. As Kaf
   that sees the new role (a lab's compacted partition is small); a group request that
   comes between ZooKeeper's decision and that turn gets COORDINATOR_LOAD_IN_PROGRESS (14).
   A partition no longer led is dropped from the store; its groups' requests get
-  NOT_COORDINATOR (16), and clients find the new coordinator. Membership is not
-  replicated (neither is it in Kafka: members join the new coordinator again).
+  NOT_COORDINATOR (16), and clients find the new coordinator; its Kafka clients' groups
+  are dropped too (parked joins and syncs answered NOT_COORDINATOR: ``GroupService.unload``).
+  Membership is not replicated: members join the new coordinator again (Kafka writes it
+  to the log too, GroupMetadataKey records, and its members carry on without a rejoin).
 
 Loop thread only.
 """
@@ -269,10 +271,12 @@ class ReplicatedOffsets:
 
     # -- leadership --------------------------------------------------------------------------
 
-    def on_roles(self) -> None:
-        """Load the partitions this broker started leading, drop those it stopped leading."""
+    def on_roles(self) -> list:
+        """Load the partitions this broker started leading, drop those it stopped leading;
+        for each dropped one, the test ``belongs(group)`` of its groups."""
         led = self.replication.led
         total = self.partitions()
+        dropped = []
         for partition in range(total):
             current = led.get((OFFSETS_TOPIC, partition))
             if current is None:
@@ -280,12 +284,14 @@ class ReplicatedOffsets:
                     del self.loaded[partition]
                     self._last_end.pop(partition, None)
                     self.store.drop_partition(self._belongs(partition, total))
+                    dropped.append(self._belongs(partition, total))
                     log.info(
                         "%s-%d: no longer the coordinator of its groups", OFFSETS_TOPIC, partition
                     )
             elif self.loaded.get(partition) != current.epoch:
                 self._load(partition, current.plog, total)
                 self.loaded[partition] = current.epoch
+        return dropped
 
     def _belongs(self, partition: int, total: int):
         return lambda group_id: partition_for(group_id, total) == partition

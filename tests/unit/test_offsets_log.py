@@ -127,7 +127,9 @@ def test_commits_become_records_and_a_new_leader_loads_them(tmp_path, clock, log
     assert {tp: (c.offset, c.metadata) for tp, c in loaded.items()} == {("t", 0): (15, "b")}
     # the old leader lets go: NOT_COORDINATOR, and its copy is dropped
     old.lead({0: 2, 1: 1, 2: 1}, epoch=1)
-    old.offsets.on_roles()
+    (belongs,) = old.offsets.on_roles()  # the loop unloads these groups' members
+    assert belongs(group)
+    assert not belongs(group_on(1))
     assert old.store.fetch(group) == {}
     assert old.offsets.refusal("offset_commit", {"group_id": group})["error"] == 16
 
