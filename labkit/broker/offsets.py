@@ -350,14 +350,16 @@ class OffsetStore:
         self._bytes += len(record)
 
     def _to_sink(self, payload: dict) -> None:
+        sink = self._sink
+        assert sink is not None  # cluster mode only
         group_id = payload["g"]
         if payload.get("delete"):
-            self._sink(group_id, [], sorted(self._groups.get(group_id, {})))
+            sink(group_id, [], sorted(self._groups.get(group_id, {})))
         elif "d" in payload:
-            self._sink(group_id, [], [(t, p) for t, p in payload["d"]])
+            sink(group_id, [], [(t, p) for t, p in payload["d"]])
         else:
             rows = [(t, p, Committed(o, m, ms)) for t, p, o, m, ms in payload["o"]]
-            self._sink(group_id, rows, [])
+            sink(group_id, rows, [])
 
     def _enqueue(self, item: bytes | _Compaction) -> None:
         with self._queue_lock:
