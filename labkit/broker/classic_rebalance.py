@@ -106,6 +106,21 @@ class ClassicGroups:
         del self._groups[group_id]
         return True
 
+    def unload(self, group_id: str) -> list[Answer]:
+        """Cluster mode: this broker stopped coordinating the group (its __consumer_offsets
+        partition is led elsewhere). Drop it; its parked joins and syncs get
+        NOT_COORDINATOR (16), so the clients find the new coordinator at once."""
+        group = self._groups.pop(group_id, None)
+        if group is None:
+            return []
+        answers = []
+        for m in group.members.values():
+            for waiter in (m.join_waiter, m.sync_waiter):
+                if waiter is not None:
+                    answers.append((waiter, error_answer(16)))
+            m.join_waiter = m.sync_waiter = None
+        return answers
+
     def subscribed_topics(self, group_id: str) -> set[str] | None:
         """The topics the members subscribe to (Kafka's consumer protocol); None when
         the group has members of another protocol type (e.g. Kafka Connect's)."""

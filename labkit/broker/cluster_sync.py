@@ -29,10 +29,12 @@ from typing import Any
 from labkit.broker.topics import TopicRegistry
 from labkit.cluster.decisions import ClusterSnapshot, check_replication_factor
 from labkit.cluster.member import ClusterMember, ClusterSettings
+from labkit.cluster.offsets_topic import OFFSETS_TOPIC
 from labkit.cluster.znodes import NO_LEADER, BrokerInfo
 from labkit.errors import (
     InvalidConfigurationError,
     InvalidReplicationFactorError,
+    InvalidTopicError,
     LeaderNotAvailableError,
     NotLeaderForPartitionError,
     TopicAlreadyExistsError,
@@ -154,6 +156,10 @@ class ClusterSync:
                 f"{state.leader} is (leader epoch {state.leader_epoch}); refresh metadata"
             )
 
+    def is_internal(self, name: str) -> bool:
+        """Kafka's internal topic (written by the group coordinators only)."""
+        return name == OFFSETS_TOPIC
+
     def metadata_topic(self, name: str) -> dict[str, Any] | None:
         """labkit's metadata row of a topic, from ZooKeeper's view (None: not there)."""
         view = self.snapshot.topics.get(name)
@@ -175,7 +181,8 @@ class ClusterSync:
             if leader == NO_LEADER:
                 row["error"] = LeaderNotAvailableError.errno
             parts.append(row)
-        return {"name": name, "error": 0, "is_internal": False, "partitions": parts}
+        internal = name == OFFSETS_TOPIC  # as Kafka marks it
+        return {"name": name, "error": 0, "is_internal": internal, "partitions": parts}
 
     def replication_configs(self, name: str) -> list[dict[str, Any]]:
         """describe_configs rows of the topic configs kept in ZooKeeper only: the topic's
@@ -233,5 +240,12 @@ class ClusterSync:
         self.member.add_partitions(name, total)
 
     def delete_topic(self, name: str) -> None:
+        """Raises InvalidTopicError for the internal topic (every group's offsets)."""
+        if self.is_internal(name):
+            raise InvalidTopicError(  # Kafka's words (kafka-topics.sh refuses it so)
+                f"Topic {name} is a kafka internal topic and is not allowed to be marked for "
+                "deletion: it holds every consumer group's committed offsets (delete a "
+                "group's offsets with `labkit consumer-groups --delete --group G`)"
+            )
         assert self.member is not None
         self.member.delete_topic(name)

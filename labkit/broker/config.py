@@ -54,6 +54,8 @@ BROKER_KEYS = (
     "min.insync.replicas",
     "unclean.leader.election.enable",
     "replica.lag.time.max.ms",
+    "offsets.topic.num.partitions",
+    "offsets.topic.replication.factor",
 )
 _LISTENER_KEYS = ("listeners", "advertised.listeners", "listener.security.protocol.map")
 
@@ -133,6 +135,9 @@ class BrokerConfig:
     unclean_leader_election_enable: bool = False
     # a follower that has not caught up for this long leaves the ISR (Kafka's default)
     replica_lag_time_max_ms: int = 30_000
+    # cluster mode: the replicated __consumer_offsets topic, created at its first use
+    offsets_topic_num_partitions: int = 3  # Kafka: 50 (docs/replication.md says why not)
+    offsets_topic_replication_factor: int = 3  # at creation: at most the live brokers
     # what every topic starts from: Kafka's defaults + the broker's log.* overrides
     log_defaults: LogConfig = dataclasses.field(default_factory=LogConfig)
 
@@ -214,6 +219,10 @@ class BrokerConfig:
                 fields["unclean_leader_election_enable"] = _bool(key, value)
             elif key == "replica.lag.time.max.ms":
                 fields["replica_lag_time_max_ms"] = _int(key, value, 1)
+            elif key == "offsets.topic.num.partitions":
+                fields["offsets_topic_num_partitions"] = _int(key, value, 1)
+            elif key == "offsets.topic.replication.factor":
+                fields["offsets_topic_replication_factor"] = _int(key, value, 1)
             elif key in _LISTENER_KEYS or key == "kafka.port":
                 pass  # below, once advertised.host.name is known
             elif key == "advertised.host.name":

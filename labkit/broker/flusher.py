@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from labkit.broker.offsets import OffsetStore
 from labkit.broker.quota_entities import QuotaRound
 from labkit.broker.quotas import ClientQuotas
-from labkit.broker.replies import Reply, error_of
+from labkit.broker.replies import Reply, error_of, fail_target
 from labkit.broker.topic_files import MetadataRound
 from labkit.broker.topics import TopicRegistry
 from labkit.errors import KafkaStorageError
@@ -371,12 +371,11 @@ class GroupCommit:
 
 
 def _patch_produce(header: dict, sync: list, failed: dict) -> None:
-    results = header["results"]
     for index, plog in sync:
         exc = failed.get(id(plog))
         if exc is not None:
             code, text = error_of(exc)
-            results[index] = [-1, code, -1, text]
+            fail_target(header, index, code, text)
 
 
 def _patch_topics(header: dict, failed: dict) -> None:

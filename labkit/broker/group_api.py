@@ -115,7 +115,11 @@ class GroupService:
             "describe_groups": self._describe,
             "delete_groups": self._delete,
             "offset_delete": self._offset_delete,
+            "find_coordinator": self._find_coordinator,
         }
+        # cluster mode: the leader of the group's __consumer_offsets partition
+        # (broker/offsets_log.py); single-broker mode: this broker
+        self.coordinator_of: Callable[[str], dict] | None = None
         if set(self._handlers) != GROUP_APIS:  # api_versions lists every GROUP_APIS name
             raise RuntimeError(f"group handlers do not match {sorted(GROUP_APIS)}")
 
@@ -172,6 +176,16 @@ class GroupService:
 
     def close(self) -> None:
         self.offsets.close()
+
+    def unload(self, belongs: Callable[[str], bool]) -> list:
+        """Cluster mode: this broker stopped coordinating the groups for which
+        ``belongs(group)`` (broker/offsets_log.py). Kafka clients' groups are dropped, their
+        parked requests answered NOT_COORDINATOR (the answers to send)."""
+        answers = []
+        for group_id in self.classic.group_ids():
+            if belongs(group_id):
+                answers += self.classic.unload(group_id)
+        return answers
 
     def expire_groups(self) -> list[str]:
         """Forget empty groups whose time is up (see "Expiry" above); returns their ids.
@@ -328,6 +342,16 @@ class GroupService:
                 ]
             )
         return {"error": 0, "partitions": rows}
+
+    def _find_coordinator(self, h: dict) -> dict:
+        """The broker that coordinates a group (Kafka's FindCoordinator): its node id and,
+        in cluster mode, its Kafka and ZeroMQ addresses."""
+        group_id = checked_str(h, "key")
+        if not group_id:
+            raise BadField("'key' must be the group id")
+        if self.coordinator_of is None:
+            return {"error": 0, "node_id": 0}
+        return self.coordinator_of(group_id)
 
     # -- admin --------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from labkit.errors import (
     InvalidRequestError,
     InvalidRequiredAcksError,
     InvalidTimestampError,
+    InvalidTopicError,
     KafkaError,
     LeaderNotAvailableError,
     MessageSizeTooLargeError,
@@ -129,6 +130,8 @@ class Handlers(TopicAdmin, ReplicaApi):
     def _auto_create(self, name: str) -> Topic | None:
         if not self.config.auto_create_topics_enable:
             return None
+        if self.cluster is not None and self.cluster.is_internal(name):
+            return self.registry.get(name)  # created by the group coordinators, as Kafka
         if self.registry.get(name) is None:
             self.descriptors.check(self.config.num_partitions)  # before connections starve
             if self.cluster is not None:  # the whole cluster's topic, default.replication.factor
@@ -242,6 +245,12 @@ class Handlers(TopicAdmin, ReplicaApi):
         rolled: list[PartitionLog] = []
         for index, ((name, partition), batch) in enumerate(zip(targets, payloads, strict=False)):
             try:
+                if self.cluster is not None and self.cluster.is_internal(name):
+                    raise InvalidTopicError(  # as Kafka: only the group coordinators write it
+                        f"Cannot append to internal topic {name}: it holds the "
+                        "groups' committed offsets; commit with a consumer (commit()) or "
+                        "`labkit consumer-groups --reset-offsets` instead"
+                    )
                 topic = registry.topics.get(name)
                 if topic is None:
                     validate_topic_name(name)

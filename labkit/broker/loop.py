@@ -61,6 +61,7 @@ from labkit.protocol.messages import CLASSIC_GROUP_APIS
 
 if TYPE_CHECKING:
     from labkit.broker.cluster_sync import ClusterSync
+    from labkit.broker.offsets_log import ReplicatedOffsets
     from labkit.broker.replication import Replication
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,7 @@ class BrokerLoop:
         # cluster mode only (kazoo is imported then, never in single-broker mode)
         self.cluster: ClusterSync | None = None
         self.replication: Replication | None = None
+        self.offsets_log: ReplicatedOffsets | None = None  # __consumer_offsets (cluster mode)
         self._dirty: set = set()  # partitions that got data this turn
         self._recheck_all = False
         self._next_tick = clock.monotonic() + TICK_S
@@ -195,12 +197,26 @@ class BrokerLoop:
         durable = self.durable
         if durable.hold(identity, rid, api, header, payloads, holds, before=True):
             return  # a produce to a topic being created: handled once it exists
+        offsets_log = self.offsets_log
+        if offsets_log is not None and (api in GROUP_APIS or api in CLASSIC_GROUP_APIS):
+            refusal = offsets_log.refusal(api, header)  # not this group's coordinator
+            if refusal is not None:
+                self.send(identity, rid, refusal)
+                return
         if api in CLASSIC_GROUP_APIS:  # answered now, or parked in the classic coordinator
             self._send_classic(handle_classic(self.groups, (identity, rid), api, header))
             return
         mark = durable.mark()
         if api in GROUP_APIS:
+            if offsets_log is not None:
+                offsets_log.begin()
             answer = self._group_request(api, header)
+            if offsets_log is not None:  # cluster mode: a change waits for the ISR
+                replicated = offsets_log.finish(api, header, answer)
+                if replicated is not None:
+                    self._offsets_appended(replicated)
+                    durable.wait(identity, rid, api, replicated)
+                    return
             if not durable.reply_when_durable(identity, rid, api, answer, mark):
                 self.send(identity, rid, answer)
             return
@@ -232,6 +248,17 @@ class BrokerLoop:
             if api == "fetch":
                 self._charge(identity, CONSUMER_BYTE_RATE, header, reply.header, reply.payloads)
             self.send(identity, rid, reply.header, reply.payloads)
+
+    def _offsets_appended(self, reply: Reply) -> None:
+        """Records went to __consumer_offsets: followers' parked fetches and the high
+        watermark (a lone ISR) move, as after a produce."""
+        appended = reply.appended or []
+        self._dirty.update(appended)
+        if self.replication is not None:
+            self.replication.after_append(appended)
+        rolled = [plog for _i, plog in reply.sync or () if plog.sealed_unindexed]
+        if rolled:
+            self.durable.write_indexes(rolled)
 
     def _group_request(self, api: str, header: dict) -> dict:
         try:
@@ -356,6 +383,17 @@ class BrokerLoop:
             self.handlers.replication = replication
             self.handlers.on_replica_fetch = replication.on_replica_fetch
             self.durable.replicated = replication.hold
+            from labkit.broker.offsets_log import ReplicatedOffsets
+
+            self.offsets_log = ReplicatedOffsets(
+                cluster,
+                replication,
+                self.groups.offsets,
+                self.clock,
+                self.config.offsets_topic_num_partitions,
+                self.config.offsets_topic_replication_factor,
+            )
+            self.groups.coordinator_of = self.offsets_log.find
 
     def turn(self) -> None:
         """Housekeeping after the server handled what its sockets had."""
@@ -370,6 +408,9 @@ class BrokerLoop:
             self.replication.check_isr()
             self.replication.checkpoint()
             self.replication.release()
+        if self.offsets_log is not None:  # load the offsets partitions it now leads
+            for belongs in self.offsets_log.on_roles():  # and let go of the others' groups
+                self._send_classic(self.groups.unload(belongs))
         self._wake_parked()
         now = self.clock.monotonic()
         self._send_answers(self.parking.expire(now))

@@ -38,6 +38,11 @@ flusher thread calls; the two share only the queue (under ``_queue_lock``) and t
 ``synced`` counter. With ``group_commit`` only ``sync`` touches the file while the
 broker runs. Runtime compaction is a marker in the queue carrying a snapshot of the
 live state, so the file is rewritten by ``sync`` in queue order.
+
+Cluster mode (``replicate_to``): the store keeps no file. Each change goes to a sink
+instead (broker/offsets_log.py appends it to the group's partition of the replicated
+``__consumer_offsets`` topic), and the memory holds the groups of the partitions this
+broker leads, loaded from that log (``load_partition``/``drop_partition``).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ import re
 import struct
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +73,8 @@ _PAYLOAD_START = b'{"g":'  # every record's JSON begins so (the group id comes f
 _GROUP_TEXT = re.compile(rb'^\{"g":("(?:[^"\\]|\\.)*")')  # the group id of a damaged record
 
 TP = tuple[str, int]
+# cluster mode: (group, [(topic, partition, Committed)] set, [(topic, partition)] deleted)
+Sink = Callable[[str, list, list], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +176,7 @@ class OffsetStore:
         self._queued = 0  # records and compactions queued so far (loop thread)
         self.synced = 0  # how many of them sync() made durable (flusher)
         self._bytes = self._file.tell()  # file size once the queue is written
+        self._sink: Sink | None = None
 
     # -- reading --------------------------------------------------------------
 
@@ -301,9 +310,33 @@ class OffsetStore:
             self._file.close()
             self._file = None
 
+    # -- cluster mode ------------------------------------------------------------
+
+    def replicate_to(self, sink: Sink) -> None:
+        """Cluster mode: keep no file, send every change to ``sink`` (which raises to
+        refuse it: nothing changes then). The offsets of this data directory's file (from
+        single-broker mode) stay on disk, unused: the cluster's log is the truth."""
+        self.close()
+        self._groups.clear()
+        self._sink = sink
+
+    def load_partition(self, belongs: Callable[[str], bool], groups: dict) -> None:
+        """Replace the groups for which ``belongs(group)`` by ``groups`` (read from the log
+        of the partition this broker now leads)."""
+        self.drop_partition(belongs)
+        self._groups.update({g: dict(c) for g, c in groups.items() if c})
+
+    def drop_partition(self, belongs: Callable[[str], bool]) -> None:
+        """Forget the groups of a partition this broker no longer leads."""
+        for group_id in [g for g in self._groups if belongs(g)]:
+            del self._groups[group_id]
+
     # -- internals ------------------------------------------------------------
 
     def _append(self, payload: dict) -> None:
+        if self._sink is not None:
+            self._to_sink(payload)
+            return
         if self._file is None:
             raise OSError("the offset store is closed")
         record = _encode(payload)
@@ -315,6 +348,18 @@ class OffsetStore:
             os.fsync(self._file.fileno())
         self._records += 1
         self._bytes += len(record)
+
+    def _to_sink(self, payload: dict) -> None:
+        sink = self._sink
+        assert sink is not None  # cluster mode only
+        group_id = payload["g"]
+        if payload.get("delete"):
+            sink(group_id, [], sorted(self._groups.get(group_id, {})))
+        elif "d" in payload:
+            sink(group_id, [], [(t, p) for t, p in payload["d"]])
+        else:
+            rows = [(t, p, Committed(o, m, ms)) for t, p, o, m, ms in payload["o"]]
+            sink(group_id, rows, [])
 
     def _enqueue(self, item: bytes | _Compaction) -> None:
         with self._queue_lock:

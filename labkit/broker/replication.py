@@ -55,7 +55,7 @@ from labkit._clock import Clock
 from labkit.broker.replica_fetcher import Assignment
 from labkit.broker.replica_leader import LeaderReplicas
 from labkit.broker.replica_threads import FetcherPool, OpenDealer
-from labkit.broker.replies import Reply, error_of
+from labkit.broker.replies import Reply, error_of, fail_target, target_ok
 from labkit.cluster.znodes import NO_LEADER, PartitionState
 from labkit.errors import (
     NotEnoughReplicasAfterAppendError,
@@ -327,11 +327,10 @@ class Replication:
     def hold(self, identity: bytes, rid: bytes, reply: Reply) -> bool:
         """After the fsync round: keep an acks=all reply until the ISR has its records.
         False: nothing to wait for, send it now."""
-        results = reply.header["results"]
         targets = [
             t
             for t in (reply.replicate or ())
-            if results[t[0]][1] == 0 and t[3].high_watermark < t[4]  # fsync failed: said so
+            if target_ok(reply.header, t[0]) and t[3].high_watermark < t[4]  # fsync failed: said so
         ]
         if not targets:
             return False
@@ -346,7 +345,6 @@ class Replication:
         now = self.clock.time_ms()
         still = []
         for waiting in self._waiting:
-            results = waiting.reply.header["results"]
             pending = []
             for target in waiting.targets:
                 index, topic, partition, plog, end = target
@@ -387,7 +385,7 @@ class Replication:
                     pending.append(target)
                 else:
                     code, text = error_of(error)
-                    results[index] = [-1, code, -1, text]
+                    fail_target(waiting.reply.header, index, code, text)
             if pending:
                 waiting.targets = pending
                 still.append(waiting)
@@ -402,9 +400,8 @@ class Replication:
         self._isr_thread.join(timeout=10)
         self.fetchers.close()
         for waiting in self._waiting:
-            results = waiting.reply.header["results"]
             for index, *_rest in waiting.targets:
                 code, text = error_of(RequestTimedOutError("the broker is shutting down; retry"))
-                results[index] = [-1, code, -1, text]
+                fail_target(waiting.reply.header, index, code, text)
             self._send(waiting.identity, waiting.rid, waiting.reply.header)
         self._waiting = []

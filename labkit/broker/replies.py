@@ -62,6 +62,34 @@ class Reply:
     replicate_timeout_ms: int = 30_000
 
 
+def target_ok(header: dict[str, Any], index: int) -> bool:
+    """Whether a produce's result row ``index`` (or a group answer: the answer) is a success."""
+    results = header.get("results")
+    return header.get("error") == 0 if results is None else results[index][1] == 0
+
+
+# a replicated offset commit's append error -> the group error Kafka's coordinator answers
+# (GroupMetadataManager.storeOffsets): the client finds the coordinator again, or retries
+_GROUP_ERROR_OF_APPEND = {
+    6: 16,  # NOT_LEADER_OR_FOLLOWER -> NOT_COORDINATOR
+    56: 16,  # KAFKA_STORAGE_ERROR -> NOT_COORDINATOR
+    7: 15,  # REQUEST_TIMED_OUT -> COORDINATOR_NOT_AVAILABLE
+    19: 15,  # NOT_ENOUGH_REPLICAS -> COORDINATOR_NOT_AVAILABLE
+    20: 15,  # NOT_ENOUGH_REPLICAS_AFTER_APPEND -> COORDINATOR_NOT_AVAILABLE
+}
+
+
+def fail_target(header: dict[str, Any], index: int, code: int, text: str) -> None:
+    """Turn a produce's result row (or a group answer: the answer) into an error."""
+    results = header.get("results")
+    if results is None:  # a replicated offset commit (broker/offsets_log.py)
+        if header.get("error") == 0:
+            header["error"] = _GROUP_ERROR_OF_APPEND.get(code, code)
+            header["message"] = text
+        return
+    results[index] = [-1, code, -1, text]
+
+
 def error_of(exc: BaseException) -> tuple[int, str]:
     """(Kafka error code, message for the student) for any exception."""
     if isinstance(exc, KafkaError):

@@ -10,9 +10,10 @@ assignments are opaque bytes the clients write and read: they cross labkit's JSO
 wire in base64. Offsets, listing, describing and deleting groups (and OffsetDelete) go to the same labkit
 APIs labkit's own consumers use (``offset_commit`` with ``"classic": true`` so the
 broker checks Kafka's generation and member id), so committed offsets are one store
-for groups of either protocol. FindCoordinator names the one broker (its Kafka
-address); its labkit request is a bare ``api_versions``, which only proves the broker
-answers.
+for groups of either protocol. FindCoordinator is labkit's ``find_coordinator``: one
+broker names itself (this listener's address); in cluster mode the broker names the
+leader of the group's ``__consumer_offsets`` partition, with its Kafka address, and
+COORDINATOR_NOT_AVAILABLE while there is none (broker/offsets_log.py).
 """
 
 from __future__ import annotations
@@ -62,7 +63,10 @@ def _unb64(text: Any) -> bytes:
 
 
 def find_coordinator_to_labkit(request: Any, version: int) -> tuple[str, dict]:
-    return "api_versions", {}
+    key_type = getattr(request, "key_type", GROUP_KEY_TYPE)
+    if key_type != GROUP_KEY_TYPE or not request.key:
+        return "api_versions", {}  # refused below; the request only proves the broker answers
+    return "find_coordinator", {"key": request.key}
 
 
 def find_coordinator_to_kafka(reply: dict, request: Any, version: int, context: Context) -> Any:
@@ -77,16 +81,17 @@ def find_coordinator_to_kafka(reply: dict, request: Any, version: int, context: 
     elif not request.key:
         error, message = ErrorCode.invalid_request, "the group id is empty"
     elif reply.get("error"):
-        error, message = ErrorCode.coordinator_not_available, reply.get("message")
+        error = _error(reply["error"])  # NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE...
+        message = reply.get("message")
     ok = error == ErrorCode.none
     return _make(
         cls,
         throttle_time=_NO_THROTTLE,
         error_code=error,
         error_message=message,
-        node_id=reply.get("node_id", NODE_ID) if ok else -1,  # cluster mode: this broker
-        host=context.host if ok else "",
-        port=context.port if ok else -1,
+        node_id=reply.get("node_id", NODE_ID) if ok else -1,
+        host=reply.get("host", context.host) if ok else "",  # cluster mode: the leader's
+        port=reply.get("port", context.port) if ok else -1,
     )
 
 

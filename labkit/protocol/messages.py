@@ -53,6 +53,7 @@ GROUP_APIS = frozenset(
         "describe_groups",
         "delete_groups",
         "offset_delete",
+        "find_coordinator",
     }
 )
 # Kafka's classic group protocol, for Kafka clients on the Kafka listener (client-side

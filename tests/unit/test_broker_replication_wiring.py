@@ -233,3 +233,25 @@ def test_a_held_reply_fails_with_20_when_the_smaller_isr_has_moved_the_high_wate
     s.replication.release()
     assert s.sent == [reply.header]
     assert reply.header["results"][0][1] == 20  # NOT_ENOUGH_REPLICAS_AFTER_APPEND
+
+
+def test_a_held_offset_commit_gets_the_group_errors_kafka_answers(setup):
+    """A replicated offset commit (a group answer, no result rows) waits as acks=all does;
+    its append errors become the coordinator's (broker/offsets_log.py)."""
+    s = setup
+    s.replication.apply()
+    end = append(s, "a")
+    plog = plog_of(s)
+    timed = Reply({"error": 0}, replicate=[(0, TOPIC, 0, plog, end)], replicate_timeout_ms=500)
+    moved = Reply({"error": 0}, replicate=[(0, TOPIC, 0, plog, end)])
+    assert s.replication.hold(b"id", b"r1", timed)
+    assert s.replication.hold(b"id", b"r2", moved)
+    s.clock.advance(0.6)
+    s.replication.release()
+    assert timed.header["error"] == 15  # REQUEST_TIMED_OUT -> COORDINATOR_NOT_AVAILABLE
+    s.cluster.snapshot = snapshot([2, 3], leader=2, epoch=1, version=1)
+    s.replication.apply()
+    s.replication.release()
+    assert moved.header["error"] == 16  # NOT_LEADER_OR_FOLLOWER -> NOT_COORDINATOR
+    assert "stopped leading" in moved.header["message"]
+    assert s.sent == [timed.header, moved.header]

@@ -398,3 +398,16 @@ def test_a_member_joining_again_while_others_sync_gets_the_same_generation(coord
     again_leader = join(coord, "a4", a["member_id"])["a4"]
     assert [m["member_id"] for m in again_leader["members"]] == [a["member_id"], follower]
     assert coord.state_of("g") == COMPLETING
+
+
+def test_a_group_whose_coordinator_moved_is_dropped_and_its_waiters_told(coord, clock):
+    """Cluster mode: the group's __consumer_offsets partition is led elsewhere now."""
+    a = join(coord, "a1")["a1"]
+    sync(coord, "a2", a["member_id"], 1)
+    assert join(coord, "b1") == {}  # waits for a to rejoin
+    join(coord, "x1", group="other")
+    assert dict(coord.unload("g")) == {"b1": {"error": 16}}  # NOT_COORDINATOR: find it again
+    assert coord.group_ids() == ["other"]
+    assert coord.unload("g") == []
+    clock.advance(REBALANCE_MS / 1000 + 1)
+    assert coord.tick() == []  # its rebalance timer finds no group, answers nobody

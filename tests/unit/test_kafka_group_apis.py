@@ -18,6 +18,7 @@ META = base64.b64encode(b"\0\0\0\0\0\1\0\1t\xff\xff\xff\xff").decode()
 # a plausible successful labkit answer for each labkit API the group APIs use
 ANSWERS = {
     "api_versions": {"error": 0},
+    "find_coordinator": {"error": 0, "node_id": 2, "host": "b2", "port": 9093},
     "classic_join": {
         "error": 0,
         "generation": 3,

@@ -52,6 +52,7 @@ REQUESTS = {
     "describe_groups": {"group_ids": ["g"]},
     "delete_groups": {"group_ids": ["g"]},
     "offset_delete": {"group_id": "g", "partitions": [["t", 0]]},
+    "find_coordinator": {"key": "g"},
     "classic_join": {
         "group_id": "g",
         "member_id": "",
