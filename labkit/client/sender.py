@@ -50,7 +50,11 @@ waiting for a retry are renumbered under the new id.
 
 It also refreshes topic metadata every ``metadata_max_age_ms`` (and at once after
 an error that says metadata is stale), so partitions added while the producer runs
-are used.
+are used. In cluster mode a drained set of batches becomes one request per partition
+leader (client/routing.py), all in flight at once; NOT_LEADER_OR_FOLLOWER,
+LEADER_NOT_AVAILABLE or a lost connection to a leader are retriable and stale
+metadata: the batch is retried (with its sequence) after ``retry_backoff_ms``, on the
+leader the refreshed metadata names.
 
 No batch is ever dropped: if draining, sending or handling an answer raises
 unexpectedly (a bug), every batch taken for that request completes with a
@@ -70,6 +74,7 @@ from typing import Any
 
 from labkit.client.accumulator import PartitionBuffer, ProducerBatch, RecordAccumulator
 from labkit.client.metadata import ClusterMetadata, request_header
+from labkit.client.routing import ANY_BROKER
 from labkit.client.structs import TopicPartition
 from labkit.errors import (
     BrokerResponseError,
@@ -103,6 +108,7 @@ class Sender:
         on_seal: Callable[[PartitionBuffer], None],
     ):
         self._transport = transport
+        self._routes = getattr(transport, "routes", None)  # cluster mode: leaders
         self._acc = accumulator
         self._cluster = cluster
         self._acks = acks
@@ -212,6 +218,14 @@ class Sender:
         return out
 
     def _send(self, batches: list[ProducerBatch]) -> None:
+        routes = self._routes
+        if routes is None or not routes.multi:  # one broker: one request, as always
+            self._send_to(ANY_BROKER, batches)
+            return
+        for node, group in routes.split(batches, _tp_of):  # cluster: one per leader
+            self._send_to(node, group)
+
+    def _send_to(self, node: int | None, batches: list[ProducerBatch]) -> None:
         header: dict[str, Any] = {
             "acks": self._acks,
             "timeout_ms": int(self._timeout_ms),
@@ -231,6 +245,7 @@ class Sender:
             timeout_ms=self._timeout_ms,
             idempotent=False,
             expect_response=self._acks != 0,
+            **({} if node is ANY_BROKER else {"node": node}),  # cluster mode: the leader
         )
         self._in_flight += 1
         if self._keep_order or self._idempotence:
@@ -495,6 +510,10 @@ class Sender:
     def _on_metadata_failure(self, error: BaseException) -> None:
         self._metadata_in_flight = False
         self.schedule_metadata(self._transport_clock(), self._backoff + random.random() * 0.1)
+
+
+def _tp_of(batch: ProducerBatch) -> TopicPartition:
+    return batch.tp
 
 
 def _next(sequence: int, count: int) -> int:
