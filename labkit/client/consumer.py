@@ -248,14 +248,14 @@ class KafkaConsumer(PositionsMixin):
     def _poll_once(self, max_records: int, update_offsets: bool) -> dict:
         self._ensure_metadata()
         self._coordinator.poll(0.0)
-        self._fetcher.reset_offsets_if_needed(self._coordinator)
+        self._fetcher.reset_offsets_if_needed(self._coordinator, in_poll=True)
         allowed = self._coordinator.fetchable()
         records = self._fetcher.fetched_records(max_records, update_offsets, allowed)
         if not records:
             # an OFFSET_OUT_OF_RANGE answer handled just now reset positions: resolve
             # them, so the fetch below goes out in this round (else poll() waited out
             # its timeout). With records in hand, the next poll() resolves them first.
-            self._fetcher.reset_offsets_if_needed(self._coordinator)
+            self._fetcher.reset_offsets_if_needed(self._coordinator, in_poll=True)
         self._fetcher.send_fetches(allowed)
         return records
 

@@ -83,6 +83,7 @@ from labkit.client.structs import ConsumerRecord, TopicPartition
 from labkit.client.subscription import SubscriptionState
 from labkit.errors import (
     CorruptRecordError,
+    KafkaError,
     LeaderNotAvailableError,
     NotLeaderForPartitionError,
     OffsetOutOfRangeError,
@@ -193,11 +194,20 @@ class Fetcher:
         subscription.add_assignment_hook(self._on_assignment)
 
     def reset_offsets_if_needed(
-        self, coordinator: Coordinator, timeout_ms: float | None = None
+        self, coordinator: Coordinator, timeout_ms: float | None = None, *, in_poll: bool = False
     ) -> None:
         """Give every assigned partition without a position one: the group's committed
-        offset, else by ``auto_offset_reset`` (kafka-python's name; labkit/client/positions.py)."""
-        self._positions.reset_offsets_if_needed(coordinator, timeout_ms)
+        offset, else by ``auto_offset_reset`` (kafka-python's name; labkit/client/positions.py).
+        ``in_poll``: a leader error (moving, gone) is tried again after fresh metadata."""
+        try:
+            self._positions.reset_offsets_if_needed(coordinator, timeout_ms)
+        except KafkaError as exc:
+            if not (in_poll and getattr(exc, "invalid_metadata", False)):
+                raise
+            log.info("looking up positions failed, retrying after metadata: %s", exc)
+            self.needs_metadata = True
+            missing = self._subscription.missing_positions()
+            self._held.hold(missing, self._clock.monotonic())
 
     def _on_assignment(self, revoked: set, added: set) -> None:
         for tp in revoked:
