@@ -53,6 +53,7 @@ class Connections:
         routes = self.routes
         if not routes.multi:
             return self.bootstrap
+        self.bootstrap.fail_fast = True  # a cluster: its brokers may die for good
         if node is ANY_BROKER:
             return self.any_live()
         if node == routes.bootstrap_node:
@@ -65,7 +66,6 @@ class Connections:
             host, _, port = endpoint.rpartition(":")
             conn = self._open(host.strip("[]"), int(port))
             conn.fail_fast = True
-            self.bootstrap.fail_fast = True
             self.by_node[node] = conn
             self.all.append(conn)
         return conn
@@ -76,6 +76,9 @@ class Connections:
         for conn in self.all:
             if conn.state == "ready":
                 return conn
+        for node in sorted(self.routes.nodes):  # none is up: try a broker not tried yet
+            if node != self.routes.bootstrap_node and node not in self.by_node:
+                return self.for_node(node) or self.bootstrap
         return self.bootstrap
 
     def node_of(self, conn: ZmtpConnection) -> str:

@@ -12,7 +12,7 @@ answer NOT_LEADER_OR_FOLLOWER), so the client keeps one connection per broker it
   the producer's refresh, the consumer's, the admin's): the brokers' endpoints and the
   leaders of the topics it names. A topic the answer names with an error keeps no
   leaders (its requests go to any broker, which answers why).
-- ``multi`` is True once an answer names several brokers. Until then (single-broker
+- ``multi`` is True once an answer names several brokers (and stays True). Until then (single-broker
   mode, the default) nothing is routed: ``split()`` returns one group for the bootstrap
   connection and costs one attribute read, so one broker pays nothing for this.
 - ``split(items, tp_of)`` groups items (batches, fetch rows) by their partition's
@@ -55,7 +55,8 @@ class Routes:
                 endpoints[node] = f"{host}:{port}"
         if endpoints:
             self._endpoints = endpoints
-        self.multi = len(brokers) > 1
+        if len(brokers) > 1:
+            self.multi = True  # and stays so: a cluster down to one live broker still routes
         if not self.multi:
             return
         leaders = dict(self._leaders)

@@ -127,6 +127,17 @@ def test_connections_open_lazily_and_the_bootstrap_broker_keeps_its_own():
     assert links.for_node(7) is None  # no endpoint: the caller refreshes metadata
     bootstrap.state = "down"
     assert links.for_node(ANY_BROKER) is second  # metadata is asked of a live broker
+    second.state = "down"
+    third = links.for_node(ANY_BROKER)  # none is up: one more broker is tried
+    assert (third.host, third.port) == ("z", 9103)
+
+
+def test_a_cluster_down_to_one_live_broker_still_routes():
+    routes = Routes(bootstrap_node=1)
+    routes.update(metadata({0: 1, 1: 2}))
+    routes.update(metadata({0: 3, 1: 3}, brokers=(3,)))
+    assert routes.multi
+    assert routes.leader("t", 0) == 3
 
 
 # -- the producer over three brokers ---------------------------------------------------
