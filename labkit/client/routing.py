@@ -45,8 +45,10 @@ class Routes:
         self._endpoints: dict[int, str] = {}  # node id -> "host:port" of its ZeroMQ socket
 
     def update(self, header: dict[str, Any]) -> None:
-        """Apply a metadata answer: brokers' endpoints and the named topics' leaders."""
-        brokers = header.get("brokers") or []
+        """Apply a metadata answer: brokers' endpoints and the named topics' leaders.
+        Rows that are not what docs/wire.md says are skipped (a broken answer must not
+        take the I/O thread down)."""
+        brokers = _dicts(header.get("brokers"))
         endpoints = {}
         for broker in brokers:
             node, port = broker.get("node_id"), broker.get("zmq_port")
@@ -60,16 +62,16 @@ class Routes:
         if not self.multi:
             return
         leaders = dict(self._leaders)
-        for topic in header.get("topics") or []:
+        for topic in _dicts(header.get("topics")):
             name = topic.get("name")
             for key in [k for k in leaders if k[0] == name]:
                 del leaders[key]
             if topic.get("error", 0):
                 continue
-            for row in topic.get("partitions") or []:
-                leader = row.get("leader", -1)
-                if type(leader) is int and leader >= 0:
-                    leaders[(name, row.get("partition"))] = leader
+            for row in _dicts(topic.get("partitions")):
+                partition, leader = row.get("partition"), row.get("leader", -1)
+                if type(partition) is int and type(leader) is int and leader >= 0:
+                    leaders[(name, partition)] = leader
         self._leaders = leaders
 
     def leader(self, topic: str, partition: int) -> int | None:
@@ -100,6 +102,10 @@ class Routes:
             else:
                 group.append(item)
         return list(groups.items())
+
+
+def _dicts(rows: object) -> list[dict]:
+    return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
 
 
 class Backoff:
