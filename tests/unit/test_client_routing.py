@@ -316,17 +316,3 @@ def test_a_fetch_goes_to_each_leader_and_a_leader_error_holds_the_partition_back
     clock.advance(0.11)
     fetcher.send_fetches()
     assert [(node, parts[0][:3]) for node, parts, _ in transport.fetches] == [(3, ["t", 1, 7])]
-
-
-def test_a_broken_metadata_answer_is_skipped_not_raised():
-    routes = Routes(bootstrap_node=1)
-    routes.update(metadata({0: 1, 1: 2}))
-    routes.update({"brokers": "x", "topics": 7})
-    routes.update(
-        {
-            "brokers": [{"node_id": "2", "zmq_port": "x"}, None, {"node_id": 3}],
-            "topics": [{"name": "t", "partitions": [{"partition": "0", "leader": "1"}, 5]}],
-        }
-    )
-    assert routes.endpoint(2) == "z:9102"  # kept: no usable endpoint in the broken rows
-    assert routes.leader("t", 0) is ANY_BROKER  # the topic's rows were unusable
