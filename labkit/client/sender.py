@@ -138,6 +138,10 @@ class Sender:
         self._retried: set[ProducerBatch] = set()  # idempotence: failed, not yet settled
         self._acked: set[TopicPartition] = set()  # idempotence: a batch of the id answered
         self._in_flight_by_tp: dict[TopicPartition, int] = {}
+        # cluster mode, idempotence: batches sent and not answered. After a leader moves,
+        # a batch at the new leader may be answered OUT_OF_ORDER_SEQUENCE_NUMBER while an
+        # earlier one is still unanswered at the old leader: it is retried behind it
+        self._unanswered: set[ProducerBatch] = set()
 
     def __call__(self, now: float) -> float | None:
         self._maybe_refresh_metadata(now)
@@ -222,6 +226,8 @@ class Sender:
         if routes is None or not routes.multi:  # one broker: one request, as always
             self._send_to(ANY_BROKER, batches)
             return
+        if self._idempotence:
+            self._unanswered.update(batches)
         for node, group in routes.split(batches, _tp_of):  # cluster: one per leader
             self._send_to(node, group)
 
@@ -297,6 +303,8 @@ class Sender:
 
     def _answered(self, batches: list[ProducerBatch]) -> None:
         counts = self._in_flight_by_tp
+        if self._unanswered:
+            self._unanswered.difference_update(batches)
         for batch in batches:
             if batch.parent is not None:
                 self._splitting.discard(batch.parent)
@@ -367,13 +375,18 @@ class Sender:
         if (
             self._idempotence
             and isinstance(error, OutOfOrderSequenceNumberError)
-            and self._behind_a_retry(batch)
             and not self._acc.closing
         ):
-            batch.retry_at = now  # its turn comes after the earlier one, already queued
-            self._retried.add(batch)
-            self._retry.append(batch)
-            return
+            if self._behind_a_retry(batch):
+                batch.retry_at = now  # its turn comes after the earlier one, already queued
+                self._retried.add(batch)
+                self._retry.append(batch)
+                return
+            if self._earlier(batch, self._unanswered):  # still unanswered at the old leader
+                batch.retry_at = now + self._backoff
+                self._retried.add(batch)
+                self._retry.append(batch)
+                return
         if (
             getattr(error, "retriable", False)
             and batch.attempts <= self._retries
@@ -427,7 +440,12 @@ class Sender:
         producer id was replaced meanwhile): then it is retried behind that one."""
         if batch.producer_id != self._producer_id:
             return True
-        for other in (*self._retried, *self._new_parts):
+        return self._earlier(batch, (*self._retried, *self._new_parts))
+
+    @staticmethod
+    def _earlier(batch: ProducerBatch, others) -> bool:
+        """Whether one of ``others`` is an earlier batch of ``batch``'s partition and id."""
+        for other in others:
             if (
                 other is not batch
                 and other.tp == batch.tp

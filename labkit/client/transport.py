@@ -508,12 +508,13 @@ class Transport:
         expired = [p for p in self._inflight.values() if p.deadline <= now]
         for pending in expired:
             del self._inflight[pending.rid]
-            pending.future.failure(
-                KafkaTimeoutError(
-                    f"the broker at {self._where(pending)} did not answer {pending.api} within {pending.timeout:.1f} s (request_timeout_ms); is it "
-                    "running and not overloaded?"
-                )
+            error = KafkaTimeoutError(
+                f"the broker at {self._where(pending)} did not answer {pending.api} within {pending.timeout:.1f} s (request_timeout_ms); is it "
+                "running and not overloaded?"
             )
+            if pending.node is not ANY_BROKER:  # a silent leader may have been replaced:
+                error.invalid_metadata = True  # the caller asks metadata (as Kafka's clients)
+            pending.future.failure(error)
 
     def _where(self, pending: _Pending) -> str:
         if pending.conn is None or pending.conn is self._conn:

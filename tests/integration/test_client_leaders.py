@@ -3,12 +3,15 @@ labkit brokers, an RF-3 topic whose partitions are led by different brokers.
 
 labkit's KafkaProducer (acks='all', idempotent) and KafkaConsumer talk to each
 partition's leader; a leader -- another one, or the bootstrap broker -- is killed with
-SIGKILL while they run: the producer moves on to the new leaders with 0 acknowledged records lost,
+SIGKILL, or one is stopped with SIGSTOP past the ZooKeeper session timeout (its requests
+time out, and a timeout at a leader makes the client ask metadata again), while they run: the producer moves on to the new leaders with 0 acknowledged records lost,
 and the consumer continues from its positions and reads every acknowledged record.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
@@ -37,6 +40,12 @@ def cluster(zookeeper):
     try:
         yield brokers
     finally:
+        for broker in brokers.values():  # a test may leave one stopped
+            if broker.pid is not None:
+                try:
+                    os.kill(broker.pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
         stop_cluster(brokers)
 
 
@@ -62,9 +71,9 @@ def leaders(zk, name: str) -> dict[int, int]:
     return {p: s.get("leader", -1) for p, s in partition_states(zk, name).items()}
 
 
-@pytest.mark.parametrize("killed", ["another leader", "the bootstrap broker"])
+@pytest.mark.parametrize("killed", ["another leader", "the bootstrap broker", "a stopped leader"])
 def test_producer_and_consumer_follow_leaders_through_a_kill_9(zookeeper, cluster, killed):
-    name = "followed-" + killed.split()[-1]
+    name = "followed-" + killed.replace(" ", "-")
     create(cluster[1], name)
     with zk_client(zookeeper) as zk:
         wait_for(
@@ -79,7 +88,7 @@ def test_producer_and_consumer_follow_leaders_through_a_kill_9(zookeeper, cluste
         bootstrap_id = before[0]
         victim = (
             next(b for b in before.values() if b != bootstrap_id)
-            if killed == "another leader"
+            if killed != "the bootstrap broker"
             else bootstrap_id  # metadata is then asked of another broker
         )
         bootstrap = cluster[bootstrap_id].bootstrap
@@ -90,11 +99,14 @@ def test_producer_and_consumer_follow_leaders_through_a_kill_9(zookeeper, cluste
             enable_idempotence=True,
             retries=1_000_000,
             linger_ms=5,
-            request_timeout_ms=5000,
+            request_timeout_ms=5000,  # a stopped leader's requests time out after this
             delivery_timeout_ms=60000,
         )
         consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            request_timeout_ms=5000,
         )
         consumer.assign([TopicPartition(name, p) for p in range(PARTITIONS)])
         acked: list[bytes] = []
@@ -126,7 +138,10 @@ def test_producer_and_consumer_follow_leaders_through_a_kill_9(zookeeper, cluste
         try:
             wait_for("records acknowledged before the kill", lambda: len(acked) >= 300)
             wait_for("records read before the kill", lambda: len(read) >= 100)
-            cluster[victim].kill()
+            if killed == "a stopped leader":  # SIGSTOP: its connections stay, it is silent
+                os.kill(cluster[victim].pid, signal.SIGSTOP)
+            else:
+                cluster[victim].kill()
             wait_for(
                 "new leaders",
                 lambda: (
@@ -156,7 +171,7 @@ def test_producer_and_consumer_follow_leaders_through_a_kill_9(zookeeper, cluste
             producer.close()
         after = leaders(zk, name)
         print(
-            f"\nleaders {before} -> {after} after kill -9 of broker {victim}; "
+            f"\nleaders {before} -> {after} after {killed!r} (broker {victim}); "
             f"{len(acked)} acknowledged, {len(read)} read"
         )
         missing = set(acked) - read

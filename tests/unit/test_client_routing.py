@@ -15,7 +15,12 @@ from labkit.client.sender import Sender
 from labkit.client.structs import TopicPartition
 from labkit.client.subscription import SubscriptionState
 from labkit.client.transport import Response
-from labkit.errors import KafkaConnectionError, NotLeaderForPartitionError
+from labkit.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NotLeaderForPartitionError,
+    OutOfOrderSequenceNumberError,
+)
 from labkit.testing import FakeClock
 
 P0, P1, P2 = TopicPartition("t", 0), TopicPartition("t", 1), TopicPartition("t", 2)
@@ -316,3 +321,89 @@ def test_a_fetch_goes_to_each_leader_and_a_leader_error_holds_the_partition_back
     clock.advance(0.11)
     fetcher.send_fetches()
     assert [(node, parts[0][:3]) for node, parts, _ in transport.fetches] == [(3, ["t", 1, 7])]
+
+
+class IdempotentCluster(FakeCluster):
+    """Brokers that check producer sequences against one replicated log per partition;
+    requests to a ``stopped`` broker stay unanswered until the test times them out."""
+
+    def __init__(self, leaders):
+        super().__init__(leaders)
+        self.expected: dict[TopicPartition, int] = {}
+        self.stopped: set[int] = set()
+
+    def request(self, api, header, payloads=(), **kwargs):
+        if api == "init_producer_id":
+            return Future().success(Response({"error": 0, "producer_id": 7}, []))
+        future = super().request(api, header, payloads, **kwargs)
+        if api == "produce":
+            self.queue[-1] = (*self.queue[-1], header["producers"])
+        return future
+
+    def answer_all(self) -> None:
+        queue, self.queue = self.queue, []
+        for node, tps, _payloads, future, producers in queue:
+            if node in self.stopped:
+                self.queue.append((node, tps, _payloads, future, producers))
+                continue
+            results = []
+            for tp, (_pid, _epoch, sequence) in zip(tps, producers, strict=True):
+                expected = self.expected.get(tp, 0)
+                if sequence > expected:
+                    results.append([-1, OutOfOrderSequenceNumberError.errno, -1, "gap"])
+                    continue
+                if sequence == expected:
+                    self.expected[tp] = expected + 1  # one record per batch here
+                results.append([sequence, 0, 0, None])
+            future.success(Response({"error": 0, "results": results}, []))
+
+    def time_out(self, node: int) -> None:
+        for _node, _tps, _payloads, future, _producers in [q for q in self.queue if q[0] == node]:
+            error = KafkaTimeoutError("no answer")
+            error.invalid_metadata = True  # as Transport._expire marks a routed request
+            future.failure(error)
+        self.queue = [q for q in self.queue if q[0] != node]
+
+
+def test_a_batch_at_the_new_leader_waits_for_an_earlier_one_unanswered_at_the_old():
+    clock = FakeClock()
+    transport = IdempotentCluster({0: 2})
+    acc = RecordAccumulator(
+        batch_size=16384, max_request_size=1 << 20, linger_ms=0, buffer_memory=32 << 20, clock=clock
+    )
+    cluster = ClusterMetadata()
+    cluster.update(metadata(transport.leaders), ["t"])
+    sender = Sender(
+        transport,
+        acc,
+        cluster,
+        acks=-1,
+        retries=float("inf"),
+        retry_backoff_ms=100,
+        request_timeout_ms=30000,
+        max_in_flight=5,
+        metadata_max_age_ms=300000,
+        idempotence=True,
+        on_metadata=lambda h: None,
+        on_seal=lambda buf: None,
+    )
+    sender(clock.monotonic())  # the producer id
+    buf = acc.new_buffer(P0)
+    first = buf.append((1000, b"k", b"0", None, RECORD_OVERHEAD + 2))
+    sender(clock.monotonic())
+    transport.answer_all()  # sequence 0 acknowledged by broker 2
+    transport.stopped.add(2)  # SIGSTOP: broker 2 keeps the connection, answers nothing
+    late = buf.append((1000, b"k", b"1", None, RECORD_OVERHEAD + 2))
+    sender(clock.monotonic())  # sequence 1 goes to broker 2 and hangs there
+    transport.leaders[0] = 3
+    transport.routes.update(metadata(transport.leaders))  # broker 3 leads now
+    after = buf.append((1000, b"k", b"2", None, RECORD_OVERHEAD + 2))
+    sender(clock.monotonic())  # sequence 2 goes to broker 3, which expects 1
+    transport.answer_all()
+    assert not after.is_done, "a batch behind one unanswered at the old leader failed"
+    transport.time_out(2)  # sequence 1's request times out: retried at broker 3
+    for _ in range(5):
+        clock.advance(0.1)
+        sender(clock.monotonic())
+        transport.answer_all()
+    assert [f.get(0).offset for f in (first, late, after)] == [0, 1, 2]
