@@ -58,8 +58,8 @@ hold the partitions back ``retry_backoff_ms`` (``_held``); fetching then resumes
 from the position, at the leader metadata names.
 
 Positions a partition lacks are resolved by ``reset_offsets_if_needed``
-(kafka-python's name), implemented in positions.py. Size: about 510 lines while the
-fetch path is being reworked (prefetch from the I/O thread); decoding (``_decode``,
+(kafka-python's name), implemented in positions.py. Size: about 650 lines (leader
+routing added ~40; the routing itself is in routing.py) while the fetch path is being reworked (prefetch from the I/O thread); decoding (``_decode``,
 ``_corrupt``, ``_deserialize``) is the seam to split off once that has landed.
 """
 

@@ -54,7 +54,10 @@ are used. In cluster mode a drained set of batches becomes one request per parti
 leader (client/routing.py), all in flight at once; NOT_LEADER_OR_FOLLOWER,
 LEADER_NOT_AVAILABLE or a lost connection to a leader are retriable and stale
 metadata: the batch is retried (with its sequence) after ``retry_backoff_ms``, on the
-leader the refreshed metadata names.
+leader the refreshed metadata names. A request a leader leaves unanswered times out
+and counts the same (the transport marks it). With idempotence, a batch the new leader
+answers OUT_OF_ORDER_SEQUENCE_NUMBER while an earlier batch of its partition is still
+unanswered at the old leader (``_unanswered``) is retried behind it.
 
 No batch is ever dropped: if draining, sending or handling an answer raises
 unexpectedly (a bug), every batch taken for that request completes with a
