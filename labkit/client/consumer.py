@@ -240,19 +240,22 @@ class KafkaConsumer(PositionsMixin):
             left = deadline - self._clock.monotonic()
             if left <= 0:
                 return {}
+            retry = self._fetcher.retry_in()  # partitions held back after a leader error
+            if retry is not None:
+                left = min(left, retry + 0.001)
             self._fetcher.wait(min(left, 0.1) if not self._subscription.assignment else left)
 
     def _poll_once(self, max_records: int, update_offsets: bool) -> dict:
         self._ensure_metadata()
         self._coordinator.poll(0.0)
-        self._fetcher.reset_offsets_if_needed(self._coordinator)
+        self._fetcher.reset_offsets_if_needed(self._coordinator, in_poll=True)
         allowed = self._coordinator.fetchable()
         records = self._fetcher.fetched_records(max_records, update_offsets, allowed)
         if not records:
             # an OFFSET_OUT_OF_RANGE answer handled just now reset positions: resolve
             # them, so the fetch below goes out in this round (else poll() waited out
             # its timeout). With records in hand, the next poll() resolves them first.
-            self._fetcher.reset_offsets_if_needed(self._coordinator)
+            self._fetcher.reset_offsets_if_needed(self._coordinator, in_poll=True)
         self._fetcher.send_fetches(allowed)
         return records
 
@@ -265,7 +268,10 @@ class KafkaConsumer(PositionsMixin):
             force
             or self._metadata_version != sub.version
             or now >= self._metadata_due
-            or self._fetcher.needs_metadata
+            or (  # a leader error: ask again, but not more often than retry_backoff_ms
+                self._fetcher.needs_metadata
+                and now - self._cluster.refreshed_at >= self.config["retry_backoff_ms"] / 1000.0
+            )
         ):
             return
         self._fetcher.needs_metadata = False

@@ -51,9 +51,15 @@ Errors per partition: OFFSET_OUT_OF_RANGE resets the position by
 ``auto_offset_reset`` ('earliest'/'latest'), or raises OffsetOutOfRangeError when
 it is 'none'; unknown-partition errors ask for fresh metadata.
 
+Cluster mode: each fetch is split into one request per partition leader
+(client/routing.py), all in flight at once. NOT_LEADER_OR_FOLLOWER /
+LEADER_NOT_AVAILABLE, or a leader that cannot be reached, ask for fresh metadata and
+hold the partitions back ``retry_backoff_ms`` (``_held``); fetching then resumes
+from the position, at the leader metadata names.
+
 Positions a partition lacks are resolved by ``reset_offsets_if_needed``
-(kafka-python's name), implemented in positions.py. Size: about 510 lines while the
-fetch path is being reworked (prefetch from the I/O thread); decoding (``_decode``,
+(kafka-python's name), implemented in positions.py. Size: about 650 lines (leader
+routing added ~40; the routing itself is in routing.py) while the fetch path is being reworked (prefetch from the I/O thread); decoding (``_decode``,
 ``_corrupt``, ``_deserialize``) is the seam to split off once that has landed.
 """
 
@@ -68,13 +74,16 @@ from collections.abc import Iterable
 from itertools import repeat
 from typing import Any
 
+from labkit._clock import REAL_CLOCK
 from labkit.client.coordinator import Coordinator
 from labkit.client.poison import annotate_poison
 from labkit.client.positions import OffsetLookup, PositionResolver
+from labkit.client.routing import ANY_BROKER, Backoff
 from labkit.client.structs import ConsumerRecord, TopicPartition
 from labkit.client.subscription import SubscriptionState
 from labkit.errors import (
     CorruptRecordError,
+    KafkaError,
     LeaderNotAvailableError,
     NotLeaderForPartitionError,
     OffsetOutOfRangeError,
@@ -127,6 +136,10 @@ def _deserialize(fn: Any, topic: str, items: list) -> tuple[list, Exception | No
     return out, None
 
 
+def _tp_of_row(row: tuple) -> tuple[str, int]:
+    return row[0][0], row[0][1]  # a (fetch part, asked) pair: the part's topic, partition
+
+
 def _call_now(fn: Any) -> None:
     fn()
 
@@ -172,17 +185,29 @@ class Fetcher:
         # wake poll() when the I/O thread's turn is over, not in the middle of it
         self._notify = getattr(transport, "notify_before_sleep", None) or _call_now
         self.needs_metadata = False
+        self._routes = getattr(transport, "routes", None)
+        self._clock = getattr(transport, "clock", REAL_CLOCK)
+        self._held = Backoff(config.get("retry_backoff_ms", 100))
         self._positions = PositionResolver(
             subscription, OffsetLookup(transport), config.get("group_id")
         )
         subscription.add_assignment_hook(self._on_assignment)
 
     def reset_offsets_if_needed(
-        self, coordinator: Coordinator, timeout_ms: float | None = None
+        self, coordinator: Coordinator, timeout_ms: float | None = None, *, in_poll: bool = False
     ) -> None:
         """Give every assigned partition without a position one: the group's committed
-        offset, else by ``auto_offset_reset`` (kafka-python's name; labkit/client/positions.py)."""
-        self._positions.reset_offsets_if_needed(coordinator, timeout_ms)
+        offset, else by ``auto_offset_reset`` (kafka-python's name; labkit/client/positions.py).
+        ``in_poll``: a leader error (moving, gone) is tried again after fresh metadata."""
+        try:
+            self._positions.reset_offsets_if_needed(coordinator, timeout_ms)
+        except KafkaError as exc:
+            if not (in_poll and getattr(exc, "invalid_metadata", False)):
+                raise
+            log.info("looking up positions failed, retrying after metadata: %s", exc)
+            self.needs_metadata = True
+            missing = self._subscription.missing_positions()
+            self._held.hold(missing, self._clock.monotonic())
 
     def _on_assignment(self, revoked: set, added: set) -> None:
         for tp in revoked:
@@ -216,12 +241,14 @@ class Fetcher:
 
     def _plan_fetches(self, allowed: set | None, parts: list, asked: list) -> None:
         in_flight = self._in_flight
+        held, now = self._held, self._clock.monotonic()
         for tp, st in self._subscription.assignment.items():
             if (
                 st.paused
                 or st.position is None
                 or tp in in_flight
                 or (allowed is not None and tp not in allowed)
+                or (held and held.held(tp, now))
             ):
                 continue
             buf = self._buffers.get(tp)
@@ -237,6 +264,18 @@ class Fetcher:
             asked.append((tp, st.epoch, offset))
 
     def _send(self, parts: list, asked: list) -> None:
+        routes = self._routes
+        if routes is None or not routes.multi:
+            self._send_to(ANY_BROKER, parts, asked)
+            return
+        for node, group in routes.split(zip(parts, asked, strict=True), _tp_of_row):
+            self._send_to(node, [g[0] for g in group], [g[1] for g in group])
+
+    def retry_in(self) -> float | None:
+        """Seconds until a partition held back after a leader error may be fetched."""
+        return self._held.next_in(self._clock.monotonic())
+
+    def _send_to(self, node: int | None, parts: list, asked: list) -> None:
         header = {
             "max_wait_ms": self._max_wait_ms,
             "min_bytes": self._min_bytes,
@@ -244,7 +283,11 @@ class Fetcher:
             "partitions": parts,
         }
         future = self._transport.request(
-            "fetch", header, timeout_ms=self._timeout_ms, idempotent=True
+            "fetch",
+            header,
+            timeout_ms=self._timeout_ms,
+            idempotent=True,
+            **({} if node is ANY_BROKER else {"node": node}),  # cluster mode: the leader
         )
         future.add_callback(self._arrived, asked)
         future.add_errback(self._failed, asked)
@@ -335,6 +378,9 @@ class Fetcher:
                 self._in_flight.difference_update(tp for tp, _, _ in asked if tp not in prefetched)
             if error is not None:
                 log.warning("fetch failed: %s", error)
+                if getattr(error, "invalid_metadata", False):  # a leader gone: ask anew
+                    self.needs_metadata = True
+                    self._held.hold((tp for tp, _, _ in asked), self._clock.monotonic())
                 continue
             header = response.header
             if header.get("error", 0):
@@ -405,6 +451,7 @@ class Fetcher:
             raise error
         elif code in _STALE_METADATA:
             self.needs_metadata = True
+            self._held.hold((tp,), self._clock.monotonic())
             log.warning("fetch from %s: %s", tp, for_code(code).description)
         else:
             raise for_code(code)(f"fetch from {tp} at offset {offset} failed")

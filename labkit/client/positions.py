@@ -28,6 +28,7 @@ import logging
 from typing import Any
 
 from labkit.client.coordinator import Coordinator
+from labkit.client.routing import ANY_BROKER
 from labkit.client.structs import TopicPartition
 from labkit.client.subscription import SubscriptionState
 from labkit.errors import (
@@ -66,9 +67,22 @@ class OffsetLookup:
         """
         if not targets:
             return {}
+        out: dict[TopicPartition, tuple[int, int]] = {}
+        routes = getattr(self._transport, "routes", None)
+        if routes is None or not routes.multi:
+            self._ask(ANY_BROKER, targets, timeout_ms, out)
+        else:  # cluster mode: each leader answers for its partitions
+            for node, group in routes.split(targets, _tp_key):
+                self._ask(node, {tp: targets[tp] for tp in group}, timeout_ms, out)
+        missing = set(targets) - set(out)
+        if missing:
+            raise KafkaError(f"the broker did not answer list_offsets for {sorted(missing)}")
+        return out
+
+    def _ask(self, node: int | None, targets: dict, timeout_ms: float | None, out: dict) -> None:
         header = {"partitions": [[tp.topic, tp.partition, int(ts)] for tp, ts in targets.items()]}
-        response = self._transport.call("list_offsets", header, timeout_ms=timeout_ms)
-        out = {}
+        routed = {} if node is ANY_BROKER else {"node": node}
+        response = self._transport.call("list_offsets", header, timeout_ms=timeout_ms, **routed)
         for row in rows(ListedOffset, response.header.get("partitions", []), "list_offsets"):
             tp = TopicPartition(row.topic, row.partition)
             if row.error:
@@ -80,10 +94,10 @@ class OffsetLookup:
                     )
                 raise cls(f"list_offsets for {tp} failed")
             out[tp] = (row.offset, row.timestamp)
-        missing = set(targets) - set(out)
-        if missing:
-            raise KafkaError(f"the broker did not answer list_offsets for {sorted(missing)}")
-        return out
+
+
+def _tp_key(tp: TopicPartition) -> TopicPartition:
+    return tp
 
 
 class PositionResolver:

@@ -50,7 +50,14 @@ waiting for a retry are renumbered under the new id.
 
 It also refreshes topic metadata every ``metadata_max_age_ms`` (and at once after
 an error that says metadata is stale), so partitions added while the producer runs
-are used.
+are used. In cluster mode a drained set of batches becomes one request per partition
+leader (client/routing.py), all in flight at once; NOT_LEADER_OR_FOLLOWER,
+LEADER_NOT_AVAILABLE or a lost connection to a leader are retriable and stale
+metadata: the batch is retried (with its sequence) after ``retry_backoff_ms``, on the
+leader the refreshed metadata names. A request a leader leaves unanswered times out
+and counts the same (the transport marks it). With idempotence, a batch the new leader
+answers OUT_OF_ORDER_SEQUENCE_NUMBER while an earlier batch of its partition is still
+unanswered at the old leader (``_unanswered``) is retried behind it.
 
 No batch is ever dropped: if draining, sending or handling an answer raises
 unexpectedly (a bug), every batch taken for that request completes with a
@@ -70,6 +77,7 @@ from typing import Any
 
 from labkit.client.accumulator import PartitionBuffer, ProducerBatch, RecordAccumulator
 from labkit.client.metadata import ClusterMetadata, request_header
+from labkit.client.routing import ANY_BROKER
 from labkit.client.structs import TopicPartition
 from labkit.errors import (
     BrokerResponseError,
@@ -103,6 +111,7 @@ class Sender:
         on_seal: Callable[[PartitionBuffer], None],
     ):
         self._transport = transport
+        self._routes = getattr(transport, "routes", None)  # cluster mode: leaders
         self._acc = accumulator
         self._cluster = cluster
         self._acks = acks
@@ -132,6 +141,10 @@ class Sender:
         self._retried: set[ProducerBatch] = set()  # idempotence: failed, not yet settled
         self._acked: set[TopicPartition] = set()  # idempotence: a batch of the id answered
         self._in_flight_by_tp: dict[TopicPartition, int] = {}
+        # cluster mode, idempotence: batches sent and not answered. After a leader moves,
+        # a batch at the new leader may be answered OUT_OF_ORDER_SEQUENCE_NUMBER while an
+        # earlier one is still unanswered at the old leader: it is retried behind it
+        self._unanswered: set[ProducerBatch] = set()
 
     def __call__(self, now: float) -> float | None:
         self._maybe_refresh_metadata(now)
@@ -212,6 +225,16 @@ class Sender:
         return out
 
     def _send(self, batches: list[ProducerBatch]) -> None:
+        routes = self._routes
+        if routes is None or not routes.multi:  # one broker: one request, as always
+            self._send_to(ANY_BROKER, batches)
+            return
+        if self._idempotence:
+            self._unanswered.update(batches)
+        for node, group in routes.split(batches, _tp_of):  # cluster: one per leader
+            self._send_to(node, group)
+
+    def _send_to(self, node: int | None, batches: list[ProducerBatch]) -> None:
         header: dict[str, Any] = {
             "acks": self._acks,
             "timeout_ms": int(self._timeout_ms),
@@ -231,6 +254,7 @@ class Sender:
             timeout_ms=self._timeout_ms,
             idempotent=False,
             expect_response=self._acks != 0,
+            **({} if node is ANY_BROKER else {"node": node}),  # cluster mode: the leader
         )
         self._in_flight += 1
         if self._keep_order or self._idempotence:
@@ -282,6 +306,8 @@ class Sender:
 
     def _answered(self, batches: list[ProducerBatch]) -> None:
         counts = self._in_flight_by_tp
+        if self._unanswered:
+            self._unanswered.difference_update(batches)
         for batch in batches:
             if batch.parent is not None:
                 self._splitting.discard(batch.parent)
@@ -352,13 +378,18 @@ class Sender:
         if (
             self._idempotence
             and isinstance(error, OutOfOrderSequenceNumberError)
-            and self._behind_a_retry(batch)
             and not self._acc.closing
         ):
-            batch.retry_at = now  # its turn comes after the earlier one, already queued
-            self._retried.add(batch)
-            self._retry.append(batch)
-            return
+            if self._behind_a_retry(batch):
+                batch.retry_at = now  # its turn comes after the earlier one, already queued
+                self._retried.add(batch)
+                self._retry.append(batch)
+                return
+            if self._earlier(batch, self._unanswered):  # still unanswered at the old leader
+                batch.retry_at = now + self._backoff
+                self._retried.add(batch)
+                self._retry.append(batch)
+                return
         if (
             getattr(error, "retriable", False)
             and batch.attempts <= self._retries
@@ -412,7 +443,12 @@ class Sender:
         producer id was replaced meanwhile): then it is retried behind that one."""
         if batch.producer_id != self._producer_id:
             return True
-        for other in (*self._retried, *self._new_parts):
+        return self._earlier(batch, (*self._retried, *self._new_parts))
+
+    @staticmethod
+    def _earlier(batch: ProducerBatch, others) -> bool:
+        """Whether one of ``others`` is an earlier batch of ``batch``'s partition and id."""
+        for other in others:
             if (
                 other is not batch
                 and other.tp == batch.tp
@@ -495,6 +531,10 @@ class Sender:
     def _on_metadata_failure(self, error: BaseException) -> None:
         self._metadata_in_flight = False
         self.schedule_metadata(self._transport_clock(), self._backoff + random.random() * 0.1)
+
+
+def _tp_of(batch: ProducerBatch) -> TopicPartition:
+    return batch.tp
 
 
 def _next(sequence: int, count: int) -> int:

@@ -7,10 +7,17 @@ Every client object (producer, consumer, admin) owns one ``Transport``:
 - **Bootstrap.** The constructor finds the broker's ZeroMQ endpoint with
   ``client/zmq_bootstrap.py`` (Kafka-framed bootstrap request, then ZeroMQ probes
   with ``api_versions``; its header says how patient it is and what
-  ``NoBrokersAvailable`` names). labkit has one broker, so the client keeps talking to
-  the endpoint that answered (the advertised host in metadata is not used; the
-  bootstrap answer names a ZeroMQ host only when the broker's listener has a
-  configured advertised host: that is what makes Docker port mappings just work).
+  ``NoBrokersAvailable`` names). A single broker is talked to at the endpoint that
+  answered (the advertised host in metadata is not used; the bootstrap answer names
+  a ZeroMQ host only when the broker's listener has a configured advertised host:
+  that is what makes Docker port mappings just work).
+- **Several brokers** (cluster mode). Every metadata answer this transport carries
+  updates ``routes`` (client/routing.py: leaders, brokers' ZeroMQ endpoints); a
+  request may name its broker (``node``: the producer and fetcher name each
+  partition's leader) and goes on that broker's connection, opened on first use
+  (client/connections.py). A request for a named broker whose connection is lost or
+  cannot be made fails at once with ``KafkaConnectionError`` (retriable: the caller
+  refreshes metadata and goes to the new leader) rather than waiting for that broker.
 - **The connection.** The winning probe is closed and the constructor connects to
   its endpoint again over a plain TCP socket that the I/O thread reads and writes
   itself, speaking ZMTP (ZeroMQ's wire protocol, as a DEALER: ``client/zmtp.py``).
@@ -58,7 +65,6 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import select
 import socket
 import threading
 from collections import deque
@@ -69,7 +75,9 @@ from labkit._clock import REAL_CLOCK, Clock
 from labkit.client.backend import LABKIT
 from labkit.client.backend import remember as remember_backend
 from labkit.client.config import format_address, parse_bootstrap
+from labkit.client.connections import Connections, Waiter
 from labkit.client.future import Future
+from labkit.client.routing import ANY_BROKER, Routes
 from labkit.client.zmq_bootstrap import BrokerFinder
 from labkit.client.zmtp import ZmtpConnection
 from labkit.errors import (
@@ -104,9 +112,11 @@ class _Pending:
         "idempotent",
         "expect_response",
         "resends",
+        "node",
+        "conn",
     )
 
-    def __init__(self, rid, api, frames, future, timeout, idempotent, expect_response):
+    def __init__(self, rid, api, frames, future, timeout, idempotent, expect_response, node):
         self.rid = rid
         self.api = api
         self.frames = frames
@@ -116,6 +126,8 @@ class _Pending:
         self.idempotent = idempotent
         self.expect_response = expect_response
         self.resends = 0
+        self.node = node  # the broker it is for (ANY_BROKER: the bootstrap one, or any)
+        self.conn: ZmtpConnection | None = None  # the connection it went out on
 
 
 def raise_for_error(header: dict[str, Any]) -> dict[str, Any]:
@@ -148,7 +160,7 @@ class Transport:
     ):
         self.client_id = client_id
         self.request_timeout = request_timeout_ms / 1000.0
-        self._clock = clock
+        self.clock = self._clock = clock
         self._max_resends = max_resends
         self._reconnect = (
             int(reconnect_backoff_ms),
@@ -185,20 +197,34 @@ class Transport:
         self._wake_send.setblocking(False)
         self._wake_lock = threading.Lock()
         host, _, port = self.zmq_address.rpartition(":")
-        self._conn = ZmtpConnection(
-            host.strip("[]"),
-            int(port),
-            clock=clock,
-            on_up=self._connection_up,
-            on_down=self._connection_down,
-            reconnect_backoff=(self._reconnect[0] / 1000.0, self._reconnect[1] / 1000.0),
-            handshake_timeout=_HANDSHAKE_TIMEOUT,
-        )
+        self._conn = self._open_connection(host.strip("[]"), int(port))
+        node = self.broker_info.get("node_id")
+        self.routes = Routes(node if type(node) is int else None)
+        self._links = Connections(self._conn, self.routes, self._open_connection)
+        self._up: set[ZmtpConnection] = set()  # connections whose handshake completed
         self._conn.connect_now(max(connect_timeout_ms / 1000.0, 1.0))
         self._thread = threading.Thread(target=self._run, name=f"labkit-io-{name}", daemon=True)
         self._thread.start()
 
-    # -- bootstrap --------------------------------------------------------------
+    def _open_connection(self, host: str, port: int) -> ZmtpConnection:
+        conn: ZmtpConnection | None = None
+
+        def up() -> None:
+            self._connection_up(conn)
+
+        def down(reason: str) -> None:
+            self._connection_down(conn, reason)
+
+        conn = ZmtpConnection(
+            host,
+            port,
+            clock=self._clock,
+            on_up=up,
+            on_down=down,
+            reconnect_backoff=(self._reconnect[0] / 1000.0, self._reconnect[1] / 1000.0),
+            handshake_timeout=_HANDSHAKE_TIMEOUT,
+        )
+        return conn
 
     # -- public API ---------------------------------------------------------------
 
@@ -214,10 +240,12 @@ class Transport:
         timeout_ms: float | None = None,
         idempotent: bool = False,
         expect_response: bool = True,
+        node: int | None = ANY_BROKER,
     ) -> Future:
         """Queue one request; the future resolves to a ``Response`` (or None without
         ``expect_response``, once sent). Top-level errors are not raised here: see
-        ``raise_for_error``. Fails with KafkaTimeoutError / KafkaConnectionError."""
+        ``raise_for_error``. Fails with KafkaTimeoutError / KafkaConnectionError.
+        ``node``: the broker it is for (cluster mode: a partition's leader)."""
         future = Future()
         if self._closing:
             return future.failure(
@@ -230,7 +258,7 @@ class Transport:
         # client_id in every request, as in Kafka's request header: quotas are per client id
         frames = build_request(rid, api, {"client_id": self.client_id, **header}, payloads)
         self._outbox.append(
-            _Pending(rid, api, frames, future, timeout, idempotent, expect_response)
+            _Pending(rid, api, frames, future, timeout, idempotent, expect_response, node)
         )
         self.wakeup()
         return future
@@ -243,11 +271,12 @@ class Transport:
         *,
         timeout_ms: float | None = None,
         idempotent: bool = True,
+        node: int | None = ANY_BROKER,
     ) -> Response:
         """Send a request and block for its response; raise its top-level error."""
         timeout = self.request_timeout if timeout_ms is None else timeout_ms / 1000.0
         future = self.request(
-            api, header, payloads, timeout_ms=timeout * 1000.0, idempotent=idempotent
+            api, header, payloads, timeout_ms=timeout * 1000.0, idempotent=idempotent, node=node
         )
         if not future.wait(timeout + 1.0):
             raise KafkaTimeoutError(
@@ -303,13 +332,14 @@ class Transport:
 
     def _run(self) -> None:
         self._io_thread_id = threading.get_ident()
-        conn = self._conn
-        wait = _Waiter(self._wake_recv.fileno())
+        conns = self._links.all  # grows when a broker is first needed (this thread)
+        wait = Waiter(self._wake_recv.fileno())
         try:
             while True:
                 self._sleeping = True
                 now = self._clock.monotonic()
-                conn.tick(now)
+                for conn in conns:
+                    conn.tick(now)
                 delay = self._run_drivers(now)
                 self._send_outbox(now)
                 if self._closing and not self._outbox:
@@ -317,18 +347,20 @@ class Transport:
                 if self._outbox:  # requests wait for a throttle
                     throttled = self.throttled_until - self._clock.monotonic()
                     delay = min(delay, throttled) if throttled > 0 else 0.001
-                delay = min(delay, self._next_deadline(now) - now, conn.next_deadline() - now)
+                delay = min(delay, self._next_deadline(now) - now)
+                for conn in conns:
+                    delay = min(delay, conn.next_deadline() - now)
                 if self._before_sleep:
                     self._notify_waiters()
-                woken, readable, writable = wait(conn, max(0, math.ceil(delay * 1000)))
+                woken, readable, writable = wait(conns, max(0, math.ceil(delay * 1000)))
                 self._sleeping = False
                 self.turns += 1
                 if woken:
                     self._drain_wakeups()
-                if writable:
+                for conn in writable:
                     conn.write()
-                if readable:
-                    self._receive()
+                for conn in readable:
+                    self._receive(conn)
                 self._expire(self._clock.monotonic())
         except Exception:  # the I/O thread must report, not vanish silently
             log.exception("labkit client I/O thread crashed")
@@ -367,7 +399,17 @@ class Transport:
             outbox.popleft()
 
     def _send_pending(self, pending: _Pending, now: float) -> bool:
-        self._conn.send(pending.frames)  # held until connected, as libzmq queues
+        conn = self._links.for_node(pending.node)
+        if conn is None:  # metadata named a leader but no endpoint for it
+            pending.future.failure(
+                KafkaConnectionError(
+                    f"metadata names no ZeroMQ endpoint for broker {pending.node}; "
+                    "the client refreshes metadata and tries again"
+                )
+            )
+            return True
+        pending.conn = conn
+        conn.send(pending.frames)  # held until connected, as libzmq queues
         if pending.expect_response:
             pending.deadline = now + pending.timeout
             self._inflight[pending.rid] = pending
@@ -390,8 +432,8 @@ class Transport:
                 break
         outbox.extendleft(reversed(kept))
 
-    def _receive(self) -> None:
-        for frames in self._conn.read():
+    def _receive(self, conn: ZmtpConnection) -> None:
+        for frames in conn.read():
             self._dispatch(frames)
 
     def _dispatch(self, frames: list) -> None:
@@ -408,6 +450,8 @@ class Transport:
             pending.future.failure(exc)
             return
         pending.frames = None
+        if pending.api == "metadata" and not header.get("error"):
+            self.routes.update(header)  # leaders and brokers, whoever asked
         throttle_ms = header.get("throttle_time_ms")
         if type(throttle_ms) is int and throttle_ms > 0:  # honoured by _send_outbox
             self.throttled_until = max(
@@ -415,30 +459,39 @@ class Transport:
             )
         pending.future.success(Response(header, [memoryview(f) for f in frames[3:]]))
 
-    def _connection_up(self) -> None:  # I/O thread (the ZMTP handshake completed)
-        if not self.connected:
-            log.info("reconnected to the broker at %s", self.address)
-        self.connected = True
+    def _connection_up(self, conn: ZmtpConnection) -> None:  # I/O thread (handshake done)
+        self._up.add(conn)
+        if conn is self._conn:
+            if not self.connected:
+                log.info("reconnected to the broker at %s", self.address)
+            self.connected = True
 
-    def _connection_down(self, reason: str) -> None:  # I/O thread
-        self.connected = False
-        log.warning(
-            "lost the connection to the broker at %s (%s); reconnecting", self.address, reason
-        )
-        self._connection_lost()
+    def _connection_down(self, conn: ZmtpConnection, reason: str) -> None:  # I/O thread
+        where = self.address if conn is self._conn else self._links.node_of(conn)
+        if conn in self._up:  # not for each failed connect to a broker that is gone
+            self._up.discard(conn)
+            log.warning("lost the connection to the broker at %s (%s); reconnecting", where, reason)
+        if conn is self._conn:
+            self.connected = False
+        self._connection_lost(conn, where)
 
-    def _connection_lost(self) -> None:
+    def _connection_lost(self, conn: ZmtpConnection, where: str) -> None:
         now = self._clock.monotonic()
-        lost = list(self._inflight.values())
-        self._inflight.clear()
+        lost = [p for p in self._inflight.values() if p.conn is conn]
         for pending in lost:
-            if pending.idempotent and pending.resends < self._max_resends:
+            del self._inflight[pending.rid]
+            if (
+                pending.node is ANY_BROKER
+                and pending.idempotent
+                and pending.resends < self._max_resends
+            ):
                 pending.resends += 1
+                pending.conn = None
                 self._outbox.append(pending)  # goes out again once reconnected
-            else:
+            else:  # for a named broker: the caller asks metadata for the new leader
                 pending.future.failure(
                     KafkaConnectionError(
-                        f"lost the connection to the broker at {self.address} before it answered {pending.api}; the broker "
+                        f"lost the connection to the broker at {where} before it answered {pending.api}; the broker "
                         "may or may not have applied it (is the broker restarting?)"
                     )
                 )
@@ -455,12 +508,18 @@ class Transport:
         expired = [p for p in self._inflight.values() if p.deadline <= now]
         for pending in expired:
             del self._inflight[pending.rid]
-            pending.future.failure(
-                KafkaTimeoutError(
-                    f"the broker at {self.address} did not answer {pending.api} within {pending.timeout:.1f} s (request_timeout_ms); is it "
-                    "running and not overloaded?"
-                )
+            error = KafkaTimeoutError(
+                f"the broker at {self._where(pending)} did not answer {pending.api} within {pending.timeout:.1f} s (request_timeout_ms); is it "
+                "running and not overloaded?"
             )
+            if pending.node is not ANY_BROKER:  # a silent leader may have been replaced:
+                error.invalid_metadata = True  # the caller asks metadata (as Kafka's clients)
+            pending.future.failure(error)
+
+    def _where(self, pending: _Pending) -> str:
+        if pending.conn is None or pending.conn is self._conn:
+            return self.address
+        return self._links.node_of(pending.conn)
 
     def _drain_wakeups(self) -> None:
         try:
@@ -476,51 +535,11 @@ class Transport:
         self._outbox.clear()
         for p in pending:
             p.future.failure(error)
-        self._conn.flush(_CLOSE_LINGER_MS / 1000.0)  # what is queued still goes out
-        self._conn.close()
+        for conn in self._links.all:
+            conn.flush(_CLOSE_LINGER_MS / 1000.0)  # what is queued still goes out
+            conn.close()
         with self._wake_lock:  # not while flushing: wakeup() would wait for it
             self._closed = True
             self._closing = True
             self._wake_send.close()
             self._wake_recv.close()
-
-
-class _Waiter:
-    """Sleep until the wake-up pair or the broker's socket is ready, or a timeout:
-    ``poll(2)`` where the platform has it (Linux, macOS), else ``select(2)``."""
-
-    def __init__(self, wake_fd: int):
-        self._wake_fd = wake_fd
-        self._poll = select.poll() if hasattr(select, "poll") else None
-        if self._poll is not None:
-            self._poll.register(wake_fd, select.POLLIN)
-        self._polled: tuple[int | None, int] = (None, 0)  # the socket's fd and mask
-
-    def __call__(self, conn: ZmtpConnection, timeout_ms: int) -> tuple[bool, bool, bool]:
-        """(woken, readable, writable)."""
-        fd = conn.fileno()
-        mask = (select.POLLIN | select.POLLOUT) if conn.wants_write() else select.POLLIN
-        if self._poll is None:
-            return self._select(fd, conn.wants_write(), timeout_ms)
-        if (fd, mask) != self._polled:
-            old = self._polled[0]
-            if old is not None and old != fd and old != self._wake_fd:
-                self._poll.unregister(old)
-            if fd is not None:
-                self._poll.register(fd, mask)  # a known fd: its mask is changed
-            self._polled = (fd, mask)
-        woken = readable = writable = False
-        for ready_fd, events in self._poll.poll(timeout_ms):
-            if ready_fd == fd:
-                # an error or hang-up is found by the read (or the connect check)
-                readable = bool(events & ~select.POLLOUT)
-                writable = bool(events & select.POLLOUT)
-            elif ready_fd == self._wake_fd:
-                woken = True
-        return woken, readable, writable
-
-    def _select(self, fd: int | None, write: bool, timeout_ms: int) -> tuple[bool, bool, bool]:
-        reads = [self._wake_fd] if fd is None else [self._wake_fd, fd]
-        writes = [fd] if write and fd is not None else []
-        r, w, x = select.select(reads, writes, reads, timeout_ms / 1000.0)
-        return self._wake_fd in r, fd in r or fd in x, fd in w

@@ -156,6 +156,9 @@ class ZmtpConnection:
         self._frames: list = []  # the message being received
         self._peer_greeted = False
         self.connects = 0  # connections tried (tests, metrics)
+        # cluster mode (connections.py): a failed connect reports on_down too, and drops
+        # what it held, so requests for a broker that is gone fail instead of waiting
+        self.fail_fast = False
         self.last_error = ""  # why the last connection ended or failed
 
     # -- what the I/O thread asks --------------------------------------------------
@@ -371,7 +374,7 @@ class ZmtpConnection:
             )[0]
             sock = socket.socket(family, kind, proto)
         except OSError as exc:
-            self._retry_later(now, f"cannot connect to {self.host}:{self.port}: {exc}")
+            self._lose(f"cannot connect to {self.host}:{self.port}: {exc}")
             return
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as libzmq: no Nagle
@@ -401,6 +404,9 @@ class ZmtpConnection:
         self.close()
         self._retry_later(self._clock.monotonic(), reason)
         if was_ready:
+            self._on_down(reason)
+        elif self.fail_fast:
+            self._held.clear()  # the transport fails the requests these were
             self._on_down(reason)
 
     def _retry_later(self, now: float, reason: str) -> None:
