@@ -125,7 +125,9 @@ class BrokerProcess:
         port: int | None = None,
         config: dict | None = None,
         host: str = "127.0.0.1",
+        cgroup: Path | None = None,
     ):
+        self.cgroup = cgroup  # a cgroup v2 directory to run in (labkit/testing/netcut.py)
         self._own_dir = data_dir is None
         self.data_dir = (
             Path(tempfile.mkdtemp(prefix="labkit-broker-")) if data_dir is None else Path(data_dir)
@@ -169,6 +171,11 @@ class BrokerProcess:
         ]
         for key, value in self.config.items():
             cmd += ["--config", f"{key}={value}"]
+        if self.cgroup is not None:
+            # enter the cgroup before the broker opens a socket (a socket keeps the cgroup
+            # it was created in), then become the broker: same pid
+            enter = 'echo $$ > "$0/cgroup.procs" && exec "$@"'
+            cmd = ["/bin/sh", "-c", enter, str(self.cgroup), *cmd]
         return cmd
 
     def output(self) -> str:
