@@ -43,12 +43,17 @@ def state(zk, name: str, partition: int = 0) -> dict:
     return partition_states(zk, name).get(partition) or {}
 
 
-def leaders_isr(broker, name: str, partition: int = 0) -> list[int]:
-    """The ISR as the broker itself sees it (its last ZooKeeper snapshot)."""
+def metadata_row(broker, name: str, partition: int = 0) -> dict:
+    """The partition as the broker itself sees it (its last ZooKeeper snapshot)."""
     with RawClient(broker.zmq_bootstrap) as client:
         header, _ = client.request("metadata", {"topics": [name]})
     rows = header["topics"][0]["partitions"]
-    return next(row for row in rows if row["partition"] == partition)["isr"]
+    return next(row for row in rows if row["partition"] == partition)
+
+
+def leaders_isr(broker, name: str, partition: int = 0) -> list[int]:
+    """The ISR as the broker itself sees it (its last ZooKeeper snapshot)."""
+    return metadata_row(broker, name, partition)["isr"]
 
 
 def high_watermark(broker, name: str, partition: int = 0, timeout: float = 10.0) -> int:
