@@ -9,6 +9,9 @@ temporary data directory (unless given one) and waits until it answers
         KafkaProducer(bootstrap_servers=broker.bootstrap)...
         broker.restart()          # same port, same data
 
+``BrokerProcess(cgroup=NetworkCut().path)`` starts it (and each restart) in a cgroup of its
+own, so a failure test can cut it off the network (labkit/testing/netcut.py).
+
 ``RawClient`` speaks the envelope of ``labkit.protocol.frames`` over one DEALER
 socket, without the client library: tests use it to send exactly the bytes they
 want (including malformed ones). Given the main port, it asks there where ZeroMQ is
