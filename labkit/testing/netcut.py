@@ -46,12 +46,24 @@ def cgroup2_root() -> Path:
     raise NetworkCutUnavailable("no cgroup2 mount: mount -t cgroup2 none /sys/fs/cgroup/unified")
 
 
+def unavailable() -> str | None:
+    """Why this machine cannot cut a process off, or None when it can."""
+    if os.geteuid() != 0 or shutil.which("iptables") is None:
+        return "cutting a process off the network needs root and iptables"
+    try:
+        cgroup2_root()
+    except NetworkCutUnavailable as exc:
+        return str(exc)
+    return None
+
+
 class NetworkCut:
     """One cgroup's cut (see the module docstring)."""
 
     def __init__(self, label: str = "process"):
-        if os.geteuid() != 0 or shutil.which("iptables") is None:
-            raise NetworkCutUnavailable("cutting a process off needs root and iptables")
+        why = unavailable()
+        if why is not None:
+            raise NetworkCutUnavailable(why)
         root = cgroup2_root()
         self.name = f"labkit-cut-{label}-{os.getpid()}-{next(_names)}"
         self.path = root / self.name
