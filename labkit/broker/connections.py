@@ -96,12 +96,16 @@ def tcp_counters(fd: int) -> tuple[int, int] | None:
 
 
 def peer_address(fd: int) -> str:
-    """``host:port`` of the peer of a socket descriptor, or '?'."""
+    """``host:port`` of the peer of a socket descriptor, or '?' (closed, or its number
+    already reused by a socket that is not TCP: a Unix socket's peer name is a string)."""
     try:
         with _borrowed_socket(fd) as sock:
-            return "{}:{}".format(*sock.getpeername()[:2])
+            peer = sock.getpeername()
     except OSError:
         return "?"
+    if not isinstance(peer, tuple) or len(peer) < 2:
+        return "?"
+    return f"{peer[0]}:{peer[1]}"
 
 
 def shutdown_connection(fd: int) -> None:

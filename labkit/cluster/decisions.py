@@ -9,7 +9,7 @@ is marked for deletion. It is immutable: the ZooKeeper thread builds a new one a
 it in; the broker's loop thread reads whichever is current (metadata, leadership checks).
 
 The controller turns a snapshot into ``StateChange`` rows (``partition_changes``) and topic
-deletions (``topics_to_delete``); cluster/member.py writes them, each conditional on the
+deletions (``topics_to_delete``); cluster/controller.py writes them, each conditional on the
 znode version it was decided from and on the controller epoch, so a stale controller's
 write fails instead of overwriting a newer one. What it decides is what Kafka's ZooKeeper
 controller did (docs/replication.md):

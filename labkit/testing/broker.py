@@ -9,6 +9,9 @@ temporary data directory (unless given one) and waits until it answers
         KafkaProducer(bootstrap_servers=broker.bootstrap)...
         broker.restart()          # same port, same data
 
+``BrokerProcess(cgroup=NetworkCut().path)`` starts it (and each restart) in a cgroup of its
+own, so a failure test can cut it off the network (labkit/testing/netcut.py).
+
 ``RawClient`` speaks the envelope of ``labkit.protocol.frames`` over one DEALER
 socket, without the client library: tests use it to send exactly the bytes they
 want (including malformed ones). Given the main port, it asks there where ZeroMQ is
@@ -126,8 +129,10 @@ class BrokerProcess:
         config: dict | None = None,
         host: str = "127.0.0.1",
         start_timeout_s: float = START_TIMEOUT_S,
+        cgroup: Path | None = None,
     ):
         self.start_timeout_s = start_timeout_s
+        self.cgroup = cgroup  # a cgroup v2 directory to run in (labkit/testing/netcut.py)
         self._own_dir = data_dir is None
         self.data_dir = (
             Path(tempfile.mkdtemp(prefix="labkit-broker-")) if data_dir is None else Path(data_dir)
@@ -171,6 +176,11 @@ class BrokerProcess:
         ]
         for key, value in self.config.items():
             cmd += ["--config", f"{key}={value}"]
+        if self.cgroup is not None:
+            # enter the cgroup before the broker opens a socket (a socket keeps the cgroup
+            # it was created in), then become the broker: same pid
+            enter = 'echo $$ > "$0/cgroup.procs" && exec "$@"'
+            cmd = ["/bin/sh", "-c", enter, str(self.cgroup), *cmd]
         return cmd
 
     def output(self) -> str:

@@ -13,7 +13,10 @@ from labkit.testing import BrokerProcess
 SESSION_TIMEOUT_MS = 4000  # short, so failovers in tests take seconds (Kafka's default: 18000)
 
 
-def start_cluster(zookeeper, ids=(1, 2, 3), extra: dict | None = None) -> dict[int, BrokerProcess]:
+def start_cluster(
+    zookeeper, ids=(1, 2, 3), extra: dict | None = None, cgroups: dict | None = None
+) -> dict[int, BrokerProcess]:
+    """``cgroups``: broker id -> the cgroup it runs in (labkit/testing/netcut.py)."""
     brokers = {}
     try:
         for broker_id in ids:
@@ -23,7 +26,8 @@ def start_cluster(zookeeper, ids=(1, 2, 3), extra: dict | None = None) -> dict[i
                 "zookeeper.session.timeout.ms": str(SESSION_TIMEOUT_MS),
                 **(extra or {}),
             }
-            brokers[broker_id] = BrokerProcess(config=config).start()
+            cgroup = (cgroups or {}).get(broker_id)
+            brokers[broker_id] = BrokerProcess(config=config, cgroup=cgroup).start()
     except BaseException:
         stop_cluster(brokers)
         raise

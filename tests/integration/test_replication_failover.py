@@ -17,21 +17,27 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 
 import pytest
 
-from labkit.protocol.batch_layout import read_header
-from labkit.protocol.records import encode_batch, split_batches
+from labkit.protocol.records import encode_batch
 from labkit.testing import RawClient
 from tests.integration.cluster_helpers import (
     SESSION_TIMEOUT_MS,
-    partition_states,
     start_cluster,
     stop_cluster,
     wait_for,
     zk_client,
+)
+from tests.integration.cluster_load import (
+    LoadProducer,
+    batches_below,
+    consume_all,
+    create,
+    high_watermark,
+    leaders_isr,
+    state,
 )
 
 pytestmark = pytest.mark.slow  # each kill waits out a 4 s ZooKeeper session
@@ -55,83 +61,8 @@ def cluster(zookeeper):
         stop_cluster(brokers)
 
 
-def create(broker, name: str, min_insync: int = 2) -> None:
-    with RawClient(broker.zmq_bootstrap) as client:
-        header, _ = client.request(
-            "create_topics",
-            {
-                "topics": [
-                    {
-                        "name": name,
-                        "num_partitions": 1,
-                        "replication_factor": 3,
-                        "configs": {"min.insync.replicas": str(min_insync)},
-                    }
-                ]
-            },
-        )
-    assert header["topics"][0]["error"] == 0, header
-
-
-def state(zk, name: str) -> dict:
-    return partition_states(zk, name).get(0) or {}
-
-
-def leaders_isr(broker, name: str) -> list[int]:
-    """The ISR as the broker itself sees it (its last ZooKeeper snapshot)."""
-    with RawClient(broker.zmq_bootstrap) as client:
-        header, _ = client.request("metadata", {"topics": [name]})
-    return header["topics"][0]["partitions"][0]["isr"]
-
-
-def high_watermark(broker, name: str) -> int:
-    with RawClient(broker.zmq_bootstrap) as client:
-        header, _ = client.request("list_offsets", {"partitions": [[name, 0, -1]]})
-    row = header["partitions"][0]
-    assert row[2] == 0, header
-    return row[3]
-
-
-def batches_below(broker, name: str, end: int) -> bytes:
-    """The bytes of the whole batches below offset ``end`` in the broker's segments."""
-    out = bytearray()
-    for path in sorted((broker.data_dir / f"{name}-0").glob("*.log")):
-        data = path.read_bytes()
-        for start, stop in split_batches(data):
-            header = read_header(data, start)
-            if header.base_offset + header.last_offset_delta >= end:
-                return bytes(out)
-            out += data[start:stop]
-    return bytes(out)
-
-
-def consume_all(bootstrap: str, name: str, expected: int) -> list[bytes]:
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"check-{time.monotonic_ns()}",
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        consumer.assign([TopicPartition(name, 0, 0)])
-        values: list[bytes] = []
-        deadline = time.monotonic() + 30
-        while len(values) < expected and time.monotonic() < deadline:
-            for message in consumer.consume(500, timeout=0.5):
-                if message.error() is None:
-                    values.append(message.value())
-        return values
-    finally:
-        consumer.close()
-
-
 @pytest.mark.parametrize("fault", ["kill -9", "SIGSTOP past the session timeout"])
 def test_losing_the_leader_under_acks_all_loses_no_acknowledged_record(zookeeper, cluster, fault):
-    from confluent_kafka import Producer
-
     name = "acked-kill" if fault == "kill -9" else "acked-paused"
     create(cluster[1], name)
     with zk_client(zookeeper) as zk:
@@ -140,41 +71,8 @@ def test_losing_the_leader_under_acks_all_loses_no_acknowledged_record(zookeeper
         )
         leader = state(zk, name)["leader"]
         bootstrap = ",".join(b.bootstrap for i, b in cluster.items() if i != leader)
-        producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "acks": "all",
-                "enable.idempotence": True,
-                "linger.ms": 5,
-                "message.timeout.ms": 60000,
-                # a paused leader keeps its connections: give up on its answer sooner (the
-                # idempotent producer then retries at the new leader)
-                "request.timeout.ms": 5000,
-            }
-        )
-        acked: list[bytes] = []
-        failed: list[str] = []
-
-        def delivered(err, message):
-            if err is None:
-                acked.append(message.value())
-            else:
-                failed.append(str(err))
-
-        stop = threading.Event()
-
-        def produce():
-            count = 0
-            while not stop.is_set() and count < 3000:
-                producer.produce(name, f"record-{count}".encode(), on_delivery=delivered)
-                producer.poll(0)
-                count += 1
-                time.sleep(0.002)
-            producer.flush(60)
-
-        writer = threading.Thread(target=produce)
-        writer.start()
-        wait_for("records acknowledged before the kill", lambda: len(acked) >= 300)
+        load = LoadProducer(bootstrap, name, limit=3000).start()
+        load.wait_acked(300)
         killed_at = time.monotonic()
         if fault == "kill -9":
             cluster[leader].kill()
@@ -195,11 +93,10 @@ def test_losing_the_leader_under_acks_all_loses_no_acknowledged_record(zookeeper
         assert new
         if fault != "kill -9":  # back after it was replaced: a stale leader, now fenced
             os.kill(cluster[leader].pid, signal.SIGCONT)
-        wait_for("records acknowledged after the kill", lambda: len(acked) >= 1500, timeout=60)
-        stop.set()
-        writer.join(90)
-        assert not writer.is_alive()
-        assert not failed, failed[:3]
+        load.wait_acked(1500)
+        load.stop()
+        assert not load.failed, load.failed[:3]
+        acked = load.acked
 
         new_leader = state(zk, name)["leader"]
         survivors = [i for i in cluster if i != leader]

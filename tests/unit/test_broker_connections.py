@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 
 import pytest
 
@@ -146,6 +147,21 @@ def test_tcp_counters_of_a_non_socket_is_none_and_leaks_no_descriptor(tmp_path):
             assert peer_address(handle.fileno()) == "?"
             shutdown_connection(handle.fileno())
         assert len(os.listdir("/proc/self/fd")) - before < 5
+
+
+def test_peer_address_of_a_reused_descriptor_that_is_no_tcp_socket_is_unknown():
+    # a closed connection's number reused by libzmq's own socketpair or a Unix socket:
+    # getpeername answers '' there, and the broker crashed at startup formatting it (seen
+    # when a restarted leader's followers reconnected at once, tests/integration/
+    # test_cluster_failures.py)
+    left, right = socket.socketpair(socket.AF_UNIX)
+    try:
+        assert peer_address(left.fileno()) == "?"
+        table = ConnectionTable(1 << 20, peer=peer_address)
+        table.bind(b"id", left.fileno())  # no crash
+    finally:
+        left.close()
+        right.close()
 
 
 def test_descriptor_guard_keeps_a_reserve_for_connections():
