@@ -266,6 +266,19 @@ def measure(system: str, args) -> dict:
     return row
 
 
+def _without_note(argv: list[str]) -> list[str]:
+    """The command line as RESULTS.md shows it: the note is printed apart."""
+    out, skip = [], False
+    for arg in argv:
+        if skip or arg.startswith("--note="):
+            skip = False
+        elif arg == "--note":
+            skip = True
+        else:
+            out.append(arg)
+    return out
+
+
 def write_results(data: dict, out: Path) -> None:
     """replication.json, and RESULTS.md's section when RESULTS.md is made here (run.py's
     results.json present), keeping the other scripts' sections."""
@@ -305,10 +318,10 @@ def main() -> int:
         print("\n".join(report.replication_section(data)))
         return 0
     meta = {
-        "command": "python benchmarks/replication.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python benchmarks/replication.py", *_without_note(sys.argv[1:])]),
         "time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "seconds": args.seconds,
-        "confluent_kafka": confluent_kafka.version()[0],
+        "confluent_kafka": confluent_kafka.__version__,
         "note": args.note,
         "conditions": {
             "record_bytes": SIZE,
