@@ -49,7 +49,10 @@ def test_the_section_shows_every_run_and_the_goal_verdict():
     assert text.startswith("## Replication factor 3 on one machine (issue 16)")
     assert "`python benchmarks/replication.py --rate 200`" in text
     assert "Note: load 9" in text
-    assert "| labkit-3 | 3 | 30,000 | 2.500 | 31.0 | 4.50 / 1.00 / 0.25, 0.50 | 120 (broker-1 50, " in text
+    assert (
+        "| labkit-3 | 3 | 30,000 | 2.500 | 31.0 | 4.50 / 1.00 / 0.25, 0.50 | 120 (broker-1 50, "
+        in text
+    )
     assert "| kafka-1 | 1 | 100,000 |" in text
     assert "- labkit: RF 3 / RF 1 records/s = 0.42 (goal ≥ 0.50: **not met**)" in text
     assert "- kafka: RF 3 / RF 1 records/s = 0.20" in text
