@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
 DATA ?= ./data
 
-.PHONY: venv test test-fast lint lab lab-cluster broker i18n bench bench-full bench-attacks bench-classroom apache-kafka zookeeper old-kafka-python kafka-connect spark-kafka streams connect clean
+.PHONY: venv test test-fast lint lab lab-cluster broker i18n bench bench-full bench-attacks bench-classroom bench-replication apache-kafka zookeeper old-kafka-python kafka-connect spark-kafka streams connect clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PY)" || { echo "labkit needs Python 3.11 or newer and no python3 was found; docs/install.md says how to get it" >&2; exit 1; }
@@ -77,6 +77,11 @@ bench-attacks: $(STAMP)
 CLASSROOM_ARGS ?=
 bench-classroom: $(STAMP)
 	$(BIN)/python benchmarks/classroom.py $(CLASSROOM_ARGS)
+
+# Issue 16's replication factor 3 beside one broker, labkit and Apache Kafka (~7 minutes;
+# loopback only; needs the ZooKeeper and Apache Kafka jars).
+bench-replication: $(BENCH_STAMP) apache-kafka zookeeper
+	$(BIN)/python benchmarks/replication.py
 
 # Apache Kafka's broker, tools and Java client from Maven Central (Java 17 + Maven), once,
 # into a git-ignored cache: the reference Kafka of the tests and benchmarks (~55 MB).

@@ -628,7 +628,9 @@ def main(argv: list[str] | None = None) -> int:
     if results.exists():  # RESULTS.md gets (or refreshes) its "Hostile clients" section
         main_data = json.loads(results.read_text())
         (out / "RESULTS.md").write_text(
-            report.render(main_data["rows"], main_data["meta"], attacks=data)
+            report.render(
+                main_data["rows"], main_data["meta"], **report.side_sections(out, attacks=data)
+            )
         )
     print("\n".join(report.attacks_section(data)))
     return 0

@@ -911,13 +911,9 @@ def write_results(data: dict, out: Path) -> int:
     results = out / "results.json"
     if results.exists():
         main_data = json.loads(results.read_text())
-        attacks = out / "attacks.json"
         (out / "RESULTS.md").write_text(
             report.render(
-                main_data["rows"],
-                main_data["meta"],
-                attacks=json.loads(attacks.read_text()) if attacks.exists() else None,
-                classroom=data,
+                main_data["rows"], main_data["meta"], **report.side_sections(out, classroom=data)
             )
         )
     print("\n".join(report.classroom_section(data)))

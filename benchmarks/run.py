@@ -320,16 +320,8 @@ def run_session(name: str, plan: Plan, rows: Rows, meta: dict) -> None:
 
 def write_outputs(rows: list, meta: dict, out: Path) -> None:
     (out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    attacks = out / "attacks.json"  # benchmarks/attacks.py: keep its section
-    classroom = out / "classroom.json"  # benchmarks/classroom.py: keep its section too
-    (out / "RESULTS.md").write_text(
-        report.render(
-            rows,
-            meta,
-            json.loads(attacks.read_text()) if attacks.exists() else None,
-            json.loads(classroom.read_text()) if classroom.exists() else None,
-        )
-    )
+    # attacks.py's, classroom.py's and replication.py's sections are kept
+    (out / "RESULTS.md").write_text(report.render(rows, meta, **report.side_sections(out)))
     try:
         report.chart(rows, str(out / "results.png"))
     except ImportError as exc:

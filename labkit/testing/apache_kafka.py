@@ -1,4 +1,5 @@
-"""Apache Kafka itself, for tests and benchmarks: a one-node KRaft broker and Kafka's tools.
+"""Apache Kafka itself, for tests and benchmarks: a one-node KRaft broker, a small KRaft
+cluster (``ApacheKafkaCluster``: one controller, three brokers) and Kafka's tools.
 
 The jars come from Maven Central through ``make apache-kafka`` (tools/apache-kafka/pom.xml)
 into ``.cache/apache-kafka/<version>/libs`` -- git-ignored, never shipped. Nothing here is
@@ -10,6 +11,9 @@ used by labkit at run time: Apache Kafka is the reference the tests compare labk
     with ApacheKafka() as kafka:
         KafkaProducer(bootstrap_servers=kafka.bootstrap)...
         kafka.tool("kafka-topics.sh", "--list")   # Kafka's own TopicCommand
+
+    with ApacheKafkaCluster() as cluster:         # one controller + brokers 1, 2, 3
+        Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all"})...
 
 It formats a temporary data directory (one node as broker and controller, cluster id
 fixed), starts ``kafka.Kafka`` on two free ports (PLAINTEXT and CONTROLLER) with Kafka's
@@ -27,6 +31,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,6 +103,51 @@ def _port_open(port: int) -> bool:
         return False
 
 
+def format_storage(props: Path, cluster_id: str = CLUSTER_ID) -> None:
+    """``kafka-storage.sh format``: every KRaft node's log directory needs it once."""
+    subprocess.run(
+        java_command("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def spawn_node(props: Path, heap: str, log) -> subprocess.Popen:
+    """Start ``kafka.Kafka`` on ``props`` (output into the open file ``log``) in a
+    session of its own, so ``stop_node`` can end the JVM and anything it started."""
+    return subprocess.Popen(
+        ["java", f"-Xmx{heap}", "-cp", str(require() / "*"), "kafka.Kafka", str(props)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def wait_for_port(proc: subprocess.Popen, port: int, log_path: Path) -> None:
+    """Until ``port`` accepts connections; RuntimeError with the log's tail if the node
+    exits or ``START_TIMEOUT_S`` passes first."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not _port_open(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            output = log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"Apache Kafka did not start:\n{output}")
+        time.sleep(0.2)
+
+
+def stop_node(proc: subprocess.Popen | None) -> None:
+    """SIGTERM (Kafka's controlled shutdown), SIGKILL after 30 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 class ApacheKafka:
     """A one-node KRaft Apache Kafka on free local ports with temporary data."""
 
@@ -141,28 +191,15 @@ class ApacheKafka:
         props = data / "server.properties"
         props.write_text(self._properties(data, controller), encoding="utf-8")
         formatting = time.monotonic()
-        subprocess.run(
-            java_command("kafka.tools.StorageTool", "format", "-t", CLUSTER_ID, "-c", str(props)),
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+        format_storage(props)
         self.format_seconds = time.monotonic() - formatting  # benchmarks report it apart
         self._log = open(data / "kafka.out", "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            ["java", f"-Xmx{self.heap}", "-cp", str(require() / "*"), "kafka.Kafka", str(props)],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not _port_open(self.port):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                output = (data / "kafka.out").read_text(errors="replace")[-3000:]
-                self.stop()
-                raise RuntimeError(f"Apache Kafka did not start:\n{output}")
-            time.sleep(0.2)
+        self.proc = spawn_node(props, self.heap, self._log)
+        try:
+            wait_for_port(self.proc, self.port, data / "kafka.out")
+        except RuntimeError:
+            self.stop()
+            raise
         return self
 
     def tool(self, script: str, *args: str, timeout: float = 120.0, input: str | None = None):
@@ -172,13 +209,7 @@ class ApacheKafka:
         )
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_node(self.proc)
         self.proc = None
         if getattr(self, "_log", None) is not None:
             self._log.close()
@@ -208,3 +239,111 @@ def run_tool(script: str, *args: str, timeout: float = 120.0, input: str | None 
         timeout=timeout,
         input=input,
     )
+
+
+class ApacheKafkaCluster:
+    """Apache Kafka as a cluster on loopback: one controller-only KRaft node and
+    ``brokers`` broker-only nodes (ids 1..n), each a JVM of its own with temporary data.
+
+    One controller rather than three combined nodes: it is the layout of labkit's cluster
+    mode (one ZooKeeper holding the metadata, brokers doing only the data), so a benchmark
+    compares like with like, and the brokers do not also replicate a Raft log on a machine
+    of two CPUs. Heaps are small (brokers 512 MB, controller 256 MB): four JVMs fit beside
+    the rest. Open ports do not mean a broker is unfenced yet: callers that create a topic
+    with replication factor n retry INVALID_REPLICATION_FACTOR for a few seconds.
+    """
+
+    CONTROLLER_ID = 100
+
+    def __init__(
+        self,
+        brokers: int = 3,
+        config: dict[str, str] | None = None,
+        heap: str = "512m",
+        controller_heap: str = "256m",
+    ):
+        self.size = brokers
+        self.config = dict(config or {})
+        self.heap = heap
+        self.controller_heap = controller_heap
+        self.ports: dict[int, int] = {}
+        self.procs: dict[int, subprocess.Popen] = {}  # node id -> JVM (the controller too)
+        self._logs: list = []
+        self._tmp: tempfile.TemporaryDirectory | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{port}" for port in self.ports.values())
+
+    def _properties(self, node_id: int, data: Path, controller_port: int) -> str:
+        controller = node_id == self.CONTROLLER_ID
+        props = {
+            "process.roles": "controller" if controller else "broker",
+            "node.id": str(node_id),
+            "controller.quorum.voters": f"{self.CONTROLLER_ID}@127.0.0.1:{controller_port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(data / f"log-{node_id}"),
+            "group.initial.rebalance.delay.ms": "0",
+        }
+        if controller:
+            props["listeners"] = f"CONTROLLER://127.0.0.1:{controller_port}"
+        else:
+            port = self.ports[node_id]
+            props["listeners"] = f"PLAINTEXT://127.0.0.1:{port}"
+            props["advertised.listeners"] = f"PLAINTEXT://127.0.0.1:{port}"
+            props["inter.broker.listener.name"] = "PLAINTEXT"
+        props.update(self.config)
+        return "".join(f"{k}={v}\n" for k, v in props.items())
+
+    def start(self) -> ApacheKafkaCluster:
+        require()
+        self._tmp = tempfile.TemporaryDirectory(prefix="apache-kafka-cluster-")
+        data = Path(self._tmp.name)
+        controller_port = _free_port()
+        self.ports = {node_id: _free_port() for node_id in range(1, self.size + 1)}
+        files = {}
+        for node_id in [self.CONTROLLER_ID, *self.ports]:
+            files[node_id] = data / f"node-{node_id}.properties"
+            files[node_id].write_text(
+                self._properties(node_id, data, controller_port), encoding="utf-8"
+            )
+        try:
+            # four JVMs side by side rather than in turn: start-up is mostly JVM warm-up
+            with ThreadPoolExecutor(len(files)) as pool:
+                list(pool.map(format_storage, files.values()))
+            order = {self.CONTROLLER_ID: controller_port, **self.ports}
+            for node_id in order:
+                self._logs.append(open(data / f"node-{node_id}.out", "wb"))  # noqa: SIM115
+                heap = self.controller_heap if node_id == self.CONTROLLER_ID else self.heap
+                self.procs[node_id] = spawn_node(files[node_id], heap, self._logs[-1])
+            for node_id, port in order.items():
+                wait_for_port(self.procs[node_id], port, data / f"node-{node_id}.out")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def tool(self, script: str, *args: str, timeout: float = 120.0, input: str | None = None):
+        """Run one of Kafka's tools (by its script name) against this cluster."""
+        return run_tool(
+            script, "--bootstrap-server", self.bootstrap, *args, timeout=timeout, input=input
+        )
+
+    def stop(self) -> None:
+        # brokers first (controlled shutdown needs the controller), the controller last
+        for node_id in sorted(self.procs, key=lambda n: n == self.CONTROLLER_ID):
+            stop_node(self.procs[node_id])
+        self.procs = {}
+        for log in self._logs:
+            log.close()
+        self._logs = []
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> ApacheKafkaCluster:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
