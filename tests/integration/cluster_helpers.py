@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -36,7 +38,20 @@ def start_cluster(
 
 def stop_cluster(brokers: dict[int, BrokerProcess]) -> None:
     for broker in brokers.values():
+        if broker.pid is not None:  # a test may leave one stopped (SIGSTOP): let it go on
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(broker.pid, signal.SIGCONT)
         broker.close()
+
+
+@contextlib.contextmanager
+def running_cluster(zookeeper, **options):
+    """``start_cluster(zookeeper, **options)``, stopped afterwards whatever happened."""
+    brokers = start_cluster(zookeeper, **options)
+    try:
+        yield brokers
+    finally:
+        stop_cluster(brokers)
 
 
 @contextlib.contextmanager

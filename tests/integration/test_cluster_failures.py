@@ -27,8 +27,7 @@ from tests.integration.cluster_helpers import (
     SESSION_TIMEOUT_MS,
     controller_id,
     partition_states,
-    start_cluster,
-    stop_cluster,
+    running_cluster,
     wait_for,
     zk_client,
 )
@@ -91,11 +90,10 @@ def _need_cuts(cuts) -> None:
 def cluster(zookeeper_server, cuts):
     extra = {"replica.lag.time.max.ms": str(LAG_MS)}
     cgroups = {i: cut.path for i, cut in cuts.items()}
-    brokers = start_cluster(zookeeper_server, extra=extra, cgroups=cgroups)
     try:
-        yield brokers
+        with running_cluster(zookeeper_server, extra=extra, cgroups=cgroups) as brokers:
+            yield brokers
     finally:
-        stop_cluster(brokers)
         for cut in cuts.values():
             cut.close()
 

@@ -19,8 +19,7 @@ from tests.integration.cluster_helpers import (
     labkit_cli,
     partition_states,
     read_json,
-    start_cluster,
-    stop_cluster,
+    running_cluster,
     wait_for,
     zk_client,
 )
@@ -28,11 +27,8 @@ from tests.integration.cluster_helpers import (
 
 @pytest.fixture(scope="module")
 def cluster(zookeeper):
-    brokers = start_cluster(zookeeper)
-    try:
+    with running_cluster(zookeeper) as brokers:
         yield brokers
-    finally:
-        stop_cluster(brokers)
 
 
 def test_brokers_register_and_one_controller_is_elected(zookeeper, cluster):

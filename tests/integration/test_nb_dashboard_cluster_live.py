@@ -8,18 +8,15 @@ import pytest
 
 from labkit import KafkaAdminClient, NewTopic
 from labkit.nb.dashboard_widget import Dashboard
-from tests.integration.cluster_helpers import start_cluster, stop_cluster, wait_for
+from tests.integration.cluster_helpers import running_cluster, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture
 def cluster(zookeeper):
-    brokers = start_cluster(zookeeper)
-    try:
+    with running_cluster(zookeeper) as brokers:
         yield brokers
-    finally:
-        stop_cluster(brokers)
 
 
 def _refreshed(dash: Dashboard, check):

@@ -25,8 +25,7 @@ from labkit.protocol.records import encode_batch
 from labkit.testing import RawClient
 from tests.integration.cluster_helpers import (
     SESSION_TIMEOUT_MS,
-    start_cluster,
-    stop_cluster,
+    running_cluster,
     wait_for,
     zk_client,
 )
@@ -48,17 +47,8 @@ FAILOVER_BOUND_S = SESSION_TIMEOUT_MS / 1000 + 15  # generous: the goal is the t
 
 @pytest.fixture
 def cluster(zookeeper):
-    brokers = start_cluster(zookeeper, extra={"replica.lag.time.max.ms": str(LAG_MS)})
-    try:
+    with running_cluster(zookeeper, extra={"replica.lag.time.max.ms": str(LAG_MS)}) as brokers:
         yield brokers
-    finally:
-        for broker in brokers.values():  # a test may leave one stopped
-            if broker.pid is not None:
-                try:
-                    os.kill(broker.pid, signal.SIGCONT)
-                except ProcessLookupError:
-                    pass
-        stop_cluster(brokers)
 
 
 @pytest.mark.parametrize("fault", ["kill -9", "SIGSTOP past the session timeout"])
