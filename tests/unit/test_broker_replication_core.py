@@ -125,6 +125,7 @@ def test_an_empty_follower_catches_up_byte_identical(leader, follower_log):
     leader_log(leader).leader_epochs.assign(0, 0)
     produce(leader, "c")
     fetcher = ReplicaFetcher(assignment(0), follower_log, replica_id=1)
+    fetcher.start()  # the fetcher thread's first step
     assert fetcher.state == FETCHING  # no epochs of its own: nothing to ask
     progress = run(fetcher, leader)
     assert all_bytes(follower_log) == all_bytes(leader_log(leader))
@@ -213,8 +214,32 @@ def test_an_ahead_follower_without_epochs_truncates_to_its_high_watermark(leader
     for value in "abc":
         follower_log.append(*batch(value))
     follower_log.set_high_watermark(1)
-    ReplicaFetcher(assignment(0), follower_log, replica_id=1)
+    fetcher = ReplicaFetcher(assignment(0), follower_log, replica_id=1)
+    # built on the loop thread: no truncation (it fsyncs) until the fetcher thread starts it
+    assert follower_log.log_end_offset == 3
+    fetcher.start()
     assert follower_log.log_end_offset == 1
+    assert fetcher.state == FETCHING
+
+
+def test_a_fetch_carries_the_current_leader_epoch(leader, follower_log):
+    fetcher = ReplicaFetcher(assignment(4), follower_log, replica_id=1)
+    api, header = fetcher.next_request()
+    assert api == "fetch"
+    assert header["partitions"] == [[TOPIC, 0, 0, 1 << 20, 4]]  # KIP-320
+
+
+def test_a_fenced_fetch_waits_for_a_new_assignment_an_unknown_epoch_retries(leader, follower_log):
+    produce(leader, "a")
+    leader_log(leader).leader_epochs.assign(5, 0)  # the leader is at epoch 5
+    for epoch, fenced in [(4, True), (6, False)]:  # older: 74, newer: 75
+        fetcher = ReplicaFetcher(assignment(epoch), follower_log, replica_id=1)
+        api, header = fetcher.next_request()
+        reply = leader.handle(api, {**header, "max_wait_ms": 0}, [])
+        fetcher.on_response(reply.header, reply.payloads)
+        assert fetcher.last_error == (74 if fenced else 75)
+        assert (fetcher.state, fetcher.fenced) == (STOPPED, fenced)
+        assert follower_log.log_end_offset == 0  # nothing appended with a wrong epoch
 
 
 # -- the leader ----------------------------------------------------------------------------
