@@ -3,10 +3,11 @@
 A real ZooKeeper, brokers 2 and 3 as processes, broker 1 as a BrokerServer in this
 process (its loop on a thread of its own, real sockets) with ``os.fsync``/``os.fdatasync``
 wrapped to record which thread calls them, as tests/integration/test_broker_group_commit.py
-does for single-broker mode. The workload makes broker 1 a leader (its new leader epoch
+does for single-broker mode. The workload makes broker 1 create a topic's logs from
+ZooKeeper's view (another broker was asked to create it), a leader (its new leader epoch
 is saved), a follower that fetches and appends (the fetched epochs are saved), a leader
-answering acks=all, and, once the leader of a partition it follows is killed, the leader
-of that partition at a new epoch.
+answering acks=all, and, once the leader of a partition it follows is killed, that
+partition's new leader or a follower of it at a new epoch.
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ def test_the_loop_thread_never_fsyncs_in_cluster_mode(zookeeper, tmp_path, monke
     try:
         with zk_client(zookeeper) as zk:
             wait_for("three brokers", lambda: len(zk.get_children("/brokers/ids")) == 3)
-            with RawClient(me, timeout=20) as client:
+            # created through broker 2: broker 1 creates its local logs from ZooKeeper's view
+            with RawClient(endpoints[2], timeout=20) as client:
                 topic = {
                     "name": TOPIC,
                     "num_partitions": PARTITIONS,
