@@ -1,18 +1,24 @@
 """KIP-320 over a real socket: a fetch row's fifth field, current_leader_epoch, is checked
 against the broker's leader epoch of the partition before anything is read: older gets
 FENCED_LEADER_EPOCH (74), newer UNKNOWN_LEADER_EPOCH (75), its own epoch or -1 the
-records. A real broker process, a raw DEALER (labkit.testing.RawClient)."""
+records. A real broker process, a raw DEALER (labkit.testing.RawClient), and a Kafka
+client's Fetch v12 over a raw socket to the Kafka listener."""
 
 from __future__ import annotations
 
+import datetime
+import socket
 import time
 
 import pytest
+from kio.index import load_request_schema
+from kio.schema.errors import ErrorCode
 
 from labkit.errors import FencedLeaderEpochError, UnknownLeaderEpochError
 from labkit.log.leader_epochs import CHECKPOINT
 from labkit.protocol.records import encode_batch, split_batches
 from labkit.testing import BrokerProcess, RawClient
+from tests.raw_connections import KafkaConnection, nested_schema
 
 TOPIC = "epoch-checked"
 
@@ -60,3 +66,40 @@ def test_a_fetch_with_a_stale_or_future_epoch_is_refused(broker_at_epoch_3, repl
             row, payload = fetch(epoch)
             assert row[2] == 0, row
             assert len(split_batches(payload)) == 1
+
+
+def kafka_fetch(conn: KafkaConnection, epoch: int):
+    """A Fetch v12 of partition 0 from offset 0 with ``current_leader_epoch``."""
+    partition = nested_schema(1, 12, "FetchPartition")(
+        partition=0,
+        current_leader_epoch=epoch,
+        fetch_offset=0,
+        last_fetched_epoch=-1,
+        log_start_offset=-1,
+        partition_max_bytes=1 << 20,
+    )
+    request = load_request_schema(1, 12)(
+        cluster_id=None,
+        replica_id=-1,
+        max_wait=datetime.timedelta(milliseconds=0),
+        min_bytes=1,
+        max_bytes=1 << 20,
+        isolation_level=0,
+        session_id=0,
+        session_epoch=-1,
+        topics=(nested_schema(1, 12, "FetchTopic")(topic=TOPIC, partitions=(partition,)),),
+        forgotten_topics_data=(),
+        rack_id="",
+    )
+    response = conn.receive(1, 12, conn.send(1, 12, request))
+    return response.responses[0].partitions[0]
+
+
+def test_a_kafka_clients_fetch_epoch_is_checked_through_the_kafka_listener(broker_at_epoch_3):
+    with socket.create_connection(("127.0.0.1", broker_at_epoch_3.port), timeout=10) as sock:
+        conn = KafkaConnection(sock)
+        assert kafka_fetch(conn, 2).error_code == ErrorCode.fenced_leader_epoch
+        assert kafka_fetch(conn, 4).error_code == ErrorCode.unknown_leader_epoch
+        row = kafka_fetch(conn, 3)
+        assert row.error_code == ErrorCode.none
+        assert row.records
