@@ -20,12 +20,15 @@ loop thread calls these, with the registry's partition logs.
   ``Reply.appended``, so the loop re-checks the consumer fetches parked on it.
 - KIP-320: a fetch row may carry a fifth field, ``current_leader_epoch`` (``-1`` or
   absent: no check; followers always send theirs, the Kafka listener passes a Kafka
-  client's). ``check_leader_epoch`` compares it with this broker's leader epoch of the
-  partition (cluster mode: ZooKeeper's state as last applied; one broker: the log's
-  latest epoch, none: no check) before anything else, as Kafka's
+  client's). In cluster mode ``check_leader_epoch`` compares it with this broker's
+  leader epoch of the partition (ZooKeeper's state as last applied: what its Metadata
+  advertises) before anything else, as Kafka's
   ``Partition.checkCurrentLeaderEpoch``: older gets FENCED_LEADER_EPOCH (74: the
   sender's view is stale, it refreshes metadata), newer UNKNOWN_LEADER_EPOCH (75: this
-  broker has not applied the controller's decision yet, the sender retries).
+  broker has not applied the controller's decision yet, the sender retries). One
+  broker does not check it: its Metadata advertises epoch 0 and no leader changes (a
+  data directory that once was in cluster mode keeps its epochs: clients must not be
+  fenced by them).
 - ``offsets_for_leader_epoch``: per partition, ``(epoch, end offset)`` as Kafka's
   OffsetsForLeaderEpoch answers (LeaderEpochCache.end_offset_for); a
   ``current_leader_epoch`` (``-1``: no check) older than the partition's latest epoch
@@ -144,15 +147,12 @@ class ReplicaApi:
     def check_leader_epoch(self, name: str, partition: int, current: int) -> None:
         """KIP-320 (module docstring). Raises FencedLeaderEpochError,
         UnknownLeaderEpochError, and what the registry raises for an unknown partition."""
-        if current < 0:
-            return
         cluster = getattr(self, "cluster", None)
-        if cluster is not None:
-            view = cluster.snapshot.topics.get(name)
-            state = None if view is None else view.state(partition)
-            latest = -1 if state is None else state.leader_epoch
-        else:
-            latest = self.registry.partition(name, partition).leader_epochs.latest_epoch
+        if current < 0 or cluster is None:
+            return  # one broker: Metadata advertises epoch 0 and no leader ever changes
+        view = cluster.snapshot.topics.get(name)
+        state = None if view is None else view.state(partition)
+        latest = -1 if state is None else state.leader_epoch
         error = epoch_mismatch(name, partition, current, latest)
         if error is not None:
             raise error

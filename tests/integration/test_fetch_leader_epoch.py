@@ -1,12 +1,14 @@
-"""KIP-320 over a real socket: a fetch row's fifth field, current_leader_epoch, is checked
-against the broker's leader epoch of the partition before anything is read: older gets
+"""KIP-320 over real sockets, in cluster mode: a fetch row's fifth field,
+current_leader_epoch, is checked against the broker's leader epoch of the partition
+(ZooKeeper's state, what its Metadata advertises) before anything is read: older gets
 FENCED_LEADER_EPOCH (74), newer UNKNOWN_LEADER_EPOCH (75), its own epoch or -1 the
-records. A real broker process, a raw DEALER (labkit.testing.RawClient), and a Kafka
-client's Fetch v12 over a raw socket to the Kafka listener."""
+records. A real ZooKeeper, a real broker process; a raw DEALER (labkit.testing.RawClient)
+and a Kafka client's Fetch v12 over a raw socket to the Kafka listener."""
 
 from __future__ import annotations
 
 import datetime
+import json
 import socket
 import time
 
@@ -15,31 +17,45 @@ from kio.index import load_request_schema
 from kio.schema.errors import ErrorCode
 
 from labkit.errors import FencedLeaderEpochError, UnknownLeaderEpochError
-from labkit.log.leader_epochs import CHECKPOINT
 from labkit.protocol.records import encode_batch, split_batches
-from labkit.testing import BrokerProcess, RawClient
+from labkit.testing import RawClient
+from tests.integration.cluster_helpers import start_cluster, stop_cluster, wait_for, zk_client
 from tests.raw_connections import KafkaConnection, nested_schema
 
 TOPIC = "epoch-checked"
 
 
-@pytest.fixture
-def broker_at_epoch_3(tmp_path):
-    """A broker whose partition is at leader epoch 3 (the checkpoint written while it is
-    stopped, as a controller would have assigned it)."""
-    with BrokerProcess(data_dir=tmp_path / "data") as proc:
-        with RawClient(proc.bootstrap) as client:
-            header, _ = client.request(
-                "create_topics", {"topics": [{"name": TOPIC, "num_partitions": 1}]}
-            )
+def advertised_epoch(broker) -> int:
+    with RawClient(broker.zmq_bootstrap) as client:
+        header, _ = client.request("metadata", {"topics": [TOPIC]})
+    partitions = header["topics"][0].get("partitions") or [{}]
+    return partitions[0].get("leader_epoch", -1)
+
+
+@pytest.fixture(scope="module")
+def broker_at_epoch_3(zookeeper):
+    """One broker in cluster mode leading the partition at leader epoch 3: its state znode
+    is rewritten as a controller re-electing the same leader would."""
+    brokers = start_cluster(zookeeper, ids=(1,))
+    broker = brokers[1]
+    try:
+        with RawClient(broker.zmq_bootstrap, timeout=20) as client:
+            topic = {"name": TOPIC, "num_partitions": 1, "replication_factor": 1}
+            header, _ = client.request("create_topics", {"topics": [topic]})
             assert header["topics"][0]["error"] == 0, header
+            wait_for("a leader", lambda: advertised_epoch(broker) == 0)
             data = encode_batch([int(time.time() * 1000)], None, [b"a"])
             header, _ = client.request("produce", {"acks": 1, "targets": [[TOPIC, 0]]}, [data])
             assert header["results"][0][1] == 0, header
-        proc.stop()
-        (tmp_path / "data" / f"{TOPIC}-0" / CHECKPOINT).write_text("0\n1\n3 0\n")
-        proc.start()
-        yield proc
+        path = f"/brokers/topics/{TOPIC}/partitions/0/state"
+        with zk_client(zookeeper) as zk:
+            raw, stat = zk.get(path)
+            state = json.loads(raw)
+            zk.set(path, json.dumps({**state, "leader_epoch": 3}).encode(), version=stat.version)
+        wait_for("leader epoch 3", lambda: advertised_epoch(broker) == 3)
+        yield broker
+    finally:
+        stop_cluster(brokers)
 
 
 @pytest.mark.parametrize("replica_id", [-1, 7])  # a consumer, a follower

@@ -3,6 +3,8 @@ the high watermark, offsets_for_leader_epoch."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from labkit.broker.config import BrokerConfig
@@ -207,10 +209,18 @@ def fetch_with_epoch(handlers, epoch, replica_id=-1):
     return reply.header["partitions"][0], reply.payloads[0]
 
 
+def at_leader_epoch(handlers, epoch: int) -> None:
+    """Make ``handlers`` a cluster-mode leader whose ZooKeeper state says ``epoch``."""
+    view = SimpleNamespace(state=lambda _partition: SimpleNamespace(leader_epoch=epoch))
+    handlers.cluster = SimpleNamespace(
+        snapshot=SimpleNamespace(topics={"t": view}), check_leader=lambda *_a: None
+    )
+
+
 @pytest.mark.parametrize("replica_id", [-1, 2])
 def test_a_fetch_with_a_current_leader_epoch_is_checked_as_kip_320(handlers, replica_id):
     produce(handlers, "a")
-    plog_of(handlers).leader_epochs.assign(3, 0)
+    at_leader_epoch(handlers, 3)
     for epoch, code in [(2, FencedLeaderEpochError.errno), (4, UnknownLeaderEpochError.errno)]:
         row, payload = fetch_with_epoch(handlers, epoch, replica_id)
         assert row[2] == code, row
@@ -221,11 +231,14 @@ def test_a_fetch_with_a_current_leader_epoch_is_checked_as_kip_320(handlers, rep
         assert values_of(payload) == [(0, "a")]
 
 
-def test_a_fetch_epoch_without_epochs_on_the_broker_is_not_checked(handlers):
+def test_one_broker_does_not_check_the_fetch_epoch(handlers):
+    # its Metadata advertises epoch 0; epochs left from cluster mode must not fence clients
     produce(handlers, "a")
-    row, payload = fetch_with_epoch(handlers, 7)
-    assert row[2] == 0
-    assert values_of(payload) == [(0, "a")]
+    plog_of(handlers).leader_epochs.assign(3, 0)
+    for epoch in (0, 7):
+        row, payload = fetch_with_epoch(handlers, epoch)
+        assert row[2] == 0
+        assert values_of(payload) == [(0, "a")]
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -235,9 +236,18 @@ def test_a_fetch_carries_the_current_leader_epoch(leader, follower_log):
     assert header["partitions"] == [[TOPIC, 0, 0, 1 << 20, 4]]  # KIP-320
 
 
+def at_leader_epoch(handlers, epoch: int) -> None:
+    """Make ``handlers`` a cluster-mode leader whose ZooKeeper state says ``epoch``."""
+    view = SimpleNamespace(state=lambda _partition: SimpleNamespace(leader_epoch=epoch))
+    handlers.cluster = SimpleNamespace(
+        snapshot=SimpleNamespace(topics={TOPIC: view}), check_leader=lambda *_a: None
+    )
+
+
 def test_a_fenced_fetch_waits_for_a_new_assignment_an_unknown_epoch_retries(leader, follower_log):
     produce(leader, "a")
-    leader_log(leader).leader_epochs.assign(5, 0)  # the leader is at epoch 5
+    leader_log(leader).leader_epochs.assign(5, 0)
+    at_leader_epoch(leader, 5)  # the leader is at epoch 5
     for epoch, fenced in [(4, True), (6, False)]:  # older: 74, newer: 75
         fetcher = ReplicaFetcher(assignment(epoch), follower_log, replica_id=1)
         api, header = fetcher.next_request()
@@ -358,6 +368,7 @@ def test_the_fetcher_thread_truncates_and_a_fenced_fetcher_sends_no_more(
     monkeypatch.setattr(replica_threads, "FETCH_BACKOFF_S", 0.05)  # an error's back-off
     produce(leader, "a")
     leader_log(leader).leader_epochs.assign(5, 0)
+    at_leader_epoch(leader, 5)
     for value in "xyz":  # a follower ahead of its high watermark, with no epochs
         follower_log.append(*batch(value))
     follower_log.set_high_watermark(0)
