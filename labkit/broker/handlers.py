@@ -28,7 +28,7 @@ from labkit._clock import Clock
 from labkit.broker.config import BrokerConfig
 from labkit.broker.descriptors import DescriptorGuard
 from labkit.broker.idempotence import Idempotence, producer_rows
-from labkit.broker.replica_api import ReplicaApi
+from labkit.broker.replica_api import ReplicaApi, fetch_rows
 from labkit.broker.replies import Reply, error_of, error_reply, int_field, list_field, tp_rows
 from labkit.broker.topic_admin import TopicAdmin
 from labkit.broker.topics import Topic, TopicRegistry, validate_topic_name
@@ -370,9 +370,10 @@ class Handlers(TopicAdmin, ReplicaApi):
         total = 0
         failed = False
         moved: list = []  # partitions whose high watermark a replica's fetch moved
-        for name, partition, offset, part_max in wanted:
+        for name, partition, offset, part_max, current_epoch in wanted:
             plog = None
             try:
+                self.check_leader_epoch(name, partition, current_epoch)  # KIP-320, first
                 if self.cluster is not None:
                     self.cluster.check_leader(name, partition)
                 plog = self.registry.partition(name, partition)
@@ -400,7 +401,7 @@ class Handlers(TopicAdmin, ReplicaApi):
         appended = moved or None  # the loop re-checks consumer fetches parked on these
         if final or failed or total >= min_bytes or max_wait == 0:
             return Reply({"error": 0, "partitions": rows}, payloads, appended=appended)
-        keys = [(name, partition) for name, partition, _o, _m in wanted]
+        keys = [(row[0], row[1]) for row in wanted]
         return Reply(
             {"error": 0, "partitions": rows},
             payloads,
@@ -420,14 +421,14 @@ class Handlers(TopicAdmin, ReplicaApi):
             )
         min_bytes = int_field(header, "min_bytes", 1)
         budget = min(int_field(header, "max_bytes", 52428800, 0), self.config.fetch_max_bytes)
-        wanted = tp_rows(list_field(header, "partitions"), 4)
+        wanted = fetch_rows(list_field(header, "partitions"))
         if len(wanted) > MAX_FETCH_PARTITIONS:
             raise InvalidRequestError(
                 f"a fetch may name at most {MAX_FETCH_PARTITIONS} "
                 f"partitions, this one names {len(wanted)}"
             )
         seen = set()
-        for name, partition, _offset, _max in wanted:
+        for name, partition, *_rest in wanted:
             if (name, partition) in seen:  # as Kafka: one row per partition in a fetch
                 raise InvalidRequestError(
                     f"partition {name}-{partition} appears more than "

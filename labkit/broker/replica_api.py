@@ -18,6 +18,17 @@ loop thread calls these, with the registry's partition logs.
   offset (its log end offset) and the leader's log end at that read. When it answers
   True (the high watermark moved) the fetch reply names the partition in
   ``Reply.appended``, so the loop re-checks the consumer fetches parked on it.
+- KIP-320: a fetch row may carry a fifth field, ``current_leader_epoch`` (``-1`` or
+  absent: no check; followers always send theirs, the Kafka listener passes a Kafka
+  client's). In cluster mode ``check_leader_epoch`` compares it with this broker's
+  leader epoch of the partition (ZooKeeper's state as last applied: what its Metadata
+  advertises) before anything else, as Kafka's
+  ``Partition.checkCurrentLeaderEpoch``: older gets FENCED_LEADER_EPOCH (74: the
+  sender's view is stale, it refreshes metadata), newer UNKNOWN_LEADER_EPOCH (75: this
+  broker has not applied the controller's decision yet, the sender retries). One
+  broker does not check it: its Metadata advertises epoch 0 and no leader changes (a
+  data directory that once was in cluster mode keeps its epochs: clients must not be
+  fenced by them).
 - ``offsets_for_leader_epoch``: per partition, ``(epoch, end offset)`` as Kafka's
   OffsetsForLeaderEpoch answers (LeaderEpochCache.end_offset_for); a
   ``current_leader_epoch`` (``-1``: no check) older than the partition's latest epoch
@@ -38,6 +49,7 @@ from labkit.log.producer_journal import PartitionProducers, has_state
 from labkit.protocol.records import BASE_OFFSET, walk_batches
 
 CONSUMER_REPLICA_ID = -1  # Kafka's FetchRequest.CONSUMER_REPLICA_ID
+NO_EPOCH_CHECK = -1  # Kafka's RecordBatch.NO_PARTITION_LEADER_EPOCH as current_leader_epoch
 INT32_MAX = 2**31 - 1  # Kafka's replica_id and broker ids are int32
 MAX_EPOCH_ROWS = 10_000  # partitions one offsets_for_leader_epoch may name
 
@@ -56,6 +68,46 @@ def below(data: bytes, limit: int) -> bytes:
             break
         end = stop
     return data[:end]
+
+
+def fetch_rows(items: list) -> list[tuple[str, int, int, int, int]]:
+    """A fetch's ``[topic, partition, offset, max_bytes(, current_leader_epoch)]`` rows as
+    5-tuples (no epoch: -1). Raises InvalidRequestError."""
+    rows = []
+    for item in items:
+        if (
+            not isinstance(item, list)
+            or len(item) not in (4, 5)
+            or not isinstance(item[0], str)
+            or any(type(x) is not int for x in item[1:])
+        ):
+            raise InvalidRequestError(
+                "each entry must be [topic, partition, offset, max_bytes] or "
+                f"[topic, partition, offset, max_bytes, current_leader_epoch], got {item!r:.200}"
+            )
+        if len(item) == 5 and not NO_EPOCH_CHECK <= item[4] <= INT32_MAX:
+            raise InvalidRequestError(
+                f"current_leader_epoch must be -1 (no check) or an epoch from 0 to "
+                f"{INT32_MAX}, got {item[4]}"
+            )
+        rows.append((item[0], item[1], item[2], item[3], item[4] if len(item) == 5 else -1))
+    return rows
+
+
+def epoch_mismatch(name: str, partition: int, current: int, latest: int) -> Exception | None:
+    """FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH when a request's ``current`` leader
+    epoch is not this broker's ``latest`` (either -1: no check), else None."""
+    if current < 0 or latest < 0 or current == latest:
+        return None
+    if current < latest:
+        return FencedLeaderEpochError(
+            f"{name}-{partition}: the request's current_leader_epoch {current} is older than "
+            f"this broker's leader epoch {latest}; refresh metadata and retry"
+        )
+    return UnknownLeaderEpochError(
+        f"{name}-{partition}: the request's current_leader_epoch {current} is newer than this "
+        f"broker's leader epoch {latest} (it has not applied that leader change yet); retry"
+    )
 
 
 def epoch_rows(plog: PartitionLog, offset: int) -> list[list[int]]:
@@ -91,6 +143,19 @@ class ReplicaApi:
                 plog.directory, plog.recovered_end_offset
             )
         return producers.rows_from(offset)
+
+    def check_leader_epoch(self, name: str, partition: int, current: int) -> None:
+        """KIP-320 (module docstring). Raises FencedLeaderEpochError,
+        UnknownLeaderEpochError, and what the registry raises for an unknown partition."""
+        cluster = getattr(self, "cluster", None)
+        if current < 0 or cluster is None:
+            return  # one broker: Metadata advertises epoch 0 and no leader ever changes
+        view = cluster.snapshot.topics.get(name)
+        state = None if view is None else view.state(partition)
+        latest = -1 if state is None else state.leader_epoch
+        error = epoch_mismatch(name, partition, current, latest)
+        if error is not None:
+            raise error
 
     def replica_id_of(self, header: dict) -> int:
         """The fetch's ``replica_id`` (-1: a consumer). Raises InvalidRequestError."""
@@ -143,13 +208,9 @@ class ReplicaApi:
         for name, partition, current, epoch in wanted:
             try:
                 plog = self.registry.partition(name, partition)
-                latest = plog.leader_epochs.latest_epoch
-                if current >= 0 and latest >= 0 and current != latest:
-                    cls = FencedLeaderEpochError if current < latest else UnknownLeaderEpochError
-                    raise cls(
-                        f"{name}-{partition}: the request's current_leader_epoch {current} is "
-                        f"not this broker's leader epoch {latest}; refresh metadata and retry"
-                    )
+                error = epoch_mismatch(name, partition, current, plog.leader_epochs.latest_epoch)
+                if error is not None:
+                    raise error
                 found, end = plog.leader_epochs.end_offset_for(epoch, plog.log_end_offset)
                 rows.append([name, partition, 0, found, end])
             except Exception as exc:  # noqa: BLE001 - one partition's error, in its row

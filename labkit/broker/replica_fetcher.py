@@ -8,27 +8,35 @@ epoch N" (``Assignment``) and the local ``PartitionLog``. The caller (a thread t
 owns a socket to E) loops: ``next_request()`` -> send -> ``on_response(header,
 payloads)``. As Kafka's ``ReplicaFetcherThread`` / ``AbstractFetcherThread``:
 
+0. **Starting** (``start``, on the fetcher's thread: the object is built on the loop
+   thread, which never touches the disk): a follower with no epochs at all has nothing
+   to ask and cuts to its high watermark (this may fsync), then fetches.
 1. **Truncating** (KIP-101, KIP-279): the follower sends
    ``offsets_for_leader_epoch`` with its latest epoch (``current_leader_epoch`` = N,
    so a stale leader answers FENCED/UNKNOWN_LEADER_EPOCH). ``truncation_offset``
    decides: the leader answered the epoch we asked about, so cut at
    ``min(its end offset, where that epoch ends here)``; it answered an older epoch
    we do not have as our latest, so cut to where *that* epoch ends here and ask
-   again; it knows no epoch, so cut to the high watermark. A follower with no
-   epochs at all skips the question and cuts to its high watermark.
-2. **Fetching**: ``fetch`` with ``replica_id`` from the log end offset; the answer's
+   again; it knows no epoch, so cut to the high watermark.
+2. **Fetching**: ``fetch`` with ``replica_id`` from the log end offset, each row with
+   ``current_leader_epoch`` N (KIP-320); the answer's
    batches are appended at the leader's offsets with the epochs sent beside them
    (``append_as_follower``), the high watermark becomes ``min(leader's, own log end)``.
    OFFSET_OUT_OF_RANGE below the leader's log start empties the log to start there
    (``truncate_fully_and_start_at``); any other out-of-range goes back to
    truncating. Other errors (e.g. UNKNOWN_TOPIC_OR_PARTITION while the leader creates
    the topic) leave the state as it is; ``last_error`` tells the caller to back off
-   (Kafka's replica.fetch.backoff.ms, 1000) before the next request. FENCED/UNKNOWN_LEADER_EPOCH, NOT_LEADER_OR_FOLLOWER stop the fetcher
-   (``STOPPED``): only a new assignment from the controller moves it on.
+   (Kafka's replica.fetch.backoff.ms, 1000) before the next request.
+   FENCED_LEADER_EPOCH (74: N is older than the leader's: this broker's view of the
+   leader is stale; ``fenced``), UNKNOWN_LEADER_EPOCH (75: the leader has not applied N
+   yet) and NOT_LEADER_OR_FOLLOWER stop the fetcher (``STOPPED``): the caller starts
+   over after the back-off, or, fenced, waits for the loop's newer assignment
+   (broker/replica_threads.py).
 3. Each answer returns a ``Progress`` (log end, high watermark, whether it is at the
    leader's high watermark) for the broker to report.
 
-Not thread-safe: one fetcher thread drives it. Truncation fsyncs (that thread's job).
+Not thread-safe: one fetcher thread drives it. Truncation fsyncs (that thread's job,
+never the loop's: hence ``start``).
 """
 
 from __future__ import annotations
@@ -114,12 +122,22 @@ class ReplicaFetcher:
         self.stopped_because: str | None = None
         self.leader_high_watermark = UNDEFINED_EPOCH_OFFSET
         self.last_error = 0  # the leader's last error code: the caller backs off on one
-        if self.plog.leader_epochs.latest_epoch == UNDEFINED_EPOCH:  # nothing to ask about
+        self.fenced = False  # the leader has a newer epoch: wait for a new assignment
+        self.started = False  # built on the loop thread: no disk work until ``start``
+
+    def start(self) -> None:
+        """The first step, on the fetcher's thread (it may truncate, which fsyncs): a log
+        with no leader epochs has nothing to ask about and cuts to its high watermark."""
+        if self.started:
+            return
+        self.started = True
+        if self.plog.leader_epochs.latest_epoch == UNDEFINED_EPOCH:
             self.plog.truncate_to(self.plog.high_watermark)
             self.state = FETCHING
 
     def next_request(self) -> tuple[str, dict] | None:
         """(api, header) to send to the leader next; None once stopped."""
+        self.start()
         a = self.assignment
         if self.state == TRUNCATING:
             latest = self.plog.leader_epochs.latest_epoch
@@ -133,8 +151,14 @@ class ReplicaFetcher:
                 "max_wait_ms": self.fetch_wait_ms,
                 "min_bytes": 1,
                 "max_bytes": self.fetch_max_bytes,
-                "partitions": [
-                    [a.topic, a.partition, self.plog.log_end_offset, self.fetch_max_bytes]
+                "partitions": [  # with current_leader_epoch (KIP-320)
+                    [
+                        a.topic,
+                        a.partition,
+                        self.plog.log_end_offset,
+                        self.fetch_max_bytes,
+                        a.leader_epoch,
+                    ]
                 ],
             }
         return None
@@ -150,6 +174,7 @@ class ReplicaFetcher:
         row = header["partitions"][0]
         error = self.last_error = row[2]
         if error in FENCING_ERRORS:
+            self.fenced = error == FencedLeaderEpochError.errno
             self._stop(
                 f"the leader answered error {error} for epoch {self.assignment.leader_epoch}"
             )

@@ -16,9 +16,16 @@ thread loops:
    the answer goes to its partition's fetcher, which appends at the leader's offsets
    and sets the high watermark;
 3. a partition whose leader answered an error waits ``replica.fetch.backoff.ms``
-   (1000); a stopped one (NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH: the leader has
-   not applied the controller's decision yet, or this one is stale) starts over
-   (truncation first) after the same back-off, until the loop re-targets it.
+   (1000); a stopped one (NOT_LEADER_OR_FOLLOWER, UNKNOWN_LEADER_EPOCH: the leader has
+   not applied the controller's decision yet) starts over (truncation first) after
+   the same back-off, until the loop re-targets it. A fenced one (FENCED_LEADER_EPOCH,
+   KIP-320: the leader has a newer epoch than this broker's view) sends nothing more
+   with its stale epoch: the loop's next ZooKeeper snapshot re-targets it with the
+   leader's epoch (as Kafka's follower waits for LeaderAndIsr); only if none came
+   within ``FENCED_WAIT_S`` does it start over.
+
+A fetcher is built on the loop thread but started here (``ReplicaFetcher.start``, under
+``lock``): its first truncation fsyncs, which the loop never does.
 
 ``lock`` is held while an answer is applied to a partition and while the loop removes
 one, so once ``unfollow`` returns, this thread never touches that log again (the loop
@@ -46,6 +53,7 @@ OpenDealer = Callable[[str], Any]  # "host:port" -> a connected zmq DEALER (LING
 
 FETCH_BACKOFF_S = 1.0  # Kafka's replica.fetch.backoff.ms
 REQUEST_TIMEOUT_S = 5.0  # beyond the fetch's own wait
+FENCED_WAIT_S = 5.0  # fenced: the loop's newer assignment replaces it first, normally
 IDLE_S = 0.05  # nothing to fetch: look again this often
 
 
@@ -104,6 +112,8 @@ class LeaderFetcherThread(threading.Thread):
             ]
         sent = False
         for key, fetcher in due:
+            if not fetcher.started and not self._start(key, fetcher):
+                continue  # its first truncation (here, never on the loop) failed: later
             if fetcher.state == STOPPED:  # not led there yet (or stale): start over
                 self._restart(key, fetcher)
                 continue
@@ -116,7 +126,7 @@ class LeaderFetcherThread(threading.Thread):
             sent = True
             if answer is not None:
                 self._apply(key, fetcher, answer[0], answer[1])
-        fetching = [(k, f) for k, f in due if f.state == FETCHING]
+        fetching = [(k, f) for k, f in due if f.state == FETCHING and f.started]
         if not fetching:
             return sent
         rows = []
@@ -159,7 +169,21 @@ class LeaderFetcherThread(threading.Thread):
                 )
                 fetcher.state = STOPPED
             if fetcher.last_error or fetcher.state == STOPPED:
+                wait = FENCED_WAIT_S if fetcher.fenced else FETCH_BACKOFF_S
+                self._resume_at[key] = time.monotonic() + wait
+
+    def _start(self, key, fetcher: ReplicaFetcher) -> bool:
+        with self.lock:
+            if self.fetchers.get(key) is not fetcher:
+                return False  # unfollowed meanwhile
+            try:
+                fetcher.start()
+                return True
+            except Exception as exc:  # noqa: BLE001 - this partition only: try again later
+                log.warning("%s-%d: could not truncate (%s)", key[0], key[1], exc)
+                fetcher.started, fetcher.state = True, STOPPED
                 self._resume_at[key] = time.monotonic() + FETCH_BACKOFF_S
+                return False
 
     def _restart(self, key, fetcher: ReplicaFetcher) -> None:
         with self.lock:

@@ -8,9 +8,16 @@ from the partition's state znode:
 
 - **leader** (state.leader is this broker): on a new leader epoch, stop fetching it
   (``FetcherPool.unfollow`` returns once no fetcher thread touches the log), record the
-  epoch at the log end (``leader_epochs.assign``, saved at once: a follower asks for it),
-  and keep a ``LeaderReplicas`` (broker/replica_leader.py) with the state's ISR. The log
+  epoch at the log end (``leader_epochs.assign``, in memory: followers' questions are
+  answered from there), and keep a ``LeaderReplicas`` (broker/replica_leader.py) with the state's ISR. The log
   is kept as it is: a new leader never truncates.
+  The checkpoint file is written off the loop: the ``labkit-isr`` thread saves it at
+  once, and, whatever that thread is doing, the flusher's fsync round of the first
+  acks=all produce of the new epoch saves it too (``PartitionLog.flush`` fsyncs the
+  batches, then the epochs) before that produce is answered. So no record of the
+  epoch is acknowledged before the epoch is durable (KIP-101); a crash before that
+  leaves the newest batches under an older epoch, which makes followers truncate
+  more than needed, never less (log/leader_epochs.py).
 - **follower**: the pool's thread for the leader's broker fetches it (truncation by
   leader epoch first; broker/replica_threads.py); a new leader or epoch re-targets it.
 - no leader, or not a replica: neither.
@@ -181,7 +188,7 @@ class Replication:
         self.fetchers.unfollow(key)  # no fetcher thread touches the log from here on
         leo = plog.log_end_offset
         if plog.leader_epochs.assign(state.leader_epoch, leo):
-            plog.leader_epochs.save()  # rare (a new leader): followers ask for it at once
+            self._isr_jobs.put(("epochs", plog))  # the fsync off the loop (module docstring)
         if plog._high_watermark is None:  # never replicated here: nothing known above start
             plog.set_high_watermark(plog.log_start_offset)
         replicas_state = LeaderReplicas(
@@ -306,6 +313,12 @@ class Replication:
             job = self._isr_jobs.get()
             if job is None:
                 return
+            if job[0] == "epochs":
+                try:
+                    job[1].leader_epochs.save()
+                except OSError as exc:  # the flusher's next round of this log tries again
+                    log.warning("could not save a leader-epoch checkpoint: %s", exc)
+                continue
             if job[0] == "checkpoint":
                 try:
                     hw_checkpoint.write(self.registry.data_dir, job[1])

@@ -245,7 +245,13 @@ def fetch_to_labkit(request: Any, version: int, context: Context) -> Bridged:
         # an incremental fetch of a session this broker never created (it creates none)
         return Bridged(None, {}, [], ErrorCode.fetch_session_id_not_found)
     rows = [
-        [topic.topic, partition.partition, partition.fetch_offset, partition.partition_max_bytes]
+        [
+            topic.topic,
+            partition.partition,
+            partition.fetch_offset,
+            partition.partition_max_bytes,
+            getattr(partition, "current_leader_epoch", -1),  # v9+ (KIP-320); -1: no check
+        ]
         for topic in request.topics
         for partition in topic.partitions
     ]

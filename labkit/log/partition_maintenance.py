@@ -117,7 +117,11 @@ class PartitionMaintenance:
                 except OSError as exc:
                     raise storage_error("reading segment times", self.directory, exc) from exc
                 reasons = plan_retention(
-                    infos, self._clock.time_ms(), self._config, self.log_start_offset
+                    infos,
+                    self._clock.time_ms(),
+                    self._config,
+                    self.log_start_offset,
+                    self.high_watermark,  # never past it (cluster mode; else the log end)
                 )
                 if not reasons:
                     return 0

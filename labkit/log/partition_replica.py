@@ -104,7 +104,8 @@ class PartitionReplica:
     @property
     def high_watermark(self) -> int:
         """What consumers may read up to: the log end offset until replication sets it
-        (never below the log start, which retention or DeleteRecords may move past it)."""
+        (never below the log start; retention and DeleteRecords stop at it, but a follower
+        that emptied its log to start at the leader's log start may be above it)."""
         hw = self._high_watermark
         return self._leo if hw is None else max(hw, self.log_start_offset)
 

@@ -18,9 +18,13 @@ walks before it left and each stopping at the first segment it keeps:
 Every walk includes the **active** segment, unless it is empty (Kafka: "a final
 segment that is empty will never be returned"). When the walks take every segment,
 the caller first rolls a new empty active segment at the log end (a log always has
-one), so the log start offset becomes the log end offset. Kafka also stops at the
-segment that holds the high watermark; labkit's high watermark is its log end offset
-(one broker, no replicas), so that bound never stops a walk here.
+one), so the log start offset becomes the log end offset.
+
+As Kafka, every walk also stops at the first segment whose records are not all below
+the **high watermark** (its upper bound, the next segment's base offset or the log
+end, is past it): the log start offset never passes the high watermark, so records
+that the in-sync replicas may not all have yet (cluster mode) are never deleted. In
+single-broker mode the high watermark is the log end, so that bound never stops a walk.
 """
 
 from __future__ import annotations
@@ -41,27 +45,39 @@ def _name(seg: SegmentInfo) -> str:
 
 
 def plan_retention(
-    segments: Sequence[SegmentInfo], now_ms: int, config: LogConfig, log_start_offset: int = 0
+    segments: Sequence[SegmentInfo],
+    now_ms: int,
+    config: LogConfig,
+    log_start_offset: int = 0,
+    high_watermark: int | None = None,
 ) -> list[str]:
     """One reason per segment to delete, oldest first; ``len()`` is how many.
 
-    ``segments`` are all the partition's segments in offset order, the active last.
+    ``segments`` are all the partition's segments in offset order, the active last;
+    ``high_watermark`` None: no bound (the log end).
     ``len()`` equal to ``len(segments)`` means every segment, the active one included:
     the caller rolls a new active segment before deleting them.
     """
     if not config.deletes:
         return []
     reasons: list[str] = []
-    _walk(segments, reasons, _below_log_start(log_start_offset))
+    _walk(segments, reasons, _below_log_start(log_start_offset), high_watermark)
     if config.retention_bytes >= 0:
-        _walk(segments, reasons, _over_size(segments[len(reasons) :], config.retention_bytes))
+        rule = _over_size(segments[len(reasons) :], config.retention_bytes)
+        _walk(segments, reasons, rule, high_watermark)
     if config.retention_ms >= 0:
-        _walk(segments, reasons, _expired(now_ms, config.retention_ms))
+        _walk(segments, reasons, _expired(now_ms, config.retention_ms), high_watermark)
     return reasons
 
 
-def _walk(segments: Sequence[SegmentInfo], reasons: list[str], rule: Rule | None) -> None:
-    """Extend ``reasons`` past the segments already taken while ``rule`` takes the next."""
+def _walk(
+    segments: Sequence[SegmentInfo],
+    reasons: list[str],
+    rule: Rule | None,
+    high_watermark: int | None,
+) -> None:
+    """Extend ``reasons`` past the segments already taken while ``rule`` takes the next
+    (never one with records at or past the high watermark)."""
     if rule is None:
         return
     for i in range(len(reasons), len(segments)):
@@ -69,6 +85,9 @@ def _walk(segments: Sequence[SegmentInfo], reasons: list[str], rule: Rule | None
         following = segments[i + 1] if i + 1 < len(segments) else None
         if following is None and seg.size_bytes == 0:
             return  # an empty active segment never goes
+        upper = seg.next_offset if following is None else following.base_offset
+        if high_watermark is not None and upper > high_watermark:
+            return  # as Kafka's deletableSegments: not all of it is replicated yet
         reason = rule(seg, following)
         if reason is None:
             return

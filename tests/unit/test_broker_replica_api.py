@@ -3,6 +3,8 @@ the high watermark, offsets_for_leader_epoch."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from labkit.broker.config import BrokerConfig
@@ -194,3 +196,55 @@ def test_delete_records_past_the_high_watermark_is_out_of_range(handlers):
     assert (error, low) == (1, -1)
     assert "high watermark is 2" in message
     assert plog_of(handlers).log_start_offset == 0
+
+
+def fetch_with_epoch(handlers, epoch, replica_id=-1):
+    header = {
+        "max_wait_ms": 0,
+        "replica_id": replica_id,
+        "partitions": [["t", 0, 0, 1 << 20, epoch]],
+    }
+    reply = handlers.handle("fetch", header, [])
+    assert reply.header["error"] == 0, reply.header
+    return reply.header["partitions"][0], reply.payloads[0]
+
+
+def at_leader_epoch(handlers, epoch: int) -> None:
+    """Make ``handlers`` a cluster-mode leader whose ZooKeeper state says ``epoch``."""
+    view = SimpleNamespace(state=lambda _partition: SimpleNamespace(leader_epoch=epoch))
+    handlers.cluster = SimpleNamespace(
+        snapshot=SimpleNamespace(topics={"t": view}), check_leader=lambda *_a: None
+    )
+
+
+@pytest.mark.parametrize("replica_id", [-1, 2])
+def test_a_fetch_with_a_current_leader_epoch_is_checked_as_kip_320(handlers, replica_id):
+    produce(handlers, "a")
+    at_leader_epoch(handlers, 3)
+    for epoch, code in [(2, FencedLeaderEpochError.errno), (4, UnknownLeaderEpochError.errno)]:
+        row, payload = fetch_with_epoch(handlers, epoch, replica_id)
+        assert row[2] == code, row
+        assert payload == b""
+    for epoch in (3, -1):  # its own epoch, or no check
+        row, payload = fetch_with_epoch(handlers, epoch, replica_id)
+        assert row[2] == 0, row
+        assert values_of(payload) == [(0, "a")]
+
+
+def test_one_broker_does_not_check_the_fetch_epoch(handlers):
+    # its Metadata advertises epoch 0; epochs left from cluster mode must not fence clients
+    produce(handlers, "a")
+    plog_of(handlers).leader_epochs.assign(3, 0)
+    for epoch in (0, 7):
+        row, payload = fetch_with_epoch(handlers, epoch)
+        assert row[2] == 0
+        assert values_of(payload) == [(0, "a")]
+
+
+@pytest.mark.parametrize(
+    "row", [["t", 0, 0, 1024, -2], ["t", 0, 0, 1024, "1"], ["t", 0, 0, 1024, 1, 2], ["t", 0, 0]]
+)
+def test_a_malformed_fetch_row_says_what_a_row_is(handlers, row):
+    reply = handlers.handle("fetch", {"max_wait_ms": 0, "partitions": [row]}, [])
+    assert reply.header["error"] == InvalidRequestError.errno
+    assert "current_leader_epoch" in reply.header["message"]

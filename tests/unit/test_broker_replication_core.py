@@ -4,8 +4,13 @@ log, time is a FakeClock."""
 
 from __future__ import annotations
 
+import threading
+import time
+from types import SimpleNamespace
+
 import pytest
 
+from labkit.broker import replica_threads
 from labkit.broker.config import BrokerConfig
 from labkit.broker.handlers import Handlers
 from labkit.broker.replica_fetcher import (
@@ -17,9 +22,11 @@ from labkit.broker.replica_fetcher import (
     truncation_offset,
 )
 from labkit.broker.replica_leader import REPLICA_LAG_TIME_MAX_MS, LeaderReplicas
+from labkit.broker.replica_threads import LeaderFetcherThread
 from labkit.broker.topics import TopicRegistry
 from labkit.log import LogConfig, PartitionLog
 from labkit.log.leader_epochs import LeaderEpochCache
+from labkit.protocol.frames import build_response, parse_request
 from labkit.protocol.records import encode_batch, split_batches, validate_batch
 from labkit.testing import FakeClock
 
@@ -125,6 +132,7 @@ def test_an_empty_follower_catches_up_byte_identical(leader, follower_log):
     leader_log(leader).leader_epochs.assign(0, 0)
     produce(leader, "c")
     fetcher = ReplicaFetcher(assignment(0), follower_log, replica_id=1)
+    fetcher.start()  # the fetcher thread's first step
     assert fetcher.state == FETCHING  # no epochs of its own: nothing to ask
     progress = run(fetcher, leader)
     assert all_bytes(follower_log) == all_bytes(leader_log(leader))
@@ -213,8 +221,41 @@ def test_an_ahead_follower_without_epochs_truncates_to_its_high_watermark(leader
     for value in "abc":
         follower_log.append(*batch(value))
     follower_log.set_high_watermark(1)
-    ReplicaFetcher(assignment(0), follower_log, replica_id=1)
+    fetcher = ReplicaFetcher(assignment(0), follower_log, replica_id=1)
+    # built on the loop thread: no truncation (it fsyncs) until the fetcher thread starts it
+    assert follower_log.log_end_offset == 3
+    fetcher.start()
     assert follower_log.log_end_offset == 1
+    assert fetcher.state == FETCHING
+
+
+def test_a_fetch_carries_the_current_leader_epoch(leader, follower_log):
+    fetcher = ReplicaFetcher(assignment(4), follower_log, replica_id=1)
+    api, header = fetcher.next_request()
+    assert api == "fetch"
+    assert header["partitions"] == [[TOPIC, 0, 0, 1 << 20, 4]]  # KIP-320
+
+
+def at_leader_epoch(handlers, epoch: int) -> None:
+    """Make ``handlers`` a cluster-mode leader whose ZooKeeper state says ``epoch``."""
+    view = SimpleNamespace(state=lambda _partition: SimpleNamespace(leader_epoch=epoch))
+    handlers.cluster = SimpleNamespace(
+        snapshot=SimpleNamespace(topics={TOPIC: view}), check_leader=lambda *_a: None
+    )
+
+
+def test_a_fenced_fetch_waits_for_a_new_assignment_an_unknown_epoch_retries(leader, follower_log):
+    produce(leader, "a")
+    leader_log(leader).leader_epochs.assign(5, 0)
+    at_leader_epoch(leader, 5)  # the leader is at epoch 5
+    for epoch, fenced in [(4, True), (6, False)]:  # older: 74, newer: 75
+        fetcher = ReplicaFetcher(assignment(epoch), follower_log, replica_id=1)
+        api, header = fetcher.next_request()
+        reply = leader.handle(api, {**header, "max_wait_ms": 0}, [])
+        fetcher.on_response(reply.header, reply.payloads)
+        assert fetcher.last_error == (74 if fenced else 75)
+        assert (fetcher.state, fetcher.fenced) == (STOPPED, fenced)
+        assert follower_log.log_end_offset == 0  # nothing appended with a wrong epoch
 
 
 # -- the leader ----------------------------------------------------------------------------
@@ -294,3 +335,69 @@ def test_leader_and_follower_wired_through_the_fetch_listener(leader, follower_l
     assert plog.high_watermark == 2  # the follower's next fetch told the leader it has 2
     assert follower_log.high_watermark == 2  # and that fetch's answer carried it back
     assert leader.handle("fetch", consumer, []).payloads[0] == all_bytes(follower_log)
+
+
+# -- the fetcher thread (broker/replica_threads.py) with a socket that calls the leader ----
+
+
+class HandlersDealer:
+    """A DEALER stand-in: each request goes straight to the leader's Handlers."""
+
+    def __init__(self, handlers, seen: list):
+        self.handlers, self.seen, self.answers = handlers, seen, []
+
+    def send_multipart(self, frames):
+        rid, api, header, payloads = parse_request(frames[:])
+        self.seen.append((api, header, threading.current_thread().name))
+        reply = self.handlers.handle(api, {**header, "max_wait_ms": 0}, payloads)
+        self.answers.append(build_response(rid, reply.header, reply.payloads))
+
+    def poll(self, _ms):
+        return bool(self.answers)
+
+    def recv_multipart(self):
+        return self.answers.pop(0)
+
+    def close(self, linger=0):
+        pass
+
+
+def test_the_fetcher_thread_truncates_and_a_fenced_fetcher_sends_no_more(
+    leader, follower_log, monkeypatch
+):
+    monkeypatch.setattr(replica_threads, "FETCH_BACKOFF_S", 0.05)  # an error's back-off
+    produce(leader, "a")
+    leader_log(leader).leader_epochs.assign(5, 0)
+    at_leader_epoch(leader, 5)
+    for value in "xyz":  # a follower ahead of its high watermark, with no epochs
+        follower_log.append(*batch(value))
+    follower_log.set_high_watermark(0)
+    seen: list = []
+    thread = LeaderFetcherThread(lambda _e: HandlersDealer(leader, seen), 0, "x:1", 1)
+    key = (TOPIC, 0)
+    fenced = ReplicaFetcher(assignment(4), follower_log, replica_id=1)  # on "the loop"
+    assert follower_log.log_end_offset == 3  # built, not started: no truncation here
+    thread.follow(key, fenced)
+    thread.start()
+    try:
+        for _ in range(300):
+            if fenced.fenced:
+                break
+            time.sleep(0.01)
+        assert fenced.state == STOPPED
+        assert fenced.fenced
+        assert follower_log.log_end_offset == 0  # cut on the fetcher thread
+        asked = len(seen)
+        time.sleep(0.5)  # ten back-offs: a fenced fetcher waits for its new assignment
+        assert len(seen) == asked  # nothing more with the stale epoch
+        thread.follow(key, ReplicaFetcher(assignment(5), follower_log, replica_id=1))
+        for _ in range(300):
+            if follower_log.log_end_offset == 1:
+                break
+            time.sleep(0.01)
+        assert all_bytes(follower_log) == all_bytes(leader_log(leader))
+    finally:
+        thread.stop()
+        thread.join(5)
+    assert {name for _api, _h, name in seen} == {thread.name}
+    assert [h["partitions"][0][4] for api, h, _n in seen if api == "fetch"][:1] == [4]

@@ -114,6 +114,37 @@ def test_a_leader_records_its_epoch_and_the_isr_sets_the_high_watermark(setup):
     assert reply.header["results"][0][1] == 0
 
 
+def test_a_new_leaders_epoch_is_saved_off_the_loop_and_before_acks_all(setup, monkeypatch):
+    """The loop thread (here: the test's) never writes the checkpoint; the labkit-isr
+    thread does at once, and PartitionLog.flush (the flusher's round every acks=all
+    produce waits for) saves it too: no record of the epoch is acknowledged before it is
+    durable (KIP-101)."""
+    s = setup
+    plog = plog_of(s)
+    savers: list[str] = []
+    real_save = type(plog.leader_epochs).save
+
+    def recording_save(cache):
+        if cache.unsaved:
+            savers.append(threading.current_thread().name)
+        real_save(cache)
+
+    monkeypatch.setattr(type(plog.leader_epochs), "save", recording_save)
+    loop = threading.current_thread().name
+    assert s.replication.apply()
+    assert loop not in savers
+    deadline = threading.Event()
+    for _ in range(200):  # bounded: the isr thread saves it within moments
+        if savers:
+            break
+        deadline.wait(0.01)
+    assert savers == ["labkit-isr"]
+    assert not plog.leader_epochs.unsaved
+    plog.leader_epochs.assign(1, plog.log_end_offset)  # a later epoch, not saved yet
+    plog.flush()  # the flusher's round
+    assert not plog.leader_epochs.unsaved
+
+
 def test_the_leader_alone_in_the_isr_moves_the_high_watermark_on_append(setup):
     s = setup
     s.cluster.snapshot = snapshot([1], min_insync="1")

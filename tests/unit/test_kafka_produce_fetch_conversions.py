@@ -62,8 +62,10 @@ def fetch_request(rows, *, version=12, isolation=0, session_id=0, max_wait_ms=50
     topic_cls = _cls(1, version, "FetchTopic")
     part_cls = _cls(1, version, "FetchPartition")
     topics: dict[str, list] = {}
-    for topic, partition, offset, part_max in rows:
+    for topic, partition, offset, part_max, *epoch in rows:
         fields = {"partition": partition, "fetch_offset": offset, "partition_max_bytes": part_max}
+        if epoch:  # current_leader_epoch (v9+, KIP-320)
+            fields["current_leader_epoch"] = epoch[0]
         topics.setdefault(topic, []).append(apis._make(part_cls, **fields))
     values = {
         "replica_id": -1,
@@ -251,8 +253,17 @@ def test_fetch_becomes_one_labkit_fetch():
         "max_wait_ms": 250,
         "min_bytes": 1,
         "max_bytes": 52428800,
-        "partitions": [["t", 0, 5, 1000], ["t", 1, 0, 2000], ["u", 0, 9, 10]],
+        "partitions": [["t", 0, 5, 1000, -1], ["t", 1, 0, 2000, -1], ["u", 0, 9, 10, -1]],
     }
+
+
+@pytest.mark.parametrize("version", [4, 8, 9, 12])
+def test_a_fetch_passes_the_clients_current_leader_epoch_on(version):
+    # KIP-320: Fetch v9+ carries it (the broker answers 74/75 on a mismatch); older: -1
+    bridged = pf.fetch_to_labkit(
+        fetch_request([("t", 0, 5, 1000, 7)], version=version), version, CONTEXT
+    )
+    assert bridged.header["partitions"] == [["t", 0, 5, 1000, 7 if version >= 9 else -1]]
 
 
 def test_an_incremental_fetch_of_an_unknown_session_is_refused_at_once():

@@ -299,3 +299,32 @@ def test_records_without_timestamps_age_by_the_file_time(tmp_path):
     assert plog.apply_retention() == 1
     assert (plog.log_start_offset, plog.log_end_offset) == (1, 1)
     plog.close()
+
+
+def test_retention_stops_at_the_high_watermark():
+    # Kafka's deletableSegments: a segment goes only when its upper bound (the next
+    # segment's base offset, the log end for the last) is at or below the high watermark
+    config = LogConfig(retention_ms=1000, retention_bytes=0)
+    layout = segs((100, T0), (100, T0), (100, T0))  # offsets 0-9, 10-19, 20-29: all expired
+    assert len(plan_retention(layout, T0 + 50_000, config)) == 3  # no bound: everything
+    assert len(plan_retention(layout, T0 + 50_000, config, 0, 30)) == 3
+    assert len(plan_retention(layout, T0 + 50_000, config, 0, 20)) == 2
+    assert len(plan_retention(layout, T0 + 50_000, config, 0, 19)) == 1
+    assert plan_retention(layout, T0 + 50_000, config, 15, 5) == []  # not even below start
+
+
+def test_a_replicated_log_keeps_what_is_above_its_high_watermark(tmp_path):
+    clock = FakeClock(start_ms=T0)
+    plog = PartitionLog.open(
+        tmp_path / "t-0", LogConfig(retention_ms=1000, segment_bytes=100), clock
+    )
+    for i in range(5):
+        append(plog, clock, b"v%d" % i * 40)  # one batch per segment
+    plog.set_high_watermark(2)  # the followers have offsets 0 and 1 only
+    clock.advance(60)
+    assert plog.apply_retention() == 2
+    assert (plog.log_start_offset, plog.high_watermark, plog.log_end_offset) == (2, 2, 5)
+    plog.set_high_watermark(5)  # they caught up
+    assert plog.apply_retention() == 3
+    assert (plog.log_start_offset, plog.log_end_offset) == (5, 5)
+    plog.close()
