@@ -16,12 +16,19 @@ next one. If the current block runs out before that thread finished (or the file
 cannot be written), ``next_id`` raises CoordinatorLoadInProgressError (14,
 retriable), what Kafka answers while it waits for its next block; the client
 retries. The first block is reserved the same way when the broker starts.
+
+In cluster mode the blocks come from ZooKeeper instead (``start(claim=...)``,
+cluster/producer_id_blocks.py: Kafka's ``/latest_producer_id_block``), so no two brokers
+hand out the same id; the claim runs on the same background thread. A claim never starts
+below this broker's local checkpoint (ids it handed out as a single broker) and moves the
+checkpoint past the block it got, so the broker stays past its ids in either mode.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from labkit.errors import CoordinatorLoadInProgressError
@@ -33,8 +40,8 @@ BLOCK_SIZE = 1000  # Kafka's ProducerIdsBlock.PRODUCER_ID_BLOCK_SIZE
 CHECKPOINT = "producer-ids.checkpoint"
 
 
-def reserve_block(data_dir: Path) -> int:
-    """Claim the next block durably; returns its first id. Raises OSError."""
+def read_checkpoint(data_dir: Path) -> int:
+    """The first id no block of this broker has claimed yet (0: none). Raises OSError."""
     path = data_dir / CHECKPOINT
     try:
         text = path.read_text("ascii").strip()
@@ -42,8 +49,23 @@ def reserve_block(data_dir: Path) -> int:
         text = "0"
     if not text.isdigit():
         raise OSError(f"{path} holds {text[:40]!r}, not a producer id")
-    start = int(text)
-    write_atomically(path, f"{start + BLOCK_SIZE}\n".encode("ascii"))
+    return int(text)
+
+
+def reserve_block(data_dir: Path) -> int:
+    """Claim the next block durably; returns its first id. Raises OSError."""
+    start = read_checkpoint(data_dir)
+    write_atomically(data_dir / CHECKPOINT, f"{start + BLOCK_SIZE}\n".encode("ascii"))
+    return start
+
+
+def reserve_cluster_block(data_dir: Path, claim: Callable[[int], int]) -> int:
+    """Cluster mode: ``claim(floor)`` claims a block cluster-wide (its first id, never
+    below ``floor``); the local checkpoint then moves past it. Raises what claim raises."""
+    floor = read_checkpoint(data_dir)
+    start = claim(floor)
+    if start + BLOCK_SIZE > floor:
+        write_atomically(data_dir / CHECKPOINT, f"{start + BLOCK_SIZE}\n".encode("ascii"))
     return start
 
 
@@ -57,10 +79,16 @@ class ProducerIds:
         self._end = 0  # the current block is [_next, _end)
         self._reserved: int | None = None  # first id of the next block, once durable
         self._reserving = False
-        self.error: OSError | None = None  # the last reservation's failure
+        self.error: Exception | None = None  # the last reservation's failure
+        self._reserve_block: Callable[[], int] = lambda: reserve_block(self._data_dir)
+        self._source = str(self._data_dir / CHECKPOINT)
 
-    def start(self) -> None:
-        """Reserve the first block (in the background)."""
+    def start(self, claim: Callable[[int], int] | None = None, source: str = "") -> None:
+        """Reserve the first block (in the background). Cluster mode passes ``claim``
+        (see reserve_cluster_block) and ``source``, where the blocks come from."""
+        if claim is not None:
+            self._reserve_block = lambda: reserve_cluster_block(self._data_dir, claim)
+            self._source = source
         self._reserve_next()
 
     def next_id(self) -> int:
@@ -82,7 +110,7 @@ class ProducerIds:
             why = f" (the last attempt failed: {self.error})" if self.error else ""
             raise CoordinatorLoadInProgressError(
                 "the broker is reserving the next block of producer ids in "
-                f"{self._data_dir / CHECKPOINT}{why}; retry in a moment"
+                f"{self._source}{why}; retry in a moment"
             )
         return pid
 
@@ -95,9 +123,9 @@ class ProducerIds:
 
     def _reserve(self) -> None:
         try:
-            start = reserve_block(self._data_dir)
-        except OSError as exc:
-            log.error("cannot reserve producer ids in %s: %s", self._data_dir, exc)
+            start = self._reserve_block()
+        except Exception as exc:  # noqa: BLE001 - the disk or ZooKeeper: retried on demand
+            log.error("cannot reserve producer ids in %s: %s", self._source, exc)
             with self._lock:
                 self.error = exc
                 self._reserving = False

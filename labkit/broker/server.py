@@ -172,7 +172,8 @@ class BrokerServer:
             self.config, self.clock, self.registry, quotas, self._write_reply, self.stats
         )
         self.loop.durable.start(lambda: _open_waker(ctx, wake_addr))
-        self.loop.handlers.idempotence.ids.start()  # the first block of producer ids
+        if self.config.zookeeper_connect is None:  # cluster mode: from ZooKeeper, below
+            self.loop.handlers.idempotence.ids.start()  # the first block of producer ids
         self._cleaner = Cleaner(self.registry, self.config, self.clock)
         self._cleaner.start()
         self._start_kafka(ctx, sock)
@@ -184,7 +185,7 @@ class BrokerServer:
         single-broker mode). Raises ZooKeeperUnavailable, KafkaConfigurationError."""
         from labkit.broker.cluster_sync import ClusterSync
         from labkit.cluster.member import ClusterSettings
-        from labkit.cluster.znodes import BrokerInfo
+        from labkit.cluster.znodes import PRODUCER_ID_BLOCK, BrokerInfo
 
         config = self.config
         assert self.registry is not None
@@ -213,6 +214,10 @@ class BrokerServer:
             self.close()
             raise
         self.cluster = cluster
+        assert cluster.member is not None
+        self.loop.handlers.idempotence.ids.start(  # cluster-wide blocks, as Kafka's
+            cluster.member.claim_producer_ids, f"ZooKeeper's {PRODUCER_ID_BLOCK}"
+        )
         from labkit.broker.replication import Replication
 
         ctx = self._ctx

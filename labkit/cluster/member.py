@@ -45,6 +45,7 @@ from labkit.cluster import znodes
 from labkit.cluster.admin import TopicAdmin
 from labkit.cluster.controller import ControllerSeat
 from labkit.cluster.decisions import ClusterSnapshot
+from labkit.cluster.producer_id_blocks import ZkProducerIdBlocks
 from labkit.cluster.snapshot_reader import SnapshotReader
 from labkit.cluster.zk_errors import ADMIN_TIMEOUT_S, ZooKeeperUnavailable, how_to_start
 from labkit.cluster.znodes import Assignment, BrokerInfo
@@ -96,6 +97,7 @@ class ClusterMember:
         self._seat = ControllerSeat(self._zk, settings.broker_id, self._wake.set)
         self._reader = SnapshotReader(self._zk, self._poke)
         self._admin = TopicAdmin(self._zk, rng or random.Random(), self._wake.set)
+        self._producer_id_blocks = ZkProducerIdBlocks(self._zk, settings.broker_id)
 
     @property
     def is_controller(self) -> bool:
@@ -273,3 +275,8 @@ class ClusterMember:
 
     def delete_topic(self, name: str) -> None:
         self._admin.delete_topic(name)
+
+    def claim_producer_ids(self, floor: int) -> int:
+        """A block of producer ids claimed cluster-wide, its first id (blocks on ZooKeeper:
+        the broker's producer-ids thread calls it; cluster/producer_id_blocks.py)."""
+        return self._producer_id_blocks.claim(floor).first

@@ -20,6 +20,9 @@ labkit writes the same paths with the same JSON, so a student who reads them wit
                                                   "leader_epoch":N,"isr":[..]}
     /config/topics/<t>                           {"version":1,"config":{"k":"v",..}}
     /admin/delete_topics/<t>                     (empty: the controller deletes the topic)
+    /latest_producer_id_block                    {"version":1,"broker":N,
+                                                  "block_start":"<first id>",
+                                                  "block_end":"<last id, inclusive>"}
 
 ``labkit_zmq_endpoint`` is labkit's one addition: where the broker's ZeroMQ protocol
 listens. Decoders accept what Kafka itself wrote (they read only the fields labkit uses)
@@ -43,6 +46,7 @@ CONTROLLER = "/controller"
 CONTROLLER_EPOCH = "/controller_epoch"
 TOPIC_CONFIGS = "/config/topics"
 DELETE_TOPICS = "/admin/delete_topics"
+PRODUCER_ID_BLOCK = "/latest_producer_id_block"
 # what every broker makes sure exists before it registers (Kafka's persistent paths)
 PERSISTENT_PATHS = (BROKER_IDS, TOPICS, TOPIC_CONFIGS, DELETE_TOPICS, "/cluster")
 
@@ -258,3 +262,44 @@ def decode_config(topic: str, data: bytes | None) -> dict[str, str]:
     if not isinstance(config, dict):
         raise ValueError(f"topic {topic!r}'s config is not an object: {config!r}")
     return {str(k): str(v) for k, v in config.items()}
+
+
+# -- /latest_producer_id_block ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ProducerIdBlock:
+    """The block of producer ids a broker claimed last: ``[first, last]`` (both included,
+    as Kafka's ProducerIdsBlock writes them)."""
+
+    broker_id: int
+    first: int
+    last: int
+
+
+def encode_producer_id_block(block: ProducerIdBlock) -> bytes:
+    return _dump(
+        {
+            "version": 1,
+            "broker": block.broker_id,
+            "block_start": str(block.first),
+            "block_end": str(block.last),
+        }
+    )
+
+
+def decode_producer_id_block(data: bytes | None) -> ProducerIdBlock | None:
+    """None for an empty node (Kafka creates it empty); raises ValueError otherwise."""
+    if not data:
+        return None
+    node = _load(data, PRODUCER_ID_BLOCK)
+    bounds = []
+    for key in ("block_start", "block_end"):
+        text = str(node.get(key))
+        if not text.isdigit():
+            raise ValueError(f"{PRODUCER_ID_BLOCK}'s {key} is not a producer id: {text!r}")
+        bounds.append(int(text))
+    first, last = bounds
+    if last < first:
+        raise ValueError(f"{PRODUCER_ID_BLOCK} ends before it starts: {node!r}")
+    return ProducerIdBlock(_int(node.get("broker"), f"{PRODUCER_ID_BLOCK}'s broker"), first, last)
