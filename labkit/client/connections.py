@@ -130,14 +130,14 @@ class Waiter:
             if ready_fd == self._wake_fd:
                 woken = True
                 continue
-            conn = by_fd.get(ready_fd)
-            if conn is None:
+            ready = by_fd.get(ready_fd)
+            if ready is None:
                 continue
             # an error or hang-up is found by the read (or the connect check)
             if events & ~select.POLLOUT:
-                readable.append(conn)
+                readable.append(ready)
             if events & select.POLLOUT:
-                writable.append(conn)
+                writable.append(ready)
         return woken, readable, writable
 
     def _select(self, by_fd: dict, wanted: dict, timeout_ms: int):

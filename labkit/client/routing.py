@@ -64,6 +64,8 @@ class Routes:
         leaders = dict(self._leaders)
         for topic in _dicts(header.get("topics")):
             name = topic.get("name")
+            if not isinstance(name, str):
+                continue  # a malformed row: no route to update
             for key in [k for k in leaders if k[0] == name]:
                 del leaders[key]
             if topic.get("error", 0):

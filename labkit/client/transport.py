@@ -207,12 +207,14 @@ class Transport:
         self._thread.start()
 
     def _open_connection(self, host: str, port: int) -> ZmtpConnection:
-        conn: ZmtpConnection | None = None
+        conn: ZmtpConnection | None = None  # set below, before any callback can run
 
         def up() -> None:
+            assert conn is not None
             self._connection_up(conn)
 
         def down(reason: str) -> None:
+            assert conn is not None
             self._connection_down(conn, reason)
 
         conn = ZmtpConnection(

@@ -34,6 +34,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from labkit._clock import Clock
 from labkit.errors import KafkaStorageError, OffsetOutOfRangeError
@@ -86,6 +87,11 @@ class PartitionMaintenance:
     _start: int
     _saved_start: int
     _roll: Callable[[], Segment]  # partition.py: seal the active segment, start one at the end
+
+    if TYPE_CHECKING:
+
+        @property
+        def high_watermark(self) -> int: ...  # partition_replica.py
 
     @property
     def log_start_offset(self) -> int:
