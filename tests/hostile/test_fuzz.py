@@ -153,6 +153,7 @@ TEMPLATES: dict[str, dict] = {
     },
     "offset_fetch": {"group_id": "fuzz-tool", "partitions": [[TOPIC, 0]]},
     "list_groups": {},
+    "find_coordinator": {"key": "fuzz-group"},
     "describe_groups": {"group_ids": ["fuzz-group", "fuzz-tool"]},
     "delete_groups": {"group_ids": ["fuzz-gone"]},
     "offset_delete": {"group_id": "fuzz-tool", "partitions": [[TOPIC, 1], ["nope", 0]]},
