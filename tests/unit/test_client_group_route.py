@@ -4,6 +4,8 @@ node answers group requests and the others say NOT_COORDINATOR (16), with a Fake
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from labkit.broker.group_api import GroupService
@@ -11,16 +13,26 @@ from labkit.client import config as cfg
 from labkit.client.consumer import KafkaConsumer
 from labkit.client.consumer_coordinator import ConsumerCoordinator
 from labkit.client.future import Future
+from labkit.client.group_admin import GroupAdminMixin, NoError
 from labkit.client.group_route import GroupRoute
 from labkit.client.routing import ANY_BROKER, Routes
 from labkit.client.structs import OffsetAndMetadata, TopicPartition
 from labkit.client.subscription import SubscriptionState
-from labkit.client.transport import Response
+from labkit.client.transport import Response, raise_for_error
 from labkit.errors import KafkaConnectionError, KafkaTimeoutError
 from labkit.testing import FakeClock
 
 TP = TopicPartition
-GROUP_APIS = {"join_group", "heartbeat", "leave_group", "offset_commit", "offset_fetch"}
+GROUP_APIS = {
+    "join_group",
+    "heartbeat",
+    "leave_group",
+    "offset_commit",
+    "offset_fetch",
+    "describe_groups",
+    "delete_groups",
+    "offset_delete",
+}
 
 
 class FakeCluster:
@@ -57,6 +69,7 @@ class FakeCluster:
         node=None,
     ):
         self.sent.append((api, node))
+        header = json.loads(json.dumps(header))  # as on the wire (tuples become lists)
         broker = 1 if node is ANY_BROKER else node
         if broker in self.down:
             return Future().failure(KafkaConnectionError(f"broker {broker} is gone"))
@@ -79,6 +92,13 @@ class FakeCluster:
         else:
             answer = self.svc.handle(api, header)
         return Future().success(Response(answer, []))
+
+    def call(self, api, header, payloads=(), *, timeout_ms=None, idempotent=True, node=None):
+        future = self.request(api, header, node=node)
+        if future.exception is not None:
+            raise future.exception
+        raise_for_error(future.value.header)
+        return future.value
 
     def run(self, clock):
         return [driver(clock.monotonic()) for driver in self.drivers]
@@ -189,3 +209,20 @@ def test_single_broker_mode_sends_no_lookup(svc, clock):
     assert coord.fetch_committed_offsets([TP("t", 0)])[TP("t", 0)].offset == 2
     assert all(api != "find_coordinator" for api, _ in cluster.sent)
     assert set(cluster.group_nodes()) == {ANY_BROKER}
+
+
+class Admin(GroupAdminMixin):
+    def __init__(self, transport, clock):
+        self._transport, self._clock, self._cluster = transport, clock, None
+        self.config = {"retry_backoff_ms": 100}
+
+
+def test_the_admins_group_calls_go_to_each_groups_coordinator(svc, clock):
+    cluster = FakeCluster(svc, coordinator=3)
+    cluster.request_timeout = 5.0
+    admin = Admin(cluster, clock)
+    admin.alter_consumer_group_offsets("g", {TP("t", 0): 7})
+    assert admin.list_consumer_group_offsets("g")[TP("t", 0)].offset == 7
+    assert [d.group for d in admin.describe_consumer_groups(["g"])] == ["g"]
+    assert admin.delete_consumer_groups(["g"]) == [("g", NoError)]
+    assert set(cluster.group_nodes()) == {3}
