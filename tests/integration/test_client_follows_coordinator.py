@@ -16,11 +16,9 @@ import time
 
 import pytest
 
-from labkit.client import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from labkit.client.group_admin import NoError
-from labkit.client.structs import OffsetAndMetadata
+from labkit.client import KafkaConsumer, KafkaProducer, TopicPartition
 from labkit.errors import CommitFailedError
-from tests.integration.cluster_helpers import labkit_cli, wait_for, zk_client
+from tests.integration.cluster_helpers import wait_for, zk_client
 from tests.integration.test_client_leaders import cluster, create  # noqa: F401 (fixture)
 from tests.integration.test_offsets_failover import find_coordinator, offsets_state
 
@@ -110,54 +108,3 @@ def test_consumer_follows_its_coordinator_through_a_kill_9(zookeeper, cluster): 
             assert find_coordinator(cluster[bootstrap_id], GROUP)["node_id"] == new
         finally:
             consumer.close()
-
-
-def test_admin_and_consumer_groups_tool_go_to_each_groups_coordinator(zookeeper, cluster):  # noqa: F811
-    create(cluster[1], TOPIC)
-    by_coordinator: dict[int, str] = {}
-    for i in range(40):  # two groups of different coordinators
-        group = f"admin-{i}"
-        answer = wait_for(
-            "a coordinator",
-            lambda g=group: (a := find_coordinator(cluster[1], g)).get("error") == 0 and a,
-            timeout=30,
-        )
-        by_coordinator.setdefault(answer["node_id"], group)
-        if len(by_coordinator) == 2:
-            break
-    (first_node, first), (_, second) = sorted(by_coordinator.items())
-    bootstrap_id = next(i for i in cluster if i != first_node)
-    admin = KafkaAdminClient(bootstrap_servers=cluster[bootstrap_id].bootstrap)
-    try:
-        tp = TopicPartition(TOPIC, 0)
-        for n, group in enumerate((first, second)):
-            admin.alter_consumer_group_offsets(group, {tp: OffsetAndMetadata(5 + n, "", -1)})
-        assert admin.list_consumer_group_offsets(first)[tp].offset == 5
-        assert admin.list_consumer_group_offsets(second)[tp].offset == 6
-        assert {first, second} <= {g for g, _ in admin.list_consumer_groups()}
-        described = admin.describe_consumer_groups([first, second])
-        assert [d.group for d in described] == [first, second]
-        # the tool's group calls (not --offsets: its log-end column asks list_offsets of
-        # the bootstrap broker before any metadata, a partition-leader matter)
-        bootstrap = cluster[bootstrap_id].bootstrap
-        listed = labkit_cli("consumer-groups", "--bootstrap-server", bootstrap, "--list")
-        assert listed.returncode == 0, listed.stderr
-        assert {first, second} <= set(listed.stdout.split()), listed.stdout
-        state = labkit_cli(
-            "consumer-groups",
-            "--bootstrap-server",
-            bootstrap,
-            "--describe",
-            "--state",
-            "--group",
-            first,
-        )
-        assert state.returncode == 0, state.stderr
-        assert first in state.stdout, state.stdout
-        assert admin.delete_consumer_groups([first, second]) == [
-            (first, NoError),
-            (second, NoError),
-        ]
-        assert not {first, second} & {g for g, _ in admin.list_consumer_groups()}
-    finally:
-        admin.close()
