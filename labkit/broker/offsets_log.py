@@ -160,7 +160,7 @@ class ReplicatedOffsets:
             raise NotCoordinatorError(
                 f"broker {me} is not the coordinator of group '{group_id}': broker {leader}"
                 f"{where} leads {OFFSETS_TOPIC}-{partition}. Kafka clients find it again by "
-                "themselves; labkit's own consumer does not yet: bootstrap it from there"
+                "themselves (labkit's own clients too)"
             )
         if self.loaded.get(partition) != epoch:
             raise CoordinatorLoadInProgressError(

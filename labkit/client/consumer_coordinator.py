@@ -48,11 +48,14 @@ from labkit._clock import Clock
 from labkit.client import config as cfg
 from labkit.client.future import Future
 from labkit.client.group import GroupMember, offset_fetch_header, parse_offset_fetch
+from labkit.client.group_route import GroupRoute
 from labkit.client.structs import OffsetAndMetadata, TopicPartition
 from labkit.client.subscription import SubscriptionState
+from labkit.client.transport import raise_for_error
 from labkit.errors import (
     CommitFailedError,
     KafkaConfigurationError,
+    KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
     UnknownMemberIdError,
@@ -121,6 +124,7 @@ class ConsumerCoordinator:
         subscription: SubscriptionState,
         clock: Clock,
         interrupt: Callable[[], None],
+        **route_options: Any,
     ):
         cfg.check_numbers(
             config,
@@ -165,12 +169,21 @@ class ConsumerCoordinator:
             clock=self._clock,
             hooks=self,
         )
+        # in cluster mode every group request goes to the group's coordinator
+        self.route = GroupRoute(
+            transport, self.group_id, config["retry_backoff_ms"], clock, **route_options
+        )
         self._transport.add_driver(self._drive)
 
     # -- I/O thread ----------------------------------------------------------------
 
     def _drive(self, now: float) -> float:
         member = self.member
+        route = self.route
+        if not route.ready(now):  # finding the coordinator (cluster mode)
+            if member.wake.is_set():
+                self._interrupt()
+            return min(member.next_wakeup(now), route.next_wakeup(now))
         request = member.next_request(now)
         if request is not None:
             future = self._transport.request(
@@ -178,6 +191,7 @@ class ConsumerCoordinator:
                 request.header,
                 idempotent=request.idempotent,
                 timeout_ms=self._session_ms,
+                node=route.node,
             )
             future.add_callback(self._answered, request.token)
             future.add_errback(self._failed, request.token)
@@ -186,11 +200,14 @@ class ConsumerCoordinator:
         return member.next_wakeup(now)
 
     def _answered(self, token: int, response: Any) -> None:
+        self.route.check(response.header)  # NOT_COORDINATOR...: find it again, then retry
         self.member.on_response(token, response.header)
         if self.member.wake.is_set():
             self._interrupt()
 
     def _failed(self, token: int, exc: BaseException) -> None:
+        if isinstance(exc, (KafkaConnectionError, KafkaTimeoutError)):
+            self.route.lost()  # its broker may be gone: find the coordinator again
         self.member.on_failure(token, exc)
 
     # -- application thread: poll ----------------------------------------------------
@@ -250,7 +267,11 @@ class ConsumerCoordinator:
         if leave is not None and self._leave_on_close:
             wait = LEAVE_WAIT_S if timeout_ms is None else min(LEAVE_WAIT_S, timeout_ms / 1000.0)
             future = self._transport.request(
-                "leave_group", leave, idempotent=True, timeout_ms=wait * 1000.0
+                "leave_group",
+                leave,
+                idempotent=True,
+                timeout_ms=wait * 1000.0,
+                node=self.route.node,
             )
             future.wait(wait)
 
@@ -306,17 +327,14 @@ class ConsumerCoordinator:
         self._sync_subscription()  # subscribed but never polled: not a member yet
         header = self.member.commit_header(offsets)
         timeout_ms = self._request_timeout_ms if timeout_ms is None else float(timeout_ms)
-        future = self._transport.request(
-            "offset_commit", header, idempotent=True, timeout_ms=timeout_ms
-        )
-        if not future.wait(timeout_ms / 1000.0 + 1.0):
+        try:
+            answer = self.route.call("offset_commit", header, timeout_ms=timeout_ms)
+        except KafkaTimeoutError:
             raise KafkaTimeoutError(
                 f"committing offsets for group '{self.group_id}' took "
                 f"longer than {timeout_ms:.0f} ms; is the broker running?"
-            )
-        if future.exception is not None:
-            raise future.exception
-        self._check(header, future.value.header)
+            ) from None
+        self._check(header, answer)
         self._remember(offsets)
 
     def commit_offsets_async(self, offsets: dict, callback: Any = None) -> Future:
@@ -334,10 +352,15 @@ class ConsumerCoordinator:
             self._finished.append((callback, offsets, exc))
             return result.failure(exc)
         future = self._transport.request(
-            "offset_commit", header, idempotent=True, timeout_ms=self._request_timeout_ms
+            "offset_commit",
+            header,
+            idempotent=True,
+            timeout_ms=self._request_timeout_ms,
+            node=self.route.node,
         )
 
         def answered(response: Any) -> None:  # I/O thread
+            self.route.check(response.header)  # a coordinator error: the next one re-finds
             try:
                 self._check(header, response.header)
             except KafkaError as exc:
@@ -347,6 +370,8 @@ class ConsumerCoordinator:
             result.success(None)
 
         def failed(exc: BaseException) -> None:  # I/O thread
+            if isinstance(exc, KafkaConnectionError):
+                self.route.lost()
             self._finished.append((callback, offsets, exc))
             result.failure(exc)
 
@@ -401,7 +426,8 @@ class ConsumerCoordinator:
         partitions = list(partitions)
         if not partitions:
             return {}
-        response = self._transport.call(
+        timeout_ms = self._request_timeout_ms if timeout_ms is None else float(timeout_ms)
+        answer = self.route.call(
             "offset_fetch", offset_fetch_header(self.group_id, partitions), timeout_ms=timeout_ms
         )
-        return parse_offset_fetch(response.header)
+        return parse_offset_fetch(raise_for_error(answer))

@@ -20,8 +20,14 @@ Shapes follow kafka-python 2.x so course code keeps working:
 - ``delete_group_offsets(id, partitions)`` (kafka-python 3.0) -> ``{TopicPartition:
   error class}`` (``NoError``, ``GroupSubscribedToTopicError``, ...).
 
-labkit has one broker, so ``group_coordinator_id`` and ``broker_ids`` are accepted and
-ignored. Stateless apart from the client it is mixed into; thread-safe as its transport.
+Cluster mode (docs/replication.md): a group's requests go to its coordinator, found
+with ``find_coordinator`` and found again after ``retry_backoff_ms`` on
+NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE / COORDINATOR_LOAD_IN_PROGRESS
+(client/group_route.py, one route per group asked); describing or deleting several
+groups sends one request per group there, and ``list_consumer_groups`` asks every
+broker and merges the answers (each broker lists the groups it coordinates), as Kafka's
+admin client does. One broker: one request each, as always. ``group_coordinator_id``
+and ``broker_ids`` are accepted and ignored. Thread-safe as its transport.
 """
 
 from __future__ import annotations
@@ -32,8 +38,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from labkit import errors
+from labkit.client.group_route import COORDINATOR_ERRORS, GroupRoute
+from labkit.client.metadata import refresh
 from labkit.client.structs import OffsetAndMetadata, TopicPartition
-from labkit.errors import IllegalArgumentError, for_code, from_wire
+from labkit.client.transport import raise_for_error
+from labkit.errors import IllegalArgumentError, KafkaError, for_code, from_wire
 from labkit.protocol.messages import CommitOffset, committed_offsets, offset_fetch_request
 
 log = logging.getLogger(__name__)
@@ -181,6 +190,37 @@ class GroupAdminMixin:
     """Consumer-group methods of ``KafkaAdminClient`` (see the module docstring)."""
 
     _transport: Any
+    _cluster: Any
+    _clock: Any
+    config: dict[str, Any]
+
+    def _group_call(self, group_id: str, api: str, header: dict, idempotent: bool) -> dict:
+        """One request for ``group_id``, at its coordinator (cluster mode); its header."""
+        routes = self.__dict__.setdefault("_group_routes", {})
+        route = routes.get(group_id)
+        if route is None:
+            backoff = self.config.get("retry_backoff_ms", 100)
+            route = routes[group_id] = GroupRoute(self._transport, group_id, backoff, self._clock)
+        timeout_ms = self._transport.request_timeout * 1000.0
+        return raise_for_error(
+            route.call(api, header, timeout_ms=timeout_ms, idempotent=idempotent)
+        )
+
+    def _groups_call(self, api: str, ids: list[str], idempotent: bool) -> list[dict]:
+        """``describe_groups`` / ``delete_groups`` for ``ids``: one request on one broker;
+        in a cluster one per group, each at its coordinator."""
+        if len(ids) > 1 and not self._transport.routes.multi:
+            try:
+                header = self._transport.call(api, {"group_ids": ids}, idempotent=idempotent).header
+                return header.get("groups", [])
+            except KafkaError as exc:
+                if exc.errno not in COORDINATOR_ERRORS:
+                    raise  # else: a cluster, whose groups have several coordinators
+        groups: list[dict] = []
+        for group_id in ids:
+            header = self._group_call(group_id, api, {"group_ids": [group_id]}, idempotent)
+            groups.extend(header.get("groups", []))
+        return groups
 
     def list_consumer_groups(self, broker_ids: Any = None) -> list[tuple[str, str]]:
         """Every group the broker knows, as ``(group_id, protocol_type)`` tuples, sorted.
@@ -188,10 +228,15 @@ class GroupAdminMixin:
         Includes groups with members and groups that only have committed offsets.
         Use ``describe_consumer_groups`` for their state and members.
         """
-        header = self._transport.call("list_groups", {}, idempotent=True).header
-        return [
-            (g["group_id"], g.get("protocol_type", "consumer")) for g in header.get("groups", [])
-        ]
+        transport = self._transport
+        refresh(transport, self._cluster, [], False, self._clock.monotonic())  # the brokers
+        nodes = sorted(transport.routes.nodes) if transport.routes.multi else [None]
+        found: dict[str, str] = {}
+        for node in nodes:  # in a cluster each broker lists the groups it coordinates
+            header = transport.call("list_groups", {}, idempotent=True, node=node).header
+            for g in header.get("groups", []):
+                found.setdefault(g["group_id"], g.get("protocol_type", "consumer"))
+        return sorted(found.items())
 
     def describe_consumer_groups(
         self,
@@ -207,8 +252,7 @@ class GroupAdminMixin:
         ids = _ids(group_ids, "describe_consumer_groups")
         if not ids:
             return []
-        header = self._transport.call("describe_groups", {"group_ids": ids}, idempotent=True).header
-        return [_group(entry) for entry in header.get("groups", [])]
+        return [_group(entry) for entry in self._groups_call("describe_groups", ids, True)]
 
     def list_consumer_group_offsets(
         self,
@@ -225,9 +269,9 @@ class GroupAdminMixin:
         """
         if partitions is not None:
             partitions = [TopicPartition(t, p) for t, p in partitions]
-        header = self._transport.call(
-            "offset_fetch", offset_fetch_request(group_id, partitions), idempotent=True
-        ).header
+        header = self._group_call(
+            group_id, "offset_fetch", offset_fetch_request(group_id, partitions), True
+        )
         result = {}
         for row in committed_offsets(header):
             if row.error:
@@ -253,9 +297,8 @@ class GroupAdminMixin:
         ids = _ids(group_ids, "delete_consumer_groups")
         if not ids:
             return []
-        header = self._transport.call("delete_groups", {"group_ids": ids}, idempotent=False).header
         results = []
-        for entry in header.get("groups", []):
+        for entry in self._groups_call("delete_groups", ids, False):
             code = entry.get("error", 0)
             if code:
                 log.warning(
@@ -278,10 +321,11 @@ class GroupAdminMixin:
         IllegalArgumentError for a negative offset.
         """
         rows = _offsets(offsets)
-        self._transport.call(
+        self._group_call(
+            group_id,
             "offset_commit",
             {"group_id": group_id, "member_id": "", "generation": -1, "offsets": rows},
-            idempotent=True,
+            True,
         )  # setting the same offsets twice is harmless
         return {TopicPartition(row.topic, row.partition): NoError for row in rows}
 
@@ -297,9 +341,9 @@ class GroupAdminMixin:
         GroupIdNotFoundError for a group the broker does not know.
         """
         rows = [[t, p] for t, p in partitions]
-        header = self._transport.call(
-            "offset_delete", {"group_id": group_id, "partitions": rows}, idempotent=True
-        ).header  # deleting the same offsets twice is harmless
+        header = self._group_call(
+            group_id, "offset_delete", {"group_id": group_id, "partitions": rows}, True
+        )  # deleting the same offsets twice is harmless
         return {
             TopicPartition(topic, partition): for_code(code) if code else NoError
             for topic, partition, code, _message in header.get("partitions", [])

@@ -76,6 +76,15 @@ class Routes:
                     leaders[(name, partition)] = leader
         self._leaders = leaders
 
+    def learn_coordinator(self, header: dict[str, Any]) -> None:
+        """Apply a find_coordinator answer: in cluster mode it names the coordinator's
+        ZeroMQ endpoint (metadata may not have named that broker yet)."""
+        node, port = header.get("node_id"), header.get("zmq_port")
+        if type(node) is int and type(port) is int:
+            host = header.get("zmq_host") or header.get("host") or "localhost"
+            self._endpoints = {**self._endpoints, node: f"{host}:{port}"}
+            self.multi = True  # only a cluster's brokers answer with an endpoint
+
     def leader(self, topic: str, partition: int) -> int | None:
         """The node id leading the partition; ``ANY_BROKER`` when not known."""
         return self._leaders.get((topic, partition), ANY_BROKER)

@@ -454,6 +454,8 @@ class Transport:
         pending.frames = None
         if pending.api == "metadata" and not header.get("error"):
             self.routes.update(header)  # leaders and brokers, whoever asked
+        elif pending.api == "find_coordinator" and not header.get("error"):
+            self.routes.learn_coordinator(header)  # a group's coordinator (group_route.py)
         throttle_ms = header.get("throttle_time_ms")
         if type(throttle_ms) is int and throttle_ms > 0:  # honoured by _send_outbox
             self.throttled_until = max(

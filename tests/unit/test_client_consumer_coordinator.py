@@ -12,6 +12,7 @@ from labkit.client import config as cfg
 from labkit.client.consumer import KafkaConsumer
 from labkit.client.consumer_coordinator import ConsumerCoordinator, assignor_names, local_host
 from labkit.client.future import Future
+from labkit.client.routing import Routes
 from labkit.client.structs import OffsetAndMetadata, TopicPartition
 from labkit.client.subscription import ConsumerRebalanceListener, SubscriptionState
 from labkit.client.transport import Response, raise_for_error
@@ -28,6 +29,7 @@ class Loopback:
     address = "127.0.0.1:9092"
 
     def __init__(self, svc):
+        self.routes = Routes()  # one broker: group requests need no coordinator lookup
         self.svc = svc
         self.drivers = []
         self.sent = []
@@ -40,7 +42,15 @@ class Loopback:
         self.wakeups += 1
 
     def request(
-        self, api, header, payloads=(), *, timeout_ms=None, idempotent=False, expect_response=True
+        self,
+        api,
+        header,
+        payloads=(),
+        *,
+        timeout_ms=None,
+        idempotent=False,
+        expect_response=True,
+        node=None,
     ):
         self.sent.append(api)
         return Future().success(Response(self.svc.handle(api, header), []))
