@@ -99,18 +99,10 @@ def zookeeper():
     them the tests that use it skip with the command to run; under CI (CI=true) they fail,
     so a missing download never passes unseen.
     """
-    from labkit.testing.zookeeper import ZooKeeperMissing, ZooKeeperServer
+    from labkit.testing.zookeeper import zookeeper_for_tests
 
-    try:
-        server = ZooKeeperServer().start()
-    except ZooKeeperMissing as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-    try:
+    with zookeeper_for_tests() as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ server answers ``srvr`` (which it does only once it serves clients).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -237,3 +238,22 @@ class ZooKeeperServer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def zookeeper_for_tests():
+    """A started ``ZooKeeperServer`` for a test, closed afterwards. Without Java or the
+    jars of ``make zookeeper`` the test skips with the command to run, and fails under CI
+    (CI=true) so that a missing download never passes unseen."""
+    import pytest
+
+    try:
+        server = ZooKeeperServer().start()
+    except ZooKeeperMissing as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.close()

@@ -22,7 +22,7 @@ import pytest
 
 from labkit.testing import netcut
 from labkit.testing.netcut import NetworkCut
-from labkit.testing.zookeeper import ZooKeeperMissing, ZooKeeperServer
+from labkit.testing.zookeeper import zookeeper_for_tests
 from tests.integration.cluster_helpers import (
     SESSION_TIMEOUT_MS,
     controller_id,
@@ -53,16 +53,8 @@ ALL = [1, 2, 3]
 @pytest.fixture(scope="module")
 def zookeeper_server():
     """A ZooKeeper of this module's own: its scenarios kill and pause it."""
-    try:
-        server = ZooKeeperServer().start()
-    except ZooKeeperMissing as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-    try:
+    with zookeeper_for_tests() as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(scope="module")

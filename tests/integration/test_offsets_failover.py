@@ -15,11 +15,11 @@ import pytest
 
 from labkit.cluster.offsets_topic import OFFSETS_TOPIC, partition_for
 from labkit.testing import RawClient
+from labkit.testing.zookeeper import zookeeper_for_tests
 from tests.integration.cluster_helpers import (
     SESSION_TIMEOUT_MS,
     partition_states,
-    start_cluster,
-    stop_cluster,
+    running_cluster,
     wait_for,
     zk_client,
 )
@@ -34,12 +34,18 @@ FAILOVER_BOUND_S = SESSION_TIMEOUT_MS / 1000 + 30  # generous: loaded machine
 
 
 @pytest.fixture
+def zookeeper():
+    """Each test its own ZooKeeper (not the module's): a fresh cluster on a used one found
+    the first test's __consumer_offsets states (leaders and ISRs of brokers whose data
+    was gone), and its kill then timed out waiting for a new coordinator (once in three)."""
+    with zookeeper_for_tests() as server:
+        yield server
+
+
+@pytest.fixture
 def cluster(zookeeper):
-    brokers = start_cluster(zookeeper, extra={"replica.lag.time.max.ms": "1500"})
-    try:
+    with running_cluster(zookeeper, extra={"replica.lag.time.max.ms": "1500"}) as brokers:
         yield brokers
-    finally:
-        stop_cluster(brokers)
 
 
 def find_coordinator(broker, group: str) -> dict:
