@@ -42,7 +42,7 @@ from labkit.client.group_route import COORDINATOR_ERRORS, GroupRoute
 from labkit.client.metadata import refresh
 from labkit.client.structs import OffsetAndMetadata, TopicPartition
 from labkit.client.transport import raise_for_error
-from labkit.errors import IllegalArgumentError, KafkaError, for_code, from_wire
+from labkit.errors import BrokerResponseError, IllegalArgumentError, for_code, from_wire
 from labkit.protocol.messages import CommitOffset, committed_offsets, offset_fetch_request
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ class GroupAdminMixin:
             try:
                 header = self._transport.call(api, {"group_ids": ids}, idempotent=idempotent).header
                 return header.get("groups", [])
-            except KafkaError as exc:
+            except BrokerResponseError as exc:
                 if exc.errno not in COORDINATOR_ERRORS:
                     raise  # else: a cluster, whose groups have several coordinators
         groups: list[dict] = []
