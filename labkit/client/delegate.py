@@ -24,16 +24,8 @@ heartbeat is due (``heartbeat_interval_ms``, 3 s), so a commit in between went t
 ``DelegatingConsumer`` therefore leaves the group itself, as Java would have, before a
 ``poll()``, ``commit()``, ``commit_async()`` or ``close()`` that finds the timer expired.
 
-A join that completes between two ``poll()`` calls: kafka-python 3.0.12 applies the
-assignment of a JoinGroup/SyncGroup round only inside the ``poll()`` that awaits it. A
-``poll(timeout_ms=200)`` that times out mid-round leaves it running; when the round was
-started by a metadata change (the usual first rebalance of a consumer that joined before
-it knew its topic's partitions), the leader's assignment makes the next ``poll()`` see
-nothing to rejoin, so the finished round is never applied and the member owns no
-partition for good (it then reads nothing). ``DelegatingConsumer`` makes its
-coordinator's ``need_rejoin()`` true while a round is under way (``rejoining``, set from
-the round's start until its assignment is applied), so the next ``poll()`` awaits and
-applies it, as it does for a round that ``rejoin_needed`` started.
+A join that completes between two ``poll()`` calls is applied: kafka-python 3.0.12 alone
+would leave the member owning nothing (client/kafka_python_fixes.py).
 
 kafka-python is not a core dependency of labkit (a labkit broker needs only pyzmq): it
 comes with ``pip install 'labkit-streaming[lab]'``, and without it the constructor says so.
@@ -52,6 +44,7 @@ from labkit.client import structs
 from labkit.client.backend import forget
 from labkit.client.config import CONNECTION_DEFAULTS, IGNORED_COMMON, refuse_unknown
 from labkit.client.delegate_poison import guarded, poison_error, poison_of, split_poll
+from labkit.client.kafka_python_fixes import keep_unfinished_joins_wanted
 from labkit.errors import KafkaConfigurationError, KafkaError
 
 MIN_KAFKA_PYTHON = (3, 0)
@@ -299,20 +292,6 @@ class DelegatingFuture:
         return None if exc is None else labkit_error(exc)
 
 
-def _keep_unfinished_joins_wanted(consumer: Any) -> None:
-    """The coordinator needs to (re)join while a join round is under way, until its
-    assignment is applied (module docstring): every ``poll()``, the iterator's too."""
-    coordinator: Any = getattr(consumer, "_coordinator", None)
-    need_rejoin = getattr(coordinator, "need_rejoin", None)
-    if need_rejoin is None or not hasattr(coordinator, "rejoining"):
-        return  # another kafka-python: nothing to mend
-
-    def need_rejoin_until_applied() -> bool:
-        return bool(coordinator.rejoining) or need_rejoin()
-
-    coordinator.need_rejoin = need_rejoin_until_applied
-
-
 class DelegatingConsumer(Delegating):
     """labkit's ``KafkaConsumer`` on a Kafka broker: kafka-python's, translated."""
 
@@ -320,7 +299,7 @@ class DelegatingConsumer(Delegating):
         self._inner = _build("KafkaConsumer", labkit_class, configs)
         self.config = self._inner.config
         self._poison: tuple | None = None  # (partition, offset, error) for the next poll()
-        _keep_unfinished_joins_wanted(self._inner)
+        keep_unfinished_joins_wanted(self._inner)
         if topics:
             self.subscribe(topics=list(topics))
 

@@ -15,6 +15,7 @@ from kafka import KafkaAdminClient
 from kafka import KafkaConsumer as KpConsumer
 
 from labkit.cli.main import run_command
+from labkit.client.kafka_python_fixes import keep_unfinished_joins_wanted
 from labkit.testing import BrokerProcess
 from tests.integration.client_helpers import create_topic
 from tests.raw_connections import KafkaConnection, nested_schema
@@ -63,6 +64,7 @@ class Member(threading.Thread):
             heartbeat_interval_ms=300,
             enable_auto_commit=False,
         )
+        keep_unfinished_joins_wanted(self.consumer)  # kafka-python 3.0.12's lost join rounds
         self.consumer.subscribe([topic])
         self.start()
 

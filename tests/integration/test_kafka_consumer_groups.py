@@ -23,6 +23,7 @@ from labkit import KafkaConsumer as LabkitConsumer
 from labkit import KafkaProducer as LabkitProducer
 from labkit import TopicPartition as LabkitPartition
 from labkit.cli.main import run_command
+from labkit.client.kafka_python_fixes import keep_unfinished_joins_wanted
 from labkit.errors import InconsistentGroupProtocolError
 from labkit.nb.dashboard_widget import collect
 from labkit.testing import BrokerProcess, RawClient
@@ -84,6 +85,7 @@ class KpMember:
             heartbeat_interval_ms=500,
             session_timeout_ms=10_000,
         )
+        keep_unfinished_joins_wanted(self._consumer)  # kafka-python 3.0.12's lost join rounds
         self._consumer.subscribe([topic])
         self._thread = threading.Thread(target=self._run, name=name)
         self._thread.start()
@@ -338,6 +340,7 @@ def kafka_python_group_scenario(bootstrap: str, topic: str, group: str) -> KpCon
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
+    keep_unfinished_joins_wanted(consumer)  # kafka-python 3.0.12's lost join rounds
     consumer.subscribe([topic])
     read = 0
     deadline = time.monotonic() + WAIT_S

@@ -12,6 +12,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from labkit import KafkaAdminClient as LabkitAdmin
 from labkit import NewTopic
+from labkit.client.kafka_python_fixes import keep_unfinished_joins_wanted
 from labkit.testing import BrokerProcess
 from labkit.testing.apache_kafka import run_tool
 
@@ -55,6 +56,7 @@ def commit_in_group(bootstrap: str, topic: str, other: str, group: str) -> KpCon
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
+    keep_unfinished_joins_wanted(consumer)  # kafka-python 3.0.12's lost join rounds
     consumer.subscribe([topic])
     read = 0
     for _ in range(60):
