@@ -170,7 +170,7 @@ class KafkaConsumer(PositionsMixin):
         self._cluster = ClusterMetadata()
         self._subscription = SubscriptionState(reset)
         self._fetcher = Fetcher(self._transport, self._subscription, config)
-        self._offsets = OffsetLookup(self._transport)
+        self._offsets = OffsetLookup(self._transport, config["retry_backoff_ms"])
         self._coordinator = _make_coordinator(self)
         if topics:
             self.subscribe(topics)

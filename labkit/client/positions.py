@@ -25,15 +25,22 @@ where there is still none.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
+from labkit._clock import REAL_CLOCK
 from labkit.client.coordinator import Coordinator
+from labkit.client.metadata import request_header
 from labkit.client.routing import ANY_BROKER
 from labkit.client.structs import TopicPartition
 from labkit.client.subscription import SubscriptionState
 from labkit.errors import (
+    KafkaConnectionError,
     KafkaError,
+    LeaderNotAvailableError,
     NoOffsetForPartitionError,
+    NotLeaderForPartitionError,
     OffsetOutOfRangeError,
     UnknownTopicOrPartitionError,
     for_code,
@@ -50,41 +57,108 @@ class NoPositionError(NoOffsetForPartitionError, OffsetOutOfRangeError):
 
 
 class OffsetLookup:
-    """Blocking ``list_offsets`` calls: earliest (-2), latest (-1) or by timestamp."""
+    """Blocking ``list_offsets`` calls: earliest (-2), latest (-1) or by timestamp.
+
+    Each partition's leader answers for it (cluster mode, client/routing.py). A partition
+    answered NOT_LEADER_OR_FOLLOWER / LEADER_NOT_AVAILABLE, or whose leader's connection
+    is lost, is asked again after ``retry_backoff_ms`` at the leader fresh metadata names,
+    until the timeout (Kafka's consumer does the same). A client that has not seen
+    metadata yet does not know it talks to a cluster: its first request goes to the
+    bootstrap broker, whose NOT_LEADER_OR_FOLLOWER answers say so (one broker: nothing
+    extra is asked).
+    """
 
     EARLIEST = -2
     LATEST = -1
+    RETRIABLE = frozenset((NotLeaderForPartitionError.errno, LeaderNotAvailableError.errno))
 
-    def __init__(self, transport: Any):
+    def __init__(
+        self,
+        transport: Any,
+        retry_backoff_ms: float = 100,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self._transport = transport
+        self._backoff = retry_backoff_ms / 1000.0
+        self._clock = getattr(transport, "clock", REAL_CLOCK)
+        self._sleep = sleep  # the backoff (tests advance a FakeClock)
 
     def lookup(
         self, targets: dict[TopicPartition, int], timeout_ms: float | None = None
     ) -> dict[TopicPartition, tuple[int, int]]:
         """{tp: timestamp} -> {tp: (offset, timestamp)}; offset -1 when no record is that late.
 
-        Raises UnknownTopicOrPartitionError (and other broker errors) per partition.
+        Raises UnknownTopicOrPartitionError (and other broker errors) per partition; the
+        last NOT_LEADER_OR_FOLLOWER / LEADER_NOT_AVAILABLE / KafkaConnectionError when no
+        leader answered within ``timeout_ms`` (default: the request timeout).
         """
         if not targets:
             return {}
+        transport = self._transport
+        budget_ms = timeout_ms
+        if budget_ms is None:
+            budget_ms = getattr(transport, "request_timeout", 30.0) * 1000.0
+        deadline = self._clock.monotonic() + budget_ms / 1000.0
         out: dict[TopicPartition, tuple[int, int]] = {}
-        routes = getattr(self._transport, "routes", None)
-        if routes is None or not routes.multi:
-            self._ask(ANY_BROKER, targets, timeout_ms, out)
-        else:  # cluster mode: each leader answers for its partitions
-            for node, group in routes.split(targets, _tp_key):
-                self._ask(node, {tp: targets[tp] for tp in group}, timeout_ms, out)
-        missing = set(targets) - set(out)
-        if missing:
-            raise KafkaError(f"the broker did not answer list_offsets for {sorted(missing)}")
-        return out
+        pending = dict(targets)
+        routes = getattr(transport, "routes", None)
+        refresh_first = routes is not None and routes.multi and _leaderless(routes, pending)
+        while True:
+            if refresh_first:
+                self._refresh_metadata(pending, deadline)
+            retry: dict[TopicPartition, int] = {}
+            last: KafkaError | None = None
+            for node, group in self._split(pending):
+                left_ms = max(1.0, (deadline - self._clock.monotonic()) * 1000.0)
+                asked = {tp: pending[tp] for tp in group}
+                try:
+                    last = self._ask(node, asked, left_ms, out) or last
+                except KafkaConnectionError as exc:  # the leader is gone: metadata names another
+                    if node is ANY_BROKER:
+                        raise
+                    last = exc
+                retry.update({tp: ts for tp, ts in asked.items() if tp not in out})
+            if not retry:
+                return out
+            if self._clock.monotonic() + self._backoff >= deadline:
+                assert last is not None
+                raise last
+            self._sleep(self._backoff)
+            pending = retry
+            refresh_first = True
 
-    def _ask(self, node: int | None, targets: dict, timeout_ms: float | None, out: dict) -> None:
+    def _split(self, pending: dict[TopicPartition, int]) -> list:
+        routes = getattr(self._transport, "routes", None)
+        if routes is None:
+            return [(ANY_BROKER, list(pending))]
+        return routes.split(pending, _tp_key)
+
+    def _refresh_metadata(self, pending: dict[TopicPartition, int], deadline: float) -> None:
+        """Ask metadata for the pending partitions' topics: the transport's routes learn
+        the brokers and the leaders from the answer."""
+        left_ms = max(1.0, (deadline - self._clock.monotonic()) * 1000.0)
+        topics = sorted({tp.topic for tp in pending})
+        self._transport.call("metadata", request_header(topics, False), timeout_ms=left_ms)
+
+    def _ask(
+        self, node: int | None, targets: dict, timeout_ms: float, out: dict
+    ) -> KafkaError | None:
+        """One list_offsets at ``node``: answers go to ``out``; returns the error of a
+        partition to ask again elsewhere (its leader moved), raises any other."""
         header = {"partitions": [[tp.topic, tp.partition, int(ts)] for tp, ts in targets.items()]}
         routed = {} if node is ANY_BROKER else {"node": node}
         response = self._transport.call("list_offsets", header, timeout_ms=timeout_ms, **routed)
+        elsewhere: KafkaError | None = None
         for row in rows(ListedOffset, response.header.get("partitions", []), "list_offsets"):
             tp = TopicPartition(row.topic, row.partition)
+            if tp not in targets:
+                continue  # not asked here: not this request's answer to give
+            if row.error in self.RETRIABLE:
+                elsewhere = for_code(row.error)(
+                    f"list_offsets for {tp}: no leader answered for it (the cluster may be "
+                    "electing one); see `labkit topics --describe --unavailable-partitions`"
+                )
+                continue
             if row.error:
                 cls = for_code(row.error)
                 if cls is UnknownTopicOrPartitionError:
@@ -94,6 +168,14 @@ class OffsetLookup:
                     )
                 raise cls(f"list_offsets for {tp} failed")
             out[tp] = (row.offset, row.timestamp)
+        missing = set(targets) - set(out)
+        if missing and elsewhere is None:
+            raise KafkaError(f"the broker did not answer list_offsets for {sorted(missing)}")
+        return elsewhere
+
+
+def _leaderless(routes: Any, targets: dict[TopicPartition, int]) -> bool:
+    return any(routes.leader(tp.topic, tp.partition) is ANY_BROKER for tp in targets)
 
 
 def _tp_key(tp: TopicPartition) -> TopicPartition:
