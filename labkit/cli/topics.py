@@ -336,16 +336,14 @@ def admin_describe(admin: Any, names: list[str], servers: list[str]) -> list[Top
     """Metadata, config overrides and log start/end offsets of these topics, sorted by name."""
     raw = {item["topic"]: item for item in _described(admin, names)}
     overrides = admin_config_overrides(admin, sorted(raw))
-    # cluster mode (leader epochs come from ZooKeeper): each partition's offsets live on its
-    # leader, which labkit's client does not follow yet (docs/replication.md): not shown
-    clustered = any(p.get("leader_epoch", -1) >= 0 for i in raw.values() for p in i["partitions"])
-    offsets = (
-        {}
-        if clustered
-        else _log_offsets(
-            servers,
-            {name: [p["partition"] for p in item["partitions"]] for name, item in raw.items()},
-        )
+    # the client asks each partition's leader (cluster mode); one without a leader (a dead
+    # broker's, see --unavailable-partitions) has no offsets to show
+    offsets = _log_offsets(
+        servers,
+        {
+            name: [p["partition"] for p in item["partitions"] if p.get("leader", -1) >= 0]
+            for name, item in raw.items()
+        },
     )
     topics = []
     for name in sorted(raw):

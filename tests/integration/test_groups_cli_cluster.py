@@ -144,3 +144,21 @@ def test_list_and_delete_a_group_coordinated_anywhere(cluster, capsys):
     assert "was successful" in out
     code, out, err = tool(capsys, "consumer-groups", bootstrap, "--list")
     assert not set(groups) & set(out.split())
+
+
+def test_topics_describe_shows_each_partitions_log_offsets(cluster, capsys):
+    brokers, leaders = cluster
+    code, out, err = tool(capsys, "topics", brokers[3].bootstrap, "--describe", "--topic", TOPIC)
+    assert (code, err) == (0, ""), out
+    lines = [
+        line.split() for line in out.splitlines() if "Partition:" in line and "Leader:" in line
+    ]
+    found = {
+        int(line[line.index("Partition:") + 1]): (
+            int(line[line.index("Leader:") + 1]),
+            line[line.index("LogStartOffset:") + 1] if "LogStartOffset:" in line else None,
+            line[line.index("LogEndOffset:") + 1] if "LogEndOffset:" in line else None,
+        )
+        for line in lines
+    }
+    assert found == {p: (leaders[p], "0", str(n)) for p, n in RECORDS.items()}, out
