@@ -113,8 +113,9 @@ def _brokers(admin: Any) -> tuple[list[BrokerInfo] | None, int | None]:
     return brokers, controller if isinstance(controller, int) else None
 
 
-# Errors of a partition whose leader is another broker or none: labkit's client asks one
-# broker, so in cluster mode the offsets of such a partition are unknown, not an error.
+# Errors of a partition whose leader moved or went away while it was asked (the client
+# follows leaders, but not past its timeout): in cluster mode its offsets are unknown, not
+# an error.
 _LEADER_ELSEWHERE = (NotLeaderForPartitionError, LeaderNotAvailableError)
 
 
@@ -136,6 +137,11 @@ def _offsets(consumer: Any, tps: list, cluster: bool) -> dict[tuple[str, int], t
         except _LEADER_ELSEWHERE:
             pass
     return out
+
+
+def _leader_of(replicas: dict[tuple[str, int], ReplicaState], tp: Any) -> int | None:
+    state = replicas.get((tp[0], tp[1]))
+    return None if state is None else state.leader
 
 
 def _group_ids(listed: Any) -> list[str]:
@@ -187,6 +193,8 @@ def collect(
     brokers, controller = _brokers(admin)
     cluster = is_cluster(brokers, replicas)
     tps = [TopicPartition(t, p) for t in names for p in parts.get(t, [])]
+    if cluster:  # a partition without a leader (its brokers are down) has no offsets to ask
+        tps = [tp for tp in tps if _leader_of(replicas, tp) != -1]
     offsets = _offsets(consumer, tps, cluster) if tps else {}
     groups: dict[str, dict[tuple[str, int], int | None]] = {}
     for gid in _group_ids(admin.list_consumer_groups()):

@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from labkit import KafkaAdminClient, NewTopic
+from labkit import (
+    KafkaAdminClient,
+    KafkaConsumer,
+    KafkaProducer,
+    NewTopic,
+    OffsetAndMetadata,
+    TopicPartition,
+)
 from labkit.nb.dashboard_widget import Dashboard
 from tests.integration.cluster_helpers import running_cluster, wait_for
 
@@ -25,6 +32,25 @@ def _refreshed(dash: Dashboard, check):
         return view if view.error is None and check(view) else None
 
     return once
+
+
+def write_and_commit(bootstrap: str, topic: str) -> None:
+    """4, 5, 6 records in partitions 0, 1, 2; group 'dash-lag' commits 1, 2, 3 there."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    try:
+        for partition in range(3):
+            for i in range(4 + partition):
+                producer.send(topic, f"r{i}".encode(), partition=partition)
+        producer.flush(60)
+    finally:
+        producer.close()
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id="dash-lag")
+    try:
+        consumer.commit(
+            {TopicPartition(topic, p): OffsetAndMetadata(p + 1, "", -1) for p in range(3)}
+        )
+    finally:
+        consumer.close()
 
 
 def test_dashboard_shows_brokers_leaders_isr_and_a_stopped_broker(cluster, unique_topic):
@@ -58,10 +84,21 @@ def test_dashboard_shows_brokers_leaders_isr_and_a_stopped_broker(cluster, uniqu
             assert p.state.leader in (1, 2, 3)
         assert sorted(p.state.leader for p in view.topics[0].partitions) == [1, 2, 3]
         assert view.under_replicated == []
-        # broker 1 leads one partition: its offsets are known (the others' depend on
-        # the client following leaders)
-        led = [p for p in view.topics[0].partitions if p.state.leader == 1]
-        assert [(p.start, p.end) for p in led] == [(0, 0)]
+        # broker 1 (asked) leads one partition; the others' offsets come from their leaders
+        assert [(p.start, p.end) for p in view.topics[0].partitions] == [(0, 0)] * 3
+        write_and_commit(cluster[2].bootstrap, unique_topic)
+        view = wait_for(
+            "the records' log ends and the group's lag",
+            _refreshed(dash, lambda v: [p.end for p in v.topics[0].partitions] == [4, 5, 6]),
+            timeout=30,
+            interval=0.3,
+        )
+        (group,) = [g for g in view.groups if g.group == "dash-lag"]
+        assert [(r.partition, r.committed, r.end, r.lag) for r in group.lags] == [
+            (0, 1, 4, 3),
+            (1, 2, 5, 3),
+            (2, 3, 6, 3),
+        ]
         assert "under-replicated partitions: 0" in dash.text()
 
         cluster[3].close()  # a clean stop: it leaves ZooKeeper and the ISRs at once

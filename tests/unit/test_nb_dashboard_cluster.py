@@ -144,7 +144,7 @@ class ClusterAdmin:
 
 
 class OneBrokerConsumer:
-    """labkit's client asks one broker: partitions led elsewhere fail as a batch."""
+    """Partitions whose leader moved while asked (past the client's timeout) fail as a batch."""
 
     def __init__(self, leads):
         self.leads = leads
@@ -184,3 +184,28 @@ def test_collect_on_a_single_broker_still_reports_a_leader_error():
     ]
     with pytest.raises(NotLeaderForPartitionError):
         collect(single, OneBrokerConsumer(set()), at=0.0)
+
+
+class AskedConsumer(OneBrokerConsumer):
+    """Follows leaders (every partition answers) and notes what it was asked."""
+
+    def __init__(self):
+        super().__init__({0, 1, 2})
+        self.asked = set()
+
+    def _check(self, tps):
+        self.asked.update(tp.partition for tp in tps)
+
+
+def test_collect_in_a_cluster_does_not_ask_the_offsets_of_a_partition_without_a_leader():
+    # the client would wait its whole request timeout for a leader that is not coming
+    admin = ClusterAdmin(THREE)
+    rows = [
+        {"partition": 0, "leader": 1, "replicas": [1], "isr": [1]},
+        {"partition": 1, "leader": -1, "replicas": [3], "isr": [3]},
+    ]
+    admin.describe_topics = lambda topics=None: [{"topic": "tx", "partitions": rows}]
+    consumer = AskedConsumer()
+    s = collect(admin, consumer, at=0.0)
+    assert consumer.asked == {0}
+    assert s.offsets == {("tx", 0): (0, 10)}
