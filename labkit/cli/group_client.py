@@ -3,7 +3,9 @@
 ``GroupsClient`` uses ``KafkaAdminClient``'s group methods (kafka-python's names) and a
 consumer without a group for log offsets, as Kafka's ConsumerGroupCommand uses its admin
 client; it answers with the plain ``Group``/``Member`` values the tool's pure row and
-reset functions take. It owns its two clients (``close()``); not thread-safe.
+reset functions take. It owns its two clients (``close()``); not thread-safe. On a
+cluster the client library routes each request (the group's coordinator, each
+partition's leader); a partition without a leader gets no log end (``None``: ``-``).
 """
 
 from __future__ import annotations
@@ -42,14 +44,15 @@ class GroupsClient:
     """The calls this tool makes: KafkaAdminClient's group methods, and a consumer without a
     group for log offsets (Kafka's ConsumerGroupCommand does the same with its admin client)."""
 
-    def __init__(self, servers: list[str]):
+    def __init__(self, servers: list[str], admin: Any = None, consumer: Any = None):
+        """``admin``/``consumer``: clients to use instead of new ones (tests)."""
         from labkit import KafkaAdminClient
 
         self._servers = servers
-        self._admin = KafkaAdminClient(
+        self._admin = admin or KafkaAdminClient(
             bootstrap_servers=servers, client_id="labkit-consumer-groups"
         )
-        self._consumer: Any = None
+        self._consumer: Any = consumer
 
     def close(self) -> None:
         self._admin.close()
@@ -92,8 +95,9 @@ class GroupsClient:
     ) -> dict[TP, tuple[int | None, int | None]]:
         """{tp: (committed or None, log-end or None)} (None = every committed partition)."""
         committed = self._admin.list_consumer_group_offsets(group_id, partitions=partitions)
-        counts = self.partition_counts(sorted({tp.topic for tp in committed}))
-        existing = [tp for tp in committed if tp.partition < counts.get(tp.topic, 0)]
+        led = self._led_partitions(sorted({tp.topic for tp in committed}))
+        # a partition without a leader (a cluster's brokers down) has no log end to show
+        existing = [tp for tp in committed if (tp.topic, tp.partition) in led]
         ends = self._offset_reader().end_offsets(existing) if existing else {}
         return {
             (tp.topic, tp.partition): (c.offset if c.offset >= 0 else None, ends.get(tp))
@@ -101,10 +105,24 @@ class GroupsClient:
         }
 
     def partition_counts(self, topics: list[str]) -> dict[str, int]:
+        return {t["topic"]: len(t["partitions"]) for t in self._described(topics)}
+
+    def _described(self, topics: list[str]) -> list[dict]:
+        """describe_topics' rows of the topics that exist."""
         if not topics:
-            return {}
-        described = self._admin.describe_topics(topics)
-        return {t["topic"]: len(t["partitions"]) for t in described if not t.get("error_code")}
+            return []
+        return [t for t in self._admin.describe_topics(topics) if not t.get("error_code")]
+
+    def _led_partitions(self, topics: list[str]) -> set[TP]:
+        """The partitions of these topics that have a leader now (kafka-python 2.x's or
+        3.x's field names; -1: none)."""
+        led = set()
+        for t in self._described(topics):
+            for p in t["partitions"]:
+                number = p.get("partition", p.get("partition_index"))
+                if p.get("leader", p.get("leader_id", 0)) >= 0:
+                    led.add((t["topic"], number))
+        return led
 
     def list_offsets(
         self, partitions: list[TP], timestamp_of: dict[TP, int] | int
