@@ -72,6 +72,8 @@ def test_topics_create_list_describe_alter_delete(apache_kafka, admin, unique_to
         "1",
         "2",
     ]
+    # labkit's extras, from each partition's leader
+    assert all("LogStartOffset: 0\tLogEndOffset: 0" in line for line in text.splitlines()[1:])
 
     again = tool("kafka-topics.sh", *boot, "--create", "--topic", unique_topic)
     assert again.returncode == 1
