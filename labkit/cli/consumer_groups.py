@@ -308,7 +308,7 @@ def _describe_one(
                 [
                     [
                         group_id,
-                        f"{client.address} (0)",
+                        client.coordinator(group_id),
                         group.assignor or None,
                         group.state,
                         len(group.members),

@@ -72,6 +72,16 @@ class GroupsClient:
             )
         return self._consumer
 
+    def coordinator(self, group_id: str) -> str:
+        """Kafka's COORDINATOR (ID) cell: the group's coordinator as ``host:port (id)``."""
+        find = getattr(self._admin, "group_coordinator", None)
+        if find is None:  # kafka-python's admin (a Kafka broker that is not labkit)
+            return f"{self.address} (0)"
+        node, host, port = find(group_id)
+        if host is None or port is None:  # one broker: the one asked
+            return f"{self.address} ({node})"
+        return f"{host}:{port} ({node})"
+
     def group_ids(self) -> list[str]:
         return [group_id for group_id, _ in self._admin.list_consumer_groups()]
 

@@ -222,6 +222,21 @@ class GroupAdminMixin:
             groups.extend(header.get("groups", []))
         return groups
 
+    def group_coordinator(self, group_id: str) -> tuple[int, str | None, int | None]:
+        """The group's coordinator as ``(node id, host, port)`` (Kafka's FindCoordinator;
+        host and port of its Kafka listener, None on one broker: the bootstrap broker is
+        it). labkit-only (kafka-python keeps this private). Raises CoordinatorNotAvailableError
+        while the cluster has none for the group (retry)."""
+        header = raise_for_error(
+            self._transport.call("find_coordinator", {"key": group_id}, idempotent=True).header
+        )
+        node, host, port = header.get("node_id"), header.get("host"), header.get("port")
+        return (
+            node if type(node) is int else 0,
+            host if isinstance(host, str) else None,
+            port if type(port) is int else None,
+        )
+
     def list_consumer_groups(self, broker_ids: Any = None) -> list[tuple[str, str]]:
         """Every group the broker knows, as ``(group_id, protocol_type)`` tuples, sorted.
 

@@ -20,6 +20,7 @@ from labkit.client import (
     OffsetAndMetadata,
     TopicPartition,
 )
+from labkit.cluster.offsets_topic import DEFAULT_PARTITIONS, OFFSETS_TOPIC, partition_for
 from tests.integration.cluster_helpers import partition_states, running_cluster, wait_for, zk_client
 
 pytestmark = pytest.mark.timeout(240)
@@ -99,6 +100,24 @@ def test_describe_shows_every_partitions_offsets_and_lag_from_any_broker(cluster
         assert (code, err) == (0, ""), f"bootstrapped from broker {broker_id}: {out}"
         assert "Consumer group 'describe-lag' has no active members." in out
         assert offset_columns(out, "describe-lag") == expected, f"from broker {broker_id}:\n{out}"
+
+
+def test_describe_state_names_the_groups_coordinator_from_any_broker(zookeeper, cluster, capsys):
+    brokers, _leaders = cluster
+    group = "describe-state"
+    commit(brokers[1].bootstrap, group, COMMITTED)
+    with zk_client(zookeeper) as zk:
+        offsets_partition = partition_for(group, DEFAULT_PARTITIONS)
+        coordinator = partition_states(zk, OFFSETS_TOPIC)[offsets_partition]["leader"]
+    for broker in brokers.values():
+        code, out, err = tool(
+            capsys, "consumer-groups", broker.bootstrap, "--describe", "--group", group, "--state"
+        )
+        assert (code, err) == (0, ""), out
+        (row,) = [line.split() for line in out.splitlines() if line.startswith(group + " ")]
+        # Kafka's "host:port (id)"; the ids of the other brokers' rows would be wrong
+        assert row[1].endswith(f":{brokers[coordinator].port}"), out
+        assert row[2:] == [f"({coordinator})", "-", "Empty", "0"], out
 
 
 def test_reset_offsets_to_earliest_latest_and_by_shift_from_any_broker(cluster, capsys):
