@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 ``nb.cluster()`` starts, as subprocesses of the kernel, one Apache ZooKeeper (the jars of
-``make zookeeper``; ``labkit.testing.zookeeper``) and ``brokers`` labkit brokers with
-``--broker-id N --zookeeper ...`` (``labkit.testing.BrokerProcess``), each on free ports
+``make zookeeper``; ``labkit.launch.zookeeper``) and ``brokers`` labkit brokers with
+``--broker-id N --zookeeper ...`` (``labkit.launch.broker.BrokerProcess``), each on free ports
 with its data directory in one temporary folder. It returns a ``Cluster``: the brokers'
 addresses (their Kafka listeners: Kafka clients follow leaders there), ``kill(id)`` (kill -9),
 ``pause(id)``/``resume(id)`` (SIGSTOP/SIGCONT), ``start(id)`` (again, same ports, same data),
@@ -13,8 +13,7 @@ state the controller wrote) and ``watch(topic)``, a live plot of the leader and 
 
 One cluster per kernel: calling ``nb.cluster()`` again returns the running one (re-running a
 notebook's cells must not start a second); ``close()`` stops it, and so does the kernel's
-exit (``atexit``). A kill -9 of the kernel itself leaves the processes behind: JupyterLab's
-"Restart kernel" exits cleanly.
+exit (``atexit``); a kill -9 of the kernel ends them too (labkit/launch/lifeline.py).
 
 ``$LABKIT_CLUSTER`` (``host:port,host:port,...``) names a cluster that runs elsewhere (the
 lab's, with three brokers): ``nb.cluster()`` then describes it -- through ZooKeeper when
@@ -342,10 +341,14 @@ class Cluster:
     def _describe_by_broker(self, topic: str, broker_id: int) -> list[PartitionState]:
         self._local_only("describe(broker=...)")
         self._known(broker_id)
-        from labkit.testing import RawClient
+        from labkit.client.transport import Transport
 
-        with RawClient(self._processes[broker_id].zmq_bootstrap) as client:
-            header, _payloads = client.request("metadata", {"topics": [topic]})
+        # one connection to that broker alone (a client would ask any broker)
+        transport = Transport([self._bootstrap[broker_id]], client_id="labkit-nb-cluster")
+        try:
+            header = transport.call("metadata", {"topics": [topic]}).header
+        finally:
+            transport.close()
         rows = header.get("topics") or [{}]
         if rows[0].get("error") or not rows[0].get("partitions"):
             raise IllegalArgumentError(
@@ -411,8 +414,8 @@ class Cluster:
 
 
 def _start_local(brokers: int, session_timeout_ms: int, replica_lag_ms: int) -> Cluster:
-    from labkit.testing import BrokerProcess
-    from labkit.testing.zookeeper import ZooKeeperMissing, ZooKeeperServer
+    from labkit.launch.broker import BrokerProcess
+    from labkit.launch.zookeeper import ZooKeeperMissing, ZooKeeperServer
 
     try:
         zk_server = ZooKeeperServer().start()
