@@ -76,26 +76,22 @@ def cpu_seconds(pid: int) -> float:
 @contextlib.contextmanager
 def labkit_single():
     from labkit.testing import BrokerProcess
-    from labkit.testing import broker as testing_broker
 
-    testing_broker.START_TIMEOUT_S = BROKER_START_S
-
-    with BrokerProcess() as broker:
+    with BrokerProcess(start_timeout_s=BROKER_START_S) as broker:
         yield broker.bootstrap, {1: broker.pid}, {}
 
 
 @contextlib.contextmanager
 def labkit_cluster():
     from labkit.testing import BrokerProcess
-    from labkit.testing import broker as testing_broker
     from labkit.testing.zookeeper import ZooKeeperServer
 
-    testing_broker.START_TIMEOUT_S = BROKER_START_S
     with ZooKeeperServer() as zk, contextlib.ExitStack() as stack:
         brokers = {}
         for broker_id in (1, 2, 3):
             config = {"broker.id": str(broker_id), "zookeeper.connect": zk.connect}
-            brokers[broker_id] = stack.enter_context(BrokerProcess(config=config))
+            broker = BrokerProcess(config=config, start_timeout_s=BROKER_START_S)
+            brokers[broker_id] = stack.enter_context(broker)
         bootstrap = ",".join(b.bootstrap for b in brokers.values())
         yield bootstrap, {i: b.pid for i, b in brokers.items()}, {"zookeeper": zk.pid}
 

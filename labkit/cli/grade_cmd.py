@@ -105,7 +105,7 @@ def _progress(result) -> None:
 
 @contextmanager
 def _fresh_broker() -> Iterator[str]:
-    from labkit.testing import BrokerProcess
+    from labkit.launch.broker import BrokerProcess
 
     with BrokerProcess() as broker:
         yield broker.bootstrap

@@ -14,7 +14,7 @@ broker's partitions move after ``SESSION_TIMEOUT_MS`` (6 s, not Kafka's 18 s: th
 shows a failover while the student watches; docker-compose's cluster profile too).
 
 ``start`` checks every port first (a taken one stops the lab with its fix), starts
-ZooKeeper from the ``make zookeeper`` jars (``labkit.testing.zookeeper.require`` says
+ZooKeeper from the ``make zookeeper`` jars (``labkit.launch.zookeeper.require`` says
 what is missing: the jars or Java), waits until it serves, then starts the brokers and
 waits until each answers and all N are registered (one ``metadata`` lists them). It
 returns the children in start order; ``stop`` stops them in reverse: the brokers
@@ -147,7 +147,7 @@ def zookeeper_argv(libs: Path, cfg: Path) -> list[str]:
 
 
 def _zookeeper_libs() -> Path:
-    from labkit.testing.zookeeper import ZooKeeperMissing, require
+    from labkit.launch.zookeeper import ZooKeeperMissing, require
 
     try:
         return require()
@@ -160,7 +160,7 @@ def _zookeeper_libs() -> Path:
 
 
 def _zookeeper_serves(port: int) -> bool:
-    from labkit.testing.zookeeper import four_letter_word
+    from labkit.launch.zookeeper import four_letter_word
 
     answer = four_letter_word(port, "srvr", 0.5)
     return bool(answer and "Mode:" in answer)

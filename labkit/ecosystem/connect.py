@@ -35,8 +35,8 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from labkit.testing.apache_kafka import CACHE_ENV as KAFKA_ENV
-from labkit.testing.apache_kafka import ROOT, VERSION, libs_dir
+from labkit.launch.kafka_jars import CACHE_ENV as KAFKA_ENV
+from labkit.launch.kafka_jars import ROOT, VERSION, libs_dir
 
 CONNECT_ENV = "LABKIT_KAFKA_CONNECT_LIBS"
 START_TIMEOUT_S = 120.0

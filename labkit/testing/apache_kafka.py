@@ -25,7 +25,6 @@ metadata request through Kafka's own admin tool answers.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -34,9 +33,28 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-VERSION = "4.1.1"  # keep in step with tools/apache-kafka/pom.xml
-CACHE_ENV = "LABKIT_APACHE_KAFKA_LIBS"
+from labkit.launch.kafka_jars import (
+    CACHE_ENV,
+    ROOT,
+    VERSION,
+    ApacheKafkaMissing,
+    libs_dir,
+    require,
+)
+from labkit.launch.lifeline import spawn
+
+__all__ = [
+    "CACHE_ENV",
+    "ROOT",
+    "VERSION",
+    "ApacheKafka",
+    "ApacheKafkaCluster",
+    "ApacheKafkaMissing",
+    "libs_dir",
+    "require",
+    "run_tool",
+]
+
 START_TIMEOUT_S = 90.0
 CLUSTER_ID = "bGFia2l0LXRlc3RzLTAwMQ"  # any 22-char base64 UUID; fixed so runs compare
 
@@ -52,28 +70,6 @@ TOOLS = {
     "kafka-delete-records.sh": "org.apache.kafka.tools.DeleteRecordsCommand",
     "kafka-storage.sh": "kafka.tools.StorageTool",
 }
-
-
-class ApacheKafkaMissing(RuntimeError):
-    """The jars are not downloaded (or Java is missing); the message says what to run."""
-
-
-def libs_dir() -> Path:
-    """Where the jars are: ``$LABKIT_APACHE_KAFKA_LIBS`` or the project's cache folder."""
-    return Path(os.environ.get(CACHE_ENV) or ROOT / ".cache" / "apache-kafka" / VERSION / "libs")
-
-
-def require() -> Path:
-    """The jars' folder; raises ``ApacheKafkaMissing`` saying how to get them."""
-    libs = libs_dir()
-    if shutil.which("java") is None:
-        raise ApacheKafkaMissing("no `java` on PATH: Apache Kafka needs Java 17+")
-    if not any(libs.glob("kafka_2.13-*.jar")):
-        raise ApacheKafkaMissing(
-            f"Apache Kafka's jars are not in {libs}: run `make apache-kafka` "
-            f"(downloads Kafka {VERSION} from Maven Central, ~55 MB, once)"
-        )
-    return libs
 
 
 def java_command(main_class: str, *args: str, heap: str = "256m") -> list[str]:
@@ -113,10 +109,12 @@ def format_storage(props: Path, cluster_id: str = CLUSTER_ID) -> None:
     )
 
 
-def spawn_node(props: Path, heap: str, log) -> subprocess.Popen:
+def spawn_node(owner: object, props: Path, heap: str, log) -> subprocess.Popen:
     """Start ``kafka.Kafka`` on ``props`` (output into the open file ``log``) in a
-    session of its own, so ``stop_node`` can end the JVM and anything it started."""
-    return subprocess.Popen(
+    session of its own, so ``stop_node`` can end the JVM and anything it started. The JVM
+    dies with ``owner`` and with this process, even a killed one (labkit/launch/lifeline.py)."""
+    return spawn(
+        owner,
         ["java", f"-Xmx{heap}", "-cp", str(require() / "*"), "kafka.Kafka", str(props)],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -194,7 +192,7 @@ class ApacheKafka:
         format_storage(props)
         self.format_seconds = time.monotonic() - formatting  # benchmarks report it apart
         self._log = open(data / "kafka.out", "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = spawn_node(props, self.heap, self._log)
+        self.proc = spawn_node(self, props, self.heap, self._log)
         try:
             wait_for_port(self.proc, self.port, data / "kafka.out")
         except RuntimeError:
@@ -316,7 +314,7 @@ class ApacheKafkaCluster:
             for node_id in order:
                 self._logs.append(open(data / f"node-{node_id}.out", "wb"))  # noqa: SIM115
                 heap = self.controller_heap if node_id == self.CONTROLLER_ID else self.heap
-                self.procs[node_id] = spawn_node(files[node_id], heap, self._logs[-1])
+                self.procs[node_id] = spawn_node(self, files[node_id], heap, self._logs[-1])
             for node_id, port in order.items():
                 wait_for_port(self.procs[node_id], port, data / f"node-{node_id}.out")
         except BaseException:

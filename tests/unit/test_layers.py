@@ -34,6 +34,9 @@ ALLOWED = {
     "cluster": {"errors", "_clock", "_address"},
     "broker": {"errors", "_clock", "_address", "protocol", "log", "kafka", "cluster"},
     "client": {"errors", "_clock", "_address", "protocol"},
+    # the engines product code starts as child processes (a labkit broker, ZooKeeper) and
+    # where Apache Kafka's jars are; below nb/, cli/, ecosystem/ and testing/
+    "launch": {"errors", "_clock", "_address", "protocol", "client"},
     "cli": {
         "errors",
         "_clock",
@@ -44,15 +47,15 @@ ALLOWED = {
         "client",
         "nb",
         "course",
-        "testing",
+        "launch",
         "i18n",
         "ecosystem",
         "__init__",
     },
     # Java engines on a Kafka broker (docs/ecosystem.md); Connect's jars are Apache
-    # Kafka's, located by testing/apache_kafka.py
-    "ecosystem": {"errors", "testing"},
-    # nb.cluster() (notebook 13) starts ZooKeeper and brokers with testing's process helpers
+    # Kafka's, located by launch/kafka_jars.py
+    "ecosystem": {"errors", "launch"},
+    # nb.cluster() (notebook 13) starts ZooKeeper and brokers with launch/
     "nb": {
         "errors",
         "_clock",
@@ -61,12 +64,25 @@ ALLOWED = {
         "client",
         "course",
         "i18n",
-        "testing",
+        "launch",
         "__init__",
     },
     "course": {"errors", "_clock", "_address", "protocol", "client", "nb", "i18n", "__init__"},
-    "testing": {"errors", "_clock", "_address", "protocol", "log", "broker", "client", "__init__"},
+    "testing": {
+        "errors",
+        "_clock",
+        "_address",
+        "protocol",
+        "log",
+        "broker",
+        "client",
+        "launch",
+        "__init__",
+    },
 }
+# test support: what tests use (fake clock, raw client, Apache Kafka as a reference); the
+# product never imports it (what the product starts lives in labkit/launch/)
+TEST_ONLY = {"testing"}
 ZMQ_MODULES = {
     "broker/server.py",
     "client/zmq_bootstrap.py",
@@ -119,6 +135,14 @@ def test_module_respects_layers(rel, layer, tree):
             assert rel in ZMQ_MODULES, f"{rel} imports zmq; only {sorted(ZMQ_MODULES)} may"
         if parts[0] in UI_LIBS:
             assert layer == "nb", f"{rel} imports {parts[0]}; only labkit.nb may"
+
+
+def test_no_product_layer_may_import_test_support():
+    loosened = {layer for layer, allowed in ALLOWED.items() if allowed & TEST_ONLY}
+    assert not loosened - TEST_ONLY, (
+        f"{sorted(loosened - TEST_ONLY)} may import {sorted(TEST_ONLY)}: product code "
+        "uses labkit.launch, never labkit.testing"
+    )
 
 
 def _module_name(rel: str) -> str:

@@ -13,14 +13,14 @@ import pytest
 from labkit import nb
 from labkit.errors import IllegalArgumentError, IllegalStateError
 from labkit.nb import cluster_mode
-from labkit.nb.cluster_mode import (
-    Cluster,
+from labkit.nb.cluster_mode import Cluster
+from labkit.nb.cluster_plot import plot_points
+from labkit.nb.cluster_state import (
     PartitionState,
     existing_cluster,
     states_from_metadata,
     states_from_znodes,
 )
-from labkit.nb.cluster_plot import plot_points
 
 ZNODES = {
     "/brokers/topics/orders": {"version": 3, "partitions": {"1": [2, 3, 1], "0": [1, 2, 3]}},

@@ -1,0 +1,6 @@
+"""The engines labkit starts as child processes, each dying with the process that started
+it (``lifeline.py``): a labkit broker (``broker.BrokerProcess``: ``nb.cluster()``,
+``labkit grade --fresh-broker``, the tests), Apache ZooKeeper (``zookeeper.ZooKeeperServer``),
+and where Apache Kafka's jars are (``kafka_jars``: Kafka Connect's worker, and the Apache
+Kafka that labkit.testing runs). Test support (labkit.testing) re-exports these; product
+code imports them from here, never from labkit.testing."""
