@@ -24,28 +24,12 @@ flag, cheaper than an Event); all decoding happens on the consumer's thread, in
 ``fetched_records()``. A prefetched answer that does not start where decoding ended
 (decoding stopped at a poison or corrupt record) is dropped there.
 
-Decoding a partition's payload: split it into whole batches, check each batch's
-CRC (``check_crcs``), decode it into columns and build ``ConsumerRecord`` tuples
-with one ``map`` over the zipped columns (no per-record method calls beyond the
-deserializers). Records before the fetch offset (a batch may start earlier) are
-skipped. Each buffer remembers the partition's ``epoch`` it was fetched for; a
-seek or reset bumps the epoch and stale data is dropped.
-
-Poison messages: when a key/value deserializer raises, the records of the
-partition before the bad one are kept and decoding stops there; the buffer
-remembers the failure (``_Buffer.poison``) and no further fetch of the partition
-goes out. Once poll() has returned the good records, the next poll() raises the
-deserializer's own exception, as kafka-python does (so ``except ValueError`` in course
-code still works), with a note naming topic, partition and offset and the attributes
-``topic_partition``, ``offset`` and ``what``, and drops the buffer. The position stays at the bad record: a
-later poll() fetches it again and raises again, until the app seeks past it.
-
-Corrupt batches (a bad CRC with ``check_crcs``, or columns that do not add up: the
-broker refuses them on produce, but one may be on disk from an older broker or a
-flipped bit) take the same path, as Kafka's CorruptRecordException: the records
-before the batch are returned, then poll() raises CorruptRecordError naming topic,
-partition and offset and the offset to seek to (``next_offset``: the next batch's
-base offset when the fetch held it), and keeps raising until the app seeks.
+Decoding (fetch_decode.py) turns whole batches into ``ConsumerRecord`` tuples and
+stops at a poison message or a corrupt batch; the records wait in their partition's
+buffer (fetch_buffers.py) until poll() takes them. A buffer that ends at a poison
+message stops the partition's fetching, and the poll() after its good records raises
+the error, until the app seeks past it. A seek or reset bumps the partition's
+``epoch``: data fetched for an older one is dropped.
 
 Errors per partition: OFFSET_OUT_OF_RANGE resets the position by
 ``auto_offset_reset`` ('earliest'/'latest'), or raises OffsetOutOfRangeError when
@@ -58,28 +42,23 @@ hold the partitions back ``retry_backoff_ms`` (``_held``); fetching then resumes
 from the position, at the leader metadata names.
 
 Positions a partition lacks are resolved by ``reset_offsets_if_needed``
-(kafka-python's name), implemented in positions.py. Size: about 650 lines (leader
-routing added ~40; the routing itself is in routing.py) while the fetch path is being reworked (prefetch from the I/O thread); decoding (``_decode``,
-``_corrupt``, ``_deserialize``) is the seam to split off once that has landed.
+(kafka-python's name), implemented in positions.py.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
-from bisect import bisect_left
 from collections import deque
-from collections.abc import Iterable
-from itertools import repeat
 from typing import Any
 
 from labkit._clock import REAL_CLOCK
 from labkit.client.coordinator import Coordinator
-from labkit.client.poison import annotate_poison
+from labkit.client.fetch_buffers import RecordBuffers
+from labkit.client.fetch_decode import decode_records, end_offset, unreadable_log
 from labkit.client.positions import OffsetLookup, PositionResolver
 from labkit.client.routing import ANY_BROKER, Backoff
-from labkit.client.structs import ConsumerRecord, TopicPartition
+from labkit.client.structs import TopicPartition
 from labkit.client.subscription import SubscriptionState
 from labkit.errors import (
     CorruptRecordError,
@@ -90,11 +69,9 @@ from labkit.errors import (
     UnknownTopicOrPartitionError,
     for_code,
 )
-from labkit.protocol.records import decode_batch, read_header, validate_batch, walk_batches
 
 log = logging.getLogger(__name__)
 
-_make_record = functools.partial(tuple.__new__, ConsumerRecord)
 _OUT_OF_RANGE = OffsetOutOfRangeError.errno
 _STALE_METADATA = (
     UnknownTopicOrPartitionError.errno,
@@ -103,59 +80,12 @@ _STALE_METADATA = (
 )
 
 
-class _Buffer:
-    """Decoded records of one partition waiting to be returned by poll(); ``poison``:
-    (offset, exception, 'key'/'value'/'batch') of the record after them that failed to
-    deserialize or is in a corrupt batch, or None."""
-
-    __slots__ = ("records", "index", "epoch", "poison")
-
-    def __init__(self, records: list, epoch: int):
-        self.records = records
-        self.index = 0
-        self.epoch = epoch
-        self.poison: tuple[int, BaseException, str] | None = None
-
-    def remaining(self) -> int:
-        return len(self.records) - self.index
-
-
-def _deserialize(fn: Any, topic: str, items: list) -> tuple[list, Exception | None]:
-    """(deserialized items, None), or the items before the one that raised and its error."""
-    out: list = []
-    try:  # extend() keeps what it appended before an exception
-        if not callable(fn):
-            method = fn.deserialize
-            out.extend(None if x is None else method(topic, x) for x in items)
-        elif None in items:
-            out.extend(None if x is None else fn(x) for x in items)
-        else:
-            out.extend(map(fn, items))
-    except Exception as exc:  # noqa: BLE001 - the user's deserializer: any error is a poison message
-        return out, exc
-    return out, None
-
-
 def _tp_of_row(row: tuple) -> tuple[str, int]:
     return row[0][0], row[0][1]  # a (fetch part, asked) pair: the part's topic, partition
 
 
 def _call_now(fn: Any) -> None:
     fn()
-
-
-def _end_offset(payload: Any, offset: int) -> int | None:
-    """Where the fetch after this answer starts: the end of its last whole batch
-    (as ``Fetcher._decode`` finds it), or None when its framing is damaged."""
-    spans, framing_error = walk_batches(payload)
-    if framing_error is not None:
-        return None
-    if not spans:
-        return offset
-    try:
-        return max(offset, read_header(payload, spans[-1][0]).next_offset)
-    except CorruptRecordError:
-        return None
 
 
 class Fetcher:
@@ -172,12 +102,13 @@ class Fetcher:
         self._reset_policy = config["auto_offset_reset"]
         self._prefetch = max(1, int(config["max_poll_records"]))
         self._timeout_ms = config["request_timeout_ms"] + self._max_wait_ms
-        self._buffers: dict[TopicPartition, _Buffer] = {}
+        self._records = RecordBuffers(subscription)
+        self._buffers = self._records.buffers  # the same dict: read when planning fetches
         self._next_fetch: dict[TopicPartition, tuple[int, int]] = {}  # tp -> (epoch, offset)
         self._lock = threading.Lock()  # guards _in_flight (consumer and I/O threads)
         self._in_flight: set[TopicPartition] = set()  # partitions in a fetch in flight
         self._completed: deque = deque()  # (asked, response, error, prefetched tps)
-        self._poisoned: set[TopicPartition] = set()  # buffers that end at a poison message
+        self._poisoned = self._records.poisoned  # buffers that end at a poison message
         self._allowed: set[TopicPartition] | None = None  # the member's, at the last poll
         self._signal = threading.Lock()  # released = something for poll() to look at
         self._signal.acquire()
@@ -333,7 +264,7 @@ class Fetcher:
             planned = self._next_fetch.get(tp)  # where decoding ended (consumer thread)
             if planned is not None and planned[0] == epoch and planned[1] != offset:
                 continue  # a stale answer (past a poison record): poll() drops it
-            end = _end_offset(payloads[index] if index < len(payloads) else b"", offset)
+            end = end_offset(payloads[index] if index < len(payloads) else b"", offset)
             buf = self._buffers.get(tp)  # read without the consumer's lock: an estimate
             buffered = buf.remaining() if buf is not None and buf.epoch == epoch else 0
             if end is None or end - offset + buffered >= self._prefetch:
@@ -410,16 +341,7 @@ class Fetcher:
             st.log_start = log_start
             records, next_offset, poison = self._decode(tp, payload, offset)
             self._next_fetch[tp] = (epoch, next_offset)
-            if records or poison is not None:
-                buf = self._buffers.get(tp)
-                if buf is not None and buf.epoch == epoch and buf.remaining():
-                    buf.records = buf.records[buf.index :] + records
-                    buf.index = 0
-                else:
-                    buf = self._buffers[tp] = _Buffer(records, epoch)
-                if poison is not None:
-                    buf.poison = poison
-                    self._poisoned.add(tp)
+            self._records.add(tp, epoch, records, poison)
         elif code == _OUT_OF_RANGE:
             self._next_fetch.pop(tp, None)
             if st.position != offset:
@@ -441,14 +363,7 @@ class Fetcher:
                     f"{highwater}). Use auto_offset_reset='earliest' or 'latest', or seek()."
                 )
         elif code == CorruptRecordError.errno:  # the broker cannot even walk its log there
-            error = CorruptRecordError(
-                f"the broker cannot read topic '{tp.topic}' partition {tp.partition} at offset "
-                f"{offset}: its log is damaged there (the broker's log says more). Skip it "
-                f"with consumer.seek(TopicPartition('{tp.topic}', {tp.partition}), "
-                f"{offset + 1}) and further if needed."
-            )
-            error.topic_partition, error.offset, error.next_offset = tp, offset, offset + 1
-            raise error
+            raise unreadable_log(tp, offset)
         elif code in _STALE_METADATA:
             self.needs_metadata = True
             self._held.hold((tp,), self._clock.monotonic())
@@ -459,123 +374,15 @@ class Fetcher:
     def _decode(
         self, tp: TopicPartition, buf: Any, fetch_offset: int
     ) -> tuple[list, int, tuple[int, BaseException, str] | None]:
-        """(records, next fetch offset, poison): decoding stops at a record a
-        deserializer raised on, or at a corrupt batch; poison is then (its offset, the
-        error, 'key'/'value'/'batch') and the next fetch offset is its offset."""
-        out: list = []
-        next_offset = fetch_offset
-        topic, partition = tp
-        check = self._check_crcs
-        kd, vd = self._key_deserializer, self._value_deserializer
-        spans, framing_error = walk_batches(buf)
-        for index, (start, _end) in enumerate(spans):
-            try:
-                header = (
-                    validate_batch(buf, start, produced=False) if check else read_header(buf, start)
-                )
-                if header.next_offset <= fetch_offset:
-                    continue
-                batch = decode_batch(buf, start, header)
-            except CorruptRecordError as exc:
-                base = read_header(buf, start).base_offset
-                after = spans[index + 1][0] if index + 1 < len(spans) else None
-                skip_to = read_header(buf, after).base_offset if after is not None else None
-                return out, *self._corrupt(tp, max(base, next_offset), skip_to, exc)
-            next_offset = header.next_offset
-            offsets = batch.offsets
-            n = len(offsets)
-            if not n:
-                continue
-            skip = bisect_left(offsets, fetch_offset) if offsets[0] < fetch_offset else 0
-            keys, values, headers = batch.keys, batch.values, batch.headers
-            key_sizes, value_sizes, timestamps = (
-                batch.key_sizes,
-                batch.value_sizes,
-                batch.timestamps,
-            )
-            if skip:
-                offsets, timestamps = offsets[skip:], timestamps[skip:]
-                keys, values, headers = keys[skip:], values[skip:], headers[skip:]
-                key_sizes, value_sizes = key_sizes[skip:], value_sizes[skip:]
-            poison = None
-            if kd is not None:
-                keys, error = _deserialize(kd, topic, keys)
-                if error is not None:
-                    poison = (len(keys), error, "key")
-                    values = values[: len(keys)]
-            if vd is not None:
-                values, error = _deserialize(vd, topic, values)
-                if error is not None:
-                    poison = (len(values), error, "value")
-            if poison is not None:
-                good = poison[0]
-                offsets, timestamps, headers = offsets[:good], timestamps[:good], headers[:good]
-                keys, values = keys[:good], values[:good]
-                key_sizes, value_sizes = key_sizes[:good], value_sizes[:good]
-            header_sizes: Iterable[int]
-            if header.attributes & 0x02:  # HAS_HEADERS
-                header_sizes = [
-                    sum(len(k.encode("utf-8")) + (len(v) if v is not None else 0) for k, v in h)
-                    if h
-                    else -1
-                    for h in headers
-                ]
-            else:
-                header_sizes = repeat(-1)
-            out.extend(
-                map(
-                    _make_record,
-                    zip(
-                        repeat(topic),
-                        repeat(partition),
-                        repeat(-1),
-                        offsets,
-                        timestamps,
-                        repeat(1 if batch.log_append_time else 0),
-                        keys,
-                        values,
-                        headers,
-                        repeat(None),
-                        key_sizes,
-                        value_sizes,
-                        header_sizes,
-                    ),
-                )
-            )
-            if poison is not None:
-                bad_offset = batch.offsets[skip + poison[0]]
-                return out, bad_offset, (bad_offset, poison[1], poison[2])
-        if framing_error is not None and next_offset == fetch_offset:
-            # nothing readable before the damaged length field: report it now
-            return out, *self._corrupt(tp, fetch_offset, None, framing_error)
-        return out, next_offset, None
-
-    @staticmethod
-    def _corrupt(
-        tp: TopicPartition, offset: int, skip_to: int | None, exc: CorruptRecordError
-    ) -> tuple[int, tuple[int, BaseException, str]]:
-        """(next fetch offset, poison) for a corrupt batch at ``offset``, as Kafka's
-        CorruptRecordException: the error names where it is and how to get past it."""
-        reason = exc.args[0] if exc.args else type(exc).__name__
-        where = f"TopicPartition('{tp.topic}', {tp.partition})"
-        if skip_to is not None and skip_to > offset:
-            how = (
-                f"skip the whole batch with consumer.seek({where}, {skip_to}) (the next "
-                "batch starts there)"
-            )
-        else:
-            skip_to = offset + 1
-            how = (
-                f"skip it with consumer.seek({where}, {skip_to}) and seek further if the "
-                "next offsets are in the same damaged batch"
-            )
-        error = CorruptRecordError(
-            f"the record batch at offset {offset} of topic '{tp.topic}' partition "
-            f"{tp.partition} is corrupt ({reason}); poll() returned the records before it "
-            f"and stays at offset {offset}. The data on the broker is damaged: {how}."
+        """(records, next fetch offset, poison) of one partition's payload (fetch_decode.py)."""
+        return decode_records(
+            tp,
+            buf,
+            fetch_offset,
+            self._check_crcs,
+            self._key_deserializer,
+            self._value_deserializer,
         )
-        error.topic_partition, error.offset, error.next_offset = tp, offset, skip_to
-        return offset, (offset, error, "batch")
 
     # -- handing records to poll() ------------------------------------------------------
 
@@ -590,67 +397,12 @@ class Fetcher:
         With ``update_offsets`` the positions move past them (poll); without, the
         caller moves them record by record (iteration). Partitions not in
         ``allowed`` (when given) keep their records buffered. Raises OffsetOutOfRangeError
-        (auto_offset_reset='none') and errors the broker reported for a partition.
+        (auto_offset_reset='none'), errors the broker reported for a partition, and a
+        poison message's exception (fetch_buffers.py).
         """
         if self._completed:
             self._process_completed()
-        if self._poisoned:
-            self._raise_poison(allowed)
-        out: dict[TopicPartition, list] = {}
-        room = max_records
-        assignment = self._subscription.assignment
-        for tp, buf in list(self._buffers.items()):
-            if room <= 0:
-                break
-            st = assignment.get(tp)
-            if st is None or buf.epoch != st.epoch:
-                del self._buffers[tp]
-                continue
-            if st.paused or not buf.remaining() or (allowed is not None and tp not in allowed):
-                continue
-            start = buf.index
-            end = min(len(buf.records), start + room)
-            chunk = buf.records[start:end]
-            if chunk[0].offset < (st.position or 0):  # skip what the user already saw
-                keep = bisect_left([r.offset for r in chunk], st.position)
-                chunk = chunk[keep:]
-            buf.index = end
-            if buf.index >= len(buf.records) and buf.poison is None:
-                del self._buffers[tp]
-            if not chunk:
-                continue
-            out[tp] = chunk
-            room -= len(chunk)
-            if update_offsets:
-                st.position = chunk[-1].offset + 1
-        return out
-
-    def _raise_poison(self, allowed: set[TopicPartition] | None) -> None:
-        """Raise the deserializer's exception for a partition whose good records were all
-        handed out and whose next record failed to deserialize (dropping its buffer, so
-        the record is fetched, and fails, again until the app seeks past it)."""
-        assignment = self._subscription.assignment
-        for tp in list(self._poisoned):
-            buf = self._buffers.get(tp)
-            st = assignment.get(tp)
-            if buf is None or buf.poison is None or st is None or buf.epoch != st.epoch:
-                self._poisoned.discard(tp)  # sought, reset or revoked since
-                continue
-            if buf.remaining() or st.paused or (allowed is not None and tp not in allowed):
-                continue
-            self._poisoned.discard(tp)
-            del self._buffers[tp]
-            offset, error, what = buf.poison
-            if what == "batch":
-                raise error  # a corrupt batch: the error says it all (see _corrupt)
-            annotate_poison(
-                error,
-                tp,
-                offset,
-                what,
-                "poll() returned the records before it and stays at this one.",
-            )
-            raise error
+        return self._records.take(max_records, update_offsets, allowed)
 
     def has_buffered(self) -> bool:
         return bool(self._completed) or any(b.remaining() for b in self._buffers.values())

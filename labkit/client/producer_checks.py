@@ -2,14 +2,15 @@
 
 Pure functions, no state: ``send()`` calls the serializers through ``serialize``
 and checks what they return with ``bytes_or_error``; the constructor parses
-``acks`` and checks ``enable_idempotence``. The messages say what to change.
+``acks`` and checks ``enable_idempotence``; the sender explains a record the broker
+refused as too large with ``record_too_large``. The messages say what to change.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from labkit.errors import KafkaConfigurationError
+from labkit.errors import KafkaConfigurationError, KafkaError, MessageSizeTooLargeError
 
 
 def bytes_or_error(data: Any, what: str, serializer: Any) -> bytes | None:
@@ -105,3 +106,19 @@ def headers_size(headers: Any) -> int:
             raise TypeError(f"All headers items must be (str, bytes) tuples, got {item!r}")
         size += 6 + len(item[0].encode("utf-8")) + (len(item[1]) if item[1] is not None else 0)
     return size
+
+
+def record_too_large(
+    topic: str, size: int, max_request_size: int, error: BaseException
+) -> KafkaError:
+    """The error for a record the broker refused as too large (MESSAGE_TOO_LARGE) although
+    it was a ``size``-byte batch of its own: which limits to raise."""
+    wrapped = MessageSizeTooLargeError(
+        f"the broker refused a record for topic '{topic}': it is {size} bytes "
+        "as a batch of its own, more than the topic's max.message.bytes. Send a smaller "
+        f"record, or raise the topic's limit (labkit topics --alter --topic {topic} "
+        "--config max.message.bytes=N) and keep the producer's max_request_size (now "
+        f"{max_request_size}) at least that large. The broker said: {error}"
+    )
+    wrapped.__cause__ = error
+    return wrapped

@@ -28,36 +28,31 @@ Java client does for ``max.in.flight.requests.per.connection=1``, per partition)
 at most one batch per partition is in flight, other partitions keep going.
 With ``retries=0`` (the default) nothing is retried and batches are pipelined.
 
-Idempotence (``enable_idempotence=True``, KIP-98). Before its first produce the
-sender asks the broker for a producer id (``init_producer_id``; a retriable error
-is asked again after ``retry_backoff_ms``). Each batch gets the next sequence of
-its partition the first time it is sent and keeps it on every retry, so the broker
-recognises a retried batch it already appended and answers its first offset
-instead of appending it again. Batches are pipelined (as Kafka allows with
-``max_in_flight_requests_per_connection`` <= 5): each request takes at most one
-batch per partition, so at most 5 of a partition's batches are unanswered -- the
-broker's window of 5 -- and a partition is muted only while one of its batches
-waits for a retry, and while its first batch under a producer id is unanswered (the
-broker accepts any sequence from an id it does not know, so nothing may overtake
-that one). A batch sent behind one that failed gets
-OUT_OF_ORDER_SEQUENCE_NUMBER (45); while an earlier batch of its partition is being
-retried that answer just means "after it": the batch is queued again behind it
-(responses arrive in order, so the retry queue keeps each partition's sequence
+Idempotence (``enable_idempotence=True``, KIP-98): nothing is sent before the
+producer id comes, and a batch keeps the sequence of its first send on every retry
+(producer_ids.py). Batches are pipelined (``max_in_flight_requests_per_connection``
+<= 5, the broker's window): each request takes at most one batch per partition, and
+a partition is muted only while one of its batches waits for a retry, and while its
+first batch under a producer id is unanswered (the broker accepts any sequence from
+an id it does not know, so nothing may overtake that one). A batch sent behind one
+that failed gets OUT_OF_ORDER_SEQUENCE_NUMBER (45); while an earlier batch of its
+partition is being retried that only means "after it": the batch is queued again
+behind it (answers come in order, so the retry queue keeps each partition's sequence
 order). A batch given up (not retriable, retries or ``delivery_timeout_ms`` spent,
-or 45 with no earlier batch pending) leaves a hole in its partition's sequence: the sender then takes a new producer id and numbers every
-partition from 0 again (Kafka's clients before KIP-360 did the same); batches
-waiting for a retry are renumbered under the new id.
+or 45 with no earlier batch pending) leaves a hole in its partition's sequence: the
+sender takes a new producer id and renumbers the batches waiting for a retry.
 
 It also refreshes topic metadata every ``metadata_max_age_ms`` (and at once after
-an error that says metadata is stale), so partitions added while the producer runs
-are used. In cluster mode a drained set of batches becomes one request per partition
-leader (client/routing.py), all in flight at once; NOT_LEADER_OR_FOLLOWER,
-LEADER_NOT_AVAILABLE or a lost connection to a leader are retriable and stale
-metadata: the batch is retried (with its sequence) after ``retry_backoff_ms``, on the
-leader the refreshed metadata names. A request a leader leaves unanswered times out
-and counts the same (the transport marks it). With idempotence, a batch the new leader
-answers OUT_OF_ORDER_SEQUENCE_NUMBER while an earlier batch of its partition is still
-unanswered at the old leader (``_unanswered``) is retried behind it.
+an error that says metadata is stale; producer_metadata.py), so partitions added
+while the producer runs are used. In cluster mode a drained set of batches becomes
+one request per partition leader (client/routing.py), all in flight at once;
+NOT_LEADER_OR_FOLLOWER, LEADER_NOT_AVAILABLE or a lost connection to a leader are
+retriable and stale metadata: the batch is retried (with its sequence) after
+``retry_backoff_ms``, on the leader the refreshed metadata names. A request a leader
+leaves unanswered times out and counts the same (the transport marks it). With
+idempotence, a batch the new leader answers OUT_OF_ORDER_SEQUENCE_NUMBER while an
+earlier batch of its partition is still unanswered at the old leader
+(``_unanswered``) is retried behind it.
 
 No batch is ever dropped: if draining, sending or handling an answer raises
 unexpectedly (a bug), every batch taken for that request completes with a
@@ -70,17 +65,18 @@ Everything here runs on the I/O thread, so the sender's own state needs no lock.
 from __future__ import annotations
 
 import logging
-import random
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from labkit.client.accumulator import PartitionBuffer, ProducerBatch, RecordAccumulator
-from labkit.client.metadata import ClusterMetadata, request_header
+from labkit.client.metadata import ClusterMetadata
+from labkit.client.producer_checks import record_too_large
+from labkit.client.producer_ids import ProducerIds, earlier, next_sequence
+from labkit.client.producer_metadata import MetadataRefresh
 from labkit.client.routing import ANY_BROKER
 from labkit.client.structs import TopicPartition
 from labkit.errors import (
-    BrokerResponseError,
     KafkaError,
     MessageSizeTooLargeError,
     OutOfOrderSequenceNumberError,
@@ -88,8 +84,6 @@ from labkit.errors import (
 )
 
 log = logging.getLogger(__name__)
-
-SEQUENCES = 2**31  # a producer's sequence numbers are int32 >= 0, wrapping to 0
 
 
 class Sender:
@@ -119,27 +113,26 @@ class Sender:
         self._backoff = retry_backoff_ms / 1000.0
         self._timeout_ms = request_timeout_ms
         self._max_in_flight = max(1, int(max_in_flight))
-        self._metadata_age = metadata_max_age_ms / 1000.0
-        self._on_metadata = on_metadata
         self._on_seal = on_seal
         self._in_flight = 0
         self._retry: deque[ProducerBatch] = deque()
         self._splitting: set[ProducerBatch] = set()  # split batches with a part in flight
         self._new_parts: list[ProducerBatch] = []  # split while handling one answer
-        self._metadata_due: float | None = None
-        self._metadata_in_flight = False
+        self._metadata = MetadataRefresh(
+            transport,
+            cluster,
+            metadata_max_age_ms / 1000.0,
+            self._backoff,
+            on_metadata,
+            self._transport_clock,
+        )
         self._delivery_timeout = delivery_timeout_ms / 1000.0
         self._idempotence = idempotence
-        self._producer_id: int | None = None
-        self._producer_epoch = 0
-        self._id_in_flight = False
-        self._id_retry_at = 0.0
-        self._id_error: BaseException | None = None  # a broker that cannot give ids
-        self._next_sequence: dict[TopicPartition, int] = {}
+        self._ids = ProducerIds(transport, self._backoff, self._transport_clock)
         # retries may reorder: keep one batch per partition in flight (see above)
         self._keep_order = retries > 0 and acks != 0 and not idempotence
         self._retried: set[ProducerBatch] = set()  # idempotence: failed, not yet settled
-        self._acked: set[TopicPartition] = set()  # idempotence: a batch of the id answered
+        self._acked = self._ids.acked  # the same set: partitions a batch of the id was answered for
         self._in_flight_by_tp: dict[TopicPartition, int] = {}
         # cluster mode, idempotence: batches sent and not answered. After a leader moves,
         # a batch at the new leader may be answered OUT_OF_ORDER_SEQUENCE_NUMBER while an
@@ -147,8 +140,8 @@ class Sender:
         self._unanswered: set[ProducerBatch] = set()
 
     def __call__(self, now: float) -> float | None:
-        self._maybe_refresh_metadata(now)
-        if self._idempotence and self._producer_id is None:
+        self._metadata.maybe_refresh(now)
+        if self._idempotence and self._ids.producer_id is None:
             return self._wait_for_producer_id(now)
         next_due = None
         while self._in_flight < self._max_in_flight:
@@ -172,8 +165,8 @@ class Sender:
         if head is not None and (head.parent is None or head.parent not in self._splitting):
             wait = max(0.0, head.retry_at - now)  # (a blocked part waits for an answer)
             next_due = wait if next_due is None else min(next_due, wait)
-        if self._metadata_due is not None:
-            wait = max(0.0, self._metadata_due - now)
+        if self._metadata.due is not None:
+            wait = max(0.0, self._metadata.due - now)
             next_due = wait if next_due is None else min(next_due, wait)
         return next_due
 
@@ -184,11 +177,6 @@ class Sender:
         self._retried.clear()
         for batch in retry:
             self._acc.complete(batch, -1, error)
-
-    def schedule_metadata(self, now: float, delay: float = 0.0) -> None:
-        due = now + delay
-        if self._metadata_due is None or due < self._metadata_due:
-            self._metadata_due = due
 
     # -- produce ---------------------------------------------------------------
 
@@ -241,7 +229,7 @@ class Sender:
             "targets": [[b.tp.topic, b.tp.partition] for b in batches],
         }
         if self._idempotence:
-            header["producers"] = [self._sequenced(b) for b in batches]
+            header["producers"] = [self._ids.sequenced(b) for b in batches]
         sent_at = self._transport_clock()
         for batch in batches:
             batch.attempts += 1
@@ -345,7 +333,7 @@ class Sender:
             if code == 0:
                 if self._idempotence:
                     self._retried.discard(batch)
-                    if batch.producer_id == self._producer_id:
+                    if batch.producer_id == self._ids.producer_id:
                         self._acked.add(batch.tp)
                 self._acc.complete(batch, base_offset)
             else:
@@ -367,14 +355,16 @@ class Sender:
                     part.retry_at = now  # due at once, ahead of other retries
                     if batch.producer_id >= 0:  # the parts take the batch's sequences
                         part.producer_id, part.sequence = batch.producer_id, sequence
-                        sequence = _next(sequence, part.count)
+                        sequence = next_sequence(sequence, part.count)
                         self._retried.add(part)
                     self._new_parts.append(part)
                 self._retried.discard(batch)
                 return
-            error = self._record_too_large(batch, error)
+            error = record_too_large(
+                batch.tp.topic, len(batch.data), self._acc.max_request_size, error
+            )
         if getattr(error, "invalid_metadata", False):
-            self.schedule_metadata(now)
+            self._metadata.schedule(now)
         if (
             self._idempotence
             and isinstance(error, OutOfOrderSequenceNumberError)
@@ -385,7 +375,7 @@ class Sender:
                 self._retried.add(batch)
                 self._retry.append(batch)
                 return
-            if self._earlier(batch, self._unanswered):  # still unanswered at the old leader
+            if earlier(batch, self._unanswered):  # still unanswered at the old leader
                 batch.retry_at = now + self._backoff
                 self._retried.add(batch)
                 self._retry.append(batch)
@@ -405,138 +395,36 @@ class Sender:
         log.warning("producing %d records to %s failed: %s", batch.count, batch.tp, error)
         if self._idempotence:
             self._retried.discard(batch)
-            if batch.producer_id == self._producer_id:
-                self._reset_producer_id()  # its sequence is a hole now
+            if batch.producer_id == self._ids.producer_id:
+                self._ids.reset()  # its sequence is a hole now
         self._acc.complete(batch, -1, error)
-
-    def _record_too_large(self, batch: ProducerBatch, error: BaseException) -> KafkaError:
-        topic = batch.tp.topic
-        wrapped = MessageSizeTooLargeError(
-            f"the broker refused a record for topic '{topic}': it is {len(batch.data)} bytes "
-            "as a batch of its own, more than the topic's max.message.bytes. Send a smaller "
-            f"record, or raise the topic's limit (labkit topics --alter --topic {topic} "
-            "--config max.message.bytes=N) and keep the producer's max_request_size (now "
-            f"{self._acc.max_request_size}) at least that large. The broker said: {error}"
-        )
-        wrapped.__cause__ = error
-        return wrapped
 
     def _transport_clock(self) -> float:
         return self._acc._clock.monotonic()
 
     # -- idempotence -------------------------------------------------------------
 
-    def _sequenced(self, batch: ProducerBatch) -> list[int]:
-        """[producer id, epoch, base sequence] of a batch; numbered at its first send
-        (or again after the producer id changed)."""
-        pid = self._producer_id
-        assert pid is not None  # __call__ sends nothing before the id is known
-        if batch.producer_id != pid:
-            batch.producer_id = pid
-            batch.sequence = self._next_sequence.get(batch.tp, 0)
-            self._next_sequence[batch.tp] = _next(batch.sequence, batch.count)
-        return [pid, self._producer_epoch, batch.sequence]
-
     def _behind_a_retry(self, batch: ProducerBatch) -> bool:
         """Whether an OUT_OF_ORDER_SEQUENCE_NUMBER for ``batch`` only says that an
         earlier batch of its partition failed and is being sent again (or that its
         producer id was replaced meanwhile): then it is retried behind that one."""
-        if batch.producer_id != self._producer_id:
+        if batch.producer_id != self._ids.producer_id:
             return True
-        return self._earlier(batch, (*self._retried, *self._new_parts))
-
-    @staticmethod
-    def _earlier(batch: ProducerBatch, others) -> bool:
-        """Whether one of ``others`` is an earlier batch of ``batch``'s partition and id."""
-        for other in others:
-            if (
-                other is not batch
-                and other.tp == batch.tp
-                and other.producer_id == batch.producer_id
-                and 0 < (batch.sequence - other.sequence) % SEQUENCES < SEQUENCES // 2
-            ):
-                return True
-        return False
-
-    def _reset_producer_id(self) -> None:
-        log.info("taking a new producer id (producer %s gave a batch up)", self._producer_id)
-        self._producer_id = None
-        self._next_sequence.clear()
-        self._acked.clear()
+        return earlier(batch, (*self._retried, *self._new_parts))
 
     def _wait_for_producer_id(self, now: float) -> float:
         """Ask for a producer id; until it comes nothing is sent (the id's error, if the
         broker cannot give one, fails the batches instead)."""
-        if self._id_error is not None:
+        if self._ids.error is not None:
             batches: list[ProducerBatch] = [*self._retry]
             self._retry.clear()
             self._acc.drain(now, 1 << 62, self._on_seal, out=batches)
             for batch in batches:
-                self._acc.complete(batch, -1, self._id_error)
+                self._acc.complete(batch, -1, self._ids.error)
             return self._backoff
-        if not self._id_in_flight and now >= self._id_retry_at:
-            self._id_in_flight = True
-            future = self._transport.request(
-                "init_producer_id", {"transactional_id": None}, idempotent=True
-            )
-            future.add_callback(self._on_producer_id)
-            future.add_errback(self._on_producer_id_failure)
+        self._ids.request(now)
         return max(0.01, self._backoff)
-
-    def _on_producer_id(self, response: Any) -> None:
-        self._id_in_flight = False
-        header = response.header
-        code = header.get("error", 0)
-        if code == 0:
-            self._producer_id = header["producer_id"]
-            self._producer_epoch = header.get("producer_epoch", 0)
-            return
-        self._on_producer_id_failure(from_wire(code, header.get("message")))
-
-    def _on_producer_id_failure(self, error: BaseException) -> None:
-        self._id_in_flight = False
-        if getattr(error, "retriable", False) or not isinstance(error, BrokerResponseError):
-            self._id_retry_at = self._transport_clock() + self._backoff  # ask again
-            return
-        log.error("the broker gives no producer id (%s): idempotent sends fail", error)
-        self._id_error = KafkaError(
-            f"enable_idempotence=True needs producer ids, and the broker gave none: {error}. "
-            "Upgrade the broker, or use enable_idempotence=False"
-        )
-        self._id_error.__cause__ = error
-
-    # -- metadata --------------------------------------------------------------
-
-    def _maybe_refresh_metadata(self, now: float) -> None:
-        if self._metadata_due is None:
-            self._metadata_due = now + self._metadata_age
-            return
-        if now < self._metadata_due or self._metadata_in_flight:
-            return
-        topics = sorted(self._cluster.topics(exclude_internal=False))
-        self._metadata_due = now + self._metadata_age
-        if not topics:
-            return
-        self._metadata_in_flight = True
-        future = self._transport.request("metadata", request_header(topics, False), idempotent=True)
-        future.add_callback(self._on_metadata_response, topics)
-        future.add_errback(self._on_metadata_failure)
-
-    def _on_metadata_response(self, topics: list[str], response: Any) -> None:
-        self._metadata_in_flight = False
-        if not response.header.get("error", 0):
-            self._cluster.update(response.header, topics, self._transport_clock())
-            self._on_metadata(response.header)
-
-    def _on_metadata_failure(self, error: BaseException) -> None:
-        self._metadata_in_flight = False
-        self.schedule_metadata(self._transport_clock(), self._backoff + random.random() * 0.1)
 
 
 def _tp_of(batch: ProducerBatch) -> TopicPartition:
     return batch.tp
-
-
-def _next(sequence: int, count: int) -> int:
-    """The sequence after ``count`` records from ``sequence`` (wraps after 2**31-1)."""
-    return (sequence + count) % SEQUENCES

@@ -38,7 +38,7 @@ Every client object (producer, consumer, admin) owns one ``Transport``:
   deadline -- a driver's (heartbeat, linger, retry, metadata refresh), a reply's
   timeout -- or until a message, a socket event or ``wakeup()`` arrives, so an idle
   client costs next to nothing. Whoever changes what a driver would do next (a new
-  request, a new subscription...) calls ``wakeup()``; ``_MAX_SLEEP`` is only a
+  request, a new subscription...) calls ``wakeup()``; ``MAX_SLEEP`` is only a
   safety net.
 - **Waking other threads last.** Every socket call releases the GIL, so a
   thread woken in the middle of a loop turn (a consumer's ``poll()`` told "records
@@ -55,9 +55,10 @@ Every client object (producer, consumer, admin) owns one ``Transport``:
 
 Wire format: ``labkit.protocol.frames`` and docs/wire.md.
 
-Size: about 540 lines. What needs no thread lives elsewhere (the bootstrap probes, the
-client's only zmq code: zmq_bootstrap.py; the ZMTP connection: zmtp.py; futures:
-future.py; wire format: labkit.protocol.frames).
+What needs no thread lives elsewhere (the bootstrap probes, the client's only zmq
+code: zmq_bootstrap.py; the ZMTP connection: zmtp.py; futures: future.py; wire format:
+labkit.protocol.frames), and so does the bookkeeping of requests on their way (sent,
+answered, throttled, timed out, lost with a connection: inflight.py).
 """
 
 from __future__ import annotations
@@ -67,9 +68,8 @@ import logging
 import math
 import socket
 import threading
-from collections import deque
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from labkit._clock import REAL_CLOCK, Clock
 from labkit.client.backend import LABKIT
@@ -77,65 +77,17 @@ from labkit.client.backend import remember as remember_backend
 from labkit.client.config import format_address, parse_bootstrap
 from labkit.client.connections import Connections, Waiter
 from labkit.client.future import Future
+from labkit.client.inflight import MAX_SLEEP, InFlight, Pending, Response, raise_for_error
 from labkit.client.routing import ANY_BROKER, Routes
 from labkit.client.zmq_bootstrap import BrokerFinder
 from labkit.client.zmtp import ZmtpConnection
-from labkit.errors import (
-    KafkaConnectionError,
-    KafkaTimeoutError,
-    ProtocolError,
-    from_wire,
-)
-from labkit.protocol.frames import MAGIC, build_request, decode_header
+from labkit.errors import KafkaConnectionError, KafkaTimeoutError
+from labkit.protocol.frames import build_request
 
 log = logging.getLogger(__name__)
 
 _CLOSE_LINGER_MS = 1000
 _HANDSHAKE_TIMEOUT = 30.0  # libzmq's ZMQ_HANDSHAKE_IVL: only a hung peer takes this long
-_MAX_SLEEP = 30.0  # a safety net, not a tick: every deadline is computed
-_THROTTLED_APIS = frozenset({"produce", "fetch"})  # what a quota's throttle_time_ms holds back
-
-
-class Response(NamedTuple):
-    header: dict[str, Any]
-    payloads: list  # memoryviews of the payload frames
-
-
-class _Pending:
-    __slots__ = (
-        "rid",
-        "api",
-        "frames",
-        "future",
-        "timeout",
-        "deadline",
-        "idempotent",
-        "expect_response",
-        "resends",
-        "node",
-        "conn",
-    )
-
-    def __init__(self, rid, api, frames, future, timeout, idempotent, expect_response, node):
-        self.rid = rid
-        self.api = api
-        self.frames = frames
-        self.future = future
-        self.timeout = timeout
-        self.deadline = 0.0
-        self.idempotent = idempotent
-        self.expect_response = expect_response
-        self.resends = 0
-        self.node = node  # the broker it is for (ANY_BROKER: the bootstrap one, or any)
-        self.conn: ZmtpConnection | None = None  # the connection it went out on
-
-
-def raise_for_error(header: dict[str, Any]) -> dict[str, Any]:
-    """Raise the Kafka error named by a response header's ``error``; else return it."""
-    code = header.get("error", 0)
-    if code:
-        raise from_wire(code, header.get("message"))
-    return header
 
 
 class Transport:
@@ -161,7 +113,6 @@ class Transport:
         self.client_id = client_id
         self.request_timeout = request_timeout_ms / 1000.0
         self.clock = self._clock = clock
-        self._max_resends = max_resends
         self._reconnect = (
             int(reconnect_backoff_ms),
             int(max(reconnect_backoff_ms, reconnect_backoff_max_ms)),
@@ -179,8 +130,6 @@ class Transport:
         # where ZeroMQ is (the broker's own port; self.address: the bootstrap address)
         self.zmq_address: str = self.broker_info["zmq_address"]
         self.connected = True
-        self._outbox: deque[_Pending] = deque()
-        self._inflight: dict[bytes, _Pending] = {}
         self._drivers: list[Callable[[float], float | None]] = []
         self._before_sleep: list[Callable[[], None]] = []  # I/O thread only
         self._closing = False
@@ -190,7 +139,6 @@ class Transport:
         # event counts (what an idle or busy client costs, without timing it):
         self.turns = 0  # times the I/O thread woke up from its sleep
         self.wakeups_sent = 0  # of those, wake-ups other threads sent it (wakeup())
-        self.throttled_until = 0.0  # a quota's throttle_time_ms: no produce/fetch before
         # wakeup(): one byte down a socket pair (a plain fd the I/O thread's poll watches)
         self._wake_recv, self._wake_send = socket.socketpair()
         self._wake_recv.setblocking(False)
@@ -201,6 +149,10 @@ class Transport:
         node = self.broker_info.get("node_id")
         self.routes = Routes(node if type(node) is int else None)
         self._links = Connections(self._conn, self.routes, self._open_connection)
+        self._requests = InFlight(
+            self._links, self.routes, clock, max_resends, self._conn, self.address
+        )
+        self._outbox = self._requests.outbox  # the same deque: request() appends to it
         self._up: set[ZmtpConnection] = set()  # connections whose handshake completed
         self._conn.connect_now(max(connect_timeout_ms / 1000.0, 1.0))
         self._thread = threading.Thread(target=self._run, name=f"labkit-io-{name}", daemon=True)
@@ -260,7 +212,7 @@ class Transport:
         # client_id in every request, as in Kafka's request header: quotas are per client id
         frames = build_request(rid, api, {"client_id": self.client_id, **header}, payloads)
         self._outbox.append(
-            _Pending(rid, api, frames, future, timeout, idempotent, expect_response, node)
+            Pending(rid, api, frames, future, timeout, idempotent, expect_response, node)
         )
         self.wakeup()
         return future
@@ -327,8 +279,13 @@ class Transport:
             self._thread.join(timeout)
 
     @property
+    def throttled_until(self) -> float:
+        """A quota's throttle_time_ms: no produce/fetch before this (monotonic time)."""
+        return self._requests.throttled_until
+
+    @property
     def in_flight(self) -> int:
-        return len(self._inflight) + len(self._outbox)
+        return len(self._requests.inflight) + len(self._outbox)
 
     # -- the I/O thread -------------------------------------------------------
 
@@ -349,7 +306,7 @@ class Transport:
                 if self._outbox:  # requests wait for a throttle
                     throttled = self.throttled_until - self._clock.monotonic()
                     delay = min(delay, throttled) if throttled > 0 else 0.001
-                delay = min(delay, self._next_deadline(now) - now)
+                delay = min(delay, self._requests.next_deadline(now) - now)
                 for conn in conns:
                     delay = min(delay, conn.next_deadline() - now)
                 if self._before_sleep:
@@ -363,7 +320,7 @@ class Transport:
                     conn.write()
                 for conn in readable:
                     self._receive(conn)
-                self._expire(self._clock.monotonic())
+                self._requests.expire(self._clock.monotonic())
         except Exception:  # the I/O thread must report, not vanish silently
             log.exception("labkit client I/O thread crashed")
         finally:
@@ -379,7 +336,7 @@ class Transport:
                 log.exception("labkit client callback %r failed", fn)
 
     def _run_drivers(self, now: float) -> float:
-        delay = _MAX_SLEEP
+        delay = MAX_SLEEP
         for driver in self._drivers:
             try:
                 wanted = driver(now)
@@ -393,75 +350,16 @@ class Transport:
     def _send_outbox(self, now: float) -> None:
         outbox = self._outbox
         if outbox and now < self.throttled_until and not self._closing:
-            self._send_unthrottled(now)
+            self._requests.send_unthrottled(now)
             return
         while outbox:
-            if not self._send_pending(outbox[0], now):
+            if not self._requests.send(outbox[0], now):
                 return
             outbox.popleft()
 
-    def _send_pending(self, pending: _Pending, now: float) -> bool:
-        conn = self._links.for_node(pending.node)
-        if conn is None:  # metadata named a leader but no endpoint for it
-            pending.future.failure(
-                KafkaConnectionError(
-                    f"metadata names no ZeroMQ endpoint for broker {pending.node}; "
-                    "the client refreshes metadata and tries again"
-                )
-            )
-            return True
-        pending.conn = conn
-        conn.send(pending.frames)  # held until connected, as libzmq queues
-        if pending.expect_response:
-            pending.deadline = now + pending.timeout
-            self._inflight[pending.rid] = pending
-        else:
-            pending.frames = None
-            pending.future.success(None)
-        return True
-
-    def _send_unthrottled(self, now: float) -> None:
-        """While a quota throttles this client (Kafka's KIP-219), send only what is not
-        produce/fetch; those keep their order and go when the throttle time is over."""
-        kept: list[_Pending] = []
-        outbox = self._outbox
-        for _ in range(len(outbox)):  # other threads may append meanwhile, at the right
-            pending = outbox.popleft()
-            if pending.api in _THROTTLED_APIS:
-                kept.append(pending)
-            elif not self._send_pending(pending, now):
-                outbox.appendleft(pending)  # the socket pushed back: keep the order
-                break
-        outbox.extendleft(reversed(kept))
-
     def _receive(self, conn: ZmtpConnection) -> None:
         for frames in conn.read():
-            self._dispatch(frames)
-
-    def _dispatch(self, frames: list) -> None:
-        """Resolve the future of the request this answer is for."""
-        if len(frames) < 3 or frames[0] != MAGIC:
-            log.warning("ignoring a malformed message from the broker")
-            return
-        pending = self._inflight.pop(bytes(frames[1]), None)
-        if pending is None:
-            return  # answer to a request that already timed out or was resent
-        try:
-            header = decode_header(bytes(frames[2]))
-        except ProtocolError as exc:
-            pending.future.failure(exc)
-            return
-        pending.frames = None
-        if pending.api == "metadata" and not header.get("error"):
-            self.routes.update(header)  # leaders and brokers, whoever asked
-        elif pending.api == "find_coordinator" and not header.get("error"):
-            self.routes.learn_coordinator(header)  # a group's coordinator (group_route.py)
-        throttle_ms = header.get("throttle_time_ms")
-        if type(throttle_ms) is int and throttle_ms > 0:  # honoured by _send_outbox
-            self.throttled_until = max(
-                self.throttled_until, self._clock.monotonic() + throttle_ms / 1000.0
-            )
-        pending.future.success(Response(header, [memoryview(f) for f in frames[3:]]))
+            self._requests.dispatch(frames)
 
     def _connection_up(self, conn: ZmtpConnection) -> None:  # I/O thread (handshake done)
         self._up.add(conn)
@@ -477,53 +375,9 @@ class Transport:
             log.warning("lost the connection to the broker at %s (%s); reconnecting", where, reason)
         if conn is self._conn:
             self.connected = False
-        self._connection_lost(conn, where)
-
-    def _connection_lost(self, conn: ZmtpConnection, where: str) -> None:
         now = self._clock.monotonic()
-        lost = [p for p in self._inflight.values() if p.conn is conn]
-        for pending in lost:
-            del self._inflight[pending.rid]
-            if (
-                pending.node is ANY_BROKER
-                and pending.idempotent
-                and pending.resends < self._max_resends
-            ):
-                pending.resends += 1
-                pending.conn = None
-                self._outbox.append(pending)  # goes out again once reconnected
-            else:  # for a named broker: the caller asks metadata for the new leader
-                pending.future.failure(
-                    KafkaConnectionError(
-                        f"lost the connection to the broker at {where} before it answered {pending.api}; the broker "
-                        "may or may not have applied it (is the broker restarting?)"
-                    )
-                )
+        self._requests.lost(conn, where)  # requests sent again go back to the outbox
         self._send_outbox(now)
-
-    def _next_deadline(self, now: float) -> float:
-        if not self._inflight:
-            return now + _MAX_SLEEP
-        return min(p.deadline for p in self._inflight.values())
-
-    def _expire(self, now: float) -> None:
-        if not self._inflight:
-            return
-        expired = [p for p in self._inflight.values() if p.deadline <= now]
-        for pending in expired:
-            del self._inflight[pending.rid]
-            error = KafkaTimeoutError(
-                f"the broker at {self._where(pending)} did not answer {pending.api} within {pending.timeout:.1f} s (request_timeout_ms); is it "
-                "running and not overloaded?"
-            )
-            if pending.node is not ANY_BROKER:  # a silent leader may have been replaced:
-                error.invalid_metadata = True  # the caller asks metadata (as Kafka's clients)
-            pending.future.failure(error)
-
-    def _where(self, pending: _Pending) -> str:
-        if pending.conn is None or pending.conn is self._conn:
-            return self.address
-        return self._links.node_of(pending.conn)
 
     def _drain_wakeups(self) -> None:
         try:
@@ -534,11 +388,7 @@ class Transport:
 
     def _shutdown(self) -> None:
         error = KafkaConnectionError("the client was closed before the broker answered")
-        pending = list(self._inflight.values()) + list(self._outbox)
-        self._inflight.clear()
-        self._outbox.clear()
-        for p in pending:
-            p.future.failure(error)
+        self._requests.fail_all(error)
         for conn in self._links.all:
             conn.flush(_CLOSE_LINGER_MS / 1000.0)  # what is queued still goes out
             conn.close()

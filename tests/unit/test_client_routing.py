@@ -165,7 +165,7 @@ class FakeCluster:
         future = Future()
         if api == "metadata":
             future.success(Response(metadata(self.leaders), []))
-            self.routes.update(metadata(self.leaders))  # as Transport._dispatch does
+            self.routes.update(metadata(self.leaders))  # as InFlight.dispatch does (transport)
             return future
         node = kwargs.get("node", ANY_BROKER)
         tps = [TopicPartition(t, p) for t, p in header["targets"]]
@@ -360,7 +360,7 @@ class IdempotentCluster(FakeCluster):
     def time_out(self, node: int) -> None:
         for _node, _tps, _payloads, future, _producers in [q for q in self.queue if q[0] == node]:
             error = KafkaTimeoutError("no answer")
-            error.invalid_metadata = True  # as Transport._expire marks a routed request
+            error.invalid_metadata = True  # as InFlight.expire marks a routed request
             future.failure(error)
         self.queue = [q for q in self.queue if q[0] != node]
 
