@@ -102,6 +102,31 @@ class InFlight:
         self.outbox: deque[Pending] = deque()
         self.inflight: dict[bytes, Pending] = {}
         self.throttled_until = 0.0  # a quota's throttle_time_ms: no produce/fetch before
+        self._sending = False  # in send_outbox (which a lost connection calls back into)
+
+    def send_outbox(self, now: float, closing: bool) -> None:
+        """Send what waits in the outbox, in order (while throttled: ``send_unthrottled``).
+
+        A write that loses its connection calls back into this while a request is half
+        sent (ZmtpConnection's on_down -> Transport._connection_down -> ``lost``, then
+        here). The inner call returns at once: the outer one goes on with the outbox,
+        where ``lost`` put back what it sends again. Each request leaves the outbox before
+        its write, so none is sent twice nor dropped unsent."""
+        if self._sending:
+            return
+        self._sending = True
+        try:
+            outbox = self.outbox
+            if outbox and now < self.throttled_until and not closing:
+                self.send_unthrottled(now)
+                return
+            while outbox:
+                pending = outbox.popleft()
+                if not self.send(pending, now):
+                    outbox.appendleft(pending)  # the socket pushed back: keep the order
+                    return
+        finally:
+            self._sending = False
 
     def send(self, pending: Pending, now: float) -> bool:
         conn = self._links.for_node(pending.node)
@@ -114,11 +139,13 @@ class InFlight:
             )
             return True
         pending.conn = conn
-        conn.send(pending.frames)  # held until connected, as libzmq queues
         if pending.expect_response:
             pending.deadline = now + pending.timeout
+            # in flight before the write: a write that loses the connection finds it (lost)
             self.inflight[pending.rid] = pending
+            conn.send(pending.frames)  # held until connected, as libzmq queues
         else:
+            conn.send(pending.frames)
             pending.frames = None
             pending.future.success(None)
         return True

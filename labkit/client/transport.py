@@ -348,14 +348,7 @@ class Transport:
         return delay
 
     def _send_outbox(self, now: float) -> None:
-        outbox = self._outbox
-        if outbox and now < self.throttled_until and not self._closing:
-            self._requests.send_unthrottled(now)
-            return
-        while outbox:
-            if not self._requests.send(outbox[0], now):
-                return
-            outbox.popleft()
+        self._requests.send_outbox(now, self._closing)
 
     def _receive(self, conn: ZmtpConnection) -> None:
         for frames in conn.read():
