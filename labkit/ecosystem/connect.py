@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -37,6 +36,7 @@ from pathlib import Path
 
 from labkit.launch.kafka_jars import CACHE_ENV as KAFKA_ENV
 from labkit.launch.kafka_jars import ROOT, VERSION, libs_dir
+from labkit.launch.ports import free_port
 
 CONNECT_ENV = "LABKIT_KAFKA_CONNECT_LIBS"
 START_TIMEOUT_S = 120.0
@@ -166,12 +166,6 @@ def stop_all() -> int:
 atexit.register(stop_all)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _write_properties(path: Path, props: Mapping[str, str]) -> None:
     path.write_text("".join(f"{k}={v}\n" for k, v in props.items()), encoding="utf-8")
 
@@ -270,7 +264,7 @@ class ConnectWorker:
     def start(self, timeout: float = START_TIMEOUT_S) -> ConnectWorker:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         if self.rest_port == 0:
-            self.rest_port = _free_port()
+            self.rest_port = free_port()
         _write_properties(self.work_dir / "worker.properties", self.worker_properties())
         (self.work_dir / "log4j2.properties").write_text(LOG4J2, encoding="utf-8")
         for connector in self.connectors:
