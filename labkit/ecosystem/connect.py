@@ -11,7 +11,8 @@ are RUNNING, so a caller that gets the worker back can rely on it.
 
 Every worker started and not yet stopped is remembered (``stop_all()``, also run when the
 Python process exits): the Java process has a session of its own, so a notebook cell run
-twice or a kernel that exits would otherwise leave it running.
+twice or a kernel that exits would otherwise leave it running; and it dies with a parent
+that is killed, which runs no Python code (labkit/launch/lifeline.py).
 
 State: a standalone worker keeps its source offsets in ``<work dir>/connect.offsets``
 (flushed every second and on a clean stop), so a worker restarted on the same work
@@ -36,6 +37,7 @@ from pathlib import Path
 
 from labkit.launch.kafka_jars import CACHE_ENV as KAFKA_ENV
 from labkit.launch.kafka_jars import ROOT, VERSION, libs_dir
+from labkit.launch.lifeline import spawn
 from labkit.launch.ports import free_port
 
 CONNECT_ENV = "LABKIT_KAFKA_CONNECT_LIBS"
@@ -273,7 +275,10 @@ class ConnectWorker:
         if self.log_to_file:
             self._log = open(self.log_file, "ab")  # noqa: SIM115 - closed in stop()
             output = self._log
-        self.proc = subprocess.Popen(
+        # No owner: stop() (and stop_all() at exit) stops the worker cleanly; spawn adds
+        # the kill when this process is killed (kill -9, a kernel the OOM killer ended).
+        self.proc = spawn(
+            None,
             self.command(),
             stdout=output,
             stderr=subprocess.STDOUT if output else None,
