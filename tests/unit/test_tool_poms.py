@@ -8,6 +8,7 @@ passes (the Makefile's own version, so a hand-run ``mvn`` fetches the same jars)
 
 from __future__ import annotations
 
+import importlib
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -46,18 +47,31 @@ def pom_problems(text: str) -> list[str]:
     return problems
 
 
+def _variables(text: str) -> dict[str, str]:
+    """The Makefile's ``VAR := value`` lines, each value with the variables before it
+    expanded."""
+    variables: dict[str, str] = {}
+    for name, value in re.findall(r"^([A-Z_]+)\s*:=\s*(\S+)\s*$", text, re.MULTILINE):
+        variables[name] = re.sub(
+            r"\$\((\w+)\)", lambda m: variables.get(m.group(1), m.group(0)), value
+        )
+    return variables
+
+
+VARIABLES = _variables(MAKEFILE.read_text(encoding="utf-8"))
+
+
 def _recipes() -> dict[str, dict[str, str]]:
     """pom path -> the -D name=value flags of the Makefile's mvn command for it, with the
     Makefile's ``VAR := value`` variables expanded."""
     text = MAKEFILE.read_text(encoding="utf-8")
-    variables = dict(re.findall(r"^([A-Z_]+)\s*:=\s*(\S+)\s*$", text, re.MULTILINE))
     recipes = {}
     for command in re.findall(r"^\t(mvn .*?)(?<!\\)$", text, re.MULTILINE | re.DOTALL):
         pom = re.search(r"-f (\S+)", command)
         assert pom, f"Makefile: mvn without -f: {command!r}"
         flags = dict(re.findall(r"-D([\w.]+)=(\S+)", command))
         recipes[pom.group(1)] = {
-            name: re.sub(r"\$\((\w+)\)", lambda m: variables.get(m.group(1), m.group(0)), value)
+            name: re.sub(r"\$\((\w+)\)", lambda m: VARIABLES.get(m.group(1), m.group(0)), value)
             for name, value in flags.items()
         }
     return recipes
@@ -129,3 +143,23 @@ def test_the_checker_refuses_the_zookeeper_pom_with_last_sessions_comment(tmp_pa
     copy.write_text(broken, encoding="utf-8")
     assert pom_problems(copy.read_text(encoding="utf-8")) != []
     assert pom_problems("<!-- a - b -->\n<project/>") == []  # single hyphens are fine
+
+
+# Makefile variable -> where labkit looks for those jars (module, function) and the
+# environment variable that points it elsewhere
+JAR_FOLDERS = {
+    "KAFKA_LIBS": ("labkit.launch.kafka_jars", "libs_dir", "LABKIT_APACHE_KAFKA_LIBS"),
+    "ZOOKEEPER_LIBS": ("labkit.launch.zookeeper", "libs_dir", "LABKIT_ZOOKEEPER_LIBS"),
+    "CONNECT_LIBS": ("labkit.ecosystem.connect", "connect_libs_dir", "LABKIT_KAFKA_CONNECT_LIBS"),
+    "SPARK_JARS": ("labkit.ecosystem.spark", "jars_dir", "LABKIT_SPARK_KAFKA_JARS"),
+}
+
+
+@pytest.mark.parametrize("variable", sorted(JAR_FOLDERS))
+def test_labkit_looks_for_the_jars_where_the_makefile_puts_them(variable, monkeypatch):
+    """A version bumped in the Makefile (and its POM) but not in labkit's "keep in step"
+    constant would fetch jars that labkit never finds."""
+    module_name, function, env = JAR_FOLDERS[variable]
+    monkeypatch.delenv(env, raising=False)
+    where = getattr(importlib.import_module(module_name), function)()
+    assert where == ROOT / VARIABLES[variable]
