@@ -189,12 +189,12 @@ def start(
         cfg = zookeeper_config(home, cluster.zookeeper_port)
         _say(f"starting ZooKeeper on {cluster.zookeeper_connect} (data in {home})")
         with open(home / "zookeeper.out", "ab") as out:
-            zk = subprocess.Popen(
+            zk = _spawn(
                 zookeeper_argv(libs, cfg),
+                dict(os.environ),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                start_new_session=True,
             )
         children.append(("ZooKeeper", zk))
         _wait(

@@ -3,18 +3,23 @@
 Theory of operation
 -------------------
 ``labkit lab`` (``lab_cmd.run``) starts its children, the broker (or, with
-``--brokers N``, ZooKeeper and N brokers: ``lab_cluster``) and JupyterLab, each with ``_spawn`` in its own session (process group; a new process group on
-Windows), so a Ctrl-C in the terminal reaches only this process, which then stops
-the children in order (``lab_cmd.run``'s ``finally``): JupyterLab first (it shuts down its kernels and terminals),
-then the broker(s) (they close their logs cleanly), ZooKeeper last. ``_stop_child`` sends SIGTERM, then
-SIGKILL after ``STOP_GRACE_S``. SIGINT, SIGTERM and SIGHUP (SIGBREAK on Windows) all
-mean "stop everything": ``_install_stop_handlers`` makes each of them set one
-``threading.Event`` and nothing else; so does JupyterLab exiting (File > Shut Down).
+``--brokers N``, ZooKeeper and N brokers: ``lab_cluster``) and JupyterLab, each with
+``_spawn`` in its own session (process group; a new process group on Windows), so a
+Ctrl-C in the terminal reaches only this process, which then stops the children in order
+(``lab_cmd.run``'s ``finally``): JupyterLab first (it shuts down its kernels and
+terminals), then the broker(s) (they close their logs cleanly), ZooKeeper last.
+``_stop_child`` sends SIGTERM, then SIGKILL after ``STOP_GRACE_S``. SIGINT, SIGTERM and
+SIGHUP (SIGBREAK on Windows) all mean "stop everything": ``_install_stop_handlers`` makes
+each of them set one ``threading.Event`` and nothing else; so does JupyterLab exiting
+(File > Shut Down). A ``labkit lab`` that is killed (kill -9), which runs none of this,
+still takes its children with it on Linux: ``_spawn`` starts each through
+``labkit.launch.lifeline.spawn`` (the kernel's parent-death signal).
 
 ``_supervise`` is the wait: every ``POLL_S`` it prints the URL once JupyterLab answers
 (``/api``), says so once if JupyterLab has not answered after ``LAB_WAIT_S``, warns
 once for each service it started (a broker, ZooKeeper) that dies, and returns when JupyterLab exits or the event is
-set. Only the main thread touches the children; signal handlers just set the event.
+set. Only the main thread touches the children (lifeline's spawner thread only forks
+them); signal handlers just set the event.
 
 ``LabError`` (a message that says what to fix) and ``_say`` (a line on stderr) are the
 command's two ways to speak; ``lab_jupyter`` and ``lab_cmd`` use them too.
@@ -32,8 +37,10 @@ import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from labkit._clock import REAL_CLOCK, Clock
+from labkit.launch.lifeline import spawn
 
 LAB_WAIT_S = 120.0
 STOP_GRACE_S = 10.0
@@ -159,11 +166,15 @@ def _how_to_stop(args: argparse.Namespace) -> str:
     return "  Stop with Ctrl-C: the broker stops too."
 
 
-def _spawn(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen:
+def _spawn(
+    argv: list[str], env: dict[str, str], cwd: Path | None = None, **popen_kwargs: Any
+) -> subprocess.Popen:
+    # No owner: this supervisor stops its children itself (SIGTERM first); spawn adds
+    # only the kill when `labkit lab` itself is killed (kill -9, a closed CI job).
     if _IS_WINDOWS:
         flags = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
-        return subprocess.Popen(argv, env=env, cwd=cwd, creationflags=flags)
-    return subprocess.Popen(argv, env=env, cwd=cwd, start_new_session=True)
+        return spawn(None, argv, env=env, cwd=cwd, creationflags=flags, **popen_kwargs)
+    return spawn(None, argv, env=env, cwd=cwd, start_new_session=True, **popen_kwargs)
 
 
 def _stop_child(proc: subprocess.Popen | None, what: str) -> None:

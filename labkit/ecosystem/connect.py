@@ -11,7 +11,8 @@ are RUNNING, so a caller that gets the worker back can rely on it.
 
 Every worker started and not yet stopped is remembered (``stop_all()``, also run when the
 Python process exits): the Java process has a session of its own, so a notebook cell run
-twice or a kernel that exits would otherwise leave it running.
+twice or a kernel that exits would otherwise leave it running; and it dies with a parent
+that is killed, which runs no Python code (labkit/launch/lifeline.py).
 
 State: a standalone worker keeps its source offsets in ``<work dir>/connect.offsets``
 (flushed every second and on a clean stop), so a worker restarted on the same work
@@ -27,7 +28,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -37,6 +37,8 @@ from pathlib import Path
 
 from labkit.launch.kafka_jars import CACHE_ENV as KAFKA_ENV
 from labkit.launch.kafka_jars import ROOT, VERSION, libs_dir
+from labkit.launch.lifeline import spawn
+from labkit.launch.ports import free_port
 
 CONNECT_ENV = "LABKIT_KAFKA_CONNECT_LIBS"
 START_TIMEOUT_S = 120.0
@@ -166,12 +168,6 @@ def stop_all() -> int:
 atexit.register(stop_all)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _write_properties(path: Path, props: Mapping[str, str]) -> None:
     path.write_text("".join(f"{k}={v}\n" for k, v in props.items()), encoding="utf-8")
 
@@ -270,7 +266,7 @@ class ConnectWorker:
     def start(self, timeout: float = START_TIMEOUT_S) -> ConnectWorker:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         if self.rest_port == 0:
-            self.rest_port = _free_port()
+            self.rest_port = free_port()
         _write_properties(self.work_dir / "worker.properties", self.worker_properties())
         (self.work_dir / "log4j2.properties").write_text(LOG4J2, encoding="utf-8")
         for connector in self.connectors:
@@ -279,7 +275,10 @@ class ConnectWorker:
         if self.log_to_file:
             self._log = open(self.log_file, "ab")  # noqa: SIM115 - closed in stop()
             output = self._log
-        self.proc = subprocess.Popen(
+        # No owner: stop() (and stop_all() at exit) stops the worker cleanly; spawn adds
+        # the kill when this process is killed (kill -9, a kernel the OOM killer ended).
+        self.proc = spawn(
+            None,
             self.command(),
             stdout=output,
             stderr=subprocess.STDOUT if output else None,

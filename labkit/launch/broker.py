@@ -30,20 +30,13 @@ from typing import BinaryIO
 
 from labkit.client.probe import broker_answers
 from labkit.launch.lifeline import spawn
+from labkit.launch.ports import free_port
 
 START_TIMEOUT_S = 10.0
 
 
 class BrokerStartError(RuntimeError):
     """The broker process did not come up; the message holds its stderr."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 class BrokerProcess:

@@ -1,6 +1,7 @@
 """Children that die with the process that started them: ``spawn``, the one way
-labkit.launch (a labkit broker, ZooKeeper) and labkit.testing (Apache Kafka's JVMs) start
-an engine.
+labkit.launch (a labkit broker, ZooKeeper), labkit.testing (Apache Kafka's JVMs),
+labkit.ecosystem (a Kafka Connect worker) and ``labkit lab`` (its broker(s), ZooKeeper and
+JupyterLab) start a child.
 
 Theory of operation
 -------------------
@@ -8,7 +9,9 @@ A parent goes in one of two ways, and each has its own net:
 
 - it exits (a script ends, pytest finishes, a kernel restarts) or drops the object that
   owns the child: ``weakref.finalize(owner, ...)`` kills the child (finalizers also run
-  at the interpreter's exit);
+  at the interpreter's exit). A caller that stops its children itself, more gently than
+  a kill (``labkit lab``'s supervisor, the Connect worker's ``stop_all`` at exit), passes
+  no owner;
 - it is killed (kill -9, the OOM killer, a CI time-out): no Python code runs then, so the
   kernel does it. Between fork and exec the child asks for SIGKILL when its parent dies
   (Linux's ``prctl(PR_SET_PDEATHSIG)``; exec keeps it), then checks that the parent did
@@ -43,9 +46,9 @@ _spawner: threading.Thread | None = None
 _spawner_lock = threading.Lock()
 
 
-def spawn(owner: object, argv: list[str], **popen_kwargs: Any) -> subprocess.Popen:
+def spawn(owner: object | None, argv: list[str], **popen_kwargs: Any) -> subprocess.Popen:
     """``subprocess.Popen(argv, **popen_kwargs)`` for a child that dies with this process,
-    and when ``owner`` is collected (see the module docstring)."""
+    and when ``owner`` is collected unless it is None (see the module docstring)."""
     if _LIBC is None:
         proc = subprocess.Popen(argv, **popen_kwargs)
     else:
@@ -53,7 +56,8 @@ def spawn(owner: object, argv: list[str], **popen_kwargs: Any) -> subprocess.Pop
         _requests.put((argv, popen_kwargs, done))
         _start_spawner()
         proc = done.result()
-    weakref.finalize(owner, _kill_if_running, proc)
+    if owner is not None:
+        weakref.finalize(owner, _kill_if_running, proc)
     return proc
 
 

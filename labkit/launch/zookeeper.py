@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from labkit.launch.lifeline import spawn
+from labkit.launch.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSION = "3.8.4"  # keep in step with the Makefile's ZOOKEEPER_VERSION
@@ -70,12 +71,6 @@ def require() -> Path:
             f"ZooKeeper {VERSION} from Maven Central, ~7 MB, once) or point ${CACHE_ENV} at them"
         )
     return libs
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def four_letter_word(port: int, word: str = "srvr", timeout: float = 1.0) -> str | None:
@@ -172,7 +167,7 @@ class ZooKeeperServer:
             return self
         if self._tmp is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="labkit-zookeeper-")
-            self.port = _free_port()
+            self.port = free_port()
         self._write_config()
         with open(self.home / "stdout.log", "ab") as out:
             self.proc = spawn(

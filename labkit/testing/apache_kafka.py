@@ -42,6 +42,7 @@ from labkit.launch.kafka_jars import (
     require,
 )
 from labkit.launch.lifeline import spawn
+from labkit.launch.ports import free_port
 
 __all__ = [
     "CACHE_ENV",
@@ -83,12 +84,6 @@ def java_command(main_class: str, *args: str, heap: str = "256m") -> list[str]:
         main_class,
         *args,
     ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _port_open(port: int) -> bool:
@@ -185,7 +180,7 @@ class ApacheKafka:
         require()
         self._tmp = tempfile.TemporaryDirectory(prefix="apache-kafka-")
         data = Path(self._tmp.name)
-        self.port, controller = _free_port(), _free_port()
+        self.port, controller = free_port(), free_port()
         props = data / "server.properties"
         props.write_text(self._properties(data, controller), encoding="utf-8")
         formatting = time.monotonic()
@@ -298,8 +293,8 @@ class ApacheKafkaCluster:
         require()
         self._tmp = tempfile.TemporaryDirectory(prefix="apache-kafka-cluster-")
         data = Path(self._tmp.name)
-        controller_port = _free_port()
-        self.ports = {node_id: _free_port() for node_id in range(1, self.size + 1)}
+        controller_port = free_port()
+        self.ports = {node_id: free_port() for node_id in range(1, self.size + 1)}
         files = {}
         for node_id in [self.CONTROLLER_ID, *self.ports]:
             files[node_id] = data / f"node-{node_id}.properties"

@@ -1,5 +1,6 @@
 """`labkit lab` from the installed package: what a student sees when a port is taken,
-reusing a broker that is already running, and a clean stop on SIGTERM.
+reusing a broker that is already running, a clean stop on SIGTERM, and no child left
+behind by a `labkit lab` that is killed.
 
 Real processes over real sockets (the broker, JupyterLab); ports are free ones. Every
 process a test starts leads its own process group; whatever happens, the test ends by
@@ -9,6 +10,7 @@ kernel or broker outlives it.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import shutil
@@ -236,6 +238,61 @@ def test_sigint_stops_the_broker_it_started(tmp_path: Path):
     )
     assert connect_error("127.0.0.1", port) is not None
     assert (tmp_path / "data").is_dir()
+
+
+def test_a_killed_lab_takes_its_broker_and_jupyterlab_with_it(tmp_path: Path):
+    """kill -9 runs none of `labkit lab`'s stop code: its children's parent-death guard
+    (labkit/launch/lifeline.py) must end the broker and JupyterLab, or they would live on
+    under init holding the lab's ports."""
+    port, lab_port = free_port(), free_port()
+    log_path = tmp_path / "lab.log"
+    with open(log_path, "wb") as log:
+        lab = _start(
+            _labkit(
+                "lab",
+                "--no-browser",
+                "--port",
+                str(port),
+                "--lab-port",
+                str(lab_port),
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--notebooks",
+                str(tmp_path),
+            ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    children: list[psutil.Process] = []
+    try:
+        wait_until(
+            lambda: (
+                lab.poll() is not None
+                or (
+                    http_status(f"http://127.0.0.1:{lab_port}/api") == 200
+                    and broker_answers(f"127.0.0.1:{port}", 500)
+                )
+            ),
+            120,
+            what="broker and JupyterLab",
+        )
+        assert lab.poll() is None, log_path.read_text()
+        children = psutil.Process(lab.pid).children(recursive=True)
+        assert len(processes_mentioning(str(tmp_path))) >= 2  # the broker and JupyterLab
+        lab.kill()
+        lab.wait()
+        wait_until(
+            lambda: not processes_mentioning(str(tmp_path)),
+            30,
+            what="the broker and JupyterLab to die with the killed labkit lab",
+        )
+        assert connect_error("127.0.0.1", port) is not None
+        assert connect_error("127.0.0.1", lab_port) is not None
+    finally:
+        stop_tree(lab)
+        for child in children:  # the test failed: they are init's children now
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
 
 
 STUBBORN = """

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from labkit.testing import BrokerProcess
+from labkit.testing.broker import free_port
 
 # Kafka API keys and names the engines here use (Kafka's protocol guide).
 API_NAMES = {
@@ -36,12 +37,6 @@ API_NAMES = {
     32: "DescribeConfigs",
     60: "DescribeCluster",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def advertised_apis(bootstrap: str) -> set[int]:
@@ -92,7 +87,7 @@ def _labkit_broker(data_dir) -> tuple[BrokerProcess, str]:
     if hasattr(BrokerProcess, "zmq_bootstrap"):
         broker = BrokerProcess(data_dir=data_dir)
         return broker, broker.bootstrap
-    port = _free_port()
+    port = free_port()
     return BrokerProcess(data_dir=data_dir, config={"kafka.port": str(port)}), f"127.0.0.1:{port}"
 
 

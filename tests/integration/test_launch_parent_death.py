@@ -5,9 +5,12 @@ sleeps; the test kills the child with SIGKILL (no Python code runs then: no fina
 atexit) and the engine must go within a generous bound instead of living on under init,
 loading the machine during later runs. Apache Kafka's JVM (labkit.testing) is the engine
 that had no guard at all; ZooKeeper's JVM and the labkit broker (labkit.launch) had only a
-finalizer, which a kill -9 never runs. The engine is started from a thread that ends before
-the kill, as nb.cluster() starts its brokers from a pool: Linux's parent-death signal
-follows the thread that forked, so the guard must not depend on the starting thread.
+finalizer, which a kill -9 never runs; the Connect worker (labkit.ecosystem) and
+``labkit lab``'s children (its brokers, ZooKeeper and JupyterLab, each started by the
+supervisor's ``_spawn`` in a session of its own) had only their parent's clean stop. The
+engine is started from a thread that ends before the kill, as nb.cluster() starts its
+brokers from a pool: Linux's parent-death signal follows the thread that forked, so the
+guard must not depend on the starting thread.
 """
 
 from __future__ import annotations
@@ -39,7 +42,29 @@ STARTS = {
         "engine = BrokerProcess(start_timeout_s=60).start()\n"
         "pid = engine.proc.pid\n"
     ),
+    # the worker's JVM is the engine: no broker answers on port 9, so start() goes on
+    # waiting in its own thread while the test kills the parent
+    "connect-worker": (
+        "import tempfile, time\n"
+        "from labkit.ecosystem.connect import ConnectWorker\n"
+        "engine = ConnectWorker('127.0.0.1:9', tempfile.mkdtemp())\n"
+        "threading.Thread(target=engine.start, daemon=True).start()\n"
+        "while engine.proc is None:\n"
+        "    time.sleep(0.01)\n"
+        "pid = engine.proc.pid\n"
+    ),
+    # what `labkit lab` starts its broker(s), ZooKeeper and JupyterLab with
+    "labkit-lab-child": (
+        "import os, sys\n"
+        "from labkit.cli.lab_supervisor import _spawn\n"
+        "sleep = [sys.executable, '-c', 'import time; time.sleep(600)']\n"
+        "engine = _spawn(sleep, dict(os.environ))\n"
+        "pid = engine.pid\n"
+    ),
 }
+# started in a session of their own (a Ctrl-C in the terminal reaches only their parent,
+# which stops them cleanly): the guard must keep that
+OWN_SESSION = {"connect-worker", "labkit-lab-child"}
 
 CHILD = """\
 import threading, time
@@ -70,14 +95,19 @@ def _parent_of(pid: int) -> int:
 
 def _require_jars(engine: str) -> None:
     """The JVM engines need their jars (``make apache-kafka``, ``make zookeeper``)."""
+    from labkit.ecosystem import connect
     from labkit.testing import apache_kafka, zookeeper
 
-    module = {"apache-kafka": apache_kafka, "zookeeper": zookeeper}.get(engine)
-    if module is None:
+    check = {
+        "apache-kafka": apache_kafka.require,
+        "zookeeper": zookeeper.require,
+        "connect-worker": connect.classpath,
+    }.get(engine)
+    if check is None:
         return
     try:
-        module.require()
-    except RuntimeError as exc:  # ApacheKafkaMissing, ZooKeeperMissing: what to run
+        check()
+    except RuntimeError as exc:  # ApacheKafkaMissing, ZooKeeperMissing, ConnectMissing
         pytest.fail(str(exc))
 
 
@@ -100,6 +130,8 @@ def test_an_engine_dies_with_its_killed_parent(engine, tmp_path):
         assert line.strip().isdigit(), f"the child did not start {engine}: {parent.stderr.read()}"
         pid = int(line)
         assert _parent_of(pid) == parent.pid, f"{engine} is not the child's own process"
+        if engine in OWN_SESSION:
+            assert os.getsid(pid) == pid, f"{engine} is not in a session of its own"
         parent.kill()
         parent.wait()
         deadline = time.monotonic() + GONE_WITHIN_S

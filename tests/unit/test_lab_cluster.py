@@ -4,6 +4,7 @@ defaults, and the errors that say what to do."""
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 from pathlib import Path
 
@@ -61,6 +62,40 @@ def test_missing_zookeeper_jars_say_make_zookeeper(tmp_path: Path, monkeypatch):
     cluster = lab_cluster.ClusterPlan([], 0, tmp_path)
     with pytest.raises(LabError, match=r"make zookeeper.*make lab-cluster"):
         lab_cluster.start(cluster, threading.Event())
+
+
+class _FakeChild:
+    returncode = None
+
+    def poll(self):
+        return None
+
+
+def test_zookeeper_and_the_brokers_all_start_through_the_supervisors_spawn(
+    tmp_path: Path, monkeypatch
+):
+    """_spawn gives each child its own session and kills it with a killed `labkit lab`
+    (tests/integration/test_launch_parent_death.py); a bare Popen would do neither."""
+    started = []
+
+    def spawn(argv, env, cwd=None, **popen_kwargs):
+        started.append(argv)
+        return _FakeChild()
+
+    def popen(*args, **kwargs):
+        raise AssertionError(f"started with a bare Popen, without _spawn: {args[0]}")
+
+    monkeypatch.setattr(lab_cluster, "_spawn", spawn)
+    monkeypatch.setattr(lab_cluster.subprocess, "Popen", popen)
+    monkeypatch.setattr(lab_cluster, "_zookeeper_libs", lambda: tmp_path / "libs")
+    monkeypatch.setattr(lab_cluster, "_zookeeper_serves", lambda port: True)
+    monkeypatch.setattr(lab_cluster, "_registered", lambda address, brokers: True)
+    monkeypatch.setattr(lab_cluster, "ports_to_check", lambda cluster: [])  # none taken
+    cluster = lab_cluster.plan(2, 9092, 2181, tmp_path)
+    children = lab_cluster.start(cluster, threading.Event())
+    assert [name for name, _proc in children] == ["ZooKeeper", "broker 1", "broker 2"]
+    assert "org.apache.zookeeper.server.ZooKeeperServerMain" in started[0]
+    assert [argv[:4] for argv in started[1:]] == [[sys.executable, "-m", "labkit", "broker"]] * 2
 
 
 def _args(**kw) -> argparse.Namespace:
