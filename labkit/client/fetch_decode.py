@@ -32,7 +32,14 @@ from typing import Any
 
 from labkit.client.structs import ConsumerRecord, TopicPartition
 from labkit.errors import CorruptRecordError
-from labkit.protocol.records import decode_batch, read_header, validate_batch, walk_batches
+from labkit.protocol.records import (
+    LOG_APPEND_TIME,
+    decode_batch,
+    decode_single,
+    read_header,
+    validate_batch,
+    walk_batches,
+)
 
 _make_record = functools.partial(tuple.__new__, ConsumerRecord)
 
@@ -60,6 +67,41 @@ def decode_records(
                 else read_header(buf, start)
             )
             if header.next_offset <= fetch_offset:
+                continue
+            one = decode_single(buf, start, header)
+            if one is not None:  # a batch of one record: no columns, no lists
+                offset = header.base_offset
+                timestamp, key, value, key_size, value_size = one
+                try:
+                    if key_deserializer is not None and key is not None:
+                        key = _deserializer(key_deserializer, topic)(key)
+                except Exception as exc:  # noqa: BLE001 - a poison message (_deserialize)
+                    return out, offset, (offset, exc, "key")
+                try:
+                    if value_deserializer is not None and value is not None:
+                        value = _deserializer(value_deserializer, topic)(value)
+                except Exception as exc:  # noqa: BLE001 - a poison message (_deserialize)
+                    return out, offset, (offset, exc, "value")
+                out.append(
+                    _make_record(
+                        (
+                            topic,
+                            partition,
+                            -1,
+                            offset,
+                            timestamp,
+                            1 if header.attributes & LOG_APPEND_TIME else 0,
+                            key,
+                            value,
+                            [],
+                            None,
+                            key_size,
+                            value_size,
+                            -1,
+                        )
+                    )
+                )
+                next_offset = header.next_offset
                 continue
             batch = decode_batch(buf, start, header)
         except CorruptRecordError as exc:
@@ -175,6 +217,12 @@ def unreadable_log(tp: TopicPartition, offset: int) -> CorruptRecordError:
     )
     error.topic_partition, error.offset, error.next_offset = tp, offset, offset + 1
     return error
+
+
+def _deserializer(fn: Any, topic: str) -> Any:
+    """A one-argument callable for a deserializer: a function, or an object with
+    ``deserialize(topic, data)`` (kafka-python's Deserializer classes)."""
+    return fn if callable(fn) else functools.partial(fn.deserialize, topic)
 
 
 def _deserialize(fn: Any, topic: str, items: list) -> tuple[list, Exception | None]:

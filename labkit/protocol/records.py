@@ -108,6 +108,7 @@ __all__ = [
     "BatchHeader",
     "decode_batch",
     "decode_headers",
+    "decode_single",
     "encode_batch",
     "encode_headers",
     "first_timestamp_outside",
@@ -274,6 +275,49 @@ def with_base_offset(batch, base_offset: int) -> bytes:
     return BASE_OFFSET.pack(base_offset) + bytes(memoryview(batch)[8:])
 
 
+_ONE_KEYED = struct.Struct("<qii")  # one record's columns: timestamp, key length, value length
+_ONE_KEYLESS = struct.Struct("<qi")  # ... without HAS_KEYS: timestamp, value length
+
+
+def decode_single(buf, pos: int, header: BatchHeader) -> tuple | None:
+    """(timestamp, key, value, key size, value size) of a batch that holds exactly one
+    record with implicit offsets and no headers, or None for any other batch -- and for
+    one whose columns do not add up, which ``decode_batch``'s general path then refuses
+    with its own error. The classroom's producers send one record a second, so every
+    batch a consumer decodes there is such a batch: this path costs ~1 us where the
+    columns' costs ~8 (array reads, slices, lists of one)."""
+    attributes = header.attributes
+    if (
+        header.record_count != 1
+        or header.last_offset_delta != 0
+        or attributes & (HAS_OFFSET_DELTAS | HAS_HEADERS)
+    ):
+        return None
+    start = pos + HEADER_SIZE
+    end = pos + header.size
+    if end > len(buf):
+        return None
+    if attributes & HAS_KEYS:
+        if end - start < _ONE_KEYED.size:
+            return None
+        timestamp, key_size, value_size = _ONE_KEYED.unpack_from(buf, start)
+        at = start + _ONE_KEYED.size
+    else:
+        if end - start < _ONE_KEYLESS.size:
+            return None
+        timestamp, value_size = _ONE_KEYLESS.unpack_from(buf, start)
+        key_size = -1
+        at = start + _ONE_KEYLESS.size
+    if key_size < -1 or value_size < -1:
+        return None
+    key_end = at + key_size if key_size > 0 else at
+    if key_end + (value_size if value_size > 0 else 0) != end:
+        return None
+    key = None if key_size < 0 else bytes(buf[at:key_end])
+    value = None if value_size < 0 else bytes(buf[key_end:end])
+    return timestamp, key, value, key_size, value_size
+
+
 def decode_batch(buf, pos: int = 0, header: BatchHeader | None = None) -> Batch:
     """Decode the batch at ``pos`` into columns. Keys/values come back as bytes.
 
@@ -283,6 +327,24 @@ def decode_batch(buf, pos: int = 0, header: BatchHeader | None = None) -> Batch:
     """
     if header is None:
         header = read_header(buf, pos)
+    one = decode_single(buf, pos, header)
+    if one is not None:
+        timestamp, key, value, key_size, value_size = one
+        return Batch(
+            [header.base_offset],
+            [timestamp],
+            [key],
+            [value],
+            [[]],
+            [key_size],
+            [value_size],
+            bool(header.attributes & LOG_APPEND_TIME),
+        )
+    return decode_columns(buf, pos, header)
+
+
+def decode_columns(buf, pos: int, header: BatchHeader) -> Batch:
+    """``decode_batch`` for any batch, column by column (the general path)."""
     cols = read_columns(buf, pos, header)
     count = header.record_count
     if cols.deltas is not None:
