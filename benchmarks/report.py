@@ -548,7 +548,8 @@ def classroom_section(data: dict) -> list[str]:
         "WARNING lines, exceptions, console-consumers that timed out, members the broker "
         "expired. Goals (issue 19): 80 students p99 < 100 ms and 0 errors; 160 (2 per "
         "process) p99 < 1 s, 0 errors, no member expired; ≤ 0.1 ms client CPU per record; "
-        "an idle consumer < 0.5 % of a core.",
+        "an idle consumer < 0.5 % of a core."
+        + (f" labkit's modules: {m['bytecode']}." if m.get("bytecode") else ""),
         "",
     ]
     if meta.get("note"):
