@@ -47,6 +47,22 @@ def _labkit(*args: str) -> list[str]:
     return [sys.executable, "-m", "labkit", *args]
 
 
+def _lab_argv(port: int, lab_port: int, data_dir: Path, notebooks: Path) -> list[str]:
+    """`labkit lab` without a browser, on these ports and folders."""
+    return _labkit(
+        "lab",
+        "--no-browser",
+        "--port",
+        str(port),
+        "--lab-port",
+        str(lab_port),
+        "--data-dir",
+        str(data_dir),
+        "--notebooks",
+        str(notebooks),
+    )
+
+
 def _start(argv: list[str], **kwargs) -> subprocess.Popen:
     """Start ``argv`` as the leader of a new process group (see ``stop_tree``)."""
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True, **kwargs)
@@ -133,18 +149,7 @@ def test_reuses_a_running_broker_and_leaves_it_running(tmp_path: Path):
         log_path = tmp_path / "lab.log"
         with open(log_path, "wb") as log:
             lab = _start(
-                _labkit(
-                    "lab",
-                    "--no-browser",
-                    "--port",
-                    str(port),
-                    "--lab-port",
-                    str(lab_port),
-                    "--data-dir",
-                    str(tmp_path / "unused"),
-                    "--notebooks",
-                    str(tmp_path),
-                ),
+                _lab_argv(port, lab_port, tmp_path / "unused", tmp_path),
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -193,18 +198,7 @@ def test_sigint_stops_the_broker_it_started(tmp_path: Path):
     env = dict(os.environ, JUPYTER_TOKEN="e2e-token")
     with open(log_path, "wb") as log:
         lab = _start(
-            _labkit(
-                "lab",
-                "--no-browser",
-                "--port",
-                str(port),
-                "--lab-port",
-                str(lab_port),
-                "--data-dir",
-                str(tmp_path / "data"),
-                "--notebooks",
-                str(tmp_path),
-            ),
+            _lab_argv(port, lab_port, tmp_path / "data", tmp_path),
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -248,18 +242,7 @@ def test_a_killed_lab_takes_its_broker_and_jupyterlab_with_it(tmp_path: Path):
     log_path = tmp_path / "lab.log"
     with open(log_path, "wb") as log:
         lab = _start(
-            _labkit(
-                "lab",
-                "--no-browser",
-                "--port",
-                str(port),
-                "--lab-port",
-                str(lab_port),
-                "--data-dir",
-                str(tmp_path / "data"),
-                "--notebooks",
-                str(tmp_path),
-            ),
+            _lab_argv(port, lab_port, tmp_path / "data", tmp_path),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
