@@ -194,3 +194,12 @@ def stop_tree(proc: subprocess.Popen, timeout: float = 30) -> None:
                 pass
         proc.wait(timeout)
         psutil.wait_procs(alive, timeout=timeout)
+
+
+def gone(text: str, *ports: int) -> bool:
+    """No live process's command line contains ``text`` and every port on 127.0.0.1
+    refuses connections. Both: a process on its way out reads as gone (its command line
+    empties once its memory is released) a moment before its sockets close."""
+    if processes_mentioning(text):
+        return False
+    return all(connect_error("127.0.0.1", port) is not None for port in ports)

@@ -27,6 +27,7 @@ from e2e_helpers import (
     broker_answers,
     connect_error,
     free_port,
+    gone,
     http_status,
     processes_mentioning,
     stop_tree,
@@ -226,7 +227,7 @@ def test_sigint_stops_the_broker_it_started(tmp_path: Path):
     finally:
         stop_tree(lab)
     wait_until(
-        lambda: not processes_mentioning(str(tmp_path)),
+        lambda: gone(str(tmp_path), port),
         15,
         what="the broker and JupyterLab to exit",
     )
@@ -265,7 +266,7 @@ def test_a_killed_lab_takes_its_broker_and_jupyterlab_with_it(tmp_path: Path):
         lab.kill()
         lab.wait()
         wait_until(
-            lambda: not processes_mentioning(str(tmp_path)),
+            lambda: gone(str(tmp_path), port, lab_port),
             30,
             what="the broker and JupyterLab to die with the killed labkit lab",
         )

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from e2e_helpers import (
     connect_error,
+    gone,
     http_status,
     port_is_free,
-    processes_mentioning,
     stop_tree,
     wait_until,
 )
@@ -152,7 +152,7 @@ def test_lab_with_three_brokers_replicates_and_stops_on_sigint(tmp_path: Path):
     finally:
         stop_tree(lab)
     wait_until(
-        lambda: not processes_mentioning(str(tmp_path)),
+        lambda: gone(str(tmp_path), port, port + 1, port + 2, zk_port, lab_port),
         20,
         what="ZooKeeper, the brokers and JupyterLab to exit",
     )

@@ -23,6 +23,7 @@ from e2e_helpers import (
     broker_answers,
     connect_error,
     free_port,
+    gone,
     http_status,
     processes_mentioning,
     stop_tree,
@@ -112,7 +113,7 @@ class MakeLab:
 
     def assert_nothing_left(self) -> None:
         wait_until(
-            lambda: not processes_mentioning(str(self.clone)),
+            lambda: gone(str(self.clone), self.broker_port, self.lab_port),
             10,
             what="every process of the lab (broker, JupyterLab, kernels) to exit",
         )
