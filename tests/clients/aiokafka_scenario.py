@@ -110,9 +110,14 @@ async def main(bootstrap: str, prefix: str) -> dict:
     await admin.start()
     topic, group_topic = prefix + "-records", prefix + "-group"
     await admin.create_topics([NewTopic(topic, 2, 1), NewTopic(group_topic, 4, 1)])
-    transcript["topics_listed"] = sorted(
-        t for t in await admin.list_topics() if t.startswith(prefix)
-    )
+    # Kafka answers CreateTopics before its metadata lists them: look until it does (5 s)
+    deadline = time.monotonic() + 5
+    while True:
+        listed = sorted(t for t in await admin.list_topics() if t.startswith(prefix))
+        if len(listed) == 2 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    transcript["topics_listed"] = listed
     transcript["produced"] = {
         "acks=1": await produce(bootstrap, topic, 1),
         "acks=all+gzip": await produce(bootstrap, topic, "all", "gzip"),

@@ -168,7 +168,14 @@ def main(bootstrap: str, prefix: str) -> dict:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     topic, group_topic = prefix + "-records", prefix + "-group"
     admin.create_topics([NewTopic(topic, 2, 1), NewTopic(group_topic, 4, 1)])
-    transcript["topics_listed"] = sorted(t for t in admin.list_topics() if t.startswith(prefix))
+    # Kafka answers CreateTopics before its metadata lists them: look until it does (5 s)
+    deadline = time.monotonic() + 5
+    while True:
+        listed = sorted(t for t in admin.list_topics() if t.startswith(prefix))
+        if len(listed) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    transcript["topics_listed"] = listed
     idempotence = {"enable_idempotence": False} if kafka.__version__ >= "2.1" else {}
     transcript["produced"] = {
         "acks=1": produce(bootstrap, topic, 1, **idempotence),
