@@ -128,7 +128,9 @@ class KafkaConnection:
         self.last = self.receive(0, 9, correlation)
         return self.last.responses[0].partition_responses[0]
 
-    def fetch(self, offset: int, topic="bad", max_wait_ms=0) -> int:
+    def fetch(
+        self, offset: int, topic="bad", max_wait_ms=0, partition_max_bytes: int = 1 << 20
+    ) -> int:
         """Send one Fetch v12 of partition 0 of ``topic``; returns its correlation id."""
         partition = nested_schema(1, 12, "FetchPartition")(
             partition=0,
@@ -136,7 +138,7 @@ class KafkaConnection:
             fetch_offset=offset,
             last_fetched_epoch=-1,
             log_start_offset=-1,
-            partition_max_bytes=1 << 20,
+            partition_max_bytes=partition_max_bytes,
         )
         fetch_topic = nested_schema(1, 12, "FetchTopic")(topic=topic, partitions=(partition,))
         request = load_request_schema(1, 12)(

@@ -25,6 +25,9 @@ DEALER. Per connection:
   loop. A Produce with acks=0 gets no Kafka response: it is sent without waiting
   (``silent``, at most ``MAX_SILENT`` per connection), and its labkit answer only says
   whether to close the connection, as Kafka does after a failed acks=0 produce;
+- a Fetch that leaves records waiting is followed by a read-ahead (read_ahead.py): the
+  client's predicted next Fetch, sent to the broker and converted while the client is
+  busy with the last answer; the next Fetch, if it is that one, is answered from it;
 - a frame that does not parse closes the connection, as Kafka does;
 - the socket is read only while nothing is queued, no request waits, fewer than
   ``MAX_SILENT`` acks=0 produces are in flight and less than
@@ -61,8 +64,9 @@ from typing import Any
 import zmq
 
 from labkit.errors import ProtocolError
-from labkit.kafka import apis, bridges, codec
+from labkit.kafka import apis, bridges, codec, read_ahead
 from labkit.kafka.bindings import Bound, ListenSpec, bind_all
+from labkit.kafka.produce_fetch import FETCH_KEY, fetch_response, kafka_records
 from labkit.protocol import bootstrap
 from labkit.protocol.frames import build_request, parse_response
 
@@ -99,6 +103,27 @@ class _Connection:
         # acks=0 produces sent and not yet answered by the broker: request id -> as waiting
         self.silent: dict[bytes, tuple[bytes, int, Any, int, apis.Api, Any]] = {}
         self.client_id = ""
+        self.fetch_header: dict | None = None  # the labkit fetch the waiting request sent
+        self.ahead: _Ahead | None = None  # the predicted next fetch (read_ahead.py)
+        self.ahead_hits = 0  # read-aheads that answered a Fetch
+        self.ahead_misses = 0  # and that were dropped unused (read_ahead.MAX_MISSES)
+
+
+class _Ahead:
+    """A read-ahead: the labkit fetch sent for the client's predicted next Fetch and,
+    once the broker answered, its answer in Kafka's form."""
+
+    __slots__ = ("rid", "key", "header", "sent_at", "reply", "converted", "payloads", "size")
+
+    def __init__(self, rid: bytes, header: dict, sent_at: float):
+        self.rid = rid
+        self.key = read_ahead.key(header)
+        self.header = header
+        self.sent_at = sent_at
+        self.reply: dict | None = None  # None: still on its way
+        self.converted: list = []
+        self.payloads: list = []  # the labkit bytes (the read-ahead after this one needs them)
+        self.size = 0  # bytes held (labkit and Kafka form), counted in the listener's budget
 
 
 class KafkaListener:
@@ -129,7 +154,14 @@ class KafkaListener:
         self._accept_paused_until = 0.0  # monotonic time; 0: accepting
         self.ports: list[int] = [spec.port for spec in self._specs]  # bound by start()
         self._switch_interval_before: float | None = None  # set back by close()
-        self.stats = {"connections": 0, "requests": 0, "closed_for_bad_input": 0}
+        self.stats = {
+            "connections": 0,
+            "requests": 0,
+            "closed_for_bad_input": 0,
+            "read_aheads": 0,  # sent to the broker
+            "read_aheads_used": 0,  # answered a client's Fetch
+        }
+        self._ahead_bytes = 0  # held by every connection's read-ahead (read_ahead.BUDGET_BYTES)
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -262,6 +294,7 @@ class KafkaListener:
                 conn.sock.send(conn.out)
             except OSError:
                 pass
+        self._drop_ahead(conn)
         fd = conn.sock.fileno()
         self._by_fd.pop(fd, None)
         self._by_dealer.pop(conn.dealer, None)
@@ -357,6 +390,11 @@ class KafkaListener:
             else:
                 name, labkit_header = api.to_labkit(request, version)
             labkit_header["client_id"] = conn.client_id
+            conn.fetch_header = labkit_header if name == "fetch" else None
+            if name == "fetch" and self._answer_from_read_ahead(
+                conn, correlation, request, version, state
+            ):
+                continue
             if name == "classic_join":  # Kafka's tools show a member's host as "/1.2.3.4"
                 labkit_header["client_host"] = "/" + conn.peer.rsplit(":", 1)[0]
             rid = b"k%d" % next(self._request_ids)
@@ -385,6 +423,9 @@ class KafkaListener:
             except ProtocolError as exc:
                 raise _Close(f"the broker's reply does not parse ({exc})") from None
             del frames
+            if conn.ahead is not None and rid == conn.ahead.rid:
+                self._read_ahead_arrived(conn, reply, payloads)
+                continue
             silent = conn.silent.pop(rid, None)
             if silent is not None:  # the client reads no response to it
                 _, _, request, version, api, state = silent
@@ -399,11 +440,88 @@ class KafkaListener:
             conn.waiting = None
             if api.payloads:
                 response = api.to_kafka(reply, payloads, state, request, version, conn.via.context)
+                if conn.fetch_header is not None:
+                    self._read_ahead(
+                        conn, read_ahead.next_fetch(conn.fetch_header, reply, payloads)
+                    )
             else:
                 response = api.to_kafka(reply, request, version, conn.via.context)
             del payloads
             conn.out += codec.encode_response(correlation, response)
             self._next(conn)
+
+    # -- read-ahead (read_ahead.py) -----------------------------------------------------
+
+    def _answer_from_read_ahead(
+        self, conn: _Connection, correlation: int, request: Any, version: int, state: Any
+    ) -> bool:
+        """True: this Fetch is the one the read-ahead predicted, and it is answered from it
+        or, if the broker's answer is still on its way, waits for that answer. False: the
+        request goes to the broker as always (a read-ahead that did not fit is dropped)."""
+        ahead = conn.ahead
+        if ahead is None:
+            return False
+        header = conn.fetch_header
+        assert header is not None
+        fresh = time.monotonic() - ahead.sent_at <= read_ahead.MAX_AGE_S
+        if not fresh or ahead.key != read_ahead.key(header):
+            self._drop_ahead(conn)
+            conn.ahead_misses += 1
+            return False
+        if ahead.reply is None:  # on its way: its answer is this request's
+            conn.ahead = None
+            api = bridges.BRIDGED[FETCH_KEY]
+            conn.waiting = (ahead.rid, correlation, request, version, api, state)
+            conn.fetch_header = ahead.header
+            conn.ahead_hits += 1
+            self.stats["read_aheads_used"] += 1
+            return True
+        if sum(map(len, ahead.payloads)) < header["min_bytes"]:
+            self._drop_ahead(conn)  # the broker would park this one: let it
+            return False
+        self._drop_ahead(conn)
+        response = fetch_response(ahead.reply, ahead.converted, state, request, version)
+        conn.out += codec.encode_response(correlation, response)
+        conn.ahead_hits += 1
+        self.stats["read_aheads_used"] += 1
+        self._read_ahead(conn, read_ahead.next_fetch(ahead.header, ahead.reply, ahead.payloads))
+        return True
+
+    def _read_ahead(self, conn: _Connection, header: dict | None) -> None:
+        """Send the broker the client's predicted next fetch (None: nothing to read ahead)."""
+        if (
+            header is None
+            or conn.ahead is not None
+            or self._ahead_bytes >= read_ahead.BUDGET_BYTES
+            or conn.ahead_misses > conn.ahead_hits + read_ahead.MAX_MISSES
+        ):
+            return
+        rid = b"k%d" % next(self._request_ids)
+        conn.dealer.send_multipart(build_request(rid, "fetch", header, []))
+        conn.ahead = _Ahead(rid, header, time.monotonic())
+        self.stats["read_aheads"] += 1
+
+    def _read_ahead_arrived(self, conn: _Connection, reply: dict, payloads: list) -> None:
+        """The broker answered a read-ahead: convert it now, while the client is busy."""
+        ahead = conn.ahead
+        assert ahead is not None
+        size = sum(map(len, payloads))
+        if not read_ahead.usable(reply, payloads) or (
+            self._ahead_bytes + 2 * size > read_ahead.BUDGET_BYTES
+        ):
+            conn.ahead = None
+            return
+        ahead.reply, ahead.payloads = reply, payloads
+        ahead.converted = kafka_records(payloads)
+        ahead.size = size + sum(len(r) for r in ahead.converted if not isinstance(r, int))
+        self._ahead_bytes += ahead.size
+
+    def _drop_ahead(self, conn: _Connection) -> None:
+        """Forget the connection's read-ahead (the broker's answer to one still on its way
+        is then ignored: its request id waits for nothing)."""
+        if conn.ahead is not None:
+            self._ahead_bytes -= conn.ahead.size
+            conn.ahead = None
 
     @staticmethod
     def _bootstrap_answer(conn: _Connection, frame: bytes) -> bytes:

@@ -264,9 +264,30 @@ def fetch_to_labkit(request: Any, version: int, context: Context) -> Bridged:
     return Bridged("fetch", header, [], ErrorCode.none)
 
 
+def kafka_records(payloads: list) -> list:
+    """Each partition's labkit bytes as uncompressed Kafka v2 batches, or CORRUPT_MESSAGE's
+    code (an int) for bytes that do not convert. The listener also calls it ahead of
+    time (read_ahead.py)."""
+    out: list = []
+    for data in payloads:
+        try:
+            out.append(labkit_batches_to_kafka(data) if data else b"")
+        except CorruptRecordError:
+            out.append(CorruptRecordError.errno)
+    return out
+
+
 def fetch_to_kafka(
     reply: dict | None, payloads: list, state: ErrorCode, request: Any, version: int, context
 ) -> Any:
+    return fetch_response(reply, kafka_records(payloads), state, request, version)
+
+
+def fetch_response(
+    reply: dict | None, converted: list, state: ErrorCode, request: Any, version: int
+) -> Any:
+    """The Fetch response for the broker's ``reply`` and the partitions' records already
+    in Kafka's form (``kafka_records``)."""
     cls = load_response_schema(FETCH_KEY, version)
     topic_cls = _nested(cls, "FetchableTopicResponse")
     partition_cls = _nested(cls, "PartitionData")
@@ -277,7 +298,7 @@ def fetch_to_kafka(
     reply = reply or {}
     whole_error = reply.get("error", 0)
     rows = iter(reply.get("partitions") or ())
-    frames = iter(payloads)
+    records_of = iter(converted)
     aborted = () if request.isolation_level == READ_COMMITTED else None
     topics = []
     for topic in request.topics:
@@ -285,16 +306,13 @@ def fetch_to_kafka(
         for partition in topic.partitions:
             error, high, start, records = whole_error, -1, -1, b""
             if not whole_error:
-                row, data = next(rows, None), next(frames, b"")
+                row, records = next(rows, None), next(records_of, b"")
                 if row is None:  # cannot happen: one row per partition asked
-                    error = ErrorCode.unknown_server_error.value
+                    error, records = ErrorCode.unknown_server_error.value, b""
                 else:
                     error, high, start = row[2], row[3], row[4]
-                    if data:
-                        try:
-                            records = labkit_batches_to_kafka(data)
-                        except CorruptRecordError:
-                            error = CorruptRecordError.errno
+                    if isinstance(records, int):  # the labkit bytes did not convert
+                        error, records = records, b""
             partitions.append(
                 _make(
                     partition_cls,
