@@ -110,6 +110,7 @@ class Segment(SegmentReads):
         "rolling_ms",
         "tail_dirty",
         "_first_ts",
+        "_hints",
     )
 
     def __init__(self, directory: Path, base_offset: int, fd: int, ops: FileOps, suffix: str):
@@ -129,6 +130,7 @@ class Segment(SegmentReads):
         self.rolling_ms: int | None = None  # when the segment got its first batch (for segment.ms)
         self.tail_dirty = False  # a failed append left bytes past ``size``
         self._first_ts: int | None = None
+        self._hints: dict[int, int] = {}  # tail hints of the read path (segment_reads.py)
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -208,6 +210,7 @@ class Segment(SegmentReads):
         self.next_offset = self.last_batch_offset = self.base_offset
         self.max_timestamp = -1
         self.rolling_ms = self._first_ts = None
+        self._hints.clear()
 
     def _rebuild(self, interval: int) -> str | None:
         """Full CRC scan: rebuild the indexes in memory, truncate a torn/corrupt tail."""

@@ -9,7 +9,16 @@ indexed batch at or before the offset) and a walk over batch headers from there
 It returns whole batches: everything up to the segment's tracked ``size`` if it fits
 in ``max_bytes``, else the first batch alone if that one is larger, else up to the end
 of the last whole batch within ``max_bytes`` (``_last_boundary``, again from the index
-and a header walk) — one ``pread`` for the range. Bytes past ``size`` (a torn write not
+and a header walk) — one ``pread`` for the range.
+
+Tail hints: a read that reached the segment's end leaves ``_hints[next offset] = end``.
+Consumers that keep up (a class's dozens of them on one topic) then ask for exactly that
+offset, again and again: the hint answers at once (nothing there yet: no ``pread``) or
+with one 24-byte header read that checks the batch there holds the offset. Without it
+each of their fetches walked every header from the last index entry (``index.interval.bytes``
+apart, one-record batches: a dozen or more headers each time). A hint stays true: batches
+are only appended after it, and every truncation below a read's end reopens the segment
+(a new ``Segment``, no hints); at most ``MAX_HINTS`` are kept. Bytes past ``size`` (a torn write not
 cut off yet) are never read. A header with an impossible length raises
 CorruptRecordError naming the byte and the file.
 
@@ -44,6 +53,7 @@ log = logging.getLogger("labkit.log.segment")  # the segment's own logger, as be
 #   20     4    last_offset_delta  int32
 _WALK = struct.Struct("<qi8xi")
 WALK_CHUNK = 16 * 1024  # bytes read per step when walking headers (read path)
+MAX_HINTS = 16  # tail hints kept per segment (the oldest goes first)
 
 
 class SegmentReads:
@@ -54,7 +64,9 @@ class SegmentReads:
     log_path: Path
     fd: int
     size: int
+    next_offset: int
     index: OffsetIndex
+    _hints: dict[int, int]  # offset -> position of the first batch holding it or later
     time_index: TimeIndex
 
     def open_fd(self) -> int:
@@ -85,14 +97,31 @@ class SegmentReads:
         avail = self.size - position
         if avail <= max_bytes:
             n = avail
+            self._hint(self.next_offset, self.size)
         elif first_size >= max_bytes:
             n = first_size
         else:
             n = self._last_boundary(fd, position, position + max_bytes) - position
         return pread(fd, n, position)
 
+    def _hint(self, offset: int, position: int) -> None:
+        hints = self._hints
+        if offset not in hints:
+            if len(hints) >= MAX_HINTS:
+                del hints[next(iter(hints))]
+            hints[offset] = position
+
     def _find(self, fd: int, offset: int) -> tuple[int, int] | None:
         """(position, size) of the first batch whose last offset is >= ``offset``, or None."""
+        hinted = self._hints.get(offset)
+        if hinted is not None and hinted <= self.size:
+            if hinted == self.size:
+                return None  # a reader at the end: nothing new in this segment
+            header = pread(fd, _WALK.size, hinted)
+            if len(header) == _WALK.size:
+                base, length, last_delta = _WALK.unpack(header)
+                if base <= offset <= base + last_delta and length >= MIN_BATCH_LENGTH:
+                    return hinted, length + LENGTH_PREFIX
         pos = self.index.lookup(offset)
         end = self.size
         while pos < end:
