@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -203,3 +204,22 @@ def gone(text: str, *ports: int) -> bool:
     if processes_mentioning(text):
         return False
     return all(connect_error("127.0.0.1", port) is not None for port in ports)
+
+
+def lab_argv(port: int, lab_port: int, data_dir: Path, notebooks: Path) -> list[str]:
+    """`labkit lab` without a browser, on these ports and folders."""
+    return [
+        sys.executable,
+        "-m",
+        "labkit",
+        "lab",
+        "--no-browser",
+        "--port",
+        str(port),
+        "--lab-port",
+        str(lab_port),
+        "--data-dir",
+        str(data_dir),
+        "--notebooks",
+        str(notebooks),
+    ]

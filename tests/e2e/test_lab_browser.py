@@ -15,11 +15,10 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from e2e_helpers import REPO, free_port, processes_mentioning, wait_until
+from e2e_helpers import REPO, free_port, lab_argv, processes_mentioning, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -77,21 +76,7 @@ def lab(tmp_path: Path):
     log_path = tmp_path / "lab.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "labkit",
-                "lab",
-                "--no-browser",
-                "--port",
-                str(port),
-                "--lab-port",
-                str(lab_port),
-                "--data-dir",
-                str(tmp_path / "data"),
-                "--notebooks",
-                str(notebooks),
-            ],
+            lab_argv(port, lab_port, tmp_path / "data", notebooks),
             cwd=tmp_path,
             env=env,
             stdin=subprocess.DEVNULL,

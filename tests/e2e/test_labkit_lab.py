@@ -29,6 +29,7 @@ from e2e_helpers import (
     free_port,
     gone,
     http_status,
+    lab_argv,
     processes_mentioning,
     stop_tree,
     wait_until,
@@ -46,22 +47,6 @@ STOP_S = 30
 
 def _labkit(*args: str) -> list[str]:
     return [sys.executable, "-m", "labkit", *args]
-
-
-def _lab_argv(port: int, lab_port: int, data_dir: Path, notebooks: Path) -> list[str]:
-    """`labkit lab` without a browser, on these ports and folders."""
-    return _labkit(
-        "lab",
-        "--no-browser",
-        "--port",
-        str(port),
-        "--lab-port",
-        str(lab_port),
-        "--data-dir",
-        str(data_dir),
-        "--notebooks",
-        str(notebooks),
-    )
 
 
 def _start(argv: list[str], **kwargs) -> subprocess.Popen:
@@ -150,7 +135,7 @@ def test_reuses_a_running_broker_and_leaves_it_running(tmp_path: Path):
         log_path = tmp_path / "lab.log"
         with open(log_path, "wb") as log:
             lab = _start(
-                _lab_argv(port, lab_port, tmp_path / "unused", tmp_path),
+                lab_argv(port, lab_port, tmp_path / "unused", tmp_path),
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -192,6 +177,23 @@ def _redirect(port: int, path: str) -> str | None:
         conn.close()
 
 
+def _wait_until_up(lab: subprocess.Popen, port: int, lab_port: int, log_path: Path) -> None:
+    """Until the lab's broker answers on ``port`` and JupyterLab on ``lab_port``; fails
+    with the lab's log if ``labkit lab`` exits first."""
+    wait_until(
+        lambda: (
+            lab.poll() is not None
+            or (
+                http_status(f"http://127.0.0.1:{lab_port}/api") == 200
+                and broker_answers(f"127.0.0.1:{port}", 500)
+            )
+        ),
+        120,
+        what="broker and JupyterLab",
+    )
+    assert lab.poll() is None, log_path.read_text()
+
+
 def test_sigint_stops_the_broker_it_started(tmp_path: Path):
     port, lab_port = free_port(), free_port()
     shutil.copy(REPO / "notebooks" / "README.ipynb", tmp_path / "README.ipynb")
@@ -199,24 +201,13 @@ def test_sigint_stops_the_broker_it_started(tmp_path: Path):
     env = dict(os.environ, JUPYTER_TOKEN="e2e-token")
     with open(log_path, "wb") as log:
         lab = _start(
-            _lab_argv(port, lab_port, tmp_path / "data", tmp_path),
+            lab_argv(port, lab_port, tmp_path / "data", tmp_path),
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
         )
     try:
-        wait_until(
-            lambda: (
-                lab.poll() is not None
-                or (
-                    http_status(f"http://127.0.0.1:{lab_port}/api") == 200
-                    and broker_answers(f"127.0.0.1:{port}", 500)
-                )
-            ),
-            120,
-            what="broker and JupyterLab",
-        )
-        assert lab.poll() is None, log_path.read_text()
+        _wait_until_up(lab, port, lab_port, log_path)
         url = f"http://localhost:{lab_port}/lab/tree/README.ipynb?token=e2e-token"
         wait_until(lambda: url in log_path.read_text(), 15, what="the URL in the log")
         # The landing page: the lab opens on README.ipynb.
@@ -243,24 +234,13 @@ def test_a_killed_lab_takes_its_broker_and_jupyterlab_with_it(tmp_path: Path):
     log_path = tmp_path / "lab.log"
     with open(log_path, "wb") as log:
         lab = _start(
-            _lab_argv(port, lab_port, tmp_path / "data", tmp_path),
+            lab_argv(port, lab_port, tmp_path / "data", tmp_path),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
     children: list[psutil.Process] = []
     try:
-        wait_until(
-            lambda: (
-                lab.poll() is not None
-                or (
-                    http_status(f"http://127.0.0.1:{lab_port}/api") == 200
-                    and broker_answers(f"127.0.0.1:{port}", 500)
-                )
-            ),
-            120,
-            what="broker and JupyterLab",
-        )
-        assert lab.poll() is None, log_path.read_text()
+        _wait_until_up(lab, port, lab_port, log_path)
         children = psutil.Process(lab.pid).children(recursive=True)
         assert len(processes_mentioning(str(tmp_path))) >= 2  # the broker and JupyterLab
         lab.kill()
