@@ -10,6 +10,7 @@ from labkit.errors import KafkaStorageError
 from labkit.log import FileOps, LogConfig, PartitionLog
 from labkit.protocol import records
 from labkit.testing.clock import FakeClock
+from tests.log_records import offsets_values
 
 T0 = 1_700_000_000_000
 
@@ -50,12 +51,7 @@ def batch(value: bytes):
 
 
 def values(plog):
-    data = plog.read(plog.log_start_offset, 1 << 20)
-    out = []
-    for start, _ in records.split_batches(data):
-        b = records.decode_batch(data, start)
-        out.extend(zip(b.offsets, b.values, strict=True))
-    return out
+    return offsets_values(plog.read(plog.log_start_offset, 1 << 20))
 
 
 @pytest.fixture

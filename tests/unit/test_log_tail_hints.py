@@ -11,6 +11,7 @@ from labkit.log import LogConfig, PartitionLog, segment_reads
 from labkit.log.index import OffsetIndex
 from labkit.protocol import records
 from labkit.testing.clock import FakeClock
+from tests.log_records import offsets_values
 
 T0 = 1_700_000_000_000
 
@@ -18,14 +19,6 @@ T0 = 1_700_000_000_000
 def batch(*values: str):
     data = records.encode_batch([T0] * len(values), None, [v.encode() for v in values])
     return data, records.validate_batch(data)
-
-
-def offsets_values(data: bytes) -> list[tuple[int, bytes]]:
-    out = []
-    for start, _end in records.split_batches(data):
-        b = records.decode_batch(data, start)
-        out.extend(zip(b.offsets, b.values, strict=True))
-    return out
 
 
 @pytest.fixture
