@@ -18,7 +18,11 @@ As Kafka's ``Partition`` / ``ReplicaState`` (3.x, 4.x):
   replicas): ISR followers that are not at the leader's log end and were last caught
   up more than ``replica.lag.time.max.ms`` ago (Kafka's default 30000).
 - ``expand_candidates(hw)`` (``isFollowerInSync``): followers outside the ISR whose
-  log end reached the high watermark and this leader epoch's start offset.
+  log end reached the high watermark and this leader epoch's start offset, and that
+  fetched since they left the ISR. Kafka expands the ISR only on a follower's fetch;
+  here a periodic check proposes it, so a follower the controller removed because it
+  died (its log end still at the high watermark) must not come back on the strength of
+  a fetch from before it died, while this broker's list of live brokers lags ZooKeeper.
 - The ISR changes only through ``set_isr``, once the controller (ZooKeeper) accepted
   the change, as Kafka's AlterPartition; candidates are what to propose.
 - Becoming leader (``__init__``) treats ISR followers as caught up now and the
@@ -42,6 +46,7 @@ class FollowerState:
     last_caught_up_ms: int = 0
     last_fetch_ms: int = 0
     last_fetch_leader_leo: int = UNKNOWN_OFFSET
+    fetched_since_leaving_isr: bool = True  # False from set_isr's removal to its next fetch
 
 
 class LeaderReplicas:
@@ -88,6 +93,7 @@ class LeaderReplicas:
         state.log_end_offset = fetch_offset
         state.last_fetch_leader_leo = leader_leo
         state.last_fetch_ms = now_ms
+        state.fetched_since_leaving_isr = True
         return True
 
     def high_watermark(self, leader_leo: int, current_hw: int) -> int:
@@ -123,11 +129,12 @@ class LeaderReplicas:
 
     def expand_candidates(self, high_watermark: int) -> set[int]:
         """Followers outside the ISR that caught up with the high watermark and this
-        epoch's start offset."""
+        epoch's start offset, by a fetch made since they left the ISR."""
         return {
             r
             for r, state in self.followers.items()
             if r not in self.isr
+            and state.fetched_since_leaving_isr
             and state.log_end_offset >= high_watermark
             and state.log_end_offset >= self.leader_epoch_start_offset
         }
@@ -137,7 +144,10 @@ class LeaderReplicas:
         unknown = set(isr) - set(self.replicas)
         if unknown:
             raise ValueError(f"ISR members {sorted(unknown)} are not replicas {self.replicas}")
-        self.isr = frozenset(isr) | {self.leader_id}
+        new = frozenset(isr) | {self.leader_id}
+        for left in self.isr - new:
+            self.followers[left].fetched_since_leaving_isr = False
+        self.isr = new
 
     def enough_replicas(self, min_insync_replicas: int) -> bool:
         """Whether acks=all may be accepted (else NOT_ENOUGH_REPLICAS, 19)."""

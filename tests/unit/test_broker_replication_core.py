@@ -299,6 +299,22 @@ def test_isr_shrinks_after_replica_lag_time_max_and_expands_on_catching_up(clock
         state.set_isr({0, 7})
 
 
+def test_a_follower_removed_from_the_isr_needs_a_new_fetch_to_come_back(clock):
+    # The controller removes followers that died while caught up (their log end is still the
+    # high watermark). A periodic ISR check with a snapshot that still lists them as live
+    # (read before their registrations vanished) must not propose them again.
+    state = LeaderReplicas(0, [0, 1, 2], {0, 1, 2}, 0, clock.time_ms())
+    for follower in (1, 2):
+        state.on_follower_fetch(follower, 20, 20, clock.time_ms())
+    state.set_isr({0})
+    assert state.expand_candidates(high_watermark=20) == set()
+    state.on_follower_fetch(2, 20, 20, clock.time_ms())  # 2 is back and fetching
+    assert state.expand_candidates(high_watermark=20) == {2}
+    state.set_isr({0, 2})
+    state.set_isr({0})  # and out again: the earlier fetch no longer counts
+    assert state.expand_candidates(high_watermark=20) == set()
+
+
 def test_a_follower_that_keeps_reaching_the_previous_leader_end_stays_in_sync(clock):
     state = LeaderReplicas(0, [0, 1], {0, 1}, 0, clock.time_ms())
     leo = 0
