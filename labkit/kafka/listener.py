@@ -66,7 +66,7 @@ import zmq
 from labkit.errors import ProtocolError
 from labkit.kafka import apis, bridges, codec, read_ahead
 from labkit.kafka.bindings import Bound, ListenSpec, bind_all
-from labkit.kafka.produce_fetch import FETCH_KEY, fetch_response, kafka_records
+from labkit.kafka.produce_fetch import FETCH_KEY, fetch_response
 from labkit.protocol import bootstrap
 from labkit.protocol.frames import build_request, parse_response
 
@@ -104,26 +104,7 @@ class _Connection:
         self.silent: dict[bytes, tuple[bytes, int, Any, int, apis.Api, Any]] = {}
         self.client_id = ""
         self.fetch_header: dict | None = None  # the labkit fetch the waiting request sent
-        self.ahead: _Ahead | None = None  # the predicted next fetch (read_ahead.py)
-        self.ahead_hits = 0  # read-aheads that answered a Fetch
-        self.ahead_misses = 0  # and that were dropped unused (read_ahead.MAX_MISSES)
-
-
-class _Ahead:
-    """A read-ahead: the labkit fetch sent for the client's predicted next Fetch and,
-    once the broker answered, its answer in Kafka's form."""
-
-    __slots__ = ("rid", "key", "header", "sent_at", "reply", "converted", "payloads", "size")
-
-    def __init__(self, rid: bytes, header: dict, sent_at: float):
-        self.rid = rid
-        self.key = read_ahead.key(header)
-        self.header = header
-        self.sent_at = sent_at
-        self.reply: dict | None = None  # None: still on its way
-        self.converted: list = []
-        self.payloads: list = []  # the labkit bytes (the read-ahead after this one needs them)
-        self.size = 0  # bytes held (labkit and Kafka form), counted in the listener's budget
+        self.read_ahead = read_ahead.Slot()  # the predicted next fetch
 
 
 class KafkaListener:
@@ -158,10 +139,8 @@ class KafkaListener:
             "connections": 0,
             "requests": 0,
             "closed_for_bad_input": 0,
-            "read_aheads": 0,  # sent to the broker
-            "read_aheads_used": 0,  # answered a client's Fetch
         }
-        self._ahead_bytes = 0  # held by every connection's read-ahead (read_ahead.BUDGET_BYTES)
+        self._aheads = read_ahead.ReadAheads(self.stats)  # adds its counters to stats
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -294,7 +273,7 @@ class KafkaListener:
                 conn.sock.send(conn.out)
             except OSError:
                 pass
-        self._drop_ahead(conn)
+        self._aheads.drop(conn.read_ahead)
         fd = conn.sock.fileno()
         self._by_fd.pop(fd, None)
         self._by_dealer.pop(conn.dealer, None)
@@ -423,8 +402,8 @@ class KafkaListener:
             except ProtocolError as exc:
                 raise _Close(f"the broker's reply does not parse ({exc})") from None
             del frames
-            if conn.ahead is not None and rid == conn.ahead.rid:
-                self._read_ahead_arrived(conn, reply, payloads)
+            if conn.read_ahead.ahead is not None and rid == conn.read_ahead.ahead.rid:
+                self._aheads.arrived(conn.read_ahead, reply, payloads)
                 continue
             silent = conn.silent.pop(rid, None)
             if silent is not None:  # the client reads no response to it
@@ -441,9 +420,7 @@ class KafkaListener:
             if api.payloads:
                 response = api.to_kafka(reply, payloads, state, request, version, conn.via.context)
                 if conn.fetch_header is not None:
-                    self._read_ahead(
-                        conn, read_ahead.next_fetch(conn.fetch_header, reply, payloads)
-                    )
+                    self._read_ahead(conn, conn.fetch_header, reply, payloads)
             else:
                 response = api.to_kafka(reply, request, version, conn.via.context)
             del payloads
@@ -457,71 +434,30 @@ class KafkaListener:
     ) -> bool:
         """True: this Fetch is the one the read-ahead predicted, and it is answered from it
         or, if the broker's answer is still on its way, waits for that answer. False: the
-        request goes to the broker as always (a read-ahead that did not fit is dropped)."""
-        ahead = conn.ahead
+        request goes to the broker as always."""
+        assert conn.fetch_header is not None
+        ahead = self._aheads.claim(conn.read_ahead, conn.fetch_header)
         if ahead is None:
             return False
-        header = conn.fetch_header
-        assert header is not None
-        fresh = time.monotonic() - ahead.sent_at <= read_ahead.MAX_AGE_S
-        if not fresh or ahead.key != read_ahead.key(header):
-            self._drop_ahead(conn)
-            conn.ahead_misses += 1
-            return False
         if ahead.reply is None:  # on its way: its answer is this request's
-            conn.ahead = None
             api = bridges.BRIDGED[FETCH_KEY]
             conn.waiting = (ahead.rid, correlation, request, version, api, state)
             conn.fetch_header = ahead.header
-            conn.ahead_hits += 1
-            self.stats["read_aheads_used"] += 1
             return True
-        if sum(map(len, ahead.payloads)) < header["min_bytes"]:
-            self._drop_ahead(conn)  # the broker would park this one: let it
-            return False
-        self._drop_ahead(conn)
         response = fetch_response(ahead.reply, ahead.converted, state, request, version)
         conn.out += codec.encode_response(correlation, response)
-        conn.ahead_hits += 1
-        self.stats["read_aheads_used"] += 1
-        self._read_ahead(conn, read_ahead.next_fetch(ahead.header, ahead.reply, ahead.payloads))
+        self._read_ahead(conn, ahead.header, ahead.reply, ahead.payloads)
         return True
 
-    def _read_ahead(self, conn: _Connection, header: dict | None) -> None:
-        """Send the broker the client's predicted next fetch (None: nothing to read ahead)."""
-        if (
-            header is None
-            or conn.ahead is not None
-            or self._ahead_bytes >= read_ahead.BUDGET_BYTES
-            or conn.ahead_misses > conn.ahead_hits + read_ahead.MAX_MISSES
-        ):
-            return
-        rid = b"k%d" % next(self._request_ids)
-        conn.dealer.send_multipart(build_request(rid, "fetch", header, []))
-        conn.ahead = _Ahead(rid, header, time.monotonic())
-        self.stats["read_aheads"] += 1
+    def _read_ahead(self, conn: _Connection, header: dict, reply: dict, payloads: list) -> None:
+        """After answering ``header`` with ``reply``: read ahead the client's next fetch."""
 
-    def _read_ahead_arrived(self, conn: _Connection, reply: dict, payloads: list) -> None:
-        """The broker answered a read-ahead: convert it now, while the client is busy."""
-        ahead = conn.ahead
-        assert ahead is not None
-        size = sum(map(len, payloads))
-        if not read_ahead.usable(reply, payloads) or (
-            self._ahead_bytes + 2 * size > read_ahead.BUDGET_BYTES
-        ):
-            conn.ahead = None
-            return
-        ahead.reply, ahead.payloads = reply, payloads
-        ahead.converted = kafka_records(payloads)
-        ahead.size = size + sum(len(r) for r in ahead.converted if not isinstance(r, int))
-        self._ahead_bytes += ahead.size
+        def send(predicted: dict) -> bytes:
+            rid = b"k%d" % next(self._request_ids)
+            conn.dealer.send_multipart(build_request(rid, "fetch", predicted, []))
+            return rid
 
-    def _drop_ahead(self, conn: _Connection) -> None:
-        """Forget the connection's read-ahead (the broker's answer to one still on its way
-        is then ignored: its request id waits for nothing)."""
-        if conn.ahead is not None:
-            self._ahead_bytes -= conn.ahead.size
-            conn.ahead = None
+        self._aheads.start(conn.read_ahead, read_ahead.next_fetch(header, reply, payloads), send)
 
     @staticmethod
     def _bootstrap_answer(conn: _Connection, frame: bytes) -> bytes:
