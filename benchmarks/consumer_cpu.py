@@ -56,10 +56,13 @@ print(json.dumps(names), flush=True)
 input()
 cpu0, seen0 = time.process_time(), sum(counts)
 turns0 = sum(c._transport.turns for c in clients)
+sent0 = sum(c._transport.wakeups_sent for c in clients)
 print("go", flush=True)
 input()
 print(json.dumps({"cpu_s": time.process_time() - cpu0, "records": sum(counts) - seen0,
-                  "io_turns": sum(c._transport.turns for c in clients) - turns0}), flush=True)
+                  "io_turns": sum(c._transport.turns for c in clients) - turns0,
+                  "wakeups_sent": sum(c._transport.wakeups_sent for c in clients) - sent0}),
+      flush=True)
 """
 
 PRODUCER = r"""
@@ -140,6 +143,8 @@ def main() -> None:
                 "records": result["records"],
                 "ms_per_record": round(1000 * result["cpu_s"] / records, 3),
                 "records_per_io_turn": round(result["records"] / max(1, result["io_turns"]), 2),
+                # of the I/O threads' turns, those another thread woke (wakeup())
+                "io_wakeups_sent_per_record": round(result["wakeups_sent"] / records, 2),
                 "wakeups_per_record": round(
                     sum(after[k][0] - before[k][0] for k in after if k in before) / records, 2
                 ),
