@@ -83,10 +83,14 @@ def threads(pid: int, names: dict[str, str]) -> dict[str, tuple[int, int, float]
     """{thread name: (voluntary switches, involuntary switches, CPU ms)} (Linux /proc)."""
     out = {}
     for task in Path(f"/proc/{pid}/task").glob("*"):
-        status = (task / "status").read_text()
+        try:
+            status = (task / "status").read_text()
+            schedstat = (task / "schedstat").read_text()
+        except FileNotFoundError:
+            continue  # a thread that ended meanwhile
         voluntary = int(status.split("voluntary_ctxt_switches:")[1].split()[0])
         involuntary = int(status.split("nonvoluntary_ctxt_switches:")[1].split()[0])
-        cpu_ms = int((task / "schedstat").read_text().split()[0]) / 1e6
+        cpu_ms = int(schedstat.split()[0]) / 1e6
         name = names.get(task.name) or (task / "comm").read_text().strip() + "/" + task.name
         out[name] = (voluntary, involuntary, cpu_ms)
     return out
