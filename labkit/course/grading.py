@@ -43,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nbformat
 
@@ -277,6 +278,41 @@ def _kill_tree(proc: subprocess.Popen) -> None:
             pass
 
 
+class _Stopped(Exception):
+    """The grading was interrupted before this notebook started."""
+
+
+class _Runs:
+    """The notebook processes of one ``grade`` call, so that an interrupt stops them all:
+    with ``--jobs`` the KeyboardInterrupt reaches only the main thread, and the pool's
+    threads would otherwise wait for their notebooks to finish."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._procs: set[subprocess.Popen] = set()
+        self._stopped = False
+
+    def start(self, argv: list[str], **options: Any) -> subprocess.Popen:
+        with self._lock:
+            if self._stopped:
+                raise _Stopped("the grading was interrupted")
+            proc = subprocess.Popen(argv, **options)
+            self._procs.add(proc)
+            return proc
+
+    def finished(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._procs.discard(proc)
+
+    def stop_all(self) -> None:
+        """Start no more runs; kill the process tree of every run in progress."""
+        with self._lock:
+            self._stopped = True
+            running = list(self._procs)
+        for proc in running:
+            _kill_tree(proc)
+
+
 def run_notebook(
     notebook: nbformat.NotebookNode,
     *,
@@ -285,8 +321,11 @@ def run_notebook(
     notebook_timeout: float,
     name: str = "notebook.ipynb",
     extra_env: dict[str, str] | None = None,
+    runs: _Runs | None = None,
 ) -> RunResult:
-    """Run one notebook under nbval in grading mode; returns what its checks logged."""
+    """Run one notebook under nbval in grading mode; returns what its checks logged.
+    An exception while it runs (KeyboardInterrupt) kills its process tree first.
+    ``runs``: the group of runs it belongs to (``grade`` stops them together)."""
     with tempfile.TemporaryDirectory(prefix="labkit-grade-") as tmp:
         work = Path(tmp)
         path = work / (Path(name).stem + ".ipynb")
@@ -308,7 +347,8 @@ def run_notebook(
         # `!labkit grade` in a notebook: the kernels must not think they run that notebook
         # (labkit.i18n reads the language of the notebook JPY_SESSION_NAME names)
         env.pop("JPY_SESSION_NAME", None)
-        proc = subprocess.Popen(
+        runs = _Runs() if runs is None else runs
+        proc = runs.start(
             _pytest_command(path, ini, cell_timeout),
             cwd=work,
             env=env,
@@ -324,6 +364,14 @@ def run_notebook(
             killed = True
             _kill_tree(proc)
             out, _ = proc.communicate()
+        except BaseException:
+            # Ctrl-C reaches only `labkit grade`: the run is in a session of its own, so
+            # without this its kernel would go on running the notebook, unwatched
+            _kill_tree(proc)
+            proc.wait()
+            raise
+        finally:
+            runs.finished(proc)
         records = []
         if log.exists():
             for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -410,6 +458,7 @@ def grade(
         ids = expected.setdefault(sub.assignment, [])
         ids.extend(i for i in exercise_ids(notebook) if i not in ids)
     lock = threading.Lock()
+    runs = _Runs()
 
     def grade_one(index: int, sub: Submission, notebook: nbformat.NotebookNode) -> NotebookGrade:
         code_cells = sum(1 for c in notebook.cells if c.cell_type == "code")
@@ -427,6 +476,7 @@ def grade(
                 notebook_timeout=limit,
                 name=sub.path.name,
                 extra_env=private,
+                runs=runs,
             )
         status, detail = run_status(run.output, run.returncode, run.killed, limit)
         ids = list(expected[sub.assignment])
@@ -454,6 +504,12 @@ def grade(
 
     if jobs == 1:
         return [grade_one(n, sub, nb) for n, (sub, nb) in enumerate(loaded)]
-    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="labkit-grade") as pool:
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="labkit-grade")
+    try:
         futures = [pool.submit(grade_one, n, sub, nb) for n, (sub, nb) in enumerate(loaded)]
         return [f.result() for f in futures]
+    except BaseException:
+        runs.stop_all()  # the threads' notebooks end now, so the shutdown below is quick
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

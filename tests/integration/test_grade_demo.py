@@ -8,6 +8,7 @@ import copy
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -233,3 +234,44 @@ def alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_ctrl_c_stops_labkit_grade_and_the_kernels_it_started(shared_broker, tmp_path, jobs):
+    """The notebooks run in sessions of their own, so a terminal's Ctrl-C reaches only
+    `labkit grade`: it must kill its runs (with --jobs too), not leave kernels behind."""
+    pid_files = [tmp_path / f"kernel-{n}.pid" for n in range(jobs)]
+    for n, pid_file in enumerate(pid_files):
+        sleeper = nbformat.v4.new_notebook(
+            cells=[
+                nbformat.v4.new_code_cell(
+                    f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+                    "time.sleep(600)"
+                )
+            ]
+        )
+        write(tmp_path / "subs" / f"student{n}" / "sleeper.ipynb", sleeper)
+    argv = [sys.executable, "-m", "labkit", "grade", str(tmp_path / "subs"), "--jobs", str(jobs)]
+    grade = subprocess.Popen(
+        [*argv, "--bootstrap-server", shared_broker.bootstrap, "--timeout-per-cell", "300"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not all(p.exists() and p.read_text() for p in pid_files):
+            assert grade.poll() is None, grade.communicate()[0]
+            assert time.monotonic() < deadline, "the kernels did not start within 90 s"
+            time.sleep(0.1)
+        kernels = [int(p.read_text()) for p in pid_files]
+        grade.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
+        output, _ = grade.communicate(timeout=30)
+    finally:
+        grade.kill()
+    assert grade.returncode == 130, output
+    for _ in range(200):
+        if not any(alive(pid) for pid in kernels):
+            break
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in kernels), "a kernel was left running after Ctrl-C"
