@@ -71,7 +71,7 @@ def next_fetch(header: dict, reply: dict | None, payloads: list) -> dict | None:
     """The labkit fetch the client will send after this answer, or None when nothing is
     waiting (then the client will wait for new records, and a read-ahead gains nothing)
     or the answer was an error or a throttle."""
-    if not clean(reply):
+    if reply is None or not clean(reply):
         return None
     rows = reply.get("partitions") or []
     asked = header["partitions"]
