@@ -19,10 +19,10 @@ As Kafka's ``Partition`` / ``ReplicaState`` (3.x, 4.x):
   up more than ``replica.lag.time.max.ms`` ago (Kafka's default 30000).
 - ``expand_candidates(hw)`` (``isFollowerInSync``): followers outside the ISR whose
   log end reached the high watermark and this leader epoch's start offset, and that
-  fetched since they left the ISR. Kafka expands the ISR only on a follower's fetch;
-  here a periodic check proposes it, so a follower the controller removed because it
-  died (its log end still at the high watermark) must not come back on the strength of
-  a fetch from before it died, while this broker's list of live brokers lags ZooKeeper.
+  fetched since they left the ISR (``set_isr``: a shrink this leader proposed). Kafka
+  expands the ISR only on a follower's fetch; here a periodic check proposes it, so a
+  fetch from before the removal must not count. (A controller's shrink bumps the leader
+  epoch: the leader starts over, with every follower's log end unknown.)
 - The ISR changes only through ``set_isr``, once the controller (ZooKeeper) accepted
   the change, as Kafka's AlterPartition; candidates are what to propose.
 - Becoming leader (``__init__``) treats ISR followers as caught up now and the
